@@ -1,0 +1,105 @@
+# eddy build. `make run` starts the echo example, `make test` runs every test.
+#
+# Variables:
+#   BUILD=dir          output directory (default build, or build/san-<sanitizers>)
+#   SANITIZE=list      e.g. SANITIZE=address,undefined or SANITIZE=thread
+#   WERROR=1           treat warnings as errors (CI does)
+#   PYTEST_ARGS=...    extra arguments for the integration tests (e.g. -k frames)
+
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+BUILD ?= build
+else
+BUILD ?= build/san-$(subst $(comma),-,$(SANITIZE))
+endif
+comma := ,
+
+CC ?= cc
+OPT ?= -O2
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+CFLAGS_ALL := -std=gnu11 $(OPT) -g $(WARN) -fPIC -pthread -Iinclude -Isrc $(CFLAGS)
+LDLIBS_ALL := -lssl -lcrypto -lz -pthread $(LDLIBS)
+ifneq ($(SANITIZE),)
+CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDLIBS_ALL += -fsanitize=$(SANITIZE)
+endif
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+
+LIB_SRCS := $(sort $(wildcard src/*.c))
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all lib examples unit-tests deps deps-test run test test-unit test-integration \
+	install clean format format-check
+
+all: lib examples unit-tests
+
+lib: $(BUILD)/libeddy.a $(BUILD)/libeddy.so
+examples: $(EXAMPLES)
+unit-tests: $(UNIT_TESTS)
+
+deps:
+	@scripts/deps.sh build
+deps-test:
+	@scripts/deps.sh test
+
+$(BUILD)/obj/%.o: src/%.c include/eddy.h $(wildcard src/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/libeddy.a: $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libeddy.so: $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,libeddy.so.0 -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/examples/%: examples/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/examples
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libeddy.a | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
+
+$(BUILD)/obj $(BUILD)/examples $(BUILD)/tests:
+	mkdir -p $@
+
+run: deps
+	@$(MAKE) --no-print-directory examples
+	exec $(BUILD)/examples/echo --host 127.0.0.1 --port 9501
+
+test: deps-test
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-unit test-integration
+
+test-unit: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+test-integration: $(EXAMPLES)
+	EDDY_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 include/eddy.h $(DESTDIR)$(INCLUDEDIR)/eddy.h
+	install -m 644 $(BUILD)/libeddy.a $(DESTDIR)$(LIBDIR)/libeddy.a
+	install -m 755 $(BUILD)/libeddy.so $(DESTDIR)$(LIBDIR)/libeddy.so.0
+	ln -sf libeddy.so.0 $(DESTDIR)$(LIBDIR)/libeddy.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|0.1.0|' \
+	    eddy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/eddy.pc
+
+format:
+	clang-format -i include/*.h src/*.[ch] examples/*.[ch] tests/unit/*.[ch]
+
+format-check:
+	clang-format --dry-run --Werror include/*.h src/*.[ch] examples/*.[ch] tests/unit/*.[ch]
+
+clean:
+	rm -rf build

@@ -1,0 +1,463 @@
+/*
+ * eddy: an event-driven WebSocket + HTTP/1.1 server library for C, modelled on
+ * Swoole's WebSocket\Server.
+ *
+ * A server listens on one port and speaks HTTP/1.1 and WebSocket (RFC 6455) there.
+ * The application registers callbacks for Swoole's events (open, message, close,
+ * disconnect, handshake, request, ...) and calls Swoole's methods (push, disconnect,
+ * exist, is_established, client_info, timers, defer, ...) with a connection's session id.
+ *
+ * Conventions used throughout this header:
+ * - Functions returning int return 0 (EDDY_OK) or a positive count on success and a
+ *   negative eddy_error value on failure; eddy_strerror() describes any of them.
+ *   System errors are reported as -errno.
+ * - "Borrowed" pointers are valid only for the duration of the callback that received
+ *   them; copy what you need to keep. "Copied" arguments may be freed by the caller as
+ *   soon as the call returns.
+ * - Unless a function says otherwise it must be called from a loop thread of the server
+ *   (that is, from inside a callback, a timer or a deferred function).
+ */
+#ifndef EDDY_H
+#define EDDY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EDDY_VERSION_MAJOR  0
+#define EDDY_VERSION_MINOR  1
+#define EDDY_VERSION_PATCH  0
+#define EDDY_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------------------- */
+
+/*
+ * Error codes. All are negative. System errors are returned as -errno and are not listed
+ * here; the values below are chosen so they never collide with an errno value.
+ */
+typedef enum eddy_error {
+    EDDY_OK = 0,
+    EDDY_AGAIN = -3000,       /* a parser needs more input (not a failure) */
+    EDDY_EINVAL = -3001,      /* an argument is out of range or malformed */
+    EDDY_ENOMEM = -3002,      /* out of memory */
+    EDDY_ENOTFOUND = -3003,   /* no live connection has this session id */
+    EDDY_ESTATE = -3004,      /* the connection is not in a state that allows this call */
+    EDDY_ETOOBIG = -3005,     /* data larger than the configured limit */
+    EDDY_EPROTO = -3006,      /* malformed protocol input */
+    EDDY_EUTF8 = -3007,       /* text that is not valid UTF-8 */
+    EDDY_ECLOSED = -3008,     /* the connection closed before the call could complete */
+    EDDY_EKEY = -3009,        /* unknown setting name */
+    EDDY_EVALUE = -3010,      /* bad value for a setting */
+    EDDY_ERUNNING = -3011,    /* not allowed while the server is running */
+    EDDY_ENOCALLBACK = -3012, /* a required callback (message) is not set */
+    EDDY_EVERSION = -3013,    /* unsupported protocol version (e.g. Sec-WebSocket-Version) */
+} eddy_error_t;
+
+/* Returns a static, human-readable description of an eddy_error or -errno value. */
+const char *eddy_strerror(int err);
+
+/* ---------------------------------------------------------------------------------------
+ * WebSocket constants (values identical to Swoole's)
+ * ------------------------------------------------------------------------------------- */
+
+enum eddy_ws_opcode {
+    EDDY_WS_OPCODE_CONTINUATION = 0x0,
+    EDDY_WS_OPCODE_TEXT = 0x1,
+    EDDY_WS_OPCODE_BINARY = 0x2,
+    EDDY_WS_OPCODE_CLOSE = 0x8,
+    EDDY_WS_OPCODE_PING = 0x9,
+    EDDY_WS_OPCODE_PONG = 0xa,
+};
+
+/* Frame flags, for eddy_push(), eddy_ws_pack() and eddy_frame_t.flags. */
+enum eddy_ws_flag {
+    EDDY_WS_FLAG_FIN = 1 << 0,      /* last frame of a message */
+    EDDY_WS_FLAG_COMPRESS = 1 << 1, /* compress if the connection negotiated it */
+    EDDY_WS_FLAG_RSV1 = 1 << 2,     /* read-only: RSV1 was set (compressed message) */
+    EDDY_WS_FLAG_RSV2 = 1 << 3,
+    EDDY_WS_FLAG_RSV3 = 1 << 4,
+    EDDY_WS_FLAG_MASK = 1 << 5, /* eddy_ws_pack(): mask the payload (client role) */
+};
+
+/* websocket_status values reported by eddy_client_info() (Swoole's WEBSOCKET_STATUS_*). */
+enum eddy_ws_status {
+    EDDY_WS_STATUS_NONE = 0,       /* plain HTTP connection, no upgrade requested */
+    EDDY_WS_STATUS_CONNECTION = 1, /* upgrade requested, waiting for the handshake */
+    EDDY_WS_STATUS_HANDSHAKE = 2,  /* handshake in progress */
+    EDDY_WS_STATUS_ACTIVE = 3,     /* handshake done: an established WebSocket */
+    EDDY_WS_STATUS_CLOSING = 4,    /* closing handshake in progress */
+};
+
+/* Close codes (RFC 6455 section 7.4.1). */
+enum eddy_ws_close_code {
+    EDDY_WS_CLOSE_NORMAL = 1000,
+    EDDY_WS_CLOSE_GOING_AWAY = 1001,
+    EDDY_WS_CLOSE_PROTOCOL_ERROR = 1002,
+    EDDY_WS_CLOSE_DATA_ERROR = 1003,
+    EDDY_WS_CLOSE_STATUS_ERROR = 1005,  /* never sent: "no status code was present" */
+    EDDY_WS_CLOSE_ABNORMAL = 1006,      /* never sent: closed without a close frame */
+    EDDY_WS_CLOSE_MESSAGE_ERROR = 1007, /* invalid UTF-8 in a text message */
+    EDDY_WS_CLOSE_POLICY_ERROR = 1008,
+    EDDY_WS_CLOSE_MESSAGE_TOO_BIG = 1009,
+    EDDY_WS_CLOSE_EXTENSION_MISSING = 1010,
+    EDDY_WS_CLOSE_SERVER_ERROR = 1011,
+};
+
+/* Length of a Sec-WebSocket-Accept value, without the terminating NUL. */
+#define EDDY_WS_ACCEPT_LEN 28
+/* Largest WebSocket frame header: 2 + 8 (extended length) + 4 (mask). */
+#define EDDY_WS_MAX_HEADER_LEN 14
+
+/* ---------------------------------------------------------------------------------------
+ * Types
+ * ------------------------------------------------------------------------------------- */
+
+/* A server (opaque). */
+typedef struct eddy_server eddy_server_t;
+/* An HTTP request: the WebSocket upgrade request or a plain request (opaque). */
+typedef struct eddy_request eddy_request_t;
+/* The HTTP response to a request (opaque). */
+typedef struct eddy_response eddy_response_t;
+
+/*
+ * A connection's session id, Swoole's "$fd". It is not an operating-system descriptor:
+ * the first connection gets 1, ids increase, and an id is never reused while the server
+ * runs, so a stale id can never reach a newer connection. 0 is never a valid id.
+ */
+typedef uint64_t eddy_fd_t;
+
+/*
+ * A received WebSocket message or control frame, as passed to the message callback.
+ * Everything it points to is borrowed.
+ */
+typedef struct eddy_frame {
+    eddy_fd_t fd;
+    /* The payload: a whole message (fragments are reassembled). data[len] is a NUL byte,
+     * so text may be used as a C string (it may still contain NULs itself). */
+    const char *data;
+    size_t len;
+    uint8_t opcode; /* EDDY_WS_OPCODE_TEXT, _BINARY, or _CLOSE/_PING/_PONG when enabled */
+    bool finish;    /* always true: eddy delivers whole messages */
+    uint8_t flags;  /* EDDY_WS_FLAG_* of the (first) frame */
+    /* Close frames only: the status code (1005 when the peer sent none) and the reason
+     * (borrowed, NUL-terminated, reason_len bytes of valid UTF-8). */
+    uint16_t code;
+    const char *reason;
+    size_t reason_len;
+} eddy_frame_t;
+
+/* Connection details, Swoole's getClientInfo(). */
+typedef struct eddy_client_info {
+    eddy_fd_t fd;
+    int websocket_status; /* enum eddy_ws_status */
+    char remote_ip[46];   /* textual IPv4 or IPv6 address */
+    int remote_port;
+    int server_port;          /* local port the connection arrived on */
+    int socket_fd;            /* the operating-system descriptor (for diagnostics only) */
+    int reactor_id;           /* index of the loop thread owning the connection */
+    int64_t connect_time;     /* Unix time, seconds */
+    int64_t last_time;        /* Unix time of the last data received, seconds */
+    double last_recv_time;    /* the same with sub-second precision */
+    size_t send_queued_bytes; /* bytes waiting in the output buffer */
+} eddy_client_info_t;
+
+/* ---------------------------------------------------------------------------------------
+ * Callbacks. Every callback receives the server first and a void *user_data last: for
+ * event callbacks that is the server's user data (eddy_server_set_user_data()), for
+ * timers and deferred calls the arg given when they were scheduled.
+ * ------------------------------------------------------------------------------------- */
+
+/* start (the loop is about to run) and shutdown (the loop stopped; connections are gone). */
+typedef void (*eddy_server_cb)(eddy_server_t *srv, void *user_data);
+/* connect: a TCP connection was accepted (fd is its session id). */
+typedef void (*eddy_connect_cb)(eddy_server_t *srv, eddy_fd_t fd, void *user_data);
+/* open: a WebSocket handshake completed. req is borrowed. */
+typedef void (*eddy_open_cb)(eddy_server_t *srv, eddy_request_t *req, void *user_data);
+/* message: a whole message, or a control frame when open_websocket_*_frame is set. */
+typedef void (*eddy_message_cb)(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data);
+/* close / disconnect: the connection is gone; eddy_client_info() still answers for fd
+ * during the callback, every other method fails for it. See eddy_on_disconnect(). */
+typedef void (*eddy_close_cb)(eddy_server_t *srv, eddy_fd_t fd, void *user_data);
+/* request: a plain HTTP request. handshake: an upgrade request the application answers
+ * itself. req is borrowed; resp is valid until ended (see eddy_response_end()). */
+typedef void (*eddy_request_cb)(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp,
+                                void *user_data);
+/* timer_after / timer_tick callback; timer_id is the id the timer function returned. */
+typedef void (*eddy_timer_cb)(eddy_server_t *srv, uint64_t timer_id, void *arg);
+/* defer callback. */
+typedef void (*eddy_defer_cb)(eddy_server_t *srv, void *arg);
+/* eddy_connection_foreach() visitor; return false to stop. */
+typedef bool (*eddy_foreach_cb)(eddy_server_t *srv, eddy_fd_t fd, void *arg);
+
+/* ---------------------------------------------------------------------------------------
+ * Server lifecycle
+ * ------------------------------------------------------------------------------------- */
+
+/*
+ * Creates a server that will listen on host:port (host: an IPv4 or IPv6 literal or a
+ * name; port 0 picks a free port, see eddy_server_port()). Nothing is bound until
+ * eddy_server_start(). Returns NULL on out-of-memory or an invalid argument.
+ */
+eddy_server_t *eddy_server_new(const char *host, int port);
+
+/*
+ * Frees a server that is not running (never started, or eddy_server_start() returned).
+ */
+void eddy_server_free(eddy_server_t *srv);
+
+/*
+ * Applies one setting, Swoole's $server->set([key => value]) one pair at a time. Key and
+ * value are copied. Must be called before eddy_server_start().
+ *
+ * Keys (defaults in brackets):
+ *   worker_num [1]                 number of loop threads (1 in this version)
+ *   max_connection [RLIMIT_NOFILE, at most 1048576]  further connections are refused
+ *   backlog [511]                  listen() backlog
+ *   open_tcp_nodelay [true]        TCP_NODELAY on accepted sockets
+ *   package_max_length [2097152]   largest WebSocket message and HTTP body, bytes
+ *   heartbeat_check_interval [0]   seconds between idle checks (0: off)
+ *   heartbeat_idle_time [2 * heartbeat_check_interval]  idle seconds before a close
+ *   websocket_subprotocol [unset]  answered when the client offers it
+ *   open_websocket_close_frame [false]  deliver close frames to the message callback
+ *   open_websocket_ping_frame [false]   deliver pings (and do not answer them)
+ *   open_websocket_pong_frame [false]   deliver pongs
+ *   websocket_close_timeout [5]    seconds to wait for the peer's close frame
+ *   http_header_timeout [10]       seconds to receive a request head, then 408
+ *   http_keepalive_timeout [60]    seconds an idle keep-alive connection is kept
+ *   http_max_header_size [65536]   bytes; a larger request head gets 431
+ *   log_level [info]               debug|trace|info|notice|warning|error|none or 0-6
+ *   log_file [stderr]              path of a file to append log lines to
+ *
+ * Booleans accept true/false, 1/0, yes/no, on/off. Returns 0, EDDY_EKEY for an unknown
+ * key, EDDY_EVALUE for a bad value (both logged with the key and value), EDDY_ERUNNING.
+ */
+int eddy_server_set(eddy_server_t *srv, const char *key, const char *value);
+
+/*
+ * Binds, listens and runs the event loop until eddy_server_stop(). Returns 0 after a
+ * clean stop, EDDY_ENOCALLBACK when no message callback is set, or -errno when the
+ * address cannot be bound (logged with the address).
+ */
+int eddy_server_start(eddy_server_t *srv);
+
+/*
+ * Asks a running server to stop: listeners close, every connection is closed (WebSocket
+ * ones with close code 1001), close callbacks run, then shutdown, then
+ * eddy_server_start() returns. Safe to call from any thread and from a signal handler.
+ */
+void eddy_server_stop(eddy_server_t *srv);
+
+/* The port the server listens on (useful with port 0), or 0 before it is bound. */
+int eddy_server_port(const eddy_server_t *srv);
+
+/* Server-wide user data (borrowed pointer, never freed by eddy). */
+void eddy_server_set_user_data(eddy_server_t *srv, void *user_data);
+void *eddy_server_user_data(const eddy_server_t *srv);
+
+/* ---------------------------------------------------------------------------------------
+ * Events (Swoole's $server->on(...)). Set before eddy_server_start(); NULL unsets.
+ * ------------------------------------------------------------------------------------- */
+
+void eddy_on_start(eddy_server_t *srv, eddy_server_cb cb);
+void eddy_on_shutdown(eddy_server_t *srv, eddy_server_cb cb);
+void eddy_on_connect(eddy_server_t *srv, eddy_connect_cb cb);
+void eddy_on_open(eddy_server_t *srv, eddy_open_cb cb);
+/* Required: eddy_server_start() fails with EDDY_ENOCALLBACK without it. */
+void eddy_on_message(eddy_server_t *srv, eddy_message_cb cb);
+/*
+ * close: an established WebSocket connection ended. Connections that never completed
+ * the WebSocket handshake (plain HTTP, failed handshake, eddy_response_close()) also get
+ * close, unless a disconnect callback is set, in which case they get disconnect instead
+ * (Swoole 4.7+). eddy_client_info() tells them apart through websocket_status.
+ */
+void eddy_on_close(eddy_server_t *srv, eddy_close_cb cb);
+void eddy_on_disconnect(eddy_server_t *srv, eddy_close_cb cb);
+/*
+ * handshake: the application answers upgrade requests itself. It must call
+ * eddy_response_status(resp, 101), set the headers (eddy_ws_accept_key() computes
+ * Sec-WebSocket-Accept) and eddy_response_end() before returning; the connection is then
+ * an established WebSocket, and open is NOT called (use eddy_defer() for that logic).
+ * Any other answer, or none, fails the handshake and the connection is closed.
+ */
+void eddy_on_handshake(eddy_server_t *srv, eddy_request_cb cb);
+/* request: plain HTTP requests. Without it they get 400 Bad Request. */
+void eddy_on_request(eddy_server_t *srv, eddy_request_cb cb);
+
+/* ---------------------------------------------------------------------------------------
+ * Methods on connections. They return EDDY_ENOTFOUND for an id that is unknown or closed.
+ * ------------------------------------------------------------------------------------- */
+
+/*
+ * Sends a WebSocket frame: data (copied, len bytes) with opcode EDDY_WS_OPCODE_* and flags
+ * (EDDY_WS_FLAG_FIN for a whole message, the default in Swoole; without FIN it starts or
+ * continues a fragmented message; EDDY_WS_FLAG_COMPRESS compresses when negotiated).
+ * Sending a close frame starts the closing handshake (prefer eddy_disconnect()).
+ * Returns 0 when queued for sending, EDDY_ENOTFOUND, EDDY_ESTATE if fd is not an
+ * established WebSocket, EDDY_ETOOBIG if len exceeds package_max_length, EDDY_EINVAL for
+ * a bad opcode or an oversized/fragmented control frame.
+ */
+int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, int opcode,
+              int flags);
+
+/* True if fd is a live connection (of any kind). */
+bool eddy_exist(eddy_server_t *srv, eddy_fd_t fd);
+
+/* True if fd is an established WebSocket (websocket_status ACTIVE). */
+bool eddy_is_established(eddy_server_t *srv, eddy_fd_t fd);
+
+/*
+ * Starts the closing handshake: sends a close frame with code and reason (copied) and
+ * closes the connection when the peer answers, or after websocket_close_timeout.
+ * code must be 1000 or 4000-4999 and reason at most 123 bytes of valid UTF-8 (reason may
+ * be NULL). Returns 0, EDDY_EINVAL (nothing is sent), EDDY_ENOTFOUND, EDDY_ESTATE.
+ */
+int eddy_disconnect(eddy_server_t *srv, eddy_fd_t fd, int code, const char *reason);
+
+/*
+ * Closes the TCP connection after the bytes already queued are sent (Swoole's close()).
+ * The close or disconnect callback runs later, on the loop. Returns 0 or EDDY_ENOTFOUND.
+ */
+int eddy_close(eddy_server_t *srv, eddy_fd_t fd);
+
+/* Sends raw bytes (copied) on any connection. Returns 0 or EDDY_ENOTFOUND. */
+int eddy_send(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len);
+
+/* Fills *info for fd. Returns 0 or EDDY_ENOTFOUND. Also answers inside close callbacks. */
+int eddy_client_info(eddy_server_t *srv, eddy_fd_t fd, eddy_client_info_t *info);
+
+/*
+ * Calls cb for every live connection in id order (Swoole's $server->connections). cb may
+ * call any method, including eddy_close(). Returns the number of connections visited.
+ */
+size_t eddy_connection_foreach(eddy_server_t *srv, eddy_foreach_cb cb, void *arg);
+
+/* Number of live connections. */
+size_t eddy_connection_count(eddy_server_t *srv);
+
+/* Per-connection user data (borrowed pointer, never freed by eddy). */
+int eddy_conn_set_user_data(eddy_server_t *srv, eddy_fd_t fd, void *user_data);
+void *eddy_conn_user_data(eddy_server_t *srv, eddy_fd_t fd);
+
+/* ---------------------------------------------------------------------------------------
+ * Timers and deferred calls (run on the loop thread)
+ * ------------------------------------------------------------------------------------- */
+
+/* Calls cb once after ms milliseconds. Returns a timer id (> 0), or 0 on out-of-memory. */
+uint64_t eddy_timer_after(eddy_server_t *srv, uint64_t ms, eddy_timer_cb cb, void *arg);
+/* Calls cb every ms milliseconds (ms > 0) until cleared. Returns a timer id or 0. */
+uint64_t eddy_timer_tick(eddy_server_t *srv, uint64_t ms, eddy_timer_cb cb, void *arg);
+/* Cancels a timer; a timer may clear itself. Returns true if it was pending. */
+bool eddy_timer_clear(eddy_server_t *srv, uint64_t timer_id);
+/* Calls cb at the end of the current loop iteration. Returns 0 or EDDY_ENOMEM. */
+int eddy_defer(eddy_server_t *srv, eddy_defer_cb cb, void *arg);
+
+/* ---------------------------------------------------------------------------------------
+ * HTTP request (borrowed; valid during the callback that received it)
+ * ------------------------------------------------------------------------------------- */
+
+/* The session id of the connection the request arrived on. */
+eddy_fd_t eddy_request_fd(const eddy_request_t *req);
+/* The server that received the request. */
+eddy_server_t *eddy_request_server(const eddy_request_t *req);
+/* Method ("GET"), the path without the query string ("/chat"), and the raw query string
+ * without '?' ("" if none). NUL-terminated. */
+const char *eddy_request_method(const eddy_request_t *req);
+const char *eddy_request_path(const eddy_request_t *req);
+const char *eddy_request_query(const eddy_request_t *req);
+/* The request target as sent ("/chat?room=1"). */
+const char *eddy_request_uri(const eddy_request_t *req);
+/* HTTP minor version: 0 or 1. */
+int eddy_request_http_minor(const eddy_request_t *req);
+/* Query parameter by name, percent-decoded, or NULL (Swoole's $request->get[name]). */
+const char *eddy_request_get(eddy_request_t *req, const char *name);
+/* Header value by case-insensitive name (the first one), or NULL. */
+const char *eddy_request_header(const eddy_request_t *req, const char *name);
+/* Number of headers, and the i-th name and value (NUL-terminated). */
+size_t eddy_request_header_count(const eddy_request_t *req);
+int eddy_request_header_at(const eddy_request_t *req, size_t i, const char **name,
+                           const char **value);
+/* Cookie value by name, or NULL. */
+const char *eddy_request_cookie(eddy_request_t *req, const char *name);
+/* The request body (decoded if chunked) and its length; "" and 0 if none. */
+const char *eddy_request_body(const eddy_request_t *req, size_t *len);
+/* Remote address and port of the client. */
+const char *eddy_request_remote_ip(const eddy_request_t *req);
+int eddy_request_remote_port(const eddy_request_t *req);
+
+/* ---------------------------------------------------------------------------------------
+ * HTTP response. A response must be finished by eddy_response_end() or
+ * eddy_response_close() exactly once. If the request callback returns without doing
+ * either and without eddy_response_detach(), eddy ends it with whatever status and
+ * headers were set and an empty body.
+ * ------------------------------------------------------------------------------------- */
+
+/* Sets the status code (default 200) and optional reason phrase (copied; NULL: the
+ * standard one). Returns 0, EDDY_EINVAL (code outside 100-599), EDDY_ESTATE (headers sent). */
+int eddy_response_status(eddy_response_t *resp, int code, const char *reason);
+/* Adds a header (copied). Content-Length, Transfer-Encoding, Date and Connection are
+ * managed by eddy and cannot be set. Returns 0, EDDY_EINVAL (CR/LF, reserved name),
+ * EDDY_ESTATE (headers already sent). */
+int eddy_response_header(eddy_response_t *resp, const char *name, const char *value);
+/* Sends a chunk of a chunked response (copied), sending the headers first. Returns 0,
+ * EDDY_ESTATE after end, EDDY_ECLOSED if the connection is gone. */
+int eddy_response_write(eddy_response_t *resp, const void *data, size_t len);
+/* Finishes the response with an optional last piece of body (copied; may be NULL/0).
+ * The response object is invalid afterwards. Returns 0 or EDDY_ECLOSED (the object is
+ * released either way). */
+int eddy_response_end(eddy_response_t *resp, const void *data, size_t len);
+/* Drops the connection without an answer (Swoole's $response->close()); the object is
+ * invalid afterwards. */
+void eddy_response_close(eddy_response_t *resp);
+/* Keeps the response open after the request callback returns, to be ended later on the
+ * loop thread (from a timer or a deferred call). The connection reads no further
+ * requests meanwhile. The request object is still invalid after the callback returns. */
+void eddy_response_detach(eddy_response_t *resp);
+/* The session id the response belongs to. */
+eddy_fd_t eddy_response_fd(const eddy_response_t *resp);
+
+/* ---------------------------------------------------------------------------------------
+ * WebSocket frame codec, usable without a server (Swoole's pack/unpack)
+ * ------------------------------------------------------------------------------------- */
+
+/*
+ * Encodes one frame into out (capacity cap): opcode EDDY_WS_OPCODE_*, flags EDDY_WS_FLAG_*
+ * (FIN; RSV1-3 copied to the header; MASK masks the payload with mask_key, the client
+ * role; mask_key is ignored without MASK). Returns the frame size. If cap is too small,
+ * nothing is written and the size needed is returned, so call with cap 0 to size a
+ * buffer. Returns EDDY_EINVAL for an invalid opcode or a control frame that is longer
+ * than 125 bytes or not FIN.
+ */
+ssize_t eddy_ws_pack(void *out, size_t cap, const void *data, size_t len, int opcode, int flags,
+                     const uint8_t mask_key[4]);
+
+/*
+ * Decodes one frame from buf (a complete frame must be present). The payload is unmasked
+ * in place; frame->data points into buf (not NUL-terminated), frame->fd is 0, and for a
+ * close frame code/reason are filled in. Returns the number of bytes the frame occupies,
+ * EDDY_AGAIN when buf holds only part of a frame, EDDY_EPROTO for a malformed header
+ * (reserved opcode, oversized or fragmented control frame, 64-bit length with the top
+ * bit set, close payload of 1 byte).
+ */
+ssize_t eddy_ws_unpack(void *buf, size_t len, eddy_frame_t *frame);
+
+/*
+ * Computes Sec-WebSocket-Accept for a Sec-WebSocket-Key: out receives EDDY_WS_ACCEPT_LEN
+ * characters and a NUL. Returns 0, or EDDY_EINVAL if key does not decode to 16 bytes.
+ */
+int eddy_ws_accept_key(const char *key, size_t key_len, char out[EDDY_WS_ACCEPT_LEN + 1]);
+
+/* True if s[0..len) is valid UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF). */
+bool eddy_utf8_valid(const void *s, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDDY_H */
