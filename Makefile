@@ -20,7 +20,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unu
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
-CFLAGS_ALL := -std=gnu11 $(OPT) -g $(WARN) -fPIC -pthread -Iinclude -Isrc $(CFLAGS)
+CFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fPIC -pthread -Iinclude -Isrc $(CFLAGS)
 LDLIBS_ALL := -lssl -lcrypto -lz -pthread $(LDLIBS)
 ifneq ($(SANITIZE),)
 CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -163,7 +163,7 @@ void eddy__ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t of
 
 /*
  * Validates a close frame payload. Returns 0 and sets *code (1005 for an empty payload)
- * and *reason/*reason_len (pointing into payload) when valid; returns 1002 for a 1-byte
+ * and *reason and *reason_len (pointing into payload) when valid; returns 1002 for a 1-byte
  * payload or a status code that must not appear on the wire (below 1000, 1004-1006, 1015,
  * 1016-2999 unassigned, 5000 and above), and 1007 when the reason is not valid UTF-8.
  */

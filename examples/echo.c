@@ -1,0 +1,14 @@
+/* echo: every message goes back to its sender with the same opcode. `make run` starts it. */
+#include "example.h"
+
+static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
+{
+    eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
+}
+
+int main(int argc, char **argv)
+{
+    eddy_server_t *srv = example_new(argc, argv);
+    eddy_on_message(srv, on_message);
+    return example_run(srv);
+}

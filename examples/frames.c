@@ -1,0 +1,36 @@
+/*
+ * frames: close, ping and pong frames delivered to the message callback (seed 003's
+ * open_websocket_close_frame, open_websocket_ping_frame and open_websocket_pong_frame).
+ * Pings are answered by hand, with the ping's payload.
+ */
+#include "example.h"
+
+static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
+{
+    switch (frame->opcode) {
+    case EDDY_WS_OPCODE_CLOSE:
+        printf("Close frame received: Code %u Reason ", frame->code);
+        example_print("", frame->reason, frame->reason_len, "\n");
+        break;
+    case EDDY_WS_OPCODE_PING:
+        printf("Ping frame received: Code %d\n", frame->opcode);
+        eddy_push(srv, frame->fd, frame->data, frame->len, EDDY_WS_OPCODE_PONG, EDDY_WS_FLAG_FIN);
+        break;
+    case EDDY_WS_OPCODE_PONG:
+        printf("Pong frame received: Code %d\n", frame->opcode);
+        break;
+    default:
+        example_print("Message received: ", frame->data, frame->len, "\n");
+        break;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    eddy_server_t *srv = example_new(argc, argv);
+    example_set(srv, "open_websocket_close_frame", "true");
+    example_set(srv, "open_websocket_ping_frame", "true");
+    example_set(srv, "open_websocket_pong_frame", "true");
+    eddy_on_message(srv, on_message);
+    return example_run(srv);
+}

@@ -1,0 +1,759 @@
+/*
+ * The HTTP/1.1 session: reads requests with the pure parser from codec.h (keep-alive and
+ * pipelining included), hands upgrade requests to ws.c and the rest to the request
+ * callback, and implements the request and response objects.
+ *
+ * A request is parsed where it lies, in the loop's receive buffer or in conn->in when it
+ * arrived in pieces; its strings are NUL-terminated in place once the whole request is
+ * there (the delimiters after them are no longer needed). A Content-Length body is used
+ * in place; a chunked body is decoded into a buffer of its own.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+enum stage {
+    STAGE_HEAD,
+    STAGE_BODY_LENGTH,
+    STAGE_BODY_CHUNKED,
+    STAGE_RESPONDING, /* dispatched; a detached response is pending */
+};
+
+struct eddy__http_state {
+    eddy__http_parser_t parser;
+    eddy__http_head_t head;
+    uint8_t stage;
+    bool waiting_keepalive; /* the timer is the idle keep-alive one, not the header one */
+    size_t head_len;
+    size_t raw_body_done; /* chunked: raw bytes after the head already decoded */
+    eddy__chunked_t chunked;
+    eddy__buf_t body; /* chunked bodies, decoded */
+    eddy__arena_t arena;
+    eddy_request_t req;
+    eddy_response_t *resp;
+};
+
+static const char bad_request_page[] = "<html><body><h2>HTTP 400 Bad Request</h2><hr><i>Powered "
+                                       "by eddy</i></body></html>";
+
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 200 ? "Informational" : status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static const eddy_server_t *conn_srv(const eddy__conn_t *conn)
+{
+    return conn->loop->srv;
+}
+
+void eddy__format_peer(const struct sockaddr_storage *peer, char ip[46], int *port)
+{
+    if (peer->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)peer;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, 46);
+        *port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
+        inet_ntop(AF_INET, &a->sin_addr, ip, 46);
+        *port = ntohs(a->sin_port);
+    }
+}
+
+/* ---- state ---- */
+
+static void state_reset(eddy__http_state_t *st, const eddy__options_t *opts)
+{
+    eddy__http_parser_init(&st->parser, opts->http_max_header_size);
+    st->stage = STAGE_HEAD;
+    st->head_len = 0;
+    st->raw_body_done = 0;
+    st->body.len = 0;
+    eddy__arena_reset(&st->arena);
+}
+
+int eddy__http_start(eddy__conn_t *conn)
+{
+    eddy__http_state_t *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return EDDY_ENOMEM;
+    conn->http = st;
+    state_reset(st, &conn_srv(conn)->opts);
+    eddy__conn_set_timeout(conn, conn_srv(conn)->opts.http_header_timeout_ms);
+    return 0;
+}
+
+static void response_free(eddy_response_t *resp)
+{
+    free(resp->reason);
+    eddy__buf_free(&resp->headers);
+    free(resp);
+}
+
+void eddy__http_conn_closed(eddy__conn_t *conn)
+{
+    eddy__http_state_t *st = conn->http;
+    if (st->resp != NULL && st->resp->detached && !st->resp->finished) {
+        /* The application still holds it: it becomes an orphan that its end() frees. */
+        st->resp->conn = NULL;
+        st->resp = NULL;
+    }
+}
+
+void eddy__http_free(eddy__conn_t *conn)
+{
+    eddy__http_state_t *st = conn->http;
+    if (st == NULL)
+        return;
+    eddy__http_conn_closed(conn);
+    if (st->resp != NULL)
+        response_free(st->resp);
+    eddy__buf_free(&st->body);
+    eddy__arena_free(&st->arena);
+    free(st);
+    conn->http = NULL;
+}
+
+/* ---- errors ---- */
+
+void eddy__http_fail(eddy__conn_t *conn, int status, const char *body)
+{
+    eddy__loop_t *loop = conn->loop;
+    eddy__buf_t out = {0};
+    size_t body_len = strlen(body);
+    int rc = eddy__buf_printf(&out,
+                              "HTTP/1.1 %d %s\r\nServer: eddy\r\nDate: %s\r\n"
+                              "Content-Type: text/plain; charset=utf-8\r\n"
+                              "Content-Length: %zu\r\nConnection: close\r\n",
+                              status, status_reason(status), eddy__loop_http_date(loop), body_len);
+    if (rc == 0 && status == 426)
+        rc = eddy__buf_append(&out, "Sec-WebSocket-Version: 13\r\n", 27);
+    if (rc == 0)
+        rc = eddy__buf_printf(&out, "\r\n%s", body);
+    if (rc == 0)
+        eddy__conn_write(conn, out.data, out.len);
+    eddy__buf_free(&out);
+    eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+}
+
+static void fail_logged(eddy__conn_t *conn, int status, const char *why)
+{
+    char ip[46];
+    int port;
+    eddy__format_peer(&conn->peer, ip, &port);
+    eddy__log(conn_srv(conn), EDDY__LOG_NOTICE, "session#%" PRIu64 " (%s:%d): %d %s: %s",
+              conn->id, ip, port, status, status_reason(status), why);
+    char body[160];
+    snprintf(body, sizeof(body), "%d %s: %s\n", status, status_reason(status), why);
+    eddy__http_fail(conn, status, body);
+}
+
+void eddy__http_timeout(eddy__conn_t *conn)
+{
+    eddy__http_state_t *st = conn->http;
+    bool idle = st->stage == STAGE_HEAD && conn->in.len == 0;
+    if (idle) {
+        eddy__log(conn_srv(conn), EDDY__LOG_DEBUG,
+                  "session#%" PRIu64 ": idle HTTP connection closed", conn->id);
+        eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+        return;
+    }
+    fail_logged(conn, 408, "request not received in time");
+}
+
+/* ---- dispatch ---- */
+
+/* NUL-terminates the request's strings in place; see the file comment. */
+static void request_prepare(eddy__conn_t *conn, char *buf, const char *body, size_t body_len)
+{
+    eddy__http_state_t *st = conn->http;
+    eddy__http_head_t *h = &st->head;
+    eddy_request_t *req = &st->req;
+    memset(req, 0, sizeof(*req));
+    req->srv = conn->loop->srv;
+    req->conn = conn;
+    req->fd = conn->id;
+    req->buf = buf;
+    req->head = h;
+    req->arena = &st->arena;
+    req->body = body;
+    req->body_len = body_len;
+    eddy__format_peer(&conn->peer, req->remote_ip, &req->remote_port);
+
+    uint32_t target_end = h->target.off + h->target.len;
+    if (h->path.off + h->path.len == target_end)
+        req->path = buf + h->path.off;
+    else
+        req->path = eddy__arena_strndup(&st->arena, buf + h->path.off, h->path.len);
+    if (req->path == NULL)
+        req->path = "/";
+    buf[h->method.off + h->method.len] = '\0';
+    buf[target_end] = '\0';
+    for (size_t i = 0; i < h->num_headers; i++) {
+        buf[h->headers[i].name.off + h->headers[i].name.len] = '\0';
+        buf[h->headers[i].value.off + h->headers[i].value.len] = '\0';
+    }
+}
+
+static eddy_response_t *response_prepare(eddy__conn_t *conn)
+{
+    eddy__http_state_t *st = conn->http;
+    eddy_response_t *resp = st->resp;
+    if (resp == NULL) {
+        resp = calloc(1, sizeof(*resp));
+        if (resp == NULL)
+            return NULL;
+        st->resp = resp;
+    }
+    eddy__buf_t headers = resp->headers;
+    headers.len = 0;
+    free(resp->reason);
+    memset(resp, 0, sizeof(*resp));
+    resp->headers = headers;
+    resp->srv = conn->loop->srv;
+    resp->conn = conn;
+    resp->fd = conn->id;
+    resp->status = 200;
+    resp->keep_alive = st->head.keep_alive;
+    resp->http_minor = st->head.minor_version;
+    resp->head_only = eddy__span_eq(st->req.buf, st->head.method, "HEAD");
+    return resp;
+}
+
+/* Sends Swoole's page for a plain request to a server with no request callback. */
+static void reject_plain_request(eddy__conn_t *conn)
+{
+    eddy__buf_t out = {0};
+    if (eddy__buf_printf(&out,
+                         "HTTP/1.1 400 Bad Request\r\nServer: eddy\r\nDate: %s\r\n"
+                         "Connection: close\r\nContent-Type: text/html; charset=UTF-8\r\n"
+                         "Cache-Control: must-revalidate,no-cache,no-store\r\n"
+                         "Content-Length: %zu\r\n\r\n%s",
+                         eddy__loop_http_date(conn->loop), sizeof(bad_request_page) - 1,
+                         bad_request_page) == 0)
+        eddy__conn_write(conn, out.data, out.len);
+    eddy__buf_free(&out);
+    eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+}
+
+/* The request callback returned: end what it left open, unless it kept it. */
+static void after_request_callback(eddy__conn_t *conn, eddy_response_t *resp)
+{
+    if (resp->finished || conn->phase == EDDY__PHASE_CLOSING)
+        return;
+    if (resp->detached) {
+        conn->http->stage = STAGE_RESPONDING;
+        eddy__conn_pause(conn, true);
+        return;
+    }
+    /* As Swoole's Response destructor: 500 unless the application chose a status. */
+    if (!resp->status_set)
+        resp->status = 500;
+    eddy_response_end(resp, NULL, 0);
+}
+
+/* Handles one complete request. */
+static void dispatch(eddy__conn_t *conn, char *buf, const char *body, size_t body_len)
+{
+    eddy__http_state_t *st = conn->http;
+    eddy_server_t *srv = conn->loop->srv;
+    request_prepare(conn, buf, body, body_len);
+    eddy_response_t *resp = response_prepare(conn);
+    if (resp == NULL) {
+        eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+        return;
+    }
+    eddy__conn_set_timeout(conn, 0);
+    if (st->head.upgrade_websocket) {
+        eddy__ws_handle_upgrade(conn, &st->req, resp);
+        return;
+    }
+    if (srv->on_request == NULL) {
+        reject_plain_request(conn);
+        return;
+    }
+    srv->on_request(srv, &st->req, resp, srv->user_data);
+    after_request_callback(conn, resp);
+}
+
+/* Called when a response finished: ready the connection for the next request. */
+static void request_done(eddy__conn_t *conn)
+{
+    eddy__http_state_t *st = conn->http;
+    if (conn->phase != EDDY__PHASE_HTTP)
+        return;
+    bool was_detached = st->stage == STAGE_RESPONDING;
+    state_reset(st, &conn_srv(conn)->opts);
+    st->waiting_keepalive = true;
+    eddy__conn_set_timeout(conn, conn_srv(conn)->opts.http_keepalive_timeout_ms);
+    if (was_detached)
+        eddy__conn_pause(conn, false);
+}
+
+static void send_continue(eddy__conn_t *conn)
+{
+    static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    eddy__conn_write(conn, line, sizeof(line) - 1);
+}
+
+/* Starts reading the body of a parsed head. Returns false if the request was refused. */
+static bool begin_body(eddy__conn_t *conn, const char *buf)
+{
+    eddy__http_state_t *st = conn->http;
+    const eddy__http_head_t *h = &st->head;
+    size_t limit = conn_srv(conn)->opts.package_max_length;
+    if (h->chunked) {
+        eddy__chunked_init(&st->chunked);
+        st->stage = STAGE_BODY_CHUNKED;
+    } else if (h->content_length > 0) {
+        if ((uint64_t)h->content_length > limit) {
+            fail_logged(conn, 413, "request body exceeds package_max_length");
+            return false;
+        }
+        st->stage = STAGE_BODY_LENGTH;
+    } else {
+        return true;
+    }
+    for (size_t i = 0; i < h->num_headers; i++) {
+        if (eddy__span_eq(buf, h->headers[i].name, "expect") &&
+            eddy__span_eq(buf, h->headers[i].value, "100-continue") && h->minor_version == 1)
+            send_continue(conn);
+    }
+    return true;
+}
+
+size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len)
+{
+    eddy__http_state_t *st = conn->http;
+    const eddy__options_t *opts = &conn_srv(conn)->opts;
+    size_t done = 0;
+    while (done < len && conn->phase == EDDY__PHASE_HTTP && !conn->paused) {
+        char *req = buf + done;
+        size_t avail = len - done;
+        if (st->stage == STAGE_HEAD) {
+            ssize_t rc = eddy__http_parse_head(&st->parser, req, avail, &st->head);
+            if (rc == EDDY_AGAIN) {
+                if (st->waiting_keepalive) {
+                    /* The first bytes of a request: the header timeout now applies. */
+                    st->waiting_keepalive = false;
+                    eddy__conn_set_timeout(conn, opts->http_header_timeout_ms);
+                }
+                return done;
+            }
+            if (rc == EDDY_ETOOBIG) {
+                fail_logged(conn, 431, "request head exceeds http_max_header_size");
+                return len;
+            }
+            if (rc < 0) {
+                fail_logged(conn, 400, "malformed request head");
+                return len;
+            }
+            st->head_len = (size_t)rc;
+            st->waiting_keepalive = false;
+            if (!begin_body(conn, req))
+                return len;
+        }
+        const char *body = "";
+        size_t body_len = 0, request_len = st->head_len;
+        if (st->stage == STAGE_BODY_LENGTH) {
+            body_len = (size_t)st->head.content_length;
+            if (avail - st->head_len < body_len) {
+                eddy__conn_set_timeout(conn, opts->http_header_timeout_ms);
+                return done;
+            }
+            body = req + st->head_len;
+            request_len += body_len;
+        } else if (st->stage == STAGE_BODY_CHUNKED) {
+            char *raw = req + st->head_len + st->raw_body_done;
+            size_t raw_len = avail - st->head_len - st->raw_body_done;
+            if (eddy__buf_reserve(&st->body, raw_len) != 0) {
+                eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+                return len;
+            }
+            memcpy(st->body.data + st->body.len, raw, raw_len);
+            size_t decoded = raw_len;
+            ssize_t rc = eddy__chunked_decode(&st->chunked, st->body.data + st->body.len, &decoded);
+            if (rc == EDDY_EPROTO || rc == EDDY_ETOOBIG) {
+                fail_logged(conn, 400, "malformed chunked body");
+                return len;
+            }
+            st->body.len += decoded;
+            if (st->body.len > opts->package_max_length) {
+                fail_logged(conn, 413, "request body exceeds package_max_length");
+                return len;
+            }
+            if (rc == EDDY_AGAIN) {
+                st->raw_body_done += raw_len;
+                eddy__conn_set_timeout(conn, opts->http_header_timeout_ms);
+                return done;
+            }
+            st->raw_body_done += raw_len - (size_t)rc;
+            st->body.data[st->body.len] = '\0';
+            body = st->body.data;
+            body_len = st->body.len;
+            request_len += st->raw_body_done;
+        }
+        /* The body is NUL-terminated for the callback: the byte after it (the next
+         * pipelined request, or the spare byte every buffer keeps) is restored after. */
+        char *after = req + request_len;
+        char saved = *after;
+        if (st->stage == STAGE_BODY_LENGTH)
+            *after = '\0';
+        st->stage = STAGE_HEAD;
+        dispatch(conn, req, body, body_len);
+        *after = saved;
+        done += request_len;
+        eddy_response_t *resp = st->resp;
+        if (conn->phase == EDDY__PHASE_HTTP && resp != NULL && resp->finished)
+            request_done(conn);
+    }
+    return done;
+}
+
+/* ---- request API ---- */
+
+eddy_fd_t eddy_request_fd(const eddy_request_t *req)
+{
+    return req->fd;
+}
+
+eddy_server_t *eddy_request_server(const eddy_request_t *req)
+{
+    return req->srv;
+}
+
+const char *eddy_request_method(const eddy_request_t *req)
+{
+    return req->buf + req->head->method.off;
+}
+
+const char *eddy_request_path(const eddy_request_t *req)
+{
+    return req->path;
+}
+
+const char *eddy_request_query(const eddy_request_t *req)
+{
+    return req->head->query.len ? req->buf + req->head->query.off : "";
+}
+
+const char *eddy_request_uri(const eddy_request_t *req)
+{
+    return req->buf + req->head->target.off;
+}
+
+int eddy_request_http_minor(const eddy_request_t *req)
+{
+    return req->head->minor_version;
+}
+
+/* Finds name in a "k=v<sep>k=v" list and returns its decoded value, copied to the arena. */
+static const char *find_pair(eddy_request_t *req, const char *list, size_t list_len, char sep,
+                             const char *name)
+{
+    size_t name_len = strlen(name);
+    const char *p = list, *end = list + list_len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == sep))
+            p++;
+        const char *item = p;
+        while (p < end && *p != sep)
+            p++;
+        const char *eq = memchr(item, '=', (size_t)(p - item));
+        const char *key_end = eq ? eq : p;
+        size_t key_len = (size_t)(key_end - item);
+        char *key = eddy__arena_alloc(req->arena, key_len + 1);
+        if (key == NULL)
+            return NULL;
+        size_t decoded_key_len = eddy__url_decode(key, item, key_len);
+        if (decoded_key_len == name_len && memcmp(key, name, name_len) == 0) {
+            const char *value = eq ? eq + 1 : p;
+            size_t value_len = (size_t)(p - value);
+            char *out = eddy__arena_alloc(req->arena, value_len + 1);
+            if (out != NULL)
+                eddy__url_decode(out, value, value_len);
+            return out;
+        }
+    }
+    return NULL;
+}
+
+const char *eddy_request_get(eddy_request_t *req, const char *name)
+{
+    const eddy__span_t q = req->head->query;
+    return find_pair(req, req->buf + q.off, q.len, '&', name);
+}
+
+const char *eddy_request_header(const eddy_request_t *req, const char *name)
+{
+    const eddy__http_head_t *h = req->head;
+    for (size_t i = 0; i < h->num_headers; i++) {
+        if (eddy__span_eq(req->buf, h->headers[i].name, name))
+            return req->buf + h->headers[i].value.off;
+    }
+    return NULL;
+}
+
+size_t eddy_request_header_count(const eddy_request_t *req)
+{
+    return req->head->num_headers;
+}
+
+int eddy_request_header_at(const eddy_request_t *req, size_t i, const char **name,
+                           const char **value)
+{
+    if (i >= req->head->num_headers)
+        return EDDY_EINVAL;
+    *name = req->buf + req->head->headers[i].name.off;
+    *value = req->buf + req->head->headers[i].value.off;
+    return 0;
+}
+
+const char *eddy_request_cookie(eddy_request_t *req, const char *name)
+{
+    const eddy__http_head_t *h = req->head;
+    for (size_t i = 0; i < h->num_headers; i++) {
+        if (!eddy__span_eq(req->buf, h->headers[i].name, "cookie"))
+            continue;
+        const eddy__span_t v = h->headers[i].value;
+        const char *value = find_pair(req, req->buf + v.off, v.len, ';', name);
+        if (value != NULL)
+            return value;
+    }
+    return NULL;
+}
+
+const char *eddy_request_body(const eddy_request_t *req, size_t *len)
+{
+    if (len != NULL)
+        *len = req->body_len;
+    return req->body;
+}
+
+const char *eddy_request_remote_ip(const eddy_request_t *req)
+{
+    return req->remote_ip;
+}
+
+int eddy_request_remote_port(const eddy_request_t *req)
+{
+    return req->remote_port;
+}
+
+/* ---- response API ---- */
+
+eddy_fd_t eddy_response_fd(const eddy_response_t *resp)
+{
+    return resp->fd;
+}
+
+int eddy_response_status(eddy_response_t *resp, int code, const char *reason)
+{
+    if (resp->headers_sent || resp->finished)
+        return EDDY_ESTATE;
+    if (code < 100 || code > 599)
+        return EDDY_EINVAL;
+    if (reason != NULL && strpbrk(reason, "\r\n") != NULL)
+        return EDDY_EINVAL;
+    char *copy = NULL;
+    if (reason != NULL && (copy = strdup(reason)) == NULL)
+        return EDDY_ENOMEM;
+    free(resp->reason);
+    resp->reason = copy;
+    resp->status = code;
+    resp->status_set = true;
+    return 0;
+}
+
+static bool is_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", c) != NULL)
+            return false;
+    }
+    return true;
+}
+
+int eddy_response_header(eddy_response_t *resp, const char *name, const char *value)
+{
+    if (resp->headers_sent || resp->finished)
+        return EDDY_ESTATE;
+    if (!is_token(name) || strpbrk(value, "\r\n") != NULL)
+        return EDDY_EINVAL;
+    if (strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0)
+        return EDDY_EINVAL;
+    if (strcasecmp(name, "connection") == 0) {
+        /* Persistence is eddy's business; the application may only ask for a close. */
+        if (strcasecmp(value, "close") == 0)
+            resp->keep_alive = false;
+        return 0;
+    }
+    resp->has_server |= strcasecmp(name, "server") == 0;
+    resp->has_content_type |= strcasecmp(name, "content-type") == 0;
+    resp->has_date |= strcasecmp(name, "date") == 0;
+    return eddy__buf_printf(&resp->headers, "%s: %s\r\n", name, value);
+}
+
+int eddy__response_send_head(eddy_response_t *resp, const char *extra, int64_t body_len)
+{
+    eddy__conn_t *conn = resp->conn;
+    eddy__buf_t out = {0};
+    int rc = eddy__buf_printf(&out, "HTTP/1.1 %d %s\r\n", resp->status,
+                              resp->reason ? resp->reason : status_reason(resp->status));
+    if (rc == 0 && resp->headers.len)
+        rc = eddy__buf_append(&out, resp->headers.data, resp->headers.len);
+    if (rc == 0 && extra != NULL)
+        rc = eddy__buf_append(&out, extra, strlen(extra));
+    if (rc == 0 && !resp->has_server)
+        rc = eddy__buf_append(&out, "Server: eddy\r\n", 14);
+    if (rc == 0 && !resp->has_date)
+        rc = eddy__buf_printf(&out, "Date: %s\r\n", eddy__loop_http_date(conn->loop));
+    if (rc == 0 && body_len >= 0)
+        rc = eddy__buf_printf(&out, "Content-Length: %" PRId64 "\r\n", body_len);
+    if (rc == 0)
+        rc = eddy__buf_append(&out, "\r\n", 2);
+    if (rc == 0)
+        rc = eddy__conn_write(conn, out.data, out.len);
+    eddy__buf_free(&out);
+    resp->headers_sent = true;
+    return rc;
+}
+
+/* The headers eddy adds to an ordinary response. */
+static const char *response_extra(eddy_response_t *resp, bool chunked)
+{
+    const char *connection = resp->keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+    static _Thread_local char extra[128];
+    snprintf(extra, sizeof(extra), "%s%s%s", connection,
+             resp->has_content_type ? "" : "Content-Type: text/html\r\n",
+             chunked ? "Transfer-Encoding: chunked\r\n" : "");
+    return extra;
+}
+
+/* Checks that resp may still be used; an orphan (or a closing connection's response) is
+ * released. Returns 0 or EDDY_ECLOSED/EDDY_ESTATE. */
+static int response_usable(eddy_response_t *resp)
+{
+    if (resp->finished)
+        return EDDY_ESTATE;
+    if (resp->conn == NULL || resp->conn->phase == EDDY__PHASE_CLOSING) {
+        resp->finished = true;
+        if (resp->conn == NULL)
+            response_free(resp);
+        return EDDY_ECLOSED;
+    }
+    return 0;
+}
+
+int eddy_response_write(eddy_response_t *resp, const void *data, size_t len)
+{
+    if (resp->handshake)
+        return EDDY_ESTATE;
+    int rc = response_usable(resp);
+    if (rc != 0)
+        return rc;
+    eddy__conn_t *conn = resp->conn;
+    if (!resp->headers_sent) {
+        /* HTTP/1.0 has no chunked coding: the body then ends with the connection. */
+        resp->chunked = resp->http_minor >= 1;
+        if (!resp->chunked)
+            resp->keep_alive = false;
+        rc = eddy__response_send_head(resp, response_extra(resp, resp->chunked), -1);
+        if (rc != 0)
+            return rc;
+    }
+    if (len == 0 || resp->head_only)
+        return 0;
+    if (!resp->chunked)
+        return eddy__conn_write(conn, data, len);
+    char size_line[24];
+    int n = snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+    rc = eddy__conn_write2(conn, size_line, (size_t)n, data, len);
+    return rc == 0 ? eddy__conn_write(conn, "\r\n", 2) : rc;
+}
+
+static void response_finish(eddy_response_t *resp)
+{
+    eddy__conn_t *conn = resp->conn;
+    resp->finished = true;
+    if (!resp->keep_alive || conn->loop->stopping) {
+        eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+        return;
+    }
+    if (conn->http->stage == STAGE_RESPONDING)
+        request_done(conn); /* ended after its callback returned */
+}
+
+int eddy_response_end(eddy_response_t *resp, const void *data, size_t len)
+{
+    if (resp->handshake)
+        return eddy__ws_end_handshake(resp, data, len);
+    int rc = response_usable(resp);
+    if (rc != 0)
+        return rc;
+    if (resp->headers_sent) {
+        rc = eddy_response_write(resp, data, len);
+        if (rc == 0 && resp->chunked && !resp->head_only)
+            rc = eddy__conn_write(resp->conn, "0\r\n\r\n", 5);
+    } else {
+        rc = eddy__response_send_head(resp, response_extra(resp, false), (int64_t)len);
+        if (rc == 0 && len > 0 && !resp->head_only)
+            rc = eddy__conn_write(resp->conn, data, len);
+    }
+    response_finish(resp);
+    return rc;
+}
+
+void eddy_response_close(eddy_response_t *resp)
+{
+    if (response_usable(resp) != 0)
+        return;
+    resp->finished = true;
+    eddy__conn_close(resp->conn, EDDY__CLOSE_GRACEFUL);
+}
+
+void eddy_response_detach(eddy_response_t *resp)
+{
+    if (!resp->handshake)
+        resp->detached = true;
+}

@@ -1,0 +1,500 @@
+/*
+ * Private declarations shared by the modules of libeddy. Nothing here is API.
+ *
+ * Architecture, from the bottom up:
+ *   loop.c / loop_epoll.c  an event loop per worker: I/O watchers behind a small backend
+ *                          interface, a timer heap, deferred calls, a wakeup eventfd
+ *   conn.c                 connections: the session table, reading into the loop's shared
+ *                          buffer, the output queue flushed with writev once per
+ *                          iteration, graceful teardown (flush, shutdown, linger, reap)
+ *   http.c                 HTTP/1.1 session: drives codec.h's parser, request/response
+ *   ws.c                   WebSocket session: handshake, frames, closing handshake, push
+ *   server.c               listeners, accept, events, methods, heartbeat
+ *   settings.c             the string-keyed setter behind the typed options struct
+ */
+#ifndef EDDY_INTERNAL_H
+#define EDDY_INTERNAL_H
+
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "codec.h"
+#include "eddy.h"
+
+#define EDDY__UNUSED(x) ((void)(x))
+#define EDDY__MIN(a, b) ((a) < (b) ? (a) : (b))
+#define EDDY__MAX(a, b) ((a) > (b) ? (a) : (b))
+#define EDDY__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---------------------------------------------------------------------------------------
+ * Logging (log.c). Levels and their numbers are Swoole's.
+ * ------------------------------------------------------------------------------------- */
+
+enum eddy__log_level {
+    EDDY__LOG_DEBUG = 0,
+    EDDY__LOG_TRACE = 1,
+    EDDY__LOG_INFO = 2,
+    EDDY__LOG_NOTICE = 3,
+    EDDY__LOG_WARNING = 4,
+    EDDY__LOG_ERROR = 5,
+    EDDY__LOG_NONE = 6,
+};
+
+/* Writes one line "[date time *pid.loop]\tLEVEL\tmessage" to the server's log if level is
+ * at or above its log_level. */
+void eddy__log(const eddy_server_t *srv, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int eddy__log_level_parse(const char *value);
+
+/* ---------------------------------------------------------------------------------------
+ * Utilities (util.c)
+ * ------------------------------------------------------------------------------------- */
+
+uint64_t eddy__monotonic_ms(void);
+double eddy__wall_time(void);
+
+/* A growable byte buffer. */
+typedef struct eddy__buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} eddy__buf_t;
+
+/* Makes room for extra more bytes (plus one spare byte, so data[len] may hold a NUL). */
+int eddy__buf_reserve(eddy__buf_t *buf, size_t extra);
+int eddy__buf_append(eddy__buf_t *buf, const void *data, size_t len);
+int eddy__buf_printf(eddy__buf_t *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Drops the first n bytes. */
+void eddy__buf_consume(eddy__buf_t *buf, size_t n);
+void eddy__buf_free(eddy__buf_t *buf);
+
+/* A bump allocator whose blocks never move, so returned pointers stay valid until reset. */
+typedef struct eddy__arena_block eddy__arena_block_t;
+typedef struct eddy__arena {
+    eddy__arena_block_t *head;
+} eddy__arena_t;
+
+void *eddy__arena_alloc(eddy__arena_t *arena, size_t size);
+char *eddy__arena_strndup(eddy__arena_t *arena, const char *s, size_t len);
+/* Frees every block but the first (kept for the next request) and empties it. */
+void eddy__arena_reset(eddy__arena_t *arena);
+void eddy__arena_free(eddy__arena_t *arena);
+
+/* A uint64 -> pointer hash map (open addressing, linear probing). Key 0 is reserved. */
+typedef struct eddy__map {
+    uint64_t *keys;
+    void **values;
+    size_t len;
+    size_t mask; /* capacity - 1, capacity a power of two */
+} eddy__map_t;
+
+int eddy__map_put(eddy__map_t *map, uint64_t key, void *value);
+void *eddy__map_get(const eddy__map_t *map, uint64_t key);
+void *eddy__map_remove(eddy__map_t *map, uint64_t key);
+void eddy__map_free(eddy__map_t *map);
+
+/* ---------------------------------------------------------------------------------------
+ * Event loop (loop.c) and its backend (loop_epoll.c)
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct eddy__loop eddy__loop_t;
+typedef struct eddy__io eddy__io_t;
+
+enum { EDDY__IO_READ = 1, EDDY__IO_WRITE = 2 };
+
+/* Called with the events that fired; errors and hang-ups are reported as READ so the
+ * owner discovers them through read(). */
+typedef void (*eddy__io_cb)(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
+
+struct eddy__io {
+    int fd;
+    unsigned events; /* currently watched: EDDY__IO_READ | EDDY__IO_WRITE, 0 = not added */
+    eddy__io_cb cb;
+};
+
+/* Starts, changes or stops (events 0) watching io->fd. Returns 0 or -errno. */
+int eddy__io_set(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
+
+/* Backend interface: what an epoll, io_uring or kqueue backend provides. */
+int eddy__backend_init(eddy__loop_t *loop);
+void eddy__backend_free(eddy__loop_t *loop);
+int eddy__backend_ctl(eddy__loop_t *loop, eddy__io_t *io, unsigned old_events,
+                      unsigned new_events);
+/* Waits up to timeout_ms (-1: forever) and calls the watchers that are ready. */
+int eddy__backend_poll(eddy__loop_t *loop, int timeout_ms);
+
+typedef struct eddy__timer eddy__timer_t;
+typedef void (*eddy__timer_fn)(eddy__loop_t *loop, eddy__timer_t *timer);
+
+/* A timer embedded in its owner; the loop keeps scheduled timers in a binary min-heap. */
+struct eddy__timer {
+    uint64_t due_ms;
+    uint64_t seq; /* orders timers due at the same millisecond by start order */
+    size_t heap_index; /* SIZE_MAX when not scheduled */
+    eddy__timer_fn fn;
+};
+
+void eddy__timer_init(eddy__timer_t *timer, eddy__timer_fn fn);
+/* (Re)schedules timer delay_ms from the loop's current time. Returns 0 or EDDY_ENOMEM. */
+int eddy__timer_start(eddy__loop_t *loop, eddy__timer_t *timer, uint64_t delay_ms);
+void eddy__timer_stop(eddy__loop_t *loop, eddy__timer_t *timer);
+static inline bool eddy__timer_active(const eddy__timer_t *timer)
+{
+    return timer->heap_index != SIZE_MAX;
+}
+
+typedef struct eddy__defer {
+    eddy_defer_cb cb;
+    void *arg;
+} eddy__defer_t;
+
+typedef struct eddy__conn eddy__conn_t;
+typedef struct eddy__seg eddy__seg_t;
+
+struct eddy__loop {
+    eddy_server_t *srv;
+    int index;
+    int backend_fd;
+    void *backend_events;
+    int backend_max_events;
+    uint64_t now_ms; /* monotonic time, refreshed once per iteration */
+
+    eddy__timer_t **heap;
+    size_t heap_len;
+    size_t heap_cap;
+    uint64_t timer_seq;
+    eddy__map_t user_timers; /* timer id -> struct user_timer */
+
+    eddy__defer_t *defers;
+    size_t defers_len;
+    size_t defers_cap;
+
+    /* Every read lands here first; only bytes a parser cannot finish yet are copied into
+     * the connection, so an idle connection owns no input buffer. */
+    char *recv_buf;
+    size_t recv_cap;
+
+    eddy__conn_t *conns_head; /* live connections of this loop, in id order */
+    eddy__conn_t *conns_tail;
+    eddy__conn_t *flush_head;   /* connections with output queued this iteration */
+    eddy__conn_t *reap_head;    /* connections whose close callback is due, in order */
+    eddy__conn_t *reap_tail;
+    eddy__conn_t *zombies_head; /* released connections still draining or lingering */
+    eddy__conn_t *free_head;    /* closed connections, freed at the end of the iteration */
+
+    eddy__seg_t *seg_cache; /* spare output segments of the standard size */
+    size_t seg_cache_len;
+
+    int wakeup_fd; /* eventfd: wakes the loop from other threads (stop) */
+    eddy__io_t wakeup_io;
+    atomic_bool stop_requested;
+    bool stopping;
+
+    eddy__timer_t heartbeat;
+    eddy__timer_t accept_timer; /* resumes accepting after EMFILE */
+    uint64_t shutdown_deadline_ms;
+
+    time_t date_sec; /* cached HTTP Date header value */
+    char date[40];
+};
+
+int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index);
+void eddy__loop_free(eddy__loop_t *loop);
+/* Runs iterations until the loop is stopped. */
+void eddy__loop_run(eddy__loop_t *loop);
+void eddy__loop_wakeup(eddy__loop_t *loop);
+/* The current HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT"), cached per second. */
+const char *eddy__loop_http_date(eddy__loop_t *loop);
+
+/* ---------------------------------------------------------------------------------------
+ * Settings (settings.c)
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct eddy__options {
+    int worker_num;
+    size_t max_connection;
+    int backlog;
+    bool open_tcp_nodelay;
+    size_t package_max_length;
+    uint32_t heartbeat_check_interval; /* seconds; 0 disables */
+    uint32_t heartbeat_idle_time;      /* seconds; 0 means 2 * interval */
+    char *websocket_subprotocol;       /* comma-separated, server preference order */
+    bool open_websocket_close_frame;
+    bool open_websocket_ping_frame;
+    bool open_websocket_pong_frame;
+    uint32_t websocket_close_timeout_ms;
+    uint32_t http_header_timeout_ms;
+    uint32_t http_keepalive_timeout_ms;
+    size_t http_max_header_size;
+    int log_level;
+    char *log_file;
+} eddy__options_t;
+
+void eddy__options_init(eddy__options_t *opts);
+void eddy__options_free(eddy__options_t *opts);
+
+/* ---------------------------------------------------------------------------------------
+ * Output queue (conn.c): a chain of segments written with writev.
+ * ------------------------------------------------------------------------------------- */
+
+#define EDDY__SEG_SIZE 16384
+#define EDDY__SEG_CACHE_MAX 64
+
+struct eddy__seg {
+    eddy__seg_t *next;
+    size_t len;  /* bytes filled */
+    size_t cap;  /* bytes available in data */
+    size_t sent; /* bytes of data already written */
+    char data[];
+};
+
+typedef struct eddy__outq {
+    eddy__seg_t *head;
+    eddy__seg_t *tail;
+    size_t bytes; /* queued, not yet written */
+} eddy__outq_t;
+
+/* ---------------------------------------------------------------------------------------
+ * Connections (conn.c)
+ * ------------------------------------------------------------------------------------- */
+
+enum eddy__phase {
+    EDDY__PHASE_HTTP,    /* reading HTTP requests (the upgrade request included) */
+    EDDY__PHASE_WS,      /* speaking WebSocket */
+    EDDY__PHASE_CLOSING, /* no more input is processed; output drains, then teardown */
+};
+
+typedef struct eddy__http_state eddy__http_state_t;
+typedef struct eddy__ws_state eddy__ws_state_t;
+
+struct eddy__conn {
+    eddy_fd_t id;
+    eddy__io_t io;
+    eddy__loop_t *loop;
+    eddy__conn_t *prev; /* the loop's list of live connections */
+    eddy__conn_t *next;
+    eddy__conn_t *flush_next;
+    eddy__conn_t *reap_next;
+
+    uint8_t phase;     /* enum eddy__phase */
+    uint8_t ws_status; /* enum eddy_ws_status */
+    bool in_flush_list;
+    bool reaping;       /* on the reap list: callbacks are done with it */
+    bool released;      /* removed from the session table: it is no longer "live" */
+    bool read_eof;      /* the peer shut down its side */
+    bool aborted;       /* output was dropped: close without draining */
+    bool shutdown_sent; /* our side is shut down (lingering close) */
+    bool ever_established; /* completed a WebSocket handshake at some point */
+    bool paused;        /* input not processed (detached HTTP response pending) */
+
+    eddy__timer_t timer; /* header/keep-alive/close-handshake/linger timeout, by phase */
+
+    eddy__buf_t in; /* input a parser could not finish yet; usually empty */
+    eddy__outq_t out;
+
+    eddy__http_state_t *http; /* HTTP phase only */
+    eddy__ws_state_t *ws;     /* WebSocket phase only */
+
+    double connect_time;
+    double last_recv_time;
+    uint64_t last_recv_ms;
+
+    struct sockaddr_storage peer;
+    uint16_t local_port;
+    void *user_data;
+};
+
+/* The session table: live connections by id, Swoole-style. Slot = id & mask; the table
+ * has at least twice as many slots as max_connection so a free slot is found quickly and
+ * ids stay increasing without ever being reused. */
+typedef struct eddy__session_slot {
+    eddy_fd_t id; /* 0: free */
+    eddy__conn_t *conn;
+} eddy__session_slot_t;
+
+typedef struct eddy__session_table {
+    eddy__session_slot_t *slots;
+    size_t mask;
+    eddy_fd_t next_id;
+    size_t live;
+} eddy__session_table_t;
+
+int eddy__session_table_init(eddy__session_table_t *table, size_t max_connection);
+void eddy__session_table_free(eddy__session_table_t *table);
+/* Live connection with this id, or NULL. */
+eddy__conn_t *eddy__conn_lookup(eddy_server_t *srv, eddy_fd_t id);
+/* The same, also finding connections that are closing but whose close callback has not
+ * finished (client_info answers for them). */
+eddy__conn_t *eddy__conn_lookup_any(eddy_server_t *srv, eddy_fd_t id);
+
+/* Creates a connection for an accepted socket and registers it. Returns NULL (and closes
+ * nothing) on out-of-memory. */
+eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
+                             socklen_t peer_len, uint16_t local_port);
+
+/* Queues bytes (copied). Returns 0 or EDDY_ENOMEM. The data goes out when the loop flushes
+ * at the end of the current phase of its iteration. */
+int eddy__conn_write(eddy__conn_t *conn, const void *data, size_t len);
+/* Queues two pieces as one (a frame header and its payload). */
+int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b,
+                      size_t b_len);
+/* Writes everything the loop queued this iteration. */
+void eddy__loop_flush(eddy__loop_t *loop);
+
+/* How a connection ends. */
+enum eddy__close_how {
+    EDDY__CLOSE_GRACEFUL, /* send what is queued, shut down, wait for the peer's EOF */
+    EDDY__CLOSE_ABORT,    /* drop queued output and close now (I/O error) */
+};
+
+/* Ends a live connection: processing of its input stops, its close (or disconnect)
+ * callback runs at the end of the loop iteration, and the socket is closed when the
+ * queued output is sent (GRACEFUL) or at once (ABORT). Safe inside the connection's own
+ * callbacks and to call twice. */
+void eddy__conn_close(eddy__conn_t *conn, int how);
+
+/* Runs close callbacks of connections closed this iteration and releases them. */
+void eddy__loop_reap(eddy__loop_t *loop);
+/* Closes every lingering socket at once (server shutdown deadline). */
+void eddy__loop_close_zombies(eddy__loop_t *loop);
+
+/* Called by the session layers when they consume input; processes buf[0..len) which
+ * may be the loop's receive buffer or the connection's own. Returns bytes consumed. */
+size_t eddy__conn_process(eddy__conn_t *conn, char *buf, size_t len);
+
+/* Stops or resumes processing input (a detached HTTP response is pending). */
+void eddy__conn_pause(eddy__conn_t *conn, bool paused);
+
+/* (Re)arms the connection's timer, or stops it with ms == 0. */
+void eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms);
+
+/* ---------------------------------------------------------------------------------------
+ * HTTP session (http.c)
+ * ------------------------------------------------------------------------------------- */
+
+/* The request being dispatched: a view of the connection's buffer, valid during the
+ * callback. Strings are NUL-terminated in place or copied into the arena. */
+struct eddy_request {
+    eddy_server_t *srv;
+    eddy__conn_t *conn;
+    eddy_fd_t fd;
+    char *buf; /* the first byte of the request */
+    const eddy__http_head_t *head;
+    const char *path;
+    const char *body;
+    size_t body_len;
+    eddy__arena_t *arena;
+    char remote_ip[46];
+    int remote_port;
+};
+
+struct eddy_response {
+    eddy_server_t *srv;
+    eddy__conn_t *conn; /* NULL once the connection is gone (an orphaned response) */
+    eddy_fd_t fd;
+    int status;
+    bool status_set;
+    bool headers_sent;
+    bool chunked; /* body sent with chunked coding (write() before end()) */
+    bool finished;
+    bool detached;
+    bool handshake;  /* the answer to an upgrade request, from the handshake callback */
+    bool keep_alive;
+    bool head_only; /* HEAD request: no body on the wire */
+    bool has_server, has_content_type, has_date;
+    int http_minor;
+    char *reason;
+    eddy__buf_t headers; /* "Name: value\r\n" lines set by the application */
+};
+
+/* Queues the status line and headers of resp (extra: headers eddy adds, already
+ * formatted; body_len: Content-Length, or -1 for none). Returns 0 or EDDY_ENOMEM. */
+int eddy__response_send_head(eddy_response_t *resp, const char *extra, int64_t body_len);
+
+int eddy__http_start(eddy__conn_t *conn);
+void eddy__http_free(eddy__conn_t *conn);
+/* Consumes input in the HTTP phase. Returns bytes consumed; stops early when the
+ * connection upgrades, pauses or closes, or when a request is incomplete. */
+size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len);
+/* The connection's timer fired in the HTTP phase. */
+void eddy__http_timeout(eddy__conn_t *conn);
+/* Formats a peer address as text and port. */
+void eddy__format_peer(const struct sockaddr_storage *peer, char ip[46], int *port);
+/* Sends a complete error response ("400 Bad Request" etc.) with a text body and closes. */
+void eddy__http_fail(eddy__conn_t *conn, int status, const char *body);
+/* The connection is going away: detach a pending response so the application's later
+ * end() finds it orphaned instead of freed. */
+void eddy__http_conn_closed(eddy__conn_t *conn);
+
+/* ---------------------------------------------------------------------------------------
+ * WebSocket session (ws.c)
+ * ------------------------------------------------------------------------------------- */
+
+/* Handles a complete upgrade request (head parsed, body read). req/resp belong to the
+ * HTTP session. */
+void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp);
+/* eddy_response_end() for the response of the handshake callback: 101 upgrades, anything
+ * else refuses the upgrade and closes. */
+int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len);
+/* Switches the connection to the WebSocket phase after a 101 was queued. */
+int eddy__ws_start(eddy__conn_t *conn);
+void eddy__ws_free(eddy__conn_t *conn);
+size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len);
+/* Sends a close frame and enters the closing handshake (or, with code 0, closes after
+ * sending a close frame without waiting: used when failing the connection). */
+void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason,
+                         size_t reason_len, bool wait_for_peer);
+/* The connection's timer fired in the WebSocket phase (closing handshake timeout). */
+void eddy__ws_timeout(eddy__conn_t *conn);
+/* Frames and queues a message. */
+int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, int flags);
+
+/* ---------------------------------------------------------------------------------------
+ * Server (server.c)
+ * ------------------------------------------------------------------------------------- */
+
+struct eddy_server {
+    char *host;
+    int port;
+    eddy__options_t opts;
+    void *user_data;
+
+    eddy_server_cb on_start;
+    eddy_server_cb on_shutdown;
+    eddy_connect_cb on_connect;
+    eddy_open_cb on_open;
+    eddy_message_cb on_message;
+    eddy_close_cb on_close;
+    eddy_close_cb on_disconnect;
+    eddy_request_cb on_handshake;
+    eddy_request_cb on_request;
+
+    int listen_fd;
+    eddy__io_t listen_io;
+    int bound_port;
+    bool listening_paused; /* out of descriptors: accepting resumes after a pause */
+
+    eddy__session_table_t sessions;
+    eddy__loop_t *loops;
+    int loop_count;
+    bool running;
+
+    int log_fd;
+    uint64_t timer_next_id;
+};
+
+/* Starts closing everything once a stop was requested; true when the loop may exit. */
+bool eddy__server_loop_should_exit(eddy__loop_t *loop);
+/* The loop owning the calling thread's work (the only loop in this version). */
+eddy__loop_t *eddy__server_loop(eddy_server_t *srv);
+/* Runs the close or disconnect callback for a connection being reaped. */
+void eddy__server_fire_close(eddy_server_t *srv, eddy__conn_t *conn);
+
+#endif /* EDDY_INTERNAL_H */

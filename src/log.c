@@ -1,0 +1,51 @@
+/*
+ * Log lines in Swoole's shape: "[2026-11-22 10:00:00 *1234.0]\tNOTICE\tmessage". Each line
+ * is formatted into one buffer and written with a single write(), so lines from several
+ * threads never interleave.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static const char *const level_names[] = {"DEBUG",   "TRACE", "INFO", "NOTICE",
+                                          "WARNING", "ERROR", "NONE"};
+
+int eddy__log_level_parse(const char *value)
+{
+    for (int i = 0; i < (int)EDDY__ARRAY_SIZE(level_names); i++) {
+        if (strcasecmp(value, level_names[i]) == 0)
+            return i;
+    }
+    if (value[0] >= '0' && value[0] <= '6' && value[1] == '\0')
+        return value[0] - '0';
+    return -1;
+}
+
+void eddy__log(const eddy_server_t *srv, int level, const char *fmt, ...)
+{
+    if (srv != NULL && level < srv->opts.log_level)
+        return;
+    char line[1024];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    localtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(line, sizeof(line), "[%Y-%m-%d %H:%M:%S", &tm);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, " *%d.0]\t%s\t", (int)getpid(),
+                          level_names[level]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        return;
+    n = EDDY__MIN(n + (size_t)m, sizeof(line) - 2);
+    line[n++] = '\n';
+    int fd = srv != NULL ? srv->log_fd : STDERR_FILENO;
+    ssize_t ignored = write(fd, line, n);
+    (void)ignored;
+}

@@ -1,0 +1,190 @@
+/*
+ * Settings: Swoole's names, set as strings (eddy_server_set), stored in a typed struct.
+ * One table describes every key: its type, where it lives, and its bounds, so parsing,
+ * validation and error messages are written once.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+
+#include "internal.h"
+
+#define MAX_CONNECTION_CAP 1048576
+
+void eddy__options_init(eddy__options_t *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    struct rlimit rl;
+    size_t max_conn = 10000;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        max_conn = (size_t)rl.rlim_cur;
+    opts->worker_num = 1;
+    opts->max_connection = EDDY__MIN(max_conn, (size_t)MAX_CONNECTION_CAP);
+    opts->backlog = 511;
+    opts->open_tcp_nodelay = true;
+    opts->package_max_length = 2 * 1024 * 1024;
+    opts->websocket_close_timeout_ms = 5000;
+    opts->http_header_timeout_ms = 10000;
+    opts->http_keepalive_timeout_ms = 60000;
+    opts->http_max_header_size = 64 * 1024;
+    opts->log_level = EDDY__LOG_INFO;
+}
+
+void eddy__options_free(eddy__options_t *opts)
+{
+    free(opts->websocket_subprotocol);
+    free(opts->log_file);
+    opts->websocket_subprotocol = opts->log_file = NULL;
+}
+
+enum kind { KIND_BOOL, KIND_INT, KIND_SIZE, KIND_U32, KIND_SECONDS_MS, KIND_STRING, KIND_LOG_LEVEL };
+
+struct setting {
+    const char *key;
+    enum kind kind;
+    size_t offset;
+    uint64_t min;
+    uint64_t max;
+};
+
+#define OPT(field) offsetof(eddy__options_t, field)
+
+static const struct setting settings[] = {
+    {"worker_num", KIND_INT, OPT(worker_num), 1, 1024},
+    {"max_connection", KIND_SIZE, OPT(max_connection), 1, MAX_CONNECTION_CAP},
+    {"backlog", KIND_INT, OPT(backlog), 1, 65535},
+    {"open_tcp_nodelay", KIND_BOOL, OPT(open_tcp_nodelay), 0, 0},
+    {"package_max_length", KIND_SIZE, OPT(package_max_length), 1, (uint64_t)1 << 40},
+    {"heartbeat_check_interval", KIND_U32, OPT(heartbeat_check_interval), 0, 86400},
+    {"heartbeat_idle_time", KIND_U32, OPT(heartbeat_idle_time), 0, 86400 * 7},
+    {"websocket_subprotocol", KIND_STRING, OPT(websocket_subprotocol), 0, 0},
+    {"open_websocket_close_frame", KIND_BOOL, OPT(open_websocket_close_frame), 0, 0},
+    {"open_websocket_ping_frame", KIND_BOOL, OPT(open_websocket_ping_frame), 0, 0},
+    {"open_websocket_pong_frame", KIND_BOOL, OPT(open_websocket_pong_frame), 0, 0},
+    {"websocket_close_timeout", KIND_SECONDS_MS, OPT(websocket_close_timeout_ms), 0, 3600},
+    {"http_header_timeout", KIND_SECONDS_MS, OPT(http_header_timeout_ms), 0, 3600},
+    {"http_keepalive_timeout", KIND_SECONDS_MS, OPT(http_keepalive_timeout_ms), 0, 86400},
+    {"http_max_header_size", KIND_SIZE, OPT(http_max_header_size), 256, 16 * 1024 * 1024},
+    {"log_level", KIND_LOG_LEVEL, OPT(log_level), 0, 0},
+    {"log_file", KIND_STRING, OPT(log_file), 0, 0},
+};
+
+static int parse_bool(const char *value, bool *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"};
+    static const char *const no[] = {"false", "0", "no", "off"};
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(yes); i++) {
+        if (strcasecmp(value, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(value, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return EDDY_EVALUE;
+}
+
+static int parse_uint(const char *value, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (*value < '0' || *value > '9')
+        return EDDY_EVALUE;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(value, &end, 10);
+    if (errno != 0 || *end != '\0' || n < min || n > max)
+        return EDDY_EVALUE;
+    *out = n;
+    return 0;
+}
+
+/* Seconds may be fractional ("0.5"), as Swoole's float timeouts. */
+static int parse_seconds_ms(const char *value, uint64_t max_seconds, uint32_t *out)
+{
+    if (*value < '0' || *value > '9')
+        return EDDY_EVALUE;
+    char *end;
+    errno = 0;
+    double seconds = strtod(value, &end);
+    if (errno != 0 || *end != '\0' || seconds < 0 || seconds > (double)max_seconds)
+        return EDDY_EVALUE;
+    *out = (uint32_t)(seconds * 1000.0 + 0.5);
+    return 0;
+}
+
+static int apply(eddy__options_t *opts, const struct setting *s, const char *value)
+{
+    char *field = (char *)opts + s->offset;
+    uint64_t n;
+    int rc;
+    switch (s->kind) {
+    case KIND_BOOL:
+        return parse_bool(value, (bool *)field);
+    case KIND_INT:
+        if ((rc = parse_uint(value, s->min, s->max, &n)) == 0)
+            *(int *)field = (int)n;
+        return rc;
+    case KIND_SIZE:
+        if ((rc = parse_uint(value, s->min, s->max, &n)) == 0)
+            *(size_t *)field = (size_t)n;
+        return rc;
+    case KIND_U32:
+        if ((rc = parse_uint(value, s->min, s->max, &n)) == 0)
+            *(uint32_t *)field = (uint32_t)n;
+        return rc;
+    case KIND_SECONDS_MS:
+        return parse_seconds_ms(value, s->max, (uint32_t *)field);
+    case KIND_LOG_LEVEL:
+        rc = eddy__log_level_parse(value);
+        if (rc < 0)
+            return EDDY_EVALUE;
+        *(int *)field = rc;
+        return 0;
+    case KIND_STRING: {
+        char **slot = (char **)field;
+        char *copy = NULL;
+        if (*value != '\0' && (copy = strdup(value)) == NULL)
+            return EDDY_ENOMEM;
+        free(*slot);
+        *slot = copy;
+        return 0;
+    }
+    }
+    return EDDY_EVALUE;
+}
+
+int eddy_server_set(eddy_server_t *srv, const char *key, const char *value)
+{
+    if (srv->running)
+        return EDDY_ERUNNING;
+    if (key == NULL || value == NULL)
+        return EDDY_EINVAL;
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(settings); i++) {
+        if (strcmp(key, settings[i].key) != 0)
+            continue;
+        const struct setting *s = &settings[i];
+        int rc = apply(&srv->opts, s, value);
+        if (rc != EDDY_EVALUE)
+            return rc;
+        switch (s->kind) {
+        case KIND_BOOL:
+            eddy__log(srv, EDDY__LOG_ERROR, "setting %s: invalid value \"%s\" (expected true "
+                      "or false)", key, value);
+            break;
+        case KIND_LOG_LEVEL:
+            eddy__log(srv, EDDY__LOG_ERROR, "setting %s: invalid value \"%s\" (expected debug, "
+                      "trace, info, notice, warning, error, none or 0-6)", key, value);
+            break;
+        default:
+            eddy__log(srv, EDDY__LOG_ERROR, "setting %s: invalid value \"%s\" (expected a "
+                      "number from %" PRIu64 " to %" PRIu64 ")", key, value, s->min, s->max);
+            break;
+        }
+        return rc;
+    }
+    eddy__log(srv, EDDY__LOG_ERROR, "unknown setting \"%s\"", key);
+    return EDDY_EKEY;
+}

@@ -1,0 +1,538 @@
+/*
+ * The WebSocket session: the opening handshake, frame reception, the closing handshake
+ * and sending.
+ *
+ * Frames are read as a stream: a header that straddles two reads is kept in a 14-byte
+ * stash, payload bytes are unmasked in place as they arrive, text is validated as it
+ * arrives (so invalid UTF-8 fails the connection at the first bad byte, even mid-frame),
+ * and the size limit is enforced from the header, before any payload is buffered. A
+ * message that arrives whole in one read is delivered straight from the receive buffer;
+ * only fragmented or partial messages are copied into the connection's message buffer.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* An emptied message buffer larger than this is released, to keep idle connections small. */
+#define MSG_BUF_KEEP 16384
+
+struct eddy__ws_state {
+    eddy__ws_header_t hdr;      /* header of the frame being received */
+    uint8_t hdr_stash[EDDY_WS_MAX_HEADER_LEN];
+    uint8_t hdr_stash_len;
+    bool in_frame;              /* header read, payload pending */
+    uint64_t frame_done;        /* payload bytes of the frame received so far */
+    bool in_message;            /* a data message is being received */
+    uint8_t msg_opcode;
+    uint8_t msg_flags;
+    uint32_t utf8_state;
+    bool close_sent;
+    eddy__buf_t msg;            /* message assembled from pieces */
+    uint8_t ctrl_len;
+    uint8_t ctrl[125];          /* control frame payload assembled from pieces */
+};
+
+static const eddy_server_t *conn_srv(const eddy__conn_t *conn)
+{
+    return conn->loop->srv;
+}
+
+/* ---- opening handshake ---- */
+
+/* Picks the subprotocol to answer: the first of ours (comma-separated, in preference
+ * order) that the client offered. Writes it to out and returns true if there is one. */
+static bool choose_subprotocol(const char *ours, const eddy_request_t *req, char *out,
+                               size_t out_cap)
+{
+    const eddy__http_head_t *h = req->head;
+    const char *p = ours;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',' && *p != ' ')
+            p++;
+        size_t n = (size_t)(p - start);
+        if (n == 0 || n >= out_cap)
+            continue;
+        memcpy(out, start, n);
+        out[n] = '\0';
+        for (size_t i = 0; i < h->num_headers; i++) {
+            if (eddy__span_eq(req->buf, h->headers[i].name, "sec-websocket-protocol") &&
+                eddy__http_list_has_token(req->buf, h->headers[i].value, out))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Validates an upgrade request (RFC 6455 4.2.1). Returns 0, or the HTTP status to refuse
+ * it with and sets *why. */
+static int validate_upgrade(const eddy_request_t *req, const char **key, size_t *key_len,
+                            const char **why)
+{
+    const eddy__http_head_t *h = req->head;
+    const char *buf = req->buf;
+    if (!eddy__span_eq(buf, h->method, "GET")) {
+        *why = "a WebSocket upgrade must use GET";
+        return 400;
+    }
+    if (h->minor_version < 1) {
+        *why = "a WebSocket upgrade needs HTTP/1.1";
+        return 400;
+    }
+    if (!h->connection_upgrade) {
+        *why = "Connection header lacks the Upgrade token";
+        return 400;
+    }
+    int keys = 0, versions = 0;
+    bool version_13 = false;
+    for (size_t i = 0; i < h->num_headers; i++) {
+        const eddy__http_header_t *hd = &h->headers[i];
+        if (eddy__span_eq(buf, hd->name, "sec-websocket-key")) {
+            keys++;
+            *key = buf + hd->value.off;
+            *key_len = hd->value.len;
+        } else if (eddy__span_eq(buf, hd->name, "sec-websocket-version")) {
+            versions++;
+            version_13 = eddy__span_eq(buf, hd->value, "13");
+        }
+    }
+    if (keys != 1) {
+        *why = keys ? "more than one Sec-WebSocket-Key" : "missing Sec-WebSocket-Key";
+        return 400;
+    }
+    uint8_t raw[18];
+    if (eddy__base64_decode(raw, sizeof(raw), *key, *key_len) != 16) {
+        *why = "Sec-WebSocket-Key is not 16 bytes of base64";
+        return 400;
+    }
+    if (versions != 1 || !version_13) {
+        *why = "unsupported Sec-WebSocket-Version (13 is supported)";
+        return 426;
+    }
+    return 0;
+}
+
+static void handshake_failed(eddy__conn_t *conn, int status, const char *why)
+{
+    eddy__log(conn_srv(conn), EDDY__LOG_NOTICE,
+              "session#%" PRIu64 ": WebSocket handshake refused with %d: %s", conn->id, status,
+              why);
+    char body[160];
+    snprintf(body, sizeof(body), "WebSocket handshake failed: %s\n", why);
+    eddy__http_fail(conn, status, body);
+}
+
+void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp)
+{
+    eddy_server_t *srv = conn->loop->srv;
+    conn->ws_status = EDDY_WS_STATUS_CONNECTION;
+    if (srv->on_handshake != NULL) {
+        conn->ws_status = EDDY_WS_STATUS_HANDSHAKE;
+        resp->handshake = true;
+        srv->on_handshake(srv, req, resp, srv->user_data);
+        if (!resp->finished && conn->phase == EDDY__PHASE_HTTP) {
+            /* As Swoole: a handshake left unanswered fails with a 500. */
+            conn->ws_status = EDDY_WS_STATUS_CONNECTION;
+            handshake_failed(conn, 500, "the handshake callback did not answer");
+        }
+        return;
+    }
+
+    const char *key = NULL, *why = NULL;
+    size_t key_len = 0;
+    int status = validate_upgrade(req, &key, &key_len, &why);
+    if (status != 0) {
+        handshake_failed(conn, status, why);
+        return;
+    }
+    conn->ws_status = EDDY_WS_STATUS_HANDSHAKE;
+    char accept[EDDY_WS_ACCEPT_LEN + 1];
+    eddy_ws_accept_key(key, key_len, accept);
+    char protocol[128];
+    const char *ours = srv->opts.websocket_subprotocol;
+    bool has_protocol = ours != NULL && choose_subprotocol(ours, req, protocol, sizeof(protocol));
+    eddy__buf_t out = {0};
+    int rc = eddy__buf_printf(&out,
+                              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                              "Sec-WebSocket-Version: 13\r\n",
+                              accept);
+    if (rc == 0 && has_protocol)
+        rc = eddy__buf_printf(&out, "Sec-WebSocket-Protocol: %s\r\n", protocol);
+    if (rc == 0)
+        rc = eddy__buf_printf(&out, "Server: eddy\r\nDate: %s\r\n\r\n",
+                              eddy__loop_http_date(conn->loop));
+    if (rc == 0)
+        rc = eddy__conn_write(conn, out.data, out.len);
+    eddy__buf_free(&out);
+    if (rc != 0 || eddy__ws_start(conn) != 0) {
+        eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+        return;
+    }
+    if (srv->on_open != NULL)
+        srv->on_open(srv, req, srv->user_data);
+}
+
+int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
+{
+    eddy__conn_t *conn = resp->conn;
+    if (resp->finished)
+        return EDDY_ESTATE;
+    resp->finished = true;
+    if (conn == NULL || conn->phase != EDDY__PHASE_HTTP)
+        return EDDY_ECLOSED;
+    if (resp->status == 101) {
+        /* Exactly the application's headers: a 101 has no body and no length. */
+        int rc = eddy__response_send_head(resp, NULL, -1);
+        if (rc == 0)
+            rc = eddy__ws_start(conn);
+        if (rc != 0)
+            eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+        return rc;
+    }
+    conn->ws_status = EDDY_WS_STATUS_CONNECTION;
+    eddy__log(conn_srv(conn), EDDY__LOG_INFO,
+              "session#%" PRIu64 ": handshake callback refused the upgrade with %d", conn->id,
+              resp->status);
+    resp->keep_alive = false;
+    int rc = eddy__response_send_head(resp, "Connection: close\r\n", (int64_t)len);
+    if (rc == 0 && len > 0)
+        rc = eddy__conn_write(conn, data, len);
+    eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+    return rc;
+}
+
+int eddy__ws_start(eddy__conn_t *conn)
+{
+    eddy__ws_state_t *ws = calloc(1, sizeof(*ws));
+    if (ws == NULL)
+        return EDDY_ENOMEM;
+    conn->ws = ws;
+    conn->phase = EDDY__PHASE_WS;
+    conn->ws_status = EDDY_WS_STATUS_ACTIVE;
+    conn->ever_established = true;
+    eddy__conn_set_timeout(conn, 0);
+    return 0;
+}
+
+void eddy__ws_free(eddy__conn_t *conn)
+{
+    if (conn->ws == NULL)
+        return;
+    eddy__buf_free(&conn->ws->msg);
+    free(conn->ws);
+    conn->ws = NULL;
+}
+
+/* ---- sending ---- */
+
+static int queue_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void *payload,
+                       size_t len)
+{
+    uint8_t header[EDDY_WS_MAX_HEADER_LEN];
+    size_t header_len = eddy__ws_write_header(header, opcode, flags & EDDY_WS_FLAG_FIN, len, NULL);
+    return eddy__conn_write2(conn, header, header_len, payload, len);
+}
+
+void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason,
+                         size_t reason_len, bool wait_for_peer)
+{
+    eddy__ws_state_t *ws = conn->ws;
+    if (!ws->close_sent) {
+        uint8_t payload[125];
+        size_t len = 0;
+        if (code != 0 && code != EDDY_WS_CLOSE_STATUS_ERROR) {
+            reason_len = EDDY__MIN(reason_len, sizeof(payload) - 2);
+            payload[0] = (uint8_t)(code >> 8);
+            payload[1] = (uint8_t)code;
+            if (reason_len)
+                memcpy(payload + 2, reason, reason_len);
+            len = 2 + reason_len;
+        }
+        ws->close_sent = true;
+        queue_frame(conn, EDDY_WS_OPCODE_CLOSE, EDDY_WS_FLAG_FIN, payload, len);
+    }
+    if (wait_for_peer && conn->phase == EDDY__PHASE_WS) {
+        conn->ws_status = EDDY_WS_STATUS_CLOSING;
+        eddy__conn_set_timeout(conn, conn_srv(conn)->opts.websocket_close_timeout_ms);
+    } else {
+        eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+    }
+}
+
+void eddy__ws_timeout(eddy__conn_t *conn)
+{
+    eddy__log(conn_srv(conn), EDDY__LOG_INFO,
+              "session#%" PRIu64 ": no close frame from the peer in time, closing", conn->id);
+    eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+}
+
+static bool opcode_valid(int opcode)
+{
+    return (opcode >= EDDY_WS_OPCODE_CONTINUATION && opcode <= EDDY_WS_OPCODE_BINARY) ||
+           (opcode >= EDDY_WS_OPCODE_CLOSE && opcode <= EDDY_WS_OPCODE_PONG);
+}
+
+int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, int flags)
+{
+    if (conn->phase != EDDY__PHASE_WS || conn->ws->close_sent)
+        return EDDY_ESTATE;
+    if (!opcode_valid(opcode))
+        return EDDY_EINVAL;
+    if (len > conn_srv(conn)->opts.package_max_length)
+        return EDDY_ETOOBIG;
+    if (opcode >= EDDY_WS_OPCODE_CLOSE) {
+        if (len > 125 || !(flags & EDDY_WS_FLAG_FIN))
+            return EDDY_EINVAL;
+        if (opcode == EDDY_WS_OPCODE_CLOSE) {
+            uint16_t code;
+            const char *reason;
+            size_t reason_len;
+            if (eddy__ws_parse_close(data, len, &code, &reason, &reason_len) != 0)
+                return EDDY_EINVAL;
+            eddy__ws_send_close(conn, code, reason, reason_len, true);
+            return 0;
+        }
+    }
+    return queue_frame(conn, (uint8_t)opcode, flags, data, len);
+}
+
+/* ---- receiving ---- */
+
+static void fail(eddy__conn_t *conn, uint16_t code, const char *why)
+{
+    eddy__log(conn_srv(conn), EDDY__LOG_NOTICE,
+              "session#%" PRIu64 ": WebSocket protocol error, closing with %u: %s", conn->id,
+              code, why);
+    eddy__ws_send_close(conn, code, why, strlen(why), false);
+}
+
+/* Calls the message callback with data NUL-terminated (the byte after it is restored). */
+static void deliver(eddy__conn_t *conn, eddy_frame_t *frame, char *data, size_t len)
+{
+    eddy_server_t *srv = conn->loop->srv;
+    char saved = data[len];
+    data[len] = '\0';
+    frame->fd = conn->id;
+    frame->data = data;
+    frame->len = len;
+    frame->finish = true;
+    srv->on_message(srv, frame, srv->user_data);
+    data[len] = saved;
+}
+
+static uint8_t frame_flags(const eddy__ws_header_t *hdr)
+{
+    return (uint8_t)((hdr->fin ? EDDY_WS_FLAG_FIN : 0) | (hdr->masked ? EDDY_WS_FLAG_MASK : 0) |
+                     ((hdr->rsv & 4) ? EDDY_WS_FLAG_RSV1 : 0) |
+                     ((hdr->rsv & 2) ? EDDY_WS_FLAG_RSV2 : 0) |
+                     ((hdr->rsv & 1) ? EDDY_WS_FLAG_RSV3 : 0));
+}
+
+static void on_close_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
+{
+    eddy__ws_state_t *ws = conn->ws;
+    const eddy__options_t *opts = &conn_srv(conn)->opts;
+    uint16_t code;
+    const char *reason;
+    size_t reason_len;
+    int bad = eddy__ws_parse_close(payload, len, &code, &reason, &reason_len);
+    if (bad != 0) {
+        fail(conn, (uint16_t)bad, bad == 1007 ? "close reason is not valid UTF-8"
+                                              : "invalid close frame");
+        return;
+    }
+    if (opts->open_websocket_close_frame && !ws->close_sent) {
+        /* The reason is copied so it can be NUL-terminated without touching the buffer. */
+        char reason_copy[126];
+        memcpy(reason_copy, reason, reason_len);
+        reason_copy[reason_len] = '\0';
+        eddy_frame_t frame = {.opcode = EDDY_WS_OPCODE_CLOSE,
+                              .flags = frame_flags(&ws->hdr),
+                              .code = code,
+                              .reason = reason_copy,
+                              .reason_len = reason_len};
+        char empty[1] = "";
+        deliver(conn, &frame, empty, 0);
+        if (conn->phase != EDDY__PHASE_WS)
+            return;
+    }
+    /* Answer (echoing the code) unless we started the closing handshake; either way the
+     * handshake is complete and the server closes the TCP connection first. */
+    eddy__ws_send_close(conn, code, NULL, 0, false);
+}
+
+static void on_control_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
+{
+    eddy__ws_state_t *ws = conn->ws;
+    const eddy__options_t *opts = &conn_srv(conn)->opts;
+    uint8_t opcode = ws->hdr.opcode;
+    if (opcode == EDDY_WS_OPCODE_CLOSE) {
+        on_close_frame(conn, payload, len);
+        return;
+    }
+    if (ws->close_sent)
+        return; /* closing: pings are not answered any more */
+    bool deliver_it = opcode == EDDY_WS_OPCODE_PING ? opts->open_websocket_ping_frame
+                                                    : opts->open_websocket_pong_frame;
+    if (deliver_it) {
+        eddy_frame_t frame = {.opcode = opcode, .flags = frame_flags(&ws->hdr)};
+        deliver(conn, &frame, (char *)payload, len);
+    } else if (opcode == EDDY_WS_OPCODE_PING) {
+        queue_frame(conn, EDDY_WS_OPCODE_PONG, EDDY_WS_FLAG_FIN, payload, len);
+    }
+}
+
+static void on_message_complete(eddy__conn_t *conn, char *data, size_t len)
+{
+    eddy__ws_state_t *ws = conn->ws;
+    ws->in_message = false;
+    if (ws->msg_opcode == EDDY_WS_OPCODE_TEXT && !eddy__utf8_complete(ws->utf8_state)) {
+        fail(conn, EDDY_WS_CLOSE_MESSAGE_ERROR, "text message ends inside a UTF-8 sequence");
+        return;
+    }
+    if (!ws->close_sent) {
+        eddy_frame_t frame = {.opcode = ws->msg_opcode, .flags = ws->msg_flags};
+        deliver(conn, &frame, data, len);
+    }
+}
+
+/* Reads a frame header; returns bytes of buf used, or 0 if more input is needed (the
+ * bytes are stashed) or the connection failed. */
+static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
+{
+    eddy__ws_state_t *ws = conn->ws;
+    const eddy__options_t *opts = &conn_srv(conn)->opts;
+    ssize_t rc;
+    size_t used;
+    if (ws->hdr_stash_len == 0) {
+        rc = eddy__ws_parse_header(buf, len, &ws->hdr);
+        if (rc == EDDY_AGAIN) {
+            memcpy(ws->hdr_stash, buf, len); /* len < EDDY_WS_MAX_HEADER_LEN here */
+            ws->hdr_stash_len = (uint8_t)len;
+            return len;
+        }
+        used = rc > 0 ? (size_t)rc : 0;
+    } else {
+        size_t take = EDDY__MIN(len, sizeof(ws->hdr_stash) - ws->hdr_stash_len);
+        memcpy(ws->hdr_stash + ws->hdr_stash_len, buf, take);
+        rc = eddy__ws_parse_header(ws->hdr_stash, ws->hdr_stash_len + take, &ws->hdr);
+        if (rc == EDDY_AGAIN) {
+            ws->hdr_stash_len = (uint8_t)(ws->hdr_stash_len + take);
+            return take;
+        }
+        used = rc > 0 ? (size_t)rc - ws->hdr_stash_len : 0;
+        ws->hdr_stash_len = 0;
+    }
+    if (rc < 0) {
+        fail(conn, EDDY_WS_CLOSE_PROTOCOL_ERROR, "invalid frame length");
+        return 0;
+    }
+    eddy__ws_rules_t rules = {.expect_masked = true, .allowed_rsv = 0};
+    int code = eddy__ws_check_header(&ws->hdr, &rules, ws->in_message);
+    if (code != 0) {
+        fail(conn, (uint16_t)code, "frame header violates RFC 6455");
+        return 0;
+    }
+    bool control = ws->hdr.opcode >= EDDY_WS_OPCODE_CLOSE;
+    if (!control) {
+        uint64_t so_far = ws->hdr.opcode == EDDY_WS_OPCODE_CONTINUATION ? ws->msg.len : 0;
+        if (ws->hdr.payload_len > opts->package_max_length - so_far) {
+            fail(conn, EDDY_WS_CLOSE_MESSAGE_TOO_BIG, "message exceeds package_max_length");
+            return 0;
+        }
+        if (ws->hdr.opcode != EDDY_WS_OPCODE_CONTINUATION) {
+            ws->in_message = true;
+            ws->msg_opcode = ws->hdr.opcode;
+            ws->msg_flags = frame_flags(&ws->hdr);
+            ws->utf8_state = EDDY__UTF8_ACCEPT;
+            ws->msg.len = 0;
+        }
+    }
+    ws->in_frame = true;
+    ws->frame_done = 0;
+    ws->ctrl_len = 0;
+    return used;
+}
+
+/* Consumes payload bytes of the current frame; returns bytes used. */
+static size_t read_payload(eddy__conn_t *conn, uint8_t *buf, size_t len)
+{
+    eddy__ws_state_t *ws = conn->ws;
+    eddy__ws_header_t *hdr = &ws->hdr;
+    size_t take = (size_t)EDDY__MIN((uint64_t)len, hdr->payload_len - ws->frame_done);
+    bool whole = ws->frame_done == 0 && take == hdr->payload_len;
+    eddy__ws_mask(buf, take, hdr->mask, ws->frame_done);
+    ws->frame_done += take;
+    bool frame_complete = ws->frame_done == hdr->payload_len;
+
+    if (hdr->opcode >= EDDY_WS_OPCODE_CLOSE) {
+        if (whole) {
+            ws->in_frame = false;
+            on_control_frame(conn, buf, take);
+            return take;
+        }
+        memcpy(ws->ctrl + ws->ctrl_len, buf, take);
+        ws->ctrl_len = (uint8_t)(ws->ctrl_len + take);
+        if (frame_complete) {
+            ws->in_frame = false;
+            /* ctrl has room for the NUL deliver() writes only if shorter than 125. */
+            uint8_t copy[126];
+            memcpy(copy, ws->ctrl, ws->ctrl_len);
+            on_control_frame(conn, copy, ws->ctrl_len);
+        }
+        return take;
+    }
+
+    if (ws->msg_opcode == EDDY_WS_OPCODE_TEXT && !eddy__utf8_feed(&ws->utf8_state, buf, take)) {
+        fail(conn, EDDY_WS_CLOSE_MESSAGE_ERROR, "text message is not valid UTF-8");
+        return 0;
+    }
+    if (frame_complete)
+        ws->in_frame = false;
+    if (whole && hdr->fin && ws->msg.len == 0) {
+        on_message_complete(conn, (char *)buf, take); /* zero-copy: the common case */
+        return take;
+    }
+    if (eddy__buf_append(&ws->msg, buf, take) != 0) {
+        eddy__log(conn_srv(conn), EDDY__LOG_ERROR,
+                  "session#%" PRIu64 ": out of memory assembling a message", conn->id);
+        eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+        return 0;
+    }
+    if (frame_complete && hdr->fin) {
+        on_message_complete(conn, ws->msg.data, ws->msg.len);
+        if (conn->ws != NULL) {
+            ws->msg.len = 0;
+            if (ws->msg.cap > MSG_BUF_KEEP)
+                eddy__buf_free(&ws->msg);
+        }
+    }
+    return take;
+}
+
+size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len)
+{
+    uint8_t *p = (uint8_t *)buf;
+    size_t off = 0;
+    while (conn->phase == EDDY__PHASE_WS) {
+        if (!conn->ws->in_frame) {
+            if (off == len)
+                break;
+            size_t used = read_header(conn, p + off, len - off);
+            off += used;
+            if (!conn->ws->in_frame)
+                break; /* header incomplete (stashed) or the connection failed */
+        }
+        /* A frame with an empty payload completes here even with no bytes left. */
+        size_t used = read_payload(conn, p + off, len - off);
+        off += used;
+        if (conn->phase == EDDY__PHASE_WS && conn->ws->in_frame && off == len)
+            break;
+    }
+    return conn->phase == EDDY__PHASE_WS ? off : len;
+}
