@@ -37,15 +37,19 @@ EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# C programs the integration tests drive (a testbed server exposing every method).
+TEST_PROG_SRCS := $(sort $(wildcard tests/integration/*.c))
+TEST_PROGS := $(TEST_PROG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 
-.PHONY: all lib examples unit-tests deps deps-test run test test-unit test-integration \
+.PHONY: all lib examples unit-tests test-programs deps deps-test run test test-unit test-integration \
 	install clean format format-check
 
-all: lib examples unit-tests
+all: lib examples unit-tests test-programs
 
 lib: $(BUILD)/libeddy.a $(BUILD)/libeddy.so
 examples: $(EXAMPLES)
 unit-tests: $(UNIT_TESTS)
+test-programs: $(TEST_PROGS)
 
 deps:
 	@scripts/deps.sh build
@@ -68,6 +72,9 @@ $(BUILD)/examples/%: examples/%.c examples/example.h $(BUILD)/libeddy.a | $(BUIL
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libeddy.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
+$(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Iexamples -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
+
 $(BUILD)/obj $(BUILD)/examples $(BUILD)/tests:
 	mkdir -p $@
 
@@ -82,7 +89,7 @@ test: deps-test
 test-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 
-test-integration: $(EXAMPLES)
+test-integration: $(EXAMPLES) $(TEST_PROGS)
 	EDDY_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
 
 install: lib

@@ -404,10 +404,15 @@ void eddy__loop_reap(eddy__loop_t *loop)
     }
 }
 
-void eddy__loop_close_zombies(eddy__loop_t *loop)
+void eddy__loop_close_zombies(eddy__loop_t *loop, bool all)
 {
-    while (loop->zombies_head != NULL)
-        final_close(loop->zombies_head);
+    eddy__conn_t *conn = loop->zombies_head;
+    while (conn != NULL) {
+        eddy__conn_t *next = conn->next;
+        if (all || conn->shutdown_sent)
+            final_close(conn);
+        conn = next;
+    }
 }
 
 /* ---- input ---- */

@@ -362,8 +362,9 @@ void eddy__conn_close(eddy__conn_t *conn, int how);
 
 /* Runs close callbacks of connections closed this iteration and releases them. */
 void eddy__loop_reap(eddy__loop_t *loop);
-/* Closes every lingering socket at once (server shutdown deadline). */
-void eddy__loop_close_zombies(eddy__loop_t *loop);
+/* Closes released sockets at once: those only waiting for the peer's EOF, or with all,
+ * also those whose output has not drained (server shutdown). */
+void eddy__loop_close_zombies(eddy__loop_t *loop, bool all);
 
 /* Called by the session layers when they consume input; processes buf[0..len) which
  * may be the loop's receive buffer or the connection's own. Returns bytes consumed. */

@@ -286,14 +286,16 @@ bool eddy__server_loop_should_exit(eddy__loop_t *loop)
         loop->now_ms = eddy__monotonic_ms();
         begin_shutdown(loop);
     }
+    /* Lingering only protects data already sent from a reset; stopping need not wait. */
+    eddy__loop_close_zombies(loop, false);
     if (loop->now_ms >= loop->shutdown_deadline_ms) {
         /* Peers that did not answer in time are closed without further ceremony. */
         for (eddy__conn_t *conn = loop->conns_head; conn != NULL; conn = conn->next)
             eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         eddy__loop_reap(loop);
-        eddy__loop_close_zombies(loop);
-        eddy__loop_reap(loop);
+        eddy__loop_close_zombies(loop, true);
     }
+    eddy__loop_reap(loop); /* frees what was closed */
     return loop->conns_head == NULL && loop->zombies_head == NULL && loop->reap_head == NULL;
 }
 

@@ -1,0 +1,321 @@
+/*
+ * testbed: a server for the integration tests that prints every event and runs server
+ * methods on command, so tests can drive and observe the whole API from outside.
+ *
+ * Events print one line each (fd is the session id, status the websocket_status seen
+ * through eddy_client_info() inside the callback):
+ *   start | shutdown | connect <fd> | open <fd> <path> <query>
+ *   message <fd> <opcode> <flags> <len> <data>       (text shown as is, binary as hex)
+ *   control <fd> <opcode> <len> [code <code> reason <reason>]
+ *   close <fd> <status> | disconnect <fd> <status>
+ *   request <fd> <method> <uri> body=<len>
+ *
+ * A text message starting with '!' is a command; its result prints as "= <result>":
+ *   !push <fd> <opcode> <flags> <text>   push text (use "-" for an empty payload)
+ *   !pushsize <fd> <bytes>               push a binary message of that many 'x' bytes
+ *   !exist <fd> | !established <fd>      true/false
+ *   !disconnect <fd> <code> [reason]     eddy_disconnect() return code
+ *   !close <fd> | !send <fd> <text>
+ *   !info <fd>                           status ip port server_port connect last
+ *   !count | !list                       live connections, ids in order
+ *   !after <ms> <text>                   timer: prints "timer <id> <text>" (= the id)
+ *   !tick <ms> <n> <text>                fires n times, then clears itself
+ *   !clear <id>                          true/false
+ *   !defer <text>                        prints "defer <text>" on the next iteration
+ *   !userdata <fd>                       sets then reads back per-connection user data
+ *   !stop                                eddy_server_stop()
+ * Other messages are echoed. Plain HTTP requests (with --request) get "ok <path>" or,
+ * for /detach?ms=N, an answer N ms later from a timer; /chunked answers in pieces;
+ * /close drops the connection; /status?code=N answers with that status.
+ * Flags: --request (set the request callback), --disconnect (set disconnect),
+ *        --handshake (a handshake callback answering 101 itself).
+ */
+#include <ctype.h>
+#include <stdint.h>
+
+#include "example.h"
+
+static int printable(const char *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (!isprint((unsigned char)data[i]))
+            return 0;
+    }
+    return 1;
+}
+
+static void status_line(eddy_server_t *srv, const char *event, eddy_fd_t fd)
+{
+    eddy_client_info_t info;
+    int status = eddy_client_info(srv, fd, &info) == 0 ? info.websocket_status : -1;
+    printf("%s %llu %d\n", event, (unsigned long long)fd, status);
+}
+
+static void on_start(eddy_server_t *srv, void *user_data)
+{
+    printf("start\n");
+}
+
+static void on_shutdown(eddy_server_t *srv, void *user_data)
+{
+    printf("shutdown\n");
+}
+
+static void on_connect(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
+{
+    printf("connect %llu\n", (unsigned long long)fd);
+}
+
+static void on_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)
+{
+    const char *query = eddy_request_query(req);
+    printf("open %llu %s %s\n", (unsigned long long)eddy_request_fd(req), eddy_request_path(req),
+           *query ? query : "-");
+}
+
+static void on_close(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
+{
+    status_line(srv, "close", fd);
+}
+
+static void on_disconnect(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
+{
+    status_line(srv, "disconnect", fd);
+}
+
+struct timer_text {
+    int remaining; /* for ticks */
+    char text[256];
+};
+
+static void on_timer(eddy_server_t *srv, uint64_t id, void *arg)
+{
+    struct timer_text *t = arg;
+    printf("timer %llu %s\n", (unsigned long long)id, t->text);
+    if (t->remaining > 0 && --t->remaining == 0) {
+        eddy_timer_clear(srv, id);
+        free(t);
+    } else if (t->remaining < 0) {
+        free(t); /* one-shot */
+    }
+}
+
+static void on_defer(eddy_server_t *srv, void *arg)
+{
+    printf("defer %s\n", (char *)arg);
+    free(arg);
+}
+
+static bool list_one(eddy_server_t *srv, eddy_fd_t fd, void *arg)
+{
+    printf(" %llu", (unsigned long long)fd);
+    return true;
+}
+
+static eddy_fd_t arg_fd(const char *s)
+{
+    return (eddy_fd_t)strtoull(s, NULL, 10);
+}
+
+static void command(eddy_server_t *srv, eddy_fd_t self, char *line)
+{
+    char *save = NULL;
+    char *cmd = strtok_r(line, " ", &save);
+    char *a1 = strtok_r(NULL, " ", &save);
+    char *rest = save; /* the remainder, unsplit */
+    if (cmd == NULL)
+        return;
+    if (strcmp(cmd, "push") == 0 && a1 != NULL) {
+        char *opcode = strtok_r(NULL, " ", &save);
+        char *flags = strtok_r(NULL, " ", &save);
+        const char *text = save && *save ? save : "";
+        if (strcmp(text, "-") == 0)
+            text = "";
+        printf("= %d\n", eddy_push(srv, arg_fd(a1), text, strlen(text), atoi(opcode ? opcode : "1"),
+                                   atoi(flags ? flags : "1")));
+    } else if (strcmp(cmd, "pushsize") == 0 && a1 != NULL) {
+        size_t n = strtoull(rest, NULL, 10);
+        char *data = malloc(n + 1);
+        memset(data, 'x', n);
+        printf("= %d\n", eddy_push(srv, arg_fd(a1), data, n, EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN));
+        free(data);
+    } else if (strcmp(cmd, "exist") == 0 && a1 != NULL) {
+        printf("= %s\n", eddy_exist(srv, arg_fd(a1)) ? "true" : "false");
+    } else if (strcmp(cmd, "established") == 0 && a1 != NULL) {
+        printf("= %s\n", eddy_is_established(srv, arg_fd(a1)) ? "true" : "false");
+    } else if (strcmp(cmd, "disconnect") == 0 && a1 != NULL) {
+        char *code = strtok_r(NULL, " ", &save);
+        const char *reason = save && *save ? save : NULL;
+        printf("= %d\n", eddy_disconnect(srv, arg_fd(a1), atoi(code ? code : "1000"), reason));
+    } else if (strcmp(cmd, "close") == 0 && a1 != NULL) {
+        printf("= %d\n", eddy_close(srv, arg_fd(a1)));
+    } else if (strcmp(cmd, "send") == 0 && a1 != NULL) {
+        printf("= %d\n", eddy_send(srv, arg_fd(a1), rest, strlen(rest)));
+    } else if (strcmp(cmd, "info") == 0 && a1 != NULL) {
+        eddy_client_info_t info;
+        int rc = eddy_client_info(srv, arg_fd(a1), &info);
+        if (rc != 0)
+            printf("= %d\n", rc);
+        else
+            printf("= %d %s %d %d %lld %lld\n", info.websocket_status, info.remote_ip,
+                   info.remote_port, info.server_port, (long long)info.connect_time,
+                   (long long)info.last_time);
+    } else if (strcmp(cmd, "count") == 0) {
+        printf("= %zu\n", eddy_connection_count(srv));
+    } else if (strcmp(cmd, "list") == 0) {
+        printf("=");
+        eddy_connection_foreach(srv, list_one, NULL);
+        printf("\n");
+    } else if ((strcmp(cmd, "after") == 0 || strcmp(cmd, "tick") == 0) && a1 != NULL) {
+        struct timer_text *t = calloc(1, sizeof(*t));
+        uint64_t ms = strtoull(a1, NULL, 10);
+        uint64_t id;
+        if (strcmp(cmd, "tick") == 0) {
+            char *n = strtok_r(NULL, " ", &save);
+            t->remaining = atoi(n ? n : "1");
+            snprintf(t->text, sizeof(t->text), "%s", save ? save : "");
+            id = eddy_timer_tick(srv, ms, on_timer, t);
+        } else {
+            t->remaining = -1;
+            snprintf(t->text, sizeof(t->text), "%s", rest ? rest : "");
+            id = eddy_timer_after(srv, ms, on_timer, t);
+        }
+        printf("= %llu\n", (unsigned long long)id);
+    } else if (strcmp(cmd, "clear") == 0 && a1 != NULL) {
+        printf("= %s\n", eddy_timer_clear(srv, strtoull(a1, NULL, 10)) ? "true" : "false");
+    } else if (strcmp(cmd, "defer") == 0) {
+        char text[512];
+        snprintf(text, sizeof(text), "%s%s%s", a1 ? a1 : "", rest && *rest ? " " : "",
+                 rest ? rest : "");
+        printf("= %d\n", eddy_defer(srv, on_defer, strdup(text)));
+    } else if (strcmp(cmd, "userdata") == 0 && a1 != NULL) {
+        static int marker;
+        int rc = eddy_conn_set_user_data(srv, arg_fd(a1), &marker);
+        printf("= %d %s\n", rc, eddy_conn_user_data(srv, arg_fd(a1)) == &marker ? "same" : "none");
+    } else if (strcmp(cmd, "stop") == 0) {
+        printf("= 0\n");
+        eddy_server_stop(srv);
+    } else {
+        printf("= unknown command\n");
+    }
+    (void)self;
+}
+
+static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
+{
+    if (frame->opcode >= EDDY_WS_OPCODE_CLOSE) {
+        if (frame->opcode == EDDY_WS_OPCODE_CLOSE)
+            printf("control %llu %d %zu code %u reason %s\n", (unsigned long long)frame->fd,
+                   frame->opcode, frame->len, frame->code, frame->reason);
+        else
+            printf("control %llu %d %zu\n", (unsigned long long)frame->fd, frame->opcode,
+                   frame->len);
+        return;
+    }
+    if (frame->opcode == EDDY_WS_OPCODE_TEXT && frame->len > 1 && frame->data[0] == '!') {
+        char *line = strndup(frame->data + 1, frame->len - 1);
+        command(srv, frame->fd, line);
+        free(line);
+        return;
+    }
+    printf("message %llu %d %d %zu ", (unsigned long long)frame->fd, frame->opcode, frame->flags,
+           frame->len);
+    if (frame->len <= 200 && printable(frame->data, frame->len)) {
+        fwrite(frame->data, 1, frame->len, stdout);
+    } else {
+        for (size_t i = 0; i < frame->len && i < 100; i++)
+            printf("%02x", (unsigned char)frame->data[i]);
+    }
+    printf("\n");
+    eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
+}
+
+struct detached {
+    eddy_response_t *resp;
+    char path[64];
+};
+
+static void finish_detached(eddy_server_t *srv, uint64_t id, void *arg)
+{
+    struct detached *d = arg;
+    int rc = eddy_response_end(d->resp, "late", 4);
+    printf("detached end %d\n", rc);
+    free(d);
+}
+
+static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp,
+                       void *user_data)
+{
+    size_t body_len = 0;
+    const char *body = eddy_request_body(req, &body_len);
+    const char *path = eddy_request_path(req);
+    printf("request %llu %s %s body=%zu\n", (unsigned long long)eddy_request_fd(req),
+           eddy_request_method(req), eddy_request_uri(req), body_len);
+    if (strcmp(path, "/detach") == 0) {
+        struct detached *d = calloc(1, sizeof(*d));
+        d->resp = resp;
+        const char *ms = eddy_request_get(req, "ms");
+        eddy_response_detach(resp);
+        eddy_timer_after(srv, strtoull(ms ? ms : "10", NULL, 10), finish_detached, d);
+    } else if (strcmp(path, "/chunked") == 0) {
+        eddy_response_write(resp, "one,", 4);
+        eddy_response_write(resp, "two,", 4);
+        eddy_response_end(resp, "three", 5);
+    } else if (strcmp(path, "/close") == 0) {
+        eddy_response_close(resp);
+    } else if (strcmp(path, "/status") == 0) {
+        const char *code = eddy_request_get(req, "code");
+        eddy_response_status(resp, atoi(code ? code : "200"), NULL);
+        eddy_response_end(resp, NULL, 0);
+    } else if (strcmp(path, "/noend") == 0) {
+        /* returns without ending: eddy answers 500 */
+    } else if (strcmp(path, "/echo") == 0) {
+        const char *cookie = eddy_request_cookie(req, "name");
+        const char *header = eddy_request_header(req, "x-test");
+        const char *get = eddy_request_get(req, "q");
+        eddy_response_header(resp, "X-Cookie", cookie ? cookie : "-");
+        eddy_response_header(resp, "X-Header", header ? header : "-");
+        eddy_response_header(resp, "X-Get", get ? get : "-");
+        eddy_response_end(resp, body, body_len);
+    } else {
+        char text[300];
+        int n = snprintf(text, sizeof(text), "ok %s", path);
+        eddy_response_end(resp, text, (size_t)n);
+    }
+}
+
+static void on_handshake(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp,
+                         void *user_data)
+{
+    const char *key = eddy_request_header(req, "sec-websocket-key");
+    char accept[EDDY_WS_ACCEPT_LEN + 1];
+    printf("handshake %llu\n", (unsigned long long)eddy_request_fd(req));
+    if (key == NULL || eddy_ws_accept_key(key, strlen(key), accept) != 0) {
+        eddy_response_status(resp, 403, NULL);
+        eddy_response_end(resp, "bad key", 7);
+        return;
+    }
+    eddy_response_header(resp, "Upgrade", "websocket");
+    eddy_response_header(resp, "Connection", "Upgrade");
+    eddy_response_header(resp, "Sec-WebSocket-Accept", accept);
+    eddy_response_status(resp, 101, NULL);
+    eddy_response_end(resp, NULL, 0);
+}
+
+int main(int argc, char **argv)
+{
+    eddy_server_t *srv = example_new(argc, argv);
+    eddy_on_start(srv, on_start);
+    eddy_on_shutdown(srv, on_shutdown);
+    eddy_on_connect(srv, on_connect);
+    eddy_on_open(srv, on_open);
+    eddy_on_message(srv, on_message);
+    eddy_on_close(srv, on_close);
+    if (example_has_flag(argc, argv, "--disconnect"))
+        eddy_on_disconnect(srv, on_disconnect);
+    if (example_has_flag(argc, argv, "--request"))
+        eddy_on_request(srv, on_request);
+    if (example_has_flag(argc, argv, "--handshake"))
+        eddy_on_handshake(srv, on_handshake);
+    return example_run(srv);
+}
