@@ -232,6 +232,8 @@ static void run_defers(eddy__loop_t *loop)
 {
     /* Calls deferred while these run wait for the next iteration. */
     size_t n = loop->defers_len;
+    if (n == 0)
+        return;
     for (size_t i = 0; i < n; i++)
         loop->defers[i].cb(loop->srv, loop->defers[i].arg);
     memmove(loop->defers, loop->defers + n, (loop->defers_len - n) * sizeof(*loop->defers));

@@ -396,7 +396,9 @@ static void on_message_complete(eddy__conn_t *conn, char *data, size_t len)
         return;
     }
     if (!ws->close_sent) {
-        eddy_frame_t frame = {.opcode = ws->msg_opcode, .flags = ws->msg_flags};
+        /* Delivered whole: FIN, whatever the first fragment said. */
+        eddy_frame_t frame = {.opcode = ws->msg_opcode,
+                              .flags = (uint8_t)(ws->msg_flags | EDDY_WS_FLAG_FIN)};
         deliver(conn, &frame, data, len);
     }
 }

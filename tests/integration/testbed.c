@@ -56,11 +56,6 @@ static void on_start(eddy_server_t *srv, void *user_data)
     printf("start\n");
 }
 
-static void on_shutdown(eddy_server_t *srv, void *user_data)
-{
-    printf("shutdown\n");
-}
-
 static void on_connect(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
 {
     printf("connect %llu\n", (unsigned long long)fd);
@@ -83,10 +78,35 @@ static void on_disconnect(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
     status_line(srv, "disconnect", fd);
 }
 
+/* Timer arguments; those still pending at shutdown are freed there. */
 struct timer_text {
-    int remaining; /* for ticks */
+    struct timer_text *prev, *next;
+    int remaining; /* ticks left; -1 for a one-shot timer */
     char text[256];
 };
+
+static struct timer_text *pending_timers;
+
+static struct timer_text *timer_text_new(void)
+{
+    struct timer_text *t = calloc(1, sizeof(*t));
+    t->next = pending_timers;
+    if (pending_timers)
+        pending_timers->prev = t;
+    pending_timers = t;
+    return t;
+}
+
+static void timer_text_free(struct timer_text *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        pending_timers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    free(t);
+}
 
 static void on_timer(eddy_server_t *srv, uint64_t id, void *arg)
 {
@@ -94,10 +114,17 @@ static void on_timer(eddy_server_t *srv, uint64_t id, void *arg)
     printf("timer %llu %s\n", (unsigned long long)id, t->text);
     if (t->remaining > 0 && --t->remaining == 0) {
         eddy_timer_clear(srv, id);
-        free(t);
+        timer_text_free(t);
     } else if (t->remaining < 0) {
-        free(t); /* one-shot */
+        timer_text_free(t);
     }
+}
+
+static void on_shutdown(eddy_server_t *srv, void *user_data)
+{
+    printf("shutdown\n");
+    while (pending_timers != NULL)
+        timer_text_free(pending_timers);
 }
 
 static void on_defer(eddy_server_t *srv, void *arg)
@@ -167,7 +194,7 @@ static void command(eddy_server_t *srv, eddy_fd_t self, char *line)
         eddy_connection_foreach(srv, list_one, NULL);
         printf("\n");
     } else if ((strcmp(cmd, "after") == 0 || strcmp(cmd, "tick") == 0) && a1 != NULL) {
-        struct timer_text *t = calloc(1, sizeof(*t));
+        struct timer_text *t = timer_text_new();
         uint64_t ms = strtoull(a1, NULL, 10);
         uint64_t id;
         if (strcmp(cmd, "tick") == 0) {
