@@ -1,0 +1,565 @@
+/*
+ * HTTP/1.1 request heads (RFC 9112 2-6), the chunked transfer coding (RFC 9112 7.1) and
+ * percent-decoding.
+ *
+ * The head parser works in two passes: a cheap, resumable search for the empty line that
+ * ends the head, then a single full parse once the whole head is present. A head is
+ * small (max_head), so parsing it once is cheaper than keeping a byte-level state
+ * machine across reads, and every span can be checked against a complete line.
+ */
+#include <string.h>
+
+#include "codec.h"
+
+/* tchar (RFC 9110 5.6.2): the bytes of methods and header names. */
+static const uint8_t tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1,         ['&'] = 1,         ['\''] = 1,
+    ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,         ['^'] = 1,         ['_'] = 1,
+    ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+};
+
+static bool is_tchar(char c)
+{
+    return tchar[(uint8_t)c] != 0;
+}
+
+static bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = ascii_lower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static eddy__span_t make_span(size_t from, size_t to)
+{
+    return (eddy__span_t){.off = (uint32_t)from, .len = (uint32_t)(to - from)};
+}
+
+bool eddy__span_eq(const char *buf, eddy__span_t span, const char *str)
+{
+    size_t n = strlen(str);
+
+    if (span.len != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (ascii_lower(buf[span.off + i]) != ascii_lower(str[i]))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Iterates over the elements of a comma-separated list in buf[*pos..end): stores the next
+ * element, without surrounding whitespace, in *elem and advances *pos past its comma.
+ * Empty elements are returned too; callers decide whether they matter. Start with
+ * *pos at the beginning of the list; returns false when the list is exhausted.
+ */
+static bool next_element(const char *buf, size_t *pos, size_t end, eddy__span_t *elem)
+{
+    if (*pos > end)
+        return false;
+
+    size_t from = *pos, to = from;
+    while (to < end && buf[to] != ',')
+        to++;
+    *pos = to + 1;
+    while (from < to && is_ows(buf[from]))
+        from++;
+    while (to > from && is_ows(buf[to - 1]))
+        to--;
+    *elem = make_span(from, to);
+    return true;
+}
+
+bool eddy__http_list_has_token(const char *buf, eddy__span_t span, const char *token)
+{
+    size_t pos = span.off, end = (size_t)span.off + span.len;
+    eddy__span_t elem;
+
+    while (next_element(buf, &pos, end, &elem)) {
+        if (eddy__span_eq(buf, elem, token))
+            return true;
+    }
+    return false;
+}
+
+void eddy__http_parser_init(eddy__http_parser_t *p, size_t max_head)
+{
+    p->scanned = 0;
+    p->max_head = max_head;
+}
+
+/*
+ * Splits head->target into path and query. Origin-form ("/a?b") and asterisk-form ("*")
+ * are taken as they are; in absolute-form ("http://host/a?b") the path starts after the
+ * authority and is empty when the target has no '/' there.
+ */
+static int split_target(const char *buf, eddy__http_head_t *head)
+{
+    size_t begin = head->target.off, end = begin + head->target.len;
+    size_t path = begin;
+
+    if (buf[begin] != '/' && !(end - begin == 1 && buf[begin] == '*')) {
+        size_t i = begin;
+        char c = ascii_lower(buf[i]);
+        if (c < 'a' || c > 'z')
+            return EDDY_EPROTO;
+        for (;;) {
+            c = ascii_lower(buf[i]);
+            if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' ||
+                  c == '.'))
+                break;
+            i++;
+        }
+        if (end - i < 3 || memcmp(buf + i, "://", 3) != 0)
+            return EDDY_EPROTO;
+        size_t authority = i + 3;
+        path = authority;
+        while (path < end && buf[path] != '/' && buf[path] != '?')
+            path++;
+        if (path == authority)
+            return EDDY_EPROTO;
+    }
+
+    size_t query = path;
+    while (query < end && buf[query] != '?')
+        query++;
+    head->path = make_span(path, query);
+    head->query = query < end ? make_span(query + 1, end) : make_span(end, end);
+    return 0;
+}
+
+/*
+ * Parses the request line at buf[*pos...], which the caller guarantees ends with a LF
+ * before end. Advances *pos to the first header line.
+ */
+static int parse_request_line(const char *buf, size_t *pos, size_t end, eddy__http_head_t *head)
+{
+    size_t i = *pos;
+
+    size_t method = i;
+    while (is_tchar(buf[i]))
+        i++;
+    if (i == method || buf[i] != ' ')
+        return EDDY_EPROTO;
+    head->method = make_span(method, i);
+
+    /* The target is checked only for bytes that could never appear in one (CTLs, space,
+     * DEL); bytes >= 0x80 pass, since some clients send raw UTF-8 paths. */
+    size_t target = ++i;
+    while ((uint8_t)buf[i] > 0x20 && buf[i] != 0x7F)
+        i++;
+    if (i == target || buf[i] != ' ')
+        return EDDY_EPROTO;
+    head->target = make_span(target, i);
+    int rc = split_target(buf, head);
+    if (rc < 0)
+        return rc;
+
+    i++;
+    if (end - i < 9 || memcmp(buf + i, "HTTP/1.", 7) != 0 ||
+        (buf[i + 7] != '0' && buf[i + 7] != '1'))
+        return EDDY_EPROTO;
+    head->minor_version = buf[i + 7] - '0';
+    i += 8;
+    if (buf[i] == '\r' && buf[i + 1] == '\n')
+        i += 2;
+    else if (buf[i] == '\n')
+        i += 1;
+    else
+        return EDDY_EPROTO;
+    *pos = i;
+    return 0;
+}
+
+/* Content-Length values beyond this are refused rather than risking overflow later. */
+#define CONTENT_LENGTH_MAX ((int64_t)1 << 62)
+
+/*
+ * Folds one Content-Length field value into *content_length (-1 if none seen yet). A
+ * value may repeat the same number as a list ("5, 5", RFC 9110 8.6); any difference,
+ * between elements or between fields, makes the message ambiguous and is refused.
+ */
+static int add_content_length(const char *buf, eddy__span_t value, int64_t *content_length)
+{
+    size_t pos = value.off, end = (size_t)value.off + value.len;
+    eddy__span_t elem;
+
+    while (next_element(buf, &pos, end, &elem)) {
+        if (elem.len == 0)
+            return EDDY_EPROTO;
+        int64_t n = 0;
+        for (size_t i = elem.off; i < (size_t)elem.off + elem.len; i++) {
+            if (buf[i] < '0' || buf[i] > '9')
+                return EDDY_EPROTO;
+            int digit = buf[i] - '0';
+            if (n > (CONTENT_LENGTH_MAX - digit) / 10)
+                return EDDY_EPROTO;
+            n = n * 10 + digit;
+        }
+        if (*content_length >= 0 && *content_length != n)
+            return EDDY_EPROTO;
+        *content_length = n;
+    }
+    return 0;
+}
+
+/*
+ * Folds one Transfer-Encoding field value into *chunked. "chunked" must be the
+ * last coding of all Transfer-Encoding fields together, and appear only once (RFC 9112
+ * 6.1); a coding after it means the body length cannot be determined.
+ */
+static int add_transfer_encoding(const char *buf, eddy__span_t value, bool *chunked)
+{
+    size_t pos = value.off, end = (size_t)value.off + value.len;
+    eddy__span_t elem;
+
+    while (next_element(buf, &pos, end, &elem)) {
+        if (elem.len == 0)
+            continue;
+        if (*chunked)
+            return EDDY_EPROTO;
+        *chunked = eddy__span_eq(buf, elem, "chunked");
+    }
+    return 0;
+}
+
+/*
+ * Parses the header lines from buf[pos...] up to the empty line that ends the head, and
+ * derives the facts of eddy__http_head_t from them.
+ */
+static int parse_headers(const char *buf, size_t pos, eddy__http_head_t *head)
+{
+    bool te_seen = false, conn_close = false, conn_keep_alive = false;
+    int hosts = 0;
+    int rc;
+
+    head->num_headers = 0;
+    head->content_length = -1;
+    head->chunked = false;
+    head->upgrade_websocket = false;
+    head->connection_upgrade = false;
+
+    /* Every line ends with a LF inside the head, so looking one byte past a CR or at the
+     * byte after the current one never leaves it. */
+    while (!(buf[pos] == '\n' || (buf[pos] == '\r' && buf[pos + 1] == '\n'))) {
+        size_t name = pos;
+        while (is_tchar(buf[pos]))
+            pos++;
+        /* This also refuses obsolete line folding (a line starting with whitespace, RFC
+         * 9112 5.2) and whitespace between name and colon (RFC 9112 5.1). */
+        if (pos == name || buf[pos] != ':')
+            return EDDY_EPROTO;
+        size_t name_end = pos++;
+
+        while (is_ows(buf[pos]))
+            pos++;
+        size_t value = pos, value_end;
+        for (;;) {
+            uint8_t c = (uint8_t)buf[pos];
+            if (c == '\n') {
+                value_end = pos++;
+                break;
+            }
+            if (c == '\r') {
+                if (buf[pos + 1] != '\n')
+                    return EDDY_EPROTO;
+                value_end = pos;
+                pos += 2;
+                break;
+            }
+            if ((c < 0x20 && c != '\t') || c == 0x7F)
+                return EDDY_EPROTO;
+            pos++;
+        }
+        while (value_end > value && is_ows(buf[value_end - 1]))
+            value_end--;
+
+        if (head->num_headers == EDDY__HTTP_MAX_HEADERS)
+            return EDDY_ETOOBIG;
+        eddy__http_header_t *h = &head->headers[head->num_headers++];
+        h->name = make_span(name, name_end);
+        h->value = make_span(value, value_end);
+
+        if (eddy__span_eq(buf, h->name, "content-length")) {
+            if ((rc = add_content_length(buf, h->value, &head->content_length)) < 0)
+                return rc;
+        } else if (eddy__span_eq(buf, h->name, "transfer-encoding")) {
+            te_seen = true;
+            if ((rc = add_transfer_encoding(buf, h->value, &head->chunked)) < 0)
+                return rc;
+        } else if (eddy__span_eq(buf, h->name, "host")) {
+            hosts++;
+        } else if (eddy__span_eq(buf, h->name, "connection")) {
+            conn_close |= eddy__http_list_has_token(buf, h->value, "close");
+            conn_keep_alive |= eddy__http_list_has_token(buf, h->value, "keep-alive");
+            head->connection_upgrade |= eddy__http_list_has_token(buf, h->value, "upgrade");
+        } else if (eddy__span_eq(buf, h->name, "upgrade")) {
+            head->upgrade_websocket |= eddy__http_list_has_token(buf, h->value, "websocket");
+        }
+    }
+
+    /* Transfer-Encoding with Content-Length is the classic request smuggling vector
+     * (RFC 9112 6.3); so is a body length that is not given by "chunked". */
+    if (te_seen && (!head->chunked || head->content_length >= 0))
+        return EDDY_EPROTO;
+    if (hosts > 1 || (hosts == 0 && head->minor_version == 1))
+        return EDDY_EPROTO;
+    head->keep_alive = head->minor_version == 1 ? !conn_close : conn_keep_alive && !conn_close;
+    return 0;
+}
+
+ssize_t eddy__http_parse_head(eddy__http_parser_t *p, const char *buf, size_t len,
+                              eddy__http_head_t *head)
+{
+    /* Spans are 32-bit offsets, so no head may be longer than that, whatever max_head. */
+    size_t limit = p->max_head < UINT32_MAX ? p->max_head : UINT32_MAX;
+    size_t avail = len < limit ? len : limit;
+
+    /* Skip leading empty lines. They are skipped afresh on every call, but they count
+     * toward max_head, which bounds that work. */
+    size_t start = 0;
+    while (start < avail) {
+        if (buf[start] == '\n')
+            start++;
+        else if (buf[start] == '\r' && start + 1 < avail && buf[start + 1] == '\n')
+            start += 2;
+        else
+            break;
+    }
+
+    /*
+     * Search for the LF that ends the first empty line after the request line: one
+     * preceded by LF, or by CR LF. buf[start] is never a LF, so a match always has a
+     * non-empty line before it. Positions before p->scanned were checked by earlier calls
+     * with the same bytes.
+     */
+    size_t head_len = 0;
+    size_t i = p->scanned > start + 1 ? p->scanned : start + 1;
+    while (i < avail) {
+        const char *lf = memchr(buf + i, '\n', avail - i);
+        if (lf == NULL)
+            break;
+        i = (size_t)(lf - buf);
+        if (buf[i - 1] == '\n' || (buf[i - 1] == '\r' && i >= start + 2 && buf[i - 2] == '\n')) {
+            head_len = i + 1;
+            break;
+        }
+        i++;
+    }
+    if (head_len == 0) {
+        p->scanned = avail;
+        return len >= limit ? EDDY_ETOOBIG : EDDY_AGAIN;
+    }
+    /* Leave the terminator to be found again, so a repeated call gives the same answer. */
+    p->scanned = head_len - 1;
+
+    size_t pos = start;
+    int rc = parse_request_line(buf, &pos, head_len, head);
+    if (rc < 0)
+        return rc;
+    rc = parse_headers(buf, pos, head);
+    if (rc < 0)
+        return rc;
+    return (ssize_t)head_len;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Chunked transfer coding
+ * ------------------------------------------------------------------------------------- */
+
+enum chunked_state {
+    CHUNK_SIZE,         /* hex digits of the chunk size; line_len counts the line */
+    CHUNK_SIZE_BWS,     /* whitespace after the size, which only a ';' may follow */
+    CHUNK_EXT,          /* chunk extensions, skipped up to the end of the line */
+    CHUNK_SIZE_LF,      /* CR seen at the end of the size line */
+    CHUNK_DATA,         /* remaining bytes of chunk data */
+    CHUNK_DATA_CR,      /* the line break after the data */
+    CHUNK_DATA_LF,      /* CR seen after the data */
+    CHUNK_TRAILER,      /* start of a trailer line, or of the empty line ending the body */
+    CHUNK_TRAILER_LINE, /* inside a trailer line, discarded */
+    CHUNK_TRAILER_LF,   /* CR seen at the end of a trailer line */
+    CHUNK_END_LF,       /* CR seen on the final empty line */
+    CHUNK_DONE,
+};
+
+/* Size, extension and trailer lines longer than this are refused. */
+#define CHUNK_LINE_MAX 4096
+
+void eddy__chunked_init(eddy__chunked_t *c)
+{
+    c->state = CHUNK_SIZE;
+    c->remaining = 0;
+    c->line_len = 0;
+}
+
+/* The size line has ended: on to the data, or to the trailers after the last chunk. */
+static int size_line_done(eddy__chunked_t *c)
+{
+    c->line_len = 0;
+    c->state = c->remaining ? CHUNK_DATA : CHUNK_TRAILER;
+    return 0;
+}
+
+/* Consumes one byte outside chunk data. */
+static int chunked_step(eddy__chunked_t *c, char ch)
+{
+    switch (c->state) {
+    case CHUNK_SIZE: {
+        int digit = hex_value(ch);
+        if (digit >= 0) {
+            if (c->remaining > (uint64_t)INT64_MAX >> 4)
+                return EDDY_ETOOBIG;
+            c->remaining = c->remaining << 4 | (uint64_t)digit;
+            break;
+        }
+        if (c->line_len == 0) /* no digits */
+            return EDDY_EPROTO;
+        if (ch == '\r') {
+            c->state = CHUNK_SIZE_LF;
+            return 0;
+        }
+        if (ch == '\n')
+            return size_line_done(c);
+        if (ch == ';')
+            c->state = CHUNK_EXT;
+        else if (is_ows(ch))
+            c->state = CHUNK_SIZE_BWS;
+        else
+            return EDDY_EPROTO;
+        break;
+    }
+    case CHUNK_SIZE_BWS:
+        if (ch == ';')
+            c->state = CHUNK_EXT;
+        else if (!is_ows(ch))
+            return EDDY_EPROTO;
+        break;
+    case CHUNK_EXT:
+        if (ch == '\r') {
+            c->state = CHUNK_SIZE_LF;
+            return 0;
+        }
+        if (ch == '\n')
+            return size_line_done(c);
+        break;
+    case CHUNK_SIZE_LF:
+        if (ch != '\n')
+            return EDDY_EPROTO;
+        return size_line_done(c);
+    case CHUNK_DATA_CR:
+        if (ch == '\r')
+            c->state = CHUNK_DATA_LF;
+        else if (ch == '\n')
+            c->state = CHUNK_SIZE;
+        else
+            return EDDY_EPROTO;
+        return 0;
+    case CHUNK_DATA_LF:
+        if (ch != '\n')
+            return EDDY_EPROTO;
+        c->state = CHUNK_SIZE;
+        return 0;
+    case CHUNK_TRAILER:
+        if (ch == '\r') {
+            c->state = CHUNK_END_LF;
+            return 0;
+        }
+        if (ch == '\n') {
+            c->state = CHUNK_DONE;
+            return 0;
+        }
+        c->state = CHUNK_TRAILER_LINE;
+        break;
+    case CHUNK_TRAILER_LINE:
+        if (ch == '\r') {
+            c->state = CHUNK_TRAILER_LF;
+            return 0;
+        }
+        if (ch == '\n') {
+            c->line_len = 0;
+            c->state = CHUNK_TRAILER;
+            return 0;
+        }
+        break;
+    case CHUNK_TRAILER_LF:
+        if (ch != '\n')
+            return EDDY_EPROTO;
+        c->line_len = 0;
+        c->state = CHUNK_TRAILER;
+        return 0;
+    case CHUNK_END_LF:
+        if (ch != '\n')
+            return EDDY_EPROTO;
+        c->state = CHUNK_DONE;
+        return 0;
+    default: /* CHUNK_DATA and CHUNK_DONE are handled by the caller */
+        return EDDY_EPROTO;
+    }
+    /* The byte belongs to a size, extension or trailer line. */
+    if (++c->line_len > CHUNK_LINE_MAX)
+        return EDDY_ETOOBIG;
+    return 0;
+}
+
+ssize_t eddy__chunked_decode(eddy__chunked_t *c, char *buf, size_t *len)
+{
+    size_t in = 0, out = 0, n = *len;
+
+    while (in < n && c->state != CHUNK_DONE) {
+        if (c->state == CHUNK_DATA) {
+            /* Data moves down over the framing already consumed: out <= in always. */
+            size_t take = n - in < c->remaining ? n - in : (size_t)c->remaining;
+            memmove(buf + out, buf + in, take);
+            in += take;
+            out += take;
+            c->remaining -= take;
+            if (c->remaining == 0)
+                c->state = CHUNK_DATA_CR;
+            continue;
+        }
+        int rc = chunked_step(c, buf[in++]);
+        if (rc < 0) {
+            *len = out;
+            return rc;
+        }
+    }
+    *len = out;
+    if (c->state != CHUNK_DONE)
+        return EDDY_AGAIN;
+    memmove(buf + out, buf + in, n - in);
+    return (ssize_t)(n - in);
+}
+
+size_t eddy__url_decode(char *dst, const char *src, size_t len)
+{
+    size_t out = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+        if (src[i] == '+') {
+            dst[out++] = ' ';
+        } else if (src[i] == '%' && len - i >= 3 && (hi = hex_value(src[i + 1])) >= 0 &&
+                   (lo = hex_value(src[i + 2])) >= 0) {
+            dst[out++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            dst[out++] = src[i];
+        }
+    }
+    dst[out] = '\0';
+    return out;
+}
