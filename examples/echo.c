@@ -1,9 +1,15 @@
-/* echo: every message goes back to its sender with the same opcode. `make run` starts it. */
+/*
+ * echo: every message goes back to its sender with the same opcode, compressed if it came
+ * compressed (with --set websocket_compression=true). `make run` starts it.
+ */
 #include "example.h"
 
 static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
 {
-    eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
+    int flags = EDDY_WS_FLAG_FIN;
+    if (frame->flags & EDDY_WS_FLAG_RSV1)
+        flags |= EDDY_WS_FLAG_COMPRESS;
+    eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, flags);
 }
 
 int main(int argc, char **argv)

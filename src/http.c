@@ -447,6 +447,11 @@ size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len)
     return done;
 }
 
+eddy_request_t *eddy__http_request(eddy__conn_t *conn)
+{
+    return &conn->http->req;
+}
+
 /* ---- request API ---- */
 
 eddy_fd_t eddy_request_fd(const eddy_request_t *req)

@@ -101,6 +101,51 @@ void *eddy__map_remove(eddy__map_t *map, uint64_t key);
 void eddy__map_free(eddy__map_t *map);
 
 /* ---------------------------------------------------------------------------------------
+ * permessage-deflate (deflate.c)
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct z_stream_s z_stream;
+
+/* What the server accepts and asks for. */
+typedef struct eddy__pmd_config {
+    uint8_t server_window_bits; /* 9-15: the largest window we compress with */
+    uint8_t client_window_bits; /* 8-15: asked of clients that offer client_max_window_bits */
+    bool server_no_context_takeover;
+    bool client_no_context_takeover;
+} eddy__pmd_config_t;
+
+/* What a connection agreed to. */
+typedef struct eddy__pmd {
+    uint8_t server_window_bits;
+    uint8_t client_window_bits;
+    bool server_no_context_takeover;
+    bool client_no_context_takeover;
+    bool announce_server_bits; /* the offer had server_max_window_bits: answer it */
+    bool announce_client_bits;
+} eddy__pmd_t;
+
+/* Chooses the first acceptable permessage-deflate offer in a Sec-WebSocket-Extensions
+ * value. Malformed offers and offers we cannot honour are skipped. Returns true with *out
+ * filled in when one was accepted. */
+bool eddy__pmd_negotiate(const char *value, size_t len, const eddy__pmd_config_t *cfg,
+                         eddy__pmd_t *out);
+/* Formats the Sec-WebSocket-Extensions response value. Returns its length or EDDY_ETOOBIG. */
+int eddy__pmd_response(const eddy__pmd_t *pmd, char *out, size_t cap);
+
+z_stream *eddy__inflater_new(int window_bits);
+z_stream *eddy__deflater_new(int window_bits, int level, int mem_level);
+void eddy__inflater_free(z_stream *zs);
+void eddy__deflater_free(z_stream *zs);
+/* Inflates in[0..len) (and, with final, the stripped 00 00 ff ff tail), appending to out,
+ * which never grows past limit + 1 bytes. Returns 0, EDDY_ETOOBIG when the output would
+ * exceed limit, EDDY_EPROTO for corrupt data, EDDY_ENOMEM. */
+int eddy__inflate(z_stream *zs, const uint8_t *in, size_t len, bool final, eddy__buf_t *out,
+                  size_t limit);
+/* Compresses a whole message into out (replacing its contents), sync-flushed and without
+ * the 00 00 ff ff tail, ready to send with RSV1. Returns 0 or an error. */
+int eddy__deflate(z_stream *zs, const void *data, size_t len, eddy__buf_t *out);
+
+/* ---------------------------------------------------------------------------------------
  * Event loop (loop.c) and its backend (loop_epoll.c)
  * ------------------------------------------------------------------------------------- */
 
@@ -201,6 +246,11 @@ struct eddy__loop {
     eddy__timer_t accept_timer; /* resumes accepting after EMFILE */
     uint64_t shutdown_deadline_ms;
 
+    /* Shared by connections that agreed to no context takeover (reset per message). */
+    z_stream *shared_inflater;
+    z_stream *shared_deflaters[16]; /* by window bits */
+    eddy__buf_t deflate_out;        /* compressed output, framed and copied right away */
+
     time_t date_sec; /* cached HTTP Date header value */
     char date[40];
 };
@@ -235,6 +285,11 @@ typedef struct eddy__options {
     size_t http_max_header_size;
     int log_level;
     char *log_file;
+    bool websocket_compression;
+    size_t websocket_compression_threshold; /* 0: compress only on EDDY_WS_FLAG_COMPRESS */
+    int websocket_compression_level;
+    int websocket_compression_mem_level;
+    eddy__pmd_config_t pmd;
 } eddy__options_t;
 
 void eddy__options_init(eddy__options_t *opts);
@@ -430,6 +485,8 @@ void eddy__http_timeout(eddy__conn_t *conn);
 void eddy__format_peer(const struct sockaddr_storage *peer, char ip[46], int *port);
 /* Sends a complete error response ("400 Bad Request" etc.) with a text body and closes. */
 void eddy__http_fail(eddy__conn_t *conn, int status, const char *body);
+/* The request being dispatched on conn (valid during its callbacks). */
+eddy_request_t *eddy__http_request(eddy__conn_t *conn);
 /* The connection is going away: detach a pending response so the application's later
  * end() finds it orphaned instead of freed. */
 void eddy__http_conn_closed(eddy__conn_t *conn);
@@ -444,8 +501,13 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
 /* eddy_response_end() for the response of the handshake callback: 101 upgrades, anything
  * else refuses the upgrade and closes. */
 int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len);
-/* Switches the connection to the WebSocket phase after a 101 was queued. */
-int eddy__ws_start(eddy__conn_t *conn);
+/* Negotiates permessage-deflate for an upgrade request, if enabled. Returns true and fills
+ * *pmd and header (a complete "Sec-WebSocket-Extensions: ...\r\n" line) when agreed. */
+bool eddy__ws_negotiate(eddy__conn_t *conn, const eddy_request_t *req, eddy__pmd_t *pmd,
+                        char *header, size_t header_cap);
+/* Switches the connection to the WebSocket phase after a 101 was queued; pmd is the
+ * agreed compression or NULL. */
+int eddy__ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd);
 void eddy__ws_free(eddy__conn_t *conn);
 size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len);
 /* Sends a close frame and enters the closing handshake (or, with code 0, closes after

@@ -298,6 +298,10 @@ void eddy__loop_free(eddy__loop_t *loop)
         loop->seg_cache = seg->next;
         free(seg);
     }
+    eddy__inflater_free(loop->shared_inflater);
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(loop->shared_deflaters); i++)
+        eddy__deflater_free(loop->shared_deflaters[i]);
+    eddy__buf_free(&loop->deflate_out);
     free(loop->heap);
     free(loop->defers);
     free(loop->recv_buf);

@@ -30,6 +30,10 @@ void eddy__options_init(eddy__options_t *opts)
     opts->http_keepalive_timeout_ms = 60000;
     opts->http_max_header_size = 64 * 1024;
     opts->log_level = EDDY__LOG_INFO;
+    opts->websocket_compression_level = 6; /* zlib's default */
+    opts->websocket_compression_mem_level = 8;
+    opts->pmd.server_window_bits = 15;
+    opts->pmd.client_window_bits = 15;
 }
 
 void eddy__options_free(eddy__options_t *opts)
@@ -39,7 +43,16 @@ void eddy__options_free(eddy__options_t *opts)
     opts->websocket_subprotocol = opts->log_file = NULL;
 }
 
-enum kind { KIND_BOOL, KIND_INT, KIND_SIZE, KIND_U32, KIND_SECONDS_MS, KIND_STRING, KIND_LOG_LEVEL };
+enum kind {
+    KIND_BOOL,
+    KIND_INT,
+    KIND_U8,
+    KIND_SIZE,
+    KIND_U32,
+    KIND_SECONDS_MS,
+    KIND_STRING,
+    KIND_LOG_LEVEL
+};
 
 struct setting {
     const char *key;
@@ -67,6 +80,17 @@ static const struct setting settings[] = {
     {"http_header_timeout", KIND_SECONDS_MS, OPT(http_header_timeout_ms), 0, 3600},
     {"http_keepalive_timeout", KIND_SECONDS_MS, OPT(http_keepalive_timeout_ms), 0, 86400},
     {"http_max_header_size", KIND_SIZE, OPT(http_max_header_size), 256, 16 * 1024 * 1024},
+    {"websocket_compression", KIND_BOOL, OPT(websocket_compression), 0, 0},
+    {"websocket_compression_threshold", KIND_SIZE, OPT(websocket_compression_threshold), 0,
+     (uint64_t)1 << 40},
+    {"websocket_compression_level", KIND_INT, OPT(websocket_compression_level), 1, 9},
+    {"websocket_compression_mem_level", KIND_INT, OPT(websocket_compression_mem_level), 1, 9},
+    {"websocket_compression_window_bits", KIND_U8, OPT(pmd.server_window_bits), 9, 15},
+    {"websocket_compression_client_window_bits", KIND_U8, OPT(pmd.client_window_bits), 8, 15},
+    {"websocket_compression_server_no_context_takeover", KIND_BOOL,
+     OPT(pmd.server_no_context_takeover), 0, 0},
+    {"websocket_compression_client_no_context_takeover", KIND_BOOL,
+     OPT(pmd.client_no_context_takeover), 0, 0},
     {"log_level", KIND_LOG_LEVEL, OPT(log_level), 0, 0},
     {"log_file", KIND_STRING, OPT(log_file), 0, 0},
 };
@@ -126,6 +150,10 @@ static int apply(eddy__options_t *opts, const struct setting *s, const char *val
     case KIND_INT:
         if ((rc = parse_uint(value, s->min, s->max, &n)) == 0)
             *(int *)field = (int)n;
+        return rc;
+    case KIND_U8:
+        if ((rc = parse_uint(value, s->min, s->max, &n)) == 0)
+            *(uint8_t *)field = (uint8_t)n;
         return rc;
     case KIND_SIZE:
         if ((rc = parse_uint(value, s->min, s->max, &n)) == 0)

@@ -8,10 +8,13 @@
  * and the size limit is enforced from the header, before any payload is buffered. A
  * message that arrives whole in one read is delivered straight from the receive buffer;
  * only fragmented or partial messages are copied into the connection's message buffer.
+ * Compressed messages (permessage-deflate) are inflated into that buffer as they arrive,
+ * with the size limit applied to the inflated size.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "internal.h"
 
@@ -29,7 +32,13 @@ struct eddy__ws_state {
     uint8_t msg_flags;
     uint32_t utf8_state;
     bool close_sent;
-    eddy__buf_t msg;            /* message assembled from pieces */
+    bool compressed;            /* the message being received has RSV1 */
+    bool pmd_on;                /* permessage-deflate was negotiated */
+    eddy__pmd_t pmd;
+    z_stream *inflater;         /* our own (context takeover, or a message over many reads) */
+    z_stream *msg_inflater;     /* the one inflating the current message */
+    z_stream *deflater;         /* our own, with server context takeover */
+    eddy__buf_t msg;            /* message assembled from pieces, or inflated */
     uint8_t ctrl_len;
     uint8_t ctrl[125];          /* control frame payload assembled from pieces */
 };
@@ -116,6 +125,27 @@ static int validate_upgrade(const eddy_request_t *req, const char **key, size_t 
     return 0;
 }
 
+bool eddy__ws_negotiate(eddy__conn_t *conn, const eddy_request_t *req, eddy__pmd_t *pmd,
+                        char *header, size_t header_cap)
+{
+    const eddy__options_t *opts = &conn_srv(conn)->opts;
+    if (!opts->websocket_compression)
+        return false;
+    const eddy__http_head_t *h = req->head;
+    for (size_t i = 0; i < h->num_headers; i++) {
+        const eddy__http_header_t *hd = &h->headers[i];
+        if (!eddy__span_eq(req->buf, hd->name, "sec-websocket-extensions") ||
+            !eddy__pmd_negotiate(req->buf + hd->value.off, hd->value.len, &opts->pmd, pmd))
+            continue;
+        char value[160];
+        if (eddy__pmd_response(pmd, value, sizeof(value)) < 0)
+            return false;
+        snprintf(header, header_cap, "Sec-WebSocket-Extensions: %s\r\n", value);
+        return true;
+    }
+    return false;
+}
+
 static void handshake_failed(eddy__conn_t *conn, int status, const char *why)
 {
     eddy__log(conn_srv(conn), EDDY__LOG_NOTICE,
@@ -155,6 +185,9 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
     char protocol[128];
     const char *ours = srv->opts.websocket_subprotocol;
     bool has_protocol = ours != NULL && choose_subprotocol(ours, req, protocol, sizeof(protocol));
+    eddy__pmd_t pmd;
+    char extensions[200];
+    bool has_pmd = eddy__ws_negotiate(conn, req, &pmd, extensions, sizeof(extensions));
     eddy__buf_t out = {0};
     int rc = eddy__buf_printf(&out,
                               "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -163,13 +196,15 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
                               accept);
     if (rc == 0 && has_protocol)
         rc = eddy__buf_printf(&out, "Sec-WebSocket-Protocol: %s\r\n", protocol);
+    if (rc == 0 && has_pmd)
+        rc = eddy__buf_append(&out, extensions, strlen(extensions));
     if (rc == 0)
         rc = eddy__buf_printf(&out, "Server: eddy\r\nDate: %s\r\n\r\n",
                               eddy__loop_http_date(conn->loop));
     if (rc == 0)
         rc = eddy__conn_write(conn, out.data, out.len);
     eddy__buf_free(&out);
-    if (rc != 0 || eddy__ws_start(conn) != 0) {
+    if (rc != 0 || eddy__ws_start(conn, has_pmd ? &pmd : NULL) != 0) {
         eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return;
     }
@@ -186,10 +221,18 @@ int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
     if (conn == NULL || conn->phase != EDDY__PHASE_HTTP)
         return EDDY_ECLOSED;
     if (resp->status == 101) {
-        /* Exactly the application's headers: a 101 has no body and no length. */
-        int rc = eddy__response_send_head(resp, NULL, -1);
+        /* Exactly the application's headers (a 101 has no body and no length), plus the
+         * compression eddy negotiates, as Swoole does, unless the application did. */
+        eddy__pmd_t pmd;
+        char extensions[200];
+        bool has_pmd = false;
+        if (strcasestr(resp->headers.data ? resp->headers.data : "", "sec-websocket-extensions:") ==
+            NULL)
+            has_pmd = eddy__ws_negotiate(conn, eddy__http_request(conn), &pmd, extensions,
+                                         sizeof(extensions));
+        int rc = eddy__response_send_head(resp, has_pmd ? extensions : NULL, -1);
         if (rc == 0)
-            rc = eddy__ws_start(conn);
+            rc = eddy__ws_start(conn, has_pmd ? &pmd : NULL);
         if (rc != 0)
             eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return rc;
@@ -206,11 +249,15 @@ int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
     return rc;
 }
 
-int eddy__ws_start(eddy__conn_t *conn)
+int eddy__ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd)
 {
     eddy__ws_state_t *ws = calloc(1, sizeof(*ws));
     if (ws == NULL)
         return EDDY_ENOMEM;
+    if (pmd != NULL) {
+        ws->pmd_on = true;
+        ws->pmd = *pmd;
+    }
     conn->ws = ws;
     conn->phase = EDDY__PHASE_WS;
     conn->ws_status = EDDY_WS_STATUS_ACTIVE;
@@ -224,6 +271,8 @@ void eddy__ws_free(eddy__conn_t *conn)
     if (conn->ws == NULL)
         return;
     eddy__buf_free(&conn->ws->msg);
+    eddy__inflater_free(conn->ws->inflater);
+    eddy__deflater_free(conn->ws->deflater);
     free(conn->ws);
     conn->ws = NULL;
 }
@@ -234,8 +283,32 @@ static int queue_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void
                        size_t len)
 {
     uint8_t header[EDDY_WS_MAX_HEADER_LEN];
-    size_t header_len = eddy__ws_write_header(header, opcode, flags & EDDY_WS_FLAG_FIN, len, NULL);
+    size_t header_len = eddy__ws_write_header(
+        header, opcode, flags & (EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1), len, NULL);
     return eddy__conn_write2(conn, header, header_len, payload, len);
+}
+
+/* Compresses and queues a whole data message. */
+static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data, size_t len)
+{
+    eddy__ws_state_t *ws = conn->ws;
+    eddy__loop_t *loop = conn->loop;
+    const eddy__options_t *opts = &conn_srv(conn)->opts;
+    int bits = ws->pmd.server_window_bits;
+    z_stream **slot = ws->pmd.server_no_context_takeover ? &loop->shared_deflaters[bits]
+                                                         : &ws->deflater;
+    if (*slot == NULL)
+        *slot = eddy__deflater_new(bits, opts->websocket_compression_level,
+                                   opts->websocket_compression_mem_level);
+    if (*slot == NULL)
+        return EDDY_ENOMEM;
+    int rc = eddy__deflate(*slot, data, len, &loop->deflate_out);
+    if (ws->pmd.server_no_context_takeover)
+        deflateReset(*slot);
+    if (rc != 0)
+        return rc;
+    return queue_frame(conn, opcode, EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1, loop->deflate_out.data,
+                       loop->deflate_out.len);
 }
 
 void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason,
@@ -298,7 +371,13 @@ int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, 
             return 0;
         }
     }
-    return queue_frame(conn, (uint8_t)opcode, flags, data, len);
+    size_t threshold = conn_srv(conn)->opts.websocket_compression_threshold;
+    bool compress = conn->ws->pmd_on && opcode != EDDY_WS_OPCODE_CONTINUATION &&
+                    opcode < EDDY_WS_OPCODE_CLOSE && (flags & EDDY_WS_FLAG_FIN) &&
+                    ((flags & EDDY_WS_FLAG_COMPRESS) || (threshold > 0 && len >= threshold));
+    if (compress)
+        return queue_compressed(conn, (uint8_t)opcode, data, len);
+    return queue_frame(conn, (uint8_t)opcode, flags & EDDY_WS_FLAG_FIN, data, len);
 }
 
 /* ---- receiving ---- */
@@ -387,6 +466,42 @@ static void on_control_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
     }
 }
 
+/* Picks the inflater for a compressed message starting now, avail bytes of which are in
+ * the current buffer. Returns false on out-of-memory. */
+static bool begin_inflate(eddy__conn_t *conn, size_t avail)
+{
+    eddy__ws_state_t *ws = conn->ws;
+    eddy__loop_t *loop = conn->loop;
+    bool whole = ws->hdr.fin && ws->hdr.payload_len <= avail;
+    if (ws->pmd.client_no_context_takeover && whole) {
+        /* Inflated before anything else can run: the loop's stream serves everyone. */
+        if (loop->shared_inflater == NULL)
+            loop->shared_inflater = eddy__inflater_new(15);
+        ws->msg_inflater = loop->shared_inflater;
+    } else {
+        if (ws->inflater == NULL)
+            ws->inflater = eddy__inflater_new(ws->pmd.client_window_bits);
+        ws->msg_inflater = ws->inflater;
+    }
+    return ws->msg_inflater != NULL;
+}
+
+/* The compressed message ended (or failed): ready the inflater for the next one. */
+static void end_inflate(eddy__conn_t *conn)
+{
+    eddy__ws_state_t *ws = conn->ws;
+    if (ws->msg_inflater == NULL)
+        return;
+    if (ws->msg_inflater == conn->loop->shared_inflater) {
+        inflateReset(ws->msg_inflater);
+    } else if (ws->pmd.client_no_context_takeover) {
+        /* No history to keep: release the memory until the next such message. */
+        eddy__inflater_free(ws->inflater);
+        ws->inflater = NULL;
+    }
+    ws->msg_inflater = NULL;
+}
+
 static void on_message_complete(eddy__conn_t *conn, char *data, size_t len)
 {
     eddy__ws_state_t *ws = conn->ws;
@@ -434,7 +549,7 @@ static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
         fail(conn, EDDY_WS_CLOSE_PROTOCOL_ERROR, "invalid frame length");
         return 0;
     }
-    eddy__ws_rules_t rules = {.expect_masked = true, .allowed_rsv = 0};
+    eddy__ws_rules_t rules = {.expect_masked = true, .allowed_rsv = ws->pmd_on ? 4 : 0};
     int code = eddy__ws_check_header(&ws->hdr, &rules, ws->in_message);
     if (code != 0) {
         fail(conn, (uint16_t)code, "frame header violates RFC 6455");
@@ -453,12 +568,56 @@ static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
             ws->msg_flags = frame_flags(&ws->hdr);
             ws->utf8_state = EDDY__UTF8_ACCEPT;
             ws->msg.len = 0;
+            ws->compressed = (ws->hdr.rsv & 4) != 0;
+            if (ws->compressed && !begin_inflate(conn, len - used)) {
+                eddy__log(conn_srv(conn), EDDY__LOG_ERROR,
+                          "session#%" PRIu64 ": out of memory for an inflater", conn->id);
+                eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+                return 0;
+            }
         }
     }
     ws->in_frame = true;
     ws->frame_done = 0;
     ws->ctrl_len = 0;
     return used;
+}
+
+/* Inflates unmasked payload bytes of a compressed message into the message buffer. */
+static size_t read_compressed(eddy__conn_t *conn, uint8_t *buf, size_t take, bool frame_complete)
+{
+    eddy__ws_state_t *ws = conn->ws;
+    bool final = frame_complete && ws->hdr.fin;
+    size_t before = ws->msg.len;
+    int rc = eddy__inflate(ws->msg_inflater, buf, take, final, &ws->msg,
+                           conn_srv(conn)->opts.package_max_length);
+    if (rc == 0 && ws->msg_opcode == EDDY_WS_OPCODE_TEXT &&
+        !eddy__utf8_feed(&ws->utf8_state, (uint8_t *)ws->msg.data + before, ws->msg.len - before))
+        rc = EDDY_EUTF8;
+    if (rc != 0) {
+        end_inflate(conn);
+        if (rc == EDDY_ETOOBIG)
+            fail(conn, EDDY_WS_CLOSE_MESSAGE_TOO_BIG, "inflated message exceeds package_max_length");
+        else if (rc == EDDY_EUTF8)
+            fail(conn, EDDY_WS_CLOSE_MESSAGE_ERROR, "text message is not valid UTF-8");
+        else if (rc == EDDY_EPROTO)
+            fail(conn, EDDY_WS_CLOSE_MESSAGE_ERROR, "invalid compressed data");
+        else
+            eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+        return 0;
+    }
+    if (frame_complete)
+        ws->in_frame = false;
+    if (final) {
+        end_inflate(conn);
+        on_message_complete(conn, ws->msg.data, ws->msg.len);
+        if (conn->ws != NULL) {
+            ws->msg.len = 0;
+            if (ws->msg.cap > MSG_BUF_KEEP)
+                eddy__buf_free(&ws->msg);
+        }
+    }
+    return take;
 }
 
 /* Consumes payload bytes of the current frame; returns bytes used. */
@@ -490,6 +649,8 @@ static size_t read_payload(eddy__conn_t *conn, uint8_t *buf, size_t len)
         return take;
     }
 
+    if (ws->compressed)
+        return read_compressed(conn, buf, take, frame_complete);
     if (ws->msg_opcode == EDDY_WS_OPCODE_TEXT && !eddy__utf8_feed(&ws->utf8_state, buf, take)) {
         fail(conn, EDDY_WS_CLOSE_MESSAGE_ERROR, "text message is not valid UTF-8");
         return 0;
