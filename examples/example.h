@@ -3,6 +3,8 @@
  * SIGTERM. Every example accepts:
  *   --host ADDR        listen address (default 127.0.0.1)
  *   --port N           listen port (default 9501; 0 picks a free one, logged at start)
+ *   --tls-port N       also listen for HTTPS/WSS on port N (needs --set ssl_cert_file=...
+ *                      and --set ssl_key_file=...)
  *   --set KEY=VALUE    any eddy_server_set() setting; may be repeated
  */
 #ifndef EDDY_EXAMPLE_H
@@ -56,6 +58,12 @@ static inline eddy_server_t *example_new(int argc, char **argv)
     if (srv == NULL) {
         fprintf(stderr, "cannot create a server for %s:%d\n", host, port);
         exit(1);
+    }
+    const char *tls_port = example_option(argc, argv, "--tls-port", NULL);
+    if (tls_port != NULL &&
+        eddy_server_add_listener(srv, host, atoi(tls_port), EDDY_LISTEN_TLS) < 0) {
+        fprintf(stderr, "cannot add a TLS listener on %s:%s\n", host, tls_port);
+        exit(2);
     }
     for (int i = 1; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--set") != 0)

@@ -202,7 +202,8 @@ typedef bool (*eddy_foreach_cb)(eddy_server_t *srv, eddy_fd_t fd, void *arg);
 
 /*
  * Creates a server that will listen on host:port (host: an IPv4 or IPv6 literal or a
- * name; port 0 picks a free port, see eddy_server_port()). Nothing is bound until
+ * name; port 0 picks a free port, see eddy_server_port()). With host NULL no listener is
+ * created (add them with eddy_server_add_listener()). Nothing is bound until
  * eddy_server_start(). Returns NULL on out-of-memory or an invalid argument.
  */
 eddy_server_t *eddy_server_new(const char *host, int port);
@@ -211,6 +212,20 @@ eddy_server_t *eddy_server_new(const char *host, int port);
  * Frees a server that is not running (never started, or eddy_server_start() returned).
  */
 void eddy_server_free(eddy_server_t *srv);
+
+/* Listener flags. */
+enum eddy_listen_flag {
+    EDDY_LISTEN_TLS = 1 << 0, /* HTTPS and WSS: needs ssl_cert_file and ssl_key_file */
+};
+
+/*
+ * Adds a listener, as Swoole's addlistener(): one server serves HTTP and WebSocket on all
+ * its listeners, plain and TLS alike. eddy_server_new(host, port) already added a plain
+ * listener unless host was NULL (then every listener comes from here, e.g. a TLS-only
+ * server). host is copied. Must be called before eddy_server_start(). Returns the
+ * listener's index (>= 0), EDDY_EINVAL, EDDY_ERUNNING or EDDY_ENOMEM.
+ */
+int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int flags);
 
 /*
  * Applies one setting, Swoole's $server->set([key => value]) one pair at a time. Key and
@@ -234,6 +249,21 @@ void eddy_server_free(eddy_server_t *srv);
  *   http_max_header_size [65536]   bytes; a larger request head gets 431
  *   log_level [info]               debug|trace|info|notice|warning|error|none or 0-6
  *   log_file [stderr]              path of a file to append log lines to
+ *   websocket_compression [false]  permessage-deflate (RFC 7692) when the client offers it
+ *   websocket_compression_threshold [0]  compress every message of at least this many bytes
+ *                                  (0: only pushes with EDDY_WS_FLAG_COMPRESS)
+ *   websocket_compression_level [6]      zlib level 1-9
+ *   websocket_compression_mem_level [8]  zlib memLevel 1-9 (memory per compressor)
+ *   websocket_compression_window_bits [15]  our compression window, 9-15
+ *   websocket_compression_client_window_bits [15]  asked of clients that offer it, 8-15
+ *   websocket_compression_server_no_context_takeover [false]  reset our compressor after
+ *                                  every message (then no compressor is held per connection)
+ *   websocket_compression_client_no_context_takeover [false]  ask clients to do the same
+ *                                  (then no decompressor is held per connection)
+ *   ssl_cert_file, ssl_key_file [unset]  PEM certificate (chain allowed) and key for TLS
+ *                                  listeners
+ *   ssl_ciphers [OpenSSL's default]  cipher list for TLS 1.2
+ *   ssl_protocols [TLSv1.2,TLSv1.3]  allowed TLS versions
  *
  * Booleans accept true/false, 1/0, yes/no, on/off. Returns 0, EDDY_EKEY for an unknown
  * key, EDDY_EVALUE for a bad value (both logged with the key and value), EDDY_ERUNNING.
@@ -242,8 +272,10 @@ int eddy_server_set(eddy_server_t *srv, const char *key, const char *value);
 
 /*
  * Binds, listens and runs the event loop until eddy_server_stop(). Returns 0 after a
- * clean stop, EDDY_ENOCALLBACK when no message callback is set, or -errno when the
- * address cannot be bound (logged with the address).
+ * clean stop, EDDY_ENOCALLBACK when no message callback is set, EDDY_EINVAL without a
+ * listener or when a TLS listener's certificate or key is missing, unreadable or does
+ * not match (logged with the file name), or -errno when an address cannot be bound
+ * (logged with the address).
  */
 int eddy_server_start(eddy_server_t *srv);
 
@@ -254,8 +286,10 @@ int eddy_server_start(eddy_server_t *srv);
  */
 void eddy_server_stop(eddy_server_t *srv);
 
-/* The port the server listens on (useful with port 0), or 0 before it is bound. */
+/* The port the first listener is bound to (useful with port 0), or 0 before start. */
 int eddy_server_port(const eddy_server_t *srv);
+/* The port listener index is bound to, or 0 (not bound yet, or no such listener). */
+int eddy_server_listener_port(const eddy_server_t *srv, int index);
 
 /* Server-wide user data (borrowed pointer, never freed by eddy). */
 void eddy_server_set_user_data(eddy_server_t *srv, void *user_data);

@@ -202,14 +202,13 @@ static void flush_list_add(eddy__conn_t *conn)
     }
 }
 
-int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b,
-                      size_t b_len)
+int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len)
 {
     eddy__loop_t *loop = conn->loop;
     if (outq_append(loop, &conn->out, a, a_len) != 0 ||
         outq_append(loop, &conn->out, b, b_len) != 0) {
-        eddy__log(loop->srv, EDDY__LOG_ERROR, "session#%" PRIu64 ": out of memory queueing %zu bytes",
-                  conn->id, a_len + b_len);
+        eddy__log(loop->srv, EDDY__LOG_ERROR,
+                  "session#%" PRIu64 ": out of memory queueing %zu bytes", conn->id, a_len + b_len);
         eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return EDDY_ENOMEM;
     }
@@ -225,12 +224,57 @@ int eddy__conn_write(eddy__conn_t *conn, const void *data, size_t len)
 static void final_close(eddy__conn_t *conn);
 static void begin_shutdown(eddy__conn_t *conn);
 
+/* ---- transport: the socket itself, or TLS over it ---- */
+
+/* Text for a transport error: OpenSSL's own words for TLS protocol errors. */
+static const char *transport_error(const eddy__conn_t *conn, int err)
+{
+    return conn->tls != NULL && err == EDDY_EPROTO ? eddy__tls_last_error() : eddy_strerror(err);
+}
+
+static ssize_t transport_read(eddy__conn_t *conn, void *buf, size_t cap)
+{
+    if (conn->tls != NULL)
+        return eddy__tls_read(conn, buf, cap);
+    ssize_t n;
+    do
+        n = read(conn->io.fd, buf, cap);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+static ssize_t transport_writev(eddy__conn_t *conn, struct iovec *iov, int n)
+{
+    if (conn->tls != NULL)
+        return eddy__tls_writev(conn, iov, n);
+    /* sendmsg rather than writev: MSG_NOSIGNAL spares applications SIGPIPE. */
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t written;
+    do
+        written = sendmsg(conn->io.fd, &msg, MSG_NOSIGNAL);
+    while (written < 0 && errno == EINTR);
+    return written < 0 ? -errno : written;
+}
+
+/* The events to watch: reading unless the peer is gone or input is paused, writing while
+ * output waits, and whatever a TLS handshake or record needs. */
+static void watch(eddy__conn_t *conn)
+{
+    unsigned events = 0;
+    if (!conn->read_eof && !(conn->paused && conn->phase != EDDY__PHASE_CLOSING))
+        events |= EDDY__IO_READ;
+    if (conn->out.head != NULL && !conn->tls_handshaking)
+        events |= EDDY__IO_WRITE;
+    events |= conn->tls_wants;
+    eddy__io_set(conn->loop, &conn->io, events);
+}
+
 /* Writes as much queued output as the socket takes. */
 static void conn_flush(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
     eddy__outq_t *q = &conn->out;
-    while (q->head != NULL) {
+    while (q->head != NULL && !conn->tls_handshaking) {
         struct iovec iov[IOV_BATCH];
         int n = 0;
         for (eddy__seg_t *seg = q->head; seg != NULL && n < IOV_BATCH; seg = seg->next) {
@@ -238,18 +282,14 @@ static void conn_flush(eddy__conn_t *conn)
             iov[n].iov_len = seg->len - seg->sent;
             n++;
         }
-        /* sendmsg rather than writev: MSG_NOSIGNAL spares applications SIGPIPE. */
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t written = sendmsg(conn->io.fd, &msg, MSG_NOSIGNAL);
+        ssize_t written = transport_writev(conn, iov, n);
         if (written < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                eddy__io_set(loop, &conn->io, conn->io.events | EDDY__IO_WRITE);
+            if (written == -EAGAIN || written == -EWOULDBLOCK) {
+                watch(conn);
                 return;
             }
-            eddy__log(loop->srv, EDDY__LOG_INFO, "session#%" PRIu64 ": write failed: %s",
-                      conn->id, strerror(errno));
+            eddy__log(loop->srv, EDDY__LOG_INFO, "session#%" PRIu64 ": write failed: %s", conn->id,
+                      transport_error(conn, (int)written));
             outq_clear(loop, q);
             if (conn->released)
                 final_close(conn);
@@ -272,8 +312,10 @@ static void conn_flush(eddy__conn_t *conn)
             seg_release(loop, seg);
         }
     }
-    if (conn->io.events & EDDY__IO_WRITE)
-        eddy__io_set(loop, &conn->io, conn->io.events & ~(unsigned)EDDY__IO_WRITE);
+    if (conn->tls_handshaking)
+        return; /* the handshake comes first; output waits for it */
+    conn->tls_wants = 0;
+    watch(conn);
     if (conn->released && !conn->shutdown_sent)
         begin_shutdown(conn);
 }
@@ -304,6 +346,8 @@ static void final_close(eddy__conn_t *conn)
     eddy__timer_stop(loop, &conn->timer);
     outq_clear(loop, &conn->out);
     eddy__buf_free(&conn->in);
+    if (conn->tls != NULL)
+        eddy__tls_conn_free(conn);
     zombie_list_remove(loop, conn);
     /* Freed by eddy__loop_reap(): an event for this watcher may still be pending in the
      * current epoll batch, and it must find the memory intact (with no events wanted). */
@@ -317,8 +361,11 @@ static void begin_shutdown(eddy__conn_t *conn)
         final_close(conn);
         return;
     }
+    if (conn->tls != NULL)
+        eddy__tls_shutdown(conn);
     shutdown(conn->io.fd, SHUT_WR);
     conn->shutdown_sent = true;
+    conn->tls_wants = 0;
     eddy__io_set(conn->loop, &conn->io, EDDY__IO_READ);
     eddy__timer_start(conn->loop, &conn->timer, LINGER_MS);
 }
@@ -367,7 +414,7 @@ static void conn_release(eddy__conn_t *conn)
     eddy__http_free(conn);
     eddy__ws_free(conn);
 
-    if (conn->aborted || conn->io.fd < 0) {
+    if (conn->aborted || conn->io.fd < 0 || conn->tls_handshaking) {
         final_close(conn);
         return;
     }
@@ -467,45 +514,34 @@ static void conn_on_eof(eddy__conn_t *conn)
     eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
 }
 
-static void conn_on_readable(eddy__conn_t *conn)
+/* Reads once and processes what arrived. Returns false when reading should stop. */
+static bool read_once(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
-    if (conn->phase == EDDY__PHASE_CLOSING) {
-        drain_input(conn);
-        return;
-    }
-    if (conn->paused) {
-        /* A detached response is pending: leave input in the socket (TCP flow control
-         * pushes back on a pipelining client) until it is ended. */
-        eddy__io_set(loop, &conn->io, conn->io.events & ~(unsigned)EDDY__IO_READ);
-        return;
-    }
     ssize_t n;
     if (conn->in.len > 0) {
         /* Earlier bytes are pending: read behind them so the parser sees one buffer. */
         if (eddy__buf_reserve(&conn->in, EDDY__SEG_SIZE) != 0) {
             eddy__conn_close(conn, EDDY__CLOSE_ABORT);
-            return;
+            return false;
         }
-        do
-            n = read(conn->io.fd, conn->in.data + conn->in.len, conn->in.cap - conn->in.len - 1);
-        while (n < 0 && errno == EINTR);
+        n = transport_read(conn, conn->in.data + conn->in.len, conn->in.cap - conn->in.len - 1);
     } else {
-        do
-            n = read(conn->io.fd, loop->recv_buf, loop->recv_cap);
-        while (n < 0 && errno == EINTR);
+        n = transport_read(conn, loop->recv_buf, loop->recv_cap);
     }
     if (n == 0) {
         conn_on_eof(conn);
-        return;
+        return false;
     }
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return;
+        if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            watch(conn); /* TLS may need the socket writable to go on reading */
+            return false;
+        }
         eddy__log(loop->srv, EDDY__LOG_INFO, "session#%" PRIu64 ": read failed: %s", conn->id,
-                  strerror(errno));
+                  transport_error(conn, (int)n));
         eddy__conn_close(conn, EDDY__CLOSE_ABORT);
-        return;
+        return false;
     }
     conn->last_recv_ms = loop->now_ms;
     conn->last_recv_time = eddy__wall_time();
@@ -519,20 +555,67 @@ static void conn_on_readable(eddy__conn_t *conn)
         if (used < (size_t)n && conn->phase != EDDY__PHASE_CLOSING) {
             if (eddy__buf_append(&conn->in, loop->recv_buf + used, (size_t)n - used) != 0) {
                 eddy__conn_close(conn, EDDY__CLOSE_ABORT);
-                return;
+                return false;
             }
         }
     }
     if (conn->in.len == 0 && conn->in.cap > IN_BUF_KEEP)
         eddy__buf_free(&conn->in);
+    return true;
+}
+
+static void conn_on_readable(eddy__conn_t *conn)
+{
+    if (conn->phase == EDDY__PHASE_CLOSING) {
+        drain_input(conn);
+        return;
+    }
+    if (conn->paused) {
+        /* A detached response is pending: leave input in the socket (TCP flow control
+         * pushes back on a pipelining client) until it is ended. */
+        watch(conn);
+        return;
+    }
+    /* OpenSSL may hold decrypted bytes the socket no longer signals: drain those too. */
+    while (read_once(conn) && conn->tls != NULL && conn->phase != EDDY__PHASE_CLOSING &&
+           !conn->paused && eddy__tls_pending(conn))
+        ;
+}
+
+static void tls_handshake_step(eddy__conn_t *conn)
+{
+    int rc = eddy__tls_handshake(conn);
+    if (rc == -EAGAIN) {
+        watch(conn);
+        return;
+    }
+    if (rc < 0) {
+        char ip[46];
+        int port;
+        eddy__format_peer(&conn->peer, ip, &port);
+        eddy__log(conn->loop->srv, EDDY__LOG_INFO,
+                  "session#%" PRIu64 " (%s:%d): TLS handshake failed: %s", conn->id, ip, port,
+                  transport_error(conn, rc));
+        eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+        return;
+    }
+    watch(conn);
+    /* The client's first request may have come with its last handshake message. */
+    conn_on_readable(conn);
 }
 
 static void conn_on_io(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
 {
     eddy__conn_t *conn = (eddy__conn_t *)((char *)io - offsetof(eddy__conn_t, io));
-    if (events & EDDY__IO_WRITE)
+    if (conn->tls_handshaking && !conn->released) {
+        tls_handshake_step(conn);
+        return;
+    }
+    /* TLS can cross the directions: a write waiting for readability, or the reverse. */
+    bool wants = conn->tls_wants != 0;
+    if ((events & EDDY__IO_WRITE) || (wants && conn->out.head != NULL))
         conn_flush(conn);
-    if ((events & EDDY__IO_READ) && conn->io.fd >= 0)
+    if (((events & EDDY__IO_READ) || wants) && conn->io.fd >= 0)
         conn_on_readable(conn);
 }
 
@@ -566,6 +649,8 @@ static void resume_deferred(eddy_server_t *srv, void *arg)
         size_t used = eddy__conn_process(conn, conn->in.data, conn->in.len);
         eddy__buf_consume(&conn->in, used);
     }
+    if (conn->tls != NULL && !conn->paused && eddy__tls_pending(conn))
+        conn_on_readable(conn);
 }
 
 void eddy__conn_pause(eddy__conn_t *conn, bool paused)
@@ -575,8 +660,7 @@ void eddy__conn_pause(eddy__conn_t *conn, bool paused)
     conn->paused = paused;
     if (paused || conn->phase == EDDY__PHASE_CLOSING)
         return;
-    if (!conn->read_eof)
-        eddy__io_set(conn->loop, &conn->io, conn->io.events | EDDY__IO_READ);
+    watch(conn);
     /* Pipelined requests already buffered are handled from the loop, not from inside the
      * application's call that ended the response. */
     eddy_defer(conn->loop->srv, resume_deferred, (void *)(uintptr_t)conn->id);
@@ -585,7 +669,7 @@ void eddy__conn_pause(eddy__conn_t *conn, bool paused)
 /* ---- creation ---- */
 
 eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
-                             socklen_t peer_len, uint16_t local_port)
+                             socklen_t peer_len, const eddy__listener_t *listener)
 {
     eddy_server_t *srv = loop->srv;
     eddy__conn_t *conn = calloc(1, sizeof(*conn));
@@ -597,11 +681,14 @@ eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *
     conn->phase = EDDY__PHASE_HTTP;
     conn->ws_status = EDDY_WS_STATUS_NONE;
     memcpy(&conn->peer, peer, EDDY__MIN((size_t)peer_len, sizeof(conn->peer)));
-    conn->local_port = local_port;
+    conn->local_port = (uint16_t)listener->bound_port;
     conn->connect_time = conn->last_recv_time = eddy__wall_time();
     conn->last_recv_ms = loop->now_ms;
-    if (eddy__http_start(conn) != 0 || eddy__io_set(loop, &conn->io, EDDY__IO_READ) != 0) {
+    if ((listener->tls_ctx != NULL && eddy__tls_conn_start(conn, listener->tls_ctx) != 0) ||
+        eddy__http_start(conn) != 0 || eddy__io_set(loop, &conn->io, EDDY__IO_READ) != 0) {
         eddy__http_free(conn);
+        if (conn->tls != NULL)
+            eddy__tls_conn_free(conn);
         free(conn);
         return NULL;
     }

@@ -193,9 +193,8 @@ bool eddy__pmd_negotiate(const char *value, size_t len, const eddy__pmd_config_t
 
 int eddy__pmd_response(const eddy__pmd_t *pmd, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "permessage-deflate%s%s", pmd->server_no_context_takeover
-                                                              ? "; server_no_context_takeover"
-                                                              : "",
+    int n = snprintf(out, cap, "permessage-deflate%s%s",
+                     pmd->server_no_context_takeover ? "; server_no_context_takeover" : "",
                      pmd->client_no_context_takeover ? "; client_no_context_takeover" : "");
     if (n >= 0 && (size_t)n < cap && pmd->announce_server_bits)
         n += snprintf(out + n, cap - (size_t)n, "; server_max_window_bits=%u",
@@ -227,8 +226,7 @@ z_stream *eddy__deflater_new(int window_bits, int level, int mem_level)
     z_stream *zs = calloc(1, sizeof(*zs));
     if (zs == NULL)
         return NULL;
-    if (deflateInit2(zs, level, Z_DEFLATED, -window_bits, mem_level, Z_DEFAULT_STRATEGY) !=
-        Z_OK) {
+    if (deflateInit2(zs, level, Z_DEFLATED, -window_bits, mem_level, Z_DEFAULT_STRATEGY) != Z_OK) {
         free(zs);
         return NULL;
     }

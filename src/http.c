@@ -43,39 +43,76 @@ static const char bad_request_page[] = "<html><body><h2>HTTP 400 Bad Request</h2
 static const char *status_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return status < 200 ? "Informational" : status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 200   ? "Informational"
+               : status < 300 ? "OK"
+               : status < 400 ? "Redirect"
+               : status < 500 ? "Client Error"
+                              : "Server Error";
     }
 }
 
@@ -178,8 +215,8 @@ static void fail_logged(eddy__conn_t *conn, int status, const char *why)
     char ip[46];
     int port;
     eddy__format_peer(&conn->peer, ip, &port);
-    eddy__log(conn_srv(conn), EDDY__LOG_NOTICE, "session#%" PRIu64 " (%s:%d): %d %s: %s",
-              conn->id, ip, port, status, status_reason(status), why);
+    eddy__log(conn_srv(conn), EDDY__LOG_NOTICE, "session#%" PRIu64 " (%s:%d): %d %s: %s", conn->id,
+              ip, port, status, status_reason(status), why);
     char body[160];
     snprintf(body, sizeof(body), "%d %s: %s\n", status, status_reason(status), why);
     eddy__http_fail(conn, status, body);
@@ -667,7 +704,8 @@ int eddy__response_send_head(eddy_response_t *resp, const char *extra, int64_t b
 /* The headers eddy adds to an ordinary response. */
 static const char *response_extra(eddy_response_t *resp, bool chunked)
 {
-    const char *connection = resp->keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+    const char *connection =
+        resp->keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
     static _Thread_local char extra[128];
     snprintf(extra, sizeof(extra), "%s%s%s", connection,
              resp->has_content_type ? "" : "Content-Type: text/html\r\n",

@@ -24,13 +24,14 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "codec.h"
 #include "eddy.h"
 
-#define EDDY__UNUSED(x) ((void)(x))
-#define EDDY__MIN(a, b) ((a) < (b) ? (a) : (b))
-#define EDDY__MAX(a, b) ((a) > (b) ? (a) : (b))
+#define EDDY__UNUSED(x)     ((void)(x))
+#define EDDY__MIN(a, b)     ((a) < (b) ? (a) : (b))
+#define EDDY__MAX(a, b)     ((a) > (b) ? (a) : (b))
 #define EDDY__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---------------------------------------------------------------------------------------
@@ -105,6 +106,8 @@ void eddy__map_free(eddy__map_t *map);
  * ------------------------------------------------------------------------------------- */
 
 typedef struct z_stream_s z_stream;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX and SSL, kept opaque here */
+struct ssl_st;
 
 /* What the server accepts and asks for. */
 typedef struct eddy__pmd_config {
@@ -170,8 +173,7 @@ int eddy__io_set(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
 /* Backend interface: what an epoll, io_uring or kqueue backend provides. */
 int eddy__backend_init(eddy__loop_t *loop);
 void eddy__backend_free(eddy__loop_t *loop);
-int eddy__backend_ctl(eddy__loop_t *loop, eddy__io_t *io, unsigned old_events,
-                      unsigned new_events);
+int eddy__backend_ctl(eddy__loop_t *loop, eddy__io_t *io, unsigned old_events, unsigned new_events);
 /* Waits up to timeout_ms (-1: forever) and calls the watchers that are ready. */
 int eddy__backend_poll(eddy__loop_t *loop, int timeout_ms);
 
@@ -181,7 +183,7 @@ typedef void (*eddy__timer_fn)(eddy__loop_t *loop, eddy__timer_t *timer);
 /* A timer embedded in its owner; the loop keeps scheduled timers in a binary min-heap. */
 struct eddy__timer {
     uint64_t due_ms;
-    uint64_t seq; /* orders timers due at the same millisecond by start order */
+    uint64_t seq;      /* orders timers due at the same millisecond by start order */
     size_t heap_index; /* SIZE_MAX when not scheduled */
     eddy__timer_fn fn;
 };
@@ -228,8 +230,8 @@ struct eddy__loop {
 
     eddy__conn_t *conns_head; /* live connections of this loop, in id order */
     eddy__conn_t *conns_tail;
-    eddy__conn_t *flush_head;   /* connections with output queued this iteration */
-    eddy__conn_t *reap_head;    /* connections whose close callback is due, in order */
+    eddy__conn_t *flush_head; /* connections with output queued this iteration */
+    eddy__conn_t *reap_head;  /* connections whose close callback is due, in order */
     eddy__conn_t *reap_tail;
     eddy__conn_t *zombies_head; /* released connections still draining or lingering */
     eddy__conn_t *free_head;    /* closed connections, freed at the end of the iteration */
@@ -290,6 +292,10 @@ typedef struct eddy__options {
     int websocket_compression_level;
     int websocket_compression_mem_level;
     eddy__pmd_config_t pmd;
+    char *ssl_cert_file;
+    char *ssl_key_file;
+    char *ssl_ciphers;
+    char *ssl_protocols; /* "TLSv1.2,TLSv1.3" by default */
 } eddy__options_t;
 
 void eddy__options_init(eddy__options_t *opts);
@@ -299,7 +305,7 @@ void eddy__options_free(eddy__options_t *opts);
  * Output queue (conn.c): a chain of segments written with writev.
  * ------------------------------------------------------------------------------------- */
 
-#define EDDY__SEG_SIZE 16384
+#define EDDY__SEG_SIZE      16384
 #define EDDY__SEG_CACHE_MAX 64
 
 struct eddy__seg {
@@ -341,13 +347,16 @@ struct eddy__conn {
     uint8_t phase;     /* enum eddy__phase */
     uint8_t ws_status; /* enum eddy_ws_status */
     bool in_flush_list;
-    bool reaping;       /* on the reap list: callbacks are done with it */
-    bool released;      /* removed from the session table: it is no longer "live" */
-    bool read_eof;      /* the peer shut down its side */
-    bool aborted;       /* output was dropped: close without draining */
-    bool shutdown_sent; /* our side is shut down (lingering close) */
+    bool reaping;          /* on the reap list: callbacks are done with it */
+    bool released;         /* removed from the session table: it is no longer "live" */
+    bool read_eof;         /* the peer shut down its side */
+    bool aborted;          /* output was dropped: close without draining */
+    bool shutdown_sent;    /* our side is shut down (lingering close) */
     bool ever_established; /* completed a WebSocket handshake at some point */
-    bool paused;        /* input not processed (detached HTTP response pending) */
+    bool paused;           /* input not processed (detached HTTP response pending) */
+    bool tls_handshaking;
+    uint8_t tls_wants;  /* EDDY__IO_*: what OpenSSL waits for to make progress */
+    struct ssl_st *tls; /* NULL on plain connections */
 
     eddy__timer_t timer; /* header/keep-alive/close-handshake/linger timeout, by phase */
 
@@ -389,17 +398,18 @@ eddy__conn_t *eddy__conn_lookup(eddy_server_t *srv, eddy_fd_t id);
  * finished (client_info answers for them). */
 eddy__conn_t *eddy__conn_lookup_any(eddy_server_t *srv, eddy_fd_t id);
 
-/* Creates a connection for an accepted socket and registers it. Returns NULL (and closes
- * nothing) on out-of-memory. */
+typedef struct eddy__listener eddy__listener_t;
+
+/* Creates a connection for a socket accepted on listener and registers it. Returns NULL
+ * (and closes nothing) on out-of-memory. */
 eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
-                             socklen_t peer_len, uint16_t local_port);
+                             socklen_t peer_len, const eddy__listener_t *listener);
 
 /* Queues bytes (copied). Returns 0 or EDDY_ENOMEM. The data goes out when the loop flushes
  * at the end of the current phase of its iteration. */
 int eddy__conn_write(eddy__conn_t *conn, const void *data, size_t len);
 /* Queues two pieces as one (a frame header and its payload). */
-int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b,
-                      size_t b_len);
+int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len);
 /* Writes everything the loop queued this iteration. */
 void eddy__loop_flush(eddy__loop_t *loop);
 
@@ -461,7 +471,7 @@ struct eddy_response {
     bool chunked; /* body sent with chunked coding (write() before end()) */
     bool finished;
     bool detached;
-    bool handshake;  /* the answer to an upgrade request, from the handshake callback */
+    bool handshake; /* the answer to an upgrade request, from the handshake callback */
     bool keep_alive;
     bool head_only; /* HEAD request: no body on the wire */
     bool has_server, has_content_type, has_date;
@@ -512,20 +522,50 @@ void eddy__ws_free(eddy__conn_t *conn);
 size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len);
 /* Sends a close frame and enters the closing handshake (or, with code 0, closes after
  * sending a close frame without waiting: used when failing the connection). */
-void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason,
-                         size_t reason_len, bool wait_for_peer);
+void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, size_t reason_len,
+                         bool wait_for_peer);
 /* The connection's timer fired in the WebSocket phase (closing handshake timeout). */
 void eddy__ws_timeout(eddy__conn_t *conn);
 /* Frames and queues a message. */
 int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, int flags);
 
 /* ---------------------------------------------------------------------------------------
+ * TLS (tls.c): server contexts and the per-connection transport. The read/write functions
+ * behave like read() and writev(): bytes, 0 for end of stream, -EAGAIN when OpenSSL waits
+ * for conn->tls_wants, or another negative error.
+ * ------------------------------------------------------------------------------------- */
+
+int eddy__tls_ctx_new(eddy_server_t *srv, struct ssl_ctx_st **out);
+void eddy__tls_ctx_free(struct ssl_ctx_st *ctx);
+int eddy__tls_conn_start(eddy__conn_t *conn, struct ssl_ctx_st *ctx);
+void eddy__tls_conn_free(eddy__conn_t *conn);
+/* Returns 1 when the handshake is complete, -EAGAIN while it goes on, else an error. */
+int eddy__tls_handshake(eddy__conn_t *conn);
+ssize_t eddy__tls_read(eddy__conn_t *conn, void *buf, size_t cap);
+ssize_t eddy__tls_writev(eddy__conn_t *conn, const struct iovec *iov, int n);
+/* OpenSSL's description of the last EDDY_EPROTO these functions returned on this thread. */
+const char *eddy__tls_last_error(void);
+/* True if OpenSSL holds bytes already read from the socket. */
+bool eddy__tls_pending(eddy__conn_t *conn);
+void eddy__tls_shutdown(eddy__conn_t *conn);
+
+/* ---------------------------------------------------------------------------------------
  * Server (server.c)
  * ------------------------------------------------------------------------------------- */
 
-struct eddy_server {
+struct eddy__listener {
+    eddy_server_t *srv;
     char *host;
-    int port;
+    int port;  /* as configured (0: any) */
+    int flags; /* EDDY_LISTEN_* */
+    int fd;
+    int bound_port;
+    bool paused; /* out of descriptors: accepting resumes after a pause */
+    eddy__io_t io;
+    struct ssl_ctx_st *tls_ctx;
+};
+
+struct eddy_server {
     eddy__options_t opts;
     void *user_data;
 
@@ -539,10 +579,8 @@ struct eddy_server {
     eddy_request_cb on_handshake;
     eddy_request_cb on_request;
 
-    int listen_fd;
-    eddy__io_t listen_io;
-    int bound_port;
-    bool listening_paused; /* out of descriptors: accepting resumes after a pause */
+    eddy__listener_t *listeners;
+    int listener_count;
 
     eddy__session_table_t sessions;
     eddy__loop_t *loops;

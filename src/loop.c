@@ -159,8 +159,8 @@ static void user_timer_fire(eddy__loop_t *loop, eddy__timer_t *timer)
         free(ut);
 }
 
-static uint64_t user_timer_add(eddy_server_t *srv, uint64_t ms, uint64_t interval,
-                               eddy_timer_cb cb, void *arg)
+static uint64_t user_timer_add(eddy_server_t *srv, uint64_t ms, uint64_t interval, eddy_timer_cb cb,
+                               void *arg)
 {
     eddy__loop_t *loop = eddy__server_loop(srv);
     if (cb == NULL)

@@ -32,8 +32,7 @@ void eddy__backend_free(eddy__loop_t *loop)
     loop->backend_events = NULL;
 }
 
-int eddy__backend_ctl(eddy__loop_t *loop, eddy__io_t *io, unsigned old_events,
-                      unsigned new_events)
+int eddy__backend_ctl(eddy__loop_t *loop, eddy__io_t *io, unsigned old_events, unsigned new_events)
 {
     struct epoll_event ev = {.events = 0, .data.ptr = io};
     if (new_events & EDDY__IO_READ)

@@ -27,23 +27,59 @@ eddy__loop_t *eddy__server_loop(eddy_server_t *srv)
 
 eddy_server_t *eddy_server_new(const char *host, int port)
 {
-    if (host == NULL || port < 0 || port > 65535)
+    if (port < 0 || port > 65535)
         return NULL;
     eddy_server_t *srv = calloc(1, sizeof(*srv));
     if (srv == NULL)
         return NULL;
-    srv->host = strdup(host);
-    srv->port = port;
-    srv->listen_fd = -1;
     srv->log_fd = STDERR_FILENO;
     eddy__options_init(&srv->opts);
     srv->loop_count = 1;
     srv->loops = calloc(1, sizeof(*srv->loops));
-    if (srv->host == NULL || srv->loops == NULL || eddy__loop_init(&srv->loops[0], srv, 0) != 0) {
+    if (srv->loops == NULL || eddy__loop_init(&srv->loops[0], srv, 0) != 0 ||
+        (host != NULL && eddy_server_add_listener(srv, host, port, 0) < 0)) {
         eddy_server_free(srv);
         return NULL;
     }
     return srv;
+}
+
+int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int flags)
+{
+    if (srv->running)
+        return EDDY_ERUNNING;
+    if (host == NULL || port < 0 || port > 65535 || (flags & ~EDDY_LISTEN_TLS) != 0)
+        return EDDY_EINVAL;
+    eddy__listener_t *grown =
+        realloc(srv->listeners, (size_t)(srv->listener_count + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return EDDY_ENOMEM;
+    srv->listeners = grown;
+    eddy__listener_t *l = &grown[srv->listener_count];
+    memset(l, 0, sizeof(*l));
+    l->srv = srv;
+    l->host = strdup(host);
+    l->port = port;
+    l->flags = flags;
+    l->fd = -1;
+    if (l->host == NULL)
+        return EDDY_ENOMEM;
+    return srv->listener_count++;
+}
+
+static void close_listeners(eddy_server_t *srv)
+{
+    for (int i = 0; i < srv->listener_count; i++) {
+        eddy__listener_t *l = &srv->listeners[i];
+        if (l->fd >= 0) {
+            if (l->io.events)
+                eddy__io_set(&srv->loops[0], &l->io, 0);
+            close(l->fd);
+            l->fd = -1;
+        }
+        eddy__tls_ctx_free(l->tls_ctx);
+        l->tls_ctx = NULL;
+    }
 }
 
 void eddy_server_free(eddy_server_t *srv)
@@ -55,17 +91,27 @@ void eddy_server_free(eddy_server_t *srv)
             eddy__loop_free(&srv->loops[i]);
         free(srv->loops);
     }
+    close_listeners(srv);
+    for (int i = 0; i < srv->listener_count; i++)
+        free(srv->listeners[i].host);
+    free(srv->listeners);
     eddy__session_table_free(&srv->sessions);
     if (srv->log_fd > STDERR_FILENO)
         close(srv->log_fd);
     eddy__options_free(&srv->opts);
-    free(srv->host);
     free(srv);
 }
 
 int eddy_server_port(const eddy_server_t *srv)
 {
-    return srv->bound_port;
+    return eddy_server_listener_port(srv, 0);
+}
+
+int eddy_server_listener_port(const eddy_server_t *srv, int index)
+{
+    if (index < 0 || index >= srv->listener_count)
+        return 0;
+    return srv->listeners[index].bound_port;
 }
 
 void eddy_server_set_user_data(eddy_server_t *srv, void *user_data)
@@ -117,17 +163,19 @@ void eddy_on_request(eddy_server_t *srv, eddy_request_cb cb)
 
 /* ---- listening and accepting ---- */
 
-static int open_listener(eddy_server_t *srv)
+static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
+
+static int open_listener(eddy_server_t *srv, eddy__listener_t *l)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char port[8];
-    snprintf(port, sizeof(port), "%d", srv->port);
-    int gai = getaddrinfo(srv->host, port, &hints, &res);
+    snprintf(port, sizeof(port), "%d", l->port);
+    int gai = getaddrinfo(l->host, port, &hints, &res);
     if (gai != 0) {
-        eddy__log(srv, EDDY__LOG_ERROR, "cannot resolve %s: %s", srv->host, gai_strerror(gai));
+        eddy__log(srv, EDDY__LOG_ERROR, "cannot resolve %s: %s", l->host, gai_strerror(gai));
         return EDDY_EINVAL;
     }
     int err = 0;
@@ -139,8 +187,7 @@ static int open_listener(eddy_server_t *srv)
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-            listen(fd, srv->opts.backlog) != 0) {
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, srv->opts.backlog) != 0) {
             err = -errno;
             close(fd);
             continue;
@@ -148,25 +195,51 @@ static int open_listener(eddy_server_t *srv)
         struct sockaddr_storage local;
         socklen_t local_len = sizeof(local);
         getsockname(fd, (struct sockaddr *)&local, &local_len);
-        srv->bound_port = ntohs(local.ss_family == AF_INET6
-                                    ? ((struct sockaddr_in6 *)&local)->sin6_port
-                                    : ((struct sockaddr_in *)&local)->sin_port);
-        srv->listen_fd = fd;
+        l->bound_port =
+            ntohs(local.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&local)->sin6_port
+                                              : ((struct sockaddr_in *)&local)->sin_port);
+        l->fd = fd;
+        l->io = (eddy__io_t){.fd = fd, .events = 0, .cb = on_accept};
         freeaddrinfo(res);
         return 0;
     }
     freeaddrinfo(res);
-    eddy__log(srv, EDDY__LOG_ERROR, "cannot listen on %s:%d: %s", srv->host, srv->port,
+    eddy__log(srv, EDDY__LOG_ERROR, "cannot listen on %s:%d: %s", l->host, l->port,
               eddy_strerror(err));
     return err ? err : EDDY_EINVAL;
+}
+
+/* Creates TLS contexts and binds every listener; on failure nothing stays open. */
+static int open_listeners(eddy_server_t *srv)
+{
+    if (srv->listener_count == 0) {
+        eddy__log(srv, EDDY__LOG_ERROR, "eddy_server_start: no listener");
+        return EDDY_EINVAL;
+    }
+    for (int i = 0; i < srv->listener_count; i++) {
+        eddy__listener_t *l = &srv->listeners[i];
+        int rc = 0;
+        if (l->flags & EDDY_LISTEN_TLS)
+            rc = eddy__tls_ctx_new(srv, &l->tls_ctx);
+        if (rc == 0)
+            rc = open_listener(srv, l);
+        if (rc != 0) {
+            close_listeners(srv);
+            return rc;
+        }
+    }
+    return 0;
 }
 
 static void accept_resume(eddy__loop_t *loop, eddy__timer_t *timer)
 {
     eddy_server_t *srv = loop->srv;
-    if (srv->listening_paused && srv->listen_fd >= 0) {
-        srv->listening_paused = false;
-        eddy__io_set(loop, &srv->listen_io, EDDY__IO_READ);
+    for (int i = 0; i < srv->listener_count; i++) {
+        eddy__listener_t *l = &srv->listeners[i];
+        if (l->paused && l->fd >= 0) {
+            l->paused = false;
+            eddy__io_set(loop, &l->io, EDDY__IO_READ);
+        }
     }
 }
 
@@ -180,6 +253,7 @@ static void setup_socket(eddy_server_t *srv, int fd)
 
 static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
 {
+    eddy__listener_t *l = (eddy__listener_t *)((char *)io - offsetof(eddy__listener_t, io));
     eddy_server_t *srv = loop->srv;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage peer;
@@ -189,9 +263,9 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                eddy__log(srv, EDDY__LOG_WARNING,
-                          "accept: %s; not accepting for %d ms", strerror(errno), ACCEPT_PAUSE_MS);
-                srv->listening_paused = true;
+                eddy__log(srv, EDDY__LOG_WARNING, "accept: %s; not accepting for %d ms",
+                          strerror(errno), ACCEPT_PAUSE_MS);
+                l->paused = true;
                 eddy__io_set(loop, io, 0);
                 eddy__timer_start(loop, &loop->accept_timer, ACCEPT_PAUSE_MS);
             }
@@ -208,8 +282,7 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
             continue;
         }
         setup_socket(srv, fd);
-        uint16_t local_port = (uint16_t)srv->bound_port;
-        eddy__conn_t *conn = eddy__conn_new(loop, fd, (struct sockaddr *)&peer, peer_len, local_port);
+        eddy__conn_t *conn = eddy__conn_new(loop, fd, (struct sockaddr *)&peer, peer_len, l);
         if (conn == NULL) {
             eddy__log(srv, EDDY__LOG_ERROR, "accept: out of memory, connection dropped");
             close(fd);
@@ -260,18 +333,20 @@ static void begin_shutdown(eddy__loop_t *loop)
     eddy_server_t *srv = loop->srv;
     loop->stopping = true;
     loop->shutdown_deadline_ms = loop->now_ms + srv->opts.websocket_close_timeout_ms;
-    if (srv->listen_fd >= 0) {
-        eddy__io_set(loop, &srv->listen_io, 0);
-        close(srv->listen_fd);
-        srv->listen_fd = -1;
+    for (int i = 0; i < srv->listener_count; i++) {
+        eddy__listener_t *l = &srv->listeners[i];
+        if (l->fd >= 0) {
+            eddy__io_set(loop, &l->io, 0);
+            close(l->fd);
+            l->fd = -1;
+        }
     }
     eddy__timer_stop(loop, &loop->heartbeat);
     eddy__timer_stop(loop, &loop->accept_timer);
     for (eddy__conn_t *conn = loop->conns_head; conn != NULL; conn = conn->next) {
         if (conn->phase == EDDY__PHASE_WS && conn->ws_status == EDDY_WS_STATUS_ACTIVE) {
             static const char reason[] = "server shutting down";
-            eddy__ws_send_close(conn, EDDY_WS_CLOSE_GOING_AWAY, reason, sizeof(reason) - 1,
-                                true);
+            eddy__ws_send_close(conn, EDDY_WS_CLOSE_GOING_AWAY, reason, sizeof(reason) - 1, true);
         } else if (conn->phase == EDDY__PHASE_HTTP) {
             eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
         }
@@ -304,8 +379,9 @@ int eddy_server_start(eddy_server_t *srv)
     if (srv->running)
         return EDDY_ERUNNING;
     if (srv->on_message == NULL) {
-        eddy__log(srv, EDDY__LOG_ERROR, "eddy_server_start: the message callback is required "
-                                        "(eddy_on_message)");
+        eddy__log(srv, EDDY__LOG_ERROR,
+                  "eddy_server_start: the message callback is required "
+                  "(eddy_on_message)");
         return EDDY_ENOCALLBACK;
     }
     eddy__options_t *opts = &srv->opts;
@@ -326,14 +402,18 @@ int eddy_server_start(eddy_server_t *srv)
     int rc = eddy__session_table_init(&srv->sessions, opts->max_connection);
     if (rc != 0)
         return rc;
-    rc = open_listener(srv);
+    rc = open_listeners(srv);
     if (rc != 0) {
         eddy__session_table_free(&srv->sessions);
         return rc;
     }
     eddy__loop_t *loop = &srv->loops[0];
-    srv->listen_io = (eddy__io_t){.fd = srv->listen_fd, .events = 0, .cb = on_accept};
-    eddy__io_set(loop, &srv->listen_io, EDDY__IO_READ);
+    for (int i = 0; i < srv->listener_count; i++) {
+        eddy__listener_t *l = &srv->listeners[i];
+        eddy__io_set(loop, &l->io, EDDY__IO_READ);
+        eddy__log(srv, EDDY__LOG_INFO, "eddy %s listening on %s:%d%s", EDDY_VERSION_STRING, l->host,
+                  l->bound_port, (l->flags & EDDY_LISTEN_TLS) ? " (TLS)" : "");
+    }
     eddy__timer_init(&loop->accept_timer, accept_resume);
     loop->now_ms = eddy__monotonic_ms();
     if (opts->heartbeat_check_interval > 0) {
@@ -341,8 +421,6 @@ int eddy_server_start(eddy_server_t *srv)
         eddy__timer_start(loop, &loop->heartbeat, (uint64_t)opts->heartbeat_check_interval * 1000u);
     }
     srv->running = true;
-    eddy__log(srv, EDDY__LOG_INFO, "eddy %s listening on %s:%d", EDDY_VERSION_STRING, srv->host,
-              srv->bound_port);
     if (srv->on_start != NULL)
         srv->on_start(srv, srv->user_data);
     eddy__loop_flush(loop);
@@ -350,6 +428,7 @@ int eddy_server_start(eddy_server_t *srv)
     if (srv->on_shutdown != NULL)
         srv->on_shutdown(srv, srv->user_data);
     srv->running = false;
+    close_listeners(srv);
     atomic_store(&loop->stop_requested, false);
     loop->stopping = false;
     eddy__session_table_free(&srv->sessions);
@@ -367,8 +446,7 @@ void eddy_server_stop(eddy_server_t *srv)
 
 /* ---- methods ---- */
 
-int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, int opcode,
-              int flags)
+int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, int opcode, int flags)
 {
     eddy__conn_t *conn = eddy__conn_lookup(srv, fd);
     if (conn == NULL)

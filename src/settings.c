@@ -38,9 +38,12 @@ void eddy__options_init(eddy__options_t *opts)
 
 void eddy__options_free(eddy__options_t *opts)
 {
-    free(opts->websocket_subprotocol);
-    free(opts->log_file);
-    opts->websocket_subprotocol = opts->log_file = NULL;
+    char **strings[] = {&opts->websocket_subprotocol, &opts->log_file,    &opts->ssl_cert_file,
+                        &opts->ssl_key_file,          &opts->ssl_ciphers, &opts->ssl_protocols};
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(strings); i++) {
+        free(*strings[i]);
+        *strings[i] = NULL;
+    }
 }
 
 enum kind {
@@ -91,6 +94,10 @@ static const struct setting settings[] = {
      OPT(pmd.server_no_context_takeover), 0, 0},
     {"websocket_compression_client_no_context_takeover", KIND_BOOL,
      OPT(pmd.client_no_context_takeover), 0, 0},
+    {"ssl_cert_file", KIND_STRING, OPT(ssl_cert_file), 0, 0},
+    {"ssl_key_file", KIND_STRING, OPT(ssl_key_file), 0, 0},
+    {"ssl_ciphers", KIND_STRING, OPT(ssl_ciphers), 0, 0},
+    {"ssl_protocols", KIND_STRING, OPT(ssl_protocols), 0, 0},
     {"log_level", KIND_LOG_LEVEL, OPT(log_level), 0, 0},
     {"log_file", KIND_STRING, OPT(log_file), 0, 0},
 };
@@ -199,16 +206,22 @@ int eddy_server_set(eddy_server_t *srv, const char *key, const char *value)
             return rc;
         switch (s->kind) {
         case KIND_BOOL:
-            eddy__log(srv, EDDY__LOG_ERROR, "setting %s: invalid value \"%s\" (expected true "
-                      "or false)", key, value);
+            eddy__log(srv, EDDY__LOG_ERROR,
+                      "setting %s: invalid value \"%s\" (expected true "
+                      "or false)",
+                      key, value);
             break;
         case KIND_LOG_LEVEL:
-            eddy__log(srv, EDDY__LOG_ERROR, "setting %s: invalid value \"%s\" (expected debug, "
-                      "trace, info, notice, warning, error, none or 0-6)", key, value);
+            eddy__log(srv, EDDY__LOG_ERROR,
+                      "setting %s: invalid value \"%s\" (expected debug, "
+                      "trace, info, notice, warning, error, none or 0-6)",
+                      key, value);
             break;
         default:
-            eddy__log(srv, EDDY__LOG_ERROR, "setting %s: invalid value \"%s\" (expected a "
-                      "number from %" PRIu64 " to %" PRIu64 ")", key, value, s->min, s->max);
+            eddy__log(srv, EDDY__LOG_ERROR,
+                      "setting %s: invalid value \"%s\" (expected a "
+                      "number from %" PRIu64 " to %" PRIu64 ")",
+                      key, value, s->min, s->max);
             break;
         }
         return rc;

@@ -22,25 +22,25 @@
 #define MSG_BUF_KEEP 16384
 
 struct eddy__ws_state {
-    eddy__ws_header_t hdr;      /* header of the frame being received */
+    eddy__ws_header_t hdr; /* header of the frame being received */
     uint8_t hdr_stash[EDDY_WS_MAX_HEADER_LEN];
     uint8_t hdr_stash_len;
-    bool in_frame;              /* header read, payload pending */
-    uint64_t frame_done;        /* payload bytes of the frame received so far */
-    bool in_message;            /* a data message is being received */
+    bool in_frame;       /* header read, payload pending */
+    uint64_t frame_done; /* payload bytes of the frame received so far */
+    bool in_message;     /* a data message is being received */
     uint8_t msg_opcode;
     uint8_t msg_flags;
     uint32_t utf8_state;
     bool close_sent;
-    bool compressed;            /* the message being received has RSV1 */
-    bool pmd_on;                /* permessage-deflate was negotiated */
+    bool compressed; /* the message being received has RSV1 */
+    bool pmd_on;     /* permessage-deflate was negotiated */
     eddy__pmd_t pmd;
-    z_stream *inflater;         /* our own (context takeover, or a message over many reads) */
-    z_stream *msg_inflater;     /* the one inflating the current message */
-    z_stream *deflater;         /* our own, with server context takeover */
-    eddy__buf_t msg;            /* message assembled from pieces, or inflated */
+    z_stream *inflater;     /* our own (context takeover, or a message over many reads) */
+    z_stream *msg_inflater; /* the one inflating the current message */
+    z_stream *deflater;     /* our own, with server context takeover */
+    eddy__buf_t msg;        /* message assembled from pieces, or inflated */
     uint8_t ctrl_len;
-    uint8_t ctrl[125];          /* control frame payload assembled from pieces */
+    uint8_t ctrl[125]; /* control frame payload assembled from pieces */
 };
 
 static const eddy_server_t *conn_srv(const eddy__conn_t *conn)
@@ -295,8 +295,8 @@ static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data
     eddy__loop_t *loop = conn->loop;
     const eddy__options_t *opts = &conn_srv(conn)->opts;
     int bits = ws->pmd.server_window_bits;
-    z_stream **slot = ws->pmd.server_no_context_takeover ? &loop->shared_deflaters[bits]
-                                                         : &ws->deflater;
+    z_stream **slot =
+        ws->pmd.server_no_context_takeover ? &loop->shared_deflaters[bits] : &ws->deflater;
     if (*slot == NULL)
         *slot = eddy__deflater_new(bits, opts->websocket_compression_level,
                                    opts->websocket_compression_mem_level);
@@ -311,8 +311,8 @@ static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data
                        loop->deflate_out.len);
 }
 
-void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason,
-                         size_t reason_len, bool wait_for_peer)
+void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, size_t reason_len,
+                         bool wait_for_peer)
 {
     eddy__ws_state_t *ws = conn->ws;
     if (!ws->close_sent) {
@@ -385,8 +385,8 @@ int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, 
 static void fail(eddy__conn_t *conn, uint16_t code, const char *why)
 {
     eddy__log(conn_srv(conn), EDDY__LOG_NOTICE,
-              "session#%" PRIu64 ": WebSocket protocol error, closing with %u: %s", conn->id,
-              code, why);
+              "session#%" PRIu64 ": WebSocket protocol error, closing with %u: %s", conn->id, code,
+              why);
     eddy__ws_send_close(conn, code, why, strlen(why), false);
 }
 
@@ -421,8 +421,8 @@ static void on_close_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
     size_t reason_len;
     int bad = eddy__ws_parse_close(payload, len, &code, &reason, &reason_len);
     if (bad != 0) {
-        fail(conn, (uint16_t)bad, bad == 1007 ? "close reason is not valid UTF-8"
-                                              : "invalid close frame");
+        fail(conn, (uint16_t)bad,
+             bad == 1007 ? "close reason is not valid UTF-8" : "invalid close frame");
         return;
     }
     if (opts->open_websocket_close_frame && !ws->close_sent) {
@@ -597,7 +597,8 @@ static size_t read_compressed(eddy__conn_t *conn, uint8_t *buf, size_t take, boo
     if (rc != 0) {
         end_inflate(conn);
         if (rc == EDDY_ETOOBIG)
-            fail(conn, EDDY_WS_CLOSE_MESSAGE_TOO_BIG, "inflated message exceeds package_max_length");
+            fail(conn, EDDY_WS_CLOSE_MESSAGE_TOO_BIG,
+                 "inflated message exceeds package_max_length");
         else if (rc == EDDY_EUTF8)
             fail(conn, EDDY_WS_CLOSE_MESSAGE_ERROR, "text message is not valid UTF-8");
         else if (rc == EDDY_EPROTO)

@@ -164,7 +164,8 @@ static void command(eddy_server_t *srv, eddy_fd_t self, char *line)
         size_t n = strtoull(rest, NULL, 10);
         char *data = malloc(n + 1);
         memset(data, 'x', n);
-        printf("= %d\n", eddy_push(srv, arg_fd(a1), data, n, EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN));
+        printf("= %d\n",
+               eddy_push(srv, arg_fd(a1), data, n, EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN));
         free(data);
     } else if (strcmp(cmd, "exist") == 0 && a1 != NULL) {
         printf("= %s\n", eddy_exist(srv, arg_fd(a1)) ? "true" : "false");

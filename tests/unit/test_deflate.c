@@ -99,9 +99,9 @@ static void roundtrip(z_stream *deflater, z_stream *inflater, const char *msg, s
         if (piece > packed.len - off)
             piece = packed.len - off;
         bool final = off + piece == packed.len;
-        CHECK_EQ_INT(eddy__inflate(inflater, (uint8_t *)packed.data + off, piece, final, &unpacked,
-                                   1 << 24),
-                     0);
+        CHECK_EQ_INT(
+            eddy__inflate(inflater, (uint8_t *)packed.data + off, piece, final, &unpacked, 1 << 24),
+            0);
         off += piece;
     }
     CHECK_MEM(unpacked.data ? unpacked.data : "", unpacked.len, msg, len);

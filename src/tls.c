@@ -1,0 +1,252 @@
+/*
+ * TLS with OpenSSL: server contexts built from the ssl_* settings, and the per-connection
+ * transport conn.c calls instead of read()/sendmsg() on TLS listeners.
+ *
+ * Everything is non-blocking inside the event loop. OpenSSL may need the socket writable
+ * to make progress on a read (and the reverse); the transport reports that through the
+ * connection's tls_wants so the loop watches the right event. SSL_MODE_RELEASE_BUFFERS
+ * frees a connection's record buffers whenever they are empty, which keeps idle TLS
+ * connections small.
+ */
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* The most recent OpenSSL error as text (the queue is cleared). */
+static const char *ssl_error_text(char *buf, size_t cap)
+{
+    unsigned long err = ERR_get_error();
+    unsigned long next;
+    while ((next = ERR_get_error()) != 0)
+        err = next;
+    if (err == 0)
+        return "unknown error";
+    ERR_error_string_n(err, buf, cap);
+    return buf;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    /* HTTP/1.1 only: HTTPS and WSS share the port, and WebSocket needs HTTP/1.1. */
+    static const unsigned char ours[] = "\x08http/1.1";
+    if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours) - 1, in, inlen) ==
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_OK;
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+static int parse_version(const char *name)
+{
+    if (strcasecmp(name, "TLSv1.2") == 0)
+        return TLS1_2_VERSION;
+    if (strcasecmp(name, "TLSv1.3") == 0)
+        return TLS1_3_VERSION;
+    return 0;
+}
+
+/* Sets the protocol range from ssl_protocols ("TLSv1.2,TLSv1.3"). */
+static int apply_protocols(eddy_server_t *srv, SSL_CTX *ctx, const char *list)
+{
+    int min = 0, max = 0;
+    char copy[128];
+    snprintf(copy, sizeof(copy), "%s", list);
+    char *save = NULL;
+    for (char *name = strtok_r(copy, ", ", &save); name; name = strtok_r(NULL, ", ", &save)) {
+        int v = parse_version(name);
+        if (v == 0) {
+            eddy__log(srv, EDDY__LOG_ERROR,
+                      "ssl_protocols: unknown protocol \"%s\" (TLSv1.2 or "
+                      "TLSv1.3)",
+                      name);
+            return EDDY_EVALUE;
+        }
+        min = min == 0 || v < min ? v : min;
+        max = v > max ? v : max;
+    }
+    if (min == 0)
+        return EDDY_EVALUE;
+    SSL_CTX_set_min_proto_version(ctx, min);
+    SSL_CTX_set_max_proto_version(ctx, max);
+    return 0;
+}
+
+int eddy__tls_ctx_new(eddy_server_t *srv, struct ssl_ctx_st **out)
+{
+    const eddy__options_t *opts = &srv->opts;
+    char err[256];
+    *out = NULL;
+    if (opts->ssl_cert_file == NULL || opts->ssl_key_file == NULL) {
+        eddy__log(srv, EDDY__LOG_ERROR, "a TLS listener needs ssl_cert_file and ssl_key_file");
+        return EDDY_EINVAL;
+    }
+    /* Check readability first, so the error names the file and the reason plainly. */
+    const char *files[2] = {opts->ssl_cert_file, opts->ssl_key_file};
+    for (int i = 0; i < 2; i++) {
+        if (access(files[i], R_OK) != 0) {
+            int e = errno;
+            eddy__log(srv, EDDY__LOG_ERROR, "cannot read %s %s: %s",
+                      i == 0 ? "ssl_cert_file" : "ssl_key_file", files[i], strerror(e));
+            return -e;
+        }
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        return EDDY_ENOMEM;
+    int rc = EDDY_EINVAL;
+    if (SSL_CTX_use_certificate_chain_file(ctx, opts->ssl_cert_file) != 1) {
+        eddy__log(srv, EDDY__LOG_ERROR, "ssl_cert_file %s: %s", opts->ssl_cert_file,
+                  ssl_error_text(err, sizeof(err)));
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, opts->ssl_key_file, SSL_FILETYPE_PEM) != 1) {
+        eddy__log(srv, EDDY__LOG_ERROR, "ssl_key_file %s: %s", opts->ssl_key_file,
+                  ssl_error_text(err, sizeof(err)));
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        eddy__log(srv, EDDY__LOG_ERROR, "ssl_key_file %s does not match ssl_cert_file %s: %s",
+                  opts->ssl_key_file, opts->ssl_cert_file, ssl_error_text(err, sizeof(err)));
+        goto fail;
+    }
+    if ((rc = apply_protocols(srv, ctx,
+                              opts->ssl_protocols ? opts->ssl_protocols : "TLSv1.2,TLSv1.3")) != 0)
+        goto fail;
+    if (opts->ssl_ciphers != NULL && SSL_CTX_set_cipher_list(ctx, opts->ssl_ciphers) != 1) {
+        eddy__log(srv, EDDY__LOG_ERROR, "ssl_ciphers \"%s\": %s", opts->ssl_ciphers,
+                  ssl_error_text(err, sizeof(err)));
+        rc = EDDY_EVALUE;
+        goto fail;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    *out = ctx;
+    return 0;
+fail:
+    SSL_CTX_free(ctx);
+    return rc;
+}
+
+void eddy__tls_ctx_free(struct ssl_ctx_st *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+int eddy__tls_conn_start(eddy__conn_t *conn, struct ssl_ctx_st *ctx)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, conn->io.fd) != 1) {
+        SSL_free(ssl);
+        return EDDY_ENOMEM;
+    }
+    SSL_set_accept_state(ssl);
+    conn->tls = ssl;
+    conn->tls_handshaking = true;
+    return 0;
+}
+
+void eddy__tls_conn_free(eddy__conn_t *conn)
+{
+    SSL_free(conn->tls);
+    conn->tls = NULL;
+}
+
+/* OpenSSL's text for the last EDDY_EPROTO of this thread. */
+static _Thread_local char last_error[256];
+
+/* Maps an SSL_ERROR_* to the events to wait for, or a negative error. */
+static int want(eddy__conn_t *conn, int ret)
+{
+    int err = SSL_get_error(conn->tls, ret);
+    switch (err) {
+    case SSL_ERROR_WANT_READ:
+        conn->tls_wants = EDDY__IO_READ;
+        return -EAGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        conn->tls_wants = EDDY__IO_WRITE;
+        return -EAGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        ERR_clear_error();
+        return errno != 0 ? -errno : -ECONNRESET;
+    default:
+        ssl_error_text(last_error, sizeof(last_error));
+        return EDDY_EPROTO;
+    }
+}
+
+const char *eddy__tls_last_error(void)
+{
+    return last_error;
+}
+
+int eddy__tls_handshake(eddy__conn_t *conn)
+{
+    conn->tls_wants = 0;
+    ERR_clear_error();
+    int ret = SSL_do_handshake(conn->tls);
+    if (ret == 1) {
+        conn->tls_handshaking = false;
+        return 1;
+    }
+    int rc = want(conn, ret);
+    return rc == 0 ? EDDY_EPROTO : rc;
+}
+
+ssize_t eddy__tls_read(eddy__conn_t *conn, void *buf, size_t cap)
+{
+    conn->tls_wants = 0;
+    ERR_clear_error();
+    int ret = SSL_read(conn->tls, buf, (int)EDDY__MIN(cap, (size_t)INT32_MAX));
+    if (ret > 0)
+        return ret;
+    return want(conn, ret);
+}
+
+bool eddy__tls_pending(eddy__conn_t *conn)
+{
+    return SSL_has_pending(conn->tls) == 1;
+}
+
+ssize_t eddy__tls_writev(eddy__conn_t *conn, const struct iovec *iov, int n)
+{
+    ssize_t total = 0;
+    conn->tls_wants = 0;
+    for (int i = 0; i < n; i++) {
+        const char *p = iov[i].iov_base;
+        size_t left = iov[i].iov_len;
+        while (left > 0) {
+            ERR_clear_error();
+            int ret = SSL_write(conn->tls, p, (int)EDDY__MIN(left, (size_t)INT32_MAX));
+            if (ret <= 0) {
+                int rc = want(conn, ret);
+                if (total > 0 && rc == -EAGAIN)
+                    return total;
+                return rc == 0 ? -EPIPE : rc;
+            }
+            total += ret;
+            p += ret;
+            left -= (size_t)ret;
+        }
+    }
+    return total;
+}
+
+void eddy__tls_shutdown(eddy__conn_t *conn)
+{
+    /* Best effort: a close_notify alert, so the peer sees a clean end of the stream. */
+    ERR_clear_error();
+    if (!conn->tls_handshaking)
+        SSL_shutdown(conn->tls);
+    ERR_clear_error();
+}
