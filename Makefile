@@ -102,11 +102,14 @@ install: lib
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|0.1.0|' \
 	    eddy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/eddy.pc
 
+FORMAT_FILES = $(wildcard include/*.h src/*.[ch] examples/*.[ch] tests/unit/*.[ch] \
+	tests/integration/*.c fuzz/*.c bench/*.c cmd/*.c)
+
 format:
-	clang-format -i include/*.h src/*.[ch] examples/*.[ch] tests/unit/*.[ch]
+	clang-format -i $(FORMAT_FILES)
 
 format-check:
-	clang-format --dry-run --Werror include/*.h src/*.[ch] examples/*.[ch] tests/unit/*.[ch]
+	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build

@@ -1,18 +1,21 @@
 #!/bin/sh
-# Installs the Debian packages a make target needs, when they are missing.
-# Usage: scripts/deps.sh build|test|all
-# As root it runs apt-get; otherwise it names the missing packages and the command to
-# install them, and fails.
+# Installs what a make target needs, when it is missing.
+# Usage: scripts/deps.sh build|test
+#   build: the compiler and the libraries eddy links (OpenSSL, zlib)
+#   test:  also python3-websockets and pytest, openssl (test certificates), Node.js with the
+#          npm packages in tests/clients, headless Chromium, and clang for the fuzzers
+# As root it runs apt-get; otherwise it names what is missing and the command to install
+# it, and fails.
 set -eu
 
 build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config"
-test_pkgs="python3 python3-pytest python3-websockets openssl"
+test_pkgs="python3 python3-pytest python3-websockets openssl chromium clang libclang-rt-14-dev"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
-test | all) want="$build_pkgs $test_pkgs" ;;
+test) want="$build_pkgs $test_pkgs" ;;
 *)
-    echo "usage: $0 build|test|all" >&2
+    echo "usage: $0 build|test" >&2
     exit 2
     ;;
 esac
@@ -23,16 +26,26 @@ for pkg in $want; do
         missing="$missing $pkg"
     fi
 done
-[ -z "$missing" ] && exit 0
-
-if [ "$(id -u)" -ne 0 ]; then
-    echo "eddy: missing Debian packages:$missing" >&2
-    echo "eddy: install them with: sudo apt-get install -y$missing" >&2
-    exit 1
+# Node may come from Debian or elsewhere (nodesource): the commands are what matters.
+if [ "${1:-build}" = test ] && ! command -v node >/dev/null 2>&1; then
+    missing="$missing nodejs npm"
 fi
-echo "eddy: installing$missing" >&2
-export DEBIAN_FRONTEND=noninteractive
-if ! apt-get install -y --no-install-recommends $missing >/dev/null; then
-    apt-get update >/dev/null
-    apt-get install -y --no-install-recommends $missing >/dev/null
+
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "eddy: missing Debian packages:$missing" >&2
+        echo "eddy: install them with: sudo apt-get install -y$missing" >&2
+        exit 1
+    fi
+    echo "eddy: installing$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y --no-install-recommends $missing >/dev/null; then
+        apt-get update >/dev/null
+        apt-get install -y --no-install-recommends $missing >/dev/null
+    fi
+fi
+
+if [ "${1:-build}" = test ] && [ ! -d tests/clients/node_modules/ws ]; then
+    echo "eddy: installing the npm packages of tests/clients" >&2
+    npm ci --prefix tests/clients --no-audit --no-fund >/dev/null
 fi

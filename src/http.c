@@ -778,6 +778,9 @@ int eddy_response_end(eddy_response_t *resp, const void *data, size_t len)
         rc = eddy_response_write(resp, data, len);
         if (rc == 0 && resp->chunked && !resp->head_only)
             rc = eddy__conn_write(resp->conn, "0\r\n\r\n", 5);
+    } else if (resp->status < 200 || resp->status == 204 || resp->status == 304) {
+        /* These statuses carry no body and no length (RFC 9110 8.6, 15.3.5, 15.4.5). */
+        rc = eddy__response_send_head(resp, response_extra(resp, false), -1);
     } else {
         rc = eddy__response_send_head(resp, response_extra(resp, false), (int64_t)len);
         if (rc == 0 && len > 0 && !resp->head_only)

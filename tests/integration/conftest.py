@@ -53,6 +53,9 @@ class Server:
         match = self.wait_log(r"listening on [^ ]+:(\d+)")
         self.port = int(match.group(1))
         self.host = "127.0.0.1"
+        self.tls_port = None
+        if "--tls-port" in args:
+            self.tls_port = int(self.wait_log(r"listening on [^ ]+:(\d+) \(TLS\)").group(1))
 
     def _pump_stdout(self):
         for line in self.proc.stdout:
@@ -151,6 +154,19 @@ class Server:
         assert self.proc.returncode == 0, (
             f"{self.example} exited with {self.proc.returncode}; log:\n" +
             "\n".join(self.log_lines))
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory):
+    """A self-signed certificate for localhost and 127.0.0.1, made with the openssl command:
+    returns (cert_path, key_path)."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
 
 
 @pytest.fixture

@@ -24,11 +24,13 @@
  *   !defer <text>                        prints "defer <text>" on the next iteration
  *   !userdata <fd>                       sets then reads back per-connection user data
  *   !stop                                eddy_server_stop()
- * Other messages are echoed. Plain HTTP requests (with --request) get "ok <path>" or,
- * for /detach?ms=N, an answer N ms later from a timer; /chunked answers in pieces;
- * /close drops the connection; /status?code=N answers with that status.
+ * Other messages are echoed (compressed if they came compressed). Plain HTTP requests
+ * (with --request) get "ok <path>" or, for /detach?ms=N, an answer N ms later from a timer;
+ * /chunked answers in pieces; /close drops the connection; /status?code=N answers with
+ * that status; /page serves the file given with --page; POST /report prints
+ * "report <body>" (how a browser page hands its results to a test).
  * Flags: --request (set the request callback), --disconnect (set disconnect),
- *        --handshake (a handshake callback answering 101 itself).
+ *        --handshake (a handshake callback answering 101 itself), --page FILE.
  */
 #include <ctype.h>
 #include <stdint.h>
@@ -255,7 +257,30 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
             printf("%02x", (unsigned char)frame->data[i]);
     }
     printf("\n");
-    eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
+    int flags = EDDY_WS_FLAG_FIN;
+    if (frame->flags & EDDY_WS_FLAG_RSV1)
+        flags |= EDDY_WS_FLAG_COMPRESS;
+    eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, flags);
+}
+
+static const char *page_file;
+
+/* Serves the --page file. */
+static void serve_page(eddy_response_t *resp)
+{
+    FILE *f = page_file ? fopen(page_file, "rb") : NULL;
+    if (f == NULL) {
+        eddy_response_status(resp, 404, NULL);
+        eddy_response_end(resp, "no page", 7);
+        return;
+    }
+    char chunk[8192];
+    size_t n;
+    eddy_response_header(resp, "Content-Type", "text/html; charset=utf-8");
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        eddy_response_write(resp, chunk, n);
+    fclose(f);
+    eddy_response_end(resp, NULL, 0);
 }
 
 struct detached {
@@ -295,6 +320,12 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
         const char *code = eddy_request_get(req, "code");
         eddy_response_status(resp, atoi(code ? code : "200"), NULL);
         eddy_response_end(resp, NULL, 0);
+    } else if (strcmp(path, "/page") == 0) {
+        serve_page(resp);
+    } else if (strcmp(path, "/report") == 0) {
+        printf("report %.*s\n", (int)body_len, body);
+        eddy_response_status(resp, 204, NULL);
+        eddy_response_end(resp, NULL, 0);
     } else if (strcmp(path, "/noend") == 0) {
         /* returns without ending: eddy answers 500 */
     } else if (strcmp(path, "/echo") == 0) {
@@ -333,6 +364,7 @@ static void on_handshake(eddy_server_t *srv, eddy_request_t *req, eddy_response_
 int main(int argc, char **argv)
 {
     eddy_server_t *srv = example_new(argc, argv);
+    page_file = example_option(argc, argv, "--page", NULL);
     eddy_on_start(srv, on_start);
     eddy_on_shutdown(srv, on_shutdown);
     eddy_on_connect(srv, on_connect);
