@@ -414,7 +414,7 @@ static void conn_release(eddy__conn_t *conn)
     eddy__http_free(conn);
     eddy__ws_free(conn);
 
-    if (conn->aborted || conn->io.fd < 0 || conn->tls_handshaking) {
+    if (conn->aborted || conn->io.fd < 0) {
         final_close(conn);
         return;
     }
@@ -596,7 +596,8 @@ static void tls_handshake_step(eddy__conn_t *conn)
         eddy__log(conn->loop->srv, EDDY__LOG_INFO,
                   "session#%" PRIu64 " (%s:%d): TLS handshake failed: %s", conn->id, ip, port,
                   transport_error(conn, rc));
-        eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+        /* OpenSSL already wrote its alert; end cleanly rather than with a reset. */
+        eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
         return;
     }
     watch(conn);
@@ -626,7 +627,9 @@ static void conn_on_timer(eddy__loop_t *loop, eddy__timer_t *timer)
         final_close(conn); /* the peer never finished: stop lingering */
         return;
     }
-    if (conn->phase == EDDY__PHASE_HTTP)
+    if (conn->tls_handshaking)
+        eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL); /* no HTTP answer inside TLS */
+    else if (conn->phase == EDDY__PHASE_HTTP)
         eddy__http_timeout(conn);
     else if (conn->phase == EDDY__PHASE_WS)
         eddy__ws_timeout(conn);

@@ -11,9 +11,12 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -105,12 +108,14 @@ int eddy__tls_ctx_new(eddy_server_t *srv, struct ssl_ctx_st **out)
                   ssl_error_text(err, sizeof(err)));
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, opts->ssl_key_file, SSL_FILETYPE_PEM) != 1) {
+    /* OpenSSL notices a key of another certificate while loading it, or when checking. */
+    if (SSL_CTX_use_PrivateKey_file(ctx, opts->ssl_key_file, SSL_FILETYPE_PEM) != 1 &&
+        ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
         eddy__log(srv, EDDY__LOG_ERROR, "ssl_key_file %s: %s", opts->ssl_key_file,
                   ssl_error_text(err, sizeof(err)));
         goto fail;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
+    if (ERR_peek_last_error() != 0 || SSL_CTX_check_private_key(ctx) != 1) {
         eddy__log(srv, EDDY__LOG_ERROR, "ssl_key_file %s does not match ssl_cert_file %s: %s",
                   opts->ssl_key_file, opts->ssl_cert_file, ssl_error_text(err, sizeof(err)));
         goto fail;
@@ -141,13 +146,52 @@ void eddy__tls_ctx_free(struct ssl_ctx_st *ctx)
     SSL_CTX_free(ctx);
 }
 
+/*
+ * OpenSSL's socket BIO writes with write(), which raises SIGPIPE when the peer is gone and
+ * would kill an application that did not ignore it. This BIO is the same but for writes,
+ * which use send(MSG_NOSIGNAL), like the plain transport.
+ */
+static BIO_METHOD *nosignal_method;
+static pthread_once_t nosignal_once = PTHREAD_ONCE_INIT;
+
+static int nosignal_write(BIO *bio, const char *data, int len)
+{
+    int fd = -1;
+    BIO_get_fd(bio, &fd);
+    int n = (int)send(fd, data, (size_t)len, MSG_NOSIGNAL);
+    BIO_clear_retry_flags(bio);
+    if (n <= 0 && BIO_sock_should_retry(n))
+        BIO_set_retry_write(bio);
+    return n;
+}
+
+static void nosignal_method_init(void)
+{
+    const BIO_METHOD *base = BIO_s_socket();
+    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOCKET, "eddy socket");
+    if (m == NULL)
+        return;
+    BIO_meth_set_write(m, nosignal_write);
+    BIO_meth_set_read(m, BIO_meth_get_read(base));
+    BIO_meth_set_puts(m, BIO_meth_get_puts(base));
+    BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(base));
+    BIO_meth_set_create(m, BIO_meth_get_create(base));
+    BIO_meth_set_destroy(m, BIO_meth_get_destroy(base));
+    nosignal_method = m;
+}
+
 int eddy__tls_conn_start(eddy__conn_t *conn, struct ssl_ctx_st *ctx)
 {
+    pthread_once(&nosignal_once, nosignal_method_init);
     SSL *ssl = SSL_new(ctx);
-    if (ssl == NULL || SSL_set_fd(ssl, conn->io.fd) != 1) {
+    BIO *bio = nosignal_method != NULL ? BIO_new(nosignal_method) : NULL;
+    if (ssl == NULL || bio == NULL) {
         SSL_free(ssl);
+        BIO_free(bio);
         return EDDY_ENOMEM;
     }
+    BIO_set_fd(bio, conn->io.fd, BIO_NOCLOSE);
+    SSL_set_bio(ssl, bio, bio);
     SSL_set_accept_state(ssl);
     conn->tls = ssl;
     conn->tls_handshaking = true;

@@ -1,0 +1,156 @@
+"""TLS listeners: start-up checks of the certificate and key, the handshake inside the event
+loop (stalled or garbage handshakes cost nobody else anything), protocol versions, ALPN, and
+HTTPS and WSS sharing a port while a plain listener runs beside them."""
+
+import os
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from conftest import BUILD, TIMEOUT
+from wsraw import RawClient
+
+
+def settings_for(cert, **extra):
+    return dict({"ssl_cert_file": cert[0], "ssl_key_file": cert[1]}, **extra)
+
+
+def tls_socket(server, **context_args):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    for name, value in context_args.items():
+        setattr(context, name, value)
+    raw = socket.create_connection(("127.0.0.1", server.tls_port), timeout=TIMEOUT)
+    return context.wrap_socket(raw, server_hostname="localhost")
+
+
+def run_and_fail(*args):
+    """Runs the echo example expecting start-up to fail; returns its log."""
+    out = subprocess.run([os.path.join(BUILD, "examples", "echo"), "--port", "0", *args],
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode != 0
+    return out.stderr
+
+
+def test_start_fails_on_missing_or_bad_files(tls_cert, tmp_path):
+    cert, key = tls_cert
+    log = run_and_fail("--tls-port", "0", "--set", f"ssl_cert_file={tmp_path}/none.pem",
+                       "--set", f"ssl_key_file={key}")
+    assert f"ssl_cert_file {tmp_path}/none.pem" in log and "No such file" in log
+    unreadable = tmp_path / "unreadable.pem"
+    unreadable.write_text("not a key")
+    log = run_and_fail("--tls-port", "0", "--set", f"ssl_cert_file={cert}", "--set",
+                       f"ssl_key_file={unreadable}")
+    assert f"ssl_key_file {unreadable}" in log
+    log = run_and_fail("--tls-port", "0")
+    assert "needs ssl_cert_file and ssl_key_file" in log
+    # A key that belongs to another certificate.
+    other_key = tmp_path / "other.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-out", str(other_key)],
+                   check=True, capture_output=True)
+    log = run_and_fail("--tls-port", "0", "--set", f"ssl_cert_file={cert}", "--set",
+                       f"ssl_key_file={other_key}")
+    assert f"ssl_key_file {other_key} does not match ssl_cert_file {cert}" in log
+
+
+def test_https_and_wss_share_the_port_beside_plain(start_server, tls_cert):
+    server = start_server("testbed", "--request", "--tls-port", "0",
+                          settings=settings_for(tls_cert))
+    assert server.tls_port != server.port
+    with tls_socket(server) as sock:
+        assert sock.selected_alpn_protocol() is None  # none offered, none chosen
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"ok /hello")
+    # ALPN: http/1.1 is chosen; h2 alone is declined without failing the handshake.
+    with tls_socket(server) as sock:
+        pass
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", server.tls_port)),
+                             server_hostname="localhost") as sock:
+        assert sock.selected_alpn_protocol() == "http/1.1"
+    context.set_alpn_protocols(["h2"])
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", server.tls_port)),
+                             server_hostname="localhost") as sock:
+        assert sock.selected_alpn_protocol() is None
+    # Plain HTTP still works on the other listener.
+    assert server.http(b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").endswith(b"ok /p")
+
+
+def test_minimum_protocol_is_tls12(start_server, tls_cert):
+    server = start_server("echo", "--tls-port", "0", settings=settings_for(tls_cert))
+    with pytest.raises(ssl.SSLError):
+        # TLS 1.1 at most (Python's own floor allows no less than that here).
+        tls_socket(server, maximum_version=ssl.TLSVersion.TLSv1_1)
+    with tls_socket(server, maximum_version=ssl.TLSVersion.TLSv1_2) as sock:
+        assert sock.version() == "TLSv1.2"
+    with tls_socket(server) as sock:
+        assert sock.version() == "TLSv1.3"
+    server.wait_log("TLS handshake failed")
+
+
+def test_tls13_only_setting(start_server, tls_cert):
+    server = start_server("echo", "--tls-port", "0",
+                          settings=settings_for(tls_cert, ssl_protocols="TLSv1.3"))
+    with pytest.raises(ssl.SSLError):
+        tls_socket(server, maximum_version=ssl.TLSVersion.TLSv1_2)
+    with tls_socket(server) as sock:
+        assert sock.version() == "TLSv1.3"
+
+
+def wss_echo(server):
+    """A WebSocket echo over TLS, with the raw client's framing on the TLS socket."""
+    sock = tls_socket(server)
+    client = RawClient.__new__(RawClient)
+    client.sock, client.buf = sock, b""
+    client.handshake()
+    client.send_frame(0x1, b"over tls")
+    assert client.recv_message() == (0x1, b"over tls")
+    client.close_handshake()
+
+
+def still_open(sock):
+    try:
+        return sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+
+
+def read_to_eof(sock):
+    sock.settimeout(TIMEOUT)
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+def test_stalled_and_garbage_handshakes_cost_nobody_else(start_server, tls_cert):
+    server = start_server("echo", "--tls-port", "0",
+                          settings=settings_for(tls_cert, http_header_timeout="2"))
+    stalled = [socket.create_connection(("127.0.0.1", server.tls_port)) for _ in range(20)]
+    half = socket.create_connection(("127.0.0.1", server.tls_port))
+    half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's start
+    garbage = socket.create_connection(("127.0.0.1", server.tls_port))
+    garbage.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(512))
+    # Garbage is refused at once: at most an alert record (content type 21), then EOF.
+    data = read_to_eof(garbage)
+    assert data == b"" or data[0] == 0x15
+    server.wait_log("TLS handshake failed")
+    # Everyone else is served while the stalled handshakes are still pending.
+    wss_echo(server)
+    assert all(still_open(sock) for sock in stalled + [half])
+    # They are dropped when http_header_timeout expires, and service goes on.
+    for sock in stalled + [half]:
+        assert read_to_eof(sock) == b""
+    wss_echo(server)
+    for sock in stalled + [garbage, half]:
+        sock.close()
