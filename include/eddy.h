@@ -83,7 +83,8 @@ enum eddy_ws_flag {
     EDDY_WS_FLAG_RSV1 = 1 << 2,     /* read-only: RSV1 was set (compressed message) */
     EDDY_WS_FLAG_RSV2 = 1 << 3,
     EDDY_WS_FLAG_RSV3 = 1 << 4,
-    EDDY_WS_FLAG_MASK = 1 << 5, /* eddy_ws_pack(): mask the payload (client role) */
+    EDDY_WS_FLAG_MASK = 1 << 5, /* eddy_ws_pack(): mask the payload (client role);
+                                 * received frames: the frame was masked */
 };
 
 /* websocket_status values reported by eddy_client_info() (Swoole's WEBSOCKET_STATUS_*). */
@@ -145,7 +146,9 @@ typedef struct eddy_frame {
     size_t len;
     uint8_t opcode; /* EDDY_WS_OPCODE_TEXT, _BINARY, or _CLOSE/_PING/_PONG when enabled */
     bool finish;    /* always true: eddy delivers whole messages */
-    uint8_t flags;  /* EDDY_WS_FLAG_* of the (first) frame */
+    uint8_t flags;  /* EDDY_WS_FLAG_* as received, as Swoole reports them: FIN, RSV1 when
+                     * the message was compressed, MASK for (masked) client frames; a
+                     * client's whole text message is thus FIN | MASK = 33 */
     /* Close frames only: the status code (1005 when the peer sent none) and the reason
      * (borrowed, NUL-terminated, reason_len bytes of valid UTF-8). */
     uint16_t code;
@@ -409,7 +412,9 @@ const char *eddy_request_query(const eddy_request_t *req);
 const char *eddy_request_uri(const eddy_request_t *req);
 /* HTTP minor version: 0 or 1. */
 int eddy_request_http_minor(const eddy_request_t *req);
-/* Query parameter by name, percent-decoded, or NULL (Swoole's $request->get[name]). */
+/* Query parameter by name, percent-decoded, or NULL (Swoole's $request->get[name]; a
+ * repeated name gives its last value, as there). The string lives until the callback
+ * returns. */
 const char *eddy_request_get(eddy_request_t *req, const char *name);
 /* Header value by case-insensitive name (the first one), or NULL. */
 const char *eddy_request_header(const eddy_request_t *req, const char *name);
@@ -417,7 +422,8 @@ const char *eddy_request_header(const eddy_request_t *req, const char *name);
 size_t eddy_request_header_count(const eddy_request_t *req);
 int eddy_request_header_at(const eddy_request_t *req, size_t i, const char **name,
                            const char **value);
-/* Cookie value by name, or NULL. */
+/* Cookie value by name, percent-decoded, or NULL (a repeated name gives the first, as
+ * PHP's $_COOKIE). The string lives until the callback returns. */
 const char *eddy_request_cookie(eddy_request_t *req, const char *name);
 /* The request body (decoded if chunked) and its length; "" and 0 if none. */
 const char *eddy_request_body(const eddy_request_t *req, size_t *len);

@@ -526,12 +526,15 @@ int eddy_request_http_minor(const eddy_request_t *req)
     return req->head->minor_version;
 }
 
-/* Finds name in a "k=v<sep>k=v" list and returns its decoded value, copied to the arena. */
+/* Finds name in a "k=v<sep>k=v" list and returns its decoded value, copied to the arena.
+ * A repeated name yields its last value with last_wins (PHP's, and so Swoole's, query
+ * strings), else its first (PHP's cookies: browsers send the most specific one first). */
 static const char *find_pair(eddy_request_t *req, const char *list, size_t list_len, char sep,
-                             const char *name)
+                             const char *name, bool last_wins)
 {
     size_t name_len = strlen(name);
     const char *p = list, *end = list + list_len;
+    const char *found = NULL;
     while (p < end) {
         while (p < end && (*p == ' ' || *p == sep))
             p++;
@@ -551,16 +554,18 @@ static const char *find_pair(eddy_request_t *req, const char *list, size_t list_
             char *out = eddy__arena_alloc(req->arena, value_len + 1);
             if (out != NULL)
                 eddy__url_decode(out, value, value_len);
-            return out;
+            found = out;
+            if (!last_wins)
+                break;
         }
     }
-    return NULL;
+    return found;
 }
 
 const char *eddy_request_get(eddy_request_t *req, const char *name)
 {
     const eddy__span_t q = req->head->query;
-    return find_pair(req, req->buf + q.off, q.len, '&', name);
+    return find_pair(req, req->buf + q.off, q.len, '&', name, true);
 }
 
 const char *eddy_request_header(const eddy_request_t *req, const char *name)
@@ -595,7 +600,7 @@ const char *eddy_request_cookie(eddy_request_t *req, const char *name)
         if (!eddy__span_eq(req->buf, h->headers[i].name, "cookie"))
             continue;
         const eddy__span_t v = h->headers[i].value;
-        const char *value = find_pair(req, req->buf + v.off, v.len, ';', name);
+        const char *value = find_pair(req, req->buf + v.off, v.len, ';', name, false);
         if (value != NULL)
             return value;
     }
@@ -630,8 +635,11 @@ int eddy_response_status(eddy_response_t *resp, int code, const char *reason)
 {
     if (resp->headers_sent || resp->finished)
         return EDDY_ESTATE;
-    if (code < 100 || code > 599)
-        return EDDY_EINVAL;
+    /* A final response cannot be informational, except a handshake callback's 101. */
+    if (code < 200 || code > 599) {
+        if (!(resp->handshake && code == 101))
+            return EDDY_EINVAL;
+    }
     if (reason != NULL && strpbrk(reason, "\r\n") != NULL)
         return EDDY_EINVAL;
     char *copy = NULL;
@@ -664,8 +672,9 @@ int eddy_response_header(eddy_response_t *resp, const char *name, const char *va
         return EDDY_EINVAL;
     if (strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0)
         return EDDY_EINVAL;
-    if (strcasecmp(name, "connection") == 0) {
-        /* Persistence is eddy's business; the application may only ask for a close. */
+    if (strcasecmp(name, "connection") == 0 && !resp->handshake) {
+        /* Persistence is eddy's business; the application may only ask for a close. (A
+         * handshake callback's 101 needs its "Connection: Upgrade" and keeps it.) */
         if (strcasecmp(value, "close") == 0)
             resp->keep_alive = false;
         return 0;

@@ -50,6 +50,27 @@ static const eddy_server_t *conn_srv(const eddy__conn_t *conn)
 
 /* ---- opening handshake ---- */
 
+/* True if the comma-separated list buf[span] holds token exactly: subprotocol names are
+ * case-sensitive (RFC 6455 4.1), unlike most HTTP tokens. */
+static bool list_has_exact(const char *buf, eddy__span_t span, const char *token)
+{
+    size_t token_len = strlen(token);
+    const char *p = buf + span.off, *end = p + span.len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *item = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *item_end = p;
+        while (item_end > item && (item_end[-1] == ' ' || item_end[-1] == '\t'))
+            item_end--;
+        if ((size_t)(item_end - item) == token_len && memcmp(item, token, token_len) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Picks the subprotocol to answer: the first of ours (comma-separated, in preference
  * order) that the client offered. Writes it to out and returns true if there is one. */
 static bool choose_subprotocol(const char *ours, const eddy_request_t *req, char *out,
@@ -70,7 +91,7 @@ static bool choose_subprotocol(const char *ours, const eddy_request_t *req, char
         out[n] = '\0';
         for (size_t i = 0; i < h->num_headers; i++) {
             if (eddy__span_eq(req->buf, h->headers[i].name, "sec-websocket-protocol") &&
-                eddy__http_list_has_token(req->buf, h->headers[i].value, out))
+                list_has_exact(req->buf, h->headers[i].value, out))
                 return true;
         }
     }

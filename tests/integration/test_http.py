@@ -212,6 +212,25 @@ def test_request_fields_reach_the_callback(start_server):
     server.expect(f"close {fd} 0")
 
 
+def test_repeated_query_key_gives_last_repeated_cookie_first(start_server):
+    """As Swoole (PHP): ?q=1&q=2 reads 2; Cookie: name=a; name=b reads a."""
+    server = start_testbed(start_server, "--request")
+    client, fd = open_http(server)
+    client.send(b"GET /echo?q=first&q=last HTTP/1.1\r\nHost: x\r\n"
+                b"Cookie: name=first; name=second\r\nCookie: name=third\r\n\r\n")
+    resp = client.response()
+    assert (resp.get("x-get"), resp.get("x-cookie")) == ("last", "first")
+
+
+def test_informational_status_is_refused_as_final(start_server):
+    """status(1xx) is refused (EDDY_EINVAL) outside a handshake: the response stays 200."""
+    server = start_testbed(start_server, "--request")
+    client, fd = open_http(server)
+    client.send(get("/status?code=101"))
+    resp = client.response()
+    assert resp.status == 200 and resp.get("content-length") == "0"
+
+
 def test_missing_query_header_and_cookie_are_absent(start_server):
     server = start_testbed(start_server, "--request")
     client, fd = open_http(server)
