@@ -1,0 +1,337 @@
+"""The closing handshake (Autobahn section 7): client-initiated closes with every valid
+and invalid code, server-initiated eddy_disconnect() with and without the client's answer,
+close frames delivered with open_websocket_close_frame, and a real client's close codes."""
+
+import asyncio
+import time
+
+import pytest
+import websockets
+
+from conftest import assert_echo_serves
+from ws_cases import (close_payload, connect, expect_failure, frame, next_frame_is_close,
+                      ping_barrier, shared_server)
+
+echo = shared_server("echo")
+
+VALID_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000,
+               3999, 4000, 4999]
+INVALID_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535]
+
+
+def start_testbed(start_server, **settings):
+    server = start_server("testbed", settings=settings)
+    server.expect("start")
+    return server
+
+
+def open_testbed_client(server):
+    """Connects to a testbed and returns (client, session id) once open was printed."""
+    client = connect(server)
+    fd = int(server.line().split()[1])  # "connect <fd>"
+    server.expect(f"open {fd} / -")
+    return client, fd
+
+
+# ---- client-initiated ----
+
+
+def test_close_1000_echoed_then_tcp_closed(echo):
+    client = connect(echo)
+    client.send(frame(0x8, close_payload(1000)))
+    next_frame_is_close(client, 1000)
+    assert_echo_serves(echo)
+
+
+def test_close_without_payload_answered_with_empty_close(echo):
+    client = connect(echo)
+    client.send(frame(0x8, b""))
+    fin, rsv, opcode, payload = client.recv_frame()
+    assert (fin, rsv, opcode, payload) == (True, 0, 0x8, b"")
+    client.expect_eof()
+    assert_echo_serves(echo)
+
+
+def test_close_with_code_and_reason_echoes_code(echo):
+    client = connect(echo)
+    client.send(frame(0x8, close_payload(1001, b"going away now")))
+    next_frame_is_close(client, 1001)
+
+
+@pytest.mark.parametrize("code", VALID_CODES)
+def test_valid_close_code_echoed(echo, code):
+    client = connect(echo)
+    client.send(frame(0x8, close_payload(code, b"reason")))
+    next_frame_is_close(client, code)
+
+
+@pytest.mark.parametrize("code", INVALID_CODES)
+def test_invalid_close_code_fails_1002(echo, code):
+    expect_failure(echo, frame(0x8, close_payload(code, b"")), 1002)
+
+
+def test_one_byte_close_payload_fails_1002(echo):
+    expect_failure(echo, frame(0x8, b"\x03"), 1002)
+
+
+def test_close_with_123_byte_reason(echo):
+    client = connect(echo)
+    client.send(frame(0x8, close_payload(1000, b"r" * 123)))
+    next_frame_is_close(client, 1000)
+
+
+def test_close_with_123_byte_multibyte_reason(echo):
+    reason = ("\u20ac" * 41).encode()  # 123 bytes of 3-byte characters
+    assert len(reason) == 123
+    client = connect(echo)
+    client.send(frame(0x8, close_payload(4000, reason)))
+    next_frame_is_close(client, 4000)
+
+
+def test_close_split_across_sends(echo):
+    client = connect(echo)
+    data = frame(0x8, close_payload(3000, b"split"))
+    for i in range(len(data)):
+        client.send(data[i:i + 1])
+    next_frame_is_close(client, 3000)
+
+
+def test_data_frames_after_close_ignored(echo):
+    client = connect(echo)
+    client.send(frame(0x1, b"before") + frame(0x8, close_payload(1000)) +
+                frame(0x1, b"after") + frame(0x9, b"ping after"))
+    assert client.recv_frame() == (True, 0, 0x1, b"before")
+    next_frame_is_close(client, 1000)  # no echo of "after", no pong
+    assert_echo_serves(echo)
+
+
+def test_data_after_close_in_later_send_ignored(start_server):
+    server = start_testbed(start_server, websocket_close_timeout="5")
+    client, fd = open_testbed_client(server)
+    client.send(frame(0x8, close_payload(1000)))
+    fin, rsv, opcode, payload = client.recv_frame()
+    assert (opcode, payload) == (0x8, close_payload(1000))
+    try:
+        client.send(frame(0x1, b"late message"))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    client.expect_eof()
+    server.expect(f"close {fd} 3")
+    server.no_output(0.2)  # no "message" line for the late message
+
+
+# ---- server-initiated ----
+
+
+def test_server_disconnect_answered(start_server):
+    server = start_testbed(start_server)
+    client, fd = open_testbed_client(server)
+    client.send(frame(0x1, f"!disconnect {fd} 4000 bye".encode()))
+    fin, rsv, opcode, payload = client.recv_frame()
+    assert (fin, rsv, opcode) == (True, 0, 0x8)
+    assert payload == close_payload(4000, b"bye")
+    server.expect("= 0")
+    client.send(frame(0x8, close_payload(4000)))
+    client.expect_eof()
+    server.expect(f"close {fd} 4")
+    assert_echo_serves(server)
+
+
+def test_server_disconnect_data_after_not_delivered(start_server):
+    server = start_testbed(start_server)
+    client, fd = open_testbed_client(server)
+    client.send(frame(0x1, f"!disconnect {fd} 1000".encode()))
+    assert client.recv_frame() == (True, 0, 0x8, close_payload(1000))
+    server.expect("= 0")
+    # While the server waits for our close: data is dropped, pings are not answered.
+    client.send(frame(0x1, b"not delivered") + frame(0x9, b"no pong"))
+    client.send(frame(0x8, b""))
+    client.expect_eof()
+    server.expect(f"close {fd} 4")
+
+
+def test_server_disconnect_not_answered_times_out(start_server):
+    server = start_testbed(start_server, websocket_close_timeout="0.3")
+    client, fd = open_testbed_client(server)
+    client.send(frame(0x1, f"!disconnect {fd} 4999 no answer".encode()))
+    assert client.recv_frame() == (True, 0, 0x8, close_payload(4999, b"no answer"))
+    started = time.monotonic()
+    client.expect_eof()
+    waited = time.monotonic() - started
+    assert 0.2 <= waited < 3, waited
+    server.expect("= 0", f"close {fd} 4")
+    assert_echo_serves(server)
+
+
+def test_server_disconnect_with_zero_close_timeout_closes_at_once(start_server):
+    """websocket_close_timeout=0: no wait for the peer's answer (Swoole closes right after
+    sending its close frame). Waiting forever instead would leak every connection whose
+    peer never answers."""
+    server = start_testbed(start_server, websocket_close_timeout="0")
+    client, fd = open_testbed_client(server)
+    client.send(frame(0x1, f"!disconnect {fd} 4000 now".encode()))
+    assert client.recv_frame() == (True, 0, 0x8, close_payload(4000, b"now"))
+    client.sock.settimeout(2)
+    client.expect_eof()  # socket.timeout here: the server is still waiting
+    server.expect("= 0", f"close {fd} 4")
+
+
+def test_pushed_close_frame_starts_closing_handshake(start_server):
+    server = start_testbed(start_server, websocket_close_timeout="5")
+    client, fd = open_testbed_client(server)
+    client.send(frame(0x1, f"!push {fd} 8 1 -".encode()))  # an empty close frame
+    assert client.recv_frame() == (True, 0, 0x8, b"")
+    server.expect("= 0")
+    client.send(frame(0x1, b"dropped"))
+    client.send(frame(0x8, b""))
+    client.expect_eof()
+    server.expect(f"close {fd} 4")
+
+
+def test_pushed_close_frame_with_invalid_code_refused(start_server):
+    server = start_testbed(start_server)
+    client, fd = open_testbed_client(server)
+    client.send(frame(0x1, f"!push {fd} 8 1 ab".encode()))  # code 0x6162: invalid
+    server.expect("= -3001")
+    client.send(frame(0x1, b"still open"))
+    assert client.recv_frame() == (True, 0, 0x1, b"still open")
+    client.close_handshake()
+
+
+@pytest.mark.parametrize("code,reason", [(999, "x"), (1001, ""), (3999, ""), (5000, ""),
+                                         (4000, "r" * 124)])
+def test_server_disconnect_invalid_arguments(start_server, code, reason):
+    server = start_testbed(start_server)
+    client, fd = open_testbed_client(server)
+    client.send(frame(0x1, f"!disconnect {fd} {code} {reason}".rstrip().encode()))
+    server.expect("= -3001")
+    # Nothing was sent: the connection is still open and echoing.
+    client.send(frame(0x1, b"still open"))
+    assert client.recv_message() == (0x1, b"still open")
+    client.close_handshake()
+
+
+def test_server_disconnect_123_byte_reason(start_server):
+    server = start_testbed(start_server)
+    client, fd = open_testbed_client(server)
+    client.send(frame(0x1, f"!disconnect {fd} 4001 {'r' * 123}".encode()))
+    assert client.recv_frame() == (True, 0, 0x8, close_payload(4001, b"r" * 123))
+    server.expect("= 0")
+    client.send(frame(0x8, close_payload(4001)))
+    client.expect_eof()
+    server.expect(f"close {fd} 4")
+
+
+def test_client_close_reports_status_3(start_server):
+    server = start_testbed(start_server)
+    client, fd = open_testbed_client(server)
+    client.close_handshake(1000)
+    server.expect(f"close {fd} 3")
+
+
+def test_tcp_close_without_close_frame_reports_status_3(start_server):
+    server = start_testbed(start_server)
+    client, fd = open_testbed_client(server)
+    client.close()
+    server.expect(f"close {fd} 3")
+    assert_echo_serves(server)
+
+
+# ---- close frames delivered to the message callback ----
+
+
+def test_close_frame_delivered_and_answered_with_frames_example(start_server):
+    server = start_server("frames")
+    client = connect(server)
+    client.send(frame(0x8, close_payload(1000, b"bye")))
+    next_frame_is_close(client, 1000)
+    server.expect("Close frame received: Code 1000 Reason bye")
+
+
+def test_empty_close_frame_delivered_as_1005(start_server):
+    server = start_server("frames")
+    client = connect(server)
+    client.send(frame(0x8, b""))
+    assert client.recv_frame() == (True, 0, 0x8, b"")
+    client.expect_eof()
+    server.expect("Close frame received: Code 1005 Reason ")
+
+
+def test_invalid_close_frame_not_delivered(start_server):
+    server = start_server("frames")
+    client = connect(server)
+    client.send(frame(0x8, close_payload(1005)))
+    next_frame_is_close(client, 1002)
+    server.no_output(0.2)
+
+
+def test_close_frame_delivered_with_testbed_setting(start_server):
+    server = start_testbed(start_server, open_websocket_close_frame="true")
+    client, fd = open_testbed_client(server)
+    client.send(frame(0x8, close_payload(4321, b"why not")))
+    next_frame_is_close(client, 4321)
+    server.expect(f"control {fd} 8 0 code 4321 reason why not", f"close {fd} 3")
+
+
+# ---- a real client ----
+
+
+@pytest.mark.parametrize("code,reason", [(1000, ""), (1001, "bye"), (4001, "custom"),
+                                         (3000, "\u00e9t\u00e9")])
+def test_websockets_client_close_codes(start_server, code, reason):
+    server = start_testbed(start_server, open_websocket_close_frame="true")
+
+    async def run():
+        async with websockets.connect(server.url) as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+            await ws.close(code=code, reason=reason)
+            assert ws.close_code == code
+            return ws
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    fd = int(server.line().split()[1])
+    server.expect(f"open {fd} / -")
+    assert server.line().startswith(f"message {fd} 1 ")  # flags are not this test's concern
+    server.expect(f"control {fd} 8 0 code {code} reason {reason}", f"close {fd} 3")
+
+
+def test_websockets_client_sees_server_disconnect(start_server):
+    server = start_testbed(start_server)
+
+    async def run():
+        async with websockets.connect(server.url) as ws:
+            await ws.send("!disconnect 1 4002 see you")
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 4002
+            assert ws.close_reason == "see you"
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    server.expect("connect 1", "open 1 / -", "= 0", "close 1 4")
+
+
+def test_websockets_client_sees_protocol_error_code(start_server):
+    server = start_server("echo", settings={"package_max_length": "10"})
+
+    async def run():
+        async with websockets.connect(server.url) as ws:
+            await ws.send("x" * 11)
+            with pytest.raises(websockets.ConnectionClosedError):
+                await ws.recv()
+            assert ws.close_code == 1009
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+    # assert_echo_serves' message is over this server's 10-byte limit: a shorter one.
+    client = connect(server)
+    client.send(frame(0x1, b"short"))
+    assert client.recv_message() == (0x1, b"short")
+    client.close_handshake()
+
+
+def test_ping_after_close_sent_not_answered(echo):
+    """After the server's close, it answers nothing: the close is the last frame."""
+    client = connect(echo)
+    ping_barrier(client)
+    client.send(frame(0x8, close_payload(1000)) + frame(0x9, b"late"))
+    next_frame_is_close(client, 1000)

@@ -1,0 +1,293 @@
+"""Limits and robustness (Autobahn section 9 and beyond): package_max_length enforced from
+the frame header, the heartbeat, max_connection, a client that stops reading, many
+concurrent clients, and garbage input."""
+
+import asyncio
+import random
+import socket
+import struct
+import time
+
+import pytest
+import websockets
+
+from conftest import TIMEOUT, assert_echo_serves
+from ws_cases import (connect, expect_failure, frame, next_frame_is_close, ping_barrier,
+                      shared_server, skip_until)
+
+small = shared_server("echo", settings={"package_max_length": "1000"})
+
+
+def masked_header(opcode, declared, fin=True):
+    """A client frame header announcing `declared` payload bytes (none follow)."""
+    return frame(opcode, b"", fin=fin, length=declared,
+                 length_form=7 if declared < 126 else 16 if declared < 65536 else 64)
+
+
+# ---- package_max_length ----
+
+
+@pytest.mark.parametrize("opcode", [0x1, 0x2])
+def test_message_at_limit_echoed(small, opcode):
+    client = connect(small)
+    client.send(frame(opcode, b"a" * 1000))
+    assert client.recv_message() == (opcode, b"a" * 1000)
+    client.close_handshake()
+
+
+@pytest.mark.parametrize("opcode", [0x1, 0x2])
+def test_message_over_limit_fails_1009(small, opcode):
+    expect_failure(small, frame(opcode, b"a" * 1001), 1009)
+
+
+@pytest.mark.parametrize("declared", [1001, 65536, 1 << 40, (1 << 63) - 1])
+def test_oversized_header_alone_fails_1009(small, declared):
+    """Only the header is sent: 1009 must come before any payload byte arrives."""
+    expect_failure(small, masked_header(0x2, declared), 1009)
+
+
+def test_fragmented_message_over_limit_fails_at_crossing_fragment(small):
+    client = connect(small)
+    client.send(frame(0x1, b"a" * 400, fin=False))
+    client.send(frame(0x0, b"b" * 400, fin=False))
+    client.send(frame(0x0, b"", fin=False))
+    ping_barrier(client)  # 800 bytes so far: still fine
+    client.send(frame(0x0, b"c" * 200, fin=False))
+    ping_barrier(client)  # exactly 1000: still fine
+    # One more byte announced crosses the limit: 1009 at the header, no payload sent.
+    expect_failure(small, masked_header(0x0, 1), 1009, client=client)
+
+
+def test_fragmented_message_exactly_at_limit_echoed(small):
+    client = connect(small)
+    client.send(frame(0x2, b"a" * 500, fin=False) + frame(0x0, b"b" * 500))
+    assert client.recv_message() == (0x2, b"a" * 500 + b"b" * 500)
+    # The limit is per message: the next message starts counting from zero.
+    client.send(frame(0x2, b"c" * 600, fin=False) + frame(0x0, b"d" * 400))
+    assert client.recv_message() == (0x2, b"c" * 600 + b"d" * 400)
+    client.close_handshake()
+
+
+def test_control_frames_do_not_count_towards_limit(small):
+    client = connect(small)
+    client.send(frame(0x1, b"a" * 990, fin=False) + frame(0x9, b"p" * 125))
+    assert client.recv_frame() == (True, 0, 0xA, b"p" * 125)
+    client.send(frame(0x0, b"b" * 10))
+    assert client.recv_message() == (0x1, b"a" * 990 + b"b" * 10)
+    client.close_handshake()
+
+
+@pytest.mark.parametrize("declared", [126, 200, 1 << 40])
+def test_oversized_control_frame_is_a_protocol_error_not_1009(small, declared):
+    """A control frame over 125 bytes breaks RFC 6455 5.5, whatever the message limit."""
+    expect_failure(small, masked_header(0x9, declared), 1002)
+
+
+# ---- heartbeat ----
+
+
+def test_heartbeat_closes_idle_websocket_keeps_active_one(start_server):
+    server = start_server("testbed", settings={"heartbeat_check_interval": "1",
+                                               "heartbeat_idle_time": "1"})
+    server.expect("start")
+    idle = connect(server)
+    idle_since = time.monotonic()
+    server.expect("connect 1", "open 1 / -")
+    active = connect(server)
+    server.expect("connect 2", "open 2 / -")
+    idle.sock.settimeout(0.05)
+    idle_close = None
+    deadline = time.monotonic() + 2.8
+    i = 0
+    while time.monotonic() < deadline:
+        # The active client talks every 300 ms (pacing is the point of this test).
+        active.send(frame(0x1, f"tick {i}".encode()))
+        assert active.recv_message() == (0x1, f"tick {i}".encode())
+        i += 1
+        if idle_close is None:
+            try:
+                idle._fill()
+            except socket.timeout:
+                pass
+            if idle.buf:
+                # Not before heartbeat_idle_time of silence.
+                assert time.monotonic() - idle_since >= 0.9
+                idle.sock.settimeout(TIMEOUT)
+                idle_close = next_frame_is_close(idle, 1000, reason="idle timeout")
+        time.sleep(0.3)
+    if idle_close is None:
+        idle.sock.settimeout(TIMEOUT)
+        next_frame_is_close(idle, 1000, reason="idle timeout")
+    # The idle one got "close 1 3"; the active one is still there.
+    lines = [server.line() for _ in range(i + 1)]
+    assert "close 1 3" in lines, lines
+    active.send(frame(0x1, b"!exist 2"))
+    assert server.line() == "= true"
+    active.close_handshake()
+    server.expect("close 2 3")
+
+
+def test_heartbeat_closes_idle_http_connection(start_server):
+    server = start_server("echo", settings={"heartbeat_check_interval": "1",
+                                            "heartbeat_idle_time": "1"})
+    sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+    started = time.monotonic()
+    assert sock.recv(100) == b""  # closed silently, without a response
+    assert time.monotonic() - started < 5
+    sock.close()
+    assert_echo_serves(server)
+
+
+# ---- max_connection ----
+
+
+def test_max_connection_refuses_extra_connections(start_server):
+    server = start_server("testbed", settings={"max_connection": "2"})
+    server.expect("start")
+    first = connect(server)
+    second = connect(server)
+    server.expect("connect 1", "open 1 / -", "connect 2", "open 2 / -")
+    third = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+    try:
+        data = third.recv(100)
+    except ConnectionResetError:
+        data = b""
+    assert data == b"", data
+    third.close()
+    server.wait_log(r"\tWARNING\t.*too many connections")
+    # The two admitted connections are unaffected.
+    for n, client in ((1, first), (2, second)):
+        client.send(frame(0x1, b"ok"))
+        assert client.recv_message() == (0x1, b"ok")
+        assert server.line().startswith(f"message {n} 1 ")
+    first.close_handshake()
+    server.expect("close 1 3")
+    # A slot is free again.
+    assert_echo_serves(server)
+
+
+# ---- back-pressure ----
+
+
+def test_client_that_stops_reading_does_not_stall_others(start_server):
+    server = start_server("testbed", settings={"package_max_length": "8000000"})
+    server.expect("start")
+    stalled = connect(server)
+    server.expect("connect 1", "open 1 / -")
+    other = connect(server)
+    server.expect("connect 2", "open 2 / -")
+    for _ in range(4):
+        other.send(frame(0x1, b"!pushsize 1 5000000"))
+        server.expect("= 0")
+    # The server holds ~20 MB for the stalled client and still serves everyone else.
+    for i in range(20):
+        other.send(frame(0x2, bytes([i]) * 1000))
+        assert other.recv_message() == (0x2, bytes([i]) * 1000)
+    third = connect(server)
+    third.send(frame(0x1, b"third"))
+    assert third.recv_message() == (0x1, b"third")
+    third.close_handshake()
+    # Once the stalled client reads, its data is intact.
+    opcode, payload = stalled.recv_message()
+    assert opcode == 0x2 and len(payload) == 5000000 and payload == b"x" * 5000000
+    # Going away with ~15 MB still queued for it harms nobody.
+    stalled.close()
+    skip_until(server, "close 1 3")
+    other.send(frame(0x1, b"!exist 1"))
+    server.expect("= false")
+    other.close_handshake()
+    assert_echo_serves(server)
+
+
+# ---- many clients ----
+
+
+def test_200_concurrent_clients_echo(start_server):
+    server = start_server("echo")
+
+    connected = 0
+    all_connected = asyncio.Event()
+
+    async def one(n):
+        nonlocal connected
+        async with websockets.connect(server.url, max_queue=None) as ws:
+            connected += 1
+            if connected == 200:
+                all_connected.set()
+            await all_connected.wait()  # all 200 are open at the same time
+            for i in range(20):
+                msg = f"client {n} message {i} " + "x" * (n % 50)
+                await ws.send(msg if i % 2 else msg.encode())
+                assert await ws.recv() == (msg if i % 2 else msg.encode())
+
+    async def run():
+        await asyncio.gather(*(one(n) for n in range(200)))
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+    assert_echo_serves(server)
+
+
+# ---- garbage ----
+
+
+def test_garbage_instead_of_handshake(start_server):
+    server = start_server("echo")
+    rng = random.Random(6455)
+    for _ in range(40):
+        data = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 3000)))
+        with socket.create_connection((server.host, server.port), timeout=TIMEOUT) as sock:
+            try:
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(65536):
+                    pass
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+    assert_echo_serves(server)
+
+
+def test_garbage_after_handshake(start_server):
+    server = start_server("echo")
+    rng = random.Random(1007)
+    codes = set()
+    for n in range(60):
+        client = connect(server)
+        size = rng.randint(1, 3000)
+        data = bytes(rng.getrandbits(8) for _ in range(size))
+        if n % 2:
+            # Frame-shaped garbage: a masked header with a random opcode, RSV and length
+            # byte gets past the first checks more often than pure noise.
+            data = bytes([rng.getrandbits(8), 0x80 | rng.getrandbits(7)]) + data
+        try:
+            client.send(data)
+            client.sock.shutdown(socket.SHUT_WR)
+            while True:
+                fin, rsv, opcode, payload = client.recv_frame()
+                if opcode == 0x8:
+                    if len(payload) >= 2:
+                        codes.add(struct.unpack("!H", payload[:2])[0])
+                    client.expect_eof()
+                    break
+                assert opcode in (0x1, 0x2, 0xA), opcode  # echoes, pongs
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            pass
+        client.close()
+    assert codes, "no garbage was ever refused with a close frame"
+    assert codes <= {1000, 1002, 1007, 1009}, codes
+    assert_echo_serves(server)
+
+
+def test_handshake_and_frames_in_one_send(start_server):
+    """Frames pipelined behind the upgrade request are handled as soon as it completes."""
+    server = start_server("echo")
+    client = server.connect_raw()
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    request = ("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
+               "\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    client.send(request + frame(0x1, b"early") + frame(0x9, b"p"))
+    status, headers, _ = client.read_http_response()
+    assert status == 101
+    assert client.recv_frame() == (True, 0, 0x1, b"early")
+    assert client.recv_frame() == (True, 0, 0xA, b"p")
+    client.close_handshake()
