@@ -246,7 +246,7 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  *   open_websocket_close_frame [false]  deliver close frames to the message callback
  *   open_websocket_ping_frame [false]   deliver pings (and do not answer them)
  *   open_websocket_pong_frame [false]   deliver pongs
- *   websocket_close_timeout [5]    seconds to wait for the peer's close frame
+ *   websocket_close_timeout [5]    seconds to wait for the peer's close frame (0: none)
  *   http_header_timeout [10]       seconds to receive a request head, then 408
  *   http_keepalive_timeout [60]    seconds an idle keep-alive connection is kept
  *   http_max_header_size [65536]   bytes; a larger request head gets 431

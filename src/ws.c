@@ -350,12 +350,16 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
         ws->close_sent = true;
         queue_frame(conn, EDDY_WS_OPCODE_CLOSE, EDDY_WS_FLAG_FIN, payload, len);
     }
+    uint32_t wait_ms = conn_srv(conn)->opts.websocket_close_timeout_ms;
     if (wait_for_peer && conn->phase == EDDY__PHASE_WS) {
         conn->ws_status = EDDY_WS_STATUS_CLOSING;
-        eddy__conn_set_timeout(conn, conn_srv(conn)->opts.websocket_close_timeout_ms);
-    } else {
-        eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+        if (wait_ms > 0) {
+            eddy__conn_set_timeout(conn, wait_ms);
+            return;
+        }
+        /* websocket_close_timeout 0: no wait for the peer's answer, as Swoole. */
     }
+    eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
 }
 
 void eddy__ws_timeout(eddy__conn_t *conn)
