@@ -32,8 +32,6 @@
 
 #define LINGER_MS 3000
 #define IOV_BATCH 64
-/* Beyond this an emptied conn->in is released rather than kept for reuse. */
-#define IN_BUF_KEEP 16384
 
 /* ---- session table ---- */
 
@@ -559,8 +557,8 @@ static bool read_once(eddy__conn_t *conn)
             }
         }
     }
-    if (conn->in.len == 0 && conn->in.cap > IN_BUF_KEEP)
-        eddy__buf_free(&conn->in);
+    if (conn->in.len == 0 && conn->in.cap > 0)
+        eddy__buf_free(&conn->in); /* an idle connection holds no input buffer */
     return true;
 }
 

@@ -18,9 +18,6 @@
 
 #include "internal.h"
 
-/* An emptied message buffer larger than this is released, to keep idle connections small. */
-#define MSG_BUF_KEEP 16384
-
 struct eddy__ws_state {
     eddy__ws_header_t hdr; /* header of the frame being received */
     uint8_t hdr_stash[EDDY_WS_MAX_HEADER_LEN];
@@ -637,11 +634,10 @@ static size_t read_compressed(eddy__conn_t *conn, uint8_t *buf, size_t take, boo
     if (final) {
         end_inflate(conn);
         on_message_complete(conn, ws->msg.data, ws->msg.len);
-        if (conn->ws != NULL) {
-            ws->msg.len = 0;
-            if (ws->msg.cap > MSG_BUF_KEEP)
-                eddy__buf_free(&ws->msg);
-        }
+        /* Released at once: most messages arrive whole and never need it, and an idle
+         * connection should hold no buffer. */
+        if (conn->ws != NULL)
+            eddy__buf_free(&ws->msg);
     }
     return take;
 }
@@ -695,11 +691,10 @@ static size_t read_payload(eddy__conn_t *conn, uint8_t *buf, size_t len)
     }
     if (frame_complete && hdr->fin) {
         on_message_complete(conn, ws->msg.data, ws->msg.len);
-        if (conn->ws != NULL) {
-            ws->msg.len = 0;
-            if (ws->msg.cap > MSG_BUF_KEEP)
-                eddy__buf_free(&ws->msg);
-        }
+        /* Released at once: most messages arrive whole and never need it, and an idle
+         * connection should hold no buffer. */
+        if (conn->ws != NULL)
+            eddy__buf_free(&ws->msg);
     }
     return take;
 }
