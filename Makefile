@@ -90,7 +90,7 @@ test-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 
 test-integration: $(EXAMPLES) $(TEST_PROGS)
-	EDDY_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
+	EDDY_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q tests/integration tests/conformance $(PYTEST_ARGS)
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)

@@ -7,7 +7,7 @@ import time
 import pytest
 import websockets
 
-from conftest import assert_echo_serves
+from eddyserver import assert_echo_serves
 
 MIB = 1 << 20
 

@@ -8,7 +8,7 @@ import time
 import pytest
 import websockets
 
-from conftest import assert_echo_serves
+from eddyserver import assert_echo_serves
 from ws_cases import (close_payload, connect, expect_failure, frame, next_frame_is_close,
                       ping_barrier, shared_server)
 

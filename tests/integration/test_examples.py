@@ -10,7 +10,7 @@ import struct
 import pytest
 import websockets
 
-from conftest import assert_echo_serves
+from eddyserver import assert_echo_serves
 from wsraw import accept_for
 
 AUTH_KEY = "^www.lulublog.cn&swoole$"

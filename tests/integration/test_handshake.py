@@ -10,7 +10,7 @@ import socket
 import pytest
 import websockets
 
-from conftest import TIMEOUT, assert_echo_serves
+from eddyserver import TIMEOUT, assert_echo_serves
 from wsraw import accept_for, frame
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="

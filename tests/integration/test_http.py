@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT
+from eddyserver import TIMEOUT
 
 BAD_REQUEST_PAGE = (b"<html><body><h2>HTTP 400 Bad Request</h2><hr><i>Powered by eddy</i>"
                     b"</body></html>")

@@ -11,7 +11,7 @@ import time
 import pytest
 import websockets
 
-from conftest import TIMEOUT, assert_echo_serves
+from eddyserver import TIMEOUT, assert_echo_serves
 from ws_cases import (connect, expect_failure, frame, next_frame_is_close, ping_barrier,
                       shared_server, skip_until)
 

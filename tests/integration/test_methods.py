@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, TIMEOUT
+from eddyserver import BUILD, TIMEOUT
 from wsraw import RawClient, frame
 
 ENOTFOUND, ESTATE, ETOOBIG, EINVAL = -3003, -3004, -3005, -3001

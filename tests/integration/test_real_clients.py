@@ -14,7 +14,7 @@ import pytest
 import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from conftest import ROOT, TIMEOUT
+from eddyserver import ROOT, TIMEOUT
 
 CLIENTS = os.path.join(ROOT, "tests", "clients")
 MIB = 1024 * 1024

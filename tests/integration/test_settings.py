@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, TIMEOUT, assert_echo_serves
+from eddyserver import BUILD, TIMEOUT, assert_echo_serves
 from wsraw import RawClient
 
 LOG_LINE = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \*\d+\.\d+\]\t(DEBUG|TRACE|INFO|NOTICE|WARNING|ERROR)\t"

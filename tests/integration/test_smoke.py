@@ -4,7 +4,7 @@ import asyncio
 
 import websockets
 
-from conftest import assert_echo_serves
+from eddyserver import assert_echo_serves
 
 
 def test_echo_text_and_binary(start_server):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, TIMEOUT
+from eddyserver import BUILD, TIMEOUT
 from wsraw import RawClient
 
 

@@ -34,6 +34,7 @@ def frame(opcode, payload=b"", fin=True, mask=True, rsv=0, mask_key=None, length
 
 class RawClient:
     def __init__(self, host, port, timeout=10.0):
+        self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
@@ -50,8 +51,18 @@ class RawClient:
         self.buf += data
 
     def _take(self, n):
-        while len(self.buf) < n:
-            self._fill()
+        if len(self.buf) < n:
+            # Collect the pieces and join once: appending to self.buf chunk by chunk is
+            # quadratic, which multi-megabyte messages (Autobahn section 9) would feel.
+            pieces, have = [self.buf], len(self.buf)
+            while have < n:
+                data = self.sock.recv(max(65536, min(n - have, 1 << 22)))
+                if not data:
+                    self.buf = b"".join(pieces)
+                    raise EOFError("connection closed by the server")
+                pieces.append(data)
+                have += len(data)
+            self.buf = b"".join(pieces)
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 

@@ -1,16 +1,17 @@
-"""Helpers shared by the RFC 6455 conformance tests (test_frames, test_utf8, test_close,
-test_limits, test_clients): fast frame encoding, strict close checks, and module-scoped
-servers so that long parametrized lists do not start a server per case.
+"""Helpers shared by the RFC 6455 tests (tests/conformance and the protocol parts of
+tests/integration): fast frame encoding, strict close checks, and module-scoped servers so
+that long parametrized lists do not start a server per case.
 
 Every helper bounds its reads with the RawClient timeout; none sleeps to synchronise.
 """
 
 import os
+import socket
 import struct
 
 import pytest
 
-from conftest import Server, assert_echo_serves
+from eddyserver import Server, assert_echo_serves
 
 
 def mask_bytes(payload, key):
@@ -45,6 +46,74 @@ def frame(opcode, payload=b"", fin=True, rsv=0, mask=True, length=None, length_f
         return head + payload
     key = mask_key if mask_key is not None else os.urandom(4)
     return head + key + mask_bytes(payload, key)
+
+
+def payload_of(n, seed=0):
+    """n bytes of binary payload (every byte value occurs)."""
+    return bytes((i * 7 + seed) & 0xFF for i in range(n))
+
+
+def text_of(n):
+    """n bytes of ASCII text."""
+    return (b"abcdefghijklmnopqrstuvwxyz0123456789" * (n // 36 + 1))[:n]
+
+
+def fragments(opcode, parts, **kwargs):
+    """The frames of one message split into parts: opcode first, continuations after, FIN
+    on the last."""
+    return b"".join(frame(opcode if i == 0 else 0x0, part, fin=i == len(parts) - 1, **kwargs)
+                    for i, part in enumerate(parts))
+
+
+def send_in_chops(client, data, size):
+    """Sends data in pieces of `size` bytes, one send() each (Autobahn's "chopsize")."""
+    for i in range(0, len(data), size):
+        client.send(data[i:i + size])
+
+
+def assert_quiet(client, within=0.2):
+    """Asserts the server sends nothing for `within` seconds. Only for proving absence
+    where no event can show it (e.g. mid-frame); never to wait for something."""
+    client.sock.settimeout(within)
+    try:
+        data = client.sock.recv(65536)
+    except socket.timeout:
+        return
+    finally:
+        client.sock.settimeout(client.timeout)
+    raise AssertionError(f"unexpected bytes from the server: {data[:64]!r}")
+
+
+def utf8_scan(data):
+    """Validates data as UTF-8 the strict way (RFC 3629, Unicode table 3-7), byte by byte.
+    Returns (index of the first byte that no valid text can contain at that point, or None;
+    True if data ends on a character boundary)."""
+    need, lo, hi = 0, 0x80, 0xBF
+    for i, b in enumerate(data):
+        if need == 0:
+            if b < 0x80:
+                continue
+            if 0xC2 <= b <= 0xDF:
+                need, lo, hi = 1, 0x80, 0xBF
+            elif b == 0xE0:
+                need, lo, hi = 2, 0xA0, 0xBF
+            elif b == 0xED:
+                need, lo, hi = 2, 0x80, 0x9F
+            elif 0xE1 <= b <= 0xEF:
+                need, lo, hi = 2, 0x80, 0xBF
+            elif b == 0xF0:
+                need, lo, hi = 3, 0x90, 0xBF
+            elif 0xF1 <= b <= 0xF3:
+                need, lo, hi = 3, 0x80, 0xBF
+            elif b == 0xF4:
+                need, lo, hi = 3, 0x80, 0x8F
+            else:
+                return i, False
+        else:
+            if not lo <= b <= hi:
+                return i, False
+            need, lo, hi = need - 1, 0x80, 0xBF
+    return None, need == 0
 
 
 def close_payload(code=None, reason=b""):

@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from conftest import assert_echo_serves
+from eddyserver import assert_echo_serves
 from ws_cases import (close_payload, connect, echo_roundtrip, expect_failure, frame,
                       next_frame_is_close, ping_barrier, shared_server)
 
