@@ -1,6 +1,8 @@
-"""The closing handshake (Autobahn section 7): client-initiated closes with every valid
-and invalid code, server-initiated eddy_disconnect() with and without the client's answer,
-close frames delivered with open_websocket_close_frame, and a real client's close codes."""
+"""The closing handshake beyond the echo example: server-initiated eddy_disconnect() with
+and without the client's answer, what the close callback reports, close frames delivered
+with open_websocket_close_frame, and a real client's close codes. The client-initiated
+handshake against the echo example (Autobahn section 7) is in
+tests/conformance/test_s07_close.py."""
 
 import asyncio
 import time
@@ -9,14 +11,7 @@ import pytest
 import websockets
 
 from eddyserver import assert_echo_serves
-from ws_cases import (close_payload, connect, expect_failure, frame, next_frame_is_close,
-                      ping_barrier, shared_server)
-
-echo = shared_server("echo")
-
-VALID_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000,
-               3999, 4000, 4999]
-INVALID_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535]
+from ws_cases import close_payload, connect, frame, next_frame_is_close
 
 
 def start_testbed(start_server, **settings):
@@ -33,76 +28,7 @@ def open_testbed_client(server):
     return client, fd
 
 
-# ---- client-initiated ----
-
-
-def test_close_1000_echoed_then_tcp_closed(echo):
-    client = connect(echo)
-    client.send(frame(0x8, close_payload(1000)))
-    next_frame_is_close(client, 1000)
-    assert_echo_serves(echo)
-
-
-def test_close_without_payload_answered_with_empty_close(echo):
-    client = connect(echo)
-    client.send(frame(0x8, b""))
-    fin, rsv, opcode, payload = client.recv_frame()
-    assert (fin, rsv, opcode, payload) == (True, 0, 0x8, b"")
-    client.expect_eof()
-    assert_echo_serves(echo)
-
-
-def test_close_with_code_and_reason_echoes_code(echo):
-    client = connect(echo)
-    client.send(frame(0x8, close_payload(1001, b"going away now")))
-    next_frame_is_close(client, 1001)
-
-
-@pytest.mark.parametrize("code", VALID_CODES)
-def test_valid_close_code_echoed(echo, code):
-    client = connect(echo)
-    client.send(frame(0x8, close_payload(code, b"reason")))
-    next_frame_is_close(client, code)
-
-
-@pytest.mark.parametrize("code", INVALID_CODES)
-def test_invalid_close_code_fails_1002(echo, code):
-    expect_failure(echo, frame(0x8, close_payload(code, b"")), 1002)
-
-
-def test_one_byte_close_payload_fails_1002(echo):
-    expect_failure(echo, frame(0x8, b"\x03"), 1002)
-
-
-def test_close_with_123_byte_reason(echo):
-    client = connect(echo)
-    client.send(frame(0x8, close_payload(1000, b"r" * 123)))
-    next_frame_is_close(client, 1000)
-
-
-def test_close_with_123_byte_multibyte_reason(echo):
-    reason = ("\u20ac" * 41).encode()  # 123 bytes of 3-byte characters
-    assert len(reason) == 123
-    client = connect(echo)
-    client.send(frame(0x8, close_payload(4000, reason)))
-    next_frame_is_close(client, 4000)
-
-
-def test_close_split_across_sends(echo):
-    client = connect(echo)
-    data = frame(0x8, close_payload(3000, b"split"))
-    for i in range(len(data)):
-        client.send(data[i:i + 1])
-    next_frame_is_close(client, 3000)
-
-
-def test_data_frames_after_close_ignored(echo):
-    client = connect(echo)
-    client.send(frame(0x1, b"before") + frame(0x8, close_payload(1000)) +
-                frame(0x1, b"after") + frame(0x9, b"ping after"))
-    assert client.recv_frame() == (True, 0, 0x1, b"before")
-    next_frame_is_close(client, 1000)  # no echo of "after", no pong
-    assert_echo_serves(echo)
+# ---- client-initiated, seen by the application ----
 
 
 def test_data_after_close_in_later_send_ignored(start_server):
@@ -329,9 +255,3 @@ def test_websockets_client_sees_protocol_error_code(start_server):
     client.close_handshake()
 
 
-def test_ping_after_close_sent_not_answered(echo):
-    """After the server's close, it answers nothing: the close is the last frame."""
-    client = connect(echo)
-    ping_barrier(client)
-    client.send(frame(0x8, close_payload(1000)) + frame(0x9, b"late"))
-    next_frame_is_close(client, 1000)

@@ -11,6 +11,7 @@ import pytest
 import websockets
 
 from eddyserver import assert_echo_serves
+from ws_cases import close_payload, connect, frame, next_frame_is_close, payload_of
 from wsraw import accept_for
 
 AUTH_KEY = "^www.lulublog.cn&swoole$"
@@ -401,3 +402,36 @@ def test_frames_ping_inside_fragmented_message(start_server):
     assert client.recv_frame() == (True, 0, 0xA, b"mid")
     client.send_frame(0x0, b"second")
     server.expect("Message received: first second")
+
+
+def test_frames_control_frames_between_fragments(start_server):
+    """A pong and a close between fragments reach message; the partial message is never
+    delivered once the close came."""
+    server = start_server("frames")
+    client = connect(server)
+    client.send(frame(0x1, b"Hello, ", fin=False) + frame(0x9, b"mid"))
+    assert client.recv_frame() == (True, 0, 0xA, b"mid")
+    server.expect("Ping frame received: Code 9")
+    client.send(frame(0xA, b"") + frame(0x0, b"world"))
+    server.expect("Pong frame received: Code 10", "Message received: Hello, world")
+    client.send(frame(0x1, b"to be cut", fin=False) + frame(0x8, close_payload(1001, b"bye")))
+    server.expect("Close frame received: Code 1001 Reason bye")
+    next_frame_is_close(client, 1001)
+    server.no_output(0.1)  # the partial message is never delivered
+
+
+def test_frames_control_frames_in_pieces(start_server):
+    """Control frames that arrive in pieces are assembled before delivery (125-byte ping,
+    close with a 123-byte reason), then answered."""
+    server = start_server("frames")
+    client = connect(server)
+    ping = frame(0x9, payload_of(125))
+    for i in range(0, len(ping), 5):
+        client.send(ping[i:i + 5])
+    assert client.recv_frame() == (True, 0, 0xA, payload_of(125))
+    server.expect("Ping frame received: Code 9")
+    close = frame(0x8, close_payload(4000, b"R" * 123))
+    for i in range(0, len(close), 7):
+        client.send(close[i:i + 7])
+    server.expect("Close frame received: Code 4000 Reason " + "R" * 123)
+    next_frame_is_close(client, 4000)

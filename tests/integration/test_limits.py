@@ -1,6 +1,6 @@
-"""Limits and robustness (Autobahn section 9 and beyond): package_max_length enforced from
-the frame header, the heartbeat, max_connection, a client that stops reading, many
-concurrent clients, and garbage input."""
+"""Limits and robustness beyond the protocol: the heartbeat, max_connection, a client that
+stops reading, many concurrent clients, and garbage input. Autobahn section 9 and
+package_max_length are in tests/conformance/test_s09_limits.py."""
 
 import asyncio
 import random
@@ -8,79 +8,10 @@ import socket
 import struct
 import time
 
-import pytest
 import websockets
 
 from eddyserver import TIMEOUT, assert_echo_serves
-from ws_cases import (connect, expect_failure, frame, next_frame_is_close, ping_barrier,
-                      shared_server, skip_until)
-
-small = shared_server("echo", settings={"package_max_length": "1000"})
-
-
-def masked_header(opcode, declared, fin=True):
-    """A client frame header announcing `declared` payload bytes (none follow)."""
-    return frame(opcode, b"", fin=fin, length=declared,
-                 length_form=7 if declared < 126 else 16 if declared < 65536 else 64)
-
-
-# ---- package_max_length ----
-
-
-@pytest.mark.parametrize("opcode", [0x1, 0x2])
-def test_message_at_limit_echoed(small, opcode):
-    client = connect(small)
-    client.send(frame(opcode, b"a" * 1000))
-    assert client.recv_message() == (opcode, b"a" * 1000)
-    client.close_handshake()
-
-
-@pytest.mark.parametrize("opcode", [0x1, 0x2])
-def test_message_over_limit_fails_1009(small, opcode):
-    expect_failure(small, frame(opcode, b"a" * 1001), 1009)
-
-
-@pytest.mark.parametrize("declared", [1001, 65536, 1 << 40, (1 << 63) - 1])
-def test_oversized_header_alone_fails_1009(small, declared):
-    """Only the header is sent: 1009 must come before any payload byte arrives."""
-    expect_failure(small, masked_header(0x2, declared), 1009)
-
-
-def test_fragmented_message_over_limit_fails_at_crossing_fragment(small):
-    client = connect(small)
-    client.send(frame(0x1, b"a" * 400, fin=False))
-    client.send(frame(0x0, b"b" * 400, fin=False))
-    client.send(frame(0x0, b"", fin=False))
-    ping_barrier(client)  # 800 bytes so far: still fine
-    client.send(frame(0x0, b"c" * 200, fin=False))
-    ping_barrier(client)  # exactly 1000: still fine
-    # One more byte announced crosses the limit: 1009 at the header, no payload sent.
-    expect_failure(small, masked_header(0x0, 1), 1009, client=client)
-
-
-def test_fragmented_message_exactly_at_limit_echoed(small):
-    client = connect(small)
-    client.send(frame(0x2, b"a" * 500, fin=False) + frame(0x0, b"b" * 500))
-    assert client.recv_message() == (0x2, b"a" * 500 + b"b" * 500)
-    # The limit is per message: the next message starts counting from zero.
-    client.send(frame(0x2, b"c" * 600, fin=False) + frame(0x0, b"d" * 400))
-    assert client.recv_message() == (0x2, b"c" * 600 + b"d" * 400)
-    client.close_handshake()
-
-
-def test_control_frames_do_not_count_towards_limit(small):
-    client = connect(small)
-    client.send(frame(0x1, b"a" * 990, fin=False) + frame(0x9, b"p" * 125))
-    assert client.recv_frame() == (True, 0, 0xA, b"p" * 125)
-    client.send(frame(0x0, b"b" * 10))
-    assert client.recv_message() == (0x1, b"a" * 990 + b"b" * 10)
-    client.close_handshake()
-
-
-@pytest.mark.parametrize("declared", [126, 200, 1 << 40])
-def test_oversized_control_frame_is_a_protocol_error_not_1009(small, declared):
-    """A control frame over 125 bytes breaks RFC 6455 5.5, whatever the message limit."""
-    expect_failure(small, masked_header(0x9, declared), 1002)
+from ws_cases import connect, frame, next_frame_is_close, skip_until
 
 
 # ---- heartbeat ----
