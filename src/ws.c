@@ -29,8 +29,9 @@ struct eddy__ws_state {
     uint8_t msg_flags;
     uint32_t utf8_state;
     bool close_sent;
-    bool compressed; /* the message being received has RSV1 */
-    bool pmd_on;     /* permessage-deflate was negotiated */
+    bool compressed;       /* the message being received has RSV1 */
+    uint64_t msg_wire_len; /* its payload bytes on the wire so far */
+    bool pmd_on;           /* permessage-deflate was negotiated */
     eddy__pmd_t pmd;
     z_stream *inflater;     /* our own (context takeover, or a message over many reads) */
     z_stream *msg_inflater; /* the one inflating the current message */
@@ -579,11 +580,20 @@ static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
     }
     bool control = ws->hdr.opcode >= EDDY_WS_OPCODE_CLOSE;
     if (!control) {
-        uint64_t so_far = ws->hdr.opcode == EDDY_WS_OPCODE_CONTINUATION ? ws->msg.len : 0;
-        if (ws->hdr.payload_len > opts->package_max_length - so_far) {
+        bool first = ws->hdr.opcode != EDDY_WS_OPCODE_CONTINUATION;
+        bool compressed = first ? (ws->hdr.rsv & 4) != 0 : ws->compressed;
+        uint64_t limit = opts->package_max_length;
+        uint64_t so_far = first ? 0 : compressed ? ws->msg_wire_len : ws->msg.len;
+        /* The limit is on the message: for a compressed one its inflated size, checked as
+         * it inflates. Its bytes on the wire get a bound of their own, a little above the
+         * limit, since deflate can grow incompressible data by a few bytes per block. */
+        if (compressed)
+            limit += limit / 64 + 1024;
+        if (ws->hdr.payload_len > limit - so_far) {
             fail(conn, EDDY_WS_CLOSE_MESSAGE_TOO_BIG, "message exceeds package_max_length");
             return 0;
         }
+        ws->msg_wire_len = so_far + ws->hdr.payload_len;
         if (ws->hdr.opcode != EDDY_WS_OPCODE_CONTINUATION) {
             ws->in_message = true;
             ws->msg_opcode = ws->hdr.opcode;
