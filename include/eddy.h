@@ -14,8 +14,15 @@
  * - "Borrowed" pointers are valid only for the duration of the callback that received
  *   them; copy what you need to keep. "Copied" arguments may be freed by the caller as
  *   soon as the call returns.
- * - Unless a function says otherwise it must be called from a loop thread of the server
- *   (that is, from inside a callback, a timer or a deferred function).
+ * - Threads: the server runs worker_num event loops, each on its own thread (loop 0 on
+ *   the thread that called eddy_server_start()). A connection belongs to one loop, and
+ *   all its callbacks run on that loop's thread. The methods on connections, pub/sub,
+ *   timers, deferred calls, tasks and eddy_server_stop() may be called from any thread,
+ *   loop threads and the application's own alike: called where the connection lives
+ *   they act at once, elsewhere they are handed to its loop (lock-free, woken by an
+ *   eventfd) and act there shortly after, in the order they were called. The request and
+ *   response functions, and eddy_server_set()/eddy_on_*(), are for the thread that owns
+ *   the object (the loop that called you, or the thread configuring the server).
  */
 #ifndef EDDY_H
 #define EDDY_H
@@ -44,6 +51,7 @@ extern "C" {
  */
 typedef enum eddy_error {
     EDDY_OK = 0,
+    EDDY_QUEUED = 1,          /* push: accepted, but the connection is behind (back-pressure) */
     EDDY_AGAIN = -3000,       /* a parser needs more input (not a failure) */
     EDDY_EINVAL = -3001,      /* an argument is out of range or malformed */
     EDDY_ENOMEM = -3002,      /* out of memory */
@@ -58,6 +66,8 @@ typedef enum eddy_error {
     EDDY_ERUNNING = -3011,    /* not allowed while the server is running */
     EDDY_ENOCALLBACK = -3012, /* a required callback (message) is not set */
     EDDY_EVERSION = -3013,    /* unsupported protocol version (e.g. Sec-WebSocket-Version) */
+    EDDY_EDROPPED = -3014,    /* not sent: the connection is a slow consumer (see settings) */
+    EDDY_ENOTASK = -3015,     /* no task worker threads (task_worker_num is 0) */
 } eddy_error_t;
 
 /* Returns a static, human-readable description of an eddy_error or -errno value. */
@@ -235,7 +245,17 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  * value are copied. Must be called before eddy_server_start().
  *
  * Keys (defaults in brackets):
- *   worker_num [1]                 number of loop threads (1 in this version)
+ *   worker_num [CPU cores]         event loop threads (at most 256)
+ *   task_worker_num [0]            threads for eddy_task()
+ *   enable_reuse_port [false]      a listening socket per loop (SO_REUSEPORT, the kernel
+ *                                  spreads connections); otherwise loop 0 accepts and hands
+ *                                  connections to the loops in turn
+ *   socket_buffer_size [8388608]   output a connection may hold; beyond it a message meets
+ *                                  slow_consumer_policy (and input is not read meanwhile)
+ *   buffer_high_watermark [80% of socket_buffer_size]  push answers EDDY_QUEUED from here
+ *   buffer_low_watermark [0]       drain fires when output falls back to this
+ *   slow_consumer_policy [close]   close: close with 1008 "slow consumer"; drop: drop the
+ *                                  message (control frames are never dropped)
  *   max_connection [RLIMIT_NOFILE, at most 1048576]  further connections are refused
  *   backlog [511]                  listen() backlog
  *   open_tcp_nodelay [true]        TCP_NODELAY on accepted sockets
@@ -326,6 +346,11 @@ void eddy_on_disconnect(eddy_server_t *srv, eddy_close_cb cb);
 void eddy_on_handshake(eddy_server_t *srv, eddy_request_cb cb);
 /* request: plain HTTP requests. Without it they get 400 Bad Request. */
 void eddy_on_request(eddy_server_t *srv, eddy_request_cb cb);
+/*
+ * drain: a connection whose output went over buffer_high_watermark has sent enough to be
+ * back at buffer_low_watermark: pushing may resume (Swoole's onBufferEmpty).
+ */
+void eddy_on_drain(eddy_server_t *srv, eddy_close_cb cb);
 
 /* ---------------------------------------------------------------------------------------
  * Methods on connections. They return EDDY_ENOTFOUND for an id that is unknown or closed.
@@ -336,9 +361,21 @@ void eddy_on_request(eddy_server_t *srv, eddy_request_cb cb);
  * (EDDY_WS_FLAG_FIN for a whole message, the default in Swoole; without FIN it starts or
  * continues a fragmented message; EDDY_WS_FLAG_COMPRESS compresses when negotiated).
  * Sending a close frame starts the closing handshake (prefer eddy_disconnect()).
- * Returns 0 when queued for sending, EDDY_ENOTFOUND, EDDY_ESTATE if fd is not an
- * established WebSocket, EDDY_ETOOBIG if len exceeds package_max_length, EDDY_EINVAL for
- * a bad opcode or an oversized/fragmented control frame.
+ * Output is written at the end of the loop's current phase, batched with everything else
+ * queued for the connection (one system call).
+ * Returns:
+ *   0 (EDDY_OK)     sent: queued, and the connection keeps up;
+ *   EDDY_QUEUED     queued under back-pressure: the connection's output is at or over
+ *                   buffer_high_watermark (wait for the drain event before more);
+ *   EDDY_EDROPPED   not sent: the connection is a slow consumer (its output is over
+ *                   socket_buffer_size) and slow_consumer_policy dropped the message or is
+ *                   closing the connection (logged with its id);
+ *   EDDY_ENOTFOUND, EDDY_ESTATE if fd is not an established WebSocket, EDDY_ETOOBIG if len
+ *   exceeds package_max_length, EDDY_EINVAL for a bad opcode or an oversized or fragmented
+ *   control frame.
+ * Called from a thread other than the connection's loop, the message is handed over and
+ * the answer is 0 or EDDY_QUEUED (from the output size last seen); a drop there happens
+ * later, on the loop, and is logged. Control frames are never dropped.
  */
 int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, int opcode,
               int flags);
@@ -363,7 +400,8 @@ int eddy_disconnect(eddy_server_t *srv, eddy_fd_t fd, int code, const char *reas
  */
 int eddy_close(eddy_server_t *srv, eddy_fd_t fd);
 
-/* Sends raw bytes (copied) on any connection. Returns 0 or EDDY_ENOTFOUND. */
+/* Sends raw bytes (copied) on any connection, admitted as push admits messages. Returns 0,
+ * EDDY_QUEUED, EDDY_EDROPPED or EDDY_ENOTFOUND. */
 int eddy_send(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len);
 
 /* Fills *info for fd. Returns 0 or EDDY_ENOTFOUND. Also answers inside close callbacks. */
@@ -386,14 +424,66 @@ void *eddy_conn_user_data(eddy_server_t *srv, eddy_fd_t fd);
  * Timers and deferred calls (run on the loop thread)
  * ------------------------------------------------------------------------------------- */
 
+/* Timers run on the calling thread's loop, or on loop 0 when set from another thread. */
+
 /* Calls cb once after ms milliseconds. Returns a timer id (> 0), or 0 on out-of-memory. */
 uint64_t eddy_timer_after(eddy_server_t *srv, uint64_t ms, eddy_timer_cb cb, void *arg);
 /* Calls cb every ms milliseconds (ms > 0) until cleared. Returns a timer id or 0. */
 uint64_t eddy_timer_tick(eddy_server_t *srv, uint64_t ms, eddy_timer_cb cb, void *arg);
-/* Cancels a timer; a timer may clear itself. Returns true if it was pending. */
+/* Cancels a timer; a timer may clear itself. Returns true if it was pending (from another
+ * loop's or the application's thread: if the cancellation was handed to its loop). */
 bool eddy_timer_clear(eddy_server_t *srv, uint64_t timer_id);
-/* Calls cb at the end of the current loop iteration. Returns 0 or EDDY_ENOMEM. */
+/* Calls cb at the end of the current loop iteration (on loop 0, soon, when called from
+ * another thread). Returns 0 or EDDY_ENOMEM. */
 int eddy_defer(eddy_server_t *srv, eddy_defer_cb cb, void *arg);
+
+/* ---------------------------------------------------------------------------------------
+ * Pub/sub rooms and broadcast (any thread)
+ *
+ * A published message is framed once; every recipient's output queue shares those bytes,
+ * across loops. With compression it is compressed once per window size, for subscribers
+ * that agreed to no server context takeover; subscribers whose compression keeps context
+ * receive it uncompressed. Messages from one publisher reach each subscriber in order.
+ * Back-pressure applies to every recipient as to push (a slow consumer is dropped from
+ * the message or closed, by slow_consumer_policy). Subscriptions end when the connection
+ * closes.
+ * ------------------------------------------------------------------------------------- */
+
+/* Subscribes an established WebSocket to topic (copied); subscribing twice is one
+ * subscription. Returns 0, EDDY_ENOTFOUND, EDDY_ESTATE (not an established WebSocket),
+ * EDDY_EINVAL, EDDY_ENOMEM. */
+int eddy_subscribe(eddy_server_t *srv, eddy_fd_t fd, const char *topic);
+/* Ends a subscription (0 also if there was none). */
+int eddy_unsubscribe(eddy_server_t *srv, eddy_fd_t fd, const char *topic);
+/* Sends a text or binary message (copied) to every subscriber of topic; flags may hold
+ * EDDY_WS_FLAG_COMPRESS. Returns the number of subscribers at the time (>= 0; an
+ * unsubscribe made from another thread counts once its loop applied it), or EDDY_EINVAL,
+ * EDDY_ETOOBIG (over package_max_length), EDDY_ENOMEM. A subscription made before the
+ * publish, from the same thread, always receives it. */
+int eddy_publish(eddy_server_t *srv, const char *topic, const void *data, size_t len, int opcode,
+                 int flags);
+/* Sends a message to every established WebSocket. Returns 0 or an error as publish. */
+int eddy_broadcast(eddy_server_t *srv, const void *data, size_t len, int opcode, int flags);
+/* Subscribers of topic, on all loops. */
+size_t eddy_topic_subscribers(eddy_server_t *srv, const char *topic);
+
+/* ---------------------------------------------------------------------------------------
+ * Task workers (Swoole's task/finish): blocking work off the loop threads
+ * ------------------------------------------------------------------------------------- */
+
+/* Runs on a task worker thread; its return value is handed to the finish callback. */
+typedef void *(*eddy_task_fn)(void *arg);
+/* Runs on the loop that called eddy_task() (loop 0 if another thread did). */
+typedef void (*eddy_task_finish_cb)(eddy_server_t *srv, uint64_t task_id, void *result, void *arg);
+
+/*
+ * Queues fn(arg) for one of task_worker_num threads; finish (may be NULL) then receives
+ * its result. Tasks still queued when the server stops are run, and finished, before
+ * eddy_server_start() returns. Returns the task id (> 0), or 0 if there are no task
+ * workers (task_worker_num is 0), the server is stopping, or memory ran out. arg is
+ * borrowed until finish runs.
+ */
+uint64_t eddy_task(eddy_server_t *srv, eddy_task_fn fn, eddy_task_finish_cb finish, void *arg);
 
 /* ---------------------------------------------------------------------------------------
  * HTTP request (borrowed; valid during the callback that received it)

@@ -33,69 +33,18 @@
 #define LINGER_MS 3000
 #define IOV_BATCH 64
 
-/* ---- session table ---- */
+/* ---- lookup ---- */
 
-int eddy__session_table_init(eddy__session_table_t *table, size_t max_connection)
+eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id)
 {
-    size_t slots = 64;
-    while (slots < max_connection * 2)
-        slots *= 2;
-    table->slots = calloc(slots, sizeof(*table->slots));
-    if (table->slots == NULL)
-        return EDDY_ENOMEM;
-    table->mask = slots - 1;
-    table->next_id = 1;
-    table->live = 0;
-    return 0;
-}
-
-void eddy__session_table_free(eddy__session_table_t *table)
-{
-    free(table->slots);
-    memset(table, 0, sizeof(*table));
-}
-
-/* Any connection still in the table, closing ones included (for client_info). */
-static eddy__conn_t *table_find(const eddy_server_t *srv, eddy_fd_t id)
-{
-    if (id == 0 || srv->sessions.slots == NULL)
+    if (loop == NULL || id == 0)
         return NULL;
-    const eddy__session_slot_t *slot = &srv->sessions.slots[id & srv->sessions.mask];
-    return slot->id == id ? slot->conn : NULL;
-}
-
-eddy__conn_t *eddy__conn_lookup(eddy_server_t *srv, eddy_fd_t id)
-{
-    eddy__conn_t *conn = table_find(srv, id);
-    return conn != NULL && conn->phase != EDDY__PHASE_CLOSING ? conn : NULL;
-}
-
-eddy__conn_t *eddy__conn_lookup_any(eddy_server_t *srv, eddy_fd_t id)
-{
-    return table_find(srv, id);
-}
-
-static eddy_fd_t table_insert(eddy__session_table_t *table, eddy__conn_t *conn)
-{
-    /* Fewer than half the slots are in use, so a free one is found within a few steps;
-     * skipping ids whose slot is taken keeps ids increasing and never reused. */
-    eddy_fd_t id = table->next_id;
-    while (table->slots[id & table->mask].id != 0)
-        id++;
-    table->slots[id & table->mask] = (eddy__session_slot_t){id, conn};
-    table->next_id = id + 1;
-    table->live++;
-    return id;
-}
-
-static void table_remove(eddy__session_table_t *table, eddy_fd_t id)
-{
-    eddy__session_slot_t *slot = &table->slots[id & table->mask];
-    if (slot->id == id) {
-        slot->id = 0;
-        slot->conn = NULL;
-        table->live--;
-    }
+    eddy__conn_t *conn = eddy__map_get(&loop->conns_by_id, id);
+    /* Closing, or closed by another thread with the close not yet carried out here. */
+    if (conn == NULL || conn->phase == EDDY__PHASE_CLOSING ||
+        atomic_load_explicit(&conn->session->closing, memory_order_relaxed))
+        return NULL;
+    return conn;
 }
 
 /* ---- lists ---- */
@@ -126,6 +75,29 @@ static void live_list_remove(eddy__loop_t *loop, eddy__conn_t *conn)
 
 /* ---- output queue ---- */
 
+#define REF_CACHE_MAX 1024
+
+eddy__blob_t *eddy__blob_new(size_t len)
+{
+    eddy__blob_t *blob = malloc(sizeof(*blob) + len);
+    if (blob != NULL) {
+        atomic_init(&blob->refs, 1);
+        blob->len = len;
+    }
+    return blob;
+}
+
+void eddy__blob_ref(eddy__blob_t *blob)
+{
+    atomic_fetch_add_explicit(&blob->refs, 1, memory_order_relaxed);
+}
+
+void eddy__blob_unref(eddy__blob_t *blob)
+{
+    if (atomic_fetch_sub_explicit(&blob->refs, 1, memory_order_acq_rel) == 1)
+        free(blob);
+}
+
 static eddy__seg_t *seg_new(eddy__loop_t *loop, size_t need)
 {
     eddy__seg_t *seg;
@@ -141,19 +113,51 @@ static eddy__seg_t *seg_new(eddy__loop_t *loop, size_t need)
         seg->cap = cap;
     }
     seg->next = NULL;
+    seg->base = seg->data;
+    seg->blob = NULL;
     seg->len = seg->sent = 0;
+    return seg;
+}
+
+static eddy__seg_t *seg_new_ref(eddy__loop_t *loop, eddy__blob_t *blob)
+{
+    eddy__seg_t *seg = loop->ref_cache;
+    if (seg != NULL) {
+        loop->ref_cache = seg->next;
+        loop->ref_cache_len--;
+    } else if ((seg = malloc(sizeof(*seg))) == NULL) {
+        return NULL;
+    }
+    eddy__blob_ref(blob);
+    *seg = (eddy__seg_t){.base = blob->data, .len = blob->len, .blob = blob};
     return seg;
 }
 
 static void seg_release(eddy__loop_t *loop, eddy__seg_t *seg)
 {
-    if (seg->cap == EDDY__SEG_SIZE && loop->seg_cache_len < EDDY__SEG_CACHE_MAX) {
+    if (seg->blob != NULL) {
+        eddy__blob_unref(seg->blob);
+        if (loop->ref_cache_len < REF_CACHE_MAX) {
+            seg->next = loop->ref_cache;
+            loop->ref_cache = seg;
+            loop->ref_cache_len++;
+        } else {
+            free(seg);
+        }
+    } else if (seg->cap == EDDY__SEG_SIZE && loop->seg_cache_len < EDDY__SEG_CACHE_MAX) {
         seg->next = loop->seg_cache;
         loop->seg_cache = seg;
         loop->seg_cache_len++;
     } else {
         free(seg);
     }
+}
+
+/* Keeps the session's copy of the queued byte count, which other threads read. */
+static void note_out_bytes(eddy__conn_t *conn)
+{
+    if (conn->session != NULL)
+        atomic_store_explicit(&conn->session->out_bytes, conn->out.bytes, memory_order_relaxed);
 }
 
 static void outq_clear(eddy__loop_t *loop, eddy__outq_t *q)
@@ -167,19 +171,25 @@ static void outq_clear(eddy__loop_t *loop, eddy__outq_t *q)
     q->bytes = 0;
 }
 
+static void outq_link(eddy__outq_t *q, eddy__seg_t *seg)
+{
+    if (q->tail)
+        q->tail->next = seg;
+    else
+        q->head = seg;
+    q->tail = seg;
+}
+
 static int outq_append(eddy__loop_t *loop, eddy__outq_t *q, const char *data, size_t len)
 {
     while (len > 0) {
         eddy__seg_t *tail = q->tail;
-        if (tail == NULL || tail->len == tail->cap) {
+        /* Bytes are copied into the last segment of our own while it has room. */
+        if (tail == NULL || tail->blob != NULL || tail->len == tail->cap) {
             tail = seg_new(loop, len);
             if (tail == NULL)
                 return EDDY_ENOMEM;
-            if (q->tail)
-                q->tail->next = tail;
-            else
-                q->head = tail;
-            q->tail = tail;
+            outq_link(q, tail);
         }
         size_t n = EDDY__MIN(len, tail->cap - tail->len);
         memcpy(tail->data + tail->len, data, n);
@@ -200,16 +210,21 @@ static void flush_list_add(eddy__conn_t *conn)
     }
 }
 
+static int out_of_memory(eddy__conn_t *conn, size_t bytes)
+{
+    eddy__log(conn->loop->srv, EDDY__LOG_ERROR,
+              "session#%" PRIu64 ": out of memory queueing %zu bytes", conn->id, bytes);
+    eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+    return EDDY_ENOMEM;
+}
+
 int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len)
 {
     eddy__loop_t *loop = conn->loop;
     if (outq_append(loop, &conn->out, a, a_len) != 0 ||
-        outq_append(loop, &conn->out, b, b_len) != 0) {
-        eddy__log(loop->srv, EDDY__LOG_ERROR,
-                  "session#%" PRIu64 ": out of memory queueing %zu bytes", conn->id, a_len + b_len);
-        eddy__conn_close(conn, EDDY__CLOSE_ABORT);
-        return EDDY_ENOMEM;
-    }
+        outq_append(loop, &conn->out, b, b_len) != 0)
+        return out_of_memory(conn, a_len + b_len);
+    note_out_bytes(conn);
     flush_list_add(conn);
     return 0;
 }
@@ -217,6 +232,77 @@ int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const voi
 int eddy__conn_write(eddy__conn_t *conn, const void *data, size_t len)
 {
     return eddy__conn_write2(conn, data, len, NULL, 0);
+}
+
+int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob)
+{
+    eddy__seg_t *seg = seg_new_ref(conn->loop, blob);
+    if (seg == NULL)
+        return out_of_memory(conn, blob->len);
+    outq_link(&conn->out, seg);
+    conn->out.bytes += blob->len;
+    note_out_bytes(conn);
+    flush_list_add(conn);
+    return 0;
+}
+
+int eddy__conn_admit(eddy__conn_t *conn, size_t bytes)
+{
+    const eddy__options_t *opts = &conn->loop->srv->opts;
+    size_t queued = conn->out.bytes;
+    /* A message larger than the whole buffer still goes out when nothing else waits. */
+    if (queued > 0 && queued + bytes > opts->socket_buffer_size) {
+        if (opts->slow_consumer_policy == EDDY__SLOW_DROP) {
+            if (!conn->dropping)
+                eddy__log(conn->loop->srv, EDDY__LOG_WARNING,
+                          "session#%" PRIu64 ": slow consumer, %zu bytes queued: dropping "
+                          "messages until it catches up",
+                          conn->id, queued);
+            conn->dropping = true;
+            return EDDY_EDROPPED;
+        }
+        eddy__log(conn->loop->srv, EDDY__LOG_WARNING,
+                  "session#%" PRIu64 ": slow consumer, %zu bytes queued over socket_buffer_size "
+                  "%zu: closing",
+                  conn->id, queued, opts->socket_buffer_size);
+        if (conn->phase == EDDY__PHASE_WS) {
+            static const char reason[] = "slow consumer";
+            eddy__ws_send_close(conn, EDDY_WS_CLOSE_POLICY_ERROR, reason, sizeof(reason) - 1, true);
+        } else {
+            eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+        }
+        return EDDY_EDROPPED;
+    }
+    conn->dropping = false;
+    if (queued + bytes >= eddy__high_watermark(opts)) {
+        conn->above_high = true;
+        return EDDY_QUEUED;
+    }
+    return 0;
+}
+
+int eddy__conn_send_raw(eddy__conn_t *conn, const void *data, size_t len)
+{
+    int rc = eddy__conn_admit(conn, len);
+    if (rc < 0)
+        return rc;
+    int wrc = eddy__conn_write(conn, data, len);
+    return wrc != 0 ? wrc : rc;
+}
+
+/* Output fell to the low watermark after going over the high one: drain is due. */
+static void maybe_drain(eddy__conn_t *conn)
+{
+    eddy_server_t *srv = conn->loop->srv;
+    if (!conn->above_high || conn->out.bytes > srv->opts.buffer_low_watermark)
+        return;
+    conn->above_high = false;
+    /* Not for a connection that can take no more messages (closing, or a close frame
+     * already sent). */
+    bool open = conn->phase == EDDY__PHASE_HTTP ||
+                (conn->phase == EDDY__PHASE_WS && !eddy__ws_close_sent(conn));
+    if (srv->on_drain != NULL && open && !conn->released)
+        srv->on_drain(srv, conn->id, srv->user_data);
 }
 
 static void final_close(eddy__conn_t *conn);
@@ -259,7 +345,11 @@ static ssize_t transport_writev(eddy__conn_t *conn, struct iovec *iov, int n)
 static void watch(eddy__conn_t *conn)
 {
     unsigned events = 0;
-    if (!conn->read_eof && !(conn->paused && conn->phase != EDDY__PHASE_CLOSING))
+    /* Reading also stops while output is over socket_buffer_size: a peer that sends (pings,
+     * say) but does not read cannot make the answers it is owed pile up without bound. */
+    bool output_full = conn->out.bytes > conn->loop->srv->opts.socket_buffer_size &&
+                       conn->phase != EDDY__PHASE_CLOSING;
+    if (!conn->read_eof && !(conn->paused && conn->phase != EDDY__PHASE_CLOSING) && !output_full)
         events |= EDDY__IO_READ;
     if (conn->out.head != NULL && !conn->tls_handshaking)
         events |= EDDY__IO_WRITE;
@@ -276,7 +366,7 @@ static void conn_flush(eddy__conn_t *conn)
         struct iovec iov[IOV_BATCH];
         int n = 0;
         for (eddy__seg_t *seg = q->head; seg != NULL && n < IOV_BATCH; seg = seg->next) {
-            iov[n].iov_base = seg->data + seg->sent;
+            iov[n].iov_base = (char *)seg->base + seg->sent;
             iov[n].iov_len = seg->len - seg->sent;
             n++;
         }
@@ -310,12 +400,15 @@ static void conn_flush(eddy__conn_t *conn)
             seg_release(loop, seg);
         }
     }
+    note_out_bytes(conn);
     if (conn->tls_handshaking)
         return; /* the handshake comes first; output waits for it */
     conn->tls_wants = 0;
     watch(conn);
     if (conn->released && !conn->shutdown_sent)
         begin_shutdown(conn);
+    else
+        maybe_drain(conn);
 }
 
 void eddy__loop_flush(eddy__loop_t *loop)
@@ -378,6 +471,7 @@ void eddy__conn_close(eddy__conn_t *conn, int how)
     if (conn->phase == EDDY__PHASE_CLOSING)
         return;
     conn->phase = EDDY__PHASE_CLOSING;
+    eddy__session_set_closing(&loop->srv->registry, conn->session);
     eddy__timer_stop(loop, &conn->timer);
     if (conn->http != NULL)
         eddy__http_conn_closed(conn);
@@ -407,7 +501,10 @@ static void conn_release(eddy__conn_t *conn)
     eddy__loop_t *loop = conn->loop;
     eddy_server_t *srv = loop->srv;
     live_list_remove(loop, conn);
-    table_remove(&srv->sessions, conn->id);
+    eddy__map_remove(&loop->conns_by_id, conn->id);
+    eddy__pubsub_conn_closed(conn);
+    eddy__registry_remove(&srv->registry, conn->session);
+    conn->session = NULL;
     conn->released = true;
     eddy__http_free(conn);
     eddy__ws_free(conn);
@@ -542,7 +639,7 @@ static bool read_once(eddy__conn_t *conn)
         return false;
     }
     conn->last_recv_ms = loop->now_ms;
-    conn->last_recv_time = eddy__wall_time();
+    atomic_store_explicit(&conn->session->last_recv_ms, loop->now_wall_ms, memory_order_relaxed);
 
     if (conn->in.len > 0) {
         conn->in.len += (size_t)n;
@@ -568,9 +665,9 @@ static void conn_on_readable(eddy__conn_t *conn)
         drain_input(conn);
         return;
     }
-    if (conn->paused) {
-        /* A detached response is pending: leave input in the socket (TCP flow control
-         * pushes back on a pipelining client) until it is ended. */
+    if (conn->paused || conn->out.bytes > conn->loop->srv->opts.socket_buffer_size) {
+        /* A detached response is pending, or output is over the limit: leave input in the
+         * socket (TCP flow control pushes back on the client) until that changes. */
         watch(conn);
         return;
     }
@@ -590,7 +687,7 @@ static void tls_handshake_step(eddy__conn_t *conn)
     if (rc < 0) {
         char ip[46];
         int port;
-        eddy__format_peer(&conn->peer, ip, &port);
+        eddy__format_peer((const struct sockaddr *)&conn->session->peer, ip, &port);
         eddy__log(conn->loop->srv, EDDY__LOG_INFO,
                   "session#%" PRIu64 " (%s:%d): TLS handshake failed: %s", conn->id, ip, port,
                   transport_error(conn, rc));
@@ -643,7 +740,8 @@ void eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms)
 
 static void resume_deferred(eddy_server_t *srv, void *arg)
 {
-    eddy__conn_t *conn = eddy__conn_lookup(srv, (eddy_fd_t)(uintptr_t)arg);
+    /* Deferred on the connection's own loop, which is the one running this. */
+    eddy__conn_t *conn = eddy__conn_lookup(eddy__current_loop, (eddy_fd_t)(uintptr_t)arg);
     if (conn == NULL || conn->paused)
         return;
     if (conn->in.len > 0) {
@@ -669,31 +767,56 @@ void eddy__conn_pause(eddy__conn_t *conn, bool paused)
 
 /* ---- creation ---- */
 
+void eddy__conn_set_status(eddy__conn_t *conn, int status)
+{
+    conn->ws_status = (uint8_t)status;
+    atomic_store(&conn->session->ws_status, (uint8_t)status);
+}
+
 eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
-                             socklen_t peer_len, const eddy__listener_t *listener)
+                             socklen_t peer_len, const eddy__listener_t *listener, eddy_fd_t id)
 {
     eddy_server_t *srv = loop->srv;
     eddy__conn_t *conn = calloc(1, sizeof(*conn));
-    if (conn == NULL)
+    eddy__session_t *session = calloc(1, sizeof(*session));
+    if (conn == NULL || session == NULL) {
+        free(conn);
+        free(session);
         return NULL;
+    }
     conn->loop = loop;
+    conn->session = session;
     conn->io = (eddy__io_t){.fd = fd, .events = 0, .cb = conn_on_io};
     eddy__timer_init(&conn->timer, conn_on_timer);
     conn->phase = EDDY__PHASE_HTTP;
     conn->ws_status = EDDY_WS_STATUS_NONE;
-    memcpy(&conn->peer, peer, EDDY__MIN((size_t)peer_len, sizeof(conn->peer)));
-    conn->local_port = (uint16_t)listener->bound_port;
-    conn->connect_time = conn->last_recv_time = eddy__wall_time();
     conn->last_recv_ms = loop->now_ms;
+    conn->id = id != 0 ? id : eddy__registry_next_id(&srv->registry);
+    session->id = conn->id;
+    session->loop = loop->index;
+    session->socket_fd = fd;
+    session->local_port = (uint16_t)listener->bound_port;
+    session->connect_ms = loop->now_wall_ms;
+    memcpy(&session->peer, peer, EDDY__MIN((size_t)peer_len, sizeof(session->peer)));
+    atomic_init(&session->last_recv_ms, loop->now_wall_ms);
     if ((listener->tls_ctx != NULL && eddy__tls_conn_start(conn, listener->tls_ctx) != 0) ||
-        eddy__http_start(conn) != 0 || eddy__io_set(loop, &conn->io, EDDY__IO_READ) != 0) {
-        eddy__http_free(conn);
-        if (conn->tls != NULL)
-            eddy__tls_conn_free(conn);
-        free(conn);
-        return NULL;
+        eddy__http_start(conn) != 0 || eddy__map_put(&loop->conns_by_id, conn->id, conn) != 0)
+        goto fail;
+    if (eddy__io_set(loop, &conn->io, EDDY__IO_READ) != 0)
+        goto fail;
+    /* Last: once registered, other threads may see the session. */
+    if (eddy__registry_add(&srv->registry, session) != 0) {
+        eddy__io_set(loop, &conn->io, 0);
+        goto fail;
     }
-    conn->id = table_insert(&srv->sessions, conn);
     live_list_append(loop, conn);
     return conn;
+fail:
+    eddy__map_remove(&loop->conns_by_id, conn->id);
+    eddy__http_free(conn);
+    if (conn->tls != NULL)
+        eddy__tls_conn_free(conn);
+    free(conn);
+    free(session);
+    return NULL;
 }

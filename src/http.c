@@ -121,9 +121,9 @@ static const eddy_server_t *conn_srv(const eddy__conn_t *conn)
     return conn->loop->srv;
 }
 
-void eddy__format_peer(const struct sockaddr_storage *peer, char ip[46], int *port)
+void eddy__format_peer(const struct sockaddr *peer, char ip[46], int *port)
 {
-    if (peer->ss_family == AF_INET6) {
+    if (peer->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)peer;
         inet_ntop(AF_INET6, &a->sin6_addr, ip, 46);
         *port = ntohs(a->sin6_port);
@@ -214,7 +214,7 @@ static void fail_logged(eddy__conn_t *conn, int status, const char *why)
 {
     char ip[46];
     int port;
-    eddy__format_peer(&conn->peer, ip, &port);
+    eddy__format_peer((const struct sockaddr *)&conn->session->peer, ip, &port);
     eddy__log(conn_srv(conn), EDDY__LOG_NOTICE, "session#%" PRIu64 " (%s:%d): %d %s: %s", conn->id,
               ip, port, status, status_reason(status), why);
     char body[160];
@@ -252,7 +252,8 @@ static void request_prepare(eddy__conn_t *conn, char *buf, const char *body, siz
     req->arena = &st->arena;
     req->body = body;
     req->body_len = body_len;
-    eddy__format_peer(&conn->peer, req->remote_ip, &req->remote_port);
+    eddy__format_peer((const struct sockaddr *)&conn->session->peer, req->remote_ip,
+                      &req->remote_port);
 
     uint32_t target_end = h->target.off + h->target.len;
     if (h->path.off + h->path.len == target_end)

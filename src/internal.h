@@ -17,6 +17,7 @@
 
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -28,6 +29,15 @@
 
 #include "codec.h"
 #include "eddy.h"
+
+/* Types defined further down, used before. */
+typedef struct eddy__conn eddy__conn_t;
+typedef struct eddy__seg eddy__seg_t;
+typedef struct eddy__session eddy__session_t;
+typedef struct eddy__listener eddy__listener_t;
+typedef struct eddy__listen_sock eddy__listen_sock_t;
+typedef struct eddy__topic eddy__topic_t;
+typedef struct eddy__sub eddy__sub_t;
 
 #define EDDY__UNUSED(x)     ((void)(x))
 #define EDDY__MIN(a, b)     ((a) < (b) ? (a) : (b))
@@ -202,12 +212,33 @@ typedef struct eddy__defer {
     void *arg;
 } eddy__defer_t;
 
-typedef struct eddy__conn eddy__conn_t;
-typedef struct eddy__seg eddy__seg_t;
+/*
+ * Work posted to a loop from another thread: a function the loop runs on its own thread,
+ * with the command (allocated by the poster, freed by fn) as argument. Commands from one
+ * thread run in the order they were posted.
+ */
+typedef struct eddy__cmd eddy__cmd_t;
+typedef void (*eddy__cmd_fn)(eddy__loop_t *loop, eddy__cmd_t *cmd);
+struct eddy__cmd {
+    eddy__cmd_t *next;
+    eddy__cmd_fn fn;
+};
+
+/* Posts cmd to loop (any thread; lock-free) and wakes it if needed. */
+void eddy__loop_post(eddy__loop_t *loop, eddy__cmd_t *cmd);
+/* Runs the commands posted so far (on the loop's thread). */
+void eddy__loop_run_posted(eddy__loop_t *loop);
 
 struct eddy__loop {
     eddy_server_t *srv;
     int index;
+    pthread_t thread;
+    bool thread_started;
+    _Atomic(eddy__cmd_t *) inbox; /* posted commands, newest first */
+    atomic_bool wake_pending;     /* the wakeup eventfd was written and not yet drained */
+    eddy__map_t conns_by_id;      /* live connections of this loop by session id */
+    eddy__map_t topics;           /* topic hash -> eddy__topic_t chain: this loop's subscribers */
+    uint64_t now_wall_ms;         /* Unix time in ms, refreshed with now_ms */
     int backend_fd;
     void *backend_events;
     int backend_max_events;
@@ -238,6 +269,8 @@ struct eddy__loop {
 
     eddy__seg_t *seg_cache; /* spare output segments of the standard size */
     size_t seg_cache_len;
+    eddy__seg_t *ref_cache; /* spare segments for shared frames */
+    size_t ref_cache_len;
 
     int wakeup_fd; /* eventfd: wakes the loop from other threads (stop) */
     eddy__io_t wakeup_io;
@@ -246,6 +279,9 @@ struct eddy__loop {
 
     eddy__timer_t heartbeat;
     eddy__timer_t accept_timer; /* resumes accepting after EMFILE */
+    eddy__listen_sock_t *listen_socks;
+    int listen_sock_count;
+    int next_handoff; /* round-robin target when handing accepted sockets over */
     uint64_t shutdown_deadline_ms;
 
     /* Shared by connections that agreed to no context takeover (reset per message). */
@@ -256,6 +292,9 @@ struct eddy__loop {
     time_t date_sec; /* cached HTTP Date header value */
     char date[40];
 };
+
+/* The loop whose thread is running this code (NULL outside loop threads). */
+extern _Thread_local eddy__loop_t *eddy__current_loop;
 
 int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index);
 void eddy__loop_free(eddy__loop_t *loop);
@@ -292,13 +331,23 @@ typedef struct eddy__options {
     int websocket_compression_level;
     int websocket_compression_mem_level;
     eddy__pmd_config_t pmd;
+    bool enable_reuse_port;       /* a listening socket per loop (SO_REUSEPORT), not hand-off */
+    size_t socket_buffer_size;    /* output a connection may hold; beyond it the policy applies */
+    size_t buffer_high_watermark; /* push answers EDDY_QUEUED at or above it (0: 80% of size) */
+    size_t buffer_low_watermark;  /* drain fires when a connection falls to it again */
+    int slow_consumer_policy;     /* EDDY__SLOW_CLOSE or EDDY__SLOW_DROP */
+    int task_worker_num;
     char *ssl_cert_file;
     char *ssl_key_file;
     char *ssl_ciphers;
     char *ssl_protocols; /* "TLSv1.2,TLSv1.3" by default */
 } eddy__options_t;
 
+enum { EDDY__SLOW_CLOSE, EDDY__SLOW_DROP };
+
 void eddy__options_init(eddy__options_t *opts);
+/* buffer_high_watermark, with its default applied. */
+size_t eddy__high_watermark(const eddy__options_t *opts);
 void eddy__options_free(eddy__options_t *opts);
 
 /* ---------------------------------------------------------------------------------------
@@ -308,11 +357,26 @@ void eddy__options_free(eddy__options_t *opts);
 #define EDDY__SEG_SIZE      16384
 #define EDDY__SEG_CACHE_MAX 64
 
+/* A frame shared by every recipient of a published message: built once, referenced by
+ * each recipient's output queue, freed when the last reference goes (from any thread). */
+typedef struct eddy__blob {
+    atomic_int refs;
+    size_t len;
+    char data[];
+} eddy__blob_t;
+
+eddy__blob_t *eddy__blob_new(size_t len);
+void eddy__blob_ref(eddy__blob_t *blob);
+void eddy__blob_unref(eddy__blob_t *blob);
+
+/* A piece of output: bytes of its own (data[]) or a reference to a shared frame. */
 struct eddy__seg {
     eddy__seg_t *next;
-    size_t len;  /* bytes filled */
-    size_t cap;  /* bytes available in data */
-    size_t sent; /* bytes of data already written */
+    const char *base;   /* data, or blob->data */
+    size_t len;         /* bytes filled */
+    size_t cap;         /* bytes available in data (0 for a shared frame) */
+    size_t sent;        /* bytes already written */
+    eddy__blob_t *blob; /* the shared frame, or NULL */
     char data[];
 };
 
@@ -351,6 +415,8 @@ struct eddy__conn {
     bool released;         /* removed from the session table: it is no longer "live" */
     bool read_eof;         /* the peer shut down its side */
     bool aborted;          /* output was dropped: close without draining */
+    bool above_high;       /* output went over the high watermark: drain is due */
+    bool dropping;         /* slow consumer under the drop policy (logged once per episode) */
     bool shutdown_sent;    /* our side is shut down (lingering close) */
     bool ever_established; /* completed a WebSocket handshake at some point */
     bool paused;           /* input not processed (detached HTTP response pending) */
@@ -366,48 +432,110 @@ struct eddy__conn {
     eddy__http_state_t *http; /* HTTP phase only */
     eddy__ws_state_t *ws;     /* WebSocket phase only */
 
-    double connect_time;
-    double last_recv_time;
-    uint64_t last_recv_ms;
+    uint64_t last_recv_ms; /* monotonic, for the heartbeat */
 
-    struct sockaddr_storage peer;
-    uint16_t local_port;
-    void *user_data;
+    eddy__session_t *session; /* this connection's entry in the registry */
+    eddy__sub_t **subs;       /* its topic subscriptions */
+    size_t subs_len;
+    size_t subs_cap;
 };
 
-/* The session table: live connections by id, Swoole-style. Slot = id & mask; the table
- * has at least twice as many slots as max_connection so a free slot is found quickly and
- * ids stay increasing without ever being reused. */
-typedef struct eddy__session_slot {
-    eddy_fd_t id; /* 0: free */
-    eddy__conn_t *conn;
-} eddy__session_slot_t;
+/*
+ * What the server knows about a connection outside its loop (registry.c). Written by the
+ * owning loop; read by any thread under the registry shard lock, the mutable fields
+ * through atomics.
+ */
+struct eddy__session {
+    eddy_fd_t id;
+    int loop; /* index of the owning loop */
+    int socket_fd;
+    uint16_t local_port;
+    uint64_t connect_ms;      /* Unix time, ms */
+    struct sockaddr_in6 peer; /* an IPv4 peer is stored as a sockaddr_in */
+    atomic_bool closing;
+    _Atomic uint8_t ws_status;
+    _Atomic uint64_t last_recv_ms; /* Unix time, ms */
+    _Atomic size_t out_bytes;      /* output queued, for back-pressure answers elsewhere */
+    _Atomic(void *) user_data;
+};
 
-typedef struct eddy__session_table {
-    eddy__session_slot_t *slots;
-    size_t mask;
-    eddy_fd_t next_id;
-    size_t live;
-} eddy__session_table_t;
+/* A copy of a session's fields, taken under the lock. */
+typedef struct eddy__session_view {
+    int loop;
+    bool closing;
+    uint8_t ws_status;
+    int socket_fd;
+    uint16_t local_port;
+    size_t out_bytes;
+    uint64_t last_recv_ms;
+    uint64_t connect_ms;
+    struct sockaddr_in6 peer;
+    void *user_data;
+} eddy__session_view_t;
 
-int eddy__session_table_init(eddy__session_table_t *table, size_t max_connection);
-void eddy__session_table_free(eddy__session_table_t *table);
-/* Live connection with this id, or NULL. */
-eddy__conn_t *eddy__conn_lookup(eddy_server_t *srv, eddy_fd_t id);
-/* The same, also finding connections that are closing but whose close callback has not
- * finished (client_info answers for them). */
-eddy__conn_t *eddy__conn_lookup_any(eddy_server_t *srv, eddy_fd_t id);
+#define EDDY__REGISTRY_SHARDS 64
 
-typedef struct eddy__listener eddy__listener_t;
+typedef struct eddy__registry_shard {
+    pthread_mutex_t lock;
+    eddy__map_t map; /* id -> eddy__session_t * */
+} eddy__registry_shard_t;
 
-/* Creates a connection for a socket accepted on listener and registers it. Returns NULL
- * (and closes nothing) on out-of-memory. */
+typedef struct eddy__registry {
+    eddy__registry_shard_t shards[EDDY__REGISTRY_SHARDS];
+    _Atomic uint64_t next_id;
+    _Atomic size_t live; /* sessions not closing */
+} eddy__registry_t;
+
+void eddy__registry_init(eddy__registry_t *reg);
+void eddy__registry_free(eddy__registry_t *reg);
+/* The next session id: 1 first, increasing, never reused. */
+eddy_fd_t eddy__registry_next_id(eddy__registry_t *reg);
+/* Adds a session (its fields set); returns 0 or EDDY_ENOMEM. */
+int eddy__registry_add(eddy__registry_t *reg, eddy__session_t *session);
+/* Removes and frees a session (owner loop only). */
+void eddy__registry_remove(eddy__registry_t *reg, eddy__session_t *session);
+/* Marks a session closing: exist() is false from now on, the live count drops. */
+void eddy__session_set_closing(eddy__registry_t *reg, eddy__session_t *session);
+/* Marks a session closing from any thread (eddy_close() elsewhere than its loop): it is
+ * gone for exist(), counts and lists at once; its loop closes it when told. Returns false
+ * if there is no such session or it was already closing. */
+bool eddy__registry_mark_closing(eddy__registry_t *reg, eddy_fd_t id);
+/* Moves an established WebSocket's status to CLOSING from any thread (eddy_disconnect()
+ * elsewhere than its loop): no longer established, for everyone, at once. Returns false
+ * unless the session was established. */
+bool eddy__registry_start_closing(eddy__registry_t *reg, eddy_fd_t id);
+/* Copies a session's fields; false if no session has this id. Any thread. */
+bool eddy__registry_get(eddy__registry_t *reg, eddy_fd_t id, eddy__session_view_t *view);
+bool eddy__registry_set_user_data(eddy__registry_t *reg, eddy_fd_t id, void *user_data);
+/* Allocates *ids with the ids of live sessions in increasing order; returns how many. */
+size_t eddy__registry_live_ids(eddy__registry_t *reg, eddy_fd_t **ids);
+
+/* This loop's live connection with this id, or NULL (also when another loop owns it). */
+eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id);
+
+/* Creates a connection for a socket accepted on listener and registers it, with session id
+ * id (0: the next one). Returns NULL (and closes nothing) on out-of-memory. */
 eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
-                             socklen_t peer_len, const eddy__listener_t *listener);
+                             socklen_t peer_len, const eddy__listener_t *listener, eddy_fd_t id);
+/* Sets websocket_status, in the connection and in its session. */
+void eddy__conn_set_status(eddy__conn_t *conn, int status);
+
+/*
+ * Back-pressure: asks room for bytes more output of a data message. Returns 0 (go ahead),
+ * EDDY_QUEUED (go ahead; the connection is at or over the high watermark once they are
+ * queued) or EDDY_EDROPPED (do not queue: the connection is over socket_buffer_size and
+ * slow_consumer_policy dropped the message, or is closing the connection, logged).
+ * Control frames and HTTP responses do not ask.
+ */
+int eddy__conn_admit(eddy__conn_t *conn, size_t bytes);
+/* eddy_send(): raw bytes, admitted like a message. */
+int eddy__conn_send_raw(eddy__conn_t *conn, const void *data, size_t len);
 
 /* Queues bytes (copied). Returns 0 or EDDY_ENOMEM. The data goes out when the loop flushes
  * at the end of the current phase of its iteration. */
 int eddy__conn_write(eddy__conn_t *conn, const void *data, size_t len);
+/* Queues a shared frame (a reference, no copy). Returns 0 or EDDY_ENOMEM. */
+int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob);
 /* Queues two pieces as one (a frame header and its payload). */
 int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len);
 /* Writes everything the loop queued this iteration. */
@@ -491,8 +619,8 @@ void eddy__http_free(eddy__conn_t *conn);
 size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len);
 /* The connection's timer fired in the HTTP phase. */
 void eddy__http_timeout(eddy__conn_t *conn);
-/* Formats a peer address as text and port. */
-void eddy__format_peer(const struct sockaddr_storage *peer, char ip[46], int *port);
+/* Formats a peer address (IPv4 or IPv6) as text and port. */
+void eddy__format_peer(const struct sockaddr *peer, char ip[46], int *port);
 /* Sends a complete error response ("400 Bad Request" etc.) with a text body and closes. */
 void eddy__http_fail(eddy__conn_t *conn, int status, const char *body);
 /* The request being dispatched on conn (valid during its callbacks). */
@@ -524,10 +652,18 @@ size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len);
  * sending a close frame without waiting: used when failing the connection). */
 void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, size_t reason_len,
                          bool wait_for_peer);
+/* True once a close frame went out (nothing may follow it). */
+bool eddy__ws_close_sent(const eddy__conn_t *conn);
+/* The window bits of the compressor a shared (published) frame may use for conn: > 0 when
+ * it negotiated permessage-deflate without server context takeover, else 0. */
+int eddy__ws_shared_deflate_bits(const eddy__conn_t *conn);
 /* The connection's timer fired in the WebSocket phase (closing handshake timeout). */
 void eddy__ws_timeout(eddy__conn_t *conn);
-/* Frames and queues a message. */
+/* Frames and queues a message. Returns what eddy_push() documents. */
 int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, int flags);
+/* The checks eddy__ws_push() makes of its arguments alone: 0, EDDY_EINVAL, EDDY_ETOOBIG. */
+int eddy__ws_push_check(const eddy_server_t *srv, const void *data, size_t len, int opcode,
+                        int flags);
 
 /* ---------------------------------------------------------------------------------------
  * TLS (tls.c): server contexts and the per-connection transport. The read/write functions
@@ -550,6 +686,33 @@ bool eddy__tls_pending(eddy__conn_t *conn);
 void eddy__tls_shutdown(eddy__conn_t *conn);
 
 /* ---------------------------------------------------------------------------------------
+ * Pub/sub (pubsub.c)
+ * ------------------------------------------------------------------------------------- */
+
+/* Subscriber counts per topic and per loop, for every thread. */
+typedef struct eddy__topics {
+    pthread_mutex_t lock;
+    eddy__map_t counts; /* topic hash -> chain of counts */
+} eddy__topics_t;
+
+void eddy__topics_init(eddy__topics_t *topics);
+void eddy__topics_free(eddy__topics_t *topics);
+/* Drops a released connection's subscriptions. */
+void eddy__pubsub_conn_closed(eddy__conn_t *conn);
+void eddy__pubsub_loop_free(eddy__loop_t *loop);
+
+/* ---------------------------------------------------------------------------------------
+ * Task workers (task.c)
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct eddy__taskpool eddy__taskpool_t;
+
+/* Starts task_worker_num threads (none when it is 0). Returns 0 or an error. */
+int eddy__taskpool_start(eddy_server_t *srv);
+/* Runs what is queued to completion and joins the threads. */
+void eddy__taskpool_stop(eddy_server_t *srv);
+
+/* ---------------------------------------------------------------------------------------
  * Server (server.c)
  * ------------------------------------------------------------------------------------- */
 
@@ -558,11 +721,16 @@ struct eddy__listener {
     char *host;
     int port;  /* as configured (0: any) */
     int flags; /* EDDY_LISTEN_* */
-    int fd;
     int bound_port;
-    bool paused; /* out of descriptors: accepting resumes after a pause */
-    eddy__io_t io;
     struct ssl_ctx_st *tls_ctx;
+};
+
+/* A listening socket of a loop: with enable_reuse_port every loop has one per listener,
+ * otherwise loop 0 has them all and hands accepted sockets to the other loops. */
+struct eddy__listen_sock {
+    eddy__io_t io;
+    eddy__listener_t *listener;
+    bool paused; /* out of descriptors: accepting resumes after a pause */
 };
 
 struct eddy_server {
@@ -578,23 +746,25 @@ struct eddy_server {
     eddy_close_cb on_disconnect;
     eddy_request_cb on_handshake;
     eddy_request_cb on_request;
+    eddy_close_cb on_drain;
 
     eddy__listener_t *listeners;
     int listener_count;
 
-    eddy__session_table_t sessions;
-    eddy__loop_t *loops;
+    eddy__registry_t registry;
+    eddy__topics_t topics;
+    eddy__taskpool_t *tasks;
+    _Atomic uint64_t task_seq;
+    eddy__loop_t **loops; /* pointers: a loop never moves, epoll holds its watchers */
     int loop_count;
     bool running;
+    _Atomic uint64_t timer_seq;
 
     int log_fd;
-    uint64_t timer_next_id;
 };
 
 /* Starts closing everything once a stop was requested; true when the loop may exit. */
 bool eddy__server_loop_should_exit(eddy__loop_t *loop);
-/* The loop owning the calling thread's work (the only loop in this version). */
-eddy__loop_t *eddy__server_loop(eddy_server_t *srv);
 /* Runs the close or disconnect callback for a connection being reaped. */
 void eddy__server_fire_close(eddy_server_t *srv, eddy__conn_t *conn);
 

@@ -14,6 +14,54 @@
 #include "internal.h"
 
 #define RECV_BUF_SIZE (256 * 1024)
+/* Timer ids carry their loop's index in the low bits, so any thread can route a clear. */
+#define TIMER_LOOP_BITS 8
+
+_Thread_local eddy__loop_t *eddy__current_loop;
+
+/* The loop to use for work asked from the calling thread: its own loop, or loop 0 when an
+ * application thread asks (then *foreign is set and the work must be posted). */
+static eddy__loop_t *calling_loop(eddy_server_t *srv, bool *foreign)
+{
+    eddy__loop_t *here = eddy__current_loop;
+    *foreign = here == NULL || here->srv != srv;
+    return *foreign ? srv->loops[0] : here;
+}
+
+/* ---- posted commands ---- */
+
+void eddy__loop_post(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    eddy__cmd_t *head = atomic_load_explicit(&loop->inbox, memory_order_relaxed);
+    do
+        cmd->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&loop->inbox, &head, cmd, memory_order_release,
+                                                  memory_order_relaxed));
+    /* One wakeup per batch: the loop clears the flag before it takes the inbox. */
+    if (!atomic_exchange(&loop->wake_pending, true))
+        eddy__loop_wakeup(loop);
+}
+
+void eddy__loop_run_posted(eddy__loop_t *loop)
+{
+    if (atomic_load_explicit(&loop->inbox, memory_order_relaxed) == NULL)
+        return;
+    atomic_store(&loop->wake_pending, false);
+    eddy__cmd_t *list = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
+    /* The inbox is a stack: reverse it so commands run in the order they were posted. */
+    eddy__cmd_t *ordered = NULL;
+    while (list != NULL) {
+        eddy__cmd_t *next = list->next;
+        list->next = ordered;
+        ordered = list;
+        list = next;
+    }
+    while (ordered != NULL) {
+        eddy__cmd_t *next = ordered->next;
+        ordered->fn(loop, ordered);
+        ordered = next;
+    }
+}
 
 /* ---- timer heap ---- */
 
@@ -118,6 +166,7 @@ static void run_timers(eddy__loop_t *loop)
 static int next_timeout(const eddy__loop_t *loop)
 {
     if (loop->defers_len > 0 || loop->reap_head != NULL ||
+        atomic_load_explicit(&loop->inbox, memory_order_relaxed) != NULL ||
         (atomic_load(&loop->stop_requested) && !loop->stopping))
         return 0;
     uint64_t due = UINT64_MAX;
@@ -159,28 +208,57 @@ static void user_timer_fire(eddy__loop_t *loop, eddy__timer_t *timer)
         free(ut);
 }
 
-static uint64_t user_timer_add(eddy_server_t *srv, uint64_t ms, uint64_t interval, eddy_timer_cb cb,
-                               void *arg)
+static void user_timer_start(eddy__loop_t *loop, struct user_timer *ut, uint64_t ms)
 {
-    eddy__loop_t *loop = eddy__server_loop(srv);
-    if (cb == NULL)
-        return 0;
-    struct user_timer *ut = calloc(1, sizeof(*ut));
-    if (ut == NULL)
-        return 0;
-    eddy__timer_init(&ut->timer, user_timer_fire);
-    ut->id = ++srv->timer_next_id;
-    ut->interval_ms = interval;
-    ut->cb = cb;
-    ut->arg = arg;
     loop->now_ms = eddy__monotonic_ms();
     if (eddy__map_put(&loop->user_timers, ut->id, ut) != 0 ||
         eddy__timer_start(loop, &ut->timer, ms) != 0) {
         eddy__map_remove(&loop->user_timers, ut->id);
+        eddy__log(loop->srv, EDDY__LOG_ERROR, "out of memory adding timer %" PRIu64, ut->id);
         free(ut);
+    }
+}
+
+struct timer_cmd {
+    eddy__cmd_t base;
+    struct user_timer *timer;
+    uint64_t ms;
+};
+
+static void timer_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    struct timer_cmd *tc = (struct timer_cmd *)cmd;
+    user_timer_start(loop, tc->timer, tc->ms);
+    free(tc);
+}
+
+static uint64_t user_timer_add(eddy_server_t *srv, uint64_t ms, uint64_t interval, eddy_timer_cb cb,
+                               void *arg)
+{
+    bool foreign;
+    eddy__loop_t *loop = calling_loop(srv, &foreign);
+    if (cb == NULL)
+        return 0;
+    struct user_timer *ut = calloc(1, sizeof(*ut));
+    struct timer_cmd *tc = foreign ? malloc(sizeof(*tc)) : NULL;
+    if (ut == NULL || (foreign && tc == NULL)) {
+        free(ut);
+        free(tc);
         return 0;
     }
-    return ut->id;
+    eddy__timer_init(&ut->timer, user_timer_fire);
+    ut->id = (atomic_fetch_add(&srv->timer_seq, 1) + 1) << TIMER_LOOP_BITS | (uint64_t)loop->index;
+    ut->interval_ms = interval;
+    ut->cb = cb;
+    ut->arg = arg;
+    uint64_t id = ut->id;
+    if (foreign) {
+        *tc = (struct timer_cmd){.base.fn = timer_cmd_run, .timer = ut, .ms = ms};
+        eddy__loop_post(loop, &tc->base);
+    } else {
+        user_timer_start(loop, ut, ms);
+    }
+    return id;
 }
 
 uint64_t eddy_timer_after(eddy_server_t *srv, uint64_t ms, eddy_timer_cb cb, void *arg)
@@ -195,9 +273,8 @@ uint64_t eddy_timer_tick(eddy_server_t *srv, uint64_t ms, eddy_timer_cb cb, void
     return user_timer_add(srv, ms, ms, cb, arg);
 }
 
-bool eddy_timer_clear(eddy_server_t *srv, uint64_t timer_id)
+static bool user_timer_clear(eddy__loop_t *loop, uint64_t timer_id)
 {
-    eddy__loop_t *loop = eddy__server_loop(srv);
     struct user_timer *ut = eddy__map_remove(&loop->user_timers, timer_id);
     if (ut == NULL)
         return false;
@@ -209,13 +286,37 @@ bool eddy_timer_clear(eddy_server_t *srv, uint64_t timer_id)
     return true;
 }
 
+struct clear_cmd {
+    eddy__cmd_t base;
+    uint64_t timer_id;
+};
+
+static void clear_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    user_timer_clear(loop, ((struct clear_cmd *)cmd)->timer_id);
+    free(cmd);
+}
+
+bool eddy_timer_clear(eddy_server_t *srv, uint64_t timer_id)
+{
+    uint64_t owner = timer_id & ((1u << TIMER_LOOP_BITS) - 1);
+    if (timer_id == 0 || owner >= (uint64_t)srv->loop_count)
+        return false;
+    eddy__loop_t *loop = srv->loops[owner];
+    if (eddy__current_loop == loop)
+        return user_timer_clear(loop, timer_id);
+    struct clear_cmd *cc = malloc(sizeof(*cc));
+    if (cc == NULL)
+        return false;
+    *cc = (struct clear_cmd){.base.fn = clear_cmd_run, .timer_id = timer_id};
+    eddy__loop_post(loop, &cc->base);
+    return true;
+}
+
 /* ---- deferred calls ---- */
 
-int eddy_defer(eddy_server_t *srv, eddy_defer_cb cb, void *arg)
+static int defer_local(eddy__loop_t *loop, eddy_defer_cb cb, void *arg)
 {
-    eddy__loop_t *loop = eddy__server_loop(srv);
-    if (cb == NULL)
-        return EDDY_EINVAL;
     if (loop->defers_len == loop->defers_cap) {
         size_t cap = loop->defers_cap ? loop->defers_cap * 2 : 16;
         eddy__defer_t *defers = realloc(loop->defers, cap * sizeof(*defers));
@@ -225,6 +326,36 @@ int eddy_defer(eddy_server_t *srv, eddy_defer_cb cb, void *arg)
         loop->defers_cap = cap;
     }
     loop->defers[loop->defers_len++] = (eddy__defer_t){cb, arg};
+    return 0;
+}
+
+struct defer_cmd {
+    eddy__cmd_t base;
+    eddy_defer_cb cb;
+    void *arg;
+};
+
+static void defer_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    struct defer_cmd *dc = (struct defer_cmd *)cmd;
+    if (defer_local(loop, dc->cb, dc->arg) != 0)
+        eddy__log(loop->srv, EDDY__LOG_ERROR, "out of memory deferring a call");
+    free(dc);
+}
+
+int eddy_defer(eddy_server_t *srv, eddy_defer_cb cb, void *arg)
+{
+    bool foreign;
+    eddy__loop_t *loop = calling_loop(srv, &foreign);
+    if (cb == NULL)
+        return EDDY_EINVAL;
+    if (!foreign)
+        return defer_local(loop, cb, arg);
+    struct defer_cmd *dc = malloc(sizeof(*dc));
+    if (dc == NULL)
+        return EDDY_ENOMEM;
+    *dc = (struct defer_cmd){.base.fn = defer_cmd_run, .cb = cb, .arg = arg};
+    eddy__loop_post(loop, &dc->base);
     return 0;
 }
 
@@ -268,6 +399,8 @@ int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index)
     loop->wakeup_fd = -1;
     loop->now_ms = eddy__monotonic_ms();
     atomic_init(&loop->stop_requested, false);
+    atomic_init(&loop->inbox, NULL);
+    atomic_init(&loop->wake_pending, false);
     eddy__timer_init(&loop->heartbeat, NULL);
     loop->recv_cap = RECV_BUF_SIZE;
     loop->recv_buf = malloc(loop->recv_cap + 1); /* +1: room for a NUL after a payload */
@@ -293,10 +426,15 @@ void eddy__loop_free(eddy__loop_t *loop)
             free(loop->user_timers.values[i]);
     }
     eddy__map_free(&loop->user_timers);
-    while (loop->seg_cache != NULL) {
-        eddy__seg_t *seg = loop->seg_cache;
-        loop->seg_cache = seg->next;
-        free(seg);
+    eddy__map_free(&loop->conns_by_id);
+    eddy__pubsub_loop_free(loop);
+    eddy__seg_t *caches[2] = {loop->seg_cache, loop->ref_cache};
+    for (int i = 0; i < 2; i++) {
+        while (caches[i] != NULL) {
+            eddy__seg_t *seg = caches[i];
+            caches[i] = seg->next;
+            free(seg);
+        }
     }
     eddy__inflater_free(loop->shared_inflater);
     for (size_t i = 0; i < EDDY__ARRAY_SIZE(loop->shared_deflaters); i++)
@@ -328,13 +466,23 @@ const char *eddy__loop_http_date(eddy__loop_t *loop)
     return loop->date;
 }
 
+static void refresh_clock(eddy__loop_t *loop)
+{
+    loop->now_ms = eddy__monotonic_ms();
+    loop->now_wall_ms = (uint64_t)(eddy__wall_time() * 1000.0);
+}
+
 void eddy__loop_run(eddy__loop_t *loop)
 {
+    eddy__current_loop = loop;
+    refresh_clock(loop);
     for (;;) {
         if (eddy__server_loop_should_exit(loop))
             break;
         eddy__backend_poll(loop, next_timeout(loop));
-        loop->now_ms = eddy__monotonic_ms();
+        refresh_clock(loop);
+        eddy__loop_flush(loop);
+        eddy__loop_run_posted(loop);
         eddy__loop_flush(loop);
         run_timers(loop);
         eddy__loop_flush(loop);

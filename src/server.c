@@ -1,6 +1,12 @@
 /*
- * The server: listening and accepting, the event registry, the methods applications call
- * with a session id, the heartbeat, and an orderly shutdown.
+ * The server: worker loops and their threads, listening and accepting, the event registry,
+ * the methods applications call with a session id (from any thread), the heartbeat, and an
+ * orderly shutdown.
+ *
+ * Threads: worker_num loops, loop 0 on the thread that calls eddy_server_start(), the
+ * others on threads of their own. A connection lives on one loop and its callbacks run
+ * there. A method called on the owning loop acts at once; called from any other thread it
+ * is posted to the owning loop, which finds the connection again by id (it may be gone).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,12 +24,13 @@
 /* After EMFILE/ENFILE, accepting pauses this long instead of spinning on the listener. */
 #define ACCEPT_PAUSE_MS 1000
 
-eddy__loop_t *eddy__server_loop(eddy_server_t *srv)
-{
-    return &srv->loops[0];
-}
-
 /* ---- lifecycle ---- */
+
+static int default_worker_num(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
+}
 
 eddy_server_t *eddy_server_new(const char *host, int port)
 {
@@ -34,9 +41,17 @@ eddy_server_t *eddy_server_new(const char *host, int port)
         return NULL;
     srv->log_fd = STDERR_FILENO;
     eddy__options_init(&srv->opts);
+    srv->opts.worker_num = default_worker_num();
+    eddy__registry_init(&srv->registry);
+    eddy__topics_init(&srv->topics);
+    /* Loop 0 exists from the start, so timers and deferred calls set up before
+     * eddy_server_start() have a home. */
     srv->loop_count = 1;
     srv->loops = calloc(1, sizeof(*srv->loops));
-    if (srv->loops == NULL || eddy__loop_init(&srv->loops[0], srv, 0) != 0 ||
+    if (srv->loops != NULL)
+        srv->loops[0] = calloc(1, sizeof(eddy__loop_t));
+    if (srv->loops == NULL || srv->loops[0] == NULL ||
+        eddy__loop_init(srv->loops[0], srv, 0) != 0 ||
         (host != NULL && eddy_server_add_listener(srv, host, port, 0) < 0)) {
         eddy_server_free(srv);
         return NULL;
@@ -61,25 +76,43 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
     l->host = strdup(host);
     l->port = port;
     l->flags = flags;
-    l->fd = -1;
     if (l->host == NULL)
         return EDDY_ENOMEM;
     return srv->listener_count++;
 }
 
-static void close_listeners(eddy_server_t *srv)
+static void close_listen_socks(eddy__loop_t *loop)
+{
+    for (int i = 0; i < loop->listen_sock_count; i++) {
+        eddy__listen_sock_t *ls = &loop->listen_socks[i];
+        if (ls->io.fd >= 0) {
+            eddy__io_set(loop, &ls->io, 0);
+            close(ls->io.fd);
+            ls->io.fd = -1;
+        }
+    }
+    free(loop->listen_socks);
+    loop->listen_socks = NULL;
+    loop->listen_sock_count = 0;
+}
+
+static void free_tls_contexts(eddy_server_t *srv)
 {
     for (int i = 0; i < srv->listener_count; i++) {
-        eddy__listener_t *l = &srv->listeners[i];
-        if (l->fd >= 0) {
-            if (l->io.events)
-                eddy__io_set(&srv->loops[0], &l->io, 0);
-            close(l->fd);
-            l->fd = -1;
-        }
-        eddy__tls_ctx_free(l->tls_ctx);
-        l->tls_ctx = NULL;
+        eddy__tls_ctx_free(srv->listeners[i].tls_ctx);
+        srv->listeners[i].tls_ctx = NULL;
     }
+}
+
+/* Frees loops 1..n-1 (those eddy_server_start() created). */
+static void free_worker_loops(eddy_server_t *srv)
+{
+    for (int i = 1; i < srv->loop_count; i++) {
+        close_listen_socks(srv->loops[i]);
+        eddy__loop_free(srv->loops[i]);
+        free(srv->loops[i]);
+    }
+    srv->loop_count = 1;
 }
 
 void eddy_server_free(eddy_server_t *srv)
@@ -87,15 +120,20 @@ void eddy_server_free(eddy_server_t *srv)
     if (srv == NULL)
         return;
     if (srv->loops != NULL) {
-        for (int i = 0; i < srv->loop_count; i++)
-            eddy__loop_free(&srv->loops[i]);
+        free_worker_loops(srv);
+        if (srv->loops[0] != NULL) {
+            close_listen_socks(srv->loops[0]);
+            eddy__loop_free(srv->loops[0]);
+            free(srv->loops[0]);
+        }
         free(srv->loops);
     }
-    close_listeners(srv);
+    free_tls_contexts(srv);
     for (int i = 0; i < srv->listener_count; i++)
         free(srv->listeners[i].host);
     free(srv->listeners);
-    eddy__session_table_free(&srv->sessions);
+    eddy__registry_free(&srv->registry);
+    eddy__topics_free(&srv->topics);
     if (srv->log_fd > STDERR_FILENO)
         close(srv->log_fd);
     eddy__options_free(&srv->opts);
@@ -160,25 +198,31 @@ void eddy_on_request(eddy_server_t *srv, eddy_request_cb cb)
 {
     srv->on_request = cb;
 }
+void eddy_on_drain(eddy_server_t *srv, eddy_close_cb cb)
+{
+    srv->on_drain = cb;
+}
 
-/* ---- listening and accepting ---- */
+/* ---- listening ---- */
 
 static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
 
-static int open_listener(eddy_server_t *srv, eddy__listener_t *l)
+/* Binds one listening socket for l (port 0: a free port, which then becomes l's port, so
+ * every loop's socket for l shares it). Returns the descriptor or a negative error. */
+static int bind_listener(eddy_server_t *srv, eddy__listener_t *l, bool reuse_port)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char port[8];
-    snprintf(port, sizeof(port), "%d", l->port);
+    snprintf(port, sizeof(port), "%d", l->bound_port ? l->bound_port : l->port);
     int gai = getaddrinfo(l->host, port, &hints, &res);
     if (gai != 0) {
         eddy__log(srv, EDDY__LOG_ERROR, "cannot resolve %s: %s", l->host, gai_strerror(gai));
         return EDDY_EINVAL;
     }
-    int err = 0;
+    int err = EDDY_EINVAL;
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
@@ -187,6 +231,8 @@ static int open_listener(eddy_server_t *srv, eddy__listener_t *l)
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (reuse_port)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, srv->opts.backlog) != 0) {
             err = -errno;
             close(fd);
@@ -198,63 +244,117 @@ static int open_listener(eddy_server_t *srv, eddy__listener_t *l)
         l->bound_port =
             ntohs(local.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&local)->sin6_port
                                               : ((struct sockaddr_in *)&local)->sin_port);
-        l->fd = fd;
-        l->io = (eddy__io_t){.fd = fd, .events = 0, .cb = on_accept};
         freeaddrinfo(res);
-        return 0;
+        return fd;
     }
     freeaddrinfo(res);
     eddy__log(srv, EDDY__LOG_ERROR, "cannot listen on %s:%d: %s", l->host, l->port,
               eddy_strerror(err));
-    return err ? err : EDDY_EINVAL;
+    return err;
 }
 
-/* Creates TLS contexts and binds every listener; on failure nothing stays open. */
+static int open_loop_listeners(eddy_server_t *srv, eddy__loop_t *loop, bool reuse_port)
+{
+    loop->listen_socks = calloc((size_t)srv->listener_count, sizeof(*loop->listen_socks));
+    if (loop->listen_socks == NULL)
+        return EDDY_ENOMEM;
+    for (int i = 0; i < srv->listener_count; i++) {
+        eddy__listen_sock_t *ls = &loop->listen_socks[i];
+        ls->io.fd = -1;
+        ls->listener = &srv->listeners[i];
+        loop->listen_sock_count = i + 1;
+        int fd = bind_listener(srv, ls->listener, reuse_port);
+        if (fd < 0)
+            return fd;
+        ls->io = (eddy__io_t){.fd = fd, .events = 0, .cb = on_accept};
+        eddy__io_set(loop, &ls->io, EDDY__IO_READ);
+    }
+    return 0;
+}
+
+/* Creates the TLS contexts and binds every listener, on every loop with enable_reuse_port,
+ * on loop 0 otherwise. On failure nothing stays open. */
 static int open_listeners(eddy_server_t *srv)
 {
     if (srv->listener_count == 0) {
         eddy__log(srv, EDDY__LOG_ERROR, "eddy_server_start: no listener");
         return EDDY_EINVAL;
     }
-    for (int i = 0; i < srv->listener_count; i++) {
-        eddy__listener_t *l = &srv->listeners[i];
-        int rc = 0;
-        if (l->flags & EDDY_LISTEN_TLS)
-            rc = eddy__tls_ctx_new(srv, &l->tls_ctx);
-        if (rc == 0)
-            rc = open_listener(srv, l);
-        if (rc != 0) {
-            close_listeners(srv);
-            return rc;
-        }
+    int rc = 0;
+    for (int i = 0; i < srv->listener_count && rc == 0; i++) {
+        srv->listeners[i].bound_port = 0;
+        if (srv->listeners[i].flags & EDDY_LISTEN_TLS)
+            rc = eddy__tls_ctx_new(srv, &srv->listeners[i].tls_ctx);
     }
-    return 0;
+    bool reuse_port = srv->opts.enable_reuse_port && srv->loop_count > 1;
+    int loops = reuse_port ? srv->loop_count : 1;
+    for (int i = 0; i < loops && rc == 0; i++)
+        rc = open_loop_listeners(srv, srv->loops[i], reuse_port);
+    if (rc != 0) {
+        for (int i = 0; i < srv->loop_count; i++)
+            close_listen_socks(srv->loops[i]);
+        free_tls_contexts(srv);
+    }
+    return rc;
 }
+
+/* ---- accepting ---- */
 
 static void accept_resume(eddy__loop_t *loop, eddy__timer_t *timer)
 {
-    eddy_server_t *srv = loop->srv;
-    for (int i = 0; i < srv->listener_count; i++) {
-        eddy__listener_t *l = &srv->listeners[i];
-        if (l->paused && l->fd >= 0) {
-            l->paused = false;
-            eddy__io_set(loop, &l->io, EDDY__IO_READ);
+    for (int i = 0; i < loop->listen_sock_count; i++) {
+        eddy__listen_sock_t *ls = &loop->listen_socks[i];
+        if (ls->paused && ls->io.fd >= 0) {
+            ls->paused = false;
+            eddy__io_set(loop, &ls->io, EDDY__IO_READ);
         }
     }
 }
 
-static void setup_socket(eddy_server_t *srv, int fd)
+/* Creates the connection on the loop that will own it. */
+static void adopt(eddy__loop_t *loop, int fd, const struct sockaddr *peer, socklen_t peer_len,
+                  const eddy__listener_t *listener, eddy_fd_t id)
 {
+    eddy_server_t *srv = loop->srv;
     if (srv->opts.open_tcp_nodelay) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+    eddy__conn_t *conn = eddy__conn_new(loop, fd, peer, peer_len, listener, id);
+    if (conn == NULL) {
+        eddy__log(srv, EDDY__LOG_ERROR, "accept: out of memory, connection dropped");
+        close(fd);
+        return;
+    }
+    if (srv->on_connect != NULL)
+        srv->on_connect(srv, conn->id, srv->user_data);
+}
+
+struct adopt_cmd {
+    eddy__cmd_t base;
+    int fd;
+    socklen_t peer_len;
+    struct sockaddr_storage peer;
+    const eddy__listener_t *listener;
+    eddy_fd_t id;
+};
+
+static void adopt_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    struct adopt_cmd *ac = (struct adopt_cmd *)cmd;
+    if (loop->stopping)
+        close(ac->fd); /* accepted just before the stop */
+    else
+        adopt(loop, ac->fd, (struct sockaddr *)&ac->peer, ac->peer_len, ac->listener, ac->id);
+    free(ac);
 }
 
 static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
 {
-    eddy__listener_t *l = (eddy__listener_t *)((char *)io - offsetof(eddy__listener_t, io));
+    eddy__listen_sock_t *ls =
+        (eddy__listen_sock_t *)((char *)io - offsetof(eddy__listen_sock_t, io));
     eddy_server_t *srv = loop->srv;
+    bool hand_over = !srv->opts.enable_reuse_port && srv->loop_count > 1;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof(peer);
@@ -265,31 +365,45 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 eddy__log(srv, EDDY__LOG_WARNING, "accept: %s; not accepting for %d ms",
                           strerror(errno), ACCEPT_PAUSE_MS);
-                l->paused = true;
+                ls->paused = true;
                 eddy__io_set(loop, io, 0);
                 eddy__timer_start(loop, &loop->accept_timer, ACCEPT_PAUSE_MS);
             }
             return;
         }
-        if (srv->sessions.live >= srv->opts.max_connection) {
+        if (atomic_load(&srv->registry.live) >= srv->opts.max_connection) {
             char ip[46] = "?";
             int port = 0;
-            eddy__format_peer(&peer, ip, &port);
+            eddy__format_peer((struct sockaddr *)&peer, ip, &port);
             eddy__log(srv, EDDY__LOG_WARNING,
                       "accept: too many connections (max_connection=%zu), refused %s:%d",
                       srv->opts.max_connection, ip, port);
             close(fd);
             continue;
         }
-        setup_socket(srv, fd);
-        eddy__conn_t *conn = eddy__conn_new(loop, fd, (struct sockaddr *)&peer, peer_len, l);
-        if (conn == NULL) {
-            eddy__log(srv, EDDY__LOG_ERROR, "accept: out of memory, connection dropped");
+        eddy__loop_t *target = loop;
+        if (hand_over) {
+            target = srv->loops[loop->next_handoff];
+            loop->next_handoff = (loop->next_handoff + 1) % srv->loop_count;
+        }
+        /* The id is taken here, so ids follow the order connections were accepted in. */
+        eddy_fd_t id = eddy__registry_next_id(&srv->registry);
+        if (target == loop) {
+            adopt(loop, fd, (struct sockaddr *)&peer, peer_len, ls->listener, id);
+            continue;
+        }
+        struct adopt_cmd *ac = malloc(sizeof(*ac));
+        if (ac == NULL) {
             close(fd);
             continue;
         }
-        if (srv->on_connect != NULL)
-            srv->on_connect(srv, conn->id, srv->user_data);
+        *ac = (struct adopt_cmd){.base.fn = adopt_cmd_run,
+                                 .fd = fd,
+                                 .peer_len = peer_len,
+                                 .peer = peer,
+                                 .listener = ls->listener,
+                                 .id = id};
+        eddy__loop_post(target, &ac->base);
     }
 }
 
@@ -333,14 +447,7 @@ static void begin_shutdown(eddy__loop_t *loop)
     eddy_server_t *srv = loop->srv;
     loop->stopping = true;
     loop->shutdown_deadline_ms = loop->now_ms + srv->opts.websocket_close_timeout_ms;
-    for (int i = 0; i < srv->listener_count; i++) {
-        eddy__listener_t *l = &srv->listeners[i];
-        if (l->fd >= 0) {
-            eddy__io_set(loop, &l->io, 0);
-            close(l->fd);
-            l->fd = -1;
-        }
-    }
+    close_listen_socks(loop);
     eddy__timer_stop(loop, &loop->heartbeat);
     eddy__timer_stop(loop, &loop->accept_timer);
     for (eddy__conn_t *conn = loop->conns_head; conn != NULL; conn = conn->next) {
@@ -374,6 +481,43 @@ bool eddy__server_loop_should_exit(eddy__loop_t *loop)
     return loop->conns_head == NULL && loop->zombies_head == NULL && loop->reap_head == NULL;
 }
 
+static void prepare_loop(eddy__loop_t *loop)
+{
+    const eddy__options_t *opts = &loop->srv->opts;
+    loop->now_ms = eddy__monotonic_ms();
+    loop->now_wall_ms = (uint64_t)(eddy__wall_time() * 1000.0);
+    eddy__timer_init(&loop->accept_timer, accept_resume);
+    eddy__timer_init(&loop->heartbeat, heartbeat_check);
+    if (opts->heartbeat_check_interval > 0)
+        eddy__timer_start(loop, &loop->heartbeat, (uint64_t)opts->heartbeat_check_interval * 1000u);
+}
+
+static void *loop_thread_main(void *arg)
+{
+    eddy__loop_run(arg);
+    return NULL;
+}
+
+/* Creates loops 1..worker_num-1. */
+static int create_worker_loops(eddy_server_t *srv)
+{
+    int n = srv->opts.worker_num;
+    eddy__loop_t **loops = realloc(srv->loops, (size_t)n * sizeof(*loops));
+    if (loops == NULL)
+        return EDDY_ENOMEM;
+    srv->loops = loops;
+    for (int i = 1; i < n; i++) {
+        loops[i] = calloc(1, sizeof(eddy__loop_t));
+        int rc = loops[i] ? eddy__loop_init(loops[i], srv, i) : EDDY_ENOMEM;
+        if (rc != 0) {
+            free(loops[i]);
+            return rc;
+        }
+        srv->loop_count = i + 1;
+    }
+    return 0;
+}
+
 int eddy_server_start(eddy_server_t *srv)
 {
     if (srv->running)
@@ -389,7 +533,7 @@ int eddy_server_start(eddy_server_t *srv)
         opts->heartbeat_idle_time = opts->heartbeat_check_interval * 2;
     if (opts->heartbeat_idle_time > 0 && opts->heartbeat_check_interval == 0)
         opts->heartbeat_check_interval = EDDY__MAX(opts->heartbeat_idle_time / 2, 1u);
-    if (opts->log_file != NULL) {
+    if (opts->log_file != NULL && srv->log_fd == STDERR_FILENO) {
         int fd = open(opts->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0) {
             int err = -errno;
@@ -399,39 +543,67 @@ int eddy_server_start(eddy_server_t *srv)
         }
         srv->log_fd = fd;
     }
-    int rc = eddy__session_table_init(&srv->sessions, opts->max_connection);
-    if (rc != 0)
-        return rc;
-    rc = open_listeners(srv);
+    int rc = create_worker_loops(srv);
+    if (rc == 0)
+        rc = open_listeners(srv);
+    if (rc == 0 && (rc = eddy__taskpool_start(srv)) != 0) {
+        for (int i = 0; i < srv->loop_count; i++)
+            close_listen_socks(srv->loops[i]);
+        free_tls_contexts(srv);
+    }
     if (rc != 0) {
-        eddy__session_table_free(&srv->sessions);
+        free_worker_loops(srv);
         return rc;
     }
-    eddy__loop_t *loop = &srv->loops[0];
     for (int i = 0; i < srv->listener_count; i++) {
         eddy__listener_t *l = &srv->listeners[i];
-        eddy__io_set(loop, &l->io, EDDY__IO_READ);
         eddy__log(srv, EDDY__LOG_INFO, "eddy %s listening on %s:%d%s", EDDY_VERSION_STRING, l->host,
                   l->bound_port, (l->flags & EDDY_LISTEN_TLS) ? " (TLS)" : "");
     }
-    eddy__timer_init(&loop->accept_timer, accept_resume);
-    loop->now_ms = eddy__monotonic_ms();
-    if (opts->heartbeat_check_interval > 0) {
-        eddy__timer_init(&loop->heartbeat, heartbeat_check);
-        eddy__timer_start(loop, &loop->heartbeat, (uint64_t)opts->heartbeat_check_interval * 1000u);
-    }
+    for (int i = 0; i < srv->loop_count; i++)
+        prepare_loop(srv->loops[i]);
     srv->running = true;
+    /* The start callback runs as loop 0: timers and deferred calls it sets go there. */
+    eddy__current_loop = srv->loops[0];
     if (srv->on_start != NULL)
         srv->on_start(srv, srv->user_data);
-    eddy__loop_flush(loop);
-    eddy__loop_run(loop);
+    for (int i = 1; i < srv->loop_count; i++) {
+        eddy__loop_t *loop = srv->loops[i];
+        rc = pthread_create(&loop->thread, NULL, loop_thread_main, loop);
+        if (rc != 0) {
+            eddy__log(srv, EDDY__LOG_ERROR, "cannot start worker thread %d: %s", i, strerror(rc));
+            eddy_server_stop(srv);
+            break;
+        }
+        loop->thread_started = true;
+    }
+    eddy__loop_flush(srv->loops[0]);
+    eddy__loop_run(srv->loops[0]);
+    /* Loop 0 stopped, so a stop was requested of every loop: wait for the others. */
+    for (int i = 1; i < srv->loop_count; i++) {
+        if (srv->loops[i]->thread_started)
+            pthread_join(srv->loops[i]->thread, NULL);
+        srv->loops[i]->thread_started = false;
+    }
+    /* Queued tasks finish; then work posted in the last moments still runs (finish
+     * callbacks included, and whatever frees what it owns), here, as loop 0. */
+    eddy__taskpool_stop(srv);
+    for (int i = 0; i < srv->loop_count; i++)
+        eddy__loop_run_posted(srv->loops[i]);
     if (srv->on_shutdown != NULL)
         srv->on_shutdown(srv, srv->user_data);
+    eddy__current_loop = NULL;
     srv->running = false;
-    close_listeners(srv);
-    atomic_store(&loop->stop_requested, false);
-    loop->stopping = false;
-    eddy__session_table_free(&srv->sessions);
+    for (int i = 0; i < srv->loop_count; i++) {
+        close_listen_socks(srv->loops[i]);
+        atomic_store(&srv->loops[i]->stop_requested, false);
+        srv->loops[i]->stopping = false;
+    }
+    free_worker_loops(srv);
+    free_tls_contexts(srv);
+    /* Counts are per loop: a later start may have another worker_num. */
+    eddy__topics_free(&srv->topics);
+    eddy__topics_init(&srv->topics);
     eddy__log(srv, EDDY__LOG_INFO, "eddy stopped");
     return 0;
 }
@@ -439,30 +611,127 @@ int eddy_server_start(eddy_server_t *srv)
 void eddy_server_stop(eddy_server_t *srv)
 {
     for (int i = 0; i < srv->loop_count; i++) {
-        atomic_store(&srv->loops[i].stop_requested, true);
-        eddy__loop_wakeup(&srv->loops[i]);
+        atomic_store(&srv->loops[i]->stop_requested, true);
+        eddy__loop_wakeup(srv->loops[i]);
     }
 }
 
 /* ---- methods ---- */
 
+/* The calling thread's loop if it belongs to srv, else NULL. */
+static eddy__loop_t *own_loop(eddy_server_t *srv)
+{
+    eddy__loop_t *here = eddy__current_loop;
+    return here != NULL && here->srv == srv ? here : NULL;
+}
+
+/* A method on a connection another thread owns: what it needs, posted to the owner. */
+struct conn_cmd {
+    eddy__cmd_t base;
+    eddy_fd_t fd;
+    int op;
+    int opcode; /* push: opcode; disconnect: code */
+    int flags;
+    size_t len;
+    char data[];
+};
+
+enum { OP_PUSH, OP_SEND, OP_DISCONNECT, OP_CLOSE };
+
+static void conn_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    struct conn_cmd *cc = (struct conn_cmd *)cmd;
+    eddy__conn_t *conn = eddy__conn_lookup(loop, cc->fd);
+    if (cc->op == OP_CLOSE) {
+        /* The caller marked the session closing already, so lookup does not find it. */
+        conn = eddy__map_get(&loop->conns_by_id, cc->fd);
+        if (conn != NULL && conn->phase != EDDY__PHASE_CLOSING)
+            eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+        free(cc);
+        return;
+    }
+    if (conn != NULL) {
+        switch (cc->op) {
+        case OP_PUSH:
+            eddy__ws_push(conn, cc->data, cc->len, cc->opcode, cc->flags);
+            break;
+        case OP_SEND:
+            eddy__conn_send_raw(conn, cc->data, cc->len);
+            break;
+        case OP_DISCONNECT:
+            /* The caller moved the session to CLOSING; the close frame goes out now. */
+            if (conn->phase == EDDY__PHASE_WS && !eddy__ws_close_sent(conn))
+                eddy__ws_send_close(conn, (uint16_t)cc->opcode, cc->data, cc->len, true);
+            break;
+        }
+    }
+    free(cc);
+}
+
+/* Posts op for fd to the loop that owns it (view, found by the caller). */
+static int post_conn_cmd(eddy_server_t *srv, const eddy__session_view_t *view, eddy_fd_t fd, int op,
+                         int opcode, int flags, const void *data, size_t len)
+{
+    struct conn_cmd *cc = malloc(sizeof(*cc) + len);
+    if (cc == NULL)
+        return EDDY_ENOMEM;
+    *cc = (struct conn_cmd){
+        .base.fn = conn_cmd_run, .fd = fd, .op = op, .opcode = opcode, .flags = flags, .len = len};
+    if (len)
+        memcpy(cc->data, data, len);
+    eddy__loop_post(srv->loops[view->loop], &cc->base);
+    return 0;
+}
+
+/* Finds fd: *conn when the calling thread owns it, else its session view. Returns 0 or
+ * EDDY_ENOTFOUND. */
+static int find(eddy_server_t *srv, eddy_fd_t fd, eddy__conn_t **conn, eddy__session_view_t *view)
+{
+    eddy__loop_t *here = own_loop(srv);
+    *conn = eddy__conn_lookup(here, fd);
+    if (*conn != NULL)
+        return 0;
+    if (!eddy__registry_get(&srv->registry, fd, view) || view->closing ||
+        (here != NULL && view->loop == here->index))
+        return EDDY_ENOTFOUND;
+    return 0;
+}
+
 int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, int opcode, int flags)
 {
-    eddy__conn_t *conn = eddy__conn_lookup(srv, fd);
-    if (conn == NULL)
+    eddy__conn_t *conn;
+    eddy__session_view_t view;
+    if (find(srv, fd, &conn, &view) != 0)
         return EDDY_ENOTFOUND;
-    return eddy__ws_push(conn, data, len, opcode, flags);
+    if (conn != NULL)
+        return eddy__ws_push(conn, data, len, opcode, flags);
+    /* Checked here, as the owner would, so the caller still learns what is wrong. */
+    if (view.ws_status != EDDY_WS_STATUS_ACTIVE)
+        return EDDY_ESTATE;
+    int rc = eddy__ws_push_check(srv, data, len, opcode, flags);
+    if (rc == 0)
+        rc = post_conn_cmd(srv, &view, fd, OP_PUSH, opcode, flags, data, len);
+    if (rc == 0 && view.out_bytes >= eddy__high_watermark(&srv->opts))
+        rc = EDDY_QUEUED;
+    return rc;
 }
 
 bool eddy_exist(eddy_server_t *srv, eddy_fd_t fd)
 {
-    return eddy__conn_lookup(srv, fd) != NULL;
+    eddy__conn_t *conn;
+    eddy__session_view_t view;
+    return find(srv, fd, &conn, &view) == 0;
 }
 
 bool eddy_is_established(eddy_server_t *srv, eddy_fd_t fd)
 {
-    eddy__conn_t *conn = eddy__conn_lookup(srv, fd);
-    return conn != NULL && conn->ws_status == EDDY_WS_STATUS_ACTIVE;
+    eddy__conn_t *conn;
+    eddy__session_view_t view;
+    if (find(srv, fd, &conn, &view) != 0)
+        return false;
+    /* The session's status: another thread may have started the close already. */
+    uint8_t status = conn ? atomic_load(&conn->session->ws_status) : view.ws_status;
+    return status == EDDY_WS_STATUS_ACTIVE;
 }
 
 int eddy_disconnect(eddy_server_t *srv, eddy_fd_t fd, int code, const char *reason)
@@ -473,9 +742,15 @@ int eddy_disconnect(eddy_server_t *srv, eddy_fd_t fd, int code, const char *reas
     /* 125 bytes of close payload hold the 2-byte code and at most 123 bytes of reason. */
     if (reason_len > 123 || !eddy_utf8_valid(reason ? reason : "", reason_len))
         return EDDY_EINVAL;
-    eddy__conn_t *conn = eddy__conn_lookup(srv, fd);
-    if (conn == NULL)
+    eddy__conn_t *conn;
+    eddy__session_view_t view;
+    if (find(srv, fd, &conn, &view) != 0)
         return EDDY_ENOTFOUND;
+    if (conn == NULL) {
+        if (!eddy__registry_start_closing(&srv->registry, fd))
+            return EDDY_ESTATE;
+        return post_conn_cmd(srv, &view, fd, OP_DISCONNECT, code, 0, reason, reason_len);
+    }
     if (conn->phase != EDDY__PHASE_WS || conn->ws_status != EDDY_WS_STATUS_ACTIVE)
         return EDDY_ESTATE;
     eddy__ws_send_close(conn, (uint16_t)code, reason, reason_len, true);
@@ -484,75 +759,77 @@ int eddy_disconnect(eddy_server_t *srv, eddy_fd_t fd, int code, const char *reas
 
 int eddy_close(eddy_server_t *srv, eddy_fd_t fd)
 {
-    eddy__conn_t *conn = eddy__conn_lookup(srv, fd);
-    if (conn == NULL)
+    eddy__conn_t *conn;
+    eddy__session_view_t view;
+    if (find(srv, fd, &conn, &view) != 0)
         return EDDY_ENOTFOUND;
-    eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
-    return 0;
+    if (conn != NULL) {
+        eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+        return 0;
+    }
+    if (!eddy__registry_mark_closing(&srv->registry, fd))
+        return EDDY_ENOTFOUND; /* closed meanwhile */
+    return post_conn_cmd(srv, &view, fd, OP_CLOSE, 0, 0, NULL, 0);
 }
 
 int eddy_send(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len)
 {
-    eddy__conn_t *conn = eddy__conn_lookup(srv, fd);
-    if (conn == NULL)
+    eddy__conn_t *conn;
+    eddy__session_view_t view;
+    if (find(srv, fd, &conn, &view) != 0)
         return EDDY_ENOTFOUND;
-    return eddy__conn_write(conn, data, len);
+    if (conn == NULL)
+        return post_conn_cmd(srv, &view, fd, OP_SEND, 0, 0, data, len);
+    return eddy__conn_send_raw(conn, data, len);
 }
 
 int eddy_client_info(eddy_server_t *srv, eddy_fd_t fd, eddy_client_info_t *info)
 {
-    eddy__conn_t *conn = eddy__conn_lookup_any(srv, fd);
-    if (conn == NULL)
+    eddy__session_view_t view;
+    /* Closing sessions answer too: close callbacks ask about their connection. */
+    if (!eddy__registry_get(&srv->registry, fd, &view))
         return EDDY_ENOTFOUND;
     memset(info, 0, sizeof(*info));
-    info->fd = conn->id;
-    info->websocket_status = conn->ws_status;
-    eddy__format_peer(&conn->peer, info->remote_ip, &info->remote_port);
-    info->server_port = conn->local_port;
-    info->socket_fd = conn->io.fd;
-    info->reactor_id = conn->loop->index;
-    info->connect_time = (int64_t)conn->connect_time;
-    info->last_time = (int64_t)conn->last_recv_time;
-    info->last_recv_time = conn->last_recv_time;
-    info->send_queued_bytes = conn->out.bytes;
+    info->fd = fd;
+    info->websocket_status = view.ws_status;
+    eddy__format_peer((const struct sockaddr *)&view.peer, info->remote_ip, &info->remote_port);
+    info->server_port = view.local_port;
+    info->socket_fd = view.socket_fd;
+    info->reactor_id = view.loop;
+    info->connect_time = (int64_t)(view.connect_ms / 1000);
+    info->last_time = (int64_t)(view.last_recv_ms / 1000);
+    info->last_recv_time = (double)view.last_recv_ms / 1000.0;
+    info->send_queued_bytes = view.out_bytes;
     return 0;
 }
 
 size_t eddy_connection_foreach(eddy_server_t *srv, eddy_foreach_cb cb, void *arg)
 {
-    eddy__loop_t *loop = eddy__server_loop(srv);
+    /* A snapshot of ids, so cb may open, close or push to any connection meanwhile. */
+    eddy_fd_t *ids;
+    size_t n = eddy__registry_live_ids(&srv->registry, &ids);
     size_t visited = 0;
-    /* Closing connections stay on the list until reaped, so `next` survives cb closing
-     * the current one. */
-    for (eddy__conn_t *conn = loop->conns_head; conn != NULL; conn = conn->next) {
-        if (conn->phase == EDDY__PHASE_CLOSING)
-            continue;
+    for (size_t i = 0; i < n; i++) {
         visited++;
-        if (!cb(srv, conn->id, arg))
+        if (!cb(srv, ids[i], arg))
             break;
     }
+    free(ids);
     return visited;
 }
 
 size_t eddy_connection_count(eddy_server_t *srv)
 {
-    size_t n = 0;
-    for (eddy__conn_t *conn = eddy__server_loop(srv)->conns_head; conn; conn = conn->next)
-        n += conn->phase != EDDY__PHASE_CLOSING;
-    return n;
+    return atomic_load(&srv->registry.live);
 }
 
 int eddy_conn_set_user_data(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
 {
-    eddy__conn_t *conn = eddy__conn_lookup(srv, fd);
-    if (conn == NULL)
-        return EDDY_ENOTFOUND;
-    conn->user_data = user_data;
-    return 0;
+    return eddy__registry_set_user_data(&srv->registry, fd, user_data) ? 0 : EDDY_ENOTFOUND;
 }
 
 void *eddy_conn_user_data(eddy_server_t *srv, eddy_fd_t fd)
 {
-    eddy__conn_t *conn = eddy__conn_lookup_any(srv, fd);
-    return conn != NULL ? conn->user_data : NULL;
+    eddy__session_view_t view;
+    return eddy__registry_get(&srv->registry, fd, &view) ? view.user_data : NULL;
 }

@@ -30,10 +30,18 @@ void eddy__options_init(eddy__options_t *opts)
     opts->http_keepalive_timeout_ms = 60000;
     opts->http_max_header_size = 64 * 1024;
     opts->log_level = EDDY__LOG_INFO;
+    opts->socket_buffer_size = 8 * 1024 * 1024; /* Swoole's default */
+    opts->slow_consumer_policy = EDDY__SLOW_CLOSE;
     opts->websocket_compression_level = 6; /* zlib's default */
     opts->websocket_compression_mem_level = 8;
     opts->pmd.server_window_bits = 15;
     opts->pmd.client_window_bits = 15;
+}
+
+size_t eddy__high_watermark(const eddy__options_t *opts)
+{
+    return opts->buffer_high_watermark ? opts->buffer_high_watermark
+                                       : opts->socket_buffer_size / 10 * 8;
 }
 
 void eddy__options_free(eddy__options_t *opts)
@@ -54,7 +62,8 @@ enum kind {
     KIND_U32,
     KIND_SECONDS_MS,
     KIND_STRING,
-    KIND_LOG_LEVEL
+    KIND_LOG_LEVEL,
+    KIND_POLICY
 };
 
 struct setting {
@@ -68,7 +77,13 @@ struct setting {
 #define OPT(field) offsetof(eddy__options_t, field)
 
 static const struct setting settings[] = {
-    {"worker_num", KIND_INT, OPT(worker_num), 1, 1024},
+    {"worker_num", KIND_INT, OPT(worker_num), 1, 256},
+    {"task_worker_num", KIND_INT, OPT(task_worker_num), 0, 1024},
+    {"enable_reuse_port", KIND_BOOL, OPT(enable_reuse_port), 0, 0},
+    {"socket_buffer_size", KIND_SIZE, OPT(socket_buffer_size), 1024, (uint64_t)1 << 40},
+    {"buffer_high_watermark", KIND_SIZE, OPT(buffer_high_watermark), 0, (uint64_t)1 << 40},
+    {"buffer_low_watermark", KIND_SIZE, OPT(buffer_low_watermark), 0, (uint64_t)1 << 40},
+    {"slow_consumer_policy", KIND_POLICY, OPT(slow_consumer_policy), 0, 0},
     {"max_connection", KIND_SIZE, OPT(max_connection), 1, MAX_CONNECTION_CAP},
     {"backlog", KIND_INT, OPT(backlog), 1, 65535},
     {"open_tcp_nodelay", KIND_BOOL, OPT(open_tcp_nodelay), 0, 0},
@@ -172,6 +187,14 @@ static int apply(eddy__options_t *opts, const struct setting *s, const char *val
         return rc;
     case KIND_SECONDS_MS:
         return parse_seconds_ms(value, s->max, (uint32_t *)field);
+    case KIND_POLICY:
+        if (strcasecmp(value, "close") == 0)
+            *(int *)field = EDDY__SLOW_CLOSE;
+        else if (strcasecmp(value, "drop") == 0)
+            *(int *)field = EDDY__SLOW_DROP;
+        else
+            return EDDY_EVALUE;
+        return 0;
     case KIND_LOG_LEVEL:
         rc = eddy__log_level_parse(value);
         if (rc < 0)
@@ -210,6 +233,10 @@ int eddy_server_set(eddy_server_t *srv, const char *key, const char *value)
                       "setting %s: invalid value \"%s\" (expected true "
                       "or false)",
                       key, value);
+            break;
+        case KIND_POLICY:
+            eddy__log(srv, EDDY__LOG_ERROR,
+                      "setting %s: invalid value \"%s\" (expected close or drop)", key, value);
             break;
         case KIND_LOG_LEVEL:
             eddy__log(srv, EDDY__LOG_ERROR,

@@ -178,14 +178,14 @@ static void handshake_failed(eddy__conn_t *conn, int status, const char *why)
 void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp)
 {
     eddy_server_t *srv = conn->loop->srv;
-    conn->ws_status = EDDY_WS_STATUS_CONNECTION;
+    eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
     if (srv->on_handshake != NULL) {
-        conn->ws_status = EDDY_WS_STATUS_HANDSHAKE;
+        eddy__conn_set_status(conn, EDDY_WS_STATUS_HANDSHAKE);
         resp->handshake = true;
         srv->on_handshake(srv, req, resp, srv->user_data);
         if (!resp->finished && conn->phase == EDDY__PHASE_HTTP) {
             /* As Swoole: a handshake left unanswered fails with a 500. */
-            conn->ws_status = EDDY_WS_STATUS_CONNECTION;
+            eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
             handshake_failed(conn, 500, "the handshake callback did not answer");
         }
         return;
@@ -198,7 +198,7 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
         handshake_failed(conn, status, why);
         return;
     }
-    conn->ws_status = EDDY_WS_STATUS_HANDSHAKE;
+    eddy__conn_set_status(conn, EDDY_WS_STATUS_HANDSHAKE);
     char accept[EDDY_WS_ACCEPT_LEN + 1];
     eddy_ws_accept_key(key, key_len, accept);
     char protocol[128];
@@ -256,7 +256,7 @@ int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
             eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return rc;
     }
-    conn->ws_status = EDDY_WS_STATUS_CONNECTION;
+    eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
     eddy__log(conn_srv(conn), EDDY__LOG_INFO,
               "session#%" PRIu64 ": handshake callback refused the upgrade with %d", conn->id,
               resp->status);
@@ -279,10 +279,21 @@ int eddy__ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd)
     }
     conn->ws = ws;
     conn->phase = EDDY__PHASE_WS;
-    conn->ws_status = EDDY_WS_STATUS_ACTIVE;
+    eddy__conn_set_status(conn, EDDY_WS_STATUS_ACTIVE);
     conn->ever_established = true;
     eddy__conn_set_timeout(conn, 0);
     return 0;
+}
+
+bool eddy__ws_close_sent(const eddy__conn_t *conn)
+{
+    return conn->ws->close_sent;
+}
+
+int eddy__ws_shared_deflate_bits(const eddy__conn_t *conn)
+{
+    const eddy__ws_state_t *ws = conn->ws;
+    return ws->pmd_on && ws->pmd.server_no_context_takeover ? ws->pmd.server_window_bits : 0;
 }
 
 void eddy__ws_free(eddy__conn_t *conn)
@@ -350,7 +361,7 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
     }
     uint32_t wait_ms = conn_srv(conn)->opts.websocket_close_timeout_ms;
     if (wait_for_peer && conn->phase == EDDY__PHASE_WS) {
-        conn->ws_status = EDDY_WS_STATUS_CLOSING;
+        eddy__conn_set_status(conn, EDDY_WS_STATUS_CLOSING);
         if (wait_ms > 0) {
             eddy__conn_set_timeout(conn, wait_ms);
             return;
@@ -373,34 +384,62 @@ static bool opcode_valid(int opcode)
            (opcode >= EDDY_WS_OPCODE_CLOSE && opcode <= EDDY_WS_OPCODE_PONG);
 }
 
+int eddy__ws_push_check(const eddy_server_t *srv, const void *data, size_t len, int opcode,
+                        int flags)
+{
+    if (!opcode_valid(opcode) || (data == NULL && len > 0))
+        return EDDY_EINVAL;
+    if (len > srv->opts.package_max_length)
+        return EDDY_ETOOBIG;
+    if (opcode >= EDDY_WS_OPCODE_CLOSE && (len > 125 || !(flags & EDDY_WS_FLAG_FIN)))
+        return EDDY_EINVAL;
+    uint16_t code;
+    const char *reason;
+    size_t reason_len;
+    if (opcode == EDDY_WS_OPCODE_CLOSE &&
+        eddy__ws_parse_close(data, len, &code, &reason, &reason_len) != 0)
+        return EDDY_EINVAL;
+    return 0;
+}
+
+/* Whether a push goes out compressed: asked for (or over the threshold), negotiated, and
+ * a whole data message. */
+static bool wants_compression(const eddy__conn_t *conn, size_t len, int opcode, int flags)
+{
+    size_t threshold = conn_srv(conn)->opts.websocket_compression_threshold;
+    return conn->ws->pmd_on && opcode != EDDY_WS_OPCODE_CONTINUATION &&
+           opcode < EDDY_WS_OPCODE_CLOSE && (flags & EDDY_WS_FLAG_FIN) &&
+           ((flags & EDDY_WS_FLAG_COMPRESS) || (threshold > 0 && len >= threshold));
+}
+
 int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, int flags)
 {
-    if (conn->phase != EDDY__PHASE_WS || conn->ws->close_sent)
+    /* The session's status, not ours: another thread may have begun the close already. */
+    if (conn->phase != EDDY__PHASE_WS || conn->ws->close_sent ||
+        atomic_load_explicit(&conn->session->ws_status, memory_order_relaxed) !=
+            EDDY_WS_STATUS_ACTIVE)
         return EDDY_ESTATE;
-    if (!opcode_valid(opcode))
-        return EDDY_EINVAL;
-    if (len > conn_srv(conn)->opts.package_max_length)
-        return EDDY_ETOOBIG;
-    if (opcode >= EDDY_WS_OPCODE_CLOSE) {
-        if (len > 125 || !(flags & EDDY_WS_FLAG_FIN))
-            return EDDY_EINVAL;
-        if (opcode == EDDY_WS_OPCODE_CLOSE) {
-            uint16_t code;
-            const char *reason;
-            size_t reason_len;
-            if (eddy__ws_parse_close(data, len, &code, &reason, &reason_len) != 0)
-                return EDDY_EINVAL;
-            eddy__ws_send_close(conn, code, reason, reason_len, true);
-            return 0;
-        }
+    int rc = eddy__ws_push_check(conn_srv(conn), data, len, opcode, flags);
+    if (rc != 0)
+        return rc;
+    if (opcode == EDDY_WS_OPCODE_CLOSE) {
+        uint16_t code;
+        const char *reason;
+        size_t reason_len;
+        eddy__ws_parse_close(data, len, &code, &reason, &reason_len);
+        eddy__ws_send_close(conn, code, reason, reason_len, true);
+        return 0;
     }
-    size_t threshold = conn_srv(conn)->opts.websocket_compression_threshold;
-    bool compress = conn->ws->pmd_on && opcode != EDDY_WS_OPCODE_CONTINUATION &&
-                    opcode < EDDY_WS_OPCODE_CLOSE && (flags & EDDY_WS_FLAG_FIN) &&
-                    ((flags & EDDY_WS_FLAG_COMPRESS) || (threshold > 0 && len >= threshold));
-    if (compress)
-        return queue_compressed(conn, (uint8_t)opcode, data, len);
-    return queue_frame(conn, (uint8_t)opcode, flags & EDDY_WS_FLAG_FIN, data, len);
+    /* Control frames are never refused: they are small, and reading stops while the
+     * output is over the limit, so their number is bounded too. */
+    int admitted = 0;
+    if (opcode < EDDY_WS_OPCODE_CLOSE && (admitted = eddy__conn_admit(conn, len)) < 0)
+        return admitted;
+    if (wants_compression(conn, len, opcode, flags))
+        rc = queue_compressed(conn, (uint8_t)opcode, data, len);
+    else
+        rc = queue_frame(conn, (uint8_t)opcode, flags & EDDY_WS_FLAG_FIN, data, len);
+    return rc != 0 ? rc : admitted;
 }
 
 /* ---- receiving ---- */

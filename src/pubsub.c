@@ -1,0 +1,547 @@
+/*
+ * Pub/sub: topics, subscriptions, publish and broadcast.
+ *
+ * Each loop indexes its own subscribers by topic (no locks: only its thread touches them).
+ * A small global table, behind one mutex, counts subscribers per topic and per loop, so a
+ * publish visits only loops that have subscribers; subscribing and unsubscribing take the
+ * lock, publishing takes it once per message, delivering never.
+ *
+ * A published message is framed once into a shared, reference-counted blob; every
+ * recipient's output queue references those bytes, on whatever loop it lives. For
+ * subscribers that negotiated permessage-deflate without server context takeover the
+ * message is compressed once per window size, also shared. Subscribers whose compression
+ * keeps context get the uncompressed frame: a frame compressed once cannot fit each of
+ * their histories (set websocket_compression_server_no_context_takeover for fan-out).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "internal.h"
+
+static uint64_t topic_hash(const char *name, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)name[i]) * 0x100000001b3ull;
+    return h ? h : 1; /* 0 is the map's empty key */
+}
+
+/* ---- the global count table ---- */
+
+struct topic_count {
+    struct topic_count *chain; /* same hash */
+    /* A subscribe from another thread is counted at once by the caller and given back by
+     * the owning loop if it made no subscription: counts may run ahead, never behind, so
+     * a publish never skips a loop that has subscribers. Signed, for robustness. */
+    long total;
+    long *per_loop; /* loop_count entries */
+    size_t name_len;
+    char name[];
+};
+
+static struct topic_count *count_find(eddy__topics_t *topics, uint64_t hash, const char *name,
+                                      size_t len)
+{
+    for (struct topic_count *tc = eddy__map_get(&topics->counts, hash); tc; tc = tc->chain) {
+        if (tc->name_len == len && memcmp(tc->name, name, len) == 0)
+            return tc;
+    }
+    return NULL;
+}
+
+/* Adds delta subscribers of loop to a topic's counts. */
+static void count_add(eddy_server_t *srv, int loop, const char *name, size_t len, int delta)
+{
+    eddy__topics_t *topics = &srv->topics;
+    uint64_t hash = topic_hash(name, len);
+    pthread_mutex_lock(&topics->lock);
+    struct topic_count *tc = count_find(topics, hash, name, len);
+    if (tc == NULL) {
+        tc = calloc(1, sizeof(*tc) + len + 1);
+        long *per_loop = calloc((size_t)srv->loop_count, sizeof(*per_loop));
+        if (tc == NULL || per_loop == NULL) {
+            free(tc);
+            free(per_loop);
+            pthread_mutex_unlock(&topics->lock);
+            return;
+        }
+        tc->per_loop = per_loop;
+        tc->name_len = len;
+        memcpy(tc->name, name, len);
+        tc->chain = eddy__map_get(&topics->counts, hash);
+        eddy__map_put(&topics->counts, hash, tc);
+    }
+    if (tc != NULL) {
+        tc->total += delta;
+        tc->per_loop[loop] += delta;
+    }
+    pthread_mutex_unlock(&topics->lock);
+}
+
+void eddy__topics_init(eddy__topics_t *topics)
+{
+    memset(topics, 0, sizeof(*topics));
+    pthread_mutex_init(&topics->lock, NULL);
+}
+
+void eddy__topics_free(eddy__topics_t *topics)
+{
+    for (size_t i = 0; topics->counts.keys && i <= topics->counts.mask; i++) {
+        if (topics->counts.keys[i] == 0)
+            continue;
+        struct topic_count *tc = topics->counts.values[i];
+        while (tc != NULL) {
+            struct topic_count *next = tc->chain;
+            free(tc->per_loop);
+            free(tc);
+            tc = next;
+        }
+    }
+    eddy__map_free(&topics->counts);
+    pthread_mutex_destroy(&topics->lock);
+}
+
+size_t eddy_topic_subscribers(eddy_server_t *srv, const char *topic)
+{
+    size_t len = strlen(topic), total = 0;
+    pthread_mutex_lock(&srv->topics.lock);
+    struct topic_count *tc = count_find(&srv->topics, topic_hash(topic, len), topic, len);
+    if (tc != NULL && tc->total > 0)
+        total = (size_t)tc->total;
+    pthread_mutex_unlock(&srv->topics.lock);
+    return total;
+}
+
+/* ---- a loop's subscribers ---- */
+
+struct eddy__topic {
+    eddy__topic_t *chain; /* same hash */
+    eddy__sub_t **subs;
+    size_t len;
+    size_t cap;
+    size_t name_len;
+    char name[];
+};
+
+struct eddy__sub {
+    eddy__conn_t *conn;
+    eddy__topic_t *topic;
+    size_t index; /* in topic->subs, for O(1) removal */
+};
+
+static eddy__topic_t *local_topic(eddy__loop_t *loop, const char *name, size_t len, bool create)
+{
+    uint64_t hash = topic_hash(name, len);
+    eddy__topic_t *head = eddy__map_get(&loop->topics, hash);
+    for (eddy__topic_t *t = head; t != NULL; t = t->chain) {
+        if (t->name_len == len && memcmp(t->name, name, len) == 0)
+            return t;
+    }
+    if (!create)
+        return NULL;
+    eddy__topic_t *t = calloc(1, sizeof(*t) + len + 1);
+    if (t == NULL)
+        return NULL;
+    t->name_len = len;
+    memcpy(t->name, name, len);
+    t->chain = head;
+    if (eddy__map_put(&loop->topics, hash, t) != 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static void local_topic_drop_if_empty(eddy__loop_t *loop, eddy__topic_t *t)
+{
+    if (t->len > 0)
+        return;
+    uint64_t hash = topic_hash(t->name, t->name_len);
+    eddy__topic_t *head = eddy__map_get(&loop->topics, hash);
+    if (head == t) {
+        if (t->chain != NULL)
+            eddy__map_put(&loop->topics, hash, t->chain);
+        else
+            eddy__map_remove(&loop->topics, hash);
+    } else {
+        for (eddy__topic_t *p = head; p != NULL; p = p->chain) {
+            if (p->chain == t) {
+                p->chain = t->chain;
+                break;
+            }
+        }
+    }
+    free(t->subs);
+    free(t);
+}
+
+static int grow(void **items, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t cap2 = *cap ? *cap * 2 : 4;
+    while (cap2 < need)
+        cap2 *= 2;
+    void *grown = realloc(*items, cap2 * sizeof(void *));
+    if (grown == NULL)
+        return EDDY_ENOMEM;
+    *items = grown;
+    *cap = cap2;
+    return 0;
+}
+
+/* The subscription of conn to a topic, or NULL. */
+static eddy__sub_t *find_sub(eddy__conn_t *conn, const char *name, size_t len)
+{
+    for (size_t i = 0; i < conn->subs_len; i++) {
+        eddy__topic_t *t = conn->subs[i]->topic;
+        if (t->name_len == len && memcmp(t->name, name, len) == 0)
+            return conn->subs[i];
+    }
+    return NULL;
+}
+
+static int subscribe_here(eddy__conn_t *conn, const char *name, size_t len);
+
+/* Subscribes conn. counted: the caller (another thread) already added this subscription
+ * to the counts, so that its own publish right after is not skipped for this loop; the
+ * count is given back when no subscription results. */
+static int subscribe_local(eddy__conn_t *conn, const char *name, size_t len, bool counted)
+{
+    eddy__loop_t *loop = conn->loop;
+    int rc = subscribe_here(conn, name, len);
+    if (rc == 0 && !counted)
+        count_add(loop->srv, loop->index, name, len, 1);
+    else if (rc != 0 && counted)
+        count_add(loop->srv, loop->index, name, len, -1);
+    return rc == 1 ? 0 : rc;
+}
+
+/* Returns 0 for a new subscription, 1 if it existed, or an error. */
+static int subscribe_here(eddy__conn_t *conn, const char *name, size_t len)
+{
+    eddy__loop_t *loop = conn->loop;
+    if (conn->phase != EDDY__PHASE_WS || conn->ws_status != EDDY_WS_STATUS_ACTIVE)
+        return EDDY_ESTATE;
+    if (find_sub(conn, name, len) != NULL)
+        return 1;
+    eddy__topic_t *t = local_topic(loop, name, len, true);
+    eddy__sub_t *sub = malloc(sizeof(*sub));
+    if (t == NULL || sub == NULL || grow((void **)&t->subs, &t->cap, t->len + 1) != 0 ||
+        grow((void **)&conn->subs, &conn->subs_cap, conn->subs_len + 1) != 0) {
+        free(sub);
+        if (t != NULL)
+            local_topic_drop_if_empty(loop, t);
+        return EDDY_ENOMEM;
+    }
+    *sub = (eddy__sub_t){.conn = conn, .topic = t, .index = t->len};
+    t->subs[t->len++] = sub;
+    conn->subs[conn->subs_len++] = sub;
+    return 0;
+}
+
+static void unsubscribe_sub(eddy__conn_t *conn, size_t conn_index)
+{
+    eddy__loop_t *loop = conn->loop;
+    eddy__sub_t *sub = conn->subs[conn_index];
+    eddy__topic_t *t = sub->topic;
+    t->subs[sub->index] = t->subs[--t->len];
+    t->subs[sub->index]->index = sub->index;
+    conn->subs[conn_index] = conn->subs[--conn->subs_len];
+    count_add(loop->srv, loop->index, t->name, t->name_len, -1);
+    local_topic_drop_if_empty(loop, t);
+    free(sub);
+}
+
+static int unsubscribe_local(eddy__conn_t *conn, const char *name, size_t len)
+{
+    for (size_t i = 0; i < conn->subs_len; i++) {
+        eddy__topic_t *t = conn->subs[i]->topic;
+        if (t->name_len == len && memcmp(t->name, name, len) == 0) {
+            unsubscribe_sub(conn, i);
+            return 0;
+        }
+    }
+    return 0;
+}
+
+void eddy__pubsub_conn_closed(eddy__conn_t *conn)
+{
+    while (conn->subs_len > 0)
+        unsubscribe_sub(conn, conn->subs_len - 1);
+    free(conn->subs);
+    conn->subs = NULL;
+    conn->subs_cap = 0;
+}
+
+void eddy__pubsub_loop_free(eddy__loop_t *loop)
+{
+    /* Connections unsubscribe as they close; only empty indexes can remain. */
+    eddy__map_free(&loop->topics);
+}
+
+/* ---- subscribe / unsubscribe from any thread ---- */
+
+struct sub_cmd {
+    eddy__cmd_t base;
+    eddy_fd_t fd;
+    bool subscribe;
+    size_t len;
+    char name[];
+};
+
+static void sub_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    struct sub_cmd *sc = (struct sub_cmd *)cmd;
+    eddy__conn_t *conn = eddy__conn_lookup(loop, sc->fd);
+    if (conn != NULL && sc->subscribe)
+        subscribe_local(conn, sc->name, sc->len, true);
+    else if (conn != NULL)
+        unsubscribe_local(conn, sc->name, sc->len);
+    else if (sc->subscribe) /* gone meanwhile: no subscription to count */
+        count_add(loop->srv, loop->index, sc->name, sc->len, -1);
+    free(sc);
+}
+
+static int change(eddy_server_t *srv, eddy_fd_t fd, const char *topic, bool subscribe)
+{
+    if (topic == NULL)
+        return EDDY_EINVAL;
+    size_t len = strlen(topic);
+    eddy__loop_t *here =
+        eddy__current_loop != NULL && eddy__current_loop->srv == srv ? eddy__current_loop : NULL;
+    eddy__conn_t *conn = eddy__conn_lookup(here, fd);
+    if (conn != NULL)
+        return subscribe ? subscribe_local(conn, topic, len, false)
+                         : unsubscribe_local(conn, topic, len);
+    eddy__session_view_t view;
+    if (!eddy__registry_get(&srv->registry, fd, &view) || view.closing ||
+        (here != NULL && view.loop == here->index))
+        return EDDY_ENOTFOUND;
+    if (subscribe && view.ws_status != EDDY_WS_STATUS_ACTIVE)
+        return EDDY_ESTATE;
+    struct sub_cmd *sc = malloc(sizeof(*sc) + len + 1);
+    if (sc == NULL)
+        return EDDY_ENOMEM;
+    *sc = (struct sub_cmd){.base.fn = sub_cmd_run, .fd = fd, .subscribe = subscribe, .len = len};
+    memcpy(sc->name, topic, len + 1);
+    if (subscribe)
+        count_add(srv, view.loop, topic, len, 1); /* see subscribe_local() */
+    eddy__loop_post(srv->loops[view.loop], &sc->base);
+    return 0;
+}
+
+int eddy_subscribe(eddy_server_t *srv, eddy_fd_t fd, const char *topic)
+{
+    return change(srv, fd, topic, true);
+}
+
+int eddy_unsubscribe(eddy_server_t *srv, eddy_fd_t fd, const char *topic)
+{
+    return change(srv, fd, topic, false);
+}
+
+/* ---- publishing ---- */
+
+/* One published message, shared by the loops delivering it. */
+typedef struct publication {
+    atomic_int refs;
+    eddy__blob_t *plain; /* the frame, uncompressed */
+    size_t header_len;   /* payload = plain->data + header_len */
+    uint8_t opcode;
+    bool compress;              /* compressed frames for subscribers that can take them */
+    pthread_mutex_t lock;       /* guards the compressed variants, made on first need */
+    eddy__blob_t *deflated[16]; /* by the subscriber's window bits */
+    bool all;                   /* broadcast: every established WebSocket */
+    size_t topic_len;
+    char topic[];
+} publication_t;
+
+static void publication_unref(publication_t *pub)
+{
+    if (atomic_fetch_sub_explicit(&pub->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    eddy__blob_unref(pub->plain);
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(pub->deflated); i++) {
+        if (pub->deflated[i] != NULL)
+            eddy__blob_unref(pub->deflated[i]);
+    }
+    pthread_mutex_destroy(&pub->lock);
+    free(pub);
+}
+
+/* The frame compressed for a window size, made once (by whichever loop needs it first). */
+static eddy__blob_t *deflated_frame(eddy__loop_t *loop, publication_t *pub, int bits)
+{
+    pthread_mutex_lock(&pub->lock);
+    eddy__blob_t *blob = pub->deflated[bits];
+    if (blob == NULL) {
+        const eddy__options_t *opts = &loop->srv->opts;
+        z_stream **zs = &loop->shared_deflaters[bits];
+        if (*zs == NULL)
+            *zs = eddy__deflater_new(bits, opts->websocket_compression_level,
+                                     opts->websocket_compression_mem_level);
+        size_t payload_len = pub->plain->len - pub->header_len;
+        if (*zs != NULL && eddy__deflate(*zs, pub->plain->data + pub->header_len, payload_len,
+                                         &loop->deflate_out) == 0) {
+            uint8_t header[EDDY_WS_MAX_HEADER_LEN];
+            size_t header_len =
+                eddy__ws_write_header(header, pub->opcode, EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1,
+                                      loop->deflate_out.len, NULL);
+            blob = eddy__blob_new(header_len + loop->deflate_out.len);
+            if (blob != NULL) {
+                memcpy(blob->data, header, header_len);
+                memcpy(blob->data + header_len, loop->deflate_out.data, loop->deflate_out.len);
+                pub->deflated[bits] = blob;
+            }
+        }
+        if (*zs != NULL)
+            deflateReset(*zs);
+    }
+    pthread_mutex_unlock(&pub->lock);
+    return blob != NULL ? blob : pub->plain; /* out of memory: uncompressed is still valid */
+}
+
+static void deliver_to(eddy__conn_t *conn, publication_t *pub)
+{
+    if (conn->phase != EDDY__PHASE_WS || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
+        conn->ws == NULL || eddy__ws_close_sent(conn))
+        return;
+    eddy__blob_t *frame = pub->plain;
+    int bits = eddy__ws_shared_deflate_bits(conn);
+    if (pub->compress && bits > 0)
+        frame = deflated_frame(conn->loop, pub, bits);
+    if (eddy__conn_admit(conn, frame->len) >= 0)
+        eddy__conn_write_blob(conn, frame);
+}
+
+static void deliver(eddy__loop_t *loop, publication_t *pub)
+{
+    if (pub->all) {
+        for (eddy__conn_t *conn = loop->conns_head; conn != NULL; conn = conn->next)
+            deliver_to(conn, pub);
+        return;
+    }
+    eddy__topic_t *t = local_topic(loop, pub->topic, pub->topic_len, false);
+    /* Delivery never changes subscriptions: a connection closed meanwhile (a slow consumer)
+     * unsubscribes only when it is released, after this. */
+    for (size_t i = 0; t != NULL && i < t->len; i++)
+        deliver_to(t->subs[i]->conn, pub);
+}
+
+struct pub_cmd {
+    eddy__cmd_t base;
+    publication_t *pub;
+};
+
+static void pub_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    struct pub_cmd *pc = (struct pub_cmd *)cmd;
+    deliver(loop, pc->pub);
+    publication_unref(pc->pub);
+    free(pc);
+}
+
+static publication_t *publication_new(eddy_server_t *srv, const char *topic, size_t topic_len,
+                                      const void *data, size_t len, int opcode, int flags)
+{
+    publication_t *pub = calloc(1, sizeof(*pub) + topic_len + 1);
+    if (pub == NULL)
+        return NULL;
+    uint8_t header[EDDY_WS_MAX_HEADER_LEN];
+    pub->header_len = eddy__ws_write_header(header, (uint8_t)opcode, EDDY_WS_FLAG_FIN, len, NULL);
+    pub->plain = eddy__blob_new(pub->header_len + len);
+    if (pub->plain == NULL) {
+        free(pub);
+        return NULL;
+    }
+    memcpy(pub->plain->data, header, pub->header_len);
+    if (len)
+        memcpy(pub->plain->data + pub->header_len, data, len);
+    atomic_init(&pub->refs, 1);
+    pthread_mutex_init(&pub->lock, NULL);
+    pub->opcode = (uint8_t)opcode;
+    size_t threshold = srv->opts.websocket_compression_threshold;
+    pub->compress = srv->opts.websocket_compression &&
+                    ((flags & EDDY_WS_FLAG_COMPRESS) || (threshold > 0 && len >= threshold));
+    pub->topic_len = topic_len;
+    if (topic_len)
+        memcpy(pub->topic, topic, topic_len);
+    return pub;
+}
+
+/* Hands pub to every loop whose count is non-zero (all loops when counts is NULL). */
+static int dispatch(eddy_server_t *srv, publication_t *pub, const long *counts)
+{
+    eddy__loop_t *here =
+        eddy__current_loop != NULL && eddy__current_loop->srv == srv ? eddy__current_loop : NULL;
+    int rc = 0;
+    for (int i = 0; i < srv->loop_count; i++) {
+        if (counts != NULL && counts[i] <= 0)
+            continue;
+        if (srv->loops[i] == here) {
+            deliver(here, pub); /* the publisher's own loop: at once */
+            continue;
+        }
+        struct pub_cmd *pc = malloc(sizeof(*pc));
+        if (pc == NULL) {
+            rc = EDDY_ENOMEM;
+            continue;
+        }
+        atomic_fetch_add_explicit(&pub->refs, 1, memory_order_relaxed);
+        *pc = (struct pub_cmd){.base.fn = pub_cmd_run, .pub = pub};
+        eddy__loop_post(srv->loops[i], &pc->base);
+    }
+    publication_unref(pub);
+    return rc;
+}
+
+static int check_message(eddy_server_t *srv, const void *data, size_t len, int opcode)
+{
+    if (opcode != EDDY_WS_OPCODE_TEXT && opcode != EDDY_WS_OPCODE_BINARY)
+        return EDDY_EINVAL;
+    if (data == NULL && len > 0)
+        return EDDY_EINVAL;
+    return len > srv->opts.package_max_length ? EDDY_ETOOBIG : 0;
+}
+
+int eddy_publish(eddy_server_t *srv, const char *topic, const void *data, size_t len, int opcode,
+                 int flags)
+{
+    if (topic == NULL)
+        return EDDY_EINVAL;
+    int rc = check_message(srv, data, len, opcode);
+    if (rc != 0)
+        return rc;
+    size_t topic_len = strlen(topic);
+    long counts[256]; /* worker_num is at most 256 */
+    long total = 0;
+    pthread_mutex_lock(&srv->topics.lock);
+    struct topic_count *tc =
+        count_find(&srv->topics, topic_hash(topic, topic_len), topic, topic_len);
+    if (tc != NULL) {
+        total = tc->total;
+        memcpy(counts, tc->per_loop, (size_t)srv->loop_count * sizeof(*counts));
+    }
+    pthread_mutex_unlock(&srv->topics.lock);
+    if (total <= 0)
+        return 0;
+    publication_t *pub = publication_new(srv, topic, topic_len, data, len, opcode, flags);
+    if (pub == NULL)
+        return EDDY_ENOMEM;
+    rc = dispatch(srv, pub, counts);
+    return rc != 0 ? rc : (int)EDDY__MIN(total, (long)INT32_MAX);
+}
+
+int eddy_broadcast(eddy_server_t *srv, const void *data, size_t len, int opcode, int flags)
+{
+    int rc = check_message(srv, data, len, opcode);
+    if (rc != 0)
+        return rc;
+    publication_t *pub = publication_new(srv, NULL, 0, data, len, opcode, flags);
+    if (pub == NULL)
+        return EDDY_ENOMEM;
+    pub->all = true;
+    return dispatch(srv, pub, NULL);
+}

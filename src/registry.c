@@ -1,0 +1,178 @@
+/*
+ * The session registry: every live connection of the server by session id, whatever loop
+ * owns it. A loop finds its own connections in its private map without locking; the
+ * registry answers the questions other threads ask (which loop owns this id, is it an
+ * established WebSocket, its client_info) and hands out ids: one atomic counter for the
+ * whole server, so ids increase across loops and are never reused.
+ *
+ * It is sharded by id, each shard behind its own mutex: only accepts, closes and calls
+ * from threads that do not own the connection take a lock, never the owner's hot path.
+ * A session's mutable fields are atomics its owner updates without the lock; its memory
+ * is freed only under the shard lock, so a reader holding the lock never sees it go.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static eddy__registry_shard_t *shard_of(eddy__registry_t *reg, eddy_fd_t id)
+{
+    return &reg->shards[id % EDDY__REGISTRY_SHARDS];
+}
+
+void eddy__registry_init(eddy__registry_t *reg)
+{
+    memset(reg, 0, sizeof(*reg));
+    for (int i = 0; i < EDDY__REGISTRY_SHARDS; i++)
+        pthread_mutex_init(&reg->shards[i].lock, NULL);
+    atomic_init(&reg->next_id, 1);
+    atomic_init(&reg->live, 0);
+}
+
+void eddy__registry_free(eddy__registry_t *reg)
+{
+    for (int i = 0; i < EDDY__REGISTRY_SHARDS; i++) {
+        eddy__registry_shard_t *shard = &reg->shards[i];
+        for (size_t j = 0; shard->map.keys && j <= shard->map.mask; j++) {
+            if (shard->map.keys[j] != 0)
+                free(shard->map.values[j]);
+        }
+        eddy__map_free(&shard->map);
+        pthread_mutex_destroy(&shard->lock);
+    }
+}
+
+eddy_fd_t eddy__registry_next_id(eddy__registry_t *reg)
+{
+    return atomic_fetch_add(&reg->next_id, 1);
+}
+
+int eddy__registry_add(eddy__registry_t *reg, eddy__session_t *session)
+{
+    eddy__registry_shard_t *shard = shard_of(reg, session->id);
+    pthread_mutex_lock(&shard->lock);
+    int rc = eddy__map_put(&shard->map, session->id, session);
+    pthread_mutex_unlock(&shard->lock);
+    if (rc == 0)
+        atomic_fetch_add(&reg->live, 1);
+    return rc;
+}
+
+void eddy__registry_remove(eddy__registry_t *reg, eddy__session_t *session)
+{
+    eddy__registry_shard_t *shard = shard_of(reg, session->id);
+    pthread_mutex_lock(&shard->lock);
+    eddy__map_remove(&shard->map, session->id);
+    if (!atomic_load(&session->closing))
+        atomic_fetch_sub(&reg->live, 1);
+    pthread_mutex_unlock(&shard->lock);
+    free(session);
+}
+
+void eddy__session_set_closing(eddy__registry_t *reg, eddy__session_t *session)
+{
+    if (!atomic_exchange(&session->closing, true))
+        atomic_fetch_sub(&reg->live, 1);
+}
+
+bool eddy__registry_mark_closing(eddy__registry_t *reg, eddy_fd_t id)
+{
+    if (id == 0)
+        return false;
+    eddy__registry_shard_t *shard = shard_of(reg, id);
+    pthread_mutex_lock(&shard->lock);
+    eddy__session_t *s = eddy__map_get(&shard->map, id);
+    bool marked = s != NULL && !atomic_exchange(&s->closing, true);
+    if (marked)
+        atomic_fetch_sub(&reg->live, 1);
+    pthread_mutex_unlock(&shard->lock);
+    return marked;
+}
+
+bool eddy__registry_start_closing(eddy__registry_t *reg, eddy_fd_t id)
+{
+    if (id == 0)
+        return false;
+    eddy__registry_shard_t *shard = shard_of(reg, id);
+    pthread_mutex_lock(&shard->lock);
+    eddy__session_t *s = eddy__map_get(&shard->map, id);
+    uint8_t active = EDDY_WS_STATUS_ACTIVE;
+    bool started = s != NULL && !atomic_load(&s->closing) &&
+                   atomic_compare_exchange_strong(&s->ws_status, &active, EDDY_WS_STATUS_CLOSING);
+    pthread_mutex_unlock(&shard->lock);
+    return started;
+}
+
+bool eddy__registry_get(eddy__registry_t *reg, eddy_fd_t id, eddy__session_view_t *view)
+{
+    if (id == 0)
+        return false;
+    eddy__registry_shard_t *shard = shard_of(reg, id);
+    pthread_mutex_lock(&shard->lock);
+    eddy__session_t *s = eddy__map_get(&shard->map, id);
+    if (s != NULL) {
+        view->loop = s->loop;
+        view->closing = atomic_load(&s->closing);
+        view->ws_status = atomic_load(&s->ws_status);
+        view->out_bytes = atomic_load_explicit(&s->out_bytes, memory_order_relaxed);
+        view->last_recv_ms = atomic_load_explicit(&s->last_recv_ms, memory_order_relaxed);
+        view->connect_ms = s->connect_ms;
+        view->peer = s->peer;
+        view->local_port = s->local_port;
+        view->socket_fd = s->socket_fd;
+        view->user_data = atomic_load(&s->user_data);
+    }
+    pthread_mutex_unlock(&shard->lock);
+    return s != NULL;
+}
+
+bool eddy__registry_set_user_data(eddy__registry_t *reg, eddy_fd_t id, void *user_data)
+{
+    if (id == 0)
+        return false;
+    eddy__registry_shard_t *shard = shard_of(reg, id);
+    pthread_mutex_lock(&shard->lock);
+    eddy__session_t *s = eddy__map_get(&shard->map, id);
+    bool ok = s != NULL && !atomic_load(&s->closing);
+    if (ok)
+        atomic_store(&s->user_data, user_data);
+    pthread_mutex_unlock(&shard->lock);
+    return ok;
+}
+
+static int compare_ids(const void *a, const void *b)
+{
+    eddy_fd_t x = *(const eddy_fd_t *)a, y = *(const eddy_fd_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+size_t eddy__registry_live_ids(eddy__registry_t *reg, eddy_fd_t **ids)
+{
+    size_t len = 0, cap = atomic_load(&reg->live) + 16;
+    eddy_fd_t *out = malloc(cap * sizeof(*out));
+    if (out == NULL) {
+        *ids = NULL;
+        return 0;
+    }
+    for (int i = 0; i < EDDY__REGISTRY_SHARDS; i++) {
+        eddy__registry_shard_t *shard = &reg->shards[i];
+        pthread_mutex_lock(&shard->lock);
+        for (size_t j = 0; shard->map.keys && j <= shard->map.mask; j++) {
+            eddy__session_t *s = shard->map.values[j];
+            if (shard->map.keys[j] == 0 || atomic_load(&s->closing))
+                continue;
+            if (len == cap) {
+                eddy_fd_t *grown = realloc(out, 2 * cap * sizeof(*out));
+                if (grown == NULL)
+                    break;
+                out = grown;
+                cap *= 2;
+            }
+            out[len++] = s->id;
+        }
+        pthread_mutex_unlock(&shard->lock);
+    }
+    qsort(out, len, sizeof(*out), compare_ids);
+    *ids = out;
+    return len;
+}
