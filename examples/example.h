@@ -105,13 +105,16 @@ static inline int example_run(eddy_server_t *srv)
     return rc == 0 ? 0 : 1;
 }
 
-/* Writes "prefix", the bytes of data (which may hold NULs) and "suffix" to stdout. */
+/* Writes "prefix", the bytes of data (which may hold NULs) and "suffix" to stdout, as one
+ * piece: with several loop threads, lines printed at the same time must not interleave. */
 static inline void example_print(const char *prefix, const char *data, size_t len,
                                  const char *suffix)
 {
+    flockfile(stdout);
     fputs(prefix, stdout);
     fwrite(data, 1, len, stdout);
     fputs(suffix, stdout);
+    funlockfile(stdout);
 }
 
 #endif /* EDDY_EXAMPLE_H */

@@ -9,8 +9,10 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
 {
     switch (frame->opcode) {
     case EDDY_WS_OPCODE_CLOSE:
+        flockfile(stdout); /* one line (stdio locks nest) */
         printf("Close frame received: Code %u Reason ", frame->code);
         example_print("", frame->reason, frame->reason_len, "\n");
+        funlockfile(stdout);
         break;
     case EDDY_WS_OPCODE_PING:
         printf("Ping frame received: Code %d\n", frame->opcode);

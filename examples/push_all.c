@@ -11,9 +11,11 @@ static void on_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)
 
 static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
 {
+    flockfile(stdout); /* one line (stdio locks nest) */
     printf("receive from %llu:", (unsigned long long)frame->fd);
     example_print("", frame->data, frame->len, "");
     printf(",opcode:%d,fin:%d\n", frame->opcode, frame->finish ? 1 : 0);
+    funlockfile(stdout);
     static const char reply[] = "this is server";
     eddy_push(srv, frame->fd, reply, sizeof(reply) - 1, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
 }
