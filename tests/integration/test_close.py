@@ -15,6 +15,9 @@ from ws_cases import close_payload, connect, frame, next_frame_is_close
 
 
 def start_testbed(start_server, **settings):
+    # One loop: these tests check the order of lines printed for several connections,
+    # which several loop threads do not define (test_threads covers those).
+    settings.setdefault("worker_num", "1")
     server = start_server("testbed", settings=settings)
     server.expect("start")
     return server

@@ -101,7 +101,9 @@ def test_max_connection_refuses_extra_connections(start_server):
 
 
 def test_client_that_stops_reading_does_not_stall_others(start_server):
-    server = start_server("testbed", settings={"package_max_length": "8000000"})
+    # A buffer large enough for all of it: slow-consumer policies are test_backpressure's.
+    server = start_server("testbed", settings={"package_max_length": "8000000",
+                                               "socket_buffer_size": "64000000"})
     server.expect("start")
     stalled = connect(server)
     server.expect("connect 1", "open 1 / -")

@@ -24,6 +24,19 @@
  *   !defer <text>                        prints "defer <text>" on the next iteration
  *   !userdata <fd>                       sets then reads back per-connection user data
  *   !stop                                eddy_server_stop()
+ *   !loop <fd>                           the loop (reactor_id) owning fd
+ *   !pushmany <fd> <count> <bytes>       count binary pushes in one callback (nothing is
+ *                                        flushed in between): prints every return code
+ *   !queued <fd>                         send_queued_bytes of fd
+ *   !sub <fd> <topic> | !unsub <fd> <topic>   eddy_subscribe()/eddy_unsubscribe()
+ *   !pub <topic> <text> | !pubz <topic> <text>  eddy_publish() (z: with COMPRESS)
+ *   !pubsize <topic> <bytes>             publish a binary message of that many 'p' bytes
+ *   !bcast <text> | !subs <topic>        eddy_broadcast(), eddy_topic_subscribers()
+ *   !task <ms> <text>                    a task sleeping ms, returning text; its finish
+ *                                        prints "finish <id> <text> <loop>"
+ *   !thread push <fd> <n> <text>         an application thread pushes "<text> <i>" n times
+ *   !thread pub <topic> <n> <text>       ... publishes them; both print "thread done"
+ * Events also print "drain <fd>" (the drain callback).
  * Other messages are echoed (compressed if they came compressed). Plain HTTP requests
  * (with --request) get "ok <path>" or, for /detach?ms=N, an answer N ms later from a timer;
  * /chunked answers in pieces; /close drops the connection; /status?code=N answers with
@@ -33,7 +46,9 @@
  *        --handshake (a handshake callback answering 101 itself), --page FILE.
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "example.h"
 
@@ -68,6 +83,62 @@ static void on_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)
     const char *query = eddy_request_query(req);
     printf("open %llu %s %s\n", (unsigned long long)eddy_request_fd(req), eddy_request_path(req),
            *query ? query : "-");
+}
+
+static void on_drain(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
+{
+    printf("drain %llu\n", (unsigned long long)fd);
+}
+
+/* Tasks: sleep, then hand the text back. */
+struct task_arg {
+    unsigned ms;
+    char text[200];
+};
+
+static void *task_run(void *arg)
+{
+    struct task_arg *t = arg;
+    struct timespec ts = {t->ms / 1000, (long)(t->ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+    return t->text;
+}
+
+static void task_finish(eddy_server_t *srv, uint64_t id, void *result, void *arg)
+{
+    printf("finish %llu %s\n", (unsigned long long)id, (char *)result);
+    free(arg);
+}
+
+/* Application threads calling the API. */
+struct app_thread {
+    eddy_server_t *srv;
+    bool publish;
+    eddy_fd_t fd;
+    char topic[100];
+    int n;
+    char text[100];
+};
+
+/* Joined at shutdown: threads that use a server must end before it is freed. */
+#define MAX_APP_THREADS 64
+static pthread_t app_threads[MAX_APP_THREADS];
+static int app_threads_len;
+
+static void *app_thread_main(void *arg)
+{
+    struct app_thread *t = arg;
+    for (int i = 0; i < t->n; i++) {
+        char msg[128];
+        int len = snprintf(msg, sizeof(msg), "%s %d", t->text, i);
+        if (t->publish)
+            eddy_publish(t->srv, t->topic, msg, (size_t)len, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
+        else
+            eddy_push(t->srv, t->fd, msg, (size_t)len, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
+    }
+    printf("thread done\n");
+    free(t);
+    return NULL;
 }
 
 static void on_close(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
@@ -125,6 +196,8 @@ static void on_timer(eddy_server_t *srv, uint64_t id, void *arg)
 static void on_shutdown(eddy_server_t *srv, void *user_data)
 {
     printf("shutdown\n");
+    for (int i = 0; i < app_threads_len; i++)
+        pthread_join(app_threads[i], NULL);
     while (pending_timers != NULL)
         timer_text_free(pending_timers);
 }
@@ -135,9 +208,22 @@ static void on_defer(eddy_server_t *srv, void *arg)
     free(arg);
 }
 
+/* A result line is built here and printed with one call: other loops print too. */
+struct line {
+    char text[4096];
+    size_t len;
+};
+
+static void line_add(struct line *line, const char *fmt, long long value)
+{
+    if (line->len < sizeof(line->text))
+        line->len +=
+            (size_t)snprintf(line->text + line->len, sizeof(line->text) - line->len, fmt, value);
+}
+
 static bool list_one(eddy_server_t *srv, eddy_fd_t fd, void *arg)
 {
-    printf(" %llu", (unsigned long long)fd);
+    line_add(arg, " %lld", (long long)fd);
     return true;
 }
 
@@ -193,9 +279,9 @@ static void command(eddy_server_t *srv, eddy_fd_t self, char *line)
     } else if (strcmp(cmd, "count") == 0) {
         printf("= %zu\n", eddy_connection_count(srv));
     } else if (strcmp(cmd, "list") == 0) {
-        printf("=");
-        eddy_connection_foreach(srv, list_one, NULL);
-        printf("\n");
+        struct line out = {.len = 0};
+        eddy_connection_foreach(srv, list_one, &out);
+        printf("=%.*s\n", (int)out.len, out.text);
     } else if ((strcmp(cmd, "after") == 0 || strcmp(cmd, "tick") == 0) && a1 != NULL) {
         struct timer_text *t = timer_text_new();
         uint64_t ms = strtoull(a1, NULL, 10);
@@ -222,6 +308,72 @@ static void command(eddy_server_t *srv, eddy_fd_t self, char *line)
         static int marker;
         int rc = eddy_conn_set_user_data(srv, arg_fd(a1), &marker);
         printf("= %d %s\n", rc, eddy_conn_user_data(srv, arg_fd(a1)) == &marker ? "same" : "none");
+    } else if (strcmp(cmd, "pushmany") == 0 && a1 != NULL) {
+        char *count = strtok_r(NULL, " ", &save);
+        size_t n = strtoull(save ? save : "0", NULL, 10);
+        char *data = malloc(n + 1);
+        memset(data, 'm', n);
+        struct line out = {.len = 0};
+        for (int i = 0; i < atoi(count ? count : "1"); i++)
+            line_add(&out, " %lld",
+                     eddy_push(srv, arg_fd(a1), data, n, EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN));
+        printf("=%.*s\n", (int)out.len, out.text);
+        free(data);
+    } else if (strcmp(cmd, "queued") == 0 && a1 != NULL) {
+        eddy_client_info_t info;
+        int rc = eddy_client_info(srv, arg_fd(a1), &info);
+        printf("= %zu\n", rc == 0 ? info.send_queued_bytes : 0);
+    } else if (strcmp(cmd, "loop") == 0 && a1 != NULL) {
+        eddy_client_info_t info;
+        int rc = eddy_client_info(srv, arg_fd(a1), &info);
+        printf("= %d\n", rc == 0 ? info.reactor_id : rc);
+    } else if ((strcmp(cmd, "sub") == 0 || strcmp(cmd, "unsub") == 0) && a1 != NULL) {
+        const char *topic = rest ? rest : "";
+        printf("= %d\n", strcmp(cmd, "sub") == 0 ? eddy_subscribe(srv, arg_fd(a1), topic)
+                                                 : eddy_unsubscribe(srv, arg_fd(a1), topic));
+    } else if ((strcmp(cmd, "pub") == 0 || strcmp(cmd, "pubz") == 0) && a1 != NULL) {
+        const char *text = rest ? rest : "";
+        int flags = EDDY_WS_FLAG_FIN | (cmd[3] == 'z' ? EDDY_WS_FLAG_COMPRESS : 0);
+        printf("= %d\n", eddy_publish(srv, a1, text, strlen(text), EDDY_WS_OPCODE_TEXT, flags));
+    } else if (strcmp(cmd, "pubsize") == 0 && a1 != NULL) {
+        size_t n = strtoull(rest ? rest : "0", NULL, 10);
+        char *data = malloc(n + 1);
+        memset(data, 'p', n);
+        printf("= %d\n", eddy_publish(srv, a1, data, n, EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN));
+        free(data);
+    } else if (strcmp(cmd, "bcast") == 0) {
+        char text[512];
+        snprintf(text, sizeof(text), "%s%s%s", a1 ? a1 : "", rest && *rest ? " " : "",
+                 rest ? rest : "");
+        printf("= %d\n",
+               eddy_broadcast(srv, text, strlen(text), EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN));
+    } else if (strcmp(cmd, "subs") == 0 && a1 != NULL) {
+        printf("= %zu\n", eddy_topic_subscribers(srv, a1));
+    } else if (strcmp(cmd, "task") == 0 && a1 != NULL) {
+        struct task_arg *t = calloc(1, sizeof(*t));
+        t->ms = (unsigned)atoi(a1);
+        snprintf(t->text, sizeof(t->text), "%s", rest ? rest : "");
+        uint64_t id = eddy_task(srv, task_run, task_finish, t);
+        if (id == 0)
+            free(t);
+        printf("= %llu\n", (unsigned long long)id);
+    } else if (strcmp(cmd, "thread") == 0 && a1 != NULL) {
+        struct app_thread *t = calloc(1, sizeof(*t));
+        char *target = strtok_r(NULL, " ", &save);
+        char *n = strtok_r(NULL, " ", &save);
+        t->srv = srv;
+        t->publish = strcmp(a1, "pub") == 0;
+        if (target != NULL) {
+            t->fd = arg_fd(target);
+            snprintf(t->topic, sizeof(t->topic), "%s", target);
+        }
+        t->n = n ? atoi(n) : 1;
+        snprintf(t->text, sizeof(t->text), "%s", save ? save : "");
+        printf("= 0\n"); /* before the thread's own lines */
+        if (app_threads_len < MAX_APP_THREADS)
+            pthread_create(&app_threads[app_threads_len++], NULL, app_thread_main, t);
+        else
+            free(t);
     } else if (strcmp(cmd, "stop") == 0) {
         printf("= 0\n");
         eddy_server_stop(srv);
@@ -248,6 +400,7 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
         free(line);
         return;
     }
+    flockfile(stdout); /* one line, whatever other loops print meanwhile */
     printf("message %llu %d %d %zu ", (unsigned long long)frame->fd, frame->opcode, frame->flags,
            frame->len);
     if (frame->len <= 200 && printable(frame->data, frame->len)) {
@@ -257,6 +410,7 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
             printf("%02x", (unsigned char)frame->data[i]);
     }
     printf("\n");
+    funlockfile(stdout);
     int flags = EDDY_WS_FLAG_FIN;
     if (frame->flags & EDDY_WS_FLAG_RSV1)
         flags |= EDDY_WS_FLAG_COMPRESS;
@@ -371,6 +525,7 @@ int main(int argc, char **argv)
     eddy_on_open(srv, on_open);
     eddy_on_message(srv, on_message);
     eddy_on_close(srv, on_close);
+    eddy_on_drain(srv, on_drain);
     if (example_has_flag(argc, argv, "--disconnect"))
         eddy_on_disconnect(srv, on_disconnect);
     if (example_has_flag(argc, argv, "--request"))

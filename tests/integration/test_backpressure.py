@@ -1,0 +1,119 @@
+"""Back-pressure: what push answers as a connection's output grows (0, EDDY_QUEUED over
+buffer_high_watermark, EDDY_EDROPPED over socket_buffer_size), the slow-consumer policies
+(drop or close with 1008), the drain event, and memory bounded by the setting even for a
+peer that floods pings without reading."""
+
+import socket
+import struct
+import time
+
+from wsraw import frame
+
+QUEUED, DROPPED, ESTATE = 1, -3014, -3004
+# Frames carry 4-byte headers here: five 20 000-byte messages queue 100 020 bytes.
+LIMITS = {"socket_buffer_size": "100100", "buffer_high_watermark": "50000",
+          "buffer_low_watermark": "0", "worker_num": "1"}
+
+
+def start_testbed(start_server, policy):
+    server = start_server("testbed", settings=dict(LIMITS, slow_consumer_policy=policy))
+    server.expect("start")
+    return server
+
+
+def open_ws(server):
+    client = server.connect_raw()
+    client.handshake()
+    fd = int(server.line().split()[1])
+    server.line()  # open
+    return client, fd
+
+
+def cmd(server, client, text):
+    client.send_frame(0x1, ("!" + text).encode())
+    line = server.line()
+    assert line.startswith("="), line
+    return line[2:]
+
+
+def test_push_reports_back_pressure_then_drops(start_server):
+    server = start_testbed(start_server, "drop")
+    ctl, _ = open_ws(server)
+    slow, fd = open_ws(server)
+    # Eight pushes of 20 000 bytes in one callback, nothing flushed in between:
+    # queued 20k, 40k (fine), 60k, 80k, 100k (at or over the high watermark of 50k),
+    # then over socket_buffer_size (100k): dropped.
+    codes = [int(c) for c in cmd(server, ctl, f"pushmany {fd} 8 20000").split()]
+    assert codes == [0, 0, QUEUED, QUEUED, QUEUED, DROPPED, DROPPED, DROPPED]
+    server.wait_log(f"session#{fd}: slow consumer, 100020 bytes queued: dropping messages")
+    # The five accepted messages arrive whole; the connection stays open.
+    for _ in range(5):
+        assert slow.recv_message() == (0x2, b"m" * 20000)
+    # Caught up (at the low watermark): drain fires, and pushing works again.
+    server.expect(f"drain {fd}")
+    assert cmd(server, ctl, f"pushmany {fd} 1 10") == "0"
+    assert slow.recv_message() == (0x2, b"m" * 10)
+
+
+def test_close_policy_closes_the_slow_consumer_with_1008(start_server):
+    server = start_testbed(start_server, "close")
+    ctl, _ = open_ws(server)
+    slow, fd = open_ws(server)
+    codes = [int(c) for c in cmd(server, ctl, f"pushmany {fd} 7 20000").split()]
+    # Dropped, and the close frame is queued: nothing may follow it.
+    assert codes == [0, 0, QUEUED, QUEUED, QUEUED, DROPPED, ESTATE]
+    server.wait_log(f"session#{fd}: slow consumer, 100020 bytes queued over socket_buffer_size "
+                    "100100: closing")
+    for _ in range(5):
+        assert slow.recv_message() == (0x2, b"m" * 20000)
+    fin, _, opcode, payload = slow.recv_frame()
+    assert opcode == 0x8 and payload == struct.pack("!H", 1008) + b"slow consumer"
+    slow.send_frame(0x8, payload[:2])
+    slow.expect_eof()
+    server.expect(f"close {fd} 4")
+    # Everyone else is served.
+    assert cmd(server, ctl, "count") == "1"
+
+
+def test_one_message_larger_than_the_buffer_still_goes_out(start_server):
+    server = start_testbed(start_server, "drop")
+    ctl, _ = open_ws(server)
+    client, fd = open_ws(server)
+    assert cmd(server, ctl, f"pushmany {fd} 1 300000") == str(QUEUED)
+    assert client.recv_message() == (0x2, b"m" * 300000)
+
+
+def test_memory_stays_bounded_for_a_peer_that_floods_pings_without_reading(start_server):
+    """Pongs are never dropped, so the server stops reading instead: output stays within
+    socket_buffer_size plus what one read of pings can produce."""
+    server = start_testbed(start_server, "drop")
+    ctl, _ = open_ws(server)
+    flood = socket.create_connection((server.host, server.port))
+    flood.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it will barely read
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    flood.sendall(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    fd = int(server.line().split()[1])
+    server.line()
+    ping = frame(0x9, b"p" * 125)
+    flood.setblocking(False)
+    # Up to 40 MB of pings, more than loopback's socket buffers can hold: if the server
+    # kept reading, all of it would go through.
+    limit, blocked_since = 300_000, None
+    sent_bytes, deadline = 0, time.monotonic() + 10
+    chunk = ping * 50
+    while sent_bytes < limit * len(ping) and time.monotonic() < deadline:
+        try:
+            # Resume where the last send stopped: frames must not be cut short.
+            offset = sent_bytes % len(chunk)
+            sent_bytes += flood.send(chunk[offset:])
+            blocked_since = None
+        except BlockingIOError:
+            blocked_since = blocked_since or time.monotonic()
+            if time.monotonic() - blocked_since > 1:
+                break  # blocked for a second: the server stopped reading
+            time.sleep(0.01)
+    queued = int(cmd(server, ctl, f"queued {fd}"))
+    assert queued <= 100_100 + 300_000, queued
+    assert sent_bytes < limit * len(ping), "the server kept reading pings it could not answer"
+    flood.close()

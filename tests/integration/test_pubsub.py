@@ -1,0 +1,188 @@
+"""Pub/sub rooms and broadcast across loops: subscribe, unsubscribe, publish from loops
+and from an application thread, subscriber counts, cleanup on close, order per publisher,
+compressed fan-out, and the error cases."""
+
+import asyncio
+import re
+import zlib
+
+import websockets
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+from wsraw import RawClient
+
+ENOTFOUND, ESTATE, ETOOBIG = -3003, -3004, -3005
+
+
+def start_testbed(start_server, *args, settings=None):
+    settings = dict(settings or {})
+    settings.setdefault("worker_num", "2")
+    server = start_server("testbed", *args, settings=settings)
+    server.expect("start")
+    return server
+
+
+def open_ws(server, headers=None):
+    client = server.connect_raw()
+    client.handshake(headers=headers)
+    fd = int(re.fullmatch(r"connect (\d+)", server.line()).group(1))
+    server.expect(f"open {fd} / -")
+    return client, fd
+
+
+def cmd(server, client, text):
+    client.send_frame(0x1, ("!" + text).encode())
+    line = server.line()
+    assert line.startswith("="), line
+    return line[2:] if len(line) > 1 else ""
+
+
+def test_publish_reaches_subscribers_on_every_loop(start_server):
+    server = start_testbed(start_server)
+    ctl, _ = open_ws(server)
+    subs = [open_ws(server) for _ in range(4)]
+    other, other_fd = open_ws(server)
+    loops = {int(cmd(server, ctl, f"loop {fd}")) for _, fd in subs}
+    assert loops == {0, 1}
+    for _, fd in subs:
+        assert cmd(server, ctl, f"sub {fd} room") == "0"
+    assert cmd(server, ctl, f"sub {subs[0][1]} room") == "0"  # twice is once
+    # A subscribe from another loop counts at once and is settled by the owning loop (the
+    # duplicate gives its count back): wait until every loop has applied them.
+    for client, fd in subs:
+        cmd(server, ctl, f"push {fd} 1 1 sync")
+        assert client.recv_message() == (0x1, b"sync")
+    assert cmd(server, ctl, "subs room") == "4"
+    assert cmd(server, ctl, "pub room hello all") == "4"
+    for client, _ in subs:
+        assert client.recv_message() == (0x1, b"hello all")
+    # Not a subscriber: nothing for it (its next message is the echo of a later send).
+    other.send_frame(0x1, b"ping-through")
+    assert other.recv_message() == (0x1, b"ping-through")
+    server.expect(f"message {other_fd} 1 33 12 ping-through")
+    assert cmd(server, ctl, "pub nobody x") == "0"
+
+
+def test_unsubscribe_and_close_end_subscriptions(start_server):
+    server = start_testbed(start_server)
+    ctl, _ = open_ws(server)
+    (a, fd_a), (b, fd_b) = open_ws(server), open_ws(server)
+    cmd(server, ctl, f"sub {fd_a} t")
+    cmd(server, ctl, f"sub {fd_b} t")
+    assert cmd(server, ctl, f"unsub {fd_a} t") == "0"
+    assert cmd(server, ctl, f"unsub {fd_a} t") == "0"  # no longer subscribed: still fine
+    # a lives on the other loop: once a push posted after the unsubscribes has arrived,
+    # they have been applied there.
+    cmd(server, ctl, f"push {fd_a} 1 1 sync")
+    assert a.recv_message() == (0x1, b"sync")
+    assert cmd(server, ctl, "subs t") == "1"
+    assert cmd(server, ctl, "pub t one") == "1"
+    assert b.recv_message() == (0x1, b"one")
+    b.close_handshake()
+    server.expect(f"close {fd_b} 3")
+    assert cmd(server, ctl, "subs t") == "0"
+    assert cmd(server, ctl, "pub t two") == "0"
+    a.send_frame(0x1, b"still here")
+    assert a.recv_message() == (0x1, b"still here")
+    server.expect(f"message {fd_a} 1 33 10 still here")
+
+
+def test_subscribe_errors(start_server):
+    server = start_testbed(start_server, "--request")
+    ctl, _ = open_ws(server)
+    http = server.connect_raw()
+    http.send(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    http.read_http_response()
+    http_fd = int(server.line().split()[1])
+    server.line()  # request
+    assert cmd(server, ctl, f"sub {http_fd} room") == str(ESTATE)
+    assert cmd(server, ctl, "sub 999 room") == str(ENOTFOUND)
+    sub, fd = open_ws(server)
+    cmd(server, ctl, f"sub {fd} big")
+    limit = 2 * 1024 * 1024
+    assert cmd(server, ctl, f"pubsize big {limit + 1}") == str(ETOOBIG)
+    assert cmd(server, ctl, f"pubsize big {limit}") == "1"
+    assert sub.recv_message() == (0x2, b"p" * limit)
+
+
+def test_messages_of_one_publisher_arrive_in_order(start_server):
+    server = start_testbed(start_server)
+    ctl, _ = open_ws(server)
+    subs = [open_ws(server) for _ in range(3)]
+    for _, fd in subs:
+        cmd(server, ctl, f"sub {fd} seq")
+    # An application thread publishes; the loops deliver.
+    assert cmd(server, ctl, "thread pub seq 500 m") == "0"
+    for client, _ in subs:
+        for i in range(500):
+            assert client.recv_message() == (0x1, f"m {i}".encode())
+    server.expect("thread done")
+
+
+def test_broadcast_reaches_established_websockets_only(start_server):
+    server = start_testbed(start_server, "--request")
+    ctl, _ = open_ws(server)
+    clients = [open_ws(server) for _ in range(3)]
+    http = server.connect_raw()
+    http.send(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    http.read_http_response()
+    server.line(), server.line()
+    assert cmd(server, ctl, "bcast to everyone") == "0"
+    for client, _ in [(ctl, 0)] + clients:
+        assert client.recv_message() == (0x1, b"to everyone")
+    http.send(b"GET /y HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _, body = http.read_http_response()
+    assert (status, body) == (200, b"ok /y")  # nothing else arrived before the answer
+
+
+def inflate_message(payload, decompressor):
+    return decompressor.decompress(payload + b"\x00\x00\xff\xff")
+
+
+def test_compressed_fan_out(start_server):
+    """Subscribers without server context takeover get one shared compressed frame each;
+    those whose compression keeps context get the plain frame."""
+    server = start_testbed(start_server, settings={"websocket_compression": "true"})
+    ctl, _ = open_ws(server)
+    fresh, fd_fresh = open_ws(server, {
+        "Sec-WebSocket-Extensions": "permessage-deflate; server_no_context_takeover"})
+    keeping, fd_keeping = open_ws(server, {"Sec-WebSocket-Extensions": "permessage-deflate"})
+    plain, fd_plain = open_ws(server)
+    for fd in (fd_fresh, fd_keeping, fd_plain):
+        cmd(server, ctl, f"sub {fd} news")
+    text = "the same words again and again " * 40
+    for _ in range(2):
+        assert cmd(server, ctl, f"pubz news {text}") == "3"
+        fin, rsv, opcode, payload = fresh.recv_frame()
+        assert (fin, rsv, opcode) == (True, 4, 0x1) and len(payload) < len(text)
+        # No context: every message inflates on its own.
+        assert inflate_message(payload, zlib.decompressobj(-15)) == text.encode()
+        for client in (keeping, plain):
+            assert client.recv_frame() == (True, 0, 0x1, text.encode())
+
+
+def test_python_clients_subscribe_and_receive(start_server):
+    """Real clients, compressed or not, as subscribers of a room fed by publish."""
+    server = start_testbed(start_server, settings={
+        "websocket_compression": "true",
+        "websocket_compression_server_no_context_takeover": "true"})
+    ctl, _ = open_ws(server)
+
+    async def run():
+        factory = ClientPerMessageDeflateFactory(server_no_context_takeover=True)
+        clients = [await websockets.connect(server.url, extensions=[factory]),
+                   await websockets.connect(server.url, compression=None)]
+        fds = []
+        for _ in clients:
+            fds.append(int(server.line().split()[1]))
+            server.line()
+        for fd in fds:
+            cmd(server, ctl, f"sub {fd} live")
+        for i in range(20):
+            assert cmd(server, ctl, f"pubz live update {i} " + "x" * 200) == "2"
+        for ws in clients:
+            for i in range(20):
+                assert await ws.recv() == f"update {i} " + "x" * 200
+            await ws.close()
+
+    asyncio.run(run())
