@@ -125,18 +125,21 @@ FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 \
 	-Iinclude -Isrc
 FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c
-FUZZ_DRIVERS := fuzz_http_parser fuzz_ws_codec fuzz_utf8
+FUZZ_DRIVERS := fuzz_http_parser fuzz_ws_codec fuzz_utf8 fuzz_pmd
 FUZZ_BINS := $(FUZZ_DRIVERS:%=$(BUILD)/fuzz/%)
 # Dictionary per driver (none for fuzz_utf8).
 FUZZ_DICT_fuzz_http_parser := -dict=fuzz/http.dict
 FUZZ_DICT_fuzz_ws_codec := -dict=fuzz/ws.dict
+FUZZ_DICT_fuzz_pmd := -dict=fuzz/pmd.dict
+# Sources beyond the codecs, per driver.
+FUZZ_EXTRA_fuzz_pmd := src/deflate.c src/util.c
 
 .PHONY: fuzz fuzz-smoke
 
 fuzz: $(FUZZ_BINS)
 
 $(FUZZ_BINS): $(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_CODEC_SRCS) src/codec.h include/eddy.h | $(BUILD)/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_CODEC_SRCS) -lcrypto
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -D_GNU_SOURCE -o $@ $< $(FUZZ_CODEC_SRCS) $(FUZZ_EXTRA_$*) -lcrypto -lz
 
 $(BUILD)/fuzz:
 	mkdir -p $@
