@@ -184,7 +184,8 @@ int eddy__io_set(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
 int eddy__backend_init(eddy__loop_t *loop);
 void eddy__backend_free(eddy__loop_t *loop);
 int eddy__backend_ctl(eddy__loop_t *loop, eddy__io_t *io, unsigned old_events, unsigned new_events);
-/* Waits up to timeout_ms (-1: forever) and calls the watchers that are ready. */
+/* Waits up to timeout_ms (-1: forever), refreshes the loop's clock (eddy__loop_refresh_clock)
+ * and calls the watchers that are ready. */
 int eddy__backend_poll(eddy__loop_t *loop, int timeout_ms);
 
 typedef struct eddy__timer eddy__timer_t;
@@ -298,6 +299,8 @@ extern _Thread_local eddy__loop_t *eddy__current_loop;
 
 int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index);
 void eddy__loop_free(eddy__loop_t *loop);
+/* Reads the clocks into loop->now_ms and now_wall_ms. */
+void eddy__loop_refresh_clock(eddy__loop_t *loop);
 /* Runs iterations until the loop is stopped. */
 void eddy__loop_run(eddy__loop_t *loop);
 void eddy__loop_wakeup(eddy__loop_t *loop);

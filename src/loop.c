@@ -466,7 +466,7 @@ const char *eddy__loop_http_date(eddy__loop_t *loop)
     return loop->date;
 }
 
-static void refresh_clock(eddy__loop_t *loop)
+void eddy__loop_refresh_clock(eddy__loop_t *loop)
 {
     loop->now_ms = eddy__monotonic_ms();
     loop->now_wall_ms = (uint64_t)(eddy__wall_time() * 1000.0);
@@ -475,12 +475,12 @@ static void refresh_clock(eddy__loop_t *loop)
 void eddy__loop_run(eddy__loop_t *loop)
 {
     eddy__current_loop = loop;
-    refresh_clock(loop);
+    eddy__loop_refresh_clock(loop);
     for (;;) {
         if (eddy__server_loop_should_exit(loop))
             break;
+        /* The backend refreshes the clock when the wait ends, before any callback. */
         eddy__backend_poll(loop, next_timeout(loop));
-        refresh_clock(loop);
         eddy__loop_flush(loop);
         eddy__loop_run_posted(loop);
         eddy__loop_flush(loop);

@@ -802,3 +802,16 @@ def test_remote_address_of_http_connection(start_server):
     fields = server.line().split()
     assert fields[:5] == ["=", "0", "127.0.0.1", str(http.local_port), str(server.port)]
     assert int(fields[5]) <= int(fields[6]) <= time.time() + 1
+
+
+def test_connection_after_idling_past_the_header_timeout_is_served(start_server):
+    """Regression: the loop read its clock after the callbacks of a wait had run, so a
+    connection accepted after the server idled longer than http_header_timeout found its
+    timeout already due and was dropped without an answer (Autobahn 12.1.1 after a pause)."""
+    server = start_server("echo", settings={"http_header_timeout": "0.5"})
+    time.sleep(1.0)  # the condition under test: an idle server, past the timeout
+    client = server.connect_raw()
+    client.handshake()
+    client.send_frame(0x1, b"after idle")
+    assert client.recv_message() == (0x1, b"after idle")
+    client.close_handshake()
