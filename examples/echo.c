@@ -1,6 +1,8 @@
 /*
  * echo: every message goes back to its sender with the same opcode, compressed if it came
- * compressed (with --set websocket_compression=true). `make run` starts it.
+ * compressed. `make run` starts it, and conformance runs (Autobahn|Testsuite) use it: so it
+ * offers compression and takes messages of up to 64 MiB by default (Autobahn's section 9
+ * sends 16 MiB); --set websocket_compression=false or --set package_max_length=N change that.
  */
 #include "example.h"
 
@@ -15,6 +17,8 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
 int main(int argc, char **argv)
 {
     eddy_server_t *srv = example_new(argc, argv);
+    example_default(srv, argc, argv, "websocket_compression", "true");
+    example_default(srv, argc, argv, "package_max_length", "67108864");
     eddy_on_message(srv, on_message);
     return example_run(srv);
 }

@@ -81,6 +81,20 @@ static inline eddy_server_t *example_new(int argc, char **argv)
     return srv;
 }
 
+/* Sets a default of this example unless the command line sets key with --set. */
+static inline void example_default(eddy_server_t *srv, int argc, char **argv, const char *key,
+                                   const char *value)
+{
+    size_t key_len = strlen(key);
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--set") == 0 && strncmp(argv[i + 1], key, key_len) == 0 &&
+            argv[i + 1][key_len] == '=')
+            return;
+    }
+    if (eddy_server_set(srv, key, value) != 0)
+        exit(2);
+}
+
 /* Sets a setting the example needs; exits if eddy refuses it. */
 static inline void example_set(eddy_server_t *srv, const char *key, const char *value)
 {

@@ -149,7 +149,7 @@ def test_offers_in_two_header_lines(deflate_echo):
 
 def test_compression_off_ignores_offers(start_server):
     """Without websocket_compression, no offer is accepted and RSV1 fails with 1002."""
-    server = start_server("echo")
+    server = start_server("echo", settings={"websocket_compression": "false"})
     client, value = open_with_offer(server, BASE)
     assert value is None
     client.send(frame(0x1, bytes.fromhex("f248cdc9c90700"), rsv=4))
