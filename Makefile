@@ -151,3 +151,33 @@ fuzz-smoke: fuzz
 	    echo "== $(d) for $(FUZZ_SECONDS)s"; \
 	    $(BUILD)/fuzz/$(d) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	        -artifact_prefix=$(BUILD)/fuzz/$(d)- $(FUZZ_DICT_$(d)) $(BUILD)/fuzz/corpus-$(d);)
+
+# ---------------------------------------------------------------------------------------
+# Benchmarks (bench/README.md). `make bench` runs bench/run (BENCH_ARGS=... passes options,
+# e.g. BENCH_ARGS="--quick echo"); `make bench-tools` only builds eddy-bench and the C peer
+# servers into build/bench. bench/run builds eddy itself with BUILD=build/bench.
+# ---------------------------------------------------------------------------------------
+
+BENCH_BUILD ?= build/bench
+BENCH_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror $(CFLAGS)
+BENCH_TOOLS := $(BENCH_BUILD)/eddy-bench $(BENCH_BUILD)/peers/lws_echo $(BENCH_BUILD)/peers/epoll_echo
+
+.PHONY: bench bench-tools
+
+bench:
+	bench/run $(BENCH_ARGS)
+
+bench-tools: $(BENCH_TOOLS)
+
+$(BENCH_BUILD)/eddy-bench: bench/eddy-bench.c | $(BENCH_BUILD)/peers
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -lcrypto -lm
+
+$(BENCH_BUILD)/peers/lws_echo: bench/peers/lws_echo.c | $(BENCH_BUILD)/peers
+	$(CC) $(BENCH_CFLAGS) $$(pkg-config --cflags libwebsockets) -o $@ $< \
+	    $$(pkg-config --libs libwebsockets)
+
+$(BENCH_BUILD)/peers/epoll_echo: bench/peers/epoll_echo.c | $(BENCH_BUILD)/peers
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -lcrypto
+
+$(BENCH_BUILD)/peers:
+	mkdir -p $@
