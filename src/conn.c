@@ -39,7 +39,10 @@ eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id)
 {
     if (loop == NULL || id == 0)
         return NULL;
-    eddy__conn_t *conn = eddy__map_get(&loop->conns_by_id, id);
+    /* Most calls name the connection whose callback is running. */
+    eddy__conn_t *conn = loop->dispatching;
+    if (conn == NULL || conn->id != id)
+        conn = eddy__map_get(&loop->conns_by_id, id);
     /* Closing, or closed by another thread with the close not yet carried out here. */
     if (conn == NULL || conn->phase == EDDY__PHASE_CLOSING ||
         atomic_load_explicit(&conn->session->closing, memory_order_relaxed))
@@ -221,9 +224,22 @@ static int out_of_memory(eddy__conn_t *conn, size_t bytes)
 int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len)
 {
     eddy__loop_t *loop = conn->loop;
-    if (outq_append(loop, &conn->out, a, a_len) != 0 ||
-        outq_append(loop, &conn->out, b, b_len) != 0)
+    eddy__outq_t *q = &conn->out;
+    eddy__seg_t *tail = q->tail;
+    size_t n = a_len + b_len;
+    /* The usual case, a small frame: both pieces go to the last segment of our own, or to
+     * a fresh one when the queue is empty. */
+    if (tail == NULL && n <= EDDY__SEG_SIZE && (tail = seg_new(loop, n)) != NULL)
+        outq_link(q, tail);
+    if (tail != NULL && tail->blob == NULL && tail->cap - tail->len >= n) {
+        memcpy(tail->data + tail->len, a, a_len);
+        if (b_len)
+            memcpy(tail->data + tail->len + a_len, b, b_len);
+        tail->len += a_len + b_len;
+        q->bytes += a_len + b_len;
+    } else if (outq_append(loop, q, a, a_len) != 0 || outq_append(loop, q, b, b_len) != 0) {
         return out_of_memory(conn, a_len + b_len);
+    }
     note_out_bytes(conn);
     flush_list_add(conn);
     return 0;
@@ -331,12 +347,17 @@ static ssize_t transport_writev(eddy__conn_t *conn, struct iovec *iov, int n)
 {
     if (conn->tls != NULL)
         return eddy__tls_writev(conn, iov, n);
-    /* sendmsg rather than writev: MSG_NOSIGNAL spares applications SIGPIPE. */
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    /* send/sendmsg rather than write/writev: MSG_NOSIGNAL spares applications SIGPIPE.
+     * One piece (the usual case) goes with send(), which skips importing an iovec. */
     ssize_t written;
-    do
-        written = sendmsg(conn->io.fd, &msg, MSG_NOSIGNAL);
-    while (written < 0 && errno == EINTR);
+    do {
+        if (n == 1) {
+            written = send(conn->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        } else {
+            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+            written = sendmsg(conn->io.fd, &msg, MSG_NOSIGNAL);
+        }
+    } while (written < 0 && errno == EINTR);
     return written < 0 ? -errno : written;
 }
 

@@ -238,6 +238,7 @@ struct eddy__loop {
     _Atomic(eddy__cmd_t *) inbox; /* posted commands, newest first */
     atomic_bool wake_pending;     /* the wakeup eventfd was written and not yet drained */
     eddy__map_t conns_by_id;      /* live connections of this loop by session id */
+    eddy__conn_t *dispatching;    /* the connection whose message or open callback runs */
     eddy__map_t topics;           /* topic hash -> eddy__topic_t chain: this loop's subscribers */
     uint64_t now_wall_ms;         /* Unix time in ms, refreshed with now_ms */
     int backend_fd;
@@ -339,6 +340,7 @@ typedef struct eddy__options {
     size_t buffer_high_watermark; /* push answers EDDY_QUEUED at or above it (0: 80% of size) */
     size_t buffer_low_watermark;  /* drain fires when a connection falls to it again */
     int slow_consumer_policy;     /* EDDY__SLOW_CLOSE or EDDY__SLOW_DROP */
+    size_t high_watermark;        /* derived: buffer_high_watermark or its default */
     int task_worker_num;
     char *ssl_cert_file;
     char *ssl_key_file;
@@ -349,8 +351,13 @@ typedef struct eddy__options {
 enum { EDDY__SLOW_CLOSE, EDDY__SLOW_DROP };
 
 void eddy__options_init(eddy__options_t *opts);
-/* buffer_high_watermark, with its default applied. */
-size_t eddy__high_watermark(const eddy__options_t *opts);
+/* buffer_high_watermark, with its default applied (computed when the server starts). */
+static inline size_t eddy__high_watermark(const eddy__options_t *opts)
+{
+    return opts->high_watermark;
+}
+/* Fills in the values derived from settings (defaults that depend on others). */
+void eddy__options_resolve(eddy__options_t *opts);
 void eddy__options_free(eddy__options_t *opts);
 
 /* ---------------------------------------------------------------------------------------

@@ -529,10 +529,7 @@ int eddy_server_start(eddy_server_t *srv)
         return EDDY_ENOCALLBACK;
     }
     eddy__options_t *opts = &srv->opts;
-    if (opts->heartbeat_check_interval > 0 && opts->heartbeat_idle_time == 0)
-        opts->heartbeat_idle_time = opts->heartbeat_check_interval * 2;
-    if (opts->heartbeat_idle_time > 0 && opts->heartbeat_check_interval == 0)
-        opts->heartbeat_check_interval = EDDY__MAX(opts->heartbeat_idle_time / 2, 1u);
+    eddy__options_resolve(opts);
     if (opts->log_file != NULL && srv->log_fd == STDERR_FILENO) {
         int fd = open(opts->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0) {

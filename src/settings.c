@@ -36,12 +36,17 @@ void eddy__options_init(eddy__options_t *opts)
     opts->websocket_compression_mem_level = 8;
     opts->pmd.server_window_bits = 15;
     opts->pmd.client_window_bits = 15;
+    eddy__options_resolve(opts);
 }
 
-size_t eddy__high_watermark(const eddy__options_t *opts)
+void eddy__options_resolve(eddy__options_t *opts)
 {
-    return opts->buffer_high_watermark ? opts->buffer_high_watermark
-                                       : opts->socket_buffer_size / 10 * 8;
+    opts->high_watermark = opts->buffer_high_watermark ? opts->buffer_high_watermark
+                                                       : opts->socket_buffer_size / 10 * 8;
+    if (opts->heartbeat_check_interval > 0 && opts->heartbeat_idle_time == 0)
+        opts->heartbeat_idle_time = opts->heartbeat_check_interval * 2;
+    if (opts->heartbeat_idle_time > 0 && opts->heartbeat_check_interval == 0)
+        opts->heartbeat_check_interval = EDDY__MAX(opts->heartbeat_idle_time / 2, 1u);
 }
 
 void eddy__options_free(eddy__options_t *opts)

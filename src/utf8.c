@@ -48,11 +48,32 @@ static uint32_t lead_state(uint8_t b)
     return UTF8_REJECT; /* F5..FF start nothing valid */
 }
 
+/* True if s[0..len) is all ASCII: eight bytes at a time, the last word overlapping. */
+static bool all_ascii(const uint8_t *s, size_t len)
+{
+    uint64_t word, any = 0;
+    if (len < 8) {
+        for (size_t i = 0; i < len; i++)
+            any |= s[i];
+        return (any & 0x80) == 0;
+    }
+    for (size_t i = 0; i + 8 <= len; i += 8) {
+        memcpy(&word, s + i, sizeof(word));
+        any |= word;
+    }
+    memcpy(&word, s + len - 8, sizeof(word));
+    any |= word;
+    return (any & 0x8080808080808080ull) == 0;
+}
+
 bool eddy__utf8_feed(uint32_t *state, const uint8_t *s, size_t len)
 {
     uint32_t st = *state;
     size_t i = 0;
 
+    /* Most text between characters is plain ASCII: settle that at once. */
+    if (st == EDDY__UTF8_ACCEPT && all_ascii(s, len))
+        return true;
     if (st == UTF8_REJECT)
         return false;
     while (i < len) {

@@ -227,8 +227,12 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
         eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return;
     }
-    if (srv->on_open != NULL)
+    if (srv->on_open != NULL) {
+        eddy__conn_t *outer = conn->loop->dispatching;
+        conn->loop->dispatching = conn;
         srv->on_open(srv, req, srv->user_data);
+        conn->loop->dispatching = outer;
+    }
 }
 
 int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
@@ -462,7 +466,10 @@ static void deliver(eddy__conn_t *conn, eddy_frame_t *frame, char *data, size_t 
     frame->data = data;
     frame->len = len;
     frame->finish = true;
+    eddy__conn_t *outer = conn->loop->dispatching;
+    conn->loop->dispatching = conn; /* eddy_push() to this connection finds it at once */
     srv->on_message(srv, frame, srv->user_data);
+    conn->loop->dispatching = outer;
     data[len] = saved;
 }
 

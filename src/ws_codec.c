@@ -120,24 +120,28 @@ size_t eddy__ws_write_header(uint8_t out[EDDY_WS_MAX_HEADER_LEN], uint8_t opcode
 
 void eddy__ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset)
 {
-    uint8_t key[8];
     size_t i = 0;
-
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     /* The key rotated to this offset and repeated twice: since 8 is a multiple of 4,
      * every 8-byte word of the payload is XORed with the same pattern. */
-    for (int k = 0; k < 8; k++)
-        key[k] = mask[(offset + (uint64_t)k) & 3];
-
-    uint64_t key_word;
-    memcpy(&key_word, key, sizeof(key_word));
+    uint32_t key32;
+    memcpy(&key32, mask, sizeof(key32));
+    unsigned shift = 8u * (unsigned)(offset & 3);
+    if (shift)
+        key32 = (key32 >> shift) | (key32 << (32u - shift));
+    uint64_t key_word = (uint64_t)key32 << 32 | key32;
     for (; len - i >= 8; i += 8) {
         uint64_t word;
         memcpy(&word, data + i, sizeof(word));
         word ^= key_word;
         memcpy(data + i, &word, sizeof(word));
     }
+    for (; i < len; i++, key_word >>= 8)
+        data[i] ^= (uint8_t)key_word;
+#else
     for (; i < len; i++)
-        data[i] ^= key[i & 7];
+        data[i] ^= mask[(offset + i) & 3];
+#endif
 }
 
 bool eddy__ws_close_code_valid(unsigned code)
