@@ -23,17 +23,18 @@ enum stage {
     STAGE_RESPONDING, /* dispatched; a detached response is pending */
 };
 
+/* Per connection, only what must survive between reads: the parsed head itself lives in
+ * the loop (one request is dispatched at a time), and is parsed again in the rare case of
+ * a body that arrives over several reads. */
 struct eddy__http_state {
     eddy__http_parser_t parser;
-    eddy__http_head_t head;
     uint8_t stage;
     bool waiting_keepalive; /* the timer is the idle keep-alive one, not the header one */
     size_t head_len;
     size_t raw_body_done; /* chunked: raw bytes after the head already decoded */
     eddy__chunked_t chunked;
+    int64_t content_length;
     eddy__buf_t body; /* chunked bodies, decoded */
-    eddy__arena_t arena;
-    eddy_request_t req;
     eddy_response_t *resp;
 };
 
@@ -143,7 +144,6 @@ static void state_reset(eddy__http_state_t *st, const eddy__options_t *opts)
     st->head_len = 0;
     st->raw_body_done = 0;
     st->body.len = 0;
-    eddy__arena_reset(&st->arena);
 }
 
 int eddy__http_start(eddy__conn_t *conn)
@@ -183,7 +183,6 @@ void eddy__http_free(eddy__conn_t *conn)
     if (st->resp != NULL)
         response_free(st->resp);
     eddy__buf_free(&st->body);
-    eddy__arena_free(&st->arena);
     free(st);
     conn->http = NULL;
 }
@@ -240,16 +239,17 @@ void eddy__http_timeout(eddy__conn_t *conn)
 /* NUL-terminates the request's strings in place; see the file comment. */
 static void request_prepare(eddy__conn_t *conn, char *buf, const char *body, size_t body_len)
 {
-    eddy__http_state_t *st = conn->http;
-    eddy__http_head_t *h = &st->head;
-    eddy_request_t *req = &st->req;
+    eddy__loop_t *loop = conn->loop;
+    eddy__http_head_t *h = &loop->http_head;
+    eddy_request_t *req = &loop->http_req;
+    eddy__arena_reset(&loop->http_arena);
     memset(req, 0, sizeof(*req));
     req->srv = conn->loop->srv;
     req->conn = conn;
     req->fd = conn->id;
     req->buf = buf;
     req->head = h;
-    req->arena = &st->arena;
+    req->arena = &loop->http_arena;
     req->body = body;
     req->body_len = body_len;
     eddy__format_peer((const struct sockaddr *)&conn->session->peer, req->remote_ip,
@@ -259,7 +259,7 @@ static void request_prepare(eddy__conn_t *conn, char *buf, const char *body, siz
     if (h->path.off + h->path.len == target_end)
         req->path = buf + h->path.off;
     else
-        req->path = eddy__arena_strndup(&st->arena, buf + h->path.off, h->path.len);
+        req->path = eddy__arena_strndup(&loop->http_arena, buf + h->path.off, h->path.len);
     if (req->path == NULL)
         req->path = "/";
     buf[h->method.off + h->method.len] = '\0';
@@ -289,9 +289,10 @@ static eddy_response_t *response_prepare(eddy__conn_t *conn)
     resp->conn = conn;
     resp->fd = conn->id;
     resp->status = 200;
-    resp->keep_alive = st->head.keep_alive;
-    resp->http_minor = st->head.minor_version;
-    resp->head_only = eddy__span_eq(st->req.buf, st->head.method, "HEAD");
+    const eddy__http_head_t *h = &conn->loop->http_head;
+    resp->keep_alive = h->keep_alive;
+    resp->http_minor = h->minor_version;
+    resp->head_only = eddy__span_eq(conn->loop->http_req.buf, h->method, "HEAD");
     return resp;
 }
 
@@ -330,7 +331,6 @@ static void after_request_callback(eddy__conn_t *conn, eddy_response_t *resp)
 /* Handles one complete request. */
 static void dispatch(eddy__conn_t *conn, char *buf, const char *body, size_t body_len)
 {
-    eddy__http_state_t *st = conn->http;
     eddy_server_t *srv = conn->loop->srv;
     request_prepare(conn, buf, body, body_len);
     eddy_response_t *resp = response_prepare(conn);
@@ -339,15 +339,15 @@ static void dispatch(eddy__conn_t *conn, char *buf, const char *body, size_t bod
         return;
     }
     eddy__conn_set_timeout(conn, 0);
-    if (st->head.upgrade_websocket) {
-        eddy__ws_handle_upgrade(conn, &st->req, resp);
+    if (conn->loop->http_head.upgrade_websocket) {
+        eddy__ws_handle_upgrade(conn, &conn->loop->http_req, resp);
         return;
     }
     if (srv->on_request == NULL) {
         reject_plain_request(conn);
         return;
     }
-    srv->on_request(srv, &st->req, resp, srv->user_data);
+    srv->on_request(srv, &conn->loop->http_req, resp, srv->user_data);
     after_request_callback(conn, resp);
 }
 
@@ -375,8 +375,9 @@ static void send_continue(eddy__conn_t *conn)
 static bool begin_body(eddy__conn_t *conn, const char *buf)
 {
     eddy__http_state_t *st = conn->http;
-    const eddy__http_head_t *h = &st->head;
+    const eddy__http_head_t *h = &conn->loop->http_head;
     size_t limit = conn_srv(conn)->opts.package_max_length;
+    st->content_length = h->content_length;
     if (h->chunked) {
         eddy__chunked_init(&st->chunked);
         st->stage = STAGE_BODY_CHUNKED;
@@ -400,13 +401,15 @@ static bool begin_body(eddy__conn_t *conn, const char *buf)
 size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len)
 {
     eddy__http_state_t *st = conn->http;
+    eddy__http_head_t *head = &conn->loop->http_head;
     const eddy__options_t *opts = &conn_srv(conn)->opts;
     size_t done = 0;
     while (done < len && conn->phase == EDDY__PHASE_HTTP && !conn->paused) {
         char *req = buf + done;
         size_t avail = len - done;
+        bool head_fresh = st->stage == STAGE_HEAD; /* the loop's head is this request's */
         if (st->stage == STAGE_HEAD) {
-            ssize_t rc = eddy__http_parse_head(&st->parser, req, avail, &st->head);
+            ssize_t rc = eddy__http_parse_head(&st->parser, req, avail, head);
             if (rc == EDDY_AGAIN) {
                 if (st->waiting_keepalive) {
                     /* The first bytes of a request: the header timeout now applies. */
@@ -431,7 +434,7 @@ size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len)
         const char *body = "";
         size_t body_len = 0, request_len = st->head_len;
         if (st->stage == STAGE_BODY_LENGTH) {
-            body_len = (size_t)st->head.content_length;
+            body_len = (size_t)st->content_length;
             if (avail - st->head_len < body_len) {
                 eddy__conn_set_timeout(conn, opts->http_header_timeout_ms);
                 return done;
@@ -470,6 +473,13 @@ size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len)
         }
         /* The body is NUL-terminated for the callback: the byte after it (the next
          * pipelined request, or the spare byte every buffer keeps) is restored after. */
+        if (!head_fresh) {
+            /* The head was parsed in an earlier read and the loop has parsed others since:
+             * parse it again (the same bytes give the same result). */
+            eddy__http_parser_t again;
+            eddy__http_parser_init(&again, opts->http_max_header_size);
+            eddy__http_parse_head(&again, req, st->head_len, head);
+        }
         char *after = req + request_len;
         char saved = *after;
         if (st->stage == STAGE_BODY_LENGTH)
@@ -487,7 +497,7 @@ size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len)
 
 eddy_request_t *eddy__http_request(eddy__conn_t *conn)
 {
-    return &conn->http->req;
+    return &conn->loop->http_req;
 }
 
 /* ---- request API ---- */

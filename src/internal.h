@@ -162,6 +162,22 @@ int eddy__deflate(z_stream *zs, const void *data, size_t len, eddy__buf_t *out);
  * Event loop (loop.c) and its backend (loop_epoll.c)
  * ------------------------------------------------------------------------------------- */
 
+/* The request being dispatched: a view of the connection's buffer, valid during the
+ * callback. Strings are NUL-terminated in place or copied into the arena. */
+struct eddy_request {
+    eddy_server_t *srv;
+    eddy__conn_t *conn;
+    eddy_fd_t fd;
+    char *buf; /* the first byte of the request */
+    const eddy__http_head_t *head;
+    const char *path;
+    const char *body;
+    size_t body_len;
+    eddy__arena_t *arena;
+    char remote_ip[46];
+    int remote_port;
+};
+
 typedef struct eddy__loop eddy__loop_t;
 typedef struct eddy__io eddy__io_t;
 
@@ -239,8 +255,13 @@ struct eddy__loop {
     atomic_bool wake_pending;     /* the wakeup eventfd was written and not yet drained */
     eddy__map_t conns_by_id;      /* live connections of this loop by session id */
     eddy__conn_t *dispatching;    /* the connection whose message or open callback runs */
-    eddy__map_t topics;           /* topic hash -> eddy__topic_t chain: this loop's subscribers */
-    uint64_t now_wall_ms;         /* Unix time in ms, refreshed with now_ms */
+    /* The request being dispatched (one at a time per loop): its parsed head, the request
+     * object handed to callbacks, and the arena of strings made for it. */
+    eddy__http_head_t http_head;
+    eddy_request_t http_req;
+    eddy__arena_t http_arena;
+    eddy__map_t topics;   /* topic hash -> eddy__topic_t chain: this loop's subscribers */
+    uint64_t now_wall_ms; /* Unix time in ms, refreshed with now_ms */
     int backend_fd;
     void *backend_events;
     int backend_max_events;
@@ -582,22 +603,6 @@ void eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms);
 /* ---------------------------------------------------------------------------------------
  * HTTP session (http.c)
  * ------------------------------------------------------------------------------------- */
-
-/* The request being dispatched: a view of the connection's buffer, valid during the
- * callback. Strings are NUL-terminated in place or copied into the arena. */
-struct eddy_request {
-    eddy_server_t *srv;
-    eddy__conn_t *conn;
-    eddy_fd_t fd;
-    char *buf; /* the first byte of the request */
-    const eddy__http_head_t *head;
-    const char *path;
-    const char *body;
-    size_t body_len;
-    eddy__arena_t *arena;
-    char remote_ip[46];
-    int remote_port;
-};
 
 struct eddy_response {
     eddy_server_t *srv;

@@ -440,6 +440,7 @@ void eddy__loop_free(eddy__loop_t *loop)
     for (size_t i = 0; i < EDDY__ARRAY_SIZE(loop->shared_deflaters); i++)
         eddy__deflater_free(loop->shared_deflaters[i]);
     eddy__buf_free(&loop->deflate_out);
+    eddy__arena_free(&loop->http_arena);
     free(loop->heap);
     free(loop->defers);
     free(loop->recv_buf);

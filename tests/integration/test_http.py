@@ -321,6 +321,29 @@ def test_large_body_arriving_in_pieces(start_server):
     server.expect(f"request {fd} POST /echo body={len(body)}")
 
 
+def test_bodies_in_pieces_interleaved_with_other_requests(start_server):
+    # Each request's head is read again when its body completes, after the server has
+    # parsed other connections' requests in between: nothing of theirs may leak in.
+    server = start_testbed(start_server, "--request")
+    first, first_fd = open_http(server)
+    other, other_fd = open_http(server)
+    first.send(b"POST /echo?q=1 HTTP/1.1\r\nHost: x\r\nX-Who: first\r\n"
+               b"Content-Length: 10\r\n\r\nhello")
+    chunked, chunked_fd = open_http(server)
+    chunked.send(b"PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"3\r\nabc\r\n")
+    other.send(b"GET /other/path/that/is/longer HTTP/1.1\r\nHost: y\r\n\r\n")
+    assert other.response().body == b"ok /other/path/that/is/longer"
+    server.expect(f"request {other_fd} GET /other/path/that/is/longer body=0")
+    first.send(b" body")
+    resp = first.response()
+    assert (resp.status, resp.body) == (200, b"hello body")
+    server.expect(f"request {first_fd} POST /echo?q=1 body=10")
+    chunked.send(b"2\r\nde\r\n0\r\n\r\n")
+    assert chunked.response().body == b"abcde"
+    server.expect(f"request {chunked_fd} PUT /echo body=5")
+
+
 def test_tolerated_request_forms(start_server):
     server = start_testbed(start_server, "--request")
     client, fd = open_http(server)
