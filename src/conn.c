@@ -42,38 +42,13 @@ eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id)
     /* Most calls name the connection whose callback is running. */
     eddy__conn_t *conn = loop->dispatching;
     if (conn == NULL || conn->id != id)
-        conn = eddy__map_get(&loop->conns_by_id, id);
-    /* Closing, or closed by another thread with the close not yet carried out here. */
+        conn = eddy__connmap_get(&loop->conns, id);
+    /* Closing (or released), or closed by another thread with the close not yet carried
+     * out here. */
     if (conn == NULL || conn->phase == EDDY__PHASE_CLOSING ||
-        atomic_load_explicit(&conn->session->closing, memory_order_relaxed))
+        atomic_load_explicit(&conn->closing, memory_order_relaxed))
         return NULL;
     return conn;
-}
-
-/* ---- lists ---- */
-
-static void live_list_append(eddy__loop_t *loop, eddy__conn_t *conn)
-{
-    conn->next = NULL;
-    conn->prev = loop->conns_tail;
-    if (loop->conns_tail)
-        loop->conns_tail->next = conn;
-    else
-        loop->conns_head = conn;
-    loop->conns_tail = conn;
-}
-
-static void live_list_remove(eddy__loop_t *loop, eddy__conn_t *conn)
-{
-    if (conn->prev)
-        conn->prev->next = conn->next;
-    else
-        loop->conns_head = conn->next;
-    if (conn->next)
-        conn->next->prev = conn->prev;
-    else
-        loop->conns_tail = conn->prev;
-    conn->prev = conn->next = NULL;
 }
 
 /* ---- output queue ---- */
@@ -156,11 +131,10 @@ static void seg_release(eddy__loop_t *loop, eddy__seg_t *seg)
     }
 }
 
-/* Keeps the session's copy of the queued byte count, which other threads read. */
+/* Keeps the copy of the queued byte count other threads read. */
 static void note_out_bytes(eddy__conn_t *conn)
 {
-    if (conn->session != NULL)
-        atomic_store_explicit(&conn->session->out_bytes, conn->out.bytes, memory_order_relaxed);
+    atomic_store_explicit(&conn->out_bytes, conn->out.bytes, memory_order_relaxed);
 }
 
 static void outq_clear(eddy__loop_t *loop, eddy__outq_t *q)
@@ -445,8 +419,6 @@ void eddy__loop_flush(eddy__loop_t *loop)
 
 /* ---- teardown ---- */
 
-static void zombie_list_remove(eddy__loop_t *loop, eddy__conn_t *conn);
-
 static void final_close(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
@@ -460,7 +432,7 @@ static void final_close(eddy__conn_t *conn)
     eddy__buf_free(&conn->in);
     if (conn->tls != NULL)
         eddy__tls_conn_free(conn);
-    zombie_list_remove(loop, conn);
+    eddy__connmap_remove(&loop->conns, conn->id);
     /* Freed by eddy__loop_reap(): an event for this watcher may still be pending in the
      * current epoll batch, and it must find the memory intact (with no events wanted). */
     conn->reap_next = loop->free_head;
@@ -492,7 +464,7 @@ void eddy__conn_close(eddy__conn_t *conn, int how)
     if (conn->phase == EDDY__PHASE_CLOSING)
         return;
     conn->phase = EDDY__PHASE_CLOSING;
-    eddy__session_set_closing(&loop->srv->registry, conn->session);
+    eddy__session_set_closing(&loop->srv->registry, conn);
     eddy__timer_stop(loop, &conn->timer);
     if (conn->http != NULL)
         eddy__http_conn_closed(conn);
@@ -504,28 +476,12 @@ void eddy__conn_close(eddy__conn_t *conn, int how)
     loop->reap_tail = conn;
 }
 
-static void zombie_list_remove(eddy__loop_t *loop, eddy__conn_t *conn)
-{
-    if (!conn->released)
-        return;
-    if (conn->prev)
-        conn->prev->next = conn->next;
-    else if (loop->zombies_head == conn)
-        loop->zombies_head = conn->next;
-    if (conn->next)
-        conn->next->prev = conn->prev;
-    conn->prev = conn->next = NULL;
-}
-
 static void conn_release(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
     eddy_server_t *srv = loop->srv;
-    live_list_remove(loop, conn);
-    eddy__map_remove(&loop->conns_by_id, conn->id);
     eddy__pubsub_conn_closed(conn);
-    eddy__registry_remove(&srv->registry, conn->session);
-    conn->session = NULL;
+    eddy__registry_remove(&srv->registry, conn);
     conn->released = true;
     eddy__http_free(conn);
     eddy__ws_free(conn);
@@ -534,12 +490,8 @@ static void conn_release(eddy__conn_t *conn)
         final_close(conn);
         return;
     }
-    /* Zombie: output drains, then the lingering close. */
-    conn->prev = NULL;
-    conn->next = loop->zombies_head;
-    if (loop->zombies_head)
-        loop->zombies_head->prev = conn;
-    loop->zombies_head = conn;
+    /* Zombie: output drains, then the lingering close. It stays in the loop's map until
+     * then, where lookups skip it. */
     if (conn->out.head == NULL)
         begin_shutdown(conn);
     else
@@ -569,13 +521,18 @@ void eddy__loop_reap(eddy__loop_t *loop)
 
 void eddy__loop_close_zombies(eddy__loop_t *loop, bool all)
 {
-    eddy__conn_t *conn = loop->zombies_head;
-    while (conn != NULL) {
-        eddy__conn_t *next = conn->next;
-        if (all || conn->shutdown_sent)
-            final_close(conn);
-        conn = next;
+    /* Closing removes from the map being walked: walk a copy of the pointers. */
+    eddy__connmap_t *map = &loop->conns;
+    size_t n = 0;
+    eddy__conn_t **zombies = map->len > 0 ? malloc(map->len * sizeof(*zombies)) : NULL;
+    for (size_t i = 0; zombies != NULL && i <= map->mask; i++) {
+        eddy__conn_t *conn = map->slots[i];
+        if (conn != NULL && conn->released && (all || conn->shutdown_sent))
+            zombies[n++] = conn;
     }
+    for (size_t i = 0; i < n; i++)
+        final_close(zombies[i]);
+    free(zombies);
 }
 
 /* ---- input ---- */
@@ -660,7 +617,7 @@ static bool read_once(eddy__conn_t *conn)
         return false;
     }
     conn->last_recv_ms = loop->now_ms;
-    atomic_store_explicit(&conn->session->last_recv_ms, loop->now_wall_ms, memory_order_relaxed);
+    atomic_store_explicit(&conn->recv_wall_ms, loop->now_wall_ms, memory_order_relaxed);
 
     if (conn->in.len > 0) {
         conn->in.len += (size_t)n;
@@ -708,7 +665,7 @@ static void tls_handshake_step(eddy__conn_t *conn)
     if (rc < 0) {
         char ip[46];
         int port;
-        eddy__format_peer((const struct sockaddr *)&conn->session->peer, ip, &port);
+        eddy__format_peer((const struct sockaddr *)&conn->peer, ip, &port);
         eddy__log(conn->loop->srv, EDDY__LOG_INFO,
                   "session#%" PRIu64 " (%s:%d): TLS handshake failed: %s", conn->id, ip, port,
                   transport_error(conn, rc));
@@ -790,8 +747,7 @@ void eddy__conn_pause(eddy__conn_t *conn, bool paused)
 
 void eddy__conn_set_status(eddy__conn_t *conn, int status)
 {
-    conn->ws_status = (uint8_t)status;
-    atomic_store(&conn->session->ws_status, (uint8_t)status);
+    atomic_store(&conn->ws_status, (uint8_t)status);
 }
 
 eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
@@ -799,45 +755,38 @@ eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *
 {
     eddy_server_t *srv = loop->srv;
     eddy__conn_t *conn = calloc(1, sizeof(*conn));
-    eddy__session_t *session = calloc(1, sizeof(*session));
-    if (conn == NULL || session == NULL) {
-        free(conn);
-        free(session);
+    if (conn == NULL)
         return NULL;
-    }
     conn->loop = loop;
-    conn->session = session;
     conn->io = (eddy__io_t){.fd = fd, .events = 0, .cb = conn_on_io};
     eddy__timer_init(&conn->timer, conn_on_timer);
     conn->phase = EDDY__PHASE_HTTP;
-    conn->ws_status = EDDY_WS_STATUS_NONE;
+    atomic_init(&conn->ws_status, EDDY_WS_STATUS_NONE);
     conn->last_recv_ms = loop->now_ms;
     conn->id = id != 0 ? id : eddy__registry_next_id(&srv->registry);
-    session->id = conn->id;
-    session->loop = loop->index;
-    session->socket_fd = fd;
-    session->local_port = (uint16_t)listener->bound_port;
-    session->connect_ms = loop->now_wall_ms;
-    memcpy(&session->peer, peer, EDDY__MIN((size_t)peer_len, sizeof(session->peer)));
-    atomic_init(&session->last_recv_ms, loop->now_wall_ms);
+    conn->local_port = (uint16_t)listener->bound_port;
+    conn->connect_ms = loop->now_wall_ms;
+    memcpy(&conn->peer, peer, EDDY__MIN((size_t)peer_len, sizeof(conn->peer)));
+    atomic_init(&conn->recv_wall_ms, loop->now_wall_ms);
     if ((listener->tls_ctx != NULL && eddy__tls_conn_start(conn, listener->tls_ctx) != 0) ||
-        eddy__http_start(conn) != 0 || eddy__map_put(&loop->conns_by_id, conn->id, conn) != 0)
+        eddy__http_start(conn) != 0)
+        goto fail;
+    if (eddy__connmap_put(&loop->conns, conn) != 0)
         goto fail;
     if (eddy__io_set(loop, &conn->io, EDDY__IO_READ) != 0)
-        goto fail;
-    /* Last: once registered, other threads may see the session. */
-    if (eddy__registry_add(&srv->registry, session) != 0) {
+        goto fail_mapped;
+    /* Last: once registered, other threads may see the connection. */
+    if (eddy__registry_add(&srv->registry, conn) != 0) {
         eddy__io_set(loop, &conn->io, 0);
-        goto fail;
+        goto fail_mapped;
     }
-    live_list_append(loop, conn);
     return conn;
+fail_mapped:
+    eddy__connmap_remove(&loop->conns, conn->id);
 fail:
-    eddy__map_remove(&loop->conns_by_id, conn->id);
     eddy__http_free(conn);
     if (conn->tls != NULL)
         eddy__tls_conn_free(conn);
     free(conn);
-    free(session);
     return NULL;
 }

@@ -213,7 +213,7 @@ static void fail_logged(eddy__conn_t *conn, int status, const char *why)
 {
     char ip[46];
     int port;
-    eddy__format_peer((const struct sockaddr *)&conn->session->peer, ip, &port);
+    eddy__format_peer((const struct sockaddr *)&conn->peer, ip, &port);
     eddy__log(conn_srv(conn), EDDY__LOG_NOTICE, "session#%" PRIu64 " (%s:%d): %d %s: %s", conn->id,
               ip, port, status, status_reason(status), why);
     char body[160];
@@ -252,8 +252,7 @@ static void request_prepare(eddy__conn_t *conn, char *buf, const char *body, siz
     req->arena = &loop->http_arena;
     req->body = body;
     req->body_len = body_len;
-    eddy__format_peer((const struct sockaddr *)&conn->session->peer, req->remote_ip,
-                      &req->remote_port);
+    eddy__format_peer((const struct sockaddr *)&conn->peer, req->remote_ip, &req->remote_port);
 
     uint32_t target_end = h->target.off + h->target.len;
     if (h->path.off + h->path.len == target_end)

@@ -33,11 +33,11 @@
 /* Types defined further down, used before. */
 typedef struct eddy__conn eddy__conn_t;
 typedef struct eddy__seg eddy__seg_t;
-typedef struct eddy__session eddy__session_t;
 typedef struct eddy__listener eddy__listener_t;
 typedef struct eddy__listen_sock eddy__listen_sock_t;
 typedef struct eddy__topic eddy__topic_t;
 typedef struct eddy__sub eddy__sub_t;
+typedef struct eddy__ws_state eddy__ws_state_t;
 
 #define EDDY__UNUSED(x)     ((void)(x))
 #define EDDY__MIN(a, b)     ((a) < (b) ? (a) : (b))
@@ -105,6 +105,21 @@ typedef struct eddy__map {
     size_t len;
     size_t mask; /* capacity - 1, capacity a power of two */
 } eddy__map_t;
+
+/* Session id -> connection, open addressing over the connection pointers alone (the key is
+ * read from the connection): 8 bytes a slot. registry.c. */
+typedef struct eddy__connmap {
+    eddy__conn_t **slots;
+    size_t len;
+    size_t mask; /* capacity - 1, capacity a power of two */
+} eddy__connmap_t;
+
+/* Adds conn under conn->id (not present). Returns 0 or EDDY_ENOMEM. */
+int eddy__connmap_put(eddy__connmap_t *map, eddy__conn_t *conn);
+eddy__conn_t *eddy__connmap_get(const eddy__connmap_t *map, eddy_fd_t id);
+void eddy__connmap_remove(eddy__connmap_t *map, eddy_fd_t id);
+void eddy__connmap_free(eddy__connmap_t *map);
+/* Iterates: for (size_t i = 0; i <= map.mask && map.slots; i++) if (map.slots[i]) ... */
 
 int eddy__map_put(eddy__map_t *map, uint64_t key, void *value);
 void *eddy__map_get(const eddy__map_t *map, uint64_t key);
@@ -253,8 +268,10 @@ struct eddy__loop {
     bool thread_started;
     _Atomic(eddy__cmd_t *) inbox; /* posted commands, newest first */
     atomic_bool wake_pending;     /* the wakeup eventfd was written and not yet drained */
-    eddy__map_t conns_by_id;      /* live connections of this loop by session id */
-    eddy__conn_t *dispatching;    /* the connection whose message or open callback runs */
+    /* Every connection this loop owns, by session id, from accept to the final close
+     * (released ones included, which lookups skip). */
+    eddy__connmap_t conns;
+    eddy__conn_t *dispatching; /* the connection whose message or open callback runs */
     /* The request being dispatched (one at a time per loop): its parsed head, the request
      * object handed to callbacks, and the arena of strings made for it. */
     eddy__http_head_t http_head;
@@ -282,13 +299,10 @@ struct eddy__loop {
     char *recv_buf;
     size_t recv_cap;
 
-    eddy__conn_t *conns_head; /* live connections of this loop, in id order */
-    eddy__conn_t *conns_tail;
     eddy__conn_t *flush_head; /* connections with output queued this iteration */
     eddy__conn_t *reap_head;  /* connections whose close callback is due, in order */
     eddy__conn_t *reap_tail;
-    eddy__conn_t *zombies_head; /* released connections still draining or lingering */
-    eddy__conn_t *free_head;    /* closed connections, freed at the end of the iteration */
+    eddy__conn_t *free_head; /* closed connections, freed at the end of the iteration */
 
     eddy__seg_t *seg_cache; /* spare output segments of the standard size */
     size_t seg_cache_len;
@@ -311,6 +325,10 @@ struct eddy__loop {
     z_stream *shared_inflater;
     z_stream *shared_deflaters[16]; /* by window bits */
     eddy__buf_t deflate_out;        /* compressed output, framed and copied right away */
+    /* WebSocket input is parsed with this state unless the connection has its own (ws.c);
+     * ws_rx is the one in use while input is processed. */
+    eddy__ws_state_t *ws_scratch;
+    eddy__ws_state_t *ws_rx;
 
     time_t date_sec; /* cached HTTP Date header value */
     char date[40];
@@ -428,21 +446,16 @@ enum eddy__phase {
 };
 
 typedef struct eddy__http_state eddy__http_state_t;
-typedef struct eddy__ws_state eddy__ws_state_t;
 
 struct eddy__conn {
     eddy_fd_t id;
     eddy__io_t io;
     eddy__loop_t *loop;
-    eddy__conn_t *prev; /* the loop's list of live connections */
-    eddy__conn_t *next;
     eddy__conn_t *flush_next;
     eddy__conn_t *reap_next;
 
-    uint8_t phase;     /* enum eddy__phase */
-    uint8_t ws_status; /* enum eddy_ws_status */
+    uint8_t phase; /* enum eddy__phase */
     bool in_flush_list;
-    bool reaping;          /* on the reap list: callbacks are done with it */
     bool released;         /* removed from the session table: it is no longer "live" */
     bool read_eof;         /* the peer shut down its side */
     bool aborted;          /* output was dropped: close without draining */
@@ -461,32 +474,29 @@ struct eddy__conn {
     eddy__outq_t out;
 
     eddy__http_state_t *http; /* HTTP phase only */
-    eddy__ws_state_t *ws;     /* WebSocket phase only */
+    /* WebSocket phase: a frame or message in progress, or zlib streams of its own (see
+     * ws.c); NULL for a connection at rest. */
+    eddy__ws_state_t *ws;
+    eddy__pmd_t pmd; /* permessage-deflate as negotiated, if pmd_on */
+    bool pmd_on;
+    bool ws_close_sent; /* our close frame is queued: no more data frames */
 
     uint64_t last_recv_ms; /* monotonic, for the heartbeat */
 
-    eddy__session_t *session; /* this connection's entry in the registry */
-    eddy__sub_t **subs;       /* its topic subscriptions */
+    eddy__sub_t **subs; /* its topic subscriptions */
     size_t subs_len;
     size_t subs_cap;
-};
 
-/*
- * What the server knows about a connection outside its loop (registry.c). Written by the
- * owning loop; read by any thread under the registry shard lock, the mutable fields
- * through atomics.
- */
-struct eddy__session {
-    eddy_fd_t id;
-    int loop; /* index of the owning loop */
-    int socket_fd;
+    /* What other threads may read, under the registry shard lock (registry.c): fields set
+     * before the connection is registered, and atomics its loop updates. The memory is
+     * freed only after the connection left the registry. */
     uint16_t local_port;
-    uint64_t connect_ms;      /* Unix time, ms */
-    struct sockaddr_in6 peer; /* an IPv4 peer is stored as a sockaddr_in */
-    atomic_bool closing;
-    _Atomic uint8_t ws_status;
-    _Atomic uint64_t last_recv_ms; /* Unix time, ms */
-    _Atomic size_t out_bytes;      /* output queued, for back-pressure answers elsewhere */
+    atomic_bool closing;           /* exist() is false; its loop closes it when told */
+    _Atomic uint8_t ws_status;     /* enum eddy_ws_status */
+    uint64_t connect_ms;           /* Unix time, ms */
+    struct sockaddr_in6 peer;      /* an IPv4 peer is stored as a sockaddr_in */
+    _Atomic uint64_t recv_wall_ms; /* Unix time of the last input, ms */
+    _Atomic size_t out_bytes;      /* out.bytes, for back-pressure answers elsewhere */
     _Atomic(void *) user_data;
 };
 
@@ -508,7 +518,7 @@ typedef struct eddy__session_view {
 
 typedef struct eddy__registry_shard {
     pthread_mutex_t lock;
-    eddy__map_t map; /* id -> eddy__session_t * */
+    eddy__connmap_t map;
 } eddy__registry_shard_t;
 
 typedef struct eddy__registry {
@@ -521,12 +531,12 @@ void eddy__registry_init(eddy__registry_t *reg);
 void eddy__registry_free(eddy__registry_t *reg);
 /* The next session id: 1 first, increasing, never reused. */
 eddy_fd_t eddy__registry_next_id(eddy__registry_t *reg);
-/* Adds a session (its fields set); returns 0 or EDDY_ENOMEM. */
-int eddy__registry_add(eddy__registry_t *reg, eddy__session_t *session);
-/* Removes and frees a session (owner loop only). */
-void eddy__registry_remove(eddy__registry_t *reg, eddy__session_t *session);
-/* Marks a session closing: exist() is false from now on, the live count drops. */
-void eddy__session_set_closing(eddy__registry_t *reg, eddy__session_t *session);
+/* Registers a connection (its session fields set); returns 0 or EDDY_ENOMEM. */
+int eddy__registry_add(eddy__registry_t *reg, eddy__conn_t *conn);
+/* Unregisters a connection (owner loop only); no other thread sees it afterwards. */
+void eddy__registry_remove(eddy__registry_t *reg, eddy__conn_t *conn);
+/* Marks a connection closing: exist() is false from now on, the live count drops. */
+void eddy__session_set_closing(eddy__registry_t *reg, eddy__conn_t *conn);
 /* Marks a session closing from any thread (eddy_close() elsewhere than its loop): it is
  * gone for exist(), counts and lists at once; its loop closes it when told. Returns false
  * if there is no such session or it was already closing. */
@@ -548,7 +558,7 @@ eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id);
  * id (0: the next one). Returns NULL (and closes nothing) on out-of-memory. */
 eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
                              socklen_t peer_len, const eddy__listener_t *listener, eddy_fd_t id);
-/* Sets websocket_status, in the connection and in its session. */
+/* Sets websocket_status. */
 void eddy__conn_set_status(eddy__conn_t *conn, int status);
 
 /*
@@ -662,6 +672,8 @@ bool eddy__ws_negotiate(eddy__conn_t *conn, const eddy_request_t *req, eddy__pmd
  * agreed compression or NULL. */
 int eddy__ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd);
 void eddy__ws_free(eddy__conn_t *conn);
+/* Frees the loop's WebSocket scratch state. */
+void eddy__ws_loop_free(eddy__loop_t *loop);
 size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len);
 /* Sends a close frame and enters the closing handshake (or, with code 0, closes after
  * sending a close frame without waiting: used when failing the connection). */

@@ -426,7 +426,7 @@ void eddy__loop_free(eddy__loop_t *loop)
             free(loop->user_timers.values[i]);
     }
     eddy__map_free(&loop->user_timers);
-    eddy__map_free(&loop->conns_by_id);
+    eddy__connmap_free(&loop->conns);
     eddy__pubsub_loop_free(loop);
     eddy__seg_t *caches[2] = {loop->seg_cache, loop->ref_cache};
     for (int i = 0; i < 2; i++) {
@@ -440,6 +440,7 @@ void eddy__loop_free(eddy__loop_t *loop)
     for (size_t i = 0; i < EDDY__ARRAY_SIZE(loop->shared_deflaters); i++)
         eddy__deflater_free(loop->shared_deflaters[i]);
     eddy__buf_free(&loop->deflate_out);
+    eddy__ws_loop_free(loop);
     eddy__arena_free(&loop->http_arena);
     free(loop->heap);
     free(loop->defers);

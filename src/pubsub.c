@@ -406,7 +406,7 @@ static eddy__blob_t *deflated_frame(eddy__loop_t *loop, publication_t *pub, int 
 static void deliver_to(eddy__conn_t *conn, publication_t *pub)
 {
     if (conn->phase != EDDY__PHASE_WS || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
-        conn->ws == NULL || eddy__ws_close_sent(conn))
+        eddy__ws_close_sent(conn))
         return;
     eddy__blob_t *frame = pub->plain;
     int bits = eddy__ws_shared_deflate_bits(conn);
@@ -419,8 +419,11 @@ static void deliver_to(eddy__conn_t *conn, publication_t *pub)
 static void deliver(eddy__loop_t *loop, publication_t *pub)
 {
     if (pub->all) {
-        for (eddy__conn_t *conn = loop->conns_head; conn != NULL; conn = conn->next)
-            deliver_to(conn, pub);
+        /* Delivery closes at most (slow consumers); nothing leaves the map meanwhile. */
+        for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
+            if (loop->conns.slots[i] != NULL)
+                deliver_to(loop->conns.slots[i], pub);
+        }
         return;
     }
     eddy__topic_t *t = local_topic(loop, pub->topic, pub->topic_len, false);

@@ -7,13 +7,104 @@
  *
  * It is sharded by id, each shard behind its own mutex: only accepts, closes and calls
  * from threads that do not own the connection take a lock, never the owner's hot path.
- * A session's mutable fields are atomics its owner updates without the lock; its memory
- * is freed only under the shard lock, so a reader holding the lock never sees it go.
+ * The registry maps ids to the connections themselves: the fields other threads read are
+ * set before registration or are atomics the owner updates without the lock, and a
+ * connection is freed only after it left its shard under the lock, so a reader holding
+ * the lock never sees it go.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+
+/* ---- id -> connection maps ---- */
+
+static size_t id_hash(eddy_fd_t id)
+{
+    id ^= id >> 33;
+    id *= 0xff51afd7ed558ccdull;
+    id ^= id >> 33;
+    return (size_t)id;
+}
+
+static int connmap_grow(eddy__connmap_t *map)
+{
+    size_t cap = map->slots ? (map->mask + 1) * 2 : 16;
+    eddy__conn_t **slots = calloc(cap, sizeof(*slots));
+    if (slots == NULL)
+        return EDDY_ENOMEM;
+    for (size_t i = 0; map->slots != NULL && i <= map->mask; i++) {
+        eddy__conn_t *conn = map->slots[i];
+        if (conn == NULL)
+            continue;
+        size_t j = id_hash(conn->id) & (cap - 1);
+        while (slots[j] != NULL)
+            j = (j + 1) & (cap - 1);
+        slots[j] = conn;
+    }
+    free(map->slots);
+    map->slots = slots;
+    map->mask = cap - 1;
+    return 0;
+}
+
+int eddy__connmap_put(eddy__connmap_t *map, eddy__conn_t *conn)
+{
+    if (map->slots == NULL || (map->len + 1) * 4 > (map->mask + 1) * 3) {
+        if (connmap_grow(map) != 0)
+            return EDDY_ENOMEM;
+    }
+    size_t i = id_hash(conn->id) & map->mask;
+    while (map->slots[i] != NULL)
+        i = (i + 1) & map->mask;
+    map->slots[i] = conn;
+    map->len++;
+    return 0;
+}
+
+eddy__conn_t *eddy__connmap_get(const eddy__connmap_t *map, eddy_fd_t id)
+{
+    if (map->slots == NULL)
+        return NULL;
+    for (size_t i = id_hash(id) & map->mask; map->slots[i] != NULL; i = (i + 1) & map->mask) {
+        if (map->slots[i]->id == id)
+            return map->slots[i];
+    }
+    return NULL;
+}
+
+void eddy__connmap_remove(eddy__connmap_t *map, eddy_fd_t id)
+{
+    if (map->slots == NULL)
+        return;
+    size_t i = id_hash(id) & map->mask;
+    while (map->slots[i] == NULL || map->slots[i]->id != id) {
+        if (map->slots[i] == NULL)
+            return;
+        i = (i + 1) & map->mask;
+    }
+    map->len--;
+    /* Backward-shift deletion keeps probe chains intact without tombstones. */
+    size_t hole = i;
+    for (size_t j = (i + 1) & map->mask; map->slots[j] != NULL; j = (j + 1) & map->mask) {
+        size_t home = id_hash(map->slots[j]->id) & map->mask;
+        /* Move j into the hole unless its home lies cyclically in (hole, j]. */
+        bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!stays) {
+            map->slots[hole] = map->slots[j];
+            hole = j;
+        }
+    }
+    map->slots[hole] = NULL;
+}
+
+void eddy__connmap_free(eddy__connmap_t *map)
+{
+    free(map->slots);
+    memset(map, 0, sizeof(*map));
+}
+
+/* ---- the registry ---- */
 
 static eddy__registry_shard_t *shard_of(eddy__registry_t *reg, eddy_fd_t id)
 {
@@ -32,12 +123,9 @@ void eddy__registry_init(eddy__registry_t *reg)
 void eddy__registry_free(eddy__registry_t *reg)
 {
     for (int i = 0; i < EDDY__REGISTRY_SHARDS; i++) {
+        /* The connections belong to their loops, which are gone by now. */
         eddy__registry_shard_t *shard = &reg->shards[i];
-        for (size_t j = 0; shard->map.keys && j <= shard->map.mask; j++) {
-            if (shard->map.keys[j] != 0)
-                free(shard->map.values[j]);
-        }
-        eddy__map_free(&shard->map);
+        eddy__connmap_free(&shard->map);
         pthread_mutex_destroy(&shard->lock);
     }
 }
@@ -47,31 +135,30 @@ eddy_fd_t eddy__registry_next_id(eddy__registry_t *reg)
     return atomic_fetch_add(&reg->next_id, 1);
 }
 
-int eddy__registry_add(eddy__registry_t *reg, eddy__session_t *session)
+int eddy__registry_add(eddy__registry_t *reg, eddy__conn_t *conn)
 {
-    eddy__registry_shard_t *shard = shard_of(reg, session->id);
+    eddy__registry_shard_t *shard = shard_of(reg, conn->id);
     pthread_mutex_lock(&shard->lock);
-    int rc = eddy__map_put(&shard->map, session->id, session);
+    int rc = eddy__connmap_put(&shard->map, conn);
     pthread_mutex_unlock(&shard->lock);
     if (rc == 0)
         atomic_fetch_add(&reg->live, 1);
     return rc;
 }
 
-void eddy__registry_remove(eddy__registry_t *reg, eddy__session_t *session)
+void eddy__registry_remove(eddy__registry_t *reg, eddy__conn_t *conn)
 {
-    eddy__registry_shard_t *shard = shard_of(reg, session->id);
+    eddy__registry_shard_t *shard = shard_of(reg, conn->id);
     pthread_mutex_lock(&shard->lock);
-    eddy__map_remove(&shard->map, session->id);
-    if (!atomic_load(&session->closing))
+    eddy__connmap_remove(&shard->map, conn->id);
+    if (!atomic_load(&conn->closing))
         atomic_fetch_sub(&reg->live, 1);
     pthread_mutex_unlock(&shard->lock);
-    free(session);
 }
 
-void eddy__session_set_closing(eddy__registry_t *reg, eddy__session_t *session)
+void eddy__session_set_closing(eddy__registry_t *reg, eddy__conn_t *conn)
 {
-    if (!atomic_exchange(&session->closing, true))
+    if (!atomic_exchange(&conn->closing, true))
         atomic_fetch_sub(&reg->live, 1);
 }
 
@@ -81,7 +168,7 @@ bool eddy__registry_mark_closing(eddy__registry_t *reg, eddy_fd_t id)
         return false;
     eddy__registry_shard_t *shard = shard_of(reg, id);
     pthread_mutex_lock(&shard->lock);
-    eddy__session_t *s = eddy__map_get(&shard->map, id);
+    eddy__conn_t *s = eddy__connmap_get(&shard->map, id);
     bool marked = s != NULL && !atomic_exchange(&s->closing, true);
     if (marked)
         atomic_fetch_sub(&reg->live, 1);
@@ -95,7 +182,7 @@ bool eddy__registry_start_closing(eddy__registry_t *reg, eddy_fd_t id)
         return false;
     eddy__registry_shard_t *shard = shard_of(reg, id);
     pthread_mutex_lock(&shard->lock);
-    eddy__session_t *s = eddy__map_get(&shard->map, id);
+    eddy__conn_t *s = eddy__connmap_get(&shard->map, id);
     uint8_t active = EDDY_WS_STATUS_ACTIVE;
     bool started = s != NULL && !atomic_load(&s->closing) &&
                    atomic_compare_exchange_strong(&s->ws_status, &active, EDDY_WS_STATUS_CLOSING);
@@ -109,17 +196,17 @@ bool eddy__registry_get(eddy__registry_t *reg, eddy_fd_t id, eddy__session_view_
         return false;
     eddy__registry_shard_t *shard = shard_of(reg, id);
     pthread_mutex_lock(&shard->lock);
-    eddy__session_t *s = eddy__map_get(&shard->map, id);
+    eddy__conn_t *s = eddy__connmap_get(&shard->map, id);
     if (s != NULL) {
-        view->loop = s->loop;
+        view->loop = s->loop->index;
         view->closing = atomic_load(&s->closing);
         view->ws_status = atomic_load(&s->ws_status);
         view->out_bytes = atomic_load_explicit(&s->out_bytes, memory_order_relaxed);
-        view->last_recv_ms = atomic_load_explicit(&s->last_recv_ms, memory_order_relaxed);
+        view->last_recv_ms = atomic_load_explicit(&s->recv_wall_ms, memory_order_relaxed);
         view->connect_ms = s->connect_ms;
         view->peer = s->peer;
         view->local_port = s->local_port;
-        view->socket_fd = s->socket_fd;
+        view->socket_fd = s->io.fd; /* changes only after the connection left the registry */
         view->user_data = atomic_load(&s->user_data);
     }
     pthread_mutex_unlock(&shard->lock);
@@ -132,7 +219,7 @@ bool eddy__registry_set_user_data(eddy__registry_t *reg, eddy_fd_t id, void *use
         return false;
     eddy__registry_shard_t *shard = shard_of(reg, id);
     pthread_mutex_lock(&shard->lock);
-    eddy__session_t *s = eddy__map_get(&shard->map, id);
+    eddy__conn_t *s = eddy__connmap_get(&shard->map, id);
     bool ok = s != NULL && !atomic_load(&s->closing);
     if (ok)
         atomic_store(&s->user_data, user_data);
@@ -157,9 +244,9 @@ size_t eddy__registry_live_ids(eddy__registry_t *reg, eddy_fd_t **ids)
     for (int i = 0; i < EDDY__REGISTRY_SHARDS; i++) {
         eddy__registry_shard_t *shard = &reg->shards[i];
         pthread_mutex_lock(&shard->lock);
-        for (size_t j = 0; shard->map.keys && j <= shard->map.mask; j++) {
-            eddy__session_t *s = shard->map.values[j];
-            if (shard->map.keys[j] == 0 || atomic_load(&s->closing))
+        for (size_t j = 0; shard->map.slots && j <= shard->map.mask; j++) {
+            eddy__conn_t *s = shard->map.slots[j];
+            if (s == NULL || atomic_load(&s->closing))
                 continue;
             if (len == cap) {
                 eddy_fd_t *grown = realloc(out, 2 * cap * sizeof(*out));

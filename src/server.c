@@ -425,8 +425,11 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
     eddy_server_t *srv = loop->srv;
     const eddy__options_t *opts = &srv->opts;
     uint64_t idle_ms = (uint64_t)opts->heartbeat_idle_time * 1000u;
-    for (eddy__conn_t *conn = loop->conns_head; conn != NULL; conn = conn->next) {
-        if (conn->phase == EDDY__PHASE_CLOSING || loop->now_ms - conn->last_recv_ms < idle_ms)
+    /* Closing connections leave the map only at their final close, after this. */
+    for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
+        eddy__conn_t *conn = loop->conns.slots[i];
+        if (conn == NULL || conn->phase == EDDY__PHASE_CLOSING ||
+            loop->now_ms - conn->last_recv_ms < idle_ms)
             continue;
         eddy__log(srv, EDDY__LOG_INFO, "session#%" PRIu64 ": idle for %u s, closed by heartbeat",
                   conn->id, opts->heartbeat_idle_time);
@@ -450,7 +453,10 @@ static void begin_shutdown(eddy__loop_t *loop)
     close_listen_socks(loop);
     eddy__timer_stop(loop, &loop->heartbeat);
     eddy__timer_stop(loop, &loop->accept_timer);
-    for (eddy__conn_t *conn = loop->conns_head; conn != NULL; conn = conn->next) {
+    for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
+        eddy__conn_t *conn = loop->conns.slots[i];
+        if (conn == NULL)
+            continue;
         if (conn->phase == EDDY__PHASE_WS && conn->ws_status == EDDY_WS_STATUS_ACTIVE) {
             static const char reason[] = "server shutting down";
             eddy__ws_send_close(conn, EDDY_WS_CLOSE_GOING_AWAY, reason, sizeof(reason) - 1, true);
@@ -472,13 +478,16 @@ bool eddy__server_loop_should_exit(eddy__loop_t *loop)
     eddy__loop_close_zombies(loop, false);
     if (loop->now_ms >= loop->shutdown_deadline_ms) {
         /* Peers that did not answer in time are closed without further ceremony. */
-        for (eddy__conn_t *conn = loop->conns_head; conn != NULL; conn = conn->next)
-            eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+        for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
+            eddy__conn_t *conn = loop->conns.slots[i];
+            if (conn != NULL && !conn->released)
+                eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+        }
         eddy__loop_reap(loop);
         eddy__loop_close_zombies(loop, true);
     }
     eddy__loop_reap(loop); /* frees what was closed */
-    return loop->conns_head == NULL && loop->zombies_head == NULL && loop->reap_head == NULL;
+    return loop->conns.len == 0 && loop->reap_head == NULL;
 }
 
 static void prepare_loop(eddy__loop_t *loop)
@@ -641,7 +650,7 @@ static void conn_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
     eddy__conn_t *conn = eddy__conn_lookup(loop, cc->fd);
     if (cc->op == OP_CLOSE) {
         /* The caller marked the session closing already, so lookup does not find it. */
-        conn = eddy__map_get(&loop->conns_by_id, cc->fd);
+        conn = eddy__connmap_get(&loop->conns, cc->fd);
         if (conn != NULL && conn->phase != EDDY__PHASE_CLOSING)
             eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
         free(cc);
@@ -727,7 +736,7 @@ bool eddy_is_established(eddy_server_t *srv, eddy_fd_t fd)
     if (find(srv, fd, &conn, &view) != 0)
         return false;
     /* The session's status: another thread may have started the close already. */
-    uint8_t status = conn ? atomic_load(&conn->session->ws_status) : view.ws_status;
+    uint8_t status = conn ? atomic_load(&conn->ws_status) : view.ws_status;
     return status == EDDY_WS_STATUS_ACTIVE;
 }
 

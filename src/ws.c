@@ -10,6 +10,13 @@
  * only fragmented or partial messages are copied into the connection's message buffer.
  * Compressed messages (permessage-deflate) are inflated into that buffer as they arrive,
  * with the size limit applied to the inflated size.
+ *
+ * An established connection at rest carries no receive state: its negotiated compression
+ * and whether it sent a close frame live in the connection itself. Input is parsed with
+ * the loop's scratch state; only when a read ends inside a frame or a fragmented message
+ * (or the connection keeps zlib streams of its own, for context takeover) does the state
+ * move into an allocation of the connection's own, freed again once the connection is
+ * back at rest. Idle connections therefore cost nothing here.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,11 +35,8 @@ struct eddy__ws_state {
     uint8_t msg_opcode;
     uint8_t msg_flags;
     uint32_t utf8_state;
-    bool close_sent;
-    bool compressed;       /* the message being received has RSV1 */
-    uint64_t msg_wire_len; /* its payload bytes on the wire so far */
-    bool pmd_on;           /* permessage-deflate was negotiated */
-    eddy__pmd_t pmd;
+    bool compressed;        /* the message being received has RSV1 */
+    uint64_t msg_wire_len;  /* its payload bytes on the wire so far */
     z_stream *inflater;     /* our own (context takeover, or a message over many reads) */
     z_stream *msg_inflater; /* the one inflating the current message */
     z_stream *deflater;     /* our own, with server context takeover */
@@ -274,14 +278,10 @@ int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
 
 int eddy__ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd)
 {
-    eddy__ws_state_t *ws = calloc(1, sizeof(*ws));
-    if (ws == NULL)
-        return EDDY_ENOMEM;
     if (pmd != NULL) {
-        ws->pmd_on = true;
-        ws->pmd = *pmd;
+        conn->pmd_on = true;
+        conn->pmd = *pmd;
     }
-    conn->ws = ws;
     conn->phase = EDDY__PHASE_WS;
     eddy__conn_set_status(conn, EDDY_WS_STATUS_ACTIVE);
     conn->ever_established = true;
@@ -291,24 +291,97 @@ int eddy__ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd)
 
 bool eddy__ws_close_sent(const eddy__conn_t *conn)
 {
-    return conn->ws->close_sent;
+    return conn->ws_close_sent;
 }
 
 int eddy__ws_shared_deflate_bits(const eddy__conn_t *conn)
 {
-    const eddy__ws_state_t *ws = conn->ws;
-    return ws->pmd_on && ws->pmd.server_no_context_takeover ? ws->pmd.server_window_bits : 0;
+    return conn->pmd_on && conn->pmd.server_no_context_takeover ? conn->pmd.server_window_bits : 0;
+}
+
+static void state_free(eddy__ws_state_t *ws)
+{
+    eddy__buf_free(&ws->msg);
+    eddy__inflater_free(ws->inflater);
+    eddy__deflater_free(ws->deflater);
+    free(ws);
 }
 
 void eddy__ws_free(eddy__conn_t *conn)
 {
-    if (conn->ws == NULL)
-        return;
-    eddy__buf_free(&conn->ws->msg);
-    eddy__inflater_free(conn->ws->inflater);
-    eddy__deflater_free(conn->ws->deflater);
-    free(conn->ws);
+    if (conn->ws != NULL)
+        state_free(conn->ws);
     conn->ws = NULL;
+}
+
+void eddy__ws_loop_free(eddy__loop_t *loop)
+{
+    if (loop->ws_scratch != NULL)
+        state_free(loop->ws_scratch);
+    loop->ws_scratch = NULL;
+}
+
+/* The connection's own state, allocated (zeroed) if it has none. NULL: out of memory. */
+static eddy__ws_state_t *own_state(eddy__conn_t *conn)
+{
+    if (conn->ws == NULL)
+        conn->ws = calloc(1, sizeof(*conn->ws));
+    return conn->ws;
+}
+
+/* The receive state of the connection whose input is being processed. */
+static eddy__ws_state_t *rx_state(eddy__conn_t *conn)
+{
+    return conn->loop->ws_rx;
+}
+
+/* Whether a receive state holds anything that must outlive this read. */
+static bool state_busy(const eddy__ws_state_t *ws)
+{
+    return ws->in_frame || ws->in_message || ws->hdr_stash_len > 0 || ws->msg.cap > 0 ||
+           ws->inflater != NULL || ws->deflater != NULL;
+}
+
+/* Picks the state input is parsed with: the connection's own if it has one, else the
+ * loop's scratch state (NULL: out of memory). */
+static eddy__ws_state_t *rx_begin(eddy__conn_t *conn)
+{
+    eddy__loop_t *loop = conn->loop;
+    /* Input is not processed inside callbacks, so the scratch state serves one connection
+     * at a time; should that ever change, the inner one gets a state of its own. */
+    if (conn->ws != NULL || (loop->ws_rx != NULL && loop->ws_rx == loop->ws_scratch))
+        return own_state(conn);
+    if (loop->ws_scratch == NULL)
+        loop->ws_scratch = calloc(1, sizeof(*loop->ws_scratch));
+    return loop->ws_scratch;
+}
+
+/* After a read: the scratch state moves into the connection if it is mid-frame or
+ * mid-message, and a connection back at rest gives its own state up. */
+static void rx_end(eddy__conn_t *conn, eddy__ws_state_t *ws)
+{
+    eddy__loop_t *loop = conn->loop;
+    if (ws == loop->ws_scratch) {
+        /* A callback may have given the connection a state of its own meanwhile (a
+         * deflater, sending with context takeover): the receive state joins it. */
+        if (state_busy(ws) || conn->ws != NULL) {
+            eddy__ws_state_t *own = own_state(conn);
+            if (own == NULL) {
+                eddy__buf_free(&ws->msg);
+                eddy__inflater_free(ws->inflater);
+                memset(ws, 0, sizeof(*ws));
+                eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+                return;
+            }
+            z_stream *deflater = own->deflater;
+            *own = *ws;
+            own->deflater = deflater;
+        }
+        memset(ws, 0, sizeof(*ws));
+    } else if (!state_busy(ws)) {
+        state_free(ws);
+        conn->ws = NULL;
+    }
 }
 
 /* ---- sending ---- */
@@ -325,19 +398,25 @@ static int queue_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void
 /* Compresses and queues a whole data message. */
 static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data, size_t len)
 {
-    eddy__ws_state_t *ws = conn->ws;
     eddy__loop_t *loop = conn->loop;
     const eddy__options_t *opts = &conn_srv(conn)->opts;
-    int bits = ws->pmd.server_window_bits;
-    z_stream **slot =
-        ws->pmd.server_no_context_takeover ? &loop->shared_deflaters[bits] : &ws->deflater;
+    int bits = conn->pmd.server_window_bits;
+    z_stream **slot;
+    if (conn->pmd.server_no_context_takeover) {
+        slot = &loop->shared_deflaters[bits];
+    } else {
+        eddy__ws_state_t *own = own_state(conn);
+        if (own == NULL)
+            return EDDY_ENOMEM;
+        slot = &own->deflater;
+    }
     if (*slot == NULL)
         *slot = eddy__deflater_new(bits, opts->websocket_compression_level,
                                    opts->websocket_compression_mem_level);
     if (*slot == NULL)
         return EDDY_ENOMEM;
     int rc = eddy__deflate(*slot, data, len, &loop->deflate_out);
-    if (ws->pmd.server_no_context_takeover)
+    if (conn->pmd.server_no_context_takeover)
         deflateReset(*slot);
     if (rc != 0)
         return rc;
@@ -348,8 +427,7 @@ static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data
 void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, size_t reason_len,
                          bool wait_for_peer)
 {
-    eddy__ws_state_t *ws = conn->ws;
-    if (!ws->close_sent) {
+    if (!conn->ws_close_sent) {
         uint8_t payload[125];
         size_t len = 0;
         if (code != 0 && code != EDDY_WS_CLOSE_STATUS_ERROR) {
@@ -360,7 +438,7 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
                 memcpy(payload + 2, reason, reason_len);
             len = 2 + reason_len;
         }
-        ws->close_sent = true;
+        conn->ws_close_sent = true;
         queue_frame(conn, EDDY_WS_OPCODE_CLOSE, EDDY_WS_FLAG_FIN, payload, len);
     }
     uint32_t wait_ms = conn_srv(conn)->opts.websocket_close_timeout_ms;
@@ -411,17 +489,16 @@ int eddy__ws_push_check(const eddy_server_t *srv, const void *data, size_t len, 
 static bool wants_compression(const eddy__conn_t *conn, size_t len, int opcode, int flags)
 {
     size_t threshold = conn_srv(conn)->opts.websocket_compression_threshold;
-    return conn->ws->pmd_on && opcode != EDDY_WS_OPCODE_CONTINUATION &&
-           opcode < EDDY_WS_OPCODE_CLOSE && (flags & EDDY_WS_FLAG_FIN) &&
+    return conn->pmd_on && opcode != EDDY_WS_OPCODE_CONTINUATION && opcode < EDDY_WS_OPCODE_CLOSE &&
+           (flags & EDDY_WS_FLAG_FIN) &&
            ((flags & EDDY_WS_FLAG_COMPRESS) || (threshold > 0 && len >= threshold));
 }
 
 int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, int flags)
 {
     /* The session's status, not ours: another thread may have begun the close already. */
-    if (conn->phase != EDDY__PHASE_WS || conn->ws->close_sent ||
-        atomic_load_explicit(&conn->session->ws_status, memory_order_relaxed) !=
-            EDDY_WS_STATUS_ACTIVE)
+    if (conn->phase != EDDY__PHASE_WS || conn->ws_close_sent ||
+        atomic_load_explicit(&conn->ws_status, memory_order_relaxed) != EDDY_WS_STATUS_ACTIVE)
         return EDDY_ESTATE;
     int rc = eddy__ws_push_check(conn_srv(conn), data, len, opcode, flags);
     if (rc != 0)
@@ -483,7 +560,7 @@ static uint8_t frame_flags(const eddy__ws_header_t *hdr)
 
 static void on_close_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
 {
-    eddy__ws_state_t *ws = conn->ws;
+    eddy__ws_state_t *ws = rx_state(conn);
     const eddy__options_t *opts = &conn_srv(conn)->opts;
     uint16_t code;
     const char *reason;
@@ -494,7 +571,7 @@ static void on_close_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
              bad == 1007 ? "close reason is not valid UTF-8" : "invalid close frame");
         return;
     }
-    if (opts->open_websocket_close_frame && !ws->close_sent) {
+    if (opts->open_websocket_close_frame && !conn->ws_close_sent) {
         /* The reason is copied so it can be NUL-terminated without touching the buffer. */
         char reason_copy[126];
         memcpy(reason_copy, reason, reason_len);
@@ -516,14 +593,14 @@ static void on_close_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
 
 static void on_control_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
 {
-    eddy__ws_state_t *ws = conn->ws;
+    eddy__ws_state_t *ws = rx_state(conn);
     const eddy__options_t *opts = &conn_srv(conn)->opts;
     uint8_t opcode = ws->hdr.opcode;
     if (opcode == EDDY_WS_OPCODE_CLOSE) {
         on_close_frame(conn, payload, len);
         return;
     }
-    if (ws->close_sent)
+    if (conn->ws_close_sent)
         return; /* closing: pings are not answered any more */
     bool deliver_it = opcode == EDDY_WS_OPCODE_PING ? opts->open_websocket_ping_frame
                                                     : opts->open_websocket_pong_frame;
@@ -539,17 +616,17 @@ static void on_control_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
  * the current buffer. Returns false on out-of-memory. */
 static bool begin_inflate(eddy__conn_t *conn, size_t avail)
 {
-    eddy__ws_state_t *ws = conn->ws;
+    eddy__ws_state_t *ws = rx_state(conn);
     eddy__loop_t *loop = conn->loop;
     bool whole = ws->hdr.fin && ws->hdr.payload_len <= avail;
-    if (ws->pmd.client_no_context_takeover && whole) {
+    if (conn->pmd.client_no_context_takeover && whole) {
         /* Inflated before anything else can run: the loop's stream serves everyone. */
         if (loop->shared_inflater == NULL)
             loop->shared_inflater = eddy__inflater_new(15);
         ws->msg_inflater = loop->shared_inflater;
     } else {
         if (ws->inflater == NULL)
-            ws->inflater = eddy__inflater_new(ws->pmd.client_window_bits);
+            ws->inflater = eddy__inflater_new(conn->pmd.client_window_bits);
         ws->msg_inflater = ws->inflater;
     }
     return ws->msg_inflater != NULL;
@@ -558,12 +635,12 @@ static bool begin_inflate(eddy__conn_t *conn, size_t avail)
 /* The compressed message ended (or failed): ready the inflater for the next one. */
 static void end_inflate(eddy__conn_t *conn)
 {
-    eddy__ws_state_t *ws = conn->ws;
+    eddy__ws_state_t *ws = rx_state(conn);
     if (ws->msg_inflater == NULL)
         return;
     if (ws->msg_inflater == conn->loop->shared_inflater) {
         inflateReset(ws->msg_inflater);
-    } else if (ws->pmd.client_no_context_takeover) {
+    } else if (conn->pmd.client_no_context_takeover) {
         /* No history to keep: release the memory until the next such message. */
         eddy__inflater_free(ws->inflater);
         ws->inflater = NULL;
@@ -573,13 +650,13 @@ static void end_inflate(eddy__conn_t *conn)
 
 static void on_message_complete(eddy__conn_t *conn, char *data, size_t len)
 {
-    eddy__ws_state_t *ws = conn->ws;
+    eddy__ws_state_t *ws = rx_state(conn);
     ws->in_message = false;
     if (ws->msg_opcode == EDDY_WS_OPCODE_TEXT && !eddy__utf8_complete(ws->utf8_state)) {
         fail(conn, EDDY_WS_CLOSE_MESSAGE_ERROR, "text message ends inside a UTF-8 sequence");
         return;
     }
-    if (!ws->close_sent) {
+    if (!conn->ws_close_sent) {
         /* Delivered whole: FIN, whatever the first fragment said. */
         eddy_frame_t frame = {.opcode = ws->msg_opcode,
                               .flags = (uint8_t)(ws->msg_flags | EDDY_WS_FLAG_FIN)};
@@ -591,7 +668,7 @@ static void on_message_complete(eddy__conn_t *conn, char *data, size_t len)
  * bytes are stashed) or the connection failed. */
 static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
 {
-    eddy__ws_state_t *ws = conn->ws;
+    eddy__ws_state_t *ws = rx_state(conn);
     const eddy__options_t *opts = &conn_srv(conn)->opts;
     ssize_t rc;
     size_t used;
@@ -618,7 +695,7 @@ static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
         fail(conn, EDDY_WS_CLOSE_PROTOCOL_ERROR, "invalid frame length");
         return 0;
     }
-    eddy__ws_rules_t rules = {.expect_masked = true, .allowed_rsv = ws->pmd_on ? 4 : 0};
+    eddy__ws_rules_t rules = {.expect_masked = true, .allowed_rsv = conn->pmd_on ? 4 : 0};
     int code = eddy__ws_check_header(&ws->hdr, &rules, ws->in_message);
     if (code != 0) {
         fail(conn, (uint16_t)code, "frame header violates RFC 6455");
@@ -664,7 +741,7 @@ static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
 /* Inflates unmasked payload bytes of a compressed message into the message buffer. */
 static size_t read_compressed(eddy__conn_t *conn, uint8_t *buf, size_t take, bool frame_complete)
 {
-    eddy__ws_state_t *ws = conn->ws;
+    eddy__ws_state_t *ws = rx_state(conn);
     bool final = frame_complete && ws->hdr.fin;
     size_t before = ws->msg.len;
     int rc = eddy__inflate(ws->msg_inflater, buf, take, final, &ws->msg,
@@ -692,8 +769,7 @@ static size_t read_compressed(eddy__conn_t *conn, uint8_t *buf, size_t take, boo
         on_message_complete(conn, ws->msg.data, ws->msg.len);
         /* Released at once: most messages arrive whole and never need it, and an idle
          * connection should hold no buffer. */
-        if (conn->ws != NULL)
-            eddy__buf_free(&ws->msg);
+        eddy__buf_free(&ws->msg);
     }
     return take;
 }
@@ -701,7 +777,7 @@ static size_t read_compressed(eddy__conn_t *conn, uint8_t *buf, size_t take, boo
 /* Consumes payload bytes of the current frame; returns bytes used. */
 static size_t read_payload(eddy__conn_t *conn, uint8_t *buf, size_t len)
 {
-    eddy__ws_state_t *ws = conn->ws;
+    eddy__ws_state_t *ws = rx_state(conn);
     eddy__ws_header_t *hdr = &ws->hdr;
     size_t take = (size_t)EDDY__MIN((uint64_t)len, hdr->payload_len - ws->frame_done);
     bool whole = ws->frame_done == 0 && take == hdr->payload_len;
@@ -749,30 +825,41 @@ static size_t read_payload(eddy__conn_t *conn, uint8_t *buf, size_t len)
         on_message_complete(conn, ws->msg.data, ws->msg.len);
         /* Released at once: most messages arrive whole and never need it, and an idle
          * connection should hold no buffer. */
-        if (conn->ws != NULL)
-            eddy__buf_free(&ws->msg);
+        eddy__buf_free(&ws->msg);
     }
     return take;
 }
 
 size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len)
 {
+    eddy__loop_t *loop = conn->loop;
+    eddy__ws_state_t *outer = loop->ws_rx;
+    eddy__ws_state_t *ws = rx_begin(conn);
+    if (ws == NULL) {
+        eddy__log(conn_srv(conn), EDDY__LOG_ERROR,
+                  "session#%" PRIu64 ": out of memory for the receive state", conn->id);
+        eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+        return len;
+    }
+    loop->ws_rx = ws;
     uint8_t *p = (uint8_t *)buf;
     size_t off = 0;
     while (conn->phase == EDDY__PHASE_WS) {
-        if (!conn->ws->in_frame) {
+        if (!ws->in_frame) {
             if (off == len)
                 break;
             size_t used = read_header(conn, p + off, len - off);
             off += used;
-            if (!conn->ws->in_frame)
+            if (!ws->in_frame)
                 break; /* header incomplete (stashed) or the connection failed */
         }
         /* A frame with an empty payload completes here even with no bytes left. */
         size_t used = read_payload(conn, p + off, len - off);
         off += used;
-        if (conn->phase == EDDY__PHASE_WS && conn->ws->in_frame && off == len)
+        if (conn->phase == EDDY__PHASE_WS && ws->in_frame && off == len)
             break;
     }
+    loop->ws_rx = outer;
+    rx_end(conn, ws);
     return conn->phase == EDDY__PHASE_WS ? off : len;
 }
