@@ -203,4 +203,9 @@ size_t eddy__base64_encode(char *dst, const uint8_t *src, size_t len);
  * Returns the decoded length, or -1 if src is not valid base64 or does not fit. */
 ssize_t eddy__base64_decode(uint8_t *dst, size_t cap, const char *src, size_t len);
 
+/* Prepares the handshake key's hashing. OpenSSL initialises itself on first use (its
+ * configuration and providers: about 2 MB of pages touched); servers call this at start
+ * so that the cost is not paid by the first handshake. Any thread, any number of times. */
+void eddy__handshake_init(void);
+
 #endif /* EDDY_CODEC_H */

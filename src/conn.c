@@ -3,7 +3,7 @@
  *
  * Input: every read lands in the loop's shared receive buffer and is parsed there in
  * place. Only bytes a parser cannot use yet (a partial HTTP head, a pending request body)
- * are copied into conn->in, so an idle WebSocket connection owns no input buffer.
+ * are copied into conn->in, so an idle connection owns no input buffer.
  *
  * Output: data is copied into a chain of segments and the connection joins the loop's
  * flush list; the loop writes every listed connection with one sendmsg after each phase of
@@ -76,15 +76,34 @@ void eddy__blob_unref(eddy__blob_t *blob)
         free(blob);
 }
 
-static eddy__seg_t *seg_new(eddy__loop_t *loop, size_t need)
+/* Segment sizes, and how many spare ones of each a loop keeps (64 KiB or so a class). */
+static const size_t seg_class_size[EDDY__SEG_CLASSES] = {512, 2048, 8192, EDDY__SEG_MAX_SIZE};
+static const uint16_t seg_class_keep[EDDY__SEG_CLASSES] = {128, 32, 8, 4};
+
+/* The class of a segment of capacity cap, or -1 for an odd size. */
+static int seg_class_of(size_t cap)
 {
+    for (int i = 0; i < EDDY__SEG_CLASSES; i++) {
+        if (seg_class_size[i] == cap)
+            return i;
+    }
+    return -1;
+}
+
+/* A segment for at least want bytes: the smallest class that holds them, or one of its
+ * own size beyond the largest class. */
+static eddy__seg_t *seg_new(eddy__loop_t *loop, size_t want)
+{
+    int c = 0;
+    while (c < EDDY__SEG_CLASSES && seg_class_size[c] < want)
+        c++;
     eddy__seg_t *seg;
-    if (need <= EDDY__SEG_SIZE && loop->seg_cache != NULL) {
-        seg = loop->seg_cache;
-        loop->seg_cache = seg->next;
-        loop->seg_cache_len--;
+    if (c < EDDY__SEG_CLASSES && loop->seg_cache[c] != NULL) {
+        seg = loop->seg_cache[c];
+        loop->seg_cache[c] = seg->next;
+        loop->seg_cache_len[c]--;
     } else {
-        size_t cap = EDDY__MAX(need, (size_t)EDDY__SEG_SIZE);
+        size_t cap = c < EDDY__SEG_CLASSES ? seg_class_size[c] : want;
         seg = malloc(sizeof(*seg) + cap);
         if (seg == NULL)
             return NULL;
@@ -122,48 +141,75 @@ static void seg_release(eddy__loop_t *loop, eddy__seg_t *seg)
         } else {
             free(seg);
         }
-    } else if (seg->cap == EDDY__SEG_SIZE && loop->seg_cache_len < EDDY__SEG_CACHE_MAX) {
-        seg->next = loop->seg_cache;
-        loop->seg_cache = seg;
-        loop->seg_cache_len++;
+        return;
+    }
+    int c = seg_class_of(seg->cap);
+    if (c >= 0 && loop->seg_cache_len[c] < seg_class_keep[c]) {
+        seg->next = loop->seg_cache[c];
+        loop->seg_cache[c] = seg;
+        loop->seg_cache_len[c]++;
     } else {
         free(seg);
     }
 }
 
-/* Keeps the copy of the queued byte count other threads read. */
-static void note_out_bytes(eddy__conn_t *conn)
+/* The queued byte count: only the owner writes it, other threads read it (relaxed, so
+ * these are plain moves). */
+static size_t out_bytes(const eddy__conn_t *conn)
 {
-    atomic_store_explicit(&conn->out_bytes, conn->out.bytes, memory_order_relaxed);
+    return atomic_load_explicit(&conn->out_bytes, memory_order_relaxed);
 }
 
-static void outq_clear(eddy__loop_t *loop, eddy__outq_t *q)
+static void set_out_bytes(eddy__conn_t *conn, size_t bytes)
 {
-    while (q->head != NULL) {
-        eddy__seg_t *seg = q->head;
-        q->head = seg->next;
-        seg_release(loop, seg);
-    }
-    q->tail = NULL;
-    q->bytes = 0;
+    atomic_store_explicit(&conn->out_bytes, bytes, memory_order_relaxed);
+}
+
+/* The output queue is a circular list held by its tail (tail->next is the head): one
+ * pointer per connection. */
+static eddy__seg_t *outq_head(const eddy__outq_t *q)
+{
+    return q->tail != NULL ? q->tail->next : NULL;
 }
 
 static void outq_link(eddy__outq_t *q, eddy__seg_t *seg)
 {
-    if (q->tail)
+    if (q->tail != NULL) {
+        seg->next = q->tail->next;
         q->tail->next = seg;
-    else
-        q->head = seg;
+    } else {
+        seg->next = seg;
+    }
     q->tail = seg;
+}
+
+/* Unlinks and returns the head segment (the queue is not empty). */
+static eddy__seg_t *outq_pop(eddy__outq_t *q)
+{
+    eddy__seg_t *head = q->tail->next;
+    if (head == q->tail)
+        q->tail = NULL;
+    else
+        q->tail->next = head->next;
+    return head;
+}
+
+static void outq_clear(eddy__conn_t *conn)
+{
+    while (conn->out.tail != NULL)
+        seg_release(conn->loop, outq_pop(&conn->out));
+    set_out_bytes(conn, 0);
 }
 
 static int outq_append(eddy__loop_t *loop, eddy__outq_t *q, const char *data, size_t len)
 {
     while (len > 0) {
         eddy__seg_t *tail = q->tail;
-        /* Bytes are copied into the last segment of our own while it has room. */
+        /* Bytes are copied into the last segment of our own while it has room; a queue
+         * that keeps growing gets segments of twice the size, up to the largest class. */
         if (tail == NULL || tail->blob != NULL || tail->len == tail->cap) {
-            tail = seg_new(loop, len);
+            size_t grown = tail != NULL ? EDDY__MIN(2 * tail->cap, (size_t)EDDY__SEG_MAX_SIZE) : 0;
+            tail = seg_new(loop, EDDY__MAX(len, grown));
             if (tail == NULL)
                 return EDDY_ENOMEM;
             outq_link(q, tail);
@@ -171,7 +217,6 @@ static int outq_append(eddy__loop_t *loop, eddy__outq_t *q, const char *data, si
         size_t n = EDDY__MIN(len, tail->cap - tail->len);
         memcpy(tail->data + tail->len, data, n);
         tail->len += n;
-        q->bytes += n;
         data += n;
         len -= n;
     }
@@ -203,18 +248,17 @@ int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const voi
     size_t n = a_len + b_len;
     /* The usual case, a small frame: both pieces go to the last segment of our own, or to
      * a fresh one when the queue is empty. */
-    if (tail == NULL && n <= EDDY__SEG_SIZE && (tail = seg_new(loop, n)) != NULL)
+    if (tail == NULL && n <= EDDY__SEG_MAX_SIZE && (tail = seg_new(loop, n)) != NULL)
         outq_link(q, tail);
     if (tail != NULL && tail->blob == NULL && tail->cap - tail->len >= n) {
         memcpy(tail->data + tail->len, a, a_len);
         if (b_len)
             memcpy(tail->data + tail->len + a_len, b, b_len);
         tail->len += a_len + b_len;
-        q->bytes += a_len + b_len;
     } else if (outq_append(loop, q, a, a_len) != 0 || outq_append(loop, q, b, b_len) != 0) {
         return out_of_memory(conn, a_len + b_len);
     }
-    note_out_bytes(conn);
+    set_out_bytes(conn, out_bytes(conn) + n);
     flush_list_add(conn);
     return 0;
 }
@@ -230,8 +274,7 @@ int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob)
     if (seg == NULL)
         return out_of_memory(conn, blob->len);
     outq_link(&conn->out, seg);
-    conn->out.bytes += blob->len;
-    note_out_bytes(conn);
+    set_out_bytes(conn, out_bytes(conn) + blob->len);
     flush_list_add(conn);
     return 0;
 }
@@ -239,7 +282,7 @@ int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob)
 int eddy__conn_admit(eddy__conn_t *conn, size_t bytes)
 {
     const eddy__options_t *opts = &conn->loop->srv->opts;
-    size_t queued = conn->out.bytes;
+    size_t queued = out_bytes(conn);
     /* A message larger than the whole buffer still goes out when nothing else waits. */
     if (queued > 0 && queued + bytes > opts->socket_buffer_size) {
         if (opts->slow_consumer_policy == EDDY__SLOW_DROP) {
@@ -284,7 +327,7 @@ int eddy__conn_send_raw(eddy__conn_t *conn, const void *data, size_t len)
 static void maybe_drain(eddy__conn_t *conn)
 {
     eddy_server_t *srv = conn->loop->srv;
-    if (!conn->above_high || conn->out.bytes > srv->opts.buffer_low_watermark)
+    if (!conn->above_high || out_bytes(conn) > srv->opts.buffer_low_watermark)
         return;
     conn->above_high = false;
     /* Not for a connection that can take no more messages (closing, or a close frame
@@ -342,11 +385,11 @@ static void watch(eddy__conn_t *conn)
     unsigned events = 0;
     /* Reading also stops while output is over socket_buffer_size: a peer that sends (pings,
      * say) but does not read cannot make the answers it is owed pile up without bound. */
-    bool output_full = conn->out.bytes > conn->loop->srv->opts.socket_buffer_size &&
+    bool output_full = out_bytes(conn) > conn->loop->srv->opts.socket_buffer_size &&
                        conn->phase != EDDY__PHASE_CLOSING;
     if (!conn->read_eof && !(conn->paused && conn->phase != EDDY__PHASE_CLOSING) && !output_full)
         events |= EDDY__IO_READ;
-    if (conn->out.head != NULL && !conn->tls_handshaking)
+    if (conn->out.tail != NULL && !conn->tls_handshaking)
         events |= EDDY__IO_WRITE;
     events |= conn->tls_wants;
     eddy__io_set(conn->loop, &conn->io, events);
@@ -357,13 +400,15 @@ static void conn_flush(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
     eddy__outq_t *q = &conn->out;
-    while (q->head != NULL && !conn->tls_handshaking) {
+    while (q->tail != NULL && !conn->tls_handshaking) {
         struct iovec iov[IOV_BATCH];
         int n = 0;
-        for (eddy__seg_t *seg = q->head; seg != NULL && n < IOV_BATCH; seg = seg->next) {
+        for (eddy__seg_t *seg = outq_head(q); n < IOV_BATCH; seg = seg->next) {
             iov[n].iov_base = (char *)seg->base + seg->sent;
             iov[n].iov_len = seg->len - seg->sent;
             n++;
+            if (seg == q->tail)
+                break;
         }
         ssize_t written = transport_writev(conn, iov, n);
         if (written < 0) {
@@ -373,29 +418,25 @@ static void conn_flush(eddy__conn_t *conn)
             }
             eddy__log(loop->srv, EDDY__LOG_INFO, "session#%" PRIu64 ": write failed: %s", conn->id,
                       transport_error(conn, (int)written));
-            outq_clear(loop, q);
+            outq_clear(conn);
             if (conn->released)
                 final_close(conn);
             else
                 eddy__conn_close(conn, EDDY__CLOSE_ABORT);
             return;
         }
-        q->bytes -= (size_t)written;
+        set_out_bytes(conn, out_bytes(conn) - (size_t)written);
         while (written > 0) {
-            eddy__seg_t *seg = q->head;
+            eddy__seg_t *seg = outq_head(q);
             size_t left = seg->len - seg->sent;
             if ((size_t)written < left) {
                 seg->sent += (size_t)written;
                 break;
             }
             written -= (ssize_t)left;
-            q->head = seg->next;
-            if (q->head == NULL)
-                q->tail = NULL;
-            seg_release(loop, seg);
+            seg_release(loop, outq_pop(q));
         }
     }
-    note_out_bytes(conn);
     if (conn->tls_handshaking)
         return; /* the handshake comes first; output waits for it */
     conn->tls_wants = 0;
@@ -427,9 +468,10 @@ static void final_close(eddy__conn_t *conn)
     eddy__io_set(loop, &conn->io, 0);
     close(conn->io.fd);
     conn->io.fd = -1;
-    eddy__timer_stop(loop, &conn->timer);
-    outq_clear(loop, &conn->out);
-    eddy__buf_free(&conn->in);
+    eddy__conn_drop_timer(conn);
+    outq_clear(conn);
+    free(conn->in);
+    conn->in = NULL;
     if (conn->tls != NULL)
         eddy__tls_conn_free(conn);
     eddy__connmap_remove(&loop->conns, conn->id);
@@ -451,21 +493,22 @@ static void begin_shutdown(eddy__conn_t *conn)
     conn->shutdown_sent = true;
     conn->tls_wants = 0;
     eddy__io_set(conn->loop, &conn->io, EDDY__IO_READ);
-    eddy__timer_start(conn->loop, &conn->timer, LINGER_MS);
+    if (eddy__conn_set_timeout(conn, LINGER_MS) != 0)
+        final_close(conn); /* no memory to wait with: close at once */
 }
 
 void eddy__conn_close(eddy__conn_t *conn, int how)
 {
     eddy__loop_t *loop = conn->loop;
     if (how == EDDY__CLOSE_ABORT) {
-        outq_clear(loop, &conn->out);
+        outq_clear(conn);
         conn->aborted = true;
     }
     if (conn->phase == EDDY__PHASE_CLOSING)
         return;
     conn->phase = EDDY__PHASE_CLOSING;
     eddy__session_set_closing(&loop->srv->registry, conn);
-    eddy__timer_stop(loop, &conn->timer);
+    eddy__conn_set_timeout(conn, 0);
     if (conn->http != NULL)
         eddy__http_conn_closed(conn);
     conn->reap_next = NULL;
@@ -492,7 +535,7 @@ static void conn_release(eddy__conn_t *conn)
     }
     /* Zombie: output drains, then the lingering close. It stays in the loop's map until
      * then, where lookups skip it. */
-    if (conn->out.head == NULL)
+    if (conn->out.tail == NULL)
         begin_shutdown(conn);
     else
         flush_list_add(conn);
@@ -569,7 +612,7 @@ static void drain_input(eddy__conn_t *conn)
         return;
     conn->read_eof = true;
     if (conn->released) {
-        if (conn->shutdown_sent || conn->out.head == NULL)
+        if (conn->shutdown_sent || conn->out.tail == NULL)
             final_close(conn);
         else
             eddy__io_set(loop, &conn->io, conn->io.events & ~(unsigned)EDDY__IO_READ);
@@ -587,18 +630,54 @@ static void conn_on_eof(eddy__conn_t *conn)
     eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
 }
 
+/* Makes room in conn->in for extra more bytes (and the spare one). Returns false on
+ * out-of-memory. */
+static bool inbuf_reserve(eddy__conn_t *conn, size_t extra)
+{
+    eddy__inbuf_t *in = conn->in;
+    size_t len = in != NULL ? in->len : 0;
+    if (in != NULL && len + extra < in->cap)
+        return true;
+    if (extra > SIZE_MAX / 4 - len)
+        return false;
+    size_t cap = in != NULL ? in->cap : 256;
+    while (cap <= len + extra)
+        cap *= 2;
+    in = realloc(in, sizeof(*in) + cap);
+    if (in == NULL)
+        return false;
+    in->len = len;
+    in->cap = cap;
+    conn->in = in;
+    return true;
+}
+
+/* Drops n processed bytes from the front of conn->in; an empty buffer is freed. */
+static void inbuf_consume(eddy__conn_t *conn, size_t n)
+{
+    eddy__inbuf_t *in = conn->in;
+    if (n < in->len) {
+        memmove(in->data, in->data + n, in->len - n);
+        in->len -= n;
+        return;
+    }
+    free(in); /* an idle connection holds no input buffer */
+    conn->in = NULL;
+}
+
 /* Reads once and processes what arrived. Returns false when reading should stop. */
 static bool read_once(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
     ssize_t n;
-    if (conn->in.len > 0) {
+    if (conn->in != NULL) {
         /* Earlier bytes are pending: read behind them so the parser sees one buffer. */
-        if (eddy__buf_reserve(&conn->in, EDDY__SEG_SIZE) != 0) {
+        if (!inbuf_reserve(conn, EDDY__READ_CHUNK)) {
             eddy__conn_close(conn, EDDY__CLOSE_ABORT);
             return false;
         }
-        n = transport_read(conn, conn->in.data + conn->in.len, conn->in.cap - conn->in.len - 1);
+        eddy__inbuf_t *in = conn->in;
+        n = transport_read(conn, in->data + in->len, in->cap - in->len - 1);
     } else {
         n = transport_read(conn, loop->recv_buf, loop->recv_cap);
     }
@@ -616,24 +695,24 @@ static bool read_once(eddy__conn_t *conn)
         eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return false;
     }
-    conn->last_recv_ms = loop->now_ms;
-    atomic_store_explicit(&conn->recv_wall_ms, loop->now_wall_ms, memory_order_relaxed);
+    atomic_store_explicit(&conn->last_recv_ms, loop->now_ms, memory_order_relaxed);
 
-    if (conn->in.len > 0) {
-        conn->in.len += (size_t)n;
-        size_t used = eddy__conn_process(conn, conn->in.data, conn->in.len);
-        eddy__buf_consume(&conn->in, used);
+    if (conn->in != NULL) {
+        conn->in->len += (size_t)n;
+        size_t used = eddy__conn_process(conn, conn->in->data, conn->in->len);
+        inbuf_consume(conn, used);
     } else {
         size_t used = eddy__conn_process(conn, loop->recv_buf, (size_t)n);
-        if (used < (size_t)n && conn->phase != EDDY__PHASE_CLOSING) {
-            if (eddy__buf_append(&conn->in, loop->recv_buf + used, (size_t)n - used) != 0) {
+        size_t left = (size_t)n - used;
+        if (left > 0 && conn->phase != EDDY__PHASE_CLOSING) {
+            if (!inbuf_reserve(conn, left)) {
                 eddy__conn_close(conn, EDDY__CLOSE_ABORT);
                 return false;
             }
+            memcpy(conn->in->data, loop->recv_buf + used, left);
+            conn->in->len = left;
         }
     }
-    if (conn->in.len == 0 && conn->in.cap > 0)
-        eddy__buf_free(&conn->in); /* an idle connection holds no input buffer */
     return true;
 }
 
@@ -643,7 +722,7 @@ static void conn_on_readable(eddy__conn_t *conn)
         drain_input(conn);
         return;
     }
-    if (conn->paused || conn->out.bytes > conn->loop->srv->opts.socket_buffer_size) {
+    if (conn->paused || out_bytes(conn) > conn->loop->srv->opts.socket_buffer_size) {
         /* A detached response is pending, or output is over the limit: leave input in the
          * socket (TCP flow control pushes back on the client) until that changes. */
         watch(conn);
@@ -665,7 +744,7 @@ static void tls_handshake_step(eddy__conn_t *conn)
     if (rc < 0) {
         char ip[46];
         int port;
-        eddy__format_peer((const struct sockaddr *)&conn->peer, ip, &port);
+        eddy__peer_format(&conn->peer, ip, &port);
         eddy__log(conn->loop->srv, EDDY__LOG_INFO,
                   "session#%" PRIu64 " (%s:%d): TLS handshake failed: %s", conn->id, ip, port,
                   transport_error(conn, rc));
@@ -687,15 +766,20 @@ static void conn_on_io(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
     }
     /* TLS can cross the directions: a write waiting for readability, or the reverse. */
     bool wants = conn->tls_wants != 0;
-    if ((events & EDDY__IO_WRITE) || (wants && conn->out.head != NULL))
+    if ((events & EDDY__IO_WRITE) || (wants && conn->out.tail != NULL))
         conn_flush(conn);
     if (((events & EDDY__IO_READ) || wants) && conn->io.fd >= 0)
         conn_on_readable(conn);
 }
 
+struct eddy__conn_timer {
+    eddy__timer_t timer; /* first member: the loop hands us this pointer */
+    eddy__conn_t *conn;
+};
+
 static void conn_on_timer(eddy__loop_t *loop, eddy__timer_t *timer)
 {
-    eddy__conn_t *conn = (eddy__conn_t *)((char *)timer - offsetof(eddy__conn_t, timer));
+    eddy__conn_t *conn = ((eddy__conn_timer_t *)timer)->conn;
     if (conn->released) {
         final_close(conn); /* the peer never finished: stop lingering */
         return;
@@ -708,12 +792,34 @@ static void conn_on_timer(eddy__loop_t *loop, eddy__timer_t *timer)
         eddy__ws_timeout(conn);
 }
 
-void eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms)
+int eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms)
 {
-    if (ms == 0)
-        eddy__timer_stop(conn->loop, &conn->timer);
-    else
-        eddy__timer_start(conn->loop, &conn->timer, ms);
+    if (ms == 0) {
+        if (conn->timer != NULL)
+            eddy__timer_stop(conn->loop, &conn->timer->timer);
+        return 0;
+    }
+    if (conn->timer == NULL) {
+        conn->timer = malloc(sizeof(*conn->timer));
+        if (conn->timer == NULL) {
+            eddy__log(conn->loop->srv, EDDY__LOG_ERROR,
+                      "session#%" PRIu64 ": out of memory for a timeout", conn->id);
+            return EDDY_ENOMEM;
+        }
+        eddy__timer_init(&conn->timer->timer, conn_on_timer);
+        conn->timer->conn = conn;
+    }
+    eddy__timer_start(conn->loop, &conn->timer->timer, ms);
+    return 0;
+}
+
+void eddy__conn_drop_timer(eddy__conn_t *conn)
+{
+    if (conn->timer == NULL)
+        return;
+    eddy__timer_stop(conn->loop, &conn->timer->timer);
+    free(conn->timer);
+    conn->timer = NULL;
 }
 
 static void resume_deferred(eddy_server_t *srv, void *arg)
@@ -722,9 +828,9 @@ static void resume_deferred(eddy_server_t *srv, void *arg)
     eddy__conn_t *conn = eddy__conn_lookup(eddy__current_loop, (eddy_fd_t)(uintptr_t)arg);
     if (conn == NULL || conn->paused)
         return;
-    if (conn->in.len > 0) {
-        size_t used = eddy__conn_process(conn, conn->in.data, conn->in.len);
-        eddy__buf_consume(&conn->in, used);
+    if (conn->in != NULL) {
+        size_t used = eddy__conn_process(conn, conn->in->data, conn->in->len);
+        inbuf_consume(conn, used);
     }
     if (conn->tls != NULL && !conn->paused && eddy__tls_pending(conn))
         conn_on_readable(conn);
@@ -745,13 +851,34 @@ void eddy__conn_pause(eddy__conn_t *conn, bool paused)
 
 /* ---- creation ---- */
 
+void eddy__peer_set(eddy__peer_t *peer, const struct sockaddr *sa)
+{
+    memset(peer, 0, sizeof(*peer));
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        memcpy(peer->addr, &a->sin6_addr, 16);
+        peer->port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        memcpy(peer->addr, &a->sin_addr, 4);
+        peer->port = ntohs(a->sin_port);
+        peer->v4 = true;
+    }
+}
+
+void eddy__peer_format(const eddy__peer_t *peer, char ip[46], int *port)
+{
+    inet_ntop(peer->v4 ? AF_INET : AF_INET6, peer->addr, ip, 46);
+    *port = peer->port;
+}
+
 void eddy__conn_set_status(eddy__conn_t *conn, int status)
 {
     atomic_store(&conn->ws_status, (uint8_t)status);
 }
 
 eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
-                             socklen_t peer_len, const eddy__listener_t *listener, eddy_fd_t id)
+                             const eddy__listener_t *listener, eddy_fd_t id)
 {
     eddy_server_t *srv = loop->srv;
     eddy__conn_t *conn = calloc(1, sizeof(*conn));
@@ -759,15 +886,13 @@ eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *
         return NULL;
     conn->loop = loop;
     conn->io = (eddy__io_t){.fd = fd, .events = 0, .cb = conn_on_io};
-    eddy__timer_init(&conn->timer, conn_on_timer);
     conn->phase = EDDY__PHASE_HTTP;
     atomic_init(&conn->ws_status, EDDY_WS_STATUS_NONE);
-    conn->last_recv_ms = loop->now_ms;
+    atomic_init(&conn->last_recv_ms, loop->now_ms);
     conn->id = id != 0 ? id : eddy__registry_next_id(&srv->registry);
     conn->local_port = (uint16_t)listener->bound_port;
-    conn->connect_ms = loop->now_wall_ms;
-    memcpy(&conn->peer, peer, EDDY__MIN((size_t)peer_len, sizeof(conn->peer)));
-    atomic_init(&conn->recv_wall_ms, loop->now_wall_ms);
+    conn->connect_s = (uint32_t)(loop->now_wall_ms / 1000);
+    eddy__peer_set(&conn->peer, peer);
     if ((listener->tls_ctx != NULL && eddy__tls_conn_start(conn, listener->tls_ctx) != 0) ||
         eddy__http_start(conn) != 0)
         goto fail;
@@ -785,6 +910,7 @@ fail_mapped:
     eddy__connmap_remove(&loop->conns, conn->id);
 fail:
     eddy__http_free(conn);
+    eddy__conn_drop_timer(conn);
     if (conn->tls != NULL)
         eddy__tls_conn_free(conn);
     free(conn);

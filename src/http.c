@@ -122,19 +122,6 @@ static const eddy_server_t *conn_srv(const eddy__conn_t *conn)
     return conn->loop->srv;
 }
 
-void eddy__format_peer(const struct sockaddr *peer, char ip[46], int *port)
-{
-    if (peer->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)peer;
-        inet_ntop(AF_INET6, &a->sin6_addr, ip, 46);
-        *port = ntohs(a->sin6_port);
-    } else {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
-        inet_ntop(AF_INET, &a->sin_addr, ip, 46);
-        *port = ntohs(a->sin_port);
-    }
-}
-
 /* ---- state ---- */
 
 static void state_reset(eddy__http_state_t *st, const eddy__options_t *opts)
@@ -146,15 +133,25 @@ static void state_reset(eddy__http_state_t *st, const eddy__options_t *opts)
     st->body.len = 0;
 }
 
+/* HTTP states are recycled through a per-loop list: a connection needs one only until it
+ * upgrades, and freeing each back to malloc would leave a small hole beside every
+ * long-lived connection that its later allocations cannot fill. */
+#define STATE_CACHE_MAX 256
+
 int eddy__http_start(eddy__conn_t *conn)
 {
-    eddy__http_state_t *st = calloc(1, sizeof(*st));
-    if (st == NULL)
+    eddy__loop_t *loop = conn->loop;
+    eddy__http_state_t *st = loop->http_state_cache;
+    if (st != NULL) {
+        memcpy(&loop->http_state_cache, st, sizeof(st)); /* the list is kept in place */
+        loop->http_state_cache_len--;
+        memset(st, 0, sizeof(*st));
+    } else if ((st = calloc(1, sizeof(*st))) == NULL) {
         return EDDY_ENOMEM;
+    }
     conn->http = st;
     state_reset(st, &conn_srv(conn)->opts);
-    eddy__conn_set_timeout(conn, conn_srv(conn)->opts.http_header_timeout_ms);
-    return 0;
+    return eddy__conn_set_timeout(conn, conn_srv(conn)->opts.http_header_timeout_ms);
 }
 
 static void response_free(eddy_response_t *resp)
@@ -183,8 +180,25 @@ void eddy__http_free(eddy__conn_t *conn)
     if (st->resp != NULL)
         response_free(st->resp);
     eddy__buf_free(&st->body);
-    free(st);
     conn->http = NULL;
+    eddy__loop_t *loop = conn->loop;
+    if (loop->http_state_cache_len < STATE_CACHE_MAX) {
+        memcpy(st, &loop->http_state_cache, sizeof(st));
+        loop->http_state_cache = st;
+        loop->http_state_cache_len++;
+    } else {
+        free(st);
+    }
+}
+
+void eddy__http_loop_free(eddy__loop_t *loop)
+{
+    while (loop->http_state_cache != NULL) {
+        eddy__http_state_t *st = loop->http_state_cache;
+        memcpy(&loop->http_state_cache, st, sizeof(st));
+        free(st);
+    }
+    loop->http_state_cache_len = 0;
 }
 
 /* ---- errors ---- */
@@ -213,7 +227,7 @@ static void fail_logged(eddy__conn_t *conn, int status, const char *why)
 {
     char ip[46];
     int port;
-    eddy__format_peer((const struct sockaddr *)&conn->peer, ip, &port);
+    eddy__peer_format(&conn->peer, ip, &port);
     eddy__log(conn_srv(conn), EDDY__LOG_NOTICE, "session#%" PRIu64 " (%s:%d): %d %s: %s", conn->id,
               ip, port, status, status_reason(status), why);
     char body[160];
@@ -224,7 +238,7 @@ static void fail_logged(eddy__conn_t *conn, int status, const char *why)
 void eddy__http_timeout(eddy__conn_t *conn)
 {
     eddy__http_state_t *st = conn->http;
-    bool idle = st->stage == STAGE_HEAD && conn->in.len == 0;
+    bool idle = st->stage == STAGE_HEAD && conn->in == NULL;
     if (idle) {
         eddy__log(conn_srv(conn), EDDY__LOG_DEBUG,
                   "session#%" PRIu64 ": idle HTTP connection closed", conn->id);
@@ -252,7 +266,7 @@ static void request_prepare(eddy__conn_t *conn, char *buf, const char *body, siz
     req->arena = &loop->http_arena;
     req->body = body;
     req->body_len = body_len;
-    eddy__format_peer((const struct sockaddr *)&conn->peer, req->remote_ip, &req->remote_port);
+    eddy__peer_format(&conn->peer, req->remote_ip, &req->remote_port);
 
     uint32_t target_end = h->target.off + h->target.len;
     if (h->path.off + h->path.len == target_end)

@@ -38,6 +38,8 @@ typedef struct eddy__listen_sock eddy__listen_sock_t;
 typedef struct eddy__topic eddy__topic_t;
 typedef struct eddy__sub eddy__sub_t;
 typedef struct eddy__ws_state eddy__ws_state_t;
+typedef struct eddy__http_state eddy__http_state_t;
+typedef struct eddy__conn_timer eddy__conn_timer_t;
 
 #define EDDY__UNUSED(x)     ((void)(x))
 #define EDDY__MIN(a, b)     ((a) < (b) ? (a) : (b))
@@ -193,6 +195,13 @@ struct eddy_request {
     int remote_port;
 };
 
+/* Output segments come in a few sizes (conn.c), each with a bounded per-loop cache: a
+ * small frame queued to each of thousands of connections takes a small segment each. */
+#define EDDY__SEG_CLASSES  4
+#define EDDY__SEG_MAX_SIZE 16384 /* the largest class; bigger writes get a segment of their own */
+/* Bytes read at once behind input already pending. */
+#define EDDY__READ_CHUNK 16384
+
 typedef struct eddy__loop eddy__loop_t;
 typedef struct eddy__io eddy__io_t;
 
@@ -277,6 +286,8 @@ struct eddy__loop {
     eddy__http_head_t http_head;
     eddy_request_t http_req;
     eddy__arena_t http_arena;
+    eddy__http_state_t *http_state_cache; /* spare HTTP states (http.c) */
+    size_t http_state_cache_len;
     eddy__map_t topics;   /* topic hash -> eddy__topic_t chain: this loop's subscribers */
     uint64_t now_wall_ms; /* Unix time in ms, refreshed with now_ms */
     int backend_fd;
@@ -304,8 +315,8 @@ struct eddy__loop {
     eddy__conn_t *reap_tail;
     eddy__conn_t *free_head; /* closed connections, freed at the end of the iteration */
 
-    eddy__seg_t *seg_cache; /* spare output segments of the standard size */
-    size_t seg_cache_len;
+    eddy__seg_t *seg_cache[EDDY__SEG_CLASSES]; /* spare output segments by size class */
+    uint16_t seg_cache_len[EDDY__SEG_CLASSES];
     eddy__seg_t *ref_cache; /* spare segments for shared frames */
     size_t ref_cache_len;
 
@@ -403,9 +414,6 @@ void eddy__options_free(eddy__options_t *opts);
  * Output queue (conn.c): a chain of segments written with writev.
  * ------------------------------------------------------------------------------------- */
 
-#define EDDY__SEG_SIZE      16384
-#define EDDY__SEG_CACHE_MAX 64
-
 /* A frame shared by every recipient of a published message: built once, referenced by
  * each recipient's output queue, freed when the last reference goes (from any thread). */
 typedef struct eddy__blob {
@@ -429,10 +437,10 @@ struct eddy__seg {
     char data[];
 };
 
+/* Output segments, a circular list held by its tail (conn.c); their byte count is the
+ * connection's out_bytes. */
 typedef struct eddy__outq {
-    eddy__seg_t *head;
     eddy__seg_t *tail;
-    size_t bytes; /* queued, not yet written */
 } eddy__outq_t;
 
 /* ---------------------------------------------------------------------------------------
@@ -445,58 +453,78 @@ enum eddy__phase {
     EDDY__PHASE_CLOSING, /* no more input is processed; output drains, then teardown */
 };
 
-typedef struct eddy__http_state eddy__http_state_t;
+/* Input a parser could not finish yet (conn.c). */
+typedef struct eddy__inbuf {
+    size_t len;
+    size_t cap; /* bytes of data[], one of them kept spare for a NUL */
+    char data[];
+} eddy__inbuf_t;
 
+/* A peer's address, compactly: the IPv6 address or the IPv4 one in its first 4 bytes. */
+typedef struct eddy__peer {
+    uint8_t addr[16];
+    uint16_t port; /* host order */
+    bool v4;
+} eddy__peer_t;
+
+/* Stores a socket address (AF_INET or AF_INET6). */
+void eddy__peer_set(eddy__peer_t *peer, const struct sockaddr *sa);
+/* Formats it as text and port. */
+void eddy__peer_format(const eddy__peer_t *peer, char ip[46], int *port);
+
+/*
+ * A connection. Every idle WebSocket connection costs this struct and its slots in two id
+ * maps, so it is kept small: flags are bits, and state needed only at times (input being
+ * parsed, a message being assembled, zlib streams, TLS, subscriptions) hangs off pointers
+ * that are NULL at rest.
+ */
 struct eddy__conn {
     eddy_fd_t id;
     eddy__io_t io;
     eddy__loop_t *loop;
     eddy__conn_t *flush_next;
     eddy__conn_t *reap_next;
-
-    uint8_t phase; /* enum eddy__phase */
-    bool in_flush_list;
-    bool released;         /* removed from the session table: it is no longer "live" */
-    bool read_eof;         /* the peer shut down its side */
-    bool aborted;          /* output was dropped: close without draining */
-    bool above_high;       /* output went over the high watermark: drain is due */
-    bool dropping;         /* slow consumer under the drop policy (logged once per episode) */
-    bool shutdown_sent;    /* our side is shut down (lingering close) */
-    bool ever_established; /* completed a WebSocket handshake at some point */
-    bool paused;           /* input not processed (detached HTTP response pending) */
-    bool tls_handshaking;
-    uint8_t tls_wants;  /* EDDY__IO_*: what OpenSSL waits for to make progress */
     struct ssl_st *tls; /* NULL on plain connections */
 
-    eddy__timer_t timer; /* header/keep-alive/close-handshake/linger timeout, by phase */
+    /* Header/keep-alive/close-handshake/linger timeout, by phase: allocated when first
+     * armed, given up when a WebSocket connection comes to rest (it needs none then). */
+    eddy__conn_timer_t *timer;
 
-    eddy__buf_t in; /* input a parser could not finish yet; usually empty */
+    eddy__inbuf_t *in; /* input a parser could not finish yet; usually NULL */
     eddy__outq_t out;
 
     eddy__http_state_t *http; /* HTTP phase only */
     /* WebSocket phase: a frame or message in progress, or zlib streams of its own (see
      * ws.c); NULL for a connection at rest. */
     eddy__ws_state_t *ws;
-    eddy__pmd_t pmd; /* permessage-deflate as negotiated, if pmd_on */
-    bool pmd_on;
-    bool ws_close_sent; /* our close frame is queued: no more data frames */
+    eddy__sub_t *subs; /* its topic subscriptions, linked through the subscriptions */
 
-    uint64_t last_recv_ms; /* monotonic, for the heartbeat */
-
-    eddy__sub_t **subs; /* its topic subscriptions */
-    size_t subs_len;
-    size_t subs_cap;
+    uint8_t phase;     /* enum eddy__phase */
+    uint8_t tls_wants; /* EDDY__IO_*: what OpenSSL waits for to make progress */
+    bool in_flush_list : 1;
+    bool released : 1;         /* removed from the session table: it is no longer "live" */
+    bool read_eof : 1;         /* the peer shut down its side */
+    bool aborted : 1;          /* output was dropped: close without draining */
+    bool above_high : 1;       /* output went over the high watermark: drain is due */
+    bool dropping : 1;         /* slow consumer under the drop policy (logged once per episode) */
+    bool shutdown_sent : 1;    /* our side is shut down (lingering close) */
+    bool ever_established : 1; /* completed a WebSocket handshake at some point */
+    bool paused : 1;           /* input not processed (detached HTTP response pending) */
+    bool tls_handshaking : 1;
+    bool pmd_on : 1;        /* permessage-deflate was negotiated: see pmd */
+    bool ws_close_sent : 1; /* our close frame is queued: no more data frames */
+    eddy__pmd_t pmd;
 
     /* What other threads may read, under the registry shard lock (registry.c): fields set
      * before the connection is registered, and atomics its loop updates. The memory is
      * freed only after the connection left the registry. */
+    atomic_bool closing;       /* exist() is false; its loop closes it when told */
+    _Atomic uint8_t ws_status; /* enum eddy_ws_status */
     uint16_t local_port;
-    atomic_bool closing;           /* exist() is false; its loop closes it when told */
-    _Atomic uint8_t ws_status;     /* enum eddy_ws_status */
-    uint64_t connect_ms;           /* Unix time, ms */
-    struct sockaddr_in6 peer;      /* an IPv4 peer is stored as a sockaddr_in */
-    _Atomic uint64_t recv_wall_ms; /* Unix time of the last input, ms */
-    _Atomic size_t out_bytes;      /* out.bytes, for back-pressure answers elsewhere */
+    eddy__peer_t peer;
+    uint32_t connect_s;            /* Unix time */
+    _Atomic uint64_t last_recv_ms; /* monotonic (the loop's clock), for the heartbeat */
+    _Atomic size_t out_bytes;      /* output queued, not yet written */
     _Atomic(void *) user_data;
 };
 
@@ -508,9 +536,9 @@ typedef struct eddy__session_view {
     int socket_fd;
     uint16_t local_port;
     size_t out_bytes;
-    uint64_t last_recv_ms;
-    uint64_t connect_ms;
-    struct sockaddr_in6 peer;
+    uint64_t last_recv_ms; /* Unix time, ms */
+    uint64_t connect_ms;   /* Unix time, ms (whole seconds) */
+    eddy__peer_t peer;
     void *user_data;
 } eddy__session_view_t;
 
@@ -557,7 +585,7 @@ eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id);
 /* Creates a connection for a socket accepted on listener and registers it, with session id
  * id (0: the next one). Returns NULL (and closes nothing) on out-of-memory. */
 eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
-                             socklen_t peer_len, const eddy__listener_t *listener, eddy_fd_t id);
+                             const eddy__listener_t *listener, eddy_fd_t id);
 /* Sets websocket_status. */
 void eddy__conn_set_status(eddy__conn_t *conn, int status);
 
@@ -607,8 +635,11 @@ size_t eddy__conn_process(eddy__conn_t *conn, char *buf, size_t len);
 /* Stops or resumes processing input (a detached HTTP response is pending). */
 void eddy__conn_pause(eddy__conn_t *conn, bool paused);
 
-/* (Re)arms the connection's timer, or stops it with ms == 0. */
-void eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms);
+/* (Re)arms the connection's timer, or stops it with ms == 0. Returns 0, or EDDY_ENOMEM
+ * (logged; the timer is not armed and the caller should close the connection). */
+int eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms);
+/* Stops the connection's timer and frees it. */
+void eddy__conn_drop_timer(eddy__conn_t *conn);
 
 /* ---------------------------------------------------------------------------------------
  * HTTP session (http.c)
@@ -639,13 +670,13 @@ int eddy__response_send_head(eddy_response_t *resp, const char *extra, int64_t b
 
 int eddy__http_start(eddy__conn_t *conn);
 void eddy__http_free(eddy__conn_t *conn);
+/* Frees the loop's spare HTTP states. */
+void eddy__http_loop_free(eddy__loop_t *loop);
 /* Consumes input in the HTTP phase. Returns bytes consumed; stops early when the
  * connection upgrades, pauses or closes, or when a request is incomplete. */
 size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len);
 /* The connection's timer fired in the HTTP phase. */
 void eddy__http_timeout(eddy__conn_t *conn);
-/* Formats a peer address (IPv4 or IPv6) as text and port. */
-void eddy__format_peer(const struct sockaddr *peer, char ip[46], int *port);
 /* Sends a complete error response ("400 Bad Request" etc.) with a text body and closes. */
 void eddy__http_fail(eddy__conn_t *conn, int status, const char *body);
 /* The request being dispatched on conn (valid during its callbacks). */

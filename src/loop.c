@@ -428,8 +428,9 @@ void eddy__loop_free(eddy__loop_t *loop)
     eddy__map_free(&loop->user_timers);
     eddy__connmap_free(&loop->conns);
     eddy__pubsub_loop_free(loop);
-    eddy__seg_t *caches[2] = {loop->seg_cache, loop->ref_cache};
-    for (int i = 0; i < 2; i++) {
+    eddy__seg_t *caches[EDDY__SEG_CLASSES + 1] = {loop->ref_cache};
+    memcpy(caches + 1, loop->seg_cache, sizeof(loop->seg_cache));
+    for (int i = 0; i < EDDY__SEG_CLASSES + 1; i++) {
         while (caches[i] != NULL) {
             eddy__seg_t *seg = caches[i];
             caches[i] = seg->next;
@@ -441,6 +442,7 @@ void eddy__loop_free(eddy__loop_t *loop)
         eddy__deflater_free(loop->shared_deflaters[i]);
     eddy__buf_free(&loop->deflate_out);
     eddy__ws_loop_free(loop);
+    eddy__http_loop_free(loop);
     eddy__arena_free(&loop->http_arena);
     free(loop->heap);
     free(loop->defers);

@@ -127,7 +127,8 @@ struct eddy__topic {
 struct eddy__sub {
     eddy__conn_t *conn;
     eddy__topic_t *topic;
-    size_t index; /* in topic->subs, for O(1) removal */
+    size_t index;           /* in topic->subs, for O(1) removal */
+    eddy__sub_t *conn_next; /* the connection's next subscription */
 };
 
 static eddy__topic_t *local_topic(eddy__loop_t *loop, const char *name, size_t len, bool create)
@@ -192,12 +193,12 @@ static int grow(void **items, size_t *cap, size_t need)
 }
 
 /* The subscription of conn to a topic, or NULL. */
-static eddy__sub_t *find_sub(eddy__conn_t *conn, const char *name, size_t len)
+static eddy__sub_t **find_sub(eddy__conn_t *conn, const char *name, size_t len)
 {
-    for (size_t i = 0; i < conn->subs_len; i++) {
-        eddy__topic_t *t = conn->subs[i]->topic;
+    for (eddy__sub_t **link = &conn->subs; *link != NULL; link = &(*link)->conn_next) {
+        const eddy__topic_t *t = (*link)->topic;
         if (t->name_len == len && memcmp(t->name, name, len) == 0)
-            return conn->subs[i];
+            return link;
     }
     return NULL;
 }
@@ -228,27 +229,27 @@ static int subscribe_here(eddy__conn_t *conn, const char *name, size_t len)
         return 1;
     eddy__topic_t *t = local_topic(loop, name, len, true);
     eddy__sub_t *sub = malloc(sizeof(*sub));
-    if (t == NULL || sub == NULL || grow((void **)&t->subs, &t->cap, t->len + 1) != 0 ||
-        grow((void **)&conn->subs, &conn->subs_cap, conn->subs_len + 1) != 0) {
+    if (t == NULL || sub == NULL || grow((void **)&t->subs, &t->cap, t->len + 1) != 0) {
         free(sub);
         if (t != NULL)
             local_topic_drop_if_empty(loop, t);
         return EDDY_ENOMEM;
     }
-    *sub = (eddy__sub_t){.conn = conn, .topic = t, .index = t->len};
+    *sub = (eddy__sub_t){.conn = conn, .topic = t, .index = t->len, .conn_next = conn->subs};
     t->subs[t->len++] = sub;
-    conn->subs[conn->subs_len++] = sub;
+    conn->subs = sub;
     return 0;
 }
 
-static void unsubscribe_sub(eddy__conn_t *conn, size_t conn_index)
+/* Removes the subscription *link points to (in its connection's list). */
+static void unsubscribe_sub(eddy__conn_t *conn, eddy__sub_t **link)
 {
     eddy__loop_t *loop = conn->loop;
-    eddy__sub_t *sub = conn->subs[conn_index];
+    eddy__sub_t *sub = *link;
     eddy__topic_t *t = sub->topic;
     t->subs[sub->index] = t->subs[--t->len];
     t->subs[sub->index]->index = sub->index;
-    conn->subs[conn_index] = conn->subs[--conn->subs_len];
+    *link = sub->conn_next;
     count_add(loop->srv, loop->index, t->name, t->name_len, -1);
     local_topic_drop_if_empty(loop, t);
     free(sub);
@@ -256,23 +257,16 @@ static void unsubscribe_sub(eddy__conn_t *conn, size_t conn_index)
 
 static int unsubscribe_local(eddy__conn_t *conn, const char *name, size_t len)
 {
-    for (size_t i = 0; i < conn->subs_len; i++) {
-        eddy__topic_t *t = conn->subs[i]->topic;
-        if (t->name_len == len && memcmp(t->name, name, len) == 0) {
-            unsubscribe_sub(conn, i);
-            return 0;
-        }
-    }
+    eddy__sub_t **link = find_sub(conn, name, len);
+    if (link != NULL)
+        unsubscribe_sub(conn, link);
     return 0;
 }
 
 void eddy__pubsub_conn_closed(eddy__conn_t *conn)
 {
-    while (conn->subs_len > 0)
-        unsubscribe_sub(conn, conn->subs_len - 1);
-    free(conn->subs);
-    conn->subs = NULL;
-    conn->subs_cap = 0;
+    while (conn->subs != NULL)
+        unsubscribe_sub(conn, &conn->subs);
 }
 
 void eddy__pubsub_loop_free(eddy__loop_t *loop)

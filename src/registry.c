@@ -202,14 +202,22 @@ bool eddy__registry_get(eddy__registry_t *reg, eddy_fd_t id, eddy__session_view_
         view->closing = atomic_load(&s->closing);
         view->ws_status = atomic_load(&s->ws_status);
         view->out_bytes = atomic_load_explicit(&s->out_bytes, memory_order_relaxed);
-        view->last_recv_ms = atomic_load_explicit(&s->recv_wall_ms, memory_order_relaxed);
-        view->connect_ms = s->connect_ms;
+        view->last_recv_ms = atomic_load_explicit(&s->last_recv_ms, memory_order_relaxed);
+        view->connect_ms = (uint64_t)s->connect_s * 1000u;
         view->peer = s->peer;
         view->local_port = s->local_port;
         view->socket_fd = s->io.fd; /* changes only after the connection left the registry */
         view->user_data = atomic_load(&s->user_data);
     }
     pthread_mutex_unlock(&shard->lock);
+    if (s != NULL) {
+        /* The loop keeps the time of the last input on its monotonic clock: as Unix time,
+         * that long before now (and never before the connection began). */
+        uint64_t now = eddy__monotonic_ms();
+        uint64_t ago = now > view->last_recv_ms ? now - view->last_recv_ms : 0;
+        uint64_t wall = (uint64_t)(eddy__wall_time() * 1000.0) - ago;
+        view->last_recv_ms = EDDY__MAX(wall, view->connect_ms);
+    }
     return s != NULL;
 }
 

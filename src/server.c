@@ -312,7 +312,7 @@ static void accept_resume(eddy__loop_t *loop, eddy__timer_t *timer)
 }
 
 /* Creates the connection on the loop that will own it. */
-static void adopt(eddy__loop_t *loop, int fd, const struct sockaddr *peer, socklen_t peer_len,
+static void adopt(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
                   const eddy__listener_t *listener, eddy_fd_t id)
 {
     eddy_server_t *srv = loop->srv;
@@ -320,7 +320,7 @@ static void adopt(eddy__loop_t *loop, int fd, const struct sockaddr *peer, sockl
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    eddy__conn_t *conn = eddy__conn_new(loop, fd, peer, peer_len, listener, id);
+    eddy__conn_t *conn = eddy__conn_new(loop, fd, peer, listener, id);
     if (conn == NULL) {
         eddy__log(srv, EDDY__LOG_ERROR, "accept: out of memory, connection dropped");
         close(fd);
@@ -333,7 +333,6 @@ static void adopt(eddy__loop_t *loop, int fd, const struct sockaddr *peer, sockl
 struct adopt_cmd {
     eddy__cmd_t base;
     int fd;
-    socklen_t peer_len;
     struct sockaddr_storage peer;
     const eddy__listener_t *listener;
     eddy_fd_t id;
@@ -345,7 +344,7 @@ static void adopt_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
     if (loop->stopping)
         close(ac->fd); /* accepted just before the stop */
     else
-        adopt(loop, ac->fd, (struct sockaddr *)&ac->peer, ac->peer_len, ac->listener, ac->id);
+        adopt(loop, ac->fd, (struct sockaddr *)&ac->peer, ac->listener, ac->id);
     free(ac);
 }
 
@@ -374,7 +373,9 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
         if (atomic_load(&srv->registry.live) >= srv->opts.max_connection) {
             char ip[46] = "?";
             int port = 0;
-            eddy__format_peer((struct sockaddr *)&peer, ip, &port);
+            eddy__peer_t compact;
+            eddy__peer_set(&compact, (struct sockaddr *)&peer);
+            eddy__peer_format(&compact, ip, &port);
             eddy__log(srv, EDDY__LOG_WARNING,
                       "accept: too many connections (max_connection=%zu), refused %s:%d",
                       srv->opts.max_connection, ip, port);
@@ -389,7 +390,7 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
         /* The id is taken here, so ids follow the order connections were accepted in. */
         eddy_fd_t id = eddy__registry_next_id(&srv->registry);
         if (target == loop) {
-            adopt(loop, fd, (struct sockaddr *)&peer, peer_len, ls->listener, id);
+            adopt(loop, fd, (struct sockaddr *)&peer, ls->listener, id);
             continue;
         }
         struct adopt_cmd *ac = malloc(sizeof(*ac));
@@ -397,12 +398,8 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
             close(fd);
             continue;
         }
-        *ac = (struct adopt_cmd){.base.fn = adopt_cmd_run,
-                                 .fd = fd,
-                                 .peer_len = peer_len,
-                                 .peer = peer,
-                                 .listener = ls->listener,
-                                 .id = id};
+        *ac = (struct adopt_cmd){
+            .base.fn = adopt_cmd_run, .fd = fd, .peer = peer, .listener = ls->listener, .id = id};
         eddy__loop_post(target, &ac->base);
     }
 }
@@ -429,7 +426,8 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
     for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
         eddy__conn_t *conn = loop->conns.slots[i];
         if (conn == NULL || conn->phase == EDDY__PHASE_CLOSING ||
-            loop->now_ms - conn->last_recv_ms < idle_ms)
+            loop->now_ms - atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed) <
+                idle_ms)
             continue;
         eddy__log(srv, EDDY__LOG_INFO, "session#%" PRIu64 ": idle for %u s, closed by heartbeat",
                   conn->id, opts->heartbeat_idle_time);
@@ -539,6 +537,7 @@ int eddy_server_start(eddy_server_t *srv)
     }
     eddy__options_t *opts = &srv->opts;
     eddy__options_resolve(opts);
+    eddy__handshake_init();
     if (opts->log_file != NULL && srv->log_fd == STDERR_FILENO) {
         int fd = open(opts->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0) {
@@ -798,7 +797,7 @@ int eddy_client_info(eddy_server_t *srv, eddy_fd_t fd, eddy_client_info_t *info)
     memset(info, 0, sizeof(*info));
     info->fd = fd;
     info->websocket_status = view.ws_status;
-    eddy__format_peer((const struct sockaddr *)&view.peer, info->remote_ip, &info->remote_port);
+    eddy__peer_format(&view.peer, info->remote_ip, &info->remote_port);
     info->server_port = view.local_port;
     info->socket_fd = view.socket_fd;
     info->reactor_id = view.loop;

@@ -285,7 +285,7 @@ int eddy__ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd)
     conn->phase = EDDY__PHASE_WS;
     eddy__conn_set_status(conn, EDDY_WS_STATUS_ACTIVE);
     conn->ever_established = true;
-    eddy__conn_set_timeout(conn, 0);
+    eddy__conn_drop_timer(conn); /* at rest: no timeout until the closing handshake */
     return 0;
 }
 
@@ -335,11 +335,12 @@ static eddy__ws_state_t *rx_state(eddy__conn_t *conn)
     return conn->loop->ws_rx;
 }
 
-/* Whether a receive state holds anything that must outlive this read. */
+/* Whether a receive state holds anything that must outlive this read (bitwise: one
+ * branch on the hot path). */
 static bool state_busy(const eddy__ws_state_t *ws)
 {
-    return ws->in_frame || ws->in_message || ws->hdr_stash_len > 0 || ws->msg.cap > 0 ||
-           ws->inflater != NULL || ws->deflater != NULL;
+    return ws->in_frame | ws->in_message | (ws->hdr_stash_len != 0) | (ws->msg.cap != 0) |
+           (ws->inflater != NULL) | (ws->deflater != NULL);
 }
 
 /* Picks the state input is parsed with: the connection's own if it has one, else the
@@ -347,12 +348,15 @@ static bool state_busy(const eddy__ws_state_t *ws)
 static eddy__ws_state_t *rx_begin(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
+    if (conn->ws != NULL)
+        return conn->ws;
     /* Input is not processed inside callbacks, so the scratch state serves one connection
      * at a time; should that ever change, the inner one gets a state of its own. */
-    if (conn->ws != NULL || (loop->ws_rx != NULL && loop->ws_rx == loop->ws_scratch))
+    if (loop->ws_rx == NULL && loop->ws_scratch != NULL)
+        return loop->ws_scratch;
+    if (loop->ws_rx != NULL)
         return own_state(conn);
-    if (loop->ws_scratch == NULL)
-        loop->ws_scratch = calloc(1, sizeof(*loop->ws_scratch));
+    loop->ws_scratch = calloc(1, sizeof(*loop->ws_scratch));
     return loop->ws_scratch;
 }
 
@@ -376,8 +380,10 @@ static void rx_end(eddy__conn_t *conn, eddy__ws_state_t *ws)
             z_stream *deflater = own->deflater;
             *own = *ws;
             own->deflater = deflater;
+            memset(ws, 0, sizeof(*ws));
         }
-        memset(ws, 0, sizeof(*ws));
+        /* Otherwise the scratch state is at rest: every field that matters is set again
+         * when the next frame or message begins. */
     } else if (!state_busy(ws)) {
         state_free(ws);
         conn->ws = NULL;
@@ -444,10 +450,8 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
     uint32_t wait_ms = conn_srv(conn)->opts.websocket_close_timeout_ms;
     if (wait_for_peer && conn->phase == EDDY__PHASE_WS) {
         eddy__conn_set_status(conn, EDDY_WS_STATUS_CLOSING);
-        if (wait_ms > 0) {
-            eddy__conn_set_timeout(conn, wait_ms);
+        if (wait_ms > 0 && eddy__conn_set_timeout(conn, wait_ms) == 0)
             return;
-        }
         /* websocket_close_timeout 0: no wait for the peer's answer, as Swoole. */
     }
     eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
