@@ -30,8 +30,9 @@
 
 #include "internal.h"
 
-#define LINGER_MS 3000
-#define IOV_BATCH 64
+#define LINGER_MS   3000
+#define IOV_BATCH   64
+#define FLUSH_SLICE 256 /* connections written per eddy__loop_flush() */
 
 /* ---- lookup ---- */
 
@@ -54,6 +55,7 @@ eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id)
 /* ---- output queue ---- */
 
 #define REF_CACHE_MAX 1024
+#define REF_SLOTS     14 /* shared frames one reference segment holds (a 160-byte block) */
 
 eddy__blob_t *eddy__blob_new(size_t len)
 {
@@ -110,30 +112,37 @@ static eddy__seg_t *seg_new(eddy__loop_t *loop, size_t want)
         seg->cap = cap;
     }
     seg->next = NULL;
-    seg->base = seg->data;
-    seg->blob = NULL;
+    seg->refs = false;
     seg->len = seg->sent = 0;
+    seg->done = 0;
     return seg;
 }
 
-static eddy__seg_t *seg_new_ref(eddy__loop_t *loop, eddy__blob_t *blob)
+static eddy__blob_t **seg_refs(eddy__seg_t *seg)
+{
+    return (eddy__blob_t **)(void *)seg->data;
+}
+
+/* A segment of references, empty. Consecutive shared frames queued to one connection
+ * share it: a fan-out costs a pointer per recipient and frame, not an allocation. */
+static eddy__seg_t *seg_new_refs(eddy__loop_t *loop)
 {
     eddy__seg_t *seg = loop->ref_cache;
     if (seg != NULL) {
         loop->ref_cache = seg->next;
         loop->ref_cache_len--;
-    } else if ((seg = malloc(sizeof(*seg))) == NULL) {
+    } else if ((seg = malloc(sizeof(*seg) + REF_SLOTS * sizeof(eddy__blob_t *))) == NULL) {
         return NULL;
     }
-    eddy__blob_ref(blob);
-    *seg = (eddy__seg_t){.base = blob->data, .len = blob->len, .blob = blob};
+    *seg = (eddy__seg_t){.cap = REF_SLOTS, .refs = true};
     return seg;
 }
 
 static void seg_release(eddy__loop_t *loop, eddy__seg_t *seg)
 {
-    if (seg->blob != NULL) {
-        eddy__blob_unref(seg->blob);
+    if (seg->refs) {
+        for (size_t i = seg->done; i < seg->len; i++)
+            eddy__blob_unref(seg_refs(seg)[i]);
         if (loop->ref_cache_len < REF_CACHE_MAX) {
             seg->next = loop->ref_cache;
             loop->ref_cache = seg;
@@ -207,7 +216,7 @@ static int outq_append(eddy__loop_t *loop, eddy__outq_t *q, const char *data, si
         eddy__seg_t *tail = q->tail;
         /* Bytes are copied into the last segment of our own while it has room; a queue
          * that keeps growing gets segments of twice the size, up to the largest class. */
-        if (tail == NULL || tail->blob != NULL || tail->len == tail->cap) {
+        if (tail == NULL || tail->refs || tail->len == tail->cap) {
             size_t grown = tail != NULL ? EDDY__MIN(2 * tail->cap, (size_t)EDDY__SEG_MAX_SIZE) : 0;
             tail = seg_new(loop, EDDY__MAX(len, grown));
             if (tail == NULL)
@@ -226,9 +235,14 @@ static int outq_append(eddy__loop_t *loop, eddy__outq_t *q, const char *data, si
 static void flush_list_add(eddy__conn_t *conn)
 {
     if (!conn->in_flush_list) {
+        eddy__loop_t *loop = conn->loop;
         conn->in_flush_list = true;
-        conn->flush_next = conn->loop->flush_head;
-        conn->loop->flush_head = conn;
+        conn->flush_next = NULL;
+        if (loop->flush_tail != NULL)
+            loop->flush_tail->flush_next = conn;
+        else
+            loop->flush_head = conn;
+        loop->flush_tail = conn;
     }
 }
 
@@ -250,7 +264,7 @@ int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const voi
      * a fresh one when the queue is empty. */
     if (tail == NULL && n <= EDDY__SEG_MAX_SIZE && (tail = seg_new(loop, n)) != NULL)
         outq_link(q, tail);
-    if (tail != NULL && tail->blob == NULL && tail->cap - tail->len >= n) {
+    if (tail != NULL && !tail->refs && tail->cap - tail->len >= n) {
         memcpy(tail->data + tail->len, a, a_len);
         if (b_len)
             memcpy(tail->data + tail->len + a_len, b, b_len);
@@ -270,10 +284,14 @@ int eddy__conn_write(eddy__conn_t *conn, const void *data, size_t len)
 
 int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob)
 {
-    eddy__seg_t *seg = seg_new_ref(conn->loop, blob);
-    if (seg == NULL)
-        return out_of_memory(conn, blob->len);
-    outq_link(&conn->out, seg);
+    eddy__seg_t *tail = conn->out.tail;
+    if (tail == NULL || !tail->refs || tail->len == tail->cap) {
+        if ((tail = seg_new_refs(conn->loop)) == NULL)
+            return out_of_memory(conn, blob->len);
+        outq_link(&conn->out, tail);
+    }
+    eddy__blob_ref(blob);
+    seg_refs(tail)[tail->len++] = blob;
     set_out_bytes(conn, out_bytes(conn) + blob->len);
     flush_list_add(conn);
     return 0;
@@ -404,9 +422,19 @@ static void conn_flush(eddy__conn_t *conn)
         struct iovec iov[IOV_BATCH];
         int n = 0;
         for (eddy__seg_t *seg = outq_head(q); n < IOV_BATCH; seg = seg->next) {
-            iov[n].iov_base = (char *)seg->base + seg->sent;
-            iov[n].iov_len = seg->len - seg->sent;
-            n++;
+            if (seg->refs) {
+                eddy__blob_t **refs = seg_refs(seg);
+                for (size_t i = seg->done; i < seg->len && n < IOV_BATCH; i++) {
+                    size_t skip = i == seg->done ? seg->sent : 0;
+                    iov[n].iov_base = refs[i]->data + skip;
+                    iov[n].iov_len = refs[i]->len - skip;
+                    n++;
+                }
+            } else {
+                iov[n].iov_base = seg->data + seg->sent;
+                iov[n].iov_len = seg->len - seg->sent;
+                n++;
+            }
             if (seg == q->tail)
                 break;
         }
@@ -428,6 +456,25 @@ static void conn_flush(eddy__conn_t *conn)
         set_out_bytes(conn, out_bytes(conn) - (size_t)written);
         while (written > 0) {
             eddy__seg_t *seg = outq_head(q);
+            if (seg->refs) {
+                /* Frames written whole are released at once; the segment when all are. */
+                eddy__blob_t **refs = seg_refs(seg);
+                while (written > 0 && seg->done < seg->len) {
+                    size_t left = refs[seg->done]->len - seg->sent;
+                    if ((size_t)written < left) {
+                        seg->sent += (size_t)written;
+                        written = 0;
+                        break;
+                    }
+                    written -= (ssize_t)left;
+                    eddy__blob_unref(refs[seg->done++]);
+                    seg->sent = 0;
+                }
+                if (seg->done < seg->len)
+                    break;
+                seg_release(loop, outq_pop(q));
+                continue;
+            }
             size_t left = seg->len - seg->sent;
             if ((size_t)written < left) {
                 seg->sent += (size_t)written;
@@ -449,9 +496,15 @@ static void conn_flush(eddy__conn_t *conn)
 
 void eddy__loop_flush(eddy__loop_t *loop)
 {
-    while (loop->flush_head != NULL) {
+    /* In order, and at most a slice at a time: a fan-out to thousands of connections
+     * (milliseconds of system calls) lets the loop read and run timers in between, and
+     * what is published meanwhile joins the queues of connections not yet written, which
+     * then take several frames in one write. */
+    for (int budget = FLUSH_SLICE; budget > 0 && loop->flush_head != NULL; budget--) {
         eddy__conn_t *conn = loop->flush_head;
         loop->flush_head = conn->flush_next;
+        if (loop->flush_head == NULL)
+            loop->flush_tail = NULL;
         conn->in_flush_list = false;
         if (conn->io.fd >= 0)
             conn_flush(conn);

@@ -310,8 +310,9 @@ struct eddy__loop {
     char *recv_buf;
     size_t recv_cap;
 
-    eddy__conn_t *flush_head; /* connections with output queued this iteration */
-    eddy__conn_t *reap_head;  /* connections whose close callback is due, in order */
+    eddy__conn_t *flush_head; /* connections with output to write, oldest first */
+    eddy__conn_t *flush_tail;
+    eddy__conn_t *reap_head; /* connections whose close callback is due, in order */
     eddy__conn_t *reap_tail;
     eddy__conn_t *free_head; /* closed connections, freed at the end of the iteration */
 
@@ -427,14 +428,16 @@ void eddy__blob_ref(eddy__blob_t *blob);
 void eddy__blob_unref(eddy__blob_t *blob);
 
 /* A piece of output: bytes of its own (data[]) or a reference to a shared frame. */
+/* A piece of output: bytes of its own in data[], or references to shared frames (an
+ * array of eddy__blob_t pointers in data[]; conn.c). */
 struct eddy__seg {
     eddy__seg_t *next;
-    const char *base;   /* data, or blob->data */
-    size_t len;         /* bytes filled */
-    size_t cap;         /* bytes available in data (0 for a shared frame) */
-    size_t sent;        /* bytes already written */
-    eddy__blob_t *blob; /* the shared frame, or NULL */
-    char data[];
+    size_t len;    /* bytes filled, or frames referenced */
+    size_t cap;    /* bytes available, or reference slots */
+    size_t sent;   /* bytes written (of the first frame not written whole, for references) */
+    uint32_t done; /* references: frames written whole and released */
+    bool refs;     /* a segment of references */
+    _Alignas(8) char data[];
 };
 
 /* Output segments, a circular list held by its tail (conn.c); their byte count is the

@@ -165,7 +165,7 @@ static void run_timers(eddy__loop_t *loop)
 
 static int next_timeout(const eddy__loop_t *loop)
 {
-    if (loop->defers_len > 0 || loop->reap_head != NULL ||
+    if (loop->defers_len > 0 || loop->reap_head != NULL || loop->flush_head != NULL ||
         atomic_load_explicit(&loop->inbox, memory_order_relaxed) != NULL ||
         (atomic_load(&loop->stop_requested) && !loop->stopping))
         return 0;

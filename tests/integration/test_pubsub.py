@@ -119,6 +119,21 @@ def test_messages_of_one_publisher_arrive_in_order(start_server):
     server.expect("thread done")
 
 
+def test_fan_out_written_in_pieces_arrives_whole_and_in_order(start_server):
+    # 200 shared frames of 30 000 bytes queued at once to one subscriber (6 MB, more than
+    # the socket takes): they leave over many partial writes, which end inside frames and
+    # between them; a message pushed after them follows them.
+    server = start_testbed(start_server, settings={"worker_num": "1"})
+    ctl, _ = open_ws(server)
+    sub, fd = open_ws(server)
+    assert cmd(server, ctl, f"sub {fd} big") == "0"
+    assert cmd(server, ctl, "pubmany big 200 30000") == "1"
+    assert cmd(server, ctl, f"push {fd} 1 1 after") == "0"
+    for i in range(200):
+        assert sub.recv_message() == (0x2, bytes([i % 256]) * 30000), f"message {i}"
+    assert sub.recv_message() == (0x1, b"after")
+
+
 def test_broadcast_reaches_established_websockets_only(start_server):
     server = start_testbed(start_server, "--request")
     ctl, _ = open_ws(server)

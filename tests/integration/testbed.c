@@ -31,6 +31,8 @@
  *   !sub <fd> <topic> | !unsub <fd> <topic>   eddy_subscribe()/eddy_unsubscribe()
  *   !pub <topic> <text> | !pubz <topic> <text>  eddy_publish() (z: with COMPRESS)
  *   !pubsize <topic> <bytes>             publish a binary message of that many 'p' bytes
+ *   !pubmany <topic> <count> <bytes>     count binary publications in one callback, the
+ *                                        i-th filled with byte i % 256: prints the last code
  *   !bcast <text> | !subs <topic>        eddy_broadcast(), eddy_topic_subscribers()
  *   !task <ms> <text>                    a task sleeping ms, returning text; its finish
  *                                        prints "finish <id> <text> <loop>"
@@ -340,6 +342,18 @@ static void command(eddy_server_t *srv, eddy_fd_t self, char *line)
         char *data = malloc(n + 1);
         memset(data, 'p', n);
         printf("= %d\n", eddy_publish(srv, a1, data, n, EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN));
+        free(data);
+    } else if (strcmp(cmd, "pubmany") == 0 && a1 != NULL && rest != NULL) {
+        char *save2 = NULL;
+        int count = atoi(strtok_r(rest, " ", &save2));
+        size_t n = strtoull(save2 ? save2 : "0", NULL, 10);
+        char *data = malloc(n + 1);
+        int rc = 0;
+        for (int i = 0; i < count; i++) {
+            memset(data, i % 256, n);
+            rc = eddy_publish(srv, a1, data, n, EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN);
+        }
+        printf("= %d\n", rc);
         free(data);
     } else if (strcmp(cmd, "bcast") == 0) {
         char text[512];
