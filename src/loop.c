@@ -35,19 +35,19 @@ void eddy__loop_post(eddy__loop_t *loop, eddy__cmd_t *cmd)
     eddy__cmd_t *head = atomic_load_explicit(&loop->inbox, memory_order_relaxed);
     do
         cmd->next = head;
-    while (!atomic_compare_exchange_weak_explicit(&loop->inbox, &head, cmd, memory_order_release,
+    while (!atomic_compare_exchange_weak_explicit(&loop->inbox, &head, cmd, memory_order_seq_cst,
                                                   memory_order_relaxed));
-    /* One wakeup per batch: the loop clears the flag before it takes the inbox. */
+    /* One wakeup per batch: the loop clears the flag when it drains the eventfd. */
     if (!atomic_exchange(&loop->wake_pending, true))
         eddy__loop_wakeup(loop);
 }
 
 void eddy__loop_run_posted(eddy__loop_t *loop)
 {
-    if (atomic_load_explicit(&loop->inbox, memory_order_relaxed) == NULL)
+    if (atomic_load(&loop->inbox) == NULL)
         return;
-    atomic_store(&loop->wake_pending, false);
-    eddy__cmd_t *list = atomic_exchange_explicit(&loop->inbox, NULL, memory_order_acquire);
+    /* Sequentially consistent, as are the push and the flag: see on_wakeup(). */
+    eddy__cmd_t *list = atomic_exchange(&loop->inbox, NULL);
     /* The inbox is a stack: reverse it so commands run in the order they were posted. */
     eddy__cmd_t *ordered = NULL;
     while (list != NULL) {
@@ -378,6 +378,12 @@ static void on_wakeup(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
     uint64_t value;
     ssize_t ignored = read(io->fd, &value, sizeof(value));
     (void)ignored;
+    /* Cleared here, once the eventfd is drained, and nowhere else: a poster that still
+     * finds it set posted before this point, so the inbox is taken after it in this
+     * iteration. Clearing it when taking the inbox instead could leave it set with the
+     * eventfd drained (a post landing between the clear and the take is taken, its wakeup
+     * read later), and the next poster would not wake a loop about to sleep. */
+    atomic_store(&loop->wake_pending, false);
 }
 
 int eddy__io_set(eddy__loop_t *loop, eddy__io_t *io, unsigned events)

@@ -615,9 +615,12 @@ int eddy_server_start(eddy_server_t *srv)
 
 void eddy_server_stop(eddy_server_t *srv)
 {
-    for (int i = 0; i < srv->loop_count; i++) {
-        atomic_store(&srv->loops[i]->stop_requested, true);
-        eddy__loop_wakeup(srv->loops[i]);
+    /* Loop 0 last: once it is told, it may end eddy_server_start(), which frees the other
+     * loops and changes loop_count, so neither is read after that. */
+    for (int i = srv->loop_count - 1; i >= 0; i--) {
+        eddy__loop_t *loop = srv->loops[i];
+        atomic_store(&loop->stop_requested, true);
+        eddy__loop_wakeup(loop);
     }
 }
 

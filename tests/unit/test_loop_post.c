@@ -1,0 +1,144 @@
+/*
+ * Work posted to a loop from other threads (eddy_defer() from application threads, here)
+ * always wakes it: bursts from two threads race with the loop taking its inbox, and after
+ * each burst a single post must run while the loop sleeps. A lost wakeup shows as a post
+ * that does not run within the deadline (the loop sleeps with it queued).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "eddy.h"
+#include "test.h"
+
+#define POSTERS  2
+#define BURST    64
+#define ROUNDS   3000
+#define DEADLINE 5.0 /* seconds: a liveness bound, far above any real delay */
+
+static atomic_long ran;
+static atomic_int round_started;
+static atomic_int posters_done;
+static atomic_int defer_failures;
+static atomic_bool started; /* other threads may call the API once the server runs */
+static int start_rc;
+static eddy_server_t *server;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void count_run(eddy_server_t *srv, void *arg)
+{
+    (void)srv;
+    (void)arg;
+    atomic_fetch_add(&ran, 1);
+}
+
+static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
+{
+    (void)srv;
+    (void)frame;
+    (void)user_data;
+}
+
+static void on_start(eddy_server_t *srv, void *user_data)
+{
+    (void)srv;
+    (void)user_data;
+    atomic_store(&started, true);
+}
+
+static void *run_server(void *arg)
+{
+    (void)arg;
+    start_rc = eddy_server_start(server); /* checked after the join: CHECK is not thread-safe */
+    return NULL;
+}
+
+/* Waits until `want` calls ran; false if the deadline passed first. */
+static bool wait_ran(long want)
+{
+    double deadline = now_s() + DEADLINE;
+    while (atomic_load(&ran) < want) {
+        if (now_s() > deadline)
+            return false;
+        sched_yield();
+    }
+    return true;
+}
+
+static void *poster(void *arg)
+{
+    (void)arg;
+    for (int round = 1; round <= ROUNDS; round++) {
+        while (atomic_load(&round_started) < round)
+            sched_yield();
+        for (int i = 0; i < BURST; i++) {
+            if (eddy_defer(server, count_run, NULL) != 0)
+                atomic_fetch_add(&defer_failures, 1);
+        }
+        atomic_fetch_add(&posters_done, 1);
+    }
+    return NULL;
+}
+
+static void test_every_post_wakes_the_loop(void)
+{
+    server = eddy_server_new("127.0.0.1", 0);
+    CHECK(server != NULL);
+    if (server == NULL)
+        return;
+    CHECK_EQ_INT(eddy_server_set(server, "worker_num", "1"), 0);
+    CHECK_EQ_INT(eddy_server_set(server, "log_level", "warning"), 0);
+    eddy_on_message(server, on_message);
+    eddy_on_start(server, on_start);
+    pthread_t loop_thread, posters[POSTERS];
+    pthread_create(&loop_thread, NULL, run_server, NULL);
+    while (!atomic_load(&started))
+        sched_yield();
+    for (int i = 0; i < POSTERS; i++)
+        pthread_create(&posters[i], NULL, poster, NULL);
+    long want = 0;
+    int stalled_round = 0;
+    for (int round = 1; round <= ROUNDS && stalled_round == 0; round++) {
+        atomic_store(&round_started, round);
+        while (atomic_load(&posters_done) < round * POSTERS)
+            sched_yield();
+        want += POSTERS * BURST;
+        if (!wait_ran(want)) {
+            stalled_round = round;
+            break;
+        }
+        /* The loop is asleep now (or about to be): this one post must wake it. */
+        CHECK_EQ_INT(eddy_defer(server, count_run, NULL), 0);
+        want++;
+        if (!wait_ran(want))
+            stalled_round = round;
+    }
+    if (stalled_round != 0) {
+        fprintf(stderr, "round %d: %ld of %ld posted calls ran within %.0f s\n", stalled_round,
+                atomic_load(&ran), want, DEADLINE);
+        /* Let the posters finish their rounds, so they can be joined. */
+        atomic_store(&round_started, ROUNDS);
+    }
+    CHECK_EQ_INT(stalled_round, 0);
+    for (int i = 0; i < POSTERS; i++)
+        pthread_join(posters[i], NULL);
+    eddy_server_stop(server); /* wakes the loop directly, stalled or not */
+    pthread_join(loop_thread, NULL);
+    CHECK_EQ_INT(start_rc, 0);
+    CHECK_EQ_INT(atomic_load(&defer_failures), 0);
+    eddy_server_free(server);
+}
+
+int main(void)
+{
+    test_every_post_wakes_the_loop();
+    return test_report("test_loop_post");
+}
