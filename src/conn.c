@@ -608,9 +608,16 @@ void eddy__loop_reap(eddy__loop_t *loop)
         conn_release(conn);
         eddy__loop_flush(loop);
     }
-    while (loop->free_head != NULL) {
-        eddy__conn_t *conn = loop->free_head;
-        loop->free_head = conn->reap_next;
+    /* A connection aborted with output queued may still be on the flush list, which is
+     * written a slice at a time: it is freed once the list has passed it. */
+    eddy__conn_t **link = &loop->free_head;
+    while (*link != NULL) {
+        eddy__conn_t *conn = *link;
+        if (conn->in_flush_list) {
+            link = &conn->reap_next;
+            continue;
+        }
+        *link = conn->reap_next;
         free(conn);
     }
 }

@@ -485,7 +485,7 @@ bool eddy__server_loop_should_exit(eddy__loop_t *loop)
         eddy__loop_close_zombies(loop, true);
     }
     eddy__loop_reap(loop); /* frees what was closed */
-    return loop->conns.len == 0 && loop->reap_head == NULL;
+    return loop->conns.len == 0 && loop->reap_head == NULL && loop->free_head == NULL;
 }
 
 static void prepare_loop(eddy__loop_t *loop)
