@@ -234,8 +234,9 @@ static int outq_append(eddy__loop_t *loop, eddy__outq_t *q, const char *data, si
 
 static void flush_list_add(eddy__conn_t *conn)
 {
-    if (!conn->in_flush_list) {
-        eddy__loop_t *loop = conn->loop;
+    eddy__loop_t *loop = conn->loop;
+    /* The connection being read is written when its input is processed. */
+    if (!conn->in_flush_list && conn != loop->reading) {
         conn->in_flush_list = true;
         conn->flush_next = NULL;
         if (loop->flush_tail != NULL)
@@ -788,10 +789,19 @@ static void conn_on_readable(eddy__conn_t *conn)
         watch(conn);
         return;
     }
+    /* What the input produces for this connection itself (an echo, a pong, a response)
+     * is written as soon as it is read, while it is hot in the cache, rather than from the
+     * flush list: echo-like traffic then holds one output segment at a time. */
+    eddy__loop_t *loop = conn->loop;
+    eddy__conn_t *outer = loop->reading;
+    loop->reading = conn;
     /* OpenSSL may hold decrypted bytes the socket no longer signals: drain those too. */
     while (read_once(conn) && conn->tls != NULL && conn->phase != EDDY__PHASE_CLOSING &&
            !conn->paused && eddy__tls_pending(conn))
         ;
+    loop->reading = outer;
+    if (conn->out.tail != NULL && conn->io.fd >= 0)
+        conn_flush(conn);
 }
 
 static void tls_handshake_step(eddy__conn_t *conn)

@@ -310,6 +310,7 @@ struct eddy__loop {
     char *recv_buf;
     size_t recv_cap;
 
+    eddy__conn_t *reading;    /* the connection whose input is being processed */
     eddy__conn_t *flush_head; /* connections with output to write, oldest first */
     eddy__conn_t *flush_tail;
     eddy__conn_t *reap_head; /* connections whose close callback is due, in order */
@@ -427,7 +428,6 @@ eddy__blob_t *eddy__blob_new(size_t len);
 void eddy__blob_ref(eddy__blob_t *blob);
 void eddy__blob_unref(eddy__blob_t *blob);
 
-/* A piece of output: bytes of its own (data[]) or a reference to a shared frame. */
 /* A piece of output: bytes of its own in data[], or references to shared frames (an
  * array of eddy__blob_t pointers in data[]; conn.c). */
 struct eddy__seg {

@@ -48,7 +48,8 @@ static uint32_t lead_state(uint8_t b)
     return UTF8_REJECT; /* F5..FF start nothing valid */
 }
 
-/* True if s[0..len) is all ASCII: eight bytes at a time, the last word overlapping. */
+/* True if s[0..len) is all ASCII: 32 bytes at a time where the compiler has vectors (two
+ * SSE2 registers on x86-64), then eight, the last word overlapping. */
 static bool all_ascii(const uint8_t *s, size_t len)
 {
     uint64_t word, any = 0;
@@ -57,7 +58,19 @@ static bool all_ascii(const uint8_t *s, size_t len)
             any |= s[i];
         return (any & 0x80) == 0;
     }
-    for (size_t i = 0; i + 8 <= len; i += 8) {
+    size_t i = 0;
+#if defined(__GNUC__)
+    typedef uint64_t v2u64 __attribute__((vector_size(16)));
+    v2u64 acc = {0, 0};
+    for (; len - i >= 32; i += 32) {
+        v2u64 a, b;
+        memcpy(&a, s + i, sizeof(a));
+        memcpy(&b, s + i + 16, sizeof(b));
+        acc |= a | b;
+    }
+    any = acc[0] | acc[1];
+#endif
+    for (; i + 8 <= len; i += 8) {
         memcpy(&word, s + i, sizeof(word));
         any |= word;
     }
