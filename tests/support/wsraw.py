@@ -55,14 +55,16 @@ class RawClient:
             # Collect the pieces and join once: appending to self.buf chunk by chunk is
             # quadratic, which multi-megabyte messages (Autobahn section 9) would feel.
             pieces, have = [self.buf], len(self.buf)
-            while have < n:
-                data = self.sock.recv(max(65536, min(n - have, 1 << 22)))
-                if not data:
-                    self.buf = b"".join(pieces)
-                    raise EOFError("connection closed by the server")
-                pieces.append(data)
-                have += len(data)
-            self.buf = b"".join(pieces)
+            try:
+                while have < n:
+                    data = self.sock.recv(max(65536, min(n - have, 1 << 22)))
+                    if not data:
+                        raise EOFError("connection closed by the server")
+                    pieces.append(data)
+                    have += len(data)
+            finally:
+                # Kept on a timeout or EOF too, so a failing test can show what did arrive.
+                self.buf = b"".join(pieces)
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 
