@@ -4,8 +4,12 @@ compressed fan-out, and the error cases."""
 
 import asyncio
 import re
+import resource
+import socket
+import struct
 import zlib
 
+import pytest
 import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
@@ -132,6 +136,35 @@ def test_fan_out_written_in_pieces_arrives_whole_and_in_order(start_server):
     for i in range(200):
         assert sub.recv_message() == (0x2, bytes([i % 256]) * 30000), f"message {i}"
     assert sub.recv_message() == (0x1, b"after")
+
+
+def test_subscriber_reset_while_queued_behind_a_long_fan_out(start_server):
+    # A publication to 3000 subscribers queues them all for writing, which goes 256
+    # connections per flush, a few flushes per loop iteration. The last subscriber resets
+    # its connection at once: the loop reads the reset while that subscriber is still
+    # queued far down the list, and closes it. Its memory must outlive its place in the
+    # list (AddressSanitizer would see a use after free); everyone else gets the message.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 6100:
+        pytest.skip(f"needs 6100 file descriptors per process, the hard limit is {hard}")
+    if soft != resource.RLIM_INFINITY and soft < 6100:
+        # This process and the server (which inherits the limit) hold 3000 sockets each.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (6100, hard))
+    server = start_testbed(start_server, settings={"worker_num": "1"})
+    ctl, _ = open_ws(server)
+    subs = [open_ws(server) for _ in range(3000)]
+    for _, fd in subs:
+        assert cmd(server, ctl, f"sub {fd} all") == "0"
+    victim, victim_fd = subs.pop()
+    victim.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    ctl.send_frame(0x1, b"!pub all hello")
+    victim.sock.close()  # a reset, right behind the publication
+    assert server.line() == "= 3000"
+    server.expect(f"close {victim_fd} 3")
+    for client, _ in subs:
+        assert client.recv_message() == (0x1, b"hello")
+    ctl.send_frame(0x1, b"still serving")
+    assert ctl.recv_message() == (0x1, b"still serving")
 
 
 def test_broadcast_reaches_established_websockets_only(start_server):
