@@ -7,6 +7,7 @@ import socket
 import struct
 import time
 
+from testbed import cmd, open_ws
 from wsraw import frame
 
 QUEUED, DROPPED, ESTATE = 1, -3014, -3004
@@ -19,21 +20,6 @@ def start_testbed(start_server, policy):
     server = start_server("testbed", settings=dict(LIMITS, slow_consumer_policy=policy))
     server.expect("start")
     return server
-
-
-def open_ws(server):
-    client = server.connect_raw()
-    client.handshake()
-    fd = int(server.line().split()[1])
-    server.line()  # open
-    return client, fd
-
-
-def cmd(server, client, text):
-    client.send_frame(0x1, ("!" + text).encode())
-    line = server.line()
-    assert line.startswith("="), line
-    return line[2:]
 
 
 def test_push_reports_back_pressure_then_drops(start_server):

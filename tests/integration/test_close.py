@@ -11,16 +11,8 @@ import pytest
 import websockets
 
 from eddyserver import assert_echo_serves
+from testbed import start_testbed
 from ws_cases import close_payload, connect, frame, next_frame_is_close
-
-
-def start_testbed(start_server, **settings):
-    # One loop: these tests check the order of lines printed for several connections,
-    # which several loop threads do not define (test_threads covers those).
-    settings.setdefault("worker_num", "1")
-    server = start_server("testbed", settings=settings)
-    server.expect("start")
-    return server
 
 
 def open_testbed_client(server):
@@ -35,7 +27,7 @@ def open_testbed_client(server):
 
 
 def test_data_after_close_in_later_send_ignored(start_server):
-    server = start_testbed(start_server, websocket_close_timeout="5")
+    server = start_testbed(start_server, settings={"websocket_close_timeout": "5"})
     client, fd = open_testbed_client(server)
     client.send(frame(0x8, close_payload(1000)))
     fin, rsv, opcode, payload = client.recv_frame()
@@ -80,7 +72,7 @@ def test_server_disconnect_data_after_not_delivered(start_server):
 
 
 def test_server_disconnect_not_answered_times_out(start_server):
-    server = start_testbed(start_server, websocket_close_timeout="0.3")
+    server = start_testbed(start_server, settings={"websocket_close_timeout": "0.3"})
     client, fd = open_testbed_client(server)
     client.send(frame(0x1, f"!disconnect {fd} 4999 no answer".encode()))
     assert client.recv_frame() == (True, 0, 0x8, close_payload(4999, b"no answer"))
@@ -96,7 +88,7 @@ def test_server_disconnect_with_zero_close_timeout_closes_at_once(start_server):
     """websocket_close_timeout=0: no wait for the peer's answer (Swoole closes right after
     sending its close frame). Waiting forever instead would leak every connection whose
     peer never answers."""
-    server = start_testbed(start_server, websocket_close_timeout="0")
+    server = start_testbed(start_server, settings={"websocket_close_timeout": "0"})
     client, fd = open_testbed_client(server)
     client.send(frame(0x1, f"!disconnect {fd} 4000 now".encode()))
     assert client.recv_frame() == (True, 0, 0x8, close_payload(4000, b"now"))
@@ -106,7 +98,7 @@ def test_server_disconnect_with_zero_close_timeout_closes_at_once(start_server):
 
 
 def test_pushed_close_frame_starts_closing_handshake(start_server):
-    server = start_testbed(start_server, websocket_close_timeout="5")
+    server = start_testbed(start_server, settings={"websocket_close_timeout": "5"})
     client, fd = open_testbed_client(server)
     client.send(frame(0x1, f"!push {fd} 8 1 -".encode()))  # an empty close frame
     assert client.recv_frame() == (True, 0, 0x8, b"")
@@ -195,7 +187,7 @@ def test_invalid_close_frame_not_delivered(start_server):
 
 
 def test_close_frame_delivered_with_testbed_setting(start_server):
-    server = start_testbed(start_server, open_websocket_close_frame="true")
+    server = start_testbed(start_server, settings={"open_websocket_close_frame": "true"})
     client, fd = open_testbed_client(server)
     client.send(frame(0x8, close_payload(4321, b"why not")))
     next_frame_is_close(client, 4321)
@@ -208,7 +200,7 @@ def test_close_frame_delivered_with_testbed_setting(start_server):
 @pytest.mark.parametrize("code,reason", [(1000, ""), (1001, "bye"), (4001, "custom"),
                                          (3000, "\u00e9t\u00e9")])
 def test_websockets_client_close_codes(start_server, code, reason):
-    server = start_testbed(start_server, open_websocket_close_frame="true")
+    server = start_testbed(start_server, settings={"open_websocket_close_frame": "true"})
 
     async def run():
         async with websockets.connect(server.url) as ws:

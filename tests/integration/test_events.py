@@ -13,32 +13,13 @@ import time
 import pytest
 
 from eddyserver import BUILD, TIMEOUT
+from testbed import ctypes_env, next_close, open_ws, start_testbed
 from wsraw import frame
-
-
-def start_testbed(start_server, *args, settings=None):
-    # One loop: these tests check the order of lines printed for several connections,
-    # which several loop threads do not define (test_threads covers those).
-    settings = dict(settings or {}, worker_num="1")
-    server = start_server("testbed", *args, settings=settings)
-    server.expect("start")
-    return server
 
 
 def http_exchange(server, request):
     """Sends a request on a new connection and returns everything until EOF."""
     return server.http(request)
-
-
-def open_ws(server, path="/"):
-    """A WebSocket client on the testbed; returns (client, fd) after its open line."""
-    client = server.connect_raw()
-    client.handshake(path)
-    line = server.line()
-    assert line.startswith("connect "), line
-    fd = int(line.split()[1])
-    server.expect(f"open {fd} {path} -")
-    return client, fd
 
 
 # ---- seed 000: close vs disconnect (seed_disconnect example) ----
@@ -184,13 +165,6 @@ def test_shutdown_does_not_wait_past_close_timeout(start_server):
     assert time.monotonic() - started < 3
 
 
-def next_close(client):
-    while True:
-        _, _, opcode, payload = client.recv_frame()
-        if opcode == 0x8:
-            return struct.unpack("!H", payload[:2])[0], payload[2:]
-
-
 # ---- websocket_status in close/disconnect ----
 
 
@@ -327,19 +301,6 @@ srv = lib.eddy_server_new(b"127.0.0.1", 0)
 print(lib.eddy_server_start(srv), flush=True)
 lib.eddy_server_free(srv)
 """
-
-
-def ctypes_env(lib):
-    """Environment for a Python process loading lib through ctypes: a sanitizer runtime
-    the library links to must be loaded first (and Python's own leaks are not ours)."""
-    env = dict(os.environ)
-    deps = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
-    for line in deps.splitlines():
-        name, _, rest = line.strip().partition(" => ")
-        if name.startswith(("libasan", "libtsan")):
-            env["LD_PRELOAD"] = rest.split(" (")[0]
-            env["ASAN_OPTIONS"] = "detect_leaks=0"
-    return env
 
 
 def test_server_without_message_callback_does_not_start():

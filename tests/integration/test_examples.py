@@ -11,6 +11,7 @@ import pytest
 import websockets
 
 from eddyserver import assert_echo_serves
+from testbed import next_close
 from ws_cases import close_payload, connect, frame, next_frame_is_close, payload_of
 from wsraw import accept_for
 
@@ -39,13 +40,6 @@ def split_response(raw):
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return lines[0], headers, body
-
-
-def next_close(client):
-    while True:
-        _, _, opcode, payload = client.recv_frame()
-        if opcode == 0x8:
-            return (struct.unpack("!H", payload[:2])[0] if payload else None), payload[2:]
 
 
 # ---- echo ----

@@ -11,6 +11,7 @@ import pytest
 import websockets
 
 from eddyserver import TIMEOUT, assert_echo_serves
+from testbed import start_testbed
 from wsraw import accept_for, frame
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -286,14 +287,6 @@ def test_no_subprotocol_setting_answers_none(start_server):
 
 
 # ---- the application's handshake (testbed --handshake) ----
-
-
-def start_testbed(start_server, *args):
-    # One loop: these tests check the order of lines printed for several connections,
-    # which several loop threads do not define (test_threads covers those).
-    server = start_server("testbed", *args, settings={"worker_num": "1"})
-    server.expect("start")
-    return server
 
 
 def test_custom_handshake_101_has_the_applications_headers(start_server):

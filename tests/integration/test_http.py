@@ -13,6 +13,7 @@ import time
 import pytest
 
 from eddyserver import TIMEOUT
+from testbed import start_testbed
 
 BAD_REQUEST_PAGE = (b"<html><body><h2>HTTP 400 Bad Request</h2><hr><i>Powered by eddy</i>"
                     b"</body></html>")
@@ -130,15 +131,6 @@ class HttpClient:
 
     def close(self):
         self.sock.close()
-
-
-def start_testbed(start_server, *args, settings=None):
-    # One loop: these tests check the order of lines printed for several connections,
-    # which several loop threads do not define (test_threads covers those).
-    settings = dict(settings or {}, worker_num="1")
-    server = start_server("testbed", *args, settings=settings)
-    server.expect("start")
-    return server
 
 
 def connected(server):

@@ -13,29 +13,10 @@ import time
 import pytest
 
 from eddyserver import BUILD, TIMEOUT
+from testbed import cmd, ctypes_env, next_close, open_ws, start_testbed
 from wsraw import RawClient, frame
 
 ENOTFOUND, ESTATE, ETOOBIG, EINVAL = -3003, -3004, -3005, -3001
-
-
-def start_testbed(start_server, *args, settings=None):
-    # One loop: these tests check the order of lines printed for several connections,
-    # which several loop threads do not define (test_threads covers those).
-    settings = dict(settings or {}, worker_num="1")
-    server = start_server("testbed", *args, settings=settings)
-    server.expect("start")
-    return server
-
-
-def open_ws(server, path="/"):
-    client = server.connect_raw()
-    client.handshake(path)
-    line = server.line()
-    match = re.fullmatch(r"connect (\d+)", line)
-    assert match, line
-    fd = int(match.group(1))
-    server.expect(f"open {fd} {path} -")
-    return client, fd
 
 
 def open_http(server):
@@ -52,21 +33,6 @@ def open_http(server):
     assert line == f"connect {fd}"
     server.expect(f"request {fd} GET /h body=0")
     return sock, fd
-
-
-def cmd(server, client, text):
-    """Runs a testbed command and returns its result (the text after "= ")."""
-    client.send_frame(0x1, ("!" + text).encode())
-    line = server.line()
-    assert line.startswith("="), line
-    return line[2:] if len(line) > 1 else ""
-
-
-def next_close(client):
-    while True:
-        _, _, opcode, payload = client.recv_frame()
-        if opcode == 0x8:
-            return struct.unpack("!H", payload[:2])[0] if payload else None, payload[2:]
 
 
 def assert_nothing_sent(server, ctl, target, target_fd):
@@ -501,19 +467,6 @@ rc = lib.eddy_server_start(srv)
 lib.eddy_server_free(srv)
 sys.exit(rc)
 """
-
-
-def ctypes_env(lib):
-    """Environment for a Python process loading lib through ctypes: a sanitizer runtime
-    the library links to must be loaded first (and Python's own leaks are not ours)."""
-    env = dict(os.environ)
-    deps = subprocess.run(["ldd", lib], capture_output=True, text=True).stdout
-    for line in deps.splitlines():
-        name, _, rest = line.strip().partition(" => ")
-        if name.startswith(("libasan", "libtsan")):
-            env["LD_PRELOAD"] = rest.split(" (")[0]
-            env["ASAN_OPTIONS"] = "detect_leaks=0"
-    return env
 
 
 def test_disconnect_reason_must_be_utf8():

@@ -3,7 +3,6 @@ and from an application thread, subscriber counts, cleanup on close, order per p
 compressed fan-out, and the error cases."""
 
 import asyncio
-import re
 import resource
 import socket
 import struct
@@ -13,36 +12,13 @@ import pytest
 import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from wsraw import RawClient
+from testbed import cmd, open_ws, start_testbed
 
 ENOTFOUND, ESTATE, ETOOBIG = -3003, -3004, -3005
 
 
-def start_testbed(start_server, *args, settings=None):
-    settings = dict(settings or {})
-    settings.setdefault("worker_num", "2")
-    server = start_server("testbed", *args, settings=settings)
-    server.expect("start")
-    return server
-
-
-def open_ws(server, headers=None):
-    client = server.connect_raw()
-    client.handshake(headers=headers)
-    fd = int(re.fullmatch(r"connect (\d+)", server.line()).group(1))
-    server.expect(f"open {fd} / -")
-    return client, fd
-
-
-def cmd(server, client, text):
-    client.send_frame(0x1, ("!" + text).encode())
-    line = server.line()
-    assert line.startswith("="), line
-    return line[2:] if len(line) > 1 else ""
-
-
 def test_publish_reaches_subscribers_on_every_loop(start_server):
-    server = start_testbed(start_server)
+    server = start_testbed(start_server, workers=2)
     ctl, _ = open_ws(server)
     subs = [open_ws(server) for _ in range(4)]
     other, other_fd = open_ws(server)
@@ -68,7 +44,7 @@ def test_publish_reaches_subscribers_on_every_loop(start_server):
 
 
 def test_unsubscribe_and_close_end_subscriptions(start_server):
-    server = start_testbed(start_server)
+    server = start_testbed(start_server, workers=2)
     ctl, _ = open_ws(server)
     (a, fd_a), (b, fd_b) = open_ws(server), open_ws(server)
     cmd(server, ctl, f"sub {fd_a} t")
@@ -92,7 +68,7 @@ def test_unsubscribe_and_close_end_subscriptions(start_server):
 
 
 def test_subscribe_errors(start_server):
-    server = start_testbed(start_server, "--request")
+    server = start_testbed(start_server, "--request", workers=2)
     ctl, _ = open_ws(server)
     http = server.connect_raw()
     http.send(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -110,7 +86,7 @@ def test_subscribe_errors(start_server):
 
 
 def test_messages_of_one_publisher_arrive_in_order(start_server):
-    server = start_testbed(start_server)
+    server = start_testbed(start_server, workers=2)
     ctl, _ = open_ws(server)
     subs = [open_ws(server) for _ in range(3)]
     for _, fd in subs:
@@ -127,7 +103,7 @@ def test_fan_out_written_in_pieces_arrives_whole_and_in_order(start_server):
     # 200 shared frames of 30 000 bytes queued at once to one subscriber (6 MB, more than
     # the socket takes): they leave over many partial writes, which end inside frames and
     # between them; a message pushed after them follows them.
-    server = start_testbed(start_server, settings={"worker_num": "1"})
+    server = start_testbed(start_server)
     ctl, _ = open_ws(server)
     sub, fd = open_ws(server)
     assert cmd(server, ctl, f"sub {fd} big") == "0"
@@ -150,7 +126,7 @@ def test_subscriber_reset_while_queued_behind_a_long_fan_out(start_server):
     if soft != resource.RLIM_INFINITY and soft < 6100:
         # This process and the server (which inherits the limit) hold 3000 sockets each.
         resource.setrlimit(resource.RLIMIT_NOFILE, (6100, hard))
-    server = start_testbed(start_server, settings={"worker_num": "1"})
+    server = start_testbed(start_server)
     ctl, _ = open_ws(server)
     subs = [open_ws(server) for _ in range(3000)]
     for _, fd in subs:
@@ -168,7 +144,7 @@ def test_subscriber_reset_while_queued_behind_a_long_fan_out(start_server):
 
 
 def test_broadcast_reaches_established_websockets_only(start_server):
-    server = start_testbed(start_server, "--request")
+    server = start_testbed(start_server, "--request", workers=2)
     ctl, _ = open_ws(server)
     clients = [open_ws(server) for _ in range(3)]
     http = server.connect_raw()
@@ -190,11 +166,11 @@ def inflate_message(payload, decompressor):
 def test_compressed_fan_out(start_server):
     """Subscribers without server context takeover get one shared compressed frame each;
     those whose compression keeps context get the plain frame."""
-    server = start_testbed(start_server, settings={"websocket_compression": "true"})
+    server = start_testbed(start_server, workers=2, settings={"websocket_compression": "true"})
     ctl, _ = open_ws(server)
-    fresh, fd_fresh = open_ws(server, {
+    fresh, fd_fresh = open_ws(server, headers={
         "Sec-WebSocket-Extensions": "permessage-deflate; server_no_context_takeover"})
-    keeping, fd_keeping = open_ws(server, {"Sec-WebSocket-Extensions": "permessage-deflate"})
+    keeping, fd_keeping = open_ws(server, headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
     plain, fd_plain = open_ws(server)
     for fd in (fd_fresh, fd_keeping, fd_plain):
         cmd(server, ctl, f"sub {fd} news")
@@ -211,7 +187,7 @@ def test_compressed_fan_out(start_server):
 
 def test_python_clients_subscribe_and_receive(start_server):
     """Real clients, compressed or not, as subscribers of a room fed by publish."""
-    server = start_testbed(start_server, settings={
+    server = start_testbed(start_server, workers=2, settings={
         "websocket_compression": "true",
         "websocket_compression_server_no_context_takeover": "true"})
     ctl, _ = open_ws(server)

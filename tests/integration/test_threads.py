@@ -2,39 +2,12 @@
 a connection of another, calls from the application's own threads, task workers, and an
 orderly stop of every loop."""
 
-import re
 
 import pytest
 
-from wsraw import RawClient
+from testbed import cmd, open_ws, start_testbed
 
 ENOTFOUND, ESTATE = -3003, -3004
-
-
-def start_testbed(start_server, *args, settings=None):
-    settings = dict(settings or {})
-    settings.setdefault("worker_num", "2")
-    server = start_server("testbed", *args, settings=settings)
-    server.expect("start")
-    return server
-
-
-def open_ws(server, path="/"):
-    client = server.connect_raw()
-    client.handshake(path)
-    # With several loops, "connect" and "open" lines of one connection are in order, but
-    # lines of different connections may interleave; tests open connections one by one.
-    line = server.line()
-    fd = int(re.fullmatch(r"connect (\d+)", line).group(1))
-    server.expect(f"open {fd} {path} -")
-    return client, fd
-
-
-def cmd(server, client, text):
-    client.send_frame(0x1, ("!" + text).encode())
-    line = server.line()
-    assert line.startswith("="), line
-    return line[2:] if len(line) > 1 else ""
 
 
 def loops_of(server, ctl, fds):
@@ -42,7 +15,7 @@ def loops_of(server, ctl, fds):
 
 
 def test_connections_are_handed_to_loops_in_turn(start_server):
-    server = start_testbed(start_server)
+    server = start_testbed(start_server, workers=2)
     clients = [open_ws(server) for _ in range(4)]
     fds = [fd for _, fd in clients]
     assert fds == [1, 2, 3, 4]  # ids increase across loops
@@ -51,7 +24,7 @@ def test_connections_are_handed_to_loops_in_turn(start_server):
 
 
 def test_reuse_port_spreads_connections_too(start_server):
-    server = start_testbed(start_server, settings={"enable_reuse_port": "true"})
+    server = start_testbed(start_server, workers=2, settings={"enable_reuse_port": "true"})
     clients = [open_ws(server) for _ in range(24)]
     loops = loops_of(server, clients[0][0], [fd for _, fd in clients])
     # The kernel hashes connections over the loops' sockets: all on one loop would have
@@ -60,7 +33,7 @@ def test_reuse_port_spreads_connections_too(start_server):
 
 
 def test_methods_reach_a_connection_on_another_loop(start_server):
-    server = start_testbed(start_server)
+    server = start_testbed(start_server, workers=2)
     a, fd_a = open_ws(server)
     b, fd_b = open_ws(server)
     assert loops_of(server, a, [fd_a, fd_b]) == [0, 1]
@@ -88,7 +61,7 @@ def test_methods_reach_a_connection_on_another_loop(start_server):
 
 
 def test_close_from_another_loop_is_immediate_for_everyone(start_server):
-    server = start_testbed(start_server)
+    server = start_testbed(start_server, workers=2)
     a, fd_a = open_ws(server)
     b, fd_b = open_ws(server)
     a.send_frame(0x1, f"!close {fd_b}".encode())
@@ -103,7 +76,7 @@ def test_close_from_another_loop_is_immediate_for_everyone(start_server):
 
 
 def test_application_thread_pushes_in_order(start_server):
-    server = start_testbed(start_server)
+    server = start_testbed(start_server, workers=2)
     a, fd_a = open_ws(server)
     b, fd_b = open_ws(server)
     assert cmd(server, a, f"thread push {fd_b} 300 n") == "0"
@@ -113,7 +86,7 @@ def test_application_thread_pushes_in_order(start_server):
 
 
 def test_tasks_run_off_the_loop_and_finish_on_it(start_server):
-    server = start_testbed(start_server, settings={"task_worker_num": "2"})
+    server = start_testbed(start_server, workers=2, settings={"task_worker_num": "2"})
     a, _ = open_ws(server)
     slow = cmd(server, a, "task 300 slow")
     fast = cmd(server, a, "task 10 fast")
@@ -124,13 +97,13 @@ def test_tasks_run_off_the_loop_and_finish_on_it(start_server):
 
 
 def test_no_task_workers_means_no_task(start_server):
-    server = start_testbed(start_server)
+    server = start_testbed(start_server, workers=2)
     a, _ = open_ws(server)
     assert cmd(server, a, "task 1 x") == "0"
 
 
 def test_queued_tasks_finish_before_the_server_stops(start_server):
-    server = start_testbed(start_server, settings={"task_worker_num": "1"})
+    server = start_testbed(start_server, workers=2, settings={"task_worker_num": "1"})
     a, _ = open_ws(server)
     first = cmd(server, a, "task 200 first")
     second = cmd(server, a, "task 10 second")
@@ -143,7 +116,7 @@ def test_queued_tasks_finish_before_the_server_stops(start_server):
 
 
 def test_stop_closes_every_loop_cleanly(start_server):
-    server = start_testbed(start_server, settings={"worker_num": "3"})
+    server = start_testbed(start_server, workers=3)
     clients = [open_ws(server) for _ in range(6)]
     assert sorted(set(loops_of(server, clients[0][0], [fd for _, fd in clients]))) == [0, 1, 2]
     clients[0][0].send_frame(0x1, b"!stop")

@@ -5,47 +5,13 @@ that long parametrized lists do not start a server per case.
 Every helper bounds its reads with the RawClient timeout; none sleeps to synchronise.
 """
 
-import os
 import socket
 import struct
 
 import pytest
 
 from eddyserver import Server, assert_echo_serves
-
-
-def mask_bytes(payload, key):
-    """XORs payload with the 4-byte key (fast enough for multi-megabyte payloads)."""
-    n = len(payload)
-    if n == 0:
-        return b""
-    stream = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")).to_bytes(
-        n, "little")
-
-
-def frame(opcode, payload=b"", fin=True, rsv=0, mask=True, length=None, length_form=None,
-          mask_key=None):
-    """Encodes one client frame.
-
-    length overrides the declared payload length (to lie); length_form forces the length
-    encoding: 7 (in the second byte), 16 or 64 bits, minimal or not.
-    """
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    n = len(payload) if length is None else length
-    if length_form is None:
-        length_form = 7 if n < 126 else 16 if n < 65536 else 64
-    mask_bit = 0x80 if mask else 0
-    if length_form == 7:
-        head = struct.pack("!BB", first, mask_bit | n)
-    elif length_form == 16:
-        head = struct.pack("!BBH", first, mask_bit | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, mask_bit | 127, n)
-    if not mask:
-        return head + payload
-    key = mask_key if mask_key is not None else os.urandom(4)
-    return head + key + mask_bytes(payload, key)
+from wsraw import frame  # noqa: F401  (the cases import it from here)
 
 
 def payload_of(n, seed=0):
