@@ -793,13 +793,12 @@ static void conn_on_readable(eddy__conn_t *conn)
      * is written as soon as it is read, while it is hot in the cache, rather than from the
      * flush list: echo-like traffic then holds one output segment at a time. */
     eddy__loop_t *loop = conn->loop;
-    eddy__conn_t *outer = loop->reading;
-    loop->reading = conn;
+    loop->reading = conn; /* callbacks never read another socket: this does not nest */
     /* OpenSSL may hold decrypted bytes the socket no longer signals: drain those too. */
     while (read_once(conn) && conn->tls != NULL && conn->phase != EDDY__PHASE_CLOSING &&
            !conn->paused && eddy__tls_pending(conn))
         ;
-    loop->reading = outer;
+    loop->reading = NULL;
     if (conn->out.tail != NULL && conn->io.fd >= 0)
         conn_flush(conn);
 }

@@ -100,6 +100,16 @@ char *eddy__arena_strndup(eddy__arena_t *arena, const char *s, size_t len);
 void eddy__arena_reset(eddy__arena_t *arena);
 void eddy__arena_free(eddy__arena_t *arena);
 
+/* Mixes a 64-bit key (ids, timer ids) into a hash whose low bits index a power-of-two
+ * table (the finalizer of MurmurHash3). */
+static inline size_t eddy__hash_u64(uint64_t key)
+{
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdull;
+    key ^= key >> 33;
+    return (size_t)key;
+}
+
 /* A uint64 -> pointer hash map (open addressing, linear probing). Key 0 is reserved. */
 typedef struct eddy__map {
     uint64_t *keys;

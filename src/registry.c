@@ -19,14 +19,6 @@
 
 /* ---- id -> connection maps ---- */
 
-static size_t id_hash(eddy_fd_t id)
-{
-    id ^= id >> 33;
-    id *= 0xff51afd7ed558ccdull;
-    id ^= id >> 33;
-    return (size_t)id;
-}
-
 static int connmap_grow(eddy__connmap_t *map)
 {
     size_t cap = map->slots ? (map->mask + 1) * 2 : 16;
@@ -37,7 +29,7 @@ static int connmap_grow(eddy__connmap_t *map)
         eddy__conn_t *conn = map->slots[i];
         if (conn == NULL)
             continue;
-        size_t j = id_hash(conn->id) & (cap - 1);
+        size_t j = eddy__hash_u64(conn->id) & (cap - 1);
         while (slots[j] != NULL)
             j = (j + 1) & (cap - 1);
         slots[j] = conn;
@@ -54,7 +46,7 @@ int eddy__connmap_put(eddy__connmap_t *map, eddy__conn_t *conn)
         if (connmap_grow(map) != 0)
             return EDDY_ENOMEM;
     }
-    size_t i = id_hash(conn->id) & map->mask;
+    size_t i = eddy__hash_u64(conn->id) & map->mask;
     while (map->slots[i] != NULL)
         i = (i + 1) & map->mask;
     map->slots[i] = conn;
@@ -66,7 +58,8 @@ eddy__conn_t *eddy__connmap_get(const eddy__connmap_t *map, eddy_fd_t id)
 {
     if (map->slots == NULL)
         return NULL;
-    for (size_t i = id_hash(id) & map->mask; map->slots[i] != NULL; i = (i + 1) & map->mask) {
+    for (size_t i = eddy__hash_u64(id) & map->mask; map->slots[i] != NULL;
+         i = (i + 1) & map->mask) {
         if (map->slots[i]->id == id)
             return map->slots[i];
     }
@@ -77,7 +70,7 @@ void eddy__connmap_remove(eddy__connmap_t *map, eddy_fd_t id)
 {
     if (map->slots == NULL)
         return;
-    size_t i = id_hash(id) & map->mask;
+    size_t i = eddy__hash_u64(id) & map->mask;
     while (map->slots[i] == NULL || map->slots[i]->id != id) {
         if (map->slots[i] == NULL)
             return;
@@ -87,7 +80,7 @@ void eddy__connmap_remove(eddy__connmap_t *map, eddy_fd_t id)
     /* Backward-shift deletion keeps probe chains intact without tombstones. */
     size_t hole = i;
     for (size_t j = (i + 1) & map->mask; map->slots[j] != NULL; j = (j + 1) & map->mask) {
-        size_t home = id_hash(map->slots[j]->id) & map->mask;
+        size_t home = eddy__hash_u64(map->slots[j]->id) & map->mask;
         /* Move j into the hole unless its home lies cyclically in (hole, j]. */
         bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
         if (!stays) {

@@ -151,14 +151,6 @@ void eddy__arena_free(eddy__arena_t *arena)
 
 /* ---- uint64 -> pointer map ---- */
 
-static size_t map_hash(uint64_t key)
-{
-    key ^= key >> 33;
-    key *= 0xff51afd7ed558ccdull;
-    key ^= key >> 33;
-    return (size_t)key;
-}
-
 static int map_grow(eddy__map_t *map)
 {
     size_t cap = map->keys ? (map->mask + 1) * 2 : 16;
@@ -174,7 +166,7 @@ static int map_grow(eddy__map_t *map)
         for (size_t i = 0; i <= map->mask; i++) {
             if (map->keys[i] == 0)
                 continue;
-            size_t j = map_hash(map->keys[i]) & mask;
+            size_t j = eddy__hash_u64(map->keys[i]) & mask;
             while (keys[j] != 0)
                 j = (j + 1) & mask;
             keys[j] = map->keys[i];
@@ -195,7 +187,7 @@ int eddy__map_put(eddy__map_t *map, uint64_t key, void *value)
         if (map_grow(map) != 0)
             return EDDY_ENOMEM;
     }
-    size_t i = map_hash(key) & map->mask;
+    size_t i = eddy__hash_u64(key) & map->mask;
     while (map->keys[i] != 0 && map->keys[i] != key)
         i = (i + 1) & map->mask;
     if (map->keys[i] == 0)
@@ -209,7 +201,7 @@ void *eddy__map_get(const eddy__map_t *map, uint64_t key)
 {
     if (map->keys == NULL)
         return NULL;
-    for (size_t i = map_hash(key) & map->mask; map->keys[i] != 0; i = (i + 1) & map->mask) {
+    for (size_t i = eddy__hash_u64(key) & map->mask; map->keys[i] != 0; i = (i + 1) & map->mask) {
         if (map->keys[i] == key)
             return map->values[i];
     }
@@ -220,7 +212,7 @@ void *eddy__map_remove(eddy__map_t *map, uint64_t key)
 {
     if (map->keys == NULL)
         return NULL;
-    size_t i = map_hash(key) & map->mask;
+    size_t i = eddy__hash_u64(key) & map->mask;
     while (map->keys[i] != key) {
         if (map->keys[i] == 0)
             return NULL;
@@ -231,7 +223,7 @@ void *eddy__map_remove(eddy__map_t *map, uint64_t key)
     /* Backward-shift deletion keeps probe chains intact without tombstones. */
     size_t hole = i;
     for (size_t j = (i + 1) & map->mask; map->keys[j] != 0; j = (j + 1) & map->mask) {
-        size_t home = map_hash(map->keys[j]) & map->mask;
+        size_t home = eddy__hash_u64(map->keys[j]) & map->mask;
         /* Move j into the hole unless its home lies cyclically in (hole, j]. */
         bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
         if (!stays) {
