@@ -160,7 +160,7 @@ fuzz-smoke: fuzz
 
 BENCH_BUILD ?= build/bench
 BENCH_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror $(CFLAGS)
-BENCH_TOOLS := $(BENCH_BUILD)/eddy-bench $(BENCH_BUILD)/peers/lws_echo $(BENCH_BUILD)/peers/epoll_echo
+BENCH_TOOLS := $(BENCH_BUILD)/eddy-bench $(BENCH_BUILD)/peers/lws_echo $(BENCH_BUILD)/peers/floor_echo
 
 .PHONY: bench bench-tools
 
@@ -176,8 +176,8 @@ $(BENCH_BUILD)/peers/lws_echo: bench/peers/lws_echo.c | $(BENCH_BUILD)/peers
 	$(CC) $(BENCH_CFLAGS) $$(pkg-config --cflags libwebsockets) -o $@ $< \
 	    $$(pkg-config --libs libwebsockets)
 
-$(BENCH_BUILD)/peers/epoll_echo: bench/peers/epoll_echo.c | $(BENCH_BUILD)/peers
-	$(CC) $(BENCH_CFLAGS) -o $@ $< -lcrypto
+$(BENCH_BUILD)/peers/floor_echo: bench/peers/floor_echo.c | $(BENCH_BUILD)/peers
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -lcrypto -luring
 
 $(BENCH_BUILD)/peers:
 	mkdir -p $@

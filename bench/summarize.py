@@ -13,7 +13,8 @@ import sys
 WAIT_LIMIT = 0.10
 
 TITLES = {"eddy": "eddy", "node": "node ws", "python": "python websockets",
-          "lws": "libwebsockets", "uws": "uWebSockets", "epoll": "bare epoll"}
+          "lws": "libwebsockets", "uws": "uWebSockets", "epoll": "bare epoll",
+          "uring": "bare io_uring"}
 
 
 def rate(v):
