@@ -20,7 +20,10 @@
  *   timers, deferred calls, tasks and eddy_server_stop() may be called from any thread,
  *   loop threads and the application's own alike: called where the connection lives
  *   they act at once, elsewhere they are handed to its loop (lock-free, woken by an
- *   eventfd) and act there shortly after, in the order they were called. The request and
+ *   eventfd) and act there shortly after, in the order they were called. They stay safe
+ *   from eddy_server_new() to eddy_server_free(), also while the server stops, after
+ *   eddy_server_start() returned and across a restart: work handed over while no loop
+ *   runs waits for the next start or for eddy_server_free(). The request and
  *   response functions, and eddy_server_set()/eddy_on_*(), are for the thread that owns
  *   the object (the loop that called you, or the thread configuring the server).
  */
@@ -223,6 +226,9 @@ eddy_server_t *eddy_server_new(const char *host, int port);
 
 /*
  * Frees a server that is not running (never started, or eddy_server_start() returned).
+ * Work other threads handed to the server after its last run (deferred calls, timer
+ * clears, publications) runs here first, on the calling thread, so nothing is leaked.
+ * Every other thread that uses the server must be done with it before this call.
  */
 void eddy_server_free(eddy_server_t *srv);
 

@@ -230,6 +230,9 @@ struct eddy__io {
 /* Starts, changes or stops (events 0) watching io->fd. Returns 0 or -errno. */
 int eddy__io_set(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
 
+/* worker_num's upper bound: the server keeps room for this many loops. */
+#define EDDY__MAX_LOOPS 256
+
 /* Backend interface: what an epoll, io_uring or kqueue backend provides. */
 int eddy__backend_init(eddy__loop_t *loop);
 void eddy__backend_free(eddy__loop_t *loop);
@@ -279,6 +282,9 @@ struct eddy__cmd {
 void eddy__loop_post(eddy__loop_t *loop, eddy__cmd_t *cmd);
 /* Runs the commands posted so far (on the loop's thread). */
 void eddy__loop_run_posted(eddy__loop_t *loop);
+/* Runs posted commands and the deferred calls they queue, for a loop that is not
+ * running (eddy_server_free()). */
+void eddy__loop_run_pending(eddy__loop_t *loop);
 
 struct eddy__loop {
     eddy_server_t *srv;
@@ -768,6 +774,9 @@ typedef struct eddy__topics {
 
 void eddy__topics_init(eddy__topics_t *topics);
 void eddy__topics_free(eddy__topics_t *topics);
+/* For a start with `loops` loops: sets srv->loop_count and forgets every count (no
+ * connection outlives a run; counts a stopped loop did not give back would linger). */
+void eddy__topics_reset(eddy_server_t *srv, int loops);
 /* Drops a released connection's subscriptions. */
 void eddy__pubsub_conn_closed(eddy__conn_t *conn);
 void eddy__pubsub_loop_free(eddy__loop_t *loop);
@@ -826,8 +835,11 @@ struct eddy_server {
     eddy__topics_t topics;
     eddy__taskpool_t *tasks;
     _Atomic uint64_t task_seq;
-    eddy__loop_t **loops; /* pointers: a loop never moves, epoll holds its watchers */
-    int loop_count;
+    /* Room for the most loops worker_num allows, so the array never moves. Loops live until
+     * eddy_server_free(): application threads may reach them at any time before that. */
+    eddy__loop_t **loops;   /* pointers: a loop never moves, epoll holds its watchers */
+    _Atomic int loop_count; /* loops of the current (or last) run */
+    int loops_made;         /* loops created so far: loop_count of them run, all are freed */
     bool running;
     _Atomic uint64_t timer_seq;
 

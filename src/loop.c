@@ -371,6 +371,18 @@ static void run_defers(eddy__loop_t *loop)
     loop->defers_len -= n;
 }
 
+void eddy__loop_run_pending(eddy__loop_t *loop)
+{
+    /* Bounded: a callback that defers itself again must not keep eddy_server_free() from
+     * finishing. */
+    for (int pass = 0; pass < 8; pass++) {
+        eddy__loop_run_posted(loop);
+        if (loop->defers_len == 0)
+            return;
+        run_defers(loop);
+    }
+}
+
 /* ---- loop ---- */
 
 static void on_wakeup(eddy__loop_t *loop, eddy__io_t *io, unsigned events)

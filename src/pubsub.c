@@ -35,7 +35,7 @@ struct topic_count {
      * the owning loop if it made no subscription: counts may run ahead, never behind, so
      * a publish never skips a loop that has subscribers. Signed, for robustness. */
     long total;
-    long *per_loop; /* loop_count entries */
+    long *per_loop; /* loop_count entries (set under the lock by eddy__topics_reset) */
     size_t name_len;
     char name[];
 };
@@ -56,6 +56,10 @@ static void count_add(eddy_server_t *srv, int loop, const char *name, size_t len
     eddy__topics_t *topics = &srv->topics;
     uint64_t hash = topic_hash(name, len);
     pthread_mutex_lock(&topics->lock);
+    if (loop >= srv->loop_count) { /* a loop of an earlier, wider run: its counts are gone */
+        pthread_mutex_unlock(&topics->lock);
+        return;
+    }
     struct topic_count *tc = count_find(topics, hash, name, len);
     if (tc == NULL) {
         tc = calloc(1, sizeof(*tc) + len + 1);
@@ -85,7 +89,7 @@ void eddy__topics_init(eddy__topics_t *topics)
     pthread_mutex_init(&topics->lock, NULL);
 }
 
-void eddy__topics_free(eddy__topics_t *topics)
+static void topics_clear(eddy__topics_t *topics)
 {
     for (size_t i = 0; topics->counts.keys && i <= topics->counts.mask; i++) {
         if (topics->counts.keys[i] == 0)
@@ -99,7 +103,22 @@ void eddy__topics_free(eddy__topics_t *topics)
         }
     }
     eddy__map_free(&topics->counts);
+}
+
+void eddy__topics_free(eddy__topics_t *topics)
+{
+    topics_clear(topics);
     pthread_mutex_destroy(&topics->lock);
+}
+
+void eddy__topics_reset(eddy_server_t *srv, int loops)
+{
+    /* Under the lock, with loop_count: a publisher copies a count array of loop_count
+     * entries while it holds the lock, from any thread, at any time. */
+    pthread_mutex_lock(&srv->topics.lock);
+    topics_clear(&srv->topics);
+    srv->loop_count = loops;
+    pthread_mutex_unlock(&srv->topics.lock);
 }
 
 size_t eddy_topic_subscribers(eddy_server_t *srv, const char *topic)
@@ -468,13 +487,14 @@ static publication_t *publication_new(eddy_server_t *srv, const char *topic, siz
     return pub;
 }
 
-/* Hands pub to every loop whose count is non-zero (all loops when counts is NULL). */
-static int dispatch(eddy_server_t *srv, publication_t *pub, const long *counts)
+/* Hands pub to every loop of the first n whose count is non-zero (all of them when counts
+ * is NULL). */
+static int dispatch(eddy_server_t *srv, publication_t *pub, const long *counts, int n)
 {
     eddy__loop_t *here =
         eddy__current_loop != NULL && eddy__current_loop->srv == srv ? eddy__current_loop : NULL;
     int rc = 0;
-    for (int i = 0; i < srv->loop_count; i++) {
+    for (int i = 0; i < n; i++) {
         if (counts != NULL && counts[i] <= 0)
             continue;
         if (srv->loops[i] == here) {
@@ -512,14 +532,15 @@ int eddy_publish(eddy_server_t *srv, const char *topic, const void *data, size_t
     if (rc != 0)
         return rc;
     size_t topic_len = strlen(topic);
-    long counts[256]; /* worker_num is at most 256 */
+    long counts[EDDY__MAX_LOOPS];
     long total = 0;
     pthread_mutex_lock(&srv->topics.lock);
+    int n = srv->loop_count; /* the count arrays' length while the lock is held */
     struct topic_count *tc =
         count_find(&srv->topics, topic_hash(topic, topic_len), topic, topic_len);
     if (tc != NULL) {
         total = tc->total;
-        memcpy(counts, tc->per_loop, (size_t)srv->loop_count * sizeof(*counts));
+        memcpy(counts, tc->per_loop, (size_t)n * sizeof(*counts));
     }
     pthread_mutex_unlock(&srv->topics.lock);
     if (total <= 0)
@@ -527,7 +548,7 @@ int eddy_publish(eddy_server_t *srv, const char *topic, const void *data, size_t
     publication_t *pub = publication_new(srv, topic, topic_len, data, len, opcode, flags);
     if (pub == NULL)
         return EDDY_ENOMEM;
-    rc = dispatch(srv, pub, counts);
+    rc = dispatch(srv, pub, counts, n);
     return rc != 0 ? rc : (int)EDDY__MIN(total, (long)INT32_MAX);
 }
 
@@ -540,5 +561,5 @@ int eddy_broadcast(eddy_server_t *srv, const void *data, size_t len, int opcode,
     if (pub == NULL)
         return EDDY_ENOMEM;
     pub->all = true;
-    return dispatch(srv, pub, NULL);
+    return dispatch(srv, pub, NULL, srv->loop_count);
 }

@@ -47,7 +47,8 @@ eddy_server_t *eddy_server_new(const char *host, int port)
     /* Loop 0 exists from the start, so timers and deferred calls set up before
      * eddy_server_start() have a home. */
     srv->loop_count = 1;
-    srv->loops = calloc(1, sizeof(*srv->loops));
+    srv->loops_made = 1;
+    srv->loops = calloc(EDDY__MAX_LOOPS, sizeof(*srv->loops));
     if (srv->loops != NULL)
         srv->loops[0] = calloc(1, sizeof(eddy__loop_t));
     if (srv->loops == NULL || srv->loops[0] == NULL ||
@@ -104,30 +105,27 @@ static void free_tls_contexts(eddy_server_t *srv)
     }
 }
 
-/* Frees loops 1..n-1 (those eddy_server_start() created). */
-static void free_worker_loops(eddy_server_t *srv)
-{
-    for (int i = 1; i < srv->loop_count; i++) {
-        close_listen_socks(srv->loops[i]);
-        eddy__loop_free(srv->loops[i]);
-        free(srv->loops[i]);
-    }
-    srv->loop_count = 1;
-}
-
 void eddy_server_free(eddy_server_t *srv)
 {
     if (srv == NULL)
         return;
-    if (srv->loops != NULL) {
-        free_worker_loops(srv);
-        if (srv->loops[0] != NULL) {
-            close_listen_socks(srv->loops[0]);
-            eddy__loop_free(srv->loops[0]);
-            free(srv->loops[0]);
-        }
-        free(srv->loops);
+    /* Work posted since the last run (or without one) still runs, each loop's as that loop,
+     * so that nothing handed to eddy is lost or leaked; then the loops go. */
+    for (int i = 0; srv->loops != NULL && i < srv->loops_made; i++) {
+        if (srv->loops[i] == NULL)
+            continue;
+        eddy__current_loop = srv->loops[i];
+        eddy__loop_run_pending(srv->loops[i]);
     }
+    eddy__current_loop = NULL;
+    for (int i = 0; srv->loops != NULL && i < srv->loops_made; i++) {
+        if (srv->loops[i] == NULL)
+            continue;
+        close_listen_socks(srv->loops[i]);
+        eddy__loop_free(srv->loops[i]);
+        free(srv->loops[i]);
+    }
+    free(srv->loops);
     free_tls_contexts(srv);
     for (int i = 0; i < srv->listener_count; i++)
         free(srv->listeners[i].host);
@@ -505,23 +503,22 @@ static void *loop_thread_main(void *arg)
     return NULL;
 }
 
-/* Creates loops 1..worker_num-1. */
+/* Creates the loops worker_num needs that an earlier run did not; loop_count becomes
+ * worker_num. A loop is complete before loop_count covers it: other threads read both. */
 static int create_worker_loops(eddy_server_t *srv)
 {
     int n = srv->opts.worker_num;
-    eddy__loop_t **loops = realloc(srv->loops, (size_t)n * sizeof(*loops));
-    if (loops == NULL)
-        return EDDY_ENOMEM;
-    srv->loops = loops;
-    for (int i = 1; i < n; i++) {
-        loops[i] = calloc(1, sizeof(eddy__loop_t));
-        int rc = loops[i] ? eddy__loop_init(loops[i], srv, i) : EDDY_ENOMEM;
+    for (int i = srv->loops_made; i < n; i++) {
+        eddy__loop_t *loop = calloc(1, sizeof(eddy__loop_t));
+        int rc = loop ? eddy__loop_init(loop, srv, i) : EDDY_ENOMEM;
         if (rc != 0) {
-            free(loops[i]);
+            free(loop);
             return rc;
         }
-        srv->loop_count = i + 1;
+        srv->loops[i] = loop;
+        srv->loops_made = i + 1;
     }
+    eddy__topics_reset(srv, n);
     return 0;
 }
 
@@ -556,10 +553,8 @@ int eddy_server_start(eddy_server_t *srv)
             close_listen_socks(srv->loops[i]);
         free_tls_contexts(srv);
     }
-    if (rc != 0) {
-        free_worker_loops(srv);
+    if (rc != 0)
         return rc;
-    }
     for (int i = 0; i < srv->listener_count; i++) {
         eddy__listener_t *l = &srv->listeners[i];
         eddy__log(srv, EDDY__LOG_INFO, "eddy %s listening on %s:%d%s", EDDY_VERSION_STRING, l->host,
@@ -604,19 +599,15 @@ int eddy_server_start(eddy_server_t *srv)
         atomic_store(&srv->loops[i]->stop_requested, false);
         srv->loops[i]->stopping = false;
     }
-    free_worker_loops(srv);
     free_tls_contexts(srv);
-    /* Counts are per loop: a later start may have another worker_num. */
-    eddy__topics_free(&srv->topics);
-    eddy__topics_init(&srv->topics);
     eddy__log(srv, EDDY__LOG_INFO, "eddy stopped");
     return 0;
 }
 
 void eddy_server_stop(eddy_server_t *srv)
 {
-    /* Loop 0 last: once it is told, it may end eddy_server_start(), which frees the other
-     * loops and changes loop_count, so neither is read after that. */
+    /* Loop 0 last: once it is told, it may end eddy_server_start(), and a new start may
+     * change loop_count, so it is not read after that. */
     for (int i = srv->loop_count - 1; i >= 0; i--) {
         eddy__loop_t *loop = srv->loops[i];
         atomic_store(&loop->stop_requested, true);

@@ -82,7 +82,7 @@ struct setting {
 #define OPT(field) offsetof(eddy__options_t, field)
 
 static const struct setting settings[] = {
-    {"worker_num", KIND_INT, OPT(worker_num), 1, 256},
+    {"worker_num", KIND_INT, OPT(worker_num), 1, EDDY__MAX_LOOPS},
     {"task_worker_num", KIND_INT, OPT(task_worker_num), 0, 1024},
     {"enable_reuse_port", KIND_BOOL, OPT(enable_reuse_port), 0, 0},
     {"socket_buffer_size", KIND_SIZE, OPT(socket_buffer_size), 1024, (uint64_t)1 << 40},

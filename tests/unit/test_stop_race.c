@@ -1,0 +1,117 @@
+/*
+ * Application threads may go on calling the API while the server stops, after
+ * eddy_server_start() returned and across a restart, up to eddy_server_free(): broadcasts,
+ * publications and timer clears reach the worker loops, which must still exist, and the
+ * deferred calls they post after the last run must run (in eddy_server_free()), not leak.
+ * AddressSanitizer and ThreadSanitizer (make test SANITIZE=...) watch the loops' memory and
+ * loop_count; the counts below fail without them.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "eddy.h"
+#include "test.h"
+
+#define CALLERS 2
+#define RUNS    6
+
+static eddy_server_t *server;
+static atomic_bool started;
+static atomic_bool quit;
+static atomic_long deferred;     /* eddy_defer() calls that were accepted */
+static atomic_long deferred_ran; /* and ran */
+static int start_rc[RUNS];
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
+{
+    (void)srv;
+    (void)frame;
+    (void)user_data;
+}
+
+static void on_start(eddy_server_t *srv, void *user_data)
+{
+    (void)srv;
+    (void)user_data;
+    atomic_store(&started, true);
+}
+
+static void count_ran(eddy_server_t *srv, void *arg)
+{
+    (void)srv;
+    (void)arg;
+    atomic_fetch_add(&deferred_ran, 1);
+}
+
+static void *caller(void *arg)
+{
+    (void)arg;
+    /* A timer id routed to loop 1 (the low bits name the loop); no such timer exists. */
+    uint64_t foreign_timer = ((uint64_t)12345 << 8) | 1;
+    while (!atomic_load(&quit)) {
+        eddy_broadcast(server, "x", 1, EDDY_WS_OPCODE_TEXT, 0);
+        eddy_publish(server, "room", "y", 1, EDDY_WS_OPCODE_TEXT, 0);
+        eddy_timer_clear(server, foreign_timer);
+        if (eddy_defer(server, count_ran, NULL) == 0)
+            atomic_fetch_add(&deferred, 1);
+        sched_yield();
+    }
+    return NULL;
+}
+
+static void *run_server(void *arg)
+{
+    int *rc = arg;
+    *rc = eddy_server_start(server); /* checked after the join: CHECK is not thread-safe */
+    return NULL;
+}
+
+static void test_callers_outlive_runs(void)
+{
+    server = eddy_server_new("127.0.0.1", 0);
+    CHECK(server != NULL);
+    if (server == NULL)
+        return;
+    CHECK_EQ_INT(eddy_server_set(server, "log_level", "error"), 0);
+    eddy_on_message(server, on_message);
+    eddy_on_start(server, on_start);
+    pthread_t callers[CALLERS];
+    for (int i = 0; i < CALLERS; i++)
+        pthread_create(&callers[i], NULL, caller, NULL);
+    for (int run = 0; run < RUNS; run++) {
+        /* Alternating widths: a run may have more or fewer loops than the last one. */
+        CHECK_EQ_INT(eddy_server_set(server, "worker_num", run % 2 ? "2" : "3"), 0);
+        atomic_store(&started, false);
+        pthread_t loop_thread;
+        pthread_create(&loop_thread, NULL, run_server, &start_rc[run]);
+        while (!atomic_load(&started))
+            sched_yield();
+        sleep_ms(20);
+        eddy_server_stop(server);
+        pthread_join(loop_thread, NULL);
+        sleep_ms(20); /* the callers go on with the server stopped */
+    }
+    atomic_store(&quit, true);
+    for (int i = 0; i < CALLERS; i++)
+        pthread_join(callers[i], NULL);
+    eddy_server_free(server);
+    for (int run = 0; run < RUNS; run++)
+        CHECK_EQ_INT(start_rc[run], 0);
+    CHECK(atomic_load(&deferred) > 0);
+    CHECK_EQ_INT(atomic_load(&deferred_ran), atomic_load(&deferred));
+}
+
+int main(void)
+{
+    test_callers_outlive_runs();
+    return test_report("test_stop_race");
+}
