@@ -291,6 +291,18 @@ static void on_write(int fd)
     }
 }
 
+/* Takes a new connection; false (and closed) if its descriptor is beyond the table. */
+static bool accepted(int cfd)
+{
+    if (cfd >= max_fds) {
+        close(cfd);
+        return false;
+    }
+    int one = 1;
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return true;
+}
+
 /* ---- io_uring loop ---- */
 
 #define RING_ENTRIES 4096
@@ -462,7 +474,6 @@ static int run_uring(int lfd)
                               io_uring_buf_ring_mask(BUF_COUNT), i);
     io_uring_buf_ring_advance(buf_ring, BUF_COUNT);
     arm_accept(lfd);
-    int one = 1;
     while (!stop) {
         rc = io_uring_submit_and_wait(&ring, 1);
         if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
@@ -481,14 +492,8 @@ static int run_uring(int lfd)
                 int cfd = cqe->res;
                 if (!(cqe->flags & IORING_CQE_F_MORE))
                     arm_accept(lfd);
-                if (cfd < 0)
-                    continue;
-                if (cfd >= max_fds) {
-                    close(cfd);
-                    continue;
-                }
-                setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-                arm_recv(cfd);
+                if (cfd >= 0 && accepted(cfd))
+                    arm_recv(cfd);
                 continue;
             }
             int fd = (int)(tag & 0xffffff);
@@ -517,7 +522,6 @@ static int run_uring(int lfd)
 
 static int run_epoll(int lfd)
 {
-    int one = 1;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event lev = {.events = EPOLLIN, .data.fd = lfd};
     epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &lev);
@@ -531,11 +535,8 @@ static int run_epoll(int lfd)
                     int cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                     if (cfd < 0)
                         break;
-                    if (cfd >= max_fds) {
-                        close(cfd);
+                    if (!accepted(cfd))
                         continue;
-                    }
-                    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
                     struct epoll_event ev = {.events = EPOLLIN, .data.fd = cfd};
                     epoll_ctl(epfd, EPOLL_CTL_ADD, cfd, &ev);
                 }
