@@ -491,6 +491,7 @@ static void prepare_loop(eddy__loop_t *loop)
     const eddy__options_t *opts = &loop->srv->opts;
     loop->now_ms = eddy__monotonic_ms();
     loop->now_wall_ms = (uint64_t)(eddy__wall_time() * 1000.0);
+    loop->next_handoff = 0; /* an earlier run may have had more loops */
     eddy__timer_init(&loop->accept_timer, accept_resume);
     eddy__timer_init(&loop->heartbeat, heartbeat_check);
     if (opts->heartbeat_check_interval > 0)

@@ -3,14 +3,21 @@
  * eddy_server_start() returned and across a restart, up to eddy_server_free(): broadcasts,
  * publications and timer clears reach the worker loops, which must still exist, and the
  * deferred calls they post after the last run must run (in eddy_server_free()), not leak.
+ * Each run also serves two HTTP requests, so loop 0 hands connections to the others: a
+ * run with fewer loops than the last must not hand any to a loop that no longer runs.
  * AddressSanitizer and ThreadSanitizer (make test SANITIZE=...) watch the loops' memory and
  * loop_count; the counts below fail without them.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "eddy.h"
 #include "test.h"
@@ -24,6 +31,7 @@ static atomic_bool quit;
 static atomic_long deferred;     /* eddy_defer() calls that were accepted */
 static atomic_long deferred_ran; /* and ran */
 static int start_rc[RUNS];
+static int served[RUNS];
 
 static void sleep_ms(long ms)
 {
@@ -68,6 +76,24 @@ static void *caller(void *arg)
     return NULL;
 }
 
+/* Sends a plain HTTP request and reports whether any HTTP response came within 2 s. */
+static bool http_answered(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval timeout = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    static const char request[] = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+    char reply[16] = "";
+    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+              send(fd, request, sizeof(request) - 1, 0) == (ssize_t)sizeof(request) - 1 &&
+              recv(fd, reply, sizeof(reply) - 1, MSG_WAITALL) > 0 &&
+              strncmp(reply, "HTTP/1.1 ", 9) == 0;
+    close(fd);
+    return ok;
+}
+
 static void *run_server(void *arg)
 {
     int *rc = arg;
@@ -95,6 +121,8 @@ static void test_callers_outlive_runs(void)
         pthread_create(&loop_thread, NULL, run_server, &start_rc[run]);
         while (!atomic_load(&started))
             sched_yield();
+        for (int i = 0; i < 2; i++)
+            served[run] += http_answered(eddy_server_port(server));
         sleep_ms(20);
         eddy_server_stop(server);
         pthread_join(loop_thread, NULL);
@@ -104,8 +132,10 @@ static void test_callers_outlive_runs(void)
     for (int i = 0; i < CALLERS; i++)
         pthread_join(callers[i], NULL);
     eddy_server_free(server);
-    for (int run = 0; run < RUNS; run++)
+    for (int run = 0; run < RUNS; run++) {
         CHECK_EQ_INT(start_rc[run], 0);
+        CHECK_EQ_INT(served[run], 2);
+    }
     CHECK(atomic_load(&deferred) > 0);
     CHECK_EQ_INT(atomic_load(&deferred_ran), atomic_load(&deferred));
 }
