@@ -312,6 +312,8 @@ int eddy_server_start(eddy_server_t *srv);
  * Asks a running server to stop: listeners close, every connection is closed (WebSocket
  * ones with close code 1001), close callbacks run, then shutdown, then
  * eddy_server_start() returns. Safe to call from any thread and from a signal handler.
+ * Asked while the server is not running, it makes the next eddy_server_start() stop at
+ * once (a signal that arrives during start-up is not lost).
  */
 void eddy_server_stop(eddy_server_t *srv);
 
