@@ -101,6 +101,15 @@ static void *run_server(void *arg)
     return NULL;
 }
 
+static atomic_bool early_returned;
+
+static void *run_early(void *arg)
+{
+    run_server(arg);
+    atomic_store(&early_returned, true);
+    return NULL;
+}
+
 static void test_callers_outlive_runs(void)
 {
     server = eddy_server_new("127.0.0.1", 0);
@@ -128,6 +137,21 @@ static void test_callers_outlive_runs(void)
         pthread_join(loop_thread, NULL);
         sleep_ms(20); /* the callers go on with the server stopped */
     }
+    /* A stop asked while the server is not running ends the next start at once. */
+    eddy_server_stop(server);
+    int early_rc = -1;
+    pthread_t early;
+    pthread_create(&early, NULL, run_early, &early_rc);
+    int waited_ms = 0;
+    while (!atomic_load(&early_returned) && waited_ms < 5000) {
+        sleep_ms(10);
+        waited_ms += 10;
+    }
+    if (!atomic_load(&early_returned))
+        eddy_server_stop(server); /* so that it can be joined */
+    pthread_join(early, NULL);
+    CHECK(waited_ms < 5000);
+    CHECK_EQ_INT(early_rc, 0);
     atomic_store(&quit, true);
     for (int i = 0; i < CALLERS; i++)
         pthread_join(callers[i], NULL);
