@@ -69,7 +69,7 @@ $(BUILD)/libeddy.so: $(LIB_OBJS)
 $(BUILD)/examples/%: examples/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(BUILD)/libeddy.a | $(BUILD)/tests
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h $(BUILD)/libeddy.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
 $(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests

@@ -12,6 +12,7 @@
 
 #include "eddy.h"
 #include "test.h"
+#include "test_server.h"
 
 #define POSTERS  2
 #define BURST    64
@@ -22,9 +23,7 @@ static atomic_long ran;
 static atomic_int round_started;
 static atomic_int posters_done;
 static atomic_int defer_failures;
-static atomic_bool started; /* other threads may call the API once the server runs */
 static int start_rc;
-static eddy_server_t *server;
 
 static double now_s(void)
 {
@@ -38,27 +37,6 @@ static void count_run(eddy_server_t *srv, void *arg)
     (void)srv;
     (void)arg;
     atomic_fetch_add(&ran, 1);
-}
-
-static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
-{
-    (void)srv;
-    (void)frame;
-    (void)user_data;
-}
-
-static void on_start(eddy_server_t *srv, void *user_data)
-{
-    (void)srv;
-    (void)user_data;
-    atomic_store(&started, true);
-}
-
-static void *run_server(void *arg)
-{
-    (void)arg;
-    start_rc = eddy_server_start(server); /* checked after the join: CHECK is not thread-safe */
-    return NULL;
 }
 
 /* Waits until `want` calls ran; false if the deadline passed first. */
@@ -80,7 +58,7 @@ static void *poster(void *arg)
         while (atomic_load(&round_started) < round)
             sched_yield();
         for (int i = 0; i < BURST; i++) {
-            if (eddy_defer(server, count_run, NULL) != 0)
+            if (eddy_defer(test_server, count_run, NULL) != 0)
                 atomic_fetch_add(&defer_failures, 1);
         }
         atomic_fetch_add(&posters_done, 1);
@@ -90,17 +68,12 @@ static void *poster(void *arg)
 
 static void test_every_post_wakes_the_loop(void)
 {
-    server = eddy_server_new("127.0.0.1", 0);
-    CHECK(server != NULL);
-    if (server == NULL)
+    if (!test_server_new("warning"))
         return;
-    CHECK_EQ_INT(eddy_server_set(server, "worker_num", "1"), 0);
-    CHECK_EQ_INT(eddy_server_set(server, "log_level", "warning"), 0);
-    eddy_on_message(server, on_message);
-    eddy_on_start(server, on_start);
+    CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "1"), 0);
     pthread_t loop_thread, posters[POSTERS];
-    pthread_create(&loop_thread, NULL, run_server, NULL);
-    while (!atomic_load(&started))
+    pthread_create(&loop_thread, NULL, test_run_server, &start_rc);
+    while (!atomic_load(&test_started))
         sched_yield();
     for (int i = 0; i < POSTERS; i++)
         pthread_create(&posters[i], NULL, poster, NULL);
@@ -116,7 +89,7 @@ static void test_every_post_wakes_the_loop(void)
             break;
         }
         /* The loop is asleep now (or about to be): this one post must wake it. */
-        CHECK_EQ_INT(eddy_defer(server, count_run, NULL), 0);
+        CHECK_EQ_INT(eddy_defer(test_server, count_run, NULL), 0);
         want++;
         if (!wait_ran(want))
             stalled_round = round;
@@ -130,11 +103,11 @@ static void test_every_post_wakes_the_loop(void)
     CHECK_EQ_INT(stalled_round, 0);
     for (int i = 0; i < POSTERS; i++)
         pthread_join(posters[i], NULL);
-    eddy_server_stop(server); /* wakes the loop directly, stalled or not */
+    eddy_server_stop(test_server); /* wakes the loop directly, stalled or not */
     pthread_join(loop_thread, NULL);
     CHECK_EQ_INT(start_rc, 0);
     CHECK_EQ_INT(atomic_load(&defer_failures), 0);
-    eddy_server_free(server);
+    eddy_server_free(test_server);
 }
 
 int main(void)

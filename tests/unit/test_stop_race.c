@@ -21,12 +21,11 @@
 
 #include "eddy.h"
 #include "test.h"
+#include "test_server.h"
 
 #define CALLERS 2
 #define RUNS    6
 
-static eddy_server_t *server;
-static atomic_bool started;
 static atomic_bool quit;
 static atomic_long deferred;     /* eddy_defer() calls that were accepted */
 static atomic_long deferred_ran; /* and ran */
@@ -37,20 +36,6 @@ static void sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
-{
-    (void)srv;
-    (void)frame;
-    (void)user_data;
-}
-
-static void on_start(eddy_server_t *srv, void *user_data)
-{
-    (void)srv;
-    (void)user_data;
-    atomic_store(&started, true);
 }
 
 static void count_ran(eddy_server_t *srv, void *arg)
@@ -66,10 +51,10 @@ static void *caller(void *arg)
     /* A timer id routed to loop 1 (the low bits name the loop); no such timer exists. */
     uint64_t foreign_timer = ((uint64_t)12345 << 8) | 1;
     while (!atomic_load(&quit)) {
-        eddy_broadcast(server, "x", 1, EDDY_WS_OPCODE_TEXT, 0);
-        eddy_publish(server, "room", "y", 1, EDDY_WS_OPCODE_TEXT, 0);
-        eddy_timer_clear(server, foreign_timer);
-        if (eddy_defer(server, count_ran, NULL) == 0)
+        eddy_broadcast(test_server, "x", 1, EDDY_WS_OPCODE_TEXT, 0);
+        eddy_publish(test_server, "room", "y", 1, EDDY_WS_OPCODE_TEXT, 0);
+        eddy_timer_clear(test_server, foreign_timer);
+        if (eddy_defer(test_server, count_ran, NULL) == 0)
             atomic_fetch_add(&deferred, 1);
         sched_yield();
     }
@@ -94,51 +79,39 @@ static bool http_answered(int port)
     return ok;
 }
 
-static void *run_server(void *arg)
-{
-    int *rc = arg;
-    *rc = eddy_server_start(server); /* checked after the join: CHECK is not thread-safe */
-    return NULL;
-}
-
 static atomic_bool early_returned;
 
 static void *run_early(void *arg)
 {
-    run_server(arg);
+    test_run_server(arg);
     atomic_store(&early_returned, true);
     return NULL;
 }
 
 static void test_callers_outlive_runs(void)
 {
-    server = eddy_server_new("127.0.0.1", 0);
-    CHECK(server != NULL);
-    if (server == NULL)
+    if (!test_server_new("error"))
         return;
-    CHECK_EQ_INT(eddy_server_set(server, "log_level", "error"), 0);
-    eddy_on_message(server, on_message);
-    eddy_on_start(server, on_start);
     pthread_t callers[CALLERS];
     for (int i = 0; i < CALLERS; i++)
         pthread_create(&callers[i], NULL, caller, NULL);
     for (int run = 0; run < RUNS; run++) {
         /* Alternating widths: a run may have more or fewer loops than the last one. */
-        CHECK_EQ_INT(eddy_server_set(server, "worker_num", run % 2 ? "2" : "3"), 0);
-        atomic_store(&started, false);
+        CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", run % 2 ? "2" : "3"), 0);
+        atomic_store(&test_started, false);
         pthread_t loop_thread;
-        pthread_create(&loop_thread, NULL, run_server, &start_rc[run]);
-        while (!atomic_load(&started))
+        pthread_create(&loop_thread, NULL, test_run_server, &start_rc[run]);
+        while (!atomic_load(&test_started))
             sched_yield();
         for (int i = 0; i < 2; i++)
-            served[run] += http_answered(eddy_server_port(server));
+            served[run] += http_answered(eddy_server_port(test_server));
         sleep_ms(20);
-        eddy_server_stop(server);
+        eddy_server_stop(test_server);
         pthread_join(loop_thread, NULL);
         sleep_ms(20); /* the callers go on with the server stopped */
     }
     /* A stop asked while the server is not running ends the next start at once. */
-    eddy_server_stop(server);
+    eddy_server_stop(test_server);
     int early_rc = -1;
     pthread_t early;
     pthread_create(&early, NULL, run_early, &early_rc);
@@ -148,14 +121,14 @@ static void test_callers_outlive_runs(void)
         waited_ms += 10;
     }
     if (!atomic_load(&early_returned))
-        eddy_server_stop(server); /* so that it can be joined */
+        eddy_server_stop(test_server); /* so that it can be joined */
     pthread_join(early, NULL);
     CHECK(waited_ms < 5000);
     CHECK_EQ_INT(early_rc, 0);
     atomic_store(&quit, true);
     for (int i = 0; i < CALLERS; i++)
         pthread_join(callers[i], NULL);
-    eddy_server_free(server);
+    eddy_server_free(test_server);
     for (int run = 0; run < RUNS; run++) {
         CHECK_EQ_INT(start_rc[run], 0);
         CHECK_EQ_INT(served[run], 2);

@@ -1,0 +1,53 @@
+/*
+ * For unit tests that run a server on a thread of its own and drive it from others: the
+ * server (on 127.0.0.1, an ephemeral port), a message callback that ignores messages, a
+ * start callback that raises test_started, and the thread's body. Include after test.h.
+ */
+#ifndef EDDY_TEST_SERVER_H
+#define EDDY_TEST_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "eddy.h"
+
+static eddy_server_t *test_server;
+static atomic_bool test_started; /* the server runs: other threads may call the API */
+
+static void test_ignore_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
+{
+    (void)srv;
+    (void)frame;
+    (void)user_data;
+}
+
+static void test_mark_started(eddy_server_t *srv, void *user_data)
+{
+    (void)srv;
+    (void)user_data;
+    atomic_store(&test_started, true);
+}
+
+/* Creates test_server logging at log_level, with the callbacks above; false (with a failed
+ * check recorded) if it cannot. */
+static inline bool test_server_new(const char *log_level)
+{
+    test_server = eddy_server_new("127.0.0.1", 0);
+    CHECK(test_server != NULL);
+    if (test_server == NULL)
+        return false;
+    CHECK_EQ_INT(eddy_server_set(test_server, "log_level", log_level), 0);
+    eddy_on_message(test_server, test_ignore_message);
+    eddy_on_start(test_server, test_mark_started);
+    return true;
+}
+
+/* Thread body: runs test_server until it stops; *(int *)rc gets what eddy_server_start()
+ * returned, to be checked after the join (CHECK is not thread-safe). */
+static inline void *test_run_server(void *rc)
+{
+    *(int *)rc = eddy_server_start(test_server);
+    return NULL;
+}
+
+#endif
