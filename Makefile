@@ -103,7 +103,7 @@ install: lib
 	    eddy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/eddy.pc
 
 FORMAT_FILES = $(wildcard include/*.h src/*.[ch] examples/*.[ch] tests/unit/*.[ch] \
-	tests/integration/*.c fuzz/*.c bench/*.c cmd/*.c)
+	tests/integration/*.c fuzz/*.c bench/*.[ch] cmd/*.c)
 
 format:
 	clang-format -i $(FORMAT_FILES)
@@ -169,14 +169,14 @@ bench:
 
 bench-tools: $(BENCH_TOOLS)
 
-$(BENCH_BUILD)/eddy-bench: bench/eddy-bench.c | $(BENCH_BUILD)/peers
+$(BENCH_BUILD)/eddy-bench: bench/eddy-bench.c bench/ws_frame.h | $(BENCH_BUILD)/peers
 	$(CC) $(BENCH_CFLAGS) -o $@ $< -lcrypto -lm
 
 $(BENCH_BUILD)/peers/lws_echo: bench/peers/lws_echo.c | $(BENCH_BUILD)/peers
 	$(CC) $(BENCH_CFLAGS) $$(pkg-config --cflags libwebsockets) -o $@ $< \
 	    $$(pkg-config --libs libwebsockets)
 
-$(BENCH_BUILD)/peers/floor_echo: bench/peers/floor_echo.c | $(BENCH_BUILD)/peers
+$(BENCH_BUILD)/peers/floor_echo: bench/peers/floor_echo.c bench/ws_frame.h | $(BENCH_BUILD)/peers
 	$(CC) $(BENCH_CFLAGS) -o $@ $< -lcrypto -luring
 
 $(BENCH_BUILD)/peers:

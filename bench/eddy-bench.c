@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ws_frame.h"
+
 #define MAX_EVENTS      1024
 #define MAX_HTTP_HEAD   16384
 #define MAX_SIZE        (1u << 20)
@@ -749,21 +751,10 @@ static ssize_t parse_frames(conn_t *c, uint8_t *p, size_t len)
             conn_fail(c, (b1 & 0x80) ? "masked frame from the server" : "reserved bits set");
             return -1;
         }
-        uint64_t plen = b1 & 0x7f;
-        size_t hlen = 2;
-        if (plen == 126) {
-            if (len - off < 4)
-                break;
-            plen = ((uint64_t)p[off + 2] << 8) | p[off + 3];
-            hlen = 4;
-        } else if (plen == 127) {
-            if (len - off < 10)
-                break;
-            plen = 0;
-            for (int i = 0; i < 8; i++)
-                plen = (plen << 8) | p[off + 2 + i];
-            hlen = 10;
-        }
+        uint64_t plen;
+        size_t hlen = ws_frame_length(p + off, len - off, &plen);
+        if (hlen == 0)
+            break;
         if (plen > max_payload) {
             conn_fail(c, "frame larger than expected");
             return -1;

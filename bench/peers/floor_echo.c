@@ -34,6 +34,8 @@
 
 #include <liburing.h>
 
+#include "../ws_frame.h"
+
 #define READ_BUF  (256 * 1024)
 #define MAX_FRAME (READ_BUF / 2)
 
@@ -169,26 +171,15 @@ static ssize_t handshake(int fd, uint8_t *p, size_t len)
 }
 
 /* Rewrites the whole masked frames in p[0..len) into wbuf, unmasked; returns bytes used. */
-static size_t echo_frames(int fd, uint8_t *p, size_t len, size_t *out_len, bool *close_seen)
+static size_t echo_frames(uint8_t *p, size_t len, size_t *out_len, bool *close_seen)
 {
     size_t off = 0, w = 0;
     while (len - off >= 2 && !*close_seen) {
         uint8_t b0 = p[off], b1 = p[off + 1];
-        uint64_t plen = b1 & 0x7f;
-        size_t hlen = 2;
-        if (plen == 126) {
-            if (len - off < 4)
-                break;
-            plen = ((uint64_t)p[off + 2] << 8) | p[off + 3];
-            hlen = 4;
-        } else if (plen == 127) {
-            if (len - off < 10)
-                break;
-            plen = 0;
-            for (int i = 0; i < 8; i++)
-                plen = (plen << 8) | p[off + 2 + i];
-            hlen = 10;
-        }
+        uint64_t plen;
+        size_t hlen = ws_frame_length(p + off, len - off, &plen);
+        if (hlen == 0)
+            break;
         size_t mlen = (b1 & 0x80) ? 4 : 0;
         if (plen > MAX_FRAME || len - off - hlen - mlen < plen)
             break;
@@ -214,7 +205,6 @@ static size_t echo_frames(int fd, uint8_t *p, size_t len, size_t *out_len, bool 
         }
         off += hlen + mlen + plen;
     }
-    (void)fd;
     *out_len = w;
     return off;
 }
@@ -235,7 +225,7 @@ static void consume(int fd, uint8_t *p, size_t total)
     if (c->open && used < total) {
         size_t out_len;
         bool close_seen = false;
-        used += echo_frames(fd, p + used, total - used, &out_len, &close_seen);
+        used += echo_frames(p + used, total - used, &out_len, &close_seen);
         c->closing = close_seen;
         if (out_len > 0) {
             if (use_uring)
