@@ -150,6 +150,13 @@ void eddy__ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t of
         word ^= key_word;
         memcpy(data + i, &word, sizeof(word));
     }
+    if (len - i >= 4) { /* 4 is a multiple of 4 too: the key stays in phase */
+        uint32_t word;
+        memcpy(&word, data + i, sizeof(word));
+        word ^= key32;
+        memcpy(data + i, &word, sizeof(word));
+        i += 4;
+    }
     for (; i < len; i++, key_word >>= 8)
         data[i] ^= (uint8_t)key_word;
 #else
