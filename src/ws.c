@@ -834,8 +834,70 @@ static size_t read_payload(eddy__conn_t *conn, uint8_t *buf, size_t len)
     return take;
 }
 
+/* Whether a receive state is between frames and messages (a connection's own state may
+ * hold more, a deflater say, and still be at rest for receiving). */
+static bool rx_at_rest(const eddy__ws_state_t *ws)
+{
+    return ws == NULL || !(ws->in_frame | ws->in_message | (ws->hdr_stash_len != 0));
+}
+
+/* The common case in one pass: a data frame that is whole in buf and a whole message (FIN,
+ * masked, no RSV bit, length in 7 or 16 bits, within package_max_length), received while
+ * no frame or message is in progress. It gets exactly the checks and outcomes of the
+ * general path, without its state. Returns the bytes taken, or 0 to leave buf to the
+ * general path. */
+static size_t read_whole_frame(eddy__conn_t *conn, uint8_t *buf, size_t len)
+{
+    if (len < 6 ||
+        (buf[0] != (0x80 | EDDY_WS_OPCODE_TEXT) && buf[0] != (0x80 | EDDY_WS_OPCODE_BINARY)) ||
+        !(buf[1] & 0x80))
+        return 0;
+    size_t payload_len = buf[1] & 0x7F, header_len = 6;
+    if (payload_len == 126) {
+        if (len < 8)
+            return 0;
+        payload_len = (size_t)buf[2] << 8 | buf[3];
+        header_len = 8;
+    } else if (payload_len == 127) {
+        return 0;
+    }
+    if (len - header_len < payload_len || payload_len > conn_srv(conn)->opts.package_max_length)
+        return 0;
+    uint8_t *payload = buf + header_len;
+    eddy__ws_mask(payload, payload_len, payload - 4, 0);
+    uint8_t opcode = buf[0] & 0xF;
+    if (opcode == EDDY_WS_OPCODE_TEXT) {
+        uint32_t utf8_state = EDDY__UTF8_ACCEPT;
+        if (!eddy__utf8_feed(&utf8_state, payload, payload_len)) {
+            fail(conn, EDDY_WS_CLOSE_MESSAGE_ERROR, "text message is not valid UTF-8");
+            return len;
+        }
+        if (!eddy__utf8_complete(utf8_state)) {
+            fail(conn, EDDY_WS_CLOSE_MESSAGE_ERROR, "text message ends inside a UTF-8 sequence");
+            return len;
+        }
+    }
+    if (!conn->ws_close_sent) {
+        eddy_frame_t frame = {.opcode = opcode, .flags = EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_MASK};
+        deliver(conn, &frame, (char *)payload, payload_len);
+    }
+    return header_len + payload_len;
+}
+
 size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len)
 {
+    uint8_t *p = (uint8_t *)buf;
+    size_t off = 0;
+    if (rx_at_rest(conn->ws)) {
+        size_t used;
+        while (off < len && (used = read_whole_frame(conn, p + off, len - off)) > 0) {
+            off += used;
+            if (conn->phase != EDDY__PHASE_WS)
+                return len;
+        }
+        if (off == len)
+            return off;
+    }
     eddy__loop_t *loop = conn->loop;
     eddy__ws_state_t *outer = loop->ws_rx;
     eddy__ws_state_t *ws = rx_begin(conn);
@@ -846,8 +908,6 @@ size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len)
         return len;
     }
     loop->ws_rx = ws;
-    uint8_t *p = (uint8_t *)buf;
-    size_t off = 0;
     while (conn->phase == EDDY__PHASE_WS) {
         if (!ws->in_frame) {
             if (off == len)
