@@ -82,16 +82,6 @@ void eddy__blob_unref(eddy__blob_t *blob)
 static const size_t seg_class_size[EDDY__SEG_CLASSES] = {512, 2048, 8192, EDDY__SEG_MAX_SIZE};
 static const uint16_t seg_class_keep[EDDY__SEG_CLASSES] = {128, 32, 8, 4};
 
-/* The class of a segment of capacity cap, or -1 for an odd size. */
-static int seg_class_of(size_t cap)
-{
-    for (int i = 0; i < EDDY__SEG_CLASSES; i++) {
-        if (seg_class_size[i] == cap)
-            return i;
-    }
-    return -1;
-}
-
 /* A segment for at least want bytes: the smallest class that holds them, or one of its
  * own size beyond the largest class. */
 static eddy__seg_t *seg_new(eddy__loop_t *loop, size_t want)
@@ -110,6 +100,7 @@ static eddy__seg_t *seg_new(eddy__loop_t *loop, size_t want)
         if (seg == NULL)
             return NULL;
         seg->cap = cap;
+        seg->size_class = c < EDDY__SEG_CLASSES ? (int8_t)c : -1;
     }
     seg->next = NULL;
     seg->refs = false;
@@ -152,7 +143,7 @@ static void seg_release(eddy__loop_t *loop, eddy__seg_t *seg)
         }
         return;
     }
-    int c = seg_class_of(seg->cap);
+    int c = seg->size_class;
     if (c >= 0 && loop->seg_cache_len[c] < seg_class_keep[c]) {
         seg->next = loop->seg_cache[c];
         loop->seg_cache[c] = seg;
@@ -192,6 +183,17 @@ static void outq_link(eddy__outq_t *q, eddy__seg_t *seg)
     q->tail = seg;
 }
 
+static void outq_push_front(eddy__outq_t *q, eddy__seg_t *seg)
+{
+    if (q->tail != NULL) {
+        seg->next = q->tail->next;
+        q->tail->next = seg;
+    } else {
+        seg->next = seg;
+        q->tail = seg;
+    }
+}
+
 /* Unlinks and returns the head segment (the queue is not empty). */
 static eddy__seg_t *outq_pop(eddy__outq_t *q)
 {
@@ -207,6 +209,8 @@ static void outq_clear(eddy__conn_t *conn)
 {
     while (conn->out.tail != NULL)
         seg_release(conn->loop, outq_pop(&conn->out));
+    if (conn == conn->loop->reading)
+        conn->loop->cork_len = 0;
     set_out_bytes(conn, 0);
 }
 
@@ -255,25 +259,54 @@ static int out_of_memory(eddy__conn_t *conn, size_t bytes)
     return EDDY_ENOMEM;
 }
 
-int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len)
+/*
+ * The cork: what the connection being read (loop->reading) writes while its queue is
+ * empty collects in the loop's cork buffer and goes out in one send() once its input is
+ * processed (uncork()), with no segment taken and given back per echo. Whatever does
+ * not fit there (a shared frame, more than the room left) starts the queue, and all that
+ * follows joins it: the cork's bytes always come before the queue's. TLS connections
+ * write through OpenSSL and do not use it.
+ */
+
+void *eddy__conn_reserve(eddy__conn_t *conn, size_t n)
 {
     eddy__loop_t *loop = conn->loop;
-    eddy__outq_t *q = &conn->out;
-    eddy__seg_t *tail = q->tail;
-    size_t n = a_len + b_len;
-    /* The usual case, a small frame: both pieces go to the last segment of our own, or to
-     * a fresh one when the queue is empty. */
-    if (tail == NULL && n <= EDDY__SEG_MAX_SIZE && (tail = seg_new(loop, n)) != NULL)
-        outq_link(q, tail);
-    if (tail != NULL && !tail->refs && tail->cap - tail->len >= n) {
-        memcpy(tail->data + tail->len, a, a_len);
-        if (b_len)
-            memcpy(tail->data + tail->len + a_len, b, b_len);
-        tail->len += a_len + b_len;
-    } else if (outq_append(loop, q, a, a_len) != 0 || outq_append(loop, q, b, b_len) != 0) {
-        return out_of_memory(conn, a_len + b_len);
-    }
+    eddy__seg_t *tail = conn->out.tail;
+    if (tail == NULL && conn == loop->reading && conn->tls == NULL)
+        return EDDY__CORK_SIZE - loop->cork_len >= n ? loop->cork + loop->cork_len : NULL;
+    if (tail != NULL && !tail->refs && tail->cap - tail->len >= n)
+        return tail->data + tail->len;
+    if (n > EDDY__SEG_MAX_SIZE || (tail = seg_new(loop, n)) == NULL)
+        return NULL;
+    outq_link(&conn->out, tail);
+    return tail->data;
+}
+
+void eddy__conn_commit(eddy__conn_t *conn, size_t n)
+{
+    if (conn->out.tail != NULL)
+        conn->out.tail->len += n;
+    else
+        conn->loop->cork_len += n; /* the room was in the cork */
     set_out_bytes(conn, out_bytes(conn) + n);
+    flush_list_add(conn);
+}
+
+int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len)
+{
+    char *room = eddy__conn_reserve(conn, a_len + b_len);
+    if (room != NULL) {
+        memcpy(room, a, a_len);
+        if (b_len)
+            memcpy(room + a_len, b, b_len);
+        eddy__conn_commit(conn, a_len + b_len);
+        return 0;
+    }
+    /* Larger than the room: copied piecewise, filling the last segment first. */
+    eddy__outq_t *q = &conn->out;
+    if (outq_append(conn->loop, q, a, a_len) != 0 || outq_append(conn->loop, q, b, b_len) != 0)
+        return out_of_memory(conn, a_len + b_len);
+    set_out_bytes(conn, out_bytes(conn) + a_len + b_len);
     flush_list_add(conn);
     return 0;
 }
@@ -414,6 +447,28 @@ static void watch(eddy__conn_t *conn)
     eddy__io_set(conn->loop, &conn->io, events);
 }
 
+static void write_failed(eddy__conn_t *conn, int err)
+{
+    eddy__log(conn->loop->srv, EDDY__LOG_INFO, "session#%" PRIu64 ": write failed: %s", conn->id,
+              transport_error(conn, err));
+    outq_clear(conn);
+    if (conn->released)
+        final_close(conn);
+    else
+        eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+}
+
+/* All queued output is written: stop watching for writability, and what was waiting for
+ * that (a zombie's shutdown, the drain event) is due. */
+static void all_written(eddy__conn_t *conn)
+{
+    watch(conn);
+    if (conn->released && !conn->shutdown_sent)
+        begin_shutdown(conn);
+    else
+        maybe_drain(conn);
+}
+
 /* Writes as much queued output as the socket takes. */
 static void conn_flush(eddy__conn_t *conn)
 {
@@ -441,17 +496,10 @@ static void conn_flush(eddy__conn_t *conn)
         }
         ssize_t written = transport_writev(conn, iov, n);
         if (written < 0) {
-            if (written == -EAGAIN || written == -EWOULDBLOCK) {
+            if (written == -EAGAIN || written == -EWOULDBLOCK)
                 watch(conn);
-                return;
-            }
-            eddy__log(loop->srv, EDDY__LOG_INFO, "session#%" PRIu64 ": write failed: %s", conn->id,
-                      transport_error(conn, (int)written));
-            outq_clear(conn);
-            if (conn->released)
-                final_close(conn);
             else
-                eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+                write_failed(conn, (int)written);
             return;
         }
         set_out_bytes(conn, out_bytes(conn) - (size_t)written);
@@ -488,11 +536,43 @@ static void conn_flush(eddy__conn_t *conn)
     if (conn->tls_handshaking)
         return; /* the handshake comes first; output waits for it */
     conn->tls_wants = 0;
+    all_written(conn);
+}
+
+/* Writes the cork's bytes (the connection was just read), then its queue. What the socket
+ * does not take goes to the front of the queue. */
+static void uncork(eddy__conn_t *conn)
+{
+    eddy__loop_t *loop = conn->loop;
+    size_t len = loop->cork_len;
+    loop->cork_len = 0;
+    ssize_t written;
+    do
+        written = send(conn->io.fd, loop->cork, len, MSG_NOSIGNAL);
+    while (written < 0 && errno == EINTR);
+    if (written < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        write_failed(conn, -errno);
+        return;
+    }
+    written = EDDY__MAX(written, 0);
+    set_out_bytes(conn, out_bytes(conn) - (size_t)written);
+    if ((size_t)written == len) {
+        if (conn->out.tail != NULL)
+            conn_flush(conn);
+        else
+            all_written(conn);
+        return;
+    }
+    size_t rest = len - (size_t)written;
+    eddy__seg_t *seg = seg_new(loop, rest);
+    if (seg == NULL) {
+        out_of_memory(conn, rest);
+        return;
+    }
+    memcpy(seg->data, loop->cork + written, rest);
+    seg->len = rest;
+    outq_push_front(&conn->out, seg);
     watch(conn);
-    if (conn->released && !conn->shutdown_sent)
-        begin_shutdown(conn);
-    else
-        maybe_drain(conn);
 }
 
 void eddy__loop_flush(eddy__loop_t *loop)
@@ -791,7 +871,7 @@ static void conn_on_readable(eddy__conn_t *conn)
     }
     /* What the input produces for this connection itself (an echo, a pong, a response)
      * is written as soon as it is read, while it is hot in the cache, rather than from the
-     * flush list: echo-like traffic then holds one output segment at a time. */
+     * flush list: from the cork, so echo-like traffic holds no output segment at all. */
     eddy__loop_t *loop = conn->loop;
     loop->reading = conn; /* callbacks never read another socket: this does not nest */
     /* OpenSSL may hold decrypted bytes the socket no longer signals: drain those too. */
@@ -799,7 +879,9 @@ static void conn_on_readable(eddy__conn_t *conn)
            !conn->paused && eddy__tls_pending(conn))
         ;
     loop->reading = NULL;
-    if (conn->out.tail != NULL && conn->io.fd >= 0)
+    if (loop->cork_len > 0)
+        uncork(conn);
+    else if (conn->out.tail != NULL && conn->io.fd >= 0)
         conn_flush(conn);
 }
 

@@ -326,6 +326,11 @@ struct eddy__loop {
     char *recv_buf;
     size_t recv_cap;
 
+    /* Output of the connection being read while its queue is empty, sent in one write
+     * when its input is processed (conn.c). */
+    char *cork;
+    size_t cork_len;
+
     eddy__conn_t *reading;    /* the connection whose input is being processed */
     eddy__conn_t *flush_head; /* connections with output to write, oldest first */
     eddy__conn_t *flush_tail;
@@ -448,13 +453,17 @@ void eddy__blob_unref(eddy__blob_t *blob);
  * array of eddy__blob_t pointers in data[]; conn.c). */
 struct eddy__seg {
     eddy__seg_t *next;
-    size_t len;    /* bytes filled, or frames referenced */
-    size_t cap;    /* bytes available, or reference slots */
-    size_t sent;   /* bytes written (of the first frame not written whole, for references) */
-    uint32_t done; /* references: frames written whole and released */
-    bool refs;     /* a segment of references */
+    size_t len;        /* bytes filled, or frames referenced */
+    size_t cap;        /* bytes available, or reference slots */
+    size_t sent;       /* bytes written (of the first frame not written whole, for references) */
+    uint32_t done;     /* references: frames written whole and released */
+    bool refs;         /* a segment of references */
+    int8_t size_class; /* bytes: its size class (conn.c), -1 for an odd size */
     _Alignas(8) char data[];
 };
+
+/* Bytes a loop's cork holds: a read's worth of echoes and responses (conn.c). */
+#define EDDY__CORK_SIZE (16 * 1024)
 
 /* Output segments, a circular list held by its tail (conn.c); their byte count is the
  * connection's out_bytes. */
@@ -626,6 +635,13 @@ int eddy__conn_write(eddy__conn_t *conn, const void *data, size_t len);
 int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob);
 /* Queues two pieces as one (a frame header and its payload). */
 int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len);
+/* Room for n bytes at the end of the output (the loop's cork, the queue's last segment or
+ * a new one), to be written in place and then queued with eddy__conn_commit(conn, m),
+ * m <= n, before anything else is queued. NULL when there is no such room (n over what
+ * the cork has left or over EDDY__SEG_MAX_SIZE, or memory is short): then queue with
+ * eddy__conn_write2(), which handles all of these. */
+void *eddy__conn_reserve(eddy__conn_t *conn, size_t n);
+void eddy__conn_commit(eddy__conn_t *conn, size_t n);
 /* Writes everything the loop queued this iteration. */
 void eddy__loop_flush(eddy__loop_t *loop);
 

@@ -422,7 +422,8 @@ int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index)
     eddy__timer_init(&loop->heartbeat, NULL);
     loop->recv_cap = RECV_BUF_SIZE;
     loop->recv_buf = malloc(loop->recv_cap + 1); /* +1: room for a NUL after a payload */
-    if (loop->recv_buf == NULL)
+    loop->cork = malloc(EDDY__CORK_SIZE);
+    if (loop->recv_buf == NULL || loop->cork == NULL)
         return EDDY_ENOMEM;
     int rc = eddy__backend_init(loop);
     if (rc != 0)
@@ -465,6 +466,7 @@ void eddy__loop_free(eddy__loop_t *loop)
     free(loop->heap);
     free(loop->defers);
     free(loop->recv_buf);
+    free(loop->cork);
     memset(loop, 0, sizeof(*loop));
     loop->backend_fd = loop->wakeup_fd = -1;
 }

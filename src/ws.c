@@ -395,9 +395,18 @@ static void rx_end(eddy__conn_t *conn, eddy__ws_state_t *ws)
 static int queue_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void *payload,
                        size_t len)
 {
+    flags &= EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1;
+    /* Framed in place in the output queue where it fits: no copy of the header. */
+    uint8_t *room = eddy__conn_reserve(conn, EDDY_WS_MAX_HEADER_LEN + len);
+    if (room != NULL) {
+        size_t header_len = eddy__ws_write_header(room, opcode, flags, len, NULL);
+        if (len)
+            memcpy(room + header_len, payload, len);
+        eddy__conn_commit(conn, header_len + len);
+        return 0;
+    }
     uint8_t header[EDDY_WS_MAX_HEADER_LEN];
-    size_t header_len = eddy__ws_write_header(
-        header, opcode, flags & (EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1), len, NULL);
+    size_t header_len = eddy__ws_write_header(header, opcode, flags, len, NULL);
     return eddy__conn_write2(conn, header, header_len, payload, len);
 }
 

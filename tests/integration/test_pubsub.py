@@ -13,6 +13,7 @@ import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 from testbed import cmd, open_ws, start_testbed
+from wsraw import frame
 
 ENOTFOUND, ESTATE, ETOOBIG = -3003, -3004, -3005
 
@@ -97,6 +98,20 @@ def test_messages_of_one_publisher_arrive_in_order(start_server):
         for i in range(500):
             assert client.recv_message() == (0x1, f"m {i}".encode())
     server.expect("thread done")
+
+
+def test_own_output_of_one_read_keeps_its_order_with_publications(start_server):
+    # Three commands in one read, all writing to the connection being read: a push (into
+    # the loop's cork), a publication it subscribes to (a shared frame: the cork moves to
+    # the output queue first) and another push (behind it in the queue).
+    server = start_testbed(start_server)
+    ctl, fd = open_ws(server)
+    assert cmd(server, ctl, f"sub {fd} mine") == "0"
+    ctl.send(b"".join(frame(0x1, text.encode()) for text in
+                      (f"!push {fd} 1 1 first", "!pub mine second", f"!push {fd} 1 1 third")))
+    server.expect("= 0", "= 1", "= 0")
+    for text in (b"first", b"second", b"third"):
+        assert ctl.recv_message() == (0x1, text)
 
 
 def test_fan_out_written_in_pieces_arrives_whole_and_in_order(start_server):

@@ -1,10 +1,14 @@
 """The echo example: the most basic end-to-end checks."""
 
 import asyncio
+import threading
+import time
 
+import pytest
 import websockets
 
 from eddyserver import assert_echo_serves
+from wsraw import frame
 
 
 def test_echo_text_and_binary(start_server):
@@ -18,4 +22,34 @@ def test_echo_text_and_binary(start_server):
             assert await ws.recv() == b"\x00\x01\x02"
 
     asyncio.run(run())
+    assert_echo_serves(server)
+
+
+@pytest.mark.parametrize("batched", [0, 6000])
+def test_echoes_arrive_whole_and_in_order_whatever_the_writes_take(start_server, batched):
+    """What one read produces for its own connection collects in the loop's 16 KiB cork
+    and leaves in one write. With everything sent at once, reads bring more frames than
+    the cork holds (its bytes move to the output queue). With the first frames sent 8 at
+    a time and nothing read for a while, writes from the cork end short once the socket
+    buffers are full (about 4 MB) and the rest waits in the queue. Every echo still
+    arrives whole, once, in order."""
+    server = start_server("echo", settings={"websocket_compression": "false"})
+    client = server.connect_raw()
+    client.handshake()
+    count, size, batch = 8000, 1000, 24
+    payloads = [f"{i:06d}".encode().ljust(size, b"x") for i in range(count)]
+    frames = [frame(0x2, p) for p in payloads]
+
+    def send():
+        for i in range(0, batched, batch):
+            client.send(b"".join(frames[i:i + batch]))
+            time.sleep(0.0002)  # a read for each batch
+        client.send(b"".join(frames[batched:]))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(2)
+    for i, payload in enumerate(payloads):
+        assert client.recv_message() == (0x2, payload), f"echo {i}"
+    sender.join()
     assert_echo_serves(server)
