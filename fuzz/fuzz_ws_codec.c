@@ -237,6 +237,15 @@ static void fuzz_mask(const uint8_t *data, size_t size)
     FUZZ_CHECK(memcmp(whole, pieces, len) == 0);
     eddy__ws_mask(whole, len, key, offset);
     FUZZ_CHECK(memcmp(whole, payload, len) == 0);
+
+    /* Unmasking a whole payload while checking it for ASCII. */
+    bool ascii = eddy__ws_unmask_ascii(whole, len, key);
+    bool expect = true;
+    for (size_t i = 0; i < len; i++) {
+        FUZZ_CHECK(whole[i] == (payload[i] ^ key[i % 4]));
+        expect = expect && whole[i] < 0x80;
+    }
+    FUZZ_CHECK(ascii == expect);
     free(pieces);
     free(whole);
 }

@@ -161,6 +161,10 @@ size_t eddy__ws_write_header(uint8_t out[EDDY_WS_MAX_HEADER_LEN], uint8_t opcode
  */
 void eddy__ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset);
 
+/* Unmasks a whole payload (eddy__ws_mask() at offset 0) and returns true if every byte of
+ * the result is ASCII (then a text payload is valid UTF-8 without further checking). */
+bool eddy__ws_unmask_ascii(uint8_t *data, size_t len, const uint8_t mask[4]);
+
 /*
  * Validates a close frame payload. Returns 0 and sets *code (1005 for an empty payload)
  * and *reason and *reason_len (pointing into payload) when valid; returns 1002 for a 1-byte

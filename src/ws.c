@@ -873,9 +873,9 @@ static size_t read_whole_frame(eddy__conn_t *conn, uint8_t *buf, size_t len)
     if (len - header_len < payload_len || payload_len > conn_srv(conn)->opts.package_max_length)
         return 0;
     uint8_t *payload = buf + header_len;
-    eddy__ws_mask(payload, payload_len, payload - 4, 0);
+    bool ascii = eddy__ws_unmask_ascii(payload, payload_len, payload - 4);
     uint8_t opcode = buf[0] & 0xF;
-    if (opcode == EDDY_WS_OPCODE_TEXT) {
+    if (opcode == EDDY_WS_OPCODE_TEXT && !ascii) {
         uint32_t utf8_state = EDDY__UTF8_ACCEPT;
         if (!eddy__utf8_feed(&utf8_state, payload, payload_len)) {
             fail(conn, EDDY_WS_CLOSE_MESSAGE_ERROR, "text message is not valid UTF-8");

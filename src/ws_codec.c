@@ -118,22 +118,21 @@ size_t eddy__ws_write_header(uint8_t out[EDDY_WS_MAX_HEADER_LEN], uint8_t opcode
     return n;
 }
 
-void eddy__ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset)
+/* XORs data[0..len) with the 4-byte key whose first byte applies to data[0] (key32 holds
+ * it as read from memory). With accumulate, returns the OR of the bytes it produced,
+ * folded into 64 bits, so an ASCII check costs no second pass. */
+static inline uint64_t xor_key(uint8_t *data, size_t len, uint32_t key32, bool accumulate)
 {
+    uint64_t any = 0;
     size_t i = 0;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    /* The key rotated to this offset and repeated twice: since 8 is a multiple of 4,
-     * every 8-byte word of the payload is XORed with the same pattern. */
-    uint32_t key32;
-    memcpy(&key32, mask, sizeof(key32));
-    unsigned shift = 8u * (unsigned)(offset & 3);
-    if (shift)
-        key32 = (key32 >> shift) | (key32 << (32u - shift));
+    /* Repeated twice: since 8 is a multiple of 4, every 8-byte word of the payload is
+     * XORed with the same pattern. */
     uint64_t key_word = (uint64_t)key32 << 32 | key32;
 #if defined(__GNUC__)
     /* 32 bytes at a time where the compiler has vectors (two SSE2 registers on x86-64). */
     typedef uint64_t v2u64 __attribute__((vector_size(16)));
-    v2u64 key_vec = {key_word, key_word};
+    v2u64 key_vec = {key_word, key_word}, acc = {0, 0};
     for (; len - i >= 32; i += 32) {
         v2u64 a, b;
         memcpy(&a, data + i, sizeof(a));
@@ -142,27 +141,56 @@ void eddy__ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t of
         b ^= key_vec;
         memcpy(data + i, &a, sizeof(a));
         memcpy(data + i + 16, &b, sizeof(b));
+        if (accumulate)
+            acc |= a | b;
     }
+    any = acc[0] | acc[1];
 #endif
     for (; len - i >= 8; i += 8) {
         uint64_t word;
         memcpy(&word, data + i, sizeof(word));
         word ^= key_word;
         memcpy(data + i, &word, sizeof(word));
+        any |= word;
     }
     if (len - i >= 4) { /* 4 is a multiple of 4 too: the key stays in phase */
         uint32_t word;
         memcpy(&word, data + i, sizeof(word));
         word ^= key32;
         memcpy(data + i, &word, sizeof(word));
+        any |= word;
         i += 4;
     }
-    for (; i < len; i++, key_word >>= 8)
+    for (; i < len; i++, key_word >>= 8) {
         data[i] ^= (uint8_t)key_word;
+        any |= data[i];
+    }
 #else
-    for (; i < len; i++)
-        data[i] ^= mask[(offset + i) & 3];
+    uint8_t key[4];
+    memcpy(key, &key32, sizeof(key));
+    for (; i < len; i++) {
+        data[i] ^= key[i & 3];
+        any |= data[i];
+    }
 #endif
+    return any;
+}
+
+void eddy__ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset)
+{
+    uint8_t key[4];
+    for (int i = 0; i < 4; i++)
+        key[i] = mask[(offset + (uint64_t)i) & 3]; /* the key rotated to this offset */
+    uint32_t key32;
+    memcpy(&key32, key, sizeof(key32));
+    xor_key(data, len, key32, false);
+}
+
+bool eddy__ws_unmask_ascii(uint8_t *data, size_t len, const uint8_t mask[4])
+{
+    uint32_t key32;
+    memcpy(&key32, mask, sizeof(key32));
+    return (xor_key(data, len, key32, true) & 0x8080808080808080ull) == 0;
 }
 
 bool eddy__ws_close_code_valid(unsigned code)

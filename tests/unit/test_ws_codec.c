@@ -303,6 +303,27 @@ static void test_mask(void)
     }
     CHECK_EQ_INT(wrong, 0);
 
+    /* Unmasking a whole payload while checking it for ASCII: payloads that unmask to
+     * ASCII, some with one byte over 0x7f placed anywhere (every path of the loop). */
+    wrong = 0;
+    for (int trial = 0; trial < 2000; trial++) {
+        size_t len = (size_t)(test_rand() % 260);
+        uint8_t *p = storage + test_rand() % 8;
+        uint8_t key[4];
+        for (int k = 0; k < 4; k++)
+            key[k] = (uint8_t)test_rand();
+        for (size_t i = 0; i < len; i++)
+            ref[i] = (uint8_t)(test_rand() & 0x7f);
+        bool expect = len == 0 || trial % 2 == 0;
+        if (!expect)
+            ref[test_rand() % len] |= 0x80;
+        for (size_t i = 0; i < len; i++)
+            p[i] = ref[i] ^ key[i % 4];
+        wrong += eddy__ws_unmask_ascii(p, len, key) != expect;
+        wrong += memcmp(p, ref, len) != 0;
+    }
+    CHECK_EQ_INT(wrong, 0);
+
     /* RFC 6455 5.7: "Hello" masked with 37 fa 21 3d. */
     uint8_t hello[] = "Hello";
     eddy__ws_mask(hello, 5, mask_key, 0);
