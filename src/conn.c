@@ -268,26 +268,20 @@ static int out_of_memory(eddy__conn_t *conn, size_t bytes)
  * write through OpenSSL and do not use it.
  */
 
-void *eddy__conn_reserve(eddy__conn_t *conn, size_t n)
+void *eddy__conn_reserve_queued(eddy__conn_t *conn, size_t n)
 {
-    eddy__loop_t *loop = conn->loop;
     eddy__seg_t *tail = conn->out.tail;
-    if (tail == NULL && conn == loop->reading && conn->tls == NULL)
-        return EDDY__CORK_SIZE - loop->cork_len >= n ? loop->cork + loop->cork_len : NULL;
     if (tail != NULL && !tail->refs && tail->cap - tail->len >= n)
         return tail->data + tail->len;
-    if (n > EDDY__SEG_MAX_SIZE || (tail = seg_new(loop, n)) == NULL)
+    if (n > EDDY__SEG_MAX_SIZE || (tail = seg_new(conn->loop, n)) == NULL)
         return NULL;
     outq_link(&conn->out, tail);
     return tail->data;
 }
 
-void eddy__conn_commit(eddy__conn_t *conn, size_t n)
+void eddy__conn_commit_queued(eddy__conn_t *conn, size_t n)
 {
-    if (conn->out.tail != NULL)
-        conn->out.tail->len += n;
-    else
-        conn->loop->cork_len += n; /* the room was in the cork */
+    conn->out.tail->len += n;
     set_out_bytes(conn, out_bytes(conn) + n);
     flush_list_add(conn);
 }
@@ -331,7 +325,7 @@ int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob)
     return 0;
 }
 
-int eddy__conn_admit(eddy__conn_t *conn, size_t bytes)
+int eddy__conn_admit_near_limits(eddy__conn_t *conn, size_t bytes)
 {
     const eddy__options_t *opts = &conn->loop->srv->opts;
     size_t queued = out_bytes(conn);

@@ -622,9 +622,11 @@ void eddy__conn_set_status(eddy__conn_t *conn, int status);
  * EDDY_QUEUED (go ahead; the connection is at or over the high watermark once they are
  * queued) or EDDY_EDROPPED (do not queue: the connection is over socket_buffer_size and
  * slow_consumer_policy dropped the message, or is closing the connection, logged).
- * Control frames and HTTP responses do not ask.
+ * Control frames and HTTP responses do not ask. (Inline, at the end of this file.)
  */
-int eddy__conn_admit(eddy__conn_t *conn, size_t bytes);
+static inline int eddy__conn_admit(eddy__conn_t *conn, size_t bytes);
+/* eddy__conn_admit() for a connection near or over a limit. */
+int eddy__conn_admit_near_limits(eddy__conn_t *conn, size_t bytes);
 /* eddy_send(): raw bytes, admitted like a message. */
 int eddy__conn_send_raw(eddy__conn_t *conn, const void *data, size_t len);
 
@@ -635,13 +637,37 @@ int eddy__conn_write(eddy__conn_t *conn, const void *data, size_t len);
 int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob);
 /* Queues two pieces as one (a frame header and its payload). */
 int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len);
+/* Room at the end of the output queue, and bytes written there: behind the inline
+ * functions below, which use the cork when they can. */
+void *eddy__conn_reserve_queued(eddy__conn_t *conn, size_t n);
+void eddy__conn_commit_queued(eddy__conn_t *conn, size_t n);
+
 /* Room for n bytes at the end of the output (the loop's cork, the queue's last segment or
  * a new one), to be written in place and then queued with eddy__conn_commit(conn, m),
  * m <= n, before anything else is queued. NULL when there is no such room (n over what
  * the cork has left or over EDDY__SEG_MAX_SIZE, or memory is short): then queue with
- * eddy__conn_write2(), which handles all of these. */
-void *eddy__conn_reserve(eddy__conn_t *conn, size_t n);
-void eddy__conn_commit(eddy__conn_t *conn, size_t n);
+ * eddy__conn_write2(), which handles all of these. Inline for the usual case, a reply
+ * to the connection being read. */
+static inline void *eddy__conn_reserve(eddy__conn_t *conn, size_t n)
+{
+    eddy__loop_t *loop = conn->loop;
+    if (conn == loop->reading && conn->out.tail == NULL && conn->tls == NULL &&
+        EDDY__CORK_SIZE - loop->cork_len >= n)
+        return loop->cork + loop->cork_len;
+    return eddy__conn_reserve_queued(conn, n);
+}
+
+static inline void eddy__conn_commit(eddy__conn_t *conn, size_t n)
+{
+    if (conn->out.tail != NULL) {
+        eddy__conn_commit_queued(conn, n);
+        return;
+    }
+    conn->loop->cork_len += n; /* the room was in the cork */
+    atomic_store_explicit(&conn->out_bytes,
+                          atomic_load_explicit(&conn->out_bytes, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
 /* Writes everything the loop queued this iteration. */
 void eddy__loop_flush(eddy__loop_t *loop);
 
@@ -861,6 +887,16 @@ struct eddy_server {
 
     int log_fd;
 };
+
+static inline int eddy__conn_admit(eddy__conn_t *conn, size_t bytes)
+{
+    const eddy__options_t *opts = &conn->loop->srv->opts;
+    size_t after = atomic_load_explicit(&conn->out_bytes, memory_order_relaxed) + bytes;
+    /* The usual case, inline: under every limit, and not dropping. */
+    if (after < opts->high_watermark && after <= opts->socket_buffer_size && !conn->dropping)
+        return 0;
+    return eddy__conn_admit_near_limits(conn, bytes);
+}
 
 /* Starts closing everything once a stop was requested; true when the loop may exit. */
 bool eddy__server_loop_should_exit(eddy__loop_t *loop);

@@ -479,8 +479,9 @@ static bool opcode_valid(int opcode)
            (opcode >= EDDY_WS_OPCODE_CLOSE && opcode <= EDDY_WS_OPCODE_PONG);
 }
 
-int eddy__ws_push_check(const eddy_server_t *srv, const void *data, size_t len, int opcode,
-                        int flags)
+/* eddy__ws_push_check(), inline for eddy__ws_push(). */
+static inline int push_check(const eddy_server_t *srv, const void *data, size_t len, int opcode,
+                             int flags)
 {
     if (!opcode_valid(opcode) || (data == NULL && len > 0))
         return EDDY_EINVAL;
@@ -495,6 +496,12 @@ int eddy__ws_push_check(const eddy_server_t *srv, const void *data, size_t len, 
         eddy__ws_parse_close(data, len, &code, &reason, &reason_len) != 0)
         return EDDY_EINVAL;
     return 0;
+}
+
+int eddy__ws_push_check(const eddy_server_t *srv, const void *data, size_t len, int opcode,
+                        int flags)
+{
+    return push_check(srv, data, len, opcode, flags);
 }
 
 /* Whether a push goes out compressed: asked for (or over the threshold), negotiated, and
@@ -513,7 +520,7 @@ int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, 
     if (conn->phase != EDDY__PHASE_WS || conn->ws_close_sent ||
         atomic_load_explicit(&conn->ws_status, memory_order_relaxed) != EDDY_WS_STATUS_ACTIVE)
         return EDDY_ESTATE;
-    int rc = eddy__ws_push_check(conn_srv(conn), data, len, opcode, flags);
+    int rc = push_check(conn_srv(conn), data, len, opcode, flags);
     if (rc != 0)
         return rc;
     if (opcode == EDDY_WS_OPCODE_CLOSE) {
