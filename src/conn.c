@@ -34,24 +34,6 @@
 #define IOV_BATCH   64
 #define FLUSH_SLICE 256 /* connections written per eddy__loop_flush() */
 
-/* ---- lookup ---- */
-
-eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id)
-{
-    if (loop == NULL || id == 0)
-        return NULL;
-    /* Most calls name the connection whose callback is running. */
-    eddy__conn_t *conn = loop->dispatching;
-    if (conn == NULL || conn->id != id)
-        conn = eddy__connmap_get(&loop->conns, id);
-    /* Closing (or released), or closed by another thread with the close not yet carried
-     * out here. */
-    if (conn == NULL || conn->phase == EDDY__PHASE_CLOSING ||
-        atomic_load_explicit(&conn->closing, memory_order_relaxed))
-        return NULL;
-    return conn;
-}
-
 /* ---- output queue ---- */
 
 #define REF_CACHE_MAX 1024

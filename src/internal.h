@@ -608,7 +608,21 @@ bool eddy__registry_set_user_data(eddy__registry_t *reg, eddy_fd_t id, void *use
 size_t eddy__registry_live_ids(eddy__registry_t *reg, eddy_fd_t **ids);
 
 /* This loop's live connection with this id, or NULL (also when another loop owns it). */
-eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id);
+static inline eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id)
+{
+    if (loop == NULL || id == 0)
+        return NULL;
+    /* Most calls name the connection whose callback is running. */
+    eddy__conn_t *conn = loop->dispatching;
+    if (conn == NULL || conn->id != id)
+        conn = eddy__connmap_get(&loop->conns, id);
+    /* Closing (or released), or closed by another thread with the close not yet carried
+     * out here. */
+    if (conn == NULL || conn->phase == EDDY__PHASE_CLOSING ||
+        atomic_load_explicit(&conn->closing, memory_order_relaxed))
+        return NULL;
+    return conn;
+}
 
 /* Creates a connection for a socket accepted on listener and registers it, with session id
  * id (0: the next one). Returns NULL (and closes nothing) on out-of-memory. */
