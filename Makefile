@@ -22,8 +22,9 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 # Link-time optimisation: a message crosses conn.c, ws.c and server.c, and inlining across
-# them saves a tenth of the instructions per echoed message (bench/README.md). Fat objects
-# keep libeddy.a linkable without it. Sanitizer builds go without (build time).
+# them saves an eighth of the instructions per echoed message (669 -> 579 at 20 bytes,
+# bench/instructions). Fat objects keep libeddy.a linkable without it. Sanitizer builds go
+# without (build time).
 ifeq ($(SANITIZE),)
 LTO ?= -flto=auto -ffat-lto-objects
 endif

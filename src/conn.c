@@ -165,6 +165,7 @@ static void outq_link(eddy__outq_t *q, eddy__seg_t *seg)
     q->tail = seg;
 }
 
+/* Links seg as the queue's head: its bytes go out first. */
 static void outq_push_front(eddy__outq_t *q, eddy__seg_t *seg)
 {
     if (q->tail != NULL) {
@@ -278,7 +279,8 @@ int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const voi
         eddy__conn_commit(conn, a_len + b_len);
         return 0;
     }
-    /* Larger than the room: copied piecewise, filling the last segment first. */
+    /* Larger than a segment (or memory is short): copied piecewise, filling the last
+     * segment first. */
     eddy__outq_t *q = &conn->out;
     if (outq_append(conn->loop, q, a, a_len) != 0 || outq_append(conn->loop, q, b, b_len) != 0)
         return out_of_memory(conn, a_len + b_len);

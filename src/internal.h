@@ -658,10 +658,9 @@ void eddy__conn_commit_queued(eddy__conn_t *conn, size_t n);
 
 /* Room for n bytes at the end of the output (the loop's cork, the queue's last segment or
  * a new one), to be written in place and then queued with eddy__conn_commit(conn, m),
- * m <= n, before anything else is queued. NULL when there is no such room (n over what
- * the cork has left or over EDDY__SEG_MAX_SIZE, or memory is short): then queue with
- * eddy__conn_write2(), which handles all of these. Inline for the usual case, a reply
- * to the connection being read. */
+ * m <= n, before anything else is queued. NULL when n is over EDDY__SEG_MAX_SIZE or
+ * memory is short: then queue with eddy__conn_write2(), which handles both. Inline for
+ * the usual case, a reply to the connection being read. */
 static inline void *eddy__conn_reserve(eddy__conn_t *conn, size_t n)
 {
     eddy__loop_t *loop = conn->loop;
