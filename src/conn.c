@@ -154,17 +154,6 @@ static eddy__seg_t *outq_head(const eddy__outq_t *q)
     return q->tail != NULL ? q->tail->next : NULL;
 }
 
-static void outq_link(eddy__outq_t *q, eddy__seg_t *seg)
-{
-    if (q->tail != NULL) {
-        seg->next = q->tail->next;
-        q->tail->next = seg;
-    } else {
-        seg->next = seg;
-    }
-    q->tail = seg;
-}
-
 /* Links seg as the queue's head: its bytes go out first. */
 static void outq_push_front(eddy__outq_t *q, eddy__seg_t *seg)
 {
@@ -175,6 +164,13 @@ static void outq_push_front(eddy__outq_t *q, eddy__seg_t *seg)
         seg->next = seg;
         q->tail = seg;
     }
+}
+
+/* Links seg as the queue's tail: after the head's place, and the list turns one step. */
+static void outq_link(eddy__outq_t *q, eddy__seg_t *seg)
+{
+    outq_push_front(q, seg);
+    q->tail = seg;
 }
 
 /* Unlinks and returns the head segment (the queue is not empty). */
