@@ -135,18 +135,6 @@ static void seg_release(eddy__loop_t *loop, eddy__seg_t *seg)
     }
 }
 
-/* The queued byte count: only the owner writes it, other threads read it (relaxed, so
- * these are plain moves). */
-static size_t out_bytes(const eddy__conn_t *conn)
-{
-    return atomic_load_explicit(&conn->out_bytes, memory_order_relaxed);
-}
-
-static void set_out_bytes(eddy__conn_t *conn, size_t bytes)
-{
-    atomic_store_explicit(&conn->out_bytes, bytes, memory_order_relaxed);
-}
-
 /* The output queue is a circular list held by its tail (tail->next is the head): one
  * pointer per connection. */
 static eddy__seg_t *outq_head(const eddy__outq_t *q)
@@ -190,7 +178,7 @@ static void outq_clear(eddy__conn_t *conn)
         seg_release(conn->loop, outq_pop(&conn->out));
     if (conn == conn->loop->reading)
         conn->loop->cork_len = 0;
-    set_out_bytes(conn, 0);
+    eddy__conn_set_out_bytes(conn, 0);
 }
 
 static int outq_append(eddy__loop_t *loop, eddy__outq_t *q, const char *data, size_t len)
@@ -261,7 +249,7 @@ void *eddy__conn_reserve_queued(eddy__conn_t *conn, size_t n)
 void eddy__conn_commit_queued(eddy__conn_t *conn, size_t n)
 {
     conn->out.tail->len += n;
-    set_out_bytes(conn, out_bytes(conn) + n);
+    eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) + n);
     flush_list_add(conn);
 }
 
@@ -280,7 +268,7 @@ int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const voi
     eddy__outq_t *q = &conn->out;
     if (outq_append(conn->loop, q, a, a_len) != 0 || outq_append(conn->loop, q, b, b_len) != 0)
         return out_of_memory(conn, a_len + b_len);
-    set_out_bytes(conn, out_bytes(conn) + a_len + b_len);
+    eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) + a_len + b_len);
     flush_list_add(conn);
     return 0;
 }
@@ -300,7 +288,7 @@ int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob)
     }
     eddy__blob_ref(blob);
     seg_refs(tail)[tail->len++] = blob;
-    set_out_bytes(conn, out_bytes(conn) + blob->len);
+    eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) + blob->len);
     flush_list_add(conn);
     return 0;
 }
@@ -308,7 +296,7 @@ int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob)
 int eddy__conn_admit_near_limits(eddy__conn_t *conn, size_t bytes)
 {
     const eddy__options_t *opts = &conn->loop->srv->opts;
-    size_t queued = out_bytes(conn);
+    size_t queued = eddy__conn_out_bytes(conn);
     /* A message larger than the whole buffer still goes out when nothing else waits. */
     if (queued > 0 && queued + bytes > opts->socket_buffer_size) {
         if (opts->slow_consumer_policy == EDDY__SLOW_DROP) {
@@ -353,7 +341,7 @@ int eddy__conn_send_raw(eddy__conn_t *conn, const void *data, size_t len)
 static void maybe_drain(eddy__conn_t *conn)
 {
     eddy_server_t *srv = conn->loop->srv;
-    if (!conn->above_high || out_bytes(conn) > srv->opts.buffer_low_watermark)
+    if (!conn->above_high || eddy__conn_out_bytes(conn) > srv->opts.buffer_low_watermark)
         return;
     conn->above_high = false;
     /* Not for a connection that can take no more messages (closing, or a close frame
@@ -411,7 +399,7 @@ static void watch(eddy__conn_t *conn)
     unsigned events = 0;
     /* Reading also stops while output is over socket_buffer_size: a peer that sends (pings,
      * say) but does not read cannot make the answers it is owed pile up without bound. */
-    bool output_full = out_bytes(conn) > conn->loop->srv->opts.socket_buffer_size &&
+    bool output_full = eddy__conn_out_bytes(conn) > conn->loop->srv->opts.socket_buffer_size &&
                        conn->phase != EDDY__PHASE_CLOSING;
     if (!conn->read_eof && !(conn->paused && conn->phase != EDDY__PHASE_CLOSING) && !output_full)
         events |= EDDY__IO_READ;
@@ -476,7 +464,7 @@ static void conn_flush(eddy__conn_t *conn)
                 write_failed(conn, (int)written);
             return;
         }
-        set_out_bytes(conn, out_bytes(conn) - (size_t)written);
+        eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) - (size_t)written);
         while (written > 0) {
             eddy__seg_t *seg = outq_head(q);
             if (seg->refs) {
@@ -529,7 +517,7 @@ static void uncork(eddy__conn_t *conn)
         return;
     }
     written = EDDY__MAX(written, 0);
-    set_out_bytes(conn, out_bytes(conn) - (size_t)written);
+    eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) - (size_t)written);
     if ((size_t)written == len) {
         if (conn->out.tail != NULL)
             conn_flush(conn);
@@ -837,7 +825,7 @@ static void conn_on_readable(eddy__conn_t *conn)
         drain_input(conn);
         return;
     }
-    if (conn->paused || out_bytes(conn) > conn->loop->srv->opts.socket_buffer_size) {
+    if (conn->paused || eddy__conn_out_bytes(conn) > conn->loop->srv->opts.socket_buffer_size) {
         /* A detached response is pending, or output is over the limit: leave input in the
          * socket (TCP flow control pushes back on the client) until that changes. */
         watch(conn);

@@ -556,6 +556,18 @@ struct eddy__conn {
     _Atomic(void *) user_data;
 };
 
+/* The queued byte count: only the owner writes it, other threads read it (relaxed, so
+ * these are plain moves). */
+static inline size_t eddy__conn_out_bytes(const eddy__conn_t *conn)
+{
+    return atomic_load_explicit(&conn->out_bytes, memory_order_relaxed);
+}
+
+static inline void eddy__conn_set_out_bytes(eddy__conn_t *conn, size_t bytes)
+{
+    atomic_store_explicit(&conn->out_bytes, bytes, memory_order_relaxed);
+}
+
 /* A copy of a session's fields, taken under the lock. */
 typedef struct eddy__session_view {
     int loop;
@@ -677,9 +689,7 @@ static inline void eddy__conn_commit(eddy__conn_t *conn, size_t n)
         return;
     }
     conn->loop->cork_len += n; /* the room was in the cork */
-    atomic_store_explicit(&conn->out_bytes,
-                          atomic_load_explicit(&conn->out_bytes, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) + n);
 }
 /* Writes everything the loop queued this iteration. */
 void eddy__loop_flush(eddy__loop_t *loop);
@@ -904,7 +914,7 @@ struct eddy_server {
 static inline int eddy__conn_admit(eddy__conn_t *conn, size_t bytes)
 {
     const eddy__options_t *opts = &conn->loop->srv->opts;
-    size_t after = atomic_load_explicit(&conn->out_bytes, memory_order_relaxed) + bytes;
+    size_t after = eddy__conn_out_bytes(conn) + bytes;
     /* The usual case, inline: under every limit, and not dropping. */
     if (after < opts->high_watermark && after <= opts->socket_buffer_size && !conn->dropping)
         return 0;

@@ -119,9 +119,10 @@ size_t eddy__ws_write_header(uint8_t out[EDDY_WS_MAX_HEADER_LEN], uint8_t opcode
 }
 
 /* XORs data[0..len) with the 4-byte key whose first byte applies to data[0] (key32 holds
- * it as read from memory). With accumulate, returns the OR of the bytes it produced,
- * folded into 64 bits, so an ASCII check costs no second pass. */
-static inline uint64_t xor_key(uint8_t *data, size_t len, uint32_t key32, bool accumulate)
+ * it as read from memory). Returns the OR of the bytes it produced, folded into 64 bits, so
+ * an ASCII check costs no second pass (callers that ignore it do not pay for it: inlined,
+ * the OR is dead code). */
+static inline uint64_t xor_key(uint8_t *data, size_t len, uint32_t key32)
 {
     uint64_t any = 0;
     size_t i = 0;
@@ -141,8 +142,7 @@ static inline uint64_t xor_key(uint8_t *data, size_t len, uint32_t key32, bool a
         b ^= key_vec;
         memcpy(data + i, &a, sizeof(a));
         memcpy(data + i + 16, &b, sizeof(b));
-        if (accumulate)
-            acc |= a | b;
+        acc |= a | b;
     }
     any = acc[0] | acc[1];
 #endif
@@ -183,14 +183,14 @@ void eddy__ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t of
         key[i] = mask[(offset + (uint64_t)i) & 3]; /* the key rotated to this offset */
     uint32_t key32;
     memcpy(&key32, key, sizeof(key32));
-    xor_key(data, len, key32, false);
+    xor_key(data, len, key32);
 }
 
 bool eddy__ws_unmask_ascii(uint8_t *data, size_t len, const uint8_t mask[4])
 {
     uint32_t key32;
     memcpy(&key32, mask, sizeof(key32));
-    return (xor_key(data, len, key32, true) & 0x8080808080808080ull) == 0;
+    return (xor_key(data, len, key32) & 0x8080808080808080ull) == 0;
 }
 
 bool eddy__ws_close_code_valid(unsigned code)
