@@ -50,7 +50,7 @@ TEST_PROG_SRCS := $(sort $(wildcard tests/integration/*.c))
 TEST_PROGS := $(TEST_PROG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 
 .PHONY: all lib examples unit-tests test-programs deps deps-test run test test-unit test-integration \
-	install clean format format-check
+	soak install clean format format-check
 
 all: lib examples unit-tests test-programs
 
@@ -99,6 +99,10 @@ test-unit: $(UNIT_TESTS)
 
 test-integration: $(EXAMPLES) $(TEST_PROGS)
 	EDDY_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q tests/integration tests/conformance $(PYTEST_ARGS)
+
+# The churn soak (tests/soak/churn.py): SOAK_ARGS="--connections 50000" for a longer one.
+soak: examples
+	EDDY_BUILD=$(BUILD) /usr/bin/python3 tests/soak/churn.py $(SOAK_ARGS)
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
