@@ -77,8 +77,11 @@ $(BUILD)/libeddy.so: $(LIB_OBJS)
 $(BUILD)/examples/%: examples/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h $(BUILD)/libeddy.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
+# tests/support/*.h: reference code shared by the unit tests and the fuzz drivers.
+TEST_SUPPORT_HDRS := $(wildcard tests/support/*.h)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h $(TEST_SUPPORT_HDRS) $(BUILD)/libeddy.a | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Itests/support -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
 $(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Iexamples -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
@@ -115,7 +118,7 @@ install: lib
 	    eddy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/eddy.pc
 
 FORMAT_FILES = $(wildcard include/*.h src/*.[ch] examples/*.[ch] tests/unit/*.[ch] \
-	tests/integration/*.c fuzz/*.c bench/*.[ch] cmd/*.c)
+	tests/support/*.h tests/integration/*.c fuzz/*.c bench/*.[ch] cmd/*.c)
 
 format:
 	clang-format -i $(FORMAT_FILES)
@@ -135,12 +138,13 @@ clean:
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 \
-	-Iinclude -Isrc
+	-Iinclude -Isrc -Itests/support
 FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c
-FUZZ_DRIVERS := fuzz_http_parser fuzz_ws_codec fuzz_utf8 fuzz_pmd
+FUZZ_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd
 FUZZ_BINS := $(FUZZ_DRIVERS:%=$(BUILD)/fuzz/%)
 # Dictionary per driver (none for fuzz_utf8).
 FUZZ_DICT_fuzz_http_parser := -dict=fuzz/http.dict
+FUZZ_DICT_fuzz_http_response := -dict=fuzz/http_response.dict
 FUZZ_DICT_fuzz_ws_codec := -dict=fuzz/ws.dict
 FUZZ_DICT_fuzz_pmd := -dict=fuzz/pmd.dict
 # Sources beyond the codecs, per driver.
@@ -150,7 +154,7 @@ FUZZ_EXTRA_fuzz_pmd := src/deflate.c src/util.c
 
 fuzz: $(FUZZ_BINS)
 
-$(FUZZ_BINS): $(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_CODEC_SRCS) src/codec.h include/eddy.h | $(BUILD)/fuzz
+$(FUZZ_BINS): $(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_CODEC_SRCS) src/codec.h include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -D_GNU_SOURCE -o $@ $< $(FUZZ_CODEC_SRCS) $(FUZZ_EXTRA_$*) -lcrypto -lz
 
 $(BUILD)/fuzz:

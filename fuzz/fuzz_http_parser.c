@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "http_heads_equal.h"
 
 #define FUZZ_CHECK(cond)                                                                           \
     do {                                                                                           \
@@ -50,28 +51,6 @@ static ssize_t parse_copy(eddy__http_parser_t *p, const uint8_t *data, size_t le
     ssize_t rc = eddy__http_parse_head(p, buf, len, head);
     free(buf);
     return rc;
-}
-
-static bool span_same(eddy__span_t a, eddy__span_t b)
-{
-    return a.off == b.off && a.len == b.len;
-}
-
-static bool heads_equal(const eddy__http_head_t *a, const eddy__http_head_t *b)
-{
-    if (!span_same(a->method, b->method) || !span_same(a->target, b->target) ||
-        !span_same(a->path, b->path) || !span_same(a->query, b->query) ||
-        a->minor_version != b->minor_version || a->num_headers != b->num_headers ||
-        a->content_length != b->content_length || a->chunked != b->chunked ||
-        a->keep_alive != b->keep_alive || a->upgrade_websocket != b->upgrade_websocket ||
-        a->connection_upgrade != b->connection_upgrade)
-        return false;
-    for (size_t i = 0; i < a->num_headers; i++) {
-        if (!span_same(a->headers[i].name, b->headers[i].name) ||
-            !span_same(a->headers[i].value, b->headers[i].value))
-            return false;
-    }
-    return true;
 }
 
 static bool span_inside(eddy__span_t s, size_t from, size_t to)

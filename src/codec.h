@@ -1,5 +1,5 @@
 /*
- * Pure codecs: HTTP/1.1 request heads and chunked bodies, WebSocket frame headers and
+ * Pure codecs: HTTP/1.1 request and response heads and chunked bodies, WebSocket frame headers and
  * masking, UTF-8 validation, base64 and the handshake key. No I/O, no allocation, no
  * global state; every parser keeps its state in a caller-owned struct and resumes where
  * it stopped. The session layers (src/http.c, src/ws.c) drive them.
@@ -15,8 +15,16 @@
 #include "eddy.h"
 
 /* ---------------------------------------------------------------------------------------
- * HTTP/1.1 request head (src/http_parser.c)
+ * HTTP/1.1 request and response heads (src/http_parser.c)
  * ------------------------------------------------------------------------------------- */
+
+/* tchar (RFC 9110 5.6.2), the bytes of tokens: methods, header names, list elements. */
+extern const uint8_t eddy__tchar[256];
+
+static inline bool eddy__is_tchar(char c)
+{
+    return eddy__tchar[(uint8_t)c] != 0;
+}
 
 /* A byte range of the parsed buffer. Offsets, not pointers, so the buffer may move
  * between calls (a connection's buffer is reallocated as it grows). */
@@ -74,6 +82,46 @@ void eddy__http_parser_init(eddy__http_parser_t *p, size_t max_head);
  */
 ssize_t eddy__http_parse_head(eddy__http_parser_t *p, const char *buf, size_t len,
                               eddy__http_head_t *head);
+
+/* A response's status line and the facts the parser derives from its headers. */
+typedef struct eddy__http_response {
+    int minor_version;       /* HTTP/1.<minor>, 0 or 1 */
+    int status;              /* 100-599 */
+    eddy__span_t reason;     /* reason phrase, possibly empty */
+    int64_t content_length;  /* -1 when absent */
+    bool chunked;            /* Transfer-Encoding ends with chunked */
+    bool keep_alive;         /* after the Connection header and the version */
+    bool upgrade_websocket;  /* Upgrade contains the token "websocket" */
+    bool connection_upgrade; /* Connection contains the token "upgrade" */
+} eddy__http_response_t;
+
+/*
+ * Parses the response head at the start of buf[0..len), for a client: the same contract
+ * as eddy__http_parse_head() (buf holds everything received for this response from its
+ * first byte; call again with the same bytes and more after EDDY_AGAIN; p keeps how far
+ * the end was searched, so p must be initialised once per response with the head size
+ * limit). Headers go to the caller's array: *num_headers is its capacity on entry and the
+ * number of headers on return (picohttpparser's convention); it is written only when a
+ * head is returned. Spans are relative to buf.
+ *
+ * Returns the length of the head including the final empty line (> 0) with *resp and
+ * headers filled in; EDDY_AGAIN when the head is not complete yet; EDDY_ETOOBIG when the
+ * head is or would be longer than max_head, or has more headers than the capacity; or
+ * EDDY_EPROTO when it is malformed: a status line other than "HTTP/1.0" or "HTTP/1.1",
+ * one space and a status 100-599 of exactly three digits, then a reason phrase without
+ * control characters (the space before an empty reason may be missing); empty lines
+ * before the status line; and the request parser's header rules: a name that is not a
+ * token, whitespace before a colon, obsolete line folding, bare CR, control characters
+ * in values, an invalid or conflicting Content-Length, Transfer-Encoding with
+ * Content-Length, a coding after "chunked". Unlike a request, a response may end its
+ * Transfer-Encoding with another coding (chunked false, content_length -1): its body
+ * then lasts until the connection closes (RFC 9112 6.3). Bare LF line endings are
+ * accepted. Whether a body follows at all depends on the status and the request (1xx,
+ * 204, 304 and answers to HEAD have none): that is the caller's business.
+ */
+ssize_t eddy__http_parse_response(eddy__http_parser_t *p, const char *buf, size_t len,
+                                  eddy__http_response_t *resp, eddy__http_header_t *headers,
+                                  size_t *num_headers);
 
 /* Case-insensitive comparison of a span of buf with a NUL-terminated string. */
 bool eddy__span_eq(const char *buf, eddy__span_t span, const char *str);

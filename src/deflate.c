@@ -27,12 +27,6 @@ struct offer {
     int client_max_window_bits; /* 0: offered without a value */
 };
 
-static bool is_tchar(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 static const char *skip_ows(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t'))
@@ -44,7 +38,7 @@ static const char *skip_ows(const char *p, const char *end)
 static size_t parse_token(const char **p, const char *end)
 {
     const char *start = *p;
-    while (*p < end && is_tchar(**p))
+    while (*p < end && eddy__is_tchar(**p))
         (*p)++;
     return (size_t)(*p - start);
 }

@@ -1,6 +1,6 @@
 /*
- * HTTP/1.1 request heads (RFC 9112 2-6), the chunked transfer coding (RFC 9112 7.1) and
- * percent-decoding.
+ * HTTP/1.1 request and response heads (RFC 9112 2-6), the chunked transfer coding (RFC
+ * 9112 7.1) and percent-decoding.
  *
  * The head parser works in two passes: a cheap, resumable search for the empty line that
  * ends the head, then a single full parse once the whole head is present. A head is
@@ -11,17 +11,12 @@
 
 #include "codec.h"
 
-/* tchar (RFC 9110 5.6.2): the bytes of methods and header names. */
-static const uint8_t tchar[256] = {
+/* tchar (RFC 9110 5.6.2): the bytes of methods, header names and list tokens. */
+const uint8_t eddy__tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1,         ['&'] = 1,         ['\''] = 1,
     ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,         ['^'] = 1,         ['_'] = 1,
     ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
 };
-
-static bool is_tchar(char c)
-{
-    return tchar[(uint8_t)c] != 0;
-}
 
 static bool is_ows(char c)
 {
@@ -151,7 +146,7 @@ static int parse_request_line(const char *buf, size_t *pos, size_t end, eddy__ht
     size_t i = *pos;
 
     size_t method = i;
-    while (is_tchar(buf[i]))
+    while (eddy__is_tchar(buf[i]))
         i++;
     if (i == method || buf[i] != ' ')
         return EDDY_EPROTO;
@@ -237,27 +232,37 @@ static int add_transfer_encoding(const char *buf, eddy__span_t value, bool *chun
     return 0;
 }
 
+/* What the header lines say about the message, gathered while they are parsed. */
+struct header_facts {
+    int64_t content_length; /* -1 when absent */
+    bool te_seen;           /* a Transfer-Encoding field was present */
+    bool chunked;           /* ... and "chunked" is its last coding */
+    bool conn_close;
+    bool conn_keep_alive;
+    bool connection_upgrade;
+    bool upgrade_websocket;
+    int hosts;
+};
+
 /*
- * Parses the header lines from buf[pos...] up to the empty line that ends the head, and
- * derives the facts of eddy__http_head_t from them.
+ * Parses the header lines from buf[pos...] up to the empty line that ends the head (the
+ * caller found it, so every line ends with a LF inside the head) into headers[0..
+ * max_headers), storing their number in *num_headers, and gathers *facts. Shared by
+ * requests and responses: the rules on each line are the same for both.
  */
-static int parse_headers(const char *buf, size_t pos, eddy__http_head_t *head)
+static int parse_header_lines(const char *buf, size_t pos, eddy__http_header_t *headers,
+                              size_t max_headers, size_t *num_headers, struct header_facts *facts)
 {
-    bool te_seen = false, conn_close = false, conn_keep_alive = false;
-    int hosts = 0;
+    size_t n = 0;
     int rc;
 
-    head->num_headers = 0;
-    head->content_length = -1;
-    head->chunked = false;
-    head->upgrade_websocket = false;
-    head->connection_upgrade = false;
+    *facts = (struct header_facts){.content_length = -1};
 
     /* Every line ends with a LF inside the head, so looking one byte past a CR or at the
      * byte after the current one never leaves it. */
     while (!(buf[pos] == '\n' || (buf[pos] == '\r' && buf[pos + 1] == '\n'))) {
         size_t name = pos;
-        while (is_tchar(buf[pos]))
+        while (eddy__is_tchar(buf[pos]))
             pos++;
         /* This also refuses obsolete line folding (a line starting with whitespace, RFC
          * 9112 5.2) and whitespace between name and colon (RFC 9112 5.1). */
@@ -288,93 +293,199 @@ static int parse_headers(const char *buf, size_t pos, eddy__http_head_t *head)
         while (value_end > value && is_ows(buf[value_end - 1]))
             value_end--;
 
-        if (head->num_headers == EDDY__HTTP_MAX_HEADERS)
+        if (n == max_headers)
             return EDDY_ETOOBIG;
-        eddy__http_header_t *h = &head->headers[head->num_headers++];
+        eddy__http_header_t *h = &headers[n++];
         h->name = make_span(name, name_end);
         h->value = make_span(value, value_end);
 
         if (eddy__span_eq(buf, h->name, "content-length")) {
-            if ((rc = add_content_length(buf, h->value, &head->content_length)) < 0)
+            if ((rc = add_content_length(buf, h->value, &facts->content_length)) < 0)
                 return rc;
         } else if (eddy__span_eq(buf, h->name, "transfer-encoding")) {
-            te_seen = true;
-            if ((rc = add_transfer_encoding(buf, h->value, &head->chunked)) < 0)
+            facts->te_seen = true;
+            if ((rc = add_transfer_encoding(buf, h->value, &facts->chunked)) < 0)
                 return rc;
         } else if (eddy__span_eq(buf, h->name, "host")) {
-            hosts++;
+            facts->hosts++;
         } else if (eddy__span_eq(buf, h->name, "connection")) {
-            conn_close |= eddy__http_list_has_token(buf, h->value, "close");
-            conn_keep_alive |= eddy__http_list_has_token(buf, h->value, "keep-alive");
-            head->connection_upgrade |= eddy__http_list_has_token(buf, h->value, "upgrade");
+            facts->conn_close |= eddy__http_list_has_token(buf, h->value, "close");
+            facts->conn_keep_alive |= eddy__http_list_has_token(buf, h->value, "keep-alive");
+            facts->connection_upgrade |= eddy__http_list_has_token(buf, h->value, "upgrade");
         } else if (eddy__span_eq(buf, h->name, "upgrade")) {
-            head->upgrade_websocket |= eddy__http_list_has_token(buf, h->value, "websocket");
+            facts->upgrade_websocket |= eddy__http_list_has_token(buf, h->value, "websocket");
         }
     }
-
-    /* Transfer-Encoding with Content-Length is the classic request smuggling vector
-     * (RFC 9112 6.3); so is a body length that is not given by "chunked". */
-    if (te_seen && (!head->chunked || head->content_length >= 0))
-        return EDDY_EPROTO;
-    if (hosts > 1 || (hosts == 0 && head->minor_version == 1))
-        return EDDY_EPROTO;
-    head->keep_alive = head->minor_version == 1 ? !conn_close : conn_keep_alive && !conn_close;
+    *num_headers = n;
     return 0;
 }
 
-ssize_t eddy__http_parse_head(eddy__http_parser_t *p, const char *buf, size_t len,
-                              eddy__http_head_t *head)
+/* Persistence after the version and the Connection header (RFC 9112 9.3). */
+static bool keep_alive(int minor_version, const struct header_facts *facts)
+{
+    return minor_version == 1 ? !facts->conn_close : facts->conn_keep_alive && !facts->conn_close;
+}
+
+/*
+ * Finds the end of the head at the start of buf[0..len): the LF that ends the first
+ * empty line after the first line. With skip_empty_lines, empty lines before the first
+ * line are skipped (requests, RFC 9112 2.2). Stores where the first line starts in
+ * *start. Returns the head length, EDDY_AGAIN or EDDY_ETOOBIG.
+ */
+static ssize_t find_head_end(eddy__http_parser_t *p, const char *buf, size_t len,
+                             bool skip_empty_lines, size_t *start)
 {
     /* Spans are 32-bit offsets, so no head may be longer than that, whatever max_head. */
     size_t limit = p->max_head < UINT32_MAX ? p->max_head : UINT32_MAX;
     size_t avail = len < limit ? len : limit;
 
-    /* Skip leading empty lines. They are skipped afresh on every call, but they count
-     * toward max_head, which bounds that work. */
-    size_t start = 0;
-    while (start < avail) {
-        if (buf[start] == '\n')
-            start++;
-        else if (buf[start] == '\r' && start + 1 < avail && buf[start + 1] == '\n')
-            start += 2;
+    /* Leading empty lines are skipped afresh on every call, but they count toward
+     * max_head, which bounds that work. */
+    size_t first = 0;
+    while (skip_empty_lines && first < avail) {
+        if (buf[first] == '\n')
+            first++;
+        else if (buf[first] == '\r' && first + 1 < avail && buf[first + 1] == '\n')
+            first += 2;
         else
             break;
     }
+    *start = first;
 
     /*
-     * Search for the LF that ends the first empty line after the request line: one
-     * preceded by LF, or by CR LF. buf[start] is never a LF, so a match always has a
-     * non-empty line before it. Positions before p->scanned were checked by earlier calls
-     * with the same bytes.
+     * Search for a LF preceded by LF, or by CR LF. A match must have a non-empty line
+     * before it: buf[first] is never a LF when empty lines are skipped, and otherwise an
+     * empty first line is refused by the caller's parse of it. Positions before
+     * p->scanned were checked by earlier calls with the same bytes.
      */
-    size_t head_len = 0;
-    size_t i = p->scanned > start + 1 ? p->scanned : start + 1;
+    size_t i = p->scanned > first + 1 ? p->scanned : first + 1;
     while (i < avail) {
         const char *lf = memchr(buf + i, '\n', avail - i);
         if (lf == NULL)
             break;
         i = (size_t)(lf - buf);
-        if (buf[i - 1] == '\n' || (buf[i - 1] == '\r' && i >= start + 2 && buf[i - 2] == '\n')) {
-            head_len = i + 1;
-            break;
+        if (buf[i - 1] == '\n' || (buf[i - 1] == '\r' && i >= first + 2 && buf[i - 2] == '\n')) {
+            /* Leave the terminator to be found again, so a repeated call gives the same
+             * answer. */
+            p->scanned = i;
+            return (ssize_t)(i + 1);
         }
         i++;
     }
-    if (head_len == 0) {
-        p->scanned = avail;
-        return len >= limit ? EDDY_ETOOBIG : EDDY_AGAIN;
-    }
-    /* Leave the terminator to be found again, so a repeated call gives the same answer. */
-    p->scanned = head_len - 1;
+    p->scanned = avail;
+    return len >= limit ? EDDY_ETOOBIG : EDDY_AGAIN;
+}
 
-    size_t pos = start;
-    int rc = parse_request_line(buf, &pos, head_len, head);
+ssize_t eddy__http_parse_head(eddy__http_parser_t *p, const char *buf, size_t len,
+                              eddy__http_head_t *head)
+{
+    size_t pos;
+    ssize_t head_len = find_head_end(p, buf, len, true, &pos);
+    if (head_len < 0)
+        return head_len;
+
+    int rc = parse_request_line(buf, &pos, (size_t)head_len, head);
     if (rc < 0)
         return rc;
-    rc = parse_headers(buf, pos, head);
+    struct header_facts facts;
+    rc = parse_header_lines(buf, pos, head->headers, EDDY__HTTP_MAX_HEADERS, &head->num_headers,
+                            &facts);
     if (rc < 0)
         return rc;
-    return (ssize_t)head_len;
+
+    /* Transfer-Encoding with Content-Length is the classic request smuggling vector
+     * (RFC 9112 6.3); so is a body length that is not given by "chunked". */
+    if (facts.te_seen && (!facts.chunked || facts.content_length >= 0))
+        return EDDY_EPROTO;
+    if (facts.hosts > 1 || (facts.hosts == 0 && head->minor_version == 1))
+        return EDDY_EPROTO;
+    head->content_length = facts.content_length;
+    head->chunked = facts.chunked;
+    head->keep_alive = keep_alive(head->minor_version, &facts);
+    head->upgrade_websocket = facts.upgrade_websocket;
+    head->connection_upgrade = facts.connection_upgrade;
+    return head_len;
+}
+
+/*
+ * Parses the status line at buf[*pos...], which the caller guarantees ends with a LF
+ * before end: "HTTP/1.x 101 Switching Protocols". Advances *pos to the first header line.
+ */
+static int parse_status_line(const char *buf, size_t *pos, size_t end, eddy__http_response_t *resp)
+{
+    size_t i = *pos;
+
+    /* The shortest status line is "HTTP/1.1 200" and its LF: 13 bytes. */
+    if (end - i < 13 || memcmp(buf + i, "HTTP/1.", 7) != 0 ||
+        (buf[i + 7] != '0' && buf[i + 7] != '1') || buf[i + 8] != ' ')
+        return EDDY_EPROTO;
+    resp->minor_version = buf[i + 7] - '0';
+    i += 9;
+
+    int status = 0;
+    for (int k = 0; k < 3; k++, i++) {
+        if (buf[i] < '0' || buf[i] > '9')
+            return EDDY_EPROTO;
+        status = status * 10 + (buf[i] - '0');
+    }
+    if (status < 100 || status > 599)
+        return EDDY_EPROTO;
+    resp->status = status;
+
+    /* The reason phrase may be empty, and some servers leave out the space before it. */
+    if (buf[i] == ' ')
+        i++;
+    else if (buf[i] != '\r' && buf[i] != '\n')
+        return EDDY_EPROTO;
+    size_t reason = i;
+    for (;;) {
+        uint8_t c = (uint8_t)buf[i];
+        if (c == '\n' || c == '\r')
+            break;
+        if ((c < 0x20 && c != '\t') || c == 0x7F)
+            return EDDY_EPROTO;
+        i++;
+    }
+    resp->reason = make_span(reason, i);
+    if (buf[i] == '\r') {
+        if (buf[i + 1] != '\n')
+            return EDDY_EPROTO;
+        i++;
+    }
+    *pos = i + 1;
+    return 0;
+}
+
+ssize_t eddy__http_parse_response(eddy__http_parser_t *p, const char *buf, size_t len,
+                                  eddy__http_response_t *resp, eddy__http_header_t *headers,
+                                  size_t *num_headers)
+{
+    size_t pos;
+    ssize_t head_len = find_head_end(p, buf, len, false, &pos);
+    if (head_len < 0)
+        return head_len;
+
+    int rc = parse_status_line(buf, &pos, (size_t)head_len, resp);
+    if (rc < 0)
+        return rc;
+    struct header_facts facts;
+    size_t n;
+    rc = parse_header_lines(buf, pos, headers, *num_headers, &n, &facts);
+    if (rc < 0)
+        return rc;
+
+    /* Both lengths at once may be a smuggling attempt through an intermediary (RFC 9112
+     * 6.3 lets a recipient treat it as an error). A coding other than chunked as the
+     * last one is allowed in a response: its body then ends with the connection. */
+    if (facts.te_seen && facts.content_length >= 0)
+        return EDDY_EPROTO;
+    *num_headers = n;
+    resp->content_length = facts.content_length;
+    resp->chunked = facts.chunked;
+    resp->keep_alive = keep_alive(resp->minor_version, &facts);
+    resp->upgrade_websocket = facts.upgrade_websocket;
+    resp->connection_upgrade = facts.connection_upgrade;
+    return head_len;
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 /*
- * Unit tests for src/http_parser.c: request heads, the chunked coding, url decoding.
+ * Unit tests for src/http_parser.c: request and response heads, the chunked coding, url
+ * decoding.
  *
  * Every input is parsed whole, one byte at a time and in random pieces, and the results
  * must be identical. Each partial call gets a fresh heap buffer holding exactly the bytes
@@ -7,6 +8,7 @@
  * pointer kept from an earlier call.
  */
 #include "codec.h"
+#include "http_heads_equal.h"
 #include "test.h"
 
 #define DEFAULT_MAX_HEAD 8192
@@ -14,28 +16,6 @@
 static bool span_in(eddy__span_t s, size_t len)
 {
     return (size_t)s.off + s.len <= len;
-}
-
-static bool span_same(eddy__span_t a, eddy__span_t b)
-{
-    return a.off == b.off && a.len == b.len;
-}
-
-static bool heads_equal(const eddy__http_head_t *a, const eddy__http_head_t *b)
-{
-    if (!span_same(a->method, b->method) || !span_same(a->target, b->target) ||
-        !span_same(a->path, b->path) || !span_same(a->query, b->query) ||
-        a->minor_version != b->minor_version || a->num_headers != b->num_headers ||
-        a->content_length != b->content_length || a->chunked != b->chunked ||
-        a->keep_alive != b->keep_alive || a->upgrade_websocket != b->upgrade_websocket ||
-        a->connection_upgrade != b->connection_upgrade)
-        return false;
-    for (size_t i = 0; i < a->num_headers; i++) {
-        if (!span_same(a->headers[i].name, b->headers[i].name) ||
-            !span_same(a->headers[i].value, b->headers[i].value))
-            return false;
-    }
-    return true;
 }
 
 /* Calls the parser on a fresh copy of req[0..len), as a connection would after a read. */
@@ -661,6 +641,317 @@ static void test_random_splits(void)
     CHECK_EQ_INT(wrong, 0);
 }
 
+/* ---- response heads ---- */
+
+#define RESP_MAX_HEADERS 16
+
+/* A parsed response head with its caller-sized header array. */
+struct parsed_response {
+    eddy__http_response_t resp;
+    eddy__http_header_t headers[RESP_MAX_HEADERS];
+    size_t num_headers;
+};
+
+/* Parses a fresh copy of text[0..len), offering cap header slots. */
+static ssize_t response_prefix(eddy__http_parser_t *p, const char *text, size_t len, size_t cap,
+                               struct parsed_response *out)
+{
+    char *buf = malloc(len ? len : 1);
+    memcpy(buf, text, len);
+    out->num_headers = cap;
+    ssize_t rc =
+        eddy__http_parse_response(p, buf, len, &out->resp, out->headers, &out->num_headers);
+    free(buf);
+    /* The count is written only when a head is returned. */
+    CHECK(rc > 0 || out->num_headers == cap);
+    return rc;
+}
+
+static ssize_t response_growing(const char *text, size_t len, size_t max_head, size_t cap,
+                                struct parsed_response *out, bool bytewise)
+{
+    eddy__http_parser_t p;
+    eddy__http_parser_init(&p, max_head);
+    size_t n = 0;
+    for (;;) {
+        ssize_t rc = response_prefix(&p, text, n, cap, out);
+        if (rc != EDDY_AGAIN || n == len)
+            return rc;
+        size_t piece = bytewise ? 1 : 1 + (size_t)(test_rand() % (len - n));
+        if (test_rand() % 4 == 0 && !bytewise)
+            piece = 1 + (size_t)(test_rand() % 3);
+        n += piece < len - n ? piece : len - n;
+    }
+}
+
+static bool parsed_equal(const struct parsed_response *a, const struct parsed_response *b)
+{
+    return responses_equal(&a->resp, &b->resp) && a->num_headers == b->num_headers &&
+           headers_equal(a->headers, b->headers, a->num_headers);
+}
+
+/* The response counterpart of parse_all_ways(): whole, repeated, byte by byte and in
+ * random splits must agree, and every span must lie inside the head. */
+static ssize_t response_all_ways(const char *text, size_t len, size_t max_head, size_t cap,
+                                 struct parsed_response *out)
+{
+    eddy__http_parser_t p;
+    struct parsed_response other;
+    bool ok = true;
+
+    eddy__http_parser_init(&p, max_head);
+    memset(out, 0, sizeof(*out));
+    ssize_t rc = response_prefix(&p, text, len, cap, out);
+
+    memset(&other, 0, sizeof(other));
+    ok &= response_prefix(&p, text, len, cap, &other) == rc;
+    ok &= rc <= 0 || parsed_equal(out, &other);
+    memset(&other, 0, sizeof(other));
+    ok &= response_growing(text, len, max_head, cap, &other, true) == rc;
+    ok &= rc <= 0 || parsed_equal(out, &other);
+    for (int trial = 0; trial < 10; trial++) {
+        memset(&other, 0, sizeof(other));
+        ok &= response_growing(text, len, max_head, cap, &other, false) == rc;
+        ok &= rc <= 0 || parsed_equal(out, &other);
+    }
+
+    if (rc > 0) {
+        size_t hl = (size_t)rc;
+        ok &= hl <= len && hl <= max_head && text[hl - 1] == '\n';
+        ok &= span_in(out->resp.reason, hl) && out->num_headers <= cap;
+        for (size_t i = 0; i < out->num_headers; i++)
+            ok &= span_in(out->headers[i].name, hl) && span_in(out->headers[i].value, hl);
+    }
+    if (!ok) {
+        fprintf(stderr, "response parse modes disagree for: ");
+        fwrite(text, 1, len < 200 ? len : 200, stderr);
+        fprintf(stderr, "\n");
+    }
+    CHECK(ok);
+    return rc;
+}
+
+static ssize_t response_str(const char *text, struct parsed_response *out)
+{
+    return response_all_ways(text, strlen(text), DEFAULT_MAX_HEAD, RESP_MAX_HEADERS, out);
+}
+
+static void test_response_switching_protocols(void)
+{
+    const char *text = "HTTP/1.1 101 Switching Protocols\r\n"
+                       "Upgrade: websocket\r\n"
+                       "Connection: Upgrade\r\n"
+                       "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                       "\r\n"
+                       "\x81\x05hello"; /* a first frame may follow in the same read */
+    struct parsed_response r;
+    CHECK_EQ_INT(response_str(text, &r), strlen(text) - 7);
+    CHECK_EQ_INT(r.resp.minor_version, 1);
+    CHECK_EQ_INT(r.resp.status, 101);
+    CHECK_SPAN(text, r.resp.reason, "Switching Protocols");
+    CHECK_EQ_INT(r.num_headers, 3);
+    CHECK_SPAN(text, r.headers[2].name, "Sec-WebSocket-Accept");
+    CHECK_SPAN(text, r.headers[2].value, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    CHECK(r.resp.upgrade_websocket && r.resp.connection_upgrade);
+    CHECK(r.resp.keep_alive && !r.resp.chunked);
+    CHECK_EQ_INT(r.resp.content_length, -1);
+}
+
+static void test_response_status_lines(void)
+{
+    struct parsed_response r;
+    const char *text = "HTTP/1.0 404 Not Found\r\nContent-Length: 9\r\n\r\n";
+    CHECK_EQ_INT(response_str(text, &r), strlen(text));
+    CHECK_EQ_INT(r.resp.minor_version, 0);
+    CHECK_EQ_INT(r.resp.status, 404);
+    CHECK_SPAN(text, r.resp.reason, "Not Found");
+    CHECK_EQ_INT(r.resp.content_length, 9);
+    CHECK(!r.resp.keep_alive);
+
+    /* Empty reason phrases, with and without the space before them. */
+    text = "HTTP/1.1 200 \r\n\r\n";
+    CHECK_EQ_INT(response_str(text, &r), strlen(text));
+    CHECK_EQ_INT(r.resp.status, 200);
+    CHECK_EQ_INT(r.resp.reason.len, 0);
+    CHECK_EQ_INT(r.num_headers, 0);
+    text = "HTTP/1.1 204\r\n\r\n";
+    CHECK_EQ_INT(response_str(text, &r), strlen(text));
+    CHECK_EQ_INT(r.resp.status, 204);
+    CHECK_EQ_INT(r.resp.reason.len, 0);
+    text = "HTTP/1.1 599\n\n";
+    CHECK_EQ_INT(response_str(text, &r), strlen(text));
+    CHECK_EQ_INT(r.resp.status, 599);
+
+    /* The reason is taken as it is: spaces, tabs and obs-text inside it. */
+    text = "HTTP/1.1 403 Go\taway  \xc3\xa9 \r\nX: 1\n\n";
+    CHECK_EQ_INT(response_str(text, &r), strlen(text));
+    CHECK_SPAN(text, r.resp.reason, "Go\taway  \xc3\xa9 ");
+    CHECK_EQ_INT(r.num_headers, 1);
+
+    /* Persistence after the version and Connection. */
+    text = "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n";
+    CHECK_EQ_INT(response_str(text, &r), strlen(text));
+    CHECK(r.resp.keep_alive);
+    text = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+    CHECK_EQ_INT(response_str(text, &r), strlen(text));
+    CHECK(!r.resp.keep_alive);
+}
+
+static void test_response_body_framing(void)
+{
+    struct parsed_response r;
+    const char *text = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+    CHECK_EQ_INT(response_str(text, &r), strlen(text));
+    CHECK(r.resp.chunked);
+    CHECK_EQ_INT(r.resp.content_length, -1);
+    /* A response may end its codings with another one: its body lasts until the close. */
+    text = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n";
+    CHECK_EQ_INT(response_str(text, &r), strlen(text));
+    CHECK(!r.resp.chunked);
+    CHECK_EQ_INT(r.resp.content_length, -1);
+    /* The same length repeated is one length. */
+    text = "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n";
+    CHECK_EQ_INT(response_str(text, &r), strlen(text));
+    CHECK_EQ_INT(r.resp.content_length, 5);
+}
+
+/* Every malformed class the request parser refuses, where it applies to a response, and
+ * the status line's own. */
+static void test_response_malformed(void)
+{
+    static const char *const bad[] = {
+        /* status line */
+        "\r\n\r\n",
+        "\n\n",
+        "HTTP/1.1\r\n\r\n",
+        "HTTP/1.1 \r\n\r\n",
+        "HTTP/2.0 200 OK\r\n\r\n",
+        "HTTP/1.2 200 OK\r\n\r\n",
+        "http/1.1 200 OK\r\n\r\n",
+        "HTTP/1.1  200 OK\r\n\r\n",
+        "HTTP/1.1 20 OK\r\n\r\n",
+        "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/1.1 20x OK\r\n\r\n",
+        "HTTP/1.1 099 Low\r\n\r\n",
+        "HTTP/1.1 600 High\r\n\r\n",
+        "HTTP/1.1 200\tOK\r\n\r\n",
+        "HTTP/1.1 200 O\x01K\r\n\r\n",
+        "HTTP/1.1 200 O\x7fK\r\n\r\n",
+        "HTTP/1.1 200 OK\rX\r\n\r\n",
+        " HTTP/1.1 200 OK\r\n\r\n",
+        "\r\nHTTP/1.1 200 OK\r\n\r\n", /* no empty lines before a status line */
+        "ICY 200 OK\r\n\r\n",
+        /* header lines: the request parser's rules */
+        "HTTP/1.1 200 OK\r\nX: 1\r\n folded\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX: 1\r\n\tfolded\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nBad Name: 1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nName : 1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n: no name\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nNo-Colon\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX(y): 1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n\xc3\xa9: 1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX: a\x01\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nX: a\x7f\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1e3\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct parsed_response r;
+        ssize_t rc =
+            response_all_ways(bad[i], strlen(bad[i]), DEFAULT_MAX_HEAD, RESP_MAX_HEADERS, &r);
+        if (rc != EDDY_EPROTO)
+            fprintf(stderr, "response case %zu accepted (%zd): %s\n", i, rc, bad[i]);
+        CHECK_EQ_INT(rc, EDDY_EPROTO);
+    }
+    /* A NUL byte in a value (strlen would stop at it). */
+    static const char nul_value[] = "HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n";
+    struct parsed_response r;
+    CHECK_EQ_INT(
+        response_all_ways(nul_value, sizeof(nul_value) - 1, DEFAULT_MAX_HEAD, RESP_MAX_HEADERS, &r),
+        EDDY_EPROTO);
+}
+
+/* The caller's array bounds the header count; the head size limit holds as for requests. */
+static void test_response_limits(void)
+{
+    char text[512];
+    size_t n = (size_t)snprintf(text, sizeof(text), "HTTP/1.1 200 OK\r\n");
+    for (int i = 0; i < 4; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "X-%d: %d\r\n", i, i);
+    n += (size_t)snprintf(text + n, sizeof(text) - n, "\r\n");
+    struct parsed_response r;
+    CHECK_EQ_INT(response_all_ways(text, n, DEFAULT_MAX_HEAD, 4, &r), n);
+    CHECK_EQ_INT(r.num_headers, 4);
+    CHECK_EQ_INT(response_all_ways(text, n, DEFAULT_MAX_HEAD, 3, &r), EDDY_ETOOBIG);
+    CHECK_EQ_INT(response_all_ways(text, n, DEFAULT_MAX_HEAD, 0, &r), EDDY_ETOOBIG);
+    /* No headers at all fit an empty array. */
+    const char *bare = "HTTP/1.1 200 OK\r\n\r\n";
+    CHECK_EQ_INT(response_all_ways(bare, strlen(bare), DEFAULT_MAX_HEAD, 0, &r), strlen(bare));
+    CHECK_EQ_INT(r.num_headers, 0);
+
+    /* max_head: a head of exactly the limit parses, one byte less is too big, and an
+     * unterminated head at the limit is too big rather than pending. */
+    CHECK_EQ_INT(response_all_ways(text, n, n, RESP_MAX_HEADERS, &r), n);
+    CHECK_EQ_INT(response_all_ways(text, n, n - 1, RESP_MAX_HEADERS, &r), EDDY_ETOOBIG);
+    CHECK_EQ_INT(response_all_ways(text, n - 2, n - 2, RESP_MAX_HEADERS, &r), EDDY_ETOOBIG);
+    CHECK_EQ_INT(response_all_ways(text, n - 2, n, RESP_MAX_HEADERS, &r), EDDY_AGAIN);
+}
+
+/* Every proper prefix of a valid response head needs more input. */
+static void test_response_every_prefix_is_again(void)
+{
+    const char *text = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Accept: x\n\n";
+    size_t len = strlen(text);
+    eddy__http_parser_t p;
+    struct parsed_response r;
+    int wrong = 0;
+    for (size_t n = 0; n < len; n++) {
+        eddy__http_parser_init(&p, DEFAULT_MAX_HEAD);
+        wrong += response_prefix(&p, text, n, RESP_MAX_HEADERS, &r) != EDDY_AGAIN;
+    }
+    CHECK_EQ_INT(wrong, 0);
+    CHECK_EQ_INT(response_str(text, &r), len);
+}
+
+/* A realistic server answer, in 500 random splits. */
+static void test_response_random_splits(void)
+{
+    const char *text =
+        "HTTP/1.1 101 Switching Protocols\r\n"
+        "Server: nginx/1.25.3\r\n"
+        "Date: Fri, 04 Dec 2026 21:00:00 GMT\r\n"
+        "Connection: upgrade\r\n"
+        "Upgrade: WebSocket\r\n"
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"
+        "Sec-WebSocket-Protocol: chat\r\n"
+        "Set-Cookie: a=b; Path=/\r\n"
+        "\r\n";
+    size_t len = strlen(text);
+    struct parsed_response whole, split;
+    CHECK_EQ_INT(response_str(text, &whole), len);
+    CHECK_EQ_INT(whole.num_headers, 8);
+    CHECK(whole.resp.upgrade_websocket && whole.resp.connection_upgrade);
+    int wrong = 0;
+    for (int trial = 0; trial < 500; trial++) {
+        memset(&split, 0, sizeof(split));
+        wrong += response_growing(text, len, DEFAULT_MAX_HEAD, RESP_MAX_HEADERS, &split, false) !=
+                 (ssize_t)len;
+        wrong += !parsed_equal(&whole, &split);
+    }
+    CHECK_EQ_INT(wrong, 0);
+}
+
 static void test_span_eq_and_tokens(void)
 {
     const char *buf = "keep-alive, Upgrade ,, \tfoo\t,x";
@@ -1056,6 +1347,13 @@ int main(void)
     test_too_big();
     test_every_prefix_is_again();
     test_random_splits();
+    test_response_switching_protocols();
+    test_response_status_lines();
+    test_response_body_framing();
+    test_response_malformed();
+    test_response_limits();
+    test_response_every_prefix_is_again();
+    test_response_random_splits();
     test_span_eq_and_tokens();
     test_chunked_valid();
     test_chunked_incomplete();

@@ -1,72 +1,7 @@
 /* Unit tests for src/utf8.c: the incremental UTF-8 validator. */
 #include "codec.h"
+#include "ref_utf8.h"
 #include "test.h"
-
-/*
- * A deliberately different validator to compare against: decode each sequence to a code
- * point, then judge it. Returns true if s[0..len) is valid UTF-8.
- */
-static bool ref_valid(const uint8_t *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        uint8_t b = s[i];
-        size_t n;
-        uint32_t cp, min;
-        if (b < 0x80) {
-            i++;
-            continue;
-        } else if ((b & 0xE0) == 0xC0) {
-            n = 2, cp = b & 0x1F, min = 0x80;
-        } else if ((b & 0xF0) == 0xE0) {
-            n = 3, cp = b & 0x0F, min = 0x800;
-        } else if ((b & 0xF8) == 0xF0) {
-            n = 4, cp = b & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (len - i < n)
-            return false;
-        for (size_t k = 1; k < n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += n;
-    }
-    return true;
-}
-
-/*
- * True if some continuation makes s[0..len) valid. Only the last (at most three) bytes
- * can be an unfinished sequence, and every range a continuation byte must fall in has
- * its ends among the probe values below, so trying those is enough.
- */
-static bool ref_viable(const uint8_t *s, size_t len)
-{
-    static const uint8_t probes[] = {0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF};
-    uint8_t buf[64];
-    if (len > sizeof(buf) - 3)
-        return false;
-    if (ref_valid(s, len))
-        return true;
-    memcpy(buf, s, len);
-    for (size_t extra = 1; extra <= 3; extra++) {
-        size_t combos = 1;
-        for (size_t k = 0; k < extra; k++)
-            combos *= sizeof(probes);
-        for (size_t c = 0; c < combos; c++) {
-            size_t v = c;
-            for (size_t k = 0; k < extra; k++, v /= sizeof(probes))
-                buf[len + k] = probes[v % sizeof(probes)];
-            if (ref_valid(buf, len + extra))
-                return true;
-        }
-    }
-    return false;
-}
 
 /* Feeds s one byte at a time; returns the index of the byte feed rejected, or -1. */
 static long fail_index(const uint8_t *s, size_t len, uint32_t *state_out)
