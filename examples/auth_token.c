@@ -1,6 +1,8 @@
 /*
  * auth_token: validating clients at connect time (seed 002). A client connects with
- * ?uid=U&token=T where T = md5(md5(U) . key); others are closed as soon as they open.
+ * ?uid=U&token=T where T = md5(md5(U) . key). The seed checks in onOpen and closes the
+ * connection it just accepted; here the upgrade callback refuses others before the
+ * handshake, with 403 and a reason, so they never open.
  * Heartbeat: a check every 30 s closes connections idle for 62 s (--heartbeat-check-interval
  * and --heartbeat-idle-time override them).
  */
@@ -30,12 +32,13 @@ static int token_valid(const char *uid, const char *token)
     return strcmp(outer, token) == 0;
 }
 
-static void on_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)
+static int on_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
 {
     const char *uid = eddy_request_get(req, "uid");
     const char *token = eddy_request_get(req, "token");
-    if (uid == NULL || token == NULL || !token_valid(uid, token))
-        eddy_close(srv, eddy_request_fd(req));
+    if (uid != NULL && token != NULL && token_valid(uid, token))
+        return 0;
+    return eddy_upgrade_refuse(req, 403, NULL, "invalid uid or token\n");
 }
 
 static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
@@ -63,7 +66,7 @@ int main(int argc, char **argv)
                 example_option(argc, argv, "--heartbeat-check-interval", "30"));
     example_set(srv, "heartbeat_idle_time",
                 example_option(argc, argv, "--heartbeat-idle-time", "62"));
-    eddy_on_open(srv, on_open);
+    eddy_on_upgrade(srv, on_upgrade);
     eddy_on_message(srv, on_message);
     eddy_on_close(srv, on_close);
     return example_run(srv);

@@ -205,6 +205,9 @@ typedef void (*eddy_close_cb)(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
  * itself. req is borrowed; resp is valid until ended (see eddy_response_end()). */
 typedef void (*eddy_request_cb)(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp,
                                 void *user_data);
+/* upgrade: decides on a WebSocket upgrade request; see eddy_on_upgrade(). req is borrowed.
+ * Returns 0 to accept, anything else to refuse. */
+typedef int (*eddy_upgrade_cb)(eddy_server_t *srv, eddy_request_t *req, void *user_data);
 /* timer_after / timer_tick callback; timer_id is the id the timer function returned. */
 typedef void (*eddy_timer_cb)(eddy_server_t *srv, uint64_t timer_id, void *arg);
 /* defer callback. */
@@ -269,6 +272,13 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  *   heartbeat_check_interval [0]   seconds between idle checks (0: off)
  *   heartbeat_idle_time [2 * heartbeat_check_interval]  idle seconds before a close
  *   websocket_subprotocol [unset]  answered when the client offers it
+ *   websocket_origins [unset]      comma-separated Origins allowed to upgrade, compared
+ *                                  whole and case-insensitively ("https://a.example,
+ *                                  http://localhost:8080"); an upgrade whose Origin is not
+ *                                  listed, or that has several, gets 403. A request
+ *                                  without Origin passes (browsers always send one; other
+ *                                  clients need not: refuse them in eddy_on_upgrade() if
+ *                                  they must). Unset or empty: every Origin passes
  *   open_websocket_close_frame [false]  deliver close frames to the message callback
  *   open_websocket_ping_frame [false]   deliver pings (and do not answer them)
  *   open_websocket_pong_frame [false]   deliver pongs
@@ -352,6 +362,26 @@ void eddy_on_disconnect(eddy_server_t *srv, eddy_close_cb cb);
  * Any other answer, or none, fails the handshake and the connection is closed.
  */
 void eddy_on_handshake(eddy_server_t *srv, eddy_request_cb cb);
+/*
+ * upgrade: accepts or refuses a WebSocket upgrade before eddy answers it, while eddy
+ * keeps doing the handshake itself (unlike the handshake callback, which replaces it).
+ * It runs on the connection's loop thread for each upgrade request that passed eddy's
+ * checks (RFC 6455, then websocket_origins), before the 101; req is borrowed for the
+ * call (eddy_request_get() etc. read the query, headers and cookies).
+ * Return 0 to accept: the handshake completes and the open event follows as usual
+ * (per-connection user data set here with eddy_conn_set_user_data() is kept). Return
+ * anything else to refuse: the answer is the one eddy_upgrade_refuse() recorded, else
+ * the returned status if it is 400-499 (with a short text body), else 403; then the
+ * connection closes (close or disconnect follows, as for any failed handshake):
+ *
+ *     return token_ok(req) ? 0 : eddy_upgrade_refuse(req, 401, NULL, "bad token\n");
+ *
+ * With a handshake callback as well, the upgrade callback runs first (after the Origin
+ * check; eddy's RFC 6455 checks are then the handshake callback's business) and a
+ * refusal means the handshake callback is not called. If the callback closes the
+ * connection itself (eddy_close()), nothing is answered.
+ */
+void eddy_on_upgrade(eddy_server_t *srv, eddy_upgrade_cb cb);
 /* request: plain HTTP requests. Without it they get 400 Bad Request. */
 void eddy_on_request(eddy_server_t *srv, eddy_request_cb cb);
 /*
@@ -528,6 +558,22 @@ const char *eddy_request_body(const eddy_request_t *req, size_t *len);
 /* Remote address and port of the client. */
 const char *eddy_request_remote_ip(const eddy_request_t *req);
 int eddy_request_remote_port(const eddy_request_t *req);
+
+/*
+ * Records how to refuse the upgrade req, from inside the upgrade callback (and only
+ * there): status 400-499, headers (NULL, or a NULL-terminated array of name and value
+ * pairs: (const char *[]){"WWW-Authenticate", "Bearer", NULL}) and body (NULL for
+ * none; NUL-terminated text), all copied. eddy adds Server (unless given), Date,
+ * Content-Type text/plain (unless given), Content-Length and Connection: close.
+ * Returns status, so that the callback can return it, or EDDY_EINVAL (status out of
+ * range, a name that is not a token, a value with CR or LF, a name eddy manages:
+ * Content-Length, Transfer-Encoding, Connection, Date; or a name without a value),
+ * EDDY_ESTATE (not called from the upgrade callback for req) or EDDY_ENOMEM: then
+ * nothing is recorded, and a callback returning that value still refuses (with 403), so
+ * a mistake never turns into an accepted upgrade. A later call replaces the answer.
+ */
+int eddy_upgrade_refuse(eddy_request_t *req, int status, const char *const *headers,
+                        const char *body);
 
 /* ---------------------------------------------------------------------------------------
  * HTTP response. A response must be finished by eddy_response_end() or

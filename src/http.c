@@ -205,18 +205,25 @@ void eddy__http_loop_free(eddy__loop_t *loop)
 
 void eddy__http_fail(eddy__conn_t *conn, int status, const char *body)
 {
+    eddy__http_answer_close(conn, status, status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL,
+                            false, body, strlen(body));
+}
+
+void eddy__http_answer_close(eddy__conn_t *conn, int status, const char *headers,
+                             bool has_content_type, const char *body, size_t body_len)
+{
     eddy__loop_t *loop = conn->loop;
     eddy__buf_t out = {0};
-    size_t body_len = strlen(body);
-    int rc = eddy__buf_printf(&out,
-                              "HTTP/1.1 %d %s\r\nServer: eddy\r\nDate: %s\r\n"
-                              "Content-Type: text/plain; charset=utf-8\r\n"
-                              "Content-Length: %zu\r\nConnection: close\r\n",
-                              status, status_reason(status), eddy__loop_http_date(loop), body_len);
-    if (rc == 0 && status == 426)
-        rc = eddy__buf_append(&out, "Sec-WebSocket-Version: 13\r\n", 27);
+    int rc =
+        eddy__buf_printf(&out, "HTTP/1.1 %d %s\r\nServer: eddy\r\nDate: %s\r\n%s", status,
+                         status_reason(status), eddy__loop_http_date(loop),
+                         has_content_type ? "" : "Content-Type: text/plain; charset=utf-8\r\n");
+    if (rc == 0 && headers != NULL)
+        rc = eddy__buf_append(&out, headers, strlen(headers));
     if (rc == 0)
-        rc = eddy__buf_printf(&out, "\r\n%s", body);
+        rc = eddy__buf_printf(&out, "Content-Length: %zu\r\nConnection: close\r\n\r\n", body_len);
+    if (rc == 0)
+        rc = eddy__buf_append(&out, body, body_len);
     if (rc == 0)
         eddy__conn_write(conn, out.data, out.len);
     eddy__buf_free(&out);

@@ -203,6 +203,13 @@ struct eddy_request {
     eddy__arena_t *arena;
     char remote_ip[46];
     int remote_port;
+    /* The upgrade callback is running: eddy_upgrade_refuse() may record its answer. */
+    bool in_upgrade;
+    int refuse_status;        /* 0: no answer recorded */
+    char *refuse_headers;     /* "Name: value\r\n" lines, in the arena */
+    bool refuse_content_type; /* refuse_headers has a Content-Type */
+    const char *refuse_body;  /* in the arena */
+    size_t refuse_body_len;
 };
 
 /* Output segments come in a few sizes (conn.c), each with a bounded per-loop cache: a
@@ -394,6 +401,7 @@ typedef struct eddy__options {
     uint32_t heartbeat_check_interval; /* seconds; 0 disables */
     uint32_t heartbeat_idle_time;      /* seconds; 0 means 2 * interval */
     char *websocket_subprotocol;       /* comma-separated, server preference order */
+    char *websocket_origins;           /* comma-separated allowed Origins; NULL/empty: all */
     bool open_websocket_close_frame;
     bool open_websocket_ping_frame;
     bool open_websocket_pong_frame;
@@ -763,6 +771,11 @@ size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len);
 void eddy__http_timeout(eddy__conn_t *conn);
 /* Sends a complete error response ("400 Bad Request" etc.) with a text body and closes. */
 void eddy__http_fail(eddy__conn_t *conn, int status, const char *body);
+/* Sends a complete response and closes: status, then headers ("Name: value\r\n" lines,
+ * may be NULL) after eddy's Server and Date, a text/plain Content-Type unless
+ * has_content_type (headers holds one), then body. */
+void eddy__http_answer_close(eddy__conn_t *conn, int status, const char *headers,
+                             bool has_content_type, const char *body, size_t body_len);
 /* The request being dispatched on conn (valid during its callbacks). */
 eddy_request_t *eddy__http_request(eddy__conn_t *conn);
 /* The connection is going away: detach a pending response so the application's later
@@ -890,6 +903,7 @@ struct eddy_server {
     eddy_close_cb on_close;
     eddy_close_cb on_disconnect;
     eddy_request_cb on_handshake;
+    eddy_upgrade_cb on_upgrade;
     eddy_request_cb on_request;
     eddy_close_cb on_drain;
 

@@ -192,6 +192,10 @@ void eddy_on_handshake(eddy_server_t *srv, eddy_request_cb cb)
 {
     srv->on_handshake = cb;
 }
+void eddy_on_upgrade(eddy_server_t *srv, eddy_upgrade_cb cb)
+{
+    srv->on_upgrade = cb;
+}
 void eddy_on_request(eddy_server_t *srv, eddy_request_cb cb)
 {
     srv->on_request = cb;

@@ -51,8 +51,9 @@ void eddy__options_resolve(eddy__options_t *opts)
 
 void eddy__options_free(eddy__options_t *opts)
 {
-    char **strings[] = {&opts->websocket_subprotocol, &opts->log_file,    &opts->ssl_cert_file,
-                        &opts->ssl_key_file,          &opts->ssl_ciphers, &opts->ssl_protocols};
+    char **strings[] = {&opts->websocket_subprotocol, &opts->websocket_origins, &opts->log_file,
+                        &opts->ssl_cert_file,         &opts->ssl_key_file,      &opts->ssl_ciphers,
+                        &opts->ssl_protocols};
     for (size_t i = 0; i < EDDY__ARRAY_SIZE(strings); i++) {
         free(*strings[i]);
         *strings[i] = NULL;
@@ -96,6 +97,7 @@ static const struct setting settings[] = {
     {"heartbeat_check_interval", KIND_U32, OPT(heartbeat_check_interval), 0, 86400},
     {"heartbeat_idle_time", KIND_U32, OPT(heartbeat_idle_time), 0, 86400 * 7},
     {"websocket_subprotocol", KIND_STRING, OPT(websocket_subprotocol), 0, 0},
+    {"websocket_origins", KIND_STRING, OPT(websocket_origins), 0, 0},
     {"open_websocket_close_frame", KIND_BOOL, OPT(open_websocket_close_frame), 0, 0},
     {"open_websocket_ping_frame", KIND_BOOL, OPT(open_websocket_ping_frame), 0, 0},
     {"open_websocket_pong_frame", KIND_BOOL, OPT(open_websocket_pong_frame), 0, 0},

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <zlib.h>
 
 #include "internal.h"
@@ -179,11 +180,146 @@ static void handshake_failed(eddy__conn_t *conn, int status, const char *why)
     eddy__http_fail(conn, status, body);
 }
 
+/* True if the comma-separated list allows origin: an element equal to it, ignoring case
+ * (scheme and host are case-insensitive, and a browser sends them in lower case). */
+static bool origin_listed(const char *list, const char *origin)
+{
+    size_t origin_len = strlen(origin);
+    const char *p = list;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *item = p;
+        while (*p != '\0' && *p != ',')
+            p++;
+        const char *item_end = p;
+        while (item_end > item && (item_end[-1] == ' ' || item_end[-1] == '\t'))
+            item_end--;
+        if ((size_t)(item_end - item) == origin_len && origin_len > 0 &&
+            strncasecmp(item, origin, origin_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* websocket_origins: true if the request may upgrade, as far as its Origin goes. */
+static bool origin_allowed(const eddy_server_t *srv, const eddy_request_t *req)
+{
+    const char *list = srv->opts.websocket_origins;
+    if (list == NULL || list[strspn(list, " \t,")] == '\0')
+        return true;
+    const eddy__http_head_t *h = req->head;
+    const char *origin = NULL;
+    for (size_t i = 0; i < h->num_headers; i++) {
+        if (!eddy__span_eq(req->buf, h->headers[i].name, "origin"))
+            continue;
+        if (origin != NULL)
+            return false; /* several: which one a proxy checked is anyone's guess */
+        origin = req->buf + h->headers[i].value.off;
+    }
+    return origin == NULL || origin_listed(list, origin);
+}
+
+int eddy_upgrade_refuse(eddy_request_t *req, int status, const char *const *headers,
+                        const char *body)
+{
+    static const char *const managed[] = {"content-length", "transfer-encoding", "connection",
+                                          "date"};
+    if (!req->in_upgrade)
+        return EDDY_ESTATE;
+    if (status < 400 || status > 499)
+        return EDDY_EINVAL;
+    eddy__buf_t lines = {0};
+    bool content_type = false;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && headers != NULL && headers[i] != NULL; i += 2) {
+        const char *name = headers[i], *value = headers[i + 1];
+        size_t name_len = strlen(name);
+        bool token = name_len > 0;
+        for (size_t k = 0; k < name_len; k++)
+            token &= eddy__is_tchar(name[k]);
+        if (!token || value == NULL || strpbrk(value, "\r\n") != NULL) {
+            rc = EDDY_EINVAL;
+            break;
+        }
+        for (size_t k = 0; k < EDDY__ARRAY_SIZE(managed); k++) {
+            if (strcasecmp(name, managed[k]) == 0)
+                rc = EDDY_EINVAL;
+        }
+        content_type |= strcasecmp(name, "content-type") == 0;
+        if (rc == 0)
+            rc = eddy__buf_printf(&lines, "%s: %s\r\n", name, value);
+    }
+    char *copy = NULL, *body_copy = NULL;
+    size_t body_len = body != NULL ? strlen(body) : 0;
+    if (rc == 0 && lines.len > 0 &&
+        (copy = eddy__arena_strndup(req->arena, lines.data, lines.len)) == NULL)
+        rc = EDDY_ENOMEM;
+    if (rc == 0 &&
+        (body_copy = eddy__arena_strndup(req->arena, body ? body : "", body_len)) == NULL)
+        rc = EDDY_ENOMEM;
+    eddy__buf_free(&lines);
+    if (rc != 0) {
+        eddy__log(req->srv, EDDY__LOG_WARNING,
+                  "session#%" PRIu64 ": eddy_upgrade_refuse(%d): %s; refusing with 403", req->fd,
+                  status, eddy_strerror(rc));
+        return rc;
+    }
+    req->refuse_status = status;
+    req->refuse_headers = copy;
+    req->refuse_content_type = content_type;
+    req->refuse_body = body_copy;
+    req->refuse_body_len = body_len;
+    return status;
+}
+
+/*
+ * Runs the Origin check and the upgrade callback. Returns true if the upgrade may go on;
+ * otherwise the connection has been answered (or closed by the callback itself).
+ */
+static bool upgrade_admitted(eddy__conn_t *conn, eddy_request_t *req)
+{
+    eddy_server_t *srv = conn->loop->srv;
+    if (!origin_allowed(srv, req)) {
+        handshake_failed(conn, 403, "Origin not allowed");
+        return false;
+    }
+    if (srv->on_upgrade == NULL)
+        return true;
+
+    eddy__conn_t *outer = conn->loop->dispatching;
+    conn->loop->dispatching = conn;
+    req->in_upgrade = true;
+    int verdict = srv->on_upgrade(srv, req, srv->user_data);
+    req->in_upgrade = false;
+    conn->loop->dispatching = outer;
+    if (conn->phase != EDDY__PHASE_HTTP)
+        return false; /* the callback closed it */
+    if (verdict == 0)
+        return true;
+
+    int status = req->refuse_status;
+    if (status == 0)
+        status = verdict >= 400 && verdict <= 499 ? verdict : 403;
+    eddy__log(srv, EDDY__LOG_INFO, "session#%" PRIu64 ": upgrade callback refused with %d",
+              conn->id, status);
+    if (req->refuse_status != 0) {
+        eddy__http_answer_close(conn, status, req->refuse_headers, req->refuse_content_type,
+                                req->refuse_body, req->refuse_body_len);
+    } else {
+        static const char body[] = "WebSocket upgrade refused\n";
+        eddy__http_answer_close(conn, status, NULL, false, body, sizeof(body) - 1);
+    }
+    return false;
+}
+
 void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp)
 {
     eddy_server_t *srv = conn->loop->srv;
     eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
     if (srv->on_handshake != NULL) {
+        if (!upgrade_admitted(conn, req))
+            return;
         eddy__conn_set_status(conn, EDDY_WS_STATUS_HANDSHAKE);
         resp->handshake = true;
         srv->on_handshake(srv, req, resp, srv->user_data);
@@ -202,6 +338,8 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
         handshake_failed(conn, status, why);
         return;
     }
+    if (!upgrade_admitted(conn, req))
+        return;
     eddy__conn_set_status(conn, EDDY_WS_STATUS_HANDSHAKE);
     char accept[EDDY_WS_ACCEPT_LEN + 1];
     eddy_ws_accept_key(key, key_len, accept);

@@ -217,10 +217,13 @@ def test_auth_token_valid(start_server):
     "?uid=100&token=" + md5(md5("100")),
     f"?uid=100&token={token_for(100).upper()}",
 ], ids=["nothing", "no token", "no uid", "other uid", "no key", "upper-case token"])
-def test_auth_token_invalid_is_closed_after_open(start_server, query):
+def test_auth_token_invalid_is_refused_before_open(start_server, query):
     server = start_server("auth_token")
     client = server.connect_raw()
-    client.handshake("/" + query)
+    status, headers, body = client.handshake("/" + query, expect_status=403)
+    assert body == b"invalid uid or token\n"
+    assert headers["connection"] == "close"
+    assert "sec-websocket-accept" not in headers
     client.expect_eof()
     server.expect("client 1 closed.")
     # A valid client is still served.

@@ -45,7 +45,13 @@
  * that status; /page serves the file given with --page; POST /report prints
  * "report <body>" (how a browser page hands its results to a test).
  * Flags: --request (set the request callback), --disconnect (set disconnect),
- *        --handshake (a handshake callback answering 101 itself), --page FILE.
+ *        --handshake (a handshake callback answering 101 itself), --page FILE,
+ *        --upgrade (an upgrade callback: prints "upgrade <fd> <origin or ->" and decides
+ *        by the query: refuse=N refuses with status N, a WWW-Authenticate and an X-Why
+ *        header and the body "refused N"; deny=N returns N; badheader=1 calls
+ *        eddy_upgrade_refuse() with an invalid header name and returns its result;
+ *        close=1 closes the connection; anything else is accepted, with user data
+ *        that the open event prints as "userdata <fd> <value>").
  */
 #include <ctype.h>
 #include <pthread.h>
@@ -83,8 +89,12 @@ static void on_connect(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
 static void on_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)
 {
     const char *query = eddy_request_query(req);
-    printf("open %llu %s %s\n", (unsigned long long)eddy_request_fd(req), eddy_request_path(req),
+    eddy_fd_t fd = eddy_request_fd(req);
+    printf("open %llu %s %s\n", (unsigned long long)fd, eddy_request_path(req),
            *query ? query : "-");
+    const char *mark = eddy_conn_user_data(srv, fd);
+    if (mark != NULL)
+        printf("userdata %llu %s\n", (unsigned long long)fd, mark);
 }
 
 static void on_drain(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
@@ -511,6 +521,33 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
     }
 }
 
+static int on_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
+{
+    static char accepted_mark[] = "from-upgrade";
+    eddy_fd_t fd = eddy_request_fd(req);
+    const char *origin = eddy_request_header(req, "origin");
+    printf("upgrade %llu %s\n", (unsigned long long)fd, origin ? origin : "-");
+    const char *refuse = eddy_request_get(req, "refuse");
+    if (refuse != NULL) {
+        char body[32];
+        snprintf(body, sizeof(body), "refused %s", refuse);
+        const char *headers[] = {"WWW-Authenticate", "Bearer realm=\"testbed\"", "X-Why", refuse,
+                                 NULL};
+        return eddy_upgrade_refuse(req, atoi(refuse), headers, body);
+    }
+    const char *deny = eddy_request_get(req, "deny");
+    if (deny != NULL)
+        return atoi(deny);
+    if (eddy_request_get(req, "badheader") != NULL)
+        return eddy_upgrade_refuse(req, 401, (const char *[]){"Bad Name", "x", NULL}, "no");
+    if (eddy_request_get(req, "close") != NULL) {
+        eddy_close(srv, fd);
+        return 0;
+    }
+    eddy_conn_set_user_data(srv, fd, accepted_mark);
+    return 0;
+}
+
 static void on_handshake(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp,
                          void *user_data)
 {
@@ -546,5 +583,7 @@ int main(int argc, char **argv)
         eddy_on_request(srv, on_request);
     if (example_has_flag(argc, argv, "--handshake"))
         eddy_on_handshake(srv, on_handshake);
+    if (example_has_flag(argc, argv, "--upgrade"))
+        eddy_on_upgrade(srv, on_upgrade);
     return example_run(srv);
 }
