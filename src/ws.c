@@ -55,9 +55,8 @@ static const eddy_server_t *conn_srv(const eddy__conn_t *conn)
 
 /* True if the comma-separated list buf[span] holds token exactly: subprotocol names are
  * case-sensitive (RFC 6455 4.1), unlike most HTTP tokens. */
-static bool list_has_exact(const char *buf, eddy__span_t span, const char *token)
+static bool list_has_exact(const char *buf, eddy__span_t span, const char *token, size_t token_len)
 {
-    size_t token_len = strlen(token);
     const char *p = buf + span.off, *end = p + span.len;
     while (p < end) {
         while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
@@ -75,9 +74,9 @@ static bool list_has_exact(const char *buf, eddy__span_t span, const char *token
 }
 
 /* Picks the subprotocol to answer: the first of ours (comma-separated, in preference
- * order) that the client offered. Writes it to out and returns true if there is one. */
-static bool choose_subprotocol(const char *ours, const eddy_request_t *req, char *out,
-                               size_t out_cap)
+ * order) that the client offered. Returns its length and sets *name to it, within ours
+ * (any length: nothing is copied), or returns 0 if there is none. */
+static size_t choose_subprotocol(const char *ours, const eddy_request_t *req, const char **name)
 {
     const eddy__http_head_t *h = req->head;
     const char *p = ours;
@@ -88,17 +87,17 @@ static bool choose_subprotocol(const char *ours, const eddy_request_t *req, char
         while (*p && *p != ',' && *p != ' ')
             p++;
         size_t n = (size_t)(p - start);
-        if (n == 0 || n >= out_cap)
+        if (n == 0)
             continue;
-        memcpy(out, start, n);
-        out[n] = '\0';
         for (size_t i = 0; i < h->num_headers; i++) {
             if (eddy__span_eq(req->buf, h->headers[i].name, "sec-websocket-protocol") &&
-                list_has_exact(req->buf, h->headers[i].value, out))
-                return true;
+                list_has_exact(req->buf, h->headers[i].value, start, n)) {
+                *name = start;
+                return n;
+            }
         }
     }
-    return false;
+    return 0;
 }
 
 /* Validates an upgrade request (RFC 6455 4.2.1). Returns 0, or the HTTP status to refuse
@@ -343,9 +342,8 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
     eddy__conn_set_status(conn, EDDY_WS_STATUS_HANDSHAKE);
     char accept[EDDY_WS_ACCEPT_LEN + 1];
     eddy_ws_accept_key(key, key_len, accept);
-    char protocol[128];
-    const char *ours = srv->opts.websocket_subprotocol;
-    bool has_protocol = ours != NULL && choose_subprotocol(ours, req, protocol, sizeof(protocol));
+    const char *ours = srv->opts.websocket_subprotocol, *protocol = NULL;
+    size_t protocol_len = ours != NULL ? choose_subprotocol(ours, req, &protocol) : 0;
     eddy__pmd_t pmd;
     char extensions[200];
     bool has_pmd = eddy__ws_negotiate(conn, req, &pmd, extensions, sizeof(extensions));
@@ -355,8 +353,9 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
                               "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
                               "Sec-WebSocket-Version: 13\r\n",
                               accept);
-    if (rc == 0 && has_protocol)
-        rc = eddy__buf_printf(&out, "Sec-WebSocket-Protocol: %s\r\n", protocol);
+    if (rc == 0 && protocol_len > 0)
+        rc =
+            eddy__buf_printf(&out, "Sec-WebSocket-Protocol: %.*s\r\n", (int)protocol_len, protocol);
     if (rc == 0 && has_pmd)
         rc = eddy__buf_append(&out, extensions, strlen(extensions));
     if (rc == 0)

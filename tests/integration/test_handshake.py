@@ -268,6 +268,19 @@ def test_subprotocol_negotiation(start_server, ours, offered, answer):
     assert echoed == (0x1, b"ok")
 
 
+def test_long_subprotocol_name_is_answered(start_server):
+    """Names of 128 bytes and more used to be skipped silently (a 128-byte copy buffer)."""
+    long_name = "p" * 300
+    server = start_server("echo", settings={"websocket_subprotocol": f"{'q' * 200},{long_name}"})
+    request, _ = upgrade_request(fields={"Sec-WebSocket-Protocol": f"x, {long_name}"})
+    client = server.connect_raw()
+    client.send(request)
+    status_line, resp_headers = read_head(client)
+    client.close()
+    assert status_line.startswith("HTTP/1.1 101 ")
+    assert header_values(resp_headers, "sec-websocket-protocol") == [long_name]
+
+
 def test_subprotocol_offered_in_two_fields(start_server):
     server = start_server("echo", settings={"websocket_subprotocol": "chat"})
     request, _ = upgrade_request(fields={"Sec-WebSocket-Protocol": ["superchat", "chat"]})
