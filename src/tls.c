@@ -45,11 +45,12 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_NOACK;
 }
 
-static int parse_version(const char *name)
+/* The version named by name[0..len), or 0. */
+static int parse_version(const char *name, size_t len)
 {
-    if (strcasecmp(name, "TLSv1.2") == 0)
+    if (len == 7 && strncasecmp(name, "TLSv1.2", 7) == 0)
         return TLS1_2_VERSION;
-    if (strcasecmp(name, "TLSv1.3") == 0)
+    if (len == 7 && strncasecmp(name, "TLSv1.3", 7) == 0)
         return TLS1_3_VERSION;
     return 0;
 }
@@ -58,18 +59,18 @@ static int parse_version(const char *name)
 static int apply_protocols(eddy_server_t *srv, SSL_CTX *ctx, const char *list)
 {
     int min = 0, max = 0;
-    char copy[128];
-    snprintf(copy, sizeof(copy), "%s", list);
-    char *save = NULL;
-    for (char *name = strtok_r(copy, ", ", &save); name; name = strtok_r(NULL, ", ", &save)) {
-        int v = parse_version(name);
+    /* Read in place, name by name: the list may be of any length. */
+    for (const char *p = list + strspn(list, ", "); *p != '\0'; p += strspn(p, ", ")) {
+        size_t len = strcspn(p, ", ");
+        int v = parse_version(p, len);
         if (v == 0) {
             eddy__log(srv, EDDY__LOG_ERROR,
-                      "ssl_protocols: unknown protocol \"%s\" (TLSv1.2 or "
+                      "ssl_protocols: unknown protocol \"%.*s\" (TLSv1.2 or "
                       "TLSv1.3)",
-                      name);
+                      (int)len, p);
             return EDDY_EVALUE;
         }
+        p += len;
         min = min == 0 || v < min ? v : min;
         max = v > max ? v : max;
     }

@@ -107,6 +107,15 @@ def test_tls13_only_setting(start_server, tls_cert):
         assert sock.version() == "TLSv1.3"
 
 
+def test_long_ssl_protocols_list_is_read_whole(start_server, tls_cert):
+    """A list over 128 bytes used to be cut there silently: its TLSv1.3 was lost."""
+    protocols = "TLSv1.2, " * 20 + "TLSv1.3"
+    server = start_server("echo", "--tls-port", "0",
+                          settings=settings_for(tls_cert, ssl_protocols=protocols))
+    with tls_socket(server) as sock:
+        assert sock.version() == "TLSv1.3"
+
+
 def wss_echo(server):
     """A WebSocket echo over TLS, with the raw client's framing on the TLS socket."""
     sock = tls_socket(server)
