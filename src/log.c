@@ -1,9 +1,11 @@
 /*
  * Log lines in Swoole's shape: "[2026-11-22 10:00:00 *1234.0]\tNOTICE\tmessage". Each line
  * is formatted into one buffer and written with a single write(), so lines from several
- * threads never interleave.
+ * threads never interleave. Lines of any length are written whole.
  */
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -37,15 +39,37 @@ void eddy__log(const eddy_server_t *srv, int level, const char *fmt, ...)
     size_t n = strftime(line, sizeof(line), "[%Y-%m-%d %H:%M:%S", &tm);
     n += (size_t)snprintf(line + n, sizeof(line) - n, " *%d.0]\t%s\t", (int)getpid(),
                           level_names[level]);
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
+    va_copy(again, ap);
     int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
     va_end(ap);
-    if (m < 0)
+    if (m < 0) {
+        va_end(again);
         return;
-    n = EDDY__MIN(n + (size_t)m, sizeof(line) - 2);
-    line[n++] = '\n';
+    }
+    char *out = line;
+    if ((size_t)m >= sizeof(line) - n - 1) {
+        /* Too long for the stack buffer (a long setting value, say): format it again into
+         * one of its exact size, so the line is still written whole and at once. */
+        char *big = malloc(n + (size_t)m + 2);
+        if (big != NULL) {
+            memcpy(big, line, n);
+            vsnprintf(big + n, (size_t)m + 1, fmt, again);
+            out = big;
+        } else {
+            static const char cut[] = " [log line cut: out of memory]";
+            n = sizeof(line) - sizeof(cut) - 1;
+            memcpy(line + n, cut, sizeof(cut) - 1);
+            m = (int)(sizeof(cut) - 1);
+        }
+    }
+    va_end(again);
+    n += (size_t)m;
+    out[n++] = '\n';
     int fd = srv != NULL ? srv->log_fd : STDERR_FILENO;
-    ssize_t ignored = write(fd, line, n);
+    ssize_t ignored = write(fd, out, n);
     (void)ignored;
+    if (out != line)
+        free(out);
 }

@@ -130,6 +130,16 @@ def test_bad_value_exits_2(key, value):
     assert "\tERROR\t" in lines[0]
 
 
+def test_long_log_line_is_not_truncated():
+    """Log lines used to be cut at 1 KiB; this one carries a 3000-byte value."""
+    value = "x" * 3000
+    result = run_refused(f"backlog={value}")
+    assert result.returncode == 2
+    lines = [l for l in result.stderr.splitlines() if "setting backlog" in l]
+    assert len(lines) == 1, result.stderr
+    assert f'setting backlog: invalid value "{value}" (expected' in lines[0]
+
+
 def test_first_bad_setting_stops_the_rest():
     result = run_refused("package_max_length=1000", "nope=1", "backlog=x")
     assert result.returncode == 2
