@@ -352,7 +352,6 @@ struct eddy__loop {
 
     int wakeup_fd; /* eventfd: wakes the loop from other threads (stop) */
     eddy__io_t wakeup_io;
-    atomic_bool stop_requested;
     bool stopping;
 
     eddy__timer_t heartbeat;
@@ -920,6 +919,9 @@ struct eddy_server {
     _Atomic int loop_count; /* loops of the current (or last) run */
     int loops_made;         /* loops created so far: loop_count of them run, all are freed */
     bool running;
+    /* eddy_server_stop() was called: every loop reads it, so loops a start creates later
+     * (worker_num grew) see a stop asked before that start. */
+    atomic_bool stop_requested;
     _Atomic uint64_t timer_seq;
 
     int log_fd;

@@ -167,7 +167,7 @@ static int next_timeout(const eddy__loop_t *loop)
 {
     if (loop->defers_len > 0 || loop->reap_head != NULL || loop->flush_head != NULL ||
         atomic_load_explicit(&loop->inbox, memory_order_relaxed) != NULL ||
-        (atomic_load(&loop->stop_requested) && !loop->stopping))
+        (atomic_load(&loop->srv->stop_requested) && !loop->stopping))
         return 0;
     uint64_t due = UINT64_MAX;
     if (loop->heap_len > 0)
@@ -416,7 +416,6 @@ int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index)
     loop->backend_fd = -1;
     loop->wakeup_fd = -1;
     loop->now_ms = eddy__monotonic_ms();
-    atomic_init(&loop->stop_requested, false);
     atomic_init(&loop->inbox, NULL);
     atomic_init(&loop->wake_pending, false);
     eddy__timer_init(&loop->heartbeat, NULL);

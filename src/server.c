@@ -42,6 +42,7 @@ eddy_server_t *eddy_server_new(const char *host, int port)
     srv->log_fd = STDERR_FILENO;
     eddy__options_init(&srv->opts);
     srv->opts.worker_num = default_worker_num();
+    atomic_init(&srv->stop_requested, false);
     eddy__registry_init(&srv->registry);
     eddy__topics_init(&srv->topics);
     /* Loop 0 exists from the start, so timers and deferred calls set up before
@@ -469,7 +470,7 @@ static void begin_shutdown(eddy__loop_t *loop)
 bool eddy__server_loop_should_exit(eddy__loop_t *loop)
 {
     if (!loop->stopping) {
-        if (!atomic_load(&loop->stop_requested))
+        if (!atomic_load(&loop->srv->stop_requested))
             return false;
         loop->now_ms = eddy__monotonic_ms();
         begin_shutdown(loop);
@@ -601,9 +602,9 @@ int eddy_server_start(eddy_server_t *srv)
     srv->running = false;
     for (int i = 0; i < srv->loop_count; i++) {
         close_listen_socks(srv->loops[i]);
-        atomic_store(&srv->loops[i]->stop_requested, false);
         srv->loops[i]->stopping = false;
     }
+    atomic_store(&srv->stop_requested, false);
     free_tls_contexts(srv);
     eddy__log(srv, EDDY__LOG_INFO, "eddy stopped");
     return 0;
@@ -611,13 +612,13 @@ int eddy_server_start(eddy_server_t *srv)
 
 void eddy_server_stop(eddy_server_t *srv)
 {
-    /* Loop 0 last: once it is told, it may end eddy_server_start(), and a new start may
-     * change loop_count, so it is not read after that. */
-    for (int i = srv->loop_count - 1; i >= 0; i--) {
-        eddy__loop_t *loop = srv->loops[i];
-        atomic_store(&loop->stop_requested, true);
-        eddy__loop_wakeup(loop);
-    }
+    /* Once the flag is up, eddy_server_start() may return and a new start change
+     * loop_count: the loops to wake are counted first. Waking a loop of a later run does no
+     * harm, as loops live until eddy_server_free(). */
+    int loops = srv->loop_count;
+    atomic_store(&srv->stop_requested, true);
+    for (int i = loops - 1; i >= 0; i--)
+        eddy__loop_wakeup(srv->loops[i]);
 }
 
 /* ---- methods ---- */

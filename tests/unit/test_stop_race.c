@@ -88,6 +88,47 @@ static void *run_early(void *arg)
     return NULL;
 }
 
+/* Asks a stop, then starts test_server: true if the start returned 0 within 5 s. */
+static bool stop_ends_next_start(void)
+{
+    eddy_server_stop(test_server);
+    atomic_store(&early_returned, false);
+    int early_rc = -1;
+    pthread_t early;
+    pthread_create(&early, NULL, run_early, &early_rc);
+    int waited_ms = 0;
+    while (!atomic_load(&early_returned) && waited_ms < 5000) {
+        sleep_ms(10);
+        waited_ms += 10;
+    }
+    if (!atomic_load(&early_returned))
+        eddy_server_stop(test_server); /* so that it can be joined */
+    pthread_join(early, NULL);
+    return waited_ms < 5000 && early_rc == 0;
+}
+
+/* Regression: the stop flagged only the loops that existed, and a start that made more
+ * (worker_num grew, as the default core count does on a first start) never returned. */
+static void test_stop_before_start_with_more_loops(void)
+{
+    if (!test_server_new("error"))
+        return;
+    CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "4"), 0);
+    CHECK(stop_ends_next_start());
+    /* The flag was spent: the next start runs until it is stopped. */
+    atomic_store(&test_started, false);
+    int rc = -1;
+    pthread_t loop_thread;
+    pthread_create(&loop_thread, NULL, test_run_server, &rc);
+    while (!atomic_load(&test_started))
+        sched_yield();
+    CHECK(http_answered(eddy_server_port(test_server)));
+    eddy_server_stop(test_server);
+    pthread_join(loop_thread, NULL);
+    CHECK_EQ_INT(rc, 0);
+    eddy_server_free(test_server);
+}
+
 static void test_callers_outlive_runs(void)
 {
     if (!test_server_new("error"))
@@ -111,20 +152,7 @@ static void test_callers_outlive_runs(void)
         sleep_ms(20); /* the callers go on with the server stopped */
     }
     /* A stop asked while the server is not running ends the next start at once. */
-    eddy_server_stop(test_server);
-    int early_rc = -1;
-    pthread_t early;
-    pthread_create(&early, NULL, run_early, &early_rc);
-    int waited_ms = 0;
-    while (!atomic_load(&early_returned) && waited_ms < 5000) {
-        sleep_ms(10);
-        waited_ms += 10;
-    }
-    if (!atomic_load(&early_returned))
-        eddy_server_stop(test_server); /* so that it can be joined */
-    pthread_join(early, NULL);
-    CHECK(waited_ms < 5000);
-    CHECK_EQ_INT(early_rc, 0);
+    CHECK(stop_ends_next_start());
     atomic_store(&quit, true);
     for (int i = 0; i < CALLERS; i++)
         pthread_join(callers[i], NULL);
@@ -139,6 +167,7 @@ static void test_callers_outlive_runs(void)
 
 int main(void)
 {
+    test_stop_before_start_with_more_loops();
     test_callers_outlive_runs();
     return test_report("test_stop_race");
 }
