@@ -590,7 +590,8 @@ int eddy_response_status(eddy_response_t *resp, int code, const char *reason);
  * EDDY_ESTATE (headers already sent). */
 int eddy_response_header(eddy_response_t *resp, const char *name, const char *value);
 /* Sends a chunk of a chunked response (copied), sending the headers first. Returns 0,
- * EDDY_ESTATE after end, EDDY_ECLOSED if the connection is gone. */
+ * EDDY_ESTATE after end, EDDY_ECLOSED if the connection is gone (the response is still
+ * valid then, and still owes its eddy_response_end() or eddy_response_close()). */
 int eddy_response_write(eddy_response_t *resp, const void *data, size_t len);
 /* Finishes the response with an optional last piece of body (copied; may be NULL/0).
  * The response object is invalid afterwards. Returns 0 or EDDY_ECLOSED (the object is

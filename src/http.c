@@ -753,16 +753,19 @@ static const char *response_extra(eddy_response_t *resp, bool chunked)
     return extra;
 }
 
-/* Checks that resp may still be used; an orphan (or a closing connection's response) is
- * released. Returns 0 or EDDY_ECLOSED/EDDY_ESTATE. */
-static int response_usable(eddy_response_t *resp)
+/* Checks that resp may still be used. Returns 0 or EDDY_ECLOSED/EDDY_ESTATE. When finishing
+ * (end, close), a response whose connection is gone is finished, and an orphan released;
+ * a write leaves it alone, since the application still owes its end. */
+static int response_usable(eddy_response_t *resp, bool finishing)
 {
     if (resp->finished)
         return EDDY_ESTATE;
     if (resp->conn == NULL || resp->conn->phase == EDDY__PHASE_CLOSING) {
-        resp->finished = true;
-        if (resp->conn == NULL)
-            response_free(resp);
+        if (finishing) {
+            resp->finished = true;
+            if (resp->conn == NULL)
+                response_free(resp);
+        }
         return EDDY_ECLOSED;
     }
     return 0;
@@ -772,7 +775,7 @@ int eddy_response_write(eddy_response_t *resp, const void *data, size_t len)
 {
     if (resp->handshake)
         return EDDY_ESTATE;
-    int rc = response_usable(resp);
+    int rc = response_usable(resp, false);
     if (rc != 0)
         return rc;
     eddy__conn_t *conn = resp->conn;
@@ -811,7 +814,7 @@ int eddy_response_end(eddy_response_t *resp, const void *data, size_t len)
 {
     if (resp->handshake)
         return eddy__ws_end_handshake(resp, data, len);
-    int rc = response_usable(resp);
+    int rc = response_usable(resp, true);
     if (rc != 0)
         return rc;
     if (resp->headers_sent) {
@@ -832,7 +835,7 @@ int eddy_response_end(eddy_response_t *resp, const void *data, size_t len)
 
 void eddy_response_close(eddy_response_t *resp)
 {
-    if (response_usable(resp) != 0)
+    if (response_usable(resp, true) != 0)
         return;
     resp->finished = true;
     eddy__conn_close(resp->conn, EDDY__CLOSE_GRACEFUL);

@@ -580,6 +580,24 @@ def test_detached_response_after_client_left(start_server):
     assert_testbed_serves(server)
 
 
+def test_detached_response_write_then_end_after_server_closed_it(start_server):
+    # Regression: the write on an orphan released it, and the end the application still
+    # owes read freed memory (AddressSanitizer: heap-use-after-free).
+    server = start_testbed(start_server, "--request")
+    client, fd = open_http(server)
+    client.send(get("/detach?ms=300&write=1"))
+    server.expect(f"request {fd} GET /detach?ms=300&write=1 body=0")
+    ctl = server.connect_raw()
+    ctl_fd = connected(server)
+    ctl.handshake()
+    server.expect(f"open {ctl_fd} / -")
+    ctl.send_frame(0x1, f"!close {fd}".encode())
+    server.expect("= 0", f"close {fd} 0")
+    server.expect("detached write -3008", "detached end -3008")
+    client.expect_eof()
+    assert_testbed_serves(server)
+
+
 # ---- without a request callback ----
 
 

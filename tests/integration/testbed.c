@@ -40,7 +40,8 @@
  *   !thread pub <topic> <n> <text>       ... publishes them; both print "thread done"
  * Events also print "drain <fd>" (the drain callback).
  * Other messages are echoed (compressed if they came compressed). Plain HTTP requests
- * (with --request) get "ok <path>" or, for /detach?ms=N, an answer N ms later from a timer;
+ * (with --request) get "ok <path>" or, for /detach?ms=N, an answer N ms later from a timer
+ * (with &write=1, a write before the end, each printing "detached write|end <code>");
  * /chunked answers in pieces; /close drops the connection; /status?code=N answers with
  * that status; /page serves the file given with --page; POST /report prints
  * "report <body>" (how a browser page hands its results to a test).
@@ -464,11 +465,14 @@ static void serve_page(eddy_response_t *resp)
 struct detached {
     eddy_response_t *resp;
     char path[64];
+    bool write_first;
 };
 
 static void finish_detached(eddy_server_t *srv, uint64_t id, void *arg)
 {
     struct detached *d = arg;
+    if (d->write_first)
+        printf("detached write %d\n", eddy_response_write(d->resp, "early,", 6));
     int rc = eddy_response_end(d->resp, "late", 4);
     printf("detached end %d\n", rc);
     free(d);
@@ -485,6 +489,7 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
     if (strcmp(path, "/detach") == 0) {
         struct detached *d = calloc(1, sizeof(*d));
         d->resp = resp;
+        d->write_first = eddy_request_get(req, "write") != NULL;
         const char *ms = eddy_request_get(req, "ms");
         eddy_response_detach(resp);
         eddy_timer_after(srv, strtoull(ms ? ms : "10", NULL, 10), finish_detached, d);
