@@ -911,7 +911,8 @@ struct eddy_server {
 
     eddy__registry_t registry;
     eddy__topics_t topics;
-    eddy__taskpool_t *tasks;
+    eddy__taskpool_t *tasks; /* guarded by task_lock */
+    pthread_mutex_t task_lock;
     _Atomic uint64_t task_seq;
     /* Room for the most loops worker_num allows, so the array never moves. Loops live until
      * eddy_server_free(): application threads may reach them at any time before that. */

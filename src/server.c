@@ -43,6 +43,7 @@ eddy_server_t *eddy_server_new(const char *host, int port)
     eddy__options_init(&srv->opts);
     srv->opts.worker_num = default_worker_num();
     atomic_init(&srv->stop_requested, false);
+    pthread_mutex_init(&srv->task_lock, NULL);
     eddy__registry_init(&srv->registry);
     eddy__topics_init(&srv->topics);
     /* Loop 0 exists from the start, so timers and deferred calls set up before
@@ -136,6 +137,7 @@ void eddy_server_free(eddy_server_t *srv)
     if (srv->log_fd > STDERR_FILENO)
         close(srv->log_fd);
     eddy__options_free(&srv->opts);
+    pthread_mutex_destroy(&srv->task_lock);
     free(srv);
 }
 

@@ -19,9 +19,10 @@ typedef struct task {
     eddy__loop_t *origin;
 } task_t;
 
+/* The queue is guarded by srv->task_lock, which outlives every pool: eddy_task() may run
+ * on an application thread while a stop frees the pool or a start makes a new one. */
 struct eddy__taskpool {
     eddy_server_t *srv;
-    pthread_mutex_t lock;
     pthread_cond_t ready;
     task_t *head;
     task_t *tail;
@@ -41,17 +42,18 @@ static void task_done(eddy__loop_t *loop, eddy__cmd_t *cmd)
 static void *worker_main(void *arg)
 {
     eddy__taskpool_t *pool = arg;
+    pthread_mutex_t *lock = &pool->srv->task_lock;
     for (;;) {
-        pthread_mutex_lock(&pool->lock);
+        pthread_mutex_lock(lock);
         while (pool->head == NULL && !pool->stopping)
-            pthread_cond_wait(&pool->ready, &pool->lock);
+            pthread_cond_wait(&pool->ready, lock);
         task_t *task = pool->head;
         if (task != NULL) {
             pool->head = task->next;
             if (pool->head == NULL)
                 pool->tail = NULL;
         }
-        pthread_mutex_unlock(&pool->lock);
+        pthread_mutex_unlock(lock);
         /* Stopping still runs what was queued: each task's finish is owed to its caller. */
         if (task == NULL)
             return NULL;
@@ -69,9 +71,10 @@ int eddy__taskpool_start(eddy_server_t *srv)
     if (pool == NULL)
         return EDDY_ENOMEM;
     pool->srv = srv;
-    pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->ready, NULL);
+    pthread_mutex_lock(&srv->task_lock);
     srv->tasks = pool;
+    pthread_mutex_unlock(&srv->task_lock);
     for (int i = 0; i < n; i++) {
         int rc = pthread_create(&pool->threads[i], NULL, worker_main, pool);
         if (rc != 0) {
@@ -86,25 +89,27 @@ int eddy__taskpool_start(eddy_server_t *srv)
 
 void eddy__taskpool_stop(eddy_server_t *srv)
 {
+    pthread_mutex_lock(&srv->task_lock);
     eddy__taskpool_t *pool = srv->tasks;
+    if (pool != NULL) {
+        pool->stopping = true;
+        pthread_cond_broadcast(&pool->ready);
+    }
+    pthread_mutex_unlock(&srv->task_lock);
     if (pool == NULL)
         return;
-    pthread_mutex_lock(&pool->lock);
-    pool->stopping = true;
-    pthread_cond_broadcast(&pool->ready);
-    pthread_mutex_unlock(&pool->lock);
     for (int i = 0; i < pool->threads_len; i++)
         pthread_join(pool->threads[i], NULL);
-    pthread_cond_destroy(&pool->ready);
-    pthread_mutex_destroy(&pool->lock);
+    pthread_mutex_lock(&srv->task_lock);
     srv->tasks = NULL;
+    pthread_mutex_unlock(&srv->task_lock);
+    pthread_cond_destroy(&pool->ready);
     free(pool);
 }
 
 uint64_t eddy_task(eddy_server_t *srv, eddy_task_fn fn, eddy_task_finish_cb finish, void *arg)
 {
-    eddy__taskpool_t *pool = srv->tasks;
-    if (pool == NULL || fn == NULL)
+    if (fn == NULL)
         return 0;
     task_t *task = calloc(1, sizeof(*task));
     if (task == NULL)
@@ -117,9 +122,10 @@ uint64_t eddy_task(eddy_server_t *srv, eddy_task_fn fn, eddy_task_finish_cb fini
     task->arg = arg;
     task->origin = here != NULL && here->srv == srv ? here : srv->loops[0];
     uint64_t id = task->id;
-    pthread_mutex_lock(&pool->lock);
-    if (pool->stopping) {
-        pthread_mutex_unlock(&pool->lock);
+    pthread_mutex_lock(&srv->task_lock);
+    eddy__taskpool_t *pool = srv->tasks;
+    if (pool == NULL || pool->stopping) {
+        pthread_mutex_unlock(&srv->task_lock);
         free(task);
         return 0;
     }
@@ -129,6 +135,6 @@ uint64_t eddy_task(eddy_server_t *srv, eddy_task_fn fn, eddy_task_finish_cb fini
         pool->head = task;
     pool->tail = task;
     pthread_cond_signal(&pool->ready);
-    pthread_mutex_unlock(&pool->lock);
+    pthread_mutex_unlock(&srv->task_lock);
     return id;
 }
