@@ -602,7 +602,10 @@ int eddy_response_end(eddy_response_t *resp, const void *data, size_t len);
 void eddy_response_close(eddy_response_t *resp);
 /* Keeps the response open after the request callback returns, to be ended later on the
  * loop thread (from a timer or a deferred call). The connection reads no further
- * requests meanwhile. The request object is still invalid after the callback returns. */
+ * requests meanwhile, but a client that hangs up (or shuts down its sending side) is
+ * noticed at once: the connection closes, with the close callback, and writes to the
+ * response return EDDY_ECLOSED; it must still be ended or closed. The request object is
+ * still invalid after the callback returns. */
 void eddy_response_detach(eddy_response_t *resp);
 /* The session id the response belongs to. */
 eddy_fd_t eddy_response_fd(const eddy_response_t *resp);

@@ -393,7 +393,9 @@ static ssize_t transport_writev(eddy__conn_t *conn, struct iovec *iov, int n)
 }
 
 /* The events to watch: reading unless the peer is gone or input is paused, writing while
- * output waits, and whatever a TLS handshake or record needs. */
+ * output waits, and whatever a TLS handshake or record needs. While a detached response
+ * holds input back, the peer's hang-up is still watched, so that the connection closes
+ * (and the response learns it) without waiting for the application to write. */
 static void watch(eddy__conn_t *conn)
 {
     unsigned events = 0;
@@ -401,8 +403,11 @@ static void watch(eddy__conn_t *conn)
      * say) but does not read cannot make the answers it is owed pile up without bound. */
     bool output_full = eddy__conn_out_bytes(conn) > conn->loop->srv->opts.socket_buffer_size &&
                        conn->phase != EDDY__PHASE_CLOSING;
-    if (!conn->read_eof && !(conn->paused && conn->phase != EDDY__PHASE_CLOSING) && !output_full)
+    bool paused = conn->paused && conn->phase != EDDY__PHASE_CLOSING;
+    if (!conn->read_eof && !paused && !output_full)
         events |= EDDY__IO_READ;
+    else if (!conn->read_eof && paused)
+        events |= EDDY__IO_HANGUP;
     if (conn->out.tail != NULL && !conn->tls_handshaking)
         events |= EDDY__IO_WRITE;
     events |= conn->tls_wants;
@@ -733,6 +738,16 @@ static void conn_on_eof(eddy__conn_t *conn)
     eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
 }
 
+/* The peer hung up while its input was paused (a detached response pending): the
+ * connection closes as at an EOF, and the response learns it (EDDY_ECLOSED). */
+static void conn_on_hangup(eddy__conn_t *conn)
+{
+    eddy__log(conn->loop->srv, EDDY__LOG_DEBUG,
+              "session#%" PRIu64 " hung up while its response was pending", conn->id);
+    conn->read_eof = true;
+    eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+}
+
 /* Makes room in conn->in for extra more bytes (and the spare one). Returns false on
  * out-of-memory. */
 static bool inbuf_reserve(eddy__conn_t *conn, size_t extra)
@@ -883,6 +898,8 @@ static void conn_on_io(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
         conn_flush(conn);
     if (((events & EDDY__IO_READ) || wants) && conn->io.fd >= 0)
         conn_on_readable(conn);
+    else if ((events & EDDY__IO_HANGUP) && conn->io.fd >= 0 && conn->phase != EDDY__PHASE_CLOSING)
+        conn_on_hangup(conn);
 }
 
 struct eddy__conn_timer {

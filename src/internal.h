@@ -222,15 +222,17 @@ struct eddy_request {
 typedef struct eddy__loop eddy__loop_t;
 typedef struct eddy__io eddy__io_t;
 
-enum { EDDY__IO_READ = 1, EDDY__IO_WRITE = 2 };
+/* HANGUP watches for the peer's hang-up (and errors) alone, for a socket whose input
+ * waits: it fires only when READ is not watched. */
+enum { EDDY__IO_READ = 1, EDDY__IO_WRITE = 2, EDDY__IO_HANGUP = 4 };
 
 /* Called with the events that fired; errors and hang-ups are reported as READ so the
- * owner discovers them through read(). */
+ * owner discovers them through read(), or as HANGUP to a watcher of that alone. */
 typedef void (*eddy__io_cb)(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
 
 struct eddy__io {
     int fd;
-    unsigned events; /* currently watched: EDDY__IO_READ | EDDY__IO_WRITE, 0 = not added */
+    unsigned events; /* currently watched: EDDY__IO_* bits, 0 = not added */
     eddy__io_cb cb;
 };
 

@@ -35,8 +35,10 @@ void eddy__backend_free(eddy__loop_t *loop)
 int eddy__backend_ctl(eddy__loop_t *loop, eddy__io_t *io, unsigned old_events, unsigned new_events)
 {
     struct epoll_event ev = {.events = 0, .data.ptr = io};
+    if (new_events & (EDDY__IO_READ | EDDY__IO_HANGUP))
+        ev.events |= EPOLLRDHUP;
     if (new_events & EDDY__IO_READ)
-        ev.events |= EPOLLIN | EPOLLRDHUP;
+        ev.events |= EPOLLIN;
     if (new_events & EDDY__IO_WRITE)
         ev.events |= EPOLLOUT;
     int op = old_events == 0 ? EPOLL_CTL_ADD : new_events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
@@ -59,6 +61,8 @@ int eddy__backend_poll(eddy__loop_t *loop, int timeout_ms)
         unsigned fired = 0;
         if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             fired |= EDDY__IO_READ;
+        if (events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            fired |= EDDY__IO_HANGUP;
         if (events[i].events & EPOLLOUT)
             fired |= EDDY__IO_WRITE;
         /* A watcher stopped by an earlier callback in this batch is skipped. The memory
