@@ -447,7 +447,8 @@ int eddy_client_info(eddy_server_t *srv, eddy_fd_t fd, eddy_client_info_t *info)
 
 /*
  * Calls cb for every live connection in id order (Swoole's $server->connections). cb may
- * call any method, including eddy_close(). Returns the number of connections visited.
+ * call any method, including eddy_close(). Returns the number of connections visited: 0,
+ * with an error logged, if memory ran out (never a part of them).
  */
 size_t eddy_connection_foreach(eddy_server_t *srv, eddy_foreach_cb cb, void *arg);
 
@@ -464,7 +465,9 @@ void *eddy_conn_user_data(eddy_server_t *srv, eddy_fd_t fd);
 
 /* Timers run on the calling thread's loop, or on loop 0 when set from another thread. */
 
-/* Calls cb once after ms milliseconds. Returns a timer id (> 0), or 0 on out-of-memory. */
+/* Calls cb once after ms milliseconds. Returns a timer id (> 0), or 0 on out-of-memory.
+ * From another thread the timer is set up on its loop later: out-of-memory there is
+ * logged, and the id then names no timer. */
 uint64_t eddy_timer_after(eddy_server_t *srv, uint64_t ms, eddy_timer_cb cb, void *arg);
 /* Calls cb every ms milliseconds (ms > 0) until cleared. Returns a timer id or 0. */
 uint64_t eddy_timer_tick(eddy_server_t *srv, uint64_t ms, eddy_timer_cb cb, void *arg);

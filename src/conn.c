@@ -594,8 +594,7 @@ static void begin_shutdown(eddy__conn_t *conn)
     conn->shutdown_sent = true;
     conn->tls_wants = 0;
     eddy__io_set(conn->loop, &conn->io, EDDY__IO_READ);
-    if (eddy__conn_set_timeout(conn, LINGER_MS) != 0)
-        final_close(conn); /* no memory to wait with: close at once */
+    eddy__conn_set_timeout(conn, LINGER_MS);
 }
 
 void eddy__conn_close(eddy__conn_t *conn, int how)
@@ -674,12 +673,22 @@ void eddy__loop_close_zombies(eddy__loop_t *loop, bool all)
 {
     /* Closing removes from the map being walked: walk a copy of the pointers. */
     eddy__connmap_t *map = &loop->conns;
+    if (map->len == 0)
+        return;
     size_t n = 0;
-    eddy__conn_t **zombies = map->len > 0 ? malloc(map->len * sizeof(*zombies)) : NULL;
-    for (size_t i = 0; zombies != NULL && i <= map->mask; i++) {
+    eddy__conn_t **zombies = malloc(map->len * sizeof(*zombies));
+    for (size_t i = 0; i <= map->mask; i++) {
         eddy__conn_t *conn = map->slots[i];
-        if (conn != NULL && conn->released && (all || conn->shutdown_sent))
+        if (conn == NULL || !conn->released || !(all || conn->shutdown_sent))
+            continue;
+        if (zombies != NULL) {
             zombies[n++] = conn;
+        } else {
+            /* Out of memory for the copy: close it now and walk again from the start
+             * (slower, but stopping must not wait on a zombie forever). */
+            final_close(conn);
+            i = (size_t)-1;
+        }
     }
     for (size_t i = 0; i < n; i++)
         final_close(zombies[i]);
@@ -924,14 +933,12 @@ static void conn_on_timer(eddy__loop_t *loop, eddy__timer_t *timer)
 
 int eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms)
 {
-    if (ms == 0) {
-        if (conn->timer != NULL)
-            eddy__timer_stop(conn->loop, &conn->timer->timer);
-        return 0;
-    }
     if (conn->timer == NULL) {
+        /* The first call, from eddy__http_start(): every later one succeeds. */
         conn->timer = malloc(sizeof(*conn->timer));
-        if (conn->timer == NULL) {
+        if (conn->timer == NULL || eddy__timer_reserve(conn->loop) != 0) {
+            free(conn->timer);
+            conn->timer = NULL;
             eddy__log(conn->loop->srv, EDDY__LOG_ERROR,
                       "session#%" PRIu64 ": out of memory for a timeout", conn->id);
             return EDDY_ENOMEM;
@@ -939,7 +946,10 @@ int eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms)
         eddy__timer_init(&conn->timer->timer, conn_on_timer);
         conn->timer->conn = conn;
     }
-    eddy__timer_start(conn->loop, &conn->timer->timer, ms);
+    if (ms == 0)
+        eddy__timer_stop(conn->loop, &conn->timer->timer);
+    else
+        eddy__timer_start(conn->loop, &conn->timer->timer, ms);
     return 0;
 }
 
@@ -948,6 +958,7 @@ void eddy__conn_drop_timer(eddy__conn_t *conn)
     if (conn->timer == NULL)
         return;
     eddy__timer_stop(conn->loop, &conn->timer->timer);
+    eddy__timer_release(conn->loop);
     free(conn->timer);
     conn->timer = NULL;
 }

@@ -262,8 +262,14 @@ struct eddy__timer {
 };
 
 void eddy__timer_init(eddy__timer_t *timer, eddy__timer_fn fn);
-/* (Re)schedules timer delay_ms from the loop's current time. Returns 0 or EDDY_ENOMEM. */
-int eddy__timer_start(eddy__loop_t *loop, eddy__timer_t *timer, uint64_t delay_ms);
+/* Every timer that may be scheduled holds a place in its loop's heap, reserved when the
+ * timer is made and released when it goes, so that scheduling it never fails: a timeout,
+ * the heartbeat or a tick's next run cannot be lost to out-of-memory. Reserve returns 0 or
+ * EDDY_ENOMEM. */
+int eddy__timer_reserve(eddy__loop_t *loop);
+void eddy__timer_release(eddy__loop_t *loop);
+/* (Re)schedules a timer (holding a reservation) delay_ms from the loop's current time. */
+void eddy__timer_start(eddy__loop_t *loop, eddy__timer_t *timer, uint64_t delay_ms);
 void eddy__timer_stop(eddy__loop_t *loop, eddy__timer_t *timer);
 static inline bool eddy__timer_active(const eddy__timer_t *timer)
 {
@@ -323,6 +329,7 @@ struct eddy__loop {
     eddy__timer_t **heap;
     size_t heap_len;
     size_t heap_cap;
+    size_t heap_reserved; /* places promised to timers: heap_len <= heap_reserved <= cap */
     uint64_t timer_seq;
     eddy__map_t user_timers; /* timer id -> struct user_timer */
 
@@ -625,7 +632,8 @@ bool eddy__registry_start_closing(eddy__registry_t *reg, eddy_fd_t id);
 /* Copies a session's fields; false if no session has this id. Any thread. */
 bool eddy__registry_get(eddy__registry_t *reg, eddy_fd_t id, eddy__session_view_t *view);
 bool eddy__registry_set_user_data(eddy__registry_t *reg, eddy_fd_t id, void *user_data);
-/* Allocates *ids with the ids of live sessions in increasing order; returns how many. */
+/* Allocates *ids with the ids of live sessions in increasing order; returns how many.
+ * Out of memory: *ids is NULL (and 0 is returned), never a partial list. */
 size_t eddy__registry_live_ids(eddy__registry_t *reg, eddy_fd_t **ids);
 
 /* This loop's live connection with this id, or NULL (also when another loop owns it). */
@@ -728,8 +736,9 @@ size_t eddy__conn_process(eddy__conn_t *conn, char *buf, size_t len);
 /* Stops or resumes processing input (a detached HTTP response is pending). */
 void eddy__conn_pause(eddy__conn_t *conn, bool paused);
 
-/* (Re)arms the connection's timer, or stops it with ms == 0. Returns 0, or EDDY_ENOMEM
- * (logged; the timer is not armed and the caller should close the connection). */
+/* (Re)arms the connection's timer, or stops it with ms == 0. The first call (made by
+ * eddy__http_start() for every connection) makes the timer and may fail with EDDY_ENOMEM
+ * (logged); every later call succeeds, so a connection never loses its timeout. */
 int eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms);
 /* Stops the connection's timer and frees it. */
 void eddy__conn_drop_timer(eddy__conn_t *conn);

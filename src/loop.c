@@ -130,10 +130,9 @@ void eddy__timer_stop(eddy__loop_t *loop, eddy__timer_t *timer)
         heap_sift_down(loop, i);
 }
 
-int eddy__timer_start(eddy__loop_t *loop, eddy__timer_t *timer, uint64_t delay_ms)
+int eddy__timer_reserve(eddy__loop_t *loop)
 {
-    eddy__timer_stop(loop, timer);
-    if (loop->heap_len == loop->heap_cap) {
+    if (loop->heap_reserved == loop->heap_cap) {
         size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
         eddy__timer_t **heap = realloc(loop->heap, cap * sizeof(*heap));
         if (heap == NULL)
@@ -141,11 +140,22 @@ int eddy__timer_start(eddy__loop_t *loop, eddy__timer_t *timer, uint64_t delay_m
         loop->heap = heap;
         loop->heap_cap = cap;
     }
+    loop->heap_reserved++;
+    return 0;
+}
+
+void eddy__timer_release(eddy__loop_t *loop)
+{
+    loop->heap_reserved--;
+}
+
+void eddy__timer_start(eddy__loop_t *loop, eddy__timer_t *timer, uint64_t delay_ms)
+{
+    eddy__timer_stop(loop, timer);
     timer->due_ms = loop->now_ms + delay_ms;
     timer->seq = loop->timer_seq++;
     heap_place(loop, loop->heap_len++, timer);
     heap_sift_up(loop, timer->heap_index);
-    return 0;
 }
 
 static void run_timers(eddy__loop_t *loop)
@@ -197,10 +207,12 @@ struct user_timer {
 static void user_timer_fire(eddy__loop_t *loop, eddy__timer_t *timer)
 {
     struct user_timer *ut = (struct user_timer *)timer;
-    if (ut->interval_ms == 0)
+    if (ut->interval_ms == 0) {
         eddy__map_remove(&loop->user_timers, ut->id);
-    else
+        eddy__timer_release(loop);
+    } else {
         eddy__timer_start(loop, &ut->timer, ut->interval_ms);
+    }
     ut->firing = true;
     ut->cb(loop->srv, ut->id, ut->arg);
     ut->firing = false;
@@ -208,15 +220,21 @@ static void user_timer_fire(eddy__loop_t *loop, eddy__timer_t *timer)
         free(ut);
 }
 
-static void user_timer_start(eddy__loop_t *loop, struct user_timer *ut, uint64_t ms)
+/* Schedules ut, or frees it and returns EDDY_ENOMEM. */
+static int user_timer_start(eddy__loop_t *loop, struct user_timer *ut, uint64_t ms)
 {
-    loop->now_ms = eddy__monotonic_ms();
-    if (eddy__map_put(&loop->user_timers, ut->id, ut) != 0 ||
-        eddy__timer_start(loop, &ut->timer, ms) != 0) {
-        eddy__map_remove(&loop->user_timers, ut->id);
-        eddy__log(loop->srv, EDDY__LOG_ERROR, "out of memory adding timer %" PRIu64, ut->id);
+    if (eddy__timer_reserve(loop) != 0) {
         free(ut);
+        return EDDY_ENOMEM;
     }
+    if (eddy__map_put(&loop->user_timers, ut->id, ut) != 0) {
+        eddy__timer_release(loop);
+        free(ut);
+        return EDDY_ENOMEM;
+    }
+    loop->now_ms = eddy__monotonic_ms();
+    eddy__timer_start(loop, &ut->timer, ms);
+    return 0;
 }
 
 struct timer_cmd {
@@ -228,7 +246,9 @@ struct timer_cmd {
 static void timer_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
 {
     struct timer_cmd *tc = (struct timer_cmd *)cmd;
-    user_timer_start(loop, tc->timer, tc->ms);
+    uint64_t id = tc->timer->id;
+    if (user_timer_start(loop, tc->timer, tc->ms) != 0)
+        eddy__log(loop->srv, EDDY__LOG_ERROR, "out of memory adding timer %" PRIu64, id);
     free(tc);
 }
 
@@ -255,8 +275,8 @@ static uint64_t user_timer_add(eddy_server_t *srv, uint64_t ms, uint64_t interva
     if (foreign) {
         *tc = (struct timer_cmd){.base.fn = timer_cmd_run, .timer = ut, .ms = ms};
         eddy__loop_post(loop, &tc->base);
-    } else {
-        user_timer_start(loop, ut, ms);
+    } else if (user_timer_start(loop, ut, ms) != 0) {
+        return 0;
     }
     return id;
 }
@@ -279,6 +299,7 @@ static bool user_timer_clear(eddy__loop_t *loop, uint64_t timer_id)
     if (ut == NULL)
         return false;
     eddy__timer_stop(loop, &ut->timer);
+    eddy__timer_release(loop);
     if (ut->firing)
         ut->cleared = true; /* freed when its callback returns */
     else
@@ -422,7 +443,9 @@ int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index)
     loop->recv_cap = RECV_BUF_SIZE;
     loop->recv_buf = malloc(loop->recv_cap + 1); /* +1: room for a NUL after a payload */
     loop->cork = malloc(EDDY__CORK_SIZE);
-    if (loop->recv_buf == NULL || loop->cork == NULL)
+    /* Places for the loop's own timers, the heartbeat and the accept pause. */
+    if (loop->recv_buf == NULL || loop->cork == NULL || eddy__timer_reserve(loop) != 0 ||
+        eddy__timer_reserve(loop) != 0)
         return EDDY_ENOMEM;
     int rc = eddy__backend_init(loop);
     if (rc != 0)

@@ -50,37 +50,44 @@ static struct topic_count *count_find(eddy__topics_t *topics, uint64_t hash, con
     return NULL;
 }
 
-/* Adds delta subscribers of loop to a topic's counts. */
-static void count_add(eddy_server_t *srv, int loop, const char *name, size_t len, int delta)
+/* Adds delta subscribers of loop to a topic's counts. Returns 0 or EDDY_ENOMEM (only when
+ * the topic is new to the table). A subscription must not go uncounted (publications
+ * would skip its loop); a failed removal only leaves a count running ahead, which is safe. */
+static int count_add(eddy_server_t *srv, int loop, const char *name, size_t len, int delta)
 {
     eddy__topics_t *topics = &srv->topics;
     uint64_t hash = topic_hash(name, len);
+    int rc = 0;
     pthread_mutex_lock(&topics->lock);
     if (loop >= srv->loop_count) { /* a loop of an earlier, wider run: its counts are gone */
         pthread_mutex_unlock(&topics->lock);
-        return;
+        return 0;
     }
     struct topic_count *tc = count_find(topics, hash, name, len);
     if (tc == NULL) {
         tc = calloc(1, sizeof(*tc) + len + 1);
         long *per_loop = calloc((size_t)srv->loop_count, sizeof(*per_loop));
-        if (tc == NULL || per_loop == NULL) {
+        if (tc != NULL && per_loop != NULL) {
+            tc->per_loop = per_loop;
+            tc->name_len = len;
+            memcpy(tc->name, name, len);
+            tc->chain = eddy__map_get(&topics->counts, hash);
+            rc = eddy__map_put(&topics->counts, hash, tc);
+        } else {
+            rc = EDDY_ENOMEM;
+        }
+        if (rc != 0) {
             free(tc);
             free(per_loop);
-            pthread_mutex_unlock(&topics->lock);
-            return;
+            tc = NULL;
         }
-        tc->per_loop = per_loop;
-        tc->name_len = len;
-        memcpy(tc->name, name, len);
-        tc->chain = eddy__map_get(&topics->counts, hash);
-        eddy__map_put(&topics->counts, hash, tc);
     }
     if (tc != NULL) {
         tc->total += delta;
         tc->per_loop[loop] += delta;
     }
     pthread_mutex_unlock(&topics->lock);
+    return rc;
 }
 
 void eddy__topics_init(eddy__topics_t *topics)
@@ -225,15 +232,15 @@ static eddy__sub_t **find_sub(eddy__conn_t *conn, const char *name, size_t len)
 static int subscribe_here(eddy__conn_t *conn, const char *name, size_t len);
 
 /* Subscribes conn. counted: the caller (another thread) already added this subscription
- * to the counts, so that its own publish right after is not skipped for this loop; the
- * count is given back when no subscription results. */
+ * to the counts, so that its own publish right after is not skipped for this loop. The
+ * count is taken first (it may fail) and given back when no new subscription results. */
 static int subscribe_local(eddy__conn_t *conn, const char *name, size_t len, bool counted)
 {
     eddy__loop_t *loop = conn->loop;
+    if (!counted && count_add(loop->srv, loop->index, name, len, 1) != 0)
+        return EDDY_ENOMEM;
     int rc = subscribe_here(conn, name, len);
-    if (rc == 0 && !counted)
-        count_add(loop->srv, loop->index, name, len, 1);
-    else if (rc != 0 && counted)
+    if (rc != 0)
         count_add(loop->srv, loop->index, name, len, -1);
     return rc == 1 ? 0 : rc;
 }
@@ -339,8 +346,10 @@ static int change(eddy_server_t *srv, eddy_fd_t fd, const char *topic, bool subs
         return EDDY_ENOMEM;
     *sc = (struct sub_cmd){.base.fn = sub_cmd_run, .fd = fd, .subscribe = subscribe, .len = len};
     memcpy(sc->name, topic, len + 1);
-    if (subscribe)
-        count_add(srv, view.loop, topic, len, 1); /* see subscribe_local() */
+    if (subscribe && count_add(srv, view.loop, topic, len, 1) != 0) { /* see subscribe_local() */
+        free(sc);
+        return EDDY_ENOMEM;
+    }
     eddy__loop_post(srv->loops[view.loop], &sc->base);
     return 0;
 }

@@ -251,8 +251,13 @@ size_t eddy__registry_live_ids(eddy__registry_t *reg, eddy_fd_t **ids)
                 continue;
             if (len == cap) {
                 eddy_fd_t *grown = realloc(out, 2 * cap * sizeof(*out));
-                if (grown == NULL)
-                    break;
+                if (grown == NULL) {
+                    /* A short list would pass for all of them: none at all. */
+                    pthread_mutex_unlock(&shard->lock);
+                    free(out);
+                    *ids = NULL;
+                    return 0;
+                }
                 out = grown;
                 cap *= 2;
             }

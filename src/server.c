@@ -815,6 +815,8 @@ size_t eddy_connection_foreach(eddy_server_t *srv, eddy_foreach_cb cb, void *arg
     /* A snapshot of ids, so cb may open, close or push to any connection meanwhile. */
     eddy_fd_t *ids;
     size_t n = eddy__registry_live_ids(&srv->registry, &ids);
+    if (ids == NULL)
+        eddy__log(srv, EDDY__LOG_ERROR, "eddy_connection_foreach: out of memory");
     size_t visited = 0;
     for (size_t i = 0; i < n; i++) {
         visited++;

@@ -596,8 +596,10 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
     uint32_t wait_ms = conn_srv(conn)->opts.websocket_close_timeout_ms;
     if (wait_for_peer && conn->phase == EDDY__PHASE_WS) {
         eddy__conn_set_status(conn, EDDY_WS_STATUS_CLOSING);
-        if (wait_ms > 0 && eddy__conn_set_timeout(conn, wait_ms) == 0)
+        if (wait_ms > 0) {
+            eddy__conn_set_timeout(conn, wait_ms);
             return;
+        }
         /* websocket_close_timeout 0: no wait for the peer's answer, as Swoole. */
     }
     eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
