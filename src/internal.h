@@ -364,7 +364,9 @@ struct eddy__loop {
     bool stopping;
 
     eddy__timer_t heartbeat;
-    eddy__timer_t accept_timer; /* resumes accepting after EMFILE */
+    eddy__timer_t accept_timer; /* resumes accepting after ENOBUFS/ENOMEM */
+    int spare_fd;               /* kept open to shed the backlog when out of descriptors */
+    uint64_t accept_shed;       /* connections shed that way (logged) */
     eddy__listen_sock_t *listen_socks;
     int listen_sock_count;
     int next_handoff; /* round-robin target when handing accepted sockets over */
@@ -898,7 +900,7 @@ struct eddy__listener {
 struct eddy__listen_sock {
     eddy__io_t io;
     eddy__listener_t *listener;
-    bool paused; /* out of descriptors: accepting resumes after a pause */
+    bool paused; /* out of memory or descriptors: accepting resumes after a pause */
 };
 
 struct eddy_server {

@@ -436,6 +436,7 @@ int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index)
     loop->index = index;
     loop->backend_fd = -1;
     loop->wakeup_fd = -1;
+    loop->spare_fd = -1;
     loop->now_ms = eddy__monotonic_ms();
     atomic_init(&loop->inbox, NULL);
     atomic_init(&loop->wake_pending, false);

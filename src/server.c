@@ -21,7 +21,8 @@
 #include "internal.h"
 
 #define ACCEPT_BATCH 64
-/* After EMFILE/ENFILE, accepting pauses this long instead of spinning on the listener. */
+/* After ENOBUFS/ENOMEM (or EMFILE/ENFILE with no spare descriptor), accepting pauses this
+ * long instead of spinning on the listener. */
 #define ACCEPT_PAUSE_MS 1000
 
 /* ---- lifecycle ---- */
@@ -97,6 +98,9 @@ static void close_listen_socks(eddy__loop_t *loop)
     free(loop->listen_socks);
     loop->listen_socks = NULL;
     loop->listen_sock_count = 0;
+    if (loop->spare_fd >= 0)
+        close(loop->spare_fd);
+    loop->spare_fd = -1;
 }
 
 static void free_tls_contexts(eddy_server_t *srv)
@@ -316,6 +320,33 @@ static void accept_resume(eddy__loop_t *loop, eddy__timer_t *timer)
     }
 }
 
+/*
+ * Out of descriptors, a pending connection cannot even be accepted to be refused: it waits
+ * in the backlog, and the level-triggered listener reports it again at once. A loop that
+ * accepts keeps one spare descriptor for this moment: it closes it, accepts and closes at
+ * once what is pending (those clients see their connection end rather than hang), and
+ * opens it again. Returns false if there was nothing to shed with (no spare, or another
+ * thread took the descriptor freed): the caller then pauses accepting.
+ */
+static bool shed_backlog(eddy__loop_t *loop, int listen_fd, int err)
+{
+    if (loop->spare_fd < 0)
+        return false;
+    close(loop->spare_fd);
+    int shed = 0, fd;
+    while (shed < ACCEPT_BATCH && (fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+        close(fd);
+        shed++;
+    }
+    loop->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
+    loop->accept_shed += (uint64_t)shed;
+    if (shed > 0)
+        eddy__log(loop->srv, EDDY__LOG_WARNING,
+                  "accept: %s; closed %d pending connection(s) unserved (%" PRIu64 " so far)",
+                  strerror(err), shed, loop->accept_shed);
+    return shed > 0;
+}
+
 /* Creates the connection on the loop that will own it. */
 static void adopt(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
                   const eddy__listener_t *listener, eddy_fd_t id)
@@ -364,11 +395,14 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
         socklen_t peer_len = sizeof(peer);
         int fd = accept4(io->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            int err = errno;
+            if (err == EINTR || err == ECONNABORTED)
                 continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            if ((err == EMFILE || err == ENFILE) && shed_backlog(loop, io->fd, err))
+                return;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
                 eddy__log(srv, EDDY__LOG_WARNING, "accept: %s; not accepting for %d ms",
-                          strerror(errno), ACCEPT_PAUSE_MS);
+                          strerror(err), ACCEPT_PAUSE_MS);
                 ls->paused = true;
                 eddy__io_set(loop, io, 0);
                 eddy__timer_start(loop, &loop->accept_timer, ACCEPT_PAUSE_MS);
@@ -498,7 +532,9 @@ static void prepare_loop(eddy__loop_t *loop)
     const eddy__options_t *opts = &loop->srv->opts;
     loop->now_ms = eddy__monotonic_ms();
     loop->now_wall_ms = (uint64_t)(eddy__wall_time() * 1000.0);
-    loop->next_handoff = 0; /* an earlier run may have had more loops */
+    loop->next_handoff = 0;          /* an earlier run may have had more loops */
+    if (loop->listen_sock_count > 0) /* if it cannot be had, EMFILE pauses accepting */
+        loop->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
     eddy__timer_init(&loop->accept_timer, accept_resume);
     eddy__timer_init(&loop->heartbeat, heartbeat_check);
     if (opts->heartbeat_check_interval > 0)

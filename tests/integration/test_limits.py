@@ -3,7 +3,9 @@ stops reading, many concurrent clients, and garbage input. Autobahn section 9 an
 package_max_length are in tests/conformance/test_s09_limits.py."""
 
 import asyncio
+import os
 import random
+import resource
 import socket
 import struct
 import time
@@ -94,6 +96,36 @@ def test_max_connection_refuses_extra_connections(start_server):
     first.close_handshake()
     server.expect("close 1 3")
     # A slot is free again.
+    assert_echo_serves(server)
+
+
+def test_out_of_descriptors_sheds_backlog_then_serves_again(start_server):
+    # Regression: out of descriptors, accepting only paused and retried, so the clients
+    # beyond the limit waited in the backlog with no answer. Now they are accepted on the
+    # spare descriptor and closed at once, and new clients are served once descriptors
+    # are free again.
+    server = start_server("testbed")
+    server.expect("start")
+    pid = server.proc.pid
+    in_use = len(os.listdir(f"/proc/{pid}/fd"))
+    hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)[1]
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 2, hard))
+    admitted = [socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+                for _ in range(2)]
+    server.expect("connect 1", "connect 2")
+    extra = [socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+             for _ in range(3)]
+    for client in extra:
+        try:
+            data = client.recv(100)  # times out (fails) if the connection hangs
+        except ConnectionResetError:
+            data = b""
+        assert data == b"", data
+        client.close()
+    server.wait_log(r"\tWARNING\t.*accept: Too many open files; closed \d+ pending")
+    for client in admitted:
+        client.close()
+    server.expect_set("close 1 0", "close 2 0")
     assert_echo_serves(server)
 
 
