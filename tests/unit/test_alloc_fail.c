@@ -138,17 +138,26 @@ static void test_subscribe_is_counted_or_fails(eddy_server_t *srv)
     CHECK(failures > 0);
 }
 
-static void run_tests(eddy_server_t *srv, uint64_t timer_id, void *arg)
+static void run_tests(eddy_server_t *srv, void *arg)
 {
-    (void)timer_id;
     (void)arg;
     test_timer_ids_after_failed_allocations(srv);
     test_subscribe_is_counted_or_fails(srv);
     eddy_server_stop(srv);
 }
 
-/* Opens CLIENTS WebSocket clients (the handshake waits in the socket buffers until the loop
- * runs) and runs the tests once they are established. */
+/* Runs the tests once every client is an established WebSocket. */
+static void on_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)
+{
+    static int opened;
+    (void)req;
+    (void)user_data;
+    if (++opened == CLIENTS)
+        CHECK_EQ_INT(eddy_defer(srv, run_tests, NULL), 0);
+}
+
+/* Opens CLIENTS WebSocket clients: their handshakes wait in the socket buffers until the
+ * loop runs. */
 static void on_start(eddy_server_t *srv, void *user_data)
 {
     (void)user_data;
@@ -163,7 +172,6 @@ static void on_start(eddy_server_t *srv, void *user_data)
         CHECK(connect(clients[i], (struct sockaddr *)&addr, sizeof(addr)) == 0);
         CHECK(send(clients[i], upgrade, sizeof(upgrade) - 1, 0) == (ssize_t)sizeof(upgrade) - 1);
     }
-    CHECK(eddy_timer_after(srv, 300, run_tests, NULL) != 0);
 }
 
 static void ignore_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
@@ -184,6 +192,7 @@ int main(void)
     CHECK_EQ_INT(eddy_server_set(srv, "log_file", "/dev/null"), 0);
     eddy_on_message(srv, ignore_message);
     eddy_on_start(srv, on_start);
+    eddy_on_open(srv, on_open);
     alarm(30); /* a hang fails the test */
     CHECK_EQ_INT(eddy_server_start(srv), 0);
     for (int i = 0; i < CLIENTS; i++)
