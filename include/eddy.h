@@ -68,12 +68,14 @@ typedef enum eddy_error {
     EDDY_EVALUE = -3010,      /* bad value for a setting */
     EDDY_ERUNNING = -3011,    /* not allowed while the server is running */
     EDDY_ENOCALLBACK = -3012, /* a required callback (message) is not set */
-    EDDY_EVERSION = -3013,    /* unsupported protocol version (e.g. Sec-WebSocket-Version) */
-    EDDY_EDROPPED = -3014,    /* not sent: the connection is a slow consumer (see settings) */
-    EDDY_ENOTASK = -3015,     /* no task worker threads (task_worker_num is 0) */
+    EDDY_EDROPPED = -3013,    /* not sent: the connection is a slow consumer (see settings) */
 } eddy_error_t;
 
-/* Returns a static, human-readable description of an eddy_error or -errno value. */
+/*
+ * Returns a human-readable description of an eddy_error value (every one has its own) or
+ * of a -errno value, and "unknown error" for anything else. The string is static: it is
+ * never freed or overwritten, so any thread may call this at any time.
+ */
 const char *eddy_strerror(int err);
 
 /* ---------------------------------------------------------------------------------------

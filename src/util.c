@@ -277,11 +277,15 @@ const char *eddy_strerror(int err)
         return "server is running";
     case EDDY_ENOCALLBACK:
         return "required callback not set";
-    case EDDY_EVERSION:
-        return "unsupported protocol version";
+    case EDDY_QUEUED:
+        return "queued under back-pressure";
+    case EDDY_EDROPPED:
+        return "dropped: the connection is a slow consumer";
     default:
-        if (err < 0 && err > -4096)
-            return strerror(-err);
-        return "unknown error";
+        break;
     }
+    /* strerrordesc_np, unlike strerror, never writes to a shared buffer: its text is
+     * static, so any thread may call this. */
+    const char *text = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
+    return text != NULL ? text : "unknown error";
 }

@@ -10,7 +10,7 @@ import time
 from testbed import cmd, open_ws
 from wsraw import frame
 
-QUEUED, DROPPED, ESTATE = 1, -3014, -3004
+QUEUED, DROPPED, ESTATE = 1, -3013, -3004
 # Frames carry 4-byte headers here: five 20 000-byte messages queue 100 020 bytes.
 LIMITS = {"socket_buffer_size": "100100", "buffer_high_watermark": "50000",
           "buffer_low_watermark": "0", "worker_num": "1"}

@@ -1,0 +1,59 @@
+/*
+ * eddy_strerror: every eddy status code has its own description, and errno values get the
+ * system's text. The error codes form one contiguous range from EDDY_AGAIN down to
+ * EDDY_EDROPPED; everything else in the eddy range is an unknown code.
+ */
+#include <errno.h>
+
+#include "eddy.h"
+#include "test.h"
+
+static const int codes[] = {
+    EDDY_OK,     EDDY_QUEUED,   EDDY_AGAIN,       EDDY_EINVAL,   EDDY_ENOMEM,  EDDY_ENOTFOUND,
+    EDDY_ESTATE, EDDY_ETOOBIG,  EDDY_EPROTO,      EDDY_EUTF8,    EDDY_ECLOSED, EDDY_EKEY,
+    EDDY_EVALUE, EDDY_ERUNNING, EDDY_ENOCALLBACK, EDDY_EDROPPED,
+};
+
+static bool is_code(int v)
+{
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if (codes[i] == v)
+            return true;
+    }
+    return false;
+}
+
+int main(void)
+{
+    const char *unknown = eddy_strerror(-4999);
+    CHECK(unknown != NULL && strstr(unknown, "unknown") != NULL);
+
+    /* Each code: a text of its own, never the unknown one. */
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        const char *text = eddy_strerror(codes[i]);
+        CHECK(text != NULL && *text != '\0');
+        if (text == NULL)
+            continue;
+        if (strcmp(text, unknown) == 0 || strncmp(text, "Unknown error", 13) == 0)
+            fprintf(stderr, "code %d: \"%s\"\n", codes[i], text);
+        CHECK(strcmp(text, unknown) != 0 && strncmp(text, "Unknown error", 13) != 0);
+        for (size_t j = 0; j < i; j++)
+            CHECK(strcmp(text, eddy_strerror(codes[j])) != 0);
+    }
+    /* The codes are contiguous: EDDY_AGAIN .. EDDY_EDROPPED, and nothing else in the eddy
+     * range has a text (so the list above is the whole enum). */
+    CHECK_EQ_INT(EDDY_EDROPPED, EDDY_AGAIN - (int)(sizeof(codes) / sizeof(codes[0])) + 3);
+    for (int v = -3000; v > -3100; v--) {
+        if (!is_code(v))
+            CHECK_STR(eddy_strerror(v), unknown);
+    }
+    CHECK_STR(eddy_strerror(2), unknown);
+
+    /* errno values: the system's description. */
+    CHECK_STR(eddy_strerror(-EPIPE), "Broken pipe");
+    CHECK_STR(eddy_strerror(-ECONNRESET), "Connection reset by peer");
+    CHECK_STR(eddy_strerror(-EADDRINUSE), "Address already in use");
+    /* A negative value in the errno range that no errno has. */
+    CHECK_STR(eddy_strerror(-2999), unknown);
+    return test_report("test_errors");
+}
