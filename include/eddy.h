@@ -8,9 +8,14 @@
  * exist, is_established, client_info, timers, defer, ...) with a connection's session id.
  *
  * Conventions used throughout this header:
- * - Functions returning int return 0 (EDDY_OK) or a positive count on success and a
- *   negative eddy_error value on failure; eddy_strerror() describes any of them.
- *   System errors are reported as -errno.
+ * - Functions returning int return a negative eddy_error value (or -errno, for system
+ *   errors) on failure, and only then: `rc < 0` means failure (except EDDY_AGAIN from
+ *   eddy_ws_unpack(), which asks for more input). On success most return 0 (EDDY_OK);
+ *   the few that return something else say so, and a function returns either a status
+ *   or a number, never both: eddy_push() and eddy_send() may return the status
+ *   EDDY_QUEUED and never a count; eddy_publish() returns a count and
+ *   eddy_server_add_listener() an index, never EDDY_QUEUED. eddy_strerror() describes
+ *   every status and error.
  * - "Borrowed" pointers are valid only for the duration of the callback that received
  *   them; copy what you need to keep. "Copied" arguments may be freed by the caller as
  *   soon as the call returns.
@@ -49,20 +54,21 @@ extern "C" {
  * ------------------------------------------------------------------------------------- */
 
 /*
- * Error codes. All are negative. System errors are returned as -errno and are not listed
- * here; the values below are chosen so they never collide with an errno value.
+ * Status and error codes. Errors are negative; system errors are returned as -errno and
+ * are not listed here (the values below never collide with an errno value). EDDY_OK and
+ * EDDY_QUEUED are successes; EDDY_QUEUED is returned only by eddy_push() and eddy_send().
  */
 typedef enum eddy_error {
     EDDY_OK = 0,
-    EDDY_QUEUED = 1,          /* push: accepted, but the connection is behind (back-pressure) */
-    EDDY_AGAIN = -3000,       /* a parser needs more input (not a failure) */
+    EDDY_QUEUED = 1,          /* push, send: accepted, but the connection is behind */
+    EDDY_AGAIN = -3000,       /* eddy_ws_unpack(): more input needed (not a failure) */
     EDDY_EINVAL = -3001,      /* an argument is out of range or malformed */
     EDDY_ENOMEM = -3002,      /* out of memory */
     EDDY_ENOTFOUND = -3003,   /* no live connection has this session id */
     EDDY_ESTATE = -3004,      /* the connection is not in a state that allows this call */
     EDDY_ETOOBIG = -3005,     /* data larger than the configured limit */
     EDDY_EPROTO = -3006,      /* malformed protocol input */
-    EDDY_EUTF8 = -3007,       /* text that is not valid UTF-8 */
+    EDDY_EUTF8 = -3007,       /* text that is not valid UTF-8 (a close reason) */
     EDDY_ECLOSED = -3008,     /* the connection closed before the call could complete */
     EDDY_EKEY = -3009,        /* unknown setting name */
     EDDY_EVALUE = -3010,      /* bad value for a setting */
@@ -430,7 +436,8 @@ bool eddy_is_established(eddy_server_t *srv, eddy_fd_t fd);
  * Starts the closing handshake: sends a close frame with code and reason (copied) and
  * closes the connection when the peer answers, or after websocket_close_timeout.
  * code must be 1000 or 4000-4999 and reason at most 123 bytes of valid UTF-8 (reason may
- * be NULL). Returns 0, EDDY_EINVAL (nothing is sent), EDDY_ENOTFOUND, EDDY_ESTATE.
+ * be NULL). Returns 0, EDDY_EINVAL (bad code or reason too long; nothing is sent),
+ * EDDY_EUTF8 (reason is not valid UTF-8; nothing is sent), EDDY_ENOTFOUND, EDDY_ESTATE.
  */
 int eddy_disconnect(eddy_server_t *srv, eddy_fd_t fd, int code, const char *reason);
 
@@ -499,13 +506,18 @@ int eddy_subscribe(eddy_server_t *srv, eddy_fd_t fd, const char *topic);
 /* Ends a subscription (0 also if there was none). */
 int eddy_unsubscribe(eddy_server_t *srv, eddy_fd_t fd, const char *topic);
 /* Sends a text or binary message (copied) to every subscriber of topic; flags may hold
- * EDDY_WS_FLAG_COMPRESS. Returns the number of subscribers at the time (>= 0; an
- * unsubscribe made from another thread counts once its loop applied it), or EDDY_EINVAL,
- * EDDY_ETOOBIG (over package_max_length), EDDY_ENOMEM. A subscription made before the
- * publish, from the same thread, always receives it. */
+ * EDDY_WS_FLAG_COMPRESS. Returns the number of subscribers at the time (>= 0, a count:
+ * 1 means one subscriber, never EDDY_QUEUED; an unsubscribe made from another thread
+ * counts once its loop applied it), or EDDY_EINVAL, EDDY_ETOOBIG (over
+ * package_max_length), EDDY_ENOMEM. Back-pressure on a subscriber is not reported here
+ * (see above). A subscription made before the publish, from the same thread, always
+ * receives it. */
 int eddy_publish(eddy_server_t *srv, const char *topic, const void *data, size_t len, int opcode,
                  int flags);
-/* Sends a message to every established WebSocket. Returns 0 or an error as publish. */
+/* Sends a text or binary message (copied) to every established WebSocket, on every loop;
+ * flags as publish. Returns 0 once the message is handed to the loops (it does not count
+ * the recipients: see eddy_connection_count()), or EDDY_EINVAL, EDDY_ETOOBIG,
+ * EDDY_ENOMEM as publish. */
 int eddy_broadcast(eddy_server_t *srv, const void *data, size_t len, int opcode, int flags);
 /* Subscribers of topic, on all loops. */
 size_t eddy_topic_subscribers(eddy_server_t *srv, const char *topic);

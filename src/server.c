@@ -783,8 +783,10 @@ int eddy_disconnect(eddy_server_t *srv, eddy_fd_t fd, int code, const char *reas
     if (!(code == EDDY_WS_CLOSE_NORMAL || (code >= 4000 && code <= 4999)))
         return EDDY_EINVAL;
     /* 125 bytes of close payload hold the 2-byte code and at most 123 bytes of reason. */
-    if (reason_len > 123 || !eddy_utf8_valid(reason ? reason : "", reason_len))
+    if (reason_len > 123)
         return EDDY_EINVAL;
+    if (!eddy_utf8_valid(reason ? reason : "", reason_len))
+        return EDDY_EUTF8;
     eddy__conn_t *conn;
     eddy__session_view_t view;
     if (find(srv, fd, &conn, &view) != 0)

@@ -16,7 +16,7 @@ from eddyserver import BUILD, TIMEOUT
 from testbed import cmd, ctypes_env, next_close, open_ws, start_testbed
 from wsraw import RawClient, frame
 
-ENOTFOUND, ESTATE, ETOOBIG, EINVAL = -3003, -3004, -3005, -3001
+ENOTFOUND, ESTATE, ETOOBIG, EINVAL, EUTF8 = -3003, -3004, -3005, -3001, -3007
 
 
 def open_http(server):
@@ -485,7 +485,7 @@ def test_disconnect_reason_must_be_utf8():
         client.handshake()
         client.send_frame(0x1, b"go")
         results = [proc.stdout.readline().strip() for _ in range(5)]
-        assert results == [str(EINVAL)] * 4 + ["0"]
+        assert results == [str(EUTF8)] * 4 + ["0"]
         assert next_close(client) == (1000, "ok é".encode())  # the only close frame sent
         client.send_frame(0x8, struct.pack("!H", 1000))
         client.expect_eof()

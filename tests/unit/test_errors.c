@@ -28,6 +28,13 @@ int main(void)
     const char *unknown = eddy_strerror(-4999);
     CHECK(unknown != NULL && strstr(unknown, "unknown") != NULL);
 
+    /* Successes are EDDY_OK and the status EDDY_QUEUED; every other code is an error,
+     * negative, so `rc < 0` is the failure test for every function. */
+    CHECK_EQ_INT(EDDY_OK, 0);
+    CHECK(EDDY_QUEUED > 0);
+    for (size_t i = 2; i < sizeof(codes) / sizeof(codes[0]); i++)
+        CHECK(codes[i] < 0);
+
     /* Each code: a text of its own, never the unknown one. */
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         const char *text = eddy_strerror(codes[i]);
@@ -55,5 +62,16 @@ int main(void)
     CHECK_STR(eddy_strerror(-EADDRINUSE), "Address already in use");
     /* A negative value in the errno range that no errno has. */
     CHECK_STR(eddy_strerror(-2999), unknown);
+    /* Every error is one a public function returns: EDDY_EUTF8 is eddy_disconnect()'s
+     * answer to a reason that is not UTF-8 (arguments are checked before the id). */
+    eddy_server_t *srv = eddy_server_new("127.0.0.1", 0);
+    CHECK(srv != NULL);
+    if (srv != NULL) {
+        CHECK_EQ_INT(eddy_disconnect(srv, 1, 1000, "bad \xff"), EDDY_EUTF8);
+        CHECK_EQ_INT(eddy_disconnect(srv, 1, 1000, "\xed\xa0\x80"), EDDY_EUTF8); /* surrogate */
+        CHECK_EQ_INT(eddy_disconnect(srv, 1, 999, "fine"), EDDY_EINVAL);
+        CHECK_EQ_INT(eddy_disconnect(srv, 1, 1000, "fine"), EDDY_ENOTFOUND);
+        eddy_server_free(srv);
+    }
     return test_report("test_errors");
 }
