@@ -35,6 +35,10 @@ CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recov
 LDLIBS_ALL += -fsanitize=$(SANITIZE)
 endif
 
+# The version is written once, in include/eddy.h.
+VERSION := $(shell sed -n 's/^\#define EDDY_VERSION_STRING *"\(.*\)"/\1/p' include/eddy.h)
+VERSION_MAJOR := $(firstword $(subst ., ,$(VERSION)))
+
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
@@ -72,7 +76,7 @@ $(BUILD)/libeddy.a: $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(BUILD)/libeddy.so: $(LIB_OBJS)
-	$(CC) $(CFLAGS_ALL) -shared -Wl,-soname,libeddy.so.0 -o $@ $^ $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -shared -Wl,-soname,libeddy.so.$(VERSION_MAJOR) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/examples/%: examples/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)

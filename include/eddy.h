@@ -44,10 +44,17 @@
 extern "C" {
 #endif
 
+/* The version this header belongs to; the only place it is written (the Makefile reads
+ * it from here for the soname and pkg-config). */
 #define EDDY_VERSION_MAJOR  0
 #define EDDY_VERSION_MINOR  1
 #define EDDY_VERSION_PATCH  0
 #define EDDY_VERSION_STRING "0.1.0"
+
+/* The version of the library linked at run time ("0.1.0"): may differ from
+ * EDDY_VERSION_STRING when a program runs against another build of libeddy.so. Static
+ * string; any thread. */
+const char *eddy_version(void);
 
 /* ---------------------------------------------------------------------------------------
  * Errors
@@ -166,7 +173,9 @@ typedef struct eddy_frame {
     const char *data;
     size_t len;
     uint8_t opcode; /* EDDY_WS_OPCODE_TEXT, _BINARY, or _CLOSE/_PING/_PONG when enabled */
-    bool finish;    /* always true: eddy delivers whole messages */
+    bool finish;    /* FIN: always true from the message callback (eddy delivers whole
+                     * messages); from eddy_ws_unpack() false for a frame that is not a
+                     * message's last (Swoole's $frame->finish) */
     uint8_t flags;  /* EDDY_WS_FLAG_* as received, as Swoole reports them: FIN, RSV1 when
                      * the message was compressed, MASK for (masked) client frames; a
                      * client's whole text message is thus FIN | MASK = 33 */
@@ -220,6 +229,8 @@ typedef int (*eddy_upgrade_cb)(eddy_server_t *srv, eddy_request_t *req, void *us
 typedef void (*eddy_timer_cb)(eddy_server_t *srv, uint64_t timer_id, void *arg);
 /* defer callback. */
 typedef void (*eddy_defer_cb)(eddy_server_t *srv, void *arg);
+/* drain: fd's output is back at buffer_low_watermark (see eddy_on_drain()). */
+typedef void (*eddy_drain_cb)(eddy_server_t *srv, eddy_fd_t fd, void *user_data);
 /* eddy_connection_foreach() visitor; return false to stop. */
 typedef bool (*eddy_foreach_cb)(eddy_server_t *srv, eddy_fd_t fd, void *arg);
 
@@ -396,7 +407,7 @@ void eddy_on_request(eddy_server_t *srv, eddy_request_cb cb);
  * drain: a connection whose output went over buffer_high_watermark has sent enough to be
  * back at buffer_low_watermark: pushing may resume (Swoole's onBufferEmpty).
  */
-void eddy_on_drain(eddy_server_t *srv, eddy_close_cb cb);
+void eddy_on_drain(eddy_server_t *srv, eddy_drain_cb cb);
 
 /* ---------------------------------------------------------------------------------------
  * Methods on connections. They return EDDY_ENOTFOUND for an id that is unknown or closed.
@@ -560,7 +571,7 @@ int eddy_request_http_minor(const eddy_request_t *req);
 /* Query parameter by name, percent-decoded, or NULL (Swoole's $request->get[name]; a
  * repeated name gives its last value, as there). The string lives until the callback
  * returns. */
-const char *eddy_request_get(eddy_request_t *req, const char *name);
+const char *eddy_request_get(const eddy_request_t *req, const char *name);
 /* Header value by case-insensitive name (the first one), or NULL. */
 const char *eddy_request_header(const eddy_request_t *req, const char *name);
 /* Number of headers, and the i-th name and value (NUL-terminated). */
@@ -569,7 +580,7 @@ int eddy_request_header_at(const eddy_request_t *req, size_t i, const char **nam
                            const char **value);
 /* Cookie value by name, percent-decoded, or NULL (a repeated name gives the first, as
  * PHP's $_COOKIE). The string lives until the callback returns. */
-const char *eddy_request_cookie(eddy_request_t *req, const char *name);
+const char *eddy_request_cookie(const eddy_request_t *req, const char *name);
 /* The request body (decoded if chunked) and its length; "" and 0 if none. */
 const char *eddy_request_body(const eddy_request_t *req, size_t *len);
 /* Remote address and port of the client. */

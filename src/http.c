@@ -560,7 +560,7 @@ int eddy_request_http_minor(const eddy_request_t *req)
 /* Finds name in a "k=v<sep>k=v" list and returns its decoded value, copied to the arena.
  * A repeated name yields its last value with last_wins (PHP's, and so Swoole's, query
  * strings), else its first (PHP's cookies: browsers send the most specific one first). */
-static const char *find_pair(eddy_request_t *req, const char *list, size_t list_len, char sep,
+static const char *find_pair(const eddy_request_t *req, const char *list, size_t list_len, char sep,
                              const char *name, bool last_wins)
 {
     size_t name_len = strlen(name);
@@ -593,7 +593,7 @@ static const char *find_pair(eddy_request_t *req, const char *list, size_t list_
     return found;
 }
 
-const char *eddy_request_get(eddy_request_t *req, const char *name)
+const char *eddy_request_get(const eddy_request_t *req, const char *name)
 {
     const eddy__span_t q = req->head->query;
     return find_pair(req, req->buf + q.off, q.len, '&', name, true);
@@ -624,7 +624,7 @@ int eddy_request_header_at(const eddy_request_t *req, size_t i, const char **nam
     return 0;
 }
 
-const char *eddy_request_cookie(eddy_request_t *req, const char *name)
+const char *eddy_request_cookie(const eddy_request_t *req, const char *name)
 {
     const eddy__http_head_t *h = req->head;
     for (size_t i = 0; i < h->num_headers; i++) {

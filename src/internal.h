@@ -917,7 +917,7 @@ struct eddy_server {
     eddy_request_cb on_handshake;
     eddy_upgrade_cb on_upgrade;
     eddy_request_cb on_request;
-    eddy_close_cb on_drain;
+    eddy_drain_cb on_drain;
 
     eddy__listener_t *listeners;
     int listener_count;

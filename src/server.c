@@ -207,7 +207,7 @@ void eddy_on_request(eddy_server_t *srv, eddy_request_cb cb)
 {
     srv->on_request = cb;
 }
-void eddy_on_drain(eddy_server_t *srv, eddy_close_cb cb)
+void eddy_on_drain(eddy_server_t *srv, eddy_drain_cb cb)
 {
     srv->on_drain = cb;
 }

@@ -244,6 +244,13 @@ void eddy__map_free(eddy__map_t *map)
     memset(map, 0, sizeof(*map));
 }
 
+/* ---- version ---- */
+
+const char *eddy_version(void)
+{
+    return EDDY_VERSION_STRING;
+}
+
 /* ---- errors ---- */
 
 const char *eddy_strerror(int err)
