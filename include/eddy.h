@@ -606,8 +606,10 @@ int eddy_upgrade_refuse(eddy_request_t *req, int status, const char *const *head
 /* ---------------------------------------------------------------------------------------
  * HTTP response. A response must be finished by eddy_response_end() or
  * eddy_response_close() exactly once. If the request callback returns without doing
- * either and without eddy_response_detach(), eddy ends it with whatever status and
- * headers were set and an empty body.
+ * either and without eddy_response_detach(), eddy answers 500 Internal Server Error with
+ * an empty body, dropping any status and headers that were set (they were meant for a
+ * body that never came), and logs a warning; if eddy_response_write() already sent the
+ * head, eddy just ends the chunked body.
  * ------------------------------------------------------------------------------------- */
 
 /* Sets the status code (default 200) and optional reason phrase (copied; NULL: the

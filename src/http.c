@@ -342,9 +342,20 @@ static void after_request_callback(eddy__conn_t *conn, eddy_response_t *resp)
         eddy__conn_pause(conn, true);
         return;
     }
-    /* As Swoole's Response destructor: 500 unless the application chose a status. */
-    if (!resp->status_set)
+    /* The application never finished its answer. A status and headers it set were meant
+     * for a body it did not send, so they are dropped: 500 says the request failed.
+     * (Swoole keeps a status that was set; an empty 200 would hide the bug.) Once a
+     * chunked body started, the head is out and only the body can be ended. */
+    if (!resp->headers_sent) {
+        free(resp->reason);
+        resp->reason = NULL;
         resp->status = 500;
+        resp->headers.len = 0;
+        resp->has_server = resp->has_content_type = resp->has_date = false;
+    }
+    eddy__log(conn->loop->srv, EDDY__LOG_WARNING,
+              "request callback returned without ending the response of fd %" PRIu64 "%s", conn->id,
+              resp->headers_sent ? ": body ended" : ": answered 500");
     eddy_response_end(resp, NULL, 0);
 }
 
@@ -679,7 +690,6 @@ int eddy_response_status(eddy_response_t *resp, int code, const char *reason)
     free(resp->reason);
     resp->reason = copy;
     resp->status = code;
-    resp->status_set = true;
     return 0;
 }
 

@@ -754,7 +754,6 @@ struct eddy_response {
     eddy__conn_t *conn; /* NULL once the connection is gone (an orphaned response) */
     eddy_fd_t fd;
     int status;
-    bool status_set;
     bool headers_sent;
     bool chunked; /* body sent with chunked coding (write() before end()) */
     bool finished;

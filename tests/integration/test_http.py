@@ -502,6 +502,19 @@ def test_callback_without_end_gives_500(start_server):
     server.expect(f"request {fd} GET /noend body=0", f"request {fd} GET /next body=0")
 
 
+@pytest.mark.parametrize("code", [200, 201, 404])
+def test_callback_without_end_gives_500_whatever_status_was_set(start_server, code):
+    """A status and headers set for a body that never came: the request failed, so 500
+    without them (not the status the application meant to send with its body)."""
+    server = start_testbed(start_server, "--request")
+    client, fd = open_http(server)
+    client.send(get(f"/noend?code={code}") + get("/next"))
+    resp = client.response()
+    assert (resp.status, resp.reason, resp.body) == (500, "Internal Server Error", b"")
+    assert resp.get("x-set") is None
+    assert client.response().body == b"ok /next"
+
+
 @pytest.mark.parametrize("code,reason", [(201, "Created"), (204, "No Content"),
                                          (304, "Not Modified"), (404, "Not Found"),
                                          (503, "Service Unavailable")])

@@ -510,7 +510,12 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
         eddy_response_status(resp, 204, NULL);
         eddy_response_end(resp, NULL, 0);
     } else if (strcmp(path, "/noend") == 0) {
-        /* returns without ending: eddy answers 500 */
+        /* returns without ending: eddy answers 500, whatever status and headers were set */
+        const char *code = eddy_request_get(req, "code");
+        if (code != NULL) {
+            eddy_response_status(resp, atoi(code), NULL);
+            eddy_response_header(resp, "X-Set", "yes");
+        }
     } else if (strcmp(path, "/echo") == 0) {
         const char *cookie = eddy_request_cookie(req, "name");
         const char *header = eddy_request_header(req, "x-test");
