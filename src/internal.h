@@ -61,7 +61,7 @@ enum eddy__log_level {
 };
 
 /* Writes one line "[date time *pid.loop]\tLEVEL\tmessage" to the server's log if level is
- * at or above its log_level. */
+ * at or above its log_level; loop is the index of the loop thread logging (0 elsewhere). */
 void eddy__log(const eddy_server_t *srv, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int eddy__log_level_parse(const char *value);

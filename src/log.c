@@ -37,8 +37,11 @@ void eddy__log(const eddy_server_t *srv, int level, const char *fmt, ...)
     struct tm tm;
     localtime_r(&ts.tv_sec, &tm);
     size_t n = strftime(line, sizeof(line), "[%Y-%m-%d %H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, " *%d.0]\t%s\t", (int)getpid(),
-                          level_names[level]);
+    /* Loop 0 runs on the thread that called eddy_server_start(), which is also where
+     * settings and start-up are logged; other threads are counted as 0 too. */
+    const eddy__loop_t *loop = eddy__current_loop;
+    n += (size_t)snprintf(line + n, sizeof(line) - n, " *%d.%d]\t%s\t", (int)getpid(),
+                          loop != NULL ? loop->index : 0, level_names[level]);
     va_list ap, again;
     va_start(ap, fmt);
     va_copy(again, ap);

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from eddyserver import BUILD, TIMEOUT, assert_echo_serves
+from testbed import cmd, open_ws, start_testbed
 from wsraw import RawClient
 
 LOG_LINE = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \*\d+\.\d+\]\t(DEBUG|TRACE|INFO|NOTICE|WARNING|ERROR)\t"
@@ -271,3 +272,23 @@ def test_max_connection(start_server):
     first.close_handshake()
     assert_echo_serves(server)
     second.close_handshake()
+
+
+def test_log_lines_name_the_loop_that_logged(start_server):
+    """"[date *pid.loop]": a line logged by loop 1 says .1, by loop 0 .0 (it said .0 for
+    every loop)."""
+    server = start_testbed(start_server, settings={"log_level": "debug"}, workers=2)
+    by_loop = {}
+    clients = []
+    while len(by_loop) < 2 and len(clients) < 16:
+        client, fd = open_ws(server)
+        clients.append(client)
+        if len(clients) == 1:
+            ctl = client
+            continue
+        by_loop.setdefault(int(cmd(server, ctl, f"loop {fd}")), (client, fd))
+    assert set(by_loop) == {0, 1}
+    pid = server.proc.pid
+    for loop, (client, fd) in sorted(by_loop.items()):
+        client.close()  # no close frame: the loop sees EOF and logs it
+        server.wait_log(rf"^\[[^]]* \*{pid}\.{loop}\]\tDEBUG\tsession#{fd} is closed by client")
