@@ -34,9 +34,10 @@ struct broadcast {
 static bool push_one(eddy_server_t *srv, eddy_fd_t fd, void *arg)
 {
     struct broadcast *b = arg;
-    /* Only established WebSockets: the HTTP connection asking is one of the connections. */
+    /* Only established WebSockets: the HTTP connection asking is one of the connections.
+     * EDDY_QUEUED (a connection behind) was sent too; only errors (< 0) were not. */
     if (eddy_is_established(srv, fd) &&
-        eddy_push(srv, fd, b->message, b->len, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN) == 0)
+        eddy_push(srv, fd, b->message, b->len, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN) >= 0)
         b->pushed++;
     return true;
 }

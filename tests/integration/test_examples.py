@@ -175,6 +175,22 @@ def test_push_all(start_server):
     assert second.recv_frame() == (True, 0, 0x1, b"this is server")
 
 
+def test_push_all_counts_pushes_queued_under_back_pressure(start_server):
+    """A push answered EDDY_QUEUED was sent (queued behind the connection's output): with
+    buffer_high_watermark at 1 byte every push is, and each still counts."""
+    server = start_server("push_all", settings={"buffer_high_watermark": "1"})
+    clients = []
+    for fd in (1, 2):
+        client = server.connect_raw()
+        client.handshake()
+        server.expect(f"server: handshake success with fd{fd}")
+        clients.append(client)
+    status, headers, body = split_response(http_get(server, "/?message=behind"))
+    assert (status, body) == ("HTTP/1.1 200 OK", b"2")
+    for client in clients:
+        assert client.recv_frame() == (True, 0, 0x1, b"behind")
+
+
 def test_push_all_without_message_parameter(start_server):
     server = start_server("push_all")
     status, headers, body = split_response(http_get(server, "/"))
