@@ -288,8 +288,12 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  *   backlog [511]                  listen() backlog
  *   open_tcp_nodelay [true]        TCP_NODELAY on accepted sockets
  *   package_max_length [2097152]   largest WebSocket message and HTTP body, bytes
- *   heartbeat_check_interval [0]   seconds between idle checks (0: off)
- *   heartbeat_idle_time [2 * heartbeat_check_interval]  idle seconds before a close
+ *   heartbeat_check_interval [0]   seconds between idle checks (0: off); only this turns
+ *                                  the heartbeat on, as in Swoole
+ *   heartbeat_idle_time [2 * heartbeat_check_interval]  idle seconds before a close.
+ *                                  Set alone it checks nothing (logged at info when the
+ *                                  server starts); an interval longer than it is halved
+ *                                  to idle_time / 2 (logged as a warning), as in Swoole
  *   websocket_subprotocol [unset]  answered when the client offers it
  *   websocket_origins [unset]      comma-separated Origins allowed to upgrade, compared
  *                                  whole and case-insensitively ("https://a.example,
@@ -323,7 +327,8 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  *   ssl_ciphers [OpenSSL's default]  cipher list for TLS 1.2
  *   ssl_protocols [TLSv1.2,TLSv1.3]  allowed TLS versions
  *
- * Booleans accept true/false, 1/0, yes/no, on/off. Returns 0, EDDY_EKEY for an unknown
+ * Booleans accept true/false, 1/0, yes/no, on/off. Seconds (the heartbeat and *_timeout
+ * keys) may be fractional ("0.5"), to the millisecond. Returns 0, EDDY_EKEY for an unknown
  * key, EDDY_EVALUE for a bad value (both logged with the key and value), EDDY_ERUNNING.
  */
 int eddy_server_set(eddy_server_t *srv, const char *key, const char *value);

@@ -408,10 +408,10 @@ typedef struct eddy__options {
     int backlog;
     bool open_tcp_nodelay;
     size_t package_max_length;
-    uint32_t heartbeat_check_interval; /* seconds; 0 disables */
-    uint32_t heartbeat_idle_time;      /* seconds; 0 means 2 * interval */
-    char *websocket_subprotocol;       /* comma-separated, server preference order */
-    char *websocket_origins;           /* comma-separated allowed Origins; NULL/empty: all */
+    uint32_t heartbeat_check_interval_ms; /* as set; 0: unset */
+    uint32_t heartbeat_idle_time_ms;      /* as set; 0: unset (2 * interval) */
+    char *websocket_subprotocol;          /* comma-separated, server preference order */
+    char *websocket_origins;              /* comma-separated allowed Origins; NULL/empty: all */
     bool open_websocket_close_frame;
     bool open_websocket_ping_frame;
     bool open_websocket_pong_frame;
@@ -431,7 +431,11 @@ typedef struct eddy__options {
     size_t buffer_high_watermark; /* push answers EDDY_QUEUED at or above it (0: 80% of size) */
     size_t buffer_low_watermark;  /* drain fires when a connection falls to it again */
     int slow_consumer_policy;     /* EDDY__SLOW_CLOSE or EDDY__SLOW_DROP */
-    size_t high_watermark;        /* derived: buffer_high_watermark or its default */
+    /* Derived by eddy__options_resolve() from the values set above, which it never
+     * changes (so a restart derives them again from what the application set). */
+    size_t high_watermark;          /* buffer_high_watermark or its default */
+    uint32_t heartbeat_interval_ms; /* 0: no heartbeat */
+    uint32_t heartbeat_idle_ms;
     int task_worker_num;
     char *ssl_cert_file;
     char *ssl_key_file;
@@ -447,7 +451,8 @@ static inline size_t eddy__high_watermark(const eddy__options_t *opts)
 {
     return opts->high_watermark;
 }
-/* Fills in the values derived from settings (defaults that depend on others). */
+/* Fills in the values derived from settings (defaults that depend on others), leaving the
+ * values the application set as they are. */
 void eddy__options_resolve(eddy__options_t *opts);
 void eddy__options_free(eddy__options_t *opts);
 

@@ -27,12 +27,6 @@
 
 /* ---- lifecycle ---- */
 
-static int default_worker_num(void)
-{
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    return cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
-}
-
 eddy_server_t *eddy_server_new(const char *host, int port)
 {
     if (port < 0 || port > 65535)
@@ -42,7 +36,6 @@ eddy_server_t *eddy_server_new(const char *host, int port)
         return NULL;
     srv->log_fd = STDERR_FILENO;
     eddy__options_init(&srv->opts);
-    srv->opts.worker_num = default_worker_num();
     atomic_init(&srv->stop_requested, false);
     pthread_mutex_init(&srv->task_lock, NULL);
     eddy__registry_init(&srv->registry);
@@ -460,7 +453,7 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
 {
     eddy_server_t *srv = loop->srv;
     const eddy__options_t *opts = &srv->opts;
-    uint64_t idle_ms = (uint64_t)opts->heartbeat_idle_time * 1000u;
+    uint64_t idle_ms = opts->heartbeat_idle_ms;
     /* Closing connections leave the map only at their final close, after this. */
     for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
         eddy__conn_t *conn = loop->conns.slots[i];
@@ -468,8 +461,8 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
             loop->now_ms - atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed) <
                 idle_ms)
             continue;
-        eddy__log(srv, EDDY__LOG_INFO, "session#%" PRIu64 ": idle for %u s, closed by heartbeat",
-                  conn->id, opts->heartbeat_idle_time);
+        eddy__log(srv, EDDY__LOG_INFO, "session#%" PRIu64 ": idle for %g s, closed by heartbeat",
+                  conn->id, opts->heartbeat_idle_ms / 1000.0);
         if (conn->phase == EDDY__PHASE_WS) {
             static const char reason[] = "idle timeout";
             eddy__ws_send_close(conn, EDDY_WS_CLOSE_NORMAL, reason, sizeof(reason) - 1, false);
@@ -477,7 +470,7 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
             eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
         }
     }
-    eddy__timer_start(loop, timer, (uint64_t)opts->heartbeat_check_interval * 1000u);
+    eddy__timer_start(loop, timer, opts->heartbeat_interval_ms);
 }
 
 /* ---- running and stopping ---- */
@@ -537,8 +530,8 @@ static void prepare_loop(eddy__loop_t *loop)
         loop->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
     eddy__timer_init(&loop->accept_timer, accept_resume);
     eddy__timer_init(&loop->heartbeat, heartbeat_check);
-    if (opts->heartbeat_check_interval > 0)
-        eddy__timer_start(loop, &loop->heartbeat, (uint64_t)opts->heartbeat_check_interval * 1000u);
+    if (opts->heartbeat_interval_ms > 0)
+        eddy__timer_start(loop, &loop->heartbeat, opts->heartbeat_interval_ms);
 }
 
 static void *loop_thread_main(void *arg)
@@ -578,6 +571,16 @@ int eddy_server_start(eddy_server_t *srv)
     }
     eddy__options_t *opts = &srv->opts;
     eddy__options_resolve(opts);
+    if (opts->heartbeat_check_interval_ms == 0 && opts->heartbeat_idle_time_ms > 0)
+        eddy__log(srv, EDDY__LOG_INFO,
+                  "heartbeat_idle_time is set without heartbeat_check_interval: idle "
+                  "connections are not checked (as in Swoole)");
+    else if (opts->heartbeat_interval_ms != opts->heartbeat_check_interval_ms)
+        eddy__log(srv, EDDY__LOG_WARNING,
+                  "heartbeat_check_interval %g s is longer than heartbeat_idle_time %g s: "
+                  "checking every %g s (as Swoole)",
+                  opts->heartbeat_check_interval_ms / 1000.0, opts->heartbeat_idle_ms / 1000.0,
+                  opts->heartbeat_interval_ms / 1000.0);
     eddy__handshake_init();
     if (opts->log_file != NULL && srv->log_fd == STDERR_FILENO) {
         int fd = open(opts->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

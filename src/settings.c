@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -20,7 +21,8 @@ void eddy__options_init(eddy__options_t *opts)
     size_t max_conn = 10000;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         max_conn = (size_t)rl.rlim_cur;
-    opts->worker_num = 1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    opts->worker_num = cores < 1 ? 1 : (int)EDDY__MIN(cores, (long)EDDY__MAX_LOOPS);
     opts->max_connection = EDDY__MIN(max_conn, (size_t)MAX_CONNECTION_CAP);
     opts->backlog = 511;
     opts->open_tcp_nodelay = true;
@@ -43,10 +45,22 @@ void eddy__options_resolve(eddy__options_t *opts)
 {
     opts->high_watermark = opts->buffer_high_watermark ? opts->buffer_high_watermark
                                                        : opts->socket_buffer_size / 10 * 8;
-    if (opts->heartbeat_check_interval > 0 && opts->heartbeat_idle_time == 0)
-        opts->heartbeat_idle_time = opts->heartbeat_check_interval * 2;
-    if (opts->heartbeat_idle_time > 0 && opts->heartbeat_check_interval == 0)
-        opts->heartbeat_check_interval = EDDY__MAX(opts->heartbeat_idle_time / 2, 1u);
+    /* As Swoole: only heartbeat_check_interval turns the check on; heartbeat_idle_time
+     * defaults to twice the interval, and an interval longer than the idle time becomes
+     * half of it (eddy_server_start() logs both cases). */
+    uint32_t interval = opts->heartbeat_check_interval_ms;
+    uint32_t idle = opts->heartbeat_idle_time_ms;
+    if (interval == 0) {
+        opts->heartbeat_interval_ms = 0;
+        opts->heartbeat_idle_ms = 0;
+        return;
+    }
+    if (idle == 0)
+        idle = interval * 2;
+    else if (interval > idle)
+        interval = EDDY__MAX(idle / 2, 1u);
+    opts->heartbeat_interval_ms = interval;
+    opts->heartbeat_idle_ms = idle;
 }
 
 void eddy__options_free(eddy__options_t *opts)
@@ -65,7 +79,6 @@ enum kind {
     KIND_INT,
     KIND_U8,
     KIND_SIZE,
-    KIND_U32,
     KIND_SECONDS_MS,
     KIND_STRING,
     KIND_LOG_LEVEL,
@@ -94,8 +107,8 @@ static const struct setting settings[] = {
     {"backlog", KIND_INT, OPT(backlog), 1, 65535},
     {"open_tcp_nodelay", KIND_BOOL, OPT(open_tcp_nodelay), 0, 0},
     {"package_max_length", KIND_SIZE, OPT(package_max_length), 1, (uint64_t)1 << 40},
-    {"heartbeat_check_interval", KIND_U32, OPT(heartbeat_check_interval), 0, 86400},
-    {"heartbeat_idle_time", KIND_U32, OPT(heartbeat_idle_time), 0, 86400 * 7},
+    {"heartbeat_check_interval", KIND_SECONDS_MS, OPT(heartbeat_check_interval_ms), 0, 86400},
+    {"heartbeat_idle_time", KIND_SECONDS_MS, OPT(heartbeat_idle_time_ms), 0, 86400 * 7},
     {"websocket_subprotocol", KIND_STRING, OPT(websocket_subprotocol), 0, 0},
     {"websocket_origins", KIND_STRING, OPT(websocket_origins), 0, 0},
     {"open_websocket_close_frame", KIND_BOOL, OPT(open_websocket_close_frame), 0, 0},
@@ -187,10 +200,6 @@ static int apply(eddy__options_t *opts, const struct setting *s, const char *val
     case KIND_SIZE:
         if ((rc = parse_uint(value, s->min, s->max, &n)) == 0)
             *(size_t *)field = (size_t)n;
-        return rc;
-    case KIND_U32:
-        if ((rc = parse_uint(value, s->min, s->max, &n)) == 0)
-            *(uint32_t *)field = (uint32_t)n;
         return rc;
     case KIND_SECONDS_MS:
         return parse_seconds_ms(value, s->max, (uint32_t *)field);

@@ -71,6 +71,49 @@ def test_heartbeat_closes_idle_http_connection(start_server):
     assert_echo_serves(server)
 
 
+def test_heartbeat_takes_fractional_seconds(start_server):
+    """heartbeat_check_interval 0.2 s, heartbeat_idle_time 0.5 s: an idle connection is
+    closed after 0.5 s of silence and within 0.5 + 0.2 s (plus scheduling slack)."""
+    server = start_server("echo", settings={"heartbeat_check_interval": "0.2",
+                                            "heartbeat_idle_time": "0.5"})
+    sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+    started = time.monotonic()
+    assert sock.recv(100) == b""
+    waited = time.monotonic() - started
+    assert 0.45 <= waited < 1.5, waited
+    sock.close()
+    server.wait_log(r"\tINFO\tsession#1: idle for 0\.5 s, closed by heartbeat")
+
+
+def test_heartbeat_idle_time_alone_checks_nothing(start_server):
+    """As Swoole: without heartbeat_check_interval there is no check (heartbeat_idle_time
+    alone used to start one every idle/2 s), and the log says so at start."""
+    server = start_server("testbed", settings={"heartbeat_idle_time": "0.4"})
+    server.wait_log(r"\tINFO\theartbeat_idle_time is set without heartbeat_check_interval")
+    server.expect("start")
+    client = connect(server)
+    server.expect("connect 1", "open 1 / -")
+    # Three idle times of silence: a check would have closed it.
+    time.sleep(1.2)
+    client.send(frame(0x1, b"!exist 1"))
+    assert server.line() == "= true"
+    client.close_handshake()
+    server.expect("close 1 3")
+
+
+def test_heartbeat_interval_longer_than_idle_time_is_halved(start_server):
+    """As Swoole: interval 5 s with idle time 0.4 s checks every 0.2 s (with a warning)."""
+    server = start_server("echo", settings={"heartbeat_check_interval": "5",
+                                            "heartbeat_idle_time": "0.4"})
+    server.wait_log(r"\tWARNING\theartbeat_check_interval 5 s is longer than "
+                    r"heartbeat_idle_time 0\.4 s: checking every 0\.2 s")
+    sock = socket.create_connection((server.host, server.port), timeout=TIMEOUT)
+    started = time.monotonic()
+    assert sock.recv(100) == b""
+    assert time.monotonic() - started < 2
+    sock.close()
+
+
 # ---- max_connection ----
 
 

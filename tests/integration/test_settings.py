@@ -113,7 +113,7 @@ def test_unknown_key_exits_2(key):
     ("backlog", "abc"),
     ("max_connection", "0"),
     ("heartbeat_check_interval", "-1"),
-    ("heartbeat_idle_time", "1.5"),
+    ("heartbeat_idle_time", "1.5s"),
     ("websocket_close_timeout", "soon"),
     ("http_header_timeout", "-0.5"),
     ("http_keepalive_timeout", "1e999"),
