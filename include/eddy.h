@@ -307,6 +307,9 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  *   open_websocket_pong_frame [false]   deliver pongs
  *   websocket_close_timeout [5]    seconds to wait for the peer's close frame (0: none)
  *   http_header_timeout [10]       seconds to receive a request head, then 408
+ *   http_body_timeout [60]         seconds to receive a request body, counted from the end
+ *                                  of its head however the bytes trickle in, then 408
+ *                                  (0: no deadline)
  *   http_keepalive_timeout [60]    seconds an idle keep-alive connection is kept
  *   http_max_header_size [65536]   bytes; a larger request head gets 431
  *   log_level [info]               debug|trace|info|notice|warning|error|none or 0-6

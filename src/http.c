@@ -30,6 +30,7 @@ struct eddy__http_state {
     eddy__http_parser_t parser;
     uint8_t stage;
     bool waiting_keepalive; /* the timer is the idle keep-alive one, not the header one */
+    bool body_deadline;     /* the timer is the body's deadline (armed once per body) */
     size_t head_len;
     size_t raw_body_done; /* chunked: raw bytes after the head already decoded */
     eddy__chunked_t chunked;
@@ -129,6 +130,7 @@ static void state_reset(eddy__http_state_t *st, const eddy__options_t *opts)
     eddy__http_parser_init(&st->parser, opts->http_max_header_size);
     st->stage = STAGE_HEAD;
     st->head_len = 0;
+    st->body_deadline = false;
     st->raw_body_done = 0;
     st->body.len = 0;
 }
@@ -252,7 +254,9 @@ void eddy__http_timeout(eddy__conn_t *conn)
         eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
         return;
     }
-    fail_logged(conn, 408, "request not received in time");
+    fail_logged(conn, 408,
+                st->body_deadline ? "request body not received within http_body_timeout"
+                                  : "request not received in time");
 }
 
 /* ---- dispatch ---- */
@@ -402,6 +406,19 @@ static void send_continue(eddy__conn_t *conn)
     eddy__conn_write(conn, line, sizeof(line) - 1);
 }
 
+/* A body that has not all arrived: its deadline runs from the end of the head, armed on
+ * the first partial read only, so a peer cannot hold the connection by dribbling bytes
+ * (each of which would otherwise re-arm an idle timer). A body that arrives with its head
+ * costs no timer. */
+static void await_body(eddy__conn_t *conn, const eddy__options_t *opts)
+{
+    eddy__http_state_t *st = conn->http;
+    if (st->body_deadline)
+        return;
+    st->body_deadline = true;
+    eddy__conn_set_timeout(conn, opts->http_body_timeout_ms);
+}
+
 /* Starts reading the body of a parsed head. Returns false if the request was refused. */
 static bool begin_body(eddy__conn_t *conn, const char *buf)
 {
@@ -467,7 +484,7 @@ size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len)
         if (st->stage == STAGE_BODY_LENGTH) {
             body_len = (size_t)st->content_length;
             if (avail - st->head_len < body_len) {
-                eddy__conn_set_timeout(conn, opts->http_header_timeout_ms);
+                await_body(conn, opts);
                 return done;
             }
             body = req + st->head_len;
@@ -493,7 +510,7 @@ size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len)
             }
             if (rc == EDDY_AGAIN) {
                 st->raw_body_done += raw_len;
-                eddy__conn_set_timeout(conn, opts->http_header_timeout_ms);
+                await_body(conn, opts);
                 return done;
             }
             st->raw_body_done += raw_len - (size_t)rc;

@@ -417,6 +417,7 @@ typedef struct eddy__options {
     bool open_websocket_pong_frame;
     uint32_t websocket_close_timeout_ms;
     uint32_t http_header_timeout_ms;
+    uint32_t http_body_timeout_ms; /* a deadline for the whole body, from the end of the head */
     uint32_t http_keepalive_timeout_ms;
     size_t http_max_header_size;
     int log_level;

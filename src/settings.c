@@ -29,6 +29,7 @@ void eddy__options_init(eddy__options_t *opts)
     opts->package_max_length = 2 * 1024 * 1024;
     opts->websocket_close_timeout_ms = 5000;
     opts->http_header_timeout_ms = 10000;
+    opts->http_body_timeout_ms = 60000;
     opts->http_keepalive_timeout_ms = 60000;
     opts->http_max_header_size = 64 * 1024;
     opts->log_level = EDDY__LOG_INFO;
@@ -116,6 +117,7 @@ static const struct setting settings[] = {
     {"open_websocket_pong_frame", KIND_BOOL, OPT(open_websocket_pong_frame), 0, 0},
     {"websocket_close_timeout", KIND_SECONDS_MS, OPT(websocket_close_timeout_ms), 0, 3600},
     {"http_header_timeout", KIND_SECONDS_MS, OPT(http_header_timeout_ms), 0, 3600},
+    {"http_body_timeout", KIND_SECONDS_MS, OPT(http_body_timeout_ms), 0, 86400},
     {"http_keepalive_timeout", KIND_SECONDS_MS, OPT(http_keepalive_timeout_ms), 0, 86400},
     {"http_max_header_size", KIND_SIZE, OPT(http_max_header_size), 256, 16 * 1024 * 1024},
     {"websocket_compression", KIND_BOOL, OPT(websocket_compression), 0, 0},

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from eddyserver import TIMEOUT
-from testbed import start_testbed
+from testbed import cmd, open_ws, start_testbed
 
 BAD_REQUEST_PAGE = (b"<html><body><h2>HTTP 400 Bad Request</h2><hr><i>Powered by eddy</i>"
                     b"</body></html>")
@@ -755,6 +755,42 @@ def test_slowloris_head_gets_408(start_server):
     client.expect_eof()
     server.expect(f"close {fd} 0")
     assert_testbed_serves(server)
+
+
+def test_slow_body_gets_408_at_its_deadline(start_server):
+    """http_body_timeout is a deadline for the whole body from the end of the head: a body
+    dribbled a byte every 0.3 s gets 408 after 1 s although every read came well within
+    it (each partial read used to re-arm the timer, so the connection was held forever)."""
+    server = start_testbed(start_server, "--request",
+                           settings={"http_header_timeout": "1", "http_body_timeout": "1"})
+    ctl, _ = open_ws(server)
+    client, fd = open_http(server)
+    client.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+    started = time.monotonic()
+    client.sock.settimeout(0.3)
+    sent, seen, answer = 0, [], b""
+    while time.monotonic() - started < 4 and not answer:
+        try:
+            answer = client.sock.recv(4096)
+            break
+        except socket.timeout:
+            pass
+        client.sock.sendall(b"b")
+        sent += 1
+        seen.append(float(cmd(server, ctl, f"recvtime {fd}")))
+    elapsed = time.monotonic() - started
+    client.sock.settimeout(TIMEOUT)
+    assert answer, f"no answer within {elapsed:.1f} s"
+    client.buf = answer
+    resp = client.response()
+    assert (resp.status, resp.get("connection")) == (408, "close")
+    assert 0.9 <= elapsed < 1.9, elapsed
+    # The server did read the dribble: several partial reads, each one seen by it.
+    assert sent >= 3 and len(set(seen)) >= 3, seen
+    server.wait_log(r"\tNOTICE\tsession#%d \([^)]*\): 408 Request Timeout: request body not "
+                    r"received within http_body_timeout" % fd)
+    client.expect_eof()
+    server.expect(f"close {fd} 0")
 
 
 def test_slowloris_on_kept_alive_connection_gets_408(start_server):

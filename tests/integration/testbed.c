@@ -28,6 +28,7 @@
  *   !pushmany <fd> <count> <bytes>       count binary pushes in one callback (nothing is
  *                                        flushed in between): prints every return code
  *   !queued <fd>                         send_queued_bytes of fd
+ *   !recvtime <fd>                       last_recv_time of fd (seconds, 3 decimals)
  *   !sub <fd> <topic> | !unsub <fd> <topic>   eddy_subscribe()/eddy_unsubscribe()
  *   !pub <topic> <text> | !pubz <topic> <text>  eddy_publish() (z: with COMPRESS)
  *   !pubsize <topic> <bytes>             publish a binary message of that many 'p' bytes
@@ -289,6 +290,13 @@ static void command(eddy_server_t *srv, eddy_fd_t self, char *line)
             printf("= %d %s %d %d %lld %lld\n", info.websocket_status, info.remote_ip,
                    info.remote_port, info.server_port, (long long)info.connect_time,
                    (long long)info.last_time);
+    } else if (strcmp(cmd, "recvtime") == 0 && a1 != NULL) {
+        eddy_client_info_t info;
+        int rc = eddy_client_info(srv, arg_fd(a1), &info);
+        if (rc != 0)
+            printf("= %d\n", rc);
+        else
+            printf("= %.3f\n", info.last_recv_time);
     } else if (strcmp(cmd, "count") == 0) {
         printf("= %zu\n", eddy_connection_count(srv));
     } else if (strcmp(cmd, "list") == 0) {
