@@ -270,7 +270,8 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
 
 /*
  * Applies one setting, Swoole's $server->set([key => value]) one pair at a time. Key and
- * value are copied. Must be called before eddy_server_start().
+ * value are copied. Must be called before eddy_server_start(). The same settings, typed:
+ * eddy_options_t and eddy_server_configure() below.
  *
  * Keys (defaults in brackets):
  *   worker_num [CPU cores]         event loop threads (at most 256)
@@ -335,6 +336,90 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  * key, EDDY_EVALUE for a bad value (both logged with the key and value), EDDY_ERUNNING.
  */
 int eddy_server_set(eddy_server_t *srv, const char *key, const char *value);
+
+/* log_level values (Swoole's 0-6). */
+enum eddy_log_level {
+    EDDY_LOG_DEBUG = 0,
+    EDDY_LOG_TRACE = 1,
+    EDDY_LOG_INFO = 2,
+    EDDY_LOG_NOTICE = 3,
+    EDDY_LOG_WARNING = 4,
+    EDDY_LOG_ERROR = 5,
+    EDDY_LOG_NONE = 6,
+};
+
+/* slow_consumer_policy values. */
+enum eddy_slow_consumer_policy {
+    EDDY_SLOW_CONSUMER_CLOSE = 0, /* close with 1008 "slow consumer" */
+    EDDY_SLOW_CONSUMER_DROP = 1,  /* drop the message */
+};
+
+/*
+ * Every setting, typed: the same keys as eddy_server_set() (see there for what each does
+ * and its bounds), with seconds given as milliseconds (*_ms). Fill one with
+ * eddy_options_init() (the defaults), change what you need, apply it with
+ * eddy_server_configure(). Strings are borrowed by the struct (NULL: unset).
+ */
+typedef struct eddy_options {
+    int worker_num;                               /* [CPU cores] 1-256 */
+    int task_worker_num;                          /* [0] 0-1024 */
+    bool enable_reuse_port;                       /* [false] */
+    size_t socket_buffer_size;                    /* [8388608] */
+    size_t buffer_high_watermark;                 /* [0: 80% of socket_buffer_size] */
+    size_t buffer_low_watermark;                  /* [0] */
+    int slow_consumer_policy;                     /* [EDDY_SLOW_CONSUMER_CLOSE] */
+    size_t max_connection;                        /* [RLIMIT_NOFILE, at most 1048576] */
+    int backlog;                                  /* [511] 1-65535 */
+    bool open_tcp_nodelay;                        /* [true] */
+    size_t package_max_length;                    /* [2097152] */
+    uint32_t heartbeat_check_interval_ms;         /* [0: off] */
+    uint32_t heartbeat_idle_time_ms;              /* [0: 2 * heartbeat_check_interval_ms] */
+    const char *websocket_subprotocol;            /* [NULL] */
+    const char *websocket_origins;                /* [NULL: every Origin] */
+    bool open_websocket_close_frame;              /* [false] */
+    bool open_websocket_ping_frame;               /* [false] */
+    bool open_websocket_pong_frame;               /* [false] */
+    uint32_t websocket_close_timeout_ms;          /* [5000] */
+    uint32_t http_header_timeout_ms;              /* [10000] */
+    uint32_t http_body_timeout_ms;                /* [60000] */
+    uint32_t http_keepalive_timeout_ms;           /* [60000] */
+    size_t http_max_header_size;                  /* [65536] */
+    bool websocket_compression;                   /* [false] */
+    size_t websocket_compression_threshold;       /* [0] */
+    int websocket_compression_level;              /* [6] 1-9 */
+    int websocket_compression_mem_level;          /* [8] 1-9 */
+    int websocket_compression_window_bits;        /* [15] 9-15 */
+    int websocket_compression_client_window_bits; /* [15] 8-15 */
+    bool websocket_compression_server_no_context_takeover; /* [false] */
+    bool websocket_compression_client_no_context_takeover; /* [false] */
+    const char *ssl_cert_file;                             /* [NULL] */
+    const char *ssl_key_file;                              /* [NULL] */
+    const char *ssl_ciphers;                               /* [NULL: OpenSSL's default] */
+    const char *ssl_protocols;                             /* [NULL: TLSv1.2,TLSv1.3] */
+    int log_level;                                         /* [EDDY_LOG_INFO] */
+    const char *log_file;                                  /* [NULL: stderr] */
+} eddy_options_t;
+
+/* Fills *opts with the defaults (those of a new server). Any thread. */
+void eddy_options_init(eddy_options_t *opts);
+
+/*
+ * Applies every setting in *opts at once, replacing the server's (strings are copied).
+ * Must be called before eddy_server_start(). Returns 0, EDDY_EVALUE when a field is out
+ * of its bounds (logged with its key and value; nothing is changed), EDDY_ENOMEM,
+ * EDDY_ERUNNING, EDDY_EINVAL (opts NULL).
+ */
+int eddy_server_configure(eddy_server_t *srv, const eddy_options_t *opts);
+
+/*
+ * Fills *out with the server's effective settings, derived defaults included: with
+ * buffer_high_watermark unset it reports 80% of socket_buffer_size; heartbeat_idle_time_ms
+ * and heartbeat_check_interval_ms are the ones the heartbeat uses (both 0 when it is off,
+ * see heartbeat_idle_time). Strings are borrowed from the server until its next
+ * eddy_server_set(), eddy_server_configure() or eddy_server_free(). For the thread that
+ * configures the server (or any thread while no one changes the settings).
+ */
+void eddy_server_get_options(const eddy_server_t *srv, eddy_options_t *out);
 
 /*
  * Binds, listens and runs the event loop until eddy_server_stop(). Returns 0 after a

@@ -89,54 +89,79 @@ enum kind {
 struct setting {
     const char *key;
     enum kind kind;
-    size_t offset;
+    size_t offset; /* in eddy__options_t */
+    size_t pub;    /* in eddy_options_t */
     uint64_t min;
     uint64_t max;
 };
 
 #define OPT(field) offsetof(eddy__options_t, field)
+#define PUB(field) offsetof(eddy_options_t, field)
 
 static const struct setting settings[] = {
-    {"worker_num", KIND_INT, OPT(worker_num), 1, EDDY__MAX_LOOPS},
-    {"task_worker_num", KIND_INT, OPT(task_worker_num), 0, 1024},
-    {"enable_reuse_port", KIND_BOOL, OPT(enable_reuse_port), 0, 0},
-    {"socket_buffer_size", KIND_SIZE, OPT(socket_buffer_size), 1024, (uint64_t)1 << 40},
-    {"buffer_high_watermark", KIND_SIZE, OPT(buffer_high_watermark), 0, (uint64_t)1 << 40},
-    {"buffer_low_watermark", KIND_SIZE, OPT(buffer_low_watermark), 0, (uint64_t)1 << 40},
-    {"slow_consumer_policy", KIND_POLICY, OPT(slow_consumer_policy), 0, 0},
-    {"max_connection", KIND_SIZE, OPT(max_connection), 1, MAX_CONNECTION_CAP},
-    {"backlog", KIND_INT, OPT(backlog), 1, 65535},
-    {"open_tcp_nodelay", KIND_BOOL, OPT(open_tcp_nodelay), 0, 0},
-    {"package_max_length", KIND_SIZE, OPT(package_max_length), 1, (uint64_t)1 << 40},
-    {"heartbeat_check_interval", KIND_SECONDS_MS, OPT(heartbeat_check_interval_ms), 0, 86400},
-    {"heartbeat_idle_time", KIND_SECONDS_MS, OPT(heartbeat_idle_time_ms), 0, 86400 * 7},
-    {"websocket_subprotocol", KIND_STRING, OPT(websocket_subprotocol), 0, 0},
-    {"websocket_origins", KIND_STRING, OPT(websocket_origins), 0, 0},
-    {"open_websocket_close_frame", KIND_BOOL, OPT(open_websocket_close_frame), 0, 0},
-    {"open_websocket_ping_frame", KIND_BOOL, OPT(open_websocket_ping_frame), 0, 0},
-    {"open_websocket_pong_frame", KIND_BOOL, OPT(open_websocket_pong_frame), 0, 0},
-    {"websocket_close_timeout", KIND_SECONDS_MS, OPT(websocket_close_timeout_ms), 0, 3600},
-    {"http_header_timeout", KIND_SECONDS_MS, OPT(http_header_timeout_ms), 0, 3600},
-    {"http_body_timeout", KIND_SECONDS_MS, OPT(http_body_timeout_ms), 0, 86400},
-    {"http_keepalive_timeout", KIND_SECONDS_MS, OPT(http_keepalive_timeout_ms), 0, 86400},
-    {"http_max_header_size", KIND_SIZE, OPT(http_max_header_size), 256, 16 * 1024 * 1024},
-    {"websocket_compression", KIND_BOOL, OPT(websocket_compression), 0, 0},
-    {"websocket_compression_threshold", KIND_SIZE, OPT(websocket_compression_threshold), 0,
+    {"worker_num", KIND_INT, OPT(worker_num), PUB(worker_num), 1, EDDY__MAX_LOOPS},
+    {"task_worker_num", KIND_INT, OPT(task_worker_num), PUB(task_worker_num), 0, 1024},
+    {"enable_reuse_port", KIND_BOOL, OPT(enable_reuse_port), PUB(enable_reuse_port), 0, 0},
+    {"socket_buffer_size", KIND_SIZE, OPT(socket_buffer_size), PUB(socket_buffer_size), 1024,
      (uint64_t)1 << 40},
-    {"websocket_compression_level", KIND_INT, OPT(websocket_compression_level), 1, 9},
-    {"websocket_compression_mem_level", KIND_INT, OPT(websocket_compression_mem_level), 1, 9},
-    {"websocket_compression_window_bits", KIND_U8, OPT(pmd.server_window_bits), 9, 15},
-    {"websocket_compression_client_window_bits", KIND_U8, OPT(pmd.client_window_bits), 8, 15},
+    {"buffer_high_watermark", KIND_SIZE, OPT(buffer_high_watermark), PUB(buffer_high_watermark), 0,
+     (uint64_t)1 << 40},
+    {"buffer_low_watermark", KIND_SIZE, OPT(buffer_low_watermark), PUB(buffer_low_watermark), 0,
+     (uint64_t)1 << 40},
+    {"slow_consumer_policy", KIND_POLICY, OPT(slow_consumer_policy), PUB(slow_consumer_policy), 0,
+     0},
+    {"max_connection", KIND_SIZE, OPT(max_connection), PUB(max_connection), 1, MAX_CONNECTION_CAP},
+    {"backlog", KIND_INT, OPT(backlog), PUB(backlog), 1, 65535},
+    {"open_tcp_nodelay", KIND_BOOL, OPT(open_tcp_nodelay), PUB(open_tcp_nodelay), 0, 0},
+    {"package_max_length", KIND_SIZE, OPT(package_max_length), PUB(package_max_length), 1,
+     (uint64_t)1 << 40},
+    {"heartbeat_check_interval", KIND_SECONDS_MS, OPT(heartbeat_check_interval_ms),
+     PUB(heartbeat_check_interval_ms), 0, 86400},
+    {"heartbeat_idle_time", KIND_SECONDS_MS, OPT(heartbeat_idle_time_ms),
+     PUB(heartbeat_idle_time_ms), 0, 86400 * 7},
+    {"websocket_subprotocol", KIND_STRING, OPT(websocket_subprotocol), PUB(websocket_subprotocol),
+     0, 0},
+    {"websocket_origins", KIND_STRING, OPT(websocket_origins), PUB(websocket_origins), 0, 0},
+    {"open_websocket_close_frame", KIND_BOOL, OPT(open_websocket_close_frame),
+     PUB(open_websocket_close_frame), 0, 0},
+    {"open_websocket_ping_frame", KIND_BOOL, OPT(open_websocket_ping_frame),
+     PUB(open_websocket_ping_frame), 0, 0},
+    {"open_websocket_pong_frame", KIND_BOOL, OPT(open_websocket_pong_frame),
+     PUB(open_websocket_pong_frame), 0, 0},
+    {"websocket_close_timeout", KIND_SECONDS_MS, OPT(websocket_close_timeout_ms),
+     PUB(websocket_close_timeout_ms), 0, 3600},
+    {"http_header_timeout", KIND_SECONDS_MS, OPT(http_header_timeout_ms),
+     PUB(http_header_timeout_ms), 0, 3600},
+    {"http_body_timeout", KIND_SECONDS_MS, OPT(http_body_timeout_ms), PUB(http_body_timeout_ms), 0,
+     86400},
+    {"http_keepalive_timeout", KIND_SECONDS_MS, OPT(http_keepalive_timeout_ms),
+     PUB(http_keepalive_timeout_ms), 0, 86400},
+    {"http_max_header_size", KIND_SIZE, OPT(http_max_header_size), PUB(http_max_header_size), 256,
+     16 * 1024 * 1024},
+    {"websocket_compression", KIND_BOOL, OPT(websocket_compression), PUB(websocket_compression), 0,
+     0},
+    {"websocket_compression_threshold", KIND_SIZE, OPT(websocket_compression_threshold),
+     PUB(websocket_compression_threshold), 0, (uint64_t)1 << 40},
+    {"websocket_compression_level", KIND_INT, OPT(websocket_compression_level),
+     PUB(websocket_compression_level), 1, 9},
+    {"websocket_compression_mem_level", KIND_INT, OPT(websocket_compression_mem_level),
+     PUB(websocket_compression_mem_level), 1, 9},
+    {"websocket_compression_window_bits", KIND_U8, OPT(pmd.server_window_bits),
+     PUB(websocket_compression_window_bits), 9, 15},
+    {"websocket_compression_client_window_bits", KIND_U8, OPT(pmd.client_window_bits),
+     PUB(websocket_compression_client_window_bits), 8, 15},
     {"websocket_compression_server_no_context_takeover", KIND_BOOL,
-     OPT(pmd.server_no_context_takeover), 0, 0},
+     OPT(pmd.server_no_context_takeover), PUB(websocket_compression_server_no_context_takeover), 0,
+     0},
     {"websocket_compression_client_no_context_takeover", KIND_BOOL,
-     OPT(pmd.client_no_context_takeover), 0, 0},
-    {"ssl_cert_file", KIND_STRING, OPT(ssl_cert_file), 0, 0},
-    {"ssl_key_file", KIND_STRING, OPT(ssl_key_file), 0, 0},
-    {"ssl_ciphers", KIND_STRING, OPT(ssl_ciphers), 0, 0},
-    {"ssl_protocols", KIND_STRING, OPT(ssl_protocols), 0, 0},
-    {"log_level", KIND_LOG_LEVEL, OPT(log_level), 0, 0},
-    {"log_file", KIND_STRING, OPT(log_file), 0, 0},
+     OPT(pmd.client_no_context_takeover), PUB(websocket_compression_client_no_context_takeover), 0,
+     0},
+    {"ssl_cert_file", KIND_STRING, OPT(ssl_cert_file), PUB(ssl_cert_file), 0, 0},
+    {"ssl_key_file", KIND_STRING, OPT(ssl_key_file), PUB(ssl_key_file), 0, 0},
+    {"ssl_ciphers", KIND_STRING, OPT(ssl_ciphers), PUB(ssl_ciphers), 0, 0},
+    {"ssl_protocols", KIND_STRING, OPT(ssl_protocols), PUB(ssl_protocols), 0, 0},
+    {"log_level", KIND_LOG_LEVEL, OPT(log_level), PUB(log_level), 0, 0},
+    {"log_file", KIND_STRING, OPT(log_file), PUB(log_file), 0, 0},
 };
 
 static int parse_bool(const char *value, bool *out)
@@ -273,4 +298,178 @@ int eddy_server_set(eddy_server_t *srv, const char *key, const char *value)
     }
     eddy__log(srv, EDDY__LOG_ERROR, "unknown setting \"%s\"", key);
     return EDDY_EKEY;
+}
+
+/* ---- typed settings (eddy_options_t) ----
+ * The table above also says where each key lives in the public struct. Per kind, the
+ * public and private fields have the same type, except KIND_U8 (int in public) and
+ * KIND_STRING (const char * in public). */
+
+_Static_assert((int)EDDY_LOG_DEBUG == (int)EDDY__LOG_DEBUG &&
+                   (int)EDDY_LOG_NONE == (int)EDDY__LOG_NONE,
+               "log levels are Swoole's numbers in both enums");
+_Static_assert((int)EDDY_SLOW_CONSUMER_CLOSE == (int)EDDY__SLOW_CLOSE &&
+                   (int)EDDY_SLOW_CONSUMER_DROP == (int)EDDY__SLOW_DROP,
+               "slow-consumer policies have the same values in both enums");
+
+static void export_options(const eddy__options_t *opts, eddy_options_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(settings); i++) {
+        const struct setting *s = &settings[i];
+        const char *from = (const char *)opts + s->offset;
+        char *to = (char *)out + s->pub;
+        switch (s->kind) {
+        case KIND_BOOL:
+            *(bool *)to = *(const bool *)from;
+            break;
+        case KIND_INT:
+        case KIND_LOG_LEVEL:
+        case KIND_POLICY:
+            *(int *)to = *(const int *)from;
+            break;
+        case KIND_U8:
+            *(int *)to = *(const uint8_t *)from;
+            break;
+        case KIND_SIZE:
+            *(size_t *)to = *(const size_t *)from;
+            break;
+        case KIND_SECONDS_MS:
+            *(uint32_t *)to = *(const uint32_t *)from;
+            break;
+        case KIND_STRING:
+            *(const char **)to = *(char *const *)from;
+            break;
+        }
+    }
+}
+
+/* Checks one typed value against the key's bounds; logs and returns EDDY_EVALUE if out. */
+static int check_typed(const eddy_server_t *srv, const struct setting *s, const eddy_options_t *in)
+{
+    const char *field = (const char *)in + s->pub;
+    int64_t n;
+    uint64_t min = s->min, max = s->max;
+    const char *unit = "";
+    switch (s->kind) {
+    case KIND_BOOL:
+    case KIND_STRING:
+        return 0;
+    case KIND_INT:
+    case KIND_U8:
+        n = *(const int *)field;
+        break;
+    case KIND_LOG_LEVEL:
+        n = *(const int *)field;
+        min = EDDY_LOG_DEBUG;
+        max = EDDY_LOG_NONE;
+        break;
+    case KIND_POLICY:
+        n = *(const int *)field;
+        min = EDDY_SLOW_CONSUMER_CLOSE;
+        max = EDDY_SLOW_CONSUMER_DROP;
+        break;
+    case KIND_SIZE:
+        n = (int64_t)EDDY__MIN(*(const size_t *)field, (size_t)INT64_MAX);
+        break;
+    case KIND_SECONDS_MS:
+        n = *(const uint32_t *)field;
+        min *= 1000;
+        max *= 1000;
+        unit = " ms";
+        break;
+    default:
+        return EDDY_EVALUE;
+    }
+    if (n >= 0 && (uint64_t)n >= min && (uint64_t)n <= max)
+        return 0;
+    eddy__log(srv, EDDY__LOG_ERROR,
+              "setting %s: invalid value %" PRId64 "%s (expected %" PRIu64 " to %" PRIu64 "%s)",
+              s->key, n, unit, min, max, unit);
+    return EDDY_EVALUE;
+}
+
+void eddy_options_init(eddy_options_t *opts)
+{
+    eddy__options_t defaults;
+    eddy__options_init(&defaults); /* no strings: nothing to free */
+    export_options(&defaults, opts);
+}
+
+int eddy_server_configure(eddy_server_t *srv, const eddy_options_t *opts)
+{
+    if (srv->running)
+        return EDDY_ERUNNING;
+    if (opts == NULL)
+        return EDDY_EINVAL;
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(settings); i++) {
+        if (check_typed(srv, &settings[i], opts) != 0)
+            return EDDY_EVALUE;
+    }
+    /* Copies of the strings first: out of memory leaves the settings as they were. */
+    eddy__options_t next = srv->opts;
+    bool oom = false;
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(settings) && !oom; i++) {
+        const struct setting *s = &settings[i];
+        if (s->kind != KIND_STRING)
+            continue;
+        const char *value = *(const char *const *)((const char *)opts + s->pub);
+        char *copy = NULL;
+        oom = value != NULL && *value != '\0' && (copy = strdup(value)) == NULL;
+        *(char **)((char *)&next + s->offset) = copy;
+    }
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(settings); i++) {
+        const struct setting *s = &settings[i];
+        if (s->kind != KIND_STRING)
+            continue;
+        char *old = *(char **)((char *)&srv->opts + s->offset);
+        char *made = *(char **)((char *)&next + s->offset);
+        if (!oom)
+            free(old);
+        else if (made != old) /* a copy made here (slots not reached still hold old) */
+            free(made);
+    }
+    if (oom)
+        return EDDY_ENOMEM;
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(settings); i++) {
+        const struct setting *s = &settings[i];
+        const char *from = (const char *)opts + s->pub;
+        char *to = (char *)&next + s->offset;
+        switch (s->kind) {
+        case KIND_BOOL:
+            *(bool *)to = *(const bool *)from;
+            break;
+        case KIND_INT:
+        case KIND_LOG_LEVEL:
+        case KIND_POLICY:
+            *(int *)to = *(const int *)from;
+            break;
+        case KIND_U8:
+            *(uint8_t *)to = (uint8_t) * (const int *)from;
+            break;
+        case KIND_SIZE:
+            *(size_t *)to = *(const size_t *)from;
+            break;
+        case KIND_SECONDS_MS:
+            *(uint32_t *)to = *(const uint32_t *)from;
+            break;
+        case KIND_STRING:
+            break; /* copied above */
+        }
+    }
+    srv->opts = next;
+    eddy__options_resolve(&srv->opts);
+    return 0;
+}
+
+void eddy_server_get_options(const eddy_server_t *srv, eddy_options_t *out)
+{
+    /* Derived on a copy: the server's own fields are not written (another thread may be
+     * reading them while the server runs). */
+    eddy__options_t effective = srv->opts;
+    eddy__options_resolve(&effective);
+    effective.buffer_high_watermark = effective.high_watermark;
+    effective.heartbeat_check_interval_ms = effective.heartbeat_interval_ms;
+    effective.heartbeat_idle_time_ms = effective.heartbeat_idle_ms;
+    export_options(&effective, out);
 }
