@@ -69,7 +69,7 @@ deps-test:
 	@scripts/deps.sh test
 
 $(BUILD)/obj/%.o: src/%.c include/eddy.h $(wildcard src/*.h) | $(BUILD)/obj
-	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) -fvisibility=hidden -c -o $@ $<
 
 $(BUILD)/libeddy.a: $(LIB_OBJS)
 	rm -f $@
@@ -107,7 +107,7 @@ test: deps-test
 test-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 
-test-integration: $(EXAMPLES) $(TEST_PROGS)
+test-integration: lib $(EXAMPLES) $(TEST_PROGS)
 	EDDY_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q tests/integration tests/conformance $(PYTEST_ARGS)
 
 # The churn soak (tests/soak/churn.py): SOAK_ARGS="--connections 50000" for a longer one.

@@ -44,6 +44,12 @@
 extern "C" {
 #endif
 
+/* The library is built with -fvisibility=hidden: only what this header declares is
+ * exported from libeddy.so, so internals cannot become ABI by accident. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility push(default)
+#endif
+
 /* The version this header belongs to; the only place it is written (the Makefile reads
  * it from here for the soname and pkg-config). */
 #define EDDY_VERSION_MAJOR  0
@@ -766,6 +772,10 @@ int eddy_ws_accept_key(const char *key, size_t key_len, char out[EDDY_WS_ACCEPT_
 
 /* True if s[0..len) is valid UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF). */
 bool eddy_utf8_valid(const void *s, size_t len);
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }
