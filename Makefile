@@ -37,7 +37,8 @@ endif
 
 # The version is written once, in include/eddy.h.
 VERSION := $(shell sed -n 's/^\#define EDDY_VERSION_STRING *"\(.*\)"/\1/p' include/eddy.h)
-VERSION_MAJOR := $(firstword $(subst ., ,$(VERSION)))
+VERSION_MAJOR := $(word 1,$(subst ., ,$(VERSION)))
+VERSION_MINOR := $(word 2,$(subst ., ,$(VERSION)))
 
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
@@ -75,8 +76,13 @@ $(BUILD)/libeddy.a: $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
+# Shared library names (README "Versioning"): while the major version is 0 a minor release
+# may break the ABI, so the soname carries major and minor (libeddy.so.0.1); from 1.0 on
+# only the major. Installed as libeddy.so -> SONAME -> libeddy.so.X.Y.Z.
+LIB_SONAME := libeddy.so.$(if $(filter 0,$(VERSION_MAJOR)),0.$(VERSION_MINOR),$(VERSION_MAJOR))
+
 $(BUILD)/libeddy.so: $(LIB_OBJS)
-	$(CC) $(CFLAGS_ALL) -shared -Wl,-soname,libeddy.so.$(VERSION_MAJOR) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -shared -Wl,-soname,$(LIB_SONAME) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/examples/%: examples/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
@@ -114,14 +120,21 @@ test-integration: lib $(EXAMPLES) $(TEST_PROGS)
 soak: examples
 	EDDY_BUILD=$(BUILD) /usr/bin/python3 tests/soak/churn.py $(SOAK_ARGS)
 
+# eddy.pc names its directories relative to ${prefix} when they lie under PREFIX, so the
+# installed tree can be moved by editing one line (or staged and used with
+# PKG_CONFIG_SYSROOT_DIR).
+PC_LIBDIR = $(patsubst $(PREFIX)/%,$${exec_prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+
 install: lib
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
 	install -m 644 include/eddy.h $(DESTDIR)$(INCLUDEDIR)/eddy.h
 	install -m 644 $(BUILD)/libeddy.a $(DESTDIR)$(LIBDIR)/libeddy.a
-	install -m 755 $(BUILD)/libeddy.so $(DESTDIR)$(LIBDIR)/libeddy.so.0
-	ln -sf libeddy.so.0 $(DESTDIR)$(LIBDIR)/libeddy.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|0.1.0|' \
+	install -m 755 $(BUILD)/libeddy.so $(DESTDIR)$(LIBDIR)/libeddy.so.$(VERSION)
+	ln -sf libeddy.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(LIB_SONAME)
+	ln -sf $(LIB_SONAME) $(DESTDIR)$(LIBDIR)/libeddy.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    eddy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/eddy.pc
 
 FORMAT_FILES = $(wildcard include/*.h src/*.[ch] examples/*.[ch] tests/unit/*.[ch] \

@@ -4,6 +4,9 @@ exports."""
 import os
 import re
 import subprocess
+import time
+
+import pytest
 
 from eddyserver import BUILD, ROOT
 
@@ -34,3 +37,112 @@ def test_shared_library_exports_exactly_the_public_api():
     assert sorted(exported - declared) == [], "exported but not in eddy.h"
     assert sorted(declared - exported) == [], "declared in eddy.h but not exported"
     assert not [name for name in exported if name.startswith("eddy__")]
+
+
+# ---------------------------------------------------------------------------------------
+# make install, then the README's example built against the installed eddy.pc
+# ---------------------------------------------------------------------------------------
+
+def readme_example():
+    """The C program README.md shows first, on a free loopback port (the README's 0.0.0.0:9501
+    is the Swoole example's; tests use loopback only and must not collide)."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        source = re.search(r"```c\n(.*?)```", f.read(), re.S).group(1)
+    assert 'eddy_server_new("0.0.0.0", 9501)' in source
+    return source.replace('eddy_server_new("0.0.0.0", 9501)', 'eddy_server_new("127.0.0.1", 0)')
+
+
+def sanitizer_flags():
+    """A sanitizer build's library needs the sanitizer runtime in the program too."""
+    name = os.path.basename(BUILD)
+    if name.startswith("san-"):
+        return ["-fsanitize=" + name[len("san-"):].replace("-", ",")]
+    return []
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """make install DESTDIR=<tmp> PREFIX=/usr; returns the staging root."""
+    root = tmp_path_factory.mktemp("stage")
+    subprocess.run(["make", "--no-print-directory", "-C", ROOT, "install",
+                    "BUILD=" + os.path.relpath(BUILD, ROOT), "DESTDIR=" + str(root),
+                    "PREFIX=/usr"], check=True, capture_output=True, timeout=600)
+    return root
+
+
+def pkg_config(staged, *args):
+    env = dict(os.environ, PKG_CONFIG_SYSROOT_DIR=str(staged),
+               PKG_CONFIG_PATH=str(staged / "usr/lib/pkgconfig"))
+    out = subprocess.run(["pkg-config", *args, "eddy"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return out.split()
+
+
+def test_install_lays_out_the_soname_chain(staged):
+    lib = staged / "usr/lib"
+    with open(HEADER) as f:
+        version = re.search(r'#define EDDY_VERSION_STRING\s+"([^"]+)"', f.read()).group(1)
+    major, minor, _ = version.split(".")
+    soname = f"libeddy.so.0.{minor}" if major == "0" else f"libeddy.so.{major}"
+    assert os.readlink(lib / "libeddy.so") == soname
+    assert os.readlink(lib / soname) == f"libeddy.so.{version}"
+    assert (lib / f"libeddy.so.{version}").is_file()
+    dynamic = subprocess.run(["readelf", "-d", str(lib / f"libeddy.so.{version}")],
+                             check=True, capture_output=True, text=True).stdout
+    assert f"Library soname: [{soname}]" in dynamic
+    assert (staged / "usr/include/eddy.h").is_file()
+
+
+def test_pc_file_is_relocatable_and_lists_each_library_once(staged):
+    with open(staged / "usr/lib/pkgconfig/eddy.pc") as f:
+        variables = dict(line.split("=", 1) for line in f.read().splitlines()
+                         if re.match(r"^\w+=", line))
+    assert variables["libdir"] == "${exec_prefix}/lib"
+    assert variables["includedir"] == "${prefix}/include"
+    static_libs = pkg_config(staged, "--static", "--libs")
+    for lib in ("-leddy", "-lssl", "-lcrypto", "-lz"):
+        assert static_libs.count(lib) == 1, static_libs
+
+
+def run_until_listening(program, env):
+    """Starts program, waits for eddy's "listening on" log line, then stops it."""
+    proc = subprocess.Popen([str(program)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        seen = []
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            if "listening on 127.0.0.1:" in line:
+                return
+        raise AssertionError("the README example did not start listening: " + "".join(seen))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("link", ["shared", "static"])
+def test_readme_example_builds_against_the_installed_pc(staged, tmp_path, link):
+    source = tmp_path / "app.c"
+    source.write_text(readme_example())
+    program = tmp_path / "app"
+    flags = pkg_config(staged, "--cflags")
+    if link == "shared":
+        libs = pkg_config(staged, "--libs")
+    else:
+        libs = [arg if arg != "-leddy" else "-l:libeddy.a"
+                for arg in pkg_config(staged, "--static", "--libs")]
+    subprocess.run(["cc", *sanitizer_flags(), "-o", str(program), str(source), *flags, *libs],
+                   check=True, timeout=300)
+    env = dict(os.environ, LD_LIBRARY_PATH=str(staged / "usr/lib"))
+    ldd = subprocess.run(["ldd", str(program)], env=env, check=True, capture_output=True,
+                         text=True).stdout
+    assert "not found" not in ldd, ldd
+    if link == "shared":
+        assert str(staged / "usr/lib/libeddy.so.0.") in ldd, ldd
+    else:
+        assert "libeddy" not in ldd, ldd
+    run_until_listening(program, env)
