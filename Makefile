@@ -6,6 +6,7 @@
 #   WERROR=1           treat warnings as errors (CI does)
 #   LTO=               build without link-time optimisation (on by default without SANITIZE)
 #   PYTEST_ARGS=...    extra arguments for the integration tests (e.g. -k frames)
+#   PYTEST=cmd         pytest as found on PATH (default pytest; Debian: python3-pytest)
 
 SANITIZE ?=
 ifeq ($(SANITIZE),)
@@ -113,8 +114,10 @@ test: deps-test
 test-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 
+PYTEST ?= pytest
+
 test-integration: lib $(EXAMPLES) $(TEST_PROGS)
-	EDDY_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q tests/integration tests/conformance $(PYTEST_ARGS)
+	EDDY_BUILD=$(BUILD) $(PYTEST) -q tests/integration tests/conformance $(PYTEST_ARGS)
 
 # The churn soak (tests/soak/churn.py): SOAK_ARGS="--connections 50000" for a longer one.
 soak: examples

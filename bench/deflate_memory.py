@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Server memory per connection with permessage-deflate: idle (negotiated, nothing sent yet),
 and active (after one compressed message each way), for several compression settings.
 

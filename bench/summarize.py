@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Turns bench/run's results.tsv into one markdown table of medians across rounds.
 
 Usage: bench/summarize.py OUT_DIR SERVER... (servers in column order, eddy first)

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """python3-websockets (Debian's 10.4) asyncio echo server for bench/run.
 
 Usage: py_echo.py PORT [HOST]. Prints one line when listening, nothing afterwards.
