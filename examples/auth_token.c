@@ -3,8 +3,8 @@
  * ?uid=U&token=T where T = md5(md5(U) . key). The seed checks in onOpen and closes the
  * connection it just accepted; here the upgrade callback refuses others before the
  * handshake, with 403 and a reason, so they never open.
- * Heartbeat: a check every 30 s closes connections idle for 62 s (--heartbeat-check-interval
- * and --heartbeat-idle-time override them).
+ * Heartbeat: a check every 30 s closes connections idle for 62 s (--set
+ * heartbeat_check_interval=N and --set heartbeat_idle_time=N override them).
  */
 #include <openssl/evp.h>
 
@@ -58,14 +58,18 @@ static void on_close(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
     printf("client %llu closed.\n", (unsigned long long)fd);
 }
 
+static const example_spec_t spec = {
+    .name = "auth_token",
+    .summary = "Refuses WebSocket upgrades whose ?uid=U&token=T does not match (seed 002).",
+    .settings = (const example_setting_t[]){{"worker_num", "1"},
+                                            {"heartbeat_check_interval", "30"},
+                                            {"heartbeat_idle_time", "62"},
+                                            {NULL, NULL}},
+};
+
 int main(int argc, char **argv)
 {
-    eddy_server_t *srv = example_new(argc, argv);
-    example_set(srv, "worker_num", "1");
-    example_set(srv, "heartbeat_check_interval",
-                example_option(argc, argv, "--heartbeat-check-interval", "30"));
-    example_set(srv, "heartbeat_idle_time",
-                example_option(argc, argv, "--heartbeat-idle-time", "62"));
+    eddy_server_t *srv = example_new(argc, argv, &spec);
     eddy_on_upgrade(srv, on_upgrade);
     eddy_on_message(srv, on_message);
     eddy_on_close(srv, on_close);

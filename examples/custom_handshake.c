@@ -55,11 +55,16 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
     eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
 }
 
+static const example_spec_t spec = {
+    .name = "custom_handshake",
+    .summary = "Answers the WebSocket handshake itself, then greets the client (seed 003).",
+};
+
 int main(int argc, char **argv)
 {
     if (regcomp(&key_pattern, "^[+/0-9A-Za-z]{21}[AQgw]==$", REG_EXTENDED | REG_NOSUB) != 0)
         return 1;
-    eddy_server_t *srv = example_new(argc, argv);
+    eddy_server_t *srv = example_new(argc, argv, &spec);
     eddy_on_handshake(srv, on_handshake);
     eddy_on_message(srv, on_message);
     int rc = example_run(srv);

@@ -14,11 +14,17 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
     eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, flags);
 }
 
+static const example_spec_t spec = {
+    .name = "echo",
+    .summary = "Pushes every message back to its sender with the same opcode.",
+    .settings = (const example_setting_t[]){{"websocket_compression", "true"},
+                                            {"package_max_length", "67108864"},
+                                            {NULL, NULL}},
+};
+
 int main(int argc, char **argv)
 {
-    eddy_server_t *srv = example_new(argc, argv);
-    example_default(srv, argc, argv, "websocket_compression", "true");
-    example_default(srv, argc, argv, "package_max_length", "67108864");
+    eddy_server_t *srv = example_new(argc, argv, &spec);
     eddy_on_message(srv, on_message);
     return example_run(srv);
 }

@@ -6,16 +6,44 @@
  *   --tls-port N       also listen for HTTPS/WSS on port N (needs --set ssl_cert_file=...
  *                      and --set ssl_key_file=...)
  *   --set KEY=VALUE    any eddy_server_set() setting; may be repeated
+ *   --help, --version
+ * and the options its example_spec_t lists. Anything else is refused with exit status 2.
+ * Settings apply in this order, the later winning: eddy's defaults, the example's own
+ * (example_spec_t.settings), then each --set as given.
  */
 #ifndef EDDY_EXAMPLE_H
 #define EDDY_EXAMPLE_H
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "eddy.h"
+
+/* An option an example adds to the common ones: a flag when arg is NULL, else it takes a
+ * value, named arg in --help. */
+typedef struct example_option_spec {
+    const char *name;
+    const char *arg;
+    const char *help;
+} example_option_spec_t;
+
+/* A setting (eddy_server_set key and value) the example uses unless --set says otherwise. */
+typedef struct example_setting {
+    const char *key;
+    const char *value;
+} example_setting_t;
+
+/* What an example is, for --help and for checking its command line. options and settings
+ * end with an entry whose first field is NULL; either may be NULL. */
+typedef struct example_spec {
+    const char *name;
+    const char *summary;
+    const example_option_spec_t *options;
+    const example_setting_t *settings;
+} example_spec_t;
 
 static eddy_server_t *example_server;
 
@@ -36,7 +64,7 @@ static inline int example_has_flag(int argc, char **argv, const char *flag)
     return 0;
 }
 
-/* The value after option (e.g. "--heartbeat-idle-time 62"), or fallback. */
+/* The value after option (e.g. "--page index.html"), or fallback. */
 static inline const char *example_option(int argc, char **argv, const char *option,
                                          const char *fallback)
 {
@@ -47,59 +75,141 @@ static inline const char *example_option(int argc, char **argv, const char *opti
     return fallback;
 }
 
-/* Creates the server from --host/--port and applies every --set. Exits on error. */
-static inline eddy_server_t *example_new(int argc, char **argv)
+static inline void example_usage(const example_spec_t *spec, FILE *out)
+{
+    fprintf(out,
+            "usage: %s [OPTION]...\n%s\n\n"
+            "Options:\n"
+            "  --host ADDR        listen address (default 127.0.0.1)\n"
+            "  --port N           listen port, 0-65535 (default 9501; 0 picks a free one,\n"
+            "                     logged at start)\n"
+            "  --tls-port N       also listen for HTTPS/WSS on port N (needs --set\n"
+            "                     ssl_cert_file=... and --set ssl_key_file=...)\n"
+            "  --set KEY=VALUE    any eddy setting (README \"Settings\"); may be repeated\n",
+            spec->name, spec->summary);
+    for (const example_option_spec_t *opt = spec->options; opt != NULL && opt->name != NULL;
+         opt++) {
+        char left[64];
+        snprintf(left, sizeof(left), "%s%s%s", opt->name, opt->arg != NULL ? " " : "",
+                 opt->arg != NULL ? opt->arg : "");
+        fprintf(out, "  %-18s %s\n", left, opt->help);
+    }
+    fputs("  --help             print this help and exit\n"
+          "  --version          print the version and exit\n\n"
+          "Settings apply in this order, the later winning: eddy's defaults, this example's\n"
+          "defaults, then each --set in the order given. This example's defaults:",
+          out);
+    if (spec->settings == NULL || spec->settings[0].key == NULL)
+        fputs(" none.\n", out);
+    else
+        fputc('\n', out);
+    for (const example_setting_t *set = spec->settings; set != NULL && set->key != NULL; set++)
+        fprintf(out, "  %s=%s\n", set->key, set->value);
+}
+
+static inline void example_fail(const example_spec_t *spec, const char *what, const char *arg)
+{
+    fprintf(stderr, "%s: %s%s%s (--help lists the options)\n", spec->name, what,
+            arg != NULL ? ": " : "", arg != NULL ? arg : "");
+    exit(2);
+}
+
+/* Parses a port number, 0-65535, or exits with status 2. */
+static inline int example_port(const example_spec_t *spec, const char *option, const char *text)
+{
+    char *end;
+    errno = 0;
+    long port = strtol(text, &end, 10);
+    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || port > 65535) {
+        fprintf(stderr, "%s: %s wants a port number from 0 to 65535, got '%s'\n", spec->name,
+                option, text);
+        exit(2);
+    }
+    return (int)port;
+}
+
+/* 1 if arg is an option that takes a value, 0 if a flag, -1 if spec knows no such option. */
+static inline int example_arity(const example_spec_t *spec, const char *arg)
+{
+    static const char *const with_value[] = {"--host", "--port", "--tls-port", "--set"};
+    for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++) {
+        if (strcmp(arg, with_value[k]) == 0)
+            return 1;
+    }
+    for (const example_option_spec_t *opt = spec->options; opt != NULL && opt->name != NULL;
+         opt++) {
+        if (strcmp(arg, opt->name) == 0)
+            return opt->arg != NULL;
+    }
+    return -1;
+}
+
+/* Checks the command line against the common options and spec's (exits 0 after --help or
+ * --version, 2 on anything unknown or malformed), creates the server from --host/--port
+ * (the last of each counts), and applies the example's settings, then every --set in
+ * order. Exits on error. */
+static inline eddy_server_t *example_new(int argc, char **argv, const example_spec_t *spec)
 {
     /* The examples print what they see; line buffering keeps output ordered for pipes. */
     setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *host = example_option(argc, argv, "--host", "127.0.0.1");
-    int port = atoi(example_option(argc, argv, "--port", "9501"));
-    eddy_server_t *srv = eddy_server_new(host, port);
+    const char *host = "127.0.0.1", *port = "9501", *tls_port = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            example_usage(spec, stdout);
+            exit(0);
+        }
+        if (strcmp(arg, "--version") == 0) {
+            printf("%s (eddy %s)\n", spec->name, EDDY_VERSION_STRING);
+            exit(0);
+        }
+        int arity = example_arity(spec, arg);
+        if (arity < 0)
+            example_fail(spec, arg[0] == '-' ? "unknown option" : "unexpected argument", arg);
+        if (arity == 0)
+            continue;
+        if (++i >= argc)
+            example_fail(spec, "option needs a value", arg);
+        if (strcmp(arg, "--host") == 0)
+            host = argv[i];
+        else if (strcmp(arg, "--port") == 0)
+            port = argv[i];
+        else if (strcmp(arg, "--tls-port") == 0)
+            tls_port = argv[i];
+        else if (strcmp(arg, "--set") == 0 && strchr(argv[i], '=') == NULL)
+            example_fail(spec, "--set wants KEY=VALUE, got", argv[i]);
+    }
+    int port_num = example_port(spec, "--port", port);
+    int tls_port_num = tls_port != NULL ? example_port(spec, "--tls-port", tls_port) : 0;
+
+    eddy_server_t *srv = eddy_server_new(host, port_num);
     if (srv == NULL) {
-        fprintf(stderr, "cannot create a server for %s:%d\n", host, port);
+        fprintf(stderr, "cannot create a server for %s:%d\n", host, port_num);
         exit(1);
     }
-    const char *tls_port = example_option(argc, argv, "--tls-port", NULL);
     if (tls_port != NULL &&
-        eddy_server_add_listener(srv, host, atoi(tls_port), EDDY_LISTEN_TLS) < 0) {
-        fprintf(stderr, "cannot add a TLS listener on %s:%s\n", host, tls_port);
+        eddy_server_add_listener(srv, host, tls_port_num, EDDY_LISTEN_TLS) < 0) {
+        fprintf(stderr, "cannot add a TLS listener on %s:%d\n", host, tls_port_num);
         exit(2);
     }
-    for (int i = 1; i + 1 < argc; i++) {
-        if (strcmp(argv[i], "--set") != 0)
-            continue;
-        char *eq = strchr(argv[i + 1], '=');
-        if (eq == NULL) {
-            fprintf(stderr, "--set wants KEY=VALUE, got %s\n", argv[i + 1]);
+    for (const example_setting_t *set = spec->settings; set != NULL && set->key != NULL; set++) {
+        if (eddy_server_set(srv, set->key, set->value) != 0)
             exit(2);
-        }
+    }
+    for (int i = 1; i < argc; i++) {
+        int is_set = strcmp(argv[i], "--set") == 0;
+        if (example_arity(spec, argv[i]) == 1)
+            i++;
+        if (!is_set)
+            continue;
+        char *eq = strchr(argv[i], '=');
         *eq = '\0';
-        if (eddy_server_set(srv, argv[i + 1], eq + 1) != 0)
-            exit(2); /* eddy logged which key or value was wrong */
+        int rc = eddy_server_set(srv, argv[i], eq + 1);
         *eq = '=';
+        if (rc != 0)
+            exit(2); /* eddy logged which key or value was wrong */
     }
     return srv;
-}
-
-/* Sets a default of this example unless the command line sets key with --set. */
-static inline void example_default(eddy_server_t *srv, int argc, char **argv, const char *key,
-                                   const char *value)
-{
-    size_t key_len = strlen(key);
-    for (int i = 1; i + 1 < argc; i++) {
-        if (strcmp(argv[i], "--set") == 0 && strncmp(argv[i + 1], key, key_len) == 0 &&
-            argv[i + 1][key_len] == '=')
-            return;
-    }
-    if (eddy_server_set(srv, key, value) != 0)
-        exit(2);
-}
-
-/* Sets a setting the example needs; exits if eddy refuses it. */
-static inline void example_set(eddy_server_t *srv, const char *key, const char *value)
-{
-    if (eddy_server_set(srv, key, value) != 0)
-        exit(2);
 }
 
 /* Runs srv until SIGINT/SIGTERM, frees it, and returns the exit status. */

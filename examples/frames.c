@@ -27,12 +27,18 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
     }
 }
 
+static const example_spec_t spec = {
+    .name = "frames",
+    .summary = "Prints the close, ping and pong frames it receives (seed 003).",
+    .settings = (const example_setting_t[]){{"open_websocket_close_frame", "true"},
+                                            {"open_websocket_ping_frame", "true"},
+                                            {"open_websocket_pong_frame", "true"},
+                                            {NULL, NULL}},
+};
+
 int main(int argc, char **argv)
 {
-    eddy_server_t *srv = example_new(argc, argv);
-    example_set(srv, "open_websocket_close_frame", "true");
-    example_set(srv, "open_websocket_ping_frame", "true");
-    example_set(srv, "open_websocket_pong_frame", "true");
+    eddy_server_t *srv = example_new(argc, argv, &spec);
     eddy_on_message(srv, on_message);
     return example_run(srv);
 }

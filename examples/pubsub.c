@@ -36,9 +36,14 @@ static void on_close(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
     free(eddy_conn_user_data(srv, fd));
 }
 
+static const example_spec_t spec = {
+    .name = "pubsub",
+    .summary = "Rooms: /sub?topic=T subscribes, messages on /pub?topic=T are published to T.",
+};
+
 int main(int argc, char **argv)
 {
-    eddy_server_t *srv = example_new(argc, argv);
+    eddy_server_t *srv = example_new(argc, argv, &spec);
     eddy_on_open(srv, on_open);
     eddy_on_message(srv, on_message);
     eddy_on_close(srv, on_close);

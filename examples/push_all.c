@@ -59,9 +59,14 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
     eddy_response_end(resp, body, (size_t)n);
 }
 
+static const example_spec_t spec = {
+    .name = "push_all",
+    .summary = "GET /?message=X pushes X to every WebSocket and answers the count (seed 003).",
+};
+
 int main(int argc, char **argv)
 {
-    eddy_server_t *srv = example_new(argc, argv);
+    eddy_server_t *srv = example_new(argc, argv, &spec);
     eddy_on_open(srv, on_open);
     eddy_on_message(srv, on_message);
     eddy_on_close(srv, on_close);

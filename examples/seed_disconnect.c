@@ -51,9 +51,17 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
     eddy_response_end(resp, "http ok", 7);
 }
 
+static const example_spec_t spec = {
+    .name = "seed_disconnect",
+    .summary = "Prints close and disconnect events and websocket_status (seed 000).",
+    .options =
+        (const example_option_spec_t[]){
+            {"--no-disconnect", NULL, "leave the disconnect callback unset"}, {NULL, NULL, NULL}},
+};
+
 int main(int argc, char **argv)
 {
-    eddy_server_t *srv = example_new(argc, argv);
+    eddy_server_t *srv = example_new(argc, argv, &spec);
     eddy_on_open(srv, on_open);
     eddy_on_message(srv, on_message);
     eddy_on_close(srv, on_close);

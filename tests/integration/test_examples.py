@@ -5,12 +5,14 @@ import asyncio
 import base64
 import hashlib
 import os
+import re
 import struct
+import subprocess
 
 import pytest
 import websockets
 
-from eddyserver import assert_echo_serves
+from eddyserver import BUILD, ROOT, assert_echo_serves
 from testbed import next_close
 from ws_cases import close_payload, connect, frame, next_frame_is_close, payload_of
 from wsraw import accept_for
@@ -252,8 +254,9 @@ def test_auth_token_invalid_is_refused_before_open(start_server, query):
 
 
 def test_auth_token_heartbeat_closes_idle_client(start_server):
-    server = start_server("auth_token", "--heartbeat-check-interval", "1",
-                          "--heartbeat-idle-time", "1")
+    """--set overrides the example's own heartbeat defaults (30 s and 62 s)."""
+    server = start_server("auth_token", settings={"heartbeat_check_interval": 1,
+                                                  "heartbeat_idle_time": 1})
     client = server.connect_raw()
     client.handshake(f"/?uid=100&token={token_for(100)}")
     client.send_frame(0x1, b"once")
@@ -448,3 +451,105 @@ def test_frames_control_frames_in_pieces(start_server):
         client.send(close[i:i + 7])
     server.expect("Close frame received: Code 4000 Reason " + "R" * 123)
     next_frame_is_close(client, 4000)
+
+
+# ---- the command line every example shares (examples/example.h) ----
+
+EXAMPLES = ["auth_token", "custom_handshake", "echo", "frames", "pubsub", "push_all",
+            "seed_disconnect"]
+
+
+def run_example(example, *args):
+    """Runs an example that is expected to exit at once (bad arguments, --help, --version)."""
+    return subprocess.run([os.path.join(BUILD, "examples", example), *args],
+                          capture_output=True, text=True, timeout=10)
+
+
+def test_every_example_is_covered():
+    assert sorted(os.listdir(os.path.join(BUILD, "examples"))) == EXAMPLES
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+@pytest.mark.parametrize("args", [["--bogus"], ["--port", "0", "--verbose"], ["stray"],
+                                  ["-p", "9000"], ["--no-such-flag=1"]])
+def test_examples_refuse_unknown_arguments(example, args):
+    result = run_example(example, *args)
+    assert result.returncode == 2, result
+    unknown = [arg for arg in args if arg not in ("--port", "0")][0]
+    assert f"{example}: " in result.stderr and unknown in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("option", ["--port", "--tls-port"])
+@pytest.mark.parametrize("value", ["abc", "-1", "65536", "99999999999999999999", "", "80x",
+                                   " 80", "+80", "0x50"])
+def test_examples_refuse_bad_ports(option, value):
+    result = run_example("echo", option, value)
+    assert result.returncode == 2, result
+    assert f"{option} wants a port number from 0 to 65535, got '{value}'" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--port"], ["--set"], ["--host"], ["--set", "no_equals"],
+                                  ["--tls-port"]])
+def test_examples_refuse_missing_or_malformed_values(args):
+    result = run_example("echo", *args)
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("echo: "), result.stderr
+
+
+def test_examples_accept_the_highest_port(start_server):
+    """65535 is a port (it may be taken here, so only the parse is checked: a refused
+    port exits 2 before the server exists)."""
+    result = run_example("echo", "--port", "65535", "--set", "worker_num=nonsense")
+    assert result.returncode == 2
+    assert "wants a port number" not in result.stderr
+    assert "worker_num" in result.stderr
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_examples_print_help(example):
+    result = run_example(example, "--help")
+    assert result.returncode == 0, result
+    out = result.stdout
+    assert out.startswith(f"usage: {example} [OPTION]...\n")
+    for option in ("--host ADDR", "--port N", "--tls-port N", "--set KEY=VALUE", "--help",
+                   "--version"):
+        assert option in out
+    assert ("eddy's defaults, this example's\ndefaults, then each --set in the order given"
+            in out)
+    assert result.stderr == ""
+
+
+def test_help_lists_the_examples_own_options_and_defaults():
+    echo = run_example("echo", "--help").stdout
+    assert "  websocket_compression=true\n  package_max_length=67108864\n" in echo
+    seed = run_example("seed_disconnect", "--help").stdout
+    assert "--no-disconnect" in seed and "This example's defaults: none." in seed
+    assert "heartbeat_idle_time=62" in run_example("auth_token", "--help").stdout
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_examples_print_version(example):
+    with open(os.path.join(ROOT, "include", "eddy.h")) as f:
+        version = re.search(r'#define EDDY_VERSION_STRING\s+"([^"]+)"', f.read()).group(1)
+    result = run_example(example, "--version")
+    assert result.returncode == 0, result
+    assert result.stdout == f"{example} (eddy {version})\n"
+
+
+def negotiated_extensions(server):
+    client = server.connect_raw()
+    _, headers, _ = client.handshake(headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
+    client.close()
+    return headers.get("sec-websocket-extensions")
+
+
+def test_set_overrides_the_examples_default(start_server):
+    """echo offers compression by default; --set websocket_compression=false turns it off,
+    and of two --set for one key the last wins."""
+    assert negotiated_extensions(start_server("echo")) == "permessage-deflate"
+    off = start_server("echo", settings={"websocket_compression": "false"})
+    assert negotiated_extensions(off) is None
+    last = start_server("echo", "--set", "websocket_compression=false", "--set",
+                        "websocket_compression=true")
+    assert negotiated_extensions(last) == "permessage-deflate"

@@ -584,9 +584,20 @@ static void on_handshake(eddy_server_t *srv, eddy_request_t *req, eddy_response_
     eddy_response_end(resp, NULL, 0);
 }
 
+static const example_spec_t spec = {
+    .name = "testbed",
+    .summary = "The integration tests' server: every method, driven by messages.",
+    .options =
+        (const example_option_spec_t[]){{"--page", "FILE", "serve FILE to plain HTTP requests"},
+                                        {"--disconnect", NULL, "set the disconnect callback"},
+                                        {"--request", NULL, "set the request callback"},
+                                        {"--handshake", NULL, "set the handshake callback"},
+                                        {NULL, NULL, NULL}},
+};
+
 int main(int argc, char **argv)
 {
-    eddy_server_t *srv = example_new(argc, argv);
+    eddy_server_t *srv = example_new(argc, argv, &spec);
     page_file = example_option(argc, argv, "--page", NULL);
     eddy_on_start(srv, on_start);
     eddy_on_shutdown(srv, on_shutdown);
