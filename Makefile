@@ -7,6 +7,7 @@
 #   LTO=               build without link-time optimisation (on by default without SANITIZE)
 #   PYTEST_ARGS=...    extra arguments for the integration tests (e.g. -k frames)
 #   PYTEST=cmd         pytest as found on PATH (default pytest; Debian: python3-pytest)
+#   PYTHON=cmd         python3 for tests/soak (default: the first on PATH with websockets)
 
 SANITIZE ?=
 ifeq ($(SANITIZE),)
@@ -115,13 +116,16 @@ test-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 
 PYTEST ?= pytest
+# The first python3 on PATH that has the websockets module (a pyenv or venv python3 may
+# come first without Debian's python3-websockets).
+PYTHON ?= $(shell for p in $$(which -a python3); do $$p -c 'import websockets' 2>/dev/null && { echo $$p; break; }; done)
 
 test-integration: lib $(EXAMPLES) $(TEST_PROGS)
 	EDDY_BUILD=$(BUILD) $(PYTEST) -q tests/integration tests/conformance $(PYTEST_ARGS)
 
 # The churn soak (tests/soak/churn.py): SOAK_ARGS="--connections 50000" for a longer one.
 soak: examples
-	EDDY_BUILD=$(BUILD) /usr/bin/python3 tests/soak/churn.py $(SOAK_ARGS)
+	EDDY_BUILD=$(BUILD) $(PYTHON) tests/soak/churn.py $(SOAK_ARGS)
 
 # eddy.pc names its directories relative to ${prefix} when they lie under PREFIX, so the
 # installed tree can be moved by editing one line (or staged and used with
