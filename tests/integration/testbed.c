@@ -592,6 +592,7 @@ static const example_spec_t spec = {
                                         {"--disconnect", NULL, "set the disconnect callback"},
                                         {"--request", NULL, "set the request callback"},
                                         {"--handshake", NULL, "set the handshake callback"},
+                                        {"--upgrade", NULL, "set the upgrade callback"},
                                         {NULL, NULL, NULL}},
 };
 
