@@ -319,7 +319,10 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  *                                  (0: no deadline)
  *   http_keepalive_timeout [60]    seconds an idle keep-alive connection is kept
  *   http_max_header_size [65536]   bytes; a larger request head gets 431
- *   log_level [info]               debug|trace|info|notice|warning|error|none or 0-6
+ *   log_level [info]               trace|debug|info|notice|warning|error|none (see
+ *                                  eddy_log_level), or Swoole's numbers 0-6 (SWOOLE_LOG_*:
+ *                                  0 debug, 1 trace, 2 info, 3 notice, 4 warning, 5 error,
+ *                                  6 none)
  *   log_file [stderr]              path of a file to append log lines to
  *   websocket_compression [false]  permessage-deflate (RFC 7692) when the client offers it
  *   websocket_compression_threshold [0]  compress every message of at least this many bytes
@@ -342,17 +345,6 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  * key, EDDY_EVALUE for a bad value (both logged with the key and value), EDDY_ERUNNING.
  */
 int eddy_server_set(eddy_server_t *srv, const char *key, const char *value);
-
-/* log_level values (Swoole's 0-6). */
-enum eddy_log_level {
-    EDDY_LOG_DEBUG = 0,
-    EDDY_LOG_TRACE = 1,
-    EDDY_LOG_INFO = 2,
-    EDDY_LOG_NOTICE = 3,
-    EDDY_LOG_WARNING = 4,
-    EDDY_LOG_ERROR = 5,
-    EDDY_LOG_NONE = 6,
-};
 
 /* slow_consumer_policy values. */
 enum eddy_slow_consumer_policy {
@@ -453,6 +445,69 @@ int eddy_server_listener_port(const eddy_server_t *srv, int index);
 /* Server-wide user data (borrowed pointer, never freed by eddy). */
 void eddy_server_set_user_data(eddy_server_t *srv, void *user_data);
 void *eddy_server_user_data(const eddy_server_t *srv);
+
+/* ---------------------------------------------------------------------------------------
+ * Logging
+ *
+ * eddy writes lines in Swoole's shape, "[2026-12-04 21:00:00 *pid.loop]\tLEVEL\tmessage",
+ * to stderr or log_file, each with one write() (lines from several threads never mix).
+ * loop is the index of the event loop that logged (0 outside the loops). Lines below
+ * log_level are dropped before they are formatted. What eddy logs, by level:
+ *   error/warning  failures of the server or of a connection it could not serve (out of
+ *                  memory, cannot listen, slow consumers, max_connection refusals)
+ *   notice/info    start and stop, malformed requests, protocol errors, I/O errors
+ *   debug          connection lifecycle: accepted, WebSocket open, close frames sent and
+ *                  received (code and reason), closed; refused handshakes (status, reason)
+ *   trace          every WebSocket frame received (opcode, FIN, RSV1, length) and every
+ *                  pong eddy answers with (costs nothing per message when off)
+ * ------------------------------------------------------------------------------------- */
+
+/*
+ * Log levels, most verbose first: a line is written if its level is at or above
+ * log_level. The names are Swoole's, but trace is more verbose than debug here; Swoole's
+ * numbers are accepted by the log_level setting (see eddy_server_set()), not these.
+ */
+typedef enum eddy_log_level {
+    EDDY_LOG_TRACE = 0,
+    EDDY_LOG_DEBUG = 1,
+    EDDY_LOG_INFO = 2,
+    EDDY_LOG_NOTICE = 3,
+    EDDY_LOG_WARNING = 4,
+    EDDY_LOG_ERROR = 5,
+    EDDY_LOG_NONE = 6, /* log_level only: nothing is logged */
+} eddy_log_level_t;
+
+/*
+ * Logs a line as eddy logs its own: printf-style, filtered by log_level, same format and
+ * destination (or the log callback). level is EDDY_LOG_TRACE to EDDY_LOG_ERROR; other
+ * values are ignored. Thread-safe: any thread may call it at any time while srv exists
+ * (not concurrently with eddy_server_set() or eddy_on_log()). Lines longer than 1 KiB
+ * are cut. srv NULL writes to stderr, unfiltered.
+ */
+void eddy_log(eddy_server_t *srv, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * The log callback: receives every line eddy would write (its own and eddy_log()'s,
+ * those at or above log_level) INSTEAD of writing it: with a callback set nothing goes
+ * to stderr or log_file. level is an eddy_log_level;
+ * loop is the index of the event loop thread that logged, or -1 for any other thread
+ * (the one configuring or starting the server, task workers, application threads).
+ * msg is the message without prefix or newline, NUL-terminated, len bytes; it is
+ * borrowed: valid only during the call. user_data is the server's user data.
+ *
+ * Threads: the callback runs on whichever thread logs, so several loops (and the
+ * application's threads, through eddy_log()) may call it at once: it must be
+ * thread-safe. It may run in the middle of eddy's own work: it must not call eddy
+ * functions other than eddy_log(), and must not block for long (it holds up the loop
+ * that logged). A line it logs itself with eddy_log() goes to the default output.
+ */
+typedef void (*eddy_log_cb)(eddy_server_t *srv, int level, int loop, const char *msg, size_t len,
+                            void *user_data);
+
+/* Sets the log callback, or with NULL removes it (lines go to stderr or log_file again).
+ * Like the event setters: call it while the server is not running. */
+void eddy_on_log(eddy_server_t *srv, eddy_log_cb cb);
 
 /* ---------------------------------------------------------------------------------------
  * Events (Swoole's $server->on(...)). Set before eddy_server_start(); NULL unsets.

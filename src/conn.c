@@ -651,6 +651,9 @@ void eddy__loop_reap(eddy__loop_t *loop)
         if (loop->reap_head == NULL)
             loop->reap_tail = NULL;
         conn->reap_next = NULL;
+        eddy__log(loop->srv, EDDY__LOG_DEBUG, "session#%" PRIu64 ": %s connection closed%s",
+                  conn->id, conn->ever_established ? "WebSocket" : "HTTP",
+                  conn->aborted ? " (aborted)" : "");
         eddy__server_fire_close(loop->srv, conn);
         conn_release(conn);
         eddy__loop_flush(loop);

@@ -47,24 +47,30 @@ typedef struct eddy__conn_timer eddy__conn_timer_t;
 #define EDDY__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---------------------------------------------------------------------------------------
- * Logging (log.c). Levels and their numbers are Swoole's.
+ * Logging (log.c): eddy's lines, the application's (eddy_log) and the log callback.
  * ------------------------------------------------------------------------------------- */
 
+/* The public levels (eddy.h), under the names the modules use. */
 enum eddy__log_level {
-    EDDY__LOG_DEBUG = 0,
-    EDDY__LOG_TRACE = 1,
-    EDDY__LOG_INFO = 2,
-    EDDY__LOG_NOTICE = 3,
-    EDDY__LOG_WARNING = 4,
-    EDDY__LOG_ERROR = 5,
-    EDDY__LOG_NONE = 6,
+    EDDY__LOG_TRACE = EDDY_LOG_TRACE,
+    EDDY__LOG_DEBUG = EDDY_LOG_DEBUG,
+    EDDY__LOG_INFO = EDDY_LOG_INFO,
+    EDDY__LOG_NOTICE = EDDY_LOG_NOTICE,
+    EDDY__LOG_WARNING = EDDY_LOG_WARNING,
+    EDDY__LOG_ERROR = EDDY_LOG_ERROR,
+    EDDY__LOG_NONE = EDDY_LOG_NONE,
 };
 
-/* Writes one line "[date time *pid.loop]\tLEVEL\tmessage" to the server's log if level is
- * at or above its log_level; loop is the index of the loop thread logging (0 elsewhere). */
+/* Writes one line "[date time *pid.loop]\tLEVEL\tmessage" to the server's log (or hands
+ * the message to its log callback) if level is at or above its log_level. */
 void eddy__log(const eddy_server_t *srv, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A log_level value: a level name or one of Swoole's numbers. Returns the level or -1. */
 int eddy__log_level_parse(const char *value);
+/* Copies in[0..len) to out (capacity cap, NUL-terminated) with '"', '\\' and bytes outside
+ * printable ASCII written as \xHH, so a peer's bytes cannot forge or split a log line;
+ * stops early rather than cut an escape. Returns the length written. */
+size_t eddy__log_escape(char *out, size_t cap, const char *in, size_t len);
 
 /* ---------------------------------------------------------------------------------------
  * Utilities (util.c)
@@ -304,6 +310,10 @@ void eddy__loop_run_pending(eddy__loop_t *loop);
 struct eddy__loop {
     eddy_server_t *srv;
     int index;
+    int log_level; /* the server's, copied at start for eddy__log_on() */
+    /* Frames shorter than this may take the WebSocket fast path (ws.c): package_max_length
+     * + 1, or 0 at trace level, so that every frame goes where it is logged. */
+    size_t ws_fast_limit;
     pthread_t thread;
     bool thread_started;
     _Atomic(eddy__cmd_t *) inbox; /* posted commands, newest first */
@@ -384,6 +394,13 @@ struct eddy__loop {
     time_t date_sec; /* cached HTTP Date header value */
     char date[40];
 };
+
+/* Whether lines at level are logged: one compare with the loop's copy of log_level, for
+ * hot paths (per frame) that must not pay a call or formatting for lines that are off. */
+static inline bool eddy__log_on(const eddy__loop_t *loop, int level)
+{
+    return __builtin_expect(level >= loop->log_level, 0);
+}
 
 /* The loop whose thread is running this code (NULL outside loop threads). */
 extern _Thread_local eddy__loop_t *eddy__current_loop;
@@ -944,6 +961,7 @@ struct eddy_server {
     _Atomic uint64_t timer_seq;
 
     int log_fd;
+    eddy_log_cb on_log;
 };
 
 static inline int eddy__conn_admit(eddy__conn_t *conn, size_t bytes)

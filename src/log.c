@@ -1,7 +1,9 @@
 /*
- * Log lines in Swoole's shape: "[2026-11-22 10:00:00 *1234.0]\tNOTICE\tmessage". Each line
- * is formatted into one buffer and written with a single write(), so lines from several
- * threads never interleave. Lines of any length are written whole.
+ * Log lines in Swoole's shape: "[2026-11-22 10:00:00 *1234.0]\tNOTICE\tmessage", where
+ * the number after the pid is the loop that logged. Each line is formatted into one
+ * buffer and written with a single write(), so lines from several threads never
+ * interleave. Lines of any length are written whole. With a log callback set, the message
+ * goes there instead.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,8 +15,19 @@
 
 #include "internal.h"
 
-static const char *const level_names[] = {"DEBUG",   "TRACE", "INFO", "NOTICE",
+#define LINE_MAX_BYTES 1024
+
+static const char *const level_names[] = {"TRACE",   "DEBUG", "INFO", "NOTICE",
                                           "WARNING", "ERROR", "NONE"};
+
+/* Swoole's SWOOLE_LOG_* numbers, which log_level accepts, and the levels they name. */
+static const int swoole_levels[] = {EDDY_LOG_DEBUG,  EDDY_LOG_TRACE,   EDDY_LOG_INFO,
+                                    EDDY_LOG_NOTICE, EDDY_LOG_WARNING, EDDY_LOG_ERROR,
+                                    EDDY_LOG_NONE};
+
+/* Set while this thread runs the log callback: what it logs goes to the default output
+ * rather than back into it. */
+static _Thread_local bool in_log_callback;
 
 int eddy__log_level_parse(const char *value)
 {
@@ -23,30 +36,36 @@ int eddy__log_level_parse(const char *value)
             return i;
     }
     if (value[0] >= '0' && value[0] <= '6' && value[1] == '\0')
-        return value[0] - '0';
+        return swoole_levels[value[0] - '0'];
     return -1;
 }
 
-void eddy__log(const eddy_server_t *srv, int level, const char *fmt, ...)
+/* The index of the loop running on this thread if it is one of srv's, else -1. */
+static int loop_index(const eddy_server_t *srv)
 {
-    if (srv != NULL && level < srv->opts.log_level)
-        return;
-    char line[1024];
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    localtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(line, sizeof(line), "[%Y-%m-%d %H:%M:%S", &tm);
-    /* Loop 0 runs on the thread that called eddy_server_start(), which is also where
-     * settings and start-up are logged; other threads are counted as 0 too. */
     const eddy__loop_t *loop = eddy__current_loop;
-    n += (size_t)snprintf(line + n, sizeof(line) - n, " *%d.%d]\t%s\t", (int)getpid(),
-                          loop != NULL ? loop->index : 0, level_names[level]);
-    va_list ap, again;
-    va_start(ap, fmt);
+    return loop != NULL && loop->srv == srv ? loop->index : -1;
+}
+
+static void vlog(const eddy_server_t *srv, int level, const char *fmt, va_list ap)
+{
+    char line[LINE_MAX_BYTES];
+    int loop = loop_index(srv);
+    bool to_callback = srv != NULL && srv->on_log != NULL && !in_log_callback;
+    size_t prefix = 0;
+    if (!to_callback) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        struct tm tm;
+        localtime_r(&ts.tv_sec, &tm);
+        prefix = strftime(line, sizeof(line), "[%Y-%m-%d %H:%M:%S", &tm);
+        prefix += (size_t)snprintf(line + prefix, sizeof(line) - prefix, " *%d.%d]\t%s\t",
+                                   (int)getpid(), EDDY__MAX(loop, 0), level_names[level]);
+    }
+    size_t n = prefix;
+    va_list again;
     va_copy(again, ap);
     int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-    va_end(ap);
     if (m < 0) {
         va_end(again);
         return;
@@ -69,10 +88,66 @@ void eddy__log(const eddy_server_t *srv, int level, const char *fmt, ...)
     }
     va_end(again);
     n += (size_t)m;
-    out[n++] = '\n';
-    int fd = srv != NULL ? srv->log_fd : STDERR_FILENO;
-    ssize_t ignored = write(fd, out, n);
-    (void)ignored;
+    if (to_callback) {
+        out[n] = '\0';
+        in_log_callback = true;
+        srv->on_log((eddy_server_t *)srv, level, loop, out, n, srv->user_data);
+        in_log_callback = false;
+    } else {
+        out[n++] = '\n';
+        int fd = srv != NULL ? srv->log_fd : STDERR_FILENO;
+        ssize_t ignored = write(fd, out, n);
+        (void)ignored;
+    }
     if (out != line)
         free(out);
+}
+
+void eddy__log(const eddy_server_t *srv, int level, const char *fmt, ...)
+{
+    if (srv != NULL && level < srv->opts.log_level)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(srv, level, fmt, ap);
+    va_end(ap);
+}
+
+void eddy_log(eddy_server_t *srv, int level, const char *fmt, ...)
+{
+    if (fmt == NULL || level < EDDY_LOG_TRACE || level >= EDDY_LOG_NONE ||
+        (srv != NULL && level < srv->opts.log_level))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(srv, level, fmt, ap);
+    va_end(ap);
+}
+
+void eddy_on_log(eddy_server_t *srv, eddy_log_cb cb)
+{
+    srv->on_log = cb;
+}
+
+size_t eddy__log_escape(char *out, size_t cap, const char *in, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+        if (n + (plain ? 1 : 4) >= cap)
+            break;
+        if (plain) {
+            out[n++] = (char)c;
+            continue;
+        }
+        out[n++] = '\\';
+        out[n++] = 'x';
+        out[n++] = hex[c >> 4];
+        out[n++] = hex[c & 15];
+    }
+    if (cap > 0)
+        out[n] = '\0';
+    return n;
 }

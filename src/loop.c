@@ -434,6 +434,7 @@ int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index)
     memset(loop, 0, sizeof(*loop));
     loop->srv = srv;
     loop->index = index;
+    loop->log_level = srv->opts.log_level;
     loop->backend_fd = -1;
     loop->wakeup_fd = -1;
     loop->spare_fd = -1;

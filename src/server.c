@@ -355,6 +355,13 @@ static void adopt(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
         close(fd);
         return;
     }
+    if (eddy__log_on(loop, EDDY__LOG_DEBUG)) {
+        char ip[46];
+        int port;
+        eddy__peer_format(&conn->peer, ip, &port);
+        eddy__log(srv, EDDY__LOG_DEBUG, "session#%" PRIu64 " (%s:%d): accepted on port %d%s",
+                  conn->id, ip, port, listener->bound_port, conn->tls != NULL ? " (TLS)" : "");
+    }
     if (srv->on_connect != NULL)
         srv->on_connect(srv, conn->id, srv->user_data);
 }
@@ -523,6 +530,8 @@ bool eddy__server_loop_should_exit(eddy__loop_t *loop)
 static void prepare_loop(eddy__loop_t *loop)
 {
     const eddy__options_t *opts = &loop->srv->opts;
+    loop->log_level = opts->log_level;
+    loop->ws_fast_limit = opts->log_level <= EDDY__LOG_TRACE ? 0 : opts->package_max_length + 1;
     loop->now_ms = eddy__monotonic_ms();
     loop->now_wall_ms = (uint64_t)(eddy__wall_time() * 1000.0);
     loop->next_handoff = 0;          /* an earlier run may have had more loops */

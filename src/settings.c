@@ -283,8 +283,8 @@ int eddy_server_set(eddy_server_t *srv, const char *key, const char *value)
             break;
         case KIND_LOG_LEVEL:
             eddy__log(srv, EDDY__LOG_ERROR,
-                      "setting %s: invalid value \"%s\" (expected debug, "
-                      "trace, info, notice, warning, error, none or 0-6)",
+                      "setting %s: invalid value \"%s\" (expected trace, "
+                      "debug, info, notice, warning, error, none or 0-6)",
                       key, value);
             break;
         default:
@@ -305,9 +305,6 @@ int eddy_server_set(eddy_server_t *srv, const char *key, const char *value)
  * public and private fields have the same type, except KIND_U8 (int in public) and
  * KIND_STRING (const char * in public). */
 
-_Static_assert((int)EDDY_LOG_DEBUG == (int)EDDY__LOG_DEBUG &&
-                   (int)EDDY_LOG_NONE == (int)EDDY__LOG_NONE,
-               "log levels are Swoole's numbers in both enums");
 _Static_assert((int)EDDY_SLOW_CONSUMER_CLOSE == (int)EDDY__SLOW_CLOSE &&
                    (int)EDDY_SLOW_CONSUMER_DROP == (int)EDDY__SLOW_DROP,
                "slow-consumer policies have the same values in both enums");

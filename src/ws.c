@@ -51,6 +51,38 @@ static const eddy_server_t *conn_srv(const eddy__conn_t *conn)
     return conn->loop->srv;
 }
 
+/* ---- logging ---- */
+
+static const char *opcode_name(int opcode)
+{
+    static const char *const names[16] = {
+        "continuation", "text", "binary", [8] = "close", [9] = "ping", "pong"};
+    return names[opcode & 15] != NULL ? names[opcode & 15] : "reserved";
+}
+
+/* A frame received or queued, at trace level (callers test eddy__log_on() first, so the
+ * hot path pays one compare). */
+__attribute__((cold, noinline)) static void trace_frame(const eddy__conn_t *conn, const char *what,
+                                                        int opcode, bool fin, bool rsv1,
+                                                        uint64_t len)
+{
+    eddy__log(conn_srv(conn), EDDY__LOG_TRACE,
+              "session#%" PRIu64 ": frame %s: %s%s%s, %" PRIu64 " bytes", conn->id, what,
+              opcode_name(opcode), fin ? " fin" : "", rsv1 ? " rsv1" : "", len);
+}
+
+/* A close frame sent or received, at debug level. */
+static void debug_close_frame(const eddy__conn_t *conn, const char *what, uint16_t code,
+                              const char *reason, size_t reason_len)
+{
+    if (!eddy__log_on(conn->loop, EDDY__LOG_DEBUG))
+        return;
+    char escaped[4 * 123 + 1];
+    eddy__log_escape(escaped, sizeof(escaped), reason, reason_len);
+    eddy__log(conn_srv(conn), EDDY__LOG_DEBUG, "session#%" PRIu64 ": close frame %s: %u \"%s\"",
+              conn->id, what, code, escaped);
+}
+
 /* ---- opening handshake ---- */
 
 /* True if the comma-separated list buf[span] holds token exactly: subprotocol names are
@@ -169,11 +201,15 @@ bool eddy__ws_negotiate(eddy__conn_t *conn, const eddy_request_t *req, eddy__pmd
     return false;
 }
 
-static void handshake_failed(eddy__conn_t *conn, int status, const char *why)
+/* Refuses an upgrade with status; logged at level (debug when the client is at fault). */
+static void handshake_failed(eddy__conn_t *conn, int level, int status, const char *why)
 {
-    eddy__log(conn_srv(conn), EDDY__LOG_NOTICE,
-              "session#%" PRIu64 ": WebSocket handshake refused with %d: %s", conn->id, status,
-              why);
+    char ip[46];
+    int port;
+    eddy__peer_format(&conn->peer, ip, &port);
+    eddy__log(conn_srv(conn), level,
+              "session#%" PRIu64 " (%s:%d): WebSocket handshake refused with %d: %s", conn->id, ip,
+              port, status, why);
     char body[160];
     snprintf(body, sizeof(body), "WebSocket handshake failed: %s\n", why);
     eddy__http_fail(conn, status, body);
@@ -280,7 +316,7 @@ static bool upgrade_admitted(eddy__conn_t *conn, eddy_request_t *req)
 {
     eddy_server_t *srv = conn->loop->srv;
     if (!origin_allowed(srv, req)) {
-        handshake_failed(conn, 403, "Origin not allowed");
+        handshake_failed(conn, EDDY__LOG_DEBUG, 403, "Origin not allowed");
         return false;
     }
     if (srv->on_upgrade == NULL)
@@ -325,7 +361,7 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
         if (!resp->finished && conn->phase == EDDY__PHASE_HTTP) {
             /* As Swoole: a handshake left unanswered fails with a 500. */
             eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
-            handshake_failed(conn, 500, "the handshake callback did not answer");
+            handshake_failed(conn, EDDY__LOG_NOTICE, 500, "the handshake callback did not answer");
         }
         return;
     }
@@ -334,7 +370,7 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
     size_t key_len = 0;
     int status = validate_upgrade(req, &key, &key_len, &why);
     if (status != 0) {
-        handshake_failed(conn, status, why);
+        handshake_failed(conn, EDDY__LOG_DEBUG, status, why);
         return;
     }
     if (!upgrade_admitted(conn, req))
@@ -402,7 +438,7 @@ int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
         return rc;
     }
     eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
-    eddy__log(conn_srv(conn), EDDY__LOG_INFO,
+    eddy__log(conn_srv(conn), EDDY__LOG_DEBUG,
               "session#%" PRIu64 ": handshake callback refused the upgrade with %d", conn->id,
               resp->status);
     resp->keep_alive = false;
@@ -423,6 +459,14 @@ int eddy__ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd)
     eddy__conn_set_status(conn, EDDY_WS_STATUS_ACTIVE);
     conn->ever_established = true;
     eddy__conn_drop_timer(conn); /* at rest: no timeout until the closing handshake */
+    if (eddy__log_on(conn->loop, EDDY__LOG_DEBUG)) {
+        /* Called while the upgrade request is dispatched: it is the loop's request. */
+        const char *path = eddy__http_request(conn)->path;
+        char escaped[256];
+        eddy__log_escape(escaped, sizeof(escaped), path, strlen(path));
+        eddy__log(conn_srv(conn), EDDY__LOG_DEBUG, "session#%" PRIu64 ": WebSocket open on %s%s",
+                  conn->id, escaped, pmd != NULL ? " (permessage-deflate)" : "");
+    }
     return 0;
 }
 
@@ -591,6 +635,8 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
             len = 2 + reason_len;
         }
         conn->ws_close_sent = true;
+        debug_close_frame(conn, "sent", len > 0 ? code : EDDY_WS_CLOSE_STATUS_ERROR,
+                          (const char *)payload + 2, len > 0 ? len - 2 : 0);
         queue_frame(conn, EDDY_WS_OPCODE_CLOSE, EDDY_WS_FLAG_FIN, payload, len);
     }
     uint32_t wait_ms = conn_srv(conn)->opts.websocket_close_timeout_ms;
@@ -730,6 +776,7 @@ static void on_close_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
              bad == 1007 ? "close reason is not valid UTF-8" : "invalid close frame");
         return;
     }
+    debug_close_frame(conn, "received", code, reason, reason_len);
     if (opts->open_websocket_close_frame && !conn->ws_close_sent) {
         /* The reason is copied so it can be NUL-terminated without touching the buffer. */
         char reason_copy[126];
@@ -767,6 +814,8 @@ static void on_control_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
         eddy_frame_t frame = {.opcode = opcode, .flags = frame_flags(&ws->hdr)};
         deliver(conn, &frame, (char *)payload, len);
     } else if (opcode == EDDY_WS_OPCODE_PING) {
+        if (eddy__log_on(conn->loop, EDDY__LOG_TRACE))
+            trace_frame(conn, "queued", EDDY_WS_OPCODE_PONG, true, false, len);
         queue_frame(conn, EDDY_WS_OPCODE_PONG, EDDY_WS_FLAG_FIN, payload, len);
     }
 }
@@ -855,6 +904,9 @@ static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
         return 0;
     }
     eddy__ws_rules_t rules = {.expect_masked = true, .allowed_rsv = conn->pmd_on ? 4 : 0};
+    if (eddy__log_on(conn->loop, EDDY__LOG_TRACE))
+        trace_frame(conn, "received", ws->hdr.opcode, ws->hdr.fin, ws->hdr.rsv & 4,
+                    ws->hdr.payload_len);
     int code = eddy__ws_check_header(&ws->hdr, &rules, ws->in_message);
     if (code != 0) {
         fail(conn, (uint16_t)code, "frame header violates RFC 6455");
@@ -998,9 +1050,9 @@ static bool rx_at_rest(const eddy__ws_state_t *ws)
 
 /* The common case in one pass: a data frame that is whole in buf and a whole message (FIN,
  * masked, no RSV bit, length in 7 or 16 bits, within package_max_length), received while
- * no frame or message is in progress. It gets exactly the checks and outcomes of the
- * general path, without its state. Returns the bytes taken, or 0 to leave buf to the
- * general path. */
+ * no frame or message is in progress and not at trace level. It gets exactly the checks and
+ * outcomes of the general path, without its state. Returns the bytes taken, or 0 to leave buf to
+ * the general path. */
 static size_t read_whole_frame(eddy__conn_t *conn, uint8_t *buf, size_t len)
 {
     if (len < 6 ||
@@ -1016,7 +1068,9 @@ static size_t read_whole_frame(eddy__conn_t *conn, uint8_t *buf, size_t len)
     } else if (payload_len == 127) {
         return 0;
     }
-    if (len - header_len < payload_len || payload_len > conn_srv(conn)->opts.package_max_length)
+    /* ws_fast_limit is 0 at trace level: every frame then takes the general path, which
+     * logs it, and this path pays nothing for that. */
+    if (len - header_len < payload_len || payload_len >= conn->loop->ws_fast_limit)
         return 0;
     uint8_t *payload = buf + header_len;
     bool ascii = eddy__ws_unmask_ascii(payload, payload_len, payload - 4);
