@@ -324,6 +324,8 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  *                                  0 debug, 1 trace, 2 info, 3 notice, 4 warning, 5 error,
  *                                  6 none)
  *   log_file [stderr]              path of a file to append log lines to
+ *   http_access_log [off]          one line per HTTP request (see Logging below): a file
+ *                                  path to append to, or "stderr" or "-"
  *   websocket_compression [false]  permessage-deflate (RFC 7692) when the client offers it
  *   websocket_compression_threshold [0]  compress every message of at least this many bytes
  *                                  (0: only pushes with EDDY_WS_FLAG_COMPRESS)
@@ -396,6 +398,7 @@ typedef struct eddy_options {
     const char *ssl_protocols;                             /* [NULL: TLSv1.2,TLSv1.3] */
     int log_level;                                         /* [EDDY_LOG_INFO] */
     const char *log_file;                                  /* [NULL: stderr] */
+    const char *http_access_log;                           /* [NULL: off] */
 } eddy_options_t;
 
 /* Fills *opts with the defaults (those of a new server). Any thread. */
@@ -460,6 +463,16 @@ void *eddy_server_user_data(const eddy_server_t *srv);
  *                  received (code and reason), closed; refused handshakes (status, reason)
  *   trace          every WebSocket frame received (opcode, FIN, RSV1, length) and every
  *                  pong eddy answers with (costs nothing per message when off)
+ *
+ * The access log (setting http_access_log) is separate: one line per HTTP request, in the
+ * Common Log Format plus the duration in seconds:
+ *   127.0.0.1 - - [04/Dec/2026:21:00:00 +0000] "GET /chat HTTP/1.1" 101 0 0.000112
+ * (remote address, local time the request was dispatched, request line with '"', '\' and
+ * bytes outside printable ASCII escaped as \xHH, status, body bytes sent, seconds from
+ * dispatch to the end of the response). An upgrade logs 101 (or the status it was refused
+ * with); status 0 means no response was sent (eddy_response_close(), or the connection
+ * closed first); requests refused before they could be parsed log "-" as request line.
+ * Each loop buffers its lines and writes them once per loop iteration (and at stop).
  * ------------------------------------------------------------------------------------- */
 
 /*
@@ -490,7 +503,7 @@ void eddy_log(eddy_server_t *srv, int level, const char *fmt, ...)
 /*
  * The log callback: receives every line eddy would write (its own and eddy_log()'s,
  * those at or above log_level) INSTEAD of writing it: with a callback set nothing goes
- * to stderr or log_file. level is an eddy_log_level;
+ * to stderr or log_file (the access log is not affected). level is an eddy_log_level;
  * loop is the index of the event loop thread that logged, or -1 for any other thread
  * (the one configuring or starting the server, task workers, application threads).
  * msg is the message without prefix or newline, NUL-terminated, len bytes; it is

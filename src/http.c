@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -160,12 +161,95 @@ static void response_free(eddy_response_t *resp)
 {
     free(resp->reason);
     eddy__buf_free(&resp->headers);
+    eddy__buf_free(&resp->access);
     free(resp);
+}
+
+/* ---- access log ---- */
+
+#define ACCESS_FLUSH_AT (64 * 1024) /* buffered bytes that are written at once */
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void access_flush_deferred(eddy_server_t *srv, void *arg)
+{
+    eddy__access_log_flush(arg);
+}
+
+/* Appends a line: its start, then status, body bytes and duration. The first line of a
+ * batch defers the write to the end of the loop iteration (so the loop pays nothing per
+ * iteration for an access log that is off). */
+static void access_append(eddy__loop_t *loop, const char *start, size_t start_len, int status,
+                          size_t bytes, uint64_t duration_ns)
+{
+    eddy__buf_t *out = &loop->access_out;
+    size_t before = out->len;
+    if (eddy__buf_append(out, start, start_len) != 0 ||
+        eddy__buf_printf(out, "%d %zu %" PRIu64 ".%06" PRIu64 "\n", status, bytes,
+                         duration_ns / 1000000000u, duration_ns / 1000u % 1000000u) != 0)
+        out->len = before; /* out of memory: the line is lost, not half written */
+    if (out->len >= ACCESS_FLUSH_AT ||
+        (before == 0 && out->len > 0 && eddy_defer(loop->srv, access_flush_deferred, loop) != 0))
+        eddy__access_log_flush(loop);
+}
+
+/* Starts the line of the request being dispatched: what it needs from the request is
+ * copied now, since a detached response ends after the request's buffer is gone. */
+static void access_begin(eddy__conn_t *conn, eddy_response_t *resp)
+{
+    const eddy_request_t *req = &conn->loop->http_req;
+    const eddy__http_head_t *h = req->head;
+    char method[64], target[2048];
+    eddy__log_escape(method, sizeof(method), req->buf + h->method.off, h->method.len);
+    eddy__log_escape(target, sizeof(target), req->buf + h->target.off, h->target.len);
+    resp->access.len = 0;
+    if (eddy__buf_printf(&resp->access, "%s - - [%s] \"%s %s HTTP/1.%d\" ", req->remote_ip,
+                         eddy__access_log_date(conn->loop), method, target, h->minor_version) != 0)
+        resp->access.len = 0;
+    resp->access_start_ns = monotonic_ns();
+}
+
+void eddy__response_access_log(eddy_response_t *resp, int status)
+{
+    if (resp->access.len == 0 || resp->conn == NULL)
+        return;
+    access_append(resp->conn->loop, resp->access.data, resp->access.len, status, resp->body_bytes,
+                  monotonic_ns() - resp->access_start_ns);
+    resp->access.len = 0;
+}
+
+/* The line of an answer eddy sent on its own (an error), for the request being
+ * dispatched if there is one, else with "-" for a request that could not be parsed. */
+static void access_log_error(eddy__conn_t *conn, int status, size_t bytes)
+{
+    eddy_response_t *resp = conn->http != NULL ? conn->http->resp : NULL;
+    if (resp != NULL && resp->access.len > 0) {
+        resp->body_bytes = bytes;
+        eddy__response_access_log(resp, status);
+        return;
+    }
+    if (conn_srv(conn)->access_fd < 0)
+        return;
+    char ip[46], start[128];
+    int port;
+    eddy__peer_format(&conn->peer, ip, &port);
+    int n =
+        snprintf(start, sizeof(start), "%s - - [%s] \"-\" ", ip, eddy__access_log_date(conn->loop));
+    access_append(conn->loop, start, (size_t)n, status, bytes, 0);
 }
 
 void eddy__http_conn_closed(eddy__conn_t *conn)
 {
     eddy__http_state_t *st = conn->http;
+    if (st->resp != NULL && st->resp->access.len > 0) {
+        /* Closed before the response ended: status 0 if nothing of it was sent. */
+        eddy__response_access_log(st->resp, st->resp->headers_sent ? st->resp->status : 0);
+    }
     if (st->resp != NULL && st->resp->detached && !st->resp->finished) {
         /* The application still holds it: it becomes an orphan that its end() frees. */
         st->resp->conn = NULL;
@@ -229,6 +313,7 @@ void eddy__http_answer_close(eddy__conn_t *conn, int status, const char *headers
     if (rc == 0)
         eddy__conn_write(conn, out.data, out.len);
     eddy__buf_free(&out);
+    access_log_error(conn, status, body_len);
     eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
 }
 
@@ -304,11 +389,13 @@ static eddy_response_t *response_prepare(eddy__conn_t *conn)
             return NULL;
         st->resp = resp;
     }
-    eddy__buf_t headers = resp->headers;
+    eddy__buf_t headers = resp->headers, access = resp->access;
     headers.len = 0;
+    access.len = 0;
     free(resp->reason);
     memset(resp, 0, sizeof(*resp));
     resp->headers = headers;
+    resp->access = access;
     resp->srv = conn->loop->srv;
     resp->conn = conn;
     resp->fd = conn->id;
@@ -333,6 +420,7 @@ static void reject_plain_request(eddy__conn_t *conn)
                          bad_request_page) == 0)
         eddy__conn_write(conn, out.data, out.len);
     eddy__buf_free(&out);
+    access_log_error(conn, 400, sizeof(bad_request_page) - 1);
     eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
 }
 
@@ -373,6 +461,8 @@ static void dispatch(eddy__conn_t *conn, char *buf, const char *body, size_t bod
         eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return;
     }
+    if (srv->access_fd >= 0)
+        access_begin(conn, resp);
     eddy__conn_set_timeout(conn, 0);
     if (conn->loop->http_head.upgrade_websocket) {
         eddy__ws_handle_upgrade(conn, &conn->loop->http_req, resp);
@@ -817,6 +907,7 @@ int eddy_response_write(eddy_response_t *resp, const void *data, size_t len)
     }
     if (len == 0 || resp->head_only)
         return 0;
+    resp->body_bytes += len;
     if (!resp->chunked)
         return eddy__conn_write(conn, data, len);
     char size_line[24];
@@ -829,6 +920,7 @@ static void response_finish(eddy_response_t *resp)
 {
     eddy__conn_t *conn = resp->conn;
     resp->finished = true;
+    eddy__response_access_log(resp, resp->status);
     if (!resp->keep_alive || conn->loop->stopping) {
         eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
         return;
@@ -853,8 +945,10 @@ int eddy_response_end(eddy_response_t *resp, const void *data, size_t len)
         rc = eddy__response_send_head(resp, response_extra(resp, false), -1);
     } else {
         rc = eddy__response_send_head(resp, response_extra(resp, false), (int64_t)len);
-        if (rc == 0 && len > 0 && !resp->head_only)
+        if (rc == 0 && len > 0 && !resp->head_only) {
+            resp->body_bytes += len;
             rc = eddy__conn_write(resp->conn, data, len);
+        }
     }
     response_finish(resp);
     return rc;

@@ -47,7 +47,8 @@ typedef struct eddy__conn_timer eddy__conn_timer_t;
 #define EDDY__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---------------------------------------------------------------------------------------
- * Logging (log.c): eddy's lines, the application's (eddy_log) and the log callback.
+ * Logging (log.c): eddy's lines, the application's (eddy_log), the log callback, and the
+ * per-loop buffer of the access log.
  * ------------------------------------------------------------------------------------- */
 
 /* The public levels (eddy.h), under the names the modules use. */
@@ -393,6 +394,12 @@ struct eddy__loop {
 
     time_t date_sec; /* cached HTTP Date header value */
     char date[40];
+
+    /* Access log lines not written yet (written at the end of the iteration), and the
+     * cached time field for them. */
+    eddy__buf_t access_out;
+    time_t access_date_sec;
+    char access_date[32];
 };
 
 /* Whether lines at level are logged: one compare with the loop's copy of log_level, for
@@ -401,6 +408,11 @@ static inline bool eddy__log_on(const eddy__loop_t *loop, int level)
 {
     return __builtin_expect(level >= loop->log_level, 0);
 }
+
+/* The access log time field for now ("04/Dec/2026:21:00:00 +0000"), cached per second. */
+const char *eddy__access_log_date(eddy__loop_t *loop);
+/* Writes the loop's buffered access log lines (log.c). */
+void eddy__access_log_flush(eddy__loop_t *loop);
 
 /* The loop whose thread is running this code (NULL outside loop threads). */
 extern _Thread_local eddy__loop_t *eddy__current_loop;
@@ -439,6 +451,7 @@ typedef struct eddy__options {
     size_t http_max_header_size;
     int log_level;
     char *log_file;
+    char *http_access_log; /* path, or "stderr"/"-"; NULL: off */
     bool websocket_compression;
     size_t websocket_compression_threshold; /* 0: compress only on EDDY_WS_FLAG_COMPRESS */
     int websocket_compression_level;
@@ -788,7 +801,16 @@ struct eddy_response {
     int http_minor;
     char *reason;
     eddy__buf_t headers; /* "Name: value\r\n" lines set by the application */
+    /* Access log: the start of the request's line (address, time, request line) until it
+     * is written (then empty), when the request was dispatched, and the body bytes sent. */
+    eddy__buf_t access;
+    uint64_t access_start_ns;
+    size_t body_bytes;
 };
+
+/* Writes the access log line of resp's request with status and resp->body_bytes, unless
+ * the access log is off or the line was written already. */
+void eddy__response_access_log(eddy_response_t *resp, int status);
 
 /* Queues the status line and headers of resp (extra: headers eddy adds, already
  * formatted; body_len: Content-Length, or -1 for none). Returns 0 or EDDY_ENOMEM. */
@@ -962,6 +984,7 @@ struct eddy_server {
 
     int log_fd;
     eddy_log_cb on_log;
+    int access_fd; /* http_access_log, opened at start; -1: off */
 };
 
 static inline int eddy__conn_admit(eddy__conn_t *conn, size_t bytes)

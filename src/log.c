@@ -4,7 +4,11 @@
  * buffer and written with a single write(), so lines from several threads never
  * interleave. Lines of any length are written whole. With a log callback set, the message
  * goes there instead.
+ *
+ * The access log is buffered per loop and written at the end of the loop iteration that
+ * produced it (http.c defers the write) and when the loop stops.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,4 +154,34 @@ size_t eddy__log_escape(char *out, size_t cap, const char *in, size_t len)
     if (cap > 0)
         out[n] = '\0';
     return n;
+}
+
+/* ---- access log ---- */
+
+const char *eddy__access_log_date(eddy__loop_t *loop)
+{
+    time_t now = time(NULL);
+    if (now != loop->access_date_sec) {
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(loop->access_date, sizeof(loop->access_date), "%d/%b/%Y:%H:%M:%S %z", &tm);
+        loop->access_date_sec = now;
+    }
+    return loop->access_date;
+}
+
+void eddy__access_log_flush(eddy__loop_t *loop)
+{
+    eddy__buf_t *out = &loop->access_out;
+    int fd = loop->srv->access_fd;
+    size_t done = 0;
+    while (done < out->len && fd >= 0) {
+        ssize_t n = write(fd, out->data + done, out->len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* a full disk or a closed pipe: the lines are lost, the loop goes on */
+        done += (size_t)n;
+    }
+    out->len = 0;
 }

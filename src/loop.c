@@ -487,6 +487,7 @@ void eddy__loop_free(eddy__loop_t *loop)
     eddy__ws_loop_free(loop);
     eddy__http_loop_free(loop);
     eddy__arena_free(&loop->http_arena);
+    eddy__buf_free(&loop->access_out);
     free(loop->heap);
     free(loop->defers);
     free(loop->recv_buf);
@@ -538,4 +539,5 @@ void eddy__loop_run(eddy__loop_t *loop)
         eddy__loop_flush(loop);
         eddy__loop_reap(loop);
     }
+    eddy__access_log_flush(loop); /* lines of the connections closed by the stop */
 }

@@ -35,6 +35,7 @@ eddy_server_t *eddy_server_new(const char *host, int port)
     if (srv == NULL)
         return NULL;
     srv->log_fd = STDERR_FILENO;
+    srv->access_fd = -1;
     eddy__options_init(&srv->opts);
     atomic_init(&srv->stop_requested, false);
     pthread_mutex_init(&srv->task_lock, NULL);
@@ -549,6 +550,33 @@ static void *loop_thread_main(void *arg)
     return NULL;
 }
 
+/* Opens http_access_log for a run (stderr for "stderr" or "-"). Returns 0 or -errno. */
+static int open_access_log(eddy_server_t *srv)
+{
+    const char *path = srv->opts.http_access_log;
+    if (path == NULL)
+        return 0;
+    if (strcmp(path, "stderr") == 0 || strcmp(path, "-") == 0) {
+        srv->access_fd = STDERR_FILENO;
+        return 0;
+    }
+    srv->access_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (srv->access_fd < 0) {
+        int err = -errno;
+        eddy__log(srv, EDDY__LOG_ERROR, "cannot open http_access_log %s: %s", path,
+                  strerror(errno));
+        return err;
+    }
+    return 0;
+}
+
+static void close_access_log(eddy_server_t *srv)
+{
+    if (srv->access_fd > STDERR_FILENO)
+        close(srv->access_fd);
+    srv->access_fd = -1;
+}
+
 /* Creates the loops worker_num needs that an earlier run did not; loop_count becomes
  * worker_num. A loop is complete before loop_count covers it: other threads read both. */
 static int create_worker_loops(eddy_server_t *srv)
@@ -601,7 +629,9 @@ int eddy_server_start(eddy_server_t *srv)
         }
         srv->log_fd = fd;
     }
-    int rc = create_worker_loops(srv);
+    int rc = open_access_log(srv);
+    if (rc == 0)
+        rc = create_worker_loops(srv);
     if (rc == 0)
         rc = open_listeners(srv);
     if (rc == 0 && (rc = eddy__taskpool_start(srv)) != 0) {
@@ -609,8 +639,10 @@ int eddy_server_start(eddy_server_t *srv)
             close_listen_socks(srv->loops[i]);
         free_tls_contexts(srv);
     }
-    if (rc != 0)
+    if (rc != 0) {
+        close_access_log(srv);
         return rc;
+    }
     for (int i = 0; i < srv->listener_count; i++) {
         eddy__listener_t *l = &srv->listeners[i];
         eddy__log(srv, EDDY__LOG_INFO, "eddy %s listening on %s:%d%s", EDDY_VERSION_STRING, l->host,
@@ -651,11 +683,13 @@ int eddy_server_start(eddy_server_t *srv)
     eddy__current_loop = NULL;
     srv->running = false;
     for (int i = 0; i < srv->loop_count; i++) {
+        eddy__access_log_flush(srv->loops[i]);
         close_listen_socks(srv->loops[i]);
         srv->loops[i]->stopping = false;
     }
     atomic_store(&srv->stop_requested, false);
     free_tls_contexts(srv);
+    close_access_log(srv);
     eddy__log(srv, EDDY__LOG_INFO, "eddy stopped");
     return 0;
 }

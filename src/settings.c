@@ -67,8 +67,8 @@ void eddy__options_resolve(eddy__options_t *opts)
 void eddy__options_free(eddy__options_t *opts)
 {
     char **strings[] = {&opts->websocket_subprotocol, &opts->websocket_origins, &opts->log_file,
-                        &opts->ssl_cert_file,         &opts->ssl_key_file,      &opts->ssl_ciphers,
-                        &opts->ssl_protocols};
+                        &opts->http_access_log,       &opts->ssl_cert_file,     &opts->ssl_key_file,
+                        &opts->ssl_ciphers,           &opts->ssl_protocols};
     for (size_t i = 0; i < EDDY__ARRAY_SIZE(strings); i++) {
         free(*strings[i]);
         *strings[i] = NULL;
@@ -162,6 +162,7 @@ static const struct setting settings[] = {
     {"ssl_protocols", KIND_STRING, OPT(ssl_protocols), PUB(ssl_protocols), 0, 0},
     {"log_level", KIND_LOG_LEVEL, OPT(log_level), PUB(log_level), 0, 0},
     {"log_file", KIND_STRING, OPT(log_file), PUB(log_file), 0, 0},
+    {"http_access_log", KIND_STRING, OPT(http_access_log), PUB(http_access_log), 0, 0},
 };
 
 static int parse_bool(const char *value, bool *out)

@@ -404,6 +404,7 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
         eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return;
     }
+    eddy__response_access_log(resp, 101);
     if (srv->on_open != NULL) {
         eddy__conn_t *outer = conn->loop->dispatching;
         conn->loop->dispatching = conn;
@@ -433,9 +434,12 @@ int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
         int rc = eddy__response_send_head(resp, has_pmd ? extensions : NULL, -1);
         if (rc == 0)
             rc = eddy__ws_start(conn, has_pmd ? &pmd : NULL);
-        if (rc != 0)
+        if (rc != 0) {
             eddy__conn_close(conn, EDDY__CLOSE_ABORT);
-        return rc;
+            return rc;
+        }
+        eddy__response_access_log(resp, 101);
+        return 0;
     }
     eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
     eddy__log(conn_srv(conn), EDDY__LOG_DEBUG,
@@ -443,8 +447,11 @@ int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
               resp->status);
     resp->keep_alive = false;
     int rc = eddy__response_send_head(resp, "Connection: close\r\n", (int64_t)len);
-    if (rc == 0 && len > 0)
+    if (rc == 0 && len > 0) {
+        resp->body_bytes = len;
         rc = eddy__conn_write(conn, data, len);
+    }
+    eddy__response_access_log(resp, resp->status);
     eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
     return rc;
 }
