@@ -9,8 +9,8 @@ It runs examples/pubsub from EDDY_BUILD (default build) on 127.0.0.1 with a plai
 listener and compression on. Each connection is one of: subscriber (stays until a
 publication arrives), publisher (publishes to a topic), echo client; over plain or TLS;
 with or without compression; closed cleanly or dropped (TCP reset without a close frame).
-A warm-up round fills the allocator's and the loops' caches first; its end is the
-baseline. Exit status 0 when the descriptor count equals the baseline and RSS grew by less
+A warm-up round fills the allocator's and the loops' caches first; its end, once the
+descriptor count holds still, is the baseline. Exit status 0 when the descriptor count equals the baseline and RSS grew by less
 than --rss-slack-kib, 1 otherwise. The integration test test_soak.py runs a short round.
 """
 
@@ -133,6 +133,19 @@ async def settle(pid, baseline_fds, seconds):
     return descriptors(pid) <= baseline_fds
 
 
+async def steady(pid, seconds):
+    """The server's descriptor count once it has not changed for half a second (the
+    warm-up's connections closing, each loop's start-up), or after `seconds`."""
+    deadline = time.monotonic() + seconds
+    count, since = descriptors(pid), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < 0.5:
+        await asyncio.sleep(0.05)
+        now = descriptors(pid)
+        if now != count:
+            count, since = now, time.monotonic()
+    return count
+
+
 async def soak(args):
     with tempfile.TemporaryDirectory() as directory:
         cert, key = make_cert(directory)
@@ -143,13 +156,9 @@ async def soak(args):
             tls_context = ssl.create_default_context(cafile=cert)
             churn = Churn(server, tls_context)
             pid = server.proc.pid
-            start_fds = descriptors(pid)
             deadline = time.monotonic() + args.seconds
             await churn.run(args.warmup, args.concurrency, 1, deadline)
-            if not await settle(pid, start_fds, 10):
-                print(f"warm-up left {descriptors(pid) - start_fds} descriptors open")
-                return 1
-            base_fds, base_rss = descriptors(pid), rss_kib(pid)
+            base_fds, base_rss = await steady(pid, 10), rss_kib(pid)
             churn.counts = dict.fromkeys(churn.counts, 0)
             done = await churn.run(args.connections, args.concurrency, 2, deadline)
             settled = await settle(pid, base_fds, 10)
