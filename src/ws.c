@@ -784,11 +784,12 @@ static void on_close_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
         return;
     }
     debug_close_frame(conn, "received", code, reason, reason_len);
+    /* The reason is copied so it can be NUL-terminated without touching the buffer, and
+     * so the answer can echo it whatever the callback did with shared buffers. */
+    char reason_copy[126];
+    memcpy(reason_copy, reason, reason_len);
+    reason_copy[reason_len] = '\0';
     if (opts->open_websocket_close_frame && !conn->ws_close_sent) {
-        /* The reason is copied so it can be NUL-terminated without touching the buffer. */
-        char reason_copy[126];
-        memcpy(reason_copy, reason, reason_len);
-        reason_copy[reason_len] = '\0';
         eddy_frame_t frame = {.opcode = EDDY_WS_OPCODE_CLOSE,
                               .flags = frame_flags(&ws->hdr),
                               .code = code,
@@ -799,9 +800,10 @@ static void on_close_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
         if (conn->phase != EDDY__PHASE_WS)
             return;
     }
-    /* Answer (echoing the code) unless we started the closing handshake; either way the
-     * handshake is complete and the server closes the TCP connection first. */
-    eddy__ws_send_close(conn, code, NULL, 0, false);
+    /* Answer (echoing the code and reason, as Swoole does) unless we started the closing
+     * handshake; either way the handshake is complete and the server closes the TCP
+     * connection first. */
+    eddy__ws_send_close(conn, code, reason_copy, reason_len, false);
 }
 
 static void on_control_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)

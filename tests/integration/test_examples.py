@@ -364,7 +364,7 @@ def test_frames_close_frame_reaches_message(start_server):
     server.expect("Message received: hi")
     client.send_frame(0x8, struct.pack("!H", 4001) + b"bye")
     server.expect("Close frame received: Code 4001 Reason bye")
-    assert next_close(client) == (4001, b"")  # the automatic answer echoes the code
+    assert next_close(client) == (4001, b"bye")  # the automatic answer echoes code and reason
     client.expect_eof()
 
 
