@@ -1,7 +1,9 @@
 /*
  * frames: close, ping and pong frames delivered to the message callback (seed 003's
  * open_websocket_close_frame, open_websocket_ping_frame and open_websocket_pong_frame).
- * Pings are answered by hand, with the ping's payload.
+ * Pings are answered by hand as the seed does: with a new, empty pong frame. RFC 6455 5.5.3
+ * asks for the ping's payload back, so clients that match pongs to pings by payload (python
+ * websockets) see only their empty pings answered.
  */
 #include "example.h"
 
@@ -16,7 +18,7 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
         break;
     case EDDY_WS_OPCODE_PING:
         printf("Ping frame received: Code %d\n", frame->opcode);
-        eddy_push(srv, frame->fd, frame->data, frame->len, EDDY_WS_OPCODE_PONG, EDDY_WS_FLAG_FIN);
+        eddy_push(srv, frame->fd, NULL, 0, EDDY_WS_OPCODE_PONG, EDDY_WS_FLAG_FIN);
         break;
     case EDDY_WS_OPCODE_PONG:
         printf("Pong frame received: Code %d\n", frame->opcode);
