@@ -585,6 +585,12 @@ void eddy_on_drain(eddy_server_t *srv, eddy_drain_cb cb);
  * (EDDY_WS_FLAG_FIN for a whole message, the default in Swoole; without FIN it starts or
  * continues a fragmented message; EDDY_WS_FLAG_COMPRESS compresses when negotiated).
  * Sending a close frame starts the closing handshake (prefer eddy_disconnect()).
+ * A fragmented message is one unit (RFC 6455 5.4): from its first frame (TEXT or BINARY
+ * without FIN) to its last (CONTINUATION with FIN), whole messages pushed or published to
+ * the connection wait, in order, and go out after it; control frames go out at once. One
+ * fragmented message at a time per connection: a CONTINUATION with none begun, or a second
+ * one begun before the first ended, gets EDDY_ESTATE (and a NOTICE log line). Fragments
+ * are never compressed.
  * Output is written at the end of the loop's current phase, batched with everything else
  * queued for the connection (one system call).
  * Returns:
@@ -594,12 +600,13 @@ void eddy_on_drain(eddy_server_t *srv, eddy_drain_cb cb);
  *   EDDY_EDROPPED   not sent: the connection is a slow consumer (its output is over
  *                   socket_buffer_size) and slow_consumer_policy dropped the message or is
  *                   closing the connection (logged with its id);
- *   EDDY_ENOTFOUND, EDDY_ESTATE if fd is not an established WebSocket, EDDY_ETOOBIG if len
- *   exceeds package_max_length, EDDY_EINVAL for a bad opcode or an oversized or fragmented
- *   control frame.
+ *   EDDY_ENOTFOUND, EDDY_ESTATE if fd is not an established WebSocket (or a fragment is
+ *   out of turn, above), EDDY_ETOOBIG if len exceeds package_max_length, EDDY_EINVAL for
+ *   a bad opcode or an oversized or fragmented control frame.
+ * Messages waiting behind a fragmented one count as queued output for back-pressure.
  * Called from a thread other than the connection's loop, the message is handed over and
- * the answer is 0 or EDDY_QUEUED (from the output size last seen); a drop there happens
- * later, on the loop, and is logged. Control frames are never dropped.
+ * the answer is 0 or EDDY_QUEUED (from the output size last seen); a drop or a fragment
+ * out of turn is found later, on the loop, and is logged. Control frames are never dropped.
  */
 int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, int opcode,
               int flags);

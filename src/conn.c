@@ -176,6 +176,8 @@ static void outq_clear(eddy__conn_t *conn)
 {
     while (conn->out.tail != NULL)
         seg_release(conn->loop, outq_pop(&conn->out));
+    while (conn->held.tail != NULL)
+        seg_release(conn->loop, outq_pop(&conn->held));
     if (conn == conn->loop->reading)
         conn->loop->cork_len = 0;
     eddy__conn_set_out_bytes(conn, 0);
@@ -280,17 +282,47 @@ int eddy__conn_write(eddy__conn_t *conn, const void *data, size_t len)
 
 int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob)
 {
-    eddy__seg_t *tail = conn->out.tail;
+    eddy__outq_t *q = conn->hold_output ? &conn->held : &conn->out;
+    eddy__seg_t *tail = q->tail;
     if (tail == NULL || !tail->refs || tail->len == tail->cap) {
         if ((tail = seg_new_refs(conn->loop)) == NULL)
             return out_of_memory(conn, blob->len);
-        outq_link(&conn->out, tail);
+        outq_link(q, tail);
     }
     eddy__blob_ref(blob);
     seg_refs(tail)[tail->len++] = blob;
     eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) + blob->len);
-    flush_list_add(conn);
+    if (!conn->hold_output)
+        flush_list_add(conn);
     return 0;
+}
+
+int eddy__conn_hold2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len)
+{
+    if (outq_append(conn->loop, &conn->held, a, a_len) != 0 ||
+        outq_append(conn->loop, &conn->held, b, b_len) != 0)
+        return out_of_memory(conn, a_len + b_len);
+    eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) + a_len + b_len);
+    return 0;
+}
+
+void eddy__conn_release_held(eddy__conn_t *conn)
+{
+    conn->hold_output = false;
+    eddy__outq_t *held = &conn->held;
+    if (held->tail == NULL)
+        return;
+    /* Both lists are circular, held by their tails: the two rings become one, held's
+     * segments after out's (the cork, if any, still goes first). */
+    eddy__outq_t *out = &conn->out;
+    if (out->tail != NULL) {
+        eddy__seg_t *out_head = out->tail->next;
+        out->tail->next = held->tail->next;
+        held->tail->next = out_head;
+    }
+    out->tail = held->tail;
+    held->tail = NULL;
+    flush_list_add(conn);
 }
 
 int eddy__conn_admit_near_limits(eddy__conn_t *conn, size_t bytes)

@@ -574,6 +574,9 @@ struct eddy__conn {
 
     eddy__inbuf_t *in; /* input a parser could not finish yet; usually NULL */
     eddy__outq_t out;
+    /* Whole messages waiting behind a fragmented one being sent (hold_output); their bytes
+     * count in out_bytes already, so back-pressure sees them. */
+    eddy__outq_t held;
 
     eddy__http_state_t *http; /* HTTP phase only */
     /* WebSocket phase: a frame or message in progress, or zlib streams of its own (see
@@ -595,6 +598,7 @@ struct eddy__conn {
     bool tls_handshaking : 1;
     bool pmd_on : 1;        /* permessage-deflate was negotiated: see pmd */
     bool ws_close_sent : 1; /* our close frame is queued: no more data frames */
+    bool hold_output : 1;   /* a fragmented message is being sent: whole messages wait in held */
     eddy__pmd_t pmd;
 
     /* What other threads may read, under the registry shard lock (registry.c): fields set
@@ -714,8 +718,16 @@ int eddy__conn_send_raw(eddy__conn_t *conn, const void *data, size_t len);
 /* Queues bytes (copied). Returns 0 or EDDY_ENOMEM. The data goes out when the loop flushes
  * at the end of the current phase of its iteration. */
 int eddy__conn_write(eddy__conn_t *conn, const void *data, size_t len);
-/* Queues a shared frame (a reference, no copy). Returns 0 or EDDY_ENOMEM. */
+/* Queues a shared frame (a reference, no copy), a whole message: behind the fragmented
+ * message being sent if there is one (hold_output). Returns 0 or EDDY_ENOMEM. */
 int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob);
+/* Queues two pieces as one (a frame header and its payload) in held, behind the fragmented
+ * message being sent (RFC 6455 5.4: nothing but control frames may come between its
+ * frames). Returns 0 or EDDY_ENOMEM. */
+int eddy__conn_hold2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len);
+/* The fragmented message's last frame is queued: what waited in held follows it, in order,
+ * and hold_output ends. */
+void eddy__conn_release_held(eddy__conn_t *conn);
 /* Queues two pieces as one (a frame header and its payload). */
 int eddy__conn_write2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len);
 /* Room at the end of the output queue, and bytes written there: behind the inline

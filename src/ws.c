@@ -584,6 +584,14 @@ static int queue_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void
                        size_t len)
 {
     flags &= EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1;
+    if (conn->hold_output && opcode != EDDY_WS_OPCODE_CONTINUATION &&
+        opcode < EDDY_WS_OPCODE_CLOSE) {
+        /* A whole message waits for the fragmented one being sent (RFC 6455 5.4); control
+         * frames may come between its frames. */
+        uint8_t header[EDDY_WS_MAX_HEADER_LEN];
+        size_t header_len = eddy__ws_write_header(header, opcode, flags, len, NULL);
+        return eddy__conn_hold2(conn, header, header_len, payload, len);
+    }
     /* Framed in place in the output queue where it fits: no copy of the header. */
     uint8_t *room = eddy__conn_reserve(conn, EDDY_WS_MAX_HEADER_LEN + len);
     if (room != NULL) {
@@ -723,6 +731,17 @@ int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, 
         eddy__ws_send_close(conn, code, reason, reason_len, true);
         return 0;
     }
+    /* A fragment (control frames always have FIN) checks the message it belongs to: one
+     * fragmented message at a time, whose frames nothing but control frames separates. */
+    bool fragment = opcode == EDDY_WS_OPCODE_CONTINUATION || !(flags & EDDY_WS_FLAG_FIN);
+    if (fragment && conn->hold_output != (opcode == EDDY_WS_OPCODE_CONTINUATION)) {
+        /* Logged too: a push from another thread learns of the refusal only here. */
+        eddy__log(conn_srv(conn), EDDY__LOG_NOTICE, "session#%" PRIu64 ": push refused: %s",
+                  conn->id,
+                  conn->hold_output ? "a fragmented message is being sent already"
+                                    : "a continuation frame with no fragmented message begun");
+        return EDDY_ESTATE;
+    }
     /* Control frames are never refused: they are small, and reading stops while the
      * output is over the limit, so their number is bounded too. */
     int admitted = 0;
@@ -732,6 +751,12 @@ int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, 
         rc = queue_compressed(conn, (uint8_t)opcode, data, len);
     else
         rc = queue_frame(conn, (uint8_t)opcode, flags & EDDY_WS_FLAG_FIN, data, len);
+    if (fragment && rc == 0) {
+        if (opcode != EDDY_WS_OPCODE_CONTINUATION)
+            conn->hold_output = true;
+        else if (flags & EDDY_WS_FLAG_FIN)
+            eddy__conn_release_held(conn);
+    }
     return rc != 0 ? rc : admitted;
 }
 

@@ -225,3 +225,69 @@ def test_python_clients_subscribe_and_receive(start_server):
             await ws.close()
 
     asyncio.run(run())
+
+
+# ---- fragmented pushes are one unit (RFC 6455 5.4) ----
+
+
+def test_publication_waits_for_the_fragmented_message_being_pushed(start_server):
+    """A publication (and a whole pushed message) that comes while the application is
+    pushing a fragmented message waits until its last fragment went out; a ping may come
+    between the fragments. Before eddy tracked the message, the publication landed between
+    the fragments, which a client must fail with 1002."""
+    server = start_testbed(start_server)
+    ctl, _ = open_ws(server)
+    client, fd = open_ws(server)
+    assert cmd(server, ctl, f"sub {fd} room") == "0"
+    assert cmd(server, ctl, f"push {fd} 1 0 first") == "0"  # text, no FIN
+    assert client.recv_frame() == (False, 0, 0x1, b"first")
+    assert cmd(server, ctl, "pub room news") == "1"
+    assert cmd(server, ctl, f"push {fd} 2 1 whole") == "0"  # binary, FIN: waits too
+    assert cmd(server, ctl, f"push {fd} 9 1 ping") == "0"  # control frames do not wait
+    assert cmd(server, ctl, f"push {fd} 0 0 -middle") == "0"
+    assert cmd(server, ctl, f"push {fd} 0 1 -last") == "0"
+    assert client.recv_frame() == (True, 0, 0x9, b"ping")
+    assert client.recv_frame() == (False, 0, 0x0, b"-middle")
+    assert client.recv_frame() == (True, 0, 0x0, b"-last")
+    assert client.recv_frame() == (True, 0, 0x1, b"news")
+    assert client.recv_frame() == (True, 0, 0x2, b"whole")
+    # The message is over: a publication goes out at once again.
+    assert cmd(server, ctl, "pub room after") == "1"
+    assert client.recv_frame() == (True, 0, 0x1, b"after")
+
+
+def test_fragment_pushes_out_of_turn_are_refused(start_server):
+    """A continuation with no fragmented message begun, and a second fragmented message
+    begun before the first ended, are refused with EDDY_ESTATE (and logged)."""
+    server = start_testbed(start_server)
+    ctl, _ = open_ws(server)
+    client, fd = open_ws(server)
+    assert cmd(server, ctl, f"push {fd} 0 1 stray") == str(ESTATE)
+    assert cmd(server, ctl, f"push {fd} 1 0 one") == "0"
+    assert cmd(server, ctl, f"push {fd} 2 0 two") == str(ESTATE)
+    assert cmd(server, ctl, f"push {fd} 0 1 -done") == "0"
+    assert client.recv_message() == (0x1, b"one-done")
+    client.send_frame(0x1, b"still fine")
+    assert client.recv_message() == (0x1, b"still fine")
+
+
+def test_python_client_gets_fragmented_push_then_publication(start_server):
+    """The same with a real client (python websockets), publications from another loop."""
+    server = start_testbed(start_server, workers=2)
+    ctl, _ = open_ws(server)
+
+    async def run():
+        async with websockets.connect(server.url) as ws:
+            fd = int(server.line().split()[1])
+            server.expect(f"open {fd} / -")
+            assert cmd(server, ctl, f"sub {fd} room") == "0"
+            # A push posted after the subscribe: once it arrived, the subscription holds.
+            assert cmd(server, ctl, f"push {fd} 1 1 sync") in ("0", "")
+            assert await ws.recv() == "sync"
+            assert cmd(server, ctl, f"push {fd} 1 0 part-one") == "0"
+            assert cmd(server, ctl, "pub room news") == "1"
+            assert cmd(server, ctl, f"push {fd} 0 1 -part-two") == "0"
+            assert await asyncio.wait_for(ws.recv(), 5) == "part-one-part-two"
+            assert await asyncio.wait_for(ws.recv(), 5) == "news"
+
+    asyncio.run(run())
