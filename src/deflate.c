@@ -7,6 +7,7 @@
  * that negotiated "no context takeover" in a direction hold no stream for it at all: they
  * borrow the loop's shared one, which is reset after every message.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,6 +204,20 @@ int eddy__pmd_response(const eddy__pmd_t *pmd, char *out, size_t cap)
 
 static const uint8_t sync_tail[4] = {0x00, 0x00, 0xff, 0xff};
 
+size_t eddy__zlib_chunk = UINT_MAX;
+
+/* Gives zlib the next piece of *in (at most eddy__zlib_chunk bytes) once it used the last. */
+static void feed(z_stream *zs, const uint8_t **in, size_t *left)
+{
+    if (zs->avail_in == 0 && *left > 0) {
+        size_t n = EDDY__MIN(*left, eddy__zlib_chunk);
+        zs->next_in = (Bytef *)*in;
+        zs->avail_in = (uInt)n;
+        *in += n;
+        *left -= n;
+    }
+}
+
 z_stream *eddy__inflater_new(int window_bits)
 {
     z_stream *zs = calloc(1, sizeof(*zs));
@@ -250,9 +265,11 @@ int eddy__inflate(z_stream *zs, const uint8_t *in, size_t len, bool final, eddy_
         /* Pass 0 feeds the payload; pass 1 the tail RFC 7692 strips from each message. */
         if (pass == 1 && !final)
             break;
-        zs->next_in = pass == 0 ? (Bytef *)in : (Bytef *)sync_tail;
-        zs->avail_in = pass == 0 ? (uInt)len : sizeof(sync_tail);
+        const uint8_t *next = pass == 0 ? in : sync_tail;
+        size_t left = pass == 0 ? len : sizeof(sync_tail);
+        zs->avail_in = 0;
         for (;;) {
+            feed(zs, &next, &left);
             /* Output never grows past limit + 1 bytes: one byte over proves the bomb. */
             if (out->len > limit)
                 return EDDY_ETOOBIG;
@@ -266,15 +283,15 @@ int eddy__inflate(z_stream *zs, const uint8_t *in, size_t len, bool final, eddy_
             if (rc == Z_STREAM_END) {
                 /* The peer ended a block with BFINAL: the next bytes start afresh. */
                 inflateReset(zs);
-                if (zs->avail_in == 0)
+                if (zs->avail_in == 0 && left == 0)
                     break;
                 continue;
             }
-            if (rc == Z_BUF_ERROR)
+            if (rc == Z_BUF_ERROR && left == 0)
                 break; /* no progress possible: all input used and all output given */
-            if (rc != Z_OK)
+            if (rc != Z_OK && rc != Z_BUF_ERROR)
                 return EDDY_EPROTO;
-            if (zs->avail_in == 0 && zs->avail_out > 0)
+            if (zs->avail_in == 0 && left == 0 && zs->avail_out > 0)
                 break;
         }
     }
@@ -287,18 +304,21 @@ int eddy__deflate(z_stream *zs, const void *data, size_t len, eddy__buf_t *out)
     size_t bound = deflateBound(zs, len) + 16;
     if (eddy__buf_reserve(out, bound) != 0)
         return EDDY_ENOMEM;
-    zs->next_in = (Bytef *)data;
-    zs->avail_in = (uInt)len;
+    const uint8_t *next = data;
+    size_t left = len;
+    zs->avail_in = 0;
     do {
+        feed(zs, &next, &left);
         if (out->cap - out->len < 64 && eddy__buf_reserve(out, 4096) != 0)
             return EDDY_ENOMEM;
         zs->next_out = (Bytef *)out->data + out->len;
-        zs->avail_out = (uInt)(out->cap - out->len - 1);
-        int rc = deflate(zs, Z_SYNC_FLUSH);
+        zs->avail_out = (uInt)EDDY__MIN(out->cap - out->len - 1, eddy__zlib_chunk);
+        /* The sync flush only once zlib holds the last of the input. */
+        int rc = deflate(zs, left > 0 ? Z_NO_FLUSH : Z_SYNC_FLUSH);
         out->len = (size_t)((char *)zs->next_out - out->data);
         if (rc != Z_OK && rc != Z_BUF_ERROR)
             return EDDY_EPROTO;
-    } while (zs->avail_in > 0 || zs->avail_out == 0);
+    } while (left > 0 || zs->avail_in > 0 || zs->avail_out == 0);
     /* A sync flush ends with 00 00 ff ff, which the receiver appends itself. */
     if (out->len >= 4 && memcmp(out->data + out->len - 4, sync_tail, 4) == 0)
         out->len -= 4;

@@ -191,6 +191,10 @@ int eddy__inflate(z_stream *zs, const uint8_t *in, size_t len, bool final, eddy_
 /* Compresses a whole message into out (replacing its contents), sync-flushed and without
  * the 00 00 ff ff tail, ready to send with RSV1. Returns 0 or an error. */
 int eddy__deflate(z_stream *zs, const void *data, size_t len, eddy__buf_t *out);
+/* zlib counts in uInt (32 bits): both functions above hand it at most this many bytes at
+ * a time, so messages over 4 GiB go through whole. UINT_MAX; unit tests lower it to
+ * exercise the chunking with small buffers. */
+extern size_t eddy__zlib_chunk;
 
 /* ---------------------------------------------------------------------------------------
  * Event loop (loop.c) and its backend (loop_epoll.c)

@@ -1,4 +1,6 @@
 /* permessage-deflate: negotiation (RFC 7692 section 7) and the zlib stream wrappers. */
+#include <limits.h>
+#include <sys/mman.h>
 #include <zlib.h>
 
 #include "internal.h"
@@ -176,10 +178,77 @@ static void test_bomb(void)
     eddy__inflater_free(i);
 }
 
+/* Inflates a raw deflate stream plus the sync tail, counting the output without keeping
+ * it: the round trip of a message too large to hold twice. */
+static size_t inflated_len(const char *packed, size_t len)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    static char sink[1 << 20];
+    z_stream zs = {0};
+    CHECK_EQ_INT(inflateInit2(&zs, -15), Z_OK);
+    size_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        zs.next_in = pass == 0 ? (Bytef *)packed : (Bytef *)tail;
+        zs.avail_in = pass == 0 ? (uInt)len : sizeof(tail);
+        int rc;
+        do {
+            zs.next_out = (Bytef *)sink;
+            zs.avail_out = sizeof(sink);
+            rc = inflate(&zs, Z_SYNC_FLUSH);
+            total += sizeof(sink) - zs.avail_out;
+        } while (rc == Z_OK && (zs.avail_in > 0 || zs.avail_out == 0));
+        CHECK(rc == Z_OK || rc == Z_BUF_ERROR);
+    }
+    inflateEnd(&zs);
+    return total;
+}
+
+static void test_over_4gib(void)
+{
+    /* A message over 4 GiB (package_max_length allows 2^40): zlib counts in 32 bits, and a
+     * cast used to send only the length modulo 4 GiB. Untouched anonymous pages read as
+     * zeros without taking memory, and zeros compress a thousandfold. */
+    size_t big = ((size_t)UINT_MAX + 1) + (1u << 20) + 3;
+    void *zeros = mmap(NULL, big, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    CHECK(zeros != MAP_FAILED);
+    if (zeros == MAP_FAILED)
+        return;
+    z_stream *d = eddy__deflater_new(15, 1, 8);
+    eddy__buf_t packed = {0};
+    CHECK_EQ_INT(eddy__deflate(d, zeros, big, &packed), 0);
+    CHECK(packed.len < big / 64);
+    CHECK_EQ_INT(inflated_len(packed.data, packed.len), big);
+    munmap(zeros, big);
+    eddy__buf_free(&packed);
+    eddy__deflater_free(d);
+}
+
+static void test_chunked_zlib_calls(void)
+{
+    /* The same chunking both ways, with pieces of 7 bytes instead of 4 GiB: every message
+     * still round-trips, with context takeover across messages. */
+    char text[5000];
+    for (size_t i = 0; i < sizeof(text); i++)
+        text[i] = "abcdefgh ijk\n"[test_rand() % 13];
+    eddy__zlib_chunk = 7;
+    z_stream *d = eddy__deflater_new(15, 6, 8);
+    z_stream *i = eddy__inflater_new(15);
+    for (int n = 0; n < 3; n++) {
+        roundtrip(d, i, text, sizeof(text));
+        roundtrip(d, i, "hello", 5);
+        roundtrip(d, i, "", 0);
+    }
+    eddy__deflater_free(d);
+    eddy__inflater_free(i);
+    eddy__zlib_chunk = UINT_MAX;
+}
+
 int main(void)
 {
     test_negotiation();
     test_streams();
     test_bomb();
+    test_chunked_zlib_calls();
+    test_over_4gib();
     return test_report("test_deflate");
 }
