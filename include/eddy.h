@@ -620,9 +620,10 @@ bool eddy_is_established(eddy_server_t *srv, eddy_fd_t fd);
 /*
  * Starts the closing handshake: sends a close frame with code and reason (copied) and
  * closes the connection when the peer answers, or after websocket_close_timeout.
- * code must be 1000 or 4000-4999 and reason at most 123 bytes of valid UTF-8 (reason may
- * be NULL). Returns 0, EDDY_EINVAL (bad code or reason too long; nothing is sent),
- * EDDY_EUTF8 (reason is not valid UTF-8; nothing is sent), EDDY_ENOTFOUND, EDDY_ESTATE.
+ * code may be any an endpoint may send (RFC 6455 7.4): 1000-1003, 1007-1014 or 3000-4999;
+ * reason at most 123 bytes of valid UTF-8 (reason may be NULL). Returns 0, EDDY_EINVAL (bad
+ * code or reason too long), EDDY_EUTF8 (reason is not valid UTF-8), EDDY_ENOTFOUND,
+ * EDDY_ESTATE. When it refuses, nothing is sent and a NOTICE log line says why.
  */
 int eddy_disconnect(eddy_server_t *srv, eddy_fd_t fd, int code, const char *reason);
 

@@ -826,13 +826,21 @@ bool eddy_is_established(eddy_server_t *srv, eddy_fd_t fd)
 int eddy_disconnect(eddy_server_t *srv, eddy_fd_t fd, int code, const char *reason)
 {
     size_t reason_len = reason ? strlen(reason) : 0;
-    if (!(code == EDDY_WS_CLOSE_NORMAL || (code >= 4000 && code <= 4999)))
+    /* Any code an endpoint may send (RFC 6455 7.4): not 1004-1006 or 1015, which are
+     * reserved or mean "no close frame", nor unassigned ranges. */
+    if (code < 0 || !eddy__ws_close_code_valid((unsigned)code)) {
+        eddy__log(srv, EDDY__LOG_NOTICE,
+                  "eddy_disconnect(%" PRIu64 ") refused: close code %d is not one an endpoint "
+                  "may send (1000-1003, 1007-1014, 3000-4999)",
+                  (uint64_t)fd, code);
         return EDDY_EINVAL;
+    }
     /* 125 bytes of close payload hold the 2-byte code and at most 123 bytes of reason. */
-    if (reason_len > 123)
-        return EDDY_EINVAL;
-    if (!eddy_utf8_valid(reason ? reason : "", reason_len))
-        return EDDY_EUTF8;
+    if (reason_len > 123 || !eddy_utf8_valid(reason ? reason : "", reason_len)) {
+        eddy__log(srv, EDDY__LOG_NOTICE, "eddy_disconnect(%" PRIu64 ") refused: the reason is %s",
+                  (uint64_t)fd, reason_len > 123 ? "over 123 bytes" : "not valid UTF-8");
+        return reason_len > 123 ? EDDY_EINVAL : EDDY_EUTF8;
+    }
     eddy__conn_t *conn;
     eddy__session_view_t view;
     if (find(srv, fd, &conn, &view) != 0)

@@ -119,17 +119,38 @@ def test_pushed_close_frame_with_invalid_code_refused(start_server):
     client.close_handshake()
 
 
-@pytest.mark.parametrize("code,reason", [(999, "x"), (1001, ""), (3999, ""), (5000, ""),
-                                         (4000, "r" * 124)])
-def test_server_disconnect_invalid_arguments(start_server, code, reason):
+@pytest.mark.parametrize("code,reason,why", [
+    (-1, "", "code"), (0, "", "code"), (999, "x", "code"), (1004, "", "code"),
+    (1005, "", "code"), (1006, "", "code"), (1015, "", "code"), (1016, "", "code"),
+    (2999, "", "code"), (5000, "", "code"), (65536 + 1000, "", "code"),
+    (4000, "r" * 124, "reason")])
+def test_server_disconnect_invalid_arguments(start_server, code, reason, why):
+    """Codes RFC 6455 7.4 does not let an endpoint send (reserved, never sent, or out of
+    range) and over-long reasons are refused with EDDY_EINVAL, and the log says why."""
     server = start_testbed(start_server)
     client, fd = open_testbed_client(server)
     client.send(frame(0x1, f"!disconnect {fd} {code} {reason}".rstrip().encode()))
     server.expect("= -3001")
+    server.wait_log(rf"eddy_disconnect\({fd}\) refused: .*{why}")
     # Nothing was sent: the connection is still open and echoing.
     client.send(frame(0x1, b"still open"))
     assert client.recv_message() == (0x1, b"still open")
     client.close_handshake()
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012,
+                                  1013, 1014, 3000, 3999, 4000, 4999])
+def test_server_disconnect_every_code_an_endpoint_may_send(start_server, code):
+    """RFC 6455 7.4.1 and the IANA registry: 1000-1003, 1007-1014 and 3000-4999 reach the
+    client as given."""
+    server = start_testbed(start_server)
+    client, fd = open_testbed_client(server)
+    client.send(frame(0x1, f"!disconnect {fd} {code} why".encode()))
+    assert client.recv_frame() == (True, 0, 0x8, close_payload(code, b"why"))
+    server.expect("= 0")
+    client.send(frame(0x8, close_payload(code)))
+    client.expect_eof()
+    server.expect(f"close {fd} 4")
 
 
 def test_server_disconnect_123_byte_reason(start_server):
