@@ -372,10 +372,10 @@ typedef struct publication {
     eddy__blob_t *plain; /* the frame, uncompressed */
     size_t header_len;   /* payload = plain->data + header_len */
     uint8_t opcode;
-    bool compress;              /* compressed frames for subscribers that can take them */
-    pthread_mutex_t lock;       /* guards the compressed variants, made on first need */
-    eddy__blob_t *deflated[16]; /* by the subscriber's window bits */
-    bool all;                   /* broadcast: every established WebSocket */
+    bool compress; /* compressed frames for subscribers that can take them */
+    /* By the subscriber's window bits, made on first need (deflated_frame). */
+    _Atomic(eddy__blob_t *) deflated[16];
+    bool all; /* broadcast: every established WebSocket */
     size_t topic_len;
     char topic[];
 } publication_t;
@@ -386,43 +386,58 @@ static void publication_unref(publication_t *pub)
         return;
     eddy__blob_unref(pub->plain);
     for (size_t i = 0; i < EDDY__ARRAY_SIZE(pub->deflated); i++) {
-        if (pub->deflated[i] != NULL)
-            eddy__blob_unref(pub->deflated[i]);
+        eddy__blob_t *blob = atomic_load_explicit(&pub->deflated[i], memory_order_relaxed);
+        if (blob != NULL)
+            eddy__blob_unref(blob);
     }
-    pthread_mutex_destroy(&pub->lock);
     free(pub);
 }
 
-/* The frame compressed for a window size, made once (by whichever loop needs it first). */
+/* The publication compressed for a window size, framed; NULL when memory is short. */
+static eddy__blob_t *deflate_frame(eddy__loop_t *loop, const publication_t *pub, int bits)
+{
+    const eddy__options_t *opts = &loop->srv->opts;
+    z_stream **zs = &loop->shared_deflaters[bits];
+    if (*zs == NULL)
+        *zs = eddy__deflater_new(bits, opts->websocket_compression_level,
+                                 opts->websocket_compression_mem_level);
+    if (*zs == NULL)
+        return NULL;
+    eddy__blob_t *blob = NULL;
+    size_t payload_len = pub->plain->len - pub->header_len;
+    if (eddy__deflate(*zs, pub->plain->data + pub->header_len, payload_len, &loop->deflate_out) ==
+        0) {
+        uint8_t header[EDDY_WS_MAX_HEADER_LEN];
+        size_t header_len = eddy__ws_write_header(
+            header, pub->opcode, EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1, loop->deflate_out.len, NULL);
+        blob = eddy__blob_new(header_len + loop->deflate_out.len);
+        if (blob != NULL) {
+            memcpy(blob->data, header, header_len);
+            memcpy(blob->data + header_len, loop->deflate_out.data, loop->deflate_out.len);
+        }
+    }
+    deflateReset(*zs);
+    return blob;
+}
+
+/* The frame compressed for a window size, made once per publication with no lock: the
+ * first loop to need it compresses it with its own deflater and publishes it with a
+ * compare-and-swap. Two loops that compress at the same moment both succeed at
+ * compressing; the one whose swap fails drops its copy and uses the other's. */
 static eddy__blob_t *deflated_frame(eddy__loop_t *loop, publication_t *pub, int bits)
 {
-    pthread_mutex_lock(&pub->lock);
-    eddy__blob_t *blob = pub->deflated[bits];
-    if (blob == NULL) {
-        const eddy__options_t *opts = &loop->srv->opts;
-        z_stream **zs = &loop->shared_deflaters[bits];
-        if (*zs == NULL)
-            *zs = eddy__deflater_new(bits, opts->websocket_compression_level,
-                                     opts->websocket_compression_mem_level);
-        size_t payload_len = pub->plain->len - pub->header_len;
-        if (*zs != NULL && eddy__deflate(*zs, pub->plain->data + pub->header_len, payload_len,
-                                         &loop->deflate_out) == 0) {
-            uint8_t header[EDDY_WS_MAX_HEADER_LEN];
-            size_t header_len =
-                eddy__ws_write_header(header, pub->opcode, EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1,
-                                      loop->deflate_out.len, NULL);
-            blob = eddy__blob_new(header_len + loop->deflate_out.len);
-            if (blob != NULL) {
-                memcpy(blob->data, header, header_len);
-                memcpy(blob->data + header_len, loop->deflate_out.data, loop->deflate_out.len);
-                pub->deflated[bits] = blob;
-            }
-        }
-        if (*zs != NULL)
-            deflateReset(*zs);
+    eddy__blob_t *blob = atomic_load_explicit(&pub->deflated[bits], memory_order_acquire);
+    if (blob != NULL)
+        return blob;
+    if ((blob = deflate_frame(loop, pub, bits)) == NULL)
+        return pub->plain; /* out of memory: uncompressed is still valid */
+    eddy__blob_t *first = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&pub->deflated[bits], &first, blob,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        eddy__blob_unref(blob);
+        blob = first;
     }
-    pthread_mutex_unlock(&pub->lock);
-    return blob != NULL ? blob : pub->plain; /* out of memory: uncompressed is still valid */
+    return blob;
 }
 
 static void deliver_to(eddy__conn_t *conn, publication_t *pub)
@@ -485,7 +500,6 @@ static publication_t *publication_new(eddy_server_t *srv, const char *topic, siz
     if (len)
         memcpy(pub->plain->data + pub->header_len, data, len);
     atomic_init(&pub->refs, 1);
-    pthread_mutex_init(&pub->lock, NULL);
     pub->opcode = (uint8_t)opcode;
     size_t threshold = srv->opts.websocket_compression_threshold;
     pub->compress = srv->opts.websocket_compression &&

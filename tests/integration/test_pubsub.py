@@ -291,3 +291,33 @@ def test_python_client_gets_fragmented_push_then_publication(start_server):
             assert await asyncio.wait_for(ws.recv(), 5) == "news"
 
     asyncio.run(run())
+
+
+def test_compressed_fan_out_across_loops(start_server):
+    """Many compressed subscribers on four loops, with three window sizes: each gets every
+    publication, compressed for its window, intact and in order. The loops compress each
+    (publication, window) once with no lock, racing to publish the frame; this is the test
+    to run under SANITIZE=thread."""
+    server = start_testbed(start_server, workers=4, settings={"websocket_compression": "true"})
+    ctl, _ = open_ws(server)
+    subs = []
+    for i in range(24):
+        bits = (15, 12, 9)[i % 3]
+        subs.append(open_ws(server, headers={
+            "Sec-WebSocket-Extensions":
+                f"permessage-deflate; server_no_context_takeover; server_max_window_bits={bits}"}))
+    loops = {int(cmd(server, ctl, f"loop {fd}")) for _, fd in subs}
+    assert loops == {0, 1, 2, 3}
+    for client, fd in subs:
+        assert cmd(server, ctl, f"sub {fd} wide") == "0"
+    for client, fd in subs:  # once this push arrived, the subscription is applied
+        cmd(server, ctl, f"push {fd} 1 1 sync")
+        assert client.recv_message() == (0x1, b"sync")
+    texts = [f"message {n} " + "compressible words " * (20 + n) for n in range(12)]
+    for text in texts:
+        assert cmd(server, ctl, f"pubz wide {text}") == str(len(subs))
+    for client, _ in subs:
+        for text in texts:
+            fin, rsv, opcode, payload = client.recv_frame()
+            assert (fin, rsv, opcode) == (True, 4, 0x1) and len(payload) < len(text)
+            assert inflate_message(payload, zlib.decompressobj(-15)) == text.encode()
