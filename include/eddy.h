@@ -313,6 +313,12 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  *   open_websocket_ping_frame [false]   deliver pings (and do not answer them)
  *   open_websocket_pong_frame [false]   deliver pongs
  *   websocket_close_timeout [5]    seconds to wait for the peer's close frame (0: none)
+ *   websocket_ping_interval [0]    seconds between keep-alive pings (empty) to every
+ *                                  established WebSocket (0: off)
+ *   websocket_ping_timeout [0]     seconds a ping may go unanswered: with no input at all
+ *                                  (a pong or any frame) by then the TCP connection is
+ *                                  dropped, without a close frame, and no second ping is
+ *                                  sent meanwhile (0: pings never close anything)
  *   http_header_timeout [10]       seconds to receive a request head, then 408
  *   http_body_timeout [60]         seconds to receive a request body, counted from the end
  *                                  of its head however the bytes trickle in, then 408
@@ -380,6 +386,8 @@ typedef struct eddy_options {
     bool open_websocket_ping_frame;               /* [false] */
     bool open_websocket_pong_frame;               /* [false] */
     uint32_t websocket_close_timeout_ms;          /* [5000] */
+    uint32_t websocket_ping_interval_ms;          /* [0: no keep-alive pings] */
+    uint32_t websocket_ping_timeout_ms;           /* [0: an unanswered ping closes nothing] */
     uint32_t http_header_timeout_ms;              /* [10000] */
     uint32_t http_body_timeout_ms;                /* [60000] */
     uint32_t http_keepalive_timeout_ms;           /* [60000] */

@@ -379,6 +379,8 @@ struct eddy__loop {
     bool stopping;
 
     eddy__timer_t heartbeat;
+    eddy__timer_t ws_ping;      /* websocket_ping_interval: keep-alive pings (server.c) */
+    uint64_t ws_ping_next_ms;   /* when the next round of pings is due */
     eddy__timer_t accept_timer; /* resumes accepting after ENOBUFS/ENOMEM */
     int spare_fd;               /* kept open to shed the backlog when out of descriptors */
     uint64_t accept_shed;       /* connections shed that way (logged) */
@@ -449,6 +451,8 @@ typedef struct eddy__options {
     bool open_websocket_ping_frame;
     bool open_websocket_pong_frame;
     uint32_t websocket_close_timeout_ms;
+    uint32_t websocket_ping_interval_ms; /* 0: no keep-alive pings */
+    uint32_t websocket_ping_timeout_ms;  /* 0: an unanswered ping closes nothing */
     uint32_t http_header_timeout_ms;
     uint32_t http_body_timeout_ms; /* a deadline for the whole body, from the end of the head */
     uint32_t http_keepalive_timeout_ms;
@@ -614,6 +618,7 @@ struct eddy__conn {
     eddy__peer_t peer;
     uint32_t connect_s;            /* Unix time */
     _Atomic uint64_t last_recv_ms; /* monotonic (the loop's clock), for the heartbeat */
+    uint64_t ping_sent_ms;         /* keep-alive ping waiting for any input since (0: none) */
     _Atomic size_t out_bytes;      /* output queued, not yet written */
     _Atomic(void *) user_data;
 };

@@ -481,6 +481,60 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
     eddy__timer_start(loop, timer, opts->heartbeat_interval_ms);
 }
 
+/* ---- keep-alive pings ---- */
+
+/* The ping timer's period: the interval, or the timeout when shorter, so an unanswered
+ * ping is noticed within a period of its timeout. */
+static uint64_t ws_ping_period(const eddy__options_t *opts)
+{
+    uint32_t period = opts->websocket_ping_interval_ms;
+    if (opts->websocket_ping_timeout_ms > 0)
+        period = EDDY__MIN(period, opts->websocket_ping_timeout_ms);
+    return period;
+}
+
+/*
+ * Every websocket_ping_interval each established WebSocket gets an empty ping. Any input
+ * that arrives afterwards (the pong, or any frame: last_recv_ms) answers it; with no input
+ * within websocket_ping_timeout the TCP connection is dropped, as browsers and uWebSockets
+ * do with a dead peer (no close frame: the peer is not listening). A connection still owing
+ * an answer gets no second ping.
+ */
+static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
+{
+    const eddy__options_t *opts = &loop->srv->opts;
+    uint64_t now = loop->now_ms;
+    bool round = now >= loop->ws_ping_next_ms;
+    if (round)
+        loop->ws_ping_next_ms = now + opts->websocket_ping_interval_ms;
+    for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
+        eddy__conn_t *conn = loop->conns.slots[i];
+        if (conn == NULL || conn->phase != EDDY__PHASE_WS ||
+            conn->ws_status != EDDY_WS_STATUS_ACTIVE || eddy__ws_close_sent(conn))
+            continue;
+        if (conn->ping_sent_ms != 0) {
+            uint64_t last = atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed);
+            if (last >= conn->ping_sent_ms) {
+                conn->ping_sent_ms = 0;
+            } else if (now - conn->ping_sent_ms >= opts->websocket_ping_timeout_ms) {
+                eddy__log(loop->srv, EDDY__LOG_INFO,
+                          "session#%" PRIu64 ": no answer to a ping in %" PRIu32 " ms, dropped",
+                          conn->id, opts->websocket_ping_timeout_ms);
+                eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+                continue;
+            } else {
+                continue;
+            }
+        }
+        if (round) {
+            eddy__ws_push(conn, NULL, 0, EDDY_WS_OPCODE_PING, EDDY_WS_FLAG_FIN);
+            if (opts->websocket_ping_timeout_ms > 0)
+                conn->ping_sent_ms = now;
+        }
+    }
+    eddy__timer_start(loop, timer, ws_ping_period(opts));
+}
+
 /* ---- running and stopping ---- */
 
 static void begin_shutdown(eddy__loop_t *loop)
@@ -490,6 +544,7 @@ static void begin_shutdown(eddy__loop_t *loop)
     loop->shutdown_deadline_ms = loop->now_ms + srv->opts.websocket_close_timeout_ms;
     close_listen_socks(loop);
     eddy__timer_stop(loop, &loop->heartbeat);
+    eddy__timer_stop(loop, &loop->ws_ping);
     eddy__timer_stop(loop, &loop->accept_timer);
     for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
         eddy__conn_t *conn = loop->conns.slots[i];
@@ -542,6 +597,11 @@ static void prepare_loop(eddy__loop_t *loop)
     eddy__timer_init(&loop->heartbeat, heartbeat_check);
     if (opts->heartbeat_interval_ms > 0)
         eddy__timer_start(loop, &loop->heartbeat, opts->heartbeat_interval_ms);
+    eddy__timer_init(&loop->ws_ping, ws_ping_check);
+    if (opts->websocket_ping_interval_ms > 0) {
+        loop->ws_ping_next_ms = loop->now_ms + opts->websocket_ping_interval_ms;
+        eddy__timer_start(loop, &loop->ws_ping, ws_ping_period(opts));
+    }
 }
 
 static void *loop_thread_main(void *arg)

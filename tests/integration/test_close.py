@@ -12,7 +12,7 @@ import websockets
 
 from eddyserver import assert_echo_serves
 from testbed import start_testbed
-from ws_cases import close_payload, connect, frame, next_frame_is_close
+from ws_cases import assert_quiet, close_payload, connect, frame, next_frame_is_close
 
 
 def open_testbed_client(server):
@@ -271,3 +271,52 @@ def test_websockets_client_sees_protocol_error_code(start_server):
     client.close_handshake()
 
 
+
+
+# ---- keep-alive pings (websocket_ping_interval, websocket_ping_timeout) ----
+
+PING_SETTINGS = {"websocket_ping_interval": "0.3", "websocket_ping_timeout": "0.3"}
+
+
+@pytest.mark.parametrize("answer", ["pong", "text"])
+def test_keepalive_pings_answered_keep_the_connection(start_server, answer):
+    """A client that answers every ping (with a pong, or with any frame: all input counts)
+    gets a ping each interval and stays connected through four of them."""
+    server = start_testbed(start_server, settings=PING_SETTINGS)
+    client, fd = open_testbed_client(server)
+    for i in range(4):
+        assert client.recv_frame() == (True, 0, 0x9, b"")
+        if answer == "pong":
+            client.send(frame(0xA, b""))
+        else:
+            client.send(frame(0x1, f"alive {i}".encode()))
+            assert client.recv_frame() == (True, 0, 0x1, f"alive {i}".encode())
+    client.send(frame(0x1, b"still open"))
+    fin, _, opcode, payload = client.recv_frame()
+    while opcode == 0x9:  # a ping may come first
+        client.send(frame(0xA, b""))
+        fin, _, opcode, payload = client.recv_frame()
+    assert (opcode, payload) == (0x1, b"still open")
+    client.close_handshake()
+
+
+def test_keepalive_ping_unanswered_drops_the_connection(start_server):
+    """A client that never answers gets one ping, then, websocket_ping_timeout later (not
+    before, and within one more period), the TCP connection is dropped with no close
+    frame."""
+    server = start_testbed(start_server, settings=PING_SETTINGS)
+    client, fd = open_testbed_client(server)
+    assert client.recv_frame() == (True, 0, 0x9, b"")
+    pinged = time.monotonic()
+    client.expect_eof()  # no second ping and no close frame before the drop
+    waited = time.monotonic() - pinged
+    assert 0.25 <= waited <= 2.0, waited
+    server.wait_log(rf"session#{fd}: no answer to a ping in 300 ms, dropped")
+    server.expect(f"close {fd} 3")
+
+
+def test_keepalive_pings_off_by_default(start_server):
+    server = start_testbed(start_server, settings={"websocket_ping_timeout": "0.2"})
+    client, fd = open_testbed_client(server)
+    assert_quiet(client, within=0.6)
+    client.close_handshake()
