@@ -256,6 +256,21 @@ def test_publication_waits_for_the_fragmented_message_being_pushed(start_server)
     assert client.recv_frame() == (True, 0, 0x1, b"after")
 
 
+def test_fragmented_push_to_the_connection_being_read(start_server):
+    """The same when the fragments go to the connection whose message is being handled
+    (its output collects in the loop's cork first): the publication still follows the
+    last fragment."""
+    server = start_testbed(start_server)
+    client, fd = open_ws(server)
+    assert cmd(server, client, f"sub {fd} room") == "0"
+    assert cmd(server, client, f"push {fd} 2 0 one") == "0"
+    assert cmd(server, client, "pub room news") == "1"
+    assert cmd(server, client, f"push {fd} 0 1 -two") == "0"
+    assert client.recv_frame() == (False, 0, 0x2, b"one")
+    assert client.recv_frame() == (True, 0, 0x0, b"-two")
+    assert client.recv_frame() == (True, 0, 0x1, b"news")
+
+
 def test_fragment_pushes_out_of_turn_are_refused(start_server):
     """A continuation with no fragmented message begun, and a second fragmented message
     begun before the first ended, are refused with EDDY_ESTATE (and logged)."""
