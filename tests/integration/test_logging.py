@@ -47,7 +47,7 @@ def test_lifecycle_lines_at_debug(start_server):
     fd = accepted.group(1)
     server.wait_log(rf"\tDEBUG\tsession#{fd}: WebSocket open on /chat$")
     server.wait_log(rf'\tDEBUG\tsession#{fd}: close frame received: 1000 "bye"$')
-    server.wait_log(rf'\tDEBUG\tsession#{fd}: close frame sent: 1000 ""$')
+    server.wait_log(rf'\tDEBUG\tsession#{fd}: close frame sent: 1000 "bye"$')
     server.wait_log(rf"\tDEBUG\tsession#{fd}: WebSocket connection closed$")
 
     # Refused handshakes: the status sent and the reason.
