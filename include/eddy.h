@@ -291,6 +291,15 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
  *   buffer_low_watermark [0]       drain fires when output falls back to this
  *   slow_consumer_policy [close]   close: close with 1008 "slow consumer"; drop: drop the
  *                                  message (control frames are never dropped)
+ *   socket_buffer_soft_limit [0]   a lower limit output may exceed for a while: a message
+ *                                  admitted while output has been over it for
+ *                                  socket_buffer_soft_seconds meets slow_consumer_policy, so
+ *                                  a burst that drains in time passes (0: off; redis's
+ *                                  client-output-buffer-limit soft limit)
+ *   socket_buffer_soft_seconds [60]  how long output may stay over the soft limit (0-3600;
+ *                                  0: at once). Measured as messages are admitted: the clock
+ *                                  starts with the message that takes output over the limit,
+ *                                  and stops with the first admitted under it (to 128 ms)
  *   max_connection [RLIMIT_NOFILE, at most 1048576]  further connections are refused
  *   backlog [511]                  listen() backlog
  *   open_tcp_nodelay [true]        TCP_NODELAY on accepted sockets
@@ -374,6 +383,8 @@ typedef struct eddy_options {
     size_t buffer_high_watermark;                 /* [0: 80% of socket_buffer_size] */
     size_t buffer_low_watermark;                  /* [0] */
     int slow_consumer_policy;                     /* [EDDY_SLOW_CONSUMER_CLOSE] */
+    size_t socket_buffer_soft_limit;              /* [0: off] */
+    int socket_buffer_soft_seconds;               /* [60] 0-3600 */
     size_t max_connection;                        /* [RLIMIT_NOFILE, at most 1048576] */
     int backlog;                                  /* [511] 1-65535 */
     bool open_tcp_nodelay;                        /* [true] */
@@ -606,8 +617,9 @@ void eddy_on_drain(eddy_server_t *srv, eddy_drain_cb cb);
  *   EDDY_QUEUED     queued under back-pressure: the connection's output is at or over
  *                   buffer_high_watermark (wait for the drain event before more);
  *   EDDY_EDROPPED   not sent: the connection is a slow consumer (its output is over
- *                   socket_buffer_size) and slow_consumer_policy dropped the message or is
- *                   closing the connection (logged with its id);
+ *                   socket_buffer_size, or over socket_buffer_soft_limit for
+ *                   socket_buffer_soft_seconds) and slow_consumer_policy dropped the message
+ *                   or is closing the connection (logged with its id);
  *   EDDY_ENOTFOUND, EDDY_ESTATE if fd is not an established WebSocket (or a fragment is
  *   out of turn, above), EDDY_ETOOBIG if len exceeds package_max_length, EDDY_EINVAL for
  *   a bad opcode or an oversized or fragmented control frame.

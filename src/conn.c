@@ -325,25 +325,58 @@ void eddy__conn_release_held(eddy__conn_t *conn)
     flush_list_add(conn);
 }
 
+/* True when output has stayed over socket_buffer_soft_limit for socket_buffer_soft_seconds,
+ * as seen by the messages admitted (as redis does): the clock starts with the message that
+ * takes output over the limit and stops with the first one admitted under it. A burst that
+ * drains in time only costs this call, once per message while over the limit. */
+static bool over_soft_too_long(eddy__conn_t *conn, size_t after)
+{
+    const eddy__options_t *opts = &conn->loop->srv->opts;
+    uint16_t now = (uint16_t)(conn->loop->now_ms >> EDDY__SOFT_TICK_SHIFT);
+    if (opts->socket_buffer_soft_limit == 0 || after <= opts->socket_buffer_soft_limit) {
+        conn->over_soft = false;
+        return false;
+    }
+    if (!conn->over_soft) {
+        conn->over_soft = true;
+        conn->over_soft_tick = now;
+        eddy__log(conn->loop->srv, EDDY__LOG_DEBUG,
+                  "session#%" PRIu64 ": output over socket_buffer_soft_limit: %zu bytes", conn->id,
+                  after);
+    }
+    uint64_t elapsed_ms = (uint64_t)(uint16_t)(now - conn->over_soft_tick) << EDDY__SOFT_TICK_SHIFT;
+    return elapsed_ms >= (uint64_t)opts->socket_buffer_soft_seconds * 1000;
+}
+
 int eddy__conn_admit_near_limits(eddy__conn_t *conn, size_t bytes)
 {
     const eddy__options_t *opts = &conn->loop->srv->opts;
     size_t queued = eddy__conn_out_bytes(conn);
     /* A message larger than the whole buffer still goes out when nothing else waits. */
-    if (queued > 0 && queued + bytes > opts->socket_buffer_size) {
+    bool over_hard = queued > 0 && queued + bytes > opts->socket_buffer_size;
+    bool over_soft = !over_hard && over_soft_too_long(conn, queued + bytes) && queued > 0;
+    if (over_hard || over_soft) {
         if (opts->slow_consumer_policy == EDDY__SLOW_DROP) {
             if (!conn->dropping)
                 eddy__log(conn->loop->srv, EDDY__LOG_WARNING,
-                          "session#%" PRIu64 ": slow consumer, %zu bytes queued: dropping "
+                          "session#%" PRIu64 ": slow consumer, %zu bytes queued%s: dropping "
                           "messages until it catches up",
-                          conn->id, queued);
+                          conn->id, queued,
+                          over_soft ? " over socket_buffer_soft_limit too long" : "");
             conn->dropping = true;
             return EDDY_EDROPPED;
         }
-        eddy__log(conn->loop->srv, EDDY__LOG_WARNING,
-                  "session#%" PRIu64 ": slow consumer, %zu bytes queued over socket_buffer_size "
-                  "%zu: closing",
-                  conn->id, queued, opts->socket_buffer_size);
+        if (over_soft)
+            eddy__log(conn->loop->srv, EDDY__LOG_WARNING,
+                      "session#%" PRIu64 ": slow consumer, %zu bytes queued over "
+                      "socket_buffer_soft_limit %zu for %" PRIu32 " s: closing",
+                      conn->id, queued, opts->socket_buffer_soft_limit,
+                      opts->socket_buffer_soft_seconds);
+        else
+            eddy__log(conn->loop->srv, EDDY__LOG_WARNING,
+                      "session#%" PRIu64 ": slow consumer, %zu bytes queued over "
+                      "socket_buffer_size %zu: closing",
+                      conn->id, queued, opts->socket_buffer_size);
         if (conn->phase == EDDY__PHASE_WS) {
             static const char reason[] = "slow consumer";
             eddy__ws_send_close(conn, EDDY_WS_CLOSE_POLICY_ERROR, reason, sizeof(reason) - 1, true);

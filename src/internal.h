@@ -470,9 +470,12 @@ typedef struct eddy__options {
     size_t buffer_high_watermark; /* push answers EDDY_QUEUED at or above it (0: 80% of size) */
     size_t buffer_low_watermark;  /* drain fires when a connection falls to it again */
     int slow_consumer_policy;     /* EDDY__SLOW_CLOSE or EDDY__SLOW_DROP */
+    size_t socket_buffer_soft_limit; /* over it for soft_seconds, the policy applies (0: off) */
+    int socket_buffer_soft_seconds;  /* how long output may stay over the soft limit */
     /* Derived by eddy__options_resolve() from the values set above, which it never
      * changes (so a restart derives them again from what the application set). */
     size_t high_watermark;          /* buffer_high_watermark or its default */
+    size_t admit_limit;             /* output admitted without a closer look (the lower limit) */
     uint32_t heartbeat_interval_ms; /* 0: no heartbeat */
     uint32_t heartbeat_idle_ms;
     int task_worker_num;
@@ -483,6 +486,7 @@ typedef struct eddy__options {
 } eddy__options_t;
 
 enum { EDDY__SLOW_CLOSE, EDDY__SLOW_DROP };
+#define EDDY__SOFT_TICK_SHIFT 7 /* 128 ms: the granularity of socket_buffer_soft_seconds */
 
 void eddy__options_init(eddy__options_t *opts);
 /* buffer_high_watermark, with its default applied (computed when the server starts). */
@@ -600,6 +604,7 @@ struct eddy__conn {
     bool aborted : 1;          /* output was dropped: close without draining */
     bool above_high : 1;       /* output went over the high watermark: drain is due */
     bool dropping : 1;         /* slow consumer under the drop policy (logged once per episode) */
+    bool over_soft : 1;        /* output went over socket_buffer_soft_limit at over_soft_tick */
     bool shutdown_sent : 1;    /* our side is shut down (lingering close) */
     bool ever_established : 1; /* completed a WebSocket handshake at some point */
     bool paused : 1;           /* input not processed (detached HTTP response pending) */
@@ -608,6 +613,10 @@ struct eddy__conn {
     bool ws_close_sent : 1; /* our close frame is queued: no more data frames */
     bool hold_output : 1;   /* a fragmented message is being sent: whole messages wait in held */
     eddy__pmd_t pmd;
+    /* When output went over the soft limit, in ticks of 2^EDDY__SOFT_TICK_SHIFT ms of the
+     * loop clock, wrapping: 16 bits fit in padding (the struct stays 168 bytes) and span
+     * 8,388 s, more than socket_buffer_soft_seconds may be (3,600). */
+    uint16_t over_soft_tick;
 
     /* What other threads may read, under the registry shard lock (registry.c): fields set
      * before the connection is registered, and atomics its loop updates. The memory is
@@ -1012,8 +1021,10 @@ static inline int eddy__conn_admit(eddy__conn_t *conn, size_t bytes)
 {
     const eddy__options_t *opts = &conn->loop->srv->opts;
     size_t after = eddy__conn_out_bytes(conn) + bytes;
-    /* The usual case, inline: under every limit, and not dropping. */
-    if (after < opts->high_watermark && after <= opts->socket_buffer_size && !conn->dropping)
+    /* The usual case, inline: under every limit, and neither dropping nor timing a stay
+     * over the soft limit. */
+    if (after < opts->high_watermark && after <= opts->admit_limit && !conn->dropping &&
+        !conn->over_soft)
         return 0;
     return eddy__conn_admit_near_limits(conn, bytes);
 }

@@ -35,6 +35,7 @@ void eddy__options_init(eddy__options_t *opts)
     opts->log_level = EDDY__LOG_INFO;
     opts->socket_buffer_size = 8 * 1024 * 1024; /* Swoole's default */
     opts->slow_consumer_policy = EDDY__SLOW_CLOSE;
+    opts->socket_buffer_soft_seconds = 60;
     opts->websocket_compression_level = 6; /* zlib's default */
     opts->websocket_compression_mem_level = 8;
     opts->pmd.server_window_bits = 15;
@@ -46,6 +47,9 @@ void eddy__options_resolve(eddy__options_t *opts)
 {
     opts->high_watermark = opts->buffer_high_watermark ? opts->buffer_high_watermark
                                                        : opts->socket_buffer_size / 10 * 8;
+    opts->admit_limit = opts->socket_buffer_soft_limit
+                            ? EDDY__MIN(opts->socket_buffer_soft_limit, opts->socket_buffer_size)
+                            : opts->socket_buffer_size;
     /* As Swoole: only heartbeat_check_interval turns the check on; heartbeat_idle_time
      * defaults to twice the interval, and an interval longer than the idle time becomes
      * half of it (eddy_server_start() logs both cases). */
@@ -110,6 +114,10 @@ static const struct setting settings[] = {
      (uint64_t)1 << 40},
     {"slow_consumer_policy", KIND_POLICY, OPT(slow_consumer_policy), PUB(slow_consumer_policy), 0,
      0},
+    {"socket_buffer_soft_limit", KIND_SIZE, OPT(socket_buffer_soft_limit),
+     PUB(socket_buffer_soft_limit), 0, (uint64_t)1 << 40},
+    {"socket_buffer_soft_seconds", KIND_INT, OPT(socket_buffer_soft_seconds),
+     PUB(socket_buffer_soft_seconds), 0, 3600},
     {"max_connection", KIND_SIZE, OPT(max_connection), PUB(max_connection), 1, MAX_CONNECTION_CAP},
     {"backlog", KIND_INT, OPT(backlog), PUB(backlog), 1, 65535},
     {"open_tcp_nodelay", KIND_BOOL, OPT(open_tcp_nodelay), PUB(open_tcp_nodelay), 0, 0},

@@ -103,3 +103,97 @@ def test_memory_stays_bounded_for_a_peer_that_floods_pings_without_reading(start
     assert queued <= 100_100 + 300_000, queued
     assert sent_bytes < limit * len(ping), "the server kept reading pings it could not answer"
     flood.close()
+
+
+# socket_buffer_soft_limit: 1 MB here, hard limit 32 MB. Bursts are a hundred 100 000-byte
+# publications in one callback (10 MB queued at once), more than loopback's socket buffers
+# take (up to 4 MB here) from a subscriber that does not read, so output stays over the soft
+# limit.
+SOFT = {"socket_buffer_size": "32000000", "socket_buffer_soft_limit": "1000000",
+        "buffer_low_watermark": "0", "worker_num": "1", "log_level": "debug"}
+
+
+def soft_testbed(start_server, policy, seconds, **settings):
+    server = start_server("testbed", settings=dict(SOFT, slow_consumer_policy=policy,
+                                                   socket_buffer_soft_seconds=str(seconds),
+                                                   **settings))
+    server.expect("start")
+    ctl, _ = open_ws(server)
+    sub, fd = open_ws(server)
+    assert cmd(server, ctl, f"sub {fd} room") == "0"
+    return server, ctl, sub, fd
+
+
+def recv_burst(client, first, count, size=100_000):
+    """The publications of pubmany, in order: the i-th is filled with byte i % 256."""
+    for i in range(count):
+        assert client.recv_message() == (0x2, bytes([(first + i) % 256]) * size)
+
+
+def test_a_burst_over_the_soft_limit_that_drains_in_time_is_kept(start_server):
+    server, ctl, sub, fd = soft_testbed(start_server, "close", 3)
+    started = time.monotonic()
+    assert cmd(server, ctl, "pubmany room 100 100000") == "1"
+    server.wait_log(f"session#{fd}: output over socket_buffer_soft_limit")
+    assert int(cmd(server, ctl, f"queued {fd}")) > 1_000_000
+    recv_burst(sub, 0, 100)
+    assert time.monotonic() - started < 3, "too slow to test the soft limit here"
+    # Drained: the next stay over the limit is timed afresh, even though it begins more
+    # than socket_buffer_soft_seconds after the first one did.
+    server.wait_log(f"session#{fd}: output over socket_buffer_soft_limit")
+    time.sleep(max(0.0, started + 3.5 - time.monotonic()))
+    assert cmd(server, ctl, "pubmany room 100 100000") == "1"
+    assert cmd(server, ctl, "pub room after") == "1"
+    recv_burst(sub, 0, 100)
+    assert sub.recv_message() == (0x1, b"after")
+    assert not any("slow consumer" in line for line in server.log_lines)
+    assert len([line for line in server.log_lines
+                if f"session#{fd}: output over socket_buffer_soft_limit" in line]) == 2
+
+
+def test_close_policy_closes_a_subscriber_over_the_soft_limit_too_long(start_server):
+    server, ctl, sub, fd = soft_testbed(start_server, "close", 1)
+    started = time.monotonic()
+    assert cmd(server, ctl, "pubmany room 100 100000") == "1"
+    # Over the soft limit for less than a second: still accepted.
+    assert cmd(server, ctl, "pub room early") == "1"
+    assert int(cmd(server, ctl, f"queued {fd}")) > 1_000_000
+    assert time.monotonic() - started < 1, "too slow to test the soft limit here"
+    assert not any("slow consumer" in line for line in server.log_lines)
+    # Still over it a second later: the next message meets the policy.
+    time.sleep(max(0.0, started + 1.3 - time.monotonic()))
+    assert cmd(server, ctl, "pub room late") == "1"
+    server.wait_log(f"session#{fd}: slow consumer, \\d+ bytes queued over "
+                    "socket_buffer_soft_limit 1000000 for 1 s: closing")
+    recv_burst(sub, 0, 100)
+    assert sub.recv_message() == (0x1, b"early")
+    assert sub.recv_message() == (0x8, struct.pack("!H", 1008) + b"slow consumer")
+    sub.send_frame(0x8, struct.pack("!H", 1008))
+    sub.expect_eof()
+    server.expect(f"close {fd} 4")
+
+
+def test_drop_policy_drops_while_over_the_soft_limit_too_long(start_server):
+    server, ctl, sub, fd = soft_testbed(start_server, "drop", 1)
+    started = time.monotonic()
+    assert cmd(server, ctl, "pubmany room 100 100000") == "1"
+    assert int(cmd(server, ctl, f"queued {fd}")) > 1_000_000
+    assert time.monotonic() - started < 1, "too slow to test the soft limit here"
+    time.sleep(max(0.0, started + 1.3 - time.monotonic()))
+    assert cmd(server, ctl, "pub room dropped") == "1"
+    server.wait_log(f"session#{fd}: slow consumer, \\d+ bytes queued over "
+                    "socket_buffer_soft_limit too long: dropping messages")
+    recv_burst(sub, 0, 100)
+    # Caught up (everything it was sent is read): messages flow again.
+    assert cmd(server, ctl, "pub room kept") == "1"
+    assert sub.recv_message() == (0x1, b"kept")
+
+
+def test_over_the_hard_limit_the_policy_applies_at_once_despite_the_soft_limit(start_server):
+    server, ctl, sub, fd = soft_testbed(start_server, "close", 60, socket_buffer_size="3000000")
+    assert cmd(server, ctl, "pubmany room 40 100000") == "1"
+    # Nothing is written during the callback: the 30th takes the queue over 3 MB.
+    server.wait_log(f"session#{fd}: slow consumer, \\d+ bytes queued over socket_buffer_size "
+                    "3000000: closing")
+    recv_burst(sub, 0, 29)
+    assert sub.recv_message() == (0x8, struct.pack("!H", 1008) + b"slow consumer")
