@@ -611,7 +611,8 @@ void eddy_on_drain(eddy_server_t *srv, eddy_drain_cb cb);
  * one begun before the first ended, gets EDDY_ESTATE (and a NOTICE log line). Fragments
  * are never compressed.
  * Output is written at the end of the loop's current phase, batched with everything else
- * queued for the connection (one system call).
+ * queued for the connection (one system call); at most 256 KiB of a connection's output per
+ * loop iteration, so one large transfer does not hold up other connections.
  * Returns:
  *   0 (EDDY_OK)     sent: queued, and the connection keeps up;
  *   EDDY_QUEUED     queued under back-pressure: the connection's output is at or over

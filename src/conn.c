@@ -34,6 +34,9 @@
 #define IOV_BATCH   64
 #define FLUSH_SLICE 256 /* connections written per eddy__loop_flush() */
 
+/* Bytes one connection may write per loop iteration (see conn_flush). */
+#define WRITE_BUDGET (256 * 1024)
+
 /* ---- output queue ---- */
 
 #define REF_CACHE_MAX 1024
@@ -501,26 +504,36 @@ static void all_written(eddy__conn_t *conn)
         maybe_drain(conn);
 }
 
-/* Writes as much queued output as the socket takes. */
+/* Writes as much queued output as the socket takes, up to WRITE_BUDGET bytes: what is left
+ * waits for the next loop iteration (the socket stays watched for writability), so one
+ * connection with megabytes queued and a fast reader cannot hold up the others. */
 static void conn_flush(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
     eddy__outq_t *q = &conn->out;
+    size_t budget = WRITE_BUDGET;
     while (q->tail != NULL && !conn->tls_handshaking) {
+        if (budget == 0) {
+            watch(conn);
+            return;
+        }
         struct iovec iov[IOV_BATCH];
         int n = 0;
-        for (eddy__seg_t *seg = outq_head(q); n < IOV_BATCH; seg = seg->next) {
+        size_t room = budget;
+        for (eddy__seg_t *seg = outq_head(q); n < IOV_BATCH && room > 0; seg = seg->next) {
             if (seg->refs) {
                 eddy__blob_t **refs = seg_refs(seg);
-                for (size_t i = seg->done; i < seg->len && n < IOV_BATCH; i++) {
+                for (size_t i = seg->done; i < seg->len && n < IOV_BATCH && room > 0; i++) {
                     size_t skip = i == seg->done ? seg->sent : 0;
                     iov[n].iov_base = refs[i]->data + skip;
-                    iov[n].iov_len = refs[i]->len - skip;
+                    iov[n].iov_len = EDDY__MIN(refs[i]->len - skip, room);
+                    room -= iov[n].iov_len;
                     n++;
                 }
             } else {
                 iov[n].iov_base = seg->data + seg->sent;
-                iov[n].iov_len = seg->len - seg->sent;
+                iov[n].iov_len = EDDY__MIN(seg->len - seg->sent, room);
+                room -= iov[n].iov_len;
                 n++;
             }
             if (seg == q->tail)
@@ -535,6 +548,7 @@ static void conn_flush(eddy__conn_t *conn)
             return;
         }
         eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) - (size_t)written);
+        budget -= (size_t)written;
         while (written > 0) {
             eddy__seg_t *seg = outq_head(q);
             if (seg->refs) {

@@ -5,6 +5,7 @@ peer that floods pings without reading."""
 
 import socket
 import struct
+import threading
 import time
 
 from testbed import cmd, open_ws
@@ -197,3 +198,30 @@ def test_over_the_hard_limit_the_policy_applies_at_once_despite_the_soft_limit(s
                     "3000000: closing")
     recv_burst(sub, 0, 29)
     assert sub.recv_message() == (0x8, struct.pack("!H", 1008) + b"slow consumer")
+
+
+def test_a_connection_with_megabytes_queued_does_not_hold_up_the_others(start_server):
+    """One write opportunity writes at most 256 KiB of a connection's output: the rest
+    waits for the next loop iteration, after the other connections had their turn."""
+    server = start_server("testbed", settings={"worker_num": "1",
+                                               "package_max_length": "16000000"})
+    server.expect("start")
+    ctl, _ = open_ws(server)
+    big, big_fd = open_ws(server)
+    small, small_fd = open_ws(server)
+    # The big client reads as fast as it can, so its socket keeps taking more.
+    received = []
+    reader = threading.Thread(target=lambda: received.append(big.recv_message()), daemon=True)
+    reader.start()
+    # In one read of the control connection: 8 MB for the big client, then a message for
+    # the small one, then a look at the big client's output once the loop wrote both.
+    ctl.send(frame(0x1, f"!pushsize {big_fd} 8000000".encode(), mask=True) +
+             frame(0x1, f"!push {small_fd} 1 1 hello".encode(), mask=True) +
+             frame(0x1, f"!queuedlater {big_fd}".encode(), mask=True))
+    server.expect("= 1", "= 0", "= 0")  # EDDY_QUEUED: over the high watermark
+    queued = int(server.line().split()[2])
+    assert small.recv_message() == (0x1, b"hello")
+    # 8 000 010 bytes queued (a 10-byte header): at most 256 KiB of them were written.
+    assert 8_000_010 - queued <= 256 * 1024, queued
+    reader.join(timeout=20)
+    assert received == [(0x2, b"x" * 8_000_000)]

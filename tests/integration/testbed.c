@@ -22,6 +22,8 @@
  *   !tick <ms> <n> <text>                fires n times, then clears itself
  *   !clear <id>                          true/false
  *   !defer <text>                        prints "defer <text>" on the next iteration
+ *   !queuedlater <fd>                    prints "queued <fd> <bytes>" from a deferred
+ *                                        callback: after this iteration's output was written
  *   !userdata <fd>                       sets then reads back per-connection user data
  *   !stop                                eddy_server_stop()
  *   !loop <fd>                           the loop (reactor_id) owning fd
@@ -222,6 +224,15 @@ static void on_defer(eddy_server_t *srv, void *arg)
     free(arg);
 }
 
+/* Deferred callbacks run after the loop wrote its connections' output once. */
+static void on_defer_queued(eddy_server_t *srv, void *arg)
+{
+    eddy_client_info_t info;
+    eddy_fd_t fd = (eddy_fd_t)(uintptr_t)arg;
+    int rc = eddy_client_info(srv, fd, &info);
+    printf("queued %llu %zu\n", (unsigned long long)fd, rc == 0 ? info.send_queued_bytes : 0);
+}
+
 /* A result line is built here and printed with one call: other loops print too. */
 struct line {
     char text[4096];
@@ -325,6 +336,8 @@ static void command(eddy_server_t *srv, eddy_fd_t self, char *line)
         snprintf(text, sizeof(text), "%s%s%s", a1 ? a1 : "", rest && *rest ? " " : "",
                  rest ? rest : "");
         printf("= %d\n", eddy_defer(srv, on_defer, strdup(text)));
+    } else if (strcmp(cmd, "queuedlater") == 0 && a1 != NULL) {
+        printf("= %d\n", eddy_defer(srv, on_defer_queued, (void *)(uintptr_t)arg_fd(a1)));
     } else if (strcmp(cmd, "userdata") == 0 && a1 != NULL) {
         static int marker;
         int rc = eddy_conn_set_user_data(srv, arg_fd(a1), &marker);
