@@ -263,25 +263,63 @@ bool eddy__tls_pending(eddy__conn_t *conn)
     return SSL_has_pending(conn->tls) == 1;
 }
 
+/* The most plaintext one TLS record carries. */
+#define RECORD_PAYLOAD 16384
+
+/*
+ * One SSL_write per piece made a record per frame: a fan-out of 64 small frames cost 64
+ * records (64 headers, MACs and encryptions) where one would do. Pieces shorter than a
+ * record are packed into a record-sized buffer and written together; a piece of a record
+ * or more goes to SSL_write as it is (OpenSSL cuts it into full records). A retry after
+ * SSL_ERROR_WANT_WRITE starts with the same bytes, at least as many as before (the queue
+ * only grows, and conn_flush's budget is whole again): what OpenSSL asks of a retry, with
+ * SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER letting the buffer be another one.
+ */
 ssize_t eddy__tls_writev(eddy__conn_t *conn, const struct iovec *iov, int n)
 {
+    char record[RECORD_PAYLOAD];
     ssize_t total = 0;
+    int i = 0;
+    size_t offset = 0; /* into iov[i] */
     conn->tls_wants = 0;
-    for (int i = 0; i < n; i++) {
-        const char *p = iov[i].iov_base;
-        size_t left = iov[i].iov_len;
-        while (left > 0) {
-            ERR_clear_error();
-            int ret = SSL_write(conn->tls, p, (int)EDDY__MIN(left, (size_t)INT32_MAX));
-            if (ret <= 0) {
-                int rc = want(conn, ret);
-                if (total > 0 && rc == -EAGAIN)
-                    return total;
-                return rc == 0 ? -EPIPE : rc;
+    while (i < n) {
+        const char *data = (const char *)iov[i].iov_base + offset;
+        size_t len = iov[i].iov_len - offset;
+        if (len >= RECORD_PAYLOAD) {
+            len = EDDY__MIN(len, (size_t)INT32_MAX);
+        } else {
+            /* Pack this piece and those after it, up to a full record. */
+            size_t packed = 0;
+            while (i < n && packed < RECORD_PAYLOAD) {
+                size_t take = EDDY__MIN(iov[i].iov_len - offset, RECORD_PAYLOAD - packed);
+                memcpy(record + packed, (const char *)iov[i].iov_base + offset, take);
+                packed += take;
+                offset += take;
+                if (offset == iov[i].iov_len) {
+                    i++;
+                    offset = 0;
+                }
             }
-            total += ret;
-            p += ret;
-            left -= (size_t)ret;
+            data = record;
+            len = packed;
+        }
+        ERR_clear_error();
+        int ret = SSL_write(conn->tls, data, (int)len);
+        if (ret <= 0) {
+            int rc = want(conn, ret);
+            if (total > 0 && rc == -EAGAIN)
+                return total;
+            return rc == 0 ? -EPIPE : rc;
+        }
+        total += ret;
+        if ((size_t)ret < len)
+            return total; /* partial: the caller accounts for it and calls again */
+        if (data != record) {
+            offset += len; /* packed pieces were stepped over as they were copied */
+            if (offset == iov[i].iov_len) {
+                i++;
+                offset = 0;
+            }
         }
     }
     return total;

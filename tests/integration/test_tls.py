@@ -3,14 +3,17 @@ loop (stalled or garbage handshakes cost nobody else anything), protocol version
 HTTPS and WSS sharing a port while a plain listener runs beside them."""
 
 import os
+import select
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import pytest
 
 from eddyserver import BUILD, TIMEOUT
+from testbed import cmd, open_ws
 from wsraw import RawClient
 
 
@@ -163,3 +166,108 @@ def test_stalled_and_garbage_handshakes_cost_nobody_else(start_server, tls_cert)
     wss_echo(server)
     for sock in stalled + [garbage, half]:
         sock.close()
+
+
+class RecordCounter:
+    """A TCP proxy that does not speak TLS: it forwards one connection both ways and counts
+    the TLS records the server sends, by content type (0x17: application data)."""
+
+    def __init__(self, port):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.server_port = port
+        self.records = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def count(self, content_type):
+        with self.lock:
+            return self.records.get(content_type, 0)
+
+    def _run(self):
+        client, _ = self.listener.accept()
+        # Small fixed buffers (no autotuning): the proxy holds little of what is in flight,
+        # so a subscriber that does not read soon stops the server's writes.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        upstream = socket.socket()
+        upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        upstream.connect(("127.0.0.1", self.server_port))
+        pending = b""  # server bytes not yet parsed into whole record headers
+        record_left = 0  # bytes of the current record still to come
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([client, upstream], [], [], 0.5)
+            for sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    client.close()
+                    upstream.close()
+                    return
+                if sock is client:
+                    upstream.sendall(data)
+                    continue
+                # Count first, then forward: once the client read the bytes, they are counted.
+                pending += data
+                with self.lock:
+                    while True:
+                        if record_left:
+                            used = min(record_left, len(pending))
+                            record_left -= used
+                            pending = pending[used:]
+                        if record_left or len(pending) < 5:
+                            break
+                        kind = pending[0]
+                        self.records[kind] = self.records.get(kind, 0) + 1
+                        record_left = int.from_bytes(pending[3:5], "big")
+                        pending = pending[5:]
+                client.sendall(data)
+
+
+def wss_client(port):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    client = RawClient.__new__(RawClient)
+    client.timeout = TIMEOUT
+    client.sock = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT),
+        server_hostname="localhost")
+    client.buf = b""
+    return client
+
+
+def test_a_fan_out_of_small_frames_goes_out_in_few_tls_records(start_server, tls_cert):
+    """The pieces of one write are packed into full-size TLS records, not one record (and
+    one SSL_write) per frame."""
+    # A large buffer: the 8 MB below stays under the high watermark (no drain event).
+    server = start_server("testbed", "--tls-port", "0",
+                          settings=settings_for(tls_cert, worker_num="1",
+                                                socket_buffer_size="64000000"))
+    server.expect("start")
+    ctl, _ = open_ws(server)
+    proxy = RecordCounter(server.tls_port)
+    sub = wss_client(proxy.port)
+    sub.handshake()
+    fd = int(server.line().split()[1])
+    server.expect(f"open {fd} / -")
+    assert cmd(server, ctl, f"sub {fd} room") == "0"
+    # A round trip first, so that session tickets and the 101 are counted already.
+    assert cmd(server, ctl, "pub room warm") == "1"
+    assert sub.recv_message() == (0x1, b"warm")
+    before = proxy.count(0x17)
+    # 64 publications in one callback: one write of 64 frames of 22 bytes.
+    assert cmd(server, ctl, "pubmany room 64 20") == "1"
+    for i in range(64):
+        assert sub.recv_message() == (0x2, bytes([i]) * 20)
+    records = proxy.count(0x17) - before
+    assert 1 <= records <= 2, records
+    # Large and small frames mixed, more than the socket takes while the subscriber is not
+    # reading: writes stop half-way (SSL_ERROR_WANT_WRITE) and resume; all arrive intact.
+    assert cmd(server, ctl, "pubmany room 160 50000") == "1"
+    assert cmd(server, ctl, "pubmany room 64 20") == "1"
+    assert cmd(server, ctl, "pubmany room 3 70000") == "1"
+    time.sleep(0.3)
+    assert int(cmd(server, ctl, f"queued {fd}")) > 0  # the socket took only part of it
+    for count, size in ((160, 50000), (64, 20), (3, 70000)):
+        for i in range(count):
+            assert sub.recv_message() == (0x2, bytes([i]) * size)
