@@ -372,7 +372,7 @@ int eddy__conn_admit_near_limits(eddy__conn_t *conn, size_t bytes)
         if (over_soft)
             eddy__log(conn->loop->srv, EDDY__LOG_WARNING,
                       "session#%" PRIu64 ": slow consumer, %zu bytes queued over "
-                      "socket_buffer_soft_limit %zu for %" PRIu32 " s: closing",
+                      "socket_buffer_soft_limit %zu for %d s: closing",
                       conn->id, queued, opts->socket_buffer_soft_limit,
                       opts->socket_buffer_soft_seconds);
         else

@@ -371,7 +371,7 @@ static int check_typed(const eddy_server_t *srv, const struct setting *s, const 
         break;
     case KIND_LOG_LEVEL:
         n = *(const int *)field;
-        min = EDDY_LOG_DEBUG;
+        min = EDDY_LOG_TRACE;
         max = EDDY_LOG_NONE;
         break;
     case KIND_POLICY:

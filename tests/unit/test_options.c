@@ -196,6 +196,8 @@ int main(void)
     eddy_server_get_options(by_string, &from_string);
     CHECK(same_options(from_string, got));
     eddy_options_init(&defaults);
+    defaults.log_level = EDDY_LOG_TRACE; /* every level, the most verbose included */
+    CHECK_EQ_INT(eddy_server_configure(by_string, &defaults), 0);
     defaults.log_level = EDDY_LOG_NONE;
     CHECK_EQ_INT(eddy_server_configure(by_string, &defaults), 0);
     eddy_server_get_options(by_string, &got);
