@@ -7,8 +7,6 @@ The 6.5-6.23 tables are Autobahn's (from Markus Kuhn's UTF-8 decoder stress test
 numbers included; every invalid one is also sent fail-fast, cut right after its first
 impossible byte (computed by ws_cases.utf8_scan, not by eddy)."""
 
-import time
-
 import pytest
 
 from eddyserver import assert_echo_serves
@@ -192,9 +190,7 @@ def test_valid_text_split_across_tcp_sends_at_every_byte(echo):
     data = frame(0x1, SPLIT_TEXT)
     header = 6
     for cut in range(header, len(data)):
-        client.send(data[:cut])
-        time.sleep(0.002)  # pacing only: let the server read the first piece by itself
-        client.send(data[cut:])
+        client.send_split(data, cut)  # the server reads the first piece by itself
         assert client.recv_message() == (0x1, SPLIT_TEXT), cut
     client.close_handshake()
 

@@ -7,6 +7,8 @@ import os
 import socket
 import struct
 
+from sockdiag import wait_for
+
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -49,6 +51,8 @@ def frame(opcode, payload=b"", fin=True, rsv=0, mask=True, length=None, length_f
 
 
 class RawClient:
+    sent = 0  # bytes sent with send(), which the server's kernel counts too
+
     def __init__(self, host, port, timeout=10.0):
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=timeout)
@@ -59,6 +63,23 @@ class RawClient:
 
     def send(self, data):
         self.sock.sendall(data)
+        self.sent += len(data)
+
+    def wait_read(self):
+        """Waits until the server has read everything sent so far (its kernel received
+        every byte and holds none unread), so what is sent next reaches it in a later
+        read. Fails the test if that does not happen within the timeout."""
+        wait_for(self.sock, lambda s: s.received == self.sent and s.unread == 0,
+                 f"the server did not read all {self.sent} bytes sent", self.timeout)
+
+    def send_split(self, data, *cuts):
+        """Sends data cut at the given offsets so that every cut falls between two reads
+        of the server: each piece but the last is read in full before the next is sent."""
+        bounds = [0, *cuts, len(data)]
+        for i, (start, end) in enumerate(zip(bounds, bounds[1:])):
+            self.send(data[start:end])
+            if i < len(cuts):
+                self.wait_read()
 
     def _fill(self):
         data = self.sock.recv(65536)
