@@ -3,11 +3,13 @@ buffer_high_watermark, EDDY_EDROPPED over socket_buffer_size), the slow-consumer
 (drop or close with 1008), the drain event, and memory bounded by the setting even for a
 peer that floods pings without reading."""
 
+import select
 import socket
 import struct
 import threading
 import time
 
+from sockdiag import server_socket
 from testbed import cmd, open_ws
 from wsraw import frame
 
@@ -86,7 +88,7 @@ def test_memory_stays_bounded_for_a_peer_that_floods_pings_without_reading(start
     flood.setblocking(False)
     # Up to 40 MB of pings, more than loopback's socket buffers can hold: if the server
     # kept reading, all of it would go through.
-    limit, blocked_since = 300_000, None
+    limit, queued = 300_000, None
     sent_bytes, deadline = 0, time.monotonic() + 10
     chunk = ping * 50
     while sent_bytes < limit * len(ping) and time.monotonic() < deadline:
@@ -94,15 +96,25 @@ def test_memory_stays_bounded_for_a_peer_that_floods_pings_without_reading(start
             # Resume where the last send stopped: frames must not be cut short.
             offset = sent_bytes % len(chunk)
             sent_bytes += flood.send(chunk[offset:])
-            blocked_since = None
         except BlockingIOError:
-            blocked_since = blocked_since or time.monotonic()
-            if time.monotonic() - blocked_since > 1:
-                break  # blocked for a second: the server stopped reading
-            time.sleep(0.01)
-    queued = int(cmd(server, ctl, f"queued {fd}"))
+            # Blocked. The server stops reading once its output is over socket_buffer_size
+            # (100 100): ask it rather than guess from how long the send stays blocked.
+            queued = int(cmd(server, ctl, f"queued {fd}"))
+            if queued > 100_100:
+                break
+            select.select([], [flood], [], 0.05)
+    assert queued is not None and queued > 100_100, "the server kept reading pings"
     assert queued <= 100_100 + 300_000, queued
     assert sent_bytes < limit * len(ping), "the server kept reading pings it could not answer"
+    # The kernel's view of the server's socket: pings wait there unread, and the server
+    # reads none of them while its loop goes on (two commands answered in between).
+    before = server_socket(flood)
+    assert before.unread > 0, before
+    for _ in range(2):
+        assert cmd(server, ctl, "count") == "2"
+    after = server_socket(flood)
+    assert after.received - after.unread == before.received - before.unread, (before, after)
+    assert int(cmd(server, ctl, f"queued {fd}")) == queued
     flood.close()
 
 
