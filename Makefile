@@ -92,11 +92,15 @@ $(BUILD)/examples/%: examples/%.c examples/example.h $(BUILD)/libeddy.a | $(BUIL
 # tests/support/*.h: reference code shared by the unit tests and the fuzz drivers.
 TEST_SUPPORT_HDRS := $(wildcard tests/support/*.h)
 
-# test_alloc_fail makes the library's allocations fail on demand through these wrappers.
-$(BUILD)/tests/test_alloc_fail: UNIT_LDFLAGS = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+# Every unit test can make allocations fail on demand (tests/unit/alloc_fail.h): its
+# malloc, calloc and realloc, and those of libeddy.a, go through these wrappers.
+ALLOC_FAIL_LDFLAGS := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h $(TEST_SUPPORT_HDRS) $(BUILD)/libeddy.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests/support -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL) $(UNIT_LDFLAGS)
+$(BUILD)/tests/alloc_fail.o: tests/unit/alloc_fail.c tests/unit/alloc_fail.h | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h tests/unit/alloc_fail.h $(TEST_SUPPORT_HDRS) $(BUILD)/tests/alloc_fail.o $(BUILD)/libeddy.a | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Itests/support -o $@ $< $(BUILD)/tests/alloc_fail.o $(BUILD)/libeddy.a $(LDLIBS_ALL) $(ALLOC_FAIL_LDFLAGS)
 
 $(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Iexamples -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)

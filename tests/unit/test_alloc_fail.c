@@ -1,8 +1,6 @@
 /*
- * Out-of-memory inside the library is reported, never half-done. The Makefile links this
- * test with -Wl,--wrap=malloc,calloc,realloc, so every allocation libeddy.a makes goes
- * through the wrappers below; armed with n, they fail the n-th allocation the calling
- * thread makes from then on (OpenSSL and zlib, shared libraries, are not affected). Each
+ * Out-of-memory inside the library is reported, never half-done. Armed with n, the
+ * wrappers of alloc_fail.h fail the n-th allocation the calling thread makes. Each
  * test tries a call with its first, second, ... allocation failing and checks that it
  * either failed as documented or did all it promised.
  */
@@ -15,54 +13,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "alloc_fail.h"
 #include "eddy.h"
 #include "test.h"
-
-void *__real_malloc(size_t size);
-void *__real_calloc(size_t count, size_t size);
-void *__real_realloc(void *ptr, size_t size);
-void *__wrap_malloc(size_t size);
-void *__wrap_calloc(size_t count, size_t size);
-void *__wrap_realloc(void *ptr, size_t size);
-
-static _Thread_local long fail_in; /* 0: off; n: the n-th allocation from now fails */
-static _Thread_local bool failed;  /* an armed failure happened */
-
-static bool fail_now(void)
-{
-    if (fail_in == 0 || --fail_in > 0)
-        return false;
-    failed = true;
-    return true;
-}
-
-void *__wrap_malloc(size_t size)
-{
-    return fail_now() ? NULL : __real_malloc(size);
-}
-
-void *__wrap_calloc(size_t count, size_t size)
-{
-    return fail_now() ? NULL : __real_calloc(count, size);
-}
-
-void *__wrap_realloc(void *ptr, size_t size)
-{
-    return fail_now() ? NULL : __real_realloc(ptr, size);
-}
-
-static void arm(long n)
-{
-    fail_in = n;
-    failed = false;
-}
-
-/* Disarms; true if the armed failure happened. */
-static bool disarm(void)
-{
-    fail_in = 0;
-    return failed;
-}
 
 #define CLIENTS    40
 #define MAX_TIMERS 2048
@@ -87,10 +40,10 @@ static void test_timer_ids_after_failed_allocations(eddy_server_t *srv)
     int failures = 0;
     for (int round = 0; round < 300; round++) {
         for (long at = 1; at <= 3; at++) {
-            arm(at);
+            alloc_fail_arm(at);
             uint64_t id = round % 2 ? eddy_timer_tick(srv, 60000, never, NULL)
                                     : eddy_timer_after(srv, 60000, never, NULL);
-            bool hit = disarm();
+            bool hit = alloc_fail_disarm();
             if (id != 0)
                 ids[n++] = id;
             else
@@ -123,9 +76,9 @@ static void test_subscribe_is_counted_or_fails(eddy_server_t *srv)
     for (long at = 1; at <= 8; at++) {
         char topic[16];
         snprintf(topic, sizeof(topic), "topic%ld", at);
-        arm(at);
+        alloc_fail_arm(at);
         int rc = eddy_subscribe(srv, fds[at % CLIENTS], topic);
-        bool hit = disarm();
+        bool hit = alloc_fail_disarm();
         if (rc == 0) {
             CHECK_EQ_INT((int)eddy_topic_subscribers(srv, topic), 1);
         } else {
