@@ -820,8 +820,9 @@ int eddy_response_header(eddy_response_t *resp, const char *name, const char *va
  * valid then, and still owes its eddy_response_end() or eddy_response_close()). */
 int eddy_response_write(eddy_response_t *resp, const void *data, size_t len);
 /* Finishes the response with an optional last piece of body (copied; may be NULL/0).
- * The response object is invalid afterwards. Returns 0 or EDDY_ECLOSED (the object is
- * released either way). */
+ * The response object is invalid afterwards. Returns 0, EDDY_ECLOSED, or EDDY_ENOMEM
+ * when the response could not be queued (the connection is then closed rather than
+ * left waiting for it); the object is released either way. */
 int eddy_response_end(eddy_response_t *resp, const void *data, size_t len);
 /* Drops the connection without an answer (Swoole's $response->close()); the object is
  * invalid afterwards. */

@@ -950,6 +950,8 @@ int eddy_response_end(eddy_response_t *resp, const void *data, size_t len)
             rc = eddy__conn_write(resp->conn, data, len);
         }
     }
+    if (rc != 0)
+        resp->keep_alive = false; /* out of memory: the client must not wait for the rest */
     response_finish(resp);
     return rc;
 }

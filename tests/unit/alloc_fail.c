@@ -2,6 +2,7 @@
 #include "alloc_fail.h"
 
 #include <dlfcn.h>
+#include <execinfo.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ static _Thread_local bool exempt;
 static atomic_long process_target; /* 0: off */
 static atomic_long process_count;  /* allocations counted since armed */
 static _Atomic(void *) process_site;
+static bool trace; /* EDDY_ALLOC_FAIL_TRACE=1: print the stack of the failed allocation */
 
 static bool fail_now(void *site)
 {
@@ -34,6 +36,10 @@ static bool fail_now(void *site)
     if (atomic_fetch_add(&process_count, 1) + 1 != target)
         return false;
     atomic_store(&process_site, site);
+    if (trace) {
+        void *frames[32];
+        backtrace_symbols_fd(frames, backtrace(frames, 32), 2);
+    }
     return true;
 }
 
@@ -79,9 +85,9 @@ long alloc_fail_disarm_process(void **site)
     return atomic_load(&process_count);
 }
 
-void alloc_fail_exempt_thread(void)
+void alloc_fail_exempt_thread(bool on)
 {
-    exempt = true;
+    exempt = on;
 }
 
 static void report(void)
@@ -102,6 +108,8 @@ static void report(void)
 
 __attribute__((constructor)) static void arm_from_env(void)
 {
+    const char *t = getenv("EDDY_ALLOC_FAIL_TRACE");
+    trace = t != NULL && *t == '1';
     const char *n = getenv("EDDY_ALLOC_FAIL");
     if (n == NULL || atol(n) <= 0)
         return;
