@@ -57,7 +57,7 @@ TEST_PROG_SRCS := $(sort $(wildcard tests/integration/*.c))
 TEST_PROGS := $(TEST_PROG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 
 .PHONY: all lib examples unit-tests test-programs deps deps-test run test test-unit test-integration \
-	soak install clean format format-check
+	test-oom soak install clean format format-check
 
 all: lib examples unit-tests test-programs
 
@@ -118,6 +118,13 @@ test: deps-test
 
 test-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+# The unit tests that allocate, re-run with their n-th allocation failing (README: Development).
+OOM_SWEEP_TESTS := api errors options deflate settings_restart task_race stop_race loop_post
+
+test-oom: $(UNIT_TESTS)
+	$(BUILD)/tests/test_oom_session
+	tests/unit/oom_sweep.sh $(OOM_SWEEP_TESTS:%=$(BUILD)/tests/test_%)
 
 PYTEST ?= pytest
 # The first python3 on PATH that has the websockets module (a pyenv or venv python3 may

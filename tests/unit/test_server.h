@@ -6,13 +6,16 @@
 #ifndef EDDY_TEST_SERVER_H
 #define EDDY_TEST_SERVER_H
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
 #include "eddy.h"
 
 static eddy_server_t *test_server;
-static atomic_bool test_started; /* the server runs: other threads may call the API */
+static atomic_bool test_started;  /* the server runs: other threads may call the API */
+static atomic_bool test_returned; /* eddy_server_start() returned */
 
 static void test_ignore_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
 {
@@ -47,7 +50,19 @@ static inline bool test_server_new(const char *log_level)
 static inline void *test_run_server(void *rc)
 {
     *(int *)rc = eddy_server_start(test_server);
+    atomic_store(&test_returned, true);
     return NULL;
+}
+
+/* Runs test_server on a new thread (*thread) and waits until it runs, or until
+ * eddy_server_start() returned early (out of memory, under tests/unit/oom_sweep.sh). */
+static inline void test_start_server(pthread_t *thread, int *rc)
+{
+    atomic_store(&test_started, false);
+    atomic_store(&test_returned, false);
+    pthread_create(thread, NULL, test_run_server, rc);
+    while (!atomic_load(&test_started) && !atomic_load(&test_returned))
+        sched_yield();
 }
 
 #endif

@@ -27,11 +27,8 @@ static double now_s(void)
 /* Runs test_server until started; returns the thread. */
 static pthread_t start(int *rc)
 {
-    atomic_store(&test_started, false);
     pthread_t thread;
-    pthread_create(&thread, NULL, test_run_server, rc);
-    while (!atomic_load(&test_started))
-        sched_yield();
+    test_start_server(&thread, rc);
     return thread;
 }
 

@@ -116,12 +116,9 @@ static void test_stop_before_start_with_more_loops(void)
     CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "4"), 0);
     CHECK(stop_ends_next_start());
     /* The flag was spent: the next start runs until it is stopped. */
-    atomic_store(&test_started, false);
     int rc = -1;
     pthread_t loop_thread;
-    pthread_create(&loop_thread, NULL, test_run_server, &rc);
-    while (!atomic_load(&test_started))
-        sched_yield();
+    test_start_server(&loop_thread, &rc);
     CHECK(http_answered(eddy_server_port(test_server)));
     eddy_server_stop(test_server);
     pthread_join(loop_thread, NULL);
@@ -139,11 +136,8 @@ static void test_callers_outlive_runs(void)
     for (int run = 0; run < RUNS; run++) {
         /* Alternating widths: a run may have more or fewer loops than the last one. */
         CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", run % 2 ? "2" : "3"), 0);
-        atomic_store(&test_started, false);
         pthread_t loop_thread;
-        pthread_create(&loop_thread, NULL, test_run_server, &start_rc[run]);
-        while (!atomic_load(&test_started))
-            sched_yield();
+        test_start_server(&loop_thread, &start_rc[run]);
         for (int i = 0; i < 2; i++)
             served[run] += http_answered(eddy_server_port(test_server));
         sleep_ms(20);

@@ -64,11 +64,8 @@ static void test_task_from_thread_across_runs(void)
     pthread_t thread;
     pthread_create(&thread, NULL, caller, NULL);
     for (int run = 0; run < RUNS; run++) {
-        atomic_store(&test_started, false);
         pthread_t loop_thread;
-        pthread_create(&loop_thread, NULL, test_run_server, &start_rc[run]);
-        while (!atomic_load(&test_started))
-            sched_yield();
+        test_start_server(&loop_thread, &start_rc[run]);
         sleep_ms(20);
         eddy_server_stop(test_server);
         pthread_join(loop_thread, NULL);
