@@ -646,6 +646,8 @@ static int create_worker_loops(eddy_server_t *srv)
         eddy__loop_t *loop = calloc(1, sizeof(eddy__loop_t));
         int rc = loop ? eddy__loop_init(loop, srv, i) : EDDY_ENOMEM;
         if (rc != 0) {
+            if (loop != NULL)
+                eddy__loop_free(loop); /* what eddy__loop_init() got before it failed */
             free(loop);
             return rc;
         }
