@@ -1,22 +1,25 @@
 /*
  * A scripted server session with one allocation failing: for n = 1, 2, ... a fresh
- * server (one loop, one task worker, permessage-deflate) runs with the n-th allocation
- * made on its threads failing (alloc_fail.h; the client, this test's main thread, is
- * exempt), from eddy_server_start() until it returned, while a client over loopback runs
- * the script below. The sweep ends with the first run in which no allocation failed.
+ * server (one loop, then two; a task worker; permessage-deflate) is set up, started,
+ * driven by a client over loopback and stopped, with the n-th allocation failing
+ * (alloc_fail.h) among those made by eddy_server_new() and eddy_server_set(), by the
+ * server's threads, and by the client's own calls into the API (push, publish and defer
+ * from another thread); the client's other code is exempt. The sweep ends with the first
+ * run in which no allocation failed.
  *
  * Every step of the script must end, within STEP_MS, in one of:
  *   - the right answer;
  *   - a reported error: the application's "E" reply (an API call it made answered
- *     EDDY_ENOMEM or 0) or an HTTP 5xx response;
+ *     EDDY_ENOMEM or 0), an HTTP 5xx response, EDDY_ENOMEM from the client's call;
  *   - a clean close: EOF, a reset, or a close frame (the rest of that connection's
  *     script is then skipped).
- * Anything else (wrong bytes, a timeout, a server that does not stop within STOP_MS, a
- * crash) fails, and under AddressSanitizer a leak fails at exit.
+ * Setting up may fail only with EDDY_ENOMEM (or NULL), and eddy_server_start() only
+ * with EDDY_ENOMEM. Anything else (wrong bytes, a timeout, a server that does not stop
+ * within STOP_MS, a crash) fails, and under AddressSanitizer a leak fails at exit.
  *
- * EDDY_OOM_STRIDE=k runs n = 1, 1 + k, ... (make test uses a stride, make test-oom none);
- * EDDY_OOM_VERBOSE=1 prints each run's failed allocation site (an offset for addr2line);
- * EDDY_OOM_FROM=n starts the sweep at n (with EDDY_ALLOC_FAIL_TRACE=1, see alloc_fail.h).
+ * EDDY_OOM_STRIDE=k runs n = 1, 1 + k, ...; EDDY_OOM_VERBOSE=1 prints each run's failed
+ * allocation site (an offset for addr2line); EDDY_OOM_FROM=n starts the sweep at n (with
+ * EDDY_ALLOC_FAIL_TRACE=1 to see the stack, see alloc_fail.h).
  */
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -24,6 +27,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +101,20 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
                          EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_COMPRESS) < 0) {
         eddy_close(srv, fd); /* the echo */
     }
+}
+
+static atomic_ullong opened_fd; /* the WebSocket, for the client's calls from its thread */
+
+static void on_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)
+{
+    (void)srv;
+    (void)user_data;
+    atomic_store(&opened_fd, eddy_request_fd(req));
+}
+
+static void deferred(eddy_server_t *srv, void *arg)
+{
+    reply(srv, (eddy_fd_t)(uintptr_t)arg, "ok deferred");
 }
 
 static void end_later(eddy_server_t *srv, uint64_t timer_id, void *arg)
@@ -437,6 +455,34 @@ static void script(int port)
             if (up && got == OK)
                 up = check("publish", expect_text("ok pub 1"));
         }
+        /* The API from another thread (this one, not exempt meanwhile): an accepted call
+         * is carried out, a refused one is EDDY_ENOMEM. */
+        eddy_fd_t fd = atomic_load(&opened_fd);
+        if (up) {
+            alloc_fail_exempt_thread(false);
+            int rc = eddy_push(test_server, fd, "pushed", 6, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
+            alloc_fail_exempt_thread(true);
+            up = check("push from a thread", rc == EDDY_ENOMEM ? ERR
+                                             : rc == 0         ? expect_text("pushed")
+                                                               : BAD);
+        }
+        if (up && subscribed) {
+            alloc_fail_exempt_thread(false);
+            int rc = eddy_publish(test_server, "room", "news news news news", 19,
+                                  EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_COMPRESS);
+            alloc_fail_exempt_thread(true);
+            up = check("publish from a thread", rc == EDDY_ENOMEM ? ERR
+                                                : rc == 1 ? expect_text("news news news news")
+                                                          : BAD);
+        }
+        if (up) {
+            alloc_fail_exempt_thread(false);
+            int rc = eddy_defer(test_server, deferred, (void *)(uintptr_t)fd);
+            alloc_fail_exempt_thread(true);
+            up = check("defer from a thread", rc == EDDY_ENOMEM ? ERR
+                                              : rc == 0         ? expect_text("ok deferred")
+                                                                : BAD);
+        }
         if (up) {
             ws_send(EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN, "unsub", 5);
             up = check("unsubscribe", expect_text("ok unsub"));
@@ -513,6 +559,7 @@ static bool run(int n, bool verbose)
     eddy_on_start(test_server, test_mark_started);
     eddy_on_message(test_server, on_message);
     eddy_on_request(test_server, on_request);
+    eddy_on_open(test_server, on_open);
 
     int start_rc = 0;
     pthread_t thread;
