@@ -1,11 +1,11 @@
 /*
  * A scripted server session with one allocation failing: for n = 1, 2, ... a fresh
- * server (one loop, then two; a task worker; permessage-deflate) is set up, started,
- * driven by a client over loopback and stopped, with the n-th allocation failing
- * (alloc_fail.h) among those made by eddy_server_new() and eddy_server_set(), by the
- * server's threads, and by the client's own calls into the API (push, publish and defer
- * from another thread); the client's other code is exempt. The sweep ends with the first
- * run in which no allocation failed.
+ * server (one loop, then two; a task worker; permessage-deflate; a TLS listener beside
+ * the plain one, with a certificate made here) is set up, started, driven by a client
+ * over loopback and stopped, with the n-th allocation failing (alloc_fail.h) among those made by
+ * eddy_server_new() and eddy_server_set(), by the server's threads, and by the client's own calls
+ * into the API (push, publish and defer from another thread); the client's other code is exempt.
+ * The sweep ends with the first run in which no allocation failed.
  *
  * Every step of the script must end, within STEP_MS, in one of:
  *   - the right answer;
@@ -25,8 +25,14 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -261,6 +267,90 @@ done:
     return result;
 }
 
+static char cert_file[] = "/tmp/eddy-oom-cert-XXXXXX";
+static char key_file[] = "/tmp/eddy-oom-key-XXXXXX";
+static SSL_CTX *client_tls;
+
+/* Writes a self-signed certificate and its key for the TLS listener; false on failure. */
+static bool make_certificate(void)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *cert = X509_new();
+    int cert_fd = mkstemp(cert_file), key_fd = mkstemp(key_file);
+    FILE *cert_out = cert_fd >= 0 ? fdopen(cert_fd, "w") : NULL;
+    FILE *key_out = key_fd >= 0 ? fdopen(key_fd, "w") : NULL;
+    bool ok = key != NULL && cert != NULL && cert_out != NULL && key_out != NULL;
+    if (ok) {
+        ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+        X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+        X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+        X509_set_pubkey(cert, key);
+        X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
+                                   (const unsigned char *)"localhost", -1, -1, 0);
+        X509_set_issuer_name(cert, X509_get_subject_name(cert));
+        ok = X509_sign(cert, key, EVP_sha256()) > 0 && PEM_write_X509(cert_out, cert) == 1 &&
+             PEM_write_PrivateKey(key_out, key, NULL, NULL, 0, NULL, NULL) == 1;
+    }
+    if (cert_out != NULL)
+        fclose(cert_out);
+    if (key_out != NULL)
+        fclose(key_out);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    client_tls = SSL_CTX_new(TLS_client_method());
+    return ok && client_tls != NULL;
+}
+
+/* GET / over TLS: OK for 200 "hello", ERR for a 5xx, CLOSED, BAD. */
+static enum outcome https(int port)
+{
+    int fd = dial(port);
+    if (fd < 0)
+        return CLOSED;
+    struct timeval timeout = {.tv_sec = STEP_MS / 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    SSL *ssl = SSL_new(client_tls);
+    SSL_set_fd(ssl, fd);
+    static const char request[] = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    enum outcome result = CLOSED;
+    if (SSL_connect(ssl) == 1 && SSL_write(ssl, request, sizeof(request) - 1) > 0) {
+        size_t len = 0;
+        for (;;) {
+            errno = 0;
+            int n = SSL_read(ssl, in + len, (int)(sizeof(in) - 1 - len));
+            if (n <= 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    fail("no answer in time");
+                    hung = true;
+                }
+                break;
+            }
+            len += (size_t)n;
+            in[len] = '\0';
+            char *end = strstr((char *)in, "\r\n\r\n");
+            const char *cl = strcasestr((char *)in, "\r\nContent-Length: ");
+            if (end == NULL || cl == NULL)
+                continue;
+            size_t head = (size_t)(end + 4 - (char *)in), body = strtoul(cl + 18, NULL, 10);
+            if (len < head + body)
+                continue;
+            int status = atoi((char *)in + 9);
+            result = status >= 500                                                      ? ERR
+                     : status == 200 && body == 5 && memcmp(in + head, "hello", 5) == 0 ? OK
+                                                                                        : BAD;
+            break;
+        }
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        fail("no TLS handshake in time");
+        hung = true;
+    }
+    SSL_free(ssl);
+    ERR_clear_error();
+    close(fd);
+    in_len = 0;
+    return result;
+}
+
 static int ws_fd = -1;
 static bool pmd;          /* permessage-deflate was negotiated */
 static z_stream inflater; /* the server's messages, with context takeover */
@@ -402,13 +492,15 @@ static bool check(const char *name, enum outcome got)
     return got == OK || got == ERR;
 }
 
-static void script(int port)
+static void script(int port, int tls_port)
 {
     step = "http";
     check("GET /", http(port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", "hello"));
     check("POST /echo",
           http(port, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody", "body"));
     check("GET /later", http(port, "GET /later HTTP/1.1\r\nHost: t\r\n\r\n", "later"));
+
+    check("GET / over TLS", https(tls_port));
 
     step = "upgrade";
     enum outcome opened = ws_open(port);
@@ -539,13 +631,17 @@ static bool run(int n, bool verbose)
     alloc_fail_exempt_thread(false);
     step = "setup";
     test_server = eddy_server_new("127.0.0.1", 0);
-    const char *const settings[][2] = {{"log_level", "none"},
-                                       {"worker_num", workers},
-                                       {"task_worker_num", "1"},
-                                       {"websocket_compression", "true"}};
+    const char *const settings[][2] = {
+        {"log_level", "none"},        {"worker_num", workers},
+        {"task_worker_num", "1"},     {"websocket_compression", "true"},
+        {"ssl_cert_file", cert_file}, {"ssl_key_file", key_file}};
     int set_rc = test_server != NULL ? 0 : EDDY_ENOMEM;
     for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]) && set_rc == 0; i++)
         set_rc = eddy_server_set(test_server, settings[i][0], settings[i][1]);
+    if (set_rc == 0) {
+        int index = eddy_server_add_listener(test_server, "127.0.0.1", 0, EDDY_LISTEN_TLS);
+        set_rc = index < 0 ? index : 0;
+    }
     alloc_fail_exempt_thread(true);
     if (set_rc != 0) {
         void *site;
@@ -574,7 +670,7 @@ static bool run(int n, bool verbose)
         usleep(1000);
     }
     if (!exited && atomic_load(&test_started))
-        script(eddy_server_port(test_server));
+        script(eddy_server_port(test_server), eddy_server_listener_port(test_server, 1));
     if (!exited) {
         eddy_server_stop(test_server);
         struct timespec stop_deadline;
@@ -615,6 +711,8 @@ int main(void)
     int stride = stride_env != NULL && atoi(stride_env) > 0 ? atoi(stride_env) : 1;
     int from = from_env != NULL && atoi(from_env) > 0 ? atoi(from_env) : 1;
     bool verbose = verbose_env != NULL && *verbose_env == '1';
+    CHECK(make_certificate());
+    signal(SIGPIPE, SIG_IGN); /* SSL_write() to a connection the server dropped */
     /* One loop, then two: loop 0 hands connections to loop 1. */
     static const char *const sweeps[] = {"1", "2"};
     for (size_t i = 0; i < sizeof(sweeps) / sizeof(sweeps[0]); i++) {
@@ -633,5 +731,8 @@ int main(void)
                workers, runs, stride, site_count, allocations, outcomes[OK], outcomes[ERR],
                outcomes[CLOSED], (double)(now_ms() - started) / 1000);
     }
+    unlink(cert_file);
+    unlink(key_file);
+    SSL_CTX_free(client_tls);
     return test_report("test_oom_session");
 }
