@@ -691,7 +691,7 @@ uint64_t eddy_timer_tick(eddy_server_t *srv, uint64_t ms, eddy_timer_cb cb, void
  * loop's or the application's thread: if the cancellation was handed to its loop). */
 bool eddy_timer_clear(eddy_server_t *srv, uint64_t timer_id);
 /* Calls cb at the end of the current loop iteration (on loop 0, soon, when called from
- * another thread). Returns 0 or EDDY_ENOMEM. */
+ * another thread). Returns 0 or EDDY_ENOMEM; a call accepted with 0 always runs. */
 int eddy_defer(eddy_server_t *srv, eddy_defer_cb cb, void *arg);
 
 /* ---------------------------------------------------------------------------------------

@@ -359,8 +359,9 @@ struct defer_cmd {
 static void defer_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
 {
     struct defer_cmd *dc = (struct defer_cmd *)cmd;
+    /* eddy_defer() accepted the call: without room to queue it, it runs now. */
     if (defer_local(loop, dc->cb, dc->arg) != 0)
-        eddy__log(loop->srv, EDDY__LOG_ERROR, "out of memory deferring a call");
+        dc->cb(loop->srv, dc->arg);
     free(dc);
 }
 
