@@ -853,6 +853,8 @@ int eddy__response_send_head(eddy_response_t *resp, const char *extra, int64_t b
         rc = eddy__buf_append(&out, "\r\n", 2);
     if (rc == 0)
         rc = eddy__conn_write(conn, out.data, out.len);
+    else /* out of memory: without its head no part of the response may follow */
+        eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
     eddy__buf_free(&out);
     resp->headers_sent = true;
     return rc;
@@ -949,6 +951,10 @@ int eddy_response_end(eddy_response_t *resp, const void *data, size_t len)
             resp->body_bytes += len;
             rc = eddy__conn_write(resp->conn, data, len);
         }
+    }
+    if (resp->conn == NULL) {
+        response_free(resp); /* detached, and closed by a failed write: an orphan now */
+        return rc;
     }
     if (rc != 0)
         resp->keep_alive = false; /* out of memory: the client must not wait for the rest */
