@@ -57,7 +57,7 @@ TEST_PROG_SRCS := $(sort $(wildcard tests/integration/*.c))
 TEST_PROGS := $(TEST_PROG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 
 .PHONY: all lib examples unit-tests test-programs deps deps-test run test test-unit test-integration \
-	test-oom soak install clean format format-check
+	test-oom test-js soak install clean format format-check
 
 all: lib examples unit-tests test-programs
 
@@ -114,7 +114,7 @@ run: deps
 
 test: deps-test
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory test-unit test-integration
+	@$(MAKE) --no-print-directory test-unit test-js test-integration
 
 test-unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
@@ -125,6 +125,11 @@ OOM_SWEEP_TESTS := api errors options deflate settings_restart task_race stop_ra
 test-oom: $(UNIT_TESTS)
 	$(BUILD)/tests/test_oom_session
 	tests/unit/oom_sweep.sh $(OOM_SWEEP_TESTS:%=$(BUILD)/tests/test_%)
+
+# eddy.js (clients/js): the plain-script builds are up to date, and the unit tests pass.
+test-js:
+	node clients/js/build.mjs --check
+	node --test clients/js/test/*.test.js
 
 PYTEST ?= pytest
 # The first python3 on PATH that has the websockets module (a pyenv or venv python3 may
