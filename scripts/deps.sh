@@ -45,7 +45,9 @@ if [ -n "$missing" ]; then
     fi
 fi
 
-if [ "${1:-build}" = test ] && [ ! -d tests/clients/node_modules/ws ]; then
+# From the lock file; again when a package the lock file names is missing (one was added).
+if [ "${1:-build}" = test ] && { [ ! -d tests/clients/node_modules/ws ] ||
+    [ ! -d tests/clients/node_modules/playwright-core ]; }; then
     echo "eddy: installing the npm packages of tests/clients" >&2
     npm ci --prefix tests/clients --no-audit --no-fund >/dev/null
 fi

@@ -14,7 +14,7 @@ import pytest
 import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-from eddyserver import ROOT, TIMEOUT
+from eddyserver import ROOT, TIMEOUT, chromium_binary
 
 CLIENTS = os.path.join(ROOT, "tests", "clients")
 MIB = 1024 * 1024
@@ -139,14 +139,6 @@ def test_node_ws(start_server, tls_cert, compression, secure):
 
 
 # ---- Chromium ----
-
-def chromium_binary():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("headless Chromium is needed (Debian package chromium): run `make test`")
-
 
 def test_chromium(start_server, tls_cert):
     page = os.path.join(CLIENTS, "browser.html")

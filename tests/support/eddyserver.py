@@ -14,6 +14,7 @@ import helpers as `from eddyserver import ...`, `from wsraw import ...`,
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -164,6 +165,15 @@ class Server:
         assert self.proc.returncode == 0, (
             f"{self.example} exited with {self.proc.returncode}; log:\n" +
             "\n".join(self.log_lines))
+
+
+def chromium_binary():
+    """The headless browser the real-client tests drive."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail("headless Chromium is needed (Debian package chromium): run `make test`")
 
 
 # ---- fixtures (imported by the conftest.py files) ----
