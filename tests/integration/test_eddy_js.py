@@ -2,7 +2,8 @@
 the echo example: connect, an event out and back, then the server goes away (a graceful stop,
 which closes with 1001, or SIGKILL, which leaves the browser a 1006) and comes back on the
 same port. The page must show "reconnecting in N s", queue what it sends meanwhile, reconnect,
-and flush the queue in order without losing a message."""
+and flush the queue in order without losing a message. The same for the demo page
+www/index.html, which uses the plain-script build."""
 
 import functools
 import http.server
@@ -41,11 +42,11 @@ def page_server():
 class Driver:
     """The node driver: its JSON step lines, read with timeouts."""
 
-    def __init__(self, url):
+    def __init__(self, mode, url):
         if shutil.which("node") is None or not os.path.isdir(
                 os.path.join(ROOT, "tests", "clients", "node_modules", "playwright-core")):
             pytest.fail("node and tests/clients/node_modules are needed: run `make test`")
-        self.proc = subprocess.Popen(["node", DRIVER, url, chromium_binary(), str(COUNT)],
+        self.proc = subprocess.Popen(["node", DRIVER, mode, url, chromium_binary(), str(COUNT)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -81,7 +82,7 @@ def test_eddy_js_survives_server_restart(start_server, page_server, outage):
     # The killed server is not the fixture's: the fixture asserts a clean exit.
     first = Server("echo") if outage == "sigkill" else start_server("echo")
     port = first.port
-    driver = Driver(f"{page_server}/tests/clients/eddy_page.html"
+    driver = Driver("api", f"{page_server}/tests/clients/eddy_page.html"
                     f"?ws=ws://127.0.0.1:{port}/eddyjs")
     try:
         assert driver.step("echoed", 60)["echoed"] == ["héllo ✓", 42]
@@ -111,4 +112,26 @@ def test_eddy_js_survives_server_restart(start_server, page_server, outage):
     assert log["reconnecting"][0] == 1, log
     assert log["drops"] == [], log
     assert done["state"] == "open" and done["queueSize"] == 0, done
+    assert done["errors"] == [], done
+
+
+def test_demo_page_survives_server_restart(start_server, page_server):
+    first = start_server("echo")
+    port = first.port
+    driver = Driver("demo", f"{page_server}/www/index.html?ws=ws://127.0.0.1:{port}/ws")
+    try:
+        assert driver.step("echoed", 60)["items"] == ["first echoed"]
+        first.stop()
+        queued = driver.step("queued", 30)
+        assert queued["status"].startswith("reconnecting in "), queued
+        assert queued["queueSize"] == COUNT, queued
+        start_server("echo", "--port", str(port))
+        done = driver.step("done", 60)
+    finally:
+        returncode = driver.finish()
+    assert returncode == 0
+    # Newest first: the offline messages echoed in the order typed, after the first one.
+    assert done["items"] == [f"offline {i} echoed" for i in reversed(range(COUNT))] + [
+        "first echoed"], done
+    assert done["status"] == "connected" and done["queueSize"] == 0, done
     assert done["errors"] == [], done
