@@ -113,6 +113,17 @@
     return { event: packet[0], args: packet.slice(1) };
   }
 
+  function add(map, key, fn) {
+    const list = map.get(key);
+    if (list) list.push(fn);
+    else map.set(key, [fn]);
+  }
+
+  function remove(map, key, fn) {
+    const list = map.get(key);
+    if (list) map.set(key, list.filter((f) => f !== fn));
+  }
+
   function report(error) {
     // A throwing listener must not break the client: surface it without unwinding our state.
     if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
@@ -153,8 +164,9 @@
       this._lastInbound = 0;
       this._pingSentAt = 0;         // 0: no ping outstanding
       this._timers = {};
-      this._listeners = {};
-      this._handlers = {};
+      // Maps, not objects: a server may name an event "__proto__" or "constructor".
+      this._listeners = new Map();
+      this._handlers = new Map();
       this._queue = [];
       this._queueBytes = 0;
 
@@ -171,17 +183,16 @@
     // ---- lifecycle events: open, message, close, reconnecting, error, drop ----
 
     addEventListener(type, listener) {
-      (this._listeners[type] || (this._listeners[type] = [])).push(listener);
+      add(this._listeners, type, listener);
     }
 
     removeEventListener(type, listener) {
-      const list = this._listeners[type];
-      if (list) this._listeners[type] = list.filter((l) => l !== listener);
+      remove(this._listeners, type, listener);
     }
 
     _fire(type, detail) {
       const event = { type, ...detail };
-      for (const listener of (this._listeners[type] || []).slice()) {
+      for (const listener of (this._listeners.get(type) || []).slice()) {
         try {
           listener.call(this, event);
         } catch (e) {
@@ -193,13 +204,14 @@
     // ---- application events: 42["event",...] ----
 
     on(event, handler) {
-      (this._handlers[event] || (this._handlers[event] = [])).push(handler);
+      add(this._handlers, event, handler);
       return this;
     }
 
+    /** Removes one handler, or every handler of the event without one. */
     off(event, handler) {
-      const list = this._handlers[event];
-      if (list) this._handlers[event] = handler ? list.filter((h) => h !== handler) : [];
+      if (handler) remove(this._handlers, event, handler);
+      else this._handlers.delete(event);
       return this;
     }
 
@@ -267,7 +279,8 @@
      */
     send(data) {
       if (this.state === 'closed') return false;
-      if (this.state === 'open' && this._queue.length === 0) {
+      // Queued, not sent, once the socket is closing: a browser would discard it silently.
+      if (this.state === 'open' && this._queue.length === 0 && this.socket.readyState === OPEN) {
         this.socket.send(data);
         return true;
       }
@@ -387,7 +400,7 @@
       this._fire('message', { data });
       const packet = decodeEvent(data);
       if (packet) {
-        for (const handler of (this._handlers[packet.event] || []).slice()) {
+        for (const handler of (this._handlers.get(packet.event) || []).slice()) {
           try {
             handler.apply(this, packet.args);
           } catch (e) {

@@ -52,7 +52,21 @@ test('on: malformed frames are ignored safely', () => {
   socket.serverOpen();
   for (const frame of bad) socket.serverMessage(frame);
   socket.serverMessage('42["x"]');
+  // Event names that are Object.prototype's own names reach no handler and break nothing.
+  for (const name of ['__proto__', 'constructor', 'hasOwnProperty', 'toString'])
+    socket.serverMessage(`42["${name}",1]`);
   assert.equal(called, 1);
+  assert.equal(client.state, 'open');
+  client.close();
+});
+
+test('lifecycle event names that are Object.prototype names are plain names', () => {
+  const { WebSocket, env } = fakeEnv();
+  const client = new Eddy('ws://x/', { env });
+  client.addEventListener('toString', () => {});
+  client.removeEventListener('constructor', () => {});
+  client.off('valueOf');
+  WebSocket.sockets[0].serverOpen();
   assert.equal(client.state, 'open');
   client.close();
 });

@@ -126,3 +126,14 @@ test('queue: a socket dying mid-flush keeps the rest queued for the next one', (
   assert.deepEqual(reopen(t).sent, ['m2', 'm3']);
   t.client.close();
 });
+
+test('queue: a message sent while the open socket is already closing waits for the next one', () => {
+  const t = offlineClient();
+  const socket = reopen(t);
+  socket.readyState = 2; // closing: a browser would discard what is sent now
+  assert.equal(t.client.send('late'), true);
+  assert.deepEqual(socket.sent, []);
+  socket.serverClose(1006);
+  assert.deepEqual(reopen(t).sent, ['late']);
+  t.client.close();
+});
