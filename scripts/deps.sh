@@ -3,7 +3,8 @@
 # Usage: scripts/deps.sh build|test
 #   build: the compiler and the libraries eddy links (OpenSSL, zlib)
 #   test:  also python3-websockets and pytest, openssl (test certificates), Node.js with the
-#          npm packages in tests/clients, headless Chromium, and clang for the fuzzers
+#          npm packages in tests/clients and clients/js (TypeScript, to check eddy.d.ts),
+#          headless Chromium, and clang for the fuzzers
 # As root it runs apt-get; otherwise it names what is missing and the command to install
 # it, and fails.
 set -eu
@@ -50,4 +51,8 @@ if [ "${1:-build}" = test ] && { [ ! -d tests/clients/node_modules/ws ] ||
     [ ! -d tests/clients/node_modules/playwright-core ]; }; then
     echo "eddy: installing the npm packages of tests/clients" >&2
     npm ci --prefix tests/clients --no-audit --no-fund >/dev/null
+fi
+if [ "${1:-build}" = test ] && [ ! -d clients/js/node_modules/typescript ]; then
+    echo "eddy: installing the npm dev packages of clients/js (eddy.js)" >&2
+    npm ci --prefix clients/js --no-audit --no-fund >/dev/null
 fi
