@@ -322,35 +322,45 @@ _Static_assert((int)EDDY_SLOW_CONSUMER_CLOSE == (int)EDDY__SLOW_CLOSE &&
                    (int)EDDY_SLOW_CONSUMER_DROP == (int)EDDY__SLOW_DROP,
                "slow-consumer policies have the same values in both enums");
 
+/* Copies one setting's value between the two structs, to the public one if to_public. A
+ * string is copied as the pointer: the caller owns what it points to. */
+static void convert_value(const struct setting *s, const void *from, void *to, bool to_public)
+{
+    size_t size = 0;
+    switch (s->kind) {
+    case KIND_BOOL:
+        size = sizeof(bool);
+        break;
+    case KIND_INT:
+    case KIND_LOG_LEVEL:
+    case KIND_POLICY:
+        size = sizeof(int);
+        break;
+    case KIND_SIZE:
+        size = sizeof(size_t);
+        break;
+    case KIND_SECONDS_MS:
+        size = sizeof(uint32_t);
+        break;
+    case KIND_STRING:
+        size = sizeof(char *);
+        break;
+    case KIND_U8:
+        if (to_public)
+            *(int *)to = *(const uint8_t *)from;
+        else
+            *(uint8_t *)to = (uint8_t) * (const int *)from;
+        return;
+    }
+    memcpy(to, from, size);
+}
+
 static void export_options(const eddy__options_t *opts, eddy_options_t *out)
 {
     memset(out, 0, sizeof(*out));
     for (size_t i = 0; i < EDDY__ARRAY_SIZE(settings); i++) {
         const struct setting *s = &settings[i];
-        const char *from = (const char *)opts + s->offset;
-        char *to = (char *)out + s->pub;
-        switch (s->kind) {
-        case KIND_BOOL:
-            *(bool *)to = *(const bool *)from;
-            break;
-        case KIND_INT:
-        case KIND_LOG_LEVEL:
-        case KIND_POLICY:
-            *(int *)to = *(const int *)from;
-            break;
-        case KIND_U8:
-            *(int *)to = *(const uint8_t *)from;
-            break;
-        case KIND_SIZE:
-            *(size_t *)to = *(const size_t *)from;
-            break;
-        case KIND_SECONDS_MS:
-            *(uint32_t *)to = *(const uint32_t *)from;
-            break;
-        case KIND_STRING:
-            *(const char **)to = *(char *const *)from;
-            break;
-        }
+        convert_value(s, (const char *)opts + s->offset, (char *)out + s->pub, true);
     }
 }
 
@@ -443,29 +453,8 @@ int eddy_server_configure(eddy_server_t *srv, const eddy_options_t *opts)
         return EDDY_ENOMEM;
     for (size_t i = 0; i < EDDY__ARRAY_SIZE(settings); i++) {
         const struct setting *s = &settings[i];
-        const char *from = (const char *)opts + s->pub;
-        char *to = (char *)&next + s->offset;
-        switch (s->kind) {
-        case KIND_BOOL:
-            *(bool *)to = *(const bool *)from;
-            break;
-        case KIND_INT:
-        case KIND_LOG_LEVEL:
-        case KIND_POLICY:
-            *(int *)to = *(const int *)from;
-            break;
-        case KIND_U8:
-            *(uint8_t *)to = (uint8_t) * (const int *)from;
-            break;
-        case KIND_SIZE:
-            *(size_t *)to = *(const size_t *)from;
-            break;
-        case KIND_SECONDS_MS:
-            *(uint32_t *)to = *(const uint32_t *)from;
-            break;
-        case KIND_STRING:
-            break; /* copied above */
-        }
+        if (s->kind != KIND_STRING) /* copied above */
+            convert_value(s, (const char *)opts + s->pub, (char *)&next + s->offset, false);
     }
     srv->opts = next;
     eddy__options_resolve(&srv->opts);
