@@ -17,6 +17,8 @@ static const char *const keys[][2] = {
     {"buffer_high_watermark", "50000"},
     {"buffer_low_watermark", "1000"},
     {"slow_consumer_policy", "drop"},
+    {"socket_buffer_soft_limit", "20000"},
+    {"socket_buffer_soft_seconds", "5"},
     {"max_connection", "77"},
     {"backlog", "12"},
     {"open_tcp_nodelay", "false"},
@@ -24,10 +26,13 @@ static const char *const keys[][2] = {
     {"heartbeat_check_interval", "1.5"},
     {"heartbeat_idle_time", "4.25"},
     {"websocket_subprotocol", "chat,superchat"},
+    {"websocket_origins", "https://a.example,https://b.example"},
     {"open_websocket_close_frame", "yes"},
     {"open_websocket_ping_frame", "on"},
     {"open_websocket_pong_frame", "1"},
     {"websocket_close_timeout", "0.5"},
+    {"websocket_ping_interval", "2.5"},
+    {"websocket_ping_timeout", "6"},
     {"http_header_timeout", "2"},
     {"http_body_timeout", "3.5"},
     {"http_keepalive_timeout", "7"},
@@ -46,6 +51,7 @@ static const char *const keys[][2] = {
     {"ssl_protocols", "TLSv1.3"},
     {"log_level", "error"},
     {"log_file", "/nonexistent/eddy.log"},
+    {"http_access_log", "/nonexistent/access.log"},
 };
 
 /* ... and typed. */
@@ -59,6 +65,8 @@ static void typed(eddy_options_t *o)
     o->buffer_high_watermark = 50000;
     o->buffer_low_watermark = 1000;
     o->slow_consumer_policy = EDDY_SLOW_CONSUMER_DROP;
+    o->socket_buffer_soft_limit = 20000;
+    o->socket_buffer_soft_seconds = 5;
     o->max_connection = 77;
     o->backlog = 12;
     o->open_tcp_nodelay = false;
@@ -66,10 +74,13 @@ static void typed(eddy_options_t *o)
     o->heartbeat_check_interval_ms = 1500;
     o->heartbeat_idle_time_ms = 4250;
     o->websocket_subprotocol = "chat,superchat";
+    o->websocket_origins = "https://a.example,https://b.example";
     o->open_websocket_close_frame = true;
     o->open_websocket_ping_frame = true;
     o->open_websocket_pong_frame = true;
     o->websocket_close_timeout_ms = 500;
+    o->websocket_ping_interval_ms = 2500;
+    o->websocket_ping_timeout_ms = 6000;
     o->http_header_timeout_ms = 2000;
     o->http_body_timeout_ms = 3500;
     o->http_keepalive_timeout_ms = 7000;
@@ -88,6 +99,7 @@ static void typed(eddy_options_t *o)
     o->ssl_protocols = "TLSv1.3";
     o->log_level = EDDY_LOG_ERROR;
     o->log_file = "/nonexistent/eddy.log";
+    o->http_access_log = "/nonexistent/access.log";
 }
 
 static bool same_string(const char *a, const char *b)
@@ -98,10 +110,12 @@ static bool same_string(const char *a, const char *b)
 /* Field-by-field equality: strings by content, the rest by value. */
 static bool same_options(eddy_options_t a, eddy_options_t b)
 {
-    const char **strings_a[] = {&a.websocket_subprotocol, &a.ssl_cert_file, &a.ssl_key_file,
-                                &a.ssl_ciphers,           &a.ssl_protocols, &a.log_file};
-    const char **strings_b[] = {&b.websocket_subprotocol, &b.ssl_cert_file, &b.ssl_key_file,
-                                &b.ssl_ciphers,           &b.ssl_protocols, &b.log_file};
+    const char **strings_a[] = {
+        &a.websocket_subprotocol, &a.websocket_origins, &a.ssl_cert_file, &a.ssl_key_file,
+        &a.ssl_ciphers,           &a.ssl_protocols,     &a.log_file,      &a.http_access_log};
+    const char **strings_b[] = {
+        &b.websocket_subprotocol, &b.websocket_origins, &b.ssl_cert_file, &b.ssl_key_file,
+        &b.ssl_ciphers,           &b.ssl_protocols,     &b.log_file,      &b.http_access_log};
     for (size_t i = 0; i < sizeof(strings_a) / sizeof(strings_a[0]); i++) {
         if (!same_string(*strings_a[i], *strings_b[i]))
             return false;
@@ -201,7 +215,7 @@ int main(void)
     defaults.log_level = EDDY_LOG_NONE;
     CHECK_EQ_INT(eddy_server_configure(by_string, &defaults), 0);
     eddy_server_get_options(by_string, &got);
-    CHECK(got.ssl_cert_file == NULL && got.log_file == NULL);
+    CHECK(got.ssl_cert_file == NULL && got.log_file == NULL && got.http_access_log == NULL);
     eddy_server_free(by_string);
     eddy_server_free(by_type);
     return test_report("test_options");
