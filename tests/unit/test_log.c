@@ -3,14 +3,9 @@
  * log_level names and Swoole's numbers, the loop index in the line prefix, and a line
  * the callback logs itself going to the default output.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "eddy.h"
@@ -67,31 +62,6 @@ static bool find_line(const char *needle, struct line *out)
     }
     pthread_mutex_unlock(&lines_lock);
     return found;
-}
-
-/* Sends a plain HTTP request on a new connection and waits up to 2 s for the answer. */
-static bool http_answered(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval timeout = {.tv_sec = 2};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    static const char request[] = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
-    char reply[16] = "";
-    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
-              send(fd, request, sizeof(request) - 1, 0) == (ssize_t)sizeof(request) - 1 &&
-              recv(fd, reply, sizeof(reply) - 1, MSG_WAITALL) > 0 &&
-              strncmp(reply, "HTTP/1.1 ", 9) == 0;
-    close(fd);
-    return ok;
-}
-
-static void wait_started(void)
-{
-    for (int i = 0; i < 2000 && !atomic_load(&test_started); i++)
-        usleep(1000);
-    CHECK(atomic_load(&test_started));
 }
 
 /* log_level value -> the least level that passes; each level is logged once through
@@ -185,13 +155,11 @@ static void log_from_start(eddy_server_t *srv, void *user_data)
 /* Runs test_server with 2 loops: two connections, handed to loop 0 and loop 1 in turn. */
 static void run_two_connections(void)
 {
-    atomic_store(&test_started, false);
     int rc = -1;
     pthread_t thread;
-    pthread_create(&thread, NULL, test_run_server, &rc);
-    wait_started();
-    CHECK(http_answered(server_port()));
-    CHECK(http_answered(server_port()));
+    test_start_server(&thread, &rc);
+    CHECK(test_http_answered(server_port()));
+    CHECK(test_http_answered(server_port()));
     eddy_log(test_server, EDDY_LOG_INFO, "log from the callback");
     eddy_log(test_server, EDDY_LOG_NOTICE, "from an application thread");
     eddy_server_stop(test_server);

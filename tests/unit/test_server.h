@@ -1,15 +1,22 @@
 /*
  * For unit tests that run a server on a thread of its own and drive it from others: the
  * server (on 127.0.0.1, an ephemeral port), a message callback that ignores messages, a
- * start callback that raises test_started, and the thread's body. Include after test.h.
+ * start callback that raises test_started, the thread's body, a bounded wait for the start
+ * and a plain HTTP request to the server. Include after test.h.
  */
 #ifndef EDDY_TEST_SERVER_H
 #define EDDY_TEST_SERVER_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "eddy.h"
 
@@ -54,15 +61,40 @@ static inline void *test_run_server(void *rc)
     return NULL;
 }
 
-/* Runs test_server on a new thread (*thread) and waits until it runs, or until
- * eddy_server_start() returned early (out of memory, under tests/unit/oom_sweep.sh). */
+/* Runs test_server on a new thread (*thread) and waits up to 5 s until it runs or until
+ * eddy_server_start() returned early (out of memory, under tests/unit/oom_sweep.sh); a failed
+ * check if neither came. The caller still stops and joins the server thread. */
 static inline void test_start_server(pthread_t *thread, int *rc)
 {
     atomic_store(&test_started, false);
     atomic_store(&test_returned, false);
     pthread_create(thread, NULL, test_run_server, rc);
-    while (!atomic_load(&test_started) && !atomic_load(&test_returned))
-        sched_yield();
+    for (int waited_ms = 0;
+         waited_ms < 5000 && !atomic_load(&test_started) && !atomic_load(&test_returned);
+         waited_ms++) {
+        struct timespec ms = {.tv_nsec = 1000000L};
+        nanosleep(&ms, NULL);
+    }
+    CHECK(atomic_load(&test_started) || atomic_load(&test_returned));
+}
+
+/* Sends a plain HTTP request on a new connection to 127.0.0.1:port: true if an HTTP/1.1
+ * response began within 2 s. */
+static inline bool test_http_answered(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval timeout = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    static const char request[] = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+    char reply[16] = "";
+    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+              send(fd, request, sizeof(request) - 1, 0) == (ssize_t)sizeof(request) - 1 &&
+              recv(fd, reply, sizeof(reply) - 1, MSG_WAITALL) > 0 &&
+              strncmp(reply, "HTTP/1.1 ", 9) == 0;
+    close(fd);
+    return ok;
 }
 
 #endif

@@ -8,14 +8,10 @@
  * AddressSanitizer and ThreadSanitizer (make test SANITIZE=...) watch the loops' memory and
  * loop_count; the counts below fail without them.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,24 +57,6 @@ static void *caller(void *arg)
     return NULL;
 }
 
-/* Sends a plain HTTP request and reports whether any HTTP response came within 2 s. */
-static bool http_answered(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval timeout = {.tv_sec = 2};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    static const char request[] = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
-    char reply[16] = "";
-    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
-              send(fd, request, sizeof(request) - 1, 0) == (ssize_t)sizeof(request) - 1 &&
-              recv(fd, reply, sizeof(reply) - 1, MSG_WAITALL) > 0 &&
-              strncmp(reply, "HTTP/1.1 ", 9) == 0;
-    close(fd);
-    return ok;
-}
-
 static atomic_bool early_returned;
 
 static void *run_early(void *arg)
@@ -119,7 +97,7 @@ static void test_stop_before_start_with_more_loops(void)
     int rc = -1;
     pthread_t loop_thread;
     test_start_server(&loop_thread, &rc);
-    CHECK(http_answered(eddy_server_port(test_server)));
+    CHECK(test_http_answered(eddy_server_port(test_server)));
     eddy_server_stop(test_server);
     pthread_join(loop_thread, NULL);
     CHECK_EQ_INT(rc, 0);
@@ -139,7 +117,7 @@ static void test_callers_outlive_runs(void)
         pthread_t loop_thread;
         test_start_server(&loop_thread, &start_rc[run]);
         for (int i = 0; i < 2; i++)
-            served[run] += http_answered(eddy_server_port(test_server));
+            served[run] += test_http_answered(eddy_server_port(test_server));
         sleep_ms(20);
         eddy_server_stop(test_server);
         pthread_join(loop_thread, NULL);
