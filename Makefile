@@ -161,7 +161,7 @@ install: lib
 	    eddy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/eddy.pc
 
 FORMAT_FILES = $(wildcard include/*.h src/*.[ch] examples/*.[ch] tests/unit/*.[ch] \
-	tests/support/*.h tests/integration/*.c fuzz/*.c bench/*.[ch] cmd/*.c)
+	tests/support/*.h tests/integration/*.c fuzz/*.[ch] bench/*.[ch] cmd/*.c)
 
 format:
 	clang-format -i $(FORMAT_FILES)
@@ -197,7 +197,7 @@ FUZZ_EXTRA_fuzz_pmd := src/deflate.c src/util.c
 
 fuzz: $(FUZZ_BINS)
 
-$(FUZZ_BINS): $(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_CODEC_SRCS) src/codec.h include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
+$(FUZZ_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CODEC_SRCS) src/codec.h include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -D_GNU_SOURCE -o $@ $< $(FUZZ_CODEC_SRCS) $(FUZZ_EXTRA_$*) -lcrypto -lz
 
 $(BUILD)/fuzz:

@@ -11,37 +11,12 @@
  *   in pieces;
  * - url_decode never grows its input.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
+#include "fuzz.h"
 #include "http_heads_equal.h"
-
-#define FUZZ_CHECK(cond)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-/* Split sizes come from a PRNG seeded by the input, so a crash input replays exactly. */
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-static uint64_t seed_of(const uint8_t *data, size_t size)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < size; i++)
-        h = (h ^ data[i]) * 0x100000001b3ull;
-    return h | 1;
-}
 
 static ssize_t parse_copy(eddy__http_parser_t *p, const uint8_t *data, size_t len,
                           eddy__http_head_t *head)
@@ -116,7 +91,7 @@ static void fuzz_head(const uint8_t *data, size_t size, uint8_t ctl, uint64_t *r
             prc = parse_copy(&p, data, n, &other);
             if (prc != EDDY_AGAIN || n == size)
                 break;
-            size_t piece = bytewise ? 1 : 1 + (size_t)(rng_next(rng) % (size / 8 + 1));
+            size_t piece = bytewise ? 1 : 1 + (size_t)(fuzz_rng_next(rng) % (size / 8 + 1));
             n += piece < size - n ? piece : size - n;
         }
         FUZZ_CHECK(prc == rc);
@@ -157,7 +132,7 @@ static void fuzz_chunked(const uint8_t *data, size_t size, uint64_t *rng)
     ssize_t rc = EDDY_AGAIN;
     eddy__chunked_init(&c);
     do {
-        size_t piece = 1 + (size_t)(rng_next(rng) % (size / 4 + 2));
+        size_t piece = 1 + (size_t)(fuzz_rng_next(rng) % (size / 4 + 2));
         if (piece > size - pos)
             piece = size - pos;
         char *buf = malloc(piece ? piece : 1);
@@ -194,14 +169,12 @@ static void fuzz_url_decode(const uint8_t *data, size_t size)
     free(dst);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
     uint8_t ctl = data[0];
-    uint64_t rng = seed_of(data, size);
+    uint64_t rng = fuzz_seed_of(data, size);
     data++;
     size--;
 

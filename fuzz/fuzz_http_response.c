@@ -13,39 +13,14 @@
  *   reason and values free of CR, LF and NUL, values trimmed, names followed by ':';
  * - the facts agree with the headers: chunked never together with a Content-Length.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
+#include "fuzz.h"
 #include "http_heads_equal.h"
 
-#define FUZZ_CHECK(cond)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 #define MAX_CAP 31
-
-/* Split sizes come from a PRNG seeded by the input, so a crash input replays exactly. */
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-static uint64_t seed_of(const uint8_t *data, size_t size)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < size; i++)
-        h = (h ^ data[i]) * 0x100000001b3ull;
-    return h | 1;
-}
 
 struct parsed {
     eddy__http_response_t resp;
@@ -115,14 +90,12 @@ static void check_head(const uint8_t *data, size_t head_len, const struct parsed
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
     uint8_t ctl = data[0];
-    uint64_t rng = seed_of(data, size);
+    uint64_t rng = fuzz_seed_of(data, size);
     data++;
     size--;
 
@@ -156,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             prc = parse_copy(&p, data, n, cap, &other);
             if (prc != EDDY_AGAIN || n == size)
                 break;
-            size_t piece = bytewise ? 1 : 1 + (size_t)(rng_next(&rng) % (size / 8 + 1));
+            size_t piece = bytewise ? 1 : 1 + (size_t)(fuzz_rng_next(&rng) % (size / 8 + 1));
             n += piece < size - n ? piece : size - n;
         }
         FUZZ_CHECK(prc == rc);

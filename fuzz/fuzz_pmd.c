@@ -9,20 +9,11 @@
  *   response again (a server echoing itself) is accepted with the same agreement;
  * - client_max_window_bits is answered only if the offer had it.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "fuzz.h"
 #include "internal.h"
-
-#define FUZZ_CHECK(cond)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* Case-insensitive search in bytes that may hold NULs. */
 static bool contains(const char *hay, size_t len, const char *needle)

@@ -8,22 +8,11 @@
  * - feeding in pieces (sizes taken from the input) ends in the same state as feeding
  *   the whole input at once.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
+#include "fuzz.h"
 #include "ref_utf8.h"
-
-#define FUZZ_CHECK(cond)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

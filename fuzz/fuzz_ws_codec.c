@@ -12,19 +12,11 @@
  * - pack then unpack round-trips any payload, opcode and flags pack accepts;
  * - masking piecewise with running offsets equals masking whole, and twice restores.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
-
-#define FUZZ_CHECK(cond)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz.h"
 
 static bool opcode_known(unsigned op)
 {
@@ -249,8 +241,6 @@ static void fuzz_mask(const uint8_t *data, size_t size)
     free(pieces);
     free(whole);
 }
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
