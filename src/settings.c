@@ -68,17 +68,6 @@ void eddy__options_resolve(eddy__options_t *opts)
     opts->heartbeat_idle_ms = idle;
 }
 
-void eddy__options_free(eddy__options_t *opts)
-{
-    char **strings[] = {&opts->websocket_subprotocol, &opts->websocket_origins, &opts->log_file,
-                        &opts->http_access_log,       &opts->ssl_cert_file,     &opts->ssl_key_file,
-                        &opts->ssl_ciphers,           &opts->ssl_protocols};
-    for (size_t i = 0; i < EDDY__ARRAY_SIZE(strings); i++) {
-        free(*strings[i]);
-        *strings[i] = NULL;
-    }
-}
-
 enum kind {
     KIND_BOOL,
     KIND_INT,
@@ -176,6 +165,17 @@ static const struct setting settings[] = {
     {"log_file", KIND_STRING, OPT(log_file), PUB(log_file), 0, 0},
     {"http_access_log", KIND_STRING, OPT(http_access_log), PUB(http_access_log), 0, 0},
 };
+
+void eddy__options_free(eddy__options_t *opts)
+{
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(settings); i++) {
+        if (settings[i].kind == KIND_STRING) {
+            char **string = (char **)((char *)opts + settings[i].offset);
+            free(*string);
+            *string = NULL;
+        }
+    }
+}
 
 static int parse_bool(const char *value, bool *out)
 {
