@@ -28,8 +28,9 @@ static void on_drain(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
 
 int main(void)
 {
-    const char *(*getters[])(const eddy_request_t *) = {query_param, cookie};
-    CHECK(getters[0] != NULL && getters[1] != NULL);
+    /* Compiled, not run: a getter taking a non-const request fails the build above. */
+    (void)query_param;
+    (void)cookie;
 
     eddy_server_t *srv = eddy_server_new("127.0.0.1", 0);
     CHECK(srv != NULL);
