@@ -125,6 +125,14 @@ static bool same_options(eddy_options_t a, eddy_options_t b)
     return memcmp(&a, &b, sizeof(a)) == 0;
 }
 
+/* eddy_server_configure() refuses opts with field set to value. */
+#define CHECK_REFUSED(srv, opts, field, value)                                                     \
+    do {                                                                                           \
+        eddy_options_t bad = (opts);                                                               \
+        bad.field = (value);                                                                       \
+        CHECK_EQ_INT(eddy_server_configure((srv), &bad), EDDY_EVALUE);                             \
+    } while (0)
+
 static eddy_server_t *new_server(void)
 {
     eddy_server_t *srv = eddy_server_new("127.0.0.1", 0);
@@ -183,24 +191,14 @@ int main(void)
     /* A value out of bounds changes nothing. */
     eddy_server_set(by_type, "log_level", "none"); /* quiet: the refusals below are logged */
     eddy_server_get_options(by_type, &want);
-    eddy_options_t bad = want;
-    bad.worker_num = 0;
-    CHECK_EQ_INT(eddy_server_configure(by_type, &bad), EDDY_EVALUE);
-    bad = want;
-    bad.http_header_timeout_ms = 3600 * 1000 + 1;
-    CHECK_EQ_INT(eddy_server_configure(by_type, &bad), EDDY_EVALUE);
-    bad = want;
-    bad.websocket_compression_window_bits = 8;
-    CHECK_EQ_INT(eddy_server_configure(by_type, &bad), EDDY_EVALUE);
-    bad = want;
-    bad.log_level = 7;
-    CHECK_EQ_INT(eddy_server_configure(by_type, &bad), EDDY_EVALUE);
-    bad = want;
-    bad.slow_consumer_policy = -1;
-    CHECK_EQ_INT(eddy_server_configure(by_type, &bad), EDDY_EVALUE);
-    bad = want;
-    bad.package_max_length = 0;
-    CHECK_EQ_INT(eddy_server_configure(by_type, &bad), EDDY_EVALUE);
+    CHECK_REFUSED(by_type, want, worker_num, 0);
+    CHECK_REFUSED(by_type, want, http_header_timeout_ms, 3600 * 1000 + 1);
+    CHECK_REFUSED(by_type, want, websocket_compression_window_bits, 8);
+    CHECK_REFUSED(by_type, want, log_level, 7);
+    CHECK_REFUSED(by_type, want, slow_consumer_policy, -1);
+    CHECK_REFUSED(by_type, want, package_max_length, 0);
+    CHECK_REFUSED(by_type, want, socket_buffer_soft_seconds, 3601);
+    CHECK_REFUSED(by_type, want, websocket_ping_timeout_ms, 86400 * 1000 + 1);
     CHECK_EQ_INT(eddy_server_configure(by_type, NULL), EDDY_EINVAL);
     eddy_server_get_options(by_type, &got);
     CHECK(same_options(got, want));
