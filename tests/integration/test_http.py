@@ -13,7 +13,7 @@ import time
 import pytest
 
 from eddyserver import TIMEOUT
-from testbed import cmd, open_ws, start_testbed
+from testbed import cmd, connected, open_ws, start_testbed
 
 BAD_REQUEST_PAGE = (b"<html><body><h2>HTTP 400 Bad Request</h2><hr><i>Powered by eddy</i>"
                     b"</body></html>")
@@ -131,14 +131,6 @@ class HttpClient:
 
     def close(self):
         self.sock.close()
-
-
-def connected(server):
-    """Reads the "connect N" line of a new connection and returns N."""
-    line = server.line()
-    match = re.fullmatch(r"connect (\d+)", line)
-    assert match, f"expected a connect line, got {line!r}"
-    return int(match.group(1))
 
 
 def open_http(server):

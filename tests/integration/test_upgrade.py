@@ -3,35 +3,14 @@ setting, on the testbed (--upgrade: see tests/integration/testbed.c), with the p
 websockets client and raw sockets."""
 
 import asyncio
-import re
 
 import pytest
 import websockets
 
-from testbed import start_testbed
-from test_handshake import one, read_head, upgrade_request
+from testbed import connected, start_testbed
+from test_handshake import one, refused, upgrade_request
 
 ORIGINS = "https://good.example, http://localhost:8080"
-
-
-def connected(server):
-    """Reads the "connect <fd>" line; returns fd."""
-    line = server.line()
-    match = re.fullmatch(r"connect (\d+)", line)
-    assert match, line
-    return int(match.group(1))
-
-
-def refused_answer(server, request):
-    """Sends request on a raw socket; returns (status line, headers, body) and asserts
-    that the server closes the connection after the body."""
-    client = server.connect_raw()
-    client.send(request)
-    status_line, headers = read_head(client)
-    body = client._take(int(one(headers, "content-length")))
-    client.expect_eof()
-    client.close()
-    return status_line, headers, body
 
 
 def expect_closed_without_open(server, fd):
@@ -59,7 +38,7 @@ def test_accepted_upgrade_gets_101_open_and_user_data(start_server):
 def test_refused_upgrade_gets_exact_status_headers_and_body(start_server):
     server = start_testbed(start_server, "--upgrade")
     request, _ = upgrade_request("/?refuse=401")
-    status_line, headers, body = refused_answer(server, request)
+    status_line, headers, body = refused(server, request)
     assert status_line == "HTTP/1.1 401 Unauthorized"
     assert one(headers, "www-authenticate") == 'Bearer realm="testbed"'
     assert one(headers, "x-why") == "401"
@@ -78,7 +57,7 @@ def test_refused_upgrade_gets_exact_status_headers_and_body(start_server):
 def test_refused_upgrade_any_4xx(start_server, status, reason):
     server = start_testbed(start_server, "--upgrade")
     request, _ = upgrade_request(f"/?refuse={status}")
-    status_line, headers, body = refused_answer(server, request)
+    status_line, headers, body = refused(server, request)
     assert status_line == f"HTTP/1.1 {status} {reason}"
     assert body == f"refused {status}".encode()
 
@@ -103,7 +82,7 @@ def test_returned_value_refuses(start_server, returned, status):
     """A bare return value refuses: a 4xx as it is, anything else as 403."""
     server = start_testbed(start_server, "--upgrade")
     request, _ = upgrade_request(f"/?deny={returned}")
-    status_line, headers, body = refused_answer(server, request)
+    status_line, headers, body = refused(server, request)
     assert status_line.startswith(f"HTTP/1.1 {status} ")
     assert body == b"WebSocket upgrade refused\n"
     assert one(headers, "content-type") == "text/plain; charset=utf-8"
@@ -114,7 +93,7 @@ def test_invalid_refusal_still_refuses(start_server):
     refuses with 403 (a mistake never accepts) and the log says why."""
     server = start_testbed(start_server, "--upgrade")
     request, _ = upgrade_request("/?badheader=1")
-    status_line, headers, body = refused_answer(server, request)
+    status_line, headers, body = refused(server, request)
     assert status_line == "HTTP/1.1 403 Forbidden"
     server.wait_log(r"eddy_upgrade_refuse\(401\): .*refusing with 403")
 
@@ -133,7 +112,7 @@ def test_invalid_upgrade_is_refused_before_the_callback(start_server):
     """eddy's own checks come first: the callback only sees valid upgrades."""
     server = start_testbed(start_server, "--upgrade")
     request, _ = upgrade_request("/", fields={"Sec-WebSocket-Key": None})
-    status_line, _, _ = refused_answer(server, request)
+    status_line, _, _ = refused(server, request)
     assert status_line == "HTTP/1.1 400 Bad Request"
     fd = connected(server)
     expect_closed_without_open(server, fd)
@@ -142,7 +121,7 @@ def test_invalid_upgrade_is_refused_before_the_callback(start_server):
 def test_refusal_skips_the_handshake_callback(start_server):
     server = start_testbed(start_server, "--upgrade", "--handshake")
     request, _ = upgrade_request("/?refuse=403")
-    status_line, _, body = refused_answer(server, request)
+    status_line, _, body = refused(server, request)
     assert (status_line, body) == ("HTTP/1.1 403 Forbidden", b"refused 403")
     fd = connected(server)
     server.expect(f"upgrade {fd} -")
@@ -179,7 +158,7 @@ def test_listed_origin_is_accepted(start_server, origin):
 def test_unlisted_origin_gets_403_without_the_callback(start_server, origin):
     server = start_testbed(start_server, "--upgrade", settings={"websocket_origins": ORIGINS})
     request, _ = upgrade_request("/", fields={"Origin": origin})
-    status_line, headers, body = refused_answer(server, request)
+    status_line, headers, body = refused(server, request)
     assert status_line == "HTTP/1.1 403 Forbidden"
     assert b"Origin not allowed" in body
     fd = connected(server)
@@ -211,7 +190,7 @@ def test_several_origins_are_refused(start_server):
     server = start_testbed(start_server, settings={"websocket_origins": ORIGINS})
     request, _ = upgrade_request(
         "/", fields={"Origin": ["https://good.example", "https://evil.example"]})
-    status_line, _, _ = refused_answer(server, request)
+    status_line, _, _ = refused(server, request)
     assert status_line == "HTTP/1.1 403 Forbidden"
 
 

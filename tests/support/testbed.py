@@ -19,16 +19,21 @@ def start_testbed(start_server, *args, settings=None, workers=1):
     return server
 
 
+def connected(server):
+    """Reads the "connect N" line of a new connection and returns N."""
+    line = server.line()
+    match = re.fullmatch(r"connect (\d+)", line)
+    assert match, f"expected a connect line, got {line!r}"
+    return int(match.group(1))
+
+
 def open_ws(server, path="/", headers=None):
     """Opens a WebSocket to the testbed; returns (client, fd). With several loops the
     "connect" and "open" lines of one connection are in order, but lines of different
     connections may interleave: open connections one by one."""
     client = server.connect_raw()
     client.handshake(path, headers=headers)
-    line = server.line()
-    match = re.fullmatch(r"connect (\d+)", line)
-    assert match, line
-    fd = int(match.group(1))
+    fd = connected(server)
     server.expect(f"open {fd} {path} -")
     return client, fd
 
