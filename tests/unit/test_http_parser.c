@@ -18,6 +18,24 @@ static bool span_in(eddy__span_t s, size_t len)
     return (size_t)s.off + s.len <= len;
 }
 
+/* The length of the next prefix to feed after n of len bytes: one byte more, or a random
+ * step (often a short one). */
+static size_t next_prefix(size_t n, size_t len, bool bytewise)
+{
+    size_t piece = bytewise ? 1 : 1 + (size_t)(test_rand() % (len - n));
+    if (test_rand() % 4 == 0 && !bytewise)
+        piece = 1 + (size_t)(test_rand() % 3);
+    return n + (piece < len - n ? piece : len - n);
+}
+
+/* Prints why, then (up to 200 bytes of) the input it is about. */
+static void show_input(const char *why, const char *text, size_t len)
+{
+    fprintf(stderr, "%s for: ", why);
+    fwrite(text, 1, len < 200 ? len : 200, stderr);
+    fprintf(stderr, "\n");
+}
+
 /* Calls the parser on a fresh copy of req[0..len), as a connection would after a read. */
 static ssize_t parse_prefix(eddy__http_parser_t *p, const char *req, size_t len,
                             eddy__http_head_t *head)
@@ -40,10 +58,7 @@ static ssize_t parse_growing(const char *req, size_t len, size_t max_head, eddy_
         ssize_t rc = parse_prefix(&p, req, n, head);
         if (rc != EDDY_AGAIN || n == len)
             return rc;
-        size_t piece = bytewise ? 1 : 1 + (size_t)(test_rand() % (len - n));
-        if (test_rand() % 4 == 0 && !bytewise)
-            piece = 1 + (size_t)(test_rand() % 3);
-        n += piece < len - n ? piece : len - n;
+        n = next_prefix(n, len, bytewise);
     }
 }
 
@@ -84,11 +99,8 @@ static ssize_t parse_all_ways(const char *req, size_t len, size_t max_head, eddy
         for (size_t i = 0; i < head->num_headers; i++)
             ok &= span_in(head->headers[i].name, hl) && span_in(head->headers[i].value, hl);
     }
-    if (!ok) {
-        fprintf(stderr, "parse modes disagree for: ");
-        fwrite(req, 1, len < 200 ? len : 200, stderr);
-        fprintf(stderr, "\n");
-    }
+    if (!ok)
+        show_input("parse modes disagree", req, len);
     CHECK(ok);
     return rc;
 }
@@ -677,10 +689,7 @@ static ssize_t response_growing(const char *text, size_t len, size_t max_head, s
         ssize_t rc = response_prefix(&p, text, n, cap, out);
         if (rc != EDDY_AGAIN || n == len)
             return rc;
-        size_t piece = bytewise ? 1 : 1 + (size_t)(test_rand() % (len - n));
-        if (test_rand() % 4 == 0 && !bytewise)
-            piece = 1 + (size_t)(test_rand() % 3);
-        n += piece < len - n ? piece : len - n;
+        n = next_prefix(n, len, bytewise);
     }
 }
 
@@ -722,11 +731,8 @@ static ssize_t response_all_ways(const char *text, size_t len, size_t max_head, 
         for (size_t i = 0; i < out->num_headers; i++)
             ok &= span_in(out->headers[i].name, hl) && span_in(out->headers[i].value, hl);
     }
-    if (!ok) {
-        fprintf(stderr, "response parse modes disagree for: ");
-        fwrite(text, 1, len < 200 ? len : 200, stderr);
-        fprintf(stderr, "\n");
-    }
+    if (!ok)
+        show_input("response parse modes disagree", text, len);
     CHECK(ok);
     return rc;
 }
@@ -1061,11 +1067,8 @@ static struct chunked_result decode_all_ways(const char *in, size_t len)
               (whole.rest_len == 0 || memcmp(other.rest, whole.rest, whole.rest_len) == 0);
         result_free(&other);
     }
-    if (!ok) {
-        fprintf(stderr, "chunked modes disagree for: ");
-        fwrite(in, 1, len < 200 ? len : 200, stderr);
-        fprintf(stderr, "\n");
-    }
+    if (!ok)
+        show_input("chunked modes disagree", in, len);
     CHECK(ok);
     return whole;
 }
