@@ -111,29 +111,36 @@ static void roundtrip(z_stream *deflater, z_stream *inflater, const char *msg, s
     eddy__buf_free(&unpacked);
 }
 
+/* Fills text with random bytes from a small alphabet: text that compresses. */
+static void random_text(char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        text[i] = "abcdefgh ijk\n"[test_rand() % 13];
+}
+
+/* rounds times: text, "hello" and an empty message through one deflater and one inflater
+ * with a window of bits, so that later messages refer back to earlier ones (context
+ * takeover). */
+static void takeover_roundtrips(int bits, const char *text, size_t len, int rounds)
+{
+    z_stream *d = eddy__deflater_new(bits, 6, 8);
+    z_stream *i = eddy__inflater_new(bits);
+    CHECK(d != NULL && i != NULL);
+    for (int n = 0; n < rounds && d != NULL && i != NULL; n++) { /* NULL: out of memory */
+        roundtrip(d, i, text, len);
+        roundtrip(d, i, "hello", 5);
+        roundtrip(d, i, "", 0);
+    }
+    eddy__deflater_free(d);
+    eddy__inflater_free(i);
+}
+
 static void test_streams(void)
 {
     char text[20000];
-    for (size_t i = 0; i < sizeof(text); i++)
-        text[i] = "abcdefgh ijk\n"[test_rand() % 13];
-    for (int bits = 9; bits <= 15; bits++) {
-        z_stream *d = eddy__deflater_new(bits, 6, 8);
-        z_stream *i = eddy__inflater_new(bits);
-        CHECK(d != NULL && i != NULL);
-        if (d == NULL || i == NULL) { /* out of memory (tests/unit/oom_sweep.sh) */
-            eddy__deflater_free(d);
-            eddy__inflater_free(i);
-            continue;
-        }
-        /* Context takeover: later messages refer back to earlier ones. */
-        for (int n = 0; n < 5; n++) {
-            roundtrip(d, i, text, sizeof(text));
-            roundtrip(d, i, "hello", 5);
-            roundtrip(d, i, "", 0);
-        }
-        eddy__deflater_free(d);
-        eddy__inflater_free(i);
-    }
+    random_text(text, sizeof(text));
+    for (int bits = 9; bits <= 15; bits++)
+        takeover_roundtrips(bits, text, sizeof(text), 5);
     /* An empty message compresses to the single empty-block byte RFC 7692 shows. */
     z_stream *d = eddy__deflater_new(15, 6, 8);
     z_stream *i = eddy__inflater_new(15);
@@ -247,18 +254,9 @@ static void test_chunked_zlib_calls(void)
     /* The same chunking both ways, with pieces of 7 bytes instead of 4 GiB: every message
      * still round-trips, with context takeover across messages. */
     char text[5000];
-    for (size_t i = 0; i < sizeof(text); i++)
-        text[i] = "abcdefgh ijk\n"[test_rand() % 13];
+    random_text(text, sizeof(text));
     eddy__zlib_chunk = 7;
-    z_stream *d = eddy__deflater_new(15, 6, 8);
-    z_stream *i = eddy__inflater_new(15);
-    for (int n = 0; n < 3; n++) {
-        roundtrip(d, i, text, sizeof(text));
-        roundtrip(d, i, "hello", 5);
-        roundtrip(d, i, "", 0);
-    }
-    eddy__deflater_free(d);
-    eddy__inflater_free(i);
+    takeover_roundtrips(15, text, sizeof(text), 3);
     eddy__zlib_chunk = UINT_MAX;
 }
 
