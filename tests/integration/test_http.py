@@ -591,10 +591,7 @@ def test_detached_response_write_then_end_after_server_closed_it(start_server):
     client, fd = open_http(server)
     client.send(get("/detach?ms=300&write=1"))
     server.expect(f"request {fd} GET /detach?ms=300&write=1 body=0")
-    ctl = server.connect_raw()
-    ctl_fd = connected(server)
-    ctl.handshake()
-    server.expect(f"open {ctl_fd} / -")
+    ctl, _ = open_ws(server)
     ctl.send_frame(0x1, f"!close {fd}".encode())
     server.expect("= 0", f"close {fd} 0")
     server.expect("detached write -3008", "detached end -3008")
@@ -617,10 +614,7 @@ def test_no_request_callback_gives_swoole_400_page(start_server):
     client.expect_eof()
     server.expect(f"close {fd} 0")
     # WebSockets are still served.
-    ws = server.connect_raw()
-    ws_fd = connected(server)
-    ws.handshake()
-    server.expect(f"open {ws_fd} / -")
+    ws, _ = open_ws(server)
     ws.send_frame(0x1, b"hi")
     assert ws.recv_message() == (0x1, b"hi")
 
@@ -867,10 +861,7 @@ def test_remote_address_of_http_connection(start_server):
     http.send(get("/x"))
     assert http.response().status == 200
     server.expect(f"request {http_fd} GET /x body=0")
-    ws = server.connect_raw()
-    ws_fd = connected(server)
-    ws.handshake()
-    server.expect(f"open {ws_fd} / -")
+    ws, _ = open_ws(server)
     ws.send_frame(0x1, f"!info {http_fd}".encode())
     fields = server.line().split()
     assert fields[:5] == ["=", "0", "127.0.0.1", str(http.local_port), str(server.port)]

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import websockets
 
-from testbed import connected, start_testbed
+from testbed import connected, open_ws, start_testbed
 from test_handshake import one, refused, upgrade_request
 
 ORIGINS = "https://good.example, http://localhost:8080"
@@ -179,10 +179,7 @@ def test_unlisted_origin_seen_by_python_websockets(start_server):
 
 def test_missing_origin_is_accepted(start_server):
     server = start_testbed(start_server, settings={"websocket_origins": ORIGINS})
-    client = server.connect_raw()
-    client.handshake("/")
-    fd = connected(server)
-    server.expect(f"open {fd} / -")
+    client, _ = open_ws(server)
     client.close_handshake()
 
 
@@ -198,8 +195,5 @@ def test_several_origins_are_refused(start_server):
 def test_no_origin_list_allows_every_origin(start_server, setting):
     settings = {} if setting is None else {"websocket_origins": setting}
     server = start_testbed(start_server, settings=settings)
-    client = server.connect_raw()
-    client.handshake("/", headers={"Origin": "https://anywhere.example"})
-    fd = connected(server)
-    server.expect(f"open {fd} / -")
+    client, _ = open_ws(server, headers={"Origin": "https://anywhere.example"})
     client.close_handshake()
