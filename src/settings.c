@@ -101,8 +101,8 @@ static const struct setting settings[] = {
      (uint64_t)1 << 40},
     {"buffer_low_watermark", KIND_SIZE, OPT(buffer_low_watermark), PUB(buffer_low_watermark), 0,
      (uint64_t)1 << 40},
-    {"slow_consumer_policy", KIND_POLICY, OPT(slow_consumer_policy), PUB(slow_consumer_policy), 0,
-     0},
+    {"slow_consumer_policy", KIND_POLICY, OPT(slow_consumer_policy), PUB(slow_consumer_policy),
+     EDDY__SLOW_CLOSE, EDDY__SLOW_DROP},
     {"socket_buffer_soft_limit", KIND_SIZE, OPT(socket_buffer_soft_limit),
      PUB(socket_buffer_soft_limit), 0, (uint64_t)1 << 40},
     {"socket_buffer_soft_seconds", KIND_INT, OPT(socket_buffer_soft_seconds),
@@ -161,7 +161,7 @@ static const struct setting settings[] = {
     {"ssl_key_file", KIND_STRING, OPT(ssl_key_file), PUB(ssl_key_file), 0, 0},
     {"ssl_ciphers", KIND_STRING, OPT(ssl_ciphers), PUB(ssl_ciphers), 0, 0},
     {"ssl_protocols", KIND_STRING, OPT(ssl_protocols), PUB(ssl_protocols), 0, 0},
-    {"log_level", KIND_LOG_LEVEL, OPT(log_level), PUB(log_level), 0, 0},
+    {"log_level", KIND_LOG_LEVEL, OPT(log_level), PUB(log_level), EDDY_LOG_TRACE, EDDY_LOG_NONE},
     {"log_file", KIND_STRING, OPT(log_file), PUB(log_file), 0, 0},
     {"http_access_log", KIND_STRING, OPT(http_access_log), PUB(http_access_log), 0, 0},
 };
@@ -377,17 +377,9 @@ static int check_typed(const eddy_server_t *srv, const struct setting *s, const 
         return 0;
     case KIND_INT:
     case KIND_U8:
-        n = *(const int *)field;
-        break;
     case KIND_LOG_LEVEL:
-        n = *(const int *)field;
-        min = EDDY_LOG_TRACE;
-        max = EDDY_LOG_NONE;
-        break;
     case KIND_POLICY:
         n = *(const int *)field;
-        min = EDDY_SLOW_CONSUMER_CLOSE;
-        max = EDDY_SLOW_CONSUMER_DROP;
         break;
     case KIND_SIZE:
         n = (int64_t)EDDY__MIN(*(const size_t *)field, (size_t)INT64_MAX);

@@ -194,8 +194,10 @@ int main(void)
     CHECK_REFUSED(by_type, want, worker_num, 0);
     CHECK_REFUSED(by_type, want, http_header_timeout_ms, 3600 * 1000 + 1);
     CHECK_REFUSED(by_type, want, websocket_compression_window_bits, 8);
+    CHECK_REFUSED(by_type, want, log_level, -1);
     CHECK_REFUSED(by_type, want, log_level, 7);
     CHECK_REFUSED(by_type, want, slow_consumer_policy, -1);
+    CHECK_REFUSED(by_type, want, slow_consumer_policy, 2);
     CHECK_REFUSED(by_type, want, package_max_length, 0);
     CHECK_REFUSED(by_type, want, socket_buffer_soft_seconds, 3601);
     CHECK_REFUSED(by_type, want, websocket_ping_timeout_ms, 86400 * 1000 + 1);
