@@ -55,13 +55,20 @@ UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # C programs the integration tests drive (a testbed server exposing every method).
 TEST_PROG_SRCS := $(sort $(wildcard tests/integration/*.c))
 TEST_PROGS := $(TEST_PROG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
+# The eddy program (cmd/): it sees only include/, like any application.
+CMD_SRCS := $(sort $(wildcard cmd/*.c))
+CMD_OBJS := $(CMD_SRCS:cmd/%.c=$(BUILD)/cmd/%.o) $(BUILD)/cmd/default_conf.o
+CMD_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) $(shell pkg-config --cflags inih 2>/dev/null)
+CMD_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
+BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all lib examples unit-tests test-programs deps deps-test run test test-unit test-integration \
-	test-oom test-js soak install clean format format-check
+.PHONY: all lib program examples unit-tests test-programs deps deps-test run test test-unit \
+	test-integration test-oom test-js soak install clean format format-check
 
-all: lib examples unit-tests test-programs
+all: lib program examples unit-tests test-programs
 
 lib: $(BUILD)/libeddy.a $(BUILD)/libeddy.so
+program: $(BUILD)/eddy
 examples: $(EXAMPLES)
 unit-tests: $(UNIT_TESTS)
 test-programs: $(TEST_PROGS)
@@ -105,7 +112,21 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h test
 $(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Iexamples -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
-$(BUILD)/obj $(BUILD)/examples $(BUILD)/tests:
+$(BUILD)/cmd/%.o: cmd/%.c cmd/cmd.h include/eddy.h | $(BUILD)/cmd
+	$(CC) $(CMD_CFLAGS) -Icmd -c -o $@ $<
+
+# `eddy config default` prints cmd/eddy.conf, compiled in as a string.
+$(BUILD)/cmd/default_conf.c: cmd/eddy.conf | $(BUILD)/cmd
+	{ echo 'const char cfg_default_text[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+
+$(BUILD)/cmd/default_conf.o: $(BUILD)/cmd/default_conf.c
+	$(CC) $(CMD_CFLAGS) -c -o $@ $<
+
+$(BUILD)/eddy: $(CMD_OBJS) $(BUILD)/libeddy.a
+	$(CC) $(CMD_CFLAGS) -o $@ $(CMD_OBJS) $(BUILD)/libeddy.a $(CMD_LDLIBS) $(LDLIBS_ALL)
+
+$(BUILD)/obj $(BUILD)/examples $(BUILD)/tests $(BUILD)/cmd:
 	mkdir -p $@
 
 run: deps
@@ -136,7 +157,7 @@ PYTEST ?= pytest
 # come first without Debian's python3-websockets).
 PYTHON ?= $(shell for p in $$(which -a python3); do $$p -c 'import websockets' 2>/dev/null && { echo $$p; break; }; done)
 
-test-integration: lib $(EXAMPLES) $(TEST_PROGS)
+test-integration: lib $(BUILD)/eddy $(EXAMPLES) $(TEST_PROGS)
 	EDDY_BUILD=$(BUILD) $(PYTEST) -q tests/integration tests/conformance $(PYTEST_ARGS)
 
 # The churn soak (tests/soak/churn.py): SOAK_ARGS="--connections 50000" for a longer one.
@@ -149,8 +170,9 @@ soak: examples
 PC_LIBDIR = $(patsubst $(PREFIX)/%,$${exec_prefix}/%,$(LIBDIR))
 PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 
-install: lib
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+install: lib $(BUILD)/eddy
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR)
+	install -m 755 $(BUILD)/eddy $(DESTDIR)$(BINDIR)/eddy
 	install -m 644 include/eddy.h $(DESTDIR)$(INCLUDEDIR)/eddy.h
 	install -m 644 $(BUILD)/libeddy.a $(DESTDIR)$(LIBDIR)/libeddy.a
 	install -m 755 $(BUILD)/libeddy.so $(DESTDIR)$(LIBDIR)/libeddy.so.$(VERSION)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what a make target needs, when it is missing.
 # Usage: scripts/deps.sh build|test
-#   build: the compiler and the libraries eddy links (OpenSSL, zlib)
+#   build: the compiler and the libraries eddy links (OpenSSL, zlib; libinih for the eddy
+#          program's configuration file)
 #   test:  also python3-websockets and pytest, openssl (test certificates), Node.js with the
 #          npm packages in tests/clients and clients/js (TypeScript, to check eddy.d.ts),
 #          headless Chromium, and clang for the fuzzers
@@ -9,7 +10,7 @@
 # it, and fails.
 set -eu
 
-build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config"
+build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config libinih-dev"
 test_pkgs="python3 python3-pytest python3-websockets openssl chromium clang libclang-rt-14-dev"
 
 case "${1:-build}" in

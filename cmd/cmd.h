@@ -1,0 +1,79 @@
+/*
+ * The eddy program: declarations shared by the files of cmd/. The program uses only the public
+ * header, like any other application.
+ */
+#ifndef EDDY_CMD_H
+#define EDDY_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "eddy.h"
+
+/* Exit statuses (README "The eddy program"). */
+enum {
+    EXIT_OK = 0,
+    EXIT_FAIL = 1,        /* the operation failed (could not start, stop in time, query) */
+    EXIT_USAGE = 2,       /* bad command line or invalid configuration */
+    EXIT_NOT_RUNNING = 3, /* status, stop, reload: no eddy process is running */
+};
+
+/* One key = value as read from the file or the environment. */
+typedef struct cfg_entry {
+    char *section;
+    char *key;
+    char *value;
+    bool engine; /* passed to eddy_server_set() */
+} cfg_entry_t;
+
+/* A loaded configuration. Paths are absolute (relative ones are taken from base_dir). */
+typedef struct cfg {
+    char *path;     /* the file, absolute; NULL: built-in defaults only */
+    char *base_dir; /* the directory relative paths are resolved in */
+    cfg_entry_t *entries;
+    size_t entry_count;
+
+    char *host;
+    int port;
+    char *pid_file;
+    double max_wait_time; /* seconds `eddy stop` waits */
+    char *tls_host;
+    int tls_port; /* 0: no TLS listener */
+    char *admin_host;
+    int admin_port; /* 0: no admin listener (health and status on the main one) */
+    char *document_root;
+    char *index;
+    char *ws_path;
+    int log_level; /* eddy_log_level */
+    char *log_file; /* NULL: stderr */
+} cfg_t;
+
+/* The default configuration file, fully commented (`eddy config default`). */
+extern const char cfg_default_text[];
+
+/*
+ * Loads path (NULL: the built-in defaults) and then the EDDY_<SECTION>_<KEY> environment
+ * variables, resolving relative paths in base_dir (NULL: the current directory). Returns
+ * the configuration, or NULL with the reason ("FILE:LINE: [section] key: why") in err.
+ */
+cfg_t *cfg_load(const char *path, const char *base_dir, char *err, size_t err_len);
+void cfg_free(cfg_t *cfg);
+/* The value an entry has in cfg, or NULL if the file and environment did not set it. */
+const char *cfg_get(const cfg_t *cfg, const char *section, const char *key);
+/* The name of a log level ("info"). */
+const char *cfg_level_name(int level);
+
+/*
+ * Runs the server in this process until SIGTERM or SIGINT (SIGHUP reloads). ready_fd >= 0
+ * (from `eddy start`) receives "PID\n" once the listeners are bound and is then closed.
+ * Returns an exit status.
+ */
+int serve_run(cfg_t *cfg, int ready_fd);
+
+/*
+ * The pid in cfg's pid file if that process is alive and is an eddy program, else 0 (no
+ * file, a dead pid, or a pid now used by another program: a stale file).
+ */
+int pidfile_running(const char *pid_file);
+
+#endif /* EDDY_CMD_H */
