@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from eddyserver import BUILD, ROOT, TIMEOUT
+from eddyserver import BUILD, ROOT, SANITIZER_PATTERNS, TIMEOUT
 from wsraw import RawClient
 
 EDDY = os.path.join(BUILD, "eddy")
@@ -46,6 +46,13 @@ def read(path):
             return f.read()
     except FileNotFoundError:
         return ""
+
+
+def assert_clean(log_path):
+    """No sanitizer report in a server's log (sanitizer builds write them there)."""
+    text = read(log_path)
+    for pattern in SANITIZER_PATTERNS:
+        assert pattern not in text, text
 
 
 def http(port, path, method="GET"):
@@ -104,6 +111,7 @@ class Serving:
             self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(timeout=TIMEOUT)
         self.log.close()
+        assert_clean(self.log_path)
         return rc
 
 
@@ -252,6 +260,7 @@ def test_start_status_stop_lifecycle(site):
     assert eddy("status", "-c", path, cwd=tmp).returncode == 3
     assert eddy("stop", "-c", path, cwd=tmp).returncode == 3
     assert eddy("reload", "-c", path, cwd=tmp).returncode == 3
+    assert_clean(tmp / "eddy.log")
 
 
 def test_start_fails_on_a_busy_port_and_says_where_to_look(site):
@@ -328,6 +337,7 @@ def test_reload_changes_log_level_and_keeps_running_on_a_bad_config(site):
     finally:
         conf(port=port)  # a valid file again, for stop
         assert eddy("stop", "-c", path, cwd=tmp).returncode == 0
+    assert_clean(tmp / "eddy.log")
 
 
 def test_stop_closes_websockets_with_1001_and_exits_in_time(site):
@@ -351,7 +361,8 @@ def test_stop_closes_websockets_with_1001_and_exits_in_time(site):
     assert "> success" in stop.stdout.read()
     assert time.monotonic() - started < 5  # well within max_wait_time and close timeout
     assert not alive(pid)
-    assert "SIGTERM" in read(tmp / "eddy.log") or "Terminated" in read(tmp / "eddy.log")
+    assert "Terminated: shutting down" in read(tmp / "eddy.log")
+    assert_clean(tmp / "eddy.log")
 
 
 def test_stop_reports_failure_when_the_server_outlives_max_wait_time(site):
