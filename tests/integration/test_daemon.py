@@ -5,6 +5,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import time
@@ -381,3 +382,32 @@ def test_stop_reports_failure_when_the_server_outlives_max_wait_time(site):
     finally:
         client.close()  # the server's drain ends with the connection
         wait_for(lambda: not alive(pid), "the server to exit")
+
+
+def test_tls_listener_serves_the_same_files_and_echo(site, tls_cert):
+    tmp, conf = site
+    cert, key = tls_cert
+    tls_port = free_port()
+    path, port = conf()
+    with open(path, "a") as f:
+        f.write(f"[tls]\nport = {tls_port}\nssl_cert_file = {cert}\nssl_key_file = {key}\n")
+    server = Serving(tmp, path)
+    try:
+        context = ssl.create_default_context(cafile=cert)
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=TIMEOUT) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"GET /app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := tls.recv(4096):
+                    answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"console.log(1)\n")
+        status = http(port, "/status")[2]
+        assert f'"https://127.0.0.1:{tls_port}"'.encode() in status
+    finally:
+        assert server.stop() == 0
+
+
+def test_tls_port_without_certificate_is_refused(tmp_path):
+    (tmp_path / "tls.conf").write_text("[tls]\nport = 9443\n")
+    out = eddy("config", "check", "-c", "tls.conf", cwd=tmp_path)
+    assert out.returncode == 2 and "needs ssl_cert_file and ssl_key_file" in out.stderr
