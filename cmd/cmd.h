@@ -36,7 +36,8 @@ typedef struct cfg {
     char *host;
     int port;
     char *pid_file;
-    double max_wait_time; /* seconds `eddy stop` waits */
+    double max_wait_time;  /* seconds `eddy stop` waits, after shutdown_delay */
+    double shutdown_delay; /* seconds /readyz answers 503 before the server stops */
     char *tls_host;
     int tls_port; /* 0: no TLS listener */
     char *admin_host;

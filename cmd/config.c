@@ -137,13 +137,16 @@ static bool daemon_key(struct parse_ctx *ctx, const char *section, const char *k
         if (value[0] == '\0')
             fail(ctx, section, key, "a file name is needed");
         set_string(&cfg->pid_file, absolute(cfg, value));
-    } else if (strcmp(section, "server") == 0 && strcmp(key, "max_wait_time") == 0) {
+    } else if (strcmp(section, "server") == 0 &&
+               (strcmp(key, "max_wait_time") == 0 || strcmp(key, "shutdown_delay") == 0)) {
+        bool wait = key[0] == 'm';
         char *end;
         double v = strtod(value, &end);
-        if (end == value || *end != '\0' || !(v > 0 && v <= 3600))
-            fail(ctx, section, key, "\"%s\" is not a number of seconds (0-3600]", value);
+        if (end == value || *end != '\0' || !((wait ? v > 0 : v >= 0) && v <= 3600))
+            fail(ctx, section, key, "\"%s\" is not a number of seconds %s", value,
+                 wait ? "(0-3600]" : "[0-3600]");
         else
-            cfg->max_wait_time = v;
+            *(wait ? &cfg->max_wait_time : &cfg->shutdown_delay) = v;
     } else if (strcmp(section, "static") == 0 && strcmp(key, "document_root") == 0) {
         set_string(&cfg->document_root, value[0] != '\0' ? absolute(cfg, value) : NULL);
     } else if (strcmp(section, "static") == 0 && strcmp(key, "index") == 0) {

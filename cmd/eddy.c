@@ -190,9 +190,9 @@ static int cmd_stop(cfg_t *cfg)
             break;
         clock_gettime(CLOCK_MONOTONIC, &now);
         double waited = (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
-        if (waited >= cfg->max_wait_time) {
+        if (waited >= cfg->shutdown_delay + cfg->max_wait_time) {
             fprintf(stderr, "Unable to stop the eddy process (pid %d) within %g s.\n", pid,
-                    cfg->max_wait_time);
+                    cfg->shutdown_delay + cfg->max_wait_time);
             return EXIT_FAIL;
         }
         struct timespec tick = {0, 50 * 1000 * 1000};

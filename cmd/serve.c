@@ -390,6 +390,42 @@ static void reload(void)
     eddy_log(g.srv, EDDY_LOG_NOTICE, "reload done");
 }
 
+/* shutdown_delay: /readyz answers 503 meanwhile (g.draining is set) while everything
+ * else is served; a second SIGTERM or SIGINT ends the wait, a SIGHUP still reloads. */
+static void drain_delay(const sigset_t *set)
+{
+    if (g.cfg->shutdown_delay <= 0)
+        return;
+    eddy_log(g.srv, EDDY_LOG_NOTICE, "not ready: stopping in %g s (shutdown_delay)",
+             g.cfg->shutdown_delay);
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    double whole = (double)(long)g.cfg->shutdown_delay;
+    end.tv_sec += (time_t)whole;
+    end.tv_nsec += (long)((g.cfg->shutdown_delay - whole) * 1e9);
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+            return;
+        struct timespec left = {end.tv_sec - now.tv_sec, end.tv_nsec - now.tv_nsec};
+        if (left.tv_nsec < 0) {
+            left.tv_sec--;
+            left.tv_nsec += 1000000000L;
+        }
+        int sig = sigtimedwait(set, NULL, &left);
+        if (sig == SIGHUP) {
+            reload();
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            eddy_log(g.srv, EDDY_LOG_NOTICE, "%s: stopping now", strsignal(sig));
+            return;
+        }
+    }
+}
+
 /* Signals are taken by one thread with sigwait(), so the handlers run as plain code:
  * reload may read files and log. */
 static void *signal_main(void *arg)
@@ -407,6 +443,7 @@ static void *signal_main(void *arg)
             reload();
         } else if (!atomic_exchange(&g.draining, true)) {
             eddy_log(g.srv, EDDY_LOG_NOTICE, "%s: shutting down", strsignal(sig));
+            drain_delay(set);
             eddy_server_stop(g.srv);
         }
     }

@@ -411,3 +411,27 @@ def test_tls_port_without_certificate_is_refused(tmp_path):
     (tmp_path / "tls.conf").write_text("[tls]\nport = 9443\n")
     out = eddy("config", "check", "-c", "tls.conf", cwd=tmp_path)
     assert out.returncode == 2 and "needs ssl_cert_file and ssl_key_file" in out.stderr
+
+
+def test_shutdown_delay_reports_not_ready_while_still_serving(site):
+    tmp, conf = site
+    admin = free_port()
+    path, port = conf(admin_port=admin, extra="shutdown_delay = 30")
+    server = Serving(tmp, path)
+    assert http(admin, "/readyz")[0] == 200
+    server.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: http(admin, "/readyz")[0] == 503, "/readyz to answer 503")
+    assert b'"state":"draining"' in http(admin, "/status")[2]
+    assert http(admin, "/healthz")[0] == 200 and http(port, "/")[0] == 200
+    client = RawClient("127.0.0.1", port)
+    client.handshake("/ws")
+    # A second SIGTERM ends the delay: the stop proceeds at once (the 30 s are not waited).
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    _, _, opcode, payload = client.recv_frame()
+    assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1001
+    client.send_frame(0x8, payload[:2])
+    client.expect_eof()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 5
+    assert "stopping now" in read(server.log_path)
