@@ -76,9 +76,20 @@ int pidfile_running(const char *pid_file)
     /* Alive: still eddy, or a new process that got the pid after a crash? Same program
      * name as ours (a sanitizer build is still "eddy"). */
     char theirs[PATH_MAX], ours[PATH_MAX];
-    if (!process_exe(pid, theirs, sizeof(theirs)) ||
-        !process_exe((int)getpid(), ours, sizeof(ours)))
-        return errno == EACCES ? pid : 0; /* another user's process: assume it is ours */
+    if (!process_exe((int)getpid(), ours, sizeof(ours)))
+        return pid; /* no /proc: trust the pid */
+    if (!process_exe(pid, theirs, sizeof(theirs))) {
+        /* Another user's process hides its exe; its command line is readable by all. */
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+        FILE *cmdline = fopen(path, "r");
+        size_t n = cmdline != NULL ? fread(theirs, 1, sizeof(theirs) - 1, cmdline) : 0;
+        if (cmdline != NULL)
+            fclose(cmdline);
+        if (n == 0)
+            return 0;     /* gone meanwhile, or a kernel thread */
+        theirs[n] = '\0'; /* argv[0] ends at its own NUL */
+    }
     return strcmp(basename(theirs), basename(ours)) == 0 ? pid : 0;
 }
 

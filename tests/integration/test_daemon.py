@@ -2,11 +2,13 @@
 the start/status/reload/stop lifecycle with its pid file, run in a temporary directory."""
 
 import os
+import shutil
 import re
 import signal
 import socket
 import ssl
 import struct
+import tempfile
 import subprocess
 import time
 
@@ -435,3 +437,32 @@ def test_shutdown_delay_reports_not_ready_while_still_serving(site):
     assert server.stop() == 0
     assert time.monotonic() - started < 5
     assert "stopping now" in read(server.log_path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root and setpriv to act as another user")
+def test_pid_file_check_as_another_user_reads_the_command_line(site):
+    """Another user's /proc/PID/exe cannot be read: the check falls back on argv[0], so a
+    stale pid now owned by another program is still recognised as stale."""
+    tmp, conf = site
+    shared = tempfile.mkdtemp(prefix="eddy-pid-")
+    os.chmod(shared, 0o755)
+    path, port = conf(extra=f"pid_file = {shared}/eddy.pid")
+    path = shutil.copy(path, shared)  # where the other user can read it
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", EDDY]
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        with open(f"{shared}/eddy.pid", "w") as f:
+            f.write(f"{sleeper.pid}\n")
+        out = subprocess.run([*as_nobody, "status", "-c", path], cwd=shared,
+                             capture_output=True, text=True, timeout=TIMEOUT)
+        assert out.returncode == 3, out.stdout + out.stderr
+        assert eddy("start", "-c", path, cwd=tmp).returncode == 0
+        out = subprocess.run([*as_nobody, "status", "-c", path], cwd=shared,
+                             capture_output=True, text=True, timeout=TIMEOUT)
+        assert out.returncode == 0 and "running" in out.stdout, out.stdout + out.stderr
+        assert eddy("stop", "-c", path, cwd=tmp).returncode == 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        shutil.rmtree(shared, ignore_errors=True)
