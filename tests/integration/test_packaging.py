@@ -146,3 +146,10 @@ def test_readme_example_builds_against_the_installed_pc(staged, tmp_path, link):
     else:
         assert "libeddy" not in ldd, ldd
     run_until_listening(program, env)
+
+
+def test_install_puts_the_eddy_program_in_bin(staged):
+    program = staged / "usr/bin/eddy"
+    assert os.access(program, os.X_OK)
+    out = subprocess.run([str(program), "version"], check=True, capture_output=True, text=True)
+    assert out.stdout.startswith("eddy ")
