@@ -251,7 +251,7 @@ bench:
 bench-tools: $(BENCH_TOOLS)
 
 $(BENCH_BUILD)/eddy-bench: bench/eddy-bench.c bench/ws_frame.h | $(BENCH_BUILD)/peers
-	$(CC) $(BENCH_CFLAGS) -o $@ $< -lcrypto -lm
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -lssl -lcrypto -lz -lm
 
 $(BENCH_BUILD)/peers/lws_echo: bench/peers/lws_echo.c | $(BENCH_BUILD)/peers
 	$(CC) $(BENCH_CFLAGS) $$(pkg-config --cflags libwebsockets) -o $@ $< \

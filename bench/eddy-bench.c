@@ -9,7 +9,9 @@
  * Common options: --host ADDR (127.0.0.1), --port N (9501), --path P (/), --sources K (bind
  * connections to 127.0.0.2 .. 127.0.0.(K+1) round-robin; 0: let the kernel choose),
  * --server-pid PID (read the server's CPU time and RSS from /proc), --warmup SECONDS,
- * --connect-batch N (connections being set up at once), --label TEXT (copied to the JSON).
+ * --connect-batch N (connections being set up at once), --label TEXT (copied to the JSON),
+ * --tls (wss: TLS 1.3 with OpenSSL, the certificate is not checked), --deflate (offer
+ * permessage-deflate with client_no_context_takeover and send every message compressed).
  *
  * Every mode prints one human-readable line and one JSON line (starting with '{') on stdout.
  * See bench/README.md for what each mode measures. The client side of the opening handshake
@@ -20,11 +22,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,6 +44,7 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "ws_frame.h"
 
@@ -51,7 +57,7 @@
 #define SAMPLE_INTERVAL 64           /* echo: verify the content of every 64th message */
 
 enum mode { MODE_ECHO, MODE_HANDSHAKE, MODE_PUBLISH, MODE_IDLE };
-enum conn_state { ST_FREE, ST_CONNECTING, ST_UPGRADING, ST_OPEN, ST_CLOSING };
+enum conn_state { ST_FREE, ST_CONNECTING, ST_TLS, ST_UPGRADING, ST_OPEN, ST_CLOSING };
 enum role { ROLE_ECHO, ROLE_HANDSHAKE, ROLE_IDLE, ROLE_SUB, ROLE_PUB };
 
 typedef struct options {
@@ -73,6 +79,8 @@ typedef struct options {
     int sources;
     int connect_batch;
     bool binary;
+    bool tls;
+    bool deflate;
     pid_t server_pid;
     double setup_timeout;
     double hold;
@@ -102,6 +110,8 @@ typedef struct conn {
     size_t out_off, out_len, out_cap;
     uint8_t *frame; /* echo: this connection's masked message, built once */
     size_t frame_len;
+    SSL *ssl;          /* --tls */
+    z_stream *inflate; /* --deflate: the server's messages, one stream per connection */
 } conn_t;
 
 /* Log-linear latency histogram: 64 sub-buckets per power of two (error under 1.6%). */
@@ -141,6 +151,11 @@ static uint8_t *wbuf; /* shared scratch for building output */
 static size_t wbuf_cap;
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static bool stop_requested;
+static SSL_CTX *ssl_ctx;
+static char tls_cipher[64];         /* what the first TLS connection negotiated */
+static uint8_t *inflated;           /* --deflate: one inflated message */
+static uint64_t compressed_replies; /* --deflate: messages that came compressed */
+static size_t inflated_cap;
 
 /* Totals. */
 static int opened, failed, next_to_connect, setting_up, lost;
@@ -398,12 +413,56 @@ static void conn_update_events(conn_t *c, bool want_out)
 static void conn_release(conn_t *c);
 static void conn_fail(conn_t *c, const char *why);
 
+/* send() or SSL_write(); -1 with errno EAGAIN when the socket (or TLS) cannot take more. */
+static ssize_t io_send(conn_t *c, const void *data, size_t len)
+{
+    if (c->ssl == NULL)
+        return send(c->fd, data, len, MSG_NOSIGNAL);
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, data, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : EIO;
+    return -1;
+}
+
+/* recv() or SSL_read() until buf is full or nothing is left to read; 0 at end of stream.
+ * Without read-ahead OpenSSL reads one record at a time from the socket, so plaintext it
+ * holds back is only ever the rest of a record that did not fit: epoll still sees the rest. */
+static ssize_t io_recv(conn_t *c, uint8_t *buf, size_t cap)
+{
+    if (c->ssl == NULL)
+        return recv(c->fd, buf, cap, 0);
+    size_t got = 0;
+    while (got < cap) {
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, buf + got, cap - got > INT_MAX ? INT_MAX : (int)(cap - got));
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (got > 0)
+            break;
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
+            return 0;
+        errno = e == SSL_ERROR_SYSCALL ? errno : EPROTO;
+        return -1;
+    }
+    return (ssize_t)got;
+}
+
 /* Queues bytes: writes at once when nothing is pending, keeps what the socket refuses. */
 static bool conn_send(conn_t *c, const void *data, size_t len)
 {
     if (c->out_len == c->out_off) {
         c->out_len = c->out_off = 0;
-        ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+        ssize_t n = io_send(c, data, len);
         if (n < 0) {
             if (errno != EAGAIN && errno != EINTR) {
                 conn_fail(c, "send failed");
@@ -436,7 +495,7 @@ static bool conn_send(conn_t *c, const void *data, size_t len)
 static void conn_flush(conn_t *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t n = io_send(c, c->out + c->out_off, c->out_len - c->out_off);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return;
@@ -499,8 +558,11 @@ static void send_upgrade(conn_t *c)
     int n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     conn_path(c), opt.host, opt.port, key);
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     conn_path(c), opt.host, opt.port, key,
+                     opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                   "client_no_context_takeover\r\n"
+                                 : "");
     c->state = ST_UPGRADING;
     conn_update_events(c, false);
     conn_send(c, req, (size_t)n);
@@ -581,8 +643,14 @@ static void conn_release(conn_t *c)
         close(c->fd); /* also removes it from the epoll set */
     c->fd = -1;
     c->gen++;
-    if (c->state == ST_CONNECTING || c->state == ST_UPGRADING)
+    if (c->state == ST_CONNECTING || c->state == ST_TLS || c->state == ST_UPGRADING)
         setting_up--;
+    if (c->ssl != NULL) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    if (c->inflate != NULL)
+        inflateReset(c->inflate);
     c->state = ST_FREE;
     c->epollout = false;
 }
@@ -593,7 +661,8 @@ static void conn_fail(conn_t *c, const char *why)
 {
     if (c->state == ST_FREE)
         return;
-    bool was_setting_up = c->state == ST_CONNECTING || c->state == ST_UPGRADING;
+    bool was_setting_up =
+        c->state == ST_CONNECTING || c->state == ST_TLS || c->state == ST_UPGRADING;
     bool was_open = c->state == ST_OPEN || c->state == ST_CLOSING;
     errors++;
     if (errors <= 5)
@@ -610,6 +679,47 @@ static void conn_fail(conn_t *c, const char *why)
 }
 
 /* ---- mode behaviour ---- */
+
+/* Compresses one message as RFC 7692 says (raw deflate, sync flush, the trailing 00 00 ff ff
+ * removed); returns the compressed length. out needs compressBound(len) + 16 bytes. */
+static size_t deflate_message(const uint8_t *in, size_t len, uint8_t *out)
+{
+    z_stream z = {0};
+    if (deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        die("deflateInit2 failed%s", "");
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)len;
+    z.next_out = out;
+    z.avail_out = (uInt)(compressBound(len) + 16);
+    if (deflate(&z, Z_SYNC_FLUSH) != Z_OK || z.avail_in != 0)
+        die("deflate failed%s", "");
+    size_t n = z.total_out;
+    deflateEnd(&z);
+    return n >= 4 ? n - 4 : n;
+}
+
+/* Inflates one compressed message into `inflated`; returns its length, or -1. */
+static long inflate_message(conn_t *c, const uint8_t *in, size_t len)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    if (c->inflate == NULL) {
+        c->inflate = xrealloc(NULL, sizeof(*c->inflate));
+        memset(c->inflate, 0, sizeof(*c->inflate));
+        if (inflateInit2(c->inflate, -15) != Z_OK)
+            die("inflateInit2 failed%s", "");
+    }
+    z_stream *z = c->inflate;
+    z->next_out = inflated;
+    z->avail_out = (uInt)inflated_cap;
+    for (int part = 0; part < 2; part++) {
+        z->next_in = (Bytef *)(part == 0 ? in : tail);
+        z->avail_in = (uInt)(part == 0 ? len : sizeof(tail));
+        int rc = inflate(z, Z_SYNC_FLUSH);
+        if ((rc != Z_OK && rc != Z_BUF_ERROR) || z->avail_in != 0)
+            return -1; /* corrupt, or longer than any expected message */
+    }
+    return (long)(inflated_cap - z->avail_out);
+}
 
 static void echo_send(conn_t *c, uint32_t count)
 {
@@ -637,8 +747,19 @@ static void on_open(conn_t *c)
             uint8_t *plain = xrealloc(NULL, opt.size + 1);
             for (size_t i = 0; i < opt.size; i++)
                 plain[i] = payload_byte(c->id, i);
-            c->frame = xrealloc(NULL, opt.size + 14);
-            c->frame_len = ws_frame(c->frame, opt.binary ? 0x2 : 0x1, plain, opt.size, c->mask);
+            int opcode = opt.binary ? 0x2 : 0x1;
+            size_t len = opt.size;
+            if (opt.deflate) {
+                /* A fresh raw deflate stream per message is valid with or without context
+                 * takeover, so the compressed frame too is built once. */
+                uint8_t *packed = xrealloc(NULL, compressBound(opt.size) + 16);
+                len = deflate_message(plain, opt.size, packed);
+                free(plain);
+                plain = packed;
+                opcode |= 0x40; /* RSV1: compressed */
+            }
+            c->frame = xrealloc(NULL, len + 14);
+            c->frame_len = ws_frame(c->frame, opcode, plain, len, c->mask);
             free(plain);
         }
         echo_send(c, (uint32_t)opt.inflight);
@@ -747,7 +868,9 @@ static ssize_t parse_frames(conn_t *c, uint8_t *p, size_t len)
         uint8_t b0 = p[off], b1 = p[off + 1];
         int opcode = b0 & 0x0f;
         bool fin = (b0 & 0x80) != 0;
-        if ((b1 & 0x80) || (b0 & 0x70)) {
+        /* RSV1 marks a compressed message, in its first frame only (RFC 7692). */
+        bool compressed = opt.deflate && (b0 & 0x40) && (opcode == 0x1 || opcode == 0x2);
+        if ((b1 & 0x80) || (b0 & (compressed ? 0x30 : 0x70))) {
             conn_fail(c, (b1 & 0x80) ? "masked frame from the server" : "reserved bits set");
             return -1;
         }
@@ -777,6 +900,17 @@ static ssize_t parse_frames(conn_t *c, uint8_t *p, size_t len)
             break;
         case 0x1:
         case 0x2:
+            if (compressed) {
+                long n = fin ? inflate_message(c, payload, (size_t)plen) : -1;
+                if (n < 0) {
+                    conn_fail(c,
+                              fin ? "cannot inflate a message" : "fragmented compressed message");
+                    return -1;
+                }
+                compressed_replies++;
+                on_message(c, opcode, inflated, (uint64_t)n, &replies);
+                break;
+            }
             if (!fin) {
                 c->in_fragment = true;
                 c->fragment_opcode = (uint8_t)opcode;
@@ -830,7 +964,7 @@ static ssize_t parse_upgrade(conn_t *c, uint8_t *p, size_t len)
         conn_fail(c, "no 101 Switching Protocols");
         return -1;
     }
-    bool accepted = false;
+    bool accepted = false, deflate = false;
     for (uint8_t *line = p; line < end;) {
         uint8_t *eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
         static const char name[] = "sec-websocket-accept:";
@@ -845,10 +979,19 @@ static ssize_t parse_upgrade(conn_t *c, uint8_t *p, size_t len)
             accepted = (size_t)(ve - v) == strlen(c->accept) &&
                        memcmp(v, c->accept, (size_t)(ve - v)) == 0;
         }
+        static const char ext[] = "sec-websocket-extensions:";
+        if ((size_t)(eol - line) > sizeof(ext) - 1 &&
+            strncasecmp((char *)line, ext, sizeof(ext) - 1) == 0)
+            deflate = memmem(line, (size_t)(eol - line), "permessage-deflate", 18) != NULL;
         line = eol + 2;
     }
     if (!accepted) {
         conn_fail(c, "wrong or missing Sec-WebSocket-Accept");
+        return -1;
+    }
+    if (deflate != opt.deflate) {
+        conn_fail(c, opt.deflate ? "permessage-deflate was not accepted"
+                                 : "permessage-deflate accepted but not offered");
         return -1;
     }
     uint32_t gen = c->gen;
@@ -863,7 +1006,7 @@ static void on_readable(conn_t *c)
     size_t have = c->in_len;
     if (have > 0)
         memcpy(rbuf, c->in, have);
-    ssize_t n = recv(c->fd, rbuf + have, rbuf_cap - have, 0);
+    ssize_t n = io_recv(c, rbuf + have, rbuf_cap - have);
     if (n < 0) {
         if (errno != EAGAIN && errno != EINTR)
             conn_fail(c, strerror(errno));
@@ -912,6 +1055,26 @@ static void on_readable(conn_t *c)
     }
 }
 
+/* Advances the TLS handshake; sends the upgrade request once it is done. */
+static void tls_step(conn_t *c)
+{
+    ERR_clear_error();
+    int r = SSL_connect(c->ssl);
+    if (r == 1) {
+        if (tls_cipher[0] == '\0')
+            snprintf(tls_cipher, sizeof(tls_cipher), "%s %s", SSL_get_version(c->ssl),
+                     SSL_get_cipher_name(c->ssl));
+        send_upgrade(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        conn_update_events(c, e == SSL_ERROR_WANT_WRITE);
+        return;
+    }
+    conn_fail(c, "TLS handshake failed");
+}
+
 static void on_writable(conn_t *c)
 {
     if (c->state == ST_CONNECTING) {
@@ -922,7 +1085,21 @@ static void on_writable(conn_t *c)
             conn_fail(c, strerror(err));
             return;
         }
-        send_upgrade(c);
+        if (!opt.tls) {
+            send_upgrade(c);
+            return;
+        }
+        c->ssl = SSL_new(ssl_ctx);
+        if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+            conn_fail(c, "SSL_new failed");
+            return;
+        }
+        c->state = ST_TLS;
+        tls_step(c);
+        return;
+    }
+    if (c->state == ST_TLS) {
+        tls_step(c);
         return;
     }
     conn_flush(c);
@@ -968,8 +1145,8 @@ static void poll_once(int timeout_ms)
         if (c->state == ST_FREE)
             continue;
         if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-            if (c->state == ST_CONNECTING)
-                on_writable(c); /* reports the connect error */
+            if (c->state == ST_CONNECTING || c->state == ST_TLS)
+                on_writable(c); /* reports the connect error, or continues TLS */
             else
                 on_readable(c);
         }
@@ -1037,8 +1214,10 @@ static int run_echo(void)
     window_end(&w);
     double secs = window_seconds(&w);
     double server = w.server1 - w.server0;
-    printf("echo: %d conns x %d in flight x %zu B %s, %.2f s: %.0f msg/s", opened, opt.inflight,
-           opt.size, opt.binary ? "binary" : "text", secs, (double)measured / secs);
+    printf("echo: %d conns x %d in flight x %zu B %s%s%s%s, %.2f s: %.0f msg/s", opened,
+           opt.inflight, opt.size, opt.binary ? "binary" : "text",
+           opt.deflate ? " permessage-deflate" : "", opt.tls ? " over " : "", tls_cipher, secs,
+           (double)measured / secs);
     if (isfinite(server) && measured > 0)
         printf("; server CPU %.2f us/msg (%.2f s per million), server busy %.0f%%",
                server * 1e6 / (double)measured, server * 1e6 / (double)measured,
@@ -1049,6 +1228,8 @@ static int run_echo(void)
     json_head();
     printf("\"conns\":%d,\"open\":%d,\"inflight\":%d,\"size\":%zu,\"binary\":%s,", opt.conns,
            opened, opt.inflight, opt.size, opt.binary ? "true" : "false");
+    printf("\"deflate\":%s,\"compressed_replies\":%" PRIu64 ",\"tls\":\"%s\",",
+           opt.deflate ? "true" : "false", compressed_replies, tls_cipher);
     json_num("seconds", secs, false);
     printf("\"messages\":%" PRIu64 ",", measured);
     json_num("msg_per_s", (double)measured / secs, false);
@@ -1294,7 +1475,8 @@ static void usage(void)
           "R] [-t SECONDS]\n"
           "       eddy-bench idle -c N [--sources K] [--hold SECONDS] [--stdin]\n"
           "common: --host ADDR --port N --path P --server-pid PID --sources K --warmup S\n"
-          "        --connect-batch N --setup-timeout S --topic T --label TEXT\n",
+          "        --connect-batch N --setup-timeout S --topic T --label TEXT --tls\n"
+          "echo only: --deflate\n",
           stderr);
     exit(2);
 }
@@ -1333,6 +1515,8 @@ int main(int argc, char **argv)
         O_STDIN,
         O_SETTLE,
         O_PUBWARM,
+        O_TLS,
+        O_DEFLATE,
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -1352,6 +1536,8 @@ int main(int argc, char **argv)
         {"stdin", no_argument, NULL, O_STDIN},
         {"settle", required_argument, NULL, O_SETTLE},
         {"publish-warmup", required_argument, NULL, O_PUBWARM},
+        {"tls", no_argument, NULL, O_TLS},
+        {"deflate", no_argument, NULL, O_DEFLATE},
         {0, 0, 0, 0},
     };
     bool use_stdin = false;
@@ -1423,13 +1609,19 @@ int main(int argc, char **argv)
         case O_PUBWARM:
             opt.pub_warmup = atol(optarg);
             break;
+        case O_TLS:
+            opt.tls = true;
+            break;
+        case O_DEFLATE:
+            opt.deflate = true;
+            break;
         default:
             usage();
         }
     }
     if (optind != argc || opt.conns <= 0 || opt.inflight <= 0 || opt.size > MAX_SIZE ||
         opt.seconds <= 0 || opt.connect_batch <= 0 || opt.sources < 0 || opt.sources > 253 ||
-        opt.messages <= 0)
+        opt.messages <= 0 || (opt.deflate && opt.mode != MODE_ECHO))
         usage();
     if (opt.server_pid > 0 && isnan(server_cpu_seconds()))
         die("cannot read the server's /proc/PID/stat (--server-pid %s)", "PID");
@@ -1468,6 +1660,21 @@ int main(int argc, char **argv)
         die("out of memory%s", "");
     for (size_t i = 0; i < total; i++)
         conns[i].fd = -1;
+    if (opt.deflate) {
+        inflated_cap = opt.size + 1; /* one byte more than expected: longer is an error */
+        inflated = malloc(inflated_cap);
+        if (inflated == NULL)
+            die("out of memory%s", "");
+    }
+    if (opt.tls) {
+        /* TLS 1.3 only; the server's certificate is a throw-away one and is not checked. */
+        ssl_ctx = SSL_CTX_new(TLS_client_method());
+        if (ssl_ctx == NULL || SSL_CTX_set_min_proto_version(ssl_ctx, TLS1_3_VERSION) != 1)
+            die("cannot set up OpenSSL%s", "");
+        SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_mode(ssl_ctx,
+                         SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
 
     int rc = 1;
     switch (opt.mode) {
@@ -1496,8 +1703,16 @@ int main(int argc, char **argv)
         free(conns[i].in);
         free(conns[i].out);
         free(conns[i].frame);
+        if (conns[i].ssl != NULL)
+            SSL_free(conns[i].ssl);
+        if (conns[i].inflate != NULL) {
+            inflateEnd(conns[i].inflate);
+            free(conns[i].inflate);
+        }
     }
     free(conns);
+    free(inflated);
+    SSL_CTX_free(ssl_ctx);
     free(rbuf);
     free(wbuf);
     if (timerfd >= 0)

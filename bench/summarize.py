@@ -16,6 +16,25 @@ TITLES = {"eddy": "eddy", "node": "node ws", "python": "python websockets",
           "lws": "libwebsockets", "uws": "uWebSockets", "epoll": "bare epoll",
           "uring": "bare io_uring"}
 
+# The versus-uws scenarios (issue 9 section 5): (scenario, label, uWebSockets peer, kind).
+# kind "echo": target eddy's server CPU per message at most 0.9× the peer's; kind "fanout":
+# eddy's delivered frames per server CPU-second at least 1.5× the peer's.
+VERSUS = [
+    ("echo-wss-20", "wss echo (TLS 1.3), 100 × 1 × 20 B", "uws", "echo"),
+    ("echo-wss-1k", "wss echo (TLS 1.3), 100 × 1 × 1 KiB", "uws", "echo"),
+    ("echo-deflate", "permessage-deflate echo, 100 × 1 × 1 KiB text", "uws-shared", "echo"),
+    ("echo-deflate", "permessage-deflate echo, 100 × 1 × 1 KiB text", "uws-dedicated", "echo"),
+    ("publish-uws-1k", "fan-out to 1k subscribers, 16 × 16 B in flight", "uws", "fanout"),
+    ("publish-uws-10k", "fan-out to 10k subscribers, 16 × 16 B in flight", "uws", "fanout"),
+    ("echo-wss-shared", "wss echo 20 B, both at once on CPU 0", "uws", "echo"),
+    ("echo-deflate-shared", "deflate echo 1 KiB, all three at once on CPU 0", "uws-shared", "echo"),
+    ("echo-deflate-shared", "deflate echo 1 KiB, all three at once on CPU 0", "uws-dedicated",
+     "echo"),
+    ("publish-uws-shared", "fan-out to 1k subscribers, both at once on CPU 0", "uws", "fanout"),
+]
+PEERS = {"uws": "uWebSockets", "uws-shared": "uWebSockets SHARED_COMPRESSOR",
+         "uws-dedicated": "uWebSockets DEDICATED_COMPRESSOR"}
+
 
 def rate(v):
     if v >= 1e6:
@@ -92,7 +111,7 @@ def main():
     # In echo-20-shared the two servers (and the two load generators) wait for each other by
     # design.
     def disturbed(r):
-        if r.get("label", "").startswith("echo-20-shared/"):
+        if "-shared/" in r.get("label", ""):
             return False
         return max(r.get("server_cpu_wait") or 0, r.get("client_cpu_wait") or 0) > WAIT_LIMIT
 
@@ -215,6 +234,7 @@ def main():
         for t in targets:
             print(f"- {t}")
         print()
+    versus(results, runs, med)
     spreads = []
     for scen, label, metrics in ROWS:
         for s in servers:
@@ -237,6 +257,55 @@ def main():
                 print("```")
                 print(text)
                 print("```")
+
+
+def versus(results, runs, med):
+    """Prints the eddy vs uWebSockets table of the versus-uws scenarios with their targets.
+    Separate runs take the ratio of the medians; the *-shared runs the median of each round's
+    ratio (both servers measured at the same time)."""
+    rows = []
+    for scen, label, peer, kind in VERSUS:
+        e, u = med(scen, "eddy", "server_us_per_msg"), med(scen, peer, "server_us_per_msg")
+        if e is None and u is None:
+            continue
+        how = "median of rounds"
+        if scen.endswith("-shared"):
+            by_round = {s: {r.get("label", "").split("/")[-1]: r["server_us_per_msg"]
+                            for r in runs(scen, s) if r.get("server_us_per_msg")}
+                        for s in ("eddy", peer)}
+            pairs = [by_round["eddy"][k] / by_round[peer][k]
+                     for k in sorted(by_round["eddy"]) if k in by_round[peer]]
+            ratio = statistics.median(pairs) if pairs else None
+            how = "median of the rounds' ratios"
+        else:
+            ratio = e / u if e and u else None
+        errors = sum(r.get("errors", 0) for s in ("eddy", peer) for r in results.get((scen, s), []))
+        if kind == "echo":
+            metric = "server CPU µs/msg"
+            cells = [micros(e) if e else "", micros(u) if u else ""]
+            shown = ratio
+            target, met = "eddy ≤ 0.9× uWS", ratio is not None and ratio <= 0.9
+        else:
+            metric = "delivered frames per server CPU-second"
+            cells = [per_core(e) if e else "", per_core(u) if u else ""]
+            shown = 1 / ratio if ratio else None
+            target, met = "eddy ≥ 1.5× uWS", shown is not None and shown >= 1.5
+        verdict = "" if shown is None else ("met" if met else "**NOT met**")
+        if errors:
+            verdict += f" ({errors} errors)"
+        rows.append(f"| {label} | {PEERS[peer]} | {metric} | {cells[0]} | {cells[1]} | "
+                    f"{'' if shown is None else f'{shown:.2f}'} ({how}) | {target} | {verdict} |")
+    if not rows:
+        return
+    print("eddy side by side with uWebSockets (issue 9 section 5): CPU is the server process's")
+    print("utime + stime; the ratio is eddy / uWebSockets (CPU per message for echo, frames per")
+    print("CPU-second for fan-out).")
+    print()
+    print("| scenario | peer | metric | eddy | uWebSockets | eddy / uWS | target | |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(row)
+    print()
 
 
 if __name__ == "__main__":
