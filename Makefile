@@ -129,9 +129,12 @@ $(BUILD)/eddy: $(CMD_OBJS) $(BUILD)/libeddy.a
 $(BUILD)/obj $(BUILD)/examples $(BUILD)/tests $(BUILD)/cmd:
 	mkdir -p $@
 
+# The demo: the eddy program with its default configuration serves www/ (eddy.js's echo page)
+# and the WebSocket echo at /ws on http://127.0.0.1:9501/.
 run: deps
-	@$(MAKE) --no-print-directory examples
-	exec $(BUILD)/examples/echo --host 127.0.0.1 --port 9501
+	@$(MAKE) --no-print-directory program
+	@echo "eddy: open http://127.0.0.1:9501/ (Ctrl-C stops)"
+	exec $(BUILD)/eddy serve -c cmd/eddy.conf
 
 test: deps-test
 	@$(MAKE) --no-print-directory all

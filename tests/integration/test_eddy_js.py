@@ -3,7 +3,8 @@ the echo example: connect, an event out and back, then the server goes away (a g
 which closes with 1001, or SIGKILL, which leaves the browser a 1006) and comes back on the
 same port. The page must show "reconnecting in N s", queue what it sends meanwhile, reconnect,
 and flush the queue in order without losing a message. The same for the demo page
-www/index.html, which uses the plain-script build."""
+www/index.html, which uses the plain-script build, and for what `make run` starts: the eddy
+program with cmd/eddy.conf serving that page itself, stopped and started again."""
 
 import functools
 import http.server
@@ -11,12 +12,15 @@ import json
 import os
 import queue
 import shutil
+import signal
+import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
-from eddyserver import ROOT, TIMEOUT, Server, chromium_binary
+from eddyserver import BUILD, ROOT, SANITIZER_PATTERNS, TIMEOUT, Server, chromium_binary
 
 DRIVER = os.path.join(ROOT, "tests", "clients", "eddy_browser.js")
 COUNT = 20
@@ -131,6 +135,58 @@ def test_demo_page_survives_server_restart(start_server, page_server):
         returncode = driver.finish()
     assert returncode == 0
     # Newest first: the offline messages echoed in the order typed, after the first one.
+    assert done["items"] == [f"offline {i} echoed" for i in reversed(range(COUNT))] + [
+        "first echoed"], done
+    assert done["status"] == "connected" and done["queueSize"] == 0, done
+    assert done["errors"] == [], done
+
+
+def start_demo(port, tmp_path, run):
+    """What `make run` starts: the eddy program with cmd/eddy.conf, from the checkout (so
+    www/ is its document root), on `port` instead of 9501."""
+    log = open(tmp_path / f"eddy-{run}.log", "w")
+    env = dict(os.environ, EDDY_SERVER_PORT=str(port),
+               EDDY_SERVER_PID_FILE=str(tmp_path / "eddy.pid"))
+    proc = subprocess.Popen([os.path.join(BUILD, "eddy"), "serve", "-c", "cmd/eddy.conf"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while "listening on" not in (tmp_path / f"eddy-{run}.log").read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            (tmp_path / f"eddy-{run}.log").read_text())
+        time.sleep(0.02)
+    return proc
+
+
+def stop_demo(proc, tmp_path, run):
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(TIMEOUT) == 0
+    text = (tmp_path / f"eddy-{run}.log").read_text()
+    assert not any(pattern in text for pattern in SANITIZER_PATTERNS), text
+
+
+def test_make_run_demo_survives_daemon_restart(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [start_demo(port, tmp_path, 1)]
+    # The page and its script come from the program itself; the page connects to /ws there.
+    driver = Driver("demo", f"http://127.0.0.1:{port}/")
+    try:
+        assert driver.step("echoed", 60)["items"] == ["first echoed"]
+        stop_demo(procs[0], tmp_path, 1)
+        queued = driver.step("queued", 30)
+        assert queued["status"].startswith("reconnecting in "), queued
+        assert queued["queueSize"] == COUNT, queued
+        procs.append(start_demo(port, tmp_path, 2))
+        done = driver.step("done", 60)
+        stop_demo(procs[1], tmp_path, 2)
+    finally:
+        returncode = driver.finish()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert returncode == 0
     assert done["items"] == [f"offline {i} echoed" for i in reversed(range(COUNT))] + [
         "first echoed"], done
     assert done["status"] == "connected" and done["queueSize"] == 0, done
