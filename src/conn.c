@@ -1048,7 +1048,7 @@ void eddy__conn_drop_timer(eddy__conn_t *conn)
 static void resume_deferred(eddy_server_t *srv, void *arg)
 {
     /* Deferred on the connection's own loop, which is the one running this. */
-    eddy__conn_t *conn = eddy__conn_lookup(eddy__current_loop, (eddy_fd_t)(uintptr_t)arg);
+    eddy__conn_t *conn = eddy__conn_lookup(eddy__loop_here(srv), (eddy_fd_t)(uintptr_t)arg);
     if (conn == NULL || conn->paused)
         return;
     if (conn->in != NULL) {

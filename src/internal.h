@@ -423,6 +423,14 @@ void eddy__access_log_flush(eddy__loop_t *loop);
 /* The loop whose thread is running this code (NULL outside loop threads). */
 extern _Thread_local eddy__loop_t *eddy__current_loop;
 
+/* The calling thread's loop if it is one of srv's, else NULL (an application thread, or
+ * another server's loop): the one answer to "which loop am I on". */
+static inline eddy__loop_t *eddy__loop_here(const eddy_server_t *srv)
+{
+    eddy__loop_t *here = eddy__current_loop;
+    return here != NULL && here->srv == srv ? here : NULL;
+}
+
 int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index);
 void eddy__loop_free(eddy__loop_t *loop);
 /* Reads the clocks into loop->now_ms and now_wall_ms. */
@@ -695,6 +703,13 @@ bool eddy__registry_set_user_data(eddy__registry_t *reg, eddy_fd_t id, void *use
 /* Allocates *ids with the ids of live sessions in increasing order; returns how many.
  * Out of memory: *ids is NULL (and 0 is returned), never a partial list. */
 size_t eddy__registry_live_ids(eddy__registry_t *reg, eddy_fd_t **ids);
+
+/* Where a method on session fd runs, from any thread: the owner runs it, others post it.
+ * Sets *conn when the calling thread's loop owns the live session (act on it now), else
+ * fills *view (post the work to srv->loops[view->loop]). Returns 0, or EDDY_ENOTFOUND
+ * when there is no such live session. */
+int eddy__session_find(eddy_server_t *srv, eddy_fd_t fd, eddy__conn_t **conn,
+                       eddy__session_view_t *view);
 
 /* This loop's live connection with this id, or NULL (also when another loop owns it). */
 static inline eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id)

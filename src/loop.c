@@ -23,8 +23,8 @@ _Thread_local eddy__loop_t *eddy__current_loop;
  * application thread asks (then *foreign is set and the work must be posted). */
 static eddy__loop_t *calling_loop(eddy_server_t *srv, bool *foreign)
 {
-    eddy__loop_t *here = eddy__current_loop;
-    *foreign = here == NULL || here->srv != srv;
+    eddy__loop_t *here = eddy__loop_here(srv);
+    *foreign = here == NULL;
     return *foreign ? srv->loops[0] : here;
 }
 

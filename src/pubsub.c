@@ -329,16 +329,13 @@ static int change(eddy_server_t *srv, eddy_fd_t fd, const char *topic, bool subs
     if (topic == NULL)
         return EDDY_EINVAL;
     size_t len = strlen(topic);
-    eddy__loop_t *here =
-        eddy__current_loop != NULL && eddy__current_loop->srv == srv ? eddy__current_loop : NULL;
-    eddy__conn_t *conn = eddy__conn_lookup(here, fd);
+    eddy__conn_t *conn;
+    eddy__session_view_t view;
+    if (eddy__session_find(srv, fd, &conn, &view) != 0)
+        return EDDY_ENOTFOUND;
     if (conn != NULL)
         return subscribe ? subscribe_local(conn, topic, len, false)
                          : unsubscribe_local(conn, topic, len);
-    eddy__session_view_t view;
-    if (!eddy__registry_get(&srv->registry, fd, &view) || view.closing ||
-        (here != NULL && view.loop == here->index))
-        return EDDY_ENOTFOUND;
     if (subscribe && view.ws_status != EDDY_WS_STATUS_ACTIVE)
         return EDDY_ESTATE;
     struct sub_cmd *sc = malloc(sizeof(*sc) + len + 1);
@@ -514,8 +511,7 @@ static publication_t *publication_new(eddy_server_t *srv, const char *topic, siz
  * is NULL). */
 static int dispatch(eddy_server_t *srv, publication_t *pub, const long *counts, int n)
 {
-    eddy__loop_t *here =
-        eddy__current_loop != NULL && eddy__current_loop->srv == srv ? eddy__current_loop : NULL;
+    eddy__loop_t *here = eddy__loop_here(srv);
     int rc = 0;
     for (int i = 0; i < n; i++) {
         if (counts != NULL && counts[i] <= 0)

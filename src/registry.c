@@ -269,3 +269,17 @@ size_t eddy__registry_live_ids(eddy__registry_t *reg, eddy_fd_t **ids)
     *ids = out;
     return len;
 }
+
+int eddy__session_find(eddy_server_t *srv, eddy_fd_t fd, eddy__conn_t **conn,
+                       eddy__session_view_t *view)
+{
+    eddy__loop_t *here = eddy__loop_here(srv);
+    *conn = eddy__conn_lookup(here, fd);
+    if (*conn != NULL)
+        return 0;
+    /* Owned here but not live (closing), or gone. */
+    if (!eddy__registry_get(&srv->registry, fd, view) || view->closing ||
+        (here != NULL && view->loop == here->index))
+        return EDDY_ENOTFOUND;
+    return 0;
+}

@@ -769,13 +769,6 @@ void eddy_server_stop(eddy_server_t *srv)
 
 /* ---- methods ---- */
 
-/* The calling thread's loop if it belongs to srv, else NULL. */
-static eddy__loop_t *own_loop(eddy_server_t *srv)
-{
-    eddy__loop_t *here = eddy__current_loop;
-    return here != NULL && here->srv == srv ? here : NULL;
-}
-
 /* A method on a connection another thread owns: what it needs, posted to the owner. */
 struct conn_cmd {
     eddy__cmd_t base;
@@ -834,25 +827,11 @@ static int post_conn_cmd(eddy_server_t *srv, const eddy__session_view_t *view, e
     return 0;
 }
 
-/* Finds fd: *conn when the calling thread owns it, else its session view. Returns 0 or
- * EDDY_ENOTFOUND. */
-static int find(eddy_server_t *srv, eddy_fd_t fd, eddy__conn_t **conn, eddy__session_view_t *view)
-{
-    eddy__loop_t *here = own_loop(srv);
-    *conn = eddy__conn_lookup(here, fd);
-    if (*conn != NULL)
-        return 0;
-    if (!eddy__registry_get(&srv->registry, fd, view) || view->closing ||
-        (here != NULL && view->loop == here->index))
-        return EDDY_ENOTFOUND;
-    return 0;
-}
-
 int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, int opcode, int flags)
 {
     eddy__conn_t *conn;
     eddy__session_view_t view;
-    if (find(srv, fd, &conn, &view) != 0)
+    if (eddy__session_find(srv, fd, &conn, &view) != 0)
         return EDDY_ENOTFOUND;
     if (conn != NULL)
         return eddy__ws_push(conn, data, len, opcode, flags);
@@ -871,14 +850,14 @@ bool eddy_exist(eddy_server_t *srv, eddy_fd_t fd)
 {
     eddy__conn_t *conn;
     eddy__session_view_t view;
-    return find(srv, fd, &conn, &view) == 0;
+    return eddy__session_find(srv, fd, &conn, &view) == 0;
 }
 
 bool eddy_is_established(eddy_server_t *srv, eddy_fd_t fd)
 {
     eddy__conn_t *conn;
     eddy__session_view_t view;
-    if (find(srv, fd, &conn, &view) != 0)
+    if (eddy__session_find(srv, fd, &conn, &view) != 0)
         return false;
     /* The session's status: another thread may have started the close already. */
     uint8_t status = conn ? atomic_load(&conn->ws_status) : view.ws_status;
@@ -905,7 +884,7 @@ int eddy_disconnect(eddy_server_t *srv, eddy_fd_t fd, int code, const char *reas
     }
     eddy__conn_t *conn;
     eddy__session_view_t view;
-    if (find(srv, fd, &conn, &view) != 0)
+    if (eddy__session_find(srv, fd, &conn, &view) != 0)
         return EDDY_ENOTFOUND;
     if (conn == NULL) {
         if (!eddy__registry_start_closing(&srv->registry, fd))
@@ -922,7 +901,7 @@ int eddy_close(eddy_server_t *srv, eddy_fd_t fd)
 {
     eddy__conn_t *conn;
     eddy__session_view_t view;
-    if (find(srv, fd, &conn, &view) != 0)
+    if (eddy__session_find(srv, fd, &conn, &view) != 0)
         return EDDY_ENOTFOUND;
     if (conn != NULL) {
         eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
@@ -937,7 +916,7 @@ int eddy_send(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len)
 {
     eddy__conn_t *conn;
     eddy__session_view_t view;
-    if (find(srv, fd, &conn, &view) != 0)
+    if (eddy__session_find(srv, fd, &conn, &view) != 0)
         return EDDY_ENOTFOUND;
     if (conn == NULL)
         return post_conn_cmd(srv, &view, fd, OP_SEND, 0, 0, data, len);

@@ -114,13 +114,13 @@ uint64_t eddy_task(eddy_server_t *srv, eddy_task_fn fn, eddy_task_finish_cb fini
     task_t *task = calloc(1, sizeof(*task));
     if (task == NULL)
         return 0;
-    eddy__loop_t *here = eddy__current_loop;
+    eddy__loop_t *here = eddy__loop_here(srv);
     task->done.fn = task_done;
     task->id = atomic_fetch_add(&srv->task_seq, 1) + 1;
     task->fn = fn;
     task->finish = finish;
     task->arg = arg;
-    task->origin = here != NULL && here->srv == srv ? here : srv->loops[0];
+    task->origin = here != NULL ? here : srv->loops[0];
     uint64_t id = task->id;
     pthread_mutex_lock(&srv->task_lock);
     eddy__taskpool_t *pool = srv->tasks;
