@@ -1,5 +1,7 @@
 /*
- * Connections: the session table, input, output and teardown.
+ * Connections: the transport under every protocol. A connection owns its socket (or TLS
+ * over it), input, output, timer, back-pressure and teardown, and knows nothing of HTTP or
+ * WebSocket: it calls the protocol it speaks through conn->proto (eddy__proto_t).
  *
  * Input: every read lands in the loop's shared receive buffer and is parsed there in
  * place. Only bytes a parser cannot use yet (a partial HTTP head, a pending request body)
@@ -380,12 +382,8 @@ int eddy__conn_admit_near_limits(eddy__conn_t *conn, size_t bytes)
                       "session#%" PRIu64 ": slow consumer, %zu bytes queued over "
                       "socket_buffer_size %zu: closing",
                       conn->id, queued, opts->socket_buffer_size);
-        if (conn->phase == EDDY__PHASE_WS) {
-            static const char reason[] = "slow consumer";
-            eddy__ws_send_close(conn, EDDY_WS_CLOSE_POLICY_ERROR, reason, sizeof(reason) - 1, true);
-        } else {
-            eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
-        }
+        static const char reason[] = "slow consumer";
+        conn->proto->end(conn, EDDY_WS_CLOSE_POLICY_ERROR, reason, sizeof(reason) - 1, true);
         return EDDY_EDROPPED;
     }
     conn->dropping = false;
@@ -412,12 +410,10 @@ static void maybe_drain(eddy__conn_t *conn)
     if (!conn->above_high || eddy__conn_out_bytes(conn) > srv->opts.buffer_low_watermark)
         return;
     conn->above_high = false;
-    /* Not for a connection that can take no more messages (closing, or a close frame
-     * already sent). */
-    bool open = conn->phase == EDDY__PHASE_HTTP ||
-                (conn->phase == EDDY__PHASE_WS && !eddy__ws_close_sent(conn));
-    if (srv->on_drain != NULL && open && !conn->released)
-        srv->on_drain(srv, conn->id, srv->user_data);
+    /* Not for a connection that can take no more output (the protocol may know more
+     * reasons: a close frame already sent). */
+    if (!conn->ending && !conn->released)
+        conn->proto->drained(conn);
 }
 
 static void final_close(eddy__conn_t *conn);
@@ -469,9 +465,9 @@ static void watch(eddy__conn_t *conn)
     unsigned events = 0;
     /* Reading also stops while output is over socket_buffer_size: a peer that sends (pings,
      * say) but does not read cannot make the answers it is owed pile up without bound. */
-    bool output_full = eddy__conn_out_bytes(conn) > conn->loop->srv->opts.socket_buffer_size &&
-                       conn->phase != EDDY__PHASE_CLOSING;
-    bool paused = conn->paused && conn->phase != EDDY__PHASE_CLOSING;
+    bool output_full =
+        eddy__conn_out_bytes(conn) > conn->loop->srv->opts.socket_buffer_size && !conn->ending;
+    bool paused = conn->paused && !conn->ending;
     if (!conn->read_eof && !paused && !output_full)
         events |= EDDY__IO_READ;
     else if (!conn->read_eof && paused)
@@ -683,13 +679,13 @@ void eddy__conn_close(eddy__conn_t *conn, int how)
         outq_clear(conn);
         conn->aborted = true;
     }
-    if (conn->phase == EDDY__PHASE_CLOSING)
+    if (conn->ending)
         return;
-    conn->phase = EDDY__PHASE_CLOSING;
+    conn->ending = true;
     eddy__session_set_closing(&loop->srv->registry, conn);
     eddy__conn_set_timeout(conn, 0);
-    if (conn->http != NULL)
-        eddy__http_conn_closed(conn);
+    if (conn->proto->closing != NULL)
+        conn->proto->closing(conn);
     conn->reap_next = NULL;
     if (loop->reap_tail)
         loop->reap_tail->reap_next = conn;
@@ -701,12 +697,9 @@ void eddy__conn_close(eddy__conn_t *conn, int how)
 static void conn_release(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
-    eddy_server_t *srv = loop->srv;
-    eddy__pubsub_conn_closed(conn);
-    eddy__registry_remove(&srv->registry, conn);
+    eddy__registry_remove(&loop->srv->registry, conn);
     conn->released = true;
-    eddy__http_free(conn);
-    eddy__ws_free(conn);
+    conn->proto->free(conn);
 
     if (conn->aborted || conn->io.fd < 0) {
         final_close(conn);
@@ -731,9 +724,8 @@ void eddy__loop_reap(eddy__loop_t *loop)
             loop->reap_tail = NULL;
         conn->reap_next = NULL;
         eddy__log(loop->srv, EDDY__LOG_DEBUG, "session#%" PRIu64 ": %s connection closed%s",
-                  conn->id, conn->ever_established ? "WebSocket" : "HTTP",
-                  conn->aborted ? " (aborted)" : "");
-        eddy__server_fire_close(loop->srv, conn);
+                  conn->id, conn->proto->name, conn->aborted ? " (aborted)" : "");
+        conn->proto->closed(conn);
         conn_release(conn);
         eddy__loop_flush(loop);
     }
@@ -779,25 +771,27 @@ void eddy__loop_close_zombies(eddy__loop_t *loop, bool all)
 
 /* ---- input ---- */
 
-size_t eddy__conn_process(eddy__conn_t *conn, char *buf, size_t len)
+/* Hands buf[0..len) (the loop's receive buffer or the connection's own) to the protocol,
+ * and after a switch to the next. Returns bytes consumed. */
+static inline size_t process_input(eddy__conn_t *conn, char *buf, size_t len)
 {
     size_t off = 0;
-    while (off < len && !conn->paused) {
-        uint8_t phase = conn->phase;
-        size_t n;
-        if (phase == EDDY__PHASE_HTTP)
-            n = eddy__http_process(conn, buf + off, len - off);
-        else if (phase == EDDY__PHASE_WS)
-            n = eddy__ws_process(conn, buf + off, len - off);
-        else
-            return len; /* closing: input is discarded */
-        off += n;
-        if (phase == EDDY__PHASE_HTTP && conn->phase == EDDY__PHASE_WS)
-            eddy__http_free(conn); /* upgraded: the HTTP state is not needed any more */
-        if (n == 0 && conn->phase == phase)
-            break; /* the parser needs more input */
-    }
-    return off;
+    const eddy__proto_t *proto;
+    /* A protocol takes all it can; it leaves bytes for more input, or for the protocol it
+     * switched to. */
+    do {
+        proto = conn->proto;
+        if (off == len || conn->paused || conn->ending)
+            break;
+        off += proto->process(conn, buf + off, len - off);
+    } while (conn->proto != proto);
+    return conn->ending ? len : off; /* a closing connection's input is discarded */
+}
+
+void eddy__conn_switch(eddy__conn_t *conn, const eddy__proto_t *proto)
+{
+    conn->proto = proto;
+    conn->proto_state = NULL;
 }
 
 /* Reads and discards: a closing connection waits for the peer's EOF. */
@@ -908,12 +902,12 @@ static bool read_once(eddy__conn_t *conn)
 
     if (conn->in != NULL) {
         conn->in->len += (size_t)n;
-        size_t used = eddy__conn_process(conn, conn->in->data, conn->in->len);
+        size_t used = process_input(conn, conn->in->data, conn->in->len);
         inbuf_consume(conn, used);
     } else {
-        size_t used = eddy__conn_process(conn, loop->recv_buf, (size_t)n);
+        size_t used = process_input(conn, loop->recv_buf, (size_t)n);
         size_t left = (size_t)n - used;
-        if (left > 0 && conn->phase != EDDY__PHASE_CLOSING) {
+        if (left > 0 && !conn->ending) {
             if (!inbuf_reserve(conn, left)) {
                 eddy__conn_close(conn, EDDY__CLOSE_ABORT);
                 return false;
@@ -927,7 +921,7 @@ static bool read_once(eddy__conn_t *conn)
 
 static void conn_on_readable(eddy__conn_t *conn)
 {
-    if (conn->phase == EDDY__PHASE_CLOSING) {
+    if (conn->ending) {
         drain_input(conn);
         return;
     }
@@ -943,8 +937,8 @@ static void conn_on_readable(eddy__conn_t *conn)
     eddy__loop_t *loop = conn->loop;
     loop->reading = conn; /* callbacks never read another socket: this does not nest */
     /* OpenSSL may hold decrypted bytes the socket no longer signals: drain those too. */
-    while (read_once(conn) && conn->tls != NULL && conn->phase != EDDY__PHASE_CLOSING &&
-           !conn->paused && eddy__tls_pending(conn))
+    while (read_once(conn) && conn->tls != NULL && !conn->ending && !conn->paused &&
+           eddy__tls_pending(conn))
         ;
     loop->reading = NULL;
     if (loop->cork_len > 0)
@@ -989,7 +983,7 @@ static void conn_on_io(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
         conn_flush(conn);
     if (((events & EDDY__IO_READ) || wants) && conn->io.fd >= 0)
         conn_on_readable(conn);
-    else if ((events & EDDY__IO_HANGUP) && conn->io.fd >= 0 && conn->phase != EDDY__PHASE_CLOSING)
+    else if ((events & EDDY__IO_HANGUP) && conn->io.fd >= 0 && !conn->ending)
         conn_on_hangup(conn);
 }
 
@@ -1006,17 +1000,15 @@ static void conn_on_timer(eddy__loop_t *loop, eddy__timer_t *timer)
         return;
     }
     if (conn->tls_handshaking)
-        eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL); /* no HTTP answer inside TLS */
-    else if (conn->phase == EDDY__PHASE_HTTP)
-        eddy__http_timeout(conn);
-    else if (conn->phase == EDDY__PHASE_WS)
-        eddy__ws_timeout(conn);
+        eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL); /* no protocol answer inside TLS */
+    else if (!conn->ending)
+        conn->proto->timeout(conn);
 }
 
 int eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms)
 {
     if (conn->timer == NULL) {
-        /* The first call, from eddy__http_start(): every later one succeeds. */
+        /* The first call, from the protocol's start(): every later one succeeds. */
         conn->timer = malloc(sizeof(*conn->timer));
         if (conn->timer == NULL || eddy__timer_reserve(conn->loop) != 0) {
             free(conn->timer);
@@ -1052,7 +1044,7 @@ static void resume_deferred(eddy_server_t *srv, void *arg)
     if (conn == NULL || conn->paused)
         return;
     if (conn->in != NULL) {
-        size_t used = eddy__conn_process(conn, conn->in->data, conn->in->len);
+        size_t used = process_input(conn, conn->in->data, conn->in->len);
         inbuf_consume(conn, used);
     }
     if (conn->tls != NULL && !conn->paused && eddy__tls_pending(conn))
@@ -1064,7 +1056,7 @@ void eddy__conn_pause(eddy__conn_t *conn, bool paused)
     if (conn->paused == paused)
         return;
     conn->paused = paused;
-    if (paused || conn->phase == EDDY__PHASE_CLOSING)
+    if (paused || conn->ending)
         return;
     watch(conn);
     /* Pipelined requests already buffered are handled from the loop, not from inside the
@@ -1101,7 +1093,8 @@ void eddy__conn_set_status(eddy__conn_t *conn, int status)
 }
 
 eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
-                             const eddy__listener_t *listener, eddy_fd_t id)
+                             const eddy__listener_t *listener, eddy_fd_t id,
+                             const eddy__proto_t *proto)
 {
     eddy_server_t *srv = loop->srv;
     eddy__conn_t *conn = calloc(1, sizeof(*conn));
@@ -1109,7 +1102,7 @@ eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *
         return NULL;
     conn->loop = loop;
     conn->io = (eddy__io_t){.fd = fd, .events = 0, .cb = conn_on_io};
-    conn->phase = EDDY__PHASE_HTTP;
+    conn->proto = proto;
     atomic_init(&conn->ws_status, EDDY_WS_STATUS_NONE);
     atomic_init(&conn->last_recv_ms, loop->now_ms);
     conn->id = id != 0 ? id : eddy__registry_next_id(&srv->registry);
@@ -1117,7 +1110,7 @@ eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *
     conn->connect_s = (uint32_t)(loop->now_wall_ms / 1000);
     eddy__peer_set(&conn->peer, peer);
     if ((listener->tls_ctx != NULL && eddy__tls_conn_start(conn, listener->tls_ctx) != 0) ||
-        eddy__http_start(conn) != 0)
+        proto->start(conn) != 0)
         goto fail;
     if (eddy__connmap_put(&loop->conns, conn) != 0)
         goto fail;
@@ -1132,7 +1125,7 @@ eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *
 fail_mapped:
     eddy__connmap_remove(&loop->conns, conn->id);
 fail:
-    eddy__http_free(conn);
+    proto->free(conn);
     eddy__conn_drop_timer(conn);
     if (conn->tls != NULL)
         eddy__tls_conn_free(conn);

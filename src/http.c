@@ -1,7 +1,8 @@
 /*
- * The HTTP/1.1 session: reads requests with the pure parser from codec.h (keep-alive and
- * pipelining included), hands upgrade requests to ws.c and the rest to the request
- * callback, and implements the request and response objects.
+ * The HTTP/1.1 server session (eddy__http_proto): reads requests with the pure parser from
+ * codec.h (keep-alive and pipelining included), hands upgrade requests to the server's
+ * upgrade hook (srv->http_upgrade, the WebSocket session) and the rest to the request callback,
+ * and implements the request and response objects.
  *
  * A request is parsed where it lies, in the loop's receive buffer or in conn->in when it
  * arrived in pieces; its strings are NUL-terminated in place once the whole request is
@@ -124,6 +125,17 @@ static const eddy_server_t *conn_srv(const eddy__conn_t *conn)
     return conn->loop->srv;
 }
 
+static eddy__http_state_t *http_state(const eddy__conn_t *conn)
+{
+    return conn->proto_state;
+}
+
+/* Still speaking HTTP: not closing, not upgraded. */
+static bool http_open(const eddy__conn_t *conn)
+{
+    return conn->proto == &eddy__http_proto && !conn->ending;
+}
+
 /* ---- state ---- */
 
 static void state_reset(eddy__http_state_t *st, const eddy__options_t *opts)
@@ -141,7 +153,7 @@ static void state_reset(eddy__http_state_t *st, const eddy__options_t *opts)
  * long-lived connection that its later allocations cannot fill. */
 #define STATE_CACHE_MAX 256
 
-int eddy__http_start(eddy__conn_t *conn)
+static int http_start(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
     eddy__http_state_t *st = loop->http_state_cache;
@@ -152,7 +164,7 @@ int eddy__http_start(eddy__conn_t *conn)
     } else if ((st = calloc(1, sizeof(*st))) == NULL) {
         return EDDY_ENOMEM;
     }
-    conn->http = st;
+    conn->proto_state = st;
     state_reset(st, &conn_srv(conn)->opts);
     return eddy__conn_set_timeout(conn, conn_srv(conn)->opts.http_header_timeout_ms);
 }
@@ -227,7 +239,8 @@ void eddy__response_access_log(eddy_response_t *resp, int status)
  * dispatched if there is one, else with "-" for a request that could not be parsed. */
 static void access_log_error(eddy__conn_t *conn, int status, size_t bytes)
 {
-    eddy_response_t *resp = conn->http != NULL ? conn->http->resp : NULL;
+    eddy__http_state_t *st = conn->proto == &eddy__http_proto ? http_state(conn) : NULL;
+    eddy_response_t *resp = st != NULL ? st->resp : NULL;
     if (resp != NULL && resp->access.len > 0) {
         resp->body_bytes = bytes;
         eddy__response_access_log(resp, status);
@@ -243,13 +256,13 @@ static void access_log_error(eddy__conn_t *conn, int status, size_t bytes)
     access_append(conn->loop, start, (size_t)n, status, bytes, 0);
 }
 
-void eddy__http_conn_closed(eddy__conn_t *conn)
+/* The connection is going away, or upgraded: a response still open is logged (status 0 if
+ * nothing of it was sent), and a pending one is detached so the application's later end()
+ * finds it orphaned instead of freed. */
+static void orphan_response(eddy__http_state_t *st)
 {
-    eddy__http_state_t *st = conn->http;
-    if (st->resp != NULL && st->resp->access.len > 0) {
-        /* Closed before the response ended: status 0 if nothing of it was sent. */
+    if (st->resp != NULL && st->resp->access.len > 0)
         eddy__response_access_log(st->resp, st->resp->headers_sent ? st->resp->status : 0);
-    }
     if (st->resp != NULL && st->resp->detached && !st->resp->finished) {
         /* The application still holds it: it becomes an orphan that its end() frees. */
         st->resp->conn = NULL;
@@ -257,16 +270,20 @@ void eddy__http_conn_closed(eddy__conn_t *conn)
     }
 }
 
-void eddy__http_free(eddy__conn_t *conn)
+static void http_closing(eddy__conn_t *conn)
 {
-    eddy__http_state_t *st = conn->http;
+    orphan_response(http_state(conn));
+}
+
+/* Frees a state (the connection's, or the one it had before it upgraded). */
+static void state_free(eddy__conn_t *conn, eddy__http_state_t *st)
+{
     if (st == NULL)
         return;
-    eddy__http_conn_closed(conn);
+    orphan_response(st);
     if (st->resp != NULL)
         response_free(st->resp);
     eddy__buf_free(&st->body);
-    conn->http = NULL;
     eddy__loop_t *loop = conn->loop;
     if (loop->http_state_cache_len < STATE_CACHE_MAX) {
         memcpy(st, &loop->http_state_cache, sizeof(st));
@@ -275,6 +292,12 @@ void eddy__http_free(eddy__conn_t *conn)
     } else {
         free(st);
     }
+}
+
+static void http_free(eddy__conn_t *conn)
+{
+    state_free(conn, http_state(conn));
+    conn->proto_state = NULL;
 }
 
 void eddy__http_loop_free(eddy__loop_t *loop)
@@ -329,9 +352,9 @@ static void fail_logged(eddy__conn_t *conn, int status, const char *why)
     eddy__http_fail(conn, status, body);
 }
 
-void eddy__http_timeout(eddy__conn_t *conn)
+static void http_timeout(eddy__conn_t *conn)
 {
-    eddy__http_state_t *st = conn->http;
+    eddy__http_state_t *st = http_state(conn);
     bool idle = st->stage == STAGE_HEAD && conn->in == NULL;
     if (idle) {
         eddy__log(conn_srv(conn), EDDY__LOG_DEBUG,
@@ -381,7 +404,7 @@ static void request_prepare(eddy__conn_t *conn, char *buf, const char *body, siz
 
 static eddy_response_t *response_prepare(eddy__conn_t *conn)
 {
-    eddy__http_state_t *st = conn->http;
+    eddy__http_state_t *st = http_state(conn);
     eddy_response_t *resp = st->resp;
     if (resp == NULL) {
         resp = calloc(1, sizeof(*resp));
@@ -427,10 +450,10 @@ static void reject_plain_request(eddy__conn_t *conn)
 /* The request callback returned: end what it left open, unless it kept it. */
 static void after_request_callback(eddy__conn_t *conn, eddy_response_t *resp)
 {
-    if (resp->finished || conn->phase == EDDY__PHASE_CLOSING)
+    if (resp->finished || conn->ending)
         return;
     if (resp->detached) {
-        conn->http->stage = STAGE_RESPONDING;
+        http_state(conn)->stage = STAGE_RESPONDING;
         eddy__conn_pause(conn, true);
         return;
     }
@@ -464,8 +487,8 @@ static void dispatch(eddy__conn_t *conn, char *buf, const char *body, size_t bod
     if (srv->access_fd >= 0)
         access_begin(conn, resp);
     eddy__conn_set_timeout(conn, 0);
-    if (conn->loop->http_head.upgrade_websocket) {
-        eddy__ws_handle_upgrade(conn, &conn->loop->http_req, resp);
+    if (conn->loop->http_head.upgrade_websocket && srv->http_upgrade != NULL) {
+        srv->http_upgrade->request(conn, &conn->loop->http_req, resp);
         return;
     }
     if (srv->on_request == NULL) {
@@ -479,8 +502,8 @@ static void dispatch(eddy__conn_t *conn, char *buf, const char *body, size_t bod
 /* Called when a response finished: ready the connection for the next request. */
 static void request_done(eddy__conn_t *conn)
 {
-    eddy__http_state_t *st = conn->http;
-    if (conn->phase != EDDY__PHASE_HTTP)
+    eddy__http_state_t *st = http_state(conn);
+    if (!http_open(conn))
         return;
     bool was_detached = st->stage == STAGE_RESPONDING;
     state_reset(st, &conn_srv(conn)->opts);
@@ -502,7 +525,7 @@ static void send_continue(eddy__conn_t *conn)
  * costs no timer. */
 static void await_body(eddy__conn_t *conn, const eddy__options_t *opts)
 {
-    eddy__http_state_t *st = conn->http;
+    eddy__http_state_t *st = http_state(conn);
     if (st->body_deadline)
         return;
     st->body_deadline = true;
@@ -512,7 +535,7 @@ static void await_body(eddy__conn_t *conn, const eddy__options_t *opts)
 /* Starts reading the body of a parsed head. Returns false if the request was refused. */
 static bool begin_body(eddy__conn_t *conn, const char *buf)
 {
-    eddy__http_state_t *st = conn->http;
+    eddy__http_state_t *st = http_state(conn);
     const eddy__http_head_t *h = &conn->loop->http_head;
     size_t limit = conn_srv(conn)->opts.package_max_length;
     st->content_length = h->content_length;
@@ -536,13 +559,13 @@ static bool begin_body(eddy__conn_t *conn, const char *buf)
     return true;
 }
 
-size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len)
+static size_t http_process(eddy__conn_t *conn, char *buf, size_t len)
 {
-    eddy__http_state_t *st = conn->http;
+    eddy__http_state_t *st = http_state(conn);
     eddy__http_head_t *head = &conn->loop->http_head;
     const eddy__options_t *opts = &conn_srv(conn)->opts;
     size_t done = 0;
-    while (done < len && conn->phase == EDDY__PHASE_HTTP && !conn->paused) {
+    while (done < len && http_open(conn) && !conn->paused) {
         char *req = buf + done;
         size_t avail = len - done;
         bool head_fresh = st->stage == STAGE_HEAD; /* the loop's head is this request's */
@@ -626,8 +649,14 @@ size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len)
         dispatch(conn, req, body, body_len);
         *after = saved;
         done += request_len;
+        if (conn->proto != &eddy__http_proto) {
+            /* Upgraded: the rest of the input is the new protocol's, and this state is
+             * not needed any more. */
+            state_free(conn, st);
+            return done;
+        }
         eddy_response_t *resp = st->resp;
-        if (conn->phase == EDDY__PHASE_HTTP && resp != NULL && resp->finished)
+        if (!conn->ending && resp != NULL && resp->finished)
             request_done(conn);
     }
     return done;
@@ -879,7 +908,7 @@ static int response_usable(eddy_response_t *resp, bool finishing)
 {
     if (resp->finished)
         return EDDY_ESTATE;
-    if (resp->conn == NULL || resp->conn->phase == EDDY__PHASE_CLOSING) {
+    if (resp->conn == NULL || resp->conn->ending) {
         if (finishing) {
             resp->finished = true;
             if (resp->conn == NULL)
@@ -927,14 +956,14 @@ static void response_finish(eddy_response_t *resp)
         eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
         return;
     }
-    if (conn->http->stage == STAGE_RESPONDING)
+    if (http_state(conn)->stage == STAGE_RESPONDING)
         request_done(conn); /* ended after its callback returned */
 }
 
 int eddy_response_end(eddy_response_t *resp, const void *data, size_t len)
 {
     if (resp->handshake)
-        return eddy__ws_end_handshake(resp, data, len);
+        return resp->srv->http_upgrade->end(resp, data, len);
     int rc = response_usable(resp, true);
     if (rc != 0)
         return rc;
@@ -975,3 +1004,44 @@ void eddy_response_detach(eddy_response_t *resp)
     if (!resp->handshake)
         resp->detached = true;
 }
+
+bool eddy__response_has_header(const eddy_response_t *resp, const char *name)
+{
+    /* resp->headers holds "Name: value\r\n" lines. */
+    size_t len = strlen(name);
+    for (const char *line = resp->headers.data, *end = line + resp->headers.len;
+         line != NULL && line < end;) {
+        if (strncasecmp(line, name, len) == 0 && line[len] == ':')
+            return true;
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        line = eol != NULL ? eol + 1 : NULL;
+    }
+    return false;
+}
+
+/* ---- the protocol ---- */
+
+static void http_drained(eddy__conn_t *conn)
+{
+    eddy_server_t *srv = conn->loop->srv;
+    if (srv->on_drain != NULL)
+        srv->on_drain(srv, conn->id, srv->user_data);
+}
+
+static void http_end(eddy__conn_t *conn, uint16_t code, const char *reason, size_t reason_len,
+                     bool wait_for_peer)
+{
+    eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
+}
+
+const eddy__proto_t eddy__http_proto = {
+    .name = "HTTP",
+    .start = http_start,
+    .process = http_process,
+    .timeout = http_timeout,
+    .drained = http_drained,
+    .end = http_end,
+    .closing = http_closing,
+    .closed = eddy__server_session_closed,
+    .free = http_free,
+};

@@ -549,11 +549,40 @@ typedef struct eddy__outq {
  * Connections (conn.c)
  * ------------------------------------------------------------------------------------- */
 
-enum eddy__phase {
-    EDDY__PHASE_HTTP,    /* reading HTTP requests (the upgrade request included) */
-    EDDY__PHASE_WS,      /* speaking WebSocket */
-    EDDY__PHASE_CLOSING, /* no more input is processed; output drains, then teardown */
-};
+/*
+ * A protocol spoken over a connection. The connection (conn.c) owns the socket, TLS, the
+ * output queue and cork, the timer, back-pressure and the lifecycle, and knows nothing of
+ * what the bytes mean: it drives the protocol through these operations, each called on the
+ * connection's loop. The protocol keeps its per-connection state in conn->proto_state. The
+ * HTTP/1.1 server session (http.c) and the WebSocket session (ws.c) implement it.
+ */
+typedef struct eddy__proto {
+    const char *name; /* for logs: "HTTP", "WebSocket" */
+    /* The connection was accepted with this protocol: set up its state (before other
+     * threads can see the connection). Returns 0 or an error. */
+    int (*start)(eddy__conn_t *conn);
+    /* Consumes input buf[0..len), which may be the loop's receive buffer or the
+     * connection's own and may be changed in place. Returns the bytes consumed: fewer than
+     * len when it needs more input, or when it switched the connection to another protocol
+     * (eddy__conn_switch()), which gets the rest. */
+    size_t (*process)(eddy__conn_t *conn, char *buf, size_t len);
+    /* The connection's timer (eddy__conn_set_timeout()) fired. */
+    void (*timeout)(eddy__conn_t *conn);
+    /* Output fell to the low watermark after going over the high one. */
+    void (*drained)(eddy__conn_t *conn);
+    /* Ends the connection the protocol's polite way (slow consumer, heartbeat, server
+     * shutdown), with a close code and reason for protocols that send them, waiting for
+     * the peer's answer if wait_for_peer. */
+    void (*end)(eddy__conn_t *conn, uint16_t code, const char *reason, size_t reason_len,
+                bool wait_for_peer);
+    /* eddy__conn_close() ran: no more input; let go of what points at the connection.
+     * NULL: nothing to do. */
+    void (*closing)(eddy__conn_t *conn);
+    /* The connection is reaped: the application hears of it (close callback). */
+    void (*closed)(eddy__conn_t *conn);
+    /* Frees conn->proto_state (the connection is released, or its creation failed). */
+    void (*free)(eddy__conn_t *conn);
+} eddy__proto_t;
 
 /* Input a parser could not finish yet (conn.c). */
 typedef struct eddy__inbuf {
@@ -588,8 +617,9 @@ struct eddy__conn {
     eddy__conn_t *reap_next;
     struct ssl_st *tls; /* NULL on plain connections */
 
-    /* Header/keep-alive/close-handshake/linger timeout, by phase: allocated when first
-     * armed, given up when a WebSocket connection comes to rest (it needs none then). */
+    /* The protocol's timeout (header, keep-alive, closing handshake), or the linger one:
+     * allocated when first armed, given up when a WebSocket connection comes to rest (it
+     * needs none then). */
     eddy__conn_timer_t *timer;
 
     eddy__inbuf_t *in; /* input a parser could not finish yet; usually NULL */
@@ -598,13 +628,11 @@ struct eddy__conn {
      * count in out_bytes already, so back-pressure sees them. */
     eddy__outq_t held;
 
-    eddy__http_state_t *http; /* HTTP phase only */
-    /* WebSocket phase: a frame or message in progress, or zlib streams of its own (see
-     * ws.c); NULL for a connection at rest. */
-    eddy__ws_state_t *ws;
-    eddy__sub_t *subs; /* its topic subscriptions, linked through the subscriptions */
+    const eddy__proto_t *proto; /* the protocol spoken: HTTP, then perhaps WebSocket */
+    void *proto_state;          /* its state (may be NULL at rest: see ws.c) */
+    eddy__sub_t *subs;          /* its topic subscriptions, linked through the subscriptions */
 
-    uint8_t phase;     /* enum eddy__phase */
+    bool ending;       /* eddy__conn_close() ran: input is discarded, output drains */
     uint8_t tls_wants; /* EDDY__IO_*: what OpenSSL waits for to make progress */
     bool in_flush_list : 1;
     bool released : 1;         /* removed from the session table: it is no longer "live" */
@@ -722,16 +750,20 @@ static inline eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id)
         conn = eddy__connmap_get(&loop->conns, id);
     /* Closing (or released), or closed by another thread with the close not yet carried
      * out here. */
-    if (conn == NULL || conn->phase == EDDY__PHASE_CLOSING ||
-        atomic_load_explicit(&conn->closing, memory_order_relaxed))
+    if (conn == NULL || conn->ending || atomic_load_explicit(&conn->closing, memory_order_relaxed))
         return NULL;
     return conn;
 }
 
-/* Creates a connection for a socket accepted on listener and registers it, with session id
- * id (0: the next one). Returns NULL (and closes nothing) on out-of-memory. */
+/* Creates a connection for a socket accepted on listener, speaking proto, and registers it,
+ * with session id id (0: the next one). Returns NULL (and closes nothing) on out-of-memory. */
 eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
-                             const eddy__listener_t *listener, eddy_fd_t id);
+                             const eddy__listener_t *listener, eddy_fd_t id,
+                             const eddy__proto_t *proto);
+/* Switches the connection to another protocol (an upgrade), with no state yet. Called from
+ * inside the old protocol's process(), which frees its own state before it returns and
+ * returns the bytes it consumed; the new protocol gets the rest. */
+void eddy__conn_switch(eddy__conn_t *conn, const eddy__proto_t *proto);
 /* Sets websocket_status. */
 void eddy__conn_set_status(eddy__conn_t *conn, int status);
 
@@ -812,15 +844,11 @@ void eddy__loop_reap(eddy__loop_t *loop);
  * also those whose output has not drained (server shutdown). */
 void eddy__loop_close_zombies(eddy__loop_t *loop, bool all);
 
-/* Called by the session layers when they consume input; processes buf[0..len) which
- * may be the loop's receive buffer or the connection's own. Returns bytes consumed. */
-size_t eddy__conn_process(eddy__conn_t *conn, char *buf, size_t len);
-
 /* Stops or resumes processing input (a detached HTTP response is pending). */
 void eddy__conn_pause(eddy__conn_t *conn, bool paused);
 
 /* (Re)arms the connection's timer, or stops it with ms == 0. The first call (made by
- * eddy__http_start() for every connection) makes the timer and may fail with EDDY_ENOMEM
+ * the protocol's start() for every connection) makes the timer and may fail with EDDY_ENOMEM
  * (logged); every later call succeeds, so a connection never loses its timeout. */
 int eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms);
 /* Stops the connection's timer and frees it. */
@@ -861,15 +889,23 @@ void eddy__response_access_log(eddy_response_t *resp, int status);
  * formatted; body_len: Content-Length, or -1 for none). Returns 0 or EDDY_ENOMEM. */
 int eddy__response_send_head(eddy_response_t *resp, const char *extra, int64_t body_len);
 
-int eddy__http_start(eddy__conn_t *conn);
-void eddy__http_free(eddy__conn_t *conn);
+/* The HTTP/1.1 server session: every accepted connection starts with it. Its process()
+ * stops early when the connection upgrades, pauses or closes, or when a request is
+ * incomplete. */
+extern const eddy__proto_t eddy__http_proto;
+
+/* Who takes requests with "Upgrade: websocket" (srv->upgrade; ws.c provides it): the HTTP
+ * session knows no more of the protocol it hands them to. */
+typedef struct eddy__http_upgrade {
+    /* A complete upgrade request (head parsed, body read); req and resp belong to the HTTP
+     * session. It answers and calls eddy__conn_switch(), or fails the request. */
+    void (*request)(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp);
+    /* eddy_response_end() of a response whose handshake flag it set. */
+    int (*end)(eddy_response_t *resp, const void *data, size_t len);
+} eddy__http_upgrade_t;
+
 /* Frees the loop's spare HTTP states. */
 void eddy__http_loop_free(eddy__loop_t *loop);
-/* Consumes input in the HTTP phase. Returns bytes consumed; stops early when the
- * connection upgrades, pauses or closes, or when a request is incomplete. */
-size_t eddy__http_process(eddy__conn_t *conn, char *buf, size_t len);
-/* The connection's timer fired in the HTTP phase. */
-void eddy__http_timeout(eddy__conn_t *conn);
 /* Sends a complete error response ("400 Bad Request" etc.) with a text body and closes. */
 void eddy__http_fail(eddy__conn_t *conn, int status, const char *body);
 /* Sends a complete response and closes: status, then headers ("Name: value\r\n" lines,
@@ -879,31 +915,29 @@ void eddy__http_answer_close(eddy__conn_t *conn, int status, const char *headers
                              bool has_content_type, const char *body, size_t body_len);
 /* The request being dispatched on conn (valid during its callbacks). */
 eddy_request_t *eddy__http_request(eddy__conn_t *conn);
-/* The connection is going away: detach a pending response so the application's later
- * end() finds it orphaned instead of freed. */
-void eddy__http_conn_closed(eddy__conn_t *conn);
+/* True if the application set header name (lower case) on resp. */
+bool eddy__response_has_header(const eddy_response_t *resp, const char *name);
 
 /* ---------------------------------------------------------------------------------------
  * WebSocket session (ws.c)
  * ------------------------------------------------------------------------------------- */
 
-/* Handles a complete upgrade request (head parsed, body read). req/resp belong to the
- * HTTP session. */
-void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp);
-/* eddy_response_end() for the response of the handshake callback: 101 upgrades, anything
- * else refuses the upgrade and closes. */
-int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len);
+/* The WebSocket session, and the upgrade hook that switches HTTP connections to it (the
+ * handshake callback's response: 101 upgrades, anything else refuses and closes). */
+extern const eddy__proto_t eddy__ws_proto;
+extern const eddy__http_upgrade_t eddy__ws_upgrade;
+
 /* Negotiates permessage-deflate for an upgrade request, if enabled. Returns true and fills
  * *pmd and header (a complete "Sec-WebSocket-Extensions: ...\r\n" line) when agreed. */
 bool eddy__ws_negotiate(eddy__conn_t *conn, const eddy_request_t *req, eddy__pmd_t *pmd,
                         char *header, size_t header_cap);
-/* Switches the connection to the WebSocket phase after a 101 was queued; pmd is the
- * agreed compression or NULL. */
-int eddy__ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd);
-void eddy__ws_free(eddy__conn_t *conn);
 /* Frees the loop's WebSocket scratch state. */
 void eddy__ws_loop_free(eddy__loop_t *loop);
-size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len);
+/* True while conn speaks WebSocket and is not closing. */
+static inline bool eddy__ws_open(const eddy__conn_t *conn)
+{
+    return conn->proto == &eddy__ws_proto && !conn->ending;
+}
 /* Sends a close frame and enters the closing handshake (or, with code 0, closes after
  * sending a close frame without waiting: used when failing the connection). */
 void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, size_t reason_len,
@@ -913,8 +947,6 @@ bool eddy__ws_close_sent(const eddy__conn_t *conn);
 /* The window bits of the compressor a shared (published) frame may use for conn: > 0 when
  * it negotiated permessage-deflate without server context takeover, else 0. */
 int eddy__ws_shared_deflate_bits(const eddy__conn_t *conn);
-/* The connection's timer fired in the WebSocket phase (closing handshake timeout). */
-void eddy__ws_timeout(eddy__conn_t *conn);
 /* Frames and queues a message. Returns what eddy_push() documents. */
 int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, int flags);
 /* The checks eddy__ws_push() makes of its arguments alone: 0, EDDY_EINVAL, EDDY_ETOOBIG. */
@@ -1007,6 +1039,7 @@ struct eddy_server {
     eddy_upgrade_cb on_upgrade;
     eddy_request_cb on_request;
     eddy_drain_cb on_drain;
+    const eddy__http_upgrade_t *http_upgrade; /* takes upgrade requests: eddy__ws_upgrade */
 
     eddy__listener_t *listeners;
     int listener_count;
@@ -1046,7 +1079,8 @@ static inline int eddy__conn_admit(eddy__conn_t *conn, size_t bytes)
 
 /* Starts closing everything once a stop was requested; true when the loop may exit. */
 bool eddy__server_loop_should_exit(eddy__loop_t *loop);
-/* Runs the close or disconnect callback for a connection being reaped. */
-void eddy__server_fire_close(eddy_server_t *srv, eddy__conn_t *conn);
+/* A session is reaped (proto->closed() of the server's protocols): runs the close or
+ * disconnect callback and drops its subscriptions. */
+void eddy__server_session_closed(eddy__conn_t *conn);
 
 #endif /* EDDY_INTERNAL_H */

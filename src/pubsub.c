@@ -249,7 +249,7 @@ static int subscribe_local(eddy__conn_t *conn, const char *name, size_t len, boo
 static int subscribe_here(eddy__conn_t *conn, const char *name, size_t len)
 {
     eddy__loop_t *loop = conn->loop;
-    if (conn->phase != EDDY__PHASE_WS || conn->ws_status != EDDY_WS_STATUS_ACTIVE)
+    if (!eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE)
         return EDDY_ESTATE;
     if (find_sub(conn, name, len) != NULL)
         return 1;
@@ -439,7 +439,7 @@ static eddy__blob_t *deflated_frame(eddy__loop_t *loop, publication_t *pub, int 
 
 static void deliver_to(eddy__conn_t *conn, publication_t *pub)
 {
-    if (conn->phase != EDDY__PHASE_WS || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
+    if (!eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
         eddy__ws_close_sent(conn))
         return;
     eddy__blob_t *frame = pub->plain;

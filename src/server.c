@@ -36,6 +36,7 @@ eddy_server_t *eddy_server_new(const char *host, int port)
         return NULL;
     srv->log_fd = STDERR_FILENO;
     srv->access_fd = -1;
+    srv->http_upgrade = &eddy__ws_upgrade; /* HTTP connections upgrade to WebSocket */
     eddy__options_init(&srv->opts);
     atomic_init(&srv->stop_requested, false);
     pthread_mutex_init(&srv->task_lock, NULL);
@@ -350,7 +351,7 @@ static void adopt(eddy__loop_t *loop, int fd, const struct sockaddr *peer,
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    eddy__conn_t *conn = eddy__conn_new(loop, fd, peer, listener, id);
+    eddy__conn_t *conn = eddy__conn_new(loop, fd, peer, listener, id, &eddy__http_proto);
     if (conn == NULL) {
         eddy__log(srv, EDDY__LOG_ERROR, "accept: out of memory, connection dropped");
         close(fd);
@@ -444,8 +445,9 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
     }
 }
 
-void eddy__server_fire_close(eddy_server_t *srv, eddy__conn_t *conn)
+void eddy__server_session_closed(eddy__conn_t *conn)
 {
+    eddy_server_t *srv = conn->loop->srv;
     /* Swoole 4.7+: with a disconnect callback, connections that never became WebSockets
      * go there; close is for WebSocket sessions. Without one, everything gets close. */
     eddy_close_cb cb = srv->on_close;
@@ -453,6 +455,7 @@ void eddy__server_fire_close(eddy_server_t *srv, eddy__conn_t *conn)
         cb = srv->on_disconnect;
     if (cb != NULL)
         cb(srv, conn->id, srv->user_data);
+    eddy__pubsub_conn_closed(conn);
 }
 
 /* ---- heartbeat ---- */
@@ -465,18 +468,14 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
     /* Closing connections leave the map only at their final close, after this. */
     for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
         eddy__conn_t *conn = loop->conns.slots[i];
-        if (conn == NULL || conn->phase == EDDY__PHASE_CLOSING ||
+        if (conn == NULL || conn->ending ||
             loop->now_ms - atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed) <
                 idle_ms)
             continue;
         eddy__log(srv, EDDY__LOG_INFO, "session#%" PRIu64 ": idle for %g s, closed by heartbeat",
                   conn->id, opts->heartbeat_idle_ms / 1000.0);
-        if (conn->phase == EDDY__PHASE_WS) {
-            static const char reason[] = "idle timeout";
-            eddy__ws_send_close(conn, EDDY_WS_CLOSE_NORMAL, reason, sizeof(reason) - 1, false);
-        } else {
-            eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
-        }
+        static const char reason[] = "idle timeout";
+        conn->proto->end(conn, EDDY_WS_CLOSE_NORMAL, reason, sizeof(reason) - 1, false);
     }
     eddy__timer_start(loop, timer, opts->heartbeat_interval_ms);
 }
@@ -509,8 +508,8 @@ static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
         loop->ws_ping_next_ms = now + opts->websocket_ping_interval_ms;
     for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
         eddy__conn_t *conn = loop->conns.slots[i];
-        if (conn == NULL || conn->phase != EDDY__PHASE_WS ||
-            conn->ws_status != EDDY_WS_STATUS_ACTIVE || eddy__ws_close_sent(conn))
+        if (conn == NULL || !eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
+            eddy__ws_close_sent(conn))
             continue;
         if (conn->ping_sent_ms != 0) {
             uint64_t last = atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed);
@@ -548,14 +547,11 @@ static void begin_shutdown(eddy__loop_t *loop)
     eddy__timer_stop(loop, &loop->accept_timer);
     for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
         eddy__conn_t *conn = loop->conns.slots[i];
-        if (conn == NULL)
+        /* Not those closing already, nor a WebSocket whose closing handshake began. */
+        if (conn == NULL || conn->ending || conn->ws_status == EDDY_WS_STATUS_CLOSING)
             continue;
-        if (conn->phase == EDDY__PHASE_WS && conn->ws_status == EDDY_WS_STATUS_ACTIVE) {
-            static const char reason[] = "server shutting down";
-            eddy__ws_send_close(conn, EDDY_WS_CLOSE_GOING_AWAY, reason, sizeof(reason) - 1, true);
-        } else if (conn->phase == EDDY__PHASE_HTTP) {
-            eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
-        }
+        static const char reason[] = "server shutting down";
+        conn->proto->end(conn, EDDY_WS_CLOSE_GOING_AWAY, reason, sizeof(reason) - 1, true);
     }
 }
 
@@ -789,7 +785,7 @@ static void conn_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
     if (cc->op == OP_CLOSE) {
         /* The caller marked the session closing already, so lookup does not find it. */
         conn = eddy__connmap_get(&loop->conns, cc->fd);
-        if (conn != NULL && conn->phase != EDDY__PHASE_CLOSING)
+        if (conn != NULL && !conn->ending)
             eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
         free(cc);
         return;
@@ -804,7 +800,7 @@ static void conn_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
             break;
         case OP_DISCONNECT:
             /* The caller moved the session to CLOSING; the close frame goes out now. */
-            if (conn->phase == EDDY__PHASE_WS && !eddy__ws_close_sent(conn))
+            if (eddy__ws_open(conn) && !eddy__ws_close_sent(conn))
                 eddy__ws_send_close(conn, (uint16_t)cc->opcode, cc->data, cc->len, true);
             break;
         }
@@ -891,7 +887,7 @@ int eddy_disconnect(eddy_server_t *srv, eddy_fd_t fd, int code, const char *reas
             return EDDY_ESTATE;
         return post_conn_cmd(srv, &view, fd, OP_DISCONNECT, code, 0, reason, reason_len);
     }
-    if (conn->phase != EDDY__PHASE_WS || conn->ws_status != EDDY_WS_STATUS_ACTIVE)
+    if (!eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE)
         return EDDY_ESTATE;
     eddy__ws_send_close(conn, (uint16_t)code, reason, reason_len, true);
     return 0;

@@ -1,6 +1,6 @@
 /*
- * The WebSocket session: the opening handshake, frame reception, the closing handshake
- * and sending.
+ * The WebSocket session (eddy__ws_proto): the opening handshake (eddy__ws_upgrade, the
+ * HTTP session's upgrade hook), frame reception, the closing handshake and sending.
  *
  * Frames are read as a stream: a header that straddles two reads is kept in a 14-byte
  * stash, payload bytes are unmasked in place as they arrive, text is validated as it
@@ -215,6 +215,14 @@ static void handshake_failed(eddy__conn_t *conn, int level, int status, const ch
     eddy__http_fail(conn, status, body);
 }
 
+static int ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd);
+
+/* Not switched to WebSocket yet, and not closing. */
+static bool upgrade_pending(const eddy__conn_t *conn)
+{
+    return conn->proto != &eddy__ws_proto && !conn->ending;
+}
+
 /* True if the comma-separated list allows origin: an element equal to it, ignoring case
  * (scheme and host are case-insensitive, and a browser sends them in lower case). */
 static bool origin_listed(const char *list, const char *origin)
@@ -328,7 +336,7 @@ static bool upgrade_admitted(eddy__conn_t *conn, eddy_request_t *req)
     int verdict = srv->on_upgrade(srv, req, srv->user_data);
     req->in_upgrade = false;
     conn->loop->dispatching = outer;
-    if (conn->phase != EDDY__PHASE_HTTP)
+    if (!upgrade_pending(conn))
         return false; /* the callback closed it */
     if (verdict == 0)
         return true;
@@ -348,7 +356,7 @@ static bool upgrade_admitted(eddy__conn_t *conn, eddy_request_t *req)
     return false;
 }
 
-void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp)
+static void ws_upgrade_request(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp)
 {
     eddy_server_t *srv = conn->loop->srv;
     eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
@@ -358,7 +366,7 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
         eddy__conn_set_status(conn, EDDY_WS_STATUS_HANDSHAKE);
         resp->handshake = true;
         srv->on_handshake(srv, req, resp, srv->user_data);
-        if (!resp->finished && conn->phase == EDDY__PHASE_HTTP) {
+        if (!resp->finished && upgrade_pending(conn)) {
             /* As Swoole: a handshake left unanswered fails with a 500. */
             eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
             handshake_failed(conn, EDDY__LOG_NOTICE, 500, "the handshake callback did not answer");
@@ -400,7 +408,7 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
     if (rc == 0)
         rc = eddy__conn_write(conn, out.data, out.len);
     eddy__buf_free(&out);
-    if (rc != 0 || eddy__ws_start(conn, has_pmd ? &pmd : NULL) != 0) {
+    if (rc != 0 || ws_start(conn, has_pmd ? &pmd : NULL) != 0) {
         eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return;
     }
@@ -413,13 +421,13 @@ void eddy__ws_handle_upgrade(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
     }
 }
 
-int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
+static int ws_upgrade_end(eddy_response_t *resp, const void *data, size_t len)
 {
     eddy__conn_t *conn = resp->conn;
     if (resp->finished)
         return EDDY_ESTATE;
     resp->finished = true;
-    if (conn == NULL || conn->phase != EDDY__PHASE_HTTP)
+    if (conn == NULL || !upgrade_pending(conn))
         return EDDY_ECLOSED;
     if (resp->status == 101) {
         /* Exactly the application's headers (a 101 has no body and no length), plus the
@@ -427,13 +435,12 @@ int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
         eddy__pmd_t pmd;
         char extensions[200];
         bool has_pmd = false;
-        if (strcasestr(resp->headers.data ? resp->headers.data : "", "sec-websocket-extensions:") ==
-            NULL)
+        if (!eddy__response_has_header(resp, "sec-websocket-extensions"))
             has_pmd = eddy__ws_negotiate(conn, eddy__http_request(conn), &pmd, extensions,
                                          sizeof(extensions));
         int rc = eddy__response_send_head(resp, has_pmd ? extensions : NULL, -1);
         if (rc == 0)
-            rc = eddy__ws_start(conn, has_pmd ? &pmd : NULL);
+            rc = ws_start(conn, has_pmd ? &pmd : NULL);
         if (rc != 0) {
             eddy__conn_close(conn, EDDY__CLOSE_ABORT);
             return rc;
@@ -456,13 +463,20 @@ int eddy__ws_end_handshake(eddy_response_t *resp, const void *data, size_t len)
     return rc;
 }
 
-int eddy__ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd)
+const eddy__http_upgrade_t eddy__ws_upgrade = {
+    .request = ws_upgrade_request,
+    .end = ws_upgrade_end,
+};
+
+/* Switches the connection to WebSocket after a 101 was queued; pmd is the agreed
+ * compression or NULL. */
+static int ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd)
 {
     if (pmd != NULL) {
         conn->pmd_on = true;
         conn->pmd = *pmd;
     }
-    conn->phase = EDDY__PHASE_WS;
+    eddy__conn_switch(conn, &eddy__ws_proto);
     eddy__conn_set_status(conn, EDDY_WS_STATUS_ACTIVE);
     conn->ever_established = true;
     eddy__conn_drop_timer(conn); /* at rest: no timeout until the closing handshake */
@@ -495,11 +509,11 @@ static void state_free(eddy__ws_state_t *ws)
     free(ws);
 }
 
-void eddy__ws_free(eddy__conn_t *conn)
+static void ws_free(eddy__conn_t *conn)
 {
-    if (conn->ws != NULL)
-        state_free(conn->ws);
-    conn->ws = NULL;
+    if (conn->proto_state != NULL)
+        state_free(conn->proto_state);
+    conn->proto_state = NULL;
 }
 
 void eddy__ws_loop_free(eddy__loop_t *loop)
@@ -512,9 +526,9 @@ void eddy__ws_loop_free(eddy__loop_t *loop)
 /* The connection's own state, allocated (zeroed) if it has none. NULL: out of memory. */
 static eddy__ws_state_t *own_state(eddy__conn_t *conn)
 {
-    if (conn->ws == NULL)
-        conn->ws = calloc(1, sizeof(*conn->ws));
-    return conn->ws;
+    if (conn->proto_state == NULL)
+        conn->proto_state = calloc(1, sizeof(eddy__ws_state_t));
+    return conn->proto_state;
 }
 
 /* The receive state of the connection whose input is being processed. */
@@ -536,8 +550,8 @@ static bool state_busy(const eddy__ws_state_t *ws)
 static eddy__ws_state_t *rx_begin(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
-    if (conn->ws != NULL)
-        return conn->ws;
+    if (conn->proto_state != NULL)
+        return conn->proto_state;
     /* Input is not processed inside callbacks, so the scratch state serves one connection
      * at a time; should that ever change, the inner one gets a state of its own. */
     if (loop->ws_rx == NULL && loop->ws_scratch != NULL)
@@ -556,7 +570,7 @@ static void rx_end(eddy__conn_t *conn, eddy__ws_state_t *ws)
     if (ws == loop->ws_scratch) {
         /* A callback may have given the connection a state of its own meanwhile (a
          * deflater, sending with context takeover): the receive state joins it. */
-        if (state_busy(ws) || conn->ws != NULL) {
+        if (state_busy(ws) || conn->proto_state != NULL) {
             eddy__ws_state_t *own = own_state(conn);
             if (own == NULL) {
                 eddy__buf_free(&ws->msg);
@@ -574,7 +588,7 @@ static void rx_end(eddy__conn_t *conn, eddy__ws_state_t *ws)
          * when the next frame or message begins. */
     } else if (!state_busy(ws)) {
         state_free(ws);
-        conn->ws = NULL;
+        conn->proto_state = NULL;
     }
 }
 
@@ -658,7 +672,7 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
         queue_frame(conn, EDDY_WS_OPCODE_CLOSE, EDDY_WS_FLAG_FIN, payload, len);
     }
     uint32_t wait_ms = conn_srv(conn)->opts.websocket_close_timeout_ms;
-    if (wait_for_peer && conn->phase == EDDY__PHASE_WS) {
+    if (wait_for_peer && eddy__ws_open(conn)) {
         eddy__conn_set_status(conn, EDDY_WS_STATUS_CLOSING);
         if (wait_ms > 0) {
             eddy__conn_set_timeout(conn, wait_ms);
@@ -669,7 +683,7 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
     eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
 }
 
-void eddy__ws_timeout(eddy__conn_t *conn)
+static void ws_timeout(eddy__conn_t *conn)
 {
     eddy__log(conn_srv(conn), EDDY__LOG_INFO,
               "session#%" PRIu64 ": no close frame from the peer in time, closing", conn->id);
@@ -758,7 +772,8 @@ __attribute__((noinline)) static int push_in_message(eddy__conn_t *conn, const v
 int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, int flags)
 {
     /* The session's status, not ours: another thread may have begun the close already. */
-    if (conn->phase != EDDY__PHASE_WS || conn->ws_close_sent ||
+    /* ACTIVE: switched to WebSocket (the only protocol that sets it) and not closing. */
+    if (conn->ending || conn->ws_close_sent ||
         atomic_load_explicit(&conn->ws_status, memory_order_relaxed) != EDDY_WS_STATUS_ACTIVE)
         return EDDY_ESTATE;
     int rc = push_check(conn_srv(conn), data, len, opcode, flags);
@@ -850,7 +865,7 @@ static void on_close_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
                               .reason_len = reason_len};
         char empty[1] = "";
         deliver(conn, &frame, empty, 0);
-        if (conn->phase != EDDY__PHASE_WS)
+        if (conn->ending)
             return;
     }
     /* Answer (echoing the code and reason, as Swoole does) unless we started the closing
@@ -1155,20 +1170,30 @@ static size_t read_whole_frame(eddy__conn_t *conn, uint8_t *buf, size_t len)
     return header_len + payload_len;
 }
 
-size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len)
+static size_t process_frames(eddy__conn_t *conn, uint8_t *p, size_t off, size_t len);
+
+static size_t ws_process(eddy__conn_t *conn, char *buf, size_t len)
 {
     uint8_t *p = (uint8_t *)buf;
     size_t off = 0;
-    if (rx_at_rest(conn->ws)) {
+    if (rx_at_rest(conn->proto_state)) {
         size_t used;
         while (off < len && (used = read_whole_frame(conn, p + off, len - off)) > 0) {
             off += used;
-            if (conn->phase != EDDY__PHASE_WS)
+            if (conn->ending)
                 return len;
         }
         if (off == len)
             return off;
     }
+    return process_frames(conn, p, off, len);
+}
+
+/* The general path: frames in pieces, fragments, control frames, compression. Kept out of
+ * ws_process() so the whole-frame path stays small. */
+static __attribute__((noinline)) size_t process_frames(eddy__conn_t *conn, uint8_t *p, size_t off,
+                                                       size_t len)
+{
     eddy__loop_t *loop = conn->loop;
     eddy__ws_state_t *outer = loop->ws_rx;
     eddy__ws_state_t *ws = rx_begin(conn);
@@ -1179,7 +1204,7 @@ size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len)
         return len;
     }
     loop->ws_rx = ws;
-    while (conn->phase == EDDY__PHASE_WS) {
+    while (!conn->ending) {
         if (!ws->in_frame) {
             if (off == len)
                 break;
@@ -1191,10 +1216,31 @@ size_t eddy__ws_process(eddy__conn_t *conn, char *buf, size_t len)
         /* A frame with an empty payload completes here even with no bytes left. */
         size_t used = read_payload(conn, p + off, len - off);
         off += used;
-        if (conn->phase == EDDY__PHASE_WS && ws->in_frame && off == len)
+        if (!conn->ending && ws->in_frame && off == len)
             break;
     }
     loop->ws_rx = outer;
     rx_end(conn, ws);
-    return conn->phase == EDDY__PHASE_WS ? off : len;
+    return conn->ending ? len : off;
 }
+
+/* ---- the protocol ---- */
+
+static void ws_drained(eddy__conn_t *conn)
+{
+    eddy_server_t *srv = conn->loop->srv;
+    /* A connection that sent its close frame takes no more messages. */
+    if (srv->on_drain != NULL && !conn->ws_close_sent)
+        srv->on_drain(srv, conn->id, srv->user_data);
+}
+
+/* Reached only by an upgrade (eddy__ws_upgrade), so it has no start(). */
+const eddy__proto_t eddy__ws_proto = {
+    .name = "WebSocket",
+    .process = ws_process,
+    .timeout = ws_timeout,
+    .drained = ws_drained,
+    .end = eddy__ws_send_close,
+    .closed = eddy__server_session_closed,
+    .free = ws_free,
+};
