@@ -28,6 +28,7 @@ enum stage {
 /* Per connection, only what must survive between reads: the parsed head itself lives in
  * the loop (one request is dispatched at a time), and is parsed again in the rare case of
  * a body that arrives over several reads. */
+typedef struct eddy__http_state eddy__http_state_t;
 struct eddy__http_state {
     eddy__http_parser_t parser;
     uint8_t stage;
@@ -40,6 +41,19 @@ struct eddy__http_state {
     eddy__buf_t body; /* chunked bodies, decoded */
     eddy_response_t *resp;
 };
+
+/* Per loop (EDDY__SLOT_HTTP), made when its first connection starts. */
+typedef struct http_loop {
+    /* The request being dispatched (one at a time per loop): its parsed head, the request
+     * object handed to callbacks, and the arena of strings made for it. */
+    eddy__http_head_t head;
+    eddy_request_t req;
+    eddy__arena_t arena;
+    eddy__http_state_t *state_cache; /* spare states, linked through their first bytes */
+    size_t state_cache_len;
+    time_t date_sec; /* the Date header value, cached per second */
+    char date[40];
+} http_loop_t;
 
 static const char bad_request_page[] = "<html><body><h2>HTTP 400 Bad Request</h2><hr><i>Powered "
                                        "by eddy</i></body></html>";
@@ -130,6 +144,12 @@ static eddy__http_state_t *http_state(const eddy__conn_t *conn)
     return conn->proto_state;
 }
 
+/* The loop's HTTP state: made by http_start(), so every connection's loop has it. */
+static http_loop_t *http_loop(const eddy__loop_t *loop)
+{
+    return eddy__loop_slot(loop, EDDY__SLOT_HTTP);
+}
+
 /* Still speaking HTTP: not closing, not upgraded. */
 static bool http_open(const eddy__conn_t *conn)
 {
@@ -153,13 +173,27 @@ static void state_reset(eddy__http_state_t *st, const eddy__options_t *opts)
  * long-lived connection that its later allocations cannot fill. */
 #define STATE_CACHE_MAX 256
 
+static void http_loop_free(void *data)
+{
+    http_loop_t *hl = data;
+    while (hl->state_cache != NULL) {
+        eddy__http_state_t *st = hl->state_cache;
+        memcpy(&hl->state_cache, st, sizeof(st));
+        free(st);
+    }
+    eddy__arena_free(&hl->arena);
+}
+
 static int http_start(eddy__conn_t *conn)
 {
-    eddy__loop_t *loop = conn->loop;
-    eddy__http_state_t *st = loop->http_state_cache;
+    http_loop_t *hl = http_loop(conn->loop);
+    if (hl == NULL && (hl = eddy__loop_slot_make(conn->loop, EDDY__SLOT_HTTP, sizeof(*hl),
+                                                 http_loop_free)) == NULL)
+        return EDDY_ENOMEM;
+    eddy__http_state_t *st = hl->state_cache;
     if (st != NULL) {
-        memcpy(&loop->http_state_cache, st, sizeof(st)); /* the list is kept in place */
-        loop->http_state_cache_len--;
+        memcpy(&hl->state_cache, st, sizeof(st)); /* the list is kept in place */
+        hl->state_cache_len--;
         memset(st, 0, sizeof(*st));
     } else if ((st = calloc(1, sizeof(*st))) == NULL) {
         return EDDY_ENOMEM;
@@ -214,7 +248,7 @@ static void access_append(eddy__loop_t *loop, const char *start, size_t start_le
  * copied now, since a detached response ends after the request's buffer is gone. */
 static void access_begin(eddy__conn_t *conn, eddy_response_t *resp)
 {
-    const eddy_request_t *req = &conn->loop->http_req;
+    const eddy_request_t *req = &http_loop(conn->loop)->req;
     const eddy__http_head_t *h = req->head;
     char method[64], target[2048];
     eddy__log_escape(method, sizeof(method), req->buf + h->method.off, h->method.len);
@@ -284,11 +318,11 @@ static void state_free(eddy__conn_t *conn, eddy__http_state_t *st)
     if (st->resp != NULL)
         response_free(st->resp);
     eddy__buf_free(&st->body);
-    eddy__loop_t *loop = conn->loop;
-    if (loop->http_state_cache_len < STATE_CACHE_MAX) {
-        memcpy(st, &loop->http_state_cache, sizeof(st));
-        loop->http_state_cache = st;
-        loop->http_state_cache_len++;
+    http_loop_t *hl = http_loop(conn->loop);
+    if (hl->state_cache_len < STATE_CACHE_MAX) {
+        memcpy(st, &hl->state_cache, sizeof(st));
+        hl->state_cache = st;
+        hl->state_cache_len++;
     } else {
         free(st);
     }
@@ -300,14 +334,17 @@ static void http_free(eddy__conn_t *conn)
     conn->proto_state = NULL;
 }
 
-void eddy__http_loop_free(eddy__loop_t *loop)
+const char *eddy__http_date(eddy__loop_t *loop)
 {
-    while (loop->http_state_cache != NULL) {
-        eddy__http_state_t *st = loop->http_state_cache;
-        memcpy(&loop->http_state_cache, st, sizeof(st));
-        free(st);
+    http_loop_t *hl = http_loop(loop);
+    time_t now = time(NULL);
+    if (now != hl->date_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(hl->date, sizeof(hl->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        hl->date_sec = now;
     }
-    loop->http_state_cache_len = 0;
+    return hl->date;
 }
 
 /* ---- errors ---- */
@@ -325,7 +362,7 @@ void eddy__http_answer_close(eddy__conn_t *conn, int status, const char *headers
     eddy__buf_t out = {0};
     int rc =
         eddy__buf_printf(&out, "HTTP/1.1 %d %s\r\nServer: eddy\r\nDate: %s\r\n%s", status,
-                         status_reason(status), eddy__loop_http_date(loop),
+                         status_reason(status), eddy__http_date(loop),
                          has_content_type ? "" : "Content-Type: text/plain; charset=utf-8\r\n");
     if (rc == 0 && headers != NULL)
         rc = eddy__buf_append(&out, headers, strlen(headers));
@@ -372,17 +409,17 @@ static void http_timeout(eddy__conn_t *conn)
 /* NUL-terminates the request's strings in place; see the file comment. */
 static void request_prepare(eddy__conn_t *conn, char *buf, const char *body, size_t body_len)
 {
-    eddy__loop_t *loop = conn->loop;
-    eddy__http_head_t *h = &loop->http_head;
-    eddy_request_t *req = &loop->http_req;
-    eddy__arena_reset(&loop->http_arena);
+    http_loop_t *hl = http_loop(conn->loop);
+    eddy__http_head_t *h = &hl->head;
+    eddy_request_t *req = &hl->req;
+    eddy__arena_reset(&hl->arena);
     memset(req, 0, sizeof(*req));
     req->srv = conn->loop->srv;
     req->conn = conn;
     req->fd = conn->id;
     req->buf = buf;
     req->head = h;
-    req->arena = &loop->http_arena;
+    req->arena = &hl->arena;
     req->body = body;
     req->body_len = body_len;
     eddy__peer_format(&conn->peer, req->remote_ip, &req->remote_port);
@@ -391,7 +428,7 @@ static void request_prepare(eddy__conn_t *conn, char *buf, const char *body, siz
     if (h->path.off + h->path.len == target_end)
         req->path = buf + h->path.off;
     else
-        req->path = eddy__arena_strndup(&loop->http_arena, buf + h->path.off, h->path.len);
+        req->path = eddy__arena_strndup(&hl->arena, buf + h->path.off, h->path.len);
     if (req->path == NULL)
         req->path = "/";
     buf[h->method.off + h->method.len] = '\0';
@@ -423,10 +460,11 @@ static eddy_response_t *response_prepare(eddy__conn_t *conn)
     resp->conn = conn;
     resp->fd = conn->id;
     resp->status = 200;
-    const eddy__http_head_t *h = &conn->loop->http_head;
+    const http_loop_t *hl = http_loop(conn->loop);
+    const eddy__http_head_t *h = &hl->head;
     resp->keep_alive = h->keep_alive;
     resp->http_minor = h->minor_version;
-    resp->head_only = eddy__span_eq(conn->loop->http_req.buf, h->method, "HEAD");
+    resp->head_only = eddy__span_eq(hl->req.buf, h->method, "HEAD");
     return resp;
 }
 
@@ -439,7 +477,7 @@ static void reject_plain_request(eddy__conn_t *conn)
                          "Connection: close\r\nContent-Type: text/html; charset=UTF-8\r\n"
                          "Cache-Control: must-revalidate,no-cache,no-store\r\n"
                          "Content-Length: %zu\r\n\r\n%s",
-                         eddy__loop_http_date(conn->loop), sizeof(bad_request_page) - 1,
+                         eddy__http_date(conn->loop), sizeof(bad_request_page) - 1,
                          bad_request_page) == 0)
         eddy__conn_write(conn, out.data, out.len);
     eddy__buf_free(&out);
@@ -487,15 +525,16 @@ static void dispatch(eddy__conn_t *conn, char *buf, const char *body, size_t bod
     if (srv->access_fd >= 0)
         access_begin(conn, resp);
     eddy__conn_set_timeout(conn, 0);
-    if (conn->loop->http_head.upgrade_websocket && srv->http_upgrade != NULL) {
-        srv->http_upgrade->request(conn, &conn->loop->http_req, resp);
+    http_loop_t *hl = http_loop(conn->loop);
+    if (hl->head.upgrade_websocket && srv->http_upgrade != NULL) {
+        srv->http_upgrade->request(conn, &hl->req, resp);
         return;
     }
     if (srv->on_request == NULL) {
         reject_plain_request(conn);
         return;
     }
-    srv->on_request(srv, &conn->loop->http_req, resp, srv->user_data);
+    srv->on_request(srv, &hl->req, resp, srv->user_data);
     after_request_callback(conn, resp);
 }
 
@@ -536,7 +575,7 @@ static void await_body(eddy__conn_t *conn, const eddy__options_t *opts)
 static bool begin_body(eddy__conn_t *conn, const char *buf)
 {
     eddy__http_state_t *st = http_state(conn);
-    const eddy__http_head_t *h = &conn->loop->http_head;
+    const eddy__http_head_t *h = &http_loop(conn->loop)->head;
     size_t limit = conn_srv(conn)->opts.package_max_length;
     st->content_length = h->content_length;
     if (h->chunked) {
@@ -562,7 +601,7 @@ static bool begin_body(eddy__conn_t *conn, const char *buf)
 static size_t http_process(eddy__conn_t *conn, char *buf, size_t len)
 {
     eddy__http_state_t *st = http_state(conn);
-    eddy__http_head_t *head = &conn->loop->http_head;
+    eddy__http_head_t *head = &http_loop(conn->loop)->head;
     const eddy__options_t *opts = &conn_srv(conn)->opts;
     size_t done = 0;
     while (done < len && http_open(conn) && !conn->paused) {
@@ -664,7 +703,7 @@ static size_t http_process(eddy__conn_t *conn, char *buf, size_t len)
 
 eddy_request_t *eddy__http_request(eddy__conn_t *conn)
 {
-    return &conn->loop->http_req;
+    return &http_loop(conn->loop)->req;
 }
 
 /* ---- request API ---- */
@@ -875,7 +914,7 @@ int eddy__response_send_head(eddy_response_t *resp, const char *extra, int64_t b
     if (rc == 0 && !resp->has_server)
         rc = eddy__buf_append(&out, "Server: eddy\r\n", 14);
     if (rc == 0 && !resp->has_date)
-        rc = eddy__buf_printf(&out, "Date: %s\r\n", eddy__loop_http_date(conn->loop));
+        rc = eddy__buf_printf(&out, "Date: %s\r\n", eddy__http_date(conn->loop));
     if (rc == 0 && body_len >= 0)
         rc = eddy__buf_printf(&out, "Content-Length: %" PRId64 "\r\n", body_len);
     if (rc == 0)

@@ -37,8 +37,6 @@ typedef struct eddy__listener eddy__listener_t;
 typedef struct eddy__listen_sock eddy__listen_sock_t;
 typedef struct eddy__topic eddy__topic_t;
 typedef struct eddy__sub eddy__sub_t;
-typedef struct eddy__ws_state eddy__ws_state_t;
-typedef struct eddy__http_state eddy__http_state_t;
 typedef struct eddy__conn_timer eddy__conn_timer_t;
 
 #define EDDY__UNUSED(x)     ((void)(x))
@@ -200,29 +198,6 @@ extern size_t eddy__zlib_chunk;
  * Event loop (loop.c) and its backend (loop_epoll.c)
  * ------------------------------------------------------------------------------------- */
 
-/* The request being dispatched: a view of the connection's buffer, valid during the
- * callback. Strings are NUL-terminated in place or copied into the arena. */
-struct eddy_request {
-    eddy_server_t *srv;
-    eddy__conn_t *conn;
-    eddy_fd_t fd;
-    char *buf; /* the first byte of the request */
-    const eddy__http_head_t *head;
-    const char *path;
-    const char *body;
-    size_t body_len;
-    eddy__arena_t *arena;
-    char remote_ip[46];
-    int remote_port;
-    /* The upgrade callback is running: eddy_upgrade_refuse() may record its answer. */
-    bool in_upgrade;
-    int refuse_status;        /* 0: no answer recorded */
-    char *refuse_headers;     /* "Name: value\r\n" lines, in the arena */
-    bool refuse_content_type; /* refuse_headers has a Content-Type */
-    const char *refuse_body;  /* in the arena */
-    size_t refuse_body_len;
-};
-
 /* Output segments come in a few sizes (conn.c), each with a bounded per-loop cache: a
  * small frame queued to each of thousands of connections takes a small segment each. */
 #define EDDY__SEG_CLASSES  4
@@ -312,6 +287,19 @@ void eddy__loop_run_posted(eddy__loop_t *loop);
  * running (eddy_server_free()). */
 void eddy__loop_run_pending(eddy__loop_t *loop);
 
+/* Per-loop state of the modules above the loop, which the loop holds without knowing what
+ * it is: a slot each, filled by its module on first use (eddy__loop_slot_make()) and freed
+ * with the loop. */
+enum eddy__loop_slot {
+    EDDY__SLOT_HTTP,   /* http.c: the request being dispatched, spare states, Date cache */
+    EDDY__SLOT_WS,     /* ws.c: receive scratch state, shared zlib streams */
+    EDDY__SLOT_PUBSUB, /* pubsub.c: this loop's topics */
+    EDDY__SLOT_COUNT,
+};
+
+/* Frees what a slot's data holds (the loop frees the data itself). */
+typedef void (*eddy__slot_free_fn)(void *data);
+
 struct eddy__loop {
     eddy_server_t *srv;
     int index;
@@ -327,14 +315,10 @@ struct eddy__loop {
      * (released ones included, which lookups skip). */
     eddy__connmap_t conns;
     eddy__conn_t *dispatching; /* the connection whose message or open callback runs */
-    /* The request being dispatched (one at a time per loop): its parsed head, the request
-     * object handed to callbacks, and the arena of strings made for it. */
-    eddy__http_head_t http_head;
-    eddy_request_t http_req;
-    eddy__arena_t http_arena;
-    eddy__http_state_t *http_state_cache; /* spare HTTP states (http.c) */
-    size_t http_state_cache_len;
-    eddy__map_t topics;   /* topic hash -> eddy__topic_t chain: this loop's subscribers */
+    struct {
+        void *data;
+        eddy__slot_free_fn free;
+    } slots[EDDY__SLOT_COUNT];
     uint64_t now_wall_ms; /* Unix time in ms, refreshed with now_ms */
     int backend_fd;
     void *backend_events;
@@ -389,18 +373,6 @@ struct eddy__loop {
     int next_handoff; /* round-robin target when handing accepted sockets over */
     uint64_t shutdown_deadline_ms;
 
-    /* Shared by connections that agreed to no context takeover (reset per message). */
-    z_stream *shared_inflater;
-    z_stream *shared_deflaters[16]; /* by window bits */
-    eddy__buf_t deflate_out;        /* compressed output, framed and copied right away */
-    /* WebSocket input is parsed with this state unless the connection has its own (ws.c);
-     * ws_rx is the one in use while input is processed. */
-    eddy__ws_state_t *ws_scratch;
-    eddy__ws_state_t *ws_rx;
-
-    time_t date_sec; /* cached HTTP Date header value */
-    char date[40];
-
     /* Access log lines not written yet (written at the end of the iteration), and the
      * cached time field for them. */
     eddy__buf_t access_out;
@@ -431,15 +403,25 @@ static inline eddy__loop_t *eddy__loop_here(const eddy_server_t *srv)
     return here != NULL && here->srv == srv ? here : NULL;
 }
 
+/* A slot's data, NULL until its module made it. */
+static inline void *eddy__loop_slot(const eddy__loop_t *loop, enum eddy__loop_slot slot)
+{
+    return loop->slots[slot].data;
+}
+
+/* Fills an empty slot with size zeroed bytes; free_fn (may be NULL) frees what they hold
+ * when the loop is freed. Returns the data, or NULL when memory is short. */
+void *eddy__loop_slot_make(eddy__loop_t *loop, enum eddy__loop_slot slot, size_t size,
+                           eddy__slot_free_fn free_fn);
+
 int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index);
+/* Frees the loop and its slots. */
 void eddy__loop_free(eddy__loop_t *loop);
 /* Reads the clocks into loop->now_ms and now_wall_ms. */
 void eddy__loop_refresh_clock(eddy__loop_t *loop);
-/* Runs iterations until the loop is stopped. */
-void eddy__loop_run(eddy__loop_t *loop);
+/* Runs iterations until should_exit, called at the start of each, returns true. */
+void eddy__loop_run(eddy__loop_t *loop, bool (*should_exit)(eddy__loop_t *loop));
 void eddy__loop_wakeup(eddy__loop_t *loop);
-/* The current HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT"), cached per second. */
-const char *eddy__loop_http_date(eddy__loop_t *loop);
 
 /* ---------------------------------------------------------------------------------------
  * Settings (settings.c)
@@ -858,6 +840,29 @@ void eddy__conn_drop_timer(eddy__conn_t *conn);
  * HTTP session (http.c)
  * ------------------------------------------------------------------------------------- */
 
+/* The request being dispatched: a view of the connection's buffer, valid during the
+ * callback. Strings are NUL-terminated in place or copied into the arena. */
+struct eddy_request {
+    eddy_server_t *srv;
+    eddy__conn_t *conn;
+    eddy_fd_t fd;
+    char *buf; /* the first byte of the request */
+    const eddy__http_head_t *head;
+    const char *path;
+    const char *body;
+    size_t body_len;
+    eddy__arena_t *arena;
+    char remote_ip[46];
+    int remote_port;
+    /* The upgrade callback is running: eddy_upgrade_refuse() may record its answer. */
+    bool in_upgrade;
+    int refuse_status;        /* 0: no answer recorded */
+    char *refuse_headers;     /* "Name: value\r\n" lines, in the arena */
+    bool refuse_content_type; /* refuse_headers has a Content-Type */
+    const char *refuse_body;  /* in the arena */
+    size_t refuse_body_len;
+};
+
 struct eddy_response {
     eddy_server_t *srv;
     eddy__conn_t *conn; /* NULL once the connection is gone (an orphaned response) */
@@ -904,8 +909,9 @@ typedef struct eddy__http_upgrade {
     int (*end)(eddy_response_t *resp, const void *data, size_t len);
 } eddy__http_upgrade_t;
 
-/* Frees the loop's spare HTTP states. */
-void eddy__http_loop_free(eddy__loop_t *loop);
+/* The current HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT"), cached per second in the
+ * loop (which has HTTP connections). */
+const char *eddy__http_date(eddy__loop_t *loop);
 /* Sends a complete error response ("400 Bad Request" etc.) with a text body and closes. */
 void eddy__http_fail(eddy__conn_t *conn, int status, const char *body);
 /* Sends a complete response and closes: status, then headers ("Name: value\r\n" lines,
@@ -931,8 +937,12 @@ extern const eddy__http_upgrade_t eddy__ws_upgrade;
  * *pmd and header (a complete "Sec-WebSocket-Extensions: ...\r\n" line) when agreed. */
 bool eddy__ws_negotiate(eddy__conn_t *conn, const eddy_request_t *req, eddy__pmd_t *pmd,
                         char *header, size_t header_cap);
-/* Frees the loop's WebSocket scratch state. */
-void eddy__ws_loop_free(eddy__loop_t *loop);
+/* The loop's compressor for window bits, shared by messages compressed whole with no
+ * context takeover (reset after each), made on first use; NULL: out of memory. */
+z_stream *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits);
+/* The loop's buffer for compressed output (framed and copied right away); NULL: out of
+ * memory. */
+eddy__buf_t *eddy__ws_deflate_out(eddy__loop_t *loop);
 /* True while conn speaks WebSocket and is not closing. */
 static inline bool eddy__ws_open(const eddy__conn_t *conn)
 {
@@ -990,7 +1000,6 @@ void eddy__topics_free(eddy__topics_t *topics);
 void eddy__topics_reset(eddy_server_t *srv, int loops);
 /* Drops a released connection's subscriptions. */
 void eddy__pubsub_conn_closed(eddy__conn_t *conn);
-void eddy__pubsub_loop_free(eddy__loop_t *loop);
 
 /* ---------------------------------------------------------------------------------------
  * Task workers (task.c)

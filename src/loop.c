@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -473,7 +472,11 @@ void eddy__loop_free(eddy__loop_t *loop)
     }
     eddy__map_free(&loop->user_timers);
     eddy__connmap_free(&loop->conns);
-    eddy__pubsub_loop_free(loop);
+    for (int i = 0; i < EDDY__SLOT_COUNT; i++) {
+        if (loop->slots[i].data != NULL && loop->slots[i].free != NULL)
+            loop->slots[i].free(loop->slots[i].data);
+        free(loop->slots[i].data);
+    }
     eddy__seg_t *caches[EDDY__SEG_CLASSES + 1] = {loop->ref_cache};
     memcpy(caches + 1, loop->seg_cache, sizeof(loop->seg_cache));
     for (int i = 0; i < EDDY__SEG_CLASSES + 1; i++) {
@@ -483,13 +486,6 @@ void eddy__loop_free(eddy__loop_t *loop)
             free(seg);
         }
     }
-    eddy__inflater_free(loop->shared_inflater);
-    for (size_t i = 0; i < EDDY__ARRAY_SIZE(loop->shared_deflaters); i++)
-        eddy__deflater_free(loop->shared_deflaters[i]);
-    eddy__buf_free(&loop->deflate_out);
-    eddy__ws_loop_free(loop);
-    eddy__http_loop_free(loop);
-    eddy__arena_free(&loop->http_arena);
     eddy__buf_free(&loop->access_out);
     free(loop->heap);
     free(loop->defers);
@@ -506,16 +502,15 @@ void eddy__loop_wakeup(eddy__loop_t *loop)
     (void)ignored;
 }
 
-const char *eddy__loop_http_date(eddy__loop_t *loop)
+void *eddy__loop_slot_make(eddy__loop_t *loop, enum eddy__loop_slot slot, size_t size,
+                           eddy__slot_free_fn free_fn)
 {
-    time_t now = time(NULL);
-    if (now != loop->date_sec) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(loop->date, sizeof(loop->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        loop->date_sec = now;
+    void *data = calloc(1, size);
+    if (data != NULL) {
+        loop->slots[slot].data = data;
+        loop->slots[slot].free = free_fn;
     }
-    return loop->date;
+    return data;
 }
 
 void eddy__loop_refresh_clock(eddy__loop_t *loop)
@@ -524,12 +519,12 @@ void eddy__loop_refresh_clock(eddy__loop_t *loop)
     loop->now_wall_ms = (uint64_t)(eddy__wall_time() * 1000.0);
 }
 
-void eddy__loop_run(eddy__loop_t *loop)
+void eddy__loop_run(eddy__loop_t *loop, bool (*should_exit)(eddy__loop_t *loop))
 {
     eddy__current_loop = loop;
     eddy__loop_refresh_clock(loop);
     for (;;) {
-        if (eddy__server_loop_should_exit(loop))
+        if (should_exit(loop))
             break;
         /* The backend refreshes the clock when the wait ends, before any callback. */
         eddy__backend_poll(loop, next_timeout(loop));

@@ -157,10 +157,28 @@ struct eddy__sub {
     eddy__sub_t *conn_next; /* the connection's next subscription */
 };
 
+static void loop_topics_free(void *topics)
+{
+    /* Connections unsubscribe as they close; only empty indexes can remain. */
+    eddy__map_free(topics);
+}
+
+/* This loop's topics (EDDY__SLOT_PUBSUB): topic hash -> eddy__topic_t chain. */
+static eddy__map_t *loop_topics(eddy__loop_t *loop, bool create)
+{
+    eddy__map_t *topics = eddy__loop_slot(loop, EDDY__SLOT_PUBSUB);
+    if (topics == NULL && create)
+        topics = eddy__loop_slot_make(loop, EDDY__SLOT_PUBSUB, sizeof(*topics), loop_topics_free);
+    return topics;
+}
+
 static eddy__topic_t *local_topic(eddy__loop_t *loop, const char *name, size_t len, bool create)
 {
+    eddy__map_t *topics = loop_topics(loop, create);
+    if (topics == NULL)
+        return NULL;
     uint64_t hash = topic_hash(name, len);
-    eddy__topic_t *head = eddy__map_get(&loop->topics, hash);
+    eddy__topic_t *head = eddy__map_get(topics, hash);
     for (eddy__topic_t *t = head; t != NULL; t = t->chain) {
         if (t->name_len == len && memcmp(t->name, name, len) == 0)
             return t;
@@ -173,7 +191,7 @@ static eddy__topic_t *local_topic(eddy__loop_t *loop, const char *name, size_t l
     t->name_len = len;
     memcpy(t->name, name, len);
     t->chain = head;
-    if (eddy__map_put(&loop->topics, hash, t) != 0) {
+    if (eddy__map_put(topics, hash, t) != 0) {
         free(t);
         return NULL;
     }
@@ -184,13 +202,14 @@ static void local_topic_drop_if_empty(eddy__loop_t *loop, eddy__topic_t *t)
 {
     if (t->len > 0)
         return;
+    eddy__map_t *topics = loop_topics(loop, false);
     uint64_t hash = topic_hash(t->name, t->name_len);
-    eddy__topic_t *head = eddy__map_get(&loop->topics, hash);
+    eddy__topic_t *head = eddy__map_get(topics, hash);
     if (head == t) {
         if (t->chain != NULL)
-            eddy__map_put(&loop->topics, hash, t->chain);
+            eddy__map_put(topics, hash, t->chain);
         else
-            eddy__map_remove(&loop->topics, hash);
+            eddy__map_remove(topics, hash);
     } else {
         for (eddy__topic_t *p = head; p != NULL; p = p->chain) {
             if (p->chain == t) {
@@ -295,12 +314,6 @@ void eddy__pubsub_conn_closed(eddy__conn_t *conn)
         unsubscribe_sub(conn, &conn->subs);
 }
 
-void eddy__pubsub_loop_free(eddy__loop_t *loop)
-{
-    /* Connections unsubscribe as they close; only empty indexes can remain. */
-    eddy__map_free(&loop->topics);
-}
-
 /* ---- subscribe / unsubscribe from any thread ---- */
 
 struct sub_cmd {
@@ -393,27 +406,23 @@ static void publication_unref(publication_t *pub)
 /* The publication compressed for a window size, framed; NULL when memory is short. */
 static eddy__blob_t *deflate_frame(eddy__loop_t *loop, const publication_t *pub, int bits)
 {
-    const eddy__options_t *opts = &loop->srv->opts;
-    z_stream **zs = &loop->shared_deflaters[bits];
-    if (*zs == NULL)
-        *zs = eddy__deflater_new(bits, opts->websocket_compression_level,
-                                 opts->websocket_compression_mem_level);
-    if (*zs == NULL)
+    z_stream *zs = eddy__ws_shared_deflater(loop, bits);
+    eddy__buf_t *out = eddy__ws_deflate_out(loop);
+    if (zs == NULL || out == NULL)
         return NULL;
     eddy__blob_t *blob = NULL;
     size_t payload_len = pub->plain->len - pub->header_len;
-    if (eddy__deflate(*zs, pub->plain->data + pub->header_len, payload_len, &loop->deflate_out) ==
-        0) {
+    if (eddy__deflate(zs, pub->plain->data + pub->header_len, payload_len, out) == 0) {
         uint8_t header[EDDY_WS_MAX_HEADER_LEN];
         size_t header_len = eddy__ws_write_header(
-            header, pub->opcode, EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1, loop->deflate_out.len, NULL);
-        blob = eddy__blob_new(header_len + loop->deflate_out.len);
+            header, pub->opcode, EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1, out->len, NULL);
+        blob = eddy__blob_new(header_len + out->len);
         if (blob != NULL) {
             memcpy(blob->data, header, header_len);
-            memcpy(blob->data + header_len, loop->deflate_out.data, loop->deflate_out.len);
+            memcpy(blob->data + header_len, out->data, out->len);
         }
     }
-    deflateReset(*zs);
+    deflateReset(zs);
     return blob;
 }
 

@@ -602,7 +602,7 @@ static void prepare_loop(eddy__loop_t *loop)
 
 static void *loop_thread_main(void *arg)
 {
-    eddy__loop_run(arg);
+    eddy__loop_run(arg, eddy__server_loop_should_exit);
     return NULL;
 }
 
@@ -724,7 +724,7 @@ int eddy_server_start(eddy_server_t *srv)
         loop->thread_started = true;
     }
     eddy__loop_flush(srv->loops[0]);
-    eddy__loop_run(srv->loops[0]);
+    eddy__loop_run(srv->loops[0], eddy__server_loop_should_exit);
     /* Loop 0 stopped, so a stop was requested of every loop: wait for the others. */
     for (int i = 1; i < srv->loop_count; i++) {
         if (srv->loops[i]->thread_started)

@@ -26,6 +26,7 @@
 
 #include "internal.h"
 
+typedef struct eddy__ws_state eddy__ws_state_t;
 struct eddy__ws_state {
     eddy__ws_header_t hdr; /* header of the frame being received */
     uint8_t hdr_stash[EDDY_WS_MAX_HEADER_LEN];
@@ -45,6 +46,18 @@ struct eddy__ws_state {
     uint8_t ctrl_len;
     uint8_t ctrl[125]; /* control frame payload assembled from pieces */
 };
+
+/* Per loop (EDDY__SLOT_WS), made when its first connection switches to WebSocket. */
+typedef struct ws_loop {
+    /* Input is parsed with scratch unless the connection has a state of its own; rx is the
+     * one in use while input is processed. */
+    eddy__ws_state_t *scratch;
+    eddy__ws_state_t *rx;
+    /* Shared by connections that agreed to no context takeover (reset per message). */
+    z_stream *shared_inflater;
+    z_stream *shared_deflaters[16]; /* by window bits */
+    eddy__buf_t deflate_out;        /* compressed output, framed and copied right away */
+} ws_loop_t;
 
 static const eddy_server_t *conn_srv(const eddy__conn_t *conn)
 {
@@ -81,6 +94,47 @@ static void debug_close_frame(const eddy__conn_t *conn, const char *what, uint16
     eddy__log_escape(escaped, sizeof(escaped), reason, reason_len);
     eddy__log(conn_srv(conn), EDDY__LOG_DEBUG, "session#%" PRIu64 ": close frame %s: %u \"%s\"",
               conn->id, what, code, escaped);
+}
+
+static void state_free(eddy__ws_state_t *ws);
+
+static void ws_loop_free(void *data)
+{
+    ws_loop_t *wl = data;
+    if (wl->scratch != NULL)
+        state_free(wl->scratch);
+    eddy__inflater_free(wl->shared_inflater);
+    for (size_t i = 0; i < EDDY__ARRAY_SIZE(wl->shared_deflaters); i++)
+        eddy__deflater_free(wl->shared_deflaters[i]);
+    eddy__buf_free(&wl->deflate_out);
+}
+
+/* The loop's WebSocket state, made on first use; NULL: out of memory. */
+static ws_loop_t *ws_loop(eddy__loop_t *loop)
+{
+    ws_loop_t *wl = eddy__loop_slot(loop, EDDY__SLOT_WS);
+    if (wl == NULL)
+        wl = eddy__loop_slot_make(loop, EDDY__SLOT_WS, sizeof(*wl), ws_loop_free);
+    return wl;
+}
+
+z_stream *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits)
+{
+    ws_loop_t *wl = ws_loop(loop);
+    if (wl == NULL)
+        return NULL;
+    const eddy__options_t *opts = &loop->srv->opts;
+    z_stream **zs = &wl->shared_deflaters[bits];
+    if (*zs == NULL)
+        *zs = eddy__deflater_new(bits, opts->websocket_compression_level,
+                                 opts->websocket_compression_mem_level);
+    return *zs;
+}
+
+eddy__buf_t *eddy__ws_deflate_out(eddy__loop_t *loop)
+{
+    ws_loop_t *wl = ws_loop(loop);
+    return wl != NULL ? &wl->deflate_out : NULL;
 }
 
 /* ---- opening handshake ---- */
@@ -403,8 +457,8 @@ static void ws_upgrade_request(eddy__conn_t *conn, eddy_request_t *req, eddy_res
     if (rc == 0 && has_pmd)
         rc = eddy__buf_append(&out, extensions, strlen(extensions));
     if (rc == 0)
-        rc = eddy__buf_printf(&out, "Server: eddy\r\nDate: %s\r\n\r\n",
-                              eddy__loop_http_date(conn->loop));
+        rc =
+            eddy__buf_printf(&out, "Server: eddy\r\nDate: %s\r\n\r\n", eddy__http_date(conn->loop));
     if (rc == 0)
         rc = eddy__conn_write(conn, out.data, out.len);
     eddy__buf_free(&out);
@@ -472,6 +526,8 @@ const eddy__http_upgrade_t eddy__ws_upgrade = {
  * compression or NULL. */
 static int ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd)
 {
+    if (ws_loop(conn->loop) == NULL)
+        return EDDY_ENOMEM;
     if (pmd != NULL) {
         conn->pmd_on = true;
         conn->pmd = *pmd;
@@ -516,13 +572,6 @@ static void ws_free(eddy__conn_t *conn)
     conn->proto_state = NULL;
 }
 
-void eddy__ws_loop_free(eddy__loop_t *loop)
-{
-    if (loop->ws_scratch != NULL)
-        state_free(loop->ws_scratch);
-    loop->ws_scratch = NULL;
-}
-
 /* The connection's own state, allocated (zeroed) if it has none. NULL: out of memory. */
 static eddy__ws_state_t *own_state(eddy__conn_t *conn)
 {
@@ -534,7 +583,8 @@ static eddy__ws_state_t *own_state(eddy__conn_t *conn)
 /* The receive state of the connection whose input is being processed. */
 static eddy__ws_state_t *rx_state(eddy__conn_t *conn)
 {
-    return conn->loop->ws_rx;
+    /* The loop's state exists: ws_start() made it. */
+    return ((ws_loop_t *)eddy__loop_slot(conn->loop, EDDY__SLOT_WS))->rx;
 }
 
 /* Whether a receive state holds anything that must outlive this read (bitwise: one
@@ -549,25 +599,25 @@ static bool state_busy(const eddy__ws_state_t *ws)
  * loop's scratch state (NULL: out of memory). */
 static eddy__ws_state_t *rx_begin(eddy__conn_t *conn)
 {
-    eddy__loop_t *loop = conn->loop;
+    ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
     if (conn->proto_state != NULL)
         return conn->proto_state;
     /* Input is not processed inside callbacks, so the scratch state serves one connection
      * at a time; should that ever change, the inner one gets a state of its own. */
-    if (loop->ws_rx == NULL && loop->ws_scratch != NULL)
-        return loop->ws_scratch;
-    if (loop->ws_rx != NULL)
+    if (wl->rx == NULL && wl->scratch != NULL)
+        return wl->scratch;
+    if (wl->rx != NULL)
         return own_state(conn);
-    loop->ws_scratch = calloc(1, sizeof(*loop->ws_scratch));
-    return loop->ws_scratch;
+    wl->scratch = calloc(1, sizeof(*wl->scratch));
+    return wl->scratch;
 }
 
 /* After a read: the scratch state moves into the connection if it is mid-frame or
  * mid-message, and a connection back at rest gives its own state up. */
 static void rx_end(eddy__conn_t *conn, eddy__ws_state_t *ws)
 {
-    eddy__loop_t *loop = conn->loop;
-    if (ws == loop->ws_scratch) {
+    ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
+    if (ws == wl->scratch) {
         /* A callback may have given the connection a state of its own meanwhile (a
          * deflater, sending with context takeover): the receive state joins it. */
         if (state_busy(ws) || conn->proto_state != NULL) {
@@ -624,32 +674,32 @@ static int hold_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void 
 /* Compresses and queues a whole data message (held while a fragmented one is being sent). */
 static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data, size_t len)
 {
-    eddy__loop_t *loop = conn->loop;
+    ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
     const eddy__options_t *opts = &conn_srv(conn)->opts;
     int bits = conn->pmd.server_window_bits;
-    z_stream **slot;
+    z_stream *zs;
     if (conn->pmd.server_no_context_takeover) {
-        slot = &loop->shared_deflaters[bits];
+        zs = eddy__ws_shared_deflater(conn->loop, bits);
     } else {
         eddy__ws_state_t *own = own_state(conn);
         if (own == NULL)
             return EDDY_ENOMEM;
-        slot = &own->deflater;
+        if (own->deflater == NULL)
+            own->deflater = eddy__deflater_new(bits, opts->websocket_compression_level,
+                                               opts->websocket_compression_mem_level);
+        zs = own->deflater;
     }
-    if (*slot == NULL)
-        *slot = eddy__deflater_new(bits, opts->websocket_compression_level,
-                                   opts->websocket_compression_mem_level);
-    if (*slot == NULL)
+    if (zs == NULL)
         return EDDY_ENOMEM;
-    int rc = eddy__deflate(*slot, data, len, &loop->deflate_out);
+    int rc = eddy__deflate(zs, data, len, &wl->deflate_out);
     if (conn->pmd.server_no_context_takeover)
-        deflateReset(*slot);
+        deflateReset(zs);
     if (rc != 0)
         return rc;
     int flags = EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1;
     if (conn->hold_output)
-        return hold_frame(conn, opcode, flags, loop->deflate_out.data, loop->deflate_out.len);
-    return queue_frame(conn, opcode, flags, loop->deflate_out.data, loop->deflate_out.len);
+        return hold_frame(conn, opcode, flags, wl->deflate_out.data, wl->deflate_out.len);
+    return queue_frame(conn, opcode, flags, wl->deflate_out.data, wl->deflate_out.len);
 }
 
 void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, size_t reason_len,
@@ -902,13 +952,13 @@ static void on_control_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
 static bool begin_inflate(eddy__conn_t *conn, size_t avail)
 {
     eddy__ws_state_t *ws = rx_state(conn);
-    eddy__loop_t *loop = conn->loop;
+    ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
     bool whole = ws->hdr.fin && ws->hdr.payload_len <= avail;
     if (conn->pmd.client_no_context_takeover && whole) {
         /* Inflated before anything else can run: the loop's stream serves everyone. */
-        if (loop->shared_inflater == NULL)
-            loop->shared_inflater = eddy__inflater_new(15);
-        ws->msg_inflater = loop->shared_inflater;
+        if (wl->shared_inflater == NULL)
+            wl->shared_inflater = eddy__inflater_new(15);
+        ws->msg_inflater = wl->shared_inflater;
     } else {
         if (ws->inflater == NULL)
             ws->inflater = eddy__inflater_new(conn->pmd.client_window_bits);
@@ -923,7 +973,8 @@ static void end_inflate(eddy__conn_t *conn)
     eddy__ws_state_t *ws = rx_state(conn);
     if (ws->msg_inflater == NULL)
         return;
-    if (ws->msg_inflater == conn->loop->shared_inflater) {
+    ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
+    if (ws->msg_inflater == wl->shared_inflater) {
         inflateReset(ws->msg_inflater);
     } else if (conn->pmd.client_no_context_takeover) {
         /* No history to keep: release the memory until the next such message. */
@@ -1194,8 +1245,8 @@ static size_t ws_process(eddy__conn_t *conn, char *buf, size_t len)
 static __attribute__((noinline)) size_t process_frames(eddy__conn_t *conn, uint8_t *p, size_t off,
                                                        size_t len)
 {
-    eddy__loop_t *loop = conn->loop;
-    eddy__ws_state_t *outer = loop->ws_rx;
+    ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
+    eddy__ws_state_t *outer = wl->rx;
     eddy__ws_state_t *ws = rx_begin(conn);
     if (ws == NULL) {
         eddy__log(conn_srv(conn), EDDY__LOG_ERROR,
@@ -1203,7 +1254,7 @@ static __attribute__((noinline)) size_t process_frames(eddy__conn_t *conn, uint8
         eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return len;
     }
-    loop->ws_rx = ws;
+    wl->rx = ws;
     while (!conn->ending) {
         if (!ws->in_frame) {
             if (off == len)
@@ -1219,7 +1270,7 @@ static __attribute__((noinline)) size_t process_frames(eddy__conn_t *conn, uint8
         if (!conn->ending && ws->in_frame && off == len)
             break;
     }
-    loop->ws_rx = outer;
+    wl->rx = outer;
     rx_end(conn, ws);
     return conn->ending ? len : off;
 }
