@@ -12,8 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "deflate.h"
 #include "fuzz.h"
-#include "internal.h"
 
 /* Case-insensitive search in bytes that may hold NULs. */
 static bool contains(const char *hay, size_t len, const char *needle)

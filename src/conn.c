@@ -21,7 +21,6 @@
  *      destroy the last frames in flight (a close frame, an error response).
  *   3. The descriptor is closed and the memory freed, at the end of that iteration.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -30,7 +29,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "conn.h"
+#include "log.h"
+#include "tls.h"
 
 #define LINGER_MS   3000
 #define IOV_BATCH   64
@@ -1065,27 +1066,6 @@ void eddy__conn_pause(eddy__conn_t *conn, bool paused)
 }
 
 /* ---- creation ---- */
-
-void eddy__peer_set(eddy__peer_t *peer, const struct sockaddr *sa)
-{
-    memset(peer, 0, sizeof(*peer));
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-        memcpy(peer->addr, &a->sin6_addr, 16);
-        peer->port = ntohs(a->sin6_port);
-    } else {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-        memcpy(peer->addr, &a->sin_addr, 4);
-        peer->port = ntohs(a->sin_port);
-        peer->v4 = true;
-    }
-}
-
-void eddy__peer_format(const eddy__peer_t *peer, char ip[46], int *port)
-{
-    inet_ntop(peer->v4 ? AF_INET : AF_INET6, peer->addr, ip, 46);
-    *port = peer->port;
-}
 
 void eddy__conn_set_status(eddy__conn_t *conn, int status)
 {

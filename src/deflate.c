@@ -14,7 +14,8 @@
 #include <strings.h>
 #include <zlib.h>
 
-#include "internal.h"
+#include "codec.h"
+#include "deflate.h"
 
 /* ---- negotiation ---- */
 

@@ -16,7 +16,8 @@
 #include <strings.h>
 #include <time.h>
 
-#include "internal.h"
+#include "http.h"
+#include "log.h"
 
 enum stage {
     STAGE_HEAD,

@@ -17,7 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "log.h"
+#include "server.h"
 
 #define LINE_MAX_BYTES 1024
 

@@ -10,7 +10,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "conn.h"
+#include "log.h"
+#include "loop.h"
 
 #define RECV_BUF_SIZE (256 * 1024)
 /* Timer ids carry their loop's index in the low bits, so any thread can route a clear. */

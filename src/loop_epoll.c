@@ -7,7 +7,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "loop.h"
 
 #define MAX_EVENTS 1024
 

@@ -17,7 +17,10 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "internal.h"
+#include "conn.h"
+#include "log.h"
+#include "pubsub.h"
+#include "ws.h"
 
 static uint64_t topic_hash(const char *name, size_t len)
 {

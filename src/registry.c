@@ -15,7 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "conn.h"
+#include "registry.h"
 
 /* ---- id -> connection maps ---- */
 

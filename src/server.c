@@ -18,7 +18,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "pubsub.h"
+#include "server.h"
+#include "tls.h"
+#include "ws.h"
 
 #define ACCEPT_BATCH 64
 /* After ENOBUFS/ENOMEM (or EMFILE/ENFILE with no spare descriptor), accepting pauses this

@@ -10,7 +10,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "log.h"
+#include "server.h"
+#include "settings.h"
 
 #define MAX_CONNECTION_CAP 1048576
 

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "loop.h"
+#include "server.h"
+#include "task.h"
 
 typedef struct task {
     eddy__cmd_t done; /* posted to origin when the work is finished */

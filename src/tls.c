@@ -19,7 +19,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "conn.h"
+#include "log.h"
+#include "tls.h"
 
 /* The most recent OpenSSL error as text (the queue is cleared). */
 static const char *ssl_error_text(char *buf, size_t cap)

@@ -1,11 +1,14 @@
-/* Small building blocks: clocks, byte buffers, an arena, a hash map, error strings. */
+/* Small building blocks: clocks, byte buffers, an arena, a hash map, error strings, peer
+ * addresses. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "util.h"
 
 uint64_t eddy__monotonic_ms(void)
 {
@@ -295,4 +298,27 @@ const char *eddy_strerror(int err)
      * static, so any thread may call this. */
     const char *text = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
     return text != NULL ? text : "unknown error";
+}
+
+/* ---- peer addresses ---- */
+
+void eddy__peer_set(eddy__peer_t *peer, const struct sockaddr *sa)
+{
+    memset(peer, 0, sizeof(*peer));
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        memcpy(peer->addr, &a->sin6_addr, 16);
+        peer->port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        memcpy(peer->addr, &a->sin_addr, 4);
+        peer->port = ntohs(a->sin_port);
+        peer->v4 = true;
+    }
+}
+
+void eddy__peer_format(const eddy__peer_t *peer, char ip[46], int *port)
+{
+    inet_ntop(peer->v4 ? AF_INET : AF_INET6, peer->addr, ip, 46);
+    *port = peer->port;
 }

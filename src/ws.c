@@ -24,7 +24,8 @@
 #include <strings.h>
 #include <zlib.h>
 
-#include "internal.h"
+#include "log.h"
+#include "ws.h"
 
 typedef struct eddy__ws_state eddy__ws_state_t;
 struct eddy__ws_state {

@@ -3,7 +3,7 @@
 #include <sys/mman.h>
 #include <zlib.h>
 
-#include "internal.h"
+#include "deflate.h"
 #include "test.h"
 
 static const eddy__pmd_config_t defaults = {.server_window_bits = 15, .client_window_bits = 15};

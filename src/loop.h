@@ -1,0 +1,243 @@
+/*
+ * The event loop (loop.c) and its backend (loop_epoll.c): I/O watchers, timers, posted
+ * commands, deferred calls, and slots for the per-loop state of the modules above.
+ */
+#ifndef EDDY_LOOP_H
+#define EDDY_LOOP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct eddy__seg eddy__seg_t;
+typedef struct eddy__listen_sock eddy__listen_sock_t;
+
+/* Output segments come in a few sizes (conn.c), each with a bounded per-loop cache: a
+ * small frame queued to each of thousands of connections takes a small segment each. */
+#define EDDY__SEG_CLASSES  4
+#define EDDY__SEG_MAX_SIZE 16384 /* the largest class; bigger writes get a segment of their own */
+/* Bytes read at once behind input already pending. */
+#define EDDY__READ_CHUNK 16384
+
+typedef struct eddy__loop eddy__loop_t;
+typedef struct eddy__io eddy__io_t;
+
+/* HANGUP watches for the peer's hang-up (and errors) alone, for a socket whose input
+ * waits: it fires only when READ is not watched. */
+enum { EDDY__IO_READ = 1, EDDY__IO_WRITE = 2, EDDY__IO_HANGUP = 4 };
+
+/* Called with the events that fired; errors and hang-ups are reported as READ so the
+ * owner discovers them through read(), or as HANGUP to a watcher of that alone. */
+typedef void (*eddy__io_cb)(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
+
+struct eddy__io {
+    int fd;
+    unsigned events; /* currently watched: EDDY__IO_* bits, 0 = not added */
+    eddy__io_cb cb;
+};
+
+/* Starts, changes or stops (events 0) watching io->fd. Returns 0 or -errno. */
+int eddy__io_set(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
+
+/* worker_num's upper bound: the server keeps room for this many loops. */
+#define EDDY__MAX_LOOPS 256
+
+/* Backend interface: what an epoll, io_uring or kqueue backend provides. */
+int eddy__backend_init(eddy__loop_t *loop);
+void eddy__backend_free(eddy__loop_t *loop);
+int eddy__backend_ctl(eddy__loop_t *loop, eddy__io_t *io, unsigned old_events, unsigned new_events);
+/* Waits up to timeout_ms (-1: forever), refreshes the loop's clock (eddy__loop_refresh_clock)
+ * and calls the watchers that are ready. */
+int eddy__backend_poll(eddy__loop_t *loop, int timeout_ms);
+
+typedef struct eddy__timer eddy__timer_t;
+typedef void (*eddy__timer_fn)(eddy__loop_t *loop, eddy__timer_t *timer);
+
+/* A timer embedded in its owner; the loop keeps scheduled timers in a binary min-heap. */
+struct eddy__timer {
+    uint64_t due_ms;
+    uint64_t seq;      /* orders timers due at the same millisecond by start order */
+    size_t heap_index; /* SIZE_MAX when not scheduled */
+    eddy__timer_fn fn;
+};
+
+void eddy__timer_init(eddy__timer_t *timer, eddy__timer_fn fn);
+/* Every timer that may be scheduled holds a place in its loop's heap, reserved when the
+ * timer is made and released when it goes, so that scheduling it never fails: a timeout,
+ * the heartbeat or a tick's next run cannot be lost to out-of-memory. Reserve returns 0 or
+ * EDDY_ENOMEM. */
+int eddy__timer_reserve(eddy__loop_t *loop);
+void eddy__timer_release(eddy__loop_t *loop);
+/* (Re)schedules a timer (holding a reservation) delay_ms from the loop's current time. */
+void eddy__timer_start(eddy__loop_t *loop, eddy__timer_t *timer, uint64_t delay_ms);
+void eddy__timer_stop(eddy__loop_t *loop, eddy__timer_t *timer);
+static inline bool eddy__timer_active(const eddy__timer_t *timer)
+{
+    return timer->heap_index != SIZE_MAX;
+}
+
+typedef struct eddy__defer {
+    eddy_defer_cb cb;
+    void *arg;
+} eddy__defer_t;
+
+/*
+ * Work posted to a loop from another thread: a function the loop runs on its own thread,
+ * with the command (allocated by the poster, freed by fn) as argument. Commands from one
+ * thread run in the order they were posted.
+ */
+typedef struct eddy__cmd eddy__cmd_t;
+typedef void (*eddy__cmd_fn)(eddy__loop_t *loop, eddy__cmd_t *cmd);
+struct eddy__cmd {
+    eddy__cmd_t *next;
+    eddy__cmd_fn fn;
+};
+
+/* Posts cmd to loop (any thread; lock-free) and wakes it if needed. */
+void eddy__loop_post(eddy__loop_t *loop, eddy__cmd_t *cmd);
+/* Runs the commands posted so far (on the loop's thread). */
+void eddy__loop_run_posted(eddy__loop_t *loop);
+/* Runs posted commands and the deferred calls they queue, for a loop that is not
+ * running (eddy_server_free()). */
+void eddy__loop_run_pending(eddy__loop_t *loop);
+
+/* Per-loop state of the modules above the loop, which the loop holds without knowing what
+ * it is: a slot each, filled by its module on first use (eddy__loop_slot_make()) and freed
+ * with the loop. */
+enum eddy__loop_slot {
+    EDDY__SLOT_HTTP,   /* http.c: the request being dispatched, spare states, Date cache */
+    EDDY__SLOT_WS,     /* ws.c: receive scratch state, shared zlib streams */
+    EDDY__SLOT_PUBSUB, /* pubsub.c: this loop's topics */
+    EDDY__SLOT_COUNT,
+};
+
+/* Frees what a slot's data holds (the loop frees the data itself). */
+typedef void (*eddy__slot_free_fn)(void *data);
+
+struct eddy__loop {
+    eddy_server_t *srv;
+    int index;
+    int log_level; /* the server's, copied at start for eddy__log_on() */
+    /* Frames shorter than this may take the WebSocket fast path (ws.c): package_max_length
+     * + 1, or 0 at trace level, so that every frame goes where it is logged. */
+    size_t ws_fast_limit;
+    pthread_t thread;
+    bool thread_started;
+    _Atomic(eddy__cmd_t *) inbox; /* posted commands, newest first */
+    atomic_bool wake_pending;     /* the wakeup eventfd was written and not yet drained */
+    /* Every connection this loop owns, by session id, from accept to the final close
+     * (released ones included, which lookups skip). */
+    eddy__connmap_t conns;
+    eddy__conn_t *dispatching; /* the connection whose message or open callback runs */
+    struct {
+        void *data;
+        eddy__slot_free_fn free;
+    } slots[EDDY__SLOT_COUNT];
+    uint64_t now_wall_ms; /* Unix time in ms, refreshed with now_ms */
+    int backend_fd;
+    void *backend_events;
+    int backend_max_events;
+    uint64_t now_ms; /* monotonic time, refreshed once per iteration */
+
+    eddy__timer_t **heap;
+    size_t heap_len;
+    size_t heap_cap;
+    size_t heap_reserved; /* places promised to timers: heap_len <= heap_reserved <= cap */
+    uint64_t timer_seq;
+    eddy__map_t user_timers; /* timer id -> struct user_timer */
+
+    eddy__defer_t *defers;
+    size_t defers_len;
+    size_t defers_cap;
+
+    /* Every read lands here first; only bytes a parser cannot finish yet are copied into
+     * the connection, so an idle connection owns no input buffer. */
+    char *recv_buf;
+    size_t recv_cap;
+
+    /* Output of the connection being read while its queue is empty, sent in one write
+     * when its input is processed (conn.c). */
+    char *cork;
+    size_t cork_len;
+
+    eddy__conn_t *reading;    /* the connection whose input is being processed */
+    eddy__conn_t *flush_head; /* connections with output to write, oldest first */
+    eddy__conn_t *flush_tail;
+    eddy__conn_t *reap_head; /* connections whose close callback is due, in order */
+    eddy__conn_t *reap_tail;
+    eddy__conn_t *free_head; /* closed connections, freed at the end of the iteration */
+
+    eddy__seg_t *seg_cache[EDDY__SEG_CLASSES]; /* spare output segments by size class */
+    uint16_t seg_cache_len[EDDY__SEG_CLASSES];
+    eddy__seg_t *ref_cache; /* spare segments for shared frames */
+    size_t ref_cache_len;
+
+    int wakeup_fd; /* eventfd: wakes the loop from other threads (stop) */
+    eddy__io_t wakeup_io;
+    bool stopping;
+
+    eddy__timer_t heartbeat;
+    eddy__timer_t ws_ping;      /* websocket_ping_interval: keep-alive pings (server.c) */
+    uint64_t ws_ping_next_ms;   /* when the next round of pings is due */
+    eddy__timer_t accept_timer; /* resumes accepting after ENOBUFS/ENOMEM */
+    int spare_fd;               /* kept open to shed the backlog when out of descriptors */
+    uint64_t accept_shed;       /* connections shed that way (logged) */
+    eddy__listen_sock_t *listen_socks;
+    int listen_sock_count;
+    int next_handoff; /* round-robin target when handing accepted sockets over */
+    uint64_t shutdown_deadline_ms;
+
+    /* Access log lines not written yet (written at the end of the iteration), and the
+     * cached time field for them. */
+    eddy__buf_t access_out;
+    time_t access_date_sec;
+    char access_date[32];
+};
+
+/* Whether lines at level are logged: one compare with the loop's copy of log_level, for
+ * hot paths (per frame) that must not pay a call or formatting for lines that are off. */
+static inline bool eddy__log_on(const eddy__loop_t *loop, int level)
+{
+    return __builtin_expect(level >= loop->log_level, 0);
+}
+
+/* The access log time field for now ("04/Dec/2026:21:00:00 +0000"), cached per second. */
+const char *eddy__access_log_date(eddy__loop_t *loop);
+/* Writes the loop's buffered access log lines (log.c). */
+void eddy__access_log_flush(eddy__loop_t *loop);
+
+/* The loop whose thread is running this code (NULL outside loop threads). */
+extern _Thread_local eddy__loop_t *eddy__current_loop;
+
+/* The calling thread's loop if it is one of srv's, else NULL (an application thread, or
+ * another server's loop): the one answer to "which loop am I on". */
+static inline eddy__loop_t *eddy__loop_here(const eddy_server_t *srv)
+{
+    eddy__loop_t *here = eddy__current_loop;
+    return here != NULL && here->srv == srv ? here : NULL;
+}
+
+/* A slot's data, NULL until its module made it. */
+static inline void *eddy__loop_slot(const eddy__loop_t *loop, enum eddy__loop_slot slot)
+{
+    return loop->slots[slot].data;
+}
+
+/* Fills an empty slot with size zeroed bytes; free_fn (may be NULL) frees what they hold
+ * when the loop is freed. Returns the data, or NULL when memory is short. */
+void *eddy__loop_slot_make(eddy__loop_t *loop, enum eddy__loop_slot slot, size_t size,
+                           eddy__slot_free_fn free_fn);
+
+int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index);
+/* Frees the loop and its slots. */
+void eddy__loop_free(eddy__loop_t *loop);
+/* Reads the clocks into loop->now_ms and now_wall_ms. */
+void eddy__loop_refresh_clock(eddy__loop_t *loop);
+/* Runs iterations until should_exit, called at the start of each, returns true. */
+void eddy__loop_run(eddy__loop_t *loop, bool (*should_exit)(eddy__loop_t *loop));
+void eddy__loop_wakeup(eddy__loop_t *loop);
+
+#endif /* EDDY_LOOP_H */

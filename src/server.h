@@ -1,0 +1,84 @@
+/*
+ * The server (server.c): listeners, accept, the methods of eddy.h, heartbeat, shutdown.
+ */
+#ifndef EDDY_SERVER_H
+#define EDDY_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "log.h"
+#include "loop.h"
+#include "pubsub.h"
+#include "registry.h"
+#include "settings.h"
+#include "task.h"
+
+typedef struct eddy__listener eddy__listener_t;
+struct ssl_ctx_st;
+
+struct eddy__listener {
+    eddy_server_t *srv;
+    char *host;
+    int port;  /* as configured (0: any) */
+    int flags; /* EDDY_LISTEN_* */
+    int bound_port;
+    struct ssl_ctx_st *tls_ctx;
+};
+
+/* A listening socket of a loop: with enable_reuse_port every loop has one per listener,
+ * otherwise loop 0 has them all and hands accepted sockets to the other loops. */
+struct eddy__listen_sock {
+    eddy__io_t io;
+    eddy__listener_t *listener;
+    bool paused; /* out of memory or descriptors: accepting resumes after a pause */
+};
+
+struct eddy_server {
+    eddy__options_t opts;
+    void *user_data;
+
+    eddy_server_cb on_start;
+    eddy_server_cb on_shutdown;
+    eddy_connect_cb on_connect;
+    eddy_open_cb on_open;
+    eddy_message_cb on_message;
+    eddy_close_cb on_close;
+    eddy_close_cb on_disconnect;
+    eddy_request_cb on_handshake;
+    eddy_upgrade_cb on_upgrade;
+    eddy_request_cb on_request;
+    eddy_drain_cb on_drain;
+    const struct eddy__http_upgrade *http_upgrade; /* takes upgrade requests: eddy__ws_upgrade */
+
+    eddy__listener_t *listeners;
+    int listener_count;
+
+    eddy__registry_t registry;
+    eddy__topics_t topics;
+    eddy__taskpool_t *tasks; /* guarded by task_lock */
+    pthread_mutex_t task_lock;
+    _Atomic uint64_t task_seq;
+    /* Room for the most loops worker_num allows, so the array never moves. Loops live until
+     * eddy_server_free(): application threads may reach them at any time before that. */
+    eddy__loop_t **loops;   /* pointers: a loop never moves, epoll holds its watchers */
+    _Atomic int loop_count; /* loops of the current (or last) run */
+    int loops_made;         /* loops created so far: loop_count of them run, all are freed */
+    bool running;
+    /* eddy_server_stop() was called: every loop reads it, so loops a start creates later
+     * (worker_num grew) see a stop asked before that start. */
+    atomic_bool stop_requested;
+    _Atomic uint64_t timer_seq;
+
+    int log_fd;
+    eddy_log_cb on_log;
+    int access_fd; /* http_access_log, opened at start; -1: off */
+};
+
+/* Starts closing everything once a stop was requested; true when the loop may exit. */
+bool eddy__server_loop_should_exit(eddy__loop_t *loop);
+/* A session is reaped (proto->closed() of the server's protocols): runs the close or
+ * disconnect callback and drops its subscriptions. */
+void eddy__server_session_closed(eddy__conn_t *conn);
+
+#endif /* EDDY_SERVER_H */
