@@ -141,6 +141,7 @@ struct eddy__conn {
     bool pmd_on : 1;        /* permessage-deflate was negotiated: see pmd */
     bool ws_close_sent : 1; /* our close frame is queued: no more data frames */
     bool hold_output : 1;   /* a fragmented message is being sent: whole messages wait in held */
+    bool ws_client : 1;     /* the WebSocket session's role is client (ws.c) */
     eddy__pmd_t pmd;
     /* When output went over the soft limit, in ticks of 2^EDDY__SOFT_TICK_SHIFT ms of the
      * loop clock, wrapping: 16 bits fit in padding (the struct stays 168 bytes) and span
@@ -196,7 +197,7 @@ eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *
                              const eddy__proto_t *proto);
 /* Switches the connection to another protocol (an upgrade), with no state yet. Called from
  * inside the old protocol's process(), which frees its own state before it returns and
- * returns the bytes it consumed; the new protocol gets the rest. */
+ * returns the bytes it consumed (the new protocol gets the rest), or from its start(). */
 void eddy__conn_switch(eddy__conn_t *conn, const eddy__proto_t *proto);
 /* Sets websocket_status. */
 void eddy__conn_set_status(eddy__conn_t *conn, int status);

@@ -271,7 +271,8 @@ static int subscribe_local(eddy__conn_t *conn, const char *name, size_t len, boo
 static int subscribe_here(eddy__conn_t *conn, const char *name, size_t len)
 {
     eddy__loop_t *loop = conn->loop;
-    if (!eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE)
+    /* Published frames are shared unmasked: for the server role only. */
+    if (!eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE || conn->ws_client)
         return EDDY_ESTATE;
     if (find_sub(conn, name, len) != NULL)
         return 1;

@@ -18,6 +18,8 @@
  * move into an allocation of the connection's own, freed again once the connection is
  * back at rest. Idle connections therefore cost nothing here.
  */
+#include <errno.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,8 +272,6 @@ static void handshake_failed(eddy__conn_t *conn, int level, int status, const ch
     eddy__http_fail(conn, status, body);
 }
 
-static int ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd);
-
 /* Not switched to WebSocket yet, and not closing. */
 static bool upgrade_pending(const eddy__conn_t *conn)
 {
@@ -463,7 +463,7 @@ static void ws_upgrade_request(eddy__conn_t *conn, eddy_request_t *req, eddy_res
     if (rc == 0)
         rc = eddy__conn_write(conn, out.data, out.len);
     eddy__buf_free(&out);
-    if (rc != 0 || ws_start(conn, has_pmd ? &pmd : NULL) != 0) {
+    if (rc != 0 || eddy__ws_start(conn, EDDY__WS_SERVER, has_pmd ? &pmd : NULL) != 0) {
         eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return;
     }
@@ -495,7 +495,7 @@ static int ws_upgrade_end(eddy_response_t *resp, const void *data, size_t len)
                                          sizeof(extensions));
         int rc = eddy__response_send_head(resp, has_pmd ? extensions : NULL, -1);
         if (rc == 0)
-            rc = ws_start(conn, has_pmd ? &pmd : NULL);
+            rc = eddy__ws_start(conn, EDDY__WS_SERVER, has_pmd ? &pmd : NULL);
         if (rc != 0) {
             eddy__conn_close(conn, EDDY__CLOSE_ABORT);
             return rc;
@@ -523,12 +523,11 @@ const eddy__http_upgrade_t eddy__ws_upgrade = {
     .end = ws_upgrade_end,
 };
 
-/* Switches the connection to WebSocket after a 101 was queued; pmd is the agreed
- * compression or NULL. */
-static int ws_start(eddy__conn_t *conn, const eddy__pmd_t *pmd)
+int eddy__ws_start(eddy__conn_t *conn, enum eddy__ws_role role, const eddy__pmd_t *pmd)
 {
     if (ws_loop(conn->loop) == NULL)
         return EDDY_ENOMEM;
+    conn->ws_client = role == EDDY__WS_CLIENT;
     if (pmd != NULL) {
         conn->pmd_on = true;
         conn->pmd = *pmd;
@@ -553,9 +552,33 @@ bool eddy__ws_close_sent(const eddy__conn_t *conn)
     return conn->ws_close_sent;
 }
 
+/* The permessage-deflate parameters of each direction, for the session's role: eddy__pmd_t
+ * names them from the server's side. */
+static int tx_window_bits(const eddy__conn_t *conn)
+{
+    return conn->ws_client ? conn->pmd.client_window_bits : conn->pmd.server_window_bits;
+}
+
+static bool tx_no_context_takeover(const eddy__conn_t *conn)
+{
+    return conn->ws_client ? conn->pmd.client_no_context_takeover
+                           : conn->pmd.server_no_context_takeover;
+}
+
+static int rx_window_bits(const eddy__conn_t *conn)
+{
+    return conn->ws_client ? conn->pmd.server_window_bits : conn->pmd.client_window_bits;
+}
+
+static bool rx_no_context_takeover(const eddy__conn_t *conn)
+{
+    return conn->ws_client ? conn->pmd.server_no_context_takeover
+                           : conn->pmd.client_no_context_takeover;
+}
+
 int eddy__ws_shared_deflate_bits(const eddy__conn_t *conn)
 {
-    return conn->pmd_on && conn->pmd.server_no_context_takeover ? conn->pmd.server_window_bits : 0;
+    return conn->pmd_on && tx_no_context_takeover(conn) ? tx_window_bits(conn) : 0;
 }
 
 static void state_free(eddy__ws_state_t *ws)
@@ -645,10 +668,60 @@ static void rx_end(eddy__conn_t *conn, eddy__ws_state_t *ws)
 
 /* ---- sending ---- */
 
+/* Writes a masked frame's header: the unmasked one plus the mask bit and the key, which
+ * follows the length (RFC 6455 5.2). Done here rather than by passing the key to
+ * eddy__ws_write_header() so the server's calls keep its specialisation for no key. */
+static size_t write_masked_header(uint8_t out[EDDY_WS_MAX_HEADER_LEN], uint8_t opcode, int flags,
+                                  size_t len, const uint8_t mask[4])
+{
+    size_t header_len = eddy__ws_write_header(out, opcode, flags, len, NULL);
+    out[1] |= 0x80;
+    memcpy(out + header_len, mask, 4);
+    return header_len + 4;
+}
+
+/* queue_frame(), or hold_frame() with hold, for the client role: masked with a fresh key
+ * (out of line, so the server's queue_frame() stays small). */
+static __attribute__((noinline)) int queue_masked(eddy__conn_t *conn, uint8_t opcode, int flags,
+                                                  const void *payload, size_t len, bool hold)
+{
+    uint8_t mask[4];
+    if (RAND_bytes(mask, sizeof(mask)) != 1) {
+        eddy__log(conn_srv(conn), EDDY__LOG_ERROR,
+                  "session#%" PRIu64 ": no random bytes for a mask key", conn->id);
+        return -EIO;
+    }
+    uint8_t *room = hold ? NULL : eddy__conn_reserve(conn, EDDY_WS_MAX_HEADER_LEN + len);
+    if (room != NULL) {
+        size_t header_len = write_masked_header(room, opcode, flags, len, mask);
+        if (len) {
+            memcpy(room + header_len, payload, len);
+            eddy__ws_mask(room + header_len, len, mask, 0);
+        }
+        eddy__conn_commit(conn, header_len + len);
+        return 0;
+    }
+    /* Held, or larger than a segment: masked in a copy (the caller's bytes stay as they
+     * are). */
+    uint8_t header[EDDY_WS_MAX_HEADER_LEN];
+    size_t header_len = write_masked_header(header, opcode, flags, len, mask);
+    uint8_t *copy = malloc(len);
+    if (copy == NULL)
+        return EDDY_ENOMEM;
+    memcpy(copy, payload, len);
+    eddy__ws_mask(copy, len, mask, 0);
+    int rc = hold ? eddy__conn_hold2(conn, header, header_len, copy, len)
+                  : eddy__conn_write2(conn, header, header_len, copy, len);
+    free(copy);
+    return rc;
+}
+
 static int queue_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void *payload,
                        size_t len)
 {
     flags &= EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1;
+    if (conn->ws_client)
+        return queue_masked(conn, opcode, flags, payload, len, false);
     /* Framed in place in the output queue where it fits: no copy of the header. */
     uint8_t *room = eddy__conn_reserve(conn, EDDY_WS_MAX_HEADER_LEN + len);
     if (room != NULL) {
@@ -667,6 +740,8 @@ static int queue_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void
 static int hold_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void *payload,
                       size_t len)
 {
+    if (conn->ws_client)
+        return queue_masked(conn, opcode, flags, payload, len, true);
     uint8_t header[EDDY_WS_MAX_HEADER_LEN];
     size_t header_len = eddy__ws_write_header(header, opcode, flags, len, NULL);
     return eddy__conn_hold2(conn, header, header_len, payload, len);
@@ -677,9 +752,9 @@ static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data
 {
     ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
     const eddy__options_t *opts = &conn_srv(conn)->opts;
-    int bits = conn->pmd.server_window_bits;
+    int bits = tx_window_bits(conn);
     z_stream *zs;
-    if (conn->pmd.server_no_context_takeover) {
+    if (tx_no_context_takeover(conn)) {
         zs = eddy__ws_shared_deflater(conn->loop, bits);
     } else {
         eddy__ws_state_t *own = own_state(conn);
@@ -693,7 +768,7 @@ static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data
     if (zs == NULL)
         return EDDY_ENOMEM;
     int rc = eddy__deflate(zs, data, len, &wl->deflate_out);
-    if (conn->pmd.server_no_context_takeover)
+    if (tx_no_context_takeover(conn))
         deflateReset(zs);
     if (rc != 0)
         return rc;
@@ -737,7 +812,7 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
 static void ws_timeout(eddy__conn_t *conn)
 {
     eddy__log(conn_srv(conn), EDDY__LOG_INFO,
-              "session#%" PRIu64 ": no close frame from the peer in time, closing", conn->id);
+              "session#%" PRIu64 ": closing handshake not finished in time, closing", conn->id);
     eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
 }
 
@@ -920,9 +995,9 @@ static void on_close_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
             return;
     }
     /* Answer (echoing the code and reason, as Swoole does) unless we started the closing
-     * handshake; either way the handshake is complete and the server closes the TCP
-     * connection first. */
-    eddy__ws_send_close(conn, code, reason_copy, reason_len, false);
+     * handshake; either way the handshake is complete, and the server closes the TCP
+     * connection first: a client waits for that (bounded by websocket_close_timeout). */
+    eddy__ws_send_close(conn, code, reason_copy, reason_len, conn->ws_client);
 }
 
 static void on_control_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
@@ -955,14 +1030,14 @@ static bool begin_inflate(eddy__conn_t *conn, size_t avail)
     eddy__ws_state_t *ws = rx_state(conn);
     ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
     bool whole = ws->hdr.fin && ws->hdr.payload_len <= avail;
-    if (conn->pmd.client_no_context_takeover && whole) {
+    if (rx_no_context_takeover(conn) && whole) {
         /* Inflated before anything else can run: the loop's stream serves everyone. */
         if (wl->shared_inflater == NULL)
             wl->shared_inflater = eddy__inflater_new(15);
         ws->msg_inflater = wl->shared_inflater;
     } else {
         if (ws->inflater == NULL)
-            ws->inflater = eddy__inflater_new(conn->pmd.client_window_bits);
+            ws->inflater = eddy__inflater_new(rx_window_bits(conn));
         ws->msg_inflater = ws->inflater;
     }
     return ws->msg_inflater != NULL;
@@ -977,7 +1052,7 @@ static void end_inflate(eddy__conn_t *conn)
     ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
     if (ws->msg_inflater == wl->shared_inflater) {
         inflateReset(ws->msg_inflater);
-    } else if (conn->pmd.client_no_context_takeover) {
+    } else if (rx_no_context_takeover(conn)) {
         /* No history to keep: release the memory until the next such message. */
         eddy__inflater_free(ws->inflater);
         ws->inflater = NULL;
@@ -1032,7 +1107,8 @@ static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
         fail(conn, EDDY_WS_CLOSE_PROTOCOL_ERROR, "invalid frame length");
         return 0;
     }
-    eddy__ws_rules_t rules = {.expect_masked = true, .allowed_rsv = conn->pmd_on ? 4 : 0};
+    eddy__ws_rules_t rules = {.expect_masked = !conn->ws_client,
+                              .allowed_rsv = conn->pmd_on ? 4 : 0};
     if (eddy__log_on(conn->loop, EDDY__LOG_TRACE))
         trace_frame(conn, "received", ws->hdr.opcode, ws->hdr.fin, ws->hdr.rsv & 4,
                     ws->hdr.payload_len);
@@ -1121,7 +1197,8 @@ static size_t read_payload(eddy__conn_t *conn, uint8_t *buf, size_t len)
     eddy__ws_header_t *hdr = &ws->hdr;
     size_t take = (size_t)EDDY__MIN((uint64_t)len, hdr->payload_len - ws->frame_done);
     bool whole = ws->frame_done == 0 && take == hdr->payload_len;
-    eddy__ws_mask(buf, take, hdr->mask, ws->frame_done);
+    if (hdr->masked)
+        eddy__ws_mask(buf, take, hdr->mask, ws->frame_done);
     ws->frame_done += take;
     bool frame_complete = ws->frame_done == hdr->payload_len;
 
@@ -1228,7 +1305,8 @@ static size_t ws_process(eddy__conn_t *conn, char *buf, size_t len)
 {
     uint8_t *p = (uint8_t *)buf;
     size_t off = 0;
-    if (rx_at_rest(conn->proto_state)) {
+    /* The whole-frame path reads masked frames: a server's input. */
+    if (!conn->ws_client && rx_at_rest(conn->proto_state)) {
         size_t used;
         while (off < len && (used = read_whole_frame(conn, p + off, len - off)) > 0) {
             off += used;

@@ -13,6 +13,21 @@
 extern const eddy__proto_t eddy__ws_proto;
 extern const eddy__http_upgrade_t eddy__ws_upgrade;
 
+/* A session's role (RFC 6455 5.1, 5.3, 7.1.1), as in wslay's server and client contexts.
+ * A server expects masked frames and sends unmasked ones; it closes the TCP connection
+ * first once the closing handshake is done. A client expects unmasked frames and masks
+ * what it sends with a fresh key from a CSPRNG (OpenSSL's RAND_bytes) per frame; it waits
+ * (websocket_close_timeout) for the server to close the TCP connection. A frame masked the
+ * wrong way for the role fails the connection with 1002. The permessage-deflate
+ * parameters (eddy__pmd_t, named from the server's side) apply mirrored for a client. */
+enum eddy__ws_role { EDDY__WS_SERVER, EDDY__WS_CLIENT };
+
+/* Switches conn to the WebSocket session in role after the opening handshake (its answer
+ * already queued, or received); pmd is the agreed compression or NULL. Called from the
+ * previous protocol's process() or start() (eddy__conn_switch()). Returns 0 or
+ * EDDY_ENOMEM. */
+int eddy__ws_start(eddy__conn_t *conn, enum eddy__ws_role role, const eddy__pmd_t *pmd);
+
 /* Negotiates permessage-deflate for an upgrade request, if enabled. Returns true and fills
  * *pmd and header (a complete "Sec-WebSocket-Extensions: ...\r\n" line) when agreed. */
 bool eddy__ws_negotiate(eddy__conn_t *conn, const eddy_request_t *req, eddy__pmd_t *pmd,
@@ -35,7 +50,7 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
 /* True once a close frame went out (nothing may follow it). */
 bool eddy__ws_close_sent(const eddy__conn_t *conn);
 /* The window bits of the compressor a shared (published) frame may use for conn: > 0 when
- * it negotiated permessage-deflate without server context takeover, else 0. */
+ * it negotiated permessage-deflate without context takeover for what it sends, else 0. */
 int eddy__ws_shared_deflate_bits(const eddy__conn_t *conn);
 /* Frames and queues a message. Returns what eddy_push() documents. */
 int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, int flags);
