@@ -128,20 +128,22 @@ struct eddy__conn {
     bool ending;       /* eddy__conn_close() ran: input is discarded, output drains */
     uint8_t tls_wants; /* EDDY__IO_*: what OpenSSL waits for to make progress */
     bool in_flush_list : 1;
-    bool released : 1;         /* removed from the session table: it is no longer "live" */
-    bool read_eof : 1;         /* the peer shut down its side */
-    bool aborted : 1;          /* output was dropped: close without draining */
-    bool above_high : 1;       /* output went over the high watermark: drain is due */
-    bool dropping : 1;         /* slow consumer under the drop policy (logged once per episode) */
-    bool over_soft : 1;        /* output went over socket_buffer_soft_limit at over_soft_tick */
-    bool shutdown_sent : 1;    /* our side is shut down (lingering close) */
-    bool ever_established : 1; /* completed a WebSocket handshake at some point */
-    bool paused : 1;           /* input not processed (detached HTTP response pending) */
+    bool released : 1;      /* removed from the session table: it is no longer "live" */
+    bool read_eof : 1;      /* the peer shut down its side */
+    bool aborted : 1;       /* output was dropped: close without draining */
+    bool above_high : 1;    /* output went over the high watermark: drain is due */
+    bool dropping : 1;      /* slow consumer under the drop policy (logged once per episode) */
+    bool over_soft : 1;     /* output went over socket_buffer_soft_limit at over_soft_tick */
+    bool shutdown_sent : 1; /* our side is shut down (lingering close) */
+    bool paused : 1;        /* input not processed (detached HTTP response pending) */
     bool tls_handshaking : 1;
-    bool pmd_on : 1;        /* permessage-deflate was negotiated: see pmd */
-    bool ws_close_sent : 1; /* our close frame is queued: no more data frames */
-    bool hold_output : 1;   /* a fragmented message is being sent: whole messages wait in held */
-    bool ws_client : 1;     /* the WebSocket session's role is client (ws.c) */
+    bool hold_output : 1; /* a fragmented message is being sent: whole messages wait in held */
+    /* The WebSocket session at rest (ws.c; conn.c never reads these): kept here, a few
+     * bits and bytes, so that an idle session needs no state of its own. */
+    bool ever_established : 1; /* completed a WebSocket handshake at some point */
+    bool pmd_on : 1;           /* permessage-deflate was negotiated: see pmd */
+    bool ws_close_sent : 1;    /* our close frame is queued: no more data frames */
+    bool ws_client : 1;        /* the session's role is client */
     eddy__pmd_t pmd;
     /* When output went over the soft limit, in ticks of 2^EDDY__SOFT_TICK_SHIFT ms of the
      * loop clock, wrapping: 16 bits fit in padding (the struct stays 168 bytes) and span

@@ -100,6 +100,10 @@ static void harness_free(harness_t *h)
     if (!h->conn->ending)
         eddy__conn_close(h->conn, EDDY__CLOSE_ABORT);
     eddy__loop_reap(h->loop);
+    /* A graceful close lingers (output to write, the peer's EOF to wait for): end it as a
+     * stopping server does, and free it. */
+    eddy__loop_close_zombies(h->loop, true);
+    eddy__loop_reap(h->loop);
     close(h->peer);
     eddy__current_loop = NULL;
     eddy_server_free(h->srv);
