@@ -352,8 +352,7 @@ const char *eddy__http_date(eddy__loop_t *loop)
 
 void eddy__http_fail(eddy__conn_t *conn, int status, const char *body)
 {
-    eddy__http_answer_close(conn, status, status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL,
-                            false, body, strlen(body));
+    eddy__http_answer_close(conn, status, NULL, false, body, strlen(body));
 }
 
 void eddy__http_answer_close(eddy__conn_t *conn, int status, const char *headers,

@@ -268,8 +268,10 @@ static void handshake_failed(eddy__conn_t *conn, int level, int status, const ch
               "session#%" PRIu64 " (%s:%d): WebSocket handshake refused with %d: %s", conn->id, ip,
               port, status, why);
     char body[160];
-    snprintf(body, sizeof(body), "WebSocket handshake failed: %s\n", why);
-    eddy__http_fail(conn, status, body);
+    int len = snprintf(body, sizeof(body), "WebSocket handshake failed: %s\n", why);
+    /* 426: the version we speak (RFC 6455 4.4). */
+    eddy__http_answer_close(conn, status, status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL,
+                            false, body, (size_t)EDDY__MIN(len, (int)sizeof(body) - 1));
 }
 
 /* Not switched to WebSocket yet, and not closing. */
