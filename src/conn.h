@@ -64,7 +64,8 @@ typedef struct eddy__outq {
 typedef struct eddy__proto {
     const char *name; /* for logs: "HTTP", "WebSocket" */
     /* The connection was accepted with this protocol: set up its state (before other
-     * threads can see the connection). Returns 0 or an error. */
+     * threads can see the connection). Returns 0 or an error. NULL for a protocol reached
+     * only by a switch, which eddy__conn_new() does not take. */
     int (*start)(eddy__conn_t *conn);
     /* Consumes input buf[0..len), which may be the loop's receive buffer or the
      * connection's own and may be changed in place. Returns the bytes consumed: fewer than
