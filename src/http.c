@@ -234,7 +234,9 @@ static void access_flush_deferred(eddy_server_t *srv, void *arg)
 static void access_append(eddy__loop_t *loop, const char *start, size_t start_len, int status,
                           size_t bytes, uint64_t duration_ns)
 {
-    eddy__buf_t *out = &loop->access_out;
+    eddy__buf_t *out = eddy__access_log_buf(loop);
+    if (out == NULL)
+        return; /* out of memory: the line is lost */
     size_t before = out->len;
     if (eddy__buf_append(out, start, start_len) != 0 ||
         eddy__buf_printf(out, "%d %zu %" PRIu64 ".%06" PRIu64 "\n", status, bytes,

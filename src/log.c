@@ -159,21 +159,53 @@ size_t eddy__log_escape(char *out, size_t cap, const char *in, size_t len)
 
 /* ---- access log ---- */
 
+/* Per loop (EDDY__SLOT_ACCESS_LOG), made by the first line. */
+typedef struct access_log {
+    eddy__buf_t out; /* lines not written yet */
+    time_t date_sec; /* the time field, cached per second */
+    char date[32];
+} access_log_t;
+
+static void access_log_free(void *data)
+{
+    eddy__buf_free(&((access_log_t *)data)->out);
+}
+
+static access_log_t *access_log(eddy__loop_t *loop)
+{
+    access_log_t *log = eddy__loop_slot(loop, EDDY__SLOT_ACCESS_LOG);
+    if (log == NULL)
+        log = eddy__loop_slot_make(loop, EDDY__SLOT_ACCESS_LOG, sizeof(*log), access_log_free);
+    return log;
+}
+
 const char *eddy__access_log_date(eddy__loop_t *loop)
 {
+    access_log_t *log = access_log(loop);
+    if (log == NULL)
+        return "-"; /* out of memory: the line goes without its time */
     time_t now = time(NULL);
-    if (now != loop->access_date_sec) {
+    if (now != log->date_sec) {
         struct tm tm;
         localtime_r(&now, &tm);
-        strftime(loop->access_date, sizeof(loop->access_date), "%d/%b/%Y:%H:%M:%S %z", &tm);
-        loop->access_date_sec = now;
+        strftime(log->date, sizeof(log->date), "%d/%b/%Y:%H:%M:%S %z", &tm);
+        log->date_sec = now;
     }
-    return loop->access_date;
+    return log->date;
+}
+
+eddy__buf_t *eddy__access_log_buf(eddy__loop_t *loop)
+{
+    access_log_t *log = access_log(loop);
+    return log != NULL ? &log->out : NULL;
 }
 
 void eddy__access_log_flush(eddy__loop_t *loop)
 {
-    eddy__buf_t *out = &loop->access_out;
+    access_log_t *log = eddy__loop_slot(loop, EDDY__SLOT_ACCESS_LOG);
+    if (log == NULL)
+        return;
+    eddy__buf_t *out = &log->out;
     int fd = loop->srv->access_fd;
     size_t done = 0;
     while (done < out->len && fd >= 0) {

@@ -488,7 +488,6 @@ void eddy__loop_free(eddy__loop_t *loop)
             free(seg);
         }
     }
-    eddy__buf_free(&loop->access_out);
     free(loop->heap);
     free(loop->defers);
     free(loop->recv_buf);
@@ -539,5 +538,4 @@ void eddy__loop_run(eddy__loop_t *loop, bool (*should_exit)(eddy__loop_t *loop))
         eddy__loop_flush(loop);
         eddy__loop_reap(loop);
     }
-    eddy__access_log_flush(loop); /* lines of the connections closed by the stop */
 }

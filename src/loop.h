@@ -108,9 +108,10 @@ void eddy__loop_run_pending(eddy__loop_t *loop);
  * it is: a slot each, filled by its module on first use (eddy__loop_slot_make()) and freed
  * with the loop. */
 enum eddy__loop_slot {
-    EDDY__SLOT_HTTP,   /* http.c: the request being dispatched, spare states, Date cache */
-    EDDY__SLOT_WS,     /* ws.c: receive scratch state, shared zlib streams */
-    EDDY__SLOT_PUBSUB, /* pubsub.c: this loop's topics */
+    EDDY__SLOT_HTTP,       /* http.c: the request being dispatched, spare states, Date cache */
+    EDDY__SLOT_WS,         /* ws.c: receive scratch state, shared zlib streams */
+    EDDY__SLOT_PUBSUB,     /* pubsub.c: this loop's topics */
+    EDDY__SLOT_ACCESS_LOG, /* log.c: access log lines not written yet, the time field */
     EDDY__SLOT_COUNT,
 };
 
@@ -189,12 +190,6 @@ struct eddy__loop {
     int listen_sock_count;
     int next_handoff; /* round-robin target when handing accepted sockets over */
     uint64_t shutdown_deadline_ms;
-
-    /* Access log lines not written yet (written at the end of the iteration), and the
-     * cached time field for them. */
-    eddy__buf_t access_out;
-    time_t access_date_sec;
-    char access_date[32];
 };
 
 /* Whether lines at level are logged: one compare with the loop's copy of log_level, for
@@ -204,9 +199,12 @@ static inline bool eddy__log_on(const eddy__loop_t *loop, int level)
     return __builtin_expect(level >= loop->log_level, 0);
 }
 
-/* The access log time field for now ("04/Dec/2026:21:00:00 +0000"), cached per second. */
+/* The access log time field for now ("04/Dec/2026:21:00:00 +0000"), cached per second
+ * (log.c). */
 const char *eddy__access_log_date(eddy__loop_t *loop);
-/* Writes the loop's buffered access log lines (log.c). */
+/* The loop's access log lines not written yet (NULL: out of memory), written by
+ * eddy__access_log_flush() at the end of the iteration or when the loop stops. */
+eddy__buf_t *eddy__access_log_buf(eddy__loop_t *loop);
 void eddy__access_log_flush(eddy__loop_t *loop);
 
 /* The loop whose thread is running this code (NULL outside loop threads). */

@@ -582,7 +582,10 @@ bool eddy__server_loop_should_exit(eddy__loop_t *loop)
         eddy__loop_close_zombies(loop, true);
     }
     eddy__loop_reap(loop); /* frees what was closed */
-    return loop->conns.len == 0 && loop->reap_head == NULL && loop->free_head == NULL;
+    if (loop->conns.len > 0 || loop->reap_head != NULL || loop->free_head != NULL)
+        return false;
+    eddy__access_log_flush(loop); /* lines of the connections closed by the stop */
+    return true;
 }
 
 static void prepare_loop(eddy__loop_t *loop)
