@@ -55,21 +55,24 @@ UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # C programs the integration tests drive (a testbed server exposing every method).
 TEST_PROG_SRCS := $(sort $(wildcard tests/integration/*.c))
 TEST_PROGS := $(TEST_PROG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
-# The eddy program (cmd/): it sees only include/, like any application.
-CMD_SRCS := $(sort $(wildcard cmd/*.c))
+# The eddy program (cmd/): it sees only include/, like any application. cmd/eddy_ws.c is
+# eddy-ws, a program of its own (until it becomes a subcommand).
+CMD_SRCS := $(sort $(filter-out cmd/eddy_ws.c,$(wildcard cmd/*.c)))
 CMD_OBJS := $(CMD_SRCS:cmd/%.c=$(BUILD)/cmd/%.o) $(BUILD)/cmd/default_conf.o
 CMD_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) $(shell pkg-config --cflags inih 2>/dev/null)
 CMD_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all lib program examples unit-tests test-programs deps deps-test run test test-unit \
+.PHONY: all cmds lib program examples unit-tests test-programs deps deps-test run test test-unit \
 	test-integration test-oom test-js soak install clean format format-check
 
-all: lib program examples unit-tests test-programs
+all: lib program examples unit-tests test-programs cmds
 
 lib: $(BUILD)/libeddy.a $(BUILD)/libeddy.so
 program: $(BUILD)/eddy
 examples: $(EXAMPLES)
+# Command-line programs (cmd/), built on the public header like any user.
+cmds: $(BUILD)/eddy-ws
 unit-tests: $(UNIT_TESTS)
 test-programs: $(TEST_PROGS)
 
@@ -92,6 +95,9 @@ LIB_SONAME := libeddy.so.$(if $(filter 0,$(VERSION_MAJOR)),0.$(VERSION_MINOR),$(
 
 $(BUILD)/libeddy.so: $(LIB_OBJS)
 	$(CC) $(CFLAGS_ALL) -shared -Wl,-soname,$(LIB_SONAME) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/eddy-ws: cmd/eddy_ws.c include/eddy.h $(BUILD)/libeddy.a
+	$(CC) $(CMD_CFLAGS) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
 $(BUILD)/examples/%: examples/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
@@ -160,7 +166,7 @@ PYTEST ?= pytest
 # come first without Debian's python3-websockets).
 PYTHON ?= $(shell for p in $$(which -a python3); do $$p -c 'import websockets' 2>/dev/null && { echo $$p; break; }; done)
 
-test-integration: lib $(BUILD)/eddy $(EXAMPLES) $(TEST_PROGS)
+test-integration: lib $(BUILD)/eddy $(EXAMPLES) $(TEST_PROGS) $(BUILD)/eddy-ws
 	EDDY_BUILD=$(BUILD) $(PYTEST) -q tests/integration tests/conformance $(PYTEST_ARGS)
 
 # The churn soak (tests/soak/churn.py): SOAK_ARGS="--connections 50000" for a longer one.

@@ -871,6 +871,225 @@ int eddy_ws_accept_key(const char *key, size_t key_len, char out[EDDY_WS_ACCEPT_
 /* True if s[0..len) is valid UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF). */
 bool eddy_utf8_valid(const void *s, size_t len);
 
+/* ---------------------------------------------------------------------------------------
+ * WebSocket client
+ *
+ * A client connects to one ws:// or wss:// URL and keeps at most one connection at a
+ * time, reconnecting if asked to. It speaks with the same WebSocket session, codecs, TLS
+ * and permessage-deflate code as the server, and is as strict: a masked frame from the
+ * server, reserved bits that were not negotiated, invalid UTF-8, a message over
+ * package_max_length or a bad close code fail the connection with the close code RFC 6455
+ * asks for (1002, 1007, 1009, ...), reported by the error event.
+ *
+ * Loops: a client runs on one event loop. Created with a server (eddy_client_new(srv,
+ * ...)), it runs on that server's loops: on the calling loop when created from one of its
+ * callbacks (as Swoole's coroutine client inside a server), else on loop 0; its connection
+ * is then a session of that server (an id eddy_client_id() returns, reached by the
+ * server's methods, ended by its shutdown, counted by its heartbeat) and the server's
+ * settings apply to it (package_max_length, socket_buffer_size and the watermarks,
+ * websocket_close_timeout, compression level and memory). Created with srv NULL, the
+ * client is stand-alone: every stand-alone client of the process shares one loop that
+ * eddy starts on a thread of its own with the first of them (a server with no listener
+ * and the default settings: package_max_length 2 MiB, ...) and keeps for the life of the
+ * process.
+ *
+ * Threads: the client's callbacks run on its loop. eddy_client_connect(),
+ * eddy_client_push(), eddy_client_ping(), eddy_client_disconnect() and eddy_client_free()
+ * may be called from any thread, callbacks included; they act on the loop, in the order
+ * called. Name resolution runs on a thread of its own and connect() is non-blocking:
+ * nothing the client does blocks a loop.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct eddy_client eddy_client_t;
+
+/* A response header: name and value, NUL-terminated, borrowed. */
+typedef struct eddy_header {
+    const char *name;
+    const char *value;
+} eddy_header_t;
+
+/* open: the server answered 101 and the handshake checked out. Borrowed. */
+typedef struct eddy_client_open {
+    int status;                   /* 101 */
+    const char *subprotocol;      /* the one the server chose, or NULL */
+    const char *extensions;       /* Sec-WebSocket-Extensions as answered, or NULL */
+    const eddy_header_t *headers; /* every response header, in order */
+    size_t num_headers;
+} eddy_client_open_t;
+
+/* What failed (eddy_client_error_t.kind). */
+enum eddy_client_error_kind {
+    EDDY_CLIENT_ERR_URL = 1,     /* the URL cannot be used */
+    EDDY_CLIENT_ERR_RESOLVE,     /* name resolution failed (code: EAI_* value) */
+    EDDY_CLIENT_ERR_CONNECT,     /* TCP connect failed (code: errno) */
+    EDDY_CLIENT_ERR_TLS,         /* TLS handshake failed */
+    EDDY_CLIENT_ERR_TLS_VERIFY,  /* the server's certificate did not verify (code: X509_V_ERR_*) */
+    EDDY_CLIENT_ERR_TIMEOUT,     /* connect_timeout passed before the handshake ended */
+    EDDY_CLIENT_ERR_HTTP_STATUS, /* an answer other than 101 (code: status; body) */
+    EDDY_CLIENT_ERR_HANDSHAKE,   /* a 101 that breaks RFC 6455 4.1 (bad Sec-WebSocket-Accept,
+                                  * Upgrade, subprotocol or extension not offered) */
+    EDDY_CLIENT_ERR_PROTOCOL,    /* the server broke RFC 6455 (code: the close code sent) */
+    EDDY_CLIENT_ERR_HEARTBEAT,   /* no pong nor any frame within ping_timeout */
+    EDDY_CLIENT_ERR_CLOSED,      /* the connection ended during the handshake */
+    EDDY_CLIENT_ERR_NOMEM,       /* out of memory */
+};
+
+/* error: what failed, borrowed. */
+typedef struct eddy_client_error {
+    int kind;            /* enum eddy_client_error_kind */
+    int code;            /* see the kinds; 0 when there is none */
+    const char *message; /* a description for humans */
+    const char *body;    /* EDDY_CLIENT_ERR_HTTP_STATUS: the response body received with the
+                          * head (up to 64 KiB), NUL-terminated; else NULL */
+    size_t body_len;
+} eddy_client_error_t;
+
+/* Why a message that was pushed while disconnected was not sent (eddy_client_dropped_cb). */
+enum eddy_client_drop_reason {
+    EDDY_CLIENT_DROP_OVERFLOW = 1, /* queue full, queue_overflow DROP_OLDEST: it was the oldest */
+    EDDY_CLIENT_DROP_EXPIRED,      /* older than queue_max_age */
+    EDDY_CLIENT_DROP_CLOSED,       /* the client stopped (no more reconnects, or freed) */
+};
+
+/* queue_overflow: what a push does when the offline queue is full. */
+enum eddy_client_queue_overflow {
+    EDDY_CLIENT_QUEUE_REFUSE = 0,  /* the push returns EDDY_EDROPPED */
+    EDDY_CLIENT_QUEUE_DROP_OLDEST, /* the oldest messages go (dropped callback) */
+};
+
+typedef void (*eddy_client_open_cb)(eddy_client_t *client, const eddy_client_open_t *open,
+                                    void *user_data);
+/* message: a whole message (fragments reassembled), as the server's message callback. */
+typedef void (*eddy_client_message_cb)(eddy_client_t *client, const eddy_frame_t *frame,
+                                       void *user_data);
+/* close: an open connection ended. code: the server's close code (1005 when it sent none),
+ * the code we sent when we failed the connection, or 1006 when it ended without a close
+ * frame; reason borrowed, NUL-terminated. clean: the closing handshake completed (both
+ * close frames). A reconnecting event may follow. */
+typedef void (*eddy_client_close_cb)(eddy_client_t *client, int code, const char *reason,
+                                     bool clean, void *user_data);
+typedef void (*eddy_client_error_cb)(eddy_client_t *client, const eddy_client_error_t *error,
+                                     void *user_data);
+/* reconnecting: attempt (1, 2, ...) starts after delay seconds. */
+typedef void (*eddy_client_reconnecting_cb)(eddy_client_t *client, int attempt, double delay,
+                                            void *user_data);
+/* stopped: the client has no connection and will not reconnect (after a disconnect, a
+ * close code that ends reconnection, reconnect_max_attempts, or a failure without
+ * reconnect); eddy_client_connect() may start it again. */
+typedef void (*eddy_client_stopped_cb)(eddy_client_t *client, void *user_data);
+/* dropped: a queued message will not be sent (data borrowed). */
+typedef void (*eddy_client_dropped_cb)(eddy_client_t *client, const void *data, size_t len,
+                                       int opcode, int reason, void *user_data);
+
+/*
+ * Client options. Initialise with eddy_client_options_init() (the defaults in brackets),
+ * then set what you need. Strings and arrays are copied by eddy_client_new().
+ */
+typedef struct eddy_client_options {
+    const char *url;            /* ws://host[:port][/path][?query] or wss://...; host a
+                                 * name, an IPv4 literal or an [IPv6] literal. Required */
+    const char *const *headers; /* extra request headers "Name: value", NULL-terminated
+                                 * array [NULL] */
+    const char *origin;         /* Origin header [none] */
+    const char *subprotocols;   /* offered in Sec-WebSocket-Protocol: "chat, v2.chat" [none] */
+    bool compression;           /* offer permessage-deflate [false]; inflated messages obey
+                                 * package_max_length as on the server */
+    double connect_timeout;     /* seconds from connect start to the 101 [10] */
+    /* TLS (wss://): SNI and verification of the certificate chain and the host name
+     * against the system's store are on by default. */
+    const char *tls_ca_file;   /* PEM CAs to trust instead of the system store [none] */
+    const char *tls_cert_file; /* client certificate (PEM) [none] */
+    const char *tls_key_file;  /* its key (PEM) [none] */
+    bool tls_insecure;         /* accept any certificate: for tests only [false] */
+    /* Reconnection with exponential backoff and jitter: attempt n (from 0) waits
+     * d = min(max, min * factor^n), less a random part of up to jitter * d (jitter 1:
+     * "full jitter", uniform in (0, d]). socket.io-client: min 1, max 5, factor 2, jitter
+     * 0.5; centrifuge-js: min 0.5, max 20, full jitter: eddy takes centrifuge-js's. */
+    bool reconnect;               /* [false] */
+    double reconnect_delay_min;   /* seconds [0.5] */
+    double reconnect_delay_max;   /* seconds [20] */
+    double reconnect_factor;      /* >= 1 [2] */
+    double reconnect_jitter;      /* 0-1 [1] */
+    int reconnect_max_attempts;   /* attempts after a loss before giving up, 0: no limit [0] */
+    double reconnect_reset_after; /* seconds a connection must stay up for the attempt
+                                   * counter to start again from 0 [5] */
+    /* Close codes from the server that end reconnection: a comma-separated list of codes
+     * and ranges. Every other code (and a loss without close frame, 1006) reconnects.
+     * Default ["1000,1008,1009,3500-3999,4000-4099,4500-4999"]: normal closure, policy
+     * violation, message too big, and the "do not come back" ranges of centrifuge-js and
+     * pusher-js; 1001, 1006, 1011, 1012, 1013 and 4100-4499 reconnect. */
+    const char *reconnect_stop_codes;
+    /* Heartbeat: a ping every ping_interval seconds; with no pong nor any other input
+     * within ping_timeout of it the connection is dead (error EDDY_CLIENT_ERR_HEARTBEAT,
+     * close 1006) and reconnects if reconnect is on. */
+    double ping_interval; /* seconds, 0: off [0] */
+    double ping_timeout;  /* seconds [10] */
+    /* Offline queue (with reconnect): data messages pushed while not connected wait, in
+     * order, and go out first after the next open. Bounds: */
+    size_t queue_max_messages; /* [1000]; 0: no queue (pushes get EDDY_ESTATE) */
+    size_t queue_max_bytes;    /* [1048576] */
+    double queue_max_age;      /* seconds, 0: no limit [60]; older ones are dropped */
+    int queue_overflow;        /* enum eddy_client_queue_overflow [REFUSE] */
+    /* Events (each may be NULL) and their user data. */
+    eddy_client_open_cb on_open;
+    eddy_client_message_cb on_message;
+    eddy_client_close_cb on_close;
+    eddy_client_error_cb on_error;
+    eddy_client_reconnecting_cb on_reconnecting;
+    eddy_client_dropped_cb on_dropped;
+    eddy_client_stopped_cb on_stopped;
+    void *user_data;
+} eddy_client_options_t;
+
+/* Fills *opts with the defaults. */
+void eddy_client_options_init(eddy_client_options_t *opts);
+
+/*
+ * Creates a client (not yet connected) on srv's loops, or stand-alone with srv NULL (see
+ * above). srv must have been started (or be starting: called from its start callback) and
+ * must outlive the client. Returns NULL on out-of-memory, a URL that cannot be parsed, a
+ * bad option (logged on stderr), or TLS set-up failure (an unreadable CA, certificate or
+ * key file).
+ */
+eddy_client_t *eddy_client_new(eddy_server_t *srv, const eddy_client_options_t *opts);
+
+/* Starts connecting (resolution, TCP, TLS, handshake); the open or error event tells how
+ * it went. Returns 0, or EDDY_ESTATE when the client is already connecting, connected
+ * or waiting to reconnect, or EDDY_ENOMEM. */
+int eddy_client_connect(eddy_client_t *client);
+
+/*
+ * Sends a message or frame, as eddy_push() on the server: opcode, flags (FIN, COMPRESS;
+ * without FIN a fragmented message, sent as one unit), data copied; the answers are
+ * eddy_push()'s (0, EDDY_QUEUED under back-pressure, EDDY_EDROPPED, EDDY_ETOOBIG,
+ * EDDY_EINVAL). While not connected, with reconnect on and an offline queue, a whole data
+ * message is queued (EDDY_QUEUED) or, the queue being full, refused (EDDY_EDROPPED) or
+ * makes room by dropping the oldest (dropped callback); anything else gets EDDY_ESTATE.
+ */
+int eddy_client_push(eddy_client_t *client, const void *data, size_t len, int opcode, int flags);
+
+/* Sends a ping (payload copied, at most 125 bytes). Returns 0, EDDY_EINVAL, EDDY_ESTATE. */
+int eddy_client_ping(eddy_client_t *client, const void *data, size_t len);
+
+/*
+ * Closes: sends a close frame with code (1000, 1001 or 3000-4999) and reason (copied, at
+ * most 123 bytes of UTF-8, may be NULL), waits for the server's (websocket_close_timeout)
+ * and stops reconnecting; the close event follows. Also cancels a connection attempt or
+ * a wait to reconnect. Returns 0, EDDY_EINVAL or EDDY_EUTF8.
+ */
+int eddy_client_disconnect(eddy_client_t *client, int code, const char *reason);
+
+/* The session id of the current connection on the client's server (0 when none). */
+eddy_fd_t eddy_client_id(const eddy_client_t *client);
+
+/*
+ * Frees the client: its connection is aborted and messages still queued are dropped, on
+ * its loop, shortly after; no callback runs from then on (a callback already running on
+ * another thread finishes). Any thread, a callback of the client included; the client
+ * must not be used after this call.
+ */
+void eddy_client_free(eddy_client_t *client);
+
 #if defined(__GNUC__) && __GNUC__ >= 4
 #pragma GCC visibility pop
 #endif

@@ -145,6 +145,7 @@ struct eddy__conn {
     bool pmd_on : 1;           /* permessage-deflate was negotiated: see pmd */
     bool ws_close_sent : 1;    /* our close frame is queued: no more data frames */
     bool ws_client : 1;        /* the session's role is client */
+    bool client_owned : 1;     /* an eddy_client_t's connection: events go to client.c */
     eddy__pmd_t pmd;
     /* When output went over the soft limit, in ticks of 2^EDDY__SOFT_TICK_SHIFT ms of the
      * loop clock, wrapping: 16 bits fit in padding (the struct stays 168 bytes) and span

@@ -187,6 +187,29 @@ bool eddy__pmd_negotiate(const char *value, size_t len, const eddy__pmd_config_t
     return false;
 }
 
+bool eddy__pmd_client_accept(const char *value, size_t len, eddy__pmd_t *out)
+{
+    const char *p = skip_ows(value, value + len), *end = value + len;
+    const char *name = p;
+    size_t name_len = parse_token(&p, end);
+    struct offer answer;
+    if (name_len != 18 || strncasecmp(name, "permessage-deflate", 18) != 0 ||
+        !parse_offer(p, end, &p, &answer) || p != end)
+        return false; /* one element, ours, well-formed: nothing else was offered */
+    /* client_max_window_bits in an answer needs a value; zlib cannot compress with the
+     * 256-byte window of 8. */
+    if (answer.has_client_max_window_bits && answer.client_max_window_bits < 9)
+        return false;
+    memset(out, 0, sizeof(*out));
+    /* Inflating with the largest window handles every smaller one the server uses. */
+    out->server_window_bits = 15;
+    out->client_window_bits =
+        (uint8_t)(answer.has_client_max_window_bits ? answer.client_max_window_bits : 15);
+    out->server_no_context_takeover = answer.server_no_context_takeover;
+    out->client_no_context_takeover = answer.client_no_context_takeover;
+    return true;
+}
+
 int eddy__pmd_response(const eddy__pmd_t *pmd, char *out, size_t cap)
 {
     int n = snprintf(out, cap, "permessage-deflate%s%s",

@@ -34,6 +34,10 @@ typedef struct eddy__pmd {
  * filled in when one was accepted. */
 bool eddy__pmd_negotiate(const char *value, size_t len, const eddy__pmd_config_t *cfg,
                          eddy__pmd_t *out);
+/* A client's check of the server's Sec-WebSocket-Extensions answer to its offer
+ * ("permessage-deflate; client_max_window_bits"): true with *out filled in when it is one
+ * permessage-deflate element with parameters the client can honour. */
+bool eddy__pmd_client_accept(const char *value, size_t len, eddy__pmd_t *out);
 /* Formats the Sec-WebSocket-Extensions response value. Returns its length or EDDY_ETOOBIG. */
 int eddy__pmd_response(const eddy__pmd_t *pmd, char *out, size_t cap);
 

@@ -286,6 +286,8 @@ static int open_loop_listeners(eddy_server_t *srv, eddy__loop_t *loop, bool reus
  * on loop 0 otherwise. On failure nothing stays open. */
 static int open_listeners(eddy_server_t *srv)
 {
+    if (srv->listener_count == 0 && srv->clients_only)
+        return 0;
     if (srv->listener_count == 0) {
         eddy__log(srv, EDDY__LOG_ERROR, "eddy_server_start: no listener");
         return EDDY_EINVAL;

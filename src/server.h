@@ -73,6 +73,8 @@ struct eddy_server {
     int log_fd;
     eddy_log_cb on_log;
     int access_fd; /* http_access_log, opened at start; -1: off */
+    /* The stand-alone clients' server (client.c): it runs its loop with no listener. */
+    bool clients_only;
 };
 
 /* Starts closing everything once a stop was requested; true when the loop may exit. */

@@ -8,6 +8,7 @@
  * frees a connection's record buffers whenever they are empty, which keeps idle TLS
  * connections small.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -142,6 +143,67 @@ int eddy__tls_ctx_new(eddy_server_t *srv, struct ssl_ctx_st **out)
 fail:
     SSL_CTX_free(ctx);
     return rc;
+}
+
+int eddy__tls_client_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
+                             bool insecure, struct ssl_ctx_st **out)
+{
+    char err[256];
+    *out = NULL;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        return EDDY_ENOMEM;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_verify(ctx, insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+    int ok = ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+                             : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1 && !insecure) {
+        fprintf(stderr, "eddy: client TLS: cannot load %s: %s\n",
+                ca_file ? ca_file : "the system's CA store", ssl_error_text(err, sizeof(err)));
+        SSL_CTX_free(ctx);
+        return EDDY_EINVAL;
+    }
+    if (cert_file != NULL &&
+        (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1 ||
+         SSL_CTX_use_PrivateKey_file(ctx, key_file ? key_file : cert_file, SSL_FILETYPE_PEM) != 1 ||
+         SSL_CTX_check_private_key(ctx) != 1)) {
+        fprintf(stderr, "eddy: client TLS: certificate %s, key %s: %s\n", cert_file,
+                key_file ? key_file : cert_file, ssl_error_text(err, sizeof(err)));
+        SSL_CTX_free(ctx);
+        return EDDY_EINVAL;
+    }
+    ERR_clear_error();
+    *out = ctx;
+    return 0;
+}
+
+int eddy__tls_conn_connect(eddy__conn_t *conn, const char *host, bool verify)
+{
+    SSL *ssl = conn->tls;
+    SSL_set_connect_state(ssl);
+    /* SNI is for names only (RFC 6066 3); the name or the address is what is verified. */
+    unsigned char addr[16];
+    bool literal = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+    if (!literal && SSL_set_tlsext_host_name(ssl, host) != 1)
+        return EDDY_ENOMEM;
+    if (verify) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+        int ok = literal ? X509_VERIFY_PARAM_set1_ip_asc(param, host)
+                         : X509_VERIFY_PARAM_set1_host(param, host, 0);
+        if (ok != 1)
+            return EDDY_ENOMEM;
+    }
+    return 0;
+}
+
+long eddy__tls_verify_result(const eddy__conn_t *conn, const char **text)
+{
+    long result = SSL_get_verify_result(conn->tls);
+    *text = X509_verify_cert_error_string(result);
+    return result;
 }
 
 void eddy__tls_ctx_free(struct ssl_ctx_st *ctx)

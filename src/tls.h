@@ -17,6 +17,18 @@ struct ssl_st;
 
 int eddy__tls_ctx_new(eddy_server_t *srv, struct ssl_ctx_st **out);
 void eddy__tls_ctx_free(struct ssl_ctx_st *ctx);
+/* A client context: the server's certificate verified against ca_file (PEM) or the
+ * system's store unless insecure, a client certificate if cert_file (key_file: its key,
+ * NULL: in cert_file). Returns 0, EDDY_ENOMEM or EDDY_EINVAL (why printed on stderr). */
+int eddy__tls_client_ctx_new(const char *ca_file, const char *cert_file, const char *key_file,
+                             bool insecure, struct ssl_ctx_st **out);
+/* Turns conn's TLS (made by eddy__tls_conn_start()) into the client side for host: SNI
+ * for a name, and with verify the name (or address literal) checked against the
+ * certificate. Returns 0 or EDDY_ENOMEM. */
+int eddy__tls_conn_connect(eddy__conn_t *conn, const char *host, bool verify);
+/* The certificate verification result of conn (X509_V_OK, or an X509_V_ERR_*) and its
+ * text (static). */
+long eddy__tls_verify_result(const eddy__conn_t *conn, const char **text);
 int eddy__tls_conn_start(eddy__conn_t *conn, struct ssl_ctx_st *ctx);
 void eddy__tls_conn_free(eddy__conn_t *conn);
 /* Returns 1 when the handshake is complete, -EAGAIN while it goes on, else an error. */

@@ -19,13 +19,14 @@
  * back at rest. Idle connections therefore cost nothing here.
  */
 #include <errno.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <zlib.h>
 
+#include "client.h"
 #include "log.h"
 #include "ws.h"
 
@@ -60,6 +61,10 @@ typedef struct ws_loop {
     z_stream *shared_inflater;
     z_stream *shared_deflaters[16]; /* by window bits */
     eddy__buf_t deflate_out;        /* compressed output, framed and copied right away */
+    /* Mask keys for the client role: kernel CSPRNG bytes fetched a batch at a time, so a
+     * frame costs no system call. */
+    uint8_t mask_keys[256];
+    uint16_t mask_keys_left; /* bytes at the end of mask_keys not handed out yet */
 } ws_loop_t;
 
 static const eddy_server_t *conn_srv(const eddy__conn_t *conn)
@@ -682,16 +687,33 @@ static size_t write_masked_header(uint8_t out[EDDY_WS_MAX_HEADER_LEN], uint8_t o
     return header_len + 4;
 }
 
+/* A fresh mask key from the loop's batch of kernel CSPRNG bytes (RFC 6455 10.3: keys
+ * must not be predictable). Returns 0 or -errno. */
+static int next_mask_key(eddy__loop_t *loop, uint8_t mask[4])
+{
+    ws_loop_t *wl = eddy__loop_slot(loop, EDDY__SLOT_WS);
+    if (wl->mask_keys_left < 4) {
+        ssize_t n = getrandom(wl->mask_keys, sizeof(wl->mask_keys), 0);
+        if (n != (ssize_t)sizeof(wl->mask_keys))
+            return n < 0 ? -errno : -EIO;
+        wl->mask_keys_left = sizeof(wl->mask_keys);
+    }
+    memcpy(mask, wl->mask_keys + sizeof(wl->mask_keys) - wl->mask_keys_left, 4);
+    wl->mask_keys_left = (uint16_t)(wl->mask_keys_left - 4);
+    return 0;
+}
+
 /* queue_frame(), or hold_frame() with hold, for the client role: masked with a fresh key
  * (out of line, so the server's queue_frame() stays small). */
 static __attribute__((noinline)) int queue_masked(eddy__conn_t *conn, uint8_t opcode, int flags,
                                                   const void *payload, size_t len, bool hold)
 {
     uint8_t mask[4];
-    if (RAND_bytes(mask, sizeof(mask)) != 1) {
+    int rc = next_mask_key(conn->loop, mask);
+    if (rc != 0) {
         eddy__log(conn_srv(conn), EDDY__LOG_ERROR,
                   "session#%" PRIu64 ": no random bytes for a mask key", conn->id);
-        return -EIO;
+        return rc;
     }
     uint8_t *room = hold ? NULL : eddy__conn_reserve(conn, EDDY_WS_MAX_HEADER_LEN + len);
     if (room != NULL) {
@@ -712,8 +734,8 @@ static __attribute__((noinline)) int queue_masked(eddy__conn_t *conn, uint8_t op
         return EDDY_ENOMEM;
     memcpy(copy, payload, len);
     eddy__ws_mask(copy, len, mask, 0);
-    int rc = hold ? eddy__conn_hold2(conn, header, header_len, copy, len)
-                  : eddy__conn_write2(conn, header, header_len, copy, len);
+    rc = hold ? eddy__conn_hold2(conn, header, header_len, copy, len)
+              : eddy__conn_write2(conn, header, header_len, copy, len);
     free(copy);
     return rc;
 }
@@ -938,6 +960,8 @@ static void fail(eddy__conn_t *conn, uint16_t code, const char *why)
     eddy__log(conn_srv(conn), EDDY__LOG_NOTICE,
               "session#%" PRIu64 ": WebSocket protocol error, closing with %u: %s", conn->id, code,
               why);
+    if (conn->client_owned)
+        eddy__client_failed(conn, code, why);
     eddy__ws_send_close(conn, code, why, strlen(why), false);
 }
 
@@ -953,7 +977,10 @@ static void deliver(eddy__conn_t *conn, eddy_frame_t *frame, char *data, size_t 
     frame->finish = true;
     eddy__conn_t *outer = conn->loop->dispatching;
     conn->loop->dispatching = conn; /* eddy_push() to this connection finds it at once */
-    srv->on_message(srv, frame, srv->user_data);
+    if (conn->client_owned)
+        eddy__client_deliver(conn, frame);
+    else
+        srv->on_message(srv, frame, srv->user_data);
     conn->loop->dispatching = outer;
     data[len] = saved;
 }
@@ -985,6 +1012,8 @@ static void on_close_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
     char reason_copy[126];
     memcpy(reason_copy, reason, reason_len);
     reason_copy[reason_len] = '\0';
+    if (conn->client_owned)
+        eddy__client_close_frame(conn, code, reason, reason_len);
     if (opts->open_websocket_close_frame && !conn->ws_close_sent) {
         eddy_frame_t frame = {.opcode = EDDY_WS_OPCODE_CLOSE,
                               .flags = frame_flags(&ws->hdr),
@@ -1361,9 +1390,19 @@ static __attribute__((noinline)) size_t process_frames(eddy__conn_t *conn, uint8
 static void ws_drained(eddy__conn_t *conn)
 {
     eddy_server_t *srv = conn->loop->srv;
-    /* A connection that sent its close frame takes no more messages. */
-    if (srv->on_drain != NULL && !conn->ws_close_sent)
+    /* A connection that sent its close frame takes no more messages; a client's is not
+     * the server application's business. */
+    if (srv->on_drain != NULL && !conn->ws_close_sent && !conn->client_owned)
         srv->on_drain(srv, conn->id, srv->user_data);
+}
+
+/* The close event: the server's, or an eddy_client_t's. */
+static void ws_closed(eddy__conn_t *conn)
+{
+    if (conn->client_owned)
+        eddy__client_session_closed(conn);
+    else
+        eddy__server_session_closed(conn);
 }
 
 /* Reached only by an upgrade (eddy__ws_upgrade), so it has no start(). */
@@ -1373,6 +1412,6 @@ const eddy__proto_t eddy__ws_proto = {
     .timeout = ws_timeout,
     .drained = ws_drained,
     .end = eddy__ws_send_close,
-    .closed = eddy__server_session_closed,
+    .closed = ws_closed,
     .free = ws_free,
 };

@@ -16,7 +16,8 @@ extern const eddy__http_upgrade_t eddy__ws_upgrade;
 /* A session's role (RFC 6455 5.1, 5.3, 7.1.1), as in wslay's server and client contexts.
  * A server expects masked frames and sends unmasked ones; it closes the TCP connection
  * first once the closing handshake is done. A client expects unmasked frames and masks
- * what it sends with a fresh key from a CSPRNG (OpenSSL's RAND_bytes) per frame; it waits
+ * what it sends with a fresh key per frame from the kernel CSPRNG (getrandom, a batch per
+ * loop); it waits
  * (websocket_close_timeout) for the server to close the TCP connection. A frame masked the
  * wrong way for the role fails the connection with 1002. The permessage-deflate
  * parameters (eddy__pmd_t, named from the server's side) apply mirrored for a client. */
