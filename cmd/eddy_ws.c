@@ -47,6 +47,7 @@ static long max_messages;
 static bool interactive, quiet, reconnecting, show_binary_hex;
 static int last_error_kind;
 static int attempts_seen, max_attempts;
+static atomic_bool user_closed; /* we closed: end of input, or --count reached */
 
 static void finish(int status)
 {
@@ -82,8 +83,10 @@ static void on_message(eddy_client_t *client, const eddy_frame_t *frame, void *u
     }
     fputc('\n', stdout);
     fflush(stdout);
-    if (max_messages > 0 && atomic_fetch_add(&received, 1) + 1 >= max_messages)
+    if (max_messages > 0 && atomic_fetch_add(&received, 1) + 1 >= max_messages) {
+        atomic_store(&user_closed, true);
         eddy_client_disconnect(client, 1000, NULL);
+    }
 }
 
 static void on_close(eddy_client_t *client, int code, const char *reason, bool clean,
@@ -128,7 +131,8 @@ static void on_dropped(eddy_client_t *client, const void *data, size_t len, int 
 static void on_stopped(eddy_client_t *client, void *user_data)
 {
     int status = atomic_load(&exit_status);
-    if (reconnecting && max_attempts > 0 && attempts_seen >= max_attempts && last_error_kind != 0)
+    if (reconnecting && max_attempts > 0 && attempts_seen >= max_attempts &&
+        !atomic_load(&user_closed))
         status = EXIT_GAVE_UP;
     finish(status);
 }
@@ -204,7 +208,7 @@ int main(int argc, char **argv)
     };
     eddy_client_options_t opts;
     eddy_client_options_init(&opts);
-    const char **headers = calloc((size_t)argc + 1, sizeof(*headers));
+    const char *headers[argc + 1]; /* -H values, NULL-terminated */
     size_t header_count = 0;
     bool binary = false;
     double wait_s = 1, value;
@@ -300,6 +304,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     opts.url = argv[optind];
+    headers[header_count] = NULL;
     opts.headers = header_count ? headers : NULL;
     opts.on_open = on_open;
     opts.on_message = on_message;
@@ -338,6 +343,7 @@ int main(int argc, char **argv)
             continue;
         if (n == 0) {
             /* The wait after the end of input is over. */
+            atomic_store(&user_closed, true);
             eddy_client_disconnect(client, 1000, NULL);
             input_open = false;
             wait_s = 10; /* then the closing handshake, bounded */
@@ -365,15 +371,14 @@ int main(int argc, char **argv)
             int rc = eddy_client_push(client, line, (size_t)len,
                                       binary ? EDDY_WS_OPCODE_BINARY : EDDY_WS_OPCODE_TEXT,
                                       EDDY_WS_FLAG_FIN);
-            if (rc < 0 && rc != EDDY_EDROPPED)
+            if (rc < 0)
                 fprintf(stderr, "not sent: %s\n", eddy_strerror(rc));
-            else if (rc == EDDY_EDROPPED)
-                fprintf(stderr, "not sent: %s\n", eddy_strerror(rc));
+            else if (rc == EDDY_QUEUED && eddy_client_id(client) == 0 && !quiet)
+                fprintf(stderr, "queued while disconnected\n");
         }
     }
     status = atomic_load(&exit_status);
     free(line);
-    free(headers);
     eddy_client_free(client);
     return status;
 }

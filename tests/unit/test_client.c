@@ -1,0 +1,200 @@
+/*
+ * The WebSocket client against an eddy server in the same process: 1,000 stand-alone
+ * clients at once, a client opened from a server's callback on that server's loop, and at
+ * most one live connection per client while its connections end by a close frame and a
+ * TCP close at once, over and over.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "test_server.h"
+
+#define MANY 1000
+
+static char url[64];
+static char race_url[80];
+static atomic_int opened, echoed, closed_events;
+static atomic_int race_live, race_max, race_opens;
+static atomic_bool inner_done;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits (bounded) for cond to hold; returns whether it did. */
+#define WAIT_FOR(cond, seconds)                                                                    \
+    ({                                                                                             \
+        int waited_ = 0;                                                                           \
+        while (!(cond) && waited_ < (seconds)*100) {                                               \
+            sleep_ms(10);                                                                          \
+            waited_++;                                                                             \
+        }                                                                                          \
+        (cond);                                                                                    \
+    })
+
+/* The server: an echo; connections to /race are closed with 4100 (a code the client
+ * retries) and at the same moment at the TCP level. */
+static void server_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
+{
+    eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
+}
+
+static void server_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)
+{
+    if (strcmp(eddy_request_path(req), "/race") != 0)
+        return;
+    int live = atomic_fetch_add(&race_live, 1) + 1;
+    int max = atomic_load(&race_max);
+    while (live > max && !atomic_compare_exchange_weak(&race_max, &max, live))
+        ;
+    atomic_fetch_add(&race_opens, 1);
+    eddy_fd_t fd = eddy_request_fd(req);
+    eddy_conn_set_user_data(srv, fd, &race_live);
+    eddy_disconnect(srv, fd, 4100, "again");
+    eddy_close(srv, fd);
+}
+
+static void server_close(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
+{
+    if (eddy_conn_user_data(srv, fd) == &race_live)
+        atomic_fetch_sub(&race_live, 1);
+}
+
+/* ---- 1,000 stand-alone clients ---- */
+
+static void many_open(eddy_client_t *client, const eddy_client_open_t *open, void *user_data)
+{
+    atomic_fetch_add(&opened, 1);
+    eddy_client_push(client, "ping", 4, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
+}
+
+static void many_message(eddy_client_t *client, const eddy_frame_t *frame, void *user_data)
+{
+    if (frame->len == 4 && memcmp(frame->data, "ping", 4) == 0)
+        atomic_fetch_add(&echoed, 1);
+}
+
+static void test_many_standalone_clients(void)
+{
+    static eddy_client_t *clients[MANY];
+    eddy_client_options_t opts;
+    eddy_client_options_init(&opts);
+    opts.url = url;
+    opts.on_open = many_open;
+    opts.on_message = many_message;
+    for (int i = 0; i < MANY; i++) {
+        clients[i] = eddy_client_new(NULL, &opts);
+        CHECK(clients[i] != NULL);
+        if (clients[i] != NULL)
+            CHECK_EQ_INT(eddy_client_connect(clients[i]), 0);
+    }
+    CHECK(WAIT_FOR(atomic_load(&echoed) == MANY, 30));
+    CHECK_EQ_INT(atomic_load(&opened), MANY);
+    /* Each has a connection of its own on the shared loop. */
+    CHECK(eddy_client_id(clients[0]) != 0 &&
+          eddy_client_id(clients[0]) != eddy_client_id(clients[MANY - 1]));
+    for (int i = 0; i < MANY; i++)
+        eddy_client_free(clients[i]);
+    /* The server sees every connection end: the frees aborted them. */
+    CHECK(WAIT_FOR(eddy_connection_count(test_server) == 0, 30));
+}
+
+/* ---- a client opened by a server's callback, on the server's loop ---- */
+
+static void inner_open(eddy_client_t *client, const eddy_client_open_t *open, void *user_data)
+{
+    eddy_client_push(client, "inner", 5, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
+}
+
+static void inner_message(eddy_client_t *client, const eddy_frame_t *frame, void *user_data)
+{
+    if (frame->len == 5 && memcmp(frame->data, "inner", 5) == 0) {
+        atomic_store(&inner_done, true);
+        eddy_client_disconnect(client, 1000, "done");
+    }
+}
+
+static void inner_close(eddy_client_t *client, int code, const char *reason, bool clean,
+                        void *user_data)
+{
+    if (code == 1000 && clean)
+        atomic_fetch_add(&closed_events, 1);
+    eddy_client_free(client); /* from its own callback */
+}
+
+static void open_inner_client(eddy_server_t *srv, uint64_t timer_id, void *arg)
+{
+    eddy_client_options_t opts;
+    eddy_client_options_init(&opts);
+    opts.url = url;
+    opts.on_open = inner_open;
+    opts.on_message = inner_message;
+    opts.on_close = inner_close;
+    eddy_client_t *client = eddy_client_new(srv, &opts);
+    if (client != NULL)
+        eddy_client_connect(client);
+}
+
+static void test_client_inside_server(void)
+{
+    CHECK(eddy_timer_after(test_server, 1, open_inner_client, NULL) != 0);
+    CHECK(WAIT_FOR(atomic_load(&inner_done), 10));
+    CHECK(WAIT_FOR(atomic_load(&closed_events) == 1, 10));
+}
+
+/* ---- one live connection per client ---- */
+
+static void test_one_connection_under_racing_close(void)
+{
+    eddy_client_options_t opts;
+    eddy_client_options_init(&opts);
+    opts.url = race_url;
+    opts.reconnect = true;
+    opts.reconnect_delay_min = 0;
+    opts.reconnect_delay_max = 0.002;
+    /* The heartbeat's timer races too. */
+    opts.ping_interval = 0.001;
+    opts.ping_timeout = 0.001;
+    eddy_client_t *client = eddy_client_new(NULL, &opts);
+    CHECK(client != NULL);
+    if (client == NULL)
+        return;
+    eddy_client_connect(client);
+    CHECK(WAIT_FOR(atomic_load(&race_opens) >= 50, 30));
+    eddy_client_free(client);
+    CHECK(WAIT_FOR(atomic_load(&race_live) == 0, 10));
+    CHECK_EQ_INT(atomic_load(&race_max), 1);
+}
+
+int main(void)
+{
+    if (!test_server_new("warning"))
+        return test_report("test_client");
+    eddy_on_message(test_server, server_message);
+    eddy_on_open(test_server, server_open);
+    eddy_on_close(test_server, server_close);
+    CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "2"), 0);
+    pthread_t thread;
+    int server_rc = 0;
+    pthread_create(&thread, NULL, test_run_server, &server_rc);
+    CHECK(WAIT_FOR(atomic_load(&test_started), 10));
+    snprintf(url, sizeof(url), "ws://127.0.0.1:%d/", eddy_server_port(test_server));
+    snprintf(race_url, sizeof(race_url), "ws://127.0.0.1:%d/race", eddy_server_port(test_server));
+
+    test_many_standalone_clients();
+    test_client_inside_server();
+    test_one_connection_under_racing_close();
+
+    eddy_server_stop(test_server);
+    pthread_join(thread, NULL);
+    CHECK_EQ_INT(server_rc, 0);
+    eddy_server_free(test_server);
+    return test_report("test_client");
+}
