@@ -63,7 +63,7 @@ CMD_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) $(shell pkg-config --cflags inih
 CMD_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
 BINDIR ?= $(PREFIX)/bin
 
-.PHONY: all cmds lib program examples unit-tests test-programs deps deps-test run test test-unit \
+.PHONY: all cmds client-bench lib program examples unit-tests test-programs deps deps-test run test test-unit \
 	test-integration test-oom test-js soak install clean format format-check
 
 all: lib program examples unit-tests test-programs cmds
@@ -95,6 +95,11 @@ LIB_SONAME := libeddy.so.$(if $(filter 0,$(VERSION_MAJOR)),0.$(VERSION_MINOR),$(
 
 $(BUILD)/libeddy.so: $(LIB_OBJS)
 	$(CC) $(CFLAGS_ALL) -shared -Wl,-soname,$(LIB_SONAME) -o $@ $^ $(LDLIBS_ALL)
+
+# bench/client/run: the client-side benchmark (eddy's client beside Node ws and websockets).
+client-bench: $(BUILD)/eddy-client-bench $(BUILD)/examples/echo
+$(BUILD)/eddy-client-bench: bench/client/eddy_client.c $(BUILD)/libeddy.a
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
 $(BUILD)/eddy-ws: cmd/eddy_ws.c include/eddy.h $(BUILD)/libeddy.a
 	$(CC) $(CMD_CFLAGS) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)

@@ -1053,9 +1053,9 @@ void eddy_client_options_init(eddy_client_options_t *opts);
  */
 eddy_client_t *eddy_client_new(eddy_server_t *srv, const eddy_client_options_t *opts);
 
-/* Starts connecting (resolution, TCP, TLS, handshake); the open or error event tells how
- * it went. Returns 0, or EDDY_ESTATE when the client is already connecting, connected
- * or waiting to reconnect, or EDDY_ENOMEM. */
+/* Starts connecting (resolution, TCP, TLS, handshake) on the client's loop; the open or
+ * error event tells how it went. A client already connecting, connected or waiting to
+ * reconnect ignores it. Returns 0 or EDDY_ENOMEM. */
 int eddy_client_connect(eddy_client_t *client);
 
 /*
