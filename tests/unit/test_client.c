@@ -1,8 +1,9 @@
 /*
  * The WebSocket client against an eddy server in the same process: 1,000 stand-alone
- * clients at once, a client opened from a server's callback on that server's loop, and at
- * most one live connection per client while its connections end by a close frame and a
- * TCP close at once, over and over.
+ * clients at once, a client opened from a server's callback on that server's loop, at most
+ * one live connection per client while its connections end by a close frame and a TCP
+ * close at once, over and over, and the offline queue's bounds (count, bytes, age; refuse
+ * or drop oldest).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -173,6 +174,93 @@ static void test_one_connection_under_racing_close(void)
     CHECK_EQ_INT(atomic_load(&race_max), 1);
 }
 
+/* ---- the offline queue's bounds ---- */
+
+static atomic_int dropped_overflow, dropped_expired;
+static char dropped_first[8];
+
+static void queue_dropped(eddy_client_t *client, const void *data, size_t len, int opcode,
+                          int reason, void *user_data)
+{
+    if (reason == EDDY_CLIENT_DROP_OVERFLOW && atomic_fetch_add(&dropped_overflow, 1) == 0)
+        memcpy(dropped_first, data, len < 7 ? len : 7);
+    if (reason == EDDY_CLIENT_DROP_EXPIRED)
+        atomic_fetch_add(&dropped_expired, 1);
+}
+
+/* A client that cannot connect (nothing listens on its port) queues what is pushed. */
+static eddy_client_t *offline_client(int overflow, size_t max_messages, double max_age)
+{
+    static char nowhere[64];
+    int port = eddy_server_port(test_server);
+    /* The port above the server's: nothing listens there in this test. */
+    snprintf(nowhere, sizeof(nowhere), "ws://127.0.0.1:%d/", port == 65535 ? 1 : port + 1);
+    eddy_client_options_t opts;
+    eddy_client_options_init(&opts);
+    opts.url = nowhere;
+    opts.reconnect = true;
+    opts.reconnect_delay_min = 0.05;
+    opts.queue_max_messages = max_messages;
+    opts.queue_max_bytes = 1000;
+    opts.queue_max_age = max_age;
+    opts.queue_overflow = overflow;
+    opts.on_dropped = queue_dropped;
+    return eddy_client_new(NULL, &opts);
+}
+
+static void test_offline_queue_bounds(void)
+{
+    char msg[8];
+    /* Refuse: the fourth push of three places is refused at once. */
+    eddy_client_t *client = offline_client(EDDY_CLIENT_QUEUE_REFUSE, 3, 0);
+    CHECK(client != NULL);
+    if (client == NULL)
+        return;
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(eddy_client_push(client, "m", 1, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN),
+                     EDDY_QUEUED);
+    CHECK_EQ_INT(eddy_client_push(client, "m", 1, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN),
+                 EDDY_EDROPPED);
+    /* Bytes are bounded too, and control frames and fragments are not queued. */
+    static char big[1001];
+    CHECK_EQ_INT(
+        eddy_client_push(client, big, sizeof(big), EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN),
+        EDDY_ETOOBIG);
+    CHECK_EQ_INT(eddy_client_push(client, "p", 1, EDDY_WS_OPCODE_PING, EDDY_WS_FLAG_FIN),
+                 EDDY_ESTATE);
+    CHECK_EQ_INT(eddy_client_push(client, "f", 1, EDDY_WS_OPCODE_TEXT, 0), EDDY_ESTATE);
+    CHECK_EQ_INT(atomic_load(&dropped_overflow), 0);
+    eddy_client_free(client);
+
+    /* Drop oldest: five pushes into three places drop the first two, oldest first. */
+    client = offline_client(EDDY_CLIENT_QUEUE_DROP_OLDEST, 3, 0);
+    CHECK(client != NULL);
+    if (client == NULL)
+        return;
+    for (int i = 0; i < 5; i++) {
+        snprintf(msg, sizeof(msg), "m%d", i);
+        CHECK_EQ_INT(
+            eddy_client_push(client, msg, strlen(msg), EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN),
+            EDDY_QUEUED);
+    }
+    CHECK_EQ_INT(atomic_load(&dropped_overflow), 2);
+    CHECK_STR(dropped_first, "m0");
+    eddy_client_free(client);
+
+    /* Age: a message older than queue_max_age is dropped when the next push comes. */
+    client = offline_client(EDDY_CLIENT_QUEUE_REFUSE, 10, 0.05);
+    CHECK(client != NULL);
+    if (client == NULL)
+        return;
+    CHECK_EQ_INT(eddy_client_push(client, "old", 3, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN),
+                 EDDY_QUEUED);
+    sleep_ms(120);
+    CHECK_EQ_INT(eddy_client_push(client, "new", 3, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN),
+                 EDDY_QUEUED);
+    CHECK_EQ_INT(atomic_load(&dropped_expired), 1);
+    eddy_client_free(client);
+}
+
 int main(void)
 {
     if (!test_server_new("warning"))
@@ -191,6 +279,7 @@ int main(void)
     test_many_standalone_clients();
     test_client_inside_server();
     test_one_connection_under_racing_close();
+    test_offline_queue_bounds();
 
     eddy_server_stop(test_server);
     pthread_join(thread, NULL);
