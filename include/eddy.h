@@ -1047,9 +1047,10 @@ void eddy_client_options_init(eddy_client_options_t *opts);
 /*
  * Creates a client (not yet connected) on srv's loops, or stand-alone with srv NULL (see
  * above). srv must have been started (or be starting: called from its start callback) and
- * must outlive the client. Returns NULL on out-of-memory, a URL that cannot be parsed, a
- * bad option (logged on stderr), or TLS set-up failure (an unreadable CA, certificate or
- * key file).
+ * must outlive the client, and the last name resolution the client started (a lookup
+ * cannot be cancelled: its answer is handed to the loop when it comes). Returns NULL on
+ * out-of-memory, a URL that cannot be parsed, a bad option (logged on stderr), or TLS set-up
+ * failure (an unreadable CA, certificate or key file).
  */
 eddy_client_t *eddy_client_new(eddy_server_t *srv, const eddy_client_options_t *opts);
 

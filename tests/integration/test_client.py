@@ -185,6 +185,30 @@ def test_tls_name_mismatch_with_python_websockets(peers, tmp_path):
     assert out == ["tls"]
 
 
+def make_cert(directory, name, san):
+    cert, key = str(directory / f"{name}.pem"), str(directory / f"{name}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", f"/CN={name}", "-addext",
+                    f"subjectAltName={san}"], check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_client_certificate_with_python_websockets(peers, tmp_path):
+    server_cert, server_key = make_cert(tmp_path, "localhost", "DNS:localhost,IP:127.0.0.1")
+    client_cert, client_key = make_cert(tmp_path, "client", "DNS:client.example")
+    peer = peers("python", "--cert", server_cert, "--key", server_key, "--client-ca",
+                 client_cert)
+    url = f"wss://localhost:{peer.port}/"
+    rc, out, err = run_ws("--ca", server_cert, "--cert", client_cert, "--key", client_key,
+                          "-w", "0.5", url, stdin="mutual\n")
+    assert rc == 0, err
+    assert out == ["mutual"]
+    # Without one the server refuses the handshake.
+    rc, out, err = run_ws("--ca", server_cert, "-w", "0.5", url, stdin="x\n")
+    assert rc == 1
+    assert out == []
+
+
 def test_handshake_variants_with_python_websockets(peers):
     peer = peers("python", "--subprotocols", "v2,v3")
     rc, out, err = run_ws("-H", "X-Test: yes", "-o", "https://app.example", "-s", "v1, v2",

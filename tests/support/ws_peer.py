@@ -1,6 +1,6 @@
 """A python-websockets (Debian python3-websockets) server for the client tests.
 
-    ws_peer.py [--host H] [--port P] [--cert C --key K] [--compression]
+    ws_peer.py [--host H] [--port P] [--cert C --key K [--client-ca CA]] [--compression]
                [--subprotocols a,b] [--close CODE [REASON]]
 
 Prints "listening PORT" once ready. Every connection gets the same treatment: by default an
@@ -23,6 +23,7 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--cert")
     parser.add_argument("--key")
+    parser.add_argument("--client-ca", help="require a client certificate signed by this CA")
     parser.add_argument("--compression", action="store_true")
     parser.add_argument("--subprotocols")
     parser.add_argument("--close", nargs="+")
@@ -53,6 +54,9 @@ def main():
         if args.cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(args.cert, args.key)
+            if args.client_ca:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(args.client_ca)
         subprotocols = args.subprotocols.split(",") if args.subprotocols else None
         server = await websockets.serve(handler, args.host, args.port, ssl=context,
                                         compression="deflate" if args.compression else None,

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -109,9 +110,22 @@ static void test_many_standalone_clients(void)
 
 /* ---- a client opened by a server's callback, on the server's loop ---- */
 
+static atomic_bool inner_open_ok;
+
 static void inner_open(eddy_client_t *client, const eddy_client_open_t *open, void *user_data)
 {
-    eddy_client_push(client, "inner", 5, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
+    /* The open event's headers, a ping, and a message sent in two fragments (one unit: the
+     * server echoes it whole). */
+    bool upgrade = false;
+    for (size_t i = 0; i < open->num_headers; i++)
+        upgrade |= strcasecmp(open->headers[i].name, "upgrade") == 0 &&
+                   strcasecmp(open->headers[i].value, "websocket") == 0;
+    bool ok =
+        open->status == 101 && upgrade && open->subprotocol == NULL &&
+        eddy_client_ping(client, "hb", 2) == 0 &&
+        eddy_client_push(client, "in", 2, EDDY_WS_OPCODE_TEXT, 0) == 0 &&
+        eddy_client_push(client, "ner", 3, EDDY_WS_OPCODE_CONTINUATION, EDDY_WS_FLAG_FIN) == 0;
+    atomic_store(&inner_open_ok, ok);
 }
 
 static void inner_message(eddy_client_t *client, const eddy_frame_t *frame, void *user_data)
@@ -147,6 +161,7 @@ static void test_client_inside_server(void)
 {
     CHECK(eddy_timer_after(test_server, 1, open_inner_client, NULL) != 0);
     CHECK(WAIT_FOR(atomic_load(&inner_done), 10));
+    CHECK(atomic_load(&inner_open_ok));
     CHECK(WAIT_FOR(atomic_load(&closed_events) == 1, 10));
 }
 
