@@ -81,7 +81,7 @@ static void on_message(eddy_client_t *client, const eddy_frame_t *frame, void *u
     } else {
         fwrite(frame->data, 1, frame->len, stdout);
     }
-    fputc('\n', stdout);
+    fputs(interactive ? "\n> " : "\n", stdout);
     fflush(stdout);
     if (max_messages > 0 && atomic_fetch_add(&received, 1) + 1 >= max_messages) {
         atomic_store(&user_closed, true);
@@ -156,6 +156,7 @@ static void usage(FILE *out)
             "      --reconnect-factor F    growth per attempt [2]\n"
             "      --reconnect-jitter J    0-1, share of the delay drawn at random [1]\n"
             "      --reconnect-attempts N  give up after N attempts [0: never]\n"
+            "      --reconnect-reset S     attempts count from 0 again after S seconds up [5]\n"
             "      --ping-interval S       heartbeat: a ping every S seconds [off]\n"
             "      --ping-timeout S        dead without input S seconds after a ping [10]\n"
             "      --connect-timeout S     [10]\n"
@@ -196,6 +197,7 @@ int main(int argc, char **argv)
         {"reconnect-factor", required_argument, NULL, 6},
         {"reconnect-jitter", required_argument, NULL, 7},
         {"reconnect-attempts", required_argument, NULL, 8},
+        {"reconnect-reset", required_argument, NULL, 12},
         {"ping-interval", required_argument, NULL, 9},
         {"ping-timeout", required_argument, NULL, 10},
         {"connect-timeout", required_argument, NULL, 11},
@@ -264,6 +266,9 @@ int main(int argc, char **argv)
         case 8:
             ok = parse_double(optarg, &value) && value <= 1e6;
             opts.reconnect_max_attempts = (int)value;
+            break;
+        case 12:
+            ok = parse_double(optarg, &opts.reconnect_reset_after);
             break;
         case 9:
             ok = parse_double(optarg, &opts.ping_interval);

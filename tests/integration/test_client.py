@@ -338,6 +338,29 @@ def test_retry_code_reconnects_until_max_attempts(peers):
     assert "reconnecting (attempt 3)" in err and "attempt 4" not in err
 
 
+def test_attempts_count_from_zero_after_the_connection_stayed_up(peers):
+    """Connections that last longer than --reconnect-reset start the count again: with at
+    most 2 attempts, a server that closes every connection after 0.3 s is reconnected to
+    again and again (each time attempt 1); one that closes at once is given up on."""
+    peer = peers("python", "--close", "1012", "--close-after", "0.3")
+    client = Lines([EDDY_WS, "--reconnect", "--reconnect-min", "0.01", "--reconnect-max",
+                    "0.02", "--reconnect-attempts", "2", "--reconnect-reset", "0.2",
+                    f"ws://127.0.0.1:{peer.port}/"], stdin=subprocess.PIPE)
+    try:
+        for _ in range(4):
+            client.wait_err(r"closed: 1012")
+            client.wait_err(r"reconnecting \(attempt 1\)")
+        assert client.proc.poll() is None
+        assert not any("attempt 2" in line for line in client.err_seen)
+    finally:
+        client.stop(signal.SIGKILL)
+    rc, out, err = run_ws("--reconnect", "--reconnect-min", "0.01", "--reconnect-attempts", "2",
+                          "--reconnect-reset", "10", "-w", "5",
+                          f"ws://127.0.0.1:{peer.port}/")
+    assert rc == 6, err
+    assert "reconnecting (attempt 2)" in err
+
+
 def test_heartbeat_detects_a_stopped_server(peers):
     peer = peers("python")
     client = Lines([EDDY_WS, "--ping-interval", "0.3", "--ping-timeout", "0.5",
@@ -468,6 +491,12 @@ def test_request_is_a_valid_upgrade():
     assert "Upgrade: websocket\r\n" in head and "Sec-WebSocket-Version: 13\r\n" in head
     key = re.search(r"Sec-WebSocket-Key: (\S+)", head).group(1)
     assert len(base64.b64decode(key)) == 16
+
+
+def test_no_answer_times_out():
+    rc, out, err, _ = run_against(lambda key: b"", args=("--connect-timeout", "0.3"))
+    assert rc == 1
+    assert "no handshake answer within connect_timeout" in err
 
 
 def test_200_instead_of_101():

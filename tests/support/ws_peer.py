@@ -1,7 +1,7 @@
 """A python-websockets (Debian python3-websockets) server for the client tests.
 
     ws_peer.py [--host H] [--port P] [--cert C --key K [--client-ca CA]] [--compression]
-               [--subprotocols a,b] [--close CODE [REASON]]
+               [--subprotocols a,b] [--close CODE [REASON]] [--close-after SECONDS]
 
 Prints "listening PORT" once ready. Every connection gets the same treatment: by default an
 echo (a message "fragments" is answered with a three-fragment message, "close CODE REASON"
@@ -27,6 +27,8 @@ def main():
     parser.add_argument("--compression", action="store_true")
     parser.add_argument("--subprotocols")
     parser.add_argument("--close", nargs="+")
+    parser.add_argument("--close-after", type=float, default=0,
+                        help="seconds to wait before the --close")
     args = parser.parse_args()
 
     async def handler(ws, path=None):
@@ -35,6 +37,7 @@ def main():
               f"origin={headers.get('Origin')} x-test={headers.get('X-Test')} "
               f"ext={headers.get('Sec-WebSocket-Extensions')}", flush=True)
         if args.close:
+            await asyncio.sleep(args.close_after)
             await ws.close(int(args.close[0]), " ".join(args.close[1:]))
             return
         try:
