@@ -885,7 +885,8 @@ bool eddy_utf8_valid(const void *s, size_t len);
  * ...)), it runs on that server's loops: on the calling loop when created from one of its
  * callbacks (as Swoole's coroutine client inside a server), else on loop 0; its connection
  * is then a session of that server (an id eddy_client_id() returns, reached by the
- * server's methods, ended by its shutdown, counted by its heartbeat) and the server's
+ * server's methods except pub/sub, whose shared frames are unmasked, ended by its
+ * shutdown, checked by its heartbeat) and the server's
  * settings apply to it (package_max_length, socket_buffer_size and the watermarks,
  * websocket_close_timeout, compression level and memory). Created with srv NULL, the
  * client is stand-alone: every stand-alone client of the process shares one loop that
