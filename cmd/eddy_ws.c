@@ -144,7 +144,7 @@ static void usage(FILE *out)
             "  -H, --header 'Name: value'  extra request header (repeatable)\n"
             "  -o, --origin ORIGIN         Origin header\n"
             "  -s, --subprotocol LIST      offer these subprotocols (comma-separated)\n"
-            "  -c, --compress              offer permessage-deflate\n"
+            "  -c, --compress              offer permessage-deflate (and compress what is sent)\n"
             "  -b, --binary                send each line as a binary message\n"
             "  -x, --hex                   print binary messages in hex\n"
             "  -k, --insecure              do not verify the server's certificate (testing)\n"
@@ -212,7 +212,7 @@ int main(int argc, char **argv)
     eddy_client_options_init(&opts);
     const char *headers[argc + 1]; /* -H values, NULL-terminated */
     size_t header_count = 0;
-    bool binary = false;
+    bool binary = false, compress = false;
     double wait_s = 1, value;
     int opt;
     while ((opt = getopt_long(argc, argv, "H:o:s:cbxkrw:n:qhV", longopts, NULL)) != -1) {
@@ -228,7 +228,7 @@ int main(int argc, char **argv)
             opts.subprotocols = optarg;
             break;
         case 'c':
-            opts.compression = true;
+            opts.compression = compress = true;
             break;
         case 'b':
             binary = true;
@@ -375,7 +375,7 @@ int main(int argc, char **argv)
                 line[--len] = '\0';
             int rc = eddy_client_push(client, line, (size_t)len,
                                       binary ? EDDY_WS_OPCODE_BINARY : EDDY_WS_OPCODE_TEXT,
-                                      EDDY_WS_FLAG_FIN);
+                                      EDDY_WS_FLAG_FIN | (compress ? EDDY_WS_FLAG_COMPRESS : 0));
             if (rc < 0)
                 fprintf(stderr, "not sent: %s\n", eddy_strerror(rc));
             else if (rc == EDDY_QUEUED && eddy_client_id(client) == 0 && !quiet)

@@ -43,9 +43,16 @@ static void sleep_ms(int ms)
 
 /* The server: an echo; connections to /race are closed with 4100 (a code the client
  * retries) and at the same moment at the TCP level. */
+static atomic_bool server_got_compressed;
+
 static void server_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
 {
-    eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
+    /* A compressed message is answered compressed. */
+    bool compressed = frame->flags & EDDY_WS_FLAG_RSV1;
+    if (compressed && frame->len == 3 && memcmp(frame->data, "zip", 3) == 0)
+        atomic_store(&server_got_compressed, true);
+    eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode,
+              EDDY_WS_FLAG_FIN | (compressed ? EDDY_WS_FLAG_COMPRESS : 0));
 }
 
 static void server_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)
@@ -124,12 +131,19 @@ static void inner_open(eddy_client_t *client, const eddy_client_open_t *open, vo
         open->status == 101 && upgrade && open->subprotocol == NULL &&
         eddy_client_ping(client, "hb", 2) == 0 &&
         eddy_client_push(client, "in", 2, EDDY_WS_OPCODE_TEXT, 0) == 0 &&
-        eddy_client_push(client, "ner", 3, EDDY_WS_OPCODE_CONTINUATION, EDDY_WS_FLAG_FIN) == 0;
+        eddy_client_push(client, "ner", 3, EDDY_WS_OPCODE_CONTINUATION, EDDY_WS_FLAG_FIN) == 0 &&
+        open->extensions != NULL &&
+        eddy_client_push(client, "zip", 3, EDDY_WS_OPCODE_TEXT,
+                         EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_COMPRESS) == 0;
     atomic_store(&inner_open_ok, ok);
 }
 
+static atomic_bool client_got_compressed;
+
 static void inner_message(eddy_client_t *client, const eddy_frame_t *frame, void *user_data)
 {
+    if (frame->len == 3 && memcmp(frame->data, "zip", 3) == 0 && (frame->flags & EDDY_WS_FLAG_RSV1))
+        atomic_store(&client_got_compressed, true);
     if (frame->len == 5 && memcmp(frame->data, "inner", 5) == 0) {
         atomic_store(&inner_done, true);
         eddy_client_disconnect(client, 1000, "done");
@@ -152,6 +166,7 @@ static void open_inner_client(eddy_server_t *srv, uint64_t timer_id, void *arg)
     opts.on_open = inner_open;
     opts.on_message = inner_message;
     opts.on_close = inner_close;
+    opts.compression = true;
     eddy_client_t *client = eddy_client_new(srv, &opts);
     if (client != NULL)
         eddy_client_connect(client);
@@ -162,6 +177,10 @@ static void test_client_inside_server(void)
     CHECK(eddy_timer_after(test_server, 1, open_inner_client, NULL) != 0);
     CHECK(WAIT_FOR(atomic_load(&inner_done), 10));
     CHECK(atomic_load(&inner_open_ok));
+    /* permessage-deflate both ways: the server inflated the client's message, the client
+     * the server's answer. */
+    CHECK(WAIT_FOR(atomic_load(&client_got_compressed), 5));
+    CHECK(atomic_load(&server_got_compressed));
     CHECK(WAIT_FOR(atomic_load(&closed_events) == 1, 10));
 }
 
@@ -284,6 +303,7 @@ int main(void)
     eddy_on_open(test_server, server_open);
     eddy_on_close(test_server, server_close);
     CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "2"), 0);
+    CHECK_EQ_INT(eddy_server_set(test_server, "websocket_compression", "true"), 0);
     pthread_t thread;
     int server_rc = 0;
     pthread_create(&thread, NULL, test_run_server, &server_rc);
