@@ -493,6 +493,20 @@ def test_request_is_a_valid_upgrade():
     assert len(base64.b64decode(key)) == 16
 
 
+def test_client_close_without_the_servers_close_frame():
+    """eddy-ws closes with 1000 after the end of input; the server drops the TCP connection
+    without its close frame: the closing handshake did not complete (1006)."""
+    server = RawServer(upgrade)
+    try:
+        rc, out, err = run_ws("-w", "0.2", f"ws://127.0.0.1:{server.port}/")
+    finally:
+        server.close()
+    assert rc == 4, err
+    assert "closed: 1006 (no closing handshake)" in err
+    sent = server.client_frames()
+    assert sent[-1][0] == 8 and struct.unpack(">H", sent[-1][1][:2])[0] == 1000
+
+
 def test_no_answer_times_out():
     rc, out, err, _ = run_against(lambda key: b"", args=("--connect-timeout", "0.3"))
     assert rc == 1
