@@ -974,6 +974,9 @@ typedef void (*eddy_client_error_cb)(eddy_client_t *client, const eddy_client_er
 /* reconnecting: attempt (1, 2, ...) starts after delay seconds. */
 typedef void (*eddy_client_reconnecting_cb)(eddy_client_t *client, int attempt, double delay,
                                             void *user_data);
+/* drain: the connection's output, which went over buffer_high_watermark (a push answered
+ * EDDY_QUEUED), is back at buffer_low_watermark: pushing may resume. */
+typedef void (*eddy_client_drain_cb)(eddy_client_t *client, void *user_data);
 /* stopped: the client has no connection and will not reconnect (after a disconnect, a
  * close code that ends reconnection, reconnect_max_attempts, or a failure without
  * reconnect); eddy_client_connect() may start it again. */
@@ -1039,6 +1042,7 @@ typedef struct eddy_client_options {
     eddy_client_reconnecting_cb on_reconnecting;
     eddy_client_dropped_cb on_dropped;
     eddy_client_stopped_cb on_stopped;
+    eddy_client_drain_cb on_drain;
     void *user_data;
 } eddy_client_options_t;
 
@@ -1063,10 +1067,11 @@ int eddy_client_connect(eddy_client_t *client);
 /*
  * Sends a message or frame, as eddy_push() on the server: opcode, flags (FIN, COMPRESS;
  * without FIN a fragmented message, sent as one unit), data copied; the answers are
- * eddy_push()'s (0, EDDY_QUEUED under back-pressure, EDDY_EDROPPED, EDDY_ETOOBIG,
- * EDDY_EINVAL). While not connected, with reconnect on and an offline queue, a whole data
- * message is queued (EDDY_QUEUED) or, the queue being full, refused (EDDY_EDROPPED) or
- * makes room by dropping the oldest (dropped callback); anything else gets EDDY_ESTATE.
+ * eddy_push()'s (0, EDDY_QUEUED under back-pressure: wait for the drain event,
+ * EDDY_EDROPPED, EDDY_ETOOBIG, EDDY_EINVAL). While not connected, with reconnect on and an offline
+ * queue, a whole data message is queued (EDDY_QUEUED) or, the queue being full, refused
+ * (EDDY_EDROPPED) or makes room by dropping the oldest (dropped callback); anything else gets
+ * EDDY_ESTATE.
  */
 int eddy_client_push(eddy_client_t *client, const void *data, size_t len, int opcode, int flags);
 

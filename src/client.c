@@ -1300,6 +1300,13 @@ void eddy__client_failed(eddy__conn_t *conn, uint16_t code, const char *why)
     report_error(c, EDDY_CLIENT_ERR_PROTOCOL, code, why, NULL, 0);
 }
 
+void eddy__client_drained(eddy__conn_t *conn)
+{
+    eddy_client_t *c = conn_client(conn);
+    if (c->opts.on_drain != NULL && !c->freed)
+        c->opts.on_drain(c, c->opts.user_data);
+}
+
 void eddy__client_session_closed(eddy__conn_t *conn)
 {
     eddy_client_t *c = conn_client(conn);

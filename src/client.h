@@ -17,6 +17,8 @@ void eddy__client_close_frame(eddy__conn_t *conn, uint16_t code, const char *rea
                               size_t reason_len);
 /* The session failed the connection with code (the server broke RFC 6455). */
 void eddy__client_failed(eddy__conn_t *conn, uint16_t code, const char *why);
+/* Output fell back to the low watermark (proto->drained()). */
+void eddy__client_drained(eddy__conn_t *conn);
 /* The connection is reaped (proto->closed()). */
 void eddy__client_session_closed(eddy__conn_t *conn);
 

@@ -1390,9 +1390,13 @@ static __attribute__((noinline)) size_t process_frames(eddy__conn_t *conn, uint8
 static void ws_drained(eddy__conn_t *conn)
 {
     eddy_server_t *srv = conn->loop->srv;
-    /* A connection that sent its close frame takes no more messages; a client's is not
-     * the server application's business. */
-    if (srv->on_drain != NULL && !conn->ws_close_sent && !conn->client_owned)
+    /* A connection that sent its close frame takes no more messages; a client's connection
+     * tells its client, not the server application. */
+    if (conn->ws_close_sent)
+        return;
+    if (conn->client_owned)
+        eddy__client_drained(conn);
+    else if (srv->on_drain != NULL)
         srv->on_drain(srv, conn->id, srv->user_data);
 }
 

@@ -5,11 +5,14 @@
  * close at once, over and over, and the offline queue's bounds (count, bytes, age; refuse
  * or drop oldest).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -295,6 +298,97 @@ static void test_offline_queue_bounds(void)
     eddy_client_free(client);
 }
 
+/* ---- back-pressure: EDDY_QUEUED, then the drain event ---- */
+
+static int slow_listener;
+static atomic_bool slow_read; /* the slow server starts reading */
+static atomic_bool slow_open, drained;
+
+/* A server that answers the handshake and then reads nothing until slow_read. */
+static void *slow_server(void *arg)
+{
+    int fd = accept(slow_listener, NULL, NULL);
+    char buf[65536];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0) {
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, "\r\n\r\n") != NULL)
+            break;
+    }
+    const char *key = strstr(buf, "Sec-WebSocket-Key: ");
+    char accept_key[EDDY_WS_ACCEPT_LEN + 1] = "";
+    if (key != NULL)
+        eddy_ws_accept_key(key + 19, 24, accept_key);
+    char answer[256];
+    int answer_len = snprintf(answer, sizeof(answer),
+                              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                              accept_key);
+    if (write(fd, answer, (size_t)answer_len) != answer_len)
+        perror("write");
+    while (!atomic_load(&slow_read))
+        sleep_ms(5);
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    close(fd);
+    return NULL;
+}
+
+static void slow_on_open(eddy_client_t *client, const eddy_client_open_t *open, void *user_data)
+{
+    atomic_store(&slow_open, true);
+}
+
+static void slow_on_drain(eddy_client_t *client, void *user_data)
+{
+    atomic_store(&drained, true);
+}
+
+static void test_back_pressure_and_drain(void)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t addr_len = sizeof(addr);
+    slow_listener = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(bind(slow_listener, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+          listen(slow_listener, 1) == 0 &&
+          getsockname(slow_listener, (struct sockaddr *)&addr, &addr_len) == 0);
+    pthread_t thread;
+    pthread_create(&thread, NULL, slow_server, NULL);
+    char slow_url[64];
+    snprintf(slow_url, sizeof(slow_url), "ws://127.0.0.1:%d/", ntohs(addr.sin_port));
+    eddy_client_options_t opts;
+    eddy_client_options_init(&opts);
+    opts.url = slow_url;
+    opts.on_open = slow_on_open;
+    opts.on_drain = slow_on_drain;
+    eddy_client_t *client = eddy_client_new(NULL, &opts);
+    CHECK(client != NULL);
+    if (client != NULL) {
+        eddy_client_connect(client);
+        CHECK(WAIT_FOR(atomic_load(&slow_open), 10));
+        /* Pushed until the output is over the high watermark (80% of 8 MiB): the server
+         * does not read, so the kernel's buffers fill and eddy's queue grows. */
+        static char chunk[65536];
+        int rc = 0;
+        for (int i = 0; i < 1000 && rc != EDDY_QUEUED; i++) {
+            rc = eddy_client_push(client, chunk, sizeof(chunk), EDDY_WS_OPCODE_BINARY,
+                                  EDDY_WS_FLAG_FIN);
+            if (rc == 0)
+                sleep_ms(1); /* from another thread the answer follows the loop's progress */
+        }
+        CHECK_EQ_INT(rc, EDDY_QUEUED);
+        CHECK(!atomic_load(&drained));
+        atomic_store(&slow_read, true);
+        CHECK(WAIT_FOR(atomic_load(&drained), 10));
+        eddy_client_free(client);
+    }
+    atomic_store(&slow_read, true);
+    pthread_join(thread, NULL);
+    close(slow_listener);
+}
+
 int main(void)
 {
     if (!test_server_new("warning"))
@@ -315,6 +409,7 @@ int main(void)
     test_client_inside_server();
     test_one_connection_under_racing_close();
     test_offline_queue_bounds();
+    test_back_pressure_and_drain();
 
     eddy_server_stop(test_server);
     pthread_join(thread, NULL);
