@@ -1093,7 +1093,8 @@ eddy_fd_t eddy_client_id(const eddy_client_t *client);
  * Frees the client: its connection is aborted and messages still queued are dropped, on
  * its loop, shortly after; no callback runs from then on (a callback already running on
  * another thread finishes). Any thread, a callback of the client included; the client
- * must not be used after this call.
+ * must not be used after this call. For a stand-alone client called from outside its loop
+ * it returns once the loop let go of the client (so a program may exit right after).
  */
 void eddy_client_free(eddy_client_t *client);
 

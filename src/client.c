@@ -102,6 +102,16 @@ struct eddy_client {
     uint16_t fail_code;
     char close_reason[124];
     uint64_t rng;
+    struct free_wait *free_wait; /* eddy_client_free() waits for the loop (stand-alone) */
+};
+
+/* A stand-alone client's eddy_client_free() from outside the loop returns once the loop
+ * let go of it: an application may then exit without racing the loop (OpenSSL's exit-time
+ * cleanup against the client's TLS context, say). */
+struct free_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
 };
 
 #define DEFAULT_STOP_CODES "1000,1008,1009,3500-3999,4000-4099,4500-4999"
@@ -534,7 +544,14 @@ static void finish_free(eddy_client_t *c)
     drop_list(c, left, EDDY_CLIENT_DROP_CLOSED);
     c->state = ST_IDLE;
     c->opts.on_dropped = NULL; /* no callbacks once freed */
+    struct free_wait *waiter = c->free_wait;
     client_unref(c);
+    if (waiter != NULL) {
+        pthread_mutex_lock(&waiter->lock);
+        waiter->done = true;
+        pthread_cond_signal(&waiter->cond);
+        pthread_mutex_unlock(&waiter->lock);
+    }
 }
 
 /* The current attempt or connection is over (once per attempt): reconnect or stop. */
@@ -813,6 +830,7 @@ enum { CMD_CONNECT, CMD_DISCONNECT, CMD_FREE };
 struct client_cmd {
     eddy__cmd_t base;
     eddy_client_t *client;
+    struct free_wait *free_wait;
     int op;
     uint16_t code;
     size_t reason_len;
@@ -882,6 +900,7 @@ static void client_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
         stop_now(c, cc->code, cc->reason, cc->reason_len);
         break;
     case CMD_FREE:
+        c->free_wait = cc->free_wait;
         c->freed = true;
         c->stopping = true;
         if (c->state == ST_OPEN) {
@@ -894,11 +913,13 @@ static void client_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
     free(cc);
 }
 
-static int post(eddy_client_t *c, int op, uint16_t code, const char *reason, size_t reason_len)
+static int post_waiting(eddy_client_t *c, int op, uint16_t code, const char *reason,
+                        size_t reason_len, struct free_wait *free_wait)
 {
     struct client_cmd *cc = calloc(1, sizeof(*cc));
     if (cc == NULL)
         return EDDY_ENOMEM;
+    cc->free_wait = free_wait;
     cc->base.fn = client_cmd_run;
     cc->client = c;
     cc->op = op;
@@ -908,6 +929,11 @@ static int post(eddy_client_t *c, int op, uint16_t code, const char *reason, siz
         memcpy(cc->reason, reason, reason_len);
     eddy__loop_post(c->loop, &cc->base);
     return 0;
+}
+
+static int post(eddy_client_t *c, int op, uint16_t code, const char *reason, size_t reason_len)
+{
+    return post_waiting(c, op, code, reason, reason_len, NULL);
 }
 
 int eddy_client_connect(eddy_client_t *client)
@@ -929,9 +955,23 @@ void eddy_client_free(eddy_client_t *client)
 {
     if (client == NULL)
         return;
+    struct free_wait waiter = {.done = false};
+    bool wait = client->srv->clients_only && eddy__loop_here(client->srv) == NULL;
+    if (wait) {
+        pthread_mutex_init(&waiter.lock, NULL);
+        pthread_cond_init(&waiter.cond, NULL);
+    }
     /* Out of memory here would leak the client: retry until the command is made. */
-    while (post(client, CMD_FREE, 0, NULL, 0) != 0)
+    while (post_waiting(client, CMD_FREE, 0, NULL, 0, wait ? &waiter : NULL) != 0)
         usleep(1000);
+    if (!wait)
+        return;
+    pthread_mutex_lock(&waiter.lock);
+    while (!waiter.done)
+        pthread_cond_wait(&waiter.cond, &waiter.lock);
+    pthread_mutex_unlock(&waiter.lock);
+    pthread_mutex_destroy(&waiter.lock);
+    pthread_cond_destroy(&waiter.cond);
 }
 
 eddy_fd_t eddy_client_id(const eddy_client_t *client)
