@@ -708,7 +708,7 @@ static int next_mask_key(eddy__loop_t *loop, uint8_t mask[4])
 static __attribute__((noinline)) int queue_masked(eddy__conn_t *conn, uint8_t opcode, int flags,
                                                   const void *payload, size_t len, bool hold)
 {
-    uint8_t mask[4];
+    uint8_t mask[4] = {0}; /* set by next_mask_key(); zeroed for gcc's LTO flow analysis */
     int rc = next_mask_key(conn->loop, mask);
     if (rc != 0) {
         eddy__log(conn_srv(conn), EDDY__LOG_ERROR,
