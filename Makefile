@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # eddy build. `make run` starts the echo example, `make test` runs every test.
 #
 # Variables:

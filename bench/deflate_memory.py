@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Server memory per connection with permessage-deflate: idle (negotiated, nothing sent yet),
 and active (after one compressed message each way), for several compression settings.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * eddy-bench: a single-threaded epoll load generator for WebSocket servers.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Turns bench/run's results.tsv into one markdown table of medians across rounds.
 
 Usage: bench/summarize.py OUT_DIR SERVER... (servers in column order, eddy first)

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """bench/tls_fanout.py: server CPU per message delivered in a WSS fan-out of small frames.
 
 Starts examples/pubsub with a TLS listener (a throw-away self-signed certificate), opens

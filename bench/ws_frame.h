@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ws_frame.h: the one piece of RFC 6455 framing the bench programs share (eddy-bench reads
  * the server's frames, floor_echo the client's). Bench-local on purpose: the load generator

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The eddy program: declarations shared by the files of cmd/. The program uses only the public
  * header, like any other application.

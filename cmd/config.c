@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The configuration file: INI read by libinih (Debian's libinih-dev), then the
  * EDDY_<SECTION>_<KEY> environment variables. Server settings are validated by the

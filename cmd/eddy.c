@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * eddy: the program. `eddy --help` lists the commands; README "The eddy program" has the
  * details. Uses only include/eddy.h, like any application.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * eddy-ws: a command-line WebSocket client on libeddy's client (wscat/websocat style).
  *

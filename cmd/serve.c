@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The running server: static files, the WebSocket echo service, /healthz, /readyz and
  * /status, logging, the pid file, and the signals (SIGTERM/SIGINT stop, SIGHUP reloads).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * auth_token: validating clients at connect time (seed 002). A client connects with
  * ?uid=U&token=T where T = md5(md5(U) . key). The seed checks in onOpen and closes the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * custom_handshake: the application answers the upgrade itself (seed 003, onHandShake).
  * It validates the key as the seed does, prints it (without a newline, like the seed),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * echo: every message goes back to its sender with the same opcode, compressed if it came
  * compressed. `make run` starts it, and conformance runs (Autobahn|Testsuite) use it: so it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Shared by the examples: command-line handling and running a server until SIGINT or
  * SIGTERM. Every example accepts:

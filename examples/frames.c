@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * frames: close, ping and pong frames delivered to the message callback (seed 003's
  * open_websocket_close_frame, open_websocket_ping_frame and open_websocket_pong_frame).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pubsub: rooms over WebSocket. ws://host:port/sub?topic=T subscribes the connection to T
  * when it opens; every message received on ws://host:port/pub?topic=T is published to T

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * push_all: the WebSocket\Server manual's onRequest example (seed 003). GET /?message=X
  * pushes X to every established WebSocket and answers with how many received it.

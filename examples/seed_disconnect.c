@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * seed_disconnect: Swoole 4.7's onDisconnect article (seed 000). A WebSocket client gets
  * "client-N is closed, WebSocket status is 3"; an HTTP request closed with ?close=1 gets

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Shared by the libFuzzer drivers: the invariant check, libFuzzer's entry point, and the
  * PRNG that picks split sizes. The PRNG is seeded by the input, so a crash input replays

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer driver for the permessage-deflate offer parser (src/deflate.c).
  *

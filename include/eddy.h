@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * eddy: an event-driven WebSocket + HTTP/1.1 server library for C, modelled on
  * Swoole's WebSocket\Server.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Installs what a make target needs, when it is missing.
 # Usage: scripts/deps.sh build|test
 #   build: the compiler and the libraries eddy links (OpenSSL, zlib; libinih for the eddy

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The WebSocket client (eddy_client_t): a state machine on one loop that resolves the
  * URL's host (on a thread of its own), connects without blocking, speaks TLS through

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The WebSocket client (client.c): connecting, the opening handshake's response,
  * reconnection, heartbeat and the offline queue. The WebSocket session (ws.c) calls these

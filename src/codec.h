@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Pure codecs: HTTP/1.1 request and response heads and chunked bodies, WebSocket frame headers and
  * masking, UTF-8 validation, base64 and the handshake key. No I/O, no allocation, no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Connections: the transport under every protocol. A connection owns its socket (or TLS
  * over it), input, output, timer, back-pressure and teardown, and knows nothing of HTTP or

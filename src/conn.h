@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Connections (conn.c): the transport under every protocol (socket or TLS, input,
  * output queue and cork, timer, back-pressure, teardown) and the protocol table it drives.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * permessage-deflate (RFC 7692): negotiation, and the zlib streams behind it.
  *

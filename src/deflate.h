@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * permessage-deflate (deflate.c): negotiation and the zlib streams.
  */

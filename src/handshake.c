@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Base64 (RFC 4648) and the WebSocket handshake key (RFC 6455 4.2.2).
  */

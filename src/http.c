@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The HTTP/1.1 server session (eddy__http_proto): reads requests with the pure parser from
  * codec.h (keep-alive and pipelining included), hands upgrade requests to the server's

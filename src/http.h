@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The HTTP/1.1 server session (http.c): requests, responses, and the upgrade hook.
  */

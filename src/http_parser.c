@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * HTTP/1.1 request and response heads (RFC 9112 2-6), the chunked transfer coding (RFC
  * 9112 7.1) and percent-decoding.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Log lines in Swoole's shape: "[2026-11-22 10:00:00 *1234.0]\tNOTICE\tmessage", where
  * the number after the pid is the loop that logged. Each line is formatted into one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Logging (log.c): eddy's lines, the application's (eddy_log), the log callback, and the
  * per-loop buffer of the access log.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The event loop: one per worker thread. An iteration waits for I/O (bounded by the
  * nearest timer), dispatches it, runs due timers, runs deferred calls, runs the close

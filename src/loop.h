@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The event loop (loop.c) and its backend (loop_epoll.c): I/O watchers, timers, posted
  * commands, deferred calls, and slots for the per-loop state of the modules above.

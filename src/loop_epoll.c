@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The epoll backend, level-triggered: a watcher that leaves bytes unread is simply called
  * again, which keeps reading code free of "drain until EAGAIN" loops and starvation.

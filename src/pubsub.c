@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Pub/sub: topics, subscriptions, publish and broadcast.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Pub/sub (pubsub.c): topics, subscriptions and publishing.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The session registry: every live connection of the server by session id, whatever loop
  * owns it. A loop finds its own connections in its private map without locking; the

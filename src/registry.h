@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The session registry (registry.c): every live session by id, for every thread.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The server: worker loops and their threads, listening and accepting, the event registry,
  * the methods applications call with a session id (from any thread), the heartbeat, and an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The server (server.c): listeners, accept, the methods of eddy.h, heartbeat, shutdown.
  */

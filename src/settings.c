@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Settings: Swoole's names, set as strings (eddy_server_set), stored in a typed struct.
  * One table describes every key: its type, where it lives, and its bounds, so parsing,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Settings (settings.c): the options struct behind eddy_server_set().
  */

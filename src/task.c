@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Task workers (Swoole's task/finish): blocking work runs on a pool of task_worker_num
  * threads, and its completion is delivered back to the loop that asked, as a posted

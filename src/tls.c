@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * TLS with OpenSSL: server contexts built from the ssl_* settings, and the per-connection
  * transport conn.c calls instead of read()/sendmsg() on TLS listeners.

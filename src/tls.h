@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * TLS (tls.c): server contexts and the per-connection transport. The read/write functions
  * behave like read() and writev(): bytes, 0 for end of stream, -EAGAIN when OpenSSL waits

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Small building blocks: clocks, byte buffers, an arena, a hash map, error strings, peer
  * addresses. */
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Utilities shared by every module (util.c): clocks, a growable buffer, an arena, hash
  * maps, peer addresses. Nothing here is API.

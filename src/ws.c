@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The WebSocket session (eddy__ws_proto): the opening handshake (eddy__ws_upgrade, the
  * HTTP session's upgrade hook), frame reception, the closing handshake and sending.

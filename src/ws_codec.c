@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * WebSocket frame codec (RFC 6455 section 5): headers, masking, close payloads, and the
  * public pack/unpack pair built from them.

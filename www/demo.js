@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The demo page: an echo conversation over eddy.js (window.Eddy, from eddy.js beside this
 // file). Messages typed while the connection is down wait in eddy.js's offline queue.
 (function () {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Client-side cost of eddy's WebSocket client: sends MESSAGES messages of SIZE bytes to an
  * echo server, WINDOW in flight, and prints the CPU time this process spent (user + system,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Client-side cost of python-websockets' client: the same exchange as eddy_client.c
 (MESSAGES of SIZE bytes, WINDOW in flight, binary), CPU per message from getrusage.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * floor_echo: the floor for bench/run. A single-threaded server that answers any request
  * carrying a Sec-WebSocket-Key with 101 and then echoes frames back by rewriting each masked

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libwebsockets echo server for bench/run, written against Debian's libwebsockets-dev
  * (4.1): every message goes back with its opcode. UTF-8 of text messages is validated, as

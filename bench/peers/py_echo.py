@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """python3-websockets (Debian's 10.4) asyncio echo server for bench/run.
 
 Usage: py_echo.py PORT [HOST]. Prints one line when listening, nothing afterwards.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uws_peer: the uWebSockets servers of bench/run's echo-wss, echo-deflate and publish-uws
  * scenarios, written against uWebSockets' public API (App, SSLApp, WebSocketBehavior,

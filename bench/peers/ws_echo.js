@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Node `ws` echo server for bench/run: every message goes back with its opcode.
 // Usage: node ws_echo.js PORT [HOST]. Prints one line when listening, nothing afterwards.
 'use strict';

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Builds the plain-script file (a classic <script> defining window.Eddy) from the ES
 // module, with no toolchain: the module's `export` keywords are removed and the body wrapped.
 // Writes dist/eddy.js and the demo's copy, www/eddy.js. `node build.mjs --check` only

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Type declarations for eddy.js (hand-written; keep in step with src/eddy.js).
 
 export type Message = string | ArrayBuffer | ArrayBufferView | Blob;

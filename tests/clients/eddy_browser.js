@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Drives headless Chromium (Debian's, through playwright-core) for
 // tests/integration/test_eddy_js.py, printing one JSON line per step:
 //   {"step":"echoed"}  connected, a message went out and came back;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A Node `ws` client for the integration tests: connects to the URL given, exchanges a
 // fixed set of messages with an echo server and prints one JSON line with the outcome.
 // Usage: node ws_client.js URL [--deflate] [--ca FILE]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A Node `ws` server for the client tests: an echo on 127.0.0.1 (port 0: any), with
 // permessage-deflate when --deflate is given; a message "fragments" is answered with a
 // three-fragment message, "close CODE REASON" closes with that code.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Fixtures for the conformance tests: the shared code lives in tests/support (see
 eddyserver.py), which this file puts on sys.path for the test modules too."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Autobahn section 1 (framing): text and binary messages at every payload-length boundary,
 echoed exactly by the echo example, whatever the length encoding and however the bytes are
 cut into TCP writes; plus the RFC 6455 5.1/5.2 rules Autobahn's client never breaks

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Autobahn section 2 (pings and pongs) against the echo example: every ping is answered
 with a pong carrying its exact payload, at once and in order; unsolicited pongs are
 ignored; a ping over 125 bytes fails the connection with 1002."""

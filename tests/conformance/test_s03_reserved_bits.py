@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Autobahn section 3 (reserved bits) against the echo example, which negotiates no
 extension: any RSV bit fails the connection with 1002 as soon as the frame header is read.
 Frames before the bad one are answered first; nothing after it is answered."""

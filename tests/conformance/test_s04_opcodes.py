@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Autobahn section 4 (opcodes): the reserved non-control opcodes 3-7 and control opcodes
 11-15 fail the connection with 1002, with or without a payload, alone or after a valid
 message; nothing after the bad frame is answered."""

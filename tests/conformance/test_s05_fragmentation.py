@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Autobahn section 5 (fragmentation) against the echo example: fragmented messages are
 echoed whole, control frames between fragments are answered at once, and every broken
 fragment sequence (fragmented control frames, a continuation with nothing to continue, a

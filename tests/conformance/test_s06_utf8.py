@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Autobahn section 6 (UTF-8 handling) against the echo example: valid text at every
 boundary code point is echoed; invalid text fails with 1007 at the first byte that makes
 it invalid, even before the rest of the frame or message arrives ("fail fast": the tests

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Autobahn section 7 (close handling) against the echo example: the client's close is
 answered with the same code (or an empty close for an empty one) and the server closes
 the TCP connection; frames after a close are ignored; close payloads of 1 byte, over 125

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Autobahn section 9 (limits and performance) as correctness checks against the echo
 example: large messages whole, fragmented and in small TCP writes, and many small
 messages one after the other, each echoed intact. Autobahn measures the time these take;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Autobahn section 10 (miscellaneous) against the echo example: a 64 KiB message
 auto-fragmented into 1300-byte frames (10.1.1), plus mixed streams no single Autobahn case
 covers: random messages, fragments, pings and pongs cut at random points, and frames

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Autobahn section 12 (permessage-deflate, RFC 7692, with Autobahn's default offer)
 against the echo example started with websocket_compression=true. Messages are compressed
 here with Python's zlib exactly as RFC 7692 7.2.1 says; echo sends back compressed what

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Autobahn section 13 (permessage-deflate parameters, RFC 7692 7.1): each of Autobahn's
 offer sets gets an exact Sec-WebSocket-Extensions answer from the echo example (started
 with websocket_compression=true), and messages then flow under the agreed parameters:

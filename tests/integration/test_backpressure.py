@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Back-pressure: what push answers as a connection's output grows (0, EDDY_QUEUED over
 buffer_high_watermark, EDDY_EDROPPED over socket_buffer_size), the slow-consumer policies
 (drop or close with 1008), the drain event, and memory bounded by the setting even for a

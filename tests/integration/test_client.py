@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """eddy's WebSocket client (eddy_client_t), driven through the eddy-ws command-line client,
 against eddy's own server (examples), python-websockets (tests/support/ws_peer.py), Node's
 `ws` (tests/clients/ws_server.js) and a raw server that sends exact bytes (the client-side

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A real client (python websockets 10.4) against eddy: ping/pong, large and fragmented
 messages, close codes, many sequential connections, and session ids."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The closing handshake beyond the echo example: server-initiated eddy_disconnect() with
 and without the client's answer, what the close callback reports, close frames delivered
 with open_websocket_close_frame, and a real client's close codes. The client-initiated

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The eddy program (cmd/): configuration, static files, the WebSocket echo service, and
 the start/status/reload/stop lifecycle with its pid file, run in a temporary directory."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """eddy.js (clients/js) in headless Chromium, driven by playwright-core (tests/clients), against
 the echo example: connect, an event out and back, then the server goes away (a graceful stop,
 which closes with 1001, or SIGKILL, which leaves the browser a 1006) and comes back on the

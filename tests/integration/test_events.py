@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Events: seed 000's close/disconnect split (seed_disconnect example), session ids,
 connect/start/shutdown, the websocket_status seen in close/disconnect for every way a
 connection can end, and the required message callback."""

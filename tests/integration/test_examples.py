@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Every example reproduces the output lines of its seed (PHP programs from the Swoole
 manual and articles) exactly, and answers its clients as the seed's server does."""
 

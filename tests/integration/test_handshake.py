@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The WebSocket opening handshake: the built-in one (echo example) with every refusal
 and subprotocol negotiation, and the application's own (testbed --handshake)."""
 

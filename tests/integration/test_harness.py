@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The test harness's own guarantees, checked against a plain Python server whose reads are
 known: RawClient.send_split puts every cut between two reads of the server even when the
 server is slow to read (as under load, where pacing sends with sleeps merges them)."""

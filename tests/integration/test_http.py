@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Plain HTTP/1.1 through the testbed's request callback (--request): request parsing,
 keep-alive and pipelining, response framing, detached responses, and every refusal
 (400/408/413/431) with the connection closed afterwards and the server still serving.

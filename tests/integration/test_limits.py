@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Limits and robustness beyond the protocol: the heartbeat, max_connection, a client that
 stops reading, many concurrent clients, and garbage input. Autobahn section 9 and
 package_max_length are in tests/conformance/test_s09_limits.py."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Logging: connection lifecycle lines at debug (a refused handshake with its status and
 reason), frames at trace, the filtering of both by log_level (names and Swoole's numbers),
 and the access log (http_access_log): its line format, parsed, for plain requests,

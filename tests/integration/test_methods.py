@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Server methods, driven through the testbed's "!command" messages: push, exist,
 is_established, disconnect, close, send, client_info, connection list/count, timers,
 defer, per-connection user data and stop."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What an installed eddy looks like to the programs that use it: the symbols libeddy.so
 exports."""
 

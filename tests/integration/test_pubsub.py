@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Pub/sub rooms and broadcast across loops: subscribe, unsubscribe, publish from loops
 and from an application thread, subscriber counts, cleanup on close, order per publisher,
 compressed fan-out, and the error cases."""

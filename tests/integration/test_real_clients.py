@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Real clients against eddy, plain and TLS, with and without permessage-deflate: Debian's
 python3-websockets, Node's `ws` (from tests/clients, installed by `make test`), and headless
 Chromium loading a page that eddy serves itself."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Settings: refusal of unknown keys and bad values (exit 2 with the key and value
 logged), log_level and log_file, and the limits package_max_length and max_connection."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The echo example: the most basic end-to-end checks."""
 
 import asyncio

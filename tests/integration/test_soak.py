@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A short churn soak (tests/soak/churn.py; `make soak` runs the long one): connects and
 closes over plain and TLS, with and without compression, subscribers, publishers and echo
 clients, clean closes and drops, then the server's descriptors must be back at the

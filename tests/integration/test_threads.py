@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """worker_num loop threads: connections spread over loops, methods called on one loop for
 a connection of another, calls from the application's own threads, task workers, and an
 orderly stop of every loop."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """TLS listeners: start-up checks of the certificate and key, the handshake inside the event
 loop (stalled or garbage handshakes cost nobody else anything), protocol versions, ALPN, and
 HTTPS and WSS sharing a port while a plain listener runs beside them."""

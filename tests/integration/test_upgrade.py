@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The upgrade callback (eddy_on_upgrade, eddy_upgrade_refuse) and the websocket_origins
 setting, on the testbed (--upgrade: see tests/integration/testbed.c), with the python
 websockets client and raw sockets."""

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * testbed: a server for the integration tests that prints every event and runs server
  * methods on command, so tests can drive and observe the whole API from outside.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Churn soak: thousands of WebSocket connects and closes against one server, with TLS,
 permessage-deflate and pub/sub together, then a check that the server's descriptors and
 resident memory come back to where they were after a warm-up.

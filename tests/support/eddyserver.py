@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Running eddy's servers for the integration and conformance tests.
 
 Every test runs real example servers from the build directory (EDDY_BUILD, default

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Field-by-field equality of parsed HTTP heads, for the unit tests and the fuzz drivers
  * of src/http_parser.c, which compare a head parsed whole with the same head parsed in

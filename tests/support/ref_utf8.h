@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * A reference UTF-8 decoder for the unit tests and the fuzz driver of src/utf8.c. It is
  * deliberately different from the validator under test: it decodes each sequence to a

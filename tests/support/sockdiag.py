@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """What the kernel knows about the server's end of a loopback TCP connection, read with
 Linux sock_diag (the netlink interface `ss` uses), so tests can observe the server's reads
 and writes without any help from the program under test.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Driving the testbed server (tests/integration/testbed.c): starting it, opening
 connections whose ids it prints, running its "!" commands; and helpers for clients that
 talk to eddy through ctypes."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Helpers shared by the RFC 6455 tests (tests/conformance and the protocol parts of
 tests/integration): fast frame encoding, strict close checks, and module-scoped servers so
 that long parametrized lists do not start a server per case.

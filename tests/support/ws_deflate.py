@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """permessage-deflate (RFC 7692) from a client's side, with Python's zlib, for tests that
 send exact bytes: the opening handshake with an offer, the parameters the server agreed
 to, messages compressed as RFC 7692 7.2.1 says (raw DEFLATE, a sync flush, the trailing

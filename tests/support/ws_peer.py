@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A python-websockets (Debian python3-websockets) server for the client tests.
 
     ws_peer.py [--host H] [--port P] [--cert C --key K [--client-ca CA]] [--compression]

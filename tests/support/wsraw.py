@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A raw-socket WebSocket client for tests that must send exact bytes, malformed ones
 included, and observe exactly what comes back (close codes, EOF, HTTP statuses)."""
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The wrappers behind tests/unit/alloc_fail.h. */
 #include "alloc_fail.h"
 

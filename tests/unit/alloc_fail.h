@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Allocation-failure injection for the unit tests. Every unit test is linked with
  * -Wl,--wrap=malloc,calloc,realloc and tests/unit/alloc_fail.c, so each allocation

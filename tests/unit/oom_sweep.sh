@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Runs each unit test given with its n-th allocation failing (EDDY_ALLOC_FAIL=n, see
 # tests/unit/alloc_fail.h). A first run without a failure counts the test's allocations,
 # m; then n = 1 .. OOM_FIRST each, and from there OOM_RUNS more spread evenly up to m

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * A minimal unit-test harness: CHECK records a failure and continues, so one run shows
  * every broken expectation; the program exits non-zero if any check failed.

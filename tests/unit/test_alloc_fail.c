@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Out-of-memory inside the library is reported, never half-done. Armed with n, the
  * wrappers of alloc_fail.h fail the n-th allocation the calling thread makes. Each

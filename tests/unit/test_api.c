@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Public API shapes: the signatures a user compiles against (this file fails to build
  * with -Werror if they regress) and eddy_version().

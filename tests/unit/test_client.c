@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The WebSocket client against an eddy server in the same process: 1,000 stand-alone
  * clients at once, a client opened from a server's callback on that server's loop, at most

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* permessage-deflate: negotiation (RFC 7692 section 7) and the zlib stream wrappers. */
 #include <limits.h>
 #include <sys/mman.h>

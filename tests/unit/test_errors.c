@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * eddy_strerror: every eddy status code has its own description, and errno values get the
  * system's text. The error codes form one contiguous range from EDDY_AGAIN down to

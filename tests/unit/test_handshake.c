@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/handshake.c: base64 and Sec-WebSocket-Accept. */
 #include <openssl/evp.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Unit tests for src/http_parser.c: request and response heads, the chunked coding, url
  * decoding.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Logging: eddy_log() and the log callback (levels, message, loop index, removal), the
  * log_level names and Swoole's numbers, the loop index in the line prefix, and a line

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Work posted to a loop from other threads (eddy_defer() from application threads, here)
  * always wakes it: bursts from two threads race with the loop taking its inbox, and after

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * A scripted server session with one allocation failing: for n = 1, 2, ... a fresh
  * server (one loop, then two; a task worker; permessage-deflate; a TLS listener beside

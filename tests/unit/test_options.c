@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Typed settings: eddy_options_init() gives a new server's settings, the string keys and
  * eddy_server_configure() set the same things, eddy_server_get_options() reports the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * For unit tests that run a server on a thread of its own and drive it from others: the
  * server (on 127.0.0.1, an ephemeral port), a message callback that ignores messages, a

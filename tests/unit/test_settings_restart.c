@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Settings derived at start (heartbeat_idle_time from heartbeat_check_interval) are derived
  * again at every start from what the application set: a first run with an interval of 3 s

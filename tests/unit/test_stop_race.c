@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Application threads may go on calling the API while the server stops, after
  * eddy_server_start() returned and across a restart, up to eddy_server_free(): broadcasts,

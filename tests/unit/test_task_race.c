@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * eddy_task() from an application thread across stop and start: each stop frees the task
  * pool and each start makes a new one, while the thread goes on queueing. ThreadSanitizer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/utf8.c: the incremental UTF-8 validator. */
 #include "codec.h"
 #include "ref_utf8.h"

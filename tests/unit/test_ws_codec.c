@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for src/ws_codec.c: frame headers, masking, close payloads, pack/unpack. */
 #include "codec.h"
 #include "test.h"

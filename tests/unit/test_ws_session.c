@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The WebSocket session in each role, with no network: the connection's socket is one end
  * of a socketpair, input is handed straight to the session's process(), and what the

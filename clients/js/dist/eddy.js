@@ -2,6 +2,7 @@
 // edit the source, then run `node build.mjs`.
 (function (root) {
   'use strict';
+  // SPDX-License-Identifier: MIT
   // eddy.js: a reconnecting WebSocket for browsers (and any runtime with a WebSocket class).
   //
   // Guarantees: at most one live socket at any moment; reconnection with exponential backoff

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // eddy.js: a reconnecting WebSocket for browsers (and any runtime with a WebSocket class).
 //
 // Guarantees: at most one live socket at any moment; reconnection with exponential backoff

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A fake clock and a fake WebSocket for the unit tests: everything eddy.js touches of its
 // environment, driven by hand.
 

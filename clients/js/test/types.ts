@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Compiled (not run) by types.test.js: eddy.d.ts must describe how the client is used.
 import Eddy, { Eddy as Named, encodeEvent, decodeEvent, closeAction, backoffDelay } from 'eddy-client';
 import type { CloseEvent, DropEvent, EddyOptions } from 'eddy-client';
