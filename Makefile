@@ -56,9 +56,9 @@ UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # C programs the integration tests drive (a testbed server exposing every method).
 TEST_PROG_SRCS := $(sort $(wildcard tests/integration/*.c))
 TEST_PROGS := $(TEST_PROG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
-# The eddy program (cmd/): it sees only include/, like any application. cmd/eddy_ws.c is
-# eddy-ws, a program of its own (until it becomes a subcommand).
-CMD_SRCS := $(sort $(filter-out cmd/eddy_ws.c,$(wildcard cmd/*.c)))
+# The eddy program (cmd/): it sees only include/, like any application. `eddy ws` is the
+# command-line WebSocket client (cmd/eddy_ws.c), also reached as eddy-ws, a link to eddy.
+CMD_SRCS := $(sort $(wildcard cmd/*.c))
 CMD_OBJS := $(CMD_SRCS:cmd/%.c=$(BUILD)/cmd/%.o) $(BUILD)/cmd/default_conf.o
 CMD_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) $(shell pkg-config --cflags inih 2>/dev/null)
 CMD_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
@@ -102,8 +102,8 @@ client-bench: $(BUILD)/eddy-client-bench $(BUILD)/examples/echo
 $(BUILD)/eddy-client-bench: bench/client/eddy_client.c $(BUILD)/libeddy.a
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
-$(BUILD)/eddy-ws: cmd/eddy_ws.c include/eddy.h $(BUILD)/libeddy.a
-	$(CC) $(CMD_CFLAGS) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
+$(BUILD)/eddy-ws: $(BUILD)/eddy
+	ln -sf eddy $@
 
 $(BUILD)/examples/%: examples/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
@@ -188,6 +188,7 @@ PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 install: lib $(BUILD)/eddy
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR)
 	install -m 755 $(BUILD)/eddy $(DESTDIR)$(BINDIR)/eddy
+	ln -sf eddy $(DESTDIR)$(BINDIR)/eddy-ws
 	install -m 644 include/eddy.h $(DESTDIR)$(INCLUDEDIR)/eddy.h
 	install -m 644 $(BUILD)/libeddy.a $(DESTDIR)$(LIBDIR)/libeddy.a
 	install -m 755 $(BUILD)/libeddy.so $(DESTDIR)$(LIBDIR)/libeddy.so.$(VERSION)

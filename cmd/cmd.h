@@ -11,6 +11,10 @@
 
 #include "eddy.h"
 
+/* `eddy ws` (cmd/eddy_ws.c): the command-line WebSocket client, with argv[0] the command's
+ * name. Returns its exit status (the table at the top of that file). */
+int eddy_ws_main(int argc, char **argv);
+
 /* Exit statuses (README "The eddy program"). */
 enum {
     EXIT_OK = 0,

@@ -35,6 +35,8 @@ static const char usage[] =
     "  config check [-c FILE]   validate a configuration file\n"
     "  config default           print the default configuration, fully commented\n"
     "  version                  print the version\n"
+    "  ws [options] URL         a command-line WebSocket client (`eddy ws --help`; also\n"
+    "                           installed as eddy-ws); its exit statuses are its own\n"
     "  --help                   this text\n"
     "\n"
     "Without -c the built-in defaults are used (those of `eddy config default`).\n"
@@ -335,6 +337,12 @@ static int cmd_status(cfg_t *cfg, bool json)
 
 int main(int argc, char **argv)
 {
+    /* eddy-ws is a link to this program: the WebSocket client under its own name. */
+    const char *name = strrchr(argv[0], '/');
+    if (strcmp(name != NULL ? name + 1 : argv[0], "eddy-ws") == 0)
+        return eddy_ws_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "ws") == 0)
+        return eddy_ws_main(argc - 1, argv + 1);
     if (argc < 2) {
         fputs(usage, stderr);
         return EXIT_USAGE;

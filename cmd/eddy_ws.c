@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * eddy-ws: a command-line WebSocket client on libeddy's client (wscat/websocat style).
+ * eddy ws (also installed as eddy-ws): a command-line WebSocket client on libeddy's client
+ * (wscat/websocat style).
  *
  * Each line of standard input is sent as one message (text, or binary with --binary).
  * On a terminal it is interactive: received messages are printed as "< message" and a
@@ -26,21 +27,21 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "eddy.h"
+#include "cmd.h"
 
 enum {
-    EXIT_NORMAL = 0,
-    EXIT_CONNECT = 1,
-    EXIT_USAGE = 2,
-    EXIT_CLOSED = 3,
-    EXIT_LOST = 4,
-    EXIT_PROTOCOL = 5,
-    EXIT_GAVE_UP = 6
+    WS_EXIT_NORMAL = 0,
+    WS_EXIT_CONNECT = 1,
+    WS_EXIT_USAGE = 2,
+    WS_EXIT_CLOSED = 3,
+    WS_EXIT_LOST = 4,
+    WS_EXIT_PROTOCOL = 5,
+    WS_EXIT_GAVE_UP = 6
 };
 
 static int done_pipe[2];
 static int open_pipe[2]; /* written at the first open: input may flow */
-static atomic_int exit_status = EXIT_NORMAL;
+static atomic_int exit_status = WS_EXIT_NORMAL;
 static atomic_bool opened;
 static atomic_bool finished;
 static atomic_long received;
@@ -96,10 +97,10 @@ static void on_close(eddy_client_t *client, int code, const char *reason, bool c
     if (!quiet || code != 1000)
         fprintf(stderr, "closed: %d%s%s%s\n", code, *reason ? " " : "", reason,
                 clean ? "" : " (no closing handshake)");
-    int status = code == 1000                                  ? EXIT_NORMAL
-                 : last_error_kind == EDDY_CLIENT_ERR_PROTOCOL ? EXIT_PROTOCOL
-                 : code == 1006                                ? EXIT_LOST
-                                                               : EXIT_CLOSED;
+    int status = code == 1000                                  ? WS_EXIT_NORMAL
+                 : last_error_kind == EDDY_CLIENT_ERR_PROTOCOL ? WS_EXIT_PROTOCOL
+                 : code == 1006                                ? WS_EXIT_LOST
+                                                               : WS_EXIT_CLOSED;
     atomic_store(&exit_status, status);
 }
 
@@ -110,7 +111,7 @@ static void on_error(eddy_client_t *client, const eddy_client_error_t *error, vo
     if (error->body_len > 0)
         fprintf(stderr, "%s\n", error->body);
     if (error->kind != EDDY_CLIENT_ERR_PROTOCOL && error->kind != EDDY_CLIENT_ERR_HEARTBEAT)
-        atomic_store(&exit_status, EXIT_CONNECT);
+        atomic_store(&exit_status, WS_EXIT_CONNECT);
 }
 
 static void on_reconnecting(eddy_client_t *client, int attempt, double delay, void *user_data)
@@ -134,14 +135,14 @@ static void on_stopped(eddy_client_t *client, void *user_data)
     int status = atomic_load(&exit_status);
     if (reconnecting && max_attempts > 0 && attempts_seen >= max_attempts &&
         !atomic_load(&user_closed))
-        status = EXIT_GAVE_UP;
+        status = WS_EXIT_GAVE_UP;
     finish(status);
 }
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: eddy-ws [options] ws[s]://host[:port][/path][?query]\n"
+            "usage: eddy ws [options] ws[s]://host[:port][/path][?query]   (or eddy-ws ...)\n"
             "  -H, --header 'Name: value'  extra request header (repeatable)\n"
             "  -o, --origin ORIGIN         Origin header\n"
             "  -s, --subprotocol LIST      offer these subprotocols (comma-separated)\n"
@@ -179,7 +180,7 @@ static bool parse_double(const char *s, double *out)
     return errno == 0 && end != s && *end == '\0' && *out >= 0;
 }
 
-int main(int argc, char **argv)
+int eddy_ws_main(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"header", required_argument, NULL, 'H'},
@@ -292,22 +293,22 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
-            return EXIT_NORMAL;
+            return WS_EXIT_NORMAL;
         case 'V':
             printf("eddy-ws %s\n", eddy_version());
-            return EXIT_NORMAL;
+            return WS_EXIT_NORMAL;
         default:
             usage(stderr);
-            return EXIT_USAGE;
+            return WS_EXIT_USAGE;
         }
         if (!ok) {
             fprintf(stderr, "eddy-ws: bad value for an option: %s\n", optarg);
-            return EXIT_USAGE;
+            return WS_EXIT_USAGE;
         }
     }
     if (optind != argc - 1) {
         usage(stderr);
-        return EXIT_USAGE;
+        return WS_EXIT_USAGE;
     }
     opts.url = argv[optind];
     headers[header_count] = NULL;
@@ -324,11 +325,11 @@ int main(int argc, char **argv)
     interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     if (pipe(done_pipe) != 0 || pipe(open_pipe) != 0) {
         perror("pipe");
-        return EXIT_CONNECT;
+        return WS_EXIT_CONNECT;
     }
     eddy_client_t *client = eddy_client_new(NULL, &opts);
     if (client == NULL)
-        return EXIT_USAGE; /* eddy_client_new() said why */
+        return WS_EXIT_USAGE; /* eddy_client_new() said why */
     eddy_client_connect(client);
     /* Standard input and the end of the connection, whichever comes first. */
     char *line = NULL;

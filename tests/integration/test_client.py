@@ -126,6 +126,21 @@ def test_echo_with_eddy_server(start_server):
     assert "closed: 1000" in err
 
 
+def test_eddy_ws_is_a_subcommand_of_the_eddy_program(start_server):
+    """`eddy ws` is the same client as eddy-ws (a link to the eddy program)."""
+    assert os.path.realpath(EDDY_WS) == os.path.realpath(os.path.join(BUILD, "eddy"))
+    server = start_server("echo")
+    proc = subprocess.run([os.path.join(BUILD, "eddy"), "ws", "-w", "0.5", server.url + "/"],
+                          input="via the subcommand\n", capture_output=True, text=True,
+                          timeout=TIMEOUT * 2)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["via the subcommand"]
+    assert "closed: 1000" in proc.stderr
+    usage = subprocess.run([os.path.join(BUILD, "eddy"), "--help"], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+    assert "  ws [options] URL" in usage.stdout
+
+
 def test_compression_both_ways_with_eddy_server(start_server):
     server = start_server("echo", settings={"websocket_compression": "true",
                                             "websocket_compression_threshold": "1"})
