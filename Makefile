@@ -212,7 +212,8 @@ clean:
 
 # ---------------------------------------------------------------------------------------
 # Fuzzing (clang + libFuzzer; Debian: libclang-rt-14-dev). `make fuzz` builds the drivers
-# with the codec sources linked in directly; `make fuzz-smoke` runs each for FUZZ_SECONDS
+# with the codec sources linked in directly (the session drivers with the whole library);
+# `make fuzz-smoke` runs each for FUZZ_SECONDS
 # on a scratch copy of its seed corpus and fails on any crash. Long runs: fuzz/README.md.
 # ---------------------------------------------------------------------------------------
 
@@ -221,13 +222,20 @@ FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 \
 	-Iinclude -Isrc -Itests/support
 FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c
-FUZZ_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd
+FUZZ_CODEC_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd
+# The stateful sessions (fuzz/session.h): the whole library linked in.
+FUZZ_SESSION_DRIVERS := fuzz_ws_session fuzz_http_session
+FUZZ_DRIVERS := $(FUZZ_CODEC_DRIVERS) $(FUZZ_SESSION_DRIVERS)
 FUZZ_BINS := $(FUZZ_DRIVERS:%=$(BUILD)/fuzz/%)
+FUZZ_CODEC_BINS := $(FUZZ_CODEC_DRIVERS:%=$(BUILD)/fuzz/%)
+FUZZ_SESSION_BINS := $(FUZZ_SESSION_DRIVERS:%=$(BUILD)/fuzz/%)
 # Dictionary per driver (none for fuzz_utf8).
 FUZZ_DICT_fuzz_http_parser := -dict=fuzz/http.dict
 FUZZ_DICT_fuzz_http_response := -dict=fuzz/http_response.dict
 FUZZ_DICT_fuzz_ws_codec := -dict=fuzz/ws.dict
 FUZZ_DICT_fuzz_pmd := -dict=fuzz/pmd.dict
+FUZZ_DICT_fuzz_ws_session := -dict=fuzz/ws.dict
+FUZZ_DICT_fuzz_http_session := -dict=fuzz/http.dict
 # Sources beyond the codecs, per driver.
 FUZZ_EXTRA_fuzz_pmd := src/deflate.c src/util.c
 
@@ -235,8 +243,11 @@ FUZZ_EXTRA_fuzz_pmd := src/deflate.c src/util.c
 
 fuzz: $(FUZZ_BINS)
 
-$(FUZZ_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CODEC_SRCS) src/codec.h include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
+$(FUZZ_CODEC_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CODEC_SRCS) src/codec.h include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -D_GNU_SOURCE -o $@ $< $(FUZZ_CODEC_SRCS) $(FUZZ_EXTRA_$*) -lcrypto -lz
+
+$(FUZZ_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h $(LIB_SRCS) $(wildcard src/*.h) include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) -lssl -lcrypto -lz
 
 $(BUILD)/fuzz:
 	mkdir -p $@
