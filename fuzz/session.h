@@ -137,6 +137,10 @@ static inline void fuzz_session_free(fuzz_session_t *s)
     eddy__loop_reap(s->loop);
     eddy__loop_close_zombies(s->loop, true);
     eddy__loop_reap(s->loop);
+    /* A request dispatched by the last resume may have been detached since: its response
+     * is orphaned now, and still ended as an application must. */
+    if (s->settle != NULL)
+        s->settle(s);
     close(s->peer);
     eddy__current_loop = NULL;
 }
