@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer driver for the HTTP/1.1 server session (src/http.c over src/conn.c), and the
  * WebSocket session its upgrade requests lead into, with no network (fuzz/session.h).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer driver for the WebSocket session (src/ws.c over src/conn.c), with no network
  * (fuzz/session.h).

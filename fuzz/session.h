@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Shared by the session drivers (fuzz_ws_session, fuzz_http_session), which link the whole
  * library: one server made on first use (never started: this thread plays its first
