@@ -75,10 +75,6 @@ void eddy__timer_release(eddy__loop_t *loop);
 /* (Re)schedules a timer (holding a reservation) delay_ms from the loop's current time. */
 void eddy__timer_start(eddy__loop_t *loop, eddy__timer_t *timer, uint64_t delay_ms);
 void eddy__timer_stop(eddy__loop_t *loop, eddy__timer_t *timer);
-static inline bool eddy__timer_active(const eddy__timer_t *timer)
-{
-    return timer->heap_index != SIZE_MAX;
-}
 
 typedef struct eddy__defer {
     eddy_defer_cb cb;

@@ -70,16 +70,6 @@ int eddy__buf_printf(eddy__buf_t *buf, const char *fmt, ...)
     return 0;
 }
 
-void eddy__buf_consume(eddy__buf_t *buf, size_t n)
-{
-    if (n >= buf->len) {
-        buf->len = 0;
-        return;
-    }
-    memmove(buf->data, buf->data + n, buf->len - n);
-    buf->len -= n;
-}
-
 void eddy__buf_free(eddy__buf_t *buf)
 {
     free(buf->data);

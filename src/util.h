@@ -35,8 +35,6 @@ typedef struct eddy__buf {
 int eddy__buf_reserve(eddy__buf_t *buf, size_t extra);
 int eddy__buf_append(eddy__buf_t *buf, const void *data, size_t len);
 int eddy__buf_printf(eddy__buf_t *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Drops the first n bytes. */
-void eddy__buf_consume(eddy__buf_t *buf, size_t n);
 void eddy__buf_free(eddy__buf_t *buf);
 
 /* A bump allocator whose blocks never move, so returned pointers stay valid until reset. */
