@@ -148,21 +148,35 @@ eddy__buf_t *eddy__ws_deflate_out(eddy__loop_t *loop)
 
 /* ---- opening handshake ---- */
 
+/* The next item of the comma-separated list [*p, end), without the blanks around it: sets
+ * *item and *len and advances *p past it. Returns false when the list has no more items. */
+static bool next_list_item(const char **p, const char *end, const char **item, size_t *len)
+{
+    const char *q = *p;
+    while (q < end && (*q == ' ' || *q == '\t' || *q == ','))
+        q++;
+    if (q == end)
+        return false;
+    const char *start = q;
+    while (q < end && *q != ',')
+        q++;
+    const char *stop = q;
+    while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
+        stop--;
+    *p = q;
+    *item = start;
+    *len = (size_t)(stop - start);
+    return true;
+}
+
 /* True if the comma-separated list buf[span] holds token exactly: subprotocol names are
  * case-sensitive (RFC 6455 4.1), unlike most HTTP tokens. */
 static bool list_has_exact(const char *buf, eddy__span_t span, const char *token, size_t token_len)
 {
-    const char *p = buf + span.off, *end = p + span.len;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        const char *item = p;
-        while (p < end && *p != ',')
-            p++;
-        const char *item_end = p;
-        while (item_end > item && (item_end[-1] == ' ' || item_end[-1] == '\t'))
-            item_end--;
-        if ((size_t)(item_end - item) == token_len && memcmp(item, token, token_len) == 0)
+    const char *p = buf + span.off, *end = p + span.len, *item;
+    size_t len;
+    while (next_list_item(&p, end, &item, &len)) {
+        if (len == token_len && memcmp(item, token, token_len) == 0)
             return true;
     }
     return false;
@@ -291,18 +305,10 @@ static bool upgrade_pending(const eddy__conn_t *conn)
 static bool origin_listed(const char *list, const char *origin)
 {
     size_t origin_len = strlen(origin);
-    const char *p = list;
-    while (*p != '\0') {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *item = p;
-        while (*p != '\0' && *p != ',')
-            p++;
-        const char *item_end = p;
-        while (item_end > item && (item_end[-1] == ' ' || item_end[-1] == '\t'))
-            item_end--;
-        if ((size_t)(item_end - item) == origin_len && origin_len > 0 &&
-            strncasecmp(item, origin, origin_len) == 0)
+    const char *p = list, *end = list + strlen(list), *item;
+    size_t len;
+    while (next_list_item(&p, end, &item, &len)) {
+        if (len == origin_len && origin_len > 0 && strncasecmp(item, origin, origin_len) == 0)
             return true;
     }
     return false;
