@@ -48,7 +48,11 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 
 LIB_SRCS := $(sort $(wildcard src/*.c))
-LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+# The real-time layer (rt/: events, rooms, Socket.IO) is part of libeddy but sits above the
+# engine: it is compiled without -Isrc, so it sees only the public headers, like cmd/.
+RT_SRCS := $(sort $(wildcard rt/*.c))
+RT_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) -Irt
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o) $(RT_SRCS:rt/%.c=$(BUILD)/obj/rt/%.o)
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 EXAMPLES := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -85,6 +89,9 @@ deps-test:
 $(BUILD)/obj/%.o: src/%.c include/eddy.h $(wildcard src/*.h) | $(BUILD)/obj
 	$(CC) $(CFLAGS_ALL) -fvisibility=hidden -c -o $@ $<
 
+$(BUILD)/obj/rt/%.o: rt/%.c $(wildcard include/*.h rt/*.h) | $(BUILD)/obj/rt
+	$(CC) $(RT_CFLAGS) -fvisibility=hidden -c -o $@ $<
+
 $(BUILD)/libeddy.a: $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^
@@ -119,7 +126,7 @@ $(BUILD)/tests/alloc_fail.o: tests/unit/alloc_fail.c tests/unit/alloc_fail.h | $
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h tests/unit/alloc_fail.h $(TEST_SUPPORT_HDRS) $(BUILD)/tests/alloc_fail.o $(BUILD)/libeddy.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Itests/support -o $@ $< $(BUILD)/tests/alloc_fail.o $(BUILD)/libeddy.a $(LDLIBS_ALL) $(ALLOC_FAIL_LDFLAGS)
+	$(CC) $(CFLAGS_ALL) -Irt -Itests/support -o $@ $< $(BUILD)/tests/alloc_fail.o $(BUILD)/libeddy.a $(LDLIBS_ALL) $(ALLOC_FAIL_LDFLAGS)
 
 $(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Iexamples -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
@@ -138,7 +145,7 @@ $(BUILD)/cmd/default_conf.o: $(BUILD)/cmd/default_conf.c
 $(BUILD)/eddy: $(CMD_OBJS) $(BUILD)/libeddy.a
 	$(CC) $(CMD_CFLAGS) -o $@ $(CMD_OBJS) $(BUILD)/libeddy.a $(CMD_LDLIBS) $(LDLIBS_ALL)
 
-$(BUILD)/obj $(BUILD)/examples $(BUILD)/tests $(BUILD)/cmd:
+$(BUILD)/obj $(BUILD)/obj/rt $(BUILD)/examples $(BUILD)/tests $(BUILD)/cmd:
 	mkdir -p $@
 
 # The demo: the eddy program with its default configuration serves www/ (eddy.js's echo page)
@@ -189,7 +196,7 @@ install: lib $(BUILD)/eddy
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR)
 	install -m 755 $(BUILD)/eddy $(DESTDIR)$(BINDIR)/eddy
 	ln -sf eddy $(DESTDIR)$(BINDIR)/eddy-ws
-	install -m 644 include/eddy.h $(DESTDIR)$(INCLUDEDIR)/eddy.h
+	install -m 644 include/*.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(BUILD)/libeddy.a $(DESTDIR)$(LIBDIR)/libeddy.a
 	install -m 755 $(BUILD)/libeddy.so $(DESTDIR)$(LIBDIR)/libeddy.so.$(VERSION)
 	ln -sf libeddy.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(LIB_SONAME)
@@ -198,7 +205,7 @@ install: lib $(BUILD)/eddy
 	    -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    eddy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/eddy.pc
 
-FORMAT_FILES = $(wildcard include/*.h src/*.[ch] examples/*.[ch] tests/unit/*.[ch] \
+FORMAT_FILES = $(wildcard include/*.h src/*.[ch] rt/*.[ch] examples/*.[ch] tests/unit/*.[ch] \
 	tests/support/*.h tests/integration/*.c fuzz/*.[ch] bench/*.[ch] cmd/*.c)
 
 format:
@@ -220,7 +227,7 @@ clean:
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 \
-	-Iinclude -Isrc -Itests/support
+	-Iinclude -Isrc -Irt -Itests/support
 FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c
 FUZZ_CODEC_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd
 # The stateful sessions (fuzz/session.h): the whole library linked in.

@@ -4,7 +4,7 @@
 # Usage: scripts/deps.sh build|test
 #   build: the compiler and the libraries eddy links (OpenSSL, zlib; libinih for the eddy
 #          program's configuration file)
-#   test:  also python3-websockets and pytest, openssl (test certificates), Node.js with the
+#   test:  also python3-websockets, python3-socketio (a second Socket.IO client) and pytest, openssl (test certificates), Node.js with the
 #          npm packages in tests/clients and clients/js (TypeScript, to check eddy.d.ts),
 #          headless Chromium, and clang for the fuzzers
 # As root it runs apt-get; otherwise it names what is missing and the command to install
@@ -12,7 +12,8 @@
 set -eu
 
 build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config libinih-dev"
-test_pkgs="python3 python3-pytest python3-websockets openssl chromium clang libclang-rt-14-dev"
+test_pkgs="python3 python3-pytest python3-websockets python3-socketio python3-engineio python3-websocket
+    openssl chromium clang libclang-rt-14-dev"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
@@ -50,7 +51,8 @@ fi
 
 # From the lock file; again when a package the lock file names is missing (one was added).
 if [ "${1:-build}" = test ] && { [ ! -d tests/clients/node_modules/ws ] ||
-    [ ! -d tests/clients/node_modules/playwright-core ]; }; then
+    [ ! -d tests/clients/node_modules/playwright-core ] ||
+    [ ! -d tests/clients/node_modules/socket.io-client-v2 ]; }; then
     echo "eddy: installing the npm packages of tests/clients" >&2
     npm ci --prefix tests/clients --no-audit --no-fund >/dev/null
 fi
