@@ -120,6 +120,12 @@ enum eddy_ws_flag {
     EDDY_WS_FLAG_RSV3 = 1 << 4,
     EDDY_WS_FLAG_MASK = 1 << 5, /* eddy_ws_pack(): mask the payload (client role);
                                  * received frames: the frame was masked */
+    /* push, push_parts, publish, publish_parts, broadcast: a recipient that is not keeping
+     * up right now does not get the message (dropped for it, never queued), as Socket.IO's
+     * volatile events. Not keeping up: the last write to its socket left bytes unsent (it
+     * waits for the socket to become writable), or its queued output is at or over
+     * buffer_high_watermark. Each drop is logged at debug level. */
+    EDDY_WS_FLAG_VOLATILE = 1 << 6,
 };
 
 /* websocket_status values reported by eddy_client_info() (Swoole's WEBSOCKET_STATUS_*). */
@@ -603,17 +609,17 @@ void eddy_on_drain(eddy_server_t *srv, eddy_drain_cb cb);
 /*
  * Sends a WebSocket frame: data (copied, len bytes) with opcode EDDY_WS_OPCODE_* and flags
  * (EDDY_WS_FLAG_FIN for a whole message, the default in Swoole; without FIN it starts or
- * continues a fragmented message; EDDY_WS_FLAG_COMPRESS compresses when negotiated).
- * Sending a close frame starts the closing handshake (prefer eddy_disconnect()).
- * A fragmented message is one unit (RFC 6455 5.4): from its first frame (TEXT or BINARY
- * without FIN) to its last (CONTINUATION with FIN), whole messages pushed or published to
- * the connection wait, in order, and go out after it; control frames go out at once. One
- * fragmented message at a time per connection: a CONTINUATION with none begun, or a second
- * one begun before the first ended, gets EDDY_ESTATE (and a NOTICE log line). Fragments
- * are never compressed.
- * Output is written at the end of the loop's current phase, batched with everything else
- * queued for the connection (one system call); at most 256 KiB of a connection's output per
- * loop iteration, so one large transfer does not hold up other connections.
+ * continues a fragmented message; EDDY_WS_FLAG_COMPRESS compresses when negotiated;
+ * EDDY_WS_FLAG_VOLATILE drops a whole data message, EDDY_EDROPPED, when the connection is
+ * not keeping up, see the flag: fragments and control frames ignore it). Sending a close frame
+ * starts the closing handshake (prefer eddy_disconnect()). A fragmented message is one unit (RFC
+ * 6455 5.4): from its first frame (TEXT or BINARY without FIN) to its last (CONTINUATION with FIN),
+ * whole messages pushed or published to the connection wait, in order, and go out after it; control
+ * frames go out at once. One fragmented message at a time per connection: a CONTINUATION with none
+ * begun, or a second one begun before the first ended, gets EDDY_ESTATE (and a NOTICE log line).
+ * Fragments are never compressed. Output is written at the end of the loop's current phase, batched
+ * with everything else queued for the connection (one system call); at most 256 KiB of a
+ * connection's output per loop iteration, so one large transfer does not hold up other connections.
  * Returns:
  *   0 (EDDY_OK)     sent: queued, and the connection keeps up;
  *   EDDY_QUEUED     queued under back-pressure: the connection's output is at or over
@@ -632,6 +638,30 @@ void eddy_on_drain(eddy_server_t *srv, eddy_drain_cb cb);
  */
 int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, int opcode,
               int flags);
+
+/* One whole WebSocket message of a multi-message unit (eddy_push_parts(),
+ * eddy_publish_parts()): data (len bytes, borrowed for the call: copied or framed before
+ * it returns) with opcode EDDY_WS_OPCODE_TEXT or EDDY_WS_OPCODE_BINARY. */
+typedef struct eddy_part {
+    const void *data;
+    size_t len;
+    int opcode;
+} eddy_part_t;
+
+/*
+ * Sends nparts (1 to EDDY_PARTS_MAX) whole messages to one connection as one unit: they
+ * reach the peer back to back, with nothing pushed or published from any thread in
+ * between (control frames, which may come between any messages, aside). flags:
+ * EDDY_WS_FLAG_COMPRESS (each part compressed when negotiated) and EDDY_WS_FLAG_VOLATILE;
+ * FIN is implied. The unit is admitted, or dropped, whole: back-pressure counts the bytes
+ * of all parts. Returns what eddy_push() returns (EDDY_EDROPPED also for a volatile unit
+ * the connection was not ready for), and EDDY_EINVAL for nparts 0 or over EDDY_PARTS_MAX,
+ * parts NULL, a part with another opcode or NULL data with len > 0; EDDY_ETOOBIG for a
+ * part over package_max_length. Any thread, as eddy_push().
+ */
+#define EDDY_PARTS_MAX 64
+int eddy_push_parts(eddy_server_t *srv, eddy_fd_t fd, const eddy_part_t *parts, size_t nparts,
+                    int flags);
 
 /* True if fd is a live connection (of any kind). */
 bool eddy_exist(eddy_server_t *srv, eddy_fd_t fd);
@@ -714,9 +744,9 @@ int eddy_subscribe(eddy_server_t *srv, eddy_fd_t fd, const char *topic);
 /* Ends a subscription (0 also if there was none). */
 int eddy_unsubscribe(eddy_server_t *srv, eddy_fd_t fd, const char *topic);
 /* Sends a text or binary message (copied) to every subscriber of topic; flags may hold
- * EDDY_WS_FLAG_COMPRESS. Returns the number of subscribers at the time (>= 0, a count:
- * 1 means one subscriber, never EDDY_QUEUED; an unsubscribe made from another thread
- * counts once its loop applied it), or EDDY_EINVAL, EDDY_ETOOBIG (over
+ * EDDY_WS_FLAG_COMPRESS and EDDY_WS_FLAG_VOLATILE (checked per subscriber). Returns the number of
+ * subscribers at the time (>= 0, a count: 1 means one subscriber, never EDDY_QUEUED; an unsubscribe
+ * made from another thread counts once its loop applied it), or EDDY_EINVAL, EDDY_ETOOBIG (over
  * package_max_length), EDDY_ENOMEM. Back-pressure on a subscriber is not reported here
  * (see above). A subscription made before the publish, from the same thread, always
  * receives it. */
@@ -729,6 +759,36 @@ int eddy_publish(eddy_server_t *srv, const char *topic, const void *data, size_t
 int eddy_broadcast(eddy_server_t *srv, const void *data, size_t len, int opcode, int flags);
 /* Subscribers of topic, on all loops. */
 size_t eddy_topic_subscribers(eddy_server_t *srv, const char *topic);
+
+/* Whom eddy_publish_parts() sends to. Every pointer is borrowed for the call (the names
+ * are copied). */
+typedef struct eddy_publish_spec {
+    const char *const *topics; /* the union of their subscribers, each connection once */
+    size_t ntopics;
+    const char *const *except_topics; /* minus the subscribers of any of these */
+    size_t nexcept;
+    eddy_fd_t except_fd; /* minus this connection (0: none) */
+    int flags;           /* EDDY_WS_FLAG_COMPRESS, EDDY_WS_FLAG_VOLATILE */
+} eddy_publish_spec_t;
+
+/*
+ * Publishes nparts (1 to EDDY_PARTS_MAX) whole messages as one unit to the subscribers of
+ * any of spec->topics, each connection once even if it is subscribed to several, except
+ * the subscribers of any of spec->except_topics and the connection spec->except_fd. Every
+ * recipient receives the parts back to back, with nothing pushed or published to it in
+ * between, and admits (or drops: back-pressure, EDDY_WS_FLAG_VOLATILE) the unit whole.
+ * Each part is framed once and shared by every recipient on every loop, as eddy_publish()
+ * (and compressed once per window size with EDDY_WS_FLAG_COMPRESS). Units from one
+ * publisher reach each recipient in order, also relative to its eddy_publish() calls.
+ * Returns the sum of the subscriber counts of the (distinct) topics at the time: 0 means
+ * no topic had a subscriber and nothing was sent; otherwise it is an upper bound of the
+ * recipients, since a connection in several topics, the except-topics' subscribers and
+ * except_fd are subtracted only where they live, on their loops. Errors: EDDY_EINVAL
+ * (spec, parts or a topic NULL, ntopics 0, nparts 0 or over EDDY_PARTS_MAX, a part not
+ * TEXT or BINARY), EDDY_ETOOBIG (a part over package_max_length), EDDY_ENOMEM. Any thread.
+ */
+int eddy_publish_parts(eddy_server_t *srv, const eddy_publish_spec_t *spec,
+                       const eddy_part_t *parts, size_t nparts);
 
 /* ---------------------------------------------------------------------------------------
  * Task workers (Swoole's task/finish): blocking work off the loop threads

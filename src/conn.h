@@ -294,6 +294,17 @@ int eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms);
 /* Stops the connection's timer and frees it. */
 void eddy__conn_drop_timer(eddy__conn_t *conn);
 
+/* Whether conn is not keeping up right now, for EDDY_WS_FLAG_VOLATILE: the last write left
+ * bytes unsent (the socket is watched for writability; the kernel's buffer is full or the
+ * write budget ran out), or its output is at or over the high watermark. Output queued
+ * this iteration and not yet written does not count: volatile messages published back to
+ * back all reach a connection that reads. */
+static inline bool eddy__conn_backed_up(const eddy__conn_t *conn)
+{
+    return (conn->io.events & EDDY__IO_WRITE) ||
+           eddy__conn_out_bytes(conn) >= eddy__high_watermark(&conn->loop->srv->opts);
+}
+
 static inline int eddy__conn_admit(eddy__conn_t *conn, size_t bytes)
 {
     const eddy__options_t *opts = &conn->loop->srv->opts;

@@ -150,6 +150,8 @@ struct eddy__topic {
     eddy__sub_t **subs;
     size_t len;
     size_t cap;
+    /* Its role in the publication being delivered (deliver_selected()), 0 otherwise. */
+    long mark;
     size_t name_len;
     char name[];
 };
@@ -381,46 +383,62 @@ int eddy_unsubscribe(eddy_server_t *srv, eddy_fd_t fd, const char *topic)
 
 /* ---- publishing ---- */
 
-/* One published message, shared by the loops delivering it. */
-typedef struct publication {
-    atomic_int refs;
+/* One message of a publication: framed once, shared by the loops delivering it. */
+struct pub_frame {
     eddy__blob_t *plain; /* the frame, uncompressed */
     size_t header_len;   /* payload = plain->data + header_len */
     uint8_t opcode;
-    bool compress; /* compressed frames for subscribers that can take them */
     /* By the subscriber's window bits, made on first need (deflated_frame). */
     _Atomic(eddy__blob_t *) deflated[16];
-    bool all; /* broadcast: every established WebSocket */
-    size_t topic_len;
-    char topic[];
+};
+
+/* One published unit (one message, or the parts of eddy_publish_parts()) and whom it is
+ * for, shared by the loops delivering it. One allocation: the struct, its frames, then the
+ * topic names (each NUL-terminated: the topics, then the except-topics). */
+typedef struct publication {
+    atomic_int refs;
+    bool compress;    /* compressed frames for subscribers that can take them */
+    bool is_volatile; /* EDDY_WS_FLAG_VOLATILE */
+    bool all;         /* broadcast: every established WebSocket */
+    bool selected;    /* eddy_publish_parts(): the union of topics, minus exceptions */
+    size_t ntopics;   /* names of topics, then nexcept names of except-topics */
+    size_t nexcept;
+    eddy_fd_t except_fd;
+    const char *names;
+    size_t nframes;
+    struct pub_frame frames[];
 } publication_t;
 
 static void publication_unref(publication_t *pub)
 {
     if (atomic_fetch_sub_explicit(&pub->refs, 1, memory_order_acq_rel) != 1)
         return;
-    eddy__blob_unref(pub->plain);
-    for (size_t i = 0; i < EDDY__ARRAY_SIZE(pub->deflated); i++) {
-        eddy__blob_t *blob = atomic_load_explicit(&pub->deflated[i], memory_order_relaxed);
-        if (blob != NULL)
-            eddy__blob_unref(blob);
+    for (size_t f = 0; f < pub->nframes; f++) {
+        struct pub_frame *frame = &pub->frames[f];
+        if (frame->plain != NULL)
+            eddy__blob_unref(frame->plain);
+        for (size_t i = 0; i < EDDY__ARRAY_SIZE(frame->deflated); i++) {
+            eddy__blob_t *blob = atomic_load_explicit(&frame->deflated[i], memory_order_relaxed);
+            if (blob != NULL)
+                eddy__blob_unref(blob);
+        }
     }
     free(pub);
 }
 
-/* The publication compressed for a window size, framed; NULL when memory is short. */
-static eddy__blob_t *deflate_frame(eddy__loop_t *loop, const publication_t *pub, int bits)
+/* The frame compressed for a window size, framed; NULL when memory is short. */
+static eddy__blob_t *deflate_frame(eddy__loop_t *loop, const struct pub_frame *frame, int bits)
 {
     z_stream *zs = eddy__ws_shared_deflater(loop, bits);
     eddy__buf_t *out = eddy__ws_deflate_out(loop);
     if (zs == NULL || out == NULL)
         return NULL;
     eddy__blob_t *blob = NULL;
-    size_t payload_len = pub->plain->len - pub->header_len;
-    if (eddy__deflate(zs, pub->plain->data + pub->header_len, payload_len, out) == 0) {
+    size_t payload_len = frame->plain->len - frame->header_len;
+    if (eddy__deflate(zs, frame->plain->data + frame->header_len, payload_len, out) == 0) {
         uint8_t header[EDDY_WS_MAX_HEADER_LEN];
         size_t header_len = eddy__ws_write_header(
-            header, pub->opcode, EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1, out->len, NULL);
+            header, frame->opcode, EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1, out->len, NULL);
         blob = eddy__blob_new(header_len + out->len);
         if (blob != NULL) {
             memcpy(blob->data, header, header_len);
@@ -435,15 +453,15 @@ static eddy__blob_t *deflate_frame(eddy__loop_t *loop, const publication_t *pub,
  * first loop to need it compresses it with its own deflater and publishes it with a
  * compare-and-swap. Two loops that compress at the same moment both succeed at
  * compressing; the one whose swap fails drops its copy and uses the other's. */
-static eddy__blob_t *deflated_frame(eddy__loop_t *loop, publication_t *pub, int bits)
+static eddy__blob_t *deflated_frame(eddy__loop_t *loop, struct pub_frame *frame, int bits)
 {
-    eddy__blob_t *blob = atomic_load_explicit(&pub->deflated[bits], memory_order_acquire);
+    eddy__blob_t *blob = atomic_load_explicit(&frame->deflated[bits], memory_order_acquire);
     if (blob != NULL)
         return blob;
-    if ((blob = deflate_frame(loop, pub, bits)) == NULL)
-        return pub->plain; /* out of memory: uncompressed is still valid */
+    if ((blob = deflate_frame(loop, frame, bits)) == NULL)
+        return frame->plain; /* out of memory: uncompressed is still valid */
     eddy__blob_t *first = NULL;
-    if (!atomic_compare_exchange_strong_explicit(&pub->deflated[bits], &first, blob,
+    if (!atomic_compare_exchange_strong_explicit(&frame->deflated[bits], &first, blob,
                                                  memory_order_acq_rel, memory_order_acquire)) {
         eddy__blob_unref(blob);
         blob = first;
@@ -451,17 +469,114 @@ static eddy__blob_t *deflated_frame(eddy__loop_t *loop, publication_t *pub, int 
     return blob;
 }
 
+/* The bytes of frame for a connection whose shared compressor has bits (0: none). */
+static eddy__blob_t *frame_for(eddy__loop_t *loop, struct pub_frame *frame, int bits)
+{
+    return bits > 0 ? deflated_frame(loop, frame, bits) : frame->plain;
+}
+
+/* Queues the publication's frames for conn, admitted as one unit: a recipient gets all of
+ * them, back to back (one loop thread writes its queue), or none. */
 static void deliver_to(eddy__conn_t *conn, publication_t *pub)
 {
     if (!eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
         eddy__ws_close_sent(conn))
         return;
-    eddy__blob_t *frame = pub->plain;
-    int bits = eddy__ws_shared_deflate_bits(conn);
-    if (pub->compress && bits > 0)
-        frame = deflated_frame(conn->loop, pub, bits);
-    if (eddy__conn_admit(conn, frame->len) >= 0)
-        eddy__conn_write_blob(conn, frame);
+    if (pub->is_volatile && eddy__conn_backed_up(conn)) {
+        eddy__log(conn->loop->srv, EDDY__LOG_DEBUG,
+                  "session#%" PRIu64 ": volatile publication dropped (%zu part%s): %zu bytes "
+                  "queued",
+                  conn->id, pub->nframes, pub->nframes == 1 ? "" : "s", eddy__conn_out_bytes(conn));
+        return;
+    }
+    int bits = pub->compress ? eddy__ws_shared_deflate_bits(conn) : 0;
+    if (pub->nframes == 1) {
+        eddy__blob_t *frame = frame_for(conn->loop, &pub->frames[0], bits);
+        if (eddy__conn_admit(conn, frame->len) >= 0)
+            eddy__conn_write_blob(conn, frame);
+        return;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < pub->nframes; i++)
+        total += frame_for(conn->loop, &pub->frames[i], bits)->len;
+    if (eddy__conn_admit(conn, total) < 0)
+        return;
+    /* Out of memory aborts the connection (eddy__conn_write_blob): no unit goes half out. */
+    for (size_t i = 0; i < pub->nframes; i++) {
+        if (eddy__conn_write_blob(conn, frame_for(conn->loop, &pub->frames[i], bits)) != 0)
+            return;
+    }
+}
+
+/* The next of the NUL-terminated names from *cursor. */
+static const char *next_name(const char **cursor, size_t *len)
+{
+    const char *name = *cursor;
+    *len = strlen(name);
+    *cursor = name + *len + 1;
+    return name;
+}
+
+/* Marks this loop's topics with their role in pub (see deliver_selected()), or clears the
+ * marks (clear). */
+static void mark_topics(eddy__loop_t *loop, const publication_t *pub, bool clear)
+{
+    const char *cursor = pub->names;
+    for (size_t i = 0; i < pub->ntopics + pub->nexcept; i++) {
+        size_t len;
+        const char *name = next_name(&cursor, &len);
+        eddy__topic_t *t = local_topic(loop, name, len, false);
+        if (t == NULL)
+            continue;
+        if (clear)
+            t->mark = 0;
+        else if (i >= pub->ntopics)
+            t->mark = -1; /* an except-topic, also if it is among the topics */
+        else if (t->mark == 0)
+            t->mark = (long)i + 1; /* a topic named twice keeps its first place */
+    }
+}
+
+/* Whether conn, a subscriber of the topic marked self, is left out of the publication: it
+ * is the excepted connection, subscribed to an except-topic, or to a topic listed before
+ * (it got the publication there). */
+static bool left_out(const eddy__conn_t *conn, long self, eddy_fd_t except_fd)
+{
+    if (conn->id == except_fd)
+        return true;
+    for (const eddy__sub_t *sub = conn->subs; sub != NULL; sub = sub->conn_next) {
+        long mark = sub->topic->mark;
+        if (mark < 0 || (mark > 0 && mark < self))
+            return true;
+    }
+    return false;
+}
+
+/* eddy_publish_parts() on one loop. Each topic of this loop is marked with its role:
+ * -1 for an except-topic, i + 1 for the i-th topic (its first place), 0 for the others.
+ * A subscriber of topic i receives the publication unless it is left out (left_out()):
+ * each connection once, with no allocation, at the cost of a walk over its own
+ * subscriptions. Delivery never changes subscriptions (see deliver()), so the marks stay
+ * valid until they are cleared. */
+static void deliver_selected(eddy__loop_t *loop, publication_t *pub)
+{
+    if (loop_topics(loop, false) == NULL)
+        return;
+    mark_topics(loop, pub, false);
+    const char *cursor = pub->names;
+    for (size_t i = 0; i < pub->ntopics; i++) {
+        size_t len;
+        const char *name = next_name(&cursor, &len);
+        eddy__topic_t *t = local_topic(loop, name, len, false);
+        if (t == NULL || t->mark != (long)i + 1) /* excepted, or named before */
+            continue;
+        for (size_t s = 0; s < t->len; s++) {
+            eddy__conn_t *conn = t->subs[s]->conn;
+            if (!left_out(conn, t->mark, pub->except_fd))
+                deliver_to(conn, pub);
+        }
+    }
+    mark_topics(loop, pub, true);
 }
 
 static void deliver(eddy__loop_t *loop, publication_t *pub)
@@ -474,7 +589,11 @@ static void deliver(eddy__loop_t *loop, publication_t *pub)
         }
         return;
     }
-    eddy__topic_t *t = local_topic(loop, pub->topic, pub->topic_len, false);
+    if (pub->selected) {
+        deliver_selected(loop, pub);
+        return;
+    }
+    eddy__topic_t *t = local_topic(loop, pub->names, strlen(pub->names), false);
     /* Delivery never changes subscriptions: a connection closed meanwhile (a slow consumer)
      * unsubscribes only when it is released, after this. */
     for (size_t i = 0; t != NULL && i < t->len; i++)
@@ -494,30 +613,47 @@ static void pub_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
     free(pc);
 }
 
-static publication_t *publication_new(eddy_server_t *srv, const char *topic, size_t topic_len,
-                                      const void *data, size_t len, int opcode, int flags)
+/* Frames one message into frame (a shared blob). Returns 0 or EDDY_ENOMEM. */
+static int frame_part(struct pub_frame *frame, const void *data, size_t len, int opcode)
 {
-    publication_t *pub = calloc(1, sizeof(*pub) + topic_len + 1);
+    uint8_t header[EDDY_WS_MAX_HEADER_LEN];
+    frame->header_len = eddy__ws_write_header(header, (uint8_t)opcode, EDDY_WS_FLAG_FIN, len, NULL);
+    frame->plain = eddy__blob_new(frame->header_len + len);
+    if (frame->plain == NULL)
+        return EDDY_ENOMEM;
+    memcpy(frame->plain->data, header, frame->header_len);
+    if (len)
+        memcpy(frame->plain->data + frame->header_len, data, len);
+    frame->opcode = (uint8_t)opcode;
+    return 0;
+}
+
+/* A publication of nparts messages (parts, or the single message data/len/opcode when
+ * parts is NULL), with names_len bytes of names to be filled by the caller. */
+static publication_t *publication_new(eddy_server_t *srv, const eddy_part_t *parts, size_t nparts,
+                                      const void *data, size_t len, int opcode, int flags,
+                                      size_t names_len)
+{
+    size_t frames_size = nparts * sizeof(struct pub_frame);
+    publication_t *pub = calloc(1, sizeof(*pub) + frames_size + names_len);
     if (pub == NULL)
         return NULL;
-    uint8_t header[EDDY_WS_MAX_HEADER_LEN];
-    pub->header_len = eddy__ws_write_header(header, (uint8_t)opcode, EDDY_WS_FLAG_FIN, len, NULL);
-    pub->plain = eddy__blob_new(pub->header_len + len);
-    if (pub->plain == NULL) {
-        free(pub);
-        return NULL;
-    }
-    memcpy(pub->plain->data, header, pub->header_len);
-    if (len)
-        memcpy(pub->plain->data + pub->header_len, data, len);
     atomic_init(&pub->refs, 1);
-    pub->opcode = (uint8_t)opcode;
+    pub->nframes = nparts;
+    pub->names = (const char *)pub->frames + frames_size;
     size_t threshold = srv->opts.websocket_compression_threshold;
-    pub->compress = srv->opts.websocket_compression &&
-                    ((flags & EDDY_WS_FLAG_COMPRESS) || (threshold > 0 && len >= threshold));
-    pub->topic_len = topic_len;
-    if (topic_len)
-        memcpy(pub->topic, topic, topic_len);
+    bool over_threshold = false;
+    for (size_t i = 0; i < nparts; i++) {
+        const eddy_part_t part = parts ? parts[i] : (eddy_part_t){data, len, opcode};
+        if (frame_part(&pub->frames[i], part.data, part.len, part.opcode) != 0) {
+            publication_unref(pub);
+            return NULL;
+        }
+        over_threshold |= threshold > 0 && part.len >= threshold;
+    }
+    pub->compress =
+        srv->opts.websocket_compression && ((flags & EDDY_WS_FLAG_COMPRESS) || over_threshold);
+    pub->is_volatile = (flags & EDDY_WS_FLAG_VOLATILE) != 0;
     return pub;
 }
 
@@ -578,9 +714,67 @@ int eddy_publish(eddy_server_t *srv, const char *topic, const void *data, size_t
     pthread_mutex_unlock(&srv->topics.lock);
     if (total <= 0)
         return 0;
-    publication_t *pub = publication_new(srv, topic, topic_len, data, len, opcode, flags);
+    publication_t *pub = publication_new(srv, NULL, 1, data, len, opcode, flags, topic_len + 1);
     if (pub == NULL)
         return EDDY_ENOMEM;
+    memcpy((char *)pub->names, topic, topic_len); /* NUL from calloc */
+    rc = dispatch(srv, pub, counts, n);
+    return rc != 0 ? rc : (int)EDDY__MIN(total, (long)INT32_MAX);
+}
+
+int eddy_publish_parts(eddy_server_t *srv, const eddy_publish_spec_t *spec,
+                       const eddy_part_t *parts, size_t nparts)
+{
+    if (spec == NULL || spec->topics == NULL || spec->ntopics == 0 ||
+        (spec->except_topics == NULL && spec->nexcept > 0))
+        return EDDY_EINVAL;
+    int rc = eddy__ws_parts_check(srv, parts, nparts);
+    if (rc != 0)
+        return rc;
+    size_t names_len = 0;
+    for (size_t i = 0; i < spec->ntopics + spec->nexcept; i++) {
+        const char *name =
+            i < spec->ntopics ? spec->topics[i] : spec->except_topics[i - spec->ntopics];
+        if (name == NULL)
+            return EDDY_EINVAL;
+        names_len += strlen(name) + 1;
+    }
+    /* Loops with a subscriber of any topic, each distinct topic counted once. */
+    long counts[EDDY__MAX_LOOPS] = {0};
+    long total = 0;
+    pthread_mutex_lock(&srv->topics.lock);
+    int n = srv->loop_count;
+    for (size_t i = 0; i < spec->ntopics; i++) {
+        const char *name = spec->topics[i];
+        size_t len = strlen(name);
+        struct topic_count *tc = count_find(&srv->topics, topic_hash(name, len), name, len);
+        bool again = false;
+        for (size_t j = 0; tc != NULL && j < i && !again; j++)
+            again = strcmp(spec->topics[j], name) == 0;
+        if (tc == NULL || again || tc->total <= 0)
+            continue;
+        total += tc->total;
+        for (int l = 0; l < n; l++)
+            counts[l] += tc->per_loop[l];
+    }
+    pthread_mutex_unlock(&srv->topics.lock);
+    if (total <= 0)
+        return 0;
+    publication_t *pub = publication_new(srv, parts, nparts, NULL, 0, 0, spec->flags, names_len);
+    if (pub == NULL)
+        return EDDY_ENOMEM;
+    pub->selected = true;
+    pub->ntopics = spec->ntopics;
+    pub->nexcept = spec->nexcept;
+    pub->except_fd = spec->except_fd;
+    char *names = (char *)pub->names;
+    for (size_t i = 0; i < spec->ntopics + spec->nexcept; i++) {
+        const char *name =
+            i < spec->ntopics ? spec->topics[i] : spec->except_topics[i - spec->ntopics];
+        size_t len = strlen(name) + 1;
+        memcpy(names, name, len);
+        names += len;
+    }
     rc = dispatch(srv, pub, counts, n);
     return rc != 0 ? rc : (int)EDDY__MIN(total, (long)INT32_MAX);
 }
@@ -590,7 +784,7 @@ int eddy_broadcast(eddy_server_t *srv, const void *data, size_t len, int opcode,
     int rc = check_message(srv, data, len, opcode);
     if (rc != 0)
         return rc;
-    publication_t *pub = publication_new(srv, NULL, 0, data, len, opcode, flags);
+    publication_t *pub = publication_new(srv, NULL, 1, data, len, opcode, flags, 1);
     if (pub == NULL)
         return EDDY_ENOMEM;
     pub->all = true;

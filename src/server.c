@@ -854,6 +854,56 @@ int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, in
     return rc;
 }
 
+/* eddy_push_parts() for a connection another thread owns: the parts and their bytes. */
+struct parts_cmd {
+    eddy__cmd_t base;
+    eddy_fd_t fd;
+    int flags;
+    size_t nparts;
+    eddy_part_t parts[]; /* then their bytes */
+};
+
+static void parts_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    struct parts_cmd *pc = (struct parts_cmd *)cmd;
+    eddy__conn_t *conn = eddy__conn_lookup(loop, pc->fd);
+    if (conn != NULL)
+        eddy__ws_push_parts(conn, pc->parts, pc->nparts, pc->flags);
+    free(pc);
+}
+
+int eddy_push_parts(eddy_server_t *srv, eddy_fd_t fd, const eddy_part_t *parts, size_t nparts,
+                    int flags)
+{
+    eddy__conn_t *conn;
+    eddy__session_view_t view;
+    if (eddy__session_find(srv, fd, &conn, &view) != 0)
+        return EDDY_ENOTFOUND;
+    if (conn != NULL)
+        return eddy__ws_push_parts(conn, parts, nparts, flags);
+    if (view.ws_status != EDDY_WS_STATUS_ACTIVE)
+        return EDDY_ESTATE;
+    int rc = eddy__ws_parts_check(srv, parts, nparts);
+    if (rc != 0)
+        return rc;
+    size_t bytes = 0;
+    for (size_t i = 0; i < nparts; i++)
+        bytes += parts[i].len;
+    struct parts_cmd *pc = malloc(sizeof(*pc) + nparts * sizeof(eddy_part_t) + bytes);
+    if (pc == NULL)
+        return EDDY_ENOMEM;
+    *pc = (struct parts_cmd){.base.fn = parts_cmd_run, .fd = fd, .flags = flags, .nparts = nparts};
+    char *copy = (char *)(pc->parts + nparts);
+    for (size_t i = 0; i < nparts; i++) {
+        pc->parts[i] = (eddy_part_t){.data = copy, .len = parts[i].len, .opcode = parts[i].opcode};
+        if (parts[i].len)
+            memcpy(copy, parts[i].data, parts[i].len);
+        copy += parts[i].len;
+    }
+    eddy__loop_post(srv->loops[view.loop], &pc->base);
+    return view.out_bytes >= eddy__high_watermark(&srv->opts) ? EDDY_QUEUED : 0;
+}
+
 bool eddy_exist(eddy_server_t *srv, eddy_fd_t fd)
 {
     eddy__conn_t *conn;

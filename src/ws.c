@@ -926,6 +926,47 @@ __attribute__((noinline)) static int push_in_message(eddy__conn_t *conn, const v
     return rc != 0 ? rc : admitted;
 }
 
+/* A whole message (not a fragment, none being sent): admitted, then queued, compressed if
+ * wanted. */
+static inline int push_whole(eddy__conn_t *conn, const void *data, size_t len, int opcode,
+                             int flags)
+{
+    /* Control frames are never refused: they are small, and reading stops while the
+     * output is over the limit, so their number is bounded too. */
+    int rc, admitted = 0;
+    if (opcode < EDDY_WS_OPCODE_CLOSE && (admitted = eddy__conn_admit(conn, len)) < 0)
+        return admitted;
+    if (wants_compression(conn, len, opcode, flags))
+        rc = queue_compressed(conn, (uint8_t)opcode, data, len);
+    else
+        rc = queue_frame(conn, (uint8_t)opcode, flags & EDDY_WS_FLAG_FIN, data, len);
+    return rc != 0 ? rc : admitted;
+}
+
+/* A volatile message the connection is not ready for: not sent (EDDY_WS_FLAG_VOLATILE). */
+static int volatile_drop(eddy__conn_t *conn, size_t nparts, size_t len)
+{
+    eddy__log(conn_srv(conn), EDDY__LOG_DEBUG,
+              "session#%" PRIu64 ": volatile message dropped (%zu part%s, %zu bytes): %zu bytes "
+              "queued",
+              conn->id, nparts, nparts == 1 ? "" : "s", len, eddy__conn_out_bytes(conn));
+    return EDDY_EDROPPED;
+}
+
+/* eddy__ws_push() with EDDY_WS_FLAG_VOLATILE, which only whole data messages heed. Out of
+ * line, as push_in_message(). */
+__attribute__((noinline)) static int push_volatile(eddy__conn_t *conn, const void *data, size_t len,
+                                                   int opcode, int flags)
+{
+    flags &= ~EDDY_WS_FLAG_VOLATILE;
+    bool whole = (flags & EDDY_WS_FLAG_FIN) && opcode != EDDY_WS_OPCODE_CONTINUATION;
+    if (whole && opcode < EDDY_WS_OPCODE_CLOSE && eddy__conn_backed_up(conn))
+        return volatile_drop(conn, 1, len);
+    if (!whole || conn->hold_output)
+        return push_in_message(conn, data, len, opcode, flags);
+    return push_whole(conn, data, len, opcode, flags);
+}
+
 int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, int flags)
 {
     /* The session's status, not ours: another thread may have begun the close already. */
@@ -944,20 +985,69 @@ int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, 
         eddy__ws_send_close(conn, code, reason, reason_len, true);
         return 0;
     }
-    /* Fragments, and anything while a fragmented message is being sent, take the longer
-     * way; a whole message otherwise costs this one test. */
-    if (!(flags & EDDY_WS_FLAG_FIN) || opcode == EDDY_WS_OPCODE_CONTINUATION || conn->hold_output)
-        return push_in_message(conn, data, len, opcode, flags);
-    /* Control frames are never refused: they are small, and reading stops while the
-     * output is over the limit, so their number is bounded too. */
-    int admitted = 0;
-    if (opcode < EDDY_WS_OPCODE_CLOSE && (admitted = eddy__conn_admit(conn, len)) < 0)
+    /* Fragments, volatile messages, and anything while a fragmented message is being sent,
+     * take the longer way; a whole message otherwise costs this one test. */
+    if ((flags & (EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_VOLATILE)) != EDDY_WS_FLAG_FIN ||
+        opcode == EDDY_WS_OPCODE_CONTINUATION || conn->hold_output)
+        return (flags & EDDY_WS_FLAG_VOLATILE) ? push_volatile(conn, data, len, opcode, flags)
+                                               : push_in_message(conn, data, len, opcode, flags);
+    return push_whole(conn, data, len, opcode, flags);
+}
+
+int eddy__ws_parts_check(const eddy_server_t *srv, const eddy_part_t *parts, size_t nparts)
+{
+    if (parts == NULL || nparts == 0 || nparts > EDDY_PARTS_MAX)
+        return EDDY_EINVAL;
+    for (size_t i = 0; i < nparts; i++) {
+        const eddy_part_t *part = &parts[i];
+        if ((part->opcode != EDDY_WS_OPCODE_TEXT && part->opcode != EDDY_WS_OPCODE_BINARY) ||
+            (part->data == NULL && part->len > 0))
+            return EDDY_EINVAL;
+        if (part->len > srv->opts.package_max_length)
+            return EDDY_ETOOBIG;
+    }
+    return 0;
+}
+
+int eddy__ws_push_parts(eddy__conn_t *conn, const eddy_part_t *parts, size_t nparts, int flags)
+{
+    if (conn->ending || conn->ws_close_sent ||
+        atomic_load_explicit(&conn->ws_status, memory_order_relaxed) != EDDY_WS_STATUS_ACTIVE)
+        return EDDY_ESTATE;
+    int rc = eddy__ws_parts_check(conn_srv(conn), parts, nparts);
+    if (rc != 0)
+        return rc;
+    size_t total = 0;
+    for (size_t i = 0; i < nparts; i++)
+        total += parts[i].len;
+    if ((flags & EDDY_WS_FLAG_VOLATILE) && eddy__conn_backed_up(conn))
+        return volatile_drop(conn, nparts, total);
+    /* Admitted whole: a peer must never get a part without the rest. */
+    int admitted = eddy__conn_admit(conn, total);
+    if (admitted < 0)
         return admitted;
-    if (wants_compression(conn, len, opcode, flags))
-        rc = queue_compressed(conn, (uint8_t)opcode, data, len);
-    else
-        rc = queue_frame(conn, (uint8_t)opcode, flags & EDDY_WS_FLAG_FIN, data, len);
-    return rc != 0 ? rc : admitted;
+    int part_flags = EDDY_WS_FLAG_FIN | (flags & EDDY_WS_FLAG_COMPRESS);
+    for (size_t i = 0; i < nparts; i++) {
+        const eddy_part_t *part = &parts[i];
+        if (wants_compression(conn, part->len, part->opcode, part_flags))
+            rc = queue_compressed(conn, (uint8_t)part->opcode, part->data, part->len);
+        else if (conn->hold_output)
+            rc = hold_frame(conn, (uint8_t)part->opcode, EDDY_WS_FLAG_FIN, part->data, part->len);
+        else
+            rc = queue_frame(conn, (uint8_t)part->opcode, EDDY_WS_FLAG_FIN, part->data, part->len);
+        if (rc != 0) {
+            /* The peer would wait for parts that never come: the connection ends (queueing
+             * out of memory has aborted it already). */
+            if (i > 0 && !conn->ending) {
+                eddy__log(conn_srv(conn), EDDY__LOG_ERROR,
+                          "session#%" PRIu64 ": part %zu of %zu not sent (%s), closing", conn->id,
+                          i + 1, nparts, eddy_strerror(rc));
+                eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+            }
+            return rc;
+        }
+    }
+    return admitted;
 }
 
 /* ---- receiving ---- */

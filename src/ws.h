@@ -56,6 +56,11 @@ bool eddy__ws_close_sent(const eddy__conn_t *conn);
 int eddy__ws_shared_deflate_bits(const eddy__conn_t *conn);
 /* Frames and queues a message. Returns what eddy_push() documents. */
 int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, int flags);
+/* Frames and queues parts as one unit (eddy_push_parts()). Returns what it documents. */
+int eddy__ws_push_parts(eddy__conn_t *conn, const eddy_part_t *parts, size_t nparts, int flags);
+/* The checks of eddy_push_parts()'s and eddy_publish_parts()'s parts: 0, EDDY_EINVAL,
+ * EDDY_ETOOBIG. */
+int eddy__ws_parts_check(const eddy_server_t *srv, const eddy_part_t *parts, size_t nparts);
 /* The checks eddy__ws_push() makes of its arguments alone: 0, EDDY_EINVAL, EDDY_ETOOBIG. */
 int eddy__ws_push_check(const eddy_server_t *srv, const void *data, size_t len, int opcode,
                         int flags);
