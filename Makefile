@@ -129,7 +129,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h test
 	$(CC) $(CFLAGS_ALL) -Irt -Itests/support -o $@ $< $(BUILD)/tests/alloc_fail.o $(BUILD)/libeddy.a $(LDLIBS_ALL) $(ALLOC_FAIL_LDFLAGS)
 
 $(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Iexamples -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -Iexamples -Irt -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
 $(BUILD)/cmd/%.o: cmd/%.c cmd/cmd.h include/eddy.h | $(BUILD)/cmd
 	$(CC) $(CMD_CFLAGS) -Icmd -c -o $@ $<

@@ -1,0 +1,285 @@
+# SPDX-License-Identifier: MIT
+"""Engine.IO (rt/eio.h) through tests/integration/eio_echo.c, byte by byte, with the
+differential cases run against Node's reference server too (tests/clients/eio_reference.js,
+engine.io 6.6): both must answer the same bytes. Real clients: engine.io-client 6.6.8
+(tests/clients/eio_client.js)."""
+
+import base64
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import string
+import subprocess
+import threading
+import time
+
+import pytest
+
+from eddyserver import ROOT, TIMEOUT, Server
+from wsraw import RawClient
+
+CLIENTS = os.path.join(ROOT, "tests", "clients")
+SID_CHARS = set(string.ascii_letters + string.digits + "-_")
+
+
+class NodeReference:
+    """tests/clients/eio_reference.js on 127.0.0.1 with a free port; the same stdout lines
+    as eio_echo ("open <sid>", "close <sid> <reason>")."""
+
+    def __init__(self, args):
+        self.proc = subprocess.Popen(["node", os.path.join(CLIENTS, "eio_reference.js"),
+                                      "--port", "0", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        first = self.lines.get(timeout=TIMEOUT)
+        self.port = int(re.match(r"listening (\d+)", first).group(1))
+        self.host = "127.0.0.1"
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def line(self, timeout=TIMEOUT):
+        return self.lines.get(timeout=timeout)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(TIMEOUT)
+
+
+class Eddy:
+    def __init__(self, server):
+        self.server = server
+        self.port = server.port
+        self.host = server.host
+
+    def line(self, timeout=TIMEOUT):
+        return self.server.line(timeout)
+
+
+@pytest.fixture
+def engine(start_server):
+    """engine(*args, impl="eddy"|"reference") -> a running echo server."""
+    refs = []
+
+    def start(*args, impl="eddy"):
+        if impl == "reference":
+            ref = NodeReference(args)
+            refs.append(ref)
+            return ref
+        return Eddy(start_server("eio_echo", *args))
+
+    yield start
+    for ref in refs:
+        ref.stop()
+
+
+BOTH = pytest.mark.parametrize("impl", ["eddy", "reference"])
+FAST = ("--ping-interval", "300", "--ping-timeout", "200")
+
+
+def ws_connect(srv, query="EIO=4&transport=websocket", expect_status=101):
+    client = RawClient(srv.host, srv.port, TIMEOUT)
+    status, headers, body = client.handshake(f"/socket.io/?{query}", expect_status=expect_status)
+    if status != 101:
+        return client, body
+    return client, None
+
+
+def recv_text(client):
+    opcode, payload = client.recv_message()
+    assert opcode == 0x1, f"expected a text frame, got opcode {opcode}: {payload!r}"
+    return payload.decode()
+
+
+def open_ws(srv, query="EIO=4&transport=websocket"):
+    client, _ = ws_connect(srv, query)
+    packet = recv_text(client)
+    assert packet[0] == "0"
+    return client, json.loads(packet[1:])
+
+
+def expect_closed(client):
+    """Reads until the server's close frame (answering it) or EOF; returns the frames seen
+    before (opcode, payload)."""
+    seen = []
+    try:
+        while True:
+            opcode, payload = client.recv_message()
+            if opcode == 0x8:
+                client.send_frame(0x8, payload[:2])
+                return seen
+            seen.append((opcode, payload))
+    except (EOFError, ConnectionResetError):
+        return seen
+
+
+def wait_line(srv, pattern, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while True:
+        line = srv.line(max(0.01, deadline - time.monotonic()))
+        if re.fullmatch(pattern, line):
+            return line
+
+
+# ---- WebSocket, protocol 4 ----
+
+
+@BOTH
+def test_ws_open_packet(engine, impl):
+    srv = engine(*FAST, impl=impl)
+    client, opened = open_ws(srv)
+    assert list(opened) == ["sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"]
+    assert opened["upgrades"] == []
+    assert (opened["pingInterval"], opened["pingTimeout"], opened["maxPayload"]) == (
+        300, 200, 1000000)
+    assert len(opened["sid"]) == 20 and set(opened["sid"]) <= SID_CHARS
+    assert srv.line() == f"open {opened['sid']}"
+    client.close()
+
+
+@BOTH
+def test_ws_echo_text_and_binary(engine, impl):
+    srv = engine(impl=impl)
+    client, _ = open_ws(srv)
+    client.send_frame(0x1, "4héllo".encode())
+    assert recv_text(client) == "4héllo"
+    client.send_frame(0x2, b"\x00\x01\xff")
+    assert client.recv_message() == (0x2, b"\x00\x01\xff")
+    # A base64 binary message is accepted on WebSocket too; it comes back as binary.
+    client.send_frame(0x1, b"b" + base64.b64encode(b"\x01\x02\x03"))
+    assert client.recv_message() == (0x2, b"\x01\x02\x03")
+    # A close packet is ignored on WebSocket (section 9 of realtime-anchors.md).
+    client.send_frame(0x1, b"1")
+    client.send_frame(0x1, b"4still")
+    assert recv_text(client) == "4still"
+    client.close()
+
+
+@BOTH
+def test_ws_heartbeat_keeps_the_session(engine, impl):
+    srv = engine(*FAST, impl=impl)
+    client, opened = open_ws(srv)
+    for _ in range(3):
+        started = time.monotonic()
+        assert recv_text(client) == "2"
+        assert time.monotonic() - started >= 0.2  # about pingInterval after the last pong
+        client.send_frame(0x1, b"3")
+    client.send_frame(0x1, b"4alive")
+    assert recv_text(client) == "4alive"
+    client.close()
+
+
+@BOTH
+def test_ws_ping_timeout_closes(engine, impl):
+    srv = engine(*FAST, impl=impl)
+    client, opened = open_ws(srv)
+    assert srv.line() == f"open {opened['sid']}"
+    started = time.monotonic()
+    seen = expect_closed(client)
+    assert seen == [(0x1, b"2")]
+    assert time.monotonic() - started >= 0.45  # pingInterval + pingTimeout
+    assert wait_line(srv, r"close .*") == f"close {opened['sid']} ping timeout"
+
+
+@BOTH
+@pytest.mark.parametrize("packet,reason", [(b"2", "transport error"), (b"abc", "parse error"),
+                                           (b"", "parse error"), (b"7", "parse error")])
+def test_ws_bad_packets_close(engine, impl, packet, reason):
+    srv = engine(impl=impl)
+    client, opened = open_ws(srv)
+    client.send_frame(0x1, packet)
+    expect_closed(client)
+    assert wait_line(srv, r"close .*") == f"close {opened['sid']} {reason}"
+
+
+@BOTH
+@pytest.mark.parametrize("query,message", [
+    ("EIO=4&transport=foo", "Transport unknown"),
+    ("EIO=4", "Transport unknown"),
+    ("EIO=4&transport=websocket&sid=abcdefghijklmnopqrst", "Session ID unknown"),
+])
+def test_ws_refused_upgrades(engine, impl, query, message):
+    srv = engine(impl=impl)
+    client, body = ws_connect(srv, query, expect_status=400)
+    assert body == message.encode()
+    client.close()
+
+
+def test_ws_second_websocket_with_the_same_sid_is_refused(engine):
+    srv = engine()
+    client, opened = open_ws(srv)
+    second, body = ws_connect(srv, f"EIO=4&transport=websocket&sid={opened['sid']}",
+                              expect_status=400)
+    assert body == b"Bad request"
+    client.send_frame(0x1, b"4first")
+    assert recv_text(client) == "4first"
+    client.close()
+
+
+def test_ws_send_parts_as_one_unit(engine):
+    srv = engine()
+    client, _ = open_ws(srv)
+    client.send_frame(0x1, b"4twice")
+    assert recv_text(client) == "4twice"
+    assert client.recv_message() == (0x2, b"\x01\x02")
+
+
+def test_ws_server_close(engine):
+    srv = engine()
+    client, opened = open_ws(srv)
+    client.send_frame(0x1, b"4before")
+    client.send_frame(0x1, b"4close-me")
+    assert expect_closed(client) == [(0x1, b"4before")]
+    assert wait_line(srv, r"close .*") == f"close {opened['sid']} forced close"
+
+
+def test_ws_max_payload(engine):
+    srv = engine("--max-payload", "100")
+    client, opened = open_ws(srv)
+    client.send_frame(0x1, b"4" + b"x" * 99)
+    assert recv_text(client) == "4" + "x" * 99
+    client.send_frame(0x1, b"4" + b"x" * 100)
+    expect_closed(client)
+    assert wait_line(srv, r"close .*") == f"close {opened['sid']} transport error"
+
+
+def test_ws_open_refused_by_the_handler(engine):
+    srv = engine()
+    client, body = ws_connect(srv, "EIO=4&transport=websocket&refuse=1", expect_status=403)
+    client.close()
+
+
+def test_ws_transport_close(engine):
+    srv = engine()
+    client, opened = open_ws(srv)
+    client.close()
+    assert wait_line(srv, r"close .*") == f"close {opened['sid']} transport close"
+
+
+# ---- real clients ----
+
+
+def run_client(srv, *args):
+    out = subprocess.run(["node", os.path.join(CLIENTS, "eio_client.js"), str(srv.port), *args],
+                         capture_output=True, text=True, timeout=30)
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert out.returncode == 0, f"client failed: {out.stdout}\n{out.stderr}"
+    return events
+
+
+def test_engine_io_client_websocket_only(engine):
+    srv = engine()
+    events = run_client(srv, "websocket", "6")
+    assert events[0] == {"event": "open", "transport": "websocket"}
+    messages = [e for e in events if e["event"] == "message"]
+    assert [m["data"] for m in messages] == [
+        "hello 0 \U0001F600", [1, 0, 255], "hello 2 \U0001F600", [3, 0, 255],
+        "hello 4 \U0001F600", [5, 0, 255]]
+    assert events[-1] == {"event": "close", "reason": "forced close"}
+    sid = wait_line(srv, r"open .*").split()[1]
+    assert wait_line(srv, r"close .*") == f"close {sid} transport close"
