@@ -283,3 +283,263 @@ def test_engine_io_client_websocket_only(engine):
     assert events[-1] == {"event": "close", "reason": "forced close"}
     sid = wait_line(srv, r"open .*").split()[1]
     assert wait_line(srv, r"close .*") == f"close {sid} transport close"
+
+
+# ---- HTTP long-polling ----
+
+
+def http_send(srv, method, query, body=b"", headers=None):
+    """Sends one request on a new connection; returns the client (read the answer with
+    client.read_http_response())."""
+    client = RawClient(srv.host, srv.port, TIMEOUT)
+    fields = {"Host": "127.0.0.1", "Content-Length": str(len(body))}
+    fields.update(headers or {})
+    head = f"{method} /socket.io/?{query} HTTP/1.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
+    client.send(head.encode() + body)
+    return client
+
+
+def http(srv, method, query, body=b"", headers=None):
+    client = http_send(srv, method, query, body, headers)
+    try:
+        return client.read_http_response()
+    finally:
+        client.close()
+
+
+def poll_open(srv, eio=4):
+    status, headers, body = http(srv, "GET", f"EIO={eio}&transport=polling")
+    assert status == 200, body
+    text = body.decode()
+    if eio == 3:
+        length, _, text = text.partition(":")
+        assert int(length) == len(text)
+    assert text[0] == "0"
+    return json.loads(text[1:])["sid"], headers, json.loads(text[1:])
+
+
+def poll(srv, sid, eio=4):
+    return http(srv, "GET", f"EIO={eio}&transport=polling&sid={sid}")
+
+
+def push(srv, sid, body, eio=4, headers=None):
+    if isinstance(body, str):
+        body = body.encode()
+    return http(srv, "POST", f"EIO={eio}&transport=polling&sid={sid}", body, headers)
+
+
+def error_body(code):
+    messages = ["Transport unknown", "Session ID unknown", "Bad handshake method",
+                "Bad request", "Forbidden"]
+    return json.dumps({"code": code, "message": messages[code]}, separators=(",", ":")).encode()
+
+
+@BOTH
+def test_polling_handshake(engine, impl):
+    srv = engine(*FAST, impl=impl)
+    sid, headers, opened = poll_open(srv)
+    assert list(opened) == ["sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"]
+    assert opened["upgrades"] == ["websocket"]
+    assert headers["content-type"] == "text/plain; charset=UTF-8"
+    assert headers["cache-control"] == "no-store"
+    assert "access-control-allow-origin" not in headers  # no CORS unless configured
+    sid3, _, opened3 = poll_open(srv, eio=3)
+    assert opened3["upgrades"] == ["websocket"] and len(sid3) == 20
+
+
+@BOTH
+def test_polling_echo(engine, impl):
+    srv = engine(impl=impl)
+    sid, _, _ = poll_open(srv)
+    status, headers, body = push(srv, sid, "4hello\x1e4wörld\x1ebAQID")
+    assert (status, body, headers["content-type"]) == (200, b"ok", "text/html")
+    status, headers, body = poll(srv, sid)
+    assert (status, body) == (200, "4hello\x1e4wörld\x1ebAQID".encode())
+
+
+@BOTH
+def test_polling_get_waits_for_a_packet(engine, impl):
+    srv = engine(impl=impl)
+    sid, _, _ = poll_open(srv)
+    waiting = http_send(srv, "GET", f"EIO=4&transport=polling&sid={sid}")
+    waiting.wait_read()
+    assert push(srv, sid, "4later")[2] == b"ok"
+    assert waiting.read_http_response()[2] == b"4later"
+
+
+@BOTH
+def test_polling_two_gets_at_once_close_the_session(engine, impl):
+    srv = engine(impl=impl)
+    sid, _, _ = poll_open(srv)
+    assert srv.line() == f"open {sid}"
+    first = http_send(srv, "GET", f"EIO=4&transport=polling&sid={sid}")
+    first.wait_read()
+    status, _, body = poll(srv, sid)
+    assert (status, body) == (400, b"")
+    assert first.read_http_response()[:3:2] == (200, b"1")
+    assert poll(srv, sid)[::2] == (400, error_body(1))
+    assert wait_line(srv, r"close .*") == f"close {sid} transport error"
+
+
+@BOTH
+@pytest.mark.parametrize("method,query,status,code", [
+    ("GET", "EIO=4&transport=polling&sid=abcdefghijklmnopqrst", 400, 1),
+    ("POST", "EIO=4&transport=polling&sid=abcdefghijklmnopqrst", 400, 1),
+    ("GET", "EIO=4&transport=foo", 400, 0),
+    ("GET", "EIO=4", 400, 0),
+    ("POST", "EIO=4&transport=polling", 400, 2),
+    ("PUT", "EIO=4&transport=polling", 400, 2),
+    ("GET", "EIO=4&transport=websocket", 400, 3),
+])
+def test_polling_error_answers(engine, impl, method, query, status, code):
+    srv = engine(impl=impl)
+    got_status, headers, body = http(srv, method, query)
+    assert (got_status, body) == (status, error_body(code))
+    assert headers["content-type"] == "application/json"
+
+
+@BOTH
+def test_polling_session_errors(engine, impl):
+    srv = engine(impl=impl)
+    sid, _, _ = poll_open(srv)
+    # Another protocol revision or transport with this sid is a bad request.
+    assert poll(srv, sid, eio=3)[::2] == (400, error_body(3))
+    assert http(srv, "GET", f"EIO=4&transport=websocket&sid={sid}")[::2] == (400, error_body(3))
+    assert push(srv, sid, "4x")[2] == b"ok"
+
+
+@BOTH
+def test_polling_max_payload(engine, impl):
+    srv = engine("--max-payload", "100", impl=impl)
+    sid, _, _ = poll_open(srv)
+    assert push(srv, sid, "4" + "x" * 99)[2] == b"ok"
+    assert poll(srv, sid)[2] == ("4" + "x" * 99).encode()
+    assert push(srv, sid, "4" + "x" * 100)[0] == 413
+    assert wait_line(srv, r"close .*") == f"close {sid} transport error"
+    assert poll(srv, sid)[::2] == (400, error_body(1))
+
+
+@BOTH
+@pytest.mark.parametrize("payload,reason", [
+    ("1", "transport close"), ("4a\x1e1", "transport close"), ("x", "parse error"),
+    ("", "parse error"), ("2", "transport error")])
+def test_polling_packets_that_end_the_session(engine, impl, payload, reason):
+    srv = engine(impl=impl)
+    sid, _, _ = poll_open(srv)
+    assert push(srv, sid, payload)[2] == b"ok"
+    assert wait_line(srv, r"close .*") == f"close {sid} {reason}"
+    assert poll(srv, sid)[::2] == (400, error_body(1))
+
+
+def test_polling_binary_post_is_refused_in_v4(engine):
+    srv = engine()
+    sid, _, _ = poll_open(srv)
+    status, _, _ = push(srv, sid, b"4x", headers={"Content-Type": "application/octet-stream"})
+    assert status == 400
+    assert wait_line(srv, r"close .*") == f"close {sid} transport error"
+
+
+@BOTH
+def test_polling_heartbeat(engine, impl):
+    srv = engine(*FAST, impl=impl)
+    sid, _, _ = poll_open(srv)
+    for _ in range(3):
+        assert poll(srv, sid)[2] == b"2"
+        assert push(srv, sid, "3")[2] == b"ok"
+    assert push(srv, sid, "4alive")[2] == b"ok"
+    assert poll(srv, sid)[2] == b"4alive"
+
+
+@BOTH
+def test_polling_ping_timeout(engine, impl):
+    srv = engine(*FAST, impl=impl)
+    sid, _, _ = poll_open(srv)
+    assert poll(srv, sid)[2] == b"2"
+    assert wait_line(srv, r"close .*") == f"close {sid} ping timeout"
+    assert push(srv, sid, "3")[::2] == (400, error_body(1))
+
+
+def test_polling_server_close(engine):
+    srv = engine()
+    sid, _, _ = poll_open(srv)
+    assert push(srv, sid, "4before\x1e4close-me")[2] == b"ok"
+    assert poll(srv, sid)[2] == b"4before\x1e1"
+    assert wait_line(srv, r"close .*") == f"close {sid} forced close"
+    assert poll(srv, sid)[::2] == (400, error_body(1))
+
+
+def test_polling_hang_up_on_a_waiting_get(engine):
+    srv = engine()
+    sid, _, _ = poll_open(srv)
+    waiting = http_send(srv, "GET", f"EIO=4&transport=polling&sid={sid}")
+    waiting.wait_read()
+    waiting.close()
+    assert wait_line(srv, r"close .*") == f"close {sid} transport error"
+
+
+# ---- upgrade ----
+
+
+@BOTH
+def test_upgrade_from_polling(engine, impl):
+    srv = engine(impl=impl)
+    sid, _, _ = poll_open(srv)
+    waiting = http_send(srv, "GET", f"EIO=4&transport=polling&sid={sid}")
+    waiting.wait_read()
+    ws, _ = ws_connect(srv, f"EIO=4&transport=websocket&sid={sid}")
+    ws.send_frame(0x1, b"2probe")
+    assert recv_text(ws) == "3probe"
+    assert waiting.read_http_response()[2] == b"6"  # the noop releases the waiting GET
+    ws.send_frame(0x1, b"5")
+    ws.send_frame(0x1, b"4upgraded")
+    assert recv_text(ws) == "4upgraded"
+    assert poll(srv, sid)[::2] == (400, error_body(3))
+    assert push(srv, sid, "4x")[::2] == (400, error_body(3))
+    # A second WebSocket for the upgraded session gets nothing.
+    if impl == "eddy":
+        ws_connect(srv, f"EIO=4&transport=websocket&sid={sid}", expect_status=400)
+    ws.send_frame(0x1, b"4still")
+    assert recv_text(ws) == "4still"
+
+
+def test_upgrade_queued_packets_move_to_the_websocket(engine):
+    srv = engine()
+    sid, _, _ = poll_open(srv)
+    ws, _ = ws_connect(srv, f"EIO=4&transport=websocket&sid={sid}")
+    ws.send_frame(0x1, b"2probe")
+    assert recv_text(ws) == "3probe"
+    # Sent while no GET waits: queued for polling, then delivered on the WebSocket.
+    assert push(srv, sid, "4queued")[2] == b"ok"
+    ws.send_frame(0x1, b"5")
+    assert recv_text(ws) == "4queued"
+    assert wait_line(srv, r"upgrade .*") == f"upgrade {sid}"
+
+
+def test_upgrade_timeout_keeps_polling(engine):
+    srv = engine("--upgrade-timeout", "200")
+    sid, _, _ = poll_open(srv)
+    ws, _ = ws_connect(srv, f"EIO=4&transport=websocket&sid={sid}")
+    expect_closed(ws)  # no probe within upgradeTimeout
+    assert push(srv, sid, "4polling")[2] == b"ok"
+    assert poll(srv, sid)[2] == b"4polling"
+
+
+@pytest.mark.parametrize("impl", ["eddy", "reference"])
+def test_engine_io_client_default_transports(engine, impl):
+    srv = engine(impl=impl)
+    events = run_client(srv, "polling,websocket", "6")
+    assert events[0] == {"event": "open", "transport": "polling"}
+    assert {"event": "upgrade", "transport": "websocket"} in events
+    messages = [e for e in events if e["event"] == "message"]
+    assert [m["data"] for m in messages] == [
+        "hello 0 \U0001F600", [1, 0, 255], "hello 2 \U0001F600", [3, 0, 255],
+        "hello 4 \U0001F600", [5, 0, 255]]
+    assert events[-1] == {"event": "close", "reason": "forced close"}
+
+
+def test_engine_io_client_polling_only(engine):
+    srv = engine()
+    events = run_client(srv, "polling", "6")
+    assert all(e.get("transport", "polling") == "polling" for e in events)
+    assert len([e for e in events if e["event"] == "message"]) == 6
