@@ -565,7 +565,7 @@ void eio__session_finish(eio_session_t *s, const char *reason)
             eio__ws_close(s, ws);
         if (s->probe_fd != 0)
             eio__upgrade_cancel(s);
-        eio__polling_finish(s);
+        eio__polling_finish(s, reason);
     }
     s->timer_id = 0;
     bool removed = table_remove(s);

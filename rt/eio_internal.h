@@ -125,8 +125,9 @@ void eio__polling_noop(eio_session_t *s);
 void eio__polling_discard(eio_session_t *s);
 /* eio_close() on long-polling: the close packet goes with the next GET. */
 void eio__polling_close(eio_session_t *s);
-/* The session ends: a pending GET gets the close packet. */
-void eio__polling_finish(eio_session_t *s);
+/* The session ends for reason: a pending GET gets the close packet (a noop when the
+ * client closed). */
+void eio__polling_finish(eio_session_t *s, const char *reason);
 /* Connection fd (on this loop) closed: the reason the session ends for, or NULL. */
 const char *eio__polling_conn_closed(eio_session_t *s, eddy_fd_t fd);
 

@@ -229,11 +229,14 @@ void eio__polling_close(eio_session_t *s)
         eio__polling_kick(s);
 }
 
-void eio__polling_finish(eio_session_t *s)
+void eio__polling_finish(eio_session_t *s, const char *reason)
 {
     s->out.len = 0;
+    /* The client's own close packet releases its GET with a noop (polling.js onClose);
+     * any other end sends the close packet (doClose). */
+    char type = strcmp(reason, "transport close") == 0 ? '6' : '1';
     if (s->get_resp != NULL && !s->discard_get &&
-        eio__queue_packet(s, EIO_REC_TEXT, '1', NULL, 0) == 0)
+        eio__queue_packet(s, EIO_REC_TEXT, type, NULL, 0) == 0)
         eio__polling_kick(s);
 }
 

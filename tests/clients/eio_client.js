@@ -6,9 +6,15 @@
 // {"event":"close","reason":...}. Exits 0 after `count` echoes and a clean close, 1 on a
 // timeout (10 s) or an error.
 //
+// With --v3 the client is engine.io-client 3.5 (Engine.IO protocol 3, the one
+// socket.io-client 2.x bundles).
+//
 // Usage: node eio_client.js <port> <transports, comma-separated> [count] [--wait-upgrade]
+//          [--v3]
 'use strict';
-const { Socket } = require('engine.io-client');
+const v3 = process.argv.includes('--v3');
+const Socket = v3 ? require('socket.io-client-v2/node_modules/engine.io-client')
+                  : require('engine.io-client').Socket;
 
 const [port, transportList, countArg] = process.argv.slice(2);
 const count = Number(countArg || 4);
@@ -41,7 +47,7 @@ socket.on('upgrade', (transport) => {
 });
 socket.on('message', (data) => {
   const binary = typeof data !== 'string';
-  print({ event: 'message', binary, data: binary ? Array.from(data) : data,
+  print({ event: 'message', binary, data: binary ? Array.from(Buffer.from(data)) : data,
           transport: socket.transport.name });
   if (++received < count) sendNext();
   else socket.close();

@@ -543,3 +543,132 @@ def test_engine_io_client_polling_only(engine):
     events = run_client(srv, "polling", "6")
     assert all(e.get("transport", "polling") == "polling" for e in events)
     assert len([e for e in events if e["event"] == "message"]) == 6
+
+
+# ---- protocol 3 (socket.io-client 2.x, laravel-swoole's wire format) ----
+
+V3_WS = "EIO=3&transport=websocket"
+
+
+@BOTH
+def test_v3_ws_open_and_client_pings(engine, impl):
+    srv = engine(*FAST, impl=impl)
+    client, opened = open_ws(srv, V3_WS)
+    assert list(opened) == ["sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"]
+    for _ in range(3):
+        client.send_frame(0x1, b"2")
+        assert recv_text(client) == "3"
+        time.sleep(0.2)  # the server never pings in v3: only client pings keep it alive
+    client.send_frame(0x1, b"2probe")  # on a direct WebSocket: a plain pong
+    assert recv_text(client) == "3"
+    client.send_frame(0x1, b"4hello")
+    assert recv_text(client) == "4hello"
+    client.close()
+
+
+@BOTH
+def test_v3_ws_binary_has_a_type_byte(engine, impl):
+    srv = engine(impl=impl)
+    client, _ = open_ws(srv, V3_WS)
+    client.send_frame(0x2, b"\x04\x01\x02")
+    assert client.recv_message() == (0x2, b"\x04\x01\x02")
+    client.send_frame(0x1, b"b4" + base64.b64encode(b"\xff"))
+    assert client.recv_message() == (0x2, b"\x04\xff")
+    client.close()
+
+
+@BOTH
+def test_v3_ws_silence_times_out(engine, impl):
+    srv = engine(*FAST, impl=impl)
+    client, opened = open_ws(srv, V3_WS)
+    started = time.monotonic()
+    assert expect_closed(client) == []  # no server ping in v3
+    assert time.monotonic() - started >= 0.45
+    assert wait_line(srv, r"close .*") == f"close {opened['sid']} ping timeout"
+
+
+@BOTH
+def test_v3_ws_server_pong_is_an_error(engine, impl):
+    srv = engine(impl=impl)
+    client, opened = open_ws(srv, V3_WS)
+    client.send_frame(0x1, b"3")
+    expect_closed(client)
+    assert wait_line(srv, r"close .*") == f"close {opened['sid']} transport error"
+
+
+@BOTH
+def test_v3_polling_text_payloads(engine, impl):
+    srv = engine(impl=impl)
+    sid, headers, _ = poll_open(srv, eio=3)
+    assert headers["content-type"] == "text/plain; charset=UTF-8"
+    # Lengths count UTF-16 code units: "4h\u00e9\U0001F600" is 1 + 2 + 2.
+    body = "6:4hello5:4h\u00e9\U0001F6001:2"
+    assert push(srv, sid, body, eio=3)[2] == b"ok"
+    assert poll(srv, sid, eio=3)[2] == "6:4hello5:4h\u00e9\U0001F6001:3".encode()
+
+
+@BOTH
+def test_v3_polling_base64_binary(engine, impl):
+    srv = engine(impl=impl)
+    status, _, body = http(srv, "GET", "EIO=3&transport=polling&b64=1")
+    sid = json.loads(body.decode().partition(":")[2][1:])["sid"]
+    assert push(srv, sid, "6:4hello10:b4AQIDBA==", eio=3)[2] == b"ok"
+    got = http(srv, "GET", f"EIO=3&transport=polling&b64=1&sid={sid}")[2]
+    assert got == b"6:4hello10:b4AQIDBA=="
+
+
+@BOTH
+def test_v3_polling_binary_payloads(engine, impl):
+    srv = engine(impl=impl)
+    sid, _, _ = poll_open(srv, eio=3)
+    # The binary form: 0 (text) or 1 (binary), the length as digit bytes, 0xff, the packet.
+    payload = b"\x00\x06\xff4hello" + b"\x01\x03\xff\x04\x01\x02"
+    assert push(srv, sid, payload, eio=3,
+                headers={"Content-Type": "application/octet-stream"})[2] == b"ok"
+    status, headers, body = poll(srv, sid, eio=3)
+    assert headers["content-type"] == "application/octet-stream"
+    assert body == payload
+
+
+@BOTH
+def test_v3_polling_duplicate_get_and_client_close(engine, impl):
+    srv = engine(impl=impl)
+    sid, _, _ = poll_open(srv, eio=3)
+    first = http_send(srv, "GET", f"EIO=3&transport=polling&sid={sid}")
+    first.wait_read()
+    assert poll(srv, sid, eio=3)[0] == 400
+    assert first.read_http_response()[2] == b"1:1"
+    sid, _, _ = poll_open(srv, eio=3)
+    waiting = http_send(srv, "GET", f"EIO=3&transport=polling&sid={sid}")
+    waiting.wait_read()
+    assert push(srv, sid, "1:1", eio=3)[2] == b"ok"
+    assert waiting.read_http_response()[2] == b"1:6"
+    assert poll(srv, sid, eio=3)[0] == 400
+
+
+@BOTH
+def test_v3_upgrade(engine, impl):
+    srv = engine(impl=impl)
+    sid, _, _ = poll_open(srv, eio=3)
+    waiting = http_send(srv, "GET", f"EIO=3&transport=polling&sid={sid}")
+    waiting.wait_read()
+    ws, _ = ws_connect(srv, f"EIO=3&transport=websocket&sid={sid}")
+    ws.send_frame(0x1, b"2probe")
+    assert recv_text(ws) == "3probe"
+    assert waiting.read_http_response()[2] == b"1:6"
+    ws.send_frame(0x1, b"5")
+    ws.send_frame(0x1, b"4hello")
+    assert recv_text(ws) == "4hello"
+    assert poll(srv, sid, eio=3)[0] == 400
+
+
+@pytest.mark.parametrize("transports", ["websocket", "polling,websocket", "polling"])
+def test_engine_io_client_v3(engine, transports):
+    srv = engine()
+    events = run_client(srv, transports, "6", "--v3")
+    messages = [e for e in events if e["event"] == "message"]
+    assert [m["data"] for m in messages] == [
+        "hello 0 \U0001F600", [1, 0, 255], "hello 2 \U0001F600", [3, 0, 255],
+        "hello 4 \U0001F600", [5, 0, 255]]
+    if transports == "polling,websocket":
+        assert {"event": "upgrade", "transport": "websocket"} in events
