@@ -4,36 +4,16 @@
 
 #include <string.h>
 
+#include "eddy.h"
+
 static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
 }
 
-/* Bytes of s[0..len) are UTF-8 (RFC 3629). */
-static bool utf8_ok(const unsigned char *s, size_t len)
+static bool is_space(char c)
 {
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n = c >= 0xc2 && c <= 0xdf   ? 2
-                   : c >= 0xe0 && c <= 0xef ? 3
-                   : c >= 0xf0 && c <= 0xf4 ? 4
-                                            : 0;
-        if (!n || len - i < n)
-            return false;
-        for (size_t k = 1; k < n; k++)
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-        if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0) ||
-            (c == 0xf0 && s[i + 1] < 0x90) || (c == 0xf4 && s[i + 1] >= 0x90))
-            return false;
-        i += n;
-    }
-    return true;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
 static bool is_reserved(const rt_json_value_t *name)
@@ -45,8 +25,11 @@ static bool is_reserved(const rt_json_value_t *name)
         {"connect", 7},        {"connect_error", 13}, {"disconnect", 10},
         {"disconnecting", 13}, {"newListener", 11},   {"removeListener", 14},
     };
-    /* An escape-free name longer than 16 bytes (with quotes) cannot match; this skips the
-     * comparisons for most real names. */
+    /* Most real names are ruled out by their first character (all reserved names start
+     * with c, d, n or r) or, escape-free, by their length. */
+    char c = name->len > 2 ? name->ptr[1] : 0;
+    if (c != 'c' && c != 'd' && c != 'n' && c != 'r' && c != '\\')
+        return false;
     if (name->len > 16 && !memchr(name->ptr, '\\', name->len))
         return false;
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
@@ -55,23 +38,15 @@ static bool is_reserved(const rt_json_value_t *name)
     return false;
 }
 
-/* The text between the brackets of the validated array a, after its first element when
- * skip_first. */
-static void array_rest(const rt_json_value_t *a, bool skip_first, const char **rest, size_t *len)
+/* The text of the validated array a from p (a position between its elements, before a
+ * separating comma) to its closing bracket, without that comma. */
+static void array_rest(const rt_json_value_t *a, const char *p, const char **rest, size_t *len)
 {
-    const char *p = a->ptr + 1, *e = a->ptr + a->len - 1;
-    if (skip_first) {
-        rt_json_iter_t it;
-        rt_json_value_t first;
-        rt_json_iter_init_list(&it, p, (size_t)(e - p));
-        if (rt_json_iter_next(&it, NULL, &first)) {
-            p = first.ptr + first.len;
-            while (p < e && *p != ',')
-                p++;
-            if (p < e)
-                p++;
-        }
-    }
+    const char *e = a->ptr + a->len - 1;
+    while (p < e && *p != ',')
+        p++;
+    if (p < e)
+        p++;
     *rest = p;
     *len = (size_t)(e - p);
 }
@@ -108,7 +83,7 @@ int sio_packet_decode(const char *s, size_t len, unsigned max_attachments, sio_p
             i++;
         out->nsp = s + start;
         out->nsp_len = i - start;
-        if (!utf8_ok((const unsigned char *)out->nsp, out->nsp_len))
+        if (!eddy_utf8_valid(out->nsp, out->nsp_len))
             return SIO_EUTF8;
     } else {
         out->nsp = "/";
@@ -127,6 +102,10 @@ int sio_packet_decode(const char *s, size_t len, unsigned max_attachments, sio_p
         out->has_id = true;
         out->id = id;
     }
+    /* The reference reads whitespace here as part of the ack id (Number(" ") is 0, and
+     * "1 2" gives NaN); refuse rather than decode a different id. */
+    if (i + 1 < len && is_space(s[i + 1]))
+        return SIO_EID;
     if (i + 1 >= len)
         return 0;
     if (out->type == SIO_DISCONNECT)
@@ -151,14 +130,15 @@ int sio_packet_decode(const char *s, size_t len, unsigned max_attachments, sio_p
             return SIO_EEVENT;
         if (out->event.type == RT_JSON_STRING && is_reserved(&out->event))
             return SIO_ERESERVED;
-        array_rest(&out->data, true, &out->args, &out->args_len);
+        array_rest(&out->data, it.pos, &out->args, &out->args_len);
         return 0;
     }
     case SIO_ACK:
     case SIO_BINARY_ACK:
         if (out->data.type != RT_JSON_ARRAY)
             return SIO_EACK;
-        array_rest(&out->data, false, &out->args, &out->args_len);
+        out->args = out->data.ptr + 1;
+        out->args_len = out->data.len - 2;
         return 0;
     default: /* SIO_DISCONNECT with a payload was refused above */
         return SIO_EDISCONNECT;
