@@ -426,6 +426,10 @@ static void poll_get(eio_session_t *s, eddy_request_t *req, eddy_response_t *res
     eddy_response_detach(resp);
     s->get_resp = resp;
     s->get_fd = fd;
+    /* While an upgrade is probed, a GET is released at once with a noop, so the client can
+     * finish the upgrade (the reference checks every 100 ms). */
+    if (s->probed && s->out.len == 0)
+        eio__queue_packet(s, EIO_REC_TEXT, '6', NULL, 0);
     bool finish = false;
     if (s->out.len > 0)
         finish = write_get(s) && s->state == ST_CLOSING;

@@ -672,3 +672,18 @@ def test_engine_io_client_v3(engine, transports):
         "hello 4 \U0001F600", [5, 0, 255]]
     if transports == "polling,websocket":
         assert {"event": "upgrade", "transport": "websocket"} in events
+
+
+@BOTH
+def test_upgrade_get_after_the_probe_gets_a_noop(engine, impl):
+    # The client polls again after its probe was answered (or the probe overtook the GET):
+    # the GET must not wait for pingInterval, or the upgrade stalls.
+    srv = engine(impl=impl)
+    sid, _, _ = poll_open(srv)
+    ws, _ = ws_connect(srv, f"EIO=4&transport=websocket&sid={sid}")
+    ws.send_frame(0x1, b"2probe")
+    assert recv_text(ws) == "3probe"
+    assert poll(srv, sid)[2] == b"6"
+    ws.send_frame(0x1, b"5")
+    ws.send_frame(0x1, b"4upgraded")
+    assert recv_text(ws) == "4upgraded"
