@@ -20,7 +20,6 @@
  * lookup per message takes no lock).
  */
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -31,6 +30,8 @@
 #include <time.h>
 
 #include "eio_internal.h"
+#include "eio_payload.h"
+#include "rt_base64.h"
 
 /* ---- small helpers ---- */
 
@@ -620,32 +621,6 @@ void eio_close(eio_session_t *s)
 
 /* ---- receiving ---- */
 
-unsigned char *eio__unbase64(const char *in, size_t len, size_t *out_len)
-{
-    while (len > 0 && in[len - 1] == '=')
-        len--;
-    if (len % 4 == 1 || len > (size_t)INT32_MAX / 2)
-        return NULL;
-    size_t padded = (len + 3) / 4 * 4;
-    char *tmp = malloc(padded + 1);
-    unsigned char *out = malloc(padded / 4 * 3 + 1);
-    if (tmp == NULL || out == NULL) {
-        free(tmp);
-        free(out);
-        return NULL;
-    }
-    memcpy(tmp, in, len);
-    memset(tmp + len, '=', padded - len);
-    int n = padded ? EVP_DecodeBlock(out, (const unsigned char *)tmp, (int)padded) : 0;
-    free(tmp);
-    if (n < 0) {
-        free(out);
-        return NULL;
-    }
-    *out_len = (size_t)n - (padded - len);
-    return out;
-}
-
 /*
  * Handles one decoded packet of the session's active transport (cb_lock held, lock not).
  * Returns the reason the session must end for, or NULL. type is the packet type byte
@@ -698,38 +673,39 @@ const char *eio__on_packet(eio_session_t *s, char type, const char *data, size_t
     return reason;
 }
 
+/* Handles one decoded packet whose data may still be base64 (cb_lock held, lock not). */
+const char *eio__on_decoded(eio_session_t *s, const eio_packet_t *pk)
+{
+    char type = eio_type_char(pk->type);
+    if (!pk->base64)
+        return eio__on_packet(s, type, pk->data, pk->len, pk->binary);
+    unsigned char *bytes = malloc(rt_base64_decoded_max(pk->len) + 1);
+    if (bytes == NULL)
+        return "transport error";
+    long n = rt_base64_decode(bytes, pk->data, pk->len);
+    const char *reason =
+        n < 0 ? "parse error" : eio__on_packet(s, type, (const char *)bytes, (size_t)n, true);
+    free(bytes);
+    return reason;
+}
+
 /* Handles one WebSocket message of the session's active transport (cb_lock held). */
 static const char *ws_message(eio_session_t *s, const eddy_frame_t *frame)
 {
     if (frame->len > s->es->cfg.max_payload)
         return "transport error";
+    eio_packet_t pk;
     if (frame->opcode == EDDY_WS_OPCODE_BINARY) {
         if (s->protocol == 4)
             return eio__on_packet(s, '4', frame->data, frame->len, true);
-        /* v3: the first byte is the packet type. */
-        if (frame->len == 0)
+        /* v3: the first byte is the packet type; the reference ignores an unknown one. */
+        if (eio3_binary_frame_decode(frame->data, frame->len, &pk) != 0)
             return NULL;
-        return eio__on_packet(s, (char)('0' + (unsigned char)frame->data[0]), frame->data + 1,
-                              frame->len - 1, true);
+        return eio__on_decoded(s, &pk);
     }
-    if (frame->len == 0)
+    if (eio_packet_decode(s->protocol, frame->data, frame->len, &pk) != 0)
         return "parse error";
-    if (frame->data[0] == 'b') {
-        /* A base64 binary message (allowed on WebSocket too); v3 names its type first. */
-        size_t skip = s->protocol == 3 ? 2 : 1;
-        size_t n;
-        if (frame->len < skip)
-            return "parse error";
-        unsigned char *bytes = eio__unbase64(frame->data + skip, frame->len - skip, &n);
-        if (bytes == NULL)
-            return "parse error";
-        const char *reason = eio__on_packet(s, '4', (const char *)bytes, n, true);
-        free(bytes);
-        return reason;
-    }
-    if (frame->data[0] < '0' || frame->data[0] > '6')
-        return "parse error";
-    return eio__on_packet(s, frame->data[0], frame->data + 1, frame->len - 1, false);
+    return eio__on_decoded(s, &pk);
 }
 
 /* ---- the upgrade (polling -> WebSocket) ---- */

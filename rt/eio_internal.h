@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "eio.h"
+#include "eio_payload.h"
 
 #define EIO_SID_LEN 20
 
@@ -79,9 +80,6 @@ struct eio_session {
 };
 
 uint64_t eio__now_ms(void);
-/* Decodes base64 (standard alphabet, padding optional) into a new buffer (*out_len bytes;
- * the caller frees it), or NULL when it is not base64 or memory is short. */
-unsigned char *eio__unbase64(const char *in, size_t len, size_t *out_len);
 int eio__buf_reserve(eio_buf_t *b, size_t len);
 int eio__buf_add(eio_buf_t *b, const void *data, size_t len);
 void eio__buf_free(eio_buf_t *b);
@@ -100,6 +98,8 @@ void eio__heartbeat_start(eio_session_t *s);
 void eio__session_finish(eio_session_t *s, const char *reason);
 void eio__session_finish_later(eio_session_t *s, eddy_fd_t fd, const char *reason);
 const char *eio__on_packet(eio_session_t *s, char type, const char *data, size_t len, bool binary);
+/* The same for a packet from the codec (eio_payload.h), base64 data decoded first. */
+const char *eio__on_decoded(eio_session_t *s, const eio_packet_t *pk);
 void eio__upgrade_cancel(eio_session_t *s);
 
 int eio__ws_push_packet(eio_session_t *s, eddy_fd_t fd, char type, const void *data, size_t len,
