@@ -7,9 +7,12 @@
  *
  * Prints "open <sid>", "upgrade <sid>" and "close <sid> <reason>" per session. A text
  * message "close-me" closes the session from the server (eio_close) instead of echoing;
- * "twice" is answered with two messages sent as one unit ("twice" and 0x01 0x02 binary).
+ * "twice" is answered with two messages sent as one unit ("twice" and 0x01 0x02 binary);
+ * "burst N" makes a thread of the application (not a loop) send "burst <i>" for i from 0
+ * to N-1 to the session, and "burst-done" when all were accepted.
  * A handshake whose query has refuse=1 is refused by the open handler (403).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,29 @@
 #include "example.h"
 
 static eio_server_t *engine;
+
+struct burst {
+    eio_session_t *s;
+    int count;
+};
+
+/* The session stays open until its client got "burst-done": it outlives the thread. */
+static void *burst_thread(void *arg)
+{
+    struct burst *b = arg;
+    char text[32];
+    for (int i = 0; i < b->count; i++) {
+        int n = snprintf(text, sizeof(text), "burst %d", i);
+        eio_part_t part = {text, (size_t)n, false};
+        int rc = eio_send(b->s, &part, 1, 0);
+        if (rc < 0)
+            fprintf(stderr, "eio_send from a thread: %s\n", eddy_strerror(rc));
+    }
+    eio_part_t done = {"burst-done", 10, false};
+    eio_send(b->s, &done, 1, 0);
+    free(b);
+    return NULL;
+}
 
 static int on_open(eio_session_t *s, eddy_request_t *req, void *ud)
 {
@@ -40,6 +66,19 @@ static void on_eio_message(eio_session_t *s, const void *data, size_t len, bool 
         static const unsigned char bytes[] = {1, 2};
         eio_part_t parts[] = {{"twice", 5, false}, {bytes, sizeof(bytes), true}};
         eio_send(s, parts, 2, 0);
+        return;
+    }
+    if (!binary && len > 6 && memcmp(data, "burst ", 6) == 0) {
+        struct burst *b = malloc(sizeof(*b));
+        pthread_t thread;
+        if (b == NULL)
+            return;
+        *b = (struct burst){s, atoi((const char *)data + 6)};
+        if (pthread_create(&thread, NULL, burst_thread, b) != 0) {
+            free(b);
+            return;
+        }
+        pthread_detach(thread);
         return;
     }
     eio_part_t part = {data, len, binary};

@@ -687,3 +687,30 @@ def test_upgrade_get_after_the_probe_gets_a_noop(engine, impl):
     ws.send_frame(0x1, b"5")
     ws.send_frame(0x1, b"4upgraded")
     assert recv_text(ws) == "4upgraded"
+
+
+# ---- sends from other threads ----
+
+
+def test_send_from_an_application_thread_websocket(engine):
+    srv = engine()
+    client, _ = open_ws(srv)
+    client.send_frame(0x1, b"4burst 500")
+    for i in range(500):
+        assert recv_text(client) == f"4burst {i}"
+    assert recv_text(client) == "4burst-done"
+
+
+def test_send_from_an_application_thread_polling(engine):
+    # Successive GETs arrive on new connections (so on either loop) while a thread sends:
+    # every message comes once, in order.
+    srv = engine()
+    sid, _, _ = poll_open(srv)
+    assert push(srv, sid, "4burst 500")[2] == b"ok"
+    got = []
+    deadline = time.monotonic() + TIMEOUT
+    while "burst-done" not in got and time.monotonic() < deadline:
+        status, _, body = poll(srv, sid)
+        assert status == 200
+        got += [p[1:] for p in body.decode().split("\x1e") if p[0] == "4"]
+    assert got == [f"burst {i}" for i in range(500)] + ["burst-done"]
