@@ -743,6 +743,13 @@ static void probe_message(eio_session_t *s, const eddy_frame_t *frame)
         s->probed = false;
         eio__polling_discard(s);
         flush_queue_to_ws(s, frame->fd);
+        /* From now on every timer of s runs on this loop, the WebSocket's (eio.h promises
+         * the handlers run there): one set on a polling loop is abandoned (it fires, finds
+         * itself superseded and does nothing). */
+        if (s->timer_id != 0 && pthread_equal(s->timer_thread, pthread_self()) &&
+            eddy_timer_clear(s->es->srv, s->timer_id))
+            eio__session_unref(s);
+        s->timer_id = 0;
         eio__session_arm(s);
         pthread_mutex_unlock(&s->lock);
         if (s->es->h.upgrade != NULL)

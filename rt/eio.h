@@ -93,7 +93,8 @@ bool eio_handle_close(eio_server_t *es, eddy_fd_t fd);
 enum eio_send_flag {
     EIO_SEND_PREFIXED = 1 << 0, /* text parts already start with the '4' type byte */
     EIO_SEND_VOLATILE = 1 << 1, /* drop rather than queue when the transport cannot take it
-                                 * now (long-polling with no GET waiting) */
+                                 * now: long-polling with no GET waiting (on WebSocket the
+                                 * message is pushed as any other for now) */
 };
 
 /* One part of a message packet. */

@@ -9,8 +9,11 @@
  * message "close-me" closes the session from the server (eio_close) instead of echoing;
  * "twice" is answered with two messages sent as one unit ("twice" and 0x01 0x02 binary);
  * "burst N" makes a thread of the application (not a loop) send "burst <i>" for i from 0
- * to N-1 to the session, and "burst-done" when all were accepted.
+ * to N-1 to the session, and "burst-done" when all were accepted; "volatile" is answered
+ * with a volatile "v", then "after <what eio_send answered for it>".
  * A handshake whose query has refuse=1 is refused by the open handler (403).
+ * With --print-threads, the upgrade and close handlers also print "thread <sid> <event>
+ * <id of the calling thread>".
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -21,6 +24,13 @@
 #include "example.h"
 
 static eio_server_t *engine;
+static int print_threads;
+
+static void print_thread(eio_session_t *s, const char *event)
+{
+    if (print_threads)
+        printf("thread %s %s %lu\n", eio_session_id(s), event, (unsigned long)pthread_self());
+}
 
 struct burst {
     eio_session_t *s;
@@ -68,6 +78,14 @@ static void on_eio_message(eio_session_t *s, const void *data, size_t len, bool 
         eio_send(s, parts, 2, 0);
         return;
     }
+    if (!binary && len == 8 && memcmp(data, "volatile", 8) == 0) {
+        eio_part_t v = {"v", 1, false};
+        char after[32];
+        int n = snprintf(after, sizeof(after), "after %d", eio_send(s, &v, 1, EIO_SEND_VOLATILE));
+        eio_part_t part = {after, (size_t)n, false};
+        eio_send(s, &part, 1, 0);
+        return;
+    }
     if (!binary && len > 6 && memcmp(data, "burst ", 6) == 0) {
         struct burst *b = malloc(sizeof(*b));
         pthread_t thread;
@@ -88,12 +106,14 @@ static void on_eio_message(eio_session_t *s, const void *data, size_t len, bool 
 static void on_upgrade_done(eio_session_t *s, void *ud)
 {
     (void)ud;
+    print_thread(s, "upgrade");
     printf("upgrade %s\n", eio_session_id(s));
 }
 
 static void on_eio_close(eio_session_t *s, const char *reason, void *ud)
 {
     (void)ud;
+    print_thread(s, "close");
     printf("close %s %s\n", eio_session_id(s), reason);
 }
 
@@ -136,6 +156,7 @@ static const example_spec_t spec = {
                                     {"--upgrade-timeout", "MS", "upgradeTimeout (10000)"},
                                     {"--max-payload", "BYTES", "maxHttpBufferSize (1000000)"},
                                     {"--no-polling", NULL, "WebSocket transport only"},
+                                    {"--print-threads", NULL, "print the handlers' threads"},
                                     {NULL, NULL, NULL}},
     NULL,
 };
@@ -151,6 +172,7 @@ int main(int argc, char **argv)
         (unsigned)atoi(example_option(argc, argv, "--upgrade-timeout", "10000"));
     cfg.max_payload = (size_t)atol(example_option(argc, argv, "--max-payload", "1000000"));
     cfg.allow_polling = !example_has_flag(argc, argv, "--no-polling");
+    print_threads = example_has_flag(argc, argv, "--print-threads");
     eio_handlers_t handlers = {.open = on_open,
                                .message = on_eio_message,
                                .upgrade = on_upgrade_done,

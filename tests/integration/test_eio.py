@@ -714,3 +714,37 @@ def test_send_from_an_application_thread_polling(engine):
         assert status == 200
         got += [p[1:] for p in body.decode().split("\x1e") if p[0] == "4"]
     assert got == [f"burst {i}" for i in range(500)] + ["burst-done"]
+
+
+def test_upgraded_session_handlers_run_on_the_websocket_loop(engine):
+    # The handshake's connection and the WebSocket land on different loops (accepted
+    # connections go to the two loops in turn); the heartbeat set up on the first must move
+    # to the second with the upgrade, so the close handler runs on the WebSocket's loop.
+    srv = engine(*FAST, "--print-threads", "--set", "worker_num=2")
+    sid, _, _ = poll_open(srv)
+    ws, _ = ws_connect(srv, f"EIO=4&transport=websocket&sid={sid}")
+    ws.send_frame(0x1, b"2probe")
+    assert recv_text(ws) == "3probe"
+    ws.send_frame(0x1, b"5")
+    upgrade_thread = wait_line(srv, rf"thread {sid} upgrade \d+").split()[3]
+    assert recv_text(ws) == "2"  # no pong: the session times out
+    close_thread = wait_line(srv, rf"thread {sid} close \d+").split()[3]
+    assert wait_line(srv, r"close .*") == f"close {sid} ping timeout"
+    assert close_thread == upgrade_thread
+
+
+def test_volatile_send(engine):
+    srv = engine()
+    sid, _, _ = poll_open(srv)
+    # No GET waits: the volatile message is dropped (EDDY_EDROPPED, -3013).
+    assert push(srv, sid, "4volatile")[2] == b"ok"
+    assert poll(srv, sid)[2] == b"4after -3013"
+    # A GET waits: it is sent.
+    waiting = http_send(srv, "GET", f"EIO=4&transport=polling&sid={sid}")
+    waiting.wait_read()
+    assert push(srv, sid, "4volatile")[2] == b"ok"
+    assert waiting.read_http_response()[2] == b"4v\x1e4after 0"
+    client, _ = open_ws(srv)
+    client.send_frame(0x1, b"4volatile")
+    assert recv_text(client) == "4v"
+    assert recv_text(client) == "4after 0"
