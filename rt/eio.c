@@ -692,8 +692,11 @@ const char *eio__on_decoded(eio_session_t *s, const eio_packet_t *pk)
 /* Handles one WebSocket message of the session's active transport (cb_lock held). */
 static const char *ws_message(eio_session_t *s, const eddy_frame_t *frame)
 {
-    if (frame->len > s->es->cfg.max_payload)
+    if (frame->len > s->es->cfg.max_payload) {
+        /* As the reference's ws: close code 1009, no reason. */
+        eddy_disconnect(s->es->srv, frame->fd, EDDY_WS_CLOSE_MESSAGE_TOO_BIG, NULL);
         return "transport error";
+    }
     eio_packet_t pk;
     if (frame->opcode == EDDY_WS_OPCODE_BINARY) {
         if (s->protocol == 4)
