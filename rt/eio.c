@@ -298,6 +298,7 @@ eio_session_t *eio__session_new(eio_server_t *es, int protocol, int transport)
     s->transport = transport;
     s->state = ST_OPENING;
     atomic_init(&s->refs, 2);
+    atomic_init(&s->tasks, 0);
     atomic_init(&s->ws_fd, 0);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->cb_lock, NULL);
@@ -577,13 +578,55 @@ void eio__session_finish(eio_session_t *s, const char *reason)
         eio__session_unref(s);
 }
 
+/* Frees what eio_server_free() left behind once nothing refers to it any more. */
+static void server_release(eio_server_t *es)
+{
+    pthread_mutex_destroy(&es->lock);
+    free(es->buckets);
+    free(es->path);
+    free(es);
+}
+
+void eio__task_posted(eio_session_t *s)
+{
+    eio__session_ref(s);
+    atomic_fetch_add_explicit(&s->tasks, 1, memory_order_relaxed);
+}
+
+/*
+ * A posted task of s ended (or was not posted after all). Normally this drops its
+ * reference. After eio_server_free() (called before eddy_server_free(), which runs the
+ * tasks the stopped loops left), s and the layer were kept only for these tasks: the last
+ * one frees s, and the layer with the last such session; nothing else runs then.
+ */
+void eio__task_done(eio_session_t *s)
+{
+    eio_server_t *es = s->es;
+    if (!es->freeing) {
+        atomic_fetch_sub_explicit(&s->tasks, 1, memory_order_relaxed);
+        eio__session_unref(s);
+        return;
+    }
+    if (atomic_fetch_sub_explicit(&s->tasks, 1, memory_order_relaxed) != 1)
+        return;
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        es->all = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    session_free(s);
+    if (es->all == NULL)
+        server_release(es);
+}
+
 static void close_task_run(eddy_server_t *srv, void *arg)
 {
     eio_session_t *s = arg;
     pthread_mutex_lock(&s->cb_lock);
     eio__session_finish(s, s->pending_reason);
     pthread_mutex_unlock(&s->cb_lock);
-    eio__session_unref(s);
+    eio__task_done(s);
 }
 
 /* Ends s with reason later, on a loop (never inside the caller, which may be a handler of
@@ -594,12 +637,12 @@ void eio__session_finish_later(eio_session_t *s, eddy_fd_t fd, const char *reaso
     if (s->pending_reason != NULL)
         return;
     s->pending_reason = reason;
-    eio__session_ref(s);
+    eio__task_posted(s);
     if ((fd == 0 || eddy_post(s->es->srv, fd, close_task_run, s) != 0) &&
         eddy_defer(s->es->srv, close_task_run, s) != 0) {
         /* Out of memory: the session still ends at its next deadline. */
         s->pending_reason = NULL;
-        eio__session_unref(s);
+        eio__task_done(s);
     }
 }
 
@@ -1030,16 +1073,23 @@ void eio_server_free(eio_server_t *es)
         pthread_mutex_unlock(&s->cb_lock);
         eio__session_unref(s);
     }
-    /* What is left is referenced only by timers and tasks that will never run. */
-    while (es->all != NULL) {
-        eio_session_t *s = es->all;
-        es->all = s->next;
+    /* What is left is referenced by timers that will never fire, and by tasks posted to
+     * the loops that eddy_server_free() may still run: those sessions stay for their tasks
+     * (eio__task_done()), and the layer with them. */
+    for (eio_session_t *s = es->all, *next; s != NULL; s = next) {
+        next = s->next;
+        if (atomic_load(&s->tasks) > 0)
+            continue;
+        if (s->prev != NULL)
+            s->prev->next = s->next;
+        else
+            es->all = s->next;
+        if (s->next != NULL)
+            s->next->prev = s->prev;
         session_free(s);
     }
-    pthread_mutex_destroy(&es->lock);
-    free(es->buckets);
-    free(es->path);
-    free(es);
+    if (es->all == NULL)
+        server_release(es);
 }
 
 /* ---- getters ---- */

@@ -48,6 +48,7 @@ struct eio_session {
     uint8_t protocol;     /* 3 or 4 */
     bool supports_binary; /* v3 long-polling: binary payloads allowed (no b64 parameter) */
     atomic_int refs;
+    atomic_int tasks; /* tasks posted to a loop (eddy_post, eddy_defer) not yet run */
     pthread_mutex_t cb_lock;
     pthread_mutex_t lock;
     /* Guarded by lock: */
@@ -89,6 +90,9 @@ int eio__fdmap_put(const eio_server_t *es, eddy_fd_t fd, eio_session_t *s);
 eio_session_t *eio__fdmap_take(const eio_server_t *es, eddy_fd_t fd);
 void eio__fdmap_drop(const eio_server_t *es, eddy_fd_t fd, eio_session_t *s);
 
+/* A task naming s is about to be posted (takes a reference), and one ended. */
+void eio__task_posted(eio_session_t *s);
+void eio__task_done(eio_session_t *s);
 void eio__session_ref(eio_session_t *s);
 void eio__session_unref(eio_session_t *s);
 eio_session_t *eio__session_new(eio_server_t *es, int protocol, int transport);

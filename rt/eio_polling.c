@@ -157,7 +157,7 @@ static void flush_task(eddy_server_t *srv, void *arg)
     if (finish)
         eio__session_finish(s, "forced close");
     pthread_mutex_unlock(&s->cb_lock);
-    eio__session_unref(s);
+    eio__task_done(s);
 }
 
 void eio__polling_kick(eio_session_t *s)
@@ -165,11 +165,11 @@ void eio__polling_kick(eio_session_t *s)
     if (s->get_resp == NULL || s->flush_posted)
         return;
     s->flush_posted = true;
-    eio__session_ref(s);
+    eio__task_posted(s);
     if (eddy_post(s->es->srv, s->get_fd, flush_task, s) != 0) {
         /* The GET's connection is closing: its close callback ends the session. */
         s->flush_posted = false;
-        eio__session_unref(s);
+        eio__task_done(s);
     }
 }
 
