@@ -749,3 +749,21 @@ def test_volatile_send(engine):
     client.send_frame(0x1, b"4volatile")
     assert recv_text(client) == "4v"
     assert recv_text(client) == "4after 0"
+
+
+@BOTH
+def test_ws_packet_while_a_pong_is_awaited_extends_the_wait_once(engine, impl):
+    # engine.io socket.js: any packet but a pong, received while a pong is awaited, restarts
+    # the pingTimeout wait once per ping.
+    srv = engine("--ping-interval", "300", "--ping-timeout", "400", impl=impl)
+    client, opened = open_ws(srv)
+    assert recv_text(client) == "2"
+    pinged = time.monotonic()
+    time.sleep(0.25)
+    client.send_frame(0x1, b"4x")  # the wait now ends 400 ms from here, not from the ping
+    assert recv_text(client) == "4x"
+    time.sleep(max(0.0, pinged + 0.55 - time.monotonic()))
+    client.send_frame(0x1, b"3")  # 550 ms after the ping: late without the extension
+    client.send_frame(0x1, b"4alive")
+    assert recv_text(client) == "4alive"
+    client.close()
