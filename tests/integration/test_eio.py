@@ -767,3 +767,38 @@ def test_ws_packet_while_a_pong_is_awaited_extends_the_wait_once(engine, impl):
     client.send_frame(0x1, b"4alive")
     assert recv_text(client) == "4alive"
     client.close()
+
+
+def test_random_input_is_answered_not_crashed_on(engine):
+    # Seeded garbage in every place a client controls (POST bodies of both revisions, text
+    # and binary, WebSocket frames, queries); the server answers each and still serves.
+    import random
+    rng = random.Random(11)
+    alphabet = b"0123456789b:\x1e\x00\x01\xff\x04\xc3\xa9=/+-_ abcXYZ"
+    srv = engine("--max-payload", "2000")
+    for i in range(150):
+        eio = rng.choice([3, 4])
+        body = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 60)))
+        sid, _, _ = poll_open(srv, eio=eio)
+        headers = {"Content-Type": "application/octet-stream"} if rng.random() < 0.3 else None
+        status, _, _ = push(srv, sid, body, eio=eio, headers=headers)
+        assert status in (200, 400)
+        # (A GET that names the live session would wait for a packet: only bad ones.)
+        method = rng.choice(["GET", "POST"])
+        suffix = rng.choice(["&sid=x", "&transport=websocket"] +
+                            (["", "&b64=1", "&EIO=9"] if method == "POST" else []))
+        status, _, _ = http(srv, method, f"EIO={eio}&transport=polling&sid={sid}" + suffix)
+        assert status in (200, 400)
+    for i in range(60):
+        client, _ = open_ws(srv, rng.choice(["EIO=3&transport=websocket",
+                                             "EIO=4&transport=websocket"]))
+        for _ in range(5):
+            payload = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+            opcode = 0x2 if rng.random() < 0.4 else 0x1
+            if opcode == 0x1:
+                payload = payload.decode("utf-8", "replace").encode()
+            client.send_frame(opcode, payload)
+        client.close()
+    client, _ = open_ws(srv)
+    client.send_frame(0x1, b"4still serving")
+    assert recv_text(client) == "4still serving"
