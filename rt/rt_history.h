@@ -135,9 +135,13 @@ typedef void (*rt_history_entry_cb)(uint64_t seq, const void *payload, size_t le
  * nothing: returns 0 after calling cb for each (count in *delivered if not NULL), or
  * RT_HISTORY_GAP without calling cb when after.epoch is not this store's, after.seq is
  * ahead of the store, a ring involved evicted an entry above after.seq, a message above
- * after.seq was lost (failed append), or a room unknown to the store was forgotten
- * after evictions above after.seq. Other errors: EDDY_EINVAL (too many or too long
- * names), EDDY_ENOMEM (more than 32 rooms need a cursor array).
+ * after.seq was lost (failed append), or one of the rooms is unknown to the store and
+ * some forgotten room had evicted above after.seq. The store knows a room while its ring
+ * holds entries or a session record lists it; it forgets the others with their
+ * watermarks folded into one store-wide watermark, so a query by names it no longer
+ * knows is conservative. rt_history_recover is exact: a record's rooms stay known.
+ * Other errors: EDDY_EINVAL (too many or too long names), EDDY_ENOMEM (more than 32
+ * rooms need a cursor array).
  */
 int rt_history_since(rt_history_t *h, rt_position_t after, const char *const *rooms, size_t nrooms,
                      rt_history_entry_cb cb, void *ud, size_t *delivered);
