@@ -87,6 +87,7 @@ struct rt_history {
     size_t room_nb, nrooms;
     struct sess **sess_tab;
     size_t sess_nb, nsessions, ndisconnected;
+    size_t slots; /* ring slots allocated, all rings */
     struct sess *dhead, *dtail;
     uint64_t evicted_total, lost_total;
 };
@@ -286,6 +287,24 @@ static void ring_pop(rt_history_t *h, struct room *r)
     entry_unref(h, e, r);
 }
 
+/* Moves r's ring into an array of cap slots (cap >= count; 0 frees it). Returns 0 or
+ * EDDY_ENOMEM (the ring is unchanged). */
+static int ring_resize(rt_history_t *h, struct room *r, size_t cap)
+{
+    struct ring *ring = &r->ring;
+    struct entry **slots = NULL;
+    if (cap && !(slots = malloc(cap * sizeof(*slots))))
+        return EDDY_ENOMEM;
+    for (size_t i = 0; i < ring->count; i++)
+        slots[i] = ring_at(ring, i);
+    free(ring->slots);
+    h->slots = h->slots - ring->cap + cap;
+    ring->slots = slots;
+    ring->cap = cap;
+    ring->head = 0;
+    return 0;
+}
+
 /* Room r has room for one more entry (possibly after evicting its oldest at
  * ring_max_count). Returns 0 or EDDY_ENOMEM. */
 static int ring_reserve(rt_history_t *h, struct room *r)
@@ -294,18 +313,20 @@ static int ring_reserve(rt_history_t *h, struct room *r)
     if (ring->count < ring->cap || ring->cap >= h->cfg.ring_max_count)
         return 0;
     size_t cap = ring->cap ? ring->cap * 2 : 4;
-    if (cap > h->cfg.ring_max_count)
-        cap = h->cfg.ring_max_count;
-    struct entry **slots = malloc(cap * sizeof(*slots));
-    if (!slots)
-        return EDDY_ENOMEM;
-    for (size_t i = 0; i < ring->count; i++)
-        slots[i] = ring_at(ring, i);
-    free(ring->slots);
-    ring->slots = slots;
-    ring->cap = cap;
-    ring->head = 0;
-    return 0;
+    return ring_resize(h, r, cap < h->cfg.ring_max_count ? cap : h->cfg.ring_max_count);
+}
+
+/* After evictions by age or by the store's bounds: a ring a quarter full gives half its
+ * slots back, an empty one all, so slot memory stays within four times the entries held
+ * (plus eight slots per room) whatever a room held once. If that allocation fails, the
+ * ring keeps its slots. */
+static void ring_shrink(rt_history_t *h, struct room *r)
+{
+    struct ring *ring = &r->ring;
+    if (!ring->count)
+        ring_resize(h, r, 0);
+    else if (ring->cap > 8 && ring->count <= ring->cap / 4)
+        ring_resize(h, r, ring->cap / 2);
 }
 
 static struct room *room_find(const rt_history_t *h, const char *name, size_t len, uint64_t hash)
@@ -379,6 +400,7 @@ static void room_release(rt_history_t *h, struct room *r)
     h->nrooms--;
     if (r->ring.evicted > h->forgotten_seq)
         h->forgotten_seq = r->ring.evicted;
+    h->slots -= r->ring.cap;
     free(r->ring.slots);
     free(r);
 }
@@ -395,6 +417,7 @@ static void entry_evict(rt_history_t *h, struct entry *e)
             continue;
         bool last = e->refs == 1;
         ring_pop(h, r);
+        ring_shrink(h, r);
         room_release(h, r);
         if (last)
             break;
@@ -1161,6 +1184,7 @@ int rt_history_recover(rt_history_t *h, const char *pid, const rt_position_t *of
         rc = RT_HISTORY_GAP;
     else
         rc = since_locked(h, offset ? offset->seq : s->seq_at_connect, q, s->nrooms, cb, ud, NULL);
+    copy->recovered_seq = h->seq;
     sess_destroy(h, s);
     pthread_mutex_unlock(&h->mu);
     if (q != stack)
@@ -1197,5 +1221,6 @@ void rt_history_stats(rt_history_t *h, rt_history_stats_t *stats)
     stats->seq = h->seq;
     stats->evicted = h->evicted_total;
     stats->lost = h->lost_total;
+    stats->slots = h->slots;
     pthread_mutex_unlock(&h->mu);
 }

@@ -206,6 +206,9 @@ typedef struct rt_history_session {
     const char *const *rooms;
     size_t nrooms;
     uint64_t seq_at_connect;
+    /* The store's seq when the missed entries were delivered: they cover every message up
+     * to it, so live messages of the new socket with a seq at or below it are duplicates. */
+    uint64_t recovered_seq;
     bool was_connected; /* the record was still live: the caller closes the old socket */
 } rt_history_session_t;
 void rt_history_session_free(rt_history_session_t *s);
@@ -243,6 +246,7 @@ typedef struct rt_history_stats {
     uint64_t seq;        /* last appended seq */
     uint64_t evicted;    /* entries evicted from rings since creation (any bound) */
     uint64_t lost;       /* failed appends */
+    size_t slots;        /* ring slots allocated (a pointer each) */
 } rt_history_stats_t;
 void rt_history_stats(rt_history_t *h, rt_history_stats_t *stats);
 

@@ -77,6 +77,20 @@ static int since(rt_history_t *h, uint64_t after, const char *const *rooms, size
     return rc;
 }
 
+static const char *open_session(rt_history_t *h, const char *sid, const char *const *rooms,
+                                size_t nrooms, char pid[RT_HISTORY_PID_SIZE])
+{
+    rt_history_session_info_t info = {.sid = sid,
+                                      .user_id = "user7",
+                                      .data = "\0bin",
+                                      .data_len = 4,
+                                      .rooms = rooms,
+                                      .nrooms = nrooms};
+    int rc = rt_history_session_open(h, &info, pid);
+    CHECK_EQ_INT(rc, 0);
+    return rc ? NULL : pid;
+}
+
 static void test_offsets(void)
 {
     const rt_position_t cases[] = {{0, 0},
@@ -334,6 +348,47 @@ static void test_partly_evicted_entry(void)
     rt_history_free(h);
 }
 
+/* Rings give slots back as evictions by age empty them, even rooms a record keeps. */
+static void test_slots_shrink(void)
+{
+    rt_history_t *h = new_history((rt_history_config_t){.ring_max_age_ms = 1000});
+    if (!h)
+        return;
+    char pid[RT_HISTORY_PID_SIZE];
+    if (!open_session(h, "s1", ROOMS("kept"), 1, pid))
+        goto out;
+    for (int i = 0; i < 64; i++)
+        put(h, ROOMS("a"), 1, NULL, 0, "old");
+    put(h, ROOMS("kept"), 1, NULL, 0, "k");
+    fake_now += 500;
+    put(h, ROOMS("a"), 1, NULL, 0, "new1");
+    put(h, ROOMS("a"), 1, NULL, 0, "new2");
+    rt_history_stats_t st;
+    rt_history_stats(h, &st);
+    CHECK_EQ_INT(st.slots, 128 + 4);
+    fake_now += 500;
+    CHECK_EQ_INT(rt_history_sweep(h), 65);
+    rt_history_stats(h, &st);
+    CHECK_EQ_INT(st.slots, 8); /* a: 2 entries in 8 slots; kept: none */
+    CHECK_EQ_INT(st.rooms, 2);
+    struct got g;
+    CHECK_EQ_INT(since(h, 65, ROOMS("a", "kept"), 2, &g), 0);
+    CHECK_EQ_INT(g.n, 2);
+    CHECK_STR(g.payload[0], "new1");
+    CHECK_STR(g.payload[1], "new2");
+    CHECK_EQ_INT(since(h, 64, ROOMS("a", "kept"), 2, &g), RT_HISTORY_GAP);
+    put(h, ROOMS("kept"), 1, NULL, 0, "k2"); /* an emptied ring takes slots again */
+    CHECK_EQ_INT(since(h, 67, ROOMS("kept"), 1, &g), 0);
+    CHECK_EQ_INT(g.n, 1);
+    fake_now += 1000;
+    rt_history_sweep(h);
+    rt_history_stats(h, &st);
+    CHECK_EQ_INT(st.slots, 0);
+    CHECK_EQ_INT(st.rooms, 1);
+out:
+    rt_history_free(h);
+}
+
 /* The age bound on the fake clock. */
 static void test_age_expiry(void)
 {
@@ -386,20 +441,6 @@ out:
     rt_history_free(other);
 }
 
-static const char *open_session(rt_history_t *h, const char *sid, const char *const *rooms,
-                                size_t nrooms, char pid[RT_HISTORY_PID_SIZE])
-{
-    rt_history_session_info_t info = {.sid = sid,
-                                      .user_id = "user7",
-                                      .data = "\0bin",
-                                      .data_len = 4,
-                                      .rooms = rooms,
-                                      .nrooms = nrooms};
-    int rc = rt_history_session_open(h, &info, pid);
-    CHECK_EQ_INT(rc, 0);
-    return rc ? NULL : pid;
-}
-
 /* socket.io #5538: a session that never received anything recovers from its seq at
  * connect; its direct (own-room) messages are stored and recovered, not others'. */
 static void test_session_without_offset(void)
@@ -440,6 +481,7 @@ static void test_session_without_offset(void)
             CHECK_STR(s->rooms[1], "lobby");
         }
         CHECK_EQ_INT(s->seq_at_connect, 1);
+        CHECK_EQ_INT(s->recovered_seq, 6);
         CHECK(!s->was_connected);
         rt_history_session_free(s);
     }
@@ -793,6 +835,7 @@ int main(void)
     test_store_bounds();
     test_age_expiry();
     test_partly_evicted_entry();
+    test_slots_shrink();
     test_epoch_mismatch();
     test_session_without_offset();
     test_session_single_use();
