@@ -215,9 +215,12 @@ void rt_history_session_free(rt_history_session_t *s);
 
 /*
  * Recovery of a reconnecting client: takes the record of pid (single use: it is removed
- * whatever the answer) and runs rt_history_since over its rooms from *offset, or from its
- * seq at connect when offset is NULL (the client received nothing), atomically (nothing
- * is appended or evicted in between).
+ * whatever the answer) and runs rt_history_since over its rooms, atomically (nothing is
+ * appended or evicted in between), from the later of its seq at connect and *offset.
+ * The record's stream starts at its seq at connect, so an offset older than that, or of
+ * another epoch (the client last received something before a restart and nothing
+ * since), counts as no offset: the client received nothing on this session (socket.io
+ * #5538). offset NULL: no offset given. An offset ahead of the store is a gap.
  * Returns 0 (recovered: cb was called for each missed entry and *out gets the record),
  * RT_HISTORY_GAP (unknown, malformed or expired pid, or not recovered as rt_history_since
  * says: cb never called, *out NULL), EDDY_ENOMEM (the record is kept, *out NULL).

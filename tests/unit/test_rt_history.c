@@ -536,6 +536,42 @@ out:
     rt_history_free(h);
 }
 
+/* The offset counts from the record's seq at connect on: an older one, or one from
+ * another epoch (received before a restart), means nothing received on this session. */
+static void test_session_offset_anchor(void)
+{
+    rt_history_t *h = new_history((rt_history_config_t){.ring_max_count = 3});
+    if (!h)
+        return;
+    for (int i = 0; i < 5; i++)
+        put(h, ROOMS("s1"), 1, NULL, 0, "earlier"); /* s1's ring evicted 1 and 2 */
+    char p1[RT_HISTORY_PID_SIZE], p2[RT_HISTORY_PID_SIZE], p3[RT_HISTORY_PID_SIZE];
+    if (!open_session(h, "s1", ROOMS("s1"), 1, p1) || !open_session(h, "s1", ROOMS("s1"), 1, p2) ||
+        !open_session(h, "s1", ROOMS("s1"), 1, p3))
+        goto out;
+    put(h, ROOMS("s1"), 1, NULL, 0, "mine");
+    rt_position_t old = rt_history_position(h), foreign = old, ahead = old;
+    old.seq = 1;
+    foreign.epoch ^= 1;
+    foreign.seq = 1;
+    ahead.seq = 7;
+    struct got g = {0};
+    rt_history_session_t *s = NULL;
+    CHECK_EQ_INT(rt_history_recover(h, p1, &old, collect, &g, &s), 0);
+    CHECK_EQ_INT(g.n, 1);
+    CHECK_STR(g.payload[0], "mine");
+    rt_history_session_free(s);
+    g.n = 0;
+    CHECK_EQ_INT(rt_history_recover(h, p2, &foreign, collect, &g, &s), 0);
+    CHECK_EQ_INT(g.n, 1);
+    rt_history_session_free(s);
+    g.n = 0;
+    CHECK_EQ_INT(rt_history_recover(h, p3, &ahead, collect, &g, &s), RT_HISTORY_GAP);
+    CHECK_EQ_INT(g.n, 0);
+out:
+    rt_history_free(h);
+}
+
 /* Disconnected records live session_ttl_ms; live ones do not expire. */
 static void test_session_expiry(void)
 {
@@ -839,6 +875,7 @@ int main(void)
     test_epoch_mismatch();
     test_session_without_offset();
     test_session_single_use();
+    test_session_offset_anchor();
     test_session_expiry();
     test_session_limits();
     test_session_live_rooms();
