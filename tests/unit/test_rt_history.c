@@ -783,6 +783,58 @@ static void test_out_of_memory(void)
     rt_history_free(h);
 }
 
+/* Thousands of rooms and hundreds of records (the tables grow), and queries over more
+ * rooms than the stack cursors hold. */
+static void test_many_rooms(void)
+{
+    rt_history_t *h = new_history((rt_history_config_t){0});
+    if (!h)
+        return;
+    static char names[3000][16];
+    static const char *list[3000];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(names[i], sizeof(names[i]), "room-%d", i);
+        list[i] = names[i];
+        put(h, &list[i], 1, NULL, 0, names[i]);
+    }
+    static char pids[300][RT_HISTORY_PID_SIZE];
+    for (int i = 0; i < 300; i++)
+        if (!open_session(h, names[i], &list[i * 10], 10, pids[i]))
+            break;
+    rt_history_stats_t st;
+    rt_history_stats(h, &st);
+    CHECK_EQ_INT(st.rooms, 3000);
+    CHECK_EQ_INT(st.sessions, 300);
+    for (int i = 0; i < 3000; i += 7)
+        put(h, &list[i], 1, NULL, 0, "again");
+    struct got g;
+    /* 100 rooms, every 30th: 100 first messages, and again those with an index % 7 == 0. */
+    static const char *some[100];
+    for (int i = 0; i < 100; i++)
+        some[i] = names[i * 30];
+    CHECK_EQ_INT(since(h, 0, some, 100, &g), 0);
+    CHECK_EQ_INT(g.n, 100 + 15);
+    CHECK_STR(g.payload[0], "room-0");
+    CHECK_STR(g.payload[99], "room-2970");
+    CHECK_STR(g.payload[100], "again");
+    for (size_t i = 1; i < g.n; i++)
+        CHECK(g.seq[i] > g.seq[i - 1]);
+    /* A record with 40 rooms recovers through the allocated cursors. */
+    char pid[RT_HISTORY_PID_SIZE];
+    if (open_session(h, "wide", &list[1000], 40, pid)) {
+        put(h, &list[1039], 1, NULL, 0, "late");
+        rt_history_session_t *s = NULL;
+        g.n = 0;
+        CHECK_EQ_INT(rt_history_recover(h, pid, NULL, collect, &g, &s), 0);
+        CHECK_EQ_INT(g.n, 1);
+        CHECK(s && s->nrooms == 40);
+        rt_history_session_free(s);
+    }
+    for (int i = 0; i < 300; i++)
+        CHECK_EQ_INT(rt_history_session_remove(h, pids[i]), 0);
+    rt_history_free(h);
+}
+
 /* Appenders on several threads while another queries: every answer is in strictly
  * increasing seq order, and at the end every entry is found exactly once. */
 #define THREADS    3
@@ -880,6 +932,7 @@ int main(void)
     test_session_limits();
     test_session_live_rooms();
     test_recent();
+    test_many_rooms();
     test_out_of_memory();
     test_threads();
     return test_report("test_rt_history");
