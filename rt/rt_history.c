@@ -866,7 +866,8 @@ static int since_locked(rt_history_t *h, uint64_t after, struct qroom *q, size_t
                 q[i].pos++;
         }
         if (!excluded(next, q, nq)) {
-            cb(next->seq, entry_payload(next), next->len, ud);
+            if (cb)
+                cb(next->seq, entry_payload(next), next->len, ud);
             n++;
         }
     }
@@ -919,7 +920,7 @@ int rt_history_recent(rt_history_t *h, const char *room, size_t n, rt_history_en
     struct room *r = room ? room_find(h, room, len, hash) : h->all;
     size_t count = r ? r->ring.count : 0;
     size_t from = count > n ? count - n : 0;
-    for (size_t i = from; i < count; i++) {
+    for (size_t i = from; cb && i < count; i++) {
         struct entry *e = ring_at(&r->ring, i);
         cb(e->seq, entry_payload(e), e->len, ud);
     }

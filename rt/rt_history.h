@@ -125,7 +125,8 @@ int64_t rt_history_append(rt_history_t *h, const char *const *rooms, size_t nroo
 
 /*
  * Called once per delivered entry, in seq order: seq, the payload as appended (valid
- * during the call only), and ud. Runs with the store's mutex held (see above).
+ * during the call only), and ud. Runs with the store's mutex held (see above). The
+ * queries accept a NULL callback: they then only count.
  */
 typedef void (*rt_history_entry_cb)(uint64_t seq, const void *payload, size_t len, void *ud);
 

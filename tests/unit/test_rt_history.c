@@ -182,6 +182,14 @@ static void test_order_and_dedupe(void)
     CHECK_EQ_INT(g.seq[0], 5);
     CHECK_EQ_INT(since(h, 6, ROOMS("a"), 1, &g), 0);
     CHECK_EQ_INT(g.n, 0);
+    size_t counted = 0;
+    CHECK_EQ_INT(rt_history_since(h, rt_history_position(h), ROOMS("a"), 1, NULL, NULL, &counted),
+                 0);
+    rt_position_t from = rt_history_position(h);
+    from.seq = 0;
+    CHECK_EQ_INT(rt_history_since(h, from, ROOMS("a", "b"), 2, NULL, NULL, &counted), 0);
+    CHECK_EQ_INT(counted, 5);
+    CHECK_EQ_INT(rt_history_recent(h, "b", 2, NULL, NULL, NULL), 2);
     /* A room the store never saw still gets the namespace ring. */
     CHECK_EQ_INT(since(h, 0, ROOMS("nowhere"), 1, &g), 0);
     CHECK_EQ_INT(g.n, 1);
