@@ -1212,9 +1212,11 @@ int rt_history_recover(rt_history_t *h, const char *pid, const rt_position_t *of
     }
     /* Whatever happened before this record's connect is not this session's to recover. */
     uint64_t after = s->seq_at_connect;
-    if (offset && offset->epoch == h->epoch && offset->seq > after)
+    if (offset && offset->seq > after)
         after = offset->seq;
-    int rc = since_locked(h, after, q, s->nrooms, cb, ud, NULL);
+    int rc = offset && offset->epoch != h->epoch
+                 ? RT_HISTORY_GAP
+                 : since_locked(h, after, q, s->nrooms, cb, ud, NULL);
     copy->recovered_seq = h->seq;
     sess_destroy(h, s);
     pthread_mutex_unlock(&h->mu);
