@@ -164,6 +164,7 @@ test-unit: $(UNIT_TESTS)
 
 # The unit tests that allocate, re-run with their n-th allocation failing (README: Development).
 OOM_SWEEP_TESTS := api errors options deflate settings_restart task_race stop_race loop_post
+OOM_SWEEP_TESTS += rt_history
 
 test-oom: $(UNIT_TESTS)
 	$(BUILD)/tests/test_oom_session
@@ -239,6 +240,9 @@ FUZZ_RT_DRIVERS := fuzz_rt_json fuzz_sio_packet fuzz_eio_payload
 FUZZ_RT_SRCS_fuzz_rt_json := rt/rt_json.c
 FUZZ_RT_SRCS_fuzz_sio_packet := rt/sio_packet.c rt/rt_json.c
 FUZZ_RT_SRCS_fuzz_eio_payload := rt/eio_payload.c rt/rt_base64.c
+# The history's offsets; src/util.c for eddy_strerror.
+FUZZ_RT_DRIVERS += fuzz_rt_offset
+FUZZ_RT_SRCS_fuzz_rt_offset := rt/rt_history.c src/util.c
 FUZZ_DICT_fuzz_rt_json := -dict=fuzz/rt_json.dict
 FUZZ_DICT_fuzz_sio_packet := -dict=fuzz/sio_packet.dict
 FUZZ_DICT_fuzz_eio_payload := -dict=fuzz/eio_payload.dict
