@@ -171,9 +171,13 @@ test-oom: $(UNIT_TESTS)
 	tests/unit/oom_sweep.sh $(OOM_SWEEP_TESTS:%=$(BUILD)/tests/test_%)
 
 # eddy.js (clients/js): the plain-script builds are up to date, and the unit tests pass.
+# The rt codecs' decode/encode tables (tests/unit/test_sio_packet.c, test_eio_payload.c)
+# agree with the reference parsers (socket.io-parser, engine.io-parser v4 and v3).
 test-js:
 	node clients/js/build.mjs --check
 	node --test clients/js/test/*.test.js
+	node tests/clients/sio_packet_check.js
+	node tests/clients/eio_payload_check.js
 
 PYTEST ?= pytest
 # The first python3 on PATH that has the websockets module (a pyenv or venv python3 may
