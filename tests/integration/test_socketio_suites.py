@@ -9,11 +9,14 @@ in the checkout (sioserver.SIO_SERVERS). The server options come from the file's
     // sio-env: NAME=value ...
 
 The file sees SIO_URL=http://127.0.0.1:<port>, SIO_SERVER=reference|eddy, SIO_RECOVERY=1 when
-the server runs with --recovery, and the sio-env variables. A suite file passes when node's
+the server runs with --recovery, SIO_SERVER_CMD (a JSON array: the command line of the same
+server with the same options, less --port, for a file that starts its own, e.g. to restart
+one) and the sio-env variables. A suite file passes when node's
 test runner exits 0; its TAP output (and the server's log) is shown when it does not.
 """
 
 import glob
+import json
 import os
 import subprocess
 
@@ -38,7 +41,8 @@ def test_suites_exist():
 def test_suite(start_sio_server, kind, suite):
     options, extra_env = suite_header(suite)
     server = start_sio_server(kind, *options)
-    env = dict(os.environ, SIO_URL=server.url, SIO_SERVER=kind, **extra_env)
+    env = dict(os.environ, SIO_URL=server.url, SIO_SERVER=kind,
+               SIO_SERVER_CMD=json.dumps(server.command), **extra_env)
     if server.recovery:
         env["SIO_RECOVERY"] = "1"
     cmd = [node(), "--test", "--test-reporter=tap", "--test-timeout=20000", suite]

@@ -18,7 +18,7 @@ import shutil
 
 import pytest
 
-from eddyserver import ROOT, Server
+from eddyserver import BUILD, ROOT, Server
 
 CLIENTS = os.path.join(ROOT, "tests", "clients")
 SIO_SERVERS = ["reference"] + (["eddy"] if os.path.exists(
@@ -40,12 +40,15 @@ class SioServer(Server):
         if kind == "reference":
             program = [node(), os.path.join(CLIENTS, "sio_reference.js")]
         elif kind == "eddy":
-            program = None
+            program = [os.path.join(BUILD, "examples", "socketio")]
         else:
             raise ValueError(f"unknown Socket.IO server {kind!r}")
         super().__init__("socketio", options, program=program)
         self.kind = kind
         self.options = list(options)
+        # The command line of another server like this one, less --port: for a test that
+        # starts its own (a restart on the same port, say).
+        self.command = program + ["--host", "127.0.0.1"] + self.options
 
     @property
     def url(self):

@@ -3,7 +3,8 @@
 // socket.io-client 2.x (Engine.IO v3, Socket.IO protocol v4; npm socket.io-client@2.5.0 as
 // socket.io-client-v2) against the Socket.IO test application, with its default transports
 // (polling, then the upgrade to WebSocket) and WebSocket only: connect, namespaces, events,
-// acks both ways, binary, rooms, broadcasts, server-side disconnect. The short heartbeat
+// acks both ways, binary, rooms, broadcasts, server-side disconnect, reconnection after a
+// server restart. The short heartbeat
 // makes every test also prove the v3 heartbeat (client pings) keeps the session.
 'use strict';
 const { describe, it, after } = require('node:test');
@@ -131,3 +132,27 @@ for (const [mode, opts] of [['default transports (polling, then upgrade)', {}],
     });
   });
 }
+
+describe('socket.io-client 2.x across a server restart', () => {
+  it('reconnects to a server restarted on the same port and is connected again', async () => {
+    let server = await H.startServer();
+    const socket = io(server.url, { forceNew: true, reconnectionDelay: 50, reconnectionDelayMax: 100 });
+    clients.push(socket);
+    try {
+      await once(socket, 'auth');
+      const reasons = [];
+      socket.on('disconnect', (reason) => reasons.push(reason));
+      const back = once(socket, 'reconnect', 'the reconnection');
+      const authAgain = once(socket, 'auth', 'the auth event after the restart');
+      await server.stop();
+      server = await H.startServer(server.port);
+      await back;
+      await authAgain;
+      assert.deepEqual(reasons, ['transport close']);
+      assert.deepEqual(await emitAck(socket, 'message-with-ack', 'again'), ['again']);
+    } finally {
+      socket.close();
+      await server.stop();
+    }
+  });
+});

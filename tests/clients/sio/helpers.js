@@ -220,11 +220,40 @@ async function connectPolling(auth) {
   return sid;
 }
 
+// Starts another server like the one under test (SIO_SERVER_CMD, from the harness) on port
+// (0: any); resolves with { port, url, stop() } once it logs "listening on <host>:<port>".
+// stop() sends SIGTERM and resolves when the process has exited.
+function startServer(port = 0) {
+  const { spawn } = require('node:child_process');
+  const cmd = JSON.parse(process.env.SIO_SERVER_CMD || 'null');
+  if (!cmd) throw new Error('SIO_SERVER_CMD is not set (run through test_socketio_suites.py)');
+  const proc = spawn(cmd[0], [...cmd.slice(1), '--port', String(port)],
+                     { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  let log = '';
+  const listening = new Promise((resolve, reject) => {
+    proc.stderr.on('data', (chunk) => {
+      log += chunk;
+      const m = /listening on \S+:(\d+)/.exec(log);
+      if (m) resolve(Number(m[1]));
+    });
+    exited.then((code) => reject(new Error(`server exited (${code}) before listening: ${log}`)));
+  });
+  return within(listening, WAIT_MS, 'the server to listen').then((p) => ({
+    port: p,
+    url: `http://127.0.0.1:${p}`,
+    stop() {
+      proc.kill('SIGTERM');
+      return within(exited, WAIT_MS, 'the server to exit');
+    },
+  }), (e) => { proc.kill('SIGKILL'); throw e; });
+}
+
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 module.exports = {
   URL, WS_URL, PATH, WAIT_MS, eioUrl, within, request, Peer, openWs, connectWs, poll, post, pollPackets,
-  openPolling, connectPolling, sleep,
+  openPolling, connectPolling, startServer, sleep,
 };
