@@ -33,7 +33,8 @@ def test_suites_exist():
     """The glob found the suites: a moved directory cannot turn this test into no test."""
     names = {os.path.basename(path) for path in SUITES}
     assert {"protocol_engineio.test.js", "protocol_socketio.test.js",
-            "protocol_badinput.test.js", "eio3_client.test.js", "eio3_raw.test.js"} <= names
+            "protocol_badinput.test.js", "eio3_client.test.js", "eio3_raw.test.js",
+            "eio3_polling.test.js"} <= names
 
 
 @pytest.mark.parametrize("suite", SUITES, ids=os.path.basename)
