@@ -1611,7 +1611,7 @@ static int run_publish(void)
     bool timed_out = false;
     while (!stop_requested && pub_completed < opt.messages) {
         poll_once(10);
-        if (pub_completed >= opt.pub_warmup && !isfinite(server_at_first) && pub_first_send != 0) {
+        if (pub_completed >= opt.pub_warmup && !steady_started && pub_first_send != 0) {
             /* CPU is counted from the first measured message on. */
             window_start(&steady);
             steady_from = pub_deliveries;
