@@ -63,8 +63,7 @@
 #define MAX_EVENTS      1024
 #define MAX_HTTP_HEAD   16384
 #define MAX_SIZE        (1u << 20)
-#define PUB_RING        1024 /* messages tracked at once in publish mode */
-#define STALL_NS        5000000000LL
+#define PUB_RING        1024         /* messages tracked at once in publish mode */
 #define CLOSE_WAIT_NS   1000000000LL /* handshake mode: wait for the server's FIN */
 #define SAMPLE_INTERVAL 64           /* echo: verify the content of every 64th message */
 #define SIO_PATH        "/socket.io/?EIO=4&transport=websocket"
@@ -103,6 +102,7 @@ typedef struct options {
     double setup_timeout;
     double hold;
     double settle;
+    double stall;
 } options_t;
 
 typedef struct conn {
@@ -158,6 +158,7 @@ static options_t opt = {
     .setup_timeout = 120,
     .hold = 300,
     .settle = 1,
+    .stall = 5,
 };
 
 static int epfd;
@@ -1632,11 +1633,11 @@ static int run_publish(void)
                 steady_ended = true;
             }
         }
-        if (now_ns - pub_progress > STALL_NS) {
+        if (now_ns - pub_progress > (int64_t)(opt.stall * 1e9)) {
             fprintf(stderr,
-                    "eddy-bench: no message completed for 5 s; %ld sent, %ld delivered "
+                    "eddy-bench: no message completed for %.0f s; %ld sent, %ld delivered "
                     "to all\n",
-                    pub_sent, pub_completed);
+                    opt.stall, pub_sent, pub_completed);
             errors++;
             break;
         }
@@ -1655,7 +1656,7 @@ static int run_publish(void)
     double steady_server = steady.server1 - steady.server0;
     if (isfinite(server_at_first))
         w.server0 = server_at_first;
-    long measured_msgs = pub_completed - opt.pub_warmup;
+    long measured_msgs = pub_completed > opt.pub_warmup ? pub_completed - opt.pub_warmup : 0;
     double secs = (double)(pub_last_complete - pub_first_send) / 1e9;
     double deliveries = (double)measured_msgs * subscribers;
     w.t0 = pub_first_send;
@@ -1753,7 +1754,7 @@ static void usage(void)
     fputs("usage: eddy-bench echo -c N -d D -s SIZE -t SECONDS [--binary]\n"
           "       eddy-bench handshake -c CONCURRENCY -t SECONDS\n"
           "       eddy-bench publish -c SUBSCRIBERS -n MESSAGES -s SIZE [--inflight W | --rate "
-          "R] [-t SECONDS]\n"
+          "R] [-t SECONDS] [--publish-warmup N] [--stall SECONDS]\n"
           "       eddy-bench idle -c N [--sources K] [--hold SECONDS] [--stdin]\n"
           "common: --host ADDR --port N --path P --server-pid PID --sources K --warmup S\n"
           "        --connect-batch N --setup-timeout S --topic T --label TEXT --tls\n"
@@ -1797,6 +1798,7 @@ int main(int argc, char **argv)
         O_STDIN,
         O_SETTLE,
         O_PUBWARM,
+        O_STALL,
         O_TLS,
         O_DEFLATE,
         O_SIO,
@@ -1819,6 +1821,7 @@ int main(int argc, char **argv)
         {"stdin", no_argument, NULL, O_STDIN},
         {"settle", required_argument, NULL, O_SETTLE},
         {"publish-warmup", required_argument, NULL, O_PUBWARM},
+        {"stall", required_argument, NULL, O_STALL},
         {"tls", no_argument, NULL, O_TLS},
         {"deflate", no_argument, NULL, O_DEFLATE},
         {"sio", no_argument, NULL, O_SIO},
@@ -1890,6 +1893,9 @@ int main(int argc, char **argv)
         case O_SETTLE:
             opt.settle = atof(optarg);
             break;
+        case O_STALL:
+            opt.stall = atof(optarg);
+            break;
         case O_PUBWARM:
             opt.pub_warmup = atol(optarg);
             break;
@@ -1907,8 +1913,8 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc || opt.conns <= 0 || opt.inflight <= 0 || opt.size > MAX_SIZE ||
-        opt.seconds <= 0 || opt.connect_batch <= 0 || opt.sources < 0 || opt.sources > 253 ||
-        opt.messages <= 0 || (opt.deflate && opt.mode != MODE_ECHO) ||
+        opt.seconds <= 0 || opt.stall <= 0 || opt.connect_batch <= 0 || opt.sources < 0 ||
+        opt.sources > 253 || opt.messages <= 0 || (opt.deflate && opt.mode != MODE_ECHO) ||
         (opt.sio && (opt.mode == MODE_HANDSHAKE || opt.deflate || opt.binary)))
         usage();
     /* --sio puts the room name into JSON strings as it is. */
