@@ -34,6 +34,10 @@ def bytes_(v):
     return f"{v:,.0f}"
 
 
+def fmt_ratio(v):
+    return f"{v:.3f}" if v < 1 else f"{v:.1f}×"
+
+
 def per_cpu_s(r):
     """Deliveries per server CPU-second over eddy-bench's steady window."""
     us = r.get("steady_server_us_per_delivery")
@@ -49,6 +53,11 @@ ROWS = [
      ("ratio_max", 0.1, "eddy ≤ 1/10 of Node")),
     ("echo", "", "events/s", lambda r: r.get("msg_per_s"), rate, None),
     ("echo", "", "server / load-generator CPU busy", None, None, None),
+    ("echo-16", "emit echo, 100 clients × {inflight} `message` in flight × 20 B",
+     "server CPU µs per echoed event", lambda r: r.get("server_us_per_msg"), micros,
+     ("ratio_max", 0.1, "eddy ≤ 1/10 of Node")),
+    ("echo-16", "", "events/s", lambda r: r.get("msg_per_s"), rate, None),
+    ("echo-16", "", "server / load-generator CPU busy", None, None, None),
     ("broadcast-1k", "room broadcast to 1k sockets (`to-room`, 16 in flight, 20 B)",
      "delivered messages per server CPU-second", per_cpu_s, rate,
      ("ratio_min", 10, "eddy ≥ 10× Node")),
@@ -106,6 +115,8 @@ def main():
     print("|---|---|---|---|---|---|---|")
     any_mark = False
     for scen, what, metric, fn, fmt, target in ROWS:
+        if not any(runs.get((scen, server)) for server, _ in SERVERS):
+            continue
         sample = (runs.get((scen, "eddy")) or runs.get((scen, "node")) or [{}])[0]
         label = what.format(inflight=sample.get("inflight", 1),
                             open=f"{sample.get('open', 5000):,}")
@@ -127,7 +138,15 @@ def main():
         ratio = verdict = ""
         e, n = vals.get("eddy"), vals.get("node")
         if fn is not None and e is not None and n:
-            ratio = f"{e / n:.3f}" if e / n < 1 else f"{e / n:.1f}×"
+            ratio = fmt_ratio(e / n)
+            # Each round's own ratio (eddy and Node ran one after the other in it).
+            per_round = []
+            for er, nr in zip(runs.get((scen, "eddy"), []), runs.get((scen, "node"), [])):
+                ev, nv = fn(er), fn(nr)
+                if ev is not None and nv:
+                    per_round.append(fmt_ratio(ev / nv))
+            if len(per_round) > 1:
+                ratio += f" (rounds {', '.join(per_round)})"
         if target is not None:
             kind, bound, text = target
             ok = None
