@@ -6,6 +6,17 @@
  *   eddy-bench handshake -c CONCURRENCY -t SECONDS
  *   eddy-bench publish -c SUBSCRIBERS -n MESSAGES -s SIZE [--inflight W | --rate R]
  *   eddy-bench idle -c N --sources K [--hold SECONDS]
+ *   (echo, publish and idle take --sio)
+ *
+ * With --sio, echo, publish and idle speak Socket.IO v5 over Engine.IO v4 on the WebSocket
+ * transport (GET /socket.io/?EIO=4&transport=websocket): each connection reads the open
+ * packet, sends CONNECT (`40`) to the main namespace, waits for the server's `40{...}` and the
+ * test application's `auth` event, and answers server pings `2` with `3`. echo then emits
+ * `42["message","<SIZE bytes>"]` and expects `42["message-back",...]`; publish subscribers
+ * `join` the room --topic (waiting for the ack `430["joined"]`) and the publisher emits
+ * `42["to-room",ROOM,"<16 hex digits of its clock><filler>"]`, delivered as `room-message`;
+ * idle holds the handshaken sockets. The server is the issue's Socket.IO test application
+ * (examples/socketio, tests/clients/sio_reference.js).
  *
  * Common options: --host ADDR (127.0.0.1), --port N (9501), --path P (/), --sources K (bind
  * connections to 127.0.0.2 .. 127.0.0.(K+1) round-robin; 0: let the kernel choose),
@@ -52,13 +63,17 @@
 #define MAX_EVENTS      1024
 #define MAX_HTTP_HEAD   16384
 #define MAX_SIZE        (1u << 20)
-#define PUB_RING        1024 /* messages tracked at once in publish mode */
-#define STALL_NS        5000000000LL
+#define PUB_RING        1024         /* messages tracked at once in publish mode */
 #define CLOSE_WAIT_NS   1000000000LL /* handshake mode: wait for the server's FIN */
 #define SAMPLE_INTERVAL 64           /* echo: verify the content of every 64th message */
+#define SIO_PATH        "/socket.io/?EIO=4&transport=websocket"
+#define SIO_MAX_PACKET  4096 /* --sio: longest control packet accepted (open, auth, acks) */
 
 enum mode { MODE_ECHO, MODE_HANDSHAKE, MODE_PUBLISH, MODE_IDLE };
-enum conn_state { ST_FREE, ST_CONNECTING, ST_TLS, ST_UPGRADING, ST_OPEN, ST_CLOSING };
+/* ST_SIO: upgraded, Socket.IO handshake (open, CONNECT, auth event, join) under way. */
+enum conn_state { ST_FREE, ST_CONNECTING, ST_TLS, ST_UPGRADING, ST_SIO, ST_OPEN, ST_CLOSING };
+/* --sio: what a connection in ST_SIO waits for next. */
+enum sio_step { SIO_WAIT_OPEN, SIO_WAIT_CONNECT, SIO_WAIT_AUTH, SIO_WAIT_JOIN };
 enum role { ROLE_ECHO, ROLE_HANDSHAKE, ROLE_IDLE, ROLE_SUB, ROLE_PUB };
 
 typedef struct options {
@@ -82,10 +97,12 @@ typedef struct options {
     bool binary;
     bool tls;
     bool deflate;
+    bool sio;
     pid_t server_pid;
     double setup_timeout;
     double hold;
     double settle;
+    double stall;
 } options_t;
 
 typedef struct conn {
@@ -97,6 +114,7 @@ typedef struct conn {
     bool in_fragment;
     bool epollout;
     uint8_t fragment_opcode;
+    uint8_t sio_step;
     uint32_t id;
     uint32_t gen; /* bumped on release: a slot reused inside a callback is a new connection */
     uint32_t inflight;
@@ -140,6 +158,7 @@ static options_t opt = {
     .setup_timeout = 120,
     .hold = 300,
     .settle = 1,
+    .stall = 5,
 };
 
 static int epfd;
@@ -169,6 +188,7 @@ static histogram_t latency;
 static conn_t *publisher;
 static uint32_t pub_ring[PUB_RING];
 static long pub_sent, pub_completed;
+static uint64_t pub_deliveries; /* messages received by subscribers, all of them counted */
 static int64_t pub_first_send, pub_last_complete, pub_progress;
 static int timerfd = -1;
 
@@ -250,6 +270,25 @@ static long long server_rss_bytes(void)
     return kb < 0 ? -1 : kb * 1024;
 }
 
+/* The kernel's slab memory in bytes (Slab in /proc/meminfo: the whole machine), or -1. Socket
+ * structures live there, outside any process's RSS. */
+static long long slab_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    long long kb = -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "Slab:", 5) == 0) {
+            kb = atoll(line + 5);
+            break;
+        }
+    }
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
 /* Seconds a task spent runnable but waiting for a CPU (/proc/PID/schedstat, second field: the
  * main thread of pid, or this process for 0). Other processes on the same CPU show up here. */
 static double cpu_wait_seconds(pid_t pid)
@@ -288,6 +327,8 @@ static void json_num(const char *key, double v, bool last)
 static void json_head(void)
 {
     printf("{\"mode\":\"%s\",", opt.mode_name);
+    if (opt.sio)
+        printf("\"sio\":true,");
     if (opt.label != NULL)
         printf("\"label\":\"%s\",", opt.label);
 }
@@ -414,6 +455,13 @@ static void conn_update_events(conn_t *c, bool want_out)
 static void conn_release(conn_t *c);
 static void conn_fail(conn_t *c, const char *why);
 
+/* Connecting, in the TLS or WebSocket handshake, or (--sio) in the Socket.IO one. */
+static bool conn_setting_up(const conn_t *c)
+{
+    return c->state == ST_CONNECTING || c->state == ST_TLS || c->state == ST_UPGRADING ||
+           c->state == ST_SIO;
+}
+
 /* send() or SSL_write(); -1 with errno EAGAIN when the socket (or TLS) cannot take more. */
 static ssize_t io_send(conn_t *c, const void *data, size_t len)
 {
@@ -517,6 +565,15 @@ static void send_control(conn_t *c, int opcode, const uint8_t *payload, size_t l
     conn_send(c, frame, ws_frame(frame, opcode, payload, len, c->mask));
 }
 
+/* A short text message (--sio: Engine.IO and Socket.IO control packets). */
+static void send_text(conn_t *c, const char *text, size_t len)
+{
+    uint8_t frame[256 + 14];
+    if (len > 256)
+        die("internal: control packet too long%s", "");
+    conn_send(c, frame, ws_frame(frame, 0x1, (const uint8_t *)text, len, c->mask));
+}
+
 static void send_close(conn_t *c, uint16_t code)
 {
     uint8_t payload[2] = {(uint8_t)(code >> 8), (uint8_t)code};
@@ -529,12 +586,14 @@ static void send_close(conn_t *c, uint16_t code)
 static const char *conn_path(const conn_t *c)
 {
     static char path[512];
-    if (c->role == ROLE_SUB || c->role == ROLE_PUB) {
+    if (!opt.sio && (c->role == ROLE_SUB || c->role == ROLE_PUB)) {
         snprintf(path, sizeof(path), "/%s?topic=%s", c->role == ROLE_SUB ? "sub" : "pub",
                  opt.topic);
         return path;
     }
-    return opt.path != NULL ? opt.path : "/";
+    if (opt.path != NULL)
+        return opt.path;
+    return opt.sio ? SIO_PATH : "/";
 }
 
 static void send_upgrade(conn_t *c)
@@ -644,7 +703,7 @@ static void conn_release(conn_t *c)
         close(c->fd); /* also removes it from the epoll set */
     c->fd = -1;
     c->gen++;
-    if (c->state == ST_CONNECTING || c->state == ST_TLS || c->state == ST_UPGRADING)
+    if (conn_setting_up(c))
         setting_up--;
     if (c->ssl != NULL) {
         SSL_free(c->ssl);
@@ -662,8 +721,7 @@ static void conn_fail(conn_t *c, const char *why)
 {
     if (c->state == ST_FREE)
         return;
-    bool was_setting_up =
-        c->state == ST_CONNECTING || c->state == ST_TLS || c->state == ST_UPGRADING;
+    bool was_setting_up = conn_setting_up(c);
     bool was_open = c->state == ST_OPEN || c->state == ST_CLOSING;
     errors++;
     if (errors <= 5)
@@ -750,6 +808,16 @@ static void on_open(conn_t *c)
                 plain[i] = payload_byte(c->id, i);
             int opcode = opt.binary ? 0x2 : 0x1;
             size_t len = opt.size;
+            if (opt.sio) {
+                static const char head[] = "42[\"message\",\"", tail[] = "\"]";
+                uint8_t *event = xrealloc(NULL, sizeof(head) + opt.size + sizeof(tail));
+                memcpy(event, head, sizeof(head) - 1);
+                memcpy(event + sizeof(head) - 1, plain, opt.size);
+                memcpy(event + sizeof(head) - 1 + opt.size, tail, sizeof(tail) - 1);
+                len = sizeof(head) - 1 + opt.size + sizeof(tail) - 1;
+                free(plain);
+                plain = event;
+            }
             if (opt.deflate) {
                 /* A fresh raw deflate stream per message is valid with or without context
                  * takeover, so the compressed frame too is built once. */
@@ -801,7 +869,32 @@ static bool echo_verify(const conn_t *c, const uint8_t *payload)
     return true;
 }
 
-/* A whole data message (opcode 1 or 2) of len bytes; payload is NULL if it came fragmented. */
+/* --sio: the publisher's clock as 16 lower-case hex digits (a JSON string carries text). */
+static bool hex_u64(const uint8_t *p, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        uint8_t d = p[i];
+        if (d >= '0' && d <= '9')
+            v = (v << 4) | (uint64_t)(d - '0');
+        else if (d >= 'a' && d <= 'f')
+            v = (v << 4) | (uint64_t)(d - 'a' + 10);
+        else
+            return false;
+    }
+    *out = v;
+    return true;
+}
+
+static void hex_put(uint8_t *p, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        p[i] = (uint8_t)digits[v & 0xf];
+}
+
+/* A whole data message (opcode 1 or 2) of len bytes; payload is NULL if it came fragmented.
+ * With --sio it is the string argument of a `message-back` or `room-message` event. */
 static void on_message(conn_t *c, int opcode, const uint8_t *payload, uint64_t len,
                        uint32_t *replies)
 {
@@ -835,8 +928,15 @@ static void on_message(conn_t *c, int opcode, const uint8_t *payload, uint64_t l
             break;
         }
         uint64_t ts = 0;
-        for (int i = 7; i >= 0; i--)
-            ts = (ts << 8) | payload[i];
+        if (opt.sio) {
+            if (!hex_u64(payload, &ts)) {
+                errors++;
+                break;
+            }
+        } else {
+            for (int i = 7; i >= 0; i--)
+                ts = (ts << 8) | payload[i];
+        }
         uint64_t seq = c->received - 1;
         if ((long)seq >= opt.pub_warmup)
             hist_add(&latency, now_ns > (int64_t)ts ? (uint64_t)(now_ns - (int64_t)ts) : 0);
@@ -844,6 +944,7 @@ static void on_message(conn_t *c, int opcode, const uint8_t *payload, uint64_t l
             errors++; /* more messages than were published */
             break;
         }
+        pub_deliveries++;
         uint32_t *slot = &pub_ring[seq % PUB_RING];
         if (++*slot == (uint32_t)opened - 1) { /* every subscriber has it */
             *slot = 0;
@@ -858,6 +959,114 @@ static void on_message(conn_t *c, int opcode, const uint8_t *payload, uint64_t l
     }
 }
 
+/* --sio: the string argument of `42["<event>","<text>"]` (only what this tool sends: no
+ * escapes); false if the event has another shape. */
+static bool sio_string_arg(const uint8_t *p, size_t len, size_t name_end, const uint8_t **text,
+                           size_t *text_len)
+{
+    size_t start = name_end + 3; /* `","` after the name's last character */
+    if (len < start + 2 || memcmp(p + name_end, "\",\"", 3) != 0 ||
+        memcmp(p + len - 2, "\"]", 2) != 0)
+        return false;
+    *text = p + start;
+    *text_len = len - 2 - start;
+    return true;
+}
+
+/* --sio: one Engine.IO packet (a whole text message). Handshake packets advance c->sio_step;
+ * the events of the measured traffic go to on_message. */
+static void sio_on_packet(conn_t *c, int opcode, const uint8_t *p, size_t len, uint32_t *replies)
+{
+    if (opcode != 0x1 || len == 0) {
+        conn_fail(c, "binary or empty Engine.IO packet");
+        return;
+    }
+    switch (p[0]) {
+    case '0': /* open: CONNECT to the main namespace, no auth */
+        if (c->state != ST_SIO || c->sio_step != SIO_WAIT_OPEN) {
+            conn_fail(c, "unexpected Engine.IO open packet");
+            return;
+        }
+        c->sio_step = SIO_WAIT_CONNECT;
+        send_text(c, "40", 2);
+        return;
+    case '2': /* the server's heartbeat */
+        send_text(c, "3", 1);
+        return;
+    case '6': /* noop */
+        return;
+    case '4': /* message: a Socket.IO packet follows */
+        break;
+    default:
+        conn_fail(c, p[0] == '1' ? "Engine.IO close from the server"
+                                 : "unexpected Engine.IO packet type");
+        return;
+    }
+    bool handshake = c->state == ST_SIO;
+    if (len >= 2 && p[1] == '0') { /* CONNECT reply `40{"sid":...}` */
+        if (!handshake || c->sio_step != SIO_WAIT_CONNECT) {
+            conn_fail(c, "unexpected Socket.IO CONNECT");
+            return;
+        }
+        c->sio_step = SIO_WAIT_AUTH;
+        return;
+    }
+    if (len >= 2 && p[1] == '3') { /* ACK: only the join's `430["joined"]` is expected */
+        static const char joined[] = "430[\"joined\"]";
+        if (!handshake || c->sio_step != SIO_WAIT_JOIN || len != sizeof(joined) - 1 ||
+            memcmp(p, joined, len) != 0) {
+            conn_fail(c, "unexpected Socket.IO ACK");
+            return;
+        }
+        on_open(c); /* handshake done, room joined */
+        return;
+    }
+    if (len < 2 || p[1] != '2') {
+        conn_fail(c, len >= 2 && p[1] == '4'   ? "Socket.IO CONNECT_ERROR (refused)"
+                     : len >= 2 && p[1] == '1' ? "Socket.IO DISCONNECT from the server"
+                                               : "unexpected Socket.IO packet");
+        return;
+    }
+    /* EVENT `42["name",...]`, main namespace, no ack id. */
+    const uint8_t *name = p + 4;
+    const uint8_t *name_end = len > 4 ? memchr(name, '"', len - 4) : NULL;
+    if (len < 4 || memcmp(p, "42[\"", 4) != 0 || name_end == NULL) {
+        conn_fail(c, "malformed Socket.IO EVENT");
+        return;
+    }
+    size_t name_len = (size_t)(name_end - name);
+#define IS_EVENT(lit) (name_len == sizeof(lit) - 1 && memcmp(name, lit, name_len) == 0)
+    if (IS_EVENT("auth")) {
+        if (!handshake || c->sio_step != SIO_WAIT_AUTH) {
+            conn_fail(c, "unexpected auth event");
+            return;
+        }
+        if (c->role != ROLE_SUB) {
+            on_open(c); /* handshake done */
+            return;
+        }
+        char join[300];
+        int n = snprintf(join, sizeof(join), "420[\"join\",\"%s\"]", opt.topic);
+        c->sio_step = SIO_WAIT_JOIN;
+        send_text(c, join, (size_t)n);
+        return;
+    }
+    const uint8_t *text;
+    size_t text_len;
+    bool expected = (c->role == ROLE_ECHO && IS_EVENT("message-back")) ||
+                    (c->role == ROLE_SUB && IS_EVENT("room-message"));
+#undef IS_EVENT
+    if (handshake || !expected ||
+        !sio_string_arg(p, len, (size_t)(name_end - p), &text, &text_len)) {
+        errors++;
+        if (errors <= 5)
+            fprintf(stderr, "eddy-bench: connection %u: unexpected event %.*s\n", c->id,
+                    (int)(len < 80 ? len : 80), (const char *)p);
+        return;
+    }
+    on_message(c, opcode, text, text_len, replies);
+}
+
 /* Parses frames from the server; returns bytes consumed, or -1 if c was closed. */
 static ssize_t parse_frames(conn_t *c, uint8_t *p, size_t len)
 {
@@ -865,6 +1074,8 @@ static ssize_t parse_frames(conn_t *c, uint8_t *p, size_t len)
     uint32_t replies = 0;
     uint32_t gen = c->gen;
     size_t max_payload = opt.size > 125 ? opt.size : 125;
+    if (opt.sio)
+        max_payload = opt.size + SIO_MAX_PACKET;
     while (len - off >= 2) {
         uint8_t b0 = p[off], b1 = p[off + 1];
         int opcode = b0 & 0x0f;
@@ -910,6 +1121,14 @@ static ssize_t parse_frames(conn_t *c, uint8_t *p, size_t len)
                 }
                 compressed_replies++;
                 on_message(c, opcode, inflated, (uint64_t)n, &replies);
+                break;
+            }
+            if (opt.sio) {
+                if (!fin) {
+                    conn_fail(c, "fragmented Engine.IO packet");
+                    return -1;
+                }
+                sio_on_packet(c, opcode, payload, (size_t)plen, &replies);
                 break;
             }
             if (!fin) {
@@ -994,6 +1213,11 @@ static ssize_t parse_upgrade(conn_t *c, uint8_t *p, size_t len)
         conn_fail(c, opt.deflate ? "permessage-deflate was not accepted"
                                  : "permessage-deflate accepted but not offered");
         return -1;
+    }
+    if (opt.sio) {
+        c->state = ST_SIO; /* still setting up: the open packet comes next */
+        c->sio_step = SIO_WAIT_OPEN;
+        return (ssize_t)head_len;
     }
     uint32_t gen = c->gen;
     on_open(c);
@@ -1301,10 +1525,24 @@ static int run_handshake(void)
 static void publish_send(uint64_t ticks)
 {
     static uint8_t *msg;
+    static size_t msg_len, ts_at; /* the whole message, and where the clock goes in it */
     if (publisher == NULL || publisher->state != ST_OPEN || stop_requested)
         return;
-    if (msg == NULL) {
-        msg = xrealloc(NULL, opt.size);
+    if (msg == NULL && opt.sio) {
+        /* 42["to-room","ROOM","<16 hex digits><filler>"]: the room gets room-message with the
+         * string, SIZE bytes. */
+        char head[300];
+        int n = snprintf(head, sizeof(head), "42[\"to-room\",\"%s\",\"", opt.topic);
+        msg_len = (size_t)n + opt.size + 2;
+        msg = xrealloc(NULL, msg_len);
+        memcpy(msg, head, (size_t)n);
+        ts_at = (size_t)n;
+        for (size_t i = 16; i < opt.size; i++)
+            msg[ts_at + i] = (uint8_t)('a' + i % 26);
+        memcpy(msg + ts_at + opt.size, "\"]", 2);
+    } else if (msg == NULL) {
+        msg_len = opt.size;
+        msg = xrealloc(NULL, msg_len);
         for (size_t i = 8; i < opt.size; i++)
             msg[i] = (uint8_t)i;
     }
@@ -1312,24 +1550,29 @@ static void publish_send(uint64_t ticks)
     uint64_t budget = opt.rate > 0 ? ticks : (uint64_t)window;
     while (budget-- > 0 && pub_sent < opt.messages && pub_sent - pub_completed < window) {
         uint64_t ts = (uint64_t)mono_ns();
-        for (int i = 0; i < 8; i++)
-            msg[i] = (uint8_t)(ts >> (8 * i));
+        if (opt.sio) {
+            hex_put(msg + ts_at, ts);
+        } else {
+            for (int i = 0; i < 8; i++)
+                msg[i] = (uint8_t)(ts >> (8 * i));
+        }
         if (pub_sent == opt.pub_warmup)
             pub_first_send = (int64_t)ts;
-        size_t need = opt.size + 14;
+        size_t need = msg_len + 14;
         if (need > wbuf_cap) {
             wbuf_cap = need * 2;
             wbuf = xrealloc(wbuf, wbuf_cap);
         }
         pub_sent++;
-        conn_send(publisher, wbuf, ws_frame(wbuf, 0x2, msg, opt.size, publisher->mask));
+        conn_send(publisher, wbuf,
+                  ws_frame(wbuf, opt.sio ? 0x1 : 0x2, msg, msg_len, publisher->mask));
     }
 }
 
 static int run_publish(void)
 {
-    if (opt.size < 8)
-        die("publish needs -s 8 or more (the timestamp)%s", "");
+    if (opt.size < (opt.sio ? 16 : 8))
+        die("publish needs -s 8 or more (16 with --sio: the timestamp)%s", "");
     if (opt.pub_warmup < 0)
         opt.pub_warmup = opt.messages / 10 < 10 ? opt.messages / 10 : 10;
     if (opt.inflight >= PUB_RING)
@@ -1345,6 +1588,13 @@ static int run_publish(void)
     int subscribers = opened - 1;
     window_t w;
     double server_at_first = NAN;
+    /* The steady window: from the first measured message's completion to the end of -t (or of
+     * the run), deliveries counted at the subscribers as they arrive, the server's CPU over
+     * the same interval. Unlike the per-message figures it does not depend on when the
+     * messages in flight at either end complete. */
+    window_t steady = {0};
+    uint64_t steady_from = 0, steady_to = 0;
+    bool steady_started = false, steady_ended = false;
     window_start(&w);
     int64_t end = w.t0 + (int64_t)(opt.seconds * 1e9);
     pub_progress = w.t0;
@@ -1362,24 +1612,32 @@ static int run_publish(void)
     bool timed_out = false;
     while (!stop_requested && pub_completed < opt.messages) {
         poll_once(10);
-        if (pub_completed >= opt.pub_warmup && !isfinite(server_at_first) && pub_first_send != 0) {
+        if (pub_completed >= opt.pub_warmup && !steady_started && pub_first_send != 0) {
             /* CPU is counted from the first measured message on. */
-            server_at_first = server_cpu_seconds();
-            w.self0 = self_cpu_seconds();
-            w.server_wait0 = cpu_wait_seconds(opt.server_pid);
-            w.self_wait0 = cpu_wait_seconds(0);
+            window_start(&steady);
+            steady_from = pub_deliveries;
+            steady_started = true;
+            server_at_first = steady.server0;
+            w.self0 = steady.self0;
+            w.server_wait0 = steady.server_wait0;
+            w.self_wait0 = steady.self_wait0;
         }
         if (opt.rate <= 0)
             publish_send(0);
         if (now_ns >= end && pub_sent < opt.messages) {
             opt.messages = pub_sent; /* time is up: wait for what was sent, then stop */
             timed_out = true;
+            if (steady_started) {
+                window_end(&steady);
+                steady_to = pub_deliveries;
+                steady_ended = true;
+            }
         }
-        if (now_ns - pub_progress > STALL_NS) {
+        if (now_ns - pub_progress > (int64_t)(opt.stall * 1e9)) {
             fprintf(stderr,
-                    "eddy-bench: no message completed for 5 s; %ld sent, %ld delivered "
+                    "eddy-bench: no message completed for %.0f s; %ld sent, %ld delivered "
                     "to all\n",
-                    pub_sent, pub_completed);
+                    opt.stall, pub_sent, pub_completed);
             errors++;
             break;
         }
@@ -1389,9 +1647,16 @@ static int run_publish(void)
         }
     }
     window_end(&w);
+    if (steady_started && !steady_ended) {
+        window_end(&steady);
+        steady_to = pub_deliveries;
+    }
+    double steady_secs = steady_started ? window_seconds(&steady) : NAN;
+    double steady_deliveries = (double)(steady_to - steady_from);
+    double steady_server = steady.server1 - steady.server0;
     if (isfinite(server_at_first))
         w.server0 = server_at_first;
-    long measured_msgs = pub_completed - opt.pub_warmup;
+    long measured_msgs = pub_completed > opt.pub_warmup ? pub_completed - opt.pub_warmup : 0;
     double secs = (double)(pub_last_complete - pub_first_send) / 1e9;
     double deliveries = (double)measured_msgs * subscribers;
     w.t0 = pub_first_send;
@@ -1413,6 +1678,9 @@ static int run_publish(void)
         printf("; server CPU %.3f us/frame, server busy %.0f%%", server * 1e6 / deliveries,
                100 * server / secs);
     print_busy(&w, secs);
+    if (steady_started && steady_deliveries > 0 && isfinite(steady_server))
+        printf("; steady %.2f s: %.0f delivered/s, server CPU %.3f us per delivery", steady_secs,
+               steady_deliveries / steady_secs, steady_server * 1e6 / steady_deliveries);
     printf("; %" PRIu64 " errors\n", errors);
     json_head();
     printf("\"subscribers\":%d,\"messages\":%ld,\"size\":%zu,\"pacing\":\"%s\",", subscribers,
@@ -1425,6 +1693,12 @@ static int run_publish(void)
     json_num("p50_us", hist_quantile(&latency, 0.5) / 1e3, false);
     json_num("p99_us", hist_quantile(&latency, 0.99) / 1e3, false);
     json_num("max_us", (double)latency.max / 1e3, false);
+    json_num("steady_seconds", steady_secs, false);
+    json_num("steady_deliveries", steady_deliveries, false);
+    json_num("steady_per_s", steady_deliveries / steady_secs, false);
+    json_num("steady_server_us_per_delivery",
+             steady_deliveries > 0 ? steady_server * 1e6 / steady_deliveries : NAN, false);
+    json_num("steady_server_busy", steady_server / steady_secs, false);
     print_cpu_json(&w, deliveries);
     printf("\"errors\":%" PRIu64 ",\"lost\":%d}\n", errors, lost);
     return errors > 0 || measured_msgs <= 0 ? 1 : 0;
@@ -1433,6 +1707,7 @@ static int run_publish(void)
 static int run_idle(void)
 {
     long long rss0 = server_rss_bytes();
+    long long slab0 = slab_bytes();
     int64_t t0 = mono_ns();
     setup_connections();
     double setup = (double)(mono_ns() - t0) / 1e9;
@@ -1441,14 +1716,19 @@ static int run_idle(void)
     while (!stop_requested && now_ns < settle_end)
         poll_once(50);
     long long rss1 = server_rss_bytes();
+    long long slab1 = slab_bytes();
     int open_now = opened - lost;
     double per_conn =
         rss0 >= 0 && rss1 >= 0 && open_now > 0 ? (double)(rss1 - rss0) / open_now : NAN;
+    double slab_per_conn =
+        slab0 >= 0 && slab1 >= 0 && open_now > 0 ? (double)(slab1 - slab0) / open_now : NAN;
     printf("idle: %d of %d connections open (%d failed) in %.2f s", open_now, opt.conns, failed,
            setup);
     if (isfinite(per_conn))
         printf("; server RSS %.1f MB -> %.1f MB, %.0f bytes per connection", rss0 / 1e6, rss1 / 1e6,
                per_conn);
+    if (isfinite(slab_per_conn))
+        printf("; kernel slab (whole machine, both ends) %.0f bytes per connection", slab_per_conn);
     printf("\n");
     json_head();
     printf("\"conns\":%d,\"open\":%d,\"failed\":%d,\"sources\":%d,", opt.conns, open_now, failed,
@@ -1456,7 +1736,8 @@ static int run_idle(void)
     json_num("setup_s", setup, false);
     json_num("rss_before", (double)rss0, false);
     json_num("rss_after", (double)rss1, false);
-    json_num("bytes_per_conn", per_conn, true);
+    json_num("bytes_per_conn", per_conn, false);
+    json_num("slab_bytes_per_conn", slab_per_conn, true);
     printf("}\nready\n");
     fflush(stdout);
     /* Hold the connections (answering pings) until SIGINT/SIGTERM, stdin or --hold. */
@@ -1473,11 +1754,12 @@ static void usage(void)
     fputs("usage: eddy-bench echo -c N -d D -s SIZE -t SECONDS [--binary]\n"
           "       eddy-bench handshake -c CONCURRENCY -t SECONDS\n"
           "       eddy-bench publish -c SUBSCRIBERS -n MESSAGES -s SIZE [--inflight W | --rate "
-          "R] [-t SECONDS]\n"
+          "R] [-t SECONDS] [--publish-warmup N] [--stall SECONDS]\n"
           "       eddy-bench idle -c N [--sources K] [--hold SECONDS] [--stdin]\n"
           "common: --host ADDR --port N --path P --server-pid PID --sources K --warmup S\n"
           "        --connect-batch N --setup-timeout S --topic T --label TEXT --tls\n"
-          "echo only: --deflate\n",
+          "echo only: --deflate\n"
+          "echo, publish, idle: --sio (Socket.IO test application, see bench/README.md)\n",
           stderr);
     exit(2);
 }
@@ -1516,8 +1798,10 @@ int main(int argc, char **argv)
         O_STDIN,
         O_SETTLE,
         O_PUBWARM,
+        O_STALL,
         O_TLS,
         O_DEFLATE,
+        O_SIO,
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -1537,8 +1821,10 @@ int main(int argc, char **argv)
         {"stdin", no_argument, NULL, O_STDIN},
         {"settle", required_argument, NULL, O_SETTLE},
         {"publish-warmup", required_argument, NULL, O_PUBWARM},
+        {"stall", required_argument, NULL, O_STALL},
         {"tls", no_argument, NULL, O_TLS},
         {"deflate", no_argument, NULL, O_DEFLATE},
+        {"sio", no_argument, NULL, O_SIO},
         {0, 0, 0, 0},
     };
     bool use_stdin = false;
@@ -1607,6 +1893,9 @@ int main(int argc, char **argv)
         case O_SETTLE:
             opt.settle = atof(optarg);
             break;
+        case O_STALL:
+            opt.stall = atof(optarg);
+            break;
         case O_PUBWARM:
             opt.pub_warmup = atol(optarg);
             break;
@@ -1616,14 +1905,21 @@ int main(int argc, char **argv)
         case O_DEFLATE:
             opt.deflate = true;
             break;
+        case O_SIO:
+            opt.sio = true;
+            break;
         default:
             usage();
         }
     }
     if (optind != argc || opt.conns <= 0 || opt.inflight <= 0 || opt.size > MAX_SIZE ||
-        opt.seconds <= 0 || opt.connect_batch <= 0 || opt.sources < 0 || opt.sources > 253 ||
-        opt.messages <= 0 || (opt.deflate && opt.mode != MODE_ECHO))
+        opt.seconds <= 0 || opt.stall <= 0 || opt.connect_batch <= 0 || opt.sources < 0 ||
+        opt.sources > 253 || opt.messages <= 0 || (opt.deflate && opt.mode != MODE_ECHO) ||
+        (opt.sio && (opt.mode == MODE_HANDSHAKE || opt.deflate || opt.binary)))
         usage();
+    /* --sio puts the room name into JSON strings as it is. */
+    if (opt.sio && (strlen(opt.topic) > 200 || strpbrk(opt.topic, "\"\\") != NULL))
+        die("--topic must be at most 200 bytes without quotes or backslashes with --sio%s", "");
     if (opt.server_pid > 0 && isnan(server_cpu_seconds()))
         die("cannot read the server's /proc/PID/stat (--server-pid %s)", "PID");
 
