@@ -9,16 +9,15 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
 
 import pytest
 
-from eddyserver import BUILD, ROOT, Server
+from eddyserver import BUILD, ROOT
+from sioserver import SIO_SERVERS, SioServer
 
-CLIENTS = os.path.join(ROOT, "tests", "clients")
 BENCH_BUILD = os.path.join(BUILD, "bench")
 EDDY_BENCH = os.path.join(BENCH_BUILD, "eddy-bench")
 
@@ -31,34 +30,9 @@ def eddy_bench():
     return EDDY_BENCH
 
 
-class NodeReference:
-    """tests/clients/sio_reference.js on a free port."""
-
-    def __init__(self, *args):
-        if shutil.which("node") is None or not os.path.isdir(os.path.join(CLIENTS,
-                                                                          "node_modules")):
-            pytest.fail("node and tests/clients/node_modules are needed: run `make test`")
-        cmd = ["node", os.path.join(CLIENTS, "sio_reference.js"), "--port", "0", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()  # "listening <port>", or EOF if it died
-        assert line.startswith("listening "), f"sio_reference.js printed {line!r}"
-        self.port = int(line.split()[1])
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
-@pytest.fixture(params=["node", "eddy"])
+@pytest.fixture(params=SIO_SERVERS)
 def sio_server(request):
-    if request.param == "eddy":
-        if not os.path.exists(os.path.join(BUILD, "examples", "socketio")):
-            pytest.skip("examples/socketio is not built in this tree")
-        server = Server("socketio")
-        yield server.port, server.proc.pid
-        server.stop()
-        return
-    server = NodeReference()
+    server = SioServer(request.param)
     yield server.port, server.proc.pid
     server.stop()
 
@@ -114,10 +88,11 @@ def test_sio_idle(eddy_bench, sio_server):
     assert result["bytes_per_conn"] is not None
 
 
-def test_sio_idle_answers_pings(eddy_bench):
+@pytest.mark.parametrize("kind", SIO_SERVERS)
+def test_sio_idle_answers_pings(eddy_bench, kind):
     """Server pings every 100 ms with 200 ms to answer: sockets that did not answer `2` with
     `3` would be closed by the server during the 1.5 s of settling and counted lost."""
-    server = NodeReference("--ping-interval", "100", "--ping-timeout", "200")
+    server = SioServer(kind, ("--ping-interval", "100", "--ping-timeout", "200"))
     try:
         rc, result, err = run_bench(eddy_bench, "idle", "--sio", "-c", "20", "--hold", "0",
                                     "--settle", "1.5", "--port", str(server.port))
