@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cmd.h"
 
 /* Files larger than this are refused (the whole file is read into the response). */
@@ -308,7 +309,7 @@ static int on_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
     if (on_admin_listener(srv, eddy_request_fd(req)) ||
         strcmp(eddy_request_path(req), g.cfg->ws_path) != 0)
         return eddy_upgrade_refuse(req, 404, NULL, "not found\n");
-    return 0;
+    return auth_upgrade(req);
 }
 
 static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
@@ -371,13 +372,15 @@ static void reload(void)
             g.cfg->log_file = copy;
         }
     }
+    auth_apply(g.srv, next, true); /* [auth] is live: keys rotate without a restart */
     /* Everything else is fixed at start: name what changed, so nobody waits for it. */
     for (int pass = 0; pass < 2; pass++) {
         const cfg_t *a = pass == 0 ? next : g.cfg, *b = pass == 0 ? g.cfg : next;
         for (size_t i = 0; i < a->entry_count; i++) {
             const cfg_entry_t *e = &a->entries[i];
-            if (strcmp(e->section, "log") == 0 &&
-                (strcmp(e->key, "log_level") == 0 || strcmp(e->key, "log_file") == 0))
+            if ((strcmp(e->section, "log") == 0 &&
+                 (strcmp(e->key, "log_level") == 0 || strcmp(e->key, "log_file") == 0)) ||
+                strcmp(e->section, "auth") == 0)
                 continue;
             const char *other = cfg_get(b, e->section, e->key);
             if (other != NULL && (pass == 1 || strcmp(other, e->value) == 0))
@@ -526,6 +529,8 @@ int serve_run(cfg_t *cfg, int ready_fd)
         }
     }
     eddy_server_set(srv, "log_level", cfg_level_name(g.engine_level));
+    if (auth_apply(srv, cfg, false) < 0)
+        goto out;
     if (cfg->tls_port != 0 && (g.tls_index = eddy_server_add_listener(
                                    srv, cfg->tls_host, cfg->tls_port, EDDY_LISTEN_TLS)) < 0) {
         fprintf(stderr, "eddy: [tls] listener: %s\n", eddy_strerror(g.tls_index));
@@ -569,6 +574,7 @@ out:
     if (srv != NULL)
         eddy_server_free(srv);
     free(g.root_real);
+    auth_release();
     if (g.ready_fd >= 0)
         close(g.ready_fd);
     return status;
