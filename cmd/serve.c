@@ -346,6 +346,7 @@ static void reload(void)
                  err);
         return;
     }
+    auth_apply(g.srv, next, true); /* [auth] is live: keys rotate without a restart */
     int level = next->log_level;
     if (level < g.engine_level) {
         eddy_log(g.srv, EDDY_LOG_WARNING,
@@ -372,15 +373,15 @@ static void reload(void)
             g.cfg->log_file = copy;
         }
     }
-    auth_apply(g.srv, next, true); /* [auth] is live: keys rotate without a restart */
     /* Everything else is fixed at start: name what changed, so nobody waits for it. */
     for (int pass = 0; pass < 2; pass++) {
         const cfg_t *a = pass == 0 ? next : g.cfg, *b = pass == 0 ? g.cfg : next;
         for (size_t i = 0; i < a->entry_count; i++) {
+            if (strcmp(a->entries[i].section, "auth") == 0)
+                continue; /* applied above */
             const cfg_entry_t *e = &a->entries[i];
-            if ((strcmp(e->section, "log") == 0 &&
-                 (strcmp(e->key, "log_level") == 0 || strcmp(e->key, "log_file") == 0)) ||
-                strcmp(e->section, "auth") == 0)
+            if (strcmp(e->section, "log") == 0 &&
+                (strcmp(e->key, "log_level") == 0 || strcmp(e->key, "log_file") == 0))
                 continue;
             const char *other = cfg_get(b, e->section, e->key);
             if (other != NULL && (pass == 1 || strcmp(other, e->value) == 0))
@@ -529,8 +530,6 @@ int serve_run(cfg_t *cfg, int ready_fd)
         }
     }
     eddy_server_set(srv, "log_level", cfg_level_name(g.engine_level));
-    if (auth_apply(srv, cfg, false) < 0)
-        goto out;
     if (cfg->tls_port != 0 && (g.tls_index = eddy_server_add_listener(
                                    srv, cfg->tls_host, cfg->tls_port, EDDY_LISTEN_TLS)) < 0) {
         fprintf(stderr, "eddy: [tls] listener: %s\n", eddy_strerror(g.tls_index));
@@ -545,6 +544,8 @@ int serve_run(cfg_t *cfg, int ready_fd)
     eddy_on_request(srv, on_request);
     eddy_on_upgrade(srv, on_upgrade);
     eddy_on_message(srv, on_message);
+    if (auth_apply(srv, cfg, false) < 0)
+        goto out;
 
     /* Blocked before the loops start, so that every thread inherits the mask and only
      * the signal thread takes them. */
@@ -571,10 +572,10 @@ int serve_run(cfg_t *cfg, int ready_fd)
 
 out:
     pidfile_remove(cfg->pid_file);
+    auth_release();
     if (srv != NULL)
         eddy_server_free(srv);
     free(g.root_real);
-    auth_release();
     if (g.ready_fd >= 0)
         close(g.ready_fd);
     return status;
