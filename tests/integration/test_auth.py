@@ -220,6 +220,18 @@ def test_reload_rotates_the_key_without_a_restart(tmp_path):
     assert KEY_A not in log and KEY_B not in log and "short" not in log
 
 
+def test_optional_tokens_let_anonymous_clients_in_but_not_bad_tokens(tmp_path):
+    server = Daemon(tmp_path, f"enabled = true\nrequired = false\nkey = {KEY_A}\n")
+    try:
+        server.upgrade("/ws")
+        server.upgrade(f"/ws?token={token(KEY_A, sub='carol')}")
+        server.upgrade(f"/ws?token={token(KEY_B)}", expect_status=401)
+        wait_for(lambda: 'accepted as user "carol"' in read(server.log_path), "carol's line")
+    finally:
+        log = server.stop()
+    assert "accepted without a token" in log and ": 401 bad signature" in log
+
+
 def test_keys_from_the_environment(tmp_path):
     server = Daemon(tmp_path, "enabled = true\n",
                     env={"EDDY_AUTH_KEY": KEY_B, "EDDY_AUTH_PREVIOUS_KEY": KEY_A,
