@@ -64,8 +64,12 @@ TEST_PROGS := $(TEST_PROG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 # command-line WebSocket client (cmd/eddy_ws.c), also reached as eddy-ws, a link to eddy.
 CMD_SRCS := $(sort $(wildcard cmd/*.c))
 CMD_OBJS := $(CMD_SRCS:cmd/%.c=$(BUILD)/cmd/%.o) $(BUILD)/cmd/default_conf.o
-CMD_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) $(shell pkg-config --cflags inih 2>/dev/null)
-CMD_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
+# jansson parses JSON: the claims of auth tokens (cmd/auth.c).
+JANSSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
+JANSSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+CMD_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) $(shell pkg-config --cflags inih 2>/dev/null) \
+	$(JANSSON_CFLAGS)
+CMD_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih) $(JANSSON_LIBS)
 BINDIR ?= $(PREFIX)/bin
 
 .PHONY: all cmds client-bench lib program examples unit-tests test-programs deps deps-test run test test-unit \
@@ -126,12 +130,18 @@ $(BUILD)/tests/alloc_fail.o: tests/unit/alloc_fail.c tests/unit/alloc_fail.h | $
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h tests/unit/alloc_fail.h $(TEST_SUPPORT_HDRS) $(BUILD)/tests/alloc_fail.o $(BUILD)/libeddy.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Irt -Itests/support -o $@ $< $(BUILD)/tests/alloc_fail.o $(BUILD)/libeddy.a $(LDLIBS_ALL) $(ALLOC_FAIL_LDFLAGS)
+	$(CC) $(CFLAGS_ALL) -Irt -Itests/support $(UNIT_CFLAGS) -o $@ $< $(BUILD)/tests/alloc_fail.o $(UNIT_OBJS) $(BUILD)/libeddy.a $(UNIT_LDLIBS) $(LDLIBS_ALL) $(ALLOC_FAIL_LDFLAGS)
+
+# test_auth: the daemon's token verifier (cmd/auth.c), which needs jansson.
+$(BUILD)/tests/test_auth: $(BUILD)/cmd/auth.o cmd/auth.h
+$(BUILD)/tests/test_auth: UNIT_CFLAGS = -Icmd $(JANSSON_CFLAGS)
+$(BUILD)/tests/test_auth: UNIT_OBJS = $(BUILD)/cmd/auth.o
+$(BUILD)/tests/test_auth: UNIT_LDLIBS = $(JANSSON_LIBS)
 
 $(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Iexamples -Irt -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
-$(BUILD)/cmd/%.o: cmd/%.c cmd/cmd.h include/eddy.h | $(BUILD)/cmd
+$(BUILD)/cmd/%.o: cmd/%.c cmd/cmd.h cmd/auth.h include/eddy.h | $(BUILD)/cmd
 	$(CC) $(CMD_CFLAGS) -Icmd -c -o $@ $<
 
 # `eddy config default` prints cmd/eddy.conf, compiled in as a string.
@@ -211,7 +221,7 @@ install: lib $(BUILD)/eddy
 	    eddy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/eddy.pc
 
 FORMAT_FILES = $(wildcard include/*.h src/*.[ch] rt/*.[ch] examples/*.[ch] tests/unit/*.[ch] \
-	tests/support/*.h tests/integration/*.c fuzz/*.[ch] bench/*.[ch] cmd/*.c)
+	tests/support/*.h tests/integration/*.c fuzz/*.[ch] bench/*.[ch] cmd/*.[ch])
 
 format:
 	clang-format -i $(FORMAT_FILES)
@@ -252,6 +262,9 @@ FUZZ_DICT_fuzz_sio_packet := -dict=fuzz/sio_packet.dict
 FUZZ_DICT_fuzz_eio_payload := -dict=fuzz/eio_payload.dict
 FUZZ_RT_BINS := $(FUZZ_RT_DRIVERS:%=$(BUILD)/fuzz/%)
 FUZZ_DRIVERS += $(FUZZ_RT_DRIVERS)
+# The eddy program's JWT verifier (cmd/auth.c), with jansson.
+FUZZ_CMD_DRIVERS := fuzz_jwt
+FUZZ_DRIVERS += $(FUZZ_CMD_DRIVERS)
 FUZZ_BINS := $(FUZZ_DRIVERS:%=$(BUILD)/fuzz/%)
 FUZZ_CODEC_BINS := $(FUZZ_CODEC_DRIVERS:%=$(BUILD)/fuzz/%)
 FUZZ_SESSION_BINS := $(FUZZ_SESSION_DRIVERS:%=$(BUILD)/fuzz/%)
@@ -262,6 +275,7 @@ FUZZ_DICT_fuzz_ws_codec := -dict=fuzz/ws.dict
 FUZZ_DICT_fuzz_pmd := -dict=fuzz/pmd.dict
 FUZZ_DICT_fuzz_ws_session := -dict=fuzz/ws.dict
 FUZZ_DICT_fuzz_http_session := -dict=fuzz/http.dict
+FUZZ_DICT_fuzz_jwt := -dict=fuzz/jwt.dict
 # Sources beyond the codecs, per driver.
 FUZZ_EXTRA_fuzz_pmd := src/deflate.c src/util.c
 
@@ -277,6 +291,10 @@ $(FUZZ_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h $(LIB
 
 $(FUZZ_RT_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(wildcard rt/*.[ch]) src/utf8.c src/codec.h include/eddy.h | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -o $@ $< $(FUZZ_RT_SRCS_$*) src/utf8.c
+
+$(BUILD)/fuzz/fuzz_jwt: fuzz/fuzz_jwt.c fuzz/fuzz.h cmd/auth.c cmd/auth.h cmd/cmd.h include/eddy.h | $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icmd $(JANSSON_CFLAGS) -std=gnu11 -D_GNU_SOURCE -o $@ $< cmd/auth.c \
+	    -lcrypto $(JANSSON_LIBS)
 
 $(BUILD)/fuzz:
 	mkdir -p $@

@@ -50,7 +50,7 @@ typedef struct cfg {
     char *document_root;
     char *index;
     char *ws_path;
-    int log_level; /* eddy_log_level */
+    int log_level;  /* eddy_log_level */
     char *log_file; /* NULL: stderr */
 } cfg_t;
 

@@ -14,11 +14,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cmd.h"
 
 extern char **environ;
 
-static const char *const sections[] = {"server", "tls", "admin", "static", "websocket", "log"};
+static const char *const sections[] = {"server",    "tls", "admin", "static",
+                                       "websocket", "log", "auth"};
 
 /* Engine keys that live in a section other than [server]. */
 static const char *const tls_engine_keys[] = {"ssl_cert_file", "ssl_key_file", "ssl_ciphers",
@@ -223,7 +225,19 @@ static int on_pair(void *user, const char *section, const char *key, const char 
         return 0;
     }
     bool was_failed = ctx->failed;
-    if (daemon_key(ctx, section, key, value)) {
+    if (strcmp(section, "auth") == 0) {
+        auth_config_t scratch;
+        char why[160];
+        auth_config_init(&scratch);
+        int rc = auth_config_set(&scratch, key, value, why, sizeof(why));
+        auth_config_clear(&scratch);
+        if (rc == EDDY_EKEY)
+            fail(ctx, section, key, "unknown key");
+        else if (rc < 0)
+            fail(ctx, section, key, "%s", why);
+        else
+            add_entry(ctx->cfg, section, key, value, false);
+    } else if (daemon_key(ctx, section, key, value)) {
         add_entry(ctx->cfg, section, key, value, false);
     } else if (engine_key(ctx, section, key, value)) {
         add_entry(ctx->cfg, section, key, value, true);
@@ -357,6 +371,13 @@ cfg_t *cfg_load(const char *path, const char *base_dir, char *err, size_t err_le
                  path != NULL ? path : "configuration", cfg->tls_port);
         goto failed;
     }
+    auth_config_t auth;
+    char why[256];
+    if (auth_config_from(cfg, &auth, why, sizeof(why)) < 0) {
+        snprintf(err, err_len, "%s: %s", path != NULL ? path : "configuration", why);
+        goto failed;
+    }
+    auth_config_clear(&auth);
     eddy_options_t opts;
     eddy_server_get_options(scratch, &opts);
     cfg->log_level = opts.log_level;

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cmd.h"
 
 /* Files larger than this are refused (the whole file is read into the response). */
@@ -308,7 +309,7 @@ static int on_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
     if (on_admin_listener(srv, eddy_request_fd(req)) ||
         strcmp(eddy_request_path(req), g.cfg->ws_path) != 0)
         return eddy_upgrade_refuse(req, 404, NULL, "not found\n");
-    return 0;
+    return auth_upgrade(req);
 }
 
 static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
@@ -345,6 +346,7 @@ static void reload(void)
                  err);
         return;
     }
+    auth_apply(g.srv, next, true); /* [auth] is live: keys rotate without a restart */
     int level = next->log_level;
     if (level < g.engine_level) {
         eddy_log(g.srv, EDDY_LOG_WARNING,
@@ -375,6 +377,8 @@ static void reload(void)
     for (int pass = 0; pass < 2; pass++) {
         const cfg_t *a = pass == 0 ? next : g.cfg, *b = pass == 0 ? g.cfg : next;
         for (size_t i = 0; i < a->entry_count; i++) {
+            if (strcmp(a->entries[i].section, "auth") == 0)
+                continue; /* applied above */
             const cfg_entry_t *e = &a->entries[i];
             if (strcmp(e->section, "log") == 0 &&
                 (strcmp(e->key, "log_level") == 0 || strcmp(e->key, "log_file") == 0))
@@ -540,6 +544,8 @@ int serve_run(cfg_t *cfg, int ready_fd)
     eddy_on_request(srv, on_request);
     eddy_on_upgrade(srv, on_upgrade);
     eddy_on_message(srv, on_message);
+    if (auth_apply(srv, cfg, false) < 0)
+        goto out;
 
     /* Blocked before the loops start, so that every thread inherits the mask and only
      * the signal thread takes them. */
@@ -566,6 +572,7 @@ int serve_run(cfg_t *cfg, int ready_fd)
 
 out:
     pidfile_remove(cfg->pid_file);
+    auth_release();
     if (srv != NULL)
         eddy_server_free(srv);
     free(g.root_real);
