@@ -3,8 +3,10 @@
  * The running server: static files, the WebSocket echo service, /healthz, /readyz and
  * /status, logging, the pid file, and the signals (SIGTERM/SIGINT stop, SIGHUP reloads).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -88,6 +91,54 @@ static void answer(eddy_response_t *resp, int status, const char *type, const ch
     eddy_response_end(resp, body, strlen(body));
 }
 
+/* What the process uses, from /proc/self (zeros where it cannot be read). */
+typedef struct process_figures {
+    uint64_t resident_bytes;
+    double cpu_seconds; /* user + system */
+    uint64_t open_fds;
+    uint64_t max_fds;
+} process_figures_t;
+
+static process_figures_t process_figures(void)
+{
+    process_figures_t pf = {0};
+    long page = sysconf(_SC_PAGESIZE), ticks = sysconf(_SC_CLK_TCK);
+    unsigned long long size = 0, resident = 0, utime = 0, stime = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%llu %llu", &size, &resident) == 2 && page > 0)
+            pf.resident_bytes = resident * (uint64_t)page;
+        fclose(f);
+    }
+    /* /proc/self/stat: fields 14 and 15 are utime and stime; the command name (field 2)
+     * may hold spaces and parentheses, so the count starts after its last ')'. */
+    char line[1024];
+    f = fopen("/proc/self/stat", "r");
+    if (f != NULL) {
+        if (fgets(line, sizeof(line), f) != NULL) {
+            const char *p = strrchr(line, ')');
+            if (p != NULL &&
+                sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                       &stime) == 2 &&
+                ticks > 0)
+                pf.cpu_seconds = (double)(utime + stime) / (double)ticks;
+        }
+        fclose(f);
+    }
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir != NULL) {
+        struct dirent *e;
+        while ((e = readdir(dir)) != NULL)
+            pf.open_fds += e->d_name[0] != '.';
+        closedir(dir);
+        pf.open_fds--; /* the directory's own descriptor */
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        pf.max_fds = (uint64_t)rl.rlim_cur;
+    return pf;
+}
+
 static void answer_status(eddy_response_t *resp)
 {
     eddy_options_t opts;
@@ -101,15 +152,146 @@ static void answer_status(eddy_response_t *resp)
     if (g.admin_index >= 0)
         snprintf(listeners + n, sizeof(listeners) - (size_t)n, ",\"admin http://%s:%d\"",
                  g.cfg->admin_host, eddy_server_listener_port(g.srv, g.admin_index));
-    char body[2048];
+    eddy_stats_t st;
+    eddy_server_stats(g.srv, -1, &st);
+    process_figures_t pf = process_figures();
+    char body[4096];
     snprintf(body, sizeof(body),
              "{\"version\":\"%s\",\"pid\":%d,\"state\":\"%s\",\"uptime_seconds\":%lld,"
              "\"listeners\":[%s],\"worker_num\":%d,\"task_worker_num\":%d,"
-             "\"connections\":%zu,\"log_level\":\"%s\"}\n",
+             "\"connections\":%" PRIu64 ",\"websocket_connections\":%" PRIu64 ","
+             "\"accepted\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"http_requests\":%" PRIu64 ","
+             "\"websocket_handshakes\":%" PRIu64 ",\"websocket_refused\":%" PRIu64 ","
+             "\"messages_in\":%" PRIu64 ",\"messages_out\":%" PRIu64 ","
+             "\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ","
+             "\"messages_dropped\":%" PRIu64 ",\"slow_consumer_closes\":%" PRIu64 ","
+             "\"memory_rss_bytes\":%" PRIu64 ",\"cpu_seconds\":%.2f,\"open_fds\":%" PRIu64 ","
+             "\"log_level\":\"%s\"}\n",
              eddy_version(), (int)getpid(), atomic_load(&g.draining) ? "draining" : "running",
              (long long)(time(NULL) - g.started), listeners, opts.worker_num, opts.task_worker_num,
-             eddy_connection_count(g.srv), cfg_level_name(atomic_load(&g.log_level)));
+             st.connections, st.websocket_connections, st.accepted_total, st.refused_total,
+             st.http_requests_total, st.websocket_opened_total, st.websocket_refused_total,
+             st.messages_received_total, st.messages_sent_total, st.bytes_received_total,
+             st.bytes_sent_total, st.messages_dropped_total, st.slow_consumer_closes_total,
+             pf.resident_bytes, pf.cpu_seconds, pf.open_fds,
+             cfg_level_name(atomic_load(&g.log_level)));
     answer(resp, 200, "application/json", body);
+}
+
+/* One metric family: its HELP and TYPE lines. */
+static void metric_head(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric(FILE *out, const char *name, const char *type, const char *help, uint64_t value)
+{
+    metric_head(out, name, type, help);
+    fprintf(out, "%s %" PRIu64 "\n", name, value);
+}
+
+/* /metrics: Prometheus text exposition format 0.0.4. */
+static void answer_metrics(eddy_response_t *resp)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (out == NULL) {
+        answer(resp, 500, "text/plain; charset=utf-8", "out of memory\n");
+        return;
+    }
+    eddy_options_t opts;
+    eddy_server_get_options(g.srv, &opts);
+    eddy_stats_t st;
+    eddy_server_stats(g.srv, -1, &st);
+    process_figures_t pf = process_figures();
+
+    metric_head(out, "eddy_build_info", "gauge", "The running eddy's version (value 1).");
+    fprintf(out, "eddy_build_info{version=\"%s\"} 1\n", eddy_version());
+    metric(out, "eddy_start_time_seconds", "gauge", "Unix time the server started.",
+           (uint64_t)g.started);
+    metric(out, "eddy_uptime_seconds", "gauge", "Seconds since the server started.",
+           (uint64_t)(time(NULL) - g.started));
+    metric(out, "eddy_ready", "gauge", "1 while serving, 0 once stopping (as /readyz).",
+           atomic_load(&g.draining) ? 0 : 1);
+    metric(out, "eddy_worker_num", "gauge", "Event loop threads.", (uint64_t)opts.worker_num);
+    metric_head(out, "eddy_connections", "gauge", "Live connections by kind.");
+    fprintf(out, "eddy_connections{kind=\"websocket\"} %" PRIu64 "\n", st.websocket_connections);
+    fprintf(out, "eddy_connections{kind=\"http\"} %" PRIu64 "\n",
+            st.connections > st.websocket_connections ? st.connections - st.websocket_connections
+                                                      : 0);
+    metric(out, "eddy_connections_max", "gauge", "max_connection: accepting stops there.",
+           (uint64_t)opts.max_connection);
+    metric(out, "eddy_connections_accepted_total", "counter", "Connections accepted.",
+           st.accepted_total);
+    metric(out, "eddy_connections_refused_total", "counter",
+           "Connections closed as soon as accepted (max_connection, out of descriptors).",
+           st.refused_total);
+    metric(out, "eddy_http_requests_total", "counter",
+           "HTTP requests dispatched, WebSocket upgrades included.", st.http_requests_total);
+    metric(out, "eddy_websocket_handshakes_total", "counter", "WebSocket handshakes completed.",
+           st.websocket_opened_total);
+    metric(out, "eddy_websocket_handshake_failures_total", "counter",
+           "WebSocket upgrade requests refused (bad request, Origin, path, application).",
+           st.websocket_refused_total);
+    metric(out, "eddy_websocket_messages_received_total", "counter",
+           "WebSocket data messages received.", st.messages_received_total);
+    metric(out, "eddy_websocket_messages_sent_total", "counter",
+           "WebSocket data messages queued to clients.", st.messages_sent_total);
+    metric(out, "eddy_websocket_messages_dropped_total", "counter",
+           "Messages not sent to slow consumers (slow_consumer_policy drop).",
+           st.messages_dropped_total);
+    metric(out, "eddy_websocket_slow_consumer_closes_total", "counter",
+           "Connections closed as slow consumers (slow_consumer_policy close).",
+           st.slow_consumer_closes_total);
+    metric(out, "eddy_received_bytes_total", "counter",
+           "Bytes read from connections, HTTP and WebSocket (TLS: decrypted).",
+           st.bytes_received_total);
+    metric(out, "eddy_sent_bytes_total", "counter",
+           "Bytes written to connections (TLS: before encryption).", st.bytes_sent_total);
+
+    /* Per event loop: how evenly the connections and the work are spread. */
+    static const struct {
+        const char *name, *type, *help;
+    } per_loop[] = {
+        {"eddy_loop_connections", "gauge", "Live connections owned by each event loop."},
+        {"eddy_loop_websocket_messages_received_total", "counter",
+         "WebSocket data messages received, by event loop."},
+        {"eddy_loop_websocket_messages_sent_total", "counter",
+         "WebSocket data messages queued, by event loop."},
+        {"eddy_loop_received_bytes_total", "counter", "Bytes read, by event loop."},
+        {"eddy_loop_sent_bytes_total", "counter", "Bytes written, by event loop."},
+    };
+    for (size_t m = 0; m < sizeof(per_loop) / sizeof(per_loop[0]); m++) {
+        metric_head(out, per_loop[m].name, per_loop[m].type, per_loop[m].help);
+        eddy_stats_t one;
+        for (int i = 0; eddy_server_stats(g.srv, i, &one) == 0; i++) {
+            uint64_t v = m == 0   ? one.connections
+                         : m == 1 ? one.messages_received_total
+                         : m == 2 ? one.messages_sent_total
+                         : m == 3 ? one.bytes_received_total
+                                  : one.bytes_sent_total;
+            fprintf(out, "%s{loop=\"%d\"} %" PRIu64 "\n", per_loop[m].name, i, v);
+        }
+    }
+
+    metric(out, "eddy_process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+           pf.resident_bytes);
+    metric_head(out, "eddy_process_cpu_seconds_total", "counter",
+                "User and system CPU time spent, in seconds.");
+    fprintf(out, "eddy_process_cpu_seconds_total %.2f\n", pf.cpu_seconds);
+    metric(out, "eddy_process_open_fds", "gauge", "Open file descriptors.", pf.open_fds);
+    metric(out, "eddy_process_max_fds", "gauge", "The limit on open file descriptors.", pf.max_fds);
+    if (fclose(out) != 0 || text == NULL) {
+        free(text);
+        answer(resp, 500, "text/plain; charset=utf-8", "out of memory\n");
+        return;
+    }
+    eddy_response_status(resp, 200, NULL);
+    eddy_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    eddy_response_header(resp, "Cache-Control", "no-store");
+    eddy_response_end(resp, text, len);
+    free(text);
 }
 
 static const char *content_type(const char *path)
@@ -285,6 +467,10 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
         }
         if (strcmp(path, "/status") == 0) {
             answer_status(resp);
+            return;
+        }
+        if (strcmp(path, "/metrics") == 0) {
+            answer_metrics(resp);
             return;
         }
     }

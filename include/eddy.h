@@ -672,6 +672,41 @@ size_t eddy_connection_foreach(eddy_server_t *srv, eddy_foreach_cb cb, void *arg
 /* Number of live connections. */
 size_t eddy_connection_count(eddy_server_t *srv);
 
+/*
+ * Counters and gauges of a server (Swoole's $server->stats(), for metrics). Counters
+ * (_total) count from eddy_server_new() on, across runs; gauges are the present state.
+ * Each event loop counts its own connections' events, so counting costs a plain add on
+ * the loop that owns them (no lock, no locked instruction); a read sums the loops, so the
+ * fields are not one snapshot: each is exact for a moment during the call.
+ */
+typedef struct eddy_stats {
+    uint64_t connections;            /* gauge: live connections (accepted, not yet closed) */
+    uint64_t websocket_connections;  /* gauge: established WebSocket sessions */
+    uint64_t accepted_total;         /* connections accepted */
+    uint64_t refused_total;          /* connections closed as soon as accepted: over max_connection,
+                                      * or shed while out of file descriptors */
+    uint64_t http_requests_total;    /* HTTP requests dispatched, WebSocket upgrades included */
+    uint64_t websocket_opened_total; /* WebSocket handshakes completed */
+    /* Upgrade requests refused: by eddy's checks (RFC 6455, websocket_origins), by the
+     * upgrade callback, or by the handshake callback's answer. */
+    uint64_t websocket_refused_total;
+    uint64_t messages_received_total;    /* WebSocket data messages given to the message event */
+    uint64_t messages_sent_total;        /* whole WebSocket data messages queued (push, publish) */
+    uint64_t bytes_received_total;       /* bytes read from connections (TLS: decrypted) */
+    uint64_t bytes_sent_total;           /* bytes written to them (TLS: before encryption) */
+    uint64_t messages_dropped_total;     /* messages not sent to slow consumers (policy drop) */
+    uint64_t slow_consumer_closes_total; /* connections closed as slow consumers (close) */
+} eddy_stats_t;
+
+/*
+ * Fills *out with the figures of the whole server (loop -1) or of one event loop (0 to
+ * worker_num - 1 of the current or last run: its connections are those it owns, its
+ * accepted_total what its listening sockets accepted). Any thread, any time between
+ * eddy_server_new() and eddy_server_free(). Returns 0, or EDDY_EINVAL (out NULL, or no
+ * such loop).
+ */
+int eddy_server_stats(eddy_server_t *srv, int loop, eddy_stats_t *out);
+
 /* Per-connection user data (borrowed pointer, never freed by eddy). */
 int eddy_conn_set_user_data(eddy_server_t *srv, eddy_fd_t fd, void *user_data);
 void *eddy_conn_user_data(eddy_server_t *srv, eddy_fd_t fd);

@@ -344,6 +344,7 @@ static bool shed_backlog(eddy__loop_t *loop, int listen_fd, int err)
     }
     loop->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
     loop->accept_shed += (uint64_t)shed;
+    eddy__stat_add(&loop->stats.refused, (uint64_t)shed);
     if (shed > 0)
         eddy__log(loop->srv, EDDY__LOG_WARNING,
                   "accept: %s; closed %d pending connection(s) unserved (%" PRIu64 " so far)",
@@ -430,8 +431,10 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
                       "accept: too many connections (max_connection=%zu), refused %s:%d",
                       srv->opts.max_connection, ip, port);
             close(fd);
+            eddy__stat_add(&loop->stats.refused, 1);
             continue;
         }
+        eddy__stat_add(&loop->stats.accepted, 1);
         eddy__loop_t *target = loop;
         if (hand_over) {
             target = srv->loops[loop->next_handoff];
@@ -971,6 +974,49 @@ size_t eddy_connection_foreach(eddy_server_t *srv, eddy_foreach_cb cb, void *arg
 size_t eddy_connection_count(eddy_server_t *srv)
 {
     return atomic_load(&srv->registry.live);
+}
+
+/* A cell of another loop's stats: its loop adds with plain instructions (eddy__stat_add),
+ * so this aligned 64-bit load may see a value from just before or after an add, never a
+ * torn one. Not instrumented by ThreadSanitizer, which would call that pair a race. */
+__attribute__((no_sanitize("thread"), noinline)) static uint64_t stat_read(uint64_t *cell)
+{
+    return __atomic_load_n(cell, __ATOMIC_RELAXED);
+}
+
+int eddy_server_stats(eddy_server_t *srv, int loop, eddy_stats_t *out)
+{
+    int loops = atomic_load(&srv->loop_count);
+    if (out == NULL || loop < -1 || loop >= loops)
+        return EDDY_EINVAL;
+    *out = (eddy_stats_t){0};
+    uint64_t conns_closed = 0, conns_opened = 0, ws_closed = 0, ws_opened = 0;
+    for (int i = loop < 0 ? 0 : loop; i < (loop < 0 ? loops : loop + 1); i++) {
+        eddy__loop_stats_t *st = &srv->loops[i]->stats;
+        /* Closes before opens: read the other way round, a close counted in between
+         * could make a gauge negative. */
+        conns_closed += stat_read(&st->conns_closed);
+        conns_opened += stat_read(&st->conns_opened);
+        ws_closed += stat_read(&st->ws_closed);
+        ws_opened += stat_read(&st->ws_opened);
+        out->accepted_total += stat_read(&st->accepted);
+        out->refused_total += stat_read(&st->refused);
+        out->http_requests_total += stat_read(&st->http_requests);
+        out->websocket_refused_total += stat_read(&st->ws_refused);
+        out->messages_received_total += stat_read(&st->messages_in);
+        out->messages_sent_total += stat_read(&st->messages_out);
+        out->bytes_received_total += stat_read(&st->bytes_in);
+        out->bytes_sent_total += stat_read(&st->bytes_out);
+        out->messages_dropped_total += stat_read(&st->dropped);
+        out->slow_consumer_closes_total += stat_read(&st->slow_closes);
+    }
+    out->websocket_opened_total = ws_opened;
+    out->websocket_connections = ws_opened >= ws_closed ? ws_opened - ws_closed : 0;
+    if (loop < 0)
+        out->connections = atomic_load(&srv->registry.live);
+    else
+        out->connections = conns_opened >= conns_closed ? conns_opened - conns_closed : 0;
+    return 0;
 }
 
 int eddy_conn_set_user_data(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
