@@ -1,22 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The running server: static files, the WebSocket echo service, /healthz, /readyz and
- * /status, logging, the pid file, and the signals (SIGTERM/SIGINT stop, SIGHUP reloads).
+ * The running server: static files, the WebSocket echo service, /healthz, /readyz,
+ * /status and /metrics, logging, the pid file, the signals (SIGTERM/SIGINT stop, SIGHUP
+ * reloads, SIGUSR2 restarts with zero downtime) and systemd's readiness notification.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,7 +45,38 @@ static struct {
     atomic_bool exiting;
     pthread_t signal_thread;
     int ready_fd;
-} g = {.admin_index = -1, .tls_index = -1, .ready_fd = -1};
+    char exe[PATH_MAX]; /* this program, for the restart's exec */
+    /* Listening sockets handed over by the process this one replaces (eddy restart): the
+     * main, TLS and admin listeners' descriptors, -1 where none. */
+    int inherited[3];
+    int takeover_parent;         /* the pid replaced, 0 when not a restart */
+    bool handed_over;            /* the listeners went to a new process: it is systemd's main one */
+    atomic_int restart_failures; /* in /status, for `eddy restart` to learn of them */
+} g = {.admin_index = -1, .tls_index = -1, .ready_fd = -1, .inherited = {-1, -1, -1}};
+
+enum { INHERIT_MAIN, INHERIT_TLS, INHERIT_ADMIN };
+static const char *const inherit_names[] = {"main", "tls", "admin"};
+
+/* ---- systemd: sd_notify(3)'s datagram, by hand (no libsystemd needed) ---- */
+
+static void notify_systemd(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = path != NULL ? strlen(path) : 0;
+    if (len == 0 || len >= sizeof(sa.sun_path) || (path[0] != '/' && path[0] != '@'))
+        return;
+    memcpy(sa.sun_path, path, len);
+    if (sa.sun_path[0] == '@') /* an abstract socket */
+        sa.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    ssize_t ignored = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+                             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    (void)ignored;
+    close(fd);
+}
 
 /* ---- logging: every line passes here, so the level can change while running ---- */
 
@@ -166,14 +204,14 @@ static void answer_status(eddy_response_t *resp)
              "\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ","
              "\"messages_dropped\":%" PRIu64 ",\"slow_consumer_closes\":%" PRIu64 ","
              "\"memory_rss_bytes\":%" PRIu64 ",\"cpu_seconds\":%.2f,\"open_fds\":%" PRIu64 ","
-             "\"log_level\":\"%s\"}\n",
+             "\"restart_failures\":%d,\"log_level\":\"%s\"}\n",
              eddy_version(), (int)getpid(), atomic_load(&g.draining) ? "draining" : "running",
              (long long)(time(NULL) - g.started), listeners, opts.worker_num, opts.task_worker_num,
              st.connections, st.websocket_connections, st.accepted_total, st.refused_total,
              st.http_requests_total, st.websocket_opened_total, st.websocket_refused_total,
              st.messages_received_total, st.messages_sent_total, st.bytes_received_total,
              st.bytes_sent_total, st.messages_dropped_total, st.slow_consumer_closes_total,
-             pf.resident_bytes, pf.cpu_seconds, pf.open_fds,
+             pf.resident_bytes, pf.cpu_seconds, pf.open_fds, atomic_load(&g.restart_failures),
              cfg_level_name(atomic_load(&g.log_level)));
     answer(resp, 200, "application/json", body);
 }
@@ -502,8 +540,17 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
     eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
 }
 
+static int pidfile_write(const char *path);
+
 static void on_start(eddy_server_t *srv, void *user_data)
 {
+    /* A restart names itself in the pid file once it serves: should it fail before, the
+     * file still names the process that goes on serving. */
+    if (g.takeover_parent != 0 && pidfile_write(g.cfg->pid_file) < 0)
+        eddy_log(srv, EDDY_LOG_ERROR, "restart: cannot write the pid file %s", g.cfg->pid_file);
+    char ready[64];
+    snprintf(ready, sizeof(ready), "READY=1\nMAINPID=%d", (int)getpid());
+    notify_systemd(ready);
     if (g.root_real == NULL)
         eddy_log(srv, EDDY_LOG_NOTICE, "document_root %s does not exist: static files answer 404",
                  g.cfg->document_root != NULL ? g.cfg->document_root : "(unset)");
@@ -613,6 +660,130 @@ static void drain_delay(const sigset_t *set)
     }
 }
 
+/* ---- restart: a new process takes the listening sockets over ---- */
+
+/*
+ * The new process is this program exec'd with the listening descriptors inherited and
+ * named in EDDY_LISTEN_FDS ("main:3,tls:4,admin:5"), as systemd's LISTEN_FDS and nginx's
+ * binary upgrade do: no socket file or protocol between the two, and the new process
+ * stays in this one's service (its cgroup, its environment, under systemd the same unit,
+ * which learns the new MAINPID). It shares the sockets, so connections are accepted by one
+ * process or the other and none is refused. Once it reports ready on EDDY_READY_FD, this
+ * one stops accepting, lets the plain HTTP requests it accepted finish (up to 1 s), and
+ * stops as SIGTERM does: WebSocket clients get 1001 and reconnect to the new process.
+ */
+static void restart(void)
+{
+    if (atomic_load(&g.draining)) {
+        eddy_log(g.srv, EDDY_LOG_WARNING, "SIGUSR2: restart refused: the server is stopping");
+        return;
+    }
+    int fds[3] = {eddy_server_listener_fd(g.srv, 0),
+                  g.tls_index >= 0 ? eddy_server_listener_fd(g.srv, g.tls_index) : -1,
+                  g.admin_index >= 0 ? eddy_server_listener_fd(g.srv, g.admin_index) : -1};
+    char listen_var[128] = "EDDY_LISTEN_FDS=";
+    size_t n = strlen(listen_var);
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            n += (size_t)snprintf(listen_var + n, sizeof(listen_var) - n, "%s%s:%d",
+                                  n > 16 ? "," : "", inherit_names[i], fds[i]);
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) != 0) {
+        eddy_log(g.srv, EDDY_LOG_ERROR, "restart failed: pipe: %s", strerror(errno));
+        return;
+    }
+    char ready_var[32], log_var[PATH_MAX + 32] = "";
+    snprintf(ready_var, sizeof(ready_var), "EDDY_READY_FD=%d", ready[1]);
+    /* `eddy start` logs to eddy.log without the file saying so: the new one must too. */
+    if (g.cfg->log_file != NULL && cfg_get(g.cfg, "log", "log_file") == NULL)
+        snprintf(log_var, sizeof(log_var), "EDDY_LOG_LOG_FILE=%s", g.cfg->log_file);
+    extern char **environ;
+    size_t count = 0;
+    while (environ[count] != NULL)
+        count++;
+    char **envp = calloc(count + 4, sizeof(*envp));
+    if (envp == NULL) {
+        close(ready[0]);
+        close(ready[1]);
+        eddy_log(g.srv, EDDY_LOG_ERROR, "restart failed: out of memory");
+        return;
+    }
+    size_t e = 0;
+    for (size_t i = 0; i < count; i++)
+        if (strncmp(environ[i], "EDDY_LISTEN_FDS=", 16) != 0 &&
+            strncmp(environ[i], "EDDY_READY_FD=", 14) != 0)
+            envp[e++] = environ[i];
+    envp[e++] = listen_var;
+    envp[e++] = ready_var;
+    if (log_var[0] != '\0')
+        envp[e++] = log_var;
+    char *argv[] = {g.exe, "serve", "-c", g.cfg->path, NULL};
+    if (g.cfg->path == NULL)
+        argv[2] = NULL;
+    sigset_t none;
+    sigemptyset(&none);
+    eddy_log(g.srv, EDDY_LOG_NOTICE, "SIGUSR2: restarting: starting %s with the listeners", g.exe);
+    pid_t child = fork();
+    if (child == 0) {
+        /* Only async-signal-safe calls between fork and exec: this process has threads. */
+        for (int i = 0; i < 3; i++)
+            if (fds[i] >= 0)
+                fcntl(fds[i], F_SETFD, 0);
+        fcntl(ready[1], F_SETFD, 0);
+        if (chdir(g.cfg->base_dir) != 0) /* relative paths in the file mean the same */
+            _exit(127);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(g.exe, argv, envp);
+        _exit(127);
+    }
+    int err = errno;
+    free(envp);
+    close(ready[1]);
+    if (child < 0) {
+        close(ready[0]);
+        eddy_log(g.srv, EDDY_LOG_ERROR, "restart failed: fork: %s", strerror(err));
+        return;
+    }
+    /* "PID\n" once its listeners serve; EOF if it failed (its log says why). */
+    char buf[32] = {0};
+    size_t got = 0;
+    struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
+    while (got < sizeof(buf) - 1 && strchr(buf, '\n') == NULL && poll(&pfd, 1, 30000) > 0) {
+        ssize_t r = read(ready[0], buf + got, sizeof(buf) - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(ready[0]);
+    if (strchr(buf, '\n') == NULL) {
+        kill(child, SIGKILL); /* dead already, or did not start in 30 s */
+        waitpid(child, NULL, 0);
+        eddy_log(g.srv, EDDY_LOG_ERROR,
+                 "restart failed: the new process (pid %d) did not start; this one keeps "
+                 "serving",
+                 (int)child);
+        atomic_fetch_add(&g.restart_failures, 1);
+        return;
+    }
+    eddy_log(g.srv, EDDY_LOG_NOTICE,
+             "restart: pid %d serves the listeners now; this one stops accepting and drains",
+             atoi(buf));
+    g.handed_over = true;
+    atomic_store(&g.draining, true);
+    eddy_server_close_listeners(g.srv);
+    /* Once the listeners are closed every connection accepted is counted: the plain HTTP
+     * ones (requests accepted just before) get up to 1 s to be answered. */
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    for (int waited = 0; waited < 100; waited++) {
+        eddy_stats_t st;
+        eddy_server_stats(g.srv, -1, &st);
+        if (eddy_server_listener_fd(g.srv, 0) < 0 && st.connections <= st.websocket_connections)
+            break;
+        nanosleep(&tick, NULL);
+    }
+    eddy_server_stop(g.srv);
+}
+
 /* Signals are taken by one thread with sigwait(), so the handlers run as plain code:
  * reload may read files and log. */
 static void *signal_main(void *arg)
@@ -627,9 +798,14 @@ static void *signal_main(void *arg)
         if (sig == SIGHUP) {
             eddy_log(g.srv, EDDY_LOG_NOTICE, "SIGHUP: reloading %s",
                      g.cfg->path != NULL ? g.cfg->path : "(defaults)");
+            notify_systemd("RELOADING=1");
             reload();
+            notify_systemd("READY=1");
+        } else if (sig == SIGUSR2) {
+            restart();
         } else if (!atomic_exchange(&g.draining, true)) {
             eddy_log(g.srv, EDDY_LOG_NOTICE, "%s: shutting down", strsignal(sig));
+            notify_systemd("STOPPING=1");
             drain_delay(set);
             eddy_server_stop(g.srv);
         }
@@ -638,15 +814,24 @@ static void *signal_main(void *arg)
 
 /* ---- pid file ---- */
 
-static int pidfile_write(const char *path)
+/* Refuses (-1) when the pid file names a live eddy other than the one being replaced. */
+static int pidfile_check(const char *path)
 {
     int running = pidfile_running(path);
-    if (running > 0) {
+    if (running > 0 && running != g.takeover_parent) {
         fprintf(stderr, "Failed! eddy is already running (pid %d, pid file %s).\n", running, path);
         return -1;
     }
-    unlink(path); /* stale: a crash left it, or its pid now belongs to another program */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    return 0;
+}
+
+/* Writes our pid to a temporary file renamed over path: a reader sees the old pid or the
+ * new one, never an empty or partial file (a stale file is simply replaced). */
+static int pidfile_write(const char *path)
+{
+    char tmp[PATH_MAX + 32];
+    snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         fprintf(stderr, "eddy: cannot create the pid file %s: %s\n", path, strerror(errno));
         return -1;
@@ -655,12 +840,87 @@ static int pidfile_write(const char *path)
     int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
     bool ok = write(fd, buf, (size_t)n) == n;
     close(fd);
-    if (!ok) {
-        unlink(path);
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
         fprintf(stderr, "eddy: cannot write the pid file %s\n", path);
         return -1;
     }
     return 0;
+}
+
+/* EDDY_LISTEN_FDS and EDDY_READY_FD from the process being replaced (see restart()),
+ * taken out of the environment so that nothing started later inherits them. */
+static void take_inherited(void)
+{
+    const char *fds = getenv("EDDY_LISTEN_FDS"), *ready = getenv("EDDY_READY_FD");
+    if (fds == NULL)
+        return;
+    g.takeover_parent = (int)getppid();
+    for (const char *p = fds; *p != '\0';) {
+        size_t name_len = strcspn(p, ":");
+        int fd = p[name_len] == ':' ? atoi(p + name_len + 1) : -1;
+        for (int i = 0; i < 3; i++)
+            if (fd > STDERR_FILENO && strlen(inherit_names[i]) == name_len &&
+                strncmp(p, inherit_names[i], name_len) == 0 && fcntl(fd, F_GETFD) >= 0)
+                g.inherited[i] = fd;
+        p += strcspn(p, ",");
+        p += *p == ',';
+    }
+    if (ready != NULL && atoi(ready) > STDERR_FILENO && fcntl(atoi(ready), F_GETFD) >= 0) {
+        g.ready_fd = atoi(ready);
+        fcntl(g.ready_fd, F_SETFD, FD_CLOEXEC);
+    }
+    unsetenv("EDDY_LISTEN_FDS");
+    unsetenv("EDDY_READY_FD");
+}
+
+/* True if the listening socket fd is bound to host:port (port 0: any port). */
+static bool socket_is(int fd, const char *host, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+    int bound = ntohs(ss.ss_family == AF_INET6 ? in6->sin6_port : in4->sin_port);
+    if (port != 0 && bound != port)
+        return false;
+    struct addrinfo hints = {.ai_family = ss.ss_family,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE},
+                    *res;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return false;
+    bool same = false;
+    for (struct addrinfo *ai = res; ai != NULL && !same; ai = ai->ai_next) {
+        if (ss.ss_family == AF_INET)
+            same = memcmp(&((struct sockaddr_in *)ai->ai_addr)->sin_addr, &in4->sin_addr,
+                          sizeof(in4->sin_addr)) == 0;
+        else
+            same = memcmp(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, &in6->sin6_addr,
+                          sizeof(in6->sin6_addr)) == 0;
+    }
+    freeaddrinfo(res);
+    return same;
+}
+
+/* Adds a listener: on the inherited socket when it is bound where the configuration asks
+ * (a restart), else a new one (a changed address is bound anew; the old socket closes). */
+static int add_listener(eddy_server_t *srv, int which, const char *host, int port, int flags)
+{
+    int fd = g.inherited[which];
+    g.inherited[which] = -1;
+    if (fd >= 0) {
+        int index = socket_is(fd, host, port) ? eddy_server_add_listener_fd(srv, fd, flags) : -1;
+        if (index >= 0) {
+            eddy_log(srv, EDDY_LOG_INFO, "%s listener %s:%d taken over", inherit_names[which], host,
+                     port);
+            return index;
+        }
+        close(fd);
+    }
+    return eddy_server_add_listener(srv, host, port, flags);
 }
 
 /* Removes the pid file if it is still ours. */
@@ -682,18 +942,29 @@ int serve_run(cfg_t *cfg, int ready_fd)
     g.cfg = cfg;
     g.ready_fd = ready_fd;
     g.started = time(NULL);
+    take_inherited();
+    ssize_t exe_len = readlink("/proc/self/exe", g.exe, sizeof(g.exe) - 1);
+    g.exe[exe_len > 0 ? exe_len : 0] = '\0';
+    char *deleted = strstr(g.exe, " (deleted)"); /* replaced by a new build: exec that */
+    if (deleted != NULL && deleted[10] == '\0')
+        *deleted = '\0';
     int rc = open_log_file(cfg->log_file);
     if (rc < 0) {
         fprintf(stderr, "eddy: cannot open log_file %s: %s\n", cfg->log_file, strerror(-rc));
         return EXIT_FAIL;
     }
-    if (pidfile_write(cfg->pid_file) < 0)
+    if (pidfile_check(cfg->pid_file) < 0 ||
+        (g.takeover_parent == 0 && pidfile_write(cfg->pid_file) < 0)) {
+        for (int i = 0; i < 3; i++)
+            if (g.inherited[i] >= 0)
+                close(g.inherited[i]);
         return EXIT_FAIL;
+    }
     g.root_real = cfg->document_root != NULL ? realpath(cfg->document_root, NULL) : NULL;
 
     int status = EXIT_FAIL;
-    eddy_server_t *srv = eddy_server_new(cfg->host, cfg->port);
-    if (srv == NULL) {
+    eddy_server_t *srv = eddy_server_new(NULL, 0);
+    if (srv == NULL || (rc = add_listener(srv, INHERIT_MAIN, cfg->host, cfg->port, 0)) != 0) {
         fprintf(stderr, "eddy: cannot create the server on %s:%d\n", cfg->host, cfg->port);
         goto out;
     }
@@ -712,13 +983,13 @@ int serve_run(cfg_t *cfg, int ready_fd)
         }
     }
     eddy_server_set(srv, "log_level", cfg_level_name(g.engine_level));
-    if (cfg->tls_port != 0 && (g.tls_index = eddy_server_add_listener(
-                                   srv, cfg->tls_host, cfg->tls_port, EDDY_LISTEN_TLS)) < 0) {
+    if (cfg->tls_port != 0 && (g.tls_index = add_listener(srv, INHERIT_TLS, cfg->tls_host,
+                                                          cfg->tls_port, EDDY_LISTEN_TLS)) < 0) {
         fprintf(stderr, "eddy: [tls] listener: %s\n", eddy_strerror(g.tls_index));
         goto out;
     }
-    if (cfg->admin_port != 0 &&
-        (g.admin_index = eddy_server_add_listener(srv, cfg->admin_host, cfg->admin_port, 0)) < 0) {
+    if (cfg->admin_port != 0 && (g.admin_index = add_listener(srv, INHERIT_ADMIN, cfg->admin_host,
+                                                              cfg->admin_port, 0)) < 0) {
         fprintf(stderr, "eddy: [admin] listener: %s\n", eddy_strerror(g.admin_index));
         goto out;
     }
@@ -734,6 +1005,7 @@ int serve_run(cfg_t *cfg, int ready_fd)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (pthread_create(&g.signal_thread, NULL, signal_main, &set) != 0) {
@@ -751,6 +1023,9 @@ int serve_run(cfg_t *cfg, int ready_fd)
     }
 
 out:
+    for (int i = 0; i < 3; i++) /* inherited for listeners the configuration dropped */
+        if (g.inherited[i] >= 0)
+            close(g.inherited[i]);
     pidfile_remove(cfg->pid_file);
     if (srv != NULL)
         eddy_server_free(srv);

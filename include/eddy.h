@@ -276,6 +276,45 @@ enum eddy_listen_flag {
 int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int flags);
 
 /*
+ * Adds a listener on a socket that is listening already, instead of binding one: a
+ * descriptor inherited from the process this one replaces (eddy_server_listener_fd()
+ * there) or from a service manager. Connections waiting in its backlog are accepted as
+ * usual, so handing a socket over loses none. fd must be a listening TCP socket (IPv4 or
+ * IPv6); the address it is bound to becomes the listener's (eddy_server_listener_port()),
+ * and a later start of the same server binds that address again. The first start after
+ * this call uses fd (made non-blocking and close-on-exec); it is served by loop 0, which
+ * hands connections to the other loops, even with enable_reuse_port. On success the
+ * server owns fd: it is closed when the server stops, or by eddy_server_free() if the
+ * server never started; on failure it stays the caller's. Must be called before
+ * eddy_server_start(). Returns the listener's index (>= 0), EDDY_EINVAL (fd is not a
+ * listening TCP socket, bad flags), EDDY_ERUNNING or EDDY_ENOMEM.
+ */
+int eddy_server_add_listener_fd(eddy_server_t *srv, int fd, int flags);
+
+/*
+ * The listening socket of listener index while the server runs (loop 0's, with
+ * enable_reuse_port), or -1 (not started yet, stopped, no such listener). It stays the
+ * server's and is closed when the server stops: to hand it to another process, pass or
+ * dup it (SCM_RIGHTS, an inherited descriptor) before asking this server to stop. The new
+ * process's listener (eddy_server_add_listener_fd()) shares the socket, so a connection
+ * is accepted by one process or the other until the old one stops; none is refused.
+ * Any thread.
+ */
+int eddy_server_listener_fd(const eddy_server_t *srv, int index);
+
+/*
+ * Stops accepting while the connections the server has go on being served: every loop
+ * closes its listening sockets, shortly after the call. eddy_server_listener_fd() returns
+ * -1 once all have, and every connection accepted before is then a live one (counted by
+ * eddy_connection_count(), none still being handed between loops). For a hand-over: once
+ * another process shares the sockets, this one stops taking connections, answers the
+ * requests it accepted already, and then eddy_server_stop() closes the rest (WebSocket
+ * sessions with 1001). Call it while the server runs; any thread. Returns 0 or
+ * EDDY_ENOMEM (nothing was changed).
+ */
+int eddy_server_close_listeners(eddy_server_t *srv);
+
+/*
  * Applies one setting, Swoole's $server->set([key => value]) one pair at a time. Key and
  * value are copied. Must be called before eddy_server_start(). The same settings, typed:
  * eddy_options_t and eddy_server_configure() below.

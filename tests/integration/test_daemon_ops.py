@@ -2,11 +2,19 @@
 """The eddy program's operations surface: /metrics (Prometheus text format 0.0.4) and the
 same figures in `eddy status`."""
 
+import os
 import re
+import signal
+import socket
+import struct
+import threading
+import time
 
 import pytest
 
-from test_daemon import Serving, eddy, free_port, http, site  # noqa: F401  (site: fixture)
+from eddyserver import ROOT, TIMEOUT
+from test_daemon import (Serving, alive, assert_clean, eddy, free_port, http, pid_of, read,
+                         site, wait_for)  # noqa: F401  (site: fixture)
 from wsraw import RawClient
 
 # Text exposition format 0.0.4, strictly: HELP and TYPE lines, then samples of that family.
@@ -127,3 +135,152 @@ def test_metrics_on_the_main_listener_without_an_admin_one(site):
 def test_the_metrics_parser_is_strict(line):
     with pytest.raises(AssertionError):
         parse_metrics(line + "\n")
+
+
+class ConnectLoop:
+    """Connects continuously (one request per connection) on a thread and counts what each
+    attempt met: an answer, a refusal, a reset (or a close without an answer)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.counts = {"ok": 0, "refused": 0, "reset": 0}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _attempt(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := s.recv(4096):
+                    answer += chunk
+            return "ok" if answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"</h1>\n") \
+                else "reset"
+        except ConnectionRefusedError:
+            return "refused"
+        except OSError:  # reset, or timed out
+            return "reset"
+
+    def _run(self):
+        deadline = time.monotonic() + 60
+        while not self.done.is_set() and time.monotonic() < deadline:
+            self.counts[self._attempt()] += 1
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.counts
+
+
+def test_restart_hands_the_listeners_over_without_refusing_a_connection(site):
+    tmp, conf = site
+    admin = free_port()
+    path, port = conf(admin_port=admin)
+    assert eddy("start", "-c", path, cwd=tmp).returncode == 0
+    old = pid_of(tmp)
+    client = RawClient("127.0.0.1", port)
+    client.handshake("/ws")
+    client.send_frame(0x1, b"before")
+    assert client.recv_message() == (0x1, b"before")
+    loop = ConnectLoop(port)
+    try:
+        wait_for(lambda: loop.counts["ok"] >= 20, "the connection loop to get going")
+        out = eddy("restart", "-c", path, cwd=tmp)
+        assert out.returncode == 0, out.stdout + out.stderr + read(tmp / "eddy.log")
+        assert "> success" in out.stdout
+        new = pid_of(tmp)
+        assert new != old and alive(new) and not alive(old)
+        # The WebSocket client was told to go away (1001) and reconnects to the new one.
+        _, _, opcode, payload = client.recv_frame()
+        assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1001
+        client.send_frame(0x8, payload[:2])
+        client.expect_eof()
+        again = RawClient("127.0.0.1", port)
+        again.handshake("/ws")
+        again.send_frame(0x1, b"after")
+        assert again.recv_message() == (0x1, b"after")
+        again.close_handshake()
+        ok_at_restart = loop.counts["ok"]
+        wait_for(lambda: loop.counts["ok"] >= ok_at_restart + 20, "connections after it")
+    finally:
+        counts = loop.stop()
+    try:
+        assert counts["refused"] == 0 and counts["reset"] == 0, counts
+        assert f'"pid":{new}'.encode() in http(admin, "/status")[2]  # admin handed over too
+        assert "taken over" in read(tmp / "eddy.log")
+    finally:
+        assert eddy("stop", "-c", path, cwd=tmp).returncode == 0
+    assert_clean(tmp / "eddy.log")
+
+
+def test_the_connection_loop_counts_refusals_across_a_stop_and_start(site):
+    """The measure above can fail: a plain stop and start refuses connections."""
+    tmp, conf = site
+    path, port = conf()
+    assert eddy("start", "-c", path, cwd=tmp).returncode == 0
+    loop = ConnectLoop(port)
+    try:
+        wait_for(lambda: loop.counts["ok"] >= 20, "the connection loop to get going")
+        assert eddy("stop", "-c", path, cwd=tmp).returncode == 0
+        assert eddy("start", "-c", path, cwd=tmp).returncode == 0
+        ok_at_restart = loop.counts["ok"]
+        wait_for(lambda: loop.counts["ok"] >= ok_at_restart + 20, "connections after it")
+    finally:
+        counts = loop.stop()
+        eddy("stop", "-c", path, cwd=tmp)
+    assert counts["refused"] + counts["reset"] > 0, counts
+
+
+def test_restart_of_a_stopped_server_starts_it_and_a_failed_one_keeps_the_old(site):
+    tmp, conf = site
+    path, port = conf()
+    out = eddy("restart", "-c", path, cwd=tmp)
+    assert out.returncode == 0 and "not running: starting" in out.stdout, out.stderr
+    old = pid_of(tmp)
+    try:
+        # The new process cannot start (the file now names a TLS certificate that is not
+        # one): the old one learns it, says so in its log and keeps serving; the pid file
+        # still names it.
+        bogus = os.path.join(ROOT, "README.md")
+        with open(path, "a") as f:
+            f.write(f"[tls]\nport = {free_port()}\nssl_cert_file = {bogus}\n"
+                    f"ssl_key_file = {bogus}\n")
+        started = time.monotonic()
+        out = eddy("restart", "-c", path, cwd=tmp)
+        assert time.monotonic() - started < 10
+        assert out.returncode == 1 and "did not take over" in out.stderr, out.stdout + out.stderr
+        assert pid_of(tmp) == old and alive(old) and http(port, "/")[0] == 200
+        assert "restart failed" in read(tmp / "eddy.log")
+    finally:
+        conf(port=port)
+        assert eddy("stop", "-c", path, cwd=tmp).returncode == 0
+
+
+def test_systemd_notifications_ready_reloading_stopping_and_the_new_main_pid(site):
+    """sd_notify(3) by hand: what systemd's Type=notify unit (contrib/systemd) relies on."""
+    tmp, conf = site
+    path, port = conf()
+    sock_path = str(tmp / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(sock_path)
+        notify.settimeout(TIMEOUT)
+        server = Serving(tmp, path, env={"NOTIFY_SOCKET": sock_path})
+        restarted = None
+        try:
+            assert notify.recv(256) == f"READY=1\nMAINPID={server.proc.pid}".encode()
+            server.proc.send_signal(signal.SIGHUP)
+            assert notify.recv(256) == b"RELOADING=1"
+            assert notify.recv(256) == b"READY=1"
+            server.proc.send_signal(signal.SIGUSR2)  # what `eddy restart` sends
+            message = notify.recv(256).decode()
+            restarted = int(message.split("MAINPID=")[1])
+            assert message.startswith("READY=1\n") and restarted != server.proc.pid
+            assert server.proc.wait(timeout=TIMEOUT) == 0  # drained and exited, silently
+            os.kill(restarted, signal.SIGTERM)
+            assert notify.recv(256) == b"STOPPING=1"
+            wait_for(lambda: not alive(restarted), "the new process to stop")
+        finally:
+            server.stop()
+            if restarted is not None and alive(restarted):
+                os.kill(restarted, signal.SIGKILL)
