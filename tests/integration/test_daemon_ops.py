@@ -4,15 +4,17 @@ same figures in `eddy status`."""
 
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
 import pytest
 
-from eddyserver import ROOT, TIMEOUT
+from eddyserver import BUILD, ROOT, TIMEOUT
 from test_daemon import (Serving, alive, assert_clean, eddy, free_port, http, pid_of, read,
                          site, wait_for)  # noqa: F401  (site: fixture)
 from wsraw import RawClient
@@ -284,3 +286,86 @@ def test_systemd_notifications_ready_reloading_stopping_and_the_new_main_pid(sit
             server.stop()
             if restarted is not None and alive(restarted):
                 os.kill(restarted, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------
+# Man pages and the systemd unit, as `make install` lays them out
+# ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stage")
+    subprocess.run(["make", "--no-print-directory", "-C", ROOT, "install",
+                    "BUILD=" + os.path.relpath(BUILD, ROOT), "DESTDIR=" + str(root),
+                    "PREFIX=/usr"], check=True, capture_output=True, timeout=600)
+    return root
+
+
+def default_conf_keys():
+    """(section, key) of every key cmd/eddy.conf documents."""
+    keys, section = [], None
+    with open(os.path.join(ROOT, "cmd", "eddy.conf")) as f:
+        for line in f:
+            if m := re.match(r"^\[(\w+)\]", line):
+                section = m.group(1)
+            elif m := re.match(r"^;(\w+) =", line):
+                keys.append((section, m.group(1)))
+    assert len(keys) > 50
+    return keys
+
+
+def test_man_pages_are_installed_and_render_without_warnings(installed):
+    for page in ("man1/eddy.1", "man5/eddy.conf.5"):
+        path = installed / "usr/share/man" / page
+        assert path.is_file()
+        if shutil.which("man"):
+            out = subprocess.run(["man", "--warnings", "-l", str(path)], capture_output=True,
+                                 text=True, env=dict(os.environ, MANWIDTH="80"),
+                                 timeout=TIMEOUT)
+            assert out.returncode == 0 and out.stderr == "", out.stderr
+            assert len(out.stdout) > 2000
+
+
+def roff_text(path):
+    """The page's words: font escapes and hyphen escapes out."""
+    with open(path) as f:
+        return re.sub(r"\\f[BIRP]|\\(?=-)", "", f.read())
+
+
+def test_eddy_1_names_every_command(installed):
+    usage = eddy("--help", cwd=ROOT).stdout
+    commands = re.findall(r"^  ((?:config )?[a-z]+)[ \[]", usage, re.M)
+    assert {"serve", "start", "stop", "restart", "status", "reload", "config check",
+            "config default", "version", "ws"} <= set(commands)
+    text = roff_text(installed / "usr/share/man/man1/eddy.1")
+    for command in commands:
+        assert re.search(rf"^\.(?:TP\n\.)?B {command}$", text, re.M), command
+    for signal_name in ("SIGTERM", "SIGHUP", "SIGUSR2"):
+        assert signal_name in text
+
+
+def test_eddy_conf_5_documents_every_key_of_the_default_file(installed):
+    text = roff_text(installed / "usr/share/man/man5/eddy.conf.5")
+    sections = dict(re.findall(r'^\.SH "\[(\w+)\]"\n(.*?)(?=^\.SH )', text, re.M | re.S))
+    for section, key in default_conf_keys():
+        assert re.search(rf"^\.BR (?:\w+ \", \" )?{key}\b", sections[section], re.M), \
+            (section, key)
+
+
+def test_systemd_unit_is_installed_with_the_installation_paths(installed):
+    unit = (installed / "usr/lib/systemd/system/eddy.service").read_text()
+    assert "Type=notify" in unit and "NotifyAccess=all" in unit
+    assert "ExecStart=/usr/bin/eddy serve -c /etc/eddy/eddy.conf" in unit
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    assert "/usr/local" not in unit
+    assert (installed / "etc/eddy/eddy.conf").read_text() == \
+        open(os.path.join(ROOT, "cmd", "eddy.conf")).read()
+    assert (installed / "usr/share/eddy/www/index.html").is_file()
+    if shutil.which("systemd-analyze"):
+        out = subprocess.run(["systemd-analyze", "verify", "--man=no",
+                              str(installed / "usr/lib/systemd/system/eddy.service")],
+                             capture_output=True, text=True, timeout=TIMEOUT)
+        # The staged binary is not at /usr/bin: that complaint alone is expected.
+        complaints = [line for line in out.stderr.splitlines()
+                      if "/usr/bin/eddy is not executable" not in line]
+        assert complaints == [], out.stderr
