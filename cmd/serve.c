@@ -32,10 +32,22 @@
 /* Files larger than this are refused (the whole file is read into the response). */
 #define STATIC_MAX_BYTES (64u << 20)
 
+/*
+ * What the request handlers read and a reload may change, published whole by pointer: a
+ * loop sees the old set or the new one, never a mix. A replaced set is kept until exit,
+ * since a loop may still be reading it (reloads are rare; a set is a few hundred bytes).
+ */
+typedef struct live {
+    struct live *retired; /* the set this one replaced */
+    char *root_real;      /* realpath of the document root, NULL if it does not exist */
+    char *index;
+    char *ws_path;
+} live_t;
+
 static struct {
     eddy_server_t *srv;
     cfg_t *cfg;
-    char *root_real; /* realpath of the document root, NULL if it does not exist */
+    _Atomic(live_t *) live;
     int admin_index; /* listener index, -1 without one */
     int tls_index;
     time_t started;
@@ -380,7 +392,7 @@ static int hex_value(char c)
  * (so "%2e%2e/" is caught as well as "../"); the file's real path is checked against the
  * root's afterwards, so a symbolic link cannot lead outside either.
  */
-static bool map_path(const char *raw, char *out, size_t cap)
+static bool map_path(const live_t *lv, const char *raw, char *out, size_t cap)
 {
     char decoded[PATH_MAX];
     size_t n = 0;
@@ -406,14 +418,15 @@ static bool map_path(const char *raw, char *out, size_t cap)
         if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
             return false;
     }
-    int w = snprintf(out, cap, "%s%s", g.root_real, decoded);
+    int w = snprintf(out, cap, "%s%s", lv->root_real, decoded);
     return w > 0 && (size_t)w < cap;
 }
 
 static void serve_file(eddy_request_t *req, eddy_response_t *resp)
 {
+    const live_t *lv = atomic_load_explicit(&g.live, memory_order_acquire);
     char path[PATH_MAX + 64];
-    if (g.root_real == NULL || !map_path(eddy_request_path(req), path, sizeof(path) - 64)) {
+    if (lv->root_real == NULL || !map_path(lv, eddy_request_path(req), path, sizeof(path) - 64)) {
         answer(resp, 404, "text/plain; charset=utf-8", "not found\n");
         return;
     }
@@ -428,12 +441,12 @@ static void serve_file(eddy_request_t *req, eddy_response_t *resp)
             eddy_response_end(resp, NULL, 0);
             return;
         }
-        snprintf(path + len, sizeof(path) - len, "%s", g.cfg->index);
+        snprintf(path + len, sizeof(path) - len, "%s", lv->index);
     }
     char real[PATH_MAX];
-    size_t root_len = strlen(g.root_real);
+    size_t root_len = strlen(lv->root_real);
     int fd = -1;
-    if (realpath(path, real) != NULL && strncmp(real, g.root_real, root_len) == 0 &&
+    if (realpath(path, real) != NULL && strncmp(real, lv->root_real, root_len) == 0 &&
         (real[root_len] == '/' || root_len == 1))
         fd = open(real, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -530,7 +543,8 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
 static int on_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
 {
     if (on_admin_listener(srv, eddy_request_fd(req)) ||
-        strcmp(eddy_request_path(req), g.cfg->ws_path) != 0)
+        strcmp(eddy_request_path(req),
+               atomic_load_explicit(&g.live, memory_order_acquire)->ws_path) != 0)
         return eddy_upgrade_refuse(req, 404, NULL, "not found\n");
     return 0;
 }
@@ -551,12 +565,13 @@ static void on_start(eddy_server_t *srv, void *user_data)
     char ready[64];
     snprintf(ready, sizeof(ready), "READY=1\nMAINPID=%d", (int)getpid());
     notify_systemd(ready);
-    if (g.root_real == NULL)
+    const live_t *lv = atomic_load(&g.live);
+    if (lv->root_real == NULL)
         eddy_log(srv, EDDY_LOG_NOTICE, "document_root %s does not exist: static files answer 404",
                  g.cfg->document_root != NULL ? g.cfg->document_root : "(unset)");
     else
-        eddy_log(srv, EDDY_LOG_INFO, "serving files from %s; WebSocket echo on %s", g.root_real,
-                 g.cfg->ws_path);
+        eddy_log(srv, EDDY_LOG_INFO, "serving files from %s; WebSocket echo on %s", lv->root_real,
+                 lv->ws_path);
     if (g.ready_fd >= 0) {
         char msg[32];
         int n = snprintf(msg, sizeof(msg), "%d\n", (int)getpid());
@@ -568,6 +583,145 @@ static void on_start(eddy_server_t *srv, void *user_data)
 }
 
 /* ---- reload ---- */
+
+static live_t *live_new(const cfg_t *cfg)
+{
+    live_t *lv = calloc(1, sizeof(*lv));
+    if (lv == NULL)
+        return NULL;
+    lv->root_real = cfg->document_root != NULL ? realpath(cfg->document_root, NULL) : NULL;
+    lv->index = strdup(cfg->index);
+    lv->ws_path = strdup(cfg->ws_path);
+    if (lv->index == NULL || lv->ws_path == NULL) {
+        free(lv->root_real);
+        free(lv->index);
+        free(lv->ws_path);
+        free(lv);
+        return NULL;
+    }
+    return lv;
+}
+
+static void live_free_all(live_t *lv)
+{
+    while (lv != NULL) {
+        live_t *older = lv->retired;
+        free(lv->root_real);
+        free(lv->index);
+        free(lv->ws_path);
+        free(lv);
+        lv = older;
+    }
+}
+
+/* Keys a reload applies while running; every other one needs `eddy restart`. */
+static bool live_key(const char *section, const char *key)
+{
+    static const char *const keys[][2] = {
+        {"log", "log_level"},        {"log", "log_file"},   {"static", "document_root"},
+        {"static", "index"},         {"websocket", "path"}, {"server", "shutdown_delay"},
+        {"server", "max_wait_time"},
+    };
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strcmp(section, keys[i][0]) == 0 && strcmp(key, keys[i][1]) == 0)
+            return true;
+    return false;
+}
+
+/* Makes cfg's entry section.key what it is in from (or removes it), so that the next
+ * reload compares with the value in force. */
+static void cfg_take(cfg_t *cfg, const cfg_t *from, const char *section, const char *key)
+{
+    const char *value = cfg_get(from, section, key);
+    for (size_t i = 0; i < cfg->entry_count; i++) {
+        cfg_entry_t *e = &cfg->entries[i];
+        if (strcmp(e->section, section) != 0 || strcmp(e->key, key) != 0)
+            continue;
+        char *copy = value != NULL ? strdup(value) : NULL;
+        if (value != NULL && copy == NULL)
+            return;
+        free(e->value);
+        if (copy != NULL) {
+            e->value = copy;
+        } else { /* unset now: the last entry takes its place */
+            free(e->section);
+            free(e->key);
+            *e = cfg->entries[--cfg->entry_count];
+        }
+        return;
+    }
+    if (value == NULL)
+        return;
+    cfg_entry_t *grown = realloc(cfg->entries, (cfg->entry_count + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return;
+    cfg->entries = grown;
+    cfg_entry_t *e = &grown[cfg->entry_count];
+    e->section = strdup(section);
+    e->key = strdup(key);
+    e->value = strdup(value);
+    e->engine = false;
+    if (e->section == NULL || e->key == NULL || e->value == NULL) {
+        free(e->section);
+        free(e->key);
+        free(e->value);
+        return;
+    }
+    cfg->entry_count++;
+}
+
+static bool same(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* document_root, index, [websocket] path, shutdown_delay and max_wait_time from next. */
+static void reload_daemon_keys(cfg_t *next)
+{
+    cfg_t *cur = g.cfg;
+    if (!same(cur->document_root, next->document_root) || strcmp(cur->index, next->index) != 0 ||
+        strcmp(cur->ws_path, next->ws_path) != 0) {
+        live_t *lv = live_new(next);
+        if (lv == NULL) {
+            eddy_log(g.srv, EDDY_LOG_ERROR,
+                     "reload: out of memory; [static] and [websocket] "
+                     "keep their values");
+        } else {
+            if (!same(cur->document_root, next->document_root))
+                eddy_log(g.srv, EDDY_LOG_NOTICE, "reload: [static] document_root %s%s",
+                         next->document_root != NULL ? next->document_root : "(unset)",
+                         lv->root_real == NULL ? " (does not exist: static files answer 404)" : "");
+            if (strcmp(cur->index, next->index) != 0)
+                eddy_log(g.srv, EDDY_LOG_NOTICE, "reload: [static] index %s", next->index);
+            if (strcmp(cur->ws_path, next->ws_path) != 0)
+                eddy_log(g.srv, EDDY_LOG_NOTICE, "reload: [websocket] path %s", next->ws_path);
+            lv->retired = atomic_load(&g.live);
+            atomic_store_explicit(&g.live, lv, memory_order_release);
+            char *swap = cur->document_root;
+            cur->document_root = next->document_root;
+            next->document_root = swap;
+            swap = cur->index;
+            cur->index = next->index;
+            next->index = swap;
+            swap = cur->ws_path;
+            cur->ws_path = next->ws_path;
+            next->ws_path = swap;
+        }
+    }
+    /* Read by this thread alone (the stop) and by the commands, which read the file. */
+    if (cur->shutdown_delay != next->shutdown_delay)
+        eddy_log(g.srv, EDDY_LOG_NOTICE, "reload: [server] shutdown_delay %g s",
+                 next->shutdown_delay);
+    cur->shutdown_delay = next->shutdown_delay;
+    cur->max_wait_time = next->max_wait_time;
+    static const char *const taken[][2] = {{"static", "document_root"},
+                                           {"static", "index"},
+                                           {"websocket", "path"},
+                                           {"server", "shutdown_delay"},
+                                           {"server", "max_wait_time"}};
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+        cfg_take(cur, next, taken[i][0], taken[i][1]);
+}
 
 static void reload(void)
 {
@@ -604,19 +758,20 @@ static void reload(void)
             g.cfg->log_file = copy;
         }
     }
+    reload_daemon_keys(next);
     /* Everything else is fixed at start: name what changed, so nobody waits for it. */
     for (int pass = 0; pass < 2; pass++) {
         const cfg_t *a = pass == 0 ? next : g.cfg, *b = pass == 0 ? g.cfg : next;
         for (size_t i = 0; i < a->entry_count; i++) {
             const cfg_entry_t *e = &a->entries[i];
-            if (strcmp(e->section, "log") == 0 &&
-                (strcmp(e->key, "log_level") == 0 || strcmp(e->key, "log_file") == 0))
+            if (live_key(e->section, e->key))
                 continue;
             const char *other = cfg_get(b, e->section, e->key);
             if (other != NULL && (pass == 1 || strcmp(other, e->value) == 0))
                 continue; /* same, or already reported in the first pass */
             eddy_log(g.srv, EDDY_LOG_WARNING,
-                     "reload: [%s] %s changed; it needs a restart (kept the running value)",
+                     "reload: [%s] %s changed; it needs a restart (eddy restart; kept the "
+                     "running value)",
                      e->section, e->key);
         }
     }
@@ -948,6 +1103,12 @@ int serve_run(cfg_t *cfg, int ready_fd)
     char *deleted = strstr(g.exe, " (deleted)"); /* replaced by a new build: exec that */
     if (deleted != NULL && deleted[10] == '\0')
         *deleted = '\0';
+    live_t *first = live_new(cfg);
+    if (first == NULL) {
+        fprintf(stderr, "eddy: out of memory\n");
+        return EXIT_FAIL;
+    }
+    atomic_store(&g.live, first);
     int rc = open_log_file(cfg->log_file);
     if (rc < 0) {
         fprintf(stderr, "eddy: cannot open log_file %s: %s\n", cfg->log_file, strerror(-rc));
@@ -960,7 +1121,6 @@ int serve_run(cfg_t *cfg, int ready_fd)
                 close(g.inherited[i]);
         return EXIT_FAIL;
     }
-    g.root_real = cfg->document_root != NULL ? realpath(cfg->document_root, NULL) : NULL;
 
     int status = EXIT_FAIL;
     eddy_server_t *srv = eddy_server_new(NULL, 0);
@@ -1029,7 +1189,7 @@ out:
     pidfile_remove(cfg->pid_file);
     if (srv != NULL)
         eddy_server_free(srv);
-    free(g.root_real);
+    live_free_all(atomic_load(&g.live));
     if (g.ready_fd >= 0)
         close(g.ready_fd);
     return status;

@@ -369,3 +369,42 @@ def test_systemd_unit_is_installed_with_the_installation_paths(installed):
         complaints = [line for line in out.stderr.splitlines()
                       if "/usr/bin/eddy is not executable" not in line]
         assert complaints == [], out.stderr
+
+
+def test_reload_applies_document_root_index_and_websocket_path_live(site):
+    tmp, conf = site
+    other = tmp / "other"
+    other.mkdir()
+    (other / "home.html").write_text("other root\n")
+    path, port = conf()
+    server = Serving(tmp, path)
+    try:
+        old_ws = RawClient("127.0.0.1", port)
+        old_ws.handshake("/ws")
+        assert http(port, "/")[2] == b"<h1>eddy</h1>\n"
+        conf(port=port, extra=f"worker_num = 3\n[static]\ndocument_root = {other}\n"
+                             "index = home.html\n[websocket]\npath = /live")
+        server.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload done" in read(server.log_path), "the reload")
+        log = read(server.log_path)
+        assert "reload: [static] document_root" in log and "reload: [websocket] path /live" in log
+        assert "[static] document_root changed; it needs a restart" not in log
+        assert "[server] worker_num changed; it needs a restart" in log
+        assert http(port, "/")[2] == b"other root\n"
+        assert http(port, "/index.html")[0] == 404
+        RawClient("127.0.0.1", port).handshake("/ws", expect_status=404)
+        live = RawClient("127.0.0.1", port)
+        live.handshake("/live")
+        live.send_frame(0x1, b"new path")
+        assert live.recv_message() == (0x1, b"new path")
+        live.close_handshake()
+        old_ws.send_frame(0x1, b"still here")  # sessions already open are not affected
+        assert old_ws.recv_message() == (0x1, b"still here")
+        old_ws.close_handshake()
+        # A second reload of the same file changes nothing and reports nothing again.
+        server.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: read(server.log_path).count("reload done") == 2, "the second reload")
+        second = read(server.log_path).split("reload done")[1]
+        assert "document_root" not in second and "needs a restart" in second
+    finally:
+        assert server.stop() == 0
