@@ -713,7 +713,9 @@ size_t eddy_connection_count(eddy_server_t *srv);
 
 /*
  * Counters and gauges of a server (Swoole's $server->stats(), for metrics). Counters
- * (_total) count from eddy_server_new() on, across runs; gauges are the present state.
+ * (_total) count from eddy_server_new() on, across runs (those of the loops of the current
+ * or last run: with worker_num lowered between runs, the loops left out are not summed);
+ * gauges are the present state.
  * Each event loop counts its own connections' events, so counting costs a plain add on
  * the loop that owns them (no lock, no locked instruction); a read sums the loops, so the
  * fields are not one snapshot: each is exact for a moment during the call.
