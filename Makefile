@@ -219,6 +219,7 @@ install: lib $(BUILD)/eddy
 	sed -e 's|/usr/local/bin|$(BINDIR)|' -e 's|/usr/local/etc|$(SYSCONFDIR)|' \
 	    -e 's|/usr/local/share|$(DATADIR)|' contrib/systemd/eddy.service \
 	    > $(DESTDIR)$(SYSTEMDUNITDIR)/eddy.service
+	install -m 644 contrib/systemd/eddy.socket $(DESTDIR)$(SYSTEMDUNITDIR)/eddy.socket
 
 FORMAT_FILES = $(wildcard include/*.h src/*.[ch] rt/*.[ch] examples/*.[ch] tests/unit/*.[ch] \
 	tests/support/*.h tests/integration/*.c fuzz/*.[ch] bench/*.[ch] cmd/*.c)

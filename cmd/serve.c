@@ -62,6 +62,7 @@ static struct {
      * main, TLS and admin listeners' descriptors, -1 where none. */
     int inherited[3];
     int takeover_parent;         /* the pid replaced, 0 when not a restart */
+    bool from_systemd;           /* inherited[] came from systemd's socket units (LISTEN_FDS) */
     bool handed_over;            /* the listeners went to a new process: it is systemd's main one */
     atomic_int restart_failures; /* in /status, for `eddy restart` to learn of them */
 } g = {.admin_index = -1, .tls_index = -1, .ready_fd = -1, .inherited = {-1, -1, -1}};
@@ -1003,20 +1004,72 @@ static int pidfile_write(const char *path)
     return 0;
 }
 
+/* True if fd is a listening socket (anything else named by the environment is ignored:
+ * closing it could close a descriptor of ours). */
+static bool is_listening(int fd)
+{
+    int accepting = 0;
+    socklen_t len = sizeof(accepting);
+    return fd > STDERR_FILENO && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0 &&
+           accepting;
+}
+
+/* systemd's socket activation (sd_listen_fds(3), by hand): LISTEN_FDS sockets from
+ * descriptor 3 on, for this pid (LISTEN_PID), named by their socket unit's
+ * FileDescriptorName= (main, tls, admin; a single unnamed one is the main listener). */
+static void take_systemd_sockets(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *count = getenv("LISTEN_FDS");
+    const char *names = getenv("LISTEN_FDNAMES");
+    if (pid == NULL || count == NULL || atoi(pid) != (int)getpid())
+        return;
+    int n = atoi(count);
+    const char *name = names != NULL ? names : "";
+    for (int fd = 3; fd < 3 + n && fd < 3 + 16; fd++) {
+        size_t len = strcspn(name, ":");
+        int which = -1;
+        for (int i = 0; i < 3; i++)
+            if (strlen(inherit_names[i]) == len && strncmp(name, inherit_names[i], len) == 0)
+                which = i;
+        if (which < 0 && n == 1 && (names == NULL || strcmp(names, "unknown") == 0))
+            which = INHERIT_MAIN;
+        if (!is_listening(fd)) {
+            fprintf(stderr, "eddy: LISTEN_FDS: descriptor %d is not a listening socket\n", fd);
+        } else if (which >= 0 && g.inherited[which] < 0) {
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+            g.inherited[which] = fd;
+            g.from_systemd = true;
+        } else {
+            fprintf(stderr,
+                    "eddy: systemd passed a socket named \"%.*s\": not one of main, "
+                    "tls, admin; closed\n",
+                    (int)len, name);
+            close(fd);
+        }
+        name += len + (name[len] == ':');
+    }
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+}
+
 /* EDDY_LISTEN_FDS and EDDY_READY_FD from the process being replaced (see restart()),
- * taken out of the environment so that nothing started later inherits them. */
+ * taken out of the environment so that nothing started later inherits them; or
+ * systemd's sockets. */
 static void take_inherited(void)
 {
     const char *fds = getenv("EDDY_LISTEN_FDS"), *ready = getenv("EDDY_READY_FD");
-    if (fds == NULL)
+    if (fds == NULL) {
+        take_systemd_sockets();
         return;
+    }
     g.takeover_parent = (int)getppid();
     for (const char *p = fds; *p != '\0';) {
         size_t name_len = strcspn(p, ":");
         int fd = p[name_len] == ':' ? atoi(p + name_len + 1) : -1;
         for (int i = 0; i < 3; i++)
-            if (fd > STDERR_FILENO && strlen(inherit_names[i]) == name_len &&
-                strncmp(p, inherit_names[i], name_len) == 0 && fcntl(fd, F_GETFD) >= 0)
+            if (strlen(inherit_names[i]) == name_len &&
+                strncmp(p, inherit_names[i], name_len) == 0 && is_listening(fd))
                 g.inherited[i] = fd;
         p += strcspn(p, ",");
         p += *p == ',';
@@ -1061,18 +1114,29 @@ static bool socket_is(int fd, const char *host, int port)
 }
 
 /* Adds a listener: on the inherited socket when it is bound where the configuration asks
- * (a restart), else a new one (a changed address is bound anew; the old socket closes). */
+ * (a restart: a changed address is bound anew and the old socket closes), or wherever
+ * systemd's socket unit bound it (the unit owns the address then); else a new one. */
 static int add_listener(eddy_server_t *srv, int which, const char *host, int port, int flags)
 {
     int fd = g.inherited[which];
     g.inherited[which] = -1;
     if (fd >= 0) {
-        int index = socket_is(fd, host, port) ? eddy_server_add_listener_fd(srv, fd, flags) : -1;
+        bool here = socket_is(fd, host, port);
+        int index = here || g.from_systemd ? eddy_server_add_listener_fd(srv, fd, flags) : -1;
         if (index >= 0) {
-            eddy_log(srv, EDDY_LOG_INFO, "%s listener %s:%d taken over", inherit_names[which], host,
-                     port);
+            eddy_log(srv, EDDY_LOG_INFO, "%s listener taken over%s (port %d)", inherit_names[which],
+                     g.from_systemd ? " from systemd" : "", eddy_server_listener_port(srv, index));
+            if (!here)
+                eddy_log(srv, EDDY_LOG_NOTICE,
+                         "the %s socket systemd passed is not bound to %s:%d as the "
+                         "configuration says: the socket unit's address is used",
+                         inherit_names[which], host, port);
             return index;
         }
+        eddy_log(srv, EDDY_LOG_NOTICE,
+                 "the inherited %s listener is not bound to %s:%d: "
+                 "binding that anew",
+                 inherit_names[which], host, port);
         close(fd);
     }
     return eddy_server_add_listener(srv, host, port, flags);

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from eddyserver import BUILD, ROOT, TIMEOUT
-from test_daemon import (Serving, alive, assert_clean, eddy, free_port, http, pid_of, read,
+from test_daemon import (EDDY, Serving, alive, assert_clean, eddy, free_port, http, pid_of, read,
                          site, wait_for)  # noqa: F401  (site: fixture)
 from wsraw import RawClient
 
@@ -361,9 +361,12 @@ def test_systemd_unit_is_installed_with_the_installation_paths(installed):
     assert (installed / "etc/eddy/eddy.conf").read_text() == \
         open(os.path.join(ROOT, "cmd", "eddy.conf")).read()
     assert (installed / "usr/share/eddy/www/index.html").is_file()
+    socket_unit = installed / "usr/lib/systemd/system/eddy.socket"
+    assert "FileDescriptorName=main" in socket_unit.read_text()
     if shutil.which("systemd-analyze"):
         out = subprocess.run(["systemd-analyze", "verify", "--man=no",
-                              str(installed / "usr/lib/systemd/system/eddy.service")],
+                              str(installed / "usr/lib/systemd/system/eddy.service"),
+                              str(installed / "usr/lib/systemd/system/eddy.socket")],
                              capture_output=True, text=True, timeout=TIMEOUT)
         # The staged binary is not at /usr/bin: that complaint alone is expected.
         complaints = [line for line in out.stderr.splitlines()
@@ -408,3 +411,62 @@ def test_reload_applies_document_root_index_and_websocket_path_live(site):
         assert "document_root" not in second and "needs a restart" in second
     finally:
         assert server.stop() == 0
+
+
+def test_socket_activation_takes_the_socket_systemd_passes(site):
+    """sd_listen_fds(3) as systemd does it: descriptor 3, LISTEN_FDS, LISTEN_PID, the
+    name from FileDescriptorName=. A connection made before eddy runs waits in the
+    socket's backlog and is served; the configured port is not bound."""
+    tmp, conf = site
+    path, config_port = conf()
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("127.0.0.1", 0))
+        held.listen(16)
+        port = held.getsockname()[1]
+        early = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        early.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        log_path = tmp / "serve.log"
+        with open(log_path, "w") as log:
+            # Descriptor 3, as systemd passes it (Python's own are not inherited).
+            proc = subprocess.Popen(
+                ["sh", "-c", 'LISTEN_PID=$$ exec "$0" serve -c "$1"', EDDY, path],
+                cwd=tmp, env=dict(os.environ, LISTEN_FDS="1", LISTEN_FDNAMES="main"),
+                stdout=log, stderr=log, close_fds=False,
+                preexec_fn=lambda: os.dup2(held.fileno(), 3))
+        try:
+            answer = b""
+            while chunk := early.recv(4096):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"</h1>\n"), answer
+            early.close()
+            assert "main listener taken over from systemd" in read(log_path)
+            assert http(port, "/")[0] == 200
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", config_port), timeout=1).close()
+            assert f'"http://127.0.0.1:{port}"'.encode() in http(port, "/status")[2]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=TIMEOUT) == 0
+    assert_clean(log_path)
+
+
+def test_listen_fds_naming_no_socket_is_ignored(site):
+    """LISTEN_FDS=1 with nothing listening on descriptor 3 (the event loop's epoll
+    descriptor may get that number): ignored, never closed, so the server still serves on
+    its configured port and stops on SIGTERM."""
+    tmp, conf = site
+    path, port = conf()
+    log_path = tmp / "serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(["sh", "-c", 'LISTEN_PID=$$ exec "$0" serve -c "$1"', EDDY, path],
+                                cwd=tmp, env=dict(os.environ, LISTEN_FDS="1"), stdout=log,
+                                stderr=log)
+    try:
+        wait_for(lambda: "serving files" in read(log_path) or proc.poll() is not None,
+                 "the server to start")
+        assert http(port, "/")[0] == 200
+        assert "descriptor 3 is not a listening socket" in read(log_path)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=TIMEOUT) == 0
