@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -21,7 +22,8 @@ from wsraw import RawClient
 
 # Text exposition format 0.0.4, strictly: HELP and TYPE lines, then samples of that family.
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-LABELS = r'\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*")*\}'
+LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"'
+LABELS = rf"\{{{LABEL}(?:,{LABEL})*\}}"
 VALUE = r"-?(?:[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?|Inf|NaN)"
 HELP_RE = re.compile(rf"^# HELP ({NAME}) \S.*$")
 TYPE_RE = re.compile(rf"^# TYPE ({NAME}) (counter|gauge|histogram|summary|untyped)$")
@@ -470,3 +472,28 @@ def test_listen_fds_naming_no_socket_is_ignored(site):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=TIMEOUT) == 0
+
+
+def test_restart_hands_over_the_tls_and_admin_listeners_too(site, tls_cert):
+    tmp, conf = site
+    cert, key = tls_cert
+    tls_port, admin = free_port(), free_port()
+    path, port = conf(admin_port=admin)
+    with open(path, "a") as f:
+        f.write(f"[tls]\nport = {tls_port}\nssl_cert_file = {cert}\nssl_key_file = {key}\n")
+    assert eddy("start", "-c", path, cwd=tmp).returncode == 0
+    try:
+        out = eddy("restart", "-c", path, cwd=tmp)
+        assert out.returncode == 0, out.stdout + out.stderr + read(tmp / "eddy.log")
+        log = read(tmp / "eddy.log")
+        for name in ("main", "tls", "admin"):
+            assert f"{name} listener taken over" in log
+        context = ssl.create_default_context(cafile=cert)
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=TIMEOUT) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert tls.recv(12) == b"HTTP/1.1 200"
+        assert f'"pid":{pid_of(tmp)}'.encode() in http(admin, "/status")[2]
+    finally:
+        assert eddy("stop", "-c", path, cwd=tmp).returncode == 0
+    assert_clean(tmp / "eddy.log")
