@@ -780,8 +780,11 @@ static void reload(void)
     eddy_log(g.srv, EDDY_LOG_NOTICE, "reload done");
 }
 
+static void restart(void);
+
 /* shutdown_delay: /readyz answers 503 meanwhile (g.draining is set) while everything
- * else is served; a second SIGTERM or SIGINT ends the wait, a SIGHUP still reloads. */
+ * else is served; a second SIGTERM or SIGINT ends the wait, a SIGHUP still reloads, a SIGUSR2
+ * (restart) is refused. */
 static void drain_delay(const sigset_t *set)
 {
     if (g.cfg->shutdown_delay <= 0)
@@ -809,6 +812,8 @@ static void drain_delay(const sigset_t *set)
         int sig = sigtimedwait(set, NULL, &left);
         if (sig == SIGHUP) {
             reload();
+        } else if (sig == SIGUSR2) {
+            restart(); /* refused: the server is stopping */
         } else if (sig == SIGTERM || sig == SIGINT) {
             eddy_log(g.srv, EDDY_LOG_NOTICE, "%s: stopping now", strsignal(sig));
             return;
@@ -832,6 +837,7 @@ static void restart(void)
 {
     if (atomic_load(&g.draining)) {
         eddy_log(g.srv, EDDY_LOG_WARNING, "SIGUSR2: restart refused: the server is stopping");
+        atomic_fetch_add(&g.restart_failures, 1);
         return;
     }
     int fds[3] = {eddy_server_listener_fd(g.srv, 0),

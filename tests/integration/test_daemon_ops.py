@@ -497,3 +497,22 @@ def test_restart_hands_over_the_tls_and_admin_listeners_too(site, tls_cert):
     finally:
         assert eddy("stop", "-c", path, cwd=tmp).returncode == 0
     assert_clean(tmp / "eddy.log")
+
+
+def test_restart_of_a_stopping_server_fails_at_once(site):
+    tmp, conf = site
+    admin = free_port()
+    path, port = conf(admin_port=admin, extra="shutdown_delay = 30")
+    assert eddy("start", "-c", path, cwd=tmp).returncode == 0
+    pid = pid_of(tmp)
+    try:
+        os.kill(pid, signal.SIGTERM)  # draining: /readyz 503 for shutdown_delay
+        wait_for(lambda: http(admin, "/readyz")[0] == 503, "the drain")
+        started = time.monotonic()
+        out = eddy("restart", "-c", path, cwd=tmp)
+        assert out.returncode == 1 and "did not take over" in out.stderr, out.stdout + out.stderr
+        assert time.monotonic() - started < 10  # told by /status, not after 30 s
+        assert "restart refused: the server is stopping" in read(tmp / "eddy.log")
+    finally:
+        os.kill(pid, signal.SIGTERM)  # a second one ends the delay
+        wait_for(lambda: not alive(pid), "the server to stop")
