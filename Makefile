@@ -71,6 +71,10 @@ CMD_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) $(shell pkg-config --cflags inih
 	$(JANSSON_CFLAGS)
 CMD_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih) $(JANSSON_LIBS)
 BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 .PHONY: all cmds client-bench lib program examples unit-tests test-programs deps deps-test run test test-unit \
 	test-integration test-oom test-js soak install clean format format-check
@@ -219,6 +223,18 @@ install: lib $(BUILD)/eddy
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    eddy.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/eddy.pc
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/eddy \
+	    $(DESTDIR)$(DATADIR)/eddy/www $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -m 644 man/eddy.1 $(DESTDIR)$(MANDIR)/man1/eddy.1
+	install -m 644 man/eddy.conf.5 $(DESTDIR)$(MANDIR)/man5/eddy.conf.5
+	# The default configuration, unless one is there already (it may have been edited).
+	test -e $(DESTDIR)$(SYSCONFDIR)/eddy/eddy.conf || \
+	    install -m 644 cmd/eddy.conf $(DESTDIR)$(SYSCONFDIR)/eddy/eddy.conf
+	install -m 644 www/* $(DESTDIR)$(DATADIR)/eddy/www/
+	sed -e 's|/usr/local/bin|$(BINDIR)|' -e 's|/usr/local/etc|$(SYSCONFDIR)|' \
+	    -e 's|/usr/local/share|$(DATADIR)|' contrib/systemd/eddy.service \
+	    > $(DESTDIR)$(SYSTEMDUNITDIR)/eddy.service
+	install -m 644 contrib/systemd/eddy.socket $(DESTDIR)$(SYSTEMDUNITDIR)/eddy.socket
 
 FORMAT_FILES = $(wildcard include/*.h src/*.[ch] rt/*.[ch] examples/*.[ch] tests/unit/*.[ch] \
 	tests/support/*.h tests/integration/*.c fuzz/*.[ch] bench/*.[ch] cmd/*.[ch])

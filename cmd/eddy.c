@@ -26,13 +26,18 @@ static const char usage[] =
     "usage: eddy COMMAND [-c FILE]\n"
     "\n"
     "Commands:\n"
-    "  serve [-c FILE]          run in the foreground (SIGTERM/SIGINT stop, SIGHUP reloads)\n"
+    "  serve [-c FILE]          run in the foreground (SIGTERM/SIGINT stop, SIGHUP reloads,\n"
+    "                           SIGUSR2 restarts)\n"
     "  start [-c FILE]          run in the background: pid file, log file (default eddy.log)\n"
     "  stop [-c FILE]           graceful stop (SIGTERM), waiting [server] max_wait_time\n"
+    "  restart [-c FILE]        zero-downtime restart (SIGUSR2): a new process takes the\n"
+    "                           listening sockets over, the old one drains and exits;\n"
+    "                           starts eddy if it is not running\n"
     "  status [-c FILE]         version, pid, listeners, state, uptime, workers, connections\n"
     "  reload [-c FILE]         validate the file, then re-read it in the server (SIGHUP):\n"
-    "                           log_level, log_file and [auth] change live, other keys need\n"
-    "                           a restart\n"
+    "                           log level and file, document root, index, WebSocket path,\n"
+    "                           stop delays and [auth] change live; other keys need\n"
+    "                           `eddy restart`\n"
     "  config check [-c FILE]   validate a configuration file\n"
     "  config default           print the default configuration, fully commented\n"
     "  version                  print the version\n"
@@ -217,6 +222,73 @@ static int cmd_stop(cfg_t *cfg)
     return EXIT_OK;
 }
 
+static int http_get(const char *host, int port, const char *path, char *out, size_t cap);
+
+/* The running server's count of failed restarts (its /status), or -1 if it does not say. */
+static int restart_failures(const cfg_t *cfg)
+{
+    char body[8192];
+    const char *host = cfg->admin_port != 0 ? cfg->admin_host : cfg->host;
+    int port = cfg->admin_port != 0 ? cfg->admin_port : cfg->port;
+    if (http_get(host, port, "/status", body, sizeof(body)) != 0)
+        return -1;
+    const char *field = strstr(body, "\"restart_failures\":");
+    return field != NULL ? atoi(field + 19) : -1;
+}
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static int cmd_restart(cfg_t *cfg)
+{
+    int old = pidfile_running(cfg->pid_file);
+    if (old == 0) {
+        printf("eddy is not running: starting it.\n");
+        return cmd_start(cfg);
+    }
+    printf("Restarting eddy (pid %d)...\n", old);
+    fflush(stdout);
+    int failures = restart_failures(cfg);
+    if (kill(old, SIGUSR2) != 0) {
+        fprintf(stderr, "eddy: cannot signal pid %d: %s\n", old, strerror(errno));
+        return EXIT_FAIL;
+    }
+    /* The new process names itself in the pid file once it serves; the old one drains
+     * and exits after that. The old one waits 30 s for the new one at most, and counts a
+     * failure in its /status. */
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    int now = old;
+    for (int round = 1; (now = pidfile_running(cfg->pid_file)) == old && seconds_since(&start) < 31;
+         round++) {
+        if (failures >= 0 && round % 10 == 0 && restart_failures(cfg) > failures)
+            break;
+        nanosleep(&tick, NULL);
+    }
+    if (now == old || now == 0) {
+        fprintf(stderr, "Failed! The new eddy process did not take over; %s (see the log).\n",
+                now == old ? "the running one keeps serving" : "none is running now");
+        return EXIT_FAIL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while ((kill(old, 0) == 0 || errno != ESRCH) && seconds_since(&start) < cfg->max_wait_time)
+        nanosleep(&tick, NULL);
+    if (kill(old, 0) == 0) {
+        fprintf(stderr,
+                "eddy restarted (pid %d), but the old process (pid %d) is still draining after "
+                "%g s.\n",
+                now, old, cfg->max_wait_time);
+        return EXIT_FAIL;
+    }
+    printf("eddy restarted: pid %d (pid %d drained and exited)\n> success\n", now, old);
+    return EXIT_OK;
+}
+
 static int cmd_reload(cfg_t *cfg)
 {
     int pid = pidfile_running(cfg->pid_file);
@@ -377,7 +449,7 @@ int main(int argc, char **argv)
     }
     bool known = strcmp(cmd, "serve") == 0 || strcmp(cmd, "start") == 0 ||
                  strcmp(cmd, "stop") == 0 || strcmp(cmd, "status") == 0 ||
-                 strcmp(cmd, "reload") == 0 ||
+                 strcmp(cmd, "reload") == 0 || strcmp(cmd, "restart") == 0 ||
                  (strcmp(cmd, "config") == 0 && sub != NULL && strcmp(sub, "check") == 0);
     if (!known) {
         fprintf(stderr, "eddy: unknown command '%s%s%s'\n%s", cmd, sub ? " " : "", sub ? sub : "",
@@ -399,6 +471,8 @@ int main(int argc, char **argv)
         status = cmd_stop(cfg);
     } else if (strcmp(cmd, "reload") == 0) {
         status = cmd_reload(cfg);
+    } else if (strcmp(cmd, "restart") == 0) {
+        status = cmd_restart(cfg);
     } else {
         status = cmd_status(cfg, json);
     }

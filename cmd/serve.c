@@ -1,19 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The running server: static files, the WebSocket echo service, /healthz, /readyz and
- * /status, logging, the pid file, and the signals (SIGTERM/SIGINT stop, SIGHUP reloads).
+ * The running server: static files, the WebSocket echo service, /healthz, /readyz,
+ * /status and /metrics, logging, the pid file, the signals (SIGTERM/SIGINT stop, SIGHUP
+ * reloads, SIGUSR2 restarts with zero downtime) and systemd's readiness notification.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,10 +33,22 @@
 /* Files larger than this are refused (the whole file is read into the response). */
 #define STATIC_MAX_BYTES (64u << 20)
 
+/*
+ * What the request handlers read and a reload may change, published whole by pointer: a
+ * loop sees the old set or the new one, never a mix. A replaced set is kept until exit,
+ * since a loop may still be reading it (reloads are rare; a set is a few hundred bytes).
+ */
+typedef struct live {
+    struct live *retired; /* the set this one replaced */
+    char *root_real;      /* realpath of the document root, NULL if it does not exist */
+    char *index;
+    char *ws_path;
+} live_t;
+
 static struct {
     eddy_server_t *srv;
     cfg_t *cfg;
-    char *root_real; /* realpath of the document root, NULL if it does not exist */
+    _Atomic(live_t *) live;
     int admin_index; /* listener index, -1 without one */
     int tls_index;
     time_t started;
@@ -36,7 +58,39 @@ static struct {
     atomic_bool exiting;
     pthread_t signal_thread;
     int ready_fd;
-} g = {.admin_index = -1, .tls_index = -1, .ready_fd = -1};
+    char exe[PATH_MAX]; /* this program, for the restart's exec */
+    /* Listening sockets handed over by the process this one replaces (eddy restart): the
+     * main, TLS and admin listeners' descriptors, -1 where none. */
+    int inherited[3];
+    int takeover_parent;         /* the pid replaced, 0 when not a restart */
+    bool from_systemd;           /* inherited[] came from systemd's socket units (LISTEN_FDS) */
+    bool handed_over;            /* the listeners went to a new process: it is systemd's main one */
+    atomic_int restart_failures; /* in /status, for `eddy restart` to learn of them */
+} g = {.admin_index = -1, .tls_index = -1, .ready_fd = -1, .inherited = {-1, -1, -1}};
+
+enum { INHERIT_MAIN, INHERIT_TLS, INHERIT_ADMIN };
+static const char *const inherit_names[] = {"main", "tls", "admin"};
+
+/* ---- systemd: sd_notify(3)'s datagram, by hand (no libsystemd needed) ---- */
+
+static void notify_systemd(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = path != NULL ? strlen(path) : 0;
+    if (len == 0 || len >= sizeof(sa.sun_path) || (path[0] != '/' && path[0] != '@'))
+        return;
+    memcpy(sa.sun_path, path, len);
+    if (sa.sun_path[0] == '@') /* an abstract socket */
+        sa.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    ssize_t ignored = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+                             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    (void)ignored;
+    close(fd);
+}
 
 /* ---- logging: every line passes here, so the level can change while running ---- */
 
@@ -89,6 +143,54 @@ static void answer(eddy_response_t *resp, int status, const char *type, const ch
     eddy_response_end(resp, body, strlen(body));
 }
 
+/* What the process uses, from /proc/self (zeros where it cannot be read). */
+typedef struct process_figures {
+    uint64_t resident_bytes;
+    double cpu_seconds; /* user + system */
+    uint64_t open_fds;
+    uint64_t max_fds;
+} process_figures_t;
+
+static process_figures_t process_figures(void)
+{
+    process_figures_t pf = {0};
+    long page = sysconf(_SC_PAGESIZE), ticks = sysconf(_SC_CLK_TCK);
+    unsigned long long size = 0, resident = 0, utime = 0, stime = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%llu %llu", &size, &resident) == 2 && page > 0)
+            pf.resident_bytes = resident * (uint64_t)page;
+        fclose(f);
+    }
+    /* /proc/self/stat: fields 14 and 15 are utime and stime; the command name (field 2)
+     * may hold spaces and parentheses, so the count starts after its last ')'. */
+    char line[1024];
+    f = fopen("/proc/self/stat", "r");
+    if (f != NULL) {
+        if (fgets(line, sizeof(line), f) != NULL) {
+            const char *p = strrchr(line, ')');
+            if (p != NULL &&
+                sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                       &stime) == 2 &&
+                ticks > 0)
+                pf.cpu_seconds = (double)(utime + stime) / (double)ticks;
+        }
+        fclose(f);
+    }
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir != NULL) {
+        struct dirent *e;
+        while ((e = readdir(dir)) != NULL)
+            pf.open_fds += e->d_name[0] != '.';
+        closedir(dir);
+        pf.open_fds--; /* the directory's own descriptor */
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        pf.max_fds = (uint64_t)rl.rlim_cur;
+    return pf;
+}
+
 static void answer_status(eddy_response_t *resp)
 {
     eddy_options_t opts;
@@ -102,15 +204,146 @@ static void answer_status(eddy_response_t *resp)
     if (g.admin_index >= 0)
         snprintf(listeners + n, sizeof(listeners) - (size_t)n, ",\"admin http://%s:%d\"",
                  g.cfg->admin_host, eddy_server_listener_port(g.srv, g.admin_index));
-    char body[2048];
+    eddy_stats_t st;
+    eddy_server_stats(g.srv, -1, &st);
+    process_figures_t pf = process_figures();
+    char body[4096];
     snprintf(body, sizeof(body),
              "{\"version\":\"%s\",\"pid\":%d,\"state\":\"%s\",\"uptime_seconds\":%lld,"
              "\"listeners\":[%s],\"worker_num\":%d,\"task_worker_num\":%d,"
-             "\"connections\":%zu,\"log_level\":\"%s\"}\n",
+             "\"connections\":%" PRIu64 ",\"websocket_connections\":%" PRIu64 ","
+             "\"accepted\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"http_requests\":%" PRIu64 ","
+             "\"websocket_handshakes\":%" PRIu64 ",\"websocket_refused\":%" PRIu64 ","
+             "\"messages_in\":%" PRIu64 ",\"messages_out\":%" PRIu64 ","
+             "\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ","
+             "\"messages_dropped\":%" PRIu64 ",\"slow_consumer_closes\":%" PRIu64 ","
+             "\"memory_rss_bytes\":%" PRIu64 ",\"cpu_seconds\":%.2f,\"open_fds\":%" PRIu64 ","
+             "\"restart_failures\":%d,\"log_level\":\"%s\"}\n",
              eddy_version(), (int)getpid(), atomic_load(&g.draining) ? "draining" : "running",
              (long long)(time(NULL) - g.started), listeners, opts.worker_num, opts.task_worker_num,
-             eddy_connection_count(g.srv), cfg_level_name(atomic_load(&g.log_level)));
+             st.connections, st.websocket_connections, st.accepted_total, st.refused_total,
+             st.http_requests_total, st.websocket_opened_total, st.websocket_refused_total,
+             st.messages_received_total, st.messages_sent_total, st.bytes_received_total,
+             st.bytes_sent_total, st.messages_dropped_total, st.slow_consumer_closes_total,
+             pf.resident_bytes, pf.cpu_seconds, pf.open_fds, atomic_load(&g.restart_failures),
+             cfg_level_name(atomic_load(&g.log_level)));
     answer(resp, 200, "application/json", body);
+}
+
+/* One metric family: its HELP and TYPE lines. */
+static void metric_head(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metric(FILE *out, const char *name, const char *type, const char *help, uint64_t value)
+{
+    metric_head(out, name, type, help);
+    fprintf(out, "%s %" PRIu64 "\n", name, value);
+}
+
+/* /metrics: Prometheus text exposition format 0.0.4. */
+static void answer_metrics(eddy_response_t *resp)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (out == NULL) {
+        answer(resp, 500, "text/plain; charset=utf-8", "out of memory\n");
+        return;
+    }
+    eddy_options_t opts;
+    eddy_server_get_options(g.srv, &opts);
+    eddy_stats_t st;
+    eddy_server_stats(g.srv, -1, &st);
+    process_figures_t pf = process_figures();
+
+    metric_head(out, "eddy_build_info", "gauge", "The running eddy's version (value 1).");
+    fprintf(out, "eddy_build_info{version=\"%s\"} 1\n", eddy_version());
+    metric(out, "eddy_start_time_seconds", "gauge", "Unix time the server started.",
+           (uint64_t)g.started);
+    metric(out, "eddy_uptime_seconds", "gauge", "Seconds since the server started.",
+           (uint64_t)(time(NULL) - g.started));
+    metric(out, "eddy_ready", "gauge", "1 while serving, 0 once stopping (as /readyz).",
+           atomic_load(&g.draining) ? 0 : 1);
+    metric(out, "eddy_worker_num", "gauge", "Event loop threads.", (uint64_t)opts.worker_num);
+    metric_head(out, "eddy_connections", "gauge", "Live connections by kind.");
+    fprintf(out, "eddy_connections{kind=\"websocket\"} %" PRIu64 "\n", st.websocket_connections);
+    fprintf(out, "eddy_connections{kind=\"http\"} %" PRIu64 "\n",
+            st.connections > st.websocket_connections ? st.connections - st.websocket_connections
+                                                      : 0);
+    metric(out, "eddy_connections_max", "gauge", "max_connection: accepting stops there.",
+           (uint64_t)opts.max_connection);
+    metric(out, "eddy_connections_accepted_total", "counter", "Connections accepted.",
+           st.accepted_total);
+    metric(out, "eddy_connections_refused_total", "counter",
+           "Connections closed as soon as accepted (max_connection, out of descriptors).",
+           st.refused_total);
+    metric(out, "eddy_http_requests_total", "counter",
+           "HTTP requests dispatched, WebSocket upgrades included.", st.http_requests_total);
+    metric(out, "eddy_websocket_handshakes_total", "counter", "WebSocket handshakes completed.",
+           st.websocket_opened_total);
+    metric(out, "eddy_websocket_handshake_failures_total", "counter",
+           "WebSocket upgrade requests refused (bad request, Origin, path, application).",
+           st.websocket_refused_total);
+    metric(out, "eddy_websocket_messages_received_total", "counter",
+           "WebSocket data messages received.", st.messages_received_total);
+    metric(out, "eddy_websocket_messages_sent_total", "counter",
+           "WebSocket data messages queued to clients.", st.messages_sent_total);
+    metric(out, "eddy_websocket_messages_dropped_total", "counter",
+           "Messages not sent to slow consumers (slow_consumer_policy drop).",
+           st.messages_dropped_total);
+    metric(out, "eddy_websocket_slow_consumer_closes_total", "counter",
+           "Connections closed as slow consumers (slow_consumer_policy close).",
+           st.slow_consumer_closes_total);
+    metric(out, "eddy_received_bytes_total", "counter",
+           "Bytes read from connections, HTTP and WebSocket (TLS: decrypted).",
+           st.bytes_received_total);
+    metric(out, "eddy_sent_bytes_total", "counter",
+           "Bytes written to connections (TLS: before encryption).", st.bytes_sent_total);
+
+    /* Per event loop: how evenly the connections and the work are spread. */
+    static const struct {
+        const char *name, *type, *help;
+    } per_loop[] = {
+        {"eddy_loop_connections", "gauge", "Live connections owned by each event loop."},
+        {"eddy_loop_websocket_messages_received_total", "counter",
+         "WebSocket data messages received, by event loop."},
+        {"eddy_loop_websocket_messages_sent_total", "counter",
+         "WebSocket data messages queued, by event loop."},
+        {"eddy_loop_received_bytes_total", "counter", "Bytes read, by event loop."},
+        {"eddy_loop_sent_bytes_total", "counter", "Bytes written, by event loop."},
+    };
+    for (size_t m = 0; m < sizeof(per_loop) / sizeof(per_loop[0]); m++) {
+        metric_head(out, per_loop[m].name, per_loop[m].type, per_loop[m].help);
+        eddy_stats_t one;
+        for (int i = 0; eddy_server_stats(g.srv, i, &one) == 0; i++) {
+            uint64_t v = m == 0   ? one.connections
+                         : m == 1 ? one.messages_received_total
+                         : m == 2 ? one.messages_sent_total
+                         : m == 3 ? one.bytes_received_total
+                                  : one.bytes_sent_total;
+            fprintf(out, "%s{loop=\"%d\"} %" PRIu64 "\n", per_loop[m].name, i, v);
+        }
+    }
+
+    metric(out, "eddy_process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+           pf.resident_bytes);
+    metric_head(out, "eddy_process_cpu_seconds_total", "counter",
+                "User and system CPU time spent, in seconds.");
+    fprintf(out, "eddy_process_cpu_seconds_total %.2f\n", pf.cpu_seconds);
+    metric(out, "eddy_process_open_fds", "gauge", "Open file descriptors.", pf.open_fds);
+    metric(out, "eddy_process_max_fds", "gauge", "The limit on open file descriptors.", pf.max_fds);
+    if (fclose(out) != 0 || text == NULL) {
+        free(text);
+        answer(resp, 500, "text/plain; charset=utf-8", "out of memory\n");
+        return;
+    }
+    eddy_response_status(resp, 200, NULL);
+    eddy_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    eddy_response_header(resp, "Cache-Control", "no-store");
+    eddy_response_end(resp, text, len);
+    free(text);
 }
 
 static const char *content_type(const char *path)
@@ -161,7 +394,7 @@ static int hex_value(char c)
  * (so "%2e%2e/" is caught as well as "../"); the file's real path is checked against the
  * root's afterwards, so a symbolic link cannot lead outside either.
  */
-static bool map_path(const char *raw, char *out, size_t cap)
+static bool map_path(const live_t *lv, const char *raw, char *out, size_t cap)
 {
     char decoded[PATH_MAX];
     size_t n = 0;
@@ -187,14 +420,15 @@ static bool map_path(const char *raw, char *out, size_t cap)
         if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
             return false;
     }
-    int w = snprintf(out, cap, "%s%s", g.root_real, decoded);
+    int w = snprintf(out, cap, "%s%s", lv->root_real, decoded);
     return w > 0 && (size_t)w < cap;
 }
 
 static void serve_file(eddy_request_t *req, eddy_response_t *resp)
 {
+    const live_t *lv = atomic_load_explicit(&g.live, memory_order_acquire);
     char path[PATH_MAX + 64];
-    if (g.root_real == NULL || !map_path(eddy_request_path(req), path, sizeof(path) - 64)) {
+    if (lv->root_real == NULL || !map_path(lv, eddy_request_path(req), path, sizeof(path) - 64)) {
         answer(resp, 404, "text/plain; charset=utf-8", "not found\n");
         return;
     }
@@ -209,12 +443,12 @@ static void serve_file(eddy_request_t *req, eddy_response_t *resp)
             eddy_response_end(resp, NULL, 0);
             return;
         }
-        snprintf(path + len, sizeof(path) - len, "%s", g.cfg->index);
+        snprintf(path + len, sizeof(path) - len, "%s", lv->index);
     }
     char real[PATH_MAX];
-    size_t root_len = strlen(g.root_real);
+    size_t root_len = strlen(lv->root_real);
     int fd = -1;
-    if (realpath(path, real) != NULL && strncmp(real, g.root_real, root_len) == 0 &&
+    if (realpath(path, real) != NULL && strncmp(real, lv->root_real, root_len) == 0 &&
         (real[root_len] == '/' || root_len == 1))
         fd = open(real, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -288,6 +522,10 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
             answer_status(resp);
             return;
         }
+        if (strcmp(path, "/metrics") == 0) {
+            answer_metrics(resp);
+            return;
+        }
     }
     if (admin) {
         answer(resp, 404, "text/plain; charset=utf-8", "not found\n");
@@ -307,7 +545,8 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
 static int on_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
 {
     if (on_admin_listener(srv, eddy_request_fd(req)) ||
-        strcmp(eddy_request_path(req), g.cfg->ws_path) != 0)
+        strcmp(eddy_request_path(req),
+               atomic_load_explicit(&g.live, memory_order_acquire)->ws_path) != 0)
         return eddy_upgrade_refuse(req, 404, NULL, "not found\n");
     return auth_upgrade(req);
 }
@@ -317,14 +556,24 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
     eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
 }
 
+static int pidfile_write(const char *path);
+
 static void on_start(eddy_server_t *srv, void *user_data)
 {
-    if (g.root_real == NULL)
+    /* A restart names itself in the pid file once it serves: should it fail before, the
+     * file still names the process that goes on serving. */
+    if (g.takeover_parent != 0 && pidfile_write(g.cfg->pid_file) < 0)
+        eddy_log(srv, EDDY_LOG_ERROR, "restart: cannot write the pid file %s", g.cfg->pid_file);
+    char ready[64];
+    snprintf(ready, sizeof(ready), "READY=1\nMAINPID=%d", (int)getpid());
+    notify_systemd(ready);
+    const live_t *lv = atomic_load(&g.live);
+    if (lv->root_real == NULL)
         eddy_log(srv, EDDY_LOG_NOTICE, "document_root %s does not exist: static files answer 404",
                  g.cfg->document_root != NULL ? g.cfg->document_root : "(unset)");
     else
-        eddy_log(srv, EDDY_LOG_INFO, "serving files from %s; WebSocket echo on %s", g.root_real,
-                 g.cfg->ws_path);
+        eddy_log(srv, EDDY_LOG_INFO, "serving files from %s; WebSocket echo on %s", lv->root_real,
+                 lv->ws_path);
     if (g.ready_fd >= 0) {
         char msg[32];
         int n = snprintf(msg, sizeof(msg), "%d\n", (int)getpid());
@@ -336,6 +585,145 @@ static void on_start(eddy_server_t *srv, void *user_data)
 }
 
 /* ---- reload ---- */
+
+static live_t *live_new(const cfg_t *cfg)
+{
+    live_t *lv = calloc(1, sizeof(*lv));
+    if (lv == NULL)
+        return NULL;
+    lv->root_real = cfg->document_root != NULL ? realpath(cfg->document_root, NULL) : NULL;
+    lv->index = strdup(cfg->index);
+    lv->ws_path = strdup(cfg->ws_path);
+    if (lv->index == NULL || lv->ws_path == NULL) {
+        free(lv->root_real);
+        free(lv->index);
+        free(lv->ws_path);
+        free(lv);
+        return NULL;
+    }
+    return lv;
+}
+
+static void live_free_all(live_t *lv)
+{
+    while (lv != NULL) {
+        live_t *older = lv->retired;
+        free(lv->root_real);
+        free(lv->index);
+        free(lv->ws_path);
+        free(lv);
+        lv = older;
+    }
+}
+
+/* Keys a reload applies while running; every other one needs `eddy restart`. */
+static bool live_key(const char *section, const char *key)
+{
+    static const char *const keys[][2] = {
+        {"log", "log_level"},        {"log", "log_file"},   {"static", "document_root"},
+        {"static", "index"},         {"websocket", "path"}, {"server", "shutdown_delay"},
+        {"server", "max_wait_time"},
+    };
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (strcmp(section, keys[i][0]) == 0 && strcmp(key, keys[i][1]) == 0)
+            return true;
+    return false;
+}
+
+/* Makes cfg's entry section.key what it is in from (or removes it), so that the next
+ * reload compares with the value in force. */
+static void cfg_take(cfg_t *cfg, const cfg_t *from, const char *section, const char *key)
+{
+    const char *value = cfg_get(from, section, key);
+    for (size_t i = 0; i < cfg->entry_count; i++) {
+        cfg_entry_t *e = &cfg->entries[i];
+        if (strcmp(e->section, section) != 0 || strcmp(e->key, key) != 0)
+            continue;
+        char *copy = value != NULL ? strdup(value) : NULL;
+        if (value != NULL && copy == NULL)
+            return;
+        free(e->value);
+        if (copy != NULL) {
+            e->value = copy;
+        } else { /* unset now: the last entry takes its place */
+            free(e->section);
+            free(e->key);
+            *e = cfg->entries[--cfg->entry_count];
+        }
+        return;
+    }
+    if (value == NULL)
+        return;
+    cfg_entry_t *grown = realloc(cfg->entries, (cfg->entry_count + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return;
+    cfg->entries = grown;
+    cfg_entry_t *e = &grown[cfg->entry_count];
+    e->section = strdup(section);
+    e->key = strdup(key);
+    e->value = strdup(value);
+    e->engine = false;
+    if (e->section == NULL || e->key == NULL || e->value == NULL) {
+        free(e->section);
+        free(e->key);
+        free(e->value);
+        return;
+    }
+    cfg->entry_count++;
+}
+
+static bool same(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* document_root, index, [websocket] path, shutdown_delay and max_wait_time from next. */
+static void reload_daemon_keys(cfg_t *next)
+{
+    cfg_t *cur = g.cfg;
+    if (!same(cur->document_root, next->document_root) || strcmp(cur->index, next->index) != 0 ||
+        strcmp(cur->ws_path, next->ws_path) != 0) {
+        live_t *lv = live_new(next);
+        if (lv == NULL) {
+            eddy_log(g.srv, EDDY_LOG_ERROR,
+                     "reload: out of memory; [static] and [websocket] "
+                     "keep their values");
+        } else {
+            if (!same(cur->document_root, next->document_root))
+                eddy_log(g.srv, EDDY_LOG_NOTICE, "reload: [static] document_root %s%s",
+                         next->document_root != NULL ? next->document_root : "(unset)",
+                         lv->root_real == NULL ? " (does not exist: static files answer 404)" : "");
+            if (strcmp(cur->index, next->index) != 0)
+                eddy_log(g.srv, EDDY_LOG_NOTICE, "reload: [static] index %s", next->index);
+            if (strcmp(cur->ws_path, next->ws_path) != 0)
+                eddy_log(g.srv, EDDY_LOG_NOTICE, "reload: [websocket] path %s", next->ws_path);
+            lv->retired = atomic_load(&g.live);
+            atomic_store_explicit(&g.live, lv, memory_order_release);
+            char *swap = cur->document_root;
+            cur->document_root = next->document_root;
+            next->document_root = swap;
+            swap = cur->index;
+            cur->index = next->index;
+            next->index = swap;
+            swap = cur->ws_path;
+            cur->ws_path = next->ws_path;
+            next->ws_path = swap;
+        }
+    }
+    /* Read by this thread alone (the stop) and by the commands, which read the file. */
+    if (cur->shutdown_delay != next->shutdown_delay)
+        eddy_log(g.srv, EDDY_LOG_NOTICE, "reload: [server] shutdown_delay %g s",
+                 next->shutdown_delay);
+    cur->shutdown_delay = next->shutdown_delay;
+    cur->max_wait_time = next->max_wait_time;
+    static const char *const taken[][2] = {{"static", "document_root"},
+                                           {"static", "index"},
+                                           {"websocket", "path"},
+                                           {"server", "shutdown_delay"},
+                                           {"server", "max_wait_time"}};
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+        cfg_take(cur, next, taken[i][0], taken[i][1]);
+}
 
 static void reload(void)
 {
@@ -373,6 +761,7 @@ static void reload(void)
             g.cfg->log_file = copy;
         }
     }
+    reload_daemon_keys(next);
     /* Everything else is fixed at start: name what changed, so nobody waits for it. */
     for (int pass = 0; pass < 2; pass++) {
         const cfg_t *a = pass == 0 ? next : g.cfg, *b = pass == 0 ? g.cfg : next;
@@ -380,14 +769,14 @@ static void reload(void)
             if (strcmp(a->entries[i].section, "auth") == 0)
                 continue; /* applied above */
             const cfg_entry_t *e = &a->entries[i];
-            if (strcmp(e->section, "log") == 0 &&
-                (strcmp(e->key, "log_level") == 0 || strcmp(e->key, "log_file") == 0))
+            if (live_key(e->section, e->key))
                 continue;
             const char *other = cfg_get(b, e->section, e->key);
             if (other != NULL && (pass == 1 || strcmp(other, e->value) == 0))
                 continue; /* same, or already reported in the first pass */
             eddy_log(g.srv, EDDY_LOG_WARNING,
-                     "reload: [%s] %s changed; it needs a restart (kept the running value)",
+                     "reload: [%s] %s changed; it needs a restart (eddy restart; kept the "
+                     "running value)",
                      e->section, e->key);
         }
     }
@@ -395,8 +784,11 @@ static void reload(void)
     eddy_log(g.srv, EDDY_LOG_NOTICE, "reload done");
 }
 
+static void restart(void);
+
 /* shutdown_delay: /readyz answers 503 meanwhile (g.draining is set) while everything
- * else is served; a second SIGTERM or SIGINT ends the wait, a SIGHUP still reloads. */
+ * else is served; a second SIGTERM or SIGINT ends the wait, a SIGHUP still reloads, a SIGUSR2
+ * (restart) is refused. */
 static void drain_delay(const sigset_t *set)
 {
     if (g.cfg->shutdown_delay <= 0)
@@ -424,11 +816,138 @@ static void drain_delay(const sigset_t *set)
         int sig = sigtimedwait(set, NULL, &left);
         if (sig == SIGHUP) {
             reload();
+        } else if (sig == SIGUSR2) {
+            restart(); /* refused: the server is stopping */
         } else if (sig == SIGTERM || sig == SIGINT) {
             eddy_log(g.srv, EDDY_LOG_NOTICE, "%s: stopping now", strsignal(sig));
             return;
         }
     }
+}
+
+/* ---- restart: a new process takes the listening sockets over ---- */
+
+/*
+ * The new process is this program exec'd with the listening descriptors inherited and
+ * named in EDDY_LISTEN_FDS ("main:3,tls:4,admin:5"), as systemd's LISTEN_FDS and nginx's
+ * binary upgrade do: no socket file or protocol between the two, and the new process
+ * stays in this one's service (its cgroup, its environment, under systemd the same unit,
+ * which learns the new MAINPID). It shares the sockets, so connections are accepted by one
+ * process or the other and none is refused. Once it reports ready on EDDY_READY_FD, this
+ * one stops accepting, lets the plain HTTP requests it accepted finish (up to 1 s), and
+ * stops as SIGTERM does: WebSocket clients get 1001 and reconnect to the new process.
+ */
+static void restart(void)
+{
+    if (atomic_load(&g.draining)) {
+        eddy_log(g.srv, EDDY_LOG_WARNING, "SIGUSR2: restart refused: the server is stopping");
+        atomic_fetch_add(&g.restart_failures, 1);
+        return;
+    }
+    int fds[3] = {eddy_server_listener_fd(g.srv, 0),
+                  g.tls_index >= 0 ? eddy_server_listener_fd(g.srv, g.tls_index) : -1,
+                  g.admin_index >= 0 ? eddy_server_listener_fd(g.srv, g.admin_index) : -1};
+    char listen_var[128] = "EDDY_LISTEN_FDS=";
+    size_t n = strlen(listen_var);
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            n += (size_t)snprintf(listen_var + n, sizeof(listen_var) - n, "%s%s:%d",
+                                  n > 16 ? "," : "", inherit_names[i], fds[i]);
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) != 0) {
+        eddy_log(g.srv, EDDY_LOG_ERROR, "restart failed: pipe: %s", strerror(errno));
+        return;
+    }
+    char ready_var[32], log_var[PATH_MAX + 32] = "";
+    snprintf(ready_var, sizeof(ready_var), "EDDY_READY_FD=%d", ready[1]);
+    /* `eddy start` logs to eddy.log without the file saying so: the new one must too. */
+    if (g.cfg->log_file != NULL && cfg_get(g.cfg, "log", "log_file") == NULL)
+        snprintf(log_var, sizeof(log_var), "EDDY_LOG_LOG_FILE=%s", g.cfg->log_file);
+    extern char **environ;
+    size_t count = 0;
+    while (environ[count] != NULL)
+        count++;
+    char **envp = calloc(count + 4, sizeof(*envp));
+    if (envp == NULL) {
+        close(ready[0]);
+        close(ready[1]);
+        eddy_log(g.srv, EDDY_LOG_ERROR, "restart failed: out of memory");
+        return;
+    }
+    size_t e = 0;
+    for (size_t i = 0; i < count; i++)
+        if (strncmp(environ[i], "EDDY_LISTEN_FDS=", 16) != 0 &&
+            strncmp(environ[i], "EDDY_READY_FD=", 14) != 0)
+            envp[e++] = environ[i];
+    envp[e++] = listen_var;
+    envp[e++] = ready_var;
+    if (log_var[0] != '\0')
+        envp[e++] = log_var;
+    char *argv[] = {g.exe, "serve", "-c", g.cfg->path, NULL};
+    if (g.cfg->path == NULL)
+        argv[2] = NULL;
+    sigset_t none;
+    sigemptyset(&none);
+    eddy_log(g.srv, EDDY_LOG_NOTICE, "SIGUSR2: restarting: starting %s with the listeners", g.exe);
+    pid_t child = fork();
+    if (child == 0) {
+        /* Only async-signal-safe calls between fork and exec: this process has threads. */
+        for (int i = 0; i < 3; i++)
+            if (fds[i] >= 0)
+                fcntl(fds[i], F_SETFD, 0);
+        fcntl(ready[1], F_SETFD, 0);
+        if (chdir(g.cfg->base_dir) != 0) /* relative paths in the file mean the same */
+            _exit(127);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(g.exe, argv, envp);
+        _exit(127);
+    }
+    int err = errno;
+    free(envp);
+    close(ready[1]);
+    if (child < 0) {
+        close(ready[0]);
+        eddy_log(g.srv, EDDY_LOG_ERROR, "restart failed: fork: %s", strerror(err));
+        return;
+    }
+    /* "PID\n" once its listeners serve; EOF if it failed (its log says why). */
+    char buf[32] = {0};
+    size_t got = 0;
+    struct pollfd pfd = {.fd = ready[0], .events = POLLIN};
+    while (got < sizeof(buf) - 1 && strchr(buf, '\n') == NULL && poll(&pfd, 1, 30000) > 0) {
+        ssize_t r = read(ready[0], buf + got, sizeof(buf) - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(ready[0]);
+    if (strchr(buf, '\n') == NULL) {
+        kill(child, SIGKILL); /* dead already, or did not start in 30 s */
+        waitpid(child, NULL, 0);
+        eddy_log(g.srv, EDDY_LOG_ERROR,
+                 "restart failed: the new process (pid %d) did not start; this one keeps "
+                 "serving",
+                 (int)child);
+        atomic_fetch_add(&g.restart_failures, 1);
+        return;
+    }
+    eddy_log(g.srv, EDDY_LOG_NOTICE,
+             "restart: pid %d serves the listeners now; this one stops accepting and drains",
+             atoi(buf));
+    g.handed_over = true;
+    atomic_store(&g.draining, true);
+    eddy_server_close_listeners(g.srv);
+    /* Once the listeners are closed every connection accepted is counted: the plain HTTP
+     * ones (requests accepted just before) get up to 1 s to be answered. */
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    for (int waited = 0; waited < 100; waited++) {
+        eddy_stats_t st;
+        eddy_server_stats(g.srv, -1, &st);
+        if (eddy_server_listener_fd(g.srv, 0) < 0 && st.connections <= st.websocket_connections)
+            break;
+        nanosleep(&tick, NULL);
+    }
+    eddy_server_stop(g.srv);
 }
 
 /* Signals are taken by one thread with sigwait(), so the handlers run as plain code:
@@ -445,9 +964,14 @@ static void *signal_main(void *arg)
         if (sig == SIGHUP) {
             eddy_log(g.srv, EDDY_LOG_NOTICE, "SIGHUP: reloading %s",
                      g.cfg->path != NULL ? g.cfg->path : "(defaults)");
+            notify_systemd("RELOADING=1");
             reload();
+            notify_systemd("READY=1");
+        } else if (sig == SIGUSR2) {
+            restart();
         } else if (!atomic_exchange(&g.draining, true)) {
             eddy_log(g.srv, EDDY_LOG_NOTICE, "%s: shutting down", strsignal(sig));
+            notify_systemd("STOPPING=1");
             drain_delay(set);
             eddy_server_stop(g.srv);
         }
@@ -456,15 +980,24 @@ static void *signal_main(void *arg)
 
 /* ---- pid file ---- */
 
-static int pidfile_write(const char *path)
+/* Refuses (-1) when the pid file names a live eddy other than the one being replaced. */
+static int pidfile_check(const char *path)
 {
     int running = pidfile_running(path);
-    if (running > 0) {
+    if (running > 0 && running != g.takeover_parent) {
         fprintf(stderr, "Failed! eddy is already running (pid %d, pid file %s).\n", running, path);
         return -1;
     }
-    unlink(path); /* stale: a crash left it, or its pid now belongs to another program */
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    return 0;
+}
+
+/* Writes our pid to a temporary file renamed over path: a reader sees the old pid or the
+ * new one, never an empty or partial file (a stale file is simply replaced). */
+static int pidfile_write(const char *path)
+{
+    char tmp[PATH_MAX + 32];
+    snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         fprintf(stderr, "eddy: cannot create the pid file %s: %s\n", path, strerror(errno));
         return -1;
@@ -473,12 +1006,150 @@ static int pidfile_write(const char *path)
     int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
     bool ok = write(fd, buf, (size_t)n) == n;
     close(fd);
-    if (!ok) {
-        unlink(path);
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
         fprintf(stderr, "eddy: cannot write the pid file %s\n", path);
         return -1;
     }
     return 0;
+}
+
+/* True if fd is a listening socket (anything else named by the environment is ignored:
+ * closing it could close a descriptor of ours). */
+static bool is_listening(int fd)
+{
+    int accepting = 0;
+    socklen_t len = sizeof(accepting);
+    return fd > STDERR_FILENO && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0 &&
+           accepting;
+}
+
+/* systemd's socket activation (sd_listen_fds(3), by hand): LISTEN_FDS sockets from
+ * descriptor 3 on, for this pid (LISTEN_PID), named by their socket unit's
+ * FileDescriptorName= (main, tls, admin; a single unnamed one is the main listener). */
+static void take_systemd_sockets(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *count = getenv("LISTEN_FDS");
+    const char *names = getenv("LISTEN_FDNAMES");
+    if (pid == NULL || count == NULL || atoi(pid) != (int)getpid())
+        return;
+    int n = atoi(count);
+    const char *name = names != NULL ? names : "";
+    for (int fd = 3; fd < 3 + n && fd < 3 + 16; fd++) {
+        size_t len = strcspn(name, ":");
+        int which = -1;
+        for (int i = 0; i < 3; i++)
+            if (strlen(inherit_names[i]) == len && strncmp(name, inherit_names[i], len) == 0)
+                which = i;
+        if (which < 0 && n == 1 && (names == NULL || strcmp(names, "unknown") == 0))
+            which = INHERIT_MAIN;
+        if (!is_listening(fd)) {
+            fprintf(stderr, "eddy: LISTEN_FDS: descriptor %d is not a listening socket\n", fd);
+        } else if (which >= 0 && g.inherited[which] < 0) {
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+            g.inherited[which] = fd;
+            g.from_systemd = true;
+        } else {
+            fprintf(stderr,
+                    "eddy: systemd passed a socket named \"%.*s\": not one of main, "
+                    "tls, admin; closed\n",
+                    (int)len, name);
+            close(fd);
+        }
+        name += len + (name[len] == ':');
+    }
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+}
+
+/* EDDY_LISTEN_FDS and EDDY_READY_FD from the process being replaced (see restart()),
+ * taken out of the environment so that nothing started later inherits them; or
+ * systemd's sockets. */
+static void take_inherited(void)
+{
+    const char *fds = getenv("EDDY_LISTEN_FDS"), *ready = getenv("EDDY_READY_FD");
+    if (fds == NULL) {
+        take_systemd_sockets();
+        return;
+    }
+    g.takeover_parent = (int)getppid();
+    for (const char *p = fds; *p != '\0';) {
+        size_t name_len = strcspn(p, ":");
+        int fd = p[name_len] == ':' ? atoi(p + name_len + 1) : -1;
+        for (int i = 0; i < 3; i++)
+            if (strlen(inherit_names[i]) == name_len &&
+                strncmp(p, inherit_names[i], name_len) == 0 && is_listening(fd))
+                g.inherited[i] = fd;
+        p += strcspn(p, ",");
+        p += *p == ',';
+    }
+    if (ready != NULL && atoi(ready) > STDERR_FILENO && fcntl(atoi(ready), F_GETFD) >= 0) {
+        g.ready_fd = atoi(ready);
+        fcntl(g.ready_fd, F_SETFD, FD_CLOEXEC);
+    }
+    unsetenv("EDDY_LISTEN_FDS");
+    unsetenv("EDDY_READY_FD");
+}
+
+/* True if the listening socket fd is bound to host:port (port 0: any port). */
+static bool socket_is(int fd, const char *host, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+    int bound = ntohs(ss.ss_family == AF_INET6 ? in6->sin6_port : in4->sin_port);
+    if (port != 0 && bound != port)
+        return false;
+    struct addrinfo hints = {.ai_family = ss.ss_family,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE},
+                    *res;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return false;
+    bool same = false;
+    for (struct addrinfo *ai = res; ai != NULL && !same; ai = ai->ai_next) {
+        if (ss.ss_family == AF_INET)
+            same = memcmp(&((struct sockaddr_in *)ai->ai_addr)->sin_addr, &in4->sin_addr,
+                          sizeof(in4->sin_addr)) == 0;
+        else
+            same = memcmp(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, &in6->sin6_addr,
+                          sizeof(in6->sin6_addr)) == 0;
+    }
+    freeaddrinfo(res);
+    return same;
+}
+
+/* Adds a listener: on the inherited socket when it is bound where the configuration asks
+ * (a restart: a changed address is bound anew and the old socket closes), or wherever
+ * systemd's socket unit bound it (the unit owns the address then); else a new one. */
+static int add_listener(eddy_server_t *srv, int which, const char *host, int port, int flags)
+{
+    int fd = g.inherited[which];
+    g.inherited[which] = -1;
+    if (fd >= 0) {
+        bool here = socket_is(fd, host, port);
+        int index = here || g.from_systemd ? eddy_server_add_listener_fd(srv, fd, flags) : -1;
+        if (index >= 0) {
+            eddy_log(srv, EDDY_LOG_INFO, "%s listener taken over%s (port %d)", inherit_names[which],
+                     g.from_systemd ? " from systemd" : "", eddy_server_listener_port(srv, index));
+            if (!here)
+                eddy_log(srv, EDDY_LOG_NOTICE,
+                         "the %s socket systemd passed is not bound to %s:%d as the "
+                         "configuration says: the socket unit's address is used",
+                         inherit_names[which], host, port);
+            return index;
+        }
+        eddy_log(srv, EDDY_LOG_NOTICE,
+                 "the inherited %s listener is not bound to %s:%d: "
+                 "binding that anew",
+                 inherit_names[which], host, port);
+        close(fd);
+    }
+    return eddy_server_add_listener(srv, host, port, flags);
 }
 
 /* Removes the pid file if it is still ours. */
@@ -500,18 +1171,34 @@ int serve_run(cfg_t *cfg, int ready_fd)
     g.cfg = cfg;
     g.ready_fd = ready_fd;
     g.started = time(NULL);
+    take_inherited();
+    ssize_t exe_len = readlink("/proc/self/exe", g.exe, sizeof(g.exe) - 1);
+    g.exe[exe_len > 0 ? exe_len : 0] = '\0';
+    char *deleted = strstr(g.exe, " (deleted)"); /* replaced by a new build: exec that */
+    if (deleted != NULL && deleted[10] == '\0')
+        *deleted = '\0';
+    live_t *first = live_new(cfg);
+    if (first == NULL) {
+        fprintf(stderr, "eddy: out of memory\n");
+        return EXIT_FAIL;
+    }
+    atomic_store(&g.live, first);
     int rc = open_log_file(cfg->log_file);
     if (rc < 0) {
         fprintf(stderr, "eddy: cannot open log_file %s: %s\n", cfg->log_file, strerror(-rc));
         return EXIT_FAIL;
     }
-    if (pidfile_write(cfg->pid_file) < 0)
+    if (pidfile_check(cfg->pid_file) < 0 ||
+        (g.takeover_parent == 0 && pidfile_write(cfg->pid_file) < 0)) {
+        for (int i = 0; i < 3; i++)
+            if (g.inherited[i] >= 0)
+                close(g.inherited[i]);
         return EXIT_FAIL;
-    g.root_real = cfg->document_root != NULL ? realpath(cfg->document_root, NULL) : NULL;
+    }
 
     int status = EXIT_FAIL;
-    eddy_server_t *srv = eddy_server_new(cfg->host, cfg->port);
-    if (srv == NULL) {
+    eddy_server_t *srv = eddy_server_new(NULL, 0);
+    if (srv == NULL || (rc = add_listener(srv, INHERIT_MAIN, cfg->host, cfg->port, 0)) != 0) {
         fprintf(stderr, "eddy: cannot create the server on %s:%d\n", cfg->host, cfg->port);
         goto out;
     }
@@ -530,13 +1217,13 @@ int serve_run(cfg_t *cfg, int ready_fd)
         }
     }
     eddy_server_set(srv, "log_level", cfg_level_name(g.engine_level));
-    if (cfg->tls_port != 0 && (g.tls_index = eddy_server_add_listener(
-                                   srv, cfg->tls_host, cfg->tls_port, EDDY_LISTEN_TLS)) < 0) {
+    if (cfg->tls_port != 0 && (g.tls_index = add_listener(srv, INHERIT_TLS, cfg->tls_host,
+                                                          cfg->tls_port, EDDY_LISTEN_TLS)) < 0) {
         fprintf(stderr, "eddy: [tls] listener: %s\n", eddy_strerror(g.tls_index));
         goto out;
     }
-    if (cfg->admin_port != 0 &&
-        (g.admin_index = eddy_server_add_listener(srv, cfg->admin_host, cfg->admin_port, 0)) < 0) {
+    if (cfg->admin_port != 0 && (g.admin_index = add_listener(srv, INHERIT_ADMIN, cfg->admin_host,
+                                                              cfg->admin_port, 0)) < 0) {
         fprintf(stderr, "eddy: [admin] listener: %s\n", eddy_strerror(g.admin_index));
         goto out;
     }
@@ -554,6 +1241,7 @@ int serve_run(cfg_t *cfg, int ready_fd)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (pthread_create(&g.signal_thread, NULL, signal_main, &set) != 0) {
@@ -571,11 +1259,14 @@ int serve_run(cfg_t *cfg, int ready_fd)
     }
 
 out:
+    for (int i = 0; i < 3; i++) /* inherited for listeners the configuration dropped */
+        if (g.inherited[i] >= 0)
+            close(g.inherited[i]);
     pidfile_remove(cfg->pid_file);
     auth_release();
     if (srv != NULL)
         eddy_server_free(srv);
-    free(g.root_real);
+    live_free_all(atomic_load(&g.live));
     if (g.ready_fd >= 0)
         close(g.ready_fd);
     return status;

@@ -283,6 +283,45 @@ enum eddy_listen_flag {
 int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int flags);
 
 /*
+ * Adds a listener on a socket that is listening already, instead of binding one: a
+ * descriptor inherited from the process this one replaces (eddy_server_listener_fd()
+ * there) or from a service manager. Connections waiting in its backlog are accepted as
+ * usual, so handing a socket over loses none. fd must be a listening TCP socket (IPv4 or
+ * IPv6); the address it is bound to becomes the listener's (eddy_server_listener_port()),
+ * and a later start of the same server binds that address again. The first start after
+ * this call uses fd (made non-blocking and close-on-exec); it is served by loop 0, which
+ * hands connections to the other loops, even with enable_reuse_port. On success the
+ * server owns fd: it is closed when the server stops, or by eddy_server_free() if the
+ * server never started; on failure it stays the caller's. Must be called before
+ * eddy_server_start(). Returns the listener's index (>= 0), EDDY_EINVAL (fd is not a
+ * listening TCP socket, bad flags), EDDY_ERUNNING or EDDY_ENOMEM.
+ */
+int eddy_server_add_listener_fd(eddy_server_t *srv, int fd, int flags);
+
+/*
+ * The listening socket of listener index while the server runs (loop 0's, with
+ * enable_reuse_port), or -1 (not started yet, stopped, no such listener). It stays the
+ * server's and is closed when the server stops: to hand it to another process, pass or
+ * dup it (SCM_RIGHTS, an inherited descriptor) before asking this server to stop. The new
+ * process's listener (eddy_server_add_listener_fd()) shares the socket, so a connection
+ * is accepted by one process or the other until the old one stops; none is refused.
+ * Any thread.
+ */
+int eddy_server_listener_fd(const eddy_server_t *srv, int index);
+
+/*
+ * Stops accepting while the connections the server has go on being served: every loop
+ * closes its listening sockets, shortly after the call. eddy_server_listener_fd() returns
+ * -1 once all have, and every connection accepted before is then a live one (counted by
+ * eddy_connection_count(), none still being handed between loops). For a hand-over: once
+ * another process shares the sockets, this one stops taking connections, answers the
+ * requests it accepted already, and then eddy_server_stop() closes the rest (WebSocket
+ * sessions with 1001). Call it while the server runs; any thread. Returns 0 or
+ * EDDY_ENOMEM (nothing was changed).
+ */
+int eddy_server_close_listeners(eddy_server_t *srv);
+
+/*
  * Applies one setting, Swoole's $server->set([key => value]) one pair at a time. Key and
  * value are copied. Must be called before eddy_server_start(). The same settings, typed:
  * eddy_options_t and eddy_server_configure() below.
@@ -715,6 +754,43 @@ size_t eddy_connection_foreach(eddy_server_t *srv, eddy_foreach_cb cb, void *arg
 
 /* Number of live connections. */
 size_t eddy_connection_count(eddy_server_t *srv);
+
+/*
+ * Counters and gauges of a server (Swoole's $server->stats(), for metrics). Counters
+ * (_total) count from eddy_server_new() on, across runs (those of the loops of the current
+ * or last run: with worker_num lowered between runs, the loops left out are not summed);
+ * gauges are the present state.
+ * Each event loop counts its own connections' events, so counting costs a plain add on
+ * the loop that owns them (no lock, no locked instruction); a read sums the loops, so the
+ * fields are not one snapshot: each is exact for a moment during the call.
+ */
+typedef struct eddy_stats {
+    uint64_t connections;            /* gauge: live connections (accepted, not yet closed) */
+    uint64_t websocket_connections;  /* gauge: established WebSocket sessions */
+    uint64_t accepted_total;         /* connections accepted */
+    uint64_t refused_total;          /* connections closed as soon as accepted: over max_connection,
+                                      * or shed while out of file descriptors */
+    uint64_t http_requests_total;    /* HTTP requests dispatched, WebSocket upgrades included */
+    uint64_t websocket_opened_total; /* WebSocket handshakes completed */
+    /* Upgrade requests refused: by eddy's checks (RFC 6455, websocket_origins), by the
+     * upgrade callback, or by the handshake callback's answer. */
+    uint64_t websocket_refused_total;
+    uint64_t messages_received_total;    /* WebSocket data messages given to the message event */
+    uint64_t messages_sent_total;        /* whole WebSocket data messages queued (push, publish) */
+    uint64_t bytes_received_total;       /* bytes read from connections (TLS: decrypted) */
+    uint64_t bytes_sent_total;           /* bytes written to them (TLS: before encryption) */
+    uint64_t messages_dropped_total;     /* messages not sent to slow consumers (policy drop) */
+    uint64_t slow_consumer_closes_total; /* connections closed as slow consumers (close) */
+} eddy_stats_t;
+
+/*
+ * Fills *out with the figures of the whole server (loop -1) or of one event loop (0 to
+ * worker_num - 1 of the current or last run: its connections are those it owns, its
+ * accepted_total what its listening sockets accepted). Any thread, any time between
+ * eddy_server_new() and eddy_server_free(). Returns 0, or EDDY_EINVAL (out NULL, or no
+ * such loop).
+ */
+int eddy_server_stats(eddy_server_t *srv, int loop, eddy_stats_t *out);
 
 /* Per-connection user data (borrowed pointer, never freed by eddy). */
 int eddy_conn_set_user_data(eddy_server_t *srv, eddy_fd_t fd, void *user_data);

@@ -298,6 +298,8 @@ int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob)
     }
     eddy__blob_ref(blob);
     seg_refs(tail)[tail->len++] = blob;
+    /* Blobs are shared WebSocket frames, each a whole message (publications). */
+    eddy__stat_add(&conn->loop->stats.messages_out, 1);
     eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) + blob->len);
     if (!conn->hold_output)
         flush_list_add(conn);
@@ -371,6 +373,7 @@ int eddy__conn_admit_near_limits(eddy__conn_t *conn, size_t bytes)
                           conn->id, queued,
                           over_soft ? " over socket_buffer_soft_limit too long" : "");
             conn->dropping = true;
+            eddy__stat_add(&conn->loop->stats.dropped, 1);
             return EDDY_EDROPPED;
         }
         if (over_soft)
@@ -385,6 +388,7 @@ int eddy__conn_admit_near_limits(eddy__conn_t *conn, size_t bytes)
                       "socket_buffer_size %zu: closing",
                       conn->id, queued, opts->socket_buffer_size);
         static const char reason[] = "slow consumer";
+        eddy__stat_add(&conn->loop->stats.slow_closes, 1);
         conn->proto->end(conn, EDDY_WS_CLOSE_POLICY_ERROR, reason, sizeof(reason) - 1, true);
         return EDDY_EDROPPED;
     }
@@ -546,6 +550,7 @@ static void conn_flush(eddy__conn_t *conn)
             return;
         }
         eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) - (size_t)written);
+        eddy__stat_add(&loop->stats.bytes_out, (uint64_t)written);
         budget -= (size_t)written;
         while (written > 0) {
             eddy__seg_t *seg = outq_head(q);
@@ -600,6 +605,7 @@ static void uncork(eddy__conn_t *conn)
     }
     written = EDDY__MAX(written, 0);
     eddy__conn_set_out_bytes(conn, eddy__conn_out_bytes(conn) - (size_t)written);
+    eddy__stat_add(&loop->stats.bytes_out, (uint64_t)written);
     if ((size_t)written == len) {
         if (conn->out.tail != NULL)
             conn_flush(conn);
@@ -700,6 +706,7 @@ static void conn_release(eddy__conn_t *conn)
 {
     eddy__loop_t *loop = conn->loop;
     eddy__registry_remove(&loop->srv->registry, conn);
+    eddy__stat_add(&loop->stats.conns_closed, 1);
     conn->released = true;
     conn->proto->free(conn);
 
@@ -901,6 +908,7 @@ static bool read_once(eddy__conn_t *conn)
         return false;
     }
     atomic_store_explicit(&conn->last_recv_ms, loop->now_ms, memory_order_relaxed);
+    eddy__stat_add(&loop->stats.bytes_in, (uint64_t)n);
 
     if (conn->in != NULL) {
         conn->in->len += (size_t)n;
@@ -1102,6 +1110,7 @@ eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *
         eddy__io_set(loop, &conn->io, 0);
         goto fail_mapped;
     }
+    eddy__stat_add(&loop->stats.conns_opened, 1);
     return conn;
 fail_mapped:
     eddy__connmap_remove(&loop->conns, conn->id);

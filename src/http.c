@@ -527,6 +527,7 @@ static void dispatch(eddy__conn_t *conn, char *buf, const char *body, size_t bod
     }
     if (srv->access_fd >= 0)
         access_begin(conn, resp);
+    eddy__stat_add(&conn->loop->stats.http_requests, 1);
     eddy__conn_set_timeout(conn, 0);
     http_loop_t *hl = http_loop(conn->loop);
     if (hl->head.upgrade_websocket && srv->http_upgrade != NULL) {

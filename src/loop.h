@@ -124,6 +124,37 @@ enum eddy__loop_slot {
     EDDY__SLOT_COUNT,
 };
 
+/*
+ * What a loop counts for eddy_server_stats(). Only the loop's thread writes a cell (or the
+ * thread running a stopped loop's pending work), so a count is one plain add to memory:
+ * no lock, no locked instruction. Other threads read the cells with relaxed atomic loads
+ * and sum the loops. C11 _Atomic cells cost a load, an add and a store each: echoing a
+ * 20-byte message took 618 instructions that way, 608 with plain adds, 598 with no
+ * counting (bench/instructions).
+ */
+typedef struct eddy__loop_stats {
+    uint64_t accepted;      /* accepted on this loop's listening sockets */
+    uint64_t refused;       /* closed at accept (max_connection, out of fds) */
+    uint64_t conns_opened;  /* connections this loop took on */
+    uint64_t conns_closed;  /* ... and released */
+    uint64_t http_requests; /* requests dispatched, upgrade requests included */
+    uint64_t ws_opened;     /* WebSocket sessions established */
+    uint64_t ws_closed;     /* ... and closed */
+    uint64_t ws_refused;    /* upgrade requests answered with a refusal */
+    uint64_t messages_in;   /* data messages delivered */
+    uint64_t messages_out;  /* whole data messages queued (pushed, published) */
+    uint64_t bytes_in;      /* bytes read (TLS: decrypted) */
+    uint64_t bytes_out;     /* bytes written (TLS: before encryption) */
+    uint64_t dropped;       /* messages dropped for a slow consumer */
+    uint64_t slow_closes;   /* connections closed as slow consumers */
+} eddy__loop_stats_t;
+
+/* Adds n to a cell of the calling loop's stats (single writer: see eddy__loop_stats_t). */
+static inline void eddy__stat_add(uint64_t *cell, uint64_t n)
+{
+    *cell += n;
+}
+
 /* Frees what a slot's data holds (the loop frees the data itself). */
 typedef void (*eddy__slot_free_fn)(void *data);
 
@@ -199,6 +230,7 @@ struct eddy__loop {
     int listen_sock_count;
     int next_handoff; /* round-robin target when handing accepted sockets over */
     uint64_t shutdown_deadline_ms;
+    eddy__loop_stats_t stats;
 };
 
 /* Whether lines at level are logged: one compare with the loop's copy of log_level, for

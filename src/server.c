@@ -82,15 +82,56 @@ int eddy_server_add_listener(eddy_server_t *srv, const char *host, int port, int
     l->host = strdup(host);
     l->port = port;
     l->flags = flags;
+    l->adopt_fd = -1;
+    atomic_init(&l->fd, -1);
     if (l->host == NULL)
         return EDDY_ENOMEM;
     return srv->listener_count++;
 }
 
-static void close_listen_socks(eddy__loop_t *loop)
+int eddy_server_add_listener_fd(eddy_server_t *srv, int fd, int flags)
+{
+    int accepting = 0, type = 0;
+    socklen_t len = sizeof(accepting);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting)
+        return EDDY_EINVAL;
+    len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+        return EDDY_EINVAL;
+    struct sockaddr_storage local;
+    socklen_t local_len = sizeof(local);
+    char host[NI_MAXHOST], port[NI_MAXSERV];
+    if (getsockname(fd, (struct sockaddr *)&local, &local_len) != 0 ||
+        (local.ss_family != AF_INET && local.ss_family != AF_INET6) ||
+        getnameinfo((struct sockaddr *)&local, local_len, host, sizeof(host), port, sizeof(port),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        return EDDY_EINVAL;
+    /* The address it is bound to becomes the listener's, so a later start (the adopted
+     * socket closed with the stop before) binds it again. */
+    int index = eddy_server_add_listener(srv, host, atoi(port), flags);
+    if (index < 0)
+        return index;
+    eddy__listener_t *l = &srv->listeners[index];
+    l->adopt_fd = fd;
+    l->single = true;
+    return index;
+}
+
+int eddy_server_listener_fd(const eddy_server_t *srv, int index)
+{
+    if (index < 0 || index >= srv->listener_count)
+        return -1;
+    return atomic_load(&srv->listeners[index].fd);
+}
+
+/* Closes a loop's listening sockets; loop 0's stay published for eddy_server_listener_fd()
+ * when the hand-over (close_listeners_run) is not done yet (unpublish false). */
+static void close_listen_socks_as(eddy__loop_t *loop, bool unpublish)
 {
     for (int i = 0; i < loop->listen_sock_count; i++) {
         eddy__listen_sock_t *ls = &loop->listen_socks[i];
+        if (loop->index == 0 && unpublish)
+            atomic_store(&ls->listener->fd, -1);
         if (ls->io.fd >= 0) {
             eddy__io_set(loop, &ls->io, 0);
             close(ls->io.fd);
@@ -103,6 +144,53 @@ static void close_listen_socks(eddy__loop_t *loop)
     if (loop->spare_fd >= 0)
         close(loop->spare_fd);
     loop->spare_fd = -1;
+}
+
+static void close_listen_socks(eddy__loop_t *loop)
+{
+    close_listen_socks_as(loop, true);
+}
+
+/*
+ * eddy_server_close_listeners(): loop 0 closes its sockets first, then posts the other
+ * loops their part. Commands from one thread run in order, so each of them runs after the
+ * connections loop 0 accepted before it closed were handed over and taken on: when the
+ * last loop is done, every accepted connection is a live one, and listener_fd says -1.
+ */
+struct close_listeners {
+    atomic_int left;
+    int loops;
+    eddy__cmd_t cmds[]; /* one per loop */
+};
+
+static void close_listeners_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    struct close_listeners *cl = (struct close_listeners *)((char *)(cmd - loop->index) -
+                                                            offsetof(struct close_listeners, cmds));
+    if (!loop->stopping) /* the stop closed them already */
+        close_listen_socks_as(loop, false);
+    if (loop->index == 0)
+        for (int i = 1; i < cl->loops; i++)
+            eddy__loop_post(loop->srv->loops[i], &cl->cmds[i]);
+    if (atomic_fetch_sub(&cl->left, 1) == 1) {
+        for (int i = 0; i < loop->srv->listener_count; i++)
+            atomic_store(&loop->srv->listeners[i].fd, -1);
+        free(cl);
+    }
+}
+
+int eddy_server_close_listeners(eddy_server_t *srv)
+{
+    int loops = atomic_load(&srv->loop_count);
+    struct close_listeners *cl = calloc(1, sizeof(*cl) + (size_t)loops * sizeof(eddy__cmd_t));
+    if (cl == NULL)
+        return EDDY_ENOMEM;
+    atomic_init(&cl->left, loops);
+    cl->loops = loops;
+    for (int i = 0; i < loops; i++)
+        cl->cmds[i].fn = close_listeners_run;
+    eddy__loop_post(srv->loops[0], &cl->cmds[0]);
+    return 0;
 }
 
 static void free_tls_contexts(eddy_server_t *srv)
@@ -135,8 +223,11 @@ void eddy_server_free(eddy_server_t *srv)
     }
     free(srv->loops);
     free_tls_contexts(srv);
-    for (int i = 0; i < srv->listener_count; i++)
+    for (int i = 0; i < srv->listener_count; i++) {
+        if (srv->listeners[i].adopt_fd >= 0) /* adopted and never used */
+            close(srv->listeners[i].adopt_fd);
         free(srv->listeners[i].host);
+    }
     free(srv->listeners);
     eddy__registry_free(&srv->registry);
     eddy__topics_free(&srv->topics);
@@ -222,6 +313,18 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
  * every loop's socket for l shares it). Returns the descriptor or a negative error. */
 static int bind_listener(eddy_server_t *srv, eddy__listener_t *l, bool reuse_port)
 {
+    if (l->adopt_fd >= 0) {
+        int fd = l->adopt_fd, fl = fcntl(fd, F_GETFL);
+        l->adopt_fd = -1; /* the loop's now: it closes it at stop */
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+            fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+            int err = -errno;
+            close(fd);
+            return err;
+        }
+        l->bound_port = l->port;
+        return fd;
+    }
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -274,11 +377,15 @@ static int open_loop_listeners(eddy_server_t *srv, eddy__loop_t *loop, bool reus
         ls->io.fd = -1;
         ls->listener = &srv->listeners[i];
         loop->listen_sock_count = i + 1;
+        if (loop->index > 0 && ls->listener->single)
+            continue; /* loop 0 accepts for all */
         int fd = bind_listener(srv, ls->listener, reuse_port);
         if (fd < 0)
             return fd;
         ls->io = (eddy__io_t){.fd = fd, .events = 0, .cb = on_accept};
         eddy__io_set(loop, &ls->io, EDDY__IO_READ);
+        if (loop->index == 0)
+            atomic_store(&ls->listener->fd, fd);
     }
     return 0;
 }
@@ -344,6 +451,7 @@ static bool shed_backlog(eddy__loop_t *loop, int listen_fd, int err)
     }
     loop->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
     loop->accept_shed += (uint64_t)shed;
+    eddy__stat_add(&loop->stats.refused, (uint64_t)shed);
     if (shed > 0)
         eddy__log(loop->srv, EDDY__LOG_WARNING,
                   "accept: %s; closed %d pending connection(s) unserved (%" PRIu64 " so far)",
@@ -400,7 +508,7 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
     eddy__listen_sock_t *ls =
         (eddy__listen_sock_t *)((char *)io - offsetof(eddy__listen_sock_t, io));
     eddy_server_t *srv = loop->srv;
-    bool hand_over = !srv->opts.enable_reuse_port && srv->loop_count > 1;
+    bool hand_over = (!srv->opts.enable_reuse_port || ls->listener->single) && srv->loop_count > 1;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof(peer);
@@ -430,8 +538,10 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
                       "accept: too many connections (max_connection=%zu), refused %s:%d",
                       srv->opts.max_connection, ip, port);
             close(fd);
+            eddy__stat_add(&loop->stats.refused, 1);
             continue;
         }
+        eddy__stat_add(&loop->stats.accepted, 1);
         eddy__loop_t *target = loop;
         if (hand_over) {
             target = srv->loops[loop->next_handoff];
@@ -1032,6 +1142,49 @@ size_t eddy_connection_foreach(eddy_server_t *srv, eddy_foreach_cb cb, void *arg
 size_t eddy_connection_count(eddy_server_t *srv)
 {
     return atomic_load(&srv->registry.live);
+}
+
+/* A cell of another loop's stats: its loop adds with plain instructions (eddy__stat_add),
+ * so this aligned 64-bit load may see a value from just before or after an add, never a
+ * torn one. Not instrumented by ThreadSanitizer, which would call that pair a race. */
+__attribute__((no_sanitize("thread"), noinline)) static uint64_t stat_read(uint64_t *cell)
+{
+    return __atomic_load_n(cell, __ATOMIC_RELAXED);
+}
+
+int eddy_server_stats(eddy_server_t *srv, int loop, eddy_stats_t *out)
+{
+    int loops = atomic_load(&srv->loop_count);
+    if (out == NULL || loop < -1 || loop >= loops)
+        return EDDY_EINVAL;
+    *out = (eddy_stats_t){0};
+    uint64_t conns_closed = 0, conns_opened = 0, ws_closed = 0, ws_opened = 0;
+    for (int i = loop < 0 ? 0 : loop; i < (loop < 0 ? loops : loop + 1); i++) {
+        eddy__loop_stats_t *st = &srv->loops[i]->stats;
+        /* Closes before opens: read the other way round, a close counted in between
+         * could make a gauge negative. */
+        conns_closed += stat_read(&st->conns_closed);
+        conns_opened += stat_read(&st->conns_opened);
+        ws_closed += stat_read(&st->ws_closed);
+        ws_opened += stat_read(&st->ws_opened);
+        out->accepted_total += stat_read(&st->accepted);
+        out->refused_total += stat_read(&st->refused);
+        out->http_requests_total += stat_read(&st->http_requests);
+        out->websocket_refused_total += stat_read(&st->ws_refused);
+        out->messages_received_total += stat_read(&st->messages_in);
+        out->messages_sent_total += stat_read(&st->messages_out);
+        out->bytes_received_total += stat_read(&st->bytes_in);
+        out->bytes_sent_total += stat_read(&st->bytes_out);
+        out->messages_dropped_total += stat_read(&st->dropped);
+        out->slow_consumer_closes_total += stat_read(&st->slow_closes);
+    }
+    out->websocket_opened_total = ws_opened;
+    out->websocket_connections = ws_opened >= ws_closed ? ws_opened - ws_closed : 0;
+    if (loop < 0)
+        out->connections = atomic_load(&srv->registry.live);
+    else
+        out->connections = conns_opened >= conns_closed ? conns_opened - conns_closed : 0;
+    return 0;
 }
 
 int eddy_conn_set_user_data(eddy_server_t *srv, eddy_fd_t fd, void *user_data)

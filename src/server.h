@@ -25,6 +25,13 @@ struct eddy__listener {
     int flags; /* EDDY_LISTEN_* */
     int bound_port;
     struct ssl_ctx_st *tls_ctx;
+    /* eddy_server_add_listener_fd(): the socket the next start uses instead of binding
+     * (-1: none, or used already). An adopted socket is served by loop 0 alone, which
+     * hands connections to the others, even with enable_reuse_port. */
+    int adopt_fd;
+    bool single;
+    /* Loop 0's listening socket while it is open, for eddy_server_listener_fd(). */
+    _Atomic int fd;
 };
 
 /* A listening socket of a loop: with enable_reuse_port every loop has one per listener,

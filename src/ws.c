@@ -283,6 +283,7 @@ static void handshake_failed(eddy__conn_t *conn, int level, int status, const ch
 {
     char ip[46];
     int port;
+    eddy__stat_add(&conn->loop->stats.ws_refused, 1);
     eddy__peer_format(&conn->peer, ip, &port);
     eddy__log(conn_srv(conn), level,
               "session#%" PRIu64 " (%s:%d): WebSocket handshake refused with %d: %s", conn->id, ip,
@@ -413,6 +414,7 @@ static bool upgrade_admitted(eddy__conn_t *conn, eddy_request_t *req)
     int status = req->refuse_status;
     if (status == 0)
         status = verdict >= 400 && verdict <= 499 ? verdict : 403;
+    eddy__stat_add(&conn->loop->stats.ws_refused, 1);
     eddy__log(srv, EDDY__LOG_INFO, "session#%" PRIu64 ": upgrade callback refused with %d",
               conn->id, status);
     if (req->refuse_status != 0) {
@@ -518,6 +520,7 @@ static int ws_upgrade_end(eddy_response_t *resp, const void *data, size_t len)
         return 0;
     }
     eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
+    eddy__stat_add(&conn->loop->stats.ws_refused, 1);
     eddy__log(conn_srv(conn), EDDY__LOG_DEBUG,
               "session#%" PRIu64 ": handshake callback refused the upgrade with %d", conn->id,
               resp->status);
@@ -549,6 +552,7 @@ int eddy__ws_start(eddy__conn_t *conn, enum eddy__ws_role role, const eddy__pmd_
     eddy__conn_switch(conn, &eddy__ws_proto);
     eddy__conn_set_status(conn, EDDY_WS_STATUS_ACTIVE);
     conn->ever_established = true;
+    eddy__stat_add(&conn->loop->stats.ws_opened, 1);
     eddy__conn_drop_timer(conn); /* at rest: no timeout until the closing handshake */
     if (eddy__log_on(conn->loop, EDDY__LOG_DEBUG)) {
         /* Called while the upgrade request is dispatched: it is the loop's request. */
@@ -932,6 +936,8 @@ __attribute__((noinline)) static int push_in_message(eddy__conn_t *conn, const v
         rc = queue_compressed(conn, (uint8_t)opcode, data, len); /* held */
     else
         rc = hold_frame(conn, (uint8_t)opcode, EDDY_WS_FLAG_FIN, data, len);
+    if (rc == 0 && (flags & EDDY_WS_FLAG_FIN) && opcode < EDDY_WS_OPCODE_CLOSE)
+        eddy__stat_add(&conn->loop->stats.messages_out, 1);
     if (fragment && rc == 0) {
         if (opcode != EDDY_WS_OPCODE_CONTINUATION)
             conn->hold_output = true;
@@ -956,7 +962,11 @@ static inline int push_whole(eddy__conn_t *conn, const void *data, size_t len, i
         rc = queue_compressed(conn, (uint8_t)opcode, data, len);
     else
         rc = queue_frame(conn, (uint8_t)opcode, EDDY_WS_FLAG_FIN, data, len);
-    return rc != 0 ? rc : admitted;
+    if (rc != 0)
+        return rc;
+    if (opcode < EDDY_WS_OPCODE_CLOSE)
+        eddy__stat_add(&conn->loop->stats.messages_out, 1);
+    return admitted;
 }
 
 /* eddy__ws_push() of a whole message with EDDY_WS_FLAG_VOLATILE, no fragmented message
@@ -1049,6 +1059,7 @@ int eddy__ws_push_parts(eddy__conn_t *conn, const eddy_part_t *parts, size_t npa
             return rc;
         }
     }
+    eddy__stat_add(&conn->loop->stats.messages_out, nparts);
     return admitted;
 }
 
@@ -1070,6 +1081,7 @@ static void deliver(eddy__conn_t *conn, eddy_frame_t *frame, char *data, size_t 
     eddy_server_t *srv = conn->loop->srv;
     char saved = data[len];
     data[len] = '\0';
+    eddy__stat_add(&conn->loop->stats.messages_in, 1);
     frame->fd = conn->id;
     frame->data = data;
     frame->len = len;
@@ -1502,6 +1514,7 @@ static void ws_drained(eddy__conn_t *conn)
 /* The close event: the server's, or an eddy_client_t's. */
 static void ws_closed(eddy__conn_t *conn)
 {
+    eddy__stat_add(&conn->loop->stats.ws_closed, 1);
     if (conn->client_owned)
         eddy__client_session_closed(conn);
     else

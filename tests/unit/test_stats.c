@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * eddy_server_stats(): the counters move with real traffic over loopback (accepts, HTTP
+ * requests, WebSocket handshakes and refusals, messages and bytes both ways, drops for a
+ * slow consumer), the gauges come back down when connections close, and the per-loop
+ * figures add up to the server's.
+ */
+#include "test.h"
+#include "test_server.h"
+
+#include <errno.h>
+#include <poll.h>
+
+#define LOOPS    2
+#define MESSAGES 25
+
+/* Echo, and for "flood" a burst the reader never takes (it is dropped beyond the limit). */
+static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
+{
+    (void)user_data;
+    if (frame->len == 5 && memcmp(frame->data, "flood", 5) == 0) {
+        static char big[16384];
+        for (int i = 0; i < 64; i++)
+            eddy_push(srv, frame->fd, big, sizeof(big), EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN);
+        return;
+    }
+    eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
+}
+
+static int on_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
+{
+    (void)srv;
+    (void)user_data;
+    return strcmp(eddy_request_path(req), "/refused") == 0 ? 403 : 0;
+}
+
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval timeout = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Sends an upgrade request for path; returns the status of the answer (0 if none). */
+static int upgrade(int fd, const char *path)
+{
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     path);
+    if (send(fd, req, (size_t)n, 0) != n)
+        return 0;
+    char head[1024];
+    size_t got = 0;
+    while (got < sizeof(head) - 1) { /* byte by byte: nothing after the head is taken */
+        if (recv(fd, head + got, 1, 0) != 1)
+            return 0;
+        got++;
+        head[got] = '\0';
+        if (got >= 4 && memcmp(head + got - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    return strncmp(head, "HTTP/1.1 ", 9) == 0 ? atoi(head + 9) : 0;
+}
+
+/* A masked text frame (payload under 126 bytes; zero mask). */
+static bool send_text(int fd, const char *text)
+{
+    unsigned char frame[136] = {0x81, (unsigned char)(0x80 | strlen(text)), 0, 0, 0, 0};
+    memcpy(frame + 6, text, strlen(text));
+    size_t len = 6 + strlen(text);
+    return send(fd, frame, len, 0) == (ssize_t)len;
+}
+
+/* Reads one unmasked frame with a payload under 126 bytes into out; its length or -1. */
+static int recv_small(int fd, char *out)
+{
+    unsigned char head[2];
+    if (recv(fd, head, 2, MSG_WAITALL) != 2 || (head[1] & 0x7f) >= 126)
+        return -1;
+    int len = head[1] & 0x7f;
+    if (len > 0 && recv(fd, out, (size_t)len, MSG_WAITALL) != len)
+        return -1;
+    return len;
+}
+
+static eddy_stats_t stats(void)
+{
+    eddy_stats_t st;
+    CHECK_EQ_INT(eddy_server_stats(test_server, -1, &st), 0);
+    return st;
+}
+
+/* Waits up to 5 s for the server's gauges to read conns connections, ws of them WebSocket. */
+static bool wait_gauges(uint64_t conns, uint64_t ws)
+{
+    for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
+        eddy_stats_t st;
+        eddy_server_stats(test_server, -1, &st);
+        if (st.connections == conns && st.websocket_connections == ws)
+            return true;
+        struct timespec ms = {.tv_nsec = 1000000L};
+        nanosleep(&ms, NULL);
+    }
+    return false;
+}
+
+int main(void)
+{
+    if (!test_server_new("error"))
+        return test_report("test_stats");
+    char loops[8];
+    snprintf(loops, sizeof(loops), "%d", LOOPS);
+    CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", loops), 0);
+    CHECK_EQ_INT(eddy_server_set(test_server, "slow_consumer_policy", "drop"), 0);
+    CHECK_EQ_INT(eddy_server_set(test_server, "socket_buffer_size", "65536"), 0);
+    eddy_on_message(test_server, on_message);
+    eddy_on_upgrade(test_server, on_upgrade);
+
+    eddy_stats_t st = stats();
+    CHECK(st.accepted_total == 0 && st.connections == 0 && st.bytes_sent_total == 0);
+    CHECK_EQ_INT(eddy_server_stats(test_server, -2, &st), EDDY_EINVAL);
+    CHECK_EQ_INT(eddy_server_stats(test_server, 0, NULL), EDDY_EINVAL);
+
+    pthread_t thread;
+    int rc = -1;
+    test_start_server(&thread, &rc);
+    int port = eddy_server_port(test_server);
+    CHECK_EQ_INT(eddy_server_stats(test_server, LOOPS, &st), EDDY_EINVAL);
+
+    CHECK(test_http_answered(port)); /* one plain request (answered 400: no request event) */
+    int refused = connect_to(port);
+    CHECK_EQ_INT(upgrade(refused, "/refused"), 403);
+    close(refused);
+
+    int ws = connect_to(port);
+    CHECK_EQ_INT(upgrade(ws, "/"), 101);
+    size_t sent_payload = 0;
+    for (int i = 0; i < MESSAGES; i++) {
+        char text[32], echo[128];
+        snprintf(text, sizeof(text), "message %d", i);
+        CHECK(send_text(ws, text));
+        sent_payload += strlen(text);
+        CHECK_EQ_INT(recv_small(ws, echo), (int)strlen(text));
+    }
+    CHECK(wait_gauges(1, 1));
+    st = stats();
+    CHECK_EQ_INT(st.accepted_total, 3);
+    CHECK_EQ_INT(st.http_requests_total, 3);
+    CHECK_EQ_INT(st.websocket_opened_total, 1);
+    CHECK_EQ_INT(st.websocket_refused_total, 1);
+    CHECK_EQ_INT(st.messages_received_total, MESSAGES);
+    CHECK_EQ_INT(st.messages_sent_total, MESSAGES);
+    CHECK(st.bytes_received_total >= sent_payload + MESSAGES * 6);
+    CHECK(st.bytes_sent_total >= sent_payload + MESSAGES * 2);
+    CHECK_EQ_INT(st.messages_dropped_total, 0);
+
+    /* The loops' figures add up to the server's. */
+    eddy_stats_t sum = {0};
+    for (int i = 0; i < LOOPS; i++) {
+        eddy_stats_t one;
+        CHECK_EQ_INT(eddy_server_stats(test_server, i, &one), 0);
+        sum.connections += one.connections;
+        sum.accepted_total += one.accepted_total;
+        sum.http_requests_total += one.http_requests_total;
+        sum.messages_received_total += one.messages_received_total;
+        sum.bytes_sent_total += one.bytes_sent_total;
+    }
+    CHECK_EQ_INT(sum.connections, 1);
+    CHECK_EQ_INT(sum.accepted_total, st.accepted_total);
+    CHECK_EQ_INT(sum.http_requests_total, st.http_requests_total);
+    CHECK_EQ_INT(sum.messages_received_total, st.messages_received_total);
+    CHECK_EQ_INT(sum.bytes_sent_total, st.bytes_sent_total);
+
+    /* A burst of 1 MiB to a reader that takes nothing: what exceeds socket_buffer_size
+     * (64 KiB beyond what the socket took) is dropped and counted. */
+    CHECK(send_text(ws, "flood"));
+    for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
+        st = stats();
+        if (st.messages_sent_total + st.messages_dropped_total == MESSAGES + 64)
+            break;
+        struct timespec ms = {.tv_nsec = 1000000L};
+        nanosleep(&ms, NULL);
+    }
+    st = stats();
+    CHECK(st.messages_dropped_total > 0);
+    CHECK_EQ_INT(st.messages_sent_total + st.messages_dropped_total, MESSAGES + 64);
+    CHECK_EQ_INT(st.slow_consumer_closes_total, 0);
+
+    close(ws);
+    CHECK(wait_gauges(0, 0));
+
+    eddy_server_stop(test_server);
+    pthread_join(thread, NULL);
+    CHECK_EQ_INT(rc, 0);
+    /* Counters outlive the run. */
+    st = stats();
+    CHECK_EQ_INT(st.accepted_total, 3);
+    eddy_server_free(test_server);
+    return test_report("test_stats");
+}
