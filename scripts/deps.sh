@@ -13,7 +13,7 @@ set -eu
 
 build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config libinih-dev libjansson-dev"
 test_pkgs="python3 python3-pytest python3-websockets python3-socketio python3-engineio python3-websocket
-    python3-jwt openssl chromium clang libclang-rt-14-dev"
+    python3-jwt python3-prometheus-client openssl chromium clang libclang-rt-14-dev"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
