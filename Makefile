@@ -64,8 +64,9 @@ TEST_PROGS := $(TEST_PROG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 # command-line WebSocket client (cmd/eddy_ws.c), also reached as eddy-ws, a link to eddy.
 CMD_SRCS := $(sort $(wildcard cmd/*.c))
 CMD_OBJS := $(CMD_SRCS:cmd/%.c=$(BUILD)/cmd/%.o) $(BUILD)/cmd/default_conf.o
-CMD_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) $(shell pkg-config --cflags inih 2>/dev/null)
-CMD_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
+CMD_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) $(shell pkg-config --cflags inih libcurl 2>/dev/null)
+CMD_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih) \
+              $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 BINDIR ?= $(PREFIX)/bin
 
 .PHONY: all cmds client-bench lib program examples unit-tests test-programs deps deps-test run test test-unit \
