@@ -64,12 +64,13 @@ TEST_PROGS := $(TEST_PROG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 # command-line WebSocket client (cmd/eddy_ws.c), also reached as eddy-ws, a link to eddy.
 CMD_SRCS := $(sort $(wildcard cmd/*.c))
 CMD_OBJS := $(CMD_SRCS:cmd/%.c=$(BUILD)/cmd/%.o) $(BUILD)/cmd/default_conf.o
-# jansson parses JSON: the claims of auth tokens (cmd/auth.c).
+# jansson parses JSON: the claims of auth tokens (cmd/auth.c). libcurl: the backend proxy.
 JANSSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
 JANSSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
-CMD_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) $(shell pkg-config --cflags inih 2>/dev/null) \
+CMD_CFLAGS := $(filter-out -Isrc,$(CFLAGS_ALL)) $(shell pkg-config --cflags inih libcurl 2>/dev/null) \
 	$(JANSSON_CFLAGS)
-CMD_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih) $(JANSSON_LIBS)
+CMD_LDLIBS := $(shell pkg-config --libs inih 2>/dev/null || echo -linih) $(JANSSON_LIBS) \
+	$(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 BINDIR ?= $(PREFIX)/bin
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 DATADIR ?= $(PREFIX)/share

@@ -20,7 +20,7 @@
 extern char **environ;
 
 static const char *const sections[] = {"server",    "tls", "admin", "static",
-                                       "websocket", "log", "auth"};
+                                       "websocket", "log", "auth", "proxy"};
 
 /* Engine keys that live in a section other than [server]. */
 static const char *const tls_engine_keys[] = {"ssl_cert_file", "ssl_key_file", "ssl_ciphers",
@@ -160,6 +160,13 @@ static bool daemon_key(struct parse_ctx *ctx, const char *section, const char *k
         if (value[0] != '/')
             fail(ctx, section, key, "\"%s\" does not start with /", value);
         set_string(&cfg->ws_path, xstrdup(value));
+    } else if (strcmp(section, "proxy") == 0) {
+        const char *why = NULL;
+        int rc = proxy_check_key(key, value, &why);
+        if (rc < 0)
+            return false;
+        if (rc > 0)
+            fail(ctx, section, key, "\"%s\": %s", value, why);
     } else if (strcmp(section, "log") == 0 && strcmp(key, "log_file") == 0) {
         set_string(&cfg->log_file, value[0] != '\0' ? absolute(cfg, value) : NULL);
     } else {

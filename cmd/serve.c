@@ -531,6 +531,8 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
         answer(resp, 404, "text/plain; charset=utf-8", "not found\n");
         return;
     }
+    if (proxy_request(srv, req, resp))
+        return;
     const char *method = eddy_request_method(req);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         eddy_response_header(resp, "Allow", "GET, HEAD");
@@ -1227,6 +1229,10 @@ int serve_run(cfg_t *cfg, int ready_fd)
         fprintf(stderr, "eddy: [admin] listener: %s\n", eddy_strerror(g.admin_index));
         goto out;
     }
+    if (proxy_setup(srv, cfg) != 0) {
+        fprintf(stderr, "eddy: [proxy]: out of memory\n");
+        goto out;
+    }
     eddy_on_start(srv, on_start);
     eddy_on_request(srv, on_request);
     eddy_on_upgrade(srv, on_upgrade);
@@ -1264,6 +1270,7 @@ out:
             close(g.inherited[i]);
     pidfile_remove(cfg->pid_file);
     auth_release();
+    proxy_free(); /* its watches and timers live on the server's loops */
     if (srv != NULL)
         eddy_server_free(srv);
     live_free_all(atomic_load(&g.live));

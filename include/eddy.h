@@ -816,6 +816,51 @@ bool eddy_timer_clear(eddy_server_t *srv, uint64_t timer_id);
 int eddy_defer(eddy_server_t *srv, eddy_defer_cb cb, void *arg);
 
 /* ---------------------------------------------------------------------------------------
+ * Watches: the application's own file descriptors on a loop (loop thread only)
+ *
+ * A watch calls cb on its loop's thread while fd is ready for what it watches, so that a
+ * client library with an event interface (libcurl's multi socket API, hiredis' async
+ * context) runs on eddy's loops instead of a thread of its own. Readiness is
+ * level-triggered: cb is called again at the next iteration while data waits unread or the
+ * socket stays writable (as both libraries expect), so watch WRITE only while there is
+ * something to write. Errors and hang-ups are reported as the events watched (read() or
+ * write() then says which). The fd stays the application's: eddy never reads, writes or
+ * closes it; free the watch before closing the fd. One watch per fd and loop.
+ *
+ * A watch belongs to the loop that made it and is used (updated, freed) only on that
+ * loop's thread; to watch on a given loop, make the watch from a callback that runs there
+ * (a connection's callbacks run on its loop; eddy_loop_index() tells which loop that is).
+ * While no loop runs (the shutdown callback, after eddy_server_start() returned) the
+ * thread that started the server may update and free any watch. Watches outlive a stop:
+ * they are not called while their loop does not run, and are called again after the next
+ * eddy_server_start(); eddy_server_free() frees the watches still live (cb not called, fds
+ * not closed).
+ * ------------------------------------------------------------------------------------- */
+
+enum { EDDY_WATCH_READ = 1, EDDY_WATCH_WRITE = 2 };
+typedef struct eddy_watch eddy_watch_t;
+/* events: the EDDY_WATCH_* bits that fired (only bits being watched). w and fd are those
+ * given to eddy_watch_new(); cb may update or free w, and make or free other watches. */
+typedef void (*eddy_watch_cb)(eddy_watch_t *w, int fd, int events, void *arg);
+
+/* Watches fd (not owned) for events (EDDY_WATCH_READ | EDDY_WATCH_WRITE; 0 watches nothing
+ * until eddy_watch_update()) on the calling thread's loop; arg is passed to cb. Returns the
+ * watch, or NULL when not called on one of srv's loop threads, on a bad argument, when
+ * memory is short or the kernel refuses the fd (already watched on this loop, not
+ * pollable: logged at warning). */
+eddy_watch_t *eddy_watch_new(eddy_server_t *srv, int fd, int events, eddy_watch_cb cb, void *arg);
+/* Changes what w watches (0: nothing, the watch stays). Returns 0, EDDY_EINVAL or a
+ * negative errno from the kernel. */
+int eddy_watch_update(eddy_watch_t *w, int events);
+/* Stops and frees w (NULL is ignored), also from its own callback or while events for it
+ * are pending in the same iteration: cb is not called again. Does not close the fd. */
+void eddy_watch_free(eddy_watch_t *w);
+/* The index (0 to worker_num - 1) of the loop running the calling thread, or -1 on any
+ * other thread: a key for per-loop state (watches, client handles) kept by the
+ * application. Any thread. */
+int eddy_loop_index(eddy_server_t *srv);
+
+/* ---------------------------------------------------------------------------------------
  * Pub/sub rooms and broadcast (any thread)
  *
  * A published message is framed once; every recipient's output queue shares those bytes,

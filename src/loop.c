@@ -477,6 +477,7 @@ void eddy__loop_free(eddy__loop_t *loop)
             free(loop->user_timers.values[i]);
     }
     eddy__map_free(&loop->user_timers);
+    eddy__watch_free_all(loop);
     eddy__connmap_free(&loop->conns);
     for (int i = 0; i < EDDY__SLOT_COUNT; i++) {
         if (loop->slots[i].data != NULL && loop->slots[i].free != NULL)

@@ -190,6 +190,10 @@ struct eddy__loop {
     uint64_t timer_seq;
     eddy__map_t user_timers; /* timer id -> struct user_timer */
 
+    eddy_watch_t *watches;         /* live watches (watch.c), freed with the loop */
+    eddy_watch_t *watch_graveyard; /* freed watches, released by a deferred call */
+    bool watch_bury_pending;       /* that call is queued */
+
     eddy__defer_t *defers;
     size_t defers_len;
     size_t defers_cap;
@@ -247,6 +251,9 @@ const char *eddy__access_log_date(eddy__loop_t *loop);
  * eddy__access_log_flush() at the end of the iteration or when the loop stops. */
 eddy__buf_t *eddy__access_log_buf(eddy__loop_t *loop);
 void eddy__access_log_flush(eddy__loop_t *loop);
+
+/* Frees every watch of a loop that is being freed (their fds stay open). */
+void eddy__watch_free_all(eddy__loop_t *loop);
 
 /* The loop whose thread is running this code (NULL outside loop threads). */
 extern _Thread_local eddy__loop_t *eddy__current_loop;

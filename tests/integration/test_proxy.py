@@ -1,0 +1,196 @@
+# SPDX-License-Identifier: MIT
+"""The eddy program's backend proxy ([proxy], cmd/proxy.c over cmd/backend.c: libcurl's
+multi interface on eddy's loops through watches and timers) against a real backend process:
+Python's http.server in a thread of the test, answering by the request's query."""
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from test_daemon import Serving, free_port, http, read, wait_for
+
+
+class Backend:
+    """The application's backend: accepts token=good (200 {"user": "alice"}), fails
+    boom (500), answers big with 100 KB, sleeps on slow, refuses the rest (403). It keeps
+    what it received and the client ports it saw (one per connection)."""
+
+    def __init__(self):
+        self.seen = []
+        self.ports = set()
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: eddy may reuse the connection
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer.lock:
+                    outer.seen.append((self.path, self.headers.get("Content-Type"), body))
+                    outer.ports.add(self.client_address[1])
+                query = body["query"]
+                status, answer = 403, b'{"error":"refused"}'
+                if "slow" in query:
+                    time.sleep(1.0)
+                    status, answer = 200, b'{"user":"slow"}'
+                elif "token=good" in query:
+                    status, answer = 200, b'{"user":"alice"}'
+                elif "boom" in query:
+                    status, answer = 500, b"oops"
+                elif "big" in query:
+                    status, answer = 200, b"x" * 100000
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def backend():
+    b = Backend()
+    yield b
+    b.close()
+
+
+def serve(tmp_path, proxy, workers=1):
+    port = free_port()
+    (tmp_path / "www").mkdir(exist_ok=True)
+    (tmp_path / "eddy.conf").write_text(
+        f"[server]\nport = {port}\nworker_num = {workers}\npid_file = eddy.pid\n"
+        f"[static]\ndocument_root = www\n[proxy]\n{proxy}\n[log]\nlog_level = info\n")
+    return Serving(str(tmp_path), str(tmp_path / "eddy.conf")), port
+
+
+def get(port, path, headers=""):
+    """A GET with extra header lines; (status, body)."""
+    from wsraw import RawClient
+    client = RawClient("127.0.0.1", port, timeout=10)
+    try:
+        client.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"
+                    .encode())
+        status, _, body = client.read_http_response()
+        return status, body
+    finally:
+        client.close()
+
+
+def test_proxy_forwards_and_answers(tmp_path, backend):
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/eddy/connect")
+    try:
+        status, body = get(port, "/connect?token=good&room=a%20b", "X-Test: one \"two\"\r\n")
+        assert (status, json.loads(body)) == (200, {"user": "alice"})
+        path, ctype, sent = backend.seen[0]
+        assert (path, ctype) == ("/eddy/connect", "application/json")
+        assert sent["query"] == "token=good&room=a%20b"
+        assert sent["headers"]["X-Test"] == 'one "two"'
+        assert sent["remote"].startswith("127.0.0.1:")
+        assert get(port, "/connect?token=bad")[0] == 403
+        for _ in range(5):
+            assert get(port, "/connect?token=good")[0] == 200
+        # One loop, one connection to the backend, reused by all seven requests.
+        assert len(backend.seen) == 7 and len(backend.ports) == 1, backend.ports
+        # Other paths are not the proxy's.
+        assert http(port, "/other")[0] == 404
+    finally:
+        assert srv.stop() == 0
+    assert "proxy: 7 requests, 1 connections" in read(srv.log_path)
+
+
+def test_proxy_errors_are_distinct_and_counted(tmp_path, backend):
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+                                "timeout = 0.3\nmax_body = 65536")
+    try:
+        assert get(port, "/connect?boom")[0] == 502
+        assert get(port, "/connect?big")[0] == 502
+        started = time.monotonic()
+        assert get(port, "/connect?slow")[0] == 504
+        assert time.monotonic() - started < 0.9  # the timeout, not the backend's 1 s
+        assert get(port, "/connect?boom")[0] == 502
+        log = wait_for(lambda: (lambda t: "timeout (status 0; 1 so far)" in t and t)(
+            read(srv.log_path)), "the timeout's log line")
+        assert "server error (status 500; 2 so far)" in log, log
+        assert "body too big (status 0; 1 so far)" in log, log
+    finally:
+        assert srv.stop() == 0
+    assert "1 timeouts, 2 server errors, 1 too big" in read(srv.log_path)
+
+
+def test_proxy_dead_backend_refused(tmp_path):
+    dead = free_port()  # nothing listens there
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{dead}/c")
+    try:
+        assert get(port, "/connect?token=good")[0] == 502
+        assert get(port, "/connect?token=good")[0] == 502
+        wait_for(lambda: "connection refused (status 0; 2 so far)" in read(srv.log_path),
+                 "the refusals' log line")
+    finally:
+        assert srv.stop() == 0
+    assert "2 refused" in read(srv.log_path)
+
+
+def test_proxy_concurrency_bound(tmp_path, backend):
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+                                "timeout = 5\nmax_requests = 2", workers=1)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            slow = [pool.submit(get, port, "/connect?slow") for _ in range(2)]
+            # Both slow requests are in flight (the backend holds them) before the third.
+            wait_for(lambda: len(backend.seen) == 2, "two requests at the backend")
+            started = time.monotonic()
+            assert get(port, "/connect?token=good")[0] == 503
+            # Refused at once, not queued; and the one loop, which holds both requests,
+            # goes on serving everything else meanwhile.
+            assert http(port, "/other")[0] == 404
+            assert time.monotonic() - started < 0.5
+            assert [f.result(timeout=10)[0] for f in slow] == [200, 200]
+        # The bound frees up as answers come.
+        assert get(port, "/connect?token=good")[0] == 200
+    finally:
+        assert srv.stop() == 0
+    assert "1 busy" in read(srv.log_path)
+
+
+def test_proxy_config_refused(tmp_path):
+    (tmp_path / "bad.conf").write_text("[proxy]\nconnect_url = ftp://x\n")
+    from test_daemon import eddy
+    r = eddy("config", "check", "-c", str(tmp_path / "bad.conf"), cwd=str(tmp_path))
+    assert r.returncode == 2 and "[proxy] connect_url" in r.stderr, r.stderr
+
+
+def test_proxy_stop_with_requests_in_flight(tmp_path, backend):
+    """A stop while the backend holds requests: the daemon exits in time, cleanly (no
+    sanitizer report, no leak: the detached responses are closed), the requests canceled."""
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+                                "timeout = 5", workers=2)
+    with ThreadPoolExecutor(2) as pool:
+        pending = [pool.submit(get, port, "/connect?slow") for _ in range(2)]
+        wait_for(lambda: len(backend.seen) == 2, "two requests at the backend")
+        started = time.monotonic()
+        assert srv.stop() == 0
+        assert time.monotonic() - started < 5
+        for f in pending:
+            try:
+                f.result(timeout=10)
+            except (OSError, EOFError):
+                pass  # the connection closed without an answer
+    assert "proxy: 2 requests" in read(srv.log_path)
+    assert "2 canceled" in read(srv.log_path)
