@@ -751,24 +751,39 @@ static __attribute__((noinline)) int queue_masked(eddy__conn_t *conn, uint8_t op
     return rc;
 }
 
+/*
+ * Queues a frame; messages (0 or 1) is what it adds to the loop's messages_out once queued.
+ * Counted here, not by the caller after the call: push_whole() ends in a tail call again,
+ * and the add lands where the loop is in a register (bench/instructions, echo: 602 -> 598
+ * instructions per 20-byte message).
+ */
 static int queue_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void *payload,
-                       size_t len)
+                       size_t len, unsigned messages)
 {
     flags &= EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1;
-    if (conn->ws_client)
-        return queue_masked(conn, opcode, flags, payload, len, false);
-    /* Framed in place in the output queue where it fits: no copy of the header. */
-    uint8_t *room = eddy__conn_reserve(conn, EDDY_WS_MAX_HEADER_LEN + len);
-    if (room != NULL) {
-        size_t header_len = eddy__ws_write_header_unmasked(room, opcode, flags, len);
-        if (len)
-            memcpy(room + header_len, payload, len);
-        eddy__conn_commit(conn, header_len + len);
-        return 0;
+    int rc;
+    if (conn->ws_client) {
+        rc = queue_masked(conn, opcode, flags, payload, len, false);
+    } else {
+        /* Framed in place in the output queue where it fits: no copy of the header. */
+        uint8_t *room = eddy__conn_reserve(conn, EDDY_WS_MAX_HEADER_LEN + len);
+        if (room != NULL) {
+            /* Counted before the copy, while the loop is still in a register: from here on
+             * the frame cannot fail. */
+            eddy__stat_add(&conn->loop->stats.messages_out, messages);
+            size_t header_len = eddy__ws_write_header_unmasked(room, opcode, flags, len);
+            if (len)
+                memcpy(room + header_len, payload, len);
+            eddy__conn_commit(conn, header_len + len);
+            return 0;
+        }
+        uint8_t header[EDDY_WS_MAX_HEADER_LEN];
+        size_t header_len = eddy__ws_write_header(header, opcode, flags, len, NULL);
+        rc = eddy__conn_write2(conn, header, header_len, payload, len);
     }
-    uint8_t header[EDDY_WS_MAX_HEADER_LEN];
-    size_t header_len = eddy__ws_write_header(header, opcode, flags, len, NULL);
-    return eddy__conn_write2(conn, header, header_len, payload, len);
+    if (rc == 0)
+        eddy__stat_add(&conn->loop->stats.messages_out, messages);
+    return rc;
 }
 
 /* Queues a whole data message behind the fragmented one being sent (RFC 6455 5.4). */
@@ -782,8 +797,10 @@ static int hold_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void 
     return eddy__conn_hold2(conn, header, header_len, payload, len);
 }
 
-/* Compresses and queues a whole data message (held while a fragmented one is being sent). */
-static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data, size_t len)
+/* Compresses and queues a whole data message (held while a fragmented one is being sent);
+ * messages as for queue_frame(). */
+static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data, size_t len,
+                            unsigned messages)
 {
     ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
     const eddy__options_t *opts = &conn_srv(conn)->opts;
@@ -808,9 +825,13 @@ static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data
     if (rc != 0)
         return rc;
     int flags = EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1;
-    if (conn->hold_output)
-        return hold_frame(conn, opcode, flags, wl->deflate_out.data, wl->deflate_out.len);
-    return queue_frame(conn, opcode, flags, wl->deflate_out.data, wl->deflate_out.len);
+    if (!conn->hold_output)
+        return queue_frame(conn, opcode, flags, wl->deflate_out.data, wl->deflate_out.len,
+                           messages);
+    rc = hold_frame(conn, opcode, flags, wl->deflate_out.data, wl->deflate_out.len);
+    if (rc == 0)
+        eddy__stat_add(&conn->loop->stats.messages_out, messages);
+    return rc;
 }
 
 void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, size_t reason_len,
@@ -830,7 +851,7 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
         conn->ws_close_sent = true;
         debug_close_frame(conn, "sent", len > 0 ? code : EDDY_WS_CLOSE_STATUS_ERROR,
                           (const char *)payload + 2, len > 0 ? len - 2 : 0);
-        queue_frame(conn, EDDY_WS_OPCODE_CLOSE, EDDY_WS_FLAG_FIN, payload, len);
+        queue_frame(conn, EDDY_WS_OPCODE_CLOSE, EDDY_WS_FLAG_FIN, payload, len, 0);
     }
     uint32_t wait_ms = conn_srv(conn)->opts.websocket_close_timeout_ms;
     if (wait_for_peer && eddy__ws_open(conn)) {
@@ -931,9 +952,9 @@ __attribute__((noinline)) static int push_in_message(eddy__conn_t *conn, const v
         return admitted;
     int rc;
     if (fragment || opcode >= EDDY_WS_OPCODE_CLOSE)
-        rc = queue_frame(conn, (uint8_t)opcode, flags & EDDY_WS_FLAG_FIN, data, len);
+        rc = queue_frame(conn, (uint8_t)opcode, flags & EDDY_WS_FLAG_FIN, data, len, 0);
     else if (wants_compression(conn, len, opcode, flags))
-        rc = queue_compressed(conn, (uint8_t)opcode, data, len); /* held */
+        rc = queue_compressed(conn, (uint8_t)opcode, data, len, 0); /* held */
     else
         rc = hold_frame(conn, (uint8_t)opcode, EDDY_WS_FLAG_FIN, data, len);
     if (rc == 0 && (flags & EDDY_WS_FLAG_FIN) && opcode < EDDY_WS_OPCODE_CLOSE)
@@ -958,15 +979,12 @@ static inline int push_whole(eddy__conn_t *conn, const void *data, size_t len, i
     if (opcode < EDDY_WS_OPCODE_CLOSE && (admitted = eddy__conn_admit(conn, len)) < 0)
         return admitted;
     /* FIN, known here: written out so that the compiler drops the tests of it. */
+    unsigned messages = opcode < EDDY_WS_OPCODE_CLOSE; /* data messages count */
     if (wants_compression(conn, len, opcode, flags | EDDY_WS_FLAG_FIN))
-        rc = queue_compressed(conn, (uint8_t)opcode, data, len);
+        rc = queue_compressed(conn, (uint8_t)opcode, data, len, messages);
     else
-        rc = queue_frame(conn, (uint8_t)opcode, EDDY_WS_FLAG_FIN, data, len);
-    if (rc != 0)
-        return rc;
-    if (opcode < EDDY_WS_OPCODE_CLOSE)
-        eddy__stat_add(&conn->loop->stats.messages_out, 1);
-    return admitted;
+        rc = queue_frame(conn, (uint8_t)opcode, EDDY_WS_FLAG_FIN, data, len, messages);
+    return rc != 0 ? rc : admitted;
 }
 
 /* eddy__ws_push() of a whole message with EDDY_WS_FLAG_VOLATILE, no fragmented message
@@ -1042,11 +1060,12 @@ int eddy__ws_push_parts(eddy__conn_t *conn, const eddy_part_t *parts, size_t npa
     for (size_t i = 0; i < nparts; i++) {
         const eddy_part_t *part = &parts[i];
         if (wants_compression(conn, part->len, part->opcode, part_flags))
-            rc = queue_compressed(conn, (uint8_t)part->opcode, part->data, part->len);
+            rc = queue_compressed(conn, (uint8_t)part->opcode, part->data, part->len, 0);
         else if (conn->hold_output)
             rc = hold_frame(conn, (uint8_t)part->opcode, EDDY_WS_FLAG_FIN, part->data, part->len);
         else
-            rc = queue_frame(conn, (uint8_t)part->opcode, EDDY_WS_FLAG_FIN, part->data, part->len);
+            rc = queue_frame(conn, (uint8_t)part->opcode, EDDY_WS_FLAG_FIN, part->data, part->len,
+                             0);
         if (rc != 0) {
             /* The peer would wait for parts that never come: the connection ends (queueing
              * out of memory has aborted it already). */
@@ -1161,7 +1180,7 @@ static void on_control_frame(eddy__conn_t *conn, uint8_t *payload, size_t len)
     } else if (opcode == EDDY_WS_OPCODE_PING) {
         if (eddy__log_on(conn->loop, EDDY__LOG_TRACE))
             trace_frame(conn, "queued", EDDY_WS_OPCODE_PONG, true, false, len);
-        queue_frame(conn, EDDY_WS_OPCODE_PONG, EDDY_WS_FLAG_FIN, payload, len);
+        queue_frame(conn, EDDY_WS_OPCODE_PONG, EDDY_WS_FLAG_FIN, payload, len, 0);
     }
 }
 

@@ -24,6 +24,17 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
             eddy_push(srv, frame->fd, big, sizeof(big), EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN);
         return;
     }
+    if (frame->len == 5 && memcmp(frame->data, "other", 5) == 0) {
+        /* The other ways out: two parts (2 messages), a fragmented message with a whole
+         * one held behind it (2), and a ping (a control frame: not counted). */
+        eddy_part_t parts[2] = {{"p1", 2, EDDY_WS_OPCODE_TEXT}, {"p2", 2, EDDY_WS_OPCODE_TEXT}};
+        eddy_push_parts(srv, frame->fd, parts, 2, 0);
+        eddy_push(srv, frame->fd, "f1", 2, EDDY_WS_OPCODE_TEXT, 0);
+        eddy_push(srv, frame->fd, "held", 4, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
+        eddy_push(srv, frame->fd, "f2", 2, EDDY_WS_OPCODE_CONTINUATION, EDDY_WS_FLAG_FIN);
+        eddy_push(srv, frame->fd, "", 0, EDDY_WS_OPCODE_PING, EDDY_WS_FLAG_FIN);
+        return;
+    }
     eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
 }
 
@@ -181,19 +192,29 @@ int main(void)
     CHECK_EQ_INT(sum.messages_received_total, st.messages_received_total);
     CHECK_EQ_INT(sum.bytes_sent_total, st.bytes_sent_total);
 
+    /* Parts, a fragmented message, a held one and a ping: 4 data messages, 6 frames. */
+    CHECK(send_text(ws, "other"));
+    for (int i = 0; i < 6; i++) {
+        char frame[128];
+        CHECK(recv_small(ws, frame) >= 0);
+    }
+    st = stats();
+    CHECK_EQ_INT(st.messages_received_total, MESSAGES + 1);
+    CHECK_EQ_INT(st.messages_sent_total, MESSAGES + 4);
+
     /* A burst of 1 MiB to a reader that takes nothing: what exceeds socket_buffer_size
      * (64 KiB beyond what the socket took) is dropped and counted. */
     CHECK(send_text(ws, "flood"));
     for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
         st = stats();
-        if (st.messages_sent_total + st.messages_dropped_total == MESSAGES + 64)
+        if (st.messages_sent_total + st.messages_dropped_total == MESSAGES + 4 + 64)
             break;
         struct timespec ms = {.tv_nsec = 1000000L};
         nanosleep(&ms, NULL);
     }
     st = stats();
     CHECK(st.messages_dropped_total > 0);
-    CHECK_EQ_INT(st.messages_sent_total + st.messages_dropped_total, MESSAGES + 64);
+    CHECK_EQ_INT(st.messages_sent_total + st.messages_dropped_total, MESSAGES + 4 + 64);
     CHECK_EQ_INT(st.slow_consumer_closes_total, 0);
 
     close(ws);
