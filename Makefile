@@ -32,7 +32,9 @@ ifeq ($(SANITIZE),)
 LTO ?= -flto=auto -ffat-lto-objects
 endif
 CFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE $(OPT) $(LTO) -g $(WARN) -fPIC -pthread -Iinclude -Isrc $(CFLAGS)
-LDLIBS_ALL := -lssl -lcrypto -lz -pthread $(LDLIBS)
+# hiredis: the real-time layer's Redis broker (rt/rt_broker_redis.c).
+HIREDIS_LIBS := $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
+LDLIBS_ALL := -lssl -lcrypto -lz $(HIREDIS_LIBS) -pthread $(LDLIBS)
 ifneq ($(SANITIZE),)
 CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDLIBS_ALL += -fsanitize=$(SANITIZE)
