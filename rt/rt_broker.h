@@ -100,7 +100,10 @@ typedef void (*rt_broker_publish_cb)(rt_broker_t *b, int err, rt_position_t pos,
  * except-rooms applied; top is the namespace's position when it was read: it covers every
  * broadcast up to top.seq, so live deliveries at or below top.seq are duplicates and those
  * above are new), RT_HISTORY_GAP (not recovered: another epoch, a position ahead, an entry
- * above it evicted, or more than max_entries to send), EDDY_ECLOSED (broker down).
+ * above it evicted, or more than max_entries to send), EDDY_ECLOSED (broker down),
+ * EDDY_EPROTO (refused by the broker; logged), EDDY_ENOMEM. top is also set with
+ * RT_HISTORY_GAP: a namespace gets its epoch at its first use, so a read from {0, 0}
+ * without rooms tells a new session the position it starts at (its "seq at connect").
  */
 typedef void (*rt_broker_history_cb)(rt_broker_t *b, int err, rt_position_t top,
                                      const rt_broker_delivery_t *entries, size_t n, void *arg);
@@ -269,9 +272,10 @@ static inline const char *rt_broker_node_id(rt_broker_t *b)
 }
 /* Stops the broker and frees it: requests still queued are sent first while the broker is
  * connected (else answered EDDY_ECLOSED), then the node leaves the cluster (its lease is
- * removed, so its presence entries vanish at once). Results still being handed to loops
- * must run before the server is freed. Call it from a thread that is not the broker's
- * own (not from a handler running there). */
+ * removed, so its presence entries vanish at once). Results and deliveries already handed to
+ * loops may still run after it returns: their b is then dangling (compare it, never call
+ * it), and the handlers' user data must outlive them. Call it from a thread that is not the
+ * broker's own (not from a handler running there). */
 static inline void rt_broker_free(rt_broker_t *b)
 {
     b->ops->free(b);

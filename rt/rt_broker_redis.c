@@ -44,16 +44,19 @@ static const char lua_publish[] =
     "for j = 6, #ARGV do redis.call('PUBLISH', ARGV[j], live) end\n"
     "return {seq, ep}\n";
 
-/* History: KEYS = pos, then (stream, last) per room; ARGV = epoch, after, max entries.
- * Returns {1, top, epoch, seq, message, ...} or {0, reason}. A stream is read backwards
- * until an entry at or below after, or one whose predecessor is: reaching its start first
- * means entries above after were trimmed. */
+/* History: KEYS = pos, then (stream, last) per room; ARGV = epoch, after, max entries,
+ * epoch candidate (the namespace gets an epoch if it has none, so every answer names its
+ * position). Returns {1, top, epoch, seq, message, ...} or {0, top, epoch}. A stream is
+ * read backwards until an entry at or below after, or one whose predecessor is: reaching
+ * its start first means entries above after were trimmed. */
 static const char lua_history[] =
+    "if not redis.call('HGET', KEYS[1], 'e') then redis.call('HSETNX', KEYS[1], 'e', ARGV[4]) "
+    "end\n"
     "local ep = redis.call('HGET', KEYS[1], 'e')\n"
-    "if not ep or ep ~= ARGV[1] then return {0, 'epoch'} end\n"
     "local top = tonumber(redis.call('HGET', KEYS[1], 's') or '0')\n"
+    "local gap = {0, top, ep}\n"
     "local after = tonumber(ARGV[2])\n"
-    "if after > top then return {0, 'ahead'} end\n"
+    "if ep ~= ARGV[1] or after > top then return gap end\n"
     "local max = tonumber(ARGV[3])\n"
     "local out = {1, top, ep}\n"
     "local n = 0\n"
@@ -64,7 +67,7 @@ static const char lua_history[] =
     "    local done = false\n"
     "    while not done do\n"
     "      local batch = redis.call('XREVRANGE', KEYS[i], hi, '-', 'COUNT', 100)\n"
-    "      if #batch == 0 then return {0, 'evicted'} end\n"
+    "      if #batch == 0 then return gap end\n"
     "      for _, e in ipairs(batch) do\n"
     "        local f = e[2]\n"
     "        local s, p, m = 0, 0, ''\n"
@@ -74,7 +77,7 @@ static const char lua_history[] =
     "        end\n"
     "        if s <= after then done = true; break end\n"
     "        n = n + 1\n"
-    "        if n > max then return {0, 'too many'} end\n"
+    "        if n > max then return gap end\n"
     "        out[#out + 1] = s; out[#out + 1] = m\n"
     "        if p <= after then done = true; break end\n"
     "      end\n"
@@ -320,8 +323,12 @@ static void run_presence_result(eddy_server_t *srv, void *p)
     free(r);
 }
 
+/* Deliveries and state events carry their handler and user data: they may run after the
+ * broker was freed (see rt_broker_free), so they never read it. */
 typedef struct live_delivery {
     rb_t *rb;
+    void (*deliver)(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud);
+    void *ud;
     redisReply *reply;
     rt_broker_delivery_t d;
     const char *names[];
@@ -330,20 +337,22 @@ typedef struct live_delivery {
 static void run_delivery(eddy_server_t *srv, void *p)
 {
     live_delivery_t *ld = p;
-    ld->rb->h.deliver(&ld->rb->base, &ld->d, ld->rb->ud);
+    ld->deliver(&ld->rb->base, &ld->d, ld->ud);
     freeReplyObject(ld->reply);
     free(ld);
 }
 
 typedef struct state_result {
     rb_t *rb;
+    void (*state)(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud);
+    void *ud;
     rt_broker_state_event_t ev;
 } state_result_t;
 
 static void run_state(eddy_server_t *srv, void *p)
 {
     state_result_t *r = p;
-    r->rb->h.state(&r->rb->base, &r->ev, r->rb->ud);
+    r->state(&r->rb->base, &r->ev, r->ud);
     free(r);
 }
 
@@ -359,6 +368,8 @@ static void set_state(rb_t *rb, rt_broker_state_t st, bool gap, uint64_t down_ms
         return;
     }
     r->rb = rb;
+    r->state = rb->h.state;
+    r->ud = rb->ud;
     r->ev = (rt_broker_state_event_t){.state = st, .gap = gap, .down_ms = down_ms};
     dispatch(rb, 0, run_state, r);
 }
@@ -641,6 +652,20 @@ static int enqueue(rb_t *rb, job_t *j)
 
 static __thread uint64_t epoch_rng;
 
+/* A fresh epoch candidate per request: it becomes the namespace's epoch only if the
+ * namespace has none (first use, or after a flush), and then it must differ from any
+ * epoch before. 0 if the kernel gives no randomness. */
+static uint64_t new_epoch(void)
+{
+    if (!epoch_rng &&
+        (getrandom(&epoch_rng, sizeof(epoch_rng), 0) != sizeof(epoch_rng) || !epoch_rng))
+        return 0;
+    uint64_t epoch = 0;
+    while (!epoch)
+        epoch = rand64(&epoch_rng) >> (64 - RT_HISTORY_EPOCH_BITS);
+    return epoch;
+}
+
 static int rb_publish(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
                       rt_broker_publish_cb cb, void *arg)
 {
@@ -654,16 +679,9 @@ static int rb_publish(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
     for (size_t i = 0; i < msg->nexcept; i++)
         if (!msg->except[i] || strlen(msg->except[i]) >= 65536)
             return EDDY_EINVAL;
-    /* A fresh epoch candidate per publish: it becomes the namespace's epoch only if the
-     * namespace has none (first publish, or after a flush), and then it must differ from
-     * any epoch before. */
-    while (!epoch_rng)
-        if (getrandom(&epoch_rng, sizeof(epoch_rng), 0) != sizeof(epoch_rng))
-            return EDDY_ENOMEM;
-    uint64_t epoch = 0;
-    while (!epoch)
-        epoch = rand64(&epoch_rng) >> (64 - RT_HISTORY_EPOCH_BITS);
-    publish_in_t in = {msg, epoch};
+    publish_in_t in = {msg, new_epoch()};
+    if (!in.epoch)
+        return EDDY_ENOMEM;
     job_t *j = job_build(rb, build_publish, &in, 0);
     if (!j)
         return EDDY_ENOMEM;
@@ -680,6 +698,7 @@ typedef struct history_in {
     rt_position_t after;
     const char *const *rooms;
     size_t nrooms;
+    uint64_t candidate;
 } history_in_t;
 
 static void build_history(argb_t *a, rb_t *rb, const void *p)
@@ -697,6 +716,7 @@ static void build_history(argb_t *a, rb_t *rb, const void *p)
     arg_u64(a, in->after.epoch);
     arg_u64(a, in->after.seq);
     arg_u64(a, rb->cfg.history_max_entries);
+    arg_u64(a, in->candidate);
     /* The rooms again, NUL-terminated, for the except filter: after the command. */
     for (size_t i = 0; i < in->nrooms; i++)
         arg_str(a, in->rooms[i]);
@@ -713,7 +733,9 @@ static int rb_history(rt_broker_t *b, const char *nsp, rt_position_t after,
     for (size_t i = 0; i < nrooms; i++)
         if (!name_ok(rooms[i]))
             return EDDY_EINVAL;
-    history_in_t in = {nsp, after, rooms, nrooms};
+    history_in_t in = {nsp, after, rooms, nrooms, new_epoch()};
+    if (!in.candidate)
+        return EDDY_ENOMEM;
     job_t *j = job_build(rb, build_history, &in, nrooms * sizeof(char *));
     if (!j)
         return EDDY_ENOMEM;
@@ -982,6 +1004,7 @@ static void disconnect(rb_t *rb, const char *why)
     if (rb->sub)
         redisFree(rb->sub);
     rb->cmd = rb->sub = NULL;
+    atomic_store(&rb->last_pong, 0);
     if (rb->was_up && !rb->down_since)
         rb->down_since = now_ms();
     set_state(rb, RT_BROKER_DOWN, false, 0);
@@ -1216,6 +1239,8 @@ static void handle_sub_reply(rb_t *rb, redisReply *r)
         return;
     }
     ld->rb = rb;
+    ld->deliver = rb->h.deliver;
+    ld->ud = rb->ud;
     ld->reply = r;
     ld->d.pos = pos;
     if (msg_decode(p, (size_t)(end - p), &ld->d.origin, &ld->d.msg, ld->names) != 0) {
@@ -1251,20 +1276,20 @@ static void history_reply(rb_t *rb, job_t *j, redisReply *r)
         return;
     }
     *res = (history_result_t){.rb = rb, .cb = (rt_broker_history_cb)j->cb, .arg = j->arg};
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
+        r->element[2]->type != REDIS_REPLY_STRING) {
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: history read refused: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         res->err = EDDY_EPROTO;
         goto out;
     }
+    uint64_t epoch = strtoull(r->element[2]->str, NULL, 10);
+    res->top = (rt_position_t){epoch, (uint64_t)r->element[1]->integer};
     if (r->element[0]->integer != 1) {
         res->err = RT_HISTORY_GAP;
         goto out;
     }
-    const char *ep = r->element[2]->type == REDIS_REPLY_STRING ? r->element[2]->str : "";
-    uint64_t epoch = strtoull(ep, NULL, 10);
-    res->top = (rt_position_t){epoch, (uint64_t)r->element[1]->integer};
     size_t n = (r->elements - 3) / 2, names = 0;
     for (size_t i = 0; i < n; i++) {
         redisReply *m = r->element[3 + 2 * i + 1];
@@ -1285,6 +1310,10 @@ static void history_reply(rb_t *rb, job_t *j, redisReply *r)
     for (size_t i = 0; i < n; i++) {
         redisReply *m = r->element[3 + 2 * i + 1];
         rt_broker_delivery_t *d = &res->entries[kept];
+        if (r->element[3 + 2 * i]->type != REDIS_REPLY_INTEGER) {
+            res->err = EDDY_EPROTO;
+            goto out;
+        }
         if (msg_decode(m->str, m->len, &d->origin, &d->msg, res->names + used) != 0) {
             res->err = EDDY_EPROTO;
             goto out;

@@ -25,6 +25,7 @@
 
 #include "rt_broker.h"
 #include "test.h"
+#include "test_server.h"
 
 /* ---------------------------------------------------------------------------------------
  * redis-server fixture
@@ -523,13 +524,28 @@ static void test_history(void)
     node_start(a, &cfg);
     const char *h1[] = {"h1"}, *h2[] = {"h2"}, *both[] = {"h1", "h2"}, *ex[] = {"h2"};
     rt_position_t p0, last;
+    /* A new session's position at connect, before anything was published: a read from
+     * {0, 0} answers "not recovered" with the namespace's (new) epoch and seq 0, and a read
+     * from there later is complete. */
+    waiter_t *w = history_wait(a, "/h", (rt_position_t){0, 0}, NULL, 0);
+    CHECK_EQ_INT(w->err, RT_HISTORY_GAP);
+    CHECK(w->pos.epoch != 0);
+    CHECK_EQ_INT(w->pos.seq, 0);
+    rt_position_t at_connect = w->pos;
+    free(w);
     CHECK_EQ_INT(publish_wait(a, "/h", h1, 1, NULL, 0, "before", &p0), 0);
     CHECK_EQ_INT(publish_wait(a, "/h", h2, 1, NULL, 0, "h2 only", NULL), 0);
     CHECK_EQ_INT(publish_wait(a, "/h", NULL, 0, NULL, 0, "to all", NULL), 0);
     CHECK_EQ_INT(publish_wait(a, "/h", NULL, 0, ex, 1, "all but h2", NULL), 0);
     CHECK_EQ_INT(publish_wait(a, "/h", both, 2, NULL, 0, "h1 and h2", &last), 0);
 
-    waiter_t *w = history_wait(a, "/h", p0, both, 2);
+    CHECK_EQ_INT(p0.epoch, at_connect.epoch);
+    w = history_wait(a, "/h", at_connect, h1, 1);
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 4); /* before, to all, all but h2, h1 and h2 */
+    CHECK_STR(w->entries[0].payload, "before");
+    free(w);
+    w = history_wait(a, "/h", p0, both, 2);
     CHECK_EQ_INT(w->err, 0);
     CHECK_EQ_INT(w->n, 3);
     CHECK_STR(w->entries[0].payload, "h2 only");
@@ -817,6 +833,80 @@ static void test_start_without_redis(void)
     free(a);
 }
 
+/* With a server configured, deliveries and results run on its loop (eddy_defer: loop 0,
+ * the one thread of a worker_num 1 server), never on the broker's thread. */
+static pthread_t loop_thread;
+static atomic_int on_loop, off_loop;
+
+static void note_loop_thread(eddy_server_t *srv, void *arg)
+{
+    loop_thread = pthread_self();
+    atomic_store((atomic_int *)arg, 1);
+}
+
+static void count_thread(void)
+{
+    if (pthread_equal(pthread_self(), loop_thread))
+        atomic_fetch_add(&on_loop, 1);
+    else
+        atomic_fetch_add(&off_loop, 1);
+}
+
+static void on_deliver_loop(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
+{
+    count_thread();
+    on_deliver(b, d, ud);
+}
+
+static void on_published_loop(rt_broker_t *b, int err, rt_position_t pos, void *arg)
+{
+    count_thread();
+    on_published(b, err, pos, arg);
+}
+
+static void test_results_on_loop(void)
+{
+    if (!test_server_new("warning"))
+        return;
+    CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "1"), 0);
+    pthread_t thread;
+    int rc = 0;
+    test_start_server(&thread, &rc);
+    atomic_int noted = 0;
+    CHECK_EQ_INT(eddy_defer(test_server, note_loop_thread, &noted), 0);
+    CHECK(WAIT_FOR(atomic_load(&noted), 5000));
+
+    node_t *a = calloc(1, sizeof(node_t));
+    pthread_mutex_init(&a->lock, NULL);
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.port = redis_port;
+    cfg.srv = test_server;
+    rt_broker_handlers_t h = {.deliver = on_deliver_loop, .state = on_state};
+    a->b = rt_broker_redis_new(&cfg, &h, a);
+    CHECK(a->b != NULL);
+    CHECK(WAIT_FOR(rt_broker_ready(a->b, NULL), 5000));
+    CHECK_EQ_INT(rt_broker_subscribe(a->b, "/loop", "r"), 0);
+    sync_subs(a);
+    const char *rooms[] = {"r"};
+    waiter_t *w = waiter();
+    rt_broker_msg_t m = {"/loop", rooms, 1, NULL, 0, 0, "x", 1};
+    CHECK_EQ_INT(rt_broker_publish(a->b, &m, 0, on_published_loop, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, 0);
+    CHECK(WAIT_FOR(ngot(a) == 1, 5000));
+    CHECK_EQ_INT(atomic_load(&on_loop), 2);
+    CHECK_EQ_INT(atomic_load(&off_loop), 0);
+    CHECK(saw_state(a, RT_BROKER_UP, false));
+    free(w);
+    node_stop(a);
+    free(a);
+    eddy_server_stop(test_server);
+    pthread_join(thread, NULL);
+    CHECK_EQ_INT(rc, 0);
+    eddy_server_free(test_server);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -828,6 +918,7 @@ int main(void)
     test_sessions_membership_presence();
     test_redis_restart();
     test_start_without_redis();
+    test_results_on_loop();
     redis_kill();
     return test_report("test_rt_broker");
 }
