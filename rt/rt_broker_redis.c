@@ -137,6 +137,7 @@ typedef struct job {
     void (*cb)(void);
     void *arg;
     size_t bytes;
+    void *extra; /* job_build's extra bytes */
     int argc;
     const char **argv;
     size_t *argvlen;
@@ -556,12 +557,14 @@ static job_t *job_build(rb_t *rb, build_fn build, const void *in, size_t extra)
 {
     argb_t a = {0};
     build(&a, rb, in);
-    size_t size =
-        sizeof(job_t) + (size_t)a.argc * (sizeof(char *) + sizeof(size_t)) + a.bytes + extra;
-    job_t *j = calloc(1, size);
+    /* The extra bytes (a pointer array) start aligned. */
+    size_t base = sizeof(job_t) + (size_t)a.argc * (sizeof(char *) + sizeof(size_t)) + a.bytes;
+    base = (base + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+    job_t *j = calloc(1, base + extra);
     if (!j)
         return NULL;
-    j->bytes = size;
+    j->bytes = base + extra;
+    j->extra = (char *)j + base;
     j->argc = a.argc;
     j->argvlen = (size_t *)(j + 1);
     j->argv = (const char **)(j->argvlen + a.argc);
@@ -741,7 +744,7 @@ static int rb_history(rt_broker_t *b, const char *nsp, rt_position_t after,
         return EDDY_ENOMEM;
     /* The trailing arguments are not sent: they are the rooms and nsp for the filter. */
     j->argc -= (int)nrooms + 1;
-    j->rooms = (const char **)((char *)j + j->bytes - nrooms * sizeof(char *));
+    j->rooms = j->extra;
     for (size_t i = 0; i < nrooms; i++)
         j->rooms[i] = j->argv[j->argc + i];
     j->nsp = j->argv[j->argc + nrooms];
