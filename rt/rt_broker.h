@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "eddy.h"
+#include "rt_emitter.h"
 #include "rt_history.h"
 
 typedef struct rt_broker rt_broker_t;
@@ -89,6 +90,12 @@ typedef struct rt_broker_state_event {
 typedef struct rt_broker_handlers {
     void (*deliver)(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud);
     void (*state)(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud);
+    /* A broadcast another program published in Socket.IO's Redis emitter format (see
+     * rt_emitter.h; engines that accept it: Redis with emitter_prefix set). It has no
+     * position: the layer broadcasts it to its local members as if emitted locally
+     * (every node receives it, each delivers to its own members). m is valid during the
+     * call only. */
+    void (*emitted)(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud);
 } rt_broker_handlers_t;
 
 /* Result of a publish: err 0 and its position, or EDDY_ECLOSED (the connection to the
@@ -328,6 +335,10 @@ typedef struct rt_broker_redis_config {
     uint32_t io_timeout_ms;       /* connect and command timeout: 2000 */
     uint32_t backoff_min_ms;      /* first reconnect delay (then doubling, with jitter): 100 */
     uint32_t backoff_max_ms;      /* 5000 */
+    /* Socket.IO emitter interop: with a prefix ("socket.io", the emitter's default key)
+     * the broker PSUBSCRIBEs <prefix>#* and hands each valid message to the emitted
+     * handler (malformed ones are logged and dropped). NULL: off (the default). */
+    const char *emitter_prefix;
 } rt_broker_redis_config_t;
 
 /* Fills *cfg with the defaults above. */

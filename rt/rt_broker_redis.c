@@ -173,7 +173,7 @@ typedef struct rb {
     rt_broker_handlers_t h;
     void *ud;
     char node_id[RT_BROKER_NODE_ID_SIZE];
-    char *host, *password, *prefix;
+    char *host, *password, *prefix, *emitter_pattern;
     char *node_channel, *nodes_key;
     size_t prefix_len;
 
@@ -1082,7 +1082,8 @@ static int sub_send(rb_t *rb, const char *verb, const char **chans, size_t *lens
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
             r->element[0]->type == REDIS_REPLY_STRING &&
             (strcmp(r->element[0]->str, "subscribe") == 0 ||
-             strcmp(r->element[0]->str, "unsubscribe") == 0)) {
+             strcmp(r->element[0]->str, "unsubscribe") == 0 ||
+             strcmp(r->element[0]->str, "psubscribe") == 0)) {
             waiting--;
             freeReplyObject(r);
         } else {
@@ -1211,9 +1212,56 @@ static bool parse_u64(const char **p, const char *end, char stop, uint64_t *out)
     return true;
 }
 
+typedef struct emitted {
+    rb_t *rb;
+    void (*emitted)(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud);
+    void *ud;
+    rt_emitter_msg_t *m;
+} emitted_t;
+
+static void run_emitted(eddy_server_t *srv, void *p)
+{
+    emitted_t *e = p;
+    e->emitted(&e->rb->base, e->m, e->ud);
+    rt_emitter_msg_free(e->m);
+    free(e);
+}
+
+/* A message in Socket.IO's emitter format (["pmessage", pattern, channel, payload]). */
+static void handle_emitted(rb_t *rb, redisReply *r)
+{
+    redisReply *ch = r->element[2], *payload = r->element[3];
+    if (!rb->h.emitted || ch->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING)
+        return;
+    emitted_t *e = malloc(sizeof(*e));
+    if (!e) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
+                 "rt_broker: out of memory: an emitted broadcast is lost");
+        return;
+    }
+    int rc = rt_emitter_decode(payload->str, payload->len, &e->m);
+    if (rc != 0) {
+        eddy_log(rb->cfg.srv, rc == EDDY_EPROTO ? EDDY_LOG_WARNING : EDDY_LOG_ERROR,
+                 "rt_broker: emitter message on %s dropped: %s", ch->str,
+                 rc == EDDY_EPROTO ? "not the Socket.IO emitter format" : "out of memory");
+        free(e);
+        return;
+    }
+    e->rb = rb;
+    e->emitted = rb->h.emitted;
+    e->ud = rb->ud;
+    dispatch(rb, 0, run_emitted, e);
+}
+
 /* A reply read on the SUBSCRIBE connection (owned: freed or handed on). */
 static void handle_sub_reply(rb_t *rb, redisReply *r)
 {
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+        r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "pmessage") == 0) {
+        handle_emitted(rb, r);
+        freeReplyObject(r);
+        return;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0 ||
         r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING) {
@@ -1642,8 +1690,11 @@ static int connect_all(rb_t *rb, const char **err)
     set_state(rb, RT_BROKER_RECOVERING, false, 0);
     const char *ch = rb->node_channel;
     size_t len = strlen(ch);
-    if (sub_send(rb, "SUBSCRIBE", &ch, &len, 1) != 0 || apply_subs(rb, true) != 0 ||
-        heartbeat(rb) != 0) {
+    const char *pattern = rb->emitter_pattern;
+    size_t plen = pattern ? strlen(pattern) : 0;
+    if (sub_send(rb, "SUBSCRIBE", &ch, &len, 1) != 0 ||
+        (pattern && sub_send(rb, "PSUBSCRIBE", &pattern, &plen, 1) != 0) ||
+        apply_subs(rb, true) != 0 || heartbeat(rb) != 0) {
         *err = rb->sub->err ? rb->sub->errstr : rb->cmd->errstr;
         return -1;
     }
@@ -1844,6 +1895,7 @@ static void rb_destroy(rb_t *rb)
     free(rb->prefix);
     free(rb->node_channel);
     free(rb->nodes_key);
+    free(rb->emitter_pattern);
     if (rb->wake_fd >= 0)
         close(rb->wake_fd);
     pthread_mutex_destroy(&rb->lock);
@@ -1950,16 +2002,19 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
     rb->prefix_len = strlen(cfg->prefix);
     rb->node_channel = join(cfg->prefix, "node:", rb->node_id);
     rb->nodes_key = join(cfg->prefix, "nodes", "");
+    rb->emitter_pattern = cfg->emitter_prefix ? join(cfg->emitter_prefix, "#*", "") : NULL;
     rb->subs_cap = 64;
     rb->subs = calloc(rb->subs_cap, sizeof(*rb->subs));
     rb->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!rb->host || (cfg->password && !rb->password) || !rb->prefix || !rb->node_channel ||
-        !rb->nodes_key || !rb->subs || rb->wake_fd < 0)
+        !rb->nodes_key || !rb->subs || rb->wake_fd < 0 ||
+        (cfg->emitter_prefix && !rb->emitter_pattern))
         goto fail;
     rb->cfg.host = rb->host;
     rb->cfg.password = rb->password;
     rb->cfg.prefix = rb->prefix;
     rb->cfg.node_id = rb->node_id;
+    rb->cfg.emitter_prefix = NULL; /* not kept: emitter_pattern is */
     /* The thread takes no signals (a write to a closed Redis socket must not raise
      * SIGPIPE for the process; the application's handlers run on its own threads). */
     sigset_t all, old;

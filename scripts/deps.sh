@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Installs what a make target needs, when it is missing.
 # Usage: scripts/deps.sh build|test
-#   build: the compiler and the libraries eddy links (OpenSSL, zlib, hiredis for the Redis
-#          broker; libinih for the eddy program's configuration file)
+#   build: the compiler and the libraries eddy links (OpenSSL, zlib, hiredis and msgpack-c
+#          for the Redis broker; libinih for the eddy program's configuration file)
 #   test:  also python3-websockets, python3-socketio (a second Socket.IO client) and pytest, openssl (test certificates), Node.js with the
 #          npm packages in tests/clients and clients/js (TypeScript, to check eddy.d.ts),
 #          headless Chromium, clang for the fuzzers, and redis-server (the Redis broker's tests)
@@ -11,7 +11,7 @@
 # it, and fails.
 set -eu
 
-build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config libinih-dev libhiredis-dev"
+build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config libinih-dev libhiredis-dev libmsgpack-dev"
 test_pkgs="python3 python3-pytest python3-websockets python3-socketio python3-engineio python3-websocket
     openssl chromium clang libclang-rt-14-dev redis-server"
 

@@ -833,6 +833,50 @@ static void test_start_without_redis(void)
     free(a);
 }
 
+/* Socket.IO's emitter format: a message PUBLISHed by another program on socket.io#/# or
+ * socket.io#/#<room># reaches the emitted handler of a broker with emitter_prefix set,
+ * decoded; a malformed one is dropped (and the next still arrives). */
+static atomic_int emitted_count;
+static char emitted_args[64], emitted_room[16];
+
+static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
+{
+    snprintf(emitted_args, sizeof(emitted_args), "%s", m->args);
+    snprintf(emitted_room, sizeof(emitted_room), "%s", m->nrooms ? m->rooms[0] : "");
+    atomic_fetch_add(&emitted_count, 1);
+}
+
+static void test_emitter_interop(void)
+{
+    node_t *a = calloc(1, sizeof(node_t));
+    pthread_mutex_init(&a->lock, NULL);
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.port = redis_port;
+    cfg.emitter_prefix = RT_EMITTER_PREFIX;
+    rt_broker_handlers_t h = {.deliver = on_deliver, .emitted = on_emitted};
+    a->b = rt_broker_redis_new(&cfg, &h, a);
+    CHECK(a->b != NULL);
+    CHECK(WAIT_FOR(rt_broker_ready(a->b, NULL), 5000));
+    /* ["emitter", {type: 2, data: ["hi", 1], nsp: "/"}, {rooms: ["r1"]}] */
+    static const char msg[] = "\x93\xa7"
+                              "emitter"
+                              "\x83\xa4type\x02\xa4"
+                              "data"
+                              "\x92\xa2hi\x01\xa3nsp\xa1/\x81\xa5rooms\x91\xa2r1";
+    redisReply *r = redis_cmd("PUBLISH socket.io#/# %b", "\x01", (size_t)1);
+    CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+    r = redis_cmd("PUBLISH socket.io#/#r1# %b", msg, sizeof(msg) - 1);
+    CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+    CHECK(WAIT_FOR(atomic_load(&emitted_count) == 1, 5000));
+    CHECK_STR(emitted_args, "[\"hi\",1]");
+    CHECK_STR(emitted_room, "r1");
+    node_stop(a);
+    free(a);
+}
+
 /* With a server configured, deliveries and results run on its loop (eddy_defer: loop 0,
  * the one thread of a worker_num 1 server), never on the broker's thread. */
 static pthread_t loop_thread;
@@ -919,6 +963,7 @@ int main(void)
     test_redis_restart();
     test_start_without_redis();
     test_results_on_loop();
+    test_emitter_interop();
     redis_kill();
     return test_report("test_rt_broker");
 }
