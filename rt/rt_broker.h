@@ -83,7 +83,7 @@ typedef enum rt_broker_state {
 typedef struct rt_broker_state_event {
     rt_broker_state_t state;
     bool gap;
-    uint64_t down_ms; /* how long the outage lasted (with gap) */
+    uint64_t down_ms; /* the outage from its detection to the reconnection (with gap) */
 } rt_broker_state_event_t;
 
 /* The handlers of a broker (each optional). ud is the handlers' user data. */

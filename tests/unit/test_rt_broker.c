@@ -806,6 +806,47 @@ static void test_redis_restart(void)
     free(f);
 }
 
+/* Redis frozen (SIGSTOP) answers nothing but keeps its connections: the command timeout
+ * turns that into DOWN (no hang: the test thread's calls return at once meanwhile), and
+ * after SIGCONT the broker is UP again, the outage reported as a gap, live delivery back. */
+static void test_redis_frozen(void)
+{
+    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.io_timeout_ms = 500;
+    cfg.backoff_max_ms = 300;
+    node_start(a, &cfg);
+    node_start(b, &cfg);
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/f", "f"), 0);
+    sync_subs(b);
+    const char *rooms[] = {"f"};
+    CHECK_EQ_INT(publish_wait(a, "/f", rooms, 1, NULL, 0, "before", NULL), 0);
+    CHECK(WAIT_FOR(ngot(b) == 1, 5000));
+
+    kill(redis_pid, SIGSTOP);
+    uint64_t t0 = ms_now();
+    CHECK(WAIT_FOR(rt_broker_state(a->b) == RT_BROKER_DOWN &&
+                       rt_broker_state(b->b) == RT_BROKER_DOWN && !rt_broker_ready(a->b, NULL),
+                   10000));
+    uint64_t detected = ms_now() - t0;
+    CHECK(detected < 5000); /* heartbeat 1 s + timeout 0.5 s, with margin */
+    rt_broker_msg_t m = {"/f", rooms, 1, NULL, 0, 0, "during", 6};
+    uint64_t t1 = ms_now();
+    CHECK_EQ_INT(rt_broker_publish(a->b, &m, 0, NULL, NULL), 0); /* queued */
+    CHECK(ms_now() - t1 < 100);
+    kill(redis_pid, SIGCONT);
+    CHECK(WAIT_FOR(rt_broker_ready(a->b, NULL) && rt_broker_ready(b->b, NULL), 10000));
+    CHECK(saw_state(a, RT_BROKER_UP, true));
+    CHECK(saw_state(b, RT_BROKER_UP, true));
+    CHECK_EQ_INT(publish_wait(a, "/f", rooms, 1, NULL, 0, "after", NULL), 0);
+    CHECK(WAIT_FOR(ngot(b) >= 2 && strcmp(b->got[ngot(b) - 1].payload, "after") == 0, 5000));
+    node_stop(a);
+    node_stop(b);
+    free(a);
+    free(b);
+}
+
 /* A broker started while Redis is unreachable reports DOWN, is not ready, and connects
  * once Redis is there. */
 static void test_start_without_redis(void)
@@ -961,6 +1002,7 @@ int main(void)
     test_history();
     test_sessions_membership_presence();
     test_redis_restart();
+    test_redis_frozen();
     test_start_without_redis();
     test_results_on_loop();
     test_emitter_interop();
