@@ -32,7 +32,11 @@ ifeq ($(SANITIZE),)
 LTO ?= -flto=auto -ffat-lto-objects
 endif
 CFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE $(OPT) $(LTO) -g $(WARN) -fPIC -pthread -Iinclude -Isrc $(CFLAGS)
-LDLIBS_ALL := -lssl -lcrypto -lz -pthread $(LDLIBS)
+# hiredis: the real-time layer's Redis broker (rt/rt_broker_redis.c).
+HIREDIS_LIBS := $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
+# msgpack-c: Socket.IO's Redis emitter format (rt/rt_emitter.c).
+MSGPACK_LIBS := $(shell pkg-config --libs msgpack 2>/dev/null || echo -lmsgpackc)
+LDLIBS_ALL := -lssl -lcrypto -lz $(HIREDIS_LIBS) $(MSGPACK_LIBS) -lm -pthread $(LDLIBS)
 ifneq ($(SANITIZE),)
 CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDLIBS_ALL += -fsanitize=$(SANITIZE)
@@ -274,6 +278,10 @@ FUZZ_RT_SRCS_fuzz_eio_payload := rt/eio_payload.c rt/rt_base64.c
 # The history's offsets; src/util.c for eddy_strerror.
 FUZZ_RT_DRIVERS += fuzz_rt_offset
 FUZZ_RT_SRCS_fuzz_rt_offset := rt/rt_history.c src/util.c
+# Socket.IO's Redis emitter format, on msgpack-c.
+FUZZ_RT_DRIVERS += fuzz_rt_emitter
+FUZZ_RT_SRCS_fuzz_rt_emitter := rt/rt_emitter.c rt/rt_json.c
+FUZZ_RT_LIBS_fuzz_rt_emitter := -lmsgpackc -lm
 FUZZ_DICT_fuzz_rt_json := -dict=fuzz/rt_json.dict
 FUZZ_DICT_fuzz_sio_packet := -dict=fuzz/sio_packet.dict
 FUZZ_DICT_fuzz_eio_payload := -dict=fuzz/eio_payload.dict
@@ -307,7 +315,7 @@ $(FUZZ_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h $(LIB
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) -lssl -lcrypto -lz
 
 $(FUZZ_RT_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(wildcard rt/*.[ch]) src/utf8.c src/codec.h include/eddy.h | $(BUILD)/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -o $@ $< $(FUZZ_RT_SRCS_$*) src/utf8.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -o $@ $< $(FUZZ_RT_SRCS_$*) src/utf8.c $(FUZZ_RT_LIBS_$*)
 
 $(BUILD)/fuzz/fuzz_jwt: fuzz/fuzz_jwt.c fuzz/fuzz.h cmd/auth.c cmd/auth.h cmd/cmd.h include/eddy.h | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icmd $(JANSSON_CFLAGS) -std=gnu11 -D_GNU_SOURCE -o $@ $< cmd/auth.c \

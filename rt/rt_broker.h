@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The broker seam of the real-time layer (issue 12): what a node needs from whatever
+ * connects it to the other nodes of a cluster. One interface (a small vtable, struct
+ * rt_broker_ops), several engines: Redis (rt_broker_redis_new(), below) now; an in-memory
+ * one for a single node and NATS can implement the same operations.
+ *
+ * What a broker does for the layer:
+ * - publish: a broadcast {nsp, target rooms (none: the whole namespace), except-rooms,
+ *   flags, payload} gets a position (epoch, seq) in its namespace, atomically with its
+ *   append to the history of each target room and its live publication, so history order
+ *   equals live order on every node;
+ * - interest: the node receives the broadcasts of a (nsp, room) only while it holds a
+ *   subscription (reference counted: one per local member, say); changes are applied in
+ *   batches by the broker's own thread;
+ * - delivery: broadcasts of every node (this one's included, flagged own) to rooms the
+ *   node is subscribed to arrive through the deliver handler with their positions, per
+ *   namespace in strictly increasing seq (each broadcast once, however many of its rooms
+ *   the node holds);
+ * - history: the broadcasts of a set of rooms after a position, all or nothing (as
+ *   rt_history_since answers), so a client can recover on any node;
+ * - session records: opaque bytes under a pid with a time to live, taken once (GETDEL),
+ *   kept outside the node so a client recovers on another node even after a kill -9;
+ * - membership: each node renews a lease every heartbeat; a node is alive while its
+ *   lease is fresh; presence entries belong to a node and vanish with its lease;
+ * - state and counters: up / down / recovering, with the gap that an outage leaves in
+ *   live delivery reported when it ends; and a self round trip for readiness.
+ *
+ * Threads: every function may be called from any thread. Results and deliveries run
+ * either on an eddy loop (the configuration names a server: eddy_post() to the loop of a
+ * given connection, else eddy_defer()) or, with no server configured, on the broker's own
+ * thread (tests, programs without loops); handlers must then be thread-safe and quick.
+ *
+ * Return codes are eddy's (eddy.h): 0, EDDY_EINVAL, EDDY_ENOMEM, EDDY_EDROPPED (the
+ * bounded queue is full: counted as dropped), EDDY_ECLOSED (the broker is down and the
+ * request cannot wait, or is being freed).
+ */
+#ifndef EDDY_RT_BROKER_H
+#define EDDY_RT_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eddy.h"
+#include "rt_emitter.h"
+#include "rt_history.h"
+
+typedef struct rt_broker rt_broker_t;
+
+/* A broadcast. Strings are NUL-terminated; names must not contain '}' (Redis keys put the
+ * namespace in a hash tag). Borrowed by the call that takes it (the broker copies). */
+typedef struct rt_broker_msg {
+    const char *nsp;          /* "/", "/chat" */
+    const char *const *rooms; /* target rooms; nrooms 0: the whole namespace */
+    size_t nrooms;
+    const char *const *except; /* minus the members of these rooms */
+    size_t nexcept;
+    uint32_t flags;      /* the layer's (volatile, compress, ...): carried as is */
+    const void *payload; /* the encoded packet, payload_len bytes */
+    size_t payload_len;
+} rt_broker_msg_t;
+
+/* A broadcast received from the broker (live or from history). Everything it points to is
+ * valid during the handler call only. */
+typedef struct rt_broker_delivery {
+    rt_position_t pos;  /* its position in its namespace */
+    const char *origin; /* the id of the node that published it */
+    bool own;           /* published by this node */
+    rt_broker_msg_t msg;
+} rt_broker_delivery_t;
+
+typedef enum rt_broker_state {
+    RT_BROKER_DOWN = 0,       /* not connected: nothing arrives from other nodes; publishes
+                               * wait in the bounded queue */
+    RT_BROKER_RECOVERING = 1, /* connected again, subscriptions being restored */
+    RT_BROKER_UP = 2,         /* connected, every subscription active */
+} rt_broker_state_t;
+
+/* A state change. gap is true on the change to UP that ends an outage: broadcasts
+ * published while the node was down were not delivered live, so clients that may have
+ * missed them must recover from history (from the last position the layer delivered). */
+typedef struct rt_broker_state_event {
+    rt_broker_state_t state;
+    bool gap;
+    uint64_t down_ms; /* the outage from its detection to the reconnection (with gap) */
+} rt_broker_state_event_t;
+
+/* The handlers of a broker (each optional). ud is the handlers' user data. */
+typedef struct rt_broker_handlers {
+    void (*deliver)(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud);
+    void (*state)(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud);
+    /* A broadcast another program published in Socket.IO's Redis emitter format (see
+     * rt_emitter.h; engines that accept it: Redis with emitter_prefix set). It has no
+     * position: the layer broadcasts it to its local members as if emitted locally
+     * (every node receives it, each delivers to its own members). m is valid during the
+     * call only. */
+    void (*emitted)(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud);
+} rt_broker_handlers_t;
+
+/* Result of a publish: err 0 and its position, or EDDY_ECLOSED (the connection to the
+ * broker broke before the answer: the broadcast may or may not have been published),
+ * EDDY_EPROTO (the broker refused it; logged). */
+typedef void (*rt_broker_publish_cb)(rt_broker_t *b, int err, rt_position_t pos, void *arg);
+/*
+ * Result of a history read: err 0 (complete: entries[0..n) in seq order, each once,
+ * except-rooms applied; top is the namespace's position when it was read: it covers every
+ * broadcast up to top.seq, so live deliveries at or below top.seq are duplicates and those
+ * above are new), RT_HISTORY_GAP (not recovered: another epoch, a position ahead, an entry
+ * above it evicted, or more than max_entries to send), EDDY_ECLOSED (broker down),
+ * EDDY_EPROTO (refused by the broker; logged), EDDY_ENOMEM. top is also set with
+ * RT_HISTORY_GAP: a namespace gets its epoch at its first use, so a read from {0, 0}
+ * without rooms tells a new session the position it starts at (its "seq at connect").
+ */
+typedef void (*rt_broker_history_cb)(rt_broker_t *b, int err, rt_position_t top,
+                                     const rt_broker_delivery_t *entries, size_t n, void *arg);
+/* Result of a session take: err 0 and the record's bytes (valid during the call),
+ * EDDY_ENOTFOUND (none, or expired), EDDY_ECLOSED. */
+typedef void (*rt_broker_session_cb)(rt_broker_t *b, int err, const void *data, size_t len,
+                                     void *arg);
+/* One presence entry: the node holding the member, the member id and its info bytes. */
+typedef struct rt_broker_presence {
+    const char *node;
+    const char *member;
+    const void *info;
+    size_t info_len;
+} rt_broker_presence_t;
+/* Result of a presence read: err 0 and the entries of alive nodes only, or EDDY_ECLOSED. */
+typedef void (*rt_broker_presence_cb)(rt_broker_t *b, int err, const rt_broker_presence_t *entries,
+                                      size_t n, void *arg);
+
+typedef struct rt_broker_stats {
+    uint64_t published; /* broadcasts the broker confirmed */
+    uint64_t delivered; /* broadcasts handed to the deliver handler (live) */
+    uint64_t buffered;  /* requests waiting in the queue now */
+    uint64_t buffered_bytes;
+    uint64_t dropped;       /* requests refused by the queue bound or lost with a connection */
+    uint64_t reconnects;    /* successful reconnections after an outage */
+    uint64_t gaps;          /* outages reported with gap */
+    uint64_t subscriptions; /* (nsp, room) channels subscribed now */
+} rt_broker_stats_t;
+
+/* Longest node id, and a buffer for one with its NUL. */
+#define RT_BROKER_NODE_ID_MAX  64
+#define RT_BROKER_NODE_ID_SIZE (RT_BROKER_NODE_ID_MAX + 1)
+
+/*
+ * The operations an engine implements. The arguments mean what the wrappers below say;
+ * fd names the connection on whose loop a result runs (0: eddy_defer(), loop 0).
+ */
+typedef struct rt_broker_ops {
+    int (*publish)(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
+                   rt_broker_publish_cb cb, void *arg);
+    int (*subscribe)(rt_broker_t *b, const char *nsp, const char *room);
+    int (*unsubscribe)(rt_broker_t *b, const char *nsp, const char *room);
+    int (*history)(rt_broker_t *b, const char *nsp, rt_position_t after, const char *const *rooms,
+                   size_t nrooms, eddy_fd_t fd, rt_broker_history_cb cb, void *arg);
+    int (*session_put)(rt_broker_t *b, const char *pid, const void *data, size_t len,
+                       uint64_t ttl_ms);
+    int (*session_take)(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_broker_session_cb cb,
+                        void *arg);
+    int (*presence_set)(rt_broker_t *b, const char *nsp, const char *room, const char *member,
+                        const void *info, size_t len);
+    int (*presence_del)(rt_broker_t *b, const char *nsp, const char *room, const char *member);
+    int (*presence_get)(rt_broker_t *b, const char *nsp, const char *room, eddy_fd_t fd,
+                        rt_broker_presence_cb cb, void *arg);
+    size_t (*nodes)(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max);
+    bool (*ready)(rt_broker_t *b, uint64_t *age_ms);
+    rt_broker_state_t (*state)(rt_broker_t *b);
+    void (*stats)(rt_broker_t *b, rt_broker_stats_t *out);
+    const char *(*node_id)(rt_broker_t *b);
+    void (*free)(rt_broker_t *b);
+} rt_broker_ops_t;
+
+/* Every engine's broker starts with this. */
+struct rt_broker {
+    const rt_broker_ops_t *ops;
+};
+
+/*
+ * Publishes msg (copied). Ordering: broadcasts published from one thread get increasing
+ * seqs in that order. cb (NULL: no result wanted) runs once with the position or the
+ * error (see rt_broker_publish_cb). Returns 0 (queued), EDDY_EINVAL, EDDY_ENOMEM,
+ * EDDY_EDROPPED (queue full: counted and logged, cb not called).
+ */
+static inline int rt_broker_publish(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
+                                    rt_broker_publish_cb cb, void *arg)
+{
+    return b->ops->publish(b, msg, fd, cb, arg);
+}
+
+/* Takes one reference on the interest in (nsp, room) (room NULL: broadcasts to the whole
+ * namespace); the first makes the node subscribe. Returns 0, EDDY_EINVAL, EDDY_ENOMEM. */
+static inline int rt_broker_subscribe(rt_broker_t *b, const char *nsp, const char *room)
+{
+    return b->ops->subscribe(b, nsp, room);
+}
+/* Drops one reference; the last makes the node unsubscribe. Returns 0 or EDDY_ENOTFOUND
+ * (no reference held). */
+static inline int rt_broker_unsubscribe(rt_broker_t *b, const char *nsp, const char *room)
+{
+    return b->ops->unsubscribe(b, nsp, room);
+}
+
+/*
+ * Reads the broadcasts of nsp after position after that target one of rooms[0..nrooms)
+ * or the whole namespace, minus those excepting one of rooms (see rt_broker_history_cb).
+ * A read requested after rt_broker_subscribe() of those rooms runs once the subscription
+ * is active, so history and live delivery overlap and never leave a hole between them:
+ * the layer holds live deliveries during the read and merges by seq. Returns 0, EDDY_EINVAL,
+ * EDDY_ENOMEM, EDDY_EDROPPED.
+ */
+static inline int rt_broker_history(rt_broker_t *b, const char *nsp, rt_position_t after,
+                                    const char *const *rooms, size_t nrooms, eddy_fd_t fd,
+                                    rt_broker_history_cb cb, void *arg)
+{
+    return b->ops->history(b, nsp, after, rooms, nrooms, fd, cb, arg);
+}
+
+/* Stores a session record (data copied) under pid for ttl_ms, replacing any. Returns 0,
+ * EDDY_EINVAL, EDDY_ENOMEM, EDDY_EDROPPED. */
+static inline int rt_broker_session_put(rt_broker_t *b, const char *pid, const void *data,
+                                        size_t len, uint64_t ttl_ms)
+{
+    return b->ops->session_put(b, pid, data, len, ttl_ms);
+}
+/* Takes the record of pid (single use: removed by the read). */
+static inline int rt_broker_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd,
+                                         rt_broker_session_cb cb, void *arg)
+{
+    return b->ops->session_take(b, pid, fd, cb, arg);
+}
+
+/* Presence of member in (nsp, room), owned by this node (it disappears with the node's
+ * lease). info is copied. */
+static inline int rt_broker_presence_set(rt_broker_t *b, const char *nsp, const char *room,
+                                         const char *member, const void *info, size_t len)
+{
+    return b->ops->presence_set(b, nsp, room, member, info, len);
+}
+static inline int rt_broker_presence_del(rt_broker_t *b, const char *nsp, const char *room,
+                                         const char *member)
+{
+    return b->ops->presence_del(b, nsp, room, member);
+}
+static inline int rt_broker_presence_get(rt_broker_t *b, const char *nsp, const char *room,
+                                         eddy_fd_t fd, rt_broker_presence_cb cb, void *arg)
+{
+    return b->ops->presence_get(b, nsp, room, fd, cb, arg);
+}
+
+/* The alive nodes as of the last heartbeat (this one included): copies up to max ids and
+ * returns how many there are. */
+static inline size_t rt_broker_nodes(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE],
+                                     size_t max)
+{
+    return b->ops->nodes(b, ids, max);
+}
+
+/* Readiness (for /readyz): true while the broker is up and its last self round trip
+ * (a publish to its own node channel, received back) is recent. *age_ms (if not NULL)
+ * gets the age of that round trip (UINT64_MAX: none yet). */
+static inline bool rt_broker_ready(rt_broker_t *b, uint64_t *age_ms)
+{
+    return b->ops->ready(b, age_ms);
+}
+static inline rt_broker_state_t rt_broker_state(rt_broker_t *b)
+{
+    return b->ops->state(b);
+}
+static inline void rt_broker_stats(rt_broker_t *b, rt_broker_stats_t *out)
+{
+    b->ops->stats(b, out);
+}
+/* This node's id (NUL-terminated, valid until the broker is freed). */
+static inline const char *rt_broker_node_id(rt_broker_t *b)
+{
+    return b->ops->node_id(b);
+}
+/* Stops the broker and frees it: requests still queued are sent first while the broker is
+ * connected (else answered EDDY_ECLOSED), then the node leaves the cluster (its lease is
+ * removed, so its presence entries vanish at once). Results and deliveries already handed to
+ * loops may still run after it returns: their b is then dangling (compare it, never call
+ * it), and the handlers' user data must outlive them. Call it from a thread that is not the
+ * broker's own (not from a handler running there). */
+static inline void rt_broker_free(rt_broker_t *b)
+{
+    b->ops->free(b);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Redis (rt_broker_redis.c, Debian's hiredis)
+ *
+ * A thread of its own drives two blocking hiredis connections: one for commands
+ * (pipelined: the queue is sent in batches), one for SUBSCRIBE. Nothing blocks a loop:
+ * calls only queue work (bounded by queue_max / queue_max_bytes). Keys and channels, with
+ * P the prefix and {nsp} a Cluster hash tag (a namespace's keys live in one slot):
+ *   P{nsp}:pos          hash: e = the namespace's epoch (created once, HSETNX: every node
+ *                       shares it; a flushed Redis gets a new one, so old positions answer
+ *                       "not recovered"), s = its last seq (HINCRBY)
+ *   P{nsp}:x:<room>     stream of a room's broadcasts (P{nsp}:x for the whole namespace),
+ *                       entries {s seq, p previous seq in this stream, m message}, bounded
+ *                       by MAXLEN ~ history_max and MINID ~ (now - history_age_ms)
+ *   P{nsp}:t:<room>     the last seq appended to that stream (P{nsp}:t), living
+ *                       history_meta_ttl_ms: with p it tells a trimmed stream from a quiet one
+ *   P{nsp}:c:<room>     PUB/SUB channel of a room (P{nsp}:c: the whole namespace)
+ *   P{nsp}:p:<room>     presence hash: field <node id>\x1f<member> = info
+ *   Pnode:<id>          the node's own channel (self round trip)
+ *   Pnodes              sorted set: node id -> lease expiry (Redis TIME, ms)
+ *   Psession:<pid>      a session record (SET PX, GETDEL)
+ * One Lua script publishes: HINCRBY the seq, XADD to each target room's stream and trim
+ * it, PUBLISH "<seq>:<epoch>:<message>" to each target room's channel; EVALSHA, EVAL on
+ * NOSCRIPT. A message is: byte 1 (version), flags (4 bytes, little endian), the number of
+ * rooms and of except-rooms (2 bytes each), then NUL-terminated: origin node id, nsp,
+ * rooms, except-rooms; the payload is the rest.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct rt_broker_redis_config {
+    const char *host;             /* "127.0.0.1" (copied) */
+    int port;                     /* 6379 */
+    const char *password;         /* NULL: no AUTH (copied) */
+    int db;                       /* 0: SELECT db when not 0 */
+    const char *prefix;           /* "eddy:" (copied) */
+    const char *node_id;          /* NULL: 16 random hex characters (copied) */
+    eddy_server_t *srv;           /* where results and deliveries run (see Threads); NULL:
+                                   * on the broker's thread */
+    size_t queue_max;             /* requests waiting: 65536 */
+    size_t queue_max_bytes;       /* their bytes: 64 MiB */
+    size_t history_max;           /* entries per room stream (MAXLEN ~): 1000 */
+    uint64_t history_age_ms;      /* entry age (MINID ~, stream PEXPIRE): 120000 */
+    uint64_t history_meta_ttl_ms; /* life of P{nsp}:t:<room>: 3600000 */
+    size_t history_max_entries;   /* most entries one history read returns: 10000 */
+    uint32_t heartbeat_ms;        /* lease renewal and self round trip: 1000 */
+    uint32_t lease_ms;            /* a node's lease: 3000 */
+    uint32_t io_timeout_ms;       /* connect and command timeout: 2000 */
+    uint32_t backoff_min_ms;      /* first reconnect delay (then doubling, with jitter): 100 */
+    uint32_t backoff_max_ms;      /* 5000 */
+    /* Socket.IO emitter interop: with a prefix ("socket.io", the emitter's default key)
+     * the broker PSUBSCRIBEs <prefix>#* and hands each valid message to the emitted
+     * handler (malformed ones are logged and dropped). NULL: off (the default). */
+    const char *emitter_prefix;
+} rt_broker_redis_config_t;
+
+/* Fills *cfg with the defaults above. */
+void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg);
+
+/*
+ * Creates a Redis broker and starts its thread, which connects (and reconnects) on its
+ * own: the broker starts DOWN and the state handler reports UP. cfg and h are copied.
+ * Returns NULL on a bad configuration (logged) or out of memory.
+ */
+rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_broker_handlers_t *h,
+                                 void *ud);
+
+#endif /* EDDY_RT_BROKER_H */

@@ -1,0 +1,2031 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Redis broker (rt_broker.h): one thread, two blocking hiredis connections (commands,
+ * pipelined; SUBSCRIBE), a bounded request queue filled by any thread, results and
+ * deliveries handed to eddy's loops with eddy_post()/eddy_defer().
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "rt_broker.h"
+
+/* Publish: KEYS = pos, then (stream, last) per target; ARGV = epoch candidate, maxlen,
+ * age ms, meta ttl ms, message, channels. */
+static const char lua_publish[] =
+    "local ep = redis.call('HGET', KEYS[1], 'e')\n"
+    "if not ep then redis.call('HSETNX', KEYS[1], 'e', ARGV[1]); ep = redis.call('HGET', "
+    "KEYS[1], 'e') end\n"
+    "local seq = redis.call('HINCRBY', KEYS[1], 's', 1)\n"
+    "local t = redis.call('TIME')\n"
+    "local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - "
+    "tonumber(ARGV[3])\n"
+    "if minid < 0 then minid = 0 end\n"
+    "for i = 2, #KEYS, 2 do\n"
+    "  local prev = redis.call('GET', KEYS[i + 1]) or '0'\n"
+    "  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 's', seq, 'p', prev, 'm', "
+    "ARGV[5])\n"
+    "  redis.call('XTRIM', KEYS[i], 'MINID', '~', string.format('%d', minid))\n"
+    "  redis.call('PEXPIRE', KEYS[i], ARGV[3])\n"
+    "  redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[4])\n"
+    "end\n"
+    "local live = string.format('%d', seq) .. ':' .. ep .. ':' .. ARGV[5]\n"
+    "for j = 6, #ARGV do redis.call('PUBLISH', ARGV[j], live) end\n"
+    "return {seq, ep}\n";
+
+/* History: KEYS = pos, then (stream, last) per room; ARGV = epoch, after, max entries,
+ * epoch candidate (the namespace gets an epoch if it has none, so every answer names its
+ * position). Returns {1, top, epoch, seq, message, ...} or {0, top, epoch}. A stream is
+ * read backwards until an entry at or below after, or one whose predecessor is: reaching
+ * its start first means entries above after were trimmed. */
+static const char lua_history[] =
+    "if not redis.call('HGET', KEYS[1], 'e') then redis.call('HSETNX', KEYS[1], 'e', ARGV[4]) "
+    "end\n"
+    "local ep = redis.call('HGET', KEYS[1], 'e')\n"
+    "local top = tonumber(redis.call('HGET', KEYS[1], 's') or '0')\n"
+    "local gap = {0, top, ep}\n"
+    "local after = tonumber(ARGV[2])\n"
+    "if ep ~= ARGV[1] or after > top then return gap end\n"
+    "local max = tonumber(ARGV[3])\n"
+    "local out = {1, top, ep}\n"
+    "local n = 0\n"
+    "for i = 2, #KEYS, 2 do\n"
+    "  local last = tonumber(redis.call('GET', KEYS[i + 1]) or '0')\n"
+    "  if last > after then\n"
+    "    local hi = '+'\n"
+    "    local done = false\n"
+    "    while not done do\n"
+    "      local batch = redis.call('XREVRANGE', KEYS[i], hi, '-', 'COUNT', 100)\n"
+    "      if #batch == 0 then return gap end\n"
+    "      for _, e in ipairs(batch) do\n"
+    "        local f = e[2]\n"
+    "        local s, p, m = 0, 0, ''\n"
+    "        for k = 1, #f, 2 do\n"
+    "          if f[k] == 's' then s = tonumber(f[k + 1]) elseif f[k] == 'p' then p = "
+    "tonumber(f[k + 1]) else m = f[k + 1] end\n"
+    "        end\n"
+    "        if s <= after then done = true; break end\n"
+    "        n = n + 1\n"
+    "        if n > max then return gap end\n"
+    "        out[#out + 1] = s; out[#out + 1] = m\n"
+    "        if p <= after then done = true; break end\n"
+    "      end\n"
+    "      hi = '(' .. batch[#batch][1]\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* Heartbeat: KEYS = nodes; ARGV = node id, lease ms. Returns the alive nodes. */
+static const char lua_heartbeat[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)\n"
+    "return redis.call('ZRANGE', KEYS[1], 0, -1)\n";
+
+/* Presence read: KEYS = nodes, presence hash. Entries of nodes without a fresh lease are
+ * removed and not returned. */
+static const char lua_presence[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local alive = {}\n"
+    "for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do alive[n] = true "
+    "end\n"
+    "local all = redis.call('HGETALL', KEYS[2])\n"
+    "local out = {}\n"
+    "for i = 1, #all, 2 do\n"
+    "  local f = all[i]\n"
+    "  local sep = string.find(f, '\\31', 1, true)\n"
+    "  if sep and alive[string.sub(f, 1, sep - 1)] then out[#out + 1] = f; out[#out + 1] = "
+    "all[i + 1]\n"
+    "  else redis.call('HDEL', KEYS[2], f) end\n"
+    "end\n"
+    "return out\n";
+
+enum { SCRIPT_PUBLISH, SCRIPT_HISTORY, SCRIPT_HEARTBEAT, SCRIPT_PRESENCE, SCRIPT_COUNT };
+static const char *const scripts[SCRIPT_COUNT] = {lua_publish, lua_history, lua_heartbeat,
+                                                  lua_presence};
+
+enum job_kind {
+    JOB_PUBLISH,
+    JOB_SESSION_PUT,
+    JOB_SESSION_TAKE,
+    JOB_HISTORY,
+    JOB_PRESENCE_SET,
+    JOB_PRESENCE_DEL,
+    JOB_PRESENCE_GET,
+};
+
+/* A queued request: its Redis command (argv), built by the caller in one allocation. */
+typedef struct job {
+    struct job *next;
+    enum job_kind kind;
+    int script; /* SCRIPT_* when argv[0] is EVALSHA, else -1 */
+    eddy_fd_t fd;
+    void (*cb)(void);
+    void *arg;
+    size_t bytes;
+    void *extra; /* job_build's extra bytes */
+    int argc;
+    const char **argv;
+    size_t *argvlen;
+    /* History: the rooms asked for (except-rooms are matched against them). */
+    const char *nsp;
+    const char **rooms;
+    size_t nrooms;
+    rt_position_t after;
+} job_t;
+
+/* A (nsp, room) interest; the table and the pending list are guarded by rb->lock. */
+typedef struct sub {
+    struct sub *next;         /* hash chain */
+    struct sub *pending_next; /* pending list */
+    size_t refs;
+    bool active; /* SUBSCRIBE sent on the current connection (thread only) */
+    bool pending;
+    size_t len;
+    char channel[];
+} sub_t;
+
+/* Last delivered position per namespace (thread only): one broadcast reaches the node on
+ * each of its rooms' channels, and a namespace's seqs arrive in order on one connection. */
+typedef struct nsp_seen {
+    struct nsp_seen *next;
+    uint64_t epoch, seq;
+    char nsp[];
+} nsp_seen_t;
+
+typedef struct rb {
+    rt_broker_t base;
+    rt_broker_redis_config_t cfg;
+    rt_broker_handlers_t h;
+    void *ud;
+    char node_id[RT_BROKER_NODE_ID_SIZE];
+    char *host, *password, *prefix, *emitter_pattern;
+    char *node_channel, *nodes_key;
+    size_t prefix_len;
+
+    pthread_t thread;
+    int wake_fd;
+    atomic_bool stop;
+
+    pthread_mutex_t lock; /* queue, subscriptions, nodes */
+    job_t *head, *tail;
+    size_t queued, queued_bytes;
+    bool drop_logged;
+    sub_t **subs;
+    size_t subs_cap, subs_count;
+    sub_t *pending;
+    char (*nodes)[RT_BROKER_NODE_ID_SIZE];
+    size_t nnodes;
+
+    /* Thread only. */
+    redisContext *cmd, *sub;
+    char sha[SCRIPT_COUNT][41];
+    nsp_seen_t *seen;
+    uint64_t next_heartbeat, down_since;
+    bool was_up;
+    uint64_t rng;
+
+    _Atomic int state;
+    _Atomic uint64_t last_pong;
+    _Atomic uint64_t published, delivered, dropped, reconnects, gaps, nsubs;
+} rb_t;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t rand64(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545f4914f6cdd1dull;
+}
+
+static void wake(rb_t *rb)
+{
+    uint64_t one = 1;
+    ssize_t n = write(rb->wake_fd, &one, sizeof(one));
+    (void)n; /* a full counter still wakes the thread */
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Handing results to the loops
+ * ------------------------------------------------------------------------------------- */
+
+/* Runs fn(arg) where the configuration says: on fd's loop, on loop 0, or here. */
+static void dispatch(rb_t *rb, eddy_fd_t fd, eddy_defer_cb fn, void *arg)
+{
+    if (!rb->cfg.srv) {
+        fn(NULL, arg);
+        return;
+    }
+    if (fd && eddy_post(rb->cfg.srv, fd, fn, arg) == 0)
+        return;
+    if (eddy_defer(rb->cfg.srv, fn, arg) == 0)
+        return;
+    /* Out of memory in the engine: running fn on this thread would break the loops'
+     * rules, so the result is lost; say so. */
+    eddy_log(rb->cfg.srv, EDDY_LOG_ERROR, "rt_broker: out of memory handing a result to a loop");
+}
+
+typedef struct publish_result {
+    rb_t *rb;
+    rt_broker_publish_cb cb;
+    void *arg;
+    int err;
+    rt_position_t pos;
+} publish_result_t;
+
+static void run_publish_result(eddy_server_t *srv, void *p)
+{
+    publish_result_t *r = p;
+    r->cb(&r->rb->base, r->err, r->pos, r->arg);
+    free(r);
+}
+
+typedef struct history_result {
+    rb_t *rb;
+    rt_broker_history_cb cb;
+    void *arg;
+    int err;
+    rt_position_t top;
+    rt_broker_delivery_t *entries;
+    size_t n;
+    const char **names;
+    redisReply *reply;
+} history_result_t;
+
+static void run_history_result(eddy_server_t *srv, void *p)
+{
+    history_result_t *r = p;
+    r->cb(&r->rb->base, r->err, r->top, r->entries, r->n, r->arg);
+    free(r->entries);
+    free(r->names);
+    if (r->reply)
+        freeReplyObject(r->reply);
+    free(r);
+}
+
+typedef struct session_result {
+    rb_t *rb;
+    rt_broker_session_cb cb;
+    void *arg;
+    int err;
+    redisReply *reply;
+} session_result_t;
+
+static void run_session_result(eddy_server_t *srv, void *p)
+{
+    session_result_t *r = p;
+    r->cb(&r->rb->base, r->err, r->reply && !r->err ? r->reply->str : NULL,
+          r->reply && !r->err ? r->reply->len : 0, r->arg);
+    if (r->reply)
+        freeReplyObject(r->reply);
+    free(r);
+}
+
+typedef struct presence_result {
+    rb_t *rb;
+    rt_broker_presence_cb cb;
+    void *arg;
+    int err;
+    rt_broker_presence_t *entries;
+    size_t n;
+    char *names;
+    redisReply *reply;
+} presence_result_t;
+
+static void run_presence_result(eddy_server_t *srv, void *p)
+{
+    presence_result_t *r = p;
+    r->cb(&r->rb->base, r->err, r->entries, r->n, r->arg);
+    free(r->entries);
+    free(r->names);
+    if (r->reply)
+        freeReplyObject(r->reply);
+    free(r);
+}
+
+/* Deliveries and state events carry their handler and user data: they may run after the
+ * broker was freed (see rt_broker_free), so they never read it. */
+typedef struct live_delivery {
+    rb_t *rb;
+    void (*deliver)(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud);
+    void *ud;
+    redisReply *reply;
+    rt_broker_delivery_t d;
+    const char *names[];
+} live_delivery_t;
+
+static void run_delivery(eddy_server_t *srv, void *p)
+{
+    live_delivery_t *ld = p;
+    ld->deliver(&ld->rb->base, &ld->d, ld->ud);
+    freeReplyObject(ld->reply);
+    free(ld);
+}
+
+typedef struct state_result {
+    rb_t *rb;
+    void (*state)(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud);
+    void *ud;
+    rt_broker_state_event_t ev;
+} state_result_t;
+
+static void run_state(eddy_server_t *srv, void *p)
+{
+    state_result_t *r = p;
+    r->state(&r->rb->base, &r->ev, r->ud);
+    free(r);
+}
+
+static void set_state(rb_t *rb, rt_broker_state_t st, bool gap, uint64_t down_ms)
+{
+    if (atomic_exchange(&rb->state, (int)st) == (int)st && !gap)
+        return;
+    if (!rb->h.state)
+        return;
+    state_result_t *r = malloc(sizeof(*r));
+    if (!r) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR, "rt_broker: out of memory reporting a state");
+        return;
+    }
+    r->rb = rb;
+    r->state = rb->h.state;
+    r->ud = rb->ud;
+    r->ev = (rt_broker_state_event_t){.state = st, .gap = gap, .down_ms = down_ms};
+    dispatch(rb, 0, run_state, r);
+}
+
+/* Answers a job that will not run (or whose connection broke) with err. */
+static void fail_job(rb_t *rb, job_t *j, int err)
+{
+    if (j->kind == JOB_PUBLISH)
+        atomic_fetch_add(&rb->dropped, 1);
+    if (j->cb) {
+        switch (j->kind) {
+        case JOB_PUBLISH: {
+            publish_result_t *r = calloc(1, sizeof(*r));
+            if (r) {
+                *r = (publish_result_t){rb, (rt_broker_publish_cb)j->cb, j->arg, err, {0, 0}};
+                dispatch(rb, j->fd, run_publish_result, r);
+            }
+            break;
+        }
+        case JOB_HISTORY: {
+            history_result_t *r = calloc(1, sizeof(*r));
+            if (r) {
+                *r = (history_result_t){
+                    .rb = rb, .cb = (rt_broker_history_cb)j->cb, .arg = j->arg, .err = err};
+                dispatch(rb, j->fd, run_history_result, r);
+            }
+            break;
+        }
+        case JOB_SESSION_TAKE: {
+            session_result_t *r = calloc(1, sizeof(*r));
+            if (r) {
+                *r = (session_result_t){rb, (rt_broker_session_cb)j->cb, j->arg, err, NULL};
+                dispatch(rb, j->fd, run_session_result, r);
+            }
+            break;
+        }
+        case JOB_PRESENCE_GET: {
+            presence_result_t *r = calloc(1, sizeof(*r));
+            if (r) {
+                *r = (presence_result_t){
+                    .rb = rb, .cb = (rt_broker_presence_cb)j->cb, .arg = j->arg, .err = err};
+                dispatch(rb, j->fd, run_presence_result, r);
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    free(j);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Messages
+ * ------------------------------------------------------------------------------------- */
+
+#define MSG_HEADER 9 /* version, flags (4), nrooms (2), nexcept (2) */
+
+/* Decodes a message (in place: its strings stay in buf). names must hold nrooms + nexcept
+ * pointers (msg_counts). Returns 0 or EDDY_EPROTO. */
+static int msg_counts(const char *buf, size_t len, size_t *nrooms, size_t *nexcept)
+{
+    if (len < MSG_HEADER || buf[0] != 1)
+        return EDDY_EPROTO;
+    const unsigned char *u = (const unsigned char *)buf;
+    *nrooms = u[5] | (size_t)u[6] << 8;
+    *nexcept = u[7] | (size_t)u[8] << 8;
+    return 0;
+}
+
+static const char *next_str(const char **p, const char *end)
+{
+    const char *s = *p;
+    const char *nul = memchr(s, 0, (size_t)(end - s));
+    if (!nul)
+        return NULL;
+    *p = nul + 1;
+    return s;
+}
+
+static int msg_decode(const char *buf, size_t len, const char **origin, rt_broker_msg_t *m,
+                      const char **names)
+{
+    size_t nr, ne;
+    if (msg_counts(buf, len, &nr, &ne) != 0)
+        return EDDY_EPROTO;
+    const unsigned char *u = (const unsigned char *)buf;
+    const char *p = buf + MSG_HEADER, *end = buf + len;
+    m->flags = u[1] | (uint32_t)u[2] << 8 | (uint32_t)u[3] << 16 | (uint32_t)u[4] << 24;
+    if (!(*origin = next_str(&p, end)) || !(m->nsp = next_str(&p, end)))
+        return EDDY_EPROTO;
+    for (size_t i = 0; i < nr + ne; i++)
+        if (!(names[i] = next_str(&p, end)))
+            return EDDY_EPROTO;
+    m->rooms = names;
+    m->nrooms = nr;
+    m->except = names + nr;
+    m->nexcept = ne;
+    m->payload = p;
+    m->payload_len = (size_t)(end - p);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Building commands: each argument is measured in a first pass and written in a second,
+ * into one allocation with the job.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct argb {
+    int argc;
+    size_t bytes;
+    bool fill;
+    const char **argv;
+    size_t *lens;
+    char *p;
+    size_t cur;
+} argb_t;
+
+static void arg_put(argb_t *a, const void *data, size_t len)
+{
+    if (a->fill && len)
+        memcpy(a->p + a->cur, data, len);
+    a->cur += len;
+}
+
+static void arg_puts(argb_t *a, const char *s)
+{
+    arg_put(a, s, strlen(s));
+}
+
+static void arg_end(argb_t *a)
+{
+    if (a->fill) {
+        a->p[a->cur] = 0;
+        a->argv[a->argc] = a->p;
+        a->lens[a->argc] = a->cur;
+        a->p += a->cur + 1;
+    }
+    a->bytes += a->cur + 1;
+    a->cur = 0;
+    a->argc++;
+}
+
+static void arg_str(argb_t *a, const char *s)
+{
+    arg_puts(a, s);
+    arg_end(a);
+}
+
+static void arg_u64(argb_t *a, uint64_t v)
+{
+    char num[24];
+    arg_put(a, num, (size_t)snprintf(num, sizeof(num), "%llu", (unsigned long long)v));
+    arg_end(a);
+}
+
+/* P{nsp}:<kind>[:<room>] */
+static void arg_key(argb_t *a, rb_t *rb, const char *nsp, const char *kind, const char *room)
+{
+    arg_puts(a, rb->prefix);
+    arg_put(a, "{", 1);
+    arg_puts(a, nsp);
+    arg_put(a, "}:", 2);
+    arg_puts(a, kind);
+    if (room) {
+        arg_put(a, ":", 1);
+        arg_puts(a, room);
+    }
+    arg_end(a);
+}
+
+static void arg_eval(argb_t *a, rb_t *rb, int script)
+{
+    arg_str(a, "EVALSHA");
+    /* The sha is set by the thread when it sends (it loads the scripts per connection). */
+    arg_put(a, "0000000000000000000000000000000000000000", 40);
+    arg_end(a);
+}
+
+typedef void (*build_fn)(argb_t *a, rb_t *rb, const void *in);
+
+/* Builds a job with the command build() describes, plus extra bytes after it. */
+static job_t *job_build(rb_t *rb, build_fn build, const void *in, size_t extra)
+{
+    argb_t a = {0};
+    build(&a, rb, in);
+    /* The extra bytes (a pointer array) start aligned. */
+    size_t base = sizeof(job_t) + (size_t)a.argc * (sizeof(char *) + sizeof(size_t)) + a.bytes;
+    base = (base + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+    job_t *j = calloc(1, base + extra);
+    if (!j)
+        return NULL;
+    j->bytes = base + extra;
+    j->extra = (char *)j + base;
+    j->argc = a.argc;
+    j->argvlen = (size_t *)(j + 1);
+    j->argv = (const char **)(j->argvlen + a.argc);
+    argb_t b = {.fill = true, .argv = j->argv, .lens = j->argvlen, .p = (char *)(j->argv + a.argc)};
+    build(&b, rb, in);
+    j->script = -1;
+    return j;
+}
+
+static bool name_ok(const char *s)
+{
+    return s && !strchr(s, '}') && strlen(s) < 65536;
+}
+
+typedef struct publish_in {
+    const rt_broker_msg_t *msg;
+    uint64_t epoch;
+} publish_in_t;
+
+static void build_publish(argb_t *a, rb_t *rb, const void *p)
+{
+    const publish_in_t *in = p;
+    const rt_broker_msg_t *m = in->msg;
+    size_t ntargets = m->nrooms ? m->nrooms : 1;
+    arg_eval(a, rb, SCRIPT_PUBLISH);
+    arg_u64(a, 1 + 2 * ntargets);
+    arg_key(a, rb, m->nsp, "pos", NULL);
+    for (size_t i = 0; i < ntargets; i++) {
+        arg_key(a, rb, m->nsp, "x", m->nrooms ? m->rooms[i] : NULL);
+        arg_key(a, rb, m->nsp, "t", m->nrooms ? m->rooms[i] : NULL);
+    }
+    arg_u64(a, in->epoch);
+    arg_u64(a, rb->cfg.history_max);
+    arg_u64(a, rb->cfg.history_age_ms);
+    arg_u64(a, rb->cfg.history_meta_ttl_ms);
+    unsigned char hdr[MSG_HEADER] = {1,
+                                     (unsigned char)m->flags,
+                                     (unsigned char)(m->flags >> 8),
+                                     (unsigned char)(m->flags >> 16),
+                                     (unsigned char)(m->flags >> 24),
+                                     (unsigned char)m->nrooms,
+                                     (unsigned char)(m->nrooms >> 8),
+                                     (unsigned char)m->nexcept,
+                                     (unsigned char)(m->nexcept >> 8)};
+    arg_put(a, hdr, sizeof(hdr));
+    arg_put(a, rb->node_id, strlen(rb->node_id) + 1);
+    arg_put(a, m->nsp, strlen(m->nsp) + 1);
+    for (size_t i = 0; i < m->nrooms; i++)
+        arg_put(a, m->rooms[i], strlen(m->rooms[i]) + 1);
+    for (size_t i = 0; i < m->nexcept; i++)
+        arg_put(a, m->except[i], strlen(m->except[i]) + 1);
+    arg_put(a, m->payload, m->payload_len);
+    arg_end(a);
+    for (size_t i = 0; i < ntargets; i++)
+        arg_key(a, rb, m->nsp, "c", m->nrooms ? m->rooms[i] : NULL);
+}
+
+static int enqueue(rb_t *rb, job_t *j)
+{
+    pthread_mutex_lock(&rb->lock);
+    if (rb->queued + 1 > rb->cfg.queue_max ||
+        rb->queued_bytes + j->bytes > rb->cfg.queue_max_bytes) {
+        bool log = !rb->drop_logged;
+        rb->drop_logged = true;
+        size_t queued = rb->queued, bytes = rb->queued_bytes;
+        pthread_mutex_unlock(&rb->lock);
+        uint64_t dropped = atomic_fetch_add(&rb->dropped, 1) + 1;
+        if (log)
+            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
+                     "rt_broker: queue full (%zu requests, %zu bytes): dropping (%llu dropped "
+                     "so far)",
+                     queued, bytes, (unsigned long long)dropped);
+        free(j);
+        return EDDY_EDROPPED;
+    }
+    j->next = NULL;
+    if (rb->tail)
+        rb->tail->next = j;
+    else
+        rb->head = j;
+    rb->tail = j;
+    rb->queued++;
+    rb->queued_bytes += j->bytes;
+    pthread_mutex_unlock(&rb->lock);
+    wake(rb);
+    return 0;
+}
+
+static __thread uint64_t epoch_rng;
+
+/* A fresh epoch candidate per request: it becomes the namespace's epoch only if the
+ * namespace has none (first use, or after a flush), and then it must differ from any
+ * epoch before. 0 if the kernel gives no randomness. */
+static uint64_t new_epoch(void)
+{
+    if (!epoch_rng &&
+        (getrandom(&epoch_rng, sizeof(epoch_rng), 0) != sizeof(epoch_rng) || !epoch_rng))
+        return 0;
+    uint64_t epoch = 0;
+    while (!epoch)
+        epoch = rand64(&epoch_rng) >> (64 - RT_HISTORY_EPOCH_BITS);
+    return epoch;
+}
+
+static int rb_publish(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
+                      rt_broker_publish_cb cb, void *arg)
+{
+    rb_t *rb = (rb_t *)b;
+    if (!msg || !name_ok(msg->nsp) || msg->nrooms > 65535 || msg->nexcept > 65535 ||
+        (msg->payload_len && !msg->payload))
+        return EDDY_EINVAL;
+    for (size_t i = 0; i < msg->nrooms; i++)
+        if (!name_ok(msg->rooms[i]))
+            return EDDY_EINVAL;
+    for (size_t i = 0; i < msg->nexcept; i++)
+        if (!msg->except[i] || strlen(msg->except[i]) >= 65536)
+            return EDDY_EINVAL;
+    publish_in_t in = {msg, new_epoch()};
+    if (!in.epoch)
+        return EDDY_ENOMEM;
+    job_t *j = job_build(rb, build_publish, &in, 0);
+    if (!j)
+        return EDDY_ENOMEM;
+    j->kind = JOB_PUBLISH;
+    j->script = SCRIPT_PUBLISH;
+    j->fd = fd;
+    j->cb = (void (*)(void))cb;
+    j->arg = arg;
+    return enqueue(rb, j);
+}
+
+typedef struct history_in {
+    const char *nsp;
+    rt_position_t after;
+    const char *const *rooms;
+    size_t nrooms;
+    uint64_t candidate;
+} history_in_t;
+
+static void build_history(argb_t *a, rb_t *rb, const void *p)
+{
+    const history_in_t *in = p;
+    arg_eval(a, rb, SCRIPT_HISTORY);
+    arg_u64(a, 1 + 2 * (in->nrooms + 1));
+    arg_key(a, rb, in->nsp, "pos", NULL);
+    arg_key(a, rb, in->nsp, "x", NULL);
+    arg_key(a, rb, in->nsp, "t", NULL);
+    for (size_t i = 0; i < in->nrooms; i++) {
+        arg_key(a, rb, in->nsp, "x", in->rooms[i]);
+        arg_key(a, rb, in->nsp, "t", in->rooms[i]);
+    }
+    arg_u64(a, in->after.epoch);
+    arg_u64(a, in->after.seq);
+    arg_u64(a, rb->cfg.history_max_entries);
+    arg_u64(a, in->candidate);
+    /* The rooms again, NUL-terminated, for the except filter: after the command. */
+    for (size_t i = 0; i < in->nrooms; i++)
+        arg_str(a, in->rooms[i]);
+    arg_str(a, in->nsp);
+}
+
+static int rb_history(rt_broker_t *b, const char *nsp, rt_position_t after,
+                      const char *const *rooms, size_t nrooms, eddy_fd_t fd,
+                      rt_broker_history_cb cb, void *arg)
+{
+    rb_t *rb = (rb_t *)b;
+    if (!cb || !name_ok(nsp) || (nrooms && !rooms))
+        return EDDY_EINVAL;
+    for (size_t i = 0; i < nrooms; i++)
+        if (!name_ok(rooms[i]))
+            return EDDY_EINVAL;
+    history_in_t in = {nsp, after, rooms, nrooms, new_epoch()};
+    if (!in.candidate)
+        return EDDY_ENOMEM;
+    job_t *j = job_build(rb, build_history, &in, nrooms * sizeof(char *));
+    if (!j)
+        return EDDY_ENOMEM;
+    /* The trailing arguments are not sent: they are the rooms and nsp for the filter. */
+    j->argc -= (int)nrooms + 1;
+    j->rooms = j->extra;
+    for (size_t i = 0; i < nrooms; i++)
+        j->rooms[i] = j->argv[j->argc + i];
+    j->nsp = j->argv[j->argc + nrooms];
+    j->nrooms = nrooms;
+    j->after = after;
+    j->kind = JOB_HISTORY;
+    j->script = SCRIPT_HISTORY;
+    j->fd = fd;
+    j->cb = (void (*)(void))cb;
+    j->arg = arg;
+    return enqueue(rb, j);
+}
+
+typedef struct session_in {
+    const char *cmd, *pid;
+    const void *data;
+    size_t len;
+    uint64_t ttl_ms;
+} session_in_t;
+
+static void build_session(argb_t *a, rb_t *rb, const void *p)
+{
+    const session_in_t *in = p;
+    arg_str(a, in->cmd);
+    arg_puts(a, rb->prefix);
+    arg_puts(a, "session:");
+    arg_puts(a, in->pid);
+    arg_end(a);
+    if (in->data) {
+        arg_put(a, in->data, in->len);
+        arg_end(a);
+        arg_str(a, "PX");
+        arg_u64(a, in->ttl_ms);
+    }
+}
+
+static int rb_session_put(rt_broker_t *b, const char *pid, const void *data, size_t len,
+                          uint64_t ttl_ms)
+{
+    rb_t *rb = (rb_t *)b;
+    if (!pid || !*pid || (len && !data) || !ttl_ms)
+        return EDDY_EINVAL;
+    session_in_t in = {"SET", pid, data ? data : "", len, ttl_ms};
+    job_t *j = job_build(rb, build_session, &in, 0);
+    if (!j)
+        return EDDY_ENOMEM;
+    j->kind = JOB_SESSION_PUT;
+    return enqueue(rb, j);
+}
+
+static int rb_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_broker_session_cb cb,
+                           void *arg)
+{
+    rb_t *rb = (rb_t *)b;
+    if (!pid || !*pid || !cb)
+        return EDDY_EINVAL;
+    session_in_t in = {"GETDEL", pid, NULL, 0, 0};
+    job_t *j = job_build(rb, build_session, &in, 0);
+    if (!j)
+        return EDDY_ENOMEM;
+    j->kind = JOB_SESSION_TAKE;
+    j->fd = fd;
+    j->cb = (void (*)(void))cb;
+    j->arg = arg;
+    return enqueue(rb, j);
+}
+
+typedef struct presence_in {
+    int kind;
+    const char *nsp, *room, *member;
+    const void *info;
+    size_t len;
+} presence_in_t;
+
+static void build_presence(argb_t *a, rb_t *rb, const void *p)
+{
+    const presence_in_t *in = p;
+    if (in->kind == JOB_PRESENCE_GET) {
+        arg_eval(a, rb, SCRIPT_PRESENCE);
+        arg_u64(a, 2);
+        arg_str(a, rb->nodes_key);
+        arg_key(a, rb, in->nsp, "p", in->room);
+        return;
+    }
+    arg_str(a, in->kind == JOB_PRESENCE_SET ? "HSET" : "HDEL");
+    arg_key(a, rb, in->nsp, "p", in->room);
+    arg_puts(a, rb->node_id);
+    arg_put(a, "\x1f", 1);
+    arg_puts(a, in->member);
+    arg_end(a);
+    if (in->kind == JOB_PRESENCE_SET) {
+        arg_put(a, in->info, in->len);
+        arg_end(a);
+    }
+}
+
+static int presence_job(rb_t *rb, const presence_in_t *in, eddy_fd_t fd, void (*cb)(void),
+                        void *arg)
+{
+    if (!name_ok(in->nsp) || !in->room || (in->kind != JOB_PRESENCE_GET && !in->member) ||
+        (in->len && !in->info))
+        return EDDY_EINVAL;
+    job_t *j = job_build(rb, build_presence, in, 0);
+    if (!j)
+        return EDDY_ENOMEM;
+    j->kind = in->kind;
+    j->script = in->kind == JOB_PRESENCE_GET ? SCRIPT_PRESENCE : -1;
+    j->fd = fd;
+    j->cb = cb;
+    j->arg = arg;
+    return enqueue(rb, j);
+}
+
+static int rb_presence_set(rt_broker_t *b, const char *nsp, const char *room, const char *member,
+                           const void *info, size_t len)
+{
+    presence_in_t in = {JOB_PRESENCE_SET, nsp, room, member, info ? info : "", len};
+    return presence_job((rb_t *)b, &in, 0, NULL, NULL);
+}
+
+static int rb_presence_del(rt_broker_t *b, const char *nsp, const char *room, const char *member)
+{
+    presence_in_t in = {JOB_PRESENCE_DEL, nsp, room, member, NULL, 0};
+    return presence_job((rb_t *)b, &in, 0, NULL, NULL);
+}
+
+static int rb_presence_get(rt_broker_t *b, const char *nsp, const char *room, eddy_fd_t fd,
+                           rt_broker_presence_cb cb, void *arg)
+{
+    if (!cb)
+        return EDDY_EINVAL;
+    presence_in_t in = {JOB_PRESENCE_GET, nsp, room, NULL, NULL, 0};
+    return presence_job((rb_t *)b, &in, fd, (void (*)(void))cb, arg);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Interest (subscriptions)
+ * ------------------------------------------------------------------------------------- */
+
+static uint64_t hash_bytes(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void channel_name(rb_t *rb, const char *nsp, const char *room, char *out, size_t *len)
+{
+    argb_t a = {.fill = true, .argv = (const char *[1]){0}, .lens = (size_t[1]){0}, .p = out};
+    arg_key(&a, rb, nsp, "c", room);
+    *len = a.lens[0];
+}
+
+static size_t channel_size(rb_t *rb, const char *nsp, const char *room)
+{
+    return rb->prefix_len + strlen(nsp) + (room ? strlen(room) + 1 : 0) + 6;
+}
+
+static sub_t **sub_slot(rb_t *rb, const char *ch, size_t len)
+{
+    sub_t **s = &rb->subs[hash_bytes(ch, len) & (rb->subs_cap - 1)];
+    while (*s && ((*s)->len != len || memcmp((*s)->channel, ch, len) != 0))
+        s = &(*s)->next;
+    return s;
+}
+
+static void sub_mark(rb_t *rb, sub_t *s)
+{
+    if (!s->pending) {
+        s->pending = true;
+        s->pending_next = rb->pending;
+        rb->pending = s;
+    }
+}
+
+static int rb_subscribe(rt_broker_t *b, const char *nsp, const char *room)
+{
+    rb_t *rb = (rb_t *)b;
+    if (!name_ok(nsp) || (room && !name_ok(room)))
+        return EDDY_EINVAL;
+    size_t size = channel_size(rb, nsp, room), len;
+    sub_t *n = malloc(sizeof(sub_t) + size);
+    if (!n)
+        return EDDY_ENOMEM;
+    channel_name(rb, nsp, room, n->channel, &len);
+    pthread_mutex_lock(&rb->lock);
+    if (rb->subs_count >= rb->subs_cap / 2) {
+        size_t cap = rb->subs_cap * 2;
+        sub_t **t = calloc(cap, sizeof(*t));
+        if (!t) {
+            pthread_mutex_unlock(&rb->lock);
+            free(n);
+            return EDDY_ENOMEM;
+        }
+        for (size_t i = 0; i < rb->subs_cap; i++)
+            for (sub_t *s = rb->subs[i], *next; s; s = next) {
+                next = s->next;
+                size_t k = hash_bytes(s->channel, s->len) & (cap - 1);
+                s->next = t[k];
+                t[k] = s;
+            }
+        free(rb->subs);
+        rb->subs = t;
+        rb->subs_cap = cap;
+    }
+    sub_t **slot = sub_slot(rb, n->channel, len);
+    sub_t *s = *slot;
+    if (!s) {
+        s = n;
+        n = NULL;
+        *s = (sub_t){.len = len};
+        *slot = s;
+        rb->subs_count++;
+    }
+    bool first = s->refs++ == 0;
+    if (first)
+        sub_mark(rb, s);
+    pthread_mutex_unlock(&rb->lock);
+    free(n);
+    if (first)
+        wake(rb);
+    return 0;
+}
+
+static int rb_unsubscribe(rt_broker_t *b, const char *nsp, const char *room)
+{
+    rb_t *rb = (rb_t *)b;
+    if (!name_ok(nsp) || (room && !name_ok(room)))
+        return EDDY_EINVAL;
+    char ch[channel_size(rb, nsp, room)];
+    size_t len;
+    channel_name(rb, nsp, room, ch, &len);
+    pthread_mutex_lock(&rb->lock);
+    sub_t *s = *sub_slot(rb, ch, len);
+    if (!s || !s->refs) {
+        pthread_mutex_unlock(&rb->lock);
+        return EDDY_ENOTFOUND;
+    }
+    bool last = --s->refs == 0;
+    if (last)
+        sub_mark(rb, s);
+    pthread_mutex_unlock(&rb->lock);
+    if (last)
+        wake(rb);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The thread
+ * ------------------------------------------------------------------------------------- */
+
+static void disconnect(rb_t *rb, const char *why)
+{
+    if (rb->cmd || rb->sub)
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: Redis %s:%d connection lost: %s",
+                 rb->host, rb->cfg.port, why);
+    if (rb->cmd)
+        redisFree(rb->cmd);
+    if (rb->sub)
+        redisFree(rb->sub);
+    rb->cmd = rb->sub = NULL;
+    atomic_store(&rb->last_pong, 0);
+    if (rb->was_up && !rb->down_since)
+        rb->down_since = now_ms();
+    set_state(rb, RT_BROKER_DOWN, false, 0);
+}
+
+static redisReply *command(redisContext *c, int argc, const char **argv, const size_t *lens)
+{
+    return redisCommandArgv(c, argc, argv, lens);
+}
+
+static redisContext *connect_one(rb_t *rb, const char **err)
+{
+    struct timeval tv = {rb->cfg.io_timeout_ms / 1000, (rb->cfg.io_timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(rb->host, rb->cfg.port, tv);
+    if (!c || c->err) {
+        static __thread char msg[128];
+        snprintf(msg, sizeof(msg), "%s", c ? c->errstr : "out of memory");
+        *err = msg;
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    redisEnableKeepAlive(c);
+    redisReply *r = NULL;
+    if (rb->password) {
+        r = redisCommand(c, "AUTH %s", rb->password);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            goto fail;
+        freeReplyObject(r);
+    }
+    if (rb->cfg.db) {
+        r = redisCommand(c, "SELECT %d", rb->cfg.db);
+        if (!r || r->type == REDIS_REPLY_ERROR)
+            goto fail;
+        freeReplyObject(r);
+    }
+    return c;
+fail:
+    *err = r ? "AUTH or SELECT refused" : "no answer to AUTH or SELECT";
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return NULL;
+}
+
+/* Sends SUBSCRIBE/UNSUBSCRIBE for channels[0..n) on the sub connection, in batches, and
+ * reads their confirmations, delivering messages that arrive meanwhile. */
+static void handle_sub_reply(rb_t *rb, redisReply *r);
+
+static int sub_send(rb_t *rb, const char *verb, const char **chans, size_t *lens, size_t n)
+{
+    for (size_t off = 0; off < n; off += 512) {
+        size_t k = n - off < 512 ? n - off : 512;
+        const char *argv[513];
+        size_t argl[513];
+        argv[0] = verb;
+        argl[0] = strlen(verb);
+        memcpy(argv + 1, chans + off, k * sizeof(char *));
+        memcpy(argl + 1, lens + off, k * sizeof(size_t));
+        if (redisAppendCommandArgv(rb->sub, (int)k + 1, argv, argl) != REDIS_OK)
+            return -1;
+    }
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(rb->sub, &done) != REDIS_OK)
+            return -1;
+    for (size_t waiting = n; waiting;) {
+        redisReply *r;
+        if (redisGetReply(rb->sub, (void **)&r) != REDIS_OK)
+            return -1;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            r->element[0]->type == REDIS_REPLY_STRING &&
+            (strcmp(r->element[0]->str, "subscribe") == 0 ||
+             strcmp(r->element[0]->str, "unsubscribe") == 0 ||
+             strcmp(r->element[0]->str, "psubscribe") == 0)) {
+            waiting--;
+            freeReplyObject(r);
+        } else {
+            handle_sub_reply(rb, r);
+        }
+    }
+    return 0;
+}
+
+/* Applies pending interest changes (all == true: every interest, after a reconnect). */
+static int apply_subs(rb_t *rb, bool all)
+{
+    pthread_mutex_lock(&rb->lock);
+    size_t cap = all ? rb->subs_count : 0, nsub = 0, nunsub = 0;
+    if (!all)
+        for (sub_t *s = rb->pending; s; s = s->pending_next)
+            cap++;
+    if (!cap) {
+        pthread_mutex_unlock(&rb->lock);
+        return 0;
+    }
+    /* Names are copied: the table may free an interest once the lock is released. */
+    char **chans = calloc(cap * 2, sizeof(char *));
+    size_t *lens = malloc(cap * 2 * sizeof(size_t));
+    sub_t **cand = malloc(cap * sizeof(sub_t *));
+    if (!chans || !lens || !cand) {
+        pthread_mutex_unlock(&rb->lock);
+        free(chans);
+        free(lens);
+        free(cand);
+        return 0; /* tried again at the next wake */
+    }
+    size_t ncand = 0;
+    if (all) {
+        for (size_t i = 0; i < rb->subs_cap; i++)
+            for (sub_t *s = rb->subs[i]; s; s = s->next) {
+                s->active = false;
+                cand[ncand++] = s;
+            }
+    } else {
+        for (sub_t *s = rb->pending; s; s = s->pending_next)
+            cand[ncand++] = s;
+    }
+    for (sub_t *s = rb->pending; s; s = s->pending_next)
+        s->pending = false;
+    rb->pending = NULL;
+    for (size_t i = 0; i < ncand; i++) {
+        sub_t *s = cand[i];
+        char *copy = NULL;
+        if ((s->refs > 0) != s->active) {
+            copy = malloc(s->len + 1);
+            if (copy)
+                memcpy(copy, s->channel, s->len + 1);
+        }
+        if (s->refs > 0 && !s->active) {
+            if (!copy) {
+                sub_mark(rb, s); /* out of memory: next time */
+                continue;
+            }
+            s->active = true;
+            chans[nsub] = copy;
+            lens[nsub++] = s->len;
+        } else if (s->refs == 0) {
+            if (copy) {
+                chans[cap + nunsub] = copy;
+                lens[cap + nunsub++] = s->len;
+            }
+            sub_t **slot = sub_slot(rb, s->channel, s->len);
+            *slot = s->next;
+            rb->subs_count--;
+            free(s);
+        }
+    }
+    atomic_store(&rb->nsubs, rb->subs_count);
+    pthread_mutex_unlock(&rb->lock);
+    int rc = 0;
+    if (nsub)
+        rc = sub_send(rb, "SUBSCRIBE", (const char **)chans, lens, nsub);
+    if (rc == 0 && nunsub)
+        rc = sub_send(rb, "UNSUBSCRIBE", (const char **)chans + cap, lens + cap, nunsub);
+    for (size_t i = 0; i < cap * 2; i++)
+        free(chans[i]);
+    free(chans);
+    free(lens);
+    free(cand);
+    return rc;
+}
+
+/* Remembers pos as delivered for nsp; false if it (or a later one) already was. */
+static bool seen_new(rb_t *rb, const char *nsp, rt_position_t pos)
+{
+    nsp_seen_t *e = rb->seen;
+    while (e && strcmp(e->nsp, nsp) != 0)
+        e = e->next;
+    if (!e) {
+        size_t len = strlen(nsp);
+        e = malloc(sizeof(*e) + len + 1);
+        if (!e)
+            return true; /* without memory for it, deliver rather than lose */
+        memcpy(e->nsp, nsp, len + 1);
+        e->next = rb->seen;
+        rb->seen = e;
+    } else if (e->epoch == pos.epoch && pos.seq <= e->seq) {
+        return false;
+    }
+    e->epoch = pos.epoch;
+    e->seq = pos.seq;
+    return true;
+}
+
+static bool parse_u64(const char **p, const char *end, char stop, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *s = *p;
+    if (s == end || *s < '0' || *s > '9')
+        return false;
+    for (; s < end && *s >= '0' && *s <= '9'; s++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    if (s == end || *s != stop)
+        return false;
+    *p = s + 1;
+    *out = v;
+    return true;
+}
+
+typedef struct emitted {
+    rb_t *rb;
+    void (*emitted)(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud);
+    void *ud;
+    rt_emitter_msg_t *m;
+} emitted_t;
+
+static void run_emitted(eddy_server_t *srv, void *p)
+{
+    emitted_t *e = p;
+    e->emitted(&e->rb->base, e->m, e->ud);
+    rt_emitter_msg_free(e->m);
+    free(e);
+}
+
+/* A message in Socket.IO's emitter format (["pmessage", pattern, channel, payload]). */
+static void handle_emitted(rb_t *rb, redisReply *r)
+{
+    redisReply *ch = r->element[2], *payload = r->element[3];
+    if (!rb->h.emitted || ch->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING)
+        return;
+    emitted_t *e = malloc(sizeof(*e));
+    if (!e) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
+                 "rt_broker: out of memory: an emitted broadcast is lost");
+        return;
+    }
+    int rc = rt_emitter_decode(payload->str, payload->len, &e->m);
+    if (rc != 0) {
+        eddy_log(rb->cfg.srv, rc == EDDY_EPROTO ? EDDY_LOG_WARNING : EDDY_LOG_ERROR,
+                 "rt_broker: emitter message on %s dropped: %s", ch->str,
+                 rc == EDDY_EPROTO ? "not the Socket.IO emitter format" : "out of memory");
+        free(e);
+        return;
+    }
+    e->rb = rb;
+    e->emitted = rb->h.emitted;
+    e->ud = rb->ud;
+    dispatch(rb, 0, run_emitted, e);
+}
+
+/* A reply read on the SUBSCRIBE connection (owned: freed or handed on). */
+static void handle_sub_reply(rb_t *rb, redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+        r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "pmessage") == 0) {
+        handle_emitted(rb, r);
+        freeReplyObject(r);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0 ||
+        r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return;
+    }
+    if (strcmp(r->element[1]->str, rb->node_channel) == 0) {
+        atomic_store(&rb->last_pong, now_ms());
+        freeReplyObject(r);
+        return;
+    }
+    const char *p = r->element[2]->str, *end = p + r->element[2]->len;
+    rt_position_t pos;
+    size_t nr, ne;
+    if (!parse_u64(&p, end, ':', &pos.seq) || !parse_u64(&p, end, ':', &pos.epoch) ||
+        msg_counts(p, (size_t)(end - p), &nr, &ne) != 0) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: malformed message on %s dropped",
+                 r->element[1]->str);
+        freeReplyObject(r);
+        return;
+    }
+    live_delivery_t *ld = malloc(sizeof(*ld) + (nr + ne) * sizeof(char *));
+    if (!ld) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR, "rt_broker: out of memory: a delivery is lost");
+        freeReplyObject(r);
+        return;
+    }
+    ld->rb = rb;
+    ld->deliver = rb->h.deliver;
+    ld->ud = rb->ud;
+    ld->reply = r;
+    ld->d.pos = pos;
+    if (msg_decode(p, (size_t)(end - p), &ld->d.origin, &ld->d.msg, ld->names) != 0) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: malformed message on %s dropped",
+                 r->element[1]->str);
+        freeReplyObject(r);
+        free(ld);
+        return;
+    }
+    ld->d.own = strcmp(ld->d.origin, rb->node_id) == 0;
+    if (!rb->h.deliver || !seen_new(rb, ld->d.msg.nsp, pos)) {
+        freeReplyObject(r);
+        free(ld);
+        return;
+    }
+    atomic_fetch_add(&rb->delivered, 1);
+    dispatch(rb, 0, run_delivery, ld);
+}
+
+static int cmp_delivery(const void *a, const void *b)
+{
+    uint64_t x = ((const rt_broker_delivery_t *)a)->pos.seq;
+    uint64_t y = ((const rt_broker_delivery_t *)b)->pos.seq;
+    return x < y ? -1 : x > y;
+}
+
+static void history_reply(rb_t *rb, job_t *j, redisReply *r)
+{
+    history_result_t *res = calloc(1, sizeof(*res));
+    if (!res) {
+        freeReplyObject(r);
+        fail_job(rb, j, EDDY_ENOMEM);
+        return;
+    }
+    *res = (history_result_t){.rb = rb, .cb = (rt_broker_history_cb)j->cb, .arg = j->arg};
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
+        r->element[2]->type != REDIS_REPLY_STRING) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: history read refused: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        res->err = EDDY_EPROTO;
+        goto out;
+    }
+    uint64_t epoch = strtoull(r->element[2]->str, NULL, 10);
+    res->top = (rt_position_t){epoch, (uint64_t)r->element[1]->integer};
+    if (r->element[0]->integer != 1) {
+        res->err = RT_HISTORY_GAP;
+        goto out;
+    }
+    size_t n = (r->elements - 3) / 2, names = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *m = r->element[3 + 2 * i + 1];
+        size_t nr, ne;
+        if (m->type != REDIS_REPLY_STRING || msg_counts(m->str, m->len, &nr, &ne) != 0) {
+            res->err = EDDY_EPROTO;
+            goto out;
+        }
+        names += nr + ne;
+    }
+    res->entries = calloc(n ? n : 1, sizeof(*res->entries));
+    res->names = calloc(names ? names : 1, sizeof(char *));
+    if (!res->entries || !res->names) {
+        res->err = EDDY_ENOMEM;
+        goto out;
+    }
+    size_t used = 0, kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *m = r->element[3 + 2 * i + 1];
+        rt_broker_delivery_t *d = &res->entries[kept];
+        if (r->element[3 + 2 * i]->type != REDIS_REPLY_INTEGER) {
+            res->err = EDDY_EPROTO;
+            goto out;
+        }
+        if (msg_decode(m->str, m->len, &d->origin, &d->msg, res->names + used) != 0) {
+            res->err = EDDY_EPROTO;
+            goto out;
+        }
+        used += d->msg.nrooms + d->msg.nexcept;
+        d->pos = (rt_position_t){epoch, (uint64_t)r->element[3 + 2 * i]->integer};
+        d->own = strcmp(d->origin, rb->node_id) == 0;
+        bool excluded = false;
+        for (size_t e = 0; e < d->msg.nexcept && !excluded; e++)
+            for (size_t k = 0; k < j->nrooms && !excluded; k++)
+                excluded = strcmp(d->msg.except[e], j->rooms[k]) == 0;
+        if (!excluded)
+            kept++;
+    }
+    /* A broadcast to several of the rooms is in several streams: sort, keep one. */
+    qsort(res->entries, kept, sizeof(*res->entries), cmp_delivery);
+    size_t uniq = 0;
+    for (size_t i = 0; i < kept; i++)
+        if (!uniq || res->entries[uniq - 1].pos.seq != res->entries[i].pos.seq)
+            res->entries[uniq++] = res->entries[i];
+    res->n = uniq;
+out:
+    if (res->err) {
+        res->n = 0;
+        freeReplyObject(r);
+    } else {
+        res->reply = r;
+    }
+    dispatch(rb, j->fd, run_history_result, res);
+    free(j);
+}
+
+static void presence_reply(rb_t *rb, job_t *j, redisReply *r)
+{
+    presence_result_t *res = calloc(1, sizeof(*res));
+    if (!res) {
+        freeReplyObject(r);
+        fail_job(rb, j, EDDY_ENOMEM);
+        return;
+    }
+    *res = (presence_result_t){.rb = rb, .cb = (rt_broker_presence_cb)j->cb, .arg = j->arg};
+    if (r->type != REDIS_REPLY_ARRAY) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: presence read refused: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        res->err = EDDY_EPROTO;
+        goto out;
+    }
+    size_t n = r->elements / 2, bytes = 1;
+    for (size_t i = 0; i < n; i++)
+        bytes += r->element[2 * i]->len + 1;
+    res->entries = calloc(n ? n : 1, sizeof(*res->entries));
+    res->names = malloc(bytes);
+    if (!res->entries || !res->names) {
+        res->err = EDDY_ENOMEM;
+        goto out;
+    }
+    char *p = res->names;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *f = r->element[2 * i], *v = r->element[2 * i + 1];
+        char *sep = memchr(f->str, 0x1f, f->len);
+        if (!sep)
+            continue;
+        memcpy(p, f->str, f->len + 1);
+        p[sep - f->str] = 0;
+        res->entries[res->n++] = (rt_broker_presence_t){p, p + (sep - f->str) + 1, v->str, v->len};
+        p += f->len + 1;
+    }
+out:
+    if (res->err)
+        res->n = 0;
+    res->reply = r;
+    dispatch(rb, j->fd, run_presence_result, res);
+    free(j);
+}
+
+/* Handles the reply of job j (both owned). */
+static void job_reply(rb_t *rb, job_t *j, redisReply *r)
+{
+    switch (j->kind) {
+    case JOB_PUBLISH:
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            r->element[0]->type == REDIS_REPLY_INTEGER &&
+            r->element[1]->type == REDIS_REPLY_STRING) {
+            atomic_fetch_add(&rb->published, 1);
+            if (j->cb) {
+                publish_result_t *res = malloc(sizeof(*res));
+                if (res) {
+                    *res = (publish_result_t){
+                        rb,
+                        (rt_broker_publish_cb)j->cb,
+                        j->arg,
+                        0,
+                        {strtoull(r->element[1]->str, NULL, 10), (uint64_t)r->element[0]->integer}};
+                    dispatch(rb, j->fd, run_publish_result, res);
+                }
+            }
+            free(j);
+        } else {
+            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: publish refused: %s",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            fail_job(rb, j, EDDY_EPROTO);
+        }
+        freeReplyObject(r);
+        return;
+    case JOB_HISTORY:
+        history_reply(rb, j, r);
+        return;
+    case JOB_PRESENCE_GET:
+        presence_reply(rb, j, r);
+        return;
+    case JOB_SESSION_TAKE: {
+        session_result_t *res = malloc(sizeof(*res));
+        if (!res) {
+            freeReplyObject(r);
+            fail_job(rb, j, EDDY_ENOMEM);
+            return;
+        }
+        int err = r->type == REDIS_REPLY_STRING ? 0
+                  : r->type == REDIS_REPLY_NIL  ? EDDY_ENOTFOUND
+                                                : EDDY_EPROTO;
+        if (err == EDDY_EPROTO)
+            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: session read refused: %s",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        *res = (session_result_t){rb, (rt_broker_session_cb)j->cb, j->arg, err, r};
+        dispatch(rb, j->fd, run_session_result, res);
+        free(j);
+        return;
+    }
+    default:
+        if (r->type == REDIS_REPLY_ERROR)
+            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: %s refused: %s", j->argv[0],
+                     r->str);
+        freeReplyObject(r);
+        free(j);
+        return;
+    }
+}
+
+static bool is_noscript(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+static void use_sha(rb_t *rb, job_t *j)
+{
+    if (j->script >= 0) {
+        j->argv[0] = "EVALSHA";
+        j->argvlen[0] = 7;
+        j->argv[1] = rb->sha[j->script];
+        j->argvlen[1] = 40;
+    }
+}
+
+/* Sends a batch of queued jobs pipelined and handles their replies. Returns -1 when the
+ * connection broke (the batch's unanswered jobs are answered EDDY_ECLOSED). */
+static int run_jobs(rb_t *rb)
+{
+    job_t *batch = NULL, **tail = &batch;
+    size_t n = 0;
+    pthread_mutex_lock(&rb->lock);
+    while (rb->head && n < 256) {
+        job_t *j = rb->head;
+        /* A history read waits for the subscriptions asked for before it. */
+        if (j->kind == JOB_HISTORY && rb->pending)
+            break;
+        rb->head = j->next;
+        if (!rb->head)
+            rb->tail = NULL;
+        rb->queued--;
+        rb->queued_bytes -= j->bytes;
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
+        n++;
+    }
+    if (rb->queued <= rb->cfg.queue_max / 2)
+        rb->drop_logged = false;
+    pthread_mutex_unlock(&rb->lock);
+    if (!n)
+        return 0;
+    for (job_t *j = batch; j; j = j->next) {
+        use_sha(rb, j);
+        if (redisAppendCommandArgv(rb->cmd, j->argc, j->argv, j->argvlen) != REDIS_OK)
+            goto broken;
+    }
+    job_t *retry = NULL, **rtail = &retry;
+    while (batch) {
+        redisReply *r;
+        if (redisGetReply(rb->cmd, (void **)&r) != REDIS_OK)
+            goto broken;
+        job_t *j = batch;
+        batch = j->next;
+        j->next = NULL;
+        if (j->script >= 0 && is_noscript(r)) {
+            /* The script cache was flushed: EVAL (which caches it again) after the rest of
+             * the batch's replies, so a retried publish takes a later seq. */
+            freeReplyObject(r);
+            *rtail = j;
+            rtail = &j->next;
+            continue;
+        }
+        job_reply(rb, j, r);
+    }
+    while (retry) {
+        job_t *j = retry;
+        retry = j->next;
+        j->next = NULL;
+        j->argv[0] = "EVAL";
+        j->argvlen[0] = 4;
+        j->argv[1] = scripts[j->script];
+        j->argvlen[1] = strlen(scripts[j->script]);
+        redisReply *r = command(rb->cmd, j->argc, j->argv, j->argvlen);
+        if (!r) {
+            batch = j;
+            j->next = retry;
+            goto broken;
+        }
+        job_reply(rb, j, r);
+    }
+    return 0;
+broken:
+    while (batch) {
+        job_t *j = batch;
+        batch = j->next;
+        fail_job(rb, j, EDDY_ECLOSED);
+    }
+    return -1;
+}
+
+/* Answers the queued requests that cannot wait for a reconnection (reads). */
+static void fail_waiting(rb_t *rb, bool everything)
+{
+    job_t *failed = NULL;
+    pthread_mutex_lock(&rb->lock);
+    job_t **pj = &rb->head, *last = NULL;
+    while (*pj) {
+        job_t *j = *pj;
+        if (everything || j->kind == JOB_HISTORY || j->kind == JOB_SESSION_TAKE ||
+            j->kind == JOB_PRESENCE_GET) {
+            *pj = j->next;
+            rb->queued--;
+            rb->queued_bytes -= j->bytes;
+            j->next = failed;
+            failed = j;
+        } else {
+            last = j;
+            pj = &j->next;
+        }
+    }
+    rb->tail = last;
+    pthread_mutex_unlock(&rb->lock);
+    while (failed) {
+        job_t *j = failed;
+        failed = j->next;
+        fail_job(rb, j, EDDY_ECLOSED);
+    }
+}
+
+/* Renews the lease, reads the alive nodes and sends the self round trip's ping. */
+static int heartbeat(rb_t *rb)
+{
+    char lease[24];
+    snprintf(lease, sizeof(lease), "%u", rb->cfg.lease_ms);
+    const char *argv[] = {"EVALSHA", rb->sha[SCRIPT_HEARTBEAT], "1", rb->nodes_key, rb->node_id,
+                          lease};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = command(rb->cmd, 6, argv, lens);
+    if (r && is_noscript(r)) {
+        freeReplyObject(r);
+        argv[0] = "EVAL";
+        argv[1] = lua_heartbeat;
+        lens[0] = 4;
+        lens[1] = strlen(lua_heartbeat);
+        r = command(rb->cmd, 6, argv, lens);
+    }
+    if (!r)
+        return -1;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        char(*ids)[RT_BROKER_NODE_ID_SIZE] = calloc(r->elements ? r->elements : 1, sizeof(*ids));
+        size_t n = 0;
+        for (size_t i = 0; ids && i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING &&
+                r->element[i]->len <= RT_BROKER_NODE_ID_MAX)
+                memcpy(ids[n++], r->element[i]->str, r->element[i]->len + 1);
+        if (ids) {
+            pthread_mutex_lock(&rb->lock);
+            free(rb->nodes);
+            rb->nodes = ids;
+            rb->nnodes = n;
+            pthread_mutex_unlock(&rb->lock);
+        }
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: heartbeat refused: %s", r->str);
+    }
+    freeReplyObject(r);
+    r = redisCommand(rb->cmd, "PUBLISH %s ping", rb->node_channel);
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+static int connect_all(rb_t *rb, const char **err)
+{
+    if (!(rb->cmd = connect_one(rb, err)) || !(rb->sub = connect_one(rb, err)))
+        return -1;
+    for (int i = 0; i < SCRIPT_COUNT; i++) {
+        redisReply *r = redisCommand(rb->cmd, "SCRIPT LOAD %s", scripts[i]);
+        if (!r) {
+            *err = rb->cmd->errstr;
+            return -1;
+        }
+        if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+            *err = "SCRIPT LOAD refused";
+            freeReplyObject(r);
+            return -1;
+        }
+        memcpy(rb->sha[i], r->str, 41);
+        freeReplyObject(r);
+    }
+    set_state(rb, RT_BROKER_RECOVERING, false, 0);
+    const char *ch = rb->node_channel;
+    size_t len = strlen(ch);
+    const char *pattern = rb->emitter_pattern;
+    size_t plen = pattern ? strlen(pattern) : 0;
+    if (sub_send(rb, "SUBSCRIBE", &ch, &len, 1) != 0 ||
+        (pattern && sub_send(rb, "PSUBSCRIBE", &pattern, &plen, 1) != 0) ||
+        apply_subs(rb, true) != 0 || heartbeat(rb) != 0) {
+        *err = rb->sub->err ? rb->sub->errstr : rb->cmd->errstr;
+        return -1;
+    }
+    rb->next_heartbeat = now_ms() + rb->cfg.heartbeat_ms;
+    bool gap = rb->down_since != 0;
+    uint64_t down_ms = gap ? now_ms() - rb->down_since : 0;
+    if (gap) {
+        atomic_fetch_add(&rb->reconnects, 1);
+        atomic_fetch_add(&rb->gaps, 1);
+        eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+                 "rt_broker: Redis %s:%d connected again after %llu ms; subscriptions restored",
+                 rb->host, rb->cfg.port, (unsigned long long)down_ms);
+    } else {
+        eddy_log(rb->cfg.srv, EDDY_LOG_INFO, "rt_broker: node %s connected to Redis %s:%d",
+                 rb->node_id, rb->host, rb->cfg.port);
+    }
+    rb->was_up = true;
+    rb->down_since = 0;
+    set_state(rb, RT_BROKER_UP, gap, down_ms);
+    return 0;
+}
+
+static void drain_wake(rb_t *rb)
+{
+    uint64_t v;
+    ssize_t n = read(rb->wake_fd, &v, sizeof(v));
+    (void)n;
+}
+
+static int loop_once(rb_t *rb)
+{
+    uint64_t now = now_ms();
+    if (now >= rb->next_heartbeat) {
+        if (heartbeat(rb) != 0)
+            return -1;
+        rb->next_heartbeat = now + rb->cfg.heartbeat_ms;
+    }
+    pthread_mutex_lock(&rb->lock);
+    bool busy = rb->head || rb->pending;
+    pthread_mutex_unlock(&rb->lock);
+    struct pollfd pf[2] = {{.fd = rb->sub->fd, .events = POLLIN},
+                           {.fd = rb->wake_fd, .events = POLLIN}};
+    int timeout = busy ? 0 : (int)(rb->next_heartbeat - now);
+    if (poll(pf, 2, timeout) < 0 && errno != EINTR)
+        return -1;
+    if (pf[1].revents)
+        drain_wake(rb);
+    if (pf[0].revents && redisBufferRead(rb->sub) != REDIS_OK)
+        return -1;
+    /* Replies may also wait in the reader from an earlier blocking read. */
+    redisReply *r;
+    while (redisGetReplyFromReader(rb->sub, (void **)&r) == REDIS_OK && r)
+        handle_sub_reply(rb, r);
+    if (rb->sub->err)
+        return -1;
+    if (apply_subs(rb, false) != 0)
+        return -1;
+    return run_jobs(rb);
+}
+
+static void *thread_main(void *p)
+{
+    rb_t *rb = p;
+    uint64_t backoff = rb->cfg.backoff_min_ms;
+    bool logged = false;
+    while (!atomic_load(&rb->stop)) {
+        if (rb->cmd) {
+            if (loop_once(rb) != 0) {
+                const char *why = rb->cmd->err   ? rb->cmd->errstr
+                                  : rb->sub->err ? rb->sub->errstr
+                                                 : "I/O error";
+                char msg[128];
+                snprintf(msg, sizeof(msg), "%s", why);
+                disconnect(rb, msg);
+            }
+            continue;
+        }
+        const char *err = "?";
+        if (connect_all(rb, &err) == 0) {
+            backoff = rb->cfg.backoff_min_ms;
+            logged = false;
+            continue;
+        }
+        char msg[128];
+        snprintf(msg, sizeof(msg), "%s", err);
+        if (rb->cmd)
+            redisFree(rb->cmd);
+        if (rb->sub)
+            redisFree(rb->sub);
+        rb->cmd = rb->sub = NULL;
+        set_state(rb, RT_BROKER_DOWN, false, 0);
+        if (!logged)
+            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
+                     "rt_broker: cannot connect to Redis %s:%d (%s); retrying with backoff",
+                     rb->host, rb->cfg.port, msg);
+        logged = true;
+        /* Backoff with jitter: half the delay fixed, half random, so nodes spread out. */
+        uint64_t delay = backoff / 2 + rand64(&rb->rng) % (backoff / 2 + 1);
+        backoff = backoff * 2 > rb->cfg.backoff_max_ms ? rb->cfg.backoff_max_ms : backoff * 2;
+        for (uint64_t until = now_ms() + delay, t;
+             !atomic_load(&rb->stop) && (t = now_ms()) < until;) {
+            struct pollfd pf = {.fd = rb->wake_fd, .events = POLLIN};
+            if (poll(&pf, 1, (int)(until - t)) > 0)
+                drain_wake(rb);
+            fail_waiting(rb, false);
+        }
+    }
+    /* What is queued is sent before leaving, while Redis answers. */
+    while (rb->cmd) {
+        pthread_mutex_lock(&rb->lock);
+        bool more = rb->head != NULL;
+        pthread_mutex_unlock(&rb->lock);
+        if (!more)
+            break;
+        if (run_jobs(rb) != 0)
+            disconnect(rb, rb->cmd->errstr);
+    }
+    if (rb->cmd) {
+        /* Leave the cluster at once rather than when the lease runs out. */
+        redisReply *r = redisCommand(rb->cmd, "ZREM %s %s", rb->nodes_key, rb->node_id);
+        if (r)
+            freeReplyObject(r);
+        redisFree(rb->cmd);
+    }
+    if (rb->sub)
+        redisFree(rb->sub);
+    rb->cmd = rb->sub = NULL;
+    fail_waiting(rb, true);
+    while (rb->seen) {
+        nsp_seen_t *e = rb->seen;
+        rb->seen = e->next;
+        free(e);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Queries, lifecycle
+ * ------------------------------------------------------------------------------------- */
+
+static size_t rb_nodes(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max)
+{
+    rb_t *rb = (rb_t *)b;
+    pthread_mutex_lock(&rb->lock);
+    size_t n = rb->nnodes;
+    for (size_t i = 0; i < n && i < max; i++)
+        memcpy(ids[i], rb->nodes[i], RT_BROKER_NODE_ID_SIZE);
+    pthread_mutex_unlock(&rb->lock);
+    return n;
+}
+
+static bool rb_ready(rt_broker_t *b, uint64_t *age_ms)
+{
+    rb_t *rb = (rb_t *)b;
+    uint64_t pong = atomic_load(&rb->last_pong), age = pong ? now_ms() - pong : UINT64_MAX;
+    if (age_ms)
+        *age_ms = age;
+    /* Three heartbeats: one late round trip is not yet a failure. */
+    return atomic_load(&rb->state) == RT_BROKER_UP && age <= 3ull * rb->cfg.heartbeat_ms;
+}
+
+static rt_broker_state_t rb_state(rt_broker_t *b)
+{
+    return (rt_broker_state_t)atomic_load(&((rb_t *)b)->state);
+}
+
+static void rb_stats(rt_broker_t *b, rt_broker_stats_t *out)
+{
+    rb_t *rb = (rb_t *)b;
+    pthread_mutex_lock(&rb->lock);
+    out->buffered = rb->queued;
+    out->buffered_bytes = rb->queued_bytes;
+    pthread_mutex_unlock(&rb->lock);
+    out->published = atomic_load(&rb->published);
+    out->delivered = atomic_load(&rb->delivered);
+    out->dropped = atomic_load(&rb->dropped);
+    out->reconnects = atomic_load(&rb->reconnects);
+    out->gaps = atomic_load(&rb->gaps);
+    out->subscriptions = atomic_load(&rb->nsubs);
+}
+
+static const char *rb_node_id(rt_broker_t *b)
+{
+    return ((rb_t *)b)->node_id;
+}
+
+static void rb_destroy(rb_t *rb)
+{
+    for (size_t i = 0; rb->subs && i < rb->subs_cap; i++)
+        for (sub_t *s = rb->subs[i], *next; s; s = next) {
+            next = s->next;
+            free(s);
+        }
+    free(rb->subs);
+    free(rb->nodes);
+    free(rb->host);
+    free(rb->password);
+    free(rb->prefix);
+    free(rb->node_channel);
+    free(rb->nodes_key);
+    free(rb->emitter_pattern);
+    if (rb->wake_fd >= 0)
+        close(rb->wake_fd);
+    pthread_mutex_destroy(&rb->lock);
+    free(rb);
+}
+
+static void rb_free(rt_broker_t *b)
+{
+    rb_t *rb = (rb_t *)b;
+    atomic_store(&rb->stop, true);
+    wake(rb);
+    pthread_join(rb->thread, NULL);
+    rb_destroy(rb);
+}
+
+static const rt_broker_ops_t redis_ops = {
+    .publish = rb_publish,
+    .subscribe = rb_subscribe,
+    .unsubscribe = rb_unsubscribe,
+    .history = rb_history,
+    .session_put = rb_session_put,
+    .session_take = rb_session_take,
+    .presence_set = rb_presence_set,
+    .presence_del = rb_presence_del,
+    .presence_get = rb_presence_get,
+    .nodes = rb_nodes,
+    .ready = rb_ready,
+    .state = rb_state,
+    .stats = rb_stats,
+    .node_id = rb_node_id,
+    .free = rb_free,
+};
+
+void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg)
+{
+    *cfg = (rt_broker_redis_config_t){
+        .host = "127.0.0.1",
+        .port = 6379,
+        .prefix = "eddy:",
+        .queue_max = 65536,
+        .queue_max_bytes = 64u << 20,
+        .history_max = 1000,
+        .history_age_ms = 120000,
+        .history_meta_ttl_ms = 3600000,
+        .history_max_entries = 10000,
+        .heartbeat_ms = 1000,
+        .lease_ms = 3000,
+        .io_timeout_ms = 2000,
+        .backoff_min_ms = 100,
+        .backoff_max_ms = 5000,
+    };
+}
+
+static char *join(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *s = malloc(la + lb + lc + 1);
+    if (s) {
+        memcpy(s, a, la);
+        memcpy(s + la, b, lb);
+        memcpy(s + la + lb, c, lc + 1);
+    }
+    return s;
+}
+
+rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_broker_handlers_t *h,
+                                 void *ud)
+{
+    rt_broker_redis_config_t def;
+    rt_broker_redis_config_init(&def);
+    if (!cfg)
+        cfg = &def;
+    eddy_server_t *srv = cfg->srv;
+    if (!cfg->host || cfg->port <= 0 || cfg->port > 65535 || !cfg->prefix ||
+        strchr(cfg->prefix, '}') || !cfg->queue_max || !cfg->queue_max_bytes || !cfg->history_max ||
+        !cfg->history_age_ms || !cfg->heartbeat_ms || cfg->lease_ms <= cfg->heartbeat_ms ||
+        !cfg->io_timeout_ms || !cfg->backoff_min_ms || cfg->backoff_max_ms < cfg->backoff_min_ms ||
+        (cfg->node_id && (!*cfg->node_id || strlen(cfg->node_id) > RT_BROKER_NODE_ID_MAX ||
+                          strchr(cfg->node_id, 0x1f)))) {
+        eddy_log(srv, EDDY_LOG_ERROR, "rt_broker: bad Redis broker configuration");
+        return NULL;
+    }
+    rb_t *rb = calloc(1, sizeof(*rb));
+    if (!rb)
+        return NULL;
+    rb->base.ops = &redis_ops;
+    rb->cfg = *cfg;
+    if (h)
+        rb->h = *h;
+    rb->ud = ud;
+    rb->wake_fd = -1;
+    pthread_mutex_init(&rb->lock, NULL);
+    if (getrandom(&rb->rng, sizeof(rb->rng), 0) != sizeof(rb->rng) || !rb->rng)
+        rb->rng = (uint64_t)now_ms() | 1;
+    if (cfg->node_id) {
+        snprintf(rb->node_id, sizeof(rb->node_id), "%s", cfg->node_id);
+    } else {
+        uint64_t v = rand64(&rb->rng);
+        snprintf(rb->node_id, sizeof(rb->node_id), "%016llx", (unsigned long long)v);
+    }
+    rb->host = strdup(cfg->host);
+    rb->password = cfg->password ? strdup(cfg->password) : NULL;
+    rb->prefix = strdup(cfg->prefix);
+    rb->prefix_len = strlen(cfg->prefix);
+    rb->node_channel = join(cfg->prefix, "node:", rb->node_id);
+    rb->nodes_key = join(cfg->prefix, "nodes", "");
+    rb->emitter_pattern = cfg->emitter_prefix ? join(cfg->emitter_prefix, "#*", "") : NULL;
+    rb->subs_cap = 64;
+    rb->subs = calloc(rb->subs_cap, sizeof(*rb->subs));
+    rb->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (!rb->host || (cfg->password && !rb->password) || !rb->prefix || !rb->node_channel ||
+        !rb->nodes_key || !rb->subs || rb->wake_fd < 0 ||
+        (cfg->emitter_prefix && !rb->emitter_pattern))
+        goto fail;
+    rb->cfg.host = rb->host;
+    rb->cfg.password = rb->password;
+    rb->cfg.prefix = rb->prefix;
+    rb->cfg.node_id = rb->node_id;
+    rb->cfg.emitter_prefix = NULL; /* not kept: emitter_pattern is */
+    /* The thread takes no signals (a write to a closed Redis socket must not raise
+     * SIGPIPE for the process; the application's handlers run on its own threads). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&rb->thread, NULL, thread_main, rb);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        goto fail;
+    return &rb->base;
+fail:
+    rb_destroy(rb);
+    return NULL;
+}

@@ -1,0 +1,1011 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Redis broker (rt/rt_broker.h) against a real redis-server that the test starts on a
+ * free loopback port (persistence off), with two or three brokers in this process acting
+ * as nodes. Results and deliveries run on the brokers' threads (no server configured), so
+ * the handlers below record under a mutex and the checks poll with bounded deadlines.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "rt_broker.h"
+#include "test.h"
+#include "test_server.h"
+
+/* ---------------------------------------------------------------------------------------
+ * redis-server fixture
+ * ------------------------------------------------------------------------------------- */
+
+static int redis_port;
+static pid_t redis_pid;
+
+static uint64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Polls cond every 5 ms for at most ms milliseconds; evaluates to its last value. */
+#define WAIT_FOR(cond, ms)                                                                         \
+    ({                                                                                             \
+        uint64_t wait_end_ = ms_now() + (ms);                                                      \
+        while (!(cond) && ms_now() < wait_end_)                                                    \
+            sleep_ms(5);                                                                           \
+        (cond);                                                                                    \
+    })
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        perror("free_port");
+        exit(1);
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static redisContext *redis_connect(void)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void redis_start(void)
+{
+    char port[16];
+    snprintf(port, sizeof(port), "%d", redis_port);
+    redis_pid = fork();
+    if (redis_pid == 0) {
+        /* Its log goes to stdout: keep the test's output readable. */
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, STDOUT_FILENO);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning", (char *)NULL);
+        perror("redis-server");
+        _exit(127);
+    }
+    redisContext *c = NULL;
+    redisReply *r = NULL;
+    uint64_t end = ms_now() + 10000;
+    while (ms_now() < end) {
+        if ((c = redis_connect()) && (r = redisCommand(c, "PING")) && r->type == REDIS_REPLY_STATUS)
+            break;
+        if (r)
+            freeReplyObject(r);
+        if (c)
+            redisFree(c);
+        r = NULL;
+        c = NULL;
+        int status;
+        if (waitpid(redis_pid, &status, WNOHANG) == redis_pid) {
+            fprintf(stderr, "redis-server exited at start (is it installed? make deps-test)\n");
+            exit(1);
+        }
+        sleep_ms(20);
+    }
+    if (!r) {
+        fprintf(stderr, "redis-server did not answer on port %d\n", redis_port);
+        exit(1);
+    }
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+static void redis_kill(void)
+{
+    kill(redis_pid, SIGKILL);
+    waitpid(redis_pid, NULL, 0);
+}
+
+/* Runs a command on a fresh connection and returns its reply (caller frees). */
+static redisReply *redis_cmd(const char *fmt, ...)
+{
+    redisContext *c = redis_connect();
+    if (!c)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    redisFree(c);
+    return r;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * A node: a broker and what it received
+ * ------------------------------------------------------------------------------------- */
+
+#define MAX_GOT 8192
+
+typedef struct got {
+    rt_position_t pos;
+    bool own;
+    char nsp[24];
+    char payload[32];
+    char rooms[64]; /* rooms joined by ',' */
+    char except[64];
+} got_t;
+
+typedef struct node {
+    rt_broker_t *b;
+    pthread_mutex_t lock;
+    got_t got[MAX_GOT];
+    size_t ngot;
+    rt_broker_state_event_t states[64];
+    size_t nstates;
+} node_t;
+
+static void join_names(char *out, size_t size, const char *const *names, size_t n)
+{
+    out[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + strlen(out), size - strlen(out), "%s%s", i ? "," : "", names[i]);
+}
+
+static void record(got_t *g, const rt_broker_delivery_t *d)
+{
+    g->pos = d->pos;
+    g->own = d->own;
+    snprintf(g->nsp, sizeof(g->nsp), "%s", d->msg.nsp);
+    snprintf(g->payload, sizeof(g->payload), "%.*s", (int)d->msg.payload_len,
+             (const char *)d->msg.payload);
+    join_names(g->rooms, sizeof(g->rooms), d->msg.rooms, d->msg.nrooms);
+    join_names(g->except, sizeof(g->except), d->msg.except, d->msg.nexcept);
+}
+
+static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
+{
+    node_t *n = ud;
+    pthread_mutex_lock(&n->lock);
+    if (n->ngot < MAX_GOT)
+        record(&n->got[n->ngot++], d);
+    pthread_mutex_unlock(&n->lock);
+}
+
+static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud)
+{
+    node_t *n = ud;
+    pthread_mutex_lock(&n->lock);
+    if (n->nstates < 64)
+        n->states[n->nstates++] = *ev;
+    pthread_mutex_unlock(&n->lock);
+}
+
+static size_t ngot(node_t *n)
+{
+    pthread_mutex_lock(&n->lock);
+    size_t v = n->ngot;
+    pthread_mutex_unlock(&n->lock);
+    return v;
+}
+
+static bool saw_state(node_t *n, rt_broker_state_t st, bool gap)
+{
+    pthread_mutex_lock(&n->lock);
+    bool found = false;
+    for (size_t i = 0; i < n->nstates; i++)
+        found |= n->states[i].state == st && n->states[i].gap == gap;
+    pthread_mutex_unlock(&n->lock);
+    return found;
+}
+
+static void node_start(node_t *n, rt_broker_redis_config_t *cfg)
+{
+    memset(n, 0, sizeof(*n));
+    pthread_mutex_init(&n->lock, NULL);
+    rt_broker_redis_config_t def;
+    if (!cfg) {
+        rt_broker_redis_config_init(&def);
+        cfg = &def;
+    }
+    cfg->port = redis_port;
+    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state};
+    n->b = rt_broker_redis_new(cfg, &h, n);
+    CHECK(n->b != NULL);
+    CHECK(WAIT_FOR(rt_broker_ready(n->b, NULL), 5000));
+}
+
+static void node_stop(node_t *n)
+{
+    rt_broker_free(n->b);
+    pthread_mutex_destroy(&n->lock);
+}
+
+/* Waiting for one asynchronous result. */
+typedef struct waiter {
+    atomic_int done;
+    int err;
+    rt_position_t pos;
+    size_t n;
+    got_t entries[2048];
+    char data[64];
+    size_t len;
+} waiter_t;
+
+static void on_published(rt_broker_t *b, int err, rt_position_t pos, void *arg)
+{
+    waiter_t *w = arg;
+    w->err = err;
+    w->pos = pos;
+    atomic_store(&w->done, 1);
+}
+
+static void on_history(rt_broker_t *b, int err, rt_position_t top, const rt_broker_delivery_t *e,
+                       size_t n, void *arg)
+{
+    waiter_t *w = arg;
+    w->err = err;
+    w->pos = top;
+    w->n = n;
+    for (size_t i = 0; i < n && i < 2048; i++)
+        record(&w->entries[i], &e[i]);
+    atomic_store(&w->done, 1);
+}
+
+static void on_session(rt_broker_t *b, int err, const void *data, size_t len, void *arg)
+{
+    waiter_t *w = arg;
+    w->err = err;
+    w->len = len < sizeof(w->data) ? len : sizeof(w->data);
+    if (data)
+        memcpy(w->data, data, w->len);
+    atomic_store(&w->done, 1);
+}
+
+static void on_presence(rt_broker_t *b, int err, const rt_broker_presence_t *e, size_t n, void *arg)
+{
+    waiter_t *w = arg;
+    w->err = err;
+    w->n = n;
+    for (size_t i = 0; i < n && i < 2048; i++) {
+        snprintf(w->entries[i].nsp, sizeof(w->entries[i].nsp), "%s", e[i].node);
+        snprintf(w->entries[i].rooms, sizeof(w->entries[i].rooms), "%s", e[i].member);
+        snprintf(w->entries[i].payload, sizeof(w->entries[i].payload), "%.*s", (int)e[i].info_len,
+                 (const char *)e[i].info);
+    }
+    atomic_store(&w->done, 1);
+}
+
+static waiter_t *waiter(void)
+{
+    return calloc(1, sizeof(waiter_t));
+}
+
+static int publish_wait(node_t *n, const char *nsp, const char *const *rooms, size_t nrooms,
+                        const char *const *except, size_t nexcept, const char *payload,
+                        rt_position_t *pos)
+{
+    waiter_t *w = waiter();
+    rt_broker_msg_t m = {nsp, rooms, nrooms, except, nexcept, 7, payload, strlen(payload)};
+    int rc = rt_broker_publish(n->b, &m, 0, on_published, w);
+    if (rc == 0) {
+        CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+        rc = w->err;
+        if (pos)
+            *pos = w->pos;
+    }
+    free(w);
+    return rc;
+}
+
+/* A history read: also the proof that subscriptions asked for before it are active. */
+static waiter_t *history_wait(node_t *n, const char *nsp, rt_position_t after,
+                              const char *const *rooms, size_t nrooms)
+{
+    waiter_t *w = waiter();
+    CHECK_EQ_INT(rt_broker_history(n->b, nsp, after, rooms, nrooms, 0, on_history, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    return w;
+}
+
+static void sync_subs(node_t *n)
+{
+    free(history_wait(n, "/sync", (rt_position_t){0, 0}, NULL, 0));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Tests
+ * ------------------------------------------------------------------------------------- */
+
+/* Publish on one node, delivery on another: only to nodes with interest, once per
+ * broadcast however many of its rooms a node holds, with its position and fields. */
+static void test_publish_and_interest(void)
+{
+    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
+    node_start(a, NULL);
+    node_start(b, NULL);
+    CHECK(strcmp(rt_broker_node_id(a->b), rt_broker_node_id(b->b)) != 0);
+
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/", "r1"), 0);
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/", "r2"), 0);
+    CHECK_EQ_INT(rt_broker_subscribe(a->b, "/", "r2"), 0);
+    sync_subs(a);
+    sync_subs(b);
+
+    rt_position_t p1, p2, p3;
+    const char *r1[] = {"r1"}, *r2[] = {"r2"}, *both[] = {"r1", "r2"}, *ex[] = {"x"};
+    CHECK_EQ_INT(publish_wait(a, "/", r1, 1, ex, 1, "one", &p1), 0);
+    CHECK_EQ_INT(publish_wait(a, "/", r2, 1, NULL, 0, "two", &p2), 0);
+    CHECK_EQ_INT(publish_wait(b, "/", both, 2, NULL, 0, "three", &p3), 0);
+    CHECK_EQ_INT(p1.seq, 1);
+    CHECK_EQ_INT(p2.seq, 2);
+    CHECK_EQ_INT(p3.seq, 3);
+    CHECK(p1.epoch != 0 && p1.epoch == p2.epoch && p2.epoch == p3.epoch);
+    CHECK(p1.epoch < (1ull << RT_HISTORY_EPOCH_BITS));
+
+    CHECK(WAIT_FOR(ngot(b) >= 3, 5000));
+    CHECK(WAIT_FOR(ngot(a) >= 2, 5000));
+    sleep_ms(50); /* a duplicate would arrive right behind */
+    CHECK_EQ_INT(ngot(b), 3);
+    CHECK_EQ_INT(b->got[0].pos.seq, 1);
+    CHECK_EQ_INT(b->got[0].pos.epoch, p1.epoch);
+    CHECK_STR(b->got[0].payload, "one");
+    CHECK_STR(b->got[0].rooms, "r1");
+    CHECK_STR(b->got[0].except, "x");
+    CHECK_STR(b->got[0].nsp, "/");
+    CHECK(!b->got[0].own);
+    CHECK_STR(b->got[2].payload, "three");
+    CHECK(b->got[2].own);
+    /* a holds r2 only: "one" (r1) never reached it, "two" and "three" did. */
+    CHECK_EQ_INT(ngot(a), 2);
+    CHECK_STR(a->got[0].payload, "two");
+    CHECK(a->got[0].own);
+    CHECK_STR(a->got[1].payload, "three");
+
+    /* Reference counts: two references, one dropped, still subscribed; both dropped, not. */
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/", "r1"), 0);
+    CHECK_EQ_INT(rt_broker_unsubscribe(b->b, "/", "r1"), 0);
+    sync_subs(b);
+    CHECK_EQ_INT(publish_wait(a, "/", r1, 1, NULL, 0, "four", NULL), 0);
+    CHECK(WAIT_FOR(ngot(b) == 4, 5000));
+    CHECK_EQ_INT(rt_broker_unsubscribe(b->b, "/", "r1"), 0);
+    CHECK_EQ_INT(rt_broker_unsubscribe(b->b, "/", "r1"), EDDY_ENOTFOUND);
+    sync_subs(b);
+    CHECK_EQ_INT(publish_wait(a, "/", r1, 1, NULL, 0, "five", NULL), 0);
+    CHECK_EQ_INT(publish_wait(a, "/", r2, 1, NULL, 0, "six", NULL), 0);
+    CHECK(WAIT_FOR(ngot(b) == 5, 5000));
+    CHECK_STR(b->got[4].payload, "six");
+
+    /* The whole namespace (room NULL), and another namespace with its own seq. */
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/chat", NULL), 0);
+    sync_subs(b);
+    rt_position_t pc;
+    CHECK_EQ_INT(publish_wait(a, "/chat", NULL, 0, NULL, 0, "all", &pc), 0);
+    CHECK_EQ_INT(pc.seq, 1);
+    CHECK(WAIT_FOR(ngot(b) == 6, 5000));
+    CHECK_STR(b->got[5].nsp, "/chat");
+    CHECK_STR(b->got[5].rooms, "");
+
+    rt_broker_stats_t st;
+    rt_broker_stats(b->b, &st);
+    CHECK_EQ_INT(st.delivered, 6);
+    CHECK_EQ_INT(st.published, 1);
+    CHECK_EQ_INT(st.subscriptions, 2); /* r2 and /chat */
+    CHECK_EQ_INT(st.dropped, 0);
+
+    /* Bad arguments. */
+    rt_broker_msg_t bad = {"/a}b", NULL, 0, NULL, 0, 0, "x", 1};
+    CHECK_EQ_INT(rt_broker_publish(a->b, &bad, 0, NULL, NULL), EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_subscribe(a->b, "/", "a}"), EDDY_EINVAL);
+
+    node_stop(a);
+    node_stop(b);
+    free(a);
+    free(b);
+}
+
+typedef struct burst {
+    node_t *n;
+    const char *tag;
+    int count;
+} burst_t;
+
+static void *burst_main(void *p)
+{
+    burst_t *bt = p;
+    const char *rooms[] = {"ord"};
+    for (int i = 0; i < bt->count; i++) {
+        char payload[32];
+        snprintf(payload, sizeof(payload), "%s%d", bt->tag, i);
+        rt_broker_msg_t m = {"/", rooms, 1, NULL, 0, 0, payload, strlen(payload)};
+        while (rt_broker_publish(bt->n->b, &m, 0, NULL, NULL) != 0)
+            sleep_ms(1);
+    }
+    return NULL;
+}
+
+/* Two nodes publish concurrently to a room both hold: both receive every broadcast once,
+ * in the same order, which is the seq order and the history's order. */
+static void test_order_under_concurrency(void)
+{
+    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.history_max = 5000;
+    node_start(a, &cfg);
+    node_start(b, &cfg);
+    CHECK_EQ_INT(rt_broker_subscribe(a->b, "/", "ord"), 0);
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/", "ord"), 0);
+    sync_subs(a);
+    sync_subs(b);
+    waiter_t *w0 = history_wait(a, "/", (rt_position_t){0, 0}, NULL, 0);
+    /* The namespace's position before the burst ("/" was used by the test before). */
+    redisReply *r = redis_cmd("HMGET eddy:{/}:pos e s");
+    CHECK(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
+    rt_position_t start = {strtoull(r->element[0]->str, NULL, 10),
+                           strtoull(r->element[1]->str, NULL, 10)};
+    freeReplyObject(r);
+    free(w0);
+
+    enum { EACH = 800 };
+    size_t base_a = ngot(a), base_b = ngot(b);
+    pthread_t t1, t2;
+    burst_t b1 = {a, "a", EACH}, b2 = {b, "b", EACH};
+    pthread_create(&t1, NULL, burst_main, &b1);
+    pthread_create(&t2, NULL, burst_main, &b2);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK(WAIT_FOR(ngot(a) - base_a == 2 * EACH && ngot(b) - base_b == 2 * EACH, 20000));
+    int ordered = 1, same = 1, next_a = 0, next_b = 0, fifo = 1;
+    for (size_t i = 0; i < 2 * EACH; i++) {
+        got_t *ga = &a->got[base_a + i], *gb = &b->got[base_b + i];
+        if (ga->pos.seq != start.seq + 1 + i)
+            ordered = 0;
+        if (ga->pos.seq != gb->pos.seq || strcmp(ga->payload, gb->payload) != 0)
+            same = 0;
+        /* Each publisher's broadcasts keep its order. */
+        int k = atoi(ga->payload + 1);
+        if (ga->payload[0] == 'a')
+            fifo &= k == next_a++;
+        else
+            fifo &= k == next_b++;
+    }
+    CHECK(ordered);
+    CHECK(same);
+    CHECK(fifo);
+
+    waiter_t *h = history_wait(b, "/", start, (const char *[]){"ord"}, 1);
+    CHECK_EQ_INT(h->err, 0);
+    CHECK_EQ_INT(h->n, 2 * EACH);
+    int hist_same = 1;
+    for (size_t i = 0; i < h->n && i < 2 * EACH; i++)
+        hist_same &= h->entries[i].pos.seq == a->got[base_a + i].pos.seq &&
+                     strcmp(h->entries[i].payload, a->got[base_a + i].payload) == 0;
+    CHECK(hist_same);
+    CHECK_EQ_INT(h->pos.seq, start.seq + 2 * EACH);
+    free(h);
+    node_stop(a);
+    node_stop(b);
+    free(a);
+    free(b);
+}
+
+/* Recovery reads: exactly what followed a position for a session's rooms (namespace-wide
+ * broadcasts included, except-rooms applied, a broadcast to two of its rooms once), and
+ * "not recovered" for another epoch, a position ahead, or a trimmed stream. */
+static void test_history(void)
+{
+    node_t *a = calloc(1, sizeof(node_t));
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.history_max = 10;
+    node_start(a, &cfg);
+    const char *h1[] = {"h1"}, *h2[] = {"h2"}, *both[] = {"h1", "h2"}, *ex[] = {"h2"};
+    rt_position_t p0, last;
+    /* A new session's position at connect, before anything was published: a read from
+     * {0, 0} answers "not recovered" with the namespace's (new) epoch and seq 0, and a read
+     * from there later is complete. */
+    waiter_t *w = history_wait(a, "/h", (rt_position_t){0, 0}, NULL, 0);
+    CHECK_EQ_INT(w->err, RT_HISTORY_GAP);
+    CHECK(w->pos.epoch != 0);
+    CHECK_EQ_INT(w->pos.seq, 0);
+    rt_position_t at_connect = w->pos;
+    free(w);
+    CHECK_EQ_INT(publish_wait(a, "/h", h1, 1, NULL, 0, "before", &p0), 0);
+    CHECK_EQ_INT(publish_wait(a, "/h", h2, 1, NULL, 0, "h2 only", NULL), 0);
+    CHECK_EQ_INT(publish_wait(a, "/h", NULL, 0, NULL, 0, "to all", NULL), 0);
+    CHECK_EQ_INT(publish_wait(a, "/h", NULL, 0, ex, 1, "all but h2", NULL), 0);
+    CHECK_EQ_INT(publish_wait(a, "/h", both, 2, NULL, 0, "h1 and h2", &last), 0);
+
+    CHECK_EQ_INT(p0.epoch, at_connect.epoch);
+    w = history_wait(a, "/h", at_connect, h1, 1);
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 4); /* before, to all, all but h2, h1 and h2 */
+    CHECK_STR(w->entries[0].payload, "before");
+    free(w);
+    w = history_wait(a, "/h", p0, both, 2);
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 3);
+    CHECK_STR(w->entries[0].payload, "h2 only");
+    CHECK_STR(w->entries[1].payload, "to all");
+    CHECK_STR(w->entries[2].payload, "h1 and h2");
+    CHECK_EQ_INT(w->pos.seq, last.seq);
+    CHECK_EQ_INT(w->pos.epoch, p0.epoch);
+    free(w);
+    w = history_wait(a, "/h", p0, h1, 1);
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 3);
+    CHECK_STR(w->entries[1].payload, "all but h2");
+    free(w);
+    /* Up to date: complete and empty. */
+    w = history_wait(a, "/h", last, h1, 1);
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 0);
+    free(w);
+    /* Another epoch, a position ahead. */
+    w = history_wait(a, "/h", (rt_position_t){p0.epoch ^ 1, 0}, h1, 1);
+    CHECK_EQ_INT(w->err, RT_HISTORY_GAP);
+    free(w);
+    w = history_wait(a, "/h", (rt_position_t){p0.epoch, last.seq + 1}, h1, 1);
+    CHECK_EQ_INT(w->err, RT_HISTORY_GAP);
+    free(w);
+
+    /* A burst far over MAXLEN ~ 10 trims the stream: reading from before it is a gap,
+     * reading the newest few is complete. */
+    rt_position_t top = last;
+    for (int i = 0; i < 600; i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "b%d", i);
+        rt_broker_msg_t m = {"/h", h1, 1, NULL, 0, 0, payload, strlen(payload)};
+        CHECK_EQ_INT(rt_broker_publish(a->b, &m, 0, NULL, NULL), 0);
+    }
+    CHECK_EQ_INT(publish_wait(a, "/h", h1, 1, NULL, 0, "b600", &top), 0);
+    w = history_wait(a, "/h", last, h1, 1);
+    CHECK_EQ_INT(w->err, RT_HISTORY_GAP);
+    free(w);
+    w = history_wait(a, "/h", (rt_position_t){top.epoch, top.seq - 5}, h1, 1);
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 5);
+    CHECK_STR(w->entries[0].payload, "b596");
+    CHECK_STR(w->entries[4].payload, "b600");
+    free(w);
+    /* The stream is bounded (approximately: whole radix nodes go). */
+    redisReply *r = redis_cmd("XLEN eddy:{/h}:x:h1");
+    CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer < 300);
+    if (r)
+        freeReplyObject(r);
+
+    /* A flushed Redis: a new epoch, the old positions are not recovered. */
+    r = redis_cmd("FLUSHALL");
+    if (r)
+        freeReplyObject(r);
+    rt_position_t fresh;
+    CHECK_EQ_INT(publish_wait(a, "/h", h1, 1, NULL, 0, "after flush", &fresh), 0);
+    CHECK(fresh.epoch != top.epoch);
+    CHECK_EQ_INT(fresh.seq, 1);
+    w = history_wait(a, "/h", top, h1, 1);
+    CHECK_EQ_INT(w->err, RT_HISTORY_GAP);
+    free(w);
+    /* A flushed script cache: EVALSHA answers NOSCRIPT, the broker falls back to EVAL. */
+    r = redis_cmd("SCRIPT FLUSH");
+    if (r)
+        freeReplyObject(r);
+    rt_position_t again;
+    CHECK_EQ_INT(publish_wait(a, "/h", h1, 1, NULL, 0, "after script flush", &again), 0);
+    CHECK_EQ_INT(again.seq, 2);
+    w = history_wait(a, "/h", fresh, h1, 1);
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 1);
+    free(w);
+    node_stop(a);
+    free(a);
+}
+
+/* Session records outlive the node that wrote them and are taken once, on any node;
+ * membership: alive nodes are listed, a node that stops renewing its lease disappears
+ * with its presence entries, a node that leaves is gone at once. */
+static void test_sessions_membership_presence(void)
+{
+    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
+    node_start(a, NULL);
+    node_start(b, NULL);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, "pid-1", "record", 6, 10000), 0);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, "pid-2", "short", 5, 50), 0);
+    char id_a[RT_BROKER_NODE_ID_SIZE];
+    snprintf(id_a, sizeof(id_a), "%s", rt_broker_node_id(a->b));
+    sync_subs(a); /* the puts ran: the queue is in order */
+    node_stop(a); /* as if it had crashed: its records stay */
+    free(a);
+
+    waiter_t *w = waiter();
+    CHECK_EQ_INT(rt_broker_session_take(b->b, "pid-1", 0, on_session, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_MEM(w->data, w->len, "record", 6);
+    free(w);
+    w = waiter();
+    CHECK_EQ_INT(rt_broker_session_take(b->b, "pid-1", 0, on_session, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, EDDY_ENOTFOUND);
+    free(w);
+    sleep_ms(100);
+    w = waiter();
+    CHECK_EQ_INT(rt_broker_session_take(b->b, "pid-2", 0, on_session, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, EDDY_ENOTFOUND); /* expired */
+    free(w);
+
+    /* a left (graceful stop): b's list no longer has it after b's next heartbeat. */
+    char ids[8][RT_BROKER_NODE_ID_SIZE];
+    CHECK(WAIT_FOR(rt_broker_nodes(b->b, ids, 8) == 1, 3000));
+    CHECK_STR(ids[0], rt_broker_node_id(b->b));
+
+    /* A node that stops heartbeating: a lease of 1.5 s as a node would have renewed it,
+     * and a member it announced. */
+    redisReply *t = redis_cmd("TIME");
+    CHECK(t && t->type == REDIS_REPLY_ARRAY);
+    long long now = atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000;
+    freeReplyObject(t);
+    redisReply *r = redis_cmd("ZADD eddy:nodes %lld ghost", now + 1500);
+    freeReplyObject(r);
+    r = redis_cmd("HSET eddy:{/}:p:lobby ghost\x1fm-ghost ghost-info");
+    freeReplyObject(r);
+    CHECK_EQ_INT(rt_broker_presence_set(b->b, "/", "lobby", "m-b", "b-info", 6), 0);
+    CHECK(WAIT_FOR(rt_broker_nodes(b->b, ids, 8) == 2, 3000));
+    w = waiter();
+    CHECK_EQ_INT(rt_broker_presence_get(b->b, "/", "lobby", 0, on_presence, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 2);
+    free(w);
+    uint64_t t0 = ms_now();
+    CHECK(WAIT_FOR(rt_broker_nodes(b->b, ids, 8) == 1, 5000));
+    uint64_t gone_after = ms_now() - t0;
+    CHECK(gone_after <= 3000); /* lease 1.5 s, heartbeat 1 s */
+    w = waiter();
+    CHECK_EQ_INT(rt_broker_presence_get(b->b, "/", "lobby", 0, on_presence, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->n, 1);
+    CHECK_STR(w->entries[0].rooms, "m-b");
+    CHECK_STR(w->entries[0].payload, "b-info");
+    CHECK_STR(w->entries[0].nsp, rt_broker_node_id(b->b));
+    free(w);
+    CHECK_EQ_INT(rt_broker_presence_del(b->b, "/", "lobby", "m-b"), 0);
+    w = waiter();
+    CHECK_EQ_INT(rt_broker_presence_get(b->b, "/", "lobby", 0, on_presence, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->n, 0);
+    free(w);
+    (void)id_a;
+    node_stop(b);
+    free(b);
+}
+
+typedef struct feeder {
+    node_t *n;
+    atomic_bool stop;
+    atomic_int accepted, refused, answered, failed;
+} feeder_t;
+
+static void on_fed(rt_broker_t *b, int err, rt_position_t pos, void *arg)
+{
+    feeder_t *f = arg;
+    atomic_fetch_add(&f->answered, 1);
+    if (err)
+        atomic_fetch_add(&f->failed, 1);
+}
+
+static void *feeder_main(void *p)
+{
+    feeder_t *f = p;
+    const char *rooms[] = {"k"};
+    for (int i = 0; !atomic_load(&f->stop); i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "%d", i);
+        rt_broker_msg_t m = {"/k", rooms, 1, NULL, 0, 0, payload, strlen(payload)};
+        int rc = rt_broker_publish(f->n->b, &m, 0, on_fed, f);
+        if (rc == 0)
+            atomic_fetch_add(&f->accepted, 1);
+        else if (rc == EDDY_EDROPPED)
+            atomic_fetch_add(&f->refused, 1);
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
+/* Redis killed (SIGKILL) and restarted while a node publishes: both nodes go DOWN and
+ * stop being ready, publishes wait in the bounded queue and beyond it are refused and
+ * counted, both reconnect, subscriptions are restored (live delivery resumes), the outage
+ * is reported as a gap, and every accepted publish is answered once. */
+static void test_redis_restart(void)
+{
+    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.queue_max = 200;
+    cfg.backoff_max_ms = 400;
+    node_start(a, &cfg);
+    node_start(b, &cfg);
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/k", "k"), 0);
+    sync_subs(b);
+    feeder_t *f = calloc(1, sizeof(*f));
+    f->n = a;
+    pthread_t t;
+    pthread_create(&t, NULL, feeder_main, f);
+    CHECK(WAIT_FOR(ngot(b) >= 50, 5000));
+
+    redis_kill();
+    CHECK(WAIT_FOR(rt_broker_state(a->b) == RT_BROKER_DOWN, 5000));
+    CHECK(WAIT_FOR(rt_broker_state(b->b) == RT_BROKER_DOWN, 5000));
+    CHECK(!rt_broker_ready(b->b, NULL));
+    /* The queue fills to its bound, then publishes are refused and counted. */
+    CHECK(WAIT_FOR(atomic_load(&f->refused) > 0, 5000));
+    rt_broker_stats_t st;
+    rt_broker_stats(a->b, &st);
+    CHECK(st.buffered <= 200 && st.buffered > 0);
+    CHECK(st.dropped >= (uint64_t)atomic_load(&f->refused));
+    /* Reads do not wait for Redis: answered at once. */
+    waiter_t *w = waiter();
+    CHECK_EQ_INT(rt_broker_session_take(b->b, "x", 0, on_session, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 2000));
+    CHECK_EQ_INT(w->err, EDDY_ECLOSED);
+    free(w);
+    size_t before = ngot(b);
+
+    redis_start();
+    CHECK(WAIT_FOR(rt_broker_ready(a->b, NULL) && rt_broker_ready(b->b, NULL), 10000));
+    CHECK(saw_state(a, RT_BROKER_UP, true));
+    CHECK(saw_state(b, RT_BROKER_UP, true));
+    CHECK(saw_state(b, RT_BROKER_DOWN, false));
+    /* Live delivery resumes through the restored subscription. */
+    CHECK(WAIT_FOR(ngot(b) >= before + 50, 10000));
+    atomic_store(&f->stop, true);
+    pthread_join(t, NULL);
+    rt_broker_stats(a->b, &st);
+    CHECK_EQ_INT(st.reconnects, 1);
+    CHECK_EQ_INT(st.gaps, 1);
+    rt_broker_stats(b->b, &st);
+    CHECK_EQ_INT(st.reconnects, 1);
+    CHECK_EQ_INT(st.subscriptions, 1);
+    /* Every accepted publish is answered exactly once. */
+    CHECK(WAIT_FOR(atomic_load(&f->answered) == atomic_load(&f->accepted), 10000));
+    /* Deliveries after the restart are of the new epoch, in seq order. */
+    int ordered = 1;
+    size_t n = ngot(b);
+    for (size_t i = 1; i < n; i++)
+        if (b->got[i].pos.epoch == b->got[i - 1].pos.epoch)
+            ordered &= b->got[i].pos.seq > b->got[i - 1].pos.seq;
+    CHECK(ordered);
+    CHECK(b->got[n - 1].pos.epoch != b->got[0].pos.epoch);
+    node_stop(a);
+    node_stop(b);
+    free(a);
+    free(b);
+    free(f);
+}
+
+/* Redis frozen (SIGSTOP) answers nothing but keeps its connections: the command timeout
+ * turns that into DOWN (no hang: the test thread's calls return at once meanwhile), and
+ * after SIGCONT the broker is UP again, the outage reported as a gap, live delivery back. */
+static void test_redis_frozen(void)
+{
+    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.io_timeout_ms = 500;
+    cfg.backoff_max_ms = 300;
+    node_start(a, &cfg);
+    node_start(b, &cfg);
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/f", "f"), 0);
+    sync_subs(b);
+    const char *rooms[] = {"f"};
+    CHECK_EQ_INT(publish_wait(a, "/f", rooms, 1, NULL, 0, "before", NULL), 0);
+    CHECK(WAIT_FOR(ngot(b) == 1, 5000));
+
+    kill(redis_pid, SIGSTOP);
+    uint64_t t0 = ms_now();
+    CHECK(WAIT_FOR(rt_broker_state(a->b) == RT_BROKER_DOWN &&
+                       rt_broker_state(b->b) == RT_BROKER_DOWN && !rt_broker_ready(a->b, NULL),
+                   10000));
+    uint64_t detected = ms_now() - t0;
+    CHECK(detected < 5000); /* heartbeat 1 s + timeout 0.5 s, with margin */
+    rt_broker_msg_t m = {"/f", rooms, 1, NULL, 0, 0, "during", 6};
+    uint64_t t1 = ms_now();
+    CHECK_EQ_INT(rt_broker_publish(a->b, &m, 0, NULL, NULL), 0); /* queued */
+    CHECK(ms_now() - t1 < 100);
+    kill(redis_pid, SIGCONT);
+    CHECK(WAIT_FOR(rt_broker_ready(a->b, NULL) && rt_broker_ready(b->b, NULL), 10000));
+    CHECK(saw_state(a, RT_BROKER_UP, true));
+    CHECK(saw_state(b, RT_BROKER_UP, true));
+    CHECK_EQ_INT(publish_wait(a, "/f", rooms, 1, NULL, 0, "after", NULL), 0);
+    CHECK(WAIT_FOR(ngot(b) >= 2 && strcmp(b->got[ngot(b) - 1].payload, "after") == 0, 5000));
+    node_stop(a);
+    node_stop(b);
+    free(a);
+    free(b);
+}
+
+/* A broker started while Redis is unreachable reports DOWN, is not ready, and connects
+ * once Redis is there. */
+static void test_start_without_redis(void)
+{
+    redis_kill();
+    node_t *a = calloc(1, sizeof(node_t));
+    pthread_mutex_init(&a->lock, NULL);
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.port = redis_port;
+    cfg.backoff_max_ms = 300;
+    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state};
+    a->b = rt_broker_redis_new(&cfg, &h, a);
+    CHECK(a->b != NULL);
+    sleep_ms(300);
+    uint64_t age = 0;
+    CHECK(!rt_broker_ready(a->b, &age));
+    CHECK(age == UINT64_MAX);
+    CHECK_EQ_INT(rt_broker_state(a->b), RT_BROKER_DOWN);
+    redis_start();
+    CHECK(WAIT_FOR(rt_broker_ready(a->b, &age), 5000));
+    CHECK(age < 3000);
+    CHECK(saw_state(a, RT_BROKER_UP, false));
+    node_stop(a);
+    free(a);
+}
+
+/* Socket.IO's emitter format: a message PUBLISHed by another program on socket.io#/# or
+ * socket.io#/#<room># reaches the emitted handler of a broker with emitter_prefix set,
+ * decoded; a malformed one is dropped (and the next still arrives). */
+static atomic_int emitted_count;
+static char emitted_args[64], emitted_room[16];
+
+static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
+{
+    snprintf(emitted_args, sizeof(emitted_args), "%s", m->args);
+    snprintf(emitted_room, sizeof(emitted_room), "%s", m->nrooms ? m->rooms[0] : "");
+    atomic_fetch_add(&emitted_count, 1);
+}
+
+static void test_emitter_interop(void)
+{
+    node_t *a = calloc(1, sizeof(node_t));
+    pthread_mutex_init(&a->lock, NULL);
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.port = redis_port;
+    cfg.emitter_prefix = RT_EMITTER_PREFIX;
+    rt_broker_handlers_t h = {.deliver = on_deliver, .emitted = on_emitted};
+    a->b = rt_broker_redis_new(&cfg, &h, a);
+    CHECK(a->b != NULL);
+    CHECK(WAIT_FOR(rt_broker_ready(a->b, NULL), 5000));
+    /* ["emitter", {type: 2, data: ["hi", 1], nsp: "/"}, {rooms: ["r1"]}] */
+    static const char msg[] = "\x93\xa7"
+                              "emitter"
+                              "\x83\xa4type\x02\xa4"
+                              "data"
+                              "\x92\xa2hi\x01\xa3nsp\xa1/\x81\xa5rooms\x91\xa2r1";
+    redisReply *r = redis_cmd("PUBLISH socket.io#/# %b", "\x01", (size_t)1);
+    CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+    r = redis_cmd("PUBLISH socket.io#/#r1# %b", msg, sizeof(msg) - 1);
+    CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+    CHECK(WAIT_FOR(atomic_load(&emitted_count) == 1, 5000));
+    CHECK_STR(emitted_args, "[\"hi\",1]");
+    CHECK_STR(emitted_room, "r1");
+    node_stop(a);
+    free(a);
+}
+
+/* With a server configured, deliveries and results run on its loop (eddy_defer: loop 0,
+ * the one thread of a worker_num 1 server), never on the broker's thread. */
+static pthread_t loop_thread;
+static atomic_int on_loop, off_loop;
+
+static void note_loop_thread(eddy_server_t *srv, void *arg)
+{
+    loop_thread = pthread_self();
+    atomic_store((atomic_int *)arg, 1);
+}
+
+static void count_thread(void)
+{
+    if (pthread_equal(pthread_self(), loop_thread))
+        atomic_fetch_add(&on_loop, 1);
+    else
+        atomic_fetch_add(&off_loop, 1);
+}
+
+static void on_deliver_loop(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
+{
+    count_thread();
+    on_deliver(b, d, ud);
+}
+
+static void on_published_loop(rt_broker_t *b, int err, rt_position_t pos, void *arg)
+{
+    count_thread();
+    on_published(b, err, pos, arg);
+}
+
+static void test_results_on_loop(void)
+{
+    if (!test_server_new("warning"))
+        return;
+    CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "1"), 0);
+    pthread_t thread;
+    int rc = 0;
+    test_start_server(&thread, &rc);
+    atomic_int noted = 0;
+    CHECK_EQ_INT(eddy_defer(test_server, note_loop_thread, &noted), 0);
+    CHECK(WAIT_FOR(atomic_load(&noted), 5000));
+
+    node_t *a = calloc(1, sizeof(node_t));
+    pthread_mutex_init(&a->lock, NULL);
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.port = redis_port;
+    cfg.srv = test_server;
+    rt_broker_handlers_t h = {.deliver = on_deliver_loop, .state = on_state};
+    a->b = rt_broker_redis_new(&cfg, &h, a);
+    CHECK(a->b != NULL);
+    CHECK(WAIT_FOR(rt_broker_ready(a->b, NULL), 5000));
+    CHECK_EQ_INT(rt_broker_subscribe(a->b, "/loop", "r"), 0);
+    sync_subs(a);
+    const char *rooms[] = {"r"};
+    waiter_t *w = waiter();
+    rt_broker_msg_t m = {"/loop", rooms, 1, NULL, 0, 0, "x", 1};
+    CHECK_EQ_INT(rt_broker_publish(a->b, &m, 0, on_published_loop, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, 0);
+    CHECK(WAIT_FOR(ngot(a) == 1, 5000));
+    CHECK_EQ_INT(atomic_load(&on_loop), 2);
+    CHECK_EQ_INT(atomic_load(&off_loop), 0);
+    CHECK(saw_state(a, RT_BROKER_UP, false));
+    free(w);
+    node_stop(a);
+    free(a);
+    eddy_server_stop(test_server);
+    pthread_join(thread, NULL);
+    CHECK_EQ_INT(rc, 0);
+    eddy_server_free(test_server);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    redis_port = free_port();
+    redis_start();
+    test_publish_and_interest();
+    test_order_under_concurrency();
+    test_history();
+    test_sessions_membership_presence();
+    test_redis_restart();
+    test_redis_frozen();
+    test_start_without_redis();
+    test_results_on_loop();
+    test_emitter_interop();
+    redis_kill();
+    return test_report("test_rt_broker");
+}
