@@ -689,6 +689,19 @@ int eddy_close(eddy_server_t *srv, eddy_fd_t fd);
  * EDDY_QUEUED, EDDY_EDROPPED or EDDY_ENOTFOUND. */
 int eddy_send(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len);
 
+/*
+ * Runs cb(srv, arg) on the loop thread that owns connection fd: at the end of the current
+ * loop iteration when called there, else shortly after on that loop, behind the methods
+ * called for fd before it from the same thread. This is how work that belongs to a
+ * connection's loop (ending a detached response, say) is handed there from another
+ * thread. Once accepted (0), cb always runs, also when fd closes meanwhile (check
+ * eddy_exist() in cb) and, if the server stopped first, at the next start or in
+ * eddy_server_free(); arg is borrowed until then. Any thread. Returns 0, EDDY_ENOTFOUND
+ * (no live connection has this id now: cb will not run), EDDY_EINVAL (cb NULL) or
+ * EDDY_ENOMEM.
+ */
+int eddy_post(eddy_server_t *srv, eddy_fd_t fd, eddy_defer_cb cb, void *arg);
+
 /* Fills *info for fd. Returns 0 or EDDY_ENOTFOUND. Also answers inside close callbacks. */
 int eddy_client_info(eddy_server_t *srv, eddy_fd_t fd, eddy_client_info_t *info);
 

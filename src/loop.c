@@ -367,13 +367,9 @@ static void defer_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
     free(dc);
 }
 
-int eddy_defer(eddy_server_t *srv, eddy_defer_cb cb, void *arg)
+int eddy__loop_defer(eddy__loop_t *loop, eddy_defer_cb cb, void *arg)
 {
-    bool foreign;
-    eddy__loop_t *loop = calling_loop(srv, &foreign);
-    if (cb == NULL)
-        return EDDY_EINVAL;
-    if (!foreign)
+    if (eddy__current_loop == loop)
         return defer_local(loop, cb, arg);
     struct defer_cmd *dc = malloc(sizeof(*dc));
     if (dc == NULL)
@@ -381,6 +377,15 @@ int eddy_defer(eddy_server_t *srv, eddy_defer_cb cb, void *arg)
     *dc = (struct defer_cmd){.base.fn = defer_cmd_run, .cb = cb, .arg = arg};
     eddy__loop_post(loop, &dc->base);
     return 0;
+}
+
+int eddy_defer(eddy_server_t *srv, eddy_defer_cb cb, void *arg)
+{
+    bool foreign;
+    eddy__loop_t *loop = calling_loop(srv, &foreign);
+    if (cb == NULL)
+        return EDDY_EINVAL;
+    return eddy__loop_defer(loop, cb, arg);
 }
 
 static void run_defers(eddy__loop_t *loop)

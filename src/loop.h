@@ -95,6 +95,10 @@ struct eddy__cmd {
 
 /* Posts cmd to loop (any thread; lock-free) and wakes it if needed. */
 void eddy__loop_post(eddy__loop_t *loop, eddy__cmd_t *cmd);
+/* Queues cb(arg) for the end of loop's current iteration: at once when called on loop's
+ * thread, else posted to it (the call then runs after the commands posted before it).
+ * Returns 0 (then cb always runs, if need be when the loop is freed) or EDDY_ENOMEM. */
+int eddy__loop_defer(eddy__loop_t *loop, eddy_defer_cb cb, void *arg);
 /* Runs the commands posted so far (on the loop's thread). */
 void eddy__loop_run_posted(eddy__loop_t *loop);
 /* Runs posted commands and the deferred calls they queue, for a loop that is not

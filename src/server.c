@@ -981,6 +981,17 @@ int eddy_send(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len)
     return eddy__conn_send_raw(conn, data, len);
 }
 
+int eddy_post(eddy_server_t *srv, eddy_fd_t fd, eddy_defer_cb cb, void *arg)
+{
+    if (cb == NULL)
+        return EDDY_EINVAL;
+    eddy__conn_t *conn;
+    eddy__session_view_t view;
+    if (eddy__session_find(srv, fd, &conn, &view) != 0)
+        return EDDY_ENOTFOUND;
+    return eddy__loop_defer(conn != NULL ? conn->loop : srv->loops[view.loop], cb, arg);
+}
+
 int eddy_client_info(eddy_server_t *srv, eddy_fd_t fd, eddy_client_info_t *info)
 {
     eddy__session_view_t view;
