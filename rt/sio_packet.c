@@ -4,36 +4,16 @@
 
 #include <string.h>
 
+#include "eddy.h"
+
 static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
 }
 
-/* Bytes of s[0..len) are UTF-8 (RFC 3629). */
-static bool utf8_ok(const unsigned char *s, size_t len)
+static bool is_space(char c)
 {
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n = c >= 0xc2 && c <= 0xdf   ? 2
-                   : c >= 0xe0 && c <= 0xef ? 3
-                   : c >= 0xf0 && c <= 0xf4 ? 4
-                                            : 0;
-        if (!n || len - i < n)
-            return false;
-        for (size_t k = 1; k < n; k++)
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-        if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0) ||
-            (c == 0xf0 && s[i + 1] < 0x90) || (c == 0xf4 && s[i + 1] >= 0x90))
-            return false;
-        i += n;
-    }
-    return true;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
 static bool is_reserved(const rt_json_value_t *name)
@@ -108,7 +88,7 @@ int sio_packet_decode(const char *s, size_t len, unsigned max_attachments, sio_p
             i++;
         out->nsp = s + start;
         out->nsp_len = i - start;
-        if (!utf8_ok((const unsigned char *)out->nsp, out->nsp_len))
+        if (!eddy_utf8_valid(out->nsp, out->nsp_len))
             return SIO_EUTF8;
     } else {
         out->nsp = "/";
@@ -127,6 +107,10 @@ int sio_packet_decode(const char *s, size_t len, unsigned max_attachments, sio_p
         out->has_id = true;
         out->id = id;
     }
+    /* The reference reads whitespace here as part of the ack id (Number(" ") is 0, and
+     * "1 2" gives NaN); refuse rather than decode a different id. */
+    if (i + 1 < len && is_space(s[i + 1]))
+        return SIO_EID;
     if (i + 1 >= len)
         return 0;
     if (out->type == SIO_DISCONNECT)

@@ -5,14 +5,15 @@
  * Decoding parses in place: every span in sio_packet_t points into the caller's input and
  * nothing is allocated. It accepts and rejects as the reference parser does
  * (socket.io-parser 4.2, Decoder.decodeString + isPayloadValid; the table in
- * tests/unit/test_sio_packet.c was checked against it by tests/unit/sio_packet_table.js),
+ * tests/unit/test_sio_packet.c is checked against it by tests/clients/sio_packet_check.js),
  * with these deliberate differences, all on input no client sends:
  *   - the type must be a digit 0..6; the reference reads "" and a leading whitespace
  *     character as Number("") == 0, i.e. CONNECT;
  *   - the attachment count must be decimal digits; the reference takes anything Number()
  *     reads (" 1", "0x1", "1e0", "+1");
- *   - the ack id is decimal digits only and at most SIO_MAX_ID; the reference also counts
- *     whitespace as id characters and takes larger ids as inexact floating-point numbers;
+ *   - the ack id is decimal digits only and at most SIO_MAX_ID; the reference takes larger
+ *     ids as inexact floating-point numbers, and reads whitespace where the id may start or
+ *     continue as part of the id (" " is id 0, "1 2" is NaN): we refuse it (SIO_EID);
  *   - the input must be UTF-8 (the reference sees a string already decoded).
  * Like the reference, a packet without JSON is accepted for every type (`42` is an EVENT
  * without data: the reference server then dispatches nothing) and DISCONNECT must have none.
