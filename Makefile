@@ -164,6 +164,7 @@ test-unit: $(UNIT_TESTS)
 
 # The unit tests that allocate, re-run with their n-th allocation failing (README: Development).
 OOM_SWEEP_TESTS := api errors options deflate settings_restart task_race stop_race loop_post
+OOM_SWEEP_TESTS += rt_history
 
 test-oom: $(UNIT_TESTS)
 	$(BUILD)/tests/test_oom_session
@@ -230,6 +231,8 @@ FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 	-Iinclude -Isrc -Irt -Itests/support
 FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c
 FUZZ_CODEC_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd
+# The real-time layer's history offsets (rt/rt_history.c).
+FUZZ_CODEC_DRIVERS += fuzz_rt_offset
 # The stateful sessions (fuzz/session.h): the whole library linked in.
 FUZZ_SESSION_DRIVERS := fuzz_ws_session fuzz_http_session
 FUZZ_DRIVERS := $(FUZZ_CODEC_DRIVERS) $(FUZZ_SESSION_DRIVERS)
@@ -245,6 +248,8 @@ FUZZ_DICT_fuzz_ws_session := -dict=fuzz/ws.dict
 FUZZ_DICT_fuzz_http_session := -dict=fuzz/http.dict
 # Sources beyond the codecs, per driver.
 FUZZ_EXTRA_fuzz_pmd := src/deflate.c src/util.c
+FUZZ_EXTRA_fuzz_rt_offset := rt/rt_history.c src/util.c
+$(BUILD)/fuzz/fuzz_rt_offset: rt/rt_history.c rt/rt_history.h
 
 .PHONY: fuzz fuzz-smoke
 

@@ -17,7 +17,7 @@
  * it. Callbacks (rt_history_entry_cb) run with that mutex held: they must not call into
  * the same store and should only copy or queue what they are given.
  *
- * Time: the store reads the clock of its configuration (default CLOCK_MONOTONIC in ms)
+ * Time: the store reads the clock of its configuration (default CLOCK_MONOTONIC_COARSE in ms)
  * under its mutex, so entries and disconnections are recorded in time order; tests pass a
  * fake clock.
  *
@@ -70,7 +70,8 @@ typedef struct rt_history_config {
     size_t max_rooms_per_call; /* rooms, except-rooms or session rooms in one call.
                                 * Default: 1024 */
     size_t max_session_data;   /* bytes of a session's data. Default: 65536 */
-    /* Milliseconds of a monotonic clock. Default: CLOCK_MONOTONIC. */
+    /* Milliseconds of a monotonic clock. Default: CLOCK_MONOTONIC_COARSE (a few ms of
+     * resolution are plenty for ages of seconds, and it costs 15 ns less per append). */
     uint64_t (*clock)(void *clock_ud);
     void *clock_ud;
 } rt_history_config_t;
@@ -135,9 +136,13 @@ typedef void (*rt_history_entry_cb)(uint64_t seq, const void *payload, size_t le
  * nothing: returns 0 after calling cb for each (count in *delivered if not NULL), or
  * RT_HISTORY_GAP without calling cb when after.epoch is not this store's, after.seq is
  * ahead of the store, a ring involved evicted an entry above after.seq, a message above
- * after.seq was lost (failed append), or a room unknown to the store was forgotten
- * after evictions above after.seq. Other errors: EDDY_EINVAL (too many or too long
- * names), EDDY_ENOMEM (more than 32 rooms need a cursor array).
+ * after.seq was lost (failed append), or one of the rooms is unknown to the store and
+ * some forgotten room had evicted above after.seq. The store knows a room while its ring
+ * holds entries or a session record lists it; it forgets the others with their
+ * watermarks folded into one store-wide watermark, so a query by names it no longer
+ * knows is conservative. rt_history_recover is exact: a record's rooms stay known.
+ * Other errors: EDDY_EINVAL (too many or too long names), EDDY_ENOMEM (more than 32
+ * rooms need a cursor array).
  */
 int rt_history_since(rt_history_t *h, rt_position_t after, const char *const *rooms, size_t nrooms,
                      rt_history_entry_cb cb, void *ud, size_t *delivered);
@@ -201,6 +206,9 @@ typedef struct rt_history_session {
     const char *const *rooms;
     size_t nrooms;
     uint64_t seq_at_connect;
+    /* The store's seq when the missed entries were delivered: they cover every message up
+     * to it, so live messages of the new socket with a seq at or below it are duplicates. */
+    uint64_t recovered_seq;
     bool was_connected; /* the record was still live: the caller closes the old socket */
 } rt_history_session_t;
 void rt_history_session_free(rt_history_session_t *s);
@@ -238,6 +246,7 @@ typedef struct rt_history_stats {
     uint64_t seq;        /* last appended seq */
     uint64_t evicted;    /* entries evicted from rings since creation (any bound) */
     uint64_t lost;       /* failed appends */
+    size_t slots;        /* ring slots allocated (a pointer each) */
 } rt_history_stats_t;
 void rt_history_stats(rt_history_t *h, rt_history_stats_t *stats);
 
