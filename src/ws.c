@@ -888,6 +888,16 @@ static inline bool wants_compression(const eddy__conn_t *conn, size_t len, int o
            ((flags & EDDY_WS_FLAG_COMPRESS) || (threshold > 0 && len >= threshold));
 }
 
+/* A volatile message the connection is not ready for: not sent (EDDY_WS_FLAG_VOLATILE). */
+static int volatile_drop(eddy__conn_t *conn, size_t nparts, size_t len)
+{
+    eddy__log(conn_srv(conn), EDDY__LOG_DEBUG,
+              "session#%" PRIu64 ": volatile message dropped (%zu part%s, %zu bytes): %zu bytes "
+              "queued",
+              conn->id, nparts, nparts == 1 ? "" : "s", len, eddy__conn_out_bytes(conn));
+    return EDDY_EDROPPED;
+}
+
 /*
  * eddy__ws_push() for a fragment, or for any frame while a fragmented message is being sent
  * (RFC 6455 5.4: nothing but control frames may come between its frames). One fragmented
@@ -907,6 +917,11 @@ __attribute__((noinline)) static int push_in_message(eddy__conn_t *conn, const v
                                     : "a continuation frame with no fragmented message begun");
         return EDDY_ESTATE;
     }
+    /* EDDY_WS_FLAG_VOLATILE: for whole data messages only (a fragment dropped would leave
+     * its message unfinished). */
+    if ((flags & EDDY_WS_FLAG_VOLATILE) && !fragment && opcode < EDDY_WS_OPCODE_CLOSE &&
+        eddy__conn_backed_up(conn))
+        return volatile_drop(conn, 1, len);
     int admitted = 0;
     if (opcode < EDDY_WS_OPCODE_CLOSE && (admitted = eddy__conn_admit(conn, len)) < 0)
         return admitted;
@@ -936,34 +951,21 @@ static inline int push_whole(eddy__conn_t *conn, const void *data, size_t len, i
     int rc, admitted = 0;
     if (opcode < EDDY_WS_OPCODE_CLOSE && (admitted = eddy__conn_admit(conn, len)) < 0)
         return admitted;
-    if (wants_compression(conn, len, opcode, flags))
+    /* FIN, known here: written out so that the compiler drops the tests of it. */
+    if (wants_compression(conn, len, opcode, flags | EDDY_WS_FLAG_FIN))
         rc = queue_compressed(conn, (uint8_t)opcode, data, len);
     else
-        rc = queue_frame(conn, (uint8_t)opcode, flags & EDDY_WS_FLAG_FIN, data, len);
+        rc = queue_frame(conn, (uint8_t)opcode, EDDY_WS_FLAG_FIN, data, len);
     return rc != 0 ? rc : admitted;
 }
 
-/* A volatile message the connection is not ready for: not sent (EDDY_WS_FLAG_VOLATILE). */
-static int volatile_drop(eddy__conn_t *conn, size_t nparts, size_t len)
-{
-    eddy__log(conn_srv(conn), EDDY__LOG_DEBUG,
-              "session#%" PRIu64 ": volatile message dropped (%zu part%s, %zu bytes): %zu bytes "
-              "queued",
-              conn->id, nparts, nparts == 1 ? "" : "s", len, eddy__conn_out_bytes(conn));
-    return EDDY_EDROPPED;
-}
-
-/* eddy__ws_push() with EDDY_WS_FLAG_VOLATILE, which only whole data messages heed. Out of
- * line, as push_in_message(). */
+/* eddy__ws_push() of a whole message with EDDY_WS_FLAG_VOLATILE, no fragmented message
+ * being sent. Out of line, as push_in_message(). */
 __attribute__((noinline)) static int push_volatile(eddy__conn_t *conn, const void *data, size_t len,
                                                    int opcode, int flags)
 {
-    flags &= ~EDDY_WS_FLAG_VOLATILE;
-    bool whole = (flags & EDDY_WS_FLAG_FIN) && opcode != EDDY_WS_OPCODE_CONTINUATION;
-    if (whole && opcode < EDDY_WS_OPCODE_CLOSE && eddy__conn_backed_up(conn))
+    if (opcode < EDDY_WS_OPCODE_CLOSE && eddy__conn_backed_up(conn))
         return volatile_drop(conn, 1, len);
-    if (!whole || conn->hold_output)
-        return push_in_message(conn, data, len, opcode, flags);
     return push_whole(conn, data, len, opcode, flags);
 }
 
@@ -985,12 +987,12 @@ int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, 
         eddy__ws_send_close(conn, code, reason, reason_len, true);
         return 0;
     }
-    /* Fragments, volatile messages, and anything while a fragmented message is being sent,
-     * take the longer way; a whole message otherwise costs this one test. */
-    if ((flags & (EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_VOLATILE)) != EDDY_WS_FLAG_FIN ||
-        opcode == EDDY_WS_OPCODE_CONTINUATION || conn->hold_output)
-        return (flags & EDDY_WS_FLAG_VOLATILE) ? push_volatile(conn, data, len, opcode, flags)
-                                               : push_in_message(conn, data, len, opcode, flags);
+    /* Fragments, and anything while a fragmented message is being sent, take the longer
+     * way, as do volatile messages; a whole message otherwise costs these two tests. */
+    if (!(flags & EDDY_WS_FLAG_FIN) || opcode == EDDY_WS_OPCODE_CONTINUATION || conn->hold_output)
+        return push_in_message(conn, data, len, opcode, flags);
+    if (flags & EDDY_WS_FLAG_VOLATILE)
+        return push_volatile(conn, data, len, opcode, flags);
     return push_whole(conn, data, len, opcode, flags);
 }
 

@@ -42,6 +42,19 @@
  *                                        prints "finish <id> <text> <loop>"
  *   !thread push <fd> <n> <text>         an application thread pushes "<text> <i>" n times
  *   !thread pub <topic> <n> <text>       ... publishes them; both print "thread done"
+ *   !thread pubparts <topics> <n> <text> an application thread publishes n units of 3
+ *                                        parts (unit_parts(), text "<text> <i>") to the
+ *                                        comma-separated topics with eddy_publish_parts()
+ *   !thread pushparts <fd> <n> <text>    ... pushes them with eddy_push_parts()
+ *   !pubparts <topics> <excepts> <except_fd> <flags> <nparts> <text>
+ *                                        eddy_publish_parts(): topics and except-topics
+ *                                        comma-separated ("-": none), flags letters
+ *                                        v (VOLATILE) and z (COMPRESS) or "-"; the parts
+ *                                        are unit_parts()
+ *   !pushparts <fd> <flags> <nparts> <text>  eddy_push_parts(), the same parts
+ *   !volatile pub|push <topic|fd> <bytes> <i>  eddy_publish()/eddy_push() with VOLATILE
+ *                                        of a binary message of that many bytes: "<i>:"
+ *                                        then 'v's
  * Events also print "drain <fd>" (the drain callback).
  * Other messages are echoed (compressed if they came compressed). Plain HTTP requests
  * (with --request) get "ok <path>" or, for /detach?ms=N, an answer N ms later from a timer
@@ -127,15 +140,71 @@ static void task_finish(eddy_server_t *srv, uint64_t id, void *result, void *arg
     free(arg);
 }
 
+/* The parts of the unit named text: text itself, then nparts - 1 binary parts
+ * "<text>/<k>" (k from 1), written into bufs. */
+#define UNIT_PARTS_MAX 8
+static size_t unit_parts(eddy_part_t *parts, char bufs[][160], size_t nparts, const char *text)
+{
+    nparts = nparts > UNIT_PARTS_MAX ? UNIT_PARTS_MAX : nparts;
+    for (size_t k = 0; k < nparts; k++) {
+        int len =
+            k == 0 ? snprintf(bufs[k], 160, "%s", text) : snprintf(bufs[k], 160, "%s/%zu", text, k);
+        parts[k] = (eddy_part_t){.data = bufs[k],
+                                 .len = (size_t)len,
+                                 .opcode = k == 0 ? EDDY_WS_OPCODE_TEXT : EDDY_WS_OPCODE_BINARY};
+    }
+    return nparts;
+}
+
+/* Splits a comma-separated list in place into names (at most max; "-" is none). */
+static size_t split_names(char *list, const char **names, size_t max)
+{
+    size_t n = 0;
+    char *save = NULL;
+    if (list == NULL || strcmp(list, "-") == 0)
+        return 0;
+    for (char *name = strtok_r(list, ",", &save); name != NULL && n < max;
+         name = strtok_r(NULL, ",", &save))
+        names[n++] = name;
+    return n;
+}
+
+static int parse_flags(const char *letters)
+{
+    int flags = 0;
+    if (letters != NULL && strchr(letters, 'v'))
+        flags |= EDDY_WS_FLAG_VOLATILE;
+    if (letters != NULL && strchr(letters, 'z'))
+        flags |= EDDY_WS_FLAG_COMPRESS;
+    return flags;
+}
+
 /* Application threads calling the API. */
+enum app_op { APP_PUSH, APP_PUB, APP_PUSH_PARTS, APP_PUB_PARTS };
 struct app_thread {
     eddy_server_t *srv;
-    bool publish;
+    enum app_op op;
     eddy_fd_t fd;
     char topic[100];
     int n;
     char text[100];
 };
+
+static void app_thread_parts(struct app_thread *t, const char *text)
+{
+    eddy_part_t parts[3];
+    char bufs[3][160];
+    unit_parts(parts, bufs, 3, text);
+    if (t->op == APP_PUSH_PARTS) {
+        eddy_push_parts(t->srv, t->fd, parts, 3, 0);
+        return;
+    }
+    const char *topics[8];
+    char list[sizeof(t->topic)];
+    snprintf(list, sizeof(list), "%s", t->topic);
+    eddy_publish_spec_t spec = {.topics = topics, .ntopics = split_names(list, topics, 8)};
+    eddy_publish_parts(t->srv, &spec, parts, 3);
+}
 
 /* Joined at shutdown: threads that use a server must end before it is freed. */
 #define MAX_APP_THREADS 64
@@ -148,10 +217,12 @@ static void *app_thread_main(void *arg)
     for (int i = 0; i < t->n; i++) {
         char msg[128];
         int len = snprintf(msg, sizeof(msg), "%s %d", t->text, i);
-        if (t->publish)
+        if (t->op == APP_PUB)
             eddy_publish(t->srv, t->topic, msg, (size_t)len, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
-        else
+        else if (t->op == APP_PUSH)
             eddy_push(t->srv, t->fd, msg, (size_t)len, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
+        else
+            app_thread_parts(t, msg);
     }
     printf("thread done\n");
     free(t);
@@ -388,6 +459,50 @@ static void command(eddy_server_t *srv, eddy_fd_t self, char *line)
         }
         printf("= %d\n", rc);
         free(data);
+    } else if (strcmp(cmd, "pubparts") == 0 && a1 != NULL) {
+        char *excepts = strtok_r(NULL, " ", &save);
+        char *except_fd = strtok_r(NULL, " ", &save);
+        char *letters = strtok_r(NULL, " ", &save);
+        char *nparts = strtok_r(NULL, " ", &save);
+        const char *topics[16], *except_topics[16];
+        eddy_part_t parts[UNIT_PARTS_MAX];
+        char bufs[UNIT_PARTS_MAX][160];
+        eddy_publish_spec_t spec = {
+            .topics = topics,
+            .ntopics = split_names(a1, topics, 16),
+            .except_topics = except_topics,
+            .nexcept = split_names(excepts, except_topics, 16),
+            .except_fd = except_fd ? arg_fd(except_fd) : 0,
+            .flags = parse_flags(letters),
+        };
+        size_t n =
+            unit_parts(parts, bufs, nparts ? strtoull(nparts, NULL, 10) : 1, save ? save : "");
+        printf("= %d\n", eddy_publish_parts(srv, &spec, parts, n));
+    } else if (strcmp(cmd, "pushparts") == 0 && a1 != NULL) {
+        char *letters = strtok_r(NULL, " ", &save);
+        char *nparts = strtok_r(NULL, " ", &save);
+        eddy_part_t parts[UNIT_PARTS_MAX];
+        char bufs[UNIT_PARTS_MAX][160];
+        size_t n =
+            unit_parts(parts, bufs, nparts ? strtoull(nparts, NULL, 10) : 1, save ? save : "");
+        printf("= %d\n", eddy_push_parts(srv, arg_fd(a1), parts, n, parse_flags(letters)));
+    } else if (strcmp(cmd, "volatile") == 0 && a1 != NULL) {
+        char *target = strtok_r(NULL, " ", &save);
+        char *bytes = strtok_r(NULL, " ", &save);
+        char *index = strtok_r(NULL, " ", &save);
+        size_t n = bytes ? strtoull(bytes, NULL, 10) : 0;
+        char *data = malloc(n + 32);
+        int head = snprintf(data, 32, "%s:", index ? index : "0");
+        memset(data + head, 'v', n > (size_t)head ? n - (size_t)head : 0);
+        n = n > (size_t)head ? n : (size_t)head;
+        int flags = EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_VOLATILE;
+        int rc = EDDY_EINVAL;
+        if (target != NULL && strcmp(a1, "pub") == 0)
+            rc = eddy_publish(srv, target, data, n, EDDY_WS_OPCODE_BINARY, flags);
+        else if (target != NULL)
+            rc = eddy_push(srv, arg_fd(target), data, n, EDDY_WS_OPCODE_BINARY, flags);
+        printf("= %d\n", rc);
+        free(data);
     } else if (strcmp(cmd, "bcast") == 0) {
         char text[512];
         snprintf(text, sizeof(text), "%s%s%s", a1 ? a1 : "", rest && *rest ? " " : "",
@@ -409,7 +524,10 @@ static void command(eddy_server_t *srv, eddy_fd_t self, char *line)
         char *target = strtok_r(NULL, " ", &save);
         char *n = strtok_r(NULL, " ", &save);
         t->srv = srv;
-        t->publish = strcmp(a1, "pub") == 0;
+        t->op = strcmp(a1, "pub") == 0         ? APP_PUB
+                : strcmp(a1, "pubparts") == 0  ? APP_PUB_PARTS
+                : strcmp(a1, "pushparts") == 0 ? APP_PUSH_PARTS
+                                               : APP_PUSH;
         if (target != NULL) {
             t->fd = arg_fd(target);
             snprintf(t->topic, sizeof(t->topic), "%s", target);
