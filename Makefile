@@ -129,7 +129,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h test
 	$(CC) $(CFLAGS_ALL) -Irt -Itests/support -o $@ $< $(BUILD)/tests/alloc_fail.o $(BUILD)/libeddy.a $(LDLIBS_ALL) $(ALLOC_FAIL_LDFLAGS)
 
 $(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Iexamples -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -Iexamples -Irt -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
 $(BUILD)/cmd/%.o: cmd/%.c cmd/cmd.h include/eddy.h | $(BUILD)/cmd
 	$(CC) $(CMD_CFLAGS) -Icmd -c -o $@ $<
@@ -236,6 +236,17 @@ FUZZ_CODEC_DRIVERS += fuzz_rt_offset
 # The stateful sessions (fuzz/session.h): the whole library linked in.
 FUZZ_SESSION_DRIVERS := fuzz_ws_session fuzz_http_session
 FUZZ_DRIVERS := $(FUZZ_CODEC_DRIVERS) $(FUZZ_SESSION_DRIVERS)
+# The real-time layer's codecs (rt/): each links only the rt files it needs, plus
+# src/utf8.c for eddy_utf8_valid.
+FUZZ_RT_DRIVERS := fuzz_rt_json fuzz_sio_packet fuzz_eio_payload
+FUZZ_RT_SRCS_fuzz_rt_json := rt/rt_json.c
+FUZZ_RT_SRCS_fuzz_sio_packet := rt/sio_packet.c rt/rt_json.c
+FUZZ_RT_SRCS_fuzz_eio_payload := rt/eio_payload.c rt/rt_base64.c
+FUZZ_DICT_fuzz_rt_json := -dict=fuzz/rt_json.dict
+FUZZ_DICT_fuzz_sio_packet := -dict=fuzz/sio_packet.dict
+FUZZ_DICT_fuzz_eio_payload := -dict=fuzz/eio_payload.dict
+FUZZ_RT_BINS := $(FUZZ_RT_DRIVERS:%=$(BUILD)/fuzz/%)
+FUZZ_DRIVERS += $(FUZZ_RT_DRIVERS)
 FUZZ_BINS := $(FUZZ_DRIVERS:%=$(BUILD)/fuzz/%)
 FUZZ_CODEC_BINS := $(FUZZ_CODEC_DRIVERS:%=$(BUILD)/fuzz/%)
 FUZZ_SESSION_BINS := $(FUZZ_SESSION_DRIVERS:%=$(BUILD)/fuzz/%)
@@ -260,6 +271,9 @@ $(FUZZ_CODEC_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CODEC_SRCS) src
 
 $(FUZZ_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h $(LIB_SRCS) $(wildcard src/*.h) include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) -lssl -lcrypto -lz
+
+$(FUZZ_RT_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(wildcard rt/*.[ch]) src/utf8.c src/codec.h include/eddy.h | $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -o $@ $< $(FUZZ_RT_SRCS_$*) src/utf8.c
 
 $(BUILD)/fuzz:
 	mkdir -p $@

@@ -25,8 +25,11 @@ static bool is_reserved(const rt_json_value_t *name)
         {"connect", 7},        {"connect_error", 13}, {"disconnect", 10},
         {"disconnecting", 13}, {"newListener", 11},   {"removeListener", 14},
     };
-    /* An escape-free name longer than 16 bytes (with quotes) cannot match; this skips the
-     * comparisons for most real names. */
+    /* Most real names are ruled out by their first character (all reserved names start
+     * with c, d, n or r) or, escape-free, by their length. */
+    char c = name->len > 2 ? name->ptr[1] : 0;
+    if (c != 'c' && c != 'd' && c != 'n' && c != 'r' && c != '\\')
+        return false;
     if (name->len > 16 && !memchr(name->ptr, '\\', name->len))
         return false;
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
@@ -35,23 +38,15 @@ static bool is_reserved(const rt_json_value_t *name)
     return false;
 }
 
-/* The text between the brackets of the validated array a, after its first element when
- * skip_first. */
-static void array_rest(const rt_json_value_t *a, bool skip_first, const char **rest, size_t *len)
+/* The text of the validated array a from p (a position between its elements, before a
+ * separating comma) to its closing bracket, without that comma. */
+static void array_rest(const rt_json_value_t *a, const char *p, const char **rest, size_t *len)
 {
-    const char *p = a->ptr + 1, *e = a->ptr + a->len - 1;
-    if (skip_first) {
-        rt_json_iter_t it;
-        rt_json_value_t first;
-        rt_json_iter_init_list(&it, p, (size_t)(e - p));
-        if (rt_json_iter_next(&it, NULL, &first)) {
-            p = first.ptr + first.len;
-            while (p < e && *p != ',')
-                p++;
-            if (p < e)
-                p++;
-        }
-    }
+    const char *e = a->ptr + a->len - 1;
+    while (p < e && *p != ',')
+        p++;
+    if (p < e)
+        p++;
     *rest = p;
     *len = (size_t)(e - p);
 }
@@ -135,14 +130,15 @@ int sio_packet_decode(const char *s, size_t len, unsigned max_attachments, sio_p
             return SIO_EEVENT;
         if (out->event.type == RT_JSON_STRING && is_reserved(&out->event))
             return SIO_ERESERVED;
-        array_rest(&out->data, true, &out->args, &out->args_len);
+        array_rest(&out->data, it.pos, &out->args, &out->args_len);
         return 0;
     }
     case SIO_ACK:
     case SIO_BINARY_ACK:
         if (out->data.type != RT_JSON_ARRAY)
             return SIO_EACK;
-        array_rest(&out->data, false, &out->args, &out->args_len);
+        out->args = out->data.ptr + 1;
+        out->args_len = out->data.len - 2;
         return 0;
     default: /* SIO_DISCONNECT with a payload was refused above */
         return SIO_EDISCONNECT;

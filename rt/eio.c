@@ -1,0 +1,1084 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Engine.IO sessions (rt/eio.h): the session table, the open packet, heartbeats, the
+ * WebSocket transport, long-polling (eio_polling.c) and the upgrade between them.
+ *
+ * Concurrency. A session has two mutexes. cb_lock serialises everything that may call a
+ * handler (engine callbacks, timers, posted tasks); it is taken only at those entry
+ * points, never while holding another lock, and never for another session, so it cannot
+ * deadlock. lock guards the session's state; it is held briefly, never while a handler
+ * runs, so handlers may call eio_send()/eio_close() on any session. Order: cb_lock, then
+ * lock, then the table's lock.
+ *
+ * Lifetime. A session is reference counted: the table, each timer and each posted task
+ * that names it, and each connection mapped to it (fdmap below) hold a reference. It
+ * leaves the table when it closes (state ST_CLOSED) and is freed with its last reference;
+ * eio_server_free() frees what is left (timers the stopped loops will never fire).
+ *
+ * Connections to sessions. Every callback of a connection runs on its loop's thread, so
+ * the loop threads keep their own map from connection id to session (thread-local: a
+ * lookup per message takes no lock).
+ */
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "eio_internal.h"
+
+/* ---- small helpers ---- */
+
+uint64_t eio__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int eio__buf_reserve(eio_buf_t *b, size_t len)
+{
+    if (len <= b->cap - b->len)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < len)
+        cap *= 2;
+    char *grown = realloc(b->data, cap);
+    if (grown == NULL)
+        return EDDY_ENOMEM;
+    b->data = grown;
+    b->cap = cap;
+    return 0;
+}
+
+int eio__buf_add(eio_buf_t *b, const void *data, size_t len)
+{
+    if (eio__buf_reserve(b, len) != 0)
+        return EDDY_ENOMEM;
+    if (len > 0)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+void eio__buf_free(eio_buf_t *b)
+{
+    free(b->data);
+    *b = (eio_buf_t){0};
+}
+
+/* ---- the per-loop map from connection id to session ---- */
+
+typedef struct fdmap_entry {
+    const eio_server_t *es; /* NULL: free slot */
+    eddy_fd_t fd;
+    eio_session_t *s;
+} fdmap_entry_t;
+
+/* Linear probing with backward-shift deletion; freed when it empties, so an exited loop
+ * thread leaves nothing behind. */
+static _Thread_local struct {
+    fdmap_entry_t *slots;
+    size_t mask; /* capacity - 1 */
+    size_t len;
+} fdmap;
+
+static size_t fdmap_hash(const eio_server_t *es, eddy_fd_t fd)
+{
+    uint64_t h = (fd ^ (uint64_t)(uintptr_t)es) * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 17);
+}
+
+eio_session_t *eio__fdmap_get(const eio_server_t *es, eddy_fd_t fd)
+{
+    if (fdmap.slots == NULL)
+        return NULL;
+    for (size_t i = fdmap_hash(es, fd) & fdmap.mask;; i = (i + 1) & fdmap.mask) {
+        fdmap_entry_t *e = &fdmap.slots[i];
+        if (e->es == NULL)
+            return NULL;
+        if (e->es == es && e->fd == fd)
+            return e->s;
+    }
+}
+
+static int fdmap_grow(void)
+{
+    size_t cap = fdmap.slots ? (fdmap.mask + 1) * 2 : 64;
+    fdmap_entry_t *slots = calloc(cap, sizeof(*slots));
+    if (slots == NULL)
+        return EDDY_ENOMEM;
+    for (size_t i = 0; fdmap.slots != NULL && i <= fdmap.mask; i++) {
+        fdmap_entry_t *e = &fdmap.slots[i];
+        if (e->es == NULL)
+            continue;
+        size_t j = fdmap_hash(e->es, e->fd) & (cap - 1);
+        while (slots[j].es != NULL)
+            j = (j + 1) & (cap - 1);
+        slots[j] = *e;
+    }
+    free(fdmap.slots);
+    fdmap.slots = slots;
+    fdmap.mask = cap - 1;
+    return 0;
+}
+
+/* Maps fd to s, taking a reference (a previous mapping of fd is released). */
+int eio__fdmap_put(const eio_server_t *es, eddy_fd_t fd, eio_session_t *s)
+{
+    if ((fdmap.slots == NULL || (fdmap.len + 1) * 4 > (fdmap.mask + 1) * 3) && fdmap_grow() != 0)
+        return EDDY_ENOMEM;
+    for (size_t i = fdmap_hash(es, fd) & fdmap.mask;; i = (i + 1) & fdmap.mask) {
+        fdmap_entry_t *e = &fdmap.slots[i];
+        if (e->es == es && e->fd == fd) {
+            eio__session_ref(s);
+            eio_session_t *old = e->s;
+            e->s = s;
+            eio__session_unref(old);
+            return 0;
+        }
+        if (e->es == NULL) {
+            eio__session_ref(s);
+            *e = (fdmap_entry_t){es, fd, s};
+            fdmap.len++;
+            return 0;
+        }
+    }
+}
+
+/* Removes fd's mapping; returns its session with the map's reference (the caller
+ * releases it), or NULL. */
+eio_session_t *eio__fdmap_take(const eio_server_t *es, eddy_fd_t fd)
+{
+    if (fdmap.slots == NULL)
+        return NULL;
+    size_t i = fdmap_hash(es, fd) & fdmap.mask;
+    for (;; i = (i + 1) & fdmap.mask) {
+        if (fdmap.slots[i].es == NULL)
+            return NULL;
+        if (fdmap.slots[i].es == es && fdmap.slots[i].fd == fd)
+            break;
+    }
+    eio_session_t *s = fdmap.slots[i].s;
+    /* Backward shift: move later entries of the probe run into the hole. */
+    for (size_t j = (i + 1) & fdmap.mask; fdmap.slots[j].es != NULL; j = (j + 1) & fdmap.mask) {
+        size_t home = fdmap_hash(fdmap.slots[j].es, fdmap.slots[j].fd) & fdmap.mask;
+        if (((j - home) & fdmap.mask) >= ((j - i) & fdmap.mask)) {
+            fdmap.slots[i] = fdmap.slots[j];
+            i = j;
+        }
+    }
+    fdmap.slots[i] = (fdmap_entry_t){0};
+    if (--fdmap.len == 0) {
+        free(fdmap.slots);
+        fdmap.slots = NULL;
+        fdmap.mask = 0;
+    }
+    return s;
+}
+
+/* Drops fd's mapping if it maps to s. */
+void eio__fdmap_drop(const eio_server_t *es, eddy_fd_t fd, eio_session_t *s)
+{
+    if (fd == 0 || eio__fdmap_get(es, fd) != s)
+        return;
+    eio__session_unref(eio__fdmap_take(es, fd));
+}
+
+/* ---- sessions ---- */
+
+void eio__session_ref(eio_session_t *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+static void session_free(eio_session_t *s)
+{
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->cb_lock);
+    eio__buf_free(&s->out);
+    free(s);
+}
+
+void eio__session_unref(eio_session_t *s)
+{
+    if (s == NULL || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    eio_server_t *es = s->es;
+    pthread_mutex_lock(&es->lock);
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        es->all = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    pthread_mutex_unlock(&es->lock);
+    session_free(s);
+}
+
+static size_t sid_hash(const char *sid)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < EIO_SID_LEN; i++)
+        h = (h ^ (unsigned char)sid[i]) * 1099511628211ull;
+    return (size_t)h;
+}
+
+/* Fills sid with 20 URL-safe characters from 15 random bytes. */
+static int make_sid(char sid[EIO_SID_LEN + 1])
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[15];
+    for (size_t got = 0; got < sizeof(raw);) {
+        ssize_t n = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (n < 0)
+            return EDDY_EINVAL;
+        got += (size_t)n;
+    }
+    for (int i = 0, o = 0; i < 15; i += 3) {
+        uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
+        for (int k = 3; k >= 0; k--)
+            sid[o++] = alphabet[(v >> (6 * k)) & 63];
+    }
+    sid[EIO_SID_LEN] = '\0';
+    return 0;
+}
+
+/* Looks sid up and takes a reference, or NULL. */
+eio_session_t *eio__table_find(eio_server_t *es, const char *sid)
+{
+    if (sid == NULL || strlen(sid) != EIO_SID_LEN)
+        return NULL;
+    pthread_mutex_lock(&es->lock);
+    eio_session_t *s = es->buckets[sid_hash(sid) & (es->nbuckets - 1)];
+    while (s != NULL && memcmp(s->sid, sid, EIO_SID_LEN) != 0)
+        s = s->hnext;
+    if (s != NULL)
+        eio__session_ref(s);
+    pthread_mutex_unlock(&es->lock);
+    return s;
+}
+
+static int table_grow(eio_server_t *es)
+{
+    size_t n = es->nbuckets * 2;
+    eio_session_t **buckets = calloc(n, sizeof(*buckets));
+    if (buckets == NULL)
+        return EDDY_ENOMEM;
+    for (size_t i = 0; i < es->nbuckets; i++) {
+        for (eio_session_t *s = es->buckets[i], *next; s != NULL; s = next) {
+            next = s->hnext;
+            size_t b = sid_hash(s->sid) & (n - 1);
+            s->hnext = buckets[b];
+            buckets[b] = s;
+        }
+    }
+    free(es->buckets);
+    es->buckets = buckets;
+    es->nbuckets = n;
+    return 0;
+}
+
+/* Creates a session (state ST_OPENING, in the table with a fresh sid), or NULL. The
+ * caller gets a reference besides the table's. */
+eio_session_t *eio__session_new(eio_server_t *es, int protocol, int transport)
+{
+    eio_session_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->es = es;
+    s->protocol = (uint8_t)protocol;
+    s->transport = transport;
+    s->state = ST_OPENING;
+    atomic_init(&s->refs, 2);
+    atomic_init(&s->ws_fd, 0);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->cb_lock, NULL);
+    pthread_mutex_lock(&es->lock);
+    /* A collision of 120 random bits is not expected; it is still checked. */
+    for (;;) {
+        if (make_sid(s->sid) != 0 || (es->count + 1 > es->nbuckets && table_grow(es) != 0)) {
+            pthread_mutex_unlock(&es->lock);
+            session_free(s);
+            return NULL;
+        }
+        eio_session_t *other = es->buckets[sid_hash(s->sid) & (es->nbuckets - 1)];
+        while (other != NULL && memcmp(other->sid, s->sid, EIO_SID_LEN) != 0)
+            other = other->hnext;
+        if (other == NULL)
+            break;
+    }
+    size_t b = sid_hash(s->sid) & (es->nbuckets - 1);
+    s->hnext = es->buckets[b];
+    es->buckets[b] = s;
+    es->count++;
+    s->in_table = true;
+    s->next = es->all;
+    if (es->all != NULL)
+        es->all->prev = s;
+    es->all = s;
+    pthread_mutex_unlock(&es->lock);
+    return s;
+}
+
+/* Takes s out of the table (s->lock held); the caller releases the table's reference. */
+static bool table_remove(eio_session_t *s)
+{
+    eio_server_t *es = s->es;
+    if (!s->in_table)
+        return false;
+    pthread_mutex_lock(&es->lock);
+    eio_session_t **link = &es->buckets[sid_hash(s->sid) & (es->nbuckets - 1)];
+    while (*link != s)
+        link = &(*link)->hnext;
+    *link = s->hnext;
+    es->count--;
+    s->in_table = false;
+    pthread_mutex_unlock(&es->lock);
+    return true;
+}
+
+/* ---- sending ---- */
+
+/* Pushes one Engine.IO packet as a WebSocket frame: a text packet (type byte, then data)
+ * or a binary message (v3: 0x04 first). Returns eddy_push()'s answer. */
+int eio__ws_push_packet(eio_session_t *s, eddy_fd_t fd, char type, const void *data, size_t len,
+                        bool binary, int flags)
+{
+    eddy_server_t *srv = s->es->srv;
+    bool prefix = !binary || s->protocol == 3;
+    if (!prefix)
+        return eddy_push(srv, fd, data, len, EDDY_WS_OPCODE_BINARY, flags);
+    /* The type byte goes in front: on the stack for the small packets (heartbeats, most
+     * messages), else in a buffer of its own. */
+    char stack[512];
+    char *frame = len + 1 <= sizeof(stack) ? stack : malloc(len + 1);
+    if (frame == NULL)
+        return EDDY_ENOMEM;
+    frame[0] = binary ? 4 : type;
+    if (len > 0)
+        memcpy(frame + 1, data, len);
+    int rc = eddy_push(srv, fd, frame, len + 1,
+                       binary ? EDDY_WS_OPCODE_BINARY : EDDY_WS_OPCODE_TEXT, flags);
+    if (frame != stack)
+        free(frame);
+    return rc;
+}
+
+/* Sends an empty close frame, as the reference's ws.close() does. */
+void eio__ws_close(eio_session_t *s, eddy_fd_t fd)
+{
+    if (fd != 0)
+        eddy_push(s->es->srv, fd, NULL, 0, EDDY_WS_OPCODE_CLOSE, EDDY_WS_FLAG_FIN);
+}
+
+/* Queues one packet for the long-polling transport (or until a WebSocket opens): kind
+ * EIO_REC_TEXT (type byte included in the bytes) or EIO_REC_BINARY. */
+int eio__queue_packet(eio_session_t *s, int kind, char type, const void *data, size_t len)
+{
+    return eio__queue_rec(&s->out, kind, type, data, len);
+}
+
+int eio__queue_rec(eio_buf_t *q, int kind, char type, const void *data, size_t len)
+{
+    if (len > UINT32_MAX - 1)
+        return EDDY_EINVAL;
+    uint32_t n = (uint32_t)len + (kind == EIO_REC_TEXT);
+    unsigned char head[6] = {(unsigned char)kind,      (unsigned char)n,
+                             (unsigned char)(n >> 8),  (unsigned char)(n >> 16),
+                             (unsigned char)(n >> 24), (unsigned char)type};
+    size_t mark = q->len;
+    int rc = eio__buf_add(q, head, kind == EIO_REC_TEXT ? 6 : 5);
+    if (rc == 0)
+        rc = eio__buf_add(q, data, len);
+    if (rc != 0)
+        q->len = mark;
+    return rc;
+}
+
+/* Pushes what was queued before the WebSocket opened (s->lock held). */
+static void flush_queue_to_ws(eio_session_t *s, eddy_fd_t fd)
+{
+    for (size_t at = 0; at + 5 <= s->out.len;) {
+        const unsigned char *rec = (const unsigned char *)s->out.data + at;
+        uint32_t n = (uint32_t)rec[1] | (uint32_t)rec[2] << 8 | (uint32_t)rec[3] << 16 |
+                     (uint32_t)rec[4] << 24;
+        const char *bytes = (const char *)rec + 5;
+        if (rec[0] == EIO_REC_TEXT)
+            eddy_push(s->es->srv, fd, bytes, n, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
+        else
+            eio__ws_push_packet(s, fd, '4', bytes, n, true, EDDY_WS_FLAG_FIN);
+        at += 5 + n;
+    }
+    s->out.len = 0;
+}
+
+/* The open packet, "0{...}", into out (NUL-terminated); returns its length. */
+size_t eio__open_packet(const eio_session_t *s, bool upgrades, char *out, size_t cap)
+{
+    const eio_server_t *es = s->es;
+    int n = snprintf(out, cap,
+                     "0{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%u,\"pingTimeout\":%u,"
+                     "\"maxPayload\":%zu}",
+                     s->sid, upgrades ? "\"websocket\"" : "", es->cfg.ping_interval_ms,
+                     es->cfg.ping_timeout_ms, es->cfg.max_payload);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* ---- heartbeat and timers ---- */
+
+static void session_timer_fired(eddy_server_t *srv, uint64_t timer_id, void *arg);
+
+/* The next deadline of s (s->lock held), 0 if none. */
+static uint64_t next_due(const eio_session_t *s)
+{
+    uint64_t due = UINT64_MAX;
+    if (s->state == ST_OPEN) {
+        if (s->protocol == 3 || s->waiting_pong)
+            due = s->timeout_due;
+        else
+            due = s->ping_due;
+        if (s->probe_fd != 0 && s->upgrade_due < due)
+            due = s->upgrade_due;
+    } else if (s->state == ST_CLOSING) {
+        due = s->close_due;
+    }
+    return due == UINT64_MAX ? 0 : due;
+}
+
+/*
+ * Makes sure a timer fires at s's next deadline (s->lock held; on a loop thread). Timers
+ * run on the loop that set them; a timer set on another loop cannot be cancelled with
+ * certainty from here, so it is left to fire and find itself superseded (timer_id no
+ * longer matches); on its own loop it is cancelled. A timer due no later than the deadline
+ * is kept: when it fires it sets the next one.
+ */
+void eio__session_arm(eio_session_t *s)
+{
+    uint64_t due = next_due(s);
+    if (due == 0 || (s->timer_id != 0 && s->timer_due <= due))
+        return;
+    if (s->timer_id != 0 && pthread_equal(s->timer_thread, pthread_self()) &&
+        eddy_timer_clear(s->es->srv, s->timer_id))
+        eio__session_unref(s); /* the cancelled timer's reference (the caller holds one) */
+    uint64_t now = eio__now_ms();
+    eio__session_ref(s);
+    s->timer_id = eddy_timer_after(s->es->srv, due > now ? due - now : 0, session_timer_fired, s);
+    if (s->timer_id == 0) {
+        eio__session_unref(s);
+        eddy_log(s->es->srv, EDDY_LOG_ERROR, "eio: session %s: out of memory setting a timer",
+                 s->sid);
+        return;
+    }
+    s->timer_due = due;
+    s->timer_thread = pthread_self();
+}
+
+/* Sends a heartbeat or noop packet on the session's transport (s->lock held). */
+static void send_control(eio_session_t *s, char type)
+{
+    eddy_fd_t ws = atomic_load(&s->ws_fd);
+    if (s->transport == EIO_TR_WEBSOCKET && ws != 0 && s->state != ST_OPENING) {
+        eio__ws_push_packet(s, ws, type, NULL, 0, false, EDDY_WS_FLAG_FIN);
+        return;
+    }
+    if (eio__queue_packet(s, EIO_REC_TEXT, type, NULL, 0) == 0)
+        eio__polling_kick(s);
+}
+
+/* Starts the heartbeat of a session that just opened (s->lock held). */
+void eio__heartbeat_start(eio_session_t *s)
+{
+    uint64_t now = eio__now_ms();
+    const eio_config_t *cfg = &s->es->cfg;
+    s->waiting_pong = false;
+    if (s->protocol == 3)
+        s->timeout_due = now + cfg->ping_interval_ms + cfg->ping_timeout_ms;
+    else
+        s->ping_due = now + cfg->ping_interval_ms;
+    eio__session_arm(s);
+}
+
+static void session_timer_fired(eddy_server_t *srv, uint64_t timer_id, void *arg)
+{
+    eio_session_t *s = arg;
+    pthread_mutex_lock(&s->cb_lock);
+    pthread_mutex_lock(&s->lock);
+    const char *reason = NULL;
+    if (timer_id == s->timer_id) {
+        s->timer_id = 0;
+        uint64_t now = eio__now_ms();
+        const eio_config_t *cfg = &s->es->cfg;
+        if (s->state == ST_OPEN) {
+            if ((s->protocol == 3 || s->waiting_pong) && now >= s->timeout_due) {
+                reason = "ping timeout";
+            } else if (s->protocol == 4 && !s->waiting_pong && now >= s->ping_due) {
+                s->waiting_pong = true;
+                s->refreshed = false;
+                s->timeout_due = now + cfg->ping_timeout_ms;
+                send_control(s, '2');
+            }
+            if (reason == NULL && s->probe_fd != 0 && now >= s->upgrade_due)
+                eio__upgrade_cancel(s);
+        } else if (s->state == ST_CLOSING && now >= s->close_due) {
+            reason = "forced close";
+        }
+        if (reason == NULL)
+            eio__session_arm(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (reason != NULL)
+        eio__session_finish(s, reason);
+    pthread_mutex_unlock(&s->cb_lock);
+    eio__session_unref(s);
+}
+
+/* ---- closing ---- */
+
+/*
+ * Ends s with reason (cb_lock held, lock not): tears its transports down, takes it out of
+ * the table and calls the close handler. Nothing happens if it ended already. A session
+ * that never opened (refused by the open handler) ends without the handler.
+ */
+void eio__session_finish(eio_session_t *s, const char *reason)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->state == ST_CLOSED) {
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    bool opened = s->state != ST_OPENING || s->open_called;
+    s->state = ST_CLOSED;
+    eddy_fd_t ws = atomic_exchange(&s->ws_fd, 0);
+    /* While eio_server_free() runs the engine is gone: its loops hold nothing of ours. */
+    if (!s->es->freeing) {
+        if (s->timer_id != 0 && pthread_equal(s->timer_thread, pthread_self()) &&
+            eddy_timer_clear(s->es->srv, s->timer_id))
+            eio__session_unref(s);
+        if (s->transport == EIO_TR_WEBSOCKET)
+            eio__ws_close(s, ws);
+        if (s->probe_fd != 0)
+            eio__upgrade_cancel(s);
+        eio__polling_finish(s, reason);
+    }
+    s->timer_id = 0;
+    bool removed = table_remove(s);
+    pthread_mutex_unlock(&s->lock);
+    if (opened)
+        s->es->h.close(s, reason, s->es->ud);
+    if (removed)
+        eio__session_unref(s);
+}
+
+static void close_task_run(eddy_server_t *srv, void *arg)
+{
+    eio_session_t *s = arg;
+    pthread_mutex_lock(&s->cb_lock);
+    eio__session_finish(s, s->pending_reason);
+    pthread_mutex_unlock(&s->cb_lock);
+    eio__session_unref(s);
+}
+
+/* Ends s with reason later, on a loop (never inside the caller, which may be a handler of
+ * s or of another session): on the loop of fd if it is alive, else on the calling loop
+ * (or loop 0). s->lock held. */
+void eio__session_finish_later(eio_session_t *s, eddy_fd_t fd, const char *reason)
+{
+    if (s->pending_reason != NULL)
+        return;
+    s->pending_reason = reason;
+    eio__session_ref(s);
+    if ((fd == 0 || eddy_post(s->es->srv, fd, close_task_run, s) != 0) &&
+        eddy_defer(s->es->srv, close_task_run, s) != 0) {
+        /* Out of memory: the session still ends at its next deadline. */
+        s->pending_reason = NULL;
+        eio__session_unref(s);
+    }
+}
+
+void eio_close(eio_session_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->state == ST_OPEN && s->transport == EIO_TR_WEBSOCKET) {
+        /* Pushes are queued at once: the close frame goes out after them. */
+        s->state = ST_CLOSING;
+        s->close_due = eio__now_ms();
+        eio__session_finish_later(s, atomic_load(&s->ws_fd), "forced close");
+    } else if (s->state == ST_OPEN) {
+        eio__polling_close(s);
+    } else if (s->state == ST_OPENING) {
+        eio__session_finish_later(s, 0, "forced close");
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- receiving ---- */
+
+unsigned char *eio__unbase64(const char *in, size_t len, size_t *out_len)
+{
+    while (len > 0 && in[len - 1] == '=')
+        len--;
+    if (len % 4 == 1 || len > (size_t)INT32_MAX / 2)
+        return NULL;
+    size_t padded = (len + 3) / 4 * 4;
+    char *tmp = malloc(padded + 1);
+    unsigned char *out = malloc(padded / 4 * 3 + 1);
+    if (tmp == NULL || out == NULL) {
+        free(tmp);
+        free(out);
+        return NULL;
+    }
+    memcpy(tmp, in, len);
+    memset(tmp + len, '=', padded - len);
+    int n = padded ? EVP_DecodeBlock(out, (const unsigned char *)tmp, (int)padded) : 0;
+    free(tmp);
+    if (n < 0) {
+        free(out);
+        return NULL;
+    }
+    *out_len = (size_t)n - (padded - len);
+    return out;
+}
+
+/*
+ * Handles one decoded packet of the session's active transport (cb_lock held, lock not).
+ * Returns the reason the session must end for, or NULL. type is the packet type byte
+ * ('0'-'6'), data its payload.
+ */
+const char *eio__on_packet(eio_session_t *s, char type, const char *data, size_t len, bool binary)
+{
+    const eio_config_t *cfg = &s->es->cfg;
+    pthread_mutex_lock(&s->lock);
+    if (s->state != ST_OPEN) {
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+    }
+    /* v4: any packet while a pong is awaited extends the wait, once (engine.io
+     * socket.js onPacket). */
+    if (s->protocol == 4 && s->waiting_pong && !s->refreshed && type != '3') {
+        s->timeout_due = eio__now_ms() + cfg->ping_timeout_ms;
+        s->refreshed = true;
+    }
+    const char *reason = NULL;
+    switch (type) {
+    case '2':
+        if (s->protocol == 4) {
+            reason = "transport error"; /* invalid heartbeat direction */
+            break;
+        }
+        s->timeout_due = eio__now_ms() + cfg->ping_interval_ms + cfg->ping_timeout_ms;
+        send_control(s, '3');
+        break;
+    case '3':
+        if (s->protocol == 3) {
+            reason = "transport error";
+            break;
+        }
+        if (s->waiting_pong) {
+            s->waiting_pong = false;
+            s->ping_due = eio__now_ms() + cfg->ping_interval_ms;
+        }
+        break;
+    case '4':
+        pthread_mutex_unlock(&s->lock);
+        s->es->h.message(s, data, len, binary, s->es->ud);
+        return NULL;
+    default:
+        break; /* open, close (WebSocket: ignored), upgrade, noop */
+    }
+    if (reason == NULL)
+        eio__session_arm(s);
+    pthread_mutex_unlock(&s->lock);
+    return reason;
+}
+
+/* Handles one WebSocket message of the session's active transport (cb_lock held). */
+static const char *ws_message(eio_session_t *s, const eddy_frame_t *frame)
+{
+    if (frame->len > s->es->cfg.max_payload)
+        return "transport error";
+    if (frame->opcode == EDDY_WS_OPCODE_BINARY) {
+        if (s->protocol == 4)
+            return eio__on_packet(s, '4', frame->data, frame->len, true);
+        /* v3: the first byte is the packet type. */
+        if (frame->len == 0)
+            return NULL;
+        return eio__on_packet(s, (char)('0' + (unsigned char)frame->data[0]), frame->data + 1,
+                              frame->len - 1, true);
+    }
+    if (frame->len == 0)
+        return "parse error";
+    if (frame->data[0] == 'b') {
+        /* A base64 binary message (allowed on WebSocket too); v3 names its type first. */
+        size_t skip = s->protocol == 3 ? 2 : 1;
+        size_t n;
+        if (frame->len < skip)
+            return "parse error";
+        unsigned char *bytes = eio__unbase64(frame->data + skip, frame->len - skip, &n);
+        if (bytes == NULL)
+            return "parse error";
+        const char *reason = eio__on_packet(s, '4', (const char *)bytes, n, true);
+        free(bytes);
+        return reason;
+    }
+    if (frame->data[0] < '0' || frame->data[0] > '6')
+        return "parse error";
+    return eio__on_packet(s, frame->data[0], frame->data + 1, frame->len - 1, false);
+}
+
+/* ---- the upgrade (polling -> WebSocket) ---- */
+
+/* Abandons an upgrade in progress (s->lock held): the probe WebSocket is closed. */
+void eio__upgrade_cancel(eio_session_t *s)
+{
+    eddy_fd_t probe = s->probe_fd;
+    s->probe_fd = 0;
+    s->probed = false;
+    eio__ws_close(s, probe);
+}
+
+/* A message on the probe WebSocket (cb_lock held). */
+static void probe_message(eio_session_t *s, const eddy_frame_t *frame)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->state != ST_OPEN || frame->fd != s->probe_fd) {
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    bool text = frame->opcode == EDDY_WS_OPCODE_TEXT;
+    if (text && frame->len == 6 && memcmp(frame->data, "2probe", 6) == 0) {
+        eio__ws_push_packet(s, frame->fd, '3', "probe", 5, false, EDDY_WS_FLAG_FIN);
+        s->probed = true;
+        /* A noop releases the pending GET at once, so the client can send "5". */
+        eio__polling_noop(s);
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    if (text && frame->len == 1 && frame->data[0] == '5' && s->probed) {
+        s->transport = EIO_TR_WEBSOCKET;
+        atomic_store(&s->ws_fd, frame->fd);
+        s->probe_fd = 0;
+        s->probed = false;
+        eio__polling_discard(s);
+        flush_queue_to_ws(s, frame->fd);
+        eio__session_arm(s);
+        pthread_mutex_unlock(&s->lock);
+        if (s->es->h.upgrade != NULL)
+            s->es->h.upgrade(s, s->es->ud);
+        return;
+    }
+    eio__upgrade_cancel(s);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- engine callbacks ---- */
+
+/* Whether req is for Engine.IO: its path starts with the configured one. */
+bool eio__path_matches(const eio_server_t *es, eddy_request_t *req)
+{
+    return strncmp(eddy_request_path(req), es->path, es->path_len) == 0;
+}
+
+int eio__protocol_of(eddy_request_t *req)
+{
+    /* Anything but "4" is the older revision (engine.io server.js). */
+    const char *eio = eddy_request_get(req, "EIO");
+    return eio != NULL && strcmp(eio, "4") == 0 ? 4 : 3;
+}
+
+static int refuse_upgrade(eddy_request_t *req, int status, const char *message)
+{
+    static const char *const headers[] = {"Content-Type", "text/html", NULL};
+    int rc = eddy_upgrade_refuse(req, status, headers, message);
+    return rc > 0 ? rc : status;
+}
+
+bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
+{
+    if (!eio__path_matches(es, req))
+        return false;
+    *status = 0;
+    const char *transport = eddy_request_get(req, "transport");
+    if (transport == NULL || strcmp(transport, "websocket") != 0) {
+        /* Polling over an upgrade request is not served either. */
+        bool known =
+            transport != NULL && strcmp(transport, "polling") == 0 && es->cfg.allow_polling;
+        *status = refuse_upgrade(req, 400, known ? "Bad request" : "Transport unknown");
+        return true;
+    }
+    int protocol = eio__protocol_of(req);
+    eddy_fd_t fd = eddy_request_fd(req);
+    const char *sid = eddy_request_get(req, "sid");
+    if (sid != NULL && sid[0] != '\0') {
+        eio_session_t *s = eio__table_find(es, sid);
+        if (s == NULL) {
+            *status = refuse_upgrade(req, 400, "Session ID unknown");
+            return true;
+        }
+        pthread_mutex_lock(&s->lock);
+        const char *error = NULL;
+        if (s->protocol != protocol)
+            error = "Bad request";
+        /* A second WebSocket for a session already on one (or upgrading) is refused. */
+        else if (s->state != ST_OPEN || s->transport != EIO_TR_POLLING || s->probe_fd != 0)
+            error = "Bad request";
+        else if (eio__fdmap_put(es, fd, s) != 0)
+            error = "Bad request";
+        else
+            s->probe_fd = fd;
+        pthread_mutex_unlock(&s->lock);
+        eio__session_unref(s);
+        if (error != NULL)
+            *status = refuse_upgrade(req, 400, error);
+        return true;
+    }
+    eio_session_t *s = eio__session_new(es, protocol, EIO_TR_WEBSOCKET);
+    if (s == NULL || eio__fdmap_put(es, fd, s) != 0) {
+        if (s != NULL) {
+            pthread_mutex_lock(&s->cb_lock);
+            eio__session_finish(s, "transport error");
+            pthread_mutex_unlock(&s->cb_lock);
+            eio__session_unref(s);
+        }
+        *status = refuse_upgrade(req, 400, "Bad request");
+        return true;
+    }
+    atomic_store(&s->ws_fd, fd);
+    pthread_mutex_lock(&s->cb_lock);
+    int refused = es->h.open(s, req, es->ud);
+    if (refused != 0) {
+        eio__session_finish(s, "forced close");
+        pthread_mutex_unlock(&s->cb_lock);
+        eio__fdmap_drop(es, fd, s);
+        eio__session_unref(s);
+        *status = refuse_upgrade(req, refused >= 400 && refused <= 499 ? refused : 403,
+                                 refused == 403 ? "Forbidden" : "Bad request");
+        return true;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->open_called = true;
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->cb_lock);
+    eio__session_unref(s);
+    return true;
+}
+
+bool eio_handle_open(eio_server_t *es, eddy_request_t *req)
+{
+    eddy_fd_t fd = eddy_request_fd(req);
+    eio_session_t *s = eio__fdmap_get(es, fd);
+    if (s == NULL)
+        return eio__path_matches(es, req); /* refused meanwhile: nothing to do */
+    pthread_mutex_lock(&s->lock);
+    if (s->state == ST_OPENING && atomic_load(&s->ws_fd) == fd) {
+        char open[256];
+        size_t n = eio__open_packet(s, false, open, sizeof(open));
+        eddy_push(es->srv, fd, open, n, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
+        s->state = ST_OPEN;
+        flush_queue_to_ws(s, fd);
+        eio__heartbeat_start(s);
+    } else if (s->state == ST_OPEN && s->probe_fd == fd) {
+        s->upgrade_due = eio__now_ms() + es->cfg.upgrade_timeout_ms;
+        eio__session_arm(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return true;
+}
+
+bool eio_handle_message(eio_server_t *es, const eddy_frame_t *frame)
+{
+    eio_session_t *s = eio__fdmap_get(es, frame->fd);
+    if (s == NULL)
+        return false;
+    if (frame->opcode != EDDY_WS_OPCODE_TEXT && frame->opcode != EDDY_WS_OPCODE_BINARY)
+        return true;
+    /* The map's reference keeps s alive: only this loop removes the entry. */
+    pthread_mutex_lock(&s->cb_lock);
+    if (atomic_load_explicit(&s->ws_fd, memory_order_relaxed) == frame->fd) {
+        const char *reason = ws_message(s, frame);
+        if (reason != NULL)
+            eio__session_finish(s, reason);
+    } else {
+        probe_message(s, frame);
+    }
+    pthread_mutex_unlock(&s->cb_lock);
+    return true;
+}
+
+bool eio_handle_close(eio_server_t *es, eddy_fd_t fd)
+{
+    eio_session_t *s = eio__fdmap_take(es, fd);
+    if (s == NULL)
+        return false;
+    pthread_mutex_lock(&s->cb_lock);
+    pthread_mutex_lock(&s->lock);
+    const char *reason = NULL;
+    if (atomic_load(&s->ws_fd) == fd && s->transport == EIO_TR_WEBSOCKET) {
+        atomic_store(&s->ws_fd, 0);
+        reason = "transport close";
+    } else if (s->probe_fd == fd) {
+        s->probe_fd = 0;
+        s->probed = false;
+    } else {
+        reason = eio__polling_conn_closed(s, fd);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (reason != NULL)
+        eio__session_finish(s, reason);
+    pthread_mutex_unlock(&s->cb_lock);
+    eio__session_unref(s);
+    return true;
+}
+
+/* ---- eio_send ---- */
+
+int eio_send(eio_session_t *s, const eio_part_t *parts, size_t nparts, int flags)
+{
+    if (nparts == 0 || parts == NULL)
+        return EDDY_EINVAL;
+    pthread_mutex_lock(&s->lock);
+    int rc = 0;
+    eddy_fd_t ws = atomic_load(&s->ws_fd);
+    if (s->state == ST_CLOSING || s->state == ST_CLOSED) {
+        rc = EDDY_ECLOSED;
+    } else if (s->state == ST_OPEN && s->transport == EIO_TR_WEBSOCKET) {
+        /* Under the lock, so that no other send to s lands between the parts. */
+        for (size_t i = 0; i < nparts && rc >= 0; i++) {
+            const eio_part_t *p = &parts[i];
+            int r;
+            if (!p->binary && (flags & EIO_SEND_PREFIXED))
+                r = eddy_push(s->es->srv, ws, p->data, p->len, EDDY_WS_OPCODE_TEXT,
+                              EDDY_WS_FLAG_FIN);
+            else
+                r = eio__ws_push_packet(s, ws, '4', p->data, p->len, p->binary, EDDY_WS_FLAG_FIN);
+            if (r == EDDY_ENOTFOUND || r == EDDY_ESTATE)
+                r = EDDY_ECLOSED;
+            if (r != 0)
+                rc = r;
+        }
+    } else if ((flags & EIO_SEND_VOLATILE) && !eio__polling_writable(s)) {
+        rc = EDDY_EDROPPED;
+    } else {
+        size_t mark = s->out.len;
+        for (size_t i = 0; i < nparts && rc == 0; i++) {
+            const eio_part_t *p = &parts[i];
+            bool skip = !p->binary && (flags & EIO_SEND_PREFIXED) && p->len > 0;
+            rc = eio__queue_packet(s, p->binary ? EIO_REC_BINARY : EIO_REC_TEXT, '4',
+                                   (const char *)p->data + skip, p->len - skip);
+        }
+        if (rc != 0)
+            s->out.len = mark;
+        else if (s->state == ST_OPEN)
+            eio__polling_kick(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+/* ---- server ---- */
+
+void eio_config_init(eio_config_t *cfg)
+{
+    *cfg = (eio_config_t){.path = "/socket.io/",
+                          .ping_interval_ms = 25000,
+                          .ping_timeout_ms = 20000,
+                          .upgrade_timeout_ms = 10000,
+                          .max_payload = 1000000,
+                          .allow_polling = true};
+}
+
+eio_server_t *eio_server_new(eddy_server_t *srv, const eio_config_t *cfg, const eio_handlers_t *h,
+                             void *ud)
+{
+    if (srv == NULL || h == NULL || h->open == NULL || h->close == NULL || h->message == NULL)
+        return NULL;
+    eio_server_t *es = calloc(1, sizeof(*es));
+    if (es == NULL)
+        return NULL;
+    if (cfg != NULL)
+        es->cfg = *cfg;
+    else
+        eio_config_init(&es->cfg);
+    es->path = strdup(es->cfg.path != NULL ? es->cfg.path : "/socket.io/");
+    es->nbuckets = 64;
+    es->buckets = calloc(es->nbuckets, sizeof(*es->buckets));
+    if (es->path == NULL || es->buckets == NULL) {
+        free(es->path);
+        free(es->buckets);
+        free(es);
+        return NULL;
+    }
+    es->cfg.path = es->path;
+    es->path_len = strlen(es->path);
+    es->srv = srv;
+    es->h = *h;
+    es->ud = ud;
+    pthread_mutex_init(&es->lock, NULL);
+    return es;
+}
+
+void eio_server_free(eio_server_t *es)
+{
+    if (es == NULL)
+        return;
+    es->freeing = true;
+    /* Sessions still open (long-polling ones have no connection the stop could close). */
+    for (;;) {
+        pthread_mutex_lock(&es->lock);
+        eio_session_t *s = NULL;
+        for (size_t i = 0; i < es->nbuckets && s == NULL; i++)
+            s = es->buckets[i];
+        if (s != NULL)
+            eio__session_ref(s);
+        pthread_mutex_unlock(&es->lock);
+        if (s == NULL)
+            break;
+        pthread_mutex_lock(&s->cb_lock);
+        eio__session_finish(s, "server shutting down");
+        pthread_mutex_unlock(&s->cb_lock);
+        eio__session_unref(s);
+    }
+    /* What is left is referenced only by timers and tasks that will never run. */
+    while (es->all != NULL) {
+        eio_session_t *s = es->all;
+        es->all = s->next;
+        session_free(s);
+    }
+    pthread_mutex_destroy(&es->lock);
+    free(es->buckets);
+    free(es->path);
+    free(es);
+}
+
+/* ---- getters ---- */
+
+const char *eio_session_id(const eio_session_t *s)
+{
+    return s->sid;
+}
+
+int eio_session_protocol(const eio_session_t *s)
+{
+    return s->protocol;
+}
+
+eddy_fd_t eio_session_ws_fd(const eio_session_t *s)
+{
+    return atomic_load(&((eio_session_t *)s)->ws_fd);
+}
+
+void eio_session_set_data(eio_session_t *s, void *data)
+{
+    atomic_store(&s->data, data);
+}
+
+void *eio_session_data(const eio_session_t *s)
+{
+    return atomic_load(&((eio_session_t *)s)->data);
+}
