@@ -197,6 +197,8 @@ typedef struct rt_client {
     pthread_mutex_t send_lock;  /* keeps session alive for senders outside the context */
     atomic_uint_fast64_t ws_fd; /* the WebSocket once on one: sends go straight to it */
     pthread_t timer_thread;     /* the loop thread the connect timer runs on */
+    eddy_fd_t open_fd;          /* a WebSocket session whose handshake is not done yet */
+    struct rt_client *opening_next;
     atomic_int refs;
     uint8_t protocol; /* Engine.IO 3 or 4 */
     atomic_bool ws;   /* on WebSocket */
@@ -273,6 +275,10 @@ struct eddy_rt {
 };
 
 static _Thread_local rt_client_t *tls_current;
+/* WebSocket sessions of this loop between Engine.IO's open handler (called before the
+ * 101) and the engine's open event: until then the connection cannot take pushes nor
+ * subscriptions, so the client sends through eio_send(), which queues. */
+static _Thread_local rt_client_t *tls_opening;
 
 /* Layers by index, for acknowledgement timers: their argument is (id << 4 | index), not a
  * pointer, because an answer on another loop may free the entry while its timer is about
@@ -675,7 +681,48 @@ void eddy_rt_options_init(eddy_rt_options_t *opts)
 
 static int on_eio_open(eio_session_t *es, eddy_request_t *req, void *ud);
 static void on_eio_message(eio_session_t *es, const void *data, size_t len, bool binary, void *ud);
-static void on_eio_upgrade(eio_session_t *es, void *ud);
+/* The client's transport is now the established WebSocket fd: its sockets become topic
+ * subscribers and its sends go straight to the connection. In the client's context. */
+static void client_to_ws(rt_client_t *c, eddy_fd_t fd)
+{
+    eddy_rt_t *rt = c->rt;
+    pthread_mutex_lock(&rt->lock);
+    atomic_store(&c->ws_fd, fd);
+    atomic_store(&c->ws, true);
+    for (eddy_rt_socket_t *s = c->sockets; s != NULL; s = s->client_next) {
+        if (s->ws)
+            continue;
+        s->ws = true;
+        s->nsp->npolling--;
+        for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
+            m->room->npolling--;
+        socket_topics(s, true);
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
+static void on_eio_upgrade(eio_session_t *es, void *ud)
+{
+    rt_client_t *c = eio_session_data(es);
+    if (c == NULL)
+        return;
+    rt_ctx_t ctx;
+    client_enter(c, &ctx, false);
+    client_to_ws(c, eio_session_ws_fd(es));
+    client_leave(c, &ctx);
+}
+
+static void opening_remove(rt_client_t *c)
+{
+    for (rt_client_t **it = &tls_opening; *it != NULL; it = &(*it)->opening_next) {
+        if (*it == c) {
+            *it = c->opening_next;
+            c->open_fd = 0;
+            return;
+        }
+    }
+}
+
 static void on_eio_close(eio_session_t *es, const char *reason, void *ud);
 static void connect_timer_stop(rt_client_t *c);
 
@@ -812,7 +859,20 @@ bool eddy_rt_handle_upgrade(eddy_rt_t *rt, eddy_request_t *req, int *status)
 
 bool eddy_rt_handle_open(eddy_rt_t *rt, eddy_request_t *req)
 {
-    return eio_handle_open(rt->eio, req);
+    if (!eio_handle_open(rt->eio, req))
+        return false;
+    eddy_fd_t fd = eddy_request_fd(req);
+    for (rt_client_t *c = tls_opening; c != NULL; c = c->opening_next) {
+        if (c->open_fd == fd) {
+            opening_remove(c);
+            rt_ctx_t ctx;
+            client_enter(c, &ctx, false);
+            client_to_ws(c, fd);
+            client_leave(c, &ctx);
+            break;
+        }
+    }
+    return true;
 }
 
 bool eddy_rt_handle_message(eddy_rt_t *rt, const eddy_frame_t *frame)
@@ -2378,9 +2438,13 @@ static int on_eio_open(eio_session_t *es, eddy_request_t *req, void *ud)
     pthread_mutex_init(&c->send_lock, NULL);
     atomic_init(&c->refs, 1);
     c->protocol = (uint8_t)eio_session_protocol(es);
-    eddy_fd_t fd = eio_session_ws_fd(es);
-    atomic_init(&c->ws_fd, fd);
-    atomic_init(&c->ws, fd != 0);
+    atomic_init(&c->ws_fd, 0);
+    atomic_init(&c->ws, false);
+    c->open_fd = eio_session_ws_fd(es);
+    if (c->open_fd != 0) {
+        c->opening_next = tls_opening;
+        tls_opening = c;
+    }
     eio_session_set_data(es, c);
     rt_ctx_t ctx;
     client_enter(c, &ctx, false);
@@ -2412,30 +2476,6 @@ static void on_eio_message(eio_session_t *es, const void *data, size_t len, bool
         eio_close(es);
 }
 
-static void on_eio_upgrade(eio_session_t *es, void *ud)
-{
-    eddy_rt_t *rt = ud;
-    rt_client_t *c = eio_session_data(es);
-    if (c == NULL)
-        return;
-    rt_ctx_t ctx;
-    client_enter(c, &ctx, false);
-    pthread_mutex_lock(&rt->lock);
-    atomic_store(&c->ws_fd, eio_session_ws_fd(es));
-    atomic_store(&c->ws, true);
-    for (eddy_rt_socket_t *s = c->sockets; s != NULL; s = s->client_next) {
-        if (s->ws)
-            continue;
-        s->ws = true;
-        s->nsp->npolling--;
-        for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
-            m->room->npolling--;
-        socket_topics(s, true);
-    }
-    pthread_mutex_unlock(&rt->lock);
-    client_leave(c, &ctx);
-}
-
 static void on_eio_close(eio_session_t *es, const char *reason, void *ud)
 {
     rt_client_t *c = eio_session_data(es);
@@ -2444,6 +2484,8 @@ static void on_eio_close(eio_session_t *es, const char *reason, void *ud)
     rt_ctx_t ctx;
     client_enter(c, &ctx, false);
     binary_free(c);
+    if (c->open_fd != 0)
+        opening_remove(c);
     /* The session is going: nothing can be sent any more, so no socket tries. */
     pthread_mutex_lock(&c->send_lock);
     c->session = NULL;
