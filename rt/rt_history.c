@@ -50,6 +50,7 @@ struct room {
     struct room *chain;
     uint64_t hash;
     size_t sessions; /* session records listing this room */
+    uint64_t stamp;  /* rooms_resolve's duplicate mark */
     uint64_t top_seq;
     struct ring ring;
     size_t len;
@@ -80,6 +81,7 @@ struct rt_history {
     uint64_t lost_seq;      /* highest seq whose append failed */
     uint64_t forgotten_seq; /* highest eviction watermark of a forgotten room */
     uint64_t key[2];        /* hash keys */
+    uint64_t stamp;         /* last rooms_resolve call */
     struct entry *head, *tail;
     size_t entries, bytes;
     struct room *all; /* the namespace ring (not in the table) */
@@ -170,21 +172,31 @@ static uint64_t mix(uint64_t x)
 }
 
 /* Keyed with random keys, so room names chosen by clients cannot be made to collide
- * without knowing the keys. */
+ * without knowing the keys. Words of 8 bytes, then the last 1..8 bytes read as two
+ * overlapping halves (or three single bytes), so each byte counts and nothing is read
+ * outside the name. */
 static uint64_t hash_bytes(const rt_history_t *h, const char *s, size_t len)
 {
-    uint64_t a = h->key[0] ^ len, b = h->key[1];
-    while (len >= 8) {
-        uint64_t w;
+    uint64_t a = h->key[0] ^ len * 0x9e3779b97f4a7c15ull, w;
+    const char *end = s + len;
+    for (; end - s > 8; s += 8) {
         memcpy(&w, s, 8);
-        a = mix(a ^ w) + b;
-        b = (b << 23 | b >> 41) ^ a;
-        s += 8;
-        len -= 8;
+        a = (a ^ w) * 0xbf58476d1ce4e5b9ull;
+        a ^= a >> 31;
     }
-    uint64_t w = 0;
-    memcpy(&w, s, len);
-    return mix(mix(a ^ w ^ (uint64_t)len << 56) + b);
+    size_t tail = (size_t)(end - s);
+    if (tail >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, s, 4);
+        memcpy(&hi, end - 4, 4);
+        w = (uint64_t)lo << 32 | hi;
+    } else if (tail) {
+        w = (uint64_t)(unsigned char)s[0] << 16 | (uint64_t)(unsigned char)s[tail / 2] << 8 |
+            (unsigned char)s[tail - 1];
+    } else {
+        w = 0;
+    }
+    return mix((a ^ w) * 0x94d049bb133111ebull + h->key[1]);
 }
 
 static uint64_t clock_monotonic_ms(void *ud)
@@ -200,14 +212,31 @@ static uint64_t now_ms(const rt_history_t *h)
     return h->cfg.clock(h->cfg.clock_ud);
 }
 
-/* Validates a list of names; returns EDDY_EINVAL if too many or one too long. */
-static int check_names(const rt_history_t *h, const char *const *names, size_t n)
+/* A name's length and hash, computed before taking the mutex. */
+struct name_key {
+    size_t len;
+    uint64_t hash;
+};
+
+/* Up to this many target rooms an append hashes their names outside the mutex. */
+#define KEYS_STACK 16
+
+/* Validates a list of names; returns EDDY_EINVAL if too many or one too long. With keys,
+ * also fills keys[i] for each name. */
+static int check_names(const rt_history_t *h, const char *const *names, size_t n,
+                       struct name_key *keys)
 {
     if (n > h->cfg.max_rooms_per_call || (n && !names))
         return EDDY_EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (!names[i] || strnlen(names[i], h->cfg.max_room_len + 1) > h->cfg.max_room_len)
+    for (size_t i = 0; i < n; i++) {
+        size_t len = names[i] ? strnlen(names[i], h->cfg.max_room_len + 1) : SIZE_MAX;
+        if (len > h->cfg.max_room_len)
             return EDDY_EINVAL;
+        if (keys) {
+            keys[i].len = len;
+            keys[i].hash = hash_bytes(h, names[i], len);
+        }
+    }
     return 0;
 }
 
@@ -361,10 +390,8 @@ static struct room *room_find(const rt_history_t *h, const char *name, size_t le
     } while (0)
 
 /* Finds or creates the room called name. Returns 0, RT_HISTORY_EFULL or EDDY_ENOMEM. */
-static int room_get(rt_history_t *h, const char *name, struct room **out)
+static int room_get(rt_history_t *h, const char *name, size_t len, uint64_t hash, struct room **out)
 {
-    size_t len = strlen(name);
-    uint64_t hash = hash_bytes(h, name, len);
     struct room *r = room_find(h, name, len, hash);
     if (r) {
         *out = r;
@@ -501,22 +528,24 @@ static size_t expire_sessions(rt_history_t *h, uint64_t now)
 /* Resolves names into rooms[] (distinct rooms, creating them), *n their count. On error
  * the rooms it created are forgotten again. */
 static int rooms_resolve(rt_history_t *h, const char *const *names, size_t nnames,
-                         struct room **rooms, size_t *n)
+                         const struct name_key *keys, struct room **rooms, size_t *n)
 {
     size_t k = 0;
+    uint64_t stamp = ++h->stamp; /* marks the rooms of this call: duplicates in O(1) */
     for (size_t i = 0; i < nnames; i++) {
         struct room *r;
-        int rc = room_get(h, names[i], &r);
+        size_t len = keys ? keys[i].len : strlen(names[i]);
+        uint64_t hash = keys ? keys[i].hash : hash_bytes(h, names[i], len);
+        int rc = room_get(h, names[i], len, hash, &r);
         if (rc) {
             for (size_t j = 0; j < k; j++)
                 room_release(h, rooms[j]);
             return rc;
         }
-        size_t j = 0;
-        while (j < k && rooms[j] != r)
-            j++;
-        if (j == k)
+        if (r->stamp != stamp) {
+            r->stamp = stamp;
             rooms[k++] = r;
+        }
     }
     *n = k;
     return 0;
@@ -648,9 +677,10 @@ int64_t rt_history_append(rt_history_t *h, const char *const *rooms, size_t nroo
                           const char *const *except, size_t nexcept, const void *payload,
                           size_t len)
 {
-    int rc = check_names(h, rooms, nrooms);
+    struct name_key keys[KEYS_STACK];
+    int rc = check_names(h, rooms, nrooms, nrooms <= KEYS_STACK ? keys : NULL);
     if (!rc)
-        rc = check_names(h, except, nexcept);
+        rc = check_names(h, except, nexcept, NULL);
     if (!rc && len && !payload)
         rc = EDDY_EINVAL;
     struct entry *e = NULL;
@@ -697,7 +727,7 @@ int64_t rt_history_append(rt_history_t *h, const char *const *rooms, size_t nroo
     struct room **targets = e ? entry_rooms(e) : NULL;
     if (!rc) {
         if (nrooms) {
-            rc = rooms_resolve(h, rooms, nrooms, targets, &k);
+            rc = rooms_resolve(h, rooms, nrooms, nrooms <= KEYS_STACK ? keys : NULL, targets, &k);
         } else {
             targets[0] = h->all;
             k = 1;
@@ -836,7 +866,8 @@ static int since_locked(rt_history_t *h, uint64_t after, struct qroom *q, size_t
                 q[i].pos++;
         }
         if (!excluded(next, q, nq)) {
-            cb(next->seq, entry_payload(next), next->len, ud);
+            if (cb)
+                cb(next->seq, entry_payload(next), next->len, ud);
             n++;
         }
     }
@@ -850,7 +881,7 @@ int rt_history_since(rt_history_t *h, rt_position_t after, const char *const *ro
 {
     if (delivered)
         *delivered = 0;
-    int rc = check_names(h, rooms, nrooms);
+    int rc = check_names(h, rooms, nrooms, NULL);
     if (rc)
         return rc;
     struct qroom stack[QROOMS_STACK], *q = stack;
@@ -889,7 +920,7 @@ int rt_history_recent(rt_history_t *h, const char *room, size_t n, rt_history_en
     struct room *r = room ? room_find(h, room, len, hash) : h->all;
     size_t count = r ? r->ring.count : 0;
     size_t from = count > n ? count - n : 0;
-    for (size_t i = from; i < count; i++) {
+    for (size_t i = from; cb && i < count; i++) {
         struct entry *e = ring_at(&r->ring, i);
         cb(e->seq, entry_payload(e), e->len, ud);
     }
@@ -949,8 +980,8 @@ int rt_history_session_open(rt_history_t *h, const rt_history_session_info_t *in
     if (!info || !info->sid)
         return EDDY_EINVAL;
     size_t sid_len = strnlen(info->sid, h->cfg.max_room_len + 1);
-    int rc =
-        sid_len > h->cfg.max_room_len ? EDDY_EINVAL : check_names(h, info->rooms, info->nrooms);
+    int rc = sid_len > h->cfg.max_room_len ? EDDY_EINVAL
+                                           : check_names(h, info->rooms, info->nrooms, NULL);
     if (rc)
         return rc;
     struct sess *s = calloc(1, sizeof(*s) + sid_len + 1);
@@ -984,7 +1015,7 @@ int rt_history_session_open(rt_history_t *h, const rt_history_session_info_t *in
     else if (h->nsessions >= h->cfg.max_sessions)
         rc = RT_HISTORY_EFULL;
     else
-        rc = rooms_resolve(h, info->rooms, info->nrooms, s->rooms, &s->nrooms);
+        rc = rooms_resolve(h, info->rooms, info->nrooms, NULL, s->rooms, &s->nrooms);
     if (!rc) {
         TABLE_GROW(struct sess, h->sess_tab, h->sess_nb, h->nsessions);
         if (!h->sess_nb) {
@@ -1020,7 +1051,7 @@ int rt_history_session_set_rooms(rt_history_t *h, const char *pid, const char *c
 {
     if (!valid_pid(pid))
         return EDDY_ENOTFOUND;
-    int rc = check_names(h, rooms, nrooms);
+    int rc = check_names(h, rooms, nrooms, NULL);
     if (rc)
         return rc;
     struct room **arr = NULL;
@@ -1032,7 +1063,7 @@ int rt_history_session_set_rooms(rt_history_t *h, const char *pid, const char *c
     if (!s)
         rc = EDDY_ENOTFOUND;
     else
-        rc = rooms_resolve(h, rooms, nrooms, arr, &k);
+        rc = rooms_resolve(h, rooms, nrooms, NULL, arr, &k);
     if (rc) {
         pthread_mutex_unlock(&h->mu);
         free(arr);
@@ -1179,11 +1210,13 @@ int rt_history_recover(rt_history_t *h, const char *pid, const rt_position_t *of
         q[i].hash = s->rooms[i]->hash;
         q[i].room = s->rooms[i];
     }
-    int rc;
-    if (offset && offset->epoch != h->epoch)
-        rc = RT_HISTORY_GAP;
-    else
-        rc = since_locked(h, offset ? offset->seq : s->seq_at_connect, q, s->nrooms, cb, ud, NULL);
+    /* Whatever happened before this record's connect is not this session's to recover. */
+    uint64_t after = s->seq_at_connect;
+    if (offset && offset->seq > after)
+        after = offset->seq;
+    int rc = offset && offset->epoch != h->epoch
+                 ? RT_HISTORY_GAP
+                 : since_locked(h, after, q, s->nrooms, cb, ud, NULL);
     copy->recovered_seq = h->seq;
     sess_destroy(h, s);
     pthread_mutex_unlock(&h->mu);

@@ -125,7 +125,8 @@ int64_t rt_history_append(rt_history_t *h, const char *const *rooms, size_t nroo
 
 /*
  * Called once per delivered entry, in seq order: seq, the payload as appended (valid
- * during the call only), and ud. Runs with the store's mutex held (see above).
+ * during the call only), and ud. Runs with the store's mutex held (see above). The
+ * queries accept a NULL callback: they then only count.
  */
 typedef void (*rt_history_entry_cb)(uint64_t seq, const void *payload, size_t len, void *ud);
 
@@ -215,9 +216,14 @@ void rt_history_session_free(rt_history_session_t *s);
 
 /*
  * Recovery of a reconnecting client: takes the record of pid (single use: it is removed
- * whatever the answer) and runs rt_history_since over its rooms from *offset, or from its
- * seq at connect when offset is NULL (the client received nothing), atomically (nothing
- * is appended or evicted in between).
+ * whatever the answer) and runs rt_history_since over its rooms, atomically (nothing is
+ * appended or evicted in between), from the later of its seq at connect and *offset:
+ * the record's stream starts at its connect, so an older offset of this epoch means the
+ * client received nothing on this session (socket.io #5538), as does offset NULL (the
+ * client sent none). An offset of another epoch, or ahead of the store, is a gap: it may
+ * be a string argument the client took for an offset, and replaying from the connect
+ * could then duplicate. Likewise the caller answers an offset that does not parse as
+ * not recovered rather than passing NULL.
  * Returns 0 (recovered: cb was called for each missed entry and *out gets the record),
  * RT_HISTORY_GAP (unknown, malformed or expired pid, or not recovered as rt_history_since
  * says: cb never called, *out NULL), EDDY_ENOMEM (the record is kept, *out NULL).

@@ -182,6 +182,14 @@ static void test_order_and_dedupe(void)
     CHECK_EQ_INT(g.seq[0], 5);
     CHECK_EQ_INT(since(h, 6, ROOMS("a"), 1, &g), 0);
     CHECK_EQ_INT(g.n, 0);
+    size_t counted = 0;
+    CHECK_EQ_INT(rt_history_since(h, rt_history_position(h), ROOMS("a"), 1, NULL, NULL, &counted),
+                 0);
+    rt_position_t from = rt_history_position(h);
+    from.seq = 0;
+    CHECK_EQ_INT(rt_history_since(h, from, ROOMS("a", "b"), 2, NULL, NULL, &counted), 0);
+    CHECK_EQ_INT(counted, 5);
+    CHECK_EQ_INT(rt_history_recent(h, "b", 2, NULL, NULL, NULL), 2);
     /* A room the store never saw still gets the namespace ring. */
     CHECK_EQ_INT(since(h, 0, ROOMS("nowhere"), 1, &g), 0);
     CHECK_EQ_INT(g.n, 1);
@@ -536,6 +544,43 @@ out:
     rt_history_free(h);
 }
 
+/* The offset counts from the record's seq at connect on: an older one means nothing
+ * received on this session; one of another epoch may be a user string the client took
+ * for an offset, so it is a gap rather than a replay from the connect. */
+static void test_session_offset_anchor(void)
+{
+    rt_history_t *h = new_history((rt_history_config_t){.ring_max_count = 3});
+    if (!h)
+        return;
+    for (int i = 0; i < 5; i++)
+        put(h, ROOMS("s1"), 1, NULL, 0, "earlier"); /* s1's ring evicted 1 and 2 */
+    char p1[RT_HISTORY_PID_SIZE], p2[RT_HISTORY_PID_SIZE], p3[RT_HISTORY_PID_SIZE];
+    if (!open_session(h, "s1", ROOMS("s1"), 1, p1) || !open_session(h, "s1", ROOMS("s1"), 1, p2) ||
+        !open_session(h, "s1", ROOMS("s1"), 1, p3))
+        goto out;
+    put(h, ROOMS("s1"), 1, NULL, 0, "mine");
+    rt_position_t old = rt_history_position(h), foreign = old, ahead = old;
+    old.seq = 1;
+    foreign.epoch ^= 1;
+    foreign.seq = 1;
+    ahead.seq = 7;
+    struct got g = {0};
+    rt_history_session_t *s = NULL;
+    CHECK_EQ_INT(rt_history_recover(h, p1, &old, collect, &g, &s), 0);
+    CHECK_EQ_INT(g.n, 1);
+    CHECK_STR(g.payload[0], "mine");
+    rt_history_session_free(s);
+    g.n = 0;
+    CHECK_EQ_INT(rt_history_recover(h, p2, &foreign, collect, &g, &s), RT_HISTORY_GAP);
+    CHECK_EQ_INT(g.n, 0);
+    CHECK(s == NULL);
+    g.n = 0;
+    CHECK_EQ_INT(rt_history_recover(h, p3, &ahead, collect, &g, &s), RT_HISTORY_GAP);
+    CHECK_EQ_INT(g.n, 0);
+out:
+    rt_history_free(h);
+}
+
 /* Disconnected records live session_ttl_ms; live ones do not expire. */
 static void test_session_expiry(void)
 {
@@ -747,6 +792,58 @@ static void test_out_of_memory(void)
     rt_history_free(h);
 }
 
+/* Thousands of rooms and hundreds of records (the tables grow), and queries over more
+ * rooms than the stack cursors hold. */
+static void test_many_rooms(void)
+{
+    rt_history_t *h = new_history((rt_history_config_t){0});
+    if (!h)
+        return;
+    static char names[3000][16];
+    static const char *list[3000];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(names[i], sizeof(names[i]), "room-%d", i);
+        list[i] = names[i];
+        put(h, &list[i], 1, NULL, 0, names[i]);
+    }
+    static char pids[300][RT_HISTORY_PID_SIZE];
+    for (int i = 0; i < 300; i++)
+        if (!open_session(h, names[i], &list[i * 10], 10, pids[i]))
+            break;
+    rt_history_stats_t st;
+    rt_history_stats(h, &st);
+    CHECK_EQ_INT(st.rooms, 3000);
+    CHECK_EQ_INT(st.sessions, 300);
+    for (int i = 0; i < 3000; i += 7)
+        put(h, &list[i], 1, NULL, 0, "again");
+    struct got g;
+    /* 100 rooms, every 30th: 100 first messages, and again those with an index % 7 == 0. */
+    static const char *some[100];
+    for (int i = 0; i < 100; i++)
+        some[i] = names[i * 30];
+    CHECK_EQ_INT(since(h, 0, some, 100, &g), 0);
+    CHECK_EQ_INT(g.n, 100 + 15);
+    CHECK_STR(g.payload[0], "room-0");
+    CHECK_STR(g.payload[99], "room-2970");
+    CHECK_STR(g.payload[100], "again");
+    for (size_t i = 1; i < g.n; i++)
+        CHECK(g.seq[i] > g.seq[i - 1]);
+    /* A record with 40 rooms recovers through the allocated cursors. */
+    char pid[RT_HISTORY_PID_SIZE];
+    if (open_session(h, "wide", &list[1000], 40, pid)) {
+        put(h, &list[1039], 1, NULL, 0, "late");
+        rt_history_session_t *s = NULL;
+        g.n = 0;
+        CHECK_EQ_INT(rt_history_recover(h, pid, NULL, collect, &g, &s), 0);
+        CHECK_EQ_INT(g.n, 1);
+        CHECK(s && s->nrooms == 40);
+        rt_history_session_free(s);
+    }
+    for (int i = 0; i < 300; i++)
+        CHECK_EQ_INT(rt_history_session_remove(h, pids[i]), 0);
+    rt_history_free(h);
+}
+
 /* Appenders on several threads while another queries: every answer is in strictly
  * increasing seq order, and at the end every entry is found exactly once. */
 #define THREADS    3
@@ -825,6 +922,47 @@ static void test_threads(void)
     rt_history_free(h);
 }
 
+/* The same race with small rings, so rings evict under the queries: an answer is either
+ * not recovered with nothing delivered, or complete and in order. */
+static void test_threads_evicting(void)
+{
+    rt_history_t *h = new_history((rt_history_config_t){.ring_max_count = 50});
+    if (!h)
+        return;
+    pthread_t t[THREADS];
+    struct race r[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        r[i] = (struct race){h, i, 0};
+        pthread_create(&t[i], NULL, appender, &r[i]);
+    }
+    int bad = 0;
+    for (int q = 0;; q++) {
+        rt_position_t pos = rt_history_position(h);
+        bool done = pos.seq >= (uint64_t)THREADS * PER_THREAD;
+        pos.seq = q % 2 ? pos.seq / 2 : pos.seq - pos.seq % 20;
+        struct order o = {.last = pos.seq};
+        int rc = rt_history_since(h, pos, ROOMS("r0", "shared", "r2"), 3, check_order, &o, NULL);
+        bad += (rc != 0 && rc != RT_HISTORY_GAP) || (rc == RT_HISTORY_GAP && o.n) || o.bad;
+        if (done)
+            break;
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(t[i], NULL);
+        bad += r[i].bad;
+    }
+    CHECK_EQ_INT(bad, 0);
+    rt_position_t pos = rt_history_position(h);
+    pos.seq -= 10;
+    struct order o = {.last = pos.seq};
+    CHECK_EQ_INT(
+        rt_history_since(h, pos, ROOMS("r0", "r1", "r2", "shared"), 4, check_order, &o, NULL), 0);
+    CHECK_EQ_INT(o.n, 10);
+    CHECK_EQ_INT(o.bad, 0);
+    pos.seq = 0;
+    CHECK_EQ_INT(rt_history_since(h, pos, ROOMS("r1"), 1, check_order, &o, NULL), RT_HISTORY_GAP);
+    rt_history_free(h);
+}
+
 int main(void)
 {
     test_offsets();
@@ -839,11 +977,14 @@ int main(void)
     test_epoch_mismatch();
     test_session_without_offset();
     test_session_single_use();
+    test_session_offset_anchor();
     test_session_expiry();
     test_session_limits();
     test_session_live_rooms();
     test_recent();
+    test_many_rooms();
     test_out_of_memory();
     test_threads();
+    test_threads_evicting();
     return test_report("test_rt_history");
 }
