@@ -89,8 +89,13 @@ typedef struct eddy_rt_options {
     size_t max_attachments;      /* [parser maxAttachments] 10: more binary attachments in
                                   * one packet close the connection */
     /* Connection state recovery ["connectionStateRecovery.maxDisconnectionDuration"]:
-     * milliseconds a disconnected socket's state (id, rooms, user id, missed events) is kept
-     * for the client to recover; 0 turns recovery off (the default). */
+     * milliseconds a socket whose transport was lost keeps its state (id, rooms, user id)
+     * and the events sent meanwhile, for its client to recover; 0 turns recovery off (the
+     * default). With it on, every event emitted without ack and not volatile is stored
+     * per namespace (rooms' histories bounded by count, bytes and this age) and carries its
+     * offset as last argument, as in Socket.IO; the CONNECT reply carries a pid. A
+     * reconnecting client gets exactly the events it missed, in order, or is connected
+     * afresh (recovered false): never a partial replay. */
     uint32_t recovery_max_disconnection_ms;
 } eddy_rt_options_t;
 
@@ -351,6 +356,10 @@ eddy_rt_nsp_t *eddy_rt_socket_nsp(const eddy_rt_socket_t *s);
 int eddy_rt_socket_protocol(const eddy_rt_socket_t *s);
 /* True while the socket is connected. */
 bool eddy_rt_socket_connected(const eddy_rt_socket_t *s);
+/* True if the socket was restored by connection state recovery (socket.recovered): it has
+ * its earlier id, user id and rooms back, and got the events it missed before its CONNECT
+ * reply; the connect hook did not run for it (Socket.IO's skipMiddlewares). */
+bool eddy_rt_socket_recovered(const eddy_rt_socket_t *s);
 
 /*
  * The handshake, as the client sent it when its session opened: a query parameter

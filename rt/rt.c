@@ -41,9 +41,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "eddy_rt.h"
 #include "eio.h"
+#include "rt_history.h"
 #include "rt_json.h"
 #include "sio_packet.h"
 
@@ -166,6 +168,8 @@ struct eddy_rt_nsp {
     eddy_rt_socket_t *sockets; /* connected sockets (table lock) */
     size_t count;
     size_t npolling;
+    rt_history_t *hist; /* connection state recovery (NULL: off) */
+    uint64_t epoch;
     size_t name_len;
     char name[];
 };
@@ -224,11 +228,25 @@ struct eddy_rt_socket {
     eddy_rt_socket_t *user_prev, *user_next;
     void *data;
     uint64_t mark;
+    bool recovered;
+    char pid[RT_HISTORY_PID_SIZE];  /* its session record in the store, with recovery on */
+    char cpid[RT_HISTORY_PID_SIZE]; /* the pid its client knows (see rt_alias_t) */
     /* During the connect and connection callbacks only. */
     const char *auth;
     size_t auth_len;
     char *refusal;
 };
+
+/* socket.io-client counts a reconnection as recovered only if the CONNECT reply carries the
+ * pid it sent, while the store hands out a fresh pid with each record: a recovered socket
+ * keeps telling its client the first pid, and this alias leads from it to the current
+ * record. It lives while the socket is connected, then as long as a record would. */
+typedef struct rt_alias {
+    rt_hnode_t node;
+    uint64_t expires_ms; /* 0 while the socket is connected */
+    char cpid[RT_HISTORY_PID_SIZE];
+    char pid[RT_HISTORY_PID_SIZE];
+} rt_alias_t;
 
 /* A pending acknowledgement: one socket, or a broadcast's recipients. */
 typedef struct rt_ack_answer {
@@ -270,8 +288,9 @@ struct eddy_rt {
     pthread_mutex_t ack_lock;
     rt_hmap_t acks;
     atomic_uint_fast64_t next_ack;
-    unsigned index; /* in rt_registry */
-    bool freeing;   /* eddy_rt_free(): the server is gone, sessions close without it */
+    unsigned index;    /* in rt_registry */
+    rt_hmap_t aliases; /* rt_alias_t by client pid (table lock) */
+    bool freeing;      /* eddy_rt_free(): the server is gone, sessions close without it */
 };
 
 static _Thread_local rt_client_t *tls_current;
@@ -295,7 +314,7 @@ typedef struct rt_scratch {
     size_t cap;
 } rt_scratch_t;
 
-static _Thread_local rt_scratch_t tls_out, tls_topics, tls_bin3;
+static _Thread_local rt_scratch_t tls_out, tls_topics, tls_bin3, tls_store, tls_off;
 
 static char *scratch(rt_scratch_t *s, size_t need)
 {
@@ -725,6 +744,20 @@ static void opening_remove(rt_client_t *c)
 
 static void on_eio_close(eio_session_t *es, const char *reason, void *ud);
 static void connect_timer_stop(rt_client_t *c);
+static void alias_sweep(eddy_rt_t *rt);
+
+static void history_sweep(eddy_server_t *srv, uint64_t timer_id, void *arg)
+{
+    eddy_rt_t *rt = arg;
+    pthread_mutex_lock(&rt->lock);
+    eddy_rt_nsp_t *first = rt->nsps; /* the list only grows at its head */
+    pthread_mutex_unlock(&rt->lock);
+    for (eddy_rt_nsp_t *nsp = first; nsp != NULL; nsp = nsp->next)
+        rt_history_sweep(nsp->hist);
+    pthread_mutex_lock(&rt->lock);
+    alias_sweep(rt);
+    pthread_mutex_unlock(&rt->lock);
+}
 
 eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
 {
@@ -785,6 +818,13 @@ eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
         eddy_rt_free(rt);
         return NULL;
     }
+    /* Expired session records and aged entries go every few seconds (queries also evict
+     * what has aged). */
+    if (opts->recovery_max_disconnection_ms > 0 &&
+        eddy_timer_tick(srv, 5000, history_sweep, rt) == 0) {
+        eddy_rt_free(rt);
+        return NULL;
+    }
     return rt;
 }
 
@@ -802,6 +842,7 @@ void eddy_rt_free(eddy_rt_t *rt)
         for (size_t i = 0; i < nsp->nhandlers; i++)
             free(nsp->handlers[i].name);
         free(nsp->handlers);
+        rt_history_free(nsp->hist);
         free(nsp);
     }
     /* Sessions closed with the server: rooms, users and sockets are gone; what is left is
@@ -819,6 +860,13 @@ void eddy_rt_free(eddy_rt_t *rt)
         }
     }
     free(rt->acks.slots);
+    for (size_t i = 0; i < rt->aliases.nslots; i++) {
+        for (rt_hnode_t *it = rt->aliases.slots[i], *next; it != NULL; it = next) {
+            next = it->next;
+            free(CONTAINER(it, rt_alias_t, node));
+        }
+    }
+    free(rt->aliases.slots);
     free(rt->rooms.slots);
     free(rt->users.slots);
     free(rt->sockets.slots);
@@ -955,6 +1003,16 @@ eddy_rt_nsp_t *eddy_rt_of(eddy_rt_t *rt, const char *name)
     pthread_mutex_lock(&rt->lock);
     eddy_rt_nsp_t *nsp = nsp_find(rt, name, len);
     if (nsp == NULL && (nsp = calloc(1, sizeof(*nsp) + len + 1)) != NULL) {
+        uint32_t keep = rt->opt.recovery_max_disconnection_ms;
+        if (keep > 0) {
+            rt_history_config_t cfg = {.ring_max_age_ms = keep, .session_ttl_ms = keep};
+            if ((nsp->hist = rt_history_new(&cfg)) == NULL) {
+                free(nsp);
+                pthread_mutex_unlock(&rt->lock);
+                return NULL;
+            }
+            nsp->epoch = rt_history_position(nsp->hist).epoch;
+        }
         nsp->rt = rt;
         nsp->name_len = len;
         memcpy(nsp->name, name, len);
@@ -1076,16 +1134,231 @@ static ssize_t encode_packet(const eddy_rt_nsp_t *nsp, const eddy_rt_msg_t *msg,
     return (ssize_t)need;
 }
 
-static int send_encoded(eddy_rt_socket_t *s, size_t len, const eddy_rt_msg_t *msg)
+static int send_text(eddy_rt_socket_t *s, const char *text, size_t len, const eddy_rt_msg_t *msg)
 {
     eio_part_t parts[1 + 64];
     if (msg->nbin + 1 > sizeof(parts) / sizeof(parts[0]))
         return EDDY_EINVAL;
-    parts[0] = (eio_part_t){tls_out.p, len, false};
+    parts[0] = (eio_part_t){text, len, false};
     for (size_t i = 0; i < msg->nbin; i++)
         parts[1 + i] = (eio_part_t){msg->bin[i].data, msg->bin[i].len, true};
     int flags = (msg->flags & EDDY_RT_VOLATILE) ? EIO_SEND_VOLATILE : 0;
     return client_send(s->client, parts, 1 + msg->nbin, flags);
+}
+
+static int send_encoded(eddy_rt_socket_t *s, size_t len, const eddy_rt_msg_t *msg)
+{
+    return send_text(s, tls_out.p, len, msg);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Connection state recovery: stored events carry their offset as last argument
+ * ------------------------------------------------------------------------------------- */
+
+/* The packet text[0..len) (an EVENT, ending in ']') with ,"<offset of seq>" before its
+ * closing bracket, into the thread's offset buffer. Returns its length or EDDY_ENOMEM. */
+static ssize_t with_offset(const eddy_rt_nsp_t *nsp, uint64_t seq, const char *text, size_t len)
+{
+    char off[RT_OFFSET_SIZE];
+    size_t n = rt_offset_encode((rt_position_t){nsp->epoch, seq}, off);
+    char *out = scratch(&tls_off, len + n + 3);
+    if (out == NULL || len == 0)
+        return EDDY_ENOMEM;
+    memcpy(out, text, len - 1);
+    size_t at = len - 1;
+    out[at++] = ',';
+    out[at++] = '"';
+    memcpy(out + at, off, n);
+    at += n;
+    out[at++] = '"';
+    out[at++] = ']';
+    return (ssize_t)at;
+}
+
+/* Stores the encoded packet (tls_out, len) and msg's attachments for rooms (none: the
+ * whole namespace) minus except. Returns the seq (> 0) or a negative error (the store
+ * then marks the seq lost: recoveries across it answer "not recovered"). The stored form
+ * is [u32 text length][text][u32 count]([u32 length][bytes])*. */
+static int64_t record(eddy_rt_nsp_t *nsp, const char *const *rooms, size_t nrooms,
+                      const char *const *except, size_t nexcept, size_t len,
+                      const eddy_rt_msg_t *msg)
+{
+    size_t total = 8 + len;
+    for (size_t i = 0; i < msg->nbin; i++)
+        total += 4 + msg->bin[i].len;
+    char *p = scratch(&tls_store, total);
+    if (p == NULL)
+        return EDDY_ENOMEM;
+    uint32_t n32 = (uint32_t)len;
+    memcpy(p, &n32, 4);
+    memcpy(p + 4, tls_out.p, len);
+    size_t at = 4 + len;
+    n32 = (uint32_t)msg->nbin;
+    memcpy(p + at, &n32, 4);
+    at += 4;
+    for (size_t i = 0; i < msg->nbin; i++) {
+        n32 = (uint32_t)msg->bin[i].len;
+        memcpy(p + at, &n32, 4);
+        memcpy(p + at + 4, msg->bin[i].data, msg->bin[i].len);
+        at += 4 + msg->bin[i].len;
+    }
+    return rt_history_append(nsp->hist, rooms, nrooms, except, nexcept, p, total);
+}
+
+static bool recording(const eddy_rt_nsp_t *nsp, const eddy_rt_msg_t *msg, int64_t id)
+{
+    return nsp->hist != NULL && id < 0 && !(msg->flags & EDDY_RT_VOLATILE);
+}
+
+/* The pseudo-room a user's messages are stored under ("\x1e" and the user id: no
+ * Socket.IO room starts with that byte in practice). Into buf; returns buf or NULL. */
+static const char *user_room(const char *user, char *buf, size_t cap)
+{
+    if (strlen(user) + 2 > cap)
+        return NULL;
+    buf[0] = '\x1e';
+    strcpy(buf + 1, user);
+    return buf;
+}
+
+/* Replaces the record of s with its current rooms (own room, joined rooms, user). Table
+ * lock held. */
+static void record_rooms(eddy_rt_socket_t *s)
+{
+    if (s->nsp->hist == NULL || s->pid[0] == '\0')
+        return;
+    const char *stack[32];
+    size_t n = 1;
+    for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
+        n++;
+    char ubuf[1024];
+    const char *uroom = s->user != NULL ? user_room(s->user->id, ubuf, sizeof(ubuf)) : NULL;
+    n += uroom != NULL;
+    const char **rooms = n <= 32 ? stack : malloc(n * sizeof(*rooms));
+    if (rooms == NULL)
+        return;
+    size_t k = 0;
+    rooms[k++] = s->id;
+    for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
+        rooms[k++] = m->room->name;
+    if (uroom != NULL)
+        rooms[k++] = uroom;
+    rt_history_session_set_rooms(s->nsp->hist, s->pid, rooms, k);
+    if (rooms != stack)
+        free(rooms);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static rt_alias_t *alias_find(eddy_rt_t *rt, const char *cpid)
+{
+    uint64_t h = key_hash(NULL, cpid, strlen(cpid));
+    for (rt_hnode_t *it = hmap_first(&rt->aliases, h); it != NULL; it = it->next) {
+        rt_alias_t *a = CONTAINER(it, rt_alias_t, node);
+        if (it->hash == h && strcmp(a->cpid, cpid) == 0)
+            return a;
+    }
+    return NULL;
+}
+
+static void alias_drop(eddy_rt_t *rt, const char *cpid)
+{
+    rt_alias_t *a = alias_find(rt, cpid);
+    if (a != NULL) {
+        hmap_remove(&rt->aliases, &a->node);
+        free(a);
+    }
+}
+
+/* Points cpid at the record pid (table lock held). On out-of-memory the next recovery of
+ * this client finds no record: it is then connected afresh, never partially. */
+static void alias_set(eddy_rt_t *rt, const char *cpid, const char *pid)
+{
+    rt_alias_t *a = alias_find(rt, cpid);
+    if (a == NULL && (a = calloc(1, sizeof(*a))) != NULL) {
+        strcpy(a->cpid, cpid);
+        a->node.hash = key_hash(NULL, cpid, strlen(cpid));
+        if (hmap_insert(&rt->aliases, &a->node) != 0) {
+            free(a);
+            a = NULL;
+        }
+    }
+    if (a != NULL) {
+        strcpy(a->pid, pid);
+        a->expires_ms = 0;
+    }
+}
+
+/* Forgets aliases whose record has expired (table lock held). */
+static void alias_sweep(eddy_rt_t *rt)
+{
+    uint64_t now = mono_ms();
+    for (size_t i = 0; i < rt->aliases.nslots; i++) {
+        for (rt_hnode_t *it = rt->aliases.slots[i], *next; it != NULL; it = next) {
+            next = it->next;
+            rt_alias_t *a = CONTAINER(it, rt_alias_t, node);
+            if (a->expires_ms != 0 && a->expires_ms <= now) {
+                hmap_remove(&rt->aliases, &a->node);
+                free(a);
+            }
+        }
+    }
+}
+
+/* A missed packet, copied out of the store for the replay. */
+typedef struct rt_missed {
+    struct rt_missed *next;
+    uint64_t seq;
+    size_t len;
+    char payload[];
+} rt_missed_t;
+
+typedef struct rt_replay {
+    rt_missed_t *head, **tail;
+    bool failed;
+} rt_replay_t;
+
+static void replay_copy(uint64_t seq, const void *payload, size_t len, void *ud)
+{
+    rt_replay_t *r = ud;
+    rt_missed_t *m = malloc(sizeof(*m) + len);
+    if (m == NULL) {
+        r->failed = true;
+        return;
+    }
+    m->next = NULL;
+    m->seq = seq;
+    m->len = len;
+    memcpy(m->payload, payload, len);
+    *r->tail = m;
+    r->tail = &m->next;
+}
+
+/* Sends one stored packet to s with its offset. */
+static void replay_send(eddy_rt_socket_t *s, const rt_missed_t *m)
+{
+    uint32_t tlen, nbin;
+    memcpy(&tlen, m->payload, 4);
+    const char *text = m->payload + 4;
+    memcpy(&nbin, text + tlen, 4);
+    eddy_rt_bin_t bin[64];
+    size_t at = 4 + tlen + 4;
+    for (uint32_t i = 0; i < nbin && i < 64; i++) {
+        uint32_t blen;
+        memcpy(&blen, m->payload + at, 4);
+        bin[i] = (eddy_rt_bin_t){m->payload + at + 4, blen};
+        at += 4 + blen;
+    }
+    ssize_t len = with_offset(s->nsp, m->seq, text, tlen);
+    if (len < 0)
+        return;
+    eddy_rt_msg_t msg = {.bin = bin, .nbin = nbin < 64 ? nbin : 64};
+    send_text(s, tls_off.p, (size_t)len, &msg);
 }
 
 /* Sends a control packet (CONNECT, CONNECT_ERROR, DISCONNECT) of nsp to client c. */
@@ -1113,6 +1386,15 @@ int eddy_rt_emit(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg)
     ssize_t len = encode_packet(s->nsp, msg, msg->event, -1);
     if (len < 0)
         return (int)len;
+    if (recording(s->nsp, msg, -1)) {
+        /* With recovery on, an emit to a socket is stored for its own room, as Socket.IO
+         * does, so that a client that drops gets it back. */
+        const char *own = s->id;
+        int64_t seq = record(s->nsp, &own, 1, NULL, 0, (size_t)len, msg);
+        ssize_t olen = seq > 0 ? with_offset(s->nsp, (uint64_t)seq, tls_out.p, (size_t)len) : -1;
+        if (olen > 0)
+            return send_text(s, tls_off.p, (size_t)olen, msg);
+    }
     return send_encoded(s, (size_t)len, msg);
 }
 
@@ -1518,8 +1800,9 @@ static int bin3_parts(const eddy_rt_bin_t *bin, size_t nbin, eddy_part_t *parts)
     return 0;
 }
 
-/* Publishes the encoded packet (tls_out, len) to the WebSocket subscribers to selects. */
-static int publish(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg, size_t len)
+/* Publishes the encoded packet text[0..len) to the WebSocket subscribers to selects. */
+static int publish(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg,
+                   const char *text, size_t len)
 {
     size_t nrooms = to ? to->nrooms : 0, nusers = to ? to->nusers : 0;
     size_t nexcept = to ? to->nexcept : 0;
@@ -1574,7 +1857,7 @@ static int publish(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg
     int flags = ((msg->flags & EDDY_RT_VOLATILE) ? EDDY_WS_FLAG_VOLATILE : 0) |
                 ((msg->flags & EDDY_RT_COMPRESS) ? EDDY_WS_FLAG_COMPRESS : 0);
     eddy_part_t parts[1 + 64];
-    parts[0] = (eddy_part_t){tls_out.p, len, EDDY_WS_OPCODE_TEXT};
+    parts[0] = (eddy_part_t){text, len, EDDY_WS_OPCODE_TEXT};
     if (msg->nbin == 0) {
         eddy_publish_spec_t spec = {names, ntop, names + ntop, nexc, except_fd, flags};
         rc = eddy_publish_parts(nsp->rt->srv, &spec, parts, 1);
@@ -1599,35 +1882,77 @@ out:
     return rc;
 }
 
-static int broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg,
-                     int64_t id, rt_targets_t *all)
+/* Stores a broadcast for recovery (table lock held): its rooms and users' pseudo-rooms,
+ * its except rooms and the sender's own room. Returns the seq or a negative error. */
+static int64_t record_broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, size_t len,
+                                const eddy_rt_msg_t *msg)
+{
+    size_t nrooms = to ? to->nrooms + to->nusers : 0, nexcept = to ? to->nexcept + 1 : 0;
+    const char **rooms = nrooms ? calloc(nrooms, sizeof(*rooms)) : NULL;
+    const char **except = nexcept ? calloc(nexcept, sizeof(*except)) : NULL;
+    char **owned = to && to->nusers ? calloc(to->nusers, sizeof(*owned)) : NULL;
+    int64_t seq = EDDY_ENOMEM;
+    if ((nrooms && rooms == NULL) || (nexcept && except == NULL) ||
+        (to && to->nusers && owned == NULL))
+        goto out;
+    size_t k = 0, e = 0;
+    for (size_t i = 0; to && i < to->nrooms; i++)
+        rooms[k++] = to->rooms[i];
+    for (size_t i = 0; to && i < to->nusers; i++) {
+        size_t ulen = strlen(to->users[i]);
+        if ((owned[i] = malloc(ulen + 2)) == NULL)
+            goto out;
+        rooms[k++] = user_room(to->users[i], owned[i], ulen + 2);
+    }
+    for (size_t i = 0; to && i < to->nexcept; i++)
+        except[e++] = to->except[i];
+    if (to && to->except_socket != NULL)
+        except[e++] = to->except_socket->id;
+    seq = record(nsp, rooms, k, except, e, len, msg);
+out:
+    for (size_t i = 0; owned != NULL && i < to->nusers; i++)
+        free(owned[i]);
+    free(owned);
+    free(rooms);
+    free(except);
+    return seq;
+}
+
+static int broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg)
 {
     if (nsp == NULL || msg == NULL || msg->event == NULL || msg->nbin > 64)
         return EDDY_EINVAL;
-    ssize_t len = encode_packet(nsp, msg, msg->event, id);
+    ssize_t len = encode_packet(nsp, msg, msg->event, -1);
     if (len < 0)
         return (int)len;
     eddy_rt_t *rt = nsp->rt;
     rt_targets_t direct = {0};
+    const char *text = tls_out.p;
+    /* Stored and published under the table lock: a recovering socket (which restores and
+     * subscribes under it too) finds each broadcast either in the store or live, never
+     * in neither nor in both. */
     pthread_mutex_lock(&rt->lock);
-    int rc = all != NULL ? collect(nsp, to, false, all) : 0;
-    /* With an ack every recipient gets the packet directly: the ack table needs to know
-     * who was reached. */
-    if (rc == 0 && all == NULL)
-        rc = publish(nsp, to, msg, (size_t)len);
-    if (rc == 0 && all == NULL)
+    if (recording(nsp, msg, -1)) {
+        int64_t seq = record_broadcast(nsp, to, (size_t)len, msg);
+        ssize_t olen = seq > 0 ? with_offset(nsp, (uint64_t)seq, text, (size_t)len) : -1;
+        if (olen > 0) {
+            text = tls_off.p;
+            len = olen;
+        }
+    }
+    int rc = publish(nsp, to, msg, text, (size_t)len);
+    if (rc == 0)
         rc = collect(nsp, to, true, &direct);
     pthread_mutex_unlock(&rt->lock);
-    rt_targets_t *sends = all != NULL ? all : &direct;
-    for (size_t i = 0; rc == 0 && i < sends->n; i++)
-        send_encoded(sends->list[i], (size_t)len, msg);
+    for (size_t i = 0; rc == 0 && i < direct.n; i++)
+        send_text(direct.list[i], text, (size_t)len, msg);
     targets_release(&direct);
     return rc;
 }
 
 int eddy_rt_broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg)
 {
-    return broadcast(nsp, to, msg, -1, NULL);
+    return broadcast(nsp, to, msg);
 }
 
 int eddy_rt_broadcast_ack(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg,
@@ -1704,6 +2029,11 @@ bool eddy_rt_socket_connected(const eddy_rt_socket_t *s)
     return atomic_load(&s->connected);
 }
 
+bool eddy_rt_socket_recovered(const eddy_rt_socket_t *s)
+{
+    return s->recovered;
+}
+
 static const char *hs_lookup(const rt_handshake_t *hs, size_t skip, size_t n, const char *name,
                              bool nocase)
 {
@@ -1754,6 +2084,7 @@ int eddy_rt_socket_set_user(eddy_rt_socket_t *s, const char *user_id)
         user_unlink(s);
         if (user_id != NULL)
             rc = user_link(s, user_id);
+        record_rooms(s);
     }
     pthread_mutex_unlock(&rt->lock);
     return rc;
@@ -1805,6 +2136,8 @@ int eddy_rt_join(eddy_rt_socket_t *s, const char *room)
     int rc = !atomic_load(&s->connected) ? EDDY_ECLOSED
              : strcmp(room, s->id) == 0  ? 0
                                          : room_add(s, room, len);
+    if (rc == 1)
+        record_rooms(s);
     pthread_mutex_unlock(&rt->lock);
     if (rc == 1 && s->nsp->h.presence != NULL)
         s->nsp->h.presence(s, room, true, s->nsp->h.user_data);
@@ -1819,6 +2152,8 @@ int eddy_rt_leave(eddy_rt_socket_t *s, const char *room)
     pthread_mutex_lock(&rt->lock);
     bool left = atomic_load(&s->connected) && room_del(s, room, strlen(room));
     bool closed = !atomic_load(&s->connected);
+    if (left)
+        record_rooms(s);
     pthread_mutex_unlock(&rt->lock);
     if (left && s->nsp->h.presence != NULL)
         s->nsp->h.presence(s, room, false, s->nsp->h.user_data);
@@ -1918,6 +2253,23 @@ static void socket_close(eddy_rt_socket_t *s, const char *reason)
     if (!s->ws)
         nsp->npolling--;
     hmap_remove(&rt->sockets, &s->id_node);
+    if (nsp->hist != NULL && s->pid[0] != '\0') {
+        /* Only a lost transport may be recovered; a namespace disconnect is final. */
+        static const char *const lost[] = {"transport error", "transport close", "forced close",
+                                           "ping timeout", "server shutting down"};
+        bool keep = false;
+        for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++)
+            keep |= strcmp(reason, lost[i]) == 0;
+        if (keep)
+            rt_history_session_disconnect(nsp->hist, s->pid);
+        else
+            rt_history_session_remove(nsp->hist, s->pid);
+        rt_alias_t *alias = strcmp(s->cpid, s->pid) != 0 ? alias_find(rt, s->cpid) : NULL;
+        if (alias != NULL && keep)
+            alias->expires_ms = mono_ms() + rt->opt.recovery_max_disconnection_ms;
+        else if (alias != NULL)
+            alias_drop(rt, s->cpid);
+    }
     pthread_mutex_unlock(&rt->lock);
     for (size_t i = 0; i < k; i++) {
         if (names[i] != NULL)
@@ -2034,6 +2386,127 @@ static char *query_to_json(const char *q, size_t len, size_t *out_len)
     return out;
 }
 
+/* Enters s in the tables (table lock held): by id, in its namespace, as a subscriber of
+ * its topics when on WebSocket. Returns 0 or EDDY_ENOMEM. */
+static int socket_register(eddy_rt_socket_t *s)
+{
+    eddy_rt_nsp_t *nsp = s->nsp;
+    s->ws = atomic_load(&s->client->ws);
+    s->id_node.hash = key_hash(NULL, s->id, strlen(s->id));
+    int rc = hmap_insert(&nsp->rt->sockets, &s->id_node);
+    if (rc != 0)
+        return rc;
+    atomic_store(&s->connected, true);
+    s->nsp_next = nsp->sockets;
+    if (nsp->sockets != NULL)
+        nsp->sockets->nsp_prev = s;
+    nsp->sockets = s;
+    nsp->count++;
+    if (!s->ws)
+        nsp->npolling++;
+    else
+        socket_topics(s, true);
+    return 0;
+}
+
+/* The CONNECT reply: {"sid"} (and "pid" with recovery on); an Engine.IO 3 client gets a
+ * bare 40. */
+static void send_connected(eddy_rt_socket_t *s)
+{
+    eddy_rt_nsp_t *nsp = s->nsp;
+    if (s->client->protocol == 3) {
+        send_control(s->client, nsp->name, nsp->name_len, SIO_CONNECT, NULL, 0);
+        return;
+    }
+    char reply[80];
+    int n = s->pid[0] != '\0'
+                ? snprintf(reply, sizeof(reply), "{\"sid\":\"%s\",\"pid\":\"%s\"}", s->id, s->cpid)
+                : snprintf(reply, sizeof(reply), "{\"sid\":\"%s\"}", s->id);
+    send_control(s->client, nsp->name, nsp->name_len, SIO_CONNECT, reply, (size_t)n);
+}
+
+/*
+ * Connection state recovery (Socket.IO's, with skipMiddlewares): the CONNECT auth carries
+ * the pid of an earlier session and the offset of the last event the client got. If the
+ * store recovers it, s takes the old id, user and rooms, gets the missed events (with their
+ * offsets) and then the CONNECT reply, all under the table lock, so that no broadcast falls
+ * between what the store replays and what the subscriptions deliver. The connect hook is
+ * skipped. The record is replaced by a fresh one (a new pid). Returns true if recovered.
+ */
+static bool client_recover(eddy_rt_socket_t *s)
+{
+    eddy_rt_nsp_t *nsp = s->nsp;
+    eddy_rt_t *rt = nsp->rt;
+    rt_json_value_t obj, v;
+    char pid[RT_HISTORY_PID_SIZE], off[RT_OFFSET_SIZE];
+    rt_position_t pos;
+    const rt_position_t *posp = NULL;
+    if (s->client->protocol == 3 || rt_json_parse(s->auth, s->auth_len, &obj) != 0 ||
+        rt_json_find(&obj, "pid", 3, &v) != 0 || v.type != RT_JSON_STRING)
+        return false;
+    long n = rt_json_unescape(&v, pid, sizeof(pid) - 1);
+    if (n != RT_HISTORY_PID_LEN)
+        return false;
+    pid[n] = '\0';
+    if (rt_json_find(&obj, "offset", 6, &v) == 0) {
+        long m = v.type == RT_JSON_STRING ? rt_json_unescape(&v, off, sizeof(off) - 1) : -1;
+        if (m < 0 || rt_offset_parse(off, (size_t)m, &pos) != 0) {
+            pthread_mutex_lock(&rt->lock);
+            rt_alias_t *alias = alias_find(rt, pid);
+            /* Single use, as a failed recovery. */
+            rt_history_session_remove(nsp->hist, alias != NULL ? alias->pid : pid);
+            alias_drop(rt, pid);
+            pthread_mutex_unlock(&rt->lock);
+            return false;
+        }
+        posp = &pos;
+    }
+    rt_replay_t replay = {NULL, &replay.head, false};
+    rt_history_session_t *rec = NULL;
+    bool ok = false;
+    pthread_mutex_lock(&rt->lock);
+    rt_alias_t *alias = alias_find(rt, pid);
+    int rc = rt_history_recover(nsp->hist, alias != NULL ? alias->pid : pid, posp, replay_copy,
+                                &replay, &rec);
+    if (rc == 0 && !replay.failed && strlen(rec->sid) < sizeof(s->id) &&
+        socket_by_id(rt, rec->sid, strlen(rec->sid)) == NULL) {
+        strcpy(s->id, rec->sid);
+        ok = socket_register(s) == 0;
+    }
+    if (!ok)
+        alias_drop(rt, pid);
+    if (ok) {
+        for (size_t i = 0; i < rec->nrooms; i++) {
+            const char *room = rec->rooms[i];
+            if (room[0] == '\x1e')
+                user_link(s, room + 1);
+            else if (strcmp(room, s->id) != 0)
+                room_add(s, room, strlen(room));
+        }
+        const char *own = s->id;
+        rt_history_session_info_t info = {.sid = s->id, .rooms = &own, .nrooms = 1};
+        if (rt_history_session_open(nsp->hist, &info, s->pid) == 0) {
+            strcpy(s->cpid, pid);
+            alias_set(rt, pid, s->pid);
+            record_rooms(s);
+        } else {
+            s->pid[0] = '\0';
+            alias_drop(rt, pid);
+        }
+        s->recovered = true;
+        for (rt_missed_t *m = replay.head; m != NULL; m = m->next)
+            replay_send(s, m);
+        send_connected(s);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    for (rt_missed_t *m = replay.head, *next; m != NULL; m = next) {
+        next = m->next;
+        free(m);
+    }
+    rt_history_session_free(rec);
+    return ok;
+}
+
 static void client_connect(rt_client_t *c, const char *name, size_t name_len, const char *auth,
                            size_t auth_len)
 {
@@ -2074,6 +2547,18 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     s->auth = auth;
     s->auth_len = auth_len;
     random_id(s->id, 20);
+    if (nsp->hist != NULL && client_recover(s)) {
+        s->client_next = c->sockets;
+        c->sockets = s;
+        if (!atomic_exchange(&c->joined_once, true))
+            connect_timer_stop(c);
+        if (nsp->h.connection != NULL)
+            nsp->h.connection(s, nsp->h.user_data);
+        s->auth = NULL;
+        s->auth_len = 0;
+        free(v3auth);
+        return;
+    }
     int refused = nsp->h.connect != NULL ? nsp->h.connect(s, nsp->h.user_data) : 0;
     if (refused != 0) {
         const char *msg = s->refusal;
@@ -2099,21 +2584,19 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
         return;
     }
     pthread_mutex_lock(&rt->lock);
-    s->ws = atomic_load(&c->ws);
-    s->id_node.hash = key_hash(NULL, s->id, strlen(s->id));
-    int rc = hmap_insert(&rt->sockets, &s->id_node);
-    if (rc == 0) {
-        atomic_store(&s->connected, true);
-        s->nsp_next = nsp->sockets;
-        if (nsp->sockets != NULL)
-            nsp->sockets->nsp_prev = s;
-        nsp->sockets = s;
-        nsp->count++;
-        if (!s->ws)
-            nsp->npolling++;
-        else
-            socket_topics(s, true);
+    int rc = socket_register(s);
+    if (rc == 0 && nsp->hist != NULL) {
+        const char *own = s->id;
+        rt_history_session_info_t info = {.sid = s->id, .rooms = &own, .nrooms = 1};
+        if (rt_history_session_open(nsp->hist, &info, s->pid) == 0) {
+            strcpy(s->cpid, s->pid);
+            record_rooms(s);
+        } else {
+            s->pid[0] = '\0'; /* served without recovery */
+        }
     }
+    if (rc == 0)
+        send_connected(s);
     pthread_mutex_unlock(&rt->lock);
     if (rc != 0) {
         pthread_mutex_lock(&rt->lock);
@@ -2127,13 +2610,6 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     c->sockets = s;
     if (!atomic_exchange(&c->joined_once, true))
         connect_timer_stop(c);
-    if (c->protocol == 3) {
-        send_control(c, nsp->name, nsp->name_len, SIO_CONNECT, NULL, 0);
-    } else {
-        char reply[40];
-        int n = snprintf(reply, sizeof(reply), "{\"sid\":\"%s\"}", s->id);
-        send_control(c, nsp->name, nsp->name_len, SIO_CONNECT, reply, (size_t)n);
-    }
     if (nsp->h.connection != NULL)
         nsp->h.connection(s, nsp->h.user_data);
     s->auth = NULL;
