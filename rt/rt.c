@@ -316,9 +316,31 @@ typedef struct rt_scratch {
 
 static _Thread_local rt_scratch_t tls_out, tls_topics, tls_bin3, tls_store, tls_off;
 
+/* The buffers of a thread go when it exits (a loop thread at server stop): a key whose
+ * destructor runs on the exiting thread, set on the thread's first allocation. */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_release(void *unused)
+{
+    rt_scratch_t *all[] = {&tls_out, &tls_topics, &tls_bin3, &tls_store, &tls_off};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        free(all[i]->p);
+        *all[i] = (rt_scratch_t){NULL, 0};
+    }
+}
+
+static void scratch_key_init(void)
+{
+    pthread_key_create(&scratch_key, scratch_release);
+}
+
 static char *scratch(rt_scratch_t *s, size_t need)
 {
     if (need > s->cap) {
+        pthread_once(&scratch_once, scratch_key_init);
+        if (pthread_getspecific(scratch_key) == NULL)
+            pthread_setspecific(scratch_key, s);
         size_t cap = s->cap ? s->cap : 256;
         while (cap < need)
             cap *= 2;
@@ -1520,8 +1542,10 @@ static rt_ack_t *ack_new(eddy_rt_nsp_t *nsp, size_t n)
     /* Ids stay below 2^53 (exact in JavaScript) and fit the timer key's 60 bits. */
     a->id = atomic_fetch_add(&nsp->rt->next_ack, 1) & SIO_MAX_ID;
     a->node.hash = fnv(0xcbf29ce484222325ull, &a->id, sizeof(a->id));
-    for (size_t k = 0; k < n; k++)
+    for (size_t k = 0; k < n; k++) {
         a->answers[k].status = -ETIMEDOUT;
+        a->answers[k].order = SIZE_MAX; /* the unanswered sort last */
+    }
     return a;
 }
 
