@@ -10,6 +10,7 @@ const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const H = require('./client4_helpers');
 
+// Without SIO_RECOVERY (a run by hand) the header's --recovery is assumed.
 const RECOVERY = process.env.SIO_RECOVERY !== '0';
 
 function recording(socket, events) {
