@@ -6,7 +6,8 @@
 // Usage: node sio_reference.js [--host H] [--port P] [--ping-interval MS]
 //          [--ping-timeout MS] [--connect-timeout MS] [--recovery MS]
 // --recovery MS turns on connection state recovery with that maxDisconnectionDuration
-// (default off). Prints "listening <port>" once it accepts connections.
+// (default off). Once it accepts connections it logs "listening on <host>:<port>" on stderr,
+// the line eddy's examples log, so one harness pattern starts either server.
 'use strict';
 const http = require('http');
 const { Server } = require('socket.io');
@@ -72,6 +73,7 @@ app(io.of('/'));
 app(io.of('/custom'));
 
 httpServer.listen(opts.port, opts.host, () => {
-  console.log(`listening ${httpServer.address().port}`);
+  const { address, port } = httpServer.address();
+  console.error(`socket.io ${require('socket.io/package.json').version} listening on ${address}:${port}`);
 });
 for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(0));

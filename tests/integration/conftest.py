@@ -9,3 +9,4 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "support"))
 
 from eddyserver import start_server, tls_cert  # noqa: E402,F401  (fixtures)
+from sioserver import start_sio_server  # noqa: E402,F401  (fixture)

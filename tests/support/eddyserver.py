@@ -38,11 +38,15 @@ SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtim
 class Server:
     """A running example server: its port, its stdout lines and its log."""
 
-    def __init__(self, example, args=(), settings=None):
-        path = os.path.join(BUILD, "examples", example)
-        if not os.path.exists(path):
-            path = os.path.join(BUILD, "tests", example)  # test programs (testbed)
-        cmd = [path, "--host", "127.0.0.1", "--port", "0"]
+    def __init__(self, example, args=(), settings=None, program=None):
+        """Starts build/examples/<example> (or build/tests/<example>), or the command line
+        `program` (a list) when given; either gets --host 127.0.0.1 --port 0 and args."""
+        if program is None:
+            path = os.path.join(BUILD, "examples", example)
+            if not os.path.exists(path):
+                path = os.path.join(BUILD, "tests", example)  # test programs (testbed)
+            program = [path]
+        cmd = list(program) + ["--host", "127.0.0.1", "--port", "0"]
         for key, value in (settings or {}).items():
             cmd += ["--set", f"{key}={value}"]
         cmd += list(args)
