@@ -21,7 +21,8 @@
 #include "fuzz.h"
 #include "rt_base64.h"
 
-#define MAX_PACKETS 512
+/* Every packet takes at least one byte of the body, which is at most 1 << 15 bytes. */
+#define MAX_PACKETS (1 << 15)
 
 typedef struct decoded {
     eio_type_t type;

@@ -11,7 +11,8 @@
  * - every string unescapes into at most len - 2 bytes of UTF-8, compares equal to its
  *   unescaped text, and survives rt_json_write_string -> parse -> unescape unchanged;
  * - rt_json_find on each key finds the value of the last member with that key;
- * - rt_json_int succeeds only within +-(2^53-1); placeholders have num < nbuffers.
+ * - rt_json_int succeeds only within +-(2^53-1); placeholders have num < nbuffers;
+ *   rt_json_placeholders returns a count or RT_JSON_ERANGE.
  * An input that does not validate must not validate either with whitespace around it.
  */
 #include <string.h>
@@ -122,6 +123,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(rt_json_scan(s, size, &sv, &end) == 0);
         FUZZ_CHECK(sv.ptr == v.ptr && sv.len == v.len && s + end == v.ptr + v.len);
         walk(&v, 0);
+        int n = rt_json_placeholders(&v, 4, NULL, NULL);
+        FUZZ_CHECK(n >= 0 || n == RT_JSON_ERANGE);
     }
     free(padded);
     return 0;

@@ -20,7 +20,6 @@
  * lookup per message takes no lock).
  */
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -31,6 +30,8 @@
 #include <time.h>
 
 #include "eio_internal.h"
+#include "eio_payload.h"
+#include "rt_base64.h"
 
 /* ---- small helpers ---- */
 
@@ -297,6 +298,7 @@ eio_session_t *eio__session_new(eio_server_t *es, int protocol, int transport)
     s->transport = transport;
     s->state = ST_OPENING;
     atomic_init(&s->refs, 2);
+    atomic_init(&s->tasks, 0);
     atomic_init(&s->ws_fd, 0);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->cb_lock, NULL);
@@ -576,13 +578,55 @@ void eio__session_finish(eio_session_t *s, const char *reason)
         eio__session_unref(s);
 }
 
+/* Frees what eio_server_free() left behind once nothing refers to it any more. */
+static void server_release(eio_server_t *es)
+{
+    pthread_mutex_destroy(&es->lock);
+    free(es->buckets);
+    free(es->path);
+    free(es);
+}
+
+void eio__task_posted(eio_session_t *s)
+{
+    eio__session_ref(s);
+    atomic_fetch_add_explicit(&s->tasks, 1, memory_order_relaxed);
+}
+
+/*
+ * A posted task of s ended (or was not posted after all). Normally this drops its
+ * reference. After eio_server_free() (called before eddy_server_free(), which runs the
+ * tasks the stopped loops left), s and the layer were kept only for these tasks: the last
+ * one frees s, and the layer with the last such session; nothing else runs then.
+ */
+void eio__task_done(eio_session_t *s)
+{
+    eio_server_t *es = s->es;
+    if (!es->freeing) {
+        atomic_fetch_sub_explicit(&s->tasks, 1, memory_order_relaxed);
+        eio__session_unref(s);
+        return;
+    }
+    if (atomic_fetch_sub_explicit(&s->tasks, 1, memory_order_relaxed) != 1)
+        return;
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        es->all = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    session_free(s);
+    if (es->all == NULL)
+        server_release(es);
+}
+
 static void close_task_run(eddy_server_t *srv, void *arg)
 {
     eio_session_t *s = arg;
     pthread_mutex_lock(&s->cb_lock);
     eio__session_finish(s, s->pending_reason);
     pthread_mutex_unlock(&s->cb_lock);
-    eio__session_unref(s);
+    eio__task_done(s);
 }
 
 /* Ends s with reason later, on a loop (never inside the caller, which may be a handler of
@@ -593,12 +637,12 @@ void eio__session_finish_later(eio_session_t *s, eddy_fd_t fd, const char *reaso
     if (s->pending_reason != NULL)
         return;
     s->pending_reason = reason;
-    eio__session_ref(s);
+    eio__task_posted(s);
     if ((fd == 0 || eddy_post(s->es->srv, fd, close_task_run, s) != 0) &&
         eddy_defer(s->es->srv, close_task_run, s) != 0) {
         /* Out of memory: the session still ends at its next deadline. */
         s->pending_reason = NULL;
-        eio__session_unref(s);
+        eio__task_done(s);
     }
 }
 
@@ -619,32 +663,6 @@ void eio_close(eio_session_t *s)
 }
 
 /* ---- receiving ---- */
-
-unsigned char *eio__unbase64(const char *in, size_t len, size_t *out_len)
-{
-    while (len > 0 && in[len - 1] == '=')
-        len--;
-    if (len % 4 == 1 || len > (size_t)INT32_MAX / 2)
-        return NULL;
-    size_t padded = (len + 3) / 4 * 4;
-    char *tmp = malloc(padded + 1);
-    unsigned char *out = malloc(padded / 4 * 3 + 1);
-    if (tmp == NULL || out == NULL) {
-        free(tmp);
-        free(out);
-        return NULL;
-    }
-    memcpy(tmp, in, len);
-    memset(tmp + len, '=', padded - len);
-    int n = padded ? EVP_DecodeBlock(out, (const unsigned char *)tmp, (int)padded) : 0;
-    free(tmp);
-    if (n < 0) {
-        free(out);
-        return NULL;
-    }
-    *out_len = (size_t)n - (padded - len);
-    return out;
-}
 
 /*
  * Handles one decoded packet of the session's active transport (cb_lock held, lock not).
@@ -698,38 +716,42 @@ const char *eio__on_packet(eio_session_t *s, char type, const char *data, size_t
     return reason;
 }
 
+/* Handles one decoded packet whose data may still be base64 (cb_lock held, lock not). */
+const char *eio__on_decoded(eio_session_t *s, const eio_packet_t *pk)
+{
+    char type = eio_type_char(pk->type);
+    if (!pk->base64)
+        return eio__on_packet(s, type, pk->data, pk->len, pk->binary);
+    unsigned char *bytes = malloc(rt_base64_decoded_max(pk->len) + 1);
+    if (bytes == NULL)
+        return "transport error";
+    long n = rt_base64_decode(bytes, pk->data, pk->len);
+    const char *reason =
+        n < 0 ? "parse error" : eio__on_packet(s, type, (const char *)bytes, (size_t)n, true);
+    free(bytes);
+    return reason;
+}
+
 /* Handles one WebSocket message of the session's active transport (cb_lock held). */
 static const char *ws_message(eio_session_t *s, const eddy_frame_t *frame)
 {
-    if (frame->len > s->es->cfg.max_payload)
+    if (frame->len > s->es->cfg.max_payload) {
+        /* As the reference's ws: close code 1009, no reason. */
+        eddy_disconnect(s->es->srv, frame->fd, EDDY_WS_CLOSE_MESSAGE_TOO_BIG, NULL);
         return "transport error";
+    }
+    eio_packet_t pk;
     if (frame->opcode == EDDY_WS_OPCODE_BINARY) {
         if (s->protocol == 4)
             return eio__on_packet(s, '4', frame->data, frame->len, true);
-        /* v3: the first byte is the packet type. */
-        if (frame->len == 0)
+        /* v3: the first byte is the packet type; the reference ignores an unknown one. */
+        if (eio3_binary_frame_decode(frame->data, frame->len, &pk) != 0)
             return NULL;
-        return eio__on_packet(s, (char)('0' + (unsigned char)frame->data[0]), frame->data + 1,
-                              frame->len - 1, true);
+        return eio__on_decoded(s, &pk);
     }
-    if (frame->len == 0)
+    if (eio_packet_decode(s->protocol, frame->data, frame->len, &pk) != 0)
         return "parse error";
-    if (frame->data[0] == 'b') {
-        /* A base64 binary message (allowed on WebSocket too); v3 names its type first. */
-        size_t skip = s->protocol == 3 ? 2 : 1;
-        size_t n;
-        if (frame->len < skip)
-            return "parse error";
-        unsigned char *bytes = eio__unbase64(frame->data + skip, frame->len - skip, &n);
-        if (bytes == NULL)
-            return "parse error";
-        const char *reason = eio__on_packet(s, '4', (const char *)bytes, n, true);
-        free(bytes);
-        return reason;
-    }
-    if (frame->data[0] < '0' || frame->data[0] > '6')
-        return "parse error";
-    return eio__on_packet(s, frame->data[0], frame->data + 1, frame->len - 1, false);
+    return eio__on_decoded(s, &pk);
 }
 
 /* ---- the upgrade (polling -> WebSocket) ---- */
@@ -767,6 +789,13 @@ static void probe_message(eio_session_t *s, const eddy_frame_t *frame)
         s->probed = false;
         eio__polling_discard(s);
         flush_queue_to_ws(s, frame->fd);
+        /* From now on every timer of s runs on this loop, the WebSocket's (eio.h promises
+         * the handlers run there): one set on a polling loop is abandoned (it fires, finds
+         * itself superseded and does nothing). */
+        if (s->timer_id != 0 && pthread_equal(s->timer_thread, pthread_self()) &&
+            eddy_timer_clear(s->es->srv, s->timer_id))
+            eio__session_unref(s);
+        s->timer_id = 0;
         eio__session_arm(s);
         pthread_mutex_unlock(&s->lock);
         if (s->es->h.upgrade != NULL)
@@ -1044,16 +1073,23 @@ void eio_server_free(eio_server_t *es)
         pthread_mutex_unlock(&s->cb_lock);
         eio__session_unref(s);
     }
-    /* What is left is referenced only by timers and tasks that will never run. */
-    while (es->all != NULL) {
-        eio_session_t *s = es->all;
-        es->all = s->next;
+    /* What is left is referenced by timers that will never fire, and by tasks posted to
+     * the loops that eddy_server_free() may still run: those sessions stay for their tasks
+     * (eio__task_done()), and the layer with them. */
+    for (eio_session_t *s = es->all, *next; s != NULL; s = next) {
+        next = s->next;
+        if (atomic_load(&s->tasks) > 0)
+            continue;
+        if (s->prev != NULL)
+            s->prev->next = s->next;
+        else
+            es->all = s->next;
+        if (s->next != NULL)
+            s->next->prev = s->prev;
         session_free(s);
     }
-    pthread_mutex_destroy(&es->lock);
-    free(es->buckets);
-    free(es->path);
-    free(es);
+    if (es->all == NULL)
+        server_release(es);
 }
 
 /* ---- getters ---- */

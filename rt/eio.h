@@ -74,8 +74,10 @@ eio_server_t *eio_server_new(eddy_server_t *srv, const eio_config_t *cfg, const 
 
 /*
  * Frees the layer: every session still open gets its close handler ("server shutting
- * down") and is freed. Call it once the server no longer runs and after eddy_server_free()
- * (which runs the work the layer handed to the loops); es must not be used afterwards.
+ * down") and is freed. Call it once the server no longer runs (eddy_server_start()
+ * returned), before or after eddy_server_free(): work the layer handed to the stopped loops,
+ * which eddy_server_free() runs, keeps what it needs until then (it calls no handler). es
+ * must not be used afterwards.
  */
 void eio_server_free(eio_server_t *es);
 
@@ -93,7 +95,8 @@ bool eio_handle_close(eio_server_t *es, eddy_fd_t fd);
 enum eio_send_flag {
     EIO_SEND_PREFIXED = 1 << 0, /* text parts already start with the '4' type byte */
     EIO_SEND_VOLATILE = 1 << 1, /* drop rather than queue when the transport cannot take it
-                                 * now (long-polling with no GET waiting) */
+                                 * now: long-polling with no GET waiting (on WebSocket the
+                                 * message is pushed as any other for now) */
 };
 
 /* One part of a message packet. */
@@ -123,7 +126,10 @@ void eio_close(eio_session_t *s);
 const char *eio_session_id(const eio_session_t *s);
 /* The Engine.IO protocol revision of the session: 3 or 4. */
 int eio_session_protocol(const eio_session_t *s);
-/* The session's WebSocket connection, or 0 while it is on long-polling (or closed). */
+/* The session's WebSocket connection, or 0 while it is on long-polling (or closed). For a
+ * session opened on a WebSocket it is set from the open handler on, but that connection is
+ * established only at eddy's open event (eio_handle_open()): until then pushes and
+ * subscriptions to it fail, while eio_send() queues behind the open packet. */
 eddy_fd_t eio_session_ws_fd(const eio_session_t *s);
 /* Data of the layer above (borrowed, never freed by eio). */
 void eio_session_set_data(eio_session_t *s, void *data);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "eio.h"
+#include "eio_payload.h"
 
 #define EIO_SID_LEN 20
 
@@ -47,6 +48,7 @@ struct eio_session {
     uint8_t protocol;     /* 3 or 4 */
     bool supports_binary; /* v3 long-polling: binary payloads allowed (no b64 parameter) */
     atomic_int refs;
+    atomic_int tasks; /* tasks posted to a loop (eddy_post, eddy_defer) not yet run */
     pthread_mutex_t cb_lock;
     pthread_mutex_t lock;
     /* Guarded by lock: */
@@ -79,9 +81,6 @@ struct eio_session {
 };
 
 uint64_t eio__now_ms(void);
-/* Decodes base64 (standard alphabet, padding optional) into a new buffer (*out_len bytes;
- * the caller frees it), or NULL when it is not base64 or memory is short. */
-unsigned char *eio__unbase64(const char *in, size_t len, size_t *out_len);
 int eio__buf_reserve(eio_buf_t *b, size_t len);
 int eio__buf_add(eio_buf_t *b, const void *data, size_t len);
 void eio__buf_free(eio_buf_t *b);
@@ -91,6 +90,9 @@ int eio__fdmap_put(const eio_server_t *es, eddy_fd_t fd, eio_session_t *s);
 eio_session_t *eio__fdmap_take(const eio_server_t *es, eddy_fd_t fd);
 void eio__fdmap_drop(const eio_server_t *es, eddy_fd_t fd, eio_session_t *s);
 
+/* A task naming s is about to be posted (takes a reference), and one ended. */
+void eio__task_posted(eio_session_t *s);
+void eio__task_done(eio_session_t *s);
 void eio__session_ref(eio_session_t *s);
 void eio__session_unref(eio_session_t *s);
 eio_session_t *eio__session_new(eio_server_t *es, int protocol, int transport);
@@ -100,6 +102,8 @@ void eio__heartbeat_start(eio_session_t *s);
 void eio__session_finish(eio_session_t *s, const char *reason);
 void eio__session_finish_later(eio_session_t *s, eddy_fd_t fd, const char *reason);
 const char *eio__on_packet(eio_session_t *s, char type, const char *data, size_t len, bool binary);
+/* The same for a packet from the codec (eio_payload.h), base64 data decoded first. */
+const char *eio__on_decoded(eio_session_t *s, const eio_packet_t *pk);
 void eio__upgrade_cancel(eio_session_t *s);
 
 int eio__ws_push_packet(eio_session_t *s, eddy_fd_t fd, char type, const void *data, size_t len,

@@ -98,7 +98,8 @@ typedef struct eio_payload_iter {
 } eio_payload_iter_t;
 
 /* Starts walking body[0..len). protocol: 3 or 4. binary_form: the body is a v3 binary
- * payload (the request's Content-Type is application/octet-stream); ignored for v4. */
+ * payload (the request's Content-Type is application/octet-stream); ignored for v4 (the
+ * reference answers a v4 POST with that Content-Type with 400, "invalid content"). */
 void eio_payload_init(eio_payload_iter_t *it, int protocol, bool binary_form, const void *body,
                       size_t len);
 

@@ -10,12 +10,12 @@
  *       0x00 (text) or 0x01 (binary), the length's decimal digits as bytes 0-9, 0xff, then
  *       the packet (binary: 0x04 and the data).
  */
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "eio_internal.h"
+#include "eio_payload.h"
 
 /* ---- answers ---- */
 
@@ -48,24 +48,6 @@ static void answer_payload(eddy_response_t *resp, const eio_buf_t *body, bool bi
 
 /* ---- payload encoding ---- */
 
-/* UTF-16 code units of valid UTF-8 text: one per character, two above U+FFFF. */
-static size_t utf16_units(const unsigned char *s, size_t len)
-{
-    size_t units = 0;
-    for (size_t i = 0; i < len; i++)
-        units += ((s[i] & 0xc0) != 0x80) + (s[i] >= 0xf0);
-    return units;
-}
-
-static int add_base64(eio_buf_t *b, const void *data, size_t len)
-{
-    if (len > (size_t)INT32_MAX / 2 || eio__buf_reserve(b, (len + 2) / 3 * 4 + 1) != 0)
-        return EDDY_ENOMEM;
-    int n = EVP_EncodeBlock((unsigned char *)b->data + b->len, data, (int)len);
-    b->len += (size_t)n;
-    return 0;
-}
-
 typedef struct rec {
     int kind;
     const char *bytes;
@@ -84,55 +66,44 @@ static bool next_rec(const eio_buf_t *q, size_t *at, rec_t *r)
     return true;
 }
 
+/* Appends one packet to body with the codec's encoder for the payload form: 4 (v4), 3
+ * (v3 text) or 'b' (v3 binary). */
+static int put_packet(eio_buf_t *body, int form, bool first, char type, const char *data,
+                      size_t len, bool binary)
+{
+    eio_type_t t = (eio_type_t)(type - '0');
+    for (int pass = 0; pass < 2; pass++) {
+        char *out = pass ? body->data + body->len : NULL;
+        size_t cap = pass ? body->cap - body->len : 0;
+        size_t n = form == 4   ? eio4_payload_put(out, cap, first, t, data, len, binary)
+                   : form == 3 ? eio3_payload_put(out, cap, t, data, len, binary)
+                               : eio3_binary_payload_put(out, cap, t, data, len, binary);
+        if (pass)
+            body->len += n;
+        else if (eio__buf_reserve(body, n) != 0)
+            return EDDY_ENOMEM;
+    }
+    return 0;
+}
+
 /* Encodes queue q into body for protocol (supports_binary: v3's binary form allowed);
  * *binary tells whether the binary form was used. */
 static int encode_payload(int protocol, bool supports_binary, const eio_buf_t *q, eio_buf_t *body,
                           bool *binary)
 {
     rec_t r;
-    size_t at = 0;
-    int rc = 0;
     *binary = false;
-    if (protocol == 4) {
-        for (bool first = true; rc == 0 && next_rec(q, &at, &r); first = false) {
-            if (!first)
-                rc = eio__buf_add(body, "\x1e", 1);
-            if (rc == 0 && r.kind == EIO_REC_TEXT)
-                rc = eio__buf_add(body, r.bytes, r.len);
-            else if (rc == 0 && (rc = eio__buf_add(body, "b", 1)) == 0)
-                rc = add_base64(body, r.bytes, r.len);
-        }
-        return rc;
-    }
-    if (supports_binary) {
+    if (protocol == 3 && supports_binary) {
         for (size_t scan = 0; next_rec(q, &scan, &r);)
             *binary |= r.kind == EIO_REC_BINARY;
     }
-    while (rc == 0 && next_rec(q, &at, &r)) {
-        char digits[24];
-        if (*binary) {
-            size_t n = r.len + (r.kind == EIO_REC_BINARY);
-            int d = snprintf(digits, sizeof(digits), "%c%zu", r.kind == EIO_REC_BINARY ? 1 : 0, n);
-            for (int i = 1; i < d; i++)
-                digits[i] = (char)(digits[i] - '0');
-            digits[d] = (char)0xff;
-            rc = eio__buf_add(body, digits, (size_t)d + 1);
-            if (rc == 0 && r.kind == EIO_REC_BINARY)
-                rc = eio__buf_add(body, "\x04", 1);
-            if (rc == 0)
-                rc = eio__buf_add(body, r.bytes, r.len);
-        } else if (r.kind == EIO_REC_TEXT) {
-            int d = snprintf(digits, sizeof(digits),
-                             "%zu:", utf16_units((const unsigned char *)r.bytes, r.len));
-            rc = eio__buf_add(body, digits, (size_t)d);
-            if (rc == 0)
-                rc = eio__buf_add(body, r.bytes, r.len);
-        } else {
-            int d = snprintf(digits, sizeof(digits), "%zu:b4", (size_t)(r.len + 2) / 3 * 4 + 2);
-            rc = eio__buf_add(body, digits, (size_t)d);
-            if (rc == 0)
-                rc = add_base64(body, r.bytes, r.len);
-        }
+    int form = protocol == 4 ? 4 : *binary ? 'b' : 3;
+    int rc = 0;
+    for (size_t at = 0, first = 1; rc == 0 && next_rec(q, &at, &r); first = 0) {
+        if (r.kind == EIO_REC_TEXT)
+            rc = put_packet(body, form, first, r.bytes[0], r.bytes + 1, r.len - 1, false);
+        else
+            rc = put_packet(body, form, first, '4', r.bytes, r.len, true);
     }
     return rc;
 }
@@ -186,7 +157,7 @@ static void flush_task(eddy_server_t *srv, void *arg)
     if (finish)
         eio__session_finish(s, "forced close");
     pthread_mutex_unlock(&s->cb_lock);
-    eio__session_unref(s);
+    eio__task_done(s);
 }
 
 void eio__polling_kick(eio_session_t *s)
@@ -194,11 +165,11 @@ void eio__polling_kick(eio_session_t *s)
     if (s->get_resp == NULL || s->flush_posted)
         return;
     s->flush_posted = true;
-    eio__session_ref(s);
+    eio__task_posted(s);
     if (eddy_post(s->es->srv, s->get_fd, flush_task, s) != 0) {
         /* The GET's connection is closing: its close callback ends the session. */
         s->flush_posted = false;
-        eio__session_unref(s);
+        eio__task_done(s);
     }
 }
 
@@ -254,99 +225,25 @@ const char *eio__polling_conn_closed(eio_session_t *s, eddy_fd_t fd)
 
 /* ---- payload decoding ---- */
 
-/* One packet of a POST (cb_lock held): returns the reason the session ends for, or NULL.
- * The v3 base64 form names the packet type after its 'b'. */
-static const char *post_packet(eio_session_t *s, const char *p, size_t len)
-{
-    if (len == 0)
-        return "parse error";
-    if (p[0] == 'b') {
-        size_t skip = s->protocol == 3 ? 2 : 1, n;
-        if (len < skip)
-            return "parse error";
-        unsigned char *bytes = eio__unbase64(p + skip, len - skip, &n);
-        if (bytes == NULL)
-            return "parse error";
-        const char *reason = eio__on_packet(s, '4', (const char *)bytes, n, true);
-        free(bytes);
-        return reason;
-    }
-    if (p[0] < '0' || p[0] > '6')
-        return "parse error";
-    if (p[0] == '1')
-        return "transport close"; /* the client closes the session */
-    return eio__on_packet(s, p[0], p + 1, len - 1, false);
-}
-
-/* The byte length of the first `units` UTF-16 code units of s[0..len), or SIZE_MAX. */
-static size_t utf16_prefix(const unsigned char *s, size_t len, size_t units)
-{
-    size_t i = 0;
-    while (units > 0 && i < len) {
-        size_t w = s[i] < 0x80 ? 1 : s[i] < 0xe0 ? 2 : s[i] < 0xf0 ? 3 : 4;
-        size_t u = w == 4 ? 2 : 1;
-        if (u > units || i + w > len)
-            return SIZE_MAX;
-        i += w;
-        units -= u;
-    }
-    return units == 0 ? i : SIZE_MAX;
-}
-
+/* Delivers the packets of a POST body (cb_lock held); returns the reason the session ends
+ * for, or NULL. The packets before a malformed one are delivered, as by the reference. */
 static const char *post_payload(eio_session_t *s, const char *body, size_t len, bool binary_body)
 {
-    const char *reason = NULL;
-    if (s->protocol == 4) {
-        for (size_t at = 0; reason == NULL && at <= len;) {
-            const char *sep = memchr(body + at, 0x1e, len - at);
-            size_t end = sep != NULL ? (size_t)(sep - body) : len;
-            reason = post_packet(s, body + at, end - at);
-            at = end + 1;
-        }
-        return reason;
-    }
-    if (binary_body) {
-        const unsigned char *p = (const unsigned char *)body;
-        for (size_t at = 0; reason == NULL && at < len;) {
-            bool text = p[at] == 0;
-            size_t n = 0, i = at + 1;
-            for (; i < len && p[i] != 0xff; i++) {
-                if (p[i] > 9 || i - at > 20)
-                    return "parse error";
-                n = n * 10 + p[i];
-            }
-            if (i >= len || n > len - i - 1)
-                return "parse error";
-            const char *packet = body + i + 1;
-            if (text)
-                reason = post_packet(s, packet, n);
-            else if (n == 0 || packet[0] != 4)
-                reason = n == 0 ? "parse error" : NULL;
-            else
-                reason = eio__on_packet(s, '4', packet + 1, n - 1, true);
-            at = i + 1 + n;
-        }
-        return reason;
-    }
-    if (len == 0)
-        return "parse error";
-    for (size_t at = 0; reason == NULL && at < len;) {
-        size_t units = 0, i = at;
-        for (; i < len && body[i] != ':'; i++) {
-            if (body[i] < '0' || body[i] > '9' || i - at > 15)
-                return "parse error";
-            units = units * 10 + (size_t)(body[i] - '0');
-        }
-        if (i == at || i >= len)
+    eio_payload_iter_t it;
+    eio_packet_t pk;
+    eio_payload_init(&it, s->protocol, binary_body, body, len);
+    for (;;) {
+        int rc = eio_payload_next(&it, &pk);
+        if (rc == 0)
+            return NULL;
+        if (rc < 0)
             return "parse error";
-        size_t n = utf16_prefix((const unsigned char *)body + i + 1, len - i - 1, units);
-        if (n == SIZE_MAX)
-            return "parse error";
-        if (n > 0)
-            reason = post_packet(s, body + i + 1, n);
-        at = i + 1 + n;
+        if (pk.type == EIO_CLOSE)
+            return "transport close"; /* the client closes the session */
+        const char *reason = eio__on_decoded(s, &pk);
+        if (reason != NULL)
+            return reason;
     }
-    return reason;
 }
 
 /* ---- requests ---- */
@@ -426,6 +323,10 @@ static void poll_get(eio_session_t *s, eddy_request_t *req, eddy_response_t *res
     eddy_response_detach(resp);
     s->get_resp = resp;
     s->get_fd = fd;
+    /* While an upgrade is probed, a GET is released at once with a noop, so the client can
+     * finish the upgrade (the reference checks every 100 ms). */
+    if (s->probed && s->out.len == 0)
+        eio__queue_packet(s, EIO_REC_TEXT, '6', NULL, 0);
     bool finish = false;
     if (s->out.len > 0)
         finish = write_get(s) && s->state == ST_CLOSING;

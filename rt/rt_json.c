@@ -547,6 +547,37 @@ int rt_json_placeholder(const rt_json_value_t *v, size_t nbuffers, size_t *num)
     return 1;
 }
 
+int rt_json_placeholders(const rt_json_value_t *v, size_t nbuffers,
+                         void (*cb)(void *ud, const rt_json_value_t *placeholder, size_t num),
+                         void *ud)
+{
+    size_t num;
+    if (v->type != RT_JSON_ARRAY && v->type != RT_JSON_OBJECT)
+        return 0;
+    int rc = rt_json_placeholder(v, nbuffers, &num);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        if (cb)
+            cb(ud, v, num);
+        return 1;
+    }
+    /* Recursion depth is bounded by the validation (RT_JSON_MAX_DEPTH). */
+    rt_json_iter_t it;
+    rt_json_value_t val;
+    int count = 0;
+    rt_json_iter_init(&it, v);
+    while (rt_json_iter_next(&it, NULL, &val)) {
+        if (val.type != RT_JSON_ARRAY && val.type != RT_JSON_OBJECT)
+            continue;
+        rc = rt_json_placeholders(&val, nbuffers, cb, ud);
+        if (rc < 0)
+            return rc;
+        count += rc;
+    }
+    return count;
+}
+
 /* The escape JSON.stringify uses for byte c, or 0 when c is written as is. */
 static char short_escape(unsigned char c)
 {

@@ -115,6 +115,17 @@ int rt_json_int(const rt_json_value_t *v, int64_t *out);
  * fails with "illegal attachments"). */
 int rt_json_placeholder(const rt_json_value_t *v, size_t nbuffers, size_t *num);
 
+/* Visits every Socket.IO binary placeholder in the validated value v, in document order,
+ * as the reference reconstructor does: arrays and objects are searched recursively, a
+ * placeholder (see rt_json_placeholder) is not searched further. For each one, cb (may be
+ * NULL) receives the placeholder object and its num. Returns the number of placeholders, or
+ * RT_JSON_ERANGE at the first one whose num is missing or not below nbuffers (cb has been
+ * called for the ones before it). Unlike the reference, members shadowed by a later
+ * duplicate key are visited too, so a bad placeholder there is an error. */
+int rt_json_placeholders(const rt_json_value_t *v, size_t nbuffers,
+                         void (*cb)(void *ud, const rt_json_value_t *placeholder, size_t num),
+                         void *ud);
+
 /* Writes s[0..len) (UTF-8) as a JSON string literal, quotes included, escaped as
  * JSON.stringify does: \" \\ \b \f \n \r \t, other control characters as \u00XX, everything
  * else as is. Returns the length of the literal; it is written to out only if it fits in

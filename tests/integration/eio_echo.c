@@ -7,9 +7,15 @@
  *
  * Prints "open <sid>", "upgrade <sid>" and "close <sid> <reason>" per session. A text
  * message "close-me" closes the session from the server (eio_close) instead of echoing;
- * "twice" is answered with two messages sent as one unit ("twice" and 0x01 0x02 binary).
+ * "twice" is answered with two messages sent as one unit ("twice" and 0x01 0x02 binary);
+ * "burst N" makes a thread of the application (not a loop) send "burst <i>" for i from 0
+ * to N-1 to the session, and "burst-done" when all were accepted; "volatile" is answered
+ * with a volatile "v", then "after <what eio_send answered for it>".
  * A handshake whose query has refuse=1 is refused by the open handler (403).
+ * With --print-threads, the upgrade and close handlers also print "thread <sid> <event>
+ * <id of the calling thread>".
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +24,36 @@
 #include "example.h"
 
 static eio_server_t *engine;
+static int print_threads;
+
+static void print_thread(eio_session_t *s, const char *event)
+{
+    if (print_threads)
+        printf("thread %s %s %lu\n", eio_session_id(s), event, (unsigned long)pthread_self());
+}
+
+struct burst {
+    eio_session_t *s;
+    int count;
+};
+
+/* The session stays open until its client got "burst-done": it outlives the thread. */
+static void *burst_thread(void *arg)
+{
+    struct burst *b = arg;
+    char text[32];
+    for (int i = 0; i < b->count; i++) {
+        int n = snprintf(text, sizeof(text), "burst %d", i);
+        eio_part_t part = {text, (size_t)n, false};
+        int rc = eio_send(b->s, &part, 1, 0);
+        if (rc < 0)
+            fprintf(stderr, "eio_send from a thread: %s\n", eddy_strerror(rc));
+    }
+    eio_part_t done = {"burst-done", 10, false};
+    eio_send(b->s, &done, 1, 0);
+    free(b);
+    return NULL;
+}
 
 static int on_open(eio_session_t *s, eddy_request_t *req, void *ud)
 {
@@ -42,6 +78,27 @@ static void on_eio_message(eio_session_t *s, const void *data, size_t len, bool 
         eio_send(s, parts, 2, 0);
         return;
     }
+    if (!binary && len == 8 && memcmp(data, "volatile", 8) == 0) {
+        eio_part_t v = {"v", 1, false};
+        char after[32];
+        int n = snprintf(after, sizeof(after), "after %d", eio_send(s, &v, 1, EIO_SEND_VOLATILE));
+        eio_part_t part = {after, (size_t)n, false};
+        eio_send(s, &part, 1, 0);
+        return;
+    }
+    if (!binary && len > 6 && memcmp(data, "burst ", 6) == 0) {
+        struct burst *b = malloc(sizeof(*b));
+        pthread_t thread;
+        if (b == NULL)
+            return;
+        *b = (struct burst){s, atoi((const char *)data + 6)};
+        if (pthread_create(&thread, NULL, burst_thread, b) != 0) {
+            free(b);
+            return;
+        }
+        pthread_detach(thread);
+        return;
+    }
     eio_part_t part = {data, len, binary};
     eio_send(s, &part, 1, 0);
 }
@@ -49,12 +106,14 @@ static void on_eio_message(eio_session_t *s, const void *data, size_t len, bool 
 static void on_upgrade_done(eio_session_t *s, void *ud)
 {
     (void)ud;
+    print_thread(s, "upgrade");
     printf("upgrade %s\n", eio_session_id(s));
 }
 
 static void on_eio_close(eio_session_t *s, const char *reason, void *ud)
 {
     (void)ud;
+    print_thread(s, "close");
     printf("close %s %s\n", eio_session_id(s), reason);
 }
 
@@ -97,6 +156,7 @@ static const example_spec_t spec = {
                                     {"--upgrade-timeout", "MS", "upgradeTimeout (10000)"},
                                     {"--max-payload", "BYTES", "maxHttpBufferSize (1000000)"},
                                     {"--no-polling", NULL, "WebSocket transport only"},
+                                    {"--print-threads", NULL, "print the handlers' threads"},
                                     {NULL, NULL, NULL}},
     NULL,
 };
@@ -112,6 +172,7 @@ int main(int argc, char **argv)
         (unsigned)atoi(example_option(argc, argv, "--upgrade-timeout", "10000"));
     cfg.max_payload = (size_t)atol(example_option(argc, argv, "--max-payload", "1000000"));
     cfg.allow_polling = !example_has_flag(argc, argv, "--no-polling");
+    print_threads = example_has_flag(argc, argv, "--print-threads");
     eio_handlers_t handlers = {.open = on_open,
                                .message = on_eio_message,
                                .upgrade = on_upgrade_done,

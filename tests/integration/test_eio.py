@@ -238,13 +238,14 @@ def test_ws_server_close(engine):
     assert wait_line(srv, r"close .*") == f"close {opened['sid']} forced close"
 
 
-def test_ws_max_payload(engine):
-    srv = engine("--max-payload", "100")
+@BOTH
+def test_ws_max_payload(engine, impl):
+    srv = engine("--max-payload", "100", impl=impl)
     client, opened = open_ws(srv)
     client.send_frame(0x1, b"4" + b"x" * 99)
     assert recv_text(client) == "4" + "x" * 99
     client.send_frame(0x1, b"4" + b"x" * 100)
-    expect_closed(client)
+    assert client.recv_message() == (0x8, b"\x03\xf1")  # 1009, no reason
     assert wait_line(srv, r"close .*") == f"close {opened['sid']} transport error"
 
 
@@ -672,3 +673,132 @@ def test_engine_io_client_v3(engine, transports):
         "hello 4 \U0001F600", [5, 0, 255]]
     if transports == "polling,websocket":
         assert {"event": "upgrade", "transport": "websocket"} in events
+
+
+@BOTH
+def test_upgrade_get_after_the_probe_gets_a_noop(engine, impl):
+    # The client polls again after its probe was answered (or the probe overtook the GET):
+    # the GET must not wait for pingInterval, or the upgrade stalls.
+    srv = engine(impl=impl)
+    sid, _, _ = poll_open(srv)
+    ws, _ = ws_connect(srv, f"EIO=4&transport=websocket&sid={sid}")
+    ws.send_frame(0x1, b"2probe")
+    assert recv_text(ws) == "3probe"
+    assert poll(srv, sid)[2] == b"6"
+    ws.send_frame(0x1, b"5")
+    ws.send_frame(0x1, b"4upgraded")
+    assert recv_text(ws) == "4upgraded"
+
+
+# ---- sends from other threads ----
+
+
+def test_send_from_an_application_thread_websocket(engine):
+    srv = engine()
+    client, _ = open_ws(srv)
+    client.send_frame(0x1, b"4burst 500")
+    for i in range(500):
+        assert recv_text(client) == f"4burst {i}"
+    assert recv_text(client) == "4burst-done"
+
+
+def test_send_from_an_application_thread_polling(engine):
+    # Successive GETs arrive on new connections (so on either loop) while a thread sends:
+    # every message comes once, in order.
+    srv = engine()
+    sid, _, _ = poll_open(srv)
+    assert push(srv, sid, "4burst 500")[2] == b"ok"
+    got = []
+    deadline = time.monotonic() + TIMEOUT
+    while "burst-done" not in got and time.monotonic() < deadline:
+        status, _, body = poll(srv, sid)
+        assert status == 200
+        got += [p[1:] for p in body.decode().split("\x1e") if p[0] == "4"]
+    assert got == [f"burst {i}" for i in range(500)] + ["burst-done"]
+
+
+def test_upgraded_session_handlers_run_on_the_websocket_loop(engine):
+    # The handshake's connection and the WebSocket land on different loops (accepted
+    # connections go to the two loops in turn); the heartbeat set up on the first must move
+    # to the second with the upgrade, so the close handler runs on the WebSocket's loop.
+    srv = engine(*FAST, "--print-threads", "--set", "worker_num=2")
+    sid, _, _ = poll_open(srv)
+    ws, _ = ws_connect(srv, f"EIO=4&transport=websocket&sid={sid}")
+    ws.send_frame(0x1, b"2probe")
+    assert recv_text(ws) == "3probe"
+    ws.send_frame(0x1, b"5")
+    upgrade_thread = wait_line(srv, rf"thread {sid} upgrade \d+").split()[3]
+    assert recv_text(ws) == "2"  # no pong: the session times out
+    close_thread = wait_line(srv, rf"thread {sid} close \d+").split()[3]
+    assert wait_line(srv, r"close .*") == f"close {sid} ping timeout"
+    assert close_thread == upgrade_thread
+
+
+def test_volatile_send(engine):
+    srv = engine()
+    sid, _, _ = poll_open(srv)
+    # No GET waits: the volatile message is dropped (EDDY_EDROPPED, -3013).
+    assert push(srv, sid, "4volatile")[2] == b"ok"
+    assert poll(srv, sid)[2] == b"4after -3013"
+    # A GET waits: it is sent.
+    waiting = http_send(srv, "GET", f"EIO=4&transport=polling&sid={sid}")
+    waiting.wait_read()
+    assert push(srv, sid, "4volatile")[2] == b"ok"
+    assert waiting.read_http_response()[2] == b"4v\x1e4after 0"
+    client, _ = open_ws(srv)
+    client.send_frame(0x1, b"4volatile")
+    assert recv_text(client) == "4v"
+    assert recv_text(client) == "4after 0"
+
+
+@BOTH
+def test_ws_packet_while_a_pong_is_awaited_extends_the_wait_once(engine, impl):
+    # engine.io socket.js: any packet but a pong, received while a pong is awaited, restarts
+    # the pingTimeout wait once per ping.
+    srv = engine("--ping-interval", "300", "--ping-timeout", "400", impl=impl)
+    client, opened = open_ws(srv)
+    assert recv_text(client) == "2"
+    pinged = time.monotonic()
+    time.sleep(0.25)
+    client.send_frame(0x1, b"4x")  # the wait now ends 400 ms from here, not from the ping
+    assert recv_text(client) == "4x"
+    time.sleep(max(0.0, pinged + 0.55 - time.monotonic()))
+    client.send_frame(0x1, b"3")  # 550 ms after the ping: late without the extension
+    client.send_frame(0x1, b"4alive")
+    assert recv_text(client) == "4alive"
+    client.close()
+
+
+def test_random_input_is_answered_not_crashed_on(engine):
+    # Seeded garbage in every place a client controls (POST bodies of both revisions, text
+    # and binary, WebSocket frames, queries); the server answers each and still serves.
+    import random
+    rng = random.Random(11)
+    alphabet = b"0123456789b:\x1e\x00\x01\xff\x04\xc3\xa9=/+-_ abcXYZ"
+    srv = engine("--max-payload", "2000")
+    for i in range(150):
+        eio = rng.choice([3, 4])
+        body = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 60)))
+        sid, _, _ = poll_open(srv, eio=eio)
+        headers = {"Content-Type": "application/octet-stream"} if rng.random() < 0.3 else None
+        status, _, _ = push(srv, sid, body, eio=eio, headers=headers)
+        assert status in (200, 400)
+        # (A GET that names the live session would wait for a packet: only bad ones.)
+        method = rng.choice(["GET", "POST"])
+        suffix = rng.choice(["&sid=x", "&transport=websocket"] +
+                            (["", "&b64=1", "&EIO=9"] if method == "POST" else []))
+        status, _, _ = http(srv, method, f"EIO={eio}&transport=polling&sid={sid}" + suffix)
+        assert status in (200, 400)
+    for i in range(60):
+        client, _ = open_ws(srv, rng.choice(["EIO=3&transport=websocket",
+                                             "EIO=4&transport=websocket"]))
+        for _ in range(5):
+            payload = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+            opcode = 0x2 if rng.random() < 0.4 else 0x1
+            if opcode == 0x1:
+                payload = payload.decode("utf-8", "replace").encode()
+            client.send_frame(opcode, payload)
+        client.close()
+    client, _ = open_ws(srv)
+    client.send_frame(0x1, b"4still serving")
+    assert recv_text(client) == "4still serving"

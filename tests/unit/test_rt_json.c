@@ -369,6 +369,53 @@ static void test_placeholder(void)
     }
 }
 
+typedef struct seen {
+    size_t n;
+    size_t nums[8];
+    const char *ptrs[8];
+} seen_t;
+
+static void on_placeholder(void *ud, const rt_json_value_t *ph, size_t num)
+{
+    seen_t *seen = ud;
+    if (seen->n < 8) {
+        seen->nums[seen->n] = num;
+        seen->ptrs[seen->n] = ph->ptr;
+    }
+    seen->n++;
+}
+
+static void test_placeholders(void)
+{
+    rt_json_value_t v;
+    seen_t seen = {0};
+    const char *s = "[1,{\"_placeholder\":true,\"num\":1},{\"a\":[{\"_placeholder\":true,"
+                    "\"num\":0}]},\"x\"]";
+    CHECK_EQ_INT(rt_json_parse(s, strlen(s), &v), 0);
+    CHECK_EQ_INT(rt_json_placeholders(&v, 2, on_placeholder, &seen), 2);
+    CHECK_EQ_INT(seen.n, 2);
+    CHECK_EQ_INT(seen.nums[0], 1);
+    CHECK_EQ_INT(seen.nums[1], 0);
+    CHECK(seen.ptrs[0] == s + 3);
+    CHECK_EQ_INT(rt_json_placeholders(&v, 2, NULL, NULL), 2);
+    /* num 1 is not below 1 buffer: an error, after nothing was visited. */
+    memset(&seen, 0, sizeof(seen));
+    CHECK_EQ_INT(rt_json_placeholders(&v, 1, on_placeholder, &seen), RT_JSON_ERANGE);
+    CHECK_EQ_INT(seen.n, 0);
+    /* A placeholder is not searched further. */
+    s = "{\"_placeholder\":true,\"num\":0,\"x\":{\"_placeholder\":true,\"num\":5}}";
+    CHECK_EQ_INT(rt_json_parse(s, strlen(s), &v), 0);
+    CHECK_EQ_INT(rt_json_placeholders(&v, 1, NULL, NULL), 1);
+    /* Plain data. */
+    CHECK_EQ_INT(rt_json_parse(LIT("[\"a\",{\"b\":[1,2,{}]},null]"), &v), 0);
+    CHECK_EQ_INT(rt_json_placeholders(&v, 0, NULL, NULL), 0);
+    CHECK_EQ_INT(rt_json_parse(LIT("\"_placeholder\""), &v), 0);
+    CHECK_EQ_INT(rt_json_placeholders(&v, 3, NULL, NULL), 0);
+    /* Shadowed duplicate keys are visited too (documented difference). */
+    CHECK_EQ_INT(rt_json_parse(LIT("{\"a\":{\"_placeholder\":true,\"num\":9},\"a\":1}"), &v), 0);
+    CHECK_EQ_INT(rt_json_placeholders(&v, 1, NULL, NULL), RT_JSON_ERANGE);
+}
+
 static void test_write_string(void)
 {
     char out[64];
@@ -414,6 +461,7 @@ int main(void)
     test_find();
     test_int();
     test_placeholder();
+    test_placeholders();
     test_write_string();
     test_strerror();
     return test_report("test_rt_json");
