@@ -231,8 +231,6 @@ FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 	-Iinclude -Isrc -Irt -Itests/support
 FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c
 FUZZ_CODEC_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd
-# The real-time layer's history offsets (rt/rt_history.c).
-FUZZ_CODEC_DRIVERS += fuzz_rt_offset
 # The stateful sessions (fuzz/session.h): the whole library linked in.
 FUZZ_SESSION_DRIVERS := fuzz_ws_session fuzz_http_session
 FUZZ_DRIVERS := $(FUZZ_CODEC_DRIVERS) $(FUZZ_SESSION_DRIVERS)
@@ -242,6 +240,9 @@ FUZZ_RT_DRIVERS := fuzz_rt_json fuzz_sio_packet fuzz_eio_payload
 FUZZ_RT_SRCS_fuzz_rt_json := rt/rt_json.c
 FUZZ_RT_SRCS_fuzz_sio_packet := rt/sio_packet.c rt/rt_json.c
 FUZZ_RT_SRCS_fuzz_eio_payload := rt/eio_payload.c rt/rt_base64.c
+# The history's offsets; src/util.c for eddy_strerror.
+FUZZ_RT_DRIVERS += fuzz_rt_offset
+FUZZ_RT_SRCS_fuzz_rt_offset := rt/rt_history.c src/util.c
 FUZZ_DICT_fuzz_rt_json := -dict=fuzz/rt_json.dict
 FUZZ_DICT_fuzz_sio_packet := -dict=fuzz/sio_packet.dict
 FUZZ_DICT_fuzz_eio_payload := -dict=fuzz/eio_payload.dict
@@ -259,8 +260,6 @@ FUZZ_DICT_fuzz_ws_session := -dict=fuzz/ws.dict
 FUZZ_DICT_fuzz_http_session := -dict=fuzz/http.dict
 # Sources beyond the codecs, per driver.
 FUZZ_EXTRA_fuzz_pmd := src/deflate.c src/util.c
-FUZZ_EXTRA_fuzz_rt_offset := rt/rt_history.c src/util.c
-$(BUILD)/fuzz/fuzz_rt_offset: rt/rt_history.c rt/rt_history.h
 
 .PHONY: fuzz fuzz-smoke
 
