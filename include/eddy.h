@@ -88,7 +88,8 @@ typedef enum eddy_error {
     EDDY_EVALUE = -3010,      /* bad value for a setting */
     EDDY_ERUNNING = -3011,    /* not allowed while the server is running */
     EDDY_ENOCALLBACK = -3012, /* a required callback (message) is not set */
-    EDDY_EDROPPED = -3013,    /* not sent: the connection is a slow consumer (see settings) */
+    EDDY_EDROPPED = -3013,    /* not sent: the connection is a slow consumer (see settings),
+                               * or not keeping up with a volatile message */
 } eddy_error_t;
 
 /*

@@ -203,6 +203,25 @@ int eddy__ws_check_header(const eddy__ws_header_t *hdr, const eddy__ws_rules_t *
 size_t eddy__ws_write_header(uint8_t out[EDDY_WS_MAX_HEADER_LEN], uint8_t opcode, int flags,
                              uint64_t payload_len, const uint8_t mask[4]);
 
+/* eddy__ws_write_header() for an unmasked frame with flags FIN and RSV1 at most: inline up
+ * to 64 KiB (the 2- and 4-byte headers of echoes and most pushes), out of line beyond. */
+static inline size_t eddy__ws_write_header_unmasked(uint8_t out[EDDY_WS_MAX_HEADER_LEN],
+                                                    uint8_t opcode, int flags, uint64_t payload_len)
+{
+    if (payload_len > 0xFFFF)
+        return eddy__ws_write_header(out, opcode, flags, payload_len, NULL);
+    out[0] = (uint8_t)((flags & EDDY_WS_FLAG_FIN ? 0x80 : 0) |
+                       (flags & EDDY_WS_FLAG_RSV1 ? 0x40 : 0) | (opcode & 0xF));
+    if (payload_len < 126) {
+        out[1] = (uint8_t)payload_len;
+        return 2;
+    }
+    out[1] = 126;
+    out[2] = (uint8_t)(payload_len >> 8);
+    out[3] = (uint8_t)payload_len;
+    return 4;
+}
+
 /*
  * XORs data[0..len) in place with mask, starting at mask position offset % 4 (so a
  * payload may be unmasked piecewise: pass the number of payload bytes already unmasked).

@@ -427,10 +427,8 @@ static void on_wakeup(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
     atomic_store(&loop->wake_pending, false);
 }
 
-int eddy__io_set(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
+int eddy__io_change(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
 {
-    if (io->events == events)
-        return 0;
     int rc = eddy__backend_ctl(loop, io, io->events, events);
     if (rc == 0)
         io->events = events;

@@ -40,8 +40,16 @@ struct eddy__io {
     eddy__io_cb cb;
 };
 
-/* Starts, changes or stops (events 0) watching io->fd. Returns 0 or -errno. */
-int eddy__io_set(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
+/* eddy__io_set() for events that differ from those watched. */
+int eddy__io_change(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
+/* Starts, changes or stops (events 0) watching io->fd. Returns 0 or -errno. Inline: most
+ * calls (one per reply written whole) change nothing. */
+static inline int eddy__io_set(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
+{
+    if (io->events == events)
+        return 0;
+    return eddy__io_change(loop, io, events);
+}
 
 /* worker_num's upper bound: the server keeps room for this many loops. */
 #define EDDY__MAX_LOOPS 256

@@ -281,7 +281,7 @@ const char *eddy_strerror(int err)
     case EDDY_QUEUED:
         return "queued under back-pressure";
     case EDDY_EDROPPED:
-        return "dropped: the connection is a slow consumer";
+        return "dropped: the connection is a slow consumer, or not ready for a volatile message";
     default:
         break;
     }

@@ -756,7 +756,7 @@ static int queue_frame(eddy__conn_t *conn, uint8_t opcode, int flags, const void
     /* Framed in place in the output queue where it fits: no copy of the header. */
     uint8_t *room = eddy__conn_reserve(conn, EDDY_WS_MAX_HEADER_LEN + len);
     if (room != NULL) {
-        size_t header_len = eddy__ws_write_header(room, opcode, flags, len, NULL);
+        size_t header_len = eddy__ws_write_header_unmasked(room, opcode, flags, len);
         if (len)
             memcpy(room + header_len, payload, len);
         eddy__conn_commit(conn, header_len + len);

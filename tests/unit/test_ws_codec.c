@@ -262,6 +262,20 @@ static void test_write_header(void)
             if (masked)
                 CHECK_MEM(hdr.mask, 4, mask_key, 4);
         }
+        /* The inline writer of unmasked headers writes the same bytes, for every opcode and
+         * combination of the flags it takes. */
+        static const int flag_sets[] = {0, EDDY_WS_FLAG_FIN, EDDY_WS_FLAG_RSV1,
+                                        EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1};
+        for (size_t f = 0; f < sizeof(flag_sets) / sizeof(flag_sets[0]); f++) {
+            for (uint8_t opcode = 0; opcode < 16; opcode++) {
+                uint8_t inline_out[EDDY_WS_MAX_HEADER_LEN];
+                size_t n = eddy__ws_write_header(out, opcode, flag_sets[f], lengths[i], NULL);
+                CHECK_EQ_INT(
+                    eddy__ws_write_header_unmasked(inline_out, opcode, flag_sets[f], lengths[i]),
+                    n);
+                CHECK_MEM(inline_out, n, out, n);
+            }
+        }
     }
 }
 
