@@ -209,6 +209,7 @@ typedef struct rt_client {
     atomic_bool joined_once;
     uint64_t connect_timer;
     eddy_rt_socket_t *sockets; /* connected sockets, one per namespace (under lock) */
+    eddy_rt_socket_t *closed;  /* disconnected in this context, released when it is left */
     rt_handshake_t *hs;
     rt_binary_t *binary;
 } rt_client_t;
@@ -410,12 +411,21 @@ static bool client_enter(rt_client_t *c, rt_ctx_t *ctx, bool try)
     return true;
 }
 
+/* Leaves c's context. Sockets that disconnected in it lose the client's reference only
+ * now, so that a callback that disconnected its own socket may still call functions on it
+ * (they answer EDDY_ECLOSED) until it returns. The last reference may free c. */
 static void client_leave(rt_client_t *c, rt_ctx_t *ctx)
 {
     if (!ctx->locked)
         return;
+    eddy_rt_socket_t *closed = c->closed;
+    c->closed = NULL;
     tls_current = ctx->prev;
     pthread_mutex_unlock(&c->lock);
+    for (eddy_rt_socket_t *s = closed, *next; s != NULL; s = next) {
+        next = s->client_next;
+        eddy_rt_socket_unref(s);
+    }
 }
 
 static int bin3_parts(const eddy_rt_bin_t *bin, size_t nbin, eddy_part_t *parts);
@@ -2303,7 +2313,8 @@ static void socket_close(eddy_rt_socket_t *s, const char *reason)
     free(names);
     if (nsp->h.disconnect != NULL)
         nsp->h.disconnect(s, reason, nsp->h.user_data);
-    eddy_rt_socket_unref(s); /* the client's reference */
+    s->client_next = c->closed; /* the client's reference goes in client_leave() */
+    c->closed = s;
 }
 
 static void server_disconnect(eddy_rt_socket_t *s, bool close_client)
