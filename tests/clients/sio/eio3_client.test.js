@@ -140,6 +140,7 @@ describe('socket.io-client 2.x across a server restart', () => {
     clients.push(socket);
     try {
       await once(socket, 'auth');
+      await upgraded(socket);  // on WebSocket, a dead server is a 'transport close'
       const reasons = [];
       socket.on('disconnect', (reason) => reasons.push(reason));
       const back = once(socket, 'reconnect', 'the reconnection');
