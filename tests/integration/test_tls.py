@@ -280,3 +280,21 @@ def test_a_fan_out_of_small_frames_goes_out_in_few_tls_records(start_server, tls
     for count, size in ((160, 50000), (64, 20), (3, 70000)):
         for i in range(count):
             assert sub.recv_message() == (0x2, bytes([i]) * size)
+
+
+def test_records_arriving_together_are_all_read(start_server, tls_cert):
+    """With read-ahead OpenSSL takes every record the socket holds in one read, so the socket
+    is empty while records wait decrypted-to-be in OpenSSL's buffer: each must be echoed
+    without the socket signalling again."""
+    server = start_server("echo", "--tls-port", "0",
+                          settings=settings_for(tls_cert, worker_num="1"))
+    client = wss_client(server.tls_port)
+    client.handshake()
+    raw = client.sock
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    for i in range(40):  # one TLS record each, held back by the cork
+        client.send_frame(0x2, bytes([i]) * (1 + i * 50))
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+    for i in range(40):
+        assert client.recv_message() == (0x2, bytes([i]) * (1 + i * 50))
+    client.close_handshake()
