@@ -228,6 +228,7 @@ struct eddy__loop {
     eddy__timer_t ws_ping;      /* websocket_ping_interval: keep-alive pings (server.c) */
     uint64_t ws_ping_next_ms;   /* when the next round of pings is due */
     eddy__timer_t accept_timer; /* resumes accepting after ENOBUFS/ENOMEM */
+    eddy__timer_t tls_sweep;    /* frees quiet TLS connections' record buffers (server.c) */
     int spare_fd;               /* kept open to shed the backlog when out of descriptors */
     uint64_t accept_shed;       /* connections shed that way (logged) */
     eddy__listen_sock_t *listen_socks;

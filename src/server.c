@@ -599,6 +599,22 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
     eddy__timer_start(loop, timer, opts->heartbeat_interval_ms);
 }
 
+/* ---- TLS idle sweep ---- */
+
+/* How often quiet TLS connections give their record buffers back: a connection keeps them
+ * until one to two periods after it last received (a connection that only sends may
+ * reallocate them once a period). */
+#define TLS_SWEEP_MS 1000
+
+static void tls_sweep(eddy__loop_t *loop, eddy__timer_t *timer)
+{
+    for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
+        if (loop->conns.slots[i] != NULL)
+            eddy__tls_conn_idle(loop->conns.slots[i], TLS_SWEEP_MS);
+    }
+    eddy__timer_start(loop, timer, TLS_SWEEP_MS);
+}
+
 /* ---- keep-alive pings ---- */
 
 /* The ping timer's period: the interval, or the timeout when shorter, so an unanswered
@@ -664,6 +680,7 @@ static void begin_shutdown(eddy__loop_t *loop)
     eddy__timer_stop(loop, &loop->heartbeat);
     eddy__timer_stop(loop, &loop->ws_ping);
     eddy__timer_stop(loop, &loop->accept_timer);
+    eddy__timer_stop(loop, &loop->tls_sweep);
     for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
         eddy__conn_t *conn = loop->conns.slots[i];
         /* Not those closing already, nor a WebSocket whose closing handshake began. */
@@ -719,6 +736,13 @@ static void prepare_loop(eddy__loop_t *loop)
     if (opts->websocket_ping_interval_ms > 0) {
         loop->ws_ping_next_ms = loop->now_ms + opts->websocket_ping_interval_ms;
         eddy__timer_start(loop, &loop->ws_ping, ws_ping_period(opts));
+    }
+    eddy__timer_init(&loop->tls_sweep, tls_sweep);
+    for (int i = 0; i < loop->srv->listener_count; i++) {
+        if (loop->srv->listeners[i].tls_ctx != NULL) {
+            eddy__timer_start(loop, &loop->tls_sweep, TLS_SWEEP_MS);
+            break;
+        }
     }
 }
 

@@ -40,6 +40,10 @@ ssize_t eddy__tls_writev(eddy__conn_t *conn, const struct iovec *iov, int n);
 const char *eddy__tls_last_error(void);
 /* True if OpenSSL holds bytes already read from the socket. */
 bool eddy__tls_pending(eddy__conn_t *conn);
+/* Frees the record buffers of a TLS connection (no-op on plain ones) that received nothing
+ * for quiet_ms and has no output queued; OpenSSL allocates them again when needed. Loop
+ * thread only. */
+void eddy__tls_conn_idle(eddy__conn_t *conn, uint64_t quiet_ms);
 void eddy__tls_shutdown(eddy__conn_t *conn);
 
 #endif /* EDDY_TLS_H */

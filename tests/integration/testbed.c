@@ -27,6 +27,8 @@
  *                                        callback: after this iteration's output was written
  *   !userdata <fd>                       sets then reads back per-connection user data
  *   !stop                                eddy_server_stop()
+ *   !heap                                bytes malloc has handed out and not taken back
+ *                                        (mallinfo2's uordblks; 0 under sanitizers)
  *   !loop <fd>                           the loop (reactor_id) owning fd
  *   !pushmany <fd> <count> <bytes>       count binary pushes in one callback (nothing is
  *                                        flushed in between): prints every return code
@@ -72,6 +74,7 @@
  *        that the open event prints as "userdata <fd> <value>").
  */
 #include <ctype.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
@@ -539,6 +542,8 @@ static void command(eddy_server_t *srv, eddy_fd_t self, char *line)
             pthread_create(&app_threads[app_threads_len++], NULL, app_thread_main, t);
         else
             free(t);
+    } else if (strcmp(cmd, "heap") == 0) {
+        printf("= %zu\n", mallinfo2().uordblks);
     } else if (strcmp(cmd, "stop") == 0) {
         printf("= 0\n");
         eddy_server_stop(srv);
