@@ -349,3 +349,39 @@ def test_chat_page_in_headless_chromium(start_server):
     assert report["steps"] == [
         "alice said", {"history": True, "users": ["alice (you)", "bob"]}, "typing", "private",
         {"left": True, "users": ["alice (you)"]}]
+
+
+def test_chat_join_while_messages_flow_misses_none(start_server):
+    """bob joins while alice sends 300 messages, on another loop (two workers): every seq
+    from 1 to 300 reaches him, in the join's history or live, and what arrives live after
+    the history is in order."""
+    server = start_chat(start_server, "--history", "1000", "--set", "worker_num=2")
+    count = 300
+
+    async def scenario():
+        alice, bob = await Tab.open(server), await Tab.open(server)
+        await alice.login("alice")
+        await bob.login("bob")
+        await alice.request("join", {"room": "flow"})
+        for i in range(count):
+            await alice.emit("say", {"room": "flow", "text": f"m{i + 1}"})
+            if i == count // 3:
+                await bob.emit("join", {"room": "flow"})
+        joined, live, early = None, [], []
+        deadline = time.monotonic() + 2 * TIMEOUT
+        while not live or live[-1] < count:
+            name, data = await asyncio.wait_for(bob.events.get(), deadline - time.monotonic())
+            if name == "join":
+                joined = data
+            elif name == "message":
+                (live if joined else early).append(data["seq"])
+        history = [m["seq"] for m in joined["history"]]
+        assert history == list(range(1, len(history) + 1))
+        # Live before the answer: only messages the history holds too.
+        assert all(seq <= joined["seq"] for seq in early)
+        fresh = [seq for seq in live if seq > joined["seq"]]
+        assert fresh == list(range(joined["seq"] + 1, count + 1))
+        await alice.close()
+        await bob.close()
+
+    run(scenario())
