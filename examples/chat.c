@@ -12,9 +12,10 @@
  *   login {name}        the name (1-32 of A-Z a-z 0-9 _ - .) becomes the socket's user id:
  *                       the tabs of one name are one user -> login {code, user}
  *   join {room}         -> join {code, room, users, history, seq}: the room's users (each
- *                       once) and its last messages, oldest first, each with its position
- *                       "seq" (1, 2, ... per room); the room gets presence when the user's
- *                       first tab enters
+ *                       once) and its last messages from the layer's room history
+ *                       (eddy_rt_room_history), oldest first, each with its number "seq"
+ *                       (1, 2, ... per room) and the layer's "offset"; the room's users get
+ *                       presence when the user's first tab enters
  *   leave {room}        -> leave {code, room}; presence when the user's last tab leaves
  *   rooms {}            -> rooms {code, rooms: [{name, users, seq}]}
  *   say {room, text}    message {room, seq, from, text, ts} to the room (sender included)
@@ -48,19 +49,12 @@ typedef struct member {
     unsigned tabs;
 } member_t;
 
-/* A message of a room's history: its JSON object, as broadcast. The buffer is reused. */
-typedef struct entry {
-    char *json;
-    size_t len, cap;
-} entry_t;
-
 typedef struct room {
     char name[NAME_MAX_LEN + 1];
     char layer_room[NAME_MAX_LEN + 2]; /* "#" + name */
     member_t *members;
     size_t nmembers, members_cap;
-    entry_t *ring; /* history_len entries; message seq is at ring[(seq - 1) % history_len] */
-    uint64_t seq;  /* the last message's position (0: none yet) */
+    uint64_t seq; /* the last message's number in the room (0: none yet) */
 } room_t;
 
 /* Per socket (eddy_rt_socket_set_data), made at login, freed at disconnect. Read and written
@@ -70,10 +64,11 @@ typedef struct client {
     uint64_t rooms[MAX_ROOMS / 64]; /* bit i: in rooms[i] */
 } client_t;
 
-/* The rooms, their members and histories. Rooms are never removed (their history stays),
- * so an index into rooms is stable; lookups are linear, which MAX_ROOMS keeps cheap. The
- * lock is held while a message is stored and broadcast and while a joiner's history is
- * taken and sent, so a joiner gets every message either in its history or live. */
+/* The rooms and their members; their histories are the layer's. Rooms are never removed
+ * (their numbering goes on), so an index into rooms is stable; lookups are linear, which
+ * MAX_ROOMS keeps cheap. The lock is held while a message is numbered and broadcast (the
+ * layer stores it then) and while a joiner's history is read and sent, so a joiner gets
+ * every message either in its history or live. */
 static struct {
     pthread_mutex_t lock;
     room_t *rooms[MAX_ROOMS];
@@ -221,10 +216,8 @@ static room_t *room_get(const char *name)
     if (room != NULL || chat.nrooms == MAX_ROOMS)
         return room;
     room = calloc(1, sizeof(*room));
-    if (room == NULL || (room->ring = calloc(chat.history_len, sizeof(entry_t))) == NULL) {
-        free(room);
+    if (room == NULL)
         return NULL;
-    }
     strcpy(room->name, name);
     snprintf(room->layer_room, sizeof(room->layer_room), "#%s", name);
     chat.rooms[chat.nrooms++] = room;
@@ -233,9 +226,6 @@ static room_t *room_get(const char *name)
 
 static void room_free(room_t *room)
 {
-    for (size_t i = 0; i < chat.history_len; i++)
-        free(room->ring[i].json);
-    free(room->ring);
     free(room->members);
     free(room);
 }
@@ -256,7 +246,10 @@ static int client_in(const client_t *c, size_t index)
 
 /* ---- presence: a user's tabs per room, from the layer's presence callback ---- */
 
-/* Tells the room that user came or went, with its users now. Call with chat.lock held. */
+/* Tells the room's users that user came or went, with the users now. Sent to the users
+ * rather than to the room so that it stays out of the room's history, which holds the
+ * messages (a user's tabs outside the room ignore it by its room). Call with chat.lock
+ * held. */
 static void announce(const room_t *room, const char *user, bool joined)
 {
     buf_t b = {0};
@@ -264,12 +257,15 @@ static void announce(const room_t *room, const char *user, bool joined)
                joined ? "true" : "false");
     add_users(&b, room);
     buf_add(&b, "}", 1);
-    if (!b.failed) {
-        const char *rooms[] = {room->layer_room};
-        eddy_rt_to_t to = {.rooms = rooms, .nrooms = 1};
+    const char **users = malloc((room->nmembers + 1) * sizeof(*users));
+    if (!b.failed && users != NULL && room->nmembers > 0) {
+        for (size_t i = 0; i < room->nmembers; i++)
+            users[i] = room->members[i].user;
+        eddy_rt_to_t to = {.users = users, .nusers = room->nmembers};
         eddy_rt_msg_t msg = {.event = "presence", .args = b.p, .args_len = b.len};
         eddy_rt_broadcast(chat.nsp, &to, &msg);
     }
+    free(users);
     free(b.p);
 }
 
@@ -346,6 +342,29 @@ static void on_login(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
     answer(s, ev, "login", object);
 }
 
+typedef struct history {
+    buf_t *out;
+    size_t count;
+} history_t;
+
+/* Appends a message of the room's history (the layer's: the room's broadcasts that were
+ * neither volatile nor acknowledged) as its object with the layer's offset added. */
+static bool add_message(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev, const char *offset,
+                        void *arg)
+{
+    (void)nsp;
+    history_t *h = arg;
+    const char *obj;
+    size_t len;
+    if (strcmp(ev->name, "message") != 0 || eddy_rt_arg(ev, 0, &obj, &len) != EDDY_RT_JSON_OBJECT)
+        return true;
+    if (h->count++ > 0)
+        buf_add(h->out, ",", 1);
+    buf_add(h->out, obj, len - 1); /* without its '}' */
+    buf_printf(h->out, ",\"offset\":\"%s\"}", offset);
+    return true;
+}
+
 static void on_join(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
 {
     (void)ud;
@@ -359,7 +378,7 @@ static void on_join(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
     pthread_mutex_unlock(&chat.lock);
     if (room == NULL)
         return fail(s, ev, "join", 503, "too many rooms");
-    /* Joined first, history after: a message stored after the history was taken is
+    /* Joined first, history after: a message stored after the history was read is
      * broadcast to the room with this socket in it. One stored before may also arrive
      * live (a broadcast from another loop still on its way); its seq tells the client. */
     if (eddy_rt_join(s, room->layer_room) != 0)
@@ -370,13 +389,8 @@ static void on_join(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
                (unsigned long long)room->seq);
     add_users(&b, room);
     buf_add(&b, ",\"history\":[", 12);
-    uint64_t first = room->seq > chat.history_len ? room->seq - chat.history_len + 1 : 1;
-    for (uint64_t seq = first; seq <= room->seq; seq++) {
-        const entry_t *e = &room->ring[(seq - 1) % chat.history_len];
-        if (seq > first)
-            buf_add(&b, ",", 1);
-        buf_add(&b, e->json, e->len);
-    }
+    history_t h = {&b, 0};
+    eddy_rt_room_history(chat.nsp, room->layer_room, chat.history_len, add_message, &h);
     buf_add(&b, "]}", 2);
     if (b.failed)
         fail(s, ev, "join", 500, "out of memory");
@@ -427,8 +441,9 @@ static void on_rooms(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
     free(b.p);
 }
 
-/* The per-message path: the message is written once into its history slot (the slot's
- * buffer is reused once the ring has come round) and broadcast from there. */
+/* The per-message path: the message is written once, on the stack, and broadcast; the
+ * layer keeps it in the room's history (eddy_rt_options_t.history_max_messages). The lock
+ * orders numbering, storing and sending against a joiner reading the history. */
 static void on_say(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
 {
     (void)ud;
@@ -447,26 +462,23 @@ static void on_say(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
         pthread_mutex_unlock(&chat.lock);
         return fail(s, ev, "say", 403, "join the room first");
     }
-    entry_t *e = &room->ring[room->seq % chat.history_len];
-    buf_t b = {.p = e->json, .cap = e->cap};
-    buf_printf(&b, "{\"room\":\"%s\",\"seq\":%llu,\"from\":\"%s\",\"text\":", room->name,
-               (unsigned long long)room->seq + 1, c->user);
-    buf_add(&b, text, text_len);
-    buf_printf(&b, ",\"ts\":%llu}", (unsigned long long)now_ms());
-    e->json = b.p;
-    e->cap = b.cap;
-    if (b.failed) {
-        e->len = 0;
-        pthread_mutex_unlock(&chat.lock);
-        return fail(s, ev, "say", 500, "out of memory");
-    }
-    e->len = b.len;
-    room->seq++;
+    char object[TEXT_MAX_LEN + 2 * NAME_MAX_LEN + 96];
+    int n = snprintf(object, sizeof(object),
+                     "{\"room\":\"%s\",\"seq\":%llu,\"from\":\"%s\",\"text\":", room->name,
+                     (unsigned long long)room->seq + 1, c->user);
+    memcpy(object + n, text, text_len);
+    n += (int)text_len;
+    n += snprintf(object + n, sizeof(object) - (size_t)n, ",\"ts\":%llu}",
+                  (unsigned long long)now_ms());
     const char *rooms[] = {room->layer_room};
     eddy_rt_to_t to = {.rooms = rooms, .nrooms = 1};
-    eddy_rt_msg_t msg = {.event = "message", .args = e->json, .args_len = e->len};
-    eddy_rt_broadcast(chat.nsp, &to, &msg);
+    eddy_rt_msg_t msg = {.event = "message", .args = object, .args_len = (size_t)n};
+    int rc = eddy_rt_broadcast(chat.nsp, &to, &msg);
+    if (rc == 0)
+        room->seq++;
     pthread_mutex_unlock(&chat.lock);
+    if (rc != 0)
+        return fail(s, ev, "say", 500, "could not send");
     if (ev->ack_id >= 0)
         eddy_rt_ack_json(s, ev->ack_id, "{\"code\":200}");
 }
@@ -622,6 +634,9 @@ int main(int argc, char **argv)
         (uint32_t)number_option(argc, argv, "--ping-interval", 1, UINT32_MAX, 25000);
     opts.ping_timeout_ms =
         (uint32_t)number_option(argc, argv, "--ping-timeout", 1, UINT32_MAX, 20000);
+    /* The chat's history is the layer's: the last --history events of each room, for a day. */
+    opts.history_max_messages = chat.history_len;
+    opts.history_max_age_ms = 24 * 3600 * 1000;
     if ((chat.page = read_file(page, &chat.page_len)) == NULL) {
         fprintf(stderr, "chat: cannot read the page %s: %s (--page FILE)\n", page, strerror(errno));
         return 1;

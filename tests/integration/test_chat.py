@@ -145,6 +145,9 @@ def test_chat_two_users_three_tabs(start_server):
         assert sorted(joined["users"]) == ["alice", "bob"]
         assert [m["seq"] for m in joined["history"]] == [1, 2, 3]
         assert joined["seq"] == 3
+        # The layer's positions come with them: one offset per message, all different.
+        offsets = [m["offset"] for m in joined["history"]]
+        assert all(isinstance(o, str) and o for o in offsets) and len(set(offsets)) == 3
         for tab in (alice1, alice2):
             presence = await tab.next("presence")
             assert presence["user"] == "bob" and presence["joined"] is True
