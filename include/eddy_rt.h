@@ -1,0 +1,502 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * eddy_rt: the real-time layer of eddy. Sockets, namespaces, rooms, named events with
+ * acknowledgements, users and presence, spoken as Socket.IO (protocol v5 over Engine.IO v4,
+ * and protocol v4 over Engine.IO v3 as socket.io-client 2.x and laravel-swoole speak it)
+ * on top of an eddy_server_t. It uses only the engine's public API (eddy.h).
+ *
+ * The model, in Socket.IO's words:
+ * - a client (one Engine.IO session: WebSocket, or HTTP long-polling until it upgrades)
+ *   connects to one or more namespaces ("/", "/chat"); each connection to a namespace is
+ *   a socket (eddy_rt_socket_t) with an id (20 characters), an optional user id and
+ *   application data;
+ * - a socket is in its own room (named by its id) and in the rooms it joins, and leaves
+ *   them all when it disconnects;
+ * - events have a name and JSON arguments, optionally binary attachments, and may ask for
+ *   an acknowledgement (both ways);
+ * - emits go to a socket, to the union of rooms (each socket once), to a whole namespace,
+ *   minus rooms and minus one socket (the sender); to every socket of a user id.
+ *
+ * Arguments are JSON text, never a tree: an argument list is the JSON values separated by
+ * commas, without the array's brackets (1,"two",{"x":3}), exactly the bytes a packet
+ * carries after the event name. An event handler receives it in place (eddy_rt_arg() and
+ * friends read it), and an emit takes one the application wrote or received: echoing the
+ * arguments of an event costs no re-encoding. Binary attachments are referred to from the
+ * JSON by Socket.IO's placeholders {"_placeholder":true,"num":N} (N indexes the attachment
+ * array), exactly as the protocol carries them.
+ *
+ * Return codes are eddy's (eddy.h: negative eddy_error values or -errno, eddy_strerror());
+ * a timed-out acknowledgement is -ETIMEDOUT.
+ *
+ * Threads. The server runs several event loops (eddy.h "Threads"); the layer's tables
+ * (namespaces, rooms, users) are shared by all of them.
+ * - The callbacks of one socket (connect hook, connection, events, acks, disconnecting,
+ *   disconnect) never run at the same time. A socket on WebSocket has them on its
+ *   connection's loop; a socket still on HTTP long-polling may have them on any loop
+ *   (each request of a polling session may arrive on another connection).
+ * - Every function below may be called from any thread (loop threads, the application's
+ *   own) unless it says otherwise. Called from inside a callback of the socket they act
+ *   on, they act at once; the rest takes short locks on the shared tables (never held
+ *   while an application callback runs, except eddy_rt_room_sockets()'s visitor).
+ * - A socket pointer is borrowed: valid during the callbacks that receive it, and until
+ *   eddy_rt_socket_unref() when the application took a reference (eddy_rt_socket_ref(),
+ *   eddy_rt_socket_find()). Functions on a socket that has disconnected return
+ *   EDDY_ECLOSED (a held reference keeps the memory, not the connection).
+ *
+ * Cost: emits to one WebSocket socket and to rooms take no lock and no allocation per
+ * recipient: a broadcast is encoded once per protocol variant and fanned out through the
+ * engine's shared frames (eddy_publish_parts()); sockets still on long-polling are reached
+ * from the layer's own member lists. Joining and leaving take the shared tables' lock.
+ */
+#ifndef EDDY_RT_H
+#define EDDY_RT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eddy.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility push(default)
+#endif
+
+/* The layer on one server (opaque). */
+typedef struct eddy_rt eddy_rt_t;
+/* A namespace ("/", "/chat") (opaque; lives as long as the layer). */
+typedef struct eddy_rt_nsp eddy_rt_nsp_t;
+/* A connection of a client to a namespace (opaque; see "Threads" above for its lifetime). */
+typedef struct eddy_rt_socket eddy_rt_socket_t;
+
+/* ---------------------------------------------------------------------------------------
+ * Options: Socket.IO's server options where Socket.IO has one (Node names in brackets).
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct eddy_rt_options {
+    const char *path;            /* ["path"] "/socket.io/" (copied) */
+    uint32_t ping_interval_ms;   /* ["pingInterval"] 25000 */
+    uint32_t ping_timeout_ms;    /* ["pingTimeout"] 20000 */
+    uint32_t upgrade_timeout_ms; /* ["upgradeTimeout"] 10000 */
+    size_t max_http_buffer_size; /* ["maxHttpBufferSize"] 1000000: largest Engine.IO message
+                                  * (WebSocket message or polling POST body) */
+    uint32_t connect_timeout_ms; /* ["connectTimeout"] 45000: a client that has joined no
+                                  * namespace by then is closed */
+    bool allow_polling;          /* [transports includes "polling"] true */
+    size_t max_attachments;      /* [parser maxAttachments] 10: more binary attachments in
+                                  * one packet close the connection */
+    /* Connection state recovery ["connectionStateRecovery.maxDisconnectionDuration"]:
+     * milliseconds a socket whose transport was lost keeps its state (id, rooms, user id)
+     * and the events sent meanwhile, for its client to recover; 0 turns recovery off (the
+     * default). With it on, every event emitted without ack and not volatile is stored
+     * per namespace (rooms' histories bounded by count, bytes and this age) and carries its
+     * offset as last argument, as in Socket.IO; the CONNECT reply carries a pid. A
+     * reconnecting client gets exactly the events it missed, in order, or is connected
+     * afresh (recovered false): never a partial replay. */
+    uint32_t recovery_max_disconnection_ms;
+} eddy_rt_options_t;
+
+/* Fills *opts with the defaults above. */
+void eddy_rt_options_init(eddy_rt_options_t *opts);
+
+/* ---------------------------------------------------------------------------------------
+ * Layer lifecycle and dispatch
+ * ------------------------------------------------------------------------------------- */
+
+/*
+ * Creates the layer on srv with opts (NULL: the defaults; copied). Call before
+ * eddy_server_start(), from the thread configuring the server; srv must outlive the layer.
+ * The namespace "/" exists from the start. Returns NULL on out-of-memory or a bad option
+ * (logged: path not starting with '/', ping_interval_ms or ping_timeout_ms 0).
+ */
+eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts);
+
+/* Frees the layer, after eddy_server_start() returned (or before it was called). Sockets
+ * still referenced by the application become dangling: drop references first. */
+void eddy_rt_free(eddy_rt_t *rt);
+
+/*
+ * Makes the layer the server's application: sets the server's request, upgrade, open,
+ * message and close callbacks and its user data (eddy_server_set_user_data(srv, rt)).
+ * Requests under the path go to Engine.IO; other HTTP requests go to fallback (NULL: 404
+ * Not Found; its user_data argument is the rt), other WebSocket upgrades are refused with
+ * 404. Call before eddy_server_start(). Applications that keep their own eddy_on_*
+ * callbacks call the dispatch functions below from them instead.
+ */
+void eddy_rt_install(eddy_rt_t *rt, eddy_request_cb fallback);
+
+/*
+ * Dispatch, for applications with their own eddy_on_* callbacks: each returns true when
+ * the request, upgrade or connection belonged to the layer and was handled (the callback
+ * must then do nothing more with it), false when it is the application's.
+ * eddy_rt_handle_upgrade() stores in *status what the upgrade callback must return.
+ */
+bool eddy_rt_handle_request(eddy_rt_t *rt, eddy_request_t *req, eddy_response_t *resp);
+bool eddy_rt_handle_upgrade(eddy_rt_t *rt, eddy_request_t *req, int *status);
+bool eddy_rt_handle_open(eddy_rt_t *rt, eddy_request_t *req);
+bool eddy_rt_handle_message(eddy_rt_t *rt, const eddy_frame_t *frame);
+bool eddy_rt_handle_close(eddy_rt_t *rt, eddy_fd_t fd);
+
+/* The server the layer runs on. */
+eddy_server_t *eddy_rt_server(const eddy_rt_t *rt);
+/* Layer-wide application data (borrowed, never freed by eddy). */
+void eddy_rt_set_user_data(eddy_rt_t *rt, void *user_data);
+void *eddy_rt_user_data(const eddy_rt_t *rt);
+
+/* ---------------------------------------------------------------------------------------
+ * Events and acknowledgements
+ * ------------------------------------------------------------------------------------- */
+
+/* A binary attachment (borrowed). */
+typedef struct eddy_rt_bin {
+    const void *data;
+    size_t len;
+} eddy_rt_bin_t;
+
+/*
+ * An event received from a client, or the answer to an acknowledged emit. Everything is
+ * borrowed for the callback.
+ */
+typedef struct eddy_rt_event {
+    const char *name;         /* the event name, unescaped, NUL-terminated (NULL for an ack) */
+    const char *args;         /* the argument list ("" when there are none) */
+    size_t args_len;          /* (args is not NUL-terminated) */
+    const eddy_rt_bin_t *bin; /* binary attachments, placeholder num order */
+    size_t nbin;
+    int64_t ack_id; /* >= 0: the client waits for eddy_rt_ack(); -1: it does not */
+} eddy_rt_event_t;
+
+/* A named event's handler. */
+typedef void (*eddy_rt_event_cb)(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data);
+
+/*
+ * What an emit carries. event: the name (UTF-8, escaped by eddy). args: the argument list
+ * (see the top of this file; copied as is: the application vouches for its JSON) of
+ * args_len bytes (0: no arguments). bin: attachments the placeholders in args
+ * refer to (nbin at most max_attachments, and at most 63). flags: EDDY_RT_VOLATILE,
+ * EDDY_RT_COMPRESS.
+ */
+typedef struct eddy_rt_msg {
+    const char *event;
+    const char *args;
+    size_t args_len;
+    const eddy_rt_bin_t *bin;
+    size_t nbin;
+    int flags;
+} eddy_rt_msg_t;
+
+enum eddy_rt_flag {
+    EDDY_RT_VOLATILE = 1 << 0, /* a recipient that is not ready does not get it (never queued) */
+    EDDY_RT_COMPRESS = 1 << 1, /* permessage-deflate where the connection negotiated it */
+};
+
+/*
+ * Emits to one socket (socket.emit). Returns 0, EDDY_QUEUED (the connection is behind:
+ * back-pressure), EDDY_EDROPPED (volatile and not ready, or a slow consumer),
+ * EDDY_ECLOSED (the socket disconnected), EDDY_EINVAL (args not an array, too many
+ * attachments), EDDY_ETOOBIG, EDDY_ENOMEM.
+ */
+int eddy_rt_emit(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg);
+
+/* eddy_rt_emit() of event with args (a NUL-terminated argument list, or NULL):
+ * eddy_rt_emit_json(s, "joined", "\"room1\",3"). */
+int eddy_rt_emit_json(eddy_rt_socket_t *s, const char *event, const char *args);
+
+/*
+ * Answers a client's acknowledgement request ack_id (eddy_rt_event_t.ack_id) with an
+ * argument list and attachments; msg->event is ignored. Once per ack id,
+ * at any time while the socket is connected (keep a reference to answer later).
+ * Returns as eddy_rt_emit(), and EDDY_EINVAL for a negative ack_id.
+ */
+int eddy_rt_ack(eddy_rt_socket_t *s, int64_t ack_id, const eddy_rt_msg_t *msg);
+
+/* eddy_rt_ack() with args only (a NUL-terminated argument list, or NULL). */
+int eddy_rt_ack_json(eddy_rt_socket_t *s, int64_t ack_id, const char *args);
+
+/*
+ * The answer to an emit with acknowledgement: status 0 and the client's answer (ev->name
+ * NULL, ev->ack_id -1), or status -ETIMEDOUT and ev NULL when no answer came within the
+ * timeout (also when the socket disconnected meanwhile, as in Socket.IO). Exactly one call
+ * per emit that returned 0 or EDDY_QUEUED. It runs in the socket's context when the answer
+ * arrives, or on the loop of the timer (the loop that emitted; loop 0 for an emit from an
+ * application thread). s is borrowed for the call (it may have disconnected).
+ */
+typedef void (*eddy_rt_ack_cb)(eddy_rt_socket_t *s, int status, const eddy_rt_event_t *ev,
+                               void *arg);
+
+/*
+ * Emits to one socket and waits timeout_ms (> 0) for its acknowledgement
+ * (socket.timeout(ms).emit(event, ..., cb)); cb as above. Returns as eddy_rt_emit(); on
+ * failure cb is not called.
+ */
+int eddy_rt_emit_ack(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg, uint32_t timeout_ms,
+                     eddy_rt_ack_cb cb, void *arg);
+
+/* ---------------------------------------------------------------------------------------
+ * Broadcasts: rooms, the whole namespace, users
+ * ------------------------------------------------------------------------------------- */
+
+/*
+ * Whom a broadcast reaches: the union of the rooms and of every connection of the users
+ * (each socket once), or the whole namespace when both lists are empty; minus the members
+ * of the except rooms and minus except_socket (the sender, for socket.to(room).emit and
+ * socket.broadcast.emit). Every pointer is borrowed for the call.
+ */
+typedef struct eddy_rt_to {
+    const char *const *rooms;
+    size_t nrooms;
+    const char *const *users;
+    size_t nusers;
+    const char *const *except;
+    size_t nexcept;
+    const eddy_rt_socket_t *except_socket;
+} eddy_rt_to_t;
+
+/*
+ * Emits msg to the sockets of nsp that to selects (to NULL: all of them). The packet is
+ * encoded once per protocol variant and shared by every WebSocket recipient. Returns 0,
+ * EDDY_EINVAL, EDDY_ETOOBIG or EDDY_ENOMEM; recipients that are slow consumers are
+ * dropped or closed as the server's slow_consumer_policy says, silently for the caller.
+ */
+int eddy_rt_broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg);
+
+/* One socket's answer to a broadcast with acknowledgement. Borrowed. */
+typedef struct eddy_rt_ack_result {
+    const char *socket_id;
+    int status;                /* 0 or -ETIMEDOUT */
+    const eddy_rt_event_t *ev; /* the answer when status is 0, else NULL */
+} eddy_rt_ack_result_t;
+
+/*
+ * Called once per broadcast with acknowledgement, when every recipient answered or the
+ * timeout passed: results holds one entry per socket the broadcast reached (answers first,
+ * in arrival order, then the sockets that did not answer). Runs on the loop of the last
+ * answer, or where the timer fired.
+ */
+typedef void (*eddy_rt_broadcast_ack_cb)(eddy_rt_nsp_t *nsp, const eddy_rt_ack_result_t *results,
+                                         size_t nresults, void *arg);
+
+/*
+ * A broadcast whose recipients are asked to acknowledge (io.timeout(ms).to(room).emit(...,
+ * cb)): it reaches each socket as one packet with the same ack id (still encoded once).
+ * cb runs once (with nresults 0 when nobody was reached). Returns 0, or as
+ * eddy_rt_broadcast() (cb is then not called).
+ */
+int eddy_rt_broadcast_ack(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg,
+                          uint32_t timeout_ms, eddy_rt_broadcast_ack_cb cb, void *arg);
+
+/* ---------------------------------------------------------------------------------------
+ * Namespaces
+ * ------------------------------------------------------------------------------------- */
+
+/*
+ * A namespace's callbacks (each may be NULL). user_data is given to every one.
+ *
+ * connect: a client asks to join the namespace (Socket.IO middleware). s has its id; the
+ *   handshake is readable with eddy_rt_socket_header(), _query() and _auth(). Return 0 to
+ *   accept (after eddy_rt_socket_set_user() / _set_data() as needed), or
+ *   eddy_rt_refuse(s, ...)'s value to refuse: the client gets CONNECT_ERROR with that
+ *   message and does not retry. Any other non-zero value refuses with "refused".
+ * connection: the socket joined (its CONNECT reply is sent); emit, join rooms here.
+ * disconnecting: the socket is leaving (reason below); it is still in its rooms.
+ * disconnect: it left its rooms; the last callback the socket gets. Reasons are
+ *   Socket.IO's: "client namespace disconnect", "server namespace disconnect",
+ *   "transport close", "transport error", "ping timeout", "parse error", "forced close",
+ *   "server shutting down".
+ * presence: s joined (joined true) or left room (also when it disconnects); runs where the
+ *   join or leave happened. Not called for the socket's own room.
+ * any: an event that has no handler of its own (eddy_rt_on()); without it such events are
+ *   ignored (an ack they asked for is never answered, as in Socket.IO).
+ */
+typedef struct eddy_rt_handlers {
+    int (*connect)(eddy_rt_socket_t *s, void *user_data);
+    void (*connection)(eddy_rt_socket_t *s, void *user_data);
+    void (*disconnecting)(eddy_rt_socket_t *s, const char *reason, void *user_data);
+    void (*disconnect)(eddy_rt_socket_t *s, const char *reason, void *user_data);
+    void (*presence)(eddy_rt_socket_t *s, const char *room, bool joined, void *user_data);
+    eddy_rt_event_cb any;
+    void *user_data;
+} eddy_rt_handlers_t;
+
+/*
+ * The namespace name ("/chat"; leading '/' required, copied), created if it does not exist
+ * yet. Clients asking for a namespace that was never created are refused with "Invalid
+ * namespace", as Socket.IO does. Create namespaces before eddy_server_start() (any thread
+ * later). Returns NULL on out-of-memory or a name not starting with '/'.
+ */
+eddy_rt_nsp_t *eddy_rt_of(eddy_rt_t *rt, const char *name);
+
+/* Sets the namespace's callbacks (copied). Call before eddy_server_start(). */
+void eddy_rt_nsp_set_handlers(eddy_rt_nsp_t *nsp, const eddy_rt_handlers_t *h);
+
+/*
+ * Sets the handler of the event name (copied) in nsp, replacing an earlier one; cb NULL
+ * removes it. Call before eddy_server_start(). Returns 0, EDDY_EINVAL (a name Socket.IO
+ * reserves: connect, connect_error, disconnect, disconnecting, newListener,
+ * removeListener), EDDY_ENOMEM.
+ */
+int eddy_rt_on(eddy_rt_nsp_t *nsp, const char *event, eddy_rt_event_cb cb, void *user_data);
+
+/* The namespace's name, its layer, and the number of its connected sockets. */
+const char *eddy_rt_nsp_name(const eddy_rt_nsp_t *nsp);
+eddy_rt_t *eddy_rt_nsp_rt(const eddy_rt_nsp_t *nsp);
+size_t eddy_rt_nsp_count(eddy_rt_nsp_t *nsp);
+
+/* ---------------------------------------------------------------------------------------
+ * Sockets
+ * ------------------------------------------------------------------------------------- */
+
+/* Id (20 characters, NUL-terminated; also the name of its own room), namespace, protocol
+ * (5 for Socket.IO v5 over Engine.IO 4, 4 for v4 over Engine.IO 3). */
+const char *eddy_rt_socket_id(const eddy_rt_socket_t *s);
+eddy_rt_nsp_t *eddy_rt_socket_nsp(const eddy_rt_socket_t *s);
+int eddy_rt_socket_protocol(const eddy_rt_socket_t *s);
+/* True while the socket is connected. */
+bool eddy_rt_socket_connected(const eddy_rt_socket_t *s);
+/* True if the socket was restored by connection state recovery (socket.recovered): it has
+ * its earlier id, user id and rooms back, and got the events it missed before its CONNECT
+ * reply; the connect hook did not run for it (Socket.IO's skipMiddlewares). */
+bool eddy_rt_socket_recovered(const eddy_rt_socket_t *s);
+
+/*
+ * The handshake, as the client sent it when its session opened: a query parameter
+ * (percent-decoded; NULL if absent), a request header (case-insensitive name; the first
+ * one; NULL if absent), the remote address. Strings live as long as the socket. For a
+ * v4 (Engine.IO 3) client the namespace's own query string counts as its auth.
+ */
+const char *eddy_rt_socket_query(const eddy_rt_socket_t *s, const char *name);
+const char *eddy_rt_socket_header(const eddy_rt_socket_t *s, const char *name);
+const char *eddy_rt_socket_remote_ip(const eddy_rt_socket_t *s);
+/*
+ * The auth payload of the CONNECT packet, JSON object text ("{}" when the client sent
+ * none), NUL-terminated; *len (may be NULL) gets its length. Valid during the connect
+ * and connection callbacks only (NULL elsewhere).
+ */
+const char *eddy_rt_socket_auth(const eddy_rt_socket_t *s, size_t *len);
+
+/*
+ * The user id (copied; NULL clears it). The socket becomes addressable as one of the
+ * user's connections (eddy_rt_to_t.users, eddy_rt_user_disconnect(), presence). Returns 0,
+ * EDDY_ECLOSED, EDDY_ENOMEM. eddy_rt_socket_user() returns it (NULL if none; borrowed
+ * while the socket lives and the id is not changed).
+ */
+int eddy_rt_socket_set_user(eddy_rt_socket_t *s, const char *user_id);
+const char *eddy_rt_socket_user(const eddy_rt_socket_t *s);
+/* Per-socket application data (borrowed, never freed by eddy). */
+void eddy_rt_socket_set_data(eddy_rt_socket_t *s, void *data);
+void *eddy_rt_socket_data(const eddy_rt_socket_t *s);
+
+/* Refuses a connect (call from the connect callback and return its value): the client
+ * gets CONNECT_ERROR {"message": message, "data": data} (data: JSON text or NULL).
+ * Copies both. Returns a non-zero value meant to be returned by the connect callback. */
+int eddy_rt_refuse(eddy_rt_socket_t *s, const char *message, const char *data);
+
+/*
+ * Joins or leaves room (copied). Joining twice is one membership; leaving a room the
+ * socket is not in, or its own, does nothing. The presence callback runs. Returns 0,
+ * EDDY_ECLOSED, EDDY_EINVAL (room NULL), EDDY_ENOMEM.
+ */
+int eddy_rt_join(eddy_rt_socket_t *s, const char *room);
+int eddy_rt_leave(eddy_rt_socket_t *s, const char *room);
+/* Calls visit for each room the socket is in, its own first; stop by returning false.
+ * The names are borrowed for the call. Returns the number visited. The visitor must not
+ * call eddy_rt functions (the tables are locked). */
+size_t eddy_rt_socket_rooms(eddy_rt_socket_t *s, bool (*visit)(const char *room, void *arg),
+                            void *arg);
+
+/*
+ * Disconnects the socket from its namespace (socket.disconnect()): the client gets
+ * DISCONNECT and does not reconnect; disconnecting and disconnect run (reason "server
+ * namespace disconnect"), on the calling thread. close_client also closes the client's
+ * whole connection (socket.disconnect(true)). Returns 0 or EDDY_ECLOSED.
+ */
+int eddy_rt_disconnect(eddy_rt_socket_t *s, bool close_client);
+
+/* References: keep a socket beyond its callbacks. Any thread. */
+void eddy_rt_socket_ref(eddy_rt_socket_t *s);
+void eddy_rt_socket_unref(eddy_rt_socket_t *s);
+/* The connected socket of nsp with this id, referenced (unref it), or NULL. */
+eddy_rt_socket_t *eddy_rt_socket_find(eddy_rt_nsp_t *nsp, const char *id);
+
+/* ---------------------------------------------------------------------------------------
+ * Users and presence
+ * ------------------------------------------------------------------------------------- */
+
+/* A member of a room or a connection of a user: borrowed for the visit. */
+typedef struct eddy_rt_member {
+    const char *socket_id;
+    const char *user_id; /* NULL when the socket has none */
+    eddy_rt_socket_t *socket;
+} eddy_rt_member_t;
+
+/* Visitor: return false to stop. It runs with the tables locked: it must not call
+ * eddy_rt functions (copy what it needs, or take a reference with eddy_rt_socket_ref()). */
+typedef bool (*eddy_rt_member_cb)(const eddy_rt_member_t *m, void *arg);
+
+/* Calls visit for each socket in room of nsp (a socket id names its own room). Returns the
+ * number visited. */
+size_t eddy_rt_room_sockets(eddy_rt_nsp_t *nsp, const char *room, eddy_rt_member_cb visit,
+                            void *arg);
+/* Number of sockets in room, and of distinct user ids among them. */
+size_t eddy_rt_room_count(eddy_rt_nsp_t *nsp, const char *room);
+size_t eddy_rt_room_user_count(eddy_rt_nsp_t *nsp, const char *room);
+/* Calls visit for each connection of user_id in nsp. Returns the number visited. */
+size_t eddy_rt_user_sockets(eddy_rt_nsp_t *nsp, const char *user_id, eddy_rt_member_cb visit,
+                            void *arg);
+/* True if user_id has a connected socket in nsp. */
+bool eddy_rt_user_online(eddy_rt_nsp_t *nsp, const char *user_id);
+/* Disconnects every connection of user_id in nsp (eddy_rt_disconnect() on each). Returns
+ * the number disconnected. */
+size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool close_client);
+
+/* ---------------------------------------------------------------------------------------
+ * Reading JSON arguments in place
+ * ------------------------------------------------------------------------------------- */
+
+/* JSON value types (eddy_rt_arg()). */
+enum eddy_rt_json_type {
+    EDDY_RT_JSON_NONE = 0, /* no such argument */
+    EDDY_RT_JSON_NULL,
+    EDDY_RT_JSON_FALSE,
+    EDDY_RT_JSON_TRUE,
+    EDDY_RT_JSON_NUMBER,
+    EDDY_RT_JSON_STRING,
+    EDDY_RT_JSON_ARRAY,
+    EDDY_RT_JSON_OBJECT,
+    EDDY_RT_JSON_BINARY, /* a placeholder: the attachment is ev->bin[num] */
+};
+
+/* Number of arguments in ev->args. */
+size_t eddy_rt_arg_count(const eddy_rt_event_t *ev);
+/*
+ * The i-th argument (from 0): its type, and in *json and *len (either may be NULL) the span
+ * of its JSON text inside ev->args (strings with their quotes). For EDDY_RT_JSON_BINARY
+ * *json and *len are the attachment's bytes. EDDY_RT_JSON_NONE when i is out of range.
+ */
+int eddy_rt_arg(const eddy_rt_event_t *ev, size_t i, const char **json, size_t *len);
+/*
+ * Unescapes the i-th argument, a JSON string, into buf (cap bytes, NUL-terminated).
+ * Returns its length, EDDY_EINVAL if it is not a string, EDDY_ETOOBIG if buf is too small.
+ */
+ssize_t eddy_rt_arg_string(const eddy_rt_event_t *ev, size_t i, char *buf, size_t cap);
+/*
+ * Finds member key of the JSON object text obj (obj_len bytes): its type, and in *val and *len
+ * (either may be NULL) the span of its JSON text. EDDY_RT_JSON_NONE when obj is not an
+ * object or has no such member. For auth payloads: eddy_rt_json_member(auth, n, "token",
+ * ...).
+ */
+int eddy_rt_json_member(const char *obj, size_t obj_len, const char *key, const char **val,
+                        size_t *len);
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#pragma GCC visibility pop
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDDY_RT_H */

@@ -1,0 +1,3197 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The real-time layer's model (include/eddy_rt.h): namespaces, sockets, rooms, users,
+ * presence, emits and acknowledgements, and Socket.IO's packet semantics over Engine.IO
+ * sessions (rt/eio.h). Packets are decoded and encoded by rt/sio_packet.c.
+ *
+ * Tables. One mutex (rt->lock) guards the shared tables: rooms (by namespace and name),
+ * users (by namespace and id), sockets by id, each namespace's socket list and each
+ * socket's memberships. It is taken per join, leave, connect, disconnect and broadcast,
+ * never per recipient, and never held while an application callback runs (except the
+ * visitors of the member listings, documented as such). Pending acknowledgements have a
+ * table of their own behind rt->ack_lock, a leaf lock.
+ *
+ * Fan-out (rt-design.md "Fan-out"). A socket on WebSocket subscribes its connection to one
+ * engine topic per room it is in, one for its namespace and one for its user id; topic
+ * names start with the protocol variant ('4' or '3': their binary frames differ) and a
+ * kind byte. A broadcast is encoded once (the final WebSocket text payload, '4' included)
+ * and published once to the union of its topics with eddy_publish_parts(); sockets still
+ * on long-polling are not subscribers, so the broadcast also walks the polling members of
+ * its rooms (counted per room, so a room without any costs nothing) and sends to each
+ * through eio_send(). A socket's own room (its id) is not a topic: an emit to it is a
+ * direct send. Joining while on long-polling only records the membership; the upgrade to
+ * WebSocket subscribes every recorded room, under the table lock so that a broadcast sees
+ * each socket either as a polling member or as a subscriber, never both or neither.
+ *
+ * Contexts. Engine.IO serialises the callbacks of one session; the layer adds one mutex per
+ * client (c->lock), held while it dispatches the client's packets and while a timer or
+ * another thread acts on the client's sockets, so the application sees one socket's
+ * callbacks one at a time. A thread-local records the client being dispatched, so calls
+ * the application makes on its own socket do not lock again. Lock order: client, then the
+ * table lock, then the ack lock; a call on another client's socket from inside a
+ * dispatch only try-locks it and otherwise finishes from a deferred call, so two clients
+ * acting on each other cannot deadlock.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "eddy_rt.h"
+#include "eio.h"
+#include "rt_history.h"
+#include "rt_json.h"
+#include "sio_packet.h"
+
+/* ---------------------------------------------------------------------------------------
+ * Intrusive hash table (chained, power-of-two buckets)
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct rt_hnode {
+    struct rt_hnode *next;
+    uint64_t hash;
+} rt_hnode_t;
+
+typedef struct rt_hmap {
+    rt_hnode_t **slots;
+    size_t nslots;
+    size_t count;
+} rt_hmap_t;
+
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t key_hash(const void *scope, const char *name, size_t len)
+{
+    return fnv(fnv(0xcbf29ce484222325ull, &scope, sizeof(scope)), name, len);
+}
+
+static rt_hnode_t *hmap_first(const rt_hmap_t *m, uint64_t hash)
+{
+    return m->nslots ? m->slots[hash & (m->nslots - 1)] : NULL;
+}
+
+static int hmap_insert(rt_hmap_t *m, rt_hnode_t *n)
+{
+    if (m->count >= m->nslots) {
+        size_t nslots = m->nslots ? m->nslots * 2 : 16;
+        rt_hnode_t **slots = calloc(nslots, sizeof(*slots));
+        if (slots == NULL)
+            return EDDY_ENOMEM;
+        for (size_t i = 0; i < m->nslots; i++) {
+            for (rt_hnode_t *it = m->slots[i], *next; it != NULL; it = next) {
+                next = it->next;
+                it->next = slots[it->hash & (nslots - 1)];
+                slots[it->hash & (nslots - 1)] = it;
+            }
+        }
+        free(m->slots);
+        m->slots = slots;
+        m->nslots = nslots;
+    }
+    rt_hnode_t **slot = &m->slots[n->hash & (m->nslots - 1)];
+    n->next = *slot;
+    *slot = n;
+    m->count++;
+    return 0;
+}
+
+static void hmap_remove(rt_hmap_t *m, rt_hnode_t *n)
+{
+    for (rt_hnode_t **it = &m->slots[n->hash & (m->nslots - 1)]; *it != NULL; it = &(*it)->next) {
+        if (*it == n) {
+            *it = n->next;
+            m->count--;
+            return;
+        }
+    }
+}
+
+#define CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---------------------------------------------------------------------------------------
+ * Types
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct rt_member rt_member_t;
+
+typedef struct rt_room {
+    rt_hnode_t node;
+    eddy_rt_nsp_t *nsp;
+    rt_member_t *members;
+    size_t count;
+    size_t npolling; /* members not on WebSocket (not topic subscribers) */
+    size_t name_len;
+    char name[];
+} rt_room_t;
+
+struct rt_member {
+    rt_room_t *room;
+    eddy_rt_socket_t *socket;
+    rt_member_t *room_prev, *room_next;
+    rt_member_t *sock_next;
+};
+
+typedef struct rt_user {
+    rt_hnode_t node;
+    eddy_rt_nsp_t *nsp;
+    eddy_rt_socket_t *sockets;
+    size_t count;
+    uint64_t mark;
+    char id[];
+} rt_user_t;
+
+typedef struct rt_handler {
+    char *name;
+    size_t len;
+    eddy_rt_event_cb cb;
+    void *user_data;
+} rt_handler_t;
+
+struct eddy_rt_nsp {
+    eddy_rt_t *rt;
+    eddy_rt_nsp_t *next;
+    eddy_rt_handlers_t h;
+    rt_handler_t *handlers;
+    size_t nhandlers;
+    eddy_rt_socket_t *sockets; /* connected sockets (table lock) */
+    size_t count;
+    size_t npolling;
+    rt_history_t *hist; /* connection state recovery (NULL: off) */
+    uint64_t epoch;
+    size_t name_len;
+    char name[];
+};
+
+/* The handshake of a client: remote address, decoded query parameters and headers, as
+ * "name\0value\0" pairs. */
+typedef struct rt_handshake {
+    uint16_t nquery;
+    uint16_t nheaders;
+    char ip[46];
+    char pairs[];
+} rt_handshake_t;
+
+/* A BINARY_EVENT or BINARY_ACK waiting for its attachments: the packet text and the
+ * attachments received so far, copied (the engine's buffers are borrowed). */
+typedef struct rt_binary {
+    char *text;
+    size_t text_len;
+    size_t expected;
+    size_t received;
+    size_t bytes;
+    eddy_rt_bin_t bin[];
+} rt_binary_t;
+
+typedef struct rt_client {
+    eddy_rt_t *rt;
+    eio_session_t *session;     /* NULL once the Engine.IO session closed (send_lock) */
+    pthread_mutex_t lock;       /* the client's context (see "Contexts") */
+    pthread_mutex_t send_lock;  /* keeps session alive for senders outside the context */
+    atomic_uint_fast64_t ws_fd; /* the WebSocket once on one: sends go straight to it */
+    pthread_t timer_thread;     /* the loop thread the connect timer runs on */
+    eddy_fd_t open_fd;          /* a WebSocket session whose handshake is not done yet */
+    struct rt_client *opening_next;
+    atomic_int refs;
+    uint8_t protocol; /* Engine.IO 3 or 4 */
+    atomic_bool ws;   /* on WebSocket */
+    atomic_bool joined_once;
+    uint64_t connect_timer;
+    eddy_rt_socket_t *sockets; /* connected sockets, one per namespace (under lock) */
+    rt_handshake_t *hs;
+    rt_binary_t *binary;
+} rt_client_t;
+
+struct eddy_rt_socket {
+    char id[24];
+    atomic_int refs;
+    atomic_bool connected;
+    bool ws; /* a topic subscriber (table lock) */
+    rt_client_t *client;
+    eddy_rt_nsp_t *nsp;
+    eddy_rt_socket_t *client_next;
+    eddy_rt_socket_t *nsp_prev, *nsp_next;
+    rt_hnode_t id_node;
+    rt_member_t *rooms;
+    rt_user_t *user;
+    eddy_rt_socket_t *user_prev, *user_next;
+    void *data;
+    uint64_t mark;
+    bool recovered;
+    char pid[RT_HISTORY_PID_SIZE];  /* its session record in the store, with recovery on */
+    char cpid[RT_HISTORY_PID_SIZE]; /* the pid its client knows (see rt_alias_t) */
+    /* During the connect and connection callbacks only. */
+    const char *auth;
+    size_t auth_len;
+    char *refusal;
+};
+
+/* socket.io-client counts a reconnection as recovered only if the CONNECT reply carries the
+ * pid it sent, while the store hands out a fresh pid with each record: a recovered socket
+ * keeps telling its client the first pid, and this alias leads from it to the current
+ * record. It lives while the socket is connected, then as long as a record would. */
+typedef struct rt_alias {
+    rt_hnode_t node;
+    uint64_t expires_ms; /* 0 while the socket is connected */
+    char cpid[RT_HISTORY_PID_SIZE];
+    char pid[RT_HISTORY_PID_SIZE];
+} rt_alias_t;
+
+/* A pending acknowledgement: one socket, or a broadcast's recipients. */
+typedef struct rt_ack_answer {
+    eddy_rt_socket_t *socket;
+    int status;
+    char *args;
+    size_t args_len;
+    eddy_rt_bin_t *bin;
+    size_t nbin;
+    size_t order;
+} rt_ack_answer_t;
+
+typedef struct rt_ack {
+    rt_hnode_t node;
+    uint64_t id;
+    uint64_t timer;
+    eddy_rt_nsp_t *nsp;
+    eddy_rt_ack_cb cb;
+    eddy_rt_broadcast_ack_cb bcb;
+    void *arg;
+    size_t n;
+    size_t remaining;
+    rt_ack_answer_t answers[];
+} rt_ack_t;
+
+struct eddy_rt {
+    eddy_server_t *srv;
+    eddy_rt_options_t opt;
+    char *path;
+    eio_server_t *eio;
+    eddy_request_cb fallback;
+    void *user_data;
+    pthread_mutex_t lock;
+    eddy_rt_nsp_t *nsps;
+    rt_hmap_t rooms;
+    rt_hmap_t users;
+    rt_hmap_t sockets;
+    uint64_t mark;
+    pthread_mutex_t ack_lock;
+    rt_hmap_t acks;
+    atomic_uint_fast64_t next_ack;
+    unsigned index;    /* in rt_registry */
+    rt_hmap_t aliases; /* rt_alias_t by client pid (table lock) */
+    bool freeing;      /* eddy_rt_free(): the server is gone, sessions close without it */
+};
+
+static _Thread_local rt_client_t *tls_current;
+/* WebSocket sessions of this loop between Engine.IO's open handler (called before the
+ * 101) and the engine's open event: until then the connection cannot take pushes nor
+ * subscriptions, so the client sends through eio_send(), which queues. */
+static _Thread_local rt_client_t *tls_opening;
+
+/* Layers by index, for acknowledgement timers: their argument is (id << 4 | index), not a
+ * pointer, because an answer on another loop may free the entry while its timer is about
+ * to fire; the timer looks the id up instead (a cleared timer may still run). */
+#define RT_MAX_LAYERS 16
+static eddy_rt_t *_Atomic rt_registry[RT_MAX_LAYERS];
+
+/* ---------------------------------------------------------------------------------------
+ * Scratch buffers: one per thread, reused, so encoding allocates nothing per message
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct rt_scratch {
+    char *p;
+    size_t cap;
+} rt_scratch_t;
+
+static _Thread_local rt_scratch_t tls_out, tls_topics, tls_bin3, tls_store, tls_off;
+
+/* The buffers of a thread go when it exits (a loop thread at server stop): a key whose
+ * destructor runs on the exiting thread, set on the thread's first allocation. */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_release(void *unused)
+{
+    rt_scratch_t *all[] = {&tls_out, &tls_topics, &tls_bin3, &tls_store, &tls_off};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        free(all[i]->p);
+        *all[i] = (rt_scratch_t){NULL, 0};
+    }
+}
+
+static void scratch_key_init(void)
+{
+    pthread_key_create(&scratch_key, scratch_release);
+}
+
+static char *scratch(rt_scratch_t *s, size_t need)
+{
+    if (need > s->cap) {
+        pthread_once(&scratch_once, scratch_key_init);
+        if (pthread_getspecific(scratch_key) == NULL)
+            pthread_setspecific(scratch_key, s);
+        size_t cap = s->cap ? s->cap : 256;
+        while (cap < need)
+            cap *= 2;
+        char *p = realloc(s->p, cap);
+        if (p == NULL)
+            return NULL;
+        s->p = p;
+        s->cap = cap;
+    }
+    return s->p;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Clients and sockets: references and contexts
+ * ------------------------------------------------------------------------------------- */
+
+static void client_unref(rt_client_t *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) != 1)
+        return;
+    pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->send_lock);
+    if (c->binary != NULL) {
+        for (size_t i = 0; i < c->binary->received; i++)
+            free((void *)c->binary->bin[i].data);
+        free(c->binary->text);
+        free(c->binary);
+    }
+    free(c->hs);
+    free(c);
+}
+
+void eddy_rt_socket_ref(eddy_rt_socket_t *s)
+{
+    atomic_fetch_add(&s->refs, 1);
+}
+
+void eddy_rt_socket_unref(eddy_rt_socket_t *s)
+{
+    if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    client_unref(s->client);
+    free(s->refusal);
+    free(s);
+}
+
+typedef struct rt_ctx {
+    rt_client_t *prev;
+    bool locked;
+} rt_ctx_t;
+
+/* Enters c's context (see "Contexts" above). Returns false only with try set, when c is
+ * busy elsewhere. */
+static bool client_enter(rt_client_t *c, rt_ctx_t *ctx, bool try)
+{
+    ctx->prev = tls_current;
+    ctx->locked = tls_current != c;
+    if (!ctx->locked)
+        return true;
+    if (try) {
+        if (pthread_mutex_trylock(&c->lock) != 0)
+            return false;
+    } else {
+        pthread_mutex_lock(&c->lock);
+    }
+    tls_current = c;
+    return true;
+}
+
+static void client_leave(rt_client_t *c, rt_ctx_t *ctx)
+{
+    if (!ctx->locked)
+        return;
+    tls_current = ctx->prev;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static int bin3_parts(const eddy_rt_bin_t *bin, size_t nbin, eddy_part_t *parts);
+
+/* Sends one Engine.IO message made of parts (text first, '4' included) to c. On WebSocket
+ * it goes straight to the connection (an id is never reused, so a stale one fails
+ * harmlessly): no lock. On long-polling through Engine.IO, which buffers it for the next
+ * GET; outside c's context send_lock keeps the session from being freed meanwhile (the
+ * close handler clears it under that lock). */
+static int client_send(rt_client_t *c, const eio_part_t *parts, size_t nparts, int flags)
+{
+    eddy_fd_t fd = atomic_load(&c->ws_fd);
+    if (fd != 0) {
+        eddy_part_t wp[1 + 64];
+        if (nparts > sizeof(wp) / sizeof(wp[0]))
+            return EDDY_EINVAL;
+        wp[0] = (eddy_part_t){parts[0].data, parts[0].len, EDDY_WS_OPCODE_TEXT};
+        for (size_t i = 1; i < nparts; i++)
+            wp[i] = (eddy_part_t){parts[i].data, parts[i].len, EDDY_WS_OPCODE_BINARY};
+        if (c->protocol == 3 && nparts > 1) {
+            eddy_rt_bin_t bin[64];
+            for (size_t i = 1; i < nparts; i++)
+                bin[i - 1] = (eddy_rt_bin_t){parts[i].data, parts[i].len};
+            int rc = bin3_parts(bin, nparts - 1, wp + 1);
+            if (rc != 0)
+                return rc;
+        }
+        int rc = eddy_push_parts(c->rt->srv, fd, wp, nparts,
+                                 (flags & EIO_SEND_VOLATILE) ? EDDY_WS_FLAG_VOLATILE : 0);
+        return rc == EDDY_ENOTFOUND || rc == EDDY_ESTATE ? EDDY_ECLOSED : rc;
+    }
+    bool own = tls_current == c;
+    if (!own)
+        pthread_mutex_lock(&c->send_lock);
+    int rc = c->session != NULL ? eio_send(c->session, parts, nparts, flags | EIO_SEND_PREFIXED)
+                                : EDDY_ECLOSED;
+    if (!own)
+        pthread_mutex_unlock(&c->send_lock);
+    return rc;
+}
+
+static void random_id(char *out, size_t n)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char rnd[32];
+    if (getrandom(rnd, n, 0) != (ssize_t)n) {
+        /* Not expected with n <= 32 (never interrupted); fall back on a counter so ids stay
+         * unique within the process. */
+        static atomic_uint_fast64_t counter;
+        uint64_t v = atomic_fetch_add(&counter, 1) + 1;
+        for (size_t i = 0; i < n; i++)
+            rnd[i] = (unsigned char)(v >> (6 * (i % 10)));
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = alphabet[rnd[i] & 63];
+    out[n] = '\0';
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Topics
+ * ------------------------------------------------------------------------------------- */
+
+enum { TOPIC_NSP = 'n', TOPIC_ROOM = 'r', TOPIC_USER = 'u' };
+
+/* "<variant><kind><nsp>\x1f<name>" into buf (cap bytes). Returns its length, or 0 when it
+ * does not fit. */
+static size_t topic_name(char *buf, size_t cap, int variant, int kind, const eddy_rt_nsp_t *nsp,
+                         const char *name, size_t name_len)
+{
+    size_t need = 2 + nsp->name_len + 1 + name_len + 1;
+    if (need > cap)
+        return 0;
+    buf[0] = (char)('0' + variant);
+    buf[1] = (char)kind;
+    memcpy(buf + 2, nsp->name, nsp->name_len);
+    buf[2 + nsp->name_len] = '\x1f';
+    memcpy(buf + 3 + nsp->name_len, name, name_len);
+    buf[need - 1] = '\0';
+    return need - 1;
+}
+
+static void topic_sub(eddy_rt_socket_t *s, int kind, const char *name, size_t len, bool on)
+{
+    if (s->nsp->rt->freeing)
+        return;
+    char stack[256];
+    size_t need = 2 + s->nsp->name_len + 1 + len + 1;
+    char *buf = need <= sizeof(stack) ? stack : malloc(need);
+    if (buf == NULL)
+        return;
+    topic_name(buf, need, s->client->protocol == 3 ? 3 : 4, kind, s->nsp, name, len);
+    eddy_fd_t fd = atomic_load(&s->client->ws_fd);
+    if (fd != 0) {
+        if (on)
+            eddy_subscribe(s->nsp->rt->srv, fd, buf);
+        else
+            eddy_unsubscribe(s->nsp->rt->srv, fd, buf);
+    }
+    if (buf != stack)
+        free(buf);
+}
+
+/* Subscribes (or unsubscribes) every topic of s: namespace, rooms, user. Table lock held. */
+static void socket_topics(eddy_rt_socket_t *s, bool on)
+{
+    topic_sub(s, TOPIC_NSP, "", 0, on);
+    for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
+        topic_sub(s, TOPIC_ROOM, m->room->name, m->room->name_len, on);
+    if (s->user != NULL)
+        topic_sub(s, TOPIC_USER, s->user->id, strlen(s->user->id), on);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Tables (rt->lock held)
+ * ------------------------------------------------------------------------------------- */
+
+static rt_room_t *room_find(eddy_rt_t *rt, eddy_rt_nsp_t *nsp, const char *name, size_t len)
+{
+    uint64_t h = key_hash(nsp, name, len);
+    for (rt_hnode_t *it = hmap_first(&rt->rooms, h); it != NULL; it = it->next) {
+        rt_room_t *r = CONTAINER(it, rt_room_t, node);
+        if (it->hash == h && r->nsp == nsp && r->name_len == len && memcmp(r->name, name, len) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+static rt_user_t *user_find(eddy_rt_t *rt, eddy_rt_nsp_t *nsp, const char *id)
+{
+    size_t len = strlen(id);
+    uint64_t h = key_hash(nsp, id, len);
+    for (rt_hnode_t *it = hmap_first(&rt->users, h); it != NULL; it = it->next) {
+        rt_user_t *u = CONTAINER(it, rt_user_t, node);
+        if (it->hash == h && u->nsp == nsp && strcmp(u->id, id) == 0)
+            return u;
+    }
+    return NULL;
+}
+
+static eddy_rt_socket_t *socket_by_id(eddy_rt_t *rt, const char *id, size_t len)
+{
+    uint64_t h = key_hash(NULL, id, len);
+    for (rt_hnode_t *it = hmap_first(&rt->sockets, h); it != NULL; it = it->next) {
+        eddy_rt_socket_t *s = CONTAINER(it, eddy_rt_socket_t, id_node);
+        if (it->hash == h && strlen(s->id) == len && memcmp(s->id, id, len) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+static bool socket_in_room(const eddy_rt_socket_t *s, const rt_room_t *r)
+{
+    for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next) {
+        if (m->room == r)
+            return true;
+    }
+    return false;
+}
+
+/* Adds s to room name. Returns 1 (joined), 0 (already a member), or EDDY_ENOMEM. */
+static int room_add(eddy_rt_socket_t *s, const char *name, size_t len)
+{
+    eddy_rt_t *rt = s->nsp->rt;
+    rt_room_t *r = room_find(rt, s->nsp, name, len);
+    if (r != NULL && socket_in_room(s, r))
+        return 0;
+    rt_member_t *m = malloc(sizeof(*m));
+    if (m == NULL)
+        return EDDY_ENOMEM;
+    if (r == NULL) {
+        r = calloc(1, sizeof(*r) + len + 1);
+        if (r == NULL) {
+            free(m);
+            return EDDY_ENOMEM;
+        }
+        r->nsp = s->nsp;
+        r->name_len = len;
+        memcpy(r->name, name, len);
+        r->node.hash = key_hash(s->nsp, name, len);
+        if (hmap_insert(&rt->rooms, &r->node) != 0) {
+            free(r);
+            free(m);
+            return EDDY_ENOMEM;
+        }
+    }
+    *m = (rt_member_t){.room = r, .socket = s, .room_next = r->members, .sock_next = s->rooms};
+    if (r->members != NULL)
+        r->members->room_prev = m;
+    r->members = m;
+    s->rooms = m;
+    r->count++;
+    if (!s->ws)
+        r->npolling++;
+    else
+        topic_sub(s, TOPIC_ROOM, name, len, true);
+    return 1;
+}
+
+static void member_unlink(rt_member_t *m)
+{
+    rt_room_t *r = m->room;
+    eddy_rt_socket_t *s = m->socket;
+    if (m->room_prev != NULL)
+        m->room_prev->room_next = m->room_next;
+    else
+        r->members = m->room_next;
+    if (m->room_next != NULL)
+        m->room_next->room_prev = m->room_prev;
+    r->count--;
+    if (!s->ws)
+        r->npolling--;
+    if (r->count == 0) {
+        hmap_remove(&s->nsp->rt->rooms, &r->node);
+        free(r);
+    }
+    free(m);
+}
+
+/* Removes s from room name. Returns true if it was a member. */
+static bool room_del(eddy_rt_socket_t *s, const char *name, size_t len)
+{
+    for (rt_member_t **it = &s->rooms; *it != NULL; it = &(*it)->sock_next) {
+        rt_member_t *m = *it;
+        if (m->room->name_len == len && memcmp(m->room->name, name, len) == 0) {
+            *it = m->sock_next;
+            if (s->ws)
+                topic_sub(s, TOPIC_ROOM, name, len, false);
+            member_unlink(m);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void user_unlink(eddy_rt_socket_t *s)
+{
+    rt_user_t *u = s->user;
+    if (u == NULL)
+        return;
+    if (s->ws)
+        topic_sub(s, TOPIC_USER, u->id, strlen(u->id), false);
+    if (s->user_prev != NULL)
+        s->user_prev->user_next = s->user_next;
+    else
+        u->sockets = s->user_next;
+    if (s->user_next != NULL)
+        s->user_next->user_prev = s->user_prev;
+    s->user = NULL;
+    s->user_prev = s->user_next = NULL;
+    if (--u->count == 0) {
+        hmap_remove(&s->nsp->rt->users, &u->node);
+        free(u);
+    }
+}
+
+static int user_link(eddy_rt_socket_t *s, const char *id)
+{
+    eddy_rt_t *rt = s->nsp->rt;
+    rt_user_t *u = user_find(rt, s->nsp, id);
+    if (u == NULL) {
+        size_t len = strlen(id);
+        u = calloc(1, sizeof(*u) + len + 1);
+        if (u == NULL)
+            return EDDY_ENOMEM;
+        u->nsp = s->nsp;
+        memcpy(u->id, id, len);
+        u->node.hash = key_hash(s->nsp, id, len);
+        if (hmap_insert(&rt->users, &u->node) != 0) {
+            free(u);
+            return EDDY_ENOMEM;
+        }
+    }
+    s->user = u;
+    s->user_prev = NULL;
+    s->user_next = u->sockets;
+    if (u->sockets != NULL)
+        u->sockets->user_prev = s;
+    u->sockets = s;
+    u->count++;
+    if (s->ws)
+        topic_sub(s, TOPIC_USER, id, strlen(id), true);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Options, lifecycle
+ * ------------------------------------------------------------------------------------- */
+
+void eddy_rt_options_init(eddy_rt_options_t *opts)
+{
+    *opts = (eddy_rt_options_t){
+        .path = "/socket.io/",
+        .ping_interval_ms = 25000,
+        .ping_timeout_ms = 20000,
+        .upgrade_timeout_ms = 10000,
+        .max_http_buffer_size = 1000000,
+        .connect_timeout_ms = 45000,
+        .allow_polling = true,
+        .max_attachments = SIO_MAX_ATTACHMENTS_DEFAULT,
+        .recovery_max_disconnection_ms = 0,
+    };
+}
+
+static int on_eio_open(eio_session_t *es, eddy_request_t *req, void *ud);
+static void on_eio_message(eio_session_t *es, const void *data, size_t len, bool binary, void *ud);
+/* The client's transport is now the established WebSocket fd: its sockets become topic
+ * subscribers and its sends go straight to the connection. In the client's context. */
+static void client_to_ws(rt_client_t *c, eddy_fd_t fd)
+{
+    eddy_rt_t *rt = c->rt;
+    pthread_mutex_lock(&rt->lock);
+    atomic_store(&c->ws_fd, fd);
+    atomic_store(&c->ws, true);
+    for (eddy_rt_socket_t *s = c->sockets; s != NULL; s = s->client_next) {
+        if (s->ws)
+            continue;
+        s->ws = true;
+        s->nsp->npolling--;
+        for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
+            m->room->npolling--;
+        socket_topics(s, true);
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
+static void on_eio_upgrade(eio_session_t *es, void *ud)
+{
+    rt_client_t *c = eio_session_data(es);
+    if (c == NULL)
+        return;
+    rt_ctx_t ctx;
+    client_enter(c, &ctx, false);
+    client_to_ws(c, eio_session_ws_fd(es));
+    client_leave(c, &ctx);
+}
+
+static void opening_remove(rt_client_t *c)
+{
+    for (rt_client_t **it = &tls_opening; *it != NULL; it = &(*it)->opening_next) {
+        if (*it == c) {
+            *it = c->opening_next;
+            c->open_fd = 0;
+            return;
+        }
+    }
+}
+
+static void on_eio_close(eio_session_t *es, const char *reason, void *ud);
+static void connect_timer_stop(rt_client_t *c);
+static void alias_sweep(eddy_rt_t *rt);
+
+static void history_sweep(eddy_server_t *srv, uint64_t timer_id, void *arg)
+{
+    eddy_rt_t *rt = arg;
+    pthread_mutex_lock(&rt->lock);
+    eddy_rt_nsp_t *first = rt->nsps; /* the list only grows at its head */
+    pthread_mutex_unlock(&rt->lock);
+    for (eddy_rt_nsp_t *nsp = first; nsp != NULL; nsp = nsp->next)
+        rt_history_sweep(nsp->hist);
+    pthread_mutex_lock(&rt->lock);
+    alias_sweep(rt);
+    pthread_mutex_unlock(&rt->lock);
+}
+
+eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
+{
+    eddy_rt_options_t defaults;
+    if (opts == NULL) {
+        eddy_rt_options_init(&defaults);
+        opts = &defaults;
+    }
+    if (srv == NULL || opts->path == NULL || opts->path[0] != '/' || opts->ping_interval_ms == 0 ||
+        opts->ping_timeout_ms == 0) {
+        eddy_log(srv, EDDY_LOG_ERROR,
+                 "eddy_rt_new: bad option (path must start with '/', "
+                 "ping_interval_ms and ping_timeout_ms must be > 0)");
+        return NULL;
+    }
+    eddy_rt_t *rt = calloc(1, sizeof(*rt));
+    if (rt == NULL)
+        return NULL;
+    rt->srv = srv;
+    rt->opt = *opts;
+    rt->path = strdup(opts->path);
+    rt->opt.path = rt->path;
+    if (rt->opt.max_attachments == 0)
+        rt->opt.max_attachments = SIO_MAX_ATTACHMENTS_DEFAULT;
+    pthread_mutex_init(&rt->lock, NULL);
+    pthread_mutex_init(&rt->ack_lock, NULL);
+    atomic_init(&rt->next_ack, 0);
+    rt->index = RT_MAX_LAYERS;
+    for (unsigned i = 0; i < RT_MAX_LAYERS; i++) {
+        eddy_rt_t *expected = NULL;
+        if (atomic_compare_exchange_strong(&rt_registry[i], &expected, rt)) {
+            rt->index = i;
+            break;
+        }
+    }
+    if (rt->index == RT_MAX_LAYERS) {
+        eddy_log(srv, EDDY_LOG_ERROR, "eddy_rt_new: more than %d layers in one process",
+                 RT_MAX_LAYERS);
+        eddy_rt_free(rt);
+        return NULL;
+    }
+    eio_config_t cfg = {
+        .path = rt->path,
+        .ping_interval_ms = opts->ping_interval_ms,
+        .ping_timeout_ms = opts->ping_timeout_ms,
+        .upgrade_timeout_ms = opts->upgrade_timeout_ms,
+        .max_payload = opts->max_http_buffer_size,
+        .allow_polling = opts->allow_polling,
+    };
+    static const eio_handlers_t handlers = {
+        .open = on_eio_open,
+        .message = on_eio_message,
+        .upgrade = on_eio_upgrade,
+        .close = on_eio_close,
+    };
+    if (rt->path == NULL || (rt->eio = eio_server_new(srv, &cfg, &handlers, rt)) == NULL ||
+        eddy_rt_of(rt, "/") == NULL) {
+        eddy_rt_free(rt);
+        return NULL;
+    }
+    /* Expired session records and aged entries go every few seconds (queries also evict
+     * what has aged). */
+    if (opts->recovery_max_disconnection_ms > 0 &&
+        eddy_timer_tick(srv, 5000, history_sweep, rt) == 0) {
+        eddy_rt_free(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+void eddy_rt_free(eddy_rt_t *rt)
+{
+    if (rt == NULL)
+        return;
+    rt->freeing = true;
+    if (rt->eio != NULL)
+        eio_server_free(rt->eio);
+    if (rt->index < RT_MAX_LAYERS)
+        atomic_store(&rt_registry[rt->index], NULL);
+    for (eddy_rt_nsp_t *nsp = rt->nsps, *next; nsp != NULL; nsp = next) {
+        next = nsp->next;
+        for (size_t i = 0; i < nsp->nhandlers; i++)
+            free(nsp->handlers[i].name);
+        free(nsp->handlers);
+        rt_history_free(nsp->hist);
+        free(nsp);
+    }
+    /* Sessions closed with the server: rooms, users and sockets are gone; what is left is
+     * the tables' memory and acknowledgements that never timed out (server stopped). */
+    for (size_t i = 0; i < rt->acks.nslots; i++) {
+        for (rt_hnode_t *it = rt->acks.slots[i], *next; it != NULL; it = next) {
+            next = it->next;
+            rt_ack_t *a = CONTAINER(it, rt_ack_t, node);
+            for (size_t k = 0; k < a->n; k++) {
+                free(a->answers[k].args);
+                free(a->answers[k].bin);
+                eddy_rt_socket_unref(a->answers[k].socket);
+            }
+            free(a);
+        }
+    }
+    free(rt->acks.slots);
+    for (size_t i = 0; i < rt->aliases.nslots; i++) {
+        for (rt_hnode_t *it = rt->aliases.slots[i], *next; it != NULL; it = next) {
+            next = it->next;
+            free(CONTAINER(it, rt_alias_t, node));
+        }
+    }
+    free(rt->aliases.slots);
+    free(rt->rooms.slots);
+    free(rt->users.slots);
+    free(rt->sockets.slots);
+    pthread_mutex_destroy(&rt->lock);
+    pthread_mutex_destroy(&rt->ack_lock);
+    free(rt->path);
+    free(rt);
+}
+
+eddy_server_t *eddy_rt_server(const eddy_rt_t *rt)
+{
+    return rt->srv;
+}
+
+void eddy_rt_set_user_data(eddy_rt_t *rt, void *user_data)
+{
+    rt->user_data = user_data;
+}
+
+void *eddy_rt_user_data(const eddy_rt_t *rt)
+{
+    return rt->user_data;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Dispatch from the engine
+ * ------------------------------------------------------------------------------------- */
+
+bool eddy_rt_handle_request(eddy_rt_t *rt, eddy_request_t *req, eddy_response_t *resp)
+{
+    return eio_handle_request(rt->eio, req, resp);
+}
+
+bool eddy_rt_handle_upgrade(eddy_rt_t *rt, eddy_request_t *req, int *status)
+{
+    return eio_handle_upgrade(rt->eio, req, status);
+}
+
+bool eddy_rt_handle_open(eddy_rt_t *rt, eddy_request_t *req)
+{
+    if (!eio_handle_open(rt->eio, req))
+        return false;
+    eddy_fd_t fd = eddy_request_fd(req);
+    for (rt_client_t *c = tls_opening; c != NULL; c = c->opening_next) {
+        if (c->open_fd == fd) {
+            opening_remove(c);
+            rt_ctx_t ctx;
+            client_enter(c, &ctx, false);
+            client_to_ws(c, fd);
+            client_leave(c, &ctx);
+            break;
+        }
+    }
+    return true;
+}
+
+bool eddy_rt_handle_message(eddy_rt_t *rt, const eddy_frame_t *frame)
+{
+    return eio_handle_message(rt->eio, frame);
+}
+
+bool eddy_rt_handle_close(eddy_rt_t *rt, eddy_fd_t fd)
+{
+    return eio_handle_close(rt->eio, fd);
+}
+
+static void installed_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp,
+                              void *user_data)
+{
+    eddy_rt_t *rt = user_data;
+    if (eddy_rt_handle_request(rt, req, resp))
+        return;
+    if (rt->fallback != NULL) {
+        rt->fallback(srv, req, resp, rt);
+        return;
+    }
+    eddy_response_status(resp, 404, NULL);
+    eddy_response_header(resp, "Content-Type", "text/plain");
+    eddy_response_end(resp, "Not Found\n", 10);
+}
+
+static int installed_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
+{
+    int status = 0;
+    if (eddy_rt_handle_upgrade(user_data, req, &status))
+        return status;
+    return eddy_upgrade_refuse(req, 404, NULL, "Not Found\n");
+}
+
+static void installed_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)
+{
+    eddy_rt_handle_open(user_data, req);
+}
+
+static void installed_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
+{
+    eddy_rt_handle_message(user_data, frame);
+}
+
+static void installed_close(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
+{
+    eddy_rt_handle_close(user_data, fd);
+}
+
+void eddy_rt_install(eddy_rt_t *rt, eddy_request_cb fallback)
+{
+    rt->fallback = fallback;
+    eddy_server_set_user_data(rt->srv, rt);
+    eddy_on_request(rt->srv, installed_request);
+    eddy_on_upgrade(rt->srv, installed_upgrade);
+    eddy_on_open(rt->srv, installed_open);
+    eddy_on_message(rt->srv, installed_message);
+    eddy_on_close(rt->srv, installed_close);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Namespaces
+ * ------------------------------------------------------------------------------------- */
+
+static eddy_rt_nsp_t *nsp_find(eddy_rt_t *rt, const char *name, size_t len)
+{
+    for (eddy_rt_nsp_t *nsp = rt->nsps; nsp != NULL; nsp = nsp->next) {
+        if (nsp->name_len == len && memcmp(nsp->name, name, len) == 0)
+            return nsp;
+    }
+    return NULL;
+}
+
+eddy_rt_nsp_t *eddy_rt_of(eddy_rt_t *rt, const char *name)
+{
+    if (name == NULL || name[0] != '/')
+        return NULL;
+    size_t len = strlen(name);
+    pthread_mutex_lock(&rt->lock);
+    eddy_rt_nsp_t *nsp = nsp_find(rt, name, len);
+    if (nsp == NULL && (nsp = calloc(1, sizeof(*nsp) + len + 1)) != NULL) {
+        uint32_t keep = rt->opt.recovery_max_disconnection_ms;
+        if (keep > 0) {
+            rt_history_config_t cfg = {.ring_max_age_ms = keep, .session_ttl_ms = keep};
+            if ((nsp->hist = rt_history_new(&cfg)) == NULL) {
+                free(nsp);
+                pthread_mutex_unlock(&rt->lock);
+                return NULL;
+            }
+            nsp->epoch = rt_history_position(nsp->hist).epoch;
+        }
+        nsp->rt = rt;
+        nsp->name_len = len;
+        memcpy(nsp->name, name, len);
+        nsp->next = rt->nsps;
+        rt->nsps = nsp;
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return nsp;
+}
+
+void eddy_rt_nsp_set_handlers(eddy_rt_nsp_t *nsp, const eddy_rt_handlers_t *h)
+{
+    nsp->h = *h;
+}
+
+static const char *const reserved_events[] = {
+    "connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener",
+};
+
+int eddy_rt_on(eddy_rt_nsp_t *nsp, const char *event, eddy_rt_event_cb cb, void *user_data)
+{
+    if (event == NULL)
+        return EDDY_EINVAL;
+    for (size_t i = 0; i < sizeof(reserved_events) / sizeof(reserved_events[0]); i++) {
+        if (strcmp(event, reserved_events[i]) == 0)
+            return EDDY_EINVAL;
+    }
+    for (size_t i = 0; i < nsp->nhandlers; i++) {
+        if (strcmp(nsp->handlers[i].name, event) != 0)
+            continue;
+        if (cb != NULL) {
+            nsp->handlers[i].cb = cb;
+            nsp->handlers[i].user_data = user_data;
+        } else {
+            free(nsp->handlers[i].name);
+            nsp->handlers[i] = nsp->handlers[--nsp->nhandlers];
+        }
+        return 0;
+    }
+    if (cb == NULL)
+        return 0;
+    rt_handler_t *handlers = realloc(nsp->handlers, (nsp->nhandlers + 1) * sizeof(*handlers));
+    if (handlers == NULL)
+        return EDDY_ENOMEM;
+    nsp->handlers = handlers;
+    char *name = strdup(event);
+    if (name == NULL)
+        return EDDY_ENOMEM;
+    handlers[nsp->nhandlers++] = (rt_handler_t){name, strlen(name), cb, user_data};
+    return 0;
+}
+
+const char *eddy_rt_nsp_name(const eddy_rt_nsp_t *nsp)
+{
+    return nsp->name;
+}
+
+eddy_rt_t *eddy_rt_nsp_rt(const eddy_rt_nsp_t *nsp)
+{
+    return nsp->rt;
+}
+
+size_t eddy_rt_nsp_count(eddy_rt_nsp_t *nsp)
+{
+    pthread_mutex_lock(&nsp->rt->lock);
+    size_t n = nsp->count;
+    pthread_mutex_unlock(&nsp->rt->lock);
+    return n;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Encoding and sending to one socket
+ * ------------------------------------------------------------------------------------- */
+
+/* The namespace as written in packets: omitted for "/". */
+static void nsp_wire(const eddy_rt_nsp_t *nsp, const char **p, size_t *len)
+{
+    bool root = nsp->name_len == 1;
+    *p = root ? NULL : nsp->name;
+    *len = root ? 0 : nsp->name_len;
+}
+
+/* Checks msg and returns its argument list in *args and *len. */
+static int msg_args(const eddy_rt_msg_t *msg, const char **args, size_t *len)
+{
+    if (msg->nbin > 0 && msg->bin == NULL)
+        return EDDY_EINVAL;
+    *args = msg->args != NULL ? msg->args : "";
+    *len = msg->args != NULL ? msg->args_len : 0;
+    return 0;
+}
+
+/* Encodes an EVENT (ack_id >= 0: asking for an ack) or, with event NULL, an ACK into the
+ * thread's output buffer, '4' included. Returns its length or a negative error. */
+static ssize_t encode_packet(const eddy_rt_nsp_t *nsp, const eddy_rt_msg_t *msg, const char *event,
+                             int64_t id)
+{
+    const char *args, *np;
+    size_t args_len, nl;
+    int rc = msg_args(msg, &args, &args_len);
+    if (rc != 0)
+        return rc;
+    if (msg->nbin > nsp->rt->opt.max_attachments)
+        return EDDY_EINVAL;
+    nsp_wire(nsp, &np, &nl);
+    unsigned natt = (unsigned)msg->nbin;
+    size_t need = event != NULL ? sio_encode_event(NULL, 0, SIO_ENC_EIO_MESSAGE, np, nl, natt, id,
+                                                   event, strlen(event), args, args_len)
+                                : sio_encode_ack(NULL, 0, SIO_ENC_EIO_MESSAGE, np, nl, natt, id,
+                                                 args, args_len);
+    char *out = scratch(&tls_out, need);
+    if (out == NULL)
+        return EDDY_ENOMEM;
+    if (event != NULL)
+        sio_encode_event(out, need, SIO_ENC_EIO_MESSAGE, np, nl, natt, id, event, strlen(event),
+                         args, args_len);
+    else
+        sio_encode_ack(out, need, SIO_ENC_EIO_MESSAGE, np, nl, natt, id, args, args_len);
+    return (ssize_t)need;
+}
+
+static int send_text(eddy_rt_socket_t *s, const char *text, size_t len, const eddy_rt_msg_t *msg)
+{
+    eio_part_t parts[1 + 64];
+    if (msg->nbin + 1 > sizeof(parts) / sizeof(parts[0]))
+        return EDDY_EINVAL;
+    parts[0] = (eio_part_t){text, len, false};
+    for (size_t i = 0; i < msg->nbin; i++)
+        parts[1 + i] = (eio_part_t){msg->bin[i].data, msg->bin[i].len, true};
+    int flags = (msg->flags & EDDY_RT_VOLATILE) ? EIO_SEND_VOLATILE : 0;
+    return client_send(s->client, parts, 1 + msg->nbin, flags);
+}
+
+static int send_encoded(eddy_rt_socket_t *s, size_t len, const eddy_rt_msg_t *msg)
+{
+    return send_text(s, tls_out.p, len, msg);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Connection state recovery: stored events carry their offset as last argument
+ * ------------------------------------------------------------------------------------- */
+
+/* The packet text[0..len) (an EVENT, ending in ']') with ,"<offset of seq>" before its
+ * closing bracket, into the thread's offset buffer. Returns its length or EDDY_ENOMEM. */
+static ssize_t with_offset(const eddy_rt_nsp_t *nsp, uint64_t seq, const char *text, size_t len)
+{
+    char off[RT_OFFSET_SIZE];
+    size_t n = rt_offset_encode((rt_position_t){nsp->epoch, seq}, off);
+    char *out = scratch(&tls_off, len + n + 3);
+    if (out == NULL || len == 0)
+        return EDDY_ENOMEM;
+    memcpy(out, text, len - 1);
+    size_t at = len - 1;
+    out[at++] = ',';
+    out[at++] = '"';
+    memcpy(out + at, off, n);
+    at += n;
+    out[at++] = '"';
+    out[at++] = ']';
+    return (ssize_t)at;
+}
+
+/* Stores the encoded packet (tls_out, len) and msg's attachments for rooms (none: the
+ * whole namespace) minus except. Returns the seq (> 0) or a negative error (the store
+ * then marks the seq lost: recoveries across it answer "not recovered"). The stored form
+ * is [u32 text length][text][u32 count]([u32 length][bytes])*. */
+static int64_t record(eddy_rt_nsp_t *nsp, const char *const *rooms, size_t nrooms,
+                      const char *const *except, size_t nexcept, size_t len,
+                      const eddy_rt_msg_t *msg)
+{
+    size_t total = 8 + len;
+    for (size_t i = 0; i < msg->nbin; i++)
+        total += 4 + msg->bin[i].len;
+    char *p = scratch(&tls_store, total);
+    if (p == NULL)
+        return EDDY_ENOMEM;
+    uint32_t n32 = (uint32_t)len;
+    memcpy(p, &n32, 4);
+    memcpy(p + 4, tls_out.p, len);
+    size_t at = 4 + len;
+    n32 = (uint32_t)msg->nbin;
+    memcpy(p + at, &n32, 4);
+    at += 4;
+    for (size_t i = 0; i < msg->nbin; i++) {
+        n32 = (uint32_t)msg->bin[i].len;
+        memcpy(p + at, &n32, 4);
+        memcpy(p + at + 4, msg->bin[i].data, msg->bin[i].len);
+        at += 4 + msg->bin[i].len;
+    }
+    return rt_history_append(nsp->hist, rooms, nrooms, except, nexcept, p, total);
+}
+
+static bool recording(const eddy_rt_nsp_t *nsp, const eddy_rt_msg_t *msg, int64_t id)
+{
+    return nsp->hist != NULL && id < 0 && !(msg->flags & EDDY_RT_VOLATILE);
+}
+
+/* The pseudo-room a user's messages are stored under ("\x1e" and the user id: no
+ * Socket.IO room starts with that byte in practice). Into buf; returns buf or NULL. */
+static const char *user_room(const char *user, char *buf, size_t cap)
+{
+    if (strlen(user) + 2 > cap)
+        return NULL;
+    buf[0] = '\x1e';
+    strcpy(buf + 1, user);
+    return buf;
+}
+
+/* Replaces the record of s with its current rooms (own room, joined rooms, user). Table
+ * lock held. */
+static void record_rooms(eddy_rt_socket_t *s)
+{
+    if (s->nsp->hist == NULL || s->pid[0] == '\0')
+        return;
+    const char *stack[32];
+    size_t n = 1;
+    for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
+        n++;
+    char ubuf[1024];
+    const char *uroom = s->user != NULL ? user_room(s->user->id, ubuf, sizeof(ubuf)) : NULL;
+    n += uroom != NULL;
+    const char **rooms = n <= 32 ? stack : malloc(n * sizeof(*rooms));
+    if (rooms == NULL)
+        return;
+    size_t k = 0;
+    rooms[k++] = s->id;
+    for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
+        rooms[k++] = m->room->name;
+    if (uroom != NULL)
+        rooms[k++] = uroom;
+    rt_history_session_set_rooms(s->nsp->hist, s->pid, rooms, k);
+    if (rooms != stack)
+        free(rooms);
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static rt_alias_t *alias_find(eddy_rt_t *rt, const char *cpid)
+{
+    uint64_t h = key_hash(NULL, cpid, strlen(cpid));
+    for (rt_hnode_t *it = hmap_first(&rt->aliases, h); it != NULL; it = it->next) {
+        rt_alias_t *a = CONTAINER(it, rt_alias_t, node);
+        if (it->hash == h && strcmp(a->cpid, cpid) == 0)
+            return a;
+    }
+    return NULL;
+}
+
+static void alias_drop(eddy_rt_t *rt, const char *cpid)
+{
+    rt_alias_t *a = alias_find(rt, cpid);
+    if (a != NULL) {
+        hmap_remove(&rt->aliases, &a->node);
+        free(a);
+    }
+}
+
+/* Points cpid at the record pid (table lock held). On out-of-memory the next recovery of
+ * this client finds no record: it is then connected afresh, never partially. */
+static void alias_set(eddy_rt_t *rt, const char *cpid, const char *pid)
+{
+    rt_alias_t *a = alias_find(rt, cpid);
+    if (a == NULL && (a = calloc(1, sizeof(*a))) != NULL) {
+        strcpy(a->cpid, cpid);
+        a->node.hash = key_hash(NULL, cpid, strlen(cpid));
+        if (hmap_insert(&rt->aliases, &a->node) != 0) {
+            free(a);
+            a = NULL;
+        }
+    }
+    if (a != NULL) {
+        strcpy(a->pid, pid);
+        a->expires_ms = 0;
+    }
+}
+
+/* Forgets aliases whose record has expired (table lock held). */
+static void alias_sweep(eddy_rt_t *rt)
+{
+    uint64_t now = mono_ms();
+    for (size_t i = 0; i < rt->aliases.nslots; i++) {
+        for (rt_hnode_t *it = rt->aliases.slots[i], *next; it != NULL; it = next) {
+            next = it->next;
+            rt_alias_t *a = CONTAINER(it, rt_alias_t, node);
+            if (a->expires_ms != 0 && a->expires_ms <= now) {
+                hmap_remove(&rt->aliases, &a->node);
+                free(a);
+            }
+        }
+    }
+}
+
+/* A missed packet, copied out of the store for the replay. */
+typedef struct rt_missed {
+    struct rt_missed *next;
+    uint64_t seq;
+    size_t len;
+    char payload[];
+} rt_missed_t;
+
+typedef struct rt_replay {
+    rt_missed_t *head, **tail;
+    bool failed;
+} rt_replay_t;
+
+static void replay_copy(uint64_t seq, const void *payload, size_t len, void *ud)
+{
+    rt_replay_t *r = ud;
+    rt_missed_t *m = malloc(sizeof(*m) + len);
+    if (m == NULL) {
+        r->failed = true;
+        return;
+    }
+    m->next = NULL;
+    m->seq = seq;
+    m->len = len;
+    memcpy(m->payload, payload, len);
+    *r->tail = m;
+    r->tail = &m->next;
+}
+
+/* Sends one stored packet to s with its offset. */
+static void replay_send(eddy_rt_socket_t *s, const rt_missed_t *m)
+{
+    uint32_t tlen, nbin;
+    memcpy(&tlen, m->payload, 4);
+    const char *text = m->payload + 4;
+    memcpy(&nbin, text + tlen, 4);
+    eddy_rt_bin_t bin[64];
+    size_t at = 4 + tlen + 4;
+    for (uint32_t i = 0; i < nbin && i < 64; i++) {
+        uint32_t blen;
+        memcpy(&blen, m->payload + at, 4);
+        bin[i] = (eddy_rt_bin_t){m->payload + at + 4, blen};
+        at += 4 + blen;
+    }
+    ssize_t len = with_offset(s->nsp, m->seq, text, tlen);
+    if (len < 0)
+        return;
+    eddy_rt_msg_t msg = {.bin = bin, .nbin = nbin < 64 ? nbin : 64};
+    send_text(s, tls_off.p, (size_t)len, &msg);
+}
+
+/* Sends a control packet (CONNECT, CONNECT_ERROR, DISCONNECT) of nsp to client c. */
+static int send_control(rt_client_t *c, const char *nsp, size_t nsp_len, sio_type_t type,
+                        const char *json, size_t json_len)
+{
+    if (nsp_len == 1 && nsp[0] == '/')
+        nsp_len = 0;
+    size_t need =
+        sio_encode(NULL, 0, SIO_ENC_EIO_MESSAGE, type, nsp, nsp_len, 0, -1, json, json_len);
+    char *out = scratch(&tls_out, need);
+    if (out == NULL)
+        return EDDY_ENOMEM;
+    sio_encode(out, need, SIO_ENC_EIO_MESSAGE, type, nsp, nsp_len, 0, -1, json, json_len);
+    eio_part_t part = {out, need, false};
+    return client_send(c, &part, 1, 0);
+}
+
+int eddy_rt_emit(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg)
+{
+    if (msg == NULL || msg->event == NULL)
+        return EDDY_EINVAL;
+    if (!atomic_load(&s->connected))
+        return EDDY_ECLOSED;
+    ssize_t len = encode_packet(s->nsp, msg, msg->event, -1);
+    if (len < 0)
+        return (int)len;
+    if (recording(s->nsp, msg, -1)) {
+        /* With recovery on, an emit to a socket is stored for its own room, as Socket.IO
+         * does, so that a client that drops gets it back. */
+        const char *own = s->id;
+        int64_t seq = record(s->nsp, &own, 1, NULL, 0, (size_t)len, msg);
+        ssize_t olen = seq > 0 ? with_offset(s->nsp, (uint64_t)seq, tls_out.p, (size_t)len) : -1;
+        if (olen > 0)
+            return send_text(s, tls_off.p, (size_t)olen, msg);
+    }
+    return send_encoded(s, (size_t)len, msg);
+}
+
+int eddy_rt_emit_json(eddy_rt_socket_t *s, const char *event, const char *args)
+{
+    eddy_rt_msg_t msg = {.event = event, .args = args, .args_len = args ? strlen(args) : 0};
+    return eddy_rt_emit(s, &msg);
+}
+
+int eddy_rt_ack(eddy_rt_socket_t *s, int64_t ack_id, const eddy_rt_msg_t *msg)
+{
+    if (ack_id < 0 || msg == NULL)
+        return EDDY_EINVAL;
+    if (!atomic_load(&s->connected))
+        return EDDY_ECLOSED;
+    ssize_t len = encode_packet(s->nsp, msg, NULL, ack_id);
+    if (len < 0)
+        return (int)len;
+    return send_encoded(s, (size_t)len, msg);
+}
+
+int eddy_rt_ack_json(eddy_rt_socket_t *s, int64_t ack_id, const char *args)
+{
+    eddy_rt_msg_t msg = {.args = args, .args_len = args ? strlen(args) : 0};
+    return eddy_rt_ack(s, ack_id, &msg);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Pending acknowledgements (rt->ack_lock)
+ * ------------------------------------------------------------------------------------- */
+
+static rt_ack_t *ack_take(eddy_rt_t *rt, uint64_t id)
+{
+    uint64_t h = fnv(0xcbf29ce484222325ull, &id, sizeof(id));
+    for (rt_hnode_t *it = hmap_first(&rt->acks, h); it != NULL; it = it->next) {
+        rt_ack_t *a = CONTAINER(it, rt_ack_t, node);
+        if (a->id == id)
+            return a;
+    }
+    return NULL;
+}
+
+static void ack_free(rt_ack_t *a)
+{
+    for (size_t k = 0; k < a->n; k++) {
+        for (size_t b = 0; b < a->answers[k].nbin; b++)
+            free((void *)a->answers[k].bin[b].data);
+        free(a->answers[k].args);
+        free(a->answers[k].bin);
+        eddy_rt_socket_unref(a->answers[k].socket);
+    }
+    free(a);
+}
+
+static int answer_order(const void *x, const void *y)
+{
+    const rt_ack_answer_t *a = x, *b = y;
+    return (a->order > b->order) - (a->order < b->order);
+}
+
+/* Reports a broadcast's answers (answers first in arrival order, then the rest) and frees
+ * it. Runs without any lock. */
+static void ack_finish_broadcast(rt_ack_t *a)
+{
+    qsort(a->answers, a->n, sizeof(a->answers[0]), answer_order);
+    eddy_rt_ack_result_t stack[64];
+    eddy_rt_event_t evs_stack[64];
+    eddy_rt_ack_result_t *res = a->n <= 64 ? stack : malloc(a->n * sizeof(*res));
+    eddy_rt_event_t *evs = a->n <= 64 ? evs_stack : malloc(a->n * sizeof(*evs));
+    if (res != NULL && evs != NULL) {
+        for (size_t k = 0; k < a->n; k++) {
+            rt_ack_answer_t *an = &a->answers[k];
+            evs[k] = (eddy_rt_event_t){.args = an->args ? an->args : "",
+                                       .args_len = an->args_len,
+                                       .bin = an->bin,
+                                       .nbin = an->nbin,
+                                       .ack_id = -1};
+            res[k] = (eddy_rt_ack_result_t){an->socket->id, an->status,
+                                            an->status == 0 ? &evs[k] : NULL};
+        }
+        a->bcb(a->nsp, res, a->n, a->arg);
+    } else {
+        a->bcb(a->nsp, NULL, 0, a->arg);
+    }
+    if (res != stack)
+        free(res);
+    if (evs != evs_stack)
+        free(evs);
+    ack_free(a);
+}
+
+static void ack_timeout(eddy_server_t *srv, uint64_t timer_id, void *arg)
+{
+    uintptr_t key = (uintptr_t)arg;
+    eddy_rt_t *rt = atomic_load(&rt_registry[key & (RT_MAX_LAYERS - 1)]);
+    if (rt == NULL)
+        return;
+    /* The entry is still pending if it is still in the table: an answer removes it under
+     * the same lock. */
+    pthread_mutex_lock(&rt->ack_lock);
+    rt_ack_t *a = ack_take(rt, (uint64_t)(key >> 4));
+    if (a != NULL)
+        hmap_remove(&rt->acks, &a->node);
+    pthread_mutex_unlock(&rt->ack_lock);
+    if (a == NULL)
+        return;
+    if (a->bcb != NULL) {
+        ack_finish_broadcast(a);
+        return;
+    }
+    a->cb(a->answers[0].socket, -ETIMEDOUT, NULL, a->arg);
+    ack_free(a);
+}
+
+/* Registers a pending ack with n recipients (referenced) and arms its timer. */
+static rt_ack_t *ack_new(eddy_rt_nsp_t *nsp, size_t n)
+{
+    rt_ack_t *a = calloc(1, sizeof(*a) + n * sizeof(a->answers[0]));
+    if (a == NULL)
+        return NULL;
+    a->nsp = nsp;
+    a->n = a->remaining = n;
+    /* Ids stay below 2^53 (exact in JavaScript) and fit the timer key's 60 bits. */
+    a->id = atomic_fetch_add(&nsp->rt->next_ack, 1) & SIO_MAX_ID;
+    a->node.hash = fnv(0xcbf29ce484222325ull, &a->id, sizeof(a->id));
+    for (size_t k = 0; k < n; k++) {
+        a->answers[k].status = -ETIMEDOUT;
+        a->answers[k].order = SIZE_MAX; /* the unanswered sort last */
+    }
+    return a;
+}
+
+static int ack_arm(rt_ack_t *a, uint32_t timeout_ms)
+{
+    eddy_rt_t *rt = a->nsp->rt;
+    pthread_mutex_lock(&rt->ack_lock);
+    int rc = hmap_insert(&rt->acks, &a->node);
+    if (rc == 0) {
+        uintptr_t key = (uintptr_t)(a->id << 4 | rt->index);
+        a->timer = eddy_timer_after(rt->srv, timeout_ms, ack_timeout, (void *)key);
+        if (a->timer == 0) {
+            hmap_remove(&rt->acks, &a->node);
+            rc = EDDY_ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&rt->ack_lock);
+    return rc;
+}
+
+/* Withdraws an ack whose emit failed. */
+static void ack_cancel(rt_ack_t *a)
+{
+    eddy_rt_t *rt = a->nsp->rt;
+    pthread_mutex_lock(&rt->ack_lock);
+    bool ours = ack_take(rt, a->id) == a;
+    if (ours) {
+        hmap_remove(&rt->acks, &a->node);
+        eddy_timer_clear(rt->srv, a->timer);
+    }
+    pthread_mutex_unlock(&rt->ack_lock);
+    if (ours)
+        ack_free(a);
+}
+
+int eddy_rt_emit_ack(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg, uint32_t timeout_ms,
+                     eddy_rt_ack_cb cb, void *arg)
+{
+    if (msg == NULL || msg->event == NULL || cb == NULL || timeout_ms == 0)
+        return EDDY_EINVAL;
+    if (!atomic_load(&s->connected))
+        return EDDY_ECLOSED;
+    rt_ack_t *a = ack_new(s->nsp, 1);
+    if (a == NULL)
+        return EDDY_ENOMEM;
+    a->cb = cb;
+    a->arg = arg;
+    eddy_rt_socket_ref(s);
+    a->answers[0].socket = s;
+    int64_t id = (int64_t)(a->id & SIO_MAX_ID);
+    ssize_t len = encode_packet(s->nsp, msg, msg->event, id);
+    if (len < 0) {
+        ack_free(a);
+        return (int)len;
+    }
+    int rc = ack_arm(a, timeout_ms);
+    if (rc != 0) {
+        ack_free(a);
+        return rc;
+    }
+    rc = send_encoded(s, (size_t)len, msg);
+    if (rc < 0)
+        ack_cancel(a);
+    return rc;
+}
+
+/* An ACK packet from s for id: hands the answer to the pending emit, if any. */
+static void ack_received(eddy_rt_socket_t *s, uint64_t id, const char *args, size_t args_len,
+                         const eddy_rt_bin_t *bin, size_t nbin)
+{
+    eddy_rt_t *rt = s->nsp->rt;
+    pthread_mutex_lock(&rt->ack_lock);
+    rt_ack_t *a = ack_take(rt, id);
+    size_t k = 0;
+    if (a != NULL) {
+        while (k < a->n && a->answers[k].socket != s)
+            k++;
+    }
+    if (a == NULL || k == a->n || a->answers[k].status == 0) {
+        pthread_mutex_unlock(&rt->ack_lock);
+        return; /* unknown or late (Socket.IO ignores those too) */
+    }
+    if (a->bcb == NULL) {
+        hmap_remove(&rt->acks, &a->node);
+        eddy_timer_clear(rt->srv, a->timer);
+        pthread_mutex_unlock(&rt->ack_lock);
+        eddy_rt_event_t ev = {
+            .args = args, .args_len = args_len, .bin = bin, .nbin = nbin, .ack_id = -1};
+        a->cb(s, 0, &ev, a->arg);
+        ack_free(a);
+        return;
+    }
+    /* A broadcast: keep a copy of this answer until every recipient answered. */
+    rt_ack_answer_t *an = &a->answers[k];
+    an->args = malloc(args_len + 1);
+    an->bin = nbin ? calloc(nbin, sizeof(*an->bin)) : NULL;
+    if (an->args != NULL) {
+        memcpy(an->args, args, args_len);
+        an->args[args_len] = '\0';
+        an->args_len = args_len;
+    }
+    for (size_t b = 0; an->bin != NULL && b < nbin; b++) {
+        void *copy = malloc(bin[b].len ? bin[b].len : 1);
+        if (copy == NULL)
+            break;
+        memcpy(copy, bin[b].data, bin[b].len);
+        an->bin[b] = (eddy_rt_bin_t){copy, bin[b].len};
+        an->nbin = b + 1;
+    }
+    an->status = an->args != NULL ? 0 : EDDY_ENOMEM;
+    an->order = a->n - a->remaining;
+    bool done = --a->remaining == 0;
+    if (done) {
+        hmap_remove(&rt->acks, &a->node);
+        eddy_timer_clear(rt->srv, a->timer);
+    }
+    pthread_mutex_unlock(&rt->ack_lock);
+    if (done)
+        ack_finish_broadcast(a);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Broadcasts
+ * ------------------------------------------------------------------------------------- */
+
+/* Appends the topic names of to (rooms that are not socket ids, users; or the namespace)
+ * for variant into the thread's topic buffer at *used, their offsets into offs. Returns
+ * the count, or a negative error. */
+static int topics_for(const eddy_rt_nsp_t *nsp, const char *const *names, size_t n, int kind,
+                      int variant, size_t *used, size_t *offs, size_t max)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (names[i] == NULL)
+            return EDDY_EINVAL;
+        if (count >= max)
+            return EDDY_EINVAL;
+        size_t len = strlen(names[i]);
+        size_t need = *used + 3 + nsp->name_len + len + 1;
+        if (scratch(&tls_topics, need) == NULL)
+            return EDDY_ENOMEM;
+        offs[count++] = *used;
+        *used +=
+            topic_name(tls_topics.p + *used, need - *used, variant, kind, nsp, names[i], len) + 1;
+    }
+    return (int)count;
+}
+
+/* True if s is among to's targets through a topic it is subscribed to (so publishing
+ * reached it), or is excluded. Table lock held. */
+static bool excluded(const eddy_rt_socket_t *s, const eddy_rt_to_t *to)
+{
+    if (to == NULL)
+        return false;
+    if (s == to->except_socket)
+        return true;
+    for (size_t i = 0; i < to->nexcept; i++) {
+        size_t len = strlen(to->except[i]);
+        if (strcmp(s->id, to->except[i]) == 0)
+            return true;
+        for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next) {
+            if (m->room->name_len == len && memcmp(m->room->name, to->except[i], len) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool reached_by_topic(const eddy_rt_socket_t *s, const eddy_rt_to_t *to)
+{
+    if (!s->ws)
+        return false;
+    for (size_t i = 0; i < to->nrooms; i++) {
+        size_t len = strlen(to->rooms[i]);
+        for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next) {
+            if (m->room->name_len == len && memcmp(m->room->name, to->rooms[i], len) == 0)
+                return true;
+        }
+    }
+    for (size_t i = 0; i < to->nusers; i++) {
+        if (s->user != NULL && strcmp(s->user->id, to->users[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+typedef struct rt_targets {
+    eddy_rt_socket_t **list;
+    size_t n, cap;
+} rt_targets_t;
+
+static int targets_add(rt_targets_t *t, eddy_rt_socket_t *s)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        eddy_rt_socket_t **list = realloc(t->list, cap * sizeof(*list));
+        if (list == NULL)
+            return EDDY_ENOMEM;
+        t->list = list;
+        t->cap = cap;
+    }
+    t->list[t->n++] = s;
+    return 0;
+}
+
+/* Visits each socket to selects, each once (table lock held). With polling_only, only
+ * those that publishing does not reach (polling sockets, and sockets addressed through
+ * their own room). Adds them (referenced) to t. */
+static int collect(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, bool polling_only, rt_targets_t *t)
+{
+    eddy_rt_t *rt = nsp->rt;
+    uint64_t mark = ++rt->mark;
+    int rc = 0;
+#define VISIT(sock, direct)                                                                        \
+    do {                                                                                           \
+        eddy_rt_socket_t *s_ = (sock);                                                             \
+        if (s_->mark == mark || excluded(s_, to))                                                  \
+            break;                                                                                 \
+        s_->mark = mark;                                                                           \
+        if (polling_only && s_->ws && !((direct) && !reached_by_topic(s_, to)))                    \
+            break;                                                                                 \
+        if ((rc = targets_add(t, s_)) != 0)                                                        \
+            return rc;                                                                             \
+        eddy_rt_socket_ref(s_);                                                                    \
+    } while (0)
+    if (to == NULL || (to->nrooms == 0 && to->nusers == 0)) {
+        if (polling_only && nsp->npolling == 0)
+            return 0;
+        for (eddy_rt_socket_t *s = nsp->sockets; s != NULL; s = s->nsp_next)
+            VISIT(s, false);
+        return 0;
+    }
+    for (size_t i = 0; i < to->nrooms; i++) {
+        size_t len = strlen(to->rooms[i]);
+        rt_room_t *r = room_find(rt, nsp, to->rooms[i], len);
+        if (r != NULL && (!polling_only || r->npolling > 0)) {
+            for (rt_member_t *m = r->members; m != NULL; m = m->room_next)
+                VISIT(m->socket, false);
+        }
+        eddy_rt_socket_t *own = socket_by_id(rt, to->rooms[i], len);
+        if (own != NULL && own->nsp == nsp)
+            VISIT(own, true);
+    }
+    for (size_t i = 0; i < to->nusers; i++) {
+        rt_user_t *u = user_find(rt, nsp, to->users[i]);
+        for (eddy_rt_socket_t *s = u != NULL ? u->sockets : NULL; s != NULL; s = s->user_next)
+            VISIT(s, false);
+    }
+#undef VISIT
+    return 0;
+}
+
+static void targets_release(rt_targets_t *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        eddy_rt_socket_unref(t->list[i]);
+    free(t->list);
+}
+
+/* The Engine.IO 3 form of binary attachments: each with its 0x04 type byte, built once
+ * into the thread's buffer. */
+static int bin3_parts(const eddy_rt_bin_t *bin, size_t nbin, eddy_part_t *parts)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nbin; i++)
+        total += 1 + bin[i].len;
+    char *p = scratch(&tls_bin3, total ? total : 1);
+    if (p == NULL)
+        return EDDY_ENOMEM;
+    for (size_t i = 0; i < nbin; i++) {
+        p[0] = 4;
+        memcpy(p + 1, bin[i].data, bin[i].len);
+        parts[i] = (eddy_part_t){p, 1 + bin[i].len, EDDY_WS_OPCODE_BINARY};
+        p += 1 + bin[i].len;
+    }
+    return 0;
+}
+
+/* Publishes the encoded packet text[0..len) to the WebSocket subscribers to selects. */
+static int publish(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg,
+                   const char *text, size_t len)
+{
+    size_t nrooms = to ? to->nrooms : 0, nusers = to ? to->nusers : 0;
+    size_t nexcept = to ? to->nexcept : 0;
+    size_t max = 2 * (nrooms + nusers + 1) + 2 * nexcept;
+    size_t offs_stack[32];
+    size_t *offs = max <= 32 ? offs_stack : malloc(max * sizeof(*offs));
+    const char *names_stack[32];
+    const char **names = max <= 32 ? names_stack : malloc(max * sizeof(*names));
+    int rc = 0;
+    if (offs == NULL || names == NULL) {
+        rc = EDDY_ENOMEM;
+        goto out;
+    }
+    size_t used = 0;
+    /* Topics of both variants (text frames are the same bytes), then their except-topics:
+     * [0, ntop) targets v4+v3, [ntop, ntop+nexc) exceptions. */
+    size_t ntop = 0, nexc = 0;
+    for (int variant = 4; variant >= 3; variant--) {
+        int n;
+        if (nrooms + nusers == 0) {
+            static const char *const root[] = {""};
+            n = topics_for(nsp, root, 1, TOPIC_NSP, variant, &used, offs + ntop, max - ntop);
+        } else {
+            n = topics_for(nsp, to->rooms, nrooms, TOPIC_ROOM, variant, &used, offs + ntop,
+                           max - ntop);
+            if (n >= 0) {
+                ntop += (size_t)n;
+                n = topics_for(nsp, to->users, nusers, TOPIC_USER, variant, &used, offs + ntop,
+                               max - ntop);
+            }
+        }
+        if (n < 0) {
+            rc = n;
+            goto out;
+        }
+        ntop += (size_t)n;
+    }
+    for (int variant = 4; variant >= 3; variant--) {
+        int n = topics_for(nsp, to ? to->except : NULL, nexcept, TOPIC_ROOM, variant, &used,
+                           offs + ntop + nexc, max - ntop - nexc);
+        if (n < 0) {
+            rc = n;
+            goto out;
+        }
+        nexc += (size_t)n;
+    }
+    for (size_t i = 0; i < ntop + nexc; i++)
+        names[i] = tls_topics.p + offs[i];
+    eddy_fd_t except_fd = 0;
+    if (to != NULL && to->except_socket != NULL && to->except_socket->ws)
+        except_fd = atomic_load(&to->except_socket->client->ws_fd);
+    int flags = ((msg->flags & EDDY_RT_VOLATILE) ? EDDY_WS_FLAG_VOLATILE : 0) |
+                ((msg->flags & EDDY_RT_COMPRESS) ? EDDY_WS_FLAG_COMPRESS : 0);
+    eddy_part_t parts[1 + 64];
+    parts[0] = (eddy_part_t){text, len, EDDY_WS_OPCODE_TEXT};
+    if (msg->nbin == 0) {
+        eddy_publish_spec_t spec = {names, ntop, names + ntop, nexc, except_fd, flags};
+        rc = eddy_publish_parts(nsp->rt->srv, &spec, parts, 1);
+    } else {
+        /* Binary frames differ between the variants: one publication each. */
+        size_t half = ntop / 2;
+        for (size_t i = 0; i < msg->nbin; i++)
+            parts[1 + i] = (eddy_part_t){msg->bin[i].data, msg->bin[i].len, EDDY_WS_OPCODE_BINARY};
+        eddy_publish_spec_t spec4 = {names, half, names + ntop, nexc, except_fd, flags};
+        rc = eddy_publish_parts(nsp->rt->srv, &spec4, parts, 1 + msg->nbin);
+        if (rc >= 0 && (rc = bin3_parts(msg->bin, msg->nbin, parts + 1)) == 0) {
+            eddy_publish_spec_t spec3 = {names + half, half, names + ntop, nexc, except_fd, flags};
+            rc = eddy_publish_parts(nsp->rt->srv, &spec3, parts, 1 + msg->nbin);
+        }
+    }
+    rc = rc < 0 ? rc : 0;
+out:
+    if (offs != offs_stack)
+        free(offs);
+    if (names != names_stack)
+        free(names);
+    return rc;
+}
+
+/* Stores a broadcast for recovery (table lock held): its rooms and users' pseudo-rooms,
+ * its except rooms and the sender's own room. Returns the seq or a negative error. */
+static int64_t record_broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, size_t len,
+                                const eddy_rt_msg_t *msg)
+{
+    size_t nrooms = to ? to->nrooms + to->nusers : 0, nexcept = to ? to->nexcept + 1 : 0;
+    const char **rooms = nrooms ? calloc(nrooms, sizeof(*rooms)) : NULL;
+    const char **except = nexcept ? calloc(nexcept, sizeof(*except)) : NULL;
+    char **owned = to && to->nusers ? calloc(to->nusers, sizeof(*owned)) : NULL;
+    int64_t seq = EDDY_ENOMEM;
+    if ((nrooms && rooms == NULL) || (nexcept && except == NULL) ||
+        (to && to->nusers && owned == NULL))
+        goto out;
+    size_t k = 0, e = 0;
+    for (size_t i = 0; to && i < to->nrooms; i++)
+        rooms[k++] = to->rooms[i];
+    for (size_t i = 0; to && i < to->nusers; i++) {
+        size_t ulen = strlen(to->users[i]);
+        if ((owned[i] = malloc(ulen + 2)) == NULL)
+            goto out;
+        rooms[k++] = user_room(to->users[i], owned[i], ulen + 2);
+    }
+    for (size_t i = 0; to && i < to->nexcept; i++)
+        except[e++] = to->except[i];
+    if (to && to->except_socket != NULL)
+        except[e++] = to->except_socket->id;
+    seq = record(nsp, rooms, k, except, e, len, msg);
+out:
+    for (size_t i = 0; owned != NULL && i < to->nusers; i++)
+        free(owned[i]);
+    free(owned);
+    free(rooms);
+    free(except);
+    return seq;
+}
+
+static int broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg)
+{
+    if (nsp == NULL || msg == NULL || msg->event == NULL || msg->nbin > 64)
+        return EDDY_EINVAL;
+    ssize_t len = encode_packet(nsp, msg, msg->event, -1);
+    if (len < 0)
+        return (int)len;
+    eddy_rt_t *rt = nsp->rt;
+    rt_targets_t direct = {0};
+    const char *text = tls_out.p;
+    /* Stored and published under the table lock: a recovering socket (which restores and
+     * subscribes under it too) finds each broadcast either in the store or live, never
+     * in neither nor in both. */
+    pthread_mutex_lock(&rt->lock);
+    if (recording(nsp, msg, -1)) {
+        int64_t seq = record_broadcast(nsp, to, (size_t)len, msg);
+        ssize_t olen = seq > 0 ? with_offset(nsp, (uint64_t)seq, text, (size_t)len) : -1;
+        if (olen > 0) {
+            text = tls_off.p;
+            len = olen;
+        }
+    }
+    int rc = publish(nsp, to, msg, text, (size_t)len);
+    if (rc == 0)
+        rc = collect(nsp, to, true, &direct);
+    pthread_mutex_unlock(&rt->lock);
+    for (size_t i = 0; rc == 0 && i < direct.n; i++)
+        send_text(direct.list[i], text, (size_t)len, msg);
+    targets_release(&direct);
+    return rc;
+}
+
+int eddy_rt_broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg)
+{
+    return broadcast(nsp, to, msg);
+}
+
+int eddy_rt_broadcast_ack(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg,
+                          uint32_t timeout_ms, eddy_rt_broadcast_ack_cb cb, void *arg)
+{
+    if (nsp == NULL || cb == NULL || timeout_ms == 0)
+        return EDDY_EINVAL;
+    eddy_rt_t *rt = nsp->rt;
+    rt_targets_t all = {0};
+    pthread_mutex_lock(&rt->lock);
+    int rc = collect(nsp, to, false, &all);
+    pthread_mutex_unlock(&rt->lock);
+    rt_ack_t *a = rc == 0 ? ack_new(nsp, all.n) : NULL;
+    if (a == NULL) {
+        targets_release(&all);
+        return rc != 0 ? rc : EDDY_ENOMEM;
+    }
+    a->bcb = cb;
+    a->arg = arg;
+    for (size_t k = 0; k < all.n; k++)
+        a->answers[k].socket = all.list[k]; /* the reference moves to the ack */
+    free(all.list);
+    if (a->n == 0) {
+        ack_finish_broadcast(a);
+        return 0;
+    }
+    ssize_t len = encode_packet(nsp, msg, msg->event, (int64_t)(a->id & SIO_MAX_ID));
+    if (len < 0 || msg->nbin > 64) {
+        ack_free(a);
+        return len < 0 ? (int)len : EDDY_EINVAL;
+    }
+    /* Sockets are registered before any is sent to, so an answer can never arrive before
+     * its entry exists. */
+    eddy_rt_socket_t **targets = malloc(a->n * sizeof(*targets));
+    if (targets == NULL || (rc = ack_arm(a, timeout_ms)) != 0) {
+        free(targets);
+        ack_free(a);
+        return rc != 0 ? rc : EDDY_ENOMEM;
+    }
+    size_t n = a->n;
+    for (size_t k = 0; k < n; k++) {
+        targets[k] = a->answers[k].socket;
+        eddy_rt_socket_ref(targets[k]);
+    }
+    for (size_t k = 0; k < n; k++) {
+        send_encoded(targets[k], (size_t)len, msg);
+        eddy_rt_socket_unref(targets[k]);
+    }
+    free(targets);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Sockets
+ * ------------------------------------------------------------------------------------- */
+
+const char *eddy_rt_socket_id(const eddy_rt_socket_t *s)
+{
+    return s->id;
+}
+
+eddy_rt_nsp_t *eddy_rt_socket_nsp(const eddy_rt_socket_t *s)
+{
+    return s->nsp;
+}
+
+int eddy_rt_socket_protocol(const eddy_rt_socket_t *s)
+{
+    return s->client->protocol == 3 ? 4 : 5;
+}
+
+bool eddy_rt_socket_connected(const eddy_rt_socket_t *s)
+{
+    return atomic_load(&s->connected);
+}
+
+bool eddy_rt_socket_recovered(const eddy_rt_socket_t *s)
+{
+    return s->recovered;
+}
+
+static const char *hs_lookup(const rt_handshake_t *hs, size_t skip, size_t n, const char *name,
+                             bool nocase)
+{
+    const char *p = hs->pairs;
+    for (size_t i = 0; i < skip; i++)
+        p += strlen(p) + 1, p += strlen(p) + 1;
+    for (size_t i = 0; i < n; i++) {
+        const char *value = p + strlen(p) + 1;
+        if (nocase ? strcasecmp(p, name) == 0 : strcmp(p, name) == 0)
+            return value;
+        p = value + strlen(value) + 1;
+    }
+    return NULL;
+}
+
+const char *eddy_rt_socket_query(const eddy_rt_socket_t *s, const char *name)
+{
+    const rt_handshake_t *hs = s->client->hs;
+    return hs != NULL ? hs_lookup(hs, 0, hs->nquery, name, false) : NULL;
+}
+
+const char *eddy_rt_socket_header(const eddy_rt_socket_t *s, const char *name)
+{
+    const rt_handshake_t *hs = s->client->hs;
+    return hs != NULL ? hs_lookup(hs, hs->nquery, hs->nheaders, name, true) : NULL;
+}
+
+const char *eddy_rt_socket_remote_ip(const eddy_rt_socket_t *s)
+{
+    return s->client->hs != NULL ? s->client->hs->ip : "";
+}
+
+const char *eddy_rt_socket_auth(const eddy_rt_socket_t *s, size_t *len)
+{
+    if (len != NULL)
+        *len = s->auth != NULL ? s->auth_len : 0;
+    return s->auth;
+}
+
+int eddy_rt_socket_set_user(eddy_rt_socket_t *s, const char *user_id)
+{
+    eddy_rt_t *rt = s->nsp->rt;
+    int rc = 0;
+    pthread_mutex_lock(&rt->lock);
+    if (!atomic_load(&s->connected) && s->auth == NULL) {
+        rc = EDDY_ECLOSED;
+    } else if (s->user == NULL || user_id == NULL || strcmp(s->user->id, user_id) != 0) {
+        user_unlink(s);
+        if (user_id != NULL)
+            rc = user_link(s, user_id);
+        record_rooms(s);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return rc;
+}
+
+const char *eddy_rt_socket_user(const eddy_rt_socket_t *s)
+{
+    return s->user != NULL ? s->user->id : NULL;
+}
+
+void eddy_rt_socket_set_data(eddy_rt_socket_t *s, void *data)
+{
+    s->data = data;
+}
+
+void *eddy_rt_socket_data(const eddy_rt_socket_t *s)
+{
+    return s->data;
+}
+
+int eddy_rt_refuse(eddy_rt_socket_t *s, const char *message, const char *data)
+{
+    if (message == NULL)
+        message = "refused";
+    size_t mlen = strlen(message);
+    size_t q = rt_json_write_string(NULL, 0, message, mlen);
+    size_t dlen = data != NULL ? strlen(data) : 0;
+    size_t need = 12 + q + (data != NULL ? 8 + dlen : 0) + 2;
+    free(s->refusal);
+    s->refusal = malloc(need);
+    if (s->refusal != NULL) {
+        char *o = s->refusal;
+        o += sprintf(o, "{\"message\":");
+        o += rt_json_write_string(o, q, message, mlen);
+        if (data != NULL)
+            o += sprintf(o, ",\"data\":%s", data);
+        strcpy(o, "}");
+    }
+    return -1;
+}
+
+int eddy_rt_join(eddy_rt_socket_t *s, const char *room)
+{
+    if (room == NULL)
+        return EDDY_EINVAL;
+    eddy_rt_t *rt = s->nsp->rt;
+    size_t len = strlen(room);
+    pthread_mutex_lock(&rt->lock);
+    int rc = !atomic_load(&s->connected) ? EDDY_ECLOSED
+             : strcmp(room, s->id) == 0  ? 0
+                                         : room_add(s, room, len);
+    if (rc == 1)
+        record_rooms(s);
+    pthread_mutex_unlock(&rt->lock);
+    if (rc == 1 && s->nsp->h.presence != NULL)
+        s->nsp->h.presence(s, room, true, s->nsp->h.user_data);
+    return rc < 0 ? rc : 0;
+}
+
+int eddy_rt_leave(eddy_rt_socket_t *s, const char *room)
+{
+    if (room == NULL)
+        return EDDY_EINVAL;
+    eddy_rt_t *rt = s->nsp->rt;
+    pthread_mutex_lock(&rt->lock);
+    bool left = atomic_load(&s->connected) && room_del(s, room, strlen(room));
+    bool closed = !atomic_load(&s->connected);
+    if (left)
+        record_rooms(s);
+    pthread_mutex_unlock(&rt->lock);
+    if (left && s->nsp->h.presence != NULL)
+        s->nsp->h.presence(s, room, false, s->nsp->h.user_data);
+    return closed ? EDDY_ECLOSED : 0;
+}
+
+size_t eddy_rt_socket_rooms(eddy_rt_socket_t *s, bool (*visit)(const char *room, void *arg),
+                            void *arg)
+{
+    eddy_rt_t *rt = s->nsp->rt;
+    size_t n = 0;
+    pthread_mutex_lock(&rt->lock);
+    if (atomic_load(&s->connected)) {
+        n++;
+        if (visit(s->id, arg)) {
+            for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next) {
+                n++;
+                if (!visit(m->room->name, arg))
+                    break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return n;
+}
+
+eddy_rt_socket_t *eddy_rt_socket_find(eddy_rt_nsp_t *nsp, const char *id)
+{
+    eddy_rt_t *rt = nsp->rt;
+    pthread_mutex_lock(&rt->lock);
+    eddy_rt_socket_t *s = socket_by_id(rt, id, strlen(id));
+    if (s != NULL && s->nsp == nsp)
+        eddy_rt_socket_ref(s);
+    else
+        s = NULL;
+    pthread_mutex_unlock(&rt->lock);
+    return s;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Connect and disconnect (in the client's context)
+ * ------------------------------------------------------------------------------------- */
+
+static void client_close_session(rt_client_t *c)
+{
+    pthread_mutex_lock(&c->send_lock);
+    if (c->session != NULL)
+        eio_close(c->session);
+    pthread_mutex_unlock(&c->send_lock);
+}
+
+/* Takes s out of every table, runs disconnecting and disconnect. In s's client context. */
+static void socket_close(eddy_rt_socket_t *s, const char *reason)
+{
+    rt_client_t *c = s->client;
+    eddy_rt_nsp_t *nsp = s->nsp;
+    eddy_rt_t *rt = nsp->rt;
+    if (!atomic_load(&s->connected))
+        return;
+    if (nsp->h.disconnecting != NULL)
+        nsp->h.disconnecting(s, reason, nsp->h.user_data);
+    for (eddy_rt_socket_t **it = &c->sockets; *it != NULL; it = &(*it)->client_next) {
+        if (*it == s) {
+            *it = s->client_next;
+            break;
+        }
+    }
+    /* Room names for the presence callback, taken out under the lock, reported after. */
+    rt_member_t *rooms;
+    pthread_mutex_lock(&rt->lock);
+    atomic_store(&s->connected, false);
+    if (s->ws)
+        topic_sub(s, TOPIC_NSP, "", 0, false);
+    rooms = s->rooms;
+    s->rooms = NULL;
+    size_t nrooms = 0;
+    for (rt_member_t *m = rooms; m != NULL; m = m->sock_next)
+        nrooms++;
+    char **names = nrooms && nsp->h.presence ? calloc(nrooms, sizeof(*names)) : NULL;
+    size_t k = 0;
+    for (rt_member_t *m = rooms, *next; m != NULL; m = next) {
+        next = m->sock_next;
+        if (names != NULL)
+            names[k++] = strdup(m->room->name);
+        if (s->ws)
+            topic_sub(s, TOPIC_ROOM, m->room->name, m->room->name_len, false);
+        member_unlink(m);
+    }
+    user_unlink(s);
+    if (s->nsp_prev != NULL)
+        s->nsp_prev->nsp_next = s->nsp_next;
+    else
+        nsp->sockets = s->nsp_next;
+    if (s->nsp_next != NULL)
+        s->nsp_next->nsp_prev = s->nsp_prev;
+    nsp->count--;
+    if (!s->ws)
+        nsp->npolling--;
+    hmap_remove(&rt->sockets, &s->id_node);
+    if (nsp->hist != NULL && s->pid[0] != '\0') {
+        /* Only a lost transport may be recovered; a namespace disconnect is final. */
+        static const char *const lost[] = {"transport error", "transport close", "forced close",
+                                           "ping timeout", "server shutting down"};
+        bool keep = false;
+        for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++)
+            keep |= strcmp(reason, lost[i]) == 0;
+        if (keep)
+            rt_history_session_disconnect(nsp->hist, s->pid);
+        else
+            rt_history_session_remove(nsp->hist, s->pid);
+        rt_alias_t *alias = strcmp(s->cpid, s->pid) != 0 ? alias_find(rt, s->cpid) : NULL;
+        if (alias != NULL && keep)
+            alias->expires_ms = mono_ms() + rt->opt.recovery_max_disconnection_ms;
+        else if (alias != NULL)
+            alias_drop(rt, s->cpid);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    for (size_t i = 0; i < k; i++) {
+        if (names[i] != NULL)
+            nsp->h.presence(s, names[i], false, nsp->h.user_data);
+        free(names[i]);
+    }
+    free(names);
+    if (nsp->h.disconnect != NULL)
+        nsp->h.disconnect(s, reason, nsp->h.user_data);
+    eddy_rt_socket_unref(s); /* the client's reference */
+}
+
+static void server_disconnect(eddy_rt_socket_t *s, bool close_client)
+{
+    rt_client_t *c = s->client;
+    if (!atomic_load(&s->connected))
+        return;
+    send_control(c, s->nsp->name, s->nsp->name_len, SIO_DISCONNECT, NULL, 0);
+    socket_close(s, "server namespace disconnect");
+    if (close_client)
+        client_close_session(c);
+}
+
+typedef struct rt_deferred_disconnect {
+    eddy_rt_socket_t *s;
+    bool close_client;
+} rt_deferred_disconnect_t;
+
+static void deferred_disconnect(eddy_server_t *srv, void *arg)
+{
+    rt_deferred_disconnect_t *d = arg;
+    rt_ctx_t ctx;
+    client_enter(d->s->client, &ctx, false);
+    server_disconnect(d->s, d->close_client);
+    client_leave(d->s->client, &ctx);
+    eddy_rt_socket_unref(d->s);
+    free(d);
+}
+
+int eddy_rt_disconnect(eddy_rt_socket_t *s, bool close_client)
+{
+    if (!atomic_load(&s->connected))
+        return EDDY_ECLOSED;
+    rt_ctx_t ctx;
+    if (!client_enter(s->client, &ctx, tls_current != NULL)) {
+        rt_deferred_disconnect_t *d = malloc(sizeof(*d));
+        if (d == NULL)
+            return EDDY_ENOMEM;
+        eddy_rt_socket_ref(s);
+        *d = (rt_deferred_disconnect_t){s, close_client};
+        int rc = eddy_defer(s->nsp->rt->srv, deferred_disconnect, d);
+        if (rc != 0) {
+            eddy_rt_socket_unref(s);
+            free(d);
+        }
+        return rc;
+    }
+    server_disconnect(s, close_client);
+    client_leave(s->client, &ctx);
+    return 0;
+}
+
+/* Builds a v3 namespace's query string ("a=1&b=2") into a JSON object of strings. */
+static char *query_to_json(const char *q, size_t len, size_t *out_len)
+{
+    /* Worst case: every byte escaped as \u00XX, plus quotes, colons and commas. */
+    char *out = malloc(len * 6 + 3);
+    if (out == NULL)
+        return NULL;
+    char *o = out;
+    *o++ = '{';
+    const char *p = q, *end = q + len;
+    bool first = true;
+    char *tmp = malloc(len + 1);
+    if (tmp == NULL) {
+        free(out);
+        return NULL;
+    }
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        for (int part = 0; part < 2 && pe > p; part++) {
+            const char *a = part == 0 ? p : (eq ? eq + 1 : pe);
+            const char *b = part == 0 ? (eq ? eq : pe) : pe;
+            size_t n = 0;
+            for (const char *c = a; c < b; c++) {
+                if (*c == '+') {
+                    tmp[n++] = ' ';
+                } else if (*c == '%' && b - c >= 3 && isxdigit((unsigned char)c[1]) &&
+                           isxdigit((unsigned char)c[2])) {
+                    char hex[3] = {c[1], c[2], 0};
+                    tmp[n++] = (char)strtol(hex, NULL, 16);
+                    c += 2;
+                } else {
+                    tmp[n++] = *c;
+                }
+            }
+            if (part == 0 && !first)
+                *o++ = ',';
+            first = false;
+            if (!eddy_utf8_valid(tmp, n))
+                n = 0;
+            o += rt_json_write_string(o, 6 * n + 2, tmp, n);
+            if (part == 0)
+                *o++ = ':';
+        }
+        p = amp ? amp + 1 : end;
+    }
+    *o++ = '}';
+    *o = '\0';
+    free(tmp);
+    *out_len = (size_t)(o - out);
+    return out;
+}
+
+/* Enters s in the tables (table lock held): by id, in its namespace, as a subscriber of
+ * its topics when on WebSocket. Returns 0 or EDDY_ENOMEM. */
+static int socket_register(eddy_rt_socket_t *s)
+{
+    eddy_rt_nsp_t *nsp = s->nsp;
+    s->ws = atomic_load(&s->client->ws);
+    s->id_node.hash = key_hash(NULL, s->id, strlen(s->id));
+    int rc = hmap_insert(&nsp->rt->sockets, &s->id_node);
+    if (rc != 0)
+        return rc;
+    atomic_store(&s->connected, true);
+    s->nsp_next = nsp->sockets;
+    if (nsp->sockets != NULL)
+        nsp->sockets->nsp_prev = s;
+    nsp->sockets = s;
+    nsp->count++;
+    if (!s->ws)
+        nsp->npolling++;
+    else
+        socket_topics(s, true);
+    return 0;
+}
+
+/* The CONNECT reply: {"sid"} (and "pid" with recovery on); an Engine.IO 3 client gets a
+ * bare 40. */
+static void send_connected(eddy_rt_socket_t *s)
+{
+    eddy_rt_nsp_t *nsp = s->nsp;
+    if (s->client->protocol == 3) {
+        send_control(s->client, nsp->name, nsp->name_len, SIO_CONNECT, NULL, 0);
+        return;
+    }
+    char reply[80];
+    int n = s->pid[0] != '\0'
+                ? snprintf(reply, sizeof(reply), "{\"sid\":\"%s\",\"pid\":\"%s\"}", s->id, s->cpid)
+                : snprintf(reply, sizeof(reply), "{\"sid\":\"%s\"}", s->id);
+    send_control(s->client, nsp->name, nsp->name_len, SIO_CONNECT, reply, (size_t)n);
+}
+
+/*
+ * Connection state recovery (Socket.IO's, with skipMiddlewares): the CONNECT auth carries
+ * the pid of an earlier session and the offset of the last event the client got. If the
+ * store recovers it, s takes the old id, user and rooms, gets the missed events (with their
+ * offsets) and then the CONNECT reply, all under the table lock, so that no broadcast falls
+ * between what the store replays and what the subscriptions deliver. The connect hook is
+ * skipped. The record is replaced by a fresh one (a new pid). Returns true if recovered.
+ */
+static bool client_recover(eddy_rt_socket_t *s)
+{
+    eddy_rt_nsp_t *nsp = s->nsp;
+    eddy_rt_t *rt = nsp->rt;
+    rt_json_value_t obj, v;
+    char pid[RT_HISTORY_PID_SIZE], off[RT_OFFSET_SIZE];
+    rt_position_t pos;
+    const rt_position_t *posp = NULL;
+    if (s->client->protocol == 3 || rt_json_parse(s->auth, s->auth_len, &obj) != 0 ||
+        rt_json_find(&obj, "pid", 3, &v) != 0 || v.type != RT_JSON_STRING)
+        return false;
+    long n = rt_json_unescape(&v, pid, sizeof(pid) - 1);
+    if (n != RT_HISTORY_PID_LEN)
+        return false;
+    pid[n] = '\0';
+    if (rt_json_find(&obj, "offset", 6, &v) == 0) {
+        long m = v.type == RT_JSON_STRING ? rt_json_unescape(&v, off, sizeof(off) - 1) : -1;
+        if (m < 0 || rt_offset_parse(off, (size_t)m, &pos) != 0) {
+            pthread_mutex_lock(&rt->lock);
+            rt_alias_t *alias = alias_find(rt, pid);
+            /* Single use, as a failed recovery. */
+            rt_history_session_remove(nsp->hist, alias != NULL ? alias->pid : pid);
+            alias_drop(rt, pid);
+            pthread_mutex_unlock(&rt->lock);
+            return false;
+        }
+        posp = &pos;
+    }
+    rt_replay_t replay = {NULL, &replay.head, false};
+    rt_history_session_t *rec = NULL;
+    bool ok = false;
+    pthread_mutex_lock(&rt->lock);
+    rt_alias_t *alias = alias_find(rt, pid);
+    int rc = rt_history_recover(nsp->hist, alias != NULL ? alias->pid : pid, posp, replay_copy,
+                                &replay, &rec);
+    if (rc == 0 && !replay.failed && strlen(rec->sid) < sizeof(s->id) &&
+        socket_by_id(rt, rec->sid, strlen(rec->sid)) == NULL) {
+        strcpy(s->id, rec->sid);
+        ok = socket_register(s) == 0;
+    }
+    if (!ok)
+        alias_drop(rt, pid);
+    if (ok) {
+        for (size_t i = 0; i < rec->nrooms; i++) {
+            const char *room = rec->rooms[i];
+            if (room[0] == '\x1e')
+                user_link(s, room + 1);
+            else if (strcmp(room, s->id) != 0)
+                room_add(s, room, strlen(room));
+        }
+        const char *own = s->id;
+        rt_history_session_info_t info = {.sid = s->id, .rooms = &own, .nrooms = 1};
+        if (rt_history_session_open(nsp->hist, &info, s->pid) == 0) {
+            strcpy(s->cpid, pid);
+            alias_set(rt, pid, s->pid);
+            record_rooms(s);
+        } else {
+            s->pid[0] = '\0';
+            alias_drop(rt, pid);
+        }
+        s->recovered = true;
+        for (rt_missed_t *m = replay.head; m != NULL; m = m->next)
+            replay_send(s, m);
+        send_connected(s);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    for (rt_missed_t *m = replay.head, *next; m != NULL; m = next) {
+        next = m->next;
+        free(m);
+    }
+    rt_history_session_free(rec);
+    return ok;
+}
+
+static void client_connect(rt_client_t *c, const char *name, size_t name_len, const char *auth,
+                           size_t auth_len)
+{
+    eddy_rt_t *rt = c->rt;
+    char *v3auth = NULL;
+    if (c->protocol == 3) {
+        const char *qm = memchr(name, '?', name_len);
+        if (qm != NULL) {
+            v3auth = query_to_json(qm + 1, (size_t)(name + name_len - qm - 1), &auth_len);
+            if (v3auth == NULL)
+                return;
+            auth = v3auth;
+            name_len = (size_t)(qm - name);
+        }
+    }
+    if (auth == NULL) {
+        auth = "{}";
+        auth_len = 2;
+    }
+    pthread_mutex_lock(&rt->lock);
+    eddy_rt_nsp_t *nsp = nsp_find(rt, name, name_len);
+    pthread_mutex_unlock(&rt->lock);
+    if (nsp == NULL) {
+        static const char invalid[] = "{\"message\":\"Invalid namespace\"}";
+        send_control(c, name, name_len, SIO_CONNECT_ERROR, invalid, sizeof(invalid) - 1);
+        free(v3auth);
+        return;
+    }
+    eddy_rt_socket_t *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        free(v3auth);
+        return;
+    }
+    atomic_init(&s->refs, 1);
+    atomic_fetch_add(&c->refs, 1);
+    s->client = c;
+    s->nsp = nsp;
+    s->auth = auth;
+    s->auth_len = auth_len;
+    random_id(s->id, 20);
+    if (nsp->hist != NULL && client_recover(s)) {
+        s->client_next = c->sockets;
+        c->sockets = s;
+        if (!atomic_exchange(&c->joined_once, true))
+            connect_timer_stop(c);
+        if (nsp->h.connection != NULL)
+            nsp->h.connection(s, nsp->h.user_data);
+        s->auth = NULL;
+        s->auth_len = 0;
+        free(v3auth);
+        return;
+    }
+    int refused = nsp->h.connect != NULL ? nsp->h.connect(s, nsp->h.user_data) : 0;
+    if (refused != 0) {
+        const char *msg = s->refusal;
+        if (msg == NULL) {
+            eddy_rt_refuse(s, "refused", NULL);
+            msg = s->refusal;
+        }
+        if (msg != NULL && c->protocol == 3) {
+            /* Socket.IO v4 (Engine.IO 3) clients get the message alone, as a JSON string. */
+            rt_json_value_t obj, m;
+            if (rt_json_parse(msg, strlen(msg), &obj) == 0 &&
+                rt_json_find(&obj, "message", 7, &m) == 0)
+                send_control(c, name, name_len, SIO_CONNECT_ERROR, m.ptr, m.len);
+        } else if (msg != NULL) {
+            send_control(c, name, name_len, SIO_CONNECT_ERROR, msg, strlen(msg));
+        }
+        pthread_mutex_lock(&rt->lock);
+        user_unlink(s);
+        pthread_mutex_unlock(&rt->lock);
+        s->auth = NULL;
+        eddy_rt_socket_unref(s);
+        free(v3auth);
+        return;
+    }
+    pthread_mutex_lock(&rt->lock);
+    int rc = socket_register(s);
+    if (rc == 0 && nsp->hist != NULL) {
+        const char *own = s->id;
+        rt_history_session_info_t info = {.sid = s->id, .rooms = &own, .nrooms = 1};
+        if (rt_history_session_open(nsp->hist, &info, s->pid) == 0) {
+            strcpy(s->cpid, s->pid);
+            record_rooms(s);
+        } else {
+            s->pid[0] = '\0'; /* served without recovery */
+        }
+    }
+    if (rc == 0)
+        send_connected(s);
+    pthread_mutex_unlock(&rt->lock);
+    if (rc != 0) {
+        pthread_mutex_lock(&rt->lock);
+        user_unlink(s);
+        pthread_mutex_unlock(&rt->lock);
+        eddy_rt_socket_unref(s);
+        free(v3auth);
+        return;
+    }
+    s->client_next = c->sockets;
+    c->sockets = s;
+    if (!atomic_exchange(&c->joined_once, true))
+        connect_timer_stop(c);
+    if (nsp->h.connection != NULL)
+        nsp->h.connection(s, nsp->h.user_data);
+    s->auth = NULL;
+    s->auth_len = 0;
+    free(v3auth);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Packets from a client (in its context)
+ * ------------------------------------------------------------------------------------- */
+
+static eddy_rt_socket_t *client_socket(rt_client_t *c, const char *nsp, size_t len)
+{
+    for (eddy_rt_socket_t *s = c->sockets; s != NULL; s = s->client_next) {
+        if (s->nsp->name_len == len && memcmp(s->nsp->name, nsp, len) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+/* Checks every placeholder in the arguments against the attachments received (the
+ * reference fails the connection on a bad one). */
+static bool placeholders_ok(const rt_json_value_t *v, size_t nbin, int depth)
+{
+    if (v->type != RT_JSON_ARRAY && v->type != RT_JSON_OBJECT)
+        return true;
+    size_t num;
+    int ph = rt_json_placeholder(v, nbin, &num);
+    if (ph != 0)
+        return ph == 1;
+    rt_json_iter_t it;
+    rt_json_value_t child;
+    rt_json_iter_init(&it, v);
+    while (rt_json_iter_next(&it, NULL, &child)) {
+        if (depth < RT_JSON_MAX_DEPTH && !placeholders_ok(&child, nbin, depth + 1))
+            return false;
+    }
+    return true;
+}
+
+static bool args_placeholders_ok(const char *args, size_t len, size_t nbin)
+{
+    rt_json_iter_t it;
+    rt_json_value_t v;
+    rt_json_iter_init_list(&it, args, len);
+    while (rt_json_iter_next(&it, NULL, &v)) {
+        if (!placeholders_ok(&v, nbin, 1))
+            return false;
+    }
+    return true;
+}
+
+static _Thread_local char tls_name[256];
+
+static void dispatch_event(eddy_rt_socket_t *s, const sio_packet_t *p, const eddy_rt_bin_t *bin,
+                           size_t nbin)
+{
+    eddy_rt_nsp_t *nsp = s->nsp;
+    eddy_rt_event_t ev = {.args = p->args ? p->args : "",
+                          .args_len = p->args_len,
+                          .bin = bin,
+                          .nbin = nbin,
+                          .ack_id = p->has_id ? (int64_t)p->id : -1};
+    if (p->event.type == RT_JSON_NONE)
+        return; /* `42` without data: the reference dispatches nothing */
+    for (size_t i = 0; i < nsp->nhandlers; i++) {
+        rt_handler_t *h = &nsp->handlers[i];
+        bool match = p->event.type == RT_JSON_STRING
+                         ? rt_json_string_eq(&p->event, h->name, h->len)
+                         : (p->event.len == h->len && memcmp(p->event.ptr, h->name, h->len) == 0);
+        if (match) {
+            ev.name = h->name;
+            h->cb(s, &ev, h->user_data);
+            return;
+        }
+    }
+    if (nsp->h.any == NULL)
+        return;
+    long n;
+    if (p->event.type == RT_JSON_STRING) {
+        n = rt_json_unescape(&p->event, tls_name, sizeof(tls_name) - 1);
+    } else {
+        n = p->event.len < sizeof(tls_name) ? (long)p->event.len : -1;
+        if (n > 0)
+            memcpy(tls_name, p->event.ptr, (size_t)n);
+    }
+    if (n < 0)
+        return; /* a name longer than any handler's: nobody can be listening */
+    tls_name[n] = '\0';
+    ev.name = tls_name;
+    nsp->h.any(s, &ev, nsp->h.user_data);
+}
+
+/* Handles one decoded packet. Returns false when the connection must close. */
+static bool client_packet(rt_client_t *c, const sio_packet_t *p, const eddy_rt_bin_t *bin,
+                          size_t nbin)
+{
+    const char *nsp = p->nsp;
+    size_t nsp_len = p->nsp_len;
+    if (c->protocol == 3) {
+        const char *qm = memchr(nsp, '?', nsp_len);
+        if (qm != NULL && p->type != SIO_CONNECT)
+            nsp_len = (size_t)(qm - nsp);
+    }
+    size_t lookup_len = nsp_len;
+    if (c->protocol == 3 && p->type == SIO_CONNECT) {
+        const char *qm = memchr(nsp, '?', nsp_len);
+        if (qm != NULL)
+            lookup_len = (size_t)(qm - nsp);
+    }
+    eddy_rt_socket_t *s = client_socket(c, nsp, lookup_len);
+    if (s == NULL && p->type == SIO_CONNECT) {
+        client_connect(c, nsp, nsp_len, p->data.type == RT_JSON_NONE ? NULL : p->data.ptr,
+                       p->data.len);
+        return true;
+    }
+    if (s == NULL || p->type == SIO_CONNECT || p->type == SIO_CONNECT_ERROR)
+        return false; /* as the reference: "invalid state" closes the connection */
+    switch (p->type) {
+    case SIO_EVENT:
+    case SIO_BINARY_EVENT:
+        if (nbin > 0 && !args_placeholders_ok(p->args, p->args_len, nbin))
+            return false;
+        dispatch_event(s, p, bin, nbin);
+        return true;
+    case SIO_ACK:
+    case SIO_BINARY_ACK:
+        if (nbin > 0 && !args_placeholders_ok(p->args, p->args_len, nbin))
+            return false;
+        if (p->has_id)
+            ack_received(s, p->id, p->args ? p->args : "", p->args_len, bin, nbin);
+        return true;
+    case SIO_DISCONNECT:
+        socket_close(s, "client namespace disconnect");
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void binary_free(rt_client_t *c)
+{
+    rt_binary_t *b = c->binary;
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->received; i++)
+        free((void *)b->bin[i].data);
+    free(b->text);
+    free(b);
+    c->binary = NULL;
+}
+
+/* Handles one Engine.IO message of c. Returns false when the connection must close. */
+static bool client_message(rt_client_t *c, const char *data, size_t len, bool binary)
+{
+    rt_binary_t *b = c->binary;
+    if (binary) {
+        if (b == NULL)
+            return false; /* an attachment nobody announced */
+        void *copy = malloc(len ? len : 1);
+        if (copy == NULL || b->bytes + len > c->rt->opt.max_http_buffer_size) {
+            free(copy);
+            return false;
+        }
+        memcpy(copy, data, len);
+        b->bin[b->received++] = (eddy_rt_bin_t){copy, len};
+        b->bytes += len;
+        if (b->received < b->expected)
+            return true;
+        sio_packet_t p;
+        c->binary = NULL;
+        bool ok = sio_packet_decode(b->text, b->text_len, (unsigned)c->rt->opt.max_attachments,
+                                    &p) == 0 &&
+                  client_packet(c, &p, b->bin, b->received);
+        c->binary = b;
+        binary_free(c);
+        return ok;
+    }
+    if (b != NULL)
+        return false; /* text while attachments are awaited: the reference fails too */
+    sio_packet_t p;
+    int rc = sio_packet_decode(data, len, (unsigned)c->rt->opt.max_attachments, &p);
+    if (rc != 0) {
+        eddy_log(c->rt->srv, EDDY_LOG_INFO, "socket.io: closing session %s: %s",
+                 c->session ? eio_session_id(c->session) : "-", sio_strerror(rc));
+        return false;
+    }
+    if (p.attachments > 0) {
+        b = calloc(1, sizeof(*b) + p.attachments * sizeof(b->bin[0]));
+        if (b == NULL || (b->text = malloc(len)) == NULL) {
+            free(b);
+            return false;
+        }
+        memcpy(b->text, data, len);
+        b->text_len = len;
+        b->expected = p.attachments;
+        c->binary = b;
+        return true;
+    }
+    return client_packet(c, &p, NULL, 0);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Engine.IO sessions
+ * ------------------------------------------------------------------------------------- */
+
+static rt_handshake_t *handshake_copy(eddy_request_t *req)
+{
+    size_t size = sizeof(rt_handshake_t);
+    const char *q = eddy_request_query(req);
+    size_t qlen = strlen(q);
+    size += qlen + 2;
+    size_t nh = eddy_request_header_count(req);
+    for (size_t i = 0; i < nh; i++) {
+        const char *name, *value;
+        if (eddy_request_header_at(req, i, &name, &value) == 0)
+            size += strlen(name) + strlen(value) + 2;
+    }
+    rt_handshake_t *hs = calloc(1, size);
+    if (hs == NULL)
+        return NULL;
+    snprintf(hs->ip, sizeof(hs->ip), "%s", eddy_request_remote_ip(req));
+    char *o = hs->pairs;
+    /* Query parameters, percent-decoded (a repeated name keeps its first value here). */
+    for (const char *p = q; *p != '\0';) {
+        const char *amp = strchr(p, '&');
+        const char *pe = amp ? amp : p + strlen(p);
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        for (int part = 0; part < 2; part++) {
+            const char *a = part == 0 ? p : (eq ? eq + 1 : pe);
+            const char *b = part == 0 ? (eq ? eq : pe) : pe;
+            for (const char *c = a; c < b; c++) {
+                if (*c == '+') {
+                    *o++ = ' ';
+                } else if (*c == '%' && b - c >= 3 && isxdigit((unsigned char)c[1]) &&
+                           isxdigit((unsigned char)c[2])) {
+                    char hex[3] = {c[1], c[2], 0};
+                    *o++ = (char)strtol(hex, NULL, 16);
+                    c += 2;
+                } else {
+                    *o++ = *c;
+                }
+            }
+            *o++ = '\0';
+        }
+        if (hs->nquery < UINT16_MAX)
+            hs->nquery++;
+        p = amp ? amp + 1 : pe;
+    }
+    for (size_t i = 0; i < nh && hs->nheaders < UINT16_MAX; i++) {
+        const char *name, *value;
+        if (eddy_request_header_at(req, i, &name, &value) != 0)
+            continue;
+        o = stpcpy(o, name) + 1;
+        o = stpcpy(o, value) + 1;
+        hs->nheaders++;
+    }
+    return hs;
+}
+
+/* The connect timer holds a reference on the client. It is cleared only from its own
+ * loop thread, where clearing is exact; elsewhere it is left to fire and finds the client
+ * closed. */
+static void connect_timeout(eddy_server_t *srv, uint64_t timer_id, void *arg)
+{
+    rt_client_t *c = arg;
+    rt_ctx_t ctx;
+    client_enter(c, &ctx, false);
+    if (c->connect_timer == timer_id && !atomic_load(&c->joined_once)) {
+        eddy_log(srv, EDDY_LOG_DEBUG, "socket.io: no namespace joined within connect_timeout");
+        pthread_mutex_lock(&c->send_lock);
+        if (c->session != NULL)
+            eio_close(c->session);
+        pthread_mutex_unlock(&c->send_lock);
+    }
+    c->connect_timer = 0;
+    client_leave(c, &ctx);
+    client_unref(c);
+}
+
+static void connect_timer_stop(rt_client_t *c)
+{
+    if (c->connect_timer != 0 && !c->rt->freeing &&
+        pthread_equal(c->timer_thread, pthread_self()) &&
+        eddy_timer_clear(c->rt->srv, c->connect_timer)) {
+        c->connect_timer = 0;
+        client_unref(c);
+    }
+}
+
+static int on_eio_open(eio_session_t *es, eddy_request_t *req, void *ud)
+{
+    eddy_rt_t *rt = ud;
+    rt_client_t *c = calloc(1, sizeof(*c));
+    if (c == NULL || (c->hs = handshake_copy(req)) == NULL) {
+        free(c);
+        return 503;
+    }
+    c->rt = rt;
+    c->session = es;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->send_lock, NULL);
+    atomic_init(&c->refs, 1);
+    c->protocol = (uint8_t)eio_session_protocol(es);
+    atomic_init(&c->ws_fd, 0);
+    atomic_init(&c->ws, false);
+    c->open_fd = eio_session_ws_fd(es);
+    if (c->open_fd != 0) {
+        c->opening_next = tls_opening;
+        tls_opening = c;
+    }
+    eio_session_set_data(es, c);
+    rt_ctx_t ctx;
+    client_enter(c, &ctx, false);
+    if (rt->opt.connect_timeout_ms > 0) {
+        atomic_fetch_add(&c->refs, 1);
+        c->timer_thread = pthread_self();
+        c->connect_timer =
+            eddy_timer_after(rt->srv, rt->opt.connect_timeout_ms, connect_timeout, c);
+        if (c->connect_timer == 0)
+            atomic_fetch_sub(&c->refs, 1);
+    }
+    /* Engine.IO 3 clients (Socket.IO v4) are connected to "/" without asking. */
+    if (c->protocol == 3)
+        client_connect(c, "/", 1, NULL, 0);
+    client_leave(c, &ctx);
+    return 0;
+}
+
+static void on_eio_message(eio_session_t *es, const void *data, size_t len, bool binary, void *ud)
+{
+    rt_client_t *c = eio_session_data(es);
+    if (c == NULL)
+        return;
+    rt_ctx_t ctx;
+    client_enter(c, &ctx, false);
+    bool ok = client_message(c, data, len, binary);
+    client_leave(c, &ctx);
+    if (!ok)
+        eio_close(es);
+}
+
+static void on_eio_close(eio_session_t *es, const char *reason, void *ud)
+{
+    rt_client_t *c = eio_session_data(es);
+    if (c == NULL)
+        return;
+    rt_ctx_t ctx;
+    client_enter(c, &ctx, false);
+    binary_free(c);
+    if (c->open_fd != 0)
+        opening_remove(c);
+    /* The session is going: nothing can be sent any more, so no socket tries. */
+    pthread_mutex_lock(&c->send_lock);
+    c->session = NULL;
+    pthread_mutex_unlock(&c->send_lock);
+    while (c->sockets != NULL)
+        socket_close(c->sockets, reason);
+    connect_timer_stop(c);
+    client_leave(c, &ctx);
+    eio_session_set_data(es, NULL);
+    client_unref(c);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Users and presence
+ * ------------------------------------------------------------------------------------- */
+
+static eddy_rt_member_t member_of(eddy_rt_socket_t *s)
+{
+    return (eddy_rt_member_t){s->id, s->user != NULL ? s->user->id : NULL, s};
+}
+
+size_t eddy_rt_room_sockets(eddy_rt_nsp_t *nsp, const char *room, eddy_rt_member_cb visit,
+                            void *arg)
+{
+    eddy_rt_t *rt = nsp->rt;
+    size_t n = 0, len = strlen(room);
+    pthread_mutex_lock(&rt->lock);
+    rt_room_t *r = room_find(rt, nsp, room, len);
+    for (rt_member_t *m = r != NULL ? r->members : NULL; m != NULL; m = m->room_next) {
+        eddy_rt_member_t mb = member_of(m->socket);
+        n++;
+        if (!visit(&mb, arg))
+            break;
+    }
+    eddy_rt_socket_t *own = r == NULL ? socket_by_id(rt, room, len) : NULL;
+    if (own != NULL && own->nsp == nsp) {
+        eddy_rt_member_t mb = member_of(own);
+        n++;
+        visit(&mb, arg);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return n;
+}
+
+size_t eddy_rt_room_count(eddy_rt_nsp_t *nsp, const char *room)
+{
+    eddy_rt_t *rt = nsp->rt;
+    size_t len = strlen(room);
+    pthread_mutex_lock(&rt->lock);
+    rt_room_t *r = room_find(rt, nsp, room, len);
+    size_t n = r != NULL ? r->count : 0;
+    if (r == NULL) {
+        eddy_rt_socket_t *own = socket_by_id(rt, room, len);
+        n = own != NULL && own->nsp == nsp;
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return n;
+}
+
+size_t eddy_rt_room_user_count(eddy_rt_nsp_t *nsp, const char *room)
+{
+    eddy_rt_t *rt = nsp->rt;
+    size_t n = 0;
+    pthread_mutex_lock(&rt->lock);
+    rt_room_t *r = room_find(rt, nsp, room, strlen(room));
+    uint64_t mark = ++rt->mark;
+    for (rt_member_t *m = r != NULL ? r->members : NULL; m != NULL; m = m->room_next) {
+        rt_user_t *u = m->socket->user;
+        if (u != NULL && u->mark != mark) {
+            u->mark = mark;
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return n;
+}
+
+size_t eddy_rt_user_sockets(eddy_rt_nsp_t *nsp, const char *user_id, eddy_rt_member_cb visit,
+                            void *arg)
+{
+    eddy_rt_t *rt = nsp->rt;
+    size_t n = 0;
+    pthread_mutex_lock(&rt->lock);
+    rt_user_t *u = user_find(rt, nsp, user_id);
+    for (eddy_rt_socket_t *s = u != NULL ? u->sockets : NULL; s != NULL; s = s->user_next) {
+        eddy_rt_member_t mb = member_of(s);
+        n++;
+        if (!visit(&mb, arg))
+            break;
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return n;
+}
+
+bool eddy_rt_user_online(eddy_rt_nsp_t *nsp, const char *user_id)
+{
+    pthread_mutex_lock(&nsp->rt->lock);
+    bool online = user_find(nsp->rt, nsp, user_id) != NULL;
+    pthread_mutex_unlock(&nsp->rt->lock);
+    return online;
+}
+
+size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool close_client)
+{
+    eddy_rt_to_t to = {.users = &user_id, .nusers = 1};
+    rt_targets_t t = {0};
+    pthread_mutex_lock(&nsp->rt->lock);
+    collect(nsp, &to, false, &t);
+    pthread_mutex_unlock(&nsp->rt->lock);
+    size_t n = 0;
+    for (size_t i = 0; i < t.n; i++)
+        n += eddy_rt_disconnect(t.list[i], close_client) == 0;
+    targets_release(&t);
+    return n;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Arguments
+ * ------------------------------------------------------------------------------------- */
+
+static bool arg_at(const eddy_rt_event_t *ev, size_t i, rt_json_value_t *v)
+{
+    rt_json_iter_t it;
+    rt_json_iter_init_list(&it, ev->args, ev->args_len);
+    for (size_t k = 0; rt_json_iter_next(&it, NULL, v); k++) {
+        if (k == i)
+            return true;
+    }
+    return false;
+}
+
+size_t eddy_rt_arg_count(const eddy_rt_event_t *ev)
+{
+    rt_json_iter_t it;
+    rt_json_value_t v;
+    size_t n = 0;
+    rt_json_iter_init_list(&it, ev->args, ev->args_len);
+    while (rt_json_iter_next(&it, NULL, &v))
+        n++;
+    return n;
+}
+
+static int json_type(rt_json_type_t t)
+{
+    switch (t) {
+    case RT_JSON_OBJECT:
+        return EDDY_RT_JSON_OBJECT;
+    case RT_JSON_ARRAY:
+        return EDDY_RT_JSON_ARRAY;
+    case RT_JSON_STRING:
+        return EDDY_RT_JSON_STRING;
+    case RT_JSON_NUMBER:
+        return EDDY_RT_JSON_NUMBER;
+    case RT_JSON_TRUE:
+        return EDDY_RT_JSON_TRUE;
+    case RT_JSON_FALSE:
+        return EDDY_RT_JSON_FALSE;
+    case RT_JSON_NULL:
+        return EDDY_RT_JSON_NULL;
+    default:
+        return EDDY_RT_JSON_NONE;
+    }
+}
+
+int eddy_rt_arg(const eddy_rt_event_t *ev, size_t i, const char **json, size_t *len)
+{
+    rt_json_value_t v;
+    if (!arg_at(ev, i, &v))
+        return EDDY_RT_JSON_NONE;
+    size_t num;
+    if (v.type == RT_JSON_OBJECT && ev->nbin > 0 && rt_json_placeholder(&v, ev->nbin, &num) == 1) {
+        if (json != NULL)
+            *json = ev->bin[num].data;
+        if (len != NULL)
+            *len = ev->bin[num].len;
+        return EDDY_RT_JSON_BINARY;
+    }
+    if (json != NULL)
+        *json = v.ptr;
+    if (len != NULL)
+        *len = v.len;
+    return json_type(v.type);
+}
+
+ssize_t eddy_rt_arg_string(const eddy_rt_event_t *ev, size_t i, char *buf, size_t cap)
+{
+    rt_json_value_t v;
+    if (!arg_at(ev, i, &v) || v.type != RT_JSON_STRING || cap == 0)
+        return EDDY_EINVAL;
+    long n = rt_json_unescape(&v, buf, cap - 1);
+    if (n < 0)
+        return EDDY_ETOOBIG;
+    buf[n] = '\0';
+    return n;
+}
+
+int eddy_rt_json_member(const char *obj, size_t obj_len, const char *key, const char **val,
+                        size_t *len)
+{
+    rt_json_value_t o, v;
+    if (obj == NULL || rt_json_parse(obj, obj_len, &o) != 0 ||
+        rt_json_find(&o, key, strlen(key), &v) != 0)
+        return EDDY_RT_JSON_NONE;
+    if (val != NULL)
+        *val = v.ptr;
+    if (len != NULL)
+        *len = v.len;
+    return json_type(v.type);
+}

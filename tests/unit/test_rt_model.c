@@ -1,0 +1,371 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The real-time layer's model (rt/rt.c) driven through its public API (eddy_rt.h) on a
+ * running server, by raw WebSocket clients speaking Engine.IO 4 / Socket.IO 5 from this
+ * thread: rooms as unions (each socket once), except rooms and the sender, users, presence,
+ * acknowledgements from the server (one socket and a room, with timeouts), disconnects by
+ * user. The application calls come from this thread, not a loop's: the tables are shared.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "test.h"
+#include "test_server.h"
+
+#include "eddy_rt.h"
+
+#define NCLIENTS 3
+
+static eddy_rt_t *rt;
+static eddy_rt_nsp_t *root;
+static eddy_rt_socket_t *_Atomic sockets[NCLIENTS];
+static atomic_int presence_joins, presence_leaves, disconnects;
+
+/* ---- a raw client ---- */
+
+static int client_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        close(fd);
+        return -1;
+    }
+    static const char request[] = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                                  "Host: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                  "Sec-WebSocket-Version: 13\r\n\r\n";
+    send(fd, request, sizeof(request) - 1, 0);
+    /* The head ends with an empty line; read it byte by byte (nothing follows it before
+     * the open packet, which the frame reader takes). */
+    char head[1024];
+    size_t n = 0;
+    while (n + 1 < sizeof(head) && (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0)) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 2000) != 1 || recv(fd, head + n, 1, 0) != 1)
+            break;
+        n++;
+    }
+    head[n] = '\0';
+    if (strncmp(head, "HTTP/1.1 101", 12) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void client_send(int fd, const char *text)
+{
+    size_t len = strlen(text);
+    unsigned char frame[512] = {0x81, (unsigned char)(0x80 | len), 1, 2, 3, 4};
+    for (size_t i = 0; i < len && i < sizeof(frame) - 6; i++)
+        frame[6 + i] = (unsigned char)text[i] ^ frame[2 + i % 4];
+    send(fd, frame, 6 + len, 0);
+}
+
+static bool recv_all(int fd, void *buf, size_t len, int timeout_ms)
+{
+    for (size_t got = 0; got < len;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, timeout_ms) != 1)
+            return false;
+        ssize_t n = recv(fd, (char *)buf + got, len - got, 0);
+        if (n <= 0)
+            return false;
+        got += (size_t)n;
+    }
+    return true;
+}
+
+/* The next text message (NUL-terminated into out), or false after timeout_ms. */
+static bool client_recv(int fd, char *out, size_t cap, int timeout_ms)
+{
+    unsigned char h[2];
+    if (!recv_all(fd, h, 2, timeout_ms))
+        return false;
+    size_t len = h[1] & 0x7f;
+    if (len == 126) {
+        unsigned char ext[2];
+        if (!recv_all(fd, ext, 2, timeout_ms))
+            return false;
+        len = (size_t)ext[0] << 8 | ext[1];
+    }
+    if (len + 1 > cap)
+        return false;
+    if (!recv_all(fd, out, len, timeout_ms))
+        return false;
+    out[len] = '\0';
+    return true;
+}
+
+/* Expects the next message to be exactly want. */
+static void expect(int fd, const char *want)
+{
+    char got[1024] = "";
+    bool ok = client_recv(fd, got, sizeof(got), 2000);
+    CHECK(ok);
+    if (ok)
+        CHECK_STR(got, want);
+}
+
+/* Expects nothing within ms. */
+static void expect_quiet(int fd, int ms)
+{
+    char got[1024];
+    bool any = client_recv(fd, got, sizeof(got), ms);
+    if (any)
+        fprintf(stderr, "unexpected message: %s\n", got);
+    CHECK(!any);
+}
+
+/* ---- the application ---- */
+
+static int on_connect(eddy_rt_socket_t *s, void *user_data)
+{
+    size_t len;
+    const char *auth = eddy_rt_socket_auth(s, &len);
+    const char *v;
+    size_t vlen;
+    if (eddy_rt_json_member(auth, len, "user", &v, &vlen) == EDDY_RT_JSON_STRING) {
+        char user[64];
+        snprintf(user, sizeof(user), "%.*s", (int)vlen - 2, v + 1);
+        eddy_rt_socket_set_user(s, user);
+    }
+    return 0;
+}
+
+static void on_connection(eddy_rt_socket_t *s, void *user_data)
+{
+    size_t len;
+    const char *auth = eddy_rt_socket_auth(s, &len);
+    const char *v;
+    size_t vlen;
+    if (eddy_rt_json_member(auth, len, "n", &v, &vlen) == EDDY_RT_JSON_NUMBER) {
+        eddy_rt_socket_ref(s);
+        atomic_store(&sockets[v[0] - '0'], s);
+    }
+}
+
+static void on_presence(eddy_rt_socket_t *s, const char *room, bool joined, void *user_data)
+{
+    atomic_fetch_add(joined ? &presence_joins : &presence_leaves, 1);
+}
+
+static void on_disconnect(eddy_rt_socket_t *s, const char *reason, void *user_data)
+{
+    atomic_fetch_add(&disconnects, 1);
+}
+
+/* Acknowledgement results, written by the callbacks (loop threads), read here. */
+static atomic_int ack_status = 1;
+static char ack_args[64];
+static atomic_int bcast_done;
+static int bcast_n, bcast_status[4];
+static char bcast_first[64];
+
+static void on_ack(eddy_rt_socket_t *s, int status, const eddy_rt_event_t *ev, void *arg)
+{
+    if (status == 0)
+        snprintf(ack_args, sizeof(ack_args), "%.*s", (int)ev->args_len, ev->args);
+    atomic_store(&ack_status, status);
+}
+
+static void on_bcast_ack(eddy_rt_nsp_t *nsp, const eddy_rt_ack_result_t *res, size_t n, void *arg)
+{
+    bcast_n = (int)n;
+    for (size_t i = 0; i < n && i < 4; i++)
+        bcast_status[i] = res[i].status;
+    if (n > 0 && res[0].ev != NULL)
+        snprintf(bcast_first, sizeof(bcast_first), "%.*s", (int)res[0].ev->args_len,
+                 res[0].ev->args);
+    atomic_store(&bcast_done, 1);
+}
+
+static bool wait_for(atomic_int *flag, int not_value, int ms)
+{
+    for (int i = 0; i < ms && atomic_load(flag) == not_value; i++) {
+        struct timespec t = {.tv_nsec = 1000000L};
+        nanosleep(&t, NULL);
+    }
+    return atomic_load(flag) != not_value;
+}
+
+static int msg_broadcast(const char *const *rooms, size_t nrooms, const char *const *users,
+                         size_t nusers, const char *const *except, size_t nexcept,
+                         eddy_rt_socket_t *except_socket, const char *args)
+{
+    eddy_rt_to_t to = {rooms, nrooms, users, nusers, except, nexcept, except_socket};
+    eddy_rt_msg_t msg = {.event = "b", .args = args, .args_len = strlen(args)};
+    return eddy_rt_broadcast(root, &to, &msg);
+}
+
+int main(void)
+{
+    if (!test_server_new("warning"))
+        return test_report("test_rt_model");
+    CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "2"), 0);
+    eddy_rt_options_t opts;
+    eddy_rt_options_init(&opts);
+    opts.ping_interval_ms = 60000; /* no pings to skip in the clients */
+    rt = eddy_rt_new(test_server, &opts);
+    CHECK(rt != NULL);
+    root = eddy_rt_of(rt, "/");
+    eddy_rt_handlers_t h = {.connect = on_connect,
+                            .connection = on_connection,
+                            .presence = on_presence,
+                            .disconnect = on_disconnect};
+    eddy_rt_nsp_set_handlers(root, &h);
+    eddy_rt_install(rt, NULL);
+    eddy_on_start(test_server, test_mark_started);
+    pthread_t thread;
+    int rc = -1;
+    test_start_server(&thread, &rc);
+    int port = eddy_server_port(test_server);
+
+    /* Three clients: 0 and 2 are user u1, 1 has no user. */
+    static const char *const auths[NCLIENTS] = {"{\"n\":0,\"user\":\"u1\"}", "{\"n\":1}",
+                                                "{\"n\":2,\"user\":\"u1\"}"};
+    int fds[NCLIENTS];
+    char buf[1024];
+    for (int i = 0; i < NCLIENTS; i++) {
+        fds[i] = client_connect(port);
+        CHECK(fds[i] >= 0);
+        CHECK(client_recv(fds[i], buf, sizeof(buf), 2000) && buf[0] == '0'); /* open */
+        char connect[64];
+        snprintf(connect, sizeof(connect), "40%s", auths[i]);
+        client_send(fds[i], connect);
+        CHECK(client_recv(fds[i], buf, sizeof(buf), 2000) && strncmp(buf, "40{\"sid\":", 9) == 0);
+    }
+    eddy_rt_socket_t *s[NCLIENTS];
+    for (int i = 0; i < NCLIENTS; i++) {
+        for (int w = 0; w < 2000 && atomic_load(&sockets[i]) == NULL; w++) {
+            struct timespec t = {.tv_nsec = 1000000L};
+            nanosleep(&t, NULL);
+        }
+        s[i] = atomic_load(&sockets[i]);
+        CHECK(s[i] != NULL);
+    }
+    if (s[0] == NULL || s[1] == NULL || s[2] == NULL)
+        goto out;
+    CHECK_EQ_INT((int)eddy_rt_nsp_count(root), 3);
+
+    /* Rooms: 0 in r1 and r2, 1 in r2, 2 in none. Presence sees each join once. */
+    CHECK_EQ_INT(eddy_rt_join(s[0], "r1"), 0);
+    CHECK_EQ_INT(eddy_rt_join(s[0], "r2"), 0);
+    CHECK_EQ_INT(eddy_rt_join(s[0], "r2"), 0); /* twice is one membership */
+    CHECK_EQ_INT(eddy_rt_join(s[1], "r2"), 0);
+    CHECK_EQ_INT(atomic_load(&presence_joins), 3);
+    CHECK_EQ_INT((int)eddy_rt_room_count(root, "r2"), 2);
+    CHECK_EQ_INT((int)eddy_rt_room_user_count(root, "r2"), 1);
+    CHECK_EQ_INT((int)eddy_rt_room_count(root, eddy_rt_socket_id(s[2])), 1); /* own room */
+
+    /* The union of r1 and r2 reaches 0 once and 1 once. */
+    const char *r12[] = {"r1", "r2"};
+    CHECK_EQ_INT(msg_broadcast(r12, 2, NULL, 0, NULL, 0, NULL, "1"), 0);
+    expect(fds[0], "42[\"b\",1]");
+    expect(fds[1], "42[\"b\",1]");
+    expect_quiet(fds[0], 100);
+    expect_quiet(fds[2], 50);
+
+    /* r2 except the members of r1: 1 only. */
+    const char *r1[] = {"r1"}, *r2[] = {"r2"};
+    CHECK_EQ_INT(msg_broadcast(r2, 1, NULL, 0, r1, 1, NULL, "2"), 0);
+    expect(fds[1], "42[\"b\",2]");
+    expect_quiet(fds[0], 100);
+
+    /* The whole namespace except socket 0 (the sender). */
+    CHECK_EQ_INT(msg_broadcast(NULL, 0, NULL, 0, NULL, 0, s[0], "3"), 0);
+    expect(fds[1], "42[\"b\",3]");
+    expect(fds[2], "42[\"b\",3]");
+    expect_quiet(fds[0], 100);
+
+    /* A user is every connection of its id; a socket id is a room. */
+    const char *u1[] = {"u1"};
+    CHECK(eddy_rt_user_online(root, "u1"));
+    CHECK(!eddy_rt_user_online(root, "nobody"));
+    CHECK_EQ_INT(msg_broadcast(NULL, 0, u1, 1, NULL, 0, NULL, "4"), 0);
+    expect(fds[0], "42[\"b\",4]");
+    expect(fds[2], "42[\"b\",4]");
+    expect_quiet(fds[1], 100);
+    const char *own1[] = {eddy_rt_socket_id(s[1])};
+    CHECK_EQ_INT(msg_broadcast(own1, 1, NULL, 0, NULL, 0, NULL, "5"), 0);
+    expect(fds[1], "42[\"b\",5]");
+    expect_quiet(fds[0], 50);
+
+    /* Leaving: no longer reached; presence saw it. */
+    CHECK_EQ_INT(eddy_rt_leave(s[0], "r2"), 0);
+    CHECK_EQ_INT(atomic_load(&presence_leaves), 1);
+    CHECK_EQ_INT(msg_broadcast(r2, 1, NULL, 0, NULL, 0, NULL, "6"), 0);
+    expect(fds[1], "42[\"b\",6]");
+    expect_quiet(fds[0], 100);
+
+    /* An emit with ack to socket 0, answered. */
+    eddy_rt_msg_t ask = {.event = "q", .args = "7", .args_len = 1};
+    CHECK_EQ_INT(eddy_rt_emit_ack(s[0], &ask, 2000, on_ack, NULL), 0);
+    CHECK(client_recv(fds[0], buf, sizeof(buf), 2000));
+    unsigned long id = 0;
+    CHECK(sscanf(buf, "42%lu[\"q\",7]", &id) == 1);
+    char answer[64];
+    snprintf(answer, sizeof(answer), "43%lu[\"ok\",1]", id);
+    client_send(fds[0], answer);
+    CHECK(wait_for(&ack_status, 1, 2000));
+    CHECK_EQ_INT(atomic_load(&ack_status), 0);
+    CHECK_STR(ack_args, "\"ok\",1");
+    /* Unanswered: -ETIMEDOUT after the timeout. */
+    atomic_store(&ack_status, 1);
+    CHECK_EQ_INT(eddy_rt_emit_ack(s[1], &ask, 100, on_ack, NULL), 0);
+    CHECK(client_recv(fds[1], buf, sizeof(buf), 2000));
+    CHECK(wait_for(&ack_status, 1, 2000));
+    CHECK_EQ_INT(atomic_load(&ack_status), -ETIMEDOUT);
+
+    /* A broadcast with ack to r2 + socket 2's room: 1 answers, 2 does not. */
+    CHECK_EQ_INT(eddy_rt_join(s[2], "r2"), 0);
+    CHECK_EQ_INT(eddy_rt_broadcast_ack(root, &(eddy_rt_to_t){.rooms = r2, .nrooms = 1}, &ask, 300,
+                                       on_bcast_ack, NULL),
+                 0);
+    CHECK(client_recv(fds[1], buf, sizeof(buf), 2000));
+    CHECK(sscanf(buf, "42%lu[\"q\",7]", &id) == 1);
+    CHECK(client_recv(fds[2], buf, sizeof(buf), 2000)); /* same packet, same id */
+    unsigned long id2 = 0;
+    CHECK(sscanf(buf, "42%lu[\"q\",7]", &id2) == 1);
+    CHECK(id == id2);
+    snprintf(answer, sizeof(answer), "43%lu[\"yes\"]", id);
+    client_send(fds[1], answer);
+    CHECK(wait_for(&bcast_done, 0, 2000));
+    CHECK_EQ_INT(bcast_n, 2);
+    CHECK_EQ_INT(bcast_status[0], 0);
+    CHECK_STR(bcast_first, "\"yes\"");
+    CHECK_EQ_INT(bcast_status[1], -ETIMEDOUT);
+
+    /* Disconnecting user u1 disconnects sockets 0 and 2 ("41"), and they leave r1 and r2. */
+    CHECK_EQ_INT((int)eddy_rt_user_disconnect(root, "u1", false), 2);
+    expect(fds[0], "41");
+    expect(fds[2], "41");
+    CHECK_EQ_INT(atomic_load(&disconnects), 2);
+    CHECK_EQ_INT(atomic_load(&presence_leaves), 3);
+    CHECK(!eddy_rt_user_online(root, "u1"));
+    CHECK_EQ_INT((int)eddy_rt_room_count(root, "r1"), 0);
+    CHECK_EQ_INT((int)eddy_rt_room_count(root, "r2"), 1);
+    CHECK(!eddy_rt_socket_connected(s[0]));
+    CHECK_EQ_INT(eddy_rt_emit_json(s[0], "late", NULL), EDDY_ECLOSED);
+    CHECK_EQ_INT((int)eddy_rt_nsp_count(root), 1);
+
+out:
+    for (int i = 0; i < NCLIENTS; i++) {
+        if (fds[i] >= 0)
+            close(fds[i]);
+    }
+    eddy_server_stop(test_server);
+    pthread_join(thread, NULL);
+    CHECK_EQ_INT(rc, 0);
+    eddy_server_free(test_server);
+    for (int i = 0; i < NCLIENTS; i++) {
+        if (s[i] != NULL)
+            eddy_rt_socket_unref(s[i]);
+    }
+    eddy_rt_free(rt);
+    return test_report("test_rt_model");
+}
