@@ -202,6 +202,10 @@ typedef struct rt_client {
     atomic_uint_fast64_t ws_fd; /* the WebSocket once on one: sends go straight to it */
     pthread_t timer_thread;     /* the loop thread the connect timer runs on */
     eddy_fd_t open_fd;          /* a WebSocket session whose handshake is not done yet */
+    /* Closed while its connect timer was still armed on another loop: listed in the layer
+     * until the timer fires (or the layer is freed, if it never does). */
+    struct rt_client *orphan_prev, *orphan_next;
+    bool orphan;
     struct rt_client *opening_next;
     atomic_int refs;
     uint8_t protocol; /* Engine.IO 3 or 4 */
@@ -209,6 +213,7 @@ typedef struct rt_client {
     atomic_bool joined_once;
     uint64_t connect_timer;
     eddy_rt_socket_t *sockets; /* connected sockets, one per namespace (under lock) */
+    eddy_rt_socket_t *closed;  /* disconnected in this context, released when it is left */
     rt_handshake_t *hs;
     rt_binary_t *binary;
 } rt_client_t;
@@ -288,9 +293,10 @@ struct eddy_rt {
     pthread_mutex_t ack_lock;
     rt_hmap_t acks;
     atomic_uint_fast64_t next_ack;
-    unsigned index;    /* in rt_registry */
-    rt_hmap_t aliases; /* rt_alias_t by client pid (table lock) */
-    bool freeing;      /* eddy_rt_free(): the server is gone, sessions close without it */
+    unsigned index;            /* in rt_registry */
+    rt_hmap_t aliases;         /* rt_alias_t by client pid (table lock) */
+    struct rt_client *orphans; /* see rt_client_t.orphan (table lock) */
+    bool freeing;              /* eddy_rt_free(): the server is gone, sessions close without it */
 };
 
 static _Thread_local rt_client_t *tls_current;
@@ -410,12 +416,21 @@ static bool client_enter(rt_client_t *c, rt_ctx_t *ctx, bool try)
     return true;
 }
 
+/* Leaves c's context. Sockets that disconnected in it lose the client's reference only
+ * now, so that a callback that disconnected its own socket may still call functions on it
+ * (they answer EDDY_ECLOSED) until it returns. The last reference may free c. */
 static void client_leave(rt_client_t *c, rt_ctx_t *ctx)
 {
     if (!ctx->locked)
         return;
+    eddy_rt_socket_t *closed = c->closed;
+    c->closed = NULL;
     tls_current = ctx->prev;
     pthread_mutex_unlock(&c->lock);
+    for (eddy_rt_socket_t *s = closed, *next; s != NULL; s = next) {
+        next = s->client_next;
+        eddy_rt_socket_unref(s);
+    }
 }
 
 static int bin3_parts(const eddy_rt_bin_t *bin, size_t nbin, eddy_part_t *parts);
@@ -766,6 +781,7 @@ static void opening_remove(rt_client_t *c)
 
 static void on_eio_close(eio_session_t *es, const char *reason, void *ud);
 static void connect_timer_stop(rt_client_t *c);
+static void orphan_unlink(rt_client_t *c);
 static void alias_sweep(eddy_rt_t *rt);
 
 static void history_sweep(eddy_server_t *srv, uint64_t timer_id, void *arg)
@@ -857,6 +873,11 @@ void eddy_rt_free(eddy_rt_t *rt)
     rt->freeing = true;
     if (rt->eio != NULL)
         eio_server_free(rt->eio);
+    while (rt->orphans != NULL) {
+        rt_client_t *c = rt->orphans;
+        rt->orphans = c->orphan_next;
+        client_unref(c); /* the reference of a connect timer that will never fire */
+    }
     if (rt->index < RT_MAX_LAYERS)
         atomic_store(&rt_registry[rt->index], NULL);
     for (eddy_rt_nsp_t *nsp = rt->nsps, *next; nsp != NULL; nsp = next) {
@@ -2303,7 +2324,8 @@ static void socket_close(eddy_rt_socket_t *s, const char *reason)
     free(names);
     if (nsp->h.disconnect != NULL)
         nsp->h.disconnect(s, reason, nsp->h.user_data);
-    eddy_rt_socket_unref(s); /* the client's reference */
+    s->client_next = c->closed; /* the client's reference goes in client_leave() */
+    c->closed = s;
 }
 
 static void server_disconnect(eddy_rt_socket_t *s, bool close_client)
@@ -2911,7 +2933,24 @@ static void connect_timeout(eddy_server_t *srv, uint64_t timer_id, void *arg)
     }
     c->connect_timer = 0;
     client_leave(c, &ctx);
+    orphan_unlink(c);
     client_unref(c);
+}
+
+static void orphan_unlink(rt_client_t *c)
+{
+    eddy_rt_t *rt = c->rt;
+    pthread_mutex_lock(&rt->lock);
+    if (c->orphan) {
+        if (c->orphan_prev != NULL)
+            c->orphan_prev->orphan_next = c->orphan_next;
+        else
+            rt->orphans = c->orphan_next;
+        if (c->orphan_next != NULL)
+            c->orphan_next->orphan_prev = c->orphan_prev;
+        c->orphan = false;
+    }
+    pthread_mutex_unlock(&rt->lock);
 }
 
 static void connect_timer_stop(rt_client_t *c)
@@ -2993,6 +3032,18 @@ static void on_eio_close(eio_session_t *es, const char *reason, void *ud)
     while (c->sockets != NULL)
         socket_close(c->sockets, reason);
     connect_timer_stop(c);
+    if (c->connect_timer != 0) {
+        /* Armed on another loop: its reference is released when it fires, or by
+         * eddy_rt_free() if the server stops first (a stopped server runs no timers). */
+        pthread_mutex_lock(&c->rt->lock);
+        c->orphan = true;
+        c->orphan_prev = NULL;
+        c->orphan_next = c->rt->orphans;
+        if (c->rt->orphans != NULL)
+            c->rt->orphans->orphan_prev = c;
+        c->rt->orphans = c;
+        pthread_mutex_unlock(&c->rt->lock);
+    }
     client_leave(c, &ctx);
     eio_session_set_data(es, NULL);
     client_unref(c);

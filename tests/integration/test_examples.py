@@ -460,7 +460,7 @@ def test_frames_control_frames_in_pieces(start_server):
 # ---- the command line every example shares (examples/example.h) ----
 
 EXAMPLES = ["auth_token", "custom_handshake", "echo", "frames", "pubsub", "push_all",
-            "seed_disconnect"]
+            "seed_disconnect", "socketio"]
 
 
 def run_example(example, *args):

@@ -159,6 +159,16 @@ static void on_disconnect(eddy_rt_socket_t *s, const char *reason, void *user_da
     atomic_fetch_add(&disconnects, 1);
 }
 
+/* "bye": the socket disconnects itself, then still uses its pointer (nobody else holds a
+ * reference to it): the call must answer EDDY_ECLOSED, not touch freed memory. */
+static atomic_int bye_rc = 1;
+
+static void on_bye(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
+{
+    eddy_rt_disconnect(s, false);
+    atomic_store(&bye_rc, eddy_rt_emit_json(s, "after", NULL));
+}
+
 /* Acknowledgement results, written by the callbacks (loop threads), read here. */
 static atomic_int ack_status = 1;
 static char ack_args[64];
@@ -218,6 +228,7 @@ int main(void)
                             .presence = on_presence,
                             .disconnect = on_disconnect};
     eddy_rt_nsp_set_handlers(root, &h);
+    eddy_rt_on(root, "bye", on_bye, NULL);
     eddy_rt_install(rt, NULL);
     eddy_on_start(test_server, test_mark_started);
     pthread_t thread;
@@ -352,6 +363,20 @@ int main(void)
     CHECK(!eddy_rt_socket_connected(s[0]));
     CHECK_EQ_INT(eddy_rt_emit_json(s[0], "late", NULL), EDDY_ECLOSED);
     CHECK_EQ_INT((int)eddy_rt_nsp_count(root), 1);
+
+    /* A socket that disconnects itself from its own handler (see on_bye). */
+    int fd = client_connect(port);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(client_recv(fd, buf, sizeof(buf), 2000) && buf[0] == '0');
+        client_send(fd, "40");
+        CHECK(client_recv(fd, buf, sizeof(buf), 2000) && strncmp(buf, "40{", 3) == 0);
+        client_send(fd, "42[\"bye\"]");
+        expect(fd, "41");
+        CHECK(wait_for(&bye_rc, 1, 2000));
+        CHECK_EQ_INT(atomic_load(&bye_rc), EDDY_ECLOSED);
+        close(fd);
+    }
 
 out:
     for (int i = 0; i < NCLIENTS; i++) {
