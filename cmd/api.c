@@ -417,29 +417,29 @@ static void add_room_name(const char *room, void *arg)
     json_array_append_new(arg, json_string(room));
 }
 
-static void api_rooms(call_t *c)
+/* The rooms of nsp that have members: [{"name", "sockets", "users"}]. */
+static json_t *live_rooms(eddy_rt_nsp_t *nsp)
 {
     json_t *names = json_array(), *rooms = json_array();
-    realtime_rooms(c->nsp, add_room_name, names);
+    realtime_rooms(nsp, add_room_name, names);
     size_t i;
     json_t *v;
     json_array_foreach(names, i, v)
     {
         /* Counted outside our lock: a room with no member left is not listed. */
-        size_t n = eddy_rt_room_count(c->nsp, json_string_value(v));
+        size_t n = eddy_rt_room_count(nsp, json_string_value(v));
         if (n > 0)
             json_array_append_new(
-                rooms,
-                json_pack("{s:O,s:I,s:I}", "name", v, "sockets", (json_int_t)n, "users",
-                          (json_int_t)eddy_rt_room_user_count(c->nsp, json_string_value(v))));
+                rooms, json_pack("{s:O,s:I,s:I}", "name", v, "sockets", (json_int_t)n, "users",
+                                 (json_int_t)eddy_rt_room_user_count(nsp, json_string_value(v))));
     }
     json_decref(names);
-    ok(c->resp, json_pack("{s:o}", "rooms", rooms));
+    return rooms;
 }
 
-static void count_room(const char *room, void *arg)
+static void api_rooms(call_t *c)
 {
-    (*(size_t *)arg)++;
+    ok(c->resp, json_pack("{s:o}", "rooms", live_rooms(c->nsp)));
 }
 
 static void api_stats(call_t *c, eddy_server_t *srv)
@@ -448,11 +448,11 @@ static void api_stats(call_t *c, eddy_server_t *srv)
     eddy_rt_t *rt = realtime_rt();
     eddy_rt_nsp_t *nsp;
     for (size_t i = 0; rt != NULL && (nsp = realtime_nsp_at(i)) != NULL; i++) {
-        size_t rooms = 0;
-        realtime_rooms(nsp, count_room, &rooms);
+        json_t *rooms = live_rooms(nsp);
         json_array_append_new(nsps, json_pack("{s:s,s:I,s:I}", "name", eddy_rt_nsp_name(nsp),
                                               "sockets", (json_int_t)eddy_rt_nsp_count(nsp),
-                                              "rooms", (json_int_t)rooms));
+                                              "rooms", (json_int_t)json_array_size(rooms)));
+        json_decref(rooms);
     }
     ok(c->resp, json_pack("{s:I,s:o}", "connections", (json_int_t)eddy_connection_count(srv),
                           "namespaces", nsps));

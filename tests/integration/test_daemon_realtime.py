@@ -360,6 +360,8 @@ def test_presence_history_rooms_stats_and_disconnect(tmp_path):
         clients.wait("b's disconnect", name="b", type="disconnect")
         # The room has no member left, its history stays for history_ttl.
         assert server.api("rooms", {"namespace": "/chat"})[1]["result"]["rooms"] == []
+        assert server.api("stats")[1]["result"]["namespaces"][1] == \
+            {"name": "/chat", "sockets": 0, "rooms": 0}
         assert len(server.api("history", {"namespace": "/chat", "room": "team"})[1]
                    ["result"]["publications"]) == 2
     finally:
