@@ -367,3 +367,36 @@ def test_presence_history_rooms_stats_and_disconnect(tmp_path):
     finally:
         clients.close()
         server.stop()
+
+
+def test_socketio_settings_are_checked_with_file_and_line(tmp_path):
+    conf = tmp_path / "eddy.conf"
+    for line, why in [("namespaces = chat", '"chat" is not a list of namespaces'),
+                      ("ping_interval = 0", '"0" is not a number of seconds'),
+                      ("client_rooms = a*b", '"a*b" is not a list of rooms'),
+                      ("history_size = -1", '"-1" is not a count'),
+                      ("max_http_buffer_size = 10", '"10" is not a byte count'),
+                      ("enabled = maybe", '"maybe" is not true or false'),
+                      ("pingInterval = 5", "unknown key")]:
+        conf.write_text(f"[server]\nport = 0\n[socketio]\n{line}\n")
+        out = subprocess.run([EDDY, "config", "check", "-c", str(conf)], capture_output=True,
+                             text=True, timeout=TIMEOUT)
+        key = line.split(" =")[0]
+        assert out.returncode == 2, line
+        assert f"{conf}:4: [socketio] {key}: {why}" in out.stderr, out.stderr
+
+
+def test_socketio_disabled_leaves_the_path_to_the_static_files(tmp_path):
+    server = Daemon(tmp_path, "[socketio]\nenabled = false\n")
+    try:
+        url = f"http://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=polling"
+        try:
+            urllib.request.urlopen(url, timeout=TIMEOUT)
+            raise AssertionError("the Socket.IO endpoint answered")
+        except urllib.error.HTTPError as err:
+            assert err.code == 404
+        status, answer, _ = server.api("emit", {"event": "e"})
+        assert status == 503 and "enabled = false" in answer["error"]["message"]
+        assert server.api("stats")[1]["result"]["namespaces"] == []
+    finally:
+        server.stop()
