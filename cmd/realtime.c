@@ -12,6 +12,7 @@
  * history of the API's publications per room.
  */
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -397,6 +398,12 @@ static void rooms_free(void)
 
 /* ---- the namespaces' callbacks ---- */
 
+/* A socket's data (eddy_rt_socket_set_data): from its token, freed at disconnect. */
+typedef struct sock_info {
+    char *data;  /* the info or data claim, compact JSON, or NULL */
+    char *rooms; /* the rooms claim until the socket joined them, or NULL */
+} sock_info_t;
+
 static void on_presence(eddy_rt_socket_t *s, const char *room, bool joined, void *user_data)
 {
     if (strlen(room) > ROOM_NAME_MAX) /* joins come through join_allowed or the API */
@@ -466,11 +473,17 @@ static int on_connect(eddy_rt_socket_t *s, void *user_data)
         auth_result_free(&res);
         return eddy_rt_refuse(s, "server error", NULL);
     }
-    if (res.data != NULL) {
+    if (res.data != NULL || res.rooms != NULL) {
+        sock_info_t *info = malloc(sizeof(*info));
+        if (info == NULL) {
+            auth_result_free(&res);
+            return eddy_rt_refuse(s, "server error", NULL);
+        }
+        *info = (sock_info_t){res.data, res.rooms}; /* ours now: freed at disconnect */
+        res.data = res.rooms = NULL;
         pthread_mutex_lock(&R.data_lock);
-        eddy_rt_socket_set_data(s, res.data); /* ours now: freed at disconnect */
+        eddy_rt_socket_set_data(s, info);
         pthread_mutex_unlock(&R.data_lock);
-        res.data = NULL;
     }
     eddy_log(srv, EDDY_LOG_DEBUG, "socketio: %s connected to %s as %s%s%s", eddy_rt_socket_id(s),
              nsp, res.authenticated ? "user \"" : "anonymous", res.authenticated ? res.user : "",
@@ -479,20 +492,49 @@ static int on_connect(eddy_rt_socket_t *s, void *user_data)
     return 0;
 }
 
+/* The token's rooms claim: the socket joins them as it connects (server-side, as
+ * Centrifugo's channels claim), whatever client_rooms says. */
+static void on_connection(eddy_rt_socket_t *s, void *user_data)
+{
+    pthread_mutex_lock(&R.data_lock);
+    sock_info_t *info = eddy_rt_socket_data(s);
+    char *rooms = info != NULL ? info->rooms : NULL;
+    if (info != NULL)
+        info->rooms = NULL;
+    pthread_mutex_unlock(&R.data_lock);
+    json_t *list = rooms != NULL ? json_loads(rooms, 0, NULL) : NULL;
+    size_t i;
+    json_t *room;
+    json_array_foreach(list, i, room)
+    {
+        int rc = eddy_rt_join(s, json_string_value(room));
+        if (rc < 0)
+            eddy_log(eddy_rt_server(R.rt), EDDY_LOG_WARNING,
+                     "socketio: %s could not join a room of its token: %s", eddy_rt_socket_id(s),
+                     eddy_strerror(rc));
+    }
+    json_decref(list);
+    free(rooms);
+}
+
 static void on_disconnect(eddy_rt_socket_t *s, const char *reason, void *user_data)
 {
     pthread_mutex_lock(&R.data_lock);
-    char *data = eddy_rt_socket_data(s);
+    sock_info_t *info = eddy_rt_socket_data(s);
     eddy_rt_socket_set_data(s, NULL);
     pthread_mutex_unlock(&R.data_lock);
-    free(data);
+    if (info != NULL) {
+        free(info->data);
+        free(info->rooms);
+        free(info);
+    }
 }
 
 char *realtime_socket_data(eddy_rt_socket_t *s)
 {
     pthread_mutex_lock(&R.data_lock);
-    const char *data = eddy_rt_socket_data(s);
-    char *copy = data != NULL ? strdup(data) : NULL;
+    const sock_info_t *info = eddy_rt_socket_data(s);
+    char *copy = info != NULL && info->data != NULL ? strdup(info->data) : NULL;
     pthread_mutex_unlock(&R.data_lock);
     return copy;
 }
@@ -569,8 +611,10 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
         fprintf(stderr, "eddy: [socketio]: cannot create the real-time layer\n");
         return -1;
     }
-    eddy_rt_handlers_t h = {
-        .connect = on_connect, .disconnect = on_disconnect, .presence = on_presence};
+    eddy_rt_handlers_t h = {.connect = on_connect,
+                            .connection = on_connection,
+                            .disconnect = on_disconnect,
+                            .presence = on_presence};
     for (const char *p = R.st.namespaces; *p != '\0' && R.nnsps < NAMESPACES_MAX;) {
         while (*p == ' ')
             p++;

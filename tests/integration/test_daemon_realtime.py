@@ -168,6 +168,17 @@ def test_socketio_connect_checks_the_token_in_the_auth_payload_or_the_query(tmp_
         assert answer["result"]["sockets"] == [{"id": sid, "user": "alice",
                                                 "data": {"name": "Alice"}}]
         assert answer["result"]["users"] == ["alice"]
+        # A rooms claim joins the socket to those rooms as it connects (client_rooms is
+        # empty: the client could not join them itself).
+        carol = clients.connect("carol", auth={"token": token("carol", rooms=["team", "x:1"])})
+        for room in ("team", "x:1"):
+            status, answer, _ = server.api("presence", {"room": room})
+            assert [s["id"] for s in answer["result"]["sockets"]] == [carol]
+        assert server.api("emit", {"room": "team", "event": "hello", "data": 1})[0] == 200
+        assert clients.events("carol", "hello") == [("hello", [1])]
+        assert clients.ack("carol", "leave", "team") == [{"error": "not allowed"}]
+        bad = clients.refused("bad", auth={"token": token("dave", rooms="team")})
+        assert bad["message"] == "invalid token: rooms is not an array of at most 64 room names"
     finally:
         clients.close()
         log = server.stop()
