@@ -97,6 +97,14 @@ typedef struct eddy_rt_options {
      * reconnecting client gets exactly the events it missed, in order, or is connected
      * afresh (recovered false): never a partial replay. */
     uint32_t recovery_max_disconnection_ms;
+    /* History of each room (eddy_rt_room_history()): events emitted to a room (or to the
+     * whole namespace) without ack and not volatile are kept, each room bounded by count,
+     * payload bytes and age. history_max_messages 0 keeps none (the default) unless
+     * recovery is on, which needs them (then 1000); history_max_bytes 0: 1 MiB;
+     * history_max_age_ms 0: recovery_max_disconnection_ms, or 120000. */
+    size_t history_max_messages;
+    size_t history_max_bytes;
+    uint32_t history_max_age_ms;
 } eddy_rt_options_t;
 
 /* Fills *opts with the defaults above. */
@@ -448,6 +456,18 @@ size_t eddy_rt_user_sockets(eddy_rt_nsp_t *nsp, const char *user_id, eddy_rt_mem
                             void *arg);
 /* True if user_id has a connected socket in nsp. */
 bool eddy_rt_user_online(eddy_rt_nsp_t *nsp, const char *user_id);
+/*
+ * History on join: calls visit for the newest n events kept for room (NULL: those emitted
+ * to the whole namespace), oldest first, each with its offset (the position Socket.IO's
+ * recovery uses, NUL-terminated); stop by returning false. ev and offset are borrowed for
+ * the call; the visitor may call any eddy_rt function. Events emitted to a room are kept
+ * only with history or recovery on (see eddy_rt_options_t). Returns the number visited.
+ */
+typedef bool (*eddy_rt_history_cb)(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev,
+                                   const char *offset, void *arg);
+size_t eddy_rt_room_history(eddy_rt_nsp_t *nsp, const char *room, size_t n,
+                            eddy_rt_history_cb visit, void *arg);
+
 /* Disconnects every connection of user_id in nsp (eddy_rt_disconnect() on each). Returns
  * the number disconnected. */
 size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool close_client);

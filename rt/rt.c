@@ -858,7 +858,7 @@ eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
     }
     /* Expired session records and aged entries go every few seconds (queries also evict
      * what has aged). */
-    if (opts->recovery_max_disconnection_ms > 0 &&
+    if ((opts->recovery_max_disconnection_ms > 0 || opts->history_max_messages > 0) &&
         eddy_timer_tick(srv, 5000, history_sweep, rt) == 0) {
         eddy_rt_free(rt);
         return NULL;
@@ -1047,8 +1047,15 @@ eddy_rt_nsp_t *eddy_rt_of(eddy_rt_t *rt, const char *name)
     eddy_rt_nsp_t *nsp = nsp_find(rt, name, len);
     if (nsp == NULL && (nsp = calloc(1, sizeof(*nsp) + len + 1)) != NULL) {
         uint32_t keep = rt->opt.recovery_max_disconnection_ms;
-        if (keep > 0) {
-            rt_history_config_t cfg = {.ring_max_age_ms = keep, .session_ttl_ms = keep};
+        if (keep > 0 || rt->opt.history_max_messages > 0) {
+            /* Zeros take the store's defaults; a room's age bound defaults to the
+             * recovery window, which it must cover. */
+            rt_history_config_t cfg = {
+                .ring_max_count = rt->opt.history_max_messages,
+                .ring_max_bytes = rt->opt.history_max_bytes,
+                .ring_max_age_ms = rt->opt.history_max_age_ms ? rt->opt.history_max_age_ms : keep,
+                .session_ttl_ms = keep,
+            };
             if ((nsp->hist = rt_history_new(&cfg)) == NULL) {
                 free(nsp);
                 pthread_mutex_unlock(&rt->lock);
@@ -1253,6 +1260,13 @@ static bool recording(const eddy_rt_nsp_t *nsp, const eddy_rt_msg_t *msg, int64_
     return nsp->hist != NULL && id < 0 && !(msg->flags & EDDY_RT_VOLATILE);
 }
 
+/* Offsets go on the wire, and sessions are recorded, only with recovery on (a history kept
+ * for eddy_rt_room_history() alone changes nothing clients see). */
+static bool recovering(const eddy_rt_nsp_t *nsp)
+{
+    return nsp->hist != NULL && nsp->rt->opt.recovery_max_disconnection_ms > 0;
+}
+
 /* The pseudo-room a user's messages are stored under ("\x1e" and the user id: no
  * Socket.IO room starts with that byte in practice). Into buf; returns buf or NULL. */
 static const char *user_room(const char *user, char *buf, size_t cap)
@@ -1429,7 +1443,7 @@ int eddy_rt_emit(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg)
     ssize_t len = encode_packet(s->nsp, msg, msg->event, -1);
     if (len < 0)
         return (int)len;
-    if (recording(s->nsp, msg, -1)) {
+    if (recovering(s->nsp) && recording(s->nsp, msg, -1)) {
         /* With recovery on, an emit to a socket is stored for its own room, as Socket.IO
          * does, so that a client that drops gets it back. */
         const char *own = s->id;
@@ -1979,7 +1993,8 @@ static int broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_m
     pthread_mutex_lock(&rt->lock);
     if (recording(nsp, msg, -1)) {
         int64_t seq = record_broadcast(nsp, to, (size_t)len, msg);
-        ssize_t olen = seq > 0 ? with_offset(nsp, (uint64_t)seq, text, (size_t)len) : -1;
+        ssize_t olen =
+            seq > 0 && recovering(nsp) ? with_offset(nsp, (uint64_t)seq, text, (size_t)len) : -1;
         if (olen > 0) {
             text = tls_off.p;
             len = olen;
@@ -2593,7 +2608,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     s->auth = auth;
     s->auth_len = auth_len;
     random_id(s->id, 20);
-    if (nsp->hist != NULL && client_recover(s)) {
+    if (recovering(nsp) && client_recover(s)) {
         s->client_next = c->sockets;
         c->sockets = s;
         if (!atomic_exchange(&c->joined_once, true))
@@ -2631,7 +2646,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     }
     pthread_mutex_lock(&rt->lock);
     int rc = socket_register(s);
-    if (rc == 0 && nsp->hist != NULL) {
+    if (rc == 0 && recovering(nsp)) {
         const char *own = s->id;
         rt_history_session_info_t info = {.sid = s->id, .rooms = &own, .nrooms = 1};
         if (rt_history_session_open(nsp->hist, &info, s->pid) == 0) {
@@ -3245,4 +3260,57 @@ int eddy_rt_json_member(const char *obj, size_t obj_len, const char *key, const 
     if (len != NULL)
         *len = v.len;
     return json_type(v.type);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * History
+ * ------------------------------------------------------------------------------------- */
+
+size_t eddy_rt_room_history(eddy_rt_nsp_t *nsp, const char *room, size_t n,
+                            eddy_rt_history_cb visit, void *arg)
+{
+    if (nsp->hist == NULL || n == 0 || visit == NULL)
+        return 0;
+    /* Copied out first: the store calls back with its mutex held, and the visitor may call
+     * anything. */
+    rt_replay_t entries = {NULL, &entries.head, false};
+    rt_history_recent(nsp->hist, room, n, replay_copy, &entries, NULL);
+    size_t visited = 0;
+    bool go = true;
+    for (rt_missed_t *m = entries.head, *next; m != NULL; m = next) {
+        next = m->next;
+        uint32_t tlen, nbin;
+        memcpy(&tlen, m->payload, 4);
+        memcpy(&nbin, m->payload + 4 + tlen, 4);
+        eddy_rt_bin_t bin[64];
+        size_t at = 4 + tlen + 4;
+        for (uint32_t i = 0; i < nbin && i < 64; i++) {
+            uint32_t blen;
+            memcpy(&blen, m->payload + at, 4);
+            bin[i] = (eddy_rt_bin_t){m->payload + at + 4, blen};
+            at += 4 + blen;
+        }
+        sio_packet_t p;
+        /* The stored text is an encoded EVENT with its Engine.IO '4'. */
+        if (go && tlen > 1 && sio_packet_decode(m->payload + 5, tlen - 1, 64, &p) == 0 &&
+            p.event.type == RT_JSON_STRING) {
+            char name[256];
+            long nl = rt_json_unescape(&p.event, name, sizeof(name) - 1);
+            if (nl >= 0) {
+                name[nl] = '\0';
+                char off[RT_OFFSET_SIZE];
+                rt_offset_encode((rt_position_t){nsp->epoch, m->seq}, off);
+                eddy_rt_event_t ev = {.name = name,
+                                      .args = p.args ? p.args : "",
+                                      .args_len = p.args_len,
+                                      .bin = bin,
+                                      .nbin = nbin < 64 ? nbin : 64,
+                                      .ack_id = -1};
+                visited++;
+                go = visit(nsp, &ev, off, arg);
+            }
+        }
+        free(m);
+    }
+    return visited;
 }

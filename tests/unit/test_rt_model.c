@@ -169,6 +169,17 @@ static void on_bye(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_da
     atomic_store(&bye_rc, eddy_rt_emit_json(s, "after", NULL));
 }
 
+/* Room history: the argument lists visited, joined with '|'. */
+static char history[128];
+
+static bool on_history(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev, const char *offset, void *arg)
+{
+    size_t used = strlen(history);
+    snprintf(history + used, sizeof(history) - used, "%s%s:%.*s", used ? "|" : "", ev->name,
+             (int)ev->args_len, ev->args);
+    return true;
+}
+
 /* Acknowledgement results, written by the callbacks (loop threads), read here. */
 static atomic_int ack_status = 1;
 static char ack_args[64];
@@ -219,7 +230,8 @@ int main(void)
     CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "2"), 0);
     eddy_rt_options_t opts;
     eddy_rt_options_init(&opts);
-    opts.ping_interval_ms = 60000; /* no pings to skip in the clients */
+    opts.ping_interval_ms = 60000;  /* no pings to skip in the clients */
+    opts.history_max_messages = 10; /* history without recovery: no offsets on the wire */
     rt = eddy_rt_new(test_server, &opts);
     CHECK(rt != NULL);
     root = eddy_rt_of(rt, "/");
@@ -312,6 +324,17 @@ int main(void)
     CHECK_EQ_INT(msg_broadcast(r2, 1, NULL, 0, NULL, 0, NULL, "6"), 0);
     expect(fds[1], "42[\"b\",6]");
     expect_quiet(fds[0], 100);
+
+    /* History: what went to r2 (directly or in a union), oldest first; the namespace's own;
+     * n bounds it. */
+    CHECK_EQ_INT((int)eddy_rt_room_history(root, "r2", 10, on_history, NULL), 3);
+    CHECK_STR(history, "b:1|b:2|b:6");
+    history[0] = '\0';
+    CHECK_EQ_INT((int)eddy_rt_room_history(root, NULL, 10, on_history, NULL), 1);
+    CHECK_STR(history, "b:3");
+    history[0] = '\0';
+    CHECK_EQ_INT((int)eddy_rt_room_history(root, "r2", 1, on_history, NULL), 1);
+    CHECK_STR(history, "b:6");
 
     /* An emit with ack to socket 0, answered. */
     eddy_rt_msg_t ask = {.event = "q", .args = "7", .args_len = 1};
