@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,9 +218,6 @@ static void api_emit(call_t *c)
                            .except = except,
                            .nexcept = nexcept};
         rc = eddy_rt_broadcast(c->nsp, &to, &msg);
-        if (rc == 0 && !json_is_true(vol))
-            for (size_t i = 0; i < nrooms; i++)
-                realtime_history_add(c->nsp, rooms[i], event, args);
     }
     free(args);
     if (rc == 0)
@@ -379,36 +377,38 @@ static void api_presence(call_t *c)
                           "users", users));
 }
 
-static void add_publication(double time, const char *event, const char *args, void *arg)
+static bool add_publication(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev, const char *offset,
+                            void *arg)
 {
     json_t *list = arg;
-    size_t len = strlen(args);
-    char *text = malloc(len + 3);
+    char *text = malloc(ev->args_len + 3);
     if (text == NULL)
-        return;
+        return false;
     text[0] = '[';
-    memcpy(text + 1, args, len);
-    strcpy(text + 1 + len, "]");
-    json_t *a = json_loads(text, 0, NULL);
+    memcpy(text + 1, ev->args, ev->args_len);
+    strcpy(text + 1 + ev->args_len, "]");
+    json_t *args = json_loads(text, JSON_DECODE_ANY, NULL);
     free(text);
-    json_array_append_new(list, json_pack("{s:f,s:s,s:o}", "time", time, "event", event, "args",
-                                          a != NULL ? a : json_array()));
+    json_array_append_new(list, json_pack("{s:s,s:o,s:s}", "event", ev->name, "args",
+                                          args != NULL ? args : json_array(), "offset", offset));
+    return true;
 }
 
+/* A room's history, or the namespace's (room absent): the layer's, newest limit events. */
 static void api_history(call_t *c)
 {
     const char *room;
     if (!get_string(c, "room", &room))
         return;
     json_t *limit = json_object_get(c->body, "limit");
-    if (room == NULL ||
-        (limit != NULL && (!json_is_integer(limit) || json_integer_value(limit) < 0))) {
-        fail(c->resp, 400, room == NULL ? "room is required" : "limit must be a count (0: all)");
+    if (limit != NULL && (!json_is_integer(limit) || json_integer_value(limit) < 0)) {
+        fail(c->resp, 400, "limit must be a count (0: all)");
         return;
     }
+    size_t n = limit != NULL && json_integer_value(limit) > 0 ? (size_t)json_integer_value(limit)
+                                                              : SIZE_MAX;
     json_t *list = json_array();
-    realtime_history(c->nsp, room, limit != NULL ? (size_t)json_integer_value(limit) : 0,
-                     add_publication, list);
+    eddy_rt_room_history(c->nsp, room, n, add_publication, list);
     ok(c->resp, json_pack("{s:o}", "publications", list));
 }
 

@@ -6,10 +6,10 @@
  * on), and join or leave the rooms client_rooms allows (none by default). Everything else
  * comes from the server API (cmd/api.c): emits to rooms, users and sockets, joins, kicks.
  *
- * Two small tables of our own, each under its own mutex, never held while calling into
+ * Two small things of our own, each under its own mutex, never held while calling into
  * eddy_rt (its presence callback runs outside its lock, so the order is always eddy_rt
- * first, then ours): the rooms seen per namespace (the layer lists no rooms) and the
- * history of the API's publications per room.
+ * first, then ours): the rooms seen per namespace (the layer lists no rooms), and each
+ * socket's data from its token.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -26,7 +26,6 @@
 
 /* Limits of the daemon's own tables. */
 #define ROOM_NAME_MAX     200
-#define HISTORY_ROOMS_MAX 65536
 #define NAMESPACES_MAX    16
 #define ROOM_PATTERNS_MAX 32
 #define SETTING_TEXT_MAX  1024
@@ -41,7 +40,7 @@ typedef struct settings {
     uint32_t recovery_ms;
     size_t max_http_buffer_size;
     bool allow_polling;
-    size_t history_size;
+    size_t history_size, history_max_bytes;
     double history_ttl;
     char api_key[API_KEY_MAX + 1];
     size_t api_max_body;
@@ -60,6 +59,7 @@ static void settings_init(settings_t *st)
     st->max_http_buffer_size = 1000000;
     st->allow_polling = true;
     st->history_ttl = 300;
+    st->history_max_bytes = 1 << 20;
     st->api_max_body = 65536;
 }
 
@@ -198,6 +198,12 @@ static int settings_set(settings_t *st, const char *section, const char *key, co
             return EDDY_EINVAL;
         }
         st->history_size = (size_t)v;
+    } else if (strcmp(key, "history_max_bytes") == 0) {
+        if (!parse_number(value, 1024, 1 << 30, &v) || v != (double)(size_t)v) {
+            snprintf(why, why_len, "\"%s\" is not a byte count (1024-1073741824)", value);
+            return EDDY_EINVAL;
+        }
+        st->history_max_bytes = (size_t)v;
     } else if (strcmp(key, "history_ttl") == 0) {
         if (!parse_number(value, 1, 30 * 86400, &v)) {
             snprintf(why, why_len, "\"%s\" is not a number of seconds (1-2592000)", value);
@@ -220,20 +226,12 @@ int realtime_check_key(const char *section, const char *key, const char *value, 
     return rc;
 }
 
-/* ---- the rooms and history tables ---- */
-
-typedef struct publication {
-    double time;
-    char *event;
-    char *args;
-} publication_t;
+/* ---- the rooms table ---- */
 
 typedef struct room_rec {
     struct room_rec *next;
     const eddy_rt_nsp_t *nsp;
-    long members;        /* joins minus leaves seen by the presence callback */
-    publication_t *ring; /* history_size slots, NULL until the first publication */
-    size_t head, count;  /* oldest at head */
+    long members; /* joins minus leaves seen by the presence callback */
     char name[];
 } room_rec_t;
 
@@ -245,7 +243,6 @@ static struct {
     char query_param[AUTH_PARAM_MAX + 1];
     pthread_mutex_t rooms_lock;
     room_rec_t *buckets[ROOM_BUCKETS];
-    size_t history_rooms;
     pthread_mutex_t data_lock; /* socket data: freed at disconnect, read by the API */
 } R = {.rooms_lock = PTHREAD_MUTEX_INITIALIZER, .data_lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -277,101 +274,26 @@ static room_rec_t *room_get(const eddy_rt_nsp_t *nsp, const char *name, bool cre
     return r;
 }
 
-static double now_seconds(void)
+/* Frees the record once it has no member. Under the lock. */
+static void room_trim(room_rec_t *r)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void publication_free(publication_t *p)
-{
-    free(p->event);
-    free(p->args);
-    p->event = p->args = NULL;
-}
-
-/* Drops expired publications, and the record itself once it has neither members nor
- * history. Under the lock. Returns false when r was freed. */
-static bool room_trim(room_rec_t *r, double now)
-{
-    while (r->count > 0 && r->ring[r->head].time + R.st.history_ttl < now) {
-        publication_free(&r->ring[r->head]);
-        r->head = (r->head + 1) % R.st.history_size;
-        r->count--;
-    }
-    if (r->members > 0 || r->count > 0)
-        return true;
+    if (r->members > 0)
+        return;
     room_rec_t **link = &R.buckets[room_bucket(r->nsp, r->name)];
     while (*link != r)
         link = &(*link)->next;
     *link = r->next;
-    if (r->ring != NULL)
-        R.history_rooms--;
-    free(r->ring);
     free(r);
-    return false;
-}
-
-void realtime_history_add(const eddy_rt_nsp_t *nsp, const char *room, const char *event,
-                          const char *args)
-{
-    if (R.st.history_size == 0 || strlen(room) > ROOM_NAME_MAX)
-        return;
-    publication_t p = {now_seconds(), strdup(event), strdup(args)};
-    pthread_mutex_lock(&R.rooms_lock);
-    room_rec_t *r = p.event != NULL && p.args != NULL ? room_get(nsp, room, true) : NULL;
-    if (r != NULL && r->ring == NULL) {
-        r->ring = R.history_rooms < HISTORY_ROOMS_MAX
-                      ? calloc(R.st.history_size, sizeof(publication_t))
-                      : NULL;
-        if (r->ring != NULL)
-            R.history_rooms++;
-    }
-    if (r != NULL && r->ring != NULL) {
-        if (r->count == R.st.history_size) { /* full: the oldest goes */
-            publication_free(&r->ring[r->head]);
-            r->head = (r->head + 1) % R.st.history_size;
-            r->count--;
-        }
-        r->ring[(r->head + r->count++) % R.st.history_size] = p;
-        p.event = p.args = NULL;
-    } else if (r != NULL) {
-        room_trim(r, p.time);
-    }
-    pthread_mutex_unlock(&R.rooms_lock);
-    publication_free(&p);
-}
-
-size_t realtime_history(const eddy_rt_nsp_t *nsp, const char *room, size_t limit,
-                        void (*visit)(double time, const char *event, const char *args, void *arg),
-                        void *arg)
-{
-    size_t n = 0;
-    pthread_mutex_lock(&R.rooms_lock);
-    room_rec_t *r = R.st.history_size > 0 ? room_get(nsp, room, false) : NULL;
-    if (r != NULL && room_trim(r, now_seconds())) {
-        /* The newest limit ones, oldest first. */
-        size_t skip = limit != 0 && r->count > limit ? r->count - limit : 0;
-        for (size_t i = skip; i < r->count; i++, n++) {
-            const publication_t *p = &r->ring[(r->head + i) % R.st.history_size];
-            visit(p->time, p->event, p->args, arg);
-        }
-    }
-    pthread_mutex_unlock(&R.rooms_lock);
-    return n;
 }
 
 size_t realtime_rooms(const eddy_rt_nsp_t *nsp, void (*visit)(const char *room, void *arg),
                       void *arg)
 {
     size_t n = 0;
-    double now = now_seconds();
     pthread_mutex_lock(&R.rooms_lock);
     for (size_t b = 0; b < ROOM_BUCKETS; b++) {
-        for (room_rec_t *r = R.buckets[b], *next; r != NULL; r = next) {
-            next = r->next;
-            if (r->nsp == nsp && room_trim(r, now)) {
+        for (room_rec_t *r = R.buckets[b]; r != NULL; r = r->next) {
+            if (r->nsp == nsp) {
                 visit(r->name, arg);
                 n++;
             }
@@ -386,14 +308,10 @@ static void rooms_free(void)
     for (size_t b = 0; b < ROOM_BUCKETS; b++) {
         for (room_rec_t *r = R.buckets[b], *next; r != NULL; r = next) {
             next = r->next;
-            for (size_t i = 0; i < r->count; i++)
-                publication_free(&r->ring[(r->head + i) % R.st.history_size]);
-            free(r->ring);
             free(r);
         }
         R.buckets[b] = NULL;
     }
-    R.history_rooms = 0;
 }
 
 /* ---- the namespaces' callbacks ---- */
@@ -414,7 +332,7 @@ static void on_presence(eddy_rt_socket_t *s, const char *room, bool joined, void
         r->members += joined ? 1 : -1;
         if (r->members < 0) /* a leave reported before its join, from another thread */
             r->members = 0;
-        room_trim(r, now_seconds());
+        room_trim(r);
     }
     pthread_mutex_unlock(&R.rooms_lock);
 }
@@ -606,6 +524,9 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
     opts.max_http_buffer_size = R.st.max_http_buffer_size;
     opts.allow_polling = R.st.allow_polling;
     opts.recovery_max_disconnection_ms = R.st.recovery_ms;
+    opts.history_max_messages = R.st.history_size;
+    opts.history_max_bytes = R.st.history_max_bytes;
+    opts.history_max_age_ms = (uint32_t)(R.st.history_ttl * 1000 + 0.5);
     R.rt = eddy_rt_new(srv, &opts);
     if (R.rt == NULL) {
         fprintf(stderr, "eddy: [socketio]: cannot create the real-time layer\n");

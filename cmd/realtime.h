@@ -3,7 +3,7 @@
  * The daemon's real-time endpoint and server API. cmd/realtime.c attaches the Socket.IO
  * layer (include/eddy_rt.h) to the public listener ([socketio]): tokens checked at CONNECT,
  * the client events the daemon understands (join and leave, within client_rooms), the
- * rooms and the history the API reports. cmd/api.c is the HTTP server API ([api]): POST
+ * rooms the API lists. cmd/api.c is the HTTP server API ([api]): POST
  * /api/METHOD with an API key, JSON in and out. cmd/publish.c is `eddy publish` and `eddy
  * api`, its command-line client. Public headers only, like every file of cmd/.
  */
@@ -64,18 +64,9 @@ size_t realtime_api_max_body(void);
  * NULL. Safe against a concurrent disconnect for a referenced socket. */
 char *realtime_socket_data(eddy_rt_socket_t *s);
 
-/* Stores a publication to room of nsp in its history (no-op with history_size 0). args is
- * the argument list as JSON text (no brackets). Any thread. */
-void realtime_history_add(const eddy_rt_nsp_t *nsp, const char *room, const char *event,
-                          const char *args);
-/* Calls visit for each stored publication of room (oldest first, at most limit; 0: all):
- * time (seconds since the epoch), event, args. The visitor runs under the history lock:
- * it only copies. Returns the number visited. */
-size_t realtime_history(const eddy_rt_nsp_t *nsp, const char *room, size_t limit,
-                        void (*visit)(double time, const char *event, const char *args, void *arg),
-                        void *arg);
-/* Calls visit with the name of each room of nsp that had members or a history (the
- * sockets' own rooms excluded), under the rooms lock: copy only. Returns the count. */
+/* Calls visit with the name of each room of nsp that has members (as the presence
+ * callback reported them; the sockets' own rooms excluded), under the rooms lock: copy
+ * only. Returns the count. */
 size_t realtime_rooms(const eddy_rt_nsp_t *nsp, void (*visit)(const char *room, void *arg),
                       void *arg);
 
