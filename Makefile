@@ -150,7 +150,7 @@ $(BUILD)/tests/test_auth: UNIT_LDLIBS = $(JANSSON_LIBS)
 $(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Iexamples -Irt -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
-$(BUILD)/cmd/%.o: cmd/%.c cmd/cmd.h cmd/auth.h include/eddy.h | $(BUILD)/cmd
+$(BUILD)/cmd/%.o: cmd/%.c cmd/cmd.h cmd/auth.h cmd/realtime.h include/eddy.h include/eddy_rt.h | $(BUILD)/cmd
 	$(CC) $(CMD_CFLAGS) -Icmd -c -o $@ $<
 
 # `eddy config default` prints cmd/eddy.conf, compiled in as a string.

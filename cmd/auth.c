@@ -180,6 +180,8 @@ static int refuse(auth_result_t *out, int status, const char *reason)
 {
     free(out->data);
     out->data = NULL;
+    free(out->rooms);
+    out->rooms = NULL;
     out->user[0] = '\0';
     out->authenticated = false;
     out->status = status;
@@ -292,6 +294,16 @@ static int check_claims(const auth_config_t *cfg, json_t *claims, double now, au
     json_t *info = json_object_get(claims, "info"), *data = json_object_get(claims, "data");
     if (info != NULL && data != NULL)
         return refuse(out, 401, "both info and data");
+    json_t *rooms = json_object_get(claims, "rooms"), *room;
+    size_t i;
+    bool rooms_ok =
+        rooms == NULL || (json_is_array(rooms) && json_array_size(rooms) <= AUTH_ROOMS_MAX);
+    if (rooms_ok && rooms != NULL)
+        json_array_foreach(rooms, i, room) rooms_ok = rooms_ok && json_is_string(room) &&
+                                                      json_string_length(room) > 0 &&
+                                                      json_string_length(room) <= AUTH_ROOM_MAX;
+    if (!rooms_ok)
+        return refuse(out, 401, "rooms is not an array of at most 64 room names");
     int rc = check_audience(cfg, json_object_get(claims, "aud"), out);
     if (rc != 0)
         return rc;
@@ -302,6 +314,8 @@ static int check_claims(const auth_config_t *cfg, json_t *claims, double now, au
         if (out->data == NULL)
             return refuse(out, 401, "out of memory");
     }
+    if (rooms != NULL && (out->rooms = json_dumps(rooms, JSON_COMPACT)) == NULL)
+        return refuse(out, 401, "out of memory");
     memcpy(out->user, json_string_value(sub), json_string_length(sub) + 1);
     out->expires = has_exp ? exp : 0;
     out->authenticated = true;
@@ -363,4 +377,6 @@ void auth_result_free(auth_result_t *res)
 {
     free(res->data);
     res->data = NULL;
+    free(res->rooms);
+    res->rooms = NULL;
 }

@@ -19,7 +19,10 @@
 #define AUTH_KEY_MIN 32
 #define AUTH_KEY_MAX 256
 /* Longest audience, issuer and user id (sub), bytes. */
-#define AUTH_NAME_MAX  255
+#define AUTH_NAME_MAX 255
+/* The rooms claim: at most this many names of at most AUTH_ROOM_MAX bytes. */
+#define AUTH_ROOMS_MAX 64
+#define AUTH_ROOM_MAX  200
 #define AUTH_PARAM_MAX 63
 
 /*
@@ -63,7 +66,8 @@ typedef struct auth_result {
     bool authenticated; /* a token was verified (false: accepted anonymously, or refused) */
     char user[AUTH_NAME_MAX + 1]; /* the token's sub ("" if anonymous or refused) */
     char *data;                   /* the info or data claim as compact JSON (malloc'd), or NULL */
-    double expires;               /* the exp claim, 0 if none */
+    char *rooms;    /* the rooms claim, a compact JSON array of strings (malloc'd), or NULL */
+    double expires; /* the exp claim, 0 if none */
 } auth_result_t;
 
 /*
@@ -76,7 +80,9 @@ typedef struct auth_result {
  * sub a string; exp, nbf and iat, if present, numbers met with leeway; then aud (403 if
  * it does not hold the configured audience, or is present when none is configured,
  * RFC 7519 4.1.3) and iss (403 unless equal to the configured issuer). info or data
- * (not both) becomes out->data. Thread-safe for a cfg nobody changes meanwhile.
+ * (not both) becomes out->data; rooms (an array of at most AUTH_ROOMS_MAX non-empty
+ * strings of at most AUTH_ROOM_MAX bytes, else 401) out->rooms. Thread-safe for a cfg nobody
+ * changes meanwhile.
  */
 int auth_check(const auth_config_t *cfg, const char *token, auth_result_t *out);
 /* auth_check() at time now (seconds since the epoch): for tests. */

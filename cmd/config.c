@@ -16,11 +16,12 @@
 
 #include "auth.h"
 #include "cmd.h"
+#include "realtime.h"
 
 extern char **environ;
 
-static const char *const sections[] = {"server",    "tls", "admin", "static",
-                                       "websocket", "log", "auth", "proxy"};
+static const char *const sections[] = {"server", "tls",  "admin",    "static", "websocket",
+                                       "log",    "auth", "proxy",    "socketio", "api"};
 
 /* Engine keys that live in a section other than [server]. */
 static const char *const tls_engine_keys[] = {"ssl_cert_file", "ssl_key_file", "ssl_ciphers",
@@ -238,6 +239,15 @@ static int on_pair(void *user, const char *section, const char *key, const char 
         auth_config_init(&scratch);
         int rc = auth_config_set(&scratch, key, value, why, sizeof(why));
         auth_config_clear(&scratch);
+        if (rc == EDDY_EKEY)
+            fail(ctx, section, key, "unknown key");
+        else if (rc < 0)
+            fail(ctx, section, key, "%s", why);
+        else
+            add_entry(ctx->cfg, section, key, value, false);
+    } else if (strcmp(section, "socketio") == 0 || strcmp(section, "api") == 0) {
+        char why[160];
+        int rc = realtime_check_key(section, key, value, why, sizeof(why));
         if (rc == EDDY_EKEY)
             fail(ctx, section, key, "unknown key");
         else if (rc < 0)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "realtime.h"
 
 static const char usage[] =
     "usage: eddy COMMAND [-c FILE]\n"
@@ -41,6 +42,10 @@ static const char usage[] =
     "  config check [-c FILE]   validate a configuration file\n"
     "  config default           print the default configuration, fully commented\n"
     "  version                  print the version\n"
+    "  publish [-c FILE] [--room R]... [--user U]... [--socket ID] EVENT [ARG...]\n"
+    "                           emit to Socket.IO clients through the server API\n"
+    "                           (`eddy publish --help`; its exit statuses are its own)\n"
+    "  api [-c FILE] METHOD [JSON]  call a server API method and print its result\n"
     "  ws [options] URL         a command-line WebSocket client (`eddy ws --help`; also\n"
     "                           installed as eddy-ws); its exit statuses are its own\n"
     "  --help                   this text\n"
@@ -416,6 +421,8 @@ int main(int argc, char **argv)
         return eddy_ws_main(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "ws") == 0)
         return eddy_ws_main(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "publish") == 0 || strcmp(argv[1], "api") == 0))
+        return publish_main(argc - 1, argv + 1);
     if (argc < 2) {
         fputs(usage, stderr);
         return EXIT_USAGE;

@@ -29,6 +29,7 @@
 
 #include "auth.h"
 #include "cmd.h"
+#include "realtime.h"
 
 /* Files larger than this are refused (the whole file is read into the response). */
 #define STATIC_MAX_BYTES (64u << 20)
@@ -506,6 +507,9 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
 {
     const char *path = eddy_request_path(req);
     bool admin = on_admin_listener(srv, eddy_request_fd(req));
+    if (api_request(req, resp, admin, g.admin_index >= 0) ||
+        (!admin && realtime_request(req, resp)))
+        return;
     if (admin || g.admin_index < 0) {
         if (strcmp(path, "/healthz") == 0) {
             answer(resp, 200, "text/plain; charset=utf-8", "ok\n");
@@ -546,6 +550,9 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
 
 static int on_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
 {
+    int status;
+    if (!on_admin_listener(srv, eddy_request_fd(req)) && realtime_upgrade(req, &status))
+        return status; /* Socket.IO checks tokens at its CONNECT, per namespace */
     if (on_admin_listener(srv, eddy_request_fd(req)) ||
         strcmp(eddy_request_path(req),
                atomic_load_explicit(&g.live, memory_order_acquire)->ws_path) != 0)
@@ -553,8 +560,20 @@ static int on_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
     return auth_upgrade(req);
 }
 
+static void on_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)
+{
+    realtime_open(req);
+}
+
+static void on_close(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
+{
+    realtime_close(fd);
+}
+
 static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
 {
+    if (realtime_message(frame))
+        return;
     eddy_push(srv, frame->fd, frame->data, frame->len, frame->opcode, EDDY_WS_FLAG_FIN);
 }
 
@@ -1237,6 +1256,10 @@ int serve_run(cfg_t *cfg, int ready_fd)
     eddy_on_request(srv, on_request);
     eddy_on_upgrade(srv, on_upgrade);
     eddy_on_message(srv, on_message);
+    eddy_on_open(srv, on_open);
+    eddy_on_close(srv, on_close);
+    if (realtime_setup(srv, cfg) < 0)
+        goto out;
     if (auth_apply(srv, cfg, false) < 0)
         goto out;
 
@@ -1270,7 +1293,8 @@ out:
             close(g.inherited[i]);
     pidfile_remove(cfg->pid_file);
     auth_release();
-    proxy_free(); /* its watches and timers live on the server's loops */
+    proxy_free();    /* its watches and timers live on the server's loops */
+    realtime_free(); /* the layer goes before its server */
     if (srv != NULL)
         eddy_server_free(srv);
     live_free_all(atomic_load(&g.live));

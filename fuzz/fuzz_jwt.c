@@ -111,7 +111,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(res.reason != NULL);
     FUZZ_CHECK(strlen(res.user) <= AUTH_NAME_MAX);
     if (status != 0) {
-        FUZZ_CHECK(!res.authenticated && res.user[0] == '\0' && res.data == NULL);
+        FUZZ_CHECK(!res.authenticated && res.user[0] == '\0' && res.data == NULL &&
+                   res.rooms == NULL);
     } else if (token[0] == '\0') {
         FUZZ_CHECK(!cfg.required && !res.authenticated);
     } else {

@@ -72,7 +72,7 @@ static int check(const auth_config_t *cfg, const char *token, const char **reaso
     CHECK_EQ_INT(res.status, status);
     *reason = res.reason;
     if (status != 0)
-        CHECK(res.user[0] == '\0' && res.data == NULL && !res.authenticated);
+        CHECK(res.user[0] == '\0' && res.data == NULL && res.rooms == NULL && !res.authenticated);
     auth_result_free(&res);
     return status;
 }
@@ -107,6 +107,25 @@ static void test_valid_token_and_claims(void)
     auth_result_free(&res);
     token = sign(HS256, "{\"sub\":\"u\",\"info\":1,\"data\":2}", KEY);
     CHECK_REFUSED(&cfg, token, 401, "both info and data");
+    /* rooms: an array of room names, given back as compact JSON. */
+    token = sign(HS256, "{\"sub\":\"u\",\"rooms\": [\"chat:1\", \"team\"]}", KEY);
+    CHECK_EQ_INT(auth_check_at(&cfg, token, NOW, &res), 0);
+    CHECK(res.rooms != NULL && strcmp(res.rooms, "[\"chat:1\",\"team\"]") == 0);
+    auth_result_free(&res);
+    CHECK(res.rooms == NULL);
+    static const char *const bad_rooms[] = {"\"r\"", "[1]", "[\"\"]", "{}", "[\"a\",null]"};
+    for (size_t i = 0; i < sizeof(bad_rooms) / sizeof(bad_rooms[0]); i++) {
+        char claims[128];
+        snprintf(claims, sizeof(claims), "{\"sub\":\"u\",\"rooms\":%s}", bad_rooms[i]);
+        CHECK_REFUSED(&cfg, sign(HS256, claims, KEY), 401,
+                      "rooms is not an array of at most 64 room names");
+    }
+    char many[64 * 6 + 64] = "{\"sub\":\"u\",\"rooms\":[\"r\"";
+    for (int i = 0; i < 64; i++)
+        strcat(many, ",\"r\"");
+    strcat(many, "]}");
+    CHECK_REFUSED(&cfg, sign(HS256, many, KEY), 401,
+                  "rooms is not an array of at most 64 room names");
     /* Hangs on the real clock too (auth_check()). */
     token = sign(HS256, "{\"sub\":\"bob\"}", KEY);
     CHECK_EQ_INT(auth_check(&cfg, token, &res), 0);

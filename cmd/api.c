@@ -1,0 +1,527 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The HTTP server API (realtime.h): POST /api/METHOD with a JSON object body, answered
+ * {"result": ...} with 200, or {"error": {"status": N, "message": "..."}} with N as the
+ * HTTP status. Authorised by the [api] key, sent as "Authorization: apikey KEY" (or
+ * Centrifugo's X-API-Key header), compared in constant time. Methods: emit (alias
+ * publish), disconnect, join, leave, presence, history, rooms, stats (README "Server API").
+ * Every call runs on the loop that took the request; eddy_rt functions may be called from
+ * any thread.
+ */
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "realtime.h"
+
+/* Room, user and socket lists in one call. */
+#define API_TARGETS_MAX 256
+
+static void reply(eddy_response_t *resp, int status, json_t *body)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        status = 500;
+        text = strdup("{\"error\":{\"status\":500,\"message\":\"out of memory\"}}");
+    }
+    eddy_response_status(resp, status, NULL);
+    eddy_response_header(resp, "Content-Type", "application/json");
+    eddy_response_header(resp, "Cache-Control", "no-store");
+    if (status == 401)
+        eddy_response_header(resp, "WWW-Authenticate", "apikey realm=\"eddy\"");
+    if (status == 405)
+        eddy_response_header(resp, "Allow", "POST");
+    size_t len = text != NULL ? strlen(text) : 0;
+    eddy_response_end(resp, text, len);
+    free(text);
+}
+
+static void fail(eddy_response_t *resp, int status, const char *message)
+{
+    reply(resp, status, json_pack("{s:{s:i,s:s}}", "error", "status", status, "message", message));
+}
+
+static void ok(eddy_response_t *resp, json_t *result)
+{
+    reply(resp, 200, json_pack("{s:o}", "result", result != NULL ? result : json_object()));
+}
+
+/* Constant time whatever the lengths: both sides are hashed first. */
+static bool key_matches(const char *given, const char *key)
+{
+    unsigned char a[32], b[32];
+    unsigned int alen = 0, blen = 0;
+    if (given == NULL || !EVP_Digest(given, strlen(given), a, &alen, EVP_sha256(), NULL) ||
+        !EVP_Digest(key, strlen(key), b, &blen, EVP_sha256(), NULL) || alen != 32 || blen != 32)
+        return false;
+    return CRYPTO_memcmp(a, b, 32) == 0;
+}
+
+static const char *presented_key(eddy_request_t *req)
+{
+    const char *h = eddy_request_header(req, "Authorization");
+    if (h != NULL && strncasecmp(h, "apikey ", 7) == 0) {
+        h += 7;
+        while (*h == ' ')
+            h++;
+        return h;
+    }
+    return eddy_request_header(req, "X-API-Key");
+}
+
+/* ---- arguments ---- */
+
+typedef struct call {
+    json_t *body;
+    eddy_rt_nsp_t *nsp;
+    eddy_response_t *resp;
+} call_t;
+
+/* A string member (NULL if absent); false (answered 400) if present and not a string. */
+static bool get_string(call_t *c, const char *name, const char **out)
+{
+    json_t *v = json_object_get(c->body, name);
+    *out = NULL;
+    if (v == NULL)
+        return true;
+    if (!json_is_string(v) || json_string_length(v) == 0 ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "%s must be a non-empty string", name);
+        fail(c->resp, 400, msg);
+        return false;
+    }
+    *out = json_string_value(v);
+    return true;
+}
+
+/* name (one string) and names (an array of strings) merged into list[]. */
+static bool get_list(call_t *c, const char *one, const char *many, const char **list, size_t *n)
+{
+    *n = 0;
+    const char *single;
+    if (!get_string(c, one, &single))
+        return false;
+    if (single != NULL)
+        list[(*n)++] = single;
+    json_t *arr = json_object_get(c->body, many);
+    if (arr == NULL)
+        return true;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "%s must be an array of at most %d non-empty strings", many,
+             API_TARGETS_MAX);
+    if (!json_is_array(arr) || json_array_size(arr) + *n > API_TARGETS_MAX) {
+        fail(c->resp, 400, msg);
+        return false;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (!json_is_string(v) || json_string_length(v) == 0 ||
+            strlen(json_string_value(v)) != json_string_length(v)) {
+            fail(c->resp, 400, msg);
+            return false;
+        }
+        list[(*n)++] = json_string_value(v);
+    }
+    return true;
+}
+
+/* The argument list of an emit, as JSON text without the brackets (malloc'd): "args" (an
+ * array) or "data" (one value), or none. */
+static char *emit_args(call_t *c)
+{
+    json_t *args = json_object_get(c->body, "args"), *data = json_object_get(c->body, "data");
+    if (args != NULL && data != NULL) {
+        fail(c->resp, 400, "args or data, not both");
+        return NULL;
+    }
+    if (args != NULL && !json_is_array(args)) {
+        fail(c->resp, 400, "args must be an array");
+        return NULL;
+    }
+    char *text = NULL;
+    if (args != NULL)
+        text = json_dumps(args, JSON_COMPACT);
+    else if (data != NULL) {
+        json_t *one = json_pack("[O]", data);
+        text = one != NULL ? json_dumps(one, JSON_COMPACT) : NULL;
+        json_decref(one);
+    } else
+        text = strdup("[]");
+    if (text == NULL) {
+        fail(c->resp, 500, "out of memory");
+        return NULL;
+    }
+    size_t len = strlen(text); /* "[...]": drop the brackets */
+    memmove(text, text + 1, len - 2);
+    text[len - 2] = '\0';
+    return text;
+}
+
+/* ---- methods ---- */
+
+static void api_emit(call_t *c)
+{
+    const char *rooms[API_TARGETS_MAX], *users[API_TARGETS_MAX], *except[API_TARGETS_MAX];
+    size_t nrooms, nusers, nexcept;
+    const char *event, *socket_id;
+    if (!get_string(c, "event", &event) || !get_list(c, "room", "rooms", rooms, &nrooms) ||
+        !get_list(c, "user", "users", users, &nusers) ||
+        !get_list(c, "except", "except_rooms", except, &nexcept) ||
+        !get_string(c, "socket", &socket_id))
+        return;
+    if (event == NULL) {
+        fail(c->resp, 400, "event is required");
+        return;
+    }
+    json_t *vol = json_object_get(c->body, "volatile");
+    if (vol != NULL && !json_is_boolean(vol)) {
+        fail(c->resp, 400, "volatile must be true or false");
+        return;
+    }
+    if (socket_id != NULL && (nrooms != 0 || nusers != 0 || nexcept != 0)) {
+        fail(c->resp, 400, "socket is a target of its own: no rooms, users or except with it");
+        return;
+    }
+    char *args = emit_args(c);
+    if (args == NULL)
+        return;
+    eddy_rt_msg_t msg = {.event = event,
+                         .args = args,
+                         .args_len = strlen(args),
+                         .flags = json_is_true(vol) ? EDDY_RT_VOLATILE : 0};
+    int rc;
+    if (socket_id != NULL) {
+        eddy_rt_socket_t *s = eddy_rt_socket_find(c->nsp, socket_id);
+        if (s == NULL) {
+            free(args);
+            fail(c->resp, 404, "no such socket");
+            return;
+        }
+        rc = eddy_rt_emit(s, &msg);
+        eddy_rt_socket_unref(s);
+        if (rc == EDDY_QUEUED || rc == EDDY_EDROPPED)
+            rc = 0; /* sent later, or not at all by request (volatile): both are delivery's */
+    } else {
+        eddy_rt_to_t to = {.rooms = rooms,
+                           .nrooms = nrooms,
+                           .users = users,
+                           .nusers = nusers,
+                           .except = except,
+                           .nexcept = nexcept};
+        rc = eddy_rt_broadcast(c->nsp, &to, &msg);
+    }
+    free(args);
+    if (rc == 0)
+        ok(c->resp, NULL);
+    else
+        fail(c->resp,
+             rc == EDDY_ECLOSED  ? 404
+             : rc == EDDY_ENOMEM ? 500
+                                 : 400,
+             rc == EDDY_ECLOSED ? "no such socket" : eddy_strerror(rc));
+}
+
+/* Sockets collected by a member visitor (referenced), with their user ids copied. */
+typedef struct collected {
+    eddy_rt_socket_t **sockets;
+    char **users;
+    size_t n, cap;
+    bool failed;
+} collected_t;
+
+static bool collect(const eddy_rt_member_t *m, void *arg)
+{
+    collected_t *col = arg;
+    if (col->n == col->cap) {
+        size_t cap = col->cap != 0 ? col->cap * 2 : 16;
+        eddy_rt_socket_t **s = realloc(col->sockets, cap * sizeof(*s));
+        if (s != NULL)
+            col->sockets = s;
+        char **u = s != NULL ? realloc(col->users, cap * sizeof(*u)) : NULL;
+        if (u != NULL)
+            col->users = u;
+        if (s == NULL || u == NULL) {
+            col->failed = true;
+            return false;
+        }
+        col->cap = cap;
+    }
+    col->users[col->n] = m->user_id != NULL ? strdup(m->user_id) : NULL;
+    eddy_rt_socket_ref(m->socket);
+    col->sockets[col->n++] = m->socket;
+    return true;
+}
+
+static void collected_free(collected_t *col)
+{
+    for (size_t i = 0; i < col->n; i++) {
+        eddy_rt_socket_unref(col->sockets[i]);
+        free(col->users[i]);
+    }
+    free(col->sockets);
+    free(col->users);
+}
+
+/* The sockets a call names: "socket", or every connection of "user". 404 when none. */
+static bool target_sockets(call_t *c, collected_t *col)
+{
+    const char *socket_id, *user;
+    memset(col, 0, sizeof(*col));
+    if (!get_string(c, "socket", &socket_id) || !get_string(c, "user", &user))
+        return false;
+    if ((socket_id == NULL) == (user == NULL)) {
+        fail(c->resp, 400, "user or socket is required (one of them)");
+        return false;
+    }
+    if (socket_id != NULL) {
+        eddy_rt_socket_t *s = eddy_rt_socket_find(c->nsp, socket_id);
+        if (s != NULL) {
+            eddy_rt_member_t m = {eddy_rt_socket_id(s), NULL, s};
+            collect(&m, col);
+            eddy_rt_socket_unref(s);
+        }
+    } else {
+        eddy_rt_user_sockets(c->nsp, user, collect, col);
+    }
+    if (col->failed) {
+        collected_free(col);
+        fail(c->resp, 500, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+static void api_disconnect(call_t *c)
+{
+    json_t *close = json_object_get(c->body, "close");
+    if (close != NULL && !json_is_boolean(close)) {
+        fail(c->resp, 400, "close must be true or false");
+        return;
+    }
+    collected_t col;
+    if (!target_sockets(c, &col))
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < col.n; i++)
+        n += eddy_rt_disconnect(col.sockets[i], json_is_true(close)) == 0;
+    collected_free(&col);
+    ok(c->resp, json_pack("{s:I}", "disconnected", (json_int_t)n));
+}
+
+static void api_join_leave(call_t *c, bool join)
+{
+    const char *room;
+    if (!get_string(c, "room", &room))
+        return;
+    if (room == NULL) {
+        fail(c->resp, 400, "room is required");
+        return;
+    }
+    collected_t col;
+    if (!target_sockets(c, &col))
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < col.n; i++)
+        n += (join ? eddy_rt_join(col.sockets[i], room) : eddy_rt_leave(col.sockets[i], room)) == 0;
+    collected_free(&col);
+    ok(c->resp, json_pack("{s:I}", "sockets", (json_int_t)n));
+}
+
+static void api_presence(call_t *c)
+{
+    const char *room;
+    if (!get_string(c, "room", &room))
+        return;
+    if (room == NULL) {
+        fail(c->resp, 400, "room is required");
+        return;
+    }
+    collected_t col = {0};
+    eddy_rt_room_sockets(c->nsp, room, collect, &col);
+    json_t *sockets = json_array(), *users = json_array();
+    for (size_t i = 0; i < col.n && !col.failed; i++) {
+        char *data = realtime_socket_data(col.sockets[i]);
+        json_t *d = data != NULL ? json_loads(data, JSON_DECODE_ANY, NULL) : NULL;
+        free(data);
+        json_t *entry = json_pack("{s:s}", "id", eddy_rt_socket_id(col.sockets[i]));
+        json_object_set_new(entry, "user",
+                            col.users[i] != NULL ? json_string(col.users[i]) : json_null());
+        if (d != NULL)
+            json_object_set_new(entry, "data", d);
+        json_array_append_new(sockets, entry);
+        bool seen = col.users[i] == NULL;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = col.users[j] != NULL && strcmp(col.users[j], col.users[i]) == 0;
+        if (!seen)
+            json_array_append_new(users, json_string(col.users[i]));
+    }
+    bool failed = col.failed;
+    collected_free(&col);
+    if (failed) {
+        json_decref(sockets);
+        json_decref(users);
+        fail(c->resp, 500, "out of memory");
+        return;
+    }
+    ok(c->resp, json_pack("{s:I,s:I,s:o,s:o}", "num_sockets", (json_int_t)json_array_size(sockets),
+                          "num_users", (json_int_t)json_array_size(users), "sockets", sockets,
+                          "users", users));
+}
+
+static bool add_publication(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev, const char *offset,
+                            void *arg)
+{
+    json_t *list = arg;
+    char *text = malloc(ev->args_len + 3);
+    if (text == NULL)
+        return false;
+    text[0] = '[';
+    memcpy(text + 1, ev->args, ev->args_len);
+    strcpy(text + 1 + ev->args_len, "]");
+    json_t *args = json_loads(text, JSON_DECODE_ANY, NULL);
+    free(text);
+    json_array_append_new(list, json_pack("{s:s,s:o,s:s}", "event", ev->name, "args",
+                                          args != NULL ? args : json_array(), "offset", offset));
+    return true;
+}
+
+/* A room's history, or the namespace's (room absent): the layer's, newest limit events. */
+static void api_history(call_t *c)
+{
+    const char *room;
+    if (!get_string(c, "room", &room))
+        return;
+    json_t *limit = json_object_get(c->body, "limit");
+    if (limit != NULL && (!json_is_integer(limit) || json_integer_value(limit) < 0)) {
+        fail(c->resp, 400, "limit must be a count (0: all)");
+        return;
+    }
+    size_t n = limit != NULL && json_integer_value(limit) > 0 ? (size_t)json_integer_value(limit)
+                                                              : SIZE_MAX;
+    json_t *list = json_array();
+    eddy_rt_room_history(c->nsp, room, n, add_publication, list);
+    ok(c->resp, json_pack("{s:o}", "publications", list));
+}
+
+static void add_room_name(const char *room, void *arg)
+{
+    json_array_append_new(arg, json_string(room));
+}
+
+/* The rooms of nsp that have members: [{"name", "sockets", "users"}]. */
+static json_t *live_rooms(eddy_rt_nsp_t *nsp)
+{
+    json_t *names = json_array(), *rooms = json_array();
+    realtime_rooms(nsp, add_room_name, names);
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v)
+    {
+        /* Counted outside our lock: a room with no member left is not listed. */
+        size_t n = eddy_rt_room_count(nsp, json_string_value(v));
+        if (n > 0)
+            json_array_append_new(
+                rooms, json_pack("{s:O,s:I,s:I}", "name", v, "sockets", (json_int_t)n, "users",
+                                 (json_int_t)eddy_rt_room_user_count(nsp, json_string_value(v))));
+    }
+    json_decref(names);
+    return rooms;
+}
+
+static void api_rooms(call_t *c)
+{
+    ok(c->resp, json_pack("{s:o}", "rooms", live_rooms(c->nsp)));
+}
+
+static void api_stats(call_t *c, eddy_server_t *srv)
+{
+    json_t *nsps = json_array();
+    eddy_rt_t *rt = realtime_rt();
+    eddy_rt_nsp_t *nsp;
+    for (size_t i = 0; rt != NULL && (nsp = realtime_nsp_at(i)) != NULL; i++) {
+        json_t *rooms = live_rooms(nsp);
+        json_array_append_new(nsps, json_pack("{s:s,s:I,s:I}", "name", eddy_rt_nsp_name(nsp),
+                                              "sockets", (json_int_t)eddy_rt_nsp_count(nsp),
+                                              "rooms", (json_int_t)json_array_size(rooms)));
+        json_decref(rooms);
+    }
+    ok(c->resp, json_pack("{s:I,s:o}", "connections", (json_int_t)eddy_connection_count(srv),
+                          "namespaces", nsps));
+}
+
+bool api_request(eddy_request_t *req, eddy_response_t *resp, bool admin, bool has_admin)
+{
+    const char *path = eddy_request_path(req);
+    const char *key = realtime_api_key();
+    if (strncmp(path, "/api/", 5) != 0 || key[0] == '\0' || admin != has_admin)
+        return false;
+    if (strcmp(eddy_request_method(req), "POST") != 0) {
+        fail(resp, 405, "the API takes POST");
+        return true;
+    }
+    if (!key_matches(presented_key(req), key)) {
+        eddy_log(eddy_request_server(req), EDDY_LOG_NOTICE, "api: refused %s:%d: no valid API key",
+                 eddy_request_remote_ip(req), eddy_request_remote_port(req));
+        fail(resp, 401, "a valid API key is required (Authorization: apikey KEY)");
+        return true;
+    }
+    size_t len;
+    const char *text = eddy_request_body(req, &len);
+    if (len > realtime_api_max_body()) {
+        fail(resp, 413, "request body too large ([api] max_body)");
+        return true;
+    }
+    json_error_t jerr;
+    call_t c = {.resp = resp};
+    c.body = len > 0 ? json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr) : json_object();
+    if (!json_is_object(c.body)) {
+        json_decref(c.body);
+        fail(resp, 400, "the body must be a JSON object");
+        return true;
+    }
+    const char *method = path + 5, *nsp_name;
+    if (!get_string(&c, "namespace", &nsp_name))
+        goto done;
+    bool known = true;
+    if (strcmp(method, "stats") == 0) {
+        api_stats(&c, eddy_request_server(req));
+        goto done;
+    }
+    if (realtime_rt() == NULL) {
+        fail(resp, 503, "the Socket.IO endpoint is off ([socketio] enabled = false)");
+        goto done;
+    }
+    c.nsp = realtime_nsp(nsp_name != NULL ? nsp_name : "/");
+    if (c.nsp == NULL) {
+        fail(resp, 404, "no such namespace ([socketio] namespaces)");
+        goto done;
+    }
+    if (strcmp(method, "emit") == 0 || strcmp(method, "publish") == 0)
+        api_emit(&c);
+    else if (strcmp(method, "disconnect") == 0)
+        api_disconnect(&c);
+    else if (strcmp(method, "join") == 0 || strcmp(method, "leave") == 0)
+        api_join_leave(&c, method[0] == 'j');
+    else if (strcmp(method, "presence") == 0)
+        api_presence(&c);
+    else if (strcmp(method, "history") == 0)
+        api_history(&c);
+    else if (strcmp(method, "rooms") == 0)
+        api_rooms(&c);
+    else
+        known = false;
+    if (!known)
+        fail(resp, 404, "no such method");
+done:
+    json_decref(c.body);
+    return true;
+}
