@@ -1350,7 +1350,9 @@ void eddy__client_close_frame(eddy__conn_t *conn, uint16_t code, const char *rea
 void eddy__client_failed(eddy__conn_t *conn, uint16_t code, const char *why)
 {
     eddy_client_t *c = conn_client(conn);
-    if (c->fail_code != 0)
+    /* Once our close frame is out its code is the one sent: bytes the server sends after
+     * it (after its own close frame, say) change neither that nor the close event. */
+    if (c->fail_code != 0 || eddy__ws_close_sent(conn))
         return;
     c->fail_code = code;
     snprintf(c->close_reason, sizeof(c->close_reason), "%s", why);
