@@ -183,7 +183,7 @@ test-unit: $(UNIT_TESTS)
 
 # The unit tests that allocate, re-run with their n-th allocation failing (README: Development).
 OOM_SWEEP_TESTS := api errors options deflate settings_restart task_race stop_race loop_post
-OOM_SWEEP_TESTS += rt_history
+OOM_SWEEP_TESTS += rt_history client_oom
 
 test-oom: $(UNIT_TESTS)
 	$(BUILD)/tests/test_oom_session
@@ -267,7 +267,7 @@ FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c
 FUZZ_CODEC_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd
 # The stateful sessions (fuzz/session.h): the whole library linked in.
-FUZZ_SESSION_DRIVERS := fuzz_ws_session fuzz_http_session
+FUZZ_SESSION_DRIVERS := fuzz_ws_session fuzz_http_session fuzz_client_session
 FUZZ_DRIVERS := $(FUZZ_CODEC_DRIVERS) $(FUZZ_SESSION_DRIVERS)
 # The real-time layer's codecs (rt/): each links only the rt files it needs, plus
 # src/utf8.c for eddy_utf8_valid.
@@ -300,6 +300,7 @@ FUZZ_DICT_fuzz_ws_codec := -dict=fuzz/ws.dict
 FUZZ_DICT_fuzz_pmd := -dict=fuzz/pmd.dict
 FUZZ_DICT_fuzz_ws_session := -dict=fuzz/ws.dict
 FUZZ_DICT_fuzz_http_session := -dict=fuzz/http.dict
+FUZZ_DICT_fuzz_client_session := -dict=fuzz/client.dict
 FUZZ_DICT_fuzz_jwt := -dict=fuzz/jwt.dict
 # Sources beyond the codecs, per driver.
 FUZZ_EXTRA_fuzz_pmd := src/deflate.c src/util.c

@@ -119,6 +119,7 @@ struct free_wait {
 #define MAX_BODY           65536
 
 static const eddy__proto_t handshake_proto;
+static int handshake_send(eddy__conn_t *conn);
 /* The client whose connection eddy__conn_new() is creating (for handshake_start()). */
 static _Thread_local eddy_client_t *client_starting;
 
@@ -696,6 +697,11 @@ static void connect_ready(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
         return;
     }
     c->conn = conn;
+    if (handshake_send(conn) != 0) {
+        report_error(c, EDDY_CLIENT_ERR_NOMEM, 0, "out of memory for the request", NULL, 0);
+        eddy__conn_close(conn, EDDY__CLOSE_ABORT);
+        return;
+    }
     if (conn->tls != NULL) {
         if (eddy__tls_conn_connect(conn, c->host, !c->opts.tls_insecure) != 0) {
             report_error(c, EDDY_CLIENT_ERR_NOMEM, 0, "out of memory for TLS", NULL, 0);
@@ -1065,6 +1071,7 @@ int eddy_client_push(eddy_client_t *client, const void *data, size_t len, int op
 
 typedef struct handshake {
     eddy_client_t *client;
+    char key[25];
     char accept[EDDY_WS_ACCEPT_LEN + 1];
 } handshake_t;
 
@@ -1084,14 +1091,23 @@ static int handshake_start(eddy__conn_t *conn)
     atomic_store_explicit(&conn->user_data, c, memory_order_relaxed);
     conn->client_owned = true;
     uint8_t nonce[16];
-    char key[25];
     if (getrandom(nonce, sizeof(nonce), 0) != sizeof(nonce))
         return -EIO;
-    eddy__base64_encode(key, nonce, sizeof(nonce));
-    eddy_ws_accept_key(key, 24, hs->accept);
+    eddy__base64_encode(hs->key, nonce, sizeof(nonce));
+    eddy_ws_accept_key(hs->key, 24, hs->accept);
+    return 0;
+}
+
+/* Sends the request, once eddy__conn_new() returned the connection: output queued from
+ * start() would be left on the loop's flush list by a later failure of eddy__conn_new(),
+ * which frees the connection. */
+static int handshake_send(eddy__conn_t *conn)
+{
+    eddy_client_t *c = conn_client(conn);
+    handshake_t *hs = conn->proto_state;
     eddy__buf_t req = {0};
     int rc = eddy__buf_printf(&req, "GET %s HTTP/1.1\r\nSec-WebSocket-Key: %s\r\n%s", c->resource,
-                              key, c->request);
+                              hs->key, c->request);
     if (rc == 0)
         rc = eddy__conn_write(conn, req.data, req.len);
     eddy__buf_free(&req);
@@ -1334,7 +1350,9 @@ void eddy__client_close_frame(eddy__conn_t *conn, uint16_t code, const char *rea
 void eddy__client_failed(eddy__conn_t *conn, uint16_t code, const char *why)
 {
     eddy_client_t *c = conn_client(conn);
-    if (c->fail_code != 0)
+    /* Once our close frame is out its code is the one sent: bytes the server sends after
+     * it (after its own close frame, say) change neither that nor the close event. */
+    if (c->fail_code != 0 || eddy__ws_close_sent(conn))
         return;
     c->fail_code = code;
     snprintf(c->close_reason, sizeof(c->close_reason), "%s", why);

@@ -3,8 +3,8 @@
  * The WebSocket client against an eddy server in the same process: 1,000 stand-alone
  * clients at once, a client opened from a server's callback on that server's loop, at most
  * one live connection per client while its connections end by a close frame and a TCP
- * close at once, over and over, and the offline queue's bounds (count, bytes, age; refuse
- * or drop oldest).
+ * close at once, over and over, the offline queue's bounds (count, bytes, age; refuse
+ * or drop oldest), back-pressure, and bytes after the closing handshake.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -390,6 +390,94 @@ static void test_back_pressure_and_drain(void)
     close(slow_listener);
 }
 
+/* ---- bytes after the closing handshake ---- */
+
+static int after_listener;
+static atomic_int after_errors, after_code = -1;
+static atomic_bool after_clean;
+
+/* Answers the handshake, then sends a close frame (4000) and, in the same write, a frame
+ * with a reserved opcode; reads the client's answer and closes. */
+static void *after_close_server(void *arg)
+{
+    int fd = accept(after_listener, NULL, NULL);
+    char buf[4096];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0) {
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (strstr(buf, "\r\n\r\n") != NULL)
+            break;
+    }
+    const char *key = strstr(buf, "Sec-WebSocket-Key: ");
+    char accept_key[EDDY_WS_ACCEPT_LEN + 1] = "";
+    if (key != NULL)
+        eddy_ws_accept_key(key + 19, 24, accept_key);
+    char answer[256];
+    int answer_len = snprintf(answer, sizeof(answer),
+                              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                              accept_key);
+    static const char frames[] = "\x88\x03\x0f\xa0x\x83\x00";
+    memcpy(answer + answer_len, frames, sizeof(frames) - 1);
+    answer_len += (int)sizeof(frames) - 1;
+    if (write(fd, answer, (size_t)answer_len) != answer_len)
+        perror("write");
+    struct timeval timeout = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    if (read(fd, buf, sizeof(buf)) <= 0)
+        perror("read");
+    close(fd);
+    return NULL;
+}
+
+static void after_on_error(eddy_client_t *client, const eddy_client_error_t *err, void *user_data)
+{
+    atomic_fetch_add(&after_errors, 1);
+}
+
+static void after_on_close(eddy_client_t *client, int code, const char *reason, bool clean,
+                           void *user_data)
+{
+    atomic_store(&after_clean, clean);
+    atomic_store(&after_code, code);
+}
+
+/* Found by fuzz/fuzz_client_session: a bad frame after the server's close frame, once the
+ * client had answered it, was reported as a protocol error (1002) and turned the close
+ * event's code 4000, clean, into 1002. */
+static void test_bytes_after_close_frame(void)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t addr_len = sizeof(addr);
+    after_listener = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(bind(after_listener, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+          listen(after_listener, 1) == 0 &&
+          getsockname(after_listener, (struct sockaddr *)&addr, &addr_len) == 0);
+    pthread_t thread;
+    pthread_create(&thread, NULL, after_close_server, NULL);
+    char after_url[64];
+    snprintf(after_url, sizeof(after_url), "ws://127.0.0.1:%d/", ntohs(addr.sin_port));
+    eddy_client_options_t opts;
+    eddy_client_options_init(&opts);
+    opts.url = after_url;
+    opts.on_error = after_on_error;
+    opts.on_close = after_on_close;
+    eddy_client_t *client = eddy_client_new(NULL, &opts);
+    CHECK(client != NULL);
+    if (client != NULL) {
+        eddy_client_connect(client);
+        CHECK(WAIT_FOR(atomic_load(&after_code) != -1, 10));
+        CHECK_EQ_INT(atomic_load(&after_code), 4000);
+        CHECK(atomic_load(&after_clean));
+        CHECK_EQ_INT(atomic_load(&after_errors), 0);
+        eddy_client_free(client);
+    }
+    pthread_join(thread, NULL);
+    close(after_listener);
+}
+
 int main(void)
 {
     if (!test_server_new("warning"))
@@ -411,6 +499,7 @@ int main(void)
     test_one_connection_under_racing_close();
     test_offline_queue_bounds();
     test_back_pressure_and_drain();
+    test_bytes_after_close_frame();
 
     eddy_server_stop(test_server);
     pthread_join(thread, NULL);
