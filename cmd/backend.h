@@ -49,8 +49,7 @@ typedef struct backend_stats {
  * requests are made on srv's loops: at most max_requests in flight over all loops (> 0),
  * answers' bodies up to max_body bytes. Call before the server starts (it initialises
  * libcurl, which is not thread-safe). Returns NULL when memory is short. */
-backend_t *backend_new(eddy_server_t *srv, const char *base_url, int max_requests,
-                       size_t max_body);
+backend_t *backend_new(eddy_server_t *srv, const char *base_url, int max_requests, size_t max_body);
 /*
  * POSTs body (copied, len bytes, Content-Type application/json) to base_url + path
  * (copied), on the calling loop: cb(result, arg) follows on this loop once an answer or an
@@ -58,8 +57,8 @@ backend_t *backend_new(eddy_server_t *srv, const char *base_url, int max_request
  * Returns 0 (cb will be called exactly once), or BACKEND_EBUSY (counted; cb not called),
  * or -1 (not on a loop thread, bad argument, out of memory; cb not called).
  */
-int backend_post_json(backend_t *b, const char *path, const void *body, size_t len,
-                      long timeout_ms, backend_cb cb, void *arg);
+int backend_post_json(backend_t *b, const char *path, const void *body, size_t len, long timeout_ms,
+                      backend_cb cb, void *arg);
 /* A snapshot of the counters. Any thread. */
 void backend_stats(backend_t *b, backend_stats_t *out);
 /* The error's name ("timeout"). */

@@ -20,8 +20,8 @@
 
 extern char **environ;
 
-static const char *const sections[] = {"server", "tls",  "admin",    "static", "websocket",
-                                       "log",    "auth", "proxy",    "socketio", "api"};
+static const char *const sections[] = {"server", "tls",  "admin", "static",   "websocket",
+                                       "log",    "auth", "proxy", "socketio", "api"};
 
 /* Engine keys that live in a section other than [server]. */
 static const char *const tls_engine_keys[] = {"ssl_cert_file", "ssl_key_file", "ssl_ciphers",

@@ -180,7 +180,7 @@ static void http_loop_free(void *data)
     http_loop_t *hl = data;
     while (hl->state_cache != NULL) {
         eddy__http_state_t *st = hl->state_cache;
-        memcpy(&hl->state_cache, st, sizeof(st));
+        memcpy(&hl->state_cache, st, sizeof(hl->state_cache));
         free(st);
     }
     eddy__arena_free(&hl->arena);
@@ -194,7 +194,7 @@ static int http_start(eddy__conn_t *conn)
         return EDDY_ENOMEM;
     eddy__http_state_t *st = hl->state_cache;
     if (st != NULL) {
-        memcpy(&hl->state_cache, st, sizeof(st)); /* the list is kept in place */
+        memcpy(&hl->state_cache, st, sizeof(hl->state_cache)); /* the list is kept in place */
         hl->state_cache_len--;
         memset(st, 0, sizeof(*st));
     } else if ((st = calloc(1, sizeof(*st))) == NULL) {
@@ -324,7 +324,7 @@ static void state_free(eddy__conn_t *conn, eddy__http_state_t *st)
     eddy__buf_free(&st->body);
     http_loop_t *hl = http_loop(conn->loop);
     if (hl->state_cache_len < STATE_CACHE_MAX) {
-        memcpy(st, &hl->state_cache, sizeof(st));
+        memcpy(st, &hl->state_cache, sizeof(hl->state_cache));
         hl->state_cache = st;
         hl->state_cache_len++;
     } else {
