@@ -170,7 +170,8 @@ struct eddy__loop {
     _Atomic(eddy__cmd_t *) inbox; /* posted commands, newest first */
     atomic_bool wake_pending;     /* the wakeup eventfd was written and not yet drained */
     /* Every connection this loop owns, by session id, from accept to the final close
-     * (released ones included, which lookups skip). */
+     * (released ones included, which lookups skip). conn.c's: other modules use
+     * eddy__conn_get(), eddy__conn_next() and eddy__conn_count(). */
     eddy__connmap_t conns;
     eddy__conn_t *dispatching; /* the connection whose message or open callback runs */
     struct {

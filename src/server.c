@@ -585,9 +585,9 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
     const eddy__options_t *opts = &srv->opts;
     uint64_t idle_ms = opts->heartbeat_idle_ms;
     /* Closing connections leave the map only at their final close, after this. */
-    for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
-        eddy__conn_t *conn = loop->conns.slots[i];
-        if (conn == NULL || conn->ending ||
+    size_t it = 0;
+    for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;) {
+        if (conn->ending ||
             loop->now_ms - atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed) <
                 idle_ms)
             continue;
@@ -625,9 +625,9 @@ static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
     bool round = now >= loop->ws_ping_next_ms;
     if (round)
         loop->ws_ping_next_ms = now + opts->websocket_ping_interval_ms;
-    for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
-        eddy__conn_t *conn = loop->conns.slots[i];
-        if (conn == NULL || !eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
+    size_t it = 0;
+    for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;) {
+        if (!eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
             eddy__ws_close_sent(conn))
             continue;
         if (conn->ping_sent_ms != 0) {
@@ -664,10 +664,10 @@ static void begin_shutdown(eddy__loop_t *loop)
     eddy__timer_stop(loop, &loop->heartbeat);
     eddy__timer_stop(loop, &loop->ws_ping);
     eddy__timer_stop(loop, &loop->accept_timer);
-    for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
-        eddy__conn_t *conn = loop->conns.slots[i];
+    size_t it = 0;
+    for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;) {
         /* Not those closing already, nor a WebSocket whose closing handshake began. */
-        if (conn == NULL || conn->ending || conn->ws_status == EDDY_WS_STATUS_CLOSING)
+        if (conn->ending || conn->ws_status == EDDY_WS_STATUS_CLOSING)
             continue;
         static const char reason[] = "server shutting down";
         conn->proto->end(conn, EDDY_WS_CLOSE_GOING_AWAY, reason, sizeof(reason) - 1, true);
@@ -686,16 +686,16 @@ bool eddy__server_loop_should_exit(eddy__loop_t *loop)
     eddy__loop_close_zombies(loop, false);
     if (loop->now_ms >= loop->shutdown_deadline_ms) {
         /* Peers that did not answer in time are closed without further ceremony. */
-        for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
-            eddy__conn_t *conn = loop->conns.slots[i];
-            if (conn != NULL && !conn->released)
+        size_t it = 0;
+        for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;) {
+            if (!conn->released)
                 eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         }
         eddy__loop_reap(loop);
         eddy__loop_close_zombies(loop, true);
     }
     eddy__loop_reap(loop); /* frees what was closed */
-    if (loop->conns.len > 0 || loop->reap_head != NULL || loop->free_head != NULL)
+    if (eddy__conn_count(loop) > 0 || loop->reap_head != NULL || loop->free_head != NULL)
         return false;
     eddy__access_log_flush(loop); /* lines of the connections closed by the stop */
     return true;
@@ -906,7 +906,7 @@ static void conn_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
     eddy__conn_t *conn = eddy__conn_lookup(loop, cc->fd);
     if (cc->op == OP_CLOSE) {
         /* The caller marked the session closing already, so lookup does not find it. */
-        conn = eddy__connmap_get(&loop->conns, cc->fd);
+        conn = eddy__conn_get(loop, cc->fd);
         if (conn != NULL && !conn->ending)
             eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
         free(cc);
