@@ -14,7 +14,6 @@
 #include "util.h"
 
 typedef struct eddy__seg eddy__seg_t;
-typedef struct eddy__listen_sock eddy__listen_sock_t;
 
 /* Output segments come in a few sizes (conn.c), each with a bounded per-loop cache: a
  * small frame queued to each of thousands of connections takes a small segment each. */
@@ -117,6 +116,8 @@ void eddy__loop_run_pending(eddy__loop_t *loop);
  * it is: a slot each, filled by its module on first use (eddy__loop_slot_make()) and freed
  * with the loop. */
 enum eddy__loop_slot {
+    EDDY__SLOT_SERVER,     /* server.c: listening sockets, spare descriptor, heartbeat and
+                            * keep-alive ping timers */
     EDDY__SLOT_HTTP,       /* http.c: the request being dispatched, spare states, Date cache */
     EDDY__SLOT_WS,         /* ws.c: receive scratch state, shared zlib streams */
     EDDY__SLOT_PUBSUB,     /* pubsub.c: this loop's topics */
@@ -224,17 +225,8 @@ struct eddy__loop {
     int wakeup_fd; /* eventfd: wakes the loop from other threads (stop) */
     eddy__io_t wakeup_io;
     bool stopping;
+    uint64_t shutdown_deadline_ms; /* while stopping: peers still open then are dropped */
 
-    eddy__timer_t heartbeat;
-    eddy__timer_t ws_ping;      /* websocket_ping_interval: keep-alive pings (server.c) */
-    uint64_t ws_ping_next_ms;   /* when the next round of pings is due */
-    eddy__timer_t accept_timer; /* resumes accepting after ENOBUFS/ENOMEM */
-    int spare_fd;               /* kept open to shed the backlog when out of descriptors */
-    uint64_t accept_shed;       /* connections shed that way (logged) */
-    eddy__listen_sock_t *listen_socks;
-    int listen_sock_count;
-    int next_handoff; /* round-robin target when handing accepted sockets over */
-    uint64_t shutdown_deadline_ms;
     eddy__loop_stats_t stats;
 };
 
