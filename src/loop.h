@@ -118,10 +118,11 @@ void eddy__loop_run_pending(eddy__loop_t *loop);
 enum eddy__loop_slot {
     EDDY__SLOT_SERVER,     /* server.c: listening sockets, spare descriptor, heartbeat and
                             * keep-alive ping timers */
-    EDDY__SLOT_HTTP,       /* http.c: the request being dispatched, spare states, Date cache */
+    EDDY__SLOT_HTTP,       /* http.c: the request being dispatched, spare states, the
+                            * current date (Date header and access log time) */
     EDDY__SLOT_WS,         /* ws.c: receive scratch state, shared zlib streams */
     EDDY__SLOT_PUBSUB,     /* pubsub.c: this loop's topics */
-    EDDY__SLOT_ACCESS_LOG, /* log.c: access log lines not written yet, the time field */
+    EDDY__SLOT_ACCESS_LOG, /* log.c: access log lines not written yet */
     EDDY__SLOT_COUNT,
 };
 
@@ -240,9 +241,6 @@ static inline bool eddy__log_on(const eddy__loop_t *loop, int level)
     return __builtin_expect(level >= loop->log_level, 0);
 }
 
-/* The access log time field for now ("04/Dec/2026:21:00:00 +0000"), cached per second
- * (log.c). */
-const char *eddy__access_log_date(eddy__loop_t *loop);
 /* The loop's access log lines not written yet (NULL: out of memory), written by
  * eddy__access_log_flush() at the end of the iteration or when the loop stops. */
 eddy__buf_t *eddy__access_log_buf(eddy__loop_t *loop);
