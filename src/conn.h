@@ -195,6 +195,38 @@ static inline eddy__conn_t *eddy__conn_lookup(eddy__loop_t *loop, eddy_fd_t id)
     return conn;
 }
 
+/* Any connection of this loop with this id, closing or released ones included (NULL: none
+ * here). */
+static inline eddy__conn_t *eddy__conn_get(const eddy__loop_t *loop, eddy_fd_t id)
+{
+    return eddy__connmap_get(&loop->conns, id);
+}
+
+/*
+ * For each connection of this loop, from accept to its final close (closing and released
+ * ones included: callers skip what they must):
+ *     size_t it = 0;
+ *     for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;)
+ * The walk may close connections (they leave the list only at their final close), but must
+ * not accept new ones or run the final close.
+ */
+static inline eddy__conn_t *eddy__conn_next(const eddy__loop_t *loop, size_t *it)
+{
+    const eddy__connmap_t *map = &loop->conns;
+    while (map->slots != NULL && *it <= map->mask) {
+        eddy__conn_t *conn = map->slots[(*it)++];
+        if (conn != NULL)
+            return conn;
+    }
+    return NULL;
+}
+
+/* How many connections the loop holds (eddy__conn_next() walks them). */
+static inline size_t eddy__conn_count(const eddy__loop_t *loop)
+{
+    return loop->conns.len;
+}
+
 /* Creates a connection for a socket accepted on listener, speaking proto, and registers it,
  * with session id id (0: the next one). Returns NULL (and closes nothing) on out-of-memory. */
 eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *peer,

@@ -53,8 +53,11 @@ typedef struct http_loop {
     eddy__arena_t arena;
     eddy__http_state_t *state_cache; /* spare states, linked through their first bytes */
     size_t state_cache_len;
-    time_t date_sec; /* the Date header value, cached per second */
-    char date[40];
+    /* The current time as the Date header and the access log write it, formatted once per
+     * second (date_sec) for both. */
+    time_t date_sec;
+    char date[40];     /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+    char log_date[32]; /* "06/Nov/1994:09:49:37 +0100" (local time) */
 } http_loop_t;
 
 static const char bad_request_page[] = "<html><body><h2>HTTP 400 Bad Request</h2><hr><i>Powered "
@@ -151,6 +154,8 @@ static http_loop_t *http_loop(const eddy__loop_t *loop)
 {
     return eddy__loop_slot(loop, EDDY__SLOT_HTTP);
 }
+
+static const char *log_date(eddy__loop_t *loop);
 
 /* Still speaking HTTP: not closing, not upgraded. */
 static bool http_open(const eddy__conn_t *conn)
@@ -259,7 +264,7 @@ static void access_begin(eddy__conn_t *conn, eddy_response_t *resp)
     eddy__log_escape(target, sizeof(target), req->buf + h->target.off, h->target.len);
     resp->access.len = 0;
     if (eddy__buf_printf(&resp->access, "%s - - [%s] \"%s %s HTTP/1.%d\" ", req->remote_ip,
-                         eddy__access_log_date(conn->loop), method, target, h->minor_version) != 0)
+                         log_date(conn->loop), method, target, h->minor_version) != 0)
         resp->access.len = 0;
     resp->access_start_ns = monotonic_ns();
 }
@@ -289,8 +294,7 @@ static void access_log_error(eddy__conn_t *conn, int status, size_t bytes)
     char ip[46], start[128];
     int port;
     eddy__peer_format(&conn->peer, ip, &port);
-    int n =
-        snprintf(start, sizeof(start), "%s - - [%s] \"-\" ", ip, eddy__access_log_date(conn->loop));
+    int n = snprintf(start, sizeof(start), "%s - - [%s] \"-\" ", ip, log_date(conn->loop));
     access_append(conn->loop, start, (size_t)n, status, bytes, 0);
 }
 
@@ -338,7 +342,8 @@ static void http_free(eddy__conn_t *conn)
     conn->proto_state = NULL;
 }
 
-const char *eddy__http_date(eddy__loop_t *loop)
+/* The loop's dates, brought to the current second. */
+static const http_loop_t *dates_now(eddy__loop_t *loop)
 {
     http_loop_t *hl = http_loop(loop);
     time_t now = time(NULL);
@@ -346,9 +351,22 @@ const char *eddy__http_date(eddy__loop_t *loop)
         struct tm tm;
         gmtime_r(&now, &tm);
         strftime(hl->date, sizeof(hl->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        localtime_r(&now, &tm);
+        strftime(hl->log_date, sizeof(hl->log_date), "%d/%b/%Y:%H:%M:%S %z", &tm);
         hl->date_sec = now;
     }
-    return hl->date;
+    return hl;
+}
+
+const char *eddy__http_date(eddy__loop_t *loop)
+{
+    return dates_now(loop)->date;
+}
+
+/* The access log time field for now. */
+static const char *log_date(eddy__loop_t *loop)
+{
+    return dates_now(loop)->log_date;
 }
 
 /* ---- errors ---- */

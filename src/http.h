@@ -78,7 +78,7 @@ typedef struct eddy__http_upgrade {
 } eddy__http_upgrade_t;
 
 /* The current HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT"), cached per second in the
- * loop (which has HTTP connections). */
+ * loop (which has HTTP connections), with the access log's time field beside it. */
 const char *eddy__http_date(eddy__loop_t *loop);
 /* Sends a complete error response ("400 Bad Request" etc.) with a text body and closes. */
 void eddy__http_fail(eddy__conn_t *conn, int status, const char *body);

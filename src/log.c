@@ -163,8 +163,6 @@ size_t eddy__log_escape(char *out, size_t cap, const char *in, size_t len)
 /* Per loop (EDDY__SLOT_ACCESS_LOG), made by the first line. */
 typedef struct access_log {
     eddy__buf_t out; /* lines not written yet */
-    time_t date_sec; /* the time field, cached per second */
-    char date[32];
 } access_log_t;
 
 static void access_log_free(void *data)
@@ -178,21 +176,6 @@ static access_log_t *access_log(eddy__loop_t *loop)
     if (log == NULL)
         log = eddy__loop_slot_make(loop, EDDY__SLOT_ACCESS_LOG, sizeof(*log), access_log_free);
     return log;
-}
-
-const char *eddy__access_log_date(eddy__loop_t *loop)
-{
-    access_log_t *log = access_log(loop);
-    if (log == NULL)
-        return "-"; /* out of memory: the line goes without its time */
-    time_t now = time(NULL);
-    if (now != log->date_sec) {
-        struct tm tm;
-        localtime_r(&now, &tm);
-        strftime(log->date, sizeof(log->date), "%d/%b/%Y:%H:%M:%S %z", &tm);
-        log->date_sec = now;
-    }
-    return log->date;
 }
 
 eddy__buf_t *eddy__access_log_buf(eddy__loop_t *loop)

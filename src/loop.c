@@ -443,21 +443,13 @@ int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index)
     loop->log_level = srv->opts.log_level;
     loop->backend_fd = -1;
     loop->wakeup_fd = -1;
-    loop->spare_fd = -1;
     loop->now_ms = eddy__monotonic_ms();
     atomic_init(&loop->inbox, NULL);
     atomic_init(&loop->wake_pending, false);
-    eddy__timer_init(&loop->heartbeat, NULL);
-    eddy__timer_init(&loop->ws_ping, NULL);
-    eddy__timer_init(&loop->tls_sweep, NULL);
     loop->recv_cap = RECV_BUF_SIZE;
     loop->recv_buf = malloc(loop->recv_cap + 1); /* +1: room for a NUL after a payload */
     loop->cork = malloc(EDDY__CORK_SIZE);
-    /* Places for the loop's own timers: the heartbeat, the keep-alive pings, the accept
-     * pause and the TLS idle sweep. */
-    if (loop->recv_buf == NULL || loop->cork == NULL || eddy__timer_reserve(loop) != 0 ||
-        eddy__timer_reserve(loop) != 0 || eddy__timer_reserve(loop) != 0 ||
-        eddy__timer_reserve(loop) != 0)
+    if (loop->recv_buf == NULL || loop->cork == NULL)
         return EDDY_ENOMEM;
     int rc = eddy__backend_init(loop);
     if (rc != 0)

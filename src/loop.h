@@ -14,7 +14,6 @@
 #include "util.h"
 
 typedef struct eddy__seg eddy__seg_t;
-typedef struct eddy__listen_sock eddy__listen_sock_t;
 
 /* Output segments come in a few sizes (conn.c), each with a bounded per-loop cache: a
  * small frame queued to each of thousands of connections takes a small segment each. */
@@ -117,10 +116,13 @@ void eddy__loop_run_pending(eddy__loop_t *loop);
  * it is: a slot each, filled by its module on first use (eddy__loop_slot_make()) and freed
  * with the loop. */
 enum eddy__loop_slot {
-    EDDY__SLOT_HTTP,       /* http.c: the request being dispatched, spare states, Date cache */
+    EDDY__SLOT_SERVER,     /* server.c: listening sockets, spare descriptor, heartbeat and
+                            * keep-alive ping timers */
+    EDDY__SLOT_HTTP,       /* http.c: the request being dispatched, spare states, the
+                            * current date (Date header and access log time) */
     EDDY__SLOT_WS,         /* ws.c: receive scratch state, shared zlib streams */
     EDDY__SLOT_PUBSUB,     /* pubsub.c: this loop's topics */
-    EDDY__SLOT_ACCESS_LOG, /* log.c: access log lines not written yet, the time field */
+    EDDY__SLOT_ACCESS_LOG, /* log.c: access log lines not written yet */
     EDDY__SLOT_COUNT,
 };
 
@@ -163,14 +165,18 @@ struct eddy__loop {
     int index;
     int log_level; /* the server's, copied at start for eddy__log_on() */
     /* Frames shorter than this may take the WebSocket fast path (ws.c): package_max_length
-     * + 1, or 0 at trace level, so that every frame goes where it is logged. */
+     * + 1, or 0 at trace level, so that every frame goes where it is logged. ws.c's alone
+     * (eddy__ws_loop_start() sets it), kept here rather than in its slot because the slot
+     * costs one more load per frame: 583-584 instructions per echoed 20-byte message
+     * against 582 (bench/instructions). */
     size_t ws_fast_limit;
     pthread_t thread;
     bool thread_started;
     _Atomic(eddy__cmd_t *) inbox; /* posted commands, newest first */
     atomic_bool wake_pending;     /* the wakeup eventfd was written and not yet drained */
     /* Every connection this loop owns, by session id, from accept to the final close
-     * (released ones included, which lookups skip). */
+     * (released ones included, which lookups skip). conn.c's: other modules use
+     * eddy__conn_get(), eddy__conn_next() and eddy__conn_count(). */
     eddy__connmap_t conns;
     eddy__conn_t *dispatching; /* the connection whose message or open callback runs */
     struct {
@@ -223,18 +229,8 @@ struct eddy__loop {
     int wakeup_fd; /* eventfd: wakes the loop from other threads (stop) */
     eddy__io_t wakeup_io;
     bool stopping;
+    uint64_t shutdown_deadline_ms; /* while stopping: peers still open then are dropped */
 
-    eddy__timer_t heartbeat;
-    eddy__timer_t ws_ping;      /* websocket_ping_interval: keep-alive pings (server.c) */
-    uint64_t ws_ping_next_ms;   /* when the next round of pings is due */
-    eddy__timer_t accept_timer; /* resumes accepting after ENOBUFS/ENOMEM */
-    eddy__timer_t tls_sweep;    /* frees quiet TLS connections' record buffers (server.c) */
-    int spare_fd;               /* kept open to shed the backlog when out of descriptors */
-    uint64_t accept_shed;       /* connections shed that way (logged) */
-    eddy__listen_sock_t *listen_socks;
-    int listen_sock_count;
-    int next_handoff; /* round-robin target when handing accepted sockets over */
-    uint64_t shutdown_deadline_ms;
     eddy__loop_stats_t stats;
 };
 
@@ -245,9 +241,6 @@ static inline bool eddy__log_on(const eddy__loop_t *loop, int level)
     return __builtin_expect(level >= loop->log_level, 0);
 }
 
-/* The access log time field for now ("04/Dec/2026:21:00:00 +0000"), cached per second
- * (log.c). */
-const char *eddy__access_log_date(eddy__loop_t *loop);
 /* The loop's access log lines not written yet (NULL: out of memory), written by
  * eddy__access_log_flush() at the end of the iteration or when the loop stops. */
 eddy__buf_t *eddy__access_log_buf(eddy__loop_t *loop);

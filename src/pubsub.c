@@ -583,10 +583,9 @@ static void deliver(eddy__loop_t *loop, publication_t *pub)
 {
     if (pub->all) {
         /* Delivery closes at most (slow consumers); nothing leaves the map meanwhile. */
-        for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
-            if (loop->conns.slots[i] != NULL)
-                deliver_to(loop->conns.slots[i], pub);
-        }
+        size_t it = 0;
+        for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;)
+            deliver_to(conn, pub);
         return;
     }
     if (pub->selected) {

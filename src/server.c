@@ -32,6 +32,53 @@
  * long instead of spinning on the listener. */
 #define ACCEPT_PAUSE_MS 1000
 
+/* The server's state on each loop (EDDY__SLOT_SERVER), made with the loop. */
+typedef struct server_loop {
+    eddy__listen_sock_t *listen_socks;
+    int listen_sock_count;
+    int next_handoff;           /* round-robin target when handing accepted sockets over */
+    int spare_fd;               /* kept open to shed the backlog when out of descriptors */
+    uint64_t accept_shed;       /* connections shed that way (logged) */
+    eddy__timer_t accept_timer; /* resumes accepting after ENOBUFS/ENOMEM */
+    eddy__timer_t heartbeat;
+    eddy__timer_t ws_ping;    /* websocket_ping_interval: keep-alive pings */
+    uint64_t ws_ping_next_ms; /* when the next round of pings is due */
+    eddy__timer_t tls_sweep;  /* frees quiet TLS connections' record buffers */
+} server_loop_t;
+
+/* The loop's server state; NULL only for a loop whose making failed (server_loop_init). */
+static server_loop_t *server_loop(const eddy__loop_t *loop)
+{
+    return eddy__loop_slot(loop, EDDY__SLOT_SERVER);
+}
+
+static void accept_resume(eddy__loop_t *loop, eddy__timer_t *timer);
+static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer);
+static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer);
+static void tls_sweep(eddy__loop_t *loop, eddy__timer_t *timer);
+
+/* Makes a loop and the server's state on it, with places in its timer heap for the
+ * heartbeat, the keep-alive pings, the accept pause and the TLS idle sweep. Returns 0 or an EDDY_E* code; on
+ * failure, eddy__loop_free() frees what was made. */
+static int server_loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index)
+{
+    int rc = eddy__loop_init(loop, srv, index);
+    if (rc != 0)
+        return rc;
+    server_loop_t *sl = eddy__loop_slot_make(loop, EDDY__SLOT_SERVER, sizeof(*sl), NULL);
+    if (sl == NULL)
+        return EDDY_ENOMEM;
+    sl->spare_fd = -1;
+    eddy__timer_init(&sl->accept_timer, accept_resume);
+    eddy__timer_init(&sl->heartbeat, heartbeat_check);
+    eddy__timer_init(&sl->ws_ping, ws_ping_check);
+    eddy__timer_init(&sl->tls_sweep, tls_sweep);
+    if (eddy__timer_reserve(loop) != 0 || eddy__timer_reserve(loop) != 0 ||
+        eddy__timer_reserve(loop) != 0 || eddy__timer_reserve(loop) != 0)
+        return EDDY_ENOMEM;
+    return 0;
+}
+
 /* ---- lifecycle ---- */
 
 eddy_server_t *eddy_server_new(const char *host, int port)
@@ -57,7 +104,7 @@ eddy_server_t *eddy_server_new(const char *host, int port)
     if (srv->loops != NULL)
         srv->loops[0] = calloc(1, sizeof(eddy__loop_t));
     if (srv->loops == NULL || srv->loops[0] == NULL ||
-        eddy__loop_init(srv->loops[0], srv, 0) != 0 ||
+        server_loop_init(srv->loops[0], srv, 0) != 0 ||
         (host != NULL && eddy_server_add_listener(srv, host, port, 0) < 0)) {
         eddy_server_free(srv);
         return NULL;
@@ -128,8 +175,11 @@ int eddy_server_listener_fd(const eddy_server_t *srv, int index)
  * when the hand-over (close_listeners_run) is not done yet (unpublish false). */
 static void close_listen_socks_as(eddy__loop_t *loop, bool unpublish)
 {
-    for (int i = 0; i < loop->listen_sock_count; i++) {
-        eddy__listen_sock_t *ls = &loop->listen_socks[i];
+    server_loop_t *sl = server_loop(loop);
+    if (sl == NULL)
+        return; /* eddy_server_new() failed making the loop */
+    for (int i = 0; i < sl->listen_sock_count; i++) {
+        eddy__listen_sock_t *ls = &sl->listen_socks[i];
         if (loop->index == 0 && unpublish)
             atomic_store(&ls->listener->fd, -1);
         if (ls->io.fd >= 0) {
@@ -138,12 +188,12 @@ static void close_listen_socks_as(eddy__loop_t *loop, bool unpublish)
             ls->io.fd = -1;
         }
     }
-    free(loop->listen_socks);
-    loop->listen_socks = NULL;
-    loop->listen_sock_count = 0;
-    if (loop->spare_fd >= 0)
-        close(loop->spare_fd);
-    loop->spare_fd = -1;
+    free(sl->listen_socks);
+    sl->listen_socks = NULL;
+    sl->listen_sock_count = 0;
+    if (sl->spare_fd >= 0)
+        close(sl->spare_fd);
+    sl->spare_fd = -1;
 }
 
 static void close_listen_socks(eddy__loop_t *loop)
@@ -369,14 +419,15 @@ static int bind_listener(eddy_server_t *srv, eddy__listener_t *l, bool reuse_por
 
 static int open_loop_listeners(eddy_server_t *srv, eddy__loop_t *loop, bool reuse_port)
 {
-    loop->listen_socks = calloc((size_t)srv->listener_count, sizeof(*loop->listen_socks));
-    if (loop->listen_socks == NULL)
+    server_loop_t *sl = server_loop(loop);
+    sl->listen_socks = calloc((size_t)srv->listener_count, sizeof(*sl->listen_socks));
+    if (sl->listen_socks == NULL)
         return EDDY_ENOMEM;
     for (int i = 0; i < srv->listener_count; i++) {
-        eddy__listen_sock_t *ls = &loop->listen_socks[i];
+        eddy__listen_sock_t *ls = &sl->listen_socks[i];
         ls->io.fd = -1;
         ls->listener = &srv->listeners[i];
-        loop->listen_sock_count = i + 1;
+        sl->listen_sock_count = i + 1;
         if (loop->index > 0 && ls->listener->single)
             continue; /* loop 0 accepts for all */
         int fd = bind_listener(srv, ls->listener, reuse_port);
@@ -422,8 +473,9 @@ static int open_listeners(eddy_server_t *srv)
 
 static void accept_resume(eddy__loop_t *loop, eddy__timer_t *timer)
 {
-    for (int i = 0; i < loop->listen_sock_count; i++) {
-        eddy__listen_sock_t *ls = &loop->listen_socks[i];
+    server_loop_t *sl = server_loop(loop);
+    for (int i = 0; i < sl->listen_sock_count; i++) {
+        eddy__listen_sock_t *ls = &sl->listen_socks[i];
         if (ls->paused && ls->io.fd >= 0) {
             ls->paused = false;
             eddy__io_set(loop, &ls->io, EDDY__IO_READ);
@@ -441,21 +493,22 @@ static void accept_resume(eddy__loop_t *loop, eddy__timer_t *timer)
  */
 static bool shed_backlog(eddy__loop_t *loop, int listen_fd, int err)
 {
-    if (loop->spare_fd < 0)
+    server_loop_t *sl = server_loop(loop);
+    if (sl->spare_fd < 0)
         return false;
-    close(loop->spare_fd);
+    close(sl->spare_fd);
     int shed = 0, fd;
     while (shed < ACCEPT_BATCH && (fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
         close(fd);
         shed++;
     }
-    loop->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
-    loop->accept_shed += (uint64_t)shed;
+    sl->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
+    sl->accept_shed += (uint64_t)shed;
     eddy__stat_add(&loop->stats.refused, (uint64_t)shed);
     if (shed > 0)
         eddy__log(loop->srv, EDDY__LOG_WARNING,
                   "accept: %s; closed %d pending connection(s) unserved (%" PRIu64 " so far)",
-                  strerror(err), shed, loop->accept_shed);
+                  strerror(err), shed, sl->accept_shed);
     return shed > 0;
 }
 
@@ -524,7 +577,7 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
                           strerror(err), ACCEPT_PAUSE_MS);
                 ls->paused = true;
                 eddy__io_set(loop, io, 0);
-                eddy__timer_start(loop, &loop->accept_timer, ACCEPT_PAUSE_MS);
+                eddy__timer_start(loop, &server_loop(loop)->accept_timer, ACCEPT_PAUSE_MS);
             }
             return;
         }
@@ -544,8 +597,9 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
         eddy__stat_add(&loop->stats.accepted, 1);
         eddy__loop_t *target = loop;
         if (hand_over) {
-            target = srv->loops[loop->next_handoff];
-            loop->next_handoff = (loop->next_handoff + 1) % srv->loop_count;
+            server_loop_t *sl = server_loop(loop);
+            target = srv->loops[sl->next_handoff];
+            sl->next_handoff = (sl->next_handoff + 1) % srv->loop_count;
         }
         /* The id is taken here, so ids follow the order connections were accepted in. */
         eddy_fd_t id = eddy__registry_next_id(&srv->registry);
@@ -585,9 +639,9 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
     const eddy__options_t *opts = &srv->opts;
     uint64_t idle_ms = opts->heartbeat_idle_ms;
     /* Closing connections leave the map only at their final close, after this. */
-    for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
-        eddy__conn_t *conn = loop->conns.slots[i];
-        if (conn == NULL || conn->ending ||
+    size_t it = 0;
+    for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;) {
+        if (conn->ending ||
             loop->now_ms - atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed) <
                 idle_ms)
             continue;
@@ -608,10 +662,9 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
 
 static void tls_sweep(eddy__loop_t *loop, eddy__timer_t *timer)
 {
-    for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
-        if (loop->conns.slots[i] != NULL)
-            eddy__tls_conn_idle(loop->conns.slots[i], TLS_SWEEP_MS);
-    }
+    size_t it = 0;
+    for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;)
+        eddy__tls_conn_idle(conn, TLS_SWEEP_MS);
     eddy__timer_start(loop, timer, TLS_SWEEP_MS);
 }
 
@@ -637,13 +690,14 @@ static uint64_t ws_ping_period(const eddy__options_t *opts)
 static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
 {
     const eddy__options_t *opts = &loop->srv->opts;
+    server_loop_t *sl = server_loop(loop);
     uint64_t now = loop->now_ms;
-    bool round = now >= loop->ws_ping_next_ms;
+    bool round = now >= sl->ws_ping_next_ms;
     if (round)
-        loop->ws_ping_next_ms = now + opts->websocket_ping_interval_ms;
-    for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
-        eddy__conn_t *conn = loop->conns.slots[i];
-        if (conn == NULL || !eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
+        sl->ws_ping_next_ms = now + opts->websocket_ping_interval_ms;
+    size_t it = 0;
+    for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;) {
+        if (!eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
             eddy__ws_close_sent(conn))
             continue;
         if (conn->ping_sent_ms != 0) {
@@ -674,17 +728,18 @@ static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
 static void begin_shutdown(eddy__loop_t *loop)
 {
     eddy_server_t *srv = loop->srv;
+    server_loop_t *sl = server_loop(loop);
     loop->stopping = true;
     loop->shutdown_deadline_ms = loop->now_ms + srv->opts.websocket_close_timeout_ms;
     close_listen_socks(loop);
-    eddy__timer_stop(loop, &loop->heartbeat);
-    eddy__timer_stop(loop, &loop->ws_ping);
-    eddy__timer_stop(loop, &loop->accept_timer);
-    eddy__timer_stop(loop, &loop->tls_sweep);
-    for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
-        eddy__conn_t *conn = loop->conns.slots[i];
+    eddy__timer_stop(loop, &sl->heartbeat);
+    eddy__timer_stop(loop, &sl->ws_ping);
+    eddy__timer_stop(loop, &sl->accept_timer);
+    eddy__timer_stop(loop, &sl->tls_sweep);
+    size_t it = 0;
+    for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;) {
         /* Not those closing already, nor a WebSocket whose closing handshake began. */
-        if (conn == NULL || conn->ending || conn->ws_status == EDDY_WS_STATUS_CLOSING)
+        if (conn->ending || conn->ws_status == EDDY_WS_STATUS_CLOSING)
             continue;
         static const char reason[] = "server shutting down";
         conn->proto->end(conn, EDDY_WS_CLOSE_GOING_AWAY, reason, sizeof(reason) - 1, true);
@@ -703,16 +758,16 @@ bool eddy__server_loop_should_exit(eddy__loop_t *loop)
     eddy__loop_close_zombies(loop, false);
     if (loop->now_ms >= loop->shutdown_deadline_ms) {
         /* Peers that did not answer in time are closed without further ceremony. */
-        for (size_t i = 0; loop->conns.slots != NULL && i <= loop->conns.mask; i++) {
-            eddy__conn_t *conn = loop->conns.slots[i];
-            if (conn != NULL && !conn->released)
+        size_t it = 0;
+        for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;) {
+            if (!conn->released)
                 eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         }
         eddy__loop_reap(loop);
         eddy__loop_close_zombies(loop, true);
     }
     eddy__loop_reap(loop); /* frees what was closed */
-    if (loop->conns.len > 0 || loop->reap_head != NULL || loop->free_head != NULL)
+    if (eddy__conn_count(loop) > 0 || loop->reap_head != NULL || loop->free_head != NULL)
         return false;
     eddy__access_log_flush(loop); /* lines of the connections closed by the stop */
     return true;
@@ -721,26 +776,23 @@ bool eddy__server_loop_should_exit(eddy__loop_t *loop)
 static void prepare_loop(eddy__loop_t *loop)
 {
     const eddy__options_t *opts = &loop->srv->opts;
+    server_loop_t *sl = server_loop(loop);
     loop->log_level = opts->log_level;
-    loop->ws_fast_limit = opts->log_level <= EDDY__LOG_TRACE ? 0 : opts->package_max_length + 1;
+    eddy__ws_loop_start(loop);
     loop->now_ms = eddy__monotonic_ms();
     loop->now_wall_ms = (uint64_t)(eddy__wall_time() * 1000.0);
-    loop->next_handoff = 0;          /* an earlier run may have had more loops */
-    if (loop->listen_sock_count > 0) /* if it cannot be had, EMFILE pauses accepting */
-        loop->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
-    eddy__timer_init(&loop->accept_timer, accept_resume);
-    eddy__timer_init(&loop->heartbeat, heartbeat_check);
+    sl->next_handoff = 0;          /* an earlier run may have had more loops */
+    if (sl->listen_sock_count > 0) /* if it cannot be had, EMFILE pauses accepting */
+        sl->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
     if (opts->heartbeat_interval_ms > 0)
-        eddy__timer_start(loop, &loop->heartbeat, opts->heartbeat_interval_ms);
-    eddy__timer_init(&loop->ws_ping, ws_ping_check);
+        eddy__timer_start(loop, &sl->heartbeat, opts->heartbeat_interval_ms);
     if (opts->websocket_ping_interval_ms > 0) {
-        loop->ws_ping_next_ms = loop->now_ms + opts->websocket_ping_interval_ms;
-        eddy__timer_start(loop, &loop->ws_ping, ws_ping_period(opts));
+        sl->ws_ping_next_ms = loop->now_ms + opts->websocket_ping_interval_ms;
+        eddy__timer_start(loop, &sl->ws_ping, ws_ping_period(opts));
     }
-    eddy__timer_init(&loop->tls_sweep, tls_sweep);
     for (int i = 0; i < loop->srv->listener_count; i++) {
         if (loop->srv->listeners[i].tls_ctx != NULL) {
-            eddy__timer_start(loop, &loop->tls_sweep, TLS_SWEEP_MS);
+            eddy__timer_start(loop, &sl->tls_sweep, TLS_SWEEP_MS);
             break;
         }
     }
@@ -786,10 +838,10 @@ static int create_worker_loops(eddy_server_t *srv)
     int n = srv->opts.worker_num;
     for (int i = srv->loops_made; i < n; i++) {
         eddy__loop_t *loop = calloc(1, sizeof(eddy__loop_t));
-        int rc = loop ? eddy__loop_init(loop, srv, i) : EDDY_ENOMEM;
+        int rc = loop ? server_loop_init(loop, srv, i) : EDDY_ENOMEM;
         if (rc != 0) {
             if (loop != NULL)
-                eddy__loop_free(loop); /* what eddy__loop_init() got before it failed */
+                eddy__loop_free(loop); /* what server_loop_init() got before it failed */
             free(loop);
             return rc;
         }
@@ -930,7 +982,7 @@ static void conn_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
     eddy__conn_t *conn = eddy__conn_lookup(loop, cc->fd);
     if (cc->op == OP_CLOSE) {
         /* The caller marked the session closing already, so lookup does not find it. */
-        conn = eddy__connmap_get(&loop->conns, cc->fd);
+        conn = eddy__conn_get(loop, cc->fd);
         if (conn != NULL && !conn->ending)
             eddy__conn_close(conn, EDDY__CLOSE_GRACEFUL);
         free(cc);

@@ -36,6 +36,7 @@ struct eddy__listener {
 
 /* A listening socket of a loop: with enable_reuse_port every loop has one per listener,
  * otherwise loop 0 has them all and hands accepted sockets to the other loops. */
+typedef struct eddy__listen_sock eddy__listen_sock_t;
 struct eddy__listen_sock {
     eddy__io_t io;
     eddy__listener_t *listener;

@@ -127,6 +127,12 @@ static ws_loop_t *ws_loop(eddy__loop_t *loop)
     return wl;
 }
 
+void eddy__ws_loop_start(eddy__loop_t *loop)
+{
+    const eddy__options_t *opts = &loop->srv->opts;
+    loop->ws_fast_limit = opts->log_level <= EDDY__LOG_TRACE ? 0 : opts->package_max_length + 1;
+}
+
 z_stream *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits)
 {
     ws_loop_t *wl = ws_loop(loop);
