@@ -264,7 +264,7 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 \
 	-Iinclude -Isrc -Irt -Itests/support
-FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c
+FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c src/base64.c
 FUZZ_CODEC_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd
 # The stateful sessions (fuzz/session.h): the whole library linked in.
 FUZZ_SESSION_DRIVERS := fuzz_ws_session fuzz_http_session fuzz_client_session
@@ -274,10 +274,10 @@ FUZZ_DRIVERS := $(FUZZ_CODEC_DRIVERS) $(FUZZ_SESSION_DRIVERS)
 FUZZ_RT_DRIVERS := fuzz_rt_json fuzz_sio_packet fuzz_eio_payload
 FUZZ_RT_SRCS_fuzz_rt_json := rt/rt_json.c
 FUZZ_RT_SRCS_fuzz_sio_packet := rt/sio_packet.c rt/rt_json.c
-FUZZ_RT_SRCS_fuzz_eio_payload := rt/eio_payload.c rt/rt_base64.c
+FUZZ_RT_SRCS_fuzz_eio_payload := rt/eio_payload.c src/base64.c
 # The history's offsets; src/util.c for eddy_strerror.
 FUZZ_RT_DRIVERS += fuzz_rt_offset
-FUZZ_RT_SRCS_fuzz_rt_offset := rt/rt_history.c src/util.c
+FUZZ_RT_SRCS_fuzz_rt_offset := rt/rt_history.c src/util.c src/base64.c
 # Socket.IO's Redis emitter format, on msgpack-c.
 FUZZ_RT_DRIVERS += fuzz_rt_emitter
 FUZZ_RT_SRCS_fuzz_rt_emitter := rt/rt_emitter.c rt/rt_json.c
@@ -315,11 +315,11 @@ $(FUZZ_CODEC_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CODEC_SRCS) src
 $(FUZZ_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h $(LIB_SRCS) $(wildcard src/*.h) include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) -lssl -lcrypto -lz
 
-$(FUZZ_RT_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(wildcard rt/*.[ch]) src/utf8.c src/codec.h include/eddy.h | $(BUILD)/fuzz
+$(FUZZ_RT_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(wildcard rt/*.[ch]) src/utf8.c src/base64.c src/codec.h include/eddy.h | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -o $@ $< $(FUZZ_RT_SRCS_$*) src/utf8.c $(FUZZ_RT_LIBS_$*)
 
-$(BUILD)/fuzz/fuzz_jwt: fuzz/fuzz_jwt.c fuzz/fuzz.h cmd/auth.c cmd/auth.h cmd/cmd.h include/eddy.h | $(BUILD)/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icmd $(JANSSON_CFLAGS) -std=gnu11 -D_GNU_SOURCE -o $@ $< cmd/auth.c \
+$(BUILD)/fuzz/fuzz_jwt: fuzz/fuzz_jwt.c fuzz/fuzz.h cmd/auth.c src/base64.c cmd/auth.h cmd/cmd.h include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icmd $(JANSSON_CFLAGS) -std=gnu11 -D_GNU_SOURCE -o $@ $< cmd/auth.c src/base64.c \
 	    -lcrypto $(JANSSON_LIBS)
 
 $(BUILD)/fuzz:

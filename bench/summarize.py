@@ -11,6 +11,8 @@ import os
 import statistics
 import sys
 
+from benchfmt import bytes_, micros, rate
+
 WAIT_LIMIT = 0.10
 
 TITLES = {"eddy": "eddy", "node": "node ws", "python": "python websockets",
@@ -35,22 +37,6 @@ VERSUS = [
 ]
 PEERS = {"uws": "uWebSockets", "uws-shared": "uWebSockets SHARED_COMPRESSOR",
          "uws-dedicated": "uWebSockets DEDICATED_COMPRESSOR"}
-
-
-def rate(v):
-    if v >= 1e6:
-        return f"{v / 1e6:.2f}M"
-    if v >= 1e3:
-        return f"{v / 1e3:.1f}k"
-    return f"{v:.0f}"
-
-
-def micros(v):
-    return f"{v:.2f}" if v < 100 else f"{v:.0f}"
-
-
-def bytes_(v):
-    return f"{v:,.0f}"
 
 
 def latency(v):

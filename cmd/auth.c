@@ -131,21 +131,6 @@ int auth_config_from(const cfg_t *cfg, auth_config_t *out, char *err, size_t err
 
 /* ---- the verifier ---- */
 
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
 /*
  * Decodes base64url without padding (RFC 7515 2) into out, which holds len * 3 / 4
  * bytes. Refuses any other character ('=' included), a length that no byte count
@@ -154,26 +139,8 @@ static int b64url_value(unsigned char c)
  */
 static long b64url_decode(const char *in, size_t len, unsigned char *out)
 {
-    if (len % 4 == 1)
-        return -1;
-    size_t n = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value((unsigned char)in[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0)
-        return -1;
-    return (long)n;
+    ssize_t n = eddy_base64_decode(out, len * 3 / 4, in, len, EDDY_BASE64_URL | EDDY_BASE64_NOPAD);
+    return n < 0 ? -1 : (long)n;
 }
 
 static int refuse(auth_result_t *out, int status, const char *reason)

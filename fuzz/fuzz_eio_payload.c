@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer driver for rt/eio_payload.c and rt/rt_base64.c (Engine.IO polling payloads).
+ * libFuzzer driver for rt/eio_payload.c and its base64 (src/base64.c; Engine.IO polling payloads).
  * The first input byte picks the form: bit 0 protocol 3 (else 4), bit 1 the v3 binary form;
  * the rest is the body.
  *
@@ -12,7 +12,11 @@
  *   that decodes to the same packets (type, binary, bytes) and then ends cleanly;
  * - the single-packet decoder agrees with the v4 payload iterator on one-packet bodies;
  * - base64: encode -> decode is the identity on the body; decoding in place gives the same
- *   bytes as decoding into another buffer.
+ *   bytes as decoding into another buffer;
+ * - the strict forms of the shared codec (eddy_base64_*: the handshake's padded standard
+ *   alphabet, the JWTs' unpadded base64url): whatever they accept re-encodes to the very
+ *   same text (one encoding per byte string), and the lenient Engine.IO reading accepts it
+ *   too, with the same bytes.
  */
 #include <string.h>
 
@@ -142,6 +146,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(rt_base64_decode(copy, copy, len) == want);
         FUZZ_CHECK(memcmp(copy, scratch, (size_t)want) == 0);
         free(copy);
+    }
+    static const unsigned strict[] = {0, EDDY_BASE64_URL | EDDY_BASE64_NOPAD};
+    for (size_t i = 0; i < sizeof(strict) / sizeof(strict[0]); i++) {
+        ssize_t n = eddy_base64_decode(scratch, len, body, len, strict[i]);
+        FUZZ_CHECK(n == eddy_base64_decode(NULL, 0, body, len, strict[i]));
+        if (n < 0)
+            continue;
+        unsigned char *bytes = malloc((size_t)n + 1);
+        memcpy(bytes, scratch, (size_t)n);
+        FUZZ_CHECK(eddy_base64_encode(scratch, bytes, (size_t)n, strict[i]) == len);
+        FUZZ_CHECK(memcmp(scratch, body, len) == 0);
+        FUZZ_CHECK(rt_base64_decode(scratch, body, len) == (long)n);
+        FUZZ_CHECK(memcmp(scratch, bytes, (size_t)n) == 0);
+        free(bytes);
     }
     return 0;
 }

@@ -14,12 +14,11 @@
  * no second encoding of a signature, gets in) and its header held "HS256"; the user id
  * fits; the same input gives the same answer twice.
  */
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <string.h>
 
 #include "auth.h"
 #include "fuzz.h"
+#include "jwt_sign.h"
 
 #define KEY          "fuzz-key-0123456789abcdef0123456"
 #define PREVIOUS_KEY "fuzz-previous-key-0123456789abcd"
@@ -27,39 +26,13 @@
 
 static char token[AUTH_TOKEN_MAX * 2 + 64];
 
-static size_t b64url(const unsigned char *in, size_t len, char *out)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned v = (unsigned)in[i] << 16;
-        if (i + 1 < len)
-            v |= (unsigned)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[n++] = alphabet[(v >> 18) & 63];
-        out[n++] = alphabet[(v >> 12) & 63];
-        if (i + 1 < len)
-            out[n++] = alphabet[(v >> 6) & 63];
-        if (i + 2 < len)
-            out[n++] = alphabet[v & 63];
-    }
-    out[n] = '\0';
-    return n;
-}
-
 /* The base64url HMAC of token's signed part (up to its last '.') under key. */
 static bool signature_matches(const char *tok, const char *key)
 {
     const char *dot = strrchr(tok, '.');
     FUZZ_CHECK(dot != NULL);
-    unsigned char mac[32];
-    unsigned int mac_len = 0;
-    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)tok, (size_t)(dot - tok), mac,
-         &mac_len);
     char expected[64];
-    b64url(mac, mac_len, expected);
+    jwt_hs256_b64url(key, tok, (size_t)(dot - tok), expected);
     return strcmp(dot + 1, expected) == 0;
 }
 
@@ -90,15 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (nul == NULL)
             return 0;
         header_json = (const char *)rest;
-        size_t n = b64url(rest, (size_t)(nul - rest), token);
-        token[n++] = '.';
-        n += b64url(nul + 1, len - (size_t)(nul + 1 - rest), token + n);
-        unsigned char mac[32];
-        unsigned int mac_len = 0;
-        const char *key = control & 2 ? PREVIOUS_KEY : KEY;
-        HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)token, n, mac, &mac_len);
-        token[n++] = '.';
-        b64url(mac, mac_len, token + n);
+        jwt_sign(token, rest, (size_t)(nul - rest), nul + 1, len - (size_t)(nul + 1 - rest),
+                 control & 2 ? PREVIOUS_KEY : KEY);
     } else {
         memcpy(token, rest, len);
         token[len] = '\0';

@@ -1064,6 +1064,41 @@ ssize_t eddy_ws_unpack(void *buf, size_t len, eddy_frame_t *frame);
  */
 int eddy_ws_accept_key(const char *key, size_t key_len, char out[EDDY_WS_ACCEPT_LEN + 1]);
 
+/*
+ * Base64 (RFC 4648 4) and base64url (RFC 4648 5). Pure functions: no allocation, no
+ * state, thread-safe. flags combine the values below; 0 is the strict standard form
+ * (alphabet '+' '/', '=' padding required, unused bits zero), as the handshake wants.
+ */
+enum {
+    EDDY_BASE64_URL = 1 << 0,          /* alphabet '-' '_' for 62 and 63 (RFC 4648 5) */
+    EDDY_BASE64_ANY_ALPHABET = 1 << 1, /* decode: accept both alphabets, even mixed */
+    EDDY_BASE64_NOPAD = 1 << 2,        /* encode: write no '='; decode: refuse '=' */
+    EDDY_BASE64_PAD_OPTIONAL = 1 << 3, /* decode: '=' padding may be left out */
+    /* decode: accept nonzero unused bits in a short last group (as Node's Buffer.from
+     * does); by default they are refused, so that each byte string has one encoding. */
+    EDDY_BASE64_LAX_BITS = 1 << 4,
+};
+
+/* Length of the text eddy_base64_encode() writes for n bytes with these flags. */
+size_t eddy_base64_encoded_len(size_t n, unsigned flags);
+/* A bound on the bytes that n characters decode to (n / 4 * 3 + 2). */
+size_t eddy_base64_decoded_max(size_t n);
+/* Writes the text of in[0..n) to out, which must hold eddy_base64_encoded_len(n, flags)
+ * bytes; no NUL is written. Returns that length. Only EDDY_BASE64_URL and
+ * EDDY_BASE64_NOPAD matter here. */
+size_t eddy_base64_encode(char *out, const void *in, size_t n, unsigned flags);
+/*
+ * Decodes in[0..n) (no whitespace, no NUL needed) into out, of capacity cap; out may be
+ * in itself (decoding in place), or NULL to only validate (cap is then ignored). Returns
+ * the decoded length; EDDY_EINVAL for a character outside the alphabet (whitespace and
+ * '=' not at the end included), a length of 4k+1 digits, missing or refused padding, or
+ * nonzero unused bits (unless EDDY_BASE64_LAX_BITS); EDDY_ETOOBIG if the result is longer
+ * than cap (nothing is written then). After an error out may hold part of the result.
+ */
+ssize_t eddy_base64_decode(void *out, size_t cap, const char *in, size_t n, unsigned flags);
+/* The 6-bit value of the digit c in the alphabet the flags name, or -1. */
+int eddy_base64_value(char c, unsigned flags);
+
 /* True if s[0..len) is valid UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF). */
 bool eddy_utf8_valid(const void *s, size_t len);
 

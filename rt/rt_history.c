@@ -96,21 +96,6 @@ struct rt_history {
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static int digit(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
 /* ---------------------------------------------------------------------------------------
  * Offsets
  * ------------------------------------------------------------------------------------- */
@@ -139,7 +124,7 @@ int rt_offset_parse(const char *s, size_t len, rt_position_t *pos)
         return EDDY_EINVAL;
     uint64_t epoch = 0, seq = 0;
     for (size_t i = 0; i < 8; i++) {
-        int d = digit((unsigned char)s[i]);
+        int d = eddy_base64_value(s[i], EDDY_BASE64_URL);
         if (d < 0)
             return EDDY_EINVAL;
         epoch = epoch << 6 | (uint64_t)d;
@@ -147,7 +132,7 @@ int rt_offset_parse(const char *s, size_t len, rt_position_t *pos)
     if (len > 9 && s[8] == 'A') /* a leading zero digit: not what encode writes */
         return EDDY_EINVAL;
     for (size_t i = 8; i < len; i++) {
-        int d = digit((unsigned char)s[i]);
+        int d = eddy_base64_value(s[i], EDDY_BASE64_URL);
         if (d < 0 || seq > UINT64_MAX >> 6)
             return EDDY_EINVAL;
         seq = seq << 6 | (uint64_t)d;
@@ -245,7 +230,7 @@ static bool valid_pid(const char *pid)
     if (!pid || strnlen(pid, RT_HISTORY_PID_SIZE) != RT_HISTORY_PID_LEN)
         return false;
     for (size_t i = 0; i < RT_HISTORY_PID_LEN; i++)
-        if (digit((unsigned char)pid[i]) < 0)
+        if (eddy_base64_value(pid[i], EDDY_BASE64_URL) < 0)
             return false;
     return true;
 }
@@ -964,13 +949,7 @@ static int make_blob(const rt_history_t *h, const char *user_id, const void *dat
 
 static void make_pid(const uint8_t rnd[15], char pid[RT_HISTORY_PID_SIZE])
 {
-    for (size_t i = 0, o = 0; i < 15; i += 3) {
-        uint32_t v = (uint32_t)rnd[i] << 16 | (uint32_t)rnd[i + 1] << 8 | rnd[i + 2];
-        pid[o++] = alphabet[v >> 18 & 63];
-        pid[o++] = alphabet[v >> 12 & 63];
-        pid[o++] = alphabet[v >> 6 & 63];
-        pid[o++] = alphabet[v & 63];
-    }
+    eddy_base64_encode(pid, rnd, 15, EDDY_BASE64_URL | EDDY_BASE64_NOPAD);
     pid[RT_HISTORY_PID_LEN] = '\0';
 }
 

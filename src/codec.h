@@ -264,16 +264,25 @@ static inline bool eddy__utf8_complete(uint32_t state)
 }
 
 /* ---------------------------------------------------------------------------------------
- * Base64 and the handshake key (src/handshake.c)
+ * Base64 (src/base64.c, public: eddy_base64_*) and the handshake key (src/handshake.c)
  * ------------------------------------------------------------------------------------- */
 
-/* Encodes src[0..len) as base64 with padding into dst (capacity 4 * ((len + 2) / 3) + 1),
- * NUL-terminated. Returns the encoded length. */
-size_t eddy__base64_encode(char *dst, const uint8_t *src, size_t len);
+/* The handshake's form of eddy_base64_encode() (standard, padded), NUL-terminated: dst
+ * holds 4 * ((len + 2) / 3) + 1 bytes. Returns the encoded length. */
+static inline size_t eddy__base64_encode(char *dst, const uint8_t *src, size_t len)
+{
+    size_t n = eddy_base64_encode(dst, src, len, 0);
+    dst[n] = '\0';
+    return n;
+}
 
-/* Decodes strict base64 (padding required, no whitespace) into dst (capacity cap).
- * Returns the decoded length, or -1 if src is not valid base64 or does not fit. */
-ssize_t eddy__base64_decode(uint8_t *dst, size_t cap, const char *src, size_t len);
+/* Strict base64 (eddy_base64_decode() with flags 0) into dst (capacity cap). Returns the
+ * decoded length, or -1 if src is not valid base64 or does not fit. */
+static inline ssize_t eddy__base64_decode(uint8_t *dst, size_t cap, const char *src, size_t len)
+{
+    ssize_t n = eddy_base64_decode(dst, cap, src, len, 0);
+    return n < 0 ? -1 : n;
+}
 
 /* Prepares the handshake key's hashing. OpenSSL initialises itself on first use (its
  * configuration and providers: about 2 MB of pages touched); servers call this at start

@@ -12,26 +12,13 @@ import os
 import statistics
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchfmt import bytes_, micros, rate  # noqa: E402
+
 # A run whose server or load generator waited for a CPU more than this share of the time was
 # disturbed by other processes: left out of the median unless every round was.
 WAIT_LIMIT = 0.10
 SERVERS = [("eddy", "eddy"), ("node", "Node socket.io")]
-
-
-def rate(v):
-    if v >= 1e6:
-        return f"{v / 1e6:.2f}M"
-    if v >= 1e3:
-        return f"{v / 1e3:.1f}k"
-    return f"{v:.0f}"
-
-
-def micros(v):
-    return f"{v:.2f}" if v < 100 else f"{v:.0f}"
-
-
-def bytes_(v):
-    return f"{v:,.0f}"
 
 
 def fmt_ratio(v):

@@ -10,6 +10,7 @@
 "use strict";
 const fs = require("fs");
 const path = require("path");
+const { literalBytes, stringMacros } = require("./c_literals");
 const v4 = require("engine.io-parser");
 // Not exported by the package: loaded by path.
 const v3 = require(path.join(__dirname, "node_modules", "engine.io", "build", "parser-v3"));
@@ -19,31 +20,7 @@ const source = fs.readFileSync(
   "latin1",
 );
 
-function literalBytes(lit) {
-  const out = [];
-  for (let i = 1; i < lit.length - 1; i++) {
-    const c = lit[i];
-    if (c !== "\\") {
-      out.push(c.charCodeAt(0));
-      continue;
-    }
-    const e = lit[++i];
-    if (e === "x") {
-      let h = "";
-      while (/[0-9a-fA-F]/.test(lit[i + 1])) h += lit[++i];
-      out.push(parseInt(h, 16) & 0xff);
-    } else {
-      const map = { n: 10, t: 9, r: 13, '"': 34, "\\": 92, 0: 0 };
-      if (!(e in map)) throw new Error("unhandled escape \\" + e);
-      out.push(map[e]);
-    }
-  }
-  return out;
-}
-
-const macros = {};
-for (const m of source.matchAll(/^#define (\w+)\s+("(?:[^"\\]|\\.)*")$/gm))
-  macros[m[1]] = literalBytes(m[2]);
+const macros = stringMacros(source);
 
 // Splits a row's arguments at top-level commas; an argument made of string literals and
 // macro names becomes a Buffer, any other one stays a word ("3", "true").

@@ -8,6 +8,7 @@
 "use strict";
 const fs = require("fs");
 const path = require("path");
+const { literalBytes, stringMacros } = require("./c_literals");
 const { Decoder, Encoder, PacketType } = require("socket.io-parser");
 
 const source = fs.readFileSync(
@@ -15,33 +16,8 @@ const source = fs.readFileSync(
   "latin1",
 );
 
-// C string literal -> bytes (the escapes the table uses).
-function literalBytes(lit) {
-  const out = [];
-  for (let i = 1; i < lit.length - 1; i++) {
-    const c = lit[i];
-    if (c !== "\\") {
-      out.push(c.charCodeAt(0));
-      continue;
-    }
-    const e = lit[++i];
-    if (e === "x") {
-      let h = "";
-      while (/[0-9a-fA-F]/.test(lit[i + 1])) h += lit[++i];
-      out.push(parseInt(h, 16) & 0xff);
-    } else {
-      const map = { n: 10, t: 9, r: 13, '"': 34, "\\": 92, "'": 39, 0: 0 };
-      if (!(e in map)) throw new Error("unhandled escape \\" + e);
-      out.push(map[e]);
-    }
-  }
-  return out;
-}
-
 // #define NAME "..." macros used inside rows.
-const macros = {};
-for (const m of source.matchAll(/^#define (\w+)\s+("(?:[^"\\]|\\.)*")$/gm))
-  macros[m[1]] = literalBytes(m[2]);
+const macros = stringMacros(source);
 
 // The first argument of a row: literals and macro names, concatenated.
 function firstArg(args) {

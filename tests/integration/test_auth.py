@@ -5,43 +5,19 @@ running daemon; key rotation by reload."""
 
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import jwt
 import pytest
 
-from eddyserver import BUILD, SANITIZER_PATTERNS, TIMEOUT
+from eddyserver import BUILD, SANITIZER_PATTERNS, TIMEOUT, free_port, wait_for
+from eddyserver import read_text as read
 from wsraw import RawClient
 
 EDDY = os.path.join(BUILD, "eddy")
 KEY_A = "key-A: 32 bytes or more of secret"
 KEY_B = "key-B: 32 bytes or more of secret"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
-def wait_for(predicate, what, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def token(key, algorithm="HS256", **claims):

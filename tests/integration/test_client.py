@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from eddyserver import BUILD, ROOT, TIMEOUT
+from eddyserver import BUILD, ROOT, TIMEOUT, free_port
 
 EDDY_WS = os.path.join(BUILD, "eddy-ws")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
@@ -107,12 +107,6 @@ def peers():
         if peer.proc.poll() is None:
             os.kill(peer.proc.pid, signal.SIGCONT)
         peer.stop(signal.SIGKILL)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---- against eddy's own server ----

@@ -15,16 +15,11 @@ import time
 
 import pytest
 
-from eddyserver import BUILD, ROOT, SANITIZER_PATTERNS, TIMEOUT
+from eddyserver import BUILD, ROOT, SANITIZER_PATTERNS, TIMEOUT, free_port, wait_for
+from eddyserver import read_text as read
 from wsraw import RawClient
 
 EDDY = os.path.join(BUILD, "eddy")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def eddy(*args, cwd, env=None, timeout=TIMEOUT * 3):
@@ -32,24 +27,6 @@ def eddy(*args, cwd, env=None, timeout=TIMEOUT * 3):
     full_env.update(env or {})
     return subprocess.run([EDDY, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
-
-
-def wait_for(predicate, what, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 def assert_clean(log_path):

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from eddyserver import BUILD, TIMEOUT, assert_echo_serves
+from eddyserver import BUILD, TIMEOUT, assert_echo_serves, free_port
 from testbed import cmd, open_ws, start_testbed
 from wsraw import RawClient
 
@@ -30,12 +30,6 @@ def run_refused(*settings):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
     assert "listening" not in result.stderr
     return result
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Quiet:

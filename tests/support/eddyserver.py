@@ -208,6 +208,12 @@ def start_server():
         return server
 
     yield start
+    stop_all(servers)
+
+
+def stop_all(servers):
+    """A start_* fixture's teardown: stops every server, then fails the test with all of
+    their complaints (sanitizer reports, exit status) at once."""
     errors = []
     for server in servers:
         try:
@@ -216,6 +222,34 @@ def start_server():
             errors.append(str(e))
     if errors:
         pytest.fail("\n".join(errors))
+
+
+def free_port():
+    """A loopback TCP port free at the time of the call."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, what, timeout=TIMEOUT):
+    """Polls predicate() until it returns something true, and returns that; fails with
+    `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def read_text(path):
+    """A file's text, or "" while it does not exist (a log or pid file not written yet)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def assert_echo_serves(server):

@@ -18,7 +18,7 @@ import shutil
 
 import pytest
 
-from eddyserver import BUILD, ROOT, Server
+from eddyserver import BUILD, ROOT, Server, stop_all
 
 CLIENTS = os.path.join(ROOT, "tests", "clients")
 SIO_SERVERS = ["reference"] + (["eddy"] if os.path.exists(
@@ -70,14 +70,7 @@ def start_sio_server():
         return server
 
     yield start
-    errors = []
-    for server in servers:
-        try:
-            server.stop()
-        except AssertionError as e:
-            errors.append(str(e))
-    if errors:
-        pytest.fail("\n".join(errors))
+    stop_all(servers)
 
 
 HEADER = re.compile(r"^//\s*sio-(server|env):(.*)$")

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Engine.IO packet and polling payload codecs (rt/eio_payload.c) and base64
- * (rt/rt_base64.c). The decode table is also read by tests/clients/eio_payload_check.js,
- * which decodes every row with the reference parsers (engine.io-parser for v4, engine.io's
- * build/parser-v3 for v3) and fails if they disagree:
+ * (rt/rt_base64.h on src/base64.c). The decode table is also read by
+ * tests/clients/eio_payload_check.js, which decodes every row with the reference parsers
+ * (engine.io-parser for v4, engine.io's build/parser-v3 for v3) and fails if they disagree:
  *   ROW(protocol, binary_form, input, packets)  the reference decodes the same packets;
  *   STRICT(protocol, binary_form, input, packets)  a documented difference (eio_payload.h):
  *       we stop with an error where the reference delivers a (mangled) packet.

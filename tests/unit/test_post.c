@@ -104,18 +104,6 @@ static void post_then_close(eddy_server_t *srv, void *arg)
         eddy_close(srv, fd);
 }
 
-static int connect_loopback(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static void test_post_runs_on_the_owner(void)
 {
     if (!test_server_new("warning"))
@@ -126,7 +114,7 @@ static void test_post_runs_on_the_owner(void)
     test_start_server(&loop_thread, &start_rc);
     int socks[CONNS];
     for (int i = 0; i < CONNS; i++)
-        socks[i] = connect_loopback(eddy_server_port(test_server));
+        socks[i] = test_connect(eddy_server_port(test_server));
     for (double deadline = now_s() + 5.0; atomic_load(&conns_seen) < CONNS && now_s() < deadline;)
         sched_yield();
     CHECK_EQ_INT(atomic_load(&conns_seen), CONNS);

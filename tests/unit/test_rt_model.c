@@ -27,13 +27,9 @@ static atomic_int presence_joins, presence_leaves, disconnects;
 
 static int client_connect(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        close(fd);
+    int fd = test_connect(port);
+    if (fd < 0)
         return -1;
-    }
     static const char request[] = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
                                   "Host: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"

@@ -79,6 +79,19 @@ static inline void test_start_server(pthread_t *thread, int *rc)
     CHECK(atomic_load(&test_started) || atomic_load(&test_returned));
 }
 
+/* A blocking TCP connection to 127.0.0.1:port, or -1. */
+static inline int test_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* Sends a plain HTTP request on a new connection to 127.0.0.1:port: true if an HTTP/1.1
  * response began within 2 s. */
 static inline bool test_http_answered(int port)

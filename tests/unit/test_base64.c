@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests for src/base64.c: the public base64 / base64url codec (eddy_base64_*). */
+#include "eddy.h"
+#include "test.h"
+
+#define URL_NOPAD (EDDY_BASE64_URL | EDDY_BASE64_NOPAD)
+#define EIO       (EDDY_BASE64_ANY_ALPHABET | EDDY_BASE64_PAD_OPTIONAL | EDDY_BASE64_LAX_BITS)
+
+struct vector {
+    const char *plain;
+    const char *padded;
+    const char *unpadded;
+};
+
+/* RFC 4648 section 10 (the same text in both alphabets: no 62 or 63 digit). */
+static const struct vector rfc4648[] = {
+    {"", "", ""},
+    {"f", "Zg==", "Zg"},
+    {"fo", "Zm8=", "Zm8"},
+    {"foo", "Zm9v", "Zm9v"},
+    {"foob", "Zm9vYg==", "Zm9vYg"},
+    {"fooba", "Zm9vYmE=", "Zm9vYmE"},
+    {"foobar", "Zm9vYmFy", "Zm9vYmFy"},
+};
+
+static void check_decodes(const char *text, unsigned flags, const void *plain, size_t len)
+{
+    unsigned char out[64];
+    ssize_t n = eddy_base64_decode(out, sizeof(out), text, strlen(text), flags);
+    CHECK_MEM(out, n < 0 ? 0 : (size_t)n, plain, len);
+    CHECK_EQ_INT(eddy_base64_decode(NULL, 0, text, strlen(text), flags), (ssize_t)len);
+}
+
+static void check_refused(const char *text, size_t len, unsigned flags, ssize_t rc)
+{
+    unsigned char out[64];
+    CHECK_EQ_INT(eddy_base64_decode(out, sizeof(out), text, len, flags), rc);
+    CHECK_EQ_INT(eddy_base64_decode(NULL, 0, text, len, flags), rc);
+}
+
+static void test_rfc4648_vectors(void)
+{
+    for (size_t i = 0; i < sizeof(rfc4648) / sizeof(rfc4648[0]); i++) {
+        const struct vector *v = &rfc4648[i];
+        size_t len = strlen(v->plain);
+        char enc[16];
+        size_t n = eddy_base64_encode(enc, v->plain, len, 0);
+        CHECK_MEM(enc, n, v->padded, strlen(v->padded));
+        CHECK_EQ_INT(eddy_base64_encoded_len(len, 0), n);
+        n = eddy_base64_encode(enc, v->plain, len, URL_NOPAD);
+        CHECK_MEM(enc, n, v->unpadded, strlen(v->unpadded));
+        CHECK_EQ_INT(eddy_base64_encoded_len(len, URL_NOPAD), n);
+        CHECK(eddy_base64_decoded_max(strlen(v->padded)) >= len);
+        check_decodes(v->padded, 0, v->plain, len);
+        check_decodes(v->unpadded, URL_NOPAD, v->plain, len);
+        check_decodes(v->padded, EIO, v->plain, len);
+        check_decodes(v->unpadded, EIO, v->plain, len);
+    }
+}
+
+/* The two alphabets differ in digits 62 and 63 only. */
+static void test_alphabets(void)
+{
+    static const unsigned char raw[] = {0xfb, 0xff, 0xbf};
+    char enc[8];
+    CHECK_MEM(enc, eddy_base64_encode(enc, raw, 3, 0), "+/+/", 4);
+    CHECK_MEM(enc, eddy_base64_encode(enc, raw, 3, EDDY_BASE64_URL), "-_-_", 4);
+    check_decodes("+/+/", 0, raw, 3);
+    check_decodes("-_-_", EDDY_BASE64_URL, raw, 3);
+    check_decodes("-/+_", EDDY_BASE64_ANY_ALPHABET, raw, 3);
+    check_refused("-_-_", 4, 0, EDDY_EINVAL);
+    check_refused("+/+/", 4, EDDY_BASE64_URL, EDDY_EINVAL);
+    CHECK_EQ_INT(eddy_base64_value('+', 0), 62);
+    CHECK_EQ_INT(eddy_base64_value('_', EDDY_BASE64_URL), 63);
+    CHECK_EQ_INT(eddy_base64_value('_', 0), -1);
+    CHECK_EQ_INT(eddy_base64_value('/', EDDY_BASE64_URL), -1);
+    CHECK_EQ_INT(eddy_base64_value('=', EDDY_BASE64_ANY_ALPHABET), -1);
+    for (int v = 0; v < 64; v++) {
+        unsigned char byte = (unsigned char)(v << 2);
+        CHECK_EQ_INT(eddy_base64_encode(enc, &byte, 1, EDDY_BASE64_URL), 4);
+        CHECK_EQ_INT(eddy_base64_value(enc[0], EDDY_BASE64_URL), v);
+    }
+}
+
+/* Every error class, with the options each caller uses: the handshake (0), the daemon's
+ * JWTs (URL_NOPAD), Engine.IO (EIO). */
+static void test_errors(void)
+{
+    /* A character outside the alphabet: whitespace, NUL, '=' inside. */
+    check_refused("Zm 9v", 5, EIO, EDDY_EINVAL);
+    check_refused("Zm9v\n", 5, EIO, EDDY_EINVAL);
+    check_refused("Zm\0v", 4, 0, EDDY_EINVAL);
+    check_refused("Zg==Zg==", 8, 0, EDDY_EINVAL);
+    check_refused("=Zg", 3, EIO, EDDY_EINVAL);
+    check_refused("====", 4, 0, EDDY_EINVAL);
+    check_refused("Z===", 4, EIO, EDDY_EINVAL);
+    /* 4k+1 digits. */
+    check_refused("Z", 1, URL_NOPAD, EDDY_EINVAL);
+    check_refused("Zm9vY", 5, EIO, EDDY_EINVAL);
+    /* Padding: required by default, refused by NOPAD, only completing a group. */
+    check_refused("Zg", 2, 0, EDDY_EINVAL);
+    check_refused("Zg==", 4, URL_NOPAD, EDDY_EINVAL);
+    check_refused("Zg=", 3, EIO, EDDY_EINVAL);
+    /* Nonzero unused bits: refused unless LAX_BITS ("Zh==" and "Zm9=" are "f", "fo"). */
+    check_refused("Zh==", 4, 0, EDDY_EINVAL);
+    check_refused("Zm9", 3, URL_NOPAD, EDDY_EINVAL);
+    check_decodes("Zh==", EIO, "f", 1);
+    check_decodes("Zm9", EIO, "fo", 2);
+    /* Too long for cap: nothing written. */
+    unsigned char out[4] = {0xAA, 0xAA, 0xAA, 0xAA};
+    CHECK_EQ_INT(eddy_base64_decode(out, 2, "Zm9v", 4, 0), EDDY_ETOOBIG);
+    CHECK_EQ_INT(out[0], 0xAA);
+    CHECK_EQ_INT(eddy_base64_decode(out, 3, "Zm9v", 4, 0), 3);
+}
+
+/* Every length 0..64 and flag set round-trips, in place too, and each mutation of one
+ * character either decodes to something else or is refused. */
+static void test_roundtrip_in_place(void)
+{
+    static const unsigned flag_sets[] = {0, EDDY_BASE64_URL, URL_NOPAD, EDDY_BASE64_NOPAD};
+    for (size_t f = 0; f < sizeof(flag_sets) / sizeof(flag_sets[0]); f++) {
+        for (size_t len = 0; len <= 64; len++) {
+            unsigned char raw[64];
+            char buf[96];
+            for (size_t i = 0; i < len; i++)
+                raw[i] = (unsigned char)(len * 37 + i * 101 + f);
+            size_t n = eddy_base64_encode(buf, raw, len, flag_sets[f]);
+            CHECK_EQ_INT(n, eddy_base64_encoded_len(len, flag_sets[f]));
+            ssize_t k = eddy_base64_decode(buf, sizeof(buf), buf, n, flag_sets[f]);
+            CHECK_MEM(buf, k < 0 ? 0 : (size_t)k, raw, len);
+        }
+    }
+}
+
+int main(void)
+{
+    test_rfc4648_vectors();
+    test_alphabets();
+    test_errors();
+    test_roundtrip_in_place();
+    return test_report("test_base64");
+}
