@@ -20,7 +20,7 @@ typedef struct text {
 
 static void put(text_t *t, const void *s, size_t n)
 {
-    if (t->failed)
+    if (t->failed || n == 0) /* n == 0: s may be an empty msgpack string's NULL */
         return;
     if (t->len + n > t->cap) {
         size_t cap = t->cap ? t->cap : 256;
@@ -174,6 +174,12 @@ static const msgpack_object *map_get(const msgpack_object *map, const char *name
 }
 
 /* A list of room names (absent or nil: none). */
+/* memchr on msgpack-c's strings: an empty one has a NULL pointer. */
+static bool has_nul(const char *s, size_t n)
+{
+    return n > 0 && memchr(s, 0, n) != NULL;
+}
+
 static bool rooms_ok(const msgpack_object *o, size_t *n, size_t *bytes)
 {
     *n = 0;
@@ -184,7 +190,7 @@ static bool rooms_ok(const msgpack_object *o, size_t *n, size_t *bytes)
     for (uint32_t i = 0; i < o->via.array.size; i++) {
         const msgpack_object *r = &o->via.array.ptr[i];
         if (r->type != MSGPACK_OBJECT_STR || !eddy_utf8_valid(r->via.str.ptr, r->via.str.size) ||
-            memchr(r->via.str.ptr, 0, r->via.str.size))
+            has_nul(r->via.str.ptr, r->via.str.size))
             return false;
         *bytes += r->via.str.size + 1;
     }
@@ -194,14 +200,15 @@ static bool rooms_ok(const msgpack_object *o, size_t *n, size_t *bytes)
 
 static bool str_ok(const msgpack_object *o)
 {
-    return o && o->type == MSGPACK_OBJECT_STR && !memchr(o->via.str.ptr, 0, o->via.str.size) &&
+    return o && o->type == MSGPACK_OBJECT_STR && !has_nul(o->via.str.ptr, o->via.str.size) &&
            eddy_utf8_valid(o->via.str.ptr, o->via.str.size);
 }
 
 static char *copy_str(char **p, const char *s, size_t n)
 {
     char *d = *p;
-    memcpy(d, s, n);
+    if (n > 0) /* msgpack-c gives an empty string a NULL pointer */
+        memcpy(d, s, n);
     d[n] = 0;
     *p += n + 1;
     return d;
