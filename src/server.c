@@ -58,8 +58,8 @@ static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer);
 static void tls_sweep(eddy__loop_t *loop, eddy__timer_t *timer);
 
 /* Makes a loop and the server's state on it, with places in its timer heap for the
- * heartbeat, the keep-alive pings, the accept pause and the TLS idle sweep. Returns 0 or an EDDY_E* code; on
- * failure, eddy__loop_free() frees what was made. */
+ * heartbeat, the keep-alive pings, the accept pause and the TLS idle sweep. Returns 0 or an EDDY_E*
+ * code; on failure, eddy__loop_free() frees what was made. */
 static int server_loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index)
 {
     int rc = eddy__loop_init(loop, srv, index);
