@@ -220,8 +220,10 @@ def test_ws_refused_upgrades(engine, impl, query, message):
 
 @BOTH
 def test_ws_second_websocket_with_the_same_sid_is_closed(engine, impl):
-    """The reference accepts it (101) and closes it at once without a status."""
-    srv = engine(impl=impl)
+    """Accepted (101) and closed without a status: eddy at once, the reference (which takes
+    it for an upgrade candidate of a session opened on WebSocket) when upgradeTimeout ends
+    without a probe; test_upgrade_from_polling covers an upgraded session (both at once)."""
+    srv = engine("--upgrade-timeout", "300", impl=impl)
     client, opened = open_ws(srv)
     expect_bare_close(srv, opened["sid"])
     client.send_frame(0x1, b"4first")
