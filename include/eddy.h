@@ -1008,8 +1008,10 @@ int eddy_upgrade_refuse(eddy_request_t *req, int status, const char *const *head
  * standard one). Returns 0, EDDY_EINVAL (code outside 100-599), EDDY_ESTATE (headers sent). */
 int eddy_response_status(eddy_response_t *resp, int code, const char *reason);
 /* Adds a header (copied). Content-Length, Transfer-Encoding, Date and Connection are
- * managed by eddy and cannot be set. Returns 0, EDDY_EINVAL (CR/LF, reserved name),
- * EDDY_ESTATE (headers already sent). */
+ * managed by eddy and cannot be set. A response without Content-Type gets
+ * "Content-Type: text/html"; name "Content-Type" with value NULL sends none at all (a bare
+ * status, e.g. the empty 400 of an Engine.IO server). Returns 0, EDDY_EINVAL (CR/LF,
+ * reserved name, NULL value for another name), EDDY_ESTATE (headers already sent). */
 int eddy_response_header(eddy_response_t *resp, const char *name, const char *value);
 /* Sends a chunk of a chunked response (copied), sending the headers first. Returns 0,
  * EDDY_ESTATE after end, EDDY_ECLOSED if the connection is gone (the response is still

@@ -854,12 +854,12 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
         const char *error = NULL;
         if (s->protocol != protocol)
             error = "Bad request";
-        /* A second WebSocket for a session already on one (or upgrading) is refused. */
-        else if (s->state != ST_OPEN || s->transport != EIO_TR_POLLING || s->probe_fd != 0)
+        else if (s->state != ST_OPEN || eio__fdmap_put(es, fd, s) != 0)
             error = "Bad request";
-        else if (eio__fdmap_put(es, fd, s) != 0)
-            error = "Bad request";
-        else
+        /* A second WebSocket for a session already on one (or upgrading) is accepted and
+         * closed once open, as the reference does (101, then a close without status):
+         * eio_handle_open closes an fd that is neither s's WebSocket nor its probe. */
+        else if (s->transport == EIO_TR_POLLING && s->probe_fd == 0)
             s->probe_fd = fd;
         pthread_mutex_unlock(&s->lock);
         eio__session_unref(s);
@@ -915,6 +915,8 @@ bool eio_handle_open(eio_server_t *es, eddy_request_t *req)
     } else if (s->state == ST_OPEN && s->probe_fd == fd) {
         s->upgrade_due = eio__now_ms() + es->cfg.upgrade_timeout_ms;
         eio__session_arm(s);
+    } else if (atomic_load(&s->ws_fd) != fd && s->probe_fd != fd) {
+        eio__ws_close(s, fd); /* a second WebSocket, or a probe abandoned meanwhile */
     }
     pthread_mutex_unlock(&s->lock);
     return true;

@@ -31,10 +31,12 @@ static void answer_error(eddy_response_t *resp, int code)
     eddy_response_end(resp, body, (size_t)n);
 }
 
-/* A bare status with no body, as the reference's res.writeHead(status).end(). */
+/* A bare status with no body, as the reference's res.writeHead(status).end(): no
+ * Content-Type either. */
 static void answer_status(eddy_response_t *resp, int status)
 {
     eddy_response_status(resp, status, NULL);
+    eddy_response_header(resp, "Content-Type", NULL);
     eddy_response_end(resp, NULL, 0);
 }
 

@@ -5,7 +5,7 @@
 #   build: the compiler and the libraries eddy links (OpenSSL, zlib, hiredis and msgpack-c
 #          for the Redis broker; libinih, jansson and libcurl for the eddy program: its
 #          configuration file, JSON, the backend proxy)
-#   test:  also python3-jwt (auth tokens), python3-websockets, python3-socketio (a second Socket.IO client) and pytest, openssl (test certificates), Node.js with the
+#   test:  also python3-jwt (auth tokens), python3-websockets, python3-socketio (a second Socket.IO client; python3-requests for its long-polling) and pytest, openssl (test certificates), Node.js with the
 #          npm packages in tests/clients and clients/js (TypeScript, to check eddy.d.ts),
 #          headless Chromium, clang for the fuzzers, and redis-server (the Redis broker's tests)
 # As root it runs apt-get; otherwise it names what is missing and the command to install
@@ -15,7 +15,7 @@ set -eu
 build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config libinih-dev libjansson-dev
     libcurl4-openssl-dev libhiredis-dev libmsgpack-dev"
 test_pkgs="python3 python3-pytest python3-websockets python3-socketio python3-engineio python3-websocket
-    python3-jwt python3-prometheus-client openssl chromium clang libclang-rt-14-dev redis-server"
+    python3-requests python3-jwt python3-prometheus-client openssl chromium clang libclang-rt-14-dev redis-server"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;

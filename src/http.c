@@ -906,6 +906,13 @@ int eddy_response_header(eddy_response_t *resp, const char *name, const char *va
 {
     if (resp->headers_sent || resp->finished)
         return EDDY_ESTATE;
+    if (value == NULL) {
+        /* No Content-Type at all (eddy adds text/html to a response without one). */
+        if (strcasecmp(name, "content-type") != 0)
+            return EDDY_EINVAL;
+        resp->has_content_type = true;
+        return 0;
+    }
     if (!is_token(name) || strpbrk(value, "\r\n") != NULL)
         return EDDY_EINVAL;
     if (strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0)

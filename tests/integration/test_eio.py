@@ -103,6 +103,14 @@ def open_ws(srv, query="EIO=4&transport=websocket"):
     return client, json.loads(packet[1:])
 
 
+def expect_bare_close(srv, sid):
+    """A WebSocket for sid is accepted and closed at once with a close frame without status."""
+    second, _ = ws_connect(srv, f"EIO=4&transport=websocket&sid={sid}")
+    assert second.recv_message() == (0x8, b"")
+    second.send_frame(0x8)
+    second.expect_eof()
+
+
 def expect_closed(client):
     """Reads until the server's close frame (answering it) or EOF; returns the frames seen
     before (opcode, payload)."""
@@ -210,12 +218,14 @@ def test_ws_refused_upgrades(engine, impl, query, message):
     client.close()
 
 
-def test_ws_second_websocket_with_the_same_sid_is_refused(engine):
-    srv = engine()
+@BOTH
+def test_ws_second_websocket_with_the_same_sid_is_closed(engine, impl):
+    """Accepted (101) and closed without a status: eddy at once, the reference (which takes
+    it for an upgrade candidate of a session opened on WebSocket) when upgradeTimeout ends
+    without a probe; test_upgrade_from_polling covers an upgraded session (both at once)."""
+    srv = engine("--upgrade-timeout", "300", impl=impl)
     client, opened = open_ws(srv)
-    second, body = ws_connect(srv, f"EIO=4&transport=websocket&sid={opened['sid']}",
-                              expect_status=400)
-    assert body == b"Bad request"
+    expect_bare_close(srv, opened["sid"])
     client.send_frame(0x1, b"4first")
     assert recv_text(client) == "4first"
     client.close()
@@ -376,8 +386,8 @@ def test_polling_two_gets_at_once_close_the_session(engine, impl):
     assert srv.line() == f"open {sid}"
     first = http_send(srv, "GET", f"EIO=4&transport=polling&sid={sid}")
     first.wait_read()
-    status, _, body = poll(srv, sid)
-    assert (status, body) == (400, b"")
+    status, headers, body = poll(srv, sid)
+    assert (status, body, headers.get("content-type")) == (400, b"", None)
     assert first.read_http_response()[:3:2] == (200, b"1")
     assert poll(srv, sid)[::2] == (400, error_body(1))
     assert wait_line(srv, r"close .*") == f"close {sid} transport error"
@@ -497,9 +507,8 @@ def test_upgrade_from_polling(engine, impl):
     assert recv_text(ws) == "4upgraded"
     assert poll(srv, sid)[::2] == (400, error_body(3))
     assert push(srv, sid, "4x")[::2] == (400, error_body(3))
-    # A second WebSocket for the upgraded session gets nothing.
-    if impl == "eddy":
-        ws_connect(srv, f"EIO=4&transport=websocket&sid={sid}", expect_status=400)
+    # A second WebSocket for the upgraded session is closed at once.
+    expect_bare_close(srv, sid)
     ws.send_frame(0x1, b"4still")
     assert recv_text(ws) == "4still"
 

@@ -525,6 +525,18 @@ def test_status_code(start_server, code, reason):
     assert client.response().body == b"ok /next"
 
 
+def test_content_type_none(start_server):
+    """Content-Type NULL: a bare status without the default text/html; the next answer has it."""
+    server = start_testbed(start_server, "--request")
+    client, fd = open_http(server)
+    client.send(get("/status?code=400&bare=1"))
+    resp = client.response()
+    assert (resp.status, resp.body, resp.get("content-length")) == (400, b"", "0")
+    assert resp.get("content-type") is None
+    client.send(get("/status?code=400"))
+    assert client.response().get("content-type") == "text/html"
+
+
 @pytest.mark.parametrize("flag,event", [((), "close"), (("--disconnect",), "disconnect")])
 def test_response_close_drops_connection_without_bytes(start_server, flag, event):
     server = start_testbed(start_server, "--request", *flag)

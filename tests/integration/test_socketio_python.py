@@ -4,12 +4,13 @@ implementation, against every Socket.IO server (sioserver.SIO_SERVERS): connect 
 and refusal, namespaces, events, acks both ways, binary, rooms, broadcasts, server-side
 disconnect.
 
-WebSocket transport only: python-engineio's long-polling needs the `requests` package, which
-Debian 12 does not install with python3-socketio (and the tests install nothing). The short
-heartbeat (pingInterval 500 ms) makes the client's pong handling part of every test.
+WebSocket transport, and once with the default transports (long-polling, then the upgrade;
+python-engineio's long-polling needs python3-requests, which scripts/deps.sh installs). The
+short heartbeat (pingInterval 500 ms) makes the client's pong handling part of every test.
 """
 
 import queue
+import time
 
 import pytest
 import socketio
@@ -28,7 +29,8 @@ def server(request, start_sio_server):
 class Client:
     """A connected python-socketio client recording the application's events per namespace."""
 
-    def __init__(self, server, namespaces=("/",), auth=None, ack_answer=None):
+    def __init__(self, server, namespaces=("/",), auth=None, ack_answer=None,
+                 transports=("websocket",)):
         self.sio = socketio.Client(reconnection=False)
         self.events = {ns: queue.Queue() for ns in namespaces}
         self.disconnects = queue.Queue()
@@ -43,7 +45,7 @@ class Client:
             # handler's return value.
             self.sio.on("need-ack", lambda n: ack_answer if ack_answer is not None else n + 1,
                         namespace=ns)
-        self.sio.connect(server.url, transports=["websocket"], namespaces=list(namespaces),
+        self.sio.connect(server.url, transports=list(transports), namespaces=list(namespaces),
                          auth=auth, wait_timeout=TIMEOUT)
 
     def _recorder(self, ns, event):
@@ -151,3 +153,24 @@ def test_server_disconnect(clients):
     # "/" is still connected on the same Engine.IO session.
     client.sio.emit("message", "still")
     assert client.expect("message-back") == ["still"]
+
+
+def test_default_transports_polling_then_upgrade(clients):
+    """Long-polling first (the handshake, the connect, events and binary both ways while the
+    client may still poll), then the upgrade to WebSocket, and the session goes on."""
+    client = clients(namespaces=("/", "/custom"), transports=("polling", "websocket"),
+                     auth={"token": "p"})
+    assert client.expect("auth") == [{"token": "p"}]
+    assert client.expect("auth", "/custom") == [{"token": "p"}]
+    client.sio.emit("message", (1, b"\x00\xff", {"n": [b"ab"]}))
+    assert client.expect("message-back") == [1, b"\x00\xff", {"n": [b"ab"]}]
+    assert client.sio.call("message-with-ack", b"\x01", namespace="/custom",
+                           timeout=TIMEOUT) == b"\x01"
+    deadline = time.monotonic() + TIMEOUT
+    while client.sio.transport() != "websocket":
+        assert time.monotonic() < deadline, "no upgrade to WebSocket"
+        time.sleep(0.02)
+    client.sio.emit("message", ("after", b"\x07"), namespace="/custom")
+    assert client.expect("message-back", "/custom") == ["after", b"\x07"]
+    assert client.sio.call("emit-with-ack", timeout=TIMEOUT) == 43
+    client.nothing_more()

@@ -62,9 +62,9 @@
  * (with --request) get "ok <path>" or, for /detach?ms=N, an answer N ms later from a timer
  * (with &write=1, a write before the end, each printing "detached write|end <code>");
  * /chunked answers in pieces; /close drops the connection; /status?code=N answers with
- * that status; /page serves the file given with --page; POST /report prints
- * "report <body>" (how a browser page hands its results to a test).
- * Flags: --request (set the request callback), --disconnect (set disconnect),
+ * that status (&bare=1: without Content-Type); /page serves the file given with --page; POST
+ * /report prints "report <body>" (how a browser page hands its results to a test). Flags: --request
+ * (set the request callback), --disconnect (set disconnect),
  *        --handshake (a handshake callback answering 101 itself), --page FILE,
  *        --upgrade (an upgrade callback: prints "upgrade <fd> <origin or ->" and decides
  *        by the query: refuse=N refuses with status N, a WWW-Authenticate and an X-Why
@@ -647,6 +647,8 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
     } else if (strcmp(path, "/status") == 0) {
         const char *code = eddy_request_get(req, "code");
         eddy_response_status(resp, atoi(code ? code : "200"), NULL);
+        if (eddy_request_get(req, "bare") != NULL)
+            eddy_response_header(resp, "Content-Type", NULL);
         eddy_response_end(resp, NULL, 0);
     } else if (strcmp(path, "/page") == 0) {
         serve_page(resp);

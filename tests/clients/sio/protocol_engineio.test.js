@@ -1,18 +1,19 @@
 // SPDX-License-Identifier: MIT
-// sio-server: --ping-interval 300 --ping-timeout 200 --connect-timeout 1000
+// sio-server: --ping-interval 300 --ping-timeout 5000 --connect-timeout 1000
 // The cases of socketio/engine.io-protocol test-suite/test-suite.js (and the Engine.IO part
 // of socketio/socket.io-protocol's), re-expressed against the Socket.IO test application:
 // its Engine.IO message echoes become Socket.IO `message` -> `message-back` round trips, and
 // where the application's reference (socket.io 4.8.4 with allowEIO3, as the test application
 // requires) answers differently from the upstream suite's echo server, the test asserts the
-// reference's answer and says so.
+// reference's answer and says so. The heartbeat cases are in heartbeat.test.js (a short
+// pingTimeout); here pings come every 300 ms but a late pong on a loaded machine is no failure.
 'use strict';
 const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const H = require('./helpers');
 
 const PING_INTERVAL = 300;
-const PING_TIMEOUT = 200;
+const PING_TIMEOUT = 5000;
 const OPEN_KEYS = ['maxPayload', 'pingInterval', 'pingTimeout', 'sid', 'upgrades'];
 const JSON_TYPE = 'application/json';
 
@@ -176,50 +177,6 @@ describe('Engine.IO messages, WebSocket', () => {
     const [peer] = await H.openWs({ pong: true });
     peer.send('abc');
     assert.equal(await peer.closedByServer(), 1005);
-  });
-});
-
-describe('Engine.IO heartbeat', () => {
-  it('sends ping packets on HTTP long-polling and takes pongs', async () => {
-    const sid = await H.openPolling();
-    for (let i = 0; i < 3; i++) {
-      const polled = await H.poll(sid);
-      assert.deepEqual([polled.status, polled.body], [200, '2']);
-      const pushed = await H.post(sid, '3');
-      assert.deepEqual([pushed.status, pushed.body], [200, 'ok']);
-    }
-  });
-
-  // Without a pong, the held GET ends with a close packet at pingInterval + pingTimeout and
-  // the sid is unknown afterwards.
-  it('closes the session upon ping timeout on HTTP long-polling', async () => {
-    const start = Date.now();
-    const sid = await H.openPolling();
-    const ping = await H.poll(sid);
-    assert.deepEqual([ping.status, ping.body], [200, '2']);
-    const held = await H.poll(sid);
-    assert.deepEqual([held.status, held.body], [200, '1']);
-    assert.ok(Date.now() - start >= PING_INTERVAL + PING_TIMEOUT - 50, `closed after ${Date.now() - start} ms`);
-    const after = await H.poll(sid);
-    assert.equal(after.status, 400);
-    assert.deepEqual(JSON.parse(after.body), { code: 1, message: 'Session ID unknown' });
-  });
-
-  it('sends ping packets on WebSocket and takes pongs', async () => {
-    const [peer] = await H.openWs();
-    for (let i = 0; i < 3; i++) {
-      assert.equal(await peer.next(), '2');
-      peer.send('3');
-    }
-    peer.close();
-  });
-
-  it('closes the session upon ping timeout on WebSocket', async () => {
-    const start = Date.now();
-    const [peer] = await H.openWs();
-    assert.equal(await peer.next(), '2');
-    assert.equal(await peer.closedByServer(), 1005);
-    assert.ok(Date.now() - start >= PING_INTERVAL + PING_TIMEOUT - 50, `closed after ${Date.now() - start} ms`);
   });
 });
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// sio-server: --ping-interval 300 --ping-timeout 200 --connect-timeout 1000
+// sio-server: --ping-interval 300 --ping-timeout 5000 --connect-timeout 1000
 // The Socket.IO cases of socketio/socket.io-protocol test-suite/test-suite.js, re-expressed
 // with node:test + ws against the Socket.IO test application, plus the application's own
 // events (refusal, rooms, broadcasts, server-side disconnect, server acks) at the wire level.
