@@ -47,11 +47,13 @@
 typedef struct http_conn {
     fuzz_session_t fs; /* first: the output hook gets &fs */
     bool started;
-    bool unchecked;          /* a raw request was sent: answers are not checked */
-    bool ws;                 /* an upgrade was asked for: the rest is the WebSocket checker's */
-    bool ws_done;            /* the client sent a close frame */
-    bool upgrade_of_session; /* the upgrade asked for named a session id */
-    int protocols[32];       /* the protocol of each request awaiting its answer, FIFO */
+    bool unchecked;    /* a raw request was sent: answers are not checked */
+    bool ws;           /* an upgrade was asked for: the rest is the WebSocket checker's */
+    bool ws_done;      /* the client sent a close frame */
+    int protocols[32]; /* the protocol of each request awaiting its answer, FIFO */
+    /* For an upgrade among them: 0 a new session (no sid), 1 of a session, 2 the query's
+     * suffix may have changed the sid. */
+    int upgrades[32];
     unsigned head, tail;
     size_t len;
     uint8_t buf[1 << 17];
@@ -137,12 +139,14 @@ static void check_answers(http_conn_t *c)
         FUZZ_CHECK(c->head != c->tail); /* an answer to a request sent */
         int p = c->protocols[c->head % 32];
         if (status == 101) {
+            /* An upgrade of a session gets no open packet (it came with the handshake);
+             * one without a sid is a new session on WebSocket. */
+            int upgrade = c->upgrades[c->head % 32];
             c->head++;
             c->ws = true;
             ws_check_reset(&c->ws_check, p, true);
-            /* An upgrade of a session gets no open packet (it came with the handshake);
-             * one without a sid is a new session on WebSocket. */
-            c->ws_check.opened = c->upgrade_of_session;
+            c->ws_check.opened = upgrade == 1;
+            c->ws_check.open_optional = upgrade == 2;
             size_t rest = c->len - hlen;
             memmove(c->buf, c->buf + hlen, rest);
             c->len = 0;
@@ -199,8 +203,9 @@ static http_conn_t *conn_get(eddy_server_t *srv, unsigned i)
     return c;
 }
 
-/* Sends req[0..n) on c, expecting an answer of protocol p (0: not checked as a payload). */
-static void conn_send(http_conn_t *c, size_t n, int p)
+/* Sends req[0..n) on c, expecting an answer of protocol p (0: not checked as a payload);
+ * upgrade: see http_conn_t.upgrades. */
+static void conn_send(http_conn_t *c, size_t n, int p, int upgrade)
 {
     if (c->fs.conn->ending)
         return;
@@ -208,6 +213,7 @@ static void conn_send(http_conn_t *c, size_t n, int p)
         if (c->tail - c->head >= 32) {
             c->unchecked = true; /* more answers owed than the driver tracks */
         } else {
+            c->upgrades[c->tail % 32] = upgrade;
             c->protocols[c->tail++ % 32] = p;
         }
     }
@@ -264,7 +270,6 @@ static void do_record(eddy_server_t *srv, const uint8_t *rec, size_t len)
         fuzz_session_feed(&c->fs, rec + 1, len - 1);
         return;
     case 5:
-        c->upgrade_of_session = sid[0] != '\0';
         n = snprintf(
             (char *)req, cap,
             "GET /socket.io/?EIO=%d&transport=websocket&sid=%s%.*s HTTP/1.1\r\n" WS_UPGRADE_HEADERS,
@@ -287,7 +292,8 @@ static void do_record(eddy_server_t *srv, const uint8_t *rec, size_t len)
     FUZZ_CHECK(n > 0 && (size_t)n < cap);
     /* A raw query may make the answer another protocol's or no payload at all: only the
      * driver's own query is checked. */
-    conn_send(c, (size_t)n, rlen == 0 || kind == 2 || kind == 6 ? protocol : 0);
+    conn_send(c, (size_t)n, rlen == 0 || kind == 2 || kind == 6 ? protocol : 0,
+              rlen > 0 ? 2 : sid[0] != '\0');
 }
 
 /* Closes the session of slot with POST "1" on a fresh connection fs, as a client's
