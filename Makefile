@@ -290,6 +290,12 @@ FUZZ_DRIVERS += $(FUZZ_RT_DRIVERS)
 # The eddy program's JWT verifier (cmd/auth.c), with jansson.
 FUZZ_CMD_DRIVERS := fuzz_jwt
 FUZZ_DRIVERS += $(FUZZ_CMD_DRIVERS)
+# The real-time layer's sessions (fuzz/session.h, fuzz/rt_app.h): the whole library, rt/ included.
+FUZZ_RT_SESSION_DRIVERS := fuzz_sio_session fuzz_eio_polling
+FUZZ_DICT_fuzz_sio_session := -dict=fuzz/sio_session.dict
+FUZZ_DICT_fuzz_eio_polling := -dict=fuzz/eio_polling.dict
+FUZZ_RT_SESSION_BINS := $(FUZZ_RT_SESSION_DRIVERS:%=$(BUILD)/fuzz/%)
+FUZZ_DRIVERS += $(FUZZ_RT_SESSION_DRIVERS)
 FUZZ_BINS := $(FUZZ_DRIVERS:%=$(BUILD)/fuzz/%)
 FUZZ_CODEC_BINS := $(FUZZ_CODEC_DRIVERS:%=$(BUILD)/fuzz/%)
 FUZZ_SESSION_BINS := $(FUZZ_SESSION_DRIVERS:%=$(BUILD)/fuzz/%)
@@ -314,6 +320,10 @@ $(FUZZ_CODEC_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CODEC_SRCS) src
 
 $(FUZZ_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h $(LIB_SRCS) $(wildcard src/*.h) include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) -lssl -lcrypto -lz
+
+$(FUZZ_RT_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h fuzz/rt_app.h $(LIB_SRCS) $(RT_SRCS) $(wildcard src/*.h rt/*.h) include/eddy.h include/eddy_rt.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) $(RT_SRCS) -lssl -lcrypto -lz \
+	    $(HIREDIS_LIBS) $(MSGPACK_LIBS)
 
 $(FUZZ_RT_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(wildcard rt/*.[ch]) src/utf8.c src/base64.c src/codec.h include/eddy.h | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -o $@ $< $(FUZZ_RT_SRCS_$*) src/utf8.c $(FUZZ_RT_LIBS_$*)

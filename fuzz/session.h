@@ -6,7 +6,7 @@
  * written to the other end in pieces and read by the connection's own read path (conn.c),
  * so partial requests and frames are kept in the connection's input buffer across reads as
  * they are over TCP. What the session sends is read and thrown away after each piece, so
- * it never blocks.
+ * it never blocks (a driver may look at it first: fuzz_session_t.output).
  */
 #ifndef EDDY_FUZZ_SESSION_H
 #define EDDY_FUZZ_SESSION_H
@@ -32,6 +32,9 @@ struct fuzz_session {
     /* Ends what the driver left pending (a detached response): called when the connection
      * paused its input for it, and before the connection ends. NULL: nothing to end. */
     void (*settle)(fuzz_session_t *s);
+    /* Sees what the session sent, in the order sent (NULL: it is discarded unseen). */
+    void (*output)(fuzz_session_t *s, const uint8_t *data, size_t len);
+    bool ended; /* fuzz_session_end() ran: conn may be freed */
 };
 
 /* The server, made once with setup() applied (callbacks, options); logging is off. */
@@ -77,6 +80,8 @@ static inline void fuzz_session_drain(fuzz_session_t *s)
         ssize_t n = read(s->peer, sink, sizeof(sink));
         if (n <= 0)
             break;
+        if (s->output != NULL)
+            s->output(s, (const uint8_t *)sink, (size_t)n);
     }
 }
 
@@ -121,9 +126,14 @@ static inline void fuzz_session_feed_split(fuzz_session_t *s, const uint8_t *inp
     }
 }
 
-/* Ends the input (the peer's EOF), then the connection as a stopping server does. */
-static inline void fuzz_session_free(fuzz_session_t *s)
+/* Ends the input (the peer's EOF), then the connection as a stopping server does, without
+ * freeing it yet: a driver with several connections on the loop ends them all before the
+ * first fuzz_session_free() reaps the loop (which frees every ended connection). */
+static inline void fuzz_session_end(fuzz_session_t *s)
 {
+    if (s->ended)
+        return;
+    s->ended = true;
     if (s->settle != NULL) {
         s->settle(s);
         fuzz_session_drain(s);
@@ -135,6 +145,12 @@ static inline void fuzz_session_free(fuzz_session_t *s)
     }
     if (!s->conn->ending)
         eddy__conn_close(s->conn, EDDY__CLOSE_ABORT);
+}
+
+/* Ends the session (fuzz_session_end()) and frees what the loop holds of it. */
+static inline void fuzz_session_free(fuzz_session_t *s)
+{
+    fuzz_session_end(s);
     eddy__loop_reap(s->loop);
     eddy__loop_close_zombies(s->loop, true);
     eddy__loop_reap(s->loop);

@@ -2396,8 +2396,9 @@ int eddy_rt_disconnect(eddy_rt_socket_t *s, bool close_client)
 /* Builds a v3 namespace's query string ("a=1&b=2") into a JSON object of strings. */
 static char *query_to_json(const char *q, size_t len, size_t *out_len)
 {
-    /* Worst case: every byte escaped as \u00XX, plus quotes, colons and commas. */
-    char *out = malloc(len * 6 + 3);
+    /* Worst case: every byte escaped as \u00XX (6), and per pair (at least one byte) its
+     * key's and value's quotes, a colon and a comma (6): 12 per byte, plus "{}" and NUL. */
+    char *out = malloc(len * 12 + 3);
     if (out == NULL)
         return NULL;
     char *o = out;

@@ -302,6 +302,9 @@ int rt_json_iter_init(rt_json_iter_t *it, const rt_json_value_t *v)
 
 void rt_json_iter_init_list(rt_json_iter_t *it, const char *list, size_t len)
 {
+    /* An absent list (NULL, 0: a packet without payload) is empty; NULL + 0 is undefined. */
+    if (list == NULL)
+        list = "";
     it->pos = list;
     it->end = list + len;
     it->object = false;
