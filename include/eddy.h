@@ -873,8 +873,10 @@ int eddy_loop_index(eddy_server_t *srv);
  * ------------------------------------------------------------------------------------- */
 
 /* Subscribes an established WebSocket to topic (copied); subscribing twice is one
- * subscription. Returns 0, EDDY_ENOTFOUND, EDDY_ESTATE (not an established WebSocket),
- * EDDY_EINVAL, EDDY_ENOMEM. */
+ * subscription. The subscription receives the publications made after this call, from
+ * any thread, and none made before it (also those its loop has not delivered yet), so a
+ * caller that sent to fd directly until now sends each message once. Returns 0,
+ * EDDY_ENOTFOUND, EDDY_ESTATE (not an established WebSocket), EDDY_EINVAL, EDDY_ENOMEM. */
 int eddy_subscribe(eddy_server_t *srv, eddy_fd_t fd, const char *topic);
 /* Ends a subscription (0 also if there was none). */
 int eddy_unsubscribe(eddy_server_t *srv, eddy_fd_t fd, const char *topic);

@@ -13,7 +13,15 @@
  * message is compressed once per window size, also shared. Subscribers whose compression
  * keeps context get the uncompressed frame: a frame compressed once cannot fit each of
  * their histories (set websocket_compression_server_no_context_takeover for fan-out).
+ *
+ * A publication travels to the other loops through their inboxes, so a subscription made
+ * on a loop (by its own thread) could otherwise meet publications made before it that this
+ * loop has not delivered yet. Every publication and every subscription take a place on one
+ * process-wide clock: a subscriber receives only the publications made after it subscribed,
+ * wherever they come from (a layer that sends to a connection directly until it
+ * subscribes, such as Socket.IO's upgrade from long-polling, then sends each message once).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -158,6 +166,7 @@ struct eddy__topic {
 
 struct eddy__sub {
     eddy__conn_t *conn;
+    uint64_t since; /* the clock when it was made: it receives later publications only */
     eddy__topic_t *topic;
     size_t index;           /* in topic->subs, for O(1) removal */
     eddy__sub_t *conn_next; /* the connection's next subscription */
@@ -254,24 +263,29 @@ static eddy__sub_t **find_sub(eddy__conn_t *conn, const char *name, size_t len)
     return NULL;
 }
 
-static int subscribe_here(eddy__conn_t *conn, const char *name, size_t len);
+/* The publication clock: the last place taken (see the top of the file). */
+static atomic_uint_fast64_t pub_clock;
 
-/* Subscribes conn. counted: the caller (another thread) already added this subscription
- * to the counts, so that its own publish right after is not skipped for this loop. The
- * count is taken first (it may fail) and given back when no new subscription results. */
-static int subscribe_local(eddy__conn_t *conn, const char *name, size_t len, bool counted)
+static int subscribe_here(eddy__conn_t *conn, const char *name, size_t len, uint64_t since);
+
+/* Subscribes conn as of clock value since. counted: the caller (another thread) already
+ * added this subscription to the counts, so that its own publish right after is not
+ * skipped for this loop. The count is taken first (it may fail) and given back when no new
+ * subscription results. */
+static int subscribe_local(eddy__conn_t *conn, const char *name, size_t len, bool counted,
+                           uint64_t since)
 {
     eddy__loop_t *loop = conn->loop;
     if (!counted && count_add(loop->srv, loop->index, name, len, 1) != 0)
         return EDDY_ENOMEM;
-    int rc = subscribe_here(conn, name, len);
+    int rc = subscribe_here(conn, name, len, since);
     if (rc != 0)
         count_add(loop->srv, loop->index, name, len, -1);
     return rc == 1 ? 0 : rc;
 }
 
 /* Returns 0 for a new subscription, 1 if it existed, or an error. */
-static int subscribe_here(eddy__conn_t *conn, const char *name, size_t len)
+static int subscribe_here(eddy__conn_t *conn, const char *name, size_t len, uint64_t since)
 {
     eddy__loop_t *loop = conn->loop;
     /* Published frames are shared unmasked: for the server role only. */
@@ -287,7 +301,8 @@ static int subscribe_here(eddy__conn_t *conn, const char *name, size_t len)
             local_topic_drop_if_empty(loop, t);
         return EDDY_ENOMEM;
     }
-    *sub = (eddy__sub_t){.conn = conn, .topic = t, .index = t->len, .conn_next = conn->subs};
+    *sub = (eddy__sub_t){
+        .conn = conn, .since = since, .topic = t, .index = t->len, .conn_next = conn->subs};
     t->subs[t->len++] = sub;
     conn->subs = sub;
     return 0;
@@ -327,6 +342,7 @@ struct sub_cmd {
     eddy__cmd_t base;
     eddy_fd_t fd;
     bool subscribe;
+    uint64_t since; /* the clock at eddy_subscribe() */
     size_t len;
     char name[];
 };
@@ -336,7 +352,7 @@ static void sub_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
     struct sub_cmd *sc = (struct sub_cmd *)cmd;
     eddy__conn_t *conn = eddy__conn_lookup(loop, sc->fd);
     if (conn != NULL && sc->subscribe)
-        subscribe_local(conn, sc->name, sc->len, true);
+        subscribe_local(conn, sc->name, sc->len, true, sc->since);
     else if (conn != NULL)
         unsubscribe_local(conn, sc->name, sc->len);
     else if (sc->subscribe) /* gone meanwhile: no subscription to count */
@@ -349,19 +365,22 @@ static int change(eddy_server_t *srv, eddy_fd_t fd, const char *topic, bool subs
     if (topic == NULL)
         return EDDY_EINVAL;
     size_t len = strlen(topic);
+    /* Publications made from now on reach the subscription, those before do not. */
+    uint64_t since = atomic_load(&pub_clock);
     eddy__conn_t *conn;
     eddy__session_view_t view;
     if (eddy__session_find(srv, fd, &conn, &view) != 0)
         return EDDY_ENOTFOUND;
     if (conn != NULL)
-        return subscribe ? subscribe_local(conn, topic, len, false)
+        return subscribe ? subscribe_local(conn, topic, len, false, since)
                          : unsubscribe_local(conn, topic, len);
     if (subscribe && view.ws_status != EDDY_WS_STATUS_ACTIVE)
         return EDDY_ESTATE;
     struct sub_cmd *sc = malloc(sizeof(*sc) + len + 1);
     if (sc == NULL)
         return EDDY_ENOMEM;
-    *sc = (struct sub_cmd){.base.fn = sub_cmd_run, .fd = fd, .subscribe = subscribe, .len = len};
+    *sc = (struct sub_cmd){
+        .base.fn = sub_cmd_run, .fd = fd, .subscribe = subscribe, .since = since, .len = len};
     memcpy(sc->name, topic, len + 1);
     if (subscribe && count_add(srv, view.loop, topic, len, 1) != 0) { /* see subscribe_local() */
         free(sc);
@@ -404,6 +423,7 @@ typedef struct publication {
     size_t ntopics;   /* names of topics, then nexcept names of except-topics */
     size_t nexcept;
     eddy_fd_t except_fd;
+    uint64_t seq; /* its place on the clock: subscriptions made later do not receive it */
     const char *names;
     size_t nframes;
     struct pub_frame frames[];
@@ -539,13 +559,15 @@ static void mark_topics(eddy__loop_t *loop, const publication_t *pub, bool clear
 
 /* Whether conn, a subscriber of the topic marked self, is left out of the publication: it
  * is the excepted connection, subscribed to an except-topic, or to a topic listed before
- * (it got the publication there). */
-static bool left_out(const eddy__conn_t *conn, long self, eddy_fd_t except_fd)
+ * (it got the publication there); subscriptions newer than the publication do not count. */
+static bool left_out(const eddy__conn_t *conn, long self, const publication_t *pub)
 {
-    if (conn->id == except_fd)
+    if (conn->id == pub->except_fd)
         return true;
     for (const eddy__sub_t *sub = conn->subs; sub != NULL; sub = sub->conn_next) {
         long mark = sub->topic->mark;
+        if (sub->since >= pub->seq)
+            continue;
         if (mark < 0 || (mark > 0 && mark < self))
             return true;
     }
@@ -571,9 +593,9 @@ static void deliver_selected(eddy__loop_t *loop, publication_t *pub)
         if (t == NULL || t->mark != (long)i + 1) /* excepted, or named before */
             continue;
         for (size_t s = 0; s < t->len; s++) {
-            eddy__conn_t *conn = t->subs[s]->conn;
-            if (!left_out(conn, t->mark, pub->except_fd))
-                deliver_to(conn, pub);
+            const eddy__sub_t *sub = t->subs[s];
+            if (sub->since < pub->seq && !left_out(sub->conn, t->mark, pub))
+                deliver_to(sub->conn, pub);
         }
     }
     mark_topics(loop, pub, true);
@@ -595,8 +617,10 @@ static void deliver(eddy__loop_t *loop, publication_t *pub)
     eddy__topic_t *t = local_topic(loop, pub->names, strlen(pub->names), false);
     /* Delivery never changes subscriptions: a connection closed meanwhile (a slow consumer)
      * unsubscribes only when it is released, after this. */
-    for (size_t i = 0; t != NULL && i < t->len; i++)
-        deliver_to(t->subs[i]->conn, pub);
+    for (size_t i = 0; t != NULL && i < t->len; i++) {
+        if (t->subs[i]->since < pub->seq)
+            deliver_to(t->subs[i]->conn, pub);
+    }
 }
 
 struct pub_cmd {
@@ -638,6 +662,7 @@ static publication_t *publication_new(eddy_server_t *srv, const eddy_part_t *par
     if (pub == NULL)
         return NULL;
     atomic_init(&pub->refs, 1);
+    pub->seq = atomic_fetch_add(&pub_clock, 1) + 1;
     pub->nframes = nparts;
     pub->names = (const char *)pub->frames + frames_size;
     size_t threshold = srv->opts.websocket_compression_threshold;
