@@ -15,6 +15,7 @@
 #include "test_server.h"
 
 #include "eddy_rt.h"
+#include "eio_client.h"
 
 #define NCLIENTS 3
 
@@ -23,85 +24,13 @@ static eddy_rt_nsp_t *root;
 static eddy_rt_socket_t *_Atomic sockets[NCLIENTS];
 static atomic_int presence_joins, presence_leaves, disconnects;
 
-/* ---- a raw client ---- */
-
-static int client_connect(int port)
-{
-    int fd = test_connect(port);
-    if (fd < 0)
-        return -1;
-    static const char request[] = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
-                                  "Host: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                                  "Sec-WebSocket-Version: 13\r\n\r\n";
-    send(fd, request, sizeof(request) - 1, 0);
-    /* The head ends with an empty line; read it byte by byte (nothing follows it before
-     * the open packet, which the frame reader takes). */
-    char head[1024];
-    size_t n = 0;
-    while (n + 1 < sizeof(head) && (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0)) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 2000) != 1 || recv(fd, head + n, 1, 0) != 1)
-            break;
-        n++;
-    }
-    head[n] = '\0';
-    if (strncmp(head, "HTTP/1.1 101", 12) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void client_send(int fd, const char *text)
-{
-    size_t len = strlen(text);
-    unsigned char frame[512] = {0x81, (unsigned char)(0x80 | len), 1, 2, 3, 4};
-    for (size_t i = 0; i < len && i < sizeof(frame) - 6; i++)
-        frame[6 + i] = (unsigned char)text[i] ^ frame[2 + i % 4];
-    send(fd, frame, 6 + len, 0);
-}
-
-static bool recv_all(int fd, void *buf, size_t len, int timeout_ms)
-{
-    for (size_t got = 0; got < len;) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, timeout_ms) != 1)
-            return false;
-        ssize_t n = recv(fd, (char *)buf + got, len - got, 0);
-        if (n <= 0)
-            return false;
-        got += (size_t)n;
-    }
-    return true;
-}
-
-/* The next text message (NUL-terminated into out), or false after timeout_ms. */
-static bool client_recv(int fd, char *out, size_t cap, int timeout_ms)
-{
-    unsigned char h[2];
-    if (!recv_all(fd, h, 2, timeout_ms))
-        return false;
-    size_t len = h[1] & 0x7f;
-    if (len == 126) {
-        unsigned char ext[2];
-        if (!recv_all(fd, ext, 2, timeout_ms))
-            return false;
-        len = (size_t)ext[0] << 8 | ext[1];
-    }
-    if (len + 1 > cap)
-        return false;
-    if (!recv_all(fd, out, len, timeout_ms))
-        return false;
-    out[len] = '\0';
-    return true;
-}
+/* ---- a raw client (tests/support/eio_client.h) ---- */
 
 /* Expects the next message to be exactly want. */
 static void expect(int fd, const char *want)
 {
     char got[1024] = "";
-    bool ok = client_recv(fd, got, sizeof(got), 2000);
+    bool ok = eio_ws_recv(fd, got, sizeof(got), 2000);
     CHECK(ok);
     if (ok)
         CHECK_STR(got, want);
@@ -111,7 +40,7 @@ static void expect(int fd, const char *want)
 static void expect_quiet(int fd, int ms)
 {
     char got[1024];
-    bool any = client_recv(fd, got, sizeof(got), ms);
+    bool any = eio_ws_recv(fd, got, sizeof(got), ms);
     if (any)
         fprintf(stderr, "unexpected message: %s\n", got);
     CHECK(!any);
@@ -250,13 +179,13 @@ int main(void)
     int fds[NCLIENTS];
     char buf[1024];
     for (int i = 0; i < NCLIENTS; i++) {
-        fds[i] = client_connect(port);
+        fds[i] = eio_ws_connect(port, NULL);
         CHECK(fds[i] >= 0);
-        CHECK(client_recv(fds[i], buf, sizeof(buf), 2000) && buf[0] == '0'); /* open */
+        CHECK(eio_ws_recv(fds[i], buf, sizeof(buf), 2000) && buf[0] == '0'); /* open */
         char connect[64];
         snprintf(connect, sizeof(connect), "40%s", auths[i]);
-        client_send(fds[i], connect);
-        CHECK(client_recv(fds[i], buf, sizeof(buf), 2000) && strncmp(buf, "40{\"sid\":", 9) == 0);
+        eio_ws_send(fds[i], connect);
+        CHECK(eio_ws_recv(fds[i], buf, sizeof(buf), 2000) && strncmp(buf, "40{\"sid\":", 9) == 0);
     }
     eddy_rt_socket_t *s[NCLIENTS];
     for (int i = 0; i < NCLIENTS; i++) {
@@ -335,19 +264,19 @@ int main(void)
     /* An emit with ack to socket 0, answered. */
     eddy_rt_msg_t ask = {.event = "q", .args = "7", .args_len = 1};
     CHECK_EQ_INT(eddy_rt_emit_ack(s[0], &ask, 2000, on_ack, NULL), 0);
-    CHECK(client_recv(fds[0], buf, sizeof(buf), 2000));
+    CHECK(eio_ws_recv(fds[0], buf, sizeof(buf), 2000));
     unsigned long id = 0;
     CHECK(sscanf(buf, "42%lu[\"q\",7]", &id) == 1);
     char answer[64];
     snprintf(answer, sizeof(answer), "43%lu[\"ok\",1]", id);
-    client_send(fds[0], answer);
+    eio_ws_send(fds[0], answer);
     CHECK(wait_for(&ack_status, 1, 2000));
     CHECK_EQ_INT(atomic_load(&ack_status), 0);
     CHECK_STR(ack_args, "\"ok\",1");
     /* Unanswered: -ETIMEDOUT after the timeout. */
     atomic_store(&ack_status, 1);
     CHECK_EQ_INT(eddy_rt_emit_ack(s[1], &ask, 100, on_ack, NULL), 0);
-    CHECK(client_recv(fds[1], buf, sizeof(buf), 2000));
+    CHECK(eio_ws_recv(fds[1], buf, sizeof(buf), 2000));
     CHECK(wait_for(&ack_status, 1, 2000));
     CHECK_EQ_INT(atomic_load(&ack_status), -ETIMEDOUT);
 
@@ -356,14 +285,14 @@ int main(void)
     CHECK_EQ_INT(eddy_rt_broadcast_ack(root, &(eddy_rt_to_t){.rooms = r2, .nrooms = 1}, &ask, 300,
                                        on_bcast_ack, NULL),
                  0);
-    CHECK(client_recv(fds[1], buf, sizeof(buf), 2000));
+    CHECK(eio_ws_recv(fds[1], buf, sizeof(buf), 2000));
     CHECK(sscanf(buf, "42%lu[\"q\",7]", &id) == 1);
-    CHECK(client_recv(fds[2], buf, sizeof(buf), 2000)); /* same packet, same id */
+    CHECK(eio_ws_recv(fds[2], buf, sizeof(buf), 2000)); /* same packet, same id */
     unsigned long id2 = 0;
     CHECK(sscanf(buf, "42%lu[\"q\",7]", &id2) == 1);
     CHECK(id == id2);
     snprintf(answer, sizeof(answer), "43%lu[\"yes\"]", id);
-    client_send(fds[1], answer);
+    eio_ws_send(fds[1], answer);
     CHECK(wait_for(&bcast_done, 0, 2000));
     CHECK_EQ_INT(bcast_n, 2);
     CHECK_EQ_INT(bcast_status[0], 0);
@@ -384,13 +313,13 @@ int main(void)
     CHECK_EQ_INT((int)eddy_rt_nsp_count(root), 1);
 
     /* A socket that disconnects itself from its own handler (see on_bye). */
-    int fd = client_connect(port);
+    int fd = eio_ws_connect(port, NULL);
     CHECK(fd >= 0);
     if (fd >= 0) {
-        CHECK(client_recv(fd, buf, sizeof(buf), 2000) && buf[0] == '0');
-        client_send(fd, "40");
-        CHECK(client_recv(fd, buf, sizeof(buf), 2000) && strncmp(buf, "40{", 3) == 0);
-        client_send(fd, "42[\"bye\"]");
+        CHECK(eio_ws_recv(fd, buf, sizeof(buf), 2000) && buf[0] == '0');
+        eio_ws_send(fd, "40");
+        CHECK(eio_ws_recv(fd, buf, sizeof(buf), 2000) && strncmp(buf, "40{", 3) == 0);
+        eio_ws_send(fd, "42[\"bye\"]");
         expect(fd, "41");
         CHECK(wait_for(&bye_rc, 1, 2000));
         CHECK_EQ_INT(atomic_load(&bye_rc), EDDY_ECLOSED);

@@ -17,6 +17,7 @@
 #include "test_server.h"
 
 #include "eddy_rt.h"
+#include "eio_client.h"
 
 #define NDRAIN          4
 #define ROUNDS          300
@@ -34,49 +35,10 @@ static uint64_t now_ms(void)
     return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-static int tcp_connect(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static bool recv_all(int fd, void *buf, size_t len, int timeout_ms)
-{
-    for (size_t got = 0; got < len;) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, timeout_ms) != 1)
-            return false;
-        ssize_t n = recv(fd, (char *)buf + got, len - got, 0);
-        if (n <= 0)
-            return false;
-        got += (size_t)n;
-    }
-    return true;
-}
-
-/* Reads a response head (byte by byte: nothing of the body is consumed) into head. */
-static bool read_head(int fd, char *head, size_t cap, int timeout_ms)
-{
-    size_t n = 0;
-    while (n + 1 < cap && (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0)) {
-        if (!recv_all(fd, head + n, 1, timeout_ms))
-            return false;
-        n++;
-    }
-    head[n] = '\0';
-    return n >= 4 && memcmp(head + n - 4, "\r\n\r\n", 4) == 0;
-}
-
 /* Sends a polling request (the connection closes after it). */
 static int http_send(int port, const char *method, const char *sid, const char *body)
 {
-    int fd = tcp_connect(port);
+    int fd = test_connect(port);
     if (fd < 0)
         return -1;
     char req[512];
@@ -95,63 +57,14 @@ static bool http_recv(int fd, char *out, size_t cap, int timeout_ms)
 {
     char head[2048];
     bool ok =
-        read_head(fd, head, sizeof(head), timeout_ms) && strncmp(head, "HTTP/1.1 200", 12) == 0;
+        eio_read_head(fd, head, sizeof(head), timeout_ms) && strncmp(head, "HTTP/1.1 200", 12) == 0;
     const char *cl = ok ? strcasestr(head, "content-length:") : NULL;
     size_t len = cl != NULL ? strtoul(cl + 15, NULL, 10) : 0;
-    ok = cl != NULL && len < cap && recv_all(fd, out, len, timeout_ms);
+    ok = cl != NULL && len < cap && eio_recv_all(fd, out, len, timeout_ms);
     if (ok)
         out[len] = '\0';
     close(fd);
     return ok;
-}
-
-static int ws_connect(int port, const char *sid)
-{
-    int fd = tcp_connect(port);
-    if (fd < 0)
-        return -1;
-    char req[512];
-    int n = snprintf(req, sizeof(req),
-                     "GET /socket.io/?EIO=4&transport=websocket%s%s HTTP/1.1\r\nHost: test\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     sid ? "&sid=" : "", sid ? sid : "");
-    send(fd, req, (size_t)n, 0);
-    char head[1024];
-    if (!read_head(fd, head, sizeof(head), 2000) || strncmp(head, "HTTP/1.1 101", 12) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void ws_send(int fd, const char *text)
-{
-    size_t len = strlen(text);
-    unsigned char frame[128] = {0x81, (unsigned char)(0x80 | len), 1, 2, 3, 4};
-    for (size_t i = 0; i < len && i < sizeof(frame) - 6; i++)
-        frame[6 + i] = (unsigned char)text[i] ^ frame[2 + i % 4];
-    send(fd, frame, 6 + len, 0);
-}
-
-/* The next text message (NUL-terminated into out), or false after timeout_ms. */
-static bool ws_recv(int fd, char *out, size_t cap, int timeout_ms)
-{
-    unsigned char h[2];
-    if (!recv_all(fd, h, 2, timeout_ms))
-        return false;
-    size_t len = h[1] & 0x7f;
-    if (len == 126) {
-        unsigned char ext[2];
-        if (!recv_all(fd, ext, 2, timeout_ms))
-            return false;
-        len = (size_t)ext[0] << 8 | ext[1];
-    }
-    if (len + 1 > cap || !recv_all(fd, out, len, timeout_ms))
-        return false;
-    out[len] = '\0';
-    return true;
 }
 
 /* ---- what one client saw ---- */
@@ -226,7 +139,7 @@ static bool one_round(int port, seen_t *sn)
     take_payload(sn, body);
     /* The upgrade, with a GET pending as the client keeps one. */
     int get = http_send(port, "GET", sid, NULL);
-    int ws = ws_connect(port, sid);
+    int ws = eio_ws_connect(port, sid);
     if (get < 0 || ws < 0) {
         if (get >= 0)
             close(get);
@@ -235,15 +148,15 @@ static bool one_round(int port, seen_t *sn)
         return false;
     }
     char msg[1024];
-    ws_send(ws, "2probe");
-    bool ok = ws_recv(ws, msg, sizeof(msg), 2000) && strcmp(msg, "3probe") == 0;
+    eio_ws_send(ws, "2probe");
+    bool ok = eio_ws_recv(ws, msg, sizeof(msg), 2000) && strcmp(msg, "3probe") == 0;
     ok = ok && http_recv(get, body, sizeof(body), 2000);
     if (ok) {
         take_payload(sn, body);
-        ws_send(ws, "5");
+        eio_ws_send(ws, "5");
         long until = atomic_load(&seq) + 20;
         for (int i = 0; ok && sn->last < until && i < 100000; i++) {
-            ok = ws_recv(ws, msg, sizeof(msg), 2000);
+            ok = eio_ws_recv(ws, msg, sizeof(msg), 2000);
             if (ok)
                 take(sn, msg, strlen(msg));
         }
@@ -316,12 +229,12 @@ int main(void)
     int drain[NDRAIN];
     char buf[256];
     for (int i = 0; i < NDRAIN; i++) {
-        drain[i] = ws_connect(port, NULL);
+        drain[i] = eio_ws_connect(port, NULL);
         CHECK(drain[i] >= 0);
-        CHECK(drain[i] >= 0 && ws_recv(drain[i], buf, sizeof(buf), 2000) && buf[0] == '0');
+        CHECK(drain[i] >= 0 && eio_ws_recv(drain[i], buf, sizeof(buf), 2000) && buf[0] == '0');
         if (drain[i] >= 0) {
-            ws_send(drain[i], "40");
-            CHECK(ws_recv(drain[i], buf, sizeof(buf), 2000) && strncmp(buf, "40{", 3) == 0);
+            eio_ws_send(drain[i], "40");
+            CHECK(eio_ws_recv(drain[i], buf, sizeof(buf), 2000) && strncmp(buf, "40{", 3) == 0);
         }
     }
     pthread_t bth, dth;
