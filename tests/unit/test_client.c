@@ -299,6 +299,19 @@ static void test_offline_queue_bounds(void)
     eddy_client_free(client);
 }
 
+/* A listening socket on a free loopback port for a scripted server thread; its ws:// URL
+ * into out_url. */
+static int raw_listener(char *out_url, size_t cap)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t addr_len = sizeof(addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 && listen(fd, 1) == 0 &&
+          getsockname(fd, (struct sockaddr *)&addr, &addr_len) == 0);
+    snprintf(out_url, cap, "ws://127.0.0.1:%d/", ntohs(addr.sin_port));
+    return fd;
+}
+
 /* ---- back-pressure: EDDY_QUEUED, then the drain event ---- */
 
 static int slow_listener;
@@ -349,16 +362,10 @@ static void slow_on_drain(eddy_client_t *client, void *user_data)
 
 static void test_back_pressure_and_drain(void)
 {
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t addr_len = sizeof(addr);
-    slow_listener = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(bind(slow_listener, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
-          listen(slow_listener, 1) == 0 &&
-          getsockname(slow_listener, (struct sockaddr *)&addr, &addr_len) == 0);
+    char slow_url[64];
+    slow_listener = raw_listener(slow_url, sizeof(slow_url));
     pthread_t thread;
     pthread_create(&thread, NULL, slow_server, NULL);
-    char slow_url[64];
-    snprintf(slow_url, sizeof(slow_url), "ws://127.0.0.1:%d/", ntohs(addr.sin_port));
     eddy_client_options_t opts;
     eddy_client_options_init(&opts);
     opts.url = slow_url;
@@ -449,16 +456,10 @@ static void after_on_close(eddy_client_t *client, int code, const char *reason, 
  * event's code 4000, clean, into 1002. */
 static void test_bytes_after_close_frame(void)
 {
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t addr_len = sizeof(addr);
-    after_listener = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(bind(after_listener, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
-          listen(after_listener, 1) == 0 &&
-          getsockname(after_listener, (struct sockaddr *)&addr, &addr_len) == 0);
+    char after_url[64];
+    after_listener = raw_listener(after_url, sizeof(after_url));
     pthread_t thread;
     pthread_create(&thread, NULL, after_close_server, NULL);
-    char after_url[64];
-    snprintf(after_url, sizeof(after_url), "ws://127.0.0.1:%d/", ntohs(addr.sin_port));
     eddy_client_options_t opts;
     eddy_client_options_init(&opts);
     opts.url = after_url;
