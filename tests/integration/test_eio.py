@@ -66,11 +66,16 @@ def engine(start_server):
     """engine(*args, impl="eddy"|"reference") -> a running echo server."""
     refs = []
 
-    def start(*args, impl="eddy"):
+    def start(*args, impl="eddy", one_loop=False):
+        # one_loop: the test orders requests made on different connections. wait_read()
+        # proves the server read the first; with one loop it has also acted on it before it
+        # reads the next, while with two the other loop may act on the later one first.
         if impl == "reference":
             ref = NodeReference(args)
             refs.append(ref)
             return ref
+        if one_loop:
+            args = (*args, "--set", "worker_num=1")
         return Eddy(start_server("eio_echo", *args))
 
     yield start
@@ -371,7 +376,7 @@ def test_polling_echo(engine, impl):
 
 @BOTH
 def test_polling_get_waits_for_a_packet(engine, impl):
-    srv = engine(impl=impl)
+    srv = engine(impl=impl, one_loop=True)
     sid, _, _ = poll_open(srv)
     waiting = http_send(srv, "GET", f"EIO=4&transport=polling&sid={sid}")
     waiting.wait_read()
@@ -381,7 +386,7 @@ def test_polling_get_waits_for_a_packet(engine, impl):
 
 @BOTH
 def test_polling_two_gets_at_once_close_the_session(engine, impl):
-    srv = engine(impl=impl)
+    srv = engine(impl=impl, one_loop=True)
     sid, _, _ = poll_open(srv)
     assert srv.line() == f"open {sid}"
     first = http_send(srv, "GET", f"EIO=4&transport=polling&sid={sid}")
@@ -494,7 +499,7 @@ def test_polling_hang_up_on_a_waiting_get(engine):
 
 @BOTH
 def test_upgrade_from_polling(engine, impl):
-    srv = engine(impl=impl)
+    srv = engine(impl=impl, one_loop=True)
     sid, _, _ = poll_open(srv)
     waiting = http_send(srv, "GET", f"EIO=4&transport=polling&sid={sid}")
     waiting.wait_read()
@@ -642,7 +647,7 @@ def test_v3_polling_binary_payloads(engine, impl):
 
 @BOTH
 def test_v3_polling_duplicate_get_and_client_close(engine, impl):
-    srv = engine(impl=impl)
+    srv = engine(impl=impl, one_loop=True)
     sid, _, _ = poll_open(srv, eio=3)
     first = http_send(srv, "GET", f"EIO=3&transport=polling&sid={sid}")
     first.wait_read()
@@ -658,7 +663,7 @@ def test_v3_polling_duplicate_get_and_client_close(engine, impl):
 
 @BOTH
 def test_v3_upgrade(engine, impl):
-    srv = engine(impl=impl)
+    srv = engine(impl=impl, one_loop=True)
     sid, _, _ = poll_open(srv, eio=3)
     waiting = http_send(srv, "GET", f"EIO=3&transport=polling&sid={sid}")
     waiting.wait_read()
@@ -744,7 +749,7 @@ def test_upgraded_session_handlers_run_on_the_websocket_loop(engine):
 
 
 def test_volatile_send(engine):
-    srv = engine()
+    srv = engine(one_loop=True)
     sid, _, _ = poll_open(srv)
     # No GET waits: the volatile message is dropped (EDDY_EDROPPED, -3013).
     assert push(srv, sid, "4volatile")[2] == b"ok"
