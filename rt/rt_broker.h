@@ -29,7 +29,8 @@
  * Threads: every function may be called from any thread. Results and deliveries run
  * either on an eddy loop (the configuration names a server: eddy_post() to the loop of a
  * given connection, else eddy_defer()) or, with no server configured, on the broker's own
- * thread (tests, programs without loops); handlers must then be thread-safe and quick.
+ * thread (tests, programs without loops; the in-memory engine has none: on the calling
+ * thread, see below); handlers must then be thread-safe and quick.
  *
  * Return codes are eddy's (eddy.h): 0, EDDY_EINVAL, EDDY_ENOMEM, EDDY_EDROPPED (the
  * bounded queue is full: counted as dropped), EDDY_ECLOSED (the broker is down and the
