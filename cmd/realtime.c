@@ -917,7 +917,8 @@ static int permissions_on(eddy_rt_nsp_t *nsp)
 }
 
 /* A socket restored by recovery rejoined its rooms without the presence callback (and
- * without the connect hook): its name back, and its rooms told it is there again. */
+ * without the connect hook): its name back, and what the presence callback does for each
+ * room (the rooms table counts it again, the room is told it is back). */
 typedef struct room_names {
     char **names;
     size_t n, cap;
@@ -958,7 +959,7 @@ static void recovered_presence(eddy_rt_socket_t *s)
     eddy_rt_socket_rooms(s, copy_room, &rn);
     for (size_t i = 0; i < rn.n; i++) {
         if (rn.names[i] != NULL && i > 0) /* [0] is its own room */
-            announce_presence(s, rn.names[i], true);
+            on_presence(s, rn.names[i], true, NULL);
         free(rn.names[i]);
     }
     free(rn.names);

@@ -225,6 +225,7 @@ def test_a_recovered_socket_is_announced_again_with_its_name(tmp_path):
         clients.ack("a", "join", "chat:r")
         b = clients.connect("b", auth={"name": "bo"}, reconnection=True)
         clients.ack("b", "join", "chat:r")
+        clients.ack("b", "join", "chat:solo")
         who = {"room": "chat:r", "id": b, "user": None, "data": {"name": "bo"}}
         assert clients.wait("joined", name="a", type="event", event="joined")["args"][0] == who
         # (Each event carries its offset last, with recovery on.)
@@ -239,6 +240,9 @@ def test_a_recovered_socket_is_announced_again_with_its_name(tmp_path):
         assert sorted(s["data"]["name"] for s in presence["sockets"]) == ["ann", "bo"]
         assert clients.ack("b", "publish", "chat:r", "back") == [{"ok": True}]
         assert message(clients, "a")["from"] == {"id": b, "user": None, "data": {"name": "bo"}}
+        # The daemon's rooms table counts it again: the room only b is in is listed.
+        rooms = server.api("rooms", {})[1]["result"]["rooms"]
+        assert sorted(r["name"] for r in rooms) == ["chat:r", "chat:solo"], rooms
     finally:
         clients.close()
         server.stop()
