@@ -916,6 +916,21 @@ static int permissions_on(eddy_rt_nsp_t *nsp)
     return rc < 0 ? rc : eddy_rt_on(nsp, "presence", on_presence_query, NULL);
 }
 
+/* One line saying what clients may do beyond joining, when they may do anything more. */
+static void permissions_log(eddy_server_t *srv)
+{
+    const settings_t *st = &R.st;
+    if (st->client_publish[0] == '\0' && st->client_presence[0] == '\0' && !st->client_names &&
+        st->history_on_join == 0)
+        return;
+    eddy_log(srv, EDDY_LOG_INFO,
+             "socketio: clients may publish to %s, see who is in %s%s; joins carry the last "
+             "%zu events",
+             st->client_publish[0] != '\0' ? st->client_publish : "no room",
+             st->client_presence[0] != '\0' ? st->client_presence : "no room",
+             st->client_names ? ", name themselves" : "", st->history_on_join);
+}
+
 /* A socket restored by recovery rejoined its rooms without the presence callback (and
  * without the connect hook): its name back, and what the presence callback does for each
  * room (the rooms table counts it again, the room is told it is back). */
@@ -1051,6 +1066,7 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
     eddy_log(srv, EDDY_LOG_INFO, "socketio: %s (namespaces %s; clients may join %s)%s", R.st.path,
              R.st.namespaces, R.st.client_rooms[0] != '\0' ? R.st.client_rooms : "no room",
              R.st.api_key[0] != '\0' ? "; server API on /api/" : "");
+    permissions_log(srv);
     return 0;
 }
 

@@ -11,6 +11,7 @@ import subprocess
 import socketio
 
 from eddyserver import TIMEOUT
+from eddyserver import read_text as read
 from test_daemon_realtime import EDDY, JWT_KEY, Clients, Daemon, token
 
 CHAT = ("[socketio]\nclient_rooms = chat:*, lobby\nclient_publish = chat:*\n"
@@ -85,6 +86,7 @@ def test_permissions_are_off_by_default(tmp_path):
         assert server.api("emit", {"room": "chat:1", "event": "marker"})[0] == 200
         # No joined event reached a (its first event is the marker).
         assert clients.events("a", "marker") == [("marker", [])]
+        assert "clients may publish" not in read(server.log_path)
     finally:
         clients.close()
         server.stop()
@@ -113,6 +115,8 @@ def test_presence_joined_left_and_disconnect(tmp_path):
     clients = Clients(server.port)
     py = None
     try:
+        assert ("socketio: clients may publish to chat:*, see who is in chat:*, name "
+                "themselves; joins carry the last 3 events") in read(server.log_path)
         a = clients.connect("a", auth={"name": "ann"})
         answer = clients.ack("a", "join", "chat:p")[0]
         assert answer["presence"] == {"num_sockets": 1, "num_users": 0, "sockets": [
