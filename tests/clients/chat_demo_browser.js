@@ -8,6 +8,8 @@
 //   {"step":"history"}  cy opened the page later: the join's history showed it the two
 //                       messages, and the others saw cy come online;
 //   {"step":"left"}     cy closed its page: the others saw cy go;
+//   {"step":"rooms"}    bob went to #random (alone there; ann saw him go), said something
+//                       ann did not get, and came back to #general and its history;
 //   {"step":"restart"}  ready: the test now restarts the program;
 //   {"step":"banner"}   ann's page shows the reconnecting banner; ann typed COUNT messages
 //                       meanwhile (still pending);
@@ -75,6 +77,17 @@ function until(page, selector, want) {
     await cy.context().close();
     for (const page of [ann, bob]) await until(page, '#online', ['ann', 'bob']);
     step('left', { ann: await online(ann), bob: await online(bob) });
+
+    await bob.click('#rooms button:has-text("#random")');
+    await until(bob, '#online', ['bob']);
+    await until(ann, '#online', ['ann']);
+    await type(bob, 'in random');
+    await until(bob, '#messages', ['bob: in random']);
+    const annSaw = await messages(ann);
+    await bob.click('#rooms button:has-text("#general")');
+    await until(bob, '#messages', both);
+    for (const page of [ann, bob]) await until(page, '#online', ['ann', 'bob']);
+    step('rooms', { annSaw, bob: await messages(bob) });
 
     step('restart');
     await ann.waitForFunction(() => {

@@ -2,7 +2,7 @@
 """The demo chat `make run` serves (www/index.html over socket.io-client, the eddy program with
 cmd/eddy.conf) in headless Chromium (tests/clients/chat_demo_browser.js): two pages chat in
 a room and see each other online, a third one gets the messages from the history on join
-and its departure is seen, and across `eddy restart` (SIGUSR2) a page shows the reconnecting
+and its departure is seen, one goes to another room and back, and across `eddy restart` (SIGUSR2) a page shows the reconnecting
 banner, keeps what is typed meanwhile, reconnects, and no message is lost or shown twice."""
 
 import os
@@ -58,6 +58,7 @@ def test_demo_chat_rooms_presence_history_and_a_restart(tmp_path):
         history = driver.step("history", 30)
         assert history["cy"] == both and history["ann"] == ["ann", "bob", "cy"]
         assert driver.step("left", 30)["ann"] == ["ann", "bob"]
+        assert driver.step("rooms", 30) == {"step": "rooms", "annSaw": both, "bob": both}
         driver.step("restart", 10)
         restarted = eddy(tmp_path, port, "restart")
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
