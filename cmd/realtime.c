@@ -512,13 +512,13 @@ char *realtime_socket_data(eddy_rt_socket_t *s)
     return copy;
 }
 
-/* Whether room is one of patterns (client_rooms' form): exact names, or prefixes ending in '*'. */
-static bool room_matches(const char *patterns, const char *room)
+/* client_rooms: exact names, or prefixes ending in '*'. */
+static bool join_allowed(const char *room)
 {
     size_t room_len = strlen(room);
     if (room_len == 0 || room_len > ROOM_NAME_MAX)
         return false;
-    for (const char *p = patterns; *p != '\0';) {
+    for (const char *p = R.st.client_rooms; *p != '\0';) {
         while (*p == ' ')
             p++;
         size_t len = strcspn(p, ",");
@@ -542,6 +542,31 @@ static bool room_matches(const char *patterns, const char *room)
  * sent it; a client cannot claim another identity), members of a client_presence room see
  * who else is in it (asked, with their join, and as joined/left events), and a join's answer
  * carries the room's last history_on_join events. */
+
+/* Whether room is one of patterns (client_rooms' form): exact names, or prefixes ending in '*'.
+ * join_allowed's matching for any list; that one stays as it is, for the work on client_rooms
+ * elsewhere (it becomes room_matches(client_rooms, room) once merged). */
+static bool room_matches(const char *patterns, const char *room)
+{
+    size_t room_len = strlen(room);
+    if (room_len == 0 || room_len > ROOM_NAME_MAX)
+        return false;
+    for (const char *p = patterns; *p != '\0';) {
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, ",");
+        size_t item = len;
+        while (item > 0 && p[item - 1] == ' ')
+            item--;
+        if (item > 0 && p[item - 1] == '*' ? strncmp(room, p, item - 1) == 0
+                                           : item == room_len && strncmp(room, p, item) == 0)
+            return true;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
 
 /* Answers are built as text: a stack buffer first, the heap beyond it. */
 typedef struct text {
@@ -988,7 +1013,7 @@ static void on_join_leave(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *
     const char *answer = "{\"ok\":true}";
     if (eddy_rt_arg_string(ev, 0, room, sizeof(room)) < 0)
         answer = "{\"error\":\"the first argument must be a room name (a string)\"}";
-    else if (!room_matches(R.st.client_rooms, room))
+    else if (!join_allowed(room))
         answer = "{\"error\":\"not allowed\"}";
     else if ((join ? eddy_rt_join(s, room) : eddy_rt_leave(s, room)) < 0)
         answer = "{\"error\":\"failed\"}";
