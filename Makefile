@@ -81,7 +81,7 @@ DATADIR ?= $(PREFIX)/share
 MANDIR ?= $(DATADIR)/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all cmds client-bench lib program examples unit-tests test-programs deps deps-test run www-assets test test-unit \
+.PHONY: all cmds client-bench lib program examples unit-tests test-programs deps deps-test run test test-unit \
 	test-integration test-oom test-js soak install clean format format-check
 
 all: lib program examples unit-tests test-programs cmds
@@ -179,6 +179,7 @@ run: deps
 # www/vendor/package-lock.json pins it, npm ci installs it outside the document root, and
 # its browser build is copied beside the page.
 WWW_ASSETS := www/vendor/socket.io.min.js
+.PHONY: www-assets
 www-assets: $(WWW_ASSETS)
 $(WWW_ASSETS): www/vendor/package.json www/vendor/package-lock.json
 	@mkdir -p build/www-npm
