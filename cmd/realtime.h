@@ -2,8 +2,9 @@
 /*
  * The daemon's real-time endpoint and server API. cmd/realtime.c attaches the Socket.IO
  * layer (include/eddy_rt.h) to the public listener ([socketio]): tokens checked at CONNECT,
- * the client events the daemon understands (join and leave, within client_rooms), the
- * rooms the API lists. cmd/api.c is the HTTP server API ([api]): POST
+ * the client events the daemon understands (join and leave within client_rooms, publish
+ * within client_publish, presence within client_presence), the rooms the API lists.
+ * cmd/api.c is the HTTP server API ([api]): POST
  * /api/METHOD with an API key, JSON in and out. cmd/publish.c is `eddy publish` and `eddy
  * api`, its command-line client. Public headers only, like every file of cmd/.
  */

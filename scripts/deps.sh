@@ -4,7 +4,8 @@
 # Usage: scripts/deps.sh build|test
 #   build: the compiler and the libraries eddy links (OpenSSL, zlib, hiredis and msgpack-c
 #          for the Redis broker; libinih, jansson and libcurl for the eddy program: its
-#          configuration file, JSON, the backend proxy)
+#          configuration file, JSON, the backend proxy), and npm, which installs the demo
+#          page's socket.io-client (`make run`)
 #   test:  also python3-jwt (auth tokens), python3-websockets, python3-socketio (a second Socket.IO client; python3-requests for its long-polling) and pytest, openssl (test certificates), Node.js with the
 #          npm packages in tests/clients and clients/js (TypeScript, to check eddy.d.ts),
 #          headless Chromium, clang for the fuzzers, and redis-server (the Redis broker's tests)
@@ -35,6 +36,8 @@ done
 # Node may come from Debian or elsewhere (nodesource): the commands are what matters.
 if [ "${1:-build}" = test ] && ! command -v node >/dev/null 2>&1; then
     missing="$missing nodejs npm"
+elif ! command -v npm >/dev/null 2>&1; then
+    missing="$missing npm" # the demo page's socket.io-client (make www-assets)
 fi
 
 if [ -n "$missing" ]; then
