@@ -653,6 +653,8 @@ static bool live_key(const char *section, const char *key)
         {"server", "package_max_length"},
         {"tls", "ssl_cert_file"},
         {"tls", "ssl_key_file"},
+        {"server", "websocket_ping_interval"},
+        {"server", "websocket_ping_timeout"},
         /* realtime_reload() */
         {"socketio", "client_rooms"},
         {"api", "key"},
@@ -785,14 +787,21 @@ static bool reload_engine_keys(cfg_t *next)
     }
     eddy_options_t defaults;
     eddy_options_init(&defaults);
-    static const char *const limits[] = {"max_connection", "package_max_length"};
+    static const char *const limits[] = {"max_connection", "package_max_length",
+                                         "websocket_ping_interval", "websocket_ping_timeout"};
     for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         const char *value = cfg_get(next, "server", limits[i]);
         if (same(value, cfg_get(g.cfg, "server", limits[i])))
             continue;
         char fallback[32]; /* unset now: the default again */
-        snprintf(fallback, sizeof(fallback), "%zu",
-                 i == 0 ? defaults.max_connection : defaults.package_max_length);
+        if (i < 2)
+            snprintf(fallback, sizeof(fallback), "%zu",
+                     i == 0 ? defaults.max_connection : defaults.package_max_length);
+        else
+            snprintf(fallback, sizeof(fallback), "%g",
+                     (i == 2 ? defaults.websocket_ping_interval_ms
+                             : defaults.websocket_ping_timeout_ms) /
+                         1000.0);
         int rc = eddy_server_set(g.srv, limits[i], value != NULL ? value : fallback);
         if (rc < 0) {
             eddy_log(g.srv, EDDY_LOG_ERROR, "reload: [server] %s %s: %s; kept the running value",

@@ -328,16 +328,18 @@ int eddy_server_close_listeners(eddy_server_t *srv);
  * value are copied. Call it before eddy_server_start(), from the thread configuring the
  * server. The same settings, typed: eddy_options_t and eddy_server_configure() below.
  *
- * While the server runs, two limits may change, from any thread: max_connection (for the
- * connections accepted after the call; those over the new limit stay) and
+ * While the server runs, four keys may change, from any thread: max_connection (for the
+ * connections accepted after the call; those over the new limit stay),
  * package_max_length (for the messages and HTTP bodies whose size is checked after the
  * call, eddy_push() and the other sends included; a message being received when it is
- * lowered is checked against the new limit as its next frame arrives). Each is one
- * relaxed atomic load where it is checked (no lock per message). Every other key answers
- * EDDY_ERUNNING while the server runs: they are read once per run (worker_num, backlog,
- * listeners, timers, compression, log files), or set up per connection with more than one
- * value to keep consistent (the output buffer bounds). For TLS certificates see
- * eddy_server_reload_tls().
+ * lowered is checked against the new limit as its next frame arrives), each one relaxed
+ * atomic load where it is checked (no lock per message), and websocket_ping_interval and
+ * websocket_ping_timeout (every loop re-arms its ping timer shortly after the call: the
+ * next round is an interval later; 0 turns pings off and forgives pings owed). Every other
+ * key answers EDDY_ERUNNING while the server runs: they are read once per run
+ * (worker_num, backlog, listeners, the heartbeat, compression, log files), or set up per
+ * connection with more than one value to keep consistent (the output buffer bounds). For
+ * TLS certificates see eddy_server_reload_tls().
  *
  * Keys (defaults in brackets):
  *   worker_num [CPU cores]         event loop threads (at most 256)
@@ -420,7 +422,7 @@ int eddy_server_close_listeners(eddy_server_t *srv);
  * Booleans accept true/false, 1/0, yes/no, on/off. Seconds (the heartbeat and *_timeout
  * keys) may be fractional ("0.5"), to the millisecond. Returns 0, EDDY_EKEY for an unknown
  * key, EDDY_EVALUE for a bad value (both logged with the key and value; nothing changes),
- * EDDY_ERUNNING (a key other than the two above while the server runs).
+ * EDDY_ENOMEM, EDDY_ERUNNING (a key other than the four above while the server runs).
  */
 int eddy_server_set(eddy_server_t *srv, const char *key, const char *value);
 

@@ -768,12 +768,9 @@ static void tls_sweep(eddy__loop_t *loop, eddy__timer_t *timer)
 
 /* The ping timer's period: the interval, or the timeout when shorter, so an unanswered
  * ping is noticed within a period of its timeout. */
-static uint64_t ws_ping_period(const eddy__options_t *opts)
+static uint64_t ws_ping_period(uint32_t interval_ms, uint32_t timeout_ms)
 {
-    uint32_t period = opts->websocket_ping_interval_ms;
-    if (opts->websocket_ping_timeout_ms > 0)
-        period = EDDY__MIN(period, opts->websocket_ping_timeout_ms);
-    return period;
+    return timeout_ms > 0 ? EDDY__MIN(interval_ms, timeout_ms) : interval_ms;
 }
 
 /*
@@ -785,12 +782,18 @@ static uint64_t ws_ping_period(const eddy__options_t *opts)
  */
 static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
 {
-    const eddy__options_t *opts = &loop->srv->opts;
+    /* Read once a round: eddy_server_set() may change them while running. */
+    uint32_t interval_ms =
+        atomic_load_explicit(&loop->srv->live_ping_interval_ms, memory_order_relaxed);
+    uint32_t timeout_ms =
+        atomic_load_explicit(&loop->srv->live_ping_timeout_ms, memory_order_relaxed);
+    if (interval_ms == 0) /* turned off: pings owed are forgiven */
+        return;
     server_loop_t *sl = server_loop(loop);
     uint64_t now = loop->now_ms;
     bool round = now >= sl->ws_ping_next_ms;
     if (round)
-        sl->ws_ping_next_ms = now + opts->websocket_ping_interval_ms;
+        sl->ws_ping_next_ms = now + interval_ms;
     size_t it = 0;
     for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;) {
         if (!eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
@@ -798,12 +801,12 @@ static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
             continue;
         if (conn->ping_sent_ms != 0) {
             uint64_t last = atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed);
-            if (last >= conn->ping_sent_ms) {
+            if (last >= conn->ping_sent_ms || timeout_ms == 0) { /* answered, or no timeout now */
                 conn->ping_sent_ms = 0;
-            } else if (now - conn->ping_sent_ms >= opts->websocket_ping_timeout_ms) {
+            } else if (now - conn->ping_sent_ms >= timeout_ms) {
                 eddy__log(loop->srv, EDDY__LOG_INFO,
                           "session#%" PRIu64 ": no answer to a ping in %" PRIu32 " ms, dropped",
-                          conn->id, opts->websocket_ping_timeout_ms);
+                          conn->id, timeout_ms);
                 eddy__conn_close(conn, EDDY__CLOSE_ABORT);
                 continue;
             } else {
@@ -812,11 +815,52 @@ static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
         }
         if (round) {
             eddy__ws_push(conn, NULL, 0, EDDY_WS_OPCODE_PING, EDDY_WS_FLAG_FIN);
-            if (opts->websocket_ping_timeout_ms > 0)
+            if (timeout_ms > 0)
                 conn->ping_sent_ms = now;
         }
     }
-    eddy__timer_start(loop, timer, ws_ping_period(opts));
+    eddy__timer_start(loop, timer, ws_ping_period(interval_ms, timeout_ms));
+}
+
+/* eddy__server_pings_changed(): each loop re-arms its ping timer with the new values. */
+struct pings_changed {
+    atomic_int left;
+    uint32_t interval_ms, timeout_ms;
+    eddy__cmd_t cmds[]; /* one per loop */
+};
+
+static void pings_changed_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    struct pings_changed *pc = (struct pings_changed *)((char *)(cmd - loop->index) -
+                                                        offsetof(struct pings_changed, cmds));
+    server_loop_t *sl = server_loop(loop);
+    if (!loop->stopping) {
+        eddy__timer_stop(loop, &sl->ws_ping);
+        if (pc->interval_ms > 0) {
+            sl->ws_ping_next_ms = loop->now_ms + pc->interval_ms;
+            eddy__timer_start(loop, &sl->ws_ping, ws_ping_period(pc->interval_ms, pc->timeout_ms));
+        }
+    }
+    if (atomic_fetch_sub(&pc->left, 1) == 1)
+        free(pc);
+}
+
+int eddy__server_pings_changed(eddy_server_t *srv, uint32_t interval_ms, uint32_t timeout_ms)
+{
+    int loops = atomic_load(&srv->loop_count);
+    struct pings_changed *pc = calloc(1, sizeof(*pc) + (size_t)loops * sizeof(eddy__cmd_t));
+    if (pc == NULL)
+        return EDDY_ENOMEM;
+    atomic_init(&pc->left, loops);
+    pc->interval_ms = interval_ms;
+    pc->timeout_ms = timeout_ms;
+    atomic_store_explicit(&srv->live_ping_interval_ms, interval_ms, memory_order_relaxed);
+    atomic_store_explicit(&srv->live_ping_timeout_ms, timeout_ms, memory_order_relaxed);
+    for (int i = 0; i < loops; i++) {
+        pc->cmds[i].fn = pings_changed_run;
+        eddy__loop_post(srv->loops[i], &pc->cmds[i]);
+    }
+    return 0;
 }
 
 /* ---- running and stopping ---- */
@@ -882,9 +926,11 @@ static void prepare_loop(eddy__loop_t *loop)
         sl->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
     if (opts->heartbeat_interval_ms > 0)
         eddy__timer_start(loop, &sl->heartbeat, opts->heartbeat_interval_ms);
-    if (opts->websocket_ping_interval_ms > 0) {
-        sl->ws_ping_next_ms = loop->now_ms + opts->websocket_ping_interval_ms;
-        eddy__timer_start(loop, &sl->ws_ping, ws_ping_period(opts));
+    uint32_t ping_ms = atomic_load(&loop->srv->live_ping_interval_ms);
+    if (ping_ms > 0) {
+        sl->ws_ping_next_ms = loop->now_ms + ping_ms;
+        eddy__timer_start(loop, &sl->ws_ping,
+                          ws_ping_period(ping_ms, atomic_load(&loop->srv->live_ping_timeout_ms)));
     }
     for (int i = 0; i < loop->srv->listener_count; i++) {
         if (loop->srv->listeners[i].tls_ctx != NULL) {

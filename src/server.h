@@ -81,6 +81,8 @@ struct eddy_server {
      * per message). Not running, eddy_server_set() writes opts and these; running, these alone. */
     _Atomic size_t live_max_connection;
     _Atomic size_t live_package_max_length;
+    _Atomic uint32_t live_ping_interval_ms; /* websocket_ping_interval, read per ping round */
+    _Atomic uint32_t live_ping_timeout_ms;
     /* Orders eddy_server_reload_tls() against the start and the end of a run, and guards
      * the files it loaded while running, which become ssl_cert_file and ssl_key_file when
      * the run ends (NULL: none). */
@@ -112,6 +114,11 @@ static inline size_t eddy__package_max_length(const eddy_server_t *srv)
 /* Copies opts' live settings to live_max_connection and live_package_max_length
  * (settings.c; while the server is not running). */
 void eddy__options_publish(eddy_server_t *srv);
+
+/* Makes every loop re-arm its keep-alive ping timer from live_ping_interval_ms and
+ * live_ping_timeout_ms (server.c; eddy_server_set() while running). Allocates what it
+ * posts first: returns 0, or EDDY_ENOMEM with nothing posted. */
+int eddy__server_pings_changed(eddy_server_t *srv, uint32_t interval_ms, uint32_t timeout_ms);
 
 /* Starts closing everything once a stop was requested; true when the loop may exit. */
 bool eddy__server_loop_should_exit(eddy__loop_t *loop);

@@ -75,6 +75,34 @@ def test_reload_lowers_max_connection_and_package_max_length(site):
         assert server.stop() == 0
 
 
+def test_reload_turns_keep_alive_pings_on_and_their_timeout_drops_a_silent_peer(site):
+    tmp, conf = site
+    path, port = conf()
+    server = Serving(tmp, path)
+    try:
+        quiet = RawClient("127.0.0.1", port)  # opened before: no pings (interval 0)
+        quiet.handshake("/ws")
+        conf(port=port, extra="websocket_ping_interval = 0.2")
+        log = reload(server, 1)
+        assert "reload: [server] websocket_ping_interval 0.2" in log
+        assert quiet.recv_frame()[2] == 0x9  # a ping, on a session opened before the reload
+        quiet.send_frame(0xA, b"")
+        # With a timeout, a peer that answers nothing is dropped (no close frame).
+        conf(port=port, extra="websocket_ping_interval = 0.2\nwebsocket_ping_timeout = 0.3")
+        reload(server, 2)
+        silent = RawClient("127.0.0.1", port)
+        silent.handshake("/ws")
+        while True:  # pings until the drop, then EOF
+            try:
+                assert silent.recv_frame()[2] == 0x9
+            except (EOFError, ConnectionResetError):
+                break
+        assert "no answer to a ping in 300 ms, dropped" in read(server.log_path)
+        quiet.close()
+    finally:
+        assert server.stop() == 0
+
+
 def make_cert(directory, name):
     cert, key = str(directory / f"{name}.pem"), str(directory / f"{name}.key")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",

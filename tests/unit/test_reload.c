@@ -110,6 +110,16 @@ static void test_live_limits(void)
     CHECK_EQ_INT(eddy_server_set(test_server, "backlog", "10"), EDDY_ERUNNING);
     CHECK_EQ_INT(eddy_server_set(test_server, "ssl_cert_file", "/x"), EDDY_ERUNNING);
     CHECK_EQ_INT(eddy_server_set(test_server, "max_connection", "0"), EDDY_EVALUE);
+    CHECK_EQ_INT(eddy_server_set(test_server, "heartbeat_idle_time", "5"), EDDY_ERUNNING);
+    /* Pings: every loop re-arms its timer (the rounds themselves: test_reload.py). */
+    CHECK_EQ_INT(eddy_server_set(test_server, "websocket_ping_interval", "0.5"), 0);
+    CHECK_EQ_INT(eddy_server_set(test_server, "websocket_ping_timeout", "2"), 0);
+    CHECK_EQ_INT(eddy_server_set(test_server, "websocket_ping_timeout", "x"), EDDY_EVALUE);
+    eddy_options_t pings;
+    eddy_server_get_options(test_server, &pings);
+    CHECK_EQ_INT(pings.websocket_ping_interval_ms, 500);
+    CHECK_EQ_INT(pings.websocket_ping_timeout_ms, 2000);
+    CHECK_EQ_INT(eddy_server_set(test_server, "websocket_ping_interval", "0"), 0);
 
     /* max_connection lowered to 2: two held connections, the third is refused. */
     int held[2];
