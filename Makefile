@@ -82,7 +82,7 @@ MANDIR ?= $(DATADIR)/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 .PHONY: all cmds client-bench lib program examples unit-tests test-programs deps deps-test run test test-unit \
-	test-integration test-oom test-js soak install clean format format-check
+	test-integration test-oom test-js soak install deb clean format format-check
 
 all: lib program examples unit-tests test-programs cmds
 
@@ -257,6 +257,20 @@ install: lib $(BUILD)/eddy
 	    -e 's|/usr/local/share|$(DATADIR)|' contrib/systemd/eddy.service \
 	    > $(DESTDIR)$(SYSTEMDUNITDIR)/eddy.service
 	install -m 644 contrib/systemd/eddy.socket $(DESTDIR)$(SYSTEMDUNITDIR)/eddy.socket
+
+# Debian packages (debian/): eddy, libeddy0.1 and libeddy-dev, built by dpkg-buildpackage
+# (unsigned, binary only) in a copy of the sources under $(BUILD)/deb, where the .debs land:
+# the checkout gets none of the build's files. `make deb LTO=` builds them without LTO.
+DEB_DIR := $(BUILD)/deb
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/eddy-$(VERSION)
+	tar -cf - --exclude=./build --exclude=node_modules --exclude=./.git . | \
+	    tar -xf - -C $(DEB_DIR)/eddy-$(VERSION)
+	cd $(DEB_DIR)/eddy-$(VERSION) && \
+	    DEB_BUILD_OPTIONS="$${DEB_BUILD_OPTIONS:-parallel=2}" \
+	    EDDY_DEB_FLAGS="$(if $(LTO),,LTO=)" dpkg-buildpackage -us -uc -b
+	ls $(DEB_DIR)/*.deb
 
 FORMAT_FILES = $(wildcard include/*.h src/*.[ch] rt/*.[ch] examples/*.[ch] tests/unit/*.[ch] \
 	tests/support/*.h tests/integration/*.c fuzz/*.[ch] bench/*.[ch] cmd/*.[ch])

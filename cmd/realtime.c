@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,8 +280,19 @@ typedef struct room_rec {
     char name[];
 } room_rec_t;
 
+/* What a reload changes (realtime_reload()), published whole by pointer as serve.c's set:
+ * a loop reads the old set or the new one, never a mix; replaced sets stay until
+ * realtime_free() (a loop may still read one; reloads are rare). */
+typedef struct rt_live {
+    struct rt_live *retired;
+    char client_rooms[SETTING_TEXT_MAX];
+    char api_key[API_KEY_MAX + 1];
+    size_t api_max_body;
+} rt_live_t;
+
 static struct {
     settings_t st;
+    _Atomic(rt_live_t *) live;
     eddy_rt_t *rt;
     eddy_rt_nsp_t *nsps[NAMESPACES_MAX];
     size_t nnsps;
@@ -512,13 +524,67 @@ char *realtime_socket_data(eddy_rt_socket_t *s)
     return copy;
 }
 
+/* ---- what a reload changes ---- */
+
+static rt_live_t *live(void)
+{
+    return atomic_load_explicit(&R.live, memory_order_acquire);
+}
+
+/* Publishes st's live keys (on top of the set in force); false: out of memory. */
+static bool live_publish(const settings_t *st)
+{
+    rt_live_t *lv = calloc(1, sizeof(*lv));
+    if (lv == NULL)
+        return false;
+    memcpy(lv->client_rooms, st->client_rooms, sizeof(lv->client_rooms));
+    memcpy(lv->api_key, st->api_key, sizeof(lv->api_key));
+    lv->api_max_body = st->api_max_body;
+    lv->retired = live();
+    atomic_store_explicit(&R.live, lv, memory_order_release);
+    return true;
+}
+
+void realtime_reload(eddy_server_t *srv, const cfg_t *next)
+{
+    settings_t st;
+    settings_init(&st);
+    for (size_t i = 0; i < next->entry_count; i++) {
+        const cfg_entry_t *e = &next->entries[i];
+        char why[160];
+        if (strcmp(e->section, "socketio") == 0 || strcmp(e->section, "api") == 0)
+            settings_set(&st, e->section, e->key, e->value, why, sizeof(why)); /* checked */
+    }
+    const rt_live_t *cur = live();
+    if (cur == NULL) /* not set up */
+        return;
+    bool rooms = strcmp(cur->client_rooms, st.client_rooms) != 0;
+    bool key = strcmp(cur->api_key, st.api_key) != 0;
+    bool body = cur->api_max_body != st.api_max_body;
+    if ((rooms || key || body) && !live_publish(&st)) {
+        eddy_log(srv, EDDY_LOG_ERROR,
+                 "reload: out of memory; [socketio] client_rooms and [api] "
+                 "keep their values");
+        rooms = key = body = false;
+    }
+    if (rooms)
+        eddy_log(srv, EDDY_LOG_NOTICE, "reload: [socketio] client_rooms %s (for the next join)",
+                 st.client_rooms[0] != '\0' ? st.client_rooms : "(none)");
+    if (key) /* never the key itself */
+        eddy_log(srv, EDDY_LOG_NOTICE, "reload: [api] key applied%s",
+                 st.api_key[0] == '\0' ? " (none: the server API is off)" : "");
+    if (body)
+        eddy_log(srv, EDDY_LOG_NOTICE, "reload: [api] max_body %zu", st.api_max_body);
+    memset(st.api_key, 0, sizeof(st.api_key));
+}
+
 /* client_rooms: exact names, or prefixes ending in '*'. */
 static bool join_allowed(const char *room)
 {
     size_t room_len = strlen(room);
     if (room_len == 0 || room_len > ROOM_NAME_MAX)
         return false;
-    for (const char *p = R.st.client_rooms; *p != '\0';) {
+    for (const char *p = live()->client_rooms; *p != '\0';) {
         while (*p == ' ')
             p++;
         size_t len = strcspn(p, ",");
@@ -1037,6 +1103,10 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
             return -1;
         }
     }
+    if (!live_publish(&R.st)) {
+        fputs("eddy: out of memory\n", stderr);
+        return -1;
+    }
     const char *param = cfg_get(cfg, "auth", "query_param");
     snprintf(R.query_param, sizeof(R.query_param), "%s", param != NULL ? param : "token");
     if (!R.st.enabled)
@@ -1105,6 +1175,11 @@ void realtime_free(void)
     rooms_free();
     pthread_mutex_unlock(&R.rooms_lock);
     memset(R.st.api_key, 0, sizeof(R.st.api_key));
+    for (rt_live_t *lv = atomic_exchange(&R.live, NULL), *older; lv != NULL; lv = older) {
+        older = lv->retired;
+        memset(lv->api_key, 0, sizeof(lv->api_key));
+        free(lv);
+    }
 }
 
 bool realtime_request(eddy_request_t *req, eddy_response_t *resp)
@@ -1152,10 +1227,12 @@ eddy_rt_nsp_t *realtime_nsp_at(size_t i)
 
 const char *realtime_api_key(void)
 {
-    return R.st.api_key;
+    const rt_live_t *lv = live();
+    return lv != NULL ? lv->api_key : "";
 }
 
 size_t realtime_api_max_body(void)
 {
-    return R.st.api_max_body;
+    const rt_live_t *lv = live();
+    return lv != NULL ? lv->api_max_body : 0;
 }
