@@ -578,40 +578,7 @@ void realtime_reload(eddy_server_t *srv, const cfg_t *next)
     memset(st.api_key, 0, sizeof(st.api_key));
 }
 
-/* client_rooms: exact names, or prefixes ending in '*'. */
-static bool join_allowed(const char *room)
-{
-    size_t room_len = strlen(room);
-    if (room_len == 0 || room_len > ROOM_NAME_MAX)
-        return false;
-    for (const char *p = live()->client_rooms; *p != '\0';) {
-        while (*p == ' ')
-            p++;
-        size_t len = strcspn(p, ",");
-        size_t item = len;
-        while (item > 0 && p[item - 1] == ' ')
-            item--;
-        if (item > 0 && p[item - 1] == '*' ? strncmp(room, p, item - 1) == 0
-                                           : item == room_len && strncmp(room, p, item) == 0)
-            return true;
-        p += len;
-        if (*p == ',')
-            p++;
-    }
-    return false;
-}
-
-/* ---- client permissions: publish, presence, history on join, self-given names ----
- *
- * What a chat needs from a daemon that runs no application code, each off unless [socketio]
- * names the rooms: members of a client_publish room may publish to it (the daemon adds who
- * sent it; a client cannot claim another identity), members of a client_presence room see
- * who else is in it (asked, with their join, and as joined/left events), and a join's answer
- * carries the room's last history_on_join events. */
-
-/* Whether room is one of patterns (client_rooms' form): exact names, or prefixes ending in '*'.
- * join_allowed's matching for any list; that one stays as it is, for the work on client_rooms
- * elsewhere (it becomes room_matches(client_rooms, room) once merged). */
+/* Whether room is one of patterns (client_rooms' form): exact names, or prefixes ending in '*'. */
 static bool room_matches(const char *patterns, const char *room)
 {
     size_t room_len = strlen(room);
@@ -633,6 +600,20 @@ static bool room_matches(const char *patterns, const char *room)
     }
     return false;
 }
+
+/* client_rooms is live: eddy reload may change it. */
+static bool join_allowed(const char *room)
+{
+    return room_matches(live()->client_rooms, room);
+}
+
+/* ---- client permissions: publish, presence, history on join, self-given names ----
+ *
+ * What a chat needs from a daemon that runs no application code, each off unless [socketio]
+ * names the rooms: members of a client_publish room may publish to it (the daemon adds who
+ * sent it; a client cannot claim another identity), members of a client_presence room see
+ * who else is in it (asked, with their join, and as joined/left events), and a join's answer
+ * carries the room's last history_on_join events. */
 
 /* Answers are built as text: a stack buffer first, the heap beyond it. */
 typedef struct text {
