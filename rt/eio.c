@@ -75,10 +75,10 @@ void eio__buf_free(eio_buf_t *b)
 
 /* ---- the per-loop map from connection id to session ---- */
 
+/* The server is the session's (s->es): 16 bytes a connection. */
 typedef struct fdmap_entry {
-    const eio_server_t *es; /* NULL: free slot */
     eddy_fd_t fd;
-    eio_session_t *s;
+    eio_session_t *s; /* NULL: free slot */
 } fdmap_entry_t;
 
 /* Linear probing with backward-shift deletion; freed when it empties, so an exited loop
@@ -95,17 +95,19 @@ static size_t fdmap_hash(const eio_server_t *es, eddy_fd_t fd)
     return (size_t)(h >> 17);
 }
 
-eio_session_t *eio__fdmap_get(const eio_server_t *es, eddy_fd_t fd)
+/* The slot of (es, fd), or the free slot that ends its probe run. */
+static fdmap_entry_t *fdmap_slot(const eio_server_t *es, eddy_fd_t fd)
 {
-    if (fdmap.slots == NULL)
-        return NULL;
     for (size_t i = fdmap_hash(es, fd) & fdmap.mask;; i = (i + 1) & fdmap.mask) {
         fdmap_entry_t *e = &fdmap.slots[i];
-        if (e->es == NULL)
-            return NULL;
-        if (e->es == es && e->fd == fd)
-            return e->s;
+        if (e->s == NULL || (e->fd == fd && e->s->es == es))
+            return e;
     }
+}
+
+eio_session_t *eio__fdmap_get(const eio_server_t *es, eddy_fd_t fd)
+{
+    return fdmap.slots != NULL ? fdmap_slot(es, fd)->s : NULL;
 }
 
 static int fdmap_grow(void)
@@ -116,10 +118,10 @@ static int fdmap_grow(void)
         return EDDY_ENOMEM;
     for (size_t i = 0; fdmap.slots != NULL && i <= fdmap.mask; i++) {
         fdmap_entry_t *e = &fdmap.slots[i];
-        if (e->es == NULL)
+        if (e->s == NULL)
             continue;
-        size_t j = fdmap_hash(e->es, e->fd) & (cap - 1);
-        while (slots[j].es != NULL)
+        size_t j = fdmap_hash(e->s->es, e->fd) & (cap - 1);
+        while (slots[j].s != NULL)
             j = (j + 1) & (cap - 1);
         slots[j] = *e;
     }
@@ -134,22 +136,15 @@ int eio__fdmap_put(const eio_server_t *es, eddy_fd_t fd, eio_session_t *s)
 {
     if ((fdmap.slots == NULL || (fdmap.len + 1) * 4 > (fdmap.mask + 1) * 3) && fdmap_grow() != 0)
         return EDDY_ENOMEM;
-    for (size_t i = fdmap_hash(es, fd) & fdmap.mask;; i = (i + 1) & fdmap.mask) {
-        fdmap_entry_t *e = &fdmap.slots[i];
-        if (e->es == es && e->fd == fd) {
-            eio__session_ref(s);
-            eio_session_t *old = e->s;
-            e->s = s;
-            eio__session_unref(old);
-            return 0;
-        }
-        if (e->es == NULL) {
-            eio__session_ref(s);
-            *e = (fdmap_entry_t){es, fd, s};
-            fdmap.len++;
-            return 0;
-        }
-    }
+    fdmap_entry_t *e = fdmap_slot(es, fd);
+    eio__session_ref(s);
+    eio_session_t *old = e->s;
+    *e = (fdmap_entry_t){fd, s};
+    if (old != NULL)
+        eio__session_unref(old);
+    else
+        fdmap.len++;
+    return 0;
 }
 
 /* Removes fd's mapping; returns its session with the map's reference (the caller
@@ -158,17 +153,14 @@ eio_session_t *eio__fdmap_take(const eio_server_t *es, eddy_fd_t fd)
 {
     if (fdmap.slots == NULL)
         return NULL;
-    size_t i = fdmap_hash(es, fd) & fdmap.mask;
-    for (;; i = (i + 1) & fdmap.mask) {
-        if (fdmap.slots[i].es == NULL)
-            return NULL;
-        if (fdmap.slots[i].es == es && fdmap.slots[i].fd == fd)
-            break;
-    }
-    eio_session_t *s = fdmap.slots[i].s;
+    fdmap_entry_t *e = fdmap_slot(es, fd);
+    eio_session_t *s = e->s;
+    if (s == NULL)
+        return NULL;
     /* Backward shift: move later entries of the probe run into the hole. */
-    for (size_t j = (i + 1) & fdmap.mask; fdmap.slots[j].es != NULL; j = (j + 1) & fdmap.mask) {
-        size_t home = fdmap_hash(fdmap.slots[j].es, fdmap.slots[j].fd) & fdmap.mask;
+    size_t i = (size_t)(e - fdmap.slots);
+    for (size_t j = (i + 1) & fdmap.mask; fdmap.slots[j].s != NULL; j = (j + 1) & fdmap.mask) {
+        size_t home = fdmap_hash(fdmap.slots[j].s->es, fdmap.slots[j].fd) & fdmap.mask;
         if (((j - home) & fdmap.mask) >= ((j - i) & fdmap.mask)) {
             fdmap.slots[i] = fdmap.slots[j];
             i = j;
@@ -200,8 +192,6 @@ void eio__session_ref(eio_session_t *s)
 
 static void session_free(eio_session_t *s)
 {
-    pthread_mutex_destroy(&s->lock);
-    pthread_mutex_destroy(&s->cb_lock);
     eio__buf_free(&s->out);
     free(s);
 }
@@ -295,13 +285,13 @@ eio_session_t *eio__session_new(eio_server_t *es, int protocol, int transport)
         return NULL;
     s->es = es;
     s->protocol = (uint8_t)protocol;
-    s->transport = transport;
+    s->transport = (uint8_t)transport;
     s->state = ST_OPENING;
     atomic_init(&s->refs, 2);
     atomic_init(&s->tasks, 0);
     atomic_init(&s->ws_fd, 0);
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_mutex_init(&s->cb_lock, NULL);
+    rt_lock_init(&s->lock);
+    rt_lock_init(&s->cb_lock);
     pthread_mutex_lock(&es->lock);
     /* A collision of 120 random bits is not expected; it is still checked. */
     for (;;) {
@@ -510,8 +500,8 @@ void eio__heartbeat_start(eio_session_t *s)
 static void session_timer_fired(eddy_server_t *srv, uint64_t timer_id, void *arg)
 {
     eio_session_t *s = arg;
-    pthread_mutex_lock(&s->cb_lock);
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->cb_lock);
+    rt_lock(&s->lock);
     const char *reason = NULL;
     if (timer_id == s->timer_id) {
         s->timer_id = 0;
@@ -534,10 +524,10 @@ static void session_timer_fired(eddy_server_t *srv, uint64_t timer_id, void *arg
         if (reason == NULL)
             eio__session_arm(s);
     }
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     if (reason != NULL)
         eio__session_finish(s, reason);
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->cb_lock);
     eio__session_unref(s);
 }
 
@@ -550,9 +540,9 @@ static void session_timer_fired(eddy_server_t *srv, uint64_t timer_id, void *arg
  */
 void eio__session_finish(eio_session_t *s, const char *reason)
 {
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     if (s->state == ST_CLOSED) {
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         return;
     }
     bool opened = s->state != ST_OPENING || s->open_called;
@@ -571,7 +561,7 @@ void eio__session_finish(eio_session_t *s, const char *reason)
     }
     s->timer_id = 0;
     bool removed = table_remove(s);
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     if (opened)
         s->es->h.close(s, reason, s->es->ud);
     if (removed)
@@ -623,9 +613,9 @@ void eio__task_done(eio_session_t *s)
 static void close_task_run(eddy_server_t *srv, void *arg)
 {
     eio_session_t *s = arg;
-    pthread_mutex_lock(&s->cb_lock);
+    rt_lock(&s->cb_lock);
     eio__session_finish(s, s->pending_reason);
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->cb_lock);
     eio__task_done(s);
 }
 
@@ -648,7 +638,7 @@ void eio__session_finish_later(eio_session_t *s, eddy_fd_t fd, const char *reaso
 
 void eio_close(eio_session_t *s)
 {
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     if (s->state == ST_OPEN && s->transport == EIO_TR_WEBSOCKET) {
         /* Pushes are queued at once: the close frame goes out after them. */
         s->state = ST_CLOSING;
@@ -659,7 +649,7 @@ void eio_close(eio_session_t *s)
     } else if (s->state == ST_OPENING) {
         eio__session_finish_later(s, 0, "forced close");
     }
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
 }
 
 /* ---- receiving ---- */
@@ -672,9 +662,9 @@ void eio_close(eio_session_t *s)
 const char *eio__on_packet(eio_session_t *s, char type, const char *data, size_t len, bool binary)
 {
     const eio_config_t *cfg = &s->es->cfg;
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     if (s->state != ST_OPEN) {
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         return NULL;
     }
     /* v4: any packet while a pong is awaited extends the wait, once (engine.io
@@ -704,7 +694,7 @@ const char *eio__on_packet(eio_session_t *s, char type, const char *data, size_t
         }
         break;
     case '4':
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         s->es->h.message(s, data, len, binary, s->es->ud);
         return NULL;
     default:
@@ -712,7 +702,7 @@ const char *eio__on_packet(eio_session_t *s, char type, const char *data, size_t
     }
     if (reason == NULL)
         eio__session_arm(s);
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     return reason;
 }
 
@@ -768,9 +758,9 @@ void eio__upgrade_cancel(eio_session_t *s)
 /* A message on the probe WebSocket (cb_lock held). */
 static void probe_message(eio_session_t *s, const eddy_frame_t *frame)
 {
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     if (s->state != ST_OPEN || frame->fd != s->probe_fd) {
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         return;
     }
     bool text = frame->opcode == EDDY_WS_OPCODE_TEXT;
@@ -779,7 +769,7 @@ static void probe_message(eio_session_t *s, const eddy_frame_t *frame)
         s->probed = true;
         /* A noop releases the pending GET at once, so the client can send "5". */
         eio__polling_noop(s);
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         return;
     }
     if (text && frame->len == 1 && frame->data[0] == '5' && s->probed) {
@@ -797,13 +787,13 @@ static void probe_message(eio_session_t *s, const eddy_frame_t *frame)
             eio__session_unref(s);
         s->timer_id = 0;
         eio__session_arm(s);
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         if (s->es->h.upgrade != NULL)
             s->es->h.upgrade(s, s->es->ud);
         return;
     }
     eio__upgrade_cancel(s);
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
 }
 
 /* ---- engine callbacks ---- */
@@ -850,7 +840,7 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
             *status = refuse_upgrade(req, 400, "Session ID unknown");
             return true;
         }
-        pthread_mutex_lock(&s->lock);
+        rt_lock(&s->lock);
         const char *error = NULL;
         if (s->protocol != protocol)
             error = "Bad request";
@@ -861,7 +851,7 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
          * eio_handle_open closes an fd that is neither s's WebSocket nor its probe. */
         else if (s->transport == EIO_TR_POLLING && s->probe_fd == 0)
             s->probe_fd = fd;
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         eio__session_unref(s);
         if (error != NULL)
             *status = refuse_upgrade(req, 400, error);
@@ -870,30 +860,30 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
     eio_session_t *s = eio__session_new(es, protocol, EIO_TR_WEBSOCKET);
     if (s == NULL || eio__fdmap_put(es, fd, s) != 0) {
         if (s != NULL) {
-            pthread_mutex_lock(&s->cb_lock);
+            rt_lock(&s->cb_lock);
             eio__session_finish(s, "transport error");
-            pthread_mutex_unlock(&s->cb_lock);
+            rt_unlock(&s->cb_lock);
             eio__session_unref(s);
         }
         *status = refuse_upgrade(req, 400, "Bad request");
         return true;
     }
     atomic_store(&s->ws_fd, fd);
-    pthread_mutex_lock(&s->cb_lock);
+    rt_lock(&s->cb_lock);
     int refused = es->h.open(s, req, es->ud);
     if (refused != 0) {
         eio__session_finish(s, "forced close");
-        pthread_mutex_unlock(&s->cb_lock);
+        rt_unlock(&s->cb_lock);
         eio__fdmap_drop(es, fd, s);
         eio__session_unref(s);
         *status = refuse_upgrade(req, refused >= 400 && refused <= 499 ? refused : 403,
                                  refused == 403 ? "Forbidden" : "Bad request");
         return true;
     }
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     s->open_called = true;
-    pthread_mutex_unlock(&s->lock);
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->lock);
+    rt_unlock(&s->cb_lock);
     eio__session_unref(s);
     return true;
 }
@@ -904,7 +894,7 @@ bool eio_handle_open(eio_server_t *es, eddy_request_t *req)
     eio_session_t *s = eio__fdmap_get(es, fd);
     if (s == NULL)
         return eio__path_matches(es, req); /* refused meanwhile: nothing to do */
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     if (s->state == ST_OPENING && atomic_load(&s->ws_fd) == fd) {
         char open[256];
         size_t n = eio__open_packet(s, false, open, sizeof(open));
@@ -918,7 +908,7 @@ bool eio_handle_open(eio_server_t *es, eddy_request_t *req)
     } else if (atomic_load(&s->ws_fd) != fd && s->probe_fd != fd) {
         eio__ws_close(s, fd); /* a second WebSocket, or a probe abandoned meanwhile */
     }
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     return true;
 }
 
@@ -930,7 +920,7 @@ bool eio_handle_message(eio_server_t *es, const eddy_frame_t *frame)
     if (frame->opcode != EDDY_WS_OPCODE_TEXT && frame->opcode != EDDY_WS_OPCODE_BINARY)
         return true;
     /* The map's reference keeps s alive: only this loop removes the entry. */
-    pthread_mutex_lock(&s->cb_lock);
+    rt_lock(&s->cb_lock);
     if (atomic_load_explicit(&s->ws_fd, memory_order_relaxed) == frame->fd) {
         const char *reason = ws_message(s, frame);
         if (reason != NULL)
@@ -938,7 +928,7 @@ bool eio_handle_message(eio_server_t *es, const eddy_frame_t *frame)
     } else {
         probe_message(s, frame);
     }
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->cb_lock);
     return true;
 }
 
@@ -947,8 +937,8 @@ bool eio_handle_close(eio_server_t *es, eddy_fd_t fd)
     eio_session_t *s = eio__fdmap_take(es, fd);
     if (s == NULL)
         return false;
-    pthread_mutex_lock(&s->cb_lock);
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->cb_lock);
+    rt_lock(&s->lock);
     const char *reason = NULL;
     if (atomic_load(&s->ws_fd) == fd && s->transport == EIO_TR_WEBSOCKET) {
         atomic_store(&s->ws_fd, 0);
@@ -959,10 +949,10 @@ bool eio_handle_close(eio_server_t *es, eddy_fd_t fd)
     } else {
         reason = eio__polling_conn_closed(s, fd);
     }
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     if (reason != NULL)
         eio__session_finish(s, reason);
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->cb_lock);
     eio__session_unref(s);
     return true;
 }
@@ -973,7 +963,7 @@ int eio_send(eio_session_t *s, const eio_part_t *parts, size_t nparts, int flags
 {
     if (nparts == 0 || parts == NULL)
         return EDDY_EINVAL;
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     int rc = 0;
     eddy_fd_t ws = atomic_load(&s->ws_fd);
     if (s->state == ST_CLOSING || s->state == ST_CLOSED) {
@@ -1008,7 +998,7 @@ int eio_send(eio_session_t *s, const eio_part_t *parts, size_t nparts, int flags
         else if (s->state == ST_OPEN)
             eio__polling_kick(s);
     }
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     return rc;
 }
 
@@ -1070,9 +1060,9 @@ void eio_server_free(eio_server_t *es)
         pthread_mutex_unlock(&es->lock);
         if (s == NULL)
             break;
-        pthread_mutex_lock(&s->cb_lock);
+        rt_lock(&s->cb_lock);
         eio__session_finish(s, "server shutting down");
-        pthread_mutex_unlock(&s->cb_lock);
+        rt_unlock(&s->cb_lock);
         eio__session_unref(s);
     }
     /* What is left is referenced by timers that will never fire, and by tasks posted to
