@@ -425,7 +425,150 @@ size_t eio__open_packet(const eio_session_t *s, bool upgrades, char *out, size_t
 
 /* ---- heartbeat and timers ---- */
 
-static void session_timer_fired(eddy_server_t *srv, uint64_t timer_id, void *arg);
+/*
+ * A session's deadlines (ping, pong, upgrade, forced close) go into a heap of its loop, and
+ * each loop has one engine timer, for the earliest deadline of its heap: an idle session
+ * costs a 16-byte heap entry instead of an engine timer of its own. Each heap is used by
+ * its loop's thread only. An entry holds a reference to its session. Entries are never
+ * removed before they are due: a session whose deadline moves earlier, to another loop, or
+ * that closes leaves its entry behind, to be dropped when it comes up (the one that counts
+ * is the session's timer_due on timer_loop while timer_armed).
+ */
+typedef struct eio_timer_entry {
+    uint64_t due;
+    eio_session_t *s;
+} eio_timer_entry_t;
+
+typedef struct eio_timers {
+    eio_server_t *es;
+    uint16_t loop;
+    bool firing;             /* timers_fired() runs: it sets the engine timer at its end */
+    eio_timer_entry_t *heap; /* binary min-heap by due */
+    size_t len, cap;
+    uint64_t timer_id; /* the engine timer, 0: none */
+    uint64_t timer_due;
+} eio_timers_t;
+
+static void timers_fired(eddy_server_t *srv, uint64_t timer_id, void *arg);
+
+static bool entry_before(const eio_timer_entry_t *a, const eio_timer_entry_t *b)
+{
+    return a->due < b->due;
+}
+
+static int heap_push(eio_timers_t *t, uint64_t due, eio_session_t *s)
+{
+    if (t->len == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        eio_timer_entry_t *heap = realloc(t->heap, cap * sizeof(*heap));
+        if (heap == NULL)
+            return EDDY_ENOMEM;
+        t->heap = heap;
+        t->cap = cap;
+    }
+    eio_timer_entry_t e = {due, s};
+    size_t i = t->len++;
+    while (i > 0 && entry_before(&e, &t->heap[(i - 1) / 2])) {
+        t->heap[i] = t->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    t->heap[i] = e;
+    return 0;
+}
+
+static eio_timer_entry_t heap_pop(eio_timers_t *t)
+{
+    eio_timer_entry_t top = t->heap[0];
+    eio_timer_entry_t last = t->heap[--t->len];
+    size_t i = 0;
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= t->len)
+            break;
+        if (child + 1 < t->len && entry_before(&t->heap[child + 1], &t->heap[child]))
+            child++;
+        if (!entry_before(&t->heap[child], &last))
+            break;
+        t->heap[i] = t->heap[child];
+        i = child;
+    }
+    if (t->len > 0)
+        t->heap[i] = last;
+    /* Give memory back once a burst of sessions has gone. */
+    if (t->cap > 64 && t->len < t->cap / 4) {
+        eio_timer_entry_t *heap = realloc(t->heap, t->cap / 2 * sizeof(*heap));
+        if (heap != NULL) {
+            t->heap = heap;
+            t->cap /= 2;
+        }
+    }
+    return top;
+}
+
+/* The calling loop's heap (created on first use), or NULL (out of memory, or not a loop
+ * thread). */
+static eio_timers_t *loop_timers(eio_server_t *es)
+{
+    int loop = eddy_loop_index(es->srv);
+    if (loop < 0 || loop >= EIO_MAX_LOOPS)
+        return NULL;
+    if (es->timers[loop] == NULL) {
+        eio_timers_t *t = calloc(1, sizeof(*t));
+        if (t == NULL)
+            return NULL;
+        t->es = es;
+        t->loop = (uint16_t)loop;
+        es->timers[loop] = t;
+    }
+    return es->timers[loop];
+}
+
+/* Makes sure the loop's engine timer fires at the heap's earliest deadline. */
+static void timers_schedule(eio_timers_t *t)
+{
+    if (t->firing || t->len == 0)
+        return;
+    uint64_t due = t->heap[0].due;
+    if (t->timer_id != 0 && t->timer_due <= due)
+        return;
+    eddy_server_t *srv = t->es->srv;
+    if (t->timer_id != 0)
+        eddy_timer_clear(srv, t->timer_id); /* our own loop's: exact */
+    uint64_t now = eio__now_ms();
+    t->timer_id = eddy_timer_after(srv, due > now ? due - now : 0, timers_fired, t);
+    t->timer_due = due;
+    if (t->timer_id == 0)
+        eddy_log(srv, EDDY_LOG_ERROR, "eio: out of memory setting a timer");
+}
+
+static void session_timer_fired(eio_session_t *s, uint16_t loop, uint64_t due);
+
+static void timers_fired(eddy_server_t *srv, uint64_t timer_id, void *arg)
+{
+    eio_timers_t *t = arg;
+    if (timer_id != t->timer_id)
+        return; /* superseded (a cleared timer may still run) */
+    t->timer_id = 0;
+    t->firing = true;
+    uint64_t now = eio__now_ms();
+    while (t->len > 0 && t->heap[0].due <= now) {
+        eio_timer_entry_t e = heap_pop(t);
+        session_timer_fired(e.s, t->loop, e.due);
+    }
+    t->firing = false;
+    timers_schedule(t);
+}
+
+/* The heaps of a freed layer: their loops are stopped, the sessions are freed with it. */
+static void timers_free(eio_server_t *es)
+{
+    for (size_t i = 0; i < EIO_MAX_LOOPS; i++) {
+        if (es->timers[i] != NULL)
+            free(es->timers[i]->heap);
+        free(es->timers[i]);
+        es->timers[i] = NULL;
+    }
+}
 
 /* The next deadline of s (s->lock held), 0 if none. */
 static uint64_t next_due(const eio_session_t *s)
@@ -445,31 +588,31 @@ static uint64_t next_due(const eio_session_t *s)
 }
 
 /*
- * Makes sure a timer fires at s's next deadline (s->lock held; on a loop thread). Timers
- * run on the loop that set them; a timer set on another loop cannot be cancelled with
- * certainty from here, so it is left to fire and find itself superseded (timer_id no
- * longer matches); on its own loop it is cancelled. A timer due no later than the deadline
- * is kept: when it fires it sets the next one.
+ * Makes sure s's next deadline is in a heap (s->lock held; on a loop thread): an entry due
+ * no later than it is kept (when it comes up it adds the next one), else one goes into the
+ * calling loop's heap. The handlers a deadline calls run on the loop of its heap.
  */
 void eio__session_arm(eio_session_t *s)
 {
     uint64_t due = next_due(s);
-    if (due == 0 || (s->timer_id != 0 && s->timer_due <= due))
+    if (due == 0 || (s->timer_armed && s->timer_due <= due))
         return;
-    if (s->timer_id != 0 && pthread_equal(s->timer_thread, pthread_self()) &&
-        eddy_timer_clear(s->es->srv, s->timer_id))
-        eio__session_unref(s); /* the cancelled timer's reference (the caller holds one) */
-    uint64_t now = eio__now_ms();
+    eio_timers_t *t = loop_timers(s->es);
+    if (t == NULL) {
+        eddy_log(s->es->srv, EDDY_LOG_ERROR, "eio: session %s: no timer (out of memory)", s->sid);
+        return;
+    }
     eio__session_ref(s);
-    s->timer_id = eddy_timer_after(s->es->srv, due > now ? due - now : 0, session_timer_fired, s);
-    if (s->timer_id == 0) {
+    if (heap_push(t, due, s) != 0) {
         eio__session_unref(s);
         eddy_log(s->es->srv, EDDY_LOG_ERROR, "eio: session %s: out of memory setting a timer",
                  s->sid);
         return;
     }
+    s->timer_armed = true;
     s->timer_due = due;
-    s->timer_thread = pthread_self();
+    s->timer_loop = t->loop;
+    timers_schedule(t);
 }
 
 /* Sends a heartbeat or noop packet on the session's transport (s->lock held). */
@@ -497,14 +640,14 @@ void eio__heartbeat_start(eio_session_t *s)
     eio__session_arm(s);
 }
 
-static void session_timer_fired(eddy_server_t *srv, uint64_t timer_id, void *arg)
+/* The heap entry (loop, due) of s came up; it was the one that counts, or is dropped. */
+static void session_timer_fired(eio_session_t *s, uint16_t loop, uint64_t due)
 {
-    eio_session_t *s = arg;
     rt_lock(&s->cb_lock);
     rt_lock(&s->lock);
     const char *reason = NULL;
-    if (timer_id == s->timer_id) {
-        s->timer_id = 0;
+    if (s->timer_armed && s->timer_loop == loop && s->timer_due == due) {
+        s->timer_armed = false;
         uint64_t now = eio__now_ms();
         const eio_config_t *cfg = &s->es->cfg;
         if (s->state == ST_OPEN) {
@@ -550,16 +693,13 @@ void eio__session_finish(eio_session_t *s, const char *reason)
     eddy_fd_t ws = atomic_exchange(&s->ws_fd, 0);
     /* While eio_server_free() runs the engine is gone: its loops hold nothing of ours. */
     if (!s->es->freeing) {
-        if (s->timer_id != 0 && pthread_equal(s->timer_thread, pthread_self()) &&
-            eddy_timer_clear(s->es->srv, s->timer_id))
-            eio__session_unref(s);
         if (s->transport == EIO_TR_WEBSOCKET)
             eio__ws_close(s, ws);
         if (s->probe_fd != 0)
             eio__upgrade_cancel(s);
         eio__polling_finish(s, reason);
     }
-    s->timer_id = 0;
+    s->timer_armed = false; /* its heap entry is dropped when it comes up */
     bool removed = table_remove(s);
     rt_unlock(&s->lock);
     if (opened)
@@ -779,13 +919,10 @@ static void probe_message(eio_session_t *s, const eddy_frame_t *frame)
         s->probed = false;
         eio__polling_discard(s);
         flush_queue_to_ws(s, frame->fd);
-        /* From now on every timer of s runs on this loop, the WebSocket's (eio.h promises
-         * the handlers run there): one set on a polling loop is abandoned (it fires, finds
-         * itself superseded and does nothing). */
-        if (s->timer_id != 0 && pthread_equal(s->timer_thread, pthread_self()) &&
-            eddy_timer_clear(s->es->srv, s->timer_id))
-            eio__session_unref(s);
-        s->timer_id = 0;
+        /* From now on every deadline of s is in this loop's heap, the WebSocket's (eio.h
+         * promises the handlers run there): an entry on a polling loop is abandoned (it
+         * comes up, finds itself superseded and does nothing). */
+        s->timer_armed = false;
         eio__session_arm(s);
         rt_unlock(&s->lock);
         if (s->es->h.upgrade != NULL)
@@ -1080,6 +1217,7 @@ void eio_server_free(eio_server_t *es)
             s->next->prev = s->prev;
         session_free(s);
     }
+    timers_free(es);
     if (es->all == NULL)
         server_release(es);
 }

@@ -15,7 +15,8 @@
 #include "eio_payload.h"
 #include "rt_lock.h"
 
-#define EIO_SID_LEN 20
+#define EIO_SID_LEN   20
+#define EIO_MAX_LOOPS 256 /* eddy's largest worker_num */
 
 enum { ST_OPENING, ST_OPEN, ST_CLOSING, ST_CLOSED };
 enum { EIO_TR_POLLING, EIO_TR_WEBSOCKET };
@@ -41,6 +42,9 @@ struct eio_server {
     size_t nbuckets;
     size_t count;
     eio_session_t *all; /* every session not yet freed */
+    /* The sessions' deadlines, one heap per loop, each used by its loop's thread only
+     * (eio.c "heartbeat and timers"); NULL until the loop arms its first. */
+    struct eio_timers *timers[EIO_MAX_LOOPS];
 };
 
 /* Laid out without holes, deadlines that are never live together sharing a field: there is
@@ -78,14 +82,14 @@ struct eio_session {
         uint64_t upgrade_due; /* ST_OPEN with a probe_fd: when the upgrade is abandoned */
         uint64_t close_due;   /* ST_CLOSING on long-polling: give up waiting for a GET */
     };
-    uint64_t timer_id; /* the timer that counts, 0: none */
-    uint64_t timer_due;
-    pthread_t timer_thread;     /* the loop thread that set it */
+    uint64_t timer_due;         /* the entry that counts (timer_armed): its deadline */
     const char *pending_reason; /* eio__session_finish_later() posted */
     _Atomic(void *) data;
     eio_session_t *hnext; /* table chain */
     eio_session_t *prev;  /* es->all */
     eio_session_t *next;
+    uint16_t timer_loop; /* ... and the loop whose heap holds it */
+    bool timer_armed;
 };
 
 uint64_t eio__now_ms(void);
