@@ -176,7 +176,8 @@ struct eddy_rt_nsp {
 };
 
 /* The handshake of a client, stored right after it (one allocation): the remote address
- * ("ip\0"), then decoded query parameters and headers as "name\0value\0" pairs. */
+ * ("ip\0"), then decoded query parameters and headers as "name\0value\0" pairs; a header
+ * name of hs_names[] is stored as one byte instead, its index + 1 (see hs_code()). */
 typedef struct rt_handshake {
     uint16_t nquery;
     uint16_t nheaders;
@@ -2095,6 +2096,49 @@ bool eddy_rt_socket_recovered(const eddy_rt_socket_t *s)
     return s->recovered;
 }
 
+/* The header names most WebSocket handshakes carry (lower case). A handshake keeps each as
+ * one byte, its index + 1, instead of the name and its NUL: header names are tokens, and
+ * never start with a byte below 0x20. */
+static const char *const hs_names[] = {
+    "host",
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+    "user-agent",
+    "origin",
+    "cookie",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "pragma",
+    "referer",
+    "authorization",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "forwarded",
+    "sec-fetch-mode",
+    "sec-fetch-site",
+    "sec-fetch-dest",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+};
+
+/* The one-byte code of header name, or 0. */
+static unsigned char hs_code(const char *name)
+{
+    for (size_t i = 0; i < sizeof(hs_names) / sizeof(hs_names[0]); i++) {
+        if (strcasecmp(name, hs_names[i]) == 0)
+            return (unsigned char)(i + 1);
+    }
+    return 0;
+}
+
 static const char *hs_lookup(const rt_handshake_t *hs, size_t skip, size_t n, const char *name,
                              bool nocase)
 {
@@ -2102,8 +2146,12 @@ static const char *hs_lookup(const rt_handshake_t *hs, size_t skip, size_t n, co
     for (size_t i = 0; i < skip; i++)
         p += strlen(p) + 1, p += strlen(p) + 1;
     for (size_t i = 0; i < n; i++) {
-        const char *value = p + strlen(p) + 1;
-        if (nocase ? strcasecmp(p, name) == 0 : strcmp(p, name) == 0)
+        /* Headers (nocase) may have a coded name; query parameters never do. */
+        unsigned char code = nocase ? (unsigned char)*p : 0;
+        bool coded = code >= 1 && code <= sizeof(hs_names) / sizeof(hs_names[0]);
+        const char *pname = coded ? hs_names[code - 1] : p;
+        const char *value = coded ? p + 1 : p + strlen(p) + 1;
+        if (nocase ? strcasecmp(pname, name) == 0 : strcmp(pname, name) == 0)
             return value;
         p = value + strlen(value) + 1;
     }
@@ -2898,7 +2946,7 @@ static rt_client_t *client_new(eddy_request_t *req)
     for (size_t i = 0; i < nh; i++) {
         const char *name, *value;
         if (eddy_request_header_at(req, i, &name, &value) == 0)
-            size += strlen(name) + strlen(value) + 2;
+            size += (hs_code(name) != 0 ? 1 : strlen(name) + 1) + strlen(value) + 1;
     }
     rt_client_t *client = calloc(1, size);
     if (client == NULL)
@@ -2935,7 +2983,11 @@ static rt_client_t *client_new(eddy_request_t *req)
         const char *name, *value;
         if (eddy_request_header_at(req, i, &name, &value) != 0)
             continue;
-        o = stpcpy(o, name) + 1;
+        unsigned char code = hs_code(name);
+        if (code != 0)
+            *o++ = (char)code;
+        else
+            o = stpcpy(o, name) + 1;
         o = stpcpy(o, value) + 1;
         hs->nheaders++;
     }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The handshake a socket keeps (eddy_rt_socket_query(), _header(), _remote_ip()): query
- * parameters percent-decoded, names without a value, repeated names, headers by any case,
- * the remote address. The query of the regression has many items without '=' ("a&b&c"),
+ * parameters percent-decoded, names without a value, repeated names, headers by any case
+ * (common names are kept as a one-byte code: a query name decoded to such a byte is still
+ * a name), the remote address. The query of the regression has many items without '=' ("a&b&c"),
  * each of which decodes to two NULs: the copy once reserved one byte per item too few, and
  * wrote past its allocation (AddressSanitizer builds abort on it).
  */
@@ -35,9 +36,13 @@ static int on_connect(eddy_rt_socket_t *s, void *user_data)
     add_seen("x", eddy_rt_socket_query(s, "x"));
     add_seen("X", eddy_rt_socket_query(s, "X"));
     add_seen("missing", eddy_rt_socket_query(s, "missing"));
+    add_seen("\\x01", eddy_rt_socket_query(s, "\x01"));
     add_seen("x-test", eddy_rt_socket_header(s, "x-test"));
     add_seen("HOST", eddy_rt_socket_header(s, "HOST"));
     add_seen("Sec-WebSocket-Version", eddy_rt_socket_header(s, "Sec-WebSocket-Version"));
+    add_seen("origin", eddy_rt_socket_header(s, "origin"));
+    add_seen("connection", eddy_rt_socket_header(s, "connection"));
+    add_seen("host-x", eddy_rt_socket_header(s, "host-x"));
     add_seen("ip", eddy_rt_socket_remote_ip(s));
     atomic_store(&connected, true);
     return 0;
@@ -61,10 +66,10 @@ int main(void)
     int fd = test_connect(port);
     CHECK(fd >= 0);
     static const char req[] =
-        "GET /socket.io/?EIO=4&transport=websocket&a&b&c&&&&&&&&x=%41+b%2&x=2&d&e&f&g&h "
+        "GET /socket.io/?EIO=4&transport=websocket&a&b&c&&&&&&&&x=%41+b%2&x=2&d&e&f&g&h&%01=ctl "
         "HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        "X-Test: yes\r\n\r\n";
+        "X-Test: yes\r\nOrigin: http://example.test\r\nHost-X: y\r\n\r\n";
     send(fd, req, sizeof(req) - 1, 0);
     char buf[1024];
     CHECK(eio_read_head(fd, buf, sizeof(buf), 2000) && strncmp(buf, "HTTP/1.1 101", 12) == 0);
@@ -72,8 +77,9 @@ int main(void)
     eio_ws_send(fd, "40");
     CHECK(eio_ws_recv(fd, buf, sizeof(buf), 2000) && strncmp(buf, "40{\"sid\":", 9) == 0);
     CHECK(atomic_load(&connected));
-    CHECK_STR(seen, "EIO=4;a=;c=;x=A b%2;X=(null);missing=(null);x-test=yes;HOST=test;"
-                    "Sec-WebSocket-Version=13;ip=127.0.0.1;");
+    CHECK_STR(seen, "EIO=4;a=;c=;x=A b%2;X=(null);missing=(null);\\x01=ctl;x-test=yes;HOST=test;"
+                    "Sec-WebSocket-Version=13;origin=http://example.test;connection=Upgrade;"
+                    "host-x=y;ip=127.0.0.1;");
     close(fd);
 
     eddy_server_stop(test_server);
