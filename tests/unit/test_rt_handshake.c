@@ -21,28 +21,25 @@
 static atomic_bool connected;
 static char seen[512];
 
+/* What on_connect looks up: query parameters, then headers. */
+static const char *const queries[] = {"EIO", "a", "c", "x", "X", "missing", "\x01"};
+static const char *const headers[] = {"x-test", "HOST",       "Sec-WebSocket-Version",
+                                      "origin", "connection", "host-x"};
+
 static void add_seen(const char *what, const char *value)
 {
     size_t n = strlen(seen);
-    snprintf(seen + n, sizeof(seen) - n, "%s=%s;", what, value != NULL ? value : "(null)");
+    snprintf(seen + n, sizeof(seen) - n, "%s=%s;", what[0] == 1 ? "\\x01" : what,
+             value != NULL ? value : "(null)");
 }
 
 static int on_connect(eddy_rt_socket_t *s, void *user_data)
 {
     seen[0] = '\0';
-    add_seen("EIO", eddy_rt_socket_query(s, "EIO"));
-    add_seen("a", eddy_rt_socket_query(s, "a"));
-    add_seen("c", eddy_rt_socket_query(s, "c"));
-    add_seen("x", eddy_rt_socket_query(s, "x"));
-    add_seen("X", eddy_rt_socket_query(s, "X"));
-    add_seen("missing", eddy_rt_socket_query(s, "missing"));
-    add_seen("\\x01", eddy_rt_socket_query(s, "\x01"));
-    add_seen("x-test", eddy_rt_socket_header(s, "x-test"));
-    add_seen("HOST", eddy_rt_socket_header(s, "HOST"));
-    add_seen("Sec-WebSocket-Version", eddy_rt_socket_header(s, "Sec-WebSocket-Version"));
-    add_seen("origin", eddy_rt_socket_header(s, "origin"));
-    add_seen("connection", eddy_rt_socket_header(s, "connection"));
-    add_seen("host-x", eddy_rt_socket_header(s, "host-x"));
+    for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++)
+        add_seen(queries[i], eddy_rt_socket_query(s, queries[i]));
+    for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++)
+        add_seen(headers[i], eddy_rt_socket_header(s, headers[i]));
     add_seen("ip", eddy_rt_socket_remote_ip(s));
     atomic_store(&connected, true);
     return 0;
