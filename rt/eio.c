@@ -32,6 +32,7 @@
 #include "eio_internal.h"
 #include "eio_payload.h"
 #include "rt_base64.h"
+#include "rt_grow.h"
 
 /* ---- small helpers ---- */
 
@@ -44,17 +45,7 @@ uint64_t eio__now_ms(void)
 
 int eio__buf_reserve(eio_buf_t *b, size_t len)
 {
-    if (len <= b->cap - b->len)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < len)
-        cap *= 2;
-    char *grown = realloc(b->data, cap);
-    if (grown == NULL)
-        return EDDY_ENOMEM;
-    b->data = grown;
-    b->cap = cap;
-    return 0;
+    return len > SIZE_MAX - b->len ? EDDY_ENOMEM : rt_grow(&b->data, &b->cap, b->len + len);
 }
 
 int eio__buf_add(eio_buf_t *b, const void *data, size_t len)
@@ -196,18 +187,24 @@ static void session_free(eio_session_t *s)
     free(s);
 }
 
-void eio__session_unref(eio_session_t *s)
+/* Takes s off es->all (es->lock held, or the layer is being freed). */
+static void all_unlink(eio_server_t *es, eio_session_t *s)
 {
-    if (s == NULL || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    eio_server_t *es = s->es;
-    pthread_mutex_lock(&es->lock);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else
         es->all = s->next;
     if (s->next != NULL)
         s->next->prev = s->prev;
+}
+
+void eio__session_unref(eio_session_t *s)
+{
+    if (s == NULL || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    eio_server_t *es = s->es;
+    pthread_mutex_lock(&es->lock);
+    all_unlink(es, s);
     pthread_mutex_unlock(&es->lock);
     session_free(s);
 }
@@ -739,12 +736,7 @@ void eio__task_done(eio_session_t *s)
     }
     if (atomic_fetch_sub_explicit(&s->tasks, 1, memory_order_relaxed) != 1)
         return;
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        es->all = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
+    all_unlink(es, s);
     session_free(s);
     if (es->all == NULL)
         server_release(es);
@@ -1209,12 +1201,7 @@ void eio_server_free(eio_server_t *es)
         next = s->next;
         if (atomic_load(&s->tasks) > 0)
             continue;
-        if (s->prev != NULL)
-            s->prev->next = s->next;
-        else
-            es->all = s->next;
-        if (s->next != NULL)
-            s->next->prev = s->prev;
+        all_unlink(es, s);
         session_free(s);
     }
     timers_free(es);

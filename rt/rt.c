@@ -45,6 +45,7 @@
 
 #include "eddy_rt.h"
 #include "eio.h"
+#include "rt_grow.h"
 #include "rt_history.h"
 #include "rt_json.h"
 #include "rt_lock.h"
@@ -352,14 +353,8 @@ static char *scratch(rt_scratch_t *s, size_t need)
         pthread_once(&scratch_once, scratch_key_init);
         if (pthread_getspecific(scratch_key) == NULL)
             pthread_setspecific(scratch_key, s);
-        size_t cap = s->cap ? s->cap : 256;
-        while (cap < need)
-            cap *= 2;
-        char *p = realloc(s->p, cap);
-        if (p == NULL)
+        if (rt_grow(&s->p, &s->cap, need) != 0)
             return NULL;
-        s->p = p;
-        s->cap = cap;
     }
     return s->p;
 }
