@@ -32,6 +32,7 @@
 #include "eio_internal.h"
 #include "eio_payload.h"
 #include "rt_base64.h"
+#include "rt_grow.h"
 
 /* ---- small helpers ---- */
 
@@ -44,17 +45,7 @@ uint64_t eio__now_ms(void)
 
 int eio__buf_reserve(eio_buf_t *b, size_t len)
 {
-    if (len <= b->cap - b->len)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < len)
-        cap *= 2;
-    char *grown = realloc(b->data, cap);
-    if (grown == NULL)
-        return EDDY_ENOMEM;
-    b->data = grown;
-    b->cap = cap;
-    return 0;
+    return len > SIZE_MAX - b->len ? EDDY_ENOMEM : rt_grow(&b->data, &b->cap, b->len + len);
 }
 
 int eio__buf_add(eio_buf_t *b, const void *data, size_t len)
@@ -75,10 +66,10 @@ void eio__buf_free(eio_buf_t *b)
 
 /* ---- the per-loop map from connection id to session ---- */
 
+/* The server is the session's (s->es): 16 bytes a connection. */
 typedef struct fdmap_entry {
-    const eio_server_t *es; /* NULL: free slot */
     eddy_fd_t fd;
-    eio_session_t *s;
+    eio_session_t *s; /* NULL: free slot */
 } fdmap_entry_t;
 
 /* Linear probing with backward-shift deletion; freed when it empties, so an exited loop
@@ -95,17 +86,19 @@ static size_t fdmap_hash(const eio_server_t *es, eddy_fd_t fd)
     return (size_t)(h >> 17);
 }
 
-eio_session_t *eio__fdmap_get(const eio_server_t *es, eddy_fd_t fd)
+/* The slot of (es, fd), or the free slot that ends its probe run. */
+static fdmap_entry_t *fdmap_slot(const eio_server_t *es, eddy_fd_t fd)
 {
-    if (fdmap.slots == NULL)
-        return NULL;
     for (size_t i = fdmap_hash(es, fd) & fdmap.mask;; i = (i + 1) & fdmap.mask) {
         fdmap_entry_t *e = &fdmap.slots[i];
-        if (e->es == NULL)
-            return NULL;
-        if (e->es == es && e->fd == fd)
-            return e->s;
+        if (e->s == NULL || (e->fd == fd && e->s->es == es))
+            return e;
     }
+}
+
+eio_session_t *eio__fdmap_get(const eio_server_t *es, eddy_fd_t fd)
+{
+    return fdmap.slots != NULL ? fdmap_slot(es, fd)->s : NULL;
 }
 
 static int fdmap_grow(void)
@@ -116,10 +109,10 @@ static int fdmap_grow(void)
         return EDDY_ENOMEM;
     for (size_t i = 0; fdmap.slots != NULL && i <= fdmap.mask; i++) {
         fdmap_entry_t *e = &fdmap.slots[i];
-        if (e->es == NULL)
+        if (e->s == NULL)
             continue;
-        size_t j = fdmap_hash(e->es, e->fd) & (cap - 1);
-        while (slots[j].es != NULL)
+        size_t j = fdmap_hash(e->s->es, e->fd) & (cap - 1);
+        while (slots[j].s != NULL)
             j = (j + 1) & (cap - 1);
         slots[j] = *e;
     }
@@ -134,22 +127,15 @@ int eio__fdmap_put(const eio_server_t *es, eddy_fd_t fd, eio_session_t *s)
 {
     if ((fdmap.slots == NULL || (fdmap.len + 1) * 4 > (fdmap.mask + 1) * 3) && fdmap_grow() != 0)
         return EDDY_ENOMEM;
-    for (size_t i = fdmap_hash(es, fd) & fdmap.mask;; i = (i + 1) & fdmap.mask) {
-        fdmap_entry_t *e = &fdmap.slots[i];
-        if (e->es == es && e->fd == fd) {
-            eio__session_ref(s);
-            eio_session_t *old = e->s;
-            e->s = s;
-            eio__session_unref(old);
-            return 0;
-        }
-        if (e->es == NULL) {
-            eio__session_ref(s);
-            *e = (fdmap_entry_t){es, fd, s};
-            fdmap.len++;
-            return 0;
-        }
-    }
+    fdmap_entry_t *e = fdmap_slot(es, fd);
+    eio__session_ref(s);
+    eio_session_t *old = e->s;
+    *e = (fdmap_entry_t){fd, s};
+    if (old != NULL)
+        eio__session_unref(old);
+    else
+        fdmap.len++;
+    return 0;
 }
 
 /* Removes fd's mapping; returns its session with the map's reference (the caller
@@ -158,17 +144,14 @@ eio_session_t *eio__fdmap_take(const eio_server_t *es, eddy_fd_t fd)
 {
     if (fdmap.slots == NULL)
         return NULL;
-    size_t i = fdmap_hash(es, fd) & fdmap.mask;
-    for (;; i = (i + 1) & fdmap.mask) {
-        if (fdmap.slots[i].es == NULL)
-            return NULL;
-        if (fdmap.slots[i].es == es && fdmap.slots[i].fd == fd)
-            break;
-    }
-    eio_session_t *s = fdmap.slots[i].s;
+    fdmap_entry_t *e = fdmap_slot(es, fd);
+    eio_session_t *s = e->s;
+    if (s == NULL)
+        return NULL;
     /* Backward shift: move later entries of the probe run into the hole. */
-    for (size_t j = (i + 1) & fdmap.mask; fdmap.slots[j].es != NULL; j = (j + 1) & fdmap.mask) {
-        size_t home = fdmap_hash(fdmap.slots[j].es, fdmap.slots[j].fd) & fdmap.mask;
+    size_t i = (size_t)(e - fdmap.slots);
+    for (size_t j = (i + 1) & fdmap.mask; fdmap.slots[j].s != NULL; j = (j + 1) & fdmap.mask) {
+        size_t home = fdmap_hash(fdmap.slots[j].s->es, fdmap.slots[j].fd) & fdmap.mask;
         if (((j - home) & fdmap.mask) >= ((j - i) & fdmap.mask)) {
             fdmap.slots[i] = fdmap.slots[j];
             i = j;
@@ -200,10 +183,19 @@ void eio__session_ref(eio_session_t *s)
 
 static void session_free(eio_session_t *s)
 {
-    pthread_mutex_destroy(&s->lock);
-    pthread_mutex_destroy(&s->cb_lock);
     eio__buf_free(&s->out);
     free(s);
+}
+
+/* Takes s off es->all (es->lock held, or the layer is being freed). */
+static void all_unlink(eio_server_t *es, eio_session_t *s)
+{
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        es->all = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
 }
 
 void eio__session_unref(eio_session_t *s)
@@ -212,12 +204,7 @@ void eio__session_unref(eio_session_t *s)
         return;
     eio_server_t *es = s->es;
     pthread_mutex_lock(&es->lock);
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        es->all = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
+    all_unlink(es, s);
     pthread_mutex_unlock(&es->lock);
     session_free(s);
 }
@@ -295,13 +282,13 @@ eio_session_t *eio__session_new(eio_server_t *es, int protocol, int transport)
         return NULL;
     s->es = es;
     s->protocol = (uint8_t)protocol;
-    s->transport = transport;
+    s->transport = (uint8_t)transport;
     s->state = ST_OPENING;
     atomic_init(&s->refs, 2);
     atomic_init(&s->tasks, 0);
     atomic_init(&s->ws_fd, 0);
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_mutex_init(&s->cb_lock, NULL);
+    rt_lock_init(&s->lock);
+    rt_lock_init(&s->cb_lock);
     pthread_mutex_lock(&es->lock);
     /* A collision of 120 random bits is not expected; it is still checked. */
     for (;;) {
@@ -435,7 +422,150 @@ size_t eio__open_packet(const eio_session_t *s, bool upgrades, char *out, size_t
 
 /* ---- heartbeat and timers ---- */
 
-static void session_timer_fired(eddy_server_t *srv, uint64_t timer_id, void *arg);
+/*
+ * A session's deadlines (ping, pong, upgrade, forced close) go into a heap of its loop, and
+ * each loop has one engine timer, for the earliest deadline of its heap: an idle session
+ * costs a 16-byte heap entry instead of an engine timer of its own. Each heap is used by
+ * its loop's thread only. An entry holds a reference to its session. Entries are never
+ * removed before they are due: a session whose deadline moves earlier, to another loop, or
+ * that closes leaves its entry behind, to be dropped when it comes up (the one that counts
+ * is the session's timer_due on timer_loop while timer_armed).
+ */
+typedef struct eio_timer_entry {
+    uint64_t due;
+    eio_session_t *s;
+} eio_timer_entry_t;
+
+typedef struct eio_timers {
+    eio_server_t *es;
+    uint16_t loop;
+    bool firing;             /* timers_fired() runs: it sets the engine timer at its end */
+    eio_timer_entry_t *heap; /* binary min-heap by due */
+    size_t len, cap;
+    uint64_t timer_id; /* the engine timer, 0: none */
+    uint64_t timer_due;
+} eio_timers_t;
+
+static void timers_fired(eddy_server_t *srv, uint64_t timer_id, void *arg);
+
+static bool entry_before(const eio_timer_entry_t *a, const eio_timer_entry_t *b)
+{
+    return a->due < b->due;
+}
+
+static int heap_push(eio_timers_t *t, uint64_t due, eio_session_t *s)
+{
+    if (t->len == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        eio_timer_entry_t *heap = realloc(t->heap, cap * sizeof(*heap));
+        if (heap == NULL)
+            return EDDY_ENOMEM;
+        t->heap = heap;
+        t->cap = cap;
+    }
+    eio_timer_entry_t e = {due, s};
+    size_t i = t->len++;
+    while (i > 0 && entry_before(&e, &t->heap[(i - 1) / 2])) {
+        t->heap[i] = t->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    t->heap[i] = e;
+    return 0;
+}
+
+static eio_timer_entry_t heap_pop(eio_timers_t *t)
+{
+    eio_timer_entry_t top = t->heap[0];
+    eio_timer_entry_t last = t->heap[--t->len];
+    size_t i = 0;
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= t->len)
+            break;
+        if (child + 1 < t->len && entry_before(&t->heap[child + 1], &t->heap[child]))
+            child++;
+        if (!entry_before(&t->heap[child], &last))
+            break;
+        t->heap[i] = t->heap[child];
+        i = child;
+    }
+    if (t->len > 0)
+        t->heap[i] = last;
+    /* Give memory back once a burst of sessions has gone. */
+    if (t->cap > 64 && t->len < t->cap / 4) {
+        eio_timer_entry_t *heap = realloc(t->heap, t->cap / 2 * sizeof(*heap));
+        if (heap != NULL) {
+            t->heap = heap;
+            t->cap /= 2;
+        }
+    }
+    return top;
+}
+
+/* The calling loop's heap (created on first use), or NULL (out of memory, or not a loop
+ * thread). */
+static eio_timers_t *loop_timers(eio_server_t *es)
+{
+    int loop = eddy_loop_index(es->srv);
+    if (loop < 0 || loop >= EIO_MAX_LOOPS)
+        return NULL;
+    if (es->timers[loop] == NULL) {
+        eio_timers_t *t = calloc(1, sizeof(*t));
+        if (t == NULL)
+            return NULL;
+        t->es = es;
+        t->loop = (uint16_t)loop;
+        es->timers[loop] = t;
+    }
+    return es->timers[loop];
+}
+
+/* Makes sure the loop's engine timer fires at the heap's earliest deadline. */
+static void timers_schedule(eio_timers_t *t)
+{
+    if (t->firing || t->len == 0)
+        return;
+    uint64_t due = t->heap[0].due;
+    if (t->timer_id != 0 && t->timer_due <= due)
+        return;
+    eddy_server_t *srv = t->es->srv;
+    if (t->timer_id != 0)
+        eddy_timer_clear(srv, t->timer_id); /* our own loop's: exact */
+    uint64_t now = eio__now_ms();
+    t->timer_id = eddy_timer_after(srv, due > now ? due - now : 0, timers_fired, t);
+    t->timer_due = due;
+    if (t->timer_id == 0)
+        eddy_log(srv, EDDY_LOG_ERROR, "eio: out of memory setting a timer");
+}
+
+static void session_timer_fired(eio_session_t *s, uint16_t loop, uint64_t due);
+
+static void timers_fired(eddy_server_t *srv, uint64_t timer_id, void *arg)
+{
+    eio_timers_t *t = arg;
+    if (timer_id != t->timer_id)
+        return; /* superseded (a cleared timer may still run) */
+    t->timer_id = 0;
+    t->firing = true;
+    uint64_t now = eio__now_ms();
+    while (t->len > 0 && t->heap[0].due <= now) {
+        eio_timer_entry_t e = heap_pop(t);
+        session_timer_fired(e.s, t->loop, e.due);
+    }
+    t->firing = false;
+    timers_schedule(t);
+}
+
+/* The heaps of a freed layer: their loops are stopped, the sessions are freed with it. */
+static void timers_free(eio_server_t *es)
+{
+    for (size_t i = 0; i < EIO_MAX_LOOPS; i++) {
+        if (es->timers[i] != NULL)
+            free(es->timers[i]->heap);
+        free(es->timers[i]);
+        es->timers[i] = NULL;
+    }
+}
 
 /* The next deadline of s (s->lock held), 0 if none. */
 static uint64_t next_due(const eio_session_t *s)
@@ -455,31 +585,31 @@ static uint64_t next_due(const eio_session_t *s)
 }
 
 /*
- * Makes sure a timer fires at s's next deadline (s->lock held; on a loop thread). Timers
- * run on the loop that set them; a timer set on another loop cannot be cancelled with
- * certainty from here, so it is left to fire and find itself superseded (timer_id no
- * longer matches); on its own loop it is cancelled. A timer due no later than the deadline
- * is kept: when it fires it sets the next one.
+ * Makes sure s's next deadline is in a heap (s->lock held; on a loop thread): an entry due
+ * no later than it is kept (when it comes up it adds the next one), else one goes into the
+ * calling loop's heap. The handlers a deadline calls run on the loop of its heap.
  */
 void eio__session_arm(eio_session_t *s)
 {
     uint64_t due = next_due(s);
-    if (due == 0 || (s->timer_id != 0 && s->timer_due <= due))
+    if (due == 0 || (s->timer_armed && s->timer_due <= due))
         return;
-    if (s->timer_id != 0 && pthread_equal(s->timer_thread, pthread_self()) &&
-        eddy_timer_clear(s->es->srv, s->timer_id))
-        eio__session_unref(s); /* the cancelled timer's reference (the caller holds one) */
-    uint64_t now = eio__now_ms();
+    eio_timers_t *t = loop_timers(s->es);
+    if (t == NULL) {
+        eddy_log(s->es->srv, EDDY_LOG_ERROR, "eio: session %s: no timer (out of memory)", s->sid);
+        return;
+    }
     eio__session_ref(s);
-    s->timer_id = eddy_timer_after(s->es->srv, due > now ? due - now : 0, session_timer_fired, s);
-    if (s->timer_id == 0) {
+    if (heap_push(t, due, s) != 0) {
         eio__session_unref(s);
         eddy_log(s->es->srv, EDDY_LOG_ERROR, "eio: session %s: out of memory setting a timer",
                  s->sid);
         return;
     }
+    s->timer_armed = true;
     s->timer_due = due;
-    s->timer_thread = pthread_self();
+    s->timer_loop = t->loop;
+    timers_schedule(t);
 }
 
 /* Sends a heartbeat or noop packet on the session's transport (s->lock held). */
@@ -507,14 +637,14 @@ void eio__heartbeat_start(eio_session_t *s)
     eio__session_arm(s);
 }
 
-static void session_timer_fired(eddy_server_t *srv, uint64_t timer_id, void *arg)
+/* The heap entry (loop, due) of s came up; it was the one that counts, or is dropped. */
+static void session_timer_fired(eio_session_t *s, uint16_t loop, uint64_t due)
 {
-    eio_session_t *s = arg;
-    pthread_mutex_lock(&s->cb_lock);
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->cb_lock);
+    rt_lock(&s->lock);
     const char *reason = NULL;
-    if (timer_id == s->timer_id) {
-        s->timer_id = 0;
+    if (s->timer_armed && s->timer_loop == loop && s->timer_due == due) {
+        s->timer_armed = false;
         uint64_t now = eio__now_ms();
         const eio_config_t *cfg = &s->es->cfg;
         if (s->state == ST_OPEN) {
@@ -534,10 +664,10 @@ static void session_timer_fired(eddy_server_t *srv, uint64_t timer_id, void *arg
         if (reason == NULL)
             eio__session_arm(s);
     }
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     if (reason != NULL)
         eio__session_finish(s, reason);
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->cb_lock);
     eio__session_unref(s);
 }
 
@@ -550,9 +680,9 @@ static void session_timer_fired(eddy_server_t *srv, uint64_t timer_id, void *arg
  */
 void eio__session_finish(eio_session_t *s, const char *reason)
 {
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     if (s->state == ST_CLOSED) {
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         return;
     }
     bool opened = s->state != ST_OPENING || s->open_called;
@@ -560,18 +690,15 @@ void eio__session_finish(eio_session_t *s, const char *reason)
     eddy_fd_t ws = atomic_exchange(&s->ws_fd, 0);
     /* While eio_server_free() runs the engine is gone: its loops hold nothing of ours. */
     if (!s->es->freeing) {
-        if (s->timer_id != 0 && pthread_equal(s->timer_thread, pthread_self()) &&
-            eddy_timer_clear(s->es->srv, s->timer_id))
-            eio__session_unref(s);
         if (s->transport == EIO_TR_WEBSOCKET)
             eio__ws_close(s, ws);
         if (s->probe_fd != 0)
             eio__upgrade_cancel(s);
         eio__polling_finish(s, reason);
     }
-    s->timer_id = 0;
+    s->timer_armed = false; /* its heap entry is dropped when it comes up */
     bool removed = table_remove(s);
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     if (opened)
         s->es->h.close(s, reason, s->es->ud);
     if (removed)
@@ -609,12 +736,7 @@ void eio__task_done(eio_session_t *s)
     }
     if (atomic_fetch_sub_explicit(&s->tasks, 1, memory_order_relaxed) != 1)
         return;
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        es->all = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
+    all_unlink(es, s);
     session_free(s);
     if (es->all == NULL)
         server_release(es);
@@ -623,9 +745,9 @@ void eio__task_done(eio_session_t *s)
 static void close_task_run(eddy_server_t *srv, void *arg)
 {
     eio_session_t *s = arg;
-    pthread_mutex_lock(&s->cb_lock);
+    rt_lock(&s->cb_lock);
     eio__session_finish(s, s->pending_reason);
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->cb_lock);
     eio__task_done(s);
 }
 
@@ -648,7 +770,7 @@ void eio__session_finish_later(eio_session_t *s, eddy_fd_t fd, const char *reaso
 
 void eio_close(eio_session_t *s)
 {
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     if (s->state == ST_OPEN && s->transport == EIO_TR_WEBSOCKET) {
         /* Pushes are queued at once: the close frame goes out after them. */
         s->state = ST_CLOSING;
@@ -659,7 +781,7 @@ void eio_close(eio_session_t *s)
     } else if (s->state == ST_OPENING) {
         eio__session_finish_later(s, 0, "forced close");
     }
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
 }
 
 /* ---- receiving ---- */
@@ -672,9 +794,9 @@ void eio_close(eio_session_t *s)
 const char *eio__on_packet(eio_session_t *s, char type, const char *data, size_t len, bool binary)
 {
     const eio_config_t *cfg = &s->es->cfg;
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     if (s->state != ST_OPEN) {
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         return NULL;
     }
     /* v4: any packet while a pong is awaited extends the wait, once (engine.io
@@ -704,7 +826,7 @@ const char *eio__on_packet(eio_session_t *s, char type, const char *data, size_t
         }
         break;
     case '4':
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         s->es->h.message(s, data, len, binary, s->es->ud);
         return NULL;
     default:
@@ -712,7 +834,7 @@ const char *eio__on_packet(eio_session_t *s, char type, const char *data, size_t
     }
     if (reason == NULL)
         eio__session_arm(s);
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     return reason;
 }
 
@@ -768,9 +890,9 @@ void eio__upgrade_cancel(eio_session_t *s)
 /* A message on the probe WebSocket (cb_lock held). */
 static void probe_message(eio_session_t *s, const eddy_frame_t *frame)
 {
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     if (s->state != ST_OPEN || frame->fd != s->probe_fd) {
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         return;
     }
     bool text = frame->opcode == EDDY_WS_OPCODE_TEXT;
@@ -779,7 +901,7 @@ static void probe_message(eio_session_t *s, const eddy_frame_t *frame)
         s->probed = true;
         /* A noop releases the pending GET at once, so the client can send "5". */
         eio__polling_noop(s);
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         return;
     }
     if (text && frame->len == 1 && frame->data[0] == '5' && s->probed) {
@@ -789,21 +911,18 @@ static void probe_message(eio_session_t *s, const eddy_frame_t *frame)
         s->probed = false;
         eio__polling_discard(s);
         flush_queue_to_ws(s, frame->fd);
-        /* From now on every timer of s runs on this loop, the WebSocket's (eio.h promises
-         * the handlers run there): one set on a polling loop is abandoned (it fires, finds
-         * itself superseded and does nothing). */
-        if (s->timer_id != 0 && pthread_equal(s->timer_thread, pthread_self()) &&
-            eddy_timer_clear(s->es->srv, s->timer_id))
-            eio__session_unref(s);
-        s->timer_id = 0;
+        /* From now on every deadline of s is in this loop's heap, the WebSocket's (eio.h
+         * promises the handlers run there): an entry on a polling loop is abandoned (it
+         * comes up, finds itself superseded and does nothing). */
+        s->timer_armed = false;
         eio__session_arm(s);
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         if (s->es->h.upgrade != NULL)
             s->es->h.upgrade(s, s->es->ud);
         return;
     }
     eio__upgrade_cancel(s);
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
 }
 
 /* ---- engine callbacks ---- */
@@ -850,7 +969,7 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
             *status = refuse_upgrade(req, 400, "Session ID unknown");
             return true;
         }
-        pthread_mutex_lock(&s->lock);
+        rt_lock(&s->lock);
         const char *error = NULL;
         if (s->protocol != protocol)
             error = "Bad request";
@@ -861,7 +980,7 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
          * eio_handle_open closes an fd that is neither s's WebSocket nor its probe. */
         else if (s->transport == EIO_TR_POLLING && s->probe_fd == 0)
             s->probe_fd = fd;
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         eio__session_unref(s);
         if (error != NULL)
             *status = refuse_upgrade(req, 400, error);
@@ -870,30 +989,30 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
     eio_session_t *s = eio__session_new(es, protocol, EIO_TR_WEBSOCKET);
     if (s == NULL || eio__fdmap_put(es, fd, s) != 0) {
         if (s != NULL) {
-            pthread_mutex_lock(&s->cb_lock);
+            rt_lock(&s->cb_lock);
             eio__session_finish(s, "transport error");
-            pthread_mutex_unlock(&s->cb_lock);
+            rt_unlock(&s->cb_lock);
             eio__session_unref(s);
         }
         *status = refuse_upgrade(req, 400, "Bad request");
         return true;
     }
     atomic_store(&s->ws_fd, fd);
-    pthread_mutex_lock(&s->cb_lock);
+    rt_lock(&s->cb_lock);
     int refused = es->h.open(s, req, es->ud);
     if (refused != 0) {
         eio__session_finish(s, "forced close");
-        pthread_mutex_unlock(&s->cb_lock);
+        rt_unlock(&s->cb_lock);
         eio__fdmap_drop(es, fd, s);
         eio__session_unref(s);
         *status = refuse_upgrade(req, refused >= 400 && refused <= 499 ? refused : 403,
                                  refused == 403 ? "Forbidden" : "Bad request");
         return true;
     }
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     s->open_called = true;
-    pthread_mutex_unlock(&s->lock);
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->lock);
+    rt_unlock(&s->cb_lock);
     eio__session_unref(s);
     return true;
 }
@@ -904,7 +1023,7 @@ bool eio_handle_open(eio_server_t *es, eddy_request_t *req)
     eio_session_t *s = eio__fdmap_get(es, fd);
     if (s == NULL)
         return eio__path_matches(es, req); /* refused meanwhile: nothing to do */
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     if (s->state == ST_OPENING && atomic_load(&s->ws_fd) == fd) {
         char open[256];
         size_t n = eio__open_packet(s, false, open, sizeof(open));
@@ -918,7 +1037,7 @@ bool eio_handle_open(eio_server_t *es, eddy_request_t *req)
     } else if (atomic_load(&s->ws_fd) != fd && s->probe_fd != fd) {
         eio__ws_close(s, fd); /* a second WebSocket, or a probe abandoned meanwhile */
     }
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     return true;
 }
 
@@ -930,7 +1049,7 @@ bool eio_handle_message(eio_server_t *es, const eddy_frame_t *frame)
     if (frame->opcode != EDDY_WS_OPCODE_TEXT && frame->opcode != EDDY_WS_OPCODE_BINARY)
         return true;
     /* The map's reference keeps s alive: only this loop removes the entry. */
-    pthread_mutex_lock(&s->cb_lock);
+    rt_lock(&s->cb_lock);
     if (atomic_load_explicit(&s->ws_fd, memory_order_relaxed) == frame->fd) {
         const char *reason = ws_message(s, frame);
         if (reason != NULL)
@@ -938,7 +1057,7 @@ bool eio_handle_message(eio_server_t *es, const eddy_frame_t *frame)
     } else {
         probe_message(s, frame);
     }
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->cb_lock);
     return true;
 }
 
@@ -947,8 +1066,8 @@ bool eio_handle_close(eio_server_t *es, eddy_fd_t fd)
     eio_session_t *s = eio__fdmap_take(es, fd);
     if (s == NULL)
         return false;
-    pthread_mutex_lock(&s->cb_lock);
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->cb_lock);
+    rt_lock(&s->lock);
     const char *reason = NULL;
     if (atomic_load(&s->ws_fd) == fd && s->transport == EIO_TR_WEBSOCKET) {
         atomic_store(&s->ws_fd, 0);
@@ -959,10 +1078,10 @@ bool eio_handle_close(eio_server_t *es, eddy_fd_t fd)
     } else {
         reason = eio__polling_conn_closed(s, fd);
     }
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     if (reason != NULL)
         eio__session_finish(s, reason);
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->cb_lock);
     eio__session_unref(s);
     return true;
 }
@@ -973,7 +1092,7 @@ int eio_send(eio_session_t *s, const eio_part_t *parts, size_t nparts, int flags
 {
     if (nparts == 0 || parts == NULL)
         return EDDY_EINVAL;
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     int rc = 0;
     eddy_fd_t ws = atomic_load(&s->ws_fd);
     if (s->state == ST_CLOSING || s->state == ST_CLOSED) {
@@ -1008,7 +1127,7 @@ int eio_send(eio_session_t *s, const eio_part_t *parts, size_t nparts, int flags
         else if (s->state == ST_OPEN)
             eio__polling_kick(s);
     }
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     return rc;
 }
 
@@ -1070,9 +1189,9 @@ void eio_server_free(eio_server_t *es)
         pthread_mutex_unlock(&es->lock);
         if (s == NULL)
             break;
-        pthread_mutex_lock(&s->cb_lock);
+        rt_lock(&s->cb_lock);
         eio__session_finish(s, "server shutting down");
-        pthread_mutex_unlock(&s->cb_lock);
+        rt_unlock(&s->cb_lock);
         eio__session_unref(s);
     }
     /* What is left is referenced by timers that will never fire, and by tasks posted to
@@ -1082,14 +1201,10 @@ void eio_server_free(eio_server_t *es)
         next = s->next;
         if (atomic_load(&s->tasks) > 0)
             continue;
-        if (s->prev != NULL)
-            s->prev->next = s->next;
-        else
-            es->all = s->next;
-        if (s->next != NULL)
-            s->next->prev = s->prev;
+        all_unlink(es, s);
         session_free(s);
     }
+    timers_free(es);
     if (es->all == NULL)
         server_release(es);
 }

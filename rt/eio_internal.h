@@ -13,8 +13,10 @@
 
 #include "eio.h"
 #include "eio_payload.h"
+#include "rt_lock.h"
 
-#define EIO_SID_LEN 20
+#define EIO_SID_LEN   20
+#define EIO_MAX_LOOPS 256 /* eddy's largest worker_num */
 
 enum { ST_OPENING, ST_OPEN, ST_CLOSING, ST_CLOSED };
 enum { EIO_TR_POLLING, EIO_TR_WEBSOCKET };
@@ -40,44 +42,54 @@ struct eio_server {
     size_t nbuckets;
     size_t count;
     eio_session_t *all; /* every session not yet freed */
+    /* The sessions' deadlines, one heap per loop, each used by its loop's thread only
+     * (eio.c "heartbeat and timers"); NULL until the loop arms its first. */
+    struct eio_timers *timers[EIO_MAX_LOOPS];
 };
 
+/* Laid out without holes, deadlines that are never live together sharing a field: there is
+ * one of these per connection. */
 struct eio_session {
     eio_server_t *es;
     char sid[EIO_SID_LEN + 1];
     uint8_t protocol;     /* 3 or 4 */
     bool supports_binary; /* v3 long-polling: binary payloads allowed (no b64 parameter) */
+    uint8_t state;        /* ST_* (lock) */
     atomic_int refs;
     atomic_int tasks; /* tasks posted to a loop (eddy_post, eddy_defer) not yet run */
-    pthread_mutex_t cb_lock;
-    pthread_mutex_t lock;
+    rt_lock_t cb_lock;
+    rt_lock_t lock;
     /* Guarded by lock: */
-    int state;     /* ST_* */
-    int transport; /* EIO_TR_* */
+    uint8_t transport; /* EIO_TR_* */
     bool in_table;
     bool open_called;          /* the open handler accepted it: the close handler is owed */
+    bool probed;               /* "2probe" answered on probe_fd */
+    bool flush_posted;         /* a flush of the queue to get_resp is posted to its loop */
+    bool discard_get;          /* answer get_resp with a noop (upgraded to WebSocket) */
+    bool waiting_pong;         /* v4: a ping is out */
+    bool refreshed;            /* v4: the pong wait was extended once already */
     _Atomic eddy_fd_t ws_fd;   /* the WebSocket of the session (direct or upgraded) */
     eddy_fd_t probe_fd;        /* the WebSocket an upgrade is being tried on */
-    bool probed;               /* "2probe" answered on it */
     eddy_response_t *get_resp; /* the pending long-polling GET, on get_fd's loop */
     eddy_fd_t get_fd;
-    bool flush_posted; /* a flush of the queue to get_resp is posted to its loop */
-    bool discard_get;  /* answer get_resp with a noop (upgraded to WebSocket) */
-    eio_buf_t out;     /* packets queued for long-polling or until the WebSocket opens */
-    bool waiting_pong; /* v4: a ping is out */
-    bool refreshed;    /* v4: the pong wait was extended once already */
-    uint64_t ping_due; /* v4: when to send the next ping (monotonic ms) */
-    uint64_t timeout_due;
-    uint64_t upgrade_due;
-    uint64_t close_due; /* ST_CLOSING on long-polling: give up waiting for a GET */
-    uint64_t timer_id;  /* the timer that counts, 0: none */
-    uint64_t timer_due;
-    pthread_t timer_thread;     /* the loop thread that set it */
+    eio_buf_t out; /* packets queued for long-polling or until the WebSocket opens */
+    union {
+        uint64_t ping_due;    /* v4 and not waiting_pong: when to send the next ping
+                               * (monotonic ms) */
+        uint64_t timeout_due; /* v3, or v4 waiting_pong: when the session times out */
+    };
+    union {
+        uint64_t upgrade_due; /* ST_OPEN with a probe_fd: when the upgrade is abandoned */
+        uint64_t close_due;   /* ST_CLOSING on long-polling: give up waiting for a GET */
+    };
+    uint64_t timer_due;         /* the entry that counts (timer_armed): its deadline */
     const char *pending_reason; /* eio__session_finish_later() posted */
     _Atomic(void *) data;
     eio_session_t *hnext; /* table chain */
     eio_session_t *prev;  /* es->all */
     eio_session_t *next;
+    uint16_t timer_loop; /* ... and the loop whose heap holds it */
+    bool timer_armed;
 };
 
 uint64_t eio__now_ms(void);

@@ -148,17 +148,17 @@ static bool write_get(eio_session_t *s)
 static void flush_task(eddy_server_t *srv, void *arg)
 {
     eio_session_t *s = arg;
-    pthread_mutex_lock(&s->cb_lock);
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->cb_lock);
+    rt_lock(&s->lock);
     s->flush_posted = false;
     bool closed = false;
     if (s->get_resp != NULL && (s->out.len > 0 || s->discard_get))
         closed = write_get(s);
     bool finish = closed && s->state == ST_CLOSING;
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     if (finish)
         eio__session_finish(s, "forced close");
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->cb_lock);
     eio__task_done(s);
 }
 
@@ -259,16 +259,16 @@ static void handshake(eio_server_t *es, eddy_request_t *req, eddy_response_t *re
     }
     const char *b64 = eddy_request_get(req, "b64");
     s->supports_binary = b64 == NULL || b64[0] == '\0';
-    pthread_mutex_lock(&s->cb_lock);
+    rt_lock(&s->cb_lock);
     int refused = es->h.open(s, req, es->ud);
     if (refused != 0) {
         eio__session_finish(s, "forced close");
-        pthread_mutex_unlock(&s->cb_lock);
+        rt_unlock(&s->cb_lock);
         eio__session_unref(s);
         answer_error(resp, refused == 403 ? 4 : 3);
         return;
     }
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     s->open_called = true;
     /* The open packet answers the handshake; what the open handler sent waits for the
      * next GET, as with the reference. */
@@ -278,11 +278,11 @@ static void handshake(eio_server_t *es, eddy_request_t *req, eddy_response_t *re
     bool binary = false;
     if (eio__queue_rec(&only_open, EIO_REC_TEXT, '0', open + 1, n - 1) != 0 ||
         encode_payload(protocol, false, &only_open, &body, &binary) != 0) {
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         eio__buf_free(&only_open);
         eio__buf_free(&body);
         eio__session_finish(s, "transport error");
-        pthread_mutex_unlock(&s->cb_lock);
+        rt_unlock(&s->cb_lock);
         eio__session_unref(s);
         answer_error(resp, 3);
         return;
@@ -290,8 +290,8 @@ static void handshake(eio_server_t *es, eddy_request_t *req, eddy_response_t *re
     eio__buf_free(&only_open);
     s->state = ST_OPEN;
     eio__heartbeat_start(s);
-    pthread_mutex_unlock(&s->lock);
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->lock);
+    rt_unlock(&s->cb_lock);
     answer_payload(resp, &body, binary);
     eio__buf_free(&body);
     eio__session_unref(s);
@@ -300,25 +300,25 @@ static void handshake(eio_server_t *es, eddy_request_t *req, eddy_response_t *re
 static void poll_get(eio_session_t *s, eddy_request_t *req, eddy_response_t *resp)
 {
     eddy_fd_t fd = eddy_request_fd(req);
-    pthread_mutex_lock(&s->cb_lock);
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->cb_lock);
+    rt_lock(&s->lock);
     if (s->state == ST_CLOSED) {
-        pthread_mutex_unlock(&s->lock);
-        pthread_mutex_unlock(&s->cb_lock);
+        rt_unlock(&s->lock);
+        rt_unlock(&s->cb_lock);
         answer_error(resp, 1);
         return;
     }
     if (s->get_resp != NULL) {
         /* Two GETs at once: the reference ends the session ("overlap from client"). */
-        pthread_mutex_unlock(&s->lock);
+        rt_unlock(&s->lock);
         answer_status(resp, 400);
         eio__session_finish(s, "transport error");
-        pthread_mutex_unlock(&s->cb_lock);
+        rt_unlock(&s->cb_lock);
         return;
     }
     if (eio__fdmap_put(s->es, fd, s) != 0) {
-        pthread_mutex_unlock(&s->lock);
-        pthread_mutex_unlock(&s->cb_lock);
+        rt_unlock(&s->lock);
+        rt_unlock(&s->cb_lock);
         answer_status(resp, 500);
         return;
     }
@@ -332,10 +332,10 @@ static void poll_get(eio_session_t *s, eddy_request_t *req, eddy_response_t *res
     bool finish = false;
     if (s->out.len > 0)
         finish = write_get(s) && s->state == ST_CLOSING;
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     if (finish)
         eio__session_finish(s, "forced close");
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->cb_lock);
 }
 
 static void poll_post(eio_session_t *s, eddy_request_t *req, eddy_response_t *resp)
@@ -345,7 +345,7 @@ static void poll_post(eio_session_t *s, eddy_request_t *req, eddy_response_t *re
     const char *type = eddy_request_header(req, "Content-Type");
     bool binary = type != NULL && strcmp(type, "application/octet-stream") == 0;
     const char *reason = NULL;
-    pthread_mutex_lock(&s->cb_lock);
+    rt_lock(&s->cb_lock);
     if (len > s->es->cfg.max_payload) {
         answer_status(resp, 413);
         reason = "transport error"; /* payload too large */
@@ -360,7 +360,7 @@ static void poll_post(eio_session_t *s, eddy_request_t *req, eddy_response_t *re
     }
     if (reason != NULL)
         eio__session_finish(s, reason);
-    pthread_mutex_unlock(&s->cb_lock);
+    rt_unlock(&s->cb_lock);
 }
 
 bool eio_handle_request(eio_server_t *es, eddy_request_t *req, eddy_response_t *resp)
@@ -390,9 +390,9 @@ bool eio_handle_request(eio_server_t *es, eddy_request_t *req, eddy_response_t *
         answer_error(resp, 1);
         return true;
     }
-    pthread_mutex_lock(&s->lock);
+    rt_lock(&s->lock);
     bool mismatch = !polling || s->transport != EIO_TR_POLLING || s->protocol != protocol;
-    pthread_mutex_unlock(&s->lock);
+    rt_unlock(&s->lock);
     if (mismatch)
         answer_error(resp, 3);
     else if (strcmp(method, "GET") == 0)

@@ -45,8 +45,10 @@
 
 #include "eddy_rt.h"
 #include "eio.h"
+#include "rt_grow.h"
 #include "rt_history.h"
 #include "rt_json.h"
+#include "rt_lock.h"
 #include "sio_packet.h"
 
 /* ---------------------------------------------------------------------------------------
@@ -174,12 +176,12 @@ struct eddy_rt_nsp {
     char name[];
 };
 
-/* The handshake of a client: remote address, decoded query parameters and headers, as
- * "name\0value\0" pairs. */
+/* The handshake of a client, stored right after it (one allocation): the remote address
+ * ("ip\0"), then decoded query parameters and headers as "name\0value\0" pairs; a header
+ * name of hs_names[] is stored as one byte instead, its index + 1 (see hs_code()). */
 typedef struct rt_handshake {
     uint16_t nquery;
     uint16_t nheaders;
-    char ip[46];
     char pairs[];
 } rt_handshake_t;
 
@@ -194,35 +196,38 @@ typedef struct rt_binary {
     eddy_rt_bin_t bin[];
 } rt_binary_t;
 
+/* Laid out without holes: there is one per connection. */
 typedef struct rt_client {
     eddy_rt_t *rt;
     eio_session_t *session;     /* NULL once the Engine.IO session closed (send_lock) */
-    pthread_mutex_t lock;       /* the client's context (see "Contexts") */
-    pthread_mutex_t send_lock;  /* keeps session alive for senders outside the context */
+    rt_lock_t lock;             /* the client's context (see "Contexts") */
+    rt_lock_t send_lock;        /* keeps session alive for senders outside the context */
     atomic_uint_fast64_t ws_fd; /* the WebSocket once on one: sends go straight to it */
     pthread_t timer_thread;     /* the loop thread the connect timer runs on */
     eddy_fd_t open_fd;          /* a WebSocket session whose handshake is not done yet */
     /* Closed while its connect timer was still armed on another loop: listed in the layer
      * until the timer fires (or the layer is freed, if it never does). */
     struct rt_client *orphan_prev, *orphan_next;
-    bool orphan;
     struct rt_client *opening_next;
     atomic_int refs;
     uint8_t protocol; /* Engine.IO 3 or 4 */
     atomic_bool ws;   /* on WebSocket */
     atomic_bool joined_once;
+    bool orphan;
     uint64_t connect_timer;
     eddy_rt_socket_t *sockets; /* connected sockets, one per namespace (under lock) */
     eddy_rt_socket_t *closed;  /* disconnected in this context, released when it is left */
-    rt_handshake_t *hs;
+    rt_handshake_t *hs;        /* right after the client (never NULL) */
     rt_binary_t *binary;
 } rt_client_t;
 
+/* Laid out without holes: there is one per connection and namespace. */
 struct eddy_rt_socket {
     char id[24];
     atomic_int refs;
     atomic_bool connected;
     bool ws; /* a topic subscriber (table lock) */
+    bool recovered;
     rt_client_t *client;
     eddy_rt_nsp_t *nsp;
     eddy_rt_socket_t *client_next;
@@ -233,9 +238,10 @@ struct eddy_rt_socket {
     eddy_rt_socket_t *user_prev, *user_next;
     void *data;
     uint64_t mark;
-    bool recovered;
-    char pid[RT_HISTORY_PID_SIZE];  /* its session record in the store, with recovery on */
-    char cpid[RT_HISTORY_PID_SIZE]; /* the pid its client knows (see rt_alias_t) */
+    /* With recovery on (recovering()), two RT_HISTORY_PID_SIZE arrays after the socket (one
+     * allocation); otherwise both point to a shared "" and are never written. */
+    char *pid;  /* its session record in the store */
+    char *cpid; /* the pid its client knows (see rt_alias_t) */
     /* During the connect and connection callbacks only. */
     const char *auth;
     size_t auth_len;
@@ -347,14 +353,8 @@ static char *scratch(rt_scratch_t *s, size_t need)
         pthread_once(&scratch_once, scratch_key_init);
         if (pthread_getspecific(scratch_key) == NULL)
             pthread_setspecific(scratch_key, s);
-        size_t cap = s->cap ? s->cap : 256;
-        while (cap < need)
-            cap *= 2;
-        char *p = realloc(s->p, cap);
-        if (p == NULL)
+        if (rt_grow(&s->p, &s->cap, need) != 0)
             return NULL;
-        s->p = p;
-        s->cap = cap;
     }
     return s->p;
 }
@@ -367,15 +367,12 @@ static void client_unref(rt_client_t *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) != 1)
         return;
-    pthread_mutex_destroy(&c->lock);
-    pthread_mutex_destroy(&c->send_lock);
     if (c->binary != NULL) {
         for (size_t i = 0; i < c->binary->received; i++)
             free((void *)c->binary->bin[i].data);
         free(c->binary->text);
         free(c->binary);
     }
-    free(c->hs);
     free(c);
 }
 
@@ -407,10 +404,10 @@ static bool client_enter(rt_client_t *c, rt_ctx_t *ctx, bool try)
     if (!ctx->locked)
         return true;
     if (try) {
-        if (pthread_mutex_trylock(&c->lock) != 0)
+        if (!rt_lock_try(&c->lock))
             return false;
     } else {
-        pthread_mutex_lock(&c->lock);
+        rt_lock(&c->lock);
     }
     tls_current = c;
     return true;
@@ -426,7 +423,7 @@ static void client_leave(rt_client_t *c, rt_ctx_t *ctx)
     eddy_rt_socket_t *closed = c->closed;
     c->closed = NULL;
     tls_current = ctx->prev;
-    pthread_mutex_unlock(&c->lock);
+    rt_unlock(&c->lock);
     for (eddy_rt_socket_t *s = closed, *next; s != NULL; s = next) {
         next = s->client_next;
         eddy_rt_socket_unref(s);
@@ -464,11 +461,11 @@ static int client_send(rt_client_t *c, const eio_part_t *parts, size_t nparts, i
     }
     bool own = tls_current == c;
     if (!own)
-        pthread_mutex_lock(&c->send_lock);
+        rt_lock(&c->send_lock);
     int rc = c->session != NULL ? eio_send(c->session, parts, nparts, flags | EIO_SEND_PREFIXED)
                                 : EDDY_ECLOSED;
     if (!own)
-        pthread_mutex_unlock(&c->send_lock);
+        rt_unlock(&c->send_lock);
     return rc;
 }
 
@@ -2094,15 +2091,62 @@ bool eddy_rt_socket_recovered(const eddy_rt_socket_t *s)
     return s->recovered;
 }
 
+/* The header names most WebSocket handshakes carry (lower case). A handshake keeps each as
+ * one byte, its index + 1, instead of the name and its NUL: header names are tokens, and
+ * never start with a byte below 0x20. */
+static const char *const hs_names[] = {
+    "host",
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+    "user-agent",
+    "origin",
+    "cookie",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "pragma",
+    "referer",
+    "authorization",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "forwarded",
+    "sec-fetch-mode",
+    "sec-fetch-site",
+    "sec-fetch-dest",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+};
+
+/* The one-byte code of header name, or 0. */
+static unsigned char hs_code(const char *name)
+{
+    for (size_t i = 0; i < sizeof(hs_names) / sizeof(hs_names[0]); i++) {
+        if (strcasecmp(name, hs_names[i]) == 0)
+            return (unsigned char)(i + 1);
+    }
+    return 0;
+}
+
 static const char *hs_lookup(const rt_handshake_t *hs, size_t skip, size_t n, const char *name,
                              bool nocase)
 {
-    const char *p = hs->pairs;
+    const char *p = hs->pairs + strlen(hs->pairs) + 1; /* after the address */
     for (size_t i = 0; i < skip; i++)
         p += strlen(p) + 1, p += strlen(p) + 1;
     for (size_t i = 0; i < n; i++) {
-        const char *value = p + strlen(p) + 1;
-        if (nocase ? strcasecmp(p, name) == 0 : strcmp(p, name) == 0)
+        /* Headers (nocase) may have a coded name; query parameters never do. */
+        unsigned char code = nocase ? (unsigned char)*p : 0;
+        bool coded = code >= 1 && code <= sizeof(hs_names) / sizeof(hs_names[0]);
+        const char *pname = coded ? hs_names[code - 1] : p;
+        const char *value = coded ? p + 1 : p + strlen(p) + 1;
+        if (nocase ? strcasecmp(pname, name) == 0 : strcmp(pname, name) == 0)
             return value;
         p = value + strlen(value) + 1;
     }
@@ -2112,18 +2156,18 @@ static const char *hs_lookup(const rt_handshake_t *hs, size_t skip, size_t n, co
 const char *eddy_rt_socket_query(const eddy_rt_socket_t *s, const char *name)
 {
     const rt_handshake_t *hs = s->client->hs;
-    return hs != NULL ? hs_lookup(hs, 0, hs->nquery, name, false) : NULL;
+    return hs_lookup(hs, 0, hs->nquery, name, false);
 }
 
 const char *eddy_rt_socket_header(const eddy_rt_socket_t *s, const char *name)
 {
     const rt_handshake_t *hs = s->client->hs;
-    return hs != NULL ? hs_lookup(hs, hs->nquery, hs->nheaders, name, true) : NULL;
+    return hs_lookup(hs, hs->nquery, hs->nheaders, name, true);
 }
 
 const char *eddy_rt_socket_remote_ip(const eddy_rt_socket_t *s)
 {
-    return s->client->hs != NULL ? s->client->hs->ip : "";
+    return s->client->hs->pairs;
 }
 
 const char *eddy_rt_socket_auth(const eddy_rt_socket_t *s, size_t *len)
@@ -2259,10 +2303,10 @@ eddy_rt_socket_t *eddy_rt_socket_find(eddy_rt_nsp_t *nsp, const char *id)
 
 static void client_close_session(rt_client_t *c)
 {
-    pthread_mutex_lock(&c->send_lock);
+    rt_lock(&c->send_lock);
     if (c->session != NULL)
         eio_close(c->session);
-    pthread_mutex_unlock(&c->send_lock);
+    rt_unlock(&c->send_lock);
 }
 
 /* Takes s out of every table, runs disconnecting and disconnect. In s's client context. */
@@ -2597,11 +2641,15 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
         free(v3auth);
         return;
     }
-    eddy_rt_socket_t *s = calloc(1, sizeof(*s));
+    static const char no_pid[RT_HISTORY_PID_SIZE];
+    bool rec = recovering(nsp);
+    eddy_rt_socket_t *s = calloc(1, sizeof(*s) + (rec ? 2 * RT_HISTORY_PID_SIZE : 0));
     if (s == NULL) {
         free(v3auth);
         return;
     }
+    s->pid = rec ? (char *)(s + 1) : (char *)no_pid;
+    s->cpid = rec ? s->pid + RT_HISTORY_PID_SIZE : (char *)no_pid;
     atomic_init(&s->refs, 1);
     atomic_fetch_add(&c->refs, 1);
     s->client = c;
@@ -2609,7 +2657,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     s->auth = auth;
     s->auth_len = auth_len;
     random_id(s->id, 20);
-    if (recovering(nsp) && client_recover(s)) {
+    if (rec && client_recover(s)) {
         s->client_next = c->sockets;
         c->sockets = s;
         if (!atomic_exchange(&c->joined_once, true))
@@ -2647,7 +2695,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     }
     pthread_mutex_lock(&rt->lock);
     int rc = socket_register(s);
-    if (rc == 0 && recovering(nsp)) {
+    if (rc == 0 && rec) {
         const char *own = s->id;
         rt_history_session_info_t info = {.sid = s->id, .rooms = &own, .nrooms = 1};
         if (rt_history_session_open(nsp->hist, &info, s->pid) == 0) {
@@ -2878,23 +2926,28 @@ static bool client_message(rt_client_t *c, const char *data, size_t len, bool bi
  * Engine.IO sessions
  * ------------------------------------------------------------------------------------- */
 
-static rt_handshake_t *handshake_copy(eddy_request_t *req)
+/* A client with a copy of the handshake request req (see rt_handshake_t), or NULL. */
+static rt_client_t *client_new(eddy_request_t *req)
 {
-    size_t size = sizeof(rt_handshake_t);
+    const char *ip = eddy_request_remote_ip(req);
+    size_t size = sizeof(rt_client_t) + sizeof(rt_handshake_t) + strlen(ip) + 1;
+    /* Query items ("&"-separated) decode to at most their own bytes plus two NULs each
+     * ("a&b" is "a\0\0b\0\0"). */
     const char *q = eddy_request_query(req);
-    size_t qlen = strlen(q);
-    size += qlen + 2;
+    size += strlen(q) + 2;
+    for (const char *amp = strchr(q, '&'); amp != NULL; amp = strchr(amp + 1, '&'))
+        size++;
     size_t nh = eddy_request_header_count(req);
     for (size_t i = 0; i < nh; i++) {
         const char *name, *value;
         if (eddy_request_header_at(req, i, &name, &value) == 0)
-            size += strlen(name) + strlen(value) + 2;
+            size += (hs_code(name) != 0 ? 1 : strlen(name) + 1) + strlen(value) + 1;
     }
-    rt_handshake_t *hs = calloc(1, size);
-    if (hs == NULL)
+    rt_client_t *client = calloc(1, size);
+    if (client == NULL)
         return NULL;
-    snprintf(hs->ip, sizeof(hs->ip), "%s", eddy_request_remote_ip(req));
-    char *o = hs->pairs;
+    rt_handshake_t *hs = client->hs = (rt_handshake_t *)(client + 1);
+    char *o = stpcpy(hs->pairs, ip) + 1;
     /* Query parameters, percent-decoded (a repeated name keeps its first value here). */
     for (const char *p = q; *p != '\0';) {
         const char *amp = strchr(p, '&');
@@ -2925,11 +2978,15 @@ static rt_handshake_t *handshake_copy(eddy_request_t *req)
         const char *name, *value;
         if (eddy_request_header_at(req, i, &name, &value) != 0)
             continue;
-        o = stpcpy(o, name) + 1;
+        unsigned char code = hs_code(name);
+        if (code != 0)
+            *o++ = (char)code;
+        else
+            o = stpcpy(o, name) + 1;
         o = stpcpy(o, value) + 1;
         hs->nheaders++;
     }
-    return hs;
+    return client;
 }
 
 /* The connect timer holds a reference on the client. It is cleared only from its own
@@ -2942,10 +2999,10 @@ static void connect_timeout(eddy_server_t *srv, uint64_t timer_id, void *arg)
     client_enter(c, &ctx, false);
     if (c->connect_timer == timer_id && !atomic_load(&c->joined_once)) {
         eddy_log(srv, EDDY_LOG_DEBUG, "socket.io: no namespace joined within connect_timeout");
-        pthread_mutex_lock(&c->send_lock);
+        rt_lock(&c->send_lock);
         if (c->session != NULL)
             eio_close(c->session);
-        pthread_mutex_unlock(&c->send_lock);
+        rt_unlock(&c->send_lock);
     }
     c->connect_timer = 0;
     client_leave(c, &ctx);
@@ -2982,15 +3039,13 @@ static void connect_timer_stop(rt_client_t *c)
 static int on_eio_open(eio_session_t *es, eddy_request_t *req, void *ud)
 {
     eddy_rt_t *rt = ud;
-    rt_client_t *c = calloc(1, sizeof(*c));
-    if (c == NULL || (c->hs = handshake_copy(req)) == NULL) {
-        free(c);
+    rt_client_t *c = client_new(req);
+    if (c == NULL)
         return 503;
-    }
     c->rt = rt;
     c->session = es;
-    pthread_mutex_init(&c->lock, NULL);
-    pthread_mutex_init(&c->send_lock, NULL);
+    rt_lock_init(&c->lock);
+    rt_lock_init(&c->send_lock);
     atomic_init(&c->refs, 1);
     c->protocol = (uint8_t)eio_session_protocol(es);
     atomic_init(&c->ws_fd, 0);
@@ -3042,9 +3097,9 @@ static void on_eio_close(eio_session_t *es, const char *reason, void *ud)
     if (c->open_fd != 0)
         opening_remove(c);
     /* The session is going: nothing can be sent any more, so no socket tries. */
-    pthread_mutex_lock(&c->send_lock);
+    rt_lock(&c->send_lock);
     c->session = NULL;
-    pthread_mutex_unlock(&c->send_lock);
+    rt_unlock(&c->send_lock);
     while (c->sockets != NULL)
         socket_close(c->sockets, reason);
     connect_timer_stop(c);

@@ -100,9 +100,9 @@ static void run(bool engine_first)
     CHECK_EQ_INT(closes, 0);
     if (opened != NULL) {
         /* What eio_close() of a WebSocket session posts; no loop runs to take it. */
-        pthread_mutex_lock(&opened->lock);
+        rt_lock(&opened->lock);
         eio__session_finish_later(opened, 0, "forced close");
-        pthread_mutex_unlock(&opened->lock);
+        rt_unlock(&opened->lock);
     }
     if (engine_first) {
         eio_server_free(engine);
