@@ -463,9 +463,21 @@ void rt_cluster_recovery_free(rt_cluster_recovery_t *r)
     free(r);
 }
 
+/* Hands the outcome to rt.c; while the layer is being freed (the broker answers what is
+ * left with EDDY_ECLOSED), there is no loop to finish on: s is dropped here. */
+static void finish(rt_cluster_recovery_t *r, const rt_cluster_restore_t *restore)
+{
+    if (atomic_load(&r->cl->quiet)) {
+        eddy_rt_socket_unref(r->s);
+        rt_cluster_recovery_free(r);
+        return;
+    }
+    rt_cluster_resume(r->s, r, restore, r->auth, r->auth_len);
+}
+
 static void fail(rt_cluster_recovery_t *r)
 {
-    rt_cluster_resume(r->s, r, NULL, r->auth, r->auth_len);
+    finish(r, NULL);
 }
 
 /* Splits the record into r's names and restore. */
@@ -557,7 +569,7 @@ static void on_history(rt_broker_t *b, int err, rt_position_t top,
     if (now || rt_cluster_publish(cl, r->nsp, rooms, 1, NULL, 0, EDDY_RT_VOLATILE, stored,
                                   sizeof(stored)) != 0) {
         r->read = false;
-        rt_cluster_resume(r->s, r, &r->restore, r->auth, r->auth_len);
+        finish(r, &r->restore);
     }
 }
 
@@ -579,8 +591,7 @@ static void caught_up(rt_cluster_t *cl, const char *nsp, rt_position_t pos)
     }
     pthread_mutex_unlock(&cl->lock);
     for (size_t i = 0; i < n; i++)
-        rt_cluster_resume(ready[i]->s, ready[i], &ready[i]->restore, ready[i]->auth,
-                          ready[i]->auth_len);
+        finish(ready[i], &ready[i]->restore);
 }
 
 static void on_take(rt_broker_t *b, int err, const void *data, size_t len, void *arg)
