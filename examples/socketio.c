@@ -15,6 +15,9 @@
  *   server-disconnect           disconnect the socket (the client does not reconnect)
  *   emit-with-ack               emit "need-ack" 42, wait 1 s for the ack; ack the client's
  *                               answer, or "timeout"
+ *
+ * With --redis URL several of them on one Redis form one cluster (README "Scale-out"):
+ * rooms, broadcasts and recovery then span the nodes.
  */
 #include <stdint.h>
 
