@@ -282,16 +282,24 @@ def test_kill9_then_recover_on_another_node(cluster, clients):
     clients.nothing_more("x2")
 
 
-def test_recovery_with_unknown_pid_is_a_fresh_session(cluster, clients):
-    """A pid no node knows (or already used) is answered "not recovered": a new id and
-    nothing replayed (never a partial)."""
+def test_recovery_after_a_client_close_is_a_fresh_session(cluster, clients):
+    """A client that closed its socket itself (a namespace disconnect, final) cannot be
+    recovered with its pid and offset on another node: its record is gone, so it gets a
+    new id and nothing replayed (never a partial)."""
     a, b = cluster(2, "--recovery", "60000")
     first = clients.connect("x", a)
+    assert clients.ack("x", "join", "r") == ["joined"]
+    clients.connect("s", b)
+    clients.probe("s", ["x"])
     clients.send(cmd="close", name="x")
     clients.wait("x's disconnect", name="x", type="disconnect")
-    # A client-side close is final: its record is gone.
-    again = clients.connect("y", b, auth={"pid": first["pid"], "offset": "AAAAAAAAB"})
+    for i in range(3):
+        clients.emit("s", "to-room", "r", {"seq": i})
+    assert clients.ack("s", "message-with-ack", "sync") == ["sync"]
+    again = clients.connect("y", b, auth={"pid": first["pid"],
+                                          "offset": clients.last_offset["x"]})
     assert again["id"] != first["id"]
+    clients.nothing_more("y")
 
 
 def test_redis_restart_cross_node_delivery_resumes(cluster, redis, clients):
