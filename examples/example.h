@@ -213,8 +213,8 @@ static inline eddy_server_t *example_new(int argc, char **argv, const example_sp
     return srv;
 }
 
-/* Runs srv until SIGINT/SIGTERM, frees it, and returns the exit status. */
-static inline int example_run(eddy_server_t *srv)
+/* Runs srv until SIGINT/SIGTERM (without freeing it) and returns the exit status. */
+static inline int example_serve(eddy_server_t *srv)
 {
     example_server = srv;
     struct sigaction sa;
@@ -226,8 +226,15 @@ static inline int example_run(eddy_server_t *srv)
     if (rc != 0)
         fprintf(stderr, "eddy_server_start: %s\n", eddy_strerror(rc));
     example_server = NULL;
-    eddy_server_free(srv);
     return rc == 0 ? 0 : 1;
+}
+
+/* Runs srv until SIGINT/SIGTERM, frees it, and returns the exit status. */
+static inline int example_run(eddy_server_t *srv)
+{
+    int rc = example_serve(srv);
+    eddy_server_free(srv);
+    return rc;
 }
 
 /* Writes "prefix", the bytes of data (which may hold NULs) and "suffix" to stdout, as one

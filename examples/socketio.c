@@ -15,6 +15,9 @@
  *   server-disconnect           disconnect the socket (the client does not reconnect)
  *   emit-with-ack               emit "need-ack" 42, wait 1 s for the ack; ack the client's
  *                               answer, or "timeout"
+ *
+ * With --redis URL several of them on one Redis form one cluster (README "Scale-out"):
+ * rooms, broadcasts and recovery then span the nodes.
  */
 #include <stdint.h>
 
@@ -197,6 +200,9 @@ static const example_option_spec_t options[] = {
     {"--ping-timeout", "MS", "Engine.IO pingTimeout (default 20000)"},
     {"--connect-timeout", "MS", "Socket.IO connectTimeout (default 45000)"},
     {"--recovery", "MS", "connection state recovery: maxDisconnectionDuration (0: off)"},
+    {"--history", "N",
+     "events kept per room (history_max_messages; default 0, 1000 with recovery)"},
+    {"--redis", "URL", "scale-out: redis://host:port of the cluster's Redis (default: one node)"},
     {NULL, NULL, NULL},
 };
 
@@ -228,13 +234,16 @@ int main(int argc, char **argv)
     opts.ping_timeout_ms = ms_option(argc, argv, "--ping-timeout", opts.ping_timeout_ms);
     opts.connect_timeout_ms = ms_option(argc, argv, "--connect-timeout", opts.connect_timeout_ms);
     opts.recovery_max_disconnection_ms = ms_option(argc, argv, "--recovery", 0);
+    opts.history_max_messages = ms_option(argc, argv, "--history", 0);
+    opts.redis_url = example_option(argc, argv, "--redis", NULL);
     eddy_rt_t *rt = eddy_rt_new(srv, &opts);
     if (rt == NULL)
         return 1;
     setup(eddy_rt_of(rt, "/"), true);
     setup(eddy_rt_of(rt, "/custom"), false);
     eddy_rt_install(rt, NULL);
-    int rc = example_run(srv);
-    eddy_rt_free(rt);
+    int rc = example_serve(srv);
+    eddy_rt_free(rt); /* first: its broker may still hand results to the server */
+    eddy_server_free(srv);
     return rc;
 }

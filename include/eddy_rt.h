@@ -105,6 +105,25 @@ typedef struct eddy_rt_options {
     size_t history_max_messages;
     size_t history_max_bytes;
     uint32_t history_max_age_ms;
+    /*
+     * Scale-out (README "Scale-out (Redis)"): "redis://[:password@]host[:port][/db]" of
+     * the Redis (6.2 or later) that every node of the application shares; several layers
+     * (processes, machines) on one Redis form one cluster. NULL (the default): one node,
+     * nothing leaves the process. With it, a broadcast (eddy_rt_broadcast()) reaches the
+     * sockets it selects on every node, exactly once, in the same order on every node
+     * (each namespace's broadcasts get their position from Redis), and with recovery on a
+     * client recovers on any node, also after its first node was killed. Local delivery
+     * goes on while Redis is down; when it comes back after an outage, with recovery on,
+     * every local client's transport is closed so that it reconnects and recovers what it
+     * missed. Not across nodes yet: eddy_rt_broadcast_ack(), eddy_rt_room_history(), the
+     * member listings and counts, disconnecting a socket of another node. The layer connects
+     * from a thread of its own (it never blocks a loop); eddy_rt_free() must then run
+     * before eddy_server_free(). Copied.
+     */
+    const char *redis_url;
+    const char *redis_prefix; /* prefix of every Redis key and channel: "eddy:" (copied) */
+    const char *node_id;      /* this node's id in the cluster (at most 64 characters):
+                               * NULL: 16 random hex characters (copied) */
 } eddy_rt_options_t;
 
 /* Fills *opts with the defaults above. */

@@ -45,6 +45,7 @@
 
 #include "eddy_rt.h"
 #include "eio.h"
+#include "rt_cluster.h"
 #include "rt_grow.h"
 #include "rt_history.h"
 #include "rt_json.h"
@@ -303,6 +304,7 @@ struct eddy_rt {
     rt_hmap_t aliases;         /* rt_alias_t by client pid (table lock) */
     struct rt_client *orphans; /* see rt_client_t.orphan (table lock) */
     bool freeing;              /* eddy_rt_free(): the server is gone, sessions close without it */
+    rt_cluster_t *cluster;     /* scale-out (rt_cluster.h); NULL: one node */
 };
 
 static _Thread_local rt_client_t *tls_current;
@@ -613,6 +615,8 @@ static int room_add(eddy_rt_socket_t *s, const char *name, size_t len)
             free(m);
             return EDDY_ENOMEM;
         }
+        if (rt->cluster != NULL)
+            rt_cluster_interest(rt->cluster, s->nsp->name, r->name, false, true);
     }
     *m = (rt_member_t){.room = r, .socket = s, .room_next = r->members, .sock_next = s->rooms};
     if (r->members != NULL)
@@ -642,6 +646,8 @@ static void member_unlink(rt_member_t *m)
         r->npolling--;
     if (r->count == 0) {
         hmap_remove(&s->nsp->rt->rooms, &r->node);
+        if (s->nsp->rt->cluster != NULL)
+            rt_cluster_interest(s->nsp->rt->cluster, s->nsp->name, r->name, false, false);
         free(r);
     }
     free(m);
@@ -680,6 +686,8 @@ static void user_unlink(eddy_rt_socket_t *s)
     s->user_prev = s->user_next = NULL;
     if (--u->count == 0) {
         hmap_remove(&s->nsp->rt->users, &u->node);
+        if (s->nsp->rt->cluster != NULL)
+            rt_cluster_interest(s->nsp->rt->cluster, s->nsp->name, u->id, true, false);
         free(u);
     }
 }
@@ -700,6 +708,8 @@ static int user_link(eddy_rt_socket_t *s, const char *id)
             free(u);
             return EDDY_ENOMEM;
         }
+        if (rt->cluster != NULL)
+            rt_cluster_interest(rt->cluster, s->nsp->name, u->id, true, true);
     }
     s->user = u;
     s->user_prev = NULL;
@@ -780,6 +790,7 @@ static void on_eio_close(eio_session_t *es, const char *reason, void *ud);
 static void connect_timer_stop(rt_client_t *c);
 static void orphan_unlink(rt_client_t *c);
 static void alias_sweep(eddy_rt_t *rt);
+static void record_rooms(eddy_rt_socket_t *s);
 
 static void history_sweep(eddy_server_t *srv, uint64_t timer_id, void *arg)
 {
@@ -791,6 +802,12 @@ static void history_sweep(eddy_server_t *srv, uint64_t timer_id, void *arg)
         rt_history_sweep(nsp->hist);
     pthread_mutex_lock(&rt->lock);
     alias_sweep(rt);
+    /* Session records in the broker live a little longer than the window: renewed here,
+     * so that a node killed at any moment leaves every record for the window. */
+    for (eddy_rt_nsp_t *nsp = rt->cluster != NULL ? first : NULL; nsp != NULL; nsp = nsp->next) {
+        for (eddy_rt_socket_t *s = nsp->sockets; s != NULL; s = s->nsp_next)
+            record_rooms(s);
+    }
     pthread_mutex_unlock(&rt->lock);
 }
 
@@ -848,6 +865,12 @@ eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
         .upgrade = on_eio_upgrade,
         .close = on_eio_close,
     };
+    if (opts->redis_url != NULL && (rt->cluster = rt_cluster_new(rt, opts)) == NULL) {
+        eddy_rt_free(rt);
+        return NULL;
+    }
+    /* The broker copied them; the caller's strings need not outlive this call. */
+    rt->opt.redis_url = rt->opt.redis_prefix = rt->opt.node_id = NULL;
     if (rt->path == NULL || (rt->eio = eio_server_new(srv, &cfg, &handlers, rt)) == NULL ||
         eddy_rt_of(rt, "/") == NULL) {
         eddy_rt_free(rt);
@@ -867,9 +890,13 @@ void eddy_rt_free(eddy_rt_t *rt)
 {
     if (rt == NULL)
         return;
+    if (rt->cluster != NULL)
+        rt_cluster_quiet(rt->cluster);
     rt->freeing = true;
     if (rt->eio != NULL)
         eio_server_free(rt->eio);
+    /* After the sessions closed: their records are stored before the broker goes. */
+    rt_cluster_free(rt->cluster);
     while (rt->orphans != NULL) {
         rt_client_t *c = rt->orphans;
         rt->orphans = c->orphan_next;
@@ -1065,6 +1092,8 @@ eddy_rt_nsp_t *eddy_rt_of(eddy_rt_t *rt, const char *name)
         memcpy(nsp->name, name, len);
         nsp->next = rt->nsps;
         rt->nsps = nsp;
+        if (rt->cluster != NULL)
+            rt_cluster_interest(rt->cluster, nsp->name, NULL, false, true);
     }
     pthread_mutex_unlock(&rt->lock);
     return nsp;
@@ -1204,10 +1233,10 @@ static int send_encoded(eddy_rt_socket_t *s, size_t len, const eddy_rt_msg_t *ms
 
 /* The packet text[0..len) (an EVENT, ending in ']') with ,"<offset of seq>" before its
  * closing bracket, into the thread's offset buffer. Returns its length or EDDY_ENOMEM. */
-static ssize_t with_offset(const eddy_rt_nsp_t *nsp, uint64_t seq, const char *text, size_t len)
+static ssize_t with_offset_at(rt_position_t pos, const char *text, size_t len)
 {
     char off[RT_OFFSET_SIZE];
-    size_t n = rt_offset_encode((rt_position_t){nsp->epoch, seq}, off);
+    size_t n = rt_offset_encode(pos, off);
     char *out = scratch(&tls_off, len + n + 3);
     if (out == NULL || len == 0)
         return EDDY_ENOMEM;
@@ -1222,6 +1251,13 @@ static ssize_t with_offset(const eddy_rt_nsp_t *nsp, uint64_t seq, const char *t
     return (ssize_t)at;
 }
 
+static ssize_t with_offset(const eddy_rt_nsp_t *nsp, uint64_t seq, const char *text, size_t len)
+{
+    return with_offset_at((rt_position_t){nsp->epoch, seq}, text, len);
+}
+
+static const char *stored_form(size_t len, const eddy_rt_msg_t *msg, size_t *total_out);
+
 /* Stores the encoded packet (tls_out, len) and msg's attachments for rooms (none: the
  * whole namespace) minus except. Returns the seq (> 0) or a negative error (the store
  * then marks the seq lost: recoveries across it answer "not recovered"). The stored form
@@ -1230,12 +1266,23 @@ static int64_t record(eddy_rt_nsp_t *nsp, const char *const *rooms, size_t nroom
                       const char *const *except, size_t nexcept, size_t len,
                       const eddy_rt_msg_t *msg)
 {
+    size_t total;
+    const char *p = stored_form(len, msg, &total);
+    if (p == NULL)
+        return EDDY_ENOMEM;
+    return rt_history_append(nsp->hist, rooms, nrooms, except, nexcept, p, total);
+}
+
+/* The stored form of the encoded packet (tls_out, len) and msg's attachments, into the
+ * thread's store buffer; its size in *total. NULL when out of memory. */
+static const char *stored_form(size_t len, const eddy_rt_msg_t *msg, size_t *total_out)
+{
     size_t total = 8 + len;
     for (size_t i = 0; i < msg->nbin; i++)
         total += 4 + msg->bin[i].len;
     char *p = scratch(&tls_store, total);
     if (p == NULL)
-        return EDDY_ENOMEM;
+        return NULL;
     uint32_t n32 = (uint32_t)len;
     memcpy(p, &n32, 4);
     memcpy(p + 4, tls_out.p, len);
@@ -1249,7 +1296,8 @@ static int64_t record(eddy_rt_nsp_t *nsp, const char *const *rooms, size_t nroom
         memcpy(p + at + 4, msg->bin[i].data, msg->bin[i].len);
         at += 4 + msg->bin[i].len;
     }
-    return rt_history_append(nsp->hist, rooms, nrooms, except, nexcept, p, total);
+    *total_out = total;
+    return p;
 }
 
 static bool recording(const eddy_rt_nsp_t *nsp, const eddy_rt_msg_t *msg, int64_t id)
@@ -1275,12 +1323,39 @@ static const char *user_room(const char *user, char *buf, size_t cap)
     return buf;
 }
 
+/* Stores the record of s in the broker (ttl_ms 0: a live socket's). In cluster mode s->pid
+ * holds the offset of the namespace's position when s first connected (s->cpid is the
+ * record's key). Table lock held. */
+static void cluster_record(eddy_rt_socket_t *s, uint64_t ttl_ms)
+{
+    const char *stack[32];
+    size_t n = 0;
+    for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
+        n++;
+    const char **rooms = n <= 32 ? stack : malloc(n * sizeof(*rooms));
+    if (rooms == NULL)
+        return;
+    size_t k = 0;
+    for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
+        rooms[k++] = m->room->name;
+    rt_position_t at = {0, 0};
+    rt_offset_parse(s->pid, strlen(s->pid), &at);
+    rt_cluster_session_put(s->nsp->rt->cluster, s->nsp->name, s->cpid, s->id,
+                           s->user != NULL ? s->user->id : NULL, rooms, k, at, ttl_ms);
+    if (rooms != stack)
+        free(rooms);
+}
+
 /* Replaces the record of s with its current rooms (own room, joined rooms, user). Table
  * lock held. */
 static void record_rooms(eddy_rt_socket_t *s)
 {
     if (s->nsp->hist == NULL || s->pid[0] == '\0')
         return;
+    if (s->nsp->rt->cluster != NULL) {
+        cluster_record(s, 0);
+        return;
+    }
     const char *stack[32];
     size_t n = 1;
     for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
@@ -1393,26 +1468,55 @@ static void replay_copy(uint64_t seq, const void *payload, size_t len, void *ud)
     r->tail = &m->next;
 }
 
+/* Reads a stored form (len bytes; from another node in cluster mode, so checked): the
+ * packet text and up to 64 attachments. Returns false if it is not well formed. */
+static bool stored_parse(const char *p, size_t len, const char **text, size_t *tlen,
+                         eddy_rt_bin_t bin[64], size_t *nbin)
+{
+    uint32_t t, n;
+    if (len < 8 || (memcpy(&t, p, 4), t) > len - 8 || t == 0)
+        return false;
+    memcpy(&n, p + 4 + t, 4);
+    if (n > 64)
+        return false;
+    size_t at = 8 + (size_t)t;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t blen;
+        if (len - at < 4 || (memcpy(&blen, p + at, 4), blen) > len - at - 4)
+            return false;
+        bin[i] = (eddy_rt_bin_t){p + at + 4, blen};
+        at += 4 + blen;
+    }
+    *text = p + 4;
+    *tlen = t;
+    *nbin = n;
+    return true;
+}
+
+/* Sends a stored packet to s with the offset of pos (epoch 0: without). */
+void rt_cluster_send_stored(eddy_rt_socket_t *s, rt_position_t pos, const void *payload, size_t len,
+                            uint32_t flags)
+{
+    const char *text;
+    size_t tlen, nbin;
+    eddy_rt_bin_t bin[64];
+    if (!stored_parse(payload, len, &text, &tlen, bin, &nbin))
+        return;
+    if (pos.epoch != 0) {
+        ssize_t olen = with_offset_at(pos, text, tlen);
+        if (olen < 0)
+            return;
+        text = tls_off.p;
+        tlen = (size_t)olen;
+    }
+    eddy_rt_msg_t msg = {.bin = bin, .nbin = nbin, .flags = (int)(flags & EDDY_RT_COMPRESS)};
+    send_text(s, text, tlen, &msg);
+}
+
 /* Sends one stored packet to s with its offset. */
 static void replay_send(eddy_rt_socket_t *s, const rt_missed_t *m)
 {
-    uint32_t tlen, nbin;
-    memcpy(&tlen, m->payload, 4);
-    const char *text = m->payload + 4;
-    memcpy(&nbin, text + tlen, 4);
-    eddy_rt_bin_t bin[64];
-    size_t at = 4 + tlen + 4;
-    for (uint32_t i = 0; i < nbin && i < 64; i++) {
-        uint32_t blen;
-        memcpy(&blen, m->payload + at, 4);
-        bin[i] = (eddy_rt_bin_t){m->payload + at + 4, blen};
-        at += 4 + blen;
-    }
-    ssize_t len = with_offset(s->nsp, m->seq, text, tlen);
-    if (len < 0)
-        return;
-    eddy_rt_msg_t msg = {.bin = bin, .nbin = nbin < 64 ? nbin : 64};
-    send_text(s, tls_off.p, (size_t)len, &msg);
+    rt_cluster_send_stored(s, (rt_position_t){s->nsp->epoch, m->seq}, m->payload, m->len, 0);
 }
 
 /* Sends a control packet (CONNECT, CONNECT_ERROR, DISCONNECT) of nsp to client c. */
@@ -1939,9 +2043,11 @@ out:
 }
 
 /* Stores a broadcast for recovery (table lock held): its rooms and users' pseudo-rooms,
- * its except rooms and the sender's own room. Returns the seq or a negative error. */
+ * its except rooms and the sender's own room. Returns the seq or a negative error. In
+ * cluster mode it publishes the broadcast to the broker instead (flags: RT_CLUSTER_*) and
+ * returns 0 or the broker's error. */
 static int64_t record_broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, size_t len,
-                                const eddy_rt_msg_t *msg)
+                                const eddy_rt_msg_t *msg, uint32_t flags)
 {
     size_t nrooms = to ? to->nrooms + to->nusers : 0, nexcept = to ? to->nexcept + 1 : 0;
     const char **rooms = nrooms ? calloc(nrooms, sizeof(*rooms)) : NULL;
@@ -1964,7 +2070,17 @@ static int64_t record_broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, size
         except[e++] = to->except[i];
     if (to && to->except_socket != NULL)
         except[e++] = to->except_socket->id;
-    seq = record(nsp, rooms, k, except, e, len, msg);
+    if (nsp->rt->cluster != NULL) {
+        size_t total;
+        const char *p = stored_form(len, msg, &total);
+        if (to && to->except_socket != NULL)
+            flags |= RT_CLUSTER_EXCEPT_SOCKET;
+        seq = p == NULL ? EDDY_ENOMEM
+                        : rt_cluster_publish(nsp->rt->cluster, nsp->name, rooms, k, except, e,
+                                             flags | (uint32_t)msg->flags, p, total);
+    } else {
+        seq = record(nsp, rooms, k, except, e, len, msg);
+    }
 out:
     for (size_t i = 0; owned != NULL && i < to->nusers; i++)
         free(owned[i]);
@@ -1984,12 +2100,20 @@ static int broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_m
     eddy_rt_t *rt = nsp->rt;
     rt_targets_t direct = {0};
     const char *text = tls_out.p;
+    if (rt->cluster != NULL) {
+        /* Through the broker: local members get it with everyone else's, on its echo (see
+         * rt_cluster.h). While the broker is not up, they get it now, without offset. */
+        bool up = rt_cluster_up(rt->cluster);
+        int64_t rc = record_broadcast(nsp, to, (size_t)len, msg, up ? 0 : RT_CLUSTER_DELIVERED);
+        if (up && rc == 0)
+            return 0;
+    }
     /* Stored and published under the table lock: a recovering socket (which restores and
      * subscribes under it too) finds each broadcast either in the store or live, never
      * in neither nor in both. */
     pthread_mutex_lock(&rt->lock);
-    if (recording(nsp, msg, -1)) {
-        int64_t seq = record_broadcast(nsp, to, (size_t)len, msg);
+    if (rt->cluster == NULL && recording(nsp, msg, -1)) {
+        int64_t seq = record_broadcast(nsp, to, (size_t)len, msg, 0);
         ssize_t olen =
             seq > 0 && recovering(nsp) ? with_offset(nsp, (uint64_t)seq, text, (size_t)len) : -1;
         if (olen > 0) {
@@ -2309,6 +2433,18 @@ static void client_close_session(rt_client_t *c)
     rt_unlock(&c->send_lock);
 }
 
+/* Only a lost transport may be recovered; a namespace disconnect is final. */
+static bool transport_lost(const char *reason)
+{
+    static const char *const lost[] = {"transport error", "transport close", "forced close",
+                                       "ping timeout", "server shutting down"};
+    for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++) {
+        if (strcmp(reason, lost[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Takes s out of every table, runs disconnecting and disconnect. In s's client context. */
 static void socket_close(eddy_rt_socket_t *s, const char *reason)
 {
@@ -2329,6 +2465,13 @@ static void socket_close(eddy_rt_socket_t *s, const char *reason)
     rt_member_t *rooms;
     pthread_mutex_lock(&rt->lock);
     atomic_store(&s->connected, false);
+    if (rt->cluster != NULL && s->pid[0] != '\0') {
+        /* Last words of the record: kept for the window, or gone. */
+        if (transport_lost(reason))
+            cluster_record(s, rt->opt.recovery_max_disconnection_ms);
+        else
+            rt_cluster_session_drop(rt->cluster, s->cpid);
+    }
     if (s->ws)
         topic_sub(s, TOPIC_NSP, "", 0, false);
     rooms = s->rooms;
@@ -2357,13 +2500,10 @@ static void socket_close(eddy_rt_socket_t *s, const char *reason)
     if (!s->ws)
         nsp->npolling--;
     hmap_remove(&rt->sockets, &s->id_node);
-    if (nsp->hist != NULL && s->pid[0] != '\0') {
-        /* Only a lost transport may be recovered; a namespace disconnect is final. */
-        static const char *const lost[] = {"transport error", "transport close", "forced close",
-                                           "ping timeout", "server shutting down"};
-        bool keep = false;
-        for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++)
-            keep |= strcmp(reason, lost[i]) == 0;
+    if (rt->cluster != NULL)
+        rt_cluster_interest(rt->cluster, nsp->name, s->id, false, false);
+    if (nsp->hist != NULL && s->pid[0] != '\0' && rt->cluster == NULL) {
+        bool keep = transport_lost(reason);
         if (keep)
             rt_history_session_disconnect(nsp->hist, s->pid);
         else
@@ -2512,6 +2652,8 @@ static int socket_register(eddy_rt_socket_t *s)
         nsp->npolling++;
     else
         socket_topics(s, true);
+    if (nsp->rt->cluster != NULL) /* emits to its id from other nodes */
+        rt_cluster_interest(nsp->rt->cluster, nsp->name, s->id, false, true);
     return 0;
 }
 
@@ -2613,6 +2755,9 @@ static bool client_recover(eddy_rt_socket_t *s)
     return ok;
 }
 
+static void socket_connected(eddy_rt_socket_t *s);
+static void connect_fresh(eddy_rt_socket_t *s, const char *name, size_t name_len);
+
 static void client_connect(rt_client_t *c, const char *name, size_t name_len, const char *auth,
                            size_t auth_len)
 {
@@ -2657,18 +2802,40 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     s->auth = auth;
     s->auth_len = auth_len;
     random_id(s->id, 20);
-    if (rec && client_recover(s)) {
-        s->client_next = c->sockets;
-        c->sockets = s;
-        if (!atomic_exchange(&c->joined_once, true))
-            connect_timer_stop(c);
-        if (nsp->h.connection != NULL)
-            nsp->h.connection(s, nsp->h.user_data);
-        s->auth = NULL;
-        s->auth_len = 0;
-        free(v3auth);
+    if (rec && rt->cluster != NULL && c->protocol != 3 &&
+        rt_cluster_recover(rt->cluster, s, auth, auth_len)) {
+        free(v3auth); /* finishes in resume_run() */
         return;
     }
+    if (rec && rt->cluster == NULL && client_recover(s))
+        socket_connected(s);
+    else
+        connect_fresh(s, name, name_len);
+    free(v3auth);
+}
+
+/* s joined its namespace (its CONNECT reply is sent): the connection callback. */
+static void socket_connected(eddy_rt_socket_t *s)
+{
+    rt_client_t *c = s->client;
+    eddy_rt_nsp_t *nsp = s->nsp;
+    s->client_next = c->sockets;
+    c->sockets = s;
+    if (!atomic_exchange(&c->joined_once, true))
+        connect_timer_stop(c);
+    if (nsp->h.connection != NULL)
+        nsp->h.connection(s, nsp->h.user_data);
+    s->auth = NULL;
+    s->auth_len = 0;
+}
+
+/* A new session for s (its auth set): the connect hook, then registration and the CONNECT
+ * reply, or CONNECT_ERROR. name is the namespace as the client wrote it. */
+static void connect_fresh(eddy_rt_socket_t *s, const char *name, size_t name_len)
+{
+    rt_client_t *c = s->client;
+    eddy_rt_nsp_t *nsp = s->nsp;
+    eddy_rt_t *rt = nsp->rt;
     int refused = nsp->h.connect != NULL ? nsp->h.connect(s, nsp->h.user_data) : 0;
     if (refused != 0) {
         const char *msg = s->refusal;
@@ -2690,12 +2857,17 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
         pthread_mutex_unlock(&rt->lock);
         s->auth = NULL;
         eddy_rt_socket_unref(s);
-        free(v3auth);
         return;
     }
     pthread_mutex_lock(&rt->lock);
     int rc = socket_register(s);
-    if (rc == 0 && rec) {
+    if (rc == 0 && recovering(nsp) && rt->cluster != NULL) {
+        /* The record is keyed by the pid the client holds; pid keeps the position the
+         * session starts at (see cluster_record()). */
+        random_id(s->cpid, RT_HISTORY_PID_LEN);
+        rt_offset_encode(rt_cluster_position(rt->cluster, nsp->name), s->pid);
+        cluster_record(s, 0);
+    } else if (rc == 0 && recovering(nsp)) {
         const char *own = s->id;
         rt_history_session_info_t info = {.sid = s->id, .rooms = &own, .nrooms = 1};
         if (rt_history_session_open(nsp->hist, &info, s->pid) == 0) {
@@ -2713,18 +2885,9 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
         user_unlink(s);
         pthread_mutex_unlock(&rt->lock);
         eddy_rt_socket_unref(s);
-        free(v3auth);
         return;
     }
-    s->client_next = c->sockets;
-    c->sockets = s;
-    if (!atomic_exchange(&c->joined_once, true))
-        connect_timer_stop(c);
-    if (nsp->h.connection != NULL)
-        nsp->h.connection(s, nsp->h.user_data);
-    s->auth = NULL;
-    s->auth_len = 0;
-    free(v3auth);
+    socket_connected(s);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -3369,4 +3532,172 @@ size_t eddy_rt_room_history(eddy_rt_nsp_t *nsp, const char *room, size_t n,
         free(m);
     }
     return visited;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Scale-out: what rt_cluster.c calls back (rt_cluster.h)
+ * ------------------------------------------------------------------------------------- */
+
+void rt_cluster_deliver_local(eddy_rt_t *rt, const rt_broker_delivery_t *d)
+{
+    const char *text;
+    size_t len, nbin;
+    eddy_rt_bin_t bin[64];
+    const rt_broker_msg_t *m = &d->msg;
+    if (!stored_parse(m->payload, m->payload_len, &text, &len, bin, &nbin)) {
+        eddy_log(rt->srv, EDDY_LOG_WARNING, "eddy_rt: malformed broadcast from node %s dropped",
+                 d->origin);
+        return;
+    }
+    /* Target names split back into rooms and users (their pseudo-rooms). */
+    const char *stack[64];
+    const char **names = m->nrooms <= 64 ? stack : malloc(m->nrooms * sizeof(*names));
+    if (names == NULL)
+        return;
+    size_t nrooms = 0, nusers = 0;
+    for (size_t i = 0; i < m->nrooms; i++) {
+        if (m->rooms[i][0] != RT_CLUSTER_USER_PREFIX)
+            names[nrooms++] = m->rooms[i];
+    }
+    for (size_t i = 0; i < m->nrooms; i++) {
+        if (m->rooms[i][0] == RT_CLUSTER_USER_PREFIX)
+            names[nrooms + nusers++] = m->rooms[i] + 1;
+    }
+    eddy_rt_msg_t msg = {
+        .bin = bin, .nbin = nbin, .flags = (int)(m->flags & (EDDY_RT_VOLATILE | EDDY_RT_COMPRESS))};
+    rt_targets_t direct = {0};
+    int rc = 0;
+    pthread_mutex_lock(&rt->lock);
+    eddy_rt_nsp_t *nsp = nsp_find(rt, m->nsp, strlen(m->nsp));
+    if (nsp != NULL && !(d->own && (m->flags & RT_CLUSTER_DELIVERED))) {
+        eddy_rt_to_t to = {names, nrooms, names + nrooms, nusers, m->except, m->nexcept, NULL};
+        if ((m->flags & RT_CLUSTER_EXCEPT_SOCKET) && m->nexcept > 0) {
+            const char *sid = m->except[m->nexcept - 1];
+            eddy_rt_socket_t *sender = socket_by_id(rt, sid, strlen(sid));
+            to.except_socket = sender != NULL && sender->nsp == nsp ? sender : NULL;
+        }
+        if (recovering(nsp) && !(m->flags & EDDY_RT_VOLATILE)) {
+            ssize_t olen = with_offset_at(d->pos, text, len);
+            if (olen < 0)
+                rc = (int)olen;
+            text = tls_off.p;
+            len = (size_t)olen;
+        }
+        if (rc == 0)
+            rc = publish(nsp, &to, &msg, text, len);
+        if (rc == 0)
+            rc = collect(nsp, &to, true, &direct);
+    }
+    if (nsp != NULL)
+        rt_cluster_hold(rt->cluster, d);
+    pthread_mutex_unlock(&rt->lock);
+    for (size_t i = 0; rc == 0 && i < direct.n; i++)
+        send_text(direct.list[i], text, len, &msg);
+    targets_release(&direct);
+    if (names != stack)
+        free(names);
+}
+
+void rt_cluster_gap(eddy_rt_t *rt)
+{
+    if (rt->opt.recovery_max_disconnection_ms == 0)
+        return;
+    rt_targets_t all = {0};
+    pthread_mutex_lock(&rt->lock);
+    for (eddy_rt_nsp_t *nsp = rt->nsps; nsp != NULL; nsp = nsp->next) {
+        for (eddy_rt_socket_t *s = nsp->sockets; s != NULL; s = s->nsp_next) {
+            if (targets_add(&all, s) != 0)
+                break;
+            eddy_rt_socket_ref(s);
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
+    /* The transport closes ("forced close"): the client reconnects with its last offset and
+     * recovers what the outage kept from it, on this node or another. */
+    for (size_t i = 0; i < all.n; i++)
+        client_close_session(all.list[i]->client);
+    targets_release(&all);
+}
+
+/* A recovery's outcome on its way to the client's loop. */
+typedef struct rt_resume {
+    eddy_rt_socket_t *s;
+    rt_cluster_recovery_t *r;
+    const rt_cluster_restore_t *restore;
+    const char *auth;
+    size_t auth_len;
+} rt_resume_t;
+
+/* Restores s from its record, replays what it missed and answers CONNECT (in its client's
+ * context). Returns false when it cannot (the id is in use here, a delivery could not be
+ * held): s is then connected afresh. */
+static bool cluster_restore(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
+                            const rt_cluster_restore_t *rec)
+{
+    eddy_rt_t *rt = s->nsp->rt;
+    pthread_mutex_lock(&rt->lock);
+    bool ok = !rt_cluster_recovery_failed(r) && strlen(rec->sid) < sizeof(s->id) &&
+              socket_by_id(rt, rec->sid, strlen(rec->sid)) == NULL;
+    if (ok) {
+        strcpy(s->id, rec->sid);
+        ok = socket_register(s) == 0;
+    }
+    if (ok) {
+        for (size_t i = 0; i < rec->nrooms; i++) {
+            if (strcmp(rec->rooms[i], s->id) != 0)
+                room_add(s, rec->rooms[i], strlen(rec->rooms[i]));
+        }
+        if (rec->user != NULL)
+            user_link(s, rec->user);
+        strcpy(s->cpid, rec->pid);
+        rt_offset_encode(rec->at, s->pid);
+        cluster_record(s, 0);
+        s->recovered = true;
+        rt_cluster_replay(r, s);
+        send_connected(s);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return ok;
+}
+
+static void resume_run(eddy_server_t *srv, void *arg)
+{
+    rt_resume_t *x = arg;
+    eddy_rt_socket_t *s = x->s;
+    rt_client_t *c = s->client;
+    rt_ctx_t ctx;
+    client_enter(c, &ctx, false);
+    if (c->session == NULL) {
+        eddy_rt_socket_unref(s); /* the client left meanwhile */
+    } else if (x->restore == NULL || !cluster_restore(s, x->r, x->restore)) {
+        s->auth = x->auth;
+        s->auth_len = x->auth_len;
+        connect_fresh(s, s->nsp->name, s->nsp->name_len);
+    } else {
+        s->auth = x->auth;
+        s->auth_len = x->auth_len;
+        socket_connected(s);
+    }
+    client_leave(c, &ctx);
+    rt_cluster_recovery_free(x->r);
+    free(x);
+}
+
+void rt_cluster_resume(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
+                       const rt_cluster_restore_t *restore, const char *auth, size_t auth_len)
+{
+    eddy_rt_t *rt = s->nsp->rt;
+    rt_resume_t *x = malloc(sizeof(*x));
+    eddy_fd_t fd = atomic_load(&s->client->ws_fd);
+    if (x != NULL) {
+        *x = (rt_resume_t){s, r, restore, auth, auth_len};
+        if ((fd != 0 && eddy_post(rt->srv, fd, resume_run, x) == 0) ||
+            eddy_defer(rt->srv, resume_run, x) == 0)
+            return;
+    }
+    /* The client gets no CONNECT reply and gives up after its timeout. */
+    eddy_log(rt->srv, EDDY_LOG_ERROR, "eddy_rt: out of memory finishing a recovery");
+    free(x);
+    rt_cluster_recovery_free(r);
+    eddy_rt_socket_unref(s);
 }

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Drives socket.io-client 4.8 sockets for a Python test: one JSON command per line on
 // stdin, one JSON report per line on stdout. The server is argv[2] (http://127.0.0.1:PORT).
-//   {"cmd":"connect","name":"a","nsp":"/","auth":{...},"query":{...},"transports":[...]}
-//     -> {"name":"a","type":"connect","id":"..."} or {"name":"a","type":"connect_error",
+//   {"cmd":"connect","name":"a","nsp":"/","auth":{...},"query":{...},"transports":[...],
+//    "url":"http://..." (optional: another server than argv[2])}
+//     -> {"name":"a","type":"connect","id":"...","pid":"..." (with recovery on)} or
+//        {"name":"a","type":"connect_error",
 //        "message":"...","data":...}
 //   {"cmd":"emit","name":"a","event":"join","args":[...],"ack":true}
 //     -> {"name":"a","type":"ack","event":"join","args":[...]} (with "ack": true)
@@ -23,13 +25,13 @@ const report = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 setTimeout(() => process.exit(3), 60000).unref();
 
 function connect(c) {
-  const socket = io(url + (c.nsp || '/'), {
+  const socket = io((c.url || url) + (c.nsp || '/'), {
     reconnection: Boolean(c.reconnection), reconnectionDelay: 100, forceNew: true, timeout: 5000,
     auth: c.auth, query: c.query, transports: c.transports,
   });
   sockets.set(c.name, socket);
   socket.on('connect', () =>
-    report({ name: c.name, type: 'connect', id: socket.id, recovered: socket.recovered }));
+    report({ name: c.name, type: 'connect', id: socket.id, recovered: socket.recovered, pid: socket._pid }));
   socket.on('connect_error', (err) =>
     report({ name: c.name, type: 'connect_error', message: err.message, data: err.data }));
   socket.on('disconnect', (reason) => report({ name: c.name, type: 'disconnect', reason }));

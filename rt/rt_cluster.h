@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Scale-out of the real-time layer over a broker (rt_broker.h): what rt.c hands to the
+ * cluster and back. Private to rt/. Only built into a layer whose options name a
+ * redis_url; with none, rt.c never calls into this module (rt->cluster is NULL).
+ *
+ * Delivery model (README "Scale-out (Redis)"): while the broker is UP, a broadcast is not
+ * sent locally when it is made; it is published once to the broker, which gives it its
+ * position (epoch, seq) in its namespace, and every node, the origin included, fans it
+ * out to its own members when the broker delivers it (the origin's echo). So every node
+ * delivers a namespace's broadcasts in the same (seq) order, and each packet carries its
+ * broker position as its Socket.IO offset, which any node can recover from. While the
+ * broker is not UP, broadcasts are delivered locally at once (without offset: one node's
+ * behaviour) and still queued for the broker, flagged RT_CLUSTER_DELIVERED so that the
+ * origin skips their echo.
+ *
+ * Threads: broker results and deliveries run on the broker's own thread (so none is left
+ * in a loop's queue when the broker is freed); what must run in a client's context is
+ * handed to its loop with eddy_post().
+ */
+#ifndef EDDY_RT_CLUSTER_H
+#define EDDY_RT_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "eddy_rt.h"
+#include "rt_broker.h"
+
+typedef struct rt_cluster rt_cluster_t;
+
+/* Flags of a broker message besides the layer's own (EDDY_RT_VOLATILE, EDDY_RT_COMPRESS). */
+#define RT_CLUSTER_EXCEPT_SOCKET (1u << 30) /* the last except name is the sender's socket id */
+#define RT_CLUSTER_DELIVERED     (1u << 31) /* the origin delivered it locally already */
+
+/* The pseudo-room of a user's connections ("\x1e" + user id), as rt.c stores it. */
+#define RT_CLUSTER_USER_PREFIX '\x1e'
+
+/*
+ * Starts the cluster of rt: parses opt->redis_url ("redis://[:password@]host[:port][/db]"),
+ * starts the broker. Returns NULL (logged) on a malformed URL or out of memory.
+ */
+rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt);
+/* Sends what is queued (while Redis answers), leaves the cluster and frees it. After every
+ * session of the layer closed. */
+void rt_cluster_free(rt_cluster_t *cl);
+
+/* Stops handing deliveries to the layer (eddy_rt_free(), before its sessions close). */
+void rt_cluster_quiet(rt_cluster_t *cl);
+
+/* True while the broker is UP (broadcasts go through it and come back). */
+bool rt_cluster_up(rt_cluster_t *cl);
+
+/* Interest of this node in (nsp, room) (room NULL: the whole namespace; user: room is a
+ * user id, its pseudo-room is meant), reference counted by the broker: rt.c takes one per
+ * local room, user and socket. */
+void rt_cluster_interest(rt_cluster_t *cl, const char *nsp, const char *room, bool user, bool on);
+
+/*
+ * Publishes a broadcast: payload is the packet's stored form (see rt.c "record"), rooms
+ * the target rooms (users as pseudo-rooms; none: the whole namespace), except the
+ * except-rooms (with RT_CLUSTER_EXCEPT_SOCKET, the sender's id last). Returns 0 (queued)
+ * or the broker's error (EDDY_EDROPPED, EDDY_ENOMEM, EDDY_EINVAL).
+ */
+int rt_cluster_publish(rt_cluster_t *cl, const char *nsp, const char *const *rooms, size_t nrooms,
+                       const char *const *except, size_t nexcept, uint32_t flags,
+                       const void *payload, size_t len);
+
+/* ---------------------------------------------------------------------------------------
+ * Session records (connection state recovery across nodes)
+ * ------------------------------------------------------------------------------------- */
+
+/* Stores the record of a connected socket under its client's pid for ttl_ms (0: the
+ * recovery window plus the refresh margin, for a live socket). at is the namespace's
+ * position when the socket connected; rooms are its joined rooms (not its own). */
+void rt_cluster_session_put(rt_cluster_t *cl, const char *nsp, const char *pid, const char *sid,
+                            const char *user, const char *const *rooms, size_t nrooms,
+                            rt_position_t at, uint64_t ttl_ms);
+/* Forgets pid's record (a disconnect that must not be recovered). */
+void rt_cluster_session_drop(rt_cluster_t *cl, const char *pid);
+/* The namespace's last known position (epoch 0: none known yet). */
+rt_position_t rt_cluster_position(rt_cluster_t *cl, const char *nsp);
+
+/*
+ * Starts the recovery of s (not registered yet, in its client's context, CONNECT auth in
+ * auth[0..len)) when the auth names a pid. Returns true if it took s over: the outcome
+ * comes later through rt_cluster_resume() on the client's loop. False: connect s afresh
+ * now (no pid, or a malformed offset: the record is then dropped, single use).
+ */
+bool rt_cluster_recover(rt_cluster_t *cl, eddy_rt_socket_t *s, const char *auth, size_t len);
+
+/* A recovery's outcome, for rt_cluster_resume(). */
+typedef struct rt_cluster_recovery rt_cluster_recovery_t;
+
+/* What a recovered socket gets back (pointers valid until rt_cluster_recovery_free()). */
+typedef struct rt_cluster_restore {
+    const char *pid;
+    const char *sid;
+    const char *user; /* NULL: none */
+    const char *const *rooms;
+    size_t nrooms;
+    rt_position_t at; /* the position at its first connect */
+} rt_cluster_restore_t;
+
+/* The outcome of a recovery started by rt_cluster_recover(), from the broker's thread:
+ * restore is the record (NULL: not recovered, connect afresh), auth what to connect with.
+ * rt.c finishes on the client's loop, in its context, and frees r. */
+void rt_cluster_resume(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
+                       const rt_cluster_restore_t *restore, const char *auth, size_t auth_len);
+/* Called by rt.c under the table lock once the recovered socket is registered: sends s
+ * the missed broadcasts from history, then the live ones held meanwhile above the
+ * history's top, in seq order, and stops holding. */
+void rt_cluster_replay(rt_cluster_recovery_t *r, eddy_rt_socket_t *s);
+/* True if a live delivery could not be held (out of memory): not recovered. Table lock
+ * held. */
+bool rt_cluster_recovery_failed(const rt_cluster_recovery_t *r);
+/* Releases r (and the temporary subscriptions the recovery held). */
+void rt_cluster_recovery_free(rt_cluster_recovery_t *r);
+
+/* ---------------------------------------------------------------------------------------
+ * Provided by rt.c
+ * ------------------------------------------------------------------------------------- */
+
+/* Fans a broadcast the broker delivered out to the local members (broker thread). */
+void rt_cluster_deliver_local(eddy_rt_t *rt, const rt_broker_delivery_t *d);
+/* Holds d for recoveries in flight whose rooms it reaches (table lock held). */
+void rt_cluster_hold(rt_cluster_t *cl, const rt_broker_delivery_t *d);
+/* Sends one stored packet (rt.c's stored form) to s with the offset of pos (pos.epoch 0:
+ * none). Table lock may be held. */
+void rt_cluster_send_stored(eddy_rt_socket_t *s, rt_position_t pos, const void *payload, size_t len,
+                            uint32_t flags);
+/* The broker reconnected after an outage: with recovery on, closes the transport of every
+ * local client so that each recovers what it missed from history. */
+void rt_cluster_gap(eddy_rt_t *rt);
+
+#endif /* EDDY_RT_CLUSTER_H */
