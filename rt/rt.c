@@ -2882,8 +2882,11 @@ static rt_handshake_t *handshake_copy(eddy_request_t *req)
 {
     size_t size = sizeof(rt_handshake_t);
     const char *q = eddy_request_query(req);
-    size_t qlen = strlen(q);
-    size += qlen + 2;
+    /* A parameter becomes "name\0value\0", two bytes more than its text at most; the
+     * '&' after it is not copied: the query's length + 2, plus one per '&'. */
+    size += strlen(q) + 2;
+    for (const char *amp = strchr(q, '&'); amp != NULL; amp = strchr(amp + 1, '&'))
+        size++;
     size_t nh = eddy_request_header_count(req);
     for (size_t i = 0; i < nh; i++) {
         const char *name, *value;
@@ -2925,8 +2928,11 @@ static rt_handshake_t *handshake_copy(eddy_request_t *req)
         const char *name, *value;
         if (eddy_request_header_at(req, i, &name, &value) != 0)
             continue;
-        o = stpcpy(o, name) + 1;
-        o = stpcpy(o, value) + 1;
+        /* memcpy, not stpcpy: ASan checks the bounds of the one, not of the other. */
+        size_t nlen = strlen(name) + 1, vlen = strlen(value) + 1;
+        memcpy(o, name, nlen);
+        memcpy(o + nlen, value, vlen);
+        o += nlen + vlen;
         hs->nheaders++;
     }
     return hs;
