@@ -321,7 +321,7 @@ $(FUZZ_CODEC_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CODEC_SRCS) src
 $(FUZZ_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h $(LIB_SRCS) $(wildcard src/*.h) include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) -lssl -lcrypto -lz
 
-$(FUZZ_RT_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h fuzz/rt_app.h $(LIB_SRCS) $(RT_SRCS) $(wildcard src/*.h rt/*.h) include/eddy.h include/eddy_rt.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
+$(FUZZ_RT_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h fuzz/rt_app.h fuzz/timers.h $(LIB_SRCS) $(RT_SRCS) $(wildcard src/*.h rt/*.h) include/eddy.h include/eddy_rt.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) $(RT_SRCS) -lssl -lcrypto -lz \
 	    $(HIREDIS_LIBS) $(MSGPACK_LIBS)
 

@@ -28,7 +28,7 @@
 
 /* ---- the application (examples/socketio.c, reduced to what a single loop can drive) ---- */
 
-/* The sockets that connected during the current input, referenced (app_disconnect_all()). */
+/* The sockets that connected during the current input, referenced (app_release_sockets()). */
 static eddy_rt_socket_t *app_sockets[64];
 static size_t app_nsockets;
 
@@ -225,13 +225,11 @@ static void app_install(eddy_server_t *srv)
     eddy_rt_install(app_rt, NULL);
 }
 
-/* Disconnects the sockets of this input still connected, closing their clients (sessions
- * on long-polling outlive their connections), and drops the references. */
-static void app_disconnect_all(void)
+/* Drops the references to the sockets of this input (once app_check_empty() passed). */
+static void app_release_sockets(void)
 {
     for (size_t i = 0; i < app_nsockets; i++) {
-        if (eddy_rt_socket_connected(app_sockets[i]))
-            eddy_rt_disconnect(app_sockets[i], true);
+        FUZZ_CHECK(!eddy_rt_socket_connected(app_sockets[i]));
         eddy_rt_socket_unref(app_sockets[i]);
     }
     app_nsockets = 0;
