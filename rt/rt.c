@@ -2569,6 +2569,35 @@ static bool client_recover(eddy_rt_socket_t *s)
     return ok;
 }
 
+/* A socket of client_connect() is in its namespace (connected or recovered): on its
+ * client's list, the connect timeout stopped, the connection handler told. The auth it
+ * borrowed from the CONNECT packet is the handshake's only until then. */
+static void socket_joined(eddy_rt_socket_t *s)
+{
+    rt_client_t *c = s->client;
+    s->client_next = c->sockets;
+    c->sockets = s;
+    if (!atomic_exchange(&c->joined_once, true))
+        connect_timer_stop(c);
+    if (s->nsp->h.connection != NULL)
+        s->nsp->h.connection(s, s->nsp->h.user_data);
+    s->auth = NULL;
+    s->auth_len = 0;
+}
+
+/* A socket of client_connect() that did not join (refused, or out of memory): the user
+ * the connect handler may have set is unlinked, the borrowed auth forgotten (the
+ * application may hold a reference still), and the socket released. */
+static void socket_abandoned(eddy_rt_socket_t *s)
+{
+    pthread_mutex_lock(&s->client->rt->lock);
+    user_unlink(s);
+    pthread_mutex_unlock(&s->client->rt->lock);
+    s->auth = NULL;
+    s->auth_len = 0;
+    eddy_rt_socket_unref(s);
+}
+
 static void client_connect(rt_client_t *c, const char *name, size_t name_len, const char *auth,
                            size_t auth_len)
 {
@@ -2610,14 +2639,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     s->auth_len = auth_len;
     random_id(s->id, 20);
     if (recovering(nsp) && client_recover(s)) {
-        s->client_next = c->sockets;
-        c->sockets = s;
-        if (!atomic_exchange(&c->joined_once, true))
-            connect_timer_stop(c);
-        if (nsp->h.connection != NULL)
-            nsp->h.connection(s, nsp->h.user_data);
-        s->auth = NULL;
-        s->auth_len = 0;
+        socket_joined(s);
         free(v3auth);
         return;
     }
@@ -2637,11 +2659,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
         } else if (msg != NULL) {
             send_control(c, name, name_len, SIO_CONNECT_ERROR, msg, strlen(msg));
         }
-        pthread_mutex_lock(&rt->lock);
-        user_unlink(s);
-        pthread_mutex_unlock(&rt->lock);
-        s->auth = NULL;
-        eddy_rt_socket_unref(s);
+        socket_abandoned(s);
         free(v3auth);
         return;
     }
@@ -2660,22 +2678,10 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     if (rc == 0)
         send_connected(s);
     pthread_mutex_unlock(&rt->lock);
-    if (rc != 0) {
-        pthread_mutex_lock(&rt->lock);
-        user_unlink(s);
-        pthread_mutex_unlock(&rt->lock);
-        eddy_rt_socket_unref(s);
-        free(v3auth);
-        return;
-    }
-    s->client_next = c->sockets;
-    c->sockets = s;
-    if (!atomic_exchange(&c->joined_once, true))
-        connect_timer_stop(c);
-    if (nsp->h.connection != NULL)
-        nsp->h.connection(s, nsp->h.user_data);
-    s->auth = NULL;
-    s->auth_len = 0;
+    if (rc != 0)
+        socket_abandoned(s);
+    else
+        socket_joined(s);
     free(v3auth);
 }
 
