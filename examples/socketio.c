@@ -206,17 +206,10 @@ static const example_spec_t spec = {
     .options = options,
 };
 
+/* A number of milliseconds (any uint32_t). */
 static uint32_t ms_option(int argc, char **argv, const char *name, uint32_t fallback)
 {
-    const char *text = example_option(argc, argv, name, NULL);
-    if (text == NULL)
-        return fallback;
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(text, &end, 10);
-    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || v > UINT32_MAX)
-        example_fail(&spec, "want a number of milliseconds", name);
-    return (uint32_t)v;
+    return (uint32_t)example_number(argc, argv, &spec, name, 0, UINT32_MAX, fallback);
 }
 
 int main(int argc, char **argv)
