@@ -343,7 +343,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *rec_end = nl != NULL ? nl : end;
         if (rec_end > p)
             do_record(srv, p, (size_t)(rec_end - p) > 65535 ? 65535 : (size_t)(rec_end - p));
-        else if (nl != NULL)
+        else
             fire_next_timer(srv);
         p = nl != NULL ? nl + 1 : end;
     }

@@ -53,14 +53,13 @@ static inline void fuzz_timers_run(eddy__loop_t *loop, uint64_t ms)
 }
 
 /* Moves the clock to the loop's earliest timer (if it is later) and runs the timers due
- * then: what an idle loop does next. Returns false when no timer is set. */
-static inline bool fuzz_timers_next(eddy__loop_t *loop)
+ * then: what an idle loop does next. Nothing when no timer is set. */
+static inline void fuzz_timers_next(eddy__loop_t *loop)
 {
     if (loop->heap_len == 0)
-        return false;
+        return;
     uint64_t due = loop->heap[0]->due_ms;
     fuzz_timers_run(loop, due > fuzz_clock_ms ? due - fuzz_clock_ms : 0);
-    return true;
 }
 
 /* The number of timers set on the loop once the server is made (the layer's periodic
