@@ -16,9 +16,10 @@
  *                3 GET with the sid R (forged);
  *                4 R sent as is (a whole request: that connection's answers are no longer
  *                  checked);
- *                5 WebSocket upgrade GET with the slot's sid, R appended to the query; the
- *                  connection's later records are WebSocket frames (fuzz/rt_app.h
- *                  ws_record_frames: "2probe", "5", "42[...]", 0x01 binary...);
+ *                5 WebSocket upgrade GET with the slot's sid, R appended to the query; on
+ *                  that connection R of a later record is WebSocket frames whatever the op
+ *                  (fuzz/rt_app.h ws_record_frames: "2probe", "5", "42[...]", 0x01
+ *                  binary...);
  *                6 OPTIONS with the slot's sid (CORS preflight);
  *                7 POST with the slot's sid and R as the query suffix, body "1" (close);
  *   op bits 3-4: the connection (0, 1, 2; 3 is 2);
@@ -234,7 +235,7 @@ static void do_record(eddy_server_t *srv, const uint8_t *rec, size_t len)
     http_conn_t *c = conn_get(srv, ci > 2 ? 2 : ci);
     if (c->ws) {
         if (!c->ws_done && !c->fs.conn->ending) {
-            size_t n = ws_record_frames(req, rec, len, &c->ws_done);
+            size_t n = ws_record_frames(req, rec + 1, len - 1, &c->ws_done);
             fuzz_session_feed(&c->fs, req, n);
         }
         return;
