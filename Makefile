@@ -128,6 +128,9 @@ $(BUILD)/eddy-ws: $(BUILD)/eddy
 $(BUILD)/examples/%: examples/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/examples
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
+# The Socket.IO test application's handlers, shared with the fuzz drivers.
+$(BUILD)/examples/socketio: examples/socketio_app.h
+
 # tests/support/*.h: reference code shared by the unit tests and the fuzz drivers.
 TEST_SUPPORT_HDRS := $(wildcard tests/support/*.h)
 
@@ -352,8 +355,8 @@ $(FUZZ_CODEC_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CODEC_SRCS) src
 $(FUZZ_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h $(LIB_SRCS) $(wildcard src/*.h) include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) -lssl -lcrypto -lz
 
-$(FUZZ_RT_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h fuzz/rt_app.h $(LIB_SRCS) $(RT_SRCS) $(wildcard src/*.h rt/*.h) include/eddy.h include/eddy_rt.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) $(RT_SRCS) -lssl -lcrypto -lz \
+$(FUZZ_RT_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h fuzz/rt_app.h fuzz/timers.h examples/socketio_app.h $(LIB_SRCS) $(RT_SRCS) $(wildcard src/*.h rt/*.h) include/eddy.h include/eddy_rt.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Iexamples -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) $(RT_SRCS) -lssl -lcrypto -lz \
 	    $(HIREDIS_LIBS) $(MSGPACK_LIBS)
 
 $(FUZZ_RT_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(wildcard rt/*.[ch]) src/utf8.c src/base64.c src/codec.h include/eddy.h | $(BUILD)/fuzz

@@ -609,31 +609,17 @@ static const example_spec_t spec = {
     .options = options,
 };
 
-static unsigned long number_option(int argc, char **argv, const char *name, unsigned long min,
-                                   unsigned long max, unsigned long fallback)
-{
-    const char *text = example_option(argc, argv, name, NULL);
-    if (text == NULL)
-        return fallback;
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(text, &end, 10);
-    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || v < min || v > max)
-        example_fail(&spec, "value out of range", name);
-    return v;
-}
-
 int main(int argc, char **argv)
 {
     eddy_server_t *srv = example_new(argc, argv, &spec);
     const char *page = example_option(argc, argv, "--page", "examples/chat/index.html");
-    chat.history_len = number_option(argc, argv, "--history", 1, 1000, 50);
+    chat.history_len = example_number(argc, argv, &spec, "--history", 1, 1000, 50);
     eddy_rt_options_t opts;
     eddy_rt_options_init(&opts);
     opts.ping_interval_ms =
-        (uint32_t)number_option(argc, argv, "--ping-interval", 1, UINT32_MAX, 25000);
+        (uint32_t)example_number(argc, argv, &spec, "--ping-interval", 1, UINT32_MAX, 25000);
     opts.ping_timeout_ms =
-        (uint32_t)number_option(argc, argv, "--ping-timeout", 1, UINT32_MAX, 20000);
+        (uint32_t)example_number(argc, argv, &spec, "--ping-timeout", 1, UINT32_MAX, 20000);
     /* The chat's history is the layer's: the last --history events of each room, for a day. */
     opts.history_max_messages = chat.history_len;
     opts.history_max_age_ms = 24 * 3600 * 1000;

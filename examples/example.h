@@ -115,18 +115,43 @@ static inline void example_fail(const example_spec_t *spec, const char *what, co
     exit(2);
 }
 
-/* Parses a port number, 0-65535, or exits with status 2. */
-static inline int example_port(const example_spec_t *spec, const char *option, const char *text)
+/* Parses text, decimal digits only, as a number from min to max into *v: false if it is
+ * not one. */
+static inline int example_parse_number(const char *text, unsigned long min, unsigned long max,
+                                       unsigned long *v)
 {
     char *end;
     errno = 0;
-    long port = strtol(text, &end, 10);
-    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || port > 65535) {
+    *v = strtoul(text, &end, 10);
+    return text[0] >= '0' && text[0] <= '9' && *end == '\0' && errno == 0 && *v >= min && *v <= max;
+}
+
+/* Parses a port number, 0-65535, or exits with status 2. */
+static inline int example_port(const example_spec_t *spec, const char *option, const char *text)
+{
+    unsigned long port;
+    if (!example_parse_number(text, 0, 65535, &port)) {
         fprintf(stderr, "%s: %s wants a port number from 0 to 65535, got '%s'\n", spec->name,
                 option, text);
         exit(2);
     }
     return (int)port;
+}
+
+/* The value of option (e.g. "--history 50") as a number from min to max, or fallback when
+ * the option is absent; exits with status 2 when the value is not such a number. */
+static inline unsigned long example_number(int argc, char **argv, const example_spec_t *spec,
+                                           const char *option, unsigned long min, unsigned long max,
+                                           unsigned long fallback)
+{
+    const char *text = example_option(argc, argv, option, NULL);
+    unsigned long v = fallback;
+    if (text != NULL && !example_parse_number(text, min, max, &v)) {
+        fprintf(stderr, "%s: %s wants a number from %lu to %lu, got '%s'\n", spec->name, option,
+                min, max, text);
+        exit(2);
+    }
+    return v;
 }
 
 /* 1 if arg is an option that takes a value, 0 if a flag, -1 if spec knows no such option. */

@@ -16,13 +16,17 @@
  *                3 GET with the sid R (forged);
  *                4 R sent as is (a whole request: that connection's answers are no longer
  *                  checked);
- *                5 WebSocket upgrade GET with the slot's sid, R appended to the query; the
- *                  connection's later records are WebSocket frames (fuzz/rt_app.h
- *                  ws_record_frames: "2probe", "5", "42[...]", 0x01 binary...);
+ *                5 WebSocket upgrade GET with the slot's sid, R appended to the query; on
+ *                  that connection R of a later record is WebSocket frames whatever the op
+ *                  (fuzz/rt_app.h ws_record_frames: "2probe", "5", "42[...]", 0x01
+ *                  binary...);
  *                6 OPTIONS with the slot's sid (CORS preflight);
  *                7 POST with the slot's sid and R as the query suffix, body "1" (close);
  *   op bits 3-4: the connection (0, 1, 2; 3 is 2);
  *   op bit 7: the request says Connection: close.
+ * An empty record moves the clock to the next timer and runs it (fuzz/timers.h): a ping,
+ * a ping or upgrade timeout, the connect timeout, the forced close of a closing session,
+ * an acknowledgement timeout.
  * A GET that waits (a detached response) pauses its connection: records for it then wait
  * in its socket until a POST, an upgrade or a close on another connection releases it.
  * At the end, every session the driver knows is closed with POST "1", as a client's
@@ -35,14 +39,16 @@
  *   rt/eio_payload.c decodes to its end, whose packets are ones a server sends (never
  *   upgrade) and whose messages are Socket.IO packets rt/sio_packet.c decodes;
  * - the application's calls succeed where they must;
- * - once the sessions were closed, the connections ended and the server disconnected the
- *   sockets of sessions the driver does not know, no socket is left in any namespace.
+ * - once the sessions were closed, the connections ended and every deadline passed (the
+ *   sessions the driver does not know end by their ping timeout), no socket is left in any
+ *   namespace and no timer of the input is left (fuzz/timers.h).
  */
 #include "fuzz.h"
 #include "http.h"
 #include "rt_app.h"
 #include "rt_base64.h"
 #include "session.h"
+#include "timers.h"
 
 typedef struct http_conn {
     fuzz_session_t fs; /* first: the output hook gets &fs */
@@ -229,7 +235,7 @@ static void do_record(eddy_server_t *srv, const uint8_t *rec, size_t len)
     http_conn_t *c = conn_get(srv, ci > 2 ? 2 : ci);
     if (c->ws) {
         if (!c->ws_done && !c->fs.conn->ending) {
-            size_t n = ws_record_frames(req, rec, len, &c->ws_done);
+            size_t n = ws_record_frames(req, rec + 1, len - 1, &c->ws_done);
             fuzz_session_feed(&c->fs, req, n);
         }
         return;
@@ -296,6 +302,15 @@ static void do_record(eddy_server_t *srv, const uint8_t *rec, size_t len)
               rlen > 0 ? 2 : sid[0] != '\0');
 }
 
+/* Runs the next timer, then takes what the connections got. */
+static void fire_next_timer(eddy_server_t *srv)
+{
+    fuzz_timers_next(srv->loops[0]);
+    for (int i = 0; i < 3; i++)
+        if (conns[i].started)
+            fuzz_session_drain(&conns[i].fs);
+}
+
 /* Closes the session of slot with POST "1" on a fresh connection fs, as a client's
  * disconnect does (fs is ended, to be freed with the others). */
 static bool close_session(eddy_server_t *srv, int slot, fuzz_session_t *fs)
@@ -318,6 +333,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     protocol = (data[0] & 1) ? 3 : 4;
     eddy_server_t *srv = fuzz_server(app_install);
+    fuzz_timers_start(srv->loops[0]);
     memset(sids, 0, sizeof(sids));
     pending_slot = -1;
     for (int i = 0; i < 3; i++)
@@ -328,6 +344,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *rec_end = nl != NULL ? nl : end;
         if (rec_end > p)
             do_record(srv, p, (size_t)(rec_end - p) > 65535 ? 65535 : (size_t)(rec_end - p));
+        else
+            fire_next_timer(srv);
         p = nl != NULL ? nl + 1 : end;
     }
     /* Connections end before the first free reaps the loop (it frees every ended one). */
@@ -345,10 +363,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (conns[i].started)
             fuzz_session_free(&conns[i].fs);
     /* Sessions the driver does not know (opened by a raw request, or by a GET with an empty
-     * sid) outlive their connections as they would until their ping timeout: the server
-     * disconnects their sockets. */
-    app_disconnect_all();
-    eddy__loop_run_pending(srv->loops[0]);
+     * sid) outlive their connections until their ping timeout: every deadline passes. */
+    fuzz_timers_expire(srv->loops[0]);
     app_check_empty();
+    app_release_sockets();
     return 0;
 }

@@ -15,6 +15,8 @@
  *   0x03 <bytes>  a close frame (the client then sends nothing more);
  *   0x04          switch to the other client (its connection opens on first use);
  *   0x05 <bytes>  a text message sent as two fragments (cut in the middle);
+ *   0x06          move the clock to the next timer and run it (fuzz/timers.h): a ping, a
+ *                 ping timeout, the connect timeout, an acknowledgement timeout;
  *   anything else a text frame of the whole record ("40", "42[\"message\",1]", "2").
  * Each frame is written whole and read by the connection before the next one, so the
  * server's answers come in between as over a real connection.
@@ -23,12 +25,14 @@
  * passes fuzz/rt_app.h's checker (every frame a valid Engine.IO packet of its protocol,
  * every message a Socket.IO packet rt/sio_packet.c decodes, binary attachments exactly as
  * announced, nothing after a close); the application's calls succeed where they must; once
- * both connections ended, no socket is left in any namespace.
+ * both connections ended and every deadline passed, no socket is left in any namespace and
+ * no timer of the input is left (fuzz/timers.h).
  */
 #include "fuzz.h"
 #include "http.h"
 #include "rt_app.h"
 #include "session.h"
+#include "timers.h"
 
 typedef struct client {
     fuzz_session_t fs; /* first: the output hook gets &fs */
@@ -76,6 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     uint8_t control = data[0];
     eddy_server_t *srv = fuzz_server(app_install);
+    fuzz_timers_start(srv->loops[0]);
     client_t *cur = &clients[0];
     client_start(cur, srv, (control & 1) ? 3 : 4);
     clients[1].started = false;
@@ -88,6 +93,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cur = cur == &clients[0] ? &clients[1] : &clients[0];
             if (!cur->started)
                 client_start(cur, srv, (control & 2) ? 3 : 4);
+        } else if (len == 1 && p[0] == 6) {
+            fuzz_timers_next(srv->loops[0]);
+            for (int i = 0; i < 2; i++)
+                if (clients[i].started)
+                    fuzz_session_drain(&clients[i].fs);
         } else {
             client_send(cur, p, len);
         }
@@ -99,8 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < 2; i++)
         if (clients[i].started)
             fuzz_session_free(&clients[i].fs);
-    eddy__loop_run_pending(srv->loops[0]);
+    fuzz_timers_expire(srv->loops[0]);
     app_check_empty();
-    app_disconnect_all();
+    app_release_sockets();
     return 0;
 }

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Shared by the real-time layer's session drivers (fuzz_sio_session, fuzz_eio_polling):
- * - the application: the examples/socketio test application's handlers (namespaces "/"
- *   and "/custom"; events message, message-with-ack, join, leave, to-room, to-all,
- *   server-disconnect, emit-with-ack) on eddy_rt installed on the fuzz server;
+ * - the application: the Socket.IO test application of examples/socketio.c (its handlers,
+ *   examples/socketio_app.h, with the results of their calls checked) on eddy_rt installed
+ *   on the fuzz server;
  * - a checker of what the server sends over a WebSocket (after the HTTP 101 head): each
  *   frame unmasked and final; a text frame UTF-8, a valid Engine.IO packet of the
  *   session's protocol that a server may send (open once and first, close, ping, pong,
@@ -26,185 +26,23 @@
 #include "rt_json.h"
 #include "sio_packet.h"
 
-/* ---- the application (examples/socketio.c, reduced to what a single loop can drive) ---- */
+/* ---- the application: examples/socketio_app.h, its results checked ---- */
 
-/* The sockets that connected during the current input, referenced (app_disconnect_all()). */
+/* The sockets that connected during the current input, referenced (app_release_sockets()). */
 static eddy_rt_socket_t *app_sockets[64];
 static size_t app_nsockets;
 
-static void app_on_connection(eddy_rt_socket_t *s, void *user_data)
+static void app_track(eddy_rt_socket_t *s)
 {
-    (void)user_data;
     if (app_nsockets < sizeof(app_sockets) / sizeof(app_sockets[0])) {
         eddy_rt_socket_ref(s);
         app_sockets[app_nsockets++] = s;
     }
-    size_t len;
-    const char *auth = eddy_rt_socket_auth(s, &len);
-    eddy_rt_msg_t msg = {.event = "auth", .args = auth, .args_len = len};
-    eddy_rt_emit(s, &msg);
 }
 
-static int app_on_connect_root(eddy_rt_socket_t *s, void *user_data)
-{
-    (void)user_data;
-    size_t len;
-    const char *auth = eddy_rt_socket_auth(s, &len);
-    if (eddy_rt_json_member(auth, len, "refuse", NULL, NULL) == EDDY_RT_JSON_TRUE)
-        return eddy_rt_refuse(s, "refused", NULL);
-    return 0;
-}
-
-static void app_on_message(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
-{
-    (void)user_data;
-    eddy_rt_msg_t msg = {.event = "message-back",
-                         .args = ev->args,
-                         .args_len = ev->args_len,
-                         .bin = ev->bin,
-                         .nbin = ev->nbin};
-    eddy_rt_emit(s, &msg);
-}
-
-static void app_on_message_with_ack(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
-{
-    (void)user_data;
-    if (ev->ack_id < 0)
-        return;
-    eddy_rt_msg_t msg = {
-        .args = ev->args, .args_len = ev->args_len, .bin = ev->bin, .nbin = ev->nbin};
-    eddy_rt_ack(s, ev->ack_id, &msg);
-}
-
-static bool app_room_arg(const eddy_rt_event_t *ev, char *room, size_t cap)
-{
-    const char *json;
-    size_t len;
-    int type = eddy_rt_arg(ev, 0, &json, &len);
-    if (type == EDDY_RT_JSON_STRING)
-        return eddy_rt_arg_string(ev, 0, room, cap) >= 0;
-    if (type == EDDY_RT_JSON_NONE || type == EDDY_RT_JSON_BINARY || len >= cap)
-        return false;
-    memcpy(room, json, len);
-    room[len] = '\0';
-    return true;
-}
-
-static void app_on_join(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
-{
-    (void)user_data;
-    char room[256];
-    if (app_room_arg(ev, room, sizeof(room)))
-        FUZZ_CHECK(eddy_rt_join(s, room) == 0);
-    if (ev->ack_id >= 0)
-        eddy_rt_ack_json(s, ev->ack_id, "\"joined\"");
-}
-
-static void app_on_leave(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
-{
-    (void)user_data;
-    char room[256];
-    if (app_room_arg(ev, room, sizeof(room)))
-        FUZZ_CHECK(eddy_rt_leave(s, room) == 0);
-    if (ev->ack_id >= 0)
-        eddy_rt_ack_json(s, ev->ack_id, "\"left\"");
-}
-
-static void app_on_to_room(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
-{
-    (void)user_data;
-    char room[256];
-    if (!app_room_arg(ev, room, sizeof(room)))
-        return;
-    const char *rooms[] = {room};
-    eddy_rt_to_t to = {.rooms = rooms, .nrooms = 1, .except_socket = s};
-    /* The arguments after the room, or none when the room is the only one. */
-    const char *json;
-    size_t len;
-    eddy_rt_msg_t msg = {.event = "room-message", .bin = ev->bin, .nbin = ev->nbin};
-    if (eddy_rt_arg(ev, 1, &json, &len) != EDDY_RT_JSON_NONE &&
-        eddy_rt_arg(ev, 0, &json, &len) != EDDY_RT_JSON_BINARY) {
-        const char *p = json + len, *end = ev->args + ev->args_len;
-        while (p < end && *p != ',')
-            p++;
-        if (p < end)
-            p++;
-        msg.args = p;
-        msg.args_len = (size_t)(end - p);
-    }
-    int rc = eddy_rt_broadcast(eddy_rt_socket_nsp(s), &to, &msg);
-    FUZZ_CHECK(rc == 0 || rc == EDDY_EINVAL);
-}
-
-static void app_on_to_all(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
-{
-    (void)user_data;
-    eddy_rt_msg_t msg = {.event = "all-message",
-                         .args = ev->args,
-                         .args_len = ev->args_len,
-                         .bin = ev->bin,
-                         .nbin = ev->nbin};
-    int rc = eddy_rt_broadcast(eddy_rt_socket_nsp(s), NULL, &msg);
-    FUZZ_CHECK(rc == 0 || rc == EDDY_EINVAL);
-}
-
-static void app_on_server_disconnect(eddy_rt_socket_t *s, const eddy_rt_event_t *ev,
-                                     void *user_data)
-{
-    (void)ev;
-    (void)user_data;
-    eddy_rt_disconnect(s, false);
-}
-
-static void app_on_need_ack_answer(eddy_rt_socket_t *s, int status, const eddy_rt_event_t *answer,
-                                   void *arg)
-{
-    int64_t ack_id = (int64_t)(intptr_t)arg;
-    if (ack_id < 0)
-        return;
-    if (status != 0) {
-        eddy_rt_ack_json(s, ack_id, "\"timeout\"");
-        return;
-    }
-    const char *json;
-    size_t len;
-    eddy_rt_msg_t msg = {.args = "null", .args_len = 4};
-    int type = eddy_rt_arg(answer, 0, &json, &len);
-    eddy_rt_bin_t bin;
-    if (type == EDDY_RT_JSON_BINARY) {
-        bin = (eddy_rt_bin_t){json, len};
-        msg = (eddy_rt_msg_t){.args = "{\"_placeholder\":true,\"num\":0}", .bin = &bin, .nbin = 1};
-        msg.args_len = strlen(msg.args);
-    } else if (type != EDDY_RT_JSON_NONE) {
-        msg = (eddy_rt_msg_t){
-            .args = json, .args_len = len, .bin = answer->bin, .nbin = answer->nbin};
-    }
-    eddy_rt_ack(s, ack_id, &msg);
-}
-
-static void app_on_emit_with_ack(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
-{
-    (void)user_data;
-    eddy_rt_msg_t msg = {.event = "need-ack", .args = "42", .args_len = 2};
-    eddy_rt_emit_ack(s, &msg, 1000, app_on_need_ack_answer, (void *)(intptr_t)ev->ack_id);
-}
-
-static void app_setup_nsp(eddy_rt_nsp_t *nsp, bool root)
-{
-    FUZZ_CHECK(nsp != NULL);
-    eddy_rt_handlers_t h = {.connection = app_on_connection};
-    if (root)
-        h.connect = app_on_connect_root;
-    eddy_rt_nsp_set_handlers(nsp, &h);
-    FUZZ_CHECK(eddy_rt_on(nsp, "message", app_on_message, NULL) == 0);
-    FUZZ_CHECK(eddy_rt_on(nsp, "message-with-ack", app_on_message_with_ack, NULL) == 0);
-    FUZZ_CHECK(eddy_rt_on(nsp, "join", app_on_join, NULL) == 0);
-    FUZZ_CHECK(eddy_rt_on(nsp, "leave", app_on_leave, NULL) == 0);
-    FUZZ_CHECK(eddy_rt_on(nsp, "to-room", app_on_to_room, NULL) == 0);
-    FUZZ_CHECK(eddy_rt_on(nsp, "to-all", app_on_to_all, NULL) == 0);
-    FUZZ_CHECK(eddy_rt_on(nsp, "server-disconnect", app_on_server_disconnect, NULL) == 0);
-    FUZZ_CHECK(eddy_rt_on(nsp, "emit-with-ack", app_on_emit_with_ack, NULL) == 0);
-}
+#define SOCKETIO_APP_CHECK(ok)        FUZZ_CHECK(ok)
+#define SOCKETIO_APP_ON_CONNECTION(s) app_track(s)
+#include "socketio_app.h"
 
 static eddy_rt_t *app_rt;
 static eddy_rt_nsp_t *app_nsp[2];
@@ -220,18 +58,17 @@ static void app_install(eddy_server_t *srv)
     FUZZ_CHECK(app_rt != NULL);
     app_nsp[0] = eddy_rt_of(app_rt, "/");
     app_nsp[1] = eddy_rt_of(app_rt, "/custom");
-    app_setup_nsp(app_nsp[0], true);
-    app_setup_nsp(app_nsp[1], false);
+    FUZZ_CHECK(app_nsp[0] != NULL && app_nsp[1] != NULL);
+    socketio_app_setup(app_nsp[0], true);
+    socketio_app_setup(app_nsp[1], false);
     eddy_rt_install(app_rt, NULL);
 }
 
-/* Disconnects the sockets of this input still connected, closing their clients (sessions
- * on long-polling outlive their connections), and drops the references. */
-static void app_disconnect_all(void)
+/* Drops the references to the sockets of this input (once app_check_empty() passed). */
+static void app_release_sockets(void)
 {
     for (size_t i = 0; i < app_nsockets; i++) {
-        if (eddy_rt_socket_connected(app_sockets[i]))
-            eddy_rt_disconnect(app_sockets[i], true);
+        FUZZ_CHECK(!eddy_rt_socket_connected(app_sockets[i]));
         eddy_rt_socket_unref(app_sockets[i]);
     }
     app_nsockets = 0;

@@ -2755,7 +2755,35 @@ static bool client_recover(eddy_rt_socket_t *s)
     return ok;
 }
 
-static void socket_connected(eddy_rt_socket_t *s);
+/* A socket of client_connect() is in its namespace (connected or recovered): on its
+ * client's list, the connect timeout stopped, the connection handler told. The auth it
+ * borrowed from the CONNECT packet is the handshake's only until then. */
+static void socket_joined(eddy_rt_socket_t *s)
+{
+    rt_client_t *c = s->client;
+    s->client_next = c->sockets;
+    c->sockets = s;
+    if (!atomic_exchange(&c->joined_once, true))
+        connect_timer_stop(c);
+    if (s->nsp->h.connection != NULL)
+        s->nsp->h.connection(s, s->nsp->h.user_data);
+    s->auth = NULL;
+    s->auth_len = 0;
+}
+
+/* A socket of client_connect() that did not join (refused, or out of memory): the user
+ * the connect handler may have set is unlinked, the borrowed auth forgotten (the
+ * application may hold a reference still), and the socket released. */
+static void socket_abandoned(eddy_rt_socket_t *s)
+{
+    pthread_mutex_lock(&s->client->rt->lock);
+    user_unlink(s);
+    pthread_mutex_unlock(&s->client->rt->lock);
+    s->auth = NULL;
+    s->auth_len = 0;
+    eddy_rt_socket_unref(s);
+}
+
 static void connect_fresh(eddy_rt_socket_t *s, const char *name, size_t name_len);
 
 static void client_connect(rt_client_t *c, const char *name, size_t name_len, const char *auth,
@@ -2808,25 +2836,10 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
         return;
     }
     if (rec && rt->cluster == NULL && client_recover(s))
-        socket_connected(s);
+        socket_joined(s);
     else
         connect_fresh(s, name, name_len);
     free(v3auth);
-}
-
-/* s joined its namespace (its CONNECT reply is sent): the connection callback. */
-static void socket_connected(eddy_rt_socket_t *s)
-{
-    rt_client_t *c = s->client;
-    eddy_rt_nsp_t *nsp = s->nsp;
-    s->client_next = c->sockets;
-    c->sockets = s;
-    if (!atomic_exchange(&c->joined_once, true))
-        connect_timer_stop(c);
-    if (nsp->h.connection != NULL)
-        nsp->h.connection(s, nsp->h.user_data);
-    s->auth = NULL;
-    s->auth_len = 0;
 }
 
 /* A new session for s (its auth set): the connect hook, then registration and the CONNECT
@@ -2852,11 +2865,7 @@ static void connect_fresh(eddy_rt_socket_t *s, const char *name, size_t name_len
         } else if (msg != NULL) {
             send_control(c, name, name_len, SIO_CONNECT_ERROR, msg, strlen(msg));
         }
-        pthread_mutex_lock(&rt->lock);
-        user_unlink(s);
-        pthread_mutex_unlock(&rt->lock);
-        s->auth = NULL;
-        eddy_rt_socket_unref(s);
+        socket_abandoned(s);
         return;
     }
     pthread_mutex_lock(&rt->lock);
@@ -2880,14 +2889,10 @@ static void connect_fresh(eddy_rt_socket_t *s, const char *name, size_t name_len
     if (rc == 0)
         send_connected(s);
     pthread_mutex_unlock(&rt->lock);
-    if (rc != 0) {
-        pthread_mutex_lock(&rt->lock);
-        user_unlink(s);
-        pthread_mutex_unlock(&rt->lock);
-        eddy_rt_socket_unref(s);
-        return;
-    }
-    socket_connected(s);
+    if (rc != 0)
+        socket_abandoned(s);
+    else
+        socket_joined(s);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -3141,12 +3146,15 @@ static rt_client_t *client_new(eddy_request_t *req)
         const char *name, *value;
         if (eddy_request_header_at(req, i, &name, &value) != 0)
             continue;
+        /* memcpy, not stpcpy: ASan checks the bounds of the one, not of the other. */
         unsigned char code = hs_code(name);
+        size_t nlen = code != 0 ? 1 : strlen(name) + 1, vlen = strlen(value) + 1;
         if (code != 0)
-            *o++ = (char)code;
+            *o = (char)code;
         else
-            o = stpcpy(o, name) + 1;
-        o = stpcpy(o, value) + 1;
+            memcpy(o, name, nlen);
+        memcpy(o + nlen, value, vlen);
+        o += nlen + vlen;
         hs->nheaders++;
     }
     return client;
@@ -3676,7 +3684,7 @@ static void resume_run(eddy_server_t *srv, void *arg)
     } else {
         s->auth = x->auth;
         s->auth_len = x->auth_len;
-        socket_connected(s);
+        socket_joined(s);
     }
     client_leave(c, &ctx);
     rt_cluster_recovery_free(x->r);

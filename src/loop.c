@@ -160,7 +160,7 @@ void eddy__timer_start(eddy__loop_t *loop, eddy__timer_t *timer, uint64_t delay_
     heap_sift_up(loop, timer->heap_index);
 }
 
-static void run_timers(eddy__loop_t *loop)
+void eddy__loop_run_timers(eddy__loop_t *loop)
 {
     /* Only timers due at the start of this phase run, so a timer re-armed with delay 0
      * waits for the next iteration instead of spinning here. */
@@ -531,7 +531,7 @@ void eddy__loop_run(eddy__loop_t *loop, bool (*should_exit)(eddy__loop_t *loop))
         eddy__loop_flush(loop);
         eddy__loop_run_posted(loop);
         eddy__loop_flush(loop);
-        run_timers(loop);
+        eddy__loop_run_timers(loop);
         eddy__loop_flush(loop);
         run_defers(loop);
         eddy__loop_flush(loop);

@@ -82,6 +82,9 @@ void eddy__timer_release(eddy__loop_t *loop);
 /* (Re)schedules a timer (holding a reservation) delay_ms from the loop's current time. */
 void eddy__timer_start(eddy__loop_t *loop, eddy__timer_t *timer, uint64_t delay_ms);
 void eddy__timer_stop(eddy__loop_t *loop, eddy__timer_t *timer);
+/* Runs the timers due at loop->now_ms (on the loop's thread): eddy__loop_run()'s timer
+ * phase, also for code that drives a loop by hand (the fuzz drivers' fake clock). */
+void eddy__loop_run_timers(eddy__loop_t *loop);
 
 typedef struct eddy__defer {
     eddy_defer_cb cb;
