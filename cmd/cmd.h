@@ -85,11 +85,14 @@ int pidfile_running(const char *pid_file);
 /* The backend proxy ([proxy], cmd/proxy.c). proxy_check_key validates [proxy] key = value:
  * 0, 1 with the reason in *why, or -1 for an unknown key. proxy_setup (before the server
  * starts) makes the backend client when connect_url is set: 0, or -1 out of memory.
- * proxy_request answers the request if it is the proxy's (true). proxy_free logs the
- * counters and frees the client, after the server stopped and before it is freed. */
+ * proxy_request answers the request if it is the proxy's (true). proxy_upgrade, from the
+ * upgrade callback, forwards a WebSocket upgrade and defers its answer: what the upgrade
+ * callback returns (0 when there is no proxy). proxy_free logs the counters and frees the
+ * client, after the server stopped and before it is freed. */
 int proxy_check_key(const char *key, const char *value, const char **why);
 int proxy_setup(eddy_server_t *srv, const cfg_t *cfg);
 bool proxy_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp);
+int proxy_upgrade(eddy_request_t *req);
 void proxy_free(void);
 
 #endif /* EDDY_CMD_H */

@@ -3,8 +3,12 @@
  * The backend proxy's connect request ([proxy] in the config): a plain HTTP request to
  * [proxy] path is forwarded as POST JSON {remote, headers, query} to connect_url, and the
  * backend's answer (200 {"user": ...} to accept, 403 ... to refuse) is the client's. The
- * response waits, detached, while the loop goes on (backend.c).
+ * response waits, detached, while the loop goes on (backend.c). A WebSocket upgrade
+ * ([websocket] path) is forwarded the same way, its 101 deferred (eddy_upgrade_defer())
+ * until the backend accepted (2xx) or refused (its status).
  */
+#include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,18 +182,16 @@ static void on_answer(const backend_result_t *res, void *arg)
         answer(resp, 502, "text/plain; charset=utf-8", "backend error\n", 14);
 }
 
-bool proxy_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp)
+/* The connect JSON of req: {remote, headers, query}. o->s is the caller's to free. */
+static void connect_json(eddy_server_t *srv, eddy_request_t *req, struct str *o)
 {
-    if (p.b == NULL || strcmp(eddy_request_path(req), p.path) != 0)
-        return false;
-    struct str o = {.ok = true};
     eddy_client_info_t info;
     char remote[64] = "";
     if (eddy_client_info(srv, eddy_request_fd(req), &info) == 0)
         snprintf(remote, sizeof(remote), "%s:%d", info.remote_ip, info.remote_port);
-    put(&o, "{\"remote\":", 10);
-    put_json(&o, remote);
-    put(&o, ",\"headers\":{", 12);
+    put(o, "{\"remote\":", 10);
+    put_json(o, remote);
+    put(o, ",\"headers\":{", 12);
     size_t n = eddy_request_header_count(req);
     bool first = true;
     for (size_t i = 0; i < n; i++) {
@@ -197,16 +199,24 @@ bool proxy_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *res
         if (eddy_request_header_at(req, i, &name, &value) != 0)
             continue;
         if (!first)
-            put(&o, ",", 1);
+            put(o, ",", 1);
         first = false;
-        put_json(&o, name);
-        put(&o, ":", 1);
-        put_json(&o, value);
+        put_json(o, name);
+        put(o, ":", 1);
+        put_json(o, value);
     }
-    put(&o, "},\"query\":", 10);
+    put(o, "},\"query\":", 10);
     const char *query = eddy_request_query(req);
-    put_json(&o, query != NULL ? query : "");
-    put(&o, "}", 1);
+    put_json(o, query != NULL ? query : "");
+    put(o, "}", 1);
+}
+
+bool proxy_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp)
+{
+    if (p.b == NULL || strcmp(eddy_request_path(req), p.path) != 0)
+        return false;
+    struct str o = {.ok = true};
+    connect_json(srv, req, &o);
     int rc = o.ok ? backend_post_json(p.b, "", o.s, o.len, p.timeout_ms, on_answer, resp) : -1;
     free(o.s);
     if (rc == 0) {
@@ -222,4 +232,80 @@ bool proxy_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *res
         answer(resp, 500, "text/plain; charset=utf-8", "cannot reach the backend\n", 25);
     }
     return true;
+}
+
+/* ---- WebSocket upgrades ---- */
+
+/* Logs a backend failure with its running count. */
+static void log_failure(const char *what, const backend_result_t *res)
+{
+    backend_stats_t s;
+    backend_stats(p.b, &s);
+    eddy_log(p.srv, EDDY_LOG_WARNING, "proxy: %s: %s: %s (status %ld; %llu so far)", what, p.url,
+             backend_error_name(res->error), res->status,
+             (unsigned long long)s.results[res->error]);
+}
+
+static void on_upgrade_answer(const backend_result_t *res, void *arg)
+{
+    eddy_fd_t fd = (eddy_fd_t)(uintptr_t)arg;
+    if (res->error == BACKEND_ECANCELED) { /* the server stopped: the connection is gone */
+        p.canceled++;
+        return;
+    }
+    if (res->error == BACKEND_OK && res->status >= 200 && res->status <= 299) {
+        json_t *answer = json_loadb(res->body, res->len, 0, NULL);
+        const char *user = json_string_value(json_object_get(answer, "user"));
+        eddy_log(p.srv, EDDY_LOG_INFO, "proxy: upgrade of session#%llu accepted%s%s",
+                 (unsigned long long)fd, user != NULL ? " as user " : "", user != NULL ? user : "");
+        json_decref(answer);
+        if (eddy_upgrade_accept(p.srv, fd, NULL) == EDDY_ENOTFOUND)
+            eddy_log(p.srv, EDDY_LOG_INFO, "proxy: session#%llu left before the answer",
+                     (unsigned long long)fd);
+        return;
+    }
+    static const char *const json_type[] = {"Content-Type", "application/json", NULL};
+    if (res->error == BACKEND_OK) {
+        /* The backend's refusal, as it gave it (a status outside 4xx becomes 403). */
+        int status = res->status >= 400 && res->status <= 499 ? (int)res->status : 403;
+        eddy_log(p.srv, EDDY_LOG_INFO, "proxy: upgrade of session#%llu refused with %d",
+                 (unsigned long long)fd, status);
+        eddy_upgrade_reject(p.srv, fd, status, json_type, res->body);
+        return;
+    }
+    log_failure("upgrade", res);
+    if (res->error == BACKEND_ETIMEOUT)
+        eddy_upgrade_reject(p.srv, fd, 504, NULL, "backend timeout\n");
+    else
+        eddy_upgrade_reject(p.srv, fd, 502, NULL, "backend error\n");
+}
+
+int proxy_upgrade(eddy_request_t *req)
+{
+    if (p.b == NULL)
+        return 0;
+    eddy_server_t *srv = eddy_request_server(req);
+    struct str o = {.ok = true};
+    connect_json(srv, req, &o);
+    void *arg = (void *)(uintptr_t)eddy_request_fd(req);
+    int rc =
+        o.ok ? backend_post_json(p.b, "", o.s, o.len, p.timeout_ms, on_upgrade_answer, arg) : -1;
+    free(o.s);
+    int verdict = eddy_upgrade_defer(req);
+    if (rc == 0 || verdict != EDDY_PENDING)
+        return verdict;
+    /* Answered at once, but deferred all the same: eddy_upgrade_refuse() has no 5xx, and
+     * these are the HTTP forward's answers. */
+    eddy_fd_t fd = eddy_request_fd(req);
+    if (rc == BACKEND_EBUSY) {
+        backend_stats_t s;
+        backend_stats(p.b, &s);
+        eddy_log(srv, EDDY_LOG_WARNING, "proxy: upgrade: %s: busy (%llu refused so far)", p.url,
+                 (unsigned long long)s.results[BACKEND_EBUSY]);
+        static const char *const retry[] = {"Retry-After", "1", NULL};
+        eddy_upgrade_reject(srv, fd, 503, retry, "backend busy\n");
+    } else {
+        eddy_upgrade_reject(srv, fd, 500, NULL, "cannot reach the backend\n");
+    }
+    return verdict;
 }

@@ -71,12 +71,12 @@ def backend():
     b.close()
 
 
-def serve(tmp_path, proxy, workers=1):
+def serve(tmp_path, proxy, workers=1, level="info"):
     port = free_port()
     (tmp_path / "www").mkdir(exist_ok=True)
     (tmp_path / "eddy.conf").write_text(
         f"[server]\nport = {port}\nworker_num = {workers}\npid_file = eddy.pid\n"
-        f"[static]\ndocument_root = www\n[proxy]\n{proxy}\n[log]\nlog_level = info\n")
+        f"[static]\ndocument_root = www\n[proxy]\n{proxy}\n[log]\nlog_level = {level}\n")
     return Serving(str(tmp_path), str(tmp_path / "eddy.conf")), port
 
 
@@ -194,3 +194,106 @@ def test_proxy_stop_with_requests_in_flight(tmp_path, backend):
                 pass  # the connection closed without an answer
     assert "proxy: 2 requests" in read(srv.log_path)
     assert "2 canceled" in read(srv.log_path)
+
+
+# ---- WebSocket upgrades on [websocket] path, their 101 held for the backend's answer ----
+
+def ws_upgrade(port, query):
+    """Sends an upgrade on /ws?query with a masked text frame right behind it (sent before
+    any answer: it must wait, then be echoed); (status, body, echoed or None)."""
+    import base64
+    import os
+    from wsraw import RawClient, frame
+    client = RawClient("127.0.0.1", port, timeout=10)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        client.send((f"GET /ws?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                     "Sec-WebSocket-Version: 13\r\nX-Test: up\r\n\r\n").encode()
+                    + frame(0x1, b"early"))
+        status, _, body = client.read_http_response()
+        if status != 101:
+            client.expect_eof()
+            return status, body, None
+        return status, body, client.recv_message()[1]
+    finally:
+        client.close()
+
+
+def test_proxy_upgrade_accepted_or_refused_by_the_backend(tmp_path, backend):
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/eddy/connect")
+    try:
+        # Accepted: the 101 came after the backend's 200, and the frame the client sent
+        # before it waited and was echoed.
+        assert ws_upgrade(port, "token=good") == (101, b"", b"early")
+        path, ctype, sent = backend.seen[0]
+        assert (path, ctype) == ("/eddy/connect", "application/json")
+        assert sent["query"] == "token=good"
+        assert sent["headers"]["X-Test"] == "up" and sent["headers"]["Upgrade"] == "websocket"
+        assert sent["remote"].startswith("127.0.0.1:")
+        wait_for(lambda: "accepted as user alice" in read(srv.log_path), "the acceptance")
+        # Refused: the backend's status and body.
+        status, body, echoed = ws_upgrade(port, "token=bad")
+        assert (status, json.loads(body), echoed) == (403, {"error": "refused"}, None)
+    finally:
+        assert srv.stop() == 0
+    assert "proxy: 2 requests" in read(srv.log_path)
+
+
+def test_proxy_upgrade_backend_failures(tmp_path, backend):
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+                                "timeout = 0.3")
+    try:
+        assert ws_upgrade(port, "boom")[:2] == (502, b"backend error\n")
+        started = time.monotonic()
+        assert ws_upgrade(port, "slow")[:2] == (504, b"backend timeout\n")
+        assert time.monotonic() - started < 0.9
+        wait_for(lambda: "upgrade: http://127.0.0.1" in read(srv.log_path), "the log line")
+    finally:
+        assert srv.stop() == 0
+    assert "1 timeouts, 1 server errors" in read(srv.log_path)
+
+
+def test_proxy_upgrade_dead_backend(tmp_path):
+    dead = free_port()
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{dead}/c")
+    try:
+        assert ws_upgrade(port, "token=good")[:2] == (502, b"backend error\n")
+    finally:
+        assert srv.stop() == 0
+    assert "1 refused" in read(srv.log_path)
+
+
+def test_proxy_upgrade_busy(tmp_path, backend):
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+                                "timeout = 5\nmax_requests = 1")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(ws_upgrade, port, "slow")
+            wait_for(lambda: len(backend.seen) == 1, "one upgrade at the backend")
+            assert ws_upgrade(port, "token=good")[:2] == (503, b"backend busy\n")
+            assert slow.result(timeout=10) == (101, b"", b"early")
+    finally:
+        assert srv.stop() == 0
+
+
+def test_proxy_upgrade_client_gone_while_pending(tmp_path, backend):
+    """A client that hangs up while the backend decides: its connection closes at once; the
+    late acceptance is harmless (the daemon goes on serving)."""
+    from wsraw import RawClient
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+                                "timeout = 5", level="debug")
+    try:
+        client = RawClient("127.0.0.1", port, timeout=10)
+        client.send(b"GET /ws?slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n")
+        wait_for(lambda: len(backend.seen) == 1, "the upgrade at the backend")
+        client.close()
+        wait_for(lambda: "hung up while its response was pending" in read(srv.log_path),
+                 "the hang-up noticed while pending")
+        wait_for(lambda: "left before the answer" in read(srv.log_path),
+                 "the late answer, harmless")
+        assert ws_upgrade(port, "token=good") == (101, b"", b"early")
+    finally:
+        assert srv.stop() == 0
