@@ -93,6 +93,11 @@ int proxy_check_key(const char *key, const char *value, const char **why);
 int proxy_setup(eddy_server_t *srv, const cfg_t *cfg);
 bool proxy_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp);
 int proxy_upgrade(eddy_request_t *req);
+/* From the Socket.IO connect hook, after the token check: forwards the CONNECT to the
+ * backend and defers the decision (eddy_rt_defer()); what the hook returns (0 when there
+ * is no proxy). */
+struct eddy_rt_socket;
+int proxy_sio_connect(struct eddy_rt_socket *s);
 void proxy_free(void);
 
 #endif /* EDDY_CMD_H */

@@ -15,6 +15,7 @@
 
 #include "backend.h"
 #include "cmd.h"
+#include "realtime.h"
 
 static struct {
     eddy_server_t *srv;
@@ -308,4 +309,90 @@ int proxy_upgrade(eddy_request_t *req)
         eddy_upgrade_reject(srv, fd, 500, NULL, "cannot reach the backend\n");
     }
     return verdict;
+}
+
+/* ---- Socket.IO CONNECTs ---- */
+
+/* The handshake's query parameters (header false) or headers as a JSON object. */
+static json_t *handshake_object(eddy_rt_socket_t *s, bool header)
+{
+    json_t *obj = json_object();
+    const char *name, *value;
+    for (size_t i = 0; eddy_rt_socket_handshake_at(s, header, i, &name, &value) == 0; i++)
+        json_object_set_new(obj, name, json_string(value));
+    return obj;
+}
+
+static void on_sio_answer(const backend_result_t *res, void *arg)
+{
+    eddy_rt_socket_t *s = arg;
+    const char *id = eddy_rt_socket_id(s);
+    if (res->error == BACKEND_ECANCELED) {
+        p.canceled++;
+        realtime_socket_release(s);
+        eddy_rt_refuse(s, "server shutting down", NULL);
+    } else if (res->error == BACKEND_OK && res->status >= 200 && res->status <= 299) {
+        json_t *answer = json_loadb(res->body, res->len, 0, NULL);
+        const char *user = json_string_value(json_object_get(answer, "user"));
+        json_t *data = json_object_get(answer, "data");
+        char *text = data != NULL ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        bool ok = (user == NULL || eddy_rt_socket_set_user(s, user) == 0) &&
+                  (text == NULL || realtime_socket_set_data(s, text) == 0);
+        eddy_log(p.srv, EDDY_LOG_INFO, "proxy: socket %s accepted%s%s", id,
+                 user != NULL ? " as user " : "", user != NULL ? user : "");
+        json_decref(answer);
+        if (!ok || eddy_rt_accept(s) != 0) {
+            realtime_socket_release(s);
+            eddy_rt_refuse(s, "server error", NULL);
+        }
+    } else if (res->error == BACKEND_OK) {
+        /* The backend's refusal: its "message" and "data" go to CONNECT_ERROR. */
+        json_t *answer = json_loadb(res->body, res->len, 0, NULL);
+        const char *message = json_string_value(json_object_get(answer, "message"));
+        json_t *data = json_object_get(answer, "data");
+        char *text = data != NULL ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        eddy_log(p.srv, EDDY_LOG_INFO, "proxy: socket %s refused with %ld", id, res->status);
+        realtime_socket_release(s);
+        eddy_rt_refuse(s, message != NULL ? message : "refused", text);
+        free(text);
+        json_decref(answer);
+    } else {
+        log_failure("socket.io connect", res);
+        realtime_socket_release(s);
+        eddy_rt_refuse(s, res->error == BACKEND_ETIMEOUT ? "backend timeout" : "backend error",
+                       NULL);
+    }
+    eddy_rt_socket_unref(s);
+}
+
+int proxy_sio_connect(eddy_rt_socket_t *s)
+{
+    if (p.b == NULL)
+        return 0;
+    size_t auth_len;
+    const char *auth = eddy_rt_socket_auth(s, &auth_len);
+    json_t *body = json_object();
+    json_object_set_new(body, "namespace", json_string(eddy_rt_nsp_name(eddy_rt_socket_nsp(s))));
+    json_object_set_new(body, "sid", json_string(eddy_rt_socket_id(s)));
+    json_object_set_new(body, "remote", json_string(eddy_rt_socket_remote_ip(s)));
+    json_t *auth_obj = auth != NULL ? json_loadb(auth, auth_len, 0, NULL) : NULL;
+    json_object_set_new(body, "auth", auth_obj != NULL ? auth_obj : json_object());
+    json_object_set_new(body, "query", handshake_object(s, false));
+    json_object_set_new(body, "headers", handshake_object(s, true));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    eddy_rt_socket_ref(s); /* until the answer */
+    int rc = text != NULL
+                 ? backend_post_json(p.b, "", text, strlen(text), p.timeout_ms, on_sio_answer, s)
+                 : -1;
+    free(text);
+    if (rc == 0)
+        return eddy_rt_defer(s);
+    eddy_rt_socket_unref(s);
+    realtime_socket_release(s);
+    if (rc == BACKEND_EBUSY) {
+        eddy_log(p.srv, EDDY_LOG_WARNING, "proxy: socket.io connect: %s: busy", p.url);
+        return eddy_rt_refuse(s, "backend busy", NULL);
+    }
+    return eddy_rt_refuse(s, "backend error", NULL);
 }

@@ -407,7 +407,7 @@ static int on_connect(eddy_rt_socket_t *s, void *user_data)
              nsp, res.authenticated ? "user \"" : "anonymous", res.authenticated ? res.user : "",
              res.authenticated ? "\"" : "");
     auth_result_free(&res);
-    return 0;
+    return proxy_sio_connect(s);
 }
 
 /* The token's rooms claim: the socket joins them as it connects (server-side, as
@@ -437,6 +437,11 @@ static void on_connection(eddy_rt_socket_t *s, void *user_data)
 
 static void on_disconnect(eddy_rt_socket_t *s, const char *reason, void *user_data)
 {
+    realtime_socket_release(s);
+}
+
+void realtime_socket_release(eddy_rt_socket_t *s)
+{
     pthread_mutex_lock(&R.data_lock);
     sock_info_t *info = eddy_rt_socket_data(s);
     eddy_rt_socket_set_data(s, NULL);
@@ -446,6 +451,22 @@ static void on_disconnect(eddy_rt_socket_t *s, const char *reason, void *user_da
         free(info->rooms);
         free(info);
     }
+}
+
+int realtime_socket_set_data(eddy_rt_socket_t *s, char *data)
+{
+    pthread_mutex_lock(&R.data_lock);
+    sock_info_t *info = eddy_rt_socket_data(s);
+    if (info == NULL && (info = calloc(1, sizeof(*info))) != NULL)
+        eddy_rt_socket_set_data(s, info);
+    if (info != NULL) {
+        free(info->data);
+        info->data = data;
+    }
+    pthread_mutex_unlock(&R.data_lock);
+    if (info == NULL)
+        free(data);
+    return info != NULL ? 0 : -1;
 }
 
 char *realtime_socket_data(eddy_rt_socket_t *s)

@@ -16,8 +16,10 @@ from test_daemon import Serving, free_port, http, read, wait_for
 
 class Backend:
     """The application's backend: accepts token=good (200 {"user": "alice"}), fails
-    boom (500), answers big with 100 KB, sleeps on slow, refuses the rest (403). It keeps
-    what it received and the client ports it saw (one per connection)."""
+    boom (500), answers big with 100 KB, sleeps on slow, refuses the rest (403). A
+    Socket.IO CONNECT (a body with "namespace") is decided by its auth's token the same
+    way, with data on acceptance and a message and data on refusal. It keeps what it
+    received and the client ports it saw (one per connection)."""
 
     def __init__(self):
         self.seen = []
@@ -36,9 +38,15 @@ class Backend:
                 with outer.lock:
                     outer.seen.append((self.path, self.headers.get("Content-Type"), body))
                     outer.ports.add(self.client_address[1])
-                query = body["query"]
+                # A Socket.IO CONNECT names its namespace and decides by its auth's token.
+                query = body["query"] if "namespace" not in body else \
+                    "token=" + str(body["auth"].get("token"))
                 status, answer = 403, b'{"error":"refused"}'
-                if "slow" in query:
+                if "namespace" in body and "token=bad" in query:
+                    answer = b'{"message":"go away","data":{"code":7}}'
+                elif "namespace" in body and "token=good" in query:
+                    status, answer = 200, b'{"user":"alice","data":{"plan":"gold"}}'
+                elif "slow" in query:
                     time.sleep(1.0)
                     status, answer = 200, b'{"user":"slow"}'
                 elif "token=good" in query:
@@ -297,3 +305,61 @@ def test_proxy_upgrade_client_gone_while_pending(tmp_path, backend):
         assert ws_upgrade(port, "token=good") == (101, b"", b"early")
     finally:
         assert srv.stop() == 0
+
+
+
+# ---- Socket.IO CONNECTs: the decision deferred to the backend (eddy_rt_defer) ----
+
+def sio_daemon(tmp_path, proxy):
+    from test_daemon_realtime import Clients, Daemon
+    server = Daemon(tmp_path, f"[socketio]\nnamespaces = /, /chat\n[proxy]\n{proxy}\n")
+    return server, Clients(server.port)
+
+
+def test_proxy_socketio_connect_accepted_or_refused_by_the_backend(tmp_path, backend):
+    server, clients = sio_daemon(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/sio")
+    try:
+        sid = clients.connect("a", nsp="/chat", auth={"token": "good", "x": [1]},
+                              query={"room": "r 1"})
+        path, _, sent = backend.seen[0]
+        assert path == "/sio"
+        assert (sent["namespace"], sent["sid"], sent["auth"]) == \
+            ("/chat", sid, {"token": "good", "x": [1]})
+        assert sent["query"]["room"] == "r 1" and sent["query"]["EIO"] == "4"
+        assert "user-agent" in {k.lower() for k in sent["headers"]}
+        assert sent["remote"] == "127.0.0.1"
+        # The backend's user and data are the socket's.
+        assert server.api("join", {"namespace": "/chat", "room": "t", "user": "alice"})[1] == \
+            {"result": {"sockets": 1}}
+        result = server.api("presence", {"namespace": "/chat", "room": "t"})[1]["result"]
+        assert result["sockets"] == [{"id": sid, "user": "alice", "data": {"plan": "gold"}}]
+        # Refused: CONNECT_ERROR with the backend's message and data.
+        refused = clients.refused("b", auth={"token": "bad"})
+        assert (refused["message"], refused["data"]) == ("go away", {"code": 7})
+    finally:
+        clients.close()
+        server.stop()
+
+
+def test_proxy_socketio_connect_backend_failures(tmp_path, backend):
+    server, clients = sio_daemon(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+                                           "timeout = 0.3")
+    try:
+        started = time.monotonic()
+        assert clients.refused("slow", auth={"token": "slow"})["message"] == "backend timeout"
+        assert time.monotonic() - started < 0.9 + 0.5
+        assert clients.refused("boom", auth={"token": "boom"})["message"] == "backend error"
+    finally:
+        clients.close()
+        text = server.stop()
+    assert "socket.io connect: http://127.0.0.1" in text
+
+
+def test_proxy_socketio_connect_dead_backend(tmp_path):
+    server, clients = sio_daemon(tmp_path, f"connect_url = http://127.0.0.1:{free_port()}/c")
+    try:
+        assert clients.refused("a", auth={"token": "good"})["message"] == "backend error"
+    finally:
+        clients.close()
+        text = server.stop()
+    assert "connection refused" in text
