@@ -98,6 +98,14 @@ int proxy_upgrade(eddy_request_t *req);
  * is no proxy). */
 struct eddy_rt_socket;
 int proxy_sio_connect(struct eddy_rt_socket *s);
+/* [proxy] event_url: the namespaces' handler of events without one of their own (does
+ * nothing without event_url). The event goes to the backend; its answer is the ack. */
+struct eddy_rt_event;
+void proxy_sio_event(struct eddy_rt_socket *s, const struct eddy_rt_event *ev, void *user_data);
+/* [proxy] join_url: a client's join of room (client_rooms did not allow it) asked of the
+ * backend, the ack (ack_id >= 0) answered once it decided. False without join_url (or out of
+ * memory): the caller answers. */
+bool proxy_sio_join(struct eddy_rt_socket *s, const char *room, int64_t ack_id);
 void proxy_free(void);
 
 #endif /* EDDY_CMD_H */

@@ -509,6 +509,8 @@ static void on_join_leave(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *
     const char *answer = "{\"ok\":true}";
     if (eddy_rt_arg_string(ev, 0, room, sizeof(room)) < 0)
         answer = "{\"error\":\"the first argument must be a room name (a string)\"}";
+    else if (!join_allowed(room) && join && proxy_sio_join(s, room, ev->ack_id))
+        return; /* the backend decides */
     else if (!join_allowed(room))
         answer = "{\"error\":\"not allowed\"}";
     else if ((join ? eddy_rt_join(s, room) : eddy_rt_leave(s, room)) < 0)
@@ -556,7 +558,8 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
     eddy_rt_handlers_t h = {.connect = on_connect,
                             .connection = on_connection,
                             .disconnect = on_disconnect,
-                            .presence = on_presence};
+                            .presence = on_presence,
+                            .any = proxy_sio_event};
     for (const char *p = R.st.namespaces; *p != '\0' && R.nnsps < NAMESPACES_MAX;) {
         while (*p == ' ')
             p++;

@@ -38,6 +38,8 @@ class Backend:
                 with outer.lock:
                     outer.seen.append((self.path, self.headers.get("Content-Type"), body))
                     outer.ports.add(self.client_address[1])
+                if self.path in ("/event", "/join"):
+                    return self.socket_request(body)
                 # A Socket.IO CONNECT names its namespace and decides by its auth's token.
                 query = body["query"] if "namespace" not in body else \
                     "token=" + str(body["auth"].get("token"))
@@ -55,6 +57,26 @@ class Backend:
                     status, answer = 500, b"oops"
                 elif "big" in query:
                     status, answer = 200, b"x" * 100000
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def socket_request(self, body):
+                """/event: echo answers {"got": args, "user"}, deny 403, boom 500, slow
+                sleeps; /join: rooms starting with "ok" are allowed, the rest 403."""
+                status, answer = 403, b'{"message":"no"}'
+                if self.path == "/join" and body["room"].startswith("ok"):
+                    status, answer = 200, b"{}"
+                elif self.path == "/event" and body["event"] == "echo":
+                    status, answer = 200, json.dumps({"got": body["args"],
+                                                      "user": body["user"]}).encode()
+                elif self.path == "/event" and body["event"] == "boom":
+                    status, answer = 500, b"oops"
+                elif self.path == "/event" and body["event"] == "slow":
+                    time.sleep(1.0)
+                    status, answer = 200, b"{}"
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
@@ -363,3 +385,47 @@ def test_proxy_socketio_connect_dead_backend(tmp_path):
         clients.close()
         text = server.stop()
     assert "connection refused" in text
+
+
+
+# ---- Socket.IO events (event_url: the answer is the ack) and joins (join_url) ----
+
+def test_proxy_socketio_events_and_joins(tmp_path, backend):
+    base = f"http://127.0.0.1:{backend.port}"
+    server, clients = sio_daemon(tmp_path, f"event_url = {base}/event\njoin_url = {base}/join\n"
+                                           "timeout = 0.3\n[socketio]\nclient_rooms = lobby")
+    try:
+        sid = clients.connect("a", nsp="/chat")
+        assert clients.ack("a", "echo", 1, "two", {"x": None}) == [
+            {"got": [1, "two", {"x": None}], "user": None}]
+        path, _, sent = backend.seen[-1]
+        assert (path, sent["namespace"], sent["sid"], sent["event"]) == \
+            ("/event", "/chat", sid, "echo")
+        assert clients.ack("a", "deny") == [{"error": "refused", "status": 403}]
+        assert clients.ack("a", "boom") == [{"error": "backend error"}]
+        assert clients.ack("a", "slow") == [{"error": "backend timeout"}]
+        # Joins: client_rooms first (no request), then the backend.
+        before = len(backend.seen)
+        assert clients.ack("a", "join", "lobby") == [{"ok": True}]
+        assert len(backend.seen) == before
+        assert clients.ack("a", "join", "ok-1") == [{"ok": True}]
+        assert backend.seen[-1][2]["room"] == "ok-1" and backend.seen[-1][0] == "/join"
+        assert clients.ack("a", "join", "secret") == [{"error": "not allowed"}]
+        rooms = server.api("rooms", {"namespace": "/chat"})[1]["result"]["rooms"]
+        assert sorted(r["name"] for r in rooms) == ["lobby", "ok-1"]
+    finally:
+        clients.close()
+        text = server.stop()
+    assert "server error (status 500" in text and "timeout (status 0" in text
+
+
+def test_proxy_socketio_events_dead_backend(tmp_path):
+    base = f"http://127.0.0.1:{free_port()}"
+    server, clients = sio_daemon(tmp_path, f"event_url = {base}/event\njoin_url = {base}/join")
+    try:
+        clients.connect("a")
+        assert clients.ack("a", "echo", 1) == [{"error": "backend error"}]
+        assert clients.ack("a", "join", "ok-1") == [{"error": "backend error"}]
+    finally:
+        clients.close()
+        server.stop()
