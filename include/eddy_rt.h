@@ -429,8 +429,10 @@ int eddy_rt_refuse(eddy_rt_socket_t *s, const char *message, const char *data);
  * thread that decides).
  */
 int eddy_rt_defer(eddy_rt_socket_t *s);
-/* Accepts a deferred connect (eddy_rt_defer()). Any thread. Returns 0, EDDY_ECLOSED
- * (decided already, or the client left) or EDDY_ENOMEM. */
+/* Accepts a deferred connect (eddy_rt_defer()). Any thread, but not from inside s's own
+ * connect callback (return 0 there instead: the decision can only be taken once the
+ * callback returned). Returns 0, EDDY_ECLOSED (not deferred yet, decided already, or the
+ * client left) or EDDY_ENOMEM. */
 int eddy_rt_accept(eddy_rt_socket_t *s);
 
 /*

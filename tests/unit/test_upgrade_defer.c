@@ -228,6 +228,41 @@ static void pending_without_defer_refuses(int port)
     close(sock);
 }
 
+/* With a handshake callback, a deferred acceptance runs it then, with the request as it
+ * arrived; its answer is the client's. */
+static void on_handshake(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp,
+                         void *user_data)
+{
+    const char *key = eddy_request_header(req, "sec-websocket-key");
+    char accept[EDDY_WS_ACCEPT_LEN + 1];
+    if (key == NULL || eddy_ws_accept_key(key, strlen(key), accept) != 0) {
+        eddy_response_status(resp, 400, NULL);
+        eddy_response_end(resp, NULL, 0);
+        return;
+    }
+    eddy_response_status(resp, 101, NULL);
+    eddy_response_header(resp, "Upgrade", "websocket");
+    eddy_response_header(resp, "Connection", "Upgrade");
+    eddy_response_header(resp, "Sec-WebSocket-Accept", accept);
+    eddy_response_header(resp, "X-Handshake", eddy_request_header(req, "x-client") ?: "-");
+    eddy_response_end(resp, NULL, 0);
+}
+
+static void accept_with_handshake_callback(int port)
+{
+    eddy_fd_t fd;
+    int sock = send_upgrade(port, "/?mode=defer", NULL, 0, &fd);
+    CHECK(fd != 0);
+    CHECK_EQ_INT(eddy_upgrade_accept(test_server, fd, NULL), 0);
+    char reply[1024];
+    read_for(sock, reply, sizeof(reply), 5000, true);
+    CHECK(strncmp(reply, "HTTP/1.1 101 ", 13) == 0);
+    CHECK(strstr(reply, "X-Handshake: c1\r\n") != NULL);
+    CHECK(strstr(reply, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") != NULL);
+    close(sock);
+    CHECK(wait_for(&closed_fd, fd));
+}
+
 /* Arguments are checked before anything is handed over. */
 static void bad_arguments(void)
 {
@@ -284,6 +319,14 @@ int main(void)
     pthread_join(thread, NULL);
     CHECK_EQ_INT(rc, 0);
     close(sock);
+
+    /* A third run, with a handshake callback. */
+    eddy_on_handshake(test_server, on_handshake);
+    test_start_server(&thread, &rc);
+    accept_with_handshake_callback(eddy_server_port(test_server));
+    eddy_server_stop(test_server);
+    pthread_join(thread, NULL);
+    CHECK_EQ_INT(rc, 0);
     eddy_server_free(test_server);
     return test_report("upgrade_defer");
 }
