@@ -152,6 +152,24 @@ static void client_leaves_while_waiting(int port)
     eddy_rt_socket_unref(s);
 }
 
+/* A client that sends more than the bound (1024 messages) while its connect waits is
+ * closed; the decision then finds it gone. */
+static void too_much_input_while_waiting(int port)
+{
+    eddy_rt_socket_t *s;
+    int fd = connect_deferred(port, "{\"token\":\"t\"}", &s);
+    if (s == NULL)
+        return;
+    for (int i = 0; i < 1100; i++)
+        eio_ws_send(fd, "42[\"x\"]");
+    for (int i = 0; i < 5000 && eddy_connection_count(test_server) > 0; i++)
+        sleep_ms(1);
+    CHECK_EQ_INT((int)eddy_connection_count(test_server), 0);
+    CHECK_EQ_INT(eddy_rt_accept(s), EDDY_ECLOSED);
+    eddy_rt_socket_unref(s);
+    close(fd);
+}
+
 int main(void)
 {
     if (!test_server_new("warning"))
@@ -178,6 +196,7 @@ int main(void)
     accept_later(port);
     refuse_later(port);
     client_leaves_while_waiting(port);
+    too_much_input_while_waiting(port);
 
     eddy_server_stop(test_server);
     pthread_join(thread, NULL);
