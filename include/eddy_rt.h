@@ -421,10 +421,10 @@ int eddy_rt_refuse(eddy_rt_socket_t *s, const char *message, const char *data);
  * or eddy_rt_refuse(s, ...) is called, from any thread; then the client gets its reply
  * (and connection runs, with eddy_rt_socket_auth() NULL by then) or CONNECT_ERROR, and
  * what it sent is dispatched: connection and those events run on the thread that decides
- * (in the socket's context, so still one at a time), the later ones as usual. The decision must come within connectTimeout if this is
- * the client's first namespace (the client is closed then, as one that joined none).
- * Take a reference in the callback (eddy_rt_socket_ref()) to keep s until the decision,
- * and drop it after: s stays valid, and a decision after the client left, or a second
+ * (in the socket's context, so still one at a time), the later ones as usual. The decision must
+ * come within connectTimeout if this is the client's first namespace (the client is closed then, as
+ * one that joined none). Take a reference in the callback (eddy_rt_socket_ref()) to keep s until
+ * the decision, and drop it after: s stays valid, and a decision after the client left, or a second
  * one, returns EDDY_ECLOSED and does nothing. eddy_rt_socket_set_user() and _set_data()
  * may be called until the decision (in the callback, or before eddy_rt_accept() on the
  * thread that decides).
