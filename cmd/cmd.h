@@ -85,11 +85,27 @@ int pidfile_running(const char *pid_file);
 /* The backend proxy ([proxy], cmd/proxy.c). proxy_check_key validates [proxy] key = value:
  * 0, 1 with the reason in *why, or -1 for an unknown key. proxy_setup (before the server
  * starts) makes the backend client when connect_url is set: 0, or -1 out of memory.
- * proxy_request answers the request if it is the proxy's (true). proxy_free logs the
- * counters and frees the client, after the server stopped and before it is freed. */
+ * proxy_request answers the request if it is the proxy's (true). proxy_upgrade, from the
+ * upgrade callback, forwards a WebSocket upgrade and defers its answer: what the upgrade
+ * callback returns (0 when there is no proxy). proxy_free logs the counters and frees the
+ * client, after the server stopped and before it is freed. */
 int proxy_check_key(const char *key, const char *value, const char **why);
 int proxy_setup(eddy_server_t *srv, const cfg_t *cfg);
 bool proxy_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp);
+int proxy_upgrade(eddy_request_t *req);
+/* From the Socket.IO connect hook, after the token check: forwards the CONNECT to the
+ * backend and defers the decision (eddy_rt_defer()); what the hook returns (0 when there
+ * is no proxy). */
+struct eddy_rt_socket;
+int proxy_sio_connect(struct eddy_rt_socket *s);
+/* [proxy] event_url: the namespaces' handler of events without one of their own (does
+ * nothing without event_url). The event goes to the backend; its answer is the ack. */
+struct eddy_rt_event;
+void proxy_sio_event(struct eddy_rt_socket *s, const struct eddy_rt_event *ev, void *user_data);
+/* [proxy] join_url: a client's join of room (client_rooms did not allow it) asked of the
+ * backend, the ack (ack_id >= 0) answered once it decided. False without join_url (or out of
+ * memory): the caller answers. */
+bool proxy_sio_join(struct eddy_rt_socket *s, const char *room, int64_t ack_id);
 void proxy_free(void);
 
 #endif /* EDDY_CMD_H */

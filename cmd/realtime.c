@@ -472,7 +472,7 @@ static int on_connect(eddy_rt_socket_t *s, void *user_data)
              nsp, res.authenticated ? "user \"" : "anonymous", res.authenticated ? res.user : "",
              res.authenticated ? "\"" : "");
     auth_result_free(&res);
-    return 0;
+    return proxy_sio_connect(s);
 }
 
 /* The token's rooms claim: the socket joins them as it connects (server-side, as
@@ -504,6 +504,11 @@ static void on_connection(eddy_rt_socket_t *s, void *user_data)
 
 static void on_disconnect(eddy_rt_socket_t *s, const char *reason, void *user_data)
 {
+    realtime_socket_release(s);
+}
+
+void realtime_socket_release(eddy_rt_socket_t *s)
+{
     pthread_mutex_lock(&R.data_lock);
     sock_info_t *info = eddy_rt_socket_data(s);
     eddy_rt_socket_set_data(s, NULL);
@@ -513,6 +518,22 @@ static void on_disconnect(eddy_rt_socket_t *s, const char *reason, void *user_da
         free(info->rooms);
         free(info);
     }
+}
+
+int realtime_socket_set_data(eddy_rt_socket_t *s, char *data)
+{
+    pthread_mutex_lock(&R.data_lock);
+    sock_info_t *info = eddy_rt_socket_data(s);
+    if (info == NULL && (info = calloc(1, sizeof(*info))) != NULL)
+        eddy_rt_socket_set_data(s, info);
+    if (info != NULL) {
+        free(info->data);
+        info->data = data;
+    }
+    pthread_mutex_unlock(&R.data_lock);
+    if (info == NULL)
+        free(data);
+    return info != NULL ? 0 : -1;
 }
 
 char *realtime_socket_data(eddy_rt_socket_t *s)
@@ -1060,6 +1081,8 @@ static void on_join_leave(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *
     const char *answer = "{\"ok\":true}";
     if (eddy_rt_arg_string(ev, 0, room, sizeof(room)) < 0)
         answer = "{\"error\":\"the first argument must be a room name (a string)\"}";
+    else if (!join_allowed(room) && join && proxy_sio_join(s, room, ev->ack_id))
+        return; /* the backend decides */
     else if (!join_allowed(room))
         answer = "{\"error\":\"not allowed\"}";
     else if ((join ? eddy_rt_join(s, room) : eddy_rt_leave(s, room)) < 0)
@@ -1118,7 +1141,8 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
     eddy_rt_handlers_t h = {.connect = on_connect,
                             .connection = on_connection,
                             .disconnect = on_disconnect,
-                            .presence = on_presence};
+                            .presence = on_presence,
+                            .any = proxy_sio_event};
     for (const char *p = R.st.namespaces; *p != '\0' && R.nnsps < NAMESPACES_MAX;) {
         while (*p == ' ')
             p++;

@@ -72,6 +72,11 @@ size_t realtime_api_max_body(void);
 /* A copy of socket s's data (its token's info or data claim, compact JSON; malloc'd) or
  * NULL. Safe against a concurrent disconnect for a referenced socket. */
 char *realtime_socket_data(eddy_rt_socket_t *s);
+/* Replaces s's data with data (compact JSON text, ours then; freed with the socket):
+ * 0, or -1 out of memory (data freed). realtime_socket_release() frees s's data and
+ * rooms claim (at disconnect, or when a connect is refused after the connect hook). */
+int realtime_socket_set_data(eddy_rt_socket_t *s, char *data);
+void realtime_socket_release(eddy_rt_socket_t *s);
 
 /* Calls visit with the name of each room of nsp that has members (as the presence
  * callback reported them; the sockets' own rooms excluded), under the rooms lock: copy

@@ -557,7 +557,8 @@ static int on_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
         strcmp(eddy_request_path(req),
                atomic_load_explicit(&g.live, memory_order_acquire)->ws_path) != 0)
         return eddy_upgrade_refuse(req, 404, NULL, "not found\n");
-    return auth_upgrade(req);
+    int verdict = auth_upgrade(req);
+    return verdict != 0 ? verdict : proxy_upgrade(req);
 }
 
 static void on_open(eddy_server_t *srv, eddy_request_t *req, void *user_data)

@@ -72,11 +72,13 @@ const char *eddy_version(void);
 /*
  * Status and error codes. Errors are negative; system errors are returned as -errno and
  * are not listed here (the values below never collide with an errno value). EDDY_OK and
- * EDDY_QUEUED are successes; EDDY_QUEUED is returned only by eddy_push() and eddy_send().
+ * EDDY_QUEUED are successes; EDDY_QUEUED is returned only by eddy_push() and eddy_send(),
+ * EDDY_PENDING only by eddy_upgrade_defer().
  */
 typedef enum eddy_error {
     EDDY_OK = 0,
     EDDY_QUEUED = 1,          /* push, send: accepted, but the connection is behind */
+    EDDY_PENDING = 2,         /* eddy_upgrade_defer(): the upgrade is answered later */
     EDDY_AGAIN = -3000,       /* eddy_ws_unpack(): more input needed (not a failure) */
     EDDY_EINVAL = -3001,      /* an argument is out of range or malformed */
     EDDY_ENOMEM = -3002,      /* out of memory */
@@ -239,7 +241,8 @@ typedef void (*eddy_close_cb)(eddy_server_t *srv, eddy_fd_t fd, void *user_data)
 typedef void (*eddy_request_cb)(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp,
                                 void *user_data);
 /* upgrade: decides on a WebSocket upgrade request; see eddy_on_upgrade(). req is borrowed.
- * Returns 0 to accept, anything else to refuse. */
+ * Returns 0 to accept, EDDY_PENDING (from eddy_upgrade_defer()) to answer later, anything
+ * else to refuse. */
 typedef int (*eddy_upgrade_cb)(eddy_server_t *srv, eddy_request_t *req, void *user_data);
 /* timer_after / timer_tick callback; timer_id is the id the timer function returned. */
 typedef void (*eddy_timer_cb)(eddy_server_t *srv, uint64_t timer_id, void *arg);
@@ -390,6 +393,8 @@ int eddy_server_close_listeners(eddy_server_t *srv);
  *                                  (a pong or any frame) by then the TCP connection is
  *                                  dropped, without a close frame, and no second ping is
  *                                  sent meanwhile (0: pings never close anything)
+ *   websocket_upgrade_timeout [10] seconds an upgrade deferred by eddy_upgrade_defer() may
+ *                                  wait for its answer, then 503 (0: no bound)
  *   http_header_timeout [10]       seconds to receive a request head, then 408
  *   http_body_timeout [60]         seconds to receive a request body, counted from the end
  *                                  of its head however the bytes trickle in, then 408
@@ -482,6 +487,7 @@ typedef struct eddy_options {
     uint32_t http_header_timeout_ms;              /* [10000] */
     uint32_t http_body_timeout_ms;                /* [60000] */
     uint32_t http_keepalive_timeout_ms;           /* [60000] */
+    uint32_t websocket_upgrade_timeout_ms;        /* [10000] */
     size_t http_max_header_size;                  /* [65536] */
     bool websocket_compression;                   /* [false] */
     size_t websocket_compression_threshold;       /* [0] */
@@ -661,10 +667,15 @@ void eddy_on_handshake(eddy_server_t *srv, eddy_request_cb cb);
  *
  *     return token_ok(req) ? 0 : eddy_upgrade_refuse(req, 401, NULL, "bad token\n");
  *
+ * Return eddy_upgrade_defer(req) to decide later (after asking another service, say):
+ * the 101 or the refusal then waits for eddy_upgrade_accept() or eddy_upgrade_reject(),
+ * from any thread (see eddy_upgrade_defer()).
+ *
  * With a handshake callback as well, the upgrade callback runs first (after the Origin
  * check; eddy's RFC 6455 checks are then the handshake callback's business) and a
- * refusal means the handshake callback is not called. If the callback closes the
- * connection itself (eddy_close()), nothing is answered.
+ * refusal means the handshake callback is not called (a deferred acceptance calls it
+ * then). If the callback closes the connection itself (eddy_close()), nothing is
+ * answered.
  */
 void eddy_on_upgrade(eddy_server_t *srv, eddy_upgrade_cb cb);
 /* request: plain HTTP requests. Without it they get 400 Bad Request. */
@@ -1028,6 +1039,54 @@ int eddy_request_remote_port(const eddy_request_t *req);
  * a mistake never turns into an accepted upgrade. A later call replaces the answer.
  */
 int eddy_upgrade_refuse(eddy_request_t *req, int status, const char *const *headers,
+                        const char *body);
+
+/*
+ * Defers the answer to the upgrade req, from inside the upgrade callback (and only
+ * there), which returns what this returns: EDDY_PENDING. eddy then keeps the request
+ * (a copy) and answers nothing until eddy_upgrade_accept() or eddy_upgrade_reject() is
+ * called for eddy_request_fd(req), from any thread. Meanwhile the connection reads no
+ * input (bytes the client sends early wait in the socket, pushed back by TCP flow
+ * control, and go to the WebSocket session once accepted); a client that hangs up is
+ * noticed at once, and the connection closes (close or disconnect follows, and a later
+ * answer is ignored); an upgrade still unanswered after websocket_upgrade_timeout
+ * seconds (see eddy_server_set()) is refused with 503 and the connection closed.
+ * Returns EDDY_PENDING, or EDDY_ESTATE (not called from the upgrade callback for req),
+ * EDDY_ENOMEM: a callback returning those refuses (with 403), as any value other than 0
+ * and EDDY_PENDING. An upgrade callback that returns EDDY_PENDING without this call
+ * refuses with 403 too.
+ */
+int eddy_upgrade_defer(eddy_request_t *req);
+
+/*
+ * Answers a deferred upgrade (eddy_upgrade_defer()) of connection fd with 101 Switching
+ * Protocols: the handshake completes as if the upgrade callback had returned 0 (the
+ * handshake callback runs now if one is set; else the open callback follows, with the
+ * request as it arrived, valid during the call). headers: NULL, or a NULL-terminated
+ * array of name and value pairs added to the 101 (copied), e.g. Set-Cookie, or
+ * Sec-WebSocket-Protocol, which then replaces the one websocket_subprotocol would
+ * choose; not allowed: Upgrade, Connection, Sec-WebSocket-Accept, Sec-WebSocket-Version,
+ * Sec-WebSocket-Extensions, Content-Length, Transfer-Encoding, Date, Server. Per-connection
+ * user data set with eddy_conn_set_user_data() before this call is there in open.
+ * Any thread, and also from inside the upgrade callback: the answer is handed to fd's
+ * loop and acts there shortly after (at the end of the current iteration at the
+ * earliest). Exactly once: only the first answer (accept, reject, or the timeout) to
+ * reach a pending upgrade acts; a later one, or one for a connection that hung up or
+ * never deferred, is ignored (logged at debug level) and frees what it copied.
+ * Returns 0 (handed over; whether it acted shows in the open or close callback),
+ * EDDY_ENOTFOUND (no live connection has this id now), EDDY_EINVAL (a header not
+ * allowed, not a token, with CR or LF, or without a value) or EDDY_ENOMEM.
+ */
+int eddy_upgrade_accept(eddy_server_t *srv, eddy_fd_t fd, const char *const *headers);
+
+/*
+ * Answers a deferred upgrade of connection fd with a refusal, as eddy_upgrade_refuse()
+ * does from inside the callback: status 400-599, headers and body (NUL-terminated text,
+ * NULL for none) copied, the same headers allowed and added; then the connection closes.
+ * Any thread; exactly once, as eddy_upgrade_accept(). Returns 0 (handed over),
+ * EDDY_ENOTFOUND, EDDY_EINVAL (status out of range, a bad header) or EDDY_ENOMEM.
+ */
+int eddy_upgrade_reject(eddy_server_t *srv, eddy_fd_t fd, int status, const char *const *headers,
                         const char *body);
 
 /* ---------------------------------------------------------------------------------------

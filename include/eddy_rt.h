@@ -326,7 +326,9 @@ int eddy_rt_broadcast_ack(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy
  *   handshake is readable with eddy_rt_socket_header(), _query() and _auth(). Return 0 to
  *   accept (after eddy_rt_socket_set_user() / _set_data() as needed), or
  *   eddy_rt_refuse(s, ...)'s value to refuse: the client gets CONNECT_ERROR with that
- *   message and does not retry. Any other non-zero value refuses with "refused".
+ *   message and does not retry. Return eddy_rt_defer(s) to decide later, from any
+ *   thread, with eddy_rt_accept() or eddy_rt_refuse() (see eddy_rt_defer()). Any other
+ *   non-zero value refuses with "refused".
  * connection: the socket joined (its CONNECT reply is sent); emit, join rooms here.
  * disconnecting: the socket is leaving (reason below); it is still in its rooms.
  * disconnect: it left its rooms; the last callback the socket gets. Reasons are
@@ -397,6 +399,11 @@ bool eddy_rt_socket_recovered(const eddy_rt_socket_t *s);
 const char *eddy_rt_socket_query(const eddy_rt_socket_t *s, const char *name);
 const char *eddy_rt_socket_header(const eddy_rt_socket_t *s, const char *name);
 const char *eddy_rt_socket_remote_ip(const eddy_rt_socket_t *s);
+/* The i-th (from 0) query parameter (header false) or request header (true) of the
+ * handshake: *name and *value as the client sent them (query values percent-decoded), as
+ * long-lived as those above. Returns 0, or EDDY_ENOTFOUND when i is out of range. */
+int eddy_rt_socket_handshake_at(const eddy_rt_socket_t *s, bool header, size_t i, const char **name,
+                                const char **value);
 /*
  * The auth payload of the CONNECT packet, JSON object text ("{}" when the client sent
  * none), NUL-terminated; *len (may be NULL) gets its length. Valid during the connect
@@ -418,8 +425,35 @@ void *eddy_rt_socket_data(const eddy_rt_socket_t *s);
 
 /* Refuses a connect (call from the connect callback and return its value): the client
  * gets CONNECT_ERROR {"message": message, "data": data} (data: JSON text or NULL).
- * Copies both. Returns a non-zero value meant to be returned by the connect callback. */
+ * Copies both. Returns a non-zero value meant to be returned by the connect callback.
+ * Outside its connect callback it is the decision on a deferred connect (eddy_rt_defer()):
+ * any thread; returns 0, EDDY_ECLOSED (not deferred, decided already, or the client left)
+ * or EDDY_ENOMEM. */
 int eddy_rt_refuse(eddy_rt_socket_t *s, const char *message, const char *data);
+
+/*
+ * Defers the decision on a connect, from inside the connect callback (and only there),
+ * which returns what this returns: EDDY_PENDING (else EDDY_ESTATE: not in s's connect
+ * callback; the callback returning it refuses). The CONNECT reply waits, and so does
+ * everything the client sends meanwhile (copied, in order; at most max_http_buffer_size
+ * bytes and 1024 messages, beyond which the client is closed), until eddy_rt_accept(s)
+ * or eddy_rt_refuse(s, ...) is called, from any thread; then the client gets its reply
+ * (and connection runs, with eddy_rt_socket_auth() NULL by then) or CONNECT_ERROR, and
+ * what it sent is dispatched: connection and those events run on the thread that decides
+ * (in the socket's context, so still one at a time), the later ones as usual. The decision must
+ * come within connectTimeout if this is the client's first namespace (the client is closed then, as
+ * one that joined none). Take a reference in the callback (eddy_rt_socket_ref()) to keep s until
+ * the decision, and drop it after: s stays valid, and a decision after the client left, or a second
+ * one, returns EDDY_ECLOSED and does nothing. eddy_rt_socket_set_user() and _set_data()
+ * may be called until the decision (in the callback, or before eddy_rt_accept() on the
+ * thread that decides).
+ */
+int eddy_rt_defer(eddy_rt_socket_t *s);
+/* Accepts a deferred connect (eddy_rt_defer()). Any thread, but not from inside s's own
+ * connect callback (return 0 there instead: the decision can only be taken once the
+ * callback returned). Returns 0, EDDY_ECLOSED (not deferred yet, decided already, or the
+ * client left) or EDDY_ENOMEM. */
+int eddy_rt_accept(eddy_rt_socket_t *s);
 
 /*
  * Joins or leaves room (copied). Joining twice is one membership; leaving a room the

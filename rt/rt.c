@@ -220,6 +220,7 @@ typedef struct rt_client {
     eddy_rt_socket_t *closed;  /* disconnected in this context, released when it is left */
     rt_handshake_t *hs;        /* right after the client (never NULL) */
     rt_binary_t *binary;
+    struct rt_pending *pending; /* a connect waiting for its decision (eddy_rt_defer()) */
 } rt_client_t;
 
 /* Laid out without holes: there is one per connection and namespace. */
@@ -229,6 +230,8 @@ struct eddy_rt_socket {
     atomic_bool connected;
     bool ws; /* a topic subscriber (table lock) */
     bool recovered;
+    bool in_connect;      /* the connect hook is running (client context) */
+    atomic_bool deferred; /* eddy_rt_defer(): the decision is not made yet */
     rt_client_t *client;
     eddy_rt_nsp_t *nsp;
     eddy_rt_socket_t *client_next;
@@ -2258,21 +2261,35 @@ static unsigned char hs_code(const char *name)
     return 0;
 }
 
+/* The pair at p, a query parameter or a header (whose name may be coded): sets *name and
+ * *value and returns the next pair. */
+static const char *hs_pair(const char *p, bool header, const char **name, const char **value)
+{
+    unsigned char code = header ? (unsigned char)*p : 0;
+    bool coded = code >= 1 && code <= sizeof(hs_names) / sizeof(hs_names[0]);
+    *name = coded ? hs_names[code - 1] : p;
+    *value = coded ? p + 1 : p + strlen(p) + 1;
+    return *value + strlen(*value) + 1;
+}
+
+/* The first pair after the address, and skip pairs further. */
+static const char *hs_skip(const rt_handshake_t *hs, size_t skip)
+{
+    const char *p = hs->pairs + strlen(hs->pairs) + 1, *name, *value;
+    for (size_t i = 0; i < skip; i++)
+        p = hs_pair(p, i >= hs->nquery, &name, &value);
+    return p;
+}
+
 static const char *hs_lookup(const rt_handshake_t *hs, size_t skip, size_t n, const char *name,
                              bool nocase)
 {
-    const char *p = hs->pairs + strlen(hs->pairs) + 1; /* after the address */
-    for (size_t i = 0; i < skip; i++)
-        p += strlen(p) + 1, p += strlen(p) + 1;
+    const char *p = hs_skip(hs, skip);
     for (size_t i = 0; i < n; i++) {
-        /* Headers (nocase) may have a coded name; query parameters never do. */
-        unsigned char code = nocase ? (unsigned char)*p : 0;
-        bool coded = code >= 1 && code <= sizeof(hs_names) / sizeof(hs_names[0]);
-        const char *pname = coded ? hs_names[code - 1] : p;
-        const char *value = coded ? p + 1 : p + strlen(p) + 1;
+        const char *pname, *value;
+        p = hs_pair(p, nocase, &pname, &value);
         if (nocase ? strcasecmp(pname, name) == 0 : strcmp(pname, name) == 0)
             return value;
-        p = value + strlen(value) + 1;
     }
     return NULL;
 }
@@ -2287,6 +2304,16 @@ const char *eddy_rt_socket_header(const eddy_rt_socket_t *s, const char *name)
 {
     const rt_handshake_t *hs = s->client->hs;
     return hs_lookup(hs, hs->nquery, hs->nheaders, name, true);
+}
+
+int eddy_rt_socket_handshake_at(const eddy_rt_socket_t *s, bool header, size_t i, const char **name,
+                                const char **value)
+{
+    const rt_handshake_t *hs = s->client->hs;
+    if (i >= (header ? hs->nheaders : hs->nquery))
+        return EDDY_ENOTFOUND;
+    hs_pair(hs_skip(hs, (header ? hs->nquery : 0) + i), header, name, value);
+    return 0;
 }
 
 const char *eddy_rt_socket_remote_ip(const eddy_rt_socket_t *s)
@@ -2306,7 +2333,9 @@ int eddy_rt_socket_set_user(eddy_rt_socket_t *s, const char *user_id)
     eddy_rt_t *rt = s->nsp->rt;
     int rc = 0;
     pthread_mutex_lock(&rt->lock);
-    if (!atomic_load(&s->connected) && s->auth == NULL) {
+    /* deferred before auth: while a decision waits, s->auth may change in the client's
+     * context (the order of the tests matters). */
+    if (!atomic_load(&s->connected) && !atomic_load(&s->deferred) && s->auth == NULL) {
         rc = EDDY_ECLOSED;
     } else if (s->user == NULL || user_id == NULL || strcmp(s->user->id, user_id) != 0) {
         user_unlink(s);
@@ -2333,7 +2362,20 @@ void *eddy_rt_socket_data(const eddy_rt_socket_t *s)
     return s->data;
 }
 
+static int connect_decide(eddy_rt_socket_t *s, bool accept, const char *message, const char *data);
+
+static void refusal_record(eddy_rt_socket_t *s, const char *message, const char *data);
+
 int eddy_rt_refuse(eddy_rt_socket_t *s, const char *message, const char *data)
+{
+    if (!(tls_current == s->client && s->in_connect))
+        return connect_decide(s, false, message, data); /* a deferred decision */
+    refusal_record(s, message, data);
+    return -1;
+}
+
+/* Records a refusal on s: in its context (the connect hook, or a deferred decision). */
+static void refusal_record(eddy_rt_socket_t *s, const char *message, const char *data)
 {
     if (message == NULL)
         message = "refused";
@@ -2351,7 +2393,6 @@ int eddy_rt_refuse(eddy_rt_socket_t *s, const char *message, const char *data)
             o += sprintf(o, ",\"data\":%s", data);
         strcpy(o, "}");
     }
-    return -1;
 }
 
 int eddy_rt_join(eddy_rt_socket_t *s, const char *room)
@@ -2785,6 +2826,12 @@ static void socket_abandoned(eddy_rt_socket_t *s)
 }
 
 static void connect_fresh(eddy_rt_socket_t *s, const char *name, size_t name_len);
+static bool connect_hold(rt_client_t *c, eddy_rt_socket_t *s);
+static void refusal_record(eddy_rt_socket_t *s, const char *message, const char *data);
+static bool client_message(rt_client_t *c, const char *data, size_t len, bool binary);
+static void connect_refused(rt_client_t *c, eddy_rt_socket_t *s, const char *name, size_t name_len);
+static void connect_admit(rt_client_t *c, eddy_rt_socket_t *s);
+static void connect_fresh(eddy_rt_socket_t *s, const char *name, size_t name_len);
 
 static void client_connect(rt_client_t *c, const char *name, size_t name_len, const char *auth,
                            size_t auth_len)
@@ -2842,32 +2889,239 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     free(v3auth);
 }
 
-/* A new session for s (its auth set): the connect hook, then registration and the CONNECT
- * reply, or CONNECT_ERROR. name is the namespace as the client wrote it. */
+/* A new session for s (its auth set): the connect hook, which may defer its decision
+ * (eddy_rt_defer()), then connect_admit() or connect_refused(). name is the namespace as
+ * the client wrote it. */
 static void connect_fresh(eddy_rt_socket_t *s, const char *name, size_t name_len)
 {
     rt_client_t *c = s->client;
     eddy_rt_nsp_t *nsp = s->nsp;
-    eddy_rt_t *rt = nsp->rt;
+    s->in_connect = true;
     int refused = nsp->h.connect != NULL ? nsp->h.connect(s, nsp->h.user_data) : 0;
-    if (refused != 0) {
-        const char *msg = s->refusal;
-        if (msg == NULL) {
-            eddy_rt_refuse(s, "refused", NULL);
-            msg = s->refusal;
-        }
-        if (msg != NULL && c->protocol == 3) {
-            /* Socket.IO v4 (Engine.IO 3) clients get the message alone, as a JSON string. */
-            rt_json_value_t obj, m;
-            if (rt_json_parse(msg, strlen(msg), &obj) == 0 &&
-                rt_json_find(&obj, "message", 7, &m) == 0)
-                send_control(c, name, name_len, SIO_CONNECT_ERROR, m.ptr, m.len);
-        } else if (msg != NULL) {
-            send_control(c, name, name_len, SIO_CONNECT_ERROR, msg, strlen(msg));
-        }
-        socket_abandoned(s);
+    s->in_connect = false;
+    if (refused == EDDY_PENDING && atomic_load(&s->deferred) && connect_hold(c, s)) {
+        s->auth = NULL;
+        s->auth_len = 0;
         return;
     }
+    atomic_store(&s->deferred, false);
+    if (refused != 0)
+        connect_refused(c, s, name, name_len);
+    else
+        connect_admit(c, s);
+}
+
+/* Sends the refusal the connect hook recorded (or "refused") and drops s. In c's context. */
+static void connect_refused(rt_client_t *c, eddy_rt_socket_t *s, const char *name, size_t name_len)
+{
+    const char *msg = s->refusal;
+    if (msg == NULL) {
+        refusal_record(s, "refused", NULL);
+        msg = s->refusal;
+    }
+    if (msg != NULL && c->protocol == 3) {
+        /* Socket.IO v4 (Engine.IO 3) clients get the message alone, as a JSON string. */
+        rt_json_value_t obj, m;
+        if (rt_json_parse(msg, strlen(msg), &obj) == 0 && rt_json_find(&obj, "message", 7, &m) == 0)
+            send_control(c, name, name_len, SIO_CONNECT_ERROR, m.ptr, m.len);
+    } else if (msg != NULL) {
+        send_control(c, name, name_len, SIO_CONNECT_ERROR, msg, strlen(msg));
+    }
+    socket_abandoned(s);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Deferred connect decisions (eddy_rt_defer())
+ *
+ * While a connect waits for its decision, the client's later Engine.IO messages wait
+ * too, copied, in arrival order (a bounded queue: a client that sends more than
+ * max_http_buffer_size bytes or RT_HELD_MAX messages meanwhile is closed), and are
+ * dispatched once the decision is made, in the client's context, as if they had just
+ * arrived. The socket keeps the layer's reference until then; the client's close drops
+ * it (and the queue), after which a decision finds it closed.
+ * ------------------------------------------------------------------------------------- */
+
+#define RT_HELD_MAX 1024
+
+typedef struct rt_held_msg {
+    struct rt_held_msg *next;
+    size_t len;
+    bool binary;
+    char data[];
+} rt_held_msg_t;
+
+typedef struct rt_pending {
+    eddy_rt_socket_t *s;
+    rt_held_msg_t *head, **tail;
+    size_t count, bytes;
+} rt_pending_t;
+
+int eddy_rt_defer(eddy_rt_socket_t *s)
+{
+    if (tls_current != s->client || !s->in_connect)
+        return EDDY_ESTATE;
+    atomic_store(&s->deferred, true);
+    return EDDY_PENDING;
+}
+
+static bool connect_hold(rt_client_t *c, eddy_rt_socket_t *s)
+{
+    rt_pending_t *pend = calloc(1, sizeof(*pend));
+    if (pend == NULL)
+        return false;
+    pend->s = s;
+    pend->tail = &pend->head;
+    c->pending = pend;
+    return true;
+}
+
+/* Queues a message that arrived while a connect waits. False: over the bound, or out of
+ * memory (the client is then closed). */
+static bool connect_hold_message(rt_client_t *c, const void *data, size_t len, bool binary)
+{
+    rt_pending_t *pend = c->pending;
+    if (pend->count >= RT_HELD_MAX || pend->bytes + len > c->rt->opt.max_http_buffer_size) {
+        eddy_log(c->rt->srv, EDDY_LOG_INFO,
+                 "socket.io: closing session %s: too much input while its connect is decided",
+                 c->session ? eio_session_id(c->session) : "-");
+        return false;
+    }
+    rt_held_msg_t *m = malloc(sizeof(*m) + len);
+    if (m == NULL)
+        return false;
+    m->next = NULL;
+    m->len = len;
+    m->binary = binary;
+    memcpy(m->data, data, len);
+    *pend->tail = m;
+    pend->tail = &m->next;
+    pend->count++;
+    pend->bytes += len;
+    return true;
+}
+
+static void held_free(rt_held_msg_t *m)
+{
+    while (m != NULL) {
+        rt_held_msg_t *next = m->next;
+        free(m);
+        m = next;
+    }
+}
+
+/* The client closed while its connect waited. In c's context. */
+static void connect_pending_drop(rt_client_t *c)
+{
+    rt_pending_t *pend = c->pending;
+    if (pend == NULL)
+        return;
+    c->pending = NULL;
+    eddy_rt_socket_t *s = pend->s;
+    atomic_store(&s->deferred, false);
+    held_free(pend->head);
+    free(pend);
+    pthread_mutex_lock(&c->rt->lock);
+    user_unlink(s);
+    pthread_mutex_unlock(&c->rt->lock);
+    eddy_rt_socket_unref(s);
+}
+
+/* Applies the decision on s, then dispatches what the client sent meanwhile (up to a
+ * next connect that waits: the rest waits behind it). In c's context. Returns 0, or
+ * EDDY_ECLOSED when s no longer waits (decided already, or its client closed). */
+static int connect_finish(rt_client_t *c, eddy_rt_socket_t *s, bool accept)
+{
+    rt_pending_t *pend = c->pending;
+    if (pend == NULL || pend->s != s || !atomic_load(&s->deferred))
+        return EDDY_ECLOSED;
+    c->pending = NULL;
+    atomic_store(&s->deferred, false);
+    if (accept)
+        connect_admit(c, s);
+    else
+        connect_refused(c, s, s->nsp->name, s->nsp->name_len);
+    rt_held_msg_t *m = pend->head;
+    free(pend);
+    bool ok = true;
+    while (m != NULL && ok && c->session != NULL) {
+        rt_held_msg_t *next = m->next;
+        if (c->pending != NULL) /* another connect waits now: the rest queues behind it */
+            ok = connect_hold_message(c, m->data, m->len, m->binary);
+        else
+            ok = client_message(c, m->data, m->len, m->binary);
+        free(m);
+        m = next;
+    }
+    held_free(m);
+    if (!ok)
+        client_close_session(c);
+    return 0;
+}
+
+typedef struct rt_deferred_decision {
+    eddy_rt_socket_t *s;
+    bool accept;
+    char *message, *data;
+} rt_deferred_decision_t;
+
+static void deferred_decision(eddy_server_t *srv, void *arg)
+{
+    rt_deferred_decision_t *d = arg;
+    rt_ctx_t ctx;
+    client_enter(d->s->client, &ctx, false);
+    if (!d->accept && atomic_load(&d->s->deferred))
+        refusal_record(d->s, d->message, d->data);
+    connect_finish(d->s->client, d->s, d->accept);
+    client_leave(d->s->client, &ctx);
+    eddy_rt_socket_unref(d->s);
+    free(d->message);
+    free(d->data);
+    free(d);
+}
+
+static int connect_decide(eddy_rt_socket_t *s, bool accept, const char *message, const char *data)
+{
+    rt_client_t *c = s->client;
+    rt_ctx_t ctx;
+    if (!client_enter(c, &ctx, tls_current != NULL)) {
+        /* Inside another client's dispatch: finish from a deferred call (see Contexts). */
+        rt_deferred_decision_t *d = calloc(1, sizeof(*d));
+        if (d == NULL || (message != NULL && (d->message = strdup(message)) == NULL) ||
+            (data != NULL && (d->data = strdup(data)) == NULL)) {
+            if (d != NULL)
+                free(d->message);
+            free(d);
+            return EDDY_ENOMEM;
+        }
+        d->s = s;
+        d->accept = accept;
+        eddy_rt_socket_ref(s);
+        int rc = eddy_defer(s->nsp->rt->srv, deferred_decision, d);
+        if (rc != 0) {
+            eddy_rt_socket_unref(s);
+            free(d->message);
+            free(d->data);
+            free(d);
+        }
+        return rc;
+    }
+    if (!accept && atomic_load(&s->deferred))
+        refusal_record(s, message, data);
+    int rc = connect_finish(c, s, accept);
+    client_leave(c, &ctx);
+    return rc;
+}
+
+int eddy_rt_accept(eddy_rt_socket_t *s)
+{
+    return connect_decide(s, true, NULL, NULL);
+}
+
+/* Registers an accepted s, sends its CONNECT reply and runs connection. In c's context. */
+static void connect_admit(rt_client_t *c, eddy_rt_socket_t *s)
+{
+    eddy_rt_t *rt = c->rt;
+    eddy_rt_nsp_t *nsp = s->nsp;
     pthread_mutex_lock(&rt->lock);
     int rc = socket_register(s);
     if (rc == 0 && recovering(nsp) && rt->cluster != NULL) {
@@ -3251,7 +3505,8 @@ static void on_eio_message(eio_session_t *es, const void *data, size_t len, bool
         return;
     rt_ctx_t ctx;
     client_enter(c, &ctx, false);
-    bool ok = client_message(c, data, len, binary);
+    bool ok = c->pending != NULL ? connect_hold_message(c, data, len, binary)
+                                 : client_message(c, data, len, binary);
     client_leave(c, &ctx);
     if (!ok)
         eio_close(es);
@@ -3273,6 +3528,7 @@ static void on_eio_close(eio_session_t *es, const char *reason, void *ud)
     rt_unlock(&c->send_lock);
     while (c->sockets != NULL)
         socket_close(c->sockets, reason);
+    connect_pending_drop(c);
     connect_timer_stop(c);
     if (c->connect_timer != 0) {
         /* Armed on another loop: its reference is released when it fires, or by

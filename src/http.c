@@ -25,7 +25,17 @@ enum stage {
     STAGE_BODY_LENGTH,
     STAGE_BODY_CHUNKED,
     STAGE_RESPONDING, /* dispatched; a detached response is pending */
+    STAGE_UPGRADING,  /* an upgrade request waits for the application's answer (held) */
 };
+
+/* An upgrade request kept for its deferred answer (eddy__http_hold()): the parsed head,
+ * and in data[] the request's bytes as request_prepare() left them (strings
+ * NUL-terminated), then the path, then the body, each NUL-terminated. */
+typedef struct held_request {
+    eddy__http_head_t head;
+    size_t path_off, body_off, body_len;
+    char data[];
+} held_request_t;
 
 /* Per connection, only what must survive between reads: the parsed head itself lives in
  * the loop (one request is dispatched at a time), and is parsed again in the rare case of
@@ -42,6 +52,7 @@ struct eddy__http_state {
     int64_t content_length;
     eddy__buf_t body; /* chunked bodies, decoded */
     eddy_response_t *resp;
+    held_request_t *held; /* STAGE_UPGRADING: the request, for its answer */
 };
 
 /* Per loop (EDDY__SLOT_HTTP), made when its first connection starts. */
@@ -325,6 +336,7 @@ static void state_free(eddy__conn_t *conn, eddy__http_state_t *st)
     orphan_response(st);
     if (st->resp != NULL)
         response_free(st->resp);
+    free(st->held);
     eddy__buf_free(&st->body);
     http_loop_t *hl = http_loop(conn->loop);
     if (hl->state_cache_len < STATE_CACHE_MAX) {
@@ -413,6 +425,13 @@ static void fail_logged(eddy__conn_t *conn, int status, const char *why)
 static void http_timeout(eddy__conn_t *conn)
 {
     eddy__http_state_t *st = http_state(conn);
+    if (st->stage == STAGE_UPGRADING) {
+        free(st->held);
+        st->held = NULL;
+        st->stage = STAGE_HEAD;
+        conn_srv(conn)->http_upgrade->expired(conn);
+        return;
+    }
     bool idle = st->stage == STAGE_HEAD && conn->in == NULL;
     if (idle) {
         eddy__log(conn_srv(conn), EDDY__LOG_DEBUG,
@@ -726,6 +745,75 @@ static size_t http_process(eddy__conn_t *conn, char *buf, size_t len)
 eddy_request_t *eddy__http_request(eddy__conn_t *conn)
 {
     return &http_loop(conn->loop)->req;
+}
+
+int eddy__http_hold(eddy__conn_t *conn, uint32_t timeout_ms)
+{
+    eddy__http_state_t *st = http_state(conn);
+    const eddy_request_t *req = &http_loop(conn->loop)->req;
+    size_t path_len = strlen(req->path);
+    size_t size = st->head_len + 1 + path_len + 1 + req->body_len + 1;
+    held_request_t *held = malloc(sizeof(*held) + size);
+    if (held == NULL)
+        return EDDY_ENOMEM;
+    held->head = *req->head;
+    char *p = held->data;
+    memcpy(p, req->buf, st->head_len);
+    p[st->head_len] = '\0';
+    held->path_off = st->head_len + 1;
+    memcpy(p + held->path_off, req->path, path_len + 1);
+    held->body_off = held->path_off + path_len + 1;
+    held->body_len = req->body_len;
+    memcpy(p + held->body_off, req->body, req->body_len);
+    p[held->body_off + req->body_len] = '\0';
+    free(st->held);
+    st->held = held;
+    st->stage = STAGE_UPGRADING;
+    eddy__conn_pause(conn, true);
+    eddy__conn_set_timeout(conn, timeout_ms);
+    return 0;
+}
+
+bool eddy__http_resume(eddy__conn_t *conn, eddy__http_answer_cb answer, void *arg)
+{
+    if (conn->proto != &eddy__http_proto || conn->ending)
+        return false;
+    eddy__http_state_t *st = http_state(conn);
+    if (st->stage != STAGE_UPGRADING || st->held == NULL)
+        return false;
+    held_request_t *held = st->held;
+    st->held = NULL;
+    st->stage = STAGE_HEAD;
+    eddy__conn_set_timeout(conn, 0);
+
+    /* The request becomes the loop's again, as when it was dispatched. */
+    http_loop_t *hl = http_loop(conn->loop);
+    eddy__arena_reset(&hl->arena);
+    hl->head = held->head;
+    eddy_request_t *req = &hl->req;
+    memset(req, 0, sizeof(*req));
+    req->srv = conn->loop->srv;
+    req->conn = conn;
+    req->fd = conn->id;
+    req->buf = held->data;
+    req->head = &hl->head;
+    req->arena = &hl->arena;
+    req->path = held->data + held->path_off;
+    req->body = held->data + held->body_off;
+    req->body_len = held->body_len;
+    eddy__peer_format(&conn->peer, req->remote_ip, &req->remote_port);
+
+    eddy__conn_t *outer = conn->loop->dispatching;
+    conn->loop->dispatching = conn;
+    answer(conn, req, st->resp, arg);
+    conn->loop->dispatching = outer;
+    free(held);
+    if (conn->proto != &eddy__http_proto) {
+        /* Upgraded: input the client sent early is the new protocol's. */
+        state_free(conn, st);
+        eddy__conn_pause(conn, false);
+    }
+    return true;
 }
 
 /* ---- request API ---- */

@@ -24,6 +24,7 @@ struct eddy_request {
     int remote_port;
     /* The upgrade callback is running: eddy_upgrade_refuse() may record its answer. */
     bool in_upgrade;
+    bool defer;               /* eddy_upgrade_defer() was called */
     int refuse_status;        /* 0: no answer recorded */
     char *refuse_headers;     /* "Name: value\r\n" lines, in the arena */
     bool refuse_content_type; /* refuse_headers has a Content-Type */
@@ -75,7 +76,23 @@ typedef struct eddy__http_upgrade {
     void (*request)(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp);
     /* eddy_response_end() of a response whose handshake flag it set. */
     int (*end)(eddy_response_t *resp, const void *data, size_t len);
+    /* A request held by eddy__http_hold() got no answer within its time: refuse it. */
+    void (*expired)(eddy__conn_t *conn);
 } eddy__http_upgrade_t;
+
+/* From the upgrade hook's request(): keeps a copy of the request being dispatched for an
+ * answer given later (eddy__http_resume()), pauses input (a hang-up still closes the
+ * connection, which drops the copy) and arms timeout_ms (0: none) after which the hook's
+ * expired() runs. Returns 0 or EDDY_ENOMEM (nothing held). */
+int eddy__http_hold(eddy__conn_t *conn, uint32_t timeout_ms);
+
+typedef void (*eddy__http_answer_cb)(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp,
+                                     void *arg);
+/* Answers the request conn holds, on its loop: the request becomes the loop's again (as
+ * during its dispatch) and answer(conn, req, resp, arg) runs, as the hook's request()
+ * would; if it switched protocols, the HTTP state goes and input resumes. Returns false
+ * (answer not called) when conn holds no request: closing, answered or expired. */
+bool eddy__http_resume(eddy__conn_t *conn, eddy__http_answer_cb answer, void *arg);
 
 /* The current HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT"), cached per second in the
  * loop (which has HTTP connections), with the access log's time field beside it. */

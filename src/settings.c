@@ -34,6 +34,7 @@ void eddy__options_init(eddy__options_t *opts)
     opts->http_header_timeout_ms = 10000;
     opts->http_body_timeout_ms = 60000;
     opts->http_keepalive_timeout_ms = 60000;
+    opts->websocket_upgrade_timeout_ms = 10000;
     opts->http_max_header_size = 64 * 1024;
     opts->log_level = EDDY__LOG_INFO;
     opts->socket_buffer_size = 8 * 1024 * 1024; /* Swoole's default */
@@ -140,6 +141,8 @@ static const struct setting settings[] = {
      86400},
     {"http_keepalive_timeout", KIND_SECONDS_MS, OPT(http_keepalive_timeout_ms),
      PUB(http_keepalive_timeout_ms), 0, 86400},
+    {"websocket_upgrade_timeout", KIND_SECONDS_MS, OPT(websocket_upgrade_timeout_ms),
+     PUB(websocket_upgrade_timeout_ms), 0, 86400},
     {"http_max_header_size", KIND_SIZE, OPT(http_max_header_size), PUB(http_max_header_size), 256,
      16 * 1024 * 1024},
     {"websocket_compression", KIND_BOOL, OPT(websocket_compression), PUB(websocket_compression), 0,

@@ -30,6 +30,7 @@ typedef struct eddy__options {
     uint32_t http_header_timeout_ms;
     uint32_t http_body_timeout_ms; /* a deadline for the whole body, from the end of the head */
     uint32_t http_keepalive_timeout_ms;
+    uint32_t websocket_upgrade_timeout_ms; /* a deferred upgrade's answer; 0: no bound */
     size_t http_max_header_size;
     int log_level;
     char *log_file;

@@ -280,6 +280,8 @@ const char *eddy_strerror(int err)
         return "required callback not set";
     case EDDY_QUEUED:
         return "queued under back-pressure";
+    case EDDY_PENDING:
+        return "answer deferred";
     case EDDY_EDROPPED:
         return "dropped: the connection is a slow consumer, or not ready for a volatile message";
     default:

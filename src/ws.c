@@ -341,36 +341,58 @@ static bool origin_allowed(const eddy_server_t *srv, const eddy_request_t *req)
     return origin == NULL || origin_listed(list, origin);
 }
 
+/* Names eddy writes itself in a refusal, and in a 101 (all of them, lower case). */
+static const char *const refusal_managed[] = {"content-length", "transfer-encoding", "connection",
+                                              "date", NULL};
+static const char *const accept_managed[] = {"content-length",
+                                             "transfer-encoding",
+                                             "connection",
+                                             "date",
+                                             "server",
+                                             "upgrade",
+                                             "sec-websocket-accept",
+                                             "sec-websocket-version",
+                                             "sec-websocket-extensions",
+                                             NULL};
+
+/* Appends headers (NULL, or name and value pairs ending with a NULL name) to *lines as
+ * "Name: value\r\n", and sets *has (if not NULL) when one is named has_name. Returns 0,
+ * EDDY_EINVAL (a name that is not a token or is in managed, a value with CR or LF, a name
+ * without a value) or EDDY_ENOMEM. */
+static int format_headers(eddy__buf_t *lines, const char *const *headers,
+                          const char *const *managed, const char *has_name, bool *has)
+{
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i += 2) {
+        const char *name = headers[i], *value = headers[i + 1];
+        size_t name_len = strlen(name);
+        bool token = name_len > 0;
+        for (size_t k = 0; k < name_len; k++)
+            token &= eddy__is_tchar(name[k]);
+        if (!token || value == NULL || strpbrk(value, "\r\n") != NULL)
+            return EDDY_EINVAL;
+        for (size_t k = 0; managed[k] != NULL; k++) {
+            if (strcasecmp(name, managed[k]) == 0)
+                return EDDY_EINVAL;
+        }
+        if (has != NULL && strcasecmp(name, has_name) == 0)
+            *has = true;
+        int rc = eddy__buf_printf(lines, "%s: %s\r\n", name, value);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 int eddy_upgrade_refuse(eddy_request_t *req, int status, const char *const *headers,
                         const char *body)
 {
-    static const char *const managed[] = {"content-length", "transfer-encoding", "connection",
-                                          "date"};
     if (!req->in_upgrade)
         return EDDY_ESTATE;
     if (status < 400 || status > 499)
         return EDDY_EINVAL;
     eddy__buf_t lines = {0};
     bool content_type = false;
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && headers != NULL && headers[i] != NULL; i += 2) {
-        const char *name = headers[i], *value = headers[i + 1];
-        size_t name_len = strlen(name);
-        bool token = name_len > 0;
-        for (size_t k = 0; k < name_len; k++)
-            token &= eddy__is_tchar(name[k]);
-        if (!token || value == NULL || strpbrk(value, "\r\n") != NULL) {
-            rc = EDDY_EINVAL;
-            break;
-        }
-        for (size_t k = 0; k < EDDY__ARRAY_SIZE(managed); k++) {
-            if (strcasecmp(name, managed[k]) == 0)
-                rc = EDDY_EINVAL;
-        }
-        content_type |= strcasecmp(name, "content-type") == 0;
-        if (rc == 0)
-            rc = eddy__buf_printf(&lines, "%s: %s\r\n", name, value);
-    }
+    int rc = format_headers(&lines, headers, refusal_managed, "content-type", &content_type);
     char *copy = NULL, *body_copy = NULL;
     size_t body_len = body != NULL ? strlen(body) : 0;
     if (rc == 0 && lines.len > 0 &&
@@ -394,9 +416,18 @@ int eddy_upgrade_refuse(eddy_request_t *req, int status, const char *const *head
     return status;
 }
 
+int eddy_upgrade_defer(eddy_request_t *req)
+{
+    if (!req->in_upgrade)
+        return EDDY_ESTATE;
+    req->defer = true;
+    return EDDY_PENDING;
+}
+
 /*
  * Runs the Origin check and the upgrade callback. Returns true if the upgrade may go on;
- * otherwise the connection has been answered (or closed by the callback itself).
+ * otherwise the connection has been answered (or closed by the callback itself), or holds
+ * the request for a deferred answer.
  */
 static bool upgrade_admitted(eddy__conn_t *conn, eddy_request_t *req)
 {
@@ -418,6 +449,11 @@ static bool upgrade_admitted(eddy__conn_t *conn, eddy_request_t *req)
         return false; /* the callback closed it */
     if (verdict == 0)
         return true;
+    if (verdict == EDDY_PENDING && req->defer) {
+        if (eddy__http_hold(conn, srv->opts.websocket_upgrade_timeout_ms) != 0)
+            handshake_failed(conn, EDDY__LOG_WARNING, 503, "out of memory holding the upgrade");
+        return false;
+    }
 
     int status = req->refuse_status;
     if (status == 0)
@@ -435,13 +471,38 @@ static bool upgrade_admitted(eddy__conn_t *conn, eddy_request_t *req)
     return false;
 }
 
+/* Completes an admitted upgrade: the handshake callback answers, or eddy with a 101 that
+ * carries extra ("Name: value\r\n" lines; NULL: none) and, unless extra has_protocol,
+ * the subprotocol websocket_subprotocol chooses. */
+static void upgrade_complete(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp,
+                             const char *key, size_t key_len, const char *extra, bool has_protocol);
+
 static void ws_upgrade_request(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp)
 {
     eddy_server_t *srv = conn->loop->srv;
     eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
     if (srv->on_handshake != NULL) {
-        if (!upgrade_admitted(conn, req))
-            return;
+        if (upgrade_admitted(conn, req))
+            upgrade_complete(conn, req, resp, NULL, 0, NULL, false);
+        return;
+    }
+
+    const char *key = NULL, *why = NULL;
+    size_t key_len = 0;
+    int status = validate_upgrade(req, &key, &key_len, &why);
+    if (status != 0) {
+        handshake_failed(conn, EDDY__LOG_DEBUG, status, why);
+        return;
+    }
+    if (upgrade_admitted(conn, req))
+        upgrade_complete(conn, req, resp, key, key_len, NULL, false);
+}
+
+static void upgrade_complete(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp,
+                             const char *key, size_t key_len, const char *extra, bool has_protocol)
+{
+    eddy_server_t *srv = conn->loop->srv;
+    if (srv->on_handshake != NULL) {
         eddy__conn_set_status(conn, EDDY_WS_STATUS_HANDSHAKE);
         resp->handshake = true;
         srv->on_handshake(srv, req, resp, srv->user_data);
@@ -453,19 +514,10 @@ static void ws_upgrade_request(eddy__conn_t *conn, eddy_request_t *req, eddy_res
         return;
     }
 
-    const char *key = NULL, *why = NULL;
-    size_t key_len = 0;
-    int status = validate_upgrade(req, &key, &key_len, &why);
-    if (status != 0) {
-        handshake_failed(conn, EDDY__LOG_DEBUG, status, why);
-        return;
-    }
-    if (!upgrade_admitted(conn, req))
-        return;
     eddy__conn_set_status(conn, EDDY_WS_STATUS_HANDSHAKE);
     char accept[EDDY_WS_ACCEPT_LEN + 1];
     eddy_ws_accept_key(key, key_len, accept);
-    const char *ours = srv->opts.websocket_subprotocol, *protocol = NULL;
+    const char *ours = has_protocol ? NULL : srv->opts.websocket_subprotocol, *protocol = NULL;
     size_t protocol_len = ours != NULL ? choose_subprotocol(ours, req, &protocol) : 0;
     eddy__pmd_t pmd;
     char extensions[200];
@@ -481,6 +533,8 @@ static void ws_upgrade_request(eddy__conn_t *conn, eddy_request_t *req, eddy_res
             eddy__buf_printf(&out, "Sec-WebSocket-Protocol: %.*s\r\n", (int)protocol_len, protocol);
     if (rc == 0 && has_pmd)
         rc = eddy__buf_append(&out, extensions, strlen(extensions));
+    if (rc == 0 && extra != NULL)
+        rc = eddy__buf_append(&out, extra, strlen(extra));
     if (rc == 0)
         rc =
             eddy__buf_printf(&out, "Server: eddy\r\nDate: %s\r\n\r\n", eddy__http_date(conn->loop));
@@ -543,9 +597,112 @@ static int ws_upgrade_end(eddy_response_t *resp, const void *data, size_t len)
     return rc;
 }
 
+/* ---- deferred answers (eddy_upgrade_defer()) ---- */
+
+static void ws_upgrade_expired(eddy__conn_t *conn)
+{
+    handshake_failed(conn, EDDY__LOG_NOTICE, 503,
+                     "the upgrade was not answered within websocket_upgrade_timeout");
+}
+
+/* An answer on its way to the connection's loop: headers and body in the same block. */
+typedef struct upgrade_answer {
+    eddy_fd_t fd;
+    int status;      /* 101: accept */
+    bool has_header; /* accept: a Sec-WebSocket-Protocol; refusal: a Content-Type */
+    char *headers;   /* "Name: value\r\n" lines, or NULL */
+    size_t body_len;
+    char *body;
+} upgrade_answer_t;
+
+static void upgrade_answer_apply(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp,
+                                 void *arg)
+{
+    const upgrade_answer_t *ans = arg;
+    eddy_server_t *srv = conn->loop->srv;
+    if (ans->status != 101) {
+        eddy__stat_add(&conn->loop->stats.ws_refused, 1);
+        eddy__log(srv, EDDY__LOG_INFO, "session#%" PRIu64 ": deferred upgrade refused with %d",
+                  conn->id, ans->status);
+        eddy__http_answer_close(conn, ans->status, ans->headers, ans->has_header, ans->body,
+                                ans->body_len);
+        return;
+    }
+    const char *key = NULL, *why = NULL;
+    size_t key_len = 0;
+    if (srv->on_handshake == NULL && validate_upgrade(req, &key, &key_len, &why) != 0) {
+        eddy__conn_close(conn, EDDY__CLOSE_ABORT); /* validated when it arrived: unreachable */
+        return;
+    }
+    upgrade_complete(conn, req, resp, key, key_len, ans->headers, ans->has_header);
+}
+
+static void upgrade_answer_run(eddy_server_t *srv, void *arg)
+{
+    upgrade_answer_t *ans = arg;
+    eddy__conn_t *conn = eddy__conn_lookup(eddy__loop_here(srv), ans->fd);
+    if (conn == NULL || !eddy__http_resume(conn, upgrade_answer_apply, ans))
+        eddy__log(srv, EDDY__LOG_DEBUG,
+                  "session#%" PRIu64 ": upgrade answer %d ignored: no upgrade pending (closed, "
+                  "answered already or timed out)",
+                  ans->fd, ans->status);
+    free(ans);
+}
+
+/* Copies an answer and hands it to fd's loop. */
+static int upgrade_answer_post(eddy_server_t *srv, eddy_fd_t fd, int status,
+                               const char *const *headers, const char *body)
+{
+    eddy__buf_t lines = {0};
+    bool has = false;
+    int rc = status == 101
+                 ? format_headers(&lines, headers, accept_managed, "sec-websocket-protocol", &has)
+                 : format_headers(&lines, headers, refusal_managed, "content-type", &has);
+    size_t body_len = body != NULL ? strlen(body) : 0;
+    upgrade_answer_t *ans = NULL;
+    if (rc == 0 && (ans = malloc(sizeof(*ans) + lines.len + 1 + body_len + 1)) == NULL)
+        rc = EDDY_ENOMEM;
+    if (rc != 0) {
+        eddy__buf_free(&lines);
+        return rc;
+    }
+    ans->fd = fd;
+    ans->status = status;
+    ans->has_header = has;
+    char *p = (char *)(ans + 1);
+    ans->headers = lines.len > 0 ? p : NULL;
+    if (lines.len > 0)
+        memcpy(p, lines.data, lines.len);
+    p[lines.len] = '\0';
+    ans->body = p + lines.len + 1;
+    ans->body_len = body_len;
+    if (body_len > 0)
+        memcpy(ans->body, body, body_len);
+    ans->body[body_len] = '\0';
+    eddy__buf_free(&lines);
+    rc = eddy_post(srv, fd, upgrade_answer_run, ans);
+    if (rc != 0)
+        free(ans);
+    return rc;
+}
+
+int eddy_upgrade_accept(eddy_server_t *srv, eddy_fd_t fd, const char *const *headers)
+{
+    return upgrade_answer_post(srv, fd, 101, headers, NULL);
+}
+
+int eddy_upgrade_reject(eddy_server_t *srv, eddy_fd_t fd, int status, const char *const *headers,
+                        const char *body)
+{
+    if (status < 400 || status > 599)
+        return EDDY_EINVAL;
+    return upgrade_answer_post(srv, fd, status, headers, body);
+}
+
 const eddy__http_upgrade_t eddy__ws_upgrade = {
     .request = ws_upgrade_request,
     .end = ws_upgrade_end,
+    .expired = ws_upgrade_expired,
 };
 
 int eddy__ws_start(eddy__conn_t *conn, enum eddy__ws_role role, const eddy__pmd_t *pmd)

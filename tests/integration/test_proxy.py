@@ -16,8 +16,10 @@ from test_daemon import Serving, free_port, http, read, wait_for
 
 class Backend:
     """The application's backend: accepts token=good (200 {"user": "alice"}), fails
-    boom (500), answers big with 100 KB, sleeps on slow, refuses the rest (403). It keeps
-    what it received and the client ports it saw (one per connection)."""
+    boom (500), answers big with 100 KB, sleeps on slow, refuses the rest (403). A
+    Socket.IO CONNECT (a body with "namespace") is decided by its auth's token the same
+    way, with data on acceptance and a message and data on refusal. It keeps what it
+    received and the client ports it saw (one per connection)."""
 
     def __init__(self):
         self.seen = []
@@ -36,9 +38,17 @@ class Backend:
                 with outer.lock:
                     outer.seen.append((self.path, self.headers.get("Content-Type"), body))
                     outer.ports.add(self.client_address[1])
-                query = body["query"]
+                if self.path in ("/event", "/join"):
+                    return self.socket_request(body)
+                # A Socket.IO CONNECT names its namespace and decides by its auth's token.
+                query = body["query"] if "namespace" not in body else \
+                    "token=" + str(body["auth"].get("token"))
                 status, answer = 403, b'{"error":"refused"}'
-                if "slow" in query:
+                if "namespace" in body and "token=bad" in query:
+                    answer = b'{"message":"go away","data":{"code":7}}'
+                elif "namespace" in body and "token=good" in query:
+                    status, answer = 200, b'{"user":"alice","data":{"plan":"gold"}}'
+                elif "slow" in query:
                     time.sleep(1.0)
                     status, answer = 200, b'{"user":"slow"}'
                 elif "token=good" in query:
@@ -52,6 +62,29 @@ class Backend:
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+
+            def socket_request(self, body):
+                """/event: echo answers {"got": args, "user"}, deny 403, boom 500, slow
+                sleeps; /join: rooms starting with "ok" are allowed, the rest 403."""
+                status, answer = 403, b'{"message":"no"}'
+                if self.path == "/join" and body["room"].startswith("ok"):
+                    status, answer = 200, b"{}"
+                elif self.path == "/event" and body["event"] == "echo":
+                    status, answer = 200, json.dumps({"got": body["args"],
+                                                      "user": body["user"]}).encode()
+                elif self.path == "/event" and body["event"] == "boom":
+                    status, answer = 500, b"oops"
+                elif self.path == "/event" and body["event"] == "slow":
+                    time.sleep(1.0)
+                    status, answer = 200, b"{}"
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # eddy gave up at its timeout (the slow event)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -71,12 +104,12 @@ def backend():
     b.close()
 
 
-def serve(tmp_path, proxy, workers=1):
+def serve(tmp_path, proxy, workers=1, level="info"):
     port = free_port()
     (tmp_path / "www").mkdir(exist_ok=True)
     (tmp_path / "eddy.conf").write_text(
         f"[server]\nport = {port}\nworker_num = {workers}\npid_file = eddy.pid\n"
-        f"[static]\ndocument_root = www\n[proxy]\n{proxy}\n[log]\nlog_level = info\n")
+        f"[static]\ndocument_root = www\n[proxy]\n{proxy}\n[log]\nlog_level = {level}\n")
     return Serving(str(tmp_path), str(tmp_path / "eddy.conf")), port
 
 
@@ -194,3 +227,208 @@ def test_proxy_stop_with_requests_in_flight(tmp_path, backend):
                 pass  # the connection closed without an answer
     assert "proxy: 2 requests" in read(srv.log_path)
     assert "2 canceled" in read(srv.log_path)
+
+
+# ---- WebSocket upgrades on [websocket] path, their 101 held for the backend's answer ----
+
+def ws_upgrade(port, query):
+    """Sends an upgrade on /ws?query with a masked text frame right behind it (sent before
+    any answer: it must wait, then be echoed); (status, body, echoed or None)."""
+    import base64
+    import os
+    from wsraw import RawClient, frame
+    client = RawClient("127.0.0.1", port, timeout=10)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        client.send((f"GET /ws?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                     "Sec-WebSocket-Version: 13\r\nX-Test: up\r\n\r\n").encode()
+                    + frame(0x1, b"early"))
+        status, _, body = client.read_http_response()
+        if status != 101:
+            client.expect_eof()
+            return status, body, None
+        return status, body, client.recv_message()[1]
+    finally:
+        client.close()
+
+
+def test_proxy_upgrade_accepted_or_refused_by_the_backend(tmp_path, backend):
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/eddy/connect")
+    try:
+        # Accepted: the 101 came after the backend's 200, and the frame the client sent
+        # before it waited and was echoed.
+        assert ws_upgrade(port, "token=good") == (101, b"", b"early")
+        path, ctype, sent = backend.seen[0]
+        assert (path, ctype) == ("/eddy/connect", "application/json")
+        assert sent["query"] == "token=good"
+        assert sent["headers"]["X-Test"] == "up" and sent["headers"]["Upgrade"] == "websocket"
+        assert sent["remote"].startswith("127.0.0.1:")
+        wait_for(lambda: "accepted as user alice" in read(srv.log_path), "the acceptance")
+        # Refused: the backend's status and body.
+        status, body, echoed = ws_upgrade(port, "token=bad")
+        assert (status, json.loads(body), echoed) == (403, {"error": "refused"}, None)
+    finally:
+        assert srv.stop() == 0
+    assert "proxy: 2 requests" in read(srv.log_path)
+
+
+def test_proxy_upgrade_backend_failures(tmp_path, backend):
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+                                "timeout = 0.3")
+    try:
+        assert ws_upgrade(port, "boom")[:2] == (502, b"backend error\n")
+        started = time.monotonic()
+        assert ws_upgrade(port, "slow")[:2] == (504, b"backend timeout\n")
+        assert time.monotonic() - started < 0.9
+        wait_for(lambda: "upgrade: http://127.0.0.1" in read(srv.log_path), "the log line")
+    finally:
+        assert srv.stop() == 0
+    assert "1 timeouts, 1 server errors" in read(srv.log_path)
+
+
+def test_proxy_upgrade_dead_backend(tmp_path):
+    dead = free_port()
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{dead}/c")
+    try:
+        assert ws_upgrade(port, "token=good")[:2] == (502, b"backend error\n")
+    finally:
+        assert srv.stop() == 0
+    assert "1 refused" in read(srv.log_path)
+
+
+def test_proxy_upgrade_busy(tmp_path, backend):
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+                                "timeout = 5\nmax_requests = 1")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(ws_upgrade, port, "slow")
+            wait_for(lambda: len(backend.seen) == 1, "one upgrade at the backend")
+            assert ws_upgrade(port, "token=good")[:2] == (503, b"backend busy\n")
+            assert slow.result(timeout=10) == (101, b"", b"early")
+    finally:
+        assert srv.stop() == 0
+
+
+def test_proxy_upgrade_client_gone_while_pending(tmp_path, backend):
+    """A client that hangs up while the backend decides: its connection closes at once; the
+    late acceptance is harmless (the daemon goes on serving)."""
+    from wsraw import RawClient
+    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+                                "timeout = 5", level="debug")
+    try:
+        client = RawClient("127.0.0.1", port, timeout=10)
+        client.send(b"GET /ws?slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n")
+        wait_for(lambda: len(backend.seen) == 1, "the upgrade at the backend")
+        client.close()
+        wait_for(lambda: "hung up while its response was pending" in read(srv.log_path),
+                 "the hang-up noticed while pending")
+        wait_for(lambda: "left before the answer" in read(srv.log_path),
+                 "the late answer, harmless")
+        assert ws_upgrade(port, "token=good") == (101, b"", b"early")
+    finally:
+        assert srv.stop() == 0
+
+
+
+# ---- Socket.IO CONNECTs: the decision deferred to the backend (eddy_rt_defer) ----
+
+def sio_daemon(tmp_path, proxy):
+    from test_daemon_realtime import Clients, Daemon
+    server = Daemon(tmp_path, f"[socketio]\nnamespaces = /, /chat\n[proxy]\n{proxy}\n")
+    return server, Clients(server.port)
+
+
+def test_proxy_socketio_connect_accepted_or_refused_by_the_backend(tmp_path, backend):
+    server, clients = sio_daemon(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/sio")
+    try:
+        sid = clients.connect("a", nsp="/chat", auth={"token": "good", "x": [1]},
+                              query={"room": "r 1"})
+        path, _, sent = backend.seen[0]
+        assert path == "/sio"
+        assert (sent["namespace"], sent["sid"], sent["auth"]) == \
+            ("/chat", sid, {"token": "good", "x": [1]})
+        assert sent["query"]["room"] == "r 1" and sent["query"]["EIO"] == "4"
+        assert "user-agent" in {k.lower() for k in sent["headers"]}
+        assert sent["remote"] == "127.0.0.1"
+        # The backend's user and data are the socket's.
+        assert server.api("join", {"namespace": "/chat", "room": "t", "user": "alice"})[1] == \
+            {"result": {"sockets": 1}}
+        result = server.api("presence", {"namespace": "/chat", "room": "t"})[1]["result"]
+        assert result["sockets"] == [{"id": sid, "user": "alice", "data": {"plan": "gold"}}]
+        # Refused: CONNECT_ERROR with the backend's message and data.
+        refused = clients.refused("b", auth={"token": "bad"})
+        assert (refused["message"], refused["data"]) == ("go away", {"code": 7})
+    finally:
+        clients.close()
+        server.stop()
+
+
+def test_proxy_socketio_connect_backend_failures(tmp_path, backend):
+    server, clients = sio_daemon(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+                                           "timeout = 0.3")
+    try:
+        started = time.monotonic()
+        assert clients.refused("slow", auth={"token": "slow"})["message"] == "backend timeout"
+        assert time.monotonic() - started < 0.9 + 0.5
+        assert clients.refused("boom", auth={"token": "boom"})["message"] == "backend error"
+    finally:
+        clients.close()
+        text = server.stop()
+    assert "socket.io connect: http://127.0.0.1" in text
+
+
+def test_proxy_socketio_connect_dead_backend(tmp_path):
+    server, clients = sio_daemon(tmp_path, f"connect_url = http://127.0.0.1:{free_port()}/c")
+    try:
+        assert clients.refused("a", auth={"token": "good"})["message"] == "backend error"
+    finally:
+        clients.close()
+        text = server.stop()
+    assert "connection refused" in text
+
+
+
+# ---- Socket.IO events (event_url: the answer is the ack) and joins (join_url) ----
+
+def test_proxy_socketio_events_and_joins(tmp_path, backend):
+    base = f"http://127.0.0.1:{backend.port}"
+    server, clients = sio_daemon(tmp_path, f"event_url = {base}/event\njoin_url = {base}/join\n"
+                                           "timeout = 0.3\n[socketio]\nclient_rooms = lobby")
+    try:
+        sid = clients.connect("a", nsp="/chat")
+        assert clients.ack("a", "echo", 1, "two", {"x": None}) == [
+            {"got": [1, "two", {"x": None}], "user": None}]
+        path, _, sent = backend.seen[-1]
+        assert (path, sent["namespace"], sent["sid"], sent["event"]) == \
+            ("/event", "/chat", sid, "echo")
+        assert clients.ack("a", "deny") == [{"error": "refused", "status": 403}]
+        assert clients.ack("a", "boom") == [{"error": "backend error"}]
+        assert clients.ack("a", "slow") == [{"error": "backend timeout"}]
+        # Joins: client_rooms first (no request), then the backend.
+        before = len(backend.seen)
+        assert clients.ack("a", "join", "lobby") == [{"ok": True}]
+        assert len(backend.seen) == before
+        assert clients.ack("a", "join", "ok-1") == [{"ok": True}]
+        assert backend.seen[-1][2]["room"] == "ok-1" and backend.seen[-1][0] == "/join"
+        assert clients.ack("a", "join", "secret") == [{"error": "not allowed"}]
+        rooms = server.api("rooms", {"namespace": "/chat"})[1]["result"]["rooms"]
+        assert sorted(r["name"] for r in rooms) == ["lobby", "ok-1"]
+    finally:
+        clients.close()
+        text = server.stop()
+    assert "server error (status 500" in text and "timeout (status 0" in text
+
+
+def test_proxy_socketio_events_dead_backend(tmp_path):
+    base = f"http://127.0.0.1:{free_port()}"
+    server, clients = sio_daemon(tmp_path, f"event_url = {base}/event\njoin_url = {base}/join")
+    try:
+        clients.connect("a")
+        assert clients.ack("a", "echo", 1) == [{"error": "backend error"}]
+        assert clients.ack("a", "join", "ok-1") == [{"error": "backend error"}]
+    finally:
+        clients.close()
+        server.stop()

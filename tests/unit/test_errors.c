@@ -10,9 +10,9 @@
 #include "test.h"
 
 static const int codes[] = {
-    EDDY_OK,     EDDY_QUEUED,   EDDY_AGAIN,       EDDY_EINVAL,   EDDY_ENOMEM,  EDDY_ENOTFOUND,
-    EDDY_ESTATE, EDDY_ETOOBIG,  EDDY_EPROTO,      EDDY_EUTF8,    EDDY_ECLOSED, EDDY_EKEY,
-    EDDY_EVALUE, EDDY_ERUNNING, EDDY_ENOCALLBACK, EDDY_EDROPPED,
+    EDDY_OK,        EDDY_QUEUED, EDDY_PENDING,  EDDY_AGAIN,       EDDY_EINVAL,   EDDY_ENOMEM,
+    EDDY_ENOTFOUND, EDDY_ESTATE, EDDY_ETOOBIG,  EDDY_EPROTO,      EDDY_EUTF8,    EDDY_ECLOSED,
+    EDDY_EKEY,      EDDY_EVALUE, EDDY_ERUNNING, EDDY_ENOCALLBACK, EDDY_EDROPPED,
 };
 
 static bool is_code(int v)
@@ -29,11 +29,12 @@ int main(void)
     const char *unknown = eddy_strerror(-4999);
     CHECK(unknown != NULL && strstr(unknown, "unknown") != NULL);
 
-    /* Successes are EDDY_OK and the status EDDY_QUEUED; every other code is an error,
-     * negative, so `rc < 0` is the failure test for every function. */
+    /* Successes are EDDY_OK and the statuses EDDY_QUEUED and EDDY_PENDING; every other
+     * code is an error, negative, so `rc < 0` is the failure test for every function. */
     CHECK_EQ_INT(EDDY_OK, 0);
     CHECK(EDDY_QUEUED > 0);
-    for (size_t i = 2; i < sizeof(codes) / sizeof(codes[0]); i++)
+    CHECK(EDDY_PENDING > 0);
+    for (size_t i = 3; i < sizeof(codes) / sizeof(codes[0]); i++)
         CHECK(codes[i] < 0);
 
     /* Each code: a text of its own, never the unknown one. */
@@ -50,12 +51,12 @@ int main(void)
     }
     /* The codes are contiguous: EDDY_AGAIN .. EDDY_EDROPPED, and nothing else in the eddy
      * range has a text (so the list above is the whole enum). */
-    CHECK_EQ_INT(EDDY_EDROPPED, EDDY_AGAIN - (int)(sizeof(codes) / sizeof(codes[0])) + 3);
+    CHECK_EQ_INT(EDDY_EDROPPED, EDDY_AGAIN - (int)(sizeof(codes) / sizeof(codes[0])) + 4);
     for (int v = -3000; v > -3100; v--) {
         if (!is_code(v))
             CHECK_STR(eddy_strerror(v), unknown);
     }
-    CHECK_STR(eddy_strerror(2), unknown);
+    CHECK_STR(eddy_strerror(3), unknown);
 
     /* errno values: the system's description. */
     CHECK_STR(eddy_strerror(-EPIPE), "Broken pipe");

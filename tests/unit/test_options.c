@@ -37,6 +37,7 @@ static const char *const keys[][2] = {
     {"http_header_timeout", "2"},
     {"http_body_timeout", "3.5"},
     {"http_keepalive_timeout", "7"},
+    {"websocket_upgrade_timeout", "8.5"},
     {"http_max_header_size", "1024"},
     {"websocket_compression", "true"},
     {"websocket_compression_threshold", "64"},
@@ -85,6 +86,7 @@ static void typed(eddy_options_t *o)
     o->http_header_timeout_ms = 2000;
     o->http_body_timeout_ms = 3500;
     o->http_keepalive_timeout_ms = 7000;
+    o->websocket_upgrade_timeout_ms = 8500;
     o->http_max_header_size = 1024;
     o->websocket_compression = true;
     o->websocket_compression_threshold = 64;
