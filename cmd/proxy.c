@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "backend.h"
 #include "cmd.h"
 
@@ -221,5 +222,13 @@ bool proxy_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *res
     } else {
         answer(resp, 500, "text/plain; charset=utf-8", "cannot reach the backend\n", 25);
     }
+    return true;
+}
+
+bool proxy_stats(backend_stats_t *out)
+{
+    if (p.b == NULL)
+        return false;
+    backend_stats(p.b, out);
     return true;
 }

@@ -47,6 +47,7 @@
 #include "eio.h"
 #include "rt_history.h"
 #include "rt_json.h"
+#include "rt_stats.h"
 #include "sio_packet.h"
 
 /* ---------------------------------------------------------------------------------------
@@ -209,6 +210,7 @@ typedef struct rt_client {
     struct rt_client *opening_next;
     atomic_int refs;
     uint8_t protocol; /* Engine.IO 3 or 4 */
+    bool counted_ws;  /* counted as on WebSocket (eddy_rt_stats()); in the client's callbacks */
     atomic_bool ws;   /* on WebSocket */
     atomic_bool joined_once;
     uint64_t connect_timer;
@@ -297,7 +299,11 @@ struct eddy_rt {
     rt_hmap_t aliases;         /* rt_alias_t by client pid (table lock) */
     struct rt_client *orphans; /* see rt_client_t.orphan (table lock) */
     bool freeing;              /* eddy_rt_free(): the server is gone, sessions close without it */
+    rt_stats_t *stats;
 };
+
+/* Counts one `which` (rt_stats.h): no lock, no allocation. */
+#define COUNT(rt, which) rt_stat_add((rt)->stats, (rt)->srv, (which))
 
 static _Thread_local rt_client_t *tls_current;
 /* WebSocket sessions of this loop between Engine.IO's open handler (called before the
@@ -764,6 +770,10 @@ static void on_eio_upgrade(eio_session_t *es, void *ud)
         return;
     rt_ctx_t ctx;
     client_enter(c, &ctx, false);
+    if (!c->counted_ws) {
+        c->counted_ws = true;
+        COUNT(c->rt, c->protocol == 3 ? RT_ST_UPGRADE_P3 : RT_ST_UPGRADE_P4);
+    }
     client_to_ws(c, eio_session_ws_fd(es));
     client_leave(c, &ctx);
 }
@@ -816,6 +826,10 @@ eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
         return NULL;
     rt->srv = srv;
     rt->opt = *opts;
+    if ((rt->stats = rt_stats_new()) == NULL) {
+        free(rt);
+        return NULL;
+    }
     rt->path = strdup(opts->path);
     rt->opt.path = rt->path;
     if (rt->opt.max_attachments == 0)
@@ -916,7 +930,13 @@ void eddy_rt_free(eddy_rt_t *rt)
     pthread_mutex_destroy(&rt->lock);
     pthread_mutex_destroy(&rt->ack_lock);
     free(rt->path);
+    rt_stats_free(rt->stats);
     free(rt);
+}
+
+void eddy_rt_stats(eddy_rt_t *rt, eddy_rt_stats_t *out)
+{
+    rt_stats_read(rt->stats, out);
 }
 
 eddy_server_t *eddy_rt_server(const eddy_rt_t *rt)
@@ -1443,6 +1463,7 @@ int eddy_rt_emit(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg)
     ssize_t len = encode_packet(s->nsp, msg, msg->event, -1);
     if (len < 0)
         return (int)len;
+    COUNT(s->nsp->rt, RT_ST_EVENTS_OUT);
     if (recovering(s->nsp) && recording(s->nsp, msg, -1)) {
         /* With recovery on, an emit to a socket is stored for its own room, as Socket.IO
          * does, so that a client that drops gets it back. */
@@ -1470,6 +1491,7 @@ int eddy_rt_ack(eddy_rt_socket_t *s, int64_t ack_id, const eddy_rt_msg_t *msg)
     ssize_t len = encode_packet(s->nsp, msg, NULL, ack_id);
     if (len < 0)
         return (int)len;
+    COUNT(s->nsp->rt, RT_ST_EVENTS_OUT);
     return send_encoded(s, (size_t)len, msg);
 }
 
@@ -1641,6 +1663,7 @@ int eddy_rt_emit_ack(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg, uint32_t tim
         ack_free(a);
         return rc;
     }
+    COUNT(s->nsp->rt, RT_ST_EVENTS_OUT);
     rc = send_encoded(s, (size_t)len, msg);
     if (rc < 0)
         ack_cancel(a);
@@ -2007,6 +2030,8 @@ static int broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_m
     for (size_t i = 0; rc == 0 && i < direct.n; i++)
         send_text(direct.list[i], text, (size_t)len, msg);
     targets_release(&direct);
+    if (rc == 0)
+        COUNT(rt, RT_ST_BROADCASTS);
     return rc;
 }
 
@@ -2062,6 +2087,7 @@ int eddy_rt_broadcast_ack(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy
         eddy_rt_socket_unref(targets[k]);
     }
     free(targets);
+    COUNT(rt, RT_ST_BROADCASTS);
     return 0;
 }
 
@@ -2519,6 +2545,7 @@ static bool client_recover(eddy_rt_socket_t *s)
             rt_history_session_remove(nsp->hist, alias != NULL ? alias->pid : pid);
             alias_drop(rt, pid);
             pthread_mutex_unlock(&rt->lock);
+            COUNT(rt, RT_ST_NOT_RECOVERED);
             return false;
         }
         posp = &pos;
@@ -2566,6 +2593,7 @@ static bool client_recover(eddy_rt_socket_t *s)
         free(m);
     }
     rt_history_session_free(rec);
+    COUNT(rt, ok ? RT_ST_RECOVERED : RT_ST_NOT_RECOVERED);
     return ok;
 }
 
@@ -2593,6 +2621,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     pthread_mutex_unlock(&rt->lock);
     if (nsp == NULL) {
         static const char invalid[] = "{\"message\":\"Invalid namespace\"}";
+        COUNT(rt, RT_ST_CONNECT_NO_NSP);
         send_control(c, name, name_len, SIO_CONNECT_ERROR, invalid, sizeof(invalid) - 1);
         free(v3auth);
         return;
@@ -2610,6 +2639,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     s->auth_len = auth_len;
     random_id(s->id, 20);
     if (recovering(nsp) && client_recover(s)) {
+        COUNT(rt, RT_ST_CONNECT);
         s->client_next = c->sockets;
         c->sockets = s;
         if (!atomic_exchange(&c->joined_once, true))
@@ -2623,6 +2653,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     }
     int refused = nsp->h.connect != NULL ? nsp->h.connect(s, nsp->h.user_data) : 0;
     if (refused != 0) {
+        COUNT(rt, RT_ST_CONNECT_REFUSED);
         const char *msg = s->refusal;
         if (msg == NULL) {
             eddy_rt_refuse(s, "refused", NULL);
@@ -2668,6 +2699,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
         free(v3auth);
         return;
     }
+    COUNT(rt, RT_ST_CONNECT);
     s->client_next = c->sockets;
     c->sockets = s;
     if (!atomic_exchange(&c->joined_once, true))
@@ -2795,6 +2827,7 @@ static bool client_packet(rt_client_t *c, const sio_packet_t *p, const eddy_rt_b
     case SIO_BINARY_EVENT:
         if (nbin > 0 && !args_placeholders_ok(p->args, p->args_len, nbin))
             return false;
+        COUNT(c->rt, RT_ST_EVENTS_IN);
         dispatch_event(s, p, bin, nbin);
         return true;
     case SIO_ACK:
@@ -2985,6 +3018,7 @@ static int on_eio_open(eio_session_t *es, eddy_request_t *req, void *ud)
     rt_client_t *c = calloc(1, sizeof(*c));
     if (c == NULL || (c->hs = handshake_copy(req)) == NULL) {
         free(c);
+        COUNT(rt, RT_ST_OPEN_REFUSED);
         return 503;
     }
     c->rt = rt;
@@ -2996,6 +3030,8 @@ static int on_eio_open(eio_session_t *es, eddy_request_t *req, void *ud)
     atomic_init(&c->ws_fd, 0);
     atomic_init(&c->ws, false);
     c->open_fd = eio_session_ws_fd(es);
+    c->counted_ws = c->open_fd != 0;
+    COUNT(rt, (c->protocol == 3 ? RT_ST_OPEN_P3_POLLING : RT_ST_OPEN_P4_POLLING) + c->counted_ws);
     if (c->open_fd != 0) {
         c->opening_next = tls_opening;
         tls_opening = c;
@@ -3038,6 +3074,8 @@ static void on_eio_close(eio_session_t *es, const char *reason, void *ud)
         return;
     rt_ctx_t ctx;
     client_enter(c, &ctx, false);
+    COUNT(c->rt,
+          (c->protocol == 3 ? RT_ST_CLOSE_P3_POLLING : RT_ST_CLOSE_P4_POLLING) + c->counted_ws);
     binary_free(c);
     if (c->open_fd != 0)
         opening_remove(c);
