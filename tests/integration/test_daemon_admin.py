@@ -8,6 +8,7 @@ drives it in headless Chromium), and [log] format = json."""
 import base64
 import json
 import os
+import shutil
 import subprocess
 import time
 import urllib.error
@@ -274,3 +275,41 @@ def test_json_log_lines_and_recent_errors(tmp_path):
     assert any(line["level"] == "warning" and line["message"].startswith("proxy:")
                for line in lines)
     assert all(line["time"].endswith("Z") and line["pid"] == d.proc.pid for line in lines)
+
+
+def test_admin_page_in_chromium_shows_the_connection_count_change(tmp_path):
+    """Logs in (HTTP Basic), waits for the page's figures, opens three WebSocket connections
+    and sees the count change and the chart grow, drawn by the page from /admin/stats."""
+    if shutil.which("node") is None or not os.path.isdir(
+            os.path.join(ROOT, "tests", "clients", "node_modules", "playwright-core")):
+        pytest.fail("node and tests/clients/node_modules are needed: run `make test`")
+    d = Daemon(tmp_path, f"[admin]\npassword = {PASSWORD}\n")
+    driver = subprocess.Popen(
+        ["node", os.path.join(ROOT, "tests", "clients", "admin_browser.js"),
+         f"http://127.0.0.1:{d.admin_port}/admin", chromium_binary(), "ops", PASSWORD],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    clients = []
+    try:
+        line = driver.stdout.readline()
+        assert line, driver.stderr.read()
+        loaded = json.loads(line)
+        assert loaded["step"] == "loaded" and loaded["polylines"] == 2
+        for _ in range(3):
+            c = RawClient("127.0.0.1", d.port)
+            c.handshake("/ws")
+            clients.append(c)
+        line = driver.stdout.readline()
+        assert line, driver.stderr.read()
+        changed = json.loads(line)
+        assert changed["step"] == "changed", changed
+        assert changed["connections"] >= loaded["connections"] + 3
+        assert changed["points"] > loaded["points"]
+        assert changed["errors"] == [] and changed["foreign"] == []
+        assert driver.wait(timeout=TIMEOUT) == 0
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for c in clients:
+            c.close()
+        d.stop()
