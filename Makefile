@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# eddy build. `make run` starts the echo example, `make test` runs every test.
+# eddy build. `make run` starts the demo (the eddy program), `make test` runs every test.
 #
 # Variables:
 #   BUILD=dir          output directory (default build, or build/san-<sanitizers>)
@@ -83,7 +83,7 @@ MANDIR ?= $(DATADIR)/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 .PHONY: all cmds client-bench lib program examples unit-tests test-programs deps deps-test run test test-unit \
-	test-integration test-oom test-js soak install clean format format-check
+	test-integration test-oom test-js soak install deb clean format format-check
 
 all: lib program examples unit-tests test-programs cmds
 
@@ -177,15 +177,29 @@ $(BUILD)/eddy: $(CMD_OBJS) $(BUILD)/libeddy.a
 $(BUILD)/obj $(BUILD)/obj/rt $(BUILD)/examples $(BUILD)/tests $(BUILD)/cmd:
 	mkdir -p $@
 
-# The demo: the eddy program with its default configuration serves www/ (eddy.js's echo page)
-# and the WebSocket echo at /ws on http://127.0.0.1:9501/.
+# The demo: the eddy program with its default configuration serves www/ on
+# http://127.0.0.1:9501/: a Socket.IO chat (index.html) and eddy.js's echo page (echo.html,
+# the WebSocket echo at /ws).
 run: deps
-	@$(MAKE) --no-print-directory program
-	@echo "eddy: open http://127.0.0.1:9501/ (Ctrl-C stops)"
+	@$(MAKE) --no-print-directory program www-assets
+	@echo "eddy: open http://127.0.0.1:9501/ (the chat; /echo.html: the WebSocket echo; Ctrl-C stops)"
 	exec $(BUILD)/eddy serve -c cmd/eddy.conf
 
+# The chat page's socket.io-client, installed from npm at build time (never committed):
+# www/vendor/package-lock.json pins it, npm ci installs it outside the document root, and
+# its browser build is copied beside the page.
+WWW_ASSETS := www/vendor/socket.io.min.js
+.PHONY: www-assets
+www-assets: $(WWW_ASSETS)
+$(WWW_ASSETS): www/vendor/package.json www/vendor/package-lock.json
+	@mkdir -p build/www-npm
+	cp www/vendor/package.json www/vendor/package-lock.json build/www-npm/
+	npm ci --prefix build/www-npm --omit=dev --no-audit --no-fund
+	cp build/www-npm/node_modules/socket.io-client/dist/socket.io.min.js.map www/vendor/
+	cp build/www-npm/node_modules/socket.io-client/dist/socket.io.min.js $@
+
 test: deps-test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all www-assets
 	@$(MAKE) --no-print-directory test-unit test-js test-integration
 
 test-unit: $(UNIT_TESTS)
@@ -193,7 +207,7 @@ test-unit: $(UNIT_TESTS)
 
 # The unit tests that allocate, re-run with their n-th allocation failing (README: Development).
 OOM_SWEEP_TESTS := api errors options deflate settings_restart task_race stop_race loop_post
-OOM_SWEEP_TESTS += rt_history client_oom
+OOM_SWEEP_TESTS += rt_history client_oom rt_broker_memory
 
 test-oom: $(UNIT_TESTS)
 	$(BUILD)/tests/test_oom_session
@@ -245,11 +259,28 @@ install: lib $(BUILD)/eddy
 	# The default configuration, unless one is there already (it may have been edited).
 	test -e $(DESTDIR)$(SYSCONFDIR)/eddy/eddy.conf || \
 	    install -m 644 cmd/eddy.conf $(DESTDIR)$(SYSCONFDIR)/eddy/eddy.conf
-	install -m 644 www/* $(DESTDIR)$(DATADIR)/eddy/www/
+	install -m 644 $(wildcard www/*.*) $(DESTDIR)$(DATADIR)/eddy/www/
+	# The chat page's socket.io-client, when it was built (make www-assets: it needs npm).
+	if [ -f $(WWW_ASSETS) ]; then install -d $(DESTDIR)$(DATADIR)/eddy/www/vendor && \
+	    install -m 644 $(WWW_ASSETS) $(WWW_ASSETS).map $(DESTDIR)$(DATADIR)/eddy/www/vendor/; fi
 	sed -e 's|/usr/local/bin|$(BINDIR)|' -e 's|/usr/local/etc|$(SYSCONFDIR)|' \
 	    -e 's|/usr/local/share|$(DATADIR)|' contrib/systemd/eddy.service \
 	    > $(DESTDIR)$(SYSTEMDUNITDIR)/eddy.service
 	install -m 644 contrib/systemd/eddy.socket $(DESTDIR)$(SYSTEMDUNITDIR)/eddy.socket
+
+# Debian packages (debian/): eddy, libeddy0.1 and libeddy-dev, built by dpkg-buildpackage
+# (unsigned, binary only) in a copy of the sources under $(BUILD)/deb, where the .debs land:
+# the checkout gets none of the build's files. `make deb LTO=` builds them without LTO.
+DEB_DIR := $(BUILD)/deb
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/eddy-$(VERSION)
+	tar -cf - --exclude=./build --exclude=node_modules --exclude=./.git . | \
+	    tar -xf - -C $(DEB_DIR)/eddy-$(VERSION)
+	cd $(DEB_DIR)/eddy-$(VERSION) && \
+	    DEB_BUILD_OPTIONS="$${DEB_BUILD_OPTIONS:-parallel=2}" \
+	    EDDY_DEB_FLAGS="$(if $(LTO),,LTO=)" dpkg-buildpackage -us -uc -b
+	ls $(DEB_DIR)/*.deb
 
 FORMAT_FILES = $(wildcard include/*.h src/*.[ch] rt/*.[ch] examples/*.[ch] tests/unit/*.[ch] \
 	tests/support/*.h tests/integration/*.c fuzz/*.[ch] bench/*.[ch] cmd/*.[ch])

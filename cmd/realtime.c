@@ -3,7 +3,8 @@
  * The daemon's Socket.IO endpoint (realtime.h): the real-time layer on the public listener,
  * configured from [socketio]. The daemon runs no application code, so what a client may do
  * is fixed here: connect to the namespaces the config lists (with a token when [auth] is
- * on), and join or leave the rooms client_rooms allows (none by default). Everything else
+ * on), join or leave the rooms client_rooms allows, publish to the client_publish rooms
+ * they are in, see who is in the client_presence rooms (none by default). Everything else
  * comes from the server API (cmd/api.c): emits to rooms, users and sockets, joins, kicks.
  *
  * Two small things of our own, each under its own mutex, never held while calling into
@@ -14,6 +15,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,12 +33,21 @@
 #define ROOM_PATTERNS_MAX 32
 #define SETTING_TEXT_MAX  1024
 #define ROOM_BUCKETS      4096
+/* Client permissions: at most this many events of history in a join's answer, sockets in
+ * a presence answer, and bytes of a self-given name. */
+#define HISTORY_ON_JOIN_MAX 1000
+#define PRESENCE_MAX        1000
+#define CLIENT_NAME_MAX     64
 
 typedef struct settings {
     bool enabled;
     char path[256];
     char namespaces[SETTING_TEXT_MAX];
     char client_rooms[SETTING_TEXT_MAX];
+    char client_publish[SETTING_TEXT_MAX];  /* rooms whose members may publish to them */
+    char client_presence[SETTING_TEXT_MAX]; /* rooms whose members see who else is in them */
+    bool client_names;                      /* anonymous sockets may name themselves */
+    size_t history_on_join;                 /* events of a room in the join ack */
     uint32_t ping_interval_ms, ping_timeout_ms, upgrade_timeout_ms, connect_timeout_ms;
     uint32_t recovery_ms;
     size_t max_http_buffer_size;
@@ -120,6 +131,37 @@ static bool pattern_ok(const char *s, size_t len)
     return len <= ROOM_NAME_MAX && (star == NULL || star == s + len - 1);
 }
 
+/* The client permission keys (client_publish, client_presence, client_names) and
+ * history_on_join. */
+static int permission_set(settings_t *st, const char *key, const char *value, char *why,
+                          size_t why_len)
+{
+    double v;
+    size_t len = strlen(value);
+    if (strcmp(key, "client_names") == 0) {
+        if (!parse_bool(value, &st->client_names)) {
+            snprintf(why, why_len, "\"%s\" is not true or false", value);
+            return EDDY_EINVAL;
+        }
+    } else if (strcmp(key, "history_on_join") == 0) {
+        if (!parse_number(value, 0, HISTORY_ON_JOIN_MAX, &v) || v != (double)(size_t)v) {
+            snprintf(why, why_len, "\"%s\" is not a count (0-%d; 0: none)", value,
+                     HISTORY_ON_JOIN_MAX);
+            return EDDY_EINVAL;
+        }
+        st->history_on_join = (size_t)v;
+    } else {
+        if (len >= SETTING_TEXT_MAX || !list_ok(value, ROOM_PATTERNS_MAX, pattern_ok)) {
+            snprintf(why, why_len, "\"%s\" is not a list of rooms (names or prefix*, at most %d)",
+                     value, ROOM_PATTERNS_MAX);
+            return EDDY_EINVAL;
+        }
+        memcpy(strcmp(key, "client_publish") == 0 ? st->client_publish : st->client_presence, value,
+               len + 1);
+    }
+    return 0;
+}
+
 static int settings_set(settings_t *st, const char *section, const char *key, const char *value,
                         char *why, size_t why_len)
 {
@@ -157,6 +199,9 @@ static int settings_set(settings_t *st, const char *section, const char *key, co
             return EDDY_EINVAL;
         }
         memcpy(st->path, value, len + 1);
+    } else if (strcmp(key, "client_publish") == 0 || strcmp(key, "client_presence") == 0 ||
+               strcmp(key, "client_names") == 0 || strcmp(key, "history_on_join") == 0) {
+        return permission_set(st, key, value, why, why_len);
     } else if (strcmp(key, "namespaces") == 0 || strcmp(key, "client_rooms") == 0) {
         bool ns = key[0] == 'n';
         if (len >= SETTING_TEXT_MAX ||
@@ -236,8 +281,19 @@ typedef struct room_rec {
     char name[];
 } room_rec_t;
 
+/* What a reload changes (realtime_reload()), published whole by pointer as serve.c's set:
+ * a loop reads the old set or the new one, never a mix; replaced sets stay until
+ * realtime_free() (a loop may still read one; reloads are rare). */
+typedef struct rt_live {
+    struct rt_live *retired;
+    char client_rooms[SETTING_TEXT_MAX];
+    char api_key[API_KEY_MAX + 1];
+    size_t api_max_body;
+} rt_live_t;
+
 static struct {
     settings_t st;
+    _Atomic(rt_live_t *) live;
     eddy_rt_t *rt;
     eddy_rt_nsp_t *nsps[NAMESPACES_MAX];
     size_t nnsps;
@@ -323,6 +379,11 @@ typedef struct sock_info {
     char *rooms; /* the rooms claim until the socket joined them, or NULL */
 } sock_info_t;
 
+/* Client permissions (publish, presence, names; below). */
+static void announce_presence(eddy_rt_socket_t *s, const char *room, bool joined);
+static bool client_name_refused(eddy_rt_socket_t *s, auth_result_t *res);
+static void recovered_presence(eddy_rt_socket_t *s);
+
 static void on_presence(eddy_rt_socket_t *s, const char *room, bool joined, void *user_data)
 {
     if (strlen(room) > ROOM_NAME_MAX) /* joins come through join_allowed or the API */
@@ -336,6 +397,7 @@ static void on_presence(eddy_rt_socket_t *s, const char *room, bool joined, void
         room_trim(r);
     }
     pthread_mutex_unlock(&R.rooms_lock);
+    announce_presence(s, room, joined);
 }
 
 /* The token a client presents: its auth payload's "token", else the handshake's query
@@ -393,6 +455,9 @@ static int on_connect(eddy_rt_socket_t *s, void *user_data)
         auth_result_free(&res);
         return eddy_rt_refuse(s, "server error", NULL);
     }
+    if (R.st.client_names && res.data == NULL && res.user[0] == '\0' &&
+        client_name_refused(s, &res))
+        return eddy_rt_refuse(s, "invalid name", "{\"reason\":\"1 to 64 bytes of text\"}");
     if (res.data != NULL || res.rooms != NULL) {
         sock_info_t *info = malloc(sizeof(*info));
         if (info == NULL) {
@@ -416,6 +481,8 @@ static int on_connect(eddy_rt_socket_t *s, void *user_data)
  * Centrifugo's channels claim), whatever client_rooms says. */
 static void on_connection(eddy_rt_socket_t *s, void *user_data)
 {
+    if (eddy_rt_socket_recovered(s))
+        recovered_presence(s);
     pthread_mutex_lock(&R.data_lock);
     sock_info_t *info = eddy_rt_socket_data(s);
     char *rooms = info != NULL ? info->rooms : NULL;
@@ -459,13 +526,67 @@ char *realtime_socket_data(eddy_rt_socket_t *s)
     return copy;
 }
 
-/* client_rooms: exact names, or prefixes ending in '*'. */
-static bool join_allowed(const char *room)
+/* ---- what a reload changes ---- */
+
+static rt_live_t *live(void)
+{
+    return atomic_load_explicit(&R.live, memory_order_acquire);
+}
+
+/* Publishes st's live keys (on top of the set in force); false: out of memory. */
+static bool live_publish(const settings_t *st)
+{
+    rt_live_t *lv = calloc(1, sizeof(*lv));
+    if (lv == NULL)
+        return false;
+    memcpy(lv->client_rooms, st->client_rooms, sizeof(lv->client_rooms));
+    memcpy(lv->api_key, st->api_key, sizeof(lv->api_key));
+    lv->api_max_body = st->api_max_body;
+    lv->retired = live();
+    atomic_store_explicit(&R.live, lv, memory_order_release);
+    return true;
+}
+
+void realtime_reload(eddy_server_t *srv, const cfg_t *next)
+{
+    settings_t st;
+    settings_init(&st);
+    for (size_t i = 0; i < next->entry_count; i++) {
+        const cfg_entry_t *e = &next->entries[i];
+        char why[160];
+        if (strcmp(e->section, "socketio") == 0 || strcmp(e->section, "api") == 0)
+            settings_set(&st, e->section, e->key, e->value, why, sizeof(why)); /* checked */
+    }
+    const rt_live_t *cur = live();
+    if (cur == NULL) /* not set up */
+        return;
+    bool rooms = strcmp(cur->client_rooms, st.client_rooms) != 0;
+    bool key = strcmp(cur->api_key, st.api_key) != 0;
+    bool body = cur->api_max_body != st.api_max_body;
+    if ((rooms || key || body) && !live_publish(&st)) {
+        eddy_log(srv, EDDY_LOG_ERROR,
+                 "reload: out of memory; [socketio] client_rooms and [api] "
+                 "keep their values");
+        rooms = key = body = false;
+    }
+    if (rooms)
+        eddy_log(srv, EDDY_LOG_NOTICE, "reload: [socketio] client_rooms %s (for the next join)",
+                 st.client_rooms[0] != '\0' ? st.client_rooms : "(none)");
+    if (key) /* never the key itself */
+        eddy_log(srv, EDDY_LOG_NOTICE, "reload: [api] key applied%s",
+                 st.api_key[0] == '\0' ? " (none: the server API is off)" : "");
+    if (body)
+        eddy_log(srv, EDDY_LOG_NOTICE, "reload: [api] max_body %zu", st.api_max_body);
+    memset(st.api_key, 0, sizeof(st.api_key));
+}
+
+/* Whether room is one of patterns (client_rooms' form): exact names, or prefixes ending in '*'. */
+static bool room_matches(const char *patterns, const char *room)
 {
     size_t room_len = strlen(room);
     if (room_len == 0 || room_len > ROOM_NAME_MAX)
         return false;
-    for (const char *p = R.st.client_rooms; *p != '\0';) {
+    for (const char *p = patterns; *p != '\0';) {
         while (*p == ' ')
             p++;
         size_t len = strcspn(p, ",");
@@ -482,6 +603,457 @@ static bool join_allowed(const char *room)
     return false;
 }
 
+/* client_rooms is live: eddy reload may change it. */
+static bool join_allowed(const char *room)
+{
+    return room_matches(live()->client_rooms, room);
+}
+
+/* ---- client permissions: publish, presence, history on join, self-given names ----
+ *
+ * What a chat needs from a daemon that runs no application code, each off unless [socketio]
+ * names the rooms: members of a client_publish room may publish to it (the daemon adds who
+ * sent it; a client cannot claim another identity), members of a client_presence room see
+ * who else is in it (asked, with their join, and as joined/left events), and a join's answer
+ * carries the room's last history_on_join events. */
+
+/* Answers are built as text: a stack buffer first, the heap beyond it. */
+typedef struct text {
+    char *p;
+    size_t len, cap;
+    bool heap, failed;
+} text_t;
+
+static void text_init(text_t *t, char *stack, size_t cap)
+{
+    *t = (text_t){.p = stack, .cap = cap};
+    t->p[0] = '\0';
+}
+
+static void text_add(text_t *t, const char *s, size_t n)
+{
+    if (t->failed)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = (t->len + n + 1) * 2;
+        char *p = t->heap ? realloc(t->p, cap) : malloc(cap);
+        if (p == NULL) {
+            t->failed = true;
+            return;
+        }
+        if (!t->heap)
+            memcpy(p, t->p, t->len + 1);
+        t->p = p;
+        t->cap = cap;
+        t->heap = true;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+static void text_str(text_t *t, const char *s)
+{
+    text_add(t, s, strlen(s));
+}
+
+/* s (UTF-8) as a JSON string. */
+static void text_json_string(text_t *t, const char *s)
+{
+    text_add(t, "\"", 1);
+    for (const char *p = s; *p != '\0';) {
+        size_t plain = strcspn(p, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e"
+                                  "\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c"
+                                  "\x1d\x1e\x1f");
+        text_add(t, p, plain);
+        p += plain;
+        if (*p != '\0') {
+            char esc[8];
+            snprintf(esc, sizeof(esc), "\\u%04x", (unsigned char)*p++);
+            text_add(t, esc, 6);
+        }
+    }
+    text_add(t, "\"", 1);
+}
+
+static void text_free(text_t *t)
+{
+    if (t->heap)
+        free(t->p);
+}
+
+/* Who s is, as the server knows it: the members "id", "user" (null when anonymous) and "data"
+ * (its token's data, or the name it gave; null) of a JSON object. From s's own callbacks
+ * (nothing changes its data meanwhile) or under data_lock. */
+static void text_identity(text_t *t, eddy_rt_socket_t *s)
+{
+    const sock_info_t *info = eddy_rt_socket_data(s);
+    const char *user = eddy_rt_socket_user(s);
+    text_str(t, "\"id\":\"");
+    text_str(t, eddy_rt_socket_id(s));
+    text_str(t, "\",\"user\":");
+    if (user != NULL)
+        text_json_string(t, user);
+    else
+        text_str(t, "null");
+    text_str(t, ",\"data\":");
+    text_str(t, info != NULL && info->data != NULL ? info->data : "null");
+}
+
+typedef struct room_probe {
+    const char *room;
+    bool found;
+} room_probe_t;
+
+static bool probe_room(const char *room, void *arg)
+{
+    room_probe_t *probe = arg;
+    probe->found = strcmp(room, probe->room) == 0;
+    return !probe->found;
+}
+
+/* Whether s is in room (one short lock on the layer's tables). */
+static bool socket_in(eddy_rt_socket_t *s, const char *room)
+{
+    room_probe_t probe = {room, false};
+    eddy_rt_socket_rooms(s, probe_room, &probe);
+    return probe.found;
+}
+
+typedef struct members {
+    eddy_rt_socket_t **sockets; /* referenced */
+    size_t n, cap, total;
+    bool failed;
+} members_t;
+
+static bool collect_member(const eddy_rt_member_t *m, void *arg)
+{
+    members_t *mem = arg;
+    mem->total++;
+    if (mem->n == PRESENCE_MAX || mem->failed)
+        return true;
+    if (mem->n == mem->cap) {
+        size_t cap = mem->cap ? mem->cap * 2 : 16;
+        eddy_rt_socket_t **p = realloc(mem->sockets, cap * sizeof(*p));
+        if (p == NULL) {
+            mem->failed = true;
+            return true;
+        }
+        mem->sockets = p;
+        mem->cap = cap;
+    }
+    eddy_rt_socket_ref(m->socket);
+    mem->sockets[mem->n++] = m->socket;
+    return true;
+}
+
+/* A room's presence: {"num_sockets", "num_users", "sockets": [{"id", "user", "data"}]} (at
+ * most PRESENCE_MAX sockets listed). */
+static void text_presence(text_t *t, eddy_rt_nsp_t *nsp, const char *room)
+{
+    members_t mem = {0};
+    eddy_rt_room_sockets(nsp, room, collect_member, &mem);
+    char count[64];
+    snprintf(count, sizeof(count), "{\"num_sockets\":%zu,\"num_users\":%zu,\"sockets\":[",
+             mem.total, eddy_rt_room_user_count(nsp, room));
+    text_str(t, count);
+    for (size_t i = 0; i < mem.n; i++) {
+        text_str(t, i > 0 ? ",{" : "{");
+        pthread_mutex_lock(&R.data_lock);
+        text_identity(t, mem.sockets[i]);
+        pthread_mutex_unlock(&R.data_lock);
+        text_str(t, "}");
+        eddy_rt_socket_unref(mem.sockets[i]);
+    }
+    text_str(t, "]}");
+    t->failed |= mem.failed;
+    free(mem.sockets);
+}
+
+/* The daemon's own presence events, left out of a join's history. */
+static bool presence_event(const eddy_rt_event_t *ev)
+{
+    return strcmp(ev->name, "joined") == 0 || strcmp(ev->name, "left") == 0;
+}
+
+typedef struct history_walk {
+    text_t *t;
+    size_t skip, left, seen;
+} history_walk_t;
+
+static bool count_event(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev, const char *offset,
+                        void *arg)
+{
+    ((history_walk_t *)arg)->seen += !presence_event(ev);
+    return true;
+}
+
+static bool add_event(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev, const char *offset, void *arg)
+{
+    history_walk_t *w = arg;
+    if (presence_event(ev))
+        return true;
+    if (w->skip > 0) {
+        w->skip--;
+        return true;
+    }
+    text_str(w->t, w->seen++ > 0 ? ",{\"event\":" : "{\"event\":");
+    text_json_string(w->t, ev->name);
+    text_str(w->t, ",\"args\":[");
+    text_add(w->t, ev->args, ev->args_len);
+    text_str(w->t, "],\"offset\":");
+    text_json_string(w->t, offset);
+    text_str(w->t, "}");
+    return --w->left > 0;
+}
+
+/* The last n events of room, oldest first, as /api/history lists them: [{"event", "args",
+ * "offset"}]. Two walks: the first counts, the second skips all but the last n (an event
+ * stored between them is also sent live, after the join). */
+static void text_history(text_t *t, eddy_rt_nsp_t *nsp, const char *room, size_t n)
+{
+    history_walk_t w = {.t = t};
+    eddy_rt_room_history(nsp, room, SIZE_MAX, count_event, &w);
+    w = (history_walk_t){.t = t, .skip = w.seen > n ? w.seen - n : 0, .left = n};
+    text_str(t, "[");
+    eddy_rt_room_history(nsp, room, SIZE_MAX, add_event, &w);
+    text_str(t, "]");
+}
+
+static void ack_text(eddy_rt_socket_t *s, int64_t ack_id, text_t *t)
+{
+    eddy_rt_ack_json(s, ack_id, t->failed ? "{\"error\":\"out of memory\"}" : t->p);
+    text_free(t);
+}
+
+/* The answer to a join that succeeded: {"ok": true}, with the room's "presence" where
+ * client_presence allows it and its last history_on_join events as "history". */
+static void ack_join(eddy_rt_socket_t *s, int64_t ack_id, const char *room)
+{
+    char stack[4096];
+    text_t t;
+    text_init(&t, stack, sizeof(stack));
+    text_str(&t, "{\"ok\":true");
+    if (room_matches(R.st.client_presence, room)) {
+        text_str(&t, ",\"presence\":");
+        text_presence(&t, eddy_rt_socket_nsp(s), room);
+    }
+    if (R.st.history_on_join > 0) {
+        text_str(&t, ",\"history\":");
+        text_history(&t, eddy_rt_socket_nsp(s), room, R.st.history_on_join);
+    }
+    text_str(&t, "}");
+    ack_text(s, ack_id, &t);
+}
+
+/* The room a publish or presence event names, where patterns allow it and s is in it;
+ * else the refusal. */
+static const char *room_refusal(eddy_rt_socket_t *s, const eddy_rt_event_t *ev,
+                                const char *patterns, char *room, size_t cap)
+{
+    if (eddy_rt_arg_string(ev, 0, room, cap) < 0)
+        return "{\"error\":\"the first argument must be a room name (a string)\"}";
+    if (!room_matches(patterns, room))
+        return "{\"error\":\"not allowed\"}";
+    if (!socket_in(s, room))
+        return "{\"error\":\"not in the room\"}";
+    return NULL;
+}
+
+/* publish(room, data[, ack]): the room's members (the sender too) get the event "message"
+ * with {"room", "from": {"id", "user", "data"}, "data"}; the ack gets {"ok": true}. */
+static void on_publish(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
+{
+    char room[ROOM_NAME_MAX + 1];
+    const char *refusal = room_refusal(s, ev, R.st.client_publish, room, sizeof(room));
+    const char *room_json = NULL, *data = "null";
+    size_t room_len = 0, data_len = 4;
+    eddy_rt_arg(ev, 0, &room_json, &room_len);
+    int type = eddy_rt_arg(ev, 1, &data, &data_len);
+    if (refusal == NULL && (ev->nbin > 0 || eddy_rt_arg_count(ev) > 2))
+        refusal = "{\"error\":\"publish takes a room and one JSON value (no binary)\"}";
+    if (refusal != NULL) {
+        if (ev->ack_id >= 0)
+            eddy_rt_ack_json(s, ev->ack_id, refusal);
+        return;
+    }
+    if (type == EDDY_RT_JSON_NONE) {
+        data = "null";
+        data_len = 4;
+    }
+    char stack[4096];
+    text_t t;
+    text_init(&t, stack, sizeof(stack));
+    text_str(&t, "{\"room\":");
+    text_add(&t, room_json, room_len);
+    text_str(&t, ",\"from\":{");
+    text_identity(&t, s);
+    text_str(&t, "},\"data\":");
+    text_add(&t, data, data_len);
+    text_str(&t, "}");
+    const char *rooms[1] = {room};
+    eddy_rt_to_t to = {.rooms = rooms, .nrooms = 1};
+    eddy_rt_msg_t msg = {.event = "message", .args = t.p, .args_len = t.len};
+    int rc = t.failed ? EDDY_ENOMEM : eddy_rt_broadcast(eddy_rt_socket_nsp(s), &to, &msg);
+    text_free(&t);
+    if (ev->ack_id >= 0)
+        eddy_rt_ack_json(s, ev->ack_id, rc == 0 ? "{\"ok\":true}" : "{\"error\":\"failed\"}");
+}
+
+/* presence(room, ack): {"ok": true, "presence": {...}} for a member of a client_presence
+ * room. */
+static void on_presence_query(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
+{
+    char room[ROOM_NAME_MAX + 1];
+    if (ev->ack_id < 0)
+        return;
+    const char *refusal = room_refusal(s, ev, R.st.client_presence, room, sizeof(room));
+    if (refusal != NULL) {
+        eddy_rt_ack_json(s, ev->ack_id, refusal);
+        return;
+    }
+    char stack[4096];
+    text_t t;
+    text_init(&t, stack, sizeof(stack));
+    text_str(&t, "{\"ok\":true,\"presence\":");
+    text_presence(&t, eddy_rt_socket_nsp(s), room);
+    text_str(&t, "}");
+    ack_text(s, ev->ack_id, &t);
+}
+
+/* Tells a client_presence room that s joined or left it: the event "joined" or "left" with
+ * {"room", "id", "user", "data"} (not to s itself). Joins and leaves may come from the API's
+ * thread while s disconnects: its data is read under data_lock. */
+static void announce_presence(eddy_rt_socket_t *s, const char *room, bool joined)
+{
+    if (!room_matches(R.st.client_presence, room))
+        return;
+    char stack[1024];
+    text_t t;
+    text_init(&t, stack, sizeof(stack));
+    text_str(&t, "{\"room\":");
+    text_json_string(&t, room);
+    text_str(&t, ",");
+    pthread_mutex_lock(&R.data_lock);
+    text_identity(&t, s);
+    pthread_mutex_unlock(&R.data_lock);
+    text_str(&t, "}");
+    const char *rooms[1] = {room};
+    eddy_rt_to_t to = {.rooms = rooms, .nrooms = 1, .except_socket = s};
+    eddy_rt_msg_t msg = {.event = joined ? "joined" : "left", .args = t.p, .args_len = t.len};
+    if (!t.failed)
+        eddy_rt_broadcast(eddy_rt_socket_nsp(s), &to, &msg);
+    text_free(&t);
+}
+
+/* client_names: the data of an anonymous socket, {"name": NAME} from its auth payload's
+ * name (1 to CLIENT_NAME_MAX bytes, no control character), malloc'd; NULL with *bad false
+ * when it gave none, with *bad true for a bad one. */
+static char *client_name_data(eddy_rt_socket_t *s, bool *bad)
+{
+    size_t auth_len, len;
+    const char *auth = eddy_rt_socket_auth(s, &auth_len), *val;
+    *bad = false;
+    if (auth == NULL ||
+        eddy_rt_json_member(auth, auth_len, "name", &val, &len) == EDDY_RT_JSON_NONE)
+        return NULL;
+    json_t *name = json_loadb(val, len, JSON_DECODE_ANY, NULL);
+    const char *text = json_string_value(name);
+    size_t n = text != NULL ? json_string_length(name) : 0;
+    bool ok = n > 0 && n <= CLIENT_NAME_MAX && strlen(text) == n;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (unsigned char)text[i] >= 0x20 && text[i] != 0x7f;
+    char *data = NULL;
+    if (ok) {
+        json_t *obj = json_pack("{s:O}", "name", name);
+        data = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
+        json_decref(obj);
+    }
+    json_decref(name);
+    *bad = data == NULL;
+    return data;
+}
+
+/* Gives an anonymous socket the name of its auth payload as its data; true if the name is
+ * bad (the connect is then refused). */
+static bool client_name_refused(eddy_rt_socket_t *s, auth_result_t *res)
+{
+    bool bad;
+    res->data = client_name_data(s, &bad);
+    return bad;
+}
+
+/* The events publish and presence on nsp. */
+static int permissions_on(eddy_rt_nsp_t *nsp)
+{
+    int rc = eddy_rt_on(nsp, "publish", on_publish, NULL);
+    return rc < 0 ? rc : eddy_rt_on(nsp, "presence", on_presence_query, NULL);
+}
+
+/* One line saying what clients may do beyond joining, when they may do anything more. */
+static void permissions_log(eddy_server_t *srv)
+{
+    const settings_t *st = &R.st;
+    if (st->client_publish[0] == '\0' && st->client_presence[0] == '\0' && !st->client_names &&
+        st->history_on_join == 0)
+        return;
+    eddy_log(srv, EDDY_LOG_INFO,
+             "socketio: clients may publish to %s, see who is in %s%s; joins carry the last "
+             "%zu events",
+             st->client_publish[0] != '\0' ? st->client_publish : "no room",
+             st->client_presence[0] != '\0' ? st->client_presence : "no room",
+             st->client_names ? ", name themselves" : "", st->history_on_join);
+}
+
+/* A socket restored by recovery rejoined its rooms without the presence callback (and
+ * without the connect hook): its name back, and what the presence callback does for each
+ * room (the rooms table counts it again, the room is told it is back). */
+typedef struct room_names {
+    char **names;
+    size_t n, cap;
+} room_names_t;
+
+static bool copy_room(const char *room, void *arg)
+{
+    room_names_t *rn = arg;
+    if (rn->n == rn->cap) {
+        size_t cap = rn->cap ? rn->cap * 2 : 8;
+        char **p = realloc(rn->names, cap * sizeof(*p));
+        if (p == NULL)
+            return false;
+        rn->names = p;
+        rn->cap = cap;
+    }
+    rn->names[rn->n] = strdup(room);
+    return rn->names[rn->n++] != NULL;
+}
+
+static void recovered_presence(eddy_rt_socket_t *s)
+{
+    bool bad;
+    char *name =
+        R.st.client_names && eddy_rt_socket_user(s) == NULL ? client_name_data(s, &bad) : NULL;
+    if (name != NULL) {
+        sock_info_t *info = malloc(sizeof(*info));
+        if (info != NULL) {
+            *info = (sock_info_t){name, NULL};
+            pthread_mutex_lock(&R.data_lock);
+            eddy_rt_socket_set_data(s, info);
+            pthread_mutex_unlock(&R.data_lock);
+        } else {
+            free(name);
+        }
+    }
+    room_names_t rn = {0};
+    eddy_rt_socket_rooms(s, copy_room, &rn);
+    for (size_t i = 0; i < rn.n; i++) {
+        if (rn.names[i] != NULL && i > 0) /* [0] is its own room */
+            on_presence(s, rn.names[i], true, NULL);
+        free(rn.names[i]);
+    }
+    free(rn.names);
+}
+
 /* join(room[, ack]) and leave(room[, ack]): the ack gets {"ok":true} or {"error":why}. */
 static void on_join_leave(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
 {
@@ -494,7 +1066,9 @@ static void on_join_leave(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *
         answer = "{\"error\":\"not allowed\"}";
     else if ((join ? eddy_rt_join(s, room) : eddy_rt_leave(s, room)) < 0)
         answer = "{\"error\":\"failed\"}";
-    if (ev->ack_id >= 0)
+    if (ev->ack_id >= 0 && join && strcmp(answer, "{\"ok\":true}") == 0)
+        ack_join(s, ev->ack_id, room);
+    else if (ev->ack_id >= 0)
         eddy_rt_ack_json(s, ev->ack_id, answer);
 }
 
@@ -512,10 +1086,19 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
             return -1;
         }
     }
+    if (!live_publish(&R.st)) {
+        fputs("eddy: out of memory\n", stderr);
+        return -1;
+    }
     const char *param = cfg_get(cfg, "auth", "query_param");
     snprintf(R.query_param, sizeof(R.query_param), "%s", param != NULL ? param : "token");
     if (!R.st.enabled)
         return 0;
+    if (R.st.history_on_join > 0 && R.st.history_size == 0 && R.st.recovery_ms == 0) {
+        fprintf(stderr, "eddy: [socketio] history_on_join needs history_size (or "
+                        "recovery_max_disconnection): no history is kept\n");
+        return -1;
+    }
     eddy_rt_options_t opts;
     eddy_rt_options_init(&opts);
     opts.path = R.st.path;
@@ -548,7 +1131,7 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
         snprintf(name, sizeof(name), "%.*s", (int)item, p);
         eddy_rt_nsp_t *nsp = eddy_rt_of(R.rt, name);
         if (nsp == NULL || eddy_rt_on(nsp, "join", on_join_leave, (void *)1) < 0 ||
-            eddy_rt_on(nsp, "leave", on_join_leave, NULL) < 0) {
+            eddy_rt_on(nsp, "leave", on_join_leave, NULL) < 0 || permissions_on(nsp) < 0) {
             fprintf(stderr, "eddy: [socketio] namespaces: cannot create %s\n", name);
             return -1;
         }
@@ -561,6 +1144,7 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
     eddy_log(srv, EDDY_LOG_INFO, "socketio: %s (namespaces %s; clients may join %s)%s", R.st.path,
              R.st.namespaces, R.st.client_rooms[0] != '\0' ? R.st.client_rooms : "no room",
              R.st.api_key[0] != '\0' ? "; server API on /api/" : "");
+    permissions_log(srv);
     return 0;
 }
 
@@ -574,6 +1158,11 @@ void realtime_free(void)
     rooms_free();
     pthread_mutex_unlock(&R.rooms_lock);
     memset(R.st.api_key, 0, sizeof(R.st.api_key));
+    for (rt_live_t *lv = atomic_exchange(&R.live, NULL), *older; lv != NULL; lv = older) {
+        older = lv->retired;
+        memset(lv->api_key, 0, sizeof(lv->api_key));
+        free(lv);
+    }
 }
 
 bool realtime_request(eddy_request_t *req, eddy_response_t *resp)
@@ -621,10 +1210,12 @@ eddy_rt_nsp_t *realtime_nsp_at(size_t i)
 
 const char *realtime_api_key(void)
 {
-    return R.st.api_key;
+    const rt_live_t *lv = live();
+    return lv != NULL ? lv->api_key : "";
 }
 
 size_t realtime_api_max_body(void)
 {
-    return R.st.api_max_body;
+    const rt_live_t *lv = live();
+    return lv != NULL ? lv->api_max_body : 0;
 }

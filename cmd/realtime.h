@@ -2,8 +2,9 @@
 /*
  * The daemon's real-time endpoint and server API. cmd/realtime.c attaches the Socket.IO
  * layer (include/eddy_rt.h) to the public listener ([socketio]): tokens checked at CONNECT,
- * the client events the daemon understands (join and leave, within client_rooms), the
- * rooms the API lists. cmd/api.c is the HTTP server API ([api]): POST
+ * the client events the daemon understands (join and leave within client_rooms, publish
+ * within client_publish, presence within client_presence), the rooms the API lists.
+ * cmd/api.c is the HTTP server API ([api]): POST
  * /api/METHOD with an API key, JSON in and out. cmd/publish.c is `eddy publish` and `eddy
  * api`, its command-line client. Public headers only, like every file of cmd/.
  */
@@ -34,6 +35,13 @@ int realtime_check_key(const char *section, const char *key, const char *value, 
  * with the reason printed on standard error.
  */
 int realtime_setup(eddy_server_t *srv, const cfg_t *cfg);
+/*
+ * A reload (SIGHUP) with next, a validated configuration: applies [socketio] client_rooms
+ * (for the next join or leave) and [api] key and max_body (for the next request), logging
+ * each change (never the key). The other [socketio] keys are the layer's, fixed when it
+ * was made: serve.c names them as needing a restart. Signal thread.
+ */
+void realtime_reload(eddy_server_t *srv, const cfg_t *next);
 /* Frees the layer, after eddy_server_start() returned and before eddy_server_free(). */
 void realtime_free(void);
 
@@ -56,7 +64,8 @@ eddy_rt_t *realtime_rt(void);
 eddy_rt_nsp_t *realtime_nsp(const char *name);
 /* The i-th configured namespace (from 0), NULL past the last. */
 eddy_rt_nsp_t *realtime_nsp_at(size_t i);
-/* The [api] key ("" when the API is off) and the largest request body it takes. */
+/* The [api] key ("" when the API is off) and the largest request body it takes, as the
+ * last reload left them; the key stays valid until realtime_free(). */
 const char *realtime_api_key(void);
 size_t realtime_api_max_body(void);
 

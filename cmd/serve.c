@@ -647,9 +647,24 @@ static void live_free_all(live_t *lv)
 static bool live_key(const char *section, const char *key)
 {
     static const char *const keys[][2] = {
-        {"log", "log_level"},        {"log", "log_file"},   {"static", "document_root"},
-        {"static", "index"},         {"websocket", "path"}, {"server", "shutdown_delay"},
+        {"log", "log_level"},
+        {"log", "log_file"},
+        {"static", "document_root"},
+        {"static", "index"},
+        {"websocket", "path"},
+        {"server", "shutdown_delay"},
         {"server", "max_wait_time"},
+        /* reload_engine_keys() */
+        {"server", "max_connection"},
+        {"server", "package_max_length"},
+        {"tls", "ssl_cert_file"},
+        {"tls", "ssl_key_file"},
+        {"server", "websocket_ping_interval"},
+        {"server", "websocket_ping_timeout"},
+        /* realtime_reload() */
+        {"socketio", "client_rooms"},
+        {"api", "key"},
+        {"api", "max_body"},
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         if (strcmp(section, keys[i][0]) == 0 && strcmp(key, keys[i][1]) == 0)
@@ -752,6 +767,60 @@ static void reload_daemon_keys(cfg_t *next)
         cfg_take(cur, next, taken[i][0], taken[i][1]);
 }
 
+/*
+ * The TLS certificate (read again even when its file names are the same: a renewal
+ * replaces the files) and the limits the engine takes while running. Returns false, with
+ * nothing changed, when the certificate cannot be loaded: the reload is refused then.
+ */
+static bool reload_engine_keys(cfg_t *next)
+{
+    const char *cert = cfg_get(next, "tls", "ssl_cert_file");
+    const char *key = cfg_get(next, "tls", "ssl_key_file");
+    if (g.tls_index >= 0) {
+        int rc = eddy_server_reload_tls(g.srv, cert != NULL ? cert : "", key != NULL ? key : "");
+        if (rc < 0) {
+            eddy_log(g.srv, EDDY_LOG_ERROR,
+                     "reload refused, the running configuration is kept: [tls] ssl_cert_file "
+                     "%s, ssl_key_file %s: %s (the certificate in use stays)",
+                     cert != NULL ? cert : "(unset)", key != NULL ? key : "(unset)",
+                     eddy_strerror(rc));
+            return false;
+        }
+        eddy_log(g.srv, EDDY_LOG_NOTICE,
+                 "reload: [tls] certificate %s and key %s loaded (for new connections)", cert, key);
+        cfg_take(g.cfg, next, "tls", "ssl_cert_file");
+        cfg_take(g.cfg, next, "tls", "ssl_key_file");
+    }
+    eddy_options_t defaults;
+    eddy_options_init(&defaults);
+    static const char *const limits[] = {"max_connection", "package_max_length",
+                                         "websocket_ping_interval", "websocket_ping_timeout"};
+    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+        const char *value = cfg_get(next, "server", limits[i]);
+        if (same(value, cfg_get(g.cfg, "server", limits[i])))
+            continue;
+        char fallback[32]; /* unset now: the default again */
+        if (i < 2)
+            snprintf(fallback, sizeof(fallback), "%zu",
+                     i == 0 ? defaults.max_connection : defaults.package_max_length);
+        else
+            snprintf(fallback, sizeof(fallback), "%g",
+                     (i == 2 ? defaults.websocket_ping_interval_ms
+                             : defaults.websocket_ping_timeout_ms) /
+                         1000.0);
+        int rc = eddy_server_set(g.srv, limits[i], value != NULL ? value : fallback);
+        if (rc < 0) {
+            eddy_log(g.srv, EDDY_LOG_ERROR, "reload: [server] %s %s: %s; kept the running value",
+                     limits[i], value != NULL ? value : fallback, eddy_strerror(rc));
+            continue;
+        }
+        eddy_log(g.srv, EDDY_LOG_NOTICE, "reload: [server] %s %s", limits[i],
+                 value != NULL ? value : fallback);
+        cfg_take(g.cfg, next, "server", limits[i]);
+    }
+    return true;
+}
+
 static void reload(void)
 {
     char err[1024];
@@ -761,6 +830,11 @@ static void reload(void)
                  err);
         return;
     }
+    if (!reload_engine_keys(next)) {
+        cfg_free(next);
+        return;
+    }
+    realtime_reload(g.srv, next);  /* [socketio] client_rooms, [api] key and max_body */
     auth_apply(g.srv, next, true); /* [auth] is live: keys rotate without a restart */
     int level = next->log_level;
     if (level < g.engine_level) {

@@ -31,7 +31,9 @@
  *   eddy_server_start() returned and across a restart: work handed over while no loop
  *   runs waits for the next start or for eddy_server_free(). The request and
  *   response functions, and eddy_server_set()/eddy_on_*(), are for the thread that owns
- *   the object (the loop that called you, or the thread configuring the server).
+ *   the object (the loop that called you, or the thread configuring the server); the
+ *   limits eddy_server_set() changes while running and eddy_server_reload_tls() are for
+ *   any thread.
  */
 #ifndef EDDY_H
 #define EDDY_H
@@ -323,8 +325,21 @@ int eddy_server_close_listeners(eddy_server_t *srv);
 
 /*
  * Applies one setting, Swoole's $server->set([key => value]) one pair at a time. Key and
- * value are copied. Must be called before eddy_server_start(). The same settings, typed:
- * eddy_options_t and eddy_server_configure() below.
+ * value are copied. Call it before eddy_server_start(), from the thread configuring the
+ * server. The same settings, typed: eddy_options_t and eddy_server_configure() below.
+ *
+ * While the server runs, four keys may change, from any thread: max_connection (for the
+ * connections accepted after the call; those over the new limit stay),
+ * package_max_length (for the messages and HTTP bodies whose size is checked after the
+ * call, eddy_push() and the other sends included; a message being received when it is
+ * lowered is checked against the new limit as its next frame arrives), each one relaxed
+ * atomic load where it is checked (no lock per message), and websocket_ping_interval and
+ * websocket_ping_timeout (every loop re-arms its ping timer shortly after the call: the
+ * next round is an interval later; 0 turns pings off and forgives pings owed). Every other
+ * key answers EDDY_ERUNNING while the server runs: they are read once per run
+ * (worker_num, backlog, listeners, the heartbeat, compression, log files), or set up per
+ * connection with more than one value to keep consistent (the output buffer bounds). For
+ * TLS certificates see eddy_server_reload_tls().
  *
  * Keys (defaults in brackets):
  *   worker_num [CPU cores]         event loop threads (at most 256)
@@ -406,9 +421,27 @@ int eddy_server_close_listeners(eddy_server_t *srv);
  *
  * Booleans accept true/false, 1/0, yes/no, on/off. Seconds (the heartbeat and *_timeout
  * keys) may be fractional ("0.5"), to the millisecond. Returns 0, EDDY_EKEY for an unknown
- * key, EDDY_EVALUE for a bad value (both logged with the key and value), EDDY_ERUNNING.
+ * key, EDDY_EVALUE for a bad value (both logged with the key and value; nothing changes),
+ * EDDY_ENOMEM, EDDY_ERUNNING (a key other than the four above while the server runs).
  */
 int eddy_server_set(eddy_server_t *srv, const char *key, const char *value);
+
+/*
+ * Loads a new TLS certificate (PEM, chain allowed) and key for every TLS listener, with the
+ * server's ssl_ciphers and ssl_protocols: the renewal of a certificate without a restart.
+ * While the server runs, handshakes that start after the call use the new pair, and
+ * established connections keep the one they were made with; the replaced context is
+ * freed once every loop has moved on (the memory of the last connections that use it
+ * goes with them). The files are read, and the key checked against the certificate,
+ * before anything changes: a missing, unreadable or malformed file, or a key of another
+ * certificate, is refused (logged with the file and OpenSSL's reason) and the running
+ * pair is kept. The paths become the ssl_cert_file and ssl_key_file settings (when the run
+ * ends, if it runs: the next eddy_server_start() loads them). Not running, the files are
+ * checked the same way. Any thread; calls are serialised. Paths are copied. Returns 0,
+ * EDDY_EINVAL (a NULL or empty path, a bad certificate or key), EDDY_EVALUE (bad
+ * ssl_ciphers or ssl_protocols), EDDY_ENOMEM, or -errno (a file cannot be read).
+ */
+int eddy_server_reload_tls(eddy_server_t *srv, const char *cert_file, const char *key_file);
 
 /* slow_consumer_policy values. */
 enum eddy_slow_consumer_policy {

@@ -2,8 +2,8 @@
 /*
  * The broker seam of the real-time layer (issue 12): what a node needs from whatever
  * connects it to the other nodes of a cluster. One interface (a small vtable, struct
- * rt_broker_ops), several engines: Redis (rt_broker_redis_new(), below) now; an in-memory
- * one for a single node and NATS can implement the same operations.
+ * rt_broker_ops), several engines: Redis (rt_broker_redis_new(), below) and in-memory for
+ * a single node (rt_broker_memory_new(), below); NATS can implement the same operations.
  *
  * What a broker does for the layer:
  * - publish: a broadcast {nsp, target rooms (none: the whole namespace), except-rooms,
@@ -29,7 +29,8 @@
  * Threads: every function may be called from any thread. Results and deliveries run
  * either on an eddy loop (the configuration names a server: eddy_post() to the loop of a
  * given connection, else eddy_defer()) or, with no server configured, on the broker's own
- * thread (tests, programs without loops); handlers must then be thread-safe and quick.
+ * thread (tests, programs without loops; the in-memory engine has none: on the calling
+ * thread, see below); handlers must then be thread-safe and quick.
  *
  * Return codes are eddy's (eddy.h): 0, EDDY_EINVAL, EDDY_ENOMEM, EDDY_EDROPPED (the
  * bounded queue is full: counted as dropped), EDDY_ECLOSED (the broker is down and the
@@ -351,5 +352,63 @@ void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg);
  */
 rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_broker_handlers_t *h,
                                  void *ud);
+
+/* ---------------------------------------------------------------------------------------
+ * In memory (rt_broker_memory.c): one node, nothing to install
+ *
+ * The broker of a node that is alone: the same operations and answers as Redis's, kept in
+ * this process. Each namespace has an rt_history store (created at its first use, with a
+ * random epoch), so positions, history reads and their RT_HISTORY_GAP answers are the
+ * Redis engine's, with one difference: the history dies with the process (a restarted
+ * node has new epochs, so old positions answer "not recovered"). A publish assigns the
+ * position, appends to the ring of each target room (bounded by history_max entries,
+ * history_max_bytes and history_age_ms) and queues the live delivery under one lock, so
+ * history order equals delivery order. A broadcast that cannot be stored (a store limit,
+ * out of memory) is still delivered live and marks its seq lost: reads from below it
+ * answer RT_HISTORY_GAP. The node is its only node, always UP and ready (the state handler
+ * is never called; stats count no reconnections or gaps); every delivery and history entry
+ * is own. The emitted handler is never called.
+ *
+ * Threads: every function may be called from any thread (one mutex guards the broker;
+ * handlers never run with it held, so they may call the broker back). With srv set,
+ * deliveries run on loop 0, in batches (one eddy_defer() per batch, not per broadcast),
+ * and results on fd's loop (eddy_post(), else eddy_defer()), as the Redis engine's. With
+ * srv NULL, everything runs on the calling thread before the call returns: a result in the
+ * call that asked for it, deliveries in the publish that queued them or, while another
+ * thread is delivering, in that thread (which delivers until the queue is empty), so each
+ * namespace's deliveries still arrive in seq order, one handler call at a time.
+ *
+ * Memory: a publish allocates only what the history keeps (one entry) and, with a result
+ * callback and srv set, that result; deliveries wait in two reused buffers. A history read
+ * copies its entries once. Session records are kept until taken, expired (reclaimed in
+ * the order they were written, at each put and take) or the broker is freed.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct rt_broker_memory_config {
+    const char *node_id;        /* NULL: 16 random hex characters (copied) */
+    eddy_server_t *srv;         /* where results and deliveries run (see Threads); NULL: on
+                                 * the calling thread */
+    size_t history_max;         /* entries per room ring: 1000 */
+    size_t history_max_bytes;   /* bytes per room ring (a broadcast's payload and names): 1 MiB;
+                                 * a larger broadcast is delivered, not kept */
+    uint64_t history_age_ms;    /* entry age: 120000 */
+    size_t history_max_entries; /* most entries one history read returns: 10000 */
+    size_t max_sessions;        /* session records kept at once (a put beyond: EDDY_EDROPPED):
+                                 * 100000 */
+    /* Milliseconds of a monotonic clock, for history ages and session TTLs. NULL:
+     * CLOCK_MONOTONIC_COARSE. Tests pass a fake one. */
+    uint64_t (*clock)(void *clock_ud);
+    void *clock_ud;
+} rt_broker_memory_config_t;
+
+/* Fills *cfg with the defaults above. */
+void rt_broker_memory_config_init(rt_broker_memory_config_t *cfg);
+
+/*
+ * Creates an in-memory broker (cfg NULL: the defaults). cfg and h are copied. Returns NULL
+ * on a bad configuration (logged), out of memory, or when the kernel gives no randomness.
+ */
+rt_broker_t *rt_broker_memory_new(const rt_broker_memory_config_t *cfg,
+                                  const rt_broker_handlers_t *h, void *ud);
 
 #endif /* EDDY_RT_BROKER_H */

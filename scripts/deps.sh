@@ -4,10 +4,12 @@
 # Usage: scripts/deps.sh build|test
 #   build: the compiler and the libraries eddy links (OpenSSL, zlib, hiredis and msgpack-c
 #          for the Redis broker; libinih, jansson and libcurl for the eddy program: its
-#          configuration file, JSON, the backend proxy)
+#          configuration file, JSON, the backend proxy), and npm, which installs the demo
+#          page's socket.io-client (`make run`)
 #   test:  also python3-jwt (auth tokens), python3-websockets, python3-socketio (a second Socket.IO client; python3-requests for its long-polling) and pytest, openssl (test certificates), Node.js with the
 #          npm packages in tests/clients and clients/js (TypeScript, to check eddy.d.ts),
-#          headless Chromium, clang for the fuzzers, and redis-server (the Redis broker's tests)
+#          headless Chromium, clang for the fuzzers, redis-server (the Redis broker's tests),
+#          and debhelper with dpkg-dev (`make deb`, tests/integration/test_deb.py)
 # As root it runs apt-get; otherwise it names what is missing and the command to install
 # it, and fails.
 set -eu
@@ -15,7 +17,8 @@ set -eu
 build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config libinih-dev libjansson-dev
     libcurl4-openssl-dev libhiredis-dev libmsgpack-dev"
 test_pkgs="python3 python3-pytest python3-websockets python3-socketio python3-engineio python3-websocket
-    python3-requests python3-jwt python3-prometheus-client openssl chromium clang libclang-rt-14-dev redis-server"
+    python3-requests python3-jwt python3-prometheus-client openssl chromium clang libclang-rt-14-dev redis-server
+    debhelper dpkg-dev"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
@@ -35,6 +38,8 @@ done
 # Node may come from Debian or elsewhere (nodesource): the commands are what matters.
 if [ "${1:-build}" = test ] && ! command -v node >/dev/null 2>&1; then
     missing="$missing nodejs npm"
+elif ! command -v npm >/dev/null 2>&1; then
+    missing="$missing npm" # the demo page's socket.io-client (make www-assets)
 fi
 
 if [ -n "$missing" ]; then

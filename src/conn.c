@@ -1098,8 +1098,9 @@ eddy__conn_t *eddy__conn_new(eddy__loop_t *loop, int fd, const struct sockaddr *
     conn->local_port = (uint16_t)listener->bound_port;
     conn->connect_s = (uint32_t)(loop->now_wall_ms / 1000);
     eddy__peer_set(&conn->peer, peer);
-    if ((listener->tls_ctx != NULL && eddy__tls_conn_start(conn, listener->tls_ctx) != 0) ||
-        proto->start(conn) != 0)
+    /* Once: eddy_server_reload_tls() may publish another context meanwhile. */
+    struct ssl_ctx_st *tls_ctx = atomic_load_explicit(&listener->tls_ctx, memory_order_acquire);
+    if ((tls_ctx != NULL && eddy__tls_conn_start(conn, tls_ctx) != 0) || proto->start(conn) != 0)
         goto fail;
     if (eddy__connmap_put(&loop->conns, conn) != 0)
         goto fail;

@@ -168,8 +168,9 @@ struct eddy__loop {
      * + 1, or 0 at trace level, so that every frame goes where it is logged. ws.c's alone
      * (eddy__ws_loop_start() sets it), kept here rather than in its slot because the slot
      * costs one more load per frame: 583-584 instructions per echoed 20-byte message
-     * against 582 (bench/instructions). */
-    size_t ws_fast_limit;
+     * against 582 (bench/instructions). eddy_server_set() of package_max_length rewrites
+     * it from another thread while the loop runs: relaxed loads and stores. */
+    _Atomic size_t ws_fast_limit;
     pthread_t thread;
     bool thread_started;
     _Atomic(eddy__cmd_t *) inbox; /* posted commands, newest first */

@@ -713,7 +713,7 @@ static int check_message(eddy_server_t *srv, const void *data, size_t len, int o
         return EDDY_EINVAL;
     if (data == NULL && len > 0)
         return EDDY_EINVAL;
-    return len > srv->opts.package_max_length ? EDDY_ETOOBIG : 0;
+    return len > eddy__package_max_length(srv) ? EDDY_ETOOBIG : 0;
 }
 
 int eddy_publish(eddy_server_t *srv, const char *topic, const void *data, size_t len, int opcode,

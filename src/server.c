@@ -94,6 +94,8 @@ eddy_server_t *eddy_server_new(const char *host, int port)
     eddy__options_init(&srv->opts);
     atomic_init(&srv->stop_requested, false);
     pthread_mutex_init(&srv->task_lock, NULL);
+    pthread_mutex_init(&srv->tls_lock, NULL);
+    eddy__options_publish(srv);
     eddy__registry_init(&srv->registry);
     eddy__topics_init(&srv->topics);
     /* Loop 0 exists from the start, so timers and deferred calls set up before
@@ -243,11 +245,98 @@ int eddy_server_close_listeners(eddy_server_t *srv)
     return 0;
 }
 
+/*
+ * eddy_server_reload_tls(): the contexts a reload replaced are freed once every loop has run
+ * a command posted after the swap. A loop reads a listener's context and makes the
+ * connection's SSL from it within one event, so by then none holds a replaced pointer
+ * unused; SSL objects keep their own reference, so established connections keep theirs.
+ */
+struct tls_retire {
+    atomic_int left;
+    struct ssl_ctx_st **old; /* one per listener, NULL where none was replaced */
+    int count;
+    eddy__cmd_t cmds[]; /* one per loop */
+};
+
+static void tls_retire_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    struct tls_retire *r =
+        (struct tls_retire *)((char *)(cmd - loop->index) - offsetof(struct tls_retire, cmds));
+    if (atomic_fetch_sub(&r->left, 1) != 1)
+        return;
+    for (int i = 0; i < r->count; i++)
+        eddy__tls_ctx_free(r->old[i]);
+    free(r->old);
+    free(r);
+}
+
+/* Running: ctx (its creator's reference handed over) goes to every TLS listener. */
+static int tls_swap(eddy_server_t *srv, struct ssl_ctx_st *ctx)
+{
+    int loops = atomic_load(&srv->loop_count);
+    struct tls_retire *r = calloc(1, sizeof(*r) + (size_t)loops * sizeof(eddy__cmd_t));
+    if (r != NULL)
+        r->old = calloc((size_t)srv->listener_count, sizeof(*r->old));
+    if (r == NULL || r->old == NULL) {
+        free(r);
+        eddy__tls_ctx_free(ctx);
+        return EDDY_ENOMEM;
+    }
+    r->count = srv->listener_count;
+    atomic_init(&r->left, loops);
+    for (int i = 0; i < srv->listener_count; i++) {
+        if (!(srv->listeners[i].flags & EDDY_LISTEN_TLS))
+            continue;
+        eddy__tls_ctx_ref(ctx);
+        r->old[i] = atomic_exchange(&srv->listeners[i].tls_ctx, ctx);
+    }
+    eddy__tls_ctx_free(ctx); /* the listeners hold it now */
+    for (int i = 0; i < loops; i++) {
+        r->cmds[i].fn = tls_retire_run;
+        eddy__loop_post(srv->loops[i], &r->cmds[i]);
+    }
+    return 0;
+}
+
+int eddy_server_reload_tls(eddy_server_t *srv, const char *cert_file, const char *key_file)
+{
+    if (cert_file == NULL || key_file == NULL || *cert_file == '\0' || *key_file == '\0')
+        return EDDY_EINVAL;
+    pthread_mutex_lock(&srv->tls_lock);
+    struct ssl_ctx_st *ctx;
+    int rc = eddy__tls_ctx_new(srv, cert_file, key_file, &ctx);
+    if (rc == 0 && atomic_load(&srv->running)) {
+        /* The settings name the files once the run ends (other threads may read them
+         * meanwhile, through eddy_server_get_options()). */
+        char *cert = strdup(cert_file), *key = strdup(key_file);
+        rc = cert != NULL && key != NULL ? tls_swap(srv, ctx) : EDDY_ENOMEM;
+        if (rc == 0) {
+            free(srv->tls_next_cert);
+            free(srv->tls_next_key);
+            srv->tls_next_cert = cert;
+            srv->tls_next_key = key;
+        } else {
+            if (cert == NULL || key == NULL)
+                eddy__tls_ctx_free(ctx);
+            free(cert);
+            free(key);
+        }
+    } else if (rc == 0) {
+        eddy__tls_ctx_free(ctx); /* the next start loads the files again */
+        rc = eddy_server_set(srv, "ssl_cert_file", cert_file);
+        if (rc == 0)
+            rc = eddy_server_set(srv, "ssl_key_file", key_file);
+    }
+    pthread_mutex_unlock(&srv->tls_lock);
+    if (rc == 0)
+        eddy__log(srv, EDDY__LOG_INFO, "TLS certificate %s and key %s loaded", cert_file, key_file);
+    return rc;
+}
+
 static void free_tls_contexts(eddy_server_t *srv)
 {
     for (int i = 0; i < srv->listener_count; i++) {
-        eddy__tls_ctx_free(srv->listeners[i].tls_ctx);
-        srv->listeners[i].tls_ctx = NULL;
+        eddy__tls_ctx_free(atomic_exchange(&srv->listeners[i].tls_ctx, NULL));
     }
 }
 
@@ -285,6 +374,9 @@ void eddy_server_free(eddy_server_t *srv)
         close(srv->log_fd);
     eddy__options_free(&srv->opts);
     pthread_mutex_destroy(&srv->task_lock);
+    pthread_mutex_destroy(&srv->tls_lock);
+    free(srv->tls_next_cert);
+    free(srv->tls_next_key);
     free(srv);
 }
 
@@ -454,8 +546,11 @@ static int open_listeners(eddy_server_t *srv)
     int rc = 0;
     for (int i = 0; i < srv->listener_count && rc == 0; i++) {
         srv->listeners[i].bound_port = 0;
-        if (srv->listeners[i].flags & EDDY_LISTEN_TLS)
-            rc = eddy__tls_ctx_new(srv, &srv->listeners[i].tls_ctx);
+        if (srv->listeners[i].flags & EDDY_LISTEN_TLS) {
+            struct ssl_ctx_st *ctx;
+            rc = eddy__tls_ctx_new(srv, srv->opts.ssl_cert_file, srv->opts.ssl_key_file, &ctx);
+            atomic_store(&srv->listeners[i].tls_ctx, ctx);
+        }
     }
     bool reuse_port = srv->opts.enable_reuse_port && srv->loop_count > 1;
     int loops = reuse_port ? srv->loop_count : 1;
@@ -581,7 +676,8 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
             }
             return;
         }
-        if (atomic_load(&srv->registry.live) >= srv->opts.max_connection) {
+        size_t max_connection = eddy__max_connection(srv);
+        if (atomic_load(&srv->registry.live) >= max_connection) {
             char ip[46] = "?";
             int port = 0;
             eddy__peer_t compact;
@@ -589,7 +685,7 @@ static void on_accept(eddy__loop_t *loop, eddy__io_t *io, unsigned events)
             eddy__peer_format(&compact, ip, &port);
             eddy__log(srv, EDDY__LOG_WARNING,
                       "accept: too many connections (max_connection=%zu), refused %s:%d",
-                      srv->opts.max_connection, ip, port);
+                      max_connection, ip, port);
             close(fd);
             eddy__stat_add(&loop->stats.refused, 1);
             continue;
@@ -672,12 +768,9 @@ static void tls_sweep(eddy__loop_t *loop, eddy__timer_t *timer)
 
 /* The ping timer's period: the interval, or the timeout when shorter, so an unanswered
  * ping is noticed within a period of its timeout. */
-static uint64_t ws_ping_period(const eddy__options_t *opts)
+static uint64_t ws_ping_period(uint32_t interval_ms, uint32_t timeout_ms)
 {
-    uint32_t period = opts->websocket_ping_interval_ms;
-    if (opts->websocket_ping_timeout_ms > 0)
-        period = EDDY__MIN(period, opts->websocket_ping_timeout_ms);
-    return period;
+    return timeout_ms > 0 ? EDDY__MIN(interval_ms, timeout_ms) : interval_ms;
 }
 
 /*
@@ -689,12 +782,18 @@ static uint64_t ws_ping_period(const eddy__options_t *opts)
  */
 static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
 {
-    const eddy__options_t *opts = &loop->srv->opts;
+    /* Read once a round: eddy_server_set() may change them while running. */
+    uint32_t interval_ms =
+        atomic_load_explicit(&loop->srv->live_ping_interval_ms, memory_order_relaxed);
+    uint32_t timeout_ms =
+        atomic_load_explicit(&loop->srv->live_ping_timeout_ms, memory_order_relaxed);
+    if (interval_ms == 0) /* turned off: pings owed are forgiven */
+        return;
     server_loop_t *sl = server_loop(loop);
     uint64_t now = loop->now_ms;
     bool round = now >= sl->ws_ping_next_ms;
     if (round)
-        sl->ws_ping_next_ms = now + opts->websocket_ping_interval_ms;
+        sl->ws_ping_next_ms = now + interval_ms;
     size_t it = 0;
     for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;) {
         if (!eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
@@ -702,12 +801,12 @@ static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
             continue;
         if (conn->ping_sent_ms != 0) {
             uint64_t last = atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed);
-            if (last >= conn->ping_sent_ms) {
+            if (last >= conn->ping_sent_ms || timeout_ms == 0) { /* answered, or no timeout now */
                 conn->ping_sent_ms = 0;
-            } else if (now - conn->ping_sent_ms >= opts->websocket_ping_timeout_ms) {
+            } else if (now - conn->ping_sent_ms >= timeout_ms) {
                 eddy__log(loop->srv, EDDY__LOG_INFO,
                           "session#%" PRIu64 ": no answer to a ping in %" PRIu32 " ms, dropped",
-                          conn->id, opts->websocket_ping_timeout_ms);
+                          conn->id, timeout_ms);
                 eddy__conn_close(conn, EDDY__CLOSE_ABORT);
                 continue;
             } else {
@@ -716,11 +815,52 @@ static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
         }
         if (round) {
             eddy__ws_push(conn, NULL, 0, EDDY_WS_OPCODE_PING, EDDY_WS_FLAG_FIN);
-            if (opts->websocket_ping_timeout_ms > 0)
+            if (timeout_ms > 0)
                 conn->ping_sent_ms = now;
         }
     }
-    eddy__timer_start(loop, timer, ws_ping_period(opts));
+    eddy__timer_start(loop, timer, ws_ping_period(interval_ms, timeout_ms));
+}
+
+/* eddy__server_pings_changed(): each loop re-arms its ping timer with the new values. */
+struct pings_changed {
+    atomic_int left;
+    uint32_t interval_ms, timeout_ms;
+    eddy__cmd_t cmds[]; /* one per loop */
+};
+
+static void pings_changed_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
+{
+    struct pings_changed *pc = (struct pings_changed *)((char *)(cmd - loop->index) -
+                                                        offsetof(struct pings_changed, cmds));
+    server_loop_t *sl = server_loop(loop);
+    if (!loop->stopping) {
+        eddy__timer_stop(loop, &sl->ws_ping);
+        if (pc->interval_ms > 0) {
+            sl->ws_ping_next_ms = loop->now_ms + pc->interval_ms;
+            eddy__timer_start(loop, &sl->ws_ping, ws_ping_period(pc->interval_ms, pc->timeout_ms));
+        }
+    }
+    if (atomic_fetch_sub(&pc->left, 1) == 1)
+        free(pc);
+}
+
+int eddy__server_pings_changed(eddy_server_t *srv, uint32_t interval_ms, uint32_t timeout_ms)
+{
+    int loops = atomic_load(&srv->loop_count);
+    struct pings_changed *pc = calloc(1, sizeof(*pc) + (size_t)loops * sizeof(eddy__cmd_t));
+    if (pc == NULL)
+        return EDDY_ENOMEM;
+    atomic_init(&pc->left, loops);
+    pc->interval_ms = interval_ms;
+    pc->timeout_ms = timeout_ms;
+    atomic_store_explicit(&srv->live_ping_interval_ms, interval_ms, memory_order_relaxed);
+    atomic_store_explicit(&srv->live_ping_timeout_ms, timeout_ms, memory_order_relaxed);
+    for (int i = 0; i < loops; i++) {
+        pc->cmds[i].fn = pings_changed_run;
+        eddy__loop_post(srv->loops[i], &pc->cmds[i]);
+    }
+    return 0;
 }
 
 /* ---- running and stopping ---- */
@@ -786,9 +926,11 @@ static void prepare_loop(eddy__loop_t *loop)
         sl->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
     if (opts->heartbeat_interval_ms > 0)
         eddy__timer_start(loop, &sl->heartbeat, opts->heartbeat_interval_ms);
-    if (opts->websocket_ping_interval_ms > 0) {
-        sl->ws_ping_next_ms = loop->now_ms + opts->websocket_ping_interval_ms;
-        eddy__timer_start(loop, &sl->ws_ping, ws_ping_period(opts));
+    uint32_t ping_ms = atomic_load(&loop->srv->live_ping_interval_ms);
+    if (ping_ms > 0) {
+        sl->ws_ping_next_ms = loop->now_ms + ping_ms;
+        eddy__timer_start(loop, &sl->ws_ping,
+                          ws_ping_period(ping_ms, atomic_load(&loop->srv->live_ping_timeout_ms)));
     }
     for (int i = 0; i < loop->srv->listener_count; i++) {
         if (loop->srv->listeners[i].tls_ctx != NULL) {
@@ -906,7 +1048,9 @@ int eddy_server_start(eddy_server_t *srv)
     }
     for (int i = 0; i < srv->loop_count; i++)
         prepare_loop(srv->loops[i]);
-    srv->running = true;
+    pthread_mutex_lock(&srv->tls_lock);
+    atomic_store(&srv->running, true);
+    pthread_mutex_unlock(&srv->tls_lock);
     /* The start callback runs as loop 0: timers and deferred calls it sets go there. */
     eddy__current_loop = srv->loops[0];
     if (srv->on_start != NULL)
@@ -937,7 +1081,16 @@ int eddy_server_start(eddy_server_t *srv)
     if (srv->on_shutdown != NULL)
         srv->on_shutdown(srv, srv->user_data);
     eddy__current_loop = NULL;
-    srv->running = false;
+    pthread_mutex_lock(&srv->tls_lock);
+    atomic_store(&srv->running, false);
+    if (srv->tls_next_cert != NULL) { /* eddy_server_reload_tls() while running */
+        free(srv->opts.ssl_cert_file);
+        free(srv->opts.ssl_key_file);
+        srv->opts.ssl_cert_file = srv->tls_next_cert;
+        srv->opts.ssl_key_file = srv->tls_next_key;
+        srv->tls_next_cert = srv->tls_next_key = NULL;
+    }
+    pthread_mutex_unlock(&srv->tls_lock);
     for (int i = 0; i < srv->loop_count; i++) {
         eddy__access_log_flush(srv->loops[i]);
         close_listen_socks(srv->loops[i]);

@@ -24,7 +24,9 @@ struct eddy__listener {
     int port;  /* as configured (0: any) */
     int flags; /* EDDY_LISTEN_* */
     int bound_port;
-    struct ssl_ctx_st *tls_ctx;
+    /* A TLS listener's context: new connections take the one published here;
+     * eddy_server_reload_tls() replaces it while the server runs (server.c). */
+    _Atomic(struct ssl_ctx_st *) tls_ctx;
     /* eddy_server_add_listener_fd(): the socket the next start uses instead of binding
      * (-1: none, or used already). An adopted socket is served by loop 0 alone, which
      * hands connections to the others, even with enable_reuse_port. */
@@ -73,7 +75,20 @@ struct eddy_server {
     eddy__loop_t **loops;   /* pointers: a loop never moves, epoll holds its watchers */
     _Atomic int loop_count; /* loops of the current (or last) run */
     int loops_made;         /* loops created so far: loop_count of them run, all are freed */
-    bool running;
+    atomic_bool running;    /* eddy_server_set() reads it from any thread */
+    /* The settings eddy_server_set() may change while the server runs (settings.c): always
+     * the values in force, read with relaxed loads (a plain load on x86: no lock or fence
+     * per message). Not running, eddy_server_set() writes opts and these; running, these alone. */
+    _Atomic size_t live_max_connection;
+    _Atomic size_t live_package_max_length;
+    _Atomic uint32_t live_ping_interval_ms; /* websocket_ping_interval, read per ping round */
+    _Atomic uint32_t live_ping_timeout_ms;
+    /* Orders eddy_server_reload_tls() against the start and the end of a run, and guards
+     * the files it loaded while running, which become ssl_cert_file and ssl_key_file when
+     * the run ends (NULL: none). */
+    pthread_mutex_t tls_lock;
+    char *tls_next_cert;
+    char *tls_next_key;
     /* eddy_server_stop() was called: every loop reads it, so loops a start creates later
      * (worker_num grew) see a stop asked before that start. */
     atomic_bool stop_requested;
@@ -85,6 +100,25 @@ struct eddy_server {
     /* The stand-alone clients' server (client.c): it runs its loop with no listener. */
     bool clients_only;
 };
+
+/* The limits eddy_server_set() may change while running (see live_max_connection). */
+static inline size_t eddy__max_connection(const eddy_server_t *srv)
+{
+    return atomic_load_explicit(&srv->live_max_connection, memory_order_relaxed);
+}
+static inline size_t eddy__package_max_length(const eddy_server_t *srv)
+{
+    return atomic_load_explicit(&srv->live_package_max_length, memory_order_relaxed);
+}
+
+/* Copies opts' live settings to live_max_connection and live_package_max_length
+ * (settings.c; while the server is not running). */
+void eddy__options_publish(eddy_server_t *srv);
+
+/* Makes every loop re-arm its keep-alive ping timer from live_ping_interval_ms and
+ * live_ping_timeout_ms (server.c; eddy_server_set() while running). Allocates what it
+ * posts first: returns 0, or EDDY_ENOMEM with nothing posted. */
+int eddy__server_pings_changed(eddy_server_t *srv, uint32_t interval_ms, uint32_t timeout_ms);
 
 /* Starts closing everything once a stop was requested; true when the loop may exit. */
 bool eddy__server_loop_should_exit(eddy__loop_t *loop);

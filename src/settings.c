@@ -273,9 +273,62 @@ static int apply(eddy__options_t *opts, const struct setting *s, const char *val
     return EDDY_EVALUE;
 }
 
+void eddy__options_publish(eddy_server_t *srv)
+{
+    atomic_store_explicit(&srv->live_max_connection, srv->opts.max_connection,
+                          memory_order_relaxed);
+    atomic_store_explicit(&srv->live_package_max_length, srv->opts.package_max_length,
+                          memory_order_relaxed);
+    atomic_store_explicit(&srv->live_ping_interval_ms, srv->opts.websocket_ping_interval_ms,
+                          memory_order_relaxed);
+    atomic_store_explicit(&srv->live_ping_timeout_ms, srv->opts.websocket_ping_timeout_ms,
+                          memory_order_relaxed);
+}
+
+/* The keys eddy_server_set() takes while the server runs: limits read where a connection
+ * is accepted or a message arrives, each with one relaxed load, and the keep-alive pings,
+ * whose timers every loop re-arms. The others are read once per run, or per connection
+ * with more to change at once (the heartbeat's derived pair, buffers, contexts). */
+static bool live_key(const char *key)
+{
+    return strcmp(key, "max_connection") == 0 || strcmp(key, "package_max_length") == 0 ||
+           strcmp(key, "websocket_ping_interval") == 0 ||
+           strcmp(key, "websocket_ping_timeout") == 0;
+}
+
+/* A live key set while the server runs, parsed into scratch: the new value for new
+ * connections and messages, or the next ping round. */
+static int apply_running(eddy_server_t *srv, const char *key, const eddy__options_t *scratch)
+{
+    if (strncmp(key, "websocket_ping_", 15) == 0) {
+        bool interval = strcmp(key, "websocket_ping_interval") == 0;
+        return eddy__server_pings_changed(
+            srv,
+            interval ? scratch->websocket_ping_interval_ms
+                     : atomic_load_explicit(&srv->live_ping_interval_ms, memory_order_relaxed),
+            interval ? atomic_load_explicit(&srv->live_ping_timeout_ms, memory_order_relaxed)
+                     : scratch->websocket_ping_timeout_ms);
+    }
+    if (strcmp(key, "max_connection") == 0) {
+        atomic_store_explicit(&srv->live_max_connection, scratch->max_connection,
+                              memory_order_relaxed);
+        return 0;
+    }
+    size_t value = scratch->package_max_length;
+    atomic_store_explicit(&srv->live_package_max_length, value, memory_order_relaxed);
+    /* The WebSocket fast path's bound, kept per loop (eddy__ws_loop_start()). */
+    int loops = atomic_load(&srv->loop_count);
+    for (int i = 0; i < loops; i++)
+        atomic_store_explicit(&srv->loops[i]->ws_fast_limit,
+                              srv->opts.log_level <= EDDY__LOG_TRACE ? 0 : value + 1,
+                              memory_order_relaxed);
+    return 0;
+}
+
 int eddy_server_set(eddy_server_t *srv, const char *key, const char *value)
 {
-    if (srv->running)
+    bool running = atomic_load(&srv->running);
+    if (running && (key == NULL || !live_key(key)))
         return EDDY_ERUNNING;
     if (key == NULL || value == NULL)
         return EDDY_EINVAL;
@@ -283,7 +336,14 @@ int eddy_server_set(eddy_server_t *srv, const char *key, const char *value)
         if (strcmp(key, settings[i].key) != 0)
             continue;
         const struct setting *s = &settings[i];
-        int rc = apply(&srv->opts, s, value);
+        /* Running, the loops read only the live copies: the value is parsed aside. */
+        eddy__options_t scratch;
+        memset(&scratch, 0, sizeof(scratch));
+        int rc = apply(running ? &scratch : &srv->opts, s, value);
+        if (rc == 0 && running)
+            rc = apply_running(srv, key, &scratch);
+        else if (rc == 0)
+            eddy__options_publish(srv);
         if (rc != EDDY_EVALUE)
             return rc;
         switch (s->kind) {
@@ -453,6 +513,7 @@ int eddy_server_configure(eddy_server_t *srv, const eddy_options_t *opts)
     }
     srv->opts = next;
     eddy__options_resolve(&srv->opts);
+    eddy__options_publish(srv);
     return 0;
 }
 
@@ -465,5 +526,11 @@ void eddy_server_get_options(const eddy_server_t *srv, eddy_options_t *out)
     effective.buffer_high_watermark = effective.high_watermark;
     effective.heartbeat_check_interval_ms = effective.heartbeat_interval_ms;
     effective.heartbeat_idle_time_ms = effective.heartbeat_idle_ms;
+    effective.max_connection = eddy__max_connection(srv);
+    effective.package_max_length = eddy__package_max_length(srv);
+    effective.websocket_ping_interval_ms =
+        atomic_load_explicit(&srv->live_ping_interval_ms, memory_order_relaxed);
+    effective.websocket_ping_timeout_ms =
+        atomic_load_explicit(&srv->live_ping_timeout_ms, memory_order_relaxed);
     export_options(&effective, out);
 }

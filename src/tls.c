@@ -90,17 +90,18 @@ static int apply_protocols(eddy_server_t *srv, SSL_CTX *ctx, const char *list)
     return 0;
 }
 
-int eddy__tls_ctx_new(eddy_server_t *srv, struct ssl_ctx_st **out)
+int eddy__tls_ctx_new(eddy_server_t *srv, const char *cert_file, const char *key_file,
+                      struct ssl_ctx_st **out)
 {
     const eddy__options_t *opts = &srv->opts;
     char err[256];
     *out = NULL;
-    if (opts->ssl_cert_file == NULL || opts->ssl_key_file == NULL) {
+    if (cert_file == NULL || key_file == NULL) {
         eddy__log(srv, EDDY__LOG_ERROR, "a TLS listener needs ssl_cert_file and ssl_key_file");
         return EDDY_EINVAL;
     }
     /* Check readability first, so the error names the file and the reason plainly. */
-    const char *files[2] = {opts->ssl_cert_file, opts->ssl_key_file};
+    const char *files[2] = {cert_file, key_file};
     for (int i = 0; i < 2; i++) {
         if (access(files[i], R_OK) != 0) {
             int e = errno;
@@ -113,21 +114,21 @@ int eddy__tls_ctx_new(eddy_server_t *srv, struct ssl_ctx_st **out)
     if (ctx == NULL)
         return EDDY_ENOMEM;
     int rc = EDDY_EINVAL;
-    if (SSL_CTX_use_certificate_chain_file(ctx, opts->ssl_cert_file) != 1) {
-        eddy__log(srv, EDDY__LOG_ERROR, "ssl_cert_file %s: %s", opts->ssl_cert_file,
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        eddy__log(srv, EDDY__LOG_ERROR, "ssl_cert_file %s: %s", cert_file,
                   ssl_error_text(err, sizeof(err)));
         goto fail;
     }
     /* OpenSSL notices a key of another certificate while loading it, or when checking. */
-    if (SSL_CTX_use_PrivateKey_file(ctx, opts->ssl_key_file, SSL_FILETYPE_PEM) != 1 &&
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 &&
         ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
-        eddy__log(srv, EDDY__LOG_ERROR, "ssl_key_file %s: %s", opts->ssl_key_file,
+        eddy__log(srv, EDDY__LOG_ERROR, "ssl_key_file %s: %s", key_file,
                   ssl_error_text(err, sizeof(err)));
         goto fail;
     }
     if (ERR_peek_last_error() != 0 || SSL_CTX_check_private_key(ctx) != 1) {
         eddy__log(srv, EDDY__LOG_ERROR, "ssl_key_file %s does not match ssl_cert_file %s: %s",
-                  opts->ssl_key_file, opts->ssl_cert_file, ssl_error_text(err, sizeof(err)));
+                  key_file, cert_file, ssl_error_text(err, sizeof(err)));
         goto fail;
     }
     if ((rc = apply_protocols(srv, ctx,
@@ -144,10 +145,12 @@ int eddy__tls_ctx_new(eddy_server_t *srv, struct ssl_ctx_st **out)
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    ERR_clear_error(); /* the loops' SSL_get_error() needs their queue empty */
     *out = ctx;
     return 0;
 fail:
     SSL_CTX_free(ctx);
+    ERR_clear_error();
     return rc;
 }
 
@@ -215,6 +218,11 @@ long eddy__tls_verify_result(const eddy__conn_t *conn, const char **text)
 void eddy__tls_ctx_free(struct ssl_ctx_st *ctx)
 {
     SSL_CTX_free(ctx);
+}
+
+void eddy__tls_ctx_ref(struct ssl_ctx_st *ctx)
+{
+    SSL_CTX_up_ref(ctx);
 }
 
 /*

@@ -16,7 +16,13 @@
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX and SSL, kept opaque here */
 struct ssl_st;
 
-int eddy__tls_ctx_new(eddy_server_t *srv, struct ssl_ctx_st **out);
+/* A server context from cert_file and key_file (PEM) and the server's ssl_ciphers and
+ * ssl_protocols. Returns 0, EDDY_EINVAL, EDDY_EVALUE, EDDY_ENOMEM or -errno (an unreadable
+ * file), the reason logged; any thread (it leaves this thread's OpenSSL error queue empty). */
+int eddy__tls_ctx_new(eddy_server_t *srv, const char *cert_file, const char *key_file,
+                      struct ssl_ctx_st **out);
+/* A reference more to ctx (SSL_CTX_up_ref). */
+void eddy__tls_ctx_ref(struct ssl_ctx_st *ctx);
 void eddy__tls_ctx_free(struct ssl_ctx_st *ctx);
 /* A client context: the server's certificate verified against ca_file (PEM) or the
  * system's store unless insecure, a client certificate if cert_file (key_file: its key,

@@ -129,8 +129,10 @@ static ws_loop_t *ws_loop(eddy__loop_t *loop)
 
 void eddy__ws_loop_start(eddy__loop_t *loop)
 {
-    const eddy__options_t *opts = &loop->srv->opts;
-    loop->ws_fast_limit = opts->log_level <= EDDY__LOG_TRACE ? 0 : opts->package_max_length + 1;
+    atomic_store_explicit(
+        &loop->ws_fast_limit,
+        loop->srv->opts.log_level <= EDDY__LOG_TRACE ? 0 : eddy__package_max_length(loop->srv) + 1,
+        memory_order_relaxed);
 }
 
 z_stream *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits)
@@ -890,7 +892,7 @@ static inline int push_check(const eddy_server_t *srv, const void *data, size_t 
 {
     if (!opcode_valid(opcode) || (data == NULL && len > 0))
         return EDDY_EINVAL;
-    if (len > srv->opts.package_max_length)
+    if (len > eddy__package_max_length(srv))
         return EDDY_ETOOBIG;
     if (opcode >= EDDY_WS_OPCODE_CLOSE && (len > 125 || !(flags & EDDY_WS_FLAG_FIN)))
         return EDDY_EINVAL;
@@ -1039,7 +1041,7 @@ int eddy__ws_parts_check(const eddy_server_t *srv, const eddy_part_t *parts, siz
         if ((part->opcode != EDDY_WS_OPCODE_TEXT && part->opcode != EDDY_WS_OPCODE_BINARY) ||
             (part->data == NULL && part->len > 0))
             return EDDY_EINVAL;
-        if (part->len > srv->opts.package_max_length)
+        if (part->len > eddy__package_max_length(srv))
             return EDDY_ETOOBIG;
     }
     return 0;
@@ -1248,7 +1250,6 @@ static void on_message_complete(eddy__conn_t *conn, char *data, size_t len)
 static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
 {
     eddy__ws_state_t *ws = rx_state(conn);
-    const eddy__options_t *opts = &conn_srv(conn)->opts;
     ssize_t rc;
     size_t used;
     if (ws->hdr_stash_len == 0) {
@@ -1288,14 +1289,15 @@ static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
     if (!control) {
         bool first = ws->hdr.opcode != EDDY_WS_OPCODE_CONTINUATION;
         bool compressed = first ? (ws->hdr.rsv & 4) != 0 : ws->compressed;
-        uint64_t limit = opts->package_max_length;
+        uint64_t limit = eddy__package_max_length(conn_srv(conn));
         uint64_t so_far = first ? 0 : compressed ? ws->msg_wire_len : ws->msg.len;
         /* The limit is on the message: for a compressed one its inflated size, checked as
          * it inflates. Its bytes on the wire get a bound of their own, a little above the
          * limit, since deflate can grow incompressible data by a few bytes per block. */
         if (compressed)
             limit += limit / 64 + 1024;
-        if (ws->hdr.payload_len > limit - so_far) {
+        /* so_far may exceed a limit lowered while the message arrived. */
+        if (so_far > limit || ws->hdr.payload_len > limit - so_far) {
             fail(conn, EDDY_WS_CLOSE_MESSAGE_TOO_BIG, "message exceeds package_max_length");
             return 0;
         }
@@ -1328,7 +1330,7 @@ static size_t read_compressed(eddy__conn_t *conn, uint8_t *buf, size_t take, boo
     bool final = frame_complete && ws->hdr.fin;
     size_t before = ws->msg.len;
     int rc = eddy__inflate(ws->msg_inflater, buf, take, final, &ws->msg,
-                           conn_srv(conn)->opts.package_max_length);
+                           eddy__package_max_length(conn_srv(conn)));
     if (rc == 0 && ws->msg_opcode == EDDY_WS_OPCODE_TEXT &&
         !eddy__utf8_feed(&ws->utf8_state, (uint8_t *)ws->msg.data + before, ws->msg.len - before))
         rc = EDDY_EUTF8;
@@ -1443,7 +1445,8 @@ static size_t read_whole_frame(eddy__conn_t *conn, uint8_t *buf, size_t len)
     }
     /* ws_fast_limit is 0 at trace level: every frame then takes the general path, which
      * logs it, and this path pays nothing for that. */
-    if (len - header_len < payload_len || payload_len >= conn->loop->ws_fast_limit)
+    if (len - header_len < payload_len ||
+        payload_len >= atomic_load_explicit(&conn->loop->ws_fast_limit, memory_order_relaxed))
         return 0;
     uint8_t *payload = buf + header_len;
     bool ascii = eddy__ws_unmask_ascii(payload, payload_len, payload - 4);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// The demo page: an echo conversation over eddy.js (window.Eddy, from eddy.js beside this
-// file). Messages typed while the connection is down wait in eddy.js's offline queue.
+// The echo page (echo.html): an echo conversation over eddy.js (window.Eddy, from eddy.js
+// beside this file). Messages typed while the connection is down wait in eddy.js's offline
+// queue.
 (function () {
   'use strict';
   var params = new URLSearchParams(location.search);

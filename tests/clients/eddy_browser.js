@@ -8,7 +8,7 @@
 //                      came back; with what the page saw.
 // Usage: node eddy_browser.js api|demo PAGE_URL CHROMIUM COUNT
 //   api:  tests/clients/eddy_page.html, the ES module's API (emit/on, send);
-//   demo: www/index.html, typing into the message box of the plain-script demo.
+//   demo: www/echo.html, typing into the message box of the plain-script demo.
 'use strict';
 const { chromium } = require('playwright-core');
 

@@ -7,9 +7,12 @@
 //   {"cmd":"emit","name":"a","event":"join","args":[...],"ack":true}
 //     -> {"name":"a","type":"ack","event":"join","args":[...]} (with "ack": true)
 //   {"cmd":"close","name":"a"}  {"cmd":"exit"}
+//   {"cmd":"drop","name":"a"}: closes the socket's transport as a lost network would (with
+//     "reconnection": true at connect, the client reconnects and may recover: its connect
+//     report then has "recovered": true)
 // Every event a socket receives: {"name":"a","type":"event","event":"...","args":[...]};
-// disconnects: {"name":"a","type":"disconnect","reason":"..."}. No reconnection; the
-// process exits on "exit", on stdin's end, or after 60 s whatever happens.
+// disconnects: {"name":"a","type":"disconnect","reason":"..."}. No reconnection unless asked;
+// the process exits on "exit", on stdin's end, or after 60 s whatever happens.
 'use strict';
 const readline = require('readline');
 const { io } = require('socket.io-client');
@@ -21,11 +24,12 @@ setTimeout(() => process.exit(3), 60000).unref();
 
 function connect(c) {
   const socket = io(url + (c.nsp || '/'), {
-    reconnection: false, forceNew: true, timeout: 5000,
+    reconnection: Boolean(c.reconnection), reconnectionDelay: 100, forceNew: true, timeout: 5000,
     auth: c.auth, query: c.query, transports: c.transports,
   });
   sockets.set(c.name, socket);
-  socket.on('connect', () => report({ name: c.name, type: 'connect', id: socket.id }));
+  socket.on('connect', () =>
+    report({ name: c.name, type: 'connect', id: socket.id, recovered: socket.recovered }));
   socket.on('connect_error', (err) =>
     report({ name: c.name, type: 'connect_error', message: err.message, data: err.data }));
   socket.on('disconnect', (reason) => report({ name: c.name, type: 'disconnect', reason }));
@@ -43,6 +47,8 @@ rl.on('line', (line) => {
       report({ name: c.name, type: 'ack', event: c.event, error: err ? err.message : null, args }));
   } else if (c.cmd === 'emit') {
     socket.emit(c.event, ...(c.args || []));
+  } else if (c.cmd === 'drop') {
+    socket.io.engine.close();
   } else if (c.cmd === 'close') {
     socket.close();
   } else if (c.cmd === 'exit') {

@@ -3,8 +3,8 @@
 the echo example: connect, an event out and back, then the server goes away (a graceful stop,
 which closes with 1001, or SIGKILL, which leaves the browser a 1006) and comes back on the
 same port. The page must show "reconnecting in N s", queue what it sends meanwhile, reconnect,
-and flush the queue in order without losing a message. The same for the demo page
-www/index.html, which uses the plain-script build, and for what `make run` starts: the eddy
+and flush the queue in order without losing a message. The same for the echo page
+www/echo.html, which uses the plain-script build, and for what `make run` starts: the eddy
 program with cmd/eddy.conf serving that page itself, stopped and started again."""
 
 import functools
@@ -123,7 +123,7 @@ def test_eddy_js_survives_server_restart(start_server, page_server, outage):
 def test_demo_page_survives_server_restart(start_server, page_server):
     first = start_server("echo")
     port = first.port
-    driver = Driver("demo", f"{page_server}/www/index.html?ws=ws://127.0.0.1:{port}/ws")
+    driver = Driver("demo", f"{page_server}/www/echo.html?ws=ws://127.0.0.1:{port}/ws")
     try:
         assert driver.step("echoed", 60)["items"] == ["first echoed"]
         first.stop()
@@ -171,7 +171,7 @@ def test_make_run_demo_survives_daemon_restart(tmp_path):
         port = s.getsockname()[1]
     procs = [start_demo(port, tmp_path, 1)]
     # The page and its script come from the program itself; the page connects to /ws there.
-    driver = Driver("demo", f"http://127.0.0.1:{port}/")
+    driver = Driver("demo", f"http://127.0.0.1:{port}/echo.html")
     try:
         assert driver.step("echoed", 60)["items"] == ["first echoed"]
         stop_demo(procs[0], tmp_path, 1)

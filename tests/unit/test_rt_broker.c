@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The Redis broker (rt/rt_broker.h) against a real redis-server that the test starts on a
- * free loopback port (persistence off), with two or three brokers in this process acting
- * as nodes. Results and deliveries run on the brokers' threads (no server configured), so
- * the handlers below record under a mutex and the checks poll with bounded deadlines.
+ * The broker seam (rt/rt_broker.h): a conformance suite that runs the same cases against
+ * both engines, in-memory and Redis (what one node sees: positions and their order,
+ * interest, history all-or-nothing and its gaps, session records, presence, stats), then
+ * the Redis engine's own cases (several nodes, Redis faults, the emitter format). Redis is
+ * a real redis-server that the test starts on a free loopback port (persistence off), with
+ * two or three brokers in this process acting as nodes. Results and deliveries run on the
+ * Redis brokers' threads, or on the calling thread for the in-memory one (no server
+ * configured), so the handlers below record under a mutex and the checks poll with
+ * bounded deadlines. The in-memory engine's own cases are in test_rt_broker_memory.c.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -237,6 +242,43 @@ static void node_start(node_t *n, rt_broker_redis_config_t *cfg)
     CHECK(WAIT_FOR(rt_broker_ready(n->b, NULL), 5000));
 }
 
+/* An engine under the conformance suite. */
+typedef struct engine {
+    const char *name;
+    bool redis;
+} engine_t;
+
+static const engine_t engines[] = {{"memory", false}, {"redis", true}};
+
+/* A node of engine e, with history_max entries per room and history_max_entries per read
+ * (0: the defaults). */
+static void node_start_on(node_t *n, const engine_t *e, size_t history_max,
+                          size_t history_max_entries)
+{
+    if (e->redis) {
+        rt_broker_redis_config_t cfg;
+        rt_broker_redis_config_init(&cfg);
+        if (history_max)
+            cfg.history_max = history_max;
+        if (history_max_entries)
+            cfg.history_max_entries = history_max_entries;
+        node_start(n, &cfg);
+        return;
+    }
+    memset(n, 0, sizeof(*n));
+    pthread_mutex_init(&n->lock, NULL);
+    rt_broker_memory_config_t cfg;
+    rt_broker_memory_config_init(&cfg);
+    if (history_max)
+        cfg.history_max = history_max;
+    if (history_max_entries)
+        cfg.history_max_entries = history_max_entries;
+    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state};
+    n->b = rt_broker_memory_new(&cfg, &h, n);
+    CHECK(n->b != NULL);
+    CHECK(rt_broker_ready(n->b, NULL));
+}
+
 static void node_stop(node_t *n)
 {
     rt_broker_free(n->b);
@@ -339,91 +381,119 @@ static void sync_subs(node_t *n)
  * Tests
  * ------------------------------------------------------------------------------------- */
 
-/* Publish on one node, delivery on another: only to nodes with interest, once per
- * broadcast however many of its rooms a node holds, with its position and fields. */
-static void test_publish_and_interest(void)
+/* Publish and delivery: only to nodes with interest, once per broadcast however many of
+ * its rooms a node holds, with its position and fields; interests are reference counted.
+ * With Redis a second node receives what the first publishes (not own); in memory the
+ * one node receives its own broadcasts. */
+static void test_publish_and_interest(const engine_t *e)
 {
-    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
-    node_start(a, NULL);
-    node_start(b, NULL);
-    CHECK(strcmp(rt_broker_node_id(a->b), rt_broker_node_id(b->b)) != 0);
+    node_t *a = calloc(1, sizeof(node_t)), *b = NULL;
+    node_start_on(a, e, 0, 0);
+    if (e->redis) {
+        b = calloc(1, sizeof(node_t));
+        node_start(b, NULL);
+        CHECK(strcmp(rt_broker_node_id(a->b), rt_broker_node_id(b->b)) != 0);
+    }
+    node_t *rx = b ? b : a; /* the receiving node */
+    char ids[4][RT_BROKER_NODE_ID_SIZE];
+    CHECK(rt_broker_nodes(rx->b, ids, 4) >= 1);
 
-    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/", "r1"), 0);
-    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/", "r2"), 0);
-    CHECK_EQ_INT(rt_broker_subscribe(a->b, "/", "r2"), 0);
+    CHECK_EQ_INT(rt_broker_subscribe(rx->b, "/", "r1"), 0);
+    CHECK_EQ_INT(rt_broker_subscribe(rx->b, "/", "r2"), 0);
+    if (b)
+        CHECK_EQ_INT(rt_broker_subscribe(a->b, "/", "r2"), 0);
     sync_subs(a);
-    sync_subs(b);
+    sync_subs(rx);
 
     rt_position_t p1, p2, p3;
     const char *r1[] = {"r1"}, *r2[] = {"r2"}, *both[] = {"r1", "r2"}, *ex[] = {"x"};
     CHECK_EQ_INT(publish_wait(a, "/", r1, 1, ex, 1, "one", &p1), 0);
     CHECK_EQ_INT(publish_wait(a, "/", r2, 1, NULL, 0, "two", &p2), 0);
-    CHECK_EQ_INT(publish_wait(b, "/", both, 2, NULL, 0, "three", &p3), 0);
+    CHECK_EQ_INT(publish_wait(rx, "/", both, 2, NULL, 0, "three", &p3), 0);
     CHECK_EQ_INT(p1.seq, 1);
     CHECK_EQ_INT(p2.seq, 2);
     CHECK_EQ_INT(p3.seq, 3);
     CHECK(p1.epoch != 0 && p1.epoch == p2.epoch && p2.epoch == p3.epoch);
     CHECK(p1.epoch < (1ull << RT_HISTORY_EPOCH_BITS));
 
-    CHECK(WAIT_FOR(ngot(b) >= 3, 5000));
-    CHECK(WAIT_FOR(ngot(a) >= 2, 5000));
+    CHECK(WAIT_FOR(ngot(rx) >= 3, 5000));
+    if (b)
+        CHECK(WAIT_FOR(ngot(a) >= 2, 5000));
     sleep_ms(50); /* a duplicate would arrive right behind */
-    CHECK_EQ_INT(ngot(b), 3);
-    CHECK_EQ_INT(b->got[0].pos.seq, 1);
-    CHECK_EQ_INT(b->got[0].pos.epoch, p1.epoch);
-    CHECK_STR(b->got[0].payload, "one");
-    CHECK_STR(b->got[0].rooms, "r1");
-    CHECK_STR(b->got[0].except, "x");
-    CHECK_STR(b->got[0].nsp, "/");
-    CHECK(!b->got[0].own);
-    CHECK_STR(b->got[2].payload, "three");
-    CHECK(b->got[2].own);
-    /* a holds r2 only: "one" (r1) never reached it, "two" and "three" did. */
-    CHECK_EQ_INT(ngot(a), 2);
-    CHECK_STR(a->got[0].payload, "two");
-    CHECK(a->got[0].own);
-    CHECK_STR(a->got[1].payload, "three");
+    CHECK_EQ_INT(ngot(rx), 3);
+    CHECK_EQ_INT(rx->got[0].pos.seq, 1);
+    CHECK_EQ_INT(rx->got[0].pos.epoch, p1.epoch);
+    CHECK_STR(rx->got[0].payload, "one");
+    CHECK_STR(rx->got[0].rooms, "r1");
+    CHECK_STR(rx->got[0].except, "x");
+    CHECK_STR(rx->got[0].nsp, "/");
+    CHECK(rx->got[0].own == !b);
+    CHECK_STR(rx->got[2].payload, "three");
+    CHECK_STR(rx->got[2].rooms, "r1,r2");
+    CHECK(rx->got[2].own);
+    if (b) {
+        /* a holds r2 only: "one" (r1) never reached it, "two" and "three" did. */
+        CHECK_EQ_INT(ngot(a), 2);
+        CHECK_STR(a->got[0].payload, "two");
+        CHECK(a->got[0].own);
+        CHECK_STR(a->got[1].payload, "three");
+    }
 
     /* Reference counts: two references, one dropped, still subscribed; both dropped, not. */
-    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/", "r1"), 0);
-    CHECK_EQ_INT(rt_broker_unsubscribe(b->b, "/", "r1"), 0);
-    sync_subs(b);
+    CHECK_EQ_INT(rt_broker_subscribe(rx->b, "/", "r1"), 0);
+    CHECK_EQ_INT(rt_broker_unsubscribe(rx->b, "/", "r1"), 0);
+    sync_subs(rx);
     CHECK_EQ_INT(publish_wait(a, "/", r1, 1, NULL, 0, "four", NULL), 0);
-    CHECK(WAIT_FOR(ngot(b) == 4, 5000));
-    CHECK_EQ_INT(rt_broker_unsubscribe(b->b, "/", "r1"), 0);
-    CHECK_EQ_INT(rt_broker_unsubscribe(b->b, "/", "r1"), EDDY_ENOTFOUND);
-    sync_subs(b);
+    CHECK(WAIT_FOR(ngot(rx) == 4, 5000));
+    CHECK_EQ_INT(rt_broker_unsubscribe(rx->b, "/", "r1"), 0);
+    CHECK_EQ_INT(rt_broker_unsubscribe(rx->b, "/", "r1"), EDDY_ENOTFOUND);
+    sync_subs(rx);
     CHECK_EQ_INT(publish_wait(a, "/", r1, 1, NULL, 0, "five", NULL), 0);
     CHECK_EQ_INT(publish_wait(a, "/", r2, 1, NULL, 0, "six", NULL), 0);
-    CHECK(WAIT_FOR(ngot(b) == 5, 5000));
-    CHECK_STR(b->got[4].payload, "six");
+    CHECK(WAIT_FOR(ngot(rx) == 5, 5000));
+    CHECK_STR(rx->got[4].payload, "six");
 
-    /* The whole namespace (room NULL), and another namespace with its own seq. */
-    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/chat", NULL), 0);
-    sync_subs(b);
+    /* The whole namespace (room NULL): its channel carries broadcasts to the whole
+     * namespace only, not to its rooms; another namespace has its own seq. */
+    CHECK_EQ_INT(rt_broker_subscribe(rx->b, "/chat", NULL), 0);
+    sync_subs(rx);
     rt_position_t pc;
-    CHECK_EQ_INT(publish_wait(a, "/chat", NULL, 0, NULL, 0, "all", &pc), 0);
+    CHECK_EQ_INT(publish_wait(a, "/chat", r1, 1, NULL, 0, "room of /chat", &pc), 0);
     CHECK_EQ_INT(pc.seq, 1);
-    CHECK(WAIT_FOR(ngot(b) == 6, 5000));
-    CHECK_STR(b->got[5].nsp, "/chat");
-    CHECK_STR(b->got[5].rooms, "");
+    CHECK_EQ_INT(publish_wait(a, "/chat", NULL, 0, NULL, 0, "all", &pc), 0);
+    CHECK_EQ_INT(pc.seq, 2);
+    CHECK(WAIT_FOR(ngot(rx) == 6, 5000));
+    sleep_ms(50);
+    CHECK_EQ_INT(ngot(rx), 6);
+    CHECK_STR(rx->got[5].nsp, "/chat");
+    CHECK_STR(rx->got[5].payload, "all");
+    CHECK_STR(rx->got[5].rooms, "");
 
     rt_broker_stats_t st;
-    rt_broker_stats(b->b, &st);
+    rt_broker_stats(rx->b, &st);
     CHECK_EQ_INT(st.delivered, 6);
-    CHECK_EQ_INT(st.published, 1);
+    CHECK_EQ_INT(st.published, b ? 1 : 8);
     CHECK_EQ_INT(st.subscriptions, 2); /* r2 and /chat */
     CHECK_EQ_INT(st.dropped, 0);
+    CHECK_EQ_INT(st.buffered, 0);
+    CHECK_EQ_INT(rt_broker_state(rx->b), RT_BROKER_UP);
 
     /* Bad arguments. */
     rt_broker_msg_t bad = {"/a}b", NULL, 0, NULL, 0, 0, "x", 1};
     CHECK_EQ_INT(rt_broker_publish(a->b, &bad, 0, NULL, NULL), EDDY_EINVAL);
     CHECK_EQ_INT(rt_broker_subscribe(a->b, "/", "a}"), EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_unsubscribe(a->b, "/", "never"), EDDY_ENOTFOUND);
+    CHECK_EQ_INT(rt_broker_history(a->b, "/", (rt_position_t){0, 0}, NULL, 0, 0, NULL, NULL),
+                 EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, "", "x", 1, 1000), EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, "p", "x", 1, 0), EDDY_EINVAL);
 
     node_stop(a);
-    node_stop(b);
     free(a);
-    free(b);
+    if (b) {
+        node_stop(b);
+        free(b);
+    }
 }
 
 typedef struct burst {
@@ -446,27 +516,25 @@ static void *burst_main(void *p)
     return NULL;
 }
 
-/* Two nodes publish concurrently to a room both hold: both receive every broadcast once,
- * in the same order, which is the seq order and the history's order. */
-static void test_order_under_concurrency(void)
+/* Two publishers (threads; with Redis, on two nodes) publish concurrently to a room every
+ * node holds: each node receives every broadcast once, in seq order (the same order on
+ * every node), each publisher's broadcasts in the order it published them, and the
+ * history answers the same sequence. */
+static void test_order_under_concurrency(const engine_t *e)
 {
-    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
-    rt_broker_redis_config_t cfg;
-    rt_broker_redis_config_init(&cfg);
-    cfg.history_max = 5000;
-    node_start(a, &cfg);
-    node_start(b, &cfg);
-    CHECK_EQ_INT(rt_broker_subscribe(a->b, "/", "ord"), 0);
-    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/", "ord"), 0);
-    sync_subs(a);
-    sync_subs(b);
-    waiter_t *w0 = history_wait(a, "/", (rt_position_t){0, 0}, NULL, 0);
+    node_t *nodes[2] = {calloc(1, sizeof(node_t)), NULL};
+    size_t nn = e->redis ? 2 : 1;
+    for (size_t i = 0; i < nn; i++) {
+        if (!nodes[i])
+            nodes[i] = calloc(1, sizeof(node_t));
+        node_start_on(nodes[i], e, 5000, 0);
+        CHECK_EQ_INT(rt_broker_subscribe(nodes[i]->b, "/", "ord"), 0);
+        sync_subs(nodes[i]);
+    }
+    node_t *a = nodes[0], *b = nodes[nn - 1];
     /* The namespace's position before the burst ("/" was used by the test before). */
-    redisReply *r = redis_cmd("HMGET eddy:{/}:pos e s");
-    CHECK(r && r->type == REDIS_REPLY_ARRAY && r->elements == 2);
-    rt_position_t start = {strtoull(r->element[0]->str, NULL, 10),
-                           strtoull(r->element[1]->str, NULL, 10)};
-    freeReplyObject(r);
+    waiter_t *w0 = history_wait(a, "/", (rt_position_t){0, 0}, NULL, 0);
+    rt_position_t start = w0->pos;
     free(w0);
 
     enum { EACH = 800 };
@@ -481,7 +549,7 @@ static void test_order_under_concurrency(void)
     int ordered = 1, same = 1, next_a = 0, next_b = 0, fifo = 1;
     for (size_t i = 0; i < 2 * EACH; i++) {
         got_t *ga = &a->got[base_a + i], *gb = &b->got[base_b + i];
-        if (ga->pos.seq != start.seq + 1 + i)
+        if (ga->pos.seq != start.seq + 1 + i || ga->pos.epoch != start.epoch)
             ordered = 0;
         if (ga->pos.seq != gb->pos.seq || strcmp(ga->payload, gb->payload) != 0)
             same = 0;
@@ -506,22 +574,20 @@ static void test_order_under_concurrency(void)
     CHECK(hist_same);
     CHECK_EQ_INT(h->pos.seq, start.seq + 2 * EACH);
     free(h);
-    node_stop(a);
-    node_stop(b);
-    free(a);
-    free(b);
+    for (size_t i = 0; i < nn; i++) {
+        node_stop(nodes[i]);
+        free(nodes[i]);
+    }
 }
 
 /* Recovery reads: exactly what followed a position for a session's rooms (namespace-wide
  * broadcasts included, except-rooms applied, a broadcast to two of its rooms once), and
- * "not recovered" for another epoch, a position ahead, or a trimmed stream. */
-static void test_history(void)
+ * "not recovered" for another epoch, a position ahead, a trimmed stream or more entries
+ * than one read returns (history_max_entries 8). */
+static void test_history(const engine_t *e)
 {
     node_t *a = calloc(1, sizeof(node_t));
-    rt_broker_redis_config_t cfg;
-    rt_broker_redis_config_init(&cfg);
-    cfg.history_max = 10;
-    node_start(a, &cfg);
+    node_start_on(a, e, 10, 8);
     const char *h1[] = {"h1"}, *h2[] = {"h2"}, *both[] = {"h1", "h2"}, *ex[] = {"h2"};
     rt_position_t p0, last;
     /* A new session's position at connect, before anything was published: a read from
@@ -591,6 +657,21 @@ static void test_history(void)
     CHECK_STR(w->entries[0].payload, "b596");
     CHECK_STR(w->entries[4].payload, "b600");
     free(w);
+    /* All or nothing: 9 entries to send, over the 8 a read may return; 8 are sent. */
+    w = history_wait(a, "/h", (rt_position_t){top.epoch, top.seq - 9}, h1, 1);
+    CHECK_EQ_INT(w->err, RT_HISTORY_GAP);
+    CHECK_EQ_INT(w->n, 0);
+    CHECK_EQ_INT(w->pos.seq, top.seq);
+    free(w);
+    w = history_wait(a, "/h", (rt_position_t){top.epoch, top.seq - 8}, h1, 1);
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 8);
+    free(w);
+    if (!e->redis) {
+        node_stop(a);
+        free(a);
+        return;
+    }
     /* The stream is bounded (approximately: whole radix nodes go). */
     redisReply *r = redis_cmd("XLEN eddy:{/h}:x:h1");
     CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer < 300);
@@ -623,10 +704,90 @@ static void test_history(void)
     free(a);
 }
 
-/* Session records outlive the node that wrote them and are taken once, on any node;
+/* Session records: taken once, expired after their TTL, replaced by a put under the same
+ * pid; presence: entries of this node set (and replaced), listed and deleted per room;
+ * the node lists itself. */
+static void test_sessions_presence(const engine_t *e)
+{
+    node_t *a = calloc(1, sizeof(node_t));
+    node_start_on(a, e, 0, 0);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, "pid-1", "first", 5, 10000), 0);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, "pid-1", "record", 6, 10000), 0);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, "pid-2", "short", 5, 50), 0);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, "pid-3", "", 0, 10000), 0);
+    waiter_t *w = waiter();
+    CHECK_EQ_INT(rt_broker_session_take(a->b, "pid-1", 0, on_session, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_MEM(w->data, w->len, "record", 6);
+    free(w);
+    w = waiter();
+    CHECK_EQ_INT(rt_broker_session_take(a->b, "pid-1", 0, on_session, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, EDDY_ENOTFOUND);
+    free(w);
+    w = waiter();
+    CHECK_EQ_INT(rt_broker_session_take(a->b, "pid-3", 0, on_session, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->len, 0);
+    free(w);
+    sleep_ms(100);
+    w = waiter();
+    CHECK_EQ_INT(rt_broker_session_take(a->b, "pid-2", 0, on_session, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, EDDY_ENOTFOUND); /* expired */
+    free(w);
+    CHECK_EQ_INT(rt_broker_session_take(a->b, "pid-2", 0, NULL, NULL), EDDY_EINVAL);
+
+    char ids[8][RT_BROKER_NODE_ID_SIZE];
+    CHECK(WAIT_FOR(rt_broker_nodes(a->b, ids, 8) == 1, 3000));
+    CHECK_STR(ids[0], rt_broker_node_id(a->b));
+
+    CHECK_EQ_INT(rt_broker_presence_set(a->b, "/", "desk", "m1", "old", 3), 0);
+    CHECK_EQ_INT(rt_broker_presence_set(a->b, "/", "desk", "m1", "info-1", 6), 0);
+    CHECK_EQ_INT(rt_broker_presence_set(a->b, "/", "desk", "m2", "info-2", 6), 0);
+    CHECK_EQ_INT(rt_broker_presence_set(a->b, "/", "other", "m3", "", 0), 0);
+    CHECK_EQ_INT(rt_broker_presence_set(a->b, "/", NULL, "m3", "", 0), EDDY_EINVAL);
+    w = waiter();
+    CHECK_EQ_INT(rt_broker_presence_get(a->b, "/", "desk", 0, on_presence, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 2);
+    bool m1 = false, m2 = false;
+    for (size_t i = 0; i < w->n && i < 2; i++) {
+        CHECK_STR(w->entries[i].nsp, rt_broker_node_id(a->b)); /* the node */
+        m1 |=
+            strcmp(w->entries[i].rooms, "m1") == 0 && strcmp(w->entries[i].payload, "info-1") == 0;
+        m2 |=
+            strcmp(w->entries[i].rooms, "m2") == 0 && strcmp(w->entries[i].payload, "info-2") == 0;
+    }
+    CHECK(m1 && m2);
+    free(w);
+    CHECK_EQ_INT(rt_broker_presence_del(a->b, "/", "desk", "m1"), 0);
+    CHECK_EQ_INT(rt_broker_presence_del(a->b, "/", "desk", "never"), 0);
+    w = waiter();
+    CHECK_EQ_INT(rt_broker_presence_get(a->b, "/", "desk", 0, on_presence, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->n, 1);
+    CHECK_STR(w->entries[0].rooms, "m2");
+    free(w);
+    CHECK_EQ_INT(rt_broker_presence_del(a->b, "/", "desk", "m2"), 0);
+    CHECK_EQ_INT(rt_broker_presence_del(a->b, "/", "other", "m3"), 0);
+    w = waiter();
+    CHECK_EQ_INT(rt_broker_presence_get(a->b, "/", "desk", 0, on_presence, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 0);
+    free(w);
+    node_stop(a);
+    free(a);
+}
+
+/* Redis: session records outlive the node that wrote them and are taken once, on any node;
  * membership: alive nodes are listed, a node that stops renewing its lease disappears
  * with its presence entries, a node that leaves is gone at once. */
-static void test_sessions_membership_presence(void)
+static void test_membership(void)
 {
     node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
     node_start(a, NULL);
@@ -998,10 +1159,17 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     redis_port = free_port();
     redis_start();
-    test_publish_and_interest();
-    test_order_under_concurrency();
-    test_history();
-    test_sessions_membership_presence();
+    for (size_t i = 0; i < sizeof(engines) / sizeof(engines[0]); i++) {
+        int failures = test_failures;
+        test_publish_and_interest(&engines[i]);
+        test_order_under_concurrency(&engines[i]);
+        test_history(&engines[i]);
+        test_sessions_presence(&engines[i]);
+        if (test_failures != failures)
+            fprintf(stderr, "test_rt_broker: the %s engine failed the conformance suite\n",
+                    engines[i].name);
+    }
+    test_membership();
     test_redis_restart();
     test_redis_frozen();
     test_start_without_redis();
