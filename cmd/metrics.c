@@ -175,6 +175,14 @@ static void write_socketio(FILE *out, eddy_rt_t *rt)
     one(out, "eddy_socketio_handshake_failures_total", "counter",
         "Engine.IO sessions the layer could not take (out of memory).",
         st.handshake_failures_total);
+    static const char *const codes[] = {
+        "transport_unknown", "session_id_unknown", "bad_handshake_method",
+        "bad_request",       "forbidden",          "unsupported_protocol_version"};
+    head(out, "eddy_socketio_request_errors_total", "counter",
+         "Engine.IO requests refused (HTTP 400 or 403), by Engine.IO error code.");
+    for (int c = 0; c < 6; c++)
+        fprintf(out, "eddy_socketio_request_errors_total{code=\"%d\",reason=\"%s\"} %" PRIu64 "\n",
+                c, codes[c], st.request_errors_total[c]);
     one(out, "eddy_socketio_connects_total", "counter",
         "Namespace CONNECTs accepted, recovered ones included.", st.connects_total);
     uint64_t r401 = atomic_load_explicit(&M.refused_401, memory_order_relaxed);

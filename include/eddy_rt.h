@@ -168,9 +168,13 @@ typedef struct eddy_rt_stats {
     uint64_t clients[2][2];            /* gauge: open Engine.IO sessions, by protocol, transport */
     uint64_t handshakes_total[2][2];   /* sessions opened, by protocol and first transport */
     uint64_t upgrades_total[2];        /* polling sessions that moved to WebSocket */
-    uint64_t handshake_failures_total; /* sessions the layer could not take (out of memory);
-                                        * Engine.IO's protocol errors are not counted here */
-    uint64_t connects_total;           /* namespace CONNECTs accepted (recovered ones too) */
+    uint64_t handshake_failures_total; /* sessions the layer could not take (out of memory) */
+    /* Engine.IO requests (polling, WebSocket upgrades) refused, by Engine.IO's error code:
+     * [0] "Transport unknown", [1] "Session ID unknown" (also a request for a session
+     * that has ended), [2] "Bad handshake method", [3] "Bad request", [4] "Forbidden",
+     * [5] "Unsupported protocol version". */
+    uint64_t request_errors_total[6];
+    uint64_t connects_total; /* namespace CONNECTs accepted (recovered ones too) */
     /* CONNECTs refused: to a namespace that does not exist ("Invalid namespace"), and by
      * the namespace's connect callback (eddy_rt_refuse()). */
     uint64_t connect_invalid_namespace_total;

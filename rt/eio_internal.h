@@ -40,6 +40,8 @@ struct eio_server {
     size_t nbuckets;
     size_t count;
     eio_session_t *all; /* every session not yet freed */
+    /* Requests refused with each Engine.IO error code (eio_server_errors()). */
+    atomic_uint_fast64_t errors[EIO_ERROR_CODES];
 };
 
 struct eio_session {
@@ -81,6 +83,8 @@ struct eio_session {
 };
 
 uint64_t eio__now_ms(void);
+/* Counts a request refused with Engine.IO error code (0-5). */
+void eio__count_error(eio_server_t *es, int code);
 int eio__buf_reserve(eio_buf_t *b, size_t len);
 int eio__buf_add(eio_buf_t *b, const void *data, size_t len);
 void eio__buf_free(eio_buf_t *b);

@@ -937,6 +937,7 @@ void eddy_rt_free(eddy_rt_t *rt)
 void eddy_rt_stats(eddy_rt_t *rt, eddy_rt_stats_t *out)
 {
     rt_stats_read(rt->stats, out);
+    eio_server_errors(rt->eio, out->request_errors_total);
 }
 
 eddy_server_t *eddy_rt_server(const eddy_rt_t *rt)

@@ -145,6 +145,19 @@ def test_upgrades_and_engine_io_3_clients_are_counted_apart(tmp_path):
         assert m[("eddy_socketio_handshakes_total", '{eio="3",transport="polling"}')] == 1
         client.close()
         wait_until("the session to close", lambda: conns(scrape(d.admin_port), 3, "websocket") == 0)
+        # Engine.IO's refusals, by code: an unknown transport, a session that has ended
+        # (polling and WebSocket), a handshake by POST.
+        assert get(d.port, "/socket.io/?EIO=4&transport=carrier-pigeon")[0] == 400
+        assert get(d.port, f"/socket.io/?EIO=3&transport=polling&sid={sid}")[0] == 400
+        RawClient("127.0.0.1", d.port).handshake(
+            f"/socket.io/?EIO=3&transport=websocket&sid={sid}", expect_status=400)
+        assert get(d.port, "/socket.io/?EIO=4&transport=polling", method="POST")[0] == 400
+        m = scrape(d.admin_port)
+        errors = {k[1]: v for k, v in m.items() if k[0] == "eddy_socketio_request_errors_total"}
+        assert errors['{code="0",reason="transport_unknown"}'] == 1
+        assert errors['{code="1",reason="session_id_unknown"}'] == 2
+        assert errors['{code="2",reason="bad_handshake_method"}'] == 1
+        assert errors['{code="3",reason="bad_request"}'] == 0
     finally:
         d.stop()
 
