@@ -67,7 +67,8 @@ TEST_PROGS := $(TEST_PROG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 # The eddy program (cmd/): it sees only include/, like any application. `eddy ws` is the
 # command-line WebSocket client (cmd/eddy_ws.c), also reached as eddy-ws, a link to eddy.
 CMD_SRCS := $(sort $(wildcard cmd/*.c))
-CMD_OBJS := $(CMD_SRCS:cmd/%.c=$(BUILD)/cmd/%.o) $(BUILD)/cmd/default_conf.o
+CMD_OBJS := $(CMD_SRCS:cmd/%.c=$(BUILD)/cmd/%.o) $(BUILD)/cmd/default_conf.o \
+	$(BUILD)/cmd/admin_html.o
 # jansson parses JSON: the claims of auth tokens (cmd/auth.c). libcurl: the backend proxy.
 JANSSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
 JANSSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
@@ -153,7 +154,7 @@ $(BUILD)/tests/test_auth: UNIT_LDLIBS = $(JANSSON_LIBS)
 $(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Iexamples -Irt -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
-$(BUILD)/cmd/%.o: cmd/%.c cmd/cmd.h cmd/auth.h cmd/realtime.h include/eddy.h include/eddy_rt.h | $(BUILD)/cmd
+$(BUILD)/cmd/%.o: cmd/%.c cmd/cmd.h cmd/auth.h cmd/realtime.h cmd/admin.h include/eddy.h include/eddy_rt.h | $(BUILD)/cmd
 	$(CC) $(CMD_CFLAGS) -Icmd -c -o $@ $<
 
 # `eddy config default` prints cmd/eddy.conf, compiled in as a string.
@@ -162,6 +163,15 @@ $(BUILD)/cmd/default_conf.c: cmd/eddy.conf | $(BUILD)/cmd
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
 
 $(BUILD)/cmd/default_conf.o: $(BUILD)/cmd/default_conf.c
+	$(CC) $(CMD_CFLAGS) -c -o $@ $<
+
+# The admin page (cmd/admin.c serves it), compiled in the same way: no file is read at
+# run time.
+$(BUILD)/cmd/admin_html.c: cmd/admin/index.html | $(BUILD)/cmd
+	{ echo 'const char admin_html[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+
+$(BUILD)/cmd/admin_html.o: $(BUILD)/cmd/admin_html.c
 	$(CC) $(CMD_CFLAGS) -c -o $@ $<
 
 $(BUILD)/eddy: $(CMD_OBJS) $(BUILD)/libeddy.a

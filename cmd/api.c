@@ -17,10 +17,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "admin.h"
 #include "realtime.h"
 
 /* Room, user and socket lists in one call. */
 #define API_TARGETS_MAX 256
+
+/* The status of the answer the calling thread gave last, for the metrics. */
+static _Thread_local int answered_status;
 
 static void reply(eddy_response_t *resp, int status, json_t *body)
 {
@@ -30,6 +34,7 @@ static void reply(eddy_response_t *resp, int status, json_t *body)
         status = 500;
         text = strdup("{\"error\":{\"status\":500,\"message\":\"out of memory\"}}");
     }
+    answered_status = status;
     eddy_response_status(resp, status, NULL);
     eddy_response_header(resp, "Content-Type", "application/json");
     eddy_response_header(resp, "Cache-Control", "no-store");
@@ -458,27 +463,40 @@ static void api_stats(call_t *c, eddy_server_t *srv)
                           "namespaces", nsps));
 }
 
+static void api_answer(eddy_request_t *req, eddy_response_t *resp);
+
 bool api_request(eddy_request_t *req, eddy_response_t *resp, bool admin, bool has_admin)
 {
     const char *path = eddy_request_path(req);
     const char *key = realtime_api_key();
     if (strncmp(path, "/api/", 5) != 0 || key[0] == '\0' || admin != has_admin)
         return false;
+    answered_status = 500;
+    api_answer(req, resp);
+    metrics_api_call(path + 5, answered_status);
+    return true;
+}
+
+/* Answers an API request (every path ends in reply()). */
+static void api_answer(eddy_request_t *req, eddy_response_t *resp)
+{
+    const char *path = eddy_request_path(req);
+    const char *key = realtime_api_key();
     if (strcmp(eddy_request_method(req), "POST") != 0) {
         fail(resp, 405, "the API takes POST");
-        return true;
+        return;
     }
     if (!key_matches(presented_key(req), key)) {
         eddy_log(eddy_request_server(req), EDDY_LOG_NOTICE, "api: refused %s:%d: no valid API key",
                  eddy_request_remote_ip(req), eddy_request_remote_port(req));
         fail(resp, 401, "a valid API key is required (Authorization: apikey KEY)");
-        return true;
+        return;
     }
     size_t len;
     const char *text = eddy_request_body(req, &len);
     if (len > realtime_api_max_body()) {
         fail(resp, 413, "request body too large ([api] max_body)");
-        return true;
+        return;
     }
     json_error_t jerr;
     call_t c = {.resp = resp};
@@ -486,7 +504,7 @@ bool api_request(eddy_request_t *req, eddy_response_t *resp, bool admin, bool ha
     if (!json_is_object(c.body)) {
         json_decref(c.body);
         fail(resp, 400, "the body must be a JSON object");
-        return true;
+        return;
     }
     const char *method = path + 5, *nsp_name;
     if (!get_string(&c, "namespace", &nsp_name))
@@ -523,5 +541,4 @@ bool api_request(eddy_request_t *req, eddy_response_t *resp, bool admin, bool ha
         fail(resp, 404, "no such method");
 done:
     json_decref(c.body);
-    return true;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "auth.h"
 #include "cmd.h"
 #include "realtime.h"
@@ -128,6 +129,7 @@ static bool daemon_key(struct parse_ctx *ctx, const char *section, const char *k
     cfg_t *cfg = ctx->cfg;
     long n;
     bool tls = strcmp(section, "tls") == 0, admin = strcmp(section, "admin") == 0;
+    const char *why_admin;
     if (strcmp(key, "host") == 0 && (strcmp(section, "server") == 0 || tls || admin)) {
         if (value[0] == '\0')
             fail(ctx, section, key, "an address is needed");
@@ -170,6 +172,9 @@ static bool daemon_key(struct parse_ctx *ctx, const char *section, const char *k
             fail(ctx, section, key, "\"%s\": %s", value, why);
     } else if (strcmp(section, "log") == 0 && strcmp(key, "log_file") == 0) {
         set_string(&cfg->log_file, value[0] != '\0' ? absolute(cfg, value) : NULL);
+    } else if (admin_check_key(section, key, value, &why_admin) > 0) {
+        if (why_admin != NULL)
+            fail(ctx, section, key, "%s", why_admin);
     } else {
         return false;
     }

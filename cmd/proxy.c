@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "backend.h"
 #include "cmd.h"
 #include "realtime.h"
@@ -562,5 +563,13 @@ bool proxy_sio_join(eddy_rt_socket_t *s, const char *room, int64_t ack_id)
             ack_error(s, ack_id, failure_text(rc == BACKEND_EBUSY ? BACKEND_EBUSY : -1), 0);
         sio_request_done(r);
     }
+    return true;
+}
+
+bool proxy_stats(backend_stats_t *out)
+{
+    if (p.b == NULL)
+        return false;
+    backend_stats(p.b, out);
     return true;
 }

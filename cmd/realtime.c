@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "admin.h"
 #include "auth.h"
 #include "realtime.h"
 
@@ -439,6 +440,7 @@ static int on_connect(eddy_rt_socket_t *s, void *user_data)
     if (status != 0) {
         eddy_log(srv, EDDY_LOG_NOTICE, "socketio: refused %s on %s: %d %s",
                  eddy_rt_socket_remote_ip(s), nsp, status, res.reason);
+        metrics_connect_refused(status);
         char message[160], data[192];
         if (status == 401 && token == NULL)
             snprintf(message, sizeof(message), "authentication required");

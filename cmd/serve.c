@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "auth.h"
 #include "cmd.h"
 #include "realtime.h"
@@ -101,6 +102,8 @@ static void log_line(eddy_server_t *srv, int level, int loop, const char *msg, s
     static const char *const names[] = {"TRACE", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR"};
     if (level < atomic_load_explicit(&g.log_level, memory_order_relaxed) || level < 0 ||
         level > EDDY_LOG_ERROR)
+        return;
+    if (admin_log_line(level, loop, msg, len)) /* kept for the admin page; JSON written */
         return;
     char head[96];
     struct timespec ts;
@@ -328,6 +331,7 @@ static void answer_metrics(eddy_response_t *resp)
         }
     }
 
+    metrics_write(out, g.srv); /* Socket.IO, server API, proxy, loop lag */
     metric(out, "eddy_process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
            pf.resident_bytes);
     metric_head(out, "eddy_process_cpu_seconds_total", "counter",
@@ -531,6 +535,8 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
             return;
         }
     }
+    if (admin && admin_request(srv, req, resp))
+        return;
     if (admin) {
         answer(resp, 404, "text/plain; charset=utf-8", "not found\n");
         return;
@@ -1303,6 +1309,7 @@ int serve_run(cfg_t *cfg, int ready_fd)
      * daemon's callback filters. trace is left off unless asked for: it costs per frame. */
     g.engine_level = cfg->log_level < EDDY_LOG_DEBUG ? cfg->log_level : EDDY_LOG_DEBUG;
     atomic_store(&g.log_level, cfg->log_level);
+    admin_setup(cfg); /* [log] format, before the first line */
     eddy_on_log(srv, log_line);
     for (size_t i = 0; i < cfg->entry_count; i++) {
         const cfg_entry_t *e = &cfg->entries[i];
@@ -1335,6 +1342,7 @@ int serve_run(cfg_t *cfg, int ready_fd)
     eddy_on_close(srv, on_close);
     if (realtime_setup(srv, cfg) < 0)
         goto out;
+    metrics_setup(srv);
     if (auth_apply(srv, cfg, false) < 0)
         goto out;
 
@@ -1368,6 +1376,7 @@ out:
             close(g.inherited[i]);
     pidfile_remove(cfg->pid_file);
     auth_release();
+    admin_free();
     proxy_free();    /* its watches and timers live on the server's loops */
     realtime_free(); /* the layer goes before its server */
     if (srv != NULL)

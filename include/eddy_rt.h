@@ -173,6 +173,44 @@ eddy_server_t *eddy_rt_server(const eddy_rt_t *rt);
 void eddy_rt_set_user_data(eddy_rt_t *rt, void *user_data);
 void *eddy_rt_user_data(const eddy_rt_t *rt);
 
+/*
+ * The layer's counters and gauges, for metrics. Indexes: [EDDY_RT_EIO3 or EDDY_RT_EIO4]
+ * (the client's Engine.IO protocol: 3 for socket.io-client 2.x, 4 for 3.x and later) and
+ * [EDDY_RT_POLLING or EDDY_RT_WEBSOCKET] (its transport). Counters (_total) count from
+ * eddy_rt_new() on. Counting costs no lock: each event loop adds to counters of its own
+ * (a plain add), other threads to a shared set with a relaxed atomic add; a read sums
+ * them, so each field is exact for a moment during the call, not one snapshot.
+ */
+enum { EDDY_RT_EIO3 = 0, EDDY_RT_EIO4 = 1 };
+enum { EDDY_RT_POLLING = 0, EDDY_RT_WEBSOCKET = 1 };
+typedef struct eddy_rt_stats {
+    uint64_t clients[2][2];            /* gauge: open Engine.IO sessions, by protocol, transport */
+    uint64_t handshakes_total[2][2];   /* sessions opened, by protocol and first transport */
+    uint64_t upgrades_total[2];        /* polling sessions that moved to WebSocket */
+    uint64_t handshake_failures_total; /* sessions the layer could not take (out of memory) */
+    /* Engine.IO requests (polling, WebSocket upgrades) refused, by Engine.IO's error code:
+     * [0] "Transport unknown", [1] "Session ID unknown" (also a request for a session
+     * that has ended), [2] "Bad handshake method", [3] "Bad request", [4] "Forbidden",
+     * [5] "Unsupported protocol version". */
+    uint64_t request_errors_total[6];
+    uint64_t connects_total; /* namespace CONNECTs accepted (recovered ones too) */
+    /* CONNECTs refused: to a namespace that does not exist ("Invalid namespace"), and by
+     * the namespace's connect callback (eddy_rt_refuse()). */
+    uint64_t connect_invalid_namespace_total;
+    uint64_t connect_refused_total;
+    /* Connection state recovery: CONNECTs that offered the pid of an earlier session, and
+     * were recovered, or were not (expired, unknown, or the missed events gone: connected
+     * afresh). */
+    uint64_t recovered_total;
+    uint64_t not_recovered_total;
+    uint64_t events_received_total; /* EVENT and BINARY_EVENT packets from clients */
+    uint64_t events_sent_total;     /* emits and acks to one socket (eddy_rt_emit(), _ack()...) */
+    uint64_t broadcasts_total;      /* eddy_rt_broadcast() and _broadcast_ack() calls that sent */
+} eddy_rt_stats_t;
+
+/* Fills *out with the layer's figures. Any thread, while the layer exists. */
+void eddy_rt_stats(eddy_rt_t *rt, eddy_rt_stats_t *out);
+
 /* ---------------------------------------------------------------------------------------
  * Events and acknowledgements
  * ------------------------------------------------------------------------------------- */

@@ -940,8 +940,21 @@ int eio__protocol_of(eddy_request_t *req)
     return eio != NULL && strcmp(eio, "4") == 0 ? 4 : 3;
 }
 
-static int refuse_upgrade(eddy_request_t *req, int status, const char *message)
+void eio__count_error(eio_server_t *es, int code)
 {
+    atomic_fetch_add_explicit(&es->errors[code], 1, memory_order_relaxed);
+}
+
+void eio_server_errors(eio_server_t *es, uint64_t out[EIO_ERROR_CODES])
+{
+    for (int i = 0; i < EIO_ERROR_CODES; i++)
+        out[i] = atomic_load_explicit(&es->errors[i], memory_order_relaxed);
+}
+
+static int refuse_upgrade(eio_server_t *es, eddy_request_t *req, int status, const char *message)
+{
+    /* The messages are Engine.IO's (eio.h), so the code follows from them. */
+    eio__count_error(es, message[0] == 'T' ? 0 : message[0] == 'S' ? 1 : message[0] == 'F' ? 4 : 3);
     static const char *const headers[] = {"Content-Type", "text/html", NULL};
     int rc = eddy_upgrade_refuse(req, status, headers, message);
     return rc > 0 ? rc : status;
@@ -957,7 +970,7 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
         /* Polling over an upgrade request is not served either. */
         bool known =
             transport != NULL && strcmp(transport, "polling") == 0 && es->cfg.allow_polling;
-        *status = refuse_upgrade(req, 400, known ? "Bad request" : "Transport unknown");
+        *status = refuse_upgrade(es, req, 400, known ? "Bad request" : "Transport unknown");
         return true;
     }
     int protocol = eio__protocol_of(req);
@@ -966,7 +979,7 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
     if (sid != NULL && sid[0] != '\0') {
         eio_session_t *s = eio__table_find(es, sid);
         if (s == NULL) {
-            *status = refuse_upgrade(req, 400, "Session ID unknown");
+            *status = refuse_upgrade(es, req, 400, "Session ID unknown");
             return true;
         }
         rt_lock(&s->lock);
@@ -983,7 +996,7 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
         rt_unlock(&s->lock);
         eio__session_unref(s);
         if (error != NULL)
-            *status = refuse_upgrade(req, 400, error);
+            *status = refuse_upgrade(es, req, 400, error);
         return true;
     }
     eio_session_t *s = eio__session_new(es, protocol, EIO_TR_WEBSOCKET);
@@ -994,7 +1007,7 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
             rt_unlock(&s->cb_lock);
             eio__session_unref(s);
         }
-        *status = refuse_upgrade(req, 400, "Bad request");
+        *status = refuse_upgrade(es, req, 400, "Bad request");
         return true;
     }
     atomic_store(&s->ws_fd, fd);
@@ -1005,7 +1018,7 @@ bool eio_handle_upgrade(eio_server_t *es, eddy_request_t *req, int *status)
         rt_unlock(&s->cb_lock);
         eio__fdmap_drop(es, fd, s);
         eio__session_unref(s);
-        *status = refuse_upgrade(req, refused >= 400 && refused <= 499 ? refused : 403,
+        *status = refuse_upgrade(es, req, refused >= 400 && refused <= 499 ? refused : 403,
                                  refused == 403 ? "Forbidden" : "Bad request");
         return true;
     }

@@ -81,6 +81,12 @@ eio_server_t *eio_server_new(eddy_server_t *srv, const eio_config_t *cfg, const 
  */
 void eio_server_free(eio_server_t *es);
 
+/* Engine.IO's error codes: 0 "Transport unknown", 1 "Session ID unknown", 2 "Bad handshake
+ * method", 3 "Bad request", 4 "Forbidden", 5 "Unsupported protocol version". */
+#define EIO_ERROR_CODES 6
+/* Requests (polling or WebSocket upgrades) refused with each code so far. Any thread. */
+void eio_server_errors(eio_server_t *es, uint64_t out[EIO_ERROR_CODES]);
+
 /* Dispatch from the engine's callbacks; see the top of this file. eio_handle_request()
  * answers (or keeps, for a long-polling GET) resp; eio_handle_upgrade() returns true with
  * *status 0 to accept the upgrade, or with the status it refused it with (the answer is

@@ -45,6 +45,8 @@ struct eio_server {
     /* The sessions' deadlines, one heap per loop, each used by its loop's thread only
      * (eio.c "heartbeat and timers"); NULL until the loop arms its first. */
     struct eio_timers *timers[EIO_MAX_LOOPS];
+    /* Requests refused with each Engine.IO error code (eio_server_errors()). */
+    atomic_uint_fast64_t errors[EIO_ERROR_CODES];
 };
 
 /* Laid out without holes, deadlines that are never live together sharing a field: there is
@@ -93,6 +95,8 @@ struct eio_session {
 };
 
 uint64_t eio__now_ms(void);
+/* Counts a request refused with Engine.IO error code (0-5). */
+void eio__count_error(eio_server_t *es, int code);
 int eio__buf_reserve(eio_buf_t *b, size_t len);
 int eio__buf_add(eio_buf_t *b, const void *data, size_t len);
 void eio__buf_free(eio_buf_t *b);

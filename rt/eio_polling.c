@@ -19,8 +19,9 @@
 
 /* ---- answers ---- */
 
-static void answer_error(eddy_response_t *resp, int code)
+static void answer_error(eio_server_t *es, eddy_response_t *resp, int code)
 {
+    eio__count_error(es, code);
     static const char *const messages[] = {
         "Transport unknown", "Session ID unknown", "Bad handshake method",
         "Bad request",       "Forbidden",          "Unsupported protocol version"};
@@ -254,7 +255,7 @@ static void handshake(eio_server_t *es, eddy_request_t *req, eddy_response_t *re
 {
     eio_session_t *s = eio__session_new(es, protocol, EIO_TR_POLLING);
     if (s == NULL) {
-        answer_error(resp, 3);
+        answer_error(es, resp, 3);
         return;
     }
     const char *b64 = eddy_request_get(req, "b64");
@@ -265,7 +266,7 @@ static void handshake(eio_server_t *es, eddy_request_t *req, eddy_response_t *re
         eio__session_finish(s, "forced close");
         rt_unlock(&s->cb_lock);
         eio__session_unref(s);
-        answer_error(resp, refused == 403 ? 4 : 3);
+        answer_error(es, resp, refused == 403 ? 4 : 3);
         return;
     }
     rt_lock(&s->lock);
@@ -284,7 +285,7 @@ static void handshake(eio_server_t *es, eddy_request_t *req, eddy_response_t *re
         eio__session_finish(s, "transport error");
         rt_unlock(&s->cb_lock);
         eio__session_unref(s);
-        answer_error(resp, 3);
+        answer_error(es, resp, 3);
         return;
     }
     eio__buf_free(&only_open);
@@ -305,7 +306,7 @@ static void poll_get(eio_session_t *s, eddy_request_t *req, eddy_response_t *res
     if (s->state == ST_CLOSED) {
         rt_unlock(&s->lock);
         rt_unlock(&s->cb_lock);
-        answer_error(resp, 1);
+        answer_error(s->es, resp, 1);
         return;
     }
     if (s->get_resp != NULL) {
@@ -370,7 +371,7 @@ bool eio_handle_request(eio_server_t *es, eddy_request_t *req, eddy_response_t *
     const char *transport = eddy_request_get(req, "transport");
     bool polling = transport != NULL && strcmp(transport, "polling") == 0 && es->cfg.allow_polling;
     if (!polling && (transport == NULL || strcmp(transport, "websocket") != 0)) {
-        answer_error(resp, 0);
+        answer_error(es, resp, 0);
         return true;
     }
     const char *method = eddy_request_method(req);
@@ -378,23 +379,23 @@ bool eio_handle_request(eio_server_t *es, eddy_request_t *req, eddy_response_t *
     const char *sid = eddy_request_get(req, "sid");
     if (sid == NULL || sid[0] == '\0') {
         if (strcmp(method, "GET") != 0)
-            answer_error(resp, 2);
+            answer_error(es, resp, 2);
         else if (!polling)
-            answer_error(resp, 3); /* a WebSocket handshake without the upgrade */
+            answer_error(es, resp, 3); /* a WebSocket handshake without the upgrade */
         else
             handshake(es, req, resp, protocol);
         return true;
     }
     eio_session_t *s = eio__table_find(es, sid);
     if (s == NULL) {
-        answer_error(resp, 1);
+        answer_error(es, resp, 1);
         return true;
     }
     rt_lock(&s->lock);
     bool mismatch = !polling || s->transport != EIO_TR_POLLING || s->protocol != protocol;
     rt_unlock(&s->lock);
     if (mismatch)
-        answer_error(resp, 3);
+        answer_error(es, resp, 3);
     else if (strcmp(method, "GET") == 0)
         poll_get(s, req, resp);
     else if (strcmp(method, "POST") == 0)

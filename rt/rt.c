@@ -50,6 +50,7 @@
 #include "rt_history.h"
 #include "rt_json.h"
 #include "rt_lock.h"
+#include "rt_stats.h"
 #include "sio_packet.h"
 
 /* ---------------------------------------------------------------------------------------
@@ -212,6 +213,7 @@ typedef struct rt_client {
     struct rt_client *opening_next;
     atomic_int refs;
     uint8_t protocol; /* Engine.IO 3 or 4 */
+    bool counted_ws;  /* counted as on WebSocket (eddy_rt_stats()); in the client's callbacks */
     atomic_bool ws;   /* on WebSocket */
     atomic_bool joined_once;
     bool orphan;
@@ -308,7 +310,11 @@ struct eddy_rt {
     struct rt_client *orphans; /* see rt_client_t.orphan (table lock) */
     bool freeing;              /* eddy_rt_free(): the server is gone, sessions close without it */
     rt_cluster_t *cluster;     /* scale-out (rt_cluster.h); NULL: one node */
+    rt_stats_t *stats;
 };
+
+/* Counts one `which` (rt_stats.h): no lock, no allocation. */
+#define COUNT(rt, which) rt_stat_add((rt)->stats, (rt)->srv, (which))
 
 static _Thread_local rt_client_t *tls_current;
 /* WebSocket sessions of this loop between Engine.IO's open handler (called before the
@@ -774,6 +780,10 @@ static void on_eio_upgrade(eio_session_t *es, void *ud)
         return;
     rt_ctx_t ctx;
     client_enter(c, &ctx, false);
+    if (!c->counted_ws) {
+        c->counted_ws = true;
+        COUNT(c->rt, c->protocol == 3 ? RT_ST_UPGRADE_P3 : RT_ST_UPGRADE_P4);
+    }
     client_to_ws(c, eio_session_ws_fd(es));
     client_leave(c, &ctx);
 }
@@ -833,6 +843,10 @@ eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
         return NULL;
     rt->srv = srv;
     rt->opt = *opts;
+    if ((rt->stats = rt_stats_new()) == NULL) {
+        free(rt);
+        return NULL;
+    }
     rt->path = strdup(opts->path);
     rt->opt.path = rt->path;
     if (rt->opt.max_attachments == 0)
@@ -943,7 +957,14 @@ void eddy_rt_free(eddy_rt_t *rt)
     pthread_mutex_destroy(&rt->lock);
     pthread_mutex_destroy(&rt->ack_lock);
     free(rt->path);
+    rt_stats_free(rt->stats);
     free(rt);
+}
+
+void eddy_rt_stats(eddy_rt_t *rt, eddy_rt_stats_t *out)
+{
+    rt_stats_read(rt->stats, out);
+    eio_server_errors(rt->eio, out->request_errors_total);
 }
 
 eddy_server_t *eddy_rt_server(const eddy_rt_t *rt)
@@ -1547,6 +1568,7 @@ int eddy_rt_emit(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg)
     ssize_t len = encode_packet(s->nsp, msg, msg->event, -1);
     if (len < 0)
         return (int)len;
+    COUNT(s->nsp->rt, RT_ST_EVENTS_OUT);
     if (recovering(s->nsp) && recording(s->nsp, msg, -1)) {
         /* With recovery on, an emit to a socket is stored for its own room, as Socket.IO
          * does, so that a client that drops gets it back. */
@@ -1574,6 +1596,7 @@ int eddy_rt_ack(eddy_rt_socket_t *s, int64_t ack_id, const eddy_rt_msg_t *msg)
     ssize_t len = encode_packet(s->nsp, msg, NULL, ack_id);
     if (len < 0)
         return (int)len;
+    COUNT(s->nsp->rt, RT_ST_EVENTS_OUT);
     return send_encoded(s, (size_t)len, msg);
 }
 
@@ -1745,6 +1768,7 @@ int eddy_rt_emit_ack(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg, uint32_t tim
         ack_free(a);
         return rc;
     }
+    COUNT(s->nsp->rt, RT_ST_EVENTS_OUT);
     rc = send_encoded(s, (size_t)len, msg);
     if (rc < 0)
         ack_cancel(a);
@@ -2131,6 +2155,8 @@ static int broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_m
     for (size_t i = 0; rc == 0 && i < direct.n; i++)
         send_text(direct.list[i], text, (size_t)len, msg);
     targets_release(&direct);
+    if (rc == 0)
+        COUNT(rt, RT_ST_BROADCASTS);
     return rc;
 }
 
@@ -2186,6 +2212,7 @@ int eddy_rt_broadcast_ack(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy
         eddy_rt_socket_unref(targets[k]);
     }
     free(targets);
+    COUNT(rt, RT_ST_BROADCASTS);
     return 0;
 }
 
@@ -2746,6 +2773,7 @@ static bool client_recover(eddy_rt_socket_t *s)
             rt_history_session_remove(nsp->hist, alias != NULL ? alias->pid : pid);
             alias_drop(rt, pid);
             pthread_mutex_unlock(&rt->lock);
+            COUNT(rt, RT_ST_NOT_RECOVERED);
             return false;
         }
         posp = &pos;
@@ -2793,6 +2821,7 @@ static bool client_recover(eddy_rt_socket_t *s)
         free(m);
     }
     rt_history_session_free(rec);
+    COUNT(rt, ok ? RT_ST_RECOVERED : RT_ST_NOT_RECOVERED);
     return ok;
 }
 
@@ -2857,6 +2886,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     pthread_mutex_unlock(&rt->lock);
     if (nsp == NULL) {
         static const char invalid[] = "{\"message\":\"Invalid namespace\"}";
+        COUNT(rt, RT_ST_CONNECT_NO_NSP);
         send_control(c, name, name_len, SIO_CONNECT_ERROR, invalid, sizeof(invalid) - 1);
         free(v3auth);
         return;
@@ -2882,10 +2912,12 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
         free(v3auth); /* finishes in resume_run() */
         return;
     }
-    if (rec && rt->cluster == NULL && client_recover(s))
+    if (rec && rt->cluster == NULL && client_recover(s)) {
+        COUNT(rt, RT_ST_CONNECT);
         socket_joined(s);
-    else
+    } else {
         connect_fresh(s, name, name_len);
+    }
     free(v3auth);
 }
 
@@ -2914,6 +2946,7 @@ static void connect_fresh(eddy_rt_socket_t *s, const char *name, size_t name_len
 /* Sends the refusal the connect hook recorded (or "refused") and drops s. In c's context. */
 static void connect_refused(rt_client_t *c, eddy_rt_socket_t *s, const char *name, size_t name_len)
 {
+    COUNT(c->rt, RT_ST_CONNECT_REFUSED);
     const char *msg = s->refusal;
     if (msg == NULL) {
         refusal_record(s, "refused", NULL);
@@ -3145,8 +3178,10 @@ static void connect_admit(rt_client_t *c, eddy_rt_socket_t *s)
     pthread_mutex_unlock(&rt->lock);
     if (rc != 0)
         socket_abandoned(s);
-    else
+    else {
+        COUNT(rt, RT_ST_CONNECT);
         socket_joined(s);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -3265,6 +3300,7 @@ static bool client_packet(rt_client_t *c, const sio_packet_t *p, const eddy_rt_b
     case SIO_BINARY_EVENT:
         if (nbin > 0 && !args_placeholders_ok(p->args, p->args_len, nbin))
             return false;
+        COUNT(c->rt, RT_ST_EVENTS_IN);
         dispatch_event(s, p, bin, nbin);
         return true;
     case SIO_ACK:
@@ -3465,8 +3501,10 @@ static int on_eio_open(eio_session_t *es, eddy_request_t *req, void *ud)
 {
     eddy_rt_t *rt = ud;
     rt_client_t *c = client_new(req);
-    if (c == NULL)
+    if (c == NULL) {
+        COUNT(rt, RT_ST_OPEN_REFUSED);
         return 503;
+    }
     c->rt = rt;
     c->session = es;
     rt_lock_init(&c->lock);
@@ -3476,6 +3514,8 @@ static int on_eio_open(eio_session_t *es, eddy_request_t *req, void *ud)
     atomic_init(&c->ws_fd, 0);
     atomic_init(&c->ws, false);
     c->open_fd = eio_session_ws_fd(es);
+    c->counted_ws = c->open_fd != 0;
+    COUNT(rt, (c->protocol == 3 ? RT_ST_OPEN_P3_POLLING : RT_ST_OPEN_P4_POLLING) + c->counted_ws);
     if (c->open_fd != 0) {
         c->opening_next = tls_opening;
         tls_opening = c;
@@ -3519,6 +3559,8 @@ static void on_eio_close(eio_session_t *es, const char *reason, void *ud)
         return;
     rt_ctx_t ctx;
     client_enter(c, &ctx, false);
+    COUNT(c->rt,
+          (c->protocol == 3 ? RT_ST_CLOSE_P3_POLLING : RT_ST_CLOSE_P4_POLLING) + c->counted_ws);
     binary_free(c);
     if (c->open_fd != 0)
         opening_remove(c);
@@ -3934,10 +3976,13 @@ static void resume_run(eddy_server_t *srv, void *arg)
     if (c->session == NULL) {
         eddy_rt_socket_unref(s); /* the client left meanwhile */
     } else if (x->restore == NULL || !cluster_restore(s, x->r, x->restore)) {
+        COUNT(c->rt, RT_ST_NOT_RECOVERED);
         s->auth = x->auth;
         s->auth_len = x->auth_len;
         connect_fresh(s, s->nsp->name, s->nsp->name_len);
     } else {
+        COUNT(c->rt, RT_ST_RECOVERED);
+        COUNT(c->rt, RT_ST_CONNECT);
         s->auth = x->auth;
         s->auth_len = x->auth_len;
         socket_joined(s);

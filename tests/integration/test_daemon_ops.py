@@ -61,7 +61,7 @@ def scrape(port):
     text = body.decode()
     samples = parse_metrics(text)
     # Debian's python3-prometheus-client, the reference parser, must agree.
-    parsed = {(s.name, s.labels.get("loop", s.labels.get("kind", ""))): s.value
+    parsed = {(s.name, tuple(sorted(s.labels.items()))): s.value
               for family in text_string_to_metric_families(text) for s in family.samples}
     assert len(parsed) == len(samples)
     return samples
