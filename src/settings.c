@@ -230,7 +230,7 @@ static int parse_seconds_ms(const char *value, uint64_t max_seconds, uint32_t *o
 static int apply(eddy__options_t *opts, const struct setting *s, const char *value)
 {
     char *field = (char *)opts + s->offset;
-    uint64_t n;
+    uint64_t n = 0; /* set by parse_uint on success; LTO cannot see it */
     int rc;
     switch (s->kind) {
     case KIND_BOOL:
