@@ -967,6 +967,14 @@ void eddy_rt_stats(eddy_rt_t *rt, eddy_rt_stats_t *out)
     eio_server_errors(rt->eio, out->request_errors_total);
 }
 
+void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out)
+{
+    if (rt->cluster != NULL)
+        rt_cluster_status(rt->cluster, out);
+    else
+        *out = (eddy_rt_broker_status_t){.clustered = false};
+}
+
 eddy_server_t *eddy_rt_server(const eddy_rt_t *rt)
 {
     return rt->srv;

@@ -310,6 +310,25 @@ bool rt_cluster_up(rt_cluster_t *cl)
     return atomic_load(&cl->up);
 }
 
+void rt_cluster_status(rt_cluster_t *cl, eddy_rt_broker_status_t *out)
+{
+    rt_broker_stats_t st;
+    char none[1][RT_BROKER_NODE_ID_SIZE]; /* only the count is wanted */
+    *out = (eddy_rt_broker_status_t){.clustered = true};
+    out->ready = rt_broker_ready(cl->b, &out->round_trip_age_ms);
+    out->state = (int)rt_broker_state(cl->b);
+    rt_broker_stats(cl->b, &st);
+    out->published_total = st.published;
+    out->delivered_total = st.delivered;
+    out->buffered = st.buffered;
+    out->buffered_bytes = st.buffered_bytes;
+    out->dropped_total = st.dropped;
+    out->reconnects_total = st.reconnects;
+    out->gaps_total = st.gaps;
+    out->subscriptions = st.subscriptions;
+    out->nodes = rt_broker_nodes(cl->b, none, 0);
+}
+
 void rt_cluster_interest(rt_cluster_t *cl, const char *nsp, const char *room, bool user, bool on)
 {
     char stack[256], *name = (char *)room;

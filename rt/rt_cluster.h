@@ -52,6 +52,9 @@ void rt_cluster_quiet(rt_cluster_t *cl);
 /* True while the broker is UP (broadcasts go through it and come back). */
 bool rt_cluster_up(rt_cluster_t *cl);
 
+/* Fills *out (see eddy_rt_broker_status()). */
+void rt_cluster_status(rt_cluster_t *cl, eddy_rt_broker_status_t *out);
+
 /* Interest of this node in (nsp, room) (room NULL: the whole namespace; user: room is a
  * user id, its pseudo-room is meant), reference counted by the broker: rt.c takes one per
  * local room, user and socket. */
