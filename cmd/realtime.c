@@ -59,6 +59,7 @@ typedef struct settings {
     char redis_url[SETTING_TEXT_MAX]; /* [broker]: empty, one node */
     char redis_prefix[64];
     char node_id[65];
+    char emitter_prefix[64]; /* empty: Socket.IO's Redis emitter not listened to */
 } settings_t;
 
 static void settings_init(settings_t *st)
@@ -187,14 +188,17 @@ static int broker_set(settings_t *st, const char *key, const char *value, char *
             return EDDY_EINVAL;
         }
         memcpy(st->redis_url, value, len + 1);
-    } else if (strcmp(key, "redis_prefix") == 0 || strcmp(key, "node_id") == 0) {
-        bool prefix = key[0] == 'r';
-        size_t max = prefix ? sizeof(st->redis_prefix) - 1 : sizeof(st->node_id) - 1;
+    } else if (strcmp(key, "redis_prefix") == 0 || strcmp(key, "node_id") == 0 ||
+               strcmp(key, "emitter_prefix") == 0) {
+        char *field = key[0] == 'r'   ? st->redis_prefix
+                      : key[0] == 'n' ? st->node_id
+                                      : st->emitter_prefix;
+        size_t max = key[0] == 'n' ? sizeof(st->node_id) - 1 : sizeof(st->redis_prefix) - 1;
         if (!redis_name_ok(value, max)) {
             snprintf(why, why_len, "\"%s\" is not 1-%zu of A-Z a-z 0-9 _ - . :", value, max);
             return EDDY_EINVAL;
         }
-        memcpy(prefix ? st->redis_prefix : st->node_id, value, len + 1);
+        memcpy(field, value, len + 1);
     } else {
         return EDDY_EKEY;
     }
@@ -1185,6 +1189,7 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
     opts.redis_url = R.st.redis_url[0] != '\0' ? R.st.redis_url : NULL;
     opts.redis_prefix = R.st.redis_prefix;
     opts.node_id = R.st.node_id[0] != '\0' ? R.st.node_id : NULL;
+    opts.redis_emitter_prefix = R.st.emitter_prefix[0] != '\0' ? R.st.emitter_prefix : NULL;
     R.rt = eddy_rt_new(srv, &opts);
     if (R.rt == NULL) {
         fprintf(stderr, "eddy: [socketio]: cannot create the real-time layer\n");

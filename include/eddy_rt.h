@@ -124,6 +124,13 @@ typedef struct eddy_rt_options {
     const char *redis_prefix; /* prefix of every Redis key and channel: "eddy:" (copied) */
     const char *node_id;      /* this node's id in the cluster (at most 64 characters):
                                * NULL: 16 random hex characters (copied) */
+    /* With redis_url: also broadcast what other programs publish in Socket.IO's Redis
+     * emitter format (npm @socket.io/redis-emitter, its PHP and Python ports) under this
+     * key ("socket.io", the emitter's default): every node sends each such broadcast to
+     * its own sockets in the rooms it names, minus its except-rooms, as Socket.IO's Redis
+     * adapter does. Such broadcasts have no position: they are not kept for recovery.
+     * NULL (the default): not listened to. Copied. */
+    const char *redis_emitter_prefix;
 } eddy_rt_options_t;
 
 /* Fills *opts with the defaults above. */

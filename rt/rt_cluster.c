@@ -246,6 +246,13 @@ static int parse_url(const char *url, char *buf, size_t cap, rt_broker_redis_con
     return 0;
 }
 
+static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
+{
+    rt_cluster_t *cl = ud;
+    if (!atomic_load(&cl->quiet))
+        rt_cluster_emitted_local(cl->rt, m);
+}
+
 rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
 {
     eddy_server_t *srv = eddy_rt_server(rt);
@@ -259,6 +266,7 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     if (opt->redis_prefix != NULL)
         cfg.prefix = opt->redis_prefix;
     cfg.node_id = opt->node_id;
+    cfg.emitter_prefix = opt->redis_emitter_prefix;
     /* Results on the broker's own thread: none is left in a loop's queue at free. */
     cfg.srv = NULL;
     uint64_t age =
@@ -274,7 +282,7 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     cl->srv = srv;
     cl->window_ms = opt->recovery_max_disconnection_ms;
     pthread_mutex_init(&cl->lock, NULL);
-    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state};
+    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state, .emitted = on_emitted};
     if ((cl->b = rt_broker_redis_new(&cfg, &h, cl)) == NULL) {
         pthread_mutex_destroy(&cl->lock);
         free(cl);

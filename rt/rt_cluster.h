@@ -127,6 +127,9 @@ void rt_cluster_recovery_free(rt_cluster_recovery_t *r);
 
 /* Fans a broadcast the broker delivered out to the local members (broker thread). */
 void rt_cluster_deliver_local(eddy_rt_t *rt, const rt_broker_delivery_t *d);
+/* Fans a broadcast from Socket.IO's Redis emitter out to the local members, without a
+ * position (broker thread). */
+void rt_cluster_emitted_local(eddy_rt_t *rt, const rt_emitter_msg_t *m);
 /* Holds d for recoveries in flight whose rooms it reaches (table lock held). */
 void rt_cluster_hold(rt_cluster_t *cl, const rt_broker_delivery_t *d);
 /* Sends one stored packet (rt.c's stored form) to s with the offset of pos (pos.epoch 0:

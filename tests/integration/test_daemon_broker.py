@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The eddy program's [broker] section: two `eddy serve` processes on one redis-server form one
-cluster (the server API's emit on one reaches sockets on the other), /readyz and
+cluster (the server API's emit on one reaches sockets on the other, and so does a broadcast
+in Socket.IO's Redis emitter format), /readyz and
 eddy_broker_ready follow the node's own round trip through Redis (503 while Redis is
 frozen, 200 again after), `eddy status` names the broker, and bad values are refused with
 file and line.
@@ -12,7 +13,7 @@ import urllib.request
 
 from eddyserver import TIMEOUT, wait_for
 from test_daemon_realtime import EDDY, Clients, Daemon
-from test_scaleout import redis  # noqa: F401 (the fixture)
+from test_scaleout import emitter_publish, redis  # noqa: F401 (redis: the fixture)
 
 
 def get(port, path):
@@ -33,7 +34,8 @@ def sample(port, name):
 
 
 def test_two_daemons_on_one_redis_form_one_cluster(tmp_path, redis):  # noqa: F811
-    broker = f"[socketio]\nclient_rooms = lobby\n[broker]\nredis_url = {redis.url}\n"
+    broker = (f"[socketio]\nclient_rooms = lobby\n[broker]\nredis_url = {redis.url}\n"
+              "emitter_prefix = socket.io\n")
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a = Daemon(tmp_path / "a", broker + "node_id = node-a\n")
@@ -54,6 +56,10 @@ def test_two_daemons_on_one_redis_form_one_cluster(tmp_path, redis):  # noqa: F8
         assert status == 200
         assert clients.events("bob", "end") == [("news", [0]), ("news", [1]), ("news", [2]),
                                                 ("end", [])]
+        # A backend publishing as Socket.IO's Redis emitter does: both nodes listen (2
+        # subscribers); b delivers to its member of lobby.
+        assert emitter_publish(redis, ["from-php", {"n": 1}], rooms=["lobby"]) == 2
+        assert clients.events("bob", "from-php") == [("from-php", [{"n": 1}])]
         assert sample(a.admin_port, "eddy_broker_up") == 1
         assert sample(b.admin_port, "eddy_broker_delivered_total") >= 4
 
