@@ -21,8 +21,8 @@
 
 extern char **environ;
 
-static const char *const sections[] = {"server", "tls",  "admin", "static",   "websocket",
-                                       "log",    "auth", "proxy", "socketio", "api"};
+static const char *const sections[] = {"server", "tls",   "admin",    "static", "websocket", "log",
+                                       "auth",   "proxy", "socketio", "api",    "broker"};
 
 /* Engine keys that live in a section other than [server]. */
 static const char *const tls_engine_keys[] = {"ssl_cert_file", "ssl_key_file", "ssl_ciphers",
@@ -250,7 +250,7 @@ static int on_pair(void *user, const char *section, const char *key, const char 
             fail(ctx, section, key, "%s", why);
         else
             add_entry(ctx->cfg, section, key, value, false);
-    } else if (strcmp(section, "socketio") == 0 || strcmp(section, "api") == 0) {
+    } else if (realtime_section(section)) {
         char why[160];
         int rc = realtime_check_key(section, key, value, why, sizeof(why));
         if (rc == EDDY_EKEY)

@@ -227,11 +227,47 @@ static void write_socketio(FILE *out, eddy_rt_t *rt)
     }
 }
 
+/* The scale-out broker's figures ([broker] redis_url), when there is one. */
+static void write_broker(FILE *out)
+{
+    eddy_rt_broker_status_t b;
+    if (!realtime_broker(&b))
+        return;
+    one(out, "eddy_broker_up", "gauge",
+        "1 while connected to Redis with every subscription active.", b.state == 2);
+    one(out, "eddy_broker_ready", "gauge",
+        "1 while this node's own round trip through Redis is recent (as /readyz).", b.ready);
+    one(out, "eddy_broker_nodes", "gauge", "Nodes alive in the cluster, this one included.",
+        b.nodes);
+    one(out, "eddy_broker_published_total", "counter", "Broadcasts Redis confirmed.",
+        b.published_total);
+    one(out, "eddy_broker_delivered_total", "counter", "Broadcasts Redis delivered to this node.",
+        b.delivered_total);
+    one(out, "eddy_broker_buffered", "gauge", "Requests waiting for Redis now.", b.buffered);
+    one(out, "eddy_broker_buffered_bytes", "gauge", "Bytes of the requests waiting for Redis.",
+        b.buffered_bytes);
+    one(out, "eddy_broker_dropped_total", "counter",
+        "Requests dropped: the queue bound, or lost with a connection.", b.dropped_total);
+    one(out, "eddy_broker_reconnects_total", "counter", "Reconnections to Redis after an outage.",
+        b.reconnects_total);
+    one(out, "eddy_broker_gaps_total", "counter",
+        "Outages after which clients were made to recover from history.", b.gaps_total);
+    one(out, "eddy_broker_subscriptions", "gauge", "Redis channels subscribed now.",
+        b.subscriptions);
+    if (b.round_trip_age_ms != UINT64_MAX) {
+        head(out, "eddy_broker_round_trip_age_seconds", "gauge",
+             "Age of this node's last round trip through Redis.");
+        fprintf(out, "eddy_broker_round_trip_age_seconds %.3f\n",
+                (double)b.round_trip_age_ms / 1000);
+    }
+}
+
 void metrics_write(FILE *out, eddy_server_t *srv)
 {
     eddy_rt_t *rt = realtime_rt();
     if (rt != NULL)
         write_socketio(out, rt);
+    write_broker(out);
 
     head(out, "eddy_api_requests_total", "counter",
          "Server API requests (/api/METHOD), by method and HTTP status.");

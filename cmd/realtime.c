@@ -56,6 +56,10 @@ typedef struct settings {
     double history_ttl;
     char api_key[API_KEY_MAX + 1];
     size_t api_max_body;
+    char redis_url[SETTING_TEXT_MAX]; /* [broker]: empty, one node */
+    char redis_prefix[64];
+    char node_id[65];
+    char emitter_prefix[64]; /* empty: Socket.IO's Redis emitter not listened to */
 } settings_t;
 
 static void settings_init(settings_t *st)
@@ -73,6 +77,7 @@ static void settings_init(settings_t *st)
     st->history_ttl = 300;
     st->history_max_bytes = 1 << 20;
     st->api_max_body = 65536;
+    strcpy(st->redis_prefix, "eddy:");
 }
 
 static bool parse_bool(const char *value, bool *out)
@@ -162,6 +167,44 @@ static int permission_set(settings_t *st, const char *key, const char *value, ch
     return 0;
 }
 
+/* A name of Redis keys and channels: letters, digits and "_-.:" (no braces: the layer's
+ * keys put the namespace in a hash tag). */
+static bool redis_name_ok(const char *value, size_t max)
+{
+    size_t len = strlen(value);
+    return len >= 1 && len <= max &&
+           strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                         "0123456789_-.:") == len;
+}
+
+/* [broker]: the Redis every node of the application shares (eddy_rt_options_t). */
+static int broker_set(settings_t *st, const char *key, const char *value, char *why, size_t why_len)
+{
+    size_t len = strlen(value);
+    if (strcmp(key, "redis_url") == 0) {
+        if (len != 0 && (strncmp(value, "redis://", 8) != 0 || len >= sizeof(st->redis_url))) {
+            /* Not quoted: the URL may carry a password. */
+            snprintf(why, why_len, "the value is not redis://[:password@]host[:port][/db]");
+            return EDDY_EINVAL;
+        }
+        memcpy(st->redis_url, value, len + 1);
+    } else if (strcmp(key, "redis_prefix") == 0 || strcmp(key, "node_id") == 0 ||
+               strcmp(key, "emitter_prefix") == 0) {
+        char *field = key[0] == 'r'   ? st->redis_prefix
+                      : key[0] == 'n' ? st->node_id
+                                      : st->emitter_prefix;
+        size_t max = key[0] == 'n' ? sizeof(st->node_id) - 1 : sizeof(st->redis_prefix) - 1;
+        if (!redis_name_ok(value, max)) {
+            snprintf(why, why_len, "\"%s\" is not 1-%zu of A-Z a-z 0-9 _ - . :", value, max);
+            return EDDY_EINVAL;
+        }
+        memcpy(field, value, len + 1);
+    } else {
+        return EDDY_EKEY;
+    }
+    return 0;
+}
+
 static int settings_set(settings_t *st, const char *section, const char *key, const char *value,
                         char *why, size_t why_len)
 {
@@ -186,6 +229,8 @@ static int settings_set(settings_t *st, const char *section, const char *key, co
         }
         return 0;
     }
+    if (strcmp(section, "broker") == 0)
+        return broker_set(st, key, value, why, why_len);
     if (strcmp(section, "socketio") != 0)
         return EDDY_EKEY;
     if (strcmp(key, "enabled") == 0 || strcmp(key, "allow_polling") == 0) {
@@ -260,6 +305,12 @@ static int settings_set(settings_t *st, const char *section, const char *key, co
         return EDDY_EKEY;
     }
     return 0;
+}
+
+bool realtime_section(const char *section)
+{
+    return strcmp(section, "socketio") == 0 || strcmp(section, "api") == 0 ||
+           strcmp(section, "broker") == 0;
 }
 
 int realtime_check_key(const char *section, const char *key, const char *value, char *why,
@@ -575,7 +626,7 @@ void realtime_reload(eddy_server_t *srv, const cfg_t *next)
     for (size_t i = 0; i < next->entry_count; i++) {
         const cfg_entry_t *e = &next->entries[i];
         char why[160];
-        if (strcmp(e->section, "socketio") == 0 || strcmp(e->section, "api") == 0)
+        if (realtime_section(e->section))
             settings_set(&st, e->section, e->key, e->value, why, sizeof(why)); /* checked */
     }
     const rt_live_t *cur = live();
@@ -1103,7 +1154,7 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
     for (size_t i = 0; i < cfg->entry_count; i++) {
         const cfg_entry_t *e = &cfg->entries[i];
         char why[160];
-        if ((strcmp(e->section, "socketio") == 0 || strcmp(e->section, "api") == 0) &&
+        if (realtime_section(e->section) &&
             settings_set(&R.st, e->section, e->key, e->value, why, sizeof(why)) != 0) {
             fprintf(stderr, "eddy: [%s] %s: %s\n", e->section, e->key, why);
             return -1;
@@ -1135,6 +1186,10 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
     opts.history_max_messages = R.st.history_size;
     opts.history_max_bytes = R.st.history_max_bytes;
     opts.history_max_age_ms = (uint32_t)(R.st.history_ttl * 1000 + 0.5);
+    opts.redis_url = R.st.redis_url[0] != '\0' ? R.st.redis_url : NULL;
+    opts.redis_prefix = R.st.redis_prefix;
+    opts.node_id = R.st.node_id[0] != '\0' ? R.st.node_id : NULL;
+    opts.redis_emitter_prefix = R.st.emitter_prefix[0] != '\0' ? R.st.emitter_prefix : NULL;
     R.rt = eddy_rt_new(srv, &opts);
     if (R.rt == NULL) {
         fprintf(stderr, "eddy: [socketio]: cannot create the real-time layer\n");
@@ -1236,6 +1291,22 @@ const char *realtime_api_key(void)
 {
     const rt_live_t *lv = live();
     return lv != NULL ? lv->api_key : "";
+}
+
+bool realtime_broker(eddy_rt_broker_status_t *out)
+{
+    if (R.rt == NULL) {
+        *out = (eddy_rt_broker_status_t){.clustered = false};
+        return false;
+    }
+    eddy_rt_broker_status(R.rt, out);
+    return out->clustered;
+}
+
+bool realtime_ready(void)
+{
+    eddy_rt_broker_status_t b;
+    return !realtime_broker(&b) || b.ready;
 }
 
 size_t realtime_api_max_body(void)

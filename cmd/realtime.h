@@ -21,8 +21,11 @@
 #define API_KEY_MIN 16
 #define API_KEY_MAX 256
 
+/* True for the sections this module reads: [socketio], [api] and [broker]. */
+bool realtime_section(const char *section);
+
 /*
- * Validates one [socketio] or [api] key = value (cfg_load calls it for every line).
+ * Validates one [socketio], [api] or [broker] key = value (cfg_load calls it for every line).
  * Returns 0, EDDY_EKEY (not a key of that section) or EDDY_EINVAL with the reason in why
  * (never quoting the API key).
  */
@@ -30,7 +33,7 @@ int realtime_check_key(const char *section, const char *key, const char *value, 
                        size_t why_len);
 
 /*
- * Creates the layer on srv from cfg's [socketio] and [api] sections, before the server
+ * Creates the layer on srv from cfg's [socketio], [api] and [broker] sections, before the server
  * starts. Returns 0 (also when [socketio] enabled is false: nothing is attached) or -1
  * with the reason printed on standard error.
  */
@@ -55,6 +58,13 @@ bool realtime_upgrade(eddy_request_t *req, int *status);
 bool realtime_open(eddy_request_t *req);
 bool realtime_message(const eddy_frame_t *frame);
 bool realtime_close(eddy_fd_t fd);
+
+/* The layer's broker ([broker] redis_url): false (and *out zeroed) without one. Any
+ * thread. */
+bool realtime_broker(eddy_rt_broker_status_t *out);
+/* False while a configured broker is not ready (its round trip through Redis is not
+ * recent): /readyz answers 503 then. Any thread. */
+bool realtime_ready(void);
 
 /* ---- for cmd/api.c ---- */
 

@@ -195,6 +195,13 @@ static process_figures_t process_figures(void)
     return pf;
 }
 
+/* "none" without a broker, else its state. */
+static const char *broker_state_name(const eddy_rt_broker_status_t *b)
+{
+    static const char *const names[] = {"down", "recovering", "up"};
+    return !b->clustered ? "none" : b->state >= 0 && b->state <= 2 ? names[b->state] : "down";
+}
+
 static void answer_status(eddy_response_t *resp)
 {
     eddy_options_t opts;
@@ -211,6 +218,8 @@ static void answer_status(eddy_response_t *resp)
     eddy_stats_t st;
     eddy_server_stats(g.srv, -1, &st);
     process_figures_t pf = process_figures();
+    eddy_rt_broker_status_t bs;
+    realtime_broker(&bs);
     char body[4096];
     snprintf(body, sizeof(body),
              "{\"version\":\"%s\",\"pid\":%d,\"state\":\"%s\",\"uptime_seconds\":%lld,"
@@ -222,7 +231,8 @@ static void answer_status(eddy_response_t *resp)
              "\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ","
              "\"messages_dropped\":%" PRIu64 ",\"slow_consumer_closes\":%" PRIu64 ","
              "\"memory_rss_bytes\":%" PRIu64 ",\"cpu_seconds\":%.2f,\"open_fds\":%" PRIu64 ","
-             "\"restart_failures\":%d,\"log_level\":\"%s\"}\n",
+             "\"restart_failures\":%d,\"log_level\":\"%s\",\"broker\":\"%s\","
+             "\"broker_ready\":%s,\"broker_nodes\":%" PRIu64 "}\n",
              eddy_version(), (int)getpid(), atomic_load(&g.draining) ? "draining" : "running",
              (long long)(time(NULL) - g.started), listeners, opts.worker_num, opts.task_worker_num,
              st.connections, st.websocket_connections, st.accepted_total, st.refused_total,
@@ -230,7 +240,8 @@ static void answer_status(eddy_response_t *resp)
              st.messages_received_total, st.messages_sent_total, st.bytes_received_total,
              st.bytes_sent_total, st.messages_dropped_total, st.slow_consumer_closes_total,
              pf.resident_bytes, pf.cpu_seconds, pf.open_fds, atomic_load(&g.restart_failures),
-             cfg_level_name(atomic_load(&g.log_level)));
+             cfg_level_name(atomic_load(&g.log_level)), broker_state_name(&bs),
+             !bs.clustered || bs.ready ? "true" : "false", bs.nodes);
     answer(resp, 200, "application/json", body);
 }
 
@@ -268,8 +279,9 @@ static void answer_metrics(eddy_response_t *resp)
            (uint64_t)g.started);
     metric(out, "eddy_uptime_seconds", "gauge", "Seconds since the server started.",
            (uint64_t)(time(NULL) - g.started));
-    metric(out, "eddy_ready", "gauge", "1 while serving, 0 once stopping (as /readyz).",
-           atomic_load(&g.draining) ? 0 : 1);
+    metric(out, "eddy_ready", "gauge",
+           "1 while serving, 0 once stopping or while the broker is not ready (as /readyz).",
+           atomic_load(&g.draining) || !realtime_ready() ? 0 : 1);
     metric(out, "eddy_worker_num", "gauge", "Event loop threads.", (uint64_t)opts.worker_num);
     metric_head(out, "eddy_connections", "gauge", "Live connections by kind.");
     fprintf(out, "eddy_connections{kind=\"websocket\"} %" PRIu64 "\n", st.websocket_connections);
@@ -522,6 +534,8 @@ static void on_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t 
         if (strcmp(path, "/readyz") == 0) {
             if (atomic_load(&g.draining))
                 answer(resp, 503, "text/plain; charset=utf-8", "draining\n");
+            else if (!realtime_ready())
+                answer(resp, 503, "text/plain; charset=utf-8", "broker not ready\n");
             else
                 answer(resp, 200, "text/plain; charset=utf-8", "ready\n");
             return;

@@ -23,6 +23,8 @@ static const example_option_spec_t options[] = {
     {"--history", "N",
      "events kept per room (history_max_messages; default 0, 1000 with recovery)"},
     {"--redis", "URL", "scale-out: redis://host:port of the cluster's Redis (default: one node)"},
+    {"--redis-emitter", "KEY",
+     "with --redis: broadcast what Socket.IO's Redis emitter publishes under KEY (socket.io)"},
     {NULL, NULL, NULL},
 };
 
@@ -50,6 +52,7 @@ int main(int argc, char **argv)
     opts.history_max_messages =
         (size_t)example_number(argc, argv, &spec, "--history", 0, UINT32_MAX, 0);
     opts.redis_url = example_option(argc, argv, "--redis", NULL);
+    opts.redis_emitter_prefix = example_option(argc, argv, "--redis-emitter", NULL);
     eddy_rt_t *rt = eddy_rt_new(srv, &opts);
     if (rt == NULL)
         return 1;

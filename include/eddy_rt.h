@@ -124,6 +124,13 @@ typedef struct eddy_rt_options {
     const char *redis_prefix; /* prefix of every Redis key and channel: "eddy:" (copied) */
     const char *node_id;      /* this node's id in the cluster (at most 64 characters):
                                * NULL: 16 random hex characters (copied) */
+    /* With redis_url: also broadcast what other programs publish in Socket.IO's Redis
+     * emitter format (npm @socket.io/redis-emitter, its PHP and Python ports) under this
+     * key ("socket.io", the emitter's default): every node sends each such broadcast to
+     * its own sockets in the rooms it names, minus its except-rooms, as Socket.IO's Redis
+     * adapter does. Such broadcasts have no position: they are not kept for recovery.
+     * NULL (the default): not listened to. Copied. */
+    const char *redis_emitter_prefix;
 } eddy_rt_options_t;
 
 /* Fills *opts with the defaults above. */
@@ -210,6 +217,30 @@ typedef struct eddy_rt_stats {
 
 /* Fills *out with the layer's figures. Any thread, while the layer exists. */
 void eddy_rt_stats(eddy_rt_t *rt, eddy_rt_stats_t *out);
+
+/*
+ * The scale-out broker as this node sees it (eddy_rt_options_t.redis_url), for health
+ * checks and metrics. clustered is false on a layer without redis_url (every other field
+ * is then 0). ready is the honest readiness check: this node published to itself through
+ * Redis and received it within the last three heartbeats (3 s; the last one
+ * round_trip_age_ms ago, UINT64_MAX before the first); it is false
+ * while Redis is down, frozen or not delivering. state: 0 down, 1 reconnected and
+ * restoring subscriptions, 2 up. Counters since eddy_rt_new(): broadcasts Redis
+ * confirmed, broadcasts delivered to this node, requests waiting now for Redis (and their
+ * bytes), requests dropped (queue bound or lost with a connection), reconnections after
+ * an outage, outages reported with a gap; channels subscribed now; nodes alive (this one
+ * included, by their leases). Any thread, while the layer exists.
+ */
+typedef struct eddy_rt_broker_status {
+    bool clustered;
+    bool ready;
+    int state;
+    uint64_t round_trip_age_ms;
+    uint64_t published_total, delivered_total, buffered, buffered_bytes, dropped_total;
+    uint64_t reconnects_total, gaps_total, subscriptions, nodes;
+} eddy_rt_broker_status_t;
+
+void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out);
 
 /* ---------------------------------------------------------------------------------------
  * Events and acknowledgements

@@ -967,6 +967,14 @@ void eddy_rt_stats(eddy_rt_t *rt, eddy_rt_stats_t *out)
     eio_server_errors(rt->eio, out->request_errors_total);
 }
 
+void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out)
+{
+    if (rt->cluster != NULL)
+        rt_cluster_status(rt->cluster, out);
+    else
+        *out = (eddy_rt_broker_status_t){.clustered = false};
+}
+
 eddy_server_t *eddy_rt_server(const eddy_rt_t *rt)
 {
     return rt->srv;
@@ -3902,6 +3910,59 @@ void rt_cluster_deliver_local(eddy_rt_t *rt, const rt_broker_delivery_t *d)
     targets_release(&direct);
     if (names != stack)
         free(names);
+}
+
+/* Fans a broadcast from Socket.IO's Redis emitter out to this node's members: every node
+ * receives it and serves its own, as Socket.IO's Redis adapter does. It has no position,
+ * so it is neither stored nor recoverable. Broker thread. */
+void rt_cluster_emitted_local(eddy_rt_t *rt, const rt_emitter_msg_t *m)
+{
+    rt_json_value_t list, first;
+    rt_json_iter_t it;
+    char event[256];
+    long elen = -1;
+    if (rt_json_parse(m->args, m->args_len, &list) == 0 && rt_json_iter_init(&it, &list) == 0 &&
+        rt_json_iter_next(&it, NULL, &first))
+        elen = rt_json_unescape(&first, event, sizeof(event) - 1);
+    if (elen < 0 || m->nattachments > 64) {
+        eddy_log(rt->srv, EDDY_LOG_WARNING,
+                 "eddy_rt: emitter broadcast from %s dropped (event name over %zu bytes, or "
+                 "more than 64 attachments)",
+                 m->uid, sizeof(event) - 1);
+        return;
+    }
+    event[elen] = '\0';
+    /* The argument list: what follows the name's comma, up to the closing bracket. */
+    const char *rest = first.ptr + first.len, *end = m->args + m->args_len - 1;
+    while (rest < end && (*rest == ' ' || *rest == '\t' || *rest == '\n' || *rest == '\r'))
+        rest++;
+    if (rest < end && *rest == ',')
+        rest++;
+    eddy_rt_bin_t bin[64];
+    for (size_t i = 0; i < m->nattachments; i++)
+        bin[i] = (eddy_rt_bin_t){m->attachments[i], m->attachment_lens[i]};
+    eddy_rt_msg_t msg = {.event = event,
+                         .args = rest,
+                         .args_len = (size_t)(end - rest),
+                         .bin = bin,
+                         .nbin = m->nattachments,
+                         .flags = (m->volatile_flag ? EDDY_RT_VOLATILE : 0) |
+                                  (m->compress == 1 ? EDDY_RT_COMPRESS : 0)};
+    eddy_rt_to_t to = {m->rooms, m->nrooms, NULL, 0, m->except, m->nexcept, NULL};
+    rt_targets_t direct = {0};
+    int rc = EDDY_ENOTFOUND;
+    ssize_t len = 0;
+    pthread_mutex_lock(&rt->lock);
+    eddy_rt_nsp_t *nsp = nsp_find(rt, m->nsp, strlen(m->nsp));
+    if (nsp != NULL && (len = encode_packet(nsp, &msg, event, -1)) >= 0 &&
+        (rc = publish(nsp, &to, &msg, tls_out.p, (size_t)len)) == 0)
+        rc = collect(nsp, &to, true, &direct);
+    pthread_mutex_unlock(&rt->lock);
+    for (size_t i = 0; rc == 0 && i < direct.n; i++)
+        send_text(direct.list[i], tls_out.p, (size_t)len, &msg);
+    targets_release(&direct);
+    if (rc == 0)
+        COUNT(rt, RT_ST_BROADCASTS);
 }
 
 void rt_cluster_gap(eddy_rt_t *rt)

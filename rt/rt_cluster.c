@@ -246,6 +246,13 @@ static int parse_url(const char *url, char *buf, size_t cap, rt_broker_redis_con
     return 0;
 }
 
+static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
+{
+    rt_cluster_t *cl = ud;
+    if (!atomic_load(&cl->quiet))
+        rt_cluster_emitted_local(cl->rt, m);
+}
+
 rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
 {
     eddy_server_t *srv = eddy_rt_server(rt);
@@ -259,6 +266,7 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     if (opt->redis_prefix != NULL)
         cfg.prefix = opt->redis_prefix;
     cfg.node_id = opt->node_id;
+    cfg.emitter_prefix = opt->redis_emitter_prefix;
     /* Results on the broker's own thread: none is left in a loop's queue at free. */
     cfg.srv = NULL;
     uint64_t age =
@@ -274,7 +282,7 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     cl->srv = srv;
     cl->window_ms = opt->recovery_max_disconnection_ms;
     pthread_mutex_init(&cl->lock, NULL);
-    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state};
+    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state, .emitted = on_emitted};
     if ((cl->b = rt_broker_redis_new(&cfg, &h, cl)) == NULL) {
         pthread_mutex_destroy(&cl->lock);
         free(cl);
@@ -308,6 +316,25 @@ void rt_cluster_quiet(rt_cluster_t *cl)
 bool rt_cluster_up(rt_cluster_t *cl)
 {
     return atomic_load(&cl->up);
+}
+
+void rt_cluster_status(rt_cluster_t *cl, eddy_rt_broker_status_t *out)
+{
+    rt_broker_stats_t st;
+    char none[1][RT_BROKER_NODE_ID_SIZE]; /* only the count is wanted */
+    *out = (eddy_rt_broker_status_t){.clustered = true};
+    out->ready = rt_broker_ready(cl->b, &out->round_trip_age_ms);
+    out->state = (int)rt_broker_state(cl->b);
+    rt_broker_stats(cl->b, &st);
+    out->published_total = st.published;
+    out->delivered_total = st.delivered;
+    out->buffered = st.buffered;
+    out->buffered_bytes = st.buffered_bytes;
+    out->dropped_total = st.dropped;
+    out->reconnects_total = st.reconnects;
+    out->gaps_total = st.gaps;
+    out->subscriptions = st.subscriptions;
+    out->nodes = rt_broker_nodes(cl->b, none, 0);
 }
 
 void rt_cluster_interest(rt_cluster_t *cl, const char *nsp, const char *room, bool user, bool on)

@@ -52,6 +52,9 @@ void rt_cluster_quiet(rt_cluster_t *cl);
 /* True while the broker is UP (broadcasts go through it and come back). */
 bool rt_cluster_up(rt_cluster_t *cl);
 
+/* Fills *out (see eddy_rt_broker_status()). */
+void rt_cluster_status(rt_cluster_t *cl, eddy_rt_broker_status_t *out);
+
 /* Interest of this node in (nsp, room) (room NULL: the whole namespace; user: room is a
  * user id, its pseudo-room is meant), reference counted by the broker: rt.c takes one per
  * local room, user and socket. */
@@ -124,6 +127,9 @@ void rt_cluster_recovery_free(rt_cluster_recovery_t *r);
 
 /* Fans a broadcast the broker delivered out to the local members (broker thread). */
 void rt_cluster_deliver_local(eddy_rt_t *rt, const rt_broker_delivery_t *d);
+/* Fans a broadcast from Socket.IO's Redis emitter out to the local members, without a
+ * position (broker thread). */
+void rt_cluster_emitted_local(eddy_rt_t *rt, const rt_emitter_msg_t *m);
 /* Holds d for recoveries in flight whose rooms it reaches (table lock held). */
 void rt_cluster_hold(rt_cluster_t *cl, const rt_broker_delivery_t *d);
 /* Sends one stored packet (rt.c's stored form) to s with the offset of pos (pos.epoch 0:

@@ -380,3 +380,86 @@ def test_outage_gap_makes_clients_recover(cluster, redis, clients):
     rest = clients.room_messages("x2", 5 - len(early), timeout=3 * TIMEOUT)
     assert [s for s, _ in rest] == list(range(len(early), 5))
     clients.nothing_more("x2")
+
+
+def msgpack(v):
+    """The msgpack encoding of v (None, bool, int 0-127, str, bytes, list, dict): enough for
+    Socket.IO's emitter format, as @socket.io/redis-emitter's notepack writes it."""
+    if v is None:
+        return b"\xc0"
+    if isinstance(v, bool):
+        return b"\xc3" if v else b"\xc2"
+    if isinstance(v, int):
+        assert 0 <= v < 128
+        return bytes([v])
+    if isinstance(v, str):
+        raw = v.encode()
+        return (bytes([0xa0 | len(raw)]) if len(raw) < 32 else b"\xd9" + bytes([len(raw)])) + raw
+    if isinstance(v, bytes):
+        return b"\xc4" + bytes([len(v)]) + v
+    if isinstance(v, list):
+        return bytes([0x90 | len(v)]) + b"".join(msgpack(x) for x in v)
+    return bytes([0x80 | len(v)]) + b"".join(msgpack(k) + msgpack(x) for k, x in v.items())
+
+
+def emitter_publish(redis, data, rooms=(), except_=(), nsp="/"):
+    """PUBLISHes one broadcast as @socket.io/redis-emitter does (key socket.io): returns how
+    many subscribers Redis delivered it to."""
+    packet = {"type": 5 if any(isinstance(d, bytes) for d in data) else 2, "data": data,
+              "nsp": nsp}
+    msg = msgpack(["emitter", packet, {"rooms": list(rooms), "except": list(except_),
+                                       "flags": {}}])
+    channel = f"socket.io#{nsp}#" + (f"{rooms[0]}#" if len(rooms) == 1 else "")
+    parts = [b"PUBLISH", channel.encode(), msg]
+    cmd = b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=TIMEOUT) as s:
+        s.sendall(cmd)
+        answer = s.recv(64)
+    assert answer.startswith(b":"), answer
+    return int(answer[1:].split(b"\r\n")[0])
+
+
+def test_emitter_broadcasts_reach_room_members_on_every_node(cluster, redis, clients):
+    """A broadcast another program publishes in Socket.IO's Redis emitter format (a PHP
+    or Python backend, seed 004's) reaches the room's members on every node once, binary
+    attachments included, and nobody outside the room or in an except-room."""
+    a, b = cluster(2, "--redis-emitter", "socket.io")
+    for name, server in [("x", a), ("y", b), ("z", b)]:
+        clients.connect(name, server)
+    assert clients.ack("x", "join", "r") == ["joined"]
+    assert clients.ack("y", "join", "r") == ["joined"]
+    assert clients.ack("z", "join", "muted") == ["joined"]
+    assert clients.ack("z", "join", "r") == ["joined"]
+    # Until both nodes' pattern subscriptions are active, a probe may reach fewer.
+    pending, deadline = {"x", "y"}, time.monotonic() + TIMEOUT
+    while pending:
+        assert time.monotonic() < deadline, f"no emitter probe reached {pending}"
+        emitter_publish(redis, ["probe"], rooms=["r"], except_=["muted"])
+        until = time.monotonic() + 0.2
+        while pending and time.monotonic() < until:
+            for r in list(clients.seen):
+                if r["type"] == "event" and r["event"] == "probe":
+                    clients.seen.remove(r)
+                    pending.discard(r["name"])
+            clients._pull(until - time.monotonic())
+    clients.nothing_more("x", 0.3)
+    for r in [r for r in clients.seen if r["type"] == "event" and r["event"] == "probe"]:
+        clients.seen.remove(r)
+    for i in range(5):
+        emitter_publish(redis, ["news", i, {"n": "ü"}], rooms=["r"], except_=["muted"])
+    emitter_publish(redis, ["blob", b"\x00\x01\xff"], rooms=["r"], except_=["muted"])
+    emitter_publish(redis, ["end"])
+    for name in ("x", "y"):
+        got = []
+        while not got or got[-1][0] != "end":
+            r = clients.wait(f"{name}'s events", name=name, type="event")
+            if r["event"] != "auth":  # the test application's greeting
+                got.append((r["event"], r["args"]))
+        assert got[:5] == [("news", [i, {"n": "ü"}]) for i in range(5)], got
+        assert got[5:] == [("blob", [{"type": "Buffer", "data": [0, 1, 255]}]), ("end", [])], got
+    got = []
+    while not got or got[-1][0] != "end":
+        r = clients.wait("z's events", name="z", type="event")
+        if r["event"] not in ("auth", "probe"):
+            got.append((r["event"], r["args"]))
+    assert got == [("end", [])], got  # in the except-room: nothing for room r
