@@ -194,7 +194,8 @@ static int broker_set(settings_t *st, const char *key, const char *value, char *
                       : key[0] == 'n' ? st->node_id
                                       : st->emitter_prefix;
         size_t max = key[0] == 'n' ? sizeof(st->node_id) - 1 : sizeof(st->redis_prefix) - 1;
-        if (!redis_name_ok(value, max)) {
+        /* Empty: the default (a random node id, no emitter); a prefix cannot be empty. */
+        if ((len > 0 || key[0] == 'r') && !redis_name_ok(value, max)) {
             snprintf(why, why_len, "\"%s\" is not 1-%zu of A-Z a-z 0-9 _ - . :", value, max);
             return EDDY_EINVAL;
         }

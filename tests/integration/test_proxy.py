@@ -4,6 +4,7 @@ multi interface on eddy's loops through watches and timers) against a real backe
 Python's http.server in a thread of the test, answering by the request's query."""
 
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -168,7 +169,11 @@ def test_proxy_errors_are_distinct_and_counted(tmp_path, backend):
 
 
 def test_proxy_dead_backend_refused(tmp_path):
-    dead = free_port()  # nothing listens there
+    # Bound, never listening: connections to it are refused, and no listener of the server
+    # can be given the same port (a port free_port() found free could be).
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    dead = holder.getsockname()[1]
     srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{dead}/c")
     try:
         assert get(port, "/connect?token=good")[0] == 502
@@ -177,6 +182,7 @@ def test_proxy_dead_backend_refused(tmp_path):
                  "the refusals' log line")
     finally:
         assert srv.stop() == 0
+        holder.close()
     assert "2 refused" in read(srv.log_path)
 
 
