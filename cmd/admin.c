@@ -302,6 +302,30 @@ static json_t *errors_json(void)
     return list;
 }
 
+/* Most broker nodes listed. */
+#define ADMIN_NODES 256
+
+/* The nodes: this one (self, taken), then, with a broker, the other alive nodes by id. */
+static json_t *cluster_nodes(json_t *self)
+{
+    json_t *list = json_array();
+    eddy_rt_t *rt = realtime_rt();
+    const char *id = rt != NULL ? eddy_rt_node_id(rt) : NULL;
+    if (id != NULL)
+        json_object_set_new(self, "id", json_string(id));
+    json_array_append_new(list, self);
+    if (id == NULL)
+        return list;
+    char(*ids)[EDDY_RT_NODE_ID_SIZE] = malloc(ADMIN_NODES * sizeof(*ids));
+    size_t n = ids != NULL ? eddy_rt_broker_nodes(rt, ids, ADMIN_NODES) : 0;
+    for (size_t i = 0; i < n && i < ADMIN_NODES; i++) {
+        if (strcmp(ids[i], id) != 0)
+            json_array_append_new(list, json_pack("{s:s}", "id", ids[i]));
+    }
+    free(ids);
+    return list;
+}
+
 static void answer_stats(eddy_server_t *srv, eddy_response_t *resp)
 {
     eddy_stats_t st;
@@ -340,13 +364,13 @@ static void answer_stats(eddy_server_t *srv, eddy_response_t *resp)
         json_pack("{s:s,s:i,s:s,s:I}", "name", host, "pid", (int)getpid(), "version",
                   eddy_version(), "uptime_seconds", (json_int_t)(time(NULL) - A.started));
     json_t *body = json_pack(
-        "{s:I,s:[o],s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "time_ms", (json_int_t)now_ms(),
-        "nodes", node, "connections", (json_int_t)st.connections, "websocket_connections",
-        (json_int_t)st.websocket_connections, "http_requests", (json_int_t)st.http_requests_total,
-        "messages_in", (json_int_t)st.messages_received_total, "messages_out",
-        (json_int_t)st.messages_sent_total, "bytes_in", (json_int_t)st.bytes_received_total,
-        "bytes_out", (json_int_t)st.bytes_sent_total, "loops", loops, "socketio", sio, "errors",
-        errors_json());
+        "{s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "time_ms", (json_int_t)now_ms(),
+        "nodes", cluster_nodes(node), "connections", (json_int_t)st.connections,
+        "websocket_connections", (json_int_t)st.websocket_connections, "http_requests",
+        (json_int_t)st.http_requests_total, "messages_in", (json_int_t)st.messages_received_total,
+        "messages_out", (json_int_t)st.messages_sent_total, "bytes_in",
+        (json_int_t)st.bytes_received_total, "bytes_out", (json_int_t)st.bytes_sent_total, "loops",
+        loops, "socketio", sio, "errors", errors_json());
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL) {

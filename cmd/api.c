@@ -341,6 +341,89 @@ static void api_join_leave(call_t *c, bool join)
     ok(c->resp, json_pack("{s:I}", "sockets", (json_int_t)n));
 }
 
+/* An answer that waits for the layer (eddy_rt_room_presence(), eddy_rt_rooms()): the
+ * response is detached and ended in the callback, on its connection's loop. */
+typedef struct pending {
+    eddy_response_t *resp;
+    char method[16];
+    char nsp[];
+} pending_t;
+
+/* The thread's current call was detached: its metrics are counted when it is answered. */
+static _Thread_local bool answer_later;
+
+static pending_t *pending_new(call_t *c, const char *method)
+{
+    const char *nsp = eddy_rt_nsp_name(c->nsp);
+    pending_t *pd = malloc(sizeof(*pd) + strlen(nsp) + 1);
+    if (pd != NULL) {
+        pd->resp = c->resp;
+        snprintf(pd->method, sizeof(pd->method), "%s", method);
+        strcpy(pd->nsp, nsp);
+    }
+    return pd;
+}
+
+/* Starts a layer query (its rc): detached, or answered now when it could not start. */
+static void pending_started(call_t *c, pending_t *pd, int rc)
+{
+    if (rc == 0) {
+        eddy_response_detach(c->resp);
+        answer_later = true;
+        return;
+    }
+    free(pd);
+    fail(c->resp, rc == EDDY_EDROPPED ? 503 : 500,
+         rc == EDDY_EDROPPED ? "the cluster is busy (queue to Redis full)" : eddy_strerror(rc));
+}
+
+/* Ends a pending answer: the query's error, or body. */
+static void pending_answer(pending_t *pd, int err, json_t *body)
+{
+    if (err == 0 && body != NULL)
+        ok(pd->resp, body);
+    else if (err == EDDY_ECLOSED)
+        fail(pd->resp, 503, "the cluster's presence is unavailable (Redis does not answer)");
+    else
+        fail(pd->resp, 500, err != 0 ? eddy_strerror(err) : "out of memory");
+    metrics_api_call(pd->method, answered_status);
+    free(pd);
+}
+
+static void presence_answered(int err, const eddy_rt_presence_t *p, void *arg)
+{
+    pending_t *pd = arg;
+    json_t *body = NULL;
+    if (err == 0) {
+        /* The layer may be gone by now (the server stopping): looked up by name. */
+        eddy_rt_nsp_t *nsp = realtime_nsp(pd->nsp);
+        json_t *sockets = json_array(), *users = json_array();
+        for (size_t i = 0; i < p->nsockets; i++) {
+            const eddy_rt_presence_socket_t *e = &p->sockets[i];
+            json_t *entry = json_pack("{s:s}", "id", e->socket_id);
+            json_object_set_new(entry, "user",
+                                e->user_id != NULL ? json_string(e->user_id) : json_null());
+            if (e->node != NULL)
+                json_object_set_new(entry, "node", json_string(e->node));
+            /* Data is known for this node's sockets. */
+            eddy_rt_socket_t *s = nsp != NULL ? eddy_rt_socket_find(nsp, e->socket_id) : NULL;
+            char *data = s != NULL ? realtime_socket_data(s) : NULL;
+            json_t *d = data != NULL ? json_loads(data, JSON_DECODE_ANY, NULL) : NULL;
+            free(data);
+            if (s != NULL)
+                eddy_rt_socket_unref(s);
+            if (d != NULL)
+                json_object_set_new(entry, "data", d);
+            json_array_append_new(sockets, entry);
+        }
+        for (size_t i = 0; i < p->nusers; i++)
+            json_array_append_new(users, json_string(p->users[i]));
+        body = json_pack("{s:I,s:I,s:o,s:o}", "num_sockets", (json_int_t)p->nsockets, "num_users",
+                         (json_int_t)p->nusers, "sockets", sockets, "users", users);
+    }
+    pending_answer(pd, err, body);
+}
+
 static void api_presence(call_t *c)
 {
     const char *room;
@@ -350,36 +433,14 @@ static void api_presence(call_t *c)
         fail(c->resp, 400, "room is required");
         return;
     }
-    collected_t col = {0};
-    eddy_rt_room_sockets(c->nsp, room, collect, &col);
-    json_t *sockets = json_array(), *users = json_array();
-    for (size_t i = 0; i < col.n && !col.failed; i++) {
-        char *data = realtime_socket_data(col.sockets[i]);
-        json_t *d = data != NULL ? json_loads(data, JSON_DECODE_ANY, NULL) : NULL;
-        free(data);
-        json_t *entry = json_pack("{s:s}", "id", eddy_rt_socket_id(col.sockets[i]));
-        json_object_set_new(entry, "user",
-                            col.users[i] != NULL ? json_string(col.users[i]) : json_null());
-        if (d != NULL)
-            json_object_set_new(entry, "data", d);
-        json_array_append_new(sockets, entry);
-        bool seen = col.users[i] == NULL;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = col.users[j] != NULL && strcmp(col.users[j], col.users[i]) == 0;
-        if (!seen)
-            json_array_append_new(users, json_string(col.users[i]));
-    }
-    bool failed = col.failed;
-    collected_free(&col);
-    if (failed) {
-        json_decref(sockets);
-        json_decref(users);
+    pending_t *pd = pending_new(c, "presence");
+    if (pd == NULL) {
         fail(c->resp, 500, "out of memory");
         return;
     }
-    ok(c->resp, json_pack("{s:I,s:I,s:o,s:o}", "num_sockets", (json_int_t)json_array_size(sockets),
-                          "num_users", (json_int_t)json_array_size(users), "sockets", sockets,
-                          "users", users));
+    pending_started(
+        c, pd,
+        eddy_rt_room_presence(c->nsp, room, eddy_response_fd(c->resp), presence_answered, pd));
 }
 
 static bool add_publication(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev, const char *offset,
@@ -442,9 +503,25 @@ static json_t *live_rooms(eddy_rt_nsp_t *nsp)
     return rooms;
 }
 
+static void rooms_answered(int err, const eddy_rt_room_info_t *rooms, size_t n, void *arg)
+{
+    json_t *list = err == 0 ? json_array() : NULL;
+    for (size_t i = 0; list != NULL && i < n; i++)
+        json_array_append_new(list, json_pack("{s:s,s:I,s:I}", "name", rooms[i].name, "sockets",
+                                              (json_int_t)rooms[i].sockets, "users",
+                                              (json_int_t)rooms[i].users));
+    pending_answer(arg, err, list != NULL ? json_pack("{s:o}", "rooms", list) : NULL);
+}
+
+/* Every node's rooms (the layer's answer; this node's rooms on one node). */
 static void api_rooms(call_t *c)
 {
-    ok(c->resp, json_pack("{s:o}", "rooms", live_rooms(c->nsp)));
+    pending_t *pd = pending_new(c, "rooms");
+    if (pd == NULL) {
+        fail(c->resp, 500, "out of memory");
+        return;
+    }
+    pending_started(c, pd, eddy_rt_rooms(c->nsp, eddy_response_fd(c->resp), rooms_answered, pd));
 }
 
 static void api_stats(call_t *c, eddy_server_t *srv)
@@ -472,8 +549,10 @@ bool api_request(eddy_request_t *req, eddy_response_t *resp, bool admin, bool ha
     if (strncmp(path, "/api/", 5) != 0 || key[0] == '\0' || admin != has_admin)
         return false;
     answered_status = 500;
+    answer_later = false;
     api_answer(req, resp);
-    metrics_api_call(path + 5, answered_status);
+    if (!answer_later)
+        metrics_api_call(path + 5, answered_status);
     return true;
 }
 

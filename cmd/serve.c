@@ -202,6 +202,26 @@ static const char *broker_state_name(const eddy_rt_broker_status_t *b)
     return !b->clustered ? "none" : b->state >= 0 && b->state <= 2 ? names[b->state] : "down";
 }
 
+/* The broker's alive nodes as a JSON list of strings (at most STATUS_NODES; ids that would
+ * need escaping are left out: ours are checked, another program's may not be). */
+#define STATUS_NODES 32
+static void status_nodes(char *out, size_t cap)
+{
+    char ids[STATUS_NODES][EDDY_RT_NODE_ID_SIZE];
+    eddy_rt_t *rt = realtime_rt();
+    size_t n = rt != NULL ? eddy_rt_broker_nodes(rt, ids, STATUS_NODES) : 0;
+    size_t len = (size_t)snprintf(out, cap, "[");
+    for (size_t i = 0; i < n && i < STATUS_NODES && len < cap; i++) {
+        bool plain = true;
+        for (const char *c = ids[i]; *c != '\0'; c++)
+            plain = plain && (unsigned char)*c >= 0x20 && *c != '"' && *c != '\\';
+        if (plain)
+            len += (size_t)snprintf(out + len, cap - len, "%s\"%s\"", len > 1 ? "," : "", ids[i]);
+    }
+    if (len < cap)
+        snprintf(out + len, cap - len, "]");
+}
+
 static void answer_status(eddy_response_t *resp)
 {
     eddy_options_t opts;
@@ -220,7 +240,9 @@ static void answer_status(eddy_response_t *resp)
     process_figures_t pf = process_figures();
     eddy_rt_broker_status_t bs;
     realtime_broker(&bs);
-    char body[4096];
+    char nodes[STATUS_NODES * (EDDY_RT_NODE_ID_SIZE + 3) + 3];
+    status_nodes(nodes, sizeof(nodes));
+    char body[4096 + sizeof(nodes)];
     snprintf(body, sizeof(body),
              "{\"version\":\"%s\",\"pid\":%d,\"state\":\"%s\",\"uptime_seconds\":%lld,"
              "\"listeners\":[%s],\"worker_num\":%d,\"task_worker_num\":%d,"
@@ -232,7 +254,7 @@ static void answer_status(eddy_response_t *resp)
              "\"messages_dropped\":%" PRIu64 ",\"slow_consumer_closes\":%" PRIu64 ","
              "\"memory_rss_bytes\":%" PRIu64 ",\"cpu_seconds\":%.2f,\"open_fds\":%" PRIu64 ","
              "\"restart_failures\":%d,\"log_level\":\"%s\",\"broker\":\"%s\","
-             "\"broker_ready\":%s,\"broker_nodes\":%" PRIu64 "}\n",
+             "\"broker_ready\":%s,\"broker_nodes\":%" PRIu64 ",\"cluster_nodes\":%s}\n",
              eddy_version(), (int)getpid(), atomic_load(&g.draining) ? "draining" : "running",
              (long long)(time(NULL) - g.started), listeners, opts.worker_num, opts.task_worker_num,
              st.connections, st.websocket_connections, st.accepted_total, st.refused_total,
@@ -241,7 +263,7 @@ static void answer_status(eddy_response_t *resp)
              st.bytes_sent_total, st.messages_dropped_total, st.slow_consumer_closes_total,
              pf.resident_bytes, pf.cpu_seconds, pf.open_fds, atomic_load(&g.restart_failures),
              cfg_level_name(atomic_load(&g.log_level)), broker_state_name(&bs),
-             !bs.clustered || bs.ready ? "true" : "false", bs.nodes);
+             !bs.clustered || bs.ready ? "true" : "false", bs.nodes, nodes);
     answer(resp, 200, "application/json", body);
 }
 

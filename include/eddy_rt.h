@@ -242,6 +242,21 @@ typedef struct eddy_rt_broker_status {
 
 void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out);
 
+/* Longest node id (eddy_rt_options_t.node_id), and a buffer for one with its NUL. */
+#define EDDY_RT_NODE_ID_MAX  64
+#define EDDY_RT_NODE_ID_SIZE (EDDY_RT_NODE_ID_MAX + 1)
+
+/*
+ * The nodes alive in the cluster (this one included), as of this node's last heartbeat
+ * through Redis (every second; a node is alive while its 3 s lease is fresh; one that
+ * stopped cleanly leaves at once): copies up to max ids (sorted) into ids and returns how
+ * many there are (may exceed max). 0 on a layer without redis_url, and before the first
+ * heartbeat. eddy_rt_node_id() is this node's id (valid while the layer lives), NULL on a
+ * layer without redis_url. Any thread, while the layer exists.
+ */
+size_t eddy_rt_broker_nodes(eddy_rt_t *rt, char (*ids)[EDDY_RT_NODE_ID_SIZE], size_t max);
+const char *eddy_rt_node_id(eddy_rt_t *rt);
+
 /* ---------------------------------------------------------------------------------------
  * Events and acknowledgements
  * ------------------------------------------------------------------------------------- */
@@ -593,6 +608,57 @@ size_t eddy_rt_room_history(eddy_rt_nsp_t *nsp, const char *room, size_t n,
 /* Disconnects every connection of user_id in nsp (eddy_rt_disconnect() on each). Returns
  * the number disconnected. */
 size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool close_client);
+
+/*
+ * Presence across nodes (the same call on one node and in a cluster). The functions above
+ * see this node's sockets only; these two ask every node of the cluster (with redis_url)
+ * and answer later, never blocking the caller:
+ * - eddy_rt_room_presence(): the sockets of room (id, user id, node id) and its distinct
+ *   user ids; a socket id names its own room (answered from this node's tables: a socket
+ *   of another node is then not found);
+ * - eddy_rt_rooms(): the rooms of nsp that have members, each with its number of sockets
+ *   and of distinct users (sockets' own rooms are not listed).
+ * In a cluster each node records its sockets' memberships in Redis as they join and leave
+ * (one write per join or leave, none per message) under its lease: the members of a node
+ * that dies (kill -9) vanish from the answers when its lease runs out (3 s), those of a
+ * node that stops cleanly at once. Joins and leaves reach Redis asynchronously: an answer
+ * reflects them once Redis did (normally within a round trip). node is NULL on one node.
+ *
+ * cb runs exactly once: with fd not 0, on the loop of connection fd (eddy_post()), or on
+ * loop 0 if fd is gone by then (eddy_defer()), so a detached response of fd can be ended
+ * there; with fd 0, on the thread that has the answer (the layer's broker thread in a
+ * cluster, the calling thread before the call returns on one node), and it must then be
+ * quick. What cb receives is borrowed for the call. err: 0, EDDY_ECLOSED (Redis could not
+ * be asked or answer: down, or the layer is being freed), EDDY_EPROTO (Redis refused;
+ * logged), EDDY_ENOMEM; the result is NULL (nothing) unless err is 0. A query still
+ * waiting when eddy_rt_free() runs is answered EDDY_ECLOSED, possibly after it returned
+ * (in eddy_server_free() with fd): arg must outlive it.
+ * Any thread. Returns 0 (cb will run), EDDY_EINVAL (room or cb NULL), EDDY_ENOMEM,
+ * EDDY_EDROPPED (the queue to Redis is full; cb not called).
+ */
+typedef struct eddy_rt_presence_socket {
+    const char *socket_id;
+    const char *user_id; /* NULL when the socket has none */
+    const char *node;    /* the node holding it; NULL on one node */
+} eddy_rt_presence_socket_t;
+typedef struct eddy_rt_presence {
+    const eddy_rt_presence_socket_t *sockets;
+    size_t nsockets;
+    const char *const *users; /* distinct user ids, sorted */
+    size_t nusers;
+} eddy_rt_presence_t;
+typedef void (*eddy_rt_presence_cb)(int err, const eddy_rt_presence_t *presence, void *arg);
+int eddy_rt_room_presence(eddy_rt_nsp_t *nsp, const char *room, eddy_fd_t fd,
+                          eddy_rt_presence_cb cb, void *arg);
+
+typedef struct eddy_rt_room_info {
+    const char *name;
+    size_t sockets; /* members, every node's */
+    size_t users;   /* distinct user ids among them */
+} eddy_rt_room_info_t;
+/* rooms sorted by name; n 0 (rooms not NULL) when there is none. */
+typedef void (*eddy_rt_rooms_cb)(int err, const eddy_rt_room_info_t *rooms, size_t n, void *arg);
+int eddy_rt_rooms(eddy_rt_nsp_t *nsp, eddy_fd_t fd, eddy_rt_rooms_cb cb, void *arg);
 
 /* ---------------------------------------------------------------------------------------
  * Reading JSON arguments in place

@@ -599,6 +599,8 @@ static bool socket_in_room(const eddy_rt_socket_t *s, const rt_room_t *r)
     return false;
 }
 
+static void cluster_presence(eddy_rt_socket_t *s, const rt_room_t *r, bool on);
+
 /* Adds s to room name. Returns 1 (joined), 0 (already a member), or EDDY_ENOMEM. */
 static int room_add(eddy_rt_socket_t *s, const char *name, size_t len)
 {
@@ -633,6 +635,8 @@ static int room_add(eddy_rt_socket_t *s, const char *name, size_t len)
     r->members = m;
     s->rooms = m;
     r->count++;
+    if (rt->cluster != NULL)
+        cluster_presence(s, r, true);
     if (!s->ws)
         r->npolling++;
     else
@@ -651,6 +655,8 @@ static void member_unlink(rt_member_t *m)
     if (m->room_next != NULL)
         m->room_next->room_prev = m->room_prev;
     r->count--;
+    if (s->nsp->rt->cluster != NULL)
+        cluster_presence(s, r, false);
     if (!s->ws)
         r->npolling--;
     if (r->count == 0) {
@@ -730,6 +736,25 @@ static int user_link(eddy_rt_socket_t *s, const char *id)
     if (s->ws)
         topic_sub(s, TOPIC_USER, id, strlen(id), true);
     return 0;
+}
+
+/* Presence across nodes: s's membership of r as the broker records it (info: its user id).
+ * r->count is already updated: the room is listed by its first local member, unlisted by
+ * its last. Table lock held (so the broker gets a join before its leave). */
+static void cluster_presence(eddy_rt_socket_t *s, const rt_room_t *r, bool on)
+{
+    rt_cluster_presence(s->nsp->rt->cluster, s->nsp->name, r->name, s->id,
+                        s->user != NULL ? s->user->id : NULL, on, r->count == (on ? 1u : 0u));
+}
+
+/* s's user id changed: its memberships are recorded again with it. Table lock held. */
+static void cluster_presence_user(eddy_rt_socket_t *s)
+{
+    if (s->nsp->rt->cluster == NULL)
+        return;
+    for (rt_member_t *m = s->rooms; m != NULL; m = m->sock_next)
+        rt_cluster_presence(s->nsp->rt->cluster, s->nsp->name, m->room->name, s->id,
+                            s->user != NULL ? s->user->id : NULL, true, false);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -2377,6 +2402,7 @@ int eddy_rt_socket_set_user(eddy_rt_socket_t *s, const char *user_id)
         if (user_id != NULL)
             rc = user_link(s, user_id);
         record_rooms(s);
+        cluster_presence_user(s);
     }
     pthread_mutex_unlock(&rt->lock);
     return rc;
@@ -4016,6 +4042,7 @@ static bool cluster_restore(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
         }
         if (rec->user != NULL)
             user_link(s, rec->user);
+        cluster_presence_user(s);
         strcpy(s->cpid, rec->pid);
         rt_offset_encode(rec->at, s->pid);
         cluster_record(s, 0);
@@ -4070,4 +4097,415 @@ void rt_cluster_resume(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
     free(x);
     rt_cluster_recovery_free(r);
     eddy_rt_socket_unref(s);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Presence across nodes (eddy_rt_room_presence(), eddy_rt_rooms()): the broker's presence
+ * hashes in a cluster, the tables on one node
+ * ------------------------------------------------------------------------------------- */
+
+void rt_cluster_presence_restore(eddy_rt_t *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    for (size_t i = 0; i < rt->rooms.nslots; i++) {
+        for (rt_hnode_t *it = rt->rooms.slots[i]; it != NULL; it = it->next) {
+            rt_room_t *r = CONTAINER(it, rt_room_t, node);
+            for (rt_member_t *m = r->members; m != NULL; m = m->room_next) {
+                eddy_rt_socket_t *s = m->socket;
+                rt_cluster_presence(rt->cluster, r->nsp->name, r->name, s->id,
+                                    s->user != NULL ? s->user->id : NULL, true, m == r->members);
+            }
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
+_Static_assert(EDDY_RT_NODE_ID_SIZE == RT_BROKER_NODE_ID_SIZE, "one node id size");
+
+static int node_order(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+size_t eddy_rt_broker_nodes(eddy_rt_t *rt, char (*ids)[EDDY_RT_NODE_ID_SIZE], size_t max)
+{
+    if (rt->cluster == NULL)
+        return 0;
+    size_t n = rt_cluster_nodes(rt->cluster, ids, max);
+    qsort(ids, n < max ? n : max, sizeof(*ids), node_order);
+    return n;
+}
+
+const char *eddy_rt_node_id(eddy_rt_t *rt)
+{
+    return rt->cluster != NULL ? rt_cluster_node_id(rt->cluster) : NULL;
+}
+
+/* A query being answered: its result is built in one block, then handed to cb where the
+ * caller asked (pq_deliver()). */
+typedef struct rt_pq {
+    eddy_server_t *srv;
+    eddy_fd_t fd;
+    eddy_rt_presence_cb pcb; /* a presence query, else a rooms query (rcb) */
+    eddy_rt_rooms_cb rcb;
+    void *arg;
+    int err;
+    const char *node; /* this node's id (cluster) */
+    rt_cluster_t *cl;
+    const char *nsp; /* its name (lives as long as the layer) */
+    eddy_rt_presence_t p;
+    eddy_rt_room_info_t *rooms;
+    size_t nrooms;
+    size_t waiting;     /* rooms queries: per-room reads not answered yet */
+    struct rt_pq_room { /* the argument of each per-room read */
+        struct rt_pq *q;
+        size_t i;
+    } * reads;
+    void *block; /* every string and array of the result */
+} rt_pq_t;
+
+static void pq_free(rt_pq_t *q)
+{
+    free(q->block);
+    free(q->rooms);
+    free(q->reads);
+    free(q);
+}
+
+static void pq_run(eddy_server_t *srv, void *arg)
+{
+    rt_pq_t *q = arg;
+    if (q->pcb != NULL)
+        q->pcb(q->err, q->err == 0 ? &q->p : NULL, q->arg);
+    else
+        q->rcb(q->err, q->err == 0 ? q->rooms : NULL, q->err == 0 ? q->nrooms : 0, q->arg);
+    pq_free(q);
+}
+
+static void pq_deliver(rt_pq_t *q)
+{
+    if (q->fd == 0 ||
+        (eddy_post(q->srv, q->fd, pq_run, q) != 0 && eddy_defer(q->srv, pq_run, q) != 0))
+        pq_run(q->srv, q); /* fd 0, or out of memory: here */
+}
+
+/* One socket of a presence answer, its strings not copied yet (user: ulen bytes). */
+typedef struct pq_src {
+    const char *sid, *user, *node;
+    size_t ulen;
+} pq_src_t;
+
+static int user_order(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Copies src[0..n) into q->p (one block) with the distinct user ids. */
+static int pq_presence(rt_pq_t *q, const pq_src_t *src, size_t n)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(src[i].sid) + 1 + (src[i].user != NULL ? src[i].ulen + 1 : 0) +
+                 (src[i].node != NULL ? strlen(src[i].node) + 1 : 0);
+    size_t head = n * (sizeof(eddy_rt_presence_socket_t) + sizeof(char *));
+    char *block = malloc(head + bytes + 1);
+    if (block == NULL)
+        return EDDY_ENOMEM;
+    eddy_rt_presence_socket_t *sockets = (eddy_rt_presence_socket_t *)block;
+    const char **users = (const char **)(block + n * sizeof(*sockets));
+    char *o = block + head;
+    size_t nusers = 0;
+    for (size_t i = 0; i < n; i++) {
+        sockets[i] = (eddy_rt_presence_socket_t){.socket_id = o};
+        o = stpcpy(o, src[i].sid) + 1;
+        if (src[i].user != NULL) {
+            memcpy(o, src[i].user, src[i].ulen);
+            o[src[i].ulen] = '\0';
+            sockets[i].user_id = users[nusers++] = o;
+            o += src[i].ulen + 1;
+        }
+        if (src[i].node != NULL) {
+            sockets[i].node = o;
+            o = stpcpy(o, src[i].node) + 1;
+        }
+    }
+    qsort(users, nusers, sizeof(*users), user_order);
+    size_t k = 0;
+    for (size_t i = 0; i < nusers; i++) {
+        if (k == 0 || strcmp(users[k - 1], users[i]) != 0)
+            users[k++] = users[i];
+    }
+    q->block = block;
+    q->p = (eddy_rt_presence_t){sockets, n, users, k};
+    return 0;
+}
+
+/* A presence read answered (the broker's thread). */
+static void on_presence(rt_broker_t *b, int err, const rt_broker_presence_t *entries, size_t n,
+                        void *arg)
+{
+    rt_pq_t *q = arg;
+    pq_src_t *src = err == 0 ? malloc((n ? n : 1) * sizeof(*src)) : NULL;
+    if (err == 0 && src == NULL)
+        err = EDDY_ENOMEM;
+    for (size_t i = 0; err == 0 && i < n; i++)
+        src[i] = (pq_src_t){entries[i].member, entries[i].info_len ? entries[i].info : NULL,
+                            entries[i].node, entries[i].info_len};
+    if (err == 0)
+        err = pq_presence(q, src, n);
+    free(src);
+    q->err = err;
+    pq_deliver(q);
+}
+
+static rt_pq_t *pq_new(eddy_rt_nsp_t *nsp, eddy_fd_t fd, void *arg)
+{
+    rt_pq_t *q = calloc(1, sizeof(*q));
+    if (q != NULL) {
+        q->srv = nsp->rt->srv;
+        q->fd = fd;
+        q->arg = arg;
+        q->node = eddy_rt_node_id(nsp->rt);
+        q->cl = nsp->rt->cluster;
+        q->nsp = nsp->name;
+    }
+    return q;
+}
+
+/* The local answer: the members of room (or the socket whose own room it is). Table lock
+ * held. */
+static int presence_local(rt_pq_t *q, eddy_rt_nsp_t *nsp, const char *room, eddy_rt_socket_t *own)
+{
+    rt_room_t *r = own == NULL ? room_find(nsp->rt, nsp, room, strlen(room)) : NULL;
+    size_t n = own != NULL ? 1 : r != NULL ? r->count : 0;
+    pq_src_t *src = malloc((n ? n : 1) * sizeof(*src));
+    if (src == NULL)
+        return EDDY_ENOMEM;
+    size_t k = 0;
+    for (rt_member_t *m = r != NULL ? r->members : NULL; own != NULL || m != NULL;
+         m = m != NULL ? m->room_next : NULL) {
+        eddy_rt_socket_t *s = own != NULL ? own : m->socket;
+        const char *user = s->user != NULL ? s->user->id : NULL;
+        src[k++] = (pq_src_t){s->id, user, q->node, user != NULL ? strlen(user) : 0};
+        own = NULL;
+    }
+    int rc = pq_presence(q, src, k);
+    free(src);
+    return rc;
+}
+
+int eddy_rt_room_presence(eddy_rt_nsp_t *nsp, const char *room, eddy_fd_t fd,
+                          eddy_rt_presence_cb cb, void *arg)
+{
+    if (room == NULL || cb == NULL)
+        return EDDY_EINVAL;
+    eddy_rt_t *rt = nsp->rt;
+    rt_pq_t *q = pq_new(nsp, fd, arg);
+    if (q == NULL)
+        return EDDY_ENOMEM;
+    q->pcb = cb;
+    pthread_mutex_lock(&rt->lock);
+    eddy_rt_socket_t *own = socket_by_id(rt, room, strlen(room));
+    if (own != NULL && own->nsp != nsp)
+        own = NULL;
+    int rc = 0;
+    bool local = rt->cluster == NULL || own != NULL;
+    if (local)
+        rc = presence_local(q, nsp, room, own);
+    pthread_mutex_unlock(&rt->lock);
+    if (!local)
+        rc = rt_cluster_presence_get(rt->cluster, nsp->name, room, on_presence, q);
+    if (rc != 0) {
+        pq_free(q);
+        return rc;
+    }
+    if (local)
+        pq_deliver(q);
+    return 0;
+}
+
+/* A user's info bytes in a presence entry, for counting distinct users. */
+typedef struct pq_info {
+    const void *p;
+    size_t len;
+} pq_info_t;
+
+static int info_order(const void *a, const void *b)
+{
+    const pq_info_t *x = a, *y = b;
+    int c = memcmp(x->p, y->p, x->len < y->len ? x->len : y->len);
+    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static int room_order(const void *a, const void *b)
+{
+    return strcmp(((const eddy_rt_room_info_t *)a)->name, ((const eddy_rt_room_info_t *)b)->name);
+}
+
+/* All reads answered: rooms left without members are dropped (the broker's thread). */
+static void rooms_done(rt_pq_t *q)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < q->nrooms; i++) {
+        if (q->rooms[i].sockets > 0)
+            q->rooms[k++] = q->rooms[i];
+    }
+    q->nrooms = k;
+    pq_deliver(q);
+}
+
+/* One room's presence read answered (the broker's thread): its counts. */
+static void on_room_read(rt_broker_t *b, int err, const rt_broker_presence_t *entries, size_t n,
+                         void *arg)
+{
+    struct rt_pq_room *rd = arg;
+    rt_pq_t *q = rd->q;
+    pq_info_t *infos = err == 0 ? malloc((n ? n : 1) * sizeof(*infos)) : NULL;
+    if (err == 0 && infos == NULL)
+        err = EDDY_ENOMEM;
+    if (err == 0) {
+        size_t k = 0, users = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (entries[i].info_len > 0)
+                infos[k++] = (pq_info_t){entries[i].info, entries[i].info_len};
+        }
+        qsort(infos, k, sizeof(*infos), info_order);
+        for (size_t i = 0; i < k; i++)
+            users += i == 0 || info_order(&infos[i - 1], &infos[i]) != 0;
+        q->rooms[rd->i].sockets = n;
+        q->rooms[rd->i].users = users;
+    }
+    free(infos);
+    if (err != 0 && q->err == 0)
+        q->err = err;
+    if (--q->waiting == 0)
+        rooms_done(q);
+}
+
+/* The rooms index read answered (the broker's thread): each room is read in turn. */
+static void on_rooms_index(rt_broker_t *b, int err, const rt_broker_presence_t *entries, size_t n,
+                           void *arg)
+{
+    rt_pq_t *q = arg;
+    size_t bytes = 1;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(entries[i].member) + 1;
+    if (err == 0 && ((q->rooms = calloc(n ? n : 1, sizeof(*q->rooms))) == NULL ||
+                     (q->reads = calloc(n ? n : 1, sizeof(*q->reads))) == NULL ||
+                     (q->block = malloc(bytes)) == NULL))
+        err = EDDY_ENOMEM;
+    if (err != 0) {
+        q->err = err;
+        pq_deliver(q);
+        return;
+    }
+    char *o = q->block;
+    for (size_t i = 0; i < n; i++) {
+        q->rooms[i].name = o;
+        o = stpcpy(o, entries[i].member) + 1;
+    }
+    /* Each node lists a room it has members of: once per room. */
+    qsort(q->rooms, n, sizeof(*q->rooms), room_order);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k == 0 || strcmp(q->rooms[k - 1].name, q->rooms[i].name) != 0)
+            q->rooms[k++] = q->rooms[i];
+    }
+    q->nrooms = k;
+    if (k == 0) {
+        pq_deliver(q);
+        return;
+    }
+    /* Answers come on this thread after this handler returns: none before every read is
+     * counted in waiting. */
+    q->waiting = k;
+    for (size_t i = 0; i < k; i++) {
+        q->reads[i] = (struct rt_pq_room){q, i};
+        int rc =
+            rt_cluster_presence_get(q->cl, q->nsp, q->rooms[i].name, on_room_read, &q->reads[i]);
+        if (rc != 0) {
+            if (q->err == 0)
+                q->err = rc;
+            if (--q->waiting == 0)
+                rooms_done(q);
+        }
+    }
+}
+
+static int user_ptr_order(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+    return (x > y) - (x < y);
+}
+
+/* The local answer: nsp's rooms with their counts (users: distinct rt_user_t). Table lock
+ * held. */
+static int rooms_local(rt_pq_t *q, eddy_rt_nsp_t *nsp)
+{
+    size_t n = 0, bytes = 1, most = 0;
+    for (size_t i = 0; i < nsp->rt->rooms.nslots; i++) {
+        for (rt_hnode_t *it = nsp->rt->rooms.slots[i]; it != NULL; it = it->next) {
+            rt_room_t *r = CONTAINER(it, rt_room_t, node);
+            if (r->nsp == nsp) {
+                n++;
+                bytes += r->name_len + 1;
+                most = r->count > most ? r->count : most;
+            }
+        }
+    }
+    const void **users = malloc((most ? most : 1) * sizeof(*users));
+    q->rooms = calloc(n ? n : 1, sizeof(*q->rooms));
+    q->block = malloc(bytes);
+    if (users == NULL || q->rooms == NULL || q->block == NULL) {
+        free(users);
+        return EDDY_ENOMEM;
+    }
+    char *o = q->block;
+    for (size_t i = 0; i < nsp->rt->rooms.nslots; i++) {
+        for (rt_hnode_t *it = nsp->rt->rooms.slots[i]; it != NULL; it = it->next) {
+            rt_room_t *r = CONTAINER(it, rt_room_t, node);
+            if (r->nsp != nsp)
+                continue;
+            size_t k = 0, distinct = 0;
+            for (rt_member_t *m = r->members; m != NULL; m = m->room_next) {
+                if (m->socket->user != NULL)
+                    users[k++] = m->socket->user;
+            }
+            qsort(users, k, sizeof(*users), user_ptr_order);
+            for (size_t j = 0; j < k; j++)
+                distinct += j == 0 || users[j - 1] != users[j];
+            q->rooms[q->nrooms++] = (eddy_rt_room_info_t){o, r->count, distinct};
+            memcpy(o, r->name, r->name_len);
+            o[r->name_len] = '\0';
+            o += r->name_len + 1;
+        }
+    }
+    free(users);
+    qsort(q->rooms, q->nrooms, sizeof(*q->rooms), room_order);
+    return 0;
+}
+
+int eddy_rt_rooms(eddy_rt_nsp_t *nsp, eddy_fd_t fd, eddy_rt_rooms_cb cb, void *arg)
+{
+    if (cb == NULL)
+        return EDDY_EINVAL;
+    eddy_rt_t *rt = nsp->rt;
+    rt_pq_t *q = pq_new(nsp, fd, arg);
+    if (q == NULL)
+        return EDDY_ENOMEM;
+    q->rcb = cb;
+    int rc;
+    if (rt->cluster != NULL) {
+        rc = rt_cluster_presence_get(rt->cluster, nsp->name, RT_CLUSTER_ROOMS_INDEX, on_rooms_index,
+                                     q);
+    } else {
+        pthread_mutex_lock(&rt->lock);
+        rc = rooms_local(q, nsp);
+        pthread_mutex_unlock(&rt->lock);
+        if (rc == 0)
+            pq_deliver(q);
+    }
+    if (rc != 0)
+        pq_free(q);
+    return rc;
 }

@@ -188,6 +188,8 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
         free(names[i]);
     }
     free(names);
+    if (!atomic_load(&cl->quiet))
+        rt_cluster_presence_restore(cl->rt);
     if (ev->gap && !atomic_load(&cl->quiet)) {
         eddy_log(cl->srv, EDDY_LOG_WARNING, "eddy_rt: Redis broker back after %llu ms: %s",
                  (unsigned long long)ev->down_ms,
@@ -752,4 +754,39 @@ void rt_cluster_replay(rt_cluster_recovery_t *r, eddy_rt_socket_t *s)
 bool rt_cluster_recovery_failed(const rt_cluster_recovery_t *r)
 {
     return r->failed;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Presence across nodes
+ * ------------------------------------------------------------------------------------- */
+
+void rt_cluster_presence(rt_cluster_t *cl, const char *nsp, const char *room, const char *sid,
+                         const char *user, bool on, bool listed)
+{
+    /* Queued in call order: under rt.c's table lock, a later leave always follows its join. */
+    if (on) {
+        if (listed)
+            rt_broker_presence_set(cl->b, nsp, RT_CLUSTER_ROOMS_INDEX, room, "", 0);
+        rt_broker_presence_set(cl->b, nsp, room, sid, user, user != NULL ? strlen(user) : 0);
+    } else {
+        rt_broker_presence_del(cl->b, nsp, room, sid);
+        if (listed)
+            rt_broker_presence_del(cl->b, nsp, RT_CLUSTER_ROOMS_INDEX, room);
+    }
+}
+
+int rt_cluster_presence_get(rt_cluster_t *cl, const char *nsp, const char *room,
+                            rt_broker_presence_cb cb, void *arg)
+{
+    return rt_broker_presence_get(cl->b, nsp, room, 0, cb, arg);
+}
+
+const char *rt_cluster_node_id(rt_cluster_t *cl)
+{
+    return rt_broker_node_id(cl->b);
+}
+
+size_t rt_cluster_nodes(rt_cluster_t *cl, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max)
+{
+    return rt_broker_nodes(cl->b, ids, max);
 }

@@ -140,4 +140,33 @@ void rt_cluster_send_stored(eddy_rt_socket_t *s, rt_position_t pos, const void *
  * local client so that each recovers what it missed from history. */
 void rt_cluster_gap(eddy_rt_t *rt);
 
+/* ---------------------------------------------------------------------------------------
+ * Presence across nodes (issue 13): the broker's presence hashes (rt_broker.h), whose
+ * entries belong to this node and vanish with its lease
+ * ------------------------------------------------------------------------------------- */
+
+/* The presence pseudo-room that lists, per node, the rooms having local members (member:
+ * the room's name, info empty). No Socket.IO room starts with this byte in practice. */
+#define RT_CLUSTER_ROOMS_INDEX "\x1c"
+
+/* Records (on) or removes socket sid's membership of room (info: its user id, NULL none);
+ * listed: room's first local member came (on) or its last left (not on): the rooms index
+ * changes too. Queued to the broker, never waits. Any thread; table lock may be held. */
+void rt_cluster_presence(rt_cluster_t *cl, const char *nsp, const char *room, const char *sid,
+                         const char *user, bool on, bool listed);
+
+/* Reads the presence entries of (nsp, room) of the alive nodes: cb runs once, on the
+ * broker's thread (also with EDDY_ECLOSED when the cluster is freed first). Returns 0 or
+ * the broker's error (cb then not called). */
+int rt_cluster_presence_get(rt_cluster_t *cl, const char *nsp, const char *room,
+                            rt_broker_presence_cb cb, void *arg);
+
+/* This node's id, and the alive nodes' (see rt_broker_nodes()). */
+const char *rt_cluster_node_id(rt_cluster_t *cl);
+size_t rt_cluster_nodes(rt_cluster_t *cl, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max);
+
+/* Provided by rt.c: records every local membership again (the broker is up after an
+ * outage, during which the node's lease may have run out and its entries gone). */
+void rt_cluster_presence_restore(eddy_rt_t *rt);
+
 #endif /* EDDY_RT_CLUSTER_H */

@@ -148,6 +148,30 @@ static int msg_broadcast(const char *const *rooms, size_t nrooms, const char *co
     return eddy_rt_broadcast(root, &to, &msg);
 }
 
+/* eddy_rt_room_presence() and eddy_rt_rooms() on one node with fd 0: answered in the call. */
+static char presence_text[256];
+
+static void on_room_presence(int err, const eddy_rt_presence_t *p, void *arg)
+{
+    size_t o = (size_t)snprintf(presence_text, sizeof(presence_text), "%d:", err);
+    for (size_t i = 0; p != NULL && i < p->nsockets && o < sizeof(presence_text); i++)
+        o += (size_t)snprintf(presence_text + o, sizeof(presence_text) - o, "%s/%s/%s,",
+                              arg != NULL && strcmp(p->sockets[i].socket_id, arg) == 0 ? "s0"
+                                                                                       : "other",
+                              p->sockets[i].user_id ? p->sockets[i].user_id : "-",
+                              p->sockets[i].node ? p->sockets[i].node : "-");
+    for (size_t i = 0; p != NULL && i < p->nusers && o < sizeof(presence_text); i++)
+        o += (size_t)snprintf(presence_text + o, sizeof(presence_text) - o, "%s;", p->users[i]);
+}
+
+static void on_rooms(int err, const eddy_rt_room_info_t *rooms, size_t n, void *arg)
+{
+    size_t o = (size_t)snprintf(presence_text, sizeof(presence_text), "%d:", err);
+    for (size_t i = 0; i < n && o < sizeof(presence_text); i++)
+        o += (size_t)snprintf(presence_text + o, sizeof(presence_text) - o, "%s=%zu/%zu,",
+                              rooms[i].name, rooms[i].sockets, rooms[i].users);
+}
+
 int main(void)
 {
     if (!test_server_new("warning"))
@@ -209,6 +233,21 @@ int main(void)
     CHECK_EQ_INT((int)eddy_rt_room_count(root, "r2"), 2);
     CHECK_EQ_INT((int)eddy_rt_room_user_count(root, "r2"), 1);
     CHECK_EQ_INT((int)eddy_rt_room_count(root, eddy_rt_socket_id(s[2])), 1); /* own room */
+
+    /* The same counts through the cluster-wide queries (one node: no node id). */
+    const char *s0 = eddy_rt_socket_id(s[0]);
+    CHECK_EQ_INT(eddy_rt_room_presence(root, "r1", 0, on_room_presence, (void *)s0), 0);
+    CHECK_STR(presence_text, "0:s0/u1/-,u1;");
+    CHECK_EQ_INT(eddy_rt_room_presence(root, "nowhere", 0, on_room_presence, NULL), 0);
+    CHECK_STR(presence_text, "0:");
+    CHECK_EQ_INT(eddy_rt_room_presence(root, s0, 0, on_room_presence, (void *)s0), 0);
+    CHECK_STR(presence_text, "0:s0/u1/-,u1;"); /* own room */
+    CHECK_EQ_INT(eddy_rt_room_presence(root, NULL, 0, on_room_presence, NULL), EDDY_EINVAL);
+    CHECK_EQ_INT(eddy_rt_rooms(root, 0, on_rooms, NULL), 0);
+    CHECK_STR(presence_text, "0:r1=1/1,r2=2/1,");
+    CHECK(eddy_rt_node_id(rt) == NULL);
+    char ids[2][EDDY_RT_NODE_ID_SIZE];
+    CHECK_EQ_INT((int)eddy_rt_broker_nodes(rt, ids, 2), 0);
 
     /* The union of r1 and r2 reaches 0 once and 1 once. */
     const char *r12[] = {"r1", "r2"};
