@@ -157,3 +157,28 @@ def test_members_of_a_killed_node_vanish_within_its_lease(tmp_path, redis):  # n
         a.stop()
         if c.proc.poll() is None:
             c.stop()
+
+
+def test_presence_is_recorded_again_after_redis_lost_it(tmp_path, redis):  # noqa: F811
+    a, b = cluster(tmp_path, redis.url, ["node-a", "node-b"])
+    clients = Clients(a.port)
+    try:
+        bob = clients.connect("bob", auth={"token": token("bob")}, transports=["websocket"],
+                              url=f"http://127.0.0.1:{b.port}")
+        assert clients.ack("bob", "join", "team") == [{"ok": True}]
+        poll("bob on node a", lambda: members(a, "team") == {bob: ("bob", "node-b")})
+        # A restarted Redis (no persistence) has no presence at all: each node records its
+        # members again once it is back (bob stays connected: recovery is off).
+        redis.kill()
+        status, answer, _ = a.api("presence", {"room": "team"})
+        assert status == 503, answer
+        redis.start()
+        poll("bob on node a again", lambda: (lambda r: r is not None and r.get("sockets") and
+                                             members(a, "team") == {bob: ("bob", "node-b")})(
+            a.api("presence", {"room": "team"})[1].get("result")))
+        assert a.api("rooms", {})[1]["result"]["rooms"] == [
+            {"name": "team", "sockets": 1, "users": 1}]
+    finally:
+        clients.close()
+        a.stop()
+        b.stop()
