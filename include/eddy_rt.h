@@ -116,7 +116,8 @@ typedef struct eddy_rt_options {
      * goes on while Redis is down; when it comes back after an outage, with recovery on,
      * every local client's transport is closed so that it reconnects and recovers what it
      * missed. Not across nodes yet: eddy_rt_broadcast_ack(), eddy_rt_room_history(), the
-     * member listings and counts, disconnecting a socket of another node. The layer connects
+     * synchronous member listings and counts (eddy_rt_room_presence() and eddy_rt_rooms()
+     * are cluster-wide), disconnecting a socket of another node. The layer connects
      * from a thread of its own (it never blocks a loop); eddy_rt_free() must then run
      * before eddy_server_free(). Copied.
      */
