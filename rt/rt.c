@@ -4120,6 +4120,19 @@ void rt_cluster_presence_restore(eddy_rt_t *rt)
     pthread_mutex_unlock(&rt->lock);
 }
 
+void rt_cluster_presence_check(eddy_rt_t *rt, const char *nsp_name, const char *room,
+                               const char *sid)
+{
+    pthread_mutex_lock(&rt->lock);
+    eddy_rt_nsp_t *nsp = nsp_find(rt, nsp_name, strlen(nsp_name));
+    rt_room_t *r = nsp != NULL ? room_find(rt, nsp, room, strlen(room)) : NULL;
+    eddy_rt_socket_t *s = r != NULL && sid != NULL ? socket_by_id(rt, sid, strlen(sid)) : NULL;
+    bool held = r != NULL && (sid == NULL || (s != NULL && s->nsp == nsp && socket_in_room(s, r)));
+    if (!held)
+        rt_cluster_presence_forget(rt->cluster, nsp_name, room, sid);
+    pthread_mutex_unlock(&rt->lock);
+}
+
 _Static_assert(EDDY_RT_NODE_ID_SIZE == RT_BROKER_NODE_ID_SIZE, "one node id size");
 
 static int node_order(const void *a, const void *b)

@@ -162,6 +162,8 @@ static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
     caught_up(cl, d->msg.nsp, d->pos);
 }
 
+static void presence_sweep(rt_cluster_t *cl);
+
 static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud)
 {
     rt_cluster_t *cl = ud;
@@ -188,8 +190,10 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
         free(names[i]);
     }
     free(names);
-    if (!atomic_load(&cl->quiet))
+    if (!atomic_load(&cl->quiet)) {
         rt_cluster_presence_restore(cl->rt);
+        presence_sweep(cl);
+    }
     if (ev->gap && !atomic_load(&cl->quiet)) {
         eddy_log(cl->srv, EDDY_LOG_WARNING, "eddy_rt: Redis broker back after %llu ms: %s",
                  (unsigned long long)ev->down_ms,
@@ -789,4 +793,77 @@ const char *rt_cluster_node_id(rt_cluster_t *cl)
 size_t rt_cluster_nodes(rt_cluster_t *cl, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max)
 {
     return rt_broker_nodes(cl->b, ids, max);
+}
+
+void rt_cluster_presence_forget(rt_cluster_t *cl, const char *nsp, const char *room,
+                                const char *sid)
+{
+    if (sid != NULL)
+        rt_broker_presence_del(cl->b, nsp, room, sid);
+    else
+        rt_broker_presence_del(cl->b, nsp, RT_CLUSTER_ROOMS_INDEX, room);
+}
+
+/* A presence read of the sweep: its namespace's name after the cluster pointer, then (for a
+ * room's read) the room's name. */
+typedef struct sweep_arg {
+    rt_cluster_t *cl;
+    char *room; /* NULL: the rooms index */
+    char nsp[];
+} sweep_arg_t;
+
+static void sweep_read(rt_cluster_t *cl, const char *nsp, const char *room);
+
+/* The broker's thread: this node's entries that are no longer true go. */
+static void on_sweep(rt_broker_t *b, int err, const rt_broker_presence_t *entries, size_t n,
+                     void *arg)
+{
+    sweep_arg_t *a = arg;
+    const char *self = rt_broker_node_id(a->cl->b);
+    for (size_t i = 0; err == 0 && !atomic_load(&a->cl->quiet) && i < n; i++) {
+        if (strcmp(entries[i].node, self) != 0)
+            continue;
+        if (a->room == NULL)
+            sweep_read(a->cl, a->nsp, entries[i].member);
+        else
+            rt_cluster_presence_check(a->cl->rt, a->nsp, a->room, entries[i].member);
+    }
+    if (err == 0 && a->room != NULL && !atomic_load(&a->cl->quiet))
+        rt_cluster_presence_check(a->cl->rt, a->nsp, a->room, NULL);
+    free(a);
+}
+
+static void sweep_read(rt_cluster_t *cl, const char *nsp, const char *room)
+{
+    size_t nl = strlen(nsp) + 1, rl = room != NULL ? strlen(room) + 1 : 0;
+    sweep_arg_t *a = malloc(sizeof(*a) + nl + rl);
+    if (a == NULL)
+        return;
+    a->cl = cl;
+    memcpy(a->nsp, nsp, nl);
+    a->room = room != NULL ? memcpy(a->nsp + nl, room, rl) : NULL;
+    if (rt_broker_presence_get(cl->b, nsp, room != NULL ? room : RT_CLUSTER_ROOMS_INDEX, 0,
+                               on_sweep, a) != 0)
+        free(a);
+}
+
+/* Reads back this node's entries (rooms index, then each room it lists for this node) and
+ * forgets those that are no longer true (broker thread, on UP). */
+static void presence_sweep(rt_cluster_t *cl)
+{
+    pthread_mutex_lock(&cl->lock);
+    size_t n = 0;
+    for (cl_nsp_t *it = cl->nsps; it != NULL; it = it->next)
+        n++;
+    char **names = calloc(n ? n : 1, sizeof(*names));
+    size_t k = 0;
+    for (cl_nsp_t *it = cl->nsps; names != NULL && it != NULL; it = it->next)
+        names[k++] = strdup(it->name);
+    pthread_mutex_unlock(&cl->lock);
+    for (size_t i = 0; i < k; i++) {
+        if (names[i] != NULL)
+            sweep_read(cl, names[i], NULL);
+        free(names[i]);
+    }
+    free(names);
 }

@@ -165,8 +165,17 @@ int rt_cluster_presence_get(rt_cluster_t *cl, const char *nsp, const char *room,
 const char *rt_cluster_node_id(rt_cluster_t *cl);
 size_t rt_cluster_nodes(rt_cluster_t *cl, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max);
 
+/* Removes an entry of this node: (room, sid), or with sid NULL room's rooms index entry.
+ * Table lock held (rt_cluster_presence_check()). */
+void rt_cluster_presence_forget(rt_cluster_t *cl, const char *nsp, const char *room,
+                                const char *sid);
+
 /* Provided by rt.c: records every local membership again (the broker is up after an
  * outage, during which the node's lease may have run out and its entries gone). */
 void rt_cluster_presence_restore(eddy_rt_t *rt);
+/* Provided by rt.c: an entry of this node read back from Redis (sid NULL: room's index
+ * entry) is forgotten unless it is still true: the node's entries from before a restart
+ * with the same id (kill -9), or whose removal an outage dropped (broker thread). */
+void rt_cluster_presence_check(eddy_rt_t *rt, const char *nsp, const char *room, const char *sid);
 
 #endif /* EDDY_RT_CLUSTER_H */

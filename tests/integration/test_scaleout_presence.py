@@ -22,13 +22,16 @@ from test_scaleout import redis  # noqa: F401 (the fixture)
 LEASE_BOUND = 5.0
 
 
-def cluster(tmp_path, redis_url, names):  # noqa: F811
-    conf = (f"[auth]\nenabled = true\nkey = {JWT_KEY}\n[socketio]\nclient_rooms = team, x\n"
-            f"[broker]\nredis_url = {redis_url}\n")
+def node_conf(redis_url, name):
+    return (f"[auth]\nenabled = true\nkey = {JWT_KEY}\n[socketio]\nclient_rooms = team, x\n"
+            f"[broker]\nredis_url = {redis_url}\nnode_id = {name}\n")
+
+
+def cluster(tmp_path, redis_url, names, suffix=""):
     nodes = []
     for name in names:
-        (tmp_path / name).mkdir()
-        nodes.append(Daemon(tmp_path / name, conf + f"node_id = {name}\n"))
+        (tmp_path / (name + suffix)).mkdir()
+        nodes.append(Daemon(tmp_path / (name + suffix), node_conf(redis_url, name)))
     return nodes
 
 
@@ -182,3 +185,35 @@ def test_presence_is_recorded_again_after_redis_lost_it(tmp_path, redis):  # noq
         clients.close()
         a.stop()
         b.stop()
+
+
+def test_a_node_restarted_under_its_id_forgets_its_old_members(tmp_path, redis):  # noqa: F811
+    a, b = cluster(tmp_path, redis.url, ["node-a", "node-b"])
+    clients = Clients(a.port)
+    b2 = None
+    try:
+        alice = clients.connect("alice", auth={"token": token("alice")}, transports=["websocket"])
+        bob = clients.connect("bob", auth={"token": token("bob")}, transports=["websocket"],
+                              url=f"http://127.0.0.1:{b.port}")
+        for name in ("alice", "bob"):
+            assert clients.ack(name, "join", "team") == [{"ok": True}]
+        poll("both members on node a", lambda: set(members(a, "team")) == {alice, bob})
+        # kill -9, and nobody reads "team" until node b is back under the same id: its old
+        # entries are still in Redis, and would count as alive again.
+        b.proc.send_signal(signal.SIGKILL)
+        b.proc.wait()
+        poll("node b's lease to run out",
+             lambda: [n.get("id") for n in admin_stats(a)["nodes"]] == ["node-a"],
+             within=LEASE_BOUND)
+        b2, = cluster(tmp_path, redis.url, ["node-b"], suffix="-again")
+        poll("node b back", lambda: [n.get("id") for n in admin_stats(a)["nodes"]] ==
+             ["node-a", "node-b"])
+        _, took = poll("bob's ghost to go", lambda: set(members(a, "team")) == {alice})
+        print(f"restarted node b forgot its old member after {took:.2f} s")
+        assert a.api("rooms", {})[1]["result"]["rooms"] == [
+            {"name": "team", "sockets": 1, "users": 1}]
+    finally:
+        clients.close()
+        a.stop()
+        if b2 is not None:
+            b2.stop()
