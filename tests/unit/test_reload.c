@@ -163,6 +163,51 @@ static void test_live_limits(void)
     eddy_server_free(test_server);
 }
 
+/* What lower_then_push() saw: 1 until it ran, then eddy_push()'s return (or 1000 plus
+ * eddy_server_set()'s if that failed). */
+static atomic_int push_rc = 1;
+
+/* Lowers package_max_length to 32 from a message callback, then pushes 64 bytes to the
+ * sender on the same loop. */
+static void lower_then_push(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
+{
+    (void)user_data;
+    static const char big[64];
+    int set_rc = eddy_server_set(srv, "package_max_length", "32");
+    int rc = eddy_push(srv, frame->fd, big, sizeof(big), EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN);
+    atomic_store(&push_rc, set_rc != 0 ? 1000 + set_rc : rc);
+}
+
+/* A loop reads the live limits once per batch of events (eddy__loop_refresh_limits()); a
+ * change made inside one of its callbacks still applies to that callback's next push. */
+static void test_set_inside_a_callback(void)
+{
+    if (!test_server_new("none"))
+        return;
+    eddy_on_message(test_server, lower_then_push);
+    CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "1"), 0);
+    int rc = 0;
+    pthread_t thread;
+    test_start_server(&thread, &rc);
+    int fd = test_connect(eddy_server_port(test_server));
+    CHECK(fd >= 0);
+    /* The upgrade, then a masked text frame "hi" (mask 0) behind it. */
+    static const char upgrade[] = "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                  "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                                  "\x81\x82\0\0\0\0hi";
+    CHECK(fd >= 0 && send(fd, upgrade, sizeof(upgrade) - 1, 0) == (ssize_t)sizeof(upgrade) - 1);
+    for (int i = 0; i < 2000 && atomic_load(&push_rc) == 1; i++)
+        sleep_ms(1);
+    CHECK_EQ_INT(atomic_load(&push_rc), EDDY_ETOOBIG);
+    if (fd >= 0)
+        close(fd);
+    eddy_server_stop(test_server);
+    pthread_join(thread, NULL);
+    CHECK_EQ_INT(rc, 0);
+    eddy_server_free(test_server);
+}
+
 /* ---- TLS ---- */
 
 static char cert_a[] = "/tmp/eddy-reload-a-XXXXXX", key_a[] = "/tmp/eddy-reload-ka-XXXXXX";
@@ -346,6 +391,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     test_live_limits();
+    test_set_inside_a_callback();
     test_reload_tls();
     return test_report("reload");
 }
