@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "test.h"
-#include "test_server.h"
+#include "test_rt_server.h"
 
 #include "eddy_rt.h"
 #include "eio_client.h"
@@ -53,12 +53,7 @@ int main(void)
     CHECK(rt != NULL);
     eddy_rt_handlers_t h = {.connect = on_connect};
     eddy_rt_nsp_set_handlers(eddy_rt_of(rt, "/"), &h);
-    eddy_rt_install(rt, NULL);
-    eddy_on_start(test_server, test_mark_started);
-    pthread_t thread;
-    int rc = -1;
-    test_start_server(&thread, &rc);
-    int port = eddy_server_port(test_server);
+    int port = rt_test_start(rt);
 
     int fd = test_connect(port);
     CHECK(fd >= 0);
@@ -79,10 +74,6 @@ int main(void)
                     "host-x=y;ip=127.0.0.1;");
     close(fd);
 
-    eddy_server_stop(test_server);
-    pthread_join(thread, NULL);
-    CHECK_EQ_INT(rc, 0);
-    eddy_server_free(test_server);
-    eddy_rt_free(rt);
+    rt_test_stop(rt);
     return test_report("test_rt_handshake");
 }

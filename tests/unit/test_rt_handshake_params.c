@@ -15,7 +15,7 @@
 #include <stdlib.h>
 
 #include "test.h"
-#include "test_server.h"
+#include "test_rt_server.h"
 
 #include "eddy_rt.h"
 #include "eio_client.h"
@@ -78,11 +78,7 @@ int main(void)
     eddy_rt_t *rt = eddy_rt_new(test_server, NULL);
     CHECK(rt != NULL);
     eddy_rt_nsp_set_handlers(eddy_rt_of(rt, "/"), &(eddy_rt_handlers_t){.connect = on_connect});
-    eddy_rt_install(rt, NULL);
-    eddy_on_start(test_server, test_mark_started);
-    pthread_t thread;
-    int rc = -1;
-    test_start_server(&thread, &rc);
+    rt_test_start(rt);
 
     int fd = connect_with_empty_params(eddy_server_port(test_server));
     CHECK(fd >= 0);
@@ -94,10 +90,6 @@ int main(void)
     if (fd >= 0)
         close(fd);
 
-    eddy_server_stop(test_server);
-    pthread_join(thread, NULL);
-    CHECK_EQ_INT(rc, 0);
-    eddy_server_free(test_server);
-    eddy_rt_free(rt);
+    rt_test_stop(rt);
     return test_report("test_rt_handshake_params");
 }
