@@ -142,7 +142,7 @@ ALLOC_FAIL_LDFLAGS := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 $(BUILD)/tests/alloc_fail.o: tests/unit/alloc_fail.c tests/unit/alloc_fail.h | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h tests/unit/alloc_fail.h $(TEST_SUPPORT_HDRS) $(BUILD)/tests/alloc_fail.o $(BUILD)/libeddy.a | $(BUILD)/tests
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/test_server.h tests/unit/test_rt_server.h tests/unit/alloc_fail.h $(TEST_SUPPORT_HDRS) $(BUILD)/tests/alloc_fail.o $(BUILD)/libeddy.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Irt -Itests/support $(UNIT_CFLAGS) -o $@ $< $(BUILD)/tests/alloc_fail.o $(UNIT_OBJS) $(BUILD)/libeddy.a $(UNIT_LDLIBS) $(LDLIBS_ALL) $(ALLOC_FAIL_LDFLAGS)
 
 # test_auth: the daemon's token verifier (cmd/auth.c), which needs jansson.

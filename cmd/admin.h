@@ -9,6 +9,7 @@
 #define EDDY_CMD_ADMIN_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "backend.h"
@@ -28,6 +29,11 @@ void metrics_write(FILE *out, eddy_server_t *srv);
 /* The lag of loop i in seconds, last measured and the largest of the last 10 s; false
  * when the loop measured nothing yet. */
 bool metrics_loop_lag(int loop, double *last, double *max);
+/* Writes a metric family's HELP and TYPE lines (type "counter", "gauge"...) to out, for
+ * /metrics (cmd/serve.c) and metrics_write(). */
+void metric_head(FILE *out, const char *name, const char *type, const char *help);
+/* A family of one sample without labels: its head, then "name value". */
+void metric(FILE *out, const char *name, const char *type, const char *help, uint64_t value);
 
 /* The backend proxy's counters (cmd/proxy.c); false when there is no proxy. */
 bool proxy_stats(backend_stats_t *out);

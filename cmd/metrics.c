@@ -115,15 +115,15 @@ void metrics_connect_refused(int status)
         atomic_fetch_add_explicit(&M.refused_403, 1, memory_order_relaxed);
 }
 
-static void head(FILE *out, const char *name, const char *type, const char *help)
+void metric_head(FILE *out, const char *name, const char *type, const char *help)
 {
     fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void one(FILE *out, const char *name, const char *type, const char *help, uint64_t v)
+void metric(FILE *out, const char *name, const char *type, const char *help, uint64_t value)
 {
-    head(out, name, type, help);
-    fprintf(out, "%s %" PRIu64 "\n", name, v);
+    metric_head(out, name, type, help);
+    fprintf(out, "%s %" PRIu64 "\n", name, value);
 }
 
 /* A label value: Prometheus escapes backslash, double quote and newline. */
@@ -154,41 +154,42 @@ static void write_socketio(FILE *out, eddy_rt_t *rt)
     eddy_rt_stats_t st;
     eddy_rt_stats(rt, &st);
     static const char *const transports[] = {"polling", "websocket"};
-    head(out, "eddy_socketio_connections", "gauge",
-         "Open Engine.IO sessions (Socket.IO clients), by Engine.IO protocol and transport.");
+    metric_head(
+        out, "eddy_socketio_connections", "gauge",
+        "Open Engine.IO sessions (Socket.IO clients), by Engine.IO protocol and transport.");
     for (int p = 0; p < 2; p++)
         for (int t = 0; t < 2; t++)
             fprintf(out, "eddy_socketio_connections{eio=\"%d\",transport=\"%s\"} %" PRIu64 "\n",
                     p + 3, transports[t], st.clients[p][t]);
-    head(out, "eddy_socketio_handshakes_total", "counter",
-         "Engine.IO sessions opened, by protocol and first transport.");
+    metric_head(out, "eddy_socketio_handshakes_total", "counter",
+                "Engine.IO sessions opened, by protocol and first transport.");
     for (int p = 0; p < 2; p++)
         for (int t = 0; t < 2; t++)
             fprintf(out,
                     "eddy_socketio_handshakes_total{eio=\"%d\",transport=\"%s\"} %" PRIu64 "\n",
                     p + 3, transports[t], st.handshakes_total[p][t]);
-    head(out, "eddy_socketio_upgrades_total", "counter",
-         "Long-polling sessions upgraded to WebSocket, by protocol.");
+    metric_head(out, "eddy_socketio_upgrades_total", "counter",
+                "Long-polling sessions upgraded to WebSocket, by protocol.");
     for (int p = 0; p < 2; p++)
         fprintf(out, "eddy_socketio_upgrades_total{eio=\"%d\"} %" PRIu64 "\n", p + 3,
                 st.upgrades_total[p]);
-    one(out, "eddy_socketio_handshake_failures_total", "counter",
-        "Engine.IO sessions the layer could not take (out of memory).",
-        st.handshake_failures_total);
+    metric(out, "eddy_socketio_handshake_failures_total", "counter",
+           "Engine.IO sessions the layer could not take (out of memory).",
+           st.handshake_failures_total);
     static const char *const codes[] = {
         "transport_unknown", "session_id_unknown", "bad_handshake_method",
         "bad_request",       "forbidden",          "unsupported_protocol_version"};
-    head(out, "eddy_socketio_request_errors_total", "counter",
-         "Engine.IO requests refused (HTTP 400 or 403), by Engine.IO error code.");
+    metric_head(out, "eddy_socketio_request_errors_total", "counter",
+                "Engine.IO requests refused (HTTP 400 or 403), by Engine.IO error code.");
     for (int c = 0; c < 6; c++)
         fprintf(out, "eddy_socketio_request_errors_total{code=\"%d\",reason=\"%s\"} %" PRIu64 "\n",
                 c, codes[c], st.request_errors_total[c]);
-    one(out, "eddy_socketio_connects_total", "counter",
-        "Namespace CONNECTs accepted, recovered ones included.", st.connects_total);
+    metric(out, "eddy_socketio_connects_total", "counter",
+           "Namespace CONNECTs accepted, recovered ones included.", st.connects_total);
     uint64_t r401 = atomic_load_explicit(&M.refused_401, memory_order_relaxed);
     uint64_t r403 = atomic_load_explicit(&M.refused_403, memory_order_relaxed);
-    head(out, "eddy_socketio_connect_refusals_total", "counter",
-         "Namespace CONNECTs refused (CONNECT_ERROR), by reason.");
+    metric_head(out, "eddy_socketio_connect_refusals_total", "counter",
+                "Namespace CONNECTs refused (CONNECT_ERROR), by reason.");
     fprintf(out,
             "eddy_socketio_connect_refusals_total{reason=\"invalid_namespace\"} %" PRIu64 "\n"
             "eddy_socketio_connect_refusals_total{reason=\"unauthorized\"} %" PRIu64 "\n"
@@ -196,28 +197,29 @@ static void write_socketio(FILE *out, eddy_rt_t *rt)
             "eddy_socketio_connect_refusals_total{reason=\"other\"} %" PRIu64 "\n",
             st.connect_invalid_namespace_total, r401, r403,
             sub0(st.connect_refused_total, r401 + r403));
-    head(out, "eddy_socketio_recoveries_total", "counter",
-         "Reconnections that asked for connection state recovery, by outcome.");
+    metric_head(out, "eddy_socketio_recoveries_total", "counter",
+                "Reconnections that asked for connection state recovery, by outcome.");
     fprintf(out,
             "eddy_socketio_recoveries_total{outcome=\"recovered\"} %" PRIu64 "\n"
             "eddy_socketio_recoveries_total{outcome=\"not_recovered\"} %" PRIu64 "\n",
             st.recovered_total, st.not_recovered_total);
-    one(out, "eddy_socketio_events_received_total", "counter",
-        "Events received from clients (EVENT and BINARY_EVENT packets).", st.events_received_total);
-    one(out, "eddy_socketio_events_sent_total", "counter",
-        "Events and acknowledgements emitted to one socket.", st.events_sent_total);
-    one(out, "eddy_socketio_broadcasts_total", "counter",
-        "Broadcasts to rooms or namespaces (each counted once, whatever its recipients).",
-        st.broadcasts_total);
+    metric(out, "eddy_socketio_events_received_total", "counter",
+           "Events received from clients (EVENT and BINARY_EVENT packets).",
+           st.events_received_total);
+    metric(out, "eddy_socketio_events_sent_total", "counter",
+           "Events and acknowledgements emitted to one socket.", st.events_sent_total);
+    metric(out, "eddy_socketio_broadcasts_total", "counter",
+           "Broadcasts to rooms or namespaces (each counted once, whatever its recipients).",
+           st.broadcasts_total);
     eddy_rt_nsp_t *nsp;
-    head(out, "eddy_socketio_sockets", "gauge", "Connected sockets, by namespace.");
+    metric_head(out, "eddy_socketio_sockets", "gauge", "Connected sockets, by namespace.");
     for (size_t i = 0; (nsp = realtime_nsp_at(i)) != NULL; i++) {
         fputs("eddy_socketio_sockets{namespace=\"", out);
         label_value(out, eddy_rt_nsp_name(nsp));
         fprintf(out, "\"} %zu\n", eddy_rt_nsp_count(nsp));
     }
-    head(out, "eddy_socketio_rooms", "gauge",
-         "Rooms with members, by namespace (the sockets' own rooms not counted).");
+    metric_head(out, "eddy_socketio_rooms", "gauge",
+                "Rooms with members, by namespace (the sockets' own rooms not counted).");
     for (size_t i = 0; (nsp = realtime_nsp_at(i)) != NULL; i++) {
         uint64_t rooms = 0;
         realtime_rooms(nsp, count_room, &rooms);
@@ -233,30 +235,30 @@ static void write_broker(FILE *out)
     eddy_rt_broker_status_t b;
     if (!realtime_broker(&b))
         return;
-    one(out, "eddy_broker_up", "gauge",
-        "1 while connected to Redis with every subscription active.", b.state == 2);
-    one(out, "eddy_broker_ready", "gauge",
-        "1 while this node's own round trip through Redis is recent (as /readyz).", b.ready);
-    one(out, "eddy_broker_nodes", "gauge", "Nodes alive in the cluster, this one included.",
-        b.nodes);
-    one(out, "eddy_broker_published_total", "counter", "Broadcasts Redis confirmed.",
-        b.published_total);
-    one(out, "eddy_broker_delivered_total", "counter", "Broadcasts Redis delivered to this node.",
-        b.delivered_total);
-    one(out, "eddy_broker_buffered", "gauge", "Requests waiting for Redis now.", b.buffered);
-    one(out, "eddy_broker_buffered_bytes", "gauge", "Bytes of the requests waiting for Redis.",
-        b.buffered_bytes);
-    one(out, "eddy_broker_dropped_total", "counter",
-        "Requests dropped: the queue bound, or lost with a connection.", b.dropped_total);
-    one(out, "eddy_broker_reconnects_total", "counter", "Reconnections to Redis after an outage.",
-        b.reconnects_total);
-    one(out, "eddy_broker_gaps_total", "counter",
-        "Outages after which clients were made to recover from history.", b.gaps_total);
-    one(out, "eddy_broker_subscriptions", "gauge", "Redis channels subscribed now.",
-        b.subscriptions);
+    metric(out, "eddy_broker_up", "gauge",
+           "1 while connected to Redis with every subscription active.", b.state == 2);
+    metric(out, "eddy_broker_ready", "gauge",
+           "1 while this node's own round trip through Redis is recent (as /readyz).", b.ready);
+    metric(out, "eddy_broker_nodes", "gauge", "Nodes alive in the cluster, this one included.",
+           b.nodes);
+    metric(out, "eddy_broker_published_total", "counter", "Broadcasts Redis confirmed.",
+           b.published_total);
+    metric(out, "eddy_broker_delivered_total", "counter",
+           "Broadcasts Redis delivered to this node.", b.delivered_total);
+    metric(out, "eddy_broker_buffered", "gauge", "Requests waiting for Redis now.", b.buffered);
+    metric(out, "eddy_broker_buffered_bytes", "gauge", "Bytes of the requests waiting for Redis.",
+           b.buffered_bytes);
+    metric(out, "eddy_broker_dropped_total", "counter",
+           "Requests dropped: the queue bound, or lost with a connection.", b.dropped_total);
+    metric(out, "eddy_broker_reconnects_total", "counter",
+           "Reconnections to Redis after an outage.", b.reconnects_total);
+    metric(out, "eddy_broker_gaps_total", "counter",
+           "Outages after which clients were made to recover from history.", b.gaps_total);
+    metric(out, "eddy_broker_subscriptions", "gauge", "Redis channels subscribed now.",
+           b.subscriptions);
     if (b.round_trip_age_ms != UINT64_MAX) {
-        head(out, "eddy_broker_round_trip_age_seconds", "gauge",
-             "Age of this node's last round trip through Redis.");
+        metric_head(out, "eddy_broker_round_trip_age_seconds", "gauge",
+                    "Age of this node's last round trip through Redis.");
         fprintf(out, "eddy_broker_round_trip_age_seconds %.3f\n",
                 (double)b.round_trip_age_ms / 1000);
     }
@@ -269,8 +271,8 @@ void metrics_write(FILE *out, eddy_server_t *srv)
         write_socketio(out, rt);
     write_broker(out);
 
-    head(out, "eddy_api_requests_total", "counter",
-         "Server API requests (/api/METHOD), by method and HTTP status.");
+    metric_head(out, "eddy_api_requests_total", "counter",
+                "Server API requests (/api/METHOD), by method and HTTP status.");
     for (size_t m = 0; m < API_METHODS; m++) {
         for (size_t s = 0; s < API_STATUSES; s++) {
             uint64_t v = atomic_load_explicit(&M.api[m][s], memory_order_relaxed);
@@ -290,21 +292,22 @@ void metrics_write(FILE *out, eddy_server_t *srv)
     static const char *const outcomes[BACKEND_ERRORS] = {
         "ok", "busy", "refused", "timeout", "server_error", "too_big", "failed", "canceled"};
     if (proxy_stats(&bs)) {
-        head(out, "eddy_proxy_requests_total", "counter",
-             "Requests forwarded to the backend ([proxy]), by outcome.");
+        metric_head(out, "eddy_proxy_requests_total", "counter",
+                    "Requests forwarded to the backend ([proxy]), by outcome.");
         for (int e = 0; e < BACKEND_ERRORS; e++)
             fprintf(out, "eddy_proxy_requests_total{outcome=\"%s\"} %" PRIu64 "\n", outcomes[e],
                     bs.results[e]);
     }
 
-    head(out, "eddy_loop_lag_seconds", "gauge",
-         "How late each event loop ran its last 0.5 s timer (from its first connection on).");
+    metric_head(
+        out, "eddy_loop_lag_seconds", "gauge",
+        "How late each event loop ran its last 0.5 s timer (from its first connection on).");
     double last, max;
     for (int i = 0; i < LAG_LOOPS; i++)
         if (metrics_loop_lag(i, &last, &max))
             fprintf(out, "eddy_loop_lag_seconds{loop=\"%d\"} %.6f\n", i, last);
-    head(out, "eddy_loop_lag_max_seconds", "gauge",
-         "The largest lag of each event loop over the last 10 seconds.");
+    metric_head(out, "eddy_loop_lag_max_seconds", "gauge",
+                "The largest lag of each event loop over the last 10 seconds.");
     for (int i = 0; i < LAG_LOOPS; i++)
         if (metrics_loop_lag(i, &last, &max))
             fprintf(out, "eddy_loop_lag_max_seconds{loop=\"%d\"} %.6f\n", i, max);

@@ -267,18 +267,6 @@ static void answer_status(eddy_response_t *resp)
     answer(resp, 200, "application/json", body);
 }
 
-/* One metric family: its HELP and TYPE lines. */
-static void metric_head(FILE *out, const char *name, const char *type, const char *help)
-{
-    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void metric(FILE *out, const char *name, const char *type, const char *help, uint64_t value)
-{
-    metric_head(out, name, type, help);
-    fprintf(out, "%s %" PRIu64 "\n", name, value);
-}
-
 /* /metrics: Prometheus text exposition format 0.0.4. */
 static void answer_metrics(eddy_response_t *resp)
 {

@@ -617,7 +617,7 @@ static bool begin_body(eddy__conn_t *conn, const char *buf)
 {
     eddy__http_state_t *st = http_state(conn);
     const eddy__http_head_t *h = &http_loop(conn->loop)->head;
-    size_t limit = eddy__package_max_length(conn_srv(conn));
+    size_t limit = conn->loop->package_max_length;
     st->content_length = h->content_length;
     if (h->chunked) {
         eddy__chunked_init(&st->chunked);
@@ -697,7 +697,7 @@ static size_t http_process(eddy__conn_t *conn, char *buf, size_t len)
                 return len;
             }
             st->body.len += decoded;
-            if (st->body.len > eddy__package_max_length(conn_srv(conn))) {
+            if (st->body.len > conn->loop->package_max_length) {
                 fail_logged(conn, 413, "request body exceeds package_max_length");
                 return len;
             }

@@ -441,6 +441,9 @@ int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index)
     loop->srv = srv;
     loop->index = index;
     loop->log_level = srv->opts.log_level;
+    /* What runs on the loop before its first iteration has this limit; the fast path waits
+     * for the run (eddy__loop_refresh_limits()). */
+    loop->package_max_length = eddy__package_max_length(srv);
     loop->backend_fd = -1;
     loop->wakeup_fd = -1;
     loop->now_ms = eddy__monotonic_ms();
@@ -519,14 +522,23 @@ void eddy__loop_refresh_clock(eddy__loop_t *loop)
     loop->now_wall_ms = (uint64_t)(eddy__wall_time() * 1000.0);
 }
 
+void eddy__loop_refresh_limits(eddy__loop_t *loop)
+{
+    size_t max = eddy__package_max_length(loop->srv);
+    loop->package_max_length = max;
+    loop->ws_fast_limit = loop->log_level <= EDDY__LOG_TRACE ? 0 : max + 1;
+}
+
 void eddy__loop_run(eddy__loop_t *loop, bool (*should_exit)(eddy__loop_t *loop))
 {
     eddy__current_loop = loop;
     eddy__loop_refresh_clock(loop);
+    eddy__loop_refresh_limits(loop);
     for (;;) {
         if (should_exit(loop))
             break;
-        /* The backend refreshes the clock when the wait ends, before any callback. */
+        /* The backend refreshes the clock and the limits when the wait ends, before any
+         * callback. */
         eddy__backend_poll(loop, next_timeout(loop));
         eddy__loop_flush(loop);
         eddy__loop_run_posted(loop);

@@ -57,8 +57,9 @@ static inline int eddy__io_set(eddy__loop_t *loop, eddy__io_t *io, unsigned even
 int eddy__backend_init(eddy__loop_t *loop);
 void eddy__backend_free(eddy__loop_t *loop);
 int eddy__backend_ctl(eddy__loop_t *loop, eddy__io_t *io, unsigned old_events, unsigned new_events);
-/* Waits up to timeout_ms (-1: forever), refreshes the loop's clock (eddy__loop_refresh_clock)
- * and calls the watchers that are ready. */
+/* Waits up to timeout_ms (-1: forever), refreshes the loop's clock and limits
+ * (eddy__loop_refresh_clock, eddy__loop_refresh_limits) and calls the watchers that are
+ * ready. */
 int eddy__backend_poll(eddy__loop_t *loop, int timeout_ms);
 
 typedef struct eddy__timer eddy__timer_t;
@@ -167,13 +168,18 @@ struct eddy__loop {
     eddy_server_t *srv;
     int index;
     int log_level; /* the server's, copied at start for eddy__log_on() */
-    /* Frames shorter than this may take the WebSocket fast path (ws.c): package_max_length
-     * + 1, or 0 at trace level, so that every frame goes where it is logged. ws.c's alone
-     * (eddy__ws_loop_start() sets it), kept here rather than in its slot because the slot
-     * costs one more load per frame: 583-584 instructions per echoed 20-byte message
-     * against 582 (bench/instructions). eddy_server_set() of package_max_length rewrites
-     * it from another thread while the loop runs: relaxed loads and stores. */
-    _Atomic size_t ws_fast_limit;
+    /* The live limits as this loop's current batch of events sees them, for the per-frame
+     * and per-push checks on its thread: package_max_length (the server's
+     * live_package_max_length) and ws_fast_limit, below which a frame may take the
+     * WebSocket fast path (ws.c): package_max_length + 1, or 0 at trace level, so that every
+     * frame goes where it is logged. eddy__loop_refresh_limits() copies them once per
+     * iteration, after the wait and before any callback: eddy_server_set() may change the
+     * limit from another thread, and a relaxed atomic load per frame and per push cost 4
+     * instructions per echoed 20-byte message, 2 of which these plain fields save
+     * (bench/instructions: 583 before live limits, 587, 585). A change thus applies from
+     * the loop's next batch of reads. */
+    size_t package_max_length;
+    size_t ws_fast_limit;
     pthread_t thread;
     bool thread_started;
     _Atomic(eddy__cmd_t *) inbox; /* posted commands, newest first */
@@ -280,6 +286,9 @@ int eddy__loop_init(eddy__loop_t *loop, eddy_server_t *srv, int index);
 void eddy__loop_free(eddy__loop_t *loop);
 /* Reads the clocks into loop->now_ms and now_wall_ms. */
 void eddy__loop_refresh_clock(eddy__loop_t *loop);
+/* Copies the server's live limits into loop->package_max_length and ws_fast_limit (on the
+ * loop's thread, or before it runs). */
+void eddy__loop_refresh_limits(eddy__loop_t *loop);
 /* Runs iterations until should_exit, called at the start of each, returns true. */
 void eddy__loop_run(eddy__loop_t *loop, bool (*should_exit)(eddy__loop_t *loop));
 void eddy__loop_wakeup(eddy__loop_t *loop);

@@ -53,8 +53,10 @@ int eddy__backend_poll(eddy__loop_t *loop, int timeout_ms)
     struct epoll_event *events = loop->backend_events;
     int n = epoll_wait(loop->backend_fd, events, loop->backend_max_events, timeout_ms);
     /* Before any callback: timers they arm count from now, not from before the wait (a
-     * connection accepted after a long idle would otherwise find its header timeout due). */
+     * connection accepted after a long idle would otherwise find its header timeout due),
+     * and a limit changed during the wait applies to what is read now. */
     eddy__loop_refresh_clock(loop);
+    eddy__loop_refresh_limits(loop);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     for (int i = 0; i < n; i++) {

@@ -918,7 +918,6 @@ static void prepare_loop(eddy__loop_t *loop)
     const eddy__options_t *opts = &loop->srv->opts;
     server_loop_t *sl = server_loop(loop);
     loop->log_level = opts->log_level;
-    eddy__ws_loop_start(loop);
     loop->now_ms = eddy__monotonic_ms();
     loop->now_wall_ms = (uint64_t)(eddy__wall_time() * 1000.0);
     sl->next_handoff = 0;          /* an earlier run may have had more loops */

@@ -111,8 +111,9 @@ static inline size_t eddy__package_max_length(const eddy_server_t *srv)
     return atomic_load_explicit(&srv->live_package_max_length, memory_order_relaxed);
 }
 
-/* Copies opts' live settings to live_max_connection and live_package_max_length
- * (settings.c; while the server is not running). */
+/* Copies opts' live settings to live_max_connection, live_package_max_length (and the
+ * loops' package_max_length) and the ping intervals (settings.c; while the server is not
+ * running). */
 void eddy__options_publish(eddy_server_t *srv);
 
 /* Makes every loop re-arm its keep-alive ping timer from live_ping_interval_ms and

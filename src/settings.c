@@ -286,6 +286,12 @@ void eddy__options_publish(eddy_server_t *srv)
                           memory_order_relaxed);
     atomic_store_explicit(&srv->live_ping_timeout_ms, srv->opts.websocket_ping_timeout_ms,
                           memory_order_relaxed);
+    /* The loops do not run: their copies too, for what runs on them before their first
+     * iteration (eddy__loop_init()). */
+    for (int i = 0; srv->loops != NULL && i < srv->loops_made; i++) {
+        if (srv->loops[i] != NULL)
+            srv->loops[i]->package_max_length = srv->opts.package_max_length;
+    }
 }
 
 /* The keys eddy_server_set() takes while the server runs: limits read where a connection
@@ -317,14 +323,13 @@ static int apply_running(eddy_server_t *srv, const char *key, const eddy__option
                               memory_order_relaxed);
         return 0;
     }
-    size_t value = scratch->package_max_length;
-    atomic_store_explicit(&srv->live_package_max_length, value, memory_order_relaxed);
-    /* The WebSocket fast path's bound, kept per loop (eddy__ws_loop_start()). */
-    int loops = atomic_load(&srv->loop_count);
-    for (int i = 0; i < loops; i++)
-        atomic_store_explicit(&srv->loops[i]->ws_fast_limit,
-                              srv->opts.log_level <= EDDY__LOG_TRACE ? 0 : value + 1,
-                              memory_order_relaxed);
+    atomic_store_explicit(&srv->live_package_max_length, scratch->package_max_length,
+                          memory_order_relaxed);
+    /* The loops take it with their next batch of events; a loop's own callback sees it at
+     * once, as any other setting it changes. */
+    eddy__loop_t *here = eddy__loop_here(srv);
+    if (here != NULL)
+        eddy__loop_refresh_limits(here);
     return 0;
 }
 

@@ -127,14 +127,6 @@ static ws_loop_t *ws_loop(eddy__loop_t *loop)
     return wl;
 }
 
-void eddy__ws_loop_start(eddy__loop_t *loop)
-{
-    atomic_store_explicit(
-        &loop->ws_fast_limit,
-        loop->srv->opts.log_level <= EDDY__LOG_TRACE ? 0 : eddy__package_max_length(loop->srv) + 1,
-        memory_order_relaxed);
-}
-
 z_stream *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits)
 {
     ws_loop_t *wl = ws_loop(loop);
@@ -1043,13 +1035,12 @@ static bool opcode_valid(int opcode)
            (opcode >= EDDY_WS_OPCODE_CLOSE && opcode <= EDDY_WS_OPCODE_PONG);
 }
 
-/* eddy__ws_push_check(), inline for eddy__ws_push(). */
-static inline int push_check(const eddy_server_t *srv, const void *data, size_t len, int opcode,
-                             int flags)
+/* eddy__ws_push_check(), inline for eddy__ws_push(), against the limit max_len. */
+static inline int push_check(size_t max_len, const void *data, size_t len, int opcode, int flags)
 {
     if (!opcode_valid(opcode) || (data == NULL && len > 0))
         return EDDY_EINVAL;
-    if (len > eddy__package_max_length(srv))
+    if (len > max_len)
         return EDDY_ETOOBIG;
     if (opcode >= EDDY_WS_OPCODE_CLOSE && (len > 125 || !(flags & EDDY_WS_FLAG_FIN)))
         return EDDY_EINVAL;
@@ -1065,7 +1056,7 @@ static inline int push_check(const eddy_server_t *srv, const void *data, size_t 
 int eddy__ws_push_check(const eddy_server_t *srv, const void *data, size_t len, int opcode,
                         int flags)
 {
-    return push_check(srv, data, len, opcode, flags);
+    return push_check(eddy__package_max_length(srv), data, len, opcode, flags);
 }
 
 /* Whether a push goes out compressed: asked for (or over the threshold), negotiated, and
@@ -1169,7 +1160,8 @@ int eddy__ws_push(eddy__conn_t *conn, const void *data, size_t len, int opcode, 
     if (conn->ending || conn->ws_close_sent ||
         atomic_load_explicit(&conn->ws_status, memory_order_relaxed) != EDDY_WS_STATUS_ACTIVE)
         return EDDY_ESTATE;
-    int rc = push_check(conn_srv(conn), data, len, opcode, flags);
+    /* On conn's loop: its copy of the limit (eddy__loop_refresh_limits()). */
+    int rc = push_check(conn->loop->package_max_length, data, len, opcode, flags);
     if (rc != 0)
         return rc;
     if (opcode == EDDY_WS_OPCODE_CLOSE) {
@@ -1446,7 +1438,7 @@ static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
     if (!control) {
         bool first = ws->hdr.opcode != EDDY_WS_OPCODE_CONTINUATION;
         bool compressed = first ? (ws->hdr.rsv & 4) != 0 : ws->compressed;
-        uint64_t limit = eddy__package_max_length(conn_srv(conn));
+        uint64_t limit = conn->loop->package_max_length;
         uint64_t so_far = first ? 0 : compressed ? ws->msg_wire_len : ws->msg.len;
         /* The limit is on the message: for a compressed one its inflated size, checked as
          * it inflates. Its bytes on the wire get a bound of their own, a little above the
@@ -1486,8 +1478,8 @@ static size_t read_compressed(eddy__conn_t *conn, uint8_t *buf, size_t take, boo
     eddy__ws_state_t *ws = rx_state(conn);
     bool final = frame_complete && ws->hdr.fin;
     size_t before = ws->msg.len;
-    int rc = eddy__inflate(ws->msg_inflater, buf, take, final, &ws->msg,
-                           eddy__package_max_length(conn_srv(conn)));
+    int rc =
+        eddy__inflate(ws->msg_inflater, buf, take, final, &ws->msg, conn->loop->package_max_length);
     if (rc == 0 && ws->msg_opcode == EDDY_WS_OPCODE_TEXT &&
         !eddy__utf8_feed(&ws->utf8_state, (uint8_t *)ws->msg.data + before, ws->msg.len - before))
         rc = EDDY_EUTF8;
@@ -1602,8 +1594,7 @@ static size_t read_whole_frame(eddy__conn_t *conn, uint8_t *buf, size_t len)
     }
     /* ws_fast_limit is 0 at trace level: every frame then takes the general path, which
      * logs it, and this path pays nothing for that. */
-    if (len - header_len < payload_len ||
-        payload_len >= atomic_load_explicit(&conn->loop->ws_fast_limit, memory_order_relaxed))
+    if (len - header_len < payload_len || payload_len >= conn->loop->ws_fast_limit)
         return 0;
     uint8_t *payload = buf + header_len;
     bool ascii = eddy__ws_unmask_ascii(payload, payload_len, payload - 4);

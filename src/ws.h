@@ -51,9 +51,6 @@ void eddy__ws_send_close(eddy__conn_t *conn, uint16_t code, const char *reason, 
                          bool wait_for_peer);
 /* True once a close frame went out (nothing may follow it). */
 bool eddy__ws_close_sent(const eddy__conn_t *conn);
-/* Takes the options of a new run (package_max_length, log_level) into the loop's
- * WebSocket limits (eddy_server_start(), on each loop). */
-void eddy__ws_loop_start(eddy__loop_t *loop);
 /* The window bits of the compressor a shared (published) frame may use for conn: > 0 when
  * it negotiated permessage-deflate without context takeover for what it sends, else 0. */
 int eddy__ws_shared_deflate_bits(const eddy__conn_t *conn);

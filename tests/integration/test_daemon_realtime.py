@@ -101,20 +101,26 @@ class Clients:
         self.proc.stdin.write(json.dumps(cmd) + "\n")
         self.proc.stdin.flush()
 
-    def wait(self, what, **match):
+    def _pull(self, left):
+        """Moves the next report, if one comes within left seconds, to seen; returns it."""
+        try:
+            r = self.reports.get(timeout=max(left, 0.001))
+        except queue.Empty:
+            return None
+        self.seen.append(r)
+        return r
+
+    def wait(self, what, timeout=TIMEOUT, **match):
         """The first report (seen or arriving) with every field of match."""
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + timeout
         while True:
             for r in self.seen:
                 if all(r.get(k) == v for k, v in match.items()):
                     self.seen.remove(r)
                     return r
             left = deadline - time.monotonic()
-            assert left > 0, f"timed out waiting for {what}; seen {self.seen}"
-            try:
-                self.seen.append(self.reports.get(timeout=left))
-            except queue.Empty:
-                pass
+            assert left > 0, f"timed out waiting for {what}; seen {self.seen[-20:]}"
+            self._pull(left)
 
     def connect(self, name, **opts):
         self.send(cmd="connect", name=name, **opts)

@@ -3,6 +3,7 @@
 multi interface on eddy's loops through watches and timers) against a real backend process:
 Python's http.server in a thread of the test, answering by the request's query."""
 
+import contextlib
 import json
 import socket
 import threading
@@ -89,7 +90,7 @@ class Backend:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -105,6 +106,16 @@ def backend():
     b.close()
 
 
+@pytest.fixture
+def dead_backend():
+    """The URL of a backend that refuses connections: its port is bound and never listens,
+    so no listener of the server can be given it (a port free_port() found free could be)."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    yield f"http://127.0.0.1:{holder.getsockname()[1]}"
+    holder.close()
+
+
 def serve(tmp_path, proxy, workers=1, level="info"):
     port = free_port()
     (tmp_path / "www").mkdir(exist_ok=True)
@@ -112,6 +123,16 @@ def serve(tmp_path, proxy, workers=1, level="info"):
         f"[server]\nport = {port}\nworker_num = {workers}\npid_file = eddy.pid\n"
         f"[static]\ndocument_root = www\n[proxy]\n{proxy}\n[log]\nlog_level = {level}\n")
     return Serving(str(tmp_path), str(tmp_path / "eddy.conf")), port
+
+
+@contextlib.contextmanager
+def serving(tmp_path, proxy, workers=1, level="info"):
+    """serve() for a with block: (server, port), and a clean stop (status 0) after it."""
+    srv, port = serve(tmp_path, proxy, workers, level)
+    try:
+        yield srv, port
+    finally:
+        assert srv.stop() == 0
 
 
 def get(port, path, headers=""):
@@ -128,8 +149,7 @@ def get(port, path, headers=""):
 
 
 def test_proxy_forwards_and_answers(tmp_path, backend):
-    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/eddy/connect")
-    try:
+    with serving(tmp_path, f"connect_url = {backend.url}/eddy/connect") as (srv, port):
         status, body = get(port, "/connect?token=good&room=a%20b", "X-Test: one \"two\"\r\n")
         assert (status, json.loads(body)) == (200, {"user": "alice"})
         path, ctype, sent = backend.seen[0]
@@ -144,15 +164,12 @@ def test_proxy_forwards_and_answers(tmp_path, backend):
         assert len(backend.seen) == 7 and len(backend.ports) == 1, backend.ports
         # Other paths are not the proxy's.
         assert http(port, "/other")[0] == 404
-    finally:
-        assert srv.stop() == 0
     assert "proxy: 7 requests, 1 connections" in read(srv.log_path)
 
 
 def test_proxy_errors_are_distinct_and_counted(tmp_path, backend):
-    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
-                                "timeout = 0.3\nmax_body = 65536")
-    try:
+    with serving(tmp_path, f"connect_url = {backend.url}/c\n"
+                           "timeout = 0.3\nmax_body = 65536") as (srv, port):
         assert get(port, "/connect?boom")[0] == 502
         assert get(port, "/connect?big")[0] == 502
         started = time.monotonic()
@@ -163,33 +180,21 @@ def test_proxy_errors_are_distinct_and_counted(tmp_path, backend):
             read(srv.log_path)), "the timeout's log line")
         assert "server error (status 500; 2 so far)" in log, log
         assert "body too big (status 0; 1 so far)" in log, log
-    finally:
-        assert srv.stop() == 0
     assert "1 timeouts, 2 server errors, 1 too big" in read(srv.log_path)
 
 
-def test_proxy_dead_backend_refused(tmp_path):
-    # Bound, never listening: connections to it are refused, and no listener of the server
-    # can be given the same port (a port free_port() found free could be).
-    holder = socket.socket()
-    holder.bind(("127.0.0.1", 0))
-    dead = holder.getsockname()[1]
-    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{dead}/c")
-    try:
+def test_proxy_dead_backend_refused(tmp_path, dead_backend):
+    with serving(tmp_path, f"connect_url = {dead_backend}/c") as (srv, port):
         assert get(port, "/connect?token=good")[0] == 502
         assert get(port, "/connect?token=good")[0] == 502
         wait_for(lambda: "connection refused (status 0; 2 so far)" in read(srv.log_path),
                  "the refusals' log line")
-    finally:
-        assert srv.stop() == 0
-        holder.close()
     assert "2 refused" in read(srv.log_path)
 
 
 def test_proxy_concurrency_bound(tmp_path, backend):
-    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
-                                "timeout = 5\nmax_requests = 2", workers=1)
-    try:
+    with serving(tmp_path, f"connect_url = {backend.url}/c\n"
+                           "timeout = 5\nmax_requests = 2", workers=1) as (srv, port):
         with ThreadPoolExecutor(2) as pool:
             slow = [pool.submit(get, port, "/connect?slow") for _ in range(2)]
             # Both slow requests are in flight (the backend holds them) before the third.
@@ -203,8 +208,6 @@ def test_proxy_concurrency_bound(tmp_path, backend):
             assert [f.result(timeout=10)[0] for f in slow] == [200, 200]
         # The bound frees up as answers come.
         assert get(port, "/connect?token=good")[0] == 200
-    finally:
-        assert srv.stop() == 0
     assert "1 busy" in read(srv.log_path)
 
 
@@ -218,7 +221,7 @@ def test_proxy_config_refused(tmp_path):
 def test_proxy_stop_with_requests_in_flight(tmp_path, backend):
     """A stop while the backend holds requests: the daemon exits in time, cleanly (no
     sanitizer report, no leak: the detached responses are closed), the requests canceled."""
-    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+    srv, port = serve(tmp_path, f"connect_url = {backend.url}/c\n"
                                 "timeout = 5", workers=2)
     with ThreadPoolExecutor(2) as pool:
         pending = [pool.submit(get, port, "/connect?slow") for _ in range(2)]
@@ -260,8 +263,7 @@ def ws_upgrade(port, query):
 
 
 def test_proxy_upgrade_accepted_or_refused_by_the_backend(tmp_path, backend):
-    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/eddy/connect")
-    try:
+    with serving(tmp_path, f"connect_url = {backend.url}/eddy/connect") as (srv, port):
         # Accepted: the 101 came after the backend's 200, and the frame the client sent
         # before it waited and was echoed.
         assert ws_upgrade(port, "token=good") == (101, b"", b"early")
@@ -274,55 +276,42 @@ def test_proxy_upgrade_accepted_or_refused_by_the_backend(tmp_path, backend):
         # Refused: the backend's status and body.
         status, body, echoed = ws_upgrade(port, "token=bad")
         assert (status, json.loads(body), echoed) == (403, {"error": "refused"}, None)
-    finally:
-        assert srv.stop() == 0
     assert "proxy: 2 requests" in read(srv.log_path)
 
 
 def test_proxy_upgrade_backend_failures(tmp_path, backend):
-    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
-                                "timeout = 0.3")
-    try:
+    with serving(tmp_path, f"connect_url = {backend.url}/c\n"
+                           "timeout = 0.3") as (srv, port):
         assert ws_upgrade(port, "boom")[:2] == (502, b"backend error\n")
         started = time.monotonic()
         assert ws_upgrade(port, "slow")[:2] == (504, b"backend timeout\n")
         assert time.monotonic() - started < 0.9
         wait_for(lambda: "upgrade: http://127.0.0.1" in read(srv.log_path), "the log line")
-    finally:
-        assert srv.stop() == 0
     assert "1 timeouts, 1 server errors" in read(srv.log_path)
 
 
-def test_proxy_upgrade_dead_backend(tmp_path):
-    dead = free_port()
-    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{dead}/c")
-    try:
+def test_proxy_upgrade_dead_backend(tmp_path, dead_backend):
+    with serving(tmp_path, f"connect_url = {dead_backend}/c") as (srv, port):
         assert ws_upgrade(port, "token=good")[:2] == (502, b"backend error\n")
-    finally:
-        assert srv.stop() == 0
     assert "1 refused" in read(srv.log_path)
 
 
 def test_proxy_upgrade_busy(tmp_path, backend):
-    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
-                                "timeout = 5\nmax_requests = 1")
-    try:
+    with serving(tmp_path, f"connect_url = {backend.url}/c\n"
+                           "timeout = 5\nmax_requests = 1") as (srv, port):
         with ThreadPoolExecutor(1) as pool:
             slow = pool.submit(ws_upgrade, port, "slow")
             wait_for(lambda: len(backend.seen) == 1, "one upgrade at the backend")
             assert ws_upgrade(port, "token=good")[:2] == (503, b"backend busy\n")
             assert slow.result(timeout=10) == (101, b"", b"early")
-    finally:
-        assert srv.stop() == 0
 
 
 def test_proxy_upgrade_client_gone_while_pending(tmp_path, backend):
     """A client that hangs up while the backend decides: its connection closes at once; the
     late acceptance is harmless (the daemon goes on serving)."""
     from wsraw import RawClient
-    srv, port = serve(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
-                                "timeout = 5", level="debug")
-    try:
+    with serving(tmp_path, f"connect_url = {backend.url}/c\n"
+                           "timeout = 5", level="debug") as (srv, port):
         client = RawClient("127.0.0.1", port, timeout=10)
         client.send(b"GET /ws?slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -334,8 +323,6 @@ def test_proxy_upgrade_client_gone_while_pending(tmp_path, backend):
         wait_for(lambda: "left before the answer" in read(srv.log_path),
                  "the late answer, harmless")
         assert ws_upgrade(port, "token=good") == (101, b"", b"early")
-    finally:
-        assert srv.stop() == 0
 
 
 
@@ -348,7 +335,7 @@ def sio_daemon(tmp_path, proxy):
 
 
 def test_proxy_socketio_connect_accepted_or_refused_by_the_backend(tmp_path, backend):
-    server, clients = sio_daemon(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/sio")
+    server, clients = sio_daemon(tmp_path, f"connect_url = {backend.url}/sio")
     try:
         sid = clients.connect("a", nsp="/chat", auth={"token": "good", "x": [1]},
                               query={"room": "r 1"})
@@ -373,7 +360,7 @@ def test_proxy_socketio_connect_accepted_or_refused_by_the_backend(tmp_path, bac
 
 
 def test_proxy_socketio_connect_backend_failures(tmp_path, backend):
-    server, clients = sio_daemon(tmp_path, f"connect_url = http://127.0.0.1:{backend.port}/c\n"
+    server, clients = sio_daemon(tmp_path, f"connect_url = {backend.url}/c\n"
                                            "timeout = 0.3")
     try:
         started = time.monotonic()
@@ -386,8 +373,8 @@ def test_proxy_socketio_connect_backend_failures(tmp_path, backend):
     assert "socket.io connect: http://127.0.0.1" in text
 
 
-def test_proxy_socketio_connect_dead_backend(tmp_path):
-    server, clients = sio_daemon(tmp_path, f"connect_url = http://127.0.0.1:{free_port()}/c")
+def test_proxy_socketio_connect_dead_backend(tmp_path, dead_backend):
+    server, clients = sio_daemon(tmp_path, f"connect_url = {dead_backend}/c")
     try:
         assert clients.refused("a", auth={"token": "good"})["message"] == "backend error"
     finally:
@@ -400,7 +387,7 @@ def test_proxy_socketio_connect_dead_backend(tmp_path):
 # ---- Socket.IO events (event_url: the answer is the ack) and joins (join_url) ----
 
 def test_proxy_socketio_events_and_joins(tmp_path, backend):
-    base = f"http://127.0.0.1:{backend.port}"
+    base = backend.url
     server, clients = sio_daemon(tmp_path, f"event_url = {base}/event\njoin_url = {base}/join\n"
                                            "timeout = 0.3\n[socketio]\nclient_rooms = lobby")
     try:
@@ -428,8 +415,8 @@ def test_proxy_socketio_events_and_joins(tmp_path, backend):
     assert "server error (status 500" in text and "timeout (status 0" in text
 
 
-def test_proxy_socketio_events_dead_backend(tmp_path):
-    base = f"http://127.0.0.1:{free_port()}"
+def test_proxy_socketio_events_dead_backend(tmp_path, dead_backend):
+    base = dead_backend
     server, clients = sio_daemon(tmp_path, f"event_url = {base}/event\njoin_url = {base}/join")
     try:
         clients.connect("a")

@@ -6,20 +6,18 @@ on different nodes; every message carries a sequence number, so the tests prove 
 nothing is lost, nothing is duplicated and every node delivers in the same order.
 """
 
-import json
 import os
-import queue
 import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
+import test_daemon_realtime
 from eddyserver import TIMEOUT, free_port, stop_all
-from sioserver import CLIENTS, SioServer, node
+from sioserver import SioServer
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(os.path.join(os.path.dirname(__file__), "..", "..", "examples",
@@ -100,54 +98,23 @@ def gaps(seqs):
     return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
 
 
-class Clients:
+class Clients(test_daemon_realtime.Clients):
     """socket.io-client sockets in one node process (sio_driver.js); a connect names its
     node's url."""
 
     def __init__(self):
-        self.proc = subprocess.Popen([node(), os.path.join(CLIENTS, "sio_driver.js"),
-                                      "http://127.0.0.1:1"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, cwd=CLIENTS)
-        self.reports, self.seen = queue.Queue(), []
+        super().__init__(1)  # no node of its own: every connect names one
         self.last_offset = {}  # name -> offset of the last room-message it received
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.reports.put(json.loads(line))
-
-    def send(self, **cmd):
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
 
     def _pull(self, left):
-        try:
-            r = self.reports.get(timeout=max(left, 0.001))
-        except queue.Empty:
-            return
-        self.seen.append(r)
-        if r["type"] == "event" and r["event"] == "room-message":
+        r = super()._pull(left)
+        if r is not None and r["type"] == "event" and r["event"] == "room-message":
             self.last_offset[r["name"]] = r["args"][-1]
-
-    def wait(self, what, timeout=TIMEOUT, **match):
-        """The first report (seen or arriving) with every field of match."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for r in self.seen:
-                if all(r.get(k) == v for k, v in match.items()):
-                    self.seen.remove(r)
-                    return r
-            left = deadline - time.monotonic()
-            assert left > 0, f"timed out waiting for {what}; seen {self.seen[-20:]}"
-            self._pull(left)
+        return r
 
     def connect(self, name, server, **opts):
         self.send(cmd="connect", name=name, url=server.url, transports=["websocket"], **opts)
         return self.wait(f"{name} to connect", name=name, type="connect")
-
-    def ack(self, name, event, *args):
-        self.send(cmd="emit", name=name, event=event, args=list(args), ack=True)
-        return self.wait(f"{name}'s ack of {event}", name=name, type="ack", event=event)["args"]
 
     def emit(self, name, event, *args):
         self.send(cmd="emit", name=name, event=event, args=list(args))
@@ -194,14 +161,6 @@ class Clients:
                         pending.discard(r["name"])
                 self._pull(until - time.monotonic())
         # Probes still in flight arrive later; room_messages() skips them.
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.send(cmd="exit")
-            try:
-                self.proc.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture

@@ -27,10 +27,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -46,6 +43,7 @@
 
 #include "alloc_fail.h"
 #include "eddy.h"
+#include "self_signed.h"
 #include "test.h"
 #include "test_server.h"
 
@@ -318,29 +316,7 @@ static SSL_CTX *client_tls;
 /* Writes a self-signed certificate and its key for the TLS listener; false on failure. */
 static bool make_certificate(void)
 {
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *cert = X509_new();
-    int cert_fd = mkstemp(cert_file), key_fd = mkstemp(key_file);
-    FILE *cert_out = cert_fd >= 0 ? fdopen(cert_fd, "w") : NULL;
-    FILE *key_out = key_fd >= 0 ? fdopen(key_fd, "w") : NULL;
-    bool ok = key != NULL && cert != NULL && cert_out != NULL && key_out != NULL;
-    if (ok) {
-        ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-        X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-        X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-        X509_set_pubkey(cert, key);
-        X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
-                                   (const unsigned char *)"localhost", -1, -1, 0);
-        X509_set_issuer_name(cert, X509_get_subject_name(cert));
-        ok = X509_sign(cert, key, EVP_sha256()) > 0 && PEM_write_X509(cert_out, cert) == 1 &&
-             PEM_write_PrivateKey(key_out, key, NULL, NULL, 0, NULL, NULL) == 1;
-    }
-    if (cert_out != NULL)
-        fclose(cert_out);
-    if (key_out != NULL)
-        fclose(key_out);
-    X509_free(cert);
-    EVP_PKEY_free(key);
+    bool ok = self_signed_write(cert_file, key_file, "localhost");
     client_tls = SSL_CTX_new(TLS_client_method());
     return ok && client_tls != NULL;
 }

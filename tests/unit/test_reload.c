@@ -10,8 +10,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <pthread.h>
@@ -22,6 +20,7 @@
 #include <unistd.h>
 
 #include "eddy.h"
+#include "self_signed.h"
 #include "test.h"
 #include "test_server.h"
 
@@ -163,41 +162,57 @@ static void test_live_limits(void)
     eddy_server_free(test_server);
 }
 
+/* What lower_then_push() saw: 1 until it ran, then eddy_push()'s return (or 1000 plus
+ * eddy_server_set()'s if that failed). */
+static atomic_int push_rc = 1;
+
+/* Lowers package_max_length to 32 from a message callback, then pushes 64 bytes to the
+ * sender on the same loop. */
+static void lower_then_push(eddy_server_t *srv, const eddy_frame_t *frame, void *user_data)
+{
+    (void)user_data;
+    static const char big[64];
+    int set_rc = eddy_server_set(srv, "package_max_length", "32");
+    int rc = eddy_push(srv, frame->fd, big, sizeof(big), EDDY_WS_OPCODE_BINARY, EDDY_WS_FLAG_FIN);
+    atomic_store(&push_rc, set_rc != 0 ? 1000 + set_rc : rc);
+}
+
+/* A loop reads the live limits once per batch of events (eddy__loop_refresh_limits()); a
+ * change made inside one of its callbacks still applies to that callback's next push. */
+static void test_set_inside_a_callback(void)
+{
+    if (!test_server_new("none"))
+        return;
+    eddy_on_message(test_server, lower_then_push);
+    CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "1"), 0);
+    int rc = 0;
+    pthread_t thread;
+    test_start_server(&thread, &rc);
+    int fd = test_connect(eddy_server_port(test_server));
+    CHECK(fd >= 0);
+    /* The upgrade, then a masked text frame "hi" (mask 0) behind it. */
+    static const char upgrade[] = "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                                  "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                                  "\x81\x82\0\0\0\0hi";
+    CHECK(fd >= 0 && send(fd, upgrade, sizeof(upgrade) - 1, 0) == (ssize_t)sizeof(upgrade) - 1);
+    for (int i = 0; i < 2000 && atomic_load(&push_rc) == 1; i++)
+        sleep_ms(1);
+    CHECK_EQ_INT(atomic_load(&push_rc), EDDY_ETOOBIG);
+    if (fd >= 0)
+        close(fd);
+    eddy_server_stop(test_server);
+    pthread_join(thread, NULL);
+    CHECK_EQ_INT(rc, 0);
+    eddy_server_free(test_server);
+}
+
 /* ---- TLS ---- */
 
 static char cert_a[] = "/tmp/eddy-reload-a-XXXXXX", key_a[] = "/tmp/eddy-reload-ka-XXXXXX";
 static char cert_b[] = "/tmp/eddy-reload-b-XXXXXX", key_b[] = "/tmp/eddy-reload-kb-XXXXXX";
 static char garbage[] = "/tmp/eddy-reload-g-XXXXXX";
 static SSL_CTX *client_tls;
-
-/* Writes a self-signed certificate with common name cn and its key. */
-static bool make_certificate(char *cert_file, char *key_file, const char *cn)
-{
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *cert = X509_new();
-    int cert_fd = mkstemp(cert_file), key_fd = mkstemp(key_file);
-    FILE *cert_out = cert_fd >= 0 ? fdopen(cert_fd, "w") : NULL;
-    FILE *key_out = key_fd >= 0 ? fdopen(key_fd, "w") : NULL;
-    bool ok = key != NULL && cert != NULL && cert_out != NULL && key_out != NULL;
-    if (ok) {
-        ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-        X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-        X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-        X509_set_pubkey(cert, key);
-        X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
-                                   (const unsigned char *)cn, -1, -1, 0);
-        X509_set_issuer_name(cert, X509_get_subject_name(cert));
-        ok = X509_sign(cert, key, EVP_sha256()) > 0 && PEM_write_X509(cert_out, cert) == 1 &&
-             PEM_write_PrivateKey(key_out, key, NULL, NULL, 0, NULL, NULL) == 1;
-    }
-    if (cert_out != NULL)
-        fclose(cert_out);
-    if (key_out != NULL)
-        fclose(key_out);
-    X509_free(cert);
-    EVP_PKEY_free(key);
-    return ok;
-}
 
 typedef struct tls_client {
     int fd;
@@ -256,8 +271,8 @@ static void *reload_loop(void *arg)
 
 static void test_reload_tls(void)
 {
-    CHECK(make_certificate(cert_a, key_a, "first.test"));
-    CHECK(make_certificate(cert_b, key_b, "second.test"));
+    CHECK(self_signed_write(cert_a, key_a, "first.test"));
+    CHECK(self_signed_write(cert_b, key_b, "second.test"));
     int garbage_fd = mkstemp(garbage);
     CHECK(garbage_fd >= 0 && write(garbage_fd, "not a certificate\n", 18) == 18);
     close(garbage_fd);
@@ -346,6 +361,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     test_live_limits();
+    test_set_inside_a_callback();
     test_reload_tls();
     return test_report("reload");
 }

@@ -131,11 +131,26 @@ static int publish(rt_broker_t *b, const char *nsp, const char *room, const char
     return rt_broker_publish(b, &m, 0, NULL, NULL);
 }
 
-static rt_broker_t *memory_broker(rt_broker_memory_config_t *cfg)
+/* The defaults, on the fake clock. */
+static rt_broker_memory_config_t fake_clock_config(void)
 {
-    rt_broker_handlers_t h = {.deliver = on_deliver};
-    cfg->clock = fake_clock;
-    return rt_broker_memory_new(cfg, &h, NULL);
+    rt_broker_memory_config_t cfg;
+    rt_broker_memory_config_init(&cfg);
+    cfg.clock = fake_clock;
+    return cfg;
+}
+
+/* A broker made from cfg (NULL: the defaults) whose deliveries go to deliver, with the sink
+ * emptied first; NULL, with a failed check, if it could not be made. */
+static rt_broker_t *memory_broker(const rt_broker_memory_config_t *cfg,
+                                  void (*deliver)(rt_broker_t *b, const rt_broker_delivery_t *d,
+                                                  void *ud))
+{
+    sink_reset();
+    rt_broker_handlers_t h = {.deliver = deliver};
+    rt_broker_t *b = rt_broker_memory_new(cfg, &h, NULL);
+    CHECK(b != NULL);
+    return b;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -146,11 +161,9 @@ static rt_broker_t *memory_broker(rt_broker_memory_config_t *cfg)
  * a read from there on is complete. */
 static void test_bound_count(void)
 {
-    rt_broker_memory_config_t cfg;
-    rt_broker_memory_config_init(&cfg);
+    rt_broker_memory_config_t cfg = fake_clock_config();
     cfg.history_max = 5;
-    rt_broker_t *b = memory_broker(&cfg);
-    CHECK(b != NULL);
+    rt_broker_t *b = memory_broker(&cfg, on_deliver);
     if (!b)
         return;
     char p[16];
@@ -181,12 +194,9 @@ static void test_bound_count(void)
  * across it are gaps. */
 static void test_bound_bytes(void)
 {
-    rt_broker_memory_config_t cfg;
-    rt_broker_memory_config_init(&cfg);
+    rt_broker_memory_config_t cfg = fake_clock_config();
     cfg.history_max_bytes = 200;
-    sink_reset();
-    rt_broker_t *b = memory_broker(&cfg);
-    CHECK(b != NULL);
+    rt_broker_t *b = memory_broker(&cfg, on_deliver);
     if (!b)
         return;
     CHECK_EQ_INT(rt_broker_subscribe(b, "/", "r"), 0);
@@ -220,11 +230,9 @@ static void test_bound_bytes(void)
  * before them is a gap, newer entries stay. */
 static void test_bound_age(void)
 {
-    rt_broker_memory_config_t cfg;
-    rt_broker_memory_config_init(&cfg);
+    rt_broker_memory_config_t cfg = fake_clock_config();
     cfg.history_age_ms = 1000;
-    rt_broker_t *b = memory_broker(&cfg);
-    CHECK(b != NULL);
+    rt_broker_t *b = memory_broker(&cfg, on_deliver);
     if (!b)
         return;
     CHECK_EQ_INT(publish(b, "/", "r", "old", 3), 0);
@@ -249,11 +257,8 @@ static void test_bound_age(void)
  * live with its position, and reads across it answer "not recovered" rather than miss it. */
 static void test_not_kept_is_a_gap(void)
 {
-    rt_broker_memory_config_t cfg;
-    rt_broker_memory_config_init(&cfg);
-    sink_reset();
-    rt_broker_t *b = memory_broker(&cfg);
-    CHECK(b != NULL);
+    rt_broker_memory_config_t cfg = fake_clock_config();
+    rt_broker_t *b = memory_broker(&cfg, on_deliver);
     if (!b)
         return;
     CHECK_EQ_INT(rt_broker_subscribe(b, "/", "r"), 0);
@@ -291,11 +296,9 @@ static void on_session(rt_broker_t *b, int err, const void *data, size_t len, vo
  * reclaimed, so they no longer count. */
 static void test_session_limit(void)
 {
-    rt_broker_memory_config_t cfg;
-    rt_broker_memory_config_init(&cfg);
+    rt_broker_memory_config_t cfg = fake_clock_config();
     cfg.max_sessions = 2;
-    rt_broker_t *b = memory_broker(&cfg);
-    CHECK(b != NULL);
+    rt_broker_t *b = memory_broker(&cfg, on_deliver);
     if (!b)
         return;
     CHECK_EQ_INT(rt_broker_session_put(b, "a", "1", 1, 100), 0);
@@ -390,12 +393,7 @@ static void on_deliver_echo(rt_broker_t *b, const rt_broker_delivery_t *d, void 
 
 static void test_reentrant_handlers(void)
 {
-    rt_broker_memory_config_t cfg;
-    rt_broker_memory_config_init(&cfg);
-    rt_broker_handlers_t h = {.deliver = on_deliver_echo};
-    sink_reset();
-    echo_broker = rt_broker_memory_new(&cfg, &h, NULL);
-    CHECK(echo_broker != NULL);
+    echo_broker = memory_broker(NULL, on_deliver_echo);
     if (!echo_broker)
         return;
     CHECK_EQ_INT(rt_broker_subscribe(echo_broker, "/", "r"), 0);
@@ -476,12 +474,7 @@ static void *churn_main(void *arg)
 
 static void test_threads(void)
 {
-    rt_broker_memory_config_t cfg;
-    rt_broker_memory_config_init(&cfg);
-    rt_broker_handlers_t h = {.deliver = on_deliver_threads};
-    sink_reset();
-    shared = rt_broker_memory_new(&cfg, &h, NULL);
-    CHECK(shared != NULL);
+    shared = memory_broker(NULL, on_deliver_threads);
     if (!shared)
         return;
     CHECK_EQ_INT(rt_broker_subscribe(shared, "/", "held"), 0);

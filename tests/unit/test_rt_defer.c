@@ -11,7 +11,7 @@
 
 #include "eddy_rt.h"
 #include "test.h"
-#include "test_server.h"
+#include "test_rt_server.h"
 
 #include "eio_client.h"
 
@@ -186,22 +186,13 @@ int main(void)
                             .disconnect = on_disconnect,
                             .any = on_any};
     eddy_rt_nsp_set_handlers(root, &h);
-    eddy_rt_install(rt, NULL);
-    eddy_on_start(test_server, test_mark_started);
-    pthread_t thread;
-    int rc = -1;
-    test_start_server(&thread, &rc);
-    int port = eddy_server_port(test_server);
+    int port = rt_test_start(rt);
 
     accept_later(port);
     refuse_later(port);
     client_leaves_while_waiting(port);
     too_much_input_while_waiting(port);
 
-    eddy_server_stop(test_server);
-    pthread_join(thread, NULL);
-    CHECK_EQ_INT(rc, 0);
-    eddy_server_free(test_server);
-    eddy_rt_free(rt);
+    rt_test_stop(rt);
     return test_report("test_rt_defer");
 }

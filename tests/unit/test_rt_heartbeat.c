@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "test.h"
-#include "test_server.h"
+#include "test_rt_server.h"
 
 #include "eddy_rt.h"
 #include "eio_client.h"
@@ -49,12 +49,7 @@ int main(void)
     CHECK(rt != NULL);
     eddy_rt_handlers_t h = {.disconnect = on_disconnect};
     eddy_rt_nsp_set_handlers(eddy_rt_of(rt, "/"), &h);
-    eddy_rt_install(rt, NULL);
-    eddy_on_start(test_server, test_mark_started);
-    pthread_t thread;
-    int rc = -1;
-    test_start_server(&thread, &rc);
-    int port = eddy_server_port(test_server);
+    int port = rt_test_start(rt);
 
     int fds[NCLIENTS], pings[NCLIENTS] = {0};
     bool closed[NCLIENTS] = {false};
@@ -103,10 +98,6 @@ int main(void)
         if (fds[i] >= 0)
             close(fds[i]);
     }
-    eddy_server_stop(test_server);
-    pthread_join(thread, NULL);
-    CHECK_EQ_INT(rc, 0);
-    eddy_server_free(test_server);
-    eddy_rt_free(rt);
+    rt_test_stop(rt);
     return test_report("test_rt_heartbeat");
 }

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 #include "test.h"
-#include "test_server.h"
+#include "test_rt_server.h"
 
 #include "eddy_rt.h"
 #include "eio_client.h"
@@ -190,12 +190,7 @@ int main(void)
                             .disconnect = on_disconnect};
     eddy_rt_nsp_set_handlers(root, &h);
     eddy_rt_on(root, "bye", on_bye, NULL);
-    eddy_rt_install(rt, NULL);
-    eddy_on_start(test_server, test_mark_started);
-    pthread_t thread;
-    int rc = -1;
-    test_start_server(&thread, &rc);
-    int port = eddy_server_port(test_server);
+    int port = rt_test_start(rt);
 
     /* Three clients: 0 and 2 are user u1, 1 has no user. */
     static const char *const auths[NCLIENTS] = {"{\"n\":0,\"user\":\"u1\"}", "{\"n\":1}",
@@ -370,10 +365,7 @@ out:
         if (fds[i] >= 0)
             close(fds[i]);
     }
-    eddy_server_stop(test_server);
-    pthread_join(thread, NULL);
-    CHECK_EQ_INT(rc, 0);
-    eddy_server_free(test_server);
+    rt_test_stop_server();
     for (int i = 0; i < NCLIENTS; i++) {
         if (s[i] != NULL)
             eddy_rt_socket_unref(s[i]);

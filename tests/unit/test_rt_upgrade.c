@@ -14,7 +14,7 @@
 #include <stdlib.h>
 
 #include "test.h"
-#include "test_server.h"
+#include "test_rt_server.h"
 
 #include "eddy_rt.h"
 #include "eio_client.h"
@@ -219,12 +219,7 @@ int main(void)
     eddy_rt_t *rt = eddy_rt_new(test_server, &opts);
     CHECK(rt != NULL);
     root = eddy_rt_of(rt, "/");
-    eddy_rt_install(rt, NULL);
-    eddy_on_start(test_server, test_mark_started);
-    pthread_t thread;
-    int rc = -1;
-    test_start_server(&thread, &rc);
-    int port = eddy_server_port(test_server);
+    int port = rt_test_start(rt);
 
     int drain[NDRAIN];
     char buf[256];
@@ -271,10 +266,6 @@ int main(void)
         if (drain[i] >= 0)
             close(drain[i]);
     }
-    eddy_server_stop(test_server);
-    pthread_join(thread, NULL);
-    CHECK_EQ_INT(rc, 0);
-    eddy_server_free(test_server);
-    eddy_rt_free(rt);
+    rt_test_stop(rt);
     return test_report("test_rt_upgrade");
 }
