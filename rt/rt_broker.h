@@ -432,7 +432,10 @@ rt_broker_t *rt_broker_memory_new(const rt_broker_memory_config_t *cfg,
  * missed broadcasts (the layer then recovers all of its clients). Deliveries and results
  * run on the shards' threads (several at once, each namespace's on one) and get the sharded
  * broker as b. With a Socket.IO emitter prefix, only the first shard listens to it (a
- * backend publishes to one Redis: list that one first).
+ * backend publishes to one Redis: list that one first). rt_broker_free() frees the shards
+ * one after the other: from its start, operations answer EDDY_ECLOSED and state changes and
+ * deliveries are no longer handed on (results still are), so a handler running on one
+ * shard's thread never reaches a shard already freed.
  * ------------------------------------------------------------------------------------- */
 
 /* Most shards, and the size of a shard's ring name ("host:port/db", with NUL). */

@@ -7,6 +7,8 @@
  * state, counters) is every shard's.
  */
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,12 +36,37 @@ struct shard {
     bool gap;         /* a shard came back after an outage: owed to the next UP */
     uint64_t down_ms; /* the longest such outage */
     char node_id[RT_BROKER_NODE_ID_SIZE];
+    /* Freeing: the shards go one after the other, while the others' threads still run.
+     * Once closing is set, operations answer EDDY_ECLOSED and events are no longer handed
+     * on, so a handler of one shard never reaches a shard already freed; active counts the
+     * handlers and results running, which sh_free() waits out before freeing a shard. */
+    atomic_bool closing;
+    atomic_int active;
     size_t n;
     shard_child_t child[];
 };
 
+/* Entering a handler or a result of a shard: false (left at once) if the broker is being
+ * freed and the handler need not run. */
+static bool enter(shard_t *sh)
+{
+    atomic_fetch_add(&sh->active, 1);
+    if (!atomic_load(&sh->closing))
+        return true;
+    atomic_fetch_sub(&sh->active, 1);
+    return false;
+}
+
+static void leave(shard_t *sh)
+{
+    atomic_fetch_sub(&sh->active, 1);
+}
+
+/* The shard that owns key, or NULL while the broker is being freed. */
 static rt_broker_t *route(shard_t *sh, const char *key)
 {
+    if (atomic_load(&sh->closing))
+        return NULL;
     return sh->child[rt_ring_pick(sh->ring, key, strlen(key))].b;
 }
 
@@ -50,15 +77,19 @@ static rt_broker_t *route(shard_t *sh, const char *key)
 static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
 {
     shard_t *sh = ((shard_child_t *)ud)->sh;
-    if (sh->h.deliver)
+    if (sh->h.deliver && enter(sh)) {
         sh->h.deliver(&sh->base, d, sh->ud);
+        leave(sh);
+    }
 }
 
 static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
 {
     shard_t *sh = ((shard_child_t *)ud)->sh;
-    if (sh->h.emitted)
+    if (sh->h.emitted && enter(sh)) {
         sh->h.emitted(&sh->base, m, sh->ud);
+        leave(sh);
+    }
 }
 
 /* The node's state is its worst shard's: UP only while every shard is. A shard's outage
@@ -88,8 +119,10 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
             sh->down_ms = 0;
         }
         sh->reported = worst;
-        if (sh->h.state)
+        if (sh->h.state && enter(sh)) {
             sh->h.state(&sh->base, &out, sh->ud);
+            leave(sh);
+        }
     }
     pthread_mutex_unlock(&sh->state_lock);
 }
@@ -128,7 +161,9 @@ static int call_sent(shard_call_t *c, int rc)
 static void on_publish(rt_broker_t *b, int err, rt_position_t pos, void *arg)
 {
     shard_call_t *c = arg;
+    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
     c->cb.publish(&c->sh->base, err, pos, c->arg);
+    leave(c->sh);
     free(c);
 }
 
@@ -136,14 +171,18 @@ static void on_history(rt_broker_t *b, int err, rt_position_t top,
                        const rt_broker_delivery_t *entries, size_t n, void *arg)
 {
     shard_call_t *c = arg;
+    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
     c->cb.history(&c->sh->base, err, top, entries, n, c->arg);
+    leave(c->sh);
     free(c);
 }
 
 static void on_session(rt_broker_t *b, int err, const void *data, size_t len, void *arg)
 {
     shard_call_t *c = arg;
+    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
     c->cb.session(&c->sh->base, err, data, len, c->arg);
+    leave(c->sh);
     free(c);
 }
 
@@ -151,7 +190,9 @@ static void on_presence(rt_broker_t *b, int err, const rt_broker_presence_t *ent
                         void *arg)
 {
     shard_call_t *c = arg;
+    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
     c->cb.presence(&c->sh->base, err, entries, n, c->arg);
+    leave(c->sh);
     free(c);
 }
 
@@ -166,6 +207,8 @@ static int sh_publish(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
     if (msg == NULL || msg->nsp == NULL)
         return EDDY_EINVAL;
     rt_broker_t *to = route(sh, msg->nsp);
+    if (to == NULL)
+        return EDDY_ECLOSED;
     if (cb == NULL) /* the layer's broadcasts: nothing more than the child's own work */
         return rt_broker_publish(to, msg, fd, NULL, NULL);
     shard_call_t *c = call_new(sh, arg);
@@ -177,16 +220,18 @@ static int sh_publish(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
 
 static int sh_subscribe(rt_broker_t *b, const char *nsp, const char *room)
 {
-    if (nsp == NULL)
-        return EDDY_EINVAL;
-    return rt_broker_subscribe(route((shard_t *)b, nsp), nsp, room);
+    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
+    if (to == NULL)
+        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
+    return rt_broker_subscribe(to, nsp, room);
 }
 
 static int sh_unsubscribe(rt_broker_t *b, const char *nsp, const char *room)
 {
-    if (nsp == NULL)
-        return EDDY_EINVAL;
-    return rt_broker_unsubscribe(route((shard_t *)b, nsp), nsp, room);
+    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
+    if (to == NULL)
+        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
+    return rt_broker_unsubscribe(to, nsp, room);
 }
 
 static int sh_history(rt_broker_t *b, const char *nsp, rt_position_t after,
@@ -196,20 +241,23 @@ static int sh_history(rt_broker_t *b, const char *nsp, rt_position_t after,
     shard_t *sh = (shard_t *)b;
     if (nsp == NULL || cb == NULL)
         return EDDY_EINVAL;
+    rt_broker_t *to = route(sh, nsp);
+    if (to == NULL)
+        return EDDY_ECLOSED;
     shard_call_t *c = call_new(sh, arg);
     if (c == NULL)
         return EDDY_ENOMEM;
     c->cb.history = cb;
-    return call_sent(
-        c, rt_broker_history(route(sh, nsp), nsp, after, rooms, nrooms, fd, on_history, c));
+    return call_sent(c, rt_broker_history(to, nsp, after, rooms, nrooms, fd, on_history, c));
 }
 
 static int sh_session_put(rt_broker_t *b, const char *pid, const void *data, size_t len,
                           uint64_t ttl_ms)
 {
-    if (pid == NULL)
-        return EDDY_EINVAL;
-    return rt_broker_session_put(route((shard_t *)b, pid), pid, data, len, ttl_ms);
+    rt_broker_t *to = pid != NULL ? route((shard_t *)b, pid) : NULL;
+    if (to == NULL)
+        return pid == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
+    return rt_broker_session_put(to, pid, data, len, ttl_ms);
 }
 
 static int sh_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_broker_session_cb cb,
@@ -218,26 +266,31 @@ static int sh_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_bro
     shard_t *sh = (shard_t *)b;
     if (pid == NULL || cb == NULL)
         return EDDY_EINVAL;
+    rt_broker_t *to = route(sh, pid);
+    if (to == NULL)
+        return EDDY_ECLOSED;
     shard_call_t *c = call_new(sh, arg);
     if (c == NULL)
         return EDDY_ENOMEM;
     c->cb.session = cb;
-    return call_sent(c, rt_broker_session_take(route(sh, pid), pid, fd, on_session, c));
+    return call_sent(c, rt_broker_session_take(to, pid, fd, on_session, c));
 }
 
 static int sh_presence_set(rt_broker_t *b, const char *nsp, const char *room, const char *member,
                            const void *info, size_t len)
 {
-    if (nsp == NULL)
-        return EDDY_EINVAL;
-    return rt_broker_presence_set(route((shard_t *)b, nsp), nsp, room, member, info, len);
+    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
+    if (to == NULL)
+        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
+    return rt_broker_presence_set(to, nsp, room, member, info, len);
 }
 
 static int sh_presence_del(rt_broker_t *b, const char *nsp, const char *room, const char *member)
 {
-    if (nsp == NULL)
-        return EDDY_EINVAL;
-    return rt_broker_presence_del(route((shard_t *)b, nsp), nsp, room, member);
+    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
+    if (to == NULL)
+        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
+    return rt_broker_presence_del(to, nsp, room, member);
 }
 
 static int sh_presence_get(rt_broker_t *b, const char *nsp, const char *room, eddy_fd_t fd,
@@ -246,11 +299,14 @@ static int sh_presence_get(rt_broker_t *b, const char *nsp, const char *room, ed
     shard_t *sh = (shard_t *)b;
     if (nsp == NULL || cb == NULL)
         return EDDY_EINVAL;
+    rt_broker_t *to = route(sh, nsp);
+    if (to == NULL)
+        return EDDY_ECLOSED;
     shard_call_t *c = call_new(sh, arg);
     if (c == NULL)
         return EDDY_ENOMEM;
     c->cb.presence = cb;
-    return call_sent(c, rt_broker_presence_get(route(sh, nsp), nsp, room, fd, on_presence, c));
+    return call_sent(c, rt_broker_presence_get(to, nsp, room, fd, on_presence, c));
 }
 
 /* The union of the shards' alive nodes: a node is alive while its lease is fresh on at
@@ -346,6 +402,10 @@ static const char *sh_node_id(rt_broker_t *b)
 static void sh_free(rt_broker_t *b)
 {
     shard_t *sh = (shard_t *)b;
+    /* No shard is freed while a handler or result that could reach it still runs. */
+    atomic_store(&sh->closing, true);
+    while (atomic_load(&sh->active) > 0)
+        sched_yield();
     for (size_t i = 0; i < sh->n; i++)
         if (sh->child[i].b != NULL)
             rt_broker_free(sh->child[i].b);

@@ -24,6 +24,9 @@ typedef struct fake {
     void *hud;
     char node_id[RT_BROKER_NODE_ID_SIZE];
     char last[64]; /* the key of the last operation that reached it */
+    /* A history read left waiting: answered EDDY_ECLOSED when the fake is freed. */
+    rt_broker_history_cb pending;
+    void *pending_arg;
     int ops;
     rt_broker_state_t state;
     bool ready;
@@ -134,8 +137,27 @@ static const char *f_node_id(rt_broker_t *b)
 
 static void f_free(rt_broker_t *b)
 {
+    fake_t *f = (fake_t *)b;
+    /* As an engine's thread may while the shards are freed one by one: a last state
+     * change, a last delivery, and the answer to what was still queued. */
+    rt_broker_state_event_t ev = {RT_BROKER_DOWN, false, 0};
+    rt_broker_delivery_t d = {.msg = {.nsp = "/"}};
+    f->h.state(b, &ev, f->hud);
+    f->h.deliver(b, &d, f->hud);
+    if (f->pending)
+        f->pending(b, EDDY_ECLOSED, (rt_position_t){0, 0}, NULL, 0, f->pending_arg);
     freed++;
     free(b);
+}
+
+static int f_history_waits(rt_broker_t *b, const char *nsp, rt_position_t after,
+                           const char *const *rooms, size_t nrooms, eddy_fd_t fd,
+                           rt_broker_history_cb cb, void *arg)
+{
+    fake_t *f = (fake_t *)b;
+    f->pending = cb;
+    f->pending_arg = arg;
+    return 0;
 }
 
 static const rt_broker_ops_t fake_ops = {
@@ -217,6 +239,24 @@ static void on_presence(rt_broker_t *b, int err, const rt_broker_presence_t *e, 
 }
 
 static const char *const names[] = {"r1:6379/0", "r2:6379/0", "r3:6379/0"};
+
+/* A result answered while the broker is being freed whose user calls the broker back (as
+ * rt_cluster.c does: a failed recovery unsubscribes): refused, never routed to a shard
+ * already freed (ASan saw the use after free before the sharded broker refused). */
+static int during_free[8];
+static size_t nduring_free;
+static const char *owned_by_0;
+
+static void on_history_then_publish(rt_broker_t *b, int err, rt_position_t top,
+                                    const rt_broker_delivery_t *e, size_t n, void *arg)
+{
+    CHECK(b == outer && err == EDDY_ECLOSED);
+    rt_broker_msg_t m = {.nsp = owned_by_0, .payload = "x", .payload_len = 1};
+    if (nduring_free < 8)
+        during_free[nduring_free++] = rt_broker_publish(b, &m, 0, NULL, NULL);
+    if (nduring_free < 8)
+        during_free[nduring_free++] = rt_broker_subscribe(b, owned_by_0, "r");
+}
 
 static rt_broker_t *start(size_t n)
 {
@@ -349,6 +389,46 @@ static void test_state(void)
     rt_broker_free(b);
 }
 
+/* Freeing: shard 0 goes first; shard 1 then reports a state change and a delivery (not
+ * handed on: the user may be tearing down) and answers a waiting read (handed on, once),
+ * whose callback calls the broker: refused with EDDY_ECLOSED. */
+static void test_free(void)
+{
+    rt_broker_t *b = start(2);
+    CHECK(b != NULL);
+    report(0, RT_BROKER_UP, false, 0);
+    report(1, RT_BROKER_UP, false, 0);
+    size_t events_before = nevents;
+    rt_ring_t *ring = rt_ring_new(names, 2);
+    static const char *const nsps[] = {"/", "/chat", "/admin", "/game", "/news", "/a", "/b"};
+    const char *on_1 = NULL;
+    owned_by_0 = NULL;
+    for (size_t i = 0; i < sizeof(nsps) / sizeof(nsps[0]); i++) {
+        size_t s = rt_ring_pick(ring, nsps[i], strlen(nsps[i]));
+        if (s == 0 && owned_by_0 == NULL)
+            owned_by_0 = nsps[i];
+        if (s == 1 && on_1 == NULL)
+            on_1 = nsps[i];
+    }
+    CHECK(owned_by_0 != NULL && on_1 != NULL);
+    static rt_broker_ops_t waiting;
+    waiting = fake_ops;
+    waiting.history = f_history_waits;
+    fakes[1]->base.ops = &waiting;
+    CHECK_EQ_INT(rt_broker_history(b, on_1, (rt_position_t){0, 0}, NULL, 0, 0,
+                                   on_history_then_publish, NULL),
+                 0);
+    delivered = 0;
+    nduring_free = 0;
+    rt_broker_free(b);
+    CHECK_EQ_INT(nduring_free, 2);
+    CHECK_EQ_INT(during_free[0], EDDY_ECLOSED);
+    CHECK_EQ_INT(during_free[1], EDDY_ECLOSED);
+    CHECK_EQ_INT(nevents, events_before);
+    CHECK_EQ_INT(delivered, 0);
+    rt_ring_free(ring);
+}
+
 static void test_bad(void)
 {
     const char *const twice[] = {"r1:6379/0", "r1:6379/0"};
@@ -379,6 +459,7 @@ int main(void)
 {
     test_routing();
     test_state();
+    test_free();
     test_bad();
     return test_report("test_rt_broker_shard");
 }
