@@ -178,13 +178,26 @@ static bool redis_name_ok(const char *value, size_t max)
 }
 
 /* [broker]: the Redis every node of the application shares (eddy_rt_options_t). */
+/* True if value is one redis:// URL or several separated by commas (shards). */
+static bool redis_urls_valid(const char *value)
+{
+    for (const char *p = value;; p++) {
+        if (strncmp(p, "redis://", 8) != 0 || p[8] == '\0' || p[8] == ',')
+            return false;
+        if ((p = strchr(p, ',')) == NULL)
+            return true;
+    }
+}
+
 static int broker_set(settings_t *st, const char *key, const char *value, char *why, size_t why_len)
 {
     size_t len = strlen(value);
     if (strcmp(key, "redis_url") == 0) {
-        if (len != 0 && (strncmp(value, "redis://", 8) != 0 || len >= sizeof(st->redis_url))) {
+        if (len != 0 && (!redis_urls_valid(value) || len >= sizeof(st->redis_url))) {
             /* Not quoted: the URL may carry a password. */
-            snprintf(why, why_len, "the value is not redis://[:password@]host[:port][/db]");
+            snprintf(why, why_len,
+                     "the value is not redis://[:password@]host[:port][/db] (several: "
+                     "separated by commas)");
             return EDDY_EINVAL;
         }
         memcpy(st->redis_url, value, len + 1);

@@ -7,7 +7,8 @@
  * fuzz drivers of the real-time layer share.
  *
  * With --redis URL several of them on one Redis form one cluster (README "Scale-out"):
- * rooms, broadcasts and recovery then span the nodes.
+ * rooms, broadcasts and recovery then span the nodes. --redis URL,URL,... shards the
+ * namespaces over several Redis (--namespaces N adds /n1 ... /nN to have some to spread).
  */
 #include <stdint.h>
 
@@ -22,9 +23,12 @@ static const example_option_spec_t options[] = {
     {"--recovery", "MS", "connection state recovery: maxDisconnectionDuration (0: off)"},
     {"--history", "N",
      "events kept per room (history_max_messages; default 0, 1000 with recovery)"},
-    {"--redis", "URL", "scale-out: redis://host:port of the cluster's Redis (default: one node)"},
+    {"--redis", "URL",
+     "scale-out: redis://host:port of the cluster's Redis, or several separated by commas "
+     "(namespaces sharded over them; default: one node)"},
     {"--redis-emitter", "KEY",
      "with --redis: broadcast what Socket.IO's Redis emitter publishes under KEY (socket.io)"},
+    {"--namespaces", "N", "also serve /n1 ... /nN, each as /custom (default 0)"},
     {NULL, NULL, NULL},
 };
 
@@ -58,6 +62,12 @@ int main(int argc, char **argv)
         return 1;
     socketio_app_setup(eddy_rt_of(rt, "/"), true);
     socketio_app_setup(eddy_rt_of(rt, "/custom"), false);
+    unsigned long extra = example_number(argc, argv, &spec, "--namespaces", 0, 1000, 0);
+    for (unsigned long i = 1; i <= extra; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "/n%lu", i);
+        socketio_app_setup(eddy_rt_of(rt, name), false);
+    }
     eddy_rt_install(rt, NULL);
     int rc = example_serve(srv);
     eddy_rt_free(rt); /* first: its broker may still hand results to the server */

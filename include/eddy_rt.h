@@ -119,7 +119,11 @@ typedef struct eddy_rt_options {
      * synchronous member listings and counts (eddy_rt_room_presence() and eddy_rt_rooms()
      * are cluster-wide), disconnecting a socket of another node. The layer connects
      * from a thread of its own (it never blocks a loop); eddy_rt_free() must then run
-     * before eddy_server_free(). Copied.
+     * before eddy_server_free(). Several URLs separated by commas shard the namespaces
+     * (their broadcasts, positions, history, presence) and session records over those
+     * Redis by consistent hashing (README "Several Redis"): every node must list the same
+     * Redis, spelled the same way (any order); the node is ready only while each answers.
+     * Copied.
      */
     const char *redis_url;
     const char *redis_prefix; /* prefix of every Redis key and channel: "eddy:" (copied) */

@@ -411,4 +411,67 @@ void rt_broker_memory_config_init(rt_broker_memory_config_t *cfg);
 rt_broker_t *rt_broker_memory_new(const rt_broker_memory_config_t *cfg,
                                   const rt_broker_handlers_t *h, void *ud);
 
+/* ---------------------------------------------------------------------------------------
+ * Sharded (rt_broker_shard.c): several Redis, so that one is not the ceiling
+ *
+ * N brokers (shards), one per Redis, behind the same operations. A consistent-hash ring
+ * (rt_ring.h: RT_RING_VNODES points per shard, a seedless hash) names the shard of each
+ * key, so every node given the same shards (in any order) agrees on where a key lives:
+ * - a namespace (its name hashed) owns its broadcasts, positions, streams, channels,
+ *   interest, history reads and presence: the layer's guarantees (one (epoch, seq) per
+ *   namespace, history order = live order, history and live overlapping) hold because
+ *   everything of a namespace is on one Redis. A split by room would need one seq per
+ *   room: a namespace is the unit, and one namespace's traffic is still one Redis's;
+ * - a session record, its pid;
+ * - the node as a whole (its lease and heartbeat, its self round trip) is every shard's:
+ *   nodes() answers the union of the alive nodes of the shards that are up; ready() is true
+ *   while every shard's round trip is recent (the age is the oldest); state() is the worst
+ *   shard's; stats are summed.
+ * The state handler is told the worst shard's state, one event at a time; a shard's outage
+ * ends with gap on the return to UP of the whole, which does not say which namespaces
+ * missed broadcasts (the layer then recovers all of its clients). Deliveries and results
+ * run on the shards' threads (several at once, each namespace's on one) and get the sharded
+ * broker as b. With a Socket.IO emitter prefix, only the first shard listens to it (a
+ * backend publishes to one Redis: list that one first). rt_broker_free() frees the shards
+ * one after the other: from its start, operations answer EDDY_ECLOSED and state changes and
+ * deliveries are no longer handed on (results still are), so a handler running on one
+ * shard's thread never reaches a shard already freed.
+ * ------------------------------------------------------------------------------------- */
+
+/* Most shards, and the size of a shard's ring name ("host:port/db", with NUL). */
+#define RT_BROKER_SHARDS_MAX      64
+#define RT_BROKER_SHARD_NAME_SIZE 300
+
+/* Makes shard i for rt_broker_shard_new(): a broker with handlers h and their user data hud
+ * (both to be passed as given), with node id node_id (NULL for shard 0: its own; then
+ * shard 0's, so that the node has one id on every shard). NULL: failed. */
+typedef rt_broker_t *(*rt_broker_shard_make_cb)(size_t i, const char *node_id,
+                                                const rt_broker_handlers_t *h, void *hud,
+                                                void *arg);
+
+/*
+ * Creates a sharded broker over n shards (1 to RT_BROKER_SHARDS_MAX) named names[0..n)
+ * (their places on the ring: distinct; borrowed during the call), each made by make(i, ...,
+ * arg) in order. h is copied; its handlers must be thread-safe (see above). Returns NULL if
+ * a name repeats, a shard cannot be made (those made are freed) or out of memory.
+ */
+rt_broker_t *rt_broker_shard_new(const char *const *names, size_t n, rt_broker_shard_make_cb make,
+                                 void *make_arg, const rt_broker_handlers_t *h, void *ud);
+
+/*
+ * Creates a sharded broker over the Redis of cfgs[0..n) (copied; each a full configuration,
+ * usually the same but for host, port, password and db; srv must be NULL: results run on
+ * the shards' threads, which rt_broker_free() joins). The ring names a shard
+ * "host:port/db" (rt_broker_shard_name()): every node must list the same Redis spelled the
+ * same way; the order does not matter. cfgs[0].node_id (NULL: random) is the node's id on
+ * every shard; only cfgs[0].emitter_prefix is used. Returns NULL (logged) on a bad
+ * configuration (the same Redis twice included) or out of memory.
+ */
+rt_broker_t *rt_broker_shard_redis_new(const rt_broker_redis_config_t *cfgs, size_t n,
+                                       const rt_broker_handlers_t *h, void *ud);
+
+/* A Redis shard's name on the ring: "host:port/db" ("[v6]:port/db"). */
+void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
+                          char name[RT_BROKER_SHARD_NAME_SIZE]);
+
 #endif /* EDDY_RT_BROKER_H */

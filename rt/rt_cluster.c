@@ -259,13 +259,53 @@ static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
         rt_cluster_emitted_local(cl->rt, m);
 }
 
+/* A redis_url that lists several Redis ("url,url,..."): a sharded broker (rt_broker.h), each
+ * shard configured as base but for its URL's address, password and db. NULL (logged): a
+ * malformed URL, the same Redis twice, out of memory. */
+static rt_broker_t *shards_new(eddy_server_t *srv, const char *urls,
+                               const rt_broker_redis_config_t *base, const rt_broker_handlers_t *h,
+                               void *ud)
+{
+    size_t n = 1;
+    for (const char *p = urls; *p != '\0'; p++)
+        n += *p == ',';
+    rt_broker_redis_config_t *cfgs = calloc(n, sizeof(*cfgs));
+    char *bufs = malloc(n * 1024);
+    rt_broker_t *b = NULL;
+    size_t i = 0;
+    for (const char *p = urls; cfgs != NULL && bufs != NULL && i < n; i++) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        char url[1024];
+        cfgs[i] = *base;
+        if (len >= sizeof(url))
+            break;
+        memcpy(url, p, len);
+        url[len] = '\0';
+        if (parse_url(url, bufs + i * 1024, 1024, &cfgs[i]) != 0)
+            break;
+        p += len + (end != NULL);
+    }
+    if (cfgs != NULL && bufs != NULL && i == n) {
+        if ((b = rt_broker_shard_redis_new(cfgs, n, h, ud)) != NULL)
+            eddy_log(srv, EDDY_LOG_INFO, "eddy_rt: node %s of the cluster on %zu Redis shards",
+                     rt_broker_node_id(b), n);
+    } else if (cfgs != NULL && bufs != NULL) {
+        eddy_log(srv, EDDY_LOG_ERROR, "eddy_rt_new: bad redis_url number %zu of the list", i + 1);
+    }
+    free(bufs);
+    free(cfgs);
+    return b;
+}
+
 rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
 {
     eddy_server_t *srv = eddy_rt_server(rt);
     rt_broker_redis_config_t cfg;
     rt_broker_redis_config_init(&cfg);
     char buf[1024];
-    if (parse_url(opt->redis_url, buf, sizeof(buf), &cfg) != 0) {
+    bool sharded = strchr(opt->redis_url, ',') != NULL;
+    if (!sharded && parse_url(opt->redis_url, buf, sizeof(buf), &cfg) != 0) {
         eddy_log(srv, EDDY_LOG_ERROR, "eddy_rt_new: bad redis_url (want redis://host[:port][/db])");
         return NULL;
     }
@@ -289,13 +329,16 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     cl->window_ms = opt->recovery_max_disconnection_ms;
     pthread_mutex_init(&cl->lock, NULL);
     rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state, .emitted = on_emitted};
-    if ((cl->b = rt_broker_redis_new(&cfg, &h, cl)) == NULL) {
+    cl->b =
+        sharded ? shards_new(srv, opt->redis_url, &cfg, &h, cl) : rt_broker_redis_new(&cfg, &h, cl);
+    if (cl->b == NULL) {
         pthread_mutex_destroy(&cl->lock);
         free(cl);
         return NULL;
     }
-    eddy_log(srv, EDDY_LOG_INFO, "eddy_rt: node %s of the cluster on Redis %s:%d",
-             rt_broker_node_id(cl->b), cfg.host, cfg.port);
+    if (!sharded)
+        eddy_log(srv, EDDY_LOG_INFO, "eddy_rt: node %s of the cluster on Redis %s:%d",
+                 rt_broker_node_id(cl->b), cfg.host, cfg.port);
     return cl;
 }
 

@@ -38,8 +38,9 @@ typedef struct rt_cluster rt_cluster_t;
 #define RT_CLUSTER_USER_PREFIX '\x1e'
 
 /*
- * Starts the cluster of rt: parses opt->redis_url ("redis://[:password@]host[:port][/db]"),
- * starts the broker. Returns NULL (logged) on a malformed URL or out of memory.
+ * Starts the cluster of rt: parses opt->redis_url ("redis://[:password@]host[:port][/db]",
+ * or several separated by commas: a sharded broker), starts the broker. Returns NULL (logged) on a
+ * malformed URL or out of memory.
  */
 rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt);
 /* Sends what is queued (while Redis answers), leaves the cluster and frees it. After every

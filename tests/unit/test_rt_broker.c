@@ -242,13 +242,42 @@ static void node_start(node_t *n, rt_broker_redis_config_t *cfg)
     CHECK(WAIT_FOR(rt_broker_ready(n->b, NULL), 5000));
 }
 
-/* An engine under the conformance suite. */
+/* An engine under the conformance suite (shard: the sharded engine over three in-memory
+ * brokers, so that every operation goes through its routing and comes back with the
+ * sharded broker as b). */
 typedef struct engine {
     const char *name;
     bool redis;
+    bool shard;
 } engine_t;
 
-static const engine_t engines[] = {{"memory", false}, {"redis", true}};
+static const engine_t engines[] = {
+    {"memory", false, false}, {"redis", true, false}, {"sharded memory", false, true}};
+
+static rt_broker_t *make_memory_shard(size_t i, const char *node_id, const rt_broker_handlers_t *h,
+                                      void *hud, void *arg)
+{
+    rt_broker_memory_config_t cfg = *(const rt_broker_memory_config_t *)arg;
+    cfg.node_id = node_id != NULL ? node_id : cfg.node_id;
+    return rt_broker_memory_new(&cfg, h, hud);
+}
+
+/* A handler must get the broker its user created, not one of the shards (noted here on
+ * the broker's thread, checked on the test's). */
+static rt_broker_t *shard_outer;
+static atomic_bool wrong_broker;
+
+static void outer_check(rt_broker_t *b)
+{
+    if (shard_outer != NULL && b != shard_outer)
+        atomic_store(&wrong_broker, true);
+}
+
+static void on_deliver_outer(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
+{
+    outer_check(b);
+    on_deliver(b, d, ud);
+}
 
 /* A node of engine e, with history_max entries per room and history_max_entries per read
  * (0: the defaults). */
@@ -274,13 +303,23 @@ static void node_start_on(node_t *n, const engine_t *e, size_t history_max,
     if (history_max_entries)
         cfg.history_max_entries = history_max_entries;
     rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state};
-    n->b = rt_broker_memory_new(&cfg, &h, n);
+    if (e->shard) {
+        static const char *const names[] = {"one:6379/0", "two:6379/0", "three:6379/0"};
+        h.deliver = on_deliver_outer;
+        n->b = shard_outer = rt_broker_shard_new(names, 3, make_memory_shard, &cfg, &h, n);
+    } else {
+        n->b = rt_broker_memory_new(&cfg, &h, n);
+    }
     CHECK(n->b != NULL);
     CHECK(rt_broker_ready(n->b, NULL));
 }
 
 static void node_stop(node_t *n)
 {
+    if (n->b == shard_outer) {
+        CHECK(!atomic_load(&wrong_broker));
+        shard_outer = NULL;
+    }
     rt_broker_free(n->b);
     pthread_mutex_destroy(&n->lock);
 }
@@ -298,6 +337,7 @@ typedef struct waiter {
 
 static void on_published(rt_broker_t *b, int err, rt_position_t pos, void *arg)
 {
+    outer_check(b);
     waiter_t *w = arg;
     w->err = err;
     w->pos = pos;
@@ -307,6 +347,7 @@ static void on_published(rt_broker_t *b, int err, rt_position_t pos, void *arg)
 static void on_history(rt_broker_t *b, int err, rt_position_t top, const rt_broker_delivery_t *e,
                        size_t n, void *arg)
 {
+    outer_check(b);
     waiter_t *w = arg;
     w->err = err;
     w->pos = top;
@@ -318,6 +359,7 @@ static void on_history(rt_broker_t *b, int err, rt_position_t top, const rt_brok
 
 static void on_session(rt_broker_t *b, int err, const void *data, size_t len, void *arg)
 {
+    outer_check(b);
     waiter_t *w = arg;
     w->err = err;
     w->len = len < sizeof(w->data) ? len : sizeof(w->data);
@@ -328,6 +370,7 @@ static void on_session(rt_broker_t *b, int err, const void *data, size_t len, vo
 
 static void on_presence(rt_broker_t *b, int err, const rt_broker_presence_t *e, size_t n, void *arg)
 {
+    outer_check(b);
     waiter_t *w = arg;
     w->err = err;
     w->n = n;

@@ -1,0 +1,539 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The sharded broker (rt_broker.h "Sharded"): N brokers, one per Redis, behind one
+ * rt_broker_ops. Each operation goes to the shard that owns its key on a consistent-hash
+ * ring (rt_ring.h): the namespace for broadcasts, interest, history and presence, the pid
+ * for session records. What concerns the node as a whole (membership, the self round trip,
+ * state, counters) is every shard's.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt_broker.h"
+#include "rt_ring.h"
+
+typedef struct shard shard_t;
+
+typedef struct shard_child {
+    shard_t *sh;
+    rt_broker_t *b;
+    rt_broker_state_t state; /* as its last event reported it (sh->state_lock) */
+} shard_child_t;
+
+struct shard {
+    rt_broker_t base;
+    rt_broker_handlers_t h;
+    void *ud;
+    rt_ring_t *ring;
+    /* Children's states and what the state handler was last told. Held while the handler
+     * runs: events of several shards' threads reach it one at a time, in order. */
+    pthread_mutex_t state_lock;
+    rt_broker_state_t reported;
+    bool gap;         /* a shard came back after an outage: owed to the next UP */
+    uint64_t down_ms; /* the longest such outage */
+    char node_id[RT_BROKER_NODE_ID_SIZE];
+    /* Freeing: the shards go one after the other, while the others' threads still run.
+     * Once closing is set, operations answer EDDY_ECLOSED and events are no longer handed
+     * on, so a handler of one shard never reaches a shard already freed; active counts the
+     * handlers and results running, which sh_free() waits out before freeing a shard. */
+    atomic_bool closing;
+    atomic_int active;
+    size_t n;
+    shard_child_t child[];
+};
+
+/* Entering a handler or a result of a shard: false (left at once) if the broker is being
+ * freed and the handler need not run. */
+static bool enter(shard_t *sh)
+{
+    atomic_fetch_add(&sh->active, 1);
+    if (!atomic_load(&sh->closing))
+        return true;
+    atomic_fetch_sub(&sh->active, 1);
+    return false;
+}
+
+static void leave(shard_t *sh)
+{
+    atomic_fetch_sub(&sh->active, 1);
+}
+
+/* The shard that owns key, or NULL while the broker is being freed. */
+static rt_broker_t *route(shard_t *sh, const char *key)
+{
+    if (atomic_load(&sh->closing))
+        return NULL;
+    return sh->child[rt_ring_pick(sh->ring, key, strlen(key))].b;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Handlers of the children (their threads): forwarded with the sharded broker as b
+ * ------------------------------------------------------------------------------------- */
+
+static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
+{
+    shard_t *sh = ((shard_child_t *)ud)->sh;
+    if (sh->h.deliver && enter(sh)) {
+        sh->h.deliver(&sh->base, d, sh->ud);
+        leave(sh);
+    }
+}
+
+static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
+{
+    shard_t *sh = ((shard_child_t *)ud)->sh;
+    if (sh->h.emitted && enter(sh)) {
+        sh->h.emitted(&sh->base, m, sh->ud);
+        leave(sh);
+    }
+}
+
+/* The node's state is its worst shard's: UP only while every shard is. A shard's outage
+ * ends with a gap on the change back to UP of the whole (which cannot tell the layer which
+ * namespaces missed broadcasts: it recovers them all). */
+static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud)
+{
+    shard_child_t *c = ud;
+    shard_t *sh = c->sh;
+    pthread_mutex_lock(&sh->state_lock);
+    c->state = ev->state;
+    if (ev->gap) {
+        sh->gap = true;
+        if (ev->down_ms > sh->down_ms)
+            sh->down_ms = ev->down_ms;
+    }
+    rt_broker_state_t worst = RT_BROKER_UP;
+    for (size_t i = 0; i < sh->n; i++)
+        if (sh->child[i].state < worst)
+            worst = sh->child[i].state;
+    if (worst != sh->reported || (worst == RT_BROKER_UP && sh->gap)) {
+        rt_broker_state_event_t out = {.state = worst};
+        if (worst == RT_BROKER_UP && sh->gap) {
+            out.gap = true;
+            out.down_ms = sh->down_ms;
+            sh->gap = false;
+            sh->down_ms = 0;
+        }
+        sh->reported = worst;
+        if (sh->h.state && enter(sh)) {
+            sh->h.state(&sh->base, &out, sh->ud);
+            leave(sh);
+        }
+    }
+    pthread_mutex_unlock(&sh->state_lock);
+}
+
+/* A result on its way back: the caller's callback and argument, called with the sharded
+ * broker as b. Allocated only for requests that want a result. */
+typedef struct shard_call {
+    shard_t *sh;
+    union {
+        rt_broker_publish_cb publish;
+        rt_broker_history_cb history;
+        rt_broker_session_cb session;
+        rt_broker_presence_cb presence;
+    } cb;
+    void *arg;
+} shard_call_t;
+
+static shard_call_t *call_new(shard_t *sh, void *arg)
+{
+    shard_call_t *c = malloc(sizeof(*c));
+    if (c != NULL) {
+        c->sh = sh;
+        c->arg = arg;
+    }
+    return c;
+}
+
+/* Frees c when the child refused the request (its callback will not run). */
+static int call_sent(shard_call_t *c, int rc)
+{
+    if (rc != 0)
+        free(c);
+    return rc;
+}
+
+static void on_publish(rt_broker_t *b, int err, rt_position_t pos, void *arg)
+{
+    shard_call_t *c = arg;
+    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
+    c->cb.publish(&c->sh->base, err, pos, c->arg);
+    leave(c->sh);
+    free(c);
+}
+
+static void on_history(rt_broker_t *b, int err, rt_position_t top,
+                       const rt_broker_delivery_t *entries, size_t n, void *arg)
+{
+    shard_call_t *c = arg;
+    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
+    c->cb.history(&c->sh->base, err, top, entries, n, c->arg);
+    leave(c->sh);
+    free(c);
+}
+
+static void on_session(rt_broker_t *b, int err, const void *data, size_t len, void *arg)
+{
+    shard_call_t *c = arg;
+    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
+    c->cb.session(&c->sh->base, err, data, len, c->arg);
+    leave(c->sh);
+    free(c);
+}
+
+static void on_presence(rt_broker_t *b, int err, const rt_broker_presence_t *entries, size_t n,
+                        void *arg)
+{
+    shard_call_t *c = arg;
+    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
+    c->cb.presence(&c->sh->base, err, entries, n, c->arg);
+    leave(c->sh);
+    free(c);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Operations
+ * ------------------------------------------------------------------------------------- */
+
+static int sh_publish(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
+                      rt_broker_publish_cb cb, void *arg)
+{
+    shard_t *sh = (shard_t *)b;
+    if (msg == NULL || msg->nsp == NULL)
+        return EDDY_EINVAL;
+    rt_broker_t *to = route(sh, msg->nsp);
+    if (to == NULL)
+        return EDDY_ECLOSED;
+    if (cb == NULL) /* the layer's broadcasts: nothing more than the child's own work */
+        return rt_broker_publish(to, msg, fd, NULL, NULL);
+    shard_call_t *c = call_new(sh, arg);
+    if (c == NULL)
+        return EDDY_ENOMEM;
+    c->cb.publish = cb;
+    return call_sent(c, rt_broker_publish(to, msg, fd, on_publish, c));
+}
+
+static int sh_subscribe(rt_broker_t *b, const char *nsp, const char *room)
+{
+    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
+    if (to == NULL)
+        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
+    return rt_broker_subscribe(to, nsp, room);
+}
+
+static int sh_unsubscribe(rt_broker_t *b, const char *nsp, const char *room)
+{
+    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
+    if (to == NULL)
+        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
+    return rt_broker_unsubscribe(to, nsp, room);
+}
+
+static int sh_history(rt_broker_t *b, const char *nsp, rt_position_t after,
+                      const char *const *rooms, size_t nrooms, eddy_fd_t fd,
+                      rt_broker_history_cb cb, void *arg)
+{
+    shard_t *sh = (shard_t *)b;
+    if (nsp == NULL || cb == NULL)
+        return EDDY_EINVAL;
+    rt_broker_t *to = route(sh, nsp);
+    if (to == NULL)
+        return EDDY_ECLOSED;
+    shard_call_t *c = call_new(sh, arg);
+    if (c == NULL)
+        return EDDY_ENOMEM;
+    c->cb.history = cb;
+    return call_sent(c, rt_broker_history(to, nsp, after, rooms, nrooms, fd, on_history, c));
+}
+
+static int sh_session_put(rt_broker_t *b, const char *pid, const void *data, size_t len,
+                          uint64_t ttl_ms)
+{
+    rt_broker_t *to = pid != NULL ? route((shard_t *)b, pid) : NULL;
+    if (to == NULL)
+        return pid == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
+    return rt_broker_session_put(to, pid, data, len, ttl_ms);
+}
+
+static int sh_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_broker_session_cb cb,
+                           void *arg)
+{
+    shard_t *sh = (shard_t *)b;
+    if (pid == NULL || cb == NULL)
+        return EDDY_EINVAL;
+    rt_broker_t *to = route(sh, pid);
+    if (to == NULL)
+        return EDDY_ECLOSED;
+    shard_call_t *c = call_new(sh, arg);
+    if (c == NULL)
+        return EDDY_ENOMEM;
+    c->cb.session = cb;
+    return call_sent(c, rt_broker_session_take(to, pid, fd, on_session, c));
+}
+
+static int sh_presence_set(rt_broker_t *b, const char *nsp, const char *room, const char *member,
+                           const void *info, size_t len)
+{
+    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
+    if (to == NULL)
+        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
+    return rt_broker_presence_set(to, nsp, room, member, info, len);
+}
+
+static int sh_presence_del(rt_broker_t *b, const char *nsp, const char *room, const char *member)
+{
+    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
+    if (to == NULL)
+        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
+    return rt_broker_presence_del(to, nsp, room, member);
+}
+
+static int sh_presence_get(rt_broker_t *b, const char *nsp, const char *room, eddy_fd_t fd,
+                           rt_broker_presence_cb cb, void *arg)
+{
+    shard_t *sh = (shard_t *)b;
+    if (nsp == NULL || cb == NULL)
+        return EDDY_EINVAL;
+    rt_broker_t *to = route(sh, nsp);
+    if (to == NULL)
+        return EDDY_ECLOSED;
+    shard_call_t *c = call_new(sh, arg);
+    if (c == NULL)
+        return EDDY_ENOMEM;
+    c->cb.presence = cb;
+    return call_sent(c, rt_broker_presence_get(to, nsp, room, fd, on_presence, c));
+}
+
+/* The union of the shards' alive nodes: a node is alive while its lease is fresh on at
+ * least one shard that is up (every node renews its lease on every shard). While no shard
+ * is up, the union of their last lists. */
+static size_t sh_nodes(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max)
+{
+    shard_t *sh = (shard_t *)b;
+    bool any_up = false;
+    for (size_t i = 0; i < sh->n; i++)
+        any_up |= rt_broker_state(sh->child[i].b) == RT_BROKER_UP;
+    char(*all)[RT_BROKER_NODE_ID_SIZE] = NULL;
+    size_t nall = 0;
+    for (size_t i = 0; i < sh->n; i++) {
+        rt_broker_t *cb = sh->child[i].b;
+        if (any_up && rt_broker_state(cb) != RT_BROKER_UP)
+            continue;
+        size_t k = rt_broker_nodes(cb, NULL, 0);
+        if (k == 0)
+            continue;
+        char(*grown)[RT_BROKER_NODE_ID_SIZE] = realloc(all, (nall + k) * sizeof(*all));
+        if (grown == NULL)
+            break;
+        all = grown;
+        size_t got = rt_broker_nodes(cb, all + nall, k), end = nall + (got < k ? got : k);
+        for (size_t j = nall; j < end; j++) {
+            size_t seen = 0;
+            while (seen < nall && strcmp(all[seen], all[j]) != 0)
+                seen++;
+            if (seen == nall) /* new: kept */
+                memmove(all[nall++], all[j], sizeof(*all));
+        }
+    }
+    for (size_t i = 0; i < nall && i < max; i++)
+        memcpy(ids[i], all[i], sizeof(*all));
+    free(all);
+    return nall;
+}
+
+/* Ready while every shard's round trip is recent: a namespace on a shard that does not
+ * answer cannot broadcast across nodes. The age is the oldest shard's. */
+static bool sh_ready(rt_broker_t *b, uint64_t *age_ms)
+{
+    shard_t *sh = (shard_t *)b;
+    bool ready = true;
+    uint64_t oldest = 0;
+    for (size_t i = 0; i < sh->n; i++) {
+        uint64_t age = UINT64_MAX;
+        ready &= rt_broker_ready(sh->child[i].b, &age);
+        if (age > oldest)
+            oldest = age;
+    }
+    if (age_ms != NULL)
+        *age_ms = oldest;
+    return ready;
+}
+
+static rt_broker_state_t sh_state(rt_broker_t *b)
+{
+    shard_t *sh = (shard_t *)b;
+    rt_broker_state_t worst = RT_BROKER_UP;
+    for (size_t i = 0; i < sh->n; i++) {
+        rt_broker_state_t st = rt_broker_state(sh->child[i].b);
+        if (st < worst)
+            worst = st;
+    }
+    return worst;
+}
+
+static void sh_stats(rt_broker_t *b, rt_broker_stats_t *out)
+{
+    shard_t *sh = (shard_t *)b;
+    *out = (rt_broker_stats_t){0};
+    for (size_t i = 0; i < sh->n; i++) {
+        rt_broker_stats_t st = {0};
+        rt_broker_stats(sh->child[i].b, &st);
+        out->published += st.published;
+        out->delivered += st.delivered;
+        out->buffered += st.buffered;
+        out->buffered_bytes += st.buffered_bytes;
+        out->dropped += st.dropped;
+        out->reconnects += st.reconnects;
+        out->gaps += st.gaps;
+        out->subscriptions += st.subscriptions;
+    }
+}
+
+static const char *sh_node_id(rt_broker_t *b)
+{
+    return ((shard_t *)b)->node_id;
+}
+
+static void sh_free(rt_broker_t *b)
+{
+    shard_t *sh = (shard_t *)b;
+    /* No shard is freed while a handler or result that could reach it still runs. */
+    atomic_store(&sh->closing, true);
+    while (atomic_load(&sh->active) > 0)
+        sched_yield();
+    for (size_t i = 0; i < sh->n; i++)
+        if (sh->child[i].b != NULL)
+            rt_broker_free(sh->child[i].b);
+    rt_ring_free(sh->ring);
+    pthread_mutex_destroy(&sh->state_lock);
+    free(sh);
+}
+
+/* Every operation of rt_broker_ops routed or combined; an operation added to the seam
+ * gets its entry here. */
+static const rt_broker_ops_t shard_ops = {
+    .publish = sh_publish,
+    .subscribe = sh_subscribe,
+    .unsubscribe = sh_unsubscribe,
+    .history = sh_history,
+    .session_put = sh_session_put,
+    .session_take = sh_session_take,
+    .presence_set = sh_presence_set,
+    .presence_del = sh_presence_del,
+    .presence_get = sh_presence_get,
+    .nodes = sh_nodes,
+    .ready = sh_ready,
+    .state = sh_state,
+    .stats = sh_stats,
+    .node_id = sh_node_id,
+    .free = sh_free,
+};
+
+/* ---------------------------------------------------------------------------------------
+ * Construction
+ * ------------------------------------------------------------------------------------- */
+
+rt_broker_t *rt_broker_shard_new(const char *const *names, size_t n, rt_broker_shard_make_cb make,
+                                 void *make_arg, const rt_broker_handlers_t *h, void *ud)
+{
+    if (names == NULL || make == NULL || n == 0 || n > RT_BROKER_SHARDS_MAX)
+        return NULL;
+    rt_ring_t *ring = rt_ring_new(names, n);
+    if (ring == NULL)
+        return NULL;
+    shard_t *sh = calloc(1, sizeof(*sh) + n * sizeof(sh->child[0]));
+    if (sh == NULL) {
+        rt_ring_free(ring);
+        return NULL;
+    }
+    sh->base.ops = &shard_ops;
+    sh->ring = ring;
+    sh->n = n;
+    if (h != NULL)
+        sh->h = *h;
+    sh->ud = ud;
+    sh->reported = RT_BROKER_DOWN;
+    pthread_mutex_init(&sh->state_lock, NULL);
+    for (size_t i = 0; i < n; i++) {
+        sh->child[i].sh = sh;
+        sh->child[i].state = RT_BROKER_DOWN;
+    }
+    /* Handlers go through the child: a child may report before the next one exists (its
+     * state stays DOWN until it reports, so the whole is not UP before every shard is). */
+    rt_broker_handlers_t ch = {.deliver = on_deliver, .state = on_state, .emitted = on_emitted};
+    for (size_t i = 0; i < n; i++) {
+        sh->child[i].b = make(i, i == 0 ? NULL : sh->node_id, &ch, &sh->child[i], make_arg);
+        if (sh->child[i].b == NULL) {
+            sh_free(&sh->base);
+            return NULL;
+        }
+        if (i == 0)
+            snprintf(sh->node_id, sizeof(sh->node_id), "%s", rt_broker_node_id(sh->child[0].b));
+    }
+    return &sh->base;
+}
+
+/* The Redis shards of rt_broker_shard_redis_new(). */
+typedef struct redis_shards {
+    const rt_broker_redis_config_t *cfgs;
+} redis_shards_t;
+
+static rt_broker_t *make_redis(size_t i, const char *node_id, const rt_broker_handlers_t *h,
+                               void *hud, void *arg)
+{
+    const redis_shards_t *rs = arg;
+    rt_broker_redis_config_t cfg = rs->cfgs[i];
+    if (i > 0) {
+        cfg.node_id = node_id;
+        cfg.emitter_prefix = NULL; /* the emitter publishes to one Redis: the first */
+    }
+    return rt_broker_redis_new(&cfg, h, hud);
+}
+
+rt_broker_t *rt_broker_shard_redis_new(const rt_broker_redis_config_t *cfgs, size_t n,
+                                       const rt_broker_handlers_t *h, void *ud)
+{
+    if (cfgs == NULL || n == 0 || n > RT_BROKER_SHARDS_MAX) {
+        eddy_log(NULL, EDDY_LOG_ERROR, "rt_broker: 1 to %d Redis shards", RT_BROKER_SHARDS_MAX);
+        return NULL;
+    }
+    char(*names)[RT_BROKER_SHARD_NAME_SIZE] = calloc(n, sizeof(*names));
+    const char **ptrs = calloc(n, sizeof(*ptrs));
+    rt_broker_t *b = NULL;
+    bool ok = names != NULL && ptrs != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (cfgs[i].srv != NULL || cfgs[i].host == NULL) {
+            eddy_log(cfgs[i].srv, EDDY_LOG_ERROR,
+                     "rt_broker: a Redis shard needs a host and no server (srv NULL)");
+            ok = false;
+            break;
+        }
+        rt_broker_shard_name(&cfgs[i], names[i]);
+        ptrs[i] = names[i];
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(names[i], names[j]) == 0) {
+                eddy_log(NULL, EDDY_LOG_ERROR, "rt_broker: Redis %s given twice", names[i]);
+                ok = false;
+            }
+        }
+    }
+    if (ok) {
+        redis_shards_t rs = {cfgs};
+        b = rt_broker_shard_new(ptrs, n, make_redis, &rs, h, ud);
+    }
+    free(ptrs);
+    free(names);
+    return b;
+}
+
+void rt_broker_shard_name(const rt_broker_redis_config_t *cfg, char name[RT_BROKER_SHARD_NAME_SIZE])
+{
+    bool v6 = strchr(cfg->host, ':') != NULL;
+    snprintf(name, RT_BROKER_SHARD_NAME_SIZE, "%s%s%s:%d/%d", v6 ? "[" : "", cfg->host,
+             v6 ? "]" : "", cfg->port, cfg->db);
+}
