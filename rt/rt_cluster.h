@@ -140,4 +140,11 @@ void rt_cluster_send_stored(eddy_rt_socket_t *s, rt_position_t pos, const void *
  * local client so that each recovers what it missed from history. */
 void rt_cluster_gap(eddy_rt_t *rt);
 
+/* ---------------------------------------------------------------------------------------
+ * Across nodes (rt_xnode.h)
+ * ------------------------------------------------------------------------------------- */
+
+/* The cluster's broker (its node requests carry rt_xnode.c's commands). */
+rt_broker_t *rt_cluster_broker(rt_cluster_t *cl);
+
 #endif /* EDDY_RT_CLUSTER_H */
