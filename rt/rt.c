@@ -936,6 +936,8 @@ void eddy_rt_free(eddy_rt_t *rt)
         for (rt_hnode_t *it = rt->acks.slots[i], *next; it != NULL; it = next) {
             next = it->next;
             rt_ack_t *a = CONTAINER(it, rt_ack_t, node);
+            if (a->bcb != NULL)
+                rt_xnode_ack_drop(a->bcb, a->arg);
             for (size_t k = 0; k < a->n; k++) {
                 free(a->answers[k].args);
                 free(a->answers[k].bin);

@@ -420,6 +420,12 @@ static void ack_reported(eddy_rt_nsp_t *nsp, const eddy_rt_ack_result_t *res, si
     free(rep);
 }
 
+void rt_xnode_ack_drop(eddy_rt_broadcast_ack_cb cb, void *arg)
+{
+    if (cb == ack_reported)
+        free(arg);
+}
+
 static void answer_empty(rt_broker_t *b, const rt_broker_request_t *req)
 {
     static const char zero[4];

@@ -64,6 +64,10 @@ void rt_xnode_cmd_clear(rt_xnode_cmd_t *c);
 /* Checks an answer of operation op. Returns 0 or EDDY_EPROTO. */
 int rt_xnode_answer_check(char op, const void *buf, size_t len);
 
+/* eddy_rt_free() drops a broadcast with acknowledgement that never ended (the server
+ * stopped first): frees arg if it is one of this module's reports to another node. */
+void rt_xnode_ack_drop(eddy_rt_broadcast_ack_cb cb, void *arg);
+
 /* A node request arrived (rt_cluster.c's request handler, on the broker's thread). */
 void rt_xnode_request(eddy_rt_t *rt, rt_broker_t *b, const rt_broker_request_t *req);
 
