@@ -174,6 +174,7 @@ typedef struct node {
     size_t nreqs;
     char last_req[96];
     uint64_t last_req_id;
+    size_t req_errors; /* calls the handler saw fail (CHECK is for the main thread) */
 } node_t;
 
 static void join_names(char *out, size_t size, const char *const *names, size_t n)
@@ -243,14 +244,20 @@ static void on_request(rt_broker_t *b, const rt_broker_request_t *req, void *ud)
     snprintf(n->last_req, sizeof(n->last_req), "%s", data);
     n->last_req_id = req->id;
     pthread_mutex_unlock(&n->lock);
+    int rc = 0;
     if (strncmp(data, "sub:", 4) == 0)
-        CHECK_EQ_INT(rt_broker_subscribe(b, "/", data + 4), 0);
-    if (req->id == 0 || strcmp(data, "silent") == 0 ||
-        (strncmp(data, "silent:", 7) == 0 && strcmp(data + 7, rt_broker_node_id(b)) == 0))
-        return;
-    char answer[192];
-    int len = snprintf(answer, sizeof(answer), "%s@%s", data, rt_broker_node_id(b));
-    CHECK_EQ_INT(rt_broker_respond(b, req->origin, req->id, answer, (size_t)len), 0);
+        rc = rt_broker_subscribe(b, "/", data + 4);
+    if (rc == 0 && req->id != 0 && strcmp(data, "silent") != 0 &&
+        !(strncmp(data, "silent:", 7) == 0 && strcmp(data + 7, rt_broker_node_id(b)) == 0)) {
+        char answer[192];
+        int len = snprintf(answer, sizeof(answer), "%s@%s", data, rt_broker_node_id(b));
+        rc = rt_broker_respond(b, req->origin, req->id, answer, (size_t)len);
+    }
+    if (rc != 0) {
+        pthread_mutex_lock(&n->lock);
+        n->req_errors++;
+        pthread_mutex_unlock(&n->lock);
+    }
 }
 
 static void node_start(node_t *n, rt_broker_redis_config_t *cfg)
@@ -1284,6 +1291,7 @@ static void test_node_requests(const engine_t *e)
     CHECK_EQ_INT(rt_broker_request(a->b, NULL, NULL, 1, 0, 100, 0, on_answers, NULL), EDDY_EINVAL);
     CHECK_EQ_INT(rt_broker_respond(a->b, self, 0, "x", 1), EDDY_EINVAL);
     CHECK_EQ_INT(rt_broker_respond(a->b, self, 12345, "late", 4), 0); /* dropped */
+    CHECK_EQ_INT(a->req_errors, 0);
     node_stop(a);
     free(a);
 }
@@ -1386,6 +1394,7 @@ static void test_node_requests_cluster(void)
     CHECK_EQ_INT(w->nmissing, 0);
     free(w);
     for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(n[i]->req_errors, 0);
         node_stop(n[i]);
         free(n[i]);
     }
