@@ -626,7 +626,7 @@ size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool clo
 
 /* Makes the selected sockets join (leave) rooms[0..nrooms) (each as eddy_rt_join() /
  * eddy_rt_leave(): presence callbacks run where the socket's node applies it). Returns 0
- * (done here; sent to the cluster), EDDY_EINVAL (nsp or a name NULL, a '}' in a name with
+ * (done here; sent to the cluster), EDDY_EINVAL (nsp or a name NULL, a '}' in a room with
  * redis_url), EDDY_ENOMEM, EDDY_EDROPPED (Redis's queue is full: nothing done). */
 int eddy_rt_sockets_join(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const char *const *rooms,
                          size_t nrooms);

@@ -493,6 +493,10 @@ static int command(eddy_rt_nsp_t *nsp, char op, uint8_t flags, const eddy_rt_to_
     if (nsp == NULL)
         return EDDY_EINVAL;
     eddy_rt_t *rt = eddy_rt_nsp_rt(nsp);
+    /* Redis keys hold room names in hash tags: a room with '}' cannot be subscribed to. */
+    for (size_t i = 0; rt_xnode_node_id(rt)[0] && targets && i < ntargets; i++)
+        if (targets[i] != NULL && strchr(targets[i], '}') != NULL)
+            return EDDY_EINVAL;
     wbuf_t w = {0};
     int rc = cmd_encode(&w, op, flags, 0, eddy_rt_nsp_name(nsp), to, targets, ntargets, NULL);
     rt_broker_t *b = rc == 0 ? rt_xnode_broker(rt) : NULL;

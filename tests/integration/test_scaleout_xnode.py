@@ -15,6 +15,7 @@ from test_scaleout import Clients, cluster, redis  # noqa: F401 (fixtures)
 from eddyserver import TIMEOUT, stop_all
 
 ETIMEDOUT = 110
+EDDY_EINVAL = -3001
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_remote_join_then_broadcast_reaches_another_node(cluster, clients):
 
 def test_remote_leave_then_broadcast_misses(cluster, clients):
     """The same socket is made to leave from A; A's next broadcast to the room does not
-    reach it, while another member on B still gets it."""
+    reach it, while another member on B still gets it. A room with '}' is refused."""
     a, b = cluster(2)
     m = clients.connect("m", b)
     clients.connect("k", b)
@@ -85,6 +86,8 @@ def test_remote_leave_then_broadcast_misses(cluster, clients):
     clients.emit("s", "to-room", "r", {"seq": 1})
     assert room_message(clients, "k") == [{"seq": 1}]
     clients.nothing_more("m")
+    # A room name Redis keys cannot hold is refused, not sent.
+    assert clients.ack("s", "x-join", {}, "bad}room") == [EDDY_EINVAL]
 
 
 def test_disconnect_a_user_on_another_node(cluster, clients):
