@@ -336,6 +336,8 @@ FUZZ_CMD_DRIVERS := fuzz_jwt
 FUZZ_DRIVERS += $(FUZZ_CMD_DRIVERS)
 # The real-time layer's sessions (fuzz/session.h, fuzz/rt_app.h): the whole library, rt/ included.
 FUZZ_RT_SESSION_DRIVERS := fuzz_sio_session fuzz_eio_polling
+# What other nodes send through Redis (rt_xnode.h, node messages): the whole library too.
+FUZZ_RT_SESSION_DRIVERS += fuzz_rt_xnode
 FUZZ_DICT_fuzz_sio_session := -dict=fuzz/sio_session.dict
 FUZZ_DICT_fuzz_eio_polling := -dict=fuzz/eio_polling.dict
 FUZZ_RT_SESSION_BINS := $(FUZZ_RT_SESSION_DRIVERS:%=$(BUILD)/fuzz/%)

@@ -9,8 +9,25 @@
  * With --redis URL several of them on one Redis form one cluster (README "Scale-out"):
  * rooms, broadcasts and recovery then span the nodes. --redis URL,URL,... shards the
  * namespaces over several Redis (--namespaces N adds /n1 ... /nN to have some to spread).
+ *
+ * Operations across nodes, on "/" only (eddy_rt.h "Across nodes"; not in the reference
+ * application). sel is {"rooms": [...], "users": [...], "except": [...]} (each optional;
+ * none: the whole namespace); at most 8 names of each, 255 bytes each.
+ *   x-node                  ack this node's id
+ *   x-user (id)             set the socket's user id, ack "ok"
+ *   x-join (sel, room[, arg])  io.in(sel).socketsJoin(room), ack the return code; with
+ *                           arg, then at once emit "room-message" arg to room
+ *   x-leave (sel, room)     io.in(sel).socketsLeave(room), ack the return code
+ *   x-disconnect (sel, close)  io.in(sel).disconnectSockets(close), ack the return code
+ *   x-fetch (sel, ms)       ack {"status", "sockets": [{"id", "user", "rooms", "node"}],
+ *                           "missing": [node ids]} (fetchSockets)
+ *   x-rooms (ms)            ack {"status", "rooms", "missing"} (allRooms)
+ *   x-ack (sel, ms, ...args)  broadcast "x-ask" with args and an ack wanted, ack
+ *                           {"results": [{"id", "status", "answer" (its arguments), "node"}]}
  */
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "eddy_rt.h"
 #include "example.h"
@@ -44,6 +61,349 @@ static uint32_t ms_option(int argc, char **argv, const char *name, uint32_t fall
     return (uint32_t)example_number(argc, argv, &spec, name, 0, UINT32_MAX, fallback);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Operations across nodes
+ * ------------------------------------------------------------------------------------- */
+
+#define SEL_MAX 8
+
+typedef struct sel {
+    char names[3][SEL_MAX][256];
+    const char *ptrs[3][SEL_MAX];
+    eddy_rt_to_t to;
+} sel_t;
+
+/* Reads the strings of JSON array member key of obj into s. */
+static size_t sel_list(const char *obj, size_t len, const char *key, sel_t *s, int which)
+{
+    const char *arr;
+    size_t alen;
+    if (eddy_rt_json_member(obj, len, key, &arr, &alen) != EDDY_RT_JSON_ARRAY || alen < 2)
+        return 0;
+    /* The array's items are an argument list. */
+    eddy_rt_event_t items = {.args = arr + 1, .args_len = alen - 2, .ack_id = -1};
+    size_t n = 0;
+    for (size_t i = 0; i < eddy_rt_arg_count(&items) && n < SEL_MAX; i++) {
+        if (eddy_rt_arg_string(&items, i, s->names[which][n], sizeof(s->names[which][n])) >= 0) {
+            s->ptrs[which][n] = s->names[which][n];
+            n++;
+        }
+    }
+    return n;
+}
+
+/* The selection in argument 0 of ev. */
+static void sel_read(const eddy_rt_event_t *ev, sel_t *s)
+{
+    const char *obj;
+    size_t len;
+    memset(&s->to, 0, sizeof(s->to));
+    if (eddy_rt_arg(ev, 0, &obj, &len) != EDDY_RT_JSON_OBJECT)
+        return;
+    s->to.nrooms = sel_list(obj, len, "rooms", s, 0);
+    s->to.nusers = sel_list(obj, len, "users", s, 1);
+    s->to.nexcept = sel_list(obj, len, "except", s, 2);
+    s->to.rooms = s->ptrs[0];
+    s->to.users = s->ptrs[1];
+    s->to.except = s->ptrs[2];
+}
+
+/* A growing JSON text. */
+typedef struct jbuf {
+    char *p;
+    size_t len, cap;
+} jbuf_t;
+
+static void j_raw(jbuf_t *j, const char *s, size_t n)
+{
+    if (j->len + n + 1 > j->cap) {
+        size_t cap = (j->len + n + 1) * 2;
+        char *p = realloc(j->p, cap);
+        if (p == NULL)
+            return; /* an example: a short answer */
+        j->p = p;
+        j->cap = cap;
+    }
+    memcpy(j->p + j->len, s, n);
+    j->len += n;
+    j->p[j->len] = '\0';
+}
+
+static void j_lit(jbuf_t *j, const char *s)
+{
+    j_raw(j, s, strlen(s));
+}
+
+static void j_str(jbuf_t *j, const char *s)
+{
+    if (s == NULL) {
+        j_lit(j, "null");
+        return;
+    }
+    j_lit(j, "\"");
+    for (; *s; s++) {
+        char esc[8];
+        if (*s == '"' || *s == '\\') {
+            esc[0] = '\\';
+            esc[1] = *s;
+            j_raw(j, esc, 2);
+        } else if ((unsigned char)*s < 0x20) {
+            snprintf(esc, sizeof(esc), "\\u%04x", (unsigned char)*s);
+            j_lit(j, esc);
+        } else {
+            j_raw(j, s, 1);
+        }
+    }
+    j_lit(j, "\"");
+}
+
+static void j_strs(jbuf_t *j, const char *const *v, size_t n)
+{
+    j_lit(j, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            j_lit(j, ",");
+        j_str(j, v[i]);
+    }
+    j_lit(j, "]");
+}
+
+static void ack_code(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, int rc)
+{
+    char num[16];
+    snprintf(num, sizeof(num), "%d", rc);
+    if (ev->ack_id >= 0)
+        eddy_rt_ack_json(s, ev->ack_id, num);
+}
+
+static void on_x_node(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
+{
+    jbuf_t j = {0};
+    j_str(&j, eddy_rt_node_id(eddy_rt_nsp_rt(eddy_rt_socket_nsp(s))));
+    if (ev->ack_id >= 0 && j.p != NULL)
+        eddy_rt_ack_json(s, ev->ack_id, j.p);
+    free(j.p);
+}
+
+static void on_x_user(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
+{
+    char id[256];
+    if (eddy_rt_arg_string(ev, 0, id, sizeof(id)) >= 0)
+        eddy_rt_socket_set_user(s, id);
+    if (ev->ack_id >= 0)
+        eddy_rt_ack_json(s, ev->ack_id, "\"ok\"");
+}
+
+static void on_x_join_leave(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
+{
+    sel_t sel;
+    char room[256];
+    sel_read(ev, &sel);
+    if (eddy_rt_arg_string(ev, 1, room, sizeof(room)) < 0) {
+        ack_code(s, ev, EDDY_EINVAL);
+        return;
+    }
+    const char *rooms[] = {room};
+    int rc = ud != NULL ? eddy_rt_sockets_leave(eddy_rt_socket_nsp(s), &sel.to, rooms, 1)
+                        : eddy_rt_sockets_join(eddy_rt_socket_nsp(s), &sel.to, rooms, 1);
+    const char *json;
+    size_t len;
+    if (rc == 0 && ud == NULL && eddy_rt_arg(ev, 2, &json, &len) != EDDY_RT_JSON_NONE) {
+        /* A broadcast right after the join, from the same thread: it must reach them. */
+        eddy_rt_to_t to = {.rooms = rooms, .nrooms = 1};
+        eddy_rt_msg_t msg = {.event = "room-message", .args = json, .args_len = len};
+        rc = eddy_rt_broadcast(eddy_rt_socket_nsp(s), &to, &msg);
+    }
+    ack_code(s, ev, rc);
+}
+
+static void on_x_disconnect(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
+{
+    sel_t sel;
+    sel_read(ev, &sel);
+    bool close = eddy_rt_arg(ev, 1, NULL, NULL) == EDDY_RT_JSON_TRUE;
+    /* Answered first: this socket may be among those disconnected. */
+    ack_code(s, ev, 0);
+    eddy_rt_disconnect_sockets(eddy_rt_socket_nsp(s), &sel.to, close);
+}
+
+/* The number in argument i (milliseconds), or fallback. */
+static uint32_t ms_arg(const eddy_rt_event_t *ev, size_t i, uint32_t fallback)
+{
+    const char *json;
+    size_t len;
+    if (eddy_rt_arg(ev, i, &json, &len) != EDDY_RT_JSON_NUMBER)
+        return fallback;
+    char num[24];
+    snprintf(num, sizeof(num), "%.*s", (int)(len < 23 ? len : 23), json);
+    return (uint32_t)strtoul(num, NULL, 10);
+}
+
+/* A pending answer: the asking socket (referenced) and its ack id. */
+typedef struct asker {
+    eddy_rt_socket_t *s;
+    int64_t ack_id;
+} asker_t;
+
+static asker_t *asker_new(eddy_rt_socket_t *s, const eddy_rt_event_t *ev)
+{
+    asker_t *a = malloc(sizeof(*a));
+    if (a != NULL) {
+        eddy_rt_socket_ref(s);
+        *a = (asker_t){s, ev->ack_id};
+    }
+    return a;
+}
+
+static void asker_answer(asker_t *a, jbuf_t *j)
+{
+    if (a->ack_id >= 0 && j->p != NULL)
+        eddy_rt_ack_json(a->s, a->ack_id, j->p);
+    eddy_rt_socket_unref(a->s);
+    free(a);
+    free(j->p);
+}
+
+static void on_fetched(eddy_rt_nsp_t *nsp, int status, const eddy_rt_socket_info_t *socks, size_t n,
+                       const char *const *missing, size_t nmissing, void *arg)
+{
+    jbuf_t j = {0};
+    char num[16];
+    snprintf(num, sizeof(num), "%d", status);
+    j_lit(&j, "{\"status\":");
+    j_lit(&j, num);
+    j_lit(&j, ",\"sockets\":[");
+    for (size_t i = 0; i < n; i++) {
+        j_lit(&j, i ? ",{\"id\":" : "{\"id\":");
+        j_str(&j, socks[i].id);
+        j_lit(&j, ",\"user\":");
+        j_str(&j, socks[i].user_id);
+        j_lit(&j, ",\"rooms\":");
+        j_strs(&j, socks[i].rooms, socks[i].nrooms);
+        j_lit(&j, ",\"node\":");
+        j_str(&j, socks[i].node);
+        j_lit(&j, "}");
+    }
+    j_lit(&j, "],\"missing\":");
+    j_strs(&j, missing, nmissing);
+    j_lit(&j, "}");
+    asker_answer(arg, &j);
+}
+
+static void on_x_fetch(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
+{
+    sel_t sel;
+    sel_read(ev, &sel);
+    asker_t *a = asker_new(s, ev);
+    int rc = a == NULL ? EDDY_ENOMEM
+                       : eddy_rt_fetch_sockets(eddy_rt_socket_nsp(s), &sel.to, ms_arg(ev, 1, 5000),
+                                               on_fetched, a);
+    if (rc != 0) {
+        if (a != NULL) {
+            eddy_rt_socket_unref(a->s);
+            free(a);
+        }
+        ack_code(s, ev, rc);
+    }
+}
+
+static void on_rooms(eddy_rt_nsp_t *nsp, int status, const char *const *rooms, size_t n,
+                     const char *const *missing, size_t nmissing, void *arg)
+{
+    jbuf_t j = {0};
+    char num[16];
+    snprintf(num, sizeof(num), "%d", status);
+    j_lit(&j, "{\"status\":");
+    j_lit(&j, num);
+    j_lit(&j, ",\"rooms\":");
+    j_strs(&j, rooms, n);
+    j_lit(&j, ",\"missing\":");
+    j_strs(&j, missing, nmissing);
+    j_lit(&j, "}");
+    asker_answer(arg, &j);
+}
+
+static void on_x_rooms(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
+{
+    asker_t *a = asker_new(s, ev);
+    int rc = a == NULL ? EDDY_ENOMEM
+                       : eddy_rt_all_rooms(eddy_rt_socket_nsp(s), ms_arg(ev, 0, 5000), on_rooms, a);
+    if (rc != 0) {
+        if (a != NULL) {
+            eddy_rt_socket_unref(a->s);
+            free(a);
+        }
+        ack_code(s, ev, rc);
+    }
+}
+
+static void on_acked(eddy_rt_nsp_t *nsp, const eddy_rt_ack_result_t *res, size_t n, void *arg)
+{
+    jbuf_t j = {0};
+    j_lit(&j, "{\"results\":[");
+    for (size_t i = 0; i < n; i++) {
+        char num[16];
+        snprintf(num, sizeof(num), "%d", res[i].status);
+        j_lit(&j, i ? ",{\"id\":" : "{\"id\":");
+        j_str(&j, res[i].socket_id);
+        j_lit(&j, ",\"status\":");
+        j_lit(&j, num);
+        j_lit(&j, ",\"answer\":[");
+        if (res[i].ev != NULL)
+            j_raw(&j, res[i].ev->args, res[i].ev->args_len);
+        j_lit(&j, "],\"node\":");
+        j_str(&j, res[i].node);
+        j_lit(&j, "}");
+    }
+    j_lit(&j, "]}");
+    asker_answer(arg, &j);
+}
+
+static void on_x_ack(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
+{
+    sel_t sel;
+    sel_read(ev, &sel);
+    /* The arguments after the first two. */
+    const char *rest = "", *json;
+    size_t rest_len = 0, len;
+    if (eddy_rt_arg(ev, 2, &json, &len) != EDDY_RT_JSON_NONE) {
+        rest = json;
+        rest_len = (size_t)(ev->args + ev->args_len - json);
+    }
+    eddy_rt_msg_t msg = {.event = "x-ask", .args = rest, .args_len = rest_len};
+    asker_t *a = asker_new(s, ev);
+    int rc = a == NULL ? EDDY_ENOMEM
+                       : eddy_rt_broadcast_ack(eddy_rt_socket_nsp(s), &sel.to, &msg,
+                                               ms_arg(ev, 1, 1000), on_acked, a);
+    if (rc != 0) {
+        if (a != NULL) {
+            eddy_rt_socket_unref(a->s);
+            free(a);
+        }
+        ack_code(s, ev, rc);
+    }
+}
+
+static void xnode_setup(eddy_rt_nsp_t *nsp)
+{
+    static const struct {
+        const char *name;
+        eddy_rt_event_cb cb;
+        void *ud;
+    } events[] = {
+        {"x-node", on_x_node, NULL},
+        {"x-user", on_x_user, NULL},
+        {"x-join", on_x_join_leave, NULL},
+        {"x-leave", on_x_join_leave, (void *)1},
+        {"x-disconnect", on_x_disconnect, NULL},
+        {"x-fetch", on_x_fetch, NULL},
+        {"x-rooms", on_x_rooms, NULL},
+        {"x-ack", on_x_ack, NULL},
+    };
+    for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
+        eddy_rt_on(nsp, events[i].name, events[i].cb, events[i].ud);
+}
+
 int main(int argc, char **argv)
 {
     eddy_server_t *srv = example_new(argc, argv, &spec);
@@ -61,6 +421,7 @@ int main(int argc, char **argv)
     if (rt == NULL)
         return 1;
     socketio_app_setup(eddy_rt_of(rt, "/"), true);
+    xnode_setup(eddy_rt_of(rt, "/"));
     socketio_app_setup(eddy_rt_of(rt, "/custom"), false);
     unsigned long extra = example_number(argc, argv, &spec, "--namespaces", 0, 1000, 0);
     for (unsigned long i = 1; i <= extra; i++) {

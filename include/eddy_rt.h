@@ -115,9 +115,11 @@ typedef struct eddy_rt_options {
      * client recovers on any node, also after its first node was killed. Local delivery
      * goes on while Redis is down; when it comes back after an outage, with recovery on,
      * every local client's transport is closed so that it reconnects and recovers what it
-     * missed. Not across nodes yet: eddy_rt_broadcast_ack(), eddy_rt_room_history(), the
-     * synchronous member listings and counts (eddy_rt_room_presence() and eddy_rt_rooms()
-     * are cluster-wide), disconnecting a socket of another node. The layer connects
+     * missed. Across nodes too: eddy_rt_broadcast_ack(), the functions of "Across nodes"
+     * below, eddy_rt_room_presence() and eddy_rt_rooms(); not yet: eddy_rt_room_history(),
+     * the synchronous member visits and counts of "Users and presence" (this node's),
+     * eddy_rt_disconnect() of one socket (use eddy_rt_disconnect_sockets() with its id as
+     * room). The layer connects
      * from a thread of its own (it never blocks a loop); eddy_rt_free() must then run
      * before eddy_server_free(). Several URLs separated by commas shard the namespaces
      * (their broadcasts, positions, history, presence) and session records over those
@@ -384,13 +386,23 @@ typedef struct eddy_rt_ack_result {
     const char *socket_id;
     int status;                /* 0 or -ETIMEDOUT */
     const eddy_rt_event_t *ev; /* the answer when status is 0, else NULL */
+    /* The node of the socket (eddy_rt_node_id()). With redis_url, an entry whose
+     * socket_id is "" stands for a whole node that was alive but did not answer in time
+     * (frozen, or its Redis connection stalled): its sockets are unknown (status
+     * -ETIMEDOUT). */
+    const char *node;
 } eddy_rt_ack_result_t;
 
 /*
  * Called once per broadcast with acknowledgement, when every recipient answered or the
  * timeout passed: results holds one entry per socket the broadcast reached (answers first,
  * in arrival order, then the sockets that did not answer). Runs on the loop of the last
- * answer, or where the timer fired.
+ * answer, or where the timer fired. With redis_url it covers the sockets of every node
+ * (README "Scale-out"): each node sends the broadcast to its own sockets, collects their
+ * answers for timeout_ms and reports them; the callback runs on the layer's broker
+ * thread once every node alive when the broadcast left reported (a node whose lease
+ * lapses meanwhile is not waited for), or at timeout_ms plus 500 ms for transit; a node
+ * that did not report by then gets one entry (see eddy_rt_ack_result_t.node).
  */
 typedef void (*eddy_rt_broadcast_ack_cb)(eddy_rt_nsp_t *nsp, const eddy_rt_ack_result_t *results,
                                          size_t nresults, void *arg);
@@ -664,6 +676,73 @@ typedef struct eddy_rt_room_info {
 /* rooms sorted by name; n 0 (rooms not NULL) when there is none. */
 typedef void (*eddy_rt_rooms_cb)(int err, const eddy_rt_room_info_t *rooms, size_t n, void *arg);
 int eddy_rt_rooms(eddy_rt_nsp_t *nsp, eddy_fd_t fd, eddy_rt_rooms_cb cb, void *arg);
+
+/* ---------------------------------------------------------------------------------------
+ * Across nodes (Socket.IO's io.in(room).socketsJoin(), socketsLeave(), disconnectSockets(),
+ * fetchSockets(), adapter.allRooms()). On a layer without redis_url they act on this
+ * node's sockets; with it, on the sockets of every node of the cluster (README
+ * "Scale-out"), and work the same.
+ *
+ * Selection: to as in eddy_rt_broadcast() (NULL: the whole namespace; except_socket is
+ * sent as its id); pointers are borrowed for the call.
+ *
+ * Order: with redis_url a command goes through Redis to every node, this one included,
+ * and each applies it to its own sockets when it arrives, in the order of this node's
+ * broadcasts: a broadcast made after eddy_rt_sockets_join() returned reaches the sockets
+ * it joined, on every node (this node holds its later broadcasts until every alive node
+ * confirmed the join, at most 1 s: a frozen node delays them by that much), and one made
+ * after eddy_rt_sockets_leave() or eddy_rt_disconnect_sockets() no longer reaches the
+ * sockets they removed. While Redis is down they act on this node's sockets only.
+ * ------------------------------------------------------------------------------------- */
+
+/* Makes the selected sockets join (leave) rooms[0..nrooms) (each as eddy_rt_join() /
+ * eddy_rt_leave(): presence callbacks run where the socket's node applies it). Returns 0
+ * (done here; sent to the cluster), EDDY_EINVAL (nsp or a name NULL, a '}' in a room with
+ * redis_url), EDDY_ENOMEM, EDDY_EDROPPED (Redis's queue is full: nothing done). */
+int eddy_rt_sockets_join(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const char *const *rooms,
+                         size_t nrooms);
+int eddy_rt_sockets_leave(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const char *const *rooms,
+                          size_t nrooms);
+/* Disconnects the selected sockets (eddy_rt_disconnect() on each, close_client as there).
+ * Returns as eddy_rt_sockets_join(). */
+int eddy_rt_disconnect_sockets(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, bool close_client);
+
+/* A socket of the cluster (borrowed for the callback). */
+typedef struct eddy_rt_socket_info {
+    const char *id;
+    const char *user_id;      /* NULL: none */
+    const char *const *rooms; /* joined rooms (not its own) */
+    size_t nrooms;
+    const char *node; /* the node it is connected to (eddy_rt_node_id() there; "" on a
+                       * layer without redis_url) */
+} eddy_rt_socket_info_t;
+
+/*
+ * The answer of eddy_rt_fetch_sockets() (eddy_rt_all_rooms()): status 0, or EDDY_ECLOSED
+ * when Redis is down (only this node's are listed); the sockets (rooms, each once) of the
+ * nodes that answered; missing[0..nmissing) the ids of the nodes that were alive (by their
+ * leases) when the request left but did not answer within timeout_ms (frozen, or slow):
+ * the answer is partial, never refused because of one node. A node whose lease lapses
+ * meanwhile (killed) is named missing as soon as that is seen. Everything is borrowed for
+ * the call. It runs once: without redis_url before the call returns, on the calling
+ * thread; with it on the layer's broker thread (at the latest during eddy_rt_free()):
+ * keep it short (it may call eddy_rt functions).
+ */
+typedef void (*eddy_rt_fetch_cb)(eddy_rt_nsp_t *nsp, int status,
+                                 const eddy_rt_socket_info_t *sockets, size_t n,
+                                 const char *const *missing, size_t nmissing, void *arg);
+typedef void (*eddy_rt_all_rooms_cb)(eddy_rt_nsp_t *nsp, int status, const char *const *rooms,
+                                     size_t n, const char *const *missing, size_t nmissing,
+                                     void *arg);
+
+/* Lists the selected sockets of every node (fetchSockets()), waiting at most timeout_ms
+ * (> 0) for the nodes. Returns 0 (cb will run), EDDY_EINVAL, EDDY_ENOMEM, EDDY_EDROPPED
+ * (cb not called). */
+int eddy_rt_fetch_sockets(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, uint32_t timeout_ms,
+                          eddy_rt_fetch_cb cb, void *arg);
+/* Lists the rooms of nsp that have members on any node (allRooms(), without the sockets'
+ * own rooms). Returns as eddy_rt_fetch_sockets(). */
+int eddy_rt_all_rooms(eddy_rt_nsp_t *nsp, uint32_t timeout_ms, eddy_rt_all_rooms_cb cb, void *arg);
 
 /* ---------------------------------------------------------------------------------------
  * Reading JSON arguments in place

@@ -51,6 +51,7 @@
 #include "rt_json.h"
 #include "rt_lock.h"
 #include "rt_stats.h"
+#include "rt_xnode.h"
 #include "sio_packet.h"
 
 /* ---------------------------------------------------------------------------------------
@@ -960,6 +961,8 @@ void eddy_rt_free(eddy_rt_t *rt)
         for (rt_hnode_t *it = rt->acks.slots[i], *next; it != NULL; it = next) {
             next = it->next;
             rt_ack_t *a = CONTAINER(it, rt_ack_t, node);
+            if (a->bcb != NULL)
+                rt_xnode_ack_drop(a->bcb, a->arg);
             for (size_t k = 0; k < a->n; k++) {
                 free(a->answers[k].args);
                 free(a->answers[k].bin);
@@ -1689,8 +1692,9 @@ static void ack_finish_broadcast(rt_ack_t *a)
                                        .bin = an->bin,
                                        .nbin = an->nbin,
                                        .ack_id = -1};
-            res[k] = (eddy_rt_ack_result_t){an->socket->id, an->status,
-                                            an->status == 0 ? &evs[k] : NULL};
+            res[k] =
+                (eddy_rt_ack_result_t){an->socket->id, an->status, an->status == 0 ? &evs[k] : NULL,
+                                       rt_xnode_node_id(a->nsp->rt)};
         }
         a->bcb(a->nsp, res, a->n, a->arg);
     } else {
@@ -2200,6 +2204,15 @@ int eddy_rt_broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_
 
 int eddy_rt_broadcast_ack(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg,
                           uint32_t timeout_ms, eddy_rt_broadcast_ack_cb cb, void *arg)
+{
+    if (nsp != NULL && rt_xnode_broker(nsp->rt) != NULL)
+        return rt_xnode_broadcast_ack(nsp, to, msg, timeout_ms, cb, arg);
+    return rt_xnode_broadcast_ack_local(nsp, to, msg, timeout_ms, cb, arg);
+}
+
+int rt_xnode_broadcast_ack_local(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to,
+                                 const eddy_rt_msg_t *msg, uint32_t timeout_ms,
+                                 eddy_rt_broadcast_ack_cb cb, void *arg)
 {
     if (nsp == NULL || cb == NULL || timeout_ms == 0)
         return EDDY_EINVAL;
@@ -3725,6 +3738,57 @@ size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool clo
         n += eddy_rt_disconnect(t.list[i], close_client) == 0;
     targets_release(&t);
     return n;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Across nodes: what rt_xnode.c needs of the tables (rt_xnode.h)
+ * ------------------------------------------------------------------------------------- */
+
+rt_broker_t *rt_xnode_broker(eddy_rt_t *rt)
+{
+    return rt->cluster != NULL && rt_cluster_up(rt->cluster) ? rt_cluster_broker(rt->cluster)
+                                                             : NULL;
+}
+
+const char *rt_xnode_node_id(eddy_rt_t *rt)
+{
+    return rt->cluster != NULL ? rt_broker_node_id(rt_cluster_broker(rt->cluster)) : "";
+}
+
+eddy_rt_nsp_t *rt_xnode_nsp(eddy_rt_t *rt, const char *name)
+{
+    pthread_mutex_lock(&rt->lock);
+    eddy_rt_nsp_t *nsp = nsp_find(rt, name, strlen(name));
+    pthread_mutex_unlock(&rt->lock);
+    return nsp;
+}
+
+ssize_t rt_xnode_select(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, eddy_rt_socket_t ***out)
+{
+    rt_targets_t t = {0};
+    pthread_mutex_lock(&nsp->rt->lock);
+    int rc = collect(nsp, to, false, &t);
+    pthread_mutex_unlock(&nsp->rt->lock);
+    if (rc != 0) {
+        targets_release(&t);
+        return rc;
+    }
+    *out = t.list;
+    return (ssize_t)t.n;
+}
+
+void rt_xnode_rooms(eddy_rt_nsp_t *nsp, void (*visit)(const char *room, void *arg), void *arg)
+{
+    eddy_rt_t *rt = nsp->rt;
+    pthread_mutex_lock(&rt->lock);
+    for (size_t i = 0; i < rt->rooms.nslots; i++) {
+        for (rt_hnode_t *it = rt->rooms.slots[i]; it != NULL; it = it->next) {
+            rt_room_t *r = CONTAINER(it, rt_room_t, node);
+            if (r->nsp == nsp && r->count > 0)
+                visit(r->name, arg);
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
 }
 
 /* ---------------------------------------------------------------------------------------

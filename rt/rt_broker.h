@@ -48,6 +48,7 @@
 #include "rt_history.h"
 
 typedef struct rt_broker rt_broker_t;
+struct rt_broker_request; /* see "Node requests" */
 
 /* A broadcast. Strings are NUL-terminated; names must not contain '}' (Redis keys put the
  * namespace in a hash tag). Borrowed by the call that takes it (the broker copies). */
@@ -97,6 +98,9 @@ typedef struct rt_broker_handlers {
      * (every node receives it, each delivers to its own members). m is valid during the
      * call only. */
     void (*emitted)(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud);
+    /* A node request (see "Node requests" below) from any node, this one included. req is
+     * valid during the call only; answer it (req->id not 0) with rt_broker_respond(). */
+    void (*request)(rt_broker_t *b, const struct rt_broker_request *req, void *ud);
 } rt_broker_handlers_t;
 
 /* Result of a publish: err 0 and its position, or EDDY_ECLOSED (the connection to the
@@ -145,6 +149,51 @@ typedef struct rt_broker_stats {
 #define RT_BROKER_NODE_ID_MAX  64
 #define RT_BROKER_NODE_ID_SIZE (RT_BROKER_NODE_ID_MAX + 1)
 
+/* ---------------------------------------------------------------------------------------
+ * Node requests (across nodes)
+ *
+ * A request is opaque bytes sent to every alive node (this one included) or to one node.
+ * Each node's request handler gets it and, when the requester waits for answers (req->id
+ * not 0), answers once with rt_broker_respond(), from any thread, at any time. The
+ * requester waits only for the nodes alive (by their leases) when the request leaves, stops
+ * waiting for one whose lease lapses meanwhile, and for all at timeout_ms: its callback
+ * gets the answers that came and names the nodes that did not answer (missing), so a dead
+ * or frozen node never fails the others' answers (answers after that are dropped).
+ *
+ * Order: requests and publishes made from one thread leave in that order, and every node
+ * receives one origin's requests and broadcasts in the order they left. A request with
+ * RT_BROKER_BARRIER holds back what this node sends after it (publishes, requests) until
+ * it is answered or timed out; a node answers only once the subscriptions asked for
+ * before its answer are active, so a broadcast sent after a barrier request that made
+ * nodes subscribe (a remote join) reaches them.
+ * ------------------------------------------------------------------------------------- */
+
+/* A node request as its handler receives it (valid during the handler call only). */
+typedef struct rt_broker_request {
+    const char *origin; /* the requesting node's id */
+    bool own;           /* sent by this node */
+    uint64_t id;        /* 0: no answer wanted; else pass it to rt_broker_respond() */
+    const void *data;
+    size_t len;
+} rt_broker_request_t;
+
+/* One node's answer (valid during the result call only). */
+typedef struct rt_broker_reply {
+    const char *node;
+    const void *data;
+    size_t len;
+} rt_broker_reply_t;
+
+/* Result of a node request: err 0 with the answers (replies[0..n), in arrival order) and
+ * the nodes waited for that did not answer (missing[0..nmissing)), or EDDY_ECLOSED (the
+ * broker is down or being freed: nothing was sent), EDDY_ENOMEM. */
+typedef void (*rt_broker_request_cb)(rt_broker_t *b, int err, const rt_broker_reply_t *replies,
+                                     size_t n, const char *const *missing, size_t nmissing,
+                                     void *arg);
+
+/* rt_broker_request() flags. */
+#define RT_BROKER_BARRIER 1u /* hold back what this node sends after it (see above) */
+
 /*
  * The operations an engine implements. The arguments mean what the wrappers below say;
  * fd names the connection on whose loop a result runs (0: eddy_defer(), loop 0).
@@ -171,6 +220,10 @@ typedef struct rt_broker_ops {
     void (*stats)(rt_broker_t *b, rt_broker_stats_t *out);
     const char *(*node_id)(rt_broker_t *b);
     void (*free)(rt_broker_t *b);
+    int (*request)(rt_broker_t *b, const char *node, const char *key, const void *data, size_t len,
+                   uint32_t flags, uint32_t timeout_ms, eddy_fd_t fd, rt_broker_request_cb cb,
+                   void *arg);
+    int (*respond)(rt_broker_t *b, const char *node, uint64_t id, const void *data, size_t len);
 } rt_broker_ops_t;
 
 /* Every engine's broker starts with this. */
@@ -289,6 +342,39 @@ static inline void rt_broker_free(rt_broker_t *b)
     b->ops->free(b);
 }
 
+/*
+ * Sends a node request (data copied) to node (NULL: every alive node, this one included).
+ * key names the namespace it concerns (NULL: none): a sharded broker sends it through that
+ * namespace's shard, so it keeps its order with the namespace's broadcasts (a barrier holds
+ * them); other engines ignore it.
+ * cb (NULL: no answer wanted, nothing waited for) runs once with the answers (see
+ * rt_broker_request_cb); a node that is not alive is answered missing at once. flags:
+ * RT_BROKER_BARRIER. timeout_ms > 0 bounds the wait (and a barrier's hold). Returns 0,
+ * EDDY_EINVAL, EDDY_ENOMEM, EDDY_EDROPPED (queue full; cb not called).
+ */
+static inline int rt_broker_request(rt_broker_t *b, const char *node, const char *key,
+                                    const void *data, size_t len, uint32_t flags,
+                                    uint32_t timeout_ms, eddy_fd_t fd, rt_broker_request_cb cb,
+                                    void *arg)
+{
+    return b->ops->request(b, node, key, data, len, flags, timeout_ms, fd, cb, arg);
+}
+/* Answers request id of node (req->origin, req->id of the handler's request; data
+ * copied). Once per request; a late answer is dropped by the requester. Returns 0,
+ * EDDY_EINVAL (id 0), EDDY_ENOMEM, EDDY_EDROPPED. */
+static inline int rt_broker_respond(rt_broker_t *b, const char *node, uint64_t id, const void *data,
+                                    size_t len)
+{
+    return b->ops->respond(b, node, id, data, len);
+}
+
+/* The node message format (Redis engine; parsed here for the fuzz harness): byte 2
+ * (version), a kind byte ('Q' request, 'R' answer), the request id (8 bytes, little
+ * endian), the sending node's id NUL-terminated, then the data. Returns 0 with the fields
+ * pointing into buf, or EDDY_EPROTO. */
+int rt_broker_node_msg_decode(const void *buf, size_t len, char *kind, uint64_t *id,
+                              const char **node, const void **data, size_t *data_len);
+
 /* ---------------------------------------------------------------------------------------
  * Redis (rt_broker_redis.c, Debian's hiredis)
  *
@@ -306,7 +392,9 @@ static inline void rt_broker_free(rt_broker_t *b)
  *                       history_meta_ttl_ms: with p it tells a trimmed stream from a quiet one
  *   P{nsp}:c:<room>     PUB/SUB channel of a room (P{nsp}:c: the whole namespace)
  *   P{nsp}:p:<room>     presence hash: field <node id>\x1f<member> = info
- *   Pnode:<id>          the node's own channel (self round trip)
+ *   Pnode:<id>          the node's own channel (self round trip, node requests to it
+ *                       and the answers to its requests)
+ *   Pnodes:all          node requests to every node
  *   Pnodes              sorted set: node id -> lease expiry (Redis TIME, ms)
  *   Psession:<pid>      a session record (SET PX, GETDEL)
  * One Lua script publishes: HINCRBY the seq, XADD to each target room's stream and trim

@@ -376,6 +376,8 @@ typedef struct mb {
     sess_t *sess_head, *sess_tail;
     bool lost_logged, sessions_logged;
     _Atomic uint64_t published, dropped;
+    struct mreq *reqs; /* node requests waiting for this node's answer */
+    uint64_t next_req;
 } mb_t;
 
 static uint64_t clock_coarse_ms(void *ud)
@@ -1030,6 +1032,183 @@ static const char *mb_node_id(rt_broker_t *b)
     return ((mb_t *)b)->node_id;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Node requests: this node is the only one, so a request goes to its own handler and
+ * waits for its answer; one to another node is answered missing at once. Without timers
+ * of its own, the engine ends a wait past its timeout at the next request or answer (or
+ * when it is freed).
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct mreq {
+    struct mreq *next;
+    rt_broker_t *b;
+    uint64_t id, deadline;
+    rt_broker_request_cb cb; /* NULL: a barrier nobody reads the answer of */
+    void *arg;
+    eddy_fd_t fd;
+    bool answered;
+    const char *node; /* the node id (copied into the request's bytes) */
+    size_t len;
+    char *data;
+    char bytes[];
+} mreq_t;
+
+static void run_request_result(eddy_server_t *srv, void *p)
+{
+    mreq_t *q = p;
+    rt_broker_reply_t reply = {q->node, q->data ? q->data : "", q->len};
+    const char *missing = q->node;
+    q->cb(q->b, 0, &reply, q->answered, &missing, !q->answered, q->arg);
+    free(q->data);
+    free(q);
+}
+
+static void drop_request_result(void *p)
+{
+    free(((mreq_t *)p)->data);
+    free(p);
+}
+
+/* Hands q's outcome to its callback (mutex not held). */
+static void mreq_finish(mb_t *mb, mreq_t *q)
+{
+    if (!q->cb) {
+        drop_request_result(q);
+        return;
+    }
+    dispatch(mb, q->fd, run_request_result, q, drop_request_result);
+}
+
+/* Takes out the requests past their deadline (all of them with now UINT64_MAX) into *out
+ * (mutex held). */
+static void mreq_expired(mb_t *mb, uint64_t now, mreq_t **out)
+{
+    for (mreq_t **it = &mb->reqs; *it;) {
+        mreq_t *q = *it;
+        if (now >= q->deadline) {
+            *it = q->next;
+            q->next = *out;
+            *out = q;
+        } else {
+            it = &q->next;
+        }
+    }
+}
+
+static void mreq_finish_all(mb_t *mb, mreq_t *list)
+{
+    while (list) {
+        mreq_t *q = list;
+        list = q->next;
+        mreq_finish(mb, q);
+    }
+}
+
+typedef struct mrequest {
+    rt_broker_t *b;
+    void (*request)(rt_broker_t *b, const rt_broker_request_t *req, void *ud);
+    void *ud;
+    rt_broker_request_t req;
+    char bytes[];
+} mrequest_t;
+
+static void run_request(eddy_server_t *srv, void *p)
+{
+    mrequest_t *r = p;
+    r->request(r->b, &r->req, r->ud);
+    free(r);
+}
+
+static int mb_request(rt_broker_t *b, const char *node, const char *key, const void *data,
+                      size_t len, uint32_t flags, uint32_t timeout_ms, eddy_fd_t fd,
+                      rt_broker_request_cb cb, void *arg)
+{
+    mb_t *mb = (mb_t *)b;
+    if ((node && (!*node || strlen(node) > RT_BROKER_NODE_ID_MAX)) || (len && !data) ||
+        !timeout_ms || (flags & ~RT_BROKER_BARRIER))
+        return EDDY_EINVAL;
+    bool self = !node || strcmp(node, mb->node_id) == 0;
+    bool answers = cb || (flags & RT_BROKER_BARRIER);
+    size_t nlen = strlen(self ? mb->node_id : node) + 1;
+    mreq_t *q = answers ? calloc(1, sizeof(*q) + nlen) : NULL;
+    mrequest_t *r = self && mb->h.request ? malloc(sizeof(*r) + nlen + len) : NULL;
+    if ((answers && !q) || (self && mb->h.request && !r)) {
+        free(q);
+        free(r);
+        return EDDY_ENOMEM;
+    }
+    uint64_t now = mb->cfg.clock(mb->cfg.clock_ud);
+    mreq_t *expired = NULL;
+    lock(mb);
+    mreq_expired(mb, now, &expired);
+    uint64_t id = answers ? ++mb->next_req : 0;
+    if (q) {
+        *q = (mreq_t){
+            .b = b, .id = id, .deadline = now + timeout_ms, .cb = cb, .arg = arg, .fd = fd};
+        memcpy(q->bytes, self ? mb->node_id : node, nlen);
+        q->node = q->bytes;
+        /* Another node does not exist here: missing at once. So does an answer nobody
+         * would give (no request handler). */
+        if (self && mb->h.request) {
+            q->next = mb->reqs;
+            mb->reqs = q;
+        } else {
+            q->next = expired;
+            expired = q;
+        }
+    }
+    unlock(mb);
+    mreq_finish_all(mb, expired);
+    if (!r)
+        return 0;
+    memcpy(r->bytes, mb->node_id, nlen);
+    if (len)
+        memcpy(r->bytes + nlen, data, len);
+    r->b = b;
+    r->request = mb->h.request;
+    r->ud = mb->ud;
+    r->req = (rt_broker_request_t){r->bytes, true, id, r->bytes + nlen, len};
+    dispatch(mb, 0, run_request, r, free);
+    return 0;
+}
+
+static int mb_respond(rt_broker_t *b, const char *node, uint64_t id, const void *data, size_t len)
+{
+    mb_t *mb = (mb_t *)b;
+    if (!node || !*node || strlen(node) > RT_BROKER_NODE_ID_MAX || !id || (len && !data))
+        return EDDY_EINVAL;
+    char *copy = len ? malloc(len) : NULL;
+    if (len && !copy)
+        return EDDY_ENOMEM;
+    if (len)
+        memcpy(copy, data, len);
+    uint64_t now = mb->cfg.clock(mb->cfg.clock_ud);
+    mreq_t *expired = NULL, *q = NULL;
+    lock(mb);
+    for (mreq_t **it = &mb->reqs; *it; it = &(*it)->next)
+        if ((*it)->id == id) {
+            q = *it;
+            *it = q->next;
+            break;
+        }
+    mreq_expired(mb, now, &expired);
+    unlock(mb);
+    if (q && strcmp(node, mb->node_id) == 0) {
+        q->answered = true;
+        q->data = copy;
+        q->len = len;
+        copy = NULL;
+        q->next = expired;
+        expired = q;
+    } else if (q) {
+        q->next = expired; /* an answer to another node's request cannot be: missing */
+        expired = q;
+    }
+    free(copy);
+    mreq_finish_all(mb, expired);
+    return 0;
+}
+
 static void table_free(table_t *t, void (*fn)(item_t *))
 {
     for (size_t i = 0; t->slots && i < t->cap; i++)
@@ -1054,6 +1233,9 @@ static void free_presence(item_t *it)
 
 static void mb_destroy(mb_t *mb)
 {
+    mreq_t *left = NULL;
+    mreq_expired(mb, UINT64_MAX, &left);
+    mreq_finish_all(mb, left);
     table_free(&mb->nsps, free_nsp);
     table_free(&mb->subs, NULL);
     table_free(&mb->sessions, NULL);
@@ -1092,6 +1274,8 @@ static const rt_broker_ops_t memory_ops = {
     .stats = mb_stats,
     .node_id = mb_node_id,
     .free = mb_free,
+    .request = mb_request,
+    .respond = mb_respond,
 };
 
 void rt_broker_memory_config_init(rt_broker_memory_config_t *cfg)

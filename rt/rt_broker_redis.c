@@ -126,6 +126,8 @@ enum job_kind {
     JOB_PRESENCE_SET,
     JOB_PRESENCE_DEL,
     JOB_PRESENCE_GET,
+    JOB_NODE_REQUEST,
+    JOB_NODE_REPLY,
 };
 
 /* A queued request: its Redis command (argv), built by the caller in one allocation. */
@@ -146,6 +148,10 @@ typedef struct job {
     const char **rooms;
     size_t nrooms;
     rt_position_t after;
+    /* Node request: its id (0: no answer wanted), flags, deadline, target (NULL: all). */
+    uint64_t req_id, deadline;
+    uint32_t rflags;
+    const char *target;
 } job_t;
 
 /* A (nsp, room) interest; the table and the pending list are guarded by rb->lock. */
@@ -158,6 +164,25 @@ typedef struct sub {
     size_t len;
     char channel[];
 } sub_t;
+
+/* A node request waiting for answers (thread only): one slot per node waited for. */
+typedef struct nreq_slot {
+    char node[RT_BROKER_NODE_ID_SIZE];
+    int state; /* 0 waiting, 1 answered, 2 gone (lease lapsed) */
+    size_t order;
+    size_t len;
+    char *data;
+} nreq_slot_t;
+
+typedef struct nreq {
+    struct nreq *next;
+    uint64_t id, deadline;
+    rt_broker_request_cb cb; /* NULL: a barrier nobody reads the answers of */
+    void *arg;
+    eddy_fd_t fd;
+    size_t n, left, answered;
+    nreq_slot_t slots[];
+} nreq_t;
 
 /* Last delivered position per namespace (thread only): one broadcast reaches the node on
  * each of its rooms' channels, and a namespace's seqs arrive in order on one connection. */
@@ -174,7 +199,7 @@ typedef struct rb {
     void *ud;
     char node_id[RT_BROKER_NODE_ID_SIZE];
     char *host, *password, *prefix, *emitter_pattern;
-    char *node_channel, *nodes_key;
+    char *node_channel, *nodes_key, *all_channel;
     size_t prefix_len;
 
     pthread_t thread;
@@ -183,6 +208,7 @@ typedef struct rb {
 
     pthread_mutex_t lock; /* queue, subscriptions, nodes */
     job_t *head, *tail;
+    job_t *rhead, *rtail; /* answers to node requests: sent before the queue, never held */
     size_t queued, queued_bytes;
     bool drop_logged;
     sub_t **subs;
@@ -202,6 +228,9 @@ typedef struct rb {
     _Atomic int state;
     _Atomic uint64_t last_pong;
     _Atomic uint64_t published, delivered, dropped, reconnects, gaps, nsubs;
+    atomic_uint_fast64_t next_req;
+    nreq_t *reqs;    /* thread only */
+    nreq_t *barrier; /* thread only: holds the queue until it is answered */
 } rb_t;
 
 static uint64_t now_ms(void)
@@ -324,6 +353,35 @@ static void run_presence_result(eddy_server_t *srv, void *p)
     free(r);
 }
 
+/* The result of a node request: the answers and the missing nodes point into slots. */
+typedef struct request_result {
+    rb_t *rb;
+    rt_broker_request_cb cb;
+    void *arg;
+    int err;
+    nreq_t *req; /* NULL with an error before sending */
+    rt_broker_reply_t *replies;
+    const char **missing;
+    size_t n, nmissing;
+} request_result_t;
+
+static void nreq_free(nreq_t *q)
+{
+    for (size_t i = 0; q && i < q->n; i++)
+        free(q->slots[i].data);
+    free(q);
+}
+
+static void run_request_result(eddy_server_t *srv, void *p)
+{
+    request_result_t *r = p;
+    r->cb(&r->rb->base, r->err, r->replies, r->n, r->missing, r->nmissing, r->arg);
+    free(r->replies);
+    free(r->missing);
+    nreq_free(r->req);
+    free(r);
+}
+
 /* Deliveries and state events carry their handler and user data: they may run after the
  * broker was freed (see rt_broker_free), so they never read it. */
 typedef struct live_delivery {
@@ -413,6 +471,15 @@ static void fail_job(rb_t *rb, job_t *j, int err)
                 *r = (presence_result_t){
                     .rb = rb, .cb = (rt_broker_presence_cb)j->cb, .arg = j->arg, .err = err};
                 dispatch(rb, j->fd, run_presence_result, r);
+            }
+            break;
+        }
+        case JOB_NODE_REQUEST: {
+            request_result_t *r = calloc(1, sizeof(*r));
+            if (r) {
+                *r = (request_result_t){
+                    .rb = rb, .cb = (rt_broker_request_cb)j->cb, .arg = j->arg, .err = err};
+                dispatch(rb, j->fd, run_request_result, r);
             }
             break;
         }
@@ -641,11 +708,14 @@ static int enqueue(rb_t *rb, job_t *j)
         return EDDY_EDROPPED;
     }
     j->next = NULL;
-    if (rb->tail)
-        rb->tail->next = j;
+    /* Answers have their own queue: a barrier holds the other one. */
+    job_t **head = j->kind == JOB_NODE_REPLY ? &rb->rhead : &rb->head;
+    job_t **tail = j->kind == JOB_NODE_REPLY ? &rb->rtail : &rb->tail;
+    if (*tail)
+        (*tail)->next = j;
     else
-        rb->head = j;
-    rb->tail = j;
+        *head = j;
+    *tail = j;
     rb->queued++;
     rb->queued_bytes += j->bytes;
     pthread_mutex_unlock(&rb->lock);
@@ -881,6 +951,298 @@ static int rb_presence_get(rt_broker_t *b, const char *nsp, const char *room, ed
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Node requests: PUBLISH to Pnodes:all or Pnode:<id>, answers to the requester's Pnode:<id>
+ * ------------------------------------------------------------------------------------- */
+
+#define NODE_MSG_HEADER 10 /* version, kind, id (8) */
+
+int rt_broker_node_msg_decode(const void *buf, size_t len, char *kind, uint64_t *id,
+                              const char **node, const void **data, size_t *data_len)
+{
+    const unsigned char *u = buf;
+    if (!buf || len < NODE_MSG_HEADER || u[0] != 2 || (u[1] != 'Q' && u[1] != 'R'))
+        return EDDY_EPROTO;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)u[2 + i] << (8 * i);
+    const char *p = (const char *)buf + NODE_MSG_HEADER, *end = (const char *)buf + len;
+    const char *nul = memchr(p, 0, (size_t)(end - p));
+    if (!nul || nul == p || nul - p > RT_BROKER_NODE_ID_MAX || (u[1] == 'R' && !v))
+        return EDDY_EPROTO;
+    *kind = (char)u[1];
+    *id = v;
+    *node = p;
+    *data = nul + 1;
+    *data_len = (size_t)(end - nul - 1);
+    return 0;
+}
+
+typedef struct node_msg_in {
+    const char *to; /* NULL: every node */
+    char kind;
+    uint64_t id;
+    const void *data;
+    size_t len;
+} node_msg_in_t;
+
+static void build_node_msg(argb_t *a, rb_t *rb, const void *p)
+{
+    const node_msg_in_t *in = p;
+    arg_str(a, "PUBLISH");
+    if (in->to) {
+        arg_puts(a, rb->prefix);
+        arg_puts(a, "node:");
+        arg_puts(a, in->to);
+        arg_end(a);
+    } else {
+        arg_str(a, rb->all_channel);
+    }
+    unsigned char hdr[NODE_MSG_HEADER] = {2, (unsigned char)in->kind};
+    for (int i = 0; i < 8; i++)
+        hdr[2 + i] = (unsigned char)(in->id >> (8 * i));
+    arg_put(a, hdr, sizeof(hdr));
+    arg_put(a, rb->node_id, strlen(rb->node_id) + 1);
+    arg_put(a, in->data, in->len);
+    arg_end(a);
+    /* The target again, after the command (not sent). */
+    arg_str(a, in->to ? in->to : "");
+}
+
+static bool node_id_ok(const char *id)
+{
+    return id && *id && strlen(id) <= RT_BROKER_NODE_ID_MAX;
+}
+
+static int rb_request(rt_broker_t *b, const char *node, const char *key, const void *data,
+                      size_t len, uint32_t flags, uint32_t timeout_ms, eddy_fd_t fd,
+                      rt_broker_request_cb cb, void *arg)
+{
+    rb_t *rb = (rb_t *)b;
+    if ((node && !node_id_ok(node)) || (len && !data) || !timeout_ms ||
+        (flags & ~RT_BROKER_BARRIER))
+        return EDDY_EINVAL;
+    bool answers = cb || (flags & RT_BROKER_BARRIER);
+    node_msg_in_t in = {node, 'Q', answers ? atomic_fetch_add(&rb->next_req, 1) + 1 : 0,
+                        data ? data : "", len};
+    job_t *j = job_build(rb, build_node_msg, &in, 0);
+    if (!j)
+        return EDDY_ENOMEM;
+    j->argc--;
+    j->target = node ? j->argv[j->argc] : NULL;
+    j->kind = JOB_NODE_REQUEST;
+    j->req_id = in.id;
+    j->rflags = flags;
+    j->deadline = now_ms() + timeout_ms;
+    j->fd = fd;
+    j->cb = (void (*)(void))cb;
+    j->arg = arg;
+    return enqueue(rb, j);
+}
+
+static int rb_respond(rt_broker_t *b, const char *node, uint64_t id, const void *data, size_t len)
+{
+    rb_t *rb = (rb_t *)b;
+    if (!node_id_ok(node) || !id || (len && !data))
+        return EDDY_EINVAL;
+    node_msg_in_t in = {node, 'R', id, data ? data : "", len};
+    job_t *j = job_build(rb, build_node_msg, &in, 0);
+    if (!j)
+        return EDDY_ENOMEM;
+    j->argc--;
+    j->kind = JOB_NODE_REPLY;
+    return enqueue(rb, j);
+}
+
+/* Hands q's outcome to its callback and frees it (thread only). */
+static void nreq_finish(rb_t *rb, nreq_t *q)
+{
+    for (nreq_t **it = &rb->reqs; *it; it = &(*it)->next)
+        if (*it == q) {
+            *it = q->next;
+            break;
+        }
+    if (rb->barrier == q)
+        rb->barrier = NULL;
+    if (!q->cb) {
+        nreq_free(q);
+        return;
+    }
+    request_result_t *r = calloc(1, sizeof(*r));
+    if (r) {
+        r->replies = calloc(q->n ? q->n : 1, sizeof(*r->replies));
+        r->missing = calloc(q->n ? q->n : 1, sizeof(*r->missing));
+    }
+    if (!r || !r->replies || !r->missing) {
+        if (r) {
+            free(r->replies);
+            free(r->missing);
+        }
+        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
+                 "rt_broker: out of memory: a node request's "
+                 "answers are lost");
+        nreq_free(q);
+        free(r);
+        return;
+    }
+    r->rb = rb;
+    r->cb = q->cb;
+    r->arg = q->arg;
+    r->req = q;
+    r->n = q->answered;
+    for (size_t i = 0; i < q->n; i++) {
+        nreq_slot_t *sl = &q->slots[i];
+        if (sl->state == 1)
+            r->replies[sl->order] =
+                (rt_broker_reply_t){sl->node, sl->data ? sl->data : "", sl->len};
+        else
+            r->missing[r->nmissing++] = sl->node;
+    }
+    dispatch(rb, q->fd, run_request_result, r);
+}
+
+/* Registers the request job j is sending (thread only); a target that is not alive is
+ * missing at once. Returns false when out of memory (j is then answered). */
+static bool nreq_start(rb_t *rb, job_t *j)
+{
+    pthread_mutex_lock(&rb->lock);
+    size_t n = j->target ? 1 : rb->nnodes;
+    nreq_t *q = calloc(1, sizeof(*q) + (n ? n : 1) * sizeof(nreq_slot_t));
+    if (q) {
+        for (size_t i = 0; i < n; i++)
+            memcpy(q->slots[i].node, j->target ? j->target : rb->nodes[i],
+                   j->target ? strlen(j->target) + 1 : RT_BROKER_NODE_ID_SIZE);
+        q->n = q->left = n;
+        for (size_t i = 0; j->target && i < 1; i++) {
+            bool alive = false;
+            for (size_t k = 0; k < rb->nnodes && !alive; k++)
+                alive = strcmp(rb->nodes[k], j->target) == 0;
+            if (!alive) {
+                q->slots[0].state = 2;
+                q->left = 0;
+            }
+        }
+    }
+    pthread_mutex_unlock(&rb->lock);
+    if (!q)
+        return false;
+    q->id = j->req_id;
+    q->deadline = j->deadline;
+    q->cb = (rt_broker_request_cb)j->cb;
+    q->arg = j->arg;
+    q->fd = j->fd;
+    q->next = rb->reqs;
+    rb->reqs = q;
+    if (j->rflags & RT_BROKER_BARRIER)
+        rb->barrier = q;
+    if (!q->left)
+        nreq_finish(rb, q);
+    return true;
+}
+
+/* An answer from node to request id. */
+static void nreq_answer(rb_t *rb, uint64_t id, const char *node, const void *data, size_t len)
+{
+    nreq_t *q = rb->reqs;
+    while (q && q->id != id)
+        q = q->next;
+    for (size_t i = 0; q && i < q->n; i++) {
+        nreq_slot_t *sl = &q->slots[i];
+        if (sl->state != 0 || strcmp(sl->node, node) != 0)
+            continue;
+        if (len && !(sl->data = malloc(len))) {
+            eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
+                     "rt_broker: out of memory: the answer of node %s is lost", node);
+            return;
+        }
+        if (len)
+            memcpy(sl->data, data, len);
+        sl->len = len;
+        sl->state = 1;
+        sl->order = q->answered++;
+        if (--q->left == 0)
+            nreq_finish(rb, q);
+        return;
+    }
+}
+
+/* Ends the waits that are over: at their deadline (everything: all of them), and for the
+ * nodes no longer alive (after a heartbeat). */
+static void nreq_sweep(rb_t *rb, uint64_t now, bool everything)
+{
+    for (nreq_t *q = rb->reqs, *next; q; q = next) {
+        next = q->next;
+        if (everything || now >= q->deadline) {
+            nreq_finish(rb, q);
+            continue;
+        }
+        pthread_mutex_lock(&rb->lock);
+        for (size_t i = 0; i < q->n; i++) {
+            nreq_slot_t *sl = &q->slots[i];
+            bool alive = false;
+            for (size_t k = 0; sl->state == 0 && k < rb->nnodes && !alive; k++)
+                alive = strcmp(rb->nodes[k], sl->node) == 0;
+            if (sl->state == 0 && !alive) {
+                sl->state = 2;
+                q->left--;
+            }
+        }
+        pthread_mutex_unlock(&rb->lock);
+        if (!q->left)
+            nreq_finish(rb, q);
+    }
+}
+
+typedef struct node_request {
+    rb_t *rb;
+    void (*request)(rt_broker_t *b, const rt_broker_request_t *req, void *ud);
+    void *ud;
+    redisReply *reply;
+    rt_broker_request_t req;
+} node_request_t;
+
+static void run_node_request(eddy_server_t *srv, void *p)
+{
+    node_request_t *nr = p;
+    nr->request(&nr->rb->base, &nr->req, nr->ud);
+    freeReplyObject(nr->reply);
+    free(nr);
+}
+
+/* A message on the node's channel or on Pnodes:all (r owned). */
+static void handle_node_msg(rb_t *rb, redisReply *r)
+{
+    char kind;
+    uint64_t id;
+    const char *node;
+    const void *data;
+    size_t len;
+    if (rt_broker_node_msg_decode(r->element[2]->str, r->element[2]->len, &kind, &id, &node, &data,
+                                  &len) != 0) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: malformed node message on %s dropped",
+                 r->element[1]->str);
+        freeReplyObject(r);
+        return;
+    }
+    if (kind == 'R') {
+        nreq_answer(rb, id, node, data, len);
+        freeReplyObject(r);
+        return;
+    }
+    node_request_t *nr = rb->h.request ? malloc(sizeof(*nr)) : NULL;
+    if (!nr) {
+        if (rb->h.request)
+            eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
+                     "rt_broker: out of memory: a node request "
+                     "is lost");
+        freeReplyObject(r);
+        return;
+    }
+    *nr = (node_request_t){
+        rb, rb->h.request, rb->ud, r, {node, strcmp(node, rb->node_id) == 0, id, data, len}};
+    dispatch(rb, 0, run_node_request, nr);
+}
+
+/* ---------------------------------------------------------------------------------------
  * Interest (subscriptions)
  * ------------------------------------------------------------------------------------- */
 
@@ -1008,6 +1370,7 @@ static void disconnect(rb_t *rb, const char *why)
         redisFree(rb->sub);
     rb->cmd = rb->sub = NULL;
     atomic_store(&rb->last_pong, 0);
+    nreq_sweep(rb, 0, true); /* no answer comes on a lost connection */
     if (rb->was_up && !rb->down_since)
         rb->down_since = now_ms();
     set_state(rb, RT_BROKER_DOWN, false, 0);
@@ -1268,9 +1631,15 @@ static void handle_sub_reply(rb_t *rb, redisReply *r)
         freeReplyObject(r);
         return;
     }
-    if (strcmp(r->element[1]->str, rb->node_channel) == 0) {
+    if (strcmp(r->element[1]->str, rb->node_channel) == 0 && r->element[2]->len == 4 &&
+        memcmp(r->element[2]->str, "ping", 4) == 0) {
         atomic_store(&rb->last_pong, now_ms());
         freeReplyObject(r);
+        return;
+    }
+    if (strcmp(r->element[1]->str, rb->node_channel) == 0 ||
+        strcmp(r->element[1]->str, rb->all_channel) == 0) {
+        handle_node_msg(rb, r);
         return;
     }
     const char *p = r->element[2]->str, *end = p + r->element[2]->len;
@@ -1475,6 +1844,18 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
     case JOB_PRESENCE_GET:
         presence_reply(rb, j, r);
         return;
+    case JOB_NODE_REQUEST:
+        /* Registered now, before the thread reads its subscriptions again (where the
+         * answers arrive). */
+        if (r->type == REDIS_REPLY_ERROR)
+            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: node request refused: %s", r->str);
+        freeReplyObject(r);
+        if (j->req_id && !nreq_start(rb, j)) {
+            fail_job(rb, j, EDDY_ENOMEM);
+            return;
+        }
+        free(j);
+        return;
     case JOB_SESSION_TAKE: {
         session_result_t *res = malloc(sizeof(*res));
         if (!res) {
@@ -1525,7 +1906,22 @@ static int run_jobs(rb_t *rb)
     job_t *batch = NULL, **tail = &batch;
     size_t n = 0;
     pthread_mutex_lock(&rb->lock);
-    while (rb->head && n < 256) {
+    /* Answers first (a barrier never holds them, or two nodes' barriers would wait for each
+     * other), once the subscriptions asked for before them are active. */
+    while (rb->rhead && !rb->pending && n < 256) {
+        job_t *j = rb->rhead;
+        rb->rhead = j->next;
+        if (!rb->rhead)
+            rb->rtail = NULL;
+        rb->queued--;
+        rb->queued_bytes -= j->bytes;
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
+        n++;
+    }
+    bool held = rb->barrier && !atomic_load(&rb->stop);
+    while (rb->head && n < 256 && !held) {
         job_t *j = rb->head;
         /* A history read waits for the subscriptions asked for before it. */
         if (j->kind == JOB_HISTORY && rb->pending)
@@ -1539,6 +1935,8 @@ static int run_jobs(rb_t *rb)
         *tail = j;
         tail = &j->next;
         n++;
+        /* What follows a barrier waits for its answers. */
+        held = j->kind == JOB_NODE_REQUEST && (j->rflags & RT_BROKER_BARRIER);
     }
     if (rb->queued <= rb->cfg.queue_max / 2)
         rb->drop_logged = false;
@@ -1603,7 +2001,7 @@ static void fail_waiting(rb_t *rb, bool everything)
     while (*pj) {
         job_t *j = *pj;
         if (everything || j->kind == JOB_HISTORY || j->kind == JOB_SESSION_TAKE ||
-            j->kind == JOB_PRESENCE_GET) {
+            j->kind == JOB_PRESENCE_GET || (j->kind == JOB_NODE_REQUEST && j->cb)) {
             *pj = j->next;
             rb->queued--;
             rb->queued_bytes -= j->bytes;
@@ -1615,6 +2013,15 @@ static void fail_waiting(rb_t *rb, bool everything)
         }
     }
     rb->tail = last;
+    /* Answers are for the connection they were asked on. */
+    while (rb->rhead) {
+        job_t *j = rb->rhead;
+        rb->rhead = j->next;
+        rb->queued--;
+        rb->queued_bytes -= j->bytes;
+        free(j);
+    }
+    rb->rtail = NULL;
     pthread_mutex_unlock(&rb->lock);
     while (failed) {
         job_t *j = failed;
@@ -1688,11 +2095,11 @@ static int connect_all(rb_t *rb, const char **err)
         freeReplyObject(r);
     }
     set_state(rb, RT_BROKER_RECOVERING, false, 0);
-    const char *ch = rb->node_channel;
-    size_t len = strlen(ch);
+    const char *ch[2] = {rb->node_channel, rb->all_channel};
+    size_t len[2] = {strlen(ch[0]), strlen(ch[1])};
     const char *pattern = rb->emitter_pattern;
     size_t plen = pattern ? strlen(pattern) : 0;
-    if (sub_send(rb, "SUBSCRIBE", &ch, &len, 1) != 0 ||
+    if (sub_send(rb, "SUBSCRIBE", ch, len, 2) != 0 ||
         (pattern && sub_send(rb, "PSUBSCRIBE", &pattern, &plen, 1) != 0) ||
         apply_subs(rb, true) != 0 || heartbeat(rb) != 0) {
         *err = rb->sub->err ? rb->sub->errstr : rb->cmd->errstr;
@@ -1732,12 +2139,17 @@ static int loop_once(rb_t *rb)
             return -1;
         rb->next_heartbeat = now + rb->cfg.heartbeat_ms;
     }
+    nreq_sweep(rb, now, false); /* deadlines, and the alive nodes a heartbeat updated */
     pthread_mutex_lock(&rb->lock);
-    bool busy = rb->head || rb->pending;
+    bool busy = (rb->head && !rb->barrier) || rb->rhead || rb->pending;
     pthread_mutex_unlock(&rb->lock);
     struct pollfd pf[2] = {{.fd = rb->sub->fd, .events = POLLIN},
                            {.fd = rb->wake_fd, .events = POLLIN}};
-    int timeout = busy ? 0 : (int)(rb->next_heartbeat - now);
+    uint64_t until = rb->next_heartbeat;
+    for (nreq_t *q = rb->reqs; q; q = q->next)
+        if (q->deadline < until)
+            until = q->deadline;
+    int timeout = busy ? 0 : until > now ? (int)(until - now) : 0;
     if (poll(pf, 2, timeout) < 0 && errno != EINTR)
         return -1;
     if (pf[1].revents)
@@ -1805,7 +2217,7 @@ static void *thread_main(void *p)
     /* What is queued is sent before leaving, while Redis answers. */
     while (rb->cmd) {
         pthread_mutex_lock(&rb->lock);
-        bool more = rb->head != NULL;
+        bool more = rb->head != NULL || rb->rhead != NULL;
         pthread_mutex_unlock(&rb->lock);
         if (!more)
             break;
@@ -1822,6 +2234,7 @@ static void *thread_main(void *p)
     if (rb->sub)
         redisFree(rb->sub);
     rb->cmd = rb->sub = NULL;
+    nreq_sweep(rb, 0, true);
     fail_waiting(rb, true);
     while (rb->seen) {
         nsp_seen_t *e = rb->seen;
@@ -1895,6 +2308,7 @@ static void rb_destroy(rb_t *rb)
     free(rb->prefix);
     free(rb->node_channel);
     free(rb->nodes_key);
+    free(rb->all_channel);
     free(rb->emitter_pattern);
     if (rb->wake_fd >= 0)
         close(rb->wake_fd);
@@ -1927,6 +2341,8 @@ static const rt_broker_ops_t redis_ops = {
     .stats = rb_stats,
     .node_id = rb_node_id,
     .free = rb_free,
+    .request = rb_request,
+    .respond = rb_respond,
 };
 
 void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg)
@@ -2002,12 +2418,13 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
     rb->prefix_len = strlen(cfg->prefix);
     rb->node_channel = join(cfg->prefix, "node:", rb->node_id);
     rb->nodes_key = join(cfg->prefix, "nodes", "");
+    rb->all_channel = join(cfg->prefix, "nodes:all", "");
     rb->emitter_pattern = cfg->emitter_prefix ? join(cfg->emitter_prefix, "#*", "") : NULL;
     rb->subs_cap = 64;
     rb->subs = calloc(rb->subs_cap, sizeof(*rb->subs));
     rb->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!rb->host || (cfg->password && !rb->password) || !rb->prefix || !rb->node_channel ||
-        !rb->nodes_key || !rb->subs || rb->wake_fd < 0 ||
+        !rb->nodes_key || !rb->all_channel || !rb->subs || rb->wake_fd < 0 ||
         (cfg->emitter_prefix && !rb->emitter_pattern))
         goto fail;
     rb->cfg.host = rb->host;

@@ -92,6 +92,21 @@ static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
     }
 }
 
+/* A node request that came through shard c: its id becomes id * n + c's index, so that
+ * the answer (sh_respond()) goes back through the shard the requester waits on. */
+static void on_request(rt_broker_t *b, const rt_broker_request_t *req, void *ud)
+{
+    shard_child_t *c = ud;
+    shard_t *sh = c->sh;
+    if (sh->h.request == NULL || req->id > (UINT64_MAX - sh->n) / sh->n || !enter(sh))
+        return;
+    rt_broker_request_t out = *req;
+    if (req->id != 0)
+        out.id = req->id * sh->n + (size_t)(c - sh->child) + 1;
+    sh->h.request(&sh->base, &out, sh->ud);
+    leave(sh);
+}
+
 /* The node's state is its worst shard's: UP only while every shard is. A shard's outage
  * ends with a gap on the change back to UP of the whole (which cannot tell the layer which
  * namespaces missed broadcasts: it recovers them all). */
@@ -136,6 +151,7 @@ typedef struct shard_call {
         rt_broker_history_cb history;
         rt_broker_session_cb session;
         rt_broker_presence_cb presence;
+        rt_broker_request_cb request;
     } cb;
     void *arg;
 } shard_call_t;
@@ -192,6 +208,16 @@ static void on_presence(rt_broker_t *b, int err, const rt_broker_presence_t *ent
     shard_call_t *c = arg;
     atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
     c->cb.presence(&c->sh->base, err, entries, n, c->arg);
+    leave(c->sh);
+    free(c);
+}
+
+static void on_request_result(rt_broker_t *b, int err, const rt_broker_reply_t *replies, size_t n,
+                              const char *const *missing, size_t nmissing, void *arg)
+{
+    shard_call_t *c = arg;
+    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
+    c->cb.request(&c->sh->base, err, replies, n, missing, nmissing, c->arg);
     leave(c->sh);
     free(c);
 }
@@ -399,6 +425,39 @@ static const char *sh_node_id(rt_broker_t *b)
     return ((shard_t *)b)->node_id;
 }
 
+/* Through the shard of key (a namespace: in order with its broadcasts, a barrier holds
+ * them), else the first. Every node listens for requests on every shard. */
+static int sh_request(rt_broker_t *b, const char *node, const char *key, const void *data,
+                      size_t len, uint32_t flags, uint32_t timeout_ms, eddy_fd_t fd,
+                      rt_broker_request_cb cb, void *arg)
+{
+    shard_t *sh = (shard_t *)b;
+    if (atomic_load(&sh->closing))
+        return EDDY_ECLOSED;
+    rt_broker_t *to = key != NULL ? route(sh, key) : sh->child[0].b;
+    if (to == NULL)
+        return EDDY_ECLOSED;
+    if (cb == NULL)
+        return rt_broker_request(to, node, key, data, len, flags, timeout_ms, fd, NULL, NULL);
+    shard_call_t *c = call_new(sh, arg);
+    if (c == NULL)
+        return EDDY_ENOMEM;
+    c->cb.request = cb;
+    return call_sent(c, rt_broker_request(to, node, key, data, len, flags, timeout_ms, fd,
+                                          on_request_result, c));
+}
+
+/* id is on_request()'s: it names the shard the request came through. */
+static int sh_respond(rt_broker_t *b, const char *node, uint64_t id, const void *data, size_t len)
+{
+    shard_t *sh = (shard_t *)b;
+    if (id == 0)
+        return EDDY_EINVAL;
+    if (atomic_load(&sh->closing))
+        return EDDY_ECLOSED;
+    return rt_broker_respond(sh->child[(id - 1) % sh->n].b, node, (id - 1) / sh->n, data, len);
+}
+
 static void sh_free(rt_broker_t *b)
 {
     shard_t *sh = (shard_t *)b;
@@ -432,6 +491,8 @@ static const rt_broker_ops_t shard_ops = {
     .stats = sh_stats,
     .node_id = sh_node_id,
     .free = sh_free,
+    .request = sh_request,
+    .respond = sh_respond,
 };
 
 /* ---------------------------------------------------------------------------------------
@@ -465,7 +526,8 @@ rt_broker_t *rt_broker_shard_new(const char *const *names, size_t n, rt_broker_s
     }
     /* Handlers go through the child: a child may report before the next one exists (its
      * state stays DOWN until it reports, so the whole is not UP before every shard is). */
-    rt_broker_handlers_t ch = {.deliver = on_deliver, .state = on_state, .emitted = on_emitted};
+    rt_broker_handlers_t ch = {
+        .deliver = on_deliver, .state = on_state, .emitted = on_emitted, .request = on_request};
     for (size_t i = 0; i < n; i++) {
         sh->child[i].b = make(i, i == 0 ? NULL : sh->node_id, &ch, &sh->child[i], make_arg);
         if (sh->child[i].b == NULL) {

@@ -12,6 +12,7 @@
 
 #include "rt_cluster.h"
 #include "rt_json.h"
+#include "rt_xnode.h"
 
 /* A live socket's record lives the recovery window plus this margin, and is stored again
  * every RT_CLUSTER_REFRESH_MS (rt.c's sweep timer), so that the record of a node killed
@@ -298,6 +299,19 @@ static rt_broker_t *shards_new(eddy_server_t *srv, const char *urls,
     return b;
 }
 
+/* Across nodes (rt_xnode.h): commands and listings from any node, this one included. */
+static void on_node_request(rt_broker_t *b, const rt_broker_request_t *req, void *ud)
+{
+    rt_cluster_t *cl = ud;
+    if (!atomic_load(&cl->quiet))
+        rt_xnode_request(cl->rt, b, req);
+}
+
+rt_broker_t *rt_cluster_broker(rt_cluster_t *cl)
+{
+    return cl->b;
+}
+
 rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
 {
     eddy_server_t *srv = eddy_rt_server(rt);
@@ -328,7 +342,10 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     cl->srv = srv;
     cl->window_ms = opt->recovery_max_disconnection_ms;
     pthread_mutex_init(&cl->lock, NULL);
-    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state, .emitted = on_emitted};
+    rt_broker_handlers_t h = {.deliver = on_deliver,
+                              .state = on_state,
+                              .emitted = on_emitted,
+                              .request = on_node_request};
     cl->b =
         sharded ? shards_new(srv, opt->redis_url, &cfg, &h, cl) : rt_broker_redis_new(&cfg, &h, cl);
     if (cl->b == NULL) {

@@ -179,4 +179,11 @@ void rt_cluster_presence_restore(eddy_rt_t *rt);
  * with the same id (kill -9), or whose removal an outage dropped (broker thread). */
 void rt_cluster_presence_check(eddy_rt_t *rt, const char *nsp, const char *room, const char *sid);
 
+/* ---------------------------------------------------------------------------------------
+ * Across nodes (rt_xnode.h)
+ * ------------------------------------------------------------------------------------- */
+
+/* The cluster's broker (its node requests carry rt_xnode.c's commands). */
+rt_broker_t *rt_cluster_broker(rt_cluster_t *cl);
+
 #endif /* EDDY_RT_CLUSTER_H */

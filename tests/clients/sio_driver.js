@@ -2,7 +2,8 @@
 // Drives socket.io-client 4.8 sockets for a Python test: one JSON command per line on
 // stdin, one JSON report per line on stdout. The server is argv[2] (http://127.0.0.1:PORT).
 //   {"cmd":"connect","name":"a","nsp":"/","auth":{...},"query":{...},"transports":[...],
-//    "url":"http://..." (optional: another server than argv[2])}
+//    "url":"http://..." (optional: another server than argv[2]),
+//    "answer":... (optional: events asking for an ack are answered (answer, name))}
 //     -> {"name":"a","type":"connect","id":"...","pid":"..." (with recovery on)} or
 //        {"name":"a","type":"connect_error",
 //        "message":"...","data":...}
@@ -35,7 +36,14 @@ function connect(c) {
   socket.on('connect_error', (err) =>
     report({ name: c.name, type: 'connect_error', message: err.message, data: err.data }));
   socket.on('disconnect', (reason) => report({ name: c.name, type: 'disconnect', reason }));
-  socket.onAny((event, ...args) => report({ name: c.name, type: 'event', event, args }));
+  socket.onAny((event, ...args) => {
+    // With "answer" at connect, an event asking for an ack gets [answer, name] back.
+    if (typeof args[args.length - 1] === 'function') {
+      const ack = args.pop();
+      if (c.answer !== undefined) ack(c.answer, c.name);
+    }
+    report({ name: c.name, type: 'event', event, args });
+  });
 }
 
 const rl = readline.createInterface({ input: process.stdin });

@@ -170,6 +170,11 @@ typedef struct node {
     size_t ngot;
     rt_broker_state_event_t states[64];
     size_t nstates;
+    /* Node requests received: how many, the last one's data and id. */
+    size_t nreqs;
+    char last_req[96];
+    uint64_t last_req_id;
+    size_t req_errors; /* calls the handler saw fail (CHECK is for the main thread) */
 } node_t;
 
 static void join_names(char *out, size_t size, const char *const *names, size_t n)
@@ -226,6 +231,35 @@ static bool saw_state(node_t *n, rt_broker_state_t st, bool gap)
     return found;
 }
 
+/* Answers a node request with "<data>@<node id>"; data "silent" or "silent:<this node's
+ * id>" is not answered (a frozen node), "sub:<room>" subscribes to room first (a remote
+ * join). */
+static void on_request(rt_broker_t *b, const rt_broker_request_t *req, void *ud)
+{
+    node_t *n = ud;
+    char data[96];
+    snprintf(data, sizeof(data), "%.*s", (int)req->len, (const char *)req->data);
+    pthread_mutex_lock(&n->lock);
+    n->nreqs++;
+    snprintf(n->last_req, sizeof(n->last_req), "%s", data);
+    n->last_req_id = req->id;
+    pthread_mutex_unlock(&n->lock);
+    int rc = 0;
+    if (strncmp(data, "sub:", 4) == 0)
+        rc = rt_broker_subscribe(b, "/", data + 4);
+    if (rc == 0 && req->id != 0 && strcmp(data, "silent") != 0 &&
+        !(strncmp(data, "silent:", 7) == 0 && strcmp(data + 7, rt_broker_node_id(b)) == 0)) {
+        char answer[192];
+        int len = snprintf(answer, sizeof(answer), "%s@%s", data, rt_broker_node_id(b));
+        rc = rt_broker_respond(b, req->origin, req->id, answer, (size_t)len);
+    }
+    if (rc != 0) {
+        pthread_mutex_lock(&n->lock);
+        n->req_errors++;
+        pthread_mutex_unlock(&n->lock);
+    }
+}
+
 static void node_start(node_t *n, rt_broker_redis_config_t *cfg)
 {
     memset(n, 0, sizeof(*n));
@@ -236,7 +270,7 @@ static void node_start(node_t *n, rt_broker_redis_config_t *cfg)
         cfg = &def;
     }
     cfg->port = redis_port;
-    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state};
+    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state, .request = on_request};
     n->b = rt_broker_redis_new(cfg, &h, n);
     CHECK(n->b != NULL);
     CHECK(WAIT_FOR(rt_broker_ready(n->b, NULL), 5000));
@@ -302,7 +336,7 @@ static void node_start_on(node_t *n, const engine_t *e, size_t history_max,
         cfg.history_max = history_max;
     if (history_max_entries)
         cfg.history_max_entries = history_max_entries;
-    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state};
+    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state, .request = on_request};
     if (e->shard) {
         static const char *const names[] = {"one:6379/0", "two:6379/0", "three:6379/0"};
         h.deliver = on_deliver_outer;
@@ -1063,7 +1097,7 @@ static void test_start_without_redis(void)
     rt_broker_redis_config_init(&cfg);
     cfg.port = redis_port;
     cfg.backoff_max_ms = 300;
-    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state};
+    rt_broker_handlers_t h = {.deliver = on_deliver, .state = on_state, .request = on_request};
     a->b = rt_broker_redis_new(&cfg, &h, a);
     CHECK(a->b != NULL);
     sleep_ms(300);
@@ -1197,6 +1231,224 @@ static void test_results_on_loop(void)
     eddy_server_free(test_server);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Node requests
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct req_waiter {
+    atomic_int done;
+    int err;
+    size_t n, nmissing;
+    char replies[512]; /* "data@node" joined by ',' in arrival order */
+    char missing[256];
+    uint64_t at_ms;
+} req_waiter_t;
+
+static void on_answers(rt_broker_t *b, int err, const rt_broker_reply_t *replies, size_t n,
+                       const char *const *missing, size_t nmissing, void *arg)
+{
+    req_waiter_t *w = arg;
+    w->err = err;
+    w->n = n;
+    w->nmissing = nmissing;
+    for (size_t i = 0; i < n; i++)
+        snprintf(w->replies + strlen(w->replies), sizeof(w->replies) - strlen(w->replies), "%s%.*s",
+                 i ? "," : "", (int)replies[i].len, (const char *)replies[i].data);
+    join_names(w->missing, sizeof(w->missing), missing, nmissing);
+    w->at_ms = ms_now();
+    atomic_store(&w->done, 1);
+}
+
+static size_t nreqs(node_t *n)
+{
+    pthread_mutex_lock(&n->lock);
+    size_t v = n->nreqs;
+    pthread_mutex_unlock(&n->lock);
+    return v;
+}
+
+/* Both engines: a request to every node reaches this one's handler and comes back with
+ * its answer; one to a node that does not exist is answered missing at once; one without
+ * callback asks for no answer (id 0); a request its handler never answers ends at its
+ * timeout naming this node missing; bad arguments are refused. */
+static void test_node_requests(const engine_t *e)
+{
+    node_t *a = calloc(1, sizeof(node_t));
+    node_start_on(a, e, 0, 0);
+    const char *self = rt_broker_node_id(a->b);
+    char want[128];
+
+    req_waiter_t *w = calloc(1, sizeof(*w));
+    CHECK_EQ_INT(rt_broker_request(a->b, NULL, NULL, "hello", 5, 0, 2000, 0, on_answers, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 1);
+    CHECK_EQ_INT(w->nmissing, 0);
+    snprintf(want, sizeof(want), "hello@%s", self);
+    CHECK_STR(w->replies, want);
+    free(w);
+
+    w = calloc(1, sizeof(*w));
+    CHECK_EQ_INT(rt_broker_request(a->b, self, "/", "one", 3, 0, 2000, 0, on_answers, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    snprintf(want, sizeof(want), "one@%s", self);
+    CHECK_STR(w->replies, want);
+    free(w);
+
+    w = calloc(1, sizeof(*w));
+    uint64_t t0 = ms_now();
+    CHECK_EQ_INT(rt_broker_request(a->b, "no-such-node", NULL, "x", 1, 0, 10000, 0, on_answers, w),
+                 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK(w->at_ms - t0 < 2000); /* not waited for */
+    CHECK_EQ_INT(w->n, 0);
+    CHECK_STR(w->missing, "no-such-node");
+    free(w);
+
+    size_t before = nreqs(a);
+    CHECK_EQ_INT(rt_broker_request(a->b, NULL, NULL, "fire", 4, 0, 1000, 0, NULL, NULL), 0);
+    CHECK(WAIT_FOR(nreqs(a) == before + 1, 5000));
+    pthread_mutex_lock(&a->lock);
+    CHECK_STR(a->last_req, "fire");
+    CHECK_EQ_INT(a->last_req_id, 0);
+    pthread_mutex_unlock(&a->lock);
+
+    /* Never answered: missing after its timeout (the in-memory engine notices at its next
+     * call, so a second request follows). */
+    w = calloc(1, sizeof(*w));
+    req_waiter_t *w2 = calloc(1, sizeof(*w2));
+    t0 = ms_now();
+    CHECK_EQ_INT(rt_broker_request(a->b, NULL, NULL, "silent", 6, 0, 100, 0, on_answers, w), 0);
+    sleep_ms(200);
+    CHECK_EQ_INT(rt_broker_request(a->b, NULL, NULL, "next", 4, 0, 2000, 0, on_answers, w2), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done) && atomic_load(&w2->done), 5000));
+    CHECK(w->at_ms - t0 >= 100);
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 0);
+    CHECK_STR(w->missing, self);
+    CHECK_EQ_INT(w2->n, 1);
+    free(w);
+    free(w2);
+
+    CHECK_EQ_INT(rt_broker_request(a->b, NULL, NULL, "x", 1, 0, 0, 0, on_answers, NULL),
+                 EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_request(a->b, "", NULL, "x", 1, 0, 100, 0, on_answers, NULL),
+                 EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_request(a->b, NULL, NULL, NULL, 1, 0, 100, 0, on_answers, NULL),
+                 EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_respond(a->b, self, 0, "x", 1), EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_respond(a->b, self, 12345, "late", 4), 0); /* dropped */
+    CHECK_EQ_INT(a->req_errors, 0);
+    node_stop(a);
+    free(a);
+}
+
+/* Redis, three nodes: a request reaches all of them and every answer comes back, named;
+ * one to a single node reaches only it; a node that does not answer (frozen) is named
+ * missing at the timeout while the others' answers arrive; a node whose lease lapses is
+ * no longer waited for; a barrier request that makes a node subscribe (a remote join) is
+ * answered once the subscription is active and holds this node's next publish until then,
+ * so that broadcast reaches the node; malformed node messages are dropped. */
+static void test_node_requests_cluster(void)
+{
+    node_t *n[3];
+    for (int i = 0; i < 3; i++) {
+        n[i] = calloc(1, sizeof(node_t));
+        node_start(n[i], NULL);
+    }
+    char ids[8][RT_BROKER_NODE_ID_SIZE];
+    CHECK(WAIT_FOR(rt_broker_nodes(n[0]->b, ids, 8) == 3, 5000));
+    req_waiter_t *w = calloc(1, sizeof(*w));
+    CHECK_EQ_INT(rt_broker_request(n[0]->b, NULL, NULL, "all", 3, 0, 3000, 0, on_answers, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK_EQ_INT(w->n, 3);
+    CHECK_EQ_INT(w->nmissing, 0);
+    for (int i = 0; i < 3; i++) {
+        char one[96];
+        snprintf(one, sizeof(one), "all@%s", rt_broker_node_id(n[i]->b));
+        CHECK(strstr(w->replies, one) != NULL);
+    }
+    free(w);
+
+    size_t before0 = nreqs(n[0]), before2 = nreqs(n[2]);
+    w = calloc(1, sizeof(*w));
+    CHECK_EQ_INT(rt_broker_request(n[0]->b, rt_broker_node_id(n[1]->b), NULL, "only", 4, 0, 3000, 0,
+                                   on_answers, w),
+                 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    char want[96];
+    snprintf(want, sizeof(want), "only@%s", rt_broker_node_id(n[1]->b));
+    CHECK_STR(w->replies, want);
+    CHECK_EQ_INT(nreqs(n[0]), before0);
+    CHECK_EQ_INT(nreqs(n[2]), before2);
+    free(w);
+
+    /* n[2] frozen (its handler does not answer this one): the others' answers come at the
+     * timeout, n[2] named missing. */
+    char silent[96];
+    snprintf(silent, sizeof(silent), "silent:%s", rt_broker_node_id(n[2]->b));
+    w = calloc(1, sizeof(*w));
+    uint64_t t0 = ms_now();
+    CHECK_EQ_INT(
+        rt_broker_request(n[0]->b, NULL, NULL, silent, strlen(silent), 0, 400, 0, on_answers, w),
+        0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    CHECK(w->at_ms - t0 >= 400 && w->at_ms - t0 < 400 + 1500);
+    CHECK_EQ_INT(w->n, 2);
+    CHECK_STR(w->missing, rt_broker_node_id(n[2]->b));
+    free(w);
+
+    /* A barrier that makes n[1] subscribe to "late-room", then at once a publish to it. */
+    size_t got1 = ngot(n[1]);
+    CHECK_EQ_INT(rt_broker_request(n[0]->b, NULL, NULL, "sub:late-room", 13, RT_BROKER_BARRIER,
+                                   3000, 0, NULL, NULL),
+                 0);
+    const char *late[] = {"late-room"};
+    rt_broker_msg_t m = {"/", late, 1, NULL, 0, 0, "after-join", 10};
+    CHECK_EQ_INT(rt_broker_publish(n[0]->b, &m, 0, NULL, NULL), 0);
+    CHECK(WAIT_FOR(ngot(n[1]) == got1 + 1, 5000));
+    pthread_mutex_lock(&n[1]->lock);
+    CHECK_STR(n[1]->got[n[1]->ngot - 1].payload, "after-join");
+    pthread_mutex_unlock(&n[1]->lock);
+
+    /* Malformed messages on the node channels: logged and dropped. */
+    redisReply *r = redis_cmd("PUBLISH eddy:nodes:all garbage");
+    freeReplyObject(r);
+    r = redis_cmd("PUBLISH eddy:node:%s %b", rt_broker_node_id(n[1]->b), "\x02R\0\0", (size_t)4);
+    freeReplyObject(r);
+
+    /* A ghost node with a lease of 2 s that never answers: waited for until the lease
+     * lapses, then named missing, long before the timeout. */
+    redisReply *t = redis_cmd("TIME");
+    CHECK(t && t->type == REDIS_REPLY_ARRAY);
+    long long now = atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000;
+    freeReplyObject(t);
+    r = redis_cmd("ZADD eddy:nodes %lld ghost", now + 2000);
+    freeReplyObject(r);
+    CHECK(WAIT_FOR(rt_broker_nodes(n[0]->b, ids, 8) == 4, 3000));
+    w = calloc(1, sizeof(*w));
+    t0 = ms_now();
+    CHECK_EQ_INT(rt_broker_request(n[0]->b, NULL, NULL, "ghost?", 6, 0, 20000, 0, on_answers, w),
+                 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 10000));
+    CHECK(w->at_ms - t0 <= 2000 + 1000 + 1000); /* lease, heartbeat, slack */
+    CHECK_EQ_INT(w->n, 3);
+    CHECK_STR(w->missing, "ghost");
+    free(w);
+    /* Once gone, not waited for at all. */
+    w = calloc(1, sizeof(*w));
+    CHECK_EQ_INT(rt_broker_request(n[0]->b, NULL, NULL, "after", 5, 0, 20000, 0, on_answers, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 3000));
+    CHECK_EQ_INT(w->n, 3);
+    CHECK_EQ_INT(w->nmissing, 0);
+    free(w);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(n[i]->req_errors, 0);
+        node_stop(n[i]);
+        free(n[i]);
+    }
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1208,6 +1460,7 @@ int main(void)
         test_order_under_concurrency(&engines[i]);
         test_history(&engines[i]);
         test_sessions_presence(&engines[i]);
+        test_node_requests(&engines[i]);
         if (test_failures != failures)
             fprintf(stderr, "test_rt_broker: the %s engine failed the conformance suite\n",
                     engines[i].name);
@@ -1218,6 +1471,7 @@ int main(void)
     test_start_without_redis();
     test_results_on_loop();
     test_emitter_interop();
+    test_node_requests_cluster();
     redis_kill();
     return test_report("test_rt_broker");
 }

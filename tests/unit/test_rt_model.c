@@ -172,6 +172,44 @@ static void on_rooms(int err, const eddy_rt_room_info_t *rooms, size_t n, void *
                               rooms[i].name, rooms[i].sockets, rooms[i].users);
 }
 
+/* ---- across nodes, on one node ---- */
+
+static int fetched_status = 1;
+static size_t fetched_n, fetched_nrooms, fetched_nmissing;
+static char fetched_id[32], fetched_node[8], fetched_rooms[64];
+
+static void on_fetch(eddy_rt_nsp_t *nsp, int status, const eddy_rt_socket_info_t *socks, size_t n,
+                     const char *const *missing, size_t nmissing, void *arg)
+{
+    fetched_status = status;
+    fetched_n = n;
+    fetched_nmissing = nmissing;
+    if (n > 0) {
+        snprintf(fetched_id, sizeof(fetched_id), "%s", socks[0].id);
+        snprintf(fetched_node, sizeof(fetched_node), "%s", socks[0].node);
+        fetched_nrooms = socks[0].nrooms;
+        fetched_rooms[0] = '\0';
+        for (size_t i = 0; i < socks[0].nrooms; i++)
+            snprintf(fetched_rooms + strlen(fetched_rooms),
+                     sizeof(fetched_rooms) - strlen(fetched_rooms), "[%s]", socks[0].rooms[i]);
+    }
+}
+
+static int rooms_status = 1;
+static size_t rooms_n;
+static char rooms_seen[64];
+
+static void on_all_rooms(eddy_rt_nsp_t *nsp, int status, const char *const *names, size_t n,
+                         const char *const *missing, size_t nmissing, void *arg)
+{
+    rooms_status = status;
+    rooms_n = n;
+    rooms_seen[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        snprintf(rooms_seen + strlen(rooms_seen), sizeof(rooms_seen) - strlen(rooms_seen), "[%s]",
+                 names[i]);
+}
+
 int main(void)
 {
     if (!test_server_new("warning"))
@@ -345,6 +383,36 @@ int main(void)
     CHECK(!eddy_rt_socket_connected(s[0]));
     CHECK_EQ_INT(eddy_rt_emit_json(s[0], "late", NULL), EDDY_ECLOSED);
     CHECK_EQ_INT((int)eddy_rt_nsp_count(root), 1);
+
+    /* Across nodes on one node (no redis_url): the calls act on this node's sockets and the
+     * listings answer before returning, on this thread. Socket 1 is left, in r2. */
+    const char *xr[] = {"xr"};
+    CHECK_EQ_INT(eddy_rt_sockets_join(root, &(eddy_rt_to_t){.rooms = r2, .nrooms = 1}, xr, 1), 0);
+    CHECK_EQ_INT((int)eddy_rt_room_count(root, "xr"), 1);
+    CHECK_EQ_INT(eddy_rt_fetch_sockets(root, &(eddy_rt_to_t){.rooms = xr, .nrooms = 1}, 1000,
+                                       on_fetch, NULL),
+                 0);
+    CHECK_EQ_INT(fetched_status, 0);
+    CHECK_EQ_INT(fetched_n, 1);
+    CHECK_EQ_INT(fetched_nmissing, 0);
+    CHECK_STR(fetched_id, eddy_rt_socket_id(s[1]));
+    CHECK_STR(fetched_node, "");
+    CHECK_EQ_INT(fetched_nrooms, 2);
+    CHECK(strstr(fetched_rooms, "[r2]") && strstr(fetched_rooms, "[xr]"));
+    CHECK_EQ_INT(eddy_rt_all_rooms(root, 1000, on_all_rooms, NULL), 0);
+    CHECK_EQ_INT(rooms_status, 0);
+    CHECK_STR(rooms_seen, "[r2][xr]");
+    CHECK(eddy_rt_node_id(rt) == NULL);
+    CHECK_EQ_INT(eddy_rt_sockets_leave(root, NULL, xr, 1), 0);
+    CHECK_EQ_INT((int)eddy_rt_room_count(root, "xr"), 0);
+    CHECK_EQ_INT(eddy_rt_fetch_sockets(root, NULL, 0, on_fetch, NULL), EDDY_EINVAL);
+    CHECK_EQ_INT(eddy_rt_sockets_join(NULL, NULL, xr, 1), EDDY_EINVAL);
+    const char *none[] = {NULL};
+    CHECK_EQ_INT(eddy_rt_sockets_join(root, NULL, none, 1), EDDY_EINVAL);
+    CHECK_EQ_INT(eddy_rt_disconnect_sockets(root, &(eddy_rt_to_t){.rooms = r2, .nrooms = 1}, false),
+                 0);
+    expect(fds[1], "41");
+    CHECK_EQ_INT((int)eddy_rt_nsp_count(root), 0);
 
     /* A socket that disconnects itself from its own handler (see on_bye). */
     int fd = eio_ws_connect(port, NULL);
