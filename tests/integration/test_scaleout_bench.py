@@ -7,12 +7,13 @@ test installs them)."""
 
 import json
 import os
+import random
 import shutil
 import subprocess
 
 import pytest
 
-from eddyserver import BUILD, ROOT, free_port
+from eddyserver import BUILD, ROOT
 from sioserver import SioServer
 
 SCALEOUT = os.path.join(ROOT, "bench", "scaleout")
@@ -41,8 +42,10 @@ def test_scaleout_bench_quick(tmp_path):
     for tool in ("redis-server", "redis-cli", "node", "taskset", "ss"):
         assert shutil.which(tool), f"{tool} is needed: make deps-test"
     out = str(tmp_path / "out")
+    # The script takes the first three ports from here with no socket on them; below the
+    # ephemeral range (32768 on), where no client's connection can take one meanwhile.
     env = dict(os.environ, EDDY_SIO_SERVER=EDDY_SOCKETIO,
-               EDDY_SCALEOUT_PORT=str(free_port()))
+               EDDY_SCALEOUT_PORT=str(random.randrange(20000, 30000)))
     proc = subprocess.run(
         [os.path.join(SCALEOUT, "run"), "--quick", "--members", "20", "--rates", "100",
          "--seconds", "1", "--idle", "50", "--out", out],
