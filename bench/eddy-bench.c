@@ -20,10 +20,17 @@
  *
  * Common options: --host ADDR (127.0.0.1), --port N (9501), --path P (/), --sources K (bind
  * connections to 127.0.0.2 .. 127.0.0.(K+1) round-robin; 0: let the kernel choose),
- * --server-pid PID (read the server's CPU time and RSS from /proc), --warmup SECONDS,
+ * --server-pid PID (read the server's CPU time and RSS from /proc; given up to 4 times, the
+ * servers' CPU and waits are summed, RSS is the first's), --warmup SECONDS,
  * --connect-batch N (connections being set up at once), --label TEXT (copied to the JSON),
  * --tls (wss: TLS 1.3 with OpenSSL, the certificate is not checked), --deflate (offer
  * permessage-deflate with client_no_context_takeover and send every message compressed).
+ *
+ * Two nodes of one cluster (bench/scaleout/run): publish --port2 N connects every second
+ * subscriber to port N instead (the publisher stays on --port), and --redis-port N reads the
+ * cluster's Redis (INFO: used_cpu_user + used_cpu_sys, total_net_input_bytes and
+ * total_net_output_bytes) at both ends of the steady window and reports its CPU and traffic
+ * per message published in that window.
  *
  * Every mode prints one human-readable line and one JSON line (starting with '{') on stdout.
  * See bench/README.md for what each mode measures. The client side of the opening handshake
@@ -64,6 +71,7 @@
 #define MAX_HTTP_HEAD   16384
 #define MAX_SIZE        (1u << 20)
 #define PUB_RING        1024         /* messages tracked at once in publish mode */
+#define MAX_SERVER_PIDS 4            /* --server-pid given this many times at most */
 #define CLOSE_WAIT_NS   1000000000LL /* handshake mode: wait for the server's FIN */
 #define SAMPLE_INTERVAL 64           /* echo: verify the content of every 64th message */
 #define SIO_PATH        "/socket.io/?EIO=4&transport=websocket"
@@ -98,7 +106,11 @@ typedef struct options {
     bool tls;
     bool deflate;
     bool sio;
-    pid_t server_pid;
+    pid_t server_pid;                   /* the first --server-pid */
+    pid_t server_pids[MAX_SERVER_PIDS]; /* all of them, CPU summed */
+    int nserver_pids;
+    int port2;      /* publish: odd subscribers connect here (0: all on --port) */
+    int redis_port; /* publish: the Redis whose CPU is read (0: none) */
     double setup_timeout;
     double hold;
     double settle;
@@ -163,7 +175,7 @@ static options_t opt = {
 
 static int epfd;
 static int sigfd;
-static struct sockaddr_in server_addr;
+static struct sockaddr_in server_addr, server_addr2;
 static conn_t *conns;
 static uint8_t *rbuf; /* shared receive buffer */
 static size_t rbuf_cap;
@@ -226,13 +238,11 @@ static void *xrealloc(void *p, size_t n)
     return p;
 }
 
-/* The server's utime + stime in seconds, from /proc/PID/stat (fields 14 and 15). */
-static double server_cpu_seconds(void)
+/* A process's utime + stime in seconds, from /proc/PID/stat (fields 14 and 15). */
+static double pid_cpu_seconds(pid_t pid)
 {
-    if (opt.server_pid <= 0)
-        return NAN;
     char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)opt.server_pid);
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return NAN;
@@ -247,6 +257,17 @@ static double server_cpu_seconds(void)
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
         return NAN;
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The servers' CPU time in seconds (every --server-pid, summed), or NaN. */
+static double server_cpu_seconds(void)
+{
+    if (opt.nserver_pids == 0)
+        return NAN;
+    double sum = 0;
+    for (int i = 0; i < opt.nserver_pids; i++)
+        sum += pid_cpu_seconds(opt.server_pids[i]);
+    return sum;
 }
 
 /* The server's resident set size in bytes (VmRSS), or -1. */
@@ -307,6 +328,73 @@ static double cpu_wait_seconds(pid_t pid)
     return n == 2 ? (double)wait_ns / 1e9 : NAN;
 }
 
+/* The servers' waits for a CPU (every --server-pid, summed), or NaN. */
+static double server_wait_seconds(void)
+{
+    if (opt.nserver_pids == 0)
+        return NAN;
+    double sum = 0;
+    for (int i = 0; i < opt.nserver_pids; i++)
+        sum += cpu_wait_seconds(opt.server_pids[i]);
+    return sum;
+}
+
+/* What --redis-port's INFO tells: CPU seconds (used_cpu_user + used_cpu_sys: its getrusage,
+ * all of its threads, microsecond resolution) and bytes read and written on its connections
+ * (total_net_input_bytes, total_net_output_bytes). */
+typedef struct redis_usage {
+    double cpu, in, out;
+} redis_usage_t;
+
+/* One INFO exchange: a few kilobytes on loopback, twice per run (blocking, 2 s at most). All
+ * NaN without --redis-port or on failure. */
+static redis_usage_t redis_usage(void)
+{
+    redis_usage_t u = {NAN, NAN, NAN};
+    if (opt.redis_port <= 0)
+        return u;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return u;
+    struct sockaddr_in addr = server_addr;
+    addr.sin_port = htons((uint16_t)opt.redis_port);
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    static const char cmd[] = "INFO\r\n";
+    static char buf[65536];
+    size_t len = 0;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+        send(fd, cmd, sizeof(cmd) - 1, MSG_NOSIGNAL) == (ssize_t)sizeof(cmd) - 1) {
+        /* A bulk string: $LEN\r\n, LEN bytes, \r\n. */
+        long want = -1;
+        while (len < sizeof(buf) - 1) {
+            ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+            if (n <= 0)
+                break;
+            len += (size_t)n;
+            buf[len] = '\0';
+            char *eol = strstr(buf, "\r\n");
+            if (want < 0 && buf[0] == '$' && eol != NULL)
+                want = (long)(eol - buf) + 2 + atol(buf + 1) + 2;
+            if (want >= 0 && (long)len >= want)
+                break;
+        }
+    }
+    close(fd);
+    buf[len] = '\0';
+    static const char *const keys[] = {"\nused_cpu_user:", "\nused_cpu_sys:",
+                                       "\ntotal_net_input_bytes:", "\ntotal_net_output_bytes:"};
+    double v[4];
+    for (int i = 0; i < 4; i++) {
+        const char *at = strstr(buf, keys[i]);
+        if (at == NULL)
+            return u;
+        v[i] = atof(at + strlen(keys[i]));
+    }
+    return (redis_usage_t){v[0] + v[1], v[2], v[3]};
+}
+
 static double self_cpu_seconds(void)
 {
     struct rusage ru;
@@ -338,6 +426,7 @@ typedef struct window {
     int64_t t0, t1;
     double server0, server1, self0, self1;
     double server_wait0, server_wait1, self_wait0, self_wait1;
+    redis_usage_t redis0, redis1; /* --redis-port */
 } window_t;
 
 static void window_start(window_t *w)
@@ -345,7 +434,8 @@ static void window_start(window_t *w)
     w->t0 = mono_ns();
     w->server0 = server_cpu_seconds();
     w->self0 = self_cpu_seconds();
-    w->server_wait0 = opt.server_pid > 0 ? cpu_wait_seconds(opt.server_pid) : NAN;
+    w->server_wait0 = server_wait_seconds();
+    w->redis0 = redis_usage();
     w->self_wait0 = cpu_wait_seconds(0);
 }
 
@@ -354,7 +444,8 @@ static void window_end(window_t *w)
     w->t1 = mono_ns();
     w->server1 = server_cpu_seconds();
     w->self1 = self_cpu_seconds();
-    w->server_wait1 = opt.server_pid > 0 ? cpu_wait_seconds(opt.server_pid) : NAN;
+    w->server_wait1 = server_wait_seconds();
+    w->redis1 = redis_usage();
     w->self_wait1 = cpu_wait_seconds(0);
 }
 
@@ -596,6 +687,12 @@ static const char *conn_path(const conn_t *c)
     return opt.sio ? SIO_PATH : "/";
 }
 
+/* publish --port2: every second subscriber is on the second node. */
+static bool conn_on_port2(const conn_t *c)
+{
+    return opt.port2 > 0 && c->role == ROLE_SUB && (c->id & 1) != 0;
+}
+
 static void send_upgrade(conn_t *c)
 {
     uint8_t raw_key[16];
@@ -619,7 +716,7 @@ static void send_upgrade(conn_t *c)
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n%s\r\n",
-                     conn_path(c), opt.host, opt.port, key,
+                     conn_path(c), opt.host, conn_on_port2(c) ? opt.port2 : opt.port, key,
                      opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
                                    "client_no_context_takeover\r\n"
                                  : "");
@@ -671,8 +768,8 @@ static void conn_connect(conn_t *c)
         return;
     }
     setting_up++;
-    if (connect(fd, (struct sockaddr *)&server_addr, sizeof(server_addr)) != 0 &&
-        errno != EINPROGRESS) {
+    const struct sockaddr_in *to = conn_on_port2(c) ? &server_addr2 : &server_addr;
+    if (connect(fd, (const struct sockaddr *)to, sizeof(*to)) != 0 && errno != EINPROGRESS) {
         conn_fail(c, strerror(errno));
         return;
     }
@@ -1594,6 +1691,7 @@ static int run_publish(void)
      * messages in flight at either end complete. */
     window_t steady = {0};
     uint64_t steady_from = 0, steady_to = 0;
+    long steady_pub_from = 0, steady_pub_to = 0; /* messages published in the steady window */
     bool steady_started = false, steady_ended = false;
     window_start(&w);
     int64_t end = w.t0 + (int64_t)(opt.seconds * 1e9);
@@ -1616,6 +1714,7 @@ static int run_publish(void)
             /* CPU is counted from the first measured message on. */
             window_start(&steady);
             steady_from = pub_deliveries;
+            steady_pub_from = pub_sent;
             steady_started = true;
             server_at_first = steady.server0;
             w.self0 = steady.self0;
@@ -1630,6 +1729,7 @@ static int run_publish(void)
             if (steady_started) {
                 window_end(&steady);
                 steady_to = pub_deliveries;
+                steady_pub_to = pub_sent;
                 steady_ended = true;
             }
         }
@@ -1650,7 +1750,12 @@ static int run_publish(void)
     if (steady_started && !steady_ended) {
         window_end(&steady);
         steady_to = pub_deliveries;
+        steady_pub_to = pub_sent;
     }
+    double steady_published = (double)(steady_pub_to - steady_pub_from);
+    double redis_cpu = steady_started ? steady.redis1.cpu - steady.redis0.cpu : NAN;
+    double redis_in = steady_started ? steady.redis1.in - steady.redis0.in : NAN;
+    double redis_out = steady_started ? steady.redis1.out - steady.redis0.out : NAN;
     double steady_secs = steady_started ? window_seconds(&steady) : NAN;
     double steady_deliveries = (double)(steady_to - steady_from);
     double steady_server = steady.server1 - steady.server0;
@@ -1681,6 +1786,8 @@ static int run_publish(void)
     if (steady_started && steady_deliveries > 0 && isfinite(steady_server))
         printf("; steady %.2f s: %.0f delivered/s, server CPU %.3f us per delivery", steady_secs,
                steady_deliveries / steady_secs, steady_server * 1e6 / steady_deliveries);
+    if (steady_started && steady_published > 0 && isfinite(redis_cpu))
+        printf("; Redis CPU %.2f us per message published", redis_cpu * 1e6 / steady_published);
     printf("; %" PRIu64 " errors\n", errors);
     json_head();
     printf("\"subscribers\":%d,\"messages\":%ld,\"size\":%zu,\"pacing\":\"%s\",", subscribers,
@@ -1699,6 +1806,15 @@ static int run_publish(void)
     json_num("steady_server_us_per_delivery",
              steady_deliveries > 0 ? steady_server * 1e6 / steady_deliveries : NAN, false);
     json_num("steady_server_busy", steady_server / steady_secs, false);
+    json_num("steady_published", steady_started ? steady_published : NAN, false);
+    json_num("redis_cpu_s", redis_cpu, false);
+    json_num("redis_us_per_published",
+             steady_published > 0 ? redis_cpu * 1e6 / steady_published : NAN, false);
+    json_num("redis_busy", redis_cpu / steady_secs, false);
+    json_num("redis_in_bytes_per_published",
+             steady_published > 0 ? redis_in / steady_published : NAN, false);
+    json_num("redis_out_bytes_per_published",
+             steady_published > 0 ? redis_out / steady_published : NAN, false);
     print_cpu_json(&w, deliveries);
     printf("\"errors\":%" PRIu64 ",\"lost\":%d}\n", errors, lost);
     return errors > 0 || measured_msgs <= 0 ? 1 : 0;
@@ -1758,6 +1874,7 @@ static void usage(void)
           "       eddy-bench idle -c N [--sources K] [--hold SECONDS] [--stdin]\n"
           "common: --host ADDR --port N --path P --server-pid PID --sources K --warmup S\n"
           "        --connect-batch N --setup-timeout S --topic T --label TEXT --tls\n"
+          "publish: --port2 N (every second subscriber there) --redis-port N (its CPU)\n"
           "echo only: --deflate\n"
           "echo, publish, idle: --sio (Socket.IO test application, see bench/README.md)\n",
           stderr);
@@ -1802,6 +1919,8 @@ int main(int argc, char **argv)
         O_TLS,
         O_DEFLATE,
         O_SIO,
+        O_PORT2,
+        O_REDIS_PORT,
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -1825,6 +1944,8 @@ int main(int argc, char **argv)
         {"tls", no_argument, NULL, O_TLS},
         {"deflate", no_argument, NULL, O_DEFLATE},
         {"sio", no_argument, NULL, O_SIO},
+        {"port2", required_argument, NULL, O_PORT2},
+        {"redis-port", required_argument, NULL, O_REDIS_PORT},
         {0, 0, 0, 0},
     };
     bool use_stdin = false;
@@ -1858,7 +1979,18 @@ int main(int argc, char **argv)
             opt.path = optarg;
             break;
         case O_PID:
-            opt.server_pid = (pid_t)atoi(optarg);
+            if (atoi(optarg) <= 0) /* none, as before */
+                break;
+            if (opt.nserver_pids == MAX_SERVER_PIDS)
+                die("--server-pid given more than %s times", "4");
+            opt.server_pids[opt.nserver_pids++] = (pid_t)atoi(optarg);
+            opt.server_pid = opt.server_pids[0];
+            break;
+        case O_PORT2:
+            opt.port2 = atoi(optarg);
+            break;
+        case O_REDIS_PORT:
+            opt.redis_port = atoi(optarg);
             break;
         case O_SOURCES:
             opt.sources = atoi(optarg);
@@ -1915,18 +2047,22 @@ int main(int argc, char **argv)
     if (optind != argc || opt.conns <= 0 || opt.inflight <= 0 || opt.size > MAX_SIZE ||
         opt.seconds <= 0 || opt.stall <= 0 || opt.connect_batch <= 0 || opt.sources < 0 ||
         opt.sources > 253 || opt.messages <= 0 || (opt.deflate && opt.mode != MODE_ECHO) ||
-        (opt.sio && (opt.mode == MODE_HANDSHAKE || opt.deflate || opt.binary)))
+        (opt.sio && (opt.mode == MODE_HANDSHAKE || opt.deflate || opt.binary)) || opt.port2 < 0 ||
+        opt.port2 > 65535 || opt.redis_port < 0 || opt.redis_port > 65535 ||
+        ((opt.port2 > 0 || opt.redis_port > 0) && opt.mode != MODE_PUBLISH))
         usage();
     /* --sio puts the room name into JSON strings as it is. */
     if (opt.sio && (strlen(opt.topic) > 200 || strpbrk(opt.topic, "\"\\") != NULL))
         die("--topic must be at most 200 bytes without quotes or backslashes with --sio%s", "");
-    if (opt.server_pid > 0 && isnan(server_cpu_seconds()))
+    if (opt.nserver_pids > 0 && isnan(server_cpu_seconds()))
         die("cannot read the server's /proc/PID/stat (--server-pid %s)", "PID");
 
     if (inet_pton(AF_INET, opt.host, &server_addr.sin_addr) != 1)
         die("--host must be an IPv4 address, got %s", opt.host);
     server_addr.sin_family = AF_INET;
     server_addr.sin_port = htons((uint16_t)opt.port);
+    server_addr2 = server_addr;
+    server_addr2.sin_port = htons((uint16_t)opt.port2);
     uint32_t first = ntohl(server_addr.sin_addr.s_addr) >> 24;
     if (first != 127)
         die("refusing to send load outside 127.0.0.0/8 (%s)", opt.host);

@@ -7,7 +7,9 @@
 #          configuration file, JSON, the backend proxy), and npm, which installs the demo
 #          page's socket.io-client (`make run`)
 #   test:  also python3-jwt (auth tokens), python3-websockets, python3-socketio (a second Socket.IO client; python3-requests for its long-polling) and pytest, openssl (test certificates), Node.js with the
-#          npm packages in tests/clients and clients/js (TypeScript, to check eddy.d.ts),
+#          npm packages in tests/clients, clients/js (TypeScript, to check eddy.d.ts) and
+#          bench/scaleout (Node's Redis adapter, for the scale-out benchmark's smoke test, which
+#          also needs iproute2's ss),
 #          headless Chromium, clang for the fuzzers, redis-server (the Redis broker's tests),
 #          and debhelper with dpkg-dev (`make deb`, tests/integration/test_deb.py)
 # As root it runs apt-get; otherwise it names what is missing and the command to install
@@ -18,7 +20,7 @@ build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config libinih-dev libj
     libcurl4-openssl-dev libhiredis-dev libmsgpack-dev"
 test_pkgs="python3 python3-pytest python3-websockets python3-socketio python3-engineio python3-websocket
     python3-requests python3-jwt python3-prometheus-client openssl chromium clang libclang-rt-14-dev redis-server
-    debhelper dpkg-dev"
+    debhelper dpkg-dev iproute2"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
@@ -62,6 +64,10 @@ if [ "${1:-build}" = test ] && { [ ! -d tests/clients/node_modules/ws ] ||
     [ ! -d tests/clients/node_modules/socket.io-client-v2 ]; }; then
     echo "eddy: installing the npm packages of tests/clients" >&2
     npm ci --prefix tests/clients --no-audit --no-fund >/dev/null
+fi
+if [ "${1:-build}" = test ] && [ ! -d bench/scaleout/node_modules/@socket.io/redis-adapter ]; then
+    echo "eddy: installing the npm packages of bench/scaleout (tests/integration/test_scaleout_bench.py)" >&2
+    npm ci --prefix bench/scaleout --no-audit --no-fund >/dev/null
 fi
 if [ "${1:-build}" = test ] && [ ! -d clients/js/node_modules/typescript ]; then
     echo "eddy: installing the npm dev packages of clients/js (eddy.js)" >&2

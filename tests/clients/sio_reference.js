@@ -8,34 +8,35 @@
 // --recovery MS turns on connection state recovery with that maxDisconnectionDuration
 // (default off). Once it accepts connections it logs "listening on <host>:<port>" on stderr,
 // the line eddy's examples log, so one harness pattern starts either server.
+// bench/scaleout/sio_redis.js requires this file to run the same application with the Redis
+// adapter.
 'use strict';
 const http = require('http');
 const { Server } = require('socket.io');
 
-const opts = { host: '127.0.0.1', port: 3000, pingInterval: 25000, pingTimeout: 20000,
-               connectTimeout: 45000, recovery: 0 };
+const defaults = { host: '127.0.0.1', port: 3000, pingInterval: 25000, pingTimeout: 20000,
+                   connectTimeout: 45000, recovery: 0 };
 const names = { '--host': 'host', '--port': 'port', '--ping-interval': 'pingInterval',
                 '--ping-timeout': 'pingTimeout', '--connect-timeout': 'connectTimeout',
                 '--recovery': 'recovery' };
-for (let i = 2; i < process.argv.length; i += 2) {
-  const key = names[process.argv[i]];
-  if (!key || i + 1 >= process.argv.length) {
-    console.error(`usage: ${process.argv[1]} [--host H] [--port P] [--ping-interval MS] ` +
-                  '[--ping-timeout MS] [--connect-timeout MS] [--recovery MS]');
-    process.exit(2);
-  }
-  opts[key] = key === 'host' ? process.argv[i + 1] : Number(process.argv[i + 1]);
-}
 
-const httpServer = http.createServer();
-const io = new Server(httpServer, {
-  pingInterval: opts.pingInterval,
-  pingTimeout: opts.pingTimeout,
-  connectTimeout: opts.connectTimeout,
-  allowEIO3: true,
-  connectionStateRecovery: opts.recovery > 0
-    ? { maxDisconnectionDuration: opts.recovery, skipMiddlewares: true } : undefined,
-});
+// The options above from argv; `extra` maps more flags to keys (string values) for a script
+// reusing this application (bench/scaleout/sio_redis.js: --redis).
+function parseArgs(argv, extra = {}) {
+  const opts = { ...defaults };
+  const all = { ...names, ...extra };
+  for (let i = 2; i < argv.length; i += 2) {
+    const key = all[argv[i]];
+    if (!key || i + 1 >= argv.length) {
+      const more = Object.keys(extra).map((flag) => ` [${flag} VALUE]`).join('');
+      console.error(`usage: ${argv[1]} [--host H] [--port P] [--ping-interval MS] ` +
+                    `[--ping-timeout MS] [--connect-timeout MS] [--recovery MS]${more}`);
+      process.exit(2);
+    }
+    opts[key] = key === 'host' || !(key in defaults) ? argv[i + 1] : Number(argv[i + 1]);
+  }
+  return opts;
+}
 
 function app(nsp) {
   nsp.on('connection', (socket) => {
@@ -64,16 +65,41 @@ function app(nsp) {
   });
 }
 
-io.of('/').use((socket, next) => {
-  const auth = socket.handshake.auth;
-  if (auth && auth.refuse === true) next(new Error('refused'));
-  else next();
-});
-app(io.of('/'));
-app(io.of('/custom'));
+// The application on a new socket.io Server; serverOptions are added to its options (an
+// adapter, say). Returns { httpServer, io }, not yet listening.
+function createServer(opts, serverOptions = {}) {
+  const httpServer = http.createServer();
+  const io = new Server(httpServer, {
+    pingInterval: opts.pingInterval,
+    pingTimeout: opts.pingTimeout,
+    connectTimeout: opts.connectTimeout,
+    allowEIO3: true,
+    connectionStateRecovery: opts.recovery > 0
+      ? { maxDisconnectionDuration: opts.recovery, skipMiddlewares: true } : undefined,
+    ...serverOptions,
+  });
+  io.of('/').use((socket, next) => {
+    const auth = socket.handshake.auth;
+    if (auth && auth.refuse === true) next(new Error('refused'));
+    else next();
+  });
+  app(io.of('/'));
+  app(io.of('/custom'));
+  return { httpServer, io };
+}
 
-httpServer.listen(opts.port, opts.host, () => {
-  const { address, port } = httpServer.address();
-  console.error(`socket.io ${require('socket.io/package.json').version} listening on ${address}:${port}`);
-});
-for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(0));
+// Listens on opts.host:opts.port, then logs the line the harnesses wait for.
+function listen(httpServer, opts) {
+  httpServer.listen(opts.port, opts.host, () => {
+    const { address, port } = httpServer.address();
+    console.error(`socket.io ${require('socket.io/package.json').version} listening on ${address}:${port}`);
+  });
+  for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(0));
+}
+
+module.exports = { parseArgs, createServer, listen };
+
+if (require.main === module) {
+  const opts = parseArgs(process.argv);
+  listen(createServer(opts).httpServer, opts);
+}

@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: MIT
+"""bench/scaleout/run, the two-node comparison (eddy's examples/socketio --redis against
+Node's socket.io 4.8 with @socket.io/redis-adapter), in a short run of its own: the script
+cannot rot unnoticed, and each side's numbers come from members on both nodes getting every
+emit. Skipped only when bench/scaleout's npm packages are not installed (scripts/deps.sh
+test installs them)."""
+
+import json
+import os
+import random
+import shutil
+import subprocess
+
+import pytest
+
+from eddyserver import BUILD, ROOT
+from sioserver import SioServer
+
+SCALEOUT = os.path.join(ROOT, "bench", "scaleout")
+EDDY_SOCKETIO = os.path.join(BUILD, "examples", "socketio")
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.isdir(os.path.join(SCALEOUT, "node_modules",
+                                                      "@socket.io", "redis-adapter")),
+                       reason="bench/scaleout/node_modules is not installed "
+                              "(npm ci --prefix bench/scaleout)"),
+    pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "examples", "socketio.c")),
+                       reason="examples/socketio.c is not here"),
+]
+
+
+def load_results(out):
+    runs = {}
+    with open(os.path.join(out, "results.tsv"), encoding="utf-8") as f:
+        for line in f:
+            case, server, _, result = line.rstrip("\n").split("\t", 3)
+            runs[(case, server)] = json.loads(result)
+    return runs
+
+
+def test_scaleout_bench_quick(tmp_path):
+    for tool in ("redis-server", "redis-cli", "node", "taskset", "ss"):
+        assert shutil.which(tool), f"{tool} is needed: make deps-test"
+    out = str(tmp_path / "out")
+    # The script takes the first three ports from here with no socket on them; below the
+    # ephemeral range (32768 on), where no client's connection can take one meanwhile.
+    env = dict(os.environ, EDDY_SIO_SERVER=EDDY_SOCKETIO,
+               EDDY_SCALEOUT_PORT=str(random.randrange(20000, 30000)))
+    proc = subprocess.run(
+        [os.path.join(SCALEOUT, "run"), "--quick", "--members", "20", "--rates", "100",
+         "--seconds", "1", "--idle", "50", "--out", out],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = load_results(out)
+    assert set(runs) == {(case, server) for case in ("rate100", "idle")
+                         for server in ("eddy", "node")}, proc.stderr[-3000:]
+    for server in ("eddy", "node"):
+        idle = runs[("idle", server)]
+        # Redis was read with all 50 sockets open on the first node.
+        assert idle["open"] == 50 and idle["failed"] == 0, server
+        assert idle["redis_memory_delta"] is not None and idle["bytes_per_conn"] is not None
+    for server in ("eddy", "node"):
+        r = runs[("rate100", server)]
+        # Every member, 10 on each node, got every emit: a member missing one would leave
+        # that emit incomplete (the run stalls with an error) or count as an error.
+        assert r["subscribers"] == 20 and r["errors"] == 0 and r["lost"] == 0, server
+        assert r["messages"] > 0, server
+        assert r["steady_published"] > 0 and r["steady_deliveries"] > 0, server
+        # Redis did the cluster's work (each emit crosses it), measured in the window.
+        assert r["redis_cpu_s"] > 0 and r["redis_us_per_published"] > 0, server
+        assert r["redis_idle_busy"] is not None, server
+        assert r["p50_us"] > 0 and r["p99_us"] >= r["p50_us"], server
+    with open(os.path.join(out, "table.md"), encoding="utf-8") as f:
+        table = f.read()
+    row = next(line for line in table.splitlines()
+               if "| Redis CPU µs per published message |" in line)
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[3] and cells[4] and cells[5], row  # eddy, Node and their ratio
+
+
+def test_port2_puts_every_second_member_on_the_other_server(tmp_path):
+    """Two servers that are not a cluster: with --port2 half the room is on a server the
+    emits never reach, so no emit completes and the run stops with an error; without it
+    every member is on the sender's server and the run completes."""
+    bench = os.path.join(BUILD, "bench", "eddy-bench")
+    subprocess.run(["make", "--no-print-directory", "-s", f"BENCH_BUILD={BUILD}/bench",
+                    bench], cwd=ROOT, check=True, timeout=120)
+    a, b = SioServer("reference"), SioServer("reference")
+    try:
+        common = [bench, "publish", "--sio", "-c", "4", "-n", "20", "-s", "20", "--inflight",
+                  "2", "--publish-warmup", "2", "--stall", "1", "-t", "10", "--port",
+                  str(a.port), "--server-pid", str(a.proc.pid), "--server-pid",
+                  str(b.proc.pid)]
+        alone = subprocess.run(common, capture_output=True, text=True, timeout=60)
+        split = subprocess.run(common + ["--port2", str(b.port)], capture_output=True,
+                               text=True, timeout=60)
+    finally:
+        a.stop()
+        b.stop()
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout.splitlines()[-1])["deliveries"] == 18 * 4
+    assert split.returncode != 0
+    assert "no message completed for" in split.stderr
