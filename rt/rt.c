@@ -803,7 +803,6 @@ static void on_eio_close(eio_session_t *es, const char *reason, void *ud);
 static void connect_timer_stop(rt_client_t *c);
 static void orphan_unlink(rt_client_t *c);
 static void alias_sweep(eddy_rt_t *rt);
-static void record_rooms(eddy_rt_socket_t *s);
 
 static void history_sweep(eddy_server_t *srv, uint64_t timer_id, void *arg)
 {
@@ -815,12 +814,6 @@ static void history_sweep(eddy_server_t *srv, uint64_t timer_id, void *arg)
         rt_history_sweep(nsp->hist);
     pthread_mutex_lock(&rt->lock);
     alias_sweep(rt);
-    /* Session records in the broker live a little longer than the window: renewed here,
-     * so that a node killed at any moment leaves every record for the window. */
-    for (eddy_rt_nsp_t *nsp = rt->cluster != NULL ? first : NULL; nsp != NULL; nsp = nsp->next) {
-        for (eddy_rt_socket_t *s = nsp->sockets; s != NULL; s = s->nsp_next)
-            record_rooms(s);
-    }
     pthread_mutex_unlock(&rt->lock);
 }
 
@@ -3168,7 +3161,7 @@ static void connect_admit(rt_client_t *c, eddy_rt_socket_t *s)
     if (rc == 0 && recovering(nsp) && rt->cluster != NULL) {
         /* The record is keyed by the pid the client holds; pid keeps the position the
          * session starts at (see cluster_record()). */
-        random_id(s->cpid, RT_HISTORY_PID_LEN);
+        rt_cluster_session_pid(rt->cluster, s->cpid);
         rt_offset_encode(rt_cluster_position(rt->cluster, nsp->name), s->pid);
         cluster_record(s, 0);
     } else if (rc == 0 && recovering(nsp)) {

@@ -13,9 +13,8 @@
 #include "rt_cluster.h"
 #include "rt_json.h"
 
-/* A live socket's record lives the recovery window plus this margin, and is stored again
- * every RT_CLUSTER_REFRESH_MS (rt.c's sweep timer), so that the record of a node killed
- * at any moment outlives it by at least the window. */
+/* A live socket's record sits in its node's hash, which outlives the node's last heartbeat
+ * (a kill -9) by its lease plus the recovery window plus this margin. */
 #define RT_CLUSTER_MARGIN_MS 10000
 
 /* The last position seen in a namespace (for a new socket's "position at connect"), and
@@ -267,6 +266,7 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
         cfg.prefix = opt->redis_prefix;
     cfg.node_id = opt->node_id;
     cfg.emitter_prefix = opt->redis_emitter_prefix;
+    cfg.session_linger_ms = (uint64_t)opt->recovery_max_disconnection_ms + RT_CLUSTER_MARGIN_MS;
     /* Results on the broker's own thread: none is left in a loop's queue at free. */
     cfg.srv = NULL;
     uint64_t age =
@@ -406,10 +406,14 @@ void rt_cluster_session_put(rt_cluster_t *cl, const char *nsp, const char *pid, 
     for (size_t i = 0; i < nrooms; i++)
         PUT(rooms[i], strlen(rooms[i]));
 #undef PUT
-    rt_broker_session_put(cl->b, pid, p, at_,
-                          ttl_ms ? ttl_ms : cl->window_ms + RT_CLUSTER_MARGIN_MS);
+    rt_broker_session_put(cl->b, pid, p, at_, ttl_ms);
     if (p != stack)
         free(p);
+}
+
+void rt_cluster_session_pid(rt_cluster_t *cl, char pid[RT_HISTORY_PID_SIZE])
+{
+    rt_broker_session_pid(cl->b, pid);
 }
 
 static void on_dropped(rt_broker_t *b, int err, const void *data, size_t len, void *arg)

@@ -74,12 +74,16 @@ int rt_cluster_publish(rt_cluster_t *cl, const char *nsp, const char *const *roo
  * Session records (connection state recovery across nodes)
  * ------------------------------------------------------------------------------------- */
 
-/* Stores the record of a connected socket under its client's pid for ttl_ms (0: the
- * recovery window plus the refresh margin, for a live socket). at is the namespace's
- * position when the socket connected; rooms are its joined rooms (not its own). */
+/* Stores the record of a connected socket under its client's pid for ttl_ms (0: a live
+ * socket's, kept in this node's hash while it lives and for the window after a kill -9;
+ * stored on connect and room changes only). at is the namespace's position when the
+ * socket connected; rooms are its joined rooms (not its own). */
 void rt_cluster_session_put(rt_cluster_t *cl, const char *nsp, const char *pid, const char *sid,
                             const char *user, const char *const *rooms, size_t nrooms,
                             rt_position_t at, uint64_t ttl_ms);
+/* Writes a new pid for a session (its first characters name this node process, so that
+ * any node finds its live record). */
+void rt_cluster_session_pid(rt_cluster_t *cl, char pid[RT_HISTORY_PID_SIZE]);
 /* Forgets pid's record (a disconnect that must not be recovered). */
 void rt_cluster_session_drop(rt_cluster_t *cl, const char *pid);
 /* The namespace's last known position (epoch 0: none known yet). */
