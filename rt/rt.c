@@ -244,6 +244,7 @@ struct eddy_rt_socket {
     eddy_rt_socket_t *user_prev, *user_next;
     void *data;
     uint64_t mark;
+    uint64_t dl_mark; /* cluster: rt_cluster_mark() at its connect */
     /* With recovery on (recovering()), two RT_HISTORY_PID_SIZE arrays after the socket (one
      * allocation); otherwise both point to a shared "" and are never written. */
     char *pid;  /* its session record in the store */
@@ -1366,7 +1367,7 @@ static void cluster_record(eddy_rt_socket_t *s, uint64_t ttl_ms)
     rt_position_t at = {0, 0};
     rt_offset_parse(s->pid, strlen(s->pid), &at);
     rt_cluster_session_put(s->nsp->rt->cluster, s->nsp->name, s->cpid, s->id,
-                           s->user != NULL ? s->user->id : NULL, rooms, k, at, ttl_ms);
+                           s->user != NULL ? s->user->id : NULL, rooms, k, at, ttl_ms, s->dl_mark);
     if (rooms != stack)
         free(rooms);
 }
@@ -1570,9 +1571,10 @@ int eddy_rt_emit(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg)
     if (len < 0)
         return (int)len;
     COUNT(s->nsp->rt, RT_ST_EVENTS_OUT);
-    if (recovering(s->nsp) && recording(s->nsp, msg, -1)) {
+    if (recovering(s->nsp) && s->nsp->rt->cluster == NULL && recording(s->nsp, msg, -1)) {
         /* With recovery on, an emit to a socket is stored for its own room, as Socket.IO
-         * does, so that a client that drops gets it back. */
+         * does, so that a client that drops gets it back. (Not in cluster mode: an offset
+         * there is a broker position, which this node's store would not give.) */
         const char *own = s->id;
         int64_t seq = record(s->nsp, &own, 1, NULL, 0, (size_t)len, msg);
         ssize_t olen = seq > 0 ? with_offset(s->nsp, (uint64_t)seq, tls_out.p, (size_t)len) : -1;
@@ -3162,6 +3164,7 @@ static void connect_admit(rt_client_t *c, eddy_rt_socket_t *s)
         /* The record is keyed by the pid the client holds; pid keeps the position the
          * session starts at (see cluster_record()). */
         rt_cluster_session_pid(rt->cluster, s->cpid);
+        s->dl_mark = rt_cluster_mark(rt->cluster);
         rt_offset_encode(rt_cluster_position(rt->cluster, nsp->name), s->pid);
         cluster_record(s, 0);
     } else if (rc == 0 && recovering(nsp)) {
@@ -3998,6 +4001,11 @@ static bool cluster_restore(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
     pthread_mutex_lock(&rt->lock);
     bool ok = !rt_cluster_recovery_failed(r) && strlen(rec->sid) < sizeof(s->id) &&
               socket_by_id(rt, rec->sid, strlen(rec->sid)) == NULL;
+    if (!ok)
+        eddy_log(rt->srv, EDDY_LOG_INFO,
+                 "eddy_rt: recovery of %s not possible (its id is in use here, or a broadcast "
+                 "could not be held)",
+                 rec->sid);
     if (ok) {
         strcpy(s->id, rec->sid);
         ok = socket_register(s) == 0;
@@ -4011,6 +4019,7 @@ static bool cluster_restore(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
             user_link(s, rec->user);
         strcpy(s->cpid, rec->pid);
         rt_offset_encode(rec->at, s->pid);
+        s->dl_mark = rt_cluster_mark(rt->cluster);
         cluster_record(s, 0);
         s->recovered = true;
         rt_cluster_replay(r, s);
