@@ -3972,6 +3972,10 @@ void rt_cluster_gap(eddy_rt_t *rt)
             if (targets_add(&all, s) != 0)
                 break;
             eddy_rt_socket_ref(s);
+            /* Nothing live reaches it from now on, even before its transport is gone: a
+             * later broadcast would move its offset past what it must recover. */
+            if (s->ws)
+                socket_topics(s, false);
         }
     }
     pthread_mutex_unlock(&rt->lock);

@@ -188,3 +188,79 @@ def test_outage_exactly_once_on_every_node(cluster, redis, clients):  # noqa: F8
     assert sorted(md) == everything, gaps(sorted(md))
     for name in ("ma", "mb", "mj", "md2"):
         clients.nothing_more(name, 0.5)
+
+
+def test_redis_connection_cut_by_a_proxy(proxy, redis, clients, tmp_path):  # noqa: F811
+    """Node A reaches Redis through a TCP proxy, node B directly. The proxy cuts A's
+    connections (both sides closed, new ones refused): A delivers its own broadcasts to its
+    members at once meanwhile, and B goes on with its own. When the proxy forwards again, A
+    reconnects and restores its subscriptions; A's members recover what B published
+    meanwhile and B's members get what A queued: each message once, everywhere, and live
+    delivery across the nodes works again both ways."""
+    servers = []
+    try:
+        a = SioServer("eddy", ("--redis", proxy.url, "--recovery", "60000"))
+        servers.append(a)
+        b = SioServer("eddy", ("--redis", redis.url, "--recovery", "60000"))
+        servers.append(b)
+        for name, server in (("ma", a), ("mb", b)):
+            clients.connect(name, server, reconnection=True)
+            assert clients.ack(name, "join", "r") == ["joined"]
+        clients.connect("sa", a)
+        clients.connect("sb", b)
+        settle(clients, "sa", ["ma", "mb"])
+        settle(clients, "sb", ["ma", "mb"])
+        proxy.cut()
+        a.wait_log("Redis broker down", timeout=3 * TIMEOUT)
+        for i in range(10):
+            clients.emit("sa", "to-room", "r", {"seq": i})
+            clients.emit("sb", "to-room", "r", {"seq": 100 + i})
+        # Local delivery on A goes on; B, still connected, delivers its own.
+        assert sorted(seqs_of(clients, "ma", 10)) == list(range(10))
+        assert sorted(seqs_of(clients, "mb", 10)) == list(range(100, 110))
+        proxy.resume()
+        a.wait_log("subscriptions restored", timeout=3 * TIMEOUT)
+        a.wait_log("Redis broker back", timeout=3 * TIMEOUT)
+        r = clients.wait("ma to reconnect", 3 * TIMEOUT, name="ma", type="connect")
+        assert r["recovered"], "\n".join(a.log_lines)
+        assert sorted(seqs_of(clients, "ma", 10)) == list(range(100, 110))
+        assert sorted(seqs_of(clients, "mb", 10)) == list(range(10))
+        # Subscriptions restored: live across the nodes again, both ways, once.
+        clients.connect("sa2", a)
+        clients.probe("sa2", ["mb"])
+        clients.probe("sb", ["ma"])
+        for i in range(10):
+            clients.emit("sa2", "to-room", "r", {"seq": 200 + i})
+            clients.emit("sb", "to-room", "r", {"seq": 300 + i})
+        want = list(range(200, 210)) + list(range(300, 310))
+        for name in ("ma", "mb"):
+            assert sorted(seqs_of(clients, name, 20)) == want
+            clients.nothing_more(name, 0.5)
+    finally:
+        stop_all(servers)
+
+
+def test_daemon_readiness_follows_a_cut_and_a_frozen_connection(proxy, tmp_path):
+    """A daemon whose Redis connection goes through the proxy: /readyz answers 503 "broker
+    not ready" while the proxy has cut the connection and while it stops forwarding (the
+    connection open, nothing answered), 200 again once it forwards; the broker reconnected
+    and subscribed again to as many channels as before."""
+    d = Daemon(tmp_path, f"[socketio]\nclient_rooms = lobby\n[broker]\nredis_url = {proxy.url}\n")
+    try:
+        wait_for(lambda: get(d.admin_port, "/readyz") == (200, "ready\n"), "the node to be ready")
+        subs = sample(d.admin_port, "eddy_broker_subscriptions")
+        assert subs and subs >= 1
+        for fault in (proxy.cut, proxy.freeze):
+            before = sample(d.admin_port, "eddy_broker_reconnects_total")
+            fault()
+            wait_for(lambda: get(d.admin_port, "/readyz") == (503, "broker not ready\n"),
+                     f"/readyz to answer 503 after {fault.__name__}")
+            assert sample(d.admin_port, "eddy_ready") == 0
+            proxy.resume()
+            wait_for(lambda: get(d.admin_port, "/readyz") == (200, "ready\n"),
+                     "/readyz to answer 200 once the proxy forwards again", timeout=3 * TIMEOUT)
+            assert sample(d.admin_port, "eddy_broker_up") == 1
+            assert sample(d.admin_port, "eddy_broker_reconnects_total") == before + 1
+            assert sample(d.admin_port, "eddy_broker_subscriptions") == subs
+    finally:
+        d.stop()
