@@ -245,6 +245,7 @@ struct eddy_rt_socket {
     eddy_rt_socket_t *user_prev, *user_next;
     void *data;
     uint64_t mark;
+    uint64_t dl_mark; /* cluster: rt_cluster_mark() at its connect */
     /* With recovery on (recovering()), two RT_HISTORY_PID_SIZE arrays after the socket (one
      * allocation); otherwise both point to a shared "" and are never written. */
     char *pid;  /* its session record in the store */
@@ -829,7 +830,6 @@ static void on_eio_close(eio_session_t *es, const char *reason, void *ud);
 static void connect_timer_stop(rt_client_t *c);
 static void orphan_unlink(rt_client_t *c);
 static void alias_sweep(eddy_rt_t *rt);
-static void record_rooms(eddy_rt_socket_t *s);
 
 static void history_sweep(eddy_server_t *srv, uint64_t timer_id, void *arg)
 {
@@ -841,12 +841,6 @@ static void history_sweep(eddy_server_t *srv, uint64_t timer_id, void *arg)
         rt_history_sweep(nsp->hist);
     pthread_mutex_lock(&rt->lock);
     alias_sweep(rt);
-    /* Session records in the broker live a little longer than the window: renewed here,
-     * so that a node killed at any moment leaves every record for the window. */
-    for (eddy_rt_nsp_t *nsp = rt->cluster != NULL ? first : NULL; nsp != NULL; nsp = nsp->next) {
-        for (eddy_rt_socket_t *s = nsp->sockets; s != NULL; s = s->nsp_next)
-            record_rooms(s);
-    }
     pthread_mutex_unlock(&rt->lock);
 }
 
@@ -1401,7 +1395,7 @@ static void cluster_record(eddy_rt_socket_t *s, uint64_t ttl_ms)
     rt_position_t at = {0, 0};
     rt_offset_parse(s->pid, strlen(s->pid), &at);
     rt_cluster_session_put(s->nsp->rt->cluster, s->nsp->name, s->cpid, s->id,
-                           s->user != NULL ? s->user->id : NULL, rooms, k, at, ttl_ms);
+                           s->user != NULL ? s->user->id : NULL, rooms, k, at, ttl_ms, s->dl_mark);
     if (rooms != stack)
         free(rooms);
 }
@@ -1605,9 +1599,10 @@ int eddy_rt_emit(eddy_rt_socket_t *s, const eddy_rt_msg_t *msg)
     if (len < 0)
         return (int)len;
     COUNT(s->nsp->rt, RT_ST_EVENTS_OUT);
-    if (recovering(s->nsp) && recording(s->nsp, msg, -1)) {
+    if (recovering(s->nsp) && s->nsp->rt->cluster == NULL && recording(s->nsp, msg, -1)) {
         /* With recovery on, an emit to a socket is stored for its own room, as Socket.IO
-         * does, so that a client that drops gets it back. */
+         * does, so that a client that drops gets it back. (Not in cluster mode: an offset
+         * there is a broker position, which this node's store would not give.) */
         const char *own = s->id;
         int64_t seq = record(s->nsp, &own, 1, NULL, 0, (size_t)len, msg);
         ssize_t olen = seq > 0 ? with_offset(s->nsp, (uint64_t)seq, tls_out.p, (size_t)len) : -1;
@@ -3207,7 +3202,8 @@ static void connect_admit(rt_client_t *c, eddy_rt_socket_t *s)
     if (rc == 0 && recovering(nsp) && rt->cluster != NULL) {
         /* The record is keyed by the pid the client holds; pid keeps the position the
          * session starts at (see cluster_record()). */
-        random_id(s->cpid, RT_HISTORY_PID_LEN);
+        rt_cluster_session_pid(rt->cluster, s->cpid);
+        s->dl_mark = rt_cluster_mark(rt->cluster);
         rt_offset_encode(rt_cluster_position(rt->cluster, nsp->name), s->pid);
         cluster_record(s, 0);
     } else if (rc == 0 && recovering(nsp)) {
@@ -4066,6 +4062,10 @@ void rt_cluster_gap(eddy_rt_t *rt)
             if (targets_add(&all, s) != 0)
                 break;
             eddy_rt_socket_ref(s);
+            /* Nothing live reaches it from now on, even before its transport is gone: a
+             * later broadcast would move its offset past what it must recover. */
+            if (s->ws)
+                socket_topics(s, false);
         }
     }
     pthread_mutex_unlock(&rt->lock);
@@ -4095,6 +4095,11 @@ static bool cluster_restore(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
     pthread_mutex_lock(&rt->lock);
     bool ok = !rt_cluster_recovery_failed(r) && strlen(rec->sid) < sizeof(s->id) &&
               socket_by_id(rt, rec->sid, strlen(rec->sid)) == NULL;
+    if (!ok)
+        eddy_log(rt->srv, EDDY_LOG_INFO,
+                 "eddy_rt: recovery of %s not possible (its id is in use here, or a broadcast "
+                 "could not be held)",
+                 rec->sid);
     if (ok) {
         strcpy(s->id, rec->sid);
         ok = socket_register(s) == 0;
@@ -4109,6 +4114,7 @@ static bool cluster_restore(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
         cluster_presence_user(s);
         strcpy(s->cpid, rec->pid);
         rt_offset_encode(rec->at, s->pid);
+        s->dl_mark = rt_cluster_mark(rt->cluster);
         cluster_record(s, 0);
         s->recovered = true;
         rt_cluster_replay(r, s);

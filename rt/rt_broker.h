@@ -19,8 +19,9 @@
  *   the node holds);
  * - history: the broadcasts of a set of rooms after a position, all or nothing (as
  *   rt_history_since answers), so a client can recover on any node;
- * - session records: opaque bytes under a pid with a time to live, taken once (GETDEL),
- *   kept outside the node so a client recovers on another node even after a kill -9;
+ * - session records: opaque bytes under a pid, taken once, kept outside the node so a
+ *   client recovers on another node even after a kill -9: a live socket's record lives as
+ *   long as its node's lease (then a linger), a disconnected one's for a time to live;
  * - membership: each node renews a lease every heartbeat; a node is alive while its
  *   lease is fresh; presence entries belong to a node and vanish with its lease;
  * - state and counters: up / down / recovering, with the gap that an outage leaves in
@@ -145,6 +146,10 @@ typedef struct rt_broker_stats {
     uint64_t subscriptions; /* (nsp, room) channels subscribed now */
 } rt_broker_stats_t;
 
+/* A pid from rt_broker_session_pid() starts with this many characters naming the node
+ * process that issued it (the Redis engine keeps live records under that name). */
+#define RT_BROKER_SESSION_TAG_LEN 8
+
 /* Longest node id, and a buffer for one with its NUL. */
 #define RT_BROKER_NODE_ID_MAX  64
 #define RT_BROKER_NODE_ID_SIZE (RT_BROKER_NODE_ID_MAX + 1)
@@ -209,6 +214,7 @@ typedef struct rt_broker_ops {
                        uint64_t ttl_ms);
     int (*session_take)(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_broker_session_cb cb,
                         void *arg);
+    void (*session_pid)(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE]);
     int (*presence_set)(rt_broker_t *b, const char *nsp, const char *room, const char *member,
                         const void *info, size_t len);
     int (*presence_del)(rt_broker_t *b, const char *nsp, const char *room, const char *member);
@@ -271,18 +277,29 @@ static inline int rt_broker_history(rt_broker_t *b, const char *nsp, rt_position
     return b->ops->history(b, nsp, after, rooms, nrooms, fd, cb, arg);
 }
 
-/* Stores a session record (data copied) under pid for ttl_ms, replacing any. Returns 0,
- * EDDY_EINVAL, EDDY_ENOMEM, EDDY_EDROPPED. */
+/* Stores a session record (data copied) under pid for ttl_ms, replacing any. ttl_ms 0: the
+ * record of a socket live on this node, kept as long as this node lives and then for the
+ * engine's linger (Redis: session_linger_ms after its last heartbeat's lease), at no cost
+ * per record while it lives; pid must then come from rt_broker_session_pid() (on any node).
+ * A later put with ttl_ms replaces it (the socket disconnected). Returns 0, EDDY_EINVAL
+ * (ttl_ms 0 with another pid), EDDY_ENOMEM, EDDY_EDROPPED. */
 static inline int rt_broker_session_put(rt_broker_t *b, const char *pid, const void *data,
                                         size_t len, uint64_t ttl_ms)
 {
     return b->ops->session_put(b, pid, data, len, ttl_ms);
 }
-/* Takes the record of pid (single use: removed by the read). */
+/* Takes the record of pid (single use: removed by the read), live or not. */
 static inline int rt_broker_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd,
                                          rt_broker_session_cb cb, void *arg)
 {
     return b->ops->session_take(b, pid, fd, cb, arg);
+}
+/* Writes a new random pid (RT_HISTORY_PID_LEN characters of [A-Za-z0-9_-] and a NUL): its
+ * first RT_BROKER_SESSION_TAG_LEN characters are this broker's own, so any node finds the
+ * live record stored under it. Thread-safe. */
+static inline void rt_broker_session_pid(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE])
+{
+    b->ops->session_pid(b, pid);
 }
 
 /* Presence of member in (nsp, room), owned by this node (it disappears with the node's
@@ -396,7 +413,15 @@ int rt_broker_node_msg_decode(const void *buf, size_t len, char *kind, uint64_t 
  *                       and the answers to its requests)
  *   Pnodes:all          node requests to every node
  *   Pnodes              sorted set: node id -> lease expiry (Redis TIME, ms)
- *   Psession:<pid>      a session record (SET PX, GETDEL)
+ *   Psession:<pid>      a disconnected socket's record (SET PX, taken by GETDEL)
+ *   Psessions:{T}:<N>   hash: the live records (field pid) node process N holds for pids
+ *                       of tag T (their first RT_BROKER_SESSION_TAG_LEN characters; N is
+ *                       the holder's own tag): written on connect and room changes, its
+ *                       PEXPIRE (lease_ms + session_linger_ms) renewed by N's heartbeat
+ *                       (two commands per tag held, not per record); a disconnect moves the
+ *                       record to Psession:<pid>; a kill -9 leaves it for the linger
+ *   Psessions:{T}       set: the holders of tag T's live records (a socket recovered on
+ *                       another node keeps its pid, so its record moves to that node's hash)
  * One Lua script publishes: HINCRBY the seq, XADD to each target room's stream and trim
  * it, PUBLISH "<seq>:<epoch>:<message>" to each target room's channel; EVALSHA, EVAL on
  * NOSCRIPT. A message is: byte 1 (version), flags (4 bytes, little endian), the number of
@@ -424,6 +449,8 @@ typedef struct rt_broker_redis_config {
     uint32_t io_timeout_ms;       /* connect and command timeout: 2000 */
     uint32_t backoff_min_ms;      /* first reconnect delay (then doubling, with jitter): 100 */
     uint32_t backoff_max_ms;      /* 5000 */
+    uint64_t session_linger_ms;   /* how long live records outlive a node (kill -9) past its
+                                   * lease: 10000 */
     /* Socket.IO emitter interop: with a prefix ("socket.io", the emitter's default key)
      * the broker PSUBSCRIBEs <prefix>#* and hands each valid message to the emitted
      * handler (malformed ones are logged and dropped). NULL: off (the default). */
@@ -468,7 +495,8 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
  *
  * Memory: a publish allocates only what the history keeps (one entry) and, with a result
  * callback and srv set, that result; deliveries wait in two reused buffers. A history read
- * copies its entries once. Session records are kept until taken, expired (reclaimed in
+ * copies its entries once. Session records are kept until taken (live ones, put with ttl_ms
+ * 0, until replaced or taken), expired (reclaimed in
  * the order they were written, at each put and take) or the broker is freed.
  * ------------------------------------------------------------------------------------- */
 

@@ -341,7 +341,8 @@ typedef struct sub {
 
 typedef struct sess {
     item_t it;
-    struct sess *prev, *next; /* in the order written */
+    struct sess *prev, *next; /* in the order written (not a live record) */
+    bool live;                /* put with ttl_ms 0: kept until replaced or taken */
     uint64_t expires;
     size_t len;
     void *data;
@@ -726,6 +727,8 @@ static int mb_history(rt_broker_t *b, const char *nsp, rt_position_t after,
 static void sess_unlink(mb_t *mb, sess_t *s)
 {
     table_remove(&mb->sessions, &s->it);
+    if (s->live)
+        return;
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -750,7 +753,7 @@ static int mb_session_put(rt_broker_t *b, const char *pid, const void *data, siz
                           uint64_t ttl_ms)
 {
     mb_t *mb = (mb_t *)b;
-    if (!pid || !*pid || (len && !data) || !ttl_ms)
+    if (!pid || !*pid || (len && !data) || (!ttl_ms && strlen(pid) < RT_BROKER_SESSION_TAG_LEN))
         return EDDY_EINVAL;
     bkey_t k;
     key_init(&k, mb->seed, 1, pid, NULL, NULL);
@@ -781,8 +784,13 @@ static int mb_session_put(rt_broker_t *b, const char *pid, const void *data, siz
                      mb->cfg.max_sessions, (unsigned long long)dropped);
         return EDDY_EDROPPED;
     }
-    s->expires = now + ttl_ms < now ? UINT64_MAX : now + ttl_ms;
+    s->expires = now + ttl_ms < now || !ttl_ms ? UINT64_MAX : now + ttl_ms;
     table_add(&mb->sessions, &s->it);
+    if ((s->live = !ttl_ms)) {
+        unlock(mb);
+        free(old);
+        return 0;
+    }
     s->prev = mb->sess_tail;
     if (mb->sess_tail)
         mb->sess_tail->next = s;
@@ -842,6 +850,25 @@ static int mb_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_bro
     *r = (session_result_t){b, cb, arg, s};
     dispatch(mb, fd, run_session_result, r, drop_session_result);
     return 0;
+}
+
+/* A random pid (this process is its only node: no tag to share). */
+static void mb_session_pid(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE])
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char rnd[RT_HISTORY_PID_LEN];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        /* Not expected (never interrupted at this size): a counter keeps pids unique. */
+        static atomic_uint_fast64_t counter;
+        uint64_t v = atomic_fetch_add(&counter, 1) + 1;
+        for (size_t i = 0; i < sizeof(rnd); i++)
+            rnd[i] = (unsigned char)(v >> (6 * (i % 10)));
+    }
+    (void)b;
+    for (size_t i = 0; i < RT_HISTORY_PID_LEN; i++)
+        pid[i] = alphabet[rnd[i] & 63];
+    pid[RT_HISTORY_PID_LEN] = '\0';
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1265,6 +1292,7 @@ static const rt_broker_ops_t memory_ops = {
     .history = mb_history,
     .session_put = mb_session_put,
     .session_take = mb_session_take,
+    .session_pid = mb_session_pid,
     .presence_set = mb_presence_set,
     .presence_del = mb_presence_del,
     .presence_get = mb_presence_get,

@@ -114,13 +114,44 @@ static const char lua_presence[] =
     "end\n"
     "return out\n";
 
-enum { SCRIPT_PUBLISH, SCRIPT_HISTORY, SCRIPT_HEARTBEAT, SCRIPT_PRESENCE, SCRIPT_COUNT };
+/* Session records (see rt_broker.h: a live socket's record sits in the hash of the node
+ * holding it, under the hash tag of the node process that issued its pid). KEYS = the
+ * record's own key, the pid tag's holders set, this node's hash for that tag; ARGV = op,
+ * pid, then: 'l' (live) record, ttl ms, this node's tag; 'd' (disconnected) record, ttl ms;
+ * 't' (take) the holders' hash name prefix. */
+static const char lua_session[] =
+    "local op, pid = ARGV[1], ARGV[2]\n"
+    "if op == 'l' then\n"
+    "  redis.call('HSET', KEYS[3], pid, ARGV[3]); redis.call('SADD', KEYS[2], ARGV[5])\n"
+    "  redis.call('PEXPIRE', KEYS[3], ARGV[4]); redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
+    "  return 1\n"
+    "elseif op == 'd' then\n"
+    "  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]); redis.call('HDEL', KEYS[3], pid)\n"
+    "  return 1\n"
+    "end\n"
+    "local v = redis.call('GETDEL', KEYS[1])\n"
+    "if v then return v end\n"
+    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+    "  v = redis.call('HGET', ARGV[3] .. h, pid)\n"
+    "  if v then redis.call('HDEL', ARGV[3] .. h, pid); return v end\n"
+    "end\n"
+    "return false\n";
+
+enum {
+    SCRIPT_PUBLISH,
+    SCRIPT_HISTORY,
+    SCRIPT_HEARTBEAT,
+    SCRIPT_PRESENCE,
+    SCRIPT_SESSION,
+    SCRIPT_COUNT
+};
 static const char *const scripts[SCRIPT_COUNT] = {lua_publish, lua_history, lua_heartbeat,
-                                                  lua_presence};
+                                                  lua_presence, lua_session};
 
 enum job_kind {
     JOB_PUBLISH,
     JOB_SESSION_PUT,
+    JOB_SESSION_LIVE,
     JOB_SESSION_TAKE,
     JOB_HISTORY,
     JOB_PRESENCE_SET,
@@ -198,6 +229,7 @@ typedef struct rb {
     rt_broker_handlers_t h;
     void *ud;
     char node_id[RT_BROKER_NODE_ID_SIZE];
+    char session_tag[RT_BROKER_SESSION_TAG_LEN + 1]; /* this process's pids start with it */
     char *host, *password, *prefix, *emitter_pattern;
     char *node_channel, *nodes_key, *all_channel;
     size_t prefix_len;
@@ -222,6 +254,8 @@ typedef struct rb {
     char sha[SCRIPT_COUNT][41];
     nsp_seen_t *seen;
     uint64_t next_heartbeat, down_since;
+    char (*tags)[RT_BROKER_SESSION_TAG_LEN + 1]; /* pid tags with a hash of live records here */
+    size_t ntags;
     bool was_up;
     uint64_t rng;
 
@@ -829,39 +863,93 @@ static int rb_history(rt_broker_t *b, const char *nsp, rt_position_t after,
 }
 
 typedef struct session_in {
-    const char *cmd, *pid;
+    char op; /* 'l' live, 'd' disconnected, 't' take; 0: a pid without tag (plain key) */
+    const char *pid;
     const void *data;
     size_t len;
     uint64_t ttl_ms;
 } session_in_t;
 
+/* P<kind><tag>[:<node's tag>]: "sessions:{tag}" is a pid tag's holders set,
+ * "sessions:{tag}:<holder>" the hash of live records a holder keeps for it. */
+static void arg_sessions(argb_t *a, rb_t *rb, const char *pid, const char *holder, bool end)
+{
+    arg_puts(a, rb->prefix);
+    arg_puts(a, "sessions:{");
+    arg_put(a, pid, RT_BROKER_SESSION_TAG_LEN);
+    arg_put(a, "}", 1);
+    if (holder) {
+        arg_put(a, ":", 1);
+        arg_puts(a, holder);
+    }
+    if (end)
+        arg_end(a);
+}
+
 static void build_session(argb_t *a, rb_t *rb, const void *p)
 {
     const session_in_t *in = p;
-    arg_str(a, in->cmd);
+    if (in->op) {
+        arg_eval(a, rb, SCRIPT_SESSION);
+        arg_u64(a, 3);
+    } else {
+        arg_str(a, in->data ? "SET" : "GETDEL");
+    }
     arg_puts(a, rb->prefix);
     arg_puts(a, "session:");
     arg_puts(a, in->pid);
     arg_end(a);
+    if (in->op) {
+        arg_sessions(a, rb, in->pid, NULL, true);
+        arg_sessions(a, rb, in->pid, rb->session_tag, true);
+        arg_put(a, &in->op, 1);
+        arg_end(a);
+        arg_str(a, in->pid);
+        if (in->op == 't') {
+            arg_sessions(a, rb, in->pid, "", true);
+            return;
+        }
+    }
     if (in->data) {
         arg_put(a, in->data, in->len);
         arg_end(a);
-        arg_str(a, "PX");
+        if (!in->op)
+            arg_str(a, "PX");
         arg_u64(a, in->ttl_ms);
+        if (in->op == 'l')
+            arg_str(a, rb->session_tag);
     }
+}
+
+/* A pid this process's pids' shape: its tag names the holders' hashes (rt_broker.h). */
+static bool pid_tagged(const char *pid)
+{
+    size_t i = 0;
+    for (; pid[i] && i < RT_BROKER_SESSION_TAG_LEN; i++) {
+        char c = pid[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return i == RT_BROKER_SESSION_TAG_LEN;
 }
 
 static int rb_session_put(rt_broker_t *b, const char *pid, const void *data, size_t len,
                           uint64_t ttl_ms)
 {
     rb_t *rb = (rb_t *)b;
-    if (!pid || !*pid || (len && !data) || !ttl_ms)
+    bool tagged = pid && pid_tagged(pid);
+    if (!pid || !*pid || (len && !data) || (!ttl_ms && !tagged))
         return EDDY_EINVAL;
-    session_in_t in = {"SET", pid, data ? data : "", len, ttl_ms};
+    /* A live record lives with this node's lease (renewed by the heartbeat), then linger. */
+    session_in_t in = {tagged ? (ttl_ms ? 'd' : 'l') : 0, pid, data ? data : "", len,
+                       ttl_ms ? ttl_ms : (uint64_t)rb->cfg.lease_ms + rb->cfg.session_linger_ms};
     job_t *j = job_build(rb, build_session, &in, 0);
     if (!j)
         return EDDY_ENOMEM;
-    j->kind = JOB_SESSION_PUT;
+    j->kind = ttl_ms ? JOB_SESSION_PUT : JOB_SESSION_LIVE;
+    if (in.op)
+        j->script = SCRIPT_SESSION;
     return enqueue(rb, j);
 }
 
@@ -871,15 +959,93 @@ static int rb_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_bro
     rb_t *rb = (rb_t *)b;
     if (!pid || !*pid || !cb)
         return EDDY_EINVAL;
-    session_in_t in = {"GETDEL", pid, NULL, 0, 0};
+    session_in_t in = {pid_tagged(pid) ? 't' : 0, pid, NULL, 0, 0};
     job_t *j = job_build(rb, build_session, &in, 0);
     if (!j)
         return EDDY_ENOMEM;
     j->kind = JOB_SESSION_TAKE;
+    if (in.op)
+        j->script = SCRIPT_SESSION;
     j->fd = fd;
     j->cb = (void (*)(void))cb;
     j->arg = arg;
     return enqueue(rb, j);
+}
+
+static void rb_session_pid(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE])
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    rb_t *rb = (rb_t *)b;
+    unsigned char rnd[RT_HISTORY_PID_LEN];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        /* Not expected (never interrupted at this size): a counter keeps pids unique. */
+        static atomic_uint_fast64_t counter;
+        uint64_t v = atomic_fetch_add(&counter, 1) + 1;
+        for (size_t i = 0; i < sizeof(rnd); i++)
+            rnd[i] = (unsigned char)(v >> (6 * (i % 10)));
+    }
+    memcpy(pid, rb->session_tag, RT_BROKER_SESSION_TAG_LEN);
+    for (size_t i = RT_BROKER_SESSION_TAG_LEN; i < RT_HISTORY_PID_LEN; i++)
+        pid[i] = alphabet[rnd[i] & 63];
+    pid[RT_HISTORY_PID_LEN] = '\0';
+}
+
+/* A live record was stored (the pid in argv[7]; its first characters are its tag): the
+ * heartbeat renews this node's hash for that tag from now on (thread only). */
+static void session_held(rb_t *rb, const job_t *j)
+{
+    const char *tag = j->argv[7];
+    for (size_t i = 0; i < rb->ntags; i++) {
+        if (memcmp(rb->tags[i], tag, RT_BROKER_SESSION_TAG_LEN) == 0)
+            return;
+    }
+    void *grown = realloc(rb->tags, (rb->ntags + 1) * sizeof(*rb->tags));
+    if (!grown) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
+                 "rt_broker: out of memory: live session records may expire early");
+        return;
+    }
+    rb->tags = grown;
+    memcpy(rb->tags[rb->ntags], tag, RT_BROKER_SESSION_TAG_LEN);
+    rb->tags[rb->ntags++][RT_BROKER_SESSION_TAG_LEN] = '\0';
+}
+
+/* Renews the life of the live records this node holds (one hash per pid tag, and the tag's
+ * holders set) to its lease plus the linger; forgets tags whose hash is gone (empty).
+ * Pipelined: two commands per tag held, whatever the number of sockets. */
+static int session_renew(rb_t *rb)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%llu",
+             (unsigned long long)rb->cfg.lease_ms + rb->cfg.session_linger_ms);
+    for (size_t i = 0; i < rb->ntags; i++) {
+        if (redisAppendCommand(rb->cmd, "PEXPIRE %ssessions:{%s}:%s %s", rb->prefix, rb->tags[i],
+                               rb->session_tag, ttl) != REDIS_OK ||
+            redisAppendCommand(rb->cmd, "PEXPIRE %ssessions:{%s} %s", rb->prefix, rb->tags[i],
+                               ttl) != REDIS_OK)
+            return -1;
+    }
+    size_t kept = 0;
+    int rc = 0;
+    for (size_t i = 0; i < rb->ntags; i++) {
+        redisReply *r[2] = {NULL, NULL};
+        for (int k = 0; k < 2; k++) {
+            if (redisGetReply(rb->cmd, (void **)&r[k]) != REDIS_OK)
+                rc = -1;
+        }
+        bool gone = r[0] && r[0]->type == REDIS_REPLY_INTEGER && r[0]->integer == 0;
+        if (rc == 0 && !gone)
+            memmove(rb->tags[kept++], rb->tags[i], sizeof(rb->tags[i]));
+        for (int k = 0; k < 2; k++) {
+            if (r[k])
+                freeReplyObject(r[k]);
+        }
+        if (rc)
+            return -1;
+    }
+    rb->ntags = kept;
+    return 0;
 }
 
 typedef struct presence_in {
@@ -1856,6 +2022,15 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
         }
         free(j);
         return;
+    case JOB_SESSION_LIVE:
+        if (r->type != REDIS_REPLY_ERROR)
+            session_held(rb, j);
+        else
+            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: session record refused: %s",
+                     r->str);
+        freeReplyObject(r);
+        free(j);
+        return;
     case JOB_SESSION_TAKE: {
         session_result_t *res = malloc(sizeof(*res));
         if (!res) {
@@ -2073,7 +2248,7 @@ static int heartbeat(rb_t *rb)
     if (!r)
         return -1;
     freeReplyObject(r);
-    return 0;
+    return session_renew(rb);
 }
 
 static int connect_all(rb_t *rb, const char **err)
@@ -2303,6 +2478,7 @@ static void rb_destroy(rb_t *rb)
         }
     free(rb->subs);
     free(rb->nodes);
+    free(rb->tags);
     free(rb->host);
     free(rb->password);
     free(rb->prefix);
@@ -2332,6 +2508,7 @@ static const rt_broker_ops_t redis_ops = {
     .history = rb_history,
     .session_put = rb_session_put,
     .session_take = rb_session_take,
+    .session_pid = rb_session_pid,
     .presence_set = rb_presence_set,
     .presence_del = rb_presence_del,
     .presence_get = rb_presence_get,
@@ -2362,6 +2539,7 @@ void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg)
         .io_timeout_ms = 2000,
         .backoff_min_ms = 100,
         .backoff_max_ms = 5000,
+        .session_linger_ms = 10000,
     };
 }
 
@@ -2412,6 +2590,10 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
         uint64_t v = rand64(&rb->rng);
         snprintf(rb->node_id, sizeof(rb->node_id), "%016llx", (unsigned long long)v);
     }
+    for (size_t i = 0; i < RT_BROKER_SESSION_TAG_LEN; i++)
+        rb->session_tag[i] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[rand64(&rb->rng) &
+                                                                               63];
     rb->host = strdup(cfg->host);
     rb->password = cfg->password ? strdup(cfg->password) : NULL;
     rb->prefix = strdup(cfg->prefix);

@@ -302,6 +302,13 @@ static int sh_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_bro
     return call_sent(c, rt_broker_session_take(to, pid, fd, on_session, c));
 }
 
+/* The first shard's tag: the record then lives on the shard of the pid (put and take route
+ * by it alike), which finds it under any node's tag. */
+static void sh_session_pid(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE])
+{
+    rt_broker_session_pid(((shard_t *)b)->child[0].b, pid);
+}
+
 static int sh_presence_set(rt_broker_t *b, const char *nsp, const char *room, const char *member,
                            const void *info, size_t len)
 {
@@ -482,6 +489,7 @@ static const rt_broker_ops_t shard_ops = {
     .history = sh_history,
     .session_put = sh_session_put,
     .session_take = sh_session_take,
+    .session_pid = sh_session_pid,
     .presence_set = sh_presence_set,
     .presence_del = sh_presence_del,
     .presence_get = sh_presence_get,

@@ -14,9 +14,8 @@
 #include "rt_json.h"
 #include "rt_xnode.h"
 
-/* A live socket's record lives the recovery window plus this margin, and is stored again
- * every RT_CLUSTER_REFRESH_MS (rt.c's sweep timer), so that the record of a node killed
- * at any moment outlives it by at least the window. */
+/* A live socket's record sits in its node's hash, which outlives the node's last heartbeat
+ * (a kill -9) by its lease plus the recovery window plus this margin. */
 #define RT_CLUSTER_MARGIN_MS 10000
 
 /* The last position seen in a namespace (for a new socket's "position at connect"), and
@@ -68,7 +67,27 @@ struct rt_cluster_recovery {
     char *uroom;
     rt_cluster_restore_t restore;
     cl_list_t history, held;
+    uint64_t *skip; /* [first, last] pairs: positions it got during an outage */
+    size_t nskip;
 };
+
+/* A disconnected socket's record waiting for the positions of the broadcasts it got during
+ * an outage (see "Exactly once after an outage"). */
+typedef struct cl_deferred {
+    struct cl_deferred *next;
+    const char *nsp;
+    uint64_t from, to, ttl_ms;
+    size_t split, len; /* the skip list goes at split (after the seq) in record[0..len) */
+    char pid[RT_HISTORY_PID_SIZE];
+    char record[];
+} cl_deferred_t;
+
+/* A broadcast this node delivered locally during an outage (RT_CLUSTER_DELIVERED): its
+ * position once the broker answered (epoch 0 until then, or if it never did). */
+typedef struct cl_dl {
+    const char *nsp;
+    rt_position_t pos;
+} cl_dl_t;
 
 struct rt_cluster {
     eddy_rt_t *rt;
@@ -81,6 +100,17 @@ struct rt_cluster {
     rt_cluster_recovery_t *pending;
     atomic_size_t npending;
     cl_nsp_t *nsps;
+    /* Exactly once after an outage (cl->lock): dl[i] is local broadcast number dl_base + i;
+     * dl_waiting counts those without an answer yet; while gap_pending, the gap waits for
+     * them (live deliveries are not fanned out, recoveries wait in waiting, records of
+     * sockets that disconnected in deferred). */
+    cl_dl_t *dl;
+    size_t dl_n, dl_cap, dl_waiting;
+    uint64_t dl_base;
+    bool dl_done; /* the last gap was handled: the next local broadcast starts afresh */
+    atomic_bool gap_pending;
+    cl_deferred_t *deferred;
+    rt_cluster_recovery_t *waiting;
 };
 
 /* ---------------------------------------------------------------------------------------
@@ -151,6 +181,11 @@ static void position_ask(rt_cluster_t *cl, const char *nsp)
  * ------------------------------------------------------------------------------------- */
 
 static void caught_up(rt_cluster_t *cl, const char *nsp, rt_position_t pos);
+static void gap_begin(rt_cluster_t *cl, const rt_broker_state_event_t *ev);
+static void dl_forget(rt_cluster_t *cl);
+static int publish_delivered(rt_cluster_t *cl, const rt_broker_msg_t *m);
+static void deferred_write(rt_cluster_t *cl);
+static void fail(rt_cluster_recovery_t *r);
 
 static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
 {
@@ -158,7 +193,10 @@ static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
     if (atomic_load(&cl->quiet))
         return;
     position_seen(cl, d->msg.nsp, d->pos);
-    if (d->msg.nrooms != 1 || strcmp(d->msg.rooms[0], marker_room) != 0)
+    /* While a gap waits, local clients get nothing live: their transports are about to
+     * close, and what they missed must start after their last offset (history). */
+    if ((d->msg.nrooms != 1 || strcmp(d->msg.rooms[0], marker_room) != 0) &&
+        !atomic_load(&cl->gap_pending))
         rt_cluster_deliver_local(cl->rt, d);
     caught_up(cl, d->msg.nsp, d->pos);
 }
@@ -171,6 +209,8 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
     bool up = ev->state == RT_BROKER_UP;
     atomic_store(&cl->up, up);
     if (!up) {
+        if (ev->state == RT_BROKER_DOWN)
+            dl_forget(cl);
         eddy_log(cl->srv, EDDY_LOG_WARNING,
                  "eddy_rt: Redis broker %s: broadcasts are delivered on this node only",
                  ev->state == RT_BROKER_DOWN ? "down" : "recovering");
@@ -200,7 +240,7 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
                  (unsigned long long)ev->down_ms,
                  cl->window_ms > 0 ? "clients reconnect to recover what they missed"
                                    : "broadcasts of other nodes meanwhile are lost here");
-        rt_cluster_gap(cl->rt);
+        gap_begin(cl, ev);
     } else {
         eddy_log(cl->srv, EDDY_LOG_INFO, "eddy_rt: Redis broker up");
     }
@@ -327,6 +367,7 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
         cfg.prefix = opt->redis_prefix;
     cfg.node_id = opt->node_id;
     cfg.emitter_prefix = opt->redis_emitter_prefix;
+    cfg.session_linger_ms = (uint64_t)opt->recovery_max_disconnection_ms + RT_CLUSTER_MARGIN_MS;
     /* Results on the broker's own thread: none is left in a loop's queue at free. */
     cfg.srv = NULL;
     uint64_t age =
@@ -359,10 +400,27 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     return cl;
 }
 
+/* At free: records held back by a gap's wait are written with what is known, recoveries
+ * that waited are dropped (the layer is quiet). */
+static void cl_flush(rt_cluster_t *cl)
+{
+    pthread_mutex_lock(&cl->lock);
+    rt_cluster_recovery_t *waiting = cl->waiting;
+    cl->waiting = NULL;
+    pthread_mutex_unlock(&cl->lock);
+    while (waiting != NULL) {
+        rt_cluster_recovery_t *r = waiting;
+        waiting = r->next;
+        fail(r);
+    }
+    deferred_write(cl);
+}
+
 void rt_cluster_free(rt_cluster_t *cl)
 {
     if (cl == NULL)
         return;
+    cl_flush(cl);
     rt_broker_free(cl->b);
     /* Every recovery got its answer from the broker (EDDY_ECLOSED at the latest). */
     while (cl->nsps != NULL) {
@@ -370,6 +428,7 @@ void rt_cluster_free(rt_cluster_t *cl)
         cl->nsps = n->next;
         free(n);
     }
+    free(cl->dl);
     pthread_mutex_destroy(&cl->lock);
     free(cl);
 }
@@ -435,16 +494,271 @@ int rt_cluster_publish(rt_cluster_t *cl, const char *nsp, const char *const *roo
                        const void *payload, size_t len)
 {
     rt_broker_msg_t m = {nsp, rooms, nrooms, except, nexcept, flags, payload, len};
+    if ((flags & RT_CLUSTER_DELIVERED) && cl->window_ms > 0)
+        return publish_delivered(cl, &m);
     return rt_broker_publish(cl->b, &m, 0, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------
- * Session records: "nsp\0epoch\0seq\0sid\0user\0room\0room\0..."
+ * Exactly once after an outage
+ *
+ * While the broker is down, local members get this node's broadcasts at once, without
+ * offset (RT_CLUSTER_DELIVERED), and each is numbered here (its "local number"). When the
+ * broker is back, every local transport is closed so that clients recover what other
+ * nodes published meanwhile, from their last offset; the history also holds this node's
+ * own broadcasts, which they already have. So the gap waits until the broker answered
+ * every numbered broadcast with its position, and the record of a socket that disconnects
+ * lists the positions of those it got (numbered from its connect, s->dl_mark, to its
+ * disconnect): its recovery, on any node, skips them. Meanwhile live deliveries are not
+ * fanned out here (clients take them from history), recoveries wait, and the records of
+ * sockets that disconnected during the outage wait to be written with their list.
  * ------------------------------------------------------------------------------------- */
+
+static void gap_check(rt_cluster_t *cl);
+
+static void on_dl_published(rt_broker_t *b, int err, rt_position_t pos, void *arg)
+{
+    uint64_t *at = arg;
+    rt_cluster_t *cl = NULL;
+    memcpy(&cl, at + 1, sizeof(cl));
+    pthread_mutex_lock(&cl->lock);
+    if (err == 0 && at[0] >= cl->dl_base && at[0] - cl->dl_base < cl->dl_n)
+        cl->dl[at[0] - cl->dl_base].pos = pos;
+    cl->dl_waiting--;
+    pthread_mutex_unlock(&cl->lock);
+    free(at);
+    gap_check(cl);
+}
+
+static int publish_delivered(rt_cluster_t *cl, const rt_broker_msg_t *m)
+{
+    uint64_t *arg = malloc(sizeof(uint64_t) + sizeof(cl));
+    pthread_mutex_lock(&cl->lock);
+    if (arg != NULL && cl->dl_n == cl->dl_cap) {
+        size_t cap = cl->dl_cap ? 2 * cl->dl_cap : 64;
+        cl_dl_t *grown = realloc(cl->dl, cap * sizeof(*grown));
+        if (grown != NULL) {
+            cl->dl = grown;
+            cl->dl_cap = cap;
+        }
+    }
+    if (arg == NULL || cl->dl_n == cl->dl_cap) {
+        /* Not numbered: its recovery may send it again (logged once per outage). */
+        pthread_mutex_unlock(&cl->lock);
+        free(arg);
+        eddy_log(cl->srv, EDDY_LOG_WARNING,
+                 "eddy_rt: out of memory: a broadcast may reach "
+                 "its local members twice after the outage");
+        return rt_broker_publish(cl->b, m, 0, NULL, NULL);
+    }
+    arg[0] = cl->dl_base + cl->dl_n;
+    memcpy(arg + 1, &cl, sizeof(cl));
+    cl->dl[cl->dl_n++] = (cl_dl_t){m->nsp, {0, 0}};
+    cl->dl_waiting++;
+    pthread_mutex_unlock(&cl->lock);
+    int rc = rt_broker_publish(cl->b, m, 0, on_dl_published, arg);
+    if (rc != 0) {
+        pthread_mutex_lock(&cl->lock);
+        cl->dl_waiting--;
+        pthread_mutex_unlock(&cl->lock);
+        free(arg);
+        gap_check(cl);
+    }
+    return rc;
+}
+
+uint64_t rt_cluster_mark(rt_cluster_t *cl)
+{
+    pthread_mutex_lock(&cl->lock);
+    uint64_t mark = cl->dl_base + cl->dl_n;
+    pthread_mutex_unlock(&cl->lock);
+    return mark;
+}
+
+/* A new outage: the numbers of the last one served their gap (its sockets were closed). */
+static void dl_forget(rt_cluster_t *cl)
+{
+    pthread_mutex_lock(&cl->lock);
+    if (cl->dl_done && cl->dl_waiting == 0) {
+        cl->dl_base += cl->dl_n;
+        cl->dl_n = 0;
+        cl->dl_done = false;
+    }
+    pthread_mutex_unlock(&cl->lock);
+}
+
+/* The positions of nsp's broadcasts numbered [from, to) as ";a-b,c,..." (NULL: none).
+ * cl->lock held. */
+static char *skip_list(rt_cluster_t *cl, const char *nsp, uint64_t from, uint64_t to)
+{
+    size_t cap = 0, len = 0;
+    char *out = NULL;
+    uint64_t first = 0, last = 0;
+    bool open = false;
+    for (uint64_t i = from < cl->dl_base ? cl->dl_base : from; i <= to; i++) {
+        const cl_dl_t *e = i < to ? &cl->dl[i - cl->dl_base] : NULL;
+        bool take = e != NULL && e->pos.epoch != 0 && strcmp(e->nsp, nsp) == 0;
+        if (take && open && e->pos.seq == last + 1) {
+            last = e->pos.seq;
+            continue;
+        }
+        if (open && (take || e == NULL)) {
+            if (cap - len < 48) {
+                char *grown = realloc(out, cap = cap ? 2 * cap : 256);
+                if (grown == NULL) {
+                    free(out);
+                    return NULL;
+                }
+                out = grown;
+            }
+            int n = first == last ? snprintf(out + len, cap - len, "%c%llu", len ? ',' : ';',
+                                             (unsigned long long)first)
+                                  : snprintf(out + len, cap - len, "%c%llu-%llu", len ? ',' : ';',
+                                             (unsigned long long)first, (unsigned long long)last);
+            len += (size_t)n;
+            open = false;
+        }
+        if (take) {
+            first = last = e->pos.seq;
+            open = true;
+        }
+    }
+    return out;
+}
+
+/* True if nsp's broadcasts numbered [from, to) include one the broker has not answered. */
+static bool dl_unanswered(rt_cluster_t *cl, const char *nsp, uint64_t from, uint64_t to)
+{
+    if (cl->dl_waiting == 0)
+        return false;
+    for (uint64_t i = from < cl->dl_base ? cl->dl_base : from; i < to; i++) {
+        const cl_dl_t *e = &cl->dl[i - cl->dl_base];
+        if (e->pos.epoch == 0 && strcmp(e->nsp, nsp) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Stores record[0..len) with skips inserted at split. */
+static void record_store(rt_cluster_t *cl, const char *pid, const char *record, size_t len,
+                         size_t split, const char *skips, uint64_t ttl_ms)
+{
+    size_t sl = skips != NULL ? strlen(skips) : 0;
+    char *p = sl ? malloc(len + sl) : (char *)record;
+    if (p == NULL) {
+        p = (char *)record; /* without its list: the recovery may send some twice */
+        sl = 0;
+    } else if (sl) {
+        memcpy(p, record, split);
+        memcpy(p + split, skips, sl);
+        memcpy(p + split + sl, record + split, len - split);
+    }
+    rt_broker_session_put(cl->b, pid, p, len + sl, ttl_ms);
+    if (p != record)
+        free(p);
+}
+
+/* Writes the records held back, with the positions known now. */
+static void deferred_write(rt_cluster_t *cl)
+{
+    pthread_mutex_lock(&cl->lock);
+    while (cl->deferred != NULL) {
+        cl_deferred_t *d = cl->deferred;
+        cl->deferred = d->next;
+        char *skips = skip_list(cl, d->nsp, d->from, d->to);
+        pthread_mutex_unlock(&cl->lock);
+        record_store(cl, d->pid, d->record, d->len, d->split, skips, d->ttl_ms);
+        free(skips);
+        free(d);
+        pthread_mutex_lock(&cl->lock);
+    }
+    pthread_mutex_unlock(&cl->lock);
+}
+
+static void on_take(rt_broker_t *b, int err, const void *data, size_t len, void *arg);
+
+/* Every numbered broadcast is answered: write the records that waited, start the
+ * recoveries that waited (after those writes: one queue), close the local transports. */
+static void gap_run(rt_cluster_t *cl)
+{
+    pthread_mutex_lock(&cl->lock);
+    rt_cluster_recovery_t *waiting = cl->waiting;
+    cl->waiting = NULL;
+    cl->dl_done = true;
+    pthread_mutex_unlock(&cl->lock);
+    deferred_write(cl);
+    while (waiting != NULL) {
+        rt_cluster_recovery_t *r = waiting;
+        waiting = r->next;
+        r->next = NULL;
+        if (rt_broker_session_take(cl->b, r->pid, 0, on_take, r) != 0)
+            fail(r);
+    }
+    rt_cluster_gap(cl->rt);
+}
+
+static void gap_check(rt_cluster_t *cl)
+{
+    pthread_mutex_lock(&cl->lock);
+    bool go = atomic_load(&cl->gap_pending) && atomic_load(&cl->up) && cl->dl_waiting == 0;
+    if (go)
+        atomic_store(&cl->gap_pending, false);
+    pthread_mutex_unlock(&cl->lock);
+    if (go)
+        gap_run(cl);
+}
+
+static void gap_begin(rt_cluster_t *cl, const rt_broker_state_event_t *ev)
+{
+    if (cl->window_ms == 0) {
+        rt_cluster_gap(cl->rt);
+        return;
+    }
+    pthread_mutex_lock(&cl->lock);
+    atomic_store(&cl->gap_pending, true);
+    size_t waiting = cl->dl_waiting;
+    pthread_mutex_unlock(&cl->lock);
+    if (waiting > 0)
+        eddy_log(cl->srv, EDDY_LOG_INFO,
+                 "eddy_rt: %zu broadcasts delivered here during the outage wait for their "
+                 "positions before clients recover",
+                 waiting);
+    gap_check(cl);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Session records: "nsp\0epoch\0seq[;skips]\0sid\0user\0room\0room\0..."
+ * ------------------------------------------------------------------------------------- */
+
+/* The last record of a socket that disconnected: with the positions of the broadcasts it
+ * got from this node during an outage (numbered from mark on), or kept until they are
+ * known (see "Exactly once after an outage"). */
+static void record_disconnected(rt_cluster_t *cl, const char *nsp, const char *pid,
+                                const char *record, size_t len, size_t split, uint64_t ttl_ms,
+                                uint64_t mark)
+{
+    pthread_mutex_lock(&cl->lock);
+    uint64_t to = cl->dl_base + cl->dl_n;
+    if (dl_unanswered(cl, nsp, mark, to)) {
+        cl_deferred_t *d = malloc(sizeof(*d) + len);
+        if (d != NULL) {
+            *d = (cl_deferred_t){cl->deferred, nsp, mark, to, ttl_ms, split, len, {0}};
+            snprintf(d->pid, sizeof(d->pid), "%s", pid);
+            memcpy(d->record, record, len);
+            cl->deferred = d;
+            pthread_mutex_unlock(&cl->lock);
+            return;
+        }
+    }
+    char *skips = skip_list(cl, nsp, mark, to);
+    pthread_mutex_unlock(&cl->lock);
+    record_store(cl, pid, record, len, split, skips, ttl_ms);
+    free(skips);
+}
 
 void rt_cluster_session_put(rt_cluster_t *cl, const char *nsp, const char *pid, const char *sid,
                             const char *user, const char *const *rooms, size_t nrooms,
-                            rt_position_t at, uint64_t ttl_ms)
+                            rt_position_t at, uint64_t ttl_ms, uint64_t mark)
 {
     char nums[48];
     int nl = snprintf(nums, sizeof(nums), "%llu%c%llu", (unsigned long long)at.epoch, '\0',
@@ -472,10 +786,17 @@ void rt_cluster_session_put(rt_cluster_t *cl, const char *nsp, const char *pid, 
     for (size_t i = 0; i < nrooms; i++)
         PUT(rooms[i], strlen(rooms[i]));
 #undef PUT
-    rt_broker_session_put(cl->b, pid, p, at_,
-                          ttl_ms ? ttl_ms : cl->window_ms + RT_CLUSTER_MARGIN_MS);
+    if (ttl_ms > 0 && cl->window_ms > 0)
+        record_disconnected(cl, nsp, pid, p, at_, strlen(nsp) + 1 + (size_t)nl, ttl_ms, mark);
+    else
+        rt_broker_session_put(cl->b, pid, p, at_, ttl_ms);
     if (p != stack)
         free(p);
+}
+
+void rt_cluster_session_pid(rt_cluster_t *cl, char pid[RT_HISTORY_PID_SIZE])
+{
+    rt_broker_session_pid(cl->b, pid);
 }
 
 static void on_dropped(rt_broker_t *b, int err, const void *data, size_t len, void *arg)
@@ -551,6 +872,7 @@ void rt_cluster_recovery_free(rt_cluster_recovery_t *r)
     list_free(&r->held);
     free(r->names);
     free(r->uroom);
+    free(r->skip);
     free(r->record);
     free(r->auth);
     free(r);
@@ -571,6 +893,39 @@ static void finish(rt_cluster_recovery_t *r, const rt_cluster_restore_t *restore
 static void fail(rt_cluster_recovery_t *r)
 {
     finish(r, NULL);
+}
+
+/* "a-b,c,...": the positions the socket got during an outage (see record_disconnected()). */
+static bool skips_decode(rt_cluster_recovery_t *r, const char *p)
+{
+    size_t n = 1;
+    for (const char *c = p; *c; c++)
+        n += *c == ',';
+    if ((r->skip = calloc(2 * n, sizeof(*r->skip))) == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char *end;
+        r->skip[2 * i] = r->skip[2 * i + 1] = strtoull(p, &end, 10);
+        if (*end == '-')
+            r->skip[2 * i + 1] = strtoull(end + 1, &end, 10);
+        if (end == p || (*end != ',' && *end != '\0'))
+            return false;
+        p = end + (*end == ',');
+    }
+    r->nskip = n;
+    return true;
+}
+
+/* True if the socket got pos already (from its node, during an outage). */
+static bool skipped(const rt_cluster_recovery_t *r, rt_position_t pos)
+{
+    if (pos.epoch != r->restore.at.epoch)
+        return false;
+    for (size_t i = 0; i < r->nskip; i++) {
+        if (pos.seq >= r->skip[2 * i] && pos.seq <= r->skip[2 * i + 1])
+            return true;
+    }
+    return false;
 }
 
 /* Splits the record into r's names and restore. */
@@ -596,6 +951,10 @@ static bool record_decode(rt_cluster_recovery_t *r, const void *data, size_t len
     char *end;
     r->restore.at.epoch = strtoull(f[1], &end, 10);
     r->restore.at.seq = strtoull(f[2], &end, 10);
+    if (*end == ';' && !skips_decode(r, end + 1)) {
+        free(f);
+        return false;
+    }
     if (strcmp(f[0], r->nsp) != 0 || f[3][0] == '\0') {
         free(f);
         return false;
@@ -692,6 +1051,8 @@ static void on_take(rt_broker_t *b, int err, const void *data, size_t len, void 
     rt_cluster_recovery_t *r = arg;
     rt_cluster_t *cl = r->cl;
     if (err != 0 || !record_decode(r, data, len)) {
+        eddy_log(cl->srv, EDDY_LOG_INFO, "eddy_rt: recovery of pid %s not possible (%s)", r->pid,
+                 err != 0 ? eddy_strerror(err) : "malformed record");
         fail(r);
         return;
     }
@@ -700,6 +1061,11 @@ static void on_take(rt_broker_t *b, int err, const void *data, size_t len, void 
     rt_position_t at = r->restore.at;
     if (r->has_offset) {
         if (at.epoch != 0 && r->offset.epoch != at.epoch) {
+            eddy_log(cl->srv, EDDY_LOG_INFO,
+                     "eddy_rt: recovery of %s not possible (its offset is of another epoch: "
+                     "%llu, not %llu)",
+                     r->restore.sid, (unsigned long long)r->offset.epoch,
+                     (unsigned long long)at.epoch);
             fail(r);
             return;
         }
@@ -707,6 +1073,9 @@ static void on_take(rt_broker_t *b, int err, const void *data, size_t len, void 
         if (at.epoch == r->offset.epoch && at.seq > r->after.seq)
             r->after.seq = at.seq;
     } else if (at.epoch == 0) {
+        eddy_log(cl->srv, EDDY_LOG_INFO,
+                 "eddy_rt: recovery of %s not possible (no offset, no position at connect)",
+                 r->restore.sid);
         fail(r);
         return;
     } else {
@@ -764,6 +1133,16 @@ bool rt_cluster_recover(rt_cluster_t *cl, eddy_rt_socket_t *s, const char *auth,
     r->offset = pos;
     list_init(&r->history);
     list_init(&r->held);
+    /* During a gap's wait, recoveries start once the records it holds back are written. */
+    pthread_mutex_lock(&cl->lock);
+    bool wait = atomic_load(&cl->gap_pending);
+    if (wait) {
+        r->next = cl->waiting;
+        cl->waiting = r;
+    }
+    pthread_mutex_unlock(&cl->lock);
+    if (wait)
+        return true;
     if (rt_broker_session_take(cl->b, pid, 0, on_take, r) != 0) {
         rt_cluster_recovery_free(r);
         return false;
@@ -806,11 +1185,11 @@ void rt_cluster_replay(rt_cluster_recovery_t *r, eddy_rt_socket_t *s)
      * lock as this) reaches the registered socket live. */
     pending_remove(r);
     for (cl_entry_t *e = r->history.head; e != NULL; e = e->next) {
-        if (!(e->flags & EDDY_RT_VOLATILE))
+        if (!(e->flags & EDDY_RT_VOLATILE) && !skipped(r, e->pos))
             rt_cluster_send_stored(s, e->pos, e->payload, e->len, e->flags);
     }
     for (cl_entry_t *e = r->held.head; e != NULL; e = e->next) {
-        if (e->pos.epoch == r->top.epoch && e->pos.seq > r->top.seq)
+        if (e->pos.epoch == r->top.epoch && e->pos.seq > r->top.seq && !skipped(r, e->pos))
             rt_cluster_send_stored(s, e->pos, e->payload, e->len, e->flags);
     }
 }

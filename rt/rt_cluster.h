@@ -12,7 +12,8 @@
  * broker position as its Socket.IO offset, which any node can recover from. While the
  * broker is not UP, broadcasts are delivered locally at once (without offset: one node's
  * behaviour) and still queued for the broker, flagged RT_CLUSTER_DELIVERED so that the
- * origin skips their echo.
+ * origin skips their echo; the recoveries that follow the outage skip them too, for the
+ * sockets that got them (see rt_cluster_mark()).
  *
  * Threads: broker results and deliveries run on the broker's own thread (so none is left
  * in a loop's queue when the broker is freed); what must run in a client's context is
@@ -75,12 +76,22 @@ int rt_cluster_publish(rt_cluster_t *cl, const char *nsp, const char *const *roo
  * Session records (connection state recovery across nodes)
  * ------------------------------------------------------------------------------------- */
 
-/* Stores the record of a connected socket under its client's pid for ttl_ms (0: the
- * recovery window plus the refresh margin, for a live socket). at is the namespace's
- * position when the socket connected; rooms are its joined rooms (not its own). */
+/* This node's count of the broadcasts it delivered locally during outages: a socket notes
+ * it at connect (mark), so that its record can list those it got (exactly once after an
+ * outage, rt_cluster.c). */
+uint64_t rt_cluster_mark(rt_cluster_t *cl);
+/* Stores the record of a connected socket under its client's pid for ttl_ms (0: a live
+ * socket's, kept in this node's hash while it lives and for the window after a kill -9;
+ * stored on connect and room changes only). at is the namespace's position when the
+ * socket connected; rooms are its joined rooms (not its own); mark is rt_cluster_mark() at
+ * its connect (a disconnected socket's record, ttl_ms > 0, lists the positions of the
+ * broadcasts this node delivered to it locally since, or waits until they are known). */
 void rt_cluster_session_put(rt_cluster_t *cl, const char *nsp, const char *pid, const char *sid,
                             const char *user, const char *const *rooms, size_t nrooms,
-                            rt_position_t at, uint64_t ttl_ms);
+                            rt_position_t at, uint64_t ttl_ms, uint64_t mark);
+/* Writes a new pid for a session (its first characters name this node process, so that
+ * any node finds its live record). */
+void rt_cluster_session_pid(rt_cluster_t *cl, char pid[RT_HISTORY_PID_SIZE]);
 /* Forgets pid's record (a disconnect that must not be recovered). */
 void rt_cluster_session_drop(rt_cluster_t *cl, const char *pid);
 /* The namespace's last known position (epoch 0: none known yet). */

@@ -816,6 +816,21 @@ static void test_sessions_presence(const engine_t *e)
     CHECK_EQ_INT(w->err, EDDY_ENOTFOUND); /* expired */
     free(w);
     CHECK_EQ_INT(rt_broker_session_take(a->b, "pid-2", 0, NULL, NULL), EDDY_EINVAL);
+    /* A live record (ttl 0, under a pid the broker made): kept, then taken once. */
+    char pid[RT_HISTORY_PID_SIZE];
+    rt_broker_session_pid(a->b, pid);
+    CHECK_EQ_INT(strlen(pid), RT_HISTORY_PID_LEN);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, pid, "live", 4, 0), 0);
+    sleep_ms(100);
+    for (int i = 0; i < 2; i++) {
+        w = waiter();
+        CHECK_EQ_INT(rt_broker_session_take(a->b, pid, 0, on_session, w), 0);
+        CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+        CHECK_EQ_INT(w->err, i == 0 ? 0 : EDDY_ENOTFOUND);
+        if (i == 0)
+            CHECK_MEM(w->data, w->len, "live", 4);
+        free(w);
+    }
 
     char ids[8][RT_BROKER_NODE_ID_SIZE];
     CHECK(WAIT_FOR(rt_broker_nodes(a->b, ids, 8) == 1, 3000));
@@ -859,6 +874,92 @@ static void test_sessions_presence(const engine_t *e)
     free(w);
     node_stop(a);
     free(a);
+}
+
+static int take_on(node_t *n, const char *pid, char *out, size_t cap)
+{
+    waiter_t *w = waiter();
+    CHECK_EQ_INT(rt_broker_session_take(n->b, pid, 0, on_session, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    int err = w->err;
+    snprintf(out, cap, "%.*s", (int)w->len, w->data);
+    free(w);
+    return err;
+}
+
+static long long redis_int(const char *fmt, const char *a, const char *b)
+{
+    redisReply *r = redis_cmd(fmt, a, b);
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -100;
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+/* Redis: live records cost nothing per record after their write: they sit in one hash per
+ * node (and pid tag), whose life the heartbeat renews to lease + linger; a disconnect
+ * moves a record to its own key; any node takes a live record, even of a node that
+ * stopped, until its hash expires; a socket recovered elsewhere keeps its pid and its
+ * record moves to that node's hash, still found by the pid. */
+static void test_live_sessions(void)
+{
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.heartbeat_ms = 300;
+    cfg.lease_ms = 900;
+    cfg.session_linger_ms = 600;
+    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
+    node_start(a, &cfg);
+    node_start(b, &cfg);
+    char p1[RT_HISTORY_PID_SIZE], p2[RT_HISTORY_PID_SIZE], p3[RT_HISTORY_PID_SIZE], got[64];
+    rt_broker_session_pid(a->b, p1);
+    rt_broker_session_pid(a->b, p2);
+    rt_broker_session_pid(a->b, p3);
+    char tag[RT_BROKER_SESSION_TAG_LEN + 1], key[128];
+    memcpy(tag, p1, RT_BROKER_SESSION_TAG_LEN);
+    tag[RT_BROKER_SESSION_TAG_LEN] = '\0';
+    CHECK(strncmp(p2, tag, RT_BROKER_SESSION_TAG_LEN) == 0 && strcmp(p1, p2) != 0);
+    snprintf(key, sizeof(key), "eddy:sessions:{%s}:%s", tag, tag);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, p1, "one", 3, 0), 0);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, p2, "two", 3, 0), 0);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, p2, "two-gone", 8, 10000), 0); /* disconnected */
+    CHECK_EQ_INT(rt_broker_session_put(a->b, p3, "three", 5, 0), 0);
+    sync_subs(a);
+    CHECK_EQ_INT(redis_int("HLEN %s", key, NULL), 2);
+    char k2[64];
+    snprintf(k2, sizeof(k2), "eddy:session:%s", p2);
+    CHECK_EQ_INT(redis_int("EXISTS %s", k2, NULL), 1);
+    /* Three times the hash's life: renewed meanwhile. */
+    sleep_ms(4500);
+    CHECK_EQ_INT(take_on(b, p1, got, sizeof(got)), 0);
+    CHECK_STR(got, "one");
+    CHECK_EQ_INT(take_on(b, p2, got, sizeof(got)), 0);
+    CHECK_STR(got, "two-gone");
+    /* p3 recovered on b: b keeps its live record, a's copy was taken. */
+    CHECK_EQ_INT(take_on(b, p3, got, sizeof(got)), 0);
+    CHECK_EQ_INT(rt_broker_session_put(b->b, p3, "three-b", 7, 0), 0);
+    sync_subs(b);
+    CHECK_EQ_INT(redis_int("EXISTS %s", key, NULL), 0); /* a's hash emptied */
+    CHECK_EQ_INT(take_on(a, p3, got, sizeof(got)), 0);
+    CHECK_STR(got, "three-b");
+    CHECK_EQ_INT(take_on(a, p3, got, sizeof(got)), EDDY_ENOTFOUND);
+    /* a stops (as a crash would: its live records stay) and b still finds them, until
+     * a's lease + linger ran out. */
+    CHECK_EQ_INT(rt_broker_session_put(a->b, p1, "one-again", 9, 0), 0);
+    CHECK_EQ_INT(rt_broker_session_put(a->b, p2, "two-again", 9, 0), 0);
+    sync_subs(a);
+    node_stop(a);
+    free(a);
+    CHECK_EQ_INT(take_on(b, p1, got, sizeof(got)), 0);
+    CHECK_STR(got, "one-again");
+    sleep_ms(1800);
+    CHECK_EQ_INT(take_on(b, p2, got, sizeof(got)), EDDY_ENOTFOUND);
+    CHECK_EQ_INT(redis_int("EXISTS %s", key, NULL), 0);
+    /* Pids without a tag's shape cannot hold a live record. */
+    CHECK_EQ_INT(rt_broker_session_put(b->b, "short", "x", 1, 0), EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_session_put(b->b, "a}b{cdefghij", "x", 1, 0), EDDY_EINVAL);
+    node_stop(b);
+    free(b);
 }
 
 /* Redis: session records outlive the node that wrote them and are taken once, on any node;
@@ -1466,6 +1567,7 @@ int main(void)
                     engines[i].name);
     }
     test_membership();
+    test_live_sessions();
     test_redis_restart();
     test_redis_frozen();
     test_start_without_redis();
