@@ -151,10 +151,15 @@ $(BUILD)/tests/test_auth: UNIT_CFLAGS = -Icmd $(JANSSON_CFLAGS)
 $(BUILD)/tests/test_auth: UNIT_OBJS = $(BUILD)/cmd/auth.o
 $(BUILD)/tests/test_auth: UNIT_LDLIBS = $(JANSSON_LIBS)
 
+# test_throttle: the daemon's failed-login throttle (cmd/throttle.c).
+$(BUILD)/tests/test_throttle: $(BUILD)/cmd/throttle.o cmd/throttle.h
+$(BUILD)/tests/test_throttle: UNIT_CFLAGS = -Icmd
+$(BUILD)/tests/test_throttle: UNIT_OBJS = $(BUILD)/cmd/throttle.o
+
 $(BUILD)/tests/%: tests/integration/%.c examples/example.h $(BUILD)/libeddy.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Iexamples -Irt -o $@ $< $(BUILD)/libeddy.a $(LDLIBS_ALL)
 
-$(BUILD)/cmd/%.o: cmd/%.c cmd/cmd.h cmd/auth.h cmd/realtime.h cmd/admin.h include/eddy.h include/eddy_rt.h | $(BUILD)/cmd
+$(BUILD)/cmd/%.o: cmd/%.c cmd/cmd.h cmd/auth.h cmd/realtime.h cmd/admin.h cmd/throttle.h include/eddy.h include/eddy_rt.h | $(BUILD)/cmd
 	$(CC) $(CMD_CFLAGS) -Icmd -c -o $@ $<
 
 # `eddy config default` prints cmd/eddy.conf, compiled in as a string.

@@ -24,6 +24,7 @@
 
 #include "admin.h"
 #include "realtime.h"
+#include "throttle.h"
 
 /* The page, from cmd/admin/index.html (build/cmd/admin_html.c). */
 extern const char admin_html[];
@@ -399,10 +400,24 @@ bool admin_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *res
         answer(resp, 405, "text/plain; charset=utf-8", "method not allowed\n", 19);
         return true;
     }
+    const char *ip = eddy_request_remote_ip(req);
+    uint32_t retry_after;
+    if (!throttle_allowed(ip, &retry_after)) {
+        char secs[16];
+        snprintf(secs, sizeof(secs), "%u", retry_after);
+        eddy_response_header(resp, "Retry-After", secs);
+        answer(resp, 429, "text/plain; charset=utf-8", "too many wrong tries\n", 21);
+        return true;
+    }
     if (!authorised(req)) {
-        if (eddy_request_header(req, "Authorization") != NULL)
-            eddy_log(srv, EDDY_LOG_NOTICE, "admin: refused %s:%d: wrong credentials",
-                     eddy_request_remote_ip(req), eddy_request_remote_port(req));
+        if (eddy_request_header(req, "Authorization") != NULL) {
+            eddy_log(srv, EDDY_LOG_NOTICE, "admin: refused %s:%d: wrong credentials", ip,
+                     eddy_request_remote_port(req));
+            if (throttle_failed(ip))
+                eddy_log(srv, EDDY_LOG_WARNING,
+                         "admin: %s refused for %d s after %d wrong tries (admin page and API)", ip,
+                         THROTTLE_WINDOW_S, THROTTLE_FAILURES);
+        }
         answer(resp, 401, "text/plain; charset=utf-8", "authentication required\n", 24);
         return true;
     }

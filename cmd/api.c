@@ -19,6 +19,7 @@
 
 #include "admin.h"
 #include "realtime.h"
+#include "throttle.h"
 
 /* Room, user and socket lists in one call. */
 #define API_TARGETS_MAX 256
@@ -565,9 +566,24 @@ static void api_answer(eddy_request_t *req, eddy_response_t *resp)
         fail(resp, 405, "the API takes POST");
         return;
     }
-    if (!key_matches(presented_key(req), key)) {
-        eddy_log(eddy_request_server(req), EDDY_LOG_NOTICE, "api: refused %s:%d: no valid API key",
-                 eddy_request_remote_ip(req), eddy_request_remote_port(req));
+    const char *ip = eddy_request_remote_ip(req);
+    uint32_t retry_after;
+    if (!throttle_allowed(ip, &retry_after)) {
+        char secs[16];
+        snprintf(secs, sizeof(secs), "%u", retry_after);
+        eddy_response_header(resp, "Retry-After", secs);
+        fail(resp, 429, "too many wrong API keys from this address: retry later");
+        return;
+    }
+    const char *given = presented_key(req);
+    if (!key_matches(given, key)) {
+        eddy_server_t *srv = eddy_request_server(req);
+        eddy_log(srv, EDDY_LOG_NOTICE, "api: refused %s:%d: no valid API key", ip,
+                 eddy_request_remote_port(req));
+        if (given != NULL && given[0] != '\0' && throttle_failed(ip))
+            eddy_log(srv, EDDY_LOG_WARNING,
+                     "api: %s refused for %d s after %d wrong tries (API and admin page)", ip,
+                     THROTTLE_WINDOW_S, THROTTLE_FAILURES);
         fail(resp, 401, "a valid API key is required (Authorization: apikey KEY)");
         return;
     }

@@ -6,6 +6,7 @@ python-socketio clients and raw Engine.IO ones), the admin page on the [admin] l
 drives it in headless Chromium), and [log] format = json."""
 
 import base64
+import http.client
 import json
 import os
 import shutil
@@ -243,6 +244,50 @@ def test_admin_page_needs_the_password_or_the_api_key(tmp_path):
         assert get(d.port, "/admin", password=PASSWORD)[0] == 404
         log = d.stop()
         assert "admin: refused 127.0.0.1" in log and PASSWORD[:12] not in log
+    finally:
+        if d.proc.poll() is None:
+            d.stop()
+
+
+def get_from(source, port, path, password, headers=None, method="GET"):
+    """(status, headers) of one request to 127.0.0.1:port sent from address source."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT,
+                                      source_address=(source, 0))
+    try:
+        hdrs = dict(headers or {})
+        if password is not None:
+            cred = base64.b64encode(f"admin:{password}".encode()).decode()
+            hdrs["Authorization"] = f"Basic {cred}"
+        conn.request(method, path, headers=hdrs)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, resp.headers
+    finally:
+        conn.close()
+
+
+def test_wrong_passwords_and_keys_are_throttled_per_address(tmp_path):
+    """Ten wrong tries from one address (admin password or API key, counted together) and
+    it is answered 429 with Retry-After, right credentials or not; another address is not."""
+    d = Daemon(tmp_path, f"[admin]\npassword = {PASSWORD}\n")
+    try:
+        for i in range(5):
+            assert get_from("127.0.0.3", d.admin_port, "/admin/stats", "wrong" * 3)[0] == 401
+            status, _ = get_from("127.0.0.3", d.admin_port, "/api/stats", None,
+                                 {"Authorization": "apikey wrong-key"}, method="POST")
+            assert status == 401
+        # Asking without credentials (a browser's first request) is not a wrong try.
+        assert get_from("127.0.0.4", d.admin_port, "/admin", None)[0] == 401
+        status, headers = get_from("127.0.0.3", d.admin_port, "/admin/stats", PASSWORD)
+        assert status == 429 and 1 <= int(headers["Retry-After"]) <= 60
+        status, headers = get_from("127.0.0.3", d.admin_port, "/api/stats", None,
+                                   {"Authorization": f"apikey {API_KEY}"}, method="POST")
+        assert status == 429 and 1 <= int(headers["Retry-After"]) <= 60
+        assert get_from("127.0.0.4", d.admin_port, "/admin/stats", PASSWORD)[0] == 200
+        assert get_from("127.0.0.4", d.admin_port, "/api/stats", None,
+                        {"Authorization": f"apikey {API_KEY}"}, method="POST")[0] == 200
+        log = d.stop()
+        assert "127.0.0.3 refused for 60 s after 10 wrong tries" in log
     finally:
         if d.proc.poll() is None:
             d.stop()
