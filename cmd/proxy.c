@@ -8,6 +8,8 @@
  * until the backend accepted (2xx) or refused (its status).
  */
 #include <jansson.h>
+#include <limits.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -485,6 +487,23 @@ static void on_event_answer(const backend_result_t *res, void *arg)
     sio_request_done(r);
 }
 
+/* A binary event's attachments, base64 each, in placeholder number order (the args keep
+ * Socket.IO's {"_placeholder": true, "num": N} objects that point into this list). One that
+ * cannot be encoded (out of memory) is null. */
+static json_t *attachments(const eddy_rt_event_t *ev)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list != NULL && i < ev->nbin; i++) {
+        size_t len = ev->bin[i].len;
+        char *b64 = len <= INT_MAX / 2 ? malloc(4 * ((len + 2) / 3) + 1) : NULL;
+        if (b64 != NULL)
+            EVP_EncodeBlock((unsigned char *)b64, ev->bin[i].data, (int)len);
+        json_array_append_new(list, b64 != NULL ? json_string(b64) : json_null());
+        free(b64);
+    }
+    return list;
+}
+
 void proxy_sio_event(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_data)
 {
     if (p.b == NULL || p.event_url[0] == '\0')
@@ -501,6 +520,8 @@ void proxy_sio_event(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *user_
         free(list);
     }
     json_object_set_new(body, "args", args != NULL ? args : json_array());
+    if (ev->nbin > 0)
+        json_object_set_new(body, "attachments", attachments(ev));
     sio_request_t *r = malloc(sizeof(*r));
     if (r == NULL) {
         json_decref(body);

@@ -3,6 +3,7 @@
 multi interface on eddy's loops through watches and timers) against a real backend process:
 Python's http.server in a thread of the test, answering by the request's query."""
 
+import base64
 import contextlib
 import json
 import socket
@@ -12,7 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import socketio
 
+from eddyserver import TIMEOUT
 from test_daemon import Serving, free_port, http, read, wait_for
 
 
@@ -413,6 +416,29 @@ def test_proxy_socketio_events_and_joins(tmp_path, backend):
         clients.close()
         text = server.stop()
     assert "server error (status 500" in text and "timeout (status 0" in text
+
+
+def test_proxy_socketio_binary_event_forwards_its_attachments(tmp_path, backend):
+    """A binary event (python-socketio's BINARY_EVENT) reaches the backend with its
+    placeholders in args and the attachments, base64, in "attachments"."""
+    from test_daemon_realtime import Daemon
+    server = Daemon(tmp_path, f"[socketio]\nnamespaces = /, /chat\n[proxy]\n"
+                              f"event_url = {backend.url}/event\n")
+    client = socketio.Client()
+    try:
+        client.connect(f"http://127.0.0.1:{server.port}", namespaces=["/chat"],
+                       transports=["websocket"])
+        answer = client.call("echo", (b"\x00\xffbin", "text", b""), namespace="/chat",
+                             timeout=TIMEOUT)
+        path, _, sent = backend.seen[-1]
+        assert (path, sent["event"]) == ("/event", "echo")
+        assert sent["args"] == [{"_placeholder": True, "num": 0}, "text",
+                                {"_placeholder": True, "num": 1}]
+        assert [base64.b64decode(a) for a in sent["attachments"]] == [b"\x00\xffbin", b""]
+        assert answer["got"] == sent["args"]
+    finally:
+        client.disconnect()
+        server.stop()
 
 
 def test_proxy_socketio_events_dead_backend(tmp_path, dead_backend):
