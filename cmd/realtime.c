@@ -1114,11 +1114,31 @@ static bool copy_room(const char *room, void *arg)
     return rn->names[rn->n++] != NULL;
 }
 
+/* The data claim of the token a recovered socket presents again (its connect hook does not
+ * run: Socket.IO's skipMiddlewares), so that it keeps the data its token gave it. NULL:
+ * none, or the token no longer checks (the socket then goes on without data). */
+static char *recovered_token_data(eddy_rt_socket_t *s)
+{
+    char buf[AUTH_TOKEN_MAX + 2];
+    const char *token = client_token(s, buf, sizeof(buf));
+    if (token == NULL)
+        return NULL;
+    auth_result_t res;
+    char *data = NULL;
+    if (auth_check_live(token, &res) == 0 && res.authenticated) {
+        data = res.data;
+        res.data = NULL;
+    }
+    auth_result_free(&res);
+    return data;
+}
+
 static void recovered_presence(eddy_rt_socket_t *s)
 {
     bool bad;
-    char *name =
-        R.st.client_names && eddy_rt_socket_user(s) == NULL ? client_name_data(s, &bad) : NULL;
+    char *name = recovered_token_data(s);
+    if (name == NULL && R.st.client_names && eddy_rt_socket_user(s) == NULL)
+        name = client_name_data(s, &bad);
     if (name != NULL) {
         sock_info_t *info = malloc(sizeof(*info));
         if (info != NULL) {

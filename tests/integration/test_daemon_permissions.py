@@ -221,6 +221,29 @@ def test_history_on_join_needs_a_history_and_bad_values_are_refused(tmp_path):
         assert why in check.stderr, check.stderr
 
 
+def test_a_recovered_socket_keeps_its_token_data(tmp_path):
+    """A recovered socket skips the connect check (Socket.IO's skipMiddlewares), so its
+    token's data claim is read again from the token it reconnects with."""
+    server = Daemon(tmp_path, CHAT + f"recovery_max_disconnection = 30\n[auth]\nenabled = true\n"
+                                     f"key = {JWT_KEY}\n")
+    clients = Clients(server.port)
+    try:
+        clients.connect("a", auth={"token": token("ann")})
+        clients.ack("a", "join", "chat:r")
+        b = clients.connect("b", auth={"token": token("bo", info={"plan": "gold"})},
+                            reconnection=True)
+        clients.ack("b", "join", "chat:r")
+        clients.send(cmd="drop", name="b")
+        again = clients.wait("b to reconnect", name="b", type="connect")
+        assert again["id"] == b and again["recovered"] is True, again
+        presence = clients.ack("a", "presence", "chat:r")[0]["presence"]
+        assert {s["id"]: (s["user"], s.get("data")) for s in presence["sockets"]}[b] == \
+            ("bo", {"plan": "gold"}), presence
+    finally:
+        clients.close()
+        server.stop()
+
+
 def test_a_recovered_socket_is_announced_again_with_its_name(tmp_path):
     server = Daemon(tmp_path, CHAT + "recovery_max_disconnection = 30\n")
     clients = Clients(server.port)
