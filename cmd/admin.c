@@ -401,11 +401,7 @@ bool admin_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *res
         return true;
     }
     const char *ip = eddy_request_remote_ip(req);
-    uint32_t retry_after;
-    if (!throttle_allowed(ip, &retry_after)) {
-        char secs[16];
-        snprintf(secs, sizeof(secs), "%u", retry_after);
-        eddy_response_header(resp, "Retry-After", secs);
+    if (!throttle_request(req, resp)) {
         answer(resp, 429, "text/plain; charset=utf-8", "too many wrong tries\n", 21);
         return true;
     }

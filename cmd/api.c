@@ -567,11 +567,7 @@ static void api_answer(eddy_request_t *req, eddy_response_t *resp)
         return;
     }
     const char *ip = eddy_request_remote_ip(req);
-    uint32_t retry_after;
-    if (!throttle_allowed(ip, &retry_after)) {
-        char secs[16];
-        snprintf(secs, sizeof(secs), "%u", retry_after);
-        eddy_response_header(resp, "Retry-After", secs);
+    if (!throttle_request(req, resp)) {
         fail(resp, 429, "too many wrong API keys from this address: retry later");
         return;
     }

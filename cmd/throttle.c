@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Failed-login throttle (throttle.h). */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -59,6 +60,17 @@ bool throttle_allowed(const char *ip, uint32_t *retry_after_s)
         *retry_after_s = (uint32_t)(THROTTLE_WINDOW_S - (now - s->window_start));
     pthread_mutex_unlock(&T.lock);
     return ok;
+}
+
+bool throttle_request(eddy_request_t *req, eddy_response_t *resp)
+{
+    uint32_t retry_after;
+    if (throttle_allowed(eddy_request_remote_ip(req), &retry_after))
+        return true;
+    char secs[16];
+    snprintf(secs, sizeof(secs), "%u", retry_after);
+    eddy_response_header(resp, "Retry-After", secs);
+    return false;
 }
 
 bool throttle_failed(const char *ip)

@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "eddy.h"
+
 #define THROTTLE_FAILURES 10
 #define THROTTLE_WINDOW_S 60
 #define THROTTLE_SLOTS    1024
@@ -26,6 +28,10 @@
 /* True if ip (a textual address, NULL: "") may try now; else false and *retry_after_s
  * (if not NULL) gets the seconds until it may (at least 1). */
 bool throttle_allowed(const char *ip, uint32_t *retry_after_s);
+
+/* throttle_allowed() for req's remote address; when it is refused, sets Retry-After on
+ * resp (the caller then answers 429 in its own format). */
+bool throttle_request(eddy_request_t *req, eddy_response_t *resp);
 
 /* Counts a wrong try from ip. Returns true if this try used up its allowance (the address
  * is blocked from now on: worth a log line). */
