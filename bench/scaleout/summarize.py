@@ -9,26 +9,17 @@ and OUT_DIR/notes.txt; prints markdown on stdout."""
 
 import json
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchfmt import micros, rate  # noqa: E402
+from benchfmt import (fmt_ratio, median, micros, per_cpu_s, pick, print_lines,  # noqa: E402
+                      print_problems, rate, ratio_cell, verdict)
 
 # Over this share of the window spent waiting for a CPU, summed over the two nodes, a run
 # was disturbed (the two nodes share CPU 0, so they also wait for each other: the bound is
 # looser than bench/socketio's 10%).
 WAIT_LIMIT = 0.5
 SERVERS = [("eddy", "eddy"), ("node", "Node")]
-
-
-def fmt_ratio(v):
-    return f"{v:.3f}" if v < 1 else f"{v:.1f}×"
-
-
-def per_cpu_s(r):
-    us = r.get("steady_server_us_per_delivery")
-    return 1e6 / us if us else None
 
 
 def published_per_s(r):
@@ -118,16 +109,6 @@ def disturbed(r):
     return (r.get("server_cpu_wait") or 0) > WAIT_LIMIT or (r.get("client_cpu_wait") or 0) > 0.2
 
 
-def pick(rows):
-    clean = [r for r in rows if not disturbed(r)]
-    return (clean, False) if clean else (rows, bool(rows))
-
-
-def median(rows, fn):
-    vals = [v for v in (fn(r) for r in rows) if v is not None]
-    return statistics.median(vals) if vals else None
-
-
 IDLE_ROWS = [
     ("Redis memory per socket (used_memory)",
      lambda r: r["redis_memory_delta"] / r["open"] if r.get("open") else None,
@@ -158,11 +139,7 @@ def idle_table(runs):
 def main():
     out = sys.argv[1]
     runs = load(out)
-    path = os.path.join(out, "env.txt")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                print(f"- {line.strip()}")
+    print_lines(os.path.join(out, "env.txt"))
     print()
     cases = sorted({c for c, _ in runs if c.startswith("rate")}, key=lambda c: int(c[4:]))
     members = next((r[0].get("subscribers") for (c, _), r in runs.items()
@@ -175,7 +152,7 @@ def main():
         for metric, fn, fmt, target in ROWS:
             cells, vals = [], {}
             for server, _ in SERVERS:
-                rows, all_disturbed = pick(runs.get((case, server), []))
+                rows, all_disturbed = pick(runs.get((case, server), []), disturbed)
                 if metric.startswith("Redis traffic"):
                     i = median(rows, lambda r: r.get("redis_in_bytes_per_published"))
                     o = median(rows, lambda r: r.get("redis_out_bytes_per_published"))
@@ -197,24 +174,13 @@ def main():
                 if "commandstats" in metric and len(names) == 1 and None not in names:
                     mark = f" ({names.pop().upper()})" + mark
                 cells.append(fmt(v) + mark if v is not None else "")
-            ratio = verdict = target_text = ""
             e, n = vals.get("eddy"), vals.get("node")
-            if fmt is not None and e is not None and n and n > 0 and e > 0:
-                ratio = fmt_ratio(e / n)
-                per_round = []
-                for er, nr in zip(runs.get((case, "eddy"), []), runs.get((case, "node"), [])):
-                    ev, nv = fn(er), fn(nr)
-                    if ev is not None and nv and nv > 0 and ev > 0:
-                        per_round.append(fmt_ratio(ev / nv))
-                if len(per_round) > 1:
-                    ratio += f" (rounds {', '.join(per_round)})"
-            if target is not None:
-                kind, bound, target_text = target
-                if e is not None and n and n > 0:
-                    ok = e / n >= bound if kind == "ratio_min" else e / n <= bound
-                    verdict = "met" if ok else "**NOT met**"
+            ratio = ratio_cell(e, n, runs.get((case, "eddy"), []), runs.get((case, "node"), []),
+                               fn) if fmt is not None else ""
+            kind, bound, target_text = target if target is not None else (None, None, "")
+            mark = verdict(kind, bound, e, n) if target is not None else ""
             print(f"| {label} | {metric} | {cells[0]} | {cells[1]} | {ratio} | {target_text} "
-                  f"| {verdict} |")
+                  f"| {mark} |")
             label = ""
     print()
     print("Medians over rounds. Each case: a fresh redis-server, two nodes on it (CPU 0), the "
@@ -231,20 +197,8 @@ def main():
         print(f"† every round of this cell was disturbed: the nodes waited for a CPU more than "
               f"{WAIT_LIMIT:.0%} of the time (summed) or the load generator more than 20%.")
     idle_table(runs)
-    problems = []
-    for (case, server), rows in sorted(runs.items()):
-        errors = sum(r.get("errors") or 0 for r in rows)
-        lost = sum(r.get("lost") or 0 for r in rows)
-        if errors or lost:
-            problems.append(f"{case}/{server}: {errors} errors, {lost} lost")
-    print()
-    print("Errors: " + ("; ".join(problems) if problems else "none in any run") + ".")
-    path = os.path.join(out, "notes.txt")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            notes = [line.strip() for line in f if line.strip()]
-        for line in notes:
-            print(f"- {line}")
+    print_problems(runs, ("errors", "lost"))
+    print_lines(os.path.join(out, "notes.txt"))
 
 
 if __name__ == "__main__":

@@ -9,26 +9,16 @@ OUT_DIR/notes.txt; prints markdown on stdout."""
 
 import json
 import os
-import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchfmt import bytes_, micros, rate  # noqa: E402
+from benchfmt import (bytes_, median, micros, per_cpu_s, pick, print_lines,  # noqa: E402
+                      print_problems, rate, ratio_cell, verdict)
 
 # A run whose server or load generator waited for a CPU more than this share of the time was
 # disturbed by other processes: left out of the median unless every round was.
 WAIT_LIMIT = 0.10
 SERVERS = [("eddy", "eddy"), ("node", "Node socket.io")]
-
-
-def fmt_ratio(v):
-    return f"{v:.3f}" if v < 1 else f"{v:.1f}×"
-
-
-def per_cpu_s(r):
-    """Deliveries per server CPU-second over eddy-bench's steady window."""
-    us = r.get("steady_server_us_per_delivery")
-    return 1e6 / us if us else None
 
 
 # Each row: (scenario, what, metric, value of one run, formatter, target). A target is
@@ -77,26 +67,10 @@ def disturbed(r):
     return max(r.get("server_cpu_wait") or 0, r.get("client_cpu_wait") or 0) > WAIT_LIMIT
 
 
-def pick(rows):
-    """The runs a median is taken over, and whether they were all disturbed."""
-    clean = [r for r in rows if not disturbed(r)]
-    return (clean, False) if clean else (rows, bool(rows))
-
-
-def median(rows, fn):
-    vals = [v for v in (fn(r) for r in rows) if v is not None]
-    return statistics.median(vals) if vals else None
-
-
 def main():
     out = sys.argv[1]
     runs = load(out)
-    for name in ("env.txt",):
-        path = os.path.join(out, name)
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    print(f"- {line.strip()}")
+    print_lines(os.path.join(out, "env.txt"))
     print()
     print("| scenario | metric | eddy | Node socket.io | eddy / Node | target | |")
     print("|---|---|---|---|---|---|---|")
@@ -109,7 +83,7 @@ def main():
                             open=f"{sample.get('open', 5000):,}")
         cells, vals, marks = [], {}, {}
         for server, _ in SERVERS:
-            rows, all_disturbed = pick(runs.get((scen, server), []))
+            rows, all_disturbed = pick(runs.get((scen, server), []), disturbed)
             marks[server] = all_disturbed
             if fn is None:  # busy shares
                 # Broadcasts: the server's share over the steady window.
@@ -122,33 +96,13 @@ def main():
             mark = " †" if all_disturbed else ""
             any_mark |= all_disturbed
             cells.append(fmt(v) + mark if v is not None else "")
-        ratio = verdict = ""
         e, n = vals.get("eddy"), vals.get("node")
-        if fn is not None and e is not None and n:
-            ratio = fmt_ratio(e / n)
-            # Each round's own ratio (eddy and Node ran one after the other in it).
-            per_round = []
-            for er, nr in zip(runs.get((scen, "eddy"), []), runs.get((scen, "node"), [])):
-                ev, nv = fn(er), fn(nr)
-                if ev is not None and nv:
-                    per_round.append(fmt_ratio(ev / nv))
-            if len(per_round) > 1:
-                ratio += f" (rounds {', '.join(per_round)})"
-        if target is not None:
-            kind, bound, text = target
-            ok = None
-            if kind == "ratio_max" and e is not None and n:
-                ok = e / n <= bound
-            elif kind == "ratio_min" and e is not None and n:
-                ok = e / n >= bound
-            elif kind == "abs_max" and e is not None:
-                ok = e <= bound
-            verdict = "" if ok is None else ("met" if ok else "**NOT met**")
-            target_text = text
-        else:
-            target_text = ""
+        ratio = ratio_cell(e, n, runs.get((scen, "eddy"), []), runs.get((scen, "node"), []),
+                           fn) if fn is not None else ""
+        kind, bound, target_text = target if target is not None else (None, None, "")
+        mark = verdict(kind, bound, e, n) if target is not None else ""
         print(f"| {label} | {metric} | {cells[0]} | {cells[1]} | {ratio} | {target_text} | "
-              f"{verdict} |")
+              f"{mark} |")
     print()
     print("Medians over rounds; eddy / Node is the ratio of the medians (separate runs, one "
           "after the other on the same pinned CPUs). Server CPU is utime + stime of the server "
@@ -158,23 +112,11 @@ def main():
         print(f"† every round of this cell had the server or the load generator waiting for a "
               f"CPU more than {WAIT_LIMIT:.0%} of the time (other processes on the machine); "
               "CPU per message is the less disturbed metric.")
-    problems = []
-    for (scen, server), rows in sorted(runs.items()):
-        errors = sum(r.get("errors") or 0 for r in rows)
-        lost = sum(r.get("lost") or 0 for r in rows)
-        failed = sum(r.get("failed") or 0 for r in rows)
-        if errors or lost or failed:
-            problems.append(f"{scen}/{server}: {errors} errors, {lost} lost, {failed} failed")
-    print()
-    print("Errors: " + ("; ".join(problems) if problems else "none in any run") + ".")
+    print_problems(runs, ("errors", "lost", "failed"))
     path = os.path.join(out, "notes.txt")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            notes = [line.strip() for line in f if line.strip()]
-        if notes:
-            print()
-            for line in notes:
-                print(f"- {line}")
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        print()
+        print_lines(path)
 
 
 if __name__ == "__main__":
