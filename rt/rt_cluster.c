@@ -201,7 +201,35 @@ static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
     caught_up(cl, d->msg.nsp, d->pos);
 }
 
-static void presence_sweep(rt_cluster_t *cl);
+static void sweep_read(rt_cluster_t *cl, const char *nsp, const char *room);
+
+/* Calls fn for each namespace known here, on a copy of their names (fn may take cl->lock). */
+static void each_nsp(rt_cluster_t *cl, void (*fn)(rt_cluster_t *cl, const char *nsp))
+{
+    pthread_mutex_lock(&cl->lock);
+    size_t n = 0;
+    for (cl_nsp_t *it = cl->nsps; it != NULL; it = it->next)
+        n++;
+    char **names = calloc(n ? n : 1, sizeof(*names));
+    size_t k = 0;
+    for (cl_nsp_t *it = cl->nsps; names != NULL && it != NULL; it = it->next)
+        names[k++] = strdup(it->name);
+    pthread_mutex_unlock(&cl->lock);
+    for (size_t i = 0; i < k; i++) {
+        if (names[i] != NULL)
+            fn(cl, names[i]);
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* Reads back this node's presence entries in nsp (its rooms index, then each room listed
+ * for this node) and forgets those that are no longer true: after an outage, or a restart
+ * under the same node id after a kill -9 (broker thread). */
+static void presence_sweep(rt_cluster_t *cl, const char *nsp)
+{
+    sweep_read(cl, nsp, NULL);
+}
 
 static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud)
 {
@@ -216,24 +244,10 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
                  ev->state == RT_BROKER_DOWN ? "down" : "recovering");
         return;
     }
-    pthread_mutex_lock(&cl->lock);
-    size_t n = 0;
-    for (cl_nsp_t *it = cl->nsps; it != NULL; it = it->next)
-        n++;
-    char **names = calloc(n ? n : 1, sizeof(*names));
-    size_t k = 0;
-    for (cl_nsp_t *it = cl->nsps; names != NULL && it != NULL; it = it->next)
-        names[k++] = strdup(it->name);
-    pthread_mutex_unlock(&cl->lock);
-    for (size_t i = 0; i < k; i++) {
-        if (names[i] != NULL)
-            position_ask(cl, names[i]);
-        free(names[i]);
-    }
-    free(names);
+    each_nsp(cl, position_ask);
     if (!atomic_load(&cl->quiet)) {
         rt_cluster_presence_restore(cl->rt);
-        presence_sweep(cl);
+        each_nsp(cl, presence_sweep);
     }
     if (ev->gap && !atomic_load(&cl->quiet)) {
         eddy_log(cl->srv, EDDY_LOG_WARNING, "eddy_rt: Redis broker back after %llu ms: %s",
@@ -477,8 +491,12 @@ void rt_cluster_interest(rt_cluster_t *cl, const char *nsp, const char *room, bo
         pthread_mutex_lock(&cl->lock);
         nsp_get(cl, nsp, true);
         pthread_mutex_unlock(&cl->lock);
-        if (atomic_load(&cl->up))
+        /* A namespace made after the broker came up (the layer's namespaces are made after
+         * it starts) gets what the UP event did for the others. */
+        if (atomic_load(&cl->up)) {
             position_ask(cl, nsp);
+            presence_sweep(cl, nsp);
+        }
         rt_broker_subscribe(cl->b, nsp, marker_room);
     }
     if (on)
@@ -1251,8 +1269,6 @@ typedef struct sweep_arg {
     char nsp[];
 } sweep_arg_t;
 
-static void sweep_read(rt_cluster_t *cl, const char *nsp, const char *room);
-
 /* The broker's thread: this node's entries that are no longer true go. */
 static void on_sweep(rt_broker_t *b, int err, const rt_broker_presence_t *entries, size_t n,
                      void *arg)
@@ -1284,25 +1300,4 @@ static void sweep_read(rt_cluster_t *cl, const char *nsp, const char *room)
     if (rt_broker_presence_get(cl->b, nsp, room != NULL ? room : RT_CLUSTER_ROOMS_INDEX, 0,
                                on_sweep, a) != 0)
         free(a);
-}
-
-/* Reads back this node's entries (rooms index, then each room it lists for this node) and
- * forgets those that are no longer true (broker thread, on UP). */
-static void presence_sweep(rt_cluster_t *cl)
-{
-    pthread_mutex_lock(&cl->lock);
-    size_t n = 0;
-    for (cl_nsp_t *it = cl->nsps; it != NULL; it = it->next)
-        n++;
-    char **names = calloc(n ? n : 1, sizeof(*names));
-    size_t k = 0;
-    for (cl_nsp_t *it = cl->nsps; names != NULL && it != NULL; it = it->next)
-        names[k++] = strdup(it->name);
-    pthread_mutex_unlock(&cl->lock);
-    for (size_t i = 0; i < k; i++) {
-        if (names[i] != NULL)
-            sweep_read(cl, names[i], NULL);
-        free(names[i]);
-    }
-    free(names);
 }
