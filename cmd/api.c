@@ -569,7 +569,7 @@ static void sockets_answered(eddy_rt_nsp_t *nsp, int status, const eddy_rt_socke
         for (size_t k = 0; k < sockets[i].nrooms; k++)
             json_array_append_new(rooms, json_string(sockets[i].rooms[k]));
         json_t *entry = json_pack("{s:s,s:o,s:s}", "id", sockets[i].id, "rooms", rooms, "node",
-                                  sockets[i].node);
+                                  sockets[i].node != NULL ? sockets[i].node : "");
         json_object_set_new(entry, "user",
                             sockets[i].user_id != NULL ? json_string(sockets[i].user_id)
                                                        : json_null());

@@ -105,3 +105,21 @@ def test_api_disconnect_join_and_sockets_act_on_every_node(tmp_path, redis):  # 
         clients.close()
         a.stop()
         b.stop()
+
+
+def test_api_sockets_on_one_node(tmp_path):
+    """Without [broker] /api/sockets lists this node's sockets (node ""), complete."""
+    server = Daemon(tmp_path, CHAT + f"[auth]\nenabled = true\nkey = {JWT_KEY}\n")
+    clients = Clients(server.port)
+    try:
+        eve = clients.connect("eve", auth={"token": token("eve")}, transports=["websocket"])
+        assert clients.ack("eve", "join", "team")[0]["ok"] is True
+        listed = api_ok(server, "sockets", {"user": "eve"})
+        assert listed == {"sockets": [{"id": eve, "user": "eve", "rooms": ["team"], "node": ""}],
+                          "missing": [], "complete": True}
+        assert api_ok(server, "sockets", {"room": "nobody"})["sockets"] == []
+        status, answer, _ = server.api("sockets", {"socket": eve, "room": "team"})
+        assert status == 400, answer
+    finally:
+        clients.close()
+        server.stop()
