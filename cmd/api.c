@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -678,6 +679,51 @@ static void api_rooms(call_t *c)
     pending_started(c, pd, eddy_rt_rooms(c->nsp, eddy_response_fd(c->resp), rooms_answered, pd));
 }
 
+/* With [broker], stats' room counts are every node's (eddy_rt_rooms() per namespace); the
+ * last answer ends the response. Answers run on the response's loop, or on loop 0 if the
+ * connection is gone: counted under a lock. */
+typedef struct stats_wait {
+    pending_t *pd;
+    pthread_mutex_t lock;
+    size_t waiting;
+    int err;
+    json_t *body;
+} stats_wait_t;
+
+typedef struct stats_part {
+    stats_wait_t *w;
+    json_t *entry; /* the namespace's entry in w->body */
+} stats_part_t;
+
+static void stats_part_done(stats_wait_t *w, int err)
+{
+    pthread_mutex_lock(&w->lock);
+    if (err != 0 && w->err == 0)
+        w->err = err;
+    bool last = --w->waiting == 0;
+    pthread_mutex_unlock(&w->lock);
+    if (!last)
+        return;
+    if (w->err != 0)
+        json_decref(w->body);
+    pending_answer(w->pd, w->err, w->err == 0 ? w->body : NULL);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+static void stats_rooms_answered(int err, const eddy_rt_room_info_t *rooms, size_t n, void *arg)
+{
+    stats_part_t *part = arg;
+    stats_wait_t *w = part->w;
+    if (err == 0) {
+        pthread_mutex_lock(&w->lock);
+        json_object_set_new(part->entry, "rooms", json_integer((json_int_t)n));
+        pthread_mutex_unlock(&w->lock);
+    }
+    free(part);
+    stats_part_done(w, err);
+}
+
 static void api_stats(call_t *c, eddy_server_t *srv)
 {
     json_t *nsps = json_array();
@@ -690,8 +736,46 @@ static void api_stats(call_t *c, eddy_server_t *srv)
                                               "rooms", (json_int_t)json_array_size(rooms)));
         json_decref(rooms);
     }
-    ok(c->resp, json_pack("{s:I,s:o}", "connections", (json_int_t)eddy_connection_count(srv),
-                          "namespaces", nsps));
+    json_t *body = json_pack("{s:I,s:o}", "connections", (json_int_t)eddy_connection_count(srv),
+                             "namespaces", nsps);
+    if (rt == NULL || eddy_rt_node_id(rt) == NULL) {
+        ok(c->resp, body);
+        return;
+    }
+    stats_wait_t *w = calloc(1, sizeof(*w));
+    pending_t *pd = calloc(1, sizeof(*pd) + 1);
+    if (w == NULL || pd == NULL) {
+        free(w);
+        free(pd);
+        json_decref(body);
+        fail(c->resp, 500, "out of memory");
+        return;
+    }
+    *pd = (pending_t){.resp = c->resp, .srv = srv, .fd = eddy_response_fd(c->resp)};
+    snprintf(pd->method, sizeof(pd->method), "stats");
+    w->pd = pd;
+    w->body = body;
+    w->waiting = 1; /* this call's, released last */
+    pthread_mutex_init(&w->lock, NULL);
+    eddy_response_detach(c->resp);
+    answer_later = true;
+    for (size_t i = 0; (nsp = realtime_nsp_at(i)) != NULL; i++) {
+        stats_part_t *part = malloc(sizeof(*part));
+        pthread_mutex_lock(&w->lock);
+        w->waiting++;
+        pthread_mutex_unlock(&w->lock);
+        if (part == NULL) {
+            stats_part_done(w, EDDY_ENOMEM);
+            continue;
+        }
+        *part = (stats_part_t){w, json_array_get(nsps, i)};
+        int rc = eddy_rt_rooms(nsp, pd->fd, stats_rooms_answered, part);
+        if (rc != 0) {
+            free(part);
+            stats_part_done(w, rc);
+        }
+    }
+    stats_part_done(w, 0);
 }
 
 static void api_answer(eddy_request_t *req, eddy_response_t *resp);

@@ -4,7 +4,8 @@ redis-server answer for the whole cluster where they used to answer for their ow
 history on join and /api/history read the room's stream in Redis (eddy_rt_room_recent()),
 a join's and presence(room)'s presence is every node's, /api/disconnect, /api/join and
 /api/leave act on the sockets of every node (eddy_rt_disconnect_sockets(),
-eddy_rt_sockets_join()), and /api/sockets lists every node's sockets (eddy_rt_fetch_sockets()).
+eddy_rt_sockets_join()), /api/sockets lists every node's sockets (eddy_rt_fetch_sockets()) and
+/api/stats counts every node's rooms (eddy_rt_rooms()).
 """
 
 from test_daemon_realtime import JWT_KEY, Clients, Daemon, token
@@ -92,6 +93,11 @@ def test_api_disconnect_join_and_sockets_act_on_every_node(tmp_path, redis):  # 
                             event="news")["args"] == ["to the team"]
         team = api_ok(b, "sockets", {"room": "team"})["sockets"]
         assert [(s["id"], s["rooms"]) for s in team] == [(carol, ["team"])]
+        # /api/stats on node a counts node b's room (its sockets count stays node a's).
+        def rooms_on_a():
+            stats = api_ok(a, "stats", {})
+            return [(n["rooms"], n["sockets"]) for n in stats["namespaces"] if n["name"] == "/"]
+        poll("node b's room in node a's stats", lambda: rooms_on_a() == [(1, 1)])
         assert api_ok(a, "leave", {"user": "carol", "room": "team"}) == {"cluster": True}
         poll("carol's leave", lambda: api_ok(a, "sockets", {"room": "team"})["sockets"] == [])
         # A disconnect asked on node a of a user connected to node b.
