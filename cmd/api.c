@@ -4,13 +4,15 @@
  * {"result": ...} with 200, or {"error": {"status": N, "message": "..."}} with N as the
  * HTTP status. Authorised by the [api] key, sent as "Authorization: apikey KEY" (or
  * Centrifugo's X-API-Key header), compared in constant time. Methods: emit (alias
- * publish), disconnect, join, leave, presence, history, rooms, stats (README "Server API").
+ * publish), disconnect, join, leave, presence, history, rooms, sockets, stats (README "Server
+ * API").
  * Every call runs on the loop that took the request; eddy_rt functions may be called from
  * any thread.
  */
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +89,7 @@ typedef struct call {
     json_t *body;
     eddy_rt_nsp_t *nsp;
     eddy_response_t *resp;
+    eddy_server_t *srv;
 } call_t;
 
 /* A string member (NULL if absent); false (answered 400) if present and not a string. */
@@ -306,11 +309,55 @@ static bool target_sockets(call_t *c, collected_t *col)
     return true;
 }
 
+/* With [broker] a disconnect, join or leave acts on every node's sockets: sent to the
+ * cluster, each node applies it to its own (eddy_rt_disconnect_sockets(),
+ * eddy_rt_sockets_join()); no count comes back. */
+static bool clustered(call_t *c)
+{
+    return eddy_rt_node_id(eddy_rt_nsp_rt(c->nsp)) != NULL;
+}
+
+/* The call's target as a selection of every node's sockets: "socket" (its own room) or
+ * "user". False when answered (400). */
+static bool cluster_target(call_t *c, const char **one, eddy_rt_to_t *to)
+{
+    const char *socket_id, *user;
+    if (!get_string(c, "socket", &socket_id) || !get_string(c, "user", &user))
+        return false;
+    if ((socket_id == NULL) == (user == NULL)) {
+        fail(c->resp, 400, "user or socket is required (one of them)");
+        return false;
+    }
+    *one = socket_id != NULL ? socket_id : user;
+    *to = socket_id != NULL ? (eddy_rt_to_t){.rooms = one, .nrooms = 1}
+                            : (eddy_rt_to_t){.users = one, .nusers = 1};
+    return true;
+}
+
+static void cluster_sent(call_t *c, int rc)
+{
+    if (rc == 0)
+        ok(c->resp, json_pack("{s:b}", "cluster", 1));
+    else
+        fail(c->resp,
+             rc == EDDY_EDROPPED ? 503
+             : rc == EDDY_EINVAL ? 400
+                                 : 500,
+             rc == EDDY_EDROPPED ? "the cluster is busy (queue to Redis full)" : eddy_strerror(rc));
+}
+
 static void api_disconnect(call_t *c)
 {
     json_t *close = json_object_get(c->body, "close");
     if (close != NULL && !json_is_boolean(close)) {
         fail(c->resp, 400, "close must be true or false");
+        return;
+    }
+    if (clustered(c)) {
+        const char *one;
+        eddy_rt_to_t to;
+        if (cluster_target(c, &one, &to))
+            cluster_sent(c, eddy_rt_disconnect_sockets(c->nsp, &to, json_is_true(close)));
         return;
     }
     collected_t col;
@@ -332,6 +379,14 @@ static void api_join_leave(call_t *c, bool join)
         fail(c->resp, 400, "room is required");
         return;
     }
+    if (clustered(c)) {
+        const char *one;
+        eddy_rt_to_t to;
+        if (cluster_target(c, &one, &to))
+            cluster_sent(c, join ? eddy_rt_sockets_join(c->nsp, &to, &room, 1)
+                                 : eddy_rt_sockets_leave(c->nsp, &to, &room, 1));
+        return;
+    }
     collected_t col;
     if (!target_sockets(c, &col))
         return;
@@ -346,6 +401,8 @@ static void api_join_leave(call_t *c, bool join)
  * response is detached and ended in the callback, on its connection's loop. */
 typedef struct pending {
     eddy_response_t *resp;
+    eddy_server_t *srv;
+    eddy_fd_t fd;
     char method[16];
     char nsp[];
 } pending_t;
@@ -359,6 +416,8 @@ static pending_t *pending_new(call_t *c, const char *method)
     pending_t *pd = malloc(sizeof(*pd) + strlen(nsp) + 1);
     if (pd != NULL) {
         pd->resp = c->resp;
+        pd->srv = c->srv;
+        pd->fd = eddy_response_fd(c->resp);
         snprintf(pd->method, sizeof(pd->method), "%s", method);
         strcpy(pd->nsp, nsp);
     }
@@ -384,7 +443,7 @@ static void pending_answer(pending_t *pd, int err, json_t *body)
     if (err == 0 && body != NULL)
         ok(pd->resp, body);
     else if (err == EDDY_ECLOSED)
-        fail(pd->resp, 503, "the cluster's presence is unavailable (Redis does not answer)");
+        fail(pd->resp, 503, "the cluster is unavailable (Redis does not answer)");
     else
         fail(pd->resp, 500, err != 0 ? eddy_strerror(err) : "out of memory");
     metrics_api_call(pd->method, answered_status);
@@ -444,24 +503,29 @@ static void api_presence(call_t *c)
         eddy_rt_room_presence(c->nsp, room, eddy_response_fd(c->resp), presence_answered, pd));
 }
 
-static bool add_publication(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev, const char *offset,
-                            void *arg)
+static void history_answered(eddy_rt_nsp_t *nsp, int err, const eddy_rt_history_entry_t *entries,
+                             size_t n, void *arg)
 {
-    json_t *list = arg;
-    char *text = malloc(ev->args_len + 3);
-    if (text == NULL)
-        return false;
-    text[0] = '[';
-    memcpy(text + 1, ev->args, ev->args_len);
-    strcpy(text + 1 + ev->args_len, "]");
-    json_t *args = json_loads(text, JSON_DECODE_ANY, NULL);
-    free(text);
-    json_array_append_new(list, json_pack("{s:s,s:o,s:s}", "event", ev->name, "args",
-                                          args != NULL ? args : json_array(), "offset", offset));
-    return true;
+    json_t *list = err == 0 ? json_array() : NULL;
+    for (size_t i = 0; list != NULL && i < n; i++) {
+        const eddy_rt_event_t *ev = entries[i].ev;
+        char *text = malloc(ev->args_len + 3);
+        if (text == NULL)
+            break;
+        text[0] = '[';
+        memcpy(text + 1, ev->args, ev->args_len);
+        strcpy(text + 1 + ev->args_len, "]");
+        json_t *args = json_loads(text, JSON_DECODE_ANY, NULL);
+        free(text);
+        json_array_append_new(list, json_pack("{s:s,s:o,s:s}", "event", ev->name, "args",
+                                              args != NULL ? args : json_array(), "offset",
+                                              entries[i].offset));
+    }
+    pending_answer(arg, err, list != NULL ? json_pack("{s:o}", "publications", list) : NULL);
 }
 
-/* A room's history, or the namespace's (room absent): the layer's, newest limit events. */
+/* A room's history, or the namespace's (room absent): the newest limit events, every
+ * node's with [broker] (eddy_rt_room_recent()). */
 static void api_history(call_t *c)
 {
     const char *room;
@@ -474,9 +538,100 @@ static void api_history(call_t *c)
     }
     size_t n = limit != NULL && json_integer_value(limit) > 0 ? (size_t)json_integer_value(limit)
                                                               : SIZE_MAX;
-    json_t *list = json_array();
-    eddy_rt_room_history(c->nsp, room, n, add_publication, list);
-    ok(c->resp, json_pack("{s:o}", "publications", list));
+    pending_t *pd = pending_new(c, "history");
+    if (pd == NULL) {
+        fail(c->resp, 500, "out of memory");
+        return;
+    }
+    pending_started(
+        c, pd,
+        eddy_rt_room_recent(c->nsp, room, n, eddy_response_fd(c->resp), history_answered, pd));
+}
+
+/* A fetch's answer, handed from the thread that has it to the response's loop. */
+typedef struct fetched {
+    pending_t *pd;
+    json_t *body;
+} fetched_t;
+
+static void fetched_run(eddy_server_t *srv, void *arg)
+{
+    fetched_t *f = arg;
+    pending_answer(f->pd, f->body != NULL ? 0 : EDDY_ENOMEM, f->body);
+    free(f);
+}
+
+static void sockets_answered(eddy_rt_nsp_t *nsp, int status, const eddy_rt_socket_info_t *sockets,
+                             size_t n, const char *const *missing, size_t nmissing, void *arg)
+{
+    fetched_t *f = arg;
+    json_t *list = json_array(), *gone = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *rooms = json_array();
+        for (size_t k = 0; k < sockets[i].nrooms; k++)
+            json_array_append_new(rooms, json_string(sockets[i].rooms[k]));
+        json_t *entry = json_pack("{s:s,s:o,s:s}", "id", sockets[i].id, "rooms", rooms, "node",
+                                  sockets[i].node != NULL ? sockets[i].node : "");
+        json_object_set_new(entry, "user",
+                            sockets[i].user_id != NULL ? json_string(sockets[i].user_id)
+                                                       : json_null());
+        json_array_append_new(list, entry);
+    }
+    for (size_t i = 0; i < nmissing; i++)
+        json_array_append_new(gone, json_string(missing[i]));
+    /* complete: every node alive when the request left answered, Redis included. */
+    f->body = json_pack("{s:o,s:o,s:b}", "sockets", list, "missing", gone, "complete",
+                        status == 0 && nmissing == 0);
+    if (eddy_post(f->pd->srv, f->pd->fd, fetched_run, f) != 0 &&
+        eddy_defer(f->pd->srv, fetched_run, f) != 0)
+        fetched_run(f->pd->srv, f); /* out of memory: here */
+}
+
+/* The sockets of every node (eddy_rt_fetch_sockets()): targets as emit's (none: the whole
+ * namespace), waiting at most timeout_ms (default 2000, at most 30000) for the nodes. */
+static void api_sockets(call_t *c)
+{
+    const char *rooms[API_TARGETS_MAX], *users[API_TARGETS_MAX], *except[API_TARGETS_MAX];
+    size_t nrooms, nusers, nexcept;
+    const char *socket_id;
+    if (!get_list(c, "room", "rooms", rooms, &nrooms) ||
+        !get_list(c, "user", "users", users, &nusers) ||
+        !get_list(c, "except", "except_rooms", except, &nexcept) ||
+        !get_string(c, "socket", &socket_id))
+        return;
+    json_t *timeout = json_object_get(c->body, "timeout_ms");
+    if (timeout != NULL && (!json_is_integer(timeout) || json_integer_value(timeout) < 1 ||
+                            json_integer_value(timeout) > 30000)) {
+        fail(c->resp, 400, "timeout_ms must be 1 to 30000");
+        return;
+    }
+    if (socket_id != NULL) {
+        if (nrooms != 0 || nusers != 0 || nexcept != 0) {
+            fail(c->resp, 400, "socket is a target of its own: no rooms, users or except with it");
+            return;
+        }
+        rooms[nrooms++] = socket_id; /* its own room */
+    }
+    pending_t *pd = pending_new(c, "sockets");
+    fetched_t *f = pd != NULL ? calloc(1, sizeof(*f)) : NULL;
+    if (f == NULL) {
+        free(pd);
+        fail(c->resp, 500, "out of memory");
+        return;
+    }
+    f->pd = pd;
+    eddy_rt_to_t to = {.rooms = rooms,
+                       .nrooms = nrooms,
+                       .users = users,
+                       .nusers = nusers,
+                       .except = except,
+                       .nexcept = nexcept};
+    int rc = eddy_rt_fetch_sockets(c->nsp, &to,
+                                   timeout != NULL ? (uint32_t)json_integer_value(timeout) : 2000,
+                                   sockets_answered, f);
+    if (rc != 0)
+        free(f);
+    pending_started(c, pd, rc);
 }
 
 static void add_room_name(const char *room, void *arg)
@@ -525,6 +680,51 @@ static void api_rooms(call_t *c)
     pending_started(c, pd, eddy_rt_rooms(c->nsp, eddy_response_fd(c->resp), rooms_answered, pd));
 }
 
+/* With [broker], stats' room counts are every node's (eddy_rt_rooms() per namespace); the
+ * last answer ends the response. Answers run on the response's loop, or on loop 0 if the
+ * connection is gone: counted under a lock. */
+typedef struct stats_wait {
+    pending_t *pd;
+    pthread_mutex_t lock;
+    size_t waiting;
+    int err;
+    json_t *body;
+} stats_wait_t;
+
+typedef struct stats_part {
+    stats_wait_t *w;
+    json_t *entry; /* the namespace's entry in w->body */
+} stats_part_t;
+
+static void stats_part_done(stats_wait_t *w, int err)
+{
+    pthread_mutex_lock(&w->lock);
+    if (err != 0 && w->err == 0)
+        w->err = err;
+    bool last = --w->waiting == 0;
+    pthread_mutex_unlock(&w->lock);
+    if (!last)
+        return;
+    if (w->err != 0)
+        json_decref(w->body);
+    pending_answer(w->pd, w->err, w->err == 0 ? w->body : NULL);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+static void stats_rooms_answered(int err, const eddy_rt_room_info_t *rooms, size_t n, void *arg)
+{
+    stats_part_t *part = arg;
+    stats_wait_t *w = part->w;
+    if (err == 0) {
+        pthread_mutex_lock(&w->lock);
+        json_object_set_new(part->entry, "rooms", json_integer((json_int_t)n));
+        pthread_mutex_unlock(&w->lock);
+    }
+    free(part);
+    stats_part_done(w, err);
+}
+
 static void api_stats(call_t *c, eddy_server_t *srv)
 {
     json_t *nsps = json_array();
@@ -537,8 +737,46 @@ static void api_stats(call_t *c, eddy_server_t *srv)
                                               "rooms", (json_int_t)json_array_size(rooms)));
         json_decref(rooms);
     }
-    ok(c->resp, json_pack("{s:I,s:o}", "connections", (json_int_t)eddy_connection_count(srv),
-                          "namespaces", nsps));
+    json_t *body = json_pack("{s:I,s:o}", "connections", (json_int_t)eddy_connection_count(srv),
+                             "namespaces", nsps);
+    if (rt == NULL || eddy_rt_node_id(rt) == NULL) {
+        ok(c->resp, body);
+        return;
+    }
+    stats_wait_t *w = calloc(1, sizeof(*w));
+    pending_t *pd = calloc(1, sizeof(*pd) + 1);
+    if (w == NULL || pd == NULL) {
+        free(w);
+        free(pd);
+        json_decref(body);
+        fail(c->resp, 500, "out of memory");
+        return;
+    }
+    *pd = (pending_t){.resp = c->resp, .srv = srv, .fd = eddy_response_fd(c->resp)};
+    snprintf(pd->method, sizeof(pd->method), "stats");
+    w->pd = pd;
+    w->body = body;
+    w->waiting = 1; /* this call's, released last */
+    pthread_mutex_init(&w->lock, NULL);
+    eddy_response_detach(c->resp);
+    answer_later = true;
+    for (size_t i = 0; (nsp = realtime_nsp_at(i)) != NULL; i++) {
+        stats_part_t *part = malloc(sizeof(*part));
+        pthread_mutex_lock(&w->lock);
+        w->waiting++;
+        pthread_mutex_unlock(&w->lock);
+        if (part == NULL) {
+            stats_part_done(w, EDDY_ENOMEM);
+            continue;
+        }
+        *part = (stats_part_t){w, json_array_get(nsps, i)};
+        int rc = eddy_rt_rooms(nsp, pd->fd, stats_rooms_answered, part);
+        if (rc != 0) {
+            free(part);
+            stats_part_done(w, rc);
+        }
+    }
+    stats_part_done(w, 0);
 }
 
 static void api_answer(eddy_request_t *req, eddy_response_t *resp);
@@ -590,7 +828,7 @@ static void api_answer(eddy_request_t *req, eddy_response_t *resp)
         return;
     }
     json_error_t jerr;
-    call_t c = {.resp = resp};
+    call_t c = {.resp = resp, .srv = eddy_request_server(req)};
     c.body = len > 0 ? json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr) : json_object();
     if (!json_is_object(c.body)) {
         json_decref(c.body);
@@ -626,6 +864,8 @@ static void api_answer(eddy_request_t *req, eddy_response_t *resp)
         api_history(&c);
     else if (strcmp(method, "rooms") == 0)
         api_rooms(&c);
+    else if (strcmp(method, "sockets") == 0)
+        api_sockets(&c);
     else
         known = false;
     if (!known)

@@ -28,8 +28,8 @@ typedef struct loop_lag {
     _Atomic uint64_t sample_ns[LAG_SAMPLES];
 } loop_lag_t;
 
-static const char *const api_methods[] = {"emit",     "publish", "disconnect", "join", "leave",
-                                          "presence", "history", "rooms",      "stats"};
+static const char *const api_methods[] = {"emit",     "publish", "disconnect", "join",    "leave",
+                                          "presence", "history", "rooms",      "sockets", "stats"};
 #define API_METHODS (sizeof(api_methods) / sizeof(api_methods[0]) + 1) /* + "other" */
 static const int api_statuses[] = {200, 400, 401, 404, 405, 413, 500, 503};
 #define API_STATUSES (sizeof(api_statuses) / sizeof(api_statuses[0]) + 1) /* + "other" */

@@ -34,7 +34,7 @@ static const char publish_usage[] =
     "the rooms and users given (each socket once), or to one socket, or to the whole\n"
     "namespace (default /) when no target is given, through the server API (POST\n"
     "/api/emit). api calls any API method with JSON as its body (default {}): emit,\n"
-    "disconnect, join, leave, presence, history, rooms, stats.\n"
+    "disconnect, join, leave, presence, history, rooms, sockets, stats.\n"
     "\n"
     "The API's address and key come from the configuration: the [admin] listener if it has\n"
     "a port, else [server]; [api] key (or EDDY_API_KEY).\n"

@@ -806,104 +806,10 @@ static bool socket_in(eddy_rt_socket_t *s, const char *room)
     return probe.found;
 }
 
-typedef struct members {
-    eddy_rt_socket_t **sockets; /* referenced */
-    size_t n, cap, total;
-    bool failed;
-} members_t;
-
-static bool collect_member(const eddy_rt_member_t *m, void *arg)
-{
-    members_t *mem = arg;
-    mem->total++;
-    if (mem->n == PRESENCE_MAX || mem->failed)
-        return true;
-    if (mem->n == mem->cap) {
-        size_t cap = mem->cap ? mem->cap * 2 : 16;
-        eddy_rt_socket_t **p = realloc(mem->sockets, cap * sizeof(*p));
-        if (p == NULL) {
-            mem->failed = true;
-            return true;
-        }
-        mem->sockets = p;
-        mem->cap = cap;
-    }
-    eddy_rt_socket_ref(m->socket);
-    mem->sockets[mem->n++] = m->socket;
-    return true;
-}
-
-/* A room's presence: {"num_sockets", "num_users", "sockets": [{"id", "user", "data"}]} (at
- * most PRESENCE_MAX sockets listed). */
-static void text_presence(text_t *t, eddy_rt_nsp_t *nsp, const char *room)
-{
-    members_t mem = {0};
-    eddy_rt_room_sockets(nsp, room, collect_member, &mem);
-    char count[64];
-    snprintf(count, sizeof(count), "{\"num_sockets\":%zu,\"num_users\":%zu,\"sockets\":[",
-             mem.total, eddy_rt_room_user_count(nsp, room));
-    text_str(t, count);
-    for (size_t i = 0; i < mem.n; i++) {
-        text_str(t, i > 0 ? ",{" : "{");
-        pthread_mutex_lock(&R.data_lock);
-        text_identity(t, mem.sockets[i]);
-        pthread_mutex_unlock(&R.data_lock);
-        text_str(t, "}");
-        eddy_rt_socket_unref(mem.sockets[i]);
-    }
-    text_str(t, "]}");
-    t->failed |= mem.failed;
-    free(mem.sockets);
-}
-
 /* The daemon's own presence events, left out of a join's history. */
 static bool presence_event(const eddy_rt_event_t *ev)
 {
     return strcmp(ev->name, "joined") == 0 || strcmp(ev->name, "left") == 0;
-}
-
-typedef struct history_walk {
-    text_t *t;
-    size_t skip, left, seen;
-} history_walk_t;
-
-static bool count_event(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev, const char *offset,
-                        void *arg)
-{
-    ((history_walk_t *)arg)->seen += !presence_event(ev);
-    return true;
-}
-
-static bool add_event(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev, const char *offset, void *arg)
-{
-    history_walk_t *w = arg;
-    if (presence_event(ev))
-        return true;
-    if (w->skip > 0) {
-        w->skip--;
-        return true;
-    }
-    text_str(w->t, w->seen++ > 0 ? ",{\"event\":" : "{\"event\":");
-    text_json_string(w->t, ev->name);
-    text_str(w->t, ",\"args\":[");
-    text_add(w->t, ev->args, ev->args_len);
-    text_str(w->t, "],\"offset\":");
-    text_json_string(w->t, offset);
-    text_str(w->t, "}");
-    return --w->left > 0;
-}
-
-/* The last n events of room, oldest first, as /api/history lists them: [{"event", "args",
- * "offset"}]. Two walks: the first counts, the second skips all but the last n (an event
- * stored between them is also sent live, after the join). */
-static void text_history(text_t *t, eddy_rt_nsp_t *nsp, const char *room, size_t n)
-{
-    history_walk_t w = {.t = t};
-    eddy_rt_room_history(nsp, room, SIZE_MAX, count_event, &w);
-    w = (history_walk_t){.t = t, .skip = w.seen > n ? w.seen - n : 0, .left = n};
-    text_str(t, "[");
-    eddy_rt_room_history(nsp, room, SIZE_MAX, add_event, &w);
-    text_str(t, "]");
 }
 
 static void ack_text(eddy_rt_socket_t *s, int64_t ack_id, text_t *t)
@@ -912,24 +818,172 @@ static void ack_text(eddy_rt_socket_t *s, int64_t ack_id, text_t *t)
     text_free(t);
 }
 
-/* The answer to a join that succeeded: {"ok": true}, with the room's "presence" where
- * client_presence allows it and its last history_on_join events as "history". */
-static void ack_join(eddy_rt_socket_t *s, int64_t ack_id, const char *room)
+/* An answer that waits for the cluster (README "Scale-out"): a join's (presence and
+ * history) or a presence query's. Its parts come from eddy_rt_room_presence() and
+ * eddy_rt_room_recent(), on the layer's broker thread with [broker] (on the calling thread
+ * before they return on one node); the ack goes when the last one came. */
+typedef struct late_ack {
+    eddy_rt_socket_t *s; /* referenced */
+    int64_t ack_id;
+    pthread_mutex_t lock;
+    int waiting;
+    size_t history_n;
+    text_t presence, history; /* JSON text of each part asked for */
+    char pstack[1], hstack[1];
+    bool want_presence, want_history;
+} late_ack_t;
+
+/* One part came (its text empty when it could not be had). */
+static void late_ack_part_done(late_ack_t *a)
 {
+    pthread_mutex_lock(&a->lock);
+    bool last = --a->waiting == 0;
+    pthread_mutex_unlock(&a->lock);
+    if (!last)
+        return;
     char stack[4096];
     text_t t;
     text_init(&t, stack, sizeof(stack));
     text_str(&t, "{\"ok\":true");
-    if (room_matches(R.st.client_presence, room)) {
+    /* A part the cluster did not give (Redis down) is null: the join itself was done. */
+    if (a->want_presence) {
         text_str(&t, ",\"presence\":");
-        text_presence(&t, eddy_rt_socket_nsp(s), room);
+        text_str(&t, a->presence.len > 0 ? a->presence.p : "null");
     }
-    if (R.st.history_on_join > 0) {
+    if (a->want_history) {
         text_str(&t, ",\"history\":");
-        text_history(&t, eddy_rt_socket_nsp(s), room, R.st.history_on_join);
+        text_str(&t, a->history.len > 0 ? a->history.p : "null");
     }
     text_str(&t, "}");
-    ack_text(s, ack_id, &t);
+    t.failed |= a->presence.failed || a->history.failed;
+    ack_text(a->s, a->ack_id, &t);
+    text_free(&a->presence);
+    text_free(&a->history);
+    eddy_rt_socket_unref(a->s);
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}
+
+/* A room's presence, every node's: {"num_sockets", "num_users", "sockets": [{"id", "user",
+ * "data"}]} (at most PRESENCE_MAX sockets listed; data known for this node's sockets). */
+static void late_presence(int err, const eddy_rt_presence_t *p, void *arg)
+{
+    late_ack_t *a = arg;
+    text_t *t = &a->presence;
+    if (err != 0) {
+        late_ack_part_done(a);
+        return;
+    }
+    char count[64];
+    snprintf(count, sizeof(count), "{\"num_sockets\":%zu,\"num_users\":%zu,\"sockets\":[",
+             p->nsockets, p->nusers);
+    text_str(t, count);
+    eddy_rt_nsp_t *nsp = eddy_rt_socket_nsp(a->s);
+    for (size_t i = 0; i < p->nsockets && i < PRESENCE_MAX; i++) {
+        const eddy_rt_presence_socket_t *e = &p->sockets[i];
+        text_str(t, i > 0 ? ",{" : "{");
+        eddy_rt_socket_t *s = eddy_rt_socket_find(nsp, e->socket_id);
+        if (s != NULL) {
+            pthread_mutex_lock(&R.data_lock);
+            text_identity(t, s);
+            pthread_mutex_unlock(&R.data_lock);
+            eddy_rt_socket_unref(s);
+        } else {
+            text_str(t, "\"id\":");
+            text_json_string(t, e->socket_id);
+            text_str(t, ",\"user\":");
+            if (e->user_id != NULL)
+                text_json_string(t, e->user_id);
+            else
+                text_str(t, "null");
+            text_str(t, ",\"data\":null");
+        }
+        text_str(t, "}");
+    }
+    text_str(t, "]}");
+    late_ack_part_done(a);
+}
+
+/* The room's last history_n events, oldest first, as /api/history lists them: [{"event",
+ * "args", "offset"}] (the daemon's joined/left events left out). */
+static void late_history(eddy_rt_nsp_t *nsp, int err, const eddy_rt_history_entry_t *entries,
+                         size_t n, void *arg)
+{
+    late_ack_t *a = arg;
+    text_t *t = &a->history;
+    if (err != 0) {
+        late_ack_part_done(a);
+        return;
+    }
+    size_t seen = 0, skip;
+    for (size_t i = 0; i < n; i++)
+        seen += !presence_event(entries[i].ev);
+    skip = seen > a->history_n ? seen - a->history_n : 0;
+    seen = 0;
+    text_str(t, "[");
+    for (size_t i = 0; i < n; i++) {
+        const eddy_rt_event_t *ev = entries[i].ev;
+        if (presence_event(ev))
+            continue;
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        text_str(t, seen++ > 0 ? ",{\"event\":" : "{\"event\":");
+        text_json_string(t, ev->name);
+        text_str(t, ",\"args\":[");
+        text_add(t, ev->args, ev->args_len);
+        text_str(t, "],\"offset\":");
+        text_json_string(t, entries[i].offset);
+        text_str(t, "}");
+    }
+    text_str(t, "]");
+    late_ack_part_done(a);
+}
+
+/* Answers ack_id of s later with {"ok": true} and the parts asked for: the room's presence,
+ * its last history_n events (0: none). */
+static void late_ack_start(eddy_rt_socket_t *s, int64_t ack_id, const char *room,
+                           bool want_presence, size_t history_n)
+{
+    late_ack_t *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        eddy_rt_ack_json(s, ack_id, "{\"error\":\"out of memory\"}");
+        return;
+    }
+    eddy_rt_socket_ref(s);
+    a->s = s;
+    a->ack_id = ack_id;
+    a->want_presence = want_presence;
+    a->want_history = history_n > 0;
+    a->history_n = history_n;
+    text_init(&a->presence, a->pstack, sizeof(a->pstack));
+    text_init(&a->history, a->hstack, sizeof(a->hstack));
+    pthread_mutex_init(&a->lock, NULL);
+    a->waiting = 1 + want_presence + a->want_history; /* the last one is this call's */
+    eddy_rt_nsp_t *nsp = eddy_rt_socket_nsp(s);
+    if (want_presence && eddy_rt_room_presence(nsp, room, 0, late_presence, a) != 0) {
+        late_ack_part_done(a);
+    }
+    /* All of the room's kept events: the last history_n are counted without the daemon's
+     * own presence events (bounded by history_size). */
+    if (a->want_history && eddy_rt_room_recent(nsp, room, SIZE_MAX, 0, late_history, a) != 0) {
+        late_ack_part_done(a);
+    }
+    late_ack_part_done(a);
+}
+
+/* The answer to a join that succeeded: {"ok": true}, with the room's "presence" where
+ * client_presence allows it and its last history_on_join events as "history", every
+ * node's (later, when the cluster answered). */
+static void ack_join(eddy_rt_socket_t *s, int64_t ack_id, const char *room)
+{
+    bool presence = room_matches(R.st.client_presence, room);
+    if (!presence && R.st.history_on_join == 0) {
+        eddy_rt_ack_json(s, ack_id, "{\"ok\":true}");
+        return;
+    }
+    late_ack_start(s, ack_id, room, presence, R.st.history_on_join);
 }
 
 /* The room a publish or presence event names, where patterns allow it and s is in it;
@@ -998,13 +1052,7 @@ static void on_presence_query(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, vo
         eddy_rt_ack_json(s, ev->ack_id, refusal);
         return;
     }
-    char stack[4096];
-    text_t t;
-    text_init(&t, stack, sizeof(stack));
-    text_str(&t, "{\"ok\":true,\"presence\":");
-    text_presence(&t, eddy_rt_socket_nsp(s), room);
-    text_str(&t, "}");
-    ack_text(s, ev->ack_id, &t);
+    late_ack_start(s, ev->ack_id, room, true, 0);
 }
 
 /* Tells a client_presence room that s joined or left it: the event "joined" or "left" with

@@ -622,6 +622,33 @@ typedef bool (*eddy_rt_history_cb)(eddy_rt_nsp_t *nsp, const eddy_rt_event_t *ev
 size_t eddy_rt_room_history(eddy_rt_nsp_t *nsp, const char *room, size_t n,
                             eddy_rt_history_cb visit, void *arg);
 
+/*
+ * History on join across nodes: the newest n (> 0) events kept for room (NULL: those
+ * emitted to the whole namespace), oldest first, as eddy_rt_room_history() visits them,
+ * but answered later and, with redis_url, read from Redis (the room's stream: events every
+ * node emitted to it; see README "Scale-out") instead of this node's store. On one node it
+ * answers from the local history. Volatile events are never listed.
+ *
+ * cb runs exactly once: with fd not 0, on the loop of connection fd (eddy_post()), or on
+ * loop 0 if fd is gone by then (eddy_defer()); with fd 0, on the thread that has the
+ * answer (the layer's broker thread with redis_url, the calling thread before the call
+ * returns on one node), and it must then be quick. err: 0, EDDY_ECLOSED (Redis down, or
+ * the layer being freed), EDDY_EPROTO (Redis refused; logged), EDDY_ENOMEM; entries[0..n)
+ * (NULL when err is not 0) and everything they point to are borrowed for the call. A read
+ * still waiting when eddy_rt_free() runs is answered EDDY_ECLOSED, possibly after it
+ * returned: arg must outlive it. Any thread. Returns 0 (cb will run), EDDY_EINVAL (nsp or
+ * cb NULL, n 0, a '}' in room with redis_url), EDDY_ENOMEM, EDDY_EDROPPED (the queue to
+ * Redis is full; cb not called).
+ */
+typedef struct eddy_rt_history_entry {
+    const eddy_rt_event_t *ev;
+    const char *offset; /* its position, as eddy_rt_room_history() gives it */
+} eddy_rt_history_entry_t;
+typedef void (*eddy_rt_recent_cb)(eddy_rt_nsp_t *nsp, int err,
+                                  const eddy_rt_history_entry_t *entries, size_t n, void *arg);
+int eddy_rt_room_recent(eddy_rt_nsp_t *nsp, const char *room, size_t n, eddy_fd_t fd,
+                        eddy_rt_recent_cb cb, void *arg);
+
 /* Disconnects every connection of user_id in nsp (eddy_rt_disconnect() on each). Returns
  * the number disconnected. */
 size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool close_client);

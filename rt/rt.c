@@ -4592,3 +4592,149 @@ int eddy_rt_rooms(eddy_rt_nsp_t *nsp, eddy_fd_t fd, eddy_rt_rooms_cb cb, void *a
         pq_free(q);
     return rc;
 }
+
+/* ---------------------------------------------------------------------------------------
+ * History on join across nodes (eddy_rt_room_recent()): the broker's room streams in a
+ * cluster, the namespace's store on one node
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct rt_recent {
+    eddy_rt_nsp_t *nsp;
+    eddy_fd_t fd;
+    eddy_rt_recent_cb cb;
+    void *arg;
+    int err;
+    uint64_t epoch;
+    rt_replay_t list; /* the stored forms, oldest first */
+} rt_recent_t;
+
+/* Decodes one stored form into ev (its name unescaped into name, cap bytes; its
+ * attachments in bin[0..64)). False: not an event the history lists (malformed, or one
+ * asking for an ack). */
+static bool recent_event(const rt_missed_t *m, eddy_rt_event_t *ev, char *name, size_t cap,
+                         eddy_rt_bin_t bin[64])
+{
+    const char *text;
+    size_t tlen, nbin;
+    sio_packet_t p;
+    if (!stored_parse(m->payload, m->len, &text, &tlen, bin, &nbin) || tlen < 2 ||
+        sio_packet_decode(text + 1, tlen - 1, 64, &p) != 0 || p.has_id ||
+        p.event.type != RT_JSON_STRING)
+        return false;
+    long nl = rt_json_unescape(&p.event, name, cap - 1);
+    if (nl < 0)
+        return false;
+    name[nl] = '\0';
+    *ev = (eddy_rt_event_t){.name = name,
+                            .args = p.args != NULL ? p.args : "",
+                            .args_len = p.args_len,
+                            .bin = bin,
+                            .nbin = nbin,
+                            .ack_id = -1};
+    return true;
+}
+
+static void recent_run(eddy_server_t *srv, void *arg)
+{
+    rt_recent_t *q = arg;
+    size_t n = 0, nbin = 0, names = 0;
+    eddy_rt_bin_t bin[64];
+    for (rt_missed_t *m = q->list.head; m != NULL; m = m->next) {
+        const char *text;
+        size_t tlen, nb = 0;
+        n++;
+        names += m->len + 1; /* a name unescaped is never longer than the packet */
+        if (stored_parse(m->payload, m->len, &text, &tlen, bin, &nb))
+            nbin += nb;
+    }
+    eddy_rt_history_entry_t *entries = NULL;
+    eddy_rt_event_t *evs = NULL;
+    char(*offsets)[RT_OFFSET_SIZE] = NULL;
+    char *namebuf = NULL;
+    eddy_rt_bin_t *bins = NULL;
+    if (q->err == 0) {
+        entries = malloc((n ? n : 1) * sizeof(*entries));
+        evs = malloc((n ? n : 1) * sizeof(*evs));
+        offsets = malloc((n ? n : 1) * sizeof(*offsets));
+        namebuf = malloc(names + 1);
+        bins = malloc((nbin ? nbin : 1) * sizeof(*bins));
+        if (entries == NULL || evs == NULL || offsets == NULL || namebuf == NULL || bins == NULL)
+            q->err = EDDY_ENOMEM;
+    }
+    size_t k = 0, used = 0;
+    char *name = namebuf;
+    for (rt_missed_t *m = q->list.head; q->err == 0 && m != NULL; m = m->next) {
+        if (!recent_event(m, &evs[k], name, m->len + 1, bin))
+            continue;
+        memcpy(bins + used, bin, evs[k].nbin * sizeof(*bin));
+        evs[k].bin = bins + used;
+        used += evs[k].nbin;
+        name += strlen(name) + 1;
+        rt_offset_encode((rt_position_t){q->epoch, m->seq}, offsets[k]);
+        entries[k] = (eddy_rt_history_entry_t){&evs[k], offsets[k]};
+        k++;
+    }
+    q->cb(q->nsp, q->err, q->err == 0 ? entries : NULL, q->err == 0 ? k : 0, q->arg);
+    free(entries);
+    free(evs);
+    free(offsets);
+    free(namebuf);
+    free(bins);
+    for (rt_missed_t *m = q->list.head, *next; m != NULL; m = next) {
+        next = m->next;
+        free(m);
+    }
+    free(q);
+}
+
+static void recent_deliver(rt_recent_t *q)
+{
+    eddy_server_t *srv = q->nsp->rt->srv;
+    if (q->fd == 0 ||
+        (eddy_post(srv, q->fd, recent_run, q) != 0 && eddy_defer(srv, recent_run, q) != 0))
+        recent_run(srv, q); /* fd 0, or out of memory: here */
+}
+
+/* The broker's answer (its thread): the entries copied, volatile ones left out. */
+static void on_recent(rt_broker_t *b, int err, rt_position_t top,
+                      const rt_broker_delivery_t *entries, size_t n, void *arg)
+{
+    rt_recent_t *q = arg;
+    q->err = err;
+    for (size_t i = 0; err == 0 && i < n; i++) {
+        if (entries[i].msg.flags & EDDY_RT_VOLATILE)
+            continue;
+        q->epoch = entries[i].pos.epoch;
+        replay_copy(entries[i].pos.seq, entries[i].msg.payload, entries[i].msg.payload_len,
+                    &q->list);
+    }
+    if (q->list.failed)
+        q->err = EDDY_ENOMEM;
+    recent_deliver(q);
+}
+
+int eddy_rt_room_recent(eddy_rt_nsp_t *nsp, const char *room, size_t n, eddy_fd_t fd,
+                        eddy_rt_recent_cb cb, void *arg)
+{
+    if (nsp == NULL || cb == NULL || n == 0)
+        return EDDY_EINVAL;
+    rt_recent_t *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return EDDY_ENOMEM;
+    *q = (rt_recent_t){.nsp = nsp, .fd = fd, .cb = cb, .arg = arg, .epoch = nsp->epoch};
+    q->list.tail = &q->list.head;
+    eddy_rt_t *rt = nsp->rt;
+    if (rt->cluster != NULL) {
+        int rc =
+            rt_broker_recent(rt_cluster_broker(rt->cluster), nsp->name, room, n, 0, on_recent, q);
+        if (rc != 0)
+            free(q);
+        return rc;
+    }
+    if (nsp->hist != NULL)
+        rt_history_recent(nsp->hist, room, n, replay_copy, &q->list, NULL);
+    if (q->list.failed)
+        q->err = EDDY_ENOMEM;
+    recent_deliver(q);
+    return 0;
+}

@@ -230,6 +230,8 @@ typedef struct rt_broker_ops {
                    uint32_t flags, uint32_t timeout_ms, eddy_fd_t fd, rt_broker_request_cb cb,
                    void *arg);
     int (*respond)(rt_broker_t *b, const char *node, uint64_t id, const void *data, size_t len);
+    int (*recent)(rt_broker_t *b, const char *nsp, const char *room, size_t n, eddy_fd_t fd,
+                  rt_broker_history_cb cb, void *arg);
 } rt_broker_ops_t;
 
 /* Every engine's broker starts with this. */
@@ -383,6 +385,22 @@ static inline int rt_broker_respond(rt_broker_t *b, const char *node, uint64_t i
                                     size_t len)
 {
     return b->ops->respond(b, node, id, data, len);
+}
+
+/*
+ * History on join, across nodes: reads the newest n (> 0) broadcasts kept for room of nsp
+ * (room NULL: those to the whole namespace), whichever node published them. cb runs once
+ * (see rt_broker_history_cb): err 0 with entries[0..n) oldest first (at most n; fewer when
+ * fewer are kept) and top the namespace's position when it was read, or EDDY_ECLOSED (broker down
+ * or being freed), EDDY_EPROTO (refused; logged), EDDY_ENOMEM. Entries are as stored: their
+ * except-rooms are not applied (the caller decides). Unlike rt_broker_history() it does not wait
+ * for subscriptions. Returns 0, EDDY_EINVAL (nsp or cb NULL, n 0, a name with '}'), EDDY_ENOMEM,
+ * EDDY_EDROPPED.
+ */
+static inline int rt_broker_recent(rt_broker_t *b, const char *nsp, const char *room, size_t n,
+                                   eddy_fd_t fd, rt_broker_history_cb cb, void *arg)
+{
+    return b->ops->recent(b, nsp, room, n, fd, cb, arg);
 }
 
 /* The node message format (Redis engine; parsed here for the fuzz harness): byte 2

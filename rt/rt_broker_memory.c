@@ -720,6 +720,52 @@ static int mb_history(rt_broker_t *b, const char *nsp, rt_position_t after,
     return 0;
 }
 
+/* The newest n entries of one room (rt_broker_recent()): counted, then copied, as
+ * mb_history() does. */
+static int mb_recent(rt_broker_t *b, const char *nsp, const char *room, size_t n, eddy_fd_t fd,
+                     rt_broker_history_cb cb, void *arg)
+{
+    mb_t *mb = (mb_t *)b;
+    if (!cb || !n || !name_ok(nsp) || (room && !name_ok(room)))
+        return EDDY_EINVAL;
+    if (n > mb->cfg.history_max_entries)
+        n = mb->cfg.history_max_entries;
+    size_t id_len = strlen(mb->node_id), nsp_len = strlen(nsp);
+    lock(mb);
+    rt_history_t *h = nsp_store(mb, nsp);
+    if (!h) {
+        unlock(mb);
+        return EDDY_ENOMEM;
+    }
+    rt_position_t top = rt_history_position(h);
+    history_count_t c = {0};
+    int err = rt_history_recent(h, room, n, count_entry, &c, NULL);
+    if (err < 0)
+        c = (history_count_t){0};
+    size_t size = align8(sizeof(history_result_t)) + c.n * sizeof(rt_broker_delivery_t) +
+                  c.names * sizeof(char *) + id_len + 1 + nsp_len + 1 + c.bytes;
+    history_result_t *r = malloc(size);
+    if (!r) {
+        unlock(mb);
+        return EDDY_ENOMEM;
+    }
+    *r = (history_result_t){.b = b, .cb = cb, .arg = arg, .err = err < 0 ? err : 0, .top = top};
+    r->entries = (rt_broker_delivery_t *)(void *)((char *)r + align8(sizeof(*r)));
+    r->names = (const char **)(r->entries + c.n);
+    char *origin = (char *)(r->names + c.names);
+    memcpy(origin, mb->node_id, id_len + 1);
+    char *nsp_copy = origin + id_len + 1;
+    memcpy(nsp_copy, nsp, nsp_len + 1);
+    r->origin = origin;
+    r->nsp = nsp_copy;
+    r->bytes = nsp_copy + nsp_len + 1;
+    if (c.n)
+        rt_history_recent(h, room, n, copy_entry, r, NULL);
+    unlock(mb);
+    dispatch(mb, fd, run_history_result, r, free);
+    return 0;
+}
+
 /* ---------------------------------------------------------------------------------------
  * Session records
  * ------------------------------------------------------------------------------------- */
@@ -1304,6 +1350,7 @@ static const rt_broker_ops_t memory_ops = {
     .free = mb_free,
     .request = mb_request,
     .respond = mb_respond,
+    .recent = mb_recent,
 };
 
 void rt_broker_memory_config_init(rt_broker_memory_config_t *cfg)

@@ -159,6 +159,7 @@ enum job_kind {
     JOB_PRESENCE_GET,
     JOB_NODE_REQUEST,
     JOB_NODE_REPLY,
+    JOB_RECENT,
 };
 
 /* A queued request: its Redis command (argv), built by the caller in one allocation. */
@@ -482,7 +483,8 @@ static void fail_job(rb_t *rb, job_t *j, int err)
             }
             break;
         }
-        case JOB_HISTORY: {
+        case JOB_HISTORY:
+        case JOB_RECENT: {
             history_result_t *r = calloc(1, sizeof(*r));
             if (r) {
                 *r = (history_result_t){
@@ -1114,6 +1116,60 @@ static int rb_presence_get(rt_broker_t *b, const char *nsp, const char *room, ed
         return EDDY_EINVAL;
     presence_in_t in = {JOB_PRESENCE_GET, nsp, room, NULL, NULL, 0};
     return presence_job((rb_t *)b, &in, fd, (void (*)(void))cb, arg);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The newest entries of a room (rt_broker_recent()): one read of its stream, newest
+ * first, with the namespace's position. Sent with EVAL (the script cache keeps it): it is
+ * rare (a join, an API read), so it stays out of the preloaded scripts.
+ * KEYS = pos, stream; ARGV = count. Returns {top, epoch, seq, message, ...}.
+ * ------------------------------------------------------------------------------------- */
+
+static const char lua_recent[] =
+    "local ep = redis.call('HGET', KEYS[1], 'e') or '0'\n"
+    "local top = tonumber(redis.call('HGET', KEYS[1], 's') or '0')\n"
+    "local out = {top, ep}\n"
+    "for _, e in ipairs(redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[1])) do\n"
+    "  local f = e[2]\n"
+    "  local s, m = 0, ''\n"
+    "  for k = 1, #f, 2 do\n"
+    "    if f[k] == 's' then s = tonumber(f[k + 1]) elseif f[k] == 'm' then m = f[k + 1] end\n"
+    "  end\n"
+    "  out[#out + 1] = s; out[#out + 1] = m\n"
+    "end\n"
+    "return out\n";
+
+typedef struct recent_in {
+    const char *nsp, *room;
+    size_t n;
+} recent_in_t;
+
+static void build_recent(argb_t *a, rb_t *rb, const void *p)
+{
+    const recent_in_t *in = p;
+    arg_str(a, "EVAL");
+    arg_str(a, lua_recent);
+    arg_u64(a, 2);
+    arg_key(a, rb, in->nsp, "pos", NULL);
+    arg_key(a, rb, in->nsp, "x", in->room);
+    arg_u64(a, in->n);
+}
+
+static int rb_recent(rt_broker_t *b, const char *nsp, const char *room, size_t n, eddy_fd_t fd,
+                     rt_broker_history_cb cb, void *arg)
+{
+    rb_t *rb = (rb_t *)b;
+    if (!cb || !n || !name_ok(nsp) || (room && !name_ok(room)))
+        return EDDY_EINVAL;
+    recent_in_t in = {nsp, room, n < rb->cfg.history_max_entries ? n : rb->cfg.history_max_entries};
+    job_t *j = job_build(rb, build_recent, &in, 0);
+    if (!j)
+        return EDDY_ENOMEM;
+    j->kind = JOB_RECENT;
+    j->fd = fd;
+    j->cb = (void (*)(void))cb;
+    j->arg = arg;
+    return enqueue(rb, j);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1975,6 +2031,66 @@ out:
     free(j);
 }
 
+/* The reply of a recent read: entries newest first, handed on oldest first. */
+static void recent_reply(rb_t *rb, job_t *j, redisReply *r)
+{
+    history_result_t *res = calloc(1, sizeof(*res));
+    if (!res) {
+        freeReplyObject(r);
+        fail_job(rb, j, EDDY_ENOMEM);
+        return;
+    }
+    *res = (history_result_t){.rb = rb, .cb = (rt_broker_history_cb)j->cb, .arg = j->arg};
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING) {
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: recent read refused: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        res->err = EDDY_EPROTO;
+        goto out;
+    }
+    uint64_t epoch = strtoull(r->element[1]->str, NULL, 10);
+    res->top = (rt_position_t){epoch, (uint64_t)r->element[0]->integer};
+    size_t n = (r->elements - 2) / 2, names = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *s = r->element[2 + 2 * i], *m = r->element[2 + 2 * i + 1];
+        size_t nr, ne;
+        if (s->type != REDIS_REPLY_INTEGER || m->type != REDIS_REPLY_STRING ||
+            msg_counts(m->str, m->len, &nr, &ne) != 0) {
+            res->err = EDDY_EPROTO;
+            goto out;
+        }
+        names += nr + ne;
+    }
+    res->entries = calloc(n ? n : 1, sizeof(*res->entries));
+    res->names = calloc(names ? names : 1, sizeof(char *));
+    if (!res->entries || !res->names) {
+        res->err = EDDY_ENOMEM;
+        goto out;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *m = r->element[2 + 2 * (n - 1 - i) + 1];
+        rt_broker_delivery_t *d = &res->entries[i];
+        if (msg_decode(m->str, m->len, &d->origin, &d->msg, res->names + used) != 0) {
+            res->err = EDDY_EPROTO;
+            goto out;
+        }
+        used += d->msg.nrooms + d->msg.nexcept;
+        d->pos = (rt_position_t){epoch, (uint64_t)r->element[2 + 2 * (n - 1 - i)]->integer};
+        d->own = strcmp(d->origin, rb->node_id) == 0;
+    }
+    res->n = n;
+out:
+    if (res->err) {
+        res->n = 0;
+        freeReplyObject(r);
+    } else {
+        res->reply = r;
+    }
+    dispatch(rb, j->fd, run_history_result, res);
+    free(j);
+}
+
 /* Handles the reply of job j (both owned). */
 static void job_reply(rb_t *rb, job_t *j, redisReply *r)
 {
@@ -2009,6 +2125,9 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
         return;
     case JOB_PRESENCE_GET:
         presence_reply(rb, j, r);
+        return;
+    case JOB_RECENT:
+        recent_reply(rb, j, r);
         return;
     case JOB_NODE_REQUEST:
         /* Registered now, before the thread reads its subscriptions again (where the
@@ -2176,7 +2295,8 @@ static void fail_waiting(rb_t *rb, bool everything)
     while (*pj) {
         job_t *j = *pj;
         if (everything || j->kind == JOB_HISTORY || j->kind == JOB_SESSION_TAKE ||
-            j->kind == JOB_PRESENCE_GET || (j->kind == JOB_NODE_REQUEST && j->cb)) {
+            j->kind == JOB_PRESENCE_GET || j->kind == JOB_RECENT ||
+            (j->kind == JOB_NODE_REQUEST && j->cb)) {
             *pj = j->next;
             rb->queued--;
             rb->queued_bytes -= j->bytes;
@@ -2520,6 +2640,7 @@ static const rt_broker_ops_t redis_ops = {
     .free = rb_free,
     .request = rb_request,
     .respond = rb_respond,
+    .recent = rb_recent,
 };
 
 void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg)

@@ -277,6 +277,22 @@ static int sh_history(rt_broker_t *b, const char *nsp, rt_position_t after,
     return call_sent(c, rt_broker_history(to, nsp, after, rooms, nrooms, fd, on_history, c));
 }
 
+static int sh_recent(rt_broker_t *b, const char *nsp, const char *room, size_t n, eddy_fd_t fd,
+                     rt_broker_history_cb cb, void *arg)
+{
+    shard_t *sh = (shard_t *)b;
+    if (nsp == NULL || cb == NULL)
+        return EDDY_EINVAL;
+    rt_broker_t *to = route(sh, nsp);
+    if (to == NULL)
+        return EDDY_ECLOSED;
+    shard_call_t *c = call_new(sh, arg);
+    if (c == NULL)
+        return EDDY_ENOMEM;
+    c->cb.history = cb;
+    return call_sent(c, rt_broker_recent(to, nsp, room, n, fd, on_history, c));
+}
+
 static int sh_session_put(rt_broker_t *b, const char *pid, const void *data, size_t len,
                           uint64_t ttl_ms)
 {
@@ -501,6 +517,7 @@ static const rt_broker_ops_t shard_ops = {
     .free = sh_free,
     .request = sh_request,
     .respond = sh_respond,
+    .recent = sh_recent,
 };
 
 /* ---------------------------------------------------------------------------------------

@@ -666,6 +666,89 @@ static void test_history(const engine_t *e)
     free(a);
 }
 
+static waiter_t *recent_wait(node_t *n, const char *nsp, const char *room, size_t count)
+{
+    waiter_t *w = waiter();
+    CHECK_EQ_INT(rt_broker_recent(n->b, nsp, room, count, 0, on_history, w), 0);
+    CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
+    return w;
+}
+
+/* The newest entries of a room (history on join): oldest first, at most n and at most
+ * history_max_entries, only that room's stream (the namespace's own with room NULL), with
+ * their positions; with Redis another node reads them too (not own). */
+static void test_recent(const engine_t *e)
+{
+    node_t *a = calloc(1, sizeof(node_t));
+    node_start_on(a, e, 10, 8);
+    const char *r1[] = {"r1"}, *r2[] = {"r2"};
+    rt_position_t first, last;
+    CHECK_EQ_INT(rt_broker_recent(a->b, "/r", "r1", 0, 0, on_history, NULL), EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_recent(a->b, "/r", "r1", 1, 0, NULL, NULL), EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_recent(a->b, "/r", "bad}", 1, 0, on_history, NULL), EDDY_EINVAL);
+    waiter_t *w = recent_wait(a, "/r", "r1", 5); /* nothing published yet */
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 0);
+    free(w);
+    CHECK_EQ_INT(publish_wait(a, "/r", r1, 1, NULL, 0, "one", &first), 0);
+    CHECK_EQ_INT(publish_wait(a, "/r", r2, 1, NULL, 0, "other room", NULL), 0);
+    CHECK_EQ_INT(publish_wait(a, "/r", r1, 1, NULL, 0, "two", NULL), 0);
+    CHECK_EQ_INT(publish_wait(a, "/r", NULL, 0, NULL, 0, "everyone", NULL), 0);
+    CHECK_EQ_INT(publish_wait(a, "/r", r1, 1, NULL, 0, "three", &last), 0);
+    w = recent_wait(a, "/r", "r1", 2);
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 2);
+    CHECK_STR(w->entries[0].payload, "two");
+    CHECK_STR(w->entries[1].payload, "three");
+    CHECK_EQ_INT(w->entries[1].pos.seq, last.seq);
+    CHECK_EQ_INT(w->entries[1].pos.epoch, last.epoch);
+    CHECK_STR(w->entries[1].rooms, "r1");
+    CHECK(w->entries[1].own);
+    CHECK_EQ_INT(w->pos.seq, last.seq);
+    free(w);
+    w = recent_wait(a, "/r", "r1", 100);
+    CHECK_EQ_INT(w->n, 3);
+    CHECK_STR(w->entries[0].payload, "one");
+    CHECK_EQ_INT(w->entries[0].pos.seq, first.seq);
+    free(w);
+    w = recent_wait(a, "/r", NULL, 100);
+    CHECK_EQ_INT(w->n, 1);
+    CHECK_STR(w->entries[0].payload, "everyone");
+    free(w);
+    w = recent_wait(a, "/r", "nobody", 3);
+    CHECK_EQ_INT(w->err, 0);
+    CHECK_EQ_INT(w->n, 0);
+    free(w);
+    /* At most history_max_entries (8) per read: the newest. */
+    const char *r3[] = {"r3"};
+    for (int i = 0; i < 12; i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "c%d", i);
+        CHECK_EQ_INT(publish_wait(a, "/r", r3, 1, NULL, 0, payload, NULL), 0);
+    }
+    w = recent_wait(a, "/r", "r3", 100);
+    CHECK_EQ_INT(w->n, 8);
+    CHECK_STR(w->entries[0].payload, "c4");
+    CHECK_STR(w->entries[7].payload, "c11");
+    free(w);
+    if (e->redis) {
+        node_t *b = calloc(1, sizeof(node_t));
+        rt_broker_redis_config_t cfg;
+        rt_broker_redis_config_init(&cfg);
+        node_start(b, &cfg);
+        w = recent_wait(b, "/r", "r1", 1);
+        CHECK_EQ_INT(w->err, 0);
+        CHECK_EQ_INT(w->n, 1);
+        CHECK_STR(w->entries[0].payload, "three");
+        CHECK(!w->entries[0].own);
+        free(w);
+        node_stop(b);
+        free(b);
+    }
+    node_stop(a);
+    free(a);
+}
+
 /* Session records: taken once, expired after their TTL, replaced by a put under the same
  * pid; presence: entries of this node set (and replaced), listed and deleted per room;
  * the node lists itself. */
@@ -1445,6 +1528,7 @@ int main(void)
         test_publish_and_interest(&engines[i]);
         test_order_under_concurrency(&engines[i]);
         test_history(&engines[i]);
+        test_recent(&engines[i]);
         test_sessions_presence(&engines[i]);
         test_node_requests(&engines[i]);
         if (test_failures != failures)
