@@ -442,6 +442,10 @@ typedef struct rt_broker_redis_config {
      * the broker PSUBSCRIBEs <prefix>#* and hands each valid message to the emitted
      * handler (malformed ones are logged and dropped). NULL: off (the default). */
     const char *emitter_prefix;
+    /* true: keep no history (the layer keeps none: recovery off, history 0). A publish
+     * then only takes its position and PUBLISHes (no stream, no P{nsp}:t key), and history
+     * reads find no entries. false (the default): as above. */
+    bool no_history;
 } rt_broker_redis_config_t;
 
 /* Fills *cfg with the defaults above. */

@@ -32,13 +32,13 @@ static const char lua_publish[] =
     "local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - "
     "tonumber(ARGV[3])\n"
     "if minid < 0 then minid = 0 end\n"
+    "local mid = string.format('%d', minid)\n"
     "for i = 2, #KEYS, 2 do\n"
-    "  local prev = redis.call('GET', KEYS[i + 1]) or '0'\n"
+    "  local prev = redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[4], 'GET') or '0'\n"
     "  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 's', seq, 'p', prev, 'm', "
     "ARGV[5])\n"
-    "  redis.call('XTRIM', KEYS[i], 'MINID', '~', string.format('%d', minid))\n"
+    "  redis.call('XTRIM', KEYS[i], 'MINID', '~', mid)\n"
     "  redis.call('PEXPIRE', KEYS[i], ARGV[3])\n"
-    "  redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[4])\n"
     "end\n"
     "local live = string.format('%d', seq) .. ':' .. ep .. ':' .. ARGV[5]\n"
     "for j = 6, #ARGV do redis.call('PUBLISH', ARGV[j], live) end\n"
@@ -114,9 +114,28 @@ static const char lua_presence[] =
     "end\n"
     "return out\n";
 
-enum { SCRIPT_PUBLISH, SCRIPT_HISTORY, SCRIPT_HEARTBEAT, SCRIPT_PRESENCE, SCRIPT_COUNT };
+/* Publish without history (config no_history): only the position and the PUBLISHes, in
+ * one script so that seqs go out in order. KEYS = pos; ARGV = epoch candidate, message,
+ * channels. */
+static const char lua_publish_live[] =
+    "local ep = redis.call('HGET', KEYS[1], 'e')\n"
+    "if not ep then redis.call('HSETNX', KEYS[1], 'e', ARGV[1]); ep = redis.call('HGET', "
+    "KEYS[1], 'e') end\n"
+    "local seq = redis.call('HINCRBY', KEYS[1], 's', 1)\n"
+    "local live = string.format('%d', seq) .. ':' .. ep .. ':' .. ARGV[2]\n"
+    "for j = 3, #ARGV do redis.call('PUBLISH', ARGV[j], live) end\n"
+    "return {seq, ep}\n";
+
+enum {
+    SCRIPT_PUBLISH,
+    SCRIPT_HISTORY,
+    SCRIPT_HEARTBEAT,
+    SCRIPT_PRESENCE,
+    SCRIPT_PUBLISH_LIVE,
+    SCRIPT_COUNT
+};
 static const char *const scripts[SCRIPT_COUNT] = {lua_publish, lua_history, lua_heartbeat,
-                                                  lua_presence};
+                                                  lua_presence, lua_publish_live};
 
 enum job_kind {
     JOB_PUBLISH,
@@ -668,6 +687,8 @@ typedef struct publish_in {
     uint64_t epoch;
 } publish_in_t;
 
+static void arg_message(argb_t *a, rb_t *rb, const rt_broker_msg_t *m);
+
 static void build_publish(argb_t *a, rb_t *rb, const void *p)
 {
     const publish_in_t *in = p;
@@ -684,6 +705,29 @@ static void build_publish(argb_t *a, rb_t *rb, const void *p)
     arg_u64(a, rb->cfg.history_max);
     arg_u64(a, rb->cfg.history_age_ms);
     arg_u64(a, rb->cfg.history_meta_ttl_ms);
+    arg_message(a, rb, m);
+    for (size_t i = 0; i < ntargets; i++)
+        arg_key(a, rb, m->nsp, "c", m->nrooms ? m->rooms[i] : NULL);
+}
+
+/* The live-only publish (lua_publish_live). */
+static void build_publish_live(argb_t *a, rb_t *rb, const void *p)
+{
+    const publish_in_t *in = p;
+    const rt_broker_msg_t *m = in->msg;
+    size_t ntargets = m->nrooms ? m->nrooms : 1;
+    arg_eval(a, rb, SCRIPT_PUBLISH_LIVE);
+    arg_u64(a, 1);
+    arg_key(a, rb, m->nsp, "pos", NULL);
+    arg_u64(a, in->epoch);
+    arg_message(a, rb, m);
+    for (size_t i = 0; i < ntargets; i++)
+        arg_key(a, rb, m->nsp, "c", m->nrooms ? m->rooms[i] : NULL);
+}
+
+/* A broadcast's message argument (see rt_broker.h). */
+static void arg_message(argb_t *a, rb_t *rb, const rt_broker_msg_t *m)
+{
     unsigned char hdr[MSG_HEADER] = {1,
                                      (unsigned char)m->flags,
                                      (unsigned char)(m->flags >> 8),
@@ -702,8 +746,6 @@ static void build_publish(argb_t *a, rb_t *rb, const void *p)
         arg_put(a, m->except[i], strlen(m->except[i]) + 1);
     arg_put(a, m->payload, m->payload_len);
     arg_end(a);
-    for (size_t i = 0; i < ntargets; i++)
-        arg_key(a, rb, m->nsp, "c", m->nrooms ? m->rooms[i] : NULL);
 }
 
 static int enqueue(rb_t *rb, job_t *j)
@@ -772,11 +814,12 @@ static int rb_publish(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
     publish_in_t in = {msg, new_epoch()};
     if (!in.epoch)
         return EDDY_ENOMEM;
-    job_t *j = job_build(rb, build_publish, &in, 0);
+    bool live = rb->cfg.no_history;
+    job_t *j = job_build(rb, live ? build_publish_live : build_publish, &in, 0);
     if (!j)
         return EDDY_ENOMEM;
     j->kind = JOB_PUBLISH;
-    j->script = SCRIPT_PUBLISH;
+    j->script = live ? SCRIPT_PUBLISH_LIVE : SCRIPT_PUBLISH;
     j->fd = fd;
     j->cb = (void (*)(void))cb;
     j->arg = arg;

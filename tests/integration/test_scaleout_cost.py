@@ -69,3 +69,23 @@ def test_emit_to_a_socket_recovered_on_another_node(cluster, redis, clients):
         clients.emit("s", "to-room", first["id"], {"seq": i})
     assert [s for s, _ in clients.room_messages("x2", 5)] == list(range(5))
     clients.nothing_more("x2")
+
+
+def test_no_history_publishes_no_stream_keys(cluster, redis, clients):
+    """Nodes without recovery and history (the default) keep no broadcast history in Redis:
+    emits to a room across nodes arrive, in order, and leave no stream (:x) nor last-seq
+    (:t) key; with --history the same emits leave the room's stream."""
+    for options, kept in (((), False), (("--history", "100"), True)):
+        redis_cli(redis, "FLUSHALL")
+        a, b = cluster(2, *options)
+        name = f"m{int(kept)}"
+        clients.connect(name, b)
+        assert clients.ack(name, "join", "r") == ["joined"]
+        sender = f"s{int(kept)}"
+        clients.connect(sender, a)
+        clients.probe(sender, [name])
+        for i in range(10):
+            clients.emit(sender, "to-room", "r", {"seq": i})
+        assert [s for s, _ in clients.room_messages(name, 10)] == list(range(10))
+        keys = sorted(redis_cli(redis, "KEYS", "eddy:{/}:[xt]*"))
+        assert (keys == ["eddy:{/}:t:r", "eddy:{/}:x:r"]) if kept else keys == [], keys

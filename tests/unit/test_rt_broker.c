@@ -1523,6 +1523,42 @@ static void test_socket_tag_pattern(void)
     free(b);
 }
 
+/* Without history (no_history: the layer keeps none) a publish still gets its position
+ * and reaches the other nodes in order, but writes no stream and no last-seq key: the
+ * namespace's only key is its position hash. */
+static void test_no_history_publish(void)
+{
+    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.no_history = true;
+    node_start(a, &cfg);
+    node_start(b, NULL);
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/nh", "r"), 0);
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/nh", NULL), 0);
+    sync_subs(b);
+    const char *r[] = {"r"};
+    rt_position_t p1, p2, p3;
+    CHECK_EQ_INT(publish_wait(a, "/nh", r, 1, NULL, 0, "one", &p1), 0);
+    CHECK_EQ_INT(publish_wait(a, "/nh", NULL, 0, NULL, 0, "two", &p2), 0);
+    CHECK_EQ_INT(publish_wait(a, "/nh", r, 1, NULL, 0, "three", &p3), 0);
+    CHECK(p1.epoch != 0 && p1.epoch == p3.epoch && p1.seq == 1 && p2.seq == 2 && p3.seq == 3);
+    CHECK(WAIT_FOR(ngot(b) >= 3, 5000));
+    CHECK_STR(b->got[0].payload, "one");
+    CHECK_STR(b->got[1].payload, "two");
+    CHECK_STR(b->got[2].payload, "three");
+    CHECK_EQ_INT(b->got[2].pos.seq, 3);
+    CHECK_STR(b->got[2].rooms, "r");
+    redisReply *k = redis_cmd("KEYS eddy:{/nh}:*");
+    CHECK(k && k->type == REDIS_REPLY_ARRAY && k->elements == 1 &&
+          strcmp(k->element[0]->str, "eddy:{/nh}:pos") == 0);
+    freeReplyObject(k);
+    node_stop(a);
+    node_stop(b);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1547,6 +1583,7 @@ int main(void)
     test_emitter_interop();
     test_node_requests_cluster();
     test_socket_tag_pattern();
+    test_no_history_publish();
     redis_kill();
     return test_report("test_rt_broker");
 }
