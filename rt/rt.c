@@ -500,6 +500,20 @@ static void random_id(char *out, size_t n)
     out[n] = '\0';
 }
 
+/* A new socket id: 20 characters, as Socket.IO's. In cluster mode the first
+ * RT_BROKER_SOCKET_TAG_LEN name this node (its socket tag: one broker subscription per
+ * namespace receives the emits to all its sockets' ids) and the other 14 are random (84
+ * bits); else all 20 are random. */
+static void socket_id_new(eddy_rt_t *rt, char id[static 21])
+{
+    if (rt->cluster == NULL) {
+        random_id(id, 20);
+        return;
+    }
+    rt_broker_socket_tag(rt_broker_node_id(rt_cluster_broker(rt->cluster)), id);
+    random_id(id + RT_BROKER_SOCKET_TAG_LEN, 20 - RT_BROKER_SOCKET_TAG_LEN);
+}
+
 /* ---------------------------------------------------------------------------------------
  * Topics
  * ------------------------------------------------------------------------------------- */
@@ -2948,7 +2962,7 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
     s->nsp = nsp;
     s->auth = auth;
     s->auth_len = auth_len;
-    random_id(s->id, 20);
+    socket_id_new(rt, s->id);
     if (rec && rt->cluster != NULL && c->protocol != 3 &&
         rt_cluster_recover(rt->cluster, s, auth, auth_len)) {
         free(v3auth); /* finishes in resume_run() */

@@ -410,6 +410,16 @@ static inline int rt_broker_recent(rt_broker_t *b, const char *nsp, const char *
 int rt_broker_node_msg_decode(const void *buf, size_t len, char *kind, uint64_t *id,
                               const char **node, const void **data, size_t *data_len);
 
+/* Socket ids of a node start with its socket tag, so that one subscription per namespace
+ * receives the broadcasts to all of them (Redis: a PSUBSCRIBE per namespace, not a
+ * SUBSCRIBE per socket). A broker subscribing a room that starts with its own tag may
+ * receive every room of the namespace starting with it (see the Redis engine). */
+#define RT_BROKER_SOCKET_TAG_LEN 6
+
+/* Writes the socket tag of node node_id: RT_BROKER_SOCKET_TAG_LEN characters of
+ * [A-Za-z0-9_-] (a hash of the id, so every shard of a node has the same) and a NUL. */
+void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN + 1]);
+
 /* ---------------------------------------------------------------------------------------
  * Redis (rt_broker_redis.c, Debian's hiredis)
  *
@@ -425,7 +435,11 @@ int rt_broker_node_msg_decode(const void *buf, size_t len, char *kind, uint64_t 
  *                       by MAXLEN ~ history_max and MINID ~ (now - history_age_ms)
  *   P{nsp}:t:<room>     the last seq appended to that stream (P{nsp}:t), living
  *                       history_meta_ttl_ms: with p it tells a trimmed stream from a quiet one
- *   P{nsp}:c:<room>     PUB/SUB channel of a room (P{nsp}:c: the whole namespace)
+ *   P{nsp}:c:<room>     PUB/SUB channel of a room (P{nsp}:c: the whole namespace); the
+ *                       rooms starting with the node's socket tag (its sockets' ids) are
+ *                       received through one pattern, P{nsp}:c:<tag>*, while the node
+ *                       subscribes any of them (so a room this node has no member of may
+ *                       arrive too: the layer delivers to local members only)
  *   P{nsp}:p:<room>     presence hash: field <node id>\x1f<member> = info
  *   Pnode:<id>          the node's own channel (self round trip, node requests to it
  *                       and the answers to its requests)
@@ -473,6 +487,10 @@ typedef struct rt_broker_redis_config {
      * the broker PSUBSCRIBEs <prefix>#* and hands each valid message to the emitted
      * handler (malformed ones are logged and dropped). NULL: off (the default). */
     const char *emitter_prefix;
+    /* true: keep no history (the layer keeps none: recovery off, history 0). A publish
+     * then only takes its position and PUBLISHes (no stream, no P{nsp}:t key), and history
+     * reads find no entries. false (the default): as above. */
+    bool no_history;
 } rt_broker_redis_config_t;
 
 /* Fills *cfg with the defaults above. */

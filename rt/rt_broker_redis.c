@@ -32,13 +32,13 @@ static const char lua_publish[] =
     "local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - "
     "tonumber(ARGV[3])\n"
     "if minid < 0 then minid = 0 end\n"
+    "local mid = string.format('%d', minid)\n"
     "for i = 2, #KEYS, 2 do\n"
-    "  local prev = redis.call('GET', KEYS[i + 1]) or '0'\n"
+    "  local prev = redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[4], 'GET') or '0'\n"
     "  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 's', seq, 'p', prev, 'm', "
     "ARGV[5])\n"
-    "  redis.call('XTRIM', KEYS[i], 'MINID', '~', string.format('%d', minid))\n"
+    "  redis.call('XTRIM', KEYS[i], 'MINID', '~', mid)\n"
     "  redis.call('PEXPIRE', KEYS[i], ARGV[3])\n"
-    "  redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[4])\n"
     "end\n"
     "local live = string.format('%d', seq) .. ':' .. ep .. ':' .. ARGV[5]\n"
     "for j = 6, #ARGV do redis.call('PUBLISH', ARGV[j], live) end\n"
@@ -137,16 +137,29 @@ static const char lua_session[] =
     "end\n"
     "return false\n";
 
+/* Publish without history (config no_history): only the position and the PUBLISHes, in
+ * one script so that seqs go out in order. KEYS = pos; ARGV = epoch candidate, message,
+ * channels. */
+static const char lua_publish_live[] =
+    "local ep = redis.call('HGET', KEYS[1], 'e')\n"
+    "if not ep then redis.call('HSETNX', KEYS[1], 'e', ARGV[1]); ep = redis.call('HGET', "
+    "KEYS[1], 'e') end\n"
+    "local seq = redis.call('HINCRBY', KEYS[1], 's', 1)\n"
+    "local live = string.format('%d', seq) .. ':' .. ep .. ':' .. ARGV[2]\n"
+    "for j = 3, #ARGV do redis.call('PUBLISH', ARGV[j], live) end\n"
+    "return {seq, ep}\n";
+
 enum {
     SCRIPT_PUBLISH,
     SCRIPT_HISTORY,
     SCRIPT_HEARTBEAT,
     SCRIPT_PRESENCE,
     SCRIPT_SESSION,
+    SCRIPT_PUBLISH_LIVE,
     SCRIPT_COUNT
 };
-static const char *const scripts[SCRIPT_COUNT] = {lua_publish, lua_history, lua_heartbeat,
-                                                  lua_presence, lua_session};
+static const char *const scripts[SCRIPT_COUNT] = {lua_publish,  lua_history, lua_heartbeat,
+                                                  lua_presence, lua_session, lua_publish_live};
 
 enum job_kind {
     JOB_PUBLISH,
@@ -196,6 +209,18 @@ typedef struct sub {
     size_t len;
     char channel[];
 } sub_t;
+
+/* The pattern subscription P{nsp}:c:<tag>* of a namespace's socket-id channels (tag: this
+ * node's socket tag), held while the node has a local socket there: one PSUBSCRIBE per
+ * namespace instead of one SUBSCRIBE per socket. Guarded by rb->lock. */
+typedef struct psub {
+    struct psub *next;
+    size_t refs;
+    bool active; /* PSUBSCRIBE sent on the current connection (thread only) */
+    bool pending;
+    size_t len;
+    char pattern[];
+} psub_t;
 
 /* A node request waiting for answers (thread only): one slot per node waited for. */
 typedef struct nreq_slot {
@@ -266,6 +291,11 @@ typedef struct rb {
     atomic_uint_fast64_t next_req;
     nreq_t *reqs;    /* thread only */
     nreq_t *barrier; /* thread only: holds the queue until it is answered */
+    /* Socket ids starting with socket_tag: covered by patterns (psub_t). */
+    char socket_tag[RT_BROKER_SOCKET_TAG_LEN + 1];
+    psub_t *patterns;      /* guarded by lock */
+    bool patterns_pending; /* guarded by lock: a pattern's refs crossed 0 */
+    _Atomic uint64_t npatterns;
 } rb_t;
 
 static uint64_t now_ms(void)
@@ -687,6 +717,8 @@ typedef struct publish_in {
     uint64_t epoch;
 } publish_in_t;
 
+static void arg_message(argb_t *a, rb_t *rb, const rt_broker_msg_t *m);
+
 static void build_publish(argb_t *a, rb_t *rb, const void *p)
 {
     const publish_in_t *in = p;
@@ -703,6 +735,29 @@ static void build_publish(argb_t *a, rb_t *rb, const void *p)
     arg_u64(a, rb->cfg.history_max);
     arg_u64(a, rb->cfg.history_age_ms);
     arg_u64(a, rb->cfg.history_meta_ttl_ms);
+    arg_message(a, rb, m);
+    for (size_t i = 0; i < ntargets; i++)
+        arg_key(a, rb, m->nsp, "c", m->nrooms ? m->rooms[i] : NULL);
+}
+
+/* The live-only publish (lua_publish_live). */
+static void build_publish_live(argb_t *a, rb_t *rb, const void *p)
+{
+    const publish_in_t *in = p;
+    const rt_broker_msg_t *m = in->msg;
+    size_t ntargets = m->nrooms ? m->nrooms : 1;
+    arg_eval(a, rb, SCRIPT_PUBLISH_LIVE);
+    arg_u64(a, 1);
+    arg_key(a, rb, m->nsp, "pos", NULL);
+    arg_u64(a, in->epoch);
+    arg_message(a, rb, m);
+    for (size_t i = 0; i < ntargets; i++)
+        arg_key(a, rb, m->nsp, "c", m->nrooms ? m->rooms[i] : NULL);
+}
+
+/* A broadcast's message argument (see rt_broker.h). */
+static void arg_message(argb_t *a, rb_t *rb, const rt_broker_msg_t *m)
+{
     unsigned char hdr[MSG_HEADER] = {1,
                                      (unsigned char)m->flags,
                                      (unsigned char)(m->flags >> 8),
@@ -721,8 +776,6 @@ static void build_publish(argb_t *a, rb_t *rb, const void *p)
         arg_put(a, m->except[i], strlen(m->except[i]) + 1);
     arg_put(a, m->payload, m->payload_len);
     arg_end(a);
-    for (size_t i = 0; i < ntargets; i++)
-        arg_key(a, rb, m->nsp, "c", m->nrooms ? m->rooms[i] : NULL);
 }
 
 static int enqueue(rb_t *rb, job_t *j)
@@ -791,11 +844,12 @@ static int rb_publish(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
     publish_in_t in = {msg, new_epoch()};
     if (!in.epoch)
         return EDDY_ENOMEM;
-    job_t *j = job_build(rb, build_publish, &in, 0);
+    bool live = rb->cfg.no_history;
+    job_t *j = job_build(rb, live ? build_publish_live : build_publish, &in, 0);
     if (!j)
         return EDDY_ENOMEM;
     j->kind = JOB_PUBLISH;
-    j->script = SCRIPT_PUBLISH;
+    j->script = live ? SCRIPT_PUBLISH_LIVE : SCRIPT_PUBLISH;
     j->fd = fd;
     j->cb = (void (*)(void))cb;
     j->arg = arg;
@@ -1505,11 +1559,20 @@ static void sub_mark(rb_t *rb, sub_t *s)
     }
 }
 
+static int pattern_ref(rb_t *rb, const char *nsp, bool on);
+
+static bool socket_tagged(const rb_t *rb, const char *room)
+{
+    return room && strncmp(room, rb->socket_tag, RT_BROKER_SOCKET_TAG_LEN) == 0;
+}
+
 static int rb_subscribe(rt_broker_t *b, const char *nsp, const char *room)
 {
     rb_t *rb = (rb_t *)b;
     if (!name_ok(nsp) || (room && !name_ok(room)))
         return EDDY_EINVAL;
+    if (socket_tagged(rb, room))
+        return pattern_ref(rb, nsp, true);
     size_t size = channel_size(rb, nsp, room), len;
     sub_t *n = malloc(sizeof(sub_t) + size);
     if (!n)
@@ -1559,6 +1622,8 @@ static int rb_unsubscribe(rt_broker_t *b, const char *nsp, const char *room)
     rb_t *rb = (rb_t *)b;
     if (!name_ok(nsp) || (room && !name_ok(room)))
         return EDDY_EINVAL;
+    if (socket_tagged(rb, room))
+        return pattern_ref(rb, nsp, false);
     char ch[channel_size(rb, nsp, room)];
     size_t len;
     channel_name(rb, nsp, room, ch, &len);
@@ -1575,6 +1640,80 @@ static int rb_unsubscribe(rt_broker_t *b, const char *nsp, const char *room)
     if (last)
         wake(rb);
     return 0;
+}
+
+/* Rooms starting with this node's socket tag (its sockets' ids: rt_broker_socket_tag()) are
+ * received through one pattern per namespace, P{nsp}:c:<tag>* (glob characters of the
+ * prefix and nsp escaped), reference counted like a channel. A user room that happens to
+ * start with the tag is received through it too, and one this node holds no member of
+ * arrives for nothing: harmless, the layer delivers to local members only. */
+static char *pattern_name(rb_t *rb, const char *nsp, size_t *len)
+{
+    char ch[channel_size(rb, nsp, "")];
+    size_t chlen;
+    channel_name(rb, nsp, "", ch, &chlen);
+    char *p = malloc(2 * chlen + RT_BROKER_SOCKET_TAG_LEN + 2);
+    if (!p)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < chlen; i++) {
+        if (strchr("*?[]\\", ch[i]))
+            p[n++] = '\\';
+        p[n++] = ch[i];
+    }
+    memcpy(p + n, rb->socket_tag, RT_BROKER_SOCKET_TAG_LEN);
+    n += RT_BROKER_SOCKET_TAG_LEN;
+    p[n++] = '*';
+    p[n] = '\0';
+    *len = n;
+    return p;
+}
+
+static int pattern_ref(rb_t *rb, const char *nsp, bool on)
+{
+    size_t len;
+    char *name = pattern_name(rb, nsp, &len);
+    if (!name)
+        return EDDY_ENOMEM;
+    pthread_mutex_lock(&rb->lock);
+    psub_t *ps = rb->patterns;
+    while (ps && (ps->len != len || memcmp(ps->pattern, name, len) != 0))
+        ps = ps->next;
+    if (!ps && on) {
+        ps = malloc(sizeof(*ps) + len + 1);
+        if (!ps) {
+            pthread_mutex_unlock(&rb->lock);
+            free(name);
+            return EDDY_ENOMEM;
+        }
+        *ps = (psub_t){.next = rb->patterns, .len = len};
+        memcpy(ps->pattern, name, len + 1);
+        rb->patterns = ps;
+    }
+    free(name);
+    if (!ps || (!on && !ps->refs)) {
+        pthread_mutex_unlock(&rb->lock);
+        return EDDY_ENOTFOUND;
+    }
+    bool changed = on ? ps->refs++ == 0 : --ps->refs == 0;
+    if (changed) {
+        ps->pending = true;
+        rb->patterns_pending = true;
+    }
+    pthread_mutex_unlock(&rb->lock);
+    if (changed)
+        wake(rb);
+    return 0;
+}
+
+void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN + 1])
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint64_t h = hash_bytes(node_id, strlen(node_id));
+    for (size_t i = 0; i < RT_BROKER_SOCKET_TAG_LEN; i++, h >>= 6)
+        tag[i] = alphabet[h & 63];
+    tag[RT_BROKER_SOCKET_TAG_LEN] = '\0';
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1668,7 +1807,8 @@ static int sub_send(rb_t *rb, const char *verb, const char **chans, size_t *lens
             r->element[0]->type == REDIS_REPLY_STRING &&
             (strcmp(r->element[0]->str, "subscribe") == 0 ||
              strcmp(r->element[0]->str, "unsubscribe") == 0 ||
-             strcmp(r->element[0]->str, "psubscribe") == 0)) {
+             strcmp(r->element[0]->str, "psubscribe") == 0 ||
+             strcmp(r->element[0]->str, "punsubscribe") == 0)) {
             waiting--;
             freeReplyObject(r);
         } else {
@@ -1757,6 +1897,75 @@ static int apply_subs(rb_t *rb, bool all)
     return rc;
 }
 
+/* Applies pending pattern changes (all == true: every pattern, after a reconnect). */
+static int apply_patterns(rb_t *rb, bool all)
+{
+    pthread_mutex_lock(&rb->lock);
+    if (!rb->patterns_pending && !all) {
+        pthread_mutex_unlock(&rb->lock);
+        return 0;
+    }
+    size_t cap = 0, nsub = 0, nunsub = 0, count = 0;
+    for (psub_t *ps = rb->patterns; ps; ps = ps->next)
+        cap++;
+    /* Names are copied: the list may free a pattern once the lock is released. */
+    char **names = calloc(cap * 2 + 1, sizeof(char *));
+    size_t *lens = malloc((cap * 2 + 1) * sizeof(size_t));
+    if (!names || !lens) {
+        pthread_mutex_unlock(&rb->lock);
+        free(names);
+        free(lens);
+        return 0; /* tried again at the next wake */
+    }
+    rb->patterns_pending = false;
+    for (psub_t **it = &rb->patterns, *ps; (ps = *it);) {
+        if (all)
+            ps->active = false;
+        if (!all && !ps->pending) {
+            count++;
+            it = &ps->next;
+            continue;
+        }
+        ps->pending = false;
+        if ((ps->refs > 0) != ps->active) {
+            char *copy = strdup(ps->pattern);
+            if (!copy) { /* out of memory: next time */
+                ps->pending = rb->patterns_pending = true;
+                count++;
+                it = &ps->next;
+                continue;
+            }
+            if (ps->refs > 0) {
+                names[nsub] = copy;
+                lens[nsub++] = ps->len;
+            } else {
+                names[cap + nunsub] = copy;
+                lens[cap + nunsub++] = ps->len;
+            }
+            ps->active = ps->refs > 0;
+        }
+        if (ps->refs == 0) {
+            *it = ps->next;
+            free(ps);
+        } else {
+            count++;
+            it = &ps->next;
+        }
+    }
+    atomic_store(&rb->npatterns, count);
+    pthread_mutex_unlock(&rb->lock);
+    int rc = 0;
+    if (nsub)
+        rc = sub_send(rb, "PSUBSCRIBE", (const char **)names, lens, nsub);
+    if (rc == 0 && nunsub)
+        rc = sub_send(rb, "PUNSUBSCRIBE", (const char **)names + cap, lens + cap, nunsub);
+    for (size_t i = 0; i < cap * 2; i++)
+        free(names[i]);
+    free(names);
+    free(lens);
+    return rc;
+}
+
 /* Remembers pos as delivered for nsp; false if it (or a later one) already was. */
 static bool seen_new(rb_t *rb, const char *nsp, rt_position_t pos)
 {
@@ -1838,17 +2047,36 @@ static void handle_emitted(rb_t *rb, redisReply *r)
     dispatch(rb, 0, run_emitted, e);
 }
 
+/* Turns ["pmessage", pattern, channel, payload] into ["pmessage", channel, payload]: the
+ * shape of a "message", read as one. */
+static void pmessage_shift(redisReply *r)
+{
+    freeReplyObject(r->element[1]);
+    r->element[1] = r->element[2];
+    r->element[2] = r->element[3];
+    r->element[3] = NULL;
+    r->elements = 3;
+}
+
 /* A reply read on the SUBSCRIBE connection (owned: freed or handed on). */
 static void handle_sub_reply(rb_t *rb, redisReply *r)
 {
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
-        r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "pmessage") == 0) {
+        r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "pmessage") == 0 &&
+        rb->emitter_pattern && r->element[1]->type == REDIS_REPLY_STRING &&
+        strcmp(r->element[1]->str, rb->emitter_pattern) == 0) {
         handle_emitted(rb, r);
         freeReplyObject(r);
         return;
     }
+    bool pm = r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+              r->element[0]->type == REDIS_REPLY_STRING &&
+              strcmp(r->element[0]->str, "pmessage") == 0;
+    if (pm)
+        pmessage_shift(r); /* one of the socket-id patterns: a broadcast like any other */
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0 ||
+        r->element[0]->type != REDIS_REPLY_STRING ||
+        (!pm && strcmp(r->element[0]->str, "message") != 0) ||
         r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING) {
         freeReplyObject(r);
         return;
@@ -2202,7 +2430,7 @@ static int run_jobs(rb_t *rb)
     pthread_mutex_lock(&rb->lock);
     /* Answers first (a barrier never holds them, or two nodes' barriers would wait for each
      * other), once the subscriptions asked for before them are active. */
-    while (rb->rhead && !rb->pending && n < 256) {
+    while (rb->rhead && !rb->pending && !rb->patterns_pending && n < 256) {
         job_t *j = rb->rhead;
         rb->rhead = j->next;
         if (!rb->rhead)
@@ -2218,7 +2446,7 @@ static int run_jobs(rb_t *rb)
     while (rb->head && n < 256 && !held) {
         job_t *j = rb->head;
         /* A history read waits for the subscriptions asked for before it. */
-        if (j->kind == JOB_HISTORY && rb->pending)
+        if (j->kind == JOB_HISTORY && (rb->pending || rb->patterns_pending))
             break;
         rb->head = j->next;
         if (!rb->head)
@@ -2396,7 +2624,7 @@ static int connect_all(rb_t *rb, const char **err)
     size_t plen = pattern ? strlen(pattern) : 0;
     if (sub_send(rb, "SUBSCRIBE", ch, len, 2) != 0 ||
         (pattern && sub_send(rb, "PSUBSCRIBE", &pattern, &plen, 1) != 0) ||
-        apply_subs(rb, true) != 0 || heartbeat(rb) != 0) {
+        apply_subs(rb, true) != 0 || apply_patterns(rb, true) != 0 || heartbeat(rb) != 0) {
         *err = rb->sub->err ? rb->sub->errstr : rb->cmd->errstr;
         return -1;
     }
@@ -2436,7 +2664,7 @@ static int loop_once(rb_t *rb)
     }
     nreq_sweep(rb, now, false); /* deadlines, and the alive nodes a heartbeat updated */
     pthread_mutex_lock(&rb->lock);
-    bool busy = (rb->head && !rb->barrier) || rb->rhead || rb->pending;
+    bool busy = (rb->head && !rb->barrier) || rb->rhead || rb->pending || rb->patterns_pending;
     pthread_mutex_unlock(&rb->lock);
     struct pollfd pf[2] = {{.fd = rb->sub->fd, .events = POLLIN},
                            {.fd = rb->wake_fd, .events = POLLIN}};
@@ -2457,7 +2685,7 @@ static int loop_once(rb_t *rb)
         handle_sub_reply(rb, r);
     if (rb->sub->err)
         return -1;
-    if (apply_subs(rb, false) != 0)
+    if (apply_subs(rb, false) != 0 || apply_patterns(rb, false) != 0)
         return -1;
     return run_jobs(rb);
 }
@@ -2581,7 +2809,7 @@ static void rb_stats(rt_broker_t *b, rt_broker_stats_t *out)
     out->dropped = atomic_load(&rb->dropped);
     out->reconnects = atomic_load(&rb->reconnects);
     out->gaps = atomic_load(&rb->gaps);
-    out->subscriptions = atomic_load(&rb->nsubs);
+    out->subscriptions = atomic_load(&rb->nsubs) + atomic_load(&rb->npatterns);
 }
 
 static const char *rb_node_id(rt_broker_t *b)
@@ -2597,6 +2825,10 @@ static void rb_destroy(rb_t *rb)
             free(s);
         }
     free(rb->subs);
+    for (psub_t *ps = rb->patterns, *next; ps; ps = next) {
+        next = ps->next;
+        free(ps);
+    }
     free(rb->nodes);
     free(rb->tags);
     free(rb->host);
@@ -2715,6 +2947,7 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
         rb->session_tag[i] =
             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[rand64(&rb->rng) &
                                                                                63];
+    rt_broker_socket_tag(rb->node_id, rb->socket_tag);
     rb->host = strdup(cfg->host);
     rb->password = cfg->password ? strdup(cfg->password) : NULL;
     rb->prefix = strdup(cfg->prefix);

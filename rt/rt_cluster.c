@@ -390,6 +390,8 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
         cfg.history_age_ms = age;
     if (opt->history_max_messages > 0)
         cfg.history_max = opt->history_max_messages;
+    /* Nothing reads the broker's history without recovery or history: keep none. */
+    cfg.no_history = opt->history_max_messages == 0 && opt->recovery_max_disconnection_ms == 0;
     rt_cluster_t *cl = calloc(1, sizeof(*cl));
     if (cl == NULL)
         return NULL;

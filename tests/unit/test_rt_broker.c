@@ -1518,6 +1518,116 @@ static void test_node_requests_cluster(void)
     }
 }
 
+/* A node's socket ids (rooms starting with its socket tag) cost Redis one pattern per
+ * namespace, not a channel each: 100 of them are one PSUBSCRIBE and no SUBSCRIBE, a
+ * broadcast to one of them from another node arrives once (also when it targets a plain
+ * room the node holds too), glob characters in the namespace are escaped (a namespace
+ * matching it as a glob does not leak in), and the pattern goes with the last of them. */
+static void test_socket_tag_pattern(void)
+{
+    char tag[RT_BROKER_SOCKET_TAG_LEN + 1], again[RT_BROKER_SOCKET_TAG_LEN + 1],
+        other[RT_BROKER_SOCKET_TAG_LEN + 1];
+    rt_broker_socket_tag("tagged-a", tag);
+    rt_broker_socket_tag("tagged-a", again);
+    rt_broker_socket_tag("tagged-b", other);
+    CHECK_STR(tag, again);
+    CHECK(strcmp(tag, other) != 0);
+    CHECK_EQ_INT(strlen(tag), RT_BROKER_SOCKET_TAG_LEN);
+    CHECK_EQ_INT(strspn(tag, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+                 RT_BROKER_SOCKET_TAG_LEN);
+
+    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.node_id = "tagged-a";
+    node_start(a, &cfg);
+    node_start(b, NULL);
+    enum { N = 100 };
+    static char sids[N][24];
+    for (int i = 0; i < N; i++) {
+        snprintf(sids[i], sizeof(sids[i]), "%s%014d", tag, i);
+        CHECK_EQ_INT(rt_broker_subscribe(a->b, "/a*b", sids[i]), 0);
+    }
+    CHECK_EQ_INT(rt_broker_subscribe(a->b, "/a*b", "plain"), 0);
+    sync_subs(a);
+    redisReply *r = redis_cmd("PUBSUB NUMPAT");
+    CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+    char ch0[64], plain[64];
+    snprintf(ch0, sizeof(ch0), "eddy:{/a*b}:c:%s", sids[0]);
+    snprintf(plain, sizeof(plain), "eddy:{/a*b}:c:plain");
+    r = redis_cmd("PUBSUB NUMSUB %s %s", ch0, plain);
+    CHECK(r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 && r->element[1]->integer == 0 &&
+          r->element[3]->integer == 1);
+    freeReplyObject(r);
+    rt_broker_stats_t st;
+    rt_broker_stats(a->b, &st);
+    CHECK_EQ_INT(st.subscriptions, 2); /* the pattern and "plain" */
+
+    const char *one[] = {sids[42]}, *two[] = {sids[3], "plain"}, *elsewhere[] = {sids[1]},
+               *fence[] = {"plain"};
+    CHECK_EQ_INT(publish_wait(b, "/a*b", one, 1, NULL, 0, "to 42", NULL), 0);
+    CHECK_EQ_INT(publish_wait(b, "/a*b", two, 2, NULL, 0, "to 3", NULL), 0);
+    CHECK_EQ_INT(publish_wait(b, "/aXb", elsewhere, 1, NULL, 0, "other nsp", NULL), 0);
+    CHECK_EQ_INT(publish_wait(b, "/a*b", fence, 1, NULL, 0, "fence", NULL), 0);
+    CHECK(WAIT_FOR(ngot(a) >= 3, 5000));
+    sleep_ms(50); /* a duplicate would arrive right behind */
+    CHECK_EQ_INT(ngot(a), 3);
+    CHECK_STR(a->got[0].payload, "to 42");
+    CHECK_STR(a->got[0].rooms, sids[42]);
+    CHECK(!a->got[0].own);
+    CHECK_STR(a->got[1].payload, "to 3");
+    CHECK_STR(a->got[2].payload, "fence");
+
+    for (int i = 0; i < N; i++)
+        CHECK_EQ_INT(rt_broker_unsubscribe(a->b, "/a*b", sids[i]), 0);
+    CHECK_EQ_INT(rt_broker_unsubscribe(a->b, "/a*b", sids[0]), EDDY_ENOTFOUND);
+    sync_subs(a);
+    r = redis_cmd("PUBSUB NUMPAT");
+    CHECK(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+    freeReplyObject(r);
+    node_stop(a);
+    node_stop(b);
+    free(a);
+    free(b);
+}
+
+/* Without history (no_history: the layer keeps none) a publish still gets its position
+ * and reaches the other nodes in order, but writes no stream and no last-seq key: the
+ * namespace's only key is its position hash. */
+static void test_no_history_publish(void)
+{
+    node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.no_history = true;
+    node_start(a, &cfg);
+    node_start(b, NULL);
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/nh", "r"), 0);
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/nh", NULL), 0);
+    sync_subs(b);
+    const char *r[] = {"r"};
+    rt_position_t p1, p2, p3;
+    CHECK_EQ_INT(publish_wait(a, "/nh", r, 1, NULL, 0, "one", &p1), 0);
+    CHECK_EQ_INT(publish_wait(a, "/nh", NULL, 0, NULL, 0, "two", &p2), 0);
+    CHECK_EQ_INT(publish_wait(a, "/nh", r, 1, NULL, 0, "three", &p3), 0);
+    CHECK(p1.epoch != 0 && p1.epoch == p3.epoch && p1.seq == 1 && p2.seq == 2 && p3.seq == 3);
+    CHECK(WAIT_FOR(ngot(b) >= 3, 5000));
+    CHECK_STR(b->got[0].payload, "one");
+    CHECK_STR(b->got[1].payload, "two");
+    CHECK_STR(b->got[2].payload, "three");
+    CHECK_EQ_INT(b->got[2].pos.seq, 3);
+    CHECK_STR(b->got[2].rooms, "r");
+    redisReply *k = redis_cmd("KEYS eddy:{/nh}:*");
+    CHECK(k && k->type == REDIS_REPLY_ARRAY && k->elements == 1 &&
+          strcmp(k->element[0]->str, "eddy:{/nh}:pos") == 0);
+    freeReplyObject(k);
+    node_stop(a);
+    node_stop(b);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1543,6 +1653,8 @@ int main(void)
     test_results_on_loop();
     test_emitter_interop();
     test_node_requests_cluster();
+    test_socket_tag_pattern();
+    test_no_history_publish();
     redis_kill();
     return test_report("test_rt_broker");
 }
