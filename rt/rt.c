@@ -40,7 +40,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "eddy_rt.h"
@@ -482,24 +481,6 @@ static int client_send(rt_client_t *c, const eio_part_t *parts, size_t nparts, i
     return rc;
 }
 
-static void random_id(char *out, size_t n)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char rnd[32];
-    if (getrandom(rnd, n, 0) != (ssize_t)n) {
-        /* Not expected with n <= 32 (never interrupted); fall back on a counter so ids stay
-         * unique within the process. */
-        static atomic_uint_fast64_t counter;
-        uint64_t v = atomic_fetch_add(&counter, 1) + 1;
-        for (size_t i = 0; i < n; i++)
-            rnd[i] = (unsigned char)(v >> (6 * (i % 10)));
-    }
-    for (size_t i = 0; i < n; i++)
-        out[i] = alphabet[rnd[i] & 63];
-    out[n] = '\0';
-}
-
 /* A new socket id: 20 characters, as Socket.IO's. In cluster mode the first
  * RT_BROKER_SOCKET_TAG_LEN name this node (its socket tag: one broker subscription per
  * namespace receives the emits to all its sockets' ids) and the other 14 are random (84
@@ -507,11 +488,13 @@ static void random_id(char *out, size_t n)
 static void socket_id_new(eddy_rt_t *rt, char id[static 21])
 {
     if (rt->cluster == NULL) {
-        random_id(id, 20);
+        rt_random_chars(id, 20);
+        id[20] = '\0';
         return;
     }
     rt_broker_socket_tag(rt_broker_node_id(rt_cluster_broker(rt->cluster)), id);
-    random_id(id + RT_BROKER_SOCKET_TAG_LEN, 20 - RT_BROKER_SOCKET_TAG_LEN);
+    rt_random_chars(id + RT_BROKER_SOCKET_TAG_LEN, 20 - RT_BROKER_SOCKET_TAG_LEN);
+    id[20] = '\0';
 }
 
 /* ---------------------------------------------------------------------------------------

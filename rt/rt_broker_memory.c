@@ -901,19 +901,8 @@ static int mb_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_bro
 /* A random pid (this process is its only node: no tag to share). */
 static void mb_session_pid(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE])
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char rnd[RT_HISTORY_PID_LEN];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        /* Not expected (never interrupted at this size): a counter keeps pids unique. */
-        static atomic_uint_fast64_t counter;
-        uint64_t v = atomic_fetch_add(&counter, 1) + 1;
-        for (size_t i = 0; i < sizeof(rnd); i++)
-            rnd[i] = (unsigned char)(v >> (6 * (i % 10)));
-    }
     (void)b;
-    for (size_t i = 0; i < RT_HISTORY_PID_LEN; i++)
-        pid[i] = alphabet[rnd[i] & 63];
+    rt_random_chars(pid, RT_HISTORY_PID_LEN);
     pid[RT_HISTORY_PID_LEN] = '\0';
 }
 

@@ -1030,20 +1030,10 @@ static int rb_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_bro
 
 static void rb_session_pid(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE])
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     rb_t *rb = (rb_t *)b;
-    unsigned char rnd[RT_HISTORY_PID_LEN];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
-        /* Not expected (never interrupted at this size): a counter keeps pids unique. */
-        static atomic_uint_fast64_t counter;
-        uint64_t v = atomic_fetch_add(&counter, 1) + 1;
-        for (size_t i = 0; i < sizeof(rnd); i++)
-            rnd[i] = (unsigned char)(v >> (6 * (i % 10)));
-    }
     memcpy(pid, rb->session_tag, RT_BROKER_SESSION_TAG_LEN);
-    for (size_t i = RT_BROKER_SESSION_TAG_LEN; i < RT_HISTORY_PID_LEN; i++)
-        pid[i] = alphabet[rnd[i] & 63];
+    rt_random_chars(pid + RT_BROKER_SESSION_TAG_LEN,
+                    RT_HISTORY_PID_LEN - RT_BROKER_SESSION_TAG_LEN);
     pid[RT_HISTORY_PID_LEN] = '\0';
 }
 
@@ -2943,10 +2933,7 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
         uint64_t v = rand64(&rb->rng);
         snprintf(rb->node_id, sizeof(rb->node_id), "%016llx", (unsigned long long)v);
     }
-    for (size_t i = 0; i < RT_BROKER_SESSION_TAG_LEN; i++)
-        rb->session_tag[i] =
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[rand64(&rb->rng) &
-                                                                               63];
+    rt_random_chars(rb->session_tag, RT_BROKER_SESSION_TAG_LEN);
     rt_broker_socket_tag(rb->node_id, rb->socket_tag);
     rb->host = strdup(cfg->host);
     rb->password = cfg->password ? strdup(cfg->password) : NULL;

@@ -18,6 +18,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -95,6 +96,24 @@ struct rt_history {
 };
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+void rt_random_chars(char *out, size_t n)
+{
+    while (n) {
+        unsigned char rnd[32];
+        size_t k = n < sizeof(rnd) ? n : sizeof(rnd);
+        if (getrandom(rnd, k, 0) != (ssize_t)k) {
+            static atomic_uint_fast64_t counter;
+            uint64_t v = atomic_fetch_add(&counter, 1) + 1;
+            for (size_t i = 0; i < k; i++)
+                rnd[i] = (unsigned char)(v >> (6 * (i % 10)));
+        }
+        for (size_t i = 0; i < k; i++)
+            out[i] = alphabet[rnd[i] & 63];
+        out += k;
+        n -= k;
+    }
+}
 
 /* ---------------------------------------------------------------------------------------
  * Offsets

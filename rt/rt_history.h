@@ -104,6 +104,14 @@ size_t rt_offset_encode(rt_position_t pos, char out[RT_OFFSET_SIZE]);
  */
 int rt_offset_parse(const char *s, size_t len, rt_position_t *pos);
 
+/*
+ * Writes n random characters of the offset alphabet (A-Z a-z 0-9 - _, 6 bits each) into
+ * out[0..n) and no NUL. Uses getrandom; should it fail (not expected: it is never
+ * interrupted at these sizes) a process-wide counter keeps the results unique.
+ * Thread-safe.
+ */
+void rt_random_chars(char *out, size_t n);
+
 /* ---------------------------------------------------------------------------------------
  * Messages
  * ------------------------------------------------------------------------------------- */
