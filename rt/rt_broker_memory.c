@@ -668,6 +668,30 @@ static void copy_entry(uint64_t seq, const void *payload, size_t len, void *ud)
     r->bytes += len;
 }
 
+/* Allocates a result for the c->n entries counted, its header head, laid out for
+ * copy_entry() with the origin and nsp names copied in; NULL without memory. */
+static history_result_t *history_result_new(mb_t *mb, const char *nsp, const history_count_t *c,
+                                            history_result_t head)
+{
+    size_t id_len = strlen(mb->node_id), nsp_len = strlen(nsp);
+    size_t size = align8(sizeof(history_result_t)) + c->n * sizeof(rt_broker_delivery_t) +
+                  c->names * sizeof(char *) + id_len + 1 + nsp_len + 1 + c->bytes;
+    history_result_t *r = malloc(size);
+    if (!r)
+        return NULL;
+    *r = head;
+    r->entries = (rt_broker_delivery_t *)(void *)((char *)r + align8(sizeof(*r)));
+    r->names = (const char **)(r->entries + c->n);
+    char *origin = (char *)(r->names + c->names);
+    memcpy(origin, mb->node_id, id_len + 1);
+    char *nsp_copy = origin + id_len + 1;
+    memcpy(nsp_copy, nsp, nsp_len + 1);
+    r->origin = origin;
+    r->nsp = nsp_copy;
+    r->bytes = nsp_copy + nsp_len + 1;
+    return r;
+}
+
 static int mb_history(rt_broker_t *b, const char *nsp, rt_position_t after,
                       const char *const *rooms, size_t nrooms, eddy_fd_t fd,
                       rt_broker_history_cb cb, void *arg)
@@ -678,7 +702,6 @@ static int mb_history(rt_broker_t *b, const char *nsp, rt_position_t after,
     for (size_t i = 0; i < nrooms; i++)
         if (!name_ok(rooms[i]))
             return EDDY_EINVAL;
-    size_t id_len = strlen(mb->node_id), nsp_len = strlen(nsp);
     lock(mb);
     rt_history_t *h = nsp_store(mb, nsp);
     if (!h) {
@@ -694,23 +717,12 @@ static int mb_history(rt_broker_t *b, const char *nsp, rt_position_t after,
         err = RT_HISTORY_GAP;
     if (err)
         c = (history_count_t){0};
-    size_t size = align8(sizeof(history_result_t)) + c.n * sizeof(rt_broker_delivery_t) +
-                  c.names * sizeof(char *) + id_len + 1 + nsp_len + 1 + c.bytes;
-    history_result_t *r = malloc(size);
+    history_result_t *r = history_result_new(
+        mb, nsp, &c, (history_result_t){.b = b, .cb = cb, .arg = arg, .err = err, .top = top});
     if (!r) {
         unlock(mb);
         return EDDY_ENOMEM;
     }
-    *r = (history_result_t){.b = b, .cb = cb, .arg = arg, .err = err, .top = top};
-    r->entries = (rt_broker_delivery_t *)(void *)((char *)r + align8(sizeof(*r)));
-    r->names = (const char **)(r->entries + c.n);
-    char *origin = (char *)(r->names + c.names);
-    memcpy(origin, mb->node_id, id_len + 1);
-    char *nsp_copy = origin + id_len + 1;
-    memcpy(nsp_copy, nsp, nsp_len + 1);
-    r->origin = origin;
-    r->nsp = nsp_copy;
-    r->bytes = nsp_copy + nsp_len + 1;
     if (!err && c.n)
         r->err = rt_history_since(h, after, rooms, nrooms, copy_entry, r, NULL);
     unlock(mb);
@@ -730,7 +742,6 @@ static int mb_recent(rt_broker_t *b, const char *nsp, const char *room, size_t n
         return EDDY_EINVAL;
     if (n > mb->cfg.history_max_entries)
         n = mb->cfg.history_max_entries;
-    size_t id_len = strlen(mb->node_id), nsp_len = strlen(nsp);
     lock(mb);
     rt_history_t *h = nsp_store(mb, nsp);
     if (!h) {
@@ -742,23 +753,13 @@ static int mb_recent(rt_broker_t *b, const char *nsp, const char *room, size_t n
     int err = rt_history_recent(h, room, n, count_entry, &c, NULL);
     if (err < 0)
         c = (history_count_t){0};
-    size_t size = align8(sizeof(history_result_t)) + c.n * sizeof(rt_broker_delivery_t) +
-                  c.names * sizeof(char *) + id_len + 1 + nsp_len + 1 + c.bytes;
-    history_result_t *r = malloc(size);
+    history_result_t *r = history_result_new(
+        mb, nsp, &c,
+        (history_result_t){.b = b, .cb = cb, .arg = arg, .err = err < 0 ? err : 0, .top = top});
     if (!r) {
         unlock(mb);
         return EDDY_ENOMEM;
     }
-    *r = (history_result_t){.b = b, .cb = cb, .arg = arg, .err = err < 0 ? err : 0, .top = top};
-    r->entries = (rt_broker_delivery_t *)(void *)((char *)r + align8(sizeof(*r)));
-    r->names = (const char **)(r->entries + c.n);
-    char *origin = (char *)(r->names + c.names);
-    memcpy(origin, mb->node_id, id_len + 1);
-    char *nsp_copy = origin + id_len + 1;
-    memcpy(nsp_copy, nsp, nsp_len + 1);
-    r->origin = origin;
-    r->nsp = nsp_copy;
-    r->bytes = nsp_copy + nsp_len + 1;
     if (c.n)
         rt_history_recent(h, room, n, copy_entry, r, NULL);
     unlock(mb);

@@ -1808,6 +1808,25 @@ static int sub_send(rb_t *rb, const char *verb, const char **chans, size_t *lens
     return 0;
 }
 
+/*
+ * Sends verb for names[0..nsub), then unverb for names[cap..cap + nunsub) (lens alike),
+ * and frees the cap * 2 names, names and lens. Returns sub_send's result.
+ */
+static int send_changes(rb_t *rb, const char *verb, const char *unverb, char **names, size_t *lens,
+                        size_t cap, size_t nsub, size_t nunsub)
+{
+    int rc = 0;
+    if (nsub)
+        rc = sub_send(rb, verb, (const char **)names, lens, nsub);
+    if (rc == 0 && nunsub)
+        rc = sub_send(rb, unverb, (const char **)names + cap, lens + cap, nunsub);
+    for (size_t i = 0; i < cap * 2; i++)
+        free(names[i]);
+    free(names);
+    free(lens);
+    return rc;
+}
+
 /* Applies pending interest changes (all == true: every interest, after a reconnect). */
 static int apply_subs(rb_t *rb, bool all)
 {
@@ -1874,15 +1893,7 @@ static int apply_subs(rb_t *rb, bool all)
     }
     atomic_store(&rb->nsubs, rb->subs_count);
     pthread_mutex_unlock(&rb->lock);
-    int rc = 0;
-    if (nsub)
-        rc = sub_send(rb, "SUBSCRIBE", (const char **)chans, lens, nsub);
-    if (rc == 0 && nunsub)
-        rc = sub_send(rb, "UNSUBSCRIBE", (const char **)chans + cap, lens + cap, nunsub);
-    for (size_t i = 0; i < cap * 2; i++)
-        free(chans[i]);
-    free(chans);
-    free(lens);
+    int rc = send_changes(rb, "SUBSCRIBE", "UNSUBSCRIBE", chans, lens, cap, nsub, nunsub);
     free(cand);
     return rc;
 }
@@ -1944,16 +1955,7 @@ static int apply_patterns(rb_t *rb, bool all)
     }
     atomic_store(&rb->npatterns, count);
     pthread_mutex_unlock(&rb->lock);
-    int rc = 0;
-    if (nsub)
-        rc = sub_send(rb, "PSUBSCRIBE", (const char **)names, lens, nsub);
-    if (rc == 0 && nunsub)
-        rc = sub_send(rb, "PUNSUBSCRIBE", (const char **)names + cap, lens + cap, nunsub);
-    for (size_t i = 0; i < cap * 2; i++)
-        free(names[i]);
-    free(names);
-    free(lens);
-    return rc;
+    return send_changes(rb, "PSUBSCRIBE", "PUNSUBSCRIBE", names, lens, cap, nsub, nunsub);
 }
 
 /* Remembers pos as delivered for nsp; false if it (or a later one) already was. */
