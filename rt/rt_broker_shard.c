@@ -174,52 +174,83 @@ static int call_sent(shard_call_t *c, int rc)
     return rc;
 }
 
-static void on_publish(rt_broker_t *b, int err, rt_position_t pos, void *arg)
+/* A child's answer arrives: c's shard counts as active until call_done(). */
+static shard_call_t *call_enter(void *arg)
 {
     shard_call_t *c = arg;
     atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
-    c->cb.publish(&c->sh->base, err, pos, c->arg);
+    return c;
+}
+
+static void call_done(shard_call_t *c)
+{
     leave(c->sh);
     free(c);
+}
+
+/*
+ * For an operation that answers through cb: 0 with the child for key in *to and a call for
+ * arg in *c (its callback still to set), else EDDY_EINVAL (no key or cb), EDDY_ECLOSED
+ * (no child for key) or EDDY_ENOMEM.
+ */
+static int call_route(shard_t *sh, const char *key, bool has_cb, void *arg, rt_broker_t **to,
+                      shard_call_t **c)
+{
+    if (key == NULL || !has_cb)
+        return EDDY_EINVAL;
+    if ((*to = route(sh, key)) == NULL)
+        return EDDY_ECLOSED;
+    if ((*c = call_new(sh, arg)) == NULL)
+        return EDDY_ENOMEM;
+    return 0;
+}
+
+/* For an operation without an answer: the child for key, else NULL with *rc EDDY_EINVAL
+ * (no key) or EDDY_ECLOSED (no child for it). */
+static rt_broker_t *route_or(rt_broker_t *b, const char *key, int *rc)
+{
+    rt_broker_t *to = key != NULL ? route((shard_t *)b, key) : NULL;
+    if (to == NULL)
+        *rc = key == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
+    return to;
+}
+
+static void on_publish(rt_broker_t *b, int err, rt_position_t pos, void *arg)
+{
+    shard_call_t *c = call_enter(arg);
+    c->cb.publish(&c->sh->base, err, pos, c->arg);
+    call_done(c);
 }
 
 static void on_history(rt_broker_t *b, int err, rt_position_t top,
                        const rt_broker_delivery_t *entries, size_t n, void *arg)
 {
-    shard_call_t *c = arg;
-    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
+    shard_call_t *c = call_enter(arg);
     c->cb.history(&c->sh->base, err, top, entries, n, c->arg);
-    leave(c->sh);
-    free(c);
+    call_done(c);
 }
 
 static void on_session(rt_broker_t *b, int err, const void *data, size_t len, void *arg)
 {
-    shard_call_t *c = arg;
-    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
+    shard_call_t *c = call_enter(arg);
     c->cb.session(&c->sh->base, err, data, len, c->arg);
-    leave(c->sh);
-    free(c);
+    call_done(c);
 }
 
 static void on_presence(rt_broker_t *b, int err, const rt_broker_presence_t *entries, size_t n,
                         void *arg)
 {
-    shard_call_t *c = arg;
-    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
+    shard_call_t *c = call_enter(arg);
     c->cb.presence(&c->sh->base, err, entries, n, c->arg);
-    leave(c->sh);
-    free(c);
+    call_done(c);
 }
 
 static void on_request_result(rt_broker_t *b, int err, const rt_broker_reply_t *replies, size_t n,
                               const char *const *missing, size_t nmissing, void *arg)
 {
-    shard_call_t *c = arg;
-    atomic_fetch_add(&c->sh->active, 1); /* answered even while freeing (then ECLOSED) */
+    shard_call_t *c = call_enter(arg);
     c->cb.request(&c->sh->base, err, replies, n, missing, nmissing, c->arg);
-    leave(c->sh);
-    free(c);
+    call_done(c);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -246,33 +277,27 @@ static int sh_publish(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
 
 static int sh_subscribe(rt_broker_t *b, const char *nsp, const char *room)
 {
-    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
-    if (to == NULL)
-        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
-    return rt_broker_subscribe(to, nsp, room);
+    int rc;
+    rt_broker_t *to = route_or(b, nsp, &rc);
+    return to != NULL ? rt_broker_subscribe(to, nsp, room) : rc;
 }
 
 static int sh_unsubscribe(rt_broker_t *b, const char *nsp, const char *room)
 {
-    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
-    if (to == NULL)
-        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
-    return rt_broker_unsubscribe(to, nsp, room);
+    int rc;
+    rt_broker_t *to = route_or(b, nsp, &rc);
+    return to != NULL ? rt_broker_unsubscribe(to, nsp, room) : rc;
 }
 
 static int sh_history(rt_broker_t *b, const char *nsp, rt_position_t after,
                       const char *const *rooms, size_t nrooms, eddy_fd_t fd,
                       rt_broker_history_cb cb, void *arg)
 {
-    shard_t *sh = (shard_t *)b;
-    if (nsp == NULL || cb == NULL)
-        return EDDY_EINVAL;
-    rt_broker_t *to = route(sh, nsp);
-    if (to == NULL)
-        return EDDY_ECLOSED;
-    shard_call_t *c = call_new(sh, arg);
-    if (c == NULL)
-        return EDDY_ENOMEM;
+    rt_broker_t *to;
+    shard_call_t *c;
+    int rc = call_route((shard_t *)b, nsp, cb != NULL, arg, &to, &c);
+    if (rc != 0)
+        return rc;
     c->cb.history = cb;
     return call_sent(c, rt_broker_history(to, nsp, after, rooms, nrooms, fd, on_history, c));
 }
@@ -280,15 +305,11 @@ static int sh_history(rt_broker_t *b, const char *nsp, rt_position_t after,
 static int sh_recent(rt_broker_t *b, const char *nsp, const char *room, size_t n, eddy_fd_t fd,
                      rt_broker_history_cb cb, void *arg)
 {
-    shard_t *sh = (shard_t *)b;
-    if (nsp == NULL || cb == NULL)
-        return EDDY_EINVAL;
-    rt_broker_t *to = route(sh, nsp);
-    if (to == NULL)
-        return EDDY_ECLOSED;
-    shard_call_t *c = call_new(sh, arg);
-    if (c == NULL)
-        return EDDY_ENOMEM;
+    rt_broker_t *to;
+    shard_call_t *c;
+    int rc = call_route((shard_t *)b, nsp, cb != NULL, arg, &to, &c);
+    if (rc != 0)
+        return rc;
     c->cb.history = cb;
     return call_sent(c, rt_broker_recent(to, nsp, room, n, fd, on_history, c));
 }
@@ -296,24 +317,19 @@ static int sh_recent(rt_broker_t *b, const char *nsp, const char *room, size_t n
 static int sh_session_put(rt_broker_t *b, const char *pid, const void *data, size_t len,
                           uint64_t ttl_ms)
 {
-    rt_broker_t *to = pid != NULL ? route((shard_t *)b, pid) : NULL;
-    if (to == NULL)
-        return pid == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
-    return rt_broker_session_put(to, pid, data, len, ttl_ms);
+    int rc;
+    rt_broker_t *to = route_or(b, pid, &rc);
+    return to != NULL ? rt_broker_session_put(to, pid, data, len, ttl_ms) : rc;
 }
 
 static int sh_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_broker_session_cb cb,
                            void *arg)
 {
-    shard_t *sh = (shard_t *)b;
-    if (pid == NULL || cb == NULL)
-        return EDDY_EINVAL;
-    rt_broker_t *to = route(sh, pid);
-    if (to == NULL)
-        return EDDY_ECLOSED;
-    shard_call_t *c = call_new(sh, arg);
-    if (c == NULL)
-        return EDDY_ENOMEM;
+    rt_broker_t *to;
+    shard_call_t *c;
+    int rc = call_route((shard_t *)b, pid, cb != NULL, arg, &to, &c);
+    if (rc != 0)
+        return rc;
     c->cb.session = cb;
     return call_sent(c, rt_broker_session_take(to, pid, fd, on_session, c));
 }
@@ -328,32 +344,26 @@ static void sh_session_pid(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE])
 static int sh_presence_set(rt_broker_t *b, const char *nsp, const char *room, const char *member,
                            const void *info, size_t len)
 {
-    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
-    if (to == NULL)
-        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
-    return rt_broker_presence_set(to, nsp, room, member, info, len);
+    int rc;
+    rt_broker_t *to = route_or(b, nsp, &rc);
+    return to != NULL ? rt_broker_presence_set(to, nsp, room, member, info, len) : rc;
 }
 
 static int sh_presence_del(rt_broker_t *b, const char *nsp, const char *room, const char *member)
 {
-    rt_broker_t *to = nsp != NULL ? route((shard_t *)b, nsp) : NULL;
-    if (to == NULL)
-        return nsp == NULL ? EDDY_EINVAL : EDDY_ECLOSED;
-    return rt_broker_presence_del(to, nsp, room, member);
+    int rc;
+    rt_broker_t *to = route_or(b, nsp, &rc);
+    return to != NULL ? rt_broker_presence_del(to, nsp, room, member) : rc;
 }
 
 static int sh_presence_get(rt_broker_t *b, const char *nsp, const char *room, eddy_fd_t fd,
                            rt_broker_presence_cb cb, void *arg)
 {
-    shard_t *sh = (shard_t *)b;
-    if (nsp == NULL || cb == NULL)
-        return EDDY_EINVAL;
-    rt_broker_t *to = route(sh, nsp);
-    if (to == NULL)
-        return EDDY_ECLOSED;
-    shard_call_t *c = call_new(sh, arg);
-    if (c == NULL)
-        return EDDY_ENOMEM;
+    rt_broker_t *to;
+    shard_call_t *c;
+    int rc = call_route((shard_t *)b, nsp, cb != NULL, arg, &to, &c);
+    if (rc != 0)
+        return rc;
     c->cb.presence = cb;
     return call_sent(c, rt_broker_presence_get(to, nsp, room, fd, on_presence, c));
 }
