@@ -19,27 +19,7 @@
 #include "rt_broker.h"
 #include "test.h"
 #include "test_server.h"
-
-static uint64_t ms_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-#define WAIT_FOR(cond, ms)                                                                         \
-    ({                                                                                             \
-        uint64_t wait_end_ = ms_now() + (ms);                                                      \
-        while (!(cond) && ms_now() < wait_end_)                                                    \
-            sleep_ms(2);                                                                           \
-        (cond);                                                                                    \
-    })
+#include "wait_for.h"
 
 /* A fake clock (ms), moved by the tests. */
 static _Atomic uint64_t fake_ms = 1000000;
