@@ -410,17 +410,20 @@ typedef struct pending {
 /* The thread's current call was detached: its metrics are counted when it is answered. */
 static _Thread_local bool answer_later;
 
+/* A pending answer for c, or NULL once c is answered 500 (out of memory). */
 static pending_t *pending_new(call_t *c, const char *method)
 {
     const char *nsp = eddy_rt_nsp_name(c->nsp);
     pending_t *pd = malloc(sizeof(*pd) + strlen(nsp) + 1);
-    if (pd != NULL) {
-        pd->resp = c->resp;
-        pd->srv = c->srv;
-        pd->fd = eddy_response_fd(c->resp);
-        snprintf(pd->method, sizeof(pd->method), "%s", method);
-        strcpy(pd->nsp, nsp);
+    if (pd == NULL) {
+        fail(c->resp, 500, "out of memory");
+        return NULL;
     }
+    pd->resp = c->resp;
+    pd->srv = c->srv;
+    pd->fd = eddy_response_fd(c->resp);
+    snprintf(pd->method, sizeof(pd->method), "%s", method);
+    strcpy(pd->nsp, nsp);
     return pd;
 }
 
@@ -494,10 +497,8 @@ static void api_presence(call_t *c)
         return;
     }
     pending_t *pd = pending_new(c, "presence");
-    if (pd == NULL) {
-        fail(c->resp, 500, "out of memory");
+    if (pd == NULL)
         return;
-    }
     pending_started(
         c, pd,
         eddy_rt_room_presence(c->nsp, room, eddy_response_fd(c->resp), presence_answered, pd));
@@ -539,10 +540,8 @@ static void api_history(call_t *c)
     size_t n = limit != NULL && json_integer_value(limit) > 0 ? (size_t)json_integer_value(limit)
                                                               : SIZE_MAX;
     pending_t *pd = pending_new(c, "history");
-    if (pd == NULL) {
-        fail(c->resp, 500, "out of memory");
+    if (pd == NULL)
         return;
-    }
     pending_started(
         c, pd,
         eddy_rt_room_recent(c->nsp, room, n, eddy_response_fd(c->resp), history_answered, pd));
@@ -613,7 +612,9 @@ static void api_sockets(call_t *c)
         rooms[nrooms++] = socket_id; /* its own room */
     }
     pending_t *pd = pending_new(c, "sockets");
-    fetched_t *f = pd != NULL ? calloc(1, sizeof(*f)) : NULL;
+    if (pd == NULL)
+        return;
+    fetched_t *f = calloc(1, sizeof(*f));
     if (f == NULL) {
         free(pd);
         fail(c->resp, 500, "out of memory");
@@ -673,10 +674,8 @@ static void rooms_answered(int err, const eddy_rt_room_info_t *rooms, size_t n, 
 static void api_rooms(call_t *c)
 {
     pending_t *pd = pending_new(c, "rooms");
-    if (pd == NULL) {
-        fail(c->resp, 500, "out of memory");
+    if (pd == NULL)
         return;
-    }
     pending_started(c, pd, eddy_rt_rooms(c->nsp, eddy_response_fd(c->resp), rooms_answered, pd));
 }
 
