@@ -264,14 +264,29 @@ static void asker_answer(asker_t *a, jbuf_t *j)
     free(j->p);
 }
 
+/* Opens a cross-node answer: {"status":status */
+static void j_status(jbuf_t *j, int status)
+{
+    char num[16];
+    snprintf(num, sizeof(num), "%d", status);
+    j_lit(j, "{\"status\":");
+    j_lit(j, num);
+}
+
+/* Closes a cross-node answer with the nodes that did not answer, and sends it. */
+static void asker_missing(asker_t *a, jbuf_t *j, const char *const *missing, size_t nmissing)
+{
+    j_lit(j, ",\"missing\":");
+    j_strs(j, missing, nmissing);
+    j_lit(j, "}");
+    asker_answer(a, j);
+}
+
 static void on_fetched(eddy_rt_nsp_t *nsp, int status, const eddy_rt_socket_info_t *socks, size_t n,
                        const char *const *missing, size_t nmissing, void *arg)
 {
     jbuf_t j = {0};
-    char num[16];
-    snprintf(num, sizeof(num), "%d", status);
-    j_lit(&j, "{\"status\":");
-    j_lit(&j, num);
+    j_status(&j, status);
     j_lit(&j, ",\"sockets\":[");
     for (size_t i = 0; i < n; i++) {
         j_lit(&j, i ? ",{\"id\":" : "{\"id\":");
@@ -284,10 +299,8 @@ static void on_fetched(eddy_rt_nsp_t *nsp, int status, const eddy_rt_socket_info
         j_str(&j, socks[i].node);
         j_lit(&j, "}");
     }
-    j_lit(&j, "],\"missing\":");
-    j_strs(&j, missing, nmissing);
-    j_lit(&j, "}");
-    asker_answer(arg, &j);
+    j_lit(&j, "]");
+    asker_missing(arg, &j, missing, nmissing);
 }
 
 static void on_x_fetch(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
@@ -311,16 +324,10 @@ static void on_rooms(eddy_rt_nsp_t *nsp, int status, const char *const *rooms, s
                      const char *const *missing, size_t nmissing, void *arg)
 {
     jbuf_t j = {0};
-    char num[16];
-    snprintf(num, sizeof(num), "%d", status);
-    j_lit(&j, "{\"status\":");
-    j_lit(&j, num);
+    j_status(&j, status);
     j_lit(&j, ",\"rooms\":");
     j_strs(&j, rooms, n);
-    j_lit(&j, ",\"missing\":");
-    j_strs(&j, missing, nmissing);
-    j_lit(&j, "}");
-    asker_answer(arg, &j);
+    asker_missing(arg, &j, missing, nmissing);
 }
 
 static void on_x_rooms(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
