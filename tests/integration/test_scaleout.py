@@ -135,6 +135,12 @@ class Clients(test_daemon_realtime.Clients):
                 self._pull(left)
         return got
 
+    def seqs_to_room(self, sender, room, receiver, count):
+        """Emits seq 0..count-1 to room from sender; receiver gets exactly those, in order."""
+        for i in range(count):
+            self.emit(sender, "to-room", room, {"seq": i})
+        assert [s for s, _ in self.room_messages(receiver, count)] == list(range(count))
+
     def nothing_more(self, name, within=0.5):
         """No room-message reaches name within `within` seconds (absence only)."""
         deadline = time.monotonic() + within
@@ -272,9 +278,7 @@ def test_redis_restart_cross_node_delivery_resumes(cluster, redis, clients):
     clients.probe("s", ["ra", "rb"])
     redis.kill()
     a.wait_log("Redis broker down")
-    for i in range(5):
-        clients.emit("s", "to-room", "r", {"seq": i})
-    assert [s for s, _ in clients.room_messages("ra", 5)] == list(range(5))
+    clients.seqs_to_room("s", "r", "ra", 5)
     redis.start()
     a.wait_log("Redis broker back", timeout=3 * TIMEOUT)
     b.wait_log("Redis broker back", timeout=3 * TIMEOUT)
@@ -298,9 +302,7 @@ def test_emit_to_a_socket_on_another_node(cluster, clients):
     target = clients.connect("t", b)
     clients.connect("s", a)
     clients.probe("s", ["t"], room=target["id"])
-    for i in range(10):
-        clients.emit("s", "to-room", target["id"], {"seq": i})
-    assert [s for s, _ in clients.room_messages("t", 10)] == list(range(10))
+    clients.seqs_to_room("s", target["id"], "t", 10)
     clients.nothing_more("t")
 
 
