@@ -2129,15 +2129,60 @@ static int cmp_delivery(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void history_reply(rb_t *rb, job_t *j, redisReply *r)
+/* A result for job j's history or recent reply r; NULL once j failed (out of memory). */
+static history_result_t *history_result_new(rb_t *rb, job_t *j, redisReply *r)
 {
     history_result_t *res = calloc(1, sizeof(*res));
     if (!res) {
         freeReplyObject(r);
         fail_job(rb, j, EDDY_ENOMEM);
-        return;
+        return NULL;
     }
     *res = (history_result_t){.rb = rb, .cb = (rt_broker_history_cb)j->cb, .arg = j->arg};
+    return res;
+}
+
+/* Room for n entries and their room names (names in all); false (res->err set) without memory. */
+static bool history_result_alloc(history_result_t *res, size_t n, size_t names)
+{
+    res->entries = calloc(n ? n : 1, sizeof(*res->entries));
+    res->names = calloc(names ? names : 1, sizeof(char *));
+    if (!res->entries || !res->names)
+        res->err = EDDY_ENOMEM;
+    return !res->err;
+}
+
+/* Decodes stored message m (seq of epoch) into d, its room names at res->names + *used
+ * (advanced past them); EDDY_EPROTO (also in res->err) if m does not decode. */
+static int entry_decode(rb_t *rb, history_result_t *res, size_t *used, const redisReply *m,
+                        uint64_t epoch, long long seq, rt_broker_delivery_t *d)
+{
+    if (msg_decode(m->str, m->len, &d->origin, &d->msg, res->names + *used) != 0)
+        return res->err = EDDY_EPROTO;
+    *used += d->msg.nrooms + d->msg.nexcept;
+    d->pos = (rt_position_t){epoch, (uint64_t)seq};
+    d->own = strcmp(d->origin, rb->node_id) == 0;
+    return 0;
+}
+
+/* Hands res on (r kept for its entries, freed on an error) and frees j. */
+static void history_result_done(rb_t *rb, job_t *j, redisReply *r, history_result_t *res)
+{
+    if (res->err) {
+        res->n = 0;
+        freeReplyObject(r);
+    } else {
+        res->reply = r;
+    }
+    dispatch(rb, j->fd, run_history_result, res);
+    free(j);
+}
+
+static void history_reply(rb_t *rb, job_t *j, redisReply *r)
+{
+    history_result_t *res = history_result_new(rb, j, r);
+    if (!res)
+        return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
         r->element[2]->type != REDIS_REPLY_STRING) {
@@ -2162,12 +2207,8 @@ static void history_reply(rb_t *rb, job_t *j, redisReply *r)
         }
         names += nr + ne;
     }
-    res->entries = calloc(n ? n : 1, sizeof(*res->entries));
-    res->names = calloc(names ? names : 1, sizeof(char *));
-    if (!res->entries || !res->names) {
-        res->err = EDDY_ENOMEM;
+    if (!history_result_alloc(res, n, names))
         goto out;
-    }
     size_t used = 0, kept = 0;
     for (size_t i = 0; i < n; i++) {
         redisReply *m = r->element[3 + 2 * i + 1];
@@ -2176,13 +2217,8 @@ static void history_reply(rb_t *rb, job_t *j, redisReply *r)
             res->err = EDDY_EPROTO;
             goto out;
         }
-        if (msg_decode(m->str, m->len, &d->origin, &d->msg, res->names + used) != 0) {
-            res->err = EDDY_EPROTO;
+        if (entry_decode(rb, res, &used, m, epoch, r->element[3 + 2 * i]->integer, d) != 0)
             goto out;
-        }
-        used += d->msg.nrooms + d->msg.nexcept;
-        d->pos = (rt_position_t){epoch, (uint64_t)r->element[3 + 2 * i]->integer};
-        d->own = strcmp(d->origin, rb->node_id) == 0;
         bool excluded = false;
         for (size_t e = 0; e < d->msg.nexcept && !excluded; e++)
             for (size_t k = 0; k < j->nrooms && !excluded; k++)
@@ -2198,14 +2234,7 @@ static void history_reply(rb_t *rb, job_t *j, redisReply *r)
             res->entries[uniq++] = res->entries[i];
     res->n = uniq;
 out:
-    if (res->err) {
-        res->n = 0;
-        freeReplyObject(r);
-    } else {
-        res->reply = r;
-    }
-    dispatch(rb, j->fd, run_history_result, res);
-    free(j);
+    history_result_done(rb, j, r, res);
 }
 
 static void presence_reply(rb_t *rb, job_t *j, redisReply *r)
@@ -2254,13 +2283,9 @@ out:
 /* The reply of a recent read: entries newest first, handed on oldest first. */
 static void recent_reply(rb_t *rb, job_t *j, redisReply *r)
 {
-    history_result_t *res = calloc(1, sizeof(*res));
-    if (!res) {
-        freeReplyObject(r);
-        fail_job(rb, j, EDDY_ENOMEM);
+    history_result_t *res = history_result_new(rb, j, r);
+    if (!res)
         return;
-    }
-    *res = (history_result_t){.rb = rb, .cb = (rt_broker_history_cb)j->cb, .arg = j->arg};
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING) {
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: recent read refused: %s",
@@ -2281,34 +2306,19 @@ static void recent_reply(rb_t *rb, job_t *j, redisReply *r)
         }
         names += nr + ne;
     }
-    res->entries = calloc(n ? n : 1, sizeof(*res->entries));
-    res->names = calloc(names ? names : 1, sizeof(char *));
-    if (!res->entries || !res->names) {
-        res->err = EDDY_ENOMEM;
+    if (!history_result_alloc(res, n, names))
         goto out;
-    }
     size_t used = 0;
     for (size_t i = 0; i < n; i++) {
         redisReply *m = r->element[2 + 2 * (n - 1 - i) + 1];
         rt_broker_delivery_t *d = &res->entries[i];
-        if (msg_decode(m->str, m->len, &d->origin, &d->msg, res->names + used) != 0) {
-            res->err = EDDY_EPROTO;
+        if (entry_decode(rb, res, &used, m, epoch, r->element[2 + 2 * (n - 1 - i)]->integer, d) !=
+            0)
             goto out;
-        }
-        used += d->msg.nrooms + d->msg.nexcept;
-        d->pos = (rt_position_t){epoch, (uint64_t)r->element[2 + 2 * (n - 1 - i)]->integer};
-        d->own = strcmp(d->origin, rb->node_id) == 0;
     }
     res->n = n;
 out:
-    if (res->err) {
-        res->n = 0;
-        freeReplyObject(r);
-    } else {
-        res->reply = r;
-    }
-    dispatch(rb, j->fd, run_history_result, res);
-    free(j);
+    history_result_done(rb, j, r, res);
 }
 
 /* Handles the reply of job j (both owned). */
