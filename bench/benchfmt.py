@@ -73,6 +73,15 @@ def verdict(kind, bound, e, n):
     return "" if ok is None else ("met" if ok else "**NOT met**")
 
 
+def table_row(label, metric, cells, e, n, eddy_rows, node_rows, fn, target):
+    """One row of an eddy-against-Node table: the two cells, eddy / Node (with fn: see
+    ratio_cell), the target's text and its verdict (target: (kind, bound, text) or None)."""
+    ratio = ratio_cell(e, n, eddy_rows, node_rows, fn) if fn is not None else ""
+    kind, bound, text = target if target is not None else (None, None, "")
+    mark = verdict(kind, bound, e, n) if target is not None else ""
+    return f"| {label} | {metric} | {cells[0]} | {cells[1]} | {ratio} | {text} | {mark} |"
+
+
 def print_lines(path, prefix="- "):
     """Prints the non-empty lines of path (if it exists), each after prefix."""
     if os.path.exists(path):

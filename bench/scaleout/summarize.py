@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchfmt import (fmt_ratio, median, micros, per_cpu_s, pick, print_lines,  # noqa: E402
-                      print_problems, rate, ratio_cell, verdict)
+                      print_problems, rate, table_row)
 
 # Over this share of the window spent waiting for a CPU, summed over the two nodes, a run
 # was disturbed (the two nodes share CPU 0, so they also wait for each other: the bound is
@@ -174,13 +174,9 @@ def main():
                 if "commandstats" in metric and len(names) == 1 and None not in names:
                     mark = f" ({names.pop().upper()})" + mark
                 cells.append(fmt(v) + mark if v is not None else "")
-            e, n = vals.get("eddy"), vals.get("node")
-            ratio = ratio_cell(e, n, runs.get((case, "eddy"), []), runs.get((case, "node"), []),
-                               fn) if fmt is not None else ""
-            kind, bound, target_text = target if target is not None else (None, None, "")
-            mark = verdict(kind, bound, e, n) if target is not None else ""
-            print(f"| {label} | {metric} | {cells[0]} | {cells[1]} | {ratio} | {target_text} "
-                  f"| {mark} |")
+            print(table_row(label, metric, cells, vals.get("eddy"), vals.get("node"),
+                            runs.get((case, "eddy"), []), runs.get((case, "node"), []),
+                            fn if fmt is not None else None, target))
             label = ""
     print()
     print("Medians over rounds. Each case: a fresh redis-server, two nodes on it (CPU 0), the "

@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchfmt import (bytes_, median, micros, per_cpu_s, pick, print_lines,  # noqa: E402
-                      print_problems, rate, ratio_cell, verdict)
+                      print_problems, rate, table_row)
 
 # A run whose server or load generator waited for a CPU more than this share of the time was
 # disturbed by other processes: left out of the median unless every round was.
@@ -96,13 +96,8 @@ def main():
             mark = " †" if all_disturbed else ""
             any_mark |= all_disturbed
             cells.append(fmt(v) + mark if v is not None else "")
-        e, n = vals.get("eddy"), vals.get("node")
-        ratio = ratio_cell(e, n, runs.get((scen, "eddy"), []), runs.get((scen, "node"), []),
-                           fn) if fn is not None else ""
-        kind, bound, target_text = target if target is not None else (None, None, "")
-        mark = verdict(kind, bound, e, n) if target is not None else ""
-        print(f"| {label} | {metric} | {cells[0]} | {cells[1]} | {ratio} | {target_text} | "
-              f"{mark} |")
+        print(table_row(label, metric, cells, vals.get("eddy"), vals.get("node"),
+                        runs.get((scen, "eddy"), []), runs.get((scen, "node"), []), fn, target))
     print()
     print("Medians over rounds; eddy / Node is the ratio of the medians (separate runs, one "
           "after the other on the same pinned CPUs). Server CPU is utime + stime of the server "
