@@ -235,8 +235,9 @@ PYTEST ?= pytest
 # come first without Debian's python3-websockets).
 PYTHON ?= $(shell for p in $$(which -a python3); do $$p -c 'import websockets' 2>/dev/null && { echo $$p; break; }; done)
 
+# --durations: the slowest tests are listed at the end, to watch CI's time budget.
 test-integration: lib $(BUILD)/eddy $(EXAMPLES) $(TEST_PROGS) $(BUILD)/eddy-ws
-	EDDY_BUILD=$(BUILD) $(PYTEST) -q tests/integration tests/conformance $(PYTEST_ARGS)
+	EDDY_BUILD=$(BUILD) $(PYTEST) -q --durations=15 tests/integration tests/conformance $(PYTEST_ARGS)
 
 # The churn soak (tests/soak/churn.py): SOAK_ARGS="--connections 50000" for a longer one.
 soak: examples
