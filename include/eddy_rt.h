@@ -585,6 +585,16 @@ eddy_rt_socket_t *eddy_rt_socket_find(eddy_rt_nsp_t *nsp, const char *id);
 
 /* ---------------------------------------------------------------------------------------
  * Users and presence
+ *
+ * The synchronous visits and counts below (eddy_rt_room_sockets(), _room_count(),
+ * _room_user_count(), _user_sockets(), _user_online(), _user_disconnect()) see this
+ * node's sockets only, also with redis_url: in a cluster a room's members on other nodes
+ * are not visited or counted, and a user connected only to another node is not online
+ * here. For the whole cluster use the asynchronous forms: eddy_rt_room_presence() (a
+ * room's sockets and distinct users, with their nodes), eddy_rt_rooms() (every room with
+ * its counts), eddy_rt_fetch_sockets() with to.users (a user's sockets on every node) and
+ * eddy_rt_disconnect_sockets() with to.users (disconnect them). On one node both forms
+ * give the same answer.
  * ------------------------------------------------------------------------------------- */
 
 /* A member of a room or a connection of a user: borrowed for the visit. */
@@ -598,17 +608,20 @@ typedef struct eddy_rt_member {
  * eddy_rt functions (copy what it needs, or take a reference with eddy_rt_socket_ref()). */
 typedef bool (*eddy_rt_member_cb)(const eddy_rt_member_t *m, void *arg);
 
-/* Calls visit for each socket in room of nsp (a socket id names its own room). Returns the
- * number visited. */
+/* Calls visit for each socket of this node in room of nsp (a socket id names its own room).
+ * Returns the number visited. Cluster-wide: eddy_rt_room_presence(). */
 size_t eddy_rt_room_sockets(eddy_rt_nsp_t *nsp, const char *room, eddy_rt_member_cb visit,
                             void *arg);
-/* Number of sockets in room, and of distinct user ids among them. */
+/* Number of this node's sockets in room, and of distinct user ids among them.
+ * Cluster-wide: eddy_rt_room_presence() (one room), eddy_rt_rooms() (every room). */
 size_t eddy_rt_room_count(eddy_rt_nsp_t *nsp, const char *room);
 size_t eddy_rt_room_user_count(eddy_rt_nsp_t *nsp, const char *room);
-/* Calls visit for each connection of user_id in nsp. Returns the number visited. */
+/* Calls visit for each connection of user_id in nsp on this node. Returns the number
+ * visited. Cluster-wide: eddy_rt_fetch_sockets() with to.users. */
 size_t eddy_rt_user_sockets(eddy_rt_nsp_t *nsp, const char *user_id, eddy_rt_member_cb visit,
                             void *arg);
-/* True if user_id has a connected socket in nsp. */
+/* True if user_id has a connected socket in nsp on this node (false when it is connected
+ * to other nodes only). Cluster-wide: eddy_rt_fetch_sockets() with to.users. */
 bool eddy_rt_user_online(eddy_rt_nsp_t *nsp, const char *user_id);
 /*
  * History on join: calls visit for the newest n events kept for room (NULL: those emitted
@@ -649,8 +662,9 @@ typedef void (*eddy_rt_recent_cb)(eddy_rt_nsp_t *nsp, int err,
 int eddy_rt_room_recent(eddy_rt_nsp_t *nsp, const char *room, size_t n, eddy_fd_t fd,
                         eddy_rt_recent_cb cb, void *arg);
 
-/* Disconnects every connection of user_id in nsp (eddy_rt_disconnect() on each). Returns
- * the number disconnected. */
+/* Disconnects every connection of user_id in nsp on this node (eddy_rt_disconnect() on
+ * each). Returns the number disconnected. Cluster-wide: eddy_rt_disconnect_sockets() with
+ * to.users. */
 size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool close_client);
 
 /*
