@@ -21,7 +21,8 @@
  *   x-disconnect (sel, close)  io.in(sel).disconnectSockets(close), ack the return code
  *   x-fetch (sel, ms)       ack {"status", "sockets": [{"id", "user", "rooms", "node"}],
  *                           "missing": [node ids]} (fetchSockets)
- *   x-rooms (ms)            ack {"status", "rooms", "missing"} (allRooms)
+ *   x-rooms                 ack {"status", "rooms": [{"name", "sockets", "users"}]}
+ *                           (adapter.allRooms(), with counts: eddy_rt_rooms())
  *   x-ack (sel, ms, ...args)  broadcast "x-ask" with args and an ack wanted, ack
  *                           {"results": [{"id", "status", "answer" (its arguments), "node"}]}
  */
@@ -320,21 +321,27 @@ static void on_x_fetch(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
     }
 }
 
-static void on_rooms(eddy_rt_nsp_t *nsp, int status, const char *const *rooms, size_t n,
-                     const char *const *missing, size_t nmissing, void *arg)
+static void on_rooms(int err, const eddy_rt_room_info_t *rooms, size_t n, void *arg)
 {
     jbuf_t j = {0};
-    j_status(&j, status);
-    j_lit(&j, ",\"rooms\":");
-    j_strs(&j, rooms, n);
-    asker_missing(arg, &j, missing, nmissing);
+    j_status(&j, err);
+    j_lit(&j, ",\"rooms\":[");
+    for (size_t i = 0; i < n; i++) {
+        char counts[64];
+        snprintf(counts, sizeof(counts), ",\"sockets\":%zu,\"users\":%zu}", rooms[i].sockets,
+                 rooms[i].users);
+        j_lit(&j, i ? ",{\"name\":" : "{\"name\":");
+        j_str(&j, rooms[i].name);
+        j_lit(&j, counts);
+    }
+    j_lit(&j, "]}");
+    asker_answer(arg, &j);
 }
 
 static void on_x_rooms(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
 {
     asker_t *a = asker_new(s, ev);
-    int rc = a == NULL ? EDDY_ENOMEM
-                       : eddy_rt_all_rooms(eddy_rt_socket_nsp(s), ms_arg(ev, 0, 5000), on_rooms, a);
+    int rc = a == NULL ? EDDY_ENOMEM : eddy_rt_rooms(eddy_rt_socket_nsp(s), 0, on_rooms, a);
     if (rc != 0) {
         if (a != NULL) {
             eddy_rt_socket_unref(a->s);

@@ -585,6 +585,16 @@ eddy_rt_socket_t *eddy_rt_socket_find(eddy_rt_nsp_t *nsp, const char *id);
 
 /* ---------------------------------------------------------------------------------------
  * Users and presence
+ *
+ * The synchronous visits and counts below (eddy_rt_room_sockets(), _room_count(),
+ * _room_user_count(), _user_sockets(), _user_online(), _user_disconnect()) see this
+ * node's sockets only, also with redis_url: in a cluster a room's members on other nodes
+ * are not visited or counted, and a user connected only to another node is not online
+ * here. For the whole cluster use the asynchronous forms: eddy_rt_room_presence() (a
+ * room's sockets and distinct users, with their nodes), eddy_rt_rooms() (every room with
+ * its counts), eddy_rt_fetch_sockets() with to.users (a user's sockets on every node) and
+ * eddy_rt_disconnect_sockets() with to.users (disconnect them). On one node both forms
+ * give the same answer.
  * ------------------------------------------------------------------------------------- */
 
 /* A member of a room or a connection of a user: borrowed for the visit. */
@@ -598,17 +608,20 @@ typedef struct eddy_rt_member {
  * eddy_rt functions (copy what it needs, or take a reference with eddy_rt_socket_ref()). */
 typedef bool (*eddy_rt_member_cb)(const eddy_rt_member_t *m, void *arg);
 
-/* Calls visit for each socket in room of nsp (a socket id names its own room). Returns the
- * number visited. */
+/* Calls visit for each socket of this node in room of nsp (a socket id names its own room).
+ * Returns the number visited. Cluster-wide: eddy_rt_room_presence(). */
 size_t eddy_rt_room_sockets(eddy_rt_nsp_t *nsp, const char *room, eddy_rt_member_cb visit,
                             void *arg);
-/* Number of sockets in room, and of distinct user ids among them. */
+/* Number of this node's sockets in room, and of distinct user ids among them.
+ * Cluster-wide: eddy_rt_room_presence() (one room), eddy_rt_rooms() (every room). */
 size_t eddy_rt_room_count(eddy_rt_nsp_t *nsp, const char *room);
 size_t eddy_rt_room_user_count(eddy_rt_nsp_t *nsp, const char *room);
-/* Calls visit for each connection of user_id in nsp. Returns the number visited. */
+/* Calls visit for each connection of user_id in nsp on this node. Returns the number
+ * visited. Cluster-wide: eddy_rt_fetch_sockets() with to.users. */
 size_t eddy_rt_user_sockets(eddy_rt_nsp_t *nsp, const char *user_id, eddy_rt_member_cb visit,
                             void *arg);
-/* True if user_id has a connected socket in nsp. */
+/* True if user_id has a connected socket in nsp on this node (false when it is connected
+ * to other nodes only). Cluster-wide: eddy_rt_fetch_sockets() with to.users. */
 bool eddy_rt_user_online(eddy_rt_nsp_t *nsp, const char *user_id);
 /*
  * History on join: calls visit for the newest n events kept for room (NULL: those emitted
@@ -649,24 +662,35 @@ typedef void (*eddy_rt_recent_cb)(eddy_rt_nsp_t *nsp, int err,
 int eddy_rt_room_recent(eddy_rt_nsp_t *nsp, const char *room, size_t n, eddy_fd_t fd,
                         eddy_rt_recent_cb cb, void *arg);
 
-/* Disconnects every connection of user_id in nsp (eddy_rt_disconnect() on each). Returns
- * the number disconnected. */
+/* Disconnects every connection of user_id in nsp on this node (eddy_rt_disconnect() on
+ * each). Returns the number disconnected. Cluster-wide: eddy_rt_disconnect_sockets() with
+ * to.users. */
 size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool close_client);
 
 /*
  * Presence across nodes (the same call on one node and in a cluster). The functions above
- * see this node's sockets only; these two ask every node of the cluster (with redis_url)
- * and answer later, never blocking the caller:
+ * see this node's sockets only; these two answer for every node of the cluster (with
+ * redis_url) from what the nodes recorded in Redis, and answer later, never blocking the
+ * caller; no other node is asked:
  * - eddy_rt_room_presence(): the sockets of room (id, user id, node id) and its distinct
  *   user ids; a socket id names its own room (answered from this node's tables: a socket
  *   of another node is then not found);
- * - eddy_rt_rooms(): the rooms of nsp that have members, each with its number of sockets
- *   and of distinct users (sockets' own rooms are not listed).
+ * - eddy_rt_rooms(): the rooms of nsp that have members on any node, each once with its
+ *   number of sockets and of distinct users, every node's together. This is Socket.IO's
+ *   io.of(nsp).adapter.allRooms(), except that sockets' own rooms (their ids) are not
+ *   listed (eddy_rt_fetch_sockets() lists the sockets), and that a dead or frozen node
+ *   never makes it fail or wait. It costs one Redis read of the namespace's rooms index,
+ *   then one per room listed (the counts).
  * In a cluster each node records its sockets' memberships in Redis as they join and leave
- * (one write per join or leave, none per message) under its lease: the members of a node
- * that dies (kill -9) vanish from the answers when its lease runs out (3 s), those of a
- * node that stops cleanly at once. Joins and leaves reach Redis asynchronously: an answer
- * reflects them once Redis did (normally within a round trip). node is NULL on one node.
+ * (one write per join or leave, none per message; remote joins of eddy_rt_sockets_join()
+ * included, where the socket's node applies them) under its lease. Joins and leaves reach
+ * Redis asynchronously: an answer reflects those made on this node before the call (they
+ * are queued ahead of the read), and another node's once its write reached Redis
+ * (normally within a round trip of that node). The members of a node that stops renewing
+ * its lease (kill -9, frozen) vanish from the answers when the lease runs out (3 s), those
+ * of a node that stops cleanly at once; a node records all its members again when Redis
+ * answers again after an outage. While Redis is down (or does not answer) the answer is
+ * EDDY_ECLOSED with nothing, never this node's part alone. node is NULL on one node.
  *
  * cb runs exactly once: with fd not 0, on the loop of connection fd (eddy_post()), or on
  * loop 0 if fd is gone by then (eddy_defer()), so a detached response of fd can be ended
@@ -706,9 +730,9 @@ int eddy_rt_rooms(eddy_rt_nsp_t *nsp, eddy_fd_t fd, eddy_rt_rooms_cb cb, void *a
 
 /* ---------------------------------------------------------------------------------------
  * Across nodes (Socket.IO's io.in(room).socketsJoin(), socketsLeave(), disconnectSockets(),
- * fetchSockets(), adapter.allRooms()). On a layer without redis_url they act on this
- * node's sockets; with it, on the sockets of every node of the cluster (README
- * "Scale-out"), and work the same.
+ * fetchSockets(); adapter.allRooms() is eddy_rt_rooms() above). On a layer without
+ * redis_url they act on this node's sockets; with it, on the sockets of every node of the
+ * cluster (README "Scale-out"), and work the same.
  *
  * Selection: to as in eddy_rt_broadcast() (NULL: the whole namespace; except_socket is
  * sent as its id); pointers are borrowed for the call.
@@ -745,31 +769,24 @@ typedef struct eddy_rt_socket_info {
 } eddy_rt_socket_info_t;
 
 /*
- * The answer of eddy_rt_fetch_sockets() (eddy_rt_all_rooms()): status 0, or EDDY_ECLOSED
- * when Redis is down (only this node's are listed); the sockets (rooms, each once) of the
- * nodes that answered; missing[0..nmissing) the ids of the nodes that were alive (by their
- * leases) when the request left but did not answer within timeout_ms (frozen, or slow):
- * the answer is partial, never refused because of one node. A node whose lease lapses
- * meanwhile (killed) is named missing as soon as that is seen. Everything is borrowed for
- * the call. It runs once: without redis_url before the call returns, on the calling
- * thread; with it on the layer's broker thread (at the latest during eddy_rt_free()):
- * keep it short (it may call eddy_rt functions).
+ * The answer of eddy_rt_fetch_sockets(): status 0, or EDDY_ECLOSED when Redis is down (only
+ * this node's are listed); the sockets of the nodes that answered; missing[0..nmissing) the
+ * ids of the nodes that were alive (by their leases) when the request left but did not
+ * answer within timeout_ms (frozen, or slow): the answer is partial, never refused because
+ * of one node. A node whose lease lapses meanwhile (killed) is named missing as soon as
+ * that is seen. Everything is borrowed for the call. It runs once: without redis_url before
+ * the call returns, on the calling thread; with it on the layer's broker thread (at the
+ * latest during eddy_rt_free()): keep it short (it may call eddy_rt functions).
  */
 typedef void (*eddy_rt_fetch_cb)(eddy_rt_nsp_t *nsp, int status,
                                  const eddy_rt_socket_info_t *sockets, size_t n,
                                  const char *const *missing, size_t nmissing, void *arg);
-typedef void (*eddy_rt_all_rooms_cb)(eddy_rt_nsp_t *nsp, int status, const char *const *rooms,
-                                     size_t n, const char *const *missing, size_t nmissing,
-                                     void *arg);
 
 /* Lists the selected sockets of every node (fetchSockets()), waiting at most timeout_ms
  * (> 0) for the nodes. Returns 0 (cb will run), EDDY_EINVAL, EDDY_ENOMEM, EDDY_EDROPPED
  * (cb not called). */
 int eddy_rt_fetch_sockets(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, uint32_t timeout_ms,
                           eddy_rt_fetch_cb cb, void *arg);
-/* Lists the rooms of nsp that have members on any node (allRooms(), without the sockets'
- * own rooms). Returns as eddy_rt_fetch_sockets(). */
-int eddy_rt_all_rooms(eddy_rt_nsp_t *nsp, uint32_t timeout_ms, eddy_rt_all_rooms_cb cb, void *arg);
 
 /* ---------------------------------------------------------------------------------------
  * Reading JSON arguments in place

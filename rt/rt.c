@@ -3770,20 +3770,6 @@ ssize_t rt_xnode_select(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, eddy_rt_sock
     return (ssize_t)t.n;
 }
 
-void rt_xnode_rooms(eddy_rt_nsp_t *nsp, void (*visit)(const char *room, void *arg), void *arg)
-{
-    eddy_rt_t *rt = nsp->rt;
-    pthread_mutex_lock(&rt->lock);
-    for (size_t i = 0; i < rt->rooms.nslots; i++) {
-        for (rt_hnode_t *it = rt->rooms.slots[i]; it != NULL; it = it->next) {
-            rt_room_t *r = CONTAINER(it, rt_room_t, node);
-            if (r->nsp == nsp && r->count > 0)
-                visit(r->name, arg);
-        }
-    }
-    pthread_mutex_unlock(&rt->lock);
-}
-
 /* ---------------------------------------------------------------------------------------
  * Arguments
  * ------------------------------------------------------------------------------------- */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Across nodes (rt_xnode.h): remote join, leave and disconnect, cluster-wide listings and
- * broadcasts with acknowledgement, as node requests through the broker; on one node (or
- * while Redis is down) the same operations on this node's sockets.
+ * Across nodes (rt_xnode.h): remote join, leave and disconnect, the cluster-wide listing of
+ * sockets (fetchSockets()) and broadcasts with acknowledgement, as node requests through the
+ * broker; on one node (or while Redis is down) the same operations on this node's sockets.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -199,7 +199,7 @@ int rt_xnode_cmd_decode(const void *buf, size_t len, rt_xnode_cmd_t *c)
     c->timeout_ms = r_uint(&r, 4);
     size_t nr = r_uint(&r, 2), nu = r_uint(&r, 2), ne = r_uint(&r, 2), nt = r_uint(&r, 2);
     c->nsp = r_str(&r);
-    if (r.bad || strchr("jldfra", c->op) == NULL || c->op == 0)
+    if (r.bad || strchr("jldfa", c->op) == NULL || c->op == 0)
         return EDDY_EPROTO;
     size_t total = nr + nu + ne + nt;
     if ((c->names = calloc(total ? total : 1, sizeof(*c->names))) == NULL)
@@ -252,13 +252,6 @@ typedef struct room_list {
     uint32_t n;
 } room_list_t;
 
-static void room_visit(const char *room, void *arg)
-{
-    room_list_t *l = arg;
-    w_str(&l->names, room);
-    l->n++;
-}
-
 static bool rooms_of_socket(const char *room, void *arg)
 {
     room_list_t *l = arg;
@@ -267,21 +260,12 @@ static bool rooms_of_socket(const char *room, void *arg)
     return true;
 }
 
-/* This node's answer to a listing (op RT_XNODE_FETCH or RT_XNODE_ROOMS) into w. */
-static int local_answer(eddy_rt_nsp_t *nsp, char op, const eddy_rt_to_t *to, wbuf_t *w)
+/* This node's answer to a fetch (RT_XNODE_FETCH) into w. */
+static int local_answer(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, wbuf_t *w)
 {
     if (nsp == NULL) {
         w_u32(w, 0);
         return w->oom ? EDDY_ENOMEM : 0;
-    }
-    if (op == RT_XNODE_ROOMS) {
-        room_list_t l = {{0}, 0};
-        rt_xnode_rooms(nsp, room_visit, &l);
-        w_u32(w, l.n);
-        w_put(w, l.names.p, l.names.len);
-        int rc = l.names.oom || w->oom ? EDDY_ENOMEM : 0;
-        free(l.names.p);
-        return rc;
     }
     eddy_rt_socket_t **list = NULL;
     ssize_t n = rt_xnode_select(nsp, to, &list);
@@ -347,8 +331,6 @@ int rt_xnode_answer_check(char op, const void *buf, size_t len)
     for (uint32_t i = 0; i < n && !r.bad; i++) {
         if (op == RT_XNODE_FETCH) {
             read_socket(&r, NULL, NULL);
-        } else if (op == RT_XNODE_ROOMS) {
-            r_str(&r);
         } else if (op == RT_XNODE_ACK) {
             const char *id;
             int status;
@@ -453,10 +435,9 @@ void rt_xnode_request(eddy_rt_t *rt, rt_broker_t *b, const rt_broker_request_t *
         if (req->id)
             rt_broker_respond(b, req->origin, req->id, NULL, 0);
         break;
-    case RT_XNODE_FETCH:
-    case RT_XNODE_ROOMS: {
+    case RT_XNODE_FETCH: {
         wbuf_t w = {0};
-        if (local_answer(nsp, c.op, &c.to, &w) == 0 && req->id)
+        if (local_answer(nsp, &c.to, &w) == 0 && req->id)
             rt_broker_respond(b, req->origin, req->id, w.p, w.len);
         else if (req->id)
             answer_empty(b, req);
@@ -531,23 +512,16 @@ int eddy_rt_disconnect_sockets(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, bool 
 }
 
 /* ---------------------------------------------------------------------------------------
- * Public: listings
+ * Public: fetchSockets()
  * ------------------------------------------------------------------------------------- */
 
 typedef struct listing {
     eddy_rt_nsp_t *nsp;
-    char op;
     eddy_rt_fetch_cb fetch;
-    eddy_rt_all_rooms_cb rooms;
     void *arg;
     size_t cmd_len;
     char cmd[]; /* the command, for this node's answer when Redis is down */
 } listing_t;
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
 
 /* Hands the answers (replies[i].data, checked) to the application. */
 static void listing_report(listing_t *l, int status, const rt_broker_reply_t *replies, size_t n,
@@ -572,28 +546,13 @@ static void listing_report(listing_t *l, int status, const rt_broker_reply_t *re
         rd_t r = {replies[i].data, (const unsigned char *)replies[i].data + replies[i].len, false};
         uint32_t k = r_uint(&r, 4);
         for (uint32_t j = 0; j < k && !r.bad; j++) {
-            if (l->op == RT_XNODE_ROOMS) {
-                names[nn++] = r_str(&r);
-                continue;
-            }
             if (read_socket(&r, &socks[ns], names + nn)) {
                 nn += socks[ns].nrooms;
                 socks[ns++].node = replies[i].node;
             }
         }
     }
-    if (l->op == RT_XNODE_ROOMS) {
-        /* Each room once, however many nodes hold it. */
-        if (nn > 1)
-            qsort(names, nn, sizeof(*names), cmp_str);
-        size_t u = 0;
-        for (size_t i = 0; i < nn; i++)
-            if (u == 0 || strcmp(names[u - 1], names[i]) != 0)
-                names[u++] = names[i];
-        l->rooms(l->nsp, status, names, u, missing, nmissing, l->arg);
-    } else {
-        l->fetch(l->nsp, status, socks, ns, missing, nmissing, l->arg);
-    }
+    l->fetch(l->nsp, status, socks, ns, missing, nmissing, l->arg);
     free(socks);
     free(names);
 }
@@ -605,7 +564,7 @@ static void listing_local(listing_t *l, int status)
     wbuf_t w = {0};
     int rc = rt_xnode_cmd_decode(l->cmd, l->cmd_len, &c);
     if (rc == 0) {
-        rc = local_answer(l->nsp, l->op, &c.to, &w);
+        rc = local_answer(l->nsp, &c.to, &w);
         rt_xnode_cmd_clear(&c);
     }
     rt_broker_reply_t one = {rt_xnode_node_id(eddy_rt_nsp_rt(l->nsp)), w.p, w.len};
@@ -636,7 +595,7 @@ static void on_listing(rt_broker_t *b, int err, const rt_broker_reply_t *replies
     for (size_t i = 0; i < nmissing; i++)
         miss[nmiss++] = missing[i];
     for (size_t i = 0; i < n; i++) {
-        if (rt_xnode_answer_check(l->op, replies[i].data, replies[i].len) == 0) {
+        if (rt_xnode_answer_check(RT_XNODE_FETCH, replies[i].data, replies[i].len) == 0) {
             ok[nok++] = replies[i];
         } else {
             eddy_log(eddy_rt_server(eddy_rt_nsp_rt(l->nsp)), EDDY_LOG_WARNING,
@@ -650,20 +609,21 @@ static void on_listing(rt_broker_t *b, int err, const rt_broker_reply_t *replies
     free(l);
 }
 
-static int listing(eddy_rt_nsp_t *nsp, char op, const eddy_rt_to_t *to, uint32_t timeout_ms,
-                   eddy_rt_fetch_cb fetch, eddy_rt_all_rooms_cb rooms, void *arg)
+int eddy_rt_fetch_sockets(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, uint32_t timeout_ms,
+                          eddy_rt_fetch_cb cb, void *arg)
 {
-    if (nsp == NULL || timeout_ms == 0 || (fetch == NULL && rooms == NULL))
+    if (nsp == NULL || timeout_ms == 0 || cb == NULL)
         return EDDY_EINVAL;
     eddy_rt_t *rt = eddy_rt_nsp_rt(nsp);
     wbuf_t w = {0};
-    int rc = cmd_encode(&w, op, 0, timeout_ms, eddy_rt_nsp_name(nsp), to, NULL, 0, NULL);
+    int rc =
+        cmd_encode(&w, RT_XNODE_FETCH, 0, timeout_ms, eddy_rt_nsp_name(nsp), to, NULL, 0, NULL);
     listing_t *l = rc == 0 ? malloc(sizeof(*l) + w.len) : NULL;
     if (l == NULL) {
         free(w.p);
         return rc != 0 ? rc : EDDY_ENOMEM;
     }
-    *l = (listing_t){nsp, op, fetch, rooms, arg, w.len};
+    *l = (listing_t){nsp, cb, arg, w.len};
     memcpy(l->cmd, w.p, w.len);
     free(w.p);
     rt_broker_t *b = rt_xnode_broker(rt);
@@ -678,17 +638,6 @@ static int listing(eddy_rt_nsp_t *nsp, char op, const eddy_rt_to_t *to, uint32_t
     if (rc != 0)
         free(l);
     return rc;
-}
-
-int eddy_rt_fetch_sockets(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, uint32_t timeout_ms,
-                          eddy_rt_fetch_cb cb, void *arg)
-{
-    return cb == NULL ? EDDY_EINVAL : listing(nsp, RT_XNODE_FETCH, to, timeout_ms, cb, NULL, arg);
-}
-
-int eddy_rt_all_rooms(eddy_rt_nsp_t *nsp, uint32_t timeout_ms, eddy_rt_all_rooms_cb cb, void *arg)
-{
-    return cb == NULL ? EDDY_EINVAL : listing(nsp, RT_XNODE_ROOMS, NULL, timeout_ms, NULL, cb, arg);
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Across nodes (issue 12): remote join, leave and disconnect, cluster-wide listings of
- * sockets and rooms, and broadcasts with acknowledgement collected from every node. The
+ * Across nodes (issue 12): remote join, leave and disconnect, the cluster-wide listing of
+ * sockets, and broadcasts with acknowledgement collected from every node. The
  * public side is in eddy_rt.h ("Across nodes"); this is what rt.c and rt_cluster.c share
  * with rt_xnode.c. Private to rt/.
  *
@@ -19,7 +19,7 @@
  * Integers are little endian.
  *
  * Answers: RT_XNODE_FETCH: count (4), then per socket: id, user id ("" none), the number
- * of its rooms (2), rooms (NUL-terminated). RT_XNODE_ROOMS: count (4), room names.
+ * of its rooms (2), rooms (NUL-terminated).
  * RT_XNODE_ACK: count (4), then per socket: id, status (4, signed), args (4-byte length,
  * bytes), attachment count (1) and attachments (4-byte length, bytes).
  */
@@ -38,7 +38,6 @@ enum {
     RT_XNODE_LEAVE = 'l',
     RT_XNODE_DISCONNECT = 'd',
     RT_XNODE_FETCH = 'f',
-    RT_XNODE_ROOMS = 'r',
     RT_XNODE_ACK = 'a',
 };
 
@@ -84,9 +83,6 @@ eddy_rt_nsp_t *rt_xnode_nsp(eddy_rt_t *rt, const char *name);
 /* The local sockets to selects (each once), referenced, into *out (free() it, unref each).
  * Returns their number, or a negative error. */
 ssize_t rt_xnode_select(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, eddy_rt_socket_t ***out);
-/* Calls visit for every room of nsp that has local members (not sockets' own rooms), with
- * the tables locked (visit only copies). */
-void rt_xnode_rooms(eddy_rt_nsp_t *nsp, void (*visit)(const char *room, void *arg), void *arg);
 /* The local part of eddy_rt_broadcast_ack(). */
 int rt_xnode_broadcast_ack_local(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to,
                                  const eddy_rt_msg_t *msg, uint32_t timeout_ms,

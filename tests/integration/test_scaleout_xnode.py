@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
 """Across nodes (issue 12): remote join, leave and disconnect, cluster-wide fetchSockets
-and allRooms, and broadcasts with acknowledgement collected from every node, through
-examples/socketio's x-* events (eddy_rt.h "Across nodes") on 1 to 3 nodes sharing one
-redis-server. A frozen node (SIGSTOP) makes answers partial, naming it, within the
-timeout; a killed node (SIGKILL) is not waited for once its lease lapsed."""
+and allRooms (eddy_rt_rooms(), from the presence each node records in Redis), and
+broadcasts with acknowledgement collected from every node, through examples/socketio's x-*
+events (eddy_rt.h "Across nodes") on 1 to 3 nodes sharing one redis-server. A frozen node
+(SIGSTOP) makes answers partial, naming it, within the timeout; a killed node (SIGKILL) is
+not waited for once its lease lapsed."""
 
 import signal
 import time
@@ -16,6 +17,10 @@ from eddyserver import TIMEOUT, stop_all
 
 ETIMEDOUT = 110
 EDDY_EINVAL = -3001
+EDDY_ECLOSED = -3008
+# A kill -9'd node's presence must be gone within its lease (3 s) plus a heartbeat (1 s),
+# with a second of slack for a loaded machine (as test_scaleout_presence).
+LEASE_BOUND = 5.0
 
 
 @pytest.fixture
@@ -111,9 +116,26 @@ def fetch(clients, name, sel, ms):
     return answer, time.monotonic() - t0
 
 
+def rooms_become(clients, name, want, within=TIMEOUT):
+    """Polls name's x-rooms (eddy_rt_rooms()) until it answers want: joins and leaves
+    reach Redis asynchronously. Returns how long it took."""
+    deadline = time.monotonic() + within
+    while True:
+        got = clients.ack(name, "x-rooms")[0]
+        if got == want:
+            return within - (deadline - time.monotonic())
+        assert time.monotonic() < deadline, f"x-rooms of {name}: {got}, not {want}"
+        time.sleep(0.05)
+
+
+def room(name, sockets, users):
+    return {"name": name, "sockets": sockets, "users": users}
+
+
 def test_fetch_sockets_and_rooms_across_three_nodes(cluster, clients):
     """fetchSockets() on one node lists the sockets of all three, each with its user id,
-    rooms and node; a room selection lists its members only; allRooms() is the union."""
+    rooms and node; a room selection lists its members only; allRooms() (eddy_rt_rooms())
+    is the union, a room with members on two nodes once with both counted."""
     servers = cluster(3)
     ids = node_ids(clients, servers)
     want = {}
@@ -135,9 +157,8 @@ def test_fetch_sockets_and_rooms_across_three_nodes(cluster, clients):
         ["room0"], ["room1", "shared"], ["room2", "shared"]]
     answer, _ = fetch(clients, "c0", {"rooms": ["shared"]}, 3000)
     assert sorted(s["node"] for s in answer["sockets"]) == sorted(ids[1:])
-    rooms = clients.ack("c0", "x-rooms", 3000)[0]
-    assert rooms["status"] == 0 and rooms["missing"] == []
-    assert sorted(rooms["rooms"]) == ["room0", "room1", "room2", "shared"]
+    rooms_become(clients, "c0", {"status": 0, "rooms": [
+        room("room0", 1, 1), room("room1", 1, 1), room("room2", 1, 1), room("shared", 2, 2)]})
 
 
 def test_frozen_node_answer_is_partial_and_names_it(cluster, clients):
@@ -222,6 +243,36 @@ def test_killed_node_not_waited_for_once_its_lease_lapsed(cluster, clients):
     assert sorted(s["node"] for s in answer["sockets"]) == sorted(ids[:2])
 
 
+def test_all_rooms_of_two_nodes_from_their_presence(cluster, redis, clients):
+    """allRooms() (eddy_rt_rooms()) on either of two nodes lists the rooms of both, with
+    their socket and user counts, never a socket's own room: rooms joined by the socket
+    itself and through io.in(id).socketsJoin() from the other node; a remote leave removes
+    the room; the rooms of a node killed with SIGKILL vanish within its lease; while Redis
+    is down the answer is EDDY_ECLOSED with nothing (not this node's rooms alone)."""
+    a, b = cluster(2)
+    m = clients.connect("m", b)
+    s = clients.connect("s", a)
+    assert clients.ack("m", "x-user", "mia") == ["ok"]
+    assert clients.ack("m", "join", "b-room") == ["joined"]
+    assert clients.ack("s", "join", "a-room") == ["joined"]
+    assert clients.ack("s", "x-join", {"rooms": [m["id"]]}, "pushed") == [0]
+    both = {"status": 0, "rooms": [room("a-room", 1, 0), room("b-room", 1, 1),
+                                   room("pushed", 1, 1)]}
+    for name in ("s", "m"):
+        rooms_become(clients, name, both)
+    names = [r["name"] for r in clients.ack("s", "x-rooms")[0]["rooms"]]
+    assert m["id"] not in names and s["id"] not in names
+    assert clients.ack("s", "x-leave", {"rooms": [m["id"]]}, "pushed") == [0]
+    rooms_become(clients, "s", {"status": 0, "rooms": [room("a-room", 1, 0),
+                                                      room("b-room", 1, 1)]})
+    cluster.kill(b)
+    took = rooms_become(clients, "s", {"status": 0, "rooms": [room("a-room", 1, 0)]},
+                        within=LEASE_BOUND)
+    print(f"kill -9: node b's rooms gone from node a's answer after {took:.2f} s")
+    redis.kill()
+    rooms_become(clients, "s", {"status": EDDY_ECLOSED, "rooms": []})
+
+
 def test_one_node_works_the_same():
     """Without --redis the same operations act on the one node: a join then a broadcast,
     fetchSockets() (node ""), allRooms(), a broadcast with ack, a user's disconnect."""
@@ -236,7 +287,7 @@ def test_one_node_works_the_same():
         answer, _ = fetch(clients, "s", {"rooms": ["solo"]}, 1000)
         assert answer == {"status": 0, "missing": [], "sockets": [
             {"id": m["id"], "user": None, "rooms": ["solo"], "node": ""}]}
-        assert clients.ack("s", "x-rooms", 1000)[0]["rooms"] == ["solo"]
+        assert clients.ack("s", "x-rooms")[0] == {"status": 0, "rooms": [room("solo", 1, 0)]}
         results = clients.ack("s", "x-ack", {"rooms": ["solo"]}, 2000, "hi")[0]["results"]
         assert results == [{"id": m["id"], "status": 0, "answer": ["ok", "m"], "node": ""}]
         assert clients.ack("m", "x-user", "zed") == ["ok"]
