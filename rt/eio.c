@@ -96,9 +96,24 @@ static fdmap_entry_t *fdmap_slot(const eio_server_t *es, eddy_fd_t fd)
     }
 }
 
+/* Inlined on the message path: every WebSocket message of the server asks, and most are
+ * not the layer's (a miss ends at the first free slot of a table at most 3/4 full). */
+static inline eio_session_t *fdmap_find(const eio_server_t *es, eddy_fd_t fd)
+{
+    const fdmap_entry_t *slots = fdmap.slots;
+    if (slots == NULL)
+        return NULL;
+    size_t mask = fdmap.mask;
+    for (size_t i = fdmap_hash(es, fd) & mask;; i = (i + 1) & mask) {
+        eio_session_t *s = slots[i].s;
+        if (s == NULL || (slots[i].fd == fd && s->es == es))
+            return s;
+    }
+}
+
 eio_session_t *eio__fdmap_get(const eio_server_t *es, eddy_fd_t fd)
 {
-    return fdmap.slots != NULL ? fdmap_slot(es, fd)->s : NULL;
+    return fdmap_find(es, fd);
 }
 
 static int fdmap_grow(void)
@@ -1054,13 +1069,10 @@ bool eio_handle_open(eio_server_t *es, eddy_request_t *req)
     return true;
 }
 
-bool eio_handle_message(eio_server_t *es, const eddy_frame_t *frame)
+/* Out of line: inlined, its frame (saved registers, locals) would be set up for every
+ * message the application's callback passes on, the layer's or not. */
+__attribute__((noinline)) static void session_message(eio_session_t *s, const eddy_frame_t *frame)
 {
-    eio_session_t *s = eio__fdmap_get(es, frame->fd);
-    if (s == NULL)
-        return false;
-    if (frame->opcode != EDDY_WS_OPCODE_TEXT && frame->opcode != EDDY_WS_OPCODE_BINARY)
-        return true;
     /* The map's reference keeps s alive: only this loop removes the entry. */
     rt_lock(&s->cb_lock);
     if (atomic_load_explicit(&s->ws_fd, memory_order_relaxed) == frame->fd) {
@@ -1071,6 +1083,15 @@ bool eio_handle_message(eio_server_t *es, const eddy_frame_t *frame)
         probe_message(s, frame);
     }
     rt_unlock(&s->cb_lock);
+}
+
+bool eio_handle_message(eio_server_t *es, const eddy_frame_t *frame)
+{
+    eio_session_t *s = fdmap_find(es, frame->fd);
+    if (s == NULL)
+        return false;
+    if (frame->opcode == EDDY_WS_OPCODE_TEXT || frame->opcode == EDDY_WS_OPCODE_BINARY)
+        session_message(s, frame);
     return true;
 }
 

@@ -1173,7 +1173,10 @@ static int post_conn_cmd(eddy_server_t *srv, const eddy__session_view_t *view, e
     return 0;
 }
 
-int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, int opcode, int flags)
+/* eddy_push() to a connection this thread does not own, or to none. */
+__attribute__((noinline)) static int push_elsewhere(eddy_server_t *srv, eddy_fd_t fd,
+                                                    const void *data, size_t len, int opcode,
+                                                    int flags)
 {
     eddy__conn_t *conn;
     eddy__session_view_t view;
@@ -1190,6 +1193,17 @@ int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, in
     if (rc == 0 && view.out_bytes >= eddy__high_watermark(&srv->opts))
         rc = EDDY_QUEUED;
     return rc;
+}
+
+int eddy_push(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len, int opcode, int flags)
+{
+    /* The owner's pushes (every echo, every reply) go straight to the connection, with no
+     * session view to fill: where the call is not inlined (an application's callback
+     * calling in from its own object file) this is most of its cost. */
+    eddy__conn_t *conn = eddy__conn_lookup(eddy__loop_here(srv), fd);
+    if (conn != NULL)
+        return eddy__ws_push(conn, data, len, opcode, flags);
+    return push_elsewhere(srv, fd, data, len, opcode, flags);
 }
 
 /* eddy_push_parts() for a connection another thread owns: the parts and their bytes. */
