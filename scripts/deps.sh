@@ -11,7 +11,8 @@
 #          bench/scaleout (Node's Redis adapter, for the scale-out benchmark's smoke test, which
 #          also needs iproute2's ss),
 #          headless Chromium, clang for the fuzzers, redis-server (the Redis broker's tests),
-#          and debhelper with dpkg-dev (`make deb`, tests/integration/test_deb.py)
+#          debhelper with dpkg-dev (`make deb`, tests/integration/test_deb.py) and valgrind
+#          (bench/instructions' smoke test, tests/integration/test_instructions_bench.py)
 # As root it runs apt-get; otherwise it names what is missing and the command to install
 # it, and fails.
 set -eu
@@ -20,7 +21,7 @@ build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config libinih-dev libj
     libcurl4-openssl-dev libhiredis-dev libmsgpack-dev"
 test_pkgs="python3 python3-pytest python3-websockets python3-socketio python3-engineio python3-websocket
     python3-requests python3-jwt python3-prometheus-client openssl chromium clang libclang-rt-14-dev redis-server
-    debhelper dpkg-dev iproute2"
+    debhelper dpkg-dev iproute2 valgrind"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;

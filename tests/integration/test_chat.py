@@ -17,7 +17,7 @@ import time
 import pytest
 import websockets
 
-from eddyserver import ROOT, TIMEOUT, chromium_binary
+from eddyserver import BUILD, ROOT, TIMEOUT, chromium_binary
 from sioserver import CLIENTS, node
 
 PAGE = os.path.join(ROOT, "examples", "chat", "index.html")
@@ -108,7 +108,7 @@ def test_chat_serves_its_page(start_server):
 
 
 def test_chat_refuses_a_missing_page(start_server):
-    result = subprocess.run([os.path.join(ROOT, "build", "examples", "chat"), "--port", "0",
+    result = subprocess.run([os.path.join(BUILD, "examples", "chat"), "--port", "0",
                              "--page", "/nonexistent/page.html"],
                             capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 1
