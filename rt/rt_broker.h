@@ -508,8 +508,10 @@ typedef struct rt_broker_redis_config {
      * (SENTINEL get-master-addr-by-name; the one that answers is asked first next time),
      * connects there and checks with ROLE that it is a master (else it asks again after
      * the backoff). A lost connection, or a READONLY or MASTERDOWN answer (a demoted
-     * master), makes it ask again. password and db are the master's; sentinel_password
-     * (NULL: no AUTH) the sentinels'. All copied. NULL (the default): no Sentinel. */
+     * master), makes it ask again; between attempts it listens to +switch-master on the
+     * sentinel that answered last, which ends the backoff's wait. password and db are the
+     * master's; sentinel_password (NULL: no AUTH) the sentinels'. All copied. NULL (the
+     * default): no Sentinel. */
     const char *sentinel_master;
     const rt_broker_addr_t *sentinels;
     size_t nsentinels;

@@ -1794,29 +1794,43 @@ fail:
  * Sentinel (the client guidelines of https://redis.io/docs/reference/sentinel-clients/)
  * ------------------------------------------------------------------------------------- */
 
+/* A connection to sentinel s (AUTH done), or NULL with why. */
+static redisContext *sentinel_connect(rb_t *rb, const rt_broker_addr_t *s, char *why,
+                                      size_t why_len)
+{
+    struct timeval tv = {rb->cfg.io_timeout_ms / 1000, (rb->cfg.io_timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
+    if (!c || c->err) {
+        snprintf(why, why_len, "%s", c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    if (rb->sentinel_password) {
+        redisReply *r = redisCommand(c, "AUTH %s", rb->sentinel_password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(why, why_len, "%s", r ? "AUTH refused" : c->errstr);
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+    return c;
+}
+
 /* One sentinel's answer to SENTINEL get-master-addr-by-name: 0 with the master's address
  * in host (allocated) and port, else -1 with why. */
 static int sentinel_ask_one(rb_t *rb, const rt_broker_addr_t *s, char **host, int *port, char *why,
                             size_t why_len)
 {
-    struct timeval tv = {rb->cfg.io_timeout_ms / 1000, (rb->cfg.io_timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
-    redisReply *r = NULL;
+    redisContext *c = sentinel_connect(rb, s, why, why_len);
+    if (!c)
+        return -1;
     int rc = -1;
-    if (!c || c->err) {
-        snprintf(why, why_len, "%s", c ? c->errstr : "out of memory");
-        goto done;
-    }
-    redisSetTimeout(c, tv);
-    if (rb->sentinel_password) {
-        r = redisCommand(c, "AUTH %s", rb->sentinel_password);
-        if (!r || r->type == REDIS_REPLY_ERROR) {
-            snprintf(why, why_len, "%s", r ? "AUTH refused" : c->errstr);
-            goto done;
-        }
-        freeReplyObject(r);
-    }
-    r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", rb->sentinel_master);
+    redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", rb->sentinel_master);
     char *end = NULL;
     long value = 0;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -1836,12 +1850,51 @@ static int sentinel_ask_one(rb_t *rb, const rt_broker_addr_t *s, char **host, in
         *port = (int)value;
         rc = 0;
     }
-done:
     if (r)
         freeReplyObject(r);
-    if (c)
-        redisFree(c);
+    redisFree(c);
     return rc;
+}
+
+/* A subscription to +switch-master on the sentinel that answered last (see backoff_wait()),
+ * or NULL. */
+static redisContext *sentinel_watch(rb_t *rb)
+{
+    char why[128];
+    redisContext *c = sentinel_connect(rb, &rb->sentinels[0], why, sizeof(why));
+    redisReply *r = c ? redisCommand(c, "SUBSCRIBE +switch-master") : NULL;
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3;
+    if (r)
+        freeReplyObject(r);
+    if (c && !ok) {
+        redisFree(c);
+        c = NULL;
+    }
+    return c;
+}
+
+/* Reads what the watch received: 1 if a +switch-master message ("<master> <old ip> <old
+ * port> <new ip> <new port>") names this broker's master, 0 if none did, -1 if the
+ * connection broke. */
+static int sentinel_switched(rb_t *rb, redisContext *c)
+{
+    if (redisBufferRead(c) != REDIS_OK)
+        return -1;
+    size_t len = strlen(rb->sentinel_master);
+    int switched = 0;
+    redisReply *r;
+    while (redisGetReplyFromReader(c, (void **)&r) == REDIS_OK && r) {
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            r->element[2]->type == REDIS_REPLY_STRING && r->element[2]->len > len &&
+            strncmp(r->element[2]->str, rb->sentinel_master, len) == 0 &&
+            r->element[2]->str[len] == ' ') {
+            eddy_log(rb->cfg.srv, EDDY_LOG_INFO, "rt_broker: sentinel %s:%d: +switch-master %s",
+                     rb->sentinels[0].host, rb->sentinels[0].port, r->element[2]->str);
+            switched = 1;
+        }
+        freeReplyObject(r);
+    }
+    return c->err ? -1 : switched;
 }
 
 /* Asks the sentinels in turn for the master's address: the first that names one moves to the
@@ -2857,6 +2910,32 @@ static int loop_once(rb_t *rb)
     return run_jobs(rb);
 }
 
+/* Waits delay ms before the next connection attempt, answering meanwhile the requests that
+ * cannot wait. With Sentinel, a subscription to +switch-master on the sentinel that answered
+ * last ends the wait when it announces a new address for the master: a failover is then
+ * followed at once rather than at the next attempt (the backoff may have grown to seconds
+ * while the sentinels still named the old master). */
+static void backoff_wait(rb_t *rb, uint64_t delay)
+{
+    redisContext *watch = rb->sentinel_master ? sentinel_watch(rb) : NULL;
+    for (uint64_t until = now_ms() + delay, t; !atomic_load(&rb->stop) && (t = now_ms()) < until;) {
+        struct pollfd pf[2] = {{.fd = rb->wake_fd, .events = POLLIN},
+                               {.fd = watch ? watch->fd : -1, .events = POLLIN}};
+        if (poll(pf, 2, (int)(until - t)) > 0 && pf[0].revents)
+            drain_wake(rb);
+        fail_waiting(rb, false);
+        int switched = pf[1].revents ? sentinel_switched(rb, watch) : 0;
+        if (switched != 0) {
+            redisFree(watch);
+            watch = NULL;
+        }
+        if (switched > 0)
+            break;
+    }
+    if (watch)
+        redisFree(watch);
+}
+
 static void *thread_main(void *p)
 {
     rb_t *rb = p;
@@ -2896,13 +2975,7 @@ static void *thread_main(void *p)
         /* Backoff with jitter: half the delay fixed, half random, so nodes spread out. */
         uint64_t delay = backoff / 2 + rand64(&rb->rng) % (backoff / 2 + 1);
         backoff = backoff * 2 > rb->cfg.backoff_max_ms ? rb->cfg.backoff_max_ms : backoff * 2;
-        for (uint64_t until = now_ms() + delay, t;
-             !atomic_load(&rb->stop) && (t = now_ms()) < until;) {
-            struct pollfd pf = {.fd = rb->wake_fd, .events = POLLIN};
-            if (poll(&pf, 1, (int)(until - t)) > 0)
-                drain_wake(rb);
-            fail_waiting(rb, false);
-        }
+        backoff_wait(rb, delay);
     }
     /* What is queued is sent before leaving, while Redis answers. */
     while (rb->cmd) {

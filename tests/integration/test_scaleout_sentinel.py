@@ -211,47 +211,71 @@ def test_failover_through_sentinel(sentinel_setup, clients, tmp_path):  # noqa: 
 
 class FakeSentinel:
     """A sentinel that names the master the test says (address None: it knows none), so a
-    test can make it stale or move the master by hand."""
+    test can make it stale or move the master by hand; switch() announces a move to the
+    connections subscribed to +switch-master, as a sentinel does after a failover."""
 
     def __init__(self):
         self.address = None
         self.asked = 0
+        self.watchers = []  # (connection, self.asked when it subscribed)
+        self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _serve(self):
+    def _accept(self):
         while True:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
-                conn.settimeout(2)
-                try:
-                    f = conn.makefile("rb")
-                    while True:
-                        head = f.readline()
-                        if not head.startswith(b"*"):
-                            break
-                        args = []
-                        for _ in range(int(head[1:])):
-                            n = int(f.readline()[1:])
-                            args.append(f.read(n + 2)[:-2].decode())
-                        if [a.lower() for a in args[:2]] == ["sentinel",
-                                                               "get-master-addr-by-name"]:
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            try:
+                f = conn.makefile("rb")
+                while True:
+                    head = f.readline()
+                    if not head.startswith(b"*"):
+                        break
+                    args = []
+                    for _ in range(int(head[1:])):
+                        n = int(f.readline()[1:])
+                        args.append(f.read(n + 2)[:-2].decode())
+                    verb = [a.lower() for a in args[:2]]
+                    with self.lock:
+                        if verb == ["sentinel", "get-master-addr-by-name"]:
                             self.asked += 1
                             addr = self.address
                             conn.sendall(b"*-1\r\n" if addr is None else
                                          b"*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n"
                                          % (len(str(addr)), addr))
+                        elif verb == ["subscribe", "+switch-master"]:
+                            conn.sendall(b"*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master"
+                                         b"\r\n:1\r\n")
+                            self.watchers.append((conn, self.asked))
                         else:
                             conn.sendall(b"-ERR unknown command\r\n")
-                except (OSError, ValueError):
-                    pass
+            except (OSError, ValueError):
+                pass
+            with self.lock:
+                self.watchers = [w for w in self.watchers if w[0] is not conn]
+
+    def watched_since(self, asked):
+        """Whether a connection subscribed to +switch-master after the asked-th question."""
+        with self.lock:
+            return any(n >= asked for _, n in self.watchers)
+
+    def switch(self, old, new):
+        with self.lock:
+            self.address = new
+            text = f"{MASTER} 127.0.0.1 {old} 127.0.0.1 {new}".encode()
+            for conn, _ in self.watchers:
+                conn.sendall(b"*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$%d\r\n%s\r\n"
+                             % (len(text), text))
 
     def close(self):
         self.sock.close()
@@ -289,6 +313,43 @@ def test_stale_answers_and_a_demoted_master(tmp_path):
                       rf"127\.0\.0\.1:{b.port}")
         wait_for(lambda: answers(b.port, "ZCARD", "eddy:nodes") == 1,
                  "the node's lease on the new master")
+        assert node.proc.poll() is None
+    finally:
+        if node is not None:
+            node.stop()
+        for p in reversed(running):
+            p.kill()
+        fake.close()
+
+
+def test_switch_master_ends_the_backoff(tmp_path):
+    """A node whose sentinel names a master that does not answer retries with a growing
+    backoff, meanwhile subscribed to +switch-master on that sentinel: the announcement of
+    a new master ends the wait (logged), the node asks again at once (well before its
+    backoff of 0.8 s or more would have) and joins the cluster on the new master."""
+    fake = FakeSentinel()
+    running = []
+    node = None
+    try:
+        a = Process(tmp_path, "a")
+        running.append(a)
+        dead = free_port()
+        fake.address = dead
+        node = SioServer("eddy", ("--redis", f"redis+sentinel://127.0.0.1:{fake.port}/"
+                                  f"{MASTER}"))
+        # Five failed attempts: the wait after the fifth is 0.8-1.6 s.
+        wait_for(lambda: fake.watched_since(5), "the node to wait after its fifth attempt")
+        asked = fake.asked
+        switched = time.monotonic()
+        fake.switch(dead, a.port)
+        wait_for(lambda: fake.asked > asked, "the node to ask again")
+        again = time.monotonic() - switched
+        node.wait_log(rf"\+switch-master {MASTER} 127\.0\.0\.1 {dead} 127\.0\.0\.1 {a.port}")
+        assert again < 0.6, f"asked again {again:.2f} s after the announcement"
+        wait_for(lambda: answers(a.port, "ZCARD", "eddy:nodes") == 1,
+                 "the node's lease on the new master")
+        node.wait_log(rf"master {MASTER} moved from 127\.0\.0\.1:{dead} to "
+                      rf"127\.0\.0\.1:{a.port}")
         assert node.proc.poll() is None
     finally:
         if node is not None:
