@@ -2917,8 +2917,9 @@ static int loop_once(rb_t *rb)
  * while the sentinels still named the old master). */
 static void backoff_wait(rb_t *rb, uint64_t delay)
 {
+    uint64_t until = now_ms() + delay, t; /* the subscription's own time counts */
     redisContext *watch = rb->sentinel_master ? sentinel_watch(rb) : NULL;
-    for (uint64_t until = now_ms() + delay, t; !atomic_load(&rb->stop) && (t = now_ms()) < until;) {
+    while (!atomic_load(&rb->stop) && (t = now_ms()) < until) {
         struct pollfd pf[2] = {{.fd = rb->wake_fd, .events = POLLIN},
                                {.fd = watch ? watch->fd : -1, .events = POLLIN}};
         if (poll(pf, 2, (int)(until - t)) > 0 && pf[0].revents)
