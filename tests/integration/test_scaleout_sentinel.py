@@ -380,3 +380,41 @@ def test_sentinel_urls_checked(tmp_path):
                           capture_output=True, text=True, timeout=TIMEOUT)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "the master name is not" in out and "secret" not in out
+
+
+def test_two_sentinel_shards(tmp_path, clients):  # noqa: F811
+    """One sentinel monitoring two masters, m1 and m2; two nodes given both as shards
+    (redis+sentinel://S/m1,redis+sentinel://S/m2): each node holds its lease on both masters
+    (found through the sentinel) and broadcasts cross the nodes."""
+    running = []
+    nodes = []
+    try:
+        m1 = Process(tmp_path, "m1")
+        running.append(m1)
+        m2 = Process(tmp_path, "m2")
+        running.append(m2)
+        sentinel = Process(tmp_path, "sentinel", conf=(
+            "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n"
+            f"sentinel monitor m1 127.0.0.1 {m1.port} 1\n"
+            f"sentinel monitor m2 127.0.0.1 {m2.port} 1\n"))
+        running.append(sentinel)
+        url = f"redis+sentinel://127.0.0.1:{sentinel.port}/m1," \
+              f"redis+sentinel://127.0.0.1:{sentinel.port}/m2"
+        nodes = [SioServer("eddy", ("--redis", url)) for _ in range(2)]
+        for m in (m1, m2):
+            wait_for(lambda: answers(m.port, "ZCARD", "eddy:nodes") == 2,
+                     f"both nodes' leases on {m.port}")
+        a, b = nodes
+        for name, node in (("ra", a), ("rb", b)):
+            clients.connect(name, node)
+            assert clients.ack(name, "join", "r") == ["joined"]
+        clients.connect("sa", a)
+        clients.connect("sb", b)
+        clients.probe("sa", ["ra", "rb"])
+        clients.probe("sb", ["ra", "rb"])
+        cross(clients, 0)
+    finally:
+        for node in nodes:
+            node.stop()
+        for p in reversed(running):
+            p.kill()
