@@ -254,6 +254,9 @@ static void write_broker(FILE *out)
            "Reconnections to Redis after an outage.", b.reconnects_total);
     metric(out, "eddy_broker_gaps_total", "counter",
            "Outages after which clients were made to recover from history.", b.gaps_total);
+    metric(out, "eddy_broker_master_switches_total", "counter",
+           "Times Redis Sentinel named another master (redis+sentinel://).",
+           b.master_switches_total);
     metric(out, "eddy_broker_subscriptions", "gauge", "Redis channels subscribed now.",
            b.subscriptions);
     if (b.round_trip_age_ms != UINT64_MAX) {

@@ -178,11 +178,23 @@ static bool redis_name_ok(const char *value, size_t max)
 }
 
 /* [broker]: the Redis every node of the application shares (eddy_rt_options_t). */
-/* True if value is one redis:// URL or several separated by commas (shards). */
+/* True if value is one Redis URL or several separated by commas (shards): each starts with
+ * redis:// or redis+sentinel:// (whose sentinels are separated by commas too); the layer
+ * checks the rest when it starts. */
 static bool redis_urls_valid(const char *value)
 {
+    bool sentinel = false;
     for (const char *p = value;; p++) {
-        if (strncmp(p, "redis://", 8) != 0 || p[8] == '\0' || p[8] == ',')
+        if (strncmp(p, "redis://", 8) == 0) {
+            p += 8;
+            sentinel = false;
+        } else if (strncmp(p, "redis+sentinel://", 17) == 0) {
+            p += 17;
+            sentinel = true;
+        } else if (!sentinel) {
+            return false;
+        }
+        if (*p == '\0' || *p == ',')
             return false;
         if ((p = strchr(p, ',')) == NULL)
             return true;
@@ -196,8 +208,9 @@ static int broker_set(settings_t *st, const char *key, const char *value, char *
         if (len != 0 && (!redis_urls_valid(value) || len >= sizeof(st->redis_url))) {
             /* Not quoted: the URL may carry a password. */
             snprintf(why, why_len,
-                     "the value is not redis://[:password@]host[:port][/db] (several: "
-                     "separated by commas)");
+                     "the value is not redis://[:password@]host[:port][/db] or "
+                     "redis+sentinel://[:password@]host[:port][,host[:port]...]/master[/db] "
+                     "(several: separated by commas)");
             return EDDY_EINVAL;
         }
         memcpy(st->redis_url, value, len + 1);

@@ -125,7 +125,11 @@ typedef struct eddy_rt_options {
      * (their broadcasts, positions, history, presence) and session records over those
      * Redis by consistent hashing (README "Several Redis"): every node must list the same
      * Redis, spelled the same way (any order); the node is ready only while each answers.
-     * Copied.
+     * With Redis Sentinel (README "Sentinel"):
+     * "redis+sentinel://[:password@]host[:port][,host[:port]...]/master[/db]" (sentinel
+     * port 26379; "?sentinel_password=..." for the sentinels' AUTH): the sentinels are asked
+     * for the master before every connection and reconnection, so the node follows a
+     * failover. A malformed URL: eddy_rt_new() fails, logged. Copied.
      */
     const char *redis_url;
     const char *redis_prefix; /* prefix of every Redis key and channel: "eddy:" (copied) */
@@ -245,6 +249,7 @@ typedef struct eddy_rt_broker_status {
     uint64_t round_trip_age_ms;
     uint64_t published_total, delivered_total, buffered, buffered_bytes, dropped_total;
     uint64_t reconnects_total, gaps_total, subscriptions, nodes;
+    uint64_t master_switches_total; /* redis+sentinel: times the sentinels named a new master */
 } eddy_rt_broker_status_t;
 
 void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out);

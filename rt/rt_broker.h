@@ -140,10 +140,11 @@ typedef struct rt_broker_stats {
     uint64_t delivered; /* broadcasts handed to the deliver handler (live) */
     uint64_t buffered;  /* requests waiting in the queue now */
     uint64_t buffered_bytes;
-    uint64_t dropped;       /* requests refused by the queue bound or lost with a connection */
-    uint64_t reconnects;    /* successful reconnections after an outage */
-    uint64_t gaps;          /* outages reported with gap */
-    uint64_t subscriptions; /* (nsp, room) channels subscribed now */
+    uint64_t dropped;         /* requests refused by the queue bound or lost with a connection */
+    uint64_t reconnects;      /* successful reconnections after an outage */
+    uint64_t gaps;            /* outages reported with gap */
+    uint64_t master_switches; /* Sentinel: times the sentinels named another master */
+    uint64_t subscriptions;   /* (nsp, room) channels subscribed now */
 } rt_broker_stats_t;
 
 /* A pid from rt_broker_session_pid() starts with this many characters naming the node
@@ -461,6 +462,15 @@ void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN
  * rooms, except-rooms; the payload is the rest.
  * ------------------------------------------------------------------------------------- */
 
+/* A host and port (Redis Sentinel's sentinels). */
+typedef struct rt_broker_addr {
+    const char *host;
+    int port;
+} rt_broker_addr_t;
+
+/* Most sentinels one configuration names. */
+#define RT_BROKER_SENTINELS_MAX 16
+
 typedef struct rt_broker_redis_config {
     const char *host;             /* "127.0.0.1" (copied) */
     int port;                     /* 6379 */
@@ -491,10 +501,54 @@ typedef struct rt_broker_redis_config {
      * then only takes its position and PUBLISHes (no stream, no P{nsp}:t key), and history
      * reads find no entries. false (the default): as above. */
     bool no_history;
+    /* Redis Sentinel: with sentinel_master set (the name the sentinels monitor the master
+     * under), host and port are not used. Before every connection (the first and each
+     * reconnection) the broker's thread asks sentinels[0..nsentinels) (1 to
+     * RT_BROKER_SENTINELS_MAX) in turn, io_timeout_ms each, for the master's address
+     * (SENTINEL get-master-addr-by-name; the one that answers is asked first next time),
+     * connects there and checks with ROLE that it is a master (else it asks again after
+     * the backoff). A lost connection, or a READONLY or MASTERDOWN answer (a demoted
+     * master), makes it ask again; between attempts it listens to +switch-master on the
+     * sentinel that answered last, which ends the backoff's wait. password and db are the
+     * master's; sentinel_password (NULL: no AUTH) the sentinels'. All copied. NULL (the
+     * default): no Sentinel. */
+    const char *sentinel_master;
+    const rt_broker_addr_t *sentinels;
+    size_t nsentinels;
+    const char *sentinel_password;
 } rt_broker_redis_config_t;
 
 /* Fills *cfg with the defaults above. */
 void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg);
+
+/*
+ * Redis URLs (rt_broker_url.c; eddy_rt_options_t.redis_url):
+ *   redis://[[user]:password@]host[:port][/db]                       one Redis (port 6379)
+ *   redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]
+ *                    [?sentinel_password=secret]                     Sentinel (port 26379)
+ * A list separated by commas names several shards: a comma followed by "redis://" or
+ * "redis+sentinel://" starts the next URL; any other comma separates the sentinels of a
+ * redis+sentinel URL (a redis:// URL has none). A master name is 1 to 64 of A-Z a-z 0-9
+ * _ - . : (the user name is ignored: AUTH sends the password alone).
+ */
+
+/* Where rt_broker_url_parse() puts the strings and sentinels a configuration points to. */
+typedef struct rt_broker_url {
+    char buf[1024];
+    rt_broker_addr_t sentinels[RT_BROKER_SENTINELS_MAX];
+} rt_broker_url_t;
+
+/* The length of the first URL of the list urls (all of it when it names one). */
+size_t rt_broker_url_len(const char *urls);
+
+/*
+ * Parses the URL text[0..len) into cfg: host, port, password and db, or with
+ * redis+sentinel the Sentinel fields (the other fields are left as they are). cfg's strings
+ * then point into *url, which must outlive their use. Returns 0, or EDDY_EINVAL with a
+ * line logged on srv (NULL: stderr) saying what is wrong (never the password).
+ */
+int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_broker_url_t *url,
+                        rt_broker_redis_config_t *cfg);
 
 /*
  * Creates a Redis broker and starts its thread, which connects (and reconnects) on its
@@ -622,7 +676,8 @@ rt_broker_t *rt_broker_shard_new(const char *const *names, size_t n, rt_broker_s
 rt_broker_t *rt_broker_shard_redis_new(const rt_broker_redis_config_t *cfgs, size_t n,
                                        const rt_broker_handlers_t *h, void *ud);
 
-/* A Redis shard's name on the ring: "host:port/db" ("[v6]:port/db"). */
+/* A Redis shard's name on the ring: "host:port/db" ("[v6]:port/db"); with Sentinel
+ * "sentinel:master/db". */
 void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
                           char name[RT_BROKER_SHARD_NAME_SIZE]);
 

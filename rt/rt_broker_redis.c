@@ -296,6 +296,13 @@ typedef struct rb {
     psub_t *patterns;      /* guarded by lock */
     bool patterns_pending; /* guarded by lock: a pattern's refs crossed 0 */
     _Atomic uint64_t npatterns;
+    /* Sentinel (cfg.sentinel_master): copies of the names and of the sentinels (their hosts
+     * in the same allocation), reordered by the thread (the one that answered first). The
+     * master the sentinels named is host and cfg.port (thread only). */
+    char *sentinel_master, *sentinel_password;
+    rt_broker_addr_t *sentinels;
+    bool master_known;
+    _Atomic uint64_t master_switches;
 } rb_t;
 
 static uint64_t now_ms(void)
@@ -1710,11 +1717,26 @@ void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN
  * The thread
  * ------------------------------------------------------------------------------------- */
 
+/* The Redis the thread connects to, for its log lines: "host:port", with Sentinel "master
+ * name (host:port)" ("master name" before the sentinels named one). */
+static const char *where(rb_t *rb)
+{
+    static __thread char text[RT_BROKER_SHARD_NAME_SIZE];
+    if (!rb->sentinel_master)
+        snprintf(text, sizeof(text), "%s:%d", rb->host, rb->cfg.port);
+    else if (!rb->master_known)
+        snprintf(text, sizeof(text), "master %s", rb->sentinel_master);
+    else
+        snprintf(text, sizeof(text), "master %s (%s:%d)", rb->sentinel_master, rb->host,
+                 rb->cfg.port);
+    return text;
+}
+
 static void disconnect(rb_t *rb, const char *why)
 {
     if (rb->cmd || rb->sub)
-        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: Redis %s:%d connection lost: %s",
-                 rb->host, rb->cfg.port, why);
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: Redis %s connection lost: %s",
+                 where(rb), why);
     if (rb->cmd)
         redisFree(rb->cmd);
     if (rb->sub)
@@ -1766,6 +1788,195 @@ fail:
         freeReplyObject(r);
     redisFree(c);
     return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Sentinel (the client guidelines of https://redis.io/docs/reference/sentinel-clients/)
+ * ------------------------------------------------------------------------------------- */
+
+/* A connection to sentinel s (AUTH done), or NULL with why. */
+static redisContext *sentinel_connect(rb_t *rb, const rt_broker_addr_t *s, char *why,
+                                      size_t why_len)
+{
+    struct timeval tv = {rb->cfg.io_timeout_ms / 1000, (rb->cfg.io_timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
+    if (!c || c->err) {
+        snprintf(why, why_len, "%s", c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    if (rb->sentinel_password) {
+        redisReply *r = redisCommand(c, "AUTH %s", rb->sentinel_password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(why, why_len, "%s", r ? "AUTH refused" : c->errstr);
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+    return c;
+}
+
+/* One sentinel's answer to SENTINEL get-master-addr-by-name: 0 with the master's address
+ * in host (allocated) and port, else -1 with why. */
+static int sentinel_ask_one(rb_t *rb, const rt_broker_addr_t *s, char **host, int *port, char *why,
+                            size_t why_len)
+{
+    redisContext *c = sentinel_connect(rb, s, why, why_len);
+    if (!c)
+        return -1;
+    int rc = -1;
+    redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", rb->sentinel_master);
+    char *end = NULL;
+    long value = 0;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING)
+        value = strtol(r->element[1]->str, &end, 10);
+    if (!r) {
+        snprintf(why, why_len, "%s", c->errstr);
+    } else if (r->type == REDIS_REPLY_NIL) {
+        snprintf(why, why_len, "does not know master %s", rb->sentinel_master);
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(why, why_len, "%s", r->str);
+    } else if (!end || *end || value <= 0 || value > 65535 || !r->element[0]->len) {
+        snprintf(why, why_len, "unexpected answer");
+    } else if (!(*host = strdup(r->element[0]->str))) {
+        snprintf(why, why_len, "out of memory");
+    } else {
+        *port = (int)value;
+        rc = 0;
+    }
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return rc;
+}
+
+/* A subscription to +switch-master on the sentinel that answered last (see backoff_wait()),
+ * or NULL. */
+static redisContext *sentinel_watch(rb_t *rb)
+{
+    char why[128];
+    redisContext *c = sentinel_connect(rb, &rb->sentinels[0], why, sizeof(why));
+    redisReply *r = c ? redisCommand(c, "SUBSCRIBE +switch-master") : NULL;
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3;
+    if (r)
+        freeReplyObject(r);
+    if (c && !ok) {
+        redisFree(c);
+        c = NULL;
+    }
+    return c;
+}
+
+/* Reads what the watch received: 1 if a +switch-master message ("<master> <old ip> <old
+ * port> <new ip> <new port>") names this broker's master, 0 if none did, -1 if the
+ * connection broke. */
+static int sentinel_switched(rb_t *rb, redisContext *c)
+{
+    if (redisBufferRead(c) != REDIS_OK)
+        return -1;
+    size_t len = strlen(rb->sentinel_master);
+    int switched = 0;
+    redisReply *r;
+    while (redisGetReplyFromReader(c, (void **)&r) == REDIS_OK && r) {
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+            r->element[2]->type == REDIS_REPLY_STRING && r->element[2]->len > len &&
+            strncmp(r->element[2]->str, rb->sentinel_master, len) == 0 &&
+            r->element[2]->str[len] == ' ') {
+            eddy_log(rb->cfg.srv, EDDY_LOG_INFO, "rt_broker: sentinel %s:%d: +switch-master %s",
+                     rb->sentinels[0].host, rb->sentinels[0].port, r->element[2]->str);
+            switched = 1;
+        }
+        freeReplyObject(r);
+    }
+    return c->err ? -1 : switched;
+}
+
+/* Asks the sentinels in turn for the master's address: the first that names one moves to the
+ * head of the list (asked first next time) and its answer becomes host and cfg.port (a new
+ * address counts as a master switch). -1 with err if none names one. */
+static int sentinel_master(rb_t *rb, const char **err)
+{
+    static __thread char msg[256];
+    char why[128] = "";
+    for (size_t i = 0; i < rb->cfg.nsentinels && !atomic_load(&rb->stop); i++) {
+        rt_broker_addr_t s = rb->sentinels[i];
+        char *host;
+        int port;
+        if (sentinel_ask_one(rb, &s, &host, &port, why, sizeof(why)) != 0) {
+            snprintf(msg, sizeof(msg), "sentinel %s:%d: %s", s.host, s.port, why);
+            continue;
+        }
+        rb->sentinels[i] = rb->sentinels[0];
+        rb->sentinels[0] = s;
+        if (rb->master_known && strcmp(host, rb->host) == 0 && port == rb->cfg.port) {
+            free(host);
+            return 0;
+        }
+        if (rb->master_known) {
+            atomic_fetch_add(&rb->master_switches, 1);
+            eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+                     "rt_broker: sentinel %s:%d: master %s moved from %s:%d to %s:%d", s.host,
+                     s.port, rb->sentinel_master, rb->host, rb->cfg.port, host, port);
+        } else {
+            eddy_log(rb->cfg.srv, EDDY_LOG_INFO, "rt_broker: sentinel %s:%d: master %s is %s:%d",
+                     s.host, s.port, rb->sentinel_master, host, port);
+        }
+        free(rb->host);
+        rb->host = host;
+        rb->cfg.port = port;
+        rb->master_known = true;
+        return 0;
+    }
+    if (atomic_load(&rb->stop))
+        snprintf(msg, sizeof(msg), "stopping");
+    *err = msg;
+    return -1;
+}
+
+/* Whether the Redis the sentinels named is a master (ROLE): their answer may be stale. */
+static int check_master(rb_t *rb, const char **err)
+{
+    static __thread char msg[128];
+    redisReply *r = redisCommand(rb->cmd, "ROLE");
+    if (!r) {
+        *err = rb->cmd->errstr;
+        return -1;
+    }
+    bool master = r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                  r->element[0]->type == REDIS_REPLY_STRING &&
+                  strcmp(r->element[0]->str, "master") == 0;
+    if (!master)
+        snprintf(msg, sizeof(msg), "not a master (ROLE: %s)",
+                 r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                         r->element[0]->type == REDIS_REPLY_STRING
+                     ? r->element[0]->str
+                 : r->type == REDIS_REPLY_ERROR ? r->str
+                                                : "unexpected answer");
+    freeReplyObject(r);
+    if (!master)
+        *err = msg;
+    return master ? 0 : -1;
+}
+
+/* With Sentinel, an answer saying that the Redis is no longer the master (READONLY: it was
+ * demoted to a replica, also inside a script's error before Redis 7; MASTERDOWN: a replica
+ * cut from its master): true, and the command connection is marked broken so that the
+ * thread reconnects through the sentinels. */
+static bool lost_master(rb_t *rb, const redisReply *r)
+{
+    if (!rb->sentinel_master || r->type != REDIS_REPLY_ERROR ||
+        (strncmp(r->str, "READONLY", 8) != 0 && strncmp(r->str, "MASTERDOWN", 10) != 0 &&
+         !strstr(r->str, "-READONLY ")))
+        return false;
+    rb->cmd->err = REDIS_ERR_OTHER;
+    snprintf(rb->cmd->errstr, sizeof(rb->cmd->errstr), "no longer the master: %.64s", r->str);
+    return true;
 }
 
 /* Sends SUBSCRIBE/UNSUBSCRIBE for channels[0..n) on the sub connection, in batches, and
@@ -2473,6 +2684,7 @@ static int run_jobs(rb_t *rb)
             goto broken;
     }
     job_t *retry = NULL, **rtail = &retry;
+    bool demoted = false;
     while (batch) {
         redisReply *r;
         if (redisGetReply(rb->cmd, (void **)&r) != REDIS_OK)
@@ -2480,6 +2692,7 @@ static int run_jobs(rb_t *rb)
         job_t *j = batch;
         batch = j->next;
         j->next = NULL;
+        demoted = lost_master(rb, r) || demoted;
         if (j->script >= 0 && is_noscript(r)) {
             /* The script cache was flushed: EVAL (which caches it again) after the rest of
              * the batch's replies, so a retried publish takes a later seq. */
@@ -2506,7 +2719,7 @@ static int run_jobs(rb_t *rb)
         }
         job_reply(rb, j, r);
     }
-    return 0;
+    return demoted ? -1 : 0;
 broken:
     while (batch) {
         job_t *j = batch;
@@ -2590,6 +2803,9 @@ static int heartbeat(rb_t *rb)
             rb->nnodes = n;
             pthread_mutex_unlock(&rb->lock);
         }
+    } else if (lost_master(rb, r)) {
+        freeReplyObject(r);
+        return -1;
     } else if (r->type == REDIS_REPLY_ERROR) {
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: heartbeat refused: %s", r->str);
     }
@@ -2603,7 +2819,9 @@ static int heartbeat(rb_t *rb)
 
 static int connect_all(rb_t *rb, const char **err)
 {
-    if (!(rb->cmd = connect_one(rb, err)) || !(rb->sub = connect_one(rb, err)))
+    if ((rb->sentinel_master && sentinel_master(rb, err) != 0) ||
+        !(rb->cmd = connect_one(rb, err)) || (rb->sentinel_master && check_master(rb, err) != 0) ||
+        !(rb->sub = connect_one(rb, err)))
         return -1;
     for (int i = 0; i < SCRIPT_COUNT; i++) {
         redisReply *r = redisCommand(rb->cmd, "SCRIPT LOAD %s", scripts[i]);
@@ -2637,11 +2855,11 @@ static int connect_all(rb_t *rb, const char **err)
         atomic_fetch_add(&rb->reconnects, 1);
         atomic_fetch_add(&rb->gaps, 1);
         eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
-                 "rt_broker: Redis %s:%d connected again after %llu ms; subscriptions restored",
-                 rb->host, rb->cfg.port, (unsigned long long)down_ms);
+                 "rt_broker: Redis %s connected again after %llu ms; subscriptions restored",
+                 where(rb), (unsigned long long)down_ms);
     } else {
-        eddy_log(rb->cfg.srv, EDDY_LOG_INFO, "rt_broker: node %s connected to Redis %s:%d",
-                 rb->node_id, rb->host, rb->cfg.port);
+        eddy_log(rb->cfg.srv, EDDY_LOG_INFO, "rt_broker: node %s connected to Redis %s",
+                 rb->node_id, where(rb));
     }
     rb->was_up = true;
     rb->down_since = 0;
@@ -2692,6 +2910,33 @@ static int loop_once(rb_t *rb)
     return run_jobs(rb);
 }
 
+/* Waits delay ms before the next connection attempt, answering meanwhile the requests that
+ * cannot wait. With Sentinel, a subscription to +switch-master on the sentinel that answered
+ * last ends the wait when it announces a new address for the master: a failover is then
+ * followed at once rather than at the next attempt (the backoff may have grown to seconds
+ * while the sentinels still named the old master). */
+static void backoff_wait(rb_t *rb, uint64_t delay)
+{
+    uint64_t until = now_ms() + delay, t; /* the subscription's own time counts */
+    redisContext *watch = rb->sentinel_master ? sentinel_watch(rb) : NULL;
+    while (!atomic_load(&rb->stop) && (t = now_ms()) < until) {
+        struct pollfd pf[2] = {{.fd = rb->wake_fd, .events = POLLIN},
+                               {.fd = watch ? watch->fd : -1, .events = POLLIN}};
+        if (poll(pf, 2, (int)(until - t)) > 0 && pf[0].revents)
+            drain_wake(rb);
+        fail_waiting(rb, false);
+        int switched = pf[1].revents ? sentinel_switched(rb, watch) : 0;
+        if (switched != 0) {
+            redisFree(watch);
+            watch = NULL;
+        }
+        if (switched > 0)
+            break;
+    }
+    if (watch)
+        redisFree(watch);
+}
+
 static void *thread_main(void *p)
 {
     rb_t *rb = p;
@@ -2715,7 +2960,7 @@ static void *thread_main(void *p)
             logged = false;
             continue;
         }
-        char msg[128];
+        char msg[256]; /* err may point into a context freed below */
         snprintf(msg, sizeof(msg), "%s", err);
         if (rb->cmd)
             redisFree(rb->cmd);
@@ -2725,19 +2970,13 @@ static void *thread_main(void *p)
         set_state(rb, RT_BROKER_DOWN, false, 0);
         if (!logged)
             eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
-                     "rt_broker: cannot connect to Redis %s:%d (%s); retrying with backoff",
-                     rb->host, rb->cfg.port, msg);
+                     "rt_broker: cannot connect to Redis %s (%s); retrying with backoff", where(rb),
+                     msg);
         logged = true;
         /* Backoff with jitter: half the delay fixed, half random, so nodes spread out. */
         uint64_t delay = backoff / 2 + rand64(&rb->rng) % (backoff / 2 + 1);
         backoff = backoff * 2 > rb->cfg.backoff_max_ms ? rb->cfg.backoff_max_ms : backoff * 2;
-        for (uint64_t until = now_ms() + delay, t;
-             !atomic_load(&rb->stop) && (t = now_ms()) < until;) {
-            struct pollfd pf = {.fd = rb->wake_fd, .events = POLLIN};
-            if (poll(&pf, 1, (int)(until - t)) > 0)
-                drain_wake(rb);
-            fail_waiting(rb, false);
-        }
+        backoff_wait(rb, delay);
     }
     /* What is queued is sent before leaving, while Redis answers. */
     while (rb->cmd) {
@@ -2811,6 +3050,7 @@ static void rb_stats(rt_broker_t *b, rt_broker_stats_t *out)
     out->dropped = atomic_load(&rb->dropped);
     out->reconnects = atomic_load(&rb->reconnects);
     out->gaps = atomic_load(&rb->gaps);
+    out->master_switches = atomic_load(&rb->master_switches);
     out->subscriptions = atomic_load(&rb->nsubs) + atomic_load(&rb->npatterns);
 }
 
@@ -2840,6 +3080,9 @@ static void rb_destroy(rb_t *rb)
     free(rb->nodes_key);
     free(rb->all_channel);
     free(rb->emitter_pattern);
+    free(rb->sentinel_master);
+    free(rb->sentinel_password);
+    free(rb->sentinels);
     if (rb->wake_fd >= 0)
         close(rb->wake_fd);
     pthread_mutex_destroy(&rb->lock);
@@ -2898,6 +3141,46 @@ void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg)
     };
 }
 
+/* Whether the Sentinel fields of cfg are usable (or unset). */
+static bool sentinels_ok(const rt_broker_redis_config_t *cfg)
+{
+    if (!cfg->sentinel_master)
+        return true;
+    if (!*cfg->sentinel_master || !cfg->sentinels || !cfg->nsentinels ||
+        cfg->nsentinels > RT_BROKER_SENTINELS_MAX)
+        return false;
+    for (size_t i = 0; i < cfg->nsentinels; i++)
+        if (!cfg->sentinels[i].host || !*cfg->sentinels[i].host || cfg->sentinels[i].port <= 0 ||
+            cfg->sentinels[i].port > 65535)
+            return false;
+    return true;
+}
+
+/* Copies the sentinels of cfg into rb (one allocation: the array, then their hosts). */
+static int sentinels_copy(rb_t *rb, const rt_broker_redis_config_t *cfg)
+{
+    size_t n = cfg->nsentinels, size = n * sizeof(rt_broker_addr_t);
+    for (size_t i = 0; i < n; i++)
+        size += strlen(cfg->sentinels[i].host) + 1;
+    rb->sentinel_master = strdup(cfg->sentinel_master);
+    rb->sentinel_password = cfg->sentinel_password ? strdup(cfg->sentinel_password) : NULL;
+    rb->sentinels = malloc(size);
+    if (!rb->sentinel_master || (cfg->sentinel_password && !rb->sentinel_password) ||
+        !rb->sentinels)
+        return -1;
+    char *text = (char *)(rb->sentinels + n);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(cfg->sentinels[i].host) + 1;
+        memcpy(text, cfg->sentinels[i].host, len);
+        rb->sentinels[i] = (rt_broker_addr_t){text, cfg->sentinels[i].port};
+        text += len;
+    }
+    rb->cfg.sentinel_master = rb->sentinel_master;
+    rb->cfg.sentinel_password = rb->sentinel_password;
+    rb->cfg.sentinels = rb->sentinels;
+    return 0;
+}
+
 static char *join(const char *a, const char *b, const char *c)
 {
     size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
@@ -2923,7 +3206,8 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
         !cfg->history_age_ms || !cfg->heartbeat_ms || cfg->lease_ms <= cfg->heartbeat_ms ||
         !cfg->io_timeout_ms || !cfg->backoff_min_ms || cfg->backoff_max_ms < cfg->backoff_min_ms ||
         (cfg->node_id && (!*cfg->node_id || strlen(cfg->node_id) > RT_BROKER_NODE_ID_MAX ||
-                          strchr(cfg->node_id, 0x1f)))) {
+                          strchr(cfg->node_id, 0x1f))) ||
+        !sentinels_ok(cfg)) {
         eddy_log(srv, EDDY_LOG_ERROR, "rt_broker: bad Redis broker configuration");
         return NULL;
     }
@@ -2960,7 +3244,8 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
     rb->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!rb->host || (cfg->password && !rb->password) || !rb->prefix || !rb->node_channel ||
         !rb->nodes_key || !rb->all_channel || !rb->subs || rb->wake_fd < 0 ||
-        (cfg->emitter_prefix && !rb->emitter_pattern))
+        (cfg->emitter_prefix && !rb->emitter_pattern) ||
+        (cfg->sentinel_master && sentinels_copy(rb, cfg) != 0))
         goto fail;
     rb->cfg.host = rb->host;
     rb->cfg.password = rb->password;

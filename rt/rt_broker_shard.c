@@ -449,6 +449,7 @@ static void sh_stats(rt_broker_t *b, rt_broker_stats_t *out)
         out->dropped += st.dropped;
         out->reconnects += st.reconnects;
         out->gaps += st.gaps;
+        out->master_switches += st.master_switches;
         out->subscriptions += st.subscriptions;
     }
 }
@@ -630,6 +631,10 @@ rt_broker_t *rt_broker_shard_redis_new(const rt_broker_redis_config_t *cfgs, siz
 
 void rt_broker_shard_name(const rt_broker_redis_config_t *cfg, char name[RT_BROKER_SHARD_NAME_SIZE])
 {
+    if (cfg->sentinel_master) { /* its address changes with each failover; its name does not */
+        snprintf(name, RT_BROKER_SHARD_NAME_SIZE, "sentinel:%s/%d", cfg->sentinel_master, cfg->db);
+        return;
+    }
     bool v6 = strchr(cfg->host, ':') != NULL;
     snprintf(name, RT_BROKER_SHARD_NAME_SIZE, "%s%s%s:%d/%d", v6 ? "[" : "", cfg->host,
              v6 ? "]" : "", cfg->port, cfg->db);

@@ -264,49 +264,6 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
  * Lifecycle
  * ------------------------------------------------------------------------------------- */
 
-/* "redis://[[user]:password@]host[:port][/db]" into cfg (strings into buf). */
-static int parse_url(const char *url, char *buf, size_t cap, rt_broker_redis_config_t *cfg)
-{
-    static const char scheme[] = "redis://";
-    if (strncmp(url, scheme, sizeof(scheme) - 1) != 0 || strlen(url) >= cap)
-        return EDDY_EINVAL;
-    strcpy(buf, url + sizeof(scheme) - 1);
-    char *host = buf;
-    char *at = strrchr(host, '@');
-    if (at != NULL) {
-        *at = '\0';
-        char *colon = strchr(host, ':');
-        cfg->password = colon != NULL ? colon + 1 : host;
-        host = at + 1;
-    }
-    char *slash = strchr(host, '/');
-    if (slash != NULL) {
-        *slash = '\0';
-        char *end;
-        long db = strtol(slash + 1, &end, 10);
-        if (slash[1] != '\0' && (*end != '\0' || db < 0 || db > 65535))
-            return EDDY_EINVAL;
-        cfg->db = (int)db;
-    }
-    char *colon = strrchr(host, ':');
-    if (colon != NULL && strchr(host, ']') < colon) {
-        *colon = '\0';
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (*end != '\0' || port <= 0 || port > 65535)
-            return EDDY_EINVAL;
-        cfg->port = (int)port;
-    }
-    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-        host[strlen(host) - 1] = '\0';
-        host++;
-    }
-    if (host[0] == '\0')
-        return EDDY_EINVAL;
-    cfg->host = host;
-    return 0;
-}
-
 static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
 {
     rt_cluster_t *cl = ud;
@@ -315,40 +272,34 @@ static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
 }
 
 /* A redis_url that lists several Redis ("url,url,..."): a sharded broker (rt_broker.h), each
- * shard configured as base but for its URL's address, password and db. NULL (logged): a
- * malformed URL, the same Redis twice, out of memory. */
+ * shard configured as base but for its URL's address, password, db and sentinels. NULL
+ * (logged): a malformed URL, the same Redis twice, out of memory. */
 static rt_broker_t *shards_new(eddy_server_t *srv, const char *urls,
                                const rt_broker_redis_config_t *base, const rt_broker_handlers_t *h,
                                void *ud)
 {
     size_t n = 1;
-    for (const char *p = urls; *p != '\0'; p++)
-        n += *p == ',';
+    for (const char *p = urls; p[rt_broker_url_len(p)] != '\0'; p += rt_broker_url_len(p) + 1)
+        n++;
     rt_broker_redis_config_t *cfgs = calloc(n, sizeof(*cfgs));
-    char *bufs = malloc(n * 1024);
+    rt_broker_url_t *parsed = calloc(n, sizeof(*parsed));
     rt_broker_t *b = NULL;
     size_t i = 0;
-    for (const char *p = urls; cfgs != NULL && bufs != NULL && i < n; i++) {
-        const char *end = strchr(p, ',');
-        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-        char url[1024];
+    for (const char *p = urls; cfgs != NULL && parsed != NULL && i < n; i++) {
+        size_t len = rt_broker_url_len(p);
         cfgs[i] = *base;
-        if (len >= sizeof(url))
+        if (rt_broker_url_parse(srv, p, len, &parsed[i], &cfgs[i]) != 0)
             break;
-        memcpy(url, p, len);
-        url[len] = '\0';
-        if (parse_url(url, bufs + i * 1024, 1024, &cfgs[i]) != 0)
-            break;
-        p += len + (end != NULL);
+        p += len + 1;
     }
-    if (cfgs != NULL && bufs != NULL && i == n) {
+    if (cfgs != NULL && parsed != NULL && i == n) {
         if ((b = rt_broker_shard_redis_new(cfgs, n, h, ud)) != NULL)
             eddy_log(srv, EDDY_LOG_INFO, "eddy_rt: node %s of the cluster on %zu Redis shards",
                      rt_broker_node_id(b), n);
-    } else if (cfgs != NULL && bufs != NULL) {
+    } else if (cfgs != NULL && parsed != NULL) {
         eddy_log(srv, EDDY_LOG_ERROR, "eddy_rt_new: bad redis_url number %zu of the list", i + 1);
     }
-    free(bufs);
+    free(parsed);
     free(cfgs);
     return b;
 }
@@ -371,12 +322,11 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     eddy_server_t *srv = eddy_rt_server(rt);
     rt_broker_redis_config_t cfg;
     rt_broker_redis_config_init(&cfg);
-    char buf[1024];
-    bool sharded = strchr(opt->redis_url, ',') != NULL;
-    if (!sharded && parse_url(opt->redis_url, buf, sizeof(buf), &cfg) != 0) {
-        eddy_log(srv, EDDY_LOG_ERROR, "eddy_rt_new: bad redis_url (want redis://host[:port][/db])");
+    rt_broker_url_t url;
+    size_t url_len = rt_broker_url_len(opt->redis_url);
+    bool sharded = opt->redis_url[url_len] != '\0';
+    if (!sharded && rt_broker_url_parse(srv, opt->redis_url, url_len, &url, &cfg) != 0)
         return NULL;
-    }
     if (opt->redis_prefix != NULL)
         cfg.prefix = opt->redis_prefix;
     cfg.node_id = opt->node_id;
@@ -410,7 +360,11 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
         free(cl);
         return NULL;
     }
-    if (!sharded)
+    if (!sharded && cfg.sentinel_master != NULL)
+        eddy_log(srv, EDDY_LOG_INFO,
+                 "eddy_rt: node %s of the cluster on Redis master %s (sentinels: %zu)",
+                 rt_broker_node_id(cl->b), cfg.sentinel_master, cfg.nsentinels);
+    else if (!sharded)
         eddy_log(srv, EDDY_LOG_INFO, "eddy_rt: node %s of the cluster on Redis %s:%d",
                  rt_broker_node_id(cl->b), cfg.host, cfg.port);
     return cl;
@@ -474,6 +428,7 @@ void rt_cluster_status(rt_cluster_t *cl, eddy_rt_broker_status_t *out)
     out->dropped_total = st.dropped;
     out->reconnects_total = st.reconnects;
     out->gaps_total = st.gaps;
+    out->master_switches_total = st.master_switches;
     out->subscriptions = st.subscriptions;
     out->nodes = rt_broker_nodes(cl->b, none, 0);
 }

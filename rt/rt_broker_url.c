@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Redis URLs (rt_broker.h "Redis URLs"): redis:// for one Redis, redis+sentinel:// for a
+ * master found through Redis Sentinel (the form redis-py's URL helpers, RedisVL and Prefect
+ * read), a comma-separated list of them for shards.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt_broker.h"
+
+static const char redis_scheme[] = "redis://";
+static const char sentinel_scheme[] = "redis+sentinel://";
+
+#define REDIS_PORT    6379
+#define SENTINEL_PORT 26379
+#define MASTER_MAX    64
+
+size_t rt_broker_url_len(const char *urls)
+{
+    for (const char *p = urls; (p = strchr(p, ',')) != NULL; p++)
+        if (strncmp(p + 1, redis_scheme, sizeof(redis_scheme) - 1) == 0 ||
+            strncmp(p + 1, sentinel_scheme, sizeof(sentinel_scheme) - 1) == 0)
+            return (size_t)(p - urls);
+    return strlen(urls);
+}
+
+/* "host[:port]" or "[v6][:port]", in place: *host NUL-terminated without brackets. NULL, or
+ * what is wrong. */
+static const char *host_port(char *s, int default_port, const char **host, int *port)
+{
+    *port = default_port;
+    char *colon = strrchr(s, ':'), *bracket = strchr(s, ']');
+    if (colon != NULL && (bracket == NULL || bracket < colon)) {
+        *colon = '\0';
+        char *end;
+        long value = strtol(colon + 1, &end, 10);
+        if (colon[1] == '\0' || *end != '\0' || value <= 0 || value > 65535)
+            return "a port is not 1-65535";
+        *port = (int)value;
+    }
+    size_t len = strlen(s);
+    if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+        s[len - 1] = '\0';
+        s++;
+    }
+    if (s[0] == '\0')
+        return "a host is empty";
+    if (strpbrk(s, ",?@/ ") != NULL)
+        return "a host has one of , ? @ / or a space";
+    *host = s;
+    return NULL;
+}
+
+/* "[[user]:password@]" before at (in place). */
+static void user_info(char *start, char *at, rt_broker_redis_config_t *cfg)
+{
+    *at = '\0';
+    char *colon = strchr(start, ':');
+    cfg->password = colon != NULL ? colon + 1 : start;
+}
+
+/* "/db" (db may be empty: 0). */
+static const char *database(const char *s, int *db)
+{
+    char *end;
+    long value = strtol(s, &end, 10);
+    if (s[0] != '\0' && (*end != '\0' || value < 0 || value > 65535 || s[0] == '-'))
+        return "the database is not a number 0-65535";
+    *db = (int)value;
+    return NULL;
+}
+
+/* What follows "redis://". */
+static const char *parse_redis(char *s, rt_broker_redis_config_t *cfg)
+{
+    char *at = strrchr(s, '@');
+    if (at != NULL) {
+        user_info(s, at, cfg);
+        s = at + 1;
+    }
+    char *slash = strchr(s, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+        const char *why = database(slash + 1, &cfg->db);
+        if (why != NULL)
+            return why;
+    }
+    if (strchr(s, ',') != NULL)
+        return "a comma in a redis:// URL (several Redis: several URLs)";
+    return host_port(s, REDIS_PORT, &cfg->host, &cfg->port);
+}
+
+/* What follows "redis+sentinel://". */
+static const char *parse_sentinel(char *s, rt_broker_url_t *url, rt_broker_redis_config_t *cfg)
+{
+    static const char param[] = "sentinel_password=";
+    char *query = strchr(s, '?');
+    const char *sentinel_password = NULL;
+    if (query != NULL) {
+        *query++ = '\0';
+        if (strncmp(query, param, sizeof(param) - 1) != 0 || query[sizeof(param) - 1] == '\0')
+            return "the only parameter is sentinel_password=...";
+        sentinel_password = query + sizeof(param) - 1;
+    }
+    char *at = strrchr(s, '@');
+    if (at != NULL) {
+        user_info(s, at, cfg);
+        s = at + 1;
+    }
+    char *slash = strchr(s, '/');
+    if (slash == NULL || slash[1] == '\0' || slash[1] == '/')
+        return "no master name after the sentinels (.../mymaster)";
+    *slash = '\0';
+    char *master = slash + 1;
+    int db = 0;
+    if ((slash = strchr(master, '/')) != NULL) {
+        *slash = '\0';
+        const char *why = database(slash + 1, &db);
+        if (why != NULL)
+            return why;
+    }
+    size_t mlen = strlen(master);
+    if (mlen > MASTER_MAX || strspn(master, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                            "0123456789_-.:") != mlen)
+        return "the master name is not 1-64 of A-Z a-z 0-9 _ - . :";
+    size_t n = 0;
+    for (char *next = s; next != NULL; n++) {
+        char *item = next;
+        if ((next = strchr(item, ',')) != NULL)
+            *next++ = '\0';
+        if (n == RT_BROKER_SENTINELS_MAX)
+            return "more than 16 sentinels";
+        const char *why =
+            host_port(item, SENTINEL_PORT, &url->sentinels[n].host, &url->sentinels[n].port);
+        if (why != NULL)
+            return why;
+    }
+    cfg->sentinel_master = master;
+    cfg->sentinels = url->sentinels;
+    cfg->nsentinels = n;
+    cfg->sentinel_password = sentinel_password;
+    cfg->db = db;
+    return NULL;
+}
+
+int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_broker_url_t *url,
+                        rt_broker_redis_config_t *cfg)
+{
+    const char *why;
+    bool sentinel = len >= sizeof(sentinel_scheme) - 1 &&
+                    strncmp(text, sentinel_scheme, sizeof(sentinel_scheme) - 1) == 0;
+    size_t skip = sentinel ? sizeof(sentinel_scheme) - 1 : sizeof(redis_scheme) - 1;
+    if (!sentinel && (len < skip || strncmp(text, redis_scheme, skip) != 0)) {
+        why = "not redis:// or redis+sentinel://";
+    } else if (len - skip >= sizeof(url->buf)) {
+        why = "longer than 1023 bytes";
+    } else {
+        memcpy(url->buf, text + skip, len - skip);
+        url->buf[len - skip] = '\0';
+        /* Parsed into a copy, so a failure leaves cfg as it was. */
+        rt_broker_redis_config_t out = *cfg;
+        why = sentinel ? parse_sentinel(url->buf, url, &out) : parse_redis(url->buf, &out);
+        if (why == NULL) {
+            *cfg = out;
+            return 0;
+        }
+    }
+    /* Not the URL itself: it may carry a password. */
+    eddy_log(srv, EDDY_LOG_ERROR,
+             "eddy_rt: bad Redis URL: %s (want redis://[:password@]host[:port][/db] or "
+             "redis+sentinel://[:password@]host[:port][,host[:port]...]/master[/db])",
+             why);
+    return EDDY_EINVAL;
+}

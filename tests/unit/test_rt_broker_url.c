@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Redis URLs (rt_broker.h "Redis URLs"): redis:// and redis+sentinel:// parsed into a broker
+ * configuration, a list split into its shards' URLs, and every malformed form refused with
+ * EDDY_EINVAL and a log line that says why (never the password), leaving the configuration
+ * as it was.
+ */
+
+#include "rt_broker.h"
+#include "test.h"
+
+static char last_line[1024];
+static int lines;
+
+static void collect(eddy_server_t *srv, int level, int loop, const char *msg, size_t len, void *ud)
+{
+    snprintf(last_line, sizeof(last_line), "%.*s", (int)len, msg);
+    lines++;
+}
+
+static eddy_server_t *srv;
+
+static int parse(const char *text, rt_broker_url_t *url, rt_broker_redis_config_t *cfg)
+{
+    rt_broker_redis_config_init(cfg);
+    return rt_broker_url_parse(srv, text, strlen(text), url, cfg);
+}
+
+static void test_redis_urls(void)
+{
+    rt_broker_url_t url;
+    rt_broker_redis_config_t cfg;
+    CHECK_EQ_INT(parse("redis://10.0.0.1:6380/2", &url, &cfg), 0);
+    CHECK(strcmp(cfg.host, "10.0.0.1") == 0);
+    CHECK_EQ_INT(cfg.port, 6380);
+    CHECK_EQ_INT(cfg.db, 2);
+    CHECK(cfg.password == NULL && cfg.sentinel_master == NULL && cfg.nsentinels == 0);
+    CHECK_EQ_INT(parse("redis://user:pw@h", &url, &cfg), 0);
+    CHECK(strcmp(cfg.host, "h") == 0 && strcmp(cfg.password, "pw") == 0);
+    CHECK_EQ_INT(cfg.port, 6379);
+    CHECK_EQ_INT(parse("redis://[::1]:7000/", &url, &cfg), 0);
+    CHECK(strcmp(cfg.host, "::1") == 0);
+    CHECK_EQ_INT(cfg.port, 7000);
+    CHECK_EQ_INT(cfg.db, 0);
+}
+
+static void test_sentinel_urls(void)
+{
+    rt_broker_url_t url;
+    rt_broker_redis_config_t cfg;
+    CHECK_EQ_INT(parse("redis+sentinel://:pw@s1:26380,s2,[::1]:26381/mymaster/3"
+                       "?sentinel_password=sp",
+                       &url, &cfg),
+                 0);
+    CHECK(cfg.sentinel_master && strcmp(cfg.sentinel_master, "mymaster") == 0);
+    CHECK_EQ_INT(cfg.nsentinels, 3);
+    CHECK(cfg.sentinels == url.sentinels);
+    CHECK(strcmp(url.sentinels[0].host, "s1") == 0 && url.sentinels[0].port == 26380);
+    CHECK(strcmp(url.sentinels[1].host, "s2") == 0 && url.sentinels[1].port == 26379);
+    CHECK(strcmp(url.sentinels[2].host, "::1") == 0 && url.sentinels[2].port == 26381);
+    CHECK_EQ_INT(cfg.db, 3);
+    CHECK(strcmp(cfg.password, "pw") == 0 && strcmp(cfg.sentinel_password, "sp") == 0);
+    CHECK_EQ_INT(parse("redis+sentinel://127.0.0.1/redis-prod.eu:1", &url, &cfg), 0);
+    CHECK_EQ_INT(cfg.nsentinels, 1);
+    CHECK(strcmp(cfg.sentinel_master, "redis-prod.eu:1") == 0);
+    CHECK(cfg.password == NULL && cfg.sentinel_password == NULL && cfg.db == 0);
+
+    /* Its shard name is the master's, whatever address the sentinels name. */
+    char name[RT_BROKER_SHARD_NAME_SIZE];
+    rt_broker_shard_name(&cfg, name);
+    CHECK(strcmp(name, "sentinel:redis-prod.eu:1/0") == 0);
+}
+
+static void test_lists(void)
+{
+    CHECK_EQ_INT(rt_broker_url_len("redis://a"), 9);
+    CHECK_EQ_INT(rt_broker_url_len("redis://a,redis://b"), 9);
+    CHECK_EQ_INT(rt_broker_url_len("redis://a,,redis://b"), 10); /* refused by the parse */
+    static const char one[] = "redis+sentinel://a,b:1,c/m";
+    CHECK_EQ_INT(rt_broker_url_len(one), strlen(one));
+    CHECK_EQ_INT(rt_broker_url_len("redis+sentinel://a,b/m,redis+sentinel://a,b/n"),
+                 strlen("redis+sentinel://a,b/m"));
+    CHECK_EQ_INT(rt_broker_url_len("redis+sentinel://a,b/m,redis://c"),
+                 strlen("redis+sentinel://a,b/m"));
+    CHECK_EQ_INT(rt_broker_url_len("redis://c,redis+sentinel://a,b/m"), 9);
+}
+
+static void test_bad_forms(void)
+{
+    static const struct {
+        const char *url, *why;
+    } cases[] = {
+        {"http://secret@x", "not redis:// or redis+sentinel://"},
+        {"redis+sentinel:/s1/m", "not redis:// or redis+sentinel://"},
+        {"redis+sentinel://:secret@s1:26379", "no master name"},
+        {"redis+sentinel://s1:26379/", "no master name"},
+        {"redis+sentinel://s1//m", "no master name"},
+        {"redis+sentinel://:secret@s1,,s2/m", "a host is empty"},
+        {"redis+sentinel://:secret@/m", "a host is empty"},
+        {"redis+sentinel://s1,/m", "a host is empty"},
+        {"redis+sentinel://s1:0/m", "a port is not 1-65535"},
+        {"redis+sentinel://s1:99999/m", "a port is not 1-65535"},
+        {"redis+sentinel://s1:/m", "a port is not 1-65535"},
+        {"redis+sentinel://s1/m/x", "the database is not a number"},
+        {"redis+sentinel://s1/m/-1", "the database is not a number"},
+        {"redis+sentinel://s1/m?password=secret", "the only parameter is sentinel_password"},
+        {"redis+sentinel://s1/m?sentinel_password=", "the only parameter is sentinel_password"},
+        {"redis+sentinel://s1/my master", "the master name is not"},
+        {"redis+sentinel://s1/{m}", "the master name is not"},
+        {"redis+sentinel://s1/m0123456789012345678901234567890123456789012345678901234567890123",
+         "the master name is not"},
+        {"redis+sentinel://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q/m", "more than 16 sentinels"},
+        {"redis://:secret@a,b", "a comma in a redis:// URL"},
+        {"redis://a,", "a comma in a redis:// URL"},
+        {"redis://", "a host is empty"},
+        {"redis://h:65536", "a port is not 1-65535"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rt_broker_url_t url;
+        rt_broker_redis_config_t cfg;
+        rt_broker_redis_config_init(&cfg);
+        int before = lines;
+        last_line[0] = '\0';
+        CHECK_EQ_INT(rt_broker_url_parse(srv, cases[i].url, strlen(cases[i].url), &url, &cfg),
+                     EDDY_EINVAL);
+        CHECK_EQ_INT(lines, before + 1);
+        if (strstr(last_line, cases[i].why) == NULL || strstr(last_line, "secret") != NULL)
+            fprintf(stderr, "%s: logged \"%s\"\n", cases[i].url, last_line);
+        CHECK(strstr(last_line, cases[i].why) != NULL);
+        CHECK(strstr(last_line, "secret") == NULL);
+        /* Left as it was. */
+        CHECK(strcmp(cfg.host, "127.0.0.1") == 0 && cfg.port == 6379 && cfg.db == 0);
+        CHECK(cfg.password == NULL && cfg.sentinel_master == NULL && cfg.nsentinels == 0);
+    }
+    /* Longer than the buffer. */
+    char long_url[1100];
+    memset(long_url, 'a', sizeof(long_url) - 1);
+    long_url[sizeof(long_url) - 1] = '\0';
+    memcpy(long_url, "redis://", 8);
+    rt_broker_url_t url;
+    rt_broker_redis_config_t cfg;
+    CHECK_EQ_INT(parse(long_url, &url, &cfg), EDDY_EINVAL);
+    CHECK(strstr(last_line, "longer than 1023 bytes") != NULL);
+}
+
+/* A broker configuration with bad Sentinel fields is refused (no thread started). */
+static void test_bad_sentinel_config(void)
+{
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.srv = srv;
+    rt_broker_addr_t addrs[2] = {{"127.0.0.1", 26379}, {"127.0.0.1", 0}};
+    cfg.sentinel_master = "m";
+    cfg.sentinels = addrs;
+    cfg.nsentinels = 0;
+    CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
+    cfg.nsentinels = 2; /* the second's port */
+    CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
+    cfg.nsentinels = 1;
+    cfg.sentinel_master = "";
+    CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
+    CHECK(strstr(last_line, "bad Redis broker configuration") != NULL);
+}
+
+int main(void)
+{
+    srv = eddy_server_new("127.0.0.1", 0);
+    CHECK(srv != NULL);
+    if (srv == NULL)
+        return test_report("test_rt_broker_url");
+    eddy_on_log(srv, collect);
+    test_redis_urls();
+    test_sentinel_urls();
+    test_lists();
+    test_bad_forms();
+    test_bad_sentinel_config();
+    eddy_server_free(srv);
+    return test_report("test_rt_broker_url");
+}
