@@ -16,7 +16,8 @@
  * - delivery: broadcasts of every node (this one's included, flagged own) to rooms the
  *   node is subscribed to arrive through the deliver handler with their positions, per
  *   namespace in strictly increasing seq (each broadcast once, however many of its rooms
- *   the node holds);
+ *   the node holds; a Redis broker keeping no history assigns no positions: see
+ *   no_history);
  * - history: the broadcasts of a set of rooms after a position, all or nothing (as
  *   rt_history_since answers), so a client can recover on any node;
  * - session records: opaque bytes under a pid, taken once, kept outside the node so a
@@ -67,7 +68,9 @@ typedef struct rt_broker_msg {
 /* A broadcast received from the broker (live or from history). Everything it points to is
  * valid during the handler call only. */
 typedef struct rt_broker_delivery {
-    rt_position_t pos;  /* its position in its namespace */
+    rt_position_t pos;  /* its position in its namespace; {0, 0} (none) for a broadcast
+                         * published without history (Redis no_history: no position is
+                         * assigned, see there; never recoverable, never in history) */
     const char *origin; /* the id of the node that published it */
     bool own;           /* published by this node */
     rt_broker_msg_t msg;
@@ -104,9 +107,9 @@ typedef struct rt_broker_handlers {
     void (*request)(rt_broker_t *b, const struct rt_broker_request *req, void *ud);
 } rt_broker_handlers_t;
 
-/* Result of a publish: err 0 and its position, or EDDY_ECLOSED (the connection to the
- * broker broke before the answer: the broadcast may or may not have been published),
- * EDDY_EPROTO (the broker refused it; logged). */
+/* Result of a publish: err 0 and its position ({0, 0} without history: Redis no_history),
+ * or EDDY_ECLOSED (the connection to the broker broke before the answer: the broadcast may
+ * or may not have been published), EDDY_EPROTO (the broker refused it; logged). */
 typedef void (*rt_broker_publish_cb)(rt_broker_t *b, int err, rt_position_t pos, void *arg);
 /*
  * Result of a history read: err 0 (complete: entries[0..n) in seq order, each once,
@@ -457,9 +460,17 @@ void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN
  *                       another node keeps its pid, so its record moves to that node's hash)
  * One Lua script publishes: HINCRBY the seq, XADD to each target room's stream and trim
  * it, PUBLISH "<seq>:<epoch>:<message>" to each target room's channel; EVALSHA, EVAL on
- * NOSCRIPT. A message is: byte 1 (version), flags (4 bytes, little endian), the number of
- * rooms and of except-rooms (2 bytes each), then NUL-terminated: origin node id, nsp,
- * rooms, except-rooms; the payload is the rest.
+ * NOSCRIPT. With no_history a publish is one plain PUBLISH per target room's channel of
+ * "n<num>:<instance>:<message>" (no script, no key: what Socket.IO's Redis adapter costs
+ * Redis): num numbers the broker's plain publishes in the order it sends them, instance
+ * is the broker's random id (16 hex digits each). Such a broadcast has no position
+ * (delivered with pos {0, 0}); a node that holds several of its channels delivers it once
+ * (the first copy: num above the last delivered of that origin's instance), and every
+ * node gets each channel's broadcasts in Redis' order. Nodes of one cluster must agree on
+ * no_history (recovery across nodes needs every broadcast positioned). A message is: byte
+ * 1 (version), flags (4 bytes, little endian), the number of rooms and of except-rooms (2
+ * bytes each), then NUL-terminated: origin node id, nsp, rooms, except-rooms; the payload
+ * is the rest.
  * ------------------------------------------------------------------------------------- */
 
 /* A host and port (Redis Sentinel's sentinels). */
@@ -498,8 +509,9 @@ typedef struct rt_broker_redis_config {
      * handler (malformed ones are logged and dropped). NULL: off (the default). */
     const char *emitter_prefix;
     /* true: keep no history (the layer keeps none: recovery off, history 0). A publish
-     * then only takes its position and PUBLISHes (no stream, no P{nsp}:t key), and history
-     * reads find no entries. false (the default): as above. */
+     * is then one plain PUBLISH per target room (above: no position, no key, no script),
+     * and a history read answers RT_HISTORY_GAP with top {0, 0} without asking Redis
+     * (nothing can be recovered). false (the default): as above. */
     bool no_history;
     /* Redis Sentinel: with sentinel_master set (the name the sentinels monitor the master
      * under), host and port are not used. Before every connection (the first and each

@@ -137,29 +137,16 @@ static const char lua_session[] =
     "end\n"
     "return false\n";
 
-/* Publish without history (config no_history): only the position and the PUBLISHes, in
- * one script so that seqs go out in order. KEYS = pos; ARGV = epoch candidate, message,
- * channels. */
-static const char lua_publish_live[] =
-    "local ep = redis.call('HGET', KEYS[1], 'e')\n"
-    "if not ep then redis.call('HSETNX', KEYS[1], 'e', ARGV[1]); ep = redis.call('HGET', "
-    "KEYS[1], 'e') end\n"
-    "local seq = redis.call('HINCRBY', KEYS[1], 's', 1)\n"
-    "local live = string.format('%d', seq) .. ':' .. ep .. ':' .. ARGV[2]\n"
-    "for j = 3, #ARGV do redis.call('PUBLISH', ARGV[j], live) end\n"
-    "return {seq, ep}\n";
-
 enum {
     SCRIPT_PUBLISH,
     SCRIPT_HISTORY,
     SCRIPT_HEARTBEAT,
     SCRIPT_PRESENCE,
     SCRIPT_SESSION,
-    SCRIPT_PUBLISH_LIVE,
     SCRIPT_COUNT
 };
-static const char *const scripts[SCRIPT_COUNT] = {lua_publish,  lua_history, lua_heartbeat,
-                                                  lua_presence, lua_session, lua_publish_live};
+static const char *const scripts[SCRIPT_COUNT] = {lua_publish, lua_history, lua_heartbeat,
+                                                  lua_presence, lua_session};
 
 enum job_kind {
     JOB_PUBLISH,
@@ -180,6 +167,10 @@ typedef struct job {
     struct job *next;
     enum job_kind kind;
     int script; /* SCRIPT_* when argv[0] is EVALSHA, else -1 */
+    /* A plain publish (no_history): argv is PUBLISH, the message, then its channels (this
+     * many); one PUBLISH per channel is sent. 0: argv is one command (none if argc is 0:
+     * a history read answered here). */
+    int plain;
     eddy_fd_t fd;
     void (*cb)(void);
     void *arg;
@@ -249,6 +240,19 @@ typedef struct nsp_seen {
     char nsp[];
 } nsp_seen_t;
 
+#define ORIGIN_IDLE_MS 60000 /* an origin's entry outlives its last broadcast this long */
+
+/* Last broadcast delivered per origin node (thread only), for plain publishes (no_history):
+ * an origin's broker numbers them in the order it sends them (instance: that broker's
+ * random id, so a node restarted under the same id starts afresh). One broadcast reaches
+ * the node once per channel it holds of its rooms, each copy after the first with a
+ * number at or below the last one delivered. */
+typedef struct origin_seen {
+    struct origin_seen *next;
+    uint64_t instance, num, at_ms;
+    char id[];
+} origin_seen_t;
+
 typedef struct rb {
     rt_broker_t base;
     rt_broker_redis_config_t cfg;
@@ -279,6 +283,8 @@ typedef struct rb {
     redisContext *cmd, *sub;
     char sha[SCRIPT_COUNT][41];
     nsp_seen_t *seen;
+    origin_seen_t *origins;
+    uint64_t instance, plain_num; /* this broker's plain publishes: its id, their last number */
     uint64_t next_heartbeat, down_since;
     char (*tags)[RT_BROKER_SESSION_TAG_LEN + 1]; /* pid tags with a hash of live records here */
     size_t ntags;
@@ -747,23 +753,42 @@ static void build_publish(argb_t *a, rb_t *rb, const void *p)
         arg_key(a, rb, m->nsp, "c", m->nrooms ? m->rooms[i] : NULL);
 }
 
-/* The live-only publish (lua_publish_live). */
-static void build_publish_live(argb_t *a, rb_t *rb, const void *p)
+/* A plain publish's message (no_history): 'n', the broadcast's number (written when it is
+ * sent) and the publishing broker's instance, 16 hex digits each and each followed by
+ * ':', then the message. */
+#define PLAIN_TAG  'n'
+#define PLAIN_HEAD 35
+
+static void put_hex16(char *out, uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        out[i] = hex[v & 15];
+}
+
+static void arg_message_body(argb_t *a, rb_t *rb, const rt_broker_msg_t *m);
+
+/* PUBLISH, the message, then the channels (see job_t.plain). */
+static void build_publish_plain(argb_t *a, rb_t *rb, const void *p)
 {
     const publish_in_t *in = p;
     const rt_broker_msg_t *m = in->msg;
     size_t ntargets = m->nrooms ? m->nrooms : 1;
-    arg_eval(a, rb, SCRIPT_PUBLISH_LIVE);
-    arg_u64(a, 1);
-    arg_key(a, rb, m->nsp, "pos", NULL);
-    arg_u64(a, in->epoch);
-    arg_message(a, rb, m);
+    char head[PLAIN_HEAD];
+    memset(head, '0', sizeof(head));
+    head[0] = PLAIN_TAG;
+    put_hex16(head + 18, rb->instance);
+    head[17] = head[34] = ':';
+    arg_str(a, "PUBLISH");
+    arg_put(a, head, sizeof(head));
+    arg_message_body(a, rb, m);
+    arg_end(a);
     for (size_t i = 0; i < ntargets; i++)
         arg_key(a, rb, m->nsp, "c", m->nrooms ? m->rooms[i] : NULL);
 }
 
-/* A broadcast's message argument (see rt_broker.h). */
-static void arg_message(argb_t *a, rb_t *rb, const rt_broker_msg_t *m)
+/* A broadcast's message (see rt_broker.h), the argument's bytes so far. */
+static void arg_message_body(argb_t *a, rb_t *rb, const rt_broker_msg_t *m)
 {
     unsigned char hdr[MSG_HEADER] = {1,
                                      (unsigned char)m->flags,
@@ -782,6 +807,12 @@ static void arg_message(argb_t *a, rb_t *rb, const rt_broker_msg_t *m)
     for (size_t i = 0; i < m->nexcept; i++)
         arg_put(a, m->except[i], strlen(m->except[i]) + 1);
     arg_put(a, m->payload, m->payload_len);
+}
+
+/* A broadcast's message argument. */
+static void arg_message(argb_t *a, rb_t *rb, const rt_broker_msg_t *m)
+{
+    arg_message_body(a, rb, m);
     arg_end(a);
 }
 
@@ -848,15 +879,18 @@ static int rb_publish(rt_broker_t *b, const rt_broker_msg_t *msg, eddy_fd_t fd,
     for (size_t i = 0; i < msg->nexcept; i++)
         if (!msg->except[i] || strlen(msg->except[i]) >= 65536)
             return EDDY_EINVAL;
-    publish_in_t in = {msg, new_epoch()};
-    if (!in.epoch)
+    bool plain = rb->cfg.no_history;
+    publish_in_t in = {msg, plain ? 0 : new_epoch()};
+    if (!plain && !in.epoch)
         return EDDY_ENOMEM;
-    bool live = rb->cfg.no_history;
-    job_t *j = job_build(rb, live ? build_publish_live : build_publish, &in, 0);
+    job_t *j = job_build(rb, plain ? build_publish_plain : build_publish, &in, 0);
     if (!j)
         return EDDY_ENOMEM;
     j->kind = JOB_PUBLISH;
-    j->script = live ? SCRIPT_PUBLISH_LIVE : SCRIPT_PUBLISH;
+    if (plain)
+        j->plain = j->argc - 2;
+    else
+        j->script = SCRIPT_PUBLISH;
     j->fd = fd;
     j->cb = (void (*)(void))cb;
     j->arg = arg;
@@ -903,6 +937,16 @@ static int rb_history(rt_broker_t *b, const char *nsp, rt_position_t after,
     for (size_t i = 0; i < nrooms; i++)
         if (!name_ok(rooms[i]))
             return EDDY_EINVAL;
+    if (rb->cfg.no_history) {
+        /* Nothing is kept: answered RT_HISTORY_GAP without asking Redis, in queue order. */
+        job_t *j = calloc(1, sizeof(*j));
+        if (!j)
+            return EDDY_ENOMEM;
+        *j = (job_t){.kind = JOB_HISTORY, .script = -1, .fd = fd, .bytes = sizeof(*j)};
+        j->cb = (void (*)(void))cb;
+        j->arg = arg;
+        return enqueue(rb, j);
+    }
     history_in_t in = {nsp, after, rooms, nrooms, new_epoch()};
     if (!in.candidate)
         return EDDY_ENOMEM;
@@ -2191,6 +2235,64 @@ static bool seen_new(rb_t *rb, const char *nsp, rt_position_t pos)
     return true;
 }
 
+/* Remembers broadcast num of origin's broker instance as delivered; false if it (or a later
+ * one) already was. */
+static bool origin_new(rb_t *rb, const char *origin, uint64_t instance, uint64_t num)
+{
+    origin_seen_t *e = rb->origins;
+    while (e && strcmp(e->id, origin) != 0)
+        e = e->next;
+    if (!e) {
+        size_t len = strlen(origin);
+        e = malloc(sizeof(*e) + len + 1);
+        if (!e)
+            return true; /* without memory for it, deliver rather than lose */
+        memcpy(e->id, origin, len + 1);
+        e->next = rb->origins;
+        rb->origins = e;
+    } else if (e->instance == instance && num <= e->num) {
+        return false;
+    }
+    e->instance = instance;
+    e->num = num;
+    e->at_ms = now_ms();
+    return true;
+}
+
+/* Forgets the origins heard from last before cutoff (nodes gone: a node's copies of one
+ * broadcast arrive together, so an entry is needed only for so long). */
+static void origins_prune(rb_t *rb, uint64_t cutoff)
+{
+    for (origin_seen_t **it = &rb->origins; *it;) {
+        origin_seen_t *e = *it;
+        if (e->at_ms < cutoff) {
+            *it = e->next;
+            free(e);
+        } else {
+            it = &e->next;
+        }
+    }
+}
+
+/* 16 hex digits and ':' (in the head of a plain publish's message). */
+static bool parse_hex16(const char **p, const char *end, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    if (end - s < 17 || s[16] != ':')
+        return false;
+    for (int i = 0; i < 16; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return false;
+        v = v << 4 | (uint64_t)d;
+    }
+    *p = s + 17;
+    *out = v;
+    return true;
+}
+
 static bool parse_u64(const char **p, const char *end, char stop, uint64_t *out)
 {
     uint64_t v = 0;
@@ -2296,9 +2398,13 @@ static void handle_sub_reply(rb_t *rb, redisReply *r)
         return;
     }
     const char *p = r->element[2]->str, *end = p + r->element[2]->len;
-    rt_position_t pos;
+    rt_position_t pos = {0, 0};
+    uint64_t num = 0, instance = 0;
     size_t nr, ne;
-    if (!parse_u64(&p, end, ':', &pos.seq) || !parse_u64(&p, end, ':', &pos.epoch) ||
+    bool plain = p < end && *p == PLAIN_TAG;
+    p += plain;
+    if ((plain ? !parse_hex16(&p, end, &num) || !parse_hex16(&p, end, &instance)
+               : !parse_u64(&p, end, ':', &pos.seq) || !parse_u64(&p, end, ':', &pos.epoch)) ||
         msg_counts(p, (size_t)(end - p), &nr, &ne) != 0) {
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: malformed message on %s dropped",
                  r->element[1]->str);
@@ -2324,7 +2430,8 @@ static void handle_sub_reply(rb_t *rb, redisReply *r)
         return;
     }
     ld->d.own = strcmp(ld->d.origin, rb->node_id) == 0;
-    if (!rb->h.deliver || !seen_new(rb, ld->d.msg.nsp, pos)) {
+    if (!rb->h.deliver ||
+        !(plain ? origin_new(rb, ld->d.origin, instance, num) : seen_new(rb, ld->d.msg.nsp, pos))) {
         freeReplyObject(r);
         free(ld);
         return;
@@ -2537,19 +2644,20 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
 {
     switch (j->kind) {
     case JOB_PUBLISH:
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-            r->element[0]->type == REDIS_REPLY_INTEGER &&
-            r->element[1]->type == REDIS_REPLY_STRING) {
+        if ((j->plain && r->type == REDIS_REPLY_INTEGER) ||
+            (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+             r->element[0]->type == REDIS_REPLY_INTEGER &&
+             r->element[1]->type == REDIS_REPLY_STRING)) {
             atomic_fetch_add(&rb->published, 1);
             if (j->cb) {
                 publish_result_t *res = malloc(sizeof(*res));
                 if (res) {
-                    *res = (publish_result_t){
-                        rb,
-                        (rt_broker_publish_cb)j->cb,
-                        j->arg,
-                        0,
-                        {strtoull(r->element[1]->str, NULL, 10), (uint64_t)r->element[0]->integer}};
+                    /* A plain publish has no position. */
+                    rt_position_t pos = {0, 0};
+                    if (!j->plain)
+                        pos = (rt_position_t){strtoull(r->element[1]->str, NULL, 10),
+                                              (uint64_t)r->element[0]->integer};
+                    *res = (publish_result_t){rb, (rt_broker_publish_cb)j->cb, j->arg, 0, pos};
                     dispatch(rb, j->fd, run_publish_result, res);
                 }
             }
@@ -2634,6 +2742,54 @@ static void use_sha(rb_t *rb, job_t *j)
     }
 }
 
+/* Appends plain publish j's PUBLISHes, one per channel, its message numbered now: in the
+ * order this node sends its broadcasts. False when the connection broke. */
+static bool plain_append(rb_t *rb, job_t *j)
+{
+    put_hex16((char *)j->argv[1] + 1, ++rb->plain_num);
+    for (int i = 0; i < j->plain; i++) {
+        const char *argv[] = {j->argv[0], j->argv[2 + i], j->argv[1]};
+        size_t lens[] = {j->argvlen[0], j->argvlen[2 + i], j->argvlen[1]};
+        if (redisAppendCommandArgv(rb->cmd, 3, argv, lens) != REDIS_OK)
+            return false;
+    }
+    return true;
+}
+
+/* Reads the replies to plain publish j's other PUBLISHes (the first is *r): the first error
+ * among them stands for all. False when the connection broke (*r freed). */
+static bool plain_replies(rb_t *rb, const job_t *j, redisReply **r)
+{
+    for (int i = 1; i < j->plain; i++) {
+        redisReply *next;
+        if (redisGetReply(rb->cmd, (void **)&next) != REDIS_OK) {
+            freeReplyObject(*r);
+            return false;
+        }
+        if ((*r)->type == REDIS_REPLY_ERROR) {
+            freeReplyObject(next);
+        } else {
+            freeReplyObject(*r);
+            *r = next;
+        }
+    }
+    return true;
+}
+
+/* A history read without history (no_history): not recovered, no position. */
+static void history_none(rb_t *rb, job_t *j)
+{
+    history_result_t *res = calloc(1, sizeof(*res));
+    if (!res) {
+        fail_job(rb, j, EDDY_ENOMEM);
+        return;
+    }
+    *res = (history_result_t){
+        .rb = rb, .cb = (rt_broker_history_cb)j->cb, .arg = j->arg, .err = RT_HISTORY_GAP};
+    dispatch(rb, j->fd, run_history_result, res);
+    free(j);
+}
+
 /* Sends a batch of queued jobs pipelined and handles their replies. Returns -1 when the
  * connection broke (the batch's unanswered jobs are answered EDDY_ECLOSED). */
 static int run_jobs(rb_t *rb)
@@ -2680,16 +2836,23 @@ static int run_jobs(rb_t *rb)
         return 0;
     for (job_t *j = batch; j; j = j->next) {
         use_sha(rb, j);
-        if (redisAppendCommandArgv(rb->cmd, j->argc, j->argv, j->argvlen) != REDIS_OK)
+        if (j->plain ? !plain_append(rb, j)
+                     : j->argc && redisAppendCommandArgv(rb->cmd, j->argc, j->argv, j->argvlen) !=
+                                      REDIS_OK)
             goto broken;
     }
     job_t *retry = NULL, **rtail = &retry;
     bool demoted = false;
     while (batch) {
-        redisReply *r;
-        if (redisGetReply(rb->cmd, (void **)&r) != REDIS_OK)
-            goto broken;
         job_t *j = batch;
+        if (!j->argc) {
+            batch = j->next;
+            history_none(rb, j);
+            continue;
+        }
+        redisReply *r;
+        if (redisGetReply(rb->cmd, (void **)&r) != REDIS_OK || !plain_replies(rb, j, &r))
+            goto broken;
         batch = j->next;
         j->next = NULL;
         demoted = lost_master(rb, r) || demoted;
@@ -2881,6 +3044,8 @@ static int loop_once(rb_t *rb)
         if (heartbeat(rb) != 0)
             return -1;
         rb->next_heartbeat = now + rb->cfg.heartbeat_ms;
+        if (now > ORIGIN_IDLE_MS)
+            origins_prune(rb, now - ORIGIN_IDLE_MS);
     }
     nreq_sweep(rb, now, false); /* deadlines, and the alive nodes a heartbeat updated */
     pthread_mutex_lock(&rb->lock);
@@ -3005,6 +3170,7 @@ static void *thread_main(void *p)
         rb->seen = e->next;
         free(e);
     }
+    origins_prune(rb, UINT64_MAX);
     return NULL;
 }
 
@@ -3223,6 +3389,7 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
     pthread_mutex_init(&rb->lock, NULL);
     if (getrandom(&rb->rng, sizeof(rb->rng), 0) != sizeof(rb->rng) || !rb->rng)
         rb->rng = (uint64_t)now_ms() | 1;
+    rb->instance = rand64(&rb->rng);
     if (cfg->node_id) {
         snprintf(rb->node_id, sizeof(rb->node_id), "%s", cfg->node_id);
     } else {

@@ -192,13 +192,17 @@ static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
     rt_cluster_t *cl = ud;
     if (atomic_load(&cl->quiet))
         return;
-    position_seen(cl, d->msg.nsp, d->pos);
+    /* Without history a broadcast has no position (epoch 0): nothing to track or resume. */
+    bool positioned = d->pos.epoch != 0;
+    if (positioned)
+        position_seen(cl, d->msg.nsp, d->pos);
     /* While a gap waits, local clients get nothing live: their transports are about to
      * close, and what they missed must start after their last offset (history). */
     if ((d->msg.nrooms != 1 || strcmp(d->msg.rooms[0], marker_room) != 0) &&
         !atomic_load(&cl->gap_pending))
         rt_cluster_deliver_local(cl->rt, d);
-    caught_up(cl, d->msg.nsp, d->pos);
+    if (positioned)
+        caught_up(cl, d->msg.nsp, d->pos);
 }
 
 static void sweep_read(rt_cluster_t *cl, const char *nsp, const char *room);

@@ -9,7 +9,9 @@
  * position (epoch, seq) in its namespace, and every node, the origin included, fans it
  * out to its own members when the broker delivers it (the origin's echo). So every node
  * delivers a namespace's broadcasts in the same (seq) order, and each packet carries its
- * broker position as its Socket.IO offset, which any node can recover from. While the
+ * broker position as its Socket.IO offset, which any node can recover from. Without
+ * recovery and history the broker keeps no positions (Redis: one plain PUBLISH per target
+ * room; every node still gets them in Redis' order, and without offsets). While the
  * broker is not UP, broadcasts are delivered locally at once (without offset: one node's
  * behaviour) and still queued for the broker, flagged RT_CLUSTER_DELIVERED so that the
  * origin skips their echo; the recoveries that follow the outage skip them too, for the

@@ -1592,36 +1592,85 @@ static void test_socket_tag_pattern(void)
     free(b);
 }
 
-/* Without history (no_history: the layer keeps none) a publish still gets its position
- * and reaches the other nodes in order, but writes no stream and no last-seq key: the
- * namespace's only key is its position hash. */
+/* The calls Redis counted of a command since the last CONFIG RESETSTAT (INFO commandstats). */
+static long long redis_calls(const char *cmd)
+{
+    redisReply *r = redis_cmd("INFO commandstats");
+    long long calls = 0;
+    char key[64];
+    snprintf(key, sizeof(key), "cmdstat_%s:calls=", cmd);
+    const char *at = r && r->type == REDIS_REPLY_STRING ? r->str : NULL;
+    if (at && (at = strstr(at, key)) != NULL)
+        calls = strtoll(at + strlen(key), NULL, 10);
+    freeReplyObject(r);
+    return calls;
+}
+
+/* Without history (no_history: the layer keeps none) a publish is one plain PUBLISH per
+ * target room: no script, no key, no position (pos {0, 0} in its result and deliveries).
+ * Nodes still get the broadcasts in order and each once, also one sent to several rooms a
+ * node holds (the origin's echo included), and those of a node restarted under the same
+ * id; a history read says not recovered. */
 static void test_no_history_publish(void)
 {
     node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
     rt_broker_redis_config_t cfg;
     rt_broker_redis_config_init(&cfg);
     cfg.no_history = true;
+    cfg.node_id = "plain-a";
+    cfg.heartbeat_ms = 60000; /* no heartbeat's EVALSHA and ping in the counts below */
+    cfg.lease_ms = 180000;
     node_start(a, &cfg);
-    node_start(b, NULL);
+    cfg.node_id = "plain-b";
+    node_start(b, &cfg);
+    CHECK_EQ_INT(rt_broker_subscribe(a->b, "/nh", "r"), 0);
     CHECK_EQ_INT(rt_broker_subscribe(b->b, "/nh", "r"), 0);
+    CHECK_EQ_INT(rt_broker_subscribe(b->b, "/nh", "s"), 0);
     CHECK_EQ_INT(rt_broker_subscribe(b->b, "/nh", NULL), 0);
+    sync_subs(a);
     sync_subs(b);
-    const char *r[] = {"r"};
-    rt_position_t p1, p2, p3;
+    redisReply *k = redis_cmd("CONFIG RESETSTAT");
+    freeReplyObject(k);
+    const char *r[] = {"r"}, *rs[] = {"r", "s"}, *st[] = {"s", "t"};
+    rt_position_t p1 = {1, 1};
     CHECK_EQ_INT(publish_wait(a, "/nh", r, 1, NULL, 0, "one", &p1), 0);
-    CHECK_EQ_INT(publish_wait(a, "/nh", NULL, 0, NULL, 0, "two", &p2), 0);
-    CHECK_EQ_INT(publish_wait(a, "/nh", r, 1, NULL, 0, "three", &p3), 0);
-    CHECK(p1.epoch != 0 && p1.epoch == p3.epoch && p1.seq == 1 && p2.seq == 2 && p3.seq == 3);
-    CHECK(WAIT_FOR(ngot(b) >= 3, 5000));
+    CHECK_EQ_INT(publish_wait(a, "/nh", NULL, 0, NULL, 0, "two", NULL), 0);
+    CHECK_EQ_INT(publish_wait(a, "/nh", rs, 2, NULL, 0, "three", NULL), 0);
+    CHECK_EQ_INT(publish_wait(a, "/nh", st, 2, NULL, 0, "four", NULL), 0);
+    CHECK(p1.epoch == 0 && p1.seq == 0);
+    CHECK(WAIT_FOR(ngot(b) >= 4 && ngot(a) >= 2, 5000));
+    sleep_ms(50); /* a duplicate would arrive right behind */
+    CHECK_EQ_INT(ngot(b), 4);
+    CHECK_EQ_INT(ngot(a), 2);
     CHECK_STR(b->got[0].payload, "one");
     CHECK_STR(b->got[1].payload, "two");
     CHECK_STR(b->got[2].payload, "three");
-    CHECK_EQ_INT(b->got[2].pos.seq, 3);
-    CHECK_STR(b->got[2].rooms, "r");
-    redisReply *k = redis_cmd("KEYS eddy:{/nh}:*");
-    CHECK(k && k->type == REDIS_REPLY_ARRAY && k->elements == 1 &&
-          strcmp(k->element[0]->str, "eddy:{/nh}:pos") == 0);
+    CHECK_STR(b->got[2].rooms, "r,s");
+    CHECK_STR(b->got[3].payload, "four");
+    CHECK(b->got[3].pos.epoch == 0 && b->got[3].pos.seq == 0 && !b->got[3].own);
+    CHECK_STR(a->got[0].payload, "one");
+    CHECK_STR(a->got[1].payload, "three");
+    CHECK(a->got[1].own);
+    /* Redis ran one PUBLISH per target room and nothing else for them. */
+    CHECK_EQ_INT(redis_calls("publish"), 6);
+    CHECK_EQ_INT(redis_calls("evalsha") + redis_calls("eval") + redis_calls("hincrby"), 0);
+    k = redis_cmd("KEYS eddy:{/nh}:*");
+    CHECK(k && k->type == REDIS_REPLY_ARRAY && k->elements == 0);
     freeReplyObject(k);
+    waiter_t *w = history_wait(b, "/nh", (rt_position_t){0, 0}, r, 1);
+    CHECK_EQ_INT(w->err, RT_HISTORY_GAP);
+    CHECK(w->pos.epoch == 0 && w->pos.seq == 0);
+    free(w);
+
+    /* a restarted under its id numbers its broadcasts from 1 again: b still delivers them. */
+    node_stop(a);
+    cfg.node_id = "plain-a";
+    node_start(a, &cfg);
+    CHECK_EQ_INT(publish_wait(a, "/nh", rs, 2, NULL, 0, "five", NULL), 0);
+    CHECK(WAIT_FOR(ngot(b) >= 5, 5000));
+    sleep_ms(50);
+    CHECK_EQ_INT(ngot(b), 5);
+    CHECK_STR(b->got[4].payload, "five");
     node_stop(a);
     node_stop(b);
     free(a);
