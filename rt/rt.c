@@ -2159,7 +2159,7 @@ static int broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_m
     if (rt->cluster != NULL) {
         /* Through the broker: local members get it with everyone else's, on its echo (see
          * rt_cluster.h). While the broker is not up, they get it now, without offset. */
-        bool up = rt_cluster_up(rt->cluster);
+        bool up = rt_cluster_nsp_up(rt->cluster, nsp->name);
         int64_t rc = record_broadcast(nsp, to, (size_t)len, msg, up ? 0 : RT_CLUSTER_DELIVERED);
         if (up && rc == 0)
             return 0;
@@ -4048,13 +4048,15 @@ void rt_cluster_emitted_local(eddy_rt_t *rt, const rt_emitter_msg_t *m)
         COUNT(rt, RT_ST_BROADCASTS);
 }
 
-void rt_cluster_gap(eddy_rt_t *rt)
+void rt_cluster_gap(eddy_rt_t *rt, size_t part)
 {
     if (rt->opt.recovery_max_disconnection_ms == 0)
         return;
     rt_targets_t all = {0};
     pthread_mutex_lock(&rt->lock);
     for (eddy_rt_nsp_t *nsp = rt->nsps; nsp != NULL; nsp = nsp->next) {
+        if (rt_cluster_part(rt->cluster, nsp->name) != part)
+            continue;
         for (eddy_rt_socket_t *s = nsp->sockets; s != NULL; s = s->nsp_next) {
             if (targets_add(&all, s) != 0)
                 break;
@@ -4171,12 +4173,14 @@ void rt_cluster_resume(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
  * hashes in a cluster, the tables on one node
  * ------------------------------------------------------------------------------------- */
 
-void rt_cluster_presence_restore(eddy_rt_t *rt)
+void rt_cluster_presence_restore(eddy_rt_t *rt, size_t part)
 {
     pthread_mutex_lock(&rt->lock);
     for (size_t i = 0; i < rt->rooms.nslots; i++) {
         for (rt_hnode_t *it = rt->rooms.slots[i]; it != NULL; it = it->next) {
             rt_room_t *r = CONTAINER(it, rt_room_t, node);
+            if (rt_cluster_part(rt->cluster, r->nsp->name) != part)
+                continue;
             for (rt_member_t *m = r->members; m != NULL; m = m->room_next) {
                 eddy_rt_socket_t *s = m->socket;
                 rt_cluster_presence(rt->cluster, r->nsp->name, r->name, s->id,

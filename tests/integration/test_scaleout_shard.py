@@ -6,11 +6,14 @@ each namespace lives: the keys found on each Redis prove the prediction, so ever
 (C nodes, this test) agrees, and the ports are chosen so that both Redis hold namespaces.
 Then: broadcasts and recovery across nodes in namespaces of both shards; one Redis killed:
 namespaces on the other keep delivering across nodes, the node is not ready (the daemon's
-/readyz), and after its restart everything delivers again.
+/readyz), and after its restart everything delivers again; one Redis frozen with recovery
+on: only the clients of its namespaces reconnect and recover, the others stay connected.
 """
 
 import bisect
 import os
+import re
+import signal
 import subprocess
 import time
 
@@ -199,6 +202,79 @@ def test_one_redis_down_the_other_namespaces_keep_delivering(shards, nodes, clie
         clients.emit(s_dead, "to-room", "r", {"seq": k})
     assert [s for s, _ in clients.room_messages(m_live, 10)] == list(range(100, 110))
     assert [s for s, _ in clients.room_messages(m_dead, 10)] == list(range(100, 110))
+
+
+def shard_log(server, what, redis):
+    """The namespaces a node's log line "Redis broker <what> ... on shard <redis>" lists."""
+    match = server.wait_log(rf"Redis broker {what}[^:]* on shard 127\.0\.0\.1:{redis.port}/0 "
+                            r"\(namespaces ([^)]*)\)", timeout=3 * TIMEOUT)
+    return set(match.group(1).split(", "))
+
+
+def test_one_redis_frozen_only_its_namespaces_deliver_locally_and_recover(shards, nodes,
+                                                                          clients):
+    """Recovery on; the Redis of namespace A frozen (SIGSTOP) past the command timeout,
+    the Redis of namespace B not. The nodes log the frozen shard's address and its
+    namespaces (A's, not B's). Meanwhile B's broadcasts still go through its Redis: the
+    members on both nodes, the sender's own included, get every one once, in order, with
+    an offset (before, a node with any Redis down delivered every namespace's broadcasts
+    locally, without offset). A's deliver on the sender's node only (la gets them, ma on
+    the other node does not). Once A's Redis is back, A's clients reconnect and recover:
+    ma gets exactly what it missed, la nothing twice; B's clients stay connected all
+    along (no disconnect, no new connect: same transport, same sid) and keep receiving
+    (before, every transport of the node was closed)."""
+    (r0, r1), owners = shards
+    a, b = nodes(2, "--recovery", "60000")
+    nsp_a = NAMESPACES[owners.index(1)]  # on r1, which is frozen
+    nsp_b = NAMESPACES[owners.index(0)]  # on r0
+    first = {}
+    for name, server, nsp in (("ma", a, nsp_a), ("la", b, nsp_a), ("mb", a, nsp_b),
+                              ("lb", b, nsp_b)):
+        first[name] = connect_in(clients, name, server, nsp, reconnection=nsp == nsp_a)
+        assert clients.ack(name, "join", "r") == ["joined"]
+    first["sa"] = connect_in(clients, "sa", b, nsp_a, reconnection=True)
+    connect_in(clients, "sb", b, nsp_b)
+    clients.probe("sa", ["ma", "la"], timeout=3 * TIMEOUT)
+    clients.probe("sb", ["mb", "lb"], timeout=3 * TIMEOUT)
+    assert clients.ack("sa", "message-with-ack", "sync") == ["sync"]
+    assert clients.ack("sb", "message-with-ack", "sync") == ["sync"]
+    for name in ("ma", "la", "mb", "lb"):
+        clients.nothing_more(name, 0.3)
+    r1.proc.send_signal(signal.SIGSTOP)
+    try:
+        for server in (a, b):
+            listed = shard_log(server, "down", r1)
+            assert nsp_a in listed and nsp_b not in listed, (listed, nsp_a, nsp_b)
+        for k in range(20):
+            clients.emit("sb", "to-room", "r", {"seq": k})
+        for k in range(10):
+            clients.emit("sa", "to-room", "r", {"seq": k})
+        for name in ("mb", "lb"):
+            got = clients.room_messages(name, 20, timeout=3 * TIMEOUT)
+            assert [s for s, _ in got] == list(range(20)), name
+            assert all(isinstance(o, str) for _, o in got), f"{name}: delivered without offset"
+            assert len({o for _, o in got}) == 20
+        assert [s for s, _ in clients.room_messages("la", 10)] == list(range(10))
+        clients.nothing_more("ma", 0.3)
+    finally:
+        r1.proc.send_signal(signal.SIGCONT)
+    for server in (a, b):
+        shard_log(server, "back", r1)
+    for name in ("ma", "la", "sa"):
+        r = clients.wait(f"{name} to reconnect", 3 * TIMEOUT, name=name, type="connect")
+        assert r["recovered"] and r["id"] == first[name]["id"], \
+            f"{name} not recovered:\n" + "\n".join(a.log_lines + b.log_lines)
+    assert sorted(s for s, _ in clients.room_messages("ma", 10, timeout=3 * TIMEOUT)) == \
+        list(range(10))
+    for k in range(100, 110):
+        clients.emit("sb", "to-room", "r", {"seq": k})
+        clients.emit("sa", "to-room", "r", {"seq": k})
+    for name in ("mb", "lb", "ma", "la"):
+        assert [s for s, _ in clients.room_messages(name, 10)] == list(range(100, 110)), name
+        clients.nothing_more(name, 0.2)
+    moved = [r for r in clients.seen
+             if r["name"] in ("mb", "lb", "sb") and r["type"] in ("connect", "disconnect")]
+    assert not moved, moved
 
 
 def test_daemon_on_two_redis_not_ready_while_one_is_down(tmp_path, shards):
