@@ -2197,7 +2197,7 @@ int eddy_rt_broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_
 int eddy_rt_broadcast_ack(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg,
                           uint32_t timeout_ms, eddy_rt_broadcast_ack_cb cb, void *arg)
 {
-    if (nsp != NULL && rt_xnode_broker(nsp->rt) != NULL)
+    if (nsp != NULL && rt_xnode_broker(nsp->rt, nsp->name) != NULL)
         return rt_xnode_broadcast_ack(nsp, to, msg, timeout_ms, cb, arg);
     return rt_xnode_broadcast_ack_local(nsp, to, msg, timeout_ms, cb, arg);
 }
@@ -3737,10 +3737,11 @@ size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool clo
  * Across nodes: what rt_xnode.c needs of the tables (rt_xnode.h)
  * ------------------------------------------------------------------------------------- */
 
-rt_broker_t *rt_xnode_broker(eddy_rt_t *rt)
+rt_broker_t *rt_xnode_broker(eddy_rt_t *rt, const char *nsp)
 {
-    return rt->cluster != NULL && rt_cluster_up(rt->cluster) ? rt_cluster_broker(rt->cluster)
-                                                             : NULL;
+    return rt->cluster != NULL && rt_cluster_nsp_up(rt->cluster, nsp)
+               ? rt_cluster_broker(rt->cluster)
+               : NULL;
 }
 
 const char *rt_xnode_node_id(eddy_rt_t *rt)

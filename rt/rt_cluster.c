@@ -527,11 +527,6 @@ void rt_cluster_quiet(rt_cluster_t *cl)
     atomic_store(&cl->quiet, true);
 }
 
-bool rt_cluster_up(rt_cluster_t *cl)
-{
-    return (atomic_load(&cl->down) & cl->all) == 0;
-}
-
 void rt_cluster_status(rt_cluster_t *cl, eddy_rt_broker_status_t *out)
 {
     rt_broker_stats_t st;

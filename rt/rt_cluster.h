@@ -51,8 +51,6 @@ void rt_cluster_free(rt_cluster_t *cl);
 /* Stops handing deliveries to the layer (eddy_rt_free(), before its sessions close). */
 void rt_cluster_quiet(rt_cluster_t *cl);
 
-/* True while the broker is UP, every part of it (rt_broker.h "Parts"). */
-bool rt_cluster_up(rt_cluster_t *cl);
 /* True while the part of the broker that owns namespace nsp is UP: its broadcasts go
  * through the broker and come back. One atomic load while every part is up (the hot path
  * of a broadcast); any thread. With several Redis, one shard's outage makes only its own

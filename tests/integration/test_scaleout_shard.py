@@ -214,7 +214,7 @@ def shard_log(server, what, redis):
 def test_one_redis_frozen_only_its_namespaces_deliver_locally_and_recover(shards, nodes,
                                                                           clients):
     """Recovery on; the Redis of namespace A frozen (SIGSTOP) past the command timeout,
-    the Redis of namespace B not. The nodes log the frozen shard's address and its
+    the Redis of namespace B ("/") not. The nodes log the frozen shard's address and its
     namespaces (A's, not B's). Meanwhile B's broadcasts still go through its Redis: the
     members on both nodes, the sender's own included, get every one once, in order, with
     an offset (before, a node with any Redis down delivered every namespace's broadcasts
@@ -222,11 +222,13 @@ def test_one_redis_frozen_only_its_namespaces_deliver_locally_and_recover(shards
     the other node does not). Once A's Redis is back, A's clients reconnect and recover:
     ma gets exactly what it missed, la nothing twice; B's clients stay connected all
     along (no disconnect, no new connect: same transport, same sid) and keep receiving
-    (before, every transport of the node was closed)."""
-    (r0, r1), owners = shards
+    (before, every transport of the node was closed); a fetchSockets() in B during the
+    outage lists the other node's sockets (before: this node's only, status closed)."""
+    pair, owners = shards
     a, b = nodes(2, "--recovery", "60000")
-    nsp_a = NAMESPACES[owners.index(1)]  # on r1, which is frozen
-    nsp_b = NAMESPACES[owners.index(0)]  # on r0
+    nsp_b = "/"  # the example's commands across nodes (x-fetch) are on "/"
+    frozen = pair[1 - owners[0]]
+    nsp_a = NAMESPACES[owners.index(1 - owners[0])]
     first = {}
     for name, server, nsp in (("ma", a, nsp_a), ("la", b, nsp_a), ("mb", a, nsp_b),
                               ("lb", b, nsp_b)):
@@ -240,10 +242,10 @@ def test_one_redis_frozen_only_its_namespaces_deliver_locally_and_recover(shards
     assert clients.ack("sb", "message-with-ack", "sync") == ["sync"]
     for name in ("ma", "la", "mb", "lb"):
         clients.nothing_more(name, 0.3)
-    r1.proc.send_signal(signal.SIGSTOP)
+    frozen.proc.send_signal(signal.SIGSTOP)
     try:
         for server in (a, b):
-            listed = shard_log(server, "down", r1)
+            listed = shard_log(server, "down", frozen)
             assert nsp_a in listed and nsp_b not in listed, (listed, nsp_a, nsp_b)
         for k in range(20):
             clients.emit("sb", "to-room", "r", {"seq": k})
@@ -256,10 +258,14 @@ def test_one_redis_frozen_only_its_namespaces_deliver_locally_and_recover(shards
             assert len({o for _, o in got}) == 20
         assert [s for s, _ in clients.room_messages("la", 10)] == list(range(10))
         clients.nothing_more("ma", 0.3)
+        # Commands across nodes in B still reach the other node (fetchSockets).
+        answer = clients.ack("sb", "x-fetch", {}, 3000)[0]
+        assert answer["status"] == 0 and first["mb"]["id"] in \
+            {s["id"] for s in answer["sockets"]}, answer
     finally:
-        r1.proc.send_signal(signal.SIGCONT)
+        frozen.proc.send_signal(signal.SIGCONT)
     for server in (a, b):
-        shard_log(server, "back", r1)
+        shard_log(server, "back", frozen)
     for name in ("ma", "la", "sa"):
         r = clients.wait(f"{name} to reconnect", 3 * TIMEOUT, name=name, type="connect")
         assert r["recovered"] and r["id"] == first[name]["id"], \
