@@ -994,6 +994,18 @@ void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out)
         *out = (eddy_rt_broker_status_t){.clustered = false};
 }
 
+_Static_assert(EDDY_RT_SHARD_NAME_SIZE == RT_BROKER_SHARD_NAME_SIZE, "one shard name size");
+
+int eddy_rt_nsp_shard(eddy_rt_nsp_t *nsp, char shard[EDDY_RT_SHARD_NAME_SIZE])
+{
+    rt_cluster_t *cl = nsp->rt->cluster;
+    const char *name = cl != NULL ? rt_cluster_part_name(cl, nsp->name) : NULL;
+    if (name == NULL)
+        return -1;
+    snprintf(shard, EDDY_RT_SHARD_NAME_SIZE, "%s", name);
+    return rt_cluster_nsp_up(cl, nsp->name) ? 1 : 0;
+}
+
 eddy_server_t *eddy_rt_server(const eddy_rt_t *rt)
 {
     return rt->srv;

@@ -243,6 +243,7 @@ typedef struct rt_broker_ops {
     /* Optional (NULL: the engine is one part, see "Parts"). */
     size_t (*parts)(rt_broker_t *b);
     size_t (*part)(rt_broker_t *b, const char *nsp);
+    const char *(*part_name)(rt_broker_t *b, size_t part);
 } rt_broker_ops_t;
 
 /* Every engine's broker starts with this. */
@@ -372,6 +373,12 @@ static inline size_t rt_broker_parts(rt_broker_t *b)
 static inline size_t rt_broker_part(rt_broker_t *b, const char *nsp)
 {
     return b->ops->part != NULL ? b->ops->part(b, nsp) : 0;
+}
+/* Part part's name, as its state events carry it (valid while the broker lives), or NULL:
+ * the engine has one part (it names none). */
+static inline const char *rt_broker_part_name(rt_broker_t *b, size_t part)
+{
+    return b->ops->part_name != NULL ? b->ops->part_name(b, part) : NULL;
 }
 static inline void rt_broker_stats(rt_broker_t *b, rt_broker_stats_t *out)
 {

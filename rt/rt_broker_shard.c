@@ -442,6 +442,12 @@ static size_t sh_part(rt_broker_t *b, const char *nsp)
     return rt_ring_pick(((shard_t *)b)->ring, nsp, strlen(nsp));
 }
 
+static const char *sh_part_name(rt_broker_t *b, size_t part)
+{
+    shard_t *sh = (shard_t *)b;
+    return part < sh->n ? sh->child[part].name : NULL;
+}
+
 static const char *sh_node_id(rt_broker_t *b)
 {
     return ((shard_t *)b)->node_id;
@@ -519,6 +525,7 @@ static const rt_broker_ops_t shard_ops = {
     .recent = sh_recent,
     .parts = sh_parts,
     .part = sh_part,
+    .part_name = sh_part_name,
 };
 
 /* ---------------------------------------------------------------------------------------

@@ -201,6 +201,11 @@ size_t rt_cluster_part(rt_cluster_t *cl, const char *nsp)
     return rt_broker_part(cl->b, nsp);
 }
 
+const char *rt_cluster_part_name(rt_cluster_t *cl, const char *nsp)
+{
+    return rt_broker_part_name(cl->b, rt_broker_part(cl->b, nsp));
+}
+
 /* Cheap while every part is up (one atomic load): the hot path of every broadcast. */
 bool rt_cluster_nsp_up(rt_cluster_t *cl, const char *nsp)
 {

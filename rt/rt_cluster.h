@@ -58,6 +58,8 @@ void rt_cluster_quiet(rt_cluster_t *cl);
 bool rt_cluster_nsp_up(rt_cluster_t *cl, const char *nsp);
 /* The part of the broker that owns namespace nsp (rt_broker_part(): 0 with one Redis). */
 size_t rt_cluster_part(rt_cluster_t *cl, const char *nsp);
+/* The name of that part ("host:port/db" of nsp's Redis shard), or NULL with one Redis. */
+const char *rt_cluster_part_name(rt_cluster_t *cl, const char *nsp);
 
 /* Fills *out (see eddy_rt_broker_status()). */
 void rt_cluster_status(rt_cluster_t *cl, eddy_rt_broker_status_t *out);

@@ -283,21 +283,39 @@ def test_one_redis_frozen_only_its_namespaces_deliver_locally_and_recover(shards
     assert not moved, moved
 
 
+def namespaces_up(port):
+    """{namespace: (shard, up)} from the node's eddy_broker_namespace_up metric."""
+    text = get(port, "/metrics")[1]
+    return {m[1]: (m[2], int(m[3])) for m in re.finditer(
+        r'^eddy_broker_namespace_up\{namespace="([^"]*)",shard="([^"]*)"\} (\d)$', text, re.M)}
+
+
 def test_daemon_on_two_redis_not_ready_while_one_is_down(tmp_path, shards):
     """The eddy program with [broker] redis_url listing both Redis: ready (its round trip
     through each works), 503 "broker not ready" while one Redis is down, ready again after
-    its restart."""
-    (r0, r1), _ = shards
-    server = Daemon(tmp_path, f"[broker]\nredis_url = {r0.url},{r1.url}\n")
+    its restart. /metrics names each namespace's shard (as the ring places it) and says
+    which deliver on this node only: 0 for those of the Redis that is down, 1 for the
+    others, all 1 again once it is back."""
+    (r0, r1), owners = shards
+    server = Daemon(tmp_path, f"[socketio]\nnamespaces = {', '.join(NAMESPACES)}\n"
+                    f"[broker]\nredis_url = {r0.url},{r1.url}\n")
+    names = [f"127.0.0.1:{r.port}/0" for r in (r0, r1)]
     try:
         wait_for(lambda: get(server.admin_port, "/readyz") == (200, "ready\n"),
                  "the node to be ready on both Redis")
+        assert namespaces_up(server.admin_port) == {
+            nsp: (names[owner], 1) for nsp, owner in zip(NAMESPACES, owners)}
         r1.kill()
         wait_for(lambda: get(server.admin_port, "/readyz") == (503, "broker not ready\n"),
                  "/readyz to answer 503 with one Redis down")
+        down = {nsp: (names[owner], int(owner == 0)) for nsp, owner in zip(NAMESPACES, owners)}
+        wait_for(lambda: namespaces_up(server.admin_port) == down,
+                 "the namespaces of the Redis that is down to be listed 0")
         r1.start()
         wait_for(lambda: get(server.admin_port, "/readyz") == (200, "ready\n"),
                  "/readyz to answer 200 once the Redis is back", timeout=3 * TIMEOUT)
+        wait_for(lambda: all(up for _, up in namespaces_up(server.admin_port).values()),
+                 "every namespace to be listed 1 again")
     finally:
         server.stop()
 

@@ -367,6 +367,8 @@ static void test_state(void)
           event_is(4, 0, RT_BROKER_DOWN, false, 0) && event_is(5, 1, RT_BROKER_UP, true, 900) &&
           event_is(6, 0, RT_BROKER_UP, true, 400));
     CHECK_EQ_INT(rt_broker_state(b), RT_BROKER_UP);
+    CHECK_STR(rt_broker_part_name(b, 1), names[1]);
+    CHECK(rt_broker_part_name(b, 2) == NULL);
 
     /* Readiness needs every shard; the age is the oldest. */
     uint64_t age = 0;
