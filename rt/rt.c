@@ -3211,7 +3211,7 @@ static void connect_admit(rt_client_t *c, eddy_rt_socket_t *s)
     if (rc == 0 && recovering(nsp) && rt->cluster != NULL) {
         /* The record is keyed by the pid the client holds; pid keeps the position the
          * session starts at (see cluster_record()). */
-        rt_cluster_session_pid(rt->cluster, s->cpid);
+        rt_cluster_session_pid(rt->cluster, nsp->name, s->cpid);
         s->dl_mark = rt_cluster_mark(rt->cluster);
         rt_offset_encode(rt_cluster_position(rt->cluster, nsp->name), s->pid);
         cluster_record(s, 0);

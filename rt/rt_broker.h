@@ -369,7 +369,8 @@ static inline size_t rt_broker_parts(rt_broker_t *b)
 {
     return b->ops->parts != NULL ? b->ops->parts(b) : 1;
 }
-/* The part that owns namespace nsp (NUL-terminated): 0 to rt_broker_parts() - 1. */
+/* The part that owns namespace nsp (NUL-terminated): 0 to rt_broker_parts() - 1. Also the
+ * part of a session record when given its pid (records are placed by their pid). */
 static inline size_t rt_broker_part(rt_broker_t *b, const char *nsp)
 {
     return b->ops->part != NULL ? b->ops->part(b, nsp) : 0;
@@ -613,7 +614,8 @@ rt_broker_t *rt_broker_memory_new(const rt_broker_memory_config_t *cfg,
  *   namespace, history order = live order, history and live overlapping) hold because
  *   everything of a namespace is on one Redis. A split by room would need one seq per
  *   room: a namespace is the unit, and one namespace's traffic is still one Redis's;
- * - a session record, its pid;
+ * - a session record, its pid (rt_broker_part() of a pid names its shard: the layer draws
+ *   pids that land on their namespace's shard);
  * - the node as a whole (its lease and heartbeat, its self round trip) is every shard's:
  *   nodes() answers the union of the alive nodes of the shards that are up; ready() is true
  *   while every shard's round trip is recent (the age is the oldest); state() is the worst

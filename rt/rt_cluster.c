@@ -923,9 +923,16 @@ void rt_cluster_session_put(rt_cluster_t *cl, const char *nsp, const char *pid, 
         free(p);
 }
 
-void rt_cluster_session_pid(rt_cluster_t *cl, char pid[RT_HISTORY_PID_SIZE])
+/* With several parts, a session record lives on the part of its pid: drawn until that is
+ * nsp's (each draw 1/N likely, N the number of parts; one draw with one part), so that no
+ * other part's outage keeps nsp's clients from recovering. Past the bound (about e^-16 for
+ * a fair share), a pid of another part: recoverable while that part is up. */
+void rt_cluster_session_pid(rt_cluster_t *cl, const char *nsp, char pid[RT_HISTORY_PID_SIZE])
 {
-    rt_broker_session_pid(cl->b, pid);
+    size_t want = rt_broker_part(cl->b, nsp), tries = 16 * rt_broker_parts(cl->b);
+    do
+        rt_broker_session_pid(cl->b, pid);
+    while (rt_broker_part(cl->b, pid) != want && --tries > 0);
 }
 
 static void on_dropped(rt_broker_t *b, int err, const void *data, size_t len, void *arg)

@@ -96,9 +96,10 @@ uint64_t rt_cluster_mark(rt_cluster_t *cl);
 void rt_cluster_session_put(rt_cluster_t *cl, const char *nsp, const char *pid, const char *sid,
                             const char *user, const char *const *rooms, size_t nrooms,
                             rt_position_t at, uint64_t ttl_ms, uint64_t mark);
-/* Writes a new pid for a session (its first characters name this node process, so that
- * any node finds its live record). */
-void rt_cluster_session_pid(rt_cluster_t *cl, char pid[RT_HISTORY_PID_SIZE]);
+/* Writes a new pid for a session of namespace nsp (its first characters name this node
+ * process, so that any node finds its live record; with several Redis, its record lives
+ * on nsp's shard). */
+void rt_cluster_session_pid(rt_cluster_t *cl, const char *nsp, char pid[RT_HISTORY_PID_SIZE]);
 /* Forgets pid's record (a disconnect that must not be recovered). */
 void rt_cluster_session_drop(rt_cluster_t *cl, const char *pid);
 /* The namespace's last known position (epoch 0: none known yet). */

@@ -283,6 +283,66 @@ def test_one_redis_frozen_only_its_namespaces_deliver_locally_and_recover(shards
     assert not moved, moved
 
 
+def test_two_redis_frozen_each_shard_recovers_on_its_own_return(shards, nodes, clients):
+    """Recovery on; both Redis frozen, broadcasts in a namespace of each (delivered on the
+    sender's node only, numbered there until their shard answers). Only X's Redis
+    resumes: X's clients reconnect and recover what they missed, exactly once, although
+    Y's broadcasts still wait for their Redis (X's gap waits only for X's own, and each
+    client's session record is on its namespace's Redis: its pid is drawn so); Y's
+    clients are not disconnected meanwhile. Then Y's Redis resumes and Y's clients
+    recover too."""
+    pair, owners = shards
+    a, b = nodes(2, "--recovery", "60000")
+    nsps = {"x": NAMESPACES[owners.index(0)], "y": NAMESPACES[owners.index(1)]}
+    first = {}
+    for k, nsp in nsps.items():
+        for name, server in ((f"m{k}", a), (f"l{k}", b)):
+            first[name] = connect_in(clients, name, server, nsp, reconnection=True)
+            assert clients.ack(name, "join", "r") == ["joined"]
+        first[f"s{k}"] = connect_in(clients, f"s{k}", b, nsp, reconnection=True)
+        clients.probe(f"s{k}", [f"m{k}", f"l{k}"], timeout=3 * TIMEOUT)
+    # Each socket's session record is on its namespace's Redis (placed by its pid).
+    shard_names = [f"127.0.0.1:{r.port}/0" for r in pair]
+    for name, got in first.items():
+        assert ring_owner(shard_names, got["pid"]) == (name[1] == "y"), (name, got["pid"])
+        assert clients.ack(f"s{k}", "message-with-ack", "sync") == ["sync"]
+    for name in ("mx", "lx", "my", "ly"):
+        clients.nothing_more(name, 0.3)
+    stopped = list(pair)
+    for r in stopped:
+        r.proc.send_signal(signal.SIGSTOP)
+    try:
+        for server in (a, b):
+            for r in pair:
+                shard_log(server, "down", r)
+        for k in ("x", "y"):
+            for i in range(5):
+                clients.emit(f"s{k}", "to-room", "r", {"seq": i})
+            assert [s for s, _ in clients.room_messages(f"l{k}", 5)] == list(range(5))
+        pair[0].proc.send_signal(signal.SIGCONT)
+        stopped.remove(pair[0])
+        for name in ("mx", "lx", "sx"):
+            r = clients.wait(f"{name} to reconnect", 3 * TIMEOUT, name=name, type="connect")
+            assert r["recovered"] and r["id"] == first[name]["id"], \
+                f"{name} not recovered:\n" + "\n".join(a.log_lines + b.log_lines)
+        assert sorted(s for s, _ in clients.room_messages("mx", 5)) == list(range(5))
+        clients.nothing_more("lx", 0.3)
+        moved = [r for r in clients.seen if r["name"] in ("my", "ly", "sy") and
+                 r["type"] in ("connect", "disconnect")]
+        assert not moved, moved
+    finally:
+        for r in stopped:
+            r.proc.send_signal(signal.SIGCONT)
+    for name in ("my", "ly", "sy"):
+        r = clients.wait(f"{name} to reconnect", 3 * TIMEOUT, name=name, type="connect")
+        assert r["recovered"] and r["id"] == first[name]["id"], \
+            f"{name} not recovered:\n" + "\n".join(a.log_lines + b.log_lines)
+    assert sorted(s for s, _ in clients.room_messages("my", 5, timeout=3 * TIMEOUT)) == \
+        list(range(5))
+    for name in ("mx", "lx", "my", "ly"):
+        clients.nothing_more(name, 0.3)
+
+
 def namespaces_up(port):
     """{namespace: (shard, up)} from the node's eddy_broker_namespace_up metric."""
     text = get(port, "/metrics")[1]
