@@ -360,7 +360,7 @@ static inline rt_broker_state_t rt_broker_state(rt_broker_t *b)
  * namespaces it owns (a sharded broker's shards; every other engine is one part, owning
  * every namespace). Each part reports its own state changes (rt_broker_state_event_t.part),
  * so that an outage stops cross-node delivery, and its gap makes clients recover, only in
- * the namespaces of that part. Both calls are pure lookups (no lock, no allocation, no
+ * the namespaces of that part. These calls are pure lookups (no lock, no allocation, no
  * I/O), any thread, while the broker lives; the answers never change.
  */
 
