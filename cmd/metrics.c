@@ -265,6 +265,23 @@ static void write_broker(FILE *out)
         fprintf(out, "eddy_broker_round_trip_age_seconds %.3f\n",
                 (double)b.round_trip_age_ms / 1000);
     }
+    /* Several Redis: which shard each namespace is on, and whether it crosses nodes now. */
+    char shard[EDDY_RT_SHARD_NAME_SIZE];
+    eddy_rt_nsp_t *nsp;
+    for (size_t i = 0; (nsp = realtime_nsp_at(i)) != NULL; i++) {
+        int up = eddy_rt_nsp_shard(nsp, shard);
+        if (up < 0)
+            break;
+        if (i == 0)
+            metric_head(out, "eddy_broker_namespace_up", "gauge",
+                        "Several Redis: 1 while the shard of the namespace is up; 0: its "
+                        "broadcasts are delivered on this node only.");
+        fputs("eddy_broker_namespace_up{namespace=\"", out);
+        label_value(out, eddy_rt_nsp_name(nsp));
+        fputs("\",shard=\"", out);
+        label_value(out, shard);
+        fprintf(out, "\"} %d\n", up);
+    }
 }
 
 void metrics_write(FILE *out, eddy_server_t *srv)

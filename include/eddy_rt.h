@@ -254,6 +254,20 @@ typedef struct eddy_rt_broker_status {
 
 void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out);
 
+/* Longest name of a Redis shard ("host:port/db"), and a buffer for one with its NUL. */
+#define EDDY_RT_SHARD_NAME_MAX  299
+#define EDDY_RT_SHARD_NAME_SIZE (EDDY_RT_SHARD_NAME_MAX + 1)
+
+/*
+ * With redis_url listing several Redis (shards: README "Several Redis"): copies the name
+ * ("host:port/db", "[v6]:port/db") of the shard that owns namespace nsp into shard and
+ * returns 1 while that shard is up (the namespace's broadcasts cross nodes), 0 while it is
+ * not (they are delivered on this node only; with recovery on, its clients reconnect and
+ * recover once it is back; the other shards' namespaces are not concerned). Returns -1
+ * (shard untouched) on a layer with one Redis or none. Any thread, while the layer exists.
+ */
+int eddy_rt_nsp_shard(eddy_rt_nsp_t *nsp, char shard[EDDY_RT_SHARD_NAME_SIZE]);
+
 /* Longest node id (eddy_rt_options_t.node_id), and a buffer for one with its NUL. */
 #define EDDY_RT_NODE_ID_MAX  64
 #define EDDY_RT_NODE_ID_SIZE (EDDY_RT_NODE_ID_MAX + 1)

@@ -994,6 +994,18 @@ void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out)
         *out = (eddy_rt_broker_status_t){.clustered = false};
 }
 
+_Static_assert(EDDY_RT_SHARD_NAME_SIZE == RT_BROKER_SHARD_NAME_SIZE, "one shard name size");
+
+int eddy_rt_nsp_shard(eddy_rt_nsp_t *nsp, char shard[EDDY_RT_SHARD_NAME_SIZE])
+{
+    rt_cluster_t *cl = nsp->rt->cluster;
+    const char *name = cl != NULL ? rt_cluster_part_name(cl, nsp->name) : NULL;
+    if (name == NULL)
+        return -1;
+    snprintf(shard, EDDY_RT_SHARD_NAME_SIZE, "%s", name);
+    return rt_cluster_nsp_up(cl, nsp->name) ? 1 : 0;
+}
+
 eddy_server_t *eddy_rt_server(const eddy_rt_t *rt)
 {
     return rt->srv;
@@ -2159,7 +2171,7 @@ static int broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_m
     if (rt->cluster != NULL) {
         /* Through the broker: local members get it with everyone else's, on its echo (see
          * rt_cluster.h). While the broker is not up, they get it now, without offset. */
-        bool up = rt_cluster_up(rt->cluster);
+        bool up = rt_cluster_nsp_up(rt->cluster, nsp->name);
         int64_t rc = record_broadcast(nsp, to, (size_t)len, msg, up ? 0 : RT_CLUSTER_DELIVERED);
         if (up && rc == 0)
             return 0;
@@ -2197,7 +2209,7 @@ int eddy_rt_broadcast(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_
 int eddy_rt_broadcast_ack(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const eddy_rt_msg_t *msg,
                           uint32_t timeout_ms, eddy_rt_broadcast_ack_cb cb, void *arg)
 {
-    if (nsp != NULL && rt_xnode_broker(nsp->rt) != NULL)
+    if (nsp != NULL && rt_xnode_broker(nsp->rt, nsp->name) != NULL)
         return rt_xnode_broadcast_ack(nsp, to, msg, timeout_ms, cb, arg);
     return rt_xnode_broadcast_ack_local(nsp, to, msg, timeout_ms, cb, arg);
 }
@@ -3199,7 +3211,7 @@ static void connect_admit(rt_client_t *c, eddy_rt_socket_t *s)
     if (rc == 0 && recovering(nsp) && rt->cluster != NULL) {
         /* The record is keyed by the pid the client holds; pid keeps the position the
          * session starts at (see cluster_record()). */
-        rt_cluster_session_pid(rt->cluster, s->cpid);
+        rt_cluster_session_pid(rt->cluster, nsp->name, s->cpid);
         s->dl_mark = rt_cluster_mark(rt->cluster);
         rt_offset_encode(rt_cluster_position(rt->cluster, nsp->name), s->pid);
         cluster_record(s, 0);
@@ -3737,10 +3749,11 @@ size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool clo
  * Across nodes: what rt_xnode.c needs of the tables (rt_xnode.h)
  * ------------------------------------------------------------------------------------- */
 
-rt_broker_t *rt_xnode_broker(eddy_rt_t *rt)
+rt_broker_t *rt_xnode_broker(eddy_rt_t *rt, const char *nsp)
 {
-    return rt->cluster != NULL && rt_cluster_up(rt->cluster) ? rt_cluster_broker(rt->cluster)
-                                                             : NULL;
+    return rt->cluster != NULL && rt_cluster_nsp_up(rt->cluster, nsp)
+               ? rt_cluster_broker(rt->cluster)
+               : NULL;
 }
 
 const char *rt_xnode_node_id(eddy_rt_t *rt)
@@ -4034,13 +4047,15 @@ void rt_cluster_emitted_local(eddy_rt_t *rt, const rt_emitter_msg_t *m)
         COUNT(rt, RT_ST_BROADCASTS);
 }
 
-void rt_cluster_gap(eddy_rt_t *rt)
+void rt_cluster_gap(eddy_rt_t *rt, size_t part)
 {
     if (rt->opt.recovery_max_disconnection_ms == 0)
         return;
     rt_targets_t all = {0};
     pthread_mutex_lock(&rt->lock);
     for (eddy_rt_nsp_t *nsp = rt->nsps; nsp != NULL; nsp = nsp->next) {
+        if (rt_cluster_part(rt->cluster, nsp->name) != part)
+            continue;
         for (eddy_rt_socket_t *s = nsp->sockets; s != NULL; s = s->nsp_next) {
             if (targets_add(&all, s) != 0)
                 break;
@@ -4157,12 +4172,14 @@ void rt_cluster_resume(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
  * hashes in a cluster, the tables on one node
  * ------------------------------------------------------------------------------------- */
 
-void rt_cluster_presence_restore(eddy_rt_t *rt)
+void rt_cluster_presence_restore(eddy_rt_t *rt, size_t part)
 {
     pthread_mutex_lock(&rt->lock);
     for (size_t i = 0; i < rt->rooms.nslots; i++) {
         for (rt_hnode_t *it = rt->rooms.slots[i]; it != NULL; it = it->next) {
             rt_room_t *r = CONTAINER(it, rt_room_t, node);
+            if (rt_cluster_part(rt->cluster, r->nsp->name) != part)
+                continue;
             for (rt_member_t *m = r->members; m != NULL; m = m->room_next) {
                 eddy_rt_socket_t *s = m->socket;
                 rt_cluster_presence(rt->cluster, r->nsp->name, r->name, s->id,

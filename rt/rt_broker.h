@@ -83,13 +83,21 @@ typedef enum rt_broker_state {
     RT_BROKER_UP = 2,         /* connected, every subscription active */
 } rt_broker_state_t;
 
-/* A state change. gap is true on the change to UP that ends an outage: broadcasts
- * published while the node was down were not delivered live, so clients that may have
- * missed them must recover from history (from the last position the layer delivered). */
+/* Most parts of a broker (see "Parts" below). */
+#define RT_BROKER_PARTS_MAX 64
+
+/* A state change of one part of the broker (see "Parts"; engines of one part: of the
+ * whole). gap is true on the change to UP that ends the part's outage: broadcasts of its
+ * namespaces published while it was down were not delivered live, so clients of those
+ * namespaces that may have missed them must recover from history (from the last position
+ * the layer delivered). The namespaces of other parts lost nothing. */
 typedef struct rt_broker_state_event {
-    rt_broker_state_t state;
+    rt_broker_state_t state; /* the part's */
     bool gap;
-    uint64_t down_ms; /* the outage from its detection to the reconnection (with gap) */
+    uint64_t down_ms;      /* the outage from its detection to the reconnection (with gap) */
+    size_t part;           /* which part: 0 to rt_broker_parts() - 1 (0 for an engine of one) */
+    const char *part_name; /* for logs ("host:port/db"), valid during the call; NULL: the
+                            * engine has one part (it names none) */
 } rt_broker_state_event_t;
 
 /* The handlers of a broker (each optional). ud is the handlers' user data. */
@@ -236,6 +244,10 @@ typedef struct rt_broker_ops {
     int (*respond)(rt_broker_t *b, const char *node, uint64_t id, const void *data, size_t len);
     int (*recent)(rt_broker_t *b, const char *nsp, const char *room, size_t n, eddy_fd_t fd,
                   rt_broker_history_cb cb, void *arg);
+    /* Optional (NULL: the engine is one part, see "Parts"). */
+    size_t (*parts)(rt_broker_t *b);
+    size_t (*part)(rt_broker_t *b, const char *nsp);
+    const char *(*part_name)(rt_broker_t *b, size_t part);
 } rt_broker_ops_t;
 
 /* Every engine's broker starts with this. */
@@ -341,9 +353,37 @@ static inline bool rt_broker_ready(rt_broker_t *b, uint64_t *age_ms)
 {
     return b->ops->ready(b, age_ms);
 }
+/* The whole broker's state: its worst part's. */
 static inline rt_broker_state_t rt_broker_state(rt_broker_t *b)
 {
     return b->ops->state(b);
+}
+
+/*
+ * Parts: the pieces of a broker that go down and come back on their own, each with the
+ * namespaces it owns (a sharded broker's shards; every other engine is one part, owning
+ * every namespace). Each part reports its own state changes (rt_broker_state_event_t.part),
+ * so that an outage stops cross-node delivery, and its gap makes clients recover, only in
+ * the namespaces of that part. These calls are pure lookups (no lock, no allocation, no
+ * I/O), any thread, while the broker lives; the answers never change.
+ */
+
+/* The number of parts, 1 to RT_BROKER_PARTS_MAX. */
+static inline size_t rt_broker_parts(rt_broker_t *b)
+{
+    return b->ops->parts != NULL ? b->ops->parts(b) : 1;
+}
+/* The part that owns namespace nsp (NUL-terminated): 0 to rt_broker_parts() - 1. Also the
+ * part of a session record when given its pid (records are placed by their pid). */
+static inline size_t rt_broker_part(rt_broker_t *b, const char *nsp)
+{
+    return b->ops->part != NULL ? b->ops->part(b, nsp) : 0;
+}
+/* Part part's name, as its state events carry it (valid while the broker lives), or NULL:
+ * the engine has one part (it names none). */
+static inline const char *rt_broker_part_name(rt_broker_t *b, size_t part)
+{
+    return b->ops->part_name != NULL ? b->ops->part_name(b, part) : NULL;
 }
 static inline void rt_broker_stats(rt_broker_t *b, rt_broker_stats_t *out)
 {
@@ -640,14 +680,16 @@ rt_broker_t *rt_broker_memory_new(const rt_broker_memory_config_t *cfg,
  *   namespace, history order = live order, history and live overlapping) hold because
  *   everything of a namespace is on one Redis. A split by room would need one seq per
  *   room: a namespace is the unit, and one namespace's traffic is still one Redis's;
- * - a session record, its pid;
+ * - a session record, its pid (rt_broker_part() of a pid names its shard: the layer draws
+ *   pids that land on their namespace's shard);
  * - the node as a whole (its lease and heartbeat, its self round trip) is every shard's:
  *   nodes() answers the union of the alive nodes of the shards that are up; ready() is true
  *   while every shard's round trip is recent (the age is the oldest); state() is the worst
  *   shard's; stats are summed.
- * The state handler is told the worst shard's state, one event at a time; a shard's outage
- * ends with gap on the return to UP of the whole, which does not say which namespaces
- * missed broadcasts (the layer then recovers all of its clients). Deliveries and results
+ * Each shard is a part (see "Parts": part i is shard i, named "host:port/db" for Redis):
+ * the state handler gets every shard's own events, as its engine reports them (its gap
+ * included), with its part and name, one event at a time (several shards' threads never
+ * run it at once); so an outage concerns the namespaces of that shard only. Deliveries and results
  * run on the shards' threads (several at once, each namespace's on one) and get the sharded
  * broker as b. With a Socket.IO emitter prefix, only the first shard listens to it (a
  * backend publishes to one Redis: list that one first). rt_broker_free() frees the shards
@@ -657,7 +699,7 @@ rt_broker_t *rt_broker_memory_new(const rt_broker_memory_config_t *cfg,
  * ------------------------------------------------------------------------------------- */
 
 /* Most shards, and the size of a shard's ring name ("host:port/db", with NUL). */
-#define RT_BROKER_SHARDS_MAX      64
+#define RT_BROKER_SHARDS_MAX      RT_BROKER_PARTS_MAX
 #define RT_BROKER_SHARD_NAME_SIZE 300
 
 /* Makes shard i for rt_broker_shard_new(): a broker with handlers h and their user data hud

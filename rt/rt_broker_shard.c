@@ -21,7 +21,7 @@ typedef struct shard shard_t;
 typedef struct shard_child {
     shard_t *sh;
     rt_broker_t *b;
-    rt_broker_state_t state; /* as its last event reported it (sh->state_lock) */
+    char name[RT_BROKER_SHARD_NAME_SIZE]; /* its place on the ring, for the state events */
 } shard_child_t;
 
 struct shard {
@@ -29,12 +29,9 @@ struct shard {
     rt_broker_handlers_t h;
     void *ud;
     rt_ring_t *ring;
-    /* Children's states and what the state handler was last told. Held while the handler
-     * runs: events of several shards' threads reach it one at a time, in order. */
+    /* Held while the state handler runs: events of several shards' threads reach it one
+     * at a time, in order. */
     pthread_mutex_t state_lock;
-    rt_broker_state_t reported;
-    bool gap;         /* a shard came back after an outage: owed to the next UP */
-    uint64_t down_ms; /* the longest such outage */
     char node_id[RT_BROKER_NODE_ID_SIZE];
     /* Freeing: the shards go one after the other, while the others' threads still run.
      * Once closing is set, operations answer EDDY_ECLOSED and events are no longer handed
@@ -107,37 +104,19 @@ static void on_request(rt_broker_t *b, const rt_broker_request_t *req, void *ud)
     leave(sh);
 }
 
-/* The node's state is its worst shard's: UP only while every shard is. A shard's outage
- * ends with a gap on the change back to UP of the whole (which cannot tell the layer which
- * namespaces missed broadcasts: it recovers them all). */
+/* A shard's own state change, as the part it is: its outage and its gap concern only the
+ * namespaces it owns (the layer asks rt_broker_part() which those are). */
 static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud)
 {
     shard_child_t *c = ud;
     shard_t *sh = c->sh;
+    rt_broker_state_event_t out = *ev;
+    out.part = (size_t)(c - sh->child);
+    out.part_name = c->name;
     pthread_mutex_lock(&sh->state_lock);
-    c->state = ev->state;
-    if (ev->gap) {
-        sh->gap = true;
-        if (ev->down_ms > sh->down_ms)
-            sh->down_ms = ev->down_ms;
-    }
-    rt_broker_state_t worst = RT_BROKER_UP;
-    for (size_t i = 0; i < sh->n; i++)
-        if (sh->child[i].state < worst)
-            worst = sh->child[i].state;
-    if (worst != sh->reported || (worst == RT_BROKER_UP && sh->gap)) {
-        rt_broker_state_event_t out = {.state = worst};
-        if (worst == RT_BROKER_UP && sh->gap) {
-            out.gap = true;
-            out.down_ms = sh->down_ms;
-            sh->gap = false;
-            sh->down_ms = 0;
-        }
-        sh->reported = worst;
-        if (sh->h.state && enter(sh)) {
-            sh->h.state(&sh->base, &out, sh->ud);
-            leave(sh);
-        }
+    if (sh->h.state && enter(sh)) {
+        sh->h.state(&sh->base, &out, sh->ud);
+        leave(sh);
     }
     pthread_mutex_unlock(&sh->state_lock);
 }
@@ -454,6 +433,22 @@ static void sh_stats(rt_broker_t *b, rt_broker_stats_t *out)
     }
 }
 
+static size_t sh_parts(rt_broker_t *b)
+{
+    return ((shard_t *)b)->n;
+}
+
+static size_t sh_part(rt_broker_t *b, const char *nsp)
+{
+    return rt_ring_pick(((shard_t *)b)->ring, nsp, strlen(nsp));
+}
+
+static const char *sh_part_name(rt_broker_t *b, size_t part)
+{
+    shard_t *sh = (shard_t *)b;
+    return part < sh->n ? sh->child[part].name : NULL;
+}
+
 static const char *sh_node_id(rt_broker_t *b)
 {
     return ((shard_t *)b)->node_id;
@@ -529,6 +524,9 @@ static const rt_broker_ops_t shard_ops = {
     .request = sh_request,
     .respond = sh_respond,
     .recent = sh_recent,
+    .parts = sh_parts,
+    .part = sh_part,
+    .part_name = sh_part_name,
 };
 
 /* ---------------------------------------------------------------------------------------
@@ -554,14 +552,13 @@ rt_broker_t *rt_broker_shard_new(const char *const *names, size_t n, rt_broker_s
     if (h != NULL)
         sh->h = *h;
     sh->ud = ud;
-    sh->reported = RT_BROKER_DOWN;
     pthread_mutex_init(&sh->state_lock, NULL);
     for (size_t i = 0; i < n; i++) {
         sh->child[i].sh = sh;
-        sh->child[i].state = RT_BROKER_DOWN;
+        snprintf(sh->child[i].name, sizeof(sh->child[i].name), "%s", names[i]);
     }
-    /* Handlers go through the child: a child may report before the next one exists (its
-     * state stays DOWN until it reports, so the whole is not UP before every shard is). */
+    /* Handlers go through the child: a child may report before the next one exists (the
+     * layer counts a part DOWN until it reports UP). */
     rt_broker_handlers_t ch = {
         .deliver = on_deliver, .state = on_state, .emitted = on_emitted, .request = on_request};
     for (size_t i = 0; i < n; i++) {

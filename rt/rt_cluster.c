@@ -24,6 +24,7 @@ typedef struct cl_nsp {
     struct cl_nsp *next;
     rt_position_t pos;
     rt_position_t delivered;
+    size_t part; /* the broker's part that owns it (rt_broker_part()) */
     char name[];
 } cl_nsp_t;
 
@@ -87,6 +88,7 @@ typedef struct cl_deferred {
 typedef struct cl_dl {
     const char *nsp;
     rt_position_t pos;
+    size_t part; /* the broker's part of nsp */
 } cl_dl_t;
 
 struct rt_cluster {
@@ -94,21 +96,28 @@ struct rt_cluster {
     eddy_server_t *srv;
     rt_broker_t *b;
     uint32_t window_ms;
-    atomic_bool up;
+    /* The broker's parts (rt_broker.h "Parts") not UP, one bit each (all of them until they
+     * report UP); all: the bits of the broker's parts. A part's outage concerns only the
+     * namespaces it owns: they deliver locally, and its gap closes only their transports. */
+    _Atomic uint64_t down;
+    uint64_t all;
     atomic_bool quiet;
     pthread_mutex_t lock; /* pending, nsps (a leaf under rt.c's table lock) */
     rt_cluster_recovery_t *pending;
     atomic_size_t npending;
     cl_nsp_t *nsps;
     /* Exactly once after an outage (cl->lock): dl[i] is local broadcast number dl_base + i;
-     * dl_waiting counts those without an answer yet; while gap_pending, the gap waits for
-     * them (live deliveries are not fanned out, recoveries wait in waiting, records of
-     * sockets that disconnected in deferred). */
+     * dl_waiting counts those without an answer yet (part_waiting per part); while a part's
+     * bit is in gap_pending, its gap waits for its own (live deliveries of its namespaces
+     * are not fanned out, their recoveries wait in waiting, records of their sockets that
+     * disconnected in deferred). */
     cl_dl_t *dl;
     size_t dl_n, dl_cap, dl_waiting;
+    size_t part_waiting[RT_BROKER_PARTS_MAX];
     uint64_t dl_base;
-    bool dl_done; /* the last gap was handled: the next local broadcast starts afresh */
-    atomic_bool gap_pending;
+    uint64_t dl_open; /* parts with numbered broadcasts whose gap was not handled yet: while
+                       * none, the next outage starts afresh */
+    _Atomic uint64_t gap_pending;
     cl_deferred_t *deferred;
     rt_cluster_recovery_t *waiting;
 };
@@ -126,6 +135,7 @@ static cl_nsp_t *nsp_get(rt_cluster_t *cl, const char *name, bool create)
         size_t len = strlen(name);
         if ((n = calloc(1, sizeof(*n) + len + 1)) != NULL) {
             memcpy(n->name, name, len + 1);
+            n->part = rt_broker_part(cl->b, name);
             n->next = cl->nsps;
             cl->nsps = n;
         }
@@ -177,14 +187,48 @@ static void position_ask(rt_cluster_t *cl, const char *nsp)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * The broker's parts (rt_broker.h "Parts"): each namespace is up, down or waits for its
+ * gap with the part that owns it
+ * ------------------------------------------------------------------------------------- */
+
+static uint64_t part_bit(rt_cluster_t *cl, const char *nsp)
+{
+    return (uint64_t)1 << rt_broker_part(cl->b, nsp);
+}
+
+size_t rt_cluster_part(rt_cluster_t *cl, const char *nsp)
+{
+    return rt_broker_part(cl->b, nsp);
+}
+
+const char *rt_cluster_part_name(rt_cluster_t *cl, const char *nsp)
+{
+    return rt_broker_part_name(cl->b, rt_broker_part(cl->b, nsp));
+}
+
+/* Cheap while every part is up (one atomic load): the hot path of every broadcast. */
+bool rt_cluster_nsp_up(rt_cluster_t *cl, const char *nsp)
+{
+    uint64_t down = atomic_load(&cl->down) & cl->all;
+    return down == 0 || (down & part_bit(cl, nsp)) == 0;
+}
+
+/* True while nsp's part waits for its gap (see "Exactly once after an outage"). */
+static bool gap_waits(rt_cluster_t *cl, const char *nsp)
+{
+    uint64_t pending = atomic_load(&cl->gap_pending);
+    return pending != 0 && (pending & part_bit(cl, nsp)) != 0;
+}
+
+/* ---------------------------------------------------------------------------------------
  * Broker handlers (the broker's thread)
  * ------------------------------------------------------------------------------------- */
 
 static void caught_up(rt_cluster_t *cl, const char *nsp, rt_position_t pos);
-static void gap_begin(rt_cluster_t *cl, const rt_broker_state_event_t *ev);
+static void gap_begin(rt_cluster_t *cl, size_t part);
 static void dl_forget(rt_cluster_t *cl);
 static int publish_delivered(rt_cluster_t *cl, const rt_broker_msg_t *m);
-static void deferred_write(rt_cluster_t *cl);
+static void deferred_write(rt_cluster_t *cl, uint64_t parts);
 static void fail(rt_cluster_recovery_t *r);
 
 static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
@@ -199,7 +243,7 @@ static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
     /* While a gap waits, local clients get nothing live: their transports are about to
      * close, and what they missed must start after their last offset (history). */
     if ((d->msg.nrooms != 1 || strcmp(d->msg.rooms[0], marker_room) != 0) &&
-        !atomic_load(&cl->gap_pending))
+        !gap_waits(cl, d->msg.nsp))
         rt_cluster_deliver_local(cl->rt, d);
     if (positioned)
         caught_up(cl, d->msg.nsp, d->pos);
@@ -207,8 +251,9 @@ static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
 
 static void sweep_read(rt_cluster_t *cl, const char *nsp, const char *room);
 
-/* Calls fn for each namespace known here, on a copy of their names (fn may take cl->lock). */
-static void each_nsp(rt_cluster_t *cl, void (*fn)(rt_cluster_t *cl, const char *nsp))
+/* Calls fn for each namespace known here on the broker's part part, on a copy of their
+ * names (fn may take cl->lock). */
+static void each_nsp(rt_cluster_t *cl, size_t part, void (*fn)(rt_cluster_t *cl, const char *nsp))
 {
     pthread_mutex_lock(&cl->lock);
     size_t n = 0;
@@ -216,8 +261,10 @@ static void each_nsp(rt_cluster_t *cl, void (*fn)(rt_cluster_t *cl, const char *
         n++;
     char **names = calloc(n ? n : 1, sizeof(*names));
     size_t k = 0;
-    for (cl_nsp_t *it = cl->nsps; names != NULL && it != NULL; it = it->next)
-        names[k++] = strdup(it->name);
+    for (cl_nsp_t *it = cl->nsps; names != NULL && it != NULL; it = it->next) {
+        if (it->part == part)
+            names[k++] = strdup(it->name);
+    }
     pthread_mutex_unlock(&cl->lock);
     for (size_t i = 0; i < k; i++) {
         if (names[i] != NULL)
@@ -235,32 +282,60 @@ static void presence_sweep(rt_cluster_t *cl, const char *nsp)
     sweep_read(cl, nsp, NULL);
 }
 
+/* For the logs of a shard's state: " on shard NAME (namespaces /a, /b)" (the namespaces
+ * known here on it), "" for a broker of one part. */
+static void part_names(rt_cluster_t *cl, const rt_broker_state_event_t *ev, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (ev->part_name == NULL)
+        return;
+    size_t len = (size_t)snprintf(out, cap, " on shard %s (namespaces", ev->part_name);
+    const char *sep = " ";
+    pthread_mutex_lock(&cl->lock);
+    for (cl_nsp_t *it = cl->nsps; it != NULL && len < cap; it = it->next) {
+        if (it->part == ev->part) {
+            len += (size_t)snprintf(out + len, cap - len, "%s%s", sep, it->name);
+            sep = ", ";
+        }
+    }
+    pthread_mutex_unlock(&cl->lock);
+    if (len < cap)
+        snprintf(out + len, cap - len, "%s)", sep[0] == ' ' ? " none yet" : "");
+}
+
 static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud)
 {
     rt_cluster_t *cl = ud;
     bool up = ev->state == RT_BROKER_UP;
-    atomic_store(&cl->up, up);
+    size_t part = ev->part < RT_BROKER_PARTS_MAX ? ev->part : 0;
+    uint64_t bit = (uint64_t)1 << part;
+    if (up)
+        atomic_fetch_and(&cl->down, ~bit);
+    else
+        atomic_fetch_or(&cl->down, bit);
+    char names[512];
+    part_names(cl, ev, names, sizeof(names));
     if (!up) {
         if (ev->state == RT_BROKER_DOWN)
             dl_forget(cl);
         eddy_log(cl->srv, EDDY_LOG_WARNING,
-                 "eddy_rt: Redis broker %s: broadcasts are delivered on this node only",
-                 ev->state == RT_BROKER_DOWN ? "down" : "recovering");
+                 "eddy_rt: Redis broker %s%s: broadcasts are delivered on this node only",
+                 ev->state == RT_BROKER_DOWN ? "down" : "recovering", names);
         return;
     }
-    each_nsp(cl, position_ask);
+    each_nsp(cl, part, position_ask);
     if (!atomic_load(&cl->quiet)) {
-        rt_cluster_presence_restore(cl->rt);
-        each_nsp(cl, presence_sweep);
+        rt_cluster_presence_restore(cl->rt, part);
+        each_nsp(cl, part, presence_sweep);
     }
     if (ev->gap && !atomic_load(&cl->quiet)) {
-        eddy_log(cl->srv, EDDY_LOG_WARNING, "eddy_rt: Redis broker back after %llu ms: %s",
-                 (unsigned long long)ev->down_ms,
+        eddy_log(cl->srv, EDDY_LOG_WARNING, "eddy_rt: Redis broker back after %llu ms%s: %s",
+                 (unsigned long long)ev->down_ms, names,
                  cl->window_ms > 0 ? "clients reconnect to recover what they missed"
                                    : "broadcasts of other nodes meanwhile are lost here");
-        gap_begin(cl, ev);
+        gap_begin(cl, part);
     } else {
-        eddy_log(cl->srv, EDDY_LOG_INFO, "eddy_rt: Redis broker up");
+        eddy_log(cl->srv, EDDY_LOG_INFO, "eddy_rt: Redis broker up%s", names);
     }
 }
 
@@ -352,6 +427,7 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     cl->rt = rt;
     cl->srv = srv;
     cl->window_ms = opt->recovery_max_disconnection_ms;
+    atomic_init(&cl->down, ~(uint64_t)0); /* every part, until it reports UP */
     pthread_mutex_init(&cl->lock, NULL);
     rt_broker_handlers_t h = {.deliver = on_deliver,
                               .state = on_state,
@@ -364,6 +440,8 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
         free(cl);
         return NULL;
     }
+    size_t parts = rt_broker_parts(cl->b);
+    cl->all = parts >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << parts) - 1;
     if (!sharded && cfg.sentinel_master != NULL)
         eddy_log(srv, EDDY_LOG_INFO,
                  "eddy_rt: node %s of the cluster on Redis master %s (sentinels: %zu)",
@@ -387,7 +465,7 @@ static void cl_flush(rt_cluster_t *cl)
         waiting = r->next;
         fail(r);
     }
-    deferred_write(cl);
+    deferred_write(cl, ~(uint64_t)0);
 }
 
 void rt_cluster_free(rt_cluster_t *cl)
@@ -410,11 +488,6 @@ void rt_cluster_free(rt_cluster_t *cl)
 void rt_cluster_quiet(rt_cluster_t *cl)
 {
     atomic_store(&cl->quiet, true);
-}
-
-bool rt_cluster_up(rt_cluster_t *cl)
-{
-    return atomic_load(&cl->up);
 }
 
 void rt_cluster_status(rt_cluster_t *cl, eddy_rt_broker_status_t *out)
@@ -454,7 +527,7 @@ void rt_cluster_interest(rt_cluster_t *cl, const char *nsp, const char *room, bo
         pthread_mutex_unlock(&cl->lock);
         /* A namespace made after the broker came up (the layer's namespaces are made after
          * it starts) gets what the UP event did for the others. */
-        if (atomic_load(&cl->up)) {
+        if (rt_cluster_nsp_up(cl, nsp)) {
             position_ask(cl, nsp);
             presence_sweep(cl, nsp);
         }
@@ -501,8 +574,12 @@ static void on_dl_published(rt_broker_t *b, int err, rt_position_t pos, void *ar
     rt_cluster_t *cl = NULL;
     memcpy(&cl, at + 1, sizeof(cl));
     pthread_mutex_lock(&cl->lock);
-    if (err == 0 && at[0] >= cl->dl_base && at[0] - cl->dl_base < cl->dl_n)
-        cl->dl[at[0] - cl->dl_base].pos = pos;
+    if (at[0] >= cl->dl_base && at[0] - cl->dl_base < cl->dl_n) {
+        cl_dl_t *e = &cl->dl[at[0] - cl->dl_base];
+        if (err == 0)
+            e->pos = pos;
+        cl->part_waiting[e->part]--;
+    }
     cl->dl_waiting--;
     pthread_mutex_unlock(&cl->lock);
     free(at);
@@ -512,6 +589,7 @@ static void on_dl_published(rt_broker_t *b, int err, rt_position_t pos, void *ar
 static int publish_delivered(rt_cluster_t *cl, const rt_broker_msg_t *m)
 {
     uint64_t *arg = malloc(sizeof(uint64_t) + sizeof(cl));
+    size_t part = rt_broker_part(cl->b, m->nsp);
     pthread_mutex_lock(&cl->lock);
     if (arg != NULL && cl->dl_n == cl->dl_cap) {
         size_t cap = cl->dl_cap ? 2 * cl->dl_cap : 64;
@@ -532,13 +610,16 @@ static int publish_delivered(rt_cluster_t *cl, const rt_broker_msg_t *m)
     }
     arg[0] = cl->dl_base + cl->dl_n;
     memcpy(arg + 1, &cl, sizeof(cl));
-    cl->dl[cl->dl_n++] = (cl_dl_t){m->nsp, {0, 0}};
+    cl->dl[cl->dl_n++] = (cl_dl_t){m->nsp, {0, 0}, part};
     cl->dl_waiting++;
+    cl->part_waiting[part]++;
+    cl->dl_open |= (uint64_t)1 << part;
     pthread_mutex_unlock(&cl->lock);
     int rc = rt_broker_publish(cl->b, m, 0, on_dl_published, arg);
     if (rc != 0) {
         pthread_mutex_lock(&cl->lock);
         cl->dl_waiting--;
+        cl->part_waiting[part]--;
         pthread_mutex_unlock(&cl->lock);
         free(arg);
         gap_check(cl);
@@ -554,14 +635,14 @@ uint64_t rt_cluster_mark(rt_cluster_t *cl)
     return mark;
 }
 
-/* A new outage: the numbers of the last one served their gap (its sockets were closed). */
+/* A new outage: the numbers of the last ones served their gaps (their sockets were
+ * closed). */
 static void dl_forget(rt_cluster_t *cl)
 {
     pthread_mutex_lock(&cl->lock);
-    if (cl->dl_done && cl->dl_waiting == 0) {
+    if (cl->dl_open == 0 && cl->dl_waiting == 0) {
         cl->dl_base += cl->dl_n;
         cl->dl_n = 0;
-        cl->dl_done = false;
     }
     pthread_mutex_unlock(&cl->lock);
 }
@@ -637,13 +718,19 @@ static void record_store(rt_cluster_t *cl, const char *pid, const char *record, 
         free(p);
 }
 
-/* Writes the records held back, with the positions known now. */
-static void deferred_write(rt_cluster_t *cl)
+/* Writes the records held back of the namespaces of parts (a mask of part bits), with the
+ * positions known now. */
+static void deferred_write(rt_cluster_t *cl, uint64_t parts)
 {
     pthread_mutex_lock(&cl->lock);
-    while (cl->deferred != NULL) {
-        cl_deferred_t *d = cl->deferred;
-        cl->deferred = d->next;
+    for (cl_deferred_t **it = &cl->deferred; *it != NULL;) {
+        cl_deferred_t *d = *it;
+        if ((parts & part_bit(cl, d->nsp)) == 0) {
+            it = &d->next;
+            continue;
+        }
+        *it = d->next;
+        it = &cl->deferred; /* the list may change while unlocked: start again */
         char *skips = skip_list(cl, d->nsp, d->from, d->to);
         pthread_mutex_unlock(&cl->lock);
         record_store(cl, d->pid, d->record, d->len, d->split, skips, d->ttl_ms);
@@ -656,16 +743,27 @@ static void deferred_write(rt_cluster_t *cl)
 
 static void on_take(rt_broker_t *b, int err, const void *data, size_t len, void *arg);
 
-/* Every numbered broadcast is answered: write the records that waited, start the
- * recoveries that waited (after those writes: one queue), close the local transports. */
-static void gap_run(rt_cluster_t *cl)
+/* Every numbered broadcast of part is answered: write the records of its namespaces that
+ * waited, start their recoveries that waited (after those writes: one queue), close the
+ * local transports of its namespaces. */
+static void gap_run(rt_cluster_t *cl, size_t part)
 {
+    uint64_t bit = (uint64_t)1 << part;
+    rt_cluster_recovery_t *waiting = NULL;
     pthread_mutex_lock(&cl->lock);
-    rt_cluster_recovery_t *waiting = cl->waiting;
-    cl->waiting = NULL;
-    cl->dl_done = true;
+    for (rt_cluster_recovery_t **it = &cl->waiting; *it != NULL;) {
+        rt_cluster_recovery_t *r = *it;
+        if (part_bit(cl, r->nsp) == bit) {
+            *it = r->next;
+            r->next = waiting;
+            waiting = r;
+        } else {
+            it = &r->next;
+        }
+    }
+    cl->dl_open &= ~bit;
     pthread_mutex_unlock(&cl->lock);
-    deferred_write(cl);
+    deferred_write(cl, bit);
     while (waiting != NULL) {
         rt_cluster_recovery_t *r = waiting;
         waiting = r->next;
@@ -673,29 +771,40 @@ static void gap_run(rt_cluster_t *cl)
         if (rt_broker_session_take(cl->b, r->pid, 0, on_take, r) != 0)
             fail(r);
     }
-    rt_cluster_gap(cl->rt);
+    rt_cluster_gap(cl->rt, part);
 }
 
+/* Runs the gap of each part that waits for one, is up and has every numbered broadcast
+ * answered. */
 static void gap_check(rt_cluster_t *cl)
 {
-    pthread_mutex_lock(&cl->lock);
-    bool go = atomic_load(&cl->gap_pending) && atomic_load(&cl->up) && cl->dl_waiting == 0;
-    if (go)
-        atomic_store(&cl->gap_pending, false);
-    pthread_mutex_unlock(&cl->lock);
-    if (go)
-        gap_run(cl);
+    for (;;) {
+        size_t go = RT_BROKER_PARTS_MAX;
+        pthread_mutex_lock(&cl->lock);
+        uint64_t pending = atomic_load(&cl->gap_pending), down = atomic_load(&cl->down);
+        for (size_t p = 0; p < RT_BROKER_PARTS_MAX && go == RT_BROKER_PARTS_MAX; p++) {
+            uint64_t bit = (uint64_t)1 << p;
+            if ((pending & bit) != 0 && (down & bit) == 0 && cl->part_waiting[p] == 0)
+                go = p;
+        }
+        if (go < RT_BROKER_PARTS_MAX)
+            atomic_fetch_and(&cl->gap_pending, ~((uint64_t)1 << go));
+        pthread_mutex_unlock(&cl->lock);
+        if (go == RT_BROKER_PARTS_MAX)
+            return;
+        gap_run(cl, go);
+    }
 }
 
-static void gap_begin(rt_cluster_t *cl, const rt_broker_state_event_t *ev)
+static void gap_begin(rt_cluster_t *cl, size_t part)
 {
     if (cl->window_ms == 0) {
-        rt_cluster_gap(cl->rt);
+        rt_cluster_gap(cl->rt, part);
         return;
     }
     pthread_mutex_lock(&cl->lock);
-    atomic_store(&cl->gap_pending, true);
-    size_t waiting = cl->dl_waiting;
+    atomic_fetch_or(&cl->gap_pending, (uint64_t)1 << part);
+    size_t waiting = cl->part_waiting[part];
     pthread_mutex_unlock(&cl->lock);
     if (waiting > 0)
         eddy_log(cl->srv, EDDY_LOG_INFO,
@@ -773,9 +882,16 @@ void rt_cluster_session_put(rt_cluster_t *cl, const char *nsp, const char *pid, 
         free(p);
 }
 
-void rt_cluster_session_pid(rt_cluster_t *cl, char pid[RT_HISTORY_PID_SIZE])
+/* With several parts, a session record lives on the part of its pid: drawn until that is
+ * nsp's (each draw 1/N likely, N the number of parts; one draw with one part), so that no
+ * other part's outage keeps nsp's clients from recovering. Past the bound (about e^-16 for
+ * a fair share), a pid of another part: recoverable while that part is up. */
+void rt_cluster_session_pid(rt_cluster_t *cl, const char *nsp, char pid[RT_HISTORY_PID_SIZE])
 {
-    rt_broker_session_pid(cl->b, pid);
+    size_t want = rt_broker_part(cl->b, nsp), tries = 16 * rt_broker_parts(cl->b);
+    do
+        rt_broker_session_pid(cl->b, pid);
+    while (rt_broker_part(cl->b, pid) != want && --tries > 0);
 }
 
 static void on_dropped(rt_broker_t *b, int err, const void *data, size_t len, void *arg)
@@ -1114,7 +1230,7 @@ bool rt_cluster_recover(rt_cluster_t *cl, eddy_rt_socket_t *s, const char *auth,
     list_init(&r->held);
     /* During a gap's wait, recoveries start once the records it holds back are written. */
     pthread_mutex_lock(&cl->lock);
-    bool wait = atomic_load(&cl->gap_pending);
+    bool wait = gap_waits(cl, r->nsp);
     if (wait) {
         r->next = cl->waiting;
         cl->waiting = r;

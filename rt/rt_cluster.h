@@ -53,8 +53,15 @@ void rt_cluster_free(rt_cluster_t *cl);
 /* Stops handing deliveries to the layer (eddy_rt_free(), before its sessions close). */
 void rt_cluster_quiet(rt_cluster_t *cl);
 
-/* True while the broker is UP (broadcasts go through it and come back). */
-bool rt_cluster_up(rt_cluster_t *cl);
+/* True while the part of the broker that owns namespace nsp is UP: its broadcasts go
+ * through the broker and come back. One atomic load while every part is up (the hot path
+ * of a broadcast); any thread. With several Redis, one shard's outage makes only its own
+ * namespaces deliver locally. */
+bool rt_cluster_nsp_up(rt_cluster_t *cl, const char *nsp);
+/* The part of the broker that owns namespace nsp (rt_broker_part(): 0 with one Redis). */
+size_t rt_cluster_part(rt_cluster_t *cl, const char *nsp);
+/* The name of that part ("host:port/db" of nsp's Redis shard), or NULL with one Redis. */
+const char *rt_cluster_part_name(rt_cluster_t *cl, const char *nsp);
 
 /* Fills *out (see eddy_rt_broker_status()). */
 void rt_cluster_status(rt_cluster_t *cl, eddy_rt_broker_status_t *out);
@@ -91,9 +98,10 @@ uint64_t rt_cluster_mark(rt_cluster_t *cl);
 void rt_cluster_session_put(rt_cluster_t *cl, const char *nsp, const char *pid, const char *sid,
                             const char *user, const char *const *rooms, size_t nrooms,
                             rt_position_t at, uint64_t ttl_ms, uint64_t mark);
-/* Writes a new pid for a session (its first characters name this node process, so that
- * any node finds its live record). */
-void rt_cluster_session_pid(rt_cluster_t *cl, char pid[RT_HISTORY_PID_SIZE]);
+/* Writes a new pid for a session of namespace nsp (its first characters name this node
+ * process, so that any node finds its live record; with several Redis, its record lives
+ * on nsp's shard). */
+void rt_cluster_session_pid(rt_cluster_t *cl, const char *nsp, char pid[RT_HISTORY_PID_SIZE]);
 /* Forgets pid's record (a disconnect that must not be recovered). */
 void rt_cluster_session_drop(rt_cluster_t *cl, const char *pid);
 /* The namespace's last known position (epoch 0: none known yet). */
@@ -150,9 +158,11 @@ void rt_cluster_hold(rt_cluster_t *cl, const rt_broker_delivery_t *d);
  * none). Table lock may be held. */
 void rt_cluster_send_stored(eddy_rt_socket_t *s, rt_position_t pos, const void *payload, size_t len,
                             uint32_t flags);
-/* The broker reconnected after an outage: with recovery on, closes the transport of every
- * local client so that each recovers what it missed from history. */
-void rt_cluster_gap(eddy_rt_t *rt);
+/* The broker's part part (rt_cluster_part()) reconnected after an outage: with recovery
+ * on, closes the transport of every local client of its namespaces so that each recovers
+ * what it missed from history. Other namespaces' clients are left alone (a client with
+ * sockets in namespaces of several parts shares one transport: it reconnects all of them). */
+void rt_cluster_gap(eddy_rt_t *rt, size_t part);
 
 /* ---------------------------------------------------------------------------------------
  * Presence across nodes (issue 13): the broker's presence hashes (rt_broker.h), whose
@@ -184,9 +194,10 @@ size_t rt_cluster_nodes(rt_cluster_t *cl, char (*ids)[RT_BROKER_NODE_ID_SIZE], s
 void rt_cluster_presence_forget(rt_cluster_t *cl, const char *nsp, const char *room,
                                 const char *sid);
 
-/* Provided by rt.c: records every local membership again (the broker is up after an
- * outage, during which the node's lease may have run out and its entries gone). */
-void rt_cluster_presence_restore(eddy_rt_t *rt);
+/* Provided by rt.c: records every local membership of the namespaces of the broker's part
+ * part again (it is up after an outage, during which the node's lease there may have run
+ * out and its entries gone). */
+void rt_cluster_presence_restore(eddy_rt_t *rt, size_t part);
 /* Provided by rt.c: an entry of this node read back from Redis (sid NULL: room's index
  * entry) is forgotten unless it is still true: the node's entries from before a restart
  * with the same id (kill -9), or whose removal an outage dropped (broker thread). */

@@ -480,7 +480,7 @@ static int command(eddy_rt_nsp_t *nsp, char op, uint8_t flags, const eddy_rt_to_
             return EDDY_EINVAL;
     wbuf_t w = {0};
     int rc = cmd_encode(&w, op, flags, 0, eddy_rt_nsp_name(nsp), to, targets, ntargets, NULL);
-    rt_broker_t *b = rc == 0 ? rt_xnode_broker(rt) : NULL;
+    rt_broker_t *b = rc == 0 ? rt_xnode_broker(rt, eddy_rt_nsp_name(nsp)) : NULL;
     if (rc == 0 && b != NULL) {
         /* Every node applies it when it arrives (this one too): in order with this node's
          * broadcasts. A join holds the later ones until the nodes subscribed. */
@@ -626,7 +626,7 @@ int eddy_rt_fetch_sockets(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, uint32_t t
     *l = (listing_t){nsp, cb, arg, w.len};
     memcpy(l->cmd, w.p, w.len);
     free(w.p);
-    rt_broker_t *b = rt_xnode_broker(rt);
+    rt_broker_t *b = rt_xnode_broker(rt, eddy_rt_nsp_name(nsp));
     if (b == NULL) {
         /* One node: 0; a cluster whose Redis is down: this node's, and say so. */
         listing_local(l, rt_xnode_node_id(rt)[0] ? EDDY_ECLOSED : 0);
@@ -734,7 +734,7 @@ int rt_xnode_broadcast_ack(eddy_rt_nsp_t *nsp, const eddy_rt_to_t *to, const edd
 {
     if (nsp == NULL || cb == NULL || timeout_ms == 0 || msg == NULL)
         return EDDY_EINVAL;
-    rt_broker_t *b = rt_xnode_broker(eddy_rt_nsp_rt(nsp));
+    rt_broker_t *b = rt_xnode_broker(eddy_rt_nsp_rt(nsp), eddy_rt_nsp_name(nsp));
     if (b == NULL)
         return rt_xnode_broadcast_ack_local(nsp, to, msg, timeout_ms, cb, arg);
     wbuf_t w = {0};

@@ -74,8 +74,9 @@ void rt_xnode_request(eddy_rt_t *rt, rt_broker_t *b, const rt_broker_request_t *
  * Provided by rt.c
  * ------------------------------------------------------------------------------------- */
 
-/* The layer's broker while it is up, else NULL (one node, or Redis down). */
-rt_broker_t *rt_xnode_broker(eddy_rt_t *rt);
+/* The layer's broker while the part of it that owns namespace nsp is up (with several
+ * Redis: nsp's shard), else NULL (one node, or that Redis down). */
+rt_broker_t *rt_xnode_broker(eddy_rt_t *rt, const char *nsp);
 /* This node's id: the broker's, or options' node_id, or "". */
 const char *rt_xnode_node_id(eddy_rt_t *rt);
 /* The namespace named so, or NULL (never created). */

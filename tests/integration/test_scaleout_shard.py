@@ -6,11 +6,14 @@ each namespace lives: the keys found on each Redis prove the prediction, so ever
 (C nodes, this test) agrees, and the ports are chosen so that both Redis hold namespaces.
 Then: broadcasts and recovery across nodes in namespaces of both shards; one Redis killed:
 namespaces on the other keep delivering across nodes, the node is not ready (the daemon's
-/readyz), and after its restart everything delivers again.
+/readyz), and after its restart everything delivers again; one Redis frozen with recovery
+on: only the clients of its namespaces reconnect and recover, the others stay connected.
 """
 
 import bisect
 import os
+import re
+import signal
 import subprocess
 import time
 
@@ -201,21 +204,178 @@ def test_one_redis_down_the_other_namespaces_keep_delivering(shards, nodes, clie
     assert [s for s, _ in clients.room_messages(m_dead, 10)] == list(range(100, 110))
 
 
+def shard_log(server, what, redis):
+    """The namespaces a node's log line "Redis broker <what> ... on shard <redis>" lists."""
+    match = server.wait_log(rf"Redis broker {what}[^:]* on shard 127\.0\.0\.1:{redis.port}/0 "
+                            r"\(namespaces ([^)]*)\)", timeout=3 * TIMEOUT)
+    return set(match.group(1).split(", "))
+
+
+def test_one_redis_frozen_only_its_namespaces_deliver_locally_and_recover(shards, nodes,
+                                                                          clients):
+    """Recovery on; the Redis of namespace A frozen (SIGSTOP) past the command timeout,
+    the Redis of namespace B ("/") not. The nodes log the frozen shard's address and its
+    namespaces (A's, not B's). Meanwhile B's broadcasts still go through its Redis: the
+    members on both nodes, the sender's own included, get every one once, in order, with
+    an offset (before, a node with any Redis down delivered every namespace's broadcasts
+    locally, without offset). A's deliver on the sender's node only (la gets them, ma on
+    the other node does not). Once A's Redis is back, A's clients reconnect and recover:
+    ma gets exactly what it missed, la nothing twice; B's clients stay connected all
+    along (no disconnect, no new connect: same transport, same sid) and keep receiving
+    (before, every transport of the node was closed); a fetchSockets() in B during the
+    outage lists the other node's sockets (before: this node's only, status closed)."""
+    pair, owners = shards
+    a, b = nodes(2, "--recovery", "60000")
+    nsp_b = "/"  # the example's commands across nodes (x-fetch) are on "/"
+    frozen = pair[1 - owners[0]]
+    nsp_a = NAMESPACES[owners.index(1 - owners[0])]
+    first = {}
+    for name, server, nsp in (("ma", a, nsp_a), ("la", b, nsp_a), ("mb", a, nsp_b),
+                              ("lb", b, nsp_b)):
+        first[name] = connect_in(clients, name, server, nsp, reconnection=nsp == nsp_a)
+        assert clients.ack(name, "join", "r") == ["joined"]
+    first["sa"] = connect_in(clients, "sa", b, nsp_a, reconnection=True)
+    connect_in(clients, "sb", b, nsp_b)
+    clients.probe("sa", ["ma", "la"], timeout=3 * TIMEOUT)
+    clients.probe("sb", ["mb", "lb"], timeout=3 * TIMEOUT)
+    assert clients.ack("sa", "message-with-ack", "sync") == ["sync"]
+    assert clients.ack("sb", "message-with-ack", "sync") == ["sync"]
+    for name in ("ma", "la", "mb", "lb"):
+        clients.nothing_more(name, 0.3)
+    frozen.proc.send_signal(signal.SIGSTOP)
+    try:
+        for server in (a, b):
+            listed = shard_log(server, "down", frozen)
+            assert nsp_a in listed and nsp_b not in listed, (listed, nsp_a, nsp_b)
+        for k in range(20):
+            clients.emit("sb", "to-room", "r", {"seq": k})
+        for k in range(10):
+            clients.emit("sa", "to-room", "r", {"seq": k})
+        for name in ("mb", "lb"):
+            got = clients.room_messages(name, 20, timeout=3 * TIMEOUT)
+            assert [s for s, _ in got] == list(range(20)), name
+            assert all(isinstance(o, str) for _, o in got), f"{name}: delivered without offset"
+            assert len({o for _, o in got}) == 20
+        assert [s for s, _ in clients.room_messages("la", 10)] == list(range(10))
+        clients.nothing_more("ma", 0.3)
+        # Commands across nodes in B still reach the other node (fetchSockets).
+        answer = clients.ack("sb", "x-fetch", {}, 3000)[0]
+        assert answer["status"] == 0 and first["mb"]["id"] in \
+            {s["id"] for s in answer["sockets"]}, answer
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)
+    for server in (a, b):
+        shard_log(server, "back", frozen)
+    for name in ("ma", "la", "sa"):
+        r = clients.wait(f"{name} to reconnect", 3 * TIMEOUT, name=name, type="connect")
+        assert r["recovered"] and r["id"] == first[name]["id"], \
+            f"{name} not recovered:\n" + "\n".join(a.log_lines + b.log_lines)
+    assert sorted(s for s, _ in clients.room_messages("ma", 10, timeout=3 * TIMEOUT)) == \
+        list(range(10))
+    for k in range(100, 110):
+        clients.emit("sb", "to-room", "r", {"seq": k})
+        clients.emit("sa", "to-room", "r", {"seq": k})
+    for name in ("mb", "lb", "ma", "la"):
+        assert [s for s, _ in clients.room_messages(name, 10)] == list(range(100, 110)), name
+        clients.nothing_more(name, 0.2)
+    moved = [r for r in clients.seen
+             if r["name"] in ("mb", "lb", "sb") and r["type"] in ("connect", "disconnect")]
+    assert not moved, moved
+
+
+def test_two_redis_frozen_each_shard_recovers_on_its_own_return(shards, nodes, clients):
+    """Recovery on; both Redis frozen, broadcasts in a namespace of each (delivered on the
+    sender's node only, numbered there until their shard answers). Only X's Redis
+    resumes: X's clients reconnect and recover what they missed, exactly once, although
+    Y's broadcasts still wait for their Redis (X's gap waits only for X's own, and each
+    client's session record is on its namespace's Redis: its pid is drawn so); Y's
+    clients are not disconnected meanwhile. Then Y's Redis resumes and Y's clients
+    recover too."""
+    pair, owners = shards
+    a, b = nodes(2, "--recovery", "60000")
+    nsps = {"x": NAMESPACES[owners.index(0)], "y": NAMESPACES[owners.index(1)]}
+    first = {}
+    for k, nsp in nsps.items():
+        for name, server in ((f"m{k}", a), (f"l{k}", b)):
+            first[name] = connect_in(clients, name, server, nsp, reconnection=True)
+            assert clients.ack(name, "join", "r") == ["joined"]
+        first[f"s{k}"] = connect_in(clients, f"s{k}", b, nsp, reconnection=True)
+        clients.probe(f"s{k}", [f"m{k}", f"l{k}"], timeout=3 * TIMEOUT)
+    # Each socket's session record is on its namespace's Redis (placed by its pid).
+    shard_names = [f"127.0.0.1:{r.port}/0" for r in pair]
+    for name, got in first.items():
+        assert ring_owner(shard_names, got["pid"]) == (name[1] == "y"), (name, got["pid"])
+        assert clients.ack(f"s{k}", "message-with-ack", "sync") == ["sync"]
+    for name in ("mx", "lx", "my", "ly"):
+        clients.nothing_more(name, 0.3)
+    stopped = list(pair)
+    for r in stopped:
+        r.proc.send_signal(signal.SIGSTOP)
+    try:
+        for server in (a, b):
+            for r in pair:
+                shard_log(server, "down", r)
+        for k in ("x", "y"):
+            for i in range(5):
+                clients.emit(f"s{k}", "to-room", "r", {"seq": i})
+            assert [s for s, _ in clients.room_messages(f"l{k}", 5)] == list(range(5))
+        pair[0].proc.send_signal(signal.SIGCONT)
+        stopped.remove(pair[0])
+        for name in ("mx", "lx", "sx"):
+            r = clients.wait(f"{name} to reconnect", 3 * TIMEOUT, name=name, type="connect")
+            assert r["recovered"] and r["id"] == first[name]["id"], \
+                f"{name} not recovered:\n" + "\n".join(a.log_lines + b.log_lines)
+        assert sorted(s for s, _ in clients.room_messages("mx", 5)) == list(range(5))
+        clients.nothing_more("lx", 0.3)
+        moved = [r for r in clients.seen if r["name"] in ("my", "ly", "sy") and
+                 r["type"] in ("connect", "disconnect")]
+        assert not moved, moved
+    finally:
+        for r in stopped:
+            r.proc.send_signal(signal.SIGCONT)
+    for name in ("my", "ly", "sy"):
+        r = clients.wait(f"{name} to reconnect", 3 * TIMEOUT, name=name, type="connect")
+        assert r["recovered"] and r["id"] == first[name]["id"], \
+            f"{name} not recovered:\n" + "\n".join(a.log_lines + b.log_lines)
+    assert sorted(s for s, _ in clients.room_messages("my", 5, timeout=3 * TIMEOUT)) == \
+        list(range(5))
+    for name in ("mx", "lx", "my", "ly"):
+        clients.nothing_more(name, 0.3)
+
+
+def namespaces_up(port):
+    """{namespace: (shard, up)} from the node's eddy_broker_namespace_up metric."""
+    text = get(port, "/metrics")[1]
+    return {m[1]: (m[2], int(m[3])) for m in re.finditer(
+        r'^eddy_broker_namespace_up\{namespace="([^"]*)",shard="([^"]*)"\} (\d)$', text, re.M)}
+
+
 def test_daemon_on_two_redis_not_ready_while_one_is_down(tmp_path, shards):
     """The eddy program with [broker] redis_url listing both Redis: ready (its round trip
     through each works), 503 "broker not ready" while one Redis is down, ready again after
-    its restart."""
-    (r0, r1), _ = shards
-    server = Daemon(tmp_path, f"[broker]\nredis_url = {r0.url},{r1.url}\n")
+    its restart. /metrics names each namespace's shard (as the ring places it) and says
+    which deliver on this node only: 0 for those of the Redis that is down, 1 for the
+    others, all 1 again once it is back."""
+    (r0, r1), owners = shards
+    server = Daemon(tmp_path, f"[socketio]\nnamespaces = {', '.join(NAMESPACES)}\n"
+                    f"[broker]\nredis_url = {r0.url},{r1.url}\n")
+    names = [f"127.0.0.1:{r.port}/0" for r in (r0, r1)]
     try:
         wait_for(lambda: get(server.admin_port, "/readyz") == (200, "ready\n"),
                  "the node to be ready on both Redis")
+        assert namespaces_up(server.admin_port) == {
+            nsp: (names[owner], 1) for nsp, owner in zip(NAMESPACES, owners)}
         r1.kill()
         wait_for(lambda: get(server.admin_port, "/readyz") == (503, "broker not ready\n"),
                  "/readyz to answer 503 with one Redis down")
+        down = {nsp: (names[owner], int(owner == 0)) for nsp, owner in zip(NAMESPACES, owners)}
+        wait_for(lambda: namespaces_up(server.admin_port) == down,
+                 "the namespaces of the Redis that is down to be listed 0")
         r1.start()
         wait_for(lambda: get(server.admin_port, "/readyz") == (200, "ready\n"),
                  "/readyz to answer 200 once the Redis is back", timeout=3 * TIMEOUT)
+        wait_for(lambda: all(up for _, up in namespaces_up(server.admin_port).values()),
+                 "every namespace to be listed 1 again")
     finally:
         server.stop()
 

@@ -2,9 +2,10 @@
 /*
  * The sharded broker (rt/rt_broker_shard.c) over fake shards that record what reaches
  * them: each operation goes to the shard the ring names for its key (the namespace; the
- * pid for sessions) and its result comes back with the sharded broker as b; the node's
- * state is the worst shard's, reported once per change, and a shard's outage ends with
- * gap when the whole is UP again; readiness needs every shard; stats are summed; nodes are
+ * pid for sessions) and its result comes back with the sharded broker as b; each shard
+ * is a part: its own state events (gap included) are handed on with its part and name,
+ * and rt_broker_part() names the shard of a namespace as the routing does; the node's
+ * state is the worst shard's; readiness needs every shard; stats are summed; nodes are
  * the union of the shards that are up; a shard that cannot be made fails the whole. (The
  * operations against real engines: test_rt_broker.c's conformance suite, and
  * tests/integration/test_scaleout_shard.py with two redis-servers.)
@@ -140,7 +141,7 @@ static void f_free(rt_broker_t *b)
     fake_t *f = (fake_t *)b;
     /* As an engine's thread may while the shards are freed one by one: a last state
      * change, a last delivery, and the answer to what was still queued. */
-    rt_broker_state_event_t ev = {RT_BROKER_DOWN, false, 0};
+    rt_broker_state_event_t ev = {.state = RT_BROKER_DOWN};
     rt_broker_delivery_t d = {.msg = {.nsp = "/"}};
     f->h.state(b, &ev, f->hud);
     f->h.deliver(b, &d, f->hud);
@@ -271,7 +272,7 @@ static rt_broker_t *start(size_t n)
 static void report(size_t i, rt_broker_state_t st, bool gap, uint64_t down_ms)
 {
     fakes[i]->state = st;
-    rt_broker_state_event_t ev = {st, gap, down_ms};
+    rt_broker_state_event_t ev = {.state = st, .gap = gap, .down_ms = down_ms};
     fakes[i]->h.state(&fakes[i]->base, &ev, fakes[i]->hud);
 }
 
@@ -305,9 +306,11 @@ static void test_routing(void)
         CHECK_EQ_INT(rt_broker_presence_get(b, nsps[i], "r", 0, on_presence, &results), 0);
         CHECK_EQ_INT(owner->ops - before, 8);
         CHECK_STR(owner->last, nsps[i]);
+        CHECK(fakes[rt_broker_part(b, nsps[i])] == owner); /* the part is the routing's */
         CHECK_EQ_INT(results, 3);
     }
     CHECK(used[0] && used[1] && used[2]); /* these namespaces spread over all three */
+    CHECK_EQ_INT(rt_broker_parts(b), 3);
     static const char *const pids[] = {"pid-1", "pid-2", "pid-3", "pid-4", "pid-5", "pid-6"};
     for (size_t i = 0; i < sizeof(pids) / sizeof(pids[0]); i++) {
         fake_t *owner = fakes[rt_ring_pick(ring, pids[i], strlen(pids[i]))];
@@ -328,38 +331,44 @@ static void test_routing(void)
     CHECK_EQ_INT(freed, 3);
 }
 
-/* State: the worst shard's, one event per change; a shard's outage ends with gap (and its
- * duration) when every shard is UP again. */
+/* An event as the user got it: part i's (named names[i]) with state st, gap and down_ms. */
+static bool event_is(size_t k, size_t i, rt_broker_state_t st, bool gap, uint64_t down_ms)
+{
+    const rt_broker_state_event_t *ev = &events[k];
+    return k < nevents && ev->part == i && ev->part_name != NULL &&
+           strcmp(ev->part_name, names[i]) == 0 && ev->state == st && ev->gap == gap &&
+           ev->down_ms == down_ms;
+}
+
+/* State: every shard's own events, each with its part (its index) and name, its gap and
+ * its outage's length as its engine reported them, so that the layer can tell which
+ * namespaces an outage concerns; the whole's state is the worst shard's. */
 static void test_state(void)
 {
     rt_broker_t *b = start(2);
     CHECK(b != NULL);
     CHECK_EQ_INT(rt_broker_state(b), RT_BROKER_DOWN);
     report(0, RT_BROKER_UP, false, 0);
-    CHECK_EQ_INT(nevents, 0); /* shard 1 is still down: so is the node */
+    CHECK(nevents == 1 && event_is(0, 0, RT_BROKER_UP, false, 0));
+    CHECK_EQ_INT(rt_broker_state(b), RT_BROKER_DOWN); /* shard 1 is still down */
     report(1, RT_BROKER_RECOVERING, false, 0);
-    CHECK_EQ_INT(nevents, 1);
-    CHECK_EQ_INT(events[0].state, RT_BROKER_RECOVERING);
     report(1, RT_BROKER_UP, false, 0);
-    CHECK_EQ_INT(nevents, 2);
-    CHECK(events[1].state == RT_BROKER_UP && !events[1].gap);
+    CHECK(nevents == 3 && event_is(1, 1, RT_BROKER_RECOVERING, false, 0) &&
+          event_is(2, 1, RT_BROKER_UP, false, 0));
     CHECK_EQ_INT(rt_broker_state(b), RT_BROKER_UP);
-    /* Shard 1 fails, then shard 0 too; shard 1 returns (gap) while shard 0 is down: the
-     * gap waits for the node's return to UP. */
+    /* Shard 1 fails, then shard 0 too; each returns with its own gap and length. */
     report(1, RT_BROKER_DOWN, false, 0);
-    CHECK(nevents == 3 && events[2].state == RT_BROKER_DOWN);
-    CHECK_EQ_INT(rt_broker_state(b), RT_BROKER_DOWN);
     report(0, RT_BROKER_DOWN, false, 0);
-    CHECK_EQ_INT(nevents, 3);
+    CHECK_EQ_INT(rt_broker_state(b), RT_BROKER_DOWN);
     report(1, RT_BROKER_UP, true, 900);
-    CHECK_EQ_INT(nevents, 3);
+    CHECK_EQ_INT(rt_broker_state(b), RT_BROKER_DOWN);
     report(0, RT_BROKER_UP, true, 400);
-    CHECK_EQ_INT(nevents, 4);
-    CHECK(events[3].state == RT_BROKER_UP && events[3].gap && events[3].down_ms == 900);
-    /* A later change without an outage carries no gap. */
-    report(0, RT_BROKER_RECOVERING, false, 0);
-    report(0, RT_BROKER_UP, false, 0);
-    CHECK(nevents == 6 && events[5].state == RT_BROKER_UP && !events[5].gap);
+    CHECK(nevents == 7 && event_is(3, 1, RT_BROKER_DOWN, false, 0) &&
+          event_is(4, 0, RT_BROKER_DOWN, false, 0) && event_is(5, 1, RT_BROKER_UP, true, 900) &&
+          event_is(6, 0, RT_BROKER_UP, true, 400));
+    CHECK_EQ_INT(rt_broker_state(b), RT_BROKER_UP);
+    CHECK_STR(rt_broker_part_name(b, 1), names[1]);
+    CHECK(rt_broker_part_name(b, 2) == NULL);
 
     /* Readiness needs every shard; the age is the oldest. */
     uint64_t age = 0;
