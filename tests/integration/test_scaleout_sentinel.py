@@ -17,8 +17,9 @@ import pytest
 
 from eddyserver import BUILD, TIMEOUT, free_port, wait_for
 from test_daemon_broker import get, sample
-from test_daemon_realtime import EDDY, Daemon
+from test_daemon_realtime import Daemon
 from test_scaleout import clients  # noqa: F401 (fixture)
+from test_scaleout_shard import config_check_urls
 from sioserver import SioServer
 
 pytestmark = pytest.mark.skipif(
@@ -363,17 +364,10 @@ def test_sentinel_urls_checked(tmp_path):
     """`eddy config check` takes redis+sentinel:// URLs, alone or as shards of a list, and
     refuses a sentinel list with an empty host (password not quoted); examples/socketio
     refuses a malformed one at start, saying why."""
-    conf = tmp_path / "eddy.conf"
-    for value, ok in [("redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/1", True),
-                      ("redis+sentinel://a/m,redis://b:6380,redis+sentinel://c,d/n", True),
-                      ("redis+sentinel://:secret@a,,b/m", False),
-                      ("redis+sentinel://", False)]:
-        conf.write_text(f"[broker]\nredis_url = {value}\n")
-        out = subprocess.run([EDDY, "config", "check", "-c", str(conf)], capture_output=True,
-                             text=True, timeout=TIMEOUT)
-        assert (out.returncode == 0) == ok, (value, out.stderr)
-        if not ok:
-            assert f"{conf}:2: [broker]" in out.stderr and "secret" not in out.stderr
+    config_check_urls(tmp_path,
+                      [("redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/mymaster/1", True),
+                       ("redis+sentinel://a/m,redis://b:6380,redis+sentinel://c,d/n", True),
+                       ("redis+sentinel://:secret@a,,b/m", False), ("redis+sentinel://", False)])
     proc = subprocess.run([os.path.join(BUILD, "examples", "socketio"), "--port",
                            str(free_port()), "--redis",
                            "redis+sentinel://:secret@127.0.0.1:26379/my master"],

@@ -380,20 +380,26 @@ def test_daemon_on_two_redis_not_ready_while_one_is_down(tmp_path, shards):
         server.stop()
 
 
-def test_a_bad_url_in_the_list_is_refused(tmp_path):
-    """A list with a malformed URL: the daemon's config check names file and line (no
-    password quoted); the layer refuses it at start (examples/socketio exits, logged). A
-    well-formed list is accepted."""
+def config_check_urls(tmp_path, cases):
+    """`eddy config check` with each (redis_url, ok) of cases: accepted when ok, else refused
+    naming the file and line of [broker] without quoting the password ("secret")."""
     conf = tmp_path / "eddy.conf"
-    for value, ok in [("redis://127.0.0.1:1,redis://127.0.0.1:2", True),
-                      ("redis://127.0.0.1:1,http://secret@x", False),
-                      ("redis://127.0.0.1:1,", False), ("redis://a,,redis://b", False)]:
+    for value, ok in cases:
         conf.write_text(f"[broker]\nredis_url = {value}\n")
         out = subprocess.run([EDDY, "config", "check", "-c", str(conf)], capture_output=True,
                              text=True, timeout=TIMEOUT)
         assert (out.returncode == 0) == ok, (value, out.stderr)
         if not ok:
             assert f"{conf}:2: [broker]" in out.stderr and "secret" not in out.stderr
+
+
+def test_a_bad_url_in_the_list_is_refused(tmp_path):
+    """A list with a malformed URL: the daemon's config check names file and line (no
+    password quoted); the layer refuses it at start (examples/socketio exits, logged). A
+    well-formed list is accepted."""
+    config_check_urls(tmp_path, [("redis://127.0.0.1:1,redis://127.0.0.1:2", True),
+                                 ("redis://127.0.0.1:1,http://secret@x", False),
+                                 ("redis://127.0.0.1:1,", False), ("redis://a,,redis://b", False)])
     proc = subprocess.run([os.path.join(BUILD, "examples", "socketio"), "--port",
                            str(free_port()), "--redis",
                            "redis://127.0.0.1:1,redis://127.0.0.1:99999"],
