@@ -841,6 +841,13 @@ static void history_sweep(eddy_server_t *srv, uint64_t timer_id, void *arg)
     pthread_mutex_unlock(&rt->lock);
 }
 
+/* Presence writes the broker dropped are repaired soon after its queue has room again. */
+static void presence_repair(eddy_server_t *srv, uint64_t timer_id, void *arg)
+{
+    eddy_rt_t *rt = arg;
+    rt_cluster_presence_repair(rt->cluster);
+}
+
 eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
 {
     eddy_rt_options_t defaults;
@@ -914,6 +921,10 @@ eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
      * what has aged). */
     if ((opts->recovery_max_disconnection_ms > 0 || opts->history_max_messages > 0) &&
         eddy_timer_tick(srv, 5000, history_sweep, rt) == 0) {
+        eddy_rt_free(rt);
+        return NULL;
+    }
+    if (rt->cluster != NULL && eddy_timer_tick(srv, 1000, presence_repair, rt) == 0) {
         eddy_rt_free(rt);
         return NULL;
     }
@@ -4172,13 +4183,14 @@ void rt_cluster_resume(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
  * hashes in a cluster, the tables on one node
  * ------------------------------------------------------------------------------------- */
 
-void rt_cluster_presence_restore(eddy_rt_t *rt, size_t part)
+void rt_cluster_presence_restore(eddy_rt_t *rt, size_t part, const char *nsp)
 {
     pthread_mutex_lock(&rt->lock);
     for (size_t i = 0; i < rt->rooms.nslots; i++) {
         for (rt_hnode_t *it = rt->rooms.slots[i]; it != NULL; it = it->next) {
             rt_room_t *r = CONTAINER(it, rt_room_t, node);
-            if (rt_cluster_part(rt->cluster, r->nsp->name) != part)
+            if (nsp != NULL ? strcmp(r->nsp->name, nsp) != 0
+                            : rt_cluster_part(rt->cluster, r->nsp->name) != part)
                 continue;
             for (rt_member_t *m = r->members; m != NULL; m = m->room_next) {
                 eddy_rt_socket_t *s = m->socket;

@@ -25,6 +25,7 @@ typedef struct cl_nsp {
     rt_position_t pos;
     rt_position_t delivered;
     size_t part; /* the broker's part that owns it (rt_broker_part()) */
+    bool repair; /* a presence write of it was refused: rt_cluster_presence_repair() */
     char name[];
 } cl_nsp_t;
 
@@ -120,7 +121,14 @@ struct rt_cluster {
     _Atomic uint64_t gap_pending;
     cl_deferred_t *deferred;
     rt_cluster_recovery_t *waiting;
+    /* Presence writes the broker refused (queue full): some namespace's repair flag is set;
+     * the broker's drop count when rt_cluster_presence_repair() last looked; repairs made. */
+    atomic_bool repair;
+    _Atomic uint64_t repair_dropped;
+    _Atomic uint64_t repairs;
 };
+
+size_t rt_cluster_queue_max;
 
 /* ---------------------------------------------------------------------------------------
  * Positions
@@ -325,7 +333,7 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
     }
     each_nsp(cl, part, position_ask);
     if (!atomic_load(&cl->quiet)) {
-        rt_cluster_presence_restore(cl->rt, part);
+        rt_cluster_presence_restore(cl->rt, part, NULL);
         each_nsp(cl, part, presence_sweep);
     }
     if (ev->gap && !atomic_load(&cl->quiet)) {
@@ -419,6 +427,8 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
         cfg.history_age_ms = age;
     if (opt->history_max_messages > 0)
         cfg.history_max = opt->history_max_messages;
+    if (rt_cluster_queue_max > 0)
+        cfg.queue_max = rt_cluster_queue_max;
     /* Nothing reads the broker's history without recovery or history: keep none. */
     cfg.no_history = opt->history_max_messages == 0 && opt->recovery_max_disconnection_ms == 0;
     rt_cluster_t *cl = calloc(1, sizeof(*cl));
@@ -1298,19 +1308,77 @@ bool rt_cluster_recovery_failed(const rt_cluster_recovery_t *r)
  * Presence across nodes
  * ------------------------------------------------------------------------------------- */
 
+/* A presence write (or a sweep's read) of nsp was refused (the broker's queue full, out of
+ * memory): Redis no longer tells the truth about this node's members there until nsp is
+ * repaired. cl->lock is a leaf under rt.c's table lock, which the caller may hold. */
+static void repair_mark(rt_cluster_t *cl, const char *nsp)
+{
+    pthread_mutex_lock(&cl->lock);
+    cl_nsp_t *n = nsp_get(cl, nsp, true);
+    if (n != NULL)
+        n->repair = true;
+    pthread_mutex_unlock(&cl->lock);
+    atomic_store(&cl->repair, true);
+}
+
+void rt_cluster_presence_repair(rt_cluster_t *cl)
+{
+    if (!atomic_load(&cl->repair) || atomic_load(&cl->quiet))
+        return;
+    /* The queue has room again once a whole period passed without a drop. */
+    rt_broker_stats_t st;
+    rt_broker_stats(cl->b, &st);
+    if (atomic_exchange(&cl->repair_dropped, st.dropped) != st.dropped)
+        return;
+    atomic_store(&cl->repair, false);
+    pthread_mutex_lock(&cl->lock);
+    size_t n = 0;
+    for (cl_nsp_t *it = cl->nsps; it != NULL; it = it->next)
+        n += it->repair;
+    char **names = calloc(n ? n : 1, sizeof(*names));
+    size_t k = 0;
+    for (cl_nsp_t *it = cl->nsps; names != NULL && it != NULL; it = it->next) {
+        /* A part that is not up gets the same restore and sweep when it comes back up. */
+        if (!it->repair || !rt_cluster_nsp_up(cl, it->name))
+            continue;
+        if ((names[k] = strdup(it->name)) == NULL)
+            break;
+        it->repair = false;
+        k++;
+    }
+    if (names == NULL || k < n)
+        atomic_store(&cl->repair, true); /* the rest on the next period */
+    pthread_mutex_unlock(&cl->lock);
+    for (size_t i = 0; i < k; i++) {
+        /* Drops during the repair mark the namespace again. */
+        rt_cluster_presence_restore(cl->rt, 0, names[i]);
+        presence_sweep(cl, names[i]);
+        uint64_t total = atomic_fetch_add(&cl->repairs, 1) + 1;
+        eddy_log(cl->srv, EDDY_LOG_INFO,
+                 "eddy_rt: presence of namespace %s re-recorded in Redis after dropped writes "
+                 "(repairs: %llu)",
+                 names[i], (unsigned long long)total);
+        free(names[i]);
+    }
+    free(names);
+}
+
 void rt_cluster_presence(rt_cluster_t *cl, const char *nsp, const char *room, const char *sid,
                          const char *user, bool on, bool listed)
 {
     /* Queued in call order: under rt.c's table lock, a later leave always follows its join. */
+    int rc = 0;
     if (on) {
         if (listed)
-            rt_broker_presence_set(cl->b, nsp, RT_CLUSTER_ROOMS_INDEX, room, "", 0);
-        rt_broker_presence_set(cl->b, nsp, room, sid, user, user != NULL ? strlen(user) : 0);
+            rc |= rt_broker_presence_set(cl->b, nsp, RT_CLUSTER_ROOMS_INDEX, room, "", 0);
+        rc |= rt_broker_presence_set(cl->b, nsp, room, sid, user, user != NULL ? strlen(user) : 0);
     } else {
-        rt_broker_presence_del(cl->b, nsp, room, sid);
+        rc |= rt_broker_presence_del(cl->b, nsp, room, sid);
         if (listed)
-            rt_broker_presence_del(cl->b, nsp, RT_CLUSTER_ROOMS_INDEX, room);
+            rc |= rt_broker_presence_del(cl->b, nsp, RT_CLUSTER_ROOMS_INDEX, room);
     }
+    if (rc != 0)
+        repair_mark(cl, nsp);
 }
 
 int rt_cluster_presence_get(rt_cluster_t *cl, const char *nsp, const char *room,
@@ -1332,10 +1400,10 @@ size_t rt_cluster_nodes(rt_cluster_t *cl, char (*ids)[RT_BROKER_NODE_ID_SIZE], s
 void rt_cluster_presence_forget(rt_cluster_t *cl, const char *nsp, const char *room,
                                 const char *sid)
 {
-    if (sid != NULL)
-        rt_broker_presence_del(cl->b, nsp, room, sid);
-    else
-        rt_broker_presence_del(cl->b, nsp, RT_CLUSTER_ROOMS_INDEX, room);
+    int rc = sid != NULL ? rt_broker_presence_del(cl->b, nsp, room, sid)
+                         : rt_broker_presence_del(cl->b, nsp, RT_CLUSTER_ROOMS_INDEX, room);
+    if (rc != 0)
+        repair_mark(cl, nsp);
 }
 
 /* A presence read of the sweep: its namespace's name after the cluster pointer, then (for a
@@ -1369,12 +1437,16 @@ static void sweep_read(rt_cluster_t *cl, const char *nsp, const char *room)
 {
     size_t nl = strlen(nsp) + 1, rl = room != NULL ? strlen(room) + 1 : 0;
     sweep_arg_t *a = malloc(sizeof(*a) + nl + rl);
-    if (a == NULL)
+    if (a == NULL) {
+        repair_mark(cl, nsp);
         return;
+    }
     a->cl = cl;
     memcpy(a->nsp, nsp, nl);
     a->room = room != NULL ? memcpy(a->nsp + nl, room, rl) : NULL;
     if (rt_broker_presence_get(cl->b, nsp, room != NULL ? room : RT_CLUSTER_ROOMS_INDEX, 0,
-                               on_sweep, a) != 0)
+                               on_sweep, a) != 0) {
         free(a);
+        repair_mark(cl, nsp);
+    }
 }

@@ -196,8 +196,19 @@ void rt_cluster_presence_forget(rt_cluster_t *cl, const char *nsp, const char *r
 
 /* Provided by rt.c: records every local membership of the namespaces of the broker's part
  * part again (it is up after an outage, during which the node's lease there may have run
- * out and its entries gone). */
-void rt_cluster_presence_restore(eddy_rt_t *rt, size_t part);
+ * out and its entries gone); with nsp not NULL, those of namespace nsp only (part unused). */
+void rt_cluster_presence_restore(eddy_rt_t *rt, size_t part, const char *nsp);
+/* A presence write the broker refused (EDDY_EDROPPED: its queue full; EDDY_ENOMEM) leaves
+ * Redis wrong about this node's members (a ghost, or one missing) while the connection
+ * stays up, so no reconnect repairs it: its namespace is marked, and this, called every
+ * second (rt.c's timer, any thread), repairs the marked namespaces once a whole period
+ * passed without a drop (the queue has room again): the restore and sweep of a reconnect,
+ * for them only (logged at info level with the count). Drops during the repair mark them
+ * again. Namespaces on a part that is not up wait: its UP event does the same. */
+void rt_cluster_presence_repair(rt_cluster_t *cl);
+/* Unit tests: the broker's queue_max (rt_broker_redis_config_t) of the clusters made after
+ * it is set; 0 (the default): the broker's own default. */
+extern size_t rt_cluster_queue_max;
 /* Provided by rt.c: an entry of this node read back from Redis (sid NULL: room's index
  * entry) is forgotten unless it is still true: the node's entries from before a restart
  * with the same id (kill -9), or whose removal an outage dropped (broker thread). */
