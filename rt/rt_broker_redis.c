@@ -1108,9 +1108,9 @@ static void session_held(rb_t *rb, const job_t *j)
     rb->tags[rb->ntags++][RT_BROKER_SESSION_TAG_LEN] = '\0';
 }
 
-/* Renews the life of the live records this node holds (one hash per pid tag, and the tag's
- * holders set) to its lease plus the linger; forgets tags whose hash is gone (empty).
- * Pipelined: two commands per tag held, whatever the number of sockets. */
+/* Appends the renewal of the live records this node holds (one hash per pid tag, and the
+ * tag's holders set) to its lease plus the linger: two commands per tag held, whatever the
+ * number of sockets; session_renewed() reads their replies. */
 static int session_renew(rb_t *rb)
 {
     char ttl[24];
@@ -1123,6 +1123,12 @@ static int session_renew(rb_t *rb)
                                ttl) != REDIS_OK)
             return -1;
     }
+    return 0;
+}
+
+/* Reads session_renew()'s replies; forgets the tags whose hash is gone (empty). */
+static int session_renewed(rb_t *rb)
+{
     size_t kept = 0;
     int rc = 0;
     for (size_t i = 0; i < rb->ntags; i++) {
@@ -2931,7 +2937,10 @@ static void fail_waiting(rb_t *rb, bool everything)
     }
 }
 
-/* Renews the lease, reads the alive nodes and sends the self round trip's ping. */
+/* Renews the lease, reads the alive nodes, sends the self round trip's ping and renews the
+ * session records: one pipelined write, so that Redis wakes up once a heartbeat for it (an
+ * idle Redis' CPU goes mostly to waking up; the heartbeat script is kept small, as each
+ * command inside costs more than outside). */
 static int heartbeat(rb_t *rb)
 {
     char lease[24];
@@ -2941,8 +2950,21 @@ static int heartbeat(rb_t *rb)
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
-    redisReply *r = command(rb->cmd, 6, argv, lens);
-    if (r && is_noscript(r)) {
+    if (redisAppendCommandArgv(rb->cmd, 6, argv, lens) != REDIS_OK ||
+        redisAppendCommand(rb->cmd, "PUBLISH %s ping", rb->node_channel) != REDIS_OK ||
+        session_renew(rb) != 0)
+        return -1;
+    redisReply *r = NULL, *ping = NULL;
+    if (redisGetReply(rb->cmd, (void **)&r) != REDIS_OK)
+        return -1;
+    if (redisGetReply(rb->cmd, (void **)&ping) != REDIS_OK || session_renewed(rb) != 0) {
+        if (ping)
+            freeReplyObject(ping);
+        freeReplyObject(r);
+        return -1;
+    }
+    freeReplyObject(ping);
+    if (is_noscript(r)) {
         freeReplyObject(r);
         argv[0] = "EVAL";
         argv[1] = lua_heartbeat;
@@ -2973,11 +2995,7 @@ static int heartbeat(rb_t *rb)
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: heartbeat refused: %s", r->str);
     }
     freeReplyObject(r);
-    r = redisCommand(rb->cmd, "PUBLISH %s ping", rb->node_channel);
-    if (!r)
-        return -1;
-    freeReplyObject(r);
-    return session_renew(rb);
+    return 0;
 }
 
 static int connect_all(rb_t *rb, const char **err)
