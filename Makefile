@@ -344,8 +344,11 @@ FUZZ_DRIVERS += $(FUZZ_CMD_DRIVERS)
 FUZZ_RT_SESSION_DRIVERS := fuzz_sio_session fuzz_eio_polling
 # What other nodes send through Redis (rt_xnode.h, node messages): the whole library too.
 FUZZ_RT_SESSION_DRIVERS += fuzz_rt_xnode
+# The Redis URLs of redis_url (rt_broker_url.c), with Sentinel lists: the whole library too.
+FUZZ_RT_SESSION_DRIVERS += fuzz_rt_broker_url
 FUZZ_DICT_fuzz_sio_session := -dict=fuzz/sio_session.dict
 FUZZ_DICT_fuzz_eio_polling := -dict=fuzz/eio_polling.dict
+FUZZ_DICT_fuzz_rt_broker_url := -dict=fuzz/redis_url.dict
 FUZZ_RT_SESSION_BINS := $(FUZZ_RT_SESSION_DRIVERS:%=$(BUILD)/fuzz/%)
 FUZZ_DRIVERS += $(FUZZ_RT_SESSION_DRIVERS)
 FUZZ_BINS := $(FUZZ_DRIVERS:%=$(BUILD)/fuzz/%)
