@@ -11,22 +11,10 @@ import threading
 import time
 
 from eddyserver import TIMEOUT
-from test_scaleout import Clients, cluster, redis  # noqa: F401 (fixtures)
-import pytest
+from test_scaleout import cluster, redis  # noqa: F401 (fixtures)
+from test_scaleout_cost import clients, redis_cli  # noqa: F401 (clients: a fixture)
 
 WINDOW = 3.0  # seconds of MONITOR; heartbeats come every second
-
-
-@pytest.fixture
-def clients():
-    c = Clients()
-    yield c
-    c.close()
-
-
-def redis_cli(redis, *args):
-    return subprocess.run(["redis-cli", "-p", str(redis.port), *args], capture_output=True,
-                          text=True, timeout=TIMEOUT, check=True).stdout.split()
 
 
 def monitor(redis, seconds):
