@@ -122,6 +122,22 @@ class Clients:
             assert left > 0, f"timed out waiting for {what}; seen {self.seen[-20:]}"
             self._pull(left)
 
+    def probe_until(self, send, names, is_probe, what, timeout=TIMEOUT):
+        """Calls send() every 0.2 s until each of names received an event is_probe(report)
+        accepts (subscriptions on other nodes become active asynchronously); the probes
+        seen are consumed."""
+        pending, deadline = set(names), time.monotonic() + timeout
+        while pending:
+            assert time.monotonic() < deadline, f"no {what} reached {pending}"
+            send()
+            until = time.monotonic() + 0.2
+            while pending and time.monotonic() < until:
+                for r in list(self.seen):
+                    if r["type"] == "event" and is_probe(r):
+                        self.seen.remove(r)
+                        pending.discard(r["name"])
+                self._pull(until - time.monotonic())
+
     def connect(self, name, **opts):
         self.send(cmd="connect", name=name, **opts)
         r = self.wait(f"{name} to connect", name=name, type="connect")

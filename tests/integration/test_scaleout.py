@@ -6,6 +6,7 @@ on different nodes; every message carries a sequence number, so the tests prove 
 nothing is lost, nothing is duplicated and every node delivers in the same order.
 """
 
+import itertools
 import os
 import shutil
 import signal
@@ -153,19 +154,11 @@ class Clients(test_daemon_realtime.Clients):
     def probe(self, sender, receivers, room="r", timeout=TIMEOUT):
         """Emits probes to room from sender until each receiver got one: every node's
         interest in room is active (joins subscribe asynchronously on remote nodes)."""
-        pending, deadline, n = set(receivers), time.monotonic() + timeout, 0
-        while pending:
-            assert time.monotonic() < deadline, f"no probe reached {pending}"
-            self.emit(sender, "to-room", room, {"probe": n})
-            n += 1
-            until = time.monotonic() + 0.2
-            while pending and time.monotonic() < until:
-                for r in list(self.seen):
-                    if r["type"] == "event" and r["event"] == "room-message" and \
-                            "probe" in r["args"][0]:
-                        self.seen.remove(r)
-                        pending.discard(r["name"])
-                self._pull(until - time.monotonic())
+        numbers = itertools.count()
+        self.probe_until(
+            lambda: self.emit(sender, "to-room", room, {"probe": next(numbers)}), receivers,
+            lambda r: r["event"] == "room-message" and "probe" in r["args"][0], "probe",
+            timeout)
         # Probes still in flight arrive later; room_messages() skips them.
 
 
@@ -392,17 +385,8 @@ def test_emitter_broadcasts_reach_room_members_on_every_node(cluster, redis, cli
     assert clients.ack("z", "join", "muted") == ["joined"]
     assert clients.ack("z", "join", "r") == ["joined"]
     # Until both nodes' pattern subscriptions are active, a probe may reach fewer.
-    pending, deadline = {"x", "y"}, time.monotonic() + TIMEOUT
-    while pending:
-        assert time.monotonic() < deadline, f"no emitter probe reached {pending}"
-        emitter_publish(redis, ["probe"], rooms=["r"], except_=["muted"])
-        until = time.monotonic() + 0.2
-        while pending and time.monotonic() < until:
-            for r in list(clients.seen):
-                if r["type"] == "event" and r["event"] == "probe":
-                    clients.seen.remove(r)
-                    pending.discard(r["name"])
-            clients._pull(until - time.monotonic())
+    clients.probe_until(lambda: emitter_publish(redis, ["probe"], rooms=["r"], except_=["muted"]),
+                        {"x", "y"}, lambda r: r["event"] == "probe", "emitter probe")
     clients.nothing_more("x", 0.3)
     for r in [r for r in clients.seen if r["type"] == "event" and r["event"] == "probe"]:
         clients.seen.remove(r)

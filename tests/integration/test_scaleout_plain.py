@@ -58,18 +58,9 @@ def settle(clients, senders, names):
     interest is active; then forgets the probes."""
     for node in senders:
         for room in ("r1", "r2"):
-            deadline = time.monotonic() + TIMEOUT
-            pending = {n for n, rooms in names if room in rooms}
-            while pending:
-                assert time.monotonic() < deadline, f"no probe to {room} reached {pending}"
-                node.api("emit", {"room": room, "event": "probe"})
-                until = time.monotonic() + 0.2
-                while pending and time.monotonic() < until:
-                    for r in list(clients.seen):
-                        if r["type"] == "event" and r["event"] == "probe":
-                            clients.seen.remove(r)
-                            pending.discard(r["name"])
-                    clients._pull(until - time.monotonic())
+            clients.probe_until(lambda: node.api("emit", {"room": room, "event": "probe"}),
+                                {n for n, rooms in names if room in rooms},
+                                lambda r: r["event"] == "probe", f"probe to {room}")
     clients.seen = [r for r in clients.seen if r.get("event") != "probe"]
 
 
