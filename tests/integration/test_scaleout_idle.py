@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 """What an idle cluster costs Redis (issue 12): a node's background work (its lease, the
 alive nodes, the readiness round trip's ping to itself, the renewal of the session records
-it holds) is one pipelined write a second, whatever its number of sockets: Redis reads from
-each node once a second.
+it holds) is one pipelined write of plain commands a second, whatever its number of
+sockets: Redis reads from each node once a second. A node that publishes sends it with a
+publish: Redis then wakes up for the publishes only.
 """
 
 import re
@@ -17,24 +18,49 @@ from test_scaleout_cost import clients, redis_cli  # noqa: F401 (clients: a fixt
 WINDOW = 3.0  # seconds of MONITOR; heartbeats come every second
 
 
+class Monitor:
+    """Redis MONITOR from start() to stop(): commands as (time, source, [words]), source
+    being the client's address, or 'lua' for a command a script called."""
+
+    def __init__(self, redis):
+        self.proc = subprocess.Popen(["redis-cli", "-p", str(redis.port), "MONITOR"],
+                                     stdout=subprocess.PIPE, text=True)
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout),
+                                       daemon=True)
+        self.reader.start()
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.reader.join(TIMEOUT)
+        out = []
+        for line in self.lines:
+            m = re.match(r'([0-9.]+) \[\d+ ([^\]]+)\] (.*)', line)
+            if m:
+                out.append((float(m.group(1)), m.group(2),
+                            re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(3))))
+        return out
+
+
 def monitor(redis, seconds):
-    """The commands Redis runs for `seconds`: (source, [words]) where source is the client's
-    address, or 'lua' for a command a script called."""
-    proc = subprocess.Popen(["redis-cli", "-p", str(redis.port), "MONITOR"],
-                            stdout=subprocess.PIPE, text=True)
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
+    """The commands Redis runs for `seconds` (Monitor.stop()'s list)."""
+    mon = Monitor(redis)
     time.sleep(seconds)
-    proc.kill()
-    proc.wait()
-    reader.join(TIMEOUT)
-    out = []
-    for line in lines:
-        m = re.match(r'[0-9.]+ \[\d+ ([^\]]+)\] (.*)', line)
-        if m:
-            out.append((m.group(1), re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(2))))
-    return out
+    return mon.stop()
+
+
+def by_client(seen):
+    """The commands seen, per client address: [(time, words)]; MONITOR's and INFO's left
+    out."""
+    top = {}
+    for t, source, words in seen:
+        if source != "lua" and words and words[0].upper() not in ("MONITOR", "INFO"):
+            top.setdefault(source, []).append((t, words))
+    return top
+
+
+HEARTBEAT = ["TIME", "ZADD", "ZREMRANGEBYSCORE", "ZRANGE", "PUBLISH"]
 
 
 def reads(redis):
@@ -45,9 +71,10 @@ def reads(redis):
 
 def test_idle_node_sends_one_pipelined_heartbeat_per_second(cluster, redis, clients):
     """Two nodes with recovery on and 20 sockets in a room, idle for 3 s under MONITOR:
-    each node sends, once a second, the heartbeat script (EVALSHA), its ping to its own
-    channel (PUBLISH) and two PEXPIRE renewing its session records (it holds one pid tag),
-    nothing else and nothing per socket; and each heartbeat is one read for Redis (at most
+    each node sends, once a second, its lease (TIME for Redis' clock, ZADD, ZREMRANGEBYSCORE
+    of the expired ones, ZRANGE of the alive ones; no script), its ping to its own channel
+    (PUBLISH) and two PEXPIRE renewing its session records (it holds one pid tag), nothing
+    else and nothing per socket; and each heartbeat is one read for Redis (at most
     one per heartbeat plus the test's own clients, not one per command batch)."""
     a, b = cluster(2, "--recovery", "60000")
     for i in range(20):
@@ -63,19 +90,56 @@ def test_idle_node_sends_one_pipelined_heartbeat_per_second(cluster, redis, clie
     reads0 = reads(redis)
     seen = monitor(redis, WINDOW)
     read = reads(redis) - reads0
-    top = {}
-    for source, words in seen:
-        if source != "lua" and words and words[0].upper() not in ("MONITOR", "INFO"):
-            top.setdefault(source, []).append(words)
+    assert not [words for _, source, words in seen if source == "lua"], seen
+    top = by_client(seen)
     assert len(top) == 2, top
     beats = 0
     for source, calls in top.items():
-        names = [c[0].upper() for c in calls]
-        n = names.count("EVALSHA")
+        names = [w[0].upper() for _, w in calls]
+        n = names.count("TIME")
         assert 2 <= n <= WINDOW + 1, (source, calls)
-        assert names == ["EVALSHA", "PUBLISH", "PEXPIRE", "PEXPIRE"] * n, (source, calls)
-        assert all(c[1].startswith("eddy:node:") for c in calls if c[0].upper() == "PUBLISH")
+        assert names == (HEARTBEAT + ["PEXPIRE", "PEXPIRE"]) * n, (source, calls)
+        assert all(w[1].startswith("eddy:node:") for _, w in calls if w[0].upper() == "PUBLISH")
         beats += n
     # Two INFO clients and MONITOR's own, and a heartbeat of each node between the first
     # INFO and MONITOR's start, or between its end and the second INFO.
     assert read <= beats + 3 + 2 * 2, (read, beats)
+
+
+def test_busy_node_heartbeat_rides_along_its_publishes(cluster, redis, clients):
+    """A node publishing 20 emits a second (to a room with a member on the other node) for
+    3 s under MONITOR: each of its heartbeats was sent with one of its publishes (the
+    heartbeat's TIME comes right after a broadcast's PUBLISH of the same client, within
+    2 ms: one read for Redis); a heartbeat on its own timer would follow a publish that
+    closely about once in 25. The idle node still beats on its own."""
+    a, b = cluster(2)
+    clients.connect("member", b)
+    assert clients.ack("member", "join", "r") == ["joined"]
+    clients.connect("sender", a)
+    clients.probe("sender", ["member"])
+    mon = Monitor(redis)
+    deadline = time.monotonic() + WINDOW
+    i = 0
+    while time.monotonic() < deadline:
+        clients.emit("sender", "to-room", "r", {"seq": i})
+        i += 1
+        time.sleep(0.05)
+    seen = mon.stop()
+    got = [s for s, _ in clients.room_messages("member", i)]
+    assert got == list(range(i))
+    top = by_client(seen)
+    sender = [calls for calls in top.values()
+              if any(w[0].upper() == "PUBLISH" and not w[1].startswith("eddy:node:")
+                     for _, w in calls)]
+    assert len(sender) == 1, top
+    calls = sender[0]
+    beats = [k for k, (_, w) in enumerate(calls) if w[0].upper() == "TIME"]
+    assert len(beats) >= 2, calls
+    for k in beats:
+        assert [w[0].upper() for _, w in calls[k:k + 5]] == HEARTBEAT, calls[k - 1:k + 5]
+        t_prev, prev = calls[k - 1] if k else (0, ["-"])
+        assert prev[0].upper() == "PUBLISH" and not prev[1].startswith("eddy:node:"), \
+            calls[k - 1:k + 5]
+        assert calls[k][0] - t_prev < 0.002, calls[k - 1:k + 5]
+    idle = [calls for calls in top.values() if calls is not sender[0]]
+    assert len(idle) == 1 and sum(w[0].upper() == "TIME" for _, w in idle[0]) >= 2, top
