@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """What README.md tells a new user to type works as written: its Socket.IO example, built
-with its command line for a checkout, serves what its comments say."""
+with its command line for a checkout, serves what its comments say; the examples' --help
+fits a terminal."""
 
 import json
 import os
@@ -9,9 +10,15 @@ import shlex
 import subprocess
 import time
 
+import pytest
+
 from eddyserver import BUILD, ROOT, TIMEOUT
 from sioserver import CLIENTS, node
 from test_packaging import sanitizer_flags
+
+EXAMPLES = ["echo", "seed_disconnect", "push_all", "auth_token", "custom_handshake", "frames",
+            "pubsub", "socketio", "chat"]
+
 
 def readme():
     with open(os.path.join(ROOT, "README.md")) as f:
@@ -93,3 +100,10 @@ def test_readme_socketio_example_built_from_a_checkout_serves_its_room(tmp_path)
         proc.terminate()
         proc.wait(timeout=10)
 
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_help_fits_80_columns(example):
+    out = subprocess.run([os.path.join(BUILD, "examples", example), "--help"],
+                         capture_output=True, text=True, timeout=10, check=True).stdout
+    assert [line for line in out.splitlines() if len(line) > 80] == []
+    assert [line for line in out.splitlines() if line.endswith(" ")] == []
