@@ -107,3 +107,13 @@ def test_example_help_fits_80_columns(example):
                          capture_output=True, text=True, timeout=10, check=True).stdout
     assert [line for line in out.splitlines() if len(line) > 80] == []
     assert [line for line in out.splitlines() if line.endswith(" ")] == []
+
+
+def test_eddy_help_names_the_status_json_option_and_the_live_reload_keys():
+    usage = subprocess.run([os.path.join(BUILD, "eddy"), "--help"], capture_output=True,
+                           text=True, timeout=10, check=True).stdout
+    assert "status [-c FILE] [--json]" in usage
+    reload_text = re.sub(r"\s+", " ", usage.split("  reload", 1)[1].split("  config check")[0])
+    for key in ("max_connection", "package_max_length", "the TLS certificate", "[auth]",
+                "client_rooms", "[api]"):
+        assert key in reload_text, key
