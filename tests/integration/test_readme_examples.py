@@ -117,3 +117,23 @@ def test_eddy_help_names_the_status_json_option_and_the_live_reload_keys():
     for key in ("max_connection", "package_max_length", "the TLS certificate", "[auth]",
                 "client_rooms", "[api]"):
         assert key in reload_text, key
+
+
+@pytest.mark.parametrize("lines, ok", [
+    ("history_on_join = 5", False),
+    ("history_on_join = 5\nhistory_size = 10", True),
+    ("history_on_join = 5\nrecovery_max_disconnection = 60", True),
+    ("history_on_join = 5\nenabled = false", True),
+])
+def test_config_check_refuses_what_serve_would_refuse(tmp_path, lines, ok):
+    """`eddy config check` is the check README tells users to run: a file it passes must not
+    be refused by `eddy serve` (history_on_join without a history was)."""
+    conf = tmp_path / "eddy.conf"
+    conf.write_text(f"[socketio]\n{lines}\n")
+    check = subprocess.run([os.path.join(BUILD, "eddy"), "config", "check", "-c", str(conf)],
+                           capture_output=True, text=True, timeout=10)
+    if ok:
+        assert check.returncode == 0, check.stderr
+    else:
+        assert check.returncode == 2
+        assert "history_on_join needs history_size" in check.stderr
