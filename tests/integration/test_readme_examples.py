@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """What README.md tells a new user to type works as written: its Socket.IO example, built
 with its command line for a checkout, serves what its comments say; the examples' --help
-fits a terminal."""
+fits a terminal, eddy --help names what README's command table does, and `eddy config
+check` refuses what `eddy serve` would."""
 
 import json
 import os
