@@ -400,6 +400,10 @@ cfg_t *cfg_load(const char *path, const char *base_dir, char *err, size_t err_le
         goto failed;
     }
     auth_config_clear(&auth);
+    if (realtime_check(cfg, why, sizeof(why)) < 0) {
+        snprintf(err, err_len, "%s: %s", path != NULL ? path : "configuration", why);
+        goto failed;
+    }
     eddy_options_t opts;
     eddy_server_get_options(scratch, &opts);
     cfg->log_level = opts.log_level;

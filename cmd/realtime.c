@@ -350,6 +350,38 @@ int realtime_check_key(const char *section, const char *key, const char *value, 
     return rc;
 }
 
+/* What keys valid one by one cannot be together, or NULL. */
+static const char *settings_conflict(const settings_t *st)
+{
+    if (st->enabled && st->history_on_join > 0 && st->history_size == 0 && st->recovery_ms == 0)
+        return "[socketio] history_on_join needs history_size (or recovery_max_disconnection): "
+               "no history is kept";
+    return NULL;
+}
+
+int realtime_check(const cfg_t *cfg, char *why, size_t why_len)
+{
+    settings_t *st = malloc(sizeof(*st));
+    if (st == NULL) {
+        snprintf(why, why_len, "out of memory");
+        return EDDY_ENOMEM;
+    }
+    settings_init(st);
+    char ignored[160];
+    for (size_t i = 0; i < cfg->entry_count; i++) {
+        const cfg_entry_t *e = &cfg->entries[i];
+        if (realtime_section(e->section)) /* each checked already by realtime_check_key() */
+            settings_set(st, e->section, e->key, e->value, ignored, sizeof(ignored));
+    }
+    const char *conflict = settings_conflict(st);
+    memset(st->api_key, 0, sizeof(st->api_key));
+    free(st);
+    if (conflict == NULL)
+        return 0;
+    snprintf(why, why_len, "%s", conflict);
+    return EDDY_EINVAL;
+}
+
 /* ---- the rooms table ---- */
 
 typedef struct room_rec {
@@ -1263,9 +1295,8 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
     snprintf(R.query_param, sizeof(R.query_param), "%s", param != NULL ? param : "token");
     if (!R.st.enabled)
         return 0;
-    if (R.st.history_on_join > 0 && R.st.history_size == 0 && R.st.recovery_ms == 0) {
-        fprintf(stderr, "eddy: [socketio] history_on_join needs history_size (or "
-                        "recovery_max_disconnection): no history is kept\n");
+    if (settings_conflict(&R.st) != NULL) {
+        fprintf(stderr, "eddy: %s\n", settings_conflict(&R.st));
         return -1;
     }
     eddy_rt_options_t opts;

@@ -31,6 +31,12 @@ bool realtime_section(const char *section);
  */
 int realtime_check_key(const char *section, const char *key, const char *value, char *why,
                        size_t why_len);
+/*
+ * Checks what realtime_check_key() cannot see line by line: keys of cfg's [socketio]
+ * section that are valid alone but not together (history_on_join without a history).
+ * Returns 0, or EDDY_EINVAL (EDDY_ENOMEM) with the reason in why.
+ */
+int realtime_check(const cfg_t *cfg, char *why, size_t why_len);
 
 /*
  * Creates the layer on srv from cfg's [socketio], [api] and [broker] sections, before the server

@@ -76,6 +76,29 @@ static inline const char *example_option(int argc, char **argv, const char *opti
     return fallback;
 }
 
+/* One option of --help: its name in a column of 18, its help wrapped to 80 columns beside
+ * it (or under it, for a longer name). */
+static inline void example_usage_option(FILE *out, const char *left, const char *help)
+{
+    enum { INDENT = 21, WIDTH = 80 };
+    int col = INDENT;
+    if (strlen(left) > INDENT - 3)
+        fprintf(out, "  %s\n%*s", left, INDENT, "");
+    else
+        fprintf(out, "  %-18s ", left);
+    for (const char *w = help; *w != '\0';) {
+        int n = (int)strcspn(w, " ");
+        if (col > INDENT && col + 1 + n > WIDTH)
+            col = fprintf(out, "\n%*s", INDENT, "") - 1;
+        else if (col > INDENT)
+            col += fprintf(out, " ");
+        col += fprintf(out, "%.*s", n, w);
+        for (w += n; *w == ' '; w++)
+            ;
+    }
+    fputc('\n', out);
+}
+
 static inline void example_usage(const example_spec_t *spec, FILE *out)
 {
     fprintf(out,
@@ -93,7 +116,7 @@ static inline void example_usage(const example_spec_t *spec, FILE *out)
         char left[64];
         snprintf(left, sizeof(left), "%s%s%s", opt->name, opt->arg != NULL ? " " : "",
                  opt->arg != NULL ? opt->arg : "");
-        fprintf(out, "  %-18s %s\n", left, opt->help);
+        example_usage_option(out, left, opt->help);
     }
     fputs("  --help             print this help and exit\n"
           "  --version          print the version and exit\n\n"

@@ -578,7 +578,9 @@ int eddy_rt_accept(eddy_rt_socket_t *s);
 /*
  * Joins or leaves room (copied). Joining twice is one membership; leaving a room the
  * socket is not in, or its own, does nothing. The presence callback runs. Returns 0,
- * EDDY_ECLOSED, EDDY_EINVAL (room NULL), EDDY_ENOMEM.
+ * EDDY_ECLOSED (not connected: still in its connect callback, where Socket.IO middleware
+ * may join but eddy does not yet, or gone), EDDY_EINVAL (room NULL), EDDY_ENOMEM. Join
+ * rooms from the connection callback on.
  */
 int eddy_rt_join(eddy_rt_socket_t *s, const char *room);
 int eddy_rt_leave(eddy_rt_socket_t *s, const char *room);
