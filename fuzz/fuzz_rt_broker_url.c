@@ -8,7 +8,8 @@
  * starting after a comma; a piece is accepted (0) or refused (EDDY_EINVAL); a refusal
  * leaves the configuration untouched; an accepted piece gives a port in 1..65535 and, with
  * Sentinel, a master name of 1 to 64 bytes and 1 to RT_BROKER_SENTINELS_MAX sentinels with
- * valid ports; every string it sets points into the parse buffer (ASan checks the reads).
+ * valid ports; every string it sets points into the parse buffer (ASan checks the reads);
+ * a user name (the master's or the sentinels') comes with a password, neither empty.
  */
 #include <string.h>
 
@@ -71,12 +72,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 FUZZ_CHECK(cfg.sentinels[i].port >= 1 && cfg.sentinels[i].port <= 65535);
             }
             FUZZ_CHECK(cfg.sentinel_password == NULL || in_buf(&url, cfg.sentinel_password));
+            FUZZ_CHECK(cfg.sentinel_username == NULL || in_buf(&url, cfg.sentinel_username));
+            /* AUTH needs a password: a user name comes with one. */
+            FUZZ_CHECK(cfg.sentinel_username == NULL || cfg.sentinel_password != NULL);
         } else {
             FUZZ_CHECK(cfg.host == before.host || in_buf(&url, cfg.host));
             FUZZ_CHECK(cfg.port >= 1 && cfg.port <= 65535);
         }
         if (rc == 0 && cfg.password != NULL && cfg.password != before.password)
             FUZZ_CHECK(in_buf(&url, cfg.password));
+        if (rc == 0 && cfg.username != NULL) {
+            FUZZ_CHECK(in_buf(&url, cfg.username) && cfg.password != NULL);
+            FUZZ_CHECK(cfg.username[0] != '\0' && cfg.password[0] != '\0');
+        }
         if (p[len] == '\0')
             break;
         p += len + 1;

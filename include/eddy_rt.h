@@ -127,7 +127,9 @@ typedef struct eddy_rt_options {
      * Redis, spelled the same way (any order); the node is ready only while each answers.
      * With Redis Sentinel (README "Sentinel"):
      * "redis+sentinel://[:password@]host[:port][,host[:port]...]/master[/db]" (sentinel
-     * port 26379; "?sentinel_password=..." for the sentinels' AUTH): the sentinels are asked
+     * port 26379; "?sentinel_password=...[&sentinel_username=...]" for the sentinels' AUTH;
+     * "user:password@" logs in as a Redis 6 ACL user; user names, passwords and parameters
+     * are percent-decoded, README "Sentinel"): the sentinels are asked
      * for the master before every connection and reconnection, so the node follows a
      * failover. A malformed URL: eddy_rt_new() fails, logged. Copied.
      */

@@ -526,6 +526,8 @@ typedef struct rt_broker_redis_config {
     const char *host;             /* "127.0.0.1" (copied) */
     int port;                     /* 6379 */
     const char *password;         /* NULL: no AUTH (copied) */
+    const char *username;         /* with password: AUTH username password (a Redis 6 ACL
+                                   * user); NULL: AUTH password (copied) */
     int db;                       /* 0: SELECT db when not 0 */
     const char *prefix;           /* "eddy:" (copied) */
     const char *node_id;          /* NULL: 16 random hex characters (copied) */
@@ -562,12 +564,13 @@ typedef struct rt_broker_redis_config {
      * the backoff). A lost connection, or a READONLY or MASTERDOWN answer (a demoted
      * master), makes it ask again; between attempts it listens to +switch-master on the
      * sentinel that answered last, which ends the backoff's wait. password and db are the
-     * master's; sentinel_password (NULL: no AUTH) the sentinels'. All copied. NULL (the
-     * default): no Sentinel. */
+     * master's; sentinel_password (NULL: no AUTH) and sentinel_username (NULL: AUTH with
+     * the password alone) the sentinels'. All copied. NULL (the default): no Sentinel. */
     const char *sentinel_master;
     const rt_broker_addr_t *sentinels;
     size_t nsentinels;
     const char *sentinel_password;
+    const char *sentinel_username;
 } rt_broker_redis_config_t;
 
 /* Fills *cfg with the defaults above. */
@@ -577,11 +580,14 @@ void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg);
  * Redis URLs (rt_broker_url.c; eddy_rt_options_t.redis_url):
  *   redis://[[user]:password@]host[:port][/db]                       one Redis (port 6379)
  *   redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]
- *                    [?sentinel_password=secret]                     Sentinel (port 26379)
+ *     [?sentinel_password=secret[&sentinel_username=name]]           Sentinel (port 26379)
  * A list separated by commas names several shards: a comma followed by "redis://" or
  * "redis+sentinel://" starts the next URL; any other comma separates the sentinels of a
  * redis+sentinel URL (a redis:// URL has none). A master name is 1 to 64 of A-Z a-z 0-9
- * _ - . : (the user name is ignored: AUTH sends the password alone).
+ * _ - . :. With a user, AUTH sends user and password (Redis 6 ACL), else the password
+ * alone ("password@" without a colon is a password too). User names, passwords and
+ * parameter values are percent-decoded (%40 "@", %3F "?", %2F "/", %26 "&", %25 "%"; a
+ * "%" not followed by two hex digits, or %00, is refused).
  */
 
 /* Where rt_broker_url_parse() puts the strings and sentinels a configuration points to. */

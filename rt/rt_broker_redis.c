@@ -294,6 +294,7 @@ typedef struct rb {
      * in the same allocation), reordered by the thread (the one that answered first). The
      * master the sentinels named is host and cfg.port (thread only). */
     char *sentinel_master, *sentinel_password;
+    char *username, *sentinel_username; /* ACL users of AUTH (copies; NULL: none) */
     rt_broker_addr_t *sentinels;
     bool master_known;
     _Atomic uint64_t master_switches;
@@ -1792,6 +1793,13 @@ static redisReply *command(redisContext *c, int argc, const char **argv, const s
     return redisCommandArgv(c, argc, argv, lens);
 }
 
+/* AUTH password, or with a user name (a Redis 6 ACL user) AUTH username password. */
+static redisReply *auth(redisContext *c, const char *username, const char *password)
+{
+    return username ? redisCommand(c, "AUTH %s %s", username, password)
+                    : redisCommand(c, "AUTH %s", password);
+}
+
 static redisContext *connect_one(rb_t *rb, const char **err)
 {
     struct timeval tv = {rb->cfg.io_timeout_ms / 1000, (rb->cfg.io_timeout_ms % 1000) * 1000};
@@ -1808,7 +1816,7 @@ static redisContext *connect_one(rb_t *rb, const char **err)
     redisEnableKeepAlive(c);
     redisReply *r = NULL;
     if (rb->password) {
-        r = redisCommand(c, "AUTH %s", rb->password);
+        r = auth(c, rb->username, rb->password);
         if (!r || r->type == REDIS_REPLY_ERROR)
             goto fail;
         freeReplyObject(r);
@@ -1846,7 +1854,7 @@ static redisContext *sentinel_connect(rb_t *rb, const rt_broker_addr_t *s, char 
     }
     redisSetTimeout(c, tv);
     if (rb->sentinel_password) {
-        redisReply *r = redisCommand(c, "AUTH %s", rb->sentinel_password);
+        redisReply *r = auth(c, rb->sentinel_username, rb->sentinel_password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             snprintf(why, why_len, "%s", r ? "AUTH refused" : c->errstr);
             if (r)
@@ -3315,6 +3323,8 @@ static void rb_destroy(rb_t *rb)
     free(rb->emitter_pattern);
     free(rb->sentinel_master);
     free(rb->sentinel_password);
+    free(rb->username);
+    free(rb->sentinel_username);
     free(rb->sentinels);
     if (rb->wake_fd >= 0)
         close(rb->wake_fd);
@@ -3414,6 +3424,18 @@ static int sentinels_copy(rb_t *rb, const rt_broker_redis_config_t *cfg)
     return 0;
 }
 
+/* Copies the user names of cfg into rb. */
+static int usernames_copy(rb_t *rb, const rt_broker_redis_config_t *cfg)
+{
+    rb->username = cfg->username ? strdup(cfg->username) : NULL;
+    rb->sentinel_username = cfg->sentinel_username ? strdup(cfg->sentinel_username) : NULL;
+    rb->cfg.username = rb->username;
+    rb->cfg.sentinel_username = rb->sentinel_username;
+    return (cfg->username && !rb->username) || (cfg->sentinel_username && !rb->sentinel_username)
+               ? -1
+               : 0;
+}
+
 static char *join(const char *a, const char *b, const char *c)
 {
     size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
@@ -3479,7 +3501,7 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
     if (!rb->host || (cfg->password && !rb->password) || !rb->prefix || !rb->node_channel ||
         !rb->nodes_key || !rb->all_channel || !rb->subs || rb->wake_fd < 0 ||
         (cfg->emitter_prefix && !rb->emitter_pattern) ||
-        (cfg->sentinel_master && sentinels_copy(rb, cfg) != 0))
+        (cfg->sentinel_master && sentinels_copy(rb, cfg) != 0) || usernames_copy(rb, cfg) != 0)
         goto fail;
     rb->cfg.host = rb->host;
     rb->cfg.password = rb->password;

@@ -52,12 +52,52 @@ static const char *host_port(char *s, int default_port, const char **host, int *
     return NULL;
 }
 
-/* "[[user]:password@]" before at (in place). */
-static void user_info(char *start, char *at, rt_broker_redis_config_t *cfg)
+/* Percent-decodes s in place (RFC 3986 2.1), so that a user name, password or parameter
+ * can hold the bytes that delimit a URL (%40 is "@", %3F "?", %2F "/", %25 "%"). NULL, or
+ * what is wrong. */
+static const char *percent_decode(char *s)
+{
+    static const char hex[] = "0123456789abcdef0123456789ABCDEF";
+    char *out = s;
+    for (; *s != '\0'; s++) {
+        if (*s != '%') {
+            *out++ = *s;
+            continue;
+        }
+        const char *hi = s[1] != '\0' ? strchr(hex, s[1]) : NULL;
+        const char *lo = hi != NULL && s[2] != '\0' ? strchr(hex, s[2]) : NULL;
+        if (lo == NULL)
+            return "a % is not followed by two hex digits";
+        char c = (char)((hi - hex) % 16 * 16 + (lo - hex) % 16);
+        if (c == '\0')
+            return "%00 in a user name, password or parameter";
+        *out++ = c;
+        s += 2;
+    }
+    *out = '\0';
+    return NULL;
+}
+
+/* "[[user]:password@]" before at (in place, percent-decoded; without a colon all of it is
+ * the password). NULL, or what is wrong. */
+static const char *user_info(char *start, char *at, rt_broker_redis_config_t *cfg)
 {
     *at = '\0';
-    char *colon = strchr(start, ':');
-    cfg->password = colon != NULL ? colon + 1 : start;
+    char *colon = strchr(start, ':'), *user = NULL, *password = start;
+    if (colon != NULL) {
+        *colon = '\0';
+        password = colon + 1;
+        if (start[0] != '\0' && password[0] == '\0')
+            return "a user name without a password";
+        if (start[0] != '\0')
+            user = start;
+    }
+    const char *why = user != NULL ? percent_decode(user) : NULL;
+    if (why == NULL)
+        why = percent_decode(password);
+    cfg->username = user;
+    cfg->password = password;
+    return why;
 }
 
 /* "/db" (db may be empty: 0). */
@@ -76,7 +116,9 @@ static const char *parse_redis(char *s, rt_broker_redis_config_t *cfg)
 {
     char *at = strrchr(s, '@');
     if (at != NULL) {
-        user_info(s, at, cfg);
+        const char *why = user_info(s, at, cfg);
+        if (why != NULL)
+            return why;
         s = at + 1;
     }
     char *slash = strchr(s, '/');
@@ -91,21 +133,50 @@ static const char *parse_redis(char *s, rt_broker_redis_config_t *cfg)
     return host_port(s, REDIS_PORT, &cfg->host, &cfg->port);
 }
 
+/* The query of a redis+sentinel URL, "name=value[&name=value]" (in place, the values
+ * percent-decoded): the sentinels' AUTH. NULL, or what is wrong. */
+static const char *parameters(char *query, rt_broker_redis_config_t *cfg)
+{
+    static const char *const names[] = {"sentinel_password=", "sentinel_username="};
+    const char **fields[] = {&cfg->sentinel_password, &cfg->sentinel_username};
+    for (char *next = query; next != NULL;) {
+        char *item = next;
+        if ((next = strchr(item, '&')) != NULL)
+            *next++ = '\0';
+        size_t i, len = 0;
+        for (i = 0; i < 2; i++)
+            if (strncmp(item, names[i], len = strlen(names[i])) == 0)
+                break;
+        if (i == 2 || item[len] == '\0' || *fields[i] != NULL)
+            return "the parameters are sentinel_password=... and sentinel_username=..., "
+                   "each once, not empty";
+        const char *why = percent_decode(item + len);
+        if (why != NULL)
+            return why;
+        *fields[i] = item + len;
+    }
+    if (cfg->sentinel_username != NULL && cfg->sentinel_password == NULL)
+        return "sentinel_username= without sentinel_password=";
+    return NULL;
+}
+
 /* What follows "redis+sentinel://". */
 static const char *parse_sentinel(char *s, rt_broker_url_t *url, rt_broker_redis_config_t *cfg)
 {
-    static const char param[] = "sentinel_password=";
     char *query = strchr(s, '?');
-    const char *sentinel_password = NULL;
+    cfg->sentinel_password = NULL;
+    cfg->sentinel_username = NULL;
     if (query != NULL) {
         *query++ = '\0';
-        if (strncmp(query, param, sizeof(param) - 1) != 0 || query[sizeof(param) - 1] == '\0')
-            return "the only parameter is sentinel_password=...";
-        sentinel_password = query + sizeof(param) - 1;
+        const char *why = parameters(query, cfg);
+        if (why != NULL)
+            return why;
     }
     char *at = strrchr(s, '@');
     if (at != NULL) {
-        user_info(s, at, cfg);
+        const char *why = user_info(s, at, cfg);
+        if (why != NULL)
+            return why;
         s = at + 1;
     }
     char *slash = strchr(s, '/');
@@ -139,7 +210,6 @@ static const char *parse_sentinel(char *s, rt_broker_url_t *url, rt_broker_redis
     cfg->sentinel_master = master;
     cfg->sentinels = url->sentinels;
     cfg->nsentinels = n;
-    cfg->sentinel_password = sentinel_password;
     cfg->db = db;
     return NULL;
 }
@@ -168,8 +238,9 @@ int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_bro
     }
     /* Not the URL itself: it may carry a password. */
     eddy_log(srv, EDDY_LOG_ERROR,
-             "eddy_rt: bad Redis URL: %s (want redis://[:password@]host[:port][/db] or "
-             "redis+sentinel://[:password@]host[:port][,host[:port]...]/master[/db])",
+             "eddy_rt: bad Redis URL: %s (want redis://[[user]:password@]host[:port][/db] or "
+             "redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]"
+             "[?sentinel_username=...&sentinel_password=...])",
              why);
     return EDDY_EINVAL;
 }

@@ -37,7 +37,12 @@ static void test_redis_urls(void)
     CHECK(cfg.password == NULL && cfg.sentinel_master == NULL && cfg.nsentinels == 0);
     CHECK_EQ_INT(parse("redis://user:pw@h", &url, &cfg), 0);
     CHECK(strcmp(cfg.host, "h") == 0 && strcmp(cfg.password, "pw") == 0);
+    CHECK(cfg.username && strcmp(cfg.username, "user") == 0);
     CHECK_EQ_INT(cfg.port, 6379);
+    CHECK_EQ_INT(parse("redis://:pw@h", &url, &cfg), 0);
+    CHECK(strcmp(cfg.password, "pw") == 0 && cfg.username == NULL);
+    CHECK_EQ_INT(parse("redis://pw@h", &url, &cfg), 0); /* no colon: a password */
+    CHECK(strcmp(cfg.password, "pw") == 0 && cfg.username == NULL);
     CHECK_EQ_INT(parse("redis://[::1]:7000/", &url, &cfg), 0);
     CHECK(strcmp(cfg.host, "::1") == 0);
     CHECK_EQ_INT(cfg.port, 7000);
@@ -64,11 +69,39 @@ static void test_sentinel_urls(void)
     CHECK_EQ_INT(cfg.nsentinels, 1);
     CHECK(strcmp(cfg.sentinel_master, "redis-prod.eu:1") == 0);
     CHECK(cfg.password == NULL && cfg.sentinel_password == NULL && cfg.db == 0);
+    CHECK(cfg.username == NULL && cfg.sentinel_username == NULL);
 
     /* Its shard name is the master's, whatever address the sentinels name. */
     char name[RT_BROKER_SHARD_NAME_SIZE];
     rt_broker_shard_name(&cfg, name);
     CHECK(strcmp(name, "sentinel:redis-prod.eu:1/0") == 0);
+
+    CHECK_EQ_INT(parse("redis+sentinel://app:pw@s1/m?sentinel_username=watcher"
+                       "&sentinel_password=sp",
+                       &url, &cfg),
+                 0);
+    CHECK(cfg.username && strcmp(cfg.username, "app") == 0 && strcmp(cfg.password, "pw") == 0);
+    CHECK(cfg.sentinel_username && strcmp(cfg.sentinel_username, "watcher") == 0);
+    CHECK(strcmp(cfg.sentinel_password, "sp") == 0);
+}
+
+/* User names, passwords and parameter values are percent-decoded, so that they can hold
+ * what delimits the URL. */
+static void test_percent_decoding(void)
+{
+    rt_broker_url_t url;
+    rt_broker_redis_config_t cfg;
+    CHECK_EQ_INT(parse("redis://us%40er:p%3Fa%2Fs%25s%40w%3a@h:1/2", &url, &cfg), 0);
+    CHECK(strcmp(cfg.username, "us@er") == 0 && strcmp(cfg.password, "p?a/s%s@w:") == 0);
+    CHECK(strcmp(cfg.host, "h") == 0 && cfg.port == 1 && cfg.db == 2);
+    CHECK_EQ_INT(parse("redis+sentinel://a%3Ab:%2525@s1/m?sentinel_password=x%26y%3Fz%3D"
+                       "&sentinel_username=%E2%82%AC",
+                       &url, &cfg),
+                 0);
+    CHECK(strcmp(cfg.username, "a:b") == 0 && strcmp(cfg.password, "%25") == 0);
+    CHECK(strcmp(cfg.sentinel_password, "x&y?z=") == 0);
+    CHECK(strcmp(cfg.sentinel_username, "\xe2\x82\xac") == 0);
+    CHECK(strcmp(cfg.sentinel_master, "m") == 0 && strcmp(url.sentinels[0].host, "s1") == 0);
 }
 
 static void test_lists(void)
@@ -103,8 +136,26 @@ static void test_bad_forms(void)
         {"redis+sentinel://s1:/m", "a port is not 1-65535"},
         {"redis+sentinel://s1/m/x", "the database is not a number"},
         {"redis+sentinel://s1/m/-1", "the database is not a number"},
-        {"redis+sentinel://s1/m?password=secret", "the only parameter is sentinel_password"},
-        {"redis+sentinel://s1/m?sentinel_password=", "the only parameter is sentinel_password"},
+        {"redis+sentinel://s1/m?password=secret", "the parameters are sentinel_password="},
+        {"redis+sentinel://s1/m?sentinel_password=", "the parameters are sentinel_password="},
+        {"redis+sentinel://s1/m?", "the parameters are sentinel_password="},
+        {"redis+sentinel://s1/m?sentinel_password=secret&", "the parameters are"},
+        {"redis+sentinel://s1/m?sentinel_password=secret&sentinel_password=secret",
+         "the parameters are"},
+        {"redis+sentinel://s1/m?sentinel_username=secret&sentinel_username=x&"
+         "sentinel_password=y",
+         "the parameters are"},
+        {"redis+sentinel://s1/m?sentinel_username=secret",
+         "sentinel_username= without sentinel_password="},
+        {"redis+sentinel://s1/m?sentinel_password=secret%4", "a % is not followed by two hex"},
+        {"redis+sentinel://s1/m?sentinel_password=secret%00", "%00 in a user name"},
+        {"redis+sentinel://secret:@s1/m", "a user name without a password"},
+        {"redis://secret:@h", "a user name without a password"},
+        {"redis://:secret%@h", "a % is not followed by two hex digits"},
+        {"redis://:secret%g0@h", "a % is not followed by two hex digits"},
+        {"redis://:secret%0@h", "a % is not followed by two hex digits"},
+        {"redis://secret%zz:secret@h", "a % is not followed by two hex digits"},
+        {"redis://:secret%00@h", "%00 in a user name, password or parameter"},
         {"redis+sentinel://s1/my master", "the master name is not"},
         {"redis+sentinel://s1/{m}", "the master name is not"},
         {"redis+sentinel://s1/m0123456789012345678901234567890123456789012345678901234567890123",
@@ -131,6 +182,8 @@ static void test_bad_forms(void)
         /* Left as it was. */
         CHECK(strcmp(cfg.host, "127.0.0.1") == 0 && cfg.port == 6379 && cfg.db == 0);
         CHECK(cfg.password == NULL && cfg.sentinel_master == NULL && cfg.nsentinels == 0);
+        CHECK(cfg.username == NULL && cfg.sentinel_username == NULL &&
+              cfg.sentinel_password == NULL);
     }
     /* Longer than the buffer. */
     char long_url[1100];
@@ -171,6 +224,7 @@ int main(void)
     eddy_on_log(srv, collect);
     test_redis_urls();
     test_sentinel_urls();
+    test_percent_decoding();
     test_lists();
     test_bad_forms();
     test_bad_sentinel_config();
