@@ -240,7 +240,19 @@ def test_kill9_then_recover_on_another_node(cluster, clients):
     clients.nothing_more("x2")
 
 
-def test_recovery_after_a_client_close_is_a_fresh_session(cluster, clients):
+def session_held(redis, pid):
+    """Whether Redis holds a session record of pid: live (a field of a node's
+    sessions:{tag}:<node> hash) or disconnected (session:<pid>)."""
+    def cli(*args):
+        return subprocess.run(["redis-cli", "-p", str(redis.port), *args], capture_output=True,
+                              text=True, timeout=TIMEOUT, check=True).stdout.split()
+    if cli("EXISTS", f"eddy:session:{pid}") != ["0"]:
+        return True
+    return any(cli("HEXISTS", key, pid) == ["1"]
+               for key in cli("--scan", "--pattern", "eddy:sessions:{*}:*"))
+
+
+def test_recovery_after_a_client_close_is_a_fresh_session(cluster, redis, clients):
     """A client that closed its socket itself (a namespace disconnect, final) cannot be
     recovered with its pid and offset on another node: its record is gone, so it gets a
     new id and nothing replayed (never a partial)."""
@@ -249,8 +261,14 @@ def test_recovery_after_a_client_close_is_a_fresh_session(cluster, clients):
     assert clients.ack("x", "join", "r") == ["joined"]
     clients.connect("s", b)
     clients.probe("s", ["x"])
+    assert session_held(redis, first["pid"])
     clients.send(cmd="close", name="x")
     clients.wait("x's disconnect", name="x", type="disconnect")
+    # The client knows at once; node A drops the record when it has read the close.
+    deadline = time.monotonic() + TIMEOUT
+    while session_held(redis, first["pid"]):
+        assert time.monotonic() < deadline, "the closed socket's record is still in Redis"
+        time.sleep(0.05)
     for i in range(3):
         clients.emit("s", "to-room", "r", {"seq": i})
     assert clients.ack("s", "message-with-ack", "sync") == ["sync"]
