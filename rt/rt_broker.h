@@ -691,8 +691,9 @@ rt_broker_t *rt_broker_memory_new(const rt_broker_memory_config_t *cfg,
  * included), with its part and name, one event at a time (several shards' threads never
  * run it at once); so an outage concerns the namespaces of that shard only. Deliveries and results
  * run on the shards' threads (several at once, each namespace's on one) and get the sharded
- * broker as b. With a Socket.IO emitter prefix, only the first shard listens to it (a
- * backend publishes to one Redis: list that one first). rt_broker_free() frees the shards
+ * broker as b. With a Socket.IO emitter prefix, every shard listens to it (a backend's
+ * emitter may publish to any of the Redis; each message comes through that one only, so
+ * once). rt_broker_free() frees the shards
  * one after the other: from its start, operations answer EDDY_ECLOSED and state changes and
  * deliveries are no longer handed on (results still are), so a handler running on one
  * shard's thread never reaches a shard already freed.
@@ -724,8 +725,8 @@ rt_broker_t *rt_broker_shard_new(const char *const *names, size_t n, rt_broker_s
  * the shards' threads, which rt_broker_free() joins). The ring names a shard
  * "host:port/db" (rt_broker_shard_name()): every node must list the same Redis spelled the
  * same way; the order does not matter. cfgs[0].node_id (NULL: random) is the node's id on
- * every shard; only cfgs[0].emitter_prefix is used. Returns NULL (logged) on a bad
- * configuration (the same Redis twice included) or out of memory.
+ * every shard; each shard listens to its own cfgs[i].emitter_prefix (usually the same). Returns
+ * NULL (logged) on a bad configuration (the same Redis twice included) or out of memory.
  */
 rt_broker_t *rt_broker_shard_redis_new(const rt_broker_redis_config_t *cfgs, size_t n,
                                        const rt_broker_handlers_t *h, void *ud);
