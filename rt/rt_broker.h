@@ -155,6 +155,7 @@ typedef struct rt_broker_stats {
     uint64_t reconnects;      /* successful reconnections after an outage */
     uint64_t gaps;            /* outages reported with gap */
     uint64_t master_switches; /* Sentinel: times the sentinels named another master */
+    uint64_t missed;          /* Redis, no history: broadcasts of other nodes that never came */
     uint64_t subscriptions;   /* (nsp, room) channels subscribed now */
 } rt_broker_stats_t;
 
@@ -501,9 +502,11 @@ void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN
  * One Lua script publishes: HINCRBY the seq, XADD to each target room's stream and trim
  * it, PUBLISH "<seq>:<epoch>:<message>" to each target room's channel; EVALSHA, EVAL on
  * NOSCRIPT. With no_history a publish is one plain PUBLISH per target room's channel of
- * "n<num>:<instance>:<message>" (no script, no key: what Socket.IO's Redis adapter costs
- * Redis): num numbers the broker's plain publishes in the order it sends them, instance
- * is the broker's random id (16 hex digits each). Such a broadcast has no position
+ * "n<num>:<instance>:<cnum>:<message>" (no script, no key: what Socket.IO's Redis adapter
+ * costs Redis): num numbers the broker's plain publishes in the order it sends them,
+ * instance is the broker's random id, cnum numbers its publishes on that channel (16 hex
+ * digits each; a jump in cnum on a channel held all along is counted as missed, see
+ * rt_chanseq.h and rt_broker_stats_t.missed). Such a broadcast has no position
  * (delivered with pos {0, 0}); a node that holds several of its channels delivers it once
  * (the first copy: num above the last delivered of that origin's instance), and every
  * node gets each channel's broadcasts in Redis' order. Nodes of one cluster must agree on
