@@ -257,6 +257,12 @@ static void write_broker(FILE *out)
     metric(out, "eddy_broker_master_switches_total", "counter",
            "Times Redis Sentinel named another master (redis+sentinel://).",
            b.master_switches_total);
+    metric(out, "eddy_broker_presence_repairs_total", "counter",
+           "Namespaces whose presence was written to Redis again after dropped writes.",
+           b.presence_repairs_total);
+    metric(out, "eddy_broker_messages_missed_total", "counter",
+           "Broadcasts of other nodes to rooms held here that never arrived (no history).",
+           b.messages_missed_total);
     metric(out, "eddy_broker_subscriptions", "gauge", "Redis channels subscribed now.",
            b.subscriptions);
     if (b.round_trip_age_ms != UINT64_MAX) {

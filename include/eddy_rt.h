@@ -252,6 +252,14 @@ typedef struct eddy_rt_broker_status {
     uint64_t published_total, delivered_total, buffered, buffered_bytes, dropped_total;
     uint64_t reconnects_total, gaps_total, subscriptions, nodes;
     uint64_t master_switches_total; /* redis+sentinel: times the sentinels named a new master */
+    /* Namespaces whose presence in Redis was written again after the broker dropped some of
+     * its presence writes (its queue full), without an outage: each is one repair. */
+    uint64_t presence_repairs_total;
+    /* Without history (recovery off, no history_max_messages): broadcasts other nodes
+     * published to a room this node held all along that never reached it (a jump in that
+     * node's numbers on the room's channel: a subscription connection cut, a publisher's
+     * queue overflowing). Lost: nothing holds them to recover from. */
+    uint64_t messages_missed_total;
 } eddy_rt_broker_status_t;
 
 void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out);

@@ -155,6 +155,7 @@ typedef struct rt_broker_stats {
     uint64_t reconnects;      /* successful reconnections after an outage */
     uint64_t gaps;            /* outages reported with gap */
     uint64_t master_switches; /* Sentinel: times the sentinels named another master */
+    uint64_t missed;          /* Redis, no history: broadcasts of other nodes that never came */
     uint64_t subscriptions;   /* (nsp, room) channels subscribed now */
 } rt_broker_stats_t;
 
@@ -501,9 +502,11 @@ void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN
  * One Lua script publishes: HINCRBY the seq, XADD to each target room's stream and trim
  * it, PUBLISH "<seq>:<epoch>:<message>" to each target room's channel; EVALSHA, EVAL on
  * NOSCRIPT. With no_history a publish is one plain PUBLISH per target room's channel of
- * "n<num>:<instance>:<message>" (no script, no key: what Socket.IO's Redis adapter costs
- * Redis): num numbers the broker's plain publishes in the order it sends them, instance
- * is the broker's random id (16 hex digits each). Such a broadcast has no position
+ * "n<num>:<instance>:<cnum>:<message>" (no script, no key: what Socket.IO's Redis adapter
+ * costs Redis): num numbers the broker's plain publishes in the order it sends them,
+ * instance is the broker's random id, cnum numbers its publishes on that channel (16 hex
+ * digits each; a jump in cnum on a channel held all along is counted as missed, see
+ * rt_chanseq.h and rt_broker_stats_t.missed). Such a broadcast has no position
  * (delivered with pos {0, 0}); a node that holds several of its channels delivers it once
  * (the first copy: num above the last delivered of that origin's instance), and every
  * node gets each channel's broadcasts in Redis' order. Nodes of one cluster must agree on
@@ -697,8 +700,9 @@ rt_broker_t *rt_broker_memory_new(const rt_broker_memory_config_t *cfg,
  * included), with its part and name, one event at a time (several shards' threads never
  * run it at once); so an outage concerns the namespaces of that shard only. Deliveries and results
  * run on the shards' threads (several at once, each namespace's on one) and get the sharded
- * broker as b. With a Socket.IO emitter prefix, only the first shard listens to it (a
- * backend publishes to one Redis: list that one first). rt_broker_free() frees the shards
+ * broker as b. With a Socket.IO emitter prefix, every shard listens to it (a backend's
+ * emitter may publish to any of the Redis; each message comes through that one only, so
+ * once). rt_broker_free() frees the shards
  * one after the other: from its start, operations answer EDDY_ECLOSED and state changes and
  * deliveries are no longer handed on (results still are), so a handler running on one
  * shard's thread never reaches a shard already freed.
@@ -730,8 +734,8 @@ rt_broker_t *rt_broker_shard_new(const char *const *names, size_t n, rt_broker_s
  * the shards' threads, which rt_broker_free() joins). The ring names a shard
  * "host:port/db" (rt_broker_shard_name()): every node must list the same Redis spelled the
  * same way; the order does not matter. cfgs[0].node_id (NULL: random) is the node's id on
- * every shard; only cfgs[0].emitter_prefix is used. Returns NULL (logged) on a bad
- * configuration (the same Redis twice included) or out of memory.
+ * every shard; each shard listens to its own cfgs[i].emitter_prefix (usually the same). Returns
+ * NULL (logged) on a bad configuration (the same Redis twice included) or out of memory.
  */
 rt_broker_t *rt_broker_shard_redis_new(const rt_broker_redis_config_t *cfgs, size_t n,
                                        const rt_broker_handlers_t *h, void *ud);

@@ -20,6 +20,7 @@
 #include <hiredis/hiredis.h>
 
 #include "rt_broker.h"
+#include "rt_chanseq.h"
 
 /* Publish: KEYS = pos, then (stream, last) per target; ARGV = epoch candidate, maxlen,
  * age ms, meta ttl ms, message, channels. */
@@ -270,6 +271,8 @@ typedef struct rb {
     nsp_seen_t *seen;
     origin_seen_t *origins;
     uint64_t instance, plain_num; /* this broker's plain publishes: its id, their last number */
+    rt_chanseq_t *chan_sent, *chan_heard; /* plain publishes' per-channel numbers (missed_note) */
+    uint64_t missed_logged_ms, missed_unlogged;
     uint64_t next_heartbeat, down_since;
     /* Redis' clock (TIME, ms) as of this thread's monotonic clock at redis_time_at: leases
      * are in Redis' time, so that nodes' clocks need not agree. */
@@ -281,7 +284,7 @@ typedef struct rb {
 
     _Atomic int state;
     _Atomic uint64_t last_pong;
-    _Atomic uint64_t published, delivered, dropped, reconnects, gaps, nsubs;
+    _Atomic uint64_t published, delivered, dropped, reconnects, gaps, nsubs, missed;
     atomic_uint_fast64_t next_req;
     nreq_t *reqs;    /* thread only */
     nreq_t *barrier; /* thread only: holds the queue until it is answered */
@@ -743,10 +746,12 @@ static void build_publish(argb_t *a, rb_t *rb, const void *p)
 }
 
 /* A plain publish's message (no_history): 'n', the broadcast's number (written when it is
- * sent) and the publishing broker's instance, 16 hex digits each and each followed by
- * ':', then the message. */
+ * sent), the publishing broker's instance and the broadcast's number on the channel it is
+ * published to (written before each PUBLISH: see missed_note()), 16 hex digits each and
+ * each followed by ':', then the message. */
 #define PLAIN_TAG  'n'
-#define PLAIN_HEAD 35
+#define PLAIN_HEAD 52
+#define PLAIN_CHAN 35 /* where the channel's number starts */
 
 static void put_hex16(char *out, uint64_t v)
 {
@@ -767,7 +772,7 @@ static void build_publish_plain(argb_t *a, rb_t *rb, const void *p)
     memset(head, '0', sizeof(head));
     head[0] = PLAIN_TAG;
     put_hex16(head + 18, rb->instance);
-    head[17] = head[34] = ':';
+    head[17] = head[34] = head[51] = ':';
     arg_str(a, "PUBLISH");
     arg_put(a, head, sizeof(head));
     arg_message_body(a, rb, m);
@@ -2150,6 +2155,11 @@ static int apply_subs(rb_t *rb, bool all)
     }
     atomic_store(&rb->nsubs, rb->subs_count);
     pthread_mutex_unlock(&rb->lock);
+    /* A channel held afresh: what its publishers sent meanwhile was not for this node (the
+     * UNSUBSCRIBE before was answered: nothing older is still on its way). After a
+     * reconnect (all) the numbers stay: a jump is what the outage lost. */
+    for (size_t i = 0; !all && i < nsub; i++)
+        rt_chanseq_forget(rb->chan_heard, chans[i], lens[i]);
     int rc = send_changes(rb, "SUBSCRIBE", "UNSUBSCRIBE", chans, lens, cap, nsub, nunsub);
     free(cand);
     return rc;
@@ -2265,6 +2275,10 @@ static bool origin_new(rb_t *rb, const char *origin, uint64_t instance, uint64_t
  * broadcast arrive together, so an entry is needed only for so long). */
 static void origins_prune(rb_t *rb, uint64_t cutoff)
 {
+    /* A publisher keeps a channel's number longer than its receivers, who would otherwise
+     * take its numbering afresh for a jump. */
+    rt_chanseq_prune(rb->chan_heard, cutoff);
+    rt_chanseq_prune(rb->chan_sent, cutoff > ORIGIN_IDLE_MS ? cutoff - ORIGIN_IDLE_MS : 0);
     for (origin_seen_t **it = &rb->origins; *it;) {
         origin_seen_t *e = *it;
         if (e->at_ms < cutoff) {
@@ -2274,6 +2288,33 @@ static void origins_prune(rb_t *rb, uint64_t cutoff)
             it = &e->next;
         }
     }
+}
+
+#define MISSED_LOG_MS 10000 /* at most one warning about missed broadcasts this often */
+
+/* Plain publish number chan_num of origin's instance was heard on channel ch: a jump in
+ * the origin's numbers there (a channel this node held all along: rt_chanseq.h) is that
+ * many broadcasts lost on the way, counted, and logged at most every MISSED_LOG_MS. Without
+ * history there is nothing to recover them from: the count and the log say it. */
+static void missed_note(rb_t *rb, const redisReply *ch, const char *origin, uint64_t instance,
+                        uint64_t chan_num)
+{
+    uint64_t now = now_ms();
+    uint64_t missed =
+        rt_chanseq_heard(rb->chan_heard, ch->str, ch->len, origin, instance, chan_num, now);
+    if (missed == 0)
+        return;
+    atomic_fetch_add(&rb->missed, missed);
+    rb->missed_unlogged += missed;
+    if (rb->missed_logged_ms != 0 && now - rb->missed_logged_ms < MISSED_LOG_MS)
+        return;
+    eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
+             "rt_broker: %llu broadcasts from node %s on %s never arrived (missed since the "
+             "last warning: %llu, in all: %llu); without history they are lost here",
+             (unsigned long long)missed, origin, ch->str, (unsigned long long)rb->missed_unlogged,
+             (unsigned long long)atomic_load(&rb->missed));
+    rb->missed_logged_ms = now;
+    rb->missed_unlogged = 0;
 }
 
 /* 16 hex digits and ':' (in the head of a plain publish's message). */
@@ -2401,11 +2442,12 @@ static void handle_sub_reply(rb_t *rb, redisReply *r)
     }
     const char *p = r->element[2]->str, *end = p + r->element[2]->len;
     rt_position_t pos = {0, 0};
-    uint64_t num = 0, instance = 0;
+    uint64_t num = 0, instance = 0, chan_num = 0;
     size_t nr, ne;
     bool plain = p < end && *p == PLAIN_TAG;
     p += plain;
-    if ((plain ? !parse_hex16(&p, end, &num) || !parse_hex16(&p, end, &instance)
+    if ((plain ? !parse_hex16(&p, end, &num) || !parse_hex16(&p, end, &instance) ||
+                     !parse_hex16(&p, end, &chan_num)
                : !parse_u64(&p, end, ':', &pos.seq) || !parse_u64(&p, end, ':', &pos.epoch)) ||
         msg_counts(p, (size_t)(end - p), &nr, &ne) != 0) {
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: malformed message on %s dropped",
@@ -2432,6 +2474,8 @@ static void handle_sub_reply(rb_t *rb, redisReply *r)
         return;
     }
     ld->d.own = strcmp(ld->d.origin, rb->node_id) == 0;
+    if (plain && !pm) /* a socket-id pattern's channels come and go with it: not counted */
+        missed_note(rb, r->element[1], ld->d.origin, instance, chan_num);
     if (!rb->h.deliver ||
         !(plain ? origin_new(rb, ld->d.origin, instance, num) : seen_new(rb, ld->d.msg.nsp, pos))) {
         freeReplyObject(r);
@@ -2749,7 +2793,11 @@ static void use_sha(rb_t *rb, job_t *j)
 static bool plain_append(rb_t *rb, job_t *j)
 {
     put_hex16((char *)j->argv[1] + 1, ++rb->plain_num);
+    uint64_t now = now_ms();
     for (int i = 0; i < j->plain; i++) {
+        /* hiredis copies the arguments: the head is rewritten for the next channel. */
+        put_hex16((char *)j->argv[1] + PLAIN_CHAN,
+                  rt_chanseq_next(rb->chan_sent, j->argv[2 + i], j->argvlen[2 + i], now));
         const char *argv[] = {j->argv[0], j->argv[2 + i], j->argv[1]};
         size_t lens[] = {j->argvlen[0], j->argvlen[2 + i], j->argvlen[1]};
         if (redisAppendCommandArgv(rb->cmd, 3, argv, lens) != REDIS_OK)
@@ -3292,6 +3340,7 @@ static void rb_stats(rt_broker_t *b, rt_broker_stats_t *out)
     out->reconnects = atomic_load(&rb->reconnects);
     out->gaps = atomic_load(&rb->gaps);
     out->master_switches = atomic_load(&rb->master_switches);
+    out->missed = atomic_load(&rb->missed);
     out->subscriptions = atomic_load(&rb->nsubs) + atomic_load(&rb->npatterns);
 }
 
@@ -3321,6 +3370,8 @@ static void rb_destroy(rb_t *rb)
     free(rb->nodes_key);
     free(rb->all_channel);
     free(rb->emitter_pattern);
+    rt_chanseq_free(rb->chan_sent);
+    rt_chanseq_free(rb->chan_heard);
     free(rb->sentinel_master);
     free(rb->sentinel_password);
     free(rb->username);
@@ -3498,9 +3549,11 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
     rb->subs_cap = 64;
     rb->subs = calloc(rb->subs_cap, sizeof(*rb->subs));
     rb->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    rb->chan_sent = rt_chanseq_new();
+    rb->chan_heard = rt_chanseq_new();
     if (!rb->host || (cfg->password && !rb->password) || !rb->prefix || !rb->node_channel ||
-        !rb->nodes_key || !rb->all_channel || !rb->subs || rb->wake_fd < 0 ||
-        (cfg->emitter_prefix && !rb->emitter_pattern) ||
+        !rb->nodes_key || !rb->all_channel || !rb->subs || rb->wake_fd < 0 || !rb->chan_sent ||
+        !rb->chan_heard || (cfg->emitter_prefix && !rb->emitter_pattern) ||
         (cfg->sentinel_master && sentinels_copy(rb, cfg) != 0) || usernames_copy(rb, cfg) != 0)
         goto fail;
     rb->cfg.host = rb->host;

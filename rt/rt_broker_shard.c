@@ -429,6 +429,7 @@ static void sh_stats(rt_broker_t *b, rt_broker_stats_t *out)
         out->reconnects += st.reconnects;
         out->gaps += st.gaps;
         out->master_switches += st.master_switches;
+        out->missed += st.missed;
         out->subscriptions += st.subscriptions;
     }
 }
@@ -583,10 +584,10 @@ static rt_broker_t *make_redis(size_t i, const char *node_id, const rt_broker_ha
 {
     const redis_shards_t *rs = arg;
     rt_broker_redis_config_t cfg = rs->cfgs[i];
-    if (i > 0) {
+    /* Every shard keeps the emitter prefix: a backend's emitter publishes to whichever Redis
+     * it was given, and each message reaches this node through that Redis only (once). */
+    if (i > 0)
         cfg.node_id = node_id;
-        cfg.emitter_prefix = NULL; /* the emitter publishes to one Redis: the first */
-    }
     return rt_broker_redis_new(&cfg, h, hud);
 }
 

@@ -516,6 +516,8 @@ void rt_cluster_status(rt_cluster_t *cl, eddy_rt_broker_status_t *out)
     out->reconnects_total = st.reconnects;
     out->gaps_total = st.gaps;
     out->master_switches_total = st.master_switches;
+    out->presence_repairs_total = atomic_load(&cl->repairs);
+    out->messages_missed_total = st.missed;
     out->subscriptions = st.subscriptions;
     out->nodes = rt_broker_nodes(cl->b, none, 0);
 }

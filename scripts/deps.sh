@@ -9,7 +9,7 @@
 #   test:  also python3-jwt (auth tokens), python3-websockets, python3-socketio (a second Socket.IO client; python3-requests for its long-polling) and pytest, openssl (test certificates), Node.js with the
 #          npm packages in tests/clients, clients/js (TypeScript, to check eddy.d.ts) and
 #          bench/scaleout (Node's Redis adapter, for the scale-out benchmark's smoke test, which
-#          also needs iproute2's ss),
+#          also needs iproute2's ss; and the npm Redis emitter, for the emitter tests),
 #          headless Chromium, clang for the fuzzers, redis-server (the Redis broker's tests),
 #          debhelper with dpkg-dev (`make deb`, tests/integration/test_deb.py) and valgrind
 #          (bench/instructions' smoke test, tests/integration/test_instructions_bench.py)
@@ -66,8 +66,9 @@ if [ "${1:-build}" = test ] && { [ ! -d tests/clients/node_modules/ws ] ||
     echo "eddy: installing the npm packages of tests/clients" >&2
     npm ci --prefix tests/clients --no-audit --no-fund >/dev/null
 fi
-if [ "${1:-build}" = test ] && [ ! -d bench/scaleout/node_modules/@socket.io/redis-adapter ]; then
-    echo "eddy: installing the npm packages of bench/scaleout (tests/integration/test_scaleout_bench.py)" >&2
+if [ "${1:-build}" = test ] && { [ ! -d bench/scaleout/node_modules/@socket.io/redis-adapter ] ||
+    [ ! -d bench/scaleout/node_modules/@socket.io/redis-emitter ]; }; then
+    echo "eddy: installing the npm packages of bench/scaleout (tests/integration/test_scaleout_bench.py, test_scaleout_emitter_shard.py)" >&2
     npm ci --prefix bench/scaleout --no-audit --no-fund >/dev/null
 fi
 if [ "${1:-build}" = test ] && [ ! -d clients/js/node_modules/typescript ]; then

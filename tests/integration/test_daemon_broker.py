@@ -62,6 +62,8 @@ def test_two_daemons_on_one_redis_form_one_cluster(tmp_path, redis):  # noqa: F8
         assert clients.events("bob", "from-php") == [("from-php", [{"n": 1}])]
         assert sample(a.admin_port, "eddy_broker_up") == 1
         assert sample(b.admin_port, "eddy_broker_delivered_total") >= 4
+        assert sample(a.admin_port, "eddy_broker_presence_repairs_total") == 0
+        assert sample(b.admin_port, "eddy_broker_messages_missed_total") == 0
 
         out = subprocess.run([EDDY, "status", "-c", str(a.conf)], cwd=a.tmp,
                              capture_output=True, text=True, timeout=TIMEOUT)
