@@ -2,8 +2,9 @@
 """The Socket.IO suites (tests/clients/sio/*.test.js, node:test) against every Socket.IO server.
 
 Each suite file runs with `node --test` against its own freshly started server: the reference
-(Node's socket.io 4.8) always, and eddy's examples/socketio as soon as examples/socketio.c is
-in the checkout (sioserver.SIO_SERVERS). The server options come from the file's header:
+(Node's socket.io 4.8) always (in the plain pass: conftest.py skips it under sanitizers), and
+eddy's examples/socketio as soon as examples/socketio.c is in the checkout
+(sioserver.SIO_SERVERS). The server options come from the file's header:
 
     // sio-server: --ping-interval 300 --ping-timeout 200 --connect-timeout 1000
     // sio-env: NAME=value ...
