@@ -35,7 +35,7 @@ def test_suites_exist():
     names = {os.path.basename(path) for path in SUITES}
     assert {"protocol_engineio.test.js", "protocol_socketio.test.js",
             "protocol_badinput.test.js", "eio3_client.test.js", "eio3_raw.test.js",
-            "eio3_polling.test.js", "heartbeat.test.js"} <= names
+            "eio3_polling.test.js", "heartbeat.test.js", "heartbeat_alive.test.js"} <= names
 
 
 @pytest.mark.parametrize("suite", SUITES, ids=os.path.basename)
