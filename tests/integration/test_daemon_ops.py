@@ -2,6 +2,7 @@
 """The eddy program's operations surface: /metrics (Prometheus text format 0.0.4) and the
 same figures in `eddy status`."""
 
+import concurrent.futures
 import os
 import re
 import shutil
@@ -188,16 +189,25 @@ def test_restart_hands_the_listeners_over_without_refusing_a_connection(site):
     loop = ConnectLoop(port)
     try:
         wait_for(lambda: loop.counts["ok"] >= 20, "the connection loop to get going")
-        out = eddy("restart", "-c", path, cwd=tmp)
+
+        def answer_close():
+            _, _, opcode, payload = client.recv_frame()
+            client.send_frame(0x8, payload[:2])
+            client.expect_eof()
+            return opcode, payload
+
+        # The WebSocket client is told to go away (1001) and answers at once, as a browser
+        # does (else the old server waits websocket_close_timeout, 5 s, before it exits).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            closing = pool.submit(answer_close)
+            out = eddy("restart", "-c", path, cwd=tmp)
+            opcode, payload = closing.result(timeout=TIMEOUT)
         assert out.returncode == 0, out.stdout + out.stderr + read(tmp / "eddy.log")
         assert "> success" in out.stdout
         new = pid_of(tmp)
         assert new != old and alive(new) and not alive(old)
-        # The WebSocket client was told to go away (1001) and reconnects to the new one.
-        _, _, opcode, payload = client.recv_frame()
         assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1001
-        client.send_frame(0x8, payload[:2])
-        client.expect_eof()
+        # It reconnects to the new one.
         again = RawClient("127.0.0.1", port)
         again.handshake("/ws")
         again.send_frame(0x1, b"after")

@@ -173,7 +173,10 @@ def test_frozen_node_answer_is_partial_and_names_it(cluster, clients):
     servers[2].proc.send_signal(signal.SIGSTOP)
     try:
         answer, took = fetch(clients, "c0", {}, 1000)
-        assert 0.9 <= took < 1.0 + 1.5, took
+        # An early answer is local only (status EDDY_ECLOSED: node 0's Redis connection was
+        # down) or left node 2 out (missing []: node 0's heartbeat had not listed it): the
+        # answer and node 0's log say which.
+        assert 0.9 <= took < 1.0 + 1.5, (took, answer, servers[0].log_lines[-20:])
         assert answer["missing"] == [ids[2]], answer
         assert sorted(s["node"] for s in answer["sockets"]) == sorted(ids[:2])
         t0 = time.monotonic()

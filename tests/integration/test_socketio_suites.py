@@ -2,8 +2,9 @@
 """The Socket.IO suites (tests/clients/sio/*.test.js, node:test) against every Socket.IO server.
 
 Each suite file runs with `node --test` against its own freshly started server: the reference
-(Node's socket.io 4.8) always, and eddy's examples/socketio as soon as examples/socketio.c is
-in the checkout (sioserver.SIO_SERVERS). The server options come from the file's header:
+(Node's socket.io 4.8) always (in the plain pass: conftest.py skips it under sanitizers), and
+eddy's examples/socketio as soon as examples/socketio.c is in the checkout
+(sioserver.SIO_SERVERS). The server options come from the file's header:
 
     // sio-server: --ping-interval 300 --ping-timeout 200 --connect-timeout 1000
     // sio-env: NAME=value ...
@@ -34,7 +35,7 @@ def test_suites_exist():
     names = {os.path.basename(path) for path in SUITES}
     assert {"protocol_engineio.test.js", "protocol_socketio.test.js",
             "protocol_badinput.test.js", "eio3_client.test.js", "eio3_raw.test.js",
-            "eio3_polling.test.js", "heartbeat.test.js"} <= names
+            "eio3_polling.test.js", "heartbeat.test.js", "heartbeat_alive.test.js"} <= names
 
 
 @pytest.mark.parametrize("suite", SUITES, ids=os.path.basename)

@@ -104,7 +104,10 @@ def test_no_task_workers_means_no_task(start_server):
 
 
 def test_queued_tasks_finish_before_the_server_stops(start_server):
-    server = start_testbed(start_server, workers=2, settings={"task_worker_num": "1"})
+    # websocket_close_timeout 0: the stop does not wait for a's close frame, so only the
+    # queued tasks can hold it (with the 5 s default they would be done anyway).
+    server = start_testbed(start_server, workers=2,
+                           settings={"task_worker_num": "1", "websocket_close_timeout": "0"})
     a, _ = open_ws(server)
     first = cmd(server, a, "task 200 first")
     second = cmd(server, a, "task 10 second")
