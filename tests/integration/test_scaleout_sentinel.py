@@ -150,6 +150,19 @@ def cross(clients, base, n=5):  # noqa: F811
         assert seqs == list(range(base, base + 2 * n)), f"{name}: {seqs}"
 
 
+def two_sided_room(clients, a, b):  # noqa: F811
+    """Room r with member ra on node a and rb on node b, senders sa on a and sb on b, each
+    node's interest active (probed); then a first cross()."""
+    for name, node in (("ra", a), ("rb", b)):
+        clients.connect(name, node)
+        assert clients.ack(name, "join", "r") == ["joined"]
+    clients.connect("sa", a)
+    clients.connect("sb", b)
+    clients.probe("sa", ["ra", "rb"])
+    clients.probe("sb", ["ra", "rb"])
+    cross(clients, 0)
+
+
 def test_failover_through_sentinel(sentinel_setup, clients, tmp_path):  # noqa: F811
     """Two examples/socketio nodes and a daemon on redis+sentinel:// (a dead sentinel listed
     first: the broker asks the next). Broadcasts cross the nodes; kill -9 of the master: the
@@ -169,14 +182,7 @@ def test_failover_through_sentinel(sentinel_setup, clients, tmp_path):  # noqa: 
         wait_for(lambda: get(daemon.admin_port, "/readyz") == (200, "ready\n"),
                  "the daemon to be ready")
         a, b = nodes
-        for name, node in (("ra", a), ("rb", b)):
-            clients.connect(name, node)
-            assert clients.ack(name, "join", "r") == ["joined"]
-        clients.connect("sa", a)
-        clients.connect("sb", b)
-        clients.probe("sa", ["ra", "rb"])
-        clients.probe("sb", ["ra", "rb"])
-        cross(clients, 0)
+        two_sided_room(clients, a, b)
 
         killed = time.monotonic()
         master.kill()
@@ -399,14 +405,7 @@ def test_two_sentinel_shards(tmp_path, clients):  # noqa: F811
             wait_for(lambda: answers(m.port, "ZCARD", "eddy:nodes") == 2,
                      f"both nodes' leases on {m.port}")
         a, b = nodes
-        for name, node in (("ra", a), ("rb", b)):
-            clients.connect(name, node)
-            assert clients.ack(name, "join", "r") == ["joined"]
-        clients.connect("sa", a)
-        clients.connect("sb", b)
-        clients.probe("sa", ["ra", "rb"])
-        clients.probe("sb", ["ra", "rb"])
-        cross(clients, 0)
+        two_sided_room(clients, a, b)
     finally:
         for node in nodes:
             node.stop()

@@ -13,7 +13,8 @@ import pytest
 from eddyserver import wait_for
 from test_scaleout import clients  # noqa: F401 (fixture)
 from test_scaleout_sentinel import (DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, MASTER, Process,
-                                    answers, cross, master_of, pytestmark)  # noqa: F401
+                                    answers, cross, master_of, pytestmark,  # noqa: F401
+                                    two_sided_room)
 from sioserver import SioServer
 
 QUORUM_CONF = """port {port}
@@ -88,14 +89,7 @@ def test_failover_by_three_sentinels(quorum_setup, clients):  # noqa: F811
             node.wait_log(rf"sentinel 127\.0\.0\.1:{first.port}: master {MASTER} is "
                           rf"127\.0\.0\.1:{master.port}")
         a, b = nodes
-        for name, node in (("ra", a), ("rb", b)):
-            clients.connect(name, node)
-            assert clients.ack(name, "join", "r") == ["joined"]
-        clients.connect("sa", a)
-        clients.connect("sb", b)
-        clients.probe("sa", ["ra", "rb"])
-        clients.probe("sb", ["ra", "rb"])
-        cross(clients, 0)
+        two_sided_room(clients, a, b)
 
         first.kill()
         killed = time.monotonic()
