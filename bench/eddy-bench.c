@@ -340,17 +340,18 @@ static double server_wait_seconds(void)
 }
 
 /* What --redis-port's INFO tells: CPU seconds (used_cpu_user + used_cpu_sys: its getrusage,
- * all of its threads, microsecond resolution) and bytes read and written on its connections
- * (total_net_input_bytes, total_net_output_bytes). */
+ * all of its threads, microsecond resolution), bytes read and written on its connections
+ * (total_net_input_bytes, total_net_output_bytes) and PUBLISH commands run (commandstats:
+ * a server that falls behind publishes fewer messages than the sender emitted). */
 typedef struct redis_usage {
-    double cpu, in, out;
+    double cpu, in, out, publishes;
 } redis_usage_t;
 
 /* One INFO exchange: a few kilobytes on loopback, twice per run (blocking, 2 s at most). All
  * NaN without --redis-port or on failure. */
 static redis_usage_t redis_usage(void)
 {
-    redis_usage_t u = {NAN, NAN, NAN};
+    redis_usage_t u = {NAN, NAN, NAN, NAN};
     if (opt.redis_port <= 0)
         return u;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -361,7 +362,7 @@ static redis_usage_t redis_usage(void)
     struct timeval tv = {.tv_sec = 2};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    static const char cmd[] = "INFO\r\n";
+    static const char cmd[] = "INFO cpu stats commandstats\r\n";
     static char buf[65536];
     size_t len = 0;
     if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
@@ -392,7 +393,10 @@ static redis_usage_t redis_usage(void)
             return u;
         v[i] = atof(at + strlen(keys[i]));
     }
-    return (redis_usage_t){v[0] + v[1], v[2], v[3]};
+    /* No PUBLISH yet: no cmdstat_publish line. */
+    const char *pub = strstr(buf, "\ncmdstat_publish:calls=");
+    double publishes = pub ? atof(pub + strlen("\ncmdstat_publish:calls=")) : 0;
+    return (redis_usage_t){v[0] + v[1], v[2], v[3], publishes};
 }
 
 static double self_cpu_seconds(void)
@@ -1756,6 +1760,8 @@ static int run_publish(void)
     double redis_cpu = steady_started ? steady.redis1.cpu - steady.redis0.cpu : NAN;
     double redis_in = steady_started ? steady.redis1.in - steady.redis0.in : NAN;
     double redis_out = steady_started ? steady.redis1.out - steady.redis0.out : NAN;
+    double redis_publishes =
+        steady_started ? steady.redis1.publishes - steady.redis0.publishes : NAN;
     double steady_secs = steady_started ? window_seconds(&steady) : NAN;
     double steady_deliveries = (double)(steady_to - steady_from);
     double steady_server = steady.server1 - steady.server0;
@@ -1815,6 +1821,8 @@ static int run_publish(void)
              steady_published > 0 ? redis_in / steady_published : NAN, false);
     json_num("redis_out_bytes_per_published",
              steady_published > 0 ? redis_out / steady_published : NAN, false);
+    json_num("redis_publish_calls_per_published",
+             steady_published > 0 ? redis_publishes / steady_published : NAN, false);
     print_cpu_json(&w, deliveries);
     printf("\"errors\":%" PRIu64 ",\"lost\":%d}\n", errors, lost);
     return errors > 0 || measured_msgs <= 0 ? 1 : 0;

@@ -64,6 +64,8 @@ ROWS = [
     ("the same, less Redis' idle CPU", redis_per_published, above_idle, None),
     ("Redis traffic per published message: bytes in / out",
      lambda r: r.get("redis_in_bytes_per_published"), None, None),
+    ("PUBLISH commands Redis ran per emit (fewer than 1: the server fell behind)",
+     lambda r: r.get("redis_publish_calls_per_published"), lambda v: f"{v:.2f}", None),
     ("Redis command time per call of its busiest command (commandstats)",
      lambda r: (r.get("busiest") or {}).get("us_per_call"), micros, None),
     ("Redis CPU idle (nodes up, nothing published)", lambda r: r.get("redis_idle_busy"), share,
