@@ -78,6 +78,31 @@ static bool process_exe(int pid, char *out, size_t cap)
     return true;
 }
 
+/* Whether pid is a process that has not exited. An exited one its parent has not reaped yet
+ * (a zombie, state Z; X while being reaped) still answers kill(pid, 0), but it serves
+ * nothing and holds no socket: `eddy stop` would otherwise wait for a parent that reaps
+ * late (PID 1 took 1.2 s on a test VM) or never (a container's init that does not reap).
+ * Without /proc the signal test alone decides. */
+static bool process_alive(int pid)
+{
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return false;
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return errno != ENOENT || access("/proc/self/stat", R_OK) != 0;
+    size_t n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    /* "pid (comm) S ...": comm may hold spaces and parentheses, so the state follows the
+     * last ')'. */
+    const char *comm_end = strrchr(line, ')');
+    if (comm_end == NULL || comm_end[1] != ' ')
+        return true;
+    return comm_end[2] != 'Z' && comm_end[2] != 'X';
+}
+
 int pidfile_running(const char *pid_file)
 {
     FILE *f = fopen(pid_file, "r");
@@ -89,7 +114,7 @@ int pidfile_running(const char *pid_file)
     fclose(f);
     if (pid <= 0 || pid == (int)getpid())
         return 0;
-    if (kill(pid, 0) != 0 && errno != EPERM)
+    if (!process_alive(pid))
         return 0; /* dead: a crash left the file */
     /* Alive: still eddy, or a new process that got the pid after a crash? Same program
      * name as ours (a sanitizer build is still "eddy"). */
@@ -215,7 +240,7 @@ static int cmd_stop(cfg_t *cfg)
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
-        if (kill(pid, 0) != 0 && errno == ESRCH)
+        if (!process_alive(pid))
             break;
         clock_gettime(CLOCK_MONOTONIC, &now);
         double waited = (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
@@ -285,9 +310,9 @@ static int cmd_restart(cfg_t *cfg)
         return EXIT_FAIL;
     }
     clock_gettime(CLOCK_MONOTONIC, &start);
-    while ((kill(old, 0) == 0 || errno != ESRCH) && seconds_since(&start) < cfg->max_wait_time)
+    while (process_alive(old) && seconds_since(&start) < cfg->max_wait_time)
         nanosleep(&tick, NULL);
-    if (kill(old, 0) == 0) {
+    if (process_alive(old)) {
         fprintf(stderr,
                 "eddy restarted (pid %d), but the old process (pid %d) is still draining after "
                 "%g s.\n",
