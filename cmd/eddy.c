@@ -378,42 +378,64 @@ static int http_get(const char *host, int port, const char *path, char *out, siz
     return 0;
 }
 
-/* Prints the flat JSON object of /status as "Name   value" rows (seed 004's infos). */
+/* One "key":value of the flat JSON object of /status: the key, and the value without its
+ * quotes (a list keeps its brackets). */
+typedef struct {
+    const char *key, *key_end, *value, *value_end;
+} status_field_t;
+
+/* The field at or after *pos, which then points past it; false at the end. */
+static bool status_field_next(const char **pos, status_field_t *field)
+{
+    const char *p = *pos;
+    if (p == NULL || (p = strchr(p, '"')) == NULL)
+        return false;
+    const char *key = p + 1, *key_end = strchr(key, '"');
+    if (key_end == NULL || key_end[1] != ':')
+        return false;
+    const char *v = key_end + 2, *end;
+    if (*v == '[') {
+        end = strchr(v, ']');
+    } else if (*v == '"') {
+        end = strchr(v + 1, '"');
+        v++;
+    } else {
+        end = v + strcspn(v, ",}");
+    }
+    if (end == NULL)
+        return false;
+    *field = (status_field_t){key, key_end, v, end};
+    *pos = end + 1;
+    return true;
+}
+
+/* Prints the flat JSON object of /status as "Name   value" rows (seed 004's infos), the
+ * values in one column after the longest name. */
 static void print_status(const char *json)
 {
-    const char *p = strchr(json, '{');
-    while (p != NULL && (p = strchr(p, '"')) != NULL) {
-        const char *key = p + 1, *key_end = strchr(key, '"');
-        if (key_end == NULL || key_end[1] != ':')
-            break;
-        const char *v = key_end + 2, *end;
-        if (*v == '[') {
-            end = strchr(v, ']');
-        } else if (*v == '"') {
-            end = strchr(v + 1, '"');
-            v++;
-        } else {
-            end = v + strcspn(v, ",}");
-        }
-        if (end == NULL)
-            break;
-        printf("%-16.*s ", (int)(key_end - key), key);
-        if (*v == '[') { /* a list of strings: one per line */
+    status_field_t f;
+    int width = 16;
+    for (const char *p = strchr(json, '{'); status_field_next(&p, &f);)
+        if (f.key_end - f.key > width)
+            width = (int)(f.key_end - f.key);
+    for (const char *p = strchr(json, '{'); status_field_next(&p, &f);) {
+        printf("%-*.*s ", width, (int)(f.key_end - f.key), f.key);
+        if (*f.value == '[') { /* a list of strings: one per line */
             int first = 1;
-            for (const char *s = v; (s = memchr(s, '"', (size_t)(end - s))) != NULL;) {
+            const char *end = f.value_end;
+            for (const char *s = f.value; (s = memchr(s, '"', (size_t)(end - s))) != NULL;) {
                 const char *e = memchr(s + 1, '"', (size_t)(end - s - 1));
                 if (e == NULL)
                     break;
-                printf("%s%.*s\n", first ? "" : "                 ", (int)(e - s - 1), s + 1);
+                printf("%*s%.*s\n", first ? 0 : width + 1, "", (int)(e - s - 1), s + 1);
                 first = 0;
                 s = e + 1;
             }
             if (first)
                 printf("\n");
         } else {
-            printf("%.*s\n", (int)(end - v), v);
+            printf("%.*s\n", (int)(f.value_end - f.value), f.value);
         }
-        p = end + 1;
     }
 }
 
