@@ -78,6 +78,32 @@ static bool process_exe(int pid, char *out, size_t cap)
     return true;
 }
 
+/* Whether pid is a process that has not exited. An exited one its parent has not reaped yet
+ * (a zombie, state Z; X while being reaped) still answers kill(pid, 0), but it serves
+ * nothing and holds no socket: `eddy stop` would otherwise wait for a parent that reaps
+ * late (PID 1 took 1.2 s on a test VM) or never (a container's init that does not reap).
+ * Where /proc/PID/stat cannot be read (no /proc, or hidepid hiding another user's
+ * process) the signal test alone decides. */
+static bool process_alive(int pid)
+{
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return false;
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return true;
+    size_t n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    /* "pid (comm) S ...": comm may hold spaces and parentheses, so the state follows the
+     * last ')'. */
+    const char *comm_end = strrchr(line, ')');
+    if (comm_end == NULL || comm_end[1] != ' ')
+        return true;
+    return comm_end[2] != 'Z' && comm_end[2] != 'X';
+}
+
 int pidfile_running(const char *pid_file)
 {
     FILE *f = fopen(pid_file, "r");
@@ -89,7 +115,7 @@ int pidfile_running(const char *pid_file)
     fclose(f);
     if (pid <= 0 || pid == (int)getpid())
         return 0;
-    if (kill(pid, 0) != 0 && errno != EPERM)
+    if (!process_alive(pid))
         return 0; /* dead: a crash left the file */
     /* Alive: still eddy, or a new process that got the pid after a crash? Same program
      * name as ours (a sanitizer build is still "eddy"). */
@@ -215,7 +241,7 @@ static int cmd_stop(cfg_t *cfg)
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
-        if (kill(pid, 0) != 0 && errno == ESRCH)
+        if (!process_alive(pid))
             break;
         clock_gettime(CLOCK_MONOTONIC, &now);
         double waited = (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
@@ -285,9 +311,9 @@ static int cmd_restart(cfg_t *cfg)
         return EXIT_FAIL;
     }
     clock_gettime(CLOCK_MONOTONIC, &start);
-    while ((kill(old, 0) == 0 || errno != ESRCH) && seconds_since(&start) < cfg->max_wait_time)
+    while (process_alive(old) && seconds_since(&start) < cfg->max_wait_time)
         nanosleep(&tick, NULL);
-    if (kill(old, 0) == 0) {
+    if (process_alive(old)) {
         fprintf(stderr,
                 "eddy restarted (pid %d), but the old process (pid %d) is still draining after "
                 "%g s.\n",
@@ -353,42 +379,64 @@ static int http_get(const char *host, int port, const char *path, char *out, siz
     return 0;
 }
 
-/* Prints the flat JSON object of /status as "Name   value" rows (seed 004's infos). */
+/* One "key":value of the flat JSON object of /status: the key, and the value without its
+ * quotes (a list keeps its brackets). */
+typedef struct {
+    const char *key, *key_end, *value, *value_end;
+} status_field_t;
+
+/* The field at or after *pos, which then points past it; false at the end. */
+static bool status_field_next(const char **pos, status_field_t *field)
+{
+    const char *p = *pos;
+    if (p == NULL || (p = strchr(p, '"')) == NULL)
+        return false;
+    const char *key = p + 1, *key_end = strchr(key, '"');
+    if (key_end == NULL || key_end[1] != ':')
+        return false;
+    const char *v = key_end + 2, *end;
+    if (*v == '[') {
+        end = strchr(v, ']');
+    } else if (*v == '"') {
+        end = strchr(v + 1, '"');
+        v++;
+    } else {
+        end = v + strcspn(v, ",}");
+    }
+    if (end == NULL)
+        return false;
+    *field = (status_field_t){key, key_end, v, end};
+    *pos = end + 1;
+    return true;
+}
+
+/* Prints the flat JSON object of /status as "Name   value" rows (seed 004's infos), the
+ * values in one column after the longest name. */
 static void print_status(const char *json)
 {
-    const char *p = strchr(json, '{');
-    while (p != NULL && (p = strchr(p, '"')) != NULL) {
-        const char *key = p + 1, *key_end = strchr(key, '"');
-        if (key_end == NULL || key_end[1] != ':')
-            break;
-        const char *v = key_end + 2, *end;
-        if (*v == '[') {
-            end = strchr(v, ']');
-        } else if (*v == '"') {
-            end = strchr(v + 1, '"');
-            v++;
-        } else {
-            end = v + strcspn(v, ",}");
-        }
-        if (end == NULL)
-            break;
-        printf("%-16.*s ", (int)(key_end - key), key);
-        if (*v == '[') { /* a list of strings: one per line */
+    status_field_t f;
+    int width = 16;
+    for (const char *p = strchr(json, '{'); status_field_next(&p, &f);)
+        if (f.key_end - f.key > width)
+            width = (int)(f.key_end - f.key);
+    for (const char *p = strchr(json, '{'); status_field_next(&p, &f);) {
+        printf("%-*.*s ", width, (int)(f.key_end - f.key), f.key);
+        if (*f.value == '[') { /* a list of strings: one per line */
             int first = 1;
-            for (const char *s = v; (s = memchr(s, '"', (size_t)(end - s))) != NULL;) {
+            const char *end = f.value_end;
+            for (const char *s = f.value; (s = memchr(s, '"', (size_t)(end - s))) != NULL;) {
                 const char *e = memchr(s + 1, '"', (size_t)(end - s - 1));
                 if (e == NULL)
                     break;
-                printf("%s%.*s\n", first ? "" : "                 ", (int)(e - s - 1), s + 1);
+                printf("%*s%.*s\n", first ? 0 : width + 1, "", (int)(e - s - 1), s + 1);
                 first = 0;
                 s = e + 1;
             }
             if (first)
                 printf("\n");
         } else {
-            printf("%.*s\n", (int)(end - v), v);
+            printf("%.*s\n", (int)(f.value_end - f.value), f.value);
         }
-        p = end + 1;
     }
 }
 

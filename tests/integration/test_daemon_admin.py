@@ -264,6 +264,27 @@ def test_admin_page_needs_the_password_or_the_api_key(tmp_path):
             d.stop()
 
 
+def test_admin_stats_spells_its_floats_with_six_significant_digits(tmp_path):
+    """The loop lag (ms) as 0.549391, not Jansson's default 17 digits (0.54939099999999996)."""
+    d = Daemon(tmp_path, f"[admin]\npassword = {PASSWORD}\n")
+    try:
+        def with_lag():
+            get(d.port, "/")  # connections on the main listener's loops
+            floats = []
+            stats = json.loads(get(d.admin_port, "/admin/stats", password=PASSWORD)[2],
+                               parse_float=lambda text: floats.append(text) or float(text))
+            lags = [loop["lag_ms"] for loop in stats["loops"] if loop["lag_ms"] is not None]
+            return floats if lags and all(isinstance(lag, float) for lag in lags) else None
+
+        # A loop's lag is sampled 500 ms after its first connection.
+        floats = wait_until("a loop's lag sample", with_lag)
+        for text in floats:
+            digits = text.lower().split("e")[0].lstrip("-").replace(".", "").lstrip("0")
+            assert len(digits) <= 6, floats
+    finally:
+        d.stop()
+
+
 def get_from(source, port, path, password, headers=None, method="GET"):
     """(status, headers) of one request to 127.0.0.1:port sent from address source."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT,

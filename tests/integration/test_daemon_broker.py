@@ -7,6 +7,7 @@ frozen, 200 again after), `eddy status` names the broker, and bad values are ref
 file and line.
 """
 
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -72,7 +73,8 @@ def test_two_daemons_on_one_redis_form_one_cluster(tmp_path, redis):  # noqa: F8
 
         out = subprocess.run([EDDY, "status", "-c", str(a.conf)], cwd=a.tmp,
                              capture_output=True, text=True, timeout=TIMEOUT)
-        assert "broker           up" in out.stdout and "broker_nodes     2" in out.stdout, out.stdout
+        assert re.search(r"^broker +up$", out.stdout, re.M), out.stdout
+        assert re.search(r"^broker_nodes +2$", out.stdout, re.M), out.stdout
 
         # Redis frozen: the round trip stops, the node says so; back when Redis is.
         redis.proc.send_signal(19)  # SIGSTOP
@@ -99,7 +101,7 @@ def test_daemon_without_broker_reports_none_and_stays_ready(tmp_path):
         assert sample(server.admin_port, "eddy_broker_up") is None
         out = subprocess.run([EDDY, "status", "-c", str(server.conf)], cwd=server.tmp,
                              capture_output=True, text=True, timeout=TIMEOUT)
-        assert "broker           none" in out.stdout, out.stdout
+        assert re.search(r"^broker +none$", out.stdout, re.M), out.stdout
     finally:
         server.stop()
 

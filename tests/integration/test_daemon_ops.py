@@ -113,6 +113,9 @@ def test_metrics_scrape_parses_and_counters_move_with_traffic(site):
         out = eddy("status", "-c", path, cwd=tmp)
         assert out.returncode == 0, out.stderr
         rows = dict(re.findall(r"^(\w+) +(.*)$", out.stdout, re.M))
+        # One column of values, one space after the longest name (websocket_connections).
+        starts = {len(m.group(1)) for m in re.finditer(r"^(\w+ +)\S", out.stdout, re.M)}
+        assert starts == {max(map(len, rows)) + 1}, out.stdout
         assert int(rows["messages_in"]) == during[("eddy_websocket_messages_received_total", "")]
         for key in ("accepted", "websocket_handshakes", "bytes_out", "memory_rss_bytes",
                     "cpu_seconds", "open_fds", "messages_dropped"):
