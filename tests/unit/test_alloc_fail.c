@@ -144,6 +144,8 @@ int main(void)
     CHECK_EQ_INT(eddy_server_set(srv, "worker_num", "1"), 0);
     CHECK_EQ_INT(eddy_server_set(srv, "log_level", "error"), 0);
     CHECK_EQ_INT(eddy_server_set(srv, "log_file", "/dev/null"), 0);
+    /* The clients never answer the stop's close frames: do not wait the default 5 s. */
+    CHECK_EQ_INT(eddy_server_set(srv, "websocket_close_timeout", "0.1"), 0);
     eddy_on_message(srv, ignore_message);
     eddy_on_start(srv, on_start);
     eddy_on_open(srv, on_open);

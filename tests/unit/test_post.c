@@ -109,6 +109,9 @@ static void test_post_runs_on_the_owner(void)
     if (!test_server_new("warning"))
         return;
     CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "2"), 0);
+    /* The stop waits this long (default 5 s) for peers to close; these close only after
+     * the server is freed. */
+    CHECK_EQ_INT(eddy_server_set(test_server, "websocket_close_timeout", "0.2"), 0);
     eddy_on_connect(test_server, on_connect);
     pthread_t loop_thread;
     test_start_server(&loop_thread, &start_rc);

@@ -864,6 +864,37 @@ static long long redis_int(const char *fmt, const char *a, const char *b)
     return v;
 }
 
+/* The cases about the membership mechanism (not its defaults) beat every 100 ms instead of
+ * every second, so a lapsed lease is seen that much sooner. A node's lease stays ten beats
+ * long: a slow run (TSan) never sees a live node lapse. */
+#define FAST_HEARTBEAT_MS 100
+
+static void fast_heartbeat(rt_broker_redis_config_t *cfg)
+{
+    rt_broker_redis_config_init(cfg);
+    cfg->heartbeat_ms = FAST_HEARTBEAT_MS;
+    cfg->lease_ms = 10 * FAST_HEARTBEAT_MS;
+}
+
+/* A ghost node that the test plays: each call is its heartbeat, renewing its lease to
+ * Redis' clock + GHOST_LEASE_MS; once the calls stop, the lease lapses. True if renewed
+ * (so that a WAIT_FOR can keep it alive while it waits). */
+#define GHOST_LEASE_MS 1000
+
+static bool ghost_renew(void)
+{
+    redisReply *t = redis_cmd("TIME");
+    bool ok = t && t->type == REDIS_REPLY_ARRAY && t->elements == 2;
+    long long now = ok ? atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000 : 0;
+    if (t)
+        freeReplyObject(t);
+    redisReply *r = ok ? redis_cmd("ZADD eddy:nodes %lld ghost", now + GHOST_LEASE_MS) : NULL;
+    ok = r && r->type == REDIS_REPLY_INTEGER;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
 /* Redis: live records cost nothing per record after their write: they sit in one hash per
  * node (and pid tag), whose life the heartbeat renews to lease + linger; a disconnect
  * moves a record to its own key; any node takes a live record, even of a node that
@@ -871,11 +902,12 @@ static long long redis_int(const char *fmt, const char *a, const char *b)
  * record moves to that node's hash, still found by the pid. */
 static void test_live_sessions(void)
 {
+    /* A hash lives lease + linger = 800 ms, eight heartbeats: renewed in time on a slow
+     * run too. */
     rt_broker_redis_config_t cfg;
-    rt_broker_redis_config_init(&cfg);
-    cfg.heartbeat_ms = 300;
-    cfg.lease_ms = 900;
-    cfg.session_linger_ms = 600;
+    fast_heartbeat(&cfg);
+    cfg.lease_ms = 500;
+    cfg.session_linger_ms = 300;
     node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
     node_start(a, &cfg);
     node_start(b, &cfg);
@@ -898,7 +930,7 @@ static void test_live_sessions(void)
     snprintf(k2, sizeof(k2), "eddy:session:%s", p2);
     CHECK_EQ_INT(redis_int("EXISTS %s", k2, NULL), 1);
     /* Three times the hash's life: renewed meanwhile. */
-    sleep_ms(4500);
+    sleep_ms(3 * (cfg.lease_ms + (unsigned)cfg.session_linger_ms));
     CHECK_EQ_INT(take_on(b, p1, got, sizeof(got)), 0);
     CHECK_STR(got, "one");
     CHECK_EQ_INT(take_on(b, p2, got, sizeof(got)), 0);
@@ -920,9 +952,11 @@ static void test_live_sessions(void)
     free(a);
     CHECK_EQ_INT(take_on(b, p1, got, sizeof(got)), 0);
     CHECK_STR(got, "one-again");
-    sleep_ms(1800);
+    CHECK_EQ_INT(redis_int("EXISTS %s", key, NULL), 1); /* p2's record still there */
+    uint64_t t0 = ms_now();
+    CHECK(WAIT_FOR(redis_int("EXISTS %s", key, NULL) == 0, 5000));
+    CHECK(ms_now() - t0 <= cfg.lease_ms + cfg.session_linger_ms + 1000); /* with 1 s of slack */
     CHECK_EQ_INT(take_on(b, p2, got, sizeof(got)), EDDY_ENOTFOUND);
-    CHECK_EQ_INT(redis_int("EXISTS %s", key, NULL), 0);
     /* Pids without a tag's shape cannot hold a live record. */
     CHECK_EQ_INT(rt_broker_session_put(b->b, "short", "x", 1, 0), EDDY_EINVAL);
     CHECK_EQ_INT(rt_broker_session_put(b->b, "a}b{cdefghij", "x", 1, 0), EDDY_EINVAL);
@@ -936,8 +970,10 @@ static void test_live_sessions(void)
 static void test_membership(void)
 {
     node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
-    node_start(a, NULL);
-    node_start(b, NULL);
+    rt_broker_redis_config_t cfg;
+    fast_heartbeat(&cfg);
+    node_start(a, &cfg);
+    node_start(b, &cfg);
     CHECK_EQ_INT(rt_broker_session_put(a->b, "pid-1", "record", 6, 10000), 0);
     CHECK_EQ_INT(rt_broker_session_put(a->b, "pid-2", "short", 5, 50), 0);
     char id_a[RT_BROKER_NODE_ID_SIZE];
@@ -969,29 +1005,26 @@ static void test_membership(void)
     CHECK(WAIT_FOR(rt_broker_nodes(b->b, ids, 8) == 1, 3000));
     CHECK_STR(ids[0], rt_broker_node_id(b->b));
 
-    /* A node that stops heartbeating: a lease of 4 s as a node would have renewed it (long
-     * enough that a slow run, under TSan, still sees it alive before it lapses), and a
-     * member it announced. */
-    redisReply *t = redis_cmd("TIME");
-    CHECK(t && t->type == REDIS_REPLY_ARRAY);
-    long long now = atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000;
-    freeReplyObject(t);
-    redisReply *r = redis_cmd("ZADD eddy:nodes %lld ghost", now + 4000);
-    freeReplyObject(r);
-    r = redis_cmd("HSET eddy:{/}:p:lobby ghost\x1fm-ghost ghost-info");
+    /* A node that stops heartbeating (ghost_renew() is its heartbeat) and a member it
+     * announced: listed and seen while it renews (its last renewal just before the
+     * presence read), gone once its lease lapsed. */
+    CHECK(ghost_renew());
+    redisReply *r = redis_cmd("HSET eddy:{/}:p:lobby ghost\x1fm-ghost ghost-info");
     freeReplyObject(r);
     CHECK_EQ_INT(rt_broker_presence_set(b->b, "/", "lobby", "m-b", "b-info", 6), 0);
-    CHECK(WAIT_FOR(rt_broker_nodes(b->b, ids, 8) == 2, 3000));
+    CHECK(WAIT_FOR(ghost_renew() && rt_broker_nodes(b->b, ids, 8) == 2, 3000));
+    CHECK(ghost_renew());
+    uint64_t t0 = ms_now();
     w = waiter();
     CHECK_EQ_INT(rt_broker_presence_get(b->b, "/", "lobby", 0, on_presence, w), 0);
     CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
     CHECK_EQ_INT(w->err, 0);
     CHECK_EQ_INT(w->n, 2);
     free(w);
-    uint64_t t0 = ms_now();
     CHECK(WAIT_FOR(rt_broker_nodes(b->b, ids, 8) == 1, 10000));
     uint64_t gone_after = ms_now() - t0;
-    CHECK(gone_after <= 4000 + 1000 + 1000); /* lease 4 s, heartbeat 1 s, 1 s of slack */
+    CHECK(gone_after >= GHOST_LEASE_MS / 2); /* not before its lease lapsed */
+    CHECK(gone_after <= GHOST_LEASE_MS + FAST_HEARTBEAT_MS + 1000); /* 1 s of slack */
     w = waiter();
     CHECK_EQ_INT(rt_broker_presence_get(b->b, "/", "lobby", 0, on_presence, w), 0);
     CHECK(WAIT_FOR(atomic_load(&w->done), 5000));
@@ -1121,7 +1154,7 @@ static void test_redis_frozen(void)
 {
     node_t *a = calloc(1, sizeof(node_t)), *b = calloc(1, sizeof(node_t));
     rt_broker_redis_config_t cfg;
-    rt_broker_redis_config_init(&cfg);
+    fast_heartbeat(&cfg);
     cfg.io_timeout_ms = 500;
     cfg.backoff_max_ms = 300;
     node_start(a, &cfg);
@@ -1138,7 +1171,7 @@ static void test_redis_frozen(void)
                        rt_broker_state(b->b) == RT_BROKER_DOWN && !rt_broker_ready(a->b, NULL),
                    10000));
     uint64_t detected = ms_now() - t0;
-    CHECK(detected < 5000); /* heartbeat 1 s + timeout 0.5 s, with margin */
+    CHECK(detected < 5000); /* heartbeat 0.1 s + timeout 0.5 s, with margin */
     rt_broker_msg_t m = {"/f", rooms, 1, NULL, 0, 0, "during", 6};
     uint64_t t1 = ms_now();
     CHECK_EQ_INT(rt_broker_publish(a->b, &m, 0, NULL, NULL), 0); /* queued */
@@ -1421,9 +1454,11 @@ static void test_node_requests(const engine_t *e)
 static void test_node_requests_cluster(void)
 {
     node_t *n[3];
+    rt_broker_redis_config_t cfg;
+    fast_heartbeat(&cfg);
     for (int i = 0; i < 3; i++) {
         n[i] = calloc(1, sizeof(node_t));
-        node_start(n[i], NULL);
+        node_start(n[i], &cfg);
     }
     char ids[8][RT_BROKER_NODE_ID_SIZE];
     CHECK(WAIT_FOR(rt_broker_nodes(n[0]->b, ids, 8) == 3, 5000));
@@ -1486,21 +1521,17 @@ static void test_node_requests_cluster(void)
     r = redis_cmd("PUBLISH eddy:node:%s %b", rt_broker_node_id(n[1]->b), "\x02R\0\0", (size_t)4);
     freeReplyObject(r);
 
-    /* A ghost node with a lease of 2 s that never answers: waited for until the lease
-     * lapses, then named missing, long before the timeout. */
-    redisReply *t = redis_cmd("TIME");
-    CHECK(t && t->type == REDIS_REPLY_ARRAY);
-    long long now = atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000;
-    freeReplyObject(t);
-    r = redis_cmd("ZADD eddy:nodes %lld ghost", now + 2000);
-    freeReplyObject(r);
-    CHECK(WAIT_FOR(rt_broker_nodes(n[0]->b, ids, 8) == 4, 3000));
+    /* A ghost node that never answers, its last heartbeat just before the request:
+     * waited for until its lease lapses, then named missing, long before the timeout. */
+    CHECK(WAIT_FOR(ghost_renew() && rt_broker_nodes(n[0]->b, ids, 8) == 4, 3000));
+    CHECK(ghost_renew());
     w = calloc(1, sizeof(*w));
     t0 = ms_now();
     CHECK_EQ_INT(rt_broker_request(n[0]->b, NULL, NULL, "ghost?", 6, 0, 20000, 0, on_answers, w),
                  0);
     CHECK(WAIT_FOR(atomic_load(&w->done), 10000));
-    CHECK(w->at_ms - t0 <= 2000 + 1000 + 1000); /* lease, heartbeat, slack */
+    CHECK(w->at_ms - t0 >= GHOST_LEASE_MS / 2);                        /* waited for */
+    CHECK(w->at_ms - t0 <= GHOST_LEASE_MS + FAST_HEARTBEAT_MS + 1000); /* 1 s of slack */
     CHECK_EQ_INT(w->n, 3);
     CHECK_STR(w->missing, "ghost");
     free(w);

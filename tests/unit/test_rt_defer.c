@@ -175,6 +175,9 @@ int main(void)
     if (!test_server_new("warning"))
         return test_report("test_rt_defer");
     CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "2"), 0);
+    /* A client closed for too much input never answers the close frame: its connection
+     * goes after this timeout (default 5 s). */
+    CHECK_EQ_INT(eddy_server_set(test_server, "websocket_close_timeout", "0.2"), 0);
     eddy_rt_options_t opts;
     eddy_rt_options_init(&opts);
     opts.ping_interval_ms = 60000;

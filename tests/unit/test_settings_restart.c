@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Settings derived at start (heartbeat_idle_time from heartbeat_check_interval) are derived
- * again at every start from what the application set: a first run with an interval of 3 s
- * (idle time 6 s) must not leave 6 s behind for a second run with an interval of 1 s,
- * whose idle time is 2 s. Measured: how long an idle connection lives in the second run.
+ * again at every start from what the application set: a first run with an interval of 1.5 s
+ * (idle time 3 s) must not leave 3 s behind for a second run with an interval of 0.5 s,
+ * whose idle time is 1 s. Measured: how long an idle connection lives in the second run.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -61,19 +61,19 @@ int main(void)
         return test_report("test_settings_restart");
     CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "1"), 0);
     int rc1 = -1, rc2 = -1;
-    CHECK_EQ_INT(eddy_server_set(test_server, "heartbeat_check_interval", "3"), 0);
+    CHECK_EQ_INT(eddy_server_set(test_server, "heartbeat_check_interval", "1.5"), 0);
     stop(start(&rc1));
-    CHECK_EQ_INT(eddy_server_set(test_server, "heartbeat_check_interval", "1"), 0);
+    CHECK_EQ_INT(eddy_server_set(test_server, "heartbeat_check_interval", "0.5"), 0);
     pthread_t thread = start(&rc2);
     double lived = idle_lifetime(eddy_server_port(test_server), 4);
     stop(thread);
     eddy_server_free(test_server);
     CHECK_EQ_INT(rc1, 0);
     CHECK_EQ_INT(rc2, 0);
-    /* Idle time 2 s, checked every 1 s: closed after 2 to 3 s (6 s would be the first
+    /* Idle time 1 s, checked every 0.5 s: closed after 1 to 1.5 s (3 s would be the first
      * run's derived value; -1 means not closed within 4 s). */
-    if (lived < 1.9 || lived > 3.5)
+    if (lived < 0.95 || lived > 2.5)
         fprintf(stderr, "idle connection lived %.2f s\n", lived);
-    CHECK(lived >= 1.9 && lived <= 3.5);
+    CHECK(lived >= 0.95 && lived <= 2.5);
     return test_report("test_settings_restart");
 }

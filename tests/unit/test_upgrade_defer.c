@@ -288,6 +288,9 @@ int main(void)
         return test_report("upgrade_defer");
     CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "2"), 0);
     CHECK_EQ_INT(eddy_server_set(test_server, "websocket_subprotocol", "chat"), 0);
+    /* A stop waits this long (default 5 s) for peers to close; the one with an upgrade
+     * pending below closes only after it. */
+    CHECK_EQ_INT(eddy_server_set(test_server, "websocket_close_timeout", "0.2"), 0);
     eddy_on_upgrade(test_server, on_upgrade);
     eddy_on_open(test_server, on_open);
     eddy_on_message(test_server, on_message);
