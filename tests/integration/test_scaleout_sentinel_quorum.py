@@ -13,8 +13,8 @@ import pytest
 from eddyserver import wait_for
 from test_scaleout import clients  # noqa: F401 (fixture)
 from test_scaleout_sentinel import (DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, MASTER, Process,
-                                    answers, cross, master_of, pytestmark,  # noqa: F401
-                                    two_sided_room)
+                                    answers, crosses_again, master_of,  # noqa: F401
+                                    pytestmark, two_sided_room)
 from sioserver import SioServer
 
 QUORUM_CONF = """port {port}
@@ -97,16 +97,7 @@ def test_failover_by_three_sentinels(quorum_setup, clients):  # noqa: F811
         wait_for(lambda: all(master_of(s) == replica.port for s in others),
                  "the two remaining sentinels to promote the replica",
                  timeout=QUORUM_FAILOVER_BOUND)
-        promoted = time.monotonic() - killed
-        clients.probe("sa", ["ra", "rb"], timeout=QUORUM_FAILOVER_BOUND)
-        clients.probe("sb", ["ra", "rb"], timeout=QUORUM_FAILOVER_BOUND)
-        crossed = time.monotonic() - killed
-        print(f"quorum failover: promoted after {promoted:.1f} s, broadcasts cross after "
-              f"{crossed:.1f} s")
-        assert crossed < QUORUM_FAILOVER_BOUND
-        cross(clients, 100)
-        clients.nothing_more("ra")
-        clients.nothing_more("rb", within=0)
+        crosses_again(clients, killed, QUORUM_FAILOVER_BOUND, "quorum failover")
         others_ports = "|".join(str(s.port) for s in others)
         moved = rf"sentinel 127\.0\.0\.1:(?:{others_ports}): master {MASTER} moved from " \
                 rf"127\.0\.0\.1:{master.port} to 127\.0\.0\.1:{replica.port}"
