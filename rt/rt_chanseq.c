@@ -2,6 +2,7 @@
 /* Per-channel broadcast numbers (see rt_chanseq.h): a chained hash table of channels, each
  * with a short list of origins (a cluster has few nodes). */
 #include "rt_chanseq.h"
+#include "rt_ring.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -68,14 +69,6 @@ void rt_chanseq_free(rt_chanseq_t *t)
     free(t);
 }
 
-static uint64_t hash(const char *s, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
-    return h ^ (h >> 29);
-}
-
 /* Doubles the buckets once there are more channels than buckets (kept as is without memory). */
 static void grow(rt_chanseq_t *t)
 {
@@ -109,7 +102,7 @@ static cs_chan_t **chan_slot(rt_chanseq_t *t, const char *channel, size_t len, u
 /* Origin's record on channel, made (num 0) if new; NULL without memory. */
 static cs_origin_t *entry(rt_chanseq_t *t, const char *channel, size_t len, const char *origin)
 {
-    uint64_t h = hash(channel, len);
+    uint64_t h = rt_ring_hash(channel, len);
     cs_chan_t **slot = chan_slot(t, channel, len, h);
     cs_chan_t *c = *slot;
     if (c == NULL) {
@@ -169,7 +162,7 @@ uint64_t rt_chanseq_heard(rt_chanseq_t *t, const char *channel, size_t len, cons
 
 void rt_chanseq_forget(rt_chanseq_t *t, const char *channel, size_t len)
 {
-    cs_chan_t **slot = chan_slot(t, channel, len, hash(channel, len));
+    cs_chan_t **slot = chan_slot(t, channel, len, rt_ring_hash(channel, len));
     cs_chan_t *c = *slot;
     if (c != NULL) {
         *slot = c->next;
