@@ -108,18 +108,25 @@ sentinel failover-timeout mymaster %d
 """
 
 
+def master_and_replica(tmp_path, running):
+    """Starts a master and its replica, appended to running (to be killed by the caller),
+    and waits until the replica is in sync."""
+    master = Process(tmp_path, "master")
+    running.append(master)
+    replica = Process(tmp_path, "replica", "--replicaof", "127.0.0.1", str(master.port))
+    running.append(replica)
+    wait_for(lambda: "master_link_status:up" in (answers(replica.port, "INFO",
+                                                         "replication") or ""),
+             "the replica to sync")
+    return master, replica
+
+
 @pytest.fixture
 def sentinel_setup(tmp_path):
     """A master, its replica (in sync) and a sentinel that knows both."""
     running = []
     try:
-        master = Process(tmp_path, "master")
-        running.append(master)
-        replica = Process(tmp_path, "replica", "--replicaof", "127.0.0.1", str(master.port))
-        running.append(replica)
-        wait_for(lambda: "master_link_status:up" in (answers(replica.port, "INFO",
-                                                             "replication") or ""),
-                 "the replica to sync")
+        master, replica = master_and_replica(tmp_path, running)
         sentinel = Process(tmp_path, "sentinel", conf=SENTINEL_CONF % (
             master.port, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS))
         running.append(sentinel)

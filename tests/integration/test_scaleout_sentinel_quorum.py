@@ -13,8 +13,8 @@ import pytest
 from eddyserver import wait_for
 from test_scaleout import clients  # noqa: F401 (fixture)
 from test_scaleout_sentinel import (DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, MASTER, Process,
-                                    answers, crosses_again, master_of,  # noqa: F401
-                                    pytestmark, two_sided_room)
+                                    answers, crosses_again, master_and_replica,  # noqa: F401
+                                    master_of, pytestmark, two_sided_room)
 from sioserver import SioServer
 
 QUORUM_CONF = """port {port}
@@ -42,13 +42,7 @@ def quorum_setup(tmp_path):
     and each other."""
     running = []
     try:
-        master = Process(tmp_path, "master")
-        running.append(master)
-        replica = Process(tmp_path, "replica", "--replicaof", "127.0.0.1", str(master.port))
-        running.append(replica)
-        wait_for(lambda: "master_link_status:up" in (answers(replica.port, "INFO",
-                                                             "replication") or ""),
-                 "the replica to sync")
+        master, replica = master_and_replica(tmp_path, running)
         sentinels = []
         for i in range(3):
             s = Process(tmp_path, f"sentinel{i}", conf=QUORUM_CONF % (
