@@ -424,5 +424,6 @@ out:
             eddy_rt_socket_unref(s[i]);
     }
     eddy_rt_free(rt);
+    eddy_server_free(test_server);
     return test_report("test_rt_model");
 }

@@ -27,21 +27,22 @@ static inline int rt_test_start(eddy_rt_t *rt)
     return eddy_server_port(test_server);
 }
 
-/* Stops test_server, joins its thread, checks that the run returned 0 and frees it; the
- * layer stays, for references to drop before eddy_rt_free(). */
+/* Stops test_server, joins its thread and checks that the run returned 0; the layer and
+ * the server stay, for references to drop before eddy_rt_free() and then
+ * eddy_server_free() (that order: the layer's broker thread may still set timers). */
 static inline void rt_test_stop_server(void)
 {
     eddy_server_stop(test_server);
     pthread_join(rt_test_thread, NULL);
     CHECK_EQ_INT(rt_test_rc, 0);
-    eddy_server_free(test_server);
 }
 
-/* rt_test_stop_server(), then frees rt. */
+/* rt_test_stop_server(), then frees rt and the server. */
 static inline void rt_test_stop(eddy_rt_t *rt)
 {
     rt_test_stop_server();
     eddy_rt_free(rt);
+    eddy_server_free(test_server);
 }
 
 #endif
