@@ -4194,8 +4194,8 @@ void rt_cluster_presence_restore(eddy_rt_t *rt, size_t part, const char *nsp)
                 continue;
             for (rt_member_t *m = r->members; m != NULL; m = m->room_next) {
                 eddy_rt_socket_t *s = m->socket;
-                rt_cluster_presence(rt->cluster, r->nsp->name, r->name, s->id,
-                                    s->user != NULL ? s->user->id : NULL, true, m == r->members);
+                rt_cluster_presence_resync(rt->cluster, r->nsp->name, r->name, s->id,
+                                           s->user != NULL ? s->user->id : NULL, m == r->members);
             }
         }
     }

@@ -29,6 +29,19 @@ typedef struct cl_nsp {
     char name[];
 } cl_nsp_t;
 
+/* A presence request of a restore or a sweep, waiting for room in the broker's queue
+ * ("Presence resync"). Its strings follow it in the same block. */
+typedef enum cl_op_kind { OP_SET, OP_DEL, OP_READ } cl_op_kind_t;
+typedef struct cl_op {
+    struct cl_op *next;
+    cl_op_kind_t kind;
+    bool listed;      /* OP_SET: the room's index entry too */
+    const char *room; /* OP_READ: NULL for the rooms index */
+    const char *sid;  /* OP_DEL: NULL for room's index entry */
+    const char *user; /* OP_SET: NULL for none */
+    char nsp[];
+} cl_op_t;
+
 /* The marker room: a recovery publishes to it once its history is read. Live deliveries
  * of a namespace arrive in seq order, but on another connection than the history's
  * answer, so some at or below the history's top may still be on their way; the marker,
@@ -126,6 +139,12 @@ struct rt_cluster {
     atomic_bool repair;
     _Atomic uint64_t repair_dropped;
     _Atomic uint64_t repairs;
+    /* Presence resync requests waiting for room in the broker's queue ("Presence resync":
+     * ops under cl->lock, sent in order under pump_lock); pump_set: the pump's timer is set. */
+    struct cl_op *ops, **ops_tail;
+    size_t queue_max;
+    pthread_mutex_t pump_lock;
+    atomic_bool pump_set;
 };
 
 size_t rt_cluster_queue_max;
@@ -258,6 +277,10 @@ static void on_deliver(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud)
 }
 
 static void sweep_read(rt_cluster_t *cl, const char *nsp, const char *room);
+static bool op_push(rt_cluster_t *cl, cl_op_kind_t kind, const char *nsp, const char *room,
+                    const char *sid, const char *user, bool listed);
+static void ops_drop_part(rt_cluster_t *cl, size_t part);
+static void pump_kick(rt_cluster_t *cl);
 
 /* Calls fn for each namespace known here on the broker's part part, on a copy of their
  * names (fn may take cl->lock). */
@@ -287,7 +310,8 @@ static void each_nsp(rt_cluster_t *cl, size_t part, void (*fn)(rt_cluster_t *cl,
  * under the same node id after a kill -9 (broker thread). */
 static void presence_sweep(rt_cluster_t *cl, const char *nsp)
 {
-    sweep_read(cl, nsp, NULL);
+    if (op_push(cl, OP_READ, nsp, NULL, NULL, NULL, false))
+        pump_kick(cl);
 }
 
 /* For the logs of a shard's state: " on shard NAME (namespaces /a, /b)" (the namespaces
@@ -324,6 +348,8 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
     char names[512];
     part_names(cl, ev, names, sizeof(names));
     if (!up) {
+        /* Its UP event restores and sweeps afresh. */
+        ops_drop_part(cl, part);
         if (ev->state == RT_BROKER_DOWN)
             dl_forget(cl);
         eddy_log(cl->srv, EDDY_LOG_WARNING,
@@ -335,6 +361,7 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
     if (!atomic_load(&cl->quiet)) {
         rt_cluster_presence_restore(cl->rt, part, NULL);
         each_nsp(cl, part, presence_sweep);
+        pump_kick(cl);
     }
     if (ev->gap && !atomic_load(&cl->quiet)) {
         eddy_log(cl->srv, EDDY_LOG_WARNING, "eddy_rt: Redis broker back after %llu ms%s: %s",
@@ -439,6 +466,9 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     cl->window_ms = opt->recovery_max_disconnection_ms;
     atomic_init(&cl->down, ~(uint64_t)0); /* every part, until it reports UP */
     pthread_mutex_init(&cl->lock, NULL);
+    pthread_mutex_init(&cl->pump_lock, NULL);
+    cl->ops_tail = &cl->ops;
+    cl->queue_max = cfg.queue_max;
     rt_broker_handlers_t h = {.deliver = on_deliver,
                               .state = on_state,
                               .emitted = on_emitted,
@@ -446,6 +476,7 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     cl->b =
         sharded ? shards_new(srv, opt->redis_url, &cfg, &h, cl) : rt_broker_redis_new(&cfg, &h, cl);
     if (cl->b == NULL) {
+        pthread_mutex_destroy(&cl->pump_lock);
         pthread_mutex_destroy(&cl->lock);
         free(cl);
         return NULL;
@@ -491,6 +522,11 @@ void rt_cluster_free(rt_cluster_t *cl)
         free(n);
     }
     free(cl->dl);
+    for (cl_op_t *op = cl->ops, *next; op != NULL; op = next) {
+        next = op->next;
+        free(op);
+    }
+    pthread_mutex_destroy(&cl->pump_lock);
     pthread_mutex_destroy(&cl->lock);
     free(cl);
 }
@@ -1327,6 +1363,12 @@ void rt_cluster_presence_repair(rt_cluster_t *cl)
 {
     if (!atomic_load(&cl->repair) || atomic_load(&cl->quiet))
         return;
+    /* A resync under way goes first (it may well cover the marked namespaces). */
+    pthread_mutex_lock(&cl->lock);
+    bool resyncing = cl->ops != NULL;
+    pthread_mutex_unlock(&cl->lock);
+    if (resyncing)
+        return;
     /* The queue has room again once a whole period passed without a drop. */
     rt_broker_stats_t st;
     rt_broker_stats(cl->b, &st);
@@ -1354,7 +1396,7 @@ void rt_cluster_presence_repair(rt_cluster_t *cl)
     for (size_t i = 0; i < k; i++) {
         /* Drops during the repair mark the namespace again. */
         rt_cluster_presence_restore(cl->rt, 0, names[i]);
-        presence_sweep(cl, names[i]);
+        presence_sweep(cl, names[i]); /* and the pump starts */
         uint64_t total = atomic_fetch_add(&cl->repairs, 1) + 1;
         eddy_log(cl->srv, EDDY_LOG_INFO,
                  "eddy_rt: presence of namespace %s re-recorded in Redis after dropped writes "
@@ -1402,10 +1444,14 @@ size_t rt_cluster_nodes(rt_cluster_t *cl, char (*ids)[RT_BROKER_NODE_ID_SIZE], s
 void rt_cluster_presence_forget(rt_cluster_t *cl, const char *nsp, const char *room,
                                 const char *sid)
 {
-    int rc = sid != NULL ? rt_broker_presence_del(cl->b, nsp, room, sid)
-                         : rt_broker_presence_del(cl->b, nsp, RT_CLUSTER_ROOMS_INDEX, room);
-    if (rc != 0)
-        repair_mark(cl, nsp);
+    if (op_push(cl, OP_DEL, nsp, room, sid, NULL, false))
+        pump_kick(cl);
+}
+
+void rt_cluster_presence_resync(rt_cluster_t *cl, const char *nsp, const char *room,
+                                const char *sid, const char *user, bool listed)
+{
+    op_push(cl, OP_SET, nsp, room, sid, user, listed);
 }
 
 /* A presence read of the sweep: its namespace's name after the cluster pointer, then (for a
@@ -1426,12 +1472,14 @@ static void on_sweep(rt_broker_t *b, int err, const rt_broker_presence_t *entrie
         if (strcmp(entries[i].node, self) != 0)
             continue;
         if (a->room == NULL)
-            sweep_read(a->cl, a->nsp, entries[i].member);
+            op_push(a->cl, OP_READ, a->nsp, entries[i].member, NULL, NULL, false);
         else
             rt_cluster_presence_check(a->cl->rt, a->nsp, a->room, entries[i].member);
     }
     if (err == 0 && a->room != NULL && !atomic_load(&a->cl->quiet))
         rt_cluster_presence_check(a->cl->rt, a->nsp, a->room, NULL);
+    if (err == 0 && a->room == NULL)
+        pump_kick(a->cl);
     free(a);
 }
 
@@ -1451,4 +1499,157 @@ static void sweep_read(rt_cluster_t *cl, const char *nsp, const char *room)
         free(a);
         repair_mark(cl, nsp);
     }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Presence resync: the restore and the sweep of a reconnect or a repair, paced
+ *
+ * A restore writes every local membership again, a sweep reads back every room this node
+ * is listed in and deletes what is no longer true: as many requests as the node has
+ * memberships. Handed to the broker at once they overflow its bounded queue as soon as
+ * they outnumber it (on a reconnect they are made on the broker's own thread, which cannot
+ * drain the queue meanwhile): the drops mark the namespace for a repair, whose restore
+ * overflows again, for ever (measured: 200 rooms against a 48-request queue, 4 repairs and
+ * 2,291 drops in 8 s, never right). So they wait here, in order, and the pump hands them
+ * on while the queue is under half full; the sweep's requests go after the restore's,
+ * so it also removes what the restore re-recorded after a leave.
+ * ------------------------------------------------------------------------------------- */
+
+#define PUMP_BATCH    1024 /* requests per run of the pump: a loop's turn stays short */
+#define PUMP_RETRY_MS 5
+
+static bool op_push(rt_cluster_t *cl, cl_op_kind_t kind, const char *nsp, const char *room,
+                    const char *sid, const char *user, bool listed)
+{
+    size_t nl = strlen(nsp) + 1, rl = room != NULL ? strlen(room) + 1 : 0;
+    size_t sl = sid != NULL ? strlen(sid) + 1 : 0, ul = user != NULL ? strlen(user) + 1 : 0;
+    cl_op_t *op = malloc(sizeof(*op) + nl + rl + sl + ul);
+    if (op == NULL) {
+        repair_mark(cl, nsp);
+        return false;
+    }
+    char *p = op->nsp + nl;
+    memcpy(op->nsp, nsp, nl);
+    op->room = room != NULL ? memcpy(p, room, rl) : NULL;
+    op->sid = sid != NULL ? memcpy(p + rl, sid, sl) : NULL;
+    op->user = user != NULL ? memcpy(p + rl + sl, user, ul) : NULL;
+    op->kind = kind;
+    op->listed = listed;
+    op->next = NULL;
+    pthread_mutex_lock(&cl->lock);
+    *cl->ops_tail = op;
+    cl->ops_tail = &op->next;
+    pthread_mutex_unlock(&cl->lock);
+    return true;
+}
+
+/* The waiting requests of the namespaces on part go: it is down, and its UP event
+ * restores and sweeps afresh. */
+static void ops_drop_part(rt_cluster_t *cl, size_t part)
+{
+    cl_op_t *dropped = NULL;
+    pthread_mutex_lock(&cl->lock);
+    cl->ops_tail = &cl->ops;
+    while (*cl->ops_tail != NULL) {
+        cl_op_t *op = *cl->ops_tail;
+        if (rt_broker_part(cl->b, op->nsp) == part) {
+            *cl->ops_tail = op->next;
+            op->next = dropped;
+            dropped = op;
+        } else {
+            cl->ops_tail = &op->next;
+        }
+    }
+    pthread_mutex_unlock(&cl->lock);
+    while (dropped != NULL) {
+        cl_op_t *op = dropped;
+        dropped = op->next;
+        free(op);
+    }
+}
+
+static size_t op_requests(const cl_op_t *op)
+{
+    return op->kind == OP_SET && op->listed ? 2 : 1;
+}
+
+static void op_send(rt_cluster_t *cl, const cl_op_t *op)
+{
+    int rc = 0;
+    switch (op->kind) {
+    case OP_SET:
+        if (op->listed)
+            rc |= rt_broker_presence_set(cl->b, op->nsp, RT_CLUSTER_ROOMS_INDEX, op->room, "", 0);
+        rc |= rt_broker_presence_set(cl->b, op->nsp, op->room, op->sid, op->user,
+                                     op->user != NULL ? strlen(op->user) : 0);
+        break;
+    case OP_DEL:
+        rc = op->sid != NULL
+                 ? rt_broker_presence_del(cl->b, op->nsp, op->room, op->sid)
+                 : rt_broker_presence_del(cl->b, op->nsp, RT_CLUSTER_ROOMS_INDEX, op->room);
+        break;
+    case OP_READ:
+        sweep_read(cl, op->nsp, op->room); /* marks the namespace itself if refused */
+        break;
+    }
+    if (rc != 0)
+        repair_mark(cl, op->nsp);
+}
+
+static void pump_run(eddy_server_t *srv, uint64_t timer_id, void *arg);
+
+/* The pump runs soon, on a loop (a timer). Any thread. */
+static void pump_later(rt_cluster_t *cl, uint64_t ms)
+{
+    if (atomic_load(&cl->quiet)) /* eddy_rt_free() began: no timer may outlive it */
+        return;
+    if (!atomic_exchange(&cl->pump_set, true) && eddy_timer_after(cl->srv, ms, pump_run, cl) == 0) {
+        atomic_store(&cl->pump_set, false);
+        eddy_log(cl->srv, EDDY_LOG_ERROR, "eddy_rt: out of memory: presence resync stalled");
+    }
+}
+
+static void pump_kick(rt_cluster_t *cl)
+{
+    pump_later(cl, 0);
+}
+
+/* Hands the waiting requests on, in order, while the broker's queue is under half full
+ * (pump_lock: one run at a time, so the order holds across runs). */
+static void pump_run(eddy_server_t *srv, uint64_t timer_id, void *arg)
+{
+    rt_cluster_t *cl = arg;
+    atomic_store(&cl->pump_set, false);
+    if (atomic_load(&cl->quiet))
+        return;
+    pthread_mutex_lock(&cl->pump_lock);
+    rt_broker_stats_t st;
+    rt_broker_stats(cl->b, &st);
+    size_t half = cl->queue_max / 2;
+    size_t budget = st.buffered < half ? half - st.buffered : 0;
+    if (budget > PUMP_BATCH)
+        budget = PUMP_BATCH;
+    cl_op_t *batch = NULL, **tail = &batch;
+    pthread_mutex_lock(&cl->lock);
+    while (cl->ops != NULL && op_requests(cl->ops) <= budget) {
+        cl_op_t *op = cl->ops;
+        budget -= op_requests(op);
+        cl->ops = op->next;
+        op->next = NULL;
+        *tail = op;
+        tail = &op->next;
+    }
+    if (cl->ops == NULL)
+        cl->ops_tail = &cl->ops;
+    bool more = cl->ops != NULL;
+    pthread_mutex_unlock(&cl->lock);
+    while (batch != NULL) {
+        cl_op_t *op = batch;
+        batch = op->next;
+        op_send(cl, op);
+        free(op);
+    }
+    pthread_mutex_unlock(&cl->pump_lock);
+    if (more)
+        pump_later(cl, PUMP_RETRY_MS);
 }

@@ -189,15 +189,22 @@ int rt_cluster_presence_get(rt_cluster_t *cl, const char *nsp, const char *room,
 const char *rt_cluster_node_id(rt_cluster_t *cl);
 size_t rt_cluster_nodes(rt_cluster_t *cl, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max);
 
-/* Removes an entry of this node: (room, sid), or with sid NULL room's rooms index entry.
+/* Removes an entry of this node: (room, sid), or with sid NULL room's rooms index entry,
+ * queued behind the restores' and sweeps' requests (see rt_cluster_presence_resync()).
  * Table lock held (rt_cluster_presence_check()). */
 void rt_cluster_presence_forget(rt_cluster_t *cl, const char *nsp, const char *room,
                                 const char *sid);
 
 /* Provided by rt.c: records every local membership of the namespaces of the broker's part
  * part again (it is up after an outage, during which the node's lease there may have run
- * out and its entries gone); with nsp not NULL, those of namespace nsp only (part unused). */
+ * out and its entries gone); with nsp not NULL, those of namespace nsp only (part unused).
+ * Each goes through rt_cluster_presence_resync(). */
 void rt_cluster_presence_restore(eddy_rt_t *rt, size_t part, const char *nsp);
+/* A membership of a restore (rt_cluster_presence() with on): waits with the other requests
+ * of restores and sweeps, which go to the broker in order as its queue has room (the
+ * restore's caller starts them). Any thread; table lock may be held. */
+void rt_cluster_presence_resync(rt_cluster_t *cl, const char *nsp, const char *room,
+                                const char *sid, const char *user, bool listed);
 /* A presence write the broker refused (EDDY_EDROPPED: its queue full; EDDY_ENOMEM) leaves
  * Redis wrong about this node's members (a ghost, or one missing) while the connection
  * stays up, so no reconnect repairs it: its namespace is marked, and this, called every
