@@ -256,9 +256,9 @@ typedef struct eddy_rt_broker_status {
      * its presence writes (its queue full), without an outage: each is one repair. */
     uint64_t presence_repairs_total;
     /* Without history (recovery off, no history_max_messages): broadcasts other nodes
-     * published to a room this node held all along that never reached it (a jump in that
-     * node's numbers on the room's channel: a subscription connection cut, a publisher's
-     * queue overflowing). Lost: nothing holds them to recover from. */
+     * published to a room (or one socket) of this node, held all along, that never reached
+     * it (a jump in that node's numbers on the room's channel: a subscription connection
+     * cut, a publisher's queue overflowing). Lost: nothing holds them to recover from. */
     uint64_t messages_missed_total;
 } eddy_rt_broker_status_t;
 

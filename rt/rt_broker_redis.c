@@ -2222,6 +2222,10 @@ static int apply_patterns(rb_t *rb, bool all)
     }
     atomic_store(&rb->npatterns, count);
     pthread_mutex_unlock(&rb->lock);
+    /* As apply_subs() for a channel: a pattern held afresh, its channels' numbers start
+     * over (what was sent to them meanwhile was not for this node). */
+    for (size_t i = 0; !all && i < nsub; i++)
+        rt_chanseq_forget_prefix(rb->chan_heard, names[i], lens[i] - 1); /* less the '*' */
     return send_changes(rb, "PSUBSCRIBE", "PUNSUBSCRIBE", names, lens, cap, nsub, nunsub);
 }
 
@@ -2474,7 +2478,7 @@ static void handle_sub_reply(rb_t *rb, redisReply *r)
         return;
     }
     ld->d.own = strcmp(ld->d.origin, rb->node_id) == 0;
-    if (plain && !pm) /* a socket-id pattern's channels come and go with it: not counted */
+    if (plain)
         missed_note(rb, r->element[1], ld->d.origin, instance, chan_num);
     if (!rb->h.deliver ||
         !(plain ? origin_new(rb, ld->d.origin, instance, num) : seen_new(rb, ld->d.msg.nsp, pos))) {

@@ -170,6 +170,20 @@ void rt_chanseq_forget(rt_chanseq_t *t, const char *channel, size_t len)
     }
 }
 
+void rt_chanseq_forget_prefix(rt_chanseq_t *t, const char *prefix, size_t len)
+{
+    for (size_t i = 0; i < t->nb; i++)
+        for (cs_chan_t **it = &t->b[i]; *it;) {
+            cs_chan_t *c = *it;
+            if (c->len >= len && memcmp(c->name, prefix, len) == 0) {
+                *it = c->next;
+                chan_free(t, c);
+            } else {
+                it = &c->next;
+            }
+        }
+}
+
 void rt_chanseq_prune(rt_chanseq_t *t, uint64_t cutoff_ms)
 {
     for (size_t i = 0; i < t->nb; i++)

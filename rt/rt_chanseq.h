@@ -44,6 +44,10 @@ uint64_t rt_chanseq_heard(rt_chanseq_t *t, const char *channel, size_t len, cons
  * while it did not hold it is not lost. */
 void rt_chanseq_forget(rt_chanseq_t *t, const char *channel, size_t len);
 
+/* Forgets every channel starting with prefix (len bytes): a pattern subscription
+ * (prefix*) held afresh. Visits the whole table: for a rare event. */
+void rt_chanseq_forget_prefix(rt_chanseq_t *t, const char *prefix, size_t len);
+
 /* Drops the origins (and channels left without one) last heard or numbered before cutoff_ms. */
 void rt_chanseq_prune(rt_chanseq_t *t, uint64_t cutoff_ms);
 

@@ -68,3 +68,56 @@ def test_no_history_broadcasts_lost_on_a_cut_are_counted(tmp_path, redis, proxy)
         clients.close()
         a.stop()
         b.stop()
+
+
+def numpat(redis):  # noqa: F811
+    out = subprocess.run(["redis-cli", "-p", str(redis.port), "PUBSUB", "NUMPAT"],
+                         capture_output=True, text=True, timeout=TIMEOUT, check=True).stdout
+    return int(out.split()[0])
+
+
+def test_broadcasts_to_one_socket_lost_on_a_cut_are_counted(tmp_path, redis, proxy):  # noqa: F811
+    """A broadcast to one socket goes to its own channel, which its node hears through one
+    pattern per namespace: A's 5 broadcasts to bob during the cut are counted at B. Then
+    bob leaves (B drops the pattern: no local socket left), A sends 3 more to bob's
+    channel that nobody hears, carol connects (B holds the pattern afresh): A's next one to
+    bob's channel is a jump of 3 in its numbers, but not a loss, and is not counted."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Daemon(tmp_path / "a", f"[broker]\nredis_url = {redis.url}\nnode_id = node-a\n")
+    b = Daemon(tmp_path / "b", f"[broker]\nredis_url = {proxy.url}\nnode_id = node-b\n")
+    clients = Clients(b.port)
+    try:
+        for node in (a, b):
+            wait_for(lambda: sample(node.admin_port, "eddy_broker_nodes") == 2, "both alive")
+        patterns = numpat(redis)
+        bob = clients.connect("bob", transports=["websocket"])
+        wait_for(lambda: numpat(redis) == patterns + 1, "B to hold its socket pattern")
+        clients.probe_until(lambda: a.api("emit", {"rooms": [bob], "event": "probe"}),
+                            {"bob"}, lambda r: r["event"] == "probe", "probe to bob")
+        clients.seen = [r for r in clients.seen if r.get("event") != "probe"]
+        emits(a, [bob], "m", range(3))
+
+        proxy.cut()
+        wait_for(lambda: numpat(redis) == patterns, "Redis to drop B's pattern")
+        emits(a, [bob], "m", range(100, 105))  # lost for B
+        proxy.resume()
+        wait_for(lambda: numpat(redis) == patterns + 1, "B to hold its pattern again")
+        emits(a, [bob], "m", range(105, 108))
+        emits(a, [bob], "end", [0])
+        assert got(clients, "bob", "end") == [0, 1, 2, 105, 106, 107]
+        assert sample(b.admin_port, "eddy_broker_messages_missed_total") == 5
+
+        clients.send(cmd="close", name="bob")
+        wait_for(lambda: numpat(redis) == patterns, "B to drop its pattern")
+        emits(a, [bob], "m", range(200, 203))  # nobody holds bob's channel
+        carol = clients.connect("carol", transports=["websocket"])
+        wait_for(lambda: numpat(redis) == patterns + 1, "B to hold its pattern afresh")
+        emits(a, [bob], "m", [203])
+        emits(a, [carol], "end", [1])  # after A's last one to bob's channel, on one connection
+        assert got(clients, "carol", "end") == []
+        assert sample(b.admin_port, "eddy_broker_messages_missed_total") == 5
+    finally:
+        clients.close()
+        a.stop()
+        b.stop()

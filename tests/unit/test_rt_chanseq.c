@@ -61,6 +61,17 @@ static void test_forget_and_prune(void)
     CHECK_EQ_INT((int)HEARD(t, "r1", "A", 1, 50, 30), 0);
     CHECK_EQ_INT((int)HEARD(t, "r1", "A", 1, 52, 30), 1);
     rt_chanseq_forget(t, "nothing", 7);
+    /* A pattern c:* held afresh: its channels start over, others keep their numbers. */
+    HEARD(t, "c:x1", "A", 1, 3, 30);
+    HEARD(t, "c:x2", "B", 2, 7, 30);
+    HEARD(t, "d:x1", "A", 1, 3, 30);
+    CHECK_EQ_INT((int)rt_chanseq_size(t), 5);
+    rt_chanseq_forget_prefix(t, "c:", 2);
+    CHECK_EQ_INT((int)rt_chanseq_size(t), 3);
+    CHECK_EQ_INT((int)HEARD(t, "c:x1", "A", 1, 9, 30), 0);
+    CHECK_EQ_INT((int)HEARD(t, "d:x1", "A", 1, 9, 30), 5);
+    rt_chanseq_forget(t, "c:x1", 4);
+    rt_chanseq_forget(t, "d:x1", 4);
     /* Idle since 20: pruned at cutoff 25; r1 (heard at 30) stays. */
     rt_chanseq_prune(t, 25);
     CHECK_EQ_INT((int)rt_chanseq_size(t), 1);
