@@ -74,8 +74,18 @@ static bool presence_true(const char *sid, int first_in, int n)
     return true;
 }
 
+static void node_stop(eddy_rt_t *rt, eddy_rt_socket_t *s, int fd)
+{
+    if (s != NULL)
+        eddy_rt_socket_unref(s);
+    if (fd >= 0)
+        close(fd);
+    if (rt != NULL)
+        rt_test_stop(rt);
+}
+
 /* A layer on the test Redis with a 48-request broker queue, serving one Engine.IO client
- * (*fd) whose socket on "/" is returned (referenced), or NULL. */
+ * (*fd) whose socket on "/" is returned (referenced), or NULL (nothing left running). */
 static eddy_rt_socket_t *node_start(eddy_rt_t **rtp, int *fd)
 {
     *rtp = NULL;
@@ -110,17 +120,9 @@ static eddy_rt_socket_t *node_start(eddy_rt_t **rtp, int *fd)
     eio_ws_send(*fd, "40");
     CHECK(eio_ws_recv(*fd, buf, sizeof(buf), 2000) && strncmp(buf, "40{\"sid\":", 9) == 0);
     CHECK(WAIT_FOR(atomic_load(&sock) != NULL, 2000));
+    if (atomic_load(&sock) == NULL)
+        node_stop(rt, NULL, *fd);
     return atomic_load(&sock);
-}
-
-static void node_stop(eddy_rt_t *rt, eddy_rt_socket_t *s, int fd)
-{
-    if (s != NULL)
-        eddy_rt_socket_unref(s);
-    if (fd >= 0)
-        close(fd);
-    if (rt != NULL)
-        rt_test_stop(rt);
 }
 
 /* Waits for Redis to hold exactly this node's memberships (presence_true()); prints what
@@ -146,10 +148,8 @@ static void test_dropped_presence_repaired_without_reconnect(void)
     eddy_rt_t *rt;
     int fd;
     eddy_rt_socket_t *s = node_start(&rt, &fd);
-    if (s == NULL) {
-        node_stop(rt, s, fd);
+    if (s == NULL)
         return;
-    }
     eddy_rt_broker_status_t before = status(rt);
     CHECK_EQ_INT((int)before.presence_repairs_total, 0);
 
@@ -201,10 +201,8 @@ static void test_restore_larger_than_the_queue(void)
     eddy_rt_t *rt;
     int fd;
     eddy_rt_socket_t *s = node_start(&rt, &fd);
-    if (s == NULL) {
-        node_stop(rt, s, fd);
+    if (s == NULL)
         return;
-    }
     char room[16];
     for (int i = 0; i < NMANY; i++) {
         snprintf(room, sizeof(room), "r%d", i);
