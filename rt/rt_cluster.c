@@ -1516,7 +1516,8 @@ static void sweep_read(rt_cluster_t *cl, const char *nsp, const char *room)
  * ------------------------------------------------------------------------------------- */
 
 #define PUMP_BATCH    1024 /* requests per run of the pump: a loop's turn stays short */
-#define PUMP_RETRY_MS 5
+#define PUMP_RETRY_MS 5    /* the next run after one that sent something */
+#define PUMP_WAIT_MS  50   /* ... after one that found the queue over half full */
 
 static bool op_push(rt_cluster_t *cl, cl_op_kind_t kind, const char *nsp, const char *room,
                     const char *sid, const char *user, bool listed)
@@ -1641,7 +1642,7 @@ static void pump_run(eddy_server_t *srv, uint64_t timer_id, void *arg)
     }
     if (cl->ops == NULL)
         cl->ops_tail = &cl->ops;
-    bool more = cl->ops != NULL;
+    bool more = cl->ops != NULL, sent = batch != NULL;
     pthread_mutex_unlock(&cl->lock);
     while (batch != NULL) {
         cl_op_t *op = batch;
@@ -1651,5 +1652,5 @@ static void pump_run(eddy_server_t *srv, uint64_t timer_id, void *arg)
     }
     pthread_mutex_unlock(&cl->pump_lock);
     if (more)
-        pump_later(cl, PUMP_RETRY_MS);
+        pump_later(cl, sent ? PUMP_RETRY_MS : PUMP_WAIT_MS);
 }
