@@ -574,6 +574,26 @@ typedef struct rt_broker_redis_config {
     size_t nsentinels;
     const char *sentinel_password;
     const char *sentinel_username;
+    /* TLS (rediss://, rediss+sentinel://): true makes every connection of the broker, the
+     * master's and the sentinels', TLS (OpenSSL, TLS 1.2 or later) from the handshake on;
+     * the handshake is bounded by io_timeout_ms and a failed one (an unknown certificate, a
+     * name mismatch, a port without TLS) is a connection failure like the others: logged
+     * with OpenSSL's reason, retried with the backoff. The certificate is verified against
+     * tls_ca_file (PEM; NULL: the system's store) and the name the broker connected to
+     * (tls_server_name when set, else each host as given or as the sentinels named it: a
+     * DNS name against the certificate's names, an IP address against its IP addresses),
+     * sent as SNI unless it is an IP address. tls_cert_file and tls_key_file (PEM; the key
+     * NULL: in tls_cert_file) are a client certificate for Redis' tls-auth-clients.
+     * tls_insecure skips the verification (logged as a warning when the broker is made).
+     * The files are read by rt_broker_redis_new(): an unreadable one, or a key that does
+     * not match the certificate, fails it (logged). All copied. false (the default): plain
+     * TCP, and the tls_ fields are not used. */
+    bool tls;
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_server_name;
+    bool tls_insecure;
 } rt_broker_redis_config_t;
 
 /* Fills *cfg with the defaults above. */
