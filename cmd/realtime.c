@@ -179,18 +179,20 @@ static bool redis_name_ok(const char *value, size_t max)
 
 /* [broker]: the Redis every node of the application shares (eddy_rt_options_t). */
 /* True if value is one Redis URL or several separated by commas (shards): each starts with
- * redis:// or redis+sentinel:// (whose sentinels are separated by commas too); the layer
- * checks the rest when it starts. */
+ * redis://, rediss:// (TLS), redis+sentinel:// or rediss+sentinel:// (whose sentinels are
+ * separated by commas too); the layer checks the rest when it starts. */
 static bool redis_urls_valid(const char *value)
 {
+    static const char *const schemes[] = {"redis://", "rediss://", "redis+sentinel://",
+                                          "rediss+sentinel://"};
     bool sentinel = false;
     for (const char *p = value;; p++) {
-        if (strncmp(p, "redis://", 8) == 0) {
-            p += 8;
-            sentinel = false;
-        } else if (strncmp(p, "redis+sentinel://", 17) == 0) {
-            p += 17;
-            sentinel = true;
+        size_t i = 0;
+        while (i < 4 && strncmp(p, schemes[i], strlen(schemes[i])) != 0)
+            i++;
+        if (i < 4) {
+            p += strlen(schemes[i]);
+            sentinel = i >= 2;
         } else if (!sentinel) {
             return false;
         }
@@ -210,7 +212,8 @@ static int broker_set(settings_t *st, const char *key, const char *value, char *
             snprintf(why, why_len,
                      "the value is not redis://[:password@]host[:port][/db] or "
                      "redis+sentinel://[:password@]host[:port][,host[:port]...]/master[/db] "
-                     "(several: separated by commas)");
+                     "(rediss:// and rediss+sentinel:// over TLS; several: separated by "
+                     "commas)");
             return EDDY_EINVAL;
         }
         memcpy(st->redis_url, value, len + 1);

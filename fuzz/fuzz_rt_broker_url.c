@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libFuzzer driver for the Redis URLs of redis_url (rt/rt_broker_url.c: redis:// and
- * redis+sentinel://, and the comma-separated lists of shards that rt_broker_url_len()
- * splits). The input is the whole redis_url value.
+ * libFuzzer driver for the Redis URLs of redis_url (rt/rt_broker_url.c: redis://,
+ * redis+sentinel://, their TLS forms rediss:// and rediss+sentinel://, and the
+ * comma-separated lists of shards that rt_broker_url_len() splits). The input is the whole
+ * redis_url value.
  *
  * Checked invariants: the list is split into pieces that cover the input exactly, each
  * starting after a comma; a piece is accepted (0) or refused (EDDY_EINVAL); a refusal
  * leaves the configuration untouched; an accepted piece gives a port in 1..65535 and, with
  * Sentinel, a master name of 1 to 64 bytes and 1 to RT_BROKER_SENTINELS_MAX sentinels with
  * valid ports; every string it sets points into the parse buffer (ASan checks the reads);
- * a user name (the master's or the sentinels') comes with a password, neither empty.
+ * a user name (the master's or the sentinels') comes with a password, neither empty; the
+ * TLS fields are set only by a rediss URL (then inside the parse buffer, not empty; a key
+ * file only with a certificate file).
  */
 #include <string.h>
 
@@ -84,6 +87,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc == 0 && cfg.username != NULL) {
             FUZZ_CHECK(in_buf(&url, cfg.username) && cfg.password != NULL);
             FUZZ_CHECK(cfg.username[0] != '\0' && cfg.password[0] != '\0');
+        }
+        if (rc == 0 && !cfg.tls) {
+            FUZZ_CHECK(!cfg.tls_insecure && cfg.tls_ca_file == NULL && cfg.tls_cert_file == NULL);
+            FUZZ_CHECK(cfg.tls_key_file == NULL && cfg.tls_server_name == NULL);
+        } else if (rc == 0) {
+            FUZZ_CHECK(strncmp(p, "rediss", 6) == 0);
+            const char *tls[] = {cfg.tls_ca_file, cfg.tls_cert_file, cfg.tls_key_file,
+                                 cfg.tls_server_name};
+            for (size_t i = 0; i < 4; i++)
+                FUZZ_CHECK(tls[i] == NULL || (in_buf(&url, tls[i]) && tls[i][0] != '\0'));
+            FUZZ_CHECK(cfg.tls_key_file == NULL || cfg.tls_cert_file != NULL);
         }
         if (p[len] == '\0')
             break;

@@ -131,7 +131,10 @@ typedef struct eddy_rt_options {
      * "user:password@" logs in as a Redis 6 ACL user; user names, passwords and parameters
      * are percent-decoded, README "Sentinel"): the sentinels are asked
      * for the master before every connection and reconnection, so the node follows a
-     * failover. A malformed URL: eddy_rt_new() fails, logged. Copied.
+     * failover. Over TLS: "rediss://..." and "rediss+sentinel://..." with the parameters
+     * ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_servername and ssl_cert_reqs=none
+     * (README "TLS"; the certificate and its name verified by default). A malformed URL,
+     * or a TLS file that cannot be read: eddy_rt_new() fails, logged. Copied.
      */
     const char *redis_url;
     const char *redis_prefix; /* prefix of every Redis key and channel: "eddy:" (copied) */

@@ -574,6 +574,26 @@ typedef struct rt_broker_redis_config {
     size_t nsentinels;
     const char *sentinel_password;
     const char *sentinel_username;
+    /* TLS (rediss://, rediss+sentinel://): true makes every connection of the broker, the
+     * master's and the sentinels', TLS (OpenSSL, TLS 1.2 or later) from the handshake on;
+     * the handshake is bounded by io_timeout_ms and a failed one (an unknown certificate, a
+     * name mismatch, a port without TLS) is a connection failure like the others: logged
+     * with OpenSSL's reason, retried with the backoff. The certificate is verified against
+     * tls_ca_file (PEM; NULL: the system's store) and the name the broker connected to
+     * (tls_server_name when set, else each host as given or as the sentinels named it: a
+     * DNS name against the certificate's names, an IP address against its IP addresses),
+     * sent as SNI unless it is an IP address. tls_cert_file and tls_key_file (PEM; the key
+     * NULL: in tls_cert_file) are a client certificate for Redis' tls-auth-clients.
+     * tls_insecure skips the verification (logged as a warning when the broker is made).
+     * The files are read by rt_broker_redis_new(): an unreadable one, or a key that does
+     * not match the certificate, fails it (logged). All copied. false (the default): plain
+     * TCP, and the tls_ fields are not used. */
+    bool tls;
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_server_name;
+    bool tls_insecure;
 } rt_broker_redis_config_t;
 
 /* Fills *cfg with the defaults above. */
@@ -584,8 +604,23 @@ void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg);
  *   redis://[[user]:password@]host[:port][/db]                       one Redis (port 6379)
  *   redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]
  *     [?sentinel_password=secret[&sentinel_username=name]]           Sentinel (port 26379)
- * A list separated by commas names several shards: a comma followed by "redis://" or
- * "redis+sentinel://" starts the next URL; any other comma separates the sentinels of a
+ *   rediss://[[user]:password@]host[:port][/db][?TLS]                one Redis over TLS
+ *   rediss+sentinel://...as redis+sentinel...[?sentinel_...&TLS]     sentinels and master
+ *                                                                    over TLS
+ * where TLS is "name=value" parameters joined by "&" (redis-py's names, as its from_url()
+ * passes them on; ssl_servername after node-redis' servername), each at most once:
+ *   ssl_ca_certs=PATH      CA certificates (PEM) to verify with (tls_ca_file; default: the
+ *                          system's store)
+ *   ssl_certfile=PATH      client certificate (PEM) for mutual TLS (tls_cert_file)
+ *   ssl_keyfile=PATH       its key (tls_key_file; default: in ssl_certfile; needs it)
+ *   ssl_servername=NAME    the name sent as SNI and verified (tls_server_name; default: the
+ *                          host)
+ *   ssl_cert_reqs=required the default: the certificate and its name are verified;
+ *   ssl_cert_reqs=none     no verification (tls_insecure; logged as a warning)
+ * A rediss URL sets tls and its parameters, a redis URL clears them. In a rediss:// URL the
+ * query starts at the first "?" (a "?" in a password is then written %3F).
+ * A list separated by commas names several shards: a comma followed by one of the four
+ * schemes starts the next URL; any other comma separates the sentinels of a
  * redis+sentinel URL (a redis:// URL has none). A master name is 1 to 64 of A-Z a-z 0-9
  * _ - . :. With a user, AUTH sends user and password (Redis 6 ACL), else the password
  * alone ("password@" without a colon is a password too). User names, passwords and
@@ -604,7 +639,8 @@ size_t rt_broker_url_len(const char *urls);
 
 /*
  * Parses the URL text[0..len) into cfg: host, port, password and db, or with
- * redis+sentinel the Sentinel fields (the other fields are left as they are). cfg's strings
+ * redis+sentinel the Sentinel fields, and the TLS fields (the other fields are left as they
+ * are). cfg's strings
  * then point into *url, which must outlive their use. Returns 0, or EDDY_EINVAL with a
  * line logged on srv (NULL: stderr) saying what is wrong (never the password).
  */

@@ -21,6 +21,7 @@
 
 #include "rt_broker.h"
 #include "rt_chanseq.h"
+#include "rt_redis_tls.h"
 
 /* Publish: KEYS = pos, then (stream, last) per target; ARGV = epoch candidate, maxlen,
  * age ms, meta ttl ms, message, channels. */
@@ -266,7 +267,8 @@ typedef struct rb {
     size_t nnodes;
 
     /* Thread only. */
-    redisContext *cmd, *sub;
+    redisContext *cmd, *sub; /* socket I/O through rt_redis_tls.h's seam only */
+    rt_redis_tls_t *tls;     /* rediss: the TLS settings (NULL: plain TCP) */
     char sha[SCRIPT_COUNT][41];
     nsp_seen_t *seen;
     origin_seen_t *origins;
@@ -1128,7 +1130,7 @@ static int session_renewed(rb_t *rb)
     for (size_t i = 0; i < rb->ntags; i++) {
         redisReply *r[2] = {NULL, NULL};
         for (int k = 0; k < 2; k++) {
-            if (redisGetReply(rb->cmd, (void **)&r[k]) != REDIS_OK)
+            if (rt_redis_get_reply(rb->cmd, (void **)&r[k]) != REDIS_OK)
                 rc = -1;
         }
         bool gone = r[0] && r[0]->type == REDIS_REPLY_INTEGER && r[0]->integer == 0;
@@ -1782,9 +1784,9 @@ static void disconnect(rb_t *rb, const char *why)
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: Redis %s connection lost: %s",
                  where(rb), why);
     if (rb->cmd)
-        redisFree(rb->cmd);
+        rt_redis_free(rb->cmd);
     if (rb->sub)
-        redisFree(rb->sub);
+        rt_redis_free(rb->sub);
     rb->cmd = rb->sub = NULL;
     atomic_store(&rb->last_pong, 0);
     nreq_sweep(rb, 0, true); /* no answer comes on a lost connection */
@@ -1795,26 +1797,36 @@ static void disconnect(rb_t *rb, const char *why)
 
 static redisReply *command(redisContext *c, int argc, const char **argv, const size_t *lens)
 {
-    return redisCommandArgv(c, argc, argv, lens);
+    return rt_redis_command_argv(c, argc, argv, lens);
 }
 
 /* AUTH password, or with a user name (a Redis 6 ACL user) AUTH username password. */
 static redisReply *auth(redisContext *c, const char *username, const char *password)
 {
-    return username ? redisCommand(c, "AUTH %s %s", username, password)
-                    : redisCommand(c, "AUTH %s", password);
+    return username ? rt_redis_command(c, "AUTH %s %s", username, password)
+                    : rt_redis_command(c, "AUTH %s", password);
+}
+
+/* A connection to host:port: hiredis' TCP connect, then with TLS the handshake (each
+ * within tv), or NULL (out of memory), or one with err set. */
+static redisContext *open_conn(rb_t *rb, const char *host, int port, struct timeval tv)
+{
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    if (c && !c->err && rb->tls)
+        rt_redis_tls_start(rb->tls, c, host, rb->cfg.io_timeout_ms);
+    return c;
 }
 
 static redisContext *connect_one(rb_t *rb, const char **err)
 {
     struct timeval tv = {rb->cfg.io_timeout_ms / 1000, (rb->cfg.io_timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(rb->host, rb->cfg.port, tv);
+    redisContext *c = open_conn(rb, rb->host, rb->cfg.port, tv);
     if (!c || c->err) {
         static __thread char msg[128];
         snprintf(msg, sizeof(msg), "%s", c ? c->errstr : "out of memory");
         *err = msg;
         if (c)
-            redisFree(c);
+            rt_redis_free(c);
         return NULL;
     }
     redisSetTimeout(c, tv);
@@ -1827,17 +1839,19 @@ static redisContext *connect_one(rb_t *rb, const char **err)
         freeReplyObject(r);
     }
     if (rb->cfg.db) {
-        r = redisCommand(c, "SELECT %d", rb->cfg.db);
+        r = rt_redis_command(c, "SELECT %d", rb->cfg.db);
         if (!r || r->type == REDIS_REPLY_ERROR)
             goto fail;
         freeReplyObject(r);
     }
     return c;
-fail:
-    *err = r ? "AUTH or SELECT refused" : "no answer to AUTH or SELECT";
+fail:;
+    static __thread char lost[160]; /* the reason (TLS: an alert) is in c, which goes */
+    snprintf(lost, sizeof(lost), "no answer to AUTH or SELECT: %s", c->errstr);
+    *err = r ? "AUTH or SELECT refused" : lost;
     if (r)
         freeReplyObject(r);
-    redisFree(c);
+    rt_redis_free(c);
     return NULL;
 }
 
@@ -1850,11 +1864,11 @@ static redisContext *sentinel_connect(rb_t *rb, const rt_broker_addr_t *s, char 
                                       size_t why_len)
 {
     struct timeval tv = {rb->cfg.io_timeout_ms / 1000, (rb->cfg.io_timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
+    redisContext *c = open_conn(rb, s->host, s->port, tv);
     if (!c || c->err) {
         snprintf(why, why_len, "%s", c ? c->errstr : "out of memory");
         if (c)
-            redisFree(c);
+            rt_redis_free(c);
         return NULL;
     }
     redisSetTimeout(c, tv);
@@ -1864,7 +1878,7 @@ static redisContext *sentinel_connect(rb_t *rb, const rt_broker_addr_t *s, char 
             snprintf(why, why_len, "%s", r ? "AUTH refused" : c->errstr);
             if (r)
                 freeReplyObject(r);
-            redisFree(c);
+            rt_redis_free(c);
             return NULL;
         }
         freeReplyObject(r);
@@ -1881,7 +1895,7 @@ static int sentinel_ask_one(rb_t *rb, const rt_broker_addr_t *s, char **host, in
     if (!c)
         return -1;
     int rc = -1;
-    redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", rb->sentinel_master);
+    redisReply *r = rt_redis_command(c, "SENTINEL get-master-addr-by-name %s", rb->sentinel_master);
     char *end = NULL;
     long value = 0;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -1903,7 +1917,7 @@ static int sentinel_ask_one(rb_t *rb, const rt_broker_addr_t *s, char **host, in
     }
     if (r)
         freeReplyObject(r);
-    redisFree(c);
+    rt_redis_free(c);
     return rc;
 }
 
@@ -1913,12 +1927,12 @@ static redisContext *sentinel_watch(rb_t *rb)
 {
     char why[128];
     redisContext *c = sentinel_connect(rb, &rb->sentinels[0], why, sizeof(why));
-    redisReply *r = c ? redisCommand(c, "SUBSCRIBE +switch-master") : NULL;
+    redisReply *r = c ? rt_redis_command(c, "SUBSCRIBE +switch-master") : NULL;
     bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3;
     if (r)
         freeReplyObject(r);
     if (c && !ok) {
-        redisFree(c);
+        rt_redis_free(c);
         c = NULL;
     }
     return c;
@@ -1929,7 +1943,7 @@ static redisContext *sentinel_watch(rb_t *rb)
  * connection broke. */
 static int sentinel_switched(rb_t *rb, redisContext *c)
 {
-    if (redisBufferRead(c) != REDIS_OK)
+    if (rt_redis_read(c) != REDIS_OK)
         return -1;
     size_t len = strlen(rb->sentinel_master);
     int switched = 0;
@@ -1994,7 +2008,7 @@ static int sentinel_master(rb_t *rb, const char **err)
 static int check_master(rb_t *rb, const char **err)
 {
     static __thread char msg[128];
-    redisReply *r = redisCommand(rb->cmd, "ROLE");
+    redisReply *r = rt_redis_command(rb->cmd, "ROLE");
     if (!r) {
         *err = rb->cmd->errstr;
         return -1;
@@ -2049,11 +2063,11 @@ static int sub_send(rb_t *rb, const char *verb, const char **chans, size_t *lens
     }
     int done = 0;
     while (!done)
-        if (redisBufferWrite(rb->sub, &done) != REDIS_OK)
+        if (rt_redis_write(rb->sub, &done) != REDIS_OK)
             return -1;
     for (size_t waiting = n; waiting;) {
         redisReply *r;
-        if (redisGetReply(rb->sub, (void **)&r) != REDIS_OK)
+        if (rt_redis_get_reply(rb->sub, (void **)&r) != REDIS_OK)
             return -1;
         if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
             r->element[0]->type == REDIS_REPLY_STRING &&
@@ -2816,7 +2830,7 @@ static bool plain_replies(rb_t *rb, const job_t *j, redisReply **r)
 {
     for (int i = 1; i < j->plain; i++) {
         redisReply *next;
-        if (redisGetReply(rb->cmd, (void **)&next) != REDIS_OK) {
+        if (rt_redis_get_reply(rb->cmd, (void **)&next) != REDIS_OK) {
             freeReplyObject(*r);
             return false;
         }
@@ -2910,7 +2924,7 @@ static int heartbeat_read(rb_t *rb)
     redisReply *r[5] = {NULL};
     int rc = 0;
     for (int i = 0; i < 5 && rc == 0; i++)
-        if (redisGetReply(rb->cmd, (void **)&r[i]) != REDIS_OK)
+        if (rt_redis_get_reply(rb->cmd, (void **)&r[i]) != REDIS_OK)
             rc = -1;
     if (rc == 0 && session_renewed(rb) != 0)
         rc = -1;
@@ -2947,7 +2961,7 @@ static int heartbeat(rb_t *rb)
  * failover has its own. */
 static int sync_time(rb_t *rb, const char **err)
 {
-    redisReply *r = redisCommand(rb->cmd, "TIME");
+    redisReply *r = rt_redis_command(rb->cmd, "TIME");
     if (!r) {
         *err = rb->cmd->errstr;
         return -1;
@@ -3025,7 +3039,7 @@ static int run_jobs(rb_t *rb)
             continue;
         }
         redisReply *r;
-        if (redisGetReply(rb->cmd, (void **)&r) != REDIS_OK || !plain_replies(rb, j, &r))
+        if (rt_redis_get_reply(rb->cmd, (void **)&r) != REDIS_OK || !plain_replies(rb, j, &r))
             goto broken;
         batch = j->next;
         j->next = NULL;
@@ -3116,7 +3130,7 @@ static int connect_all(rb_t *rb, const char **err)
         !(rb->sub = connect_one(rb, err)))
         return -1;
     for (int i = 0; i < SCRIPT_COUNT; i++) {
-        redisReply *r = redisCommand(rb->cmd, "SCRIPT LOAD %s", scripts[i]);
+        redisReply *r = rt_redis_command(rb->cmd, "SCRIPT LOAD %s", scripts[i]);
         if (!r) {
             *err = rb->cmd->errstr;
             return -1;
@@ -3189,7 +3203,7 @@ static int loop_once(rb_t *rb)
         return -1;
     if (pf[1].revents)
         drain_wake(rb);
-    if (pf[0].revents && redisBufferRead(rb->sub) != REDIS_OK)
+    if (pf[0].revents && rt_redis_read(rb->sub) != REDIS_OK)
         return -1;
     /* Replies may also wait in the reader from an earlier blocking read. */
     redisReply *r;
@@ -3219,14 +3233,14 @@ static void backoff_wait(rb_t *rb, uint64_t delay)
         fail_waiting(rb, false);
         int switched = pf[1].revents ? sentinel_switched(rb, watch) : 0;
         if (switched != 0) {
-            redisFree(watch);
+            rt_redis_free(watch);
             watch = NULL;
         }
         if (switched > 0)
             break;
     }
     if (watch)
-        redisFree(watch);
+        rt_redis_free(watch);
 }
 
 static void *thread_main(void *p)
@@ -3255,9 +3269,9 @@ static void *thread_main(void *p)
         char msg[256]; /* err may point into a context freed below */
         snprintf(msg, sizeof(msg), "%s", err);
         if (rb->cmd)
-            redisFree(rb->cmd);
+            rt_redis_free(rb->cmd);
         if (rb->sub)
-            redisFree(rb->sub);
+            rt_redis_free(rb->sub);
         rb->cmd = rb->sub = NULL;
         set_state(rb, RT_BROKER_DOWN, false, 0);
         if (!logged)
@@ -3282,13 +3296,13 @@ static void *thread_main(void *p)
     }
     if (rb->cmd) {
         /* Leave the cluster at once rather than when the lease runs out. */
-        redisReply *r = redisCommand(rb->cmd, "ZREM %s %s", rb->nodes_key, rb->node_id);
+        redisReply *r = rt_redis_command(rb->cmd, "ZREM %s %s", rb->nodes_key, rb->node_id);
         if (r)
             freeReplyObject(r);
-        redisFree(rb->cmd);
+        rt_redis_free(rb->cmd);
     }
     if (rb->sub)
-        redisFree(rb->sub);
+        rt_redis_free(rb->sub);
     rb->cmd = rb->sub = NULL;
     nreq_sweep(rb, 0, true);
     fail_waiting(rb, true);
@@ -3381,6 +3395,7 @@ static void rb_destroy(rb_t *rb)
     free(rb->username);
     free(rb->sentinel_username);
     free(rb->sentinels);
+    rt_redis_tls_free(rb->tls);
     if (rb->wake_fd >= 0)
         close(rb->wake_fd);
     pthread_mutex_destroy(&rb->lock);
@@ -3558,13 +3573,17 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
     if (!rb->host || (cfg->password && !rb->password) || !rb->prefix || !rb->node_channel ||
         !rb->nodes_key || !rb->all_channel || !rb->subs || rb->wake_fd < 0 || !rb->chan_sent ||
         !rb->chan_heard || (cfg->emitter_prefix && !rb->emitter_pattern) ||
-        (cfg->sentinel_master && sentinels_copy(rb, cfg) != 0) || usernames_copy(rb, cfg) != 0)
+        (cfg->sentinel_master && sentinels_copy(rb, cfg) != 0) || usernames_copy(rb, cfg) != 0 ||
+        (cfg->tls && !(rb->tls = rt_redis_tls_new(cfg, srv))))
         goto fail;
     rb->cfg.host = rb->host;
     rb->cfg.password = rb->password;
     rb->cfg.prefix = rb->prefix;
     rb->cfg.node_id = rb->node_id;
     rb->cfg.emitter_prefix = NULL; /* not kept: emitter_pattern is */
+    /* Not kept either: rb->tls has what they said. */
+    rb->cfg.tls_ca_file = rb->cfg.tls_cert_file = rb->cfg.tls_key_file = NULL;
+    rb->cfg.tls_server_name = NULL;
     /* The thread takes no signals (a write to a closed Redis socket must not raise
      * SIGPIPE for the process; the application's handlers run on its own threads). */
     sigset_t all, old;

@@ -2,15 +2,35 @@
 /*
  * Redis URLs (rt_broker.h "Redis URLs"): redis:// for one Redis, redis+sentinel:// for a
  * master found through Redis Sentinel (the form redis-py's URL helpers, RedisVL and Prefect
- * read), a comma-separated list of them for shards.
+ * read), rediss:// and rediss+sentinel:// for the same over TLS, a comma-separated list of
+ * them for shards.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "rt_broker.h"
 
-static const char redis_scheme[] = "redis://";
-static const char sentinel_scheme[] = "redis+sentinel://";
+/* The four schemes: with Sentinel or not, over TLS or not. */
+static const struct scheme {
+    const char *prefix;
+    size_t len;
+    bool sentinel, tls;
+} schemes[] = {
+    {"redis://", 8, false, false},
+    {"redis+sentinel://", 17, true, false},
+    {"rediss://", 9, false, true},
+    {"rediss+sentinel://", 18, true, true},
+};
+#define NSCHEMES (sizeof(schemes) / sizeof(schemes[0]))
+
+/* The scheme text[0..len) starts with, or NULL. */
+static const struct scheme *scheme_of(const char *text, size_t len)
+{
+    for (size_t i = 0; i < NSCHEMES; i++)
+        if (len >= schemes[i].len && strncmp(text, schemes[i].prefix, schemes[i].len) == 0)
+            return &schemes[i];
+    return NULL;
+}
 
 #define REDIS_PORT    6379
 #define SENTINEL_PORT 26379
@@ -19,8 +39,7 @@ static const char sentinel_scheme[] = "redis+sentinel://";
 size_t rt_broker_url_len(const char *urls)
 {
     for (const char *p = urls; (p = strchr(p, ',')) != NULL; p++)
-        if (strncmp(p + 1, redis_scheme, sizeof(redis_scheme) - 1) == 0 ||
-            strncmp(p + 1, sentinel_scheme, sizeof(sentinel_scheme) - 1) == 0)
+        if (scheme_of(p + 1, strnlen(p + 1, schemes[NSCHEMES - 1].len)) != NULL)
             return (size_t)(p - urls);
     return strlen(urls);
 }
@@ -111,9 +130,18 @@ static const char *database(const char *s, int *db)
     return NULL;
 }
 
-/* What follows "redis://". */
-static const char *parse_redis(char *s, rt_broker_redis_config_t *cfg)
+static const char *parameters(char *query, const struct scheme *sc, rt_broker_redis_config_t *cfg);
+
+/* What follows "redis://" or "rediss://". */
+static const char *parse_redis(char *s, const struct scheme *sc, rt_broker_redis_config_t *cfg)
 {
+    char *query = sc->tls ? strchr(s, '?') : NULL;
+    if (query != NULL) {
+        *query++ = '\0';
+        const char *why = parameters(query, sc, cfg);
+        if (why != NULL)
+            return why;
+    }
     char *at = strrchr(s, '@');
     if (at != NULL) {
         const char *why = user_info(s, at, cfg);
@@ -121,6 +149,8 @@ static const char *parse_redis(char *s, rt_broker_redis_config_t *cfg)
             return why;
         s = at + 1;
     }
+    if (!sc->tls && strstr(s, "?ssl_") != NULL)
+        return "ssl_ parameters need rediss://";
     char *slash = strchr(s, '/');
     if (slash != NULL) {
         *slash = '\0';
@@ -133,23 +163,38 @@ static const char *parse_redis(char *s, rt_broker_redis_config_t *cfg)
     return host_port(s, REDIS_PORT, &cfg->host, &cfg->port);
 }
 
-/* The query of a redis+sentinel URL, "name=value[&name=value]" (in place, the values
- * percent-decoded): the sentinels' AUTH. NULL, or what is wrong. */
-static const char *parameters(char *query, rt_broker_redis_config_t *cfg)
+/* The query of a URL, "name=value[&name=value]" (in place, the values percent-decoded):
+ * the sentinels' AUTH (Sentinel) and TLS (rediss: redis-py's names, rt_broker.h "Redis
+ * URLs"). NULL, or what is wrong. */
+static const char *parameters(char *query, const struct scheme *sc, rt_broker_redis_config_t *cfg)
 {
-    static const char *const names[] = {"sentinel_password=", "sentinel_username="};
-    const char **fields[] = {&cfg->sentinel_password, &cfg->sentinel_username};
+    static const char *const names[] = {
+        "sentinel_password=", "sentinel_username=", "ssl_ca_certs=", "ssl_certfile=",
+        "ssl_keyfile=",       "ssl_servername=",    "ssl_cert_reqs="};
+    const char *cert_reqs = NULL;
+    const char **fields[] = {
+        &cfg->sentinel_password, &cfg->sentinel_username, &cfg->tls_ca_file, &cfg->tls_cert_file,
+        &cfg->tls_key_file,      &cfg->tls_server_name,   &cert_reqs};
+    size_t first = sc->sentinel ? 0 : 2, end = sc->tls ? 7 : 2;
     for (char *next = query; next != NULL;) {
         char *item = next;
         if ((next = strchr(item, '&')) != NULL)
             *next++ = '\0';
         size_t i, len = 0;
-        for (i = 0; i < 2; i++)
+        for (i = first; i < end; i++)
             if (strncmp(item, names[i], len = strlen(names[i])) == 0)
                 break;
-        if (i == 2 || item[len] == '\0' || *fields[i] != NULL)
-            return "the parameters are sentinel_password=... and sentinel_username=..., "
-                   "each once, not empty";
+        if (i == end && !sc->tls && strncmp(item, "ssl_", 4) == 0)
+            return "ssl_ parameters need rediss+sentinel://";
+        if (i == end || item[len] == '\0' || *fields[i] != NULL)
+            return !sc->tls ? "the parameters are sentinel_password=... and "
+                              "sentinel_username=..., each once, not empty"
+                   : sc->sentinel
+                       ? "the parameters are sentinel_password=, sentinel_username=, "
+                         "ssl_ca_certs=, ssl_certfile=, ssl_keyfile=, ssl_servername= and "
+                         "ssl_cert_reqs=, each once, not empty"
+                       : "the parameters are ssl_ca_certs=, ssl_certfile=, ssl_keyfile=, "
+                         "ssl_servername= and ssl_cert_reqs=, each once, not empty";
         const char *why = percent_decode(item + len);
         if (why != NULL)
             return why;
@@ -157,18 +202,24 @@ static const char *parameters(char *query, rt_broker_redis_config_t *cfg)
     }
     if (cfg->sentinel_username != NULL && cfg->sentinel_password == NULL)
         return "sentinel_username= without sentinel_password=";
+    if (cfg->tls_key_file != NULL && cfg->tls_cert_file == NULL)
+        return "ssl_keyfile= without ssl_certfile=";
+    if (cert_reqs != NULL && strcmp(cert_reqs, "none") != 0 && strcmp(cert_reqs, "required") != 0)
+        return "ssl_cert_reqs= is required (the default) or none";
+    cfg->tls_insecure = cert_reqs != NULL && strcmp(cert_reqs, "none") == 0;
     return NULL;
 }
 
-/* What follows "redis+sentinel://". */
-static const char *parse_sentinel(char *s, rt_broker_url_t *url, rt_broker_redis_config_t *cfg)
+/* What follows "redis+sentinel://" or "rediss+sentinel://". */
+static const char *parse_sentinel(char *s, const struct scheme *sc, rt_broker_url_t *url,
+                                  rt_broker_redis_config_t *cfg)
 {
     char *query = strchr(s, '?');
     cfg->sentinel_password = NULL;
     cfg->sentinel_username = NULL;
     if (query != NULL) {
         *query++ = '\0';
-        const char *why = parameters(query, cfg);
+        const char *why = parameters(query, sc, cfg);
         if (why != NULL)
             return why;
     }
@@ -218,19 +269,23 @@ int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_bro
                         rt_broker_redis_config_t *cfg)
 {
     const char *why;
-    bool sentinel = len >= sizeof(sentinel_scheme) - 1 &&
-                    strncmp(text, sentinel_scheme, sizeof(sentinel_scheme) - 1) == 0;
-    size_t skip = sentinel ? sizeof(sentinel_scheme) - 1 : sizeof(redis_scheme) - 1;
-    if (!sentinel && (len < skip || strncmp(text, redis_scheme, skip) != 0)) {
-        why = "not redis:// or redis+sentinel://";
+    const struct scheme *sc = scheme_of(text, len);
+    size_t skip = sc != NULL ? sc->len : 0;
+    if (sc == NULL) {
+        why = "not redis://, rediss://, redis+sentinel:// or rediss+sentinel://";
     } else if (len - skip >= sizeof(url->buf)) {
         why = "longer than 1023 bytes";
     } else {
         memcpy(url->buf, text + skip, len - skip);
         url->buf[len - skip] = '\0';
-        /* Parsed into a copy, so a failure leaves cfg as it was. */
+        /* Parsed into a copy, so a failure leaves cfg as it was. The scheme says whether
+         * the URL's connections are TLS, and its parameters are all there is of TLS. */
         rt_broker_redis_config_t out = *cfg;
-        why = sentinel ? parse_sentinel(url->buf, url, &out) : parse_redis(url->buf, &out);
+        out.tls = sc->tls;
+        out.tls_ca_file = out.tls_cert_file = out.tls_key_file = out.tls_server_name = NULL;
+        out.tls_insecure = false;
+        why = sc->sentinel ? parse_sentinel(url->buf, sc, url, &out)
+                           : parse_redis(url->buf, sc, &out);
         if (why == NULL) {
             *cfg = out;
             return 0;
@@ -238,9 +293,10 @@ int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_bro
     }
     /* Not the URL itself: it may carry a password. */
     eddy_log(srv, EDDY_LOG_ERROR,
-             "eddy_rt: bad Redis URL: %s (want redis://[[user]:password@]host[:port][/db] or "
-             "redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]"
-             "[?sentinel_username=...&sentinel_password=...])",
+             "eddy_rt: bad Redis URL: %s (want redis[s]://[[user]:password@]host[:port][/db] or "
+             "redis[s]+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]"
+             "[?sentinel_username=...&sentinel_password=...]; rediss: TLS, with ssl_ca_certs=, "
+             "ssl_certfile=, ssl_keyfile=, ssl_servername=, ssl_cert_reqs=)",
              why);
     return EDDY_EINVAL;
 }

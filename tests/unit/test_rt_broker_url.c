@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Redis URLs (rt_broker.h "Redis URLs"): redis:// and redis+sentinel:// parsed into a broker
- * configuration, a list split into its shards' URLs, and every malformed form refused with
- * EDDY_EINVAL and a log line that says why (never the password), leaving the configuration
- * as it was.
+ * Redis URLs (rt_broker.h "Redis URLs"): redis://, redis+sentinel:// and their TLS forms
+ * rediss:// and rediss+sentinel:// parsed into a broker configuration, a list split into its
+ * shards' URLs, and every malformed form refused with EDDY_EINVAL and a log line that says why
+ * (never the password), leaving the configuration as it was.
  */
 
 #include "rt_broker.h"
@@ -104,6 +104,46 @@ static void test_percent_decoding(void)
     CHECK(strcmp(cfg.sentinel_master, "m") == 0 && strcmp(url.sentinels[0].host, "s1") == 0);
 }
 
+/* rediss:// and rediss+sentinel:// set tls and the TLS parameters (percent-decoded; a path
+ * may hold "/" and "@"); a redis URL clears what a previous parse set. */
+static void test_tls_urls(void)
+{
+    rt_broker_url_t url;
+    rt_broker_redis_config_t cfg;
+    CHECK_EQ_INT(parse("rediss://u:p%3Fw@cache.example.com:6380/1", &url, &cfg), 0);
+    CHECK(cfg.tls && !cfg.tls_insecure && cfg.tls_ca_file == NULL && cfg.tls_cert_file == NULL);
+    CHECK(cfg.tls_key_file == NULL && cfg.tls_server_name == NULL);
+    CHECK(strcmp(cfg.host, "cache.example.com") == 0 && cfg.port == 6380 && cfg.db == 1);
+    CHECK(strcmp(cfg.username, "u") == 0 && strcmp(cfg.password, "p?w") == 0);
+    CHECK_EQ_INT(parse("rediss://:pw@[::1]:7000/2?ssl_ca_certs=/etc/ca%20dir/r@1.pem"
+                       "&ssl_certfile=/c.pem&ssl_keyfile=/k.pem&ssl_servername=redis.internal"
+                       "&ssl_cert_reqs=required",
+                       &url, &cfg),
+                 0);
+    CHECK(cfg.tls && !cfg.tls_insecure);
+    CHECK(strcmp(cfg.host, "::1") == 0 && cfg.port == 7000 && cfg.db == 2);
+    CHECK(strcmp(cfg.password, "pw") == 0);
+    CHECK(strcmp(cfg.tls_ca_file, "/etc/ca dir/r@1.pem") == 0);
+    CHECK(strcmp(cfg.tls_cert_file, "/c.pem") == 0 && strcmp(cfg.tls_key_file, "/k.pem") == 0);
+    CHECK(strcmp(cfg.tls_server_name, "redis.internal") == 0);
+    CHECK_EQ_INT(parse("rediss://h?ssl_cert_reqs=none", &url, &cfg), 0);
+    CHECK(cfg.tls && cfg.tls_insecure && cfg.port == 6379 && strcmp(cfg.host, "h") == 0);
+    CHECK_EQ_INT(parse("rediss+sentinel://app:pw@s1,s2:26380/mymaster/3?ssl_ca_certs=/ca.pem"
+                       "&sentinel_password=sp&ssl_certfile=/c.pem",
+                       &url, &cfg),
+                 0);
+    CHECK(cfg.tls && cfg.sentinel_master && strcmp(cfg.sentinel_master, "mymaster") == 0);
+    CHECK(cfg.nsentinels == 2 && url.sentinels[1].port == 26380 && cfg.db == 3);
+    CHECK(strcmp(cfg.sentinel_password, "sp") == 0 && strcmp(cfg.password, "pw") == 0);
+    CHECK(strcmp(cfg.tls_ca_file, "/ca.pem") == 0 && strcmp(cfg.tls_cert_file, "/c.pem") == 0);
+    CHECK(cfg.tls_key_file == NULL);
+    /* A plain URL parsed into the same configuration leaves no TLS behind. */
+    rt_broker_redis_config_t again = cfg;
+    CHECK_EQ_INT(rt_broker_url_parse(srv, "redis://h", 9, &url, &again), 0);
+    CHECK(!again.tls && !again.tls_insecure && again.tls_ca_file == NULL);
+    CHECK(again.tls_cert_file == NULL && again.tls_server_name == NULL);
+}
+
 static void test_lists(void)
 {
     CHECK_EQ_INT(rt_broker_url_len("redis://a"), 9);
@@ -116,6 +156,12 @@ static void test_lists(void)
     CHECK_EQ_INT(rt_broker_url_len("redis+sentinel://a,b/m,redis://c"),
                  strlen("redis+sentinel://a,b/m"));
     CHECK_EQ_INT(rt_broker_url_len("redis://c,redis+sentinel://a,b/m"), 9);
+    CHECK_EQ_INT(rt_broker_url_len("rediss://a?ssl_ca_certs=/x,rediss://b"),
+                 strlen("rediss://a?ssl_ca_certs=/x"));
+    CHECK_EQ_INT(rt_broker_url_len("rediss+sentinel://a,b/m,rediss+sentinel://c/n"),
+                 strlen("rediss+sentinel://a,b/m"));
+    CHECK_EQ_INT(rt_broker_url_len("redis://a,rediss+sentinel://c/n"), 9);
+    CHECK_EQ_INT(rt_broker_url_len("rediss://a,redis"), 16); /* not a scheme: refused later */
 }
 
 static void test_bad_forms(void)
@@ -123,8 +169,26 @@ static void test_bad_forms(void)
     static const struct {
         const char *url, *why;
     } cases[] = {
-        {"http://secret@x", "not redis:// or redis+sentinel://"},
-        {"redis+sentinel:/s1/m", "not redis:// or redis+sentinel://"},
+        {"http://secret@x", "not redis://, rediss://, redis+sentinel:// or rediss+sentinel://"},
+        {"redis+sentinel:/s1/m", "not redis://, rediss://"},
+        {"redisss://secret@x", "not redis://, rediss://"},
+        {"redis://:secret@h?ssl_ca_certs=/ca.pem", "ssl_ parameters need rediss://"},
+        {"redis://:secret@h/0?ssl_cert_reqs=none", "ssl_ parameters need rediss://"},
+        {"redis+sentinel://:secret@s/m?ssl_ca_certs=/ca.pem",
+         "ssl_ parameters need rediss+sentinel://"},
+        {"rediss://:secret@h?sentinel_password=secret", "the parameters are ssl_ca_certs="},
+        {"rediss://:secret@h?ssl_ca_certs=", "the parameters are ssl_ca_certs="},
+        {"rediss://:secret@h?ssl_ca_certs=/a&ssl_ca_certs=/b", "the parameters are ssl_ca_certs="},
+        {"rediss://:secret@h?", "the parameters are ssl_ca_certs="},
+        {"rediss://:secret@h?ssl_verify=0", "the parameters are ssl_ca_certs="},
+        {"rediss+sentinel://:secret@s/m?ssl_insecure=1",
+         "the parameters are sentinel_password=, sentinel_username=, ssl_ca_certs="},
+        {"rediss://:secret@h?ssl_keyfile=/k.pem", "ssl_keyfile= without ssl_certfile="},
+        {"rediss://:secret@h?ssl_cert_reqs=optional", "ssl_cert_reqs= is required"},
+        {"rediss://:secret@h?ssl_ca_certs=%zz", "a % is not followed by two hex digits"},
+        {"rediss://:secret@h,i", "a comma in a redis:// URL"},
+        {"rediss://", "a host is empty"},
+        {"rediss+sentinel://s1", "no master name"},
         {"redis+sentinel://:secret@s1:26379", "no master name"},
         {"redis+sentinel://s1:26379/", "no master name"},
         {"redis+sentinel://s1//m", "no master name"},
@@ -184,6 +248,8 @@ static void test_bad_forms(void)
         CHECK(cfg.password == NULL && cfg.sentinel_master == NULL && cfg.nsentinels == 0);
         CHECK(cfg.username == NULL && cfg.sentinel_username == NULL &&
               cfg.sentinel_password == NULL);
+        CHECK(!cfg.tls && !cfg.tls_insecure && cfg.tls_ca_file == NULL &&
+              cfg.tls_cert_file == NULL && cfg.tls_key_file == NULL && cfg.tls_server_name == NULL);
     }
     /* Longer than the buffer. */
     char long_url[1100];
@@ -225,6 +291,7 @@ int main(void)
     test_redis_urls();
     test_sentinel_urls();
     test_percent_decoding();
+    test_tls_urls();
     test_lists();
     test_bad_forms();
     test_bad_sentinel_config();
