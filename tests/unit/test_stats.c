@@ -171,9 +171,11 @@ int main(void)
     CHECK_EQ_INT(st.messages_dropped_total, 0);
 
     /* The loops' figures add up to the server's. The loops are read one after the other
-     * while they run, so a gauge is read again (bounded) until a read sees it settled. */
+     * while they run, and a loop counts what it wrote after write() returned (the client
+     * may have the answer first): both are read again (bounded) until they agree. */
     eddy_stats_t sum;
     for (int attempt = 0; attempt < 500; attempt++) {
+        st = stats();
         memset(&sum, 0, sizeof(sum));
         for (int i = 0; i < LOOPS; i++) {
             eddy_stats_t one;
@@ -184,7 +186,7 @@ int main(void)
             sum.messages_received_total += one.messages_received_total;
             sum.bytes_sent_total += one.bytes_sent_total;
         }
-        if (sum.connections == 1)
+        if (sum.connections == 1 && sum.bytes_sent_total == st.bytes_sent_total)
             break;
         struct timespec ms = {.tv_nsec = 10000000L};
         nanosleep(&ms, NULL);
