@@ -115,3 +115,31 @@ def test_logs_on_a_full_disk_are_counted_told_once_and_recovered_by_sigrtmin(tmp
             proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=TIMEOUT) == 0, read(console)
         assert_clean(console)
+
+
+def test_reload_reopens_the_access_log_too(tmp_path):
+    (tmp_path / "index.html").write_text("<h1>eddy</h1>\n")
+    port, admin = free_port(), free_port()
+    conf = write_conf(tmp_path, port, admin)
+    console = tmp_path / "console.txt"
+    with open(console, "w") as out:
+        proc = subprocess.Popen([EDDY, "serve", "-c", conf], cwd=tmp_path, stdout=out,
+                                stderr=out)
+    try:
+        wait_for(lambda: proc.poll() is not None or healthy(admin), "the server to start")
+        assert http(port, "/")[0] == 200
+        wait_for(lambda: "GET / HTTP/1.1" in read(tmp_path / "access.log"), "the access line")
+        # logrotate's create mode, then `eddy reload`'s SIGHUP.
+        os.rename(tmp_path / "access.log", tmp_path / "access.log.1")
+        os.rename(tmp_path / "eddy.log", tmp_path / "eddy.log.1")
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload done" in read(tmp_path / "eddy.log"), "the reload")
+        assert http(port, "/index.html")[0] == 200
+        wait_for(lambda: "GET /index.html" in read(tmp_path / "access.log"), "the new file")
+        assert "GET /index.html" not in read(tmp_path / "access.log.1")
+        assert read(console) == ""
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=TIMEOUT) == 0, read(console)
+        assert_clean(console)
