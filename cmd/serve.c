@@ -72,6 +72,7 @@ static struct {
     bool from_systemd;           /* inherited[] came from systemd's socket units (LISTEN_FDS) */
     bool handed_over;            /* the listeners went to a new process: it is systemd's main one */
     atomic_int restart_failures; /* in /status, for `eddy restart` to learn of them */
+    bool takeover_refused;       /* a restart that could not write the pid file: exit 1 */
 } g = {.admin_index = -1,
        .tls_index = -1,
        .ready_fd = -1,
@@ -628,9 +629,17 @@ static int pidfile_write(const char *path);
 static void on_start(eddy_server_t *srv, void *user_data)
 {
     /* A restart names itself in the pid file once it serves: should it fail before, the
-     * file still names the process that goes on serving. */
-    if (g.takeover_parent != 0 && pidfile_write(g.cfg->pid_file) < 0)
-        eddy_log(srv, EDDY_LOG_ERROR, "restart: cannot write the pid file %s", g.cfg->pid_file);
+     * file still names the process that goes on serving. If it cannot, it does not take
+     * over (no readiness, exit 1): the old process would drain and exit with the file
+     * naming it, and `eddy stop` would find nothing to stop while this one serves. */
+    if (g.takeover_parent != 0 && pidfile_write(g.cfg->pid_file) < 0) {
+        eddy_log(srv, EDDY_LOG_ERROR,
+                 "restart: cannot write the pid file %s: not taking over; pid %d keeps serving",
+                 g.cfg->pid_file, g.takeover_parent);
+        g.takeover_refused = true;
+        eddy_server_stop(srv);
+        return;
+    }
     char ready[64];
     snprintf(ready, sizeof(ready), "READY=1\nMAINPID=%d", (int)getpid());
     notify_systemd(ready);
@@ -1163,11 +1172,15 @@ static int pidfile_write(const char *path)
     }
     char buf[32];
     int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-    bool ok = write(fd, buf, (size_t)n) == n;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) {
+    ssize_t written = write(fd, buf, (size_t)n);
+    const char *why = written < 0 ? strerror(errno) : written < n ? "short write" : NULL;
+    if (close(fd) != 0 && why == NULL) /* a quota or NFS may say it only here */
+        why = strerror(errno);
+    if (why == NULL && rename(tmp, path) != 0)
+        why = strerror(errno);
+    if (why != NULL) {
         unlink(tmp);
-        fprintf(stderr, "eddy: cannot write the pid file %s\n", path);
+        fprintf(stderr, "eddy: cannot write the pid file %s: %s\n", path, why);
         return -1;
     }
     return 0;
@@ -1342,6 +1355,9 @@ int serve_run(cfg_t *cfg, int ready_fd)
         return EXIT_FAIL;
     }
     atomic_store(&g.live, first);
+    /* A file over RLIMIT_FSIZE (a quota-like full disk) fails the write with EFBIG, which
+     * is counted like ENOSPC, instead of killing the server (SIGXFSZ's default). */
+    signal(SIGXFSZ, SIG_IGN);
     g.console_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     int rc = open_log_file(cfg->log_file);
     if (rc < 0) {
@@ -1427,7 +1443,7 @@ int serve_run(cfg_t *cfg, int ready_fd)
     if (rc < 0) {
         eddy_log(srv, EDDY_LOG_ERROR, "the server could not start: %s", eddy_strerror(rc));
     } else {
-        status = EXIT_OK;
+        status = g.takeover_refused ? EXIT_FAIL : EXIT_OK;
     }
 
 out:

@@ -7,12 +7,13 @@ SIGRTMIN reopens them (Swoole's signal for it) writes how many lines were lost."
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 
 from eddyserver import TIMEOUT, free_port, wait_for
 from eddyserver import read_text as read
-from test_daemon import EDDY, assert_clean, http
+from test_daemon import EDDY, alive, assert_clean, eddy, http, pid_of, site  # noqa: F401
 from test_daemon_admin import PASSWORD, get
 from test_daemon_ops import scrape
 from wsraw import RawClient
@@ -143,3 +144,69 @@ def test_reload_reopens_the_access_log_too(tmp_path):
             proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=TIMEOUT) == 0, read(console)
         assert_clean(console)
+
+
+def serve(tmp, path, **popen):
+    """`eddy serve`, its stderr in console.txt, once it serves."""
+    console = tmp / "console.txt"
+    with open(console, "w") as out:
+        proc = subprocess.Popen([EDDY, "serve", "-c", path], cwd=tmp, stdout=out, stderr=out,
+                                **popen)
+    wait_for(lambda: proc.poll() is not None or "serving files" in read(console),
+             "the server to start")
+    assert proc.poll() is None, read(console)
+    return proc, console
+
+
+def stop(proc, console):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=TIMEOUT)
+    assert_clean(console)
+    return rc
+
+
+def test_a_log_over_the_file_size_limit_is_counted_and_does_not_kill_the_server(site):
+    tmp, conf = site
+    admin = free_port()
+    path, port = conf(admin_port=admin)
+    proc, console = serve(tmp, path)
+    try:
+        # Appends to the log fail with EFBIG from now on, and raise SIGXFSZ.
+        size = os.path.getsize(console)
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+        proc.send_signal(signal.SIGHUP)  # its lines cannot be written
+        wait_for(lambda: proc.poll() is not None or lost(scrape(admin))[0] >= 2,
+                 "the reload's lines to be counted")
+        assert proc.poll() is None, f"killed by signal {-proc.returncode}"
+        assert http(port, "/")[0] == 200
+        assert os.path.getsize(console) == size
+    finally:
+        assert stop(proc, console) == 0
+
+
+def test_a_restart_that_cannot_write_the_pid_file_does_not_take_over(site):
+    tmp, conf = site
+    path, port = conf()
+    # SIGXFSZ ignored from the start, so that only the pid file decides (a build that
+    # does not ignore it itself would die of the log's first write otherwise).
+    proc, console = serve(tmp, path,
+                          preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN))
+    old = pid_of(tmp)
+    try:
+        assert old == proc.pid
+        # The old process and the new one it starts write files of 3 bytes at most: the
+        # new pid file is cut ("12345\n"), the log takes nothing more.
+        resource.prlimit(old, resource.RLIMIT_FSIZE, (3, resource.RLIM_INFINITY))
+        out = eddy("restart", "-c", path, cwd=tmp)
+        assert out.returncode == 1 and "did not take over" in out.stderr, out.stdout + out.stderr
+        # The pid file names the process that serves, so `eddy stop` stops it.
+        assert pid_of(tmp) == old and alive(old) and http(port, "/")[0] == 200
+        assert not [name for name in os.listdir(tmp) if name.endswith(".tmp")]
+        resource.prlimit(old, resource.RLIMIT_FSIZE,
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        out = eddy("stop", "-c", path, cwd=tmp)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert proc.wait(timeout=TIMEOUT) == 0 and not os.path.exists(tmp / "eddy.pid")
+    finally:
+        stop(proc, console)
