@@ -87,14 +87,19 @@ static void fd_name(int fd, char *out, size_t cap)
     out[(size_t)n < cap ? (size_t)n : cap - 1] = '\0';
 }
 
-/* The lines in [data, data + len) that a write did not reach: each newline ends one, and
- * bytes after the last newline are a line cut short. */
-static uint64_t lines_in(const char *data, size_t len)
+static uint64_t newlines(const char *data, size_t len)
 {
     uint64_t lines = 0;
     for (const char *p = data, *end = data + len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
         lines++;
-    return lines + (len > 0 && data[len - 1] != '\n');
+    return lines;
+}
+
+/* The lines in [data, data + len) that a write did not reach: each newline ends one, and
+ * bytes after the last newline are a line cut short. */
+static uint64_t lines_in(const char *data, size_t len)
+{
+    return newlines(data, len) + (len > 0 && data[len - 1] != '\n');
 }
 
 /* Tells, on srv's warning descriptor, that writes to fd started failing, unless that is
@@ -230,16 +235,12 @@ static int log_writev(eddy_server_t *srv, const struct iovec *iov, int iovcnt)
     int err = errno;
     uint64_t lines = 0;
     for (size_t skip = n > 0 ? (size_t)n : 0, i = 0; i < (size_t)iovcnt; i++) {
-        const char *part = iov[i].iov_base;
-        size_t len = iov[i].iov_len;
-        if (skip >= len) {
-            skip -= len;
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
             continue;
         }
         /* A newline per line: the parts of one line are counted once, by its newline. */
-        for (const char *p = part + skip, *end = part + len;
-             (p = memchr(p, '\n', (size_t)(end - p))); p++)
-            lines++;
+        lines += newlines((const char *)iov[i].iov_base + skip, iov[i].iov_len - skip);
         skip = 0;
     }
     if (lines == 0)
