@@ -579,8 +579,9 @@ void *eddy_server_user_data(const eddy_server_t *srv);
  * closed first); requests refused before they could be parsed log "-" as request line.
  * Each loop buffers its lines and writes them once per loop iteration (and at stop).
  *
- * A log write that fails (a full disk, EIO, a closed pipe) loses its lines and the server
- * goes on: nothing is retried, nothing blocks. The lines lost are counted
+ * A log write that fails (a full disk, EIO, a closed pipe: with SIGPIPE ignored, as
+ * servers do, else that signal ends the process) loses its lines and the server goes on:
+ * nothing is retried, nothing blocks. The lines lost are counted
  * (log_lines_lost_total and access_log_lines_lost_total in eddy_stats_t). When writes to
  * a log start failing, one WARNING line on stderr (eddy_log_warning_fd()) names the file
  * and the error, unless stderr is that same file; a log that fails again within a minute

@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,9 +233,82 @@ static void test_reopen_after_failure(void)
     rmdir(dir);
 }
 
+/* Puts a copy of fd over the server's log_file descriptor, found by the start of its
+ * path: the highest such descriptor, as the test opens its own before the server starts. */
+static bool replace_log(const char *log_path, int fd)
+{
+    for (int i = 1023; i > fd; i--) {
+        char link[64], target[PATH_MAX];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", i);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        if (strncmp(target, log_path, strlen(log_path)) == 0)
+            return dup2(fd, i) == i;
+    }
+    return false;
+}
+
+/* A log that fails, recovers and fails again on the same file within the minute is not
+ * told again (a disk on the edge of full would say so at every line), but each recovery
+ * is counted; another failing file is told at once. */
+static void test_failing_again_is_rate_limited(void)
+{
+    char warnings[] = "/tmp/eddy-test-warn-XXXXXX", logs[] = "/tmp/eddy-test-logs-XXXXXX";
+    int warning_fd = mkstemp(warnings), logs_fd = mkstemp(logs);
+    CHECK(warning_fd >= 0 && logs_fd >= 0);
+    if (!test_server_new("info"))
+        return;
+    CHECK_EQ_INT(eddy_server_set(test_server, "log_file", logs), 0);
+    CHECK_EQ_INT(eddy_server_set(test_server, "worker_num", "1"), 0);
+    eddy_log_warning_fd(test_server, warning_fd);
+    int full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+    int pipe_fds[2];
+    CHECK(full >= 0 && pipe(pipe_fds) == 0);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = -1;
+    pthread_t thread;
+    test_start_server(&thread, &rc); /* opens log_file, above the test's descriptors */
+    close(pipe_fds[0]);              /* writes to pipe_fds[1] fail with EPIPE */
+    for (int round = 1; round <= 3; round++) {
+        CHECK(replace_log(logs, full));
+        for (int i = 0; i < round; i++)
+            eddy_log(test_server, EDDY_LOG_NOTICE, "lost");
+        CHECK(replace_log("/dev/full", logs_fd));
+        eddy_log(test_server, EDDY_LOG_NOTICE, "back");
+    }
+    CHECK_EQ_INT(count_lines(warnings, "\n"), 1);
+    CHECK_EQ_INT(count_lines(logs, "\tNOTICE\tback"), 3);
+    CHECK_EQ_INT(count_lines(logs, " is written again: 1 lines were lost"), 1);
+    CHECK_EQ_INT(count_lines(logs, " is written again: 2 lines were lost"), 1);
+    CHECK_EQ_INT(count_lines(logs, " is written again: 3 lines were lost"), 1);
+    eddy_stats_t st;
+    eddy_server_stats(test_server, -1, &st);
+    CHECK_EQ_INT(st.log_lines_lost_total, 6);
+    /* Another file fails: told at once. */
+    CHECK(replace_log(logs, pipe_fds[1]));
+    eddy_log(test_server, EDDY_LOG_NOTICE, "lost");
+    CHECK_EQ_INT(count_lines(warnings, "fail (Broken pipe): its lines are lost"), 1);
+    CHECK_EQ_INT(count_lines(warnings, "\n"), 2);
+    CHECK(replace_log("pipe:", logs_fd)); /* for the stop's lines */
+    eddy_server_stop(test_server);
+    pthread_join(thread, NULL);
+    CHECK_EQ_INT(rc, 0);
+    eddy_server_free(test_server);
+    signal(SIGPIPE, SIG_DFL);
+    close(full);
+    close(pipe_fds[1]);
+    close(logs_fd);
+    close(warning_fd);
+    unlink(warnings);
+    unlink(logs);
+}
+
 int main(void)
 {
     test_logs_on_a_full_disk();
     test_reopen_after_failure();
+    test_failing_again_is_rate_limited();
     return test_report("test_log_full");
 }
