@@ -139,7 +139,7 @@ static size_t json_escape(char *out, size_t cap, const char *msg, size_t len)
     return n;
 }
 
-bool admin_log_line(int level, int loop, const char *msg, size_t len)
+bool admin_log_line(eddy_server_t *srv, int level, int loop, const char *msg, size_t len)
 {
     int64_t t = now_ms();
     if (level >= EDDY_LOG_WARNING) {
@@ -165,8 +165,8 @@ bool admin_log_line(int level, int loop, const char *msg, size_t len)
                           (int)(t % 1000), level_names[level], (int)getpid(), loop < 0 ? 0 : loop);
     n += json_escape(line + n, sizeof(line) - n - 3, msg, len);
     memcpy(line + n, "\"}\n", 3);
-    ssize_t ignored = write(STDERR_FILENO, line, n + 3);
-    (void)ignored;
+    struct iovec iov = {line, n + 3};
+    eddy_log_write(srv, &iov, 1);
     return true;
 }
 
@@ -365,13 +365,15 @@ static void answer_stats(eddy_server_t *srv, eddy_response_t *resp)
         json_pack("{s:s,s:i,s:s,s:I}", "name", host, "pid", (int)getpid(), "version",
                   eddy_version(), "uptime_seconds", (json_int_t)(time(NULL) - A.started));
     json_t *body = json_pack(
-        "{s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "time_ms", (json_int_t)now_ms(),
-        "nodes", cluster_nodes(node), "connections", (json_int_t)st.connections,
-        "websocket_connections", (json_int_t)st.websocket_connections, "http_requests",
-        (json_int_t)st.http_requests_total, "messages_in", (json_int_t)st.messages_received_total,
-        "messages_out", (json_int_t)st.messages_sent_total, "bytes_in",
-        (json_int_t)st.bytes_received_total, "bytes_out", (json_int_t)st.bytes_sent_total, "loops",
-        loops, "socketio", sio, "errors", errors_json());
+        "{s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "time_ms",
+        (json_int_t)now_ms(), "nodes", cluster_nodes(node), "connections",
+        (json_int_t)st.connections, "websocket_connections", (json_int_t)st.websocket_connections,
+        "http_requests", (json_int_t)st.http_requests_total, "messages_in",
+        (json_int_t)st.messages_received_total, "messages_out", (json_int_t)st.messages_sent_total,
+        "bytes_in", (json_int_t)st.bytes_received_total, "bytes_out",
+        (json_int_t)st.bytes_sent_total, "log_lines_lost", (json_int_t)st.log_lines_lost_total,
+        "access_log_lines_lost", (json_int_t)st.access_log_lines_lost_total, "loops", loops,
+        "socketio", sio, "errors", errors_json());
     /* Six significant digits (lag 0.549391 ms): Jansson's default is 17, which spells the
      * binary noise of a double out (0.54939099999999996). */
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;

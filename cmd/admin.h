@@ -52,9 +52,10 @@ void admin_free(void);
 bool admin_request(eddy_server_t *srv, eddy_request_t *req, eddy_response_t *resp);
 /* Every log line the daemon writes passes here first: warnings and errors are kept in a
  * ring of the last ADMIN_RECENT (the admin page shows them). With [log] format = json it
- * writes the line as one JSON object and returns true (the caller writes nothing). Any
- * thread; one short mutex per warning or error, none for other lines. */
+ * writes the line as one JSON object to srv's log (eddy_log_write(): a failed write is
+ * counted) and returns true (the caller writes nothing). Any thread; one short mutex per
+ * warning or error, none for other lines. */
 #define ADMIN_RECENT 50
-bool admin_log_line(int level, int loop, const char *msg, size_t len);
+bool admin_log_line(eddy_server_t *srv, int level, int loop, const char *msg, size_t len);
 
 #endif /* EDDY_CMD_ADMIN_H */

@@ -28,7 +28,7 @@ static const char usage[] =
     "\n"
     "Commands:\n"
     "  serve [-c FILE]          run in the foreground (SIGTERM/SIGINT stop, SIGHUP reloads,\n"
-    "                           SIGUSR2 restarts)\n"
+    "                           SIGUSR2 restarts, SIGRTMIN reopens the log files)\n"
     "  start [-c FILE]          run in the background: pid file, log file (default eddy.log)\n"
     "  stop [-c FILE]           graceful stop (SIGTERM), waiting [server] max_wait_time\n"
     "  restart [-c FILE]        zero-downtime restart (SIGUSR2): a new process takes the\n"

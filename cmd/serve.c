@@ -2,7 +2,8 @@
 /*
  * The running server: static files, the WebSocket echo service, /healthz, /readyz,
  * /status and /metrics, logging, the pid file, the signals (SIGTERM/SIGINT stop, SIGHUP
- * reloads, SIGUSR2 restarts with zero downtime) and systemd's readiness notification.
+ * reloads, SIGUSR2 restarts with zero downtime, SIGRTMIN reopens the log files) and
+ * systemd's readiness notification.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -63,12 +64,20 @@ static struct {
     char exe[PATH_MAX]; /* this program, for the restart's exec */
     /* Listening sockets handed over by the process this one replaces (eddy restart): the
      * main, TLS and admin listeners' descriptors, -1 where none. */
+    /* Standard error as the process got it, before log_file took its place: where a
+     * failing log is told (eddy_log_warning_fd()); -1 if it could not be kept. */
+    int console_fd;
     int inherited[3];
     int takeover_parent;         /* the pid replaced, 0 when not a restart */
     bool from_systemd;           /* inherited[] came from systemd's socket units (LISTEN_FDS) */
     bool handed_over;            /* the listeners went to a new process: it is systemd's main one */
     atomic_int restart_failures; /* in /status, for `eddy restart` to learn of them */
-} g = {.admin_index = -1, .tls_index = -1, .ready_fd = -1, .inherited = {-1, -1, -1}};
+    bool takeover_refused;       /* a restart that could not write the pid file: exit 1 */
+} g = {.admin_index = -1,
+       .tls_index = -1,
+       .ready_fd = -1,
+       .console_fd = -1,
+       .inherited = {-1, -1, -1}};
 
 enum { INHERIT_MAIN, INHERIT_TLS, INHERIT_ADMIN };
 static const char *const inherit_names[] = {"main", "tls", "admin"};
@@ -103,7 +112,7 @@ static void log_line(eddy_server_t *srv, int level, int loop, const char *msg, s
     if (level < atomic_load_explicit(&g.log_level, memory_order_relaxed) || level < 0 ||
         level > EDDY_LOG_ERROR)
         return;
-    if (admin_log_line(level, loop, msg, len)) /* kept for the admin page; JSON written */
+    if (admin_log_line(srv, level, loop, msg, len)) /* kept for the admin page; JSON written */
         return;
     char head[96];
     struct timespec ts;
@@ -113,10 +122,10 @@ static void log_line(eddy_server_t *srv, int level, int loop, const char *msg, s
     size_t n = strftime(head, sizeof(head), "[%Y-%m-%d %H:%M:%S", &tm);
     n += (size_t)snprintf(head + n, sizeof(head) - n, " *%d.%d]\t%s\t", (int)getpid(),
                           loop < 0 ? 0 : loop, names[level]);
-    /* One write per line, so lines from several loops never mix. */
+    /* One write per line, so lines from several loops never mix; a failed one is counted
+     * (eddy_log_lines_lost_total) and told once on the original stderr. */
     struct iovec iov[3] = {{head, n}, {(void *)msg, len}, {"\n", 1}};
-    ssize_t ignored = writev(STDERR_FILENO, iov, 3);
-    (void)ignored;
+    eddy_log_write(srv, iov, 3);
 }
 
 /* log_file replaces standard error (dup2 is atomic: a loop writing meanwhile writes to
@@ -252,6 +261,7 @@ static void answer_status(eddy_response_t *resp)
              "\"messages_in\":%" PRIu64 ",\"messages_out\":%" PRIu64 ","
              "\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ","
              "\"messages_dropped\":%" PRIu64 ",\"slow_consumer_closes\":%" PRIu64 ","
+             "\"log_lines_lost\":%" PRIu64 ",\"access_log_lines_lost\":%" PRIu64 ","
              "\"memory_rss_bytes\":%" PRIu64 ",\"cpu_seconds\":%.2f,\"open_fds\":%" PRIu64 ","
              "\"restart_failures\":%d,\"log_level\":\"%s\",\"broker\":\"%s\","
              "\"broker_ready\":%s,\"broker_nodes\":%" PRIu64 ",\"cluster_nodes\":%s}\n",
@@ -261,7 +271,8 @@ static void answer_status(eddy_response_t *resp)
              st.http_requests_total, st.websocket_opened_total, st.websocket_refused_total,
              st.messages_received_total, st.messages_sent_total, st.bytes_received_total,
              st.bytes_sent_total, st.messages_dropped_total, st.slow_consumer_closes_total,
-             pf.resident_bytes, pf.cpu_seconds, pf.open_fds, atomic_load(&g.restart_failures),
+             st.log_lines_lost_total, st.access_log_lines_lost_total, pf.resident_bytes,
+             pf.cpu_seconds, pf.open_fds, atomic_load(&g.restart_failures),
              cfg_level_name(atomic_load(&g.log_level)), broker_state_name(&bs),
              !bs.clustered || bs.ready ? "true" : "false", bs.nodes, nodes);
     answer(resp, 200, "application/json", body);
@@ -327,6 +338,11 @@ static void answer_metrics(eddy_response_t *resp)
            st.bytes_received_total);
     metric(out, "eddy_sent_bytes_total", "counter",
            "Bytes written to connections (TLS: before encryption).", st.bytes_sent_total);
+    metric_head(out, "eddy_log_lines_lost_total", "counter",
+                "Log lines lost to failed writes (full disk, I/O error, closed pipe), by log.");
+    fprintf(out, "eddy_log_lines_lost_total{log=\"error\"} %" PRIu64 "\n", st.log_lines_lost_total);
+    fprintf(out, "eddy_log_lines_lost_total{log=\"access\"} %" PRIu64 "\n",
+            st.access_log_lines_lost_total);
 
     /* Per event loop: how evenly the connections and the work are spread. */
     static const struct {
@@ -613,9 +629,17 @@ static int pidfile_write(const char *path);
 static void on_start(eddy_server_t *srv, void *user_data)
 {
     /* A restart names itself in the pid file once it serves: should it fail before, the
-     * file still names the process that goes on serving. */
-    if (g.takeover_parent != 0 && pidfile_write(g.cfg->pid_file) < 0)
-        eddy_log(srv, EDDY_LOG_ERROR, "restart: cannot write the pid file %s", g.cfg->pid_file);
+     * file still names the process that goes on serving. If it cannot, it does not take
+     * over (no readiness, exit 1): the old process would drain and exit with the file
+     * naming it, and `eddy stop` would find nothing to stop while this one serves. */
+    if (g.takeover_parent != 0 && pidfile_write(g.cfg->pid_file) < 0) {
+        eddy_log(srv, EDDY_LOG_ERROR,
+                 "restart: cannot write the pid file %s: not taking over; pid %d keeps serving",
+                 g.cfg->pid_file, g.takeover_parent);
+        g.takeover_refused = true;
+        eddy_server_stop(srv);
+        return;
+    }
     char ready[64];
     snprintf(ready, sizeof(ready), "READY=1\nMAINPID=%d", (int)getpid());
     notify_systemd(ready);
@@ -874,6 +898,7 @@ static void reload(void)
                  cfg_level_name(level));
     const char *old_file = g.cfg->log_file, *new_file = next->log_file;
     int rc = open_log_file(new_file); /* reopened even if unchanged: log rotation */
+    eddy_server_reopen_logs(g.srv);   /* http_access_log too (an error is logged) */
     if (rc < 0)
         eddy_log(g.srv, EDDY_LOG_ERROR, "reload: cannot open log_file %s: %s", new_file,
                  strerror(-rc));
@@ -912,9 +937,22 @@ static void reload(void)
 
 static void restart(void);
 
+/* SIGRTMIN, Swoole's signal for it: log_file and http_access_log are opened again by name
+ * (logrotate's create mode), nothing else changes. A file that cannot be opened keeps its
+ * old one, with an error in the log. */
+static void reopen_logs(void)
+{
+    int rc = open_log_file(g.cfg->log_file);
+    if (rc < 0)
+        eddy_log(g.srv, EDDY_LOG_ERROR, "SIGRTMIN: cannot reopen log_file %s: %s", g.cfg->log_file,
+                 strerror(-rc));
+    if (eddy_server_reopen_logs(g.srv) == 0 && rc == 0)
+        eddy_log(g.srv, EDDY_LOG_NOTICE, "SIGRTMIN: log files reopened");
+}
+
 /* shutdown_delay: /readyz answers 503 meanwhile (g.draining is set) while everything
- * else is served; a second SIGTERM or SIGINT ends the wait, a SIGHUP still reloads, a SIGUSR2
- * (restart) is refused. */
+ * else is served; a second SIGTERM or SIGINT ends the wait, a SIGHUP still reloads, a
+ * SIGRTMIN reopens the logs, a SIGUSR2 (restart) is refused. */
 static void drain_delay(const sigset_t *set)
 {
     if (g.cfg->shutdown_delay <= 0)
@@ -942,6 +980,8 @@ static void drain_delay(const sigset_t *set)
         int sig = sigtimedwait(set, NULL, &left);
         if (sig == SIGHUP) {
             reload();
+        } else if (sig == SIGRTMIN) {
+            reopen_logs();
         } else if (sig == SIGUSR2) {
             restart(); /* refused: the server is stopping */
         } else if (sig == SIGTERM || sig == SIGINT) {
@@ -1095,6 +1135,8 @@ static void *signal_main(void *arg)
             notify_systemd("READY=1");
         } else if (sig == SIGUSR2) {
             restart();
+        } else if (sig == SIGRTMIN) {
+            reopen_logs();
         } else if (!atomic_exchange(&g.draining, true)) {
             eddy_log(g.srv, EDDY_LOG_NOTICE, "%s: shutting down", strsignal(sig));
             notify_systemd("STOPPING=1");
@@ -1130,11 +1172,15 @@ static int pidfile_write(const char *path)
     }
     char buf[32];
     int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-    bool ok = write(fd, buf, (size_t)n) == n;
-    close(fd);
-    if (!ok || rename(tmp, path) != 0) {
+    ssize_t written = write(fd, buf, (size_t)n);
+    const char *why = written < 0 ? strerror(errno) : written < n ? "short write" : NULL;
+    if (close(fd) != 0 && why == NULL) /* a quota or NFS may say it only here */
+        why = strerror(errno);
+    if (why == NULL && rename(tmp, path) != 0)
+        why = strerror(errno);
+    if (why != NULL) {
         unlink(tmp);
-        fprintf(stderr, "eddy: cannot write the pid file %s\n", path);
+        fprintf(stderr, "eddy: cannot write the pid file %s: %s\n", path, why);
         return -1;
     }
     return 0;
@@ -1309,6 +1355,10 @@ int serve_run(cfg_t *cfg, int ready_fd)
         return EXIT_FAIL;
     }
     atomic_store(&g.live, first);
+    /* A file over RLIMIT_FSIZE (a quota-like full disk) fails the write with EFBIG, which
+     * is counted like ENOSPC, instead of killing the server (SIGXFSZ's default). */
+    signal(SIGXFSZ, SIG_IGN);
+    g.console_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
     int rc = open_log_file(cfg->log_file);
     if (rc < 0) {
         fprintf(stderr, "eddy: cannot open log_file %s: %s\n", cfg->log_file, strerror(-rc));
@@ -1335,6 +1385,7 @@ int serve_run(cfg_t *cfg, int ready_fd)
     atomic_store(&g.log_level, cfg->log_level);
     admin_setup(cfg); /* [log] format, before the first line */
     eddy_on_log(srv, log_line);
+    eddy_log_warning_fd(srv, g.console_fd >= 0 ? g.console_fd : STDERR_FILENO);
     for (size_t i = 0; i < cfg->entry_count; i++) {
         const cfg_entry_t *e = &cfg->entries[i];
         if (e->engine && strcmp(e->key, "log_level") != 0 &&
@@ -1378,6 +1429,7 @@ int serve_run(cfg_t *cfg, int ready_fd)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR2);
+    sigaddset(&set, SIGRTMIN);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (pthread_create(&g.signal_thread, NULL, signal_main, &set) != 0) {
@@ -1391,7 +1443,7 @@ int serve_run(cfg_t *cfg, int ready_fd)
     if (rc < 0) {
         eddy_log(srv, EDDY_LOG_ERROR, "the server could not start: %s", eddy_strerror(rc));
     } else {
-        status = EXIT_OK;
+        status = g.takeover_refused ? EXIT_FAIL : EXIT_OK;
     }
 
 out:
@@ -1408,5 +1460,7 @@ out:
     live_free_all(atomic_load(&g.live));
     if (g.ready_fd >= 0)
         close(g.ready_fd);
+    if (g.console_fd >= 0)
+        close(g.console_fd);
     return status;
 }

@@ -578,6 +578,16 @@ void *eddy_server_user_data(const eddy_server_t *srv);
  * with); status 0 means no response was sent (eddy_response_close(), or the connection
  * closed first); requests refused before they could be parsed log "-" as request line.
  * Each loop buffers its lines and writes them once per loop iteration (and at stop).
+ *
+ * A log write that fails (a full disk, EIO, a closed pipe: with SIGPIPE ignored, as
+ * servers do, else that signal ends the process) loses its lines and the server goes on:
+ * nothing is retried, nothing blocks. The lines lost are counted
+ * (log_lines_lost_total and access_log_lines_lost_total in eddy_stats_t). When writes to
+ * a log start failing, one WARNING line on stderr (eddy_log_warning_fd()) names the file
+ * and the error, unless stderr is that same file; a log that fails again within a minute
+ * of that warning is not told again. The first write that works again is followed, in
+ * the error log (or the log callback), by a WARNING line with the number of lines lost
+ * meanwhile, written whatever log_level is.
  * ------------------------------------------------------------------------------------- */
 
 /*
@@ -626,6 +636,41 @@ typedef void (*eddy_log_cb)(eddy_server_t *srv, int level, int loop, const char 
 /* Sets the log callback, or with NULL removes it (lines go to stderr or log_file again).
  * Like the event setters: call it while the server is not running. */
 void eddy_on_log(eddy_server_t *srv, eddy_log_cb cb);
+
+/*
+ * For a log callback that formats its lines itself: writes iov[0..iovcnt) (one or more
+ * whole lines, newlines included; borrowed for the call) to the server's log, stderr or
+ * log_file, with one writev(), and accounts for a failure as for eddy's own lines
+ * (log_lines_lost_total, the warning, the line that reports the loss once writing works
+ * again, which goes through the callback). A short write gets one more write for the
+ * rest. Thread-safe, like eddy_log(); never blocks beyond the write. Returns 0,
+ * EDDY_EINVAL (srv or iov NULL, iovcnt not 1 to 8) or -errno (the lines are lost).
+ */
+struct iovec;
+int eddy_log_write(eddy_server_t *srv, const struct iovec *iov, int iovcnt);
+
+/*
+ * Where eddy says that writes to a log (the error log or the access log) started failing:
+ * fd (borrowed; it must stay open while srv exists), or -1 for nowhere. Default:
+ * STDERR_FILENO. Nothing is written there when it is the failing log's own file. A
+ * program that points stderr at its log file can keep its original stderr open on
+ * another descriptor and name it here. Call it while the server is not running.
+ */
+void eddy_log_warning_fd(eddy_server_t *srv, int fd);
+
+/*
+ * Opens log_file and http_access_log again by name, for log rotation (logrotate's create
+ * mode: the old file was renamed, a new one takes its name; copytruncate needs nothing).
+ * The new file replaces the old one under the same descriptor at once: lines written
+ * meanwhile go to one or the other, none is lost or cut. A log that was failing is
+ * written to the new file from then on: its next line that gets through is followed by
+ * the count of lines lost, and a new failure is told at once. stderr ("stderr", "-", or
+ * no log_file) is left alone; the access log only while the server runs (it is opened at
+ * start). Any thread, any time between eddy_server_new() and eddy_server_free(), not
+ * concurrently with eddy_server_set(). Returns 0, or -errno of the first file that could
+ * not be opened (logged; that log keeps its old file).
+ */
+int eddy_server_reopen_logs(eddy_server_t *srv);
 
 /* ---------------------------------------------------------------------------------------
  * Events (Swoole's $server->on(...)). Set before eddy_server_start(); NULL unsets.
@@ -825,6 +870,11 @@ typedef struct eddy_stats {
     uint64_t bytes_sent_total;           /* bytes written to them (TLS: before encryption) */
     uint64_t messages_dropped_total;     /* messages not sent to slow consumers (policy drop) */
     uint64_t slow_consumer_closes_total; /* connections closed as slow consumers (close) */
+    /* Lines lost to failed writes (see Logging): of the error log (stderr or log_file,
+     * eddy_log_write() included; lines logged off the loops count in the server's total
+     * only) and of http_access_log. */
+    uint64_t log_lines_lost_total;
+    uint64_t access_log_lines_lost_total;
 } eddy_stats_t;
 
 /*

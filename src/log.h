@@ -6,6 +6,9 @@
 #ifndef EDDY_LOG_H
 #define EDDY_LOG_H
 
+#include <stdatomic.h>
+#include <stdint.h>
+
 #include "eddy.h"
 
 /* The public levels (eddy.h), under the names the modules use. */
@@ -18,6 +21,24 @@ enum eddy__log_level {
     EDDY__LOG_ERROR = EDDY_LOG_ERROR,
     EDDY__LOG_NONE = EDDY_LOG_NONE,
 };
+
+/*
+ * The failure state of one log output (the error log or the access log), shared by every
+ * thread that writes to it. Touched only when a write fails, and by one relaxed load per
+ * successful write while it is not failing: a full disk costs nothing until it happens.
+ * The lines lost by srv's loops are counted in their stats cells; those lost by other
+ * threads in offloop.
+ */
+typedef struct eddy__log_sink {
+    atomic_bool failing;         /* the last write failed */
+    _Atomic uint64_t lost;       /* lines lost since failing began */
+    _Atomic uint64_t recovered;  /* lines lost in a failure that ended, not reported yet */
+    _Atomic uint64_t offloop;    /* lines lost by threads that are not srv's loops */
+    atomic_int error;            /* errno of the last failed write */
+    _Atomic uint64_t warned_ms;  /* monotonic time of the last warning on stderr; 0: none */
+    _Atomic uint64_t warned_dev; /* ... and the file it was about (another one, reopened */
+    _Atomic uint64_t warned_ino; /* in its place, is told at once) */
+} eddy__log_sink_t;
 
 /* Writes one line "[date time *pid.loop]\tLEVEL\tmessage" to the server's log (or hands
  * the message to its log callback) if level is at or above its log_level. */

@@ -153,6 +153,8 @@ typedef struct eddy__loop_stats {
     uint64_t bytes_out;     /* bytes written (TLS: before encryption) */
     uint64_t dropped;       /* messages dropped for a slow consumer */
     uint64_t slow_closes;   /* connections closed as slow consumers */
+    uint64_t log_lost;      /* log lines this loop's thread could not write */
+    uint64_t access_lost;   /* access log lines it could not write */
 } eddy__loop_stats_t;
 
 /* Adds n to a cell of the calling loop's stats (single writer: see eddy__loop_stats_t). */

@@ -90,6 +90,7 @@ eddy_server_t *eddy_server_new(const char *host, int port)
         return NULL;
     srv->log_fd = STDERR_FILENO;
     srv->access_fd = -1;
+    srv->warning_fd = STDERR_FILENO;
     srv->http_upgrade = &eddy__ws_upgrade; /* HTTP connections upgrade to WebSocket */
     eddy__options_init(&srv->opts);
     atomic_init(&srv->stop_requested, false);
@@ -1419,6 +1420,12 @@ int eddy_server_stats(eddy_server_t *srv, int loop, eddy_stats_t *out)
         out->bytes_sent_total += stat_read(&st->bytes_out);
         out->messages_dropped_total += stat_read(&st->dropped);
         out->slow_consumer_closes_total += stat_read(&st->slow_closes);
+        out->log_lines_lost_total += stat_read(&st->log_lost);
+        out->access_log_lines_lost_total += stat_read(&st->access_lost);
+    }
+    if (loop < 0) {
+        out->log_lines_lost_total += atomic_load(&srv->log_sink.offloop);
+        out->access_log_lines_lost_total += atomic_load(&srv->access_sink.offloop);
     }
     out->websocket_opened_total = ws_opened;
     out->websocket_connections = ws_opened >= ws_closed ? ws_opened - ws_closed : 0;

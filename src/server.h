@@ -97,6 +97,10 @@ struct eddy_server {
     int log_fd;
     eddy_log_cb on_log;
     int access_fd; /* http_access_log, opened at start; -1: off */
+    /* Where a log output's failure is told (eddy_log_warning_fd()); -1: nowhere. */
+    int warning_fd;
+    eddy__log_sink_t log_sink;    /* log_fd's writes (and eddy_log_write()'s) */
+    eddy__log_sink_t access_sink; /* access_fd's */
     /* The stand-alone clients' server (client.c): it runs its loop with no listener. */
     bool clients_only;
 };
