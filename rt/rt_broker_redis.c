@@ -279,6 +279,7 @@ typedef struct rb {
     uint64_t redis_time, redis_time_at;
     char (*tags)[RT_BROKER_SESSION_TAG_LEN + 1]; /* pid tags with a hash of live records here */
     size_t ntags;
+    size_t renewing; /* the first tags, whose renewal session_renew() appended last */
     bool was_up;
     uint64_t rng;
 
@@ -1117,15 +1118,18 @@ static int session_renew(rb_t *rb)
                                ttl) != REDIS_OK)
             return -1;
     }
+    rb->renewing = rb->ntags;
     return 0;
 }
 
-/* Reads session_renew()'s replies; forgets the tags whose hash is gone (empty). */
+/* Reads session_renew()'s replies; forgets the tags whose hash is gone (empty). Tags held
+ * since (a live record stored in the batch the heartbeat rode along with) had no renewal
+ * appended: they are kept, after the others. */
 static int session_renewed(rb_t *rb)
 {
     size_t kept = 0;
     int rc = 0;
-    for (size_t i = 0; i < rb->ntags; i++) {
+    for (size_t i = 0; i < rb->renewing; i++) {
         redisReply *r[2] = {NULL, NULL};
         for (int k = 0; k < 2; k++) {
             if (redisGetReply(rb->cmd, (void **)&r[k]) != REDIS_OK)
@@ -1141,6 +1145,8 @@ static int session_renewed(rb_t *rb)
         if (rc)
             return -1;
     }
+    for (size_t i = rb->renewing; i < rb->ntags; i++)
+        memmove(rb->tags[kept++], rb->tags[i], sizeof(rb->tags[i]));
     rb->ntags = kept;
     return 0;
 }

@@ -964,6 +964,34 @@ static void test_live_sessions(void)
     free(b);
 }
 
+/* Regression: a live record of a new pid tag stored in the batch a heartbeat rode along
+ * with made the heartbeat wait for renewal replies never asked for (the tag counted as
+ * renewed), so the command connection timed out and the broker reconnected (its namespaces'
+ * clients told to recover). A tag a millisecond for six heartbeats: no reconnection. */
+static void test_new_tags_during_heartbeats(void)
+{
+    rt_broker_redis_config_t cfg;
+    fast_heartbeat(&cfg);
+    cfg.io_timeout_ms = 500;
+    node_t *a = calloc(1, sizeof(node_t));
+    node_start(a, &cfg);
+    for (int i = 0; i < 6 * FAST_HEARTBEAT_MS; i++) {
+        char pid[RT_HISTORY_PID_SIZE];
+        snprintf(pid, sizeof(pid), "t%07dabcdefghijkl", i);
+        CHECK_EQ_INT(rt_broker_session_put(a->b, pid, "x", 1, 0), 0);
+        sleep_ms(1);
+    }
+    sync_subs(a);
+    sleep_ms(2 * cfg.io_timeout_ms); /* a stalled read would have timed out by now */
+    sync_subs(a);
+    rt_broker_stats_t st;
+    rt_broker_stats(a->b, &st);
+    CHECK_EQ_INT(st.reconnects, 0);
+    CHECK_EQ_INT(rt_broker_state(a->b), RT_BROKER_UP);
+    node_stop(a);
+    free(a);
+}
+
 /* Redis: session records outlive the node that wrote them and are taken once, on any node;
  * membership: alive nodes are listed, a node that stops renewing its lease disappears
  * with its presence entries, a node that leaves is gone at once. */
@@ -1727,6 +1755,7 @@ int main(void)
     }
     test_membership();
     test_live_sessions();
+    test_new_tags_during_heartbeats();
     test_redis_restart();
     test_redis_frozen();
     test_start_without_redis();
