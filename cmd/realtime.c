@@ -179,8 +179,8 @@ static bool redis_name_ok(const char *value, size_t max)
 
 /* [broker]: the Redis every node of the application shares (eddy_rt_options_t). */
 /* True if value is one Redis URL or several separated by commas (shards): each starts with
- * redis:// or redis+sentinel:// (whose sentinels are separated by commas too); the layer
- * checks the rest when it starts. */
+ * redis://, redis+sentinel:// (whose sentinels are separated by commas too) or
+ * redis+cluster:// (its seeds too); the layer checks the rest when it starts. */
 static bool redis_urls_valid(const char *value)
 {
     bool sentinel = false;
@@ -191,6 +191,9 @@ static bool redis_urls_valid(const char *value)
         } else if (strncmp(p, "redis+sentinel://", 17) == 0) {
             p += 17;
             sentinel = true;
+        } else if (strncmp(p, "redis+cluster://", 16) == 0) {
+            p += 16;
+            sentinel = true; /* commas separate its seeds */
         } else if (!sentinel) {
             return false;
         }
@@ -210,7 +213,8 @@ static int broker_set(settings_t *st, const char *key, const char *value, char *
             snprintf(why, why_len,
                      "the value is not redis://[:password@]host[:port][/db] or "
                      "redis+sentinel://[:password@]host[:port][,host[:port]...]/master[/db] "
-                     "(several: separated by commas)");
+                     "(several: separated by commas) or "
+                     "redis+cluster://[:password@]host[:port][,host[:port]...]");
             return EDDY_EINVAL;
         }
         memcpy(st->redis_url, value, len + 1);

@@ -251,7 +251,8 @@ typedef struct eddy_rt_broker_status {
     uint64_t round_trip_age_ms;
     uint64_t published_total, delivered_total, buffered, buffered_bytes, dropped_total;
     uint64_t reconnects_total, gaps_total, subscriptions, nodes;
-    uint64_t master_switches_total; /* redis+sentinel: times the sentinels named a new master */
+    uint64_t master_switches_total; /* redis+sentinel, redis+cluster: times the sentinels or
+                                     * the cluster named a new master */
     /* Namespaces whose presence in Redis was written again after the broker dropped some of
      * its presence writes (its queue full), without an outage: each is one repair. */
     uint64_t presence_repairs_total;

@@ -2,7 +2,8 @@
 /*
  * Redis URLs (rt_broker.h "Redis URLs"): redis:// for one Redis, redis+sentinel:// for a
  * master found through Redis Sentinel (the form redis-py's URL helpers, RedisVL and Prefect
- * read), a comma-separated list of them for shards.
+ * read), redis+cluster:// for the seed nodes of a Redis Cluster, a comma-separated list of
+ * redis:// and redis+sentinel:// URLs for shards.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 
 static const char redis_scheme[] = "redis://";
 static const char sentinel_scheme[] = "redis+sentinel://";
+static const char cluster_scheme[] = "redis+cluster://";
 
 #define REDIS_PORT    6379
 #define SENTINEL_PORT 26379
@@ -20,7 +22,8 @@ size_t rt_broker_url_len(const char *urls)
 {
     for (const char *p = urls; (p = strchr(p, ',')) != NULL; p++)
         if (strncmp(p + 1, redis_scheme, sizeof(redis_scheme) - 1) == 0 ||
-            strncmp(p + 1, sentinel_scheme, sizeof(sentinel_scheme) - 1) == 0)
+            strncmp(p + 1, sentinel_scheme, sizeof(sentinel_scheme) - 1) == 0 ||
+            strncmp(p + 1, cluster_scheme, sizeof(cluster_scheme) - 1) == 0)
             return (size_t)(p - urls);
     return strlen(urls);
 }
@@ -214,15 +217,72 @@ static const char *parse_sentinel(char *s, rt_broker_url_t *url, rt_broker_redis
     return NULL;
 }
 
+/* What follows "redis+cluster://": [[user]:password@]host[:port][,host[:port]...] (seeds;
+ * no database: a cluster has only 0). */
+static const char *parse_cluster(char *s, rt_broker_url_t *url, rt_broker_redis_config_t *cfg)
+{
+    char *at = strrchr(s, '@');
+    if (at != NULL) {
+        const char *why = user_info(s, at, cfg);
+        if (why != NULL)
+            return why;
+        s = at + 1;
+    }
+    if (strpbrk(s, "/?") != NULL)
+        return "a path or query in a redis+cluster:// URL (a cluster has database 0 only)";
+    size_t n = 0;
+    for (char *next = s; next != NULL; n++) {
+        char *item = next;
+        if ((next = strchr(item, ',')) != NULL)
+            *next++ = '\0';
+        if (n == RT_BROKER_CLUSTER_SEEDS_MAX)
+            return "more than 16 cluster seeds";
+        const char *why =
+            host_port(item, REDIS_PORT, &url->cluster_seeds[n].host, &url->cluster_seeds[n].port);
+        if (why != NULL)
+            return why;
+    }
+    cfg->cluster_nodes = url->cluster_seeds;
+    cfg->ncluster_nodes = n;
+    cfg->db = 0;
+    return NULL;
+}
+
+/* rt_broker_url_parse() of a redis+cluster:// URL. */
+static int parse_url_cluster(eddy_server_t *srv, const char *text, size_t len, rt_broker_url_t *url,
+                             rt_broker_redis_config_t *cfg)
+{
+    const char *why = "longer than 1023 bytes";
+    size_t skip = sizeof(cluster_scheme) - 1;
+    if (len - skip < sizeof(url->buf)) {
+        memcpy(url->buf, text + skip, len - skip);
+        url->buf[len - skip] = '\0';
+        rt_broker_redis_config_t out = *cfg; /* a failure leaves cfg as it was */
+        out.sentinel_master = NULL;
+        if ((why = parse_cluster(url->buf, url, &out)) == NULL) {
+            *cfg = out;
+            return 0;
+        }
+    }
+    eddy_log(srv, EDDY_LOG_ERROR,
+             "eddy_rt: bad Redis URL: %s (want "
+             "redis+cluster://[[user]:password@]host[:port][,host[:port]...])",
+             why);
+    return EDDY_EINVAL;
+}
+
 int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_broker_url_t *url,
                         rt_broker_redis_config_t *cfg)
 {
+    if (len >= sizeof(cluster_scheme) - 1 &&
+        strncmp(text, cluster_scheme, sizeof(cluster_scheme) - 1) == 0)
+        return parse_url_cluster(srv, text, len, url, cfg);
     const char *why;
     bool sentinel = len >= sizeof(sentinel_scheme) - 1 &&
                     strncmp(text, sentinel_scheme, sizeof(sentinel_scheme) - 1) == 0;
     size_t skip = sentinel ? sizeof(sentinel_scheme) - 1 : sizeof(redis_scheme) - 1;
     if (!sentinel && (len < skip || strncmp(text, redis_scheme, skip) != 0)) {
-        why = "not redis:// or redis+sentinel://";
+        why = "not redis:// or redis+sentinel:// (nor redis+cluster://)";
     } else if (len - skip >= sizeof(url->buf)) {
         why = "longer than 1023 bytes";
     } else {
@@ -238,7 +298,8 @@ int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_bro
     }
     /* Not the URL itself: it may carry a password. */
     eddy_log(srv, EDDY_LOG_ERROR,
-             "eddy_rt: bad Redis URL: %s (want redis://[[user]:password@]host[:port][/db] or "
+             "eddy_rt: bad Redis URL: %s (want redis://[[user]:password@]host[:port][/db], "
+             "redis+cluster://host[:port][,host[:port]...] or "
              "redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]"
              "[?sentinel_username=...&sentinel_password=...])",
              why);

@@ -927,7 +927,8 @@ static void test_live_sessions(void)
     sync_subs(a);
     CHECK_EQ_INT(redis_int("HLEN %s", key, NULL), 2);
     char k2[64];
-    snprintf(k2, sizeof(k2), "eddy:session:%s", p2);
+    snprintf(k2, sizeof(k2), "eddy:session:{%.*s}%s", RT_BROKER_SESSION_TAG_LEN, p2,
+             p2 + RT_BROKER_SESSION_TAG_LEN); /* the pid's tag as hash tag */
     CHECK_EQ_INT(redis_int("EXISTS %s", k2, NULL), 1);
     /* Three times the hash's life: renewed meanwhile. */
     sleep_ms(3 * (cfg.lease_ms + (unsigned)cfg.session_linger_ms));
