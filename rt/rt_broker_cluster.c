@@ -219,11 +219,13 @@ static int shard_describe(const topology_t *t, size_t i, cluster_shard_t *cs)
     for (size_t s = 0; s < RT_BROKER_CLUSTER_SLOTS && cs->first_slot < 0; s++)
         if (t->slots[s] == i)
             cs->first_slot = (int)s;
-    for (unsigned n = 0;; n++) {
+    bool found = false;
+    for (unsigned n = 0; n < 4000000 && !found; n++) {
         int len = snprintf(cs->tag, sizeof(cs->tag), "%u", n);
-        if (t->slots[rt_broker_crc16(cs->tag, (size_t)len) % RT_BROKER_CLUSTER_SLOTS] == i)
-            break;
+        found = t->slots[rt_broker_crc16(cs->tag, (size_t)len) % RT_BROKER_CLUSTER_SLOTS] == i;
     }
+    if (!found)
+        return -1;
     /* About 16384 / (the master's slots) draws; bounded for a master of a single slot. */
     for (unsigned tries = 0; tries < 4000000; tries++) {
         rt_random_chars(cs->session_tag, RT_BROKER_SESSION_TAG_LEN);
@@ -281,6 +283,8 @@ rt_broker_t *rt_broker_cluster_new(const rt_broker_redis_config_t *cfg,
             ok = shard_describe(t, i, &shards[i]) == 0;
             names[i] = shards[i].name;
         }
+        if (!ok)
+            eddy_log(NULL, EDDY_LOG_ERROR, "rt_broker: no hash tag found for a master's slots");
         cluster_make_t cm = {cfg, t, shards};
         if (ok)
             b = rt_broker_shard_slots_new(names, t->nmasters, t->slots, cfg->prefix, make_master,

@@ -240,7 +240,8 @@ def test_emitter_publish_is_delivered_once(redis_cluster, nodes, clients):  # no
             r = clients.wait(f"{name}'s events", name=name, type="event")
             if r["event"] == "news":
                 got.append(r["args"][0])
-        assert got == list(range(len(masters))), name
+        # Once each; no order across masters (those published elsewhere cross the bus).
+        assert sorted(got) == list(range(len(masters))), name
         clients.nothing_more(name, 0.3)
 
 
