@@ -131,7 +131,11 @@ typedef struct eddy_rt_options {
      * "user:password@" logs in as a Redis 6 ACL user; user names, passwords and parameters
      * are percent-decoded, README "Sentinel"): the sentinels are asked
      * for the master before every connection and reconnection, so the node follows a
-     * failover. A malformed URL: eddy_rt_new() fails, logged. Copied.
+     * failover. With a Redis Cluster (README "Redis Cluster"), its seed nodes alone:
+     * "redis+cluster://[[user]:password@]host[:port][,host[:port]...]": eddy_rt_new() reads
+     * the topology from them (blocking, at most the I/O timeout, 2 s, per seed; it fails,
+     * logged, if none answers) and routes each namespace to the master of its hash slot,
+     * following failovers. A malformed URL: eddy_rt_new() fails, logged. Copied.
      */
     const char *redis_url;
     const char *redis_prefix; /* prefix of every Redis key and channel: "eddy:" (copied) */
