@@ -508,16 +508,17 @@ void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN
  * One Lua script publishes: HINCRBY the seq, XADD to each target room's stream and trim
  * it, PUBLISH "<seq>:<epoch>:<message>" to each target room's channel (in a Redis
  * Cluster SPUBLISH, and every channel is SSUBSCRIBEd: see cluster_nodes); EVALSHA, EVAL
- * on NOSCRIPT. In a Redis Cluster every script's keys are declared in KEYS and share one
- * slot, but the session take's, which also reads the hashes Psessions:{T}:<N> of the
- * holders it finds (in the slot of KEYS); the presence read, which needs Pnodes (another
- * slot) too, has a cluster variant (see cluster_nodes). With no_history a publish is one plain
- * PUBLISH per target room's channel of "n<num>:<instance>:<cnum>:<message>" (no script, no key:
- * what Socket.IO's Redis adapter costs Redis): num numbers the broker's plain publishes in the
- * order it sends them, instance is the broker's random id, cnum numbers its publishes on that
- * channel (16 hex digits each; a jump in cnum on a channel held all along is counted as missed, see
- * rt_chanseq.h and rt_broker_stats_t.missed). Such a broadcast has no position
- * (delivered with pos {0, 0}); a node that holds several of its channels delivers it once
+ * on NOSCRIPT. Every script touches only the keys it declares in KEYS, of one slot in a
+ * Redis Cluster: a session take that finds no disconnected record gets the holders of
+ * its tag and reads their hashes Psessions:{T}:<N> in a second script (the record's key
+ * again first: a disconnect may have written it meanwhile); the presence read, which needs
+ * Pnodes (another slot) too, has a cluster variant (see cluster_nodes). With no_history a publish
+ * is one plain PUBLISH per target room's channel of "n<num>:<instance>:<cnum>:<message>" (no
+ * script, no key: what Socket.IO's Redis adapter costs Redis): num numbers the broker's plain
+ * publishes in the order it sends them, instance is the broker's random id, cnum numbers its
+ * publishes on that channel (16 hex digits each; a jump in cnum on a channel held all along is
+ * counted as missed, see rt_chanseq.h and rt_broker_stats_t.missed). Such a broadcast has no
+ * position (delivered with pos {0, 0}); a node that holds several of its channels delivers it once
  * (the first copy: num above the last delivered of that origin's instance), and every
  * node gets each channel's broadcasts in Redis' order. Nodes of one cluster must agree on
  * no_history (recovery across nodes needs every broadcast positioned). A message is: byte

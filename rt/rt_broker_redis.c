@@ -110,8 +110,9 @@ static const char lua_presence[] =
 /* Session records (see rt_broker.h: a live socket's record sits in the hash of the node
  * holding it, under the hash tag of the node process that issued its pid). KEYS = the
  * record's own key, the pid tag's holders set, this node's hash for that tag; ARGV = op,
- * pid, then: 'l' (live) record, ttl ms, this node's tag; 'd' (disconnected) record, ttl ms;
- * 't' (take) the holders' hash name prefix. */
+ * pid, then: 'l' (live) record, ttl ms, this node's tag; 'd' (disconnected) record, ttl ms.
+ * 't' (take): the disconnected record, else the holders (an array: lua_session_holders
+ * then reads their hashes, each declared). */
 static const char lua_session[] =
     "local op, pid = ARGV[1], ARGV[2]\n"
     "if op == 'l' then\n"
@@ -124,9 +125,17 @@ static const char lua_session[] =
     "end\n"
     "local v = redis.call('GETDEL', KEYS[1])\n"
     "if v then return v end\n"
-    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-    "  v = redis.call('HGET', ARGV[3] .. h, pid)\n"
-    "  if v then redis.call('HDEL', ARGV[3] .. h, pid); return v end\n"
+    "return redis.call('SMEMBERS', KEYS[2])\n";
+
+/* A take's second step, when lua_session found no disconnected record: KEYS = the
+ * record's own key (a disconnect may have written it since), then the hashes of the
+ * holders it named; ARGV = pid. Sent with EVAL (the script cache keeps it). */
+static const char lua_session_holders[] =
+    "local v = redis.call('GETDEL', KEYS[1])\n"
+    "if v then return v end\n"
+    "for i = 2, #KEYS do\n"
+    "  v = redis.call('HGET', KEYS[i], ARGV[1])\n"
+    "  if v then redis.call('HDEL', KEYS[i], ARGV[1]); return v end\n"
     "end\n"
     "return false\n";
 
@@ -853,6 +862,19 @@ static int enqueue(rb_t *rb, job_t *j)
     return 0;
 }
 
+/* Queues j first, past the bounds: it continues a request that already left the queue. */
+static void enqueue_front(rb_t *rb, job_t *j)
+{
+    pthread_mutex_lock(&rb->lock);
+    j->next = rb->head;
+    rb->head = j;
+    if (!rb->tail)
+        rb->tail = j;
+    rb->queued++;
+    rb->queued_bytes += j->bytes;
+    pthread_mutex_unlock(&rb->lock);
+}
+
 static __thread uint64_t epoch_rng;
 
 /* A fresh epoch candidate per request: it becomes the namespace's epoch only if the
@@ -1029,10 +1051,8 @@ static void build_session(argb_t *a, rb_t *rb, const void *p)
         arg_put(a, &in->op, 1);
         arg_end(a);
         arg_str(a, in->pid);
-        if (in->op == 't') {
-            arg_sessions(a, rb, in->pid, "", true);
+        if (in->op == 't')
             return;
-        }
     }
     if (in->data) {
         arg_put(a, in->data, in->len);
@@ -1107,6 +1127,48 @@ static void rb_session_pid(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE])
 
 /* A live record was stored (the pid in argv[7]; its first characters are its tag): the
  * heartbeat renews this node's hash for that tag from now on (thread only). */
+/* A take's second step (lua_session_holders): the pid and the holders (strings) named. */
+typedef struct holders_in {
+    const char *pid;
+    const redisReply *holders;
+} holders_in_t;
+
+static void build_take_holders(argb_t *a, rb_t *rb, const void *p)
+{
+    const holders_in_t *in = p;
+    size_t n = 0;
+    for (size_t i = 0; i < in->holders->elements; i++)
+        n += in->holders->element[i]->type == REDIS_REPLY_STRING;
+    arg_str(a, "EVAL");
+    arg_str(a, lua_session_holders);
+    arg_u64(a, 1 + n);
+    session_in_t key = {'t', in->pid, NULL, 0, 0};
+    arg_session_key(a, rb, &key);
+    for (size_t i = 0; i < in->holders->elements; i++)
+        if (in->holders->element[i]->type == REDIS_REPLY_STRING)
+            arg_sessions(a, rb, in->pid, in->holders->element[i]->str, true);
+    arg_str(a, in->pid);
+}
+
+/* Take j found no disconnected record, and r (owned) names the holders of live records of
+ * its pid's tag: the second step goes first in the queue, with j's result callback. */
+static void take_holders(rb_t *rb, job_t *j, redisReply *r)
+{
+    holders_in_t in = {j->argv[7], r};
+    job_t *next = job_build(rb, build_take_holders, &in, 0);
+    freeReplyObject(r);
+    if (!next) {
+        fail_job(rb, j, EDDY_ENOMEM);
+        return;
+    }
+    next->kind = JOB_SESSION_TAKE;
+    next->fd = j->fd;
+    next->cb = j->cb;
+    next->arg = j->arg;
+    free(j);
+    enqueue_front(rb, next);
+}
+
 static void session_held(rb_t *rb, const job_t *j)
 {
     const char *tag = j->argv[7];
@@ -3056,15 +3118,19 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
         free(j);
         return;
     case JOB_SESSION_TAKE: {
+        if (j->script == SCRIPT_SESSION && r->type == REDIS_REPLY_ARRAY && r->elements) {
+            take_holders(rb, j, r);
+            return;
+        }
         session_result_t *res = malloc(sizeof(*res));
         if (!res) {
             freeReplyObject(r);
             fail_job(rb, j, EDDY_ENOMEM);
             return;
         }
-        int err = r->type == REDIS_REPLY_STRING ? 0
-                  : r->type == REDIS_REPLY_NIL  ? EDDY_ENOTFOUND
-                                                : EDDY_EPROTO;
+        int err = r->type == REDIS_REPLY_STRING                                ? 0
+                  : r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_ARRAY ? EDDY_ENOTFOUND
+                                                                               : EDDY_EPROTO;
         if (err == EDDY_EPROTO)
             eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: session read refused: %s",
                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");

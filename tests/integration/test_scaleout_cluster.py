@@ -131,15 +131,22 @@ def redis_cluster(tmp_path):
 
 @pytest.fixture
 def nodes(redis_cluster):
+    """nodes(n, *options) -> n eddy nodes on the cluster; nodes.kill(node) for a kill -9."""
     running = []
 
-    def start(n, *options):
-        started = [SioServer("eddy", ("--redis", redis_cluster.url(), "--namespaces", "4") +
-                             options) for _ in range(n)]
-        running.extend(started)
-        return started
+    class Nodes:
+        def __call__(self, n, *options):
+            started = [SioServer("eddy", ("--redis", redis_cluster.url(), "--namespaces", "4") +
+                                 options) for _ in range(n)]
+            running.extend(started)
+            return started
 
-    yield start
+        def kill(self, node):
+            node.proc.kill()
+            node.proc.wait()
+            running.remove(node)
+
+    yield Nodes()
     stop_all(running)
 
 
@@ -395,3 +402,68 @@ def test_manual_failover_followed_through_moved(tmp_path, clients):  # noqa: F81
     finally:
         stop_all(running)
         rc.close()
+
+
+def keyslot(key):
+    """Redis Cluster's slot of key: the CRC16 of its hash tag, if any, else of the key."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    return crc16(key.encode()) % 16384
+
+
+def script_accesses(text):
+    """[(declared keys, [keys the script's commands touched])] of every EVAL/EVALSHA in a
+    MONITOR output (each script's commands follow it as "[0 lua]" lines; their first
+    argument is a key, but SPUBLISH's channel and TIME's nothing)."""
+    found = []
+    for line in text.splitlines():
+        args = re.findall(r'"((?:[^"\\]|\\.)*)"', line)
+        if not args:
+            continue
+        if "[0 lua]" in line:
+            if found and args[0].upper() not in ("SPUBLISH", "TIME"):
+                found[-1][1].append(args[1])
+        elif args[0].upper() in ("EVAL", "EVALSHA"):
+            found.append((args[3:3 + int(args[2])], []))
+    return found
+
+
+def test_scripts_touch_declared_keys_of_one_slot(redis_cluster, nodes, clients,  # noqa: F811
+                                                 tmp_path):
+    """MONITOR on every master while broadcasts, presence, a disconnect and recoveries run
+    (one of a client whose node was killed -9: its live record is read from that node's
+    hash): every script declares keys of one slot and touches only those."""
+    a, b, c = nodes(3, "--recovery", "60000")
+    watch = {p: (monitor(p, tmp_path / f"monitor-{p}"), tmp_path / f"monitor-{p}")
+             for p in redis_cluster.masters()}
+    time.sleep(0.3)  # MONITOR is on before the first command
+    first, member, sender = member_and_sender(clients, c, a, "/n1", 0)
+    _, other, other_sender = member_and_sender(clients, a, b, "/custom", 1)
+    for k in range(5):
+        clients.emit(sender, "to-room", "r", {"seq": k})
+        clients.emit(other_sender, "to-room", "r", {"seq": k})
+    assert [s for s, _ in clients.room_messages(member, 5)] == list(range(5))
+    assert [s for s, _ in clients.room_messages(other, 5)] == list(range(5))
+    last = clients.last_offset[member]
+    nodes.kill(c)  # kill -9: the member's record stays in c's hash of live records
+    clients.wait(f"{member}'s disconnect", name=member, type="disconnect")
+    again = connect_in(clients, member + "x", a, "/n1", auth={"pid": first["pid"],
+                                                                "offset": last})
+    assert again["id"] == first["id"], "not recovered:\n" + "\n".join(a.log_lines)
+    time.sleep(0.3)
+    scripts = []
+    for proc, path in watch.values():
+        proc.kill()
+        proc.wait()
+        scripts += script_accesses(path.read_text())
+    assert len(scripts) > 10, scripts
+    holders_read = False
+    for declared, touched in scripts:
+        assert len({keyslot(k) for k in declared}) == 1, declared
+        assert set(touched) <= set(declared), (declared, touched)
+        holders_read |= any(k.startswith("eddy:sessions:{") and k.count(":") == 3
+                            for k in touched)
+    assert holders_read  # the killed node's hash was read, declared
