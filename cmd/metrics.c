@@ -255,7 +255,8 @@ static void write_broker(FILE *out)
     metric(out, "eddy_broker_gaps_total", "counter",
            "Outages after which clients were made to recover from history.", b.gaps_total);
     metric(out, "eddy_broker_master_switches_total", "counter",
-           "Times Redis Sentinel named another master (redis+sentinel://).",
+           "Times Redis Sentinel or Redis Cluster named another master (redis+sentinel://, "
+           "redis+cluster://).",
            b.master_switches_total);
     metric(out, "eddy_broker_presence_repairs_total", "counter",
            "Namespaces whose presence was written to Redis again after dropped writes.",

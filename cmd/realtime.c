@@ -180,19 +180,20 @@ static bool redis_name_ok(const char *value, size_t max)
 /* [broker]: the Redis every node of the application shares (eddy_rt_options_t). */
 /* True if value is one Redis URL or several separated by commas (shards): each starts with
  * redis://, rediss:// (TLS), redis+sentinel:// or rediss+sentinel:// (whose sentinels are
- * separated by commas too); the layer checks the rest when it starts. */
+ * separated by commas too), or redis+cluster:// (its seeds too); the layer checks the rest
+ * when it starts. */
 static bool redis_urls_valid(const char *value)
 {
     static const char *const schemes[] = {"redis://", "rediss://", "redis+sentinel://",
-                                          "rediss+sentinel://"};
+                                          "rediss+sentinel://", "redis+cluster://"};
     bool sentinel = false;
     for (const char *p = value;; p++) {
         size_t i = 0;
-        while (i < 4 && strncmp(p, schemes[i], strlen(schemes[i])) != 0)
+        while (i < 5 && strncmp(p, schemes[i], strlen(schemes[i])) != 0)
             i++;
-        if (i < 4) {
+        if (i < 5) {
             p += strlen(schemes[i]);
-            sentinel = i >= 2;
+            sentinel = i >= 2; /* commas separate sentinels and cluster seeds */
         } else if (!sentinel) {
             return false;
         }
@@ -213,7 +214,7 @@ static int broker_set(settings_t *st, const char *key, const char *value, char *
                      "the value is not redis://[:password@]host[:port][/db] or "
                      "redis+sentinel://[:password@]host[:port][,host[:port]...]/master[/db] "
                      "(rediss:// and rediss+sentinel:// over TLS; several: separated by "
-                     "commas)");
+                     "commas) or redis+cluster://[:password@]host[:port][,host[:port]...]");
             return EDDY_EINVAL;
         }
         memcpy(st->redis_url, value, len + 1);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer driver for the Redis URLs of redis_url (rt/rt_broker_url.c: redis://,
- * redis+sentinel://, their TLS forms rediss:// and rediss+sentinel://, and the
- * comma-separated lists of shards that rt_broker_url_len() splits). The input is the whole
- * redis_url value.
+ * redis+sentinel://, their TLS forms rediss:// and rediss+sentinel://, redis+cluster://,
+ * and the comma-separated lists of shards that rt_broker_url_len() splits). The input is the
+ * whole redis_url value.
  *
  * Checked invariants: the list is split into pieces that cover the input exactly, each
  * starting after a comma; a piece is accepted (0) or refused (EDDY_EINVAL); a refusal
@@ -65,6 +65,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(rc == 0 || rc == EDDY_EINVAL);
         if (rc != 0) {
             FUZZ_CHECK(memcmp(&cfg, &before, sizeof(cfg)) == 0);
+        } else if (cfg.ncluster_nodes > 0) {
+            FUZZ_CHECK(cfg.ncluster_nodes <= RT_BROKER_CLUSTER_SEEDS_MAX && cfg.db == 0);
+            for (size_t i = 0; i < cfg.ncluster_nodes; i++) {
+                FUZZ_CHECK(in_buf(&url, cfg.cluster_nodes[i].host));
+                FUZZ_CHECK(cfg.cluster_nodes[i].port >= 1 && cfg.cluster_nodes[i].port <= 65535);
+            }
+            FUZZ_CHECK(cfg.password == NULL || in_buf(&url, cfg.password));
         } else if (cfg.sentinel_master != NULL) {
             FUZZ_CHECK(in_buf(&url, cfg.sentinel_master));
             size_t mlen = strlen(cfg.sentinel_master);

@@ -133,8 +133,13 @@ typedef struct eddy_rt_options {
      * for the master before every connection and reconnection, so the node follows a
      * failover. Over TLS: "rediss://..." and "rediss+sentinel://..." with the parameters
      * ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_servername and ssl_cert_reqs=none
-     * (README "TLS"; the certificate and its name verified by default). A malformed URL,
-     * or a TLS file that cannot be read: eddy_rt_new() fails, logged. Copied.
+     * (README "TLS"; the certificate and its name verified by default). With a Redis
+     * Cluster (README "Redis Cluster"), its seed nodes alone:
+     * "redis+cluster://[[user]:password@]host[:port][,host[:port]...]": eddy_rt_new() reads
+     * the topology from them (blocking, at most the I/O timeout, 2 s, per seed; it fails,
+     * logged, if none answers) and routes each namespace to the master of its hash slot,
+     * following failovers. A malformed URL, or a TLS file that cannot be read: eddy_rt_new()
+     * fails, logged. Copied.
      */
     const char *redis_url;
     const char *redis_prefix; /* prefix of every Redis key and channel: "eddy:" (copied) */
@@ -254,7 +259,8 @@ typedef struct eddy_rt_broker_status {
     uint64_t round_trip_age_ms;
     uint64_t published_total, delivered_total, buffered, buffered_bytes, dropped_total;
     uint64_t reconnects_total, gaps_total, subscriptions, nodes;
-    uint64_t master_switches_total; /* redis+sentinel: times the sentinels named a new master */
+    uint64_t master_switches_total; /* redis+sentinel, redis+cluster: times the sentinels or
+                                     * the cluster named a new master */
     /* Namespaces whose presence in Redis was written again after the broker dropped some of
      * its presence writes (its queue full), without an outage: each is one repair. */
     uint64_t presence_repairs_total;

@@ -154,7 +154,8 @@ typedef struct rt_broker_stats {
     uint64_t dropped;         /* requests refused by the queue bound or lost with a connection */
     uint64_t reconnects;      /* successful reconnections after an outage */
     uint64_t gaps;            /* outages reported with gap */
-    uint64_t master_switches; /* Sentinel: times the sentinels named another master */
+    uint64_t master_switches; /* Sentinel, Cluster: times the sentinels or the cluster
+                               * named another master */
     uint64_t missed;          /* Redis, no history: broadcasts of other nodes that never came */
     uint64_t subscriptions;   /* (nsp, room) channels subscribed now */
 } rt_broker_stats_t;
@@ -490,24 +491,34 @@ void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN
  *                       and the answers to its requests)
  *   Pnodes:all          node requests to every node
  *   Pnodes              sorted set: node id -> lease expiry (Redis TIME, ms)
- *   Psession:<pid>      a disconnected socket's record (SET PX, taken by GETDEL)
+ *                       (these three in a Redis Cluster: P{tag}:node:<id>, P{tag}:nodes:all,
+ *                       P{tag}:nodes, tag naming a slot of the master; see cluster_tag)
+ *   Psession:{T}<rest>  a disconnected socket's record (SET PX, taken by GETDEL), T the
+ *                       pid's tag (below; so one script touches it and T's hashes in one
+ *                       slot), <rest> the rest of the pid (a pid without a tag's shape:
+ *                       Psession:<pid>)
  *   Psessions:{T}:<N>   hash: the live records (field pid) node process N holds for pids
  *                       of tag T (their first RT_BROKER_SESSION_TAG_LEN characters; N is
  *                       the holder's own tag): written on connect and room changes, its
  *                       PEXPIRE (lease_ms + session_linger_ms) renewed by N's heartbeat
  *                       (two commands per tag held, not per record); a disconnect moves the
- *                       record to Psession:<pid>; a kill -9 leaves it for the linger
+ *                       record to Psession:{T}<rest>; a kill -9 leaves it for the linger
  *   Psessions:{T}       set: the holders of tag T's live records (a socket recovered on
  *                       another node keeps its pid, so its record moves to that node's hash)
  * One Lua script publishes: HINCRBY the seq, XADD to each target room's stream and trim
- * it, PUBLISH "<seq>:<epoch>:<message>" to each target room's channel; EVALSHA, EVAL on
- * NOSCRIPT. With no_history a publish is one plain PUBLISH per target room's channel of
- * "n<num>:<instance>:<cnum>:<message>" (no script, no key: what Socket.IO's Redis adapter
- * costs Redis): num numbers the broker's plain publishes in the order it sends them,
- * instance is the broker's random id, cnum numbers its publishes on that channel (16 hex
- * digits each; a jump in cnum on a channel held all along is counted as missed, see
- * rt_chanseq.h and rt_broker_stats_t.missed). Such a broadcast has no position
- * (delivered with pos {0, 0}); a node that holds several of its channels delivers it once
+ * it, PUBLISH "<seq>:<epoch>:<message>" to each target room's channel (in a Redis
+ * Cluster SPUBLISH, and every channel is SSUBSCRIBEd: see cluster_nodes); EVALSHA, EVAL
+ * on NOSCRIPT. Every script touches only the keys it declares in KEYS, of one slot in a
+ * Redis Cluster: a session take that finds no disconnected record gets the holders of
+ * its tag and reads their hashes Psessions:{T}:<N> in a second script (the record's key
+ * again first: a disconnect may have written it meanwhile); the presence read, which needs
+ * Pnodes (another slot) too, has a cluster variant (see cluster_nodes). With no_history a publish
+ * is one plain PUBLISH per target room's channel of "n<num>:<instance>:<cnum>:<message>" (no
+ * script, no key: what Socket.IO's Redis adapter costs Redis): num numbers the broker's plain
+ * publishes in the order it sends them, instance is the broker's random id, cnum numbers its
+ * publishes on that channel (16 hex digits each; a jump in cnum on a channel held all along is
+ * counted as missed, see rt_chanseq.h and rt_broker_stats_t.missed). Such a broadcast has no
+ * position (delivered with pos {0, 0}); a node that holds several of its channels delivers it once
  * (the first copy: num above the last delivered of that origin's instance), and every
  * node gets each channel's broadcasts in Redis' order. Nodes of one cluster must agree on
  * no_history (recovery across nodes needs every broadcast positioned). A message is: byte
@@ -524,6 +535,10 @@ typedef struct rt_broker_addr {
 
 /* Most sentinels one configuration names. */
 #define RT_BROKER_SENTINELS_MAX 16
+
+/* Most nodes of a Redis Cluster a configuration names (seeds in a URL; masters and
+ * replicas for a master's broker). */
+#define RT_BROKER_CLUSTER_NODES_MAX 64
 
 typedef struct rt_broker_redis_config {
     const char *host;             /* "127.0.0.1" (copied) */
@@ -594,6 +609,26 @@ typedef struct rt_broker_redis_config {
     const char *tls_key_file;
     const char *tls_server_name;
     bool tls_insecure;
+    /* Redis Cluster: one master's broker of rt_broker_cluster_new() (see "Redis Cluster"
+     * below), which fills these. With ncluster_nodes > 0 (1 to RT_BROKER_CLUSTER_NODES_MAX)
+     * host and port are not used: before every connection the broker's thread asks
+     * cluster_nodes[0..n) in turn (io_timeout_ms each; the one that answers is asked first
+     * next time) which master serves slot cluster_slot (CLUSTER SLOTS), connects there and
+     * checks with ROLE that it is a master; a new address counts as a master switch. The
+     * node's own keys and channels (Pnodes, Pnode:<id>, Pnodes:all) carry the hash tag
+     * {cluster_tag} (a slot of that master); pub/sub is sharded (SPUBLISH, SSUBSCRIBE,
+     * SUNSUBSCRIBE, one channel per command; no pattern, so each socket's room is one
+     * SSUBSCRIBE); a presence read filters by the alive nodes of the last heartbeat (it
+     * cannot read Pnodes: another slot) and leaves the entries of dead nodes in place. A
+     * MOVED, ASK, CLUSTERDOWN or READONLY answer, or a channel the master drops (a
+     * sunsubscribe not asked for), makes the thread reconnect and ask again. session_tag
+     * (NULL: random; else RT_BROKER_SESSION_TAG_LEN of [A-Za-z0-9_-]) starts this broker's
+     * pids. password and username are every node's. All copied. */
+    const rt_broker_addr_t *cluster_nodes;
+    size_t ncluster_nodes;
+    int cluster_slot;
+    const char *cluster_tag;
+    const char *session_tag;
 } rt_broker_redis_config_t;
 
 /* Fills *cfg with the defaults above. */
@@ -607,6 +642,8 @@ void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg);
  *   rediss://[[user]:password@]host[:port][/db][?TLS]                one Redis over TLS
  *   rediss+sentinel://...as redis+sentinel...[?sentinel_...&TLS]     sentinels and master
  *                                                                    over TLS
+ *   redis+cluster://[[user]:password@]host[:port][,host[:port]...]   Redis Cluster seeds
+ *                                                                    (port 6379, db 0)
  * where TLS is "name=value" parameters joined by "&" (redis-py's names, as its from_url()
  * passes them on; ssl_servername after node-redis' servername), each at most once:
  *   ssl_ca_certs=PATH      CA certificates (PEM) to verify with (tls_ca_file; default: the
@@ -619,19 +656,26 @@ void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg);
  *   ssl_cert_reqs=none     no verification (tls_insecure; logged as a warning)
  * A rediss URL sets tls and its parameters, a redis URL clears them. In a rediss:// URL the
  * query starts at the first "?" (a "?" in a password is then written %3F).
- * A list separated by commas names several shards: a comma followed by one of the four
+ * A list separated by commas names several shards: a comma followed by one of the five
  * schemes starts the next URL; any other comma separates the sentinels of a
- * redis+sentinel URL (a redis:// URL has none). A master name is 1 to 64 of A-Z a-z 0-9
- * _ - . :. With a user, AUTH sends user and password (Redis 6 ACL), else the password
- * alone ("password@" without a colon is a password too). User names, passwords and
+ * redis+sentinel URL or the seeds of a redis+cluster URL (a redis:// URL has none). A
+ * redis+cluster URL stands alone (a cluster shards itself: see "Redis Cluster"); its seeds
+ * fill cluster_nodes (up to RT_BROKER_CLUSTER_SEEDS_MAX). A master name is 1 to 64 of A-Z
+ * a-z 0-9 _ - . :. With a user, AUTH sends user and password (Redis 6 ACL), else the
+ * password alone ("password@" without a colon is a password too). User names, passwords and
  * parameter values are percent-decoded (%40 "@", %3F "?", %2F "/", %26 "&", %25 "%"; a
  * "%" not followed by two hex digits, or %00, is refused).
  */
 
-/* Where rt_broker_url_parse() puts the strings and sentinels a configuration points to. */
+/* Most seed nodes of a redis+cluster:// URL. */
+#define RT_BROKER_CLUSTER_SEEDS_MAX 16
+
+/* Where rt_broker_url_parse() puts the strings, sentinels and cluster seeds a configuration
+ * points to. */
 typedef struct rt_broker_url {
     char buf[1024];
     rt_broker_addr_t sentinels[RT_BROKER_SENTINELS_MAX];
+    rt_broker_addr_t cluster_seeds[RT_BROKER_CLUSTER_SEEDS_MAX];
 } rt_broker_url_t;
 
 /* The length of the first URL of the list urls (all of it when it names one). */
@@ -639,10 +683,10 @@ size_t rt_broker_url_len(const char *urls);
 
 /*
  * Parses the URL text[0..len) into cfg: host, port, password and db, or with
- * redis+sentinel the Sentinel fields, and the TLS fields (the other fields are left as they
- * are). cfg's strings
- * then point into *url, which must outlive their use. Returns 0, or EDDY_EINVAL with a
- * line logged on srv (NULL: stderr) saying what is wrong (never the password).
+ * redis+sentinel the Sentinel fields, rediss the TLS fields, and redis+cluster password,
+ * username, db 0 and the seeds as cluster_nodes (the other fields are left as they are).
+ * cfg's strings then point into *url, which must outlive their use. Returns 0, or EDDY_EINVAL with
+ * a line logged on srv (NULL: stderr) saying what is wrong (never the password).
  */
 int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_broker_url_t *url,
                         rt_broker_redis_config_t *cfg);
@@ -780,5 +824,68 @@ rt_broker_t *rt_broker_shard_redis_new(const rt_broker_redis_config_t *cfgs, siz
  * "sentinel:master/db". */
 void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
                           char name[RT_BROKER_SHARD_NAME_SIZE]);
+
+/* ---------------------------------------------------------------------------------------
+ * Redis Cluster (rt_broker_cluster.c): the sharded broker routed by hash slot
+ *
+ * A Redis Cluster spreads its 16384 hash slots over its masters; a key lives in the slot
+ * of its hash tag (rt_broker_keyslot()). Every key and channel of a namespace carries the
+ * hash tag {nsp} (see the key layout above), so a namespace is one slot, on one master.
+ * rt_broker_cluster_new() asks the seed nodes for the topology (CLUSTER SLOTS) once, then
+ * makes one Redis broker per master (a part, named "slots a-b[,c-d...]" after the slots it
+ * owned at the start) and routes by slot instead of the ring: a namespace to the master of
+ * its slot, a session record to the master of its pid's tag (the first
+ * RT_BROKER_SESSION_TAG_LEN characters; each master's broker draws pids whose tag is in
+ * its own slots, so the layer's pids land on their namespace's part). Everything else is
+ * the sharded broker's ("Sharded" above): the node as a whole (lease, node requests, self
+ * round trip) is every master's, under a hash tag of one of its slots; state, readiness
+ * and counters are combined. Broadcasts use sharded pub/sub (SPUBLISH to the master of the
+ * namespace's slot, SSUBSCRIBE there), so they do not cross the cluster bus to every node.
+ * A Socket.IO emitter publishes with plain PUBLISH, which a cluster sends to every node:
+ * only the first master's broker listens to it (each message once).
+ *
+ * Failover: a master's broker reconnects (its outage is its part's, with a gap: clients of
+ * its namespaces recover from history) to whichever master serves its first slot when it
+ * asks (every node of the topology, masters and replicas, in turn), so a replica promoted
+ * in its place takes over; a MOVED, ASK or CLUSTERDOWN answer, or a dropped channel, makes
+ * it ask again. The slots-to-parts map is the one read at the start: moving slots between
+ * masters (resharding) while nodes run is not followed (the moved namespaces' commands are
+ * answered MOVED and retried through the old part's broker, which reconnects in a loop);
+ * restart the nodes after resharding.
+ * ------------------------------------------------------------------------------------- */
+
+#define RT_BROKER_CLUSTER_SLOTS 16384
+
+/* CRC16 of data[0..len) as Redis Cluster computes it (CCITT/XMODEM: polynomial 0x1021,
+ * initial 0; "123456789" gives 0x31C3). */
+uint16_t rt_broker_crc16(const void *data, size_t len);
+
+/* The hash slot of key[0..len) (Redis Cluster's rule: the CRC16 of the hash tag, the bytes
+ * between the first '{' and the first '}' after it when there are some, else of the whole
+ * key; mod 16384). */
+unsigned rt_broker_keyslot(const char *key, size_t len);
+
+/*
+ * Creates a Redis Cluster broker from cfg (a redis+cluster:// configuration: its
+ * cluster_nodes are the seeds, password and username every node's, the rest each master's
+ * broker's; srv must be NULL). Asks the seeds in turn (io_timeout_ms each) for the
+ * topology: blocks until one answers. Returns NULL (logged) when none does, a slot has no
+ * master, there are more than RT_BROKER_SHARDS_MAX masters, on a bad configuration or out
+ * of memory.
+ */
+rt_broker_t *rt_broker_cluster_new(const rt_broker_redis_config_t *cfg,
+                                   const rt_broker_handlers_t *h, void *ud);
+
+/*
+ * The sharded broker of a cluster (rt_broker_cluster_new() uses it; tests too): as
+ * rt_broker_shard_new(), but a namespace belongs to shard slots[its slot] (each entry below
+ * n), a pid to slots[the slot of its Psession key] (prefix: the keys' prefix, copied), and
+ * the shards take turns drawing pids. Returns NULL on bad arguments, a shard that cannot be
+ * made, or out of memory.
+ */
+rt_broker_t *rt_broker_shard_slots_new(const char *const *names, size_t n,
+                                       const uint8_t slots[RT_BROKER_CLUSTER_SLOTS],
+                                       const char *prefix, rt_broker_shard_make_cb make,
+                                       void *make_arg, const rt_broker_handlers_t *h, void *ud);
 
 #endif /* EDDY_RT_BROKER_H */

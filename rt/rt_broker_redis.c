@@ -111,8 +111,9 @@ static const char lua_presence[] =
 /* Session records (see rt_broker.h: a live socket's record sits in the hash of the node
  * holding it, under the hash tag of the node process that issued its pid). KEYS = the
  * record's own key, the pid tag's holders set, this node's hash for that tag; ARGV = op,
- * pid, then: 'l' (live) record, ttl ms, this node's tag; 'd' (disconnected) record, ttl ms;
- * 't' (take) the holders' hash name prefix. */
+ * pid, then: 'l' (live) record, ttl ms, this node's tag; 'd' (disconnected) record, ttl ms.
+ * 't' (take): the disconnected record, else the holders (an array: lua_session_holders
+ * then reads their hashes, each declared). */
 static const char lua_session[] =
     "local op, pid = ARGV[1], ARGV[2]\n"
     "if op == 'l' then\n"
@@ -125,9 +126,17 @@ static const char lua_session[] =
     "end\n"
     "local v = redis.call('GETDEL', KEYS[1])\n"
     "if v then return v end\n"
-    "for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-    "  v = redis.call('HGET', ARGV[3] .. h, pid)\n"
-    "  if v then redis.call('HDEL', ARGV[3] .. h, pid); return v end\n"
+    "return redis.call('SMEMBERS', KEYS[2])\n";
+
+/* A take's second step, when lua_session found no disconnected record: KEYS = the
+ * record's own key (a disconnect may have written it since), then the hashes of the
+ * holders it named; ARGV = pid. Sent with EVAL (the script cache keeps it). */
+static const char lua_session_holders[] =
+    "local v = redis.call('GETDEL', KEYS[1])\n"
+    "if v then return v end\n"
+    "for i = 2, #KEYS do\n"
+    "  v = redis.call('HGET', KEYS[i], ARGV[1])\n"
+    "  if v then redis.call('HDEL', KEYS[i], ARGV[1]); return v end\n"
     "end\n"
     "return false\n";
 
@@ -281,6 +290,7 @@ typedef struct rb {
     uint64_t redis_time, redis_time_at;
     char (*tags)[RT_BROKER_SESSION_TAG_LEN + 1]; /* pid tags with a hash of live records here */
     size_t ntags;
+    size_t renewing; /* the first tags, whose renewal session_renew() appended last */
     bool was_up;
     uint64_t rng;
 
@@ -303,6 +313,14 @@ typedef struct rb {
     rt_broker_addr_t *sentinels;
     bool master_known;
     _Atomic uint64_t master_switches;
+    /* Redis Cluster (cfg.ncluster_nodes > 0): the nodes asked for the master of
+     * cfg.cluster_slot (their hosts in the same allocation), reordered by the thread (the one
+     * that answered first). Every engine: the prefix of the node's own names (P, in a
+     * cluster P{tag}:), the pub/sub verbs (sharded in a cluster) and the publish script as
+     * sent (NULL: lua_publish). */
+    rt_broker_addr_t *cluster_nodes;
+    char *node_prefix, *publish_script;
+    const char *pub_verb, *sub_verb, *unsub_verb;
 } rb_t;
 
 static uint64_t now_ms(void)
@@ -775,7 +793,7 @@ static void build_publish_plain(argb_t *a, rb_t *rb, const void *p)
     head[0] = PLAIN_TAG;
     put_hex16(head + 18, rb->instance);
     head[17] = head[34] = head[51] = ':';
-    arg_str(a, "PUBLISH");
+    arg_str(a, rb->pub_verb);
     arg_put(a, head, sizeof(head));
     arg_message_body(a, rb, m);
     arg_end(a);
@@ -844,6 +862,19 @@ static int enqueue(rb_t *rb, job_t *j)
     pthread_mutex_unlock(&rb->lock);
     wake(rb);
     return 0;
+}
+
+/* Queues j first, past the bounds: it continues a request that already left the queue. */
+static void enqueue_front(rb_t *rb, job_t *j)
+{
+    pthread_mutex_lock(&rb->lock);
+    j->next = rb->head;
+    rb->head = j;
+    if (!rb->tail)
+        rb->tail = j;
+    rb->queued++;
+    rb->queued_bytes += j->bytes;
+    pthread_mutex_unlock(&rb->lock);
 }
 
 static __thread uint64_t epoch_rng;
@@ -989,6 +1020,23 @@ static void arg_sessions(argb_t *a, rb_t *rb, const char *pid, const char *holde
         arg_end(a);
 }
 
+/* Psession:{T}<rest of the pid> for a tagged pid (T: its tag, so that the record is in the
+ * slot of the tag's hashes: one script touches both), else Psession:<pid>. */
+static void arg_session_key(argb_t *a, rb_t *rb, const session_in_t *in)
+{
+    arg_puts(a, rb->prefix);
+    if (in->op) {
+        arg_puts(a, "session:{");
+        arg_put(a, in->pid, RT_BROKER_SESSION_TAG_LEN);
+        arg_put(a, "}", 1);
+        arg_puts(a, in->pid + RT_BROKER_SESSION_TAG_LEN);
+    } else {
+        arg_puts(a, "session:");
+        arg_puts(a, in->pid);
+    }
+    arg_end(a);
+}
+
 static void build_session(argb_t *a, rb_t *rb, const void *p)
 {
     const session_in_t *in = p;
@@ -998,20 +1046,15 @@ static void build_session(argb_t *a, rb_t *rb, const void *p)
     } else {
         arg_str(a, in->data ? "SET" : "GETDEL");
     }
-    arg_puts(a, rb->prefix);
-    arg_puts(a, "session:");
-    arg_puts(a, in->pid);
-    arg_end(a);
+    arg_session_key(a, rb, in);
     if (in->op) {
         arg_sessions(a, rb, in->pid, NULL, true);
         arg_sessions(a, rb, in->pid, rb->session_tag, true);
         arg_put(a, &in->op, 1);
         arg_end(a);
         arg_str(a, in->pid);
-        if (in->op == 't') {
-            arg_sessions(a, rb, in->pid, "", true);
+        if (in->op == 't')
             return;
-        }
     }
     if (in->data) {
         arg_put(a, in->data, in->len);
@@ -1086,6 +1129,48 @@ static void rb_session_pid(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE])
 
 /* A live record was stored (the pid in argv[7]; its first characters are its tag): the
  * heartbeat renews this node's hash for that tag from now on (thread only). */
+/* A take's second step (lua_session_holders): the pid and the holders (strings) named. */
+typedef struct holders_in {
+    const char *pid;
+    const redisReply *holders;
+} holders_in_t;
+
+static void build_take_holders(argb_t *a, rb_t *rb, const void *p)
+{
+    const holders_in_t *in = p;
+    size_t n = 0;
+    for (size_t i = 0; i < in->holders->elements; i++)
+        n += in->holders->element[i]->type == REDIS_REPLY_STRING;
+    arg_str(a, "EVAL");
+    arg_str(a, lua_session_holders);
+    arg_u64(a, 1 + n);
+    session_in_t key = {'t', in->pid, NULL, 0, 0};
+    arg_session_key(a, rb, &key);
+    for (size_t i = 0; i < in->holders->elements; i++)
+        if (in->holders->element[i]->type == REDIS_REPLY_STRING)
+            arg_sessions(a, rb, in->pid, in->holders->element[i]->str, true);
+    arg_str(a, in->pid);
+}
+
+/* Take j found no disconnected record, and r (owned) names the holders of live records of
+ * its pid's tag: the second step goes first in the queue, with j's result callback. */
+static void take_holders(rb_t *rb, job_t *j, redisReply *r)
+{
+    holders_in_t in = {j->argv[7], r};
+    job_t *next = job_build(rb, build_take_holders, &in, 0);
+    freeReplyObject(r);
+    if (!next) {
+        fail_job(rb, j, EDDY_ENOMEM);
+        return;
+    }
+    next->kind = JOB_SESSION_TAKE;
+    next->fd = j->fd;
+    next->cb = j->cb;
+    next->arg = j->arg;
+    free(j);
+    enqueue_front(rb, next);
+}
+
 static void session_held(rb_t *rb, const job_t *j)
 {
     const char *tag = j->argv[7];
@@ -1119,15 +1204,18 @@ static int session_renew(rb_t *rb)
                                ttl) != REDIS_OK)
             return -1;
     }
+    rb->renewing = rb->ntags;
     return 0;
 }
 
-/* Reads session_renew()'s replies; forgets the tags whose hash is gone (empty). */
+/* Reads session_renew()'s replies; forgets the tags whose hash is gone (empty). Tags held
+ * since (a live record stored in the batch the heartbeat rode along with) had no renewal
+ * appended: they are kept, after the others. */
 static int session_renewed(rb_t *rb)
 {
     size_t kept = 0;
     int rc = 0;
-    for (size_t i = 0; i < rb->ntags; i++) {
+    for (size_t i = 0; i < rb->renewing; i++) {
         redisReply *r[2] = {NULL, NULL};
         for (int k = 0; k < 2; k++) {
             if (rt_redis_get_reply(rb->cmd, (void **)&r[k]) != REDIS_OK)
@@ -1143,6 +1231,8 @@ static int session_renewed(rb_t *rb)
         if (rc)
             return -1;
     }
+    for (size_t i = rb->renewing; i < rb->ntags; i++)
+        memmove(rb->tags[kept++], rb->tags[i], sizeof(rb->tags[i]));
     rb->ntags = kept;
     return 0;
 }
@@ -1152,11 +1242,40 @@ typedef struct presence_in {
     const char *nsp, *room, *member;
     const void *info;
     size_t len;
+    /* A read in a cluster: the alive nodes as of the last heartbeat (see lua_presence_alive). */
+    char (*alive)[RT_BROKER_NODE_ID_SIZE];
+    size_t nalive;
 } presence_in_t;
+
+/* Presence read in a cluster, where the leases (Pnodes) are in another slot than the
+ * presence hash: KEYS = presence hash; ARGV = the alive nodes of the broker's last
+ * heartbeat. Entries of other nodes are not returned, nor removed: a node that joined after
+ * that heartbeat is not listed yet. */
+static const char lua_presence_alive[] =
+    "local alive = {}\n"
+    "for _, n in ipairs(ARGV) do alive[n] = true end\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "local out = {}\n"
+    "for i = 1, #all, 2 do\n"
+    "  local f = all[i]\n"
+    "  local sep = string.find(f, '\\31', 1, true)\n"
+    "  if sep and alive[string.sub(f, 1, sep - 1)] then out[#out + 1] = f; out[#out + 1] = "
+    "all[i + 1] end\n"
+    "end\n"
+    "return out\n";
 
 static void build_presence(argb_t *a, rb_t *rb, const void *p)
 {
     const presence_in_t *in = p;
+    if (in->kind == JOB_PRESENCE_GET && rb->cluster_nodes) {
+        arg_str(a, "EVAL");
+        arg_str(a, lua_presence_alive);
+        arg_u64(a, 1);
+        arg_key(a, rb, in->nsp, "p", in->room);
+        for (size_t i = 0; i < in->nalive; i++)
+            arg_str(a, in->alive[i]);
+        return;
+    }
     if (in->kind == JOB_PRESENCE_GET) {
         arg_eval(a, rb, SCRIPT_PRESENCE);
         arg_u64(a, 2);
@@ -1186,7 +1305,7 @@ static int presence_job(rb_t *rb, const presence_in_t *in, eddy_fd_t fd, void (*
     if (!j)
         return EDDY_ENOMEM;
     j->kind = in->kind;
-    j->script = in->kind == JOB_PRESENCE_GET ? SCRIPT_PRESENCE : -1;
+    j->script = in->kind == JOB_PRESENCE_GET && !rb->cluster_nodes ? SCRIPT_PRESENCE : -1;
     j->fd = fd;
     j->cb = cb;
     j->arg = arg;
@@ -1196,14 +1315,27 @@ static int presence_job(rb_t *rb, const presence_in_t *in, eddy_fd_t fd, void (*
 static int rb_presence_set(rt_broker_t *b, const char *nsp, const char *room, const char *member,
                            const void *info, size_t len)
 {
-    presence_in_t in = {JOB_PRESENCE_SET, nsp, room, member, info ? info : "", len};
+    presence_in_t in = {JOB_PRESENCE_SET, nsp, room, member, info ? info : "", len, NULL, 0};
     return presence_job((rb_t *)b, &in, 0, NULL, NULL);
 }
 
 static int rb_presence_del(rt_broker_t *b, const char *nsp, const char *room, const char *member)
 {
-    presence_in_t in = {JOB_PRESENCE_DEL, nsp, room, member, NULL, 0};
+    presence_in_t in = {JOB_PRESENCE_DEL, nsp, room, member, NULL, 0, NULL, 0};
     return presence_job((rb_t *)b, &in, 0, NULL, NULL);
+}
+
+/* In a cluster, a presence read's alive nodes: a copy of the last heartbeat's (in->alive,
+ * freed by the caller). -1: out of memory. */
+static int cluster_alive(rb_t *rb, presence_in_t *in)
+{
+    pthread_mutex_lock(&rb->lock);
+    in->nalive = rb->nnodes;
+    in->alive = malloc((in->nalive ? in->nalive : 1) * sizeof(*in->alive));
+    if (in->alive && in->nalive)
+        memcpy(in->alive, rb->nodes, in->nalive * sizeof(*in->alive));
+    pthread_mutex_unlock(&rb->lock);
+    return in->alive ? 0 : -1;
 }
 
 static int rb_presence_get(rt_broker_t *b, const char *nsp, const char *room, eddy_fd_t fd,
@@ -1211,8 +1343,13 @@ static int rb_presence_get(rt_broker_t *b, const char *nsp, const char *room, ed
 {
     if (!cb)
         return EDDY_EINVAL;
-    presence_in_t in = {JOB_PRESENCE_GET, nsp, room, NULL, NULL, 0};
-    return presence_job((rb_t *)b, &in, fd, (void (*)(void))cb, arg);
+    rb_t *rb = (rb_t *)b;
+    presence_in_t in = {JOB_PRESENCE_GET, nsp, room, NULL, NULL, 0, NULL, 0};
+    if (rb->cluster_nodes && cluster_alive(rb, &in) != 0)
+        return EDDY_ENOMEM;
+    int rc = presence_job(rb, &in, fd, (void (*)(void))cb, arg);
+    free(in.alive);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1307,9 +1444,9 @@ typedef struct node_msg_in {
 static void build_node_msg(argb_t *a, rb_t *rb, const void *p)
 {
     const node_msg_in_t *in = p;
-    arg_str(a, "PUBLISH");
+    arg_str(a, rb->pub_verb);
     if (in->to) {
-        arg_puts(a, rb->prefix);
+        arg_puts(a, rb->node_prefix);
         arg_puts(a, "node:");
         arg_puts(a, in->to);
         arg_end(a);
@@ -1606,7 +1743,8 @@ static int pattern_ref(rb_t *rb, const char *nsp, bool on);
 
 static bool socket_tagged(const rb_t *rb, const char *room)
 {
-    return room && strncmp(room, rb->socket_tag, RT_BROKER_SOCKET_TAG_LEN) == 0;
+    return room && !rb->cluster_nodes &&
+           strncmp(room, rb->socket_tag, RT_BROKER_SOCKET_TAG_LEN) == 0;
 }
 
 static int rb_subscribe(rt_broker_t *b, const char *nsp, const char *room)
@@ -1768,7 +1906,10 @@ void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN
 static const char *where(rb_t *rb)
 {
     static __thread char text[RT_BROKER_SHARD_NAME_SIZE];
-    if (!rb->sentinel_master)
+    if (rb->cluster_nodes)
+        snprintf(text, sizeof(text), "%s:%d (slot %d)", rb->host, rb->cfg.port,
+                 rb->cfg.cluster_slot);
+    else if (!rb->sentinel_master)
         snprintf(text, sizeof(text), "%s:%d", rb->host, rb->cfg.port);
     else if (!rb->master_known)
         snprintf(text, sizeof(text), "master %s", rb->sentinel_master);
@@ -2004,7 +2145,230 @@ static int sentinel_master(rb_t *rb, const char **err)
     return -1;
 }
 
-/* Whether the Redis the sentinels named is a master (ROLE): their answer may be stale. */
+/* ---------------------------------------------------------------------------------------
+ * Redis Cluster (cfg.ncluster_nodes > 0: one master's broker, see rt_broker.h)
+ * ------------------------------------------------------------------------------------- */
+
+static const char *script_text(const rb_t *rb, int i)
+{
+    return i == SCRIPT_PUBLISH && rb->publish_script ? rb->publish_script : scripts[i];
+}
+
+/* Channels per SUBSCRIBE: SSUBSCRIBE takes channels of one slot only. */
+static size_t sub_batch(const rb_t *rb)
+{
+    return rb->cluster_nodes ? 1 : 512;
+}
+
+/* r (an array whose first element is a string) confirms an SSUBSCRIBE or SUNSUBSCRIBE. */
+static bool sharded_confirm(const redisReply *r)
+{
+    return strcmp(r->element[0]->str, "ssubscribe") == 0 ||
+           strcmp(r->element[0]->str, "sunsubscribe") == 0;
+}
+
+/* A sunsubscribe nobody asked for (sub_send() reads the confirmations): the master gave up
+ * the channel's slot (a failover demoted it, or the slot moved). True, and the SUBSCRIBE
+ * connection is marked broken so that the thread asks the cluster again. */
+static bool cluster_dropped(rb_t *rb, const redisReply *r)
+{
+    if (!rb->cluster_nodes || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(r->element[0]->str, "sunsubscribe") != 0)
+        return false;
+    rb->sub->err = REDIS_ERR_OTHER;
+    snprintf(rb->sub->errstr, sizeof(rb->sub->errstr), "the master dropped channel %.64s",
+             r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "?");
+    return true;
+}
+
+/* In a cluster, an answer saying that this Redis no longer serves the slot (MOVED, ASK:
+ * the slot is elsewhere; READONLY: a replica; CLUSTERDOWN; a script's key not local):
+ * true, and the command connection is marked broken so that the thread asks again. */
+static bool cluster_redirected(rb_t *rb, const redisReply *r)
+{
+    static const char *const errors[] = {"MOVED ", "ASK ", "CLUSTERDOWN", "READONLY",
+                                         "non local key"};
+    if (!rb->cluster_nodes || r->type != REDIS_REPLY_ERROR)
+        return false;
+    for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
+        if (strstr(r->str, errors[i])) {
+            rb->cmd->err = REDIS_ERR_OTHER;
+            snprintf(rb->cmd->errstr, sizeof(rb->cmd->errstr), "slot %d not served here: %.64s",
+                     rb->cfg.cluster_slot, r->str);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A connection to cluster node n with AUTH done, or NULL with why. */
+static redisContext *cluster_connect(rb_t *rb, const rt_broker_addr_t *n, char *why, size_t why_len)
+{
+    struct timeval tv = {rb->cfg.io_timeout_ms / 1000, (rb->cfg.io_timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(n->host, n->port, tv);
+    if (!c || c->err) {
+        snprintf(why, why_len, "%s", c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    if (rb->password) {
+        redisReply *r = auth(c, rb->username, rb->password);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(why, why_len, "%s", r ? "AUTH refused" : c->errstr);
+            if (r)
+                freeReplyObject(r);
+            redisFree(c);
+            return NULL;
+        }
+        freeReplyObject(r);
+    }
+    return c;
+}
+
+/* The master serving slot in a CLUSTER SLOTS answer r: 0 with its address (host allocated),
+ * else -1. */
+static int cluster_slot_owner(const redisReply *r, int slot, const char *asked, char **host,
+                              int *port)
+{
+    if (r->type != REDIS_REPLY_ARRAY)
+        return -1;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER || e->element[2]->type != REDIS_REPLY_ARRAY)
+            continue;
+        if (slot < e->element[0]->integer || slot > e->element[1]->integer)
+            continue;
+        const redisReply *m = e->element[2];
+        if (m->elements < 2 || m->element[0]->type != REDIS_REPLY_STRING ||
+            m->element[1]->type != REDIS_REPLY_INTEGER || m->element[1]->integer <= 0 ||
+            m->element[1]->integer > 65535)
+            return -1;
+        /* An empty host: the node answering (it does not know its own address). */
+        *host = strdup(m->element[0]->len ? m->element[0]->str : asked);
+        *port = (int)m->element[1]->integer;
+        return *host ? 0 : -1;
+    }
+    return -1;
+}
+
+/* Asks the cluster's nodes in turn which master serves cfg.cluster_slot (CLUSTER SLOTS):
+ * the first that names one moves to the head of the list and its answer becomes host and
+ * cfg.port (a new address counts as a master switch). -1 with err if none names one. */
+static int cluster_master(rb_t *rb, const char **err)
+{
+    static __thread char msg[256];
+    char why[128] = "";
+    for (size_t i = 0; i < rb->cfg.ncluster_nodes && !atomic_load(&rb->stop); i++) {
+        rt_broker_addr_t n = rb->cluster_nodes[i];
+        redisContext *c = cluster_connect(rb, &n, why, sizeof(why));
+        redisReply *r = c ? redisCommand(c, "CLUSTER SLOTS") : NULL;
+        char *host = NULL;
+        int port = 0;
+        int rc = r ? cluster_slot_owner(r, rb->cfg.cluster_slot, n.host, &host, &port) : -1;
+        if (c && !r)
+            snprintf(why, sizeof(why), "%s", c->errstr);
+        else if (r && rc != 0)
+            snprintf(why, sizeof(why), "%s",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "no master for the slot");
+        if (r)
+            freeReplyObject(r);
+        if (c)
+            redisFree(c);
+        if (rc != 0) {
+            snprintf(msg, sizeof(msg), "cluster node %s:%d: %s", n.host, n.port, why);
+            continue;
+        }
+        rb->cluster_nodes[i] = rb->cluster_nodes[0];
+        rb->cluster_nodes[0] = n;
+        if (rb->master_known && strcmp(host, rb->host) == 0 && port == rb->cfg.port) {
+            free(host);
+            return 0;
+        }
+        if (rb->master_known) {
+            atomic_fetch_add(&rb->master_switches, 1);
+            eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+                     "rt_broker: cluster node %s:%d: slot %d moved from %s:%d to %s:%d", n.host,
+                     n.port, rb->cfg.cluster_slot, rb->host, rb->cfg.port, host, port);
+        }
+        free(rb->host);
+        rb->host = host;
+        rb->cfg.port = port;
+        rb->master_known = true;
+        return 0;
+    }
+    if (atomic_load(&rb->stop))
+        snprintf(msg, sizeof(msg), "stopping");
+    *err = msg;
+    return -1;
+}
+
+/* Whether the cluster fields of cfg are usable (or unset). */
+static bool cluster_ok(const rt_broker_redis_config_t *cfg)
+{
+    if (!cfg->ncluster_nodes)
+        return true;
+    if (!cfg->cluster_nodes || cfg->ncluster_nodes > RT_BROKER_CLUSTER_NODES_MAX ||
+        cfg->cluster_slot < 0 || cfg->cluster_slot >= RT_BROKER_CLUSTER_SLOTS ||
+        !cfg->cluster_tag || !*cfg->cluster_tag || strpbrk(cfg->cluster_tag, "{}") ||
+        strchr(cfg->prefix, '{') || cfg->db || cfg->sentinel_master ||
+        (cfg->session_tag &&
+         (strlen(cfg->session_tag) != RT_BROKER_SESSION_TAG_LEN || !pid_tagged(cfg->session_tag))))
+        return false;
+    for (size_t i = 0; i < cfg->ncluster_nodes; i++)
+        if (!cfg->cluster_nodes[i].host || !*cfg->cluster_nodes[i].host ||
+            cfg->cluster_nodes[i].port <= 0 || cfg->cluster_nodes[i].port > 65535)
+            return false;
+    return true;
+}
+
+/* The names and verbs of cfg's engine (see rb_t), and in a cluster a copy of its nodes (one
+ * allocation: the array, then their hosts). -1: out of memory. */
+static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
+{
+    bool cluster = cfg->ncluster_nodes > 0;
+    rb->pub_verb = cluster ? "SPUBLISH" : "PUBLISH";
+    rb->sub_verb = cluster ? "SSUBSCRIBE" : "SUBSCRIBE";
+    rb->unsub_verb = cluster ? "SUNSUBSCRIBE" : "UNSUBSCRIBE";
+    if (!cluster)
+        return (rb->node_prefix = strdup(cfg->prefix)) ? 0 : -1;
+    size_t plen = strlen(cfg->prefix) + strlen(cfg->cluster_tag) + 4;
+    if ((rb->node_prefix = malloc(plen)))
+        snprintf(rb->node_prefix, plen, "%s{%s}:", cfg->prefix, cfg->cluster_tag);
+    /* The publish script with SPUBLISH: its channels share the slot of its keys. */
+    const char *at = strstr(lua_publish, "'PUBLISH'");
+    size_t head = (size_t)(at - lua_publish);
+    rb->publish_script = malloc(sizeof(lua_publish) + 1);
+    if (rb->publish_script) {
+        memcpy(rb->publish_script, lua_publish, head + 1);
+        rb->publish_script[head + 1] = 'S';
+        memcpy(rb->publish_script + head + 2, at + 1, sizeof(lua_publish) - head - 1);
+    }
+    size_t n = cfg->ncluster_nodes, size = n * sizeof(rt_broker_addr_t);
+    for (size_t i = 0; i < n; i++)
+        size += strlen(cfg->cluster_nodes[i].host) + 1;
+    rb->cluster_nodes = malloc(size);
+    if (!rb->node_prefix || !rb->publish_script || !rb->cluster_nodes)
+        return -1;
+    char *text = (char *)(rb->cluster_nodes + n);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(cfg->cluster_nodes[i].host) + 1;
+        memcpy(text, cfg->cluster_nodes[i].host, len);
+        rb->cluster_nodes[i] = (rt_broker_addr_t){text, cfg->cluster_nodes[i].port};
+        text += len;
+    }
+    rb->cfg.cluster_nodes = rb->cluster_nodes;
+    rb->cfg.cluster_tag = NULL; /* not kept: node_prefix is */
+    rb->cfg.session_tag = NULL;
+    return 0;
+}
+
+/* Whether the Redis the sentinels (or the cluster) named is a master (ROLE): their answer
+ * may be stale. */
 static int check_master(rb_t *rb, const char **err)
 {
     static __thread char msg[128];
@@ -2035,6 +2399,8 @@ static int check_master(rb_t *rb, const char **err)
  * thread reconnects through the sentinels. */
 static bool lost_master(rb_t *rb, const redisReply *r)
 {
+    if (cluster_redirected(rb, r))
+        return true;
     if (!rb->sentinel_master || r->type != REDIS_REPLY_ERROR ||
         (strncmp(r->str, "READONLY", 8) != 0 && strncmp(r->str, "MASTERDOWN", 10) != 0 &&
          !strstr(r->str, "-READONLY ")))
@@ -2050,8 +2416,9 @@ static void handle_sub_reply(rb_t *rb, redisReply *r);
 
 static int sub_send(rb_t *rb, const char *verb, const char **chans, size_t *lens, size_t n)
 {
-    for (size_t off = 0; off < n; off += 512) {
-        size_t k = n - off < 512 ? n - off : 512;
+    size_t batch = sub_batch(rb);
+    for (size_t off = 0; off < n; off += batch) {
+        size_t k = n - off < batch ? n - off : batch;
         const char *argv[513];
         size_t argl[513];
         argv[0] = verb;
@@ -2074,7 +2441,7 @@ static int sub_send(rb_t *rb, const char *verb, const char **chans, size_t *lens
             (strcmp(r->element[0]->str, "subscribe") == 0 ||
              strcmp(r->element[0]->str, "unsubscribe") == 0 ||
              strcmp(r->element[0]->str, "psubscribe") == 0 ||
-             strcmp(r->element[0]->str, "punsubscribe") == 0)) {
+             strcmp(r->element[0]->str, "punsubscribe") == 0 || sharded_confirm(r))) {
             waiting--;
             freeReplyObject(r);
         } else {
@@ -2174,7 +2541,7 @@ static int apply_subs(rb_t *rb, bool all)
      * reconnect (all) the numbers stay: a jump is what the outage lost. */
     for (size_t i = 0; !all && i < nsub; i++)
         rt_chanseq_forget(rb->chan_heard, chans[i], lens[i]);
-    int rc = send_changes(rb, "SUBSCRIBE", "UNSUBSCRIBE", chans, lens, cap, nsub, nunsub);
+    int rc = send_changes(rb, rb->sub_verb, rb->unsub_verb, chans, lens, cap, nsub, nunsub);
     free(cand);
     return rc;
 }
@@ -2440,9 +2807,14 @@ static void handle_sub_reply(rb_t *rb, redisReply *r)
               strcmp(r->element[0]->str, "pmessage") == 0;
     if (pm)
         pmessage_shift(r); /* one of the socket-id patterns: a broadcast like any other */
+    if (!pm && cluster_dropped(rb, r)) {
+        freeReplyObject(r);
+        return;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING ||
-        (!pm && strcmp(r->element[0]->str, "message") != 0) ||
+        (!pm && strcmp(r->element[0]->str, "message") != 0 &&
+         strcmp(r->element[0]->str, "smessage") != 0) ||
         r->element[1]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING) {
         freeReplyObject(r);
         return;
@@ -2764,15 +3136,19 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
         free(j);
         return;
     case JOB_SESSION_TAKE: {
+        if (j->script == SCRIPT_SESSION && r->type == REDIS_REPLY_ARRAY && r->elements) {
+            take_holders(rb, j, r);
+            return;
+        }
         session_result_t *res = malloc(sizeof(*res));
         if (!res) {
             freeReplyObject(r);
             fail_job(rb, j, EDDY_ENOMEM);
             return;
         }
-        int err = r->type == REDIS_REPLY_STRING ? 0
-                  : r->type == REDIS_REPLY_NIL  ? EDDY_ENOTFOUND
-                                                : EDDY_EPROTO;
+        int err = r->type == REDIS_REPLY_STRING                                ? 0
+                  : r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_ARRAY ? EDDY_ENOTFOUND
+                                                                               : EDDY_EPROTO;
         if (err == EDDY_EPROTO)
             eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: session read refused: %s",
                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
@@ -2892,7 +3268,7 @@ static int heartbeat_append(rb_t *rb)
         redisAppendCommand(rb->cmd, "ZREMRANGEBYSCORE %s -inf %s", rb->nodes_key, now) !=
             REDIS_OK ||
         redisAppendCommand(rb->cmd, "ZRANGE %s 0 -1", rb->nodes_key) != REDIS_OK ||
-        redisAppendCommand(rb->cmd, "PUBLISH %s ping", rb->node_channel) != REDIS_OK ||
+        redisAppendCommand(rb->cmd, "%s %s ping", rb->pub_verb, rb->node_channel) != REDIS_OK ||
         session_renew(rb) != 0)
         return -1;
     rb->next_heartbeat = now_ms() + rb->cfg.heartbeat_ms;
@@ -3064,8 +3440,8 @@ static int run_jobs(rb_t *rb)
         j->next = NULL;
         j->argv[0] = "EVAL";
         j->argvlen[0] = 4;
-        j->argv[1] = scripts[j->script];
-        j->argvlen[1] = strlen(scripts[j->script]);
+        j->argv[1] = script_text(rb, j->script);
+        j->argvlen[1] = strlen(j->argv[1]);
         redisReply *r = command(rb->cmd, j->argc, j->argv, j->argvlen);
         if (!r) {
             batch = j;
@@ -3125,12 +3501,13 @@ static void fail_waiting(rb_t *rb, bool everything)
 
 static int connect_all(rb_t *rb, const char **err)
 {
+    bool located = rb->sentinel_master || rb->cluster_nodes;
     if ((rb->sentinel_master && sentinel_master(rb, err) != 0) ||
-        !(rb->cmd = connect_one(rb, err)) || (rb->sentinel_master && check_master(rb, err) != 0) ||
-        !(rb->sub = connect_one(rb, err)))
+        (rb->cluster_nodes && cluster_master(rb, err) != 0) || !(rb->cmd = connect_one(rb, err)) ||
+        (located && check_master(rb, err) != 0) || !(rb->sub = connect_one(rb, err)))
         return -1;
     for (int i = 0; i < SCRIPT_COUNT; i++) {
-        redisReply *r = rt_redis_command(rb->cmd, "SCRIPT LOAD %s", scripts[i]);
+        redisReply *r = rt_redis_command(rb->cmd, "SCRIPT LOAD %s", script_text(rb, i));
         if (!r) {
             *err = rb->cmd->errstr;
             return -1;
@@ -3150,7 +3527,7 @@ static int connect_all(rb_t *rb, const char **err)
     size_t len[2] = {strlen(ch[0]), strlen(ch[1])};
     const char *pattern = rb->emitter_pattern;
     size_t plen = pattern ? strlen(pattern) : 0;
-    if (sub_send(rb, "SUBSCRIBE", ch, len, 2) != 0 ||
+    if (sub_send(rb, rb->sub_verb, ch, len, 2) != 0 ||
         (pattern && sub_send(rb, "PSUBSCRIBE", &pattern, &plen, 1) != 0) ||
         apply_subs(rb, true) != 0 || apply_patterns(rb, true) != 0 || heartbeat(rb) != 0) {
         *err = rb->sub->err ? rb->sub->errstr : rb->cmd->errstr;
@@ -3396,6 +3773,9 @@ static void rb_destroy(rb_t *rb)
     free(rb->sentinel_username);
     free(rb->sentinels);
     rt_redis_tls_free(rb->tls);
+    free(rb->cluster_nodes);
+    free(rb->node_prefix);
+    free(rb->publish_script);
     if (rb->wake_fd >= 0)
         close(rb->wake_fd);
     pthread_mutex_destroy(&rb->lock);
@@ -3532,7 +3912,7 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
         !cfg->io_timeout_ms || !cfg->backoff_min_ms || cfg->backoff_max_ms < cfg->backoff_min_ms ||
         (cfg->node_id && (!*cfg->node_id || strlen(cfg->node_id) > RT_BROKER_NODE_ID_MAX ||
                           strchr(cfg->node_id, 0x1f))) ||
-        !sentinels_ok(cfg)) {
+        !sentinels_ok(cfg) || !cluster_ok(cfg)) {
         eddy_log(srv, EDDY_LOG_ERROR, "rt_broker: bad Redis broker configuration");
         return NULL;
     }
@@ -3555,15 +3935,20 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
         uint64_t v = rand64(&rb->rng);
         snprintf(rb->node_id, sizeof(rb->node_id), "%016llx", (unsigned long long)v);
     }
-    rt_random_chars(rb->session_tag, RT_BROKER_SESSION_TAG_LEN);
+    if (cfg->session_tag)
+        memcpy(rb->session_tag, cfg->session_tag, RT_BROKER_SESSION_TAG_LEN);
+    else
+        rt_random_chars(rb->session_tag, RT_BROKER_SESSION_TAG_LEN);
     rt_broker_socket_tag(rb->node_id, rb->socket_tag);
     rb->host = strdup(cfg->host);
     rb->password = cfg->password ? strdup(cfg->password) : NULL;
     rb->prefix = strdup(cfg->prefix);
     rb->prefix_len = strlen(cfg->prefix);
-    rb->node_channel = join(cfg->prefix, "node:", rb->node_id);
-    rb->nodes_key = join(cfg->prefix, "nodes", "");
-    rb->all_channel = join(cfg->prefix, "nodes:all", "");
+    if (cluster_init(rb, cfg) != 0)
+        goto fail;
+    rb->node_channel = join(rb->node_prefix, "node:", rb->node_id);
+    rb->nodes_key = join(rb->node_prefix, "nodes", "");
+    rb->all_channel = join(rb->node_prefix, "nodes:all", "");
     rb->emitter_pattern = cfg->emitter_prefix ? join(cfg->emitter_prefix, "#*", "") : NULL;
     rb->subs_cap = 64;
     rb->subs = calloc(rb->subs_cap, sizeof(*rb->subs));

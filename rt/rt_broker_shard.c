@@ -2,8 +2,9 @@
 /*
  * The sharded broker (rt_broker.h "Sharded"): N brokers, one per Redis, behind one
  * rt_broker_ops. Each operation goes to the shard that owns its key on a consistent-hash
- * ring (rt_ring.h): the namespace for broadcasts, interest, history and presence, the pid
- * for session records. What concerns the node as a whole (membership, the self round trip,
+ * ring (rt_ring.h), or in a Redis Cluster (rt_broker.h "Redis Cluster") to the master of
+ * its hash slot: the namespace for broadcasts, interest, history and presence, the pid for
+ * session records. What concerns the node as a whole (membership, the self round trip,
  * state, counters) is every shard's.
  */
 #include <pthread.h>
@@ -29,6 +30,12 @@ struct shard {
     rt_broker_handlers_t h;
     void *ud;
     rt_ring_t *ring;
+    /* Redis Cluster: the shard of each hash slot (NULL: the ring), the key prefix (a pid
+     * without a tag is stored under Psession:<pid>, hashed whole) and the shard whose
+     * broker draws the next pid (round robin). */
+    uint8_t *slots;
+    char *prefix;
+    atomic_uint next_pid;
     /* Held while the state handler runs: events of several shards' threads reach it one
      * at a time, in order. */
     pthread_mutex_t state_lock;
@@ -59,12 +66,42 @@ static void leave(shard_t *sh)
     atomic_fetch_sub(&sh->active, 1);
 }
 
+/* A pid's first characters are its tag when they are these (rt_broker_session_pid()). */
+static bool pid_tagged(const char *pid)
+{
+    size_t n = strspn(pid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+    return n >= RT_BROKER_SESSION_TAG_LEN;
+}
+
+/* The shard of a namespace (names start with '/') or of a pid: on the ring, or by the slot
+ * its Redis keys are in (the hash tag {nsp}; a tagged pid's {tag}; else Psession:<pid>). */
+static size_t part_of(const shard_t *sh, const char *key)
+{
+    size_t len = strlen(key);
+    if (sh->slots == NULL)
+        return rt_ring_pick(sh->ring, key, len);
+    if (key[0] == '/')
+        return sh->slots[rt_broker_crc16(key, len) % RT_BROKER_CLUSTER_SLOTS];
+    if (pid_tagged(key))
+        return sh->slots[rt_broker_crc16(key, RT_BROKER_SESSION_TAG_LEN) % RT_BROKER_CLUSTER_SLOTS];
+    size_t plen = strlen(sh->prefix);
+    char *name = malloc(plen + 8 + len + 1);
+    if (name == NULL)
+        return 0; /* out of memory: a shard that may answer MOVED (then reconnects) */
+    memcpy(name, sh->prefix, plen);
+    memcpy(name + plen, "session:", 8);
+    memcpy(name + plen + 8, key, len + 1);
+    size_t part = sh->slots[rt_broker_keyslot(name, plen + 8 + len)];
+    free(name);
+    return part;
+}
+
 /* The shard that owns key, or NULL while the broker is being freed. */
 static rt_broker_t *route(shard_t *sh, const char *key)
 {
     if (atomic_load(&sh->closing))
         return NULL;
-    return sh->child[rt_ring_pick(sh->ring, key, strlen(key))].b;
+    return sh->child[part_of(sh, key)].b;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -317,7 +354,11 @@ static int sh_session_take(rt_broker_t *b, const char *pid, eddy_fd_t fd, rt_bro
  * by it alike), which finds it under any node's tag. */
 static void sh_session_pid(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE])
 {
-    rt_broker_session_pid(((shard_t *)b)->child[0].b, pid);
+    shard_t *sh = (shard_t *)b;
+    /* In a cluster each shard's tag is in its own slots: the layer draws until the pid's
+     * shard is its namespace's (rt_cluster_session_pid()), one shard after the other. */
+    size_t i = sh->slots != NULL ? atomic_fetch_add(&sh->next_pid, 1) % sh->n : 0;
+    rt_broker_session_pid(sh->child[i].b, pid);
 }
 
 static int sh_presence_set(rt_broker_t *b, const char *nsp, const char *room, const char *member,
@@ -441,7 +482,7 @@ static size_t sh_parts(rt_broker_t *b)
 
 static size_t sh_part(rt_broker_t *b, const char *nsp)
 {
-    return rt_ring_pick(((shard_t *)b)->ring, nsp, strlen(nsp));
+    return part_of((shard_t *)b, nsp);
 }
 
 static const char *sh_part_name(rt_broker_t *b, size_t part)
@@ -499,6 +540,8 @@ static void sh_free(rt_broker_t *b)
         if (sh->child[i].b != NULL)
             rt_broker_free(sh->child[i].b);
     rt_ring_free(sh->ring);
+    free(sh->slots);
+    free(sh->prefix);
     pthread_mutex_destroy(&sh->state_lock);
     free(sh);
 }
@@ -534,14 +577,13 @@ static const rt_broker_ops_t shard_ops = {
  * Construction
  * ------------------------------------------------------------------------------------- */
 
-rt_broker_t *rt_broker_shard_new(const char *const *names, size_t n, rt_broker_shard_make_cb make,
-                                 void *make_arg, const rt_broker_handlers_t *h, void *ud)
+/* The sharded broker of rt_broker_shard_new() (ring: a ring), or of
+ * rt_broker_shard_slots_new() (slots and prefix: copied). */
+static rt_broker_t *shard_new(const char *const *names, size_t n, rt_ring_t *ring,
+                              const uint8_t *slots, const char *prefix,
+                              rt_broker_shard_make_cb make, void *make_arg,
+                              const rt_broker_handlers_t *h, void *ud)
 {
-    if (names == NULL || make == NULL || n == 0 || n > RT_BROKER_SHARDS_MAX)
-        return NULL;
-    rt_ring_t *ring = rt_ring_new(names, n);
-    if (ring == NULL)
-        return NULL;
     shard_t *sh = calloc(1, sizeof(*sh) + n * sizeof(sh->child[0]));
     if (sh == NULL) {
         rt_ring_free(ring);
@@ -550,6 +592,17 @@ rt_broker_t *rt_broker_shard_new(const char *const *names, size_t n, rt_broker_s
     sh->base.ops = &shard_ops;
     sh->ring = ring;
     sh->n = n;
+    if (slots != NULL) {
+        sh->slots = malloc(RT_BROKER_CLUSTER_SLOTS);
+        sh->prefix = strdup(prefix);
+        if (sh->slots == NULL || sh->prefix == NULL) {
+            free(sh->slots);
+            free(sh->prefix);
+            free(sh);
+            return NULL;
+        }
+        memcpy(sh->slots, slots, RT_BROKER_CLUSTER_SLOTS);
+    }
     if (h != NULL)
         sh->h = *h;
     sh->ud = ud;
@@ -572,6 +625,31 @@ rt_broker_t *rt_broker_shard_new(const char *const *names, size_t n, rt_broker_s
             snprintf(sh->node_id, sizeof(sh->node_id), "%s", rt_broker_node_id(sh->child[0].b));
     }
     return &sh->base;
+}
+
+rt_broker_t *rt_broker_shard_new(const char *const *names, size_t n, rt_broker_shard_make_cb make,
+                                 void *make_arg, const rt_broker_handlers_t *h, void *ud)
+{
+    if (names == NULL || make == NULL || n == 0 || n > RT_BROKER_SHARDS_MAX)
+        return NULL;
+    rt_ring_t *ring = rt_ring_new(names, n);
+    if (ring == NULL)
+        return NULL;
+    return shard_new(names, n, ring, NULL, NULL, make, make_arg, h, ud);
+}
+
+rt_broker_t *rt_broker_shard_slots_new(const char *const *names, size_t n,
+                                       const uint8_t slots[RT_BROKER_CLUSTER_SLOTS],
+                                       const char *prefix, rt_broker_shard_make_cb make,
+                                       void *make_arg, const rt_broker_handlers_t *h, void *ud)
+{
+    if (names == NULL || make == NULL || slots == NULL || prefix == NULL || n == 0 ||
+        n > RT_BROKER_SHARDS_MAX)
+        return NULL;
+    for (size_t i = 0; i < RT_BROKER_CLUSTER_SLOTS; i++)
+        if (slots[i] >= n)
+            return NULL;
+    return shard_new(names, n, NULL, slots, prefix, make, make_arg, h, ud);
 }
 
 /* The Redis shards of rt_broker_shard_redis_new(). */

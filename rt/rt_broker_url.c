@@ -2,8 +2,9 @@
 /*
  * Redis URLs (rt_broker.h "Redis URLs"): redis:// for one Redis, redis+sentinel:// for a
  * master found through Redis Sentinel (the form redis-py's URL helpers, RedisVL and Prefect
- * read), rediss:// and rediss+sentinel:// for the same over TLS, a comma-separated list of
- * them for shards.
+ * read), rediss:// and rediss+sentinel:// for the same over TLS, redis+cluster:// for the
+ * seed nodes of a Redis Cluster, a comma-separated list of them for shards (a cluster URL
+ * stands alone).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,9 @@ static const struct scheme {
 };
 #define NSCHEMES (sizeof(schemes) / sizeof(schemes[0]))
 
+/* And the seeds of a Redis Cluster. */
+static const char cluster_scheme[] = "redis+cluster://";
+
 /* The scheme text[0..len) starts with, or NULL. */
 static const struct scheme *scheme_of(const char *text, size_t len)
 {
@@ -39,7 +43,8 @@ static const struct scheme *scheme_of(const char *text, size_t len)
 size_t rt_broker_url_len(const char *urls)
 {
     for (const char *p = urls; (p = strchr(p, ',')) != NULL; p++)
-        if (scheme_of(p + 1, strnlen(p + 1, schemes[NSCHEMES - 1].len)) != NULL)
+        if (scheme_of(p + 1, strnlen(p + 1, schemes[NSCHEMES - 1].len)) != NULL ||
+            strncmp(p + 1, cluster_scheme, sizeof(cluster_scheme) - 1) == 0)
             return (size_t)(p - urls);
     return strlen(urls);
 }
@@ -265,14 +270,74 @@ static const char *parse_sentinel(char *s, const struct scheme *sc, rt_broker_ur
     return NULL;
 }
 
+/* What follows "redis+cluster://": [[user]:password@]host[:port][,host[:port]...] (seeds;
+ * no database: a cluster has only 0). */
+static const char *parse_cluster(char *s, rt_broker_url_t *url, rt_broker_redis_config_t *cfg)
+{
+    char *at = strrchr(s, '@');
+    if (at != NULL) {
+        const char *why = user_info(s, at, cfg);
+        if (why != NULL)
+            return why;
+        s = at + 1;
+    }
+    if (strpbrk(s, "/?") != NULL)
+        return "a path or query in a redis+cluster:// URL (a cluster has database 0 only)";
+    size_t n = 0;
+    for (char *next = s; next != NULL; n++) {
+        char *item = next;
+        if ((next = strchr(item, ',')) != NULL)
+            *next++ = '\0';
+        if (n == RT_BROKER_CLUSTER_SEEDS_MAX)
+            return "more than 16 cluster seeds";
+        const char *why =
+            host_port(item, REDIS_PORT, &url->cluster_seeds[n].host, &url->cluster_seeds[n].port);
+        if (why != NULL)
+            return why;
+    }
+    cfg->cluster_nodes = url->cluster_seeds;
+    cfg->ncluster_nodes = n;
+    cfg->db = 0;
+    return NULL;
+}
+
+/* rt_broker_url_parse() of a redis+cluster:// URL. */
+static int parse_url_cluster(eddy_server_t *srv, const char *text, size_t len, rt_broker_url_t *url,
+                             rt_broker_redis_config_t *cfg)
+{
+    const char *why = "longer than 1023 bytes";
+    size_t skip = sizeof(cluster_scheme) - 1;
+    if (len - skip < sizeof(url->buf)) {
+        memcpy(url->buf, text + skip, len - skip);
+        url->buf[len - skip] = '\0';
+        rt_broker_redis_config_t out = *cfg; /* a failure leaves cfg as it was */
+        out.sentinel_master = NULL;
+        out.tls = out.tls_insecure = false;
+        out.tls_ca_file = out.tls_cert_file = out.tls_key_file = out.tls_server_name = NULL;
+        if ((why = parse_cluster(url->buf, url, &out)) == NULL) {
+            *cfg = out;
+            return 0;
+        }
+    }
+    eddy_log(srv, EDDY_LOG_ERROR,
+             "eddy_rt: bad Redis URL: %s (want "
+             "redis+cluster://[[user]:password@]host[:port][,host[:port]...])",
+             why);
+    return EDDY_EINVAL;
+}
+
 int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_broker_url_t *url,
                         rt_broker_redis_config_t *cfg)
 {
+    if (len >= sizeof(cluster_scheme) - 1 &&
+        strncmp(text, cluster_scheme, sizeof(cluster_scheme) - 1) == 0)
+        return parse_url_cluster(srv, text, len, url, cfg);
     const char *why;
     const struct scheme *sc = scheme_of(text, len);
     size_t skip = sc != NULL ? sc->len : 0;
     if (sc == NULL) {
-        why = "not redis://, rediss://, redis+sentinel:// or rediss+sentinel://";
+        why = "not redis://, rediss://, redis+sentinel://, rediss+sentinel:// or "
+              "redis+cluster://";
     } else if (len - skip >= sizeof(url->buf)) {
         why = "longer than 1023 bytes";
     } else {
@@ -293,10 +358,11 @@ int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_bro
     }
     /* Not the URL itself: it may carry a password. */
     eddy_log(srv, EDDY_LOG_ERROR,
-             "eddy_rt: bad Redis URL: %s (want redis[s]://[[user]:password@]host[:port][/db] or "
+             "eddy_rt: bad Redis URL: %s (want redis[s]://[[user]:password@]host[:port][/db], "
              "redis[s]+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]"
-             "[?sentinel_username=...&sentinel_password=...]; rediss: TLS, with ssl_ca_certs=, "
-             "ssl_certfile=, ssl_keyfile=, ssl_servername=, ssl_cert_reqs=)",
+             "[?sentinel_username=...&sentinel_password=...] or "
+             "redis+cluster://[[user]:password@]host[:port][,host[:port]...]; rediss: TLS, with "
+             "ssl_ca_certs=, ssl_certfile=, ssl_keyfile=, ssl_servername=, ssl_cert_reqs=)",
              why);
     return EDDY_EINVAL;
 }

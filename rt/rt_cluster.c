@@ -404,6 +404,11 @@ static rt_broker_t *shards_new(eddy_server_t *srv, const char *urls,
         cfgs[i] = *base;
         if (rt_broker_url_parse(srv, p, len, &parsed[i], &cfgs[i]) != 0)
             break;
+        if (cfgs[i].ncluster_nodes > 0) {
+            eddy_log(srv, EDDY_LOG_ERROR,
+                     "eddy_rt_new: a redis+cluster:// URL stands alone (a cluster shards itself)");
+            break;
+        }
         p += len + 1;
     }
     if (cfgs != NULL && parsed != NULL && i == n) {
@@ -473,8 +478,9 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
                               .state = on_state,
                               .emitted = on_emitted,
                               .request = on_node_request};
-    cl->b =
-        sharded ? shards_new(srv, opt->redis_url, &cfg, &h, cl) : rt_broker_redis_new(&cfg, &h, cl);
+    cl->b = sharded                  ? shards_new(srv, opt->redis_url, &cfg, &h, cl)
+            : cfg.ncluster_nodes > 0 ? rt_broker_cluster_new(&cfg, &h, cl)
+                                     : rt_broker_redis_new(&cfg, &h, cl);
     if (cl->b == NULL) {
         pthread_mutex_destroy(&cl->pump_lock);
         pthread_mutex_destroy(&cl->lock);
@@ -483,7 +489,11 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     }
     size_t parts = rt_broker_parts(cl->b);
     cl->all = parts >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << parts) - 1;
-    if (!sharded && cfg.sentinel_master != NULL)
+    if (!sharded && cfg.ncluster_nodes > 0)
+        eddy_log(srv, EDDY_LOG_INFO,
+                 "eddy_rt: node %s of the cluster on a Redis Cluster of %zu masters",
+                 rt_broker_node_id(cl->b), parts);
+    else if (!sharded && cfg.sentinel_master != NULL)
         eddy_log(srv, EDDY_LOG_INFO,
                  "eddy_rt: node %s of the cluster on Redis master %s (sentinels: %zu)",
                  rt_broker_node_id(cl->b), cfg.sentinel_master, cfg.nsentinels);

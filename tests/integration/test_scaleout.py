@@ -242,11 +242,11 @@ def test_kill9_then_recover_on_another_node(cluster, clients):
 
 def session_held(redis, pid):
     """Whether Redis holds a session record of pid: live (a field of a node's
-    sessions:{tag}:<node> hash) or disconnected (session:<pid>)."""
+    sessions:{tag}:<node> hash) or disconnected (session:{tag}<rest of the pid>)."""
     def cli(*args):
         return subprocess.run(["redis-cli", "-p", str(redis.port), *args], capture_output=True,
                               text=True, timeout=TIMEOUT, check=True).stdout.split()
-    if cli("EXISTS", f"eddy:session:{pid}") != ["0"]:
+    if cli("EXISTS", f"eddy:session:{{{pid[:8]}}}{pid[8:]}") != ["0"]:
         return True
     return any(cli("HEXISTS", key, pid) == ["1"]
                for key in cli("--scan", "--pattern", "eddy:sessions:{*}:*"))

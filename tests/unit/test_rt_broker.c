@@ -927,7 +927,8 @@ static void test_live_sessions(void)
     sync_subs(a);
     CHECK_EQ_INT(redis_int("HLEN %s", key, NULL), 2);
     char k2[64];
-    snprintf(k2, sizeof(k2), "eddy:session:%s", p2);
+    snprintf(k2, sizeof(k2), "eddy:session:{%.*s}%s", RT_BROKER_SESSION_TAG_LEN, p2,
+             p2 + RT_BROKER_SESSION_TAG_LEN); /* the pid's tag as hash tag */
     CHECK_EQ_INT(redis_int("EXISTS %s", k2, NULL), 1);
     /* Three times the hash's life: renewed meanwhile. */
     sleep_ms(3 * (cfg.lease_ms + (unsigned)cfg.session_linger_ms));
@@ -962,6 +963,34 @@ static void test_live_sessions(void)
     CHECK_EQ_INT(rt_broker_session_put(b->b, "a}b{cdefghij", "x", 1, 0), EDDY_EINVAL);
     node_stop(b);
     free(b);
+}
+
+/* Regression: a live record of a new pid tag stored in the batch a heartbeat rode along
+ * with made the heartbeat wait for renewal replies never asked for (the tag counted as
+ * renewed), so the command connection timed out and the broker reconnected (its namespaces'
+ * clients told to recover). A tag a millisecond for six heartbeats: no reconnection. */
+static void test_new_tags_during_heartbeats(void)
+{
+    rt_broker_redis_config_t cfg;
+    fast_heartbeat(&cfg);
+    cfg.io_timeout_ms = 500;
+    node_t *a = calloc(1, sizeof(node_t));
+    node_start(a, &cfg);
+    for (int i = 0; i < 6 * FAST_HEARTBEAT_MS; i++) {
+        char pid[RT_HISTORY_PID_SIZE];
+        snprintf(pid, sizeof(pid), "t%07dabcdefghijkl", i);
+        CHECK_EQ_INT(rt_broker_session_put(a->b, pid, "x", 1, 0), 0);
+        sleep_ms(1);
+    }
+    sync_subs(a);
+    sleep_ms(2 * cfg.io_timeout_ms); /* a stalled read would have timed out by now */
+    sync_subs(a);
+    rt_broker_stats_t st;
+    rt_broker_stats(a->b, &st);
+    CHECK_EQ_INT(st.reconnects, 0);
+    CHECK_EQ_INT(rt_broker_state(a->b), RT_BROKER_UP);
+    node_stop(a);
+    free(a);
 }
 
 /* Redis: session records outlive the node that wrote them and are taken once, on any node;
@@ -1727,6 +1756,7 @@ int main(void)
     }
     test_membership();
     test_live_sessions();
+    test_new_tags_during_heartbeats();
     test_redis_restart();
     test_redis_frozen();
     test_start_without_redis();

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Redis URLs (rt_broker.h "Redis URLs"): redis://, redis+sentinel:// and their TLS forms
- * rediss:// and rediss+sentinel:// parsed into a broker configuration, a list split into its
- * shards' URLs, and every malformed form refused with EDDY_EINVAL and a log line that says why
- * (never the password), leaving the configuration as it was.
+ * Redis URLs (rt_broker.h "Redis URLs"): redis://, redis+sentinel://, their TLS forms
+ * rediss:// and rediss+sentinel://, and redis+cluster:// parsed into a broker configuration,
+ * a list split into its shards' URLs, and every malformed form refused with EDDY_EINVAL and
+ * a log line that says why (never the password), leaving the configuration as it was.
  */
 
 #include "rt_broker.h"
@@ -169,7 +169,8 @@ static void test_bad_forms(void)
     static const struct {
         const char *url, *why;
     } cases[] = {
-        {"http://secret@x", "not redis://, rediss://, redis+sentinel:// or rediss+sentinel://"},
+        {"http://secret@x", "not redis://, rediss://, redis+sentinel://, rediss+sentinel:// or "
+                            "redis+cluster://"},
         {"redis+sentinel:/s1/m", "not redis://, rediss://"},
         {"redisss://secret@x", "not redis://, rediss://"},
         {"redis://:secret@h?ssl_ca_certs=/ca.pem", "ssl_ parameters need rediss://"},
@@ -262,6 +263,88 @@ static void test_bad_forms(void)
     CHECK(strstr(last_line, "longer than 1023 bytes") != NULL);
 }
 
+/* redis+cluster://: the seeds (port 6379 by default, IPv6 in brackets), the user and
+ * password every node gets, database 0; a list names it as one URL; no path, query or
+ * empty seed; at most RT_BROKER_CLUSTER_SEEDS_MAX seeds. */
+static void test_cluster_urls(void)
+{
+    rt_broker_url_t url;
+    rt_broker_redis_config_t cfg;
+    CHECK_EQ_INT(parse("redis+cluster://u:p%40w@10.0.0.1:7000,10.0.0.2,[::1]:7002", &url, &cfg), 0);
+    CHECK_EQ_INT(cfg.ncluster_nodes, 3);
+    CHECK(cfg.cluster_nodes == url.cluster_seeds);
+    CHECK(strcmp(cfg.cluster_nodes[0].host, "10.0.0.1") == 0 && cfg.cluster_nodes[0].port == 7000);
+    CHECK(strcmp(cfg.cluster_nodes[1].host, "10.0.0.2") == 0 && cfg.cluster_nodes[1].port == 6379);
+    CHECK(strcmp(cfg.cluster_nodes[2].host, "::1") == 0 && cfg.cluster_nodes[2].port == 7002);
+    CHECK(strcmp(cfg.username, "u") == 0 && strcmp(cfg.password, "p@w") == 0);
+    CHECK(cfg.db == 0 && cfg.sentinel_master == NULL && cfg.nsentinels == 0);
+    CHECK_EQ_INT(parse("redis+cluster://h", &url, &cfg), 0);
+    CHECK(cfg.ncluster_nodes == 1 && cfg.password == NULL);
+    /* A cluster URL over a TLS configuration: plain (no rediss+cluster yet). */
+    cfg.tls = cfg.tls_insecure = true;
+    cfg.tls_ca_file = "ca.pem";
+    CHECK_EQ_INT(rt_broker_url_parse(srv, "redis+cluster://h", 17, &url, &cfg), 0);
+    CHECK(!cfg.tls && !cfg.tls_insecure && cfg.tls_ca_file == NULL);
+    /* A list: the cluster URL's commas are its seeds'. */
+    const char *list = "redis+cluster://a:1,b:2";
+    CHECK_EQ_INT(rt_broker_url_len(list), strlen(list));
+    list = "redis://x,redis+cluster://a:1,b:2";
+    CHECK_EQ_INT(rt_broker_url_len(list), 9);
+    static const struct {
+        const char *url, *why;
+    } bad[] = {
+        {"redis+cluster://:secret@h/1", "a path or query"},
+        {"redis+cluster://:secret@h?x=1", "a path or query"},
+        {"redis+cluster://", "a host is empty"},
+        {"redis+cluster://a,,b", "a host is empty"},
+        {"redis+cluster://a,", "a host is empty"},
+        {"redis+cluster://a:0", "a port is not 1-65535"},
+        {"redis+cluster://secret:@a", "a user name without a password"},
+        {"redis+cluster://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", "more than 16 cluster seeds"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rt_broker_redis_config_init(&cfg);
+        int before = lines;
+        CHECK_EQ_INT(rt_broker_url_parse(srv, bad[i].url, strlen(bad[i].url), &url, &cfg),
+                     EDDY_EINVAL);
+        CHECK_EQ_INT(lines, before + 1);
+        if (strstr(last_line, bad[i].why) == NULL)
+            fprintf(stderr, "%s: logged \"%s\"\n", bad[i].url, last_line);
+        CHECK(strstr(last_line, bad[i].why) != NULL && strstr(last_line, "secret") == NULL);
+        CHECK(cfg.ncluster_nodes == 0 && cfg.password == NULL && cfg.username == NULL);
+    }
+}
+
+/* A broker configuration with bad cluster fields is refused (no thread started). */
+static void test_bad_cluster_config(void)
+{
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    cfg.srv = srv;
+    rt_broker_addr_t addrs[1] = {{"127.0.0.1", 7000}};
+    cfg.cluster_nodes = addrs;
+    cfg.ncluster_nodes = 1;
+    cfg.cluster_tag = "3";
+    cfg.cluster_slot = RT_BROKER_CLUSTER_SLOTS; /* out of range */
+    CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
+    cfg.cluster_slot = 0;
+    cfg.cluster_tag = "a}b";
+    CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
+    cfg.cluster_tag = "3";
+    cfg.db = 1; /* a cluster has database 0 only */
+    CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
+    cfg.db = 0;
+    cfg.prefix = "eddy{x}:"; /* the keys' hash tag would be the prefix's */
+    CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
+    cfg.prefix = "eddy:";
+    cfg.session_tag = "short";
+    CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
+    CHECK(strstr(last_line, "bad Redis broker configuration") != NULL);
+    /* The sharded broker of a cluster needs seeds and no server. */
+    cfg.session_tag = NULL;
+    CHECK(rt_broker_cluster_new(&cfg, NULL, NULL) == NULL); /* srv set */
+}
+
 /* A broker configuration with bad Sentinel fields is refused (no thread started). */
 static void test_bad_sentinel_config(void)
 {
@@ -295,6 +378,8 @@ int main(void)
     test_lists();
     test_bad_forms();
     test_bad_sentinel_config();
+    test_cluster_urls();
+    test_bad_cluster_config();
     eddy_server_free(srv);
     return test_report("test_rt_broker_url");
 }

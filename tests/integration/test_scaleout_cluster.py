@@ -1,0 +1,469 @@
+# SPDX-License-Identifier: MIT
+"""Scale-out over a Redis Cluster (issue 12): Debian's redis-server with --cluster-enabled,
+three masters (and in the failover test a replica each) joined by `redis-cli --cluster
+create`, free loopback ports, persistence off. examples/socketio nodes given
+redis+cluster://SEEDS read the topology and route each namespace to the master of its hash
+slot (CRC16 of the {nsp} tag, computed here too and checked against CLUSTER KEYSLOT).
+Broadcasts cross nodes in namespaces of every master, with sharded pub/sub on the owning
+master only (MONITOR), recovery works across nodes, the emitter's cluster-wide PUBLISH is
+delivered once; kill -9 of a master: its replica is promoted and broadcasts cross again,
+and a client disconnected before the kill recovers on the new master.
+"""
+
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from eddyserver import BUILD, TIMEOUT, free_port, stop_all, wait_for
+from sioserver import SioServer
+from test_daemon_realtime import Daemon
+from test_scaleout import clients, emitter_publish  # noqa: F401 (fixture)
+from test_scaleout_sentinel import answers, command, crosses_again, two_sided_room
+from test_scaleout_shard import NAMESPACES, config_check_urls, connect_in, member_and_sender
+from test_scaleout_presence import members, node_conf, poll
+from test_daemon_realtime import Clients as DaemonClients, token
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(os.path.join(os.path.dirname(__file__), "..", "..", "examples",
+                                    "socketio.c")), reason="examples/socketio.c is not here")
+
+# Failure detection (cluster-node-timeout) and the replica's election, kept small; the
+# bound adds the broker's reconnection backoff (at most 5 s).
+NODE_TIMEOUT_MS = 1000
+FAILOVER_BOUND = 20
+
+
+def crc16(data):
+    """CRC16-CCITT (XMODEM), as Redis Cluster hashes keys: independent of rt/."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def slot_of(nsp):
+    return crc16(nsp.encode()) % 16384
+
+
+def cluster_ports(n):
+    """n loopback ports, each free along with its cluster bus port (+10000)."""
+    def free(port):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                return False
+    ports = []
+    while len(ports) < n:
+        port = random.randrange(20000, 30000)
+        if port not in ports and free(port) and free(port + 10000):
+            ports.append(port)
+    return ports
+
+
+class RedisCluster:
+    """masters x (1 + replicas) redis-servers in cluster mode, joined and ok."""
+
+    def __init__(self, tmp, masters=3, replicas=0):
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is needed (Debian package redis-server): make deps-test")
+        self.ports = cluster_ports(masters * (1 + replicas))
+        self.procs = {}
+        for port in self.ports:
+            self.procs[port] = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                 "--cluster-enabled", "yes",
+                 "--cluster-config-file", str(tmp / f"nodes-{port}.conf"),
+                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--dir", str(tmp),
+                 "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port in self.ports:
+            wait_for(lambda: answers(port, "PING") == "PONG", f"redis-server {port} to start")
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *[f"127.0.0.1:{p}" for p in self.ports],
+                        "--cluster-replicas", str(replicas), "--cluster-yes"],
+                       check=True, capture_output=True, timeout=4 * TIMEOUT)
+        for port in self.ports:
+            wait_for(lambda: "cluster_state:ok" in (answers(port, "CLUSTER", "INFO") or ""),
+                     f"node {port}: cluster_state:ok", timeout=3 * TIMEOUT)
+
+    def slots(self, via=None):
+        """[(first, last, master port, [replica ports])] as CLUSTER SLOTS answers."""
+        alive = [p for p in self.ports if self.procs[p].poll() is None]
+        return [(a, b, m[1], [r[1] for r in rest])
+                for a, b, m, *rest in command(via or alive[0], "CLUSTER", "SLOTS")]
+
+    def master_of(self, nsp, via=None):
+        slot = slot_of(nsp)
+        return next(m for a, b, m, _ in self.slots(via) if a <= slot <= b)
+
+    def masters(self):
+        return sorted({m for _, _, m, _ in self.slots()})
+
+    def url(self, seeds=2):
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:seeds])
+
+    def kill(self, port):
+        self.procs[port].kill()
+        self.procs[port].wait()
+
+    def close(self):
+        for proc in self.procs.values():
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path):
+    c = RedisCluster(tmp_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def nodes(redis_cluster):
+    """nodes(n, *options) -> n eddy nodes on the cluster; nodes.kill(node) for a kill -9."""
+    running = []
+
+    class Nodes:
+        def __call__(self, n, *options):
+            started = [SioServer("eddy", ("--redis", redis_cluster.url(), "--namespaces", "4") +
+                                 options) for _ in range(n)]
+            running.extend(started)
+            return started
+
+        def kill(self, node):
+            node.proc.kill()
+            node.proc.wait()
+            running.remove(node)
+
+    yield Nodes()
+    stop_all(running)
+
+
+def test_keyslot_is_redis_own(redis_cluster):
+    """The slot computed here (as rt_broker_keyslot()) is the one Redis reports, and the
+    test's namespaces land on all three masters."""
+    for key in ["123456789", "/", "/custom", "/n1", "eddy:{/chat}:pos"]:
+        tag = key[key.index("{") + 1:key.index("}")] if "{" in key else key
+        assert slot_of(tag) == command(redis_cluster.ports[0], "CLUSTER", "KEYSLOT", key), key
+    assert crc16(b"123456789") == 0x31C3
+    assert {redis_cluster.master_of(nsp) for nsp in NAMESPACES} == set(redis_cluster.masters())
+
+
+def monitor(port, path):
+    return subprocess.Popen(["redis-cli", "-p", str(port), "MONITOR"], stdout=open(path, "w"),
+                            stderr=subprocess.DEVNULL)
+
+
+def test_broadcasts_cross_on_the_owning_master_and_recover(  # noqa: F811
+        redis_cluster, nodes, clients, tmp_path):
+    """Two nodes on a 3-master cluster: a broadcast in every namespace reaches the member
+    on the other node once and in order; each namespace's keys are on the master of its
+    slot; its broadcasts are SPUBLISHed on that master only (MONITOR on every master) and
+    nothing is PUBLISHed cluster-wide; a client of a namespace of each master recovers on
+    the other node what it missed."""
+    a, b = nodes(2, "--recovery", "60000")
+    owners = {nsp: redis_cluster.master_of(nsp) for nsp in NAMESPACES}
+    members = {}
+    for i, nsp in enumerate(NAMESPACES):
+        members[nsp] = member_and_sender(clients, a, b, nsp, i)
+    watch = {p: (monitor(p, tmp_path / f"monitor-{p}"), tmp_path / f"monitor-{p}")
+             for p in redis_cluster.masters()}
+    time.sleep(0.3)  # MONITOR is on before the broadcasts
+    for nsp, (_, member, sender) in members.items():
+        for k in range(10):
+            clients.emit(sender, "to-room", "r", {"seq": k})
+    for nsp, (_, member, _) in members.items():
+        got = clients.room_messages(member, 10)
+        assert [s for s, _ in got] == list(range(10)), nsp
+        clients.nothing_more(member, 0.1)
+    time.sleep(0.3)
+    seen = {}
+    for port, (proc, path) in watch.items():
+        proc.kill()
+        proc.wait()
+        seen[port] = path.read_text()
+    for nsp, owner in owners.items():
+        channel = f'"SPUBLISH" "eddy:{{{nsp}}}:c:r"'
+        for port, text in seen.items():
+            assert (channel in text) == (port == owner), (nsp, port, owner)
+        key = f"eddy:{{{nsp}}}:pos"
+        assert command(owner, "EXISTS", key) == 1, (nsp, owner)
+    for port, text in seen.items():
+        assert '"PUBLISH"' not in text, port
+        assert '"SPUBLISH"' in text, port  # heartbeats: every master
+
+    # Recovery on the other node, in a namespace of each master.
+    for owner in redis_cluster.masters():
+        nsp = next(n for n in NAMESPACES if owners[n] == owner)
+        first, member, sender = members[nsp]
+        last = clients.last_offset[member]
+        clients.send(cmd="drop", name=member)
+        clients.wait(f"{member}'s disconnect", name=member, type="disconnect")
+        for k in range(10, 15):
+            clients.emit(sender, "to-room", "r", {"seq": k})
+        assert clients.ack(sender, "message-with-ack", "sync") == ["sync"]
+        again = connect_in(clients, member + "x", b, nsp,
+                           auth={"pid": first["pid"], "offset": last})
+        assert again["id"] == first["id"], f"{nsp} not recovered:\n" + "\n".join(b.log_lines)
+        got = clients.room_messages(member + "x", 5)
+        assert [s for s, _ in got] == list(range(10, 15)), nsp
+        clients.nothing_more(member + "x", 0.2)
+    assert all(node.proc.poll() is None for node in (a, b))
+
+
+def test_emitter_publish_is_delivered_once(redis_cluster, nodes, clients):  # noqa: F811
+    """Socket.IO's emitter PUBLISHes cluster-wide: each node listens on one master only, so
+    a broadcast published on any master reaches the room's members on both nodes once."""
+    a, b = nodes(2, "--redis-emitter", "socket.io")
+    for name, server in [("x", a), ("y", b)]:
+        clients.connect(name, server)
+        assert clients.ack(name, "join", "r") == ["joined"]
+
+    class On:
+        def __init__(self, port):
+            self.port = port
+    masters = redis_cluster.masters()
+    clients.probe_until(lambda: emitter_publish(On(masters[0]), ["probe"], rooms=["r"]),
+                        {"x", "y"}, lambda r: r["event"] == "probe", "emitter probe")
+    clients.nothing_more("x", 0.3)
+    clients.seen[:] = [r for r in clients.seen if not (r["type"] == "event" and
+                                                       r["event"] == "probe")]
+    for i, port in enumerate(masters):
+        emitter_publish(On(port), ["news", i], rooms=["r"])
+    for name in ("x", "y"):
+        got = []
+        while len(got) < len(masters):
+            r = clients.wait(f"{name}'s events", name=name, type="event")
+            if r["event"] == "news":
+                got.append(r["args"][0])
+        # Once each; no order across masters (those published elsewhere cross the bus).
+        assert sorted(got) == list(range(len(masters))), name
+        clients.nothing_more(name, 0.3)
+
+
+def test_presence_answers_for_every_node(tmp_path, redis_cluster):
+    """Two daemons on the cluster: each answers the room's presence with both nodes'
+    members (the read filters by the alive nodes of the last heartbeat)."""
+    url = redis_cluster.url()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Daemon(tmp_path / "a", node_conf(url, "node-a"))
+    b = Daemon(tmp_path / "b", node_conf(url, "node-b"))
+    clients_ = DaemonClients(a.port)
+    try:
+        alice = clients_.connect("alice", auth={"token": token("alice")},
+                                 transports=["websocket"])
+        bob = clients_.connect("bob", auth={"token": token("bob")}, transports=["websocket"],
+                               url=f"http://127.0.0.1:{b.port}")
+        for name in ("alice", "bob"):
+            assert clients_.ack(name, "join", "team") == [{"ok": True}]
+        everyone = {alice: ("alice", "node-a"), bob: ("bob", "node-b")}
+        for node in (a, b):
+            poll("every member in the answer", lambda: members(node, "team") == everyone)
+        assert clients_.ack("bob", "leave", "team") == [{"ok": True}]
+        poll("bob's leave on node a", lambda: members(a, "team") == {alice: everyone[alice]})
+    finally:
+        clients_.close()
+        a.stop()
+        b.stop()
+
+
+def test_cluster_urls_checked(tmp_path):
+    """The daemon's config check accepts redis+cluster:// with its seeds; the layer refuses
+    one in a list of shards, or with a database, at start (examples/socketio exits, logged)."""
+    config_check_urls(tmp_path, [("redis+cluster://127.0.0.1:1,127.0.0.1:2", True),
+                                 ("redis+cluster://:secret@127.0.0.1:1", True),
+                                 ("redis+cluster://", False)])
+    for url, why in [("redis+cluster://127.0.0.1:1,redis://127.0.0.1:2", "stands alone"),
+                     ("redis+cluster://127.0.0.1:1/1", "a path or query")]:
+        proc = subprocess.run([os.path.join(BUILD, "examples", "socketio"), "--port",
+                               str(free_port()), "--redis", url],
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        assert proc.returncode != 0 and why in proc.stdout + proc.stderr, url
+
+
+def test_master_killed_replica_promoted_broadcasts_cross_and_recover(  # noqa: F811
+        tmp_path, clients):
+    """3 masters with a replica each, recovery on; kill -9 of the master of "/": the
+    cluster promotes its replica, both nodes find it (logged: the slot moved, counted as a
+    reconnection with a gap), the gap closes the transports of "/"'s clients, which
+    reconnect with their pid and offset on the same or the other node and recover; then
+    broadcasts cross the nodes both ways again, each once, within FAILOVER_BOUND seconds of
+    the kill. A client disconnected before the kill recovers what was sent after the
+    promotion (its record and the history were replicated). Nothing crashed."""
+    rc = RedisCluster(tmp_path, masters=3, replicas=1)
+    running = []
+    try:
+        owner = rc.master_of("/")
+        wait_for(lambda: all(rs for _, _, _, rs in rc.slots()), "every master's replica listed")
+        replica = next(r for _, _, m, rs in rc.slots() if m == owner for r in rs)
+        a, b = running = [SioServer("eddy", ("--redis", rc.url(6), "--recovery", "60000"))
+                          for _ in range(2)]
+        first = {}
+        for name, node in (("ra", a), ("rb", b), ("gone", a)):
+            first[name] = clients.connect(name, node)
+            assert clients.ack(name, "join", "r") == ["joined"]
+        for name, node in (("sa", a), ("sb", b)):
+            first[name] = clients.connect(name, node)
+        clients.probe("sa", ["ra", "rb", "gone"])
+        clients.probe("sb", ["ra", "rb", "gone"])
+        assert clients.ack("sb", "message-with-ack", "sync") == ["sync"]
+        clients.nothing_more("gone", 0.3)  # the last probes are in
+        gone_at = clients.last_offset["gone"]
+        clients.send(cmd="drop", name="gone")
+        clients.wait("gone's disconnect", name="gone", type="disconnect")
+        offset = lambda: command(owner, "INFO", "replication").split("master_repl_offset:")[1]
+        wait_for(lambda: f"slave_repl_offset:{offset().split()[0]}" in
+                 command(replica, "INFO", "replication"), "the replica to catch up")
+
+        killed = time.monotonic()
+        rc.kill(owner)
+        wait_for(lambda: rc.master_of("/", via=replica) == replica,
+                 "the cluster to promote the replica", timeout=FAILOVER_BOUND)
+        promoted = time.monotonic() - killed
+        for node in (a, b):
+            node.wait_log(rf"slot \d+ moved from 127\.0\.0\.1:{owner} to "
+                          rf"127\.0\.0\.1:{replica}", timeout=FAILOVER_BOUND)
+            node.wait_log(r"Redis broker back after \d+ ms on shard slots 5461-10922",
+                          timeout=FAILOVER_BOUND)
+        for name, node in (("ra", b), ("rb", a), ("sa", a), ("sb", b)):
+            clients.wait(f"{name}'s transport to close", FAILOVER_BOUND, name=name,
+                         type="disconnect")
+            if name.startswith("s"):  # a sender (no offset): a new session
+                clients.connect(name + "2", node)
+                continue
+            again = clients.connect(name + "2", node, auth={
+                "pid": first[name]["pid"], "offset": clients.last_offset[name]})
+            assert again["id"] == first[name]["id"], f"{name} not recovered"
+        clients.probe("sa2", ["ra2", "rb2"], timeout=FAILOVER_BOUND)
+        clients.probe("sb2", ["ra2", "rb2"], timeout=FAILOVER_BOUND)
+        crossed = time.monotonic() - killed
+        print(f"cluster failover: promoted after {promoted:.1f} s, "
+              f"broadcasts cross after {crossed:.1f} s")
+        assert crossed < FAILOVER_BOUND
+        for i in range(5):
+            clients.emit("sa2", "to-room", "r", {"seq": 100 + i})
+            clients.emit("sb2", "to-room", "r", {"seq": 105 + i})
+        for name in ("ra2", "rb2"):
+            assert sorted(s for s, _ in clients.room_messages(name, 10)) == \
+                list(range(100, 110)), name
+        clients.nothing_more("ra2")
+        clients.nothing_more("rb2", within=0)
+        again = clients.connect("gone2", b, auth={"pid": first["gone"]["pid"],
+                                                  "offset": gone_at})
+        assert again["id"] == first["gone"]["id"], "not recovered:\n" + "\n".join(b.log_lines)
+        assert sorted(s for s, _ in clients.room_messages("gone2", 10)) == \
+            list(range(100, 110))
+        clients.nothing_more("gone2", 0.2)
+        assert all(node.proc.poll() is None for node in (a, b))
+    finally:
+        stop_all(running)
+        rc.close()
+
+
+def test_manual_failover_followed_through_moved(tmp_path, clients):  # noqa: F811
+    """CLUSTER FAILOVER on the replica of "/"'s master: the old master, still running, is
+    demoted with the nodes' connections open; each node learns it from its answers (MOVED
+    or READONLY to a command, or the sunsubscribe of a dropped channel), asks the cluster
+    again, follows the promoted replica (logged) and broadcasts cross the nodes again, each
+    once. Nothing crashed."""
+    rc = RedisCluster(tmp_path, masters=3, replicas=1)
+    running = []
+    try:
+        owner = rc.master_of("/")
+        wait_for(lambda: all(rs for _, _, _, rs in rc.slots()), "every master's replica listed")
+        replica = next(r for _, _, m, rs in rc.slots() if m == owner for r in rs)
+        wait_for(lambda: "master_link_status:up" in command(replica, "INFO", "replication"),
+                 "the replica to sync")
+        a, b = running = [SioServer("eddy", ("--redis", rc.url(6))) for _ in range(2)]
+        two_sided_room(clients, a, b)
+        started = time.monotonic()
+        assert command(replica, "CLUSTER", "FAILOVER") == "OK"
+        wait_for(lambda: rc.master_of("/", via=replica) == replica,
+                 "the replica to take over", timeout=FAILOVER_BOUND)
+        crosses_again(clients, started, FAILOVER_BOUND, "manual failover")
+        for node in (a, b):
+            node.wait_log(rf"slot \d+ moved from 127\.0\.0\.1:{owner} to 127\.0\.0\.1:{replica}")
+            assert any(re.search(r"connection lost: (slot \d+ not served here: (MOVED|READONLY)|"
+                                 r"the master dropped channel)", line)
+                       for line in node.log_lines), "\n".join(node.log_lines)
+        assert all(node.proc.poll() is None for node in (a, b))
+    finally:
+        stop_all(running)
+        rc.close()
+
+
+def keyslot(key):
+    """Redis Cluster's slot of key: the CRC16 of its hash tag, if any, else of the key."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    return crc16(key.encode()) % 16384
+
+
+def script_accesses(text):
+    """[(declared keys, [keys the script's commands touched])] of every EVAL/EVALSHA in a
+    MONITOR output (each script's commands follow it as "[0 lua]" lines; their first
+    argument is a key, but SPUBLISH's channel and TIME's nothing)."""
+    found = []
+    for line in text.splitlines():
+        args = re.findall(r'"((?:[^"\\]|\\.)*)"', line)
+        if not args:
+            continue
+        if "[0 lua]" in line:
+            if found and args[0].upper() not in ("SPUBLISH", "TIME"):
+                found[-1][1].append(args[1])
+        elif args[0].upper() in ("EVAL", "EVALSHA"):
+            found.append((args[3:3 + int(args[2])], []))
+    return found
+
+
+def test_scripts_touch_declared_keys_of_one_slot(redis_cluster, nodes, clients,  # noqa: F811
+                                                 tmp_path):
+    """MONITOR on every master while broadcasts, presence, a disconnect and recoveries run
+    (one of a client whose node was killed -9: its live record is read from that node's
+    hash): every script declares keys of one slot and touches only those."""
+    a, b, c = nodes(3, "--recovery", "60000")
+    watch = {p: (monitor(p, tmp_path / f"monitor-{p}"), tmp_path / f"monitor-{p}")
+             for p in redis_cluster.masters()}
+    time.sleep(0.3)  # MONITOR is on before the first command
+    first, member, sender = member_and_sender(clients, c, a, "/n1", 0)
+    _, other, other_sender = member_and_sender(clients, a, b, "/custom", 1)
+    for k in range(5):
+        clients.emit(sender, "to-room", "r", {"seq": k})
+        clients.emit(other_sender, "to-room", "r", {"seq": k})
+    assert [s for s, _ in clients.room_messages(member, 5)] == list(range(5))
+    assert [s for s, _ in clients.room_messages(other, 5)] == list(range(5))
+    last = clients.last_offset[member]
+    nodes.kill(c)  # kill -9: the member's record stays in c's hash of live records
+    clients.wait(f"{member}'s disconnect", name=member, type="disconnect")
+    again = connect_in(clients, member + "x", a, "/n1", auth={"pid": first["pid"],
+                                                                "offset": last})
+    assert again["id"] == first["id"], "not recovered:\n" + "\n".join(a.log_lines)
+    time.sleep(0.3)
+    scripts = []
+    for proc, path in watch.values():
+        proc.kill()
+        proc.wait()
+        scripts += script_accesses(path.read_text())
+    assert len(scripts) > 10, scripts
+    holders_read = False
+    for declared, touched in scripts:
+        assert len({keyslot(k) for k in declared}) == 1, declared
+        assert set(touched) <= set(declared), (declared, touched)
+        holders_read |= any(k.startswith("eddy:sessions:{") and k.count(":") == 3
+                            for k in touched)
+    assert holders_read  # the killed node's hash was read, declared
