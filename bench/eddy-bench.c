@@ -30,7 +30,9 @@
  * subscriber to port N instead (the publisher stays on --port), and --redis-port N reads the
  * cluster's Redis (INFO: used_cpu_user + used_cpu_sys, total_net_input_bytes and
  * total_net_output_bytes) at both ends of the steady window and reports its CPU and traffic
- * per message published in that window.
+ * per message published in that window. --mark-steady prints a line "steady window: start"
+ * and one "steady window: end" on stdout (flushed) when it opens and closes, so that a script
+ * can probe Redis or the nodes over that window (bench/scaleout/run --probe).
  *
  * Every mode prints one human-readable line and one JSON line (starting with '{') on stdout.
  * See bench/README.md for what each mode measures. The client side of the opening handshake
@@ -109,8 +111,9 @@ typedef struct options {
     pid_t server_pid;                   /* the first --server-pid */
     pid_t server_pids[MAX_SERVER_PIDS]; /* all of them, CPU summed */
     int nserver_pids;
-    int port2;      /* publish: odd subscribers connect here (0: all on --port) */
-    int redis_port; /* publish: the Redis whose CPU is read (0: none) */
+    int port2;        /* publish: odd subscribers connect here (0: all on --port) */
+    int redis_port;   /* publish: the Redis whose CPU is read (0: none) */
+    bool mark_steady; /* publish: print the steady window's start and end on stdout */
     double setup_timeout;
     double hold;
     double settle;
@@ -1721,6 +1724,10 @@ static int run_publish(void)
             steady_pub_from = pub_sent;
             steady_started = true;
             server_at_first = steady.server0;
+            if (opt.mark_steady) {
+                puts("steady window: start");
+                fflush(stdout);
+            }
             w.self0 = steady.self0;
             w.server_wait0 = steady.server_wait0;
             w.self_wait0 = steady.self_wait0;
@@ -1735,6 +1742,10 @@ static int run_publish(void)
                 steady_to = pub_deliveries;
                 steady_pub_to = pub_sent;
                 steady_ended = true;
+                if (opt.mark_steady) {
+                    puts("steady window: end");
+                    fflush(stdout);
+                }
             }
         }
         if (now_ns - pub_progress > (int64_t)(opt.stall * 1e9)) {
@@ -1883,6 +1894,7 @@ static void usage(void)
           "common: --host ADDR --port N --path P --server-pid PID --sources K --warmup S\n"
           "        --connect-batch N --setup-timeout S --topic T --label TEXT --tls\n"
           "publish: --port2 N (every second subscriber there) --redis-port N (its CPU)\n"
+          "         --mark-steady (a line on stdout when the steady window starts and ends)\n"
           "echo only: --deflate\n"
           "echo, publish, idle: --sio (Socket.IO test application, see bench/README.md)\n",
           stderr);
@@ -1929,6 +1941,7 @@ int main(int argc, char **argv)
         O_SIO,
         O_PORT2,
         O_REDIS_PORT,
+        O_MARK_STEADY,
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -1954,6 +1967,7 @@ int main(int argc, char **argv)
         {"sio", no_argument, NULL, O_SIO},
         {"port2", required_argument, NULL, O_PORT2},
         {"redis-port", required_argument, NULL, O_REDIS_PORT},
+        {"mark-steady", no_argument, NULL, O_MARK_STEADY},
         {0, 0, 0, 0},
     };
     bool use_stdin = false;
@@ -2048,6 +2062,9 @@ int main(int argc, char **argv)
         case O_SIO:
             opt.sio = true;
             break;
+        case O_MARK_STEADY:
+            opt.mark_steady = true;
+            break;
         default:
             usage();
         }
@@ -2057,7 +2074,7 @@ int main(int argc, char **argv)
         opt.sources > 253 || opt.messages <= 0 || (opt.deflate && opt.mode != MODE_ECHO) ||
         (opt.sio && (opt.mode == MODE_HANDSHAKE || opt.deflate || opt.binary)) || opt.port2 < 0 ||
         opt.port2 > 65535 || opt.redis_port < 0 || opt.redis_port > 65535 ||
-        ((opt.port2 > 0 || opt.redis_port > 0) && opt.mode != MODE_PUBLISH))
+        ((opt.port2 > 0 || opt.redis_port > 0 || opt.mark_steady) && opt.mode != MODE_PUBLISH))
         usage();
     /* --sio puts the room name into JSON strings as it is. */
     if (opt.sio && (strlen(opt.topic) > 200 || strpbrk(opt.topic, "\"\\") != NULL))

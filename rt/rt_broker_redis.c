@@ -3271,7 +3271,11 @@ static int heartbeat_append(rb_t *rb)
         redisAppendCommand(rb->cmd, "%s %s ping", rb->pub_verb, rb->node_channel) != REDIS_OK ||
         session_renew(rb) != 0)
         return -1;
-    rb->next_heartbeat = now_ms() + rb->cfg.heartbeat_ms;
+    /* The next one is due a period after this one was due: one sent early along a publish
+     * (run_jobs()) keeps the schedule, or a busy node would beat every 3/4 of a period. */
+    uint64_t sent = now_ms(), due = rb->next_heartbeat;
+    bool early = due > sent && due - sent <= rb->cfg.heartbeat_ms / 4;
+    rb->next_heartbeat = (early ? due : sent) + rb->cfg.heartbeat_ms;
     return 0;
 }
 

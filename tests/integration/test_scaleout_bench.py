@@ -104,3 +104,42 @@ def test_port2_puts_every_second_member_on_the_other_server(tmp_path):
     assert json.loads(alone.stdout.splitlines()[-1])["deliveries"] == 18 * 4
     assert split.returncode != 0
     assert "no message completed for" in split.stderr
+
+
+def perf_counts():
+    """Whether perf stat can count a process's syscalls here (not in every container)."""
+    try:
+        proc = subprocess.run(["perf", "stat", "-x,", "-e", "syscalls:sys_enter_write", "--",
+                               "true"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0 and "sys_enter_write" in proc.stderr
+
+
+@pytest.mark.skipif(not perf_counts(), reason="perf stat cannot count syscalls here")
+def test_scaleout_bench_probe(tmp_path):
+    """--probe perf over eddy's side: probe.md has, for the idle window and the rate's steady
+    window, Redis' CPU, its syscalls (perf stat) and commands (commandstats), in which the
+    nodes' heartbeats show (ZADD), and the size of a broadcast's PUBLISH (MONITOR)."""
+    out = str(tmp_path / "out")
+    env = dict(os.environ, EDDY_SIO_SERVER=EDDY_SOCKETIO,
+               EDDY_SCALEOUT_PORT=str(random.randrange(20000, 30000)))
+    proc = subprocess.run(
+        [os.path.join(SCALEOUT, "run"), "--quick", "--servers", "eddy", "--members", "20",
+         "--rates", "100", "--seconds", "3", "--idle", "0", "--idle-seconds", "2", "--probe",
+         "perf", "--out", out],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(out, "probe.md"), encoding="utf-8") as f:
+        sections = f.read().split("\n### ")[1:]
+    assert [s.split(":")[0] for s in sections] == [
+        "nodes up, nothing published (before each 100 emits/s case)", "100 emits/s"], sections
+    for section in sections:
+        rows = {}
+        for line in section.splitlines():
+            cells = [c.strip() for c in line.split("|")]
+            if len(cells) == 5 and cells[2] and cells[1] not in ("figure", "---"):
+                rows[cells[1]] = float(cells[2].split()[0].replace(",", ""))
+        assert rows["perf: task-clock ms/s"] > 0 and rows["perf: epoll_wait/s"] > 0, rows
+        assert rows["cmd zadd: calls/s"] > 0, rows  # the nodes' leases
+    assert "| size (RESP bytes) of PUBLISH eddy:{/}:c:bench |" in sections[1]
