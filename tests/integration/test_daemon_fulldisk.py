@@ -47,19 +47,30 @@ def count_after(text, needle):
     return int(m.group(1)) if m else None
 
 
+def start(tmp):
+    """`eddy serve` of write_conf()'s site in tmp, its stderr in console.txt, once healthy:
+    (process, console path, port, admin port)."""
+    port, admin = free_port(), free_port()
+    conf = write_conf(tmp, port, admin)
+    console = tmp / "console.txt"
+    with open(console, "w") as out:
+        proc = subprocess.Popen([EDDY, "serve", "-c", conf], cwd=tmp, stdout=out, stderr=out)
+    try:
+        wait_for(lambda: proc.poll() is not None or healthy(admin), "the server to start")
+        assert proc.poll() is None, read(console)
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=TIMEOUT)
+        raise
+    return proc, console, port, admin
+
+
 def test_logs_on_a_full_disk_are_counted_told_once_and_recovered_by_sigrtmin(tmp_path):
     (tmp_path / "index.html").write_text("<h1>eddy</h1>\n")
     os.symlink("/dev/full", tmp_path / "eddy.log")
     os.symlink("/dev/full", tmp_path / "access.log")
-    port, admin = free_port(), free_port()
-    conf = write_conf(tmp_path, port, admin)
-    console = tmp_path / "console.txt"
-    with open(console, "w") as out:
-        proc = subprocess.Popen([EDDY, "serve", "-c", conf], cwd=tmp_path, stdout=out,
-                                stderr=out)
+    proc, console, port, admin = start(tmp_path)
     try:
-        wait_for(lambda: proc.poll() is not None or healthy(admin), "the server to start")
-        assert proc.poll() is None, read(console)
 
         # Served while no log line can be written: HTTP and the WebSocket echo.
         for _ in range(5):
@@ -112,22 +123,13 @@ def test_logs_on_a_full_disk_are_counted_told_once_and_recovered_by_sigrtmin(tmp
         assert len(read(console).splitlines()) == 2
         assert proc.poll() is None
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=TIMEOUT) == 0, read(console)
-        assert_clean(console)
+        assert stop(proc, console) == 0, read(console)
 
 
 def test_reload_reopens_the_access_log_too(tmp_path):
     (tmp_path / "index.html").write_text("<h1>eddy</h1>\n")
-    port, admin = free_port(), free_port()
-    conf = write_conf(tmp_path, port, admin)
-    console = tmp_path / "console.txt"
-    with open(console, "w") as out:
-        proc = subprocess.Popen([EDDY, "serve", "-c", conf], cwd=tmp_path, stdout=out,
-                                stderr=out)
+    proc, console, port, admin = start(tmp_path)
     try:
-        wait_for(lambda: proc.poll() is not None or healthy(admin), "the server to start")
         assert http(port, "/")[0] == 200
         wait_for(lambda: "GET / HTTP/1.1" in read(tmp_path / "access.log"), "the access line")
         # logrotate's create mode, then `eddy reload`'s SIGHUP.
@@ -140,10 +142,7 @@ def test_reload_reopens_the_access_log_too(tmp_path):
         assert "GET /index.html" not in read(tmp_path / "access.log.1")
         assert read(console) == ""
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=TIMEOUT) == 0, read(console)
-        assert_clean(console)
+        assert stop(proc, console) == 0, read(console)
 
 
 def serve(tmp, path, **popen):

@@ -25,7 +25,8 @@ from sioserver import SioServer
 from test_daemon_realtime import Daemon
 from test_scaleout import clients, emitter_publish  # noqa: F401 (fixture)
 from test_scaleout_sentinel import answers, command, crosses_again, two_sided_room
-from test_scaleout_shard import NAMESPACES, config_check_urls, connect_in, member_and_sender
+from test_scaleout_shard import (NAMESPACES, config_check_urls, connect_in, member_and_sender,
+                                 recovers_on)
 from test_scaleout_presence import members, node_conf, poll
 from test_daemon_realtime import Clients as DaemonClients, token
 
@@ -206,19 +207,7 @@ def test_broadcasts_cross_on_the_owning_master_and_recover(  # noqa: F811
     # Recovery on the other node, in a namespace of each master.
     for owner in redis_cluster.masters():
         nsp = next(n for n in NAMESPACES if owners[n] == owner)
-        first, member, sender = members[nsp]
-        last = clients.last_offset[member]
-        clients.send(cmd="drop", name=member)
-        clients.wait(f"{member}'s disconnect", name=member, type="disconnect")
-        for k in range(10, 15):
-            clients.emit(sender, "to-room", "r", {"seq": k})
-        assert clients.ack(sender, "message-with-ack", "sync") == ["sync"]
-        again = connect_in(clients, member + "x", b, nsp,
-                           auth={"pid": first["pid"], "offset": last})
-        assert again["id"] == first["id"], f"{nsp} not recovered:\n" + "\n".join(b.log_lines)
-        got = clients.room_messages(member + "x", 5)
-        assert [s for s, _ in got] == list(range(10, 15)), nsp
-        clients.nothing_more(member + "x", 0.2)
+        recovers_on(clients, b, members[nsp], nsp)
     assert all(node.proc.poll() is None for node in (a, b))
 
 

@@ -123,6 +123,25 @@ def member_and_sender(clients, a, b, nsp, tag):
     return first, member, sender
 
 
+def recovers_on(clients, node, member_of_nsp, nsp):
+    """The member (first, member, sender) of nsp drops its transport; its sender emits 10-14
+    to the room r; the member connects again to node with its pid and offset: the same
+    socket, 10-14 exactly, nothing more."""
+    first, member, sender = member_of_nsp
+    last = clients.last_offset[member]
+    clients.send(cmd="drop", name=member)
+    clients.wait(f"{member}'s disconnect", name=member, type="disconnect")
+    for k in range(10, 15):
+        clients.emit(sender, "to-room", "r", {"seq": k})
+    assert clients.ack(sender, "message-with-ack", "sync") == ["sync"]
+    again = connect_in(clients, member + "x", node, nsp,
+                       auth={"pid": first["pid"], "offset": last})
+    assert again["id"] == first["id"], f"{nsp} not recovered:\n" + "\n".join(node.log_lines)
+    got = clients.room_messages(member + "x", 5)
+    assert [s for s, _ in got] == list(range(10, 15)), nsp
+    clients.nothing_more(member + "x", 0.2)
+
+
 def test_namespaces_spread_over_two_redis_broadcast_and_recover(shards, nodes, clients):
     """Two nodes on two Redis: a broadcast in every namespace reaches the member on the
     other node once and in order; each namespace's keys are on the Redis the ring names
@@ -149,19 +168,7 @@ def test_namespaces_spread_over_two_redis_broadcast_and_recover(shards, nodes, c
     # Recovery on the other node, in a namespace of each shard.
     for owner in (0, 1):
         nsp = NAMESPACES[owners.index(owner)]
-        first, member, sender = members[nsp]
-        last = clients.last_offset[member]
-        clients.send(cmd="drop", name=member)
-        clients.wait(f"{member}'s disconnect", name=member, type="disconnect")
-        for k in range(10, 15):
-            clients.emit(sender, "to-room", "r", {"seq": k})
-        assert clients.ack(sender, "message-with-ack", "sync") == ["sync"]
-        again = connect_in(clients, member + "x", b, nsp,
-                           auth={"pid": first["pid"], "offset": last})
-        assert again["id"] == first["id"], f"{nsp} not recovered:\n" + "\n".join(b.log_lines)
-        got = clients.room_messages(member + "x", 5)
-        assert [s for s, _ in got] == list(range(10, 15)), nsp
-        clients.nothing_more(member + "x", 0.2)
+        recovers_on(clients, b, members[nsp], nsp)
 
 
 def test_one_redis_down_the_other_namespaces_keep_delivering(shards, nodes, clients):
