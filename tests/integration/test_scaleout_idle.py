@@ -106,17 +106,24 @@ def test_idle_node_sends_one_pipelined_heartbeat_per_second(cluster, redis, clie
     assert read <= beats + 3 + 2 * 2, (read, beats)
 
 
+def sender_and_member(cluster, clients):
+    """Two nodes: "member" on the second in room r, "sender" on the first, its broadcasts
+    seen to reach the member. Returns the nodes."""
+    a, b = cluster(2)
+    clients.connect("member", b)
+    assert clients.ack("member", "join", "r") == ["joined"]
+    clients.connect("sender", a)
+    clients.probe("sender", ["member"])
+    return a, b
+
+
 def test_busy_node_heartbeat_rides_along_its_publishes(cluster, redis, clients):
     """A node publishing 20 emits a second (to a room with a member on the other node) for
     3 s under MONITOR: each of its heartbeats was sent with one of its publishes (the
     heartbeat's TIME comes right after a broadcast's PUBLISH of the same client, within
     2 ms: one read for Redis); a heartbeat on its own timer would follow a publish that
     closely about once in 25. The idle node still beats on its own."""
-    a, b = cluster(2)
-    clients.connect("member", b)
-    assert clients.ack("member", "join", "r") == ["joined"]
-    clients.connect("sender", a)
-    clients.probe("sender", ["member"])
+    a, b = sender_and_member(cluster, clients)
     mon = Monitor(redis)
     deadline = time.monotonic() + WINDOW
     i = 0
@@ -150,11 +157,7 @@ def test_busy_node_beats_once_a_second(cluster, redis, clients):
     early with a publish, still come once a second on average (mean interval 0.9-1.1 s).
     When a beat sent early set the next one a period after it was sent rather than after it
     was due, a busy node beat every 0.75-0.8 s: a third more lease commands for Redis."""
-    a, b = cluster(2)
-    clients.connect("member", b)
-    assert clients.ack("member", "join", "r") == ["joined"]
-    clients.connect("sender", a)
-    clients.probe("sender", ["member"])
+    a, b = sender_and_member(cluster, clients)
     mon = Monitor(redis)
     deadline = time.monotonic() + 5.0
     i = 0
