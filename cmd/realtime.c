@@ -180,18 +180,20 @@ static bool redis_name_ok(const char *value, size_t max)
 /* [broker]: the Redis every node of the application shares (eddy_rt_options_t). */
 /* True if value is one Redis URL or several separated by commas (shards): each starts with
  * redis://, rediss:// (TLS), redis+sentinel:// or rediss+sentinel:// (whose sentinels are
- * separated by commas too), or redis+cluster:// (its seeds too); the layer checks the rest
+ * separated by commas too), or redis+cluster:// or rediss+cluster:// (TLS; its seeds too);
+ * the layer checks the rest
  * when it starts. */
 static bool redis_urls_valid(const char *value)
 {
-    static const char *const schemes[] = {"redis://", "rediss://", "redis+sentinel://",
-                                          "rediss+sentinel://", "redis+cluster://"};
+    static const char *const schemes[] = {"redis://",          "rediss://",
+                                          "redis+sentinel://", "rediss+sentinel://",
+                                          "redis+cluster://",  "rediss+cluster://"};
     bool sentinel = false;
     for (const char *p = value;; p++) {
         size_t i = 0;
-        while (i < 5 && strncmp(p, schemes[i], strlen(schemes[i])) != 0)
+        while (i < 6 && strncmp(p, schemes[i], strlen(schemes[i])) != 0)
             i++;
-        if (i < 5) {
+        if (i < 6) {
             p += strlen(schemes[i]);
             sentinel = i >= 2; /* commas separate sentinels and cluster seeds */
         } else if (!sentinel) {
@@ -214,7 +216,8 @@ static int broker_set(settings_t *st, const char *key, const char *value, char *
                      "the value is not redis://[:password@]host[:port][/db] or "
                      "redis+sentinel://[:password@]host[:port][,host[:port]...]/master[/db] "
                      "(rediss:// and rediss+sentinel:// over TLS; several: separated by "
-                     "commas) or redis+cluster://[:password@]host[:port][,host[:port]...]");
+                     "commas) or redis+cluster://[:password@]host[:port][,host[:port]...] "
+                     "(rediss+cluster:// over TLS)");
             return EDDY_EINVAL;
         }
         memcpy(st->redis_url, value, len + 1);

@@ -44,7 +44,8 @@ static const example_option_spec_t options[] = {
     {"--redis", "URL",
      "scale-out: redis://host:port of the cluster's Redis, redis+sentinel://host:port,.../master "
      "through Sentinel (rediss:// and rediss+sentinel:// over TLS), redis+cluster://host:port,... "
-     "(seeds of a Redis Cluster), or several redis[s]:// or redis[s]+sentinel:// separated by "
+     "(seeds of a Redis Cluster; rediss+cluster:// over TLS), or several redis[s]:// or "
+     "redis[s]+sentinel:// separated by "
      "commas (namespaces sharded over them; default: one node)"},
     {"--redis-emitter", "KEY",
      "with --redis: broadcast what Socket.IO's Redis emitter publishes under KEY (socket.io)"},

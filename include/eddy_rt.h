@@ -138,7 +138,9 @@ typedef struct eddy_rt_options {
      * "redis+cluster://[[user]:password@]host[:port][,host[:port]...]": eddy_rt_new() reads
      * the topology from them (blocking, at most the I/O timeout, 2 s, per seed; it fails,
      * logged, if none answers) and routes each namespace to the master of its hash slot,
-     * following failovers. A malformed URL, or a TLS file that cannot be read: eddy_rt_new()
+     * following failovers; "rediss+cluster://..." with the TLS parameters above reaches
+     * every node over TLS (each certificate verified against the address connected to).
+     * A malformed URL, or a TLS file that cannot be read: eddy_rt_new()
      * fails, logged. Copied.
      */
     const char *redis_url;

@@ -595,7 +595,8 @@ typedef struct rt_broker_redis_config {
      * name mismatch, a port without TLS) is a connection failure like the others: logged
      * with OpenSSL's reason, retried with the backoff. The certificate is verified against
      * tls_ca_file (PEM; NULL: the system's store) and the name the broker connected to
-     * (tls_server_name when set, else each host as given or as the sentinels named it: a
+     * (tls_server_name when set, else each host as given or as the sentinels or the
+     * cluster named it: a
      * DNS name against the certificate's names, an IP address against its IP addresses),
      * sent as SNI unless it is an IP address. tls_cert_file and tls_key_file (PEM; the key
      * NULL: in tls_cert_file) are a client certificate for Redis' tls-auth-clients.
@@ -644,6 +645,8 @@ void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg);
  *                                                                    over TLS
  *   redis+cluster://[[user]:password@]host[:port][,host[:port]...]   Redis Cluster seeds
  *                                                                    (port 6379, db 0)
+ *   rediss+cluster://...as redis+cluster...[?TLS]                    every cluster node
+ *                                                                    over TLS
  * where TLS is "name=value" parameters joined by "&" (redis-py's names, as its from_url()
  * passes them on; ssl_servername after node-redis' servername), each at most once:
  *   ssl_ca_certs=PATH      CA certificates (PEM) to verify with (tls_ca_file; default: the
@@ -651,15 +654,16 @@ void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg);
  *   ssl_certfile=PATH      client certificate (PEM) for mutual TLS (tls_cert_file)
  *   ssl_keyfile=PATH       its key (tls_key_file; default: in ssl_certfile; needs it)
  *   ssl_servername=NAME    the name sent as SNI and verified (tls_server_name; default: the
- *                          host)
+ *                          host connected to: as written, or as the sentinels or the
+ *                          cluster named it)
  *   ssl_cert_reqs=required the default: the certificate and its name are verified;
  *   ssl_cert_reqs=none     no verification (tls_insecure; logged as a warning)
  * A rediss URL sets tls and its parameters, a redis URL clears them. In a rediss:// URL the
  * query starts at the first "?" (a "?" in a password is then written %3F).
- * A list separated by commas names several shards: a comma followed by one of the five
+ * A list separated by commas names several shards: a comma followed by one of the six
  * schemes starts the next URL; any other comma separates the sentinels of a
  * redis+sentinel URL or the seeds of a redis+cluster URL (a redis:// URL has none). A
- * redis+cluster URL stands alone (a cluster shards itself: see "Redis Cluster"); its seeds
+ * redis[s]+cluster URL stands alone (a cluster shards itself: see "Redis Cluster"); its seeds
  * fill cluster_nodes (up to RT_BROKER_CLUSTER_SEEDS_MAX). A master name is 1 to 64 of A-Z
  * a-z 0-9 _ - . :. With a user, AUTH sends user and password (Redis 6 ACL), else the
  * password alone ("password@" without a colon is a password too). User names, passwords and
@@ -683,8 +687,9 @@ size_t rt_broker_url_len(const char *urls);
 
 /*
  * Parses the URL text[0..len) into cfg: host, port, password and db, or with
- * redis+sentinel the Sentinel fields, rediss the TLS fields, and redis+cluster password,
- * username, db 0 and the seeds as cluster_nodes (the other fields are left as they are).
+ * redis+sentinel the Sentinel fields, rediss the TLS fields (rediss+cluster too), and
+ * redis[s]+cluster password, username, db 0 and the seeds as cluster_nodes (the other
+ * fields are left as they are).
  * cfg's strings then point into *url, which must outlive their use. Returns 0, or EDDY_EINVAL with
  * a line logged on srv (NULL: stderr) saying what is wrong (never the password).
  */
@@ -869,9 +874,10 @@ unsigned rt_broker_keyslot(const char *key, size_t len);
  * Creates a Redis Cluster broker from cfg (a redis+cluster:// configuration: its
  * cluster_nodes are the seeds, password and username every node's, the rest each master's
  * broker's; srv must be NULL). Asks the seeds in turn (io_timeout_ms each) for the
- * topology: blocks until one answers. Returns NULL (logged) when none does, a slot has no
- * master, there are more than RT_BROKER_SHARDS_MAX masters, on a bad configuration or out
- * of memory.
+ * topology, over TLS with cfg->tls (rediss+cluster:// : each seed's certificate verified
+ * against its host, as tls_ says): blocks until one answers. Returns NULL (logged) when
+ * none does, a TLS file cannot be read, a slot has no master, there are more than
+ * RT_BROKER_SHARDS_MAX masters, on a bad configuration or out of memory.
  */
 rt_broker_t *rt_broker_cluster_new(const rt_broker_redis_config_t *cfg,
                                    const rt_broker_handlers_t *h, void *ud);

@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 
 #include "rt_broker.h"
+#include "rt_redis_tls.h"
 
 uint16_t rt_broker_crc16(const void *data, size_t len)
 {
@@ -132,29 +133,33 @@ static const char *topology_read(topology_t *t, const redisReply *r, const char 
     return why;
 }
 
-/* Asks the seeds in turn for the topology. 0, or -1 (logged). */
-static int topology_ask(const rt_broker_redis_config_t *cfg, topology_t *t)
+/* Asks the seeds in turn for the topology, with tls (rediss+cluster; NULL: plain TCP) over
+ * TLS, each seed's certificate checked against its host. 0, or -1 (logged). */
+static int topology_ask(const rt_broker_redis_config_t *cfg, const rt_redis_tls_t *tls,
+                        topology_t *t)
 {
     struct timeval tv = {cfg->io_timeout_ms / 1000, (cfg->io_timeout_ms % 1000) * 1000};
     for (size_t i = 0; i < cfg->ncluster_nodes; i++) {
         const rt_broker_addr_t *seed = &cfg->cluster_nodes[i];
         char why[160] = "";
         redisContext *c = redisConnectWithTimeout(seed->host, seed->port, tv);
+        if (c != NULL && !c->err && tls != NULL)
+            rt_redis_tls_start(tls, c, seed->host, cfg->io_timeout_ms);
         redisReply *r = NULL;
         if (c == NULL || c->err) {
             snprintf(why, sizeof(why), "%s", c ? c->errstr : "out of memory");
         } else {
             redisSetTimeout(c, tv);
             if (cfg->password != NULL) {
-                r = cfg->username ? redisCommand(c, "AUTH %s %s", cfg->username, cfg->password)
-                                  : redisCommand(c, "AUTH %s", cfg->password);
+                r = cfg->username ? rt_redis_command(c, "AUTH %s %s", cfg->username, cfg->password)
+                                  : rt_redis_command(c, "AUTH %s", cfg->password);
                 if (r == NULL || r->type == REDIS_REPLY_ERROR)
                     snprintf(why, sizeof(why), "%s", r ? "AUTH refused" : c->errstr);
                 if (r != NULL)
                     freeReplyObject(r);
                 r = NULL;
             }
-            if (why[0] == '\0' && (r = redisCommand(c, "CLUSTER SLOTS")) == NULL)
+            if (why[0] == '\0' && (r = rt_redis_command(c, "CLUSTER SLOTS")) == NULL)
                 snprintf(why, sizeof(why), "%s", c->errstr);
         }
         if (r != NULL) {
@@ -164,7 +169,7 @@ static int topology_ask(const rt_broker_redis_config_t *cfg, topology_t *t)
             freeReplyObject(r);
         }
         if (c != NULL)
-            redisFree(c);
+            rt_redis_free(c);
         if (why[0] == '\0') {
             /* The seeds are asked too after a failover (a cluster may name its nodes by
              * addresses this host cannot reach). */
@@ -277,7 +282,11 @@ rt_broker_t *rt_broker_cluster_new(const rt_broker_redis_config_t *cfg,
     cluster_shard_t *shards = calloc(RT_BROKER_SHARDS_MAX, sizeof(*shards));
     const char *names[RT_BROKER_SHARDS_MAX];
     rt_broker_t *b = NULL;
-    if (t != NULL && shards != NULL && topology_ask(cfg, t) == 0) {
+    /* rediss+cluster: the TLS settings of the topology read (each master's broker makes
+     * its own from cfg); a file that cannot be read is logged here, once. */
+    rt_redis_tls_t *tls = cfg->tls ? rt_redis_tls_new(cfg, NULL) : NULL;
+    if (t != NULL && shards != NULL && (!cfg->tls || tls != NULL) &&
+        topology_ask(cfg, tls, t) == 0) {
         bool ok = true;
         for (size_t i = 0; i < t->nmasters && ok; i++) {
             ok = shard_describe(t, i, &shards[i]) == 0;
@@ -297,5 +306,6 @@ rt_broker_t *rt_broker_cluster_new(const rt_broker_redis_config_t *cfg,
     if (t != NULL)
         topology_free(t);
     free(shards);
+    rt_redis_tls_free(tls);
     return b;
 }

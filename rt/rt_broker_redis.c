@@ -2202,15 +2202,16 @@ static bool cluster_redirected(rb_t *rb, const redisReply *r)
     return false;
 }
 
-/* A connection to cluster node n with AUTH done, or NULL with why. */
+/* A connection to cluster node n (rediss+cluster: TLS, its certificate checked against
+ * n's host) with AUTH done, or NULL with why. */
 static redisContext *cluster_connect(rb_t *rb, const rt_broker_addr_t *n, char *why, size_t why_len)
 {
     struct timeval tv = {rb->cfg.io_timeout_ms / 1000, (rb->cfg.io_timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(n->host, n->port, tv);
+    redisContext *c = open_conn(rb, n->host, n->port, tv);
     if (!c || c->err) {
         snprintf(why, why_len, "%s", c ? c->errstr : "out of memory");
         if (c)
-            redisFree(c);
+            rt_redis_free(c);
         return NULL;
     }
     redisSetTimeout(c, tv);
@@ -2220,7 +2221,7 @@ static redisContext *cluster_connect(rb_t *rb, const rt_broker_addr_t *n, char *
             snprintf(why, why_len, "%s", r ? "AUTH refused" : c->errstr);
             if (r)
                 freeReplyObject(r);
-            redisFree(c);
+            rt_redis_free(c);
             return NULL;
         }
         freeReplyObject(r);
@@ -2266,7 +2267,7 @@ static int cluster_master(rb_t *rb, const char **err)
     for (size_t i = 0; i < rb->cfg.ncluster_nodes && !atomic_load(&rb->stop); i++) {
         rt_broker_addr_t n = rb->cluster_nodes[i];
         redisContext *c = cluster_connect(rb, &n, why, sizeof(why));
-        redisReply *r = c ? redisCommand(c, "CLUSTER SLOTS") : NULL;
+        redisReply *r = c ? rt_redis_command(c, "CLUSTER SLOTS") : NULL;
         char *host = NULL;
         int port = 0;
         int rc = r ? cluster_slot_owner(r, rb->cfg.cluster_slot, n.host, &host, &port) : -1;
@@ -2278,7 +2279,7 @@ static int cluster_master(rb_t *rb, const char **err)
         if (r)
             freeReplyObject(r);
         if (c)
-            redisFree(c);
+            rt_redis_free(c);
         if (rc != 0) {
             snprintf(msg, sizeof(msg), "cluster node %s:%d: %s", n.host, n.port, why);
             continue;

@@ -3,8 +3,8 @@
  * Redis URLs (rt_broker.h "Redis URLs"): redis:// for one Redis, redis+sentinel:// for a
  * master found through Redis Sentinel (the form redis-py's URL helpers, RedisVL and Prefect
  * read), rediss:// and rediss+sentinel:// for the same over TLS, redis+cluster:// for the
- * seed nodes of a Redis Cluster, a comma-separated list of them for shards (a cluster URL
- * stands alone).
+ * seed nodes of a Redis Cluster (rediss+cluster:// over TLS), a comma-separated list of
+ * them for shards (a cluster URL stands alone).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +24,21 @@ static const struct scheme {
 };
 #define NSCHEMES (sizeof(schemes) / sizeof(schemes[0]))
 
-/* And the seeds of a Redis Cluster. */
-static const char cluster_scheme[] = "redis+cluster://";
+/* And the seeds of a Redis Cluster, plain or over TLS. */
+static const struct scheme cluster_schemes[] = {
+    {"redis+cluster://", 16, false, false},
+    {"rediss+cluster://", 17, false, true},
+};
+
+/* The cluster scheme text[0..len) starts with, or NULL. */
+static const struct scheme *cluster_scheme_of(const char *text, size_t len)
+{
+    for (size_t i = 0; i < sizeof(cluster_schemes) / sizeof(cluster_schemes[0]); i++)
+        if (len >= cluster_schemes[i].len &&
+            strncmp(text, cluster_schemes[i].prefix, cluster_schemes[i].len) == 0)
+            return &cluster_schemes[i];
+    return NULL;
+}
 
 /* The scheme text[0..len) starts with, or NULL. */
 static const struct scheme *scheme_of(const char *text, size_t len)
@@ -44,7 +57,7 @@ size_t rt_broker_url_len(const char *urls)
 {
     for (const char *p = urls; (p = strchr(p, ',')) != NULL; p++)
         if (scheme_of(p + 1, strnlen(p + 1, schemes[NSCHEMES - 1].len)) != NULL ||
-            strncmp(p + 1, cluster_scheme, sizeof(cluster_scheme) - 1) == 0)
+            cluster_scheme_of(p + 1, strnlen(p + 1, cluster_schemes[1].len)) != NULL)
             return (size_t)(p - urls);
     return strlen(urls);
 }
@@ -270,10 +283,19 @@ static const char *parse_sentinel(char *s, const struct scheme *sc, rt_broker_ur
     return NULL;
 }
 
-/* What follows "redis+cluster://": [[user]:password@]host[:port][,host[:port]...] (seeds;
- * no database: a cluster has only 0). */
-static const char *parse_cluster(char *s, rt_broker_url_t *url, rt_broker_redis_config_t *cfg)
+/* What follows "redis+cluster://" or "rediss+cluster://":
+ * [[user]:password@]host[:port][,host[:port]...] (seeds; no database: a cluster has only 0),
+ * with rediss the TLS parameters after "?". */
+static const char *parse_cluster(char *s, const struct scheme *sc, rt_broker_url_t *url,
+                                 rt_broker_redis_config_t *cfg)
 {
+    char *query = sc->tls ? strchr(s, '?') : NULL;
+    if (query != NULL) {
+        *query++ = '\0';
+        const char *why = parameters(query, sc, cfg);
+        if (why != NULL)
+            return why;
+    }
     char *at = strrchr(s, '@');
     if (at != NULL) {
         const char *why = user_info(s, at, cfg);
@@ -281,8 +303,12 @@ static const char *parse_cluster(char *s, rt_broker_url_t *url, rt_broker_redis_
             return why;
         s = at + 1;
     }
+    if (!sc->tls && strstr(s, "?ssl_") != NULL)
+        return "ssl_ parameters need rediss+cluster://";
     if (strpbrk(s, "/?") != NULL)
-        return "a path or query in a redis+cluster:// URL (a cluster has database 0 only)";
+        return sc->tls ? "a path in a rediss+cluster:// URL (a cluster has database 0 only)"
+                       : "a path or query in a redis+cluster:// URL (a cluster has database 0 "
+                         "only)";
     size_t n = 0;
     for (char *next = s; next != NULL; n++) {
         char *item = next;
@@ -301,27 +327,29 @@ static const char *parse_cluster(char *s, rt_broker_url_t *url, rt_broker_redis_
     return NULL;
 }
 
-/* rt_broker_url_parse() of a redis+cluster:// URL. */
-static int parse_url_cluster(eddy_server_t *srv, const char *text, size_t len, rt_broker_url_t *url,
-                             rt_broker_redis_config_t *cfg)
+/* rt_broker_url_parse() of a redis+cluster:// or rediss+cluster:// URL. */
+static int parse_url_cluster(eddy_server_t *srv, const struct scheme *sc, const char *text,
+                             size_t len, rt_broker_url_t *url, rt_broker_redis_config_t *cfg)
 {
     const char *why = "longer than 1023 bytes";
-    size_t skip = sizeof(cluster_scheme) - 1;
+    size_t skip = sc->len;
     if (len - skip < sizeof(url->buf)) {
         memcpy(url->buf, text + skip, len - skip);
         url->buf[len - skip] = '\0';
         rt_broker_redis_config_t out = *cfg; /* a failure leaves cfg as it was */
         out.sentinel_master = NULL;
-        out.tls = out.tls_insecure = false;
+        out.tls = sc->tls;
+        out.tls_insecure = false;
         out.tls_ca_file = out.tls_cert_file = out.tls_key_file = out.tls_server_name = NULL;
-        if ((why = parse_cluster(url->buf, url, &out)) == NULL) {
+        if ((why = parse_cluster(url->buf, sc, url, &out)) == NULL) {
             *cfg = out;
             return 0;
         }
     }
     eddy_log(srv, EDDY_LOG_ERROR,
              "eddy_rt: bad Redis URL: %s (want "
-             "redis+cluster://[[user]:password@]host[:port][,host[:port]...])",
+             "redis[s]+cluster://[[user]:password@]host[:port][,host[:port]...]; rediss: TLS, "
+             "with ?ssl_ca_certs=, ssl_certfile=, ssl_keyfile=, ssl_servername=, ssl_cert_reqs=)",
              why);
     return EDDY_EINVAL;
 }
@@ -329,15 +357,15 @@ static int parse_url_cluster(eddy_server_t *srv, const char *text, size_t len, r
 int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_broker_url_t *url,
                         rt_broker_redis_config_t *cfg)
 {
-    if (len >= sizeof(cluster_scheme) - 1 &&
-        strncmp(text, cluster_scheme, sizeof(cluster_scheme) - 1) == 0)
-        return parse_url_cluster(srv, text, len, url, cfg);
+    const struct scheme *cluster = cluster_scheme_of(text, len);
+    if (cluster != NULL)
+        return parse_url_cluster(srv, cluster, text, len, url, cfg);
     const char *why;
     const struct scheme *sc = scheme_of(text, len);
     size_t skip = sc != NULL ? sc->len : 0;
     if (sc == NULL) {
-        why = "not redis://, rediss://, redis+sentinel://, rediss+sentinel:// or "
-              "redis+cluster://";
+        why = "not redis://, rediss://, redis+sentinel://, rediss+sentinel://, "
+              "redis+cluster:// or rediss+cluster://";
     } else if (len - skip >= sizeof(url->buf)) {
         why = "longer than 1023 bytes";
     } else {
@@ -361,8 +389,8 @@ int rt_broker_url_parse(eddy_server_t *srv, const char *text, size_t len, rt_bro
              "eddy_rt: bad Redis URL: %s (want redis[s]://[[user]:password@]host[:port][/db], "
              "redis[s]+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]"
              "[?sentinel_username=...&sentinel_password=...] or "
-             "redis+cluster://[[user]:password@]host[:port][,host[:port]...]; rediss: TLS, with "
-             "ssl_ca_certs=, ssl_certfile=, ssl_keyfile=, ssl_servername=, ssl_cert_reqs=)",
+             "redis[s]+cluster://[[user]:password@]host[:port][,host[:port]...]; rediss: TLS, "
+             "with ssl_ca_certs=, ssl_certfile=, ssl_keyfile=, ssl_servername=, ssl_cert_reqs=)",
              why);
     return EDDY_EINVAL;
 }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Redis URLs (rt_broker.h "Redis URLs"): redis://, redis+sentinel://, their TLS forms
- * rediss:// and rediss+sentinel://, and redis+cluster:// parsed into a broker configuration,
- * a list split into its shards' URLs, and every malformed form refused with EDDY_EINVAL and
- * a log line that says why (never the password), leaving the configuration as it was.
+ * rediss:// and rediss+sentinel://, and redis+cluster:// and rediss+cluster:// parsed into a broker
+ * configuration, a list split into its shards' URLs, and every malformed form refused with
+ * EDDY_EINVAL and a log line that says why (never the password), leaving the configuration as it
+ * was.
  */
 
 #include "rt_broker.h"
@@ -169,8 +170,8 @@ static void test_bad_forms(void)
     static const struct {
         const char *url, *why;
     } cases[] = {
-        {"http://secret@x", "not redis://, rediss://, redis+sentinel://, rediss+sentinel:// or "
-                            "redis+cluster://"},
+        {"http://secret@x", "not redis://, rediss://, redis+sentinel://, rediss+sentinel://, "
+                            "redis+cluster:// or rediss+cluster://"},
         {"redis+sentinel:/s1/m", "not redis://, rediss://"},
         {"redisss://secret@x", "not redis://, rediss://"},
         {"redis://:secret@h?ssl_ca_certs=/ca.pem", "ssl_ parameters need rediss://"},
@@ -280,15 +281,20 @@ static void test_cluster_urls(void)
     CHECK(cfg.db == 0 && cfg.sentinel_master == NULL && cfg.nsentinels == 0);
     CHECK_EQ_INT(parse("redis+cluster://h", &url, &cfg), 0);
     CHECK(cfg.ncluster_nodes == 1 && cfg.password == NULL);
-    /* A cluster URL over a TLS configuration: plain (no rediss+cluster yet). */
+    /* A redis+cluster URL over a TLS configuration: plain, the TLS fields cleared. */
     cfg.tls = cfg.tls_insecure = true;
-    cfg.tls_ca_file = "ca.pem";
+    cfg.tls_ca_file = cfg.tls_cert_file = cfg.tls_key_file = cfg.tls_server_name = "x";
     CHECK_EQ_INT(rt_broker_url_parse(srv, "redis+cluster://h", 17, &url, &cfg), 0);
-    CHECK(!cfg.tls && !cfg.tls_insecure && cfg.tls_ca_file == NULL);
+    CHECK(!cfg.tls && !cfg.tls_insecure && cfg.tls_ca_file == NULL && cfg.tls_cert_file == NULL &&
+          cfg.tls_key_file == NULL && cfg.tls_server_name == NULL);
     /* A list: the cluster URL's commas are its seeds'. */
     const char *list = "redis+cluster://a:1,b:2";
     CHECK_EQ_INT(rt_broker_url_len(list), strlen(list));
     list = "redis://x,redis+cluster://a:1,b:2";
+    CHECK_EQ_INT(rt_broker_url_len(list), 9);
+    list = "rediss+cluster://a:1,b:2?ssl_ca_certs=/x";
+    CHECK_EQ_INT(rt_broker_url_len(list), strlen(list));
+    list = "redis://x,rediss+cluster://a:1,b:2";
     CHECK_EQ_INT(rt_broker_url_len(list), 9);
     static const struct {
         const char *url, *why;
@@ -301,6 +307,16 @@ static void test_cluster_urls(void)
         {"redis+cluster://a:0", "a port is not 1-65535"},
         {"redis+cluster://secret:@a", "a user name without a password"},
         {"redis+cluster://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", "more than 16 cluster seeds"},
+        {"redis+cluster://:secret@h?ssl_ca_certs=/ca.pem",
+         "ssl_ parameters need rediss+cluster://"},
+        {"rediss+cluster://:secret@h/0", "a path in a rediss+cluster:// URL"},
+        {"rediss+cluster://:secret@h/0?ssl_ca_certs=/ca.pem", "a path in a rediss+cluster:// URL"},
+        {"rediss+cluster://:secret@h?sentinel_password=secret", "the parameters are ssl_ca_certs="},
+        {"rediss+cluster://:secret@h?ssl_ca_certs=", "the parameters are ssl_ca_certs="},
+        {"rediss+cluster://:secret@h?ssl_keyfile=/k", "ssl_keyfile= without ssl_certfile="},
+        {"rediss+cluster://:secret@h?ssl_cert_reqs=optional", "ssl_cert_reqs= is required"},
+        {"rediss+cluster://:secret@a,,b?ssl_ca_certs=/ca.pem", "a host is empty"},
+        {"rediss+cluster://", "a host is empty"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         rt_broker_redis_config_init(&cfg);
@@ -312,7 +328,41 @@ static void test_cluster_urls(void)
             fprintf(stderr, "%s: logged \"%s\"\n", bad[i].url, last_line);
         CHECK(strstr(last_line, bad[i].why) != NULL && strstr(last_line, "secret") == NULL);
         CHECK(cfg.ncluster_nodes == 0 && cfg.password == NULL && cfg.username == NULL);
+        CHECK(!cfg.tls && cfg.tls_ca_file == NULL);
     }
+}
+
+/* rediss+cluster://: the seeds as redis+cluster:// has them, tls set and the TLS
+ * parameters of rediss:// (percent-decoded) after "?"; without parameters, TLS verified
+ * against the system's store and each host. */
+static void test_tls_cluster_urls(void)
+{
+    rt_broker_url_t url;
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    CHECK_EQ_INT(parse("rediss+cluster://u:p%3Fw@10.0.0.1:7000,[::1]:7002?ssl_ca_certs=/ca%20dir/"
+                       "ca.pem&ssl_certfile=/c.pem&ssl_keyfile=/k.pem&ssl_servername=redis.example",
+                       &url, &cfg),
+                 0);
+    CHECK(cfg.tls && !cfg.tls_insecure);
+    CHECK_EQ_INT(cfg.ncluster_nodes, 2);
+    CHECK(cfg.cluster_nodes == url.cluster_seeds);
+    CHECK(strcmp(cfg.cluster_nodes[0].host, "10.0.0.1") == 0 && cfg.cluster_nodes[0].port == 7000);
+    CHECK(strcmp(cfg.cluster_nodes[1].host, "::1") == 0 && cfg.cluster_nodes[1].port == 7002);
+    CHECK(strcmp(cfg.username, "u") == 0 && strcmp(cfg.password, "p?w") == 0);
+    CHECK(strcmp(cfg.tls_ca_file, "/ca dir/ca.pem") == 0);
+    CHECK(strcmp(cfg.tls_cert_file, "/c.pem") == 0 && strcmp(cfg.tls_key_file, "/k.pem") == 0);
+    CHECK(strcmp(cfg.tls_server_name, "redis.example") == 0);
+    CHECK(cfg.db == 0 && cfg.sentinel_master == NULL && cfg.nsentinels == 0);
+    CHECK_EQ_INT(parse("rediss+cluster://h?ssl_cert_reqs=none", &url, &cfg), 0);
+    CHECK(cfg.tls && cfg.tls_insecure && cfg.ncluster_nodes == 1);
+    CHECK(cfg.tls_ca_file == NULL && cfg.tls_server_name == NULL);
+    /* The configuration's TLS fields do not linger (a URL's parameters are all there is). */
+    cfg.tls_ca_file = cfg.tls_cert_file = "x";
+    const char *plain = "rediss+cluster://h:7000";
+    CHECK_EQ_INT(rt_broker_url_parse(srv, plain, strlen(plain), &url, &cfg), 0);
+    CHECK(cfg.tls && !cfg.tls_insecure && cfg.tls_ca_file == NULL && cfg.tls_cert_file == NULL);
+    CHECK(cfg.password == NULL && cfg.cluster_nodes[0].port == 7000);
 }
 
 /* A broker configuration with bad cluster fields is refused (no thread started). */
@@ -379,6 +429,7 @@ int main(void)
     test_bad_forms();
     test_bad_sentinel_config();
     test_cluster_urls();
+    test_tls_cluster_urls();
     test_bad_cluster_config();
     eddy_server_free(srv);
     return test_report("test_rt_broker_url");
