@@ -2000,12 +2000,13 @@ fail:;
  * Sentinel (the client guidelines of https://redis.io/docs/reference/sentinel-clients/)
  * ------------------------------------------------------------------------------------- */
 
-/* A connection to sentinel s (AUTH done), or NULL with why. */
-static redisContext *sentinel_connect(rb_t *rb, const rt_broker_addr_t *s, char *why,
-                                      size_t why_len)
+/* A connection to a (a sentinel or a cluster node; TLS with rediss, the certificate
+ * checked against a's host) with AUTH done when password is set, or NULL with why. */
+static redisContext *connect_auth(rb_t *rb, const rt_broker_addr_t *a, const char *username,
+                                  const char *password, char *why, size_t why_len)
 {
     struct timeval tv = {rb->cfg.io_timeout_ms / 1000, (rb->cfg.io_timeout_ms % 1000) * 1000};
-    redisContext *c = open_conn(rb, s->host, s->port, tv);
+    redisContext *c = open_conn(rb, a->host, a->port, tv);
     if (!c || c->err) {
         snprintf(why, why_len, "%s", c ? c->errstr : "out of memory");
         if (c)
@@ -2013,8 +2014,8 @@ static redisContext *sentinel_connect(rb_t *rb, const rt_broker_addr_t *s, char 
         return NULL;
     }
     redisSetTimeout(c, tv);
-    if (rb->sentinel_password) {
-        redisReply *r = auth(c, rb->sentinel_username, rb->sentinel_password);
+    if (password) {
+        redisReply *r = auth(c, username, password);
         if (!r || r->type == REDIS_REPLY_ERROR) {
             snprintf(why, why_len, "%s", r ? "AUTH refused" : c->errstr);
             if (r)
@@ -2025,6 +2026,13 @@ static redisContext *sentinel_connect(rb_t *rb, const rt_broker_addr_t *s, char 
         freeReplyObject(r);
     }
     return c;
+}
+
+/* A connection to sentinel s (AUTH done), or NULL with why. */
+static redisContext *sentinel_connect(rb_t *rb, const rt_broker_addr_t *s, char *why,
+                                      size_t why_len)
+{
+    return connect_auth(rb, s, rb->sentinel_username, rb->sentinel_password, why, why_len);
 }
 
 /* One sentinel's answer to SENTINEL get-master-addr-by-name: 0 with the master's address
@@ -2202,33 +2210,6 @@ static bool cluster_redirected(rb_t *rb, const redisReply *r)
     return false;
 }
 
-/* A connection to cluster node n (rediss+cluster: TLS, its certificate checked against
- * n's host) with AUTH done, or NULL with why. */
-static redisContext *cluster_connect(rb_t *rb, const rt_broker_addr_t *n, char *why, size_t why_len)
-{
-    struct timeval tv = {rb->cfg.io_timeout_ms / 1000, (rb->cfg.io_timeout_ms % 1000) * 1000};
-    redisContext *c = open_conn(rb, n->host, n->port, tv);
-    if (!c || c->err) {
-        snprintf(why, why_len, "%s", c ? c->errstr : "out of memory");
-        if (c)
-            rt_redis_free(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    if (rb->password) {
-        redisReply *r = auth(c, rb->username, rb->password);
-        if (!r || r->type == REDIS_REPLY_ERROR) {
-            snprintf(why, why_len, "%s", r ? "AUTH refused" : c->errstr);
-            if (r)
-                freeReplyObject(r);
-            rt_redis_free(c);
-            return NULL;
-        }
-        freeReplyObject(r);
-    }
-    return c;
-}
-
 /* The master serving slot in a CLUSTER SLOTS answer r: 0 with its address (host allocated),
  * else -1. */
 static int cluster_slot_owner(const redisReply *r, int slot, const char *asked, char **host,
@@ -2266,7 +2247,7 @@ static int cluster_master(rb_t *rb, const char **err)
     char why[128] = "";
     for (size_t i = 0; i < rb->cfg.ncluster_nodes && !atomic_load(&rb->stop); i++) {
         rt_broker_addr_t n = rb->cluster_nodes[i];
-        redisContext *c = cluster_connect(rb, &n, why, sizeof(why));
+        redisContext *c = connect_auth(rb, &n, rb->username, rb->password, why, sizeof(why));
         redisReply *r = c ? rt_redis_command(c, "CLUSTER SLOTS") : NULL;
         char *host = NULL;
         int port = 0;

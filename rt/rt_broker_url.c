@@ -150,30 +150,39 @@ static const char *database(const char *s, int *db)
 
 static const char *parameters(char *query, const struct scheme *sc, rt_broker_redis_config_t *cfg);
 
-/* What follows "redis://" or "rediss://". */
-static const char *parse_redis(char *s, const struct scheme *sc, rt_broker_redis_config_t *cfg)
+/* The start of a URL after its scheme, *s: with TLS its parameters after the first "?"
+ * (cut off), then its user information before the last "@" (skipped: *s moves past it). */
+static const char *query_and_user(char **s, const struct scheme *sc, rt_broker_redis_config_t *cfg)
 {
-    char *query = sc->tls ? strchr(s, '?') : NULL;
+    char *query = sc->tls ? strchr(*s, '?') : NULL;
     if (query != NULL) {
         *query++ = '\0';
         const char *why = parameters(query, sc, cfg);
         if (why != NULL)
             return why;
     }
-    char *at = strrchr(s, '@');
+    char *at = strrchr(*s, '@');
     if (at != NULL) {
-        const char *why = user_info(s, at, cfg);
+        const char *why = user_info(*s, at, cfg);
         if (why != NULL)
             return why;
-        s = at + 1;
+        *s = at + 1;
     }
+    return NULL;
+}
+
+/* What follows "redis://" or "rediss://". */
+static const char *parse_redis(char *s, const struct scheme *sc, rt_broker_redis_config_t *cfg)
+{
+    const char *why = query_and_user(&s, sc, cfg);
+    if (why != NULL)
+        return why;
     if (!sc->tls && strstr(s, "?ssl_") != NULL)
         return "ssl_ parameters need rediss://";
     char *slash = strchr(s, '/');
     if (slash != NULL) {
         *slash = '\0';
-        const char *why = database(slash + 1, &cfg->db);
-        if (why != NULL)
+        if ((why = database(slash + 1, &cfg->db)) != NULL)
             return why;
     }
     if (strchr(s, ',') != NULL)
@@ -289,20 +298,9 @@ static const char *parse_sentinel(char *s, const struct scheme *sc, rt_broker_ur
 static const char *parse_cluster(char *s, const struct scheme *sc, rt_broker_url_t *url,
                                  rt_broker_redis_config_t *cfg)
 {
-    char *query = sc->tls ? strchr(s, '?') : NULL;
-    if (query != NULL) {
-        *query++ = '\0';
-        const char *why = parameters(query, sc, cfg);
-        if (why != NULL)
-            return why;
-    }
-    char *at = strrchr(s, '@');
-    if (at != NULL) {
-        const char *why = user_info(s, at, cfg);
-        if (why != NULL)
-            return why;
-        s = at + 1;
-    }
+    const char *why = query_and_user(&s, sc, cfg);
+    if (why != NULL)
+        return why;
     if (!sc->tls && strstr(s, "?ssl_") != NULL)
         return "ssl_ parameters need rediss+cluster://";
     if (strpbrk(s, "/?") != NULL)
@@ -316,8 +314,7 @@ static const char *parse_cluster(char *s, const struct scheme *sc, rt_broker_url
             *next++ = '\0';
         if (n == RT_BROKER_CLUSTER_SEEDS_MAX)
             return "more than 16 cluster seeds";
-        const char *why =
-            host_port(item, REDIS_PORT, &url->cluster_seeds[n].host, &url->cluster_seeds[n].port);
+        why = host_port(item, REDIS_PORT, &url->cluster_seeds[n].host, &url->cluster_seeds[n].port);
         if (why != NULL)
             return why;
     }
