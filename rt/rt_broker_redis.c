@@ -1996,6 +1996,28 @@ fail:;
     return NULL;
 }
 
+/* The master is host:port (host allocated, taken over), as who (a sentinel, a cluster node)
+ * said: a new address replaces the known one, logged and, when one was known, counted as a
+ * master switch. */
+static void master_found(rb_t *rb, char *host, int port, const char *who)
+{
+    if (rb->master_known && strcmp(host, rb->host) == 0 && port == rb->cfg.port) {
+        free(host);
+        return;
+    }
+    if (rb->master_known) {
+        atomic_fetch_add(&rb->master_switches, 1);
+        eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE, "rt_broker: %s moved from %s:%d to %s:%d", who,
+                 rb->host, rb->cfg.port, host, port);
+    } else {
+        eddy_log(rb->cfg.srv, EDDY_LOG_INFO, "rt_broker: %s is %s:%d", who, host, port);
+    }
+    free(rb->host);
+    rb->host = host;
+    rb->cfg.port = port;
+    rb->master_known = true;
+}
+
 /* ---------------------------------------------------------------------------------------
  * Sentinel (the client guidelines of https://redis.io/docs/reference/sentinel-clients/)
  * ------------------------------------------------------------------------------------- */
@@ -2128,23 +2150,10 @@ static int sentinel_master(rb_t *rb, const char **err)
         }
         rb->sentinels[i] = rb->sentinels[0];
         rb->sentinels[0] = s;
-        if (rb->master_known && strcmp(host, rb->host) == 0 && port == rb->cfg.port) {
-            free(host);
-            return 0;
-        }
-        if (rb->master_known) {
-            atomic_fetch_add(&rb->master_switches, 1);
-            eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
-                     "rt_broker: sentinel %s:%d: master %s moved from %s:%d to %s:%d", s.host,
-                     s.port, rb->sentinel_master, rb->host, rb->cfg.port, host, port);
-        } else {
-            eddy_log(rb->cfg.srv, EDDY_LOG_INFO, "rt_broker: sentinel %s:%d: master %s is %s:%d",
-                     s.host, s.port, rb->sentinel_master, host, port);
-        }
-        free(rb->host);
-        rb->host = host;
-        rb->cfg.port = port;
-        rb->master_known = true;
+        char who[256];
+        snprintf(who, sizeof(who), "sentinel %s:%d: master %s", s.host, s.port,
+                 rb->sentinel_master);
+        master_found(rb, host, port, who);
         return 0;
     }
     if (atomic_load(&rb->stop))
@@ -2267,20 +2276,10 @@ static int cluster_master(rb_t *rb, const char **err)
         }
         rb->cluster_nodes[i] = rb->cluster_nodes[0];
         rb->cluster_nodes[0] = n;
-        if (rb->master_known && strcmp(host, rb->host) == 0 && port == rb->cfg.port) {
-            free(host);
-            return 0;
-        }
-        if (rb->master_known) {
-            atomic_fetch_add(&rb->master_switches, 1);
-            eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
-                     "rt_broker: cluster node %s:%d: slot %d moved from %s:%d to %s:%d", n.host,
-                     n.port, rb->cfg.cluster_slot, rb->host, rb->cfg.port, host, port);
-        }
-        free(rb->host);
-        rb->host = host;
-        rb->cfg.port = port;
-        rb->master_known = true;
+        char who[256];
+        snprintf(who, sizeof(who), "cluster node %s:%d: slot %d", n.host, n.port,
+                 rb->cfg.cluster_slot);
+        master_found(rb, host, port, who);
         return 0;
     }
     if (atomic_load(&rb->stop))

@@ -25,7 +25,8 @@ from sioserver import SioServer
 from test_daemon_realtime import Daemon
 from test_scaleout import clients, emitter_publish  # noqa: F401 (fixture)
 from test_scaleout_sentinel import answers, command, crosses_again, two_sided_room
-from test_scaleout_shard import (NAMESPACES, config_check_urls, connect_in, member_and_sender,
+from test_scaleout_shard import (NAMESPACES, config_check_urls, connect_in, cross_in_order,
+                                 member_and_sender,
                                  recovers_on)
 from test_scaleout_presence import members, node_conf, poll
 from test_daemon_realtime import Clients as DaemonClients, token
@@ -181,13 +182,7 @@ def test_broadcasts_cross_on_the_owning_master_and_recover(  # noqa: F811
     watch = {p: (monitor(p, tmp_path / f"monitor-{p}"), tmp_path / f"monitor-{p}")
              for p in redis_cluster.masters()}
     time.sleep(0.3)  # MONITOR is on before the broadcasts
-    for nsp, (_, member, sender) in members.items():
-        for k in range(10):
-            clients.emit(sender, "to-room", "r", {"seq": k})
-    for nsp, (_, member, _) in members.items():
-        got = clients.room_messages(member, 10)
-        assert [s for s, _ in got] == list(range(10)), nsp
-        clients.nothing_more(member, 0.1)
+    cross_in_order(clients, members)
     time.sleep(0.3)
     seen = {}
     for port, (proc, path) in watch.items():
@@ -268,6 +263,14 @@ def test_presence_answers_for_every_node(tmp_path, redis_cluster):
         b.stop()
 
 
+def refused_at_start(url, why):
+    """examples/socketio --redis url exits at start, saying why."""
+    proc = subprocess.run([os.path.join(BUILD, "examples", "socketio"), "--port",
+                           str(free_port()), "--redis", url],
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode != 0 and why in proc.stdout + proc.stderr, url
+
+
 def test_cluster_urls_checked(tmp_path):
     """The daemon's config check accepts redis+cluster:// with its seeds; the layer refuses
     one in a list of shards, or with a database, at start (examples/socketio exits, logged)."""
@@ -276,10 +279,7 @@ def test_cluster_urls_checked(tmp_path):
                                  ("redis+cluster://", False)])
     for url, why in [("redis+cluster://127.0.0.1:1,redis://127.0.0.1:2", "stands alone"),
                      ("redis+cluster://127.0.0.1:1/1", "a path or query")]:
-        proc = subprocess.run([os.path.join(BUILD, "examples", "socketio"), "--port",
-                               str(free_port()), "--redis", url],
-                              capture_output=True, text=True, timeout=TIMEOUT)
-        assert proc.returncode != 0 and why in proc.stdout + proc.stderr, url
+        refused_at_start(url, why)
 
 
 def test_master_killed_replica_promoted_broadcasts_cross_and_recover(  # noqa: F811

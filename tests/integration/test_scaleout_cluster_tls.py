@@ -17,8 +17,8 @@ import pytest
 from eddyserver import BUILD, TIMEOUT, free_port, stop_all, wait_for
 from sioserver import SioServer
 from test_scaleout import clients, pytestmark  # noqa: F401 (fixture, skip mark)
-from test_scaleout_cluster import cluster_ports, slot_of
-from test_scaleout_shard import NAMESPACES, config_check_urls, member_and_sender
+from test_scaleout_cluster import cluster_ports, refused_at_start, slot_of
+from test_scaleout_shard import NAMESPACES, config_check_urls, cross_in_order, member_and_sender
 from test_scaleout_tls import answers, certs  # noqa: F401 (fixture)
 
 
@@ -117,13 +117,7 @@ def test_broadcasts_cross_on_every_master_over_tls(tls_cluster, certs, nodes,  #
         for port in masters:
             n.wait_log(rf"connected to Redis 127\.0\.0\.1:{port} \(slot \d+\)")
     members = {nsp: member_and_sender(clients, a, b, nsp, i) for i, nsp in enumerate(NAMESPACES)}
-    for nsp, (_, member, sender) in members.items():
-        for k in range(10):
-            clients.emit(sender, "to-room", "r", {"seq": k})
-    for nsp, (_, member, _) in members.items():
-        got = clients.room_messages(member, 10)
-        assert [s for s, _ in got] == list(range(10)), nsp
-        clients.nothing_more(member, 0.1)
+    cross_in_order(clients, members)
     for nsp, owner in owners.items():
         assert answers(owner, certs, "EXISTS", f"eddy:{{{nsp}}}:pos") == 1, (nsp, owner)
     assert all(n.proc.poll() is None for n in (a, b))
@@ -156,7 +150,4 @@ def test_tls_cluster_urls_checked(tmp_path):
                                  ("rediss+cluster://", False)])
     for url, why in [("rediss+cluster://127.0.0.1:1/1", "a path in a rediss+cluster"),
                      ("redis+cluster://127.0.0.1:1?ssl_ca_certs=/x", "need rediss+cluster")]:
-        proc = subprocess.run([os.path.join(BUILD, "examples", "socketio"), "--port",
-                               str(free_port()), "--redis", url],
-                              capture_output=True, text=True, timeout=TIMEOUT)
-        assert proc.returncode != 0 and why in proc.stdout + proc.stderr, url
+        refused_at_start(url, why)

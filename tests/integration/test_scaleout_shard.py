@@ -123,6 +123,18 @@ def member_and_sender(clients, a, b, nsp, tag):
     return first, member, sender
 
 
+def cross_in_order(clients, members):
+    """Each namespace's sender (members: nsp -> (first, member, sender)) emits 0-9 to the room
+    r: its member gets exactly those, in order."""
+    for nsp, (_, member, sender) in members.items():
+        for k in range(10):
+            clients.emit(sender, "to-room", "r", {"seq": k})
+    for nsp, (_, member, _) in members.items():
+        got = clients.room_messages(member, 10)
+        assert [s for s, _ in got] == list(range(10)), nsp
+        clients.nothing_more(member, 0.1)
+
+
 def recovers_on(clients, node, member_of_nsp, nsp):
     """The member (first, member, sender) of nsp drops its transport; its sender emits 10-14
     to the room r; the member connects again to node with its pid and offset: the same
@@ -152,13 +164,7 @@ def test_namespaces_spread_over_two_redis_broadcast_and_recover(shards, nodes, c
     members = {}
     for i, nsp in enumerate(NAMESPACES):
         members[nsp] = member_and_sender(clients, a, b, nsp, i)
-    for nsp, (_, member, sender) in members.items():
-        for k in range(10):
-            clients.emit(sender, "to-room", "r", {"seq": k})
-    for nsp, (_, member, _) in members.items():
-        got = clients.room_messages(member, 10)
-        assert [s for s, _ in got] == list(range(10)), nsp
-        clients.nothing_more(member, 0.1)
+    cross_in_order(clients, members)
     held = [r0.keys("eddy:{*}:pos"), r1.keys("eddy:{*}:pos")]
     for nsp, owner in zip(NAMESPACES, owners):
         key = f"eddy:{{{nsp}}}:pos"
