@@ -106,15 +106,30 @@ def test_idle_node_sends_one_pipelined_heartbeat_per_second(cluster, redis, clie
     assert read <= beats + 3 + 2 * 2, (read, beats)
 
 
-def sender_and_member(cluster, clients):
-    """Two nodes: "member" on the second in room r, "sender" on the first, its broadcasts
-    seen to reach the member. Returns the nodes."""
+def busy_sender(cluster, redis, clients, seconds):
+    """Two nodes, "member" on the second in room r, "sender" on the first emitting to r 20
+    times a second for seconds under MONITOR (each broadcast arrives, in order): MONITOR's
+    commands by client, and the one client that published to a room (the sender's node)."""
     a, b = cluster(2)
     clients.connect("member", b)
     assert clients.ack("member", "join", "r") == ["joined"]
     clients.connect("sender", a)
     clients.probe("sender", ["member"])
-    return a, b
+    mon = Monitor(redis)
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline:
+        clients.emit("sender", "to-room", "r", {"seq": i})
+        i += 1
+        time.sleep(0.05)
+    seen = mon.stop()
+    assert [s for s, _ in clients.room_messages("member", i)] == list(range(i))
+    top = by_client(seen)
+    sender = [calls for calls in top.values()
+              if any(w[0].upper() == "PUBLISH" and not w[1].startswith("eddy:node:")
+                     for _, w in calls)]
+    assert len(sender) == 1, top
+    return top, sender
 
 
 def test_busy_node_heartbeat_rides_along_its_publishes(cluster, redis, clients):
@@ -123,22 +138,7 @@ def test_busy_node_heartbeat_rides_along_its_publishes(cluster, redis, clients):
     heartbeat's TIME comes right after a broadcast's PUBLISH of the same client, within
     2 ms: one read for Redis); a heartbeat on its own timer would follow a publish that
     closely about once in 25. The idle node still beats on its own."""
-    a, b = sender_and_member(cluster, clients)
-    mon = Monitor(redis)
-    deadline = time.monotonic() + WINDOW
-    i = 0
-    while time.monotonic() < deadline:
-        clients.emit("sender", "to-room", "r", {"seq": i})
-        i += 1
-        time.sleep(0.05)
-    seen = mon.stop()
-    got = [s for s, _ in clients.room_messages("member", i)]
-    assert got == list(range(i))
-    top = by_client(seen)
-    sender = [calls for calls in top.values()
-              if any(w[0].upper() == "PUBLISH" and not w[1].startswith("eddy:node:")
-                     for _, w in calls)]
-    assert len(sender) == 1, top
+    top, sender = busy_sender(cluster, redis, clients, WINDOW)
     calls = sender[0]
     beats = [k for k, (_, w) in enumerate(calls) if w[0].upper() == "TIME"]
     assert len(beats) >= 2, calls
@@ -157,21 +157,7 @@ def test_busy_node_beats_once_a_second(cluster, redis, clients):
     early with a publish, still come once a second on average (mean interval 0.9-1.1 s).
     When a beat sent early set the next one a period after it was sent rather than after it
     was due, a busy node beat every 0.75-0.8 s: a third more lease commands for Redis."""
-    a, b = sender_and_member(cluster, clients)
-    mon = Monitor(redis)
-    deadline = time.monotonic() + 5.0
-    i = 0
-    while time.monotonic() < deadline:
-        clients.emit("sender", "to-room", "r", {"seq": i})
-        i += 1
-        time.sleep(0.05)
-    seen = mon.stop()
-    assert [s for s, _ in clients.room_messages("member", i)] == list(range(i))
-    top = by_client(seen)
-    sender = [calls for calls in top.values()
-              if any(w[0].upper() == "PUBLISH" and not w[1].startswith("eddy:node:")
-                     for _, w in calls)]
-    assert len(sender) == 1, top
+    top, sender = busy_sender(cluster, redis, clients, 5.0)
     beats = [t for t, w in sender[0] if w[0].upper() == "TIME"]
     assert len(beats) >= 4, beats
     mean = (beats[-1] - beats[0]) / (len(beats) - 1)
