@@ -282,6 +282,14 @@ def test_cluster_urls_checked(tmp_path):
         refused_at_start(url, why)
 
 
+def master_and_replica(rc, nsp):
+    """The ports of the master of nsp's slot and of its replica, once every master's replica
+    is listed."""
+    owner = rc.master_of(nsp)
+    wait_for(lambda: all(rs for _, _, _, rs in rc.slots()), "every master's replica listed")
+    return owner, next(r for _, _, m, rs in rc.slots() if m == owner for r in rs)
+
+
 def test_master_killed_replica_promoted_broadcasts_cross_and_recover(  # noqa: F811
         tmp_path, clients):
     """3 masters with a replica each, recovery on; kill -9 of the master of "/": the
@@ -294,9 +302,7 @@ def test_master_killed_replica_promoted_broadcasts_cross_and_recover(  # noqa: F
     rc = RedisCluster(tmp_path, masters=3, replicas=1)
     running = []
     try:
-        owner = rc.master_of("/")
-        wait_for(lambda: all(rs for _, _, _, rs in rc.slots()), "every master's replica listed")
-        replica = next(r for _, _, m, rs in rc.slots() if m == owner for r in rs)
+        owner, replica = master_and_replica(rc, "/")
         a, b = running = [SioServer("eddy", ("--redis", rc.url(6), "--recovery", "60000"))
                           for _ in range(2)]
         first = {}
@@ -370,9 +376,7 @@ def test_manual_failover_followed_through_moved(tmp_path, clients):  # noqa: F81
     rc = RedisCluster(tmp_path, masters=3, replicas=1)
     running = []
     try:
-        owner = rc.master_of("/")
-        wait_for(lambda: all(rs for _, _, _, rs in rc.slots()), "every master's replica listed")
-        replica = next(r for _, _, m, rs in rc.slots() if m == owner for r in rs)
+        owner, replica = master_and_replica(rc, "/")
         wait_for(lambda: "master_link_status:up" in command(replica, "INFO", "replication"),
                  "the replica to sync")
         a, b = running = [SioServer("eddy", ("--redis", rc.url(6))) for _ in range(2)]
