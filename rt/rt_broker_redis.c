@@ -2307,6 +2307,25 @@ static bool cluster_ok(const rt_broker_redis_config_t *cfg)
     return true;
 }
 
+/* A copy of addrs[0..n) in one block (the array, then their hosts), or NULL. */
+static rt_broker_addr_t *addrs_copy(const rt_broker_addr_t *addrs, size_t n)
+{
+    size_t size = n * sizeof(*addrs);
+    for (size_t i = 0; i < n; i++)
+        size += strlen(addrs[i].host) + 1;
+    rt_broker_addr_t *copy = malloc(size ? size : 1);
+    if (!copy)
+        return NULL;
+    char *text = (char *)(copy + n);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(addrs[i].host) + 1;
+        memcpy(text, addrs[i].host, len);
+        copy[i] = (rt_broker_addr_t){text, addrs[i].port};
+        text += len;
+    }
+    return copy;
+}
+
 /* The names and verbs of cfg's engine (see rb_t), and in a cluster a copy of its nodes (one
  * allocation: the array, then their hosts). -1: out of memory. */
 static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
@@ -2329,19 +2348,9 @@ static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
         rb->publish_script[head + 1] = 'S';
         memcpy(rb->publish_script + head + 2, at + 1, sizeof(lua_publish) - head - 1);
     }
-    size_t n = cfg->ncluster_nodes, size = n * sizeof(rt_broker_addr_t);
-    for (size_t i = 0; i < n; i++)
-        size += strlen(cfg->cluster_nodes[i].host) + 1;
-    rb->cluster_nodes = malloc(size);
+    rb->cluster_nodes = addrs_copy(cfg->cluster_nodes, cfg->ncluster_nodes);
     if (!rb->node_prefix || !rb->publish_script || !rb->cluster_nodes)
         return -1;
-    char *text = (char *)(rb->cluster_nodes + n);
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(cfg->cluster_nodes[i].host) + 1;
-        memcpy(text, cfg->cluster_nodes[i].host, len);
-        rb->cluster_nodes[i] = (rt_broker_addr_t){text, cfg->cluster_nodes[i].port};
-        text += len;
-    }
     rb->cfg.cluster_nodes = rb->cluster_nodes;
     rb->cfg.cluster_tag = NULL; /* not kept: node_prefix is */
     rb->cfg.session_tag = NULL;
@@ -3837,22 +3846,12 @@ static bool sentinels_ok(const rt_broker_redis_config_t *cfg)
 /* Copies the sentinels of cfg into rb (one allocation: the array, then their hosts). */
 static int sentinels_copy(rb_t *rb, const rt_broker_redis_config_t *cfg)
 {
-    size_t n = cfg->nsentinels, size = n * sizeof(rt_broker_addr_t);
-    for (size_t i = 0; i < n; i++)
-        size += strlen(cfg->sentinels[i].host) + 1;
     rb->sentinel_master = strdup(cfg->sentinel_master);
     rb->sentinel_password = cfg->sentinel_password ? strdup(cfg->sentinel_password) : NULL;
-    rb->sentinels = malloc(size);
+    rb->sentinels = addrs_copy(cfg->sentinels, cfg->nsentinels);
     if (!rb->sentinel_master || (cfg->sentinel_password && !rb->sentinel_password) ||
         !rb->sentinels)
         return -1;
-    char *text = (char *)(rb->sentinels + n);
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(cfg->sentinels[i].host) + 1;
-        memcpy(text, cfg->sentinels[i].host, len);
-        rb->sentinels[i] = (rt_broker_addr_t){text, cfg->sentinels[i].port};
-        text += len;
-    }
     rb->cfg.sentinel_master = rb->sentinel_master;
     rb->cfg.sentinel_password = rb->sentinel_password;
     rb->cfg.sentinels = rb->sentinels;
