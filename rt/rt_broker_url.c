@@ -89,6 +89,28 @@ static const char *host_port(char *s, int default_port, const char **host, int *
     return NULL;
 }
 
+/* host_list()'s answer for a list longer than max. */
+static const char too_many[] = "too many hosts";
+
+/* The comma-separated host[:port] list s (in place) into out[0..*n), at most max: NULL, or
+ * what is wrong (too_many for more than max). */
+static const char *host_list(char *s, int default_port, rt_broker_addr_t *out, size_t max,
+                             size_t *n)
+{
+    *n = 0;
+    for (char *next = s; next != NULL; (*n)++) {
+        char *item = next;
+        if ((next = strchr(item, ',')) != NULL)
+            *next++ = '\0';
+        if (*n == max)
+            return too_many;
+        const char *why = host_port(item, default_port, &out[*n].host, &out[*n].port);
+        if (why != NULL)
+            return why;
+    }
+    return NULL;
+}
+
 /* Percent-decodes s in place (RFC 3986 2.1), so that a user name, password or parameter
  * can hold the bytes that delimit a URL (%40 is "@", %3F "?", %2F "/", %25 "%"). NULL, or
  * what is wrong. */
@@ -273,18 +295,10 @@ static const char *parse_sentinel(char *s, const struct scheme *sc, rt_broker_ur
     if (mlen > MASTER_MAX || strspn(master, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                             "0123456789_-.:") != mlen)
         return "the master name is not 1-64 of A-Z a-z 0-9 _ - . :";
-    size_t n = 0;
-    for (char *next = s; next != NULL; n++) {
-        char *item = next;
-        if ((next = strchr(item, ',')) != NULL)
-            *next++ = '\0';
-        if (n == RT_BROKER_SENTINELS_MAX)
-            return "more than 16 sentinels";
-        const char *why =
-            host_port(item, SENTINEL_PORT, &url->sentinels[n].host, &url->sentinels[n].port);
-        if (why != NULL)
-            return why;
-    }
+    size_t n;
+    const char *why = host_list(s, SENTINEL_PORT, url->sentinels, RT_BROKER_SENTINELS_MAX, &n);
+    if (why != NULL)
+        return why != too_many ? why : "more than 16 sentinels";
     cfg->sentinel_master = master;
     cfg->sentinels = url->sentinels;
     cfg->nsentinels = n;
@@ -307,17 +321,10 @@ static const char *parse_cluster(char *s, const struct scheme *sc, rt_broker_url
         return sc->tls ? "a path in a rediss+cluster:// URL (a cluster has database 0 only)"
                        : "a path or query in a redis+cluster:// URL (a cluster has database 0 "
                          "only)";
-    size_t n = 0;
-    for (char *next = s; next != NULL; n++) {
-        char *item = next;
-        if ((next = strchr(item, ',')) != NULL)
-            *next++ = '\0';
-        if (n == RT_BROKER_CLUSTER_SEEDS_MAX)
-            return "more than 16 cluster seeds";
-        why = host_port(item, REDIS_PORT, &url->cluster_seeds[n].host, &url->cluster_seeds[n].port);
-        if (why != NULL)
-            return why;
-    }
+    size_t n;
+    why = host_list(s, REDIS_PORT, url->cluster_seeds, RT_BROKER_CLUSTER_SEEDS_MAX, &n);
+    if (why != NULL)
+        return why != too_many ? why : "more than 16 cluster seeds";
     cfg->cluster_nodes = url->cluster_seeds;
     cfg->ncluster_nodes = n;
     cfg->db = 0;
