@@ -22,6 +22,7 @@
 #include "eddy.h"
 #include "test.h"
 #include "test_server.h"
+#include "wait_for.h"
 
 /* Lines of path that contain needle. */
 static int count_lines(const char *path, const char *needle)
@@ -145,10 +146,7 @@ static void test_logs_on_a_full_disk(void)
     CHECK(count_lines(logs, "lines were lost while writes failed (No space left on device)") == 1);
     CHECK(test_http_answered(eddy_server_port(test_server)));
     snprintf(want, sizeof(want), "\tWARNING\tthe http_access_log %s is written again: ", logs);
-    for (int waited_ms = 0; waited_ms < 3000 && number_after(logs, want) < 0; waited_ms += 5) {
-        struct timespec ms = {.tv_nsec = 5000000L};
-        nanosleep(&ms, NULL);
-    }
+    WAIT_FOR(number_after(logs, want) >= 0, 3000);
     CHECK_EQ_INT(number_after(logs, want), 6);
     CHECK_EQ_INT(count_lines(logs, "\"GET / HTTP/1.1\" "), 1);
     /* Counters never go back; nothing more was lost, nothing more told. */
@@ -209,10 +207,7 @@ static void test_reopen_after_failure(void)
     CHECK(test_http_answered(eddy_server_port(test_server)));
     snprintf(want, sizeof(want),
              "\tWARNING\tthe http_access_log %s is written again: ", access_path);
-    for (int waited_ms = 0; waited_ms < 3000 && number_after(log_path, want) < 0; waited_ms += 5) {
-        struct timespec ms = {.tv_nsec = 5000000L};
-        nanosleep(&ms, NULL);
-    }
+    WAIT_FOR(number_after(log_path, want) >= 0, 3000);
     CHECK_EQ_INT(number_after(log_path, want), 3);
     CHECK_EQ_INT(count_lines(access_path, "\"GET / HTTP/1.1\" "), 1);
     CHECK_EQ_INT(stats().access_log_lines_lost_total, 3);
