@@ -29,24 +29,39 @@ def openssl(tmp, *args):
                    timeout=TIMEOUT)
 
 
-@pytest.fixture
-def certs(tmp_path):
+EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def issue(tmp, name, san=None):
+    """name.key and name.pem, signed by tmp's ca.pem (subjectAltName san, if any)."""
+    ext = []
+    if san is not None:
+        (tmp / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        ext = ["-extfile", f"{name}.ext"]
+    openssl(tmp, "req", *EC, "-subj", f"/CN=eddy test {name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr")
+    openssl(tmp, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", *ext, "-out", f"{name}.pem")
+
+
+def make_certs(tmp):
     """CA, server (127.0.0.1, localhost) and client certificates, and a CA that signed
-    neither: {name: path}."""
+    neither, in tmp: {name: path}."""
     if shutil.which("openssl") is None:
         pytest.fail("openssl is needed (Debian package openssl)")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for ca in ("ca", "other_ca"):
-        openssl(tmp_path, "req", "-x509", *ec, "-days", "1", "-subj", f"/CN=eddy test {ca}",
+        openssl(tmp, "req", "-x509", *EC, "-days", "1", "-subj", f"/CN=eddy test {ca}",
                 "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
-    (tmp_path / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name, ext in (("server", ["-extfile", "server.ext"]), ("client", [])):
-        openssl(tmp_path, "req", *ec, "-subj", f"/CN=eddy test {name}", "-keyout",
-                f"{name}.key", "-out", f"{name}.csr")
-        openssl(tmp_path, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey",
-                "ca.key", "-CAcreateserial", "-days", "1", *ext, "-out", f"{name}.pem")
-    return {name: str(tmp_path / name) for name in (
+    issue(tmp, "server", "IP:127.0.0.1,DNS:localhost")
+    issue(tmp, "client")
+    return {name: str(tmp / name) for name in (
         "ca.pem", "other_ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+@pytest.fixture
+def certs(tmp_path):
+    """make_certs() in the test's tmp dir."""
+    return make_certs(tmp_path)
 
 
 def command(port, certs, *args):
