@@ -74,15 +74,17 @@ static int addr_index(topology_t *t, rt_broker_addr_t *list, size_t *n, size_t m
     return (int)(*n)++;
 }
 
-/* A node's address in a CLUSTER SLOTS entry ([host, port, id, ...]; an empty host is the
- * node answering, asked). */
+/* A node's address in a CLUSTER SLOTS entry ([host, port, id, ...]; an empty host, or
+ * none (NULL: cluster-preferred-endpoint-type unknown-endpoint), is the host asked). */
 static bool node_addr(const redisReply *n, const char *asked, const char **host, int *port)
 {
     if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 ||
-        n->element[0]->type != REDIS_REPLY_STRING || n->element[1]->type != REDIS_REPLY_INTEGER ||
-        n->element[1]->integer <= 0 || n->element[1]->integer > 65535)
+        (n->element[0]->type != REDIS_REPLY_STRING && n->element[0]->type != REDIS_REPLY_NIL) ||
+        n->element[1]->type != REDIS_REPLY_INTEGER || n->element[1]->integer <= 0 ||
+        n->element[1]->integer > 65535)
         return false;
-    *host = n->element[0]->len ? n->element[0]->str : asked;
+    *host = n->element[0]->type == REDIS_REPLY_STRING && n->element[0]->len ? n->element[0]->str
+                                                                            : asked;
     *port = (int)n->element[1]->integer;
     return true;
 }

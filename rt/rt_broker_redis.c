@@ -2235,12 +2235,15 @@ static int cluster_slot_owner(const redisReply *r, int slot, const char *asked, 
         if (slot < e->element[0]->integer || slot > e->element[1]->integer)
             continue;
         const redisReply *m = e->element[2];
-        if (m->elements < 2 || m->element[0]->type != REDIS_REPLY_STRING ||
+        if (m->elements < 2 ||
+            (m->element[0]->type != REDIS_REPLY_STRING && m->element[0]->type != REDIS_REPLY_NIL) ||
             m->element[1]->type != REDIS_REPLY_INTEGER || m->element[1]->integer <= 0 ||
             m->element[1]->integer > 65535)
             return -1;
-        /* An empty host: the node answering (it does not know its own address). */
-        *host = strdup(m->element[0]->len ? m->element[0]->str : asked);
+        /* An empty host (the node answering does not know its own address) or none (NULL:
+         * cluster-preferred-endpoint-type unknown-endpoint): the host asked. */
+        bool named = m->element[0]->type == REDIS_REPLY_STRING && m->element[0]->len > 0;
+        *host = strdup(named ? m->element[0]->str : asked);
         *port = (int)m->element[1]->integer;
         return *host ? 0 : -1;
     }

@@ -271,7 +271,9 @@ def test_masters_certificates_checked_against_the_announced_address(tls_cluster,
     is never connected. ssl_servername=localhost names the certificate of every connection,
     seeds written 127.0.0.1 and masters alike: accepted. Once the cluster announces its
     nodes by host name (cluster-announce-hostname localhost, preferred endpoint hostname),
-    the masters' certificates match what CLUSTER SLOTS names: accepted."""
+    the masters' certificates match what CLUSTER SLOTS names: accepted. With no endpoint
+    (unknown-endpoint: NULL, "the endpoint you asked") the masters are reached at the seed's
+    name, localhost, their certificates checked against it: accepted."""
     tls_cluster.config_set("tls-cert-file", certs["localhost.pem"],
                            "tls-key-file", certs["localhost.key"])
     try:
@@ -295,6 +297,14 @@ def test_masters_certificates_checked_against_the_announced_address(tls_cluster,
         for p in masters:
             by_name.wait_log(rf"connected to Redis localhost:{p} \(slot \d+\)")
         assert not any("certificate verify failed" in line for line in by_name.log_lines)
+
+        # No endpoint (NULL): each node is reached at the endpoint asked, the seed's name.
+        tls_cluster.config_set("cluster-preferred-endpoint-type", "unknown-endpoint")
+        wait_for(lambda: all({m for _, _, m, _, _ in tls_cluster.slots(p)} == {None}
+                             for p in masters), "CLUSTER SLOTS to name no endpoint")
+        [by_seed] = nodes(by_seed_name, 1)
+        for p in masters:
+            by_seed.wait_log(rf"connected to Redis localhost:{p} \(slot \d+\)")
     finally:
         tls_cluster.config_set("tls-cert-file", certs["server.pem"],
                                "tls-key-file", certs["server.key"],
