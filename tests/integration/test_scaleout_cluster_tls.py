@@ -6,7 +6,8 @@ replica each joined by `redis-cli --tls --cluster create --cluster-replicas 1`,
 certificates from test_scaleout_tls's throwaway CA (SAN IP:127.0.0.1, DNS:localhost). No
 node has a plain port, so the topology read, the slot ask and every master's connections
 went through TLS. One cluster serves the module: a test that changes the nodes' settings
-(CONFIG SET) puts them back; the kill -9 failover comes last.
+(CONFIG SET) puts them back, a CLUSTER FAILOVER leaves three masters with a replica each,
+and the kill -9 failover comes last.
 """
 
 import os
@@ -338,6 +339,24 @@ def test_mutual_tls(tls_cluster, certs, nodes, clients, tmp_path):  # noqa: F811
         cross_in_order(clients, members)
     finally:
         tls_cluster.config_set("tls-auth-clients", "no")
+
+
+def test_manual_failover_over_tls(tls_cluster, certs, nodes, clients):  # noqa: F811
+    """CLUSTER FAILOVER on the replica of "/"'s master: the old master, still running, is
+    demoted with the nodes' TLS connections open; both nodes follow the promoted replica
+    (logged) and broadcasts cross them again, each once. The cluster keeps three masters
+    with a replica each."""
+    owner, replica = tls_cluster.master_and_replica("/")
+    a, b = nodes(tls_cluster.url(certs["ca.pem"]), 2, recovery=False)
+    two_sided_room(clients, a, b)
+    started = time.monotonic()
+    assert tls_cluster.command(replica, "CLUSTER", "FAILOVER") == "OK"
+    wait_for(lambda: tls_cluster.master_of("/", via=replica) == replica,
+             "the replica to take over", timeout=FAILOVER_BOUND)
+    crosses_again(clients, started, FAILOVER_BOUND, "TLS manual failover")
+    for node in (a, b):
+        node.wait_log(rf"slot \d+ moved from 127\.0\.0\.1:{owner} to 127\.0\.0\.1:{replica}")
+    assert all(node.proc.poll() is None for node in (a, b))
 
 
 def test_master_killed_replica_promoted_over_tls(tls_cluster, certs, nodes,  # noqa: F811
