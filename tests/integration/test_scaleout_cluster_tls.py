@@ -141,7 +141,8 @@ class TlsRedisCluster:
             assert self.command(port, "CONFIG", "SET", *pairs) == "OK", (port, pairs)
 
     def url(self, ca, seeds="127.0.0.1", query=""):
-        """rediss+cluster:// with two masters as seeds, named seeds."""
+        """rediss+cluster:// with two masters as seeds written seeds:P, verified with the
+        CA ca, query appended."""
         return ("rediss+cluster://" + ",".join(f"{seeds}:{p}" for p in sorted(self.masters())[:2])
                 + f"?ssl_ca_certs={ca}" + query)
 
