@@ -260,10 +260,15 @@ static void do_record(eddy_server_t *srv, const uint8_t *rec, size_t len)
     case 2:
         n = snprintf((char *)req, cap,
                      "POST /socket.io/?EIO=%d&transport=polling&sid=%s HTTP/1.1\r\nHost: h\r\n"
-                     "Content-Type: %s\r\nContent-Length: %d\r\n%s\r\n%.*s",
+                     "Content-Type: %s\r\nContent-Length: %d\r\n%s\r\n",
                      protocol, sid,
                      (op & 0x40) ? "application/octet-stream" : "text/plain;charset=UTF-8", rlen,
-                     conn_hdr, rlen, r);
+                     conn_hdr);
+        /* Copied, not printed: "%.*s" stops at a NUL, and a body shorter than its
+         * Content-Length would take the next request's bytes as its own. */
+        FUZZ_CHECK(n > 0 && (size_t)n + (size_t)rlen < cap);
+        memcpy(req + n, r, (size_t)rlen);
+        n += rlen;
         break;
     case 3:
         n = snprintf(
