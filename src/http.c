@@ -52,7 +52,8 @@ struct eddy__http_state {
     int64_t content_length;
     eddy__buf_t body; /* chunked bodies, decoded */
     eddy_response_t *resp;
-    held_request_t *held; /* STAGE_UPGRADING: the request, for its answer */
+    held_request_t *held;           /* STAGE_UPGRADING: the request, for its answer */
+    eddy__http_state_t *next_spare; /* in the loop's cache of spare states */
 };
 
 /* Per loop (EDDY__SLOT_HTTP), made when its first connection starts. */
@@ -62,7 +63,7 @@ typedef struct http_loop {
     eddy__http_head_t head;
     eddy_request_t req;
     eddy__arena_t arena;
-    eddy__http_state_t *state_cache; /* spare states, linked through their first bytes */
+    eddy__http_state_t *state_cache; /* spare states, linked by next_spare */
     size_t state_cache_len;
     /* The current time as the Date header and the access log write it, formatted once per
      * second (date_sec) for both. */
@@ -196,7 +197,7 @@ static void http_loop_free(void *data)
     http_loop_t *hl = data;
     while (hl->state_cache != NULL) {
         eddy__http_state_t *st = hl->state_cache;
-        memcpy(&hl->state_cache, st, sizeof(hl->state_cache));
+        hl->state_cache = st->next_spare;
         free(st);
     }
     eddy__arena_free(&hl->arena);
@@ -210,7 +211,7 @@ static int http_start(eddy__conn_t *conn)
         return EDDY_ENOMEM;
     eddy__http_state_t *st = hl->state_cache;
     if (st != NULL) {
-        memcpy(&hl->state_cache, st, sizeof(hl->state_cache)); /* the list is kept in place */
+        hl->state_cache = st->next_spare;
         hl->state_cache_len--;
         memset(st, 0, sizeof(*st));
     } else if ((st = calloc(1, sizeof(*st))) == NULL) {
@@ -340,7 +341,7 @@ static void state_free(eddy__conn_t *conn, eddy__http_state_t *st)
     eddy__buf_free(&st->body);
     http_loop_t *hl = http_loop(conn->loop);
     if (hl->state_cache_len < STATE_CACHE_MAX) {
-        memcpy(st, &hl->state_cache, sizeof(hl->state_cache));
+        st->next_spare = hl->state_cache;
         hl->state_cache = st;
         hl->state_cache_len++;
     } else {
