@@ -29,6 +29,7 @@ from test_scaleout_shard import (NAMESPACES, config_check_urls, connect_in, cros
                                  member_and_sender,
                                  recovers_on)
 from test_scaleout_presence import members, node_conf, poll
+from test_daemon_broker import get
 from test_daemon_realtime import Clients as DaemonClients, token
 
 pytestmark = pytest.mark.skipif(
@@ -75,10 +76,10 @@ def cluster_ports(n):
 class RedisCluster:
     """masters x (1 + replicas) redis-servers in cluster mode, joined and ok."""
 
-    def __init__(self, tmp, masters=3, replicas=0):
+    def __init__(self, tmp, masters=3, replicas=0, ports=None):
         if shutil.which("redis-server") is None:
             pytest.fail("redis-server is needed (Debian package redis-server): make deps-test")
-        self.ports = cluster_ports(masters * (1 + replicas))
+        self.ports = ports or cluster_ports(masters * (1 + replicas))
         self.procs = {}
         for port in self.ports:
             self.procs[port] = subprocess.Popen(
@@ -280,6 +281,52 @@ def test_cluster_urls_checked(tmp_path):
     for url, why in [("redis+cluster://127.0.0.1:1,redis://127.0.0.1:2", "stands alone"),
                      ("redis+cluster://127.0.0.1:1/1", "a path or query")]:
         refused_at_start(url, why)
+
+
+def test_seeds_down_at_start_node_serves_locally_then_joins(tmp_path, clients):  # noqa: F811
+    """No seed answers at the start: the nodes start anyway (they used to exit), deliver
+    broadcasts locally, and the daemon's /readyz answers 503; they ask the seeds again with
+    the backoff. Once the cluster is created on those ports, every node reads the topology,
+    the daemon gets ready, and rooms joined before (subscriptions held) get broadcasts of
+    the other node in namespaces of every master, each once and in order."""
+    ports = cluster_ports(3)
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports[:2])
+    a, b = (SioServer("eddy", ("--redis", url, "--namespaces", "4")) for _ in range(2))
+    (tmp_path / "daemon").mkdir()
+    daemon = Daemon(tmp_path / "daemon", f"[socketio]\nnamespaces = {', '.join(NAMESPACES)}\n"
+                    f"[broker]\nredis_url = {url}\n")
+    rc = None
+    try:
+        assert get(daemon.admin_port, "/readyz") == (503, "broker not ready\n")
+        # Local delivery while the topology is unknown (room l: these broadcasts are held,
+        # then published, and may reach b's members of l); rooms r joined on b meanwhile.
+        connect_in(clients, "local-m", a, "/")
+        assert clients.ack("local-m", "join", "l") == ["joined"]
+        connect_in(clients, "local-s", a, "/")
+        for k in range(5):
+            clients.emit("local-s", "to-room", "l", {"seq": k})
+        assert [s for s, _ in clients.room_messages("local-m", 5)] == list(range(5))
+        members = {}
+        for i, nsp in enumerate(NAMESPACES):
+            member, sender = f"m{i}", f"s{i}"
+            members[nsp] = (connect_in(clients, member, b, nsp), member, sender)
+            assert clients.ack(member, "join", "r") == ["joined"]
+        rc = RedisCluster(tmp_path, ports=ports)
+        assert len({rc.master_of(nsp) for nsp in NAMESPACES}) == 3
+        wait_for(lambda: get(daemon.admin_port, "/readyz") == (200, "ready\n"),
+                 "the daemon to read the topology and be ready", timeout=3 * TIMEOUT)
+        for nsp, (_, member, sender) in members.items():
+            connect_in(clients, sender, a, nsp)
+            clients.probe(sender, [member], timeout=3 * TIMEOUT)
+        cross_in_order(clients, members)
+        # Published once the topology came, the held broadcasts come back to a as its own:
+        # not delivered twice.
+        clients.nothing_more("local-m")
+    finally:
+        daemon.stop()
+        stop_all([a, b])
+        if rc is not None:
+            rc.close()
 
 
 def master_and_replica(rc, nsp):
