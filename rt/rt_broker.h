@@ -583,7 +583,8 @@ typedef struct rt_broker_redis_config {
      * (SENTINEL get-master-addr-by-name; the one that answers is asked first next time),
      * connects there and checks with ROLE that it is a master (else it asks again after
      * the backoff). A lost connection, or a READONLY or MASTERDOWN answer (a demoted
-     * master), makes it ask again; between attempts it listens to +switch-master on the
+     * master), makes it ask again (the requests so refused are sent again, as in a
+     * cluster: see cluster_nodes below); between attempts it listens to +switch-master on the
      * sentinel that answered last, which ends the backoff's wait. password and db are the
      * master's; sentinel_password (NULL: no AUTH) and sentinel_username (NULL: AUTH with
      * the password alone) the sentinels'. All copied. NULL (the default): no Sentinel. */
@@ -624,8 +625,12 @@ typedef struct rt_broker_redis_config {
      * SUNSUBSCRIBE, one channel per command; no pattern, so each socket's room is one
      * SSUBSCRIBE); a presence read filters by the alive nodes of the last heartbeat (it
      * cannot read Pnodes: another slot) and leaves the entries of dead nodes in place. A
-     * MOVED, ASK, CLUSTERDOWN or READONLY answer, or a channel the master drops (a
-     * sunsubscribe not asked for), makes the thread reconnect and ask again. session_tag
+     * MOVED, ASK, CLUSTERDOWN, TRYAGAIN or READONLY answer, or a channel the master drops
+     * (a sunsubscribe not asked for), makes the thread reconnect and ask again; the
+     * requests so refused (Redis refuses them before running them) are queued again, first
+     * and in order, and sent after the reconnection, for up to 10 s from the first refusal
+     * (then answered with it); after CLUSTERDOWN or TRYAGAIN the thread waits
+     * backoff_min_ms before reconnecting. session_tag
      * (NULL: random; else RT_BROKER_SESSION_TAG_LEN of [A-Za-z0-9_-]) starts this broker's
      * pids. password and username are every node's. All copied. */
     const rt_broker_addr_t *cluster_nodes;
@@ -870,10 +875,16 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * Failover: a master's broker reconnects (its outage is its part's, with a gap: clients of
  * its namespaces recover from history) to whichever master serves its first slot when it
  * asks (every node of the topology, masters and replicas, in turn), so a replica promoted
- * in its place takes over; a MOVED, ASK or CLUSTERDOWN answer, or a dropped channel, makes
- * it ask again. The slots-to-parts map is the one read at the start: moving slots between
- * masters (resharding) while nodes run is not followed (the moved namespaces' commands are
- * answered MOVED and retried through the old part's broker, which reconnects in a loop);
+ * in its place takes over; a MOVED, ASK, CLUSTERDOWN, TRYAGAIN or READONLY answer, or a
+ * dropped channel, makes it ask again. Requests refused so (broadcasts included) are sent
+ * again after the reconnection, in order, for up to 10 s: a failover loses none of them
+ * (a manual CLUSTER FAILOVER used to lose the broadcasts sent to the demoted master, from
+ * the history too). Requests in flight when a connection breaks (a master killed) are
+ * answered EDDY_ECLOSED and counted dropped: whether Redis applied them is unknown, and
+ * Redis' asynchronous replication may lose what it acknowledged anyway. The slots-to-parts
+ * map is the one read at the start: moving slots between masters (resharding) while nodes
+ * run is not followed (the moved namespaces' commands are answered MOVED and sent again
+ * through the old part's broker, which reconnects in a loop for 10 s, then refuses them);
  * restart the nodes after resharding.
  * ------------------------------------------------------------------------------------- */
 

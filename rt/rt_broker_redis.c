@@ -180,6 +180,9 @@ typedef struct job {
     const char **rooms;
     size_t nrooms;
     rt_position_t after;
+    /* When a master first answered that it no longer serves the job's slot (0: never):
+     * the job is sent again after the reconnection until REDIRECT_RETRY_MS later. */
+    uint64_t redirected_at;
     /* Node request: its id (0: no answer wanted), flags, deadline, target (NULL: all). */
     uint64_t req_id, deadline;
     uint32_t rflags;
@@ -292,6 +295,7 @@ typedef struct rb {
     size_t ntags;
     size_t renewing; /* the first tags, whose renewal session_renew() appended last */
     bool was_up;
+    bool redirect_pause; /* a request met CLUSTERDOWN or TRYAGAIN: wait before reconnecting */
     uint64_t rng;
 
     _Atomic int state;
@@ -2204,8 +2208,8 @@ static bool cluster_dropped(rb_t *rb, const redisReply *r)
  * true, and the command connection is marked broken so that the thread asks again. */
 static bool cluster_redirected(rb_t *rb, const redisReply *r)
 {
-    static const char *const errors[] = {"MOVED ", "ASK ", "CLUSTERDOWN", "READONLY",
-                                         "non local key"};
+    static const char *const errors[] = {"MOVED ",   "ASK ",          "CLUSTERDOWN",
+                                         "READONLY", "non local key", "TRYAGAIN"};
     if (!rb->cluster_nodes || r->type != REDIS_REPLY_ERROR)
         return false;
     for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
@@ -3343,10 +3347,63 @@ static int sync_time(rb_t *rb, const char **err)
     return ok ? 0 : -1;
 }
 
+/* How long a request refused because its master no longer serves the slot (a failover:
+ * MOVED, READONLY, CLUSTERDOWN, TRYAGAIN; with Sentinel READONLY, MASTERDOWN) is sent
+ * again, after each reconnection, before it is answered with the refusal. Redis refuses
+ * these before running the command or script, so a retry never applies one twice. */
+#define REDIRECT_RETRY_MS 10000
+
+/* Whether job j, refused with r because this Redis no longer serves its slot, goes back
+ * to the queue (then it was marked). Node requests and answers are not: their time and
+ * connection are their own. */
+static bool redirect_retry(rb_t *rb, job_t *j, const redisReply *r)
+{
+    if (j->kind == JOB_NODE_REQUEST || j->kind == JOB_NODE_REPLY)
+        return false;
+    uint64_t now = now_ms();
+    if (!j->redirected_at)
+        j->redirected_at = now;
+    if (now - j->redirected_at > REDIRECT_RETRY_MS)
+        return false;
+    /* The cluster itself is not ready: the reconnection waits a little (see thread_main). */
+    if (strstr(r->str, "CLUSTERDOWN") || strstr(r->str, "TRYAGAIN"))
+        rb->redirect_pause = true;
+    return true;
+}
+
+/* Puts the jobs of list (in order) back at the head of the queue, past the bounds (they
+ * were in it): the next connection sends them first. */
+static void requeue_front(rb_t *rb, job_t *list)
+{
+    if (!list)
+        return;
+    job_t *last = list;
+    size_t n = 1, bytes = list->bytes;
+    while (last->next) {
+        last = last->next;
+        n++;
+        bytes += last->bytes;
+    }
+    pthread_mutex_lock(&rb->lock);
+    last->next = rb->head;
+    rb->head = list;
+    if (!rb->tail)
+        rb->tail = last;
+    rb->queued += n;
+    rb->queued_bytes += bytes;
+    pthread_mutex_unlock(&rb->lock);
+    eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+             "rt_broker: Redis %s no longer serves the slot: %zu requests queued again, sent "
+             "after the reconnection",
+             where(rb), n);
+}
+
 /* Sends a batch of queued jobs pipelined and handles their replies. Returns -1 when the
- * connection broke (the batch's unanswered jobs are answered EDDY_ECLOSED). */
+ * connection broke (the batch's unanswered jobs are answered EDDY_ECLOSED) or this Redis
+ * no longer serves the slot (the jobs it refused so are queued again, first). */
 static int run_jobs(rb_t *rb)
 {
+    job_t *moved = NULL, **mtail = &moved; /* refused as not served here: queued again */
     job_t *batch = NULL, **tail = &batch;
     size_t n = 0;
     pthread_mutex_lock(&rb->lock);
@@ -3413,7 +3470,14 @@ static int run_jobs(rb_t *rb)
             goto broken;
         batch = j->next;
         j->next = NULL;
-        demoted = lost_master(rb, r) || demoted;
+        bool lost = lost_master(rb, r);
+        demoted = lost || demoted;
+        if (lost && redirect_retry(rb, j, r)) {
+            freeReplyObject(r);
+            *mtail = j;
+            mtail = &j->next;
+            continue;
+        }
         if (j->script >= 0 && is_noscript(r)) {
             /* The script cache was flushed: EVAL (which caches it again) after the rest of
              * the batch's replies, so a retried publish takes a later seq. */
@@ -3444,8 +3508,10 @@ static int run_jobs(rb_t *rb)
         }
         job_reply(rb, j, r);
     }
+    requeue_front(rb, moved);
     return demoted ? -1 : 0;
 broken:
+    requeue_front(rb, moved);
     while (batch) {
         job_t *j = batch;
         batch = j->next;
@@ -3628,6 +3694,12 @@ static void *thread_main(void *p)
                 char msg[128];
                 snprintf(msg, sizeof(msg), "%s", why);
                 disconnect(rb, msg);
+                /* A cluster that answered CLUSTERDOWN or TRYAGAIN is asked again after a
+                 * pause: the requests queued again are not sent in a tight loop. */
+                if (rb->redirect_pause) {
+                    rb->redirect_pause = false;
+                    backoff_wait(rb, rb->cfg.backoff_min_ms);
+                }
             }
             continue;
         }

@@ -23,7 +23,7 @@ import pytest
 from eddyserver import BUILD, TIMEOUT, free_port, stop_all, wait_for
 from sioserver import SioServer
 from test_daemon_realtime import Daemon
-from test_scaleout import clients, emitter_publish  # noqa: F401 (fixture)
+from test_scaleout import clients, emitter_publish, gaps  # noqa: F401 (fixture)
 from test_scaleout_sentinel import answers, command, crosses_again, two_sided_room
 from test_scaleout_shard import (NAMESPACES, config_check_urls, connect_in, cross_in_order,
                                  member_and_sender,
@@ -507,3 +507,49 @@ def test_scripts_touch_declared_keys_of_one_slot(redis_cluster, nodes, clients, 
         holders_read |= any(k.startswith("eddy:sessions:{") and k.count(":") == 3
                             for k in touched)
     assert holders_read  # the killed node's hash was read, declared
+
+
+
+def room_seqs(port, nsp, room):
+    """The "seq" of each broadcast in room's history stream on the Redis at port, in order."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "XRANGE", f"eddy:{{{nsp}}}:x:{room}",
+                          "-", "+"], capture_output=True, check=True, timeout=TIMEOUT).stdout
+    return [int(m) for m in re.findall(rb'"seq":(\d+)', out)]
+
+
+def test_publishes_refused_during_a_failover_are_sent_again(tmp_path, clients):  # noqa: F811
+    """Broadcasts a master refuses because it was just demoted (CLUSTER FAILOVER on the
+    replica of "/"'s master: MOVED, READONLY) are queued again and sent to the promoted
+    replica after the reconnection, in order: sa on node a emits 1000, 1001, ... to room r
+    every 2 ms through the failover (recovery on); the room's history on the new master
+    holds every number from 1000 to the last that reached it, none missing, none twice.
+    Before, such a broadcast was answered "publish refused: MOVED ..." and lost, from the
+    history too (measured: 1 of 200 emits a second; its clients could not recover it)."""
+    rc = RedisCluster(tmp_path, masters=3, replicas=1)
+    running = []
+    try:
+        owner, replica = master_and_replica(rc, "/")
+        wait_for(lambda: "master_link_status:up" in command(replica, "INFO", "replication"),
+                 "the replica to sync")
+        a, b = running = [SioServer("eddy", ("--redis", rc.url(6), "--recovery", "60000"))
+                          for _ in range(2)]
+        two_sided_room(clients, a, b)
+        for k in range(400):
+            if k == 100:
+                assert command(replica, "CLUSTER", "FAILOVER") == "OK"
+            clients.emit("sa", "to-room", "r", {"seq": 1000 + k})
+            time.sleep(0.002)  # pacing: emits spread over the failover
+        wait_for(lambda: rc.master_of("/", via=replica) == replica, "the replica to take over")
+        a.wait_log(r"slot \d+ moved from", timeout=FAILOVER_BOUND)
+        # sa's transport is closed by the gap (recovery on): what it emitted after that never
+        # left its client; what reached the server is all in the history, in order.
+        wait_for(lambda: room_seqs(replica, "/", "r")[-1] > 1100,
+                 "broadcasts after the failover in the history")
+        seqs = [s for s in room_seqs(replica, "/", "r") if s >= 1000]
+        assert seqs == list(range(1000, seqs[-1] + 1)), \
+            "missing: " + gaps(sorted(set(range(1000, seqs[-1] + 1)) - set(seqs)))
+        assert not any("publish refused" in line for line in a.log_lines), \
+            "\n".join(a.log_lines)
+    finally:
+        stop_all(running)
+        rc.close()
