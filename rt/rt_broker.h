@@ -623,8 +623,12 @@ typedef struct rt_broker_redis_config {
      * node's own keys and channels (Pnodes, Pnode:<id>, Pnodes:all) carry the hash tag
      * {cluster_tag} (a slot of that master); pub/sub is sharded (SPUBLISH, SSUBSCRIBE,
      * SUNSUBSCRIBE, one channel per command; no pattern, so each socket's room is one
-     * SSUBSCRIBE); a presence read filters by the alive nodes of the last heartbeat (it
-     * cannot read Pnodes: another slot) and leaves the entries of dead nodes in place. A
+     * SSUBSCRIBE); a presence read filters by the alive nodes of the last heartbeat (its
+     * script cannot read Pnodes: another slot), then reads the leases of the other
+     * entries' nodes (ZMSCORE Pnodes, the next command on this master) and removes the
+     * entries of those without a fresh lease (HDEL), as the single-Redis read does in its
+     * script (a node writes its lease before its entries: one that joined after the
+     * heartbeat is found alive). A
      * MOVED, ASK, CLUSTERDOWN, TRYAGAIN or READONLY answer, or a channel the master drops
      * (a sunsubscribe not asked for), makes the thread reconnect and ask again; the
      * requests so refused (Redis refuses them before running them) are queued again, first

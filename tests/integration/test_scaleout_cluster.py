@@ -264,6 +264,51 @@ def test_presence_answers_for_every_node(tmp_path, redis_cluster):
         b.stop()
 
 
+def hash_fields(port, key):
+    out = subprocess.run(["redis-cli", "-p", str(port), "HKEYS", key], capture_output=True,
+                         check=True, timeout=TIMEOUT).stdout
+    return [f for f in out.split(b"\n") if f]
+
+
+def test_presence_of_a_dead_node_is_removed_by_a_read(tmp_path, redis_cluster):
+    """Two daemons on the cluster, a member of "team" on each; kill -9 of node b: once its
+    lease ran out, node a's presence answer leaves bob out, and the read removes node b's
+    entries from the hash on the master of "/" (a presence script in a cluster cannot read
+    the leases, another slot: the broker reads them next and deletes the dead nodes'
+    entries), as on a single Redis. Before, they stayed in Redis for good."""
+    url = redis_cluster.url()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Daemon(tmp_path / "a", node_conf(url, "node-a"))
+    b = Daemon(tmp_path / "b", node_conf(url, "node-b"))
+    clients_ = DaemonClients(a.port)
+    key = "eddy:{/}:p:team"
+    owner = redis_cluster.master_of("/")
+    try:
+        alice = clients_.connect("alice", auth={"token": token("alice")},
+                                 transports=["websocket"])
+        bob = clients_.connect("bob", auth={"token": token("bob")}, transports=["websocket"],
+                               url=f"http://127.0.0.1:{b.port}")
+        for name in ("alice", "bob"):
+            assert clients_.ack(name, "join", "team") == [{"ok": True}]
+        poll("both members listed", lambda: len(members(a, "team")) == 2)
+        assert any(f.startswith(b"node-b\x1f") for f in hash_fields(owner, key))
+        b.proc.kill()
+        b.proc.wait()
+        poll("bob left out once node b's lease ran out",
+             lambda: members(a, "team") == {alice: ("alice", "node-a")}, within=3 * TIMEOUT)
+        poll("node b's entries removed from Redis",
+             lambda: members(a, "team") and
+             not any(f.startswith(b"node-b\x1f") for f in hash_fields(owner, key)))
+        assert any(f.startswith(b"node-a\x1f") for f in hash_fields(owner, key))
+        assert bob not in members(a, "team")
+    finally:
+        clients_.close()
+        a.stop()
+        if b.proc.poll() is None:
+            b.stop()
+
+
 def refused_at_start(url, why):
     """examples/socketio --redis url exits at start, saying why."""
     proc = subprocess.run([os.path.join(BUILD, "examples", "socketio"), "--port",
