@@ -367,7 +367,10 @@ static inline rt_broker_state_t rt_broker_state(rt_broker_t *b)
  * every namespace). Each part reports its own state changes (rt_broker_state_event_t.part),
  * so that an outage stops cross-node delivery, and its gap makes clients recover, only in
  * the namespaces of that part. These calls are pure lookups (no lock, no allocation, no
- * I/O), any thread, while the broker lives; the answers never change.
+ * I/O), any thread, while the broker lives. The answers never change but once: a Redis
+ * Cluster broker started before its seeds answered is one part until the topology is
+ * known, then one per master, before any of their state events (the state handler sees
+ * the new parts from its next event on).
  */
 
 /* The number of parts, 1 to RT_BROKER_PARTS_MAX. */
@@ -580,7 +583,8 @@ typedef struct rt_broker_redis_config {
      * (SENTINEL get-master-addr-by-name; the one that answers is asked first next time),
      * connects there and checks with ROLE that it is a master (else it asks again after
      * the backoff). A lost connection, or a READONLY or MASTERDOWN answer (a demoted
-     * master), makes it ask again; between attempts it listens to +switch-master on the
+     * master), makes it ask again (the requests so refused are sent again, as in a
+     * cluster: see cluster_nodes below); between attempts it listens to +switch-master on the
      * sentinel that answered last, which ends the backoff's wait. password and db are the
      * master's; sentinel_password (NULL: no AUTH) and sentinel_username (NULL: AUTH with
      * the password alone) the sentinels'. All copied. NULL (the default): no Sentinel. */
@@ -619,10 +623,18 @@ typedef struct rt_broker_redis_config {
      * node's own keys and channels (Pnodes, Pnode:<id>, Pnodes:all) carry the hash tag
      * {cluster_tag} (a slot of that master); pub/sub is sharded (SPUBLISH, SSUBSCRIBE,
      * SUNSUBSCRIBE, one channel per command; no pattern, so each socket's room is one
-     * SSUBSCRIBE); a presence read filters by the alive nodes of the last heartbeat (it
-     * cannot read Pnodes: another slot) and leaves the entries of dead nodes in place. A
-     * MOVED, ASK, CLUSTERDOWN or READONLY answer, or a channel the master drops (a
-     * sunsubscribe not asked for), makes the thread reconnect and ask again. session_tag
+     * SSUBSCRIBE); a presence read filters by the alive nodes of the last heartbeat (its
+     * script cannot read Pnodes: another slot), then reads the leases of the other
+     * entries' nodes (ZMSCORE Pnodes, the next command on this master) and removes the
+     * entries of those without a fresh lease (HDEL), as the single-Redis read does in its
+     * script (a node writes its lease before its entries: one that joined after the
+     * heartbeat is found alive). A
+     * MOVED, ASK, CLUSTERDOWN, TRYAGAIN or READONLY answer, or a channel the master drops
+     * (a sunsubscribe not asked for), makes the thread reconnect and ask again; the
+     * requests so refused (Redis refuses them before running them) are queued again, first
+     * and in order, and sent after the reconnection, for up to 10 s from the first refusal
+     * (then answered with it); after CLUSTERDOWN or TRYAGAIN the thread waits
+     * backoff_min_ms before reconnecting. session_tag
      * (NULL: random; else RT_BROKER_SESSION_TAG_LEN of [A-Za-z0-9_-]) starts this broker's
      * pids. password and username are every node's. All copied. */
     const rt_broker_addr_t *cluster_nodes;
@@ -849,13 +861,34 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * A Socket.IO emitter publishes with plain PUBLISH, which a cluster sends to every node:
  * only the first master's broker listens to it (each message once).
  *
+ * Seeds that give no topology at the start (none answers, or a slot has no master yet):
+ * rt_broker_cluster_new() still makes a broker, of one part (part_name NULL) owning every
+ * namespace, DOWN and not ready, whose thread asks the seeds again with the backoff
+ * (backoff_min_ms doubling to backoff_max_ms, up to a quarter less as jitter). Until then
+ * broadcasts and session records are held in order within queue_max and queue_max_bytes
+ * (beyond: EDDY_EDROPPED, counted in stats.dropped; stats.buffered counts those held),
+ * subscriptions are counted, presence writes answer 0 and are not made (each master's UP
+ * makes the layer write its presence afresh), reads, node requests and answers are refused
+ * with EDDY_ECLOSED (their callbacks do not run), nodes() is 0 and session_pid() draws an
+ * untagged random pid. When the topology arrives the thread makes the masters' brokers
+ * (the parts change, see "Parts"), subscribes them and hands them what was held, in
+ * order; from then on every operation goes to them. rt_broker_free() stops the thread
+ * (waiting out the seed it is asking, io_timeout_ms at most) and answers held broadcasts
+ * EDDY_ECLOSED.
+ *
  * Failover: a master's broker reconnects (its outage is its part's, with a gap: clients of
  * its namespaces recover from history) to whichever master serves its first slot when it
  * asks (every node of the topology, masters and replicas, in turn), so a replica promoted
- * in its place takes over; a MOVED, ASK or CLUSTERDOWN answer, or a dropped channel, makes
- * it ask again. The slots-to-parts map is the one read at the start: moving slots between
- * masters (resharding) while nodes run is not followed (the moved namespaces' commands are
- * answered MOVED and retried through the old part's broker, which reconnects in a loop);
+ * in its place takes over; a MOVED, ASK, CLUSTERDOWN, TRYAGAIN or READONLY answer, or a
+ * dropped channel, makes it ask again. Requests refused so (broadcasts included) are sent
+ * again after the reconnection, in order, for up to 10 s: a failover loses none of them
+ * (a manual CLUSTER FAILOVER used to lose the broadcasts sent to the demoted master, from
+ * the history too). Requests in flight when a connection breaks (a master killed) are
+ * answered EDDY_ECLOSED and counted dropped: whether Redis applied them is unknown, and
+ * Redis' asynchronous replication may lose what it acknowledged anyway. The slots-to-parts
+ * map is the one read at the start: moving slots between masters (resharding) while nodes
+ * run is not followed (the moved namespaces' commands are answered MOVED and sent again
+ * through the old part's broker, which reconnects in a loop for 10 s, then refuses them);
  * restart the nodes after resharding.
  * ------------------------------------------------------------------------------------- */
 
@@ -875,9 +908,11 @@ unsigned rt_broker_keyslot(const char *key, size_t len);
  * cluster_nodes are the seeds, password and username every node's, the rest each master's
  * broker's; srv must be NULL). Asks the seeds in turn (io_timeout_ms each) for the
  * topology, over TLS with cfg->tls (rediss+cluster:// : each seed's certificate verified
- * against its host, as tls_ says): blocks until one answers. Returns NULL (logged) when
- * none does, a TLS file cannot be read, a slot has no master, there are more than
- * RT_BROKER_SHARDS_MAX masters, on a bad configuration or out of memory.
+ * against its host, as tls_ says): blocks until one answers or each failed. When none
+ * gives a topology, returns the broker of "Seeds that give no topology at the start"
+ * above, which asks again. Returns NULL (logged) when a TLS file cannot be read, the
+ * topology read cannot be served (no hash tag found for a master's slots), on a bad
+ * configuration or out of memory.
  */
 rt_broker_t *rt_broker_cluster_new(const rt_broker_redis_config_t *cfg,
                                    const rt_broker_handlers_t *h, void *ud);

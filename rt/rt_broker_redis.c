@@ -156,6 +156,7 @@ enum job_kind {
     JOB_NODE_REQUEST,
     JOB_NODE_REPLY,
     JOB_RECENT,
+    JOB_PRESENCE_CHECK,
 };
 
 /* A queued request: its Redis command (argv), built by the caller in one allocation. */
@@ -180,6 +181,9 @@ typedef struct job {
     const char **rooms;
     size_t nrooms;
     rt_position_t after;
+    /* When a master first answered that it no longer serves the job's slot (0: never):
+     * the job is sent again after the reconnection until REDIRECT_RETRY_MS later. */
+    uint64_t redirected_at;
     /* Node request: its id (0: no answer wanted), flags, deadline, target (NULL: all). */
     uint64_t req_id, deadline;
     uint32_t rflags;
@@ -292,6 +296,7 @@ typedef struct rb {
     size_t ntags;
     size_t renewing; /* the first tags, whose renewal session_renew() appended last */
     bool was_up;
+    bool redirect_pause; /* a request met CLUSTERDOWN or TRYAGAIN: wait before reconnecting */
     uint64_t rng;
 
     _Atomic int state;
@@ -1249,20 +1254,22 @@ typedef struct presence_in {
 
 /* Presence read in a cluster, where the leases (Pnodes) are in another slot than the
  * presence hash: KEYS = presence hash; ARGV = the alive nodes of the broker's last
- * heartbeat. Entries of other nodes are not returned, nor removed: a node that joined after
- * that heartbeat is not listed yet. */
+ * heartbeat. Entries of other nodes are not returned, nor removed here (a node that joined
+ * after that heartbeat is not listed yet): their fields come back as the second element
+ * (the first: the entries; the third: the hash's name), and the broker asks Pnodes about
+ * their nodes next (presence_check()). */
 static const char lua_presence_alive[] =
     "local alive = {}\n"
     "for _, n in ipairs(ARGV) do alive[n] = true end\n"
     "local all = redis.call('HGETALL', KEYS[1])\n"
-    "local out = {}\n"
+    "local out, other = {}, {}\n"
     "for i = 1, #all, 2 do\n"
     "  local f = all[i]\n"
     "  local sep = string.find(f, '\\31', 1, true)\n"
     "  if sep and alive[string.sub(f, 1, sep - 1)] then out[#out + 1] = f; out[#out + 1] = "
-    "all[i + 1] end\n"
+    "all[i + 1] else other[#other + 1] = f end\n"
     "end\n"
-    "return out\n";
+    "return {out, other, KEYS[1]}\n";
 
 static void build_presence(argb_t *a, rb_t *rb, const void *p)
 {
@@ -2204,8 +2211,8 @@ static bool cluster_dropped(rb_t *rb, const redisReply *r)
  * true, and the command connection is marked broken so that the thread asks again. */
 static bool cluster_redirected(rb_t *rb, const redisReply *r)
 {
-    static const char *const errors[] = {"MOVED ", "ASK ", "CLUSTERDOWN", "READONLY",
-                                         "non local key"};
+    static const char *const errors[] = {"MOVED ",   "ASK ",          "CLUSTERDOWN",
+                                         "READONLY", "non local key", "TRYAGAIN"};
     if (!rb->cluster_nodes || r->type != REDIS_REPLY_ERROR)
         return false;
     for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
@@ -2984,6 +2991,112 @@ out:
     history_result_done(rb, j, r, res);
 }
 
+/* A cluster's presence cleanup: the fields (node id, 0x1f, member) of a presence hash
+ * whose nodes were not alive at the last heartbeat, and the nodes' ids. */
+typedef struct check_in {
+    const redisReply *hash;
+    const redisReply *fields;
+    const char *nodes_key;
+} check_in_t;
+
+/* ZMSCORE Pnodes <each field's node id>, then (beyond argc, for the HDEL of
+ * presence_checked()) the hash and the fields. */
+static void build_check(argb_t *a, rb_t *rb, const void *p)
+{
+    const check_in_t *in = p;
+    arg_str(a, "ZMSCORE");
+    arg_str(a, in->nodes_key);
+    for (size_t i = 0; i < in->fields->elements; i++) {
+        const redisReply *f = in->fields->element[i];
+        const char *sep = memchr(f->str, 0x1f, f->len);
+        arg_put(a, f->str, sep ? (size_t)(sep - f->str) : f->len);
+        arg_end(a);
+    }
+    arg_put(a, in->hash->str, in->hash->len);
+    arg_end(a);
+    for (size_t i = 0; i < in->fields->elements; i++) {
+        arg_put(a, in->fields->element[i]->str, in->fields->element[i]->len);
+        arg_end(a);
+    }
+}
+
+/*
+ * In a cluster a presence read cannot read the leases in its script (another slot), so it
+ * returns the entries of nodes the last heartbeat did not list; their leases are read next
+ * (a job queued first, on this master, after the read): the nodes without a fresh one are
+ * dead, and their entries are removed (presence_checked()), as the script of a single Redis
+ * removes them. A node writes its lease before any presence entry and renews it while it
+ * lives, so a node that joined after the heartbeat is found alive.
+ */
+static void presence_check(rb_t *rb, const redisReply *hash, const redisReply *fields)
+{
+    if (!fields->elements)
+        return;
+    for (size_t i = 0; i < fields->elements; i++)
+        if (fields->element[i]->type != REDIS_REPLY_STRING)
+            return;
+    check_in_t in = {hash, fields, rb->nodes_key};
+    job_t *j = job_build(rb, build_check, &in, 0);
+    if (!j)
+        return;
+    j->kind = JOB_PRESENCE_CHECK;
+    j->argc = 2 + (int)fields->elements; /* the rest is the HDEL's */
+    enqueue_front(rb, j);
+}
+
+/* ZMSCORE's answer to check j: HDEL of the fields of the nodes without a fresh lease. */
+typedef struct dead_in {
+    const job_t *check;
+    const redisReply *scores;
+    uint64_t now;
+} dead_in_t;
+
+static uint64_t redis_now(const rb_t *rb);
+
+static bool lease_dead(const redisReply *score, uint64_t now)
+{
+    return score->type == REDIS_REPLY_NIL ||
+           (score->type == REDIS_REPLY_STRING && strtoull(score->str, NULL, 10) < now);
+}
+
+static void build_dead(argb_t *a, rb_t *rb, const void *p)
+{
+    const dead_in_t *in = p;
+    size_t n = (size_t)in->check->argc - 2;
+    arg_str(a, "HDEL");
+    arg_put(a, in->check->argv[in->check->argc], in->check->argvlen[in->check->argc]);
+    arg_end(a);
+    for (size_t i = 0; i < n; i++) {
+        if (!lease_dead(in->scores->element[i], in->now))
+            continue;
+        const char *f = in->check->argv[in->check->argc + 1 + (int)i];
+        arg_put(a, f, in->check->argvlen[in->check->argc + 1 + (int)i]);
+        arg_end(a);
+    }
+}
+
+static void presence_checked(rb_t *rb, job_t *j, redisReply *r)
+{
+    size_t n = (size_t)j->argc - 2, dead = 0;
+    uint64_t now = redis_now(rb);
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == n)
+        for (size_t i = 0; i < n; i++)
+            dead += lease_dead(r->element[i], now);
+    else
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: presence lease check refused: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    if (dead) {
+        dead_in_t in = {j, r, now};
+        job_t *del = job_build(rb, build_dead, &in, 0);
+        if (del) {
+            del->kind = JOB_PRESENCE_DEL;
+            enqueue_front(rb, del);
+        }
+    }
+    freeReplyObject(r);
+    free(j);
+}
+
 static void presence_reply(rb_t *rb, job_t *j, redisReply *r)
 {
     presence_result_t *res = calloc(1, sizeof(*res));
@@ -2993,15 +3106,26 @@ static void presence_reply(rb_t *rb, job_t *j, redisReply *r)
         return;
     }
     *res = (presence_result_t){.rb = rb, .cb = (rt_broker_presence_cb)j->cb, .arg = j->arg};
-    if (r->type != REDIS_REPLY_ARRAY) {
+    /* In a cluster: {entries, other nodes' fields, hash} (lua_presence_alive). */
+    bool cluster = rb->cluster_nodes != NULL;
+    const redisReply *list = r;
+    if (cluster && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[1]->type == REDIS_REPLY_ARRAY &&
+        r->element[2]->type == REDIS_REPLY_STRING) {
+        list = r->element[0];
+        presence_check(rb, r->element[2], r->element[1]);
+    } else if (cluster) {
+        list = NULL;
+    }
+    if (list == NULL || list->type != REDIS_REPLY_ARRAY) {
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: presence read refused: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         res->err = EDDY_EPROTO;
         goto out;
     }
-    size_t n = r->elements / 2, bytes = 1;
+    size_t n = list->elements / 2, bytes = 1;
     for (size_t i = 0; i < n; i++)
-        bytes += r->element[2 * i]->len + 1;
+        bytes += list->element[2 * i]->len + 1;
     res->entries = calloc(n ? n : 1, sizeof(*res->entries));
     res->names = malloc(bytes);
     if (!res->entries || !res->names) {
@@ -3010,7 +3134,7 @@ static void presence_reply(rb_t *rb, job_t *j, redisReply *r)
     }
     char *p = res->names;
     for (size_t i = 0; i < n; i++) {
-        redisReply *f = r->element[2 * i], *v = r->element[2 * i + 1];
+        redisReply *f = list->element[2 * i], *v = list->element[2 * i + 1];
         char *sep = memchr(f->str, 0x1f, f->len);
         if (!sep)
             continue;
@@ -3106,6 +3230,9 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
         return;
     case JOB_RECENT:
         recent_reply(rb, j, r);
+        return;
+    case JOB_PRESENCE_CHECK:
+        presence_checked(rb, j, r);
         return;
     case JOB_NODE_REQUEST:
         /* Registered now, before the thread reads its subscriptions again (where the
@@ -3346,10 +3473,63 @@ static int sync_time(rb_t *rb, const char **err)
     return ok ? 0 : -1;
 }
 
+/* How long a request refused because its master no longer serves the slot (a failover:
+ * MOVED, READONLY, CLUSTERDOWN, TRYAGAIN; with Sentinel READONLY, MASTERDOWN) is sent
+ * again, after each reconnection, before it is answered with the refusal. Redis refuses
+ * these before running the command or script, so a retry never applies one twice. */
+#define REDIRECT_RETRY_MS 10000
+
+/* Whether job j, refused with r because this Redis no longer serves its slot, goes back
+ * to the queue (then it was marked). Node requests and answers are not: their time and
+ * connection are their own. */
+static bool redirect_retry(rb_t *rb, job_t *j, const redisReply *r)
+{
+    if (j->kind == JOB_NODE_REQUEST || j->kind == JOB_NODE_REPLY)
+        return false;
+    uint64_t now = now_ms();
+    if (!j->redirected_at)
+        j->redirected_at = now;
+    if (now - j->redirected_at > REDIRECT_RETRY_MS)
+        return false;
+    /* The cluster itself is not ready: the reconnection waits a little (see thread_main). */
+    if (strstr(r->str, "CLUSTERDOWN") || strstr(r->str, "TRYAGAIN"))
+        rb->redirect_pause = true;
+    return true;
+}
+
+/* Puts the jobs of list (in order) back at the head of the queue, past the bounds (they
+ * were in it): the next connection sends them first. */
+static void requeue_front(rb_t *rb, job_t *list)
+{
+    if (!list)
+        return;
+    job_t *last = list;
+    size_t n = 1, bytes = list->bytes;
+    while (last->next) {
+        last = last->next;
+        n++;
+        bytes += last->bytes;
+    }
+    pthread_mutex_lock(&rb->lock);
+    last->next = rb->head;
+    rb->head = list;
+    if (!rb->tail)
+        rb->tail = last;
+    rb->queued += n;
+    rb->queued_bytes += bytes;
+    pthread_mutex_unlock(&rb->lock);
+    eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+             "rt_broker: Redis %s no longer serves the slot: %zu requests queued again, sent "
+             "after the reconnection",
+             where(rb), n);
+}
+
 /* Sends a batch of queued jobs pipelined and handles their replies. Returns -1 when the
- * connection broke (the batch's unanswered jobs are answered EDDY_ECLOSED). */
+ * connection broke (the batch's unanswered jobs are answered EDDY_ECLOSED) or this Redis
+ * no longer serves the slot (the jobs it refused so are queued again, first). */
 static int run_jobs(rb_t *rb)
 {
+    job_t *moved = NULL, **mtail = &moved; /* refused as not served here: queued again */
     job_t *batch = NULL, **tail = &batch;
     size_t n = 0;
     pthread_mutex_lock(&rb->lock);
@@ -3416,7 +3596,14 @@ static int run_jobs(rb_t *rb)
             goto broken;
         batch = j->next;
         j->next = NULL;
-        demoted = lost_master(rb, r) || demoted;
+        bool lost = lost_master(rb, r);
+        demoted = lost || demoted;
+        if (lost && redirect_retry(rb, j, r)) {
+            freeReplyObject(r);
+            *mtail = j;
+            mtail = &j->next;
+            continue;
+        }
         if (j->script >= 0 && is_noscript(r)) {
             /* The script cache was flushed: EVAL (which caches it again) after the rest of
              * the batch's replies, so a retried publish takes a later seq. */
@@ -3447,8 +3634,10 @@ static int run_jobs(rb_t *rb)
         }
         job_reply(rb, j, r);
     }
+    requeue_front(rb, moved);
     return demoted ? -1 : 0;
 broken:
+    requeue_front(rb, moved);
     while (batch) {
         job_t *j = batch;
         batch = j->next;
@@ -3631,6 +3820,12 @@ static void *thread_main(void *p)
                 char msg[128];
                 snprintf(msg, sizeof(msg), "%s", why);
                 disconnect(rb, msg);
+                /* A cluster that answered CLUSTERDOWN or TRYAGAIN is asked again after a
+                 * pause: the requests queued again are not sent in a tight loop. */
+                if (rb->redirect_pause) {
+                    rb->redirect_pause = false;
+                    backoff_wait(rb, rb->cfg.backoff_min_ms);
+                }
             }
             continue;
         }

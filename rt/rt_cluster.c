@@ -114,7 +114,8 @@ struct rt_cluster {
      * report UP); all: the bits of the broker's parts. A part's outage concerns only the
      * namespaces it owns: they deliver locally, and its gap closes only their transports. */
     _Atomic uint64_t down;
-    uint64_t all;
+    _Atomic uint64_t all;
+    size_t nparts; /* rt_broker_parts() when all was computed (0: not yet; broker thread) */
     atomic_bool quiet;
     pthread_mutex_t lock; /* pending, nsps (a leaf under rt.c's table lock) */
     rt_cluster_recovery_t *pending;
@@ -335,9 +336,34 @@ static void part_names(rt_cluster_t *cl, const rt_broker_state_event_t *ev, char
         snprintf(out + len, cap - len, "%s)", sep[0] == ' ' ? " none yet" : "");
 }
 
+static uint64_t parts_bits(size_t parts)
+{
+    return parts >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << parts) - 1;
+}
+
+/* A Redis Cluster broker whose seeds did not answer at the start has one part until the
+ * topology is known, then one per master (rt_broker.h "Parts"), before their first state
+ * events: the namespaces known here are placed again (broker thread, one event at a time). */
+static void parts_refresh(rt_cluster_t *cl, rt_broker_t *b)
+{
+    size_t parts = rt_broker_parts(b);
+    if (parts == cl->nparts)
+        return;
+    pthread_mutex_lock(&cl->lock);
+    for (cl_nsp_t *it = cl->nsps; it != NULL; it = it->next)
+        it->part = rt_broker_part(b, it->name);
+    pthread_mutex_unlock(&cl->lock);
+    atomic_store(&cl->all, parts_bits(parts));
+    if (cl->nparts != 0)
+        eddy_log(cl->srv, EDDY_LOG_INFO, "eddy_rt: the broker has %zu parts now (was %zu)", parts,
+                 cl->nparts);
+    cl->nparts = parts;
+}
+
 static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud)
 {
     rt_cluster_t *cl = ud;
+    parts_refresh(cl, b);
     bool up = ev->state == RT_BROKER_UP;
     size_t part = ev->part < RT_BROKER_PARTS_MAX ? ev->part : 0;
     uint64_t bit = (uint64_t)1 << part;
@@ -470,6 +496,7 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     cl->srv = srv;
     cl->window_ms = opt->recovery_max_disconnection_ms;
     atomic_init(&cl->down, ~(uint64_t)0); /* every part, until it reports UP */
+    atomic_init(&cl->all, ~(uint64_t)0);  /* until the first state event (parts_refresh()) */
     pthread_mutex_init(&cl->lock, NULL);
     pthread_mutex_init(&cl->pump_lock, NULL);
     cl->ops_tail = &cl->ops;
@@ -488,8 +515,12 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
         return NULL;
     }
     size_t parts = rt_broker_parts(cl->b);
-    cl->all = parts >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << parts) - 1;
-    if (!sharded && cfg.ncluster_nodes > 0)
+    if (!sharded && cfg.ncluster_nodes > 0 && rt_broker_part_name(cl->b, 0) == NULL)
+        eddy_log(srv, EDDY_LOG_INFO,
+                 "eddy_rt: node %s of the cluster on a Redis Cluster whose topology is not read "
+                 "yet",
+                 rt_broker_node_id(cl->b));
+    else if (!sharded && cfg.ncluster_nodes > 0)
         eddy_log(srv, EDDY_LOG_INFO,
                  "eddy_rt: node %s of the cluster on a Redis Cluster of %zu masters",
                  rt_broker_node_id(cl->b), parts);

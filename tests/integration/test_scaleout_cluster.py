@@ -23,12 +23,13 @@ import pytest
 from eddyserver import BUILD, TIMEOUT, free_port, stop_all, wait_for
 from sioserver import SioServer
 from test_daemon_realtime import Daemon
-from test_scaleout import clients, emitter_publish  # noqa: F401 (fixture)
+from test_scaleout import clients, emitter_publish, gaps  # noqa: F401 (fixture)
 from test_scaleout_sentinel import answers, command, crosses_again, two_sided_room
 from test_scaleout_shard import (NAMESPACES, config_check_urls, connect_in, cross_in_order,
                                  member_and_sender,
                                  recovers_on)
 from test_scaleout_presence import members, node_conf, poll
+from test_daemon_broker import get
 from test_daemon_realtime import Clients as DaemonClients, token
 
 pytestmark = pytest.mark.skipif(
@@ -75,10 +76,10 @@ def cluster_ports(n):
 class RedisCluster:
     """masters x (1 + replicas) redis-servers in cluster mode, joined and ok."""
 
-    def __init__(self, tmp, masters=3, replicas=0):
+    def __init__(self, tmp, masters=3, replicas=0, ports=None):
         if shutil.which("redis-server") is None:
             pytest.fail("redis-server is needed (Debian package redis-server): make deps-test")
-        self.ports = cluster_ports(masters * (1 + replicas))
+        self.ports = ports or cluster_ports(masters * (1 + replicas))
         self.procs = {}
         for port in self.ports:
             self.procs[port] = subprocess.Popen(
@@ -263,6 +264,51 @@ def test_presence_answers_for_every_node(tmp_path, redis_cluster):
         b.stop()
 
 
+def hash_fields(port, key):
+    out = subprocess.run(["redis-cli", "-p", str(port), "HKEYS", key], capture_output=True,
+                         check=True, timeout=TIMEOUT).stdout
+    return [f for f in out.split(b"\n") if f]
+
+
+def test_presence_of_a_dead_node_is_removed_by_a_read(tmp_path, redis_cluster):
+    """Two daemons on the cluster, a member of "team" on each; kill -9 of node b: once its
+    lease ran out, node a's presence answer leaves bob out, and the read removes node b's
+    entries from the hash on the master of "/" (a presence script in a cluster cannot read
+    the leases, another slot: the broker reads them next and deletes the dead nodes'
+    entries), as on a single Redis. Before, they stayed in Redis for good."""
+    url = redis_cluster.url()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Daemon(tmp_path / "a", node_conf(url, "node-a"))
+    b = Daemon(tmp_path / "b", node_conf(url, "node-b"))
+    clients_ = DaemonClients(a.port)
+    key = "eddy:{/}:p:team"
+    owner = redis_cluster.master_of("/")
+    try:
+        alice = clients_.connect("alice", auth={"token": token("alice")},
+                                 transports=["websocket"])
+        bob = clients_.connect("bob", auth={"token": token("bob")}, transports=["websocket"],
+                               url=f"http://127.0.0.1:{b.port}")
+        for name in ("alice", "bob"):
+            assert clients_.ack(name, "join", "team") == [{"ok": True}]
+        poll("both members listed", lambda: len(members(a, "team")) == 2)
+        assert any(f.startswith(b"node-b\x1f") for f in hash_fields(owner, key))
+        b.proc.kill()
+        b.proc.wait()
+        poll("bob left out once node b's lease ran out",
+             lambda: members(a, "team") == {alice: ("alice", "node-a")}, within=3 * TIMEOUT)
+        poll("node b's entries removed from Redis",
+             lambda: members(a, "team") and
+             not any(f.startswith(b"node-b\x1f") for f in hash_fields(owner, key)))
+        assert any(f.startswith(b"node-a\x1f") for f in hash_fields(owner, key))
+        assert bob not in members(a, "team")
+    finally:
+        clients_.close()
+        a.stop()
+        if b.proc.poll() is None:
+            b.stop()
+
+
 def refused_at_start(url, why):
     """examples/socketio --redis url exits at start, saying why."""
     proc = subprocess.run([os.path.join(BUILD, "examples", "socketio"), "--port",
@@ -280,6 +326,52 @@ def test_cluster_urls_checked(tmp_path):
     for url, why in [("redis+cluster://127.0.0.1:1,redis://127.0.0.1:2", "stands alone"),
                      ("redis+cluster://127.0.0.1:1/1", "a path or query")]:
         refused_at_start(url, why)
+
+
+def test_seeds_down_at_start_node_serves_locally_then_joins(tmp_path, clients):  # noqa: F811
+    """No seed answers at the start: the nodes start anyway (they used to exit), deliver
+    broadcasts locally, and the daemon's /readyz answers 503; they ask the seeds again with
+    the backoff. Once the cluster is created on those ports, every node reads the topology,
+    the daemon gets ready, and rooms joined before (subscriptions held) get broadcasts of
+    the other node in namespaces of every master, each once and in order."""
+    ports = cluster_ports(3)
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports[:2])
+    a, b = (SioServer("eddy", ("--redis", url, "--namespaces", "4")) for _ in range(2))
+    (tmp_path / "daemon").mkdir()
+    daemon = Daemon(tmp_path / "daemon", f"[socketio]\nnamespaces = {', '.join(NAMESPACES)}\n"
+                    f"[broker]\nredis_url = {url}\n")
+    rc = None
+    try:
+        assert get(daemon.admin_port, "/readyz") == (503, "broker not ready\n")
+        # Local delivery while the topology is unknown (room l: these broadcasts are held,
+        # then published, and may reach b's members of l); rooms r joined on b meanwhile.
+        connect_in(clients, "local-m", a, "/")
+        assert clients.ack("local-m", "join", "l") == ["joined"]
+        connect_in(clients, "local-s", a, "/")
+        for k in range(5):
+            clients.emit("local-s", "to-room", "l", {"seq": k})
+        assert [s for s, _ in clients.room_messages("local-m", 5)] == list(range(5))
+        members = {}
+        for i, nsp in enumerate(NAMESPACES):
+            member, sender = f"m{i}", f"s{i}"
+            members[nsp] = (connect_in(clients, member, b, nsp), member, sender)
+            assert clients.ack(member, "join", "r") == ["joined"]
+        rc = RedisCluster(tmp_path, ports=ports)
+        assert len({rc.master_of(nsp) for nsp in NAMESPACES}) == 3
+        wait_for(lambda: get(daemon.admin_port, "/readyz") == (200, "ready\n"),
+                 "the daemon to read the topology and be ready", timeout=3 * TIMEOUT)
+        for nsp, (_, member, sender) in members.items():
+            connect_in(clients, sender, a, nsp)
+            clients.probe(sender, [member], timeout=3 * TIMEOUT)
+        cross_in_order(clients, members)
+        # Published once the topology came, the held broadcasts come back to a as its own:
+        # not delivered twice.
+        clients.nothing_more("local-m")
+    finally:
+        daemon.stop()
+        stop_all([a, b])
+        if rc is not None:
+            rc.close()
 
 
 def master_and_replica(rc, nsp):
@@ -460,3 +552,49 @@ def test_scripts_touch_declared_keys_of_one_slot(redis_cluster, nodes, clients, 
         holders_read |= any(k.startswith("eddy:sessions:{") and k.count(":") == 3
                             for k in touched)
     assert holders_read  # the killed node's hash was read, declared
+
+
+
+def room_seqs(port, nsp, room):
+    """The "seq" of each broadcast in room's history stream on the Redis at port, in order."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "XRANGE", f"eddy:{{{nsp}}}:x:{room}",
+                          "-", "+"], capture_output=True, check=True, timeout=TIMEOUT).stdout
+    return [int(m) for m in re.findall(rb'"seq":(\d+)', out)]
+
+
+def test_publishes_refused_during_a_failover_are_sent_again(tmp_path, clients):  # noqa: F811
+    """Broadcasts a master refuses because it was just demoted (CLUSTER FAILOVER on the
+    replica of "/"'s master: MOVED, READONLY) are queued again and sent to the promoted
+    replica after the reconnection, in order: sa on node a emits 1000, 1001, ... to room r
+    every 2 ms through the failover (recovery on); the room's history on the new master
+    holds every number from 1000 to the last that reached it, none missing, none twice.
+    Before, such a broadcast was answered "publish refused: MOVED ..." and lost, from the
+    history too (measured: 1 of 200 emits a second; its clients could not recover it)."""
+    rc = RedisCluster(tmp_path, masters=3, replicas=1)
+    running = []
+    try:
+        owner, replica = master_and_replica(rc, "/")
+        wait_for(lambda: "master_link_status:up" in command(replica, "INFO", "replication"),
+                 "the replica to sync")
+        a, b = running = [SioServer("eddy", ("--redis", rc.url(6), "--recovery", "60000"))
+                          for _ in range(2)]
+        two_sided_room(clients, a, b)
+        for k in range(400):
+            if k == 100:
+                assert command(replica, "CLUSTER", "FAILOVER") == "OK"
+            clients.emit("sa", "to-room", "r", {"seq": 1000 + k})
+            time.sleep(0.002)  # pacing: emits spread over the failover
+        wait_for(lambda: rc.master_of("/", via=replica) == replica, "the replica to take over")
+        a.wait_log(r"slot \d+ moved from", timeout=FAILOVER_BOUND)
+        # sa's transport is closed by the gap (recovery on): what it emitted after that never
+        # left its client; what reached the server is all in the history, in order.
+        wait_for(lambda: room_seqs(replica, "/", "r")[-1] > 1100,
+                 "broadcasts after the failover in the history")
+        seqs = [s for s in room_seqs(replica, "/", "r") if s >= 1000]
+        assert seqs == list(range(1000, seqs[-1] + 1)), \
+            "missing: " + gaps(sorted(set(range(1000, seqs[-1] + 1)) - set(seqs)))
+        assert not any("publish refused" in line for line in a.log_lines), \
+            "\n".join(a.log_lines)
+    finally:
+        stop_all(running)
+        rc.close()

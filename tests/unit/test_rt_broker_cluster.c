@@ -4,7 +4,8 @@
  * hash slot of a key as Redis computes them (golden values: the CRC16 check value and the
  * answers of Debian's redis-server 7.0 to CLUSTER KEYSLOT, hash tag rules included), and
  * the sharded broker routed by slot: a namespace goes to the part owning the slot of {nsp},
- * a pid to the part owning its tag's slot (or, untagged, its Psession key's).
+ * a pid to the part owning its tag's slot (or, untagged, its Psession key's); seeds that do
+ * not answer at the start.
  */
 #include <string.h>
 
@@ -92,10 +93,70 @@ static void test_slot_routing(void)
           NULL);
 }
 
+static int closed_publishes;
+
+static void on_published(rt_broker_t *b, int err, rt_position_t pos, void *arg)
+{
+    if (err == EDDY_ECLOSED)
+        closed_publishes++;
+}
+
+/* Seeds that do not answer (port 1 on loopback refuses at once): the broker is made
+ * anyway, one part, DOWN, not ready, while its thread asks again; broadcasts and session
+ * records are held within the queue's bounds (then refused EDDY_EDROPPED, counted),
+ * subscriptions counted, reads refused; freeing it answers the held broadcasts
+ * EDDY_ECLOSED. */
+static void test_seeds_down_at_start(void)
+{
+    rt_broker_redis_config_t cfg;
+    rt_broker_redis_config_init(&cfg);
+    rt_broker_addr_t seeds[] = {{"127.0.0.1", 1}, {"127.0.0.1", 2}};
+    cfg.cluster_nodes = seeds;
+    cfg.ncluster_nodes = 2;
+    cfg.queue_max = 3;
+    cfg.node_id = "later";
+    rt_broker_t *b = rt_broker_cluster_new(&cfg, NULL, NULL);
+    CHECK(b != NULL);
+    if (b == NULL)
+        return;
+    CHECK(strcmp(rt_broker_node_id(b), "later") == 0);
+    CHECK_EQ_INT(rt_broker_parts(b), 1);
+    CHECK_EQ_INT(rt_broker_part(b, "/chat"), 0);
+    CHECK(rt_broker_part_name(b, 0) == NULL);
+    CHECK_EQ_INT(rt_broker_state(b), RT_BROKER_DOWN);
+    uint64_t age = 0;
+    CHECK(!rt_broker_ready(b, &age));
+    CHECK_EQ_INT(rt_broker_subscribe(b, "/chat", "r"), 0);
+    CHECK_EQ_INT(rt_broker_subscribe(b, "/chat", "r"), 0);
+    CHECK_EQ_INT(rt_broker_unsubscribe(b, "/chat", "r"), 0);
+    CHECK_EQ_INT(rt_broker_unsubscribe(b, "/chat", NULL), EDDY_ENOTFOUND);
+    const char *rooms[] = {"r"};
+    rt_broker_msg_t msg = {
+        .nsp = "/chat", .rooms = rooms, .nrooms = 1, .payload = "hi", .payload_len = 2};
+    CHECK_EQ_INT(rt_broker_publish(b, &msg, 0, on_published, NULL), 0);
+    CHECK_EQ_INT(rt_broker_publish(b, &msg, 0, NULL, NULL), 0);
+    char pid[RT_HISTORY_PID_SIZE];
+    rt_broker_session_pid(b, pid);
+    CHECK_EQ_INT(strlen(pid), RT_HISTORY_PID_LEN);
+    CHECK_EQ_INT(rt_broker_session_put(b, pid, "rec", 3, 60000), 0);
+    CHECK_EQ_INT(rt_broker_publish(b, &msg, 0, on_published, NULL), EDDY_EDROPPED);
+    rt_broker_stats_t st;
+    rt_broker_stats(b, &st);
+    CHECK_EQ_INT(st.buffered, 3);
+    CHECK_EQ_INT(st.dropped, 1);
+    CHECK_EQ_INT(rt_broker_presence_set(b, "/chat", "r", "s1", NULL, 0), 0);
+    CHECK_EQ_INT(rt_broker_history(b, "/chat", (rt_position_t){0, 0}, NULL, 0, 0, NULL, NULL),
+                 EDDY_ECLOSED);
+    CHECK_EQ_INT(rt_broker_nodes(b, NULL, 0), 0);
+    rt_broker_free(b);
+    CHECK_EQ_INT(closed_publishes, 1);
+}
+
 int main(void)
 {
     test_crc16();
     test_keyslot();
     test_slot_routing();
+    test_seeds_down_at_start();
     return test_report("test_rt_broker_cluster");
 }
