@@ -10,6 +10,7 @@ went through TLS. One cluster serves the module: a test that changes the nodes' 
 and the kill -9 failover comes last.
 """
 
+import os
 import re
 import shutil
 import socket
@@ -19,7 +20,7 @@ import time
 
 import pytest
 
-from eddyserver import TIMEOUT, stop_all, wait_for
+from eddyserver import BUILD, TIMEOUT, free_port, stop_all, wait_for
 from sioserver import SioServer
 from test_scaleout import clients, pytestmark  # noqa: F401 (fixture, skip mark)
 from test_scaleout_cluster import (FAILOVER_BOUND, NODE_TIMEOUT_MS, cluster_ports,
