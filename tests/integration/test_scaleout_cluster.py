@@ -10,6 +10,7 @@ delivered once; kill -9 of a master: its replica is promoted and broadcasts cros
 and a client disconnected before the kill recovers on the new master.
 """
 
+import contextlib
 import os
 import random
 import re
@@ -237,10 +238,10 @@ def test_emitter_publish_is_delivered_once(redis_cluster, nodes, clients):  # no
         clients.nothing_more(name, 0.3)
 
 
-def test_presence_answers_for_every_node(tmp_path, redis_cluster):
-    """Two daemons on the cluster: each answers the room's presence with both nodes'
-    members (the read filters by the alive nodes of the last heartbeat)."""
-    url = redis_cluster.url()
+@contextlib.contextmanager
+def team_on_two_daemons(tmp_path, url):
+    """Daemons node-a and node-b on the cluster, alice (on a) and bob (on b) in "team":
+    yields (a, b, clients, alice's id, bob's id); stops what is still running."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a = Daemon(tmp_path / "a", node_conf(url, "node-a"))
@@ -253,15 +254,23 @@ def test_presence_answers_for_every_node(tmp_path, redis_cluster):
                                url=f"http://127.0.0.1:{b.port}")
         for name in ("alice", "bob"):
             assert clients_.ack(name, "join", "team") == [{"ok": True}]
+        yield a, b, clients_, alice, bob
+    finally:
+        clients_.close()
+        a.stop()
+        if b.proc.poll() is None:
+            b.stop()
+
+
+def test_presence_answers_for_every_node(tmp_path, redis_cluster):
+    """Two daemons on the cluster: each answers the room's presence with both nodes'
+    members (the read filters by the alive nodes of the last heartbeat)."""
+    with team_on_two_daemons(tmp_path, redis_cluster.url()) as (a, b, clients_, alice, bob):
         everyone = {alice: ("alice", "node-a"), bob: ("bob", "node-b")}
         for node in (a, b):
             poll("every member in the answer", lambda: members(node, "team") == everyone)
         assert clients_.ack("bob", "leave", "team") == [{"ok": True}]
         poll("bob's leave on node a", lambda: members(a, "team") == {alice: everyone[alice]})
-    finally:
-        clients_.close()
-        a.stop()
-        b.stop()
 
 
 def hash_fields(port, key):
@@ -276,21 +285,9 @@ def test_presence_of_a_dead_node_is_removed_by_a_read(tmp_path, redis_cluster):
     entries from the hash on the master of "/" (a presence script in a cluster cannot read
     the leases, another slot: the broker reads them next and deletes the dead nodes'
     entries), as on a single Redis. Before, they stayed in Redis for good."""
-    url = redis_cluster.url()
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    a = Daemon(tmp_path / "a", node_conf(url, "node-a"))
-    b = Daemon(tmp_path / "b", node_conf(url, "node-b"))
-    clients_ = DaemonClients(a.port)
     key = "eddy:{/}:p:team"
     owner = redis_cluster.master_of("/")
-    try:
-        alice = clients_.connect("alice", auth={"token": token("alice")},
-                                 transports=["websocket"])
-        bob = clients_.connect("bob", auth={"token": token("bob")}, transports=["websocket"],
-                               url=f"http://127.0.0.1:{b.port}")
-        for name in ("alice", "bob"):
-            assert clients_.ack(name, "join", "team") == [{"ok": True}]
+    with team_on_two_daemons(tmp_path, redis_cluster.url()) as (a, b, clients_, alice, bob):
         poll("both members listed", lambda: len(members(a, "team")) == 2)
         assert any(f.startswith(b"node-b\x1f") for f in hash_fields(owner, key))
         b.proc.kill()
@@ -302,11 +299,6 @@ def test_presence_of_a_dead_node_is_removed_by_a_read(tmp_path, redis_cluster):
              not any(f.startswith(b"node-b\x1f") for f in hash_fields(owner, key)))
         assert any(f.startswith(b"node-a\x1f") for f in hash_fields(owner, key))
         assert bob not in members(a, "team")
-    finally:
-        clients_.close()
-        a.stop()
-        if b.proc.poll() is None:
-            b.stop()
 
 
 def refused_at_start(url, why):
