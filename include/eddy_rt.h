@@ -271,6 +271,11 @@ typedef struct eddy_rt_broker_status {
      * it (a jump in that node's numbers on the room's channel: a subscription connection
      * cut, a publisher's queue overflowing). Lost: nothing holds them to recover from. */
     uint64_t messages_missed_total;
+    /* redis+sentinel, redis+cluster: requests (broadcasts, session records, presence,
+     * reads) a master refused because it no longer served them (demoted by a failover:
+     * MOVED, READONLY, CLUSTERDOWN, TRYAGAIN, MASTERDOWN), queued again and sent after the
+     * reconnection (README "Redis Cluster"); each refusal counts. 0 on one Redis. */
+    uint64_t retried_total;
 } eddy_rt_broker_status_t;
 
 void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out);

@@ -157,6 +157,9 @@ typedef struct rt_broker_stats {
     uint64_t master_switches; /* Sentinel, Cluster: times the sentinels or the cluster
                                * named another master */
     uint64_t missed;          /* Redis, no history: broadcasts of other nodes that never came */
+    uint64_t retried;         /* Sentinel, Cluster: requests a master refused because it no
+                               * longer served their slot (MOVED, READONLY, ...), queued
+                               * again to be sent after the reconnection (each time) */
     uint64_t subscriptions;   /* (nsp, room) channels subscribed now */
 } rt_broker_stats_t;
 

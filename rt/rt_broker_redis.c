@@ -301,7 +301,7 @@ typedef struct rb {
 
     _Atomic int state;
     _Atomic uint64_t last_pong;
-    _Atomic uint64_t published, delivered, dropped, reconnects, gaps, nsubs, missed;
+    _Atomic uint64_t published, delivered, dropped, reconnects, gaps, nsubs, missed, retried;
     atomic_uint_fast64_t next_req;
     nreq_t *reqs;    /* thread only */
     nreq_t *barrier; /* thread only: holds the queue until it is answered */
@@ -3518,10 +3518,11 @@ static void requeue_front(rb_t *rb, job_t *list)
     rb->queued += n;
     rb->queued_bytes += bytes;
     pthread_mutex_unlock(&rb->lock);
+    uint64_t retried = atomic_fetch_add(&rb->retried, n) + n;
     eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
              "rt_broker: Redis %s no longer serves the slot: %zu requests queued again, sent "
-             "after the reconnection",
-             where(rb), n);
+             "after the reconnection (%llu so far)",
+             where(rb), n, (unsigned long long)retried);
 }
 
 /* Sends a batch of queued jobs pipelined and handles their replies. Returns -1 when the
@@ -3928,6 +3929,7 @@ static void rb_stats(rt_broker_t *b, rt_broker_stats_t *out)
     out->gaps = atomic_load(&rb->gaps);
     out->master_switches = atomic_load(&rb->master_switches);
     out->missed = atomic_load(&rb->missed);
+    out->retried = atomic_load(&rb->retried);
     out->subscriptions = atomic_load(&rb->nsubs) + atomic_load(&rb->npatterns);
 }
 

@@ -559,7 +559,8 @@ def test_publishes_refused_during_a_failover_are_sent_again(tmp_path, clients): 
     replica of "/"'s master: MOVED, READONLY) are queued again and sent to the promoted
     replica after the reconnection, in order: sa on node a emits 1000, 1001, ... to room r
     every 2 ms through the failover (recovery on); the room's history on the new master
-    holds every number from 1000 to the last that reached it, none missing, none twice.
+    holds every number from 1000 to the last that reached it, none missing, none twice, and
+    node a counted the requests it queued again (eddy_rt_broker_status().retried_total).
     Before, such a broadcast was answered "publish refused: MOVED ..." and lost, from the
     history too (measured: 1 of 200 emits a second; its clients could not recover it)."""
     rc = RedisCluster(tmp_path, masters=3, replicas=1)
@@ -587,6 +588,8 @@ def test_publishes_refused_during_a_failover_are_sent_again(tmp_path, clients): 
             "missing: " + gaps(sorted(set(range(1000, seqs[-1] + 1)) - set(seqs)))
         assert not any("publish refused" in line for line in a.log_lines), \
             "\n".join(a.log_lines)
+        clients.connect("status", a)
+        assert clients.ack("status", "x-broker")[0]["retried"] > 0
     finally:
         stop_all(running)
         rc.close()
