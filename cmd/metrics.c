@@ -254,6 +254,10 @@ static void write_broker(FILE *out)
            "Requests a demoted master refused, queued again for the next one (Sentinel, "
            "Cluster).",
            b.retried_total);
+    metric(out, "eddy_broker_slots_moved_total", "counter",
+           "Redis Cluster slots moved to another master while running (resharding: restart "
+           "the node).",
+           b.slots_moved_total);
     metric(out, "eddy_broker_reconnects_total", "counter",
            "Reconnections to Redis after an outage.", b.reconnects_total);
     metric(out, "eddy_broker_gaps_total", "counter",

@@ -25,7 +25,8 @@
  *                           (adapter.allRooms(), with counts: eddy_rt_rooms())
  *   x-ack (sel, ms, ...args)  broadcast "x-ask" with args and an ack wanted, ack
  *                           {"results": [{"id", "status", "answer" (its arguments), "node"}]}
- *   x-broker                ack {"ready", "dropped", "retried"} (eddy_rt_broker_status())
+ *   x-broker                ack {"ready", "dropped", "retried", "slots_moved"}
+ *                           (eddy_rt_broker_status())
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -359,10 +360,11 @@ static void on_x_broker(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud
 {
     eddy_rt_broker_status_t st;
     eddy_rt_broker_status(eddy_rt_nsp_rt(eddy_rt_socket_nsp(s)), &st);
-    char json[128];
-    snprintf(json, sizeof(json), "{\"ready\":%s,\"dropped\":%llu,\"retried\":%llu}",
+    char json[160];
+    snprintf(json, sizeof(json),
+             "{\"ready\":%s,\"dropped\":%llu,\"retried\":%llu,\"slots_moved\":%llu}",
              st.ready ? "true" : "false", (unsigned long long)st.dropped_total,
-             (unsigned long long)st.retried_total);
+             (unsigned long long)st.retried_total, (unsigned long long)st.slots_moved_total);
     if (ev->ack_id >= 0)
         eddy_rt_ack_json(s, ev->ack_id, json);
 }

@@ -276,6 +276,10 @@ typedef struct eddy_rt_broker_status {
      * MOVED, READONLY, CLUSTERDOWN, TRYAGAIN, MASTERDOWN), queued again and sent after the
      * reconnection (README "Redis Cluster"); each refusal counts. 0 on one Redis. */
     uint64_t retried_total;
+    /* redis+cluster: hash slots found moved from one master to another while this node
+     * runs (resharding). The node does not follow them: their namespaces' requests are
+     * refused and ready stays false until the node is restarted (README "Redis Cluster"). */
+    uint64_t slots_moved_total;
 } eddy_rt_broker_status_t;
 
 void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out);
