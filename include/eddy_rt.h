@@ -278,7 +278,8 @@ typedef struct eddy_rt_broker_status {
     uint64_t retried_total;
     /* redis+cluster: hash slots found moved from one master to another while this node
      * runs (resharding). The node does not follow them: their namespaces' requests are
-     * refused and ready stays false until the node is restarted (README "Redis Cluster"). */
+     * refused (their broadcasts reach no one through this node) and ready stays false until
+     * the node is restarted (README "Redis Cluster"). */
     uint64_t slots_moved_total;
 } eddy_rt_broker_status_t;
 

@@ -2319,9 +2319,9 @@ static void reshard_check(rb_t *rb, const redisReply *r, const char *asked, cons
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
                  "rt_broker: slot %d is served by %s:%d now, no longer with the rest of its "
                  "part by %s:%d (resharding while this node runs; %llu slots so far): the "
-                 "namespaces of that slot no longer cross nodes through this node (their "
-                 "requests are refused) and it reports not ready: restart it to follow the "
-                 "new topology",
+                 "namespaces of that slot get no broadcasts through this node (their requests "
+                 "are refused) and it reports not ready: restart it to follow the new "
+                 "topology",
                  slot, owner, owner_port, host, port, (unsigned long long)n);
     }
     free(owner);
