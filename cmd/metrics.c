@@ -250,6 +250,14 @@ static void write_broker(FILE *out)
            b.buffered_bytes);
     metric(out, "eddy_broker_dropped_total", "counter",
            "Requests dropped: the queue bound, or lost with a connection.", b.dropped_total);
+    metric(out, "eddy_broker_retried_total", "counter",
+           "Requests a demoted master refused, queued again for the next one (Sentinel, "
+           "Cluster).",
+           b.retried_total);
+    metric(out, "eddy_broker_slots_moved_total", "counter",
+           "Redis Cluster slots moved to another master while running (resharding: restart "
+           "the node).",
+           b.slots_moved_total);
     metric(out, "eddy_broker_reconnects_total", "counter",
            "Reconnections to Redis after an outage.", b.reconnects_total);
     metric(out, "eddy_broker_gaps_total", "counter",

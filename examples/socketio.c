@@ -25,6 +25,8 @@
  *                           (adapter.allRooms(), with counts: eddy_rt_rooms())
  *   x-ack (sel, ms, ...args)  broadcast "x-ask" with args and an ack wanted, ack
  *                           {"results": [{"id", "status", "answer" (its arguments), "node"}]}
+ *   x-broker                ack {"ready", "dropped", "retried", "slots_moved"}
+ *                           (eddy_rt_broker_status())
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -354,6 +356,19 @@ static void on_x_rooms(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
     }
 }
 
+static void on_x_broker(eddy_rt_socket_t *s, const eddy_rt_event_t *ev, void *ud)
+{
+    eddy_rt_broker_status_t st;
+    eddy_rt_broker_status(eddy_rt_nsp_rt(eddy_rt_socket_nsp(s)), &st);
+    char json[160];
+    snprintf(json, sizeof(json),
+             "{\"ready\":%s,\"dropped\":%llu,\"retried\":%llu,\"slots_moved\":%llu}",
+             st.ready ? "true" : "false", (unsigned long long)st.dropped_total,
+             (unsigned long long)st.retried_total, (unsigned long long)st.slots_moved_total);
+    if (ev->ack_id >= 0)
+        eddy_rt_ack_json(s, ev->ack_id, json);
+}
+
 static void on_acked(eddy_rt_nsp_t *nsp, const eddy_rt_ack_result_t *res, size_t n, void *arg)
 {
     jbuf_t j = {0};
@@ -416,6 +431,7 @@ static void xnode_setup(eddy_rt_nsp_t *nsp)
         {"x-fetch", on_x_fetch, NULL},
         {"x-rooms", on_x_rooms, NULL},
         {"x-ack", on_x_ack, NULL},
+        {"x-broker", on_x_broker, NULL},
     };
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++)
         eddy_rt_on(nsp, events[i].name, events[i].cb, events[i].ud);

@@ -271,6 +271,16 @@ typedef struct eddy_rt_broker_status {
      * it (a jump in that node's numbers on the room's channel: a subscription connection
      * cut, a publisher's queue overflowing). Lost: nothing holds them to recover from. */
     uint64_t messages_missed_total;
+    /* redis+sentinel, redis+cluster: requests (broadcasts, session records, presence,
+     * reads) a master refused because it no longer served them (demoted by a failover:
+     * MOVED, READONLY, CLUSTERDOWN, TRYAGAIN, MASTERDOWN), queued again and sent after the
+     * reconnection (README "Redis Cluster"); each refusal counts. 0 on one Redis. */
+    uint64_t retried_total;
+    /* redis+cluster: hash slots found moved from one master to another while this node
+     * runs (resharding). The node does not follow them: their namespaces' requests are
+     * refused (their broadcasts reach no one through this node) and ready stays false until
+     * the node is restarted (README "Redis Cluster"). */
+    uint64_t slots_moved_total;
 } eddy_rt_broker_status_t;
 
 void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out);

@@ -157,6 +157,11 @@ typedef struct rt_broker_stats {
     uint64_t master_switches; /* Sentinel, Cluster: times the sentinels or the cluster
                                * named another master */
     uint64_t missed;          /* Redis, no history: broadcasts of other nodes that never came */
+    uint64_t retried;         /* Sentinel, Cluster: requests a master refused because it no
+                               * longer served their slot (MOVED, READONLY, ...), queued
+                               * again to be sent after the reconnection (each time) */
+    uint64_t slots_moved;     /* Cluster: slots found moved to another master while running
+                               * (resharding, not followed: see "Redis Cluster") */
     uint64_t subscriptions;   /* (nsp, room) channels subscribed now */
 } rt_broker_stats_t;
 
@@ -885,11 +890,17 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * (a manual CLUSTER FAILOVER used to lose the broadcasts sent to the demoted master, from
  * the history too). Requests in flight when a connection breaks (a master killed) are
  * answered EDDY_ECLOSED and counted dropped: whether Redis applied them is unknown, and
- * Redis' asynchronous replication may lose what it acknowledged anyway. The slots-to-parts
- * map is the one read at the start: moving slots between masters (resharding) while nodes
- * run is not followed (the moved namespaces' commands are answered MOVED and sent again
- * through the old part's broker, which reconnects in a loop for 10 s, then refuses them);
- * restart the nodes after resharding.
+ * Redis' asynchronous replication may lose what it acknowledged anyway (stats.retried
+ * counts the requests queued again).
+ *
+ * Resharding: the slots-to-parts map is the one read at the start; slots moved between
+ * masters while nodes run are not followed. A master's broker finds a move when it uses
+ * the slot (a MOVED answer, a dropped channel, a refused SSUBSCRIBE): it asks the cluster
+ * again, and if the slot's master differs from its own, the slot is noted (logged, counted
+ * in stats.slots_moved) and the broker is not ready (ready() false) until the node is
+ * freed. From then on the slot's requests are answered with the refusal at once and its
+ * channels no longer make the broker reconnect, so the part's other namespaces keep
+ * working. Restart the nodes after resharding.
  * ------------------------------------------------------------------------------------- */
 
 #define RT_BROKER_CLUSTER_SLOTS 16384

@@ -301,7 +301,7 @@ typedef struct rb {
 
     _Atomic int state;
     _Atomic uint64_t last_pong;
-    _Atomic uint64_t published, delivered, dropped, reconnects, gaps, nsubs, missed;
+    _Atomic uint64_t published, delivered, dropped, reconnects, gaps, nsubs, missed, retried;
     atomic_uint_fast64_t next_req;
     nreq_t *reqs;    /* thread only */
     nreq_t *barrier; /* thread only: holds the queue until it is answered */
@@ -324,6 +324,14 @@ typedef struct rb {
      * cluster P{tag}:), the pub/sub verbs (sharded in a cluster) and the publish script as
      * sent (NULL: lua_publish). */
     rt_broker_addr_t *cluster_nodes;
+    /* Redis Cluster, resharding (thread only but resharded): the slot a MOVED answer or a
+     * dropped channel named (-1: none), checked at the next topology read; the slots found
+     * moved to another master than this broker's (a bit each), whose requests are refused
+     * at once from then on; resharded once one was found (the broker is then not ready). */
+    int moved_slot;
+    uint8_t *moved_away;
+    atomic_bool resharded;
+    _Atomic uint64_t slots_moved;
     char *node_prefix, *publish_script;
     const char *pub_verb, *sub_verb, *unsub_verb;
 } rb_t;
@@ -2191,15 +2199,40 @@ static bool sharded_confirm(const redisReply *r)
            strcmp(r->element[0]->str, "sunsubscribe") == 0;
 }
 
+/* Whether slot was found moved to another master than this broker's (resharding). */
+static bool slot_moved_away(const rb_t *rb, int slot)
+{
+    return slot >= 0 && slot < RT_BROKER_CLUSTER_SLOTS &&
+           ((rb->moved_away[slot / 8] >> (slot % 8)) & 1);
+}
+
+/* The slot of a "MOVED <slot> <host:port>" error, else -1. */
+static int moved_slot_of(const char *err)
+{
+    if (strncmp(err, "MOVED ", 6) != 0)
+        return -1;
+    char *end;
+    long slot = strtol(err + 6, &end, 10);
+    return end > err + 6 && *end == ' ' && slot >= 0 && slot < RT_BROKER_CLUSTER_SLOTS ? (int)slot
+                                                                                       : -1;
+}
+
 /* A sunsubscribe nobody asked for (sub_send() reads the confirmations): the master gave up
  * the channel's slot (a failover demoted it, or the slot moved). True, and the SUBSCRIBE
- * connection is marked broken so that the thread asks the cluster again. */
+ * connection is marked broken so that the thread asks the cluster again (its slot noted
+ * for the resharding check), unless the slot is known to have moved away already. */
 static bool cluster_dropped(rb_t *rb, const redisReply *r)
 {
     if (!rb->cluster_nodes || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING ||
         strcmp(r->element[0]->str, "sunsubscribe") != 0)
         return false;
+    if (r->element[1]->type == REDIS_REPLY_STRING) {
+        int slot = (int)rt_broker_keyslot(r->element[1]->str, r->element[1]->len);
+        if (slot_moved_away(rb, slot))
+            return true;
+        rb->moved_slot = slot;
+    }
     rb->sub->err = REDIS_ERR_OTHER;
     snprintf(rb->sub->errstr, sizeof(rb->sub->errstr), "the master dropped channel %.64s",
              r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "?");
@@ -2208,15 +2241,22 @@ static bool cluster_dropped(rb_t *rb, const redisReply *r)
 
 /* In a cluster, an answer saying that this Redis no longer serves the slot (MOVED, ASK:
  * the slot is elsewhere; READONLY: a replica; CLUSTERDOWN; a script's key not local):
- * true, and the command connection is marked broken so that the thread asks again. */
+ * true, and the command connection is marked broken so that the thread asks again (a
+ * MOVED's slot noted for the resharding check). False for a MOVED of a slot known to have
+ * moved away: the request is refused at once. */
 static bool cluster_redirected(rb_t *rb, const redisReply *r)
 {
     static const char *const errors[] = {"MOVED ",   "ASK ",          "CLUSTERDOWN",
                                          "READONLY", "non local key", "TRYAGAIN"};
     if (!rb->cluster_nodes || r->type != REDIS_REPLY_ERROR)
         return false;
+    int slot = moved_slot_of(r->str);
+    if (slot_moved_away(rb, slot))
+        return false;
     for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
         if (strstr(r->str, errors[i])) {
+            if (slot >= 0)
+                rb->moved_slot = slot;
             rb->cmd->err = REDIS_ERR_OTHER;
             snprintf(rb->cmd->errstr, sizeof(rb->cmd->errstr), "slot %d not served here: %.64s",
                      rb->cfg.cluster_slot, r->str);
@@ -2257,6 +2297,36 @@ static int cluster_slot_owner(const redisReply *r, int slot, const char *asked, 
     return -1;
 }
 
+/* After a MOVED answer or a dropped channel of slot rb->moved_slot: when the topology r
+ * (asked of asked) gives that slot to another master than host:port, this broker's master
+ * now, the slot was moved between masters (resharding), which the parts do not follow:
+ * the slot is noted (its requests are refused at once from then on, its channels no
+ * longer make the broker reconnect), counted and logged, and the broker is not ready. */
+static void reshard_check(rb_t *rb, const redisReply *r, const char *asked, const char *host,
+                          int port)
+{
+    int slot = rb->moved_slot;
+    char *owner = NULL;
+    int owner_port = 0;
+    rb->moved_slot = -1;
+    if (slot < 0 || slot_moved_away(rb, slot) ||
+        cluster_slot_owner(r, slot, asked, &owner, &owner_port) != 0)
+        return;
+    if (owner_port != port || strcmp(owner, host) != 0) {
+        rb->moved_away[slot / 8] |= (uint8_t)(1u << (slot % 8));
+        uint64_t n = atomic_fetch_add(&rb->slots_moved, 1) + 1;
+        atomic_store(&rb->resharded, true);
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
+                 "rt_broker: slot %d is served by %s:%d now, no longer with the rest of its "
+                 "part by %s:%d (resharding while this node runs; %llu slots so far): the "
+                 "namespaces of that slot get no broadcasts through this node (their requests "
+                 "are refused) and it reports not ready: restart it to follow the new "
+                 "topology",
+                 slot, owner, owner_port, host, port, (unsigned long long)n);
+    }
+    free(owner);
+}
+
 /* Asks the cluster's nodes in turn which master serves cfg.cluster_slot (CLUSTER SLOTS):
  * the first that names one moves to the head of the list and its answer becomes host and
  * cfg.port (a new address counts as a master switch). -1 with err if none names one. */
@@ -2271,6 +2341,8 @@ static int cluster_master(rb_t *rb, const char **err)
         char *host = NULL;
         int port = 0;
         int rc = r ? cluster_slot_owner(r, rb->cfg.cluster_slot, n.host, &host, &port) : -1;
+        if (rc == 0)
+            reshard_check(rb, r, n.host, host, port);
         if (c && !r)
             snprintf(why, sizeof(why), "%s", c->errstr);
         else if (r && rc != 0)
@@ -2359,7 +2431,9 @@ static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
         memcpy(rb->publish_script + head + 2, at + 1, sizeof(lua_publish) - head - 1);
     }
     rb->cluster_nodes = addrs_copy(cfg->cluster_nodes, cfg->ncluster_nodes);
-    if (!rb->node_prefix || !rb->publish_script || !rb->cluster_nodes)
+    rb->moved_slot = -1;
+    rb->moved_away = calloc(RT_BROKER_CLUSTER_SLOTS / 8, 1);
+    if (!rb->node_prefix || !rb->publish_script || !rb->cluster_nodes || !rb->moved_away)
         return -1;
     rb->cfg.cluster_nodes = rb->cluster_nodes;
     rb->cfg.cluster_tag = NULL; /* not kept: node_prefix is */
@@ -2432,21 +2506,40 @@ static int sub_send(rb_t *rb, const char *verb, const char **chans, size_t *lens
     while (!done)
         if (rt_redis_write(rb->sub, &done) != REDIS_OK)
             return -1;
+    bool refused = false;
     for (size_t waiting = n; waiting;) {
         redisReply *r;
         if (rt_redis_get_reply(rb->sub, (void **)&r) != REDIS_OK)
             return -1;
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-            r->element[0]->type == REDIS_REPLY_STRING &&
-            (strcmp(r->element[0]->str, "subscribe") == 0 ||
-             strcmp(r->element[0]->str, "unsubscribe") == 0 ||
-             strcmp(r->element[0]->str, "psubscribe") == 0 ||
-             strcmp(r->element[0]->str, "punsubscribe") == 0 || sharded_confirm(r))) {
+        if (r->type == REDIS_REPLY_ERROR && rb->cluster_nodes) {
+            /* A channel's slot not served here: ignored if known to have moved away (see
+             * reshard_check()), else the thread asks the cluster again. */
+            int slot = moved_slot_of(r->str);
+            if (!slot_moved_away(rb, slot)) {
+                if (slot >= 0)
+                    rb->moved_slot = slot;
+                if (!refused)
+                    snprintf(rb->sub->errstr, sizeof(rb->sub->errstr),
+                             "subscription refused: %.64s", r->str);
+                refused = true;
+            }
+            waiting--;
+            freeReplyObject(r);
+        } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+                   r->element[0]->type == REDIS_REPLY_STRING &&
+                   (strcmp(r->element[0]->str, "subscribe") == 0 ||
+                    strcmp(r->element[0]->str, "unsubscribe") == 0 ||
+                    strcmp(r->element[0]->str, "psubscribe") == 0 ||
+                    strcmp(r->element[0]->str, "punsubscribe") == 0 || sharded_confirm(r))) {
             waiting--;
             freeReplyObject(r);
         } else {
             handle_sub_reply(rb, r);
         }
+    }
+    if (refused) {
+        rb->sub->err = REDIS_ERR_OTHER;
+        return -1;
     }
     return 0;
 }
@@ -3518,10 +3611,11 @@ static void requeue_front(rb_t *rb, job_t *list)
     rb->queued += n;
     rb->queued_bytes += bytes;
     pthread_mutex_unlock(&rb->lock);
+    uint64_t retried = atomic_fetch_add(&rb->retried, n) + n;
     eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
              "rt_broker: Redis %s no longer serves the slot: %zu requests queued again, sent "
-             "after the reconnection",
-             where(rb), n);
+             "after the reconnection (%llu so far)",
+             where(rb), n, (unsigned long long)retried);
 }
 
 /* Sends a batch of queued jobs pipelined and handles their replies. Returns -1 when the
@@ -3906,7 +4000,8 @@ static bool rb_ready(rt_broker_t *b, uint64_t *age_ms)
     if (age_ms)
         *age_ms = age;
     /* Three heartbeats: one late round trip is not yet a failure. */
-    return atomic_load(&rb->state) == RT_BROKER_UP && age <= 3ull * rb->cfg.heartbeat_ms;
+    return atomic_load(&rb->state) == RT_BROKER_UP && age <= 3ull * rb->cfg.heartbeat_ms &&
+           !atomic_load(&rb->resharded);
 }
 
 static rt_broker_state_t rb_state(rt_broker_t *b)
@@ -3928,6 +4023,8 @@ static void rb_stats(rt_broker_t *b, rt_broker_stats_t *out)
     out->gaps = atomic_load(&rb->gaps);
     out->master_switches = atomic_load(&rb->master_switches);
     out->missed = atomic_load(&rb->missed);
+    out->retried = atomic_load(&rb->retried);
+    out->slots_moved = atomic_load(&rb->slots_moved);
     out->subscriptions = atomic_load(&rb->nsubs) + atomic_load(&rb->npatterns);
 }
 
@@ -3966,6 +4063,7 @@ static void rb_destroy(rb_t *rb)
     free(rb->sentinels);
     rt_redis_tls_free(rb->tls);
     free(rb->cluster_nodes);
+    free(rb->moved_away);
     free(rb->node_prefix);
     free(rb->publish_script);
     if (rb->wake_fd >= 0)

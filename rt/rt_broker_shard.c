@@ -471,6 +471,8 @@ static void sh_stats(rt_broker_t *b, rt_broker_stats_t *out)
         out->gaps += st.gaps;
         out->master_switches += st.master_switches;
         out->missed += st.missed;
+        out->retried += st.retried;
+        out->slots_moved += st.slots_moved;
         out->subscriptions += st.subscriptions;
     }
 }

@@ -595,6 +595,8 @@ void rt_cluster_status(rt_cluster_t *cl, eddy_rt_broker_status_t *out)
     out->master_switches_total = st.master_switches;
     out->presence_repairs_total = atomic_load(&cl->repairs);
     out->messages_missed_total = st.missed;
+    out->retried_total = st.retried;
+    out->slots_moved_total = st.slots_moved;
     out->subscriptions = st.subscriptions;
     out->nodes = rt_broker_nodes(cl->b, none, 0);
 }

@@ -69,6 +69,8 @@ def test_two_daemons_on_one_redis_form_one_cluster(tmp_path, redis):  # noqa: F8
         assert sample(a.admin_port, "eddy_broker_up") == 1
         assert sample(b.admin_port, "eddy_broker_delivered_total") >= 4
         assert sample(a.admin_port, "eddy_broker_presence_repairs_total") == 0
+        assert sample(a.admin_port, "eddy_broker_retried_total") == 0
+        assert sample(a.admin_port, "eddy_broker_slots_moved_total") == 0
         assert sample(b.admin_port, "eddy_broker_messages_missed_total") == 0
 
         out = subprocess.run([EDDY, "status", "-c", str(a.conf)], cwd=a.tmp,

@@ -107,7 +107,9 @@ class RedisCluster:
                 for a, b, m, *rest in command(via or alive[0], "CLUSTER", "SLOTS")]
 
     def master_of(self, nsp, via=None):
-        slot = slot_of(nsp)
+        return self.master_of_slot(slot_of(nsp), via)
+
+    def master_of_slot(self, slot, via=None):
         return next(m for a, b, m, _ in self.slots(via) if a <= slot <= b)
 
     def masters(self):
@@ -456,7 +458,8 @@ def test_manual_failover_followed_through_moved(tmp_path, clients):  # noqa: F81
     demoted with the nodes' connections open; each node learns it from its answers (MOVED
     or READONLY to a command, or the sunsubscribe of a dropped channel), asks the cluster
     again, follows the promoted replica (logged) and broadcasts cross the nodes again, each
-    once. Nothing crashed."""
+    once; the failover is not taken for resharding (slots_moved 0, ready again). Nothing
+    crashed."""
     rc = RedisCluster(tmp_path, masters=3, replicas=1)
     running = []
     try:
@@ -475,6 +478,10 @@ def test_manual_failover_followed_through_moved(tmp_path, clients):  # noqa: F81
             assert any(re.search(r"connection lost: (slot \d+ not served here: (MOVED|READONLY)|"
                                  r"the master dropped channel)", line)
                        for line in node.log_lines), "\n".join(node.log_lines)
+        for name, node in (("status-a", a), ("status-b", b)):
+            clients.connect(name, node)
+            wait_for(lambda: clients.ack(name, "x-broker")[0]["ready"], f"{name}: ready")
+            assert clients.ack(name, "x-broker")[0]["slots_moved"] == 0
         assert all(node.proc.poll() is None for node in (a, b))
     finally:
         stop_all(running)
@@ -559,7 +566,8 @@ def test_publishes_refused_during_a_failover_are_sent_again(tmp_path, clients): 
     replica of "/"'s master: MOVED, READONLY) are queued again and sent to the promoted
     replica after the reconnection, in order: sa on node a emits 1000, 1001, ... to room r
     every 2 ms through the failover (recovery on); the room's history on the new master
-    holds every number from 1000 to the last that reached it, none missing, none twice.
+    holds every number from 1000 to the last that reached it, none missing, none twice, and
+    node a counted the requests it queued again (eddy_rt_broker_status().retried_total).
     Before, such a broadcast was answered "publish refused: MOVED ..." and lost, from the
     history too (measured: 1 of 200 emits a second; its clients could not recover it)."""
     rc = RedisCluster(tmp_path, masters=3, replicas=1)
@@ -587,6 +595,73 @@ def test_publishes_refused_during_a_failover_are_sent_again(tmp_path, clients): 
             "missing: " + gaps(sorted(set(range(1000, seqs[-1] + 1)) - set(seqs)))
         assert not any("publish refused" in line for line in a.log_lines), \
             "\n".join(a.log_lines)
+        clients.connect("status", a)
+        assert clients.ack("status", "x-broker")[0]["retried"] > 0
     finally:
         stop_all(running)
         rc.close()
+
+
+def move_slot(rc, slot, dst):
+    """Moves slot and its keys to master dst as `redis-cli --cluster reshard` does:
+    IMPORTING on dst, MIGRATING on the owner, MIGRATE of its keys, then SETSLOT NODE on
+    every master. Returns the former owner's port."""
+    src = rc.master_of_slot(slot)
+    ids = {p: command(p, "CLUSTER", "MYID") for p in rc.masters()}
+    assert command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src]) == "OK"
+    assert command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst]) == "OK"
+    while keys := command(src, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+        assert command(src, "MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys) == "OK"
+    for port in [dst, src] + [p for p in ids if p not in (dst, src)]:
+        assert command(port, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst]) == "OK"
+    return src
+
+
+def connections_lost(node):
+    return sum("connection lost" in line for line in node.log_lines)
+
+
+def test_a_slot_moved_while_running_is_reported_not_followed(redis_cluster, nodes,  # noqa: F811
+                                                             clients):
+    """Resharding: the slot of /n1 moves (with its keys) to another master while two nodes
+    run, /n1's room r having a member on node b and a sender on node a. The parts are the
+    ones read at the start, so the nodes do not follow the move; instead each finds it (a
+    channel the old master drops, a MOVED answer), logs it, counts it (slots_moved_total 1)
+    and reports not ready (/readyz 503) so that the operator restarts it. /n1's requests are
+    then refused at once, and "/", on the same master, keeps crossing the nodes in order:
+    the part is not taken down again and again. Nodes started after the move follow the
+    new topology: /n1 crosses between them. Before, nothing was reported, and each /n1
+    request made its part reconnect for 10 s."""
+    slot = slot_of("/n1")
+    src = redis_cluster.master_of("/n1")
+    assert redis_cluster.master_of("/") == src
+    dst = next(p for p in redis_cluster.masters() if p != src)
+    a, b = nodes(2)
+    members = {nsp: member_and_sender(clients, b, a, nsp, i)
+               for i, nsp in enumerate(["/", "/n1"])}
+    cross_in_order(clients, members)
+    assert move_slot(redis_cluster, slot, dst) == src
+    clients.emit(members["/n1"][2], "to-room", "r", {"seq": 99})
+    for node in (a, b):
+        node.wait_log(rf"slot {slot} is served by 127\.0\.0\.1:{dst} now, no longer with the "
+                      rf"rest of its part by 127\.0\.0\.1:{src} \(resharding while this node "
+                      r"runs; 1 slots so far\)")
+    for name, node in (("status-a", a), ("status-b", b)):
+        clients.connect(name, node)
+        assert clients.ack(name, "x-broker")[0] | {"dropped": 0, "retried": 0} == \
+            {"ready": False, "dropped": 0, "retried": 0, "slots_moved": 1}
+    _, member, sender = members["/"]
+    clients.probe(sender, [member], timeout=3 * TIMEOUT)  # the part's one reconnection done
+    lost = {node: connections_lost(node) for node in (a, b)}
+    for k in range(5):
+        clients.emit(members["/n1"][2], "to-room", "r", {"seq": 100 + k})
+    cross_in_order(clients, {"/": members["/"]})
+    clients.nothing_more(members["/n1"][1], 0.5)
+    assert {node: connections_lost(node) for node in (a, b)} == lost, \
+        "\n".join(a.log_lines + b.log_lines)
+    c, d = nodes(2)
+    cross_in_order(clients, {"/n1": member_and_sender(clients, c, d, "/n1", 7)})
+    for name, node in (("status-c", c), ("status-d", d)):
+        clients.connect(name, node)
+        status = clients.ack(name, "x-broker")[0]
+        assert status["ready"] and status["slots_moved"] == 0, status
