@@ -368,12 +368,16 @@ def test_seeds_down_at_start_node_serves_locally_then_joins(tmp_path, clients): 
             rc.close()
 
 
-def master_and_replica(rc, nsp):
+def master_and_replica(rc, nsp, synced=False):
     """The ports of the master of nsp's slot and of its replica, once every master's replica
-    is listed."""
+    is listed (synced: and that replica's link to its master is up)."""
     owner = rc.master_of(nsp)
     wait_for(lambda: all(rs for _, _, _, rs in rc.slots()), "every master's replica listed")
-    return owner, next(r for _, _, m, rs in rc.slots() if m == owner for r in rs)
+    replica = next(r for _, _, m, rs in rc.slots() if m == owner for r in rs)
+    if synced:
+        wait_for(lambda: "master_link_status:up" in command(replica, "INFO", "replication"),
+                 "the replica to sync")
+    return owner, replica
 
 
 def test_master_killed_replica_promoted_broadcasts_cross_and_recover(  # noqa: F811
@@ -463,9 +467,7 @@ def test_manual_failover_followed_through_moved(tmp_path, clients):  # noqa: F81
     rc = RedisCluster(tmp_path, masters=3, replicas=1)
     running = []
     try:
-        owner, replica = master_and_replica(rc, "/")
-        wait_for(lambda: "master_link_status:up" in command(replica, "INFO", "replication"),
-                 "the replica to sync")
+        owner, replica = master_and_replica(rc, "/", synced=True)
         a, b = running = [SioServer("eddy", ("--redis", rc.url(6))) for _ in range(2)]
         two_sided_room(clients, a, b)
         started = time.monotonic()
@@ -573,9 +575,7 @@ def test_publishes_refused_during_a_failover_are_sent_again(tmp_path, clients): 
     rc = RedisCluster(tmp_path, masters=3, replicas=1)
     running = []
     try:
-        owner, replica = master_and_replica(rc, "/")
-        wait_for(lambda: "master_link_status:up" in command(replica, "INFO", "replication"),
-                 "the replica to sync")
+        owner, replica = master_and_replica(rc, "/", synced=True)
         a, b = running = [SioServer("eddy", ("--redis", rc.url(6), "--recovery", "60000"))
                           for _ in range(2)]
         two_sided_room(clients, a, b)
