@@ -327,6 +327,30 @@ static json_t *cluster_nodes(json_t *self)
     return list;
 }
 
+/* The scale-out broker ([broker] redis_url) as /metrics shows it, or null without one. */
+static json_t *broker_json(void)
+{
+    eddy_rt_broker_status_t b;
+    if (!realtime_broker(&b))
+        return json_null();
+    static const char *const states[] = {"down", "restoring", "up"};
+    json_t *o = json_pack(
+        "{s:s,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "state",
+        b.state >= 0 && b.state <= 2 ? states[b.state] : "down", "ready", b.ready, "nodes",
+        (json_int_t)b.nodes, "published", (json_int_t)b.published_total, "delivered",
+        (json_int_t)b.delivered_total, "buffered", (json_int_t)b.buffered, "buffered_bytes",
+        (json_int_t)b.buffered_bytes, "dropped", (json_int_t)b.dropped_total, "retried",
+        (json_int_t)b.retried_total, "slots_moved", (json_int_t)b.slots_moved_total, "reconnects",
+        (json_int_t)b.reconnects_total, "gaps", (json_int_t)b.gaps_total, "master_switches",
+        (json_int_t)b.master_switches_total, "messages_missed", (json_int_t)b.messages_missed_total,
+        "subscriptions", (json_int_t)b.subscriptions);
+    json_object_set_new(o, "round_trip_age_ms",
+                        b.round_trip_age_ms != UINT64_MAX
+                            ? json_integer((json_int_t)b.round_trip_age_ms)
+                            : json_null());
+    return o;
+}
+
 static void answer_stats(eddy_server_t *srv, eddy_response_t *resp)
 {
     eddy_stats_t st;
@@ -365,7 +389,7 @@ static void answer_stats(eddy_server_t *srv, eddy_response_t *resp)
         json_pack("{s:s,s:i,s:s,s:I}", "name", host, "pid", (int)getpid(), "version",
                   eddy_version(), "uptime_seconds", (json_int_t)(time(NULL) - A.started));
     json_t *body = json_pack(
-        "{s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o}", "time_ms",
+        "{s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:o}", "time_ms",
         (json_int_t)now_ms(), "nodes", cluster_nodes(node), "connections",
         (json_int_t)st.connections, "websocket_connections", (json_int_t)st.websocket_connections,
         "http_requests", (json_int_t)st.http_requests_total, "messages_in",
@@ -373,7 +397,7 @@ static void answer_stats(eddy_server_t *srv, eddy_response_t *resp)
         "bytes_in", (json_int_t)st.bytes_received_total, "bytes_out",
         (json_int_t)st.bytes_sent_total, "log_lines_lost", (json_int_t)st.log_lines_lost_total,
         "access_log_lines_lost", (json_int_t)st.access_log_lines_lost_total, "loops", loops,
-        "socketio", sio, "errors", errors_json());
+        "socketio", sio, "broker", broker_json(), "errors", errors_json());
     /* Six significant digits (lag 0.549391 ms): Jansson's default is 17, which spells the
      * binary noise of a double out (0.54939099999999996). */
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;

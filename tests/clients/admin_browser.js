@@ -3,7 +3,8 @@
 // through playwright-core) for tests/integration/test_daemon_admin.py, printing one JSON
 // line per step:
 //   {"step":"loaded","connections":N,"points":P}  logged in (HTTP Basic), the page shows
-//                                                 figures and its chart has P points;
+//                                                 figures and its chart has P points
+//                                                 (also "broker": the broker card's text);
 //   {"step":"changed","connections":M,"points":Q} the connection count changed from N (the
 //                                                 test opened connections meanwhile) and
 //                                                 the chart grew.
@@ -17,6 +18,7 @@ const figures = () => ({
   connections: Number(document.getElementById('connections').textContent),
   points: Number(document.getElementById('chart-connections').dataset.points || 0),
   polylines: document.querySelectorAll('#chart-connections polyline').length,
+  broker: document.getElementById('broker').textContent,
 });
 
 (async () => {

@@ -388,6 +388,7 @@ def test_admin_page_in_chromium_shows_the_connection_count_change(tmp_path):
         assert line, driver.stderr.read()
         loaded = json.loads(line)
         assert loaded["step"] == "loaded" and loaded["polylines"] == 2
+        assert loaded["broker"] == "none"  # no [broker] redis_url
         for _ in range(3):
             c = RawClient("127.0.0.1", d.port)
             c.handshake("/ws")

@@ -7,13 +7,15 @@ frozen, 200 again after), `eddy status` names the broker, and bad values are ref
 file and line.
 """
 
+import base64
+import json
 import re
 import subprocess
 import urllib.error
 import urllib.request
 
 from eddyserver import TIMEOUT, wait_for
-from test_daemon_realtime import EDDY, Clients, Daemon
+from test_daemon_realtime import API_KEY, EDDY, Clients, Daemon
 from test_scaleout import emitter_publish, redis  # noqa: F401 (redis: the fixture)
 
 
@@ -32,6 +34,14 @@ def sample(port, name):
         if line.startswith(name + " "):
             return float(line.split()[1])
     return None
+
+
+def admin_broker(port):
+    """The broker object of the node's /admin/stats (the admin page's figures)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/stats")
+    req.add_header("Authorization", "Basic " + base64.b64encode(f"ops:{API_KEY}".encode()).decode())
+    with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+        return json.loads(resp.read())["broker"]
 
 
 def test_two_daemons_on_one_redis_form_one_cluster(tmp_path, redis):  # noqa: F811
@@ -72,6 +82,11 @@ def test_two_daemons_on_one_redis_form_one_cluster(tmp_path, redis):  # noqa: F8
         assert sample(a.admin_port, "eddy_broker_retried_total") == 0
         assert sample(a.admin_port, "eddy_broker_slots_moved_total") == 0
         assert sample(b.admin_port, "eddy_broker_messages_missed_total") == 0
+        # The admin page shows the same figures.
+        shown = admin_broker(b.admin_port)
+        assert shown["state"] == "up" and shown["ready"] is True and shown["nodes"] == 2
+        assert shown["delivered"] >= 4 and shown["dropped"] == 0 and shown["slots_moved"] == 0
+        assert shown["subscriptions"] >= 1 and 0 <= shown["round_trip_age_ms"] < 3000
 
         out = subprocess.run([EDDY, "status", "-c", str(a.conf)], cwd=a.tmp,
                              capture_output=True, text=True, timeout=TIMEOUT)
@@ -86,6 +101,7 @@ def test_two_daemons_on_one_redis_form_one_cluster(tmp_path, redis):  # noqa: F8
             assert sample(a.admin_port, "eddy_ready") == 0
             assert sample(a.admin_port, "eddy_broker_ready") == 0
             assert get(a.admin_port, "/healthz")[0] == 200  # alive all the same
+            assert admin_broker(a.admin_port)["ready"] is False
         finally:
             redis.proc.send_signal(18)  # SIGCONT
         wait_for(lambda: get(a.admin_port, "/readyz") == (200, "ready\n"),
@@ -101,6 +117,7 @@ def test_daemon_without_broker_reports_none_and_stays_ready(tmp_path):
     try:
         assert get(server.admin_port, "/readyz") == (200, "ready\n")
         assert sample(server.admin_port, "eddy_broker_up") is None
+        assert admin_broker(server.admin_port) is None
         out = subprocess.run([EDDY, "status", "-c", str(server.conf)], cwd=server.tmp,
                              capture_output=True, text=True, timeout=TIMEOUT)
         assert re.search(r"^broker +none$", out.stdout, re.M), out.stdout
