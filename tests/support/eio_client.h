@@ -57,7 +57,7 @@ static inline int eio_ws_connect(int port, const char *sid)
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
                      sid ? "&sid=" : "", sid ? sid : "");
-    send(fd, req, (size_t)n, 0);
+    send(fd, req, (size_t)n, MSG_NOSIGNAL);
     char head[1024];
     if (!eio_read_head(fd, head, sizeof(head), 2000) || strncmp(head, "HTTP/1.1 101", 12) != 0) {
         close(fd);
@@ -75,7 +75,7 @@ static inline void eio_ws_send(int fd, const char *text)
         return;
     for (size_t i = 0; i < len; i++)
         frame[6 + i] = (unsigned char)text[i] ^ frame[2 + i % 4];
-    send(fd, frame, 6 + len, 0);
+    send(fd, frame, 6 + len, MSG_NOSIGNAL);
 }
 
 /* The next text message (NUL-terminated into out), or false after timeout_ms. */

@@ -98,7 +98,8 @@ static void run(bool engine_first)
     CHECK_EQ_INT(start_rc, 0);
     CHECK(opened != NULL);
     CHECK_EQ_INT(closes, 0);
-    if (opened != NULL) {
+    /* closes 1: the handshake's answer failed (out of memory), the session is gone. */
+    if (opened != NULL && closes == 0) {
         /* What eio_close() of a WebSocket session posts; no loop runs to take it. */
         rt_lock(&opened->lock);
         eio__session_finish_later(opened, 0, "forced close");

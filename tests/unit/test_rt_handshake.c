@@ -78,7 +78,7 @@ static void query_and_headers(int port)
         "HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         "X-Test: yes\r\nOrigin: http://example.test\r\nHost-X: y\r\n\r\n";
-    send(fd, req, sizeof(req) - 1, 0);
+    send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL);
     char buf[1024];
     CHECK(eio_read_head(fd, buf, sizeof(buf), 2000) && strncmp(buf, "HTTP/1.1 101", 12) == 0);
     CHECK(eio_ws_recv(fd, buf, sizeof(buf), 2000) && buf[0] == '0'); /* open */
@@ -107,9 +107,9 @@ static int connect_with_empty_params(int port)
     if (fd < 0)
         return -1;
     char head[1024], buf[1024];
-    if (send(fd, req, (size_t)n, 0) != n || !eio_read_head(fd, head, sizeof(head), 2000) ||
-        strncmp(head, "HTTP/1.1 101", 12) != 0 || !eio_ws_recv(fd, buf, sizeof(buf), 2000) ||
-        buf[0] != '0') {
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n ||
+        !eio_read_head(fd, head, sizeof(head), 2000) || strncmp(head, "HTTP/1.1 101", 12) != 0 ||
+        !eio_ws_recv(fd, buf, sizeof(buf), 2000) || buf[0] != '0') {
         close(fd);
         return -1;
     }
