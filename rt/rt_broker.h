@@ -41,6 +41,7 @@
 #ifndef EDDY_RT_BROKER_H
 #define EDDY_RT_BROKER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,6 +99,11 @@ typedef struct rt_broker_state_event {
     size_t part;           /* which part: 0 to rt_broker_parts() - 1 (0 for an engine of one) */
     const char *part_name; /* for logs ("host:port/db"), valid during the call; NULL: the
                             * engine has one part (it names none) */
+    /* Namespaces changed parts (a Redis Cluster slot moved to this part: see "Parts"): the
+     * layer places the namespaces it knows again. With gap (the part is UP), the clients
+     * of this part's namespaces recover from history: a moved namespace's broadcasts may
+     * have reached this node on neither part meanwhile. */
+    bool moved;
 } rt_broker_state_event_t;
 
 /* The handlers of a broker (each optional). ud is the handlers' user data. */
@@ -113,6 +119,13 @@ typedef struct rt_broker_handlers {
     /* A node request (see "Node requests" below) from any node, this one included. req is
      * valid during the call only; answer it (req->id not 0) with rt_broker_respond(). */
     void (*request)(rt_broker_t *b, const struct rt_broker_request *req, void *ud);
+    /* Redis Cluster, a master's broker (rt_broker_cluster.c sets it; see "Redis Cluster"):
+     * slot, which this broker's part used to serve, is served now by the master of part
+     * part (the one serving cfg.cluster_parts[part]). The handler routes the slot to that
+     * part from then on and has this broker hand it what it holds of the slot
+     * (rt_broker_redis_hand_over()). Runs on this broker's thread, again each time
+     * something of the slot still reaches this broker. */
+    void (*moved)(rt_broker_t *b, unsigned slot, size_t part, void *ud);
 } rt_broker_handlers_t;
 
 /* Result of a publish: err 0 and its position ({0, 0} without history: Redis no_history),
@@ -161,7 +174,7 @@ typedef struct rt_broker_stats {
                                * longer served their slot (MOVED, READONLY, ...), queued
                                * again to be sent after the reconnection (each time) */
     uint64_t slots_moved;     /* Cluster: slots found moved to another master while running
-                               * (resharding, not followed: see "Redis Cluster") */
+                               * (resharding: see "Redis Cluster") */
     uint64_t subscriptions;   /* (nsp, room) channels subscribed now */
 } rt_broker_stats_t;
 
@@ -372,10 +385,12 @@ static inline rt_broker_state_t rt_broker_state(rt_broker_t *b)
  * every namespace). Each part reports its own state changes (rt_broker_state_event_t.part),
  * so that an outage stops cross-node delivery, and its gap makes clients recover, only in
  * the namespaces of that part. These calls are pure lookups (no lock, no allocation, no
- * I/O), any thread, while the broker lives. The answers never change but once: a Redis
- * Cluster broker started before its seeds answered is one part until the topology is
- * known, then one per master, before any of their state events (the state handler sees
- * the new parts from its next event on).
+ * I/O), any thread, while the broker lives. The number of parts never changes but once: a
+ * Redis Cluster broker started before its seeds answered is one part until the topology
+ * is known, then one per master, before any of their state events (the state handler
+ * sees the new parts from its next event on). The part of a namespace changes when a
+ * Redis Cluster slot moves to another master while nodes run: rt_broker_part() answers
+ * the new part at once, and the new part's next state event says so (moved).
  */
 
 /* The number of parts, 1 to RT_BROKER_PARTS_MAX. */
@@ -638,15 +653,23 @@ typedef struct rt_broker_redis_config {
      * (a sunsubscribe not asked for), makes the thread reconnect and ask again; the
      * requests so refused (Redis refuses them before running them) are queued again, first
      * and in order, and sent after the reconnection, for up to 10 s from the first refusal
-     * (then answered with it); after CLUSTERDOWN or TRYAGAIN the thread waits
-     * backoff_min_ms before reconnecting. session_tag
+     * (then answered with it); after CLUSTERDOWN, TRYAGAIN or ASK the thread waits
+     * backoff_min_ms before reconnecting; a MOVED answer or a dropped channel of a slot
+     * that alone moved (resharding: see "Redis Cluster" below) keeps the connections.
+     * session_tag
      * (NULL: random; else RT_BROKER_SESSION_TAG_LEN of [A-Za-z0-9_-]) starts this broker's
-     * pids. password and username are every node's. All copied. */
+     * pids. password and username are every node's. cluster_parts[0..ncluster_parts)
+     * (at most RT_BROKER_SHARDS_MAX; 0: none) are the cluster_slot of each master's broker
+     * of the node, in part order: a slot found moved to the master serving one of them is
+     * handed to that part (handler moved), else it is not followed (see "Redis Cluster").
+     * All copied. */
     const rt_broker_addr_t *cluster_nodes;
     size_t ncluster_nodes;
     int cluster_slot;
     const char *cluster_tag;
     const char *session_tag;
+    const int *cluster_parts;
+    size_t ncluster_parts;
 } rt_broker_redis_config_t;
 
 /* Fills *cfg with the defaults above. */
@@ -893,14 +916,28 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * Redis' asynchronous replication may lose what it acknowledged anyway (stats.retried
  * counts the requests queued again).
  *
- * Resharding: the slots-to-parts map is the one read at the start; slots moved between
- * masters while nodes run are not followed. A master's broker finds a move when it uses
- * the slot (a MOVED answer, a dropped channel, a refused SSUBSCRIBE): it asks the cluster
- * again, and if the slot's master differs from its own, the slot is noted (logged, counted
- * in stats.slots_moved) and the broker is not ready (ready() false) until the node is
- * freed. From then on the slot's requests are answered with the refusal at once and its
- * channels no longer make the broker reconnect, so the part's other namespaces keep
- * working. Restart the nodes after resharding.
+ * Resharding: a slot moved to another master while nodes run is followed. A master's
+ * broker finds a move when it uses the slot (a MOVED answer, a dropped channel, a refused
+ * SSUBSCRIBE): it asks the cluster's nodes in turn (one that has not heard of the move
+ * yet: the next) and if the slot's master is now another part's (the master serving
+ * that part's first slot) while its own first slot is still its master's, it logs the
+ * move once (NOTICE), counts it in stats.slots_moved and calls the handler moved: the
+ * sharded broker routes the slot to that part from then on (rt_broker_part() answers it
+ * at once), the old part hands it the slot's subscriptions and queued requests, those the
+ * old master refused included (they are sent to the new master first and in order: none
+ * is lost), and the new part's state event (moved, gap when it is UP) makes the layer
+ * place its namespaces again and their clients recover from the history, which moved
+ * with the slot (MIGRATE moves its keys). Found through a MOVED answer or a dropped
+ * channel, the move costs no reconnection; through a refused SSUBSCRIBE (a subscription
+ * that raced the move), one. While the slot's keys are being migrated the old master
+ * answers ASK: the broker reconnects after backoff_min_ms and sends the requests again,
+ * as after a failover. Not followed: a slot moved to a master that serves no part's first
+ * slot (a master added after the start), and a move of a part's first slot or of the
+ * slot of its node keys ({cluster_tag}): the part then follows its first slot as after a
+ * failover. A slot moved so is lost to the node: logged (WARNING), counted, its requests
+ * answered with the refusal at once, its channels no longer make the broker reconnect,
+ * and the broker is not ready (ready() false) until the node is freed: restart the nodes
+ * after such a resharding.
  * ------------------------------------------------------------------------------------- */
 
 #define RT_BROKER_CLUSTER_SLOTS 16384
@@ -929,11 +966,27 @@ rt_broker_t *rt_broker_cluster_new(const rt_broker_redis_config_t *cfg,
                                    const rt_broker_handlers_t *h, void *ud);
 
 /*
+ * Resharding: sets *route (the sharded broker's entry for slot) to part and hands what
+ * Redis broker from (a master's broker of a cluster) holds of slot to Redis broker to
+ * (another master's of the same node): its queued requests of the slot, first on to's
+ * queue and in order, their 10 s of retries afresh (the store and the move are made with
+ * both queues locked: to sends none of what was routed to it since before them), and its
+ * interest in the slot's channels, with their references (from forgets them). Called on
+ * from's thread by the handler moved. If either is not a Redis broker of a cluster, or
+ * they are the same, only sets *route. Returns route's previous value.
+ */
+uint8_t rt_broker_redis_hand_over(rt_broker_t *from, rt_broker_t *to, unsigned slot,
+                                  _Atomic uint8_t *route, uint8_t part);
+
+/*
  * The sharded broker of a cluster (rt_broker_cluster_new() uses it; tests too): as
  * rt_broker_shard_new(), but a namespace belongs to shard slots[its slot] (each entry below
  * n), a pid to slots[the slot of its Psession key] (prefix: the keys' prefix, copied), and
- * the shards take turns drawing pids. Returns NULL on bad arguments, a shard that cannot be
- * made, or out of memory.
+ * the shards take turns drawing pids. A shard's handler moved routes its slot to another
+ * shard from then on (the copy of slots is updated, one atomic byte per slot), hands it
+ * what the shard holds of the slot (rt_broker_redis_hand_over()) and, the first time,
+ * sends the state event of the new shard with moved set (gap when it is UP). Returns NULL
+ * on bad arguments, a shard that cannot be made, or out of memory.
  */
 rt_broker_t *rt_broker_shard_slots_new(const char *const *names, size_t n,
                                        const uint8_t slots[RT_BROKER_CLUSTER_SLOTS],

@@ -253,6 +253,7 @@ typedef struct cluster_make {
     const rt_broker_redis_config_t *cfg;
     const topology_t *t;
     const cluster_shard_t *shards;
+    int first_slots[RT_BROKER_SHARDS_MAX]; /* each master's broker's, for resharding */
 } cluster_make_t;
 
 static rt_broker_t *make_master(size_t i, const char *node_id, const rt_broker_handlers_t *h,
@@ -267,6 +268,8 @@ static rt_broker_t *make_master(size_t i, const char *node_id, const rt_broker_h
     cfg.cluster_slot = cm->shards[i].first_slot;
     cfg.cluster_tag = cm->shards[i].tag;
     cfg.session_tag = cm->shards[i].session_tag;
+    cfg.cluster_parts = cm->first_slots;
+    cfg.ncluster_parts = cm->t->nmasters;
     /* A Socket.IO emitter's PUBLISH reaches every node of a cluster: one master listens. */
     if (i > 0) {
         cfg.emitter_prefix = NULL;
@@ -290,7 +293,9 @@ static rt_broker_t *cluster_build(const rt_broker_redis_config_t *cfg, const top
     }
     if (!ok)
         eddy_log(NULL, EDDY_LOG_ERROR, "rt_broker: no hash tag found for a master's slots");
-    cluster_make_t cm = {cfg, t, shards};
+    cluster_make_t cm = {cfg, t, shards, {0}};
+    for (size_t i = 0; i < t->nmasters; i++)
+        cm.first_slots[i] = shards[i].first_slot;
     rt_broker_t *b = ok ? rt_broker_shard_slots_new(names, t->nmasters, t->slots, cfg->prefix,
                                                     make_master, &cm, h, ud)
                         : NULL;

@@ -30,10 +30,11 @@ struct shard {
     rt_broker_handlers_t h;
     void *ud;
     rt_ring_t *ring;
-    /* Redis Cluster: the shard of each hash slot (NULL: the ring), the key prefix (a pid
-     * without a tag is stored under Psession:<pid>, hashed whole) and the shard whose
-     * broker draws the next pid (round robin). */
-    uint8_t *slots;
+    /* Redis Cluster: the shard of each hash slot (NULL: the ring; a shard's handler moved
+     * changes one while loops read them: atomic bytes), the key prefix (a pid without a
+     * tag is stored under Psession:<pid>, hashed whole) and the shard whose broker draws
+     * the next pid (round robin). */
+    _Atomic uint8_t *slots;
     char *prefix;
     atomic_uint next_pid;
     /* Held while the state handler runs: events of several shards' threads reach it one
@@ -81,9 +82,10 @@ static size_t part_of(const shard_t *sh, const char *key)
     if (sh->slots == NULL)
         return rt_ring_pick(sh->ring, key, len);
     if (key[0] == '/')
-        return sh->slots[rt_broker_crc16(key, len) % RT_BROKER_CLUSTER_SLOTS];
+        return atomic_load(&sh->slots[rt_broker_crc16(key, len) % RT_BROKER_CLUSTER_SLOTS]);
     if (pid_tagged(key))
-        return sh->slots[rt_broker_crc16(key, RT_BROKER_SESSION_TAG_LEN) % RT_BROKER_CLUSTER_SLOTS];
+        return atomic_load(
+            &sh->slots[rt_broker_crc16(key, RT_BROKER_SESSION_TAG_LEN) % RT_BROKER_CLUSTER_SLOTS]);
     size_t plen = strlen(sh->prefix);
     char *name = malloc(plen + 8 + len + 1);
     if (name == NULL)
@@ -91,7 +93,7 @@ static size_t part_of(const shard_t *sh, const char *key)
     memcpy(name, sh->prefix, plen);
     memcpy(name + plen, "session:", 8);
     memcpy(name + plen + 8, key, len + 1);
-    size_t part = sh->slots[rt_broker_keyslot(name, plen + 8 + len)];
+    size_t part = atomic_load(&sh->slots[rt_broker_keyslot(name, plen + 8 + len)]);
     free(name);
     return part;
 }
@@ -156,6 +158,35 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
         leave(sh);
     }
     pthread_mutex_unlock(&sh->state_lock);
+}
+
+/* Redis Cluster: shard c found its slot served by shard part's master now (resharding).
+ * The slot goes to part from now on (operations routed after this store go there), what c
+ * holds of it follows, and the layer hears it from part's state event (moved): it places
+ * its namespaces again, and with gap their clients recover from history, which moved with
+ * the slot. Again for the same slot (something of it still reached c): only the hand-over. */
+static void on_moved(rt_broker_t *b, unsigned slot, size_t part, void *ud)
+{
+    shard_child_t *c = ud;
+    shard_t *sh = c->sh;
+    if (sh->slots == NULL || slot >= RT_BROKER_CLUSTER_SLOTS || part >= sh->n || !enter(sh))
+        return;
+    rt_broker_t *to = sh->child[part].b;
+    bool first = rt_broker_redis_hand_over(b, to, slot, &sh->slots[slot], (uint8_t)part) != part;
+    if (first) {
+        /* part's state read under the lock: its own events are sent under it too. */
+        pthread_mutex_lock(&sh->state_lock);
+        rt_broker_state_t st = rt_broker_state(to);
+        rt_broker_state_event_t out = {.state = st,
+                                       .gap = st == RT_BROKER_UP,
+                                       .part = part,
+                                       .part_name = sh->child[part].name,
+                                       .moved = true};
+        if (sh->h.state)
+            sh->h.state(&sh->base, &out, sh->ud);
+        pthread_mutex_unlock(&sh->state_lock);
+    }
+    leave(sh);
 }
 
 /* A result on its way back: the caller's callback and argument, called with the sharded
@@ -542,7 +573,7 @@ static void sh_free(rt_broker_t *b)
         if (sh->child[i].b != NULL)
             rt_broker_free(sh->child[i].b);
     rt_ring_free(sh->ring);
-    free(sh->slots);
+    free((void *)sh->slots);
     free(sh->prefix);
     pthread_mutex_destroy(&sh->state_lock);
     free(sh);
@@ -595,15 +626,16 @@ static rt_broker_t *shard_new(const char *const *names, size_t n, rt_ring_t *rin
     sh->ring = ring;
     sh->n = n;
     if (slots != NULL) {
-        sh->slots = malloc(RT_BROKER_CLUSTER_SLOTS);
+        sh->slots = malloc(RT_BROKER_CLUSTER_SLOTS * sizeof(*sh->slots));
         sh->prefix = strdup(prefix);
         if (sh->slots == NULL || sh->prefix == NULL) {
-            free(sh->slots);
+            free((void *)sh->slots);
             free(sh->prefix);
             free(sh);
             return NULL;
         }
-        memcpy(sh->slots, slots, RT_BROKER_CLUSTER_SLOTS);
+        for (size_t i = 0; i < RT_BROKER_CLUSTER_SLOTS; i++)
+            atomic_init(&sh->slots[i], slots[i]);
     }
     if (h != NULL)
         sh->h = *h;
@@ -615,8 +647,11 @@ static rt_broker_t *shard_new(const char *const *names, size_t n, rt_ring_t *rin
     }
     /* Handlers go through the child: a child may report before the next one exists (the
      * layer counts a part DOWN until it reports UP). */
-    rt_broker_handlers_t ch = {
-        .deliver = on_deliver, .state = on_state, .emitted = on_emitted, .request = on_request};
+    rt_broker_handlers_t ch = {.deliver = on_deliver,
+                               .state = on_state,
+                               .emitted = on_emitted,
+                               .request = on_request,
+                               .moved = on_moved};
     for (size_t i = 0; i < n; i++) {
         sh->child[i].b = make(i, i == 0 ? NULL : sh->node_id, &ch, &sh->child[i], make_arg);
         if (sh->child[i].b == NULL) {
