@@ -99,6 +99,31 @@ class RedisCluster:
         for port in self.ports:
             wait_for(lambda: "cluster_state:ok" in (answers(port, "CLUSTER", "INFO") or ""),
                      f"node {port}: cluster_state:ok", timeout=3 * TIMEOUT)
+        self.tmp = tmp
+
+    def add_master(self):
+        """Starts one more redis-server in cluster mode, a master without slots that every
+        node knows (CLUSTER MEET), and returns its port."""
+        port = next(p for p in cluster_ports(len(self.ports) + 1) if p not in self.ports)
+        self.procs[port] = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+             "--cluster-enabled", "yes",
+             "--cluster-config-file", str(self.tmp / f"nodes-{port}.conf"),
+             "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--dir", str(self.tmp),
+             "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: answers(port, "PING") == "PONG", f"redis-server {port} to start")
+        assert command(self.ports[0], "CLUSTER", "MEET", "127.0.0.1", port) == "OK"
+        new_id = command(port, "CLUSTER", "MYID")
+        for known in self.ports + [port]:
+            wait_for(lambda: new_id in (answers(known, "CLUSTER", "NODES") or "") and
+                     "cluster_known_nodes:" + str(len(self.ports) + 1) in
+                     (answers(known, "CLUSTER", "INFO") or ""),
+                     f"node {known} to know {port}", timeout=3 * TIMEOUT)
+        wait_for(lambda: "cluster_state:ok" in (answers(port, "CLUSTER", "INFO") or ""),
+                 f"node {port}: cluster_state:ok", timeout=3 * TIMEOUT)
+        self.ports.append(port)
+        return port
 
     def slots(self, via=None):
         """[(first, last, master port, [replica ports])] as CLUSTER SLOTS answers."""
@@ -607,7 +632,7 @@ def migrate_slot(rc, slot, dst):
     dst, MIGRATING on the owner, MIGRATE of its keys (the owner then answers ASK). Returns
     the owner's port."""
     src = rc.master_of_slot(slot)
-    ids = {p: command(p, "CLUSTER", "MYID") for p in rc.masters()}
+    ids = {p: command(p, "CLUSTER", "MYID") for p in set(rc.masters()) | {dst}}
     assert command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src]) == "OK"
     assert command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst]) == "OK"
     while keys := command(src, "CLUSTER", "GETKEYSINSLOT", slot, 100):
@@ -617,7 +642,7 @@ def migrate_slot(rc, slot, dst):
 
 def assign_slot(rc, slot, dst, src):
     """Ends the move of slot from src to dst: SETSLOT NODE on dst, src, then every master."""
-    ids = {p: command(p, "CLUSTER", "MYID") for p in rc.masters()}
+    ids = {p: command(p, "CLUSTER", "MYID") for p in set(rc.masters()) | {dst}}
     for port in [dst, src] + [p for p in ids if p not in (dst, src)]:
         assert command(port, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst]) == "OK"
 
@@ -706,3 +731,39 @@ def test_a_slot_moved_while_running_is_followed(redis_cluster, nodes, clients): 
         assert clients.ack(name, "x-broker")[0] | {"dropped": 0, "retried": 0} == \
             {"ready": True, "dropped": 0, "retried": 0, "slots_moved": 1}, name
     assert all(node.proc.poll() is None for node in (a, b, c))
+
+
+def test_a_slot_moved_to_a_master_added_later_is_reported_not_followed(  # noqa: F811
+        redis_cluster, nodes, clients):
+    """A master added while two nodes run (CLUSTER MEET) is given the slot of /n1 with its
+    keys. The nodes have no part for that master (one would have to be made), so they do
+    not follow: each finds the move (a channel the old master drops, a MOVED answer)
+    without reconnecting, logs it once ("restart it"), counts it (slots_moved_total 1) and
+    reports not ready; /n1's requests are refused at once (nothing reaches its member), and
+    "/", on the old master, keeps crossing the nodes in order, no connection lost."""
+    slot = slot_of("/n1")
+    src = redis_cluster.master_of("/n1")
+    assert redis_cluster.master_of("/") == src
+    a, b = nodes(2)
+    members = {nsp: member_and_sender(clients, b, a, nsp, i)
+               for i, nsp in enumerate(["/", "/n1"])}
+    cross_in_order(clients, members)
+    new = redis_cluster.add_master()
+    lost = {node: connections_lost(node) for node in (a, b)}
+    assert migrate_slot(redis_cluster, slot, new) == src
+    assign_slot(redis_cluster, slot, new, src)
+    clients.emit(members["/n1"][2], "to-room", "r", {"seq": 99})
+    for node in (a, b):
+        node.wait_log(rf"slot {slot} resharded from 127\.0\.0\.1:{src} to 127\.0\.0\.1:{new} "
+                      r"\(1 slots so far\), to a master this node has no part for: .* restart "
+                      r"it to follow the new topology")
+    for name, node in (("status-a", a), ("status-b", b)):
+        clients.connect(name, node)
+        assert clients.ack(name, "x-broker")[0] | {"dropped": 0, "retried": 0} == \
+            {"ready": False, "dropped": 0, "retried": 0, "slots_moved": 1}, name
+    for k in range(5):
+        clients.emit(members["/n1"][2], "to-room", "r", {"seq": 100 + k})
+    cross_in_order(clients, {"/": members["/"]})
+    clients.nothing_more(members["/n1"][1], 0.5)
+    assert {node: connections_lost(node) for node in (a, b)} == lost, \
+        "\n".join(a.log_lines + b.log_lines)
