@@ -654,8 +654,9 @@ typedef struct rt_broker_redis_config {
      * requests so refused (Redis refuses them before running them) are queued again, first
      * and in order, and sent after the reconnection, for up to 10 s from the first refusal
      * (then answered with it); after CLUSTERDOWN, TRYAGAIN or ASK the thread waits
-     * backoff_min_ms before reconnecting; a MOVED answer or a dropped channel of a slot
-     * that alone moved (resharding: see "Redis Cluster" below) keeps the connections.
+     * backoff_min_ms before reconnecting; a MOVED answer (SSUBSCRIBE's included) or a
+     * dropped channel of a slot that alone moved (resharding: see "Redis Cluster" below)
+     * keeps the connections.
      * session_tag
      * (NULL: random; else RT_BROKER_SESSION_TAG_LEN of [A-Za-z0-9_-]) starts this broker's
      * pids. password and username are every node's. cluster_parts[0..ncluster_parts)
@@ -924,20 +925,21 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * move once (NOTICE), counts it in stats.slots_moved and calls the handler moved: the
  * sharded broker routes the slot to that part from then on (rt_broker_part() answers it
  * at once), the old part hands it the slot's subscriptions and queued requests, those the
- * old master refused included (they are sent to the new master first and in order: none
- * is lost), and the new part's state event (moved, gap when it is UP) makes the layer
- * place its namespaces again and their clients recover from the history, which moved
- * with the slot (MIGRATE moves its keys). Found through a MOVED answer or a dropped
- * channel, the move costs no reconnection; through a refused SSUBSCRIBE (a subscription
- * that raced the move), one. While the slot's keys are being migrated the old master
- * answers ASK: the broker reconnects after backoff_min_ms and sends the requests again,
- * as after a failover. Not followed: a slot moved to a master that serves no part's first
- * slot (a master added after the start), and a move of a part's first slot or of the
- * slot of its node keys ({cluster_tag}): the part then follows its first slot as after a
- * failover. A slot moved so is lost to the node: logged (WARNING), counted, its requests
- * answered with the refusal at once, its channels no longer make the broker reconnect,
- * and the broker is not ready (ready() false) until the node is freed: restart the nodes
- * after such a resharding.
+ * old master refused included (sent to the new master before what was routed there since,
+ * in order; a request routed to the old part at the very moment of the move may come
+ * after one routed just after it), and the new part's state event (moved, gap when it is
+ * UP) makes the layer place its namespaces again and their clients recover from the
+ * history, which moved with the slot (MIGRATE moves its keys). The connections stay (a
+ * MOVED answer, a dropped channel or a refused SSUBSCRIBE of a slot that alone moved,
+ * found again later, is handed over again). While the slot's keys are being migrated the
+ * old master answers ASK: the broker reconnects after backoff_min_ms and sends the
+ * requests again, as after a failover. Not followed: a slot moved to a master that serves
+ * no part's first slot (a master added after the start), and a move of a part's first
+ * slot or of the slot of its node keys ({cluster_tag}): the part then follows its first
+ * slot as after a failover. A slot moved so is lost to the node: logged (WARNING),
+ * counted, its requests answered with the refusal at once, its channels no longer make
+ * the broker reconnect, and the broker is not ready (ready() false) until the node is
+ * freed: restart the nodes after such a resharding.
  * ------------------------------------------------------------------------------------- */
 
 #define RT_BROKER_CLUSTER_SLOTS 16384

@@ -2652,11 +2652,17 @@ static int sub_send(rb_t *rb, const char *verb, const char **chans, size_t *lens
             return -1;
         if (r->type == REDIS_REPLY_ERROR && rb->cluster_nodes) {
             /* A channel's slot not served here: ignored if known to be lost (see
-             * reshard_check()), else the thread asks the cluster again. */
+             * reshard_check()); MOVED is settled as a dropped channel (dropped_settle():
+             * the slot may have moved, or been handed over, before this subscription
+             * came here); else the thread asks the cluster again. */
             int slot = moved_slot_of(r->str);
-            if (!slot_lost(rb, slot)) {
-                if (slot >= 0)
-                    rb->moved_slot = slot;
+            if (slot >= 0 && !slot_lost(rb, slot)) {
+                rb->moved_slot = slot;
+                if (!rb->channel_dropped)
+                    snprintf(rb->dropped_why, sizeof(rb->dropped_why),
+                             "subscription refused: %.64s", r->str);
+                rb->channel_dropped = true;
+            } else if (slot < 0) {
                 if (!refused)
                     snprintf(rb->sub->errstr, sizeof(rb->sub->errstr),
                              "subscription refused: %.64s", r->str);
@@ -4014,6 +4020,9 @@ static int loop_once(rb_t *rb)
     if (rb->sub->err)
         return -1;
     if (apply_subs(rb, false) != 0 || apply_patterns(rb, false) != 0)
+        return -1;
+    dropped_settle(rb); /* subscriptions refused with MOVED */
+    if (rb->sub->err)
         return -1;
     return run_jobs(rb);
 }
