@@ -278,11 +278,11 @@ typedef struct eddy_rt_broker_status {
      * Cluster"); each refusal counts. 0 on one Redis. */
     uint64_t retried_total;
     /* redis+cluster: hash slots found moved from one master to another while this node
-     * runs (resharding). The node follows a slot moved to a master it has a part for (its
-     * namespaces' clients recover from history); one moved to another master (added after
-     * the start) is not followed: its namespaces' requests are refused (their broadcasts
-     * reach no one through this node) and ready stays false until the node is restarted
-     * (README "Redis Cluster"). */
+     * runs (resharding). The node follows them (their namespaces' clients recover from
+     * history), but for a move of the first slot of a part or of its node keys, or past 64
+     * parts: then its namespaces' requests are refused (their broadcasts reach no one
+     * through this node) and ready stays false until the node is restarted (README "Redis
+     * Cluster"). */
     uint64_t slots_moved_total;
 } eddy_rt_broker_status_t;
 

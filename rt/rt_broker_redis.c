@@ -326,13 +326,13 @@ typedef struct rb {
     rt_broker_addr_t *cluster_nodes;
     /* Redis Cluster, resharding (thread only but resharded): the slot a MOVED answer or a
      * dropped channel named (-1: none), checked at the next topology read; the first slot of
-     * each part of the node (cfg.cluster_parts, copied); each slot's fate (slot_fate: the
+     * each part of the node (cfg.cluster_parts, borrowed); each slot's fate (slot_fate: the
      * part it was handed to, SLOT_HERE, or SLOT_LOST: moved to a master of no part, its
      * requests refused at once from then on); resharded once a slot was lost (the broker
      * is then not ready). */
     int moved_slot;
-    int *part_slots;
-    size_t nparts;
+    const _Atomic int *part_slots;
+    const atomic_size_t *nparts;
     _Atomic uint8_t *slot_fate; /* a part hands a slot back: it sets SLOT_HERE */
     atomic_bool resharded;
     /* A MOVED answer, or a channel the master dropped (thread only): the connection breaks
@@ -2219,8 +2219,9 @@ static bool sharded_confirm(const redisReply *r)
 }
 
 /* slot_fate[slot]: the part the slot was handed to, or one of these. */
-#define SLOT_HERE 0xff
-#define SLOT_LOST 0xfe
+#define SLOT_HERE   0xff
+#define SLOT_LOST   0xfe
+#define SLOT_JOINED 0xfd /* handed to a part made for it */
 
 /* Whether slot was found moved to a master of no part (resharding not followed). */
 static bool slot_lost(rb_t *rb, int slot)
@@ -2332,7 +2333,8 @@ static int cluster_slot_owner(const redisReply *r, int slot, const char *asked, 
 static int part_served_by(const rb_t *rb, const redisReply *r, const char *asked, const char *host,
                           int port)
 {
-    for (size_t k = 0; k < rb->nparts; k++) {
+    size_t nparts = rb->nparts ? atomic_load(rb->nparts) : 0;
+    for (size_t k = 0; k < nparts; k++) {
         char *owner = NULL;
         int owner_port = 0;
         bool same = cluster_slot_owner(r, rb->part_slots[k], asked, &owner, &owner_port) == 0 &&
@@ -2365,18 +2367,21 @@ static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, cons
         free(owner);
         return false;
     }
-    int part = rb->h.moved ? part_served_by(rb, r, asked, owner, owner_port) : -1;
-    if (part >= 0) {
-        if (atomic_load(&rb->slot_fate[slot]) != part) {
-            atomic_store(&rb->slot_fate[slot], (uint8_t)part);
+    int part = part_served_by(rb, r, asked, owner, owner_port);
+    bool known = part >= 0;
+    if (!known)
+        part = RT_BROKER_PARTS_MAX; /* a master of no part: one is made for it */
+    if (rb->h.moved && rb->h.moved(&rb->base, (unsigned)slot, (size_t)part, rb->ud)) {
+        if (atomic_load(&rb->slot_fate[slot]) != (known ? part : SLOT_JOINED)) {
+            atomic_store(&rb->slot_fate[slot], known ? (uint8_t)part : SLOT_JOINED);
             uint64_t n = atomic_fetch_add(&rb->slots_moved, 1) + 1;
             eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
                      "rt_broker: slot %d resharded from %s:%d to %s:%d (%llu slots so far): "
-                     "followed, its namespaces go through that master's part now and their "
+                     "followed%s, its namespaces go through that master's part now and their "
                      "clients recover from history",
-                     slot, host, port, owner, owner_port, (unsigned long long)n);
+                     slot, host, port, owner, owner_port, (unsigned long long)n,
+                     known ? "" : " (a master this node had no part for: a part made for it)");
         }
-        rb->h.moved(&rb->base, (unsigned)slot, (size_t)part, rb->ud);
     } else {
         atomic_store(&rb->slot_fate[slot], SLOT_LOST);
         uint64_t n = atomic_fetch_add(&rb->slots_moved, 1) + 1;
@@ -2512,11 +2517,8 @@ static bool cluster_ok(const rt_broker_redis_config_t *cfg)
         if (!cfg->cluster_nodes[i].host || !*cfg->cluster_nodes[i].host ||
             cfg->cluster_nodes[i].port <= 0 || cfg->cluster_nodes[i].port > 65535)
             return false;
-    if (cfg->ncluster_parts > RT_BROKER_SHARDS_MAX || (cfg->ncluster_parts && !cfg->cluster_parts))
+    if (!cfg->cluster_parts != !cfg->ncluster_parts)
         return false;
-    for (size_t i = 0; i < cfg->ncluster_parts; i++)
-        if (cfg->cluster_parts[i] < 0 || cfg->cluster_parts[i] >= RT_BROKER_CLUSTER_SLOTS)
-            return false;
     return true;
 }
 
@@ -2564,16 +2566,16 @@ static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
     rb->cluster_nodes = addrs_copy(cfg->cluster_nodes, cfg->ncluster_nodes);
     rb->moved_slot = -1;
     rb->slot_fate = malloc(RT_BROKER_CLUSTER_SLOTS * sizeof(*rb->slot_fate));
+    rb->part_slots = cfg->cluster_parts;
     rb->nparts = cfg->ncluster_parts;
-    rb->part_slots = malloc((rb->nparts ? rb->nparts : 1) * sizeof(int));
-    if (!rb->node_prefix || !rb->publish_script || !rb->cluster_nodes || !rb->slot_fate ||
-        !rb->part_slots)
+    if (!rb->node_prefix || !rb->publish_script || !rb->cluster_nodes || !rb->slot_fate)
         return -1;
     for (size_t i = 0; i < RT_BROKER_CLUSTER_SLOTS; i++)
         atomic_init(&rb->slot_fate[i], SLOT_HERE);
-    if (rb->nparts)
-        memcpy(rb->part_slots, cfg->cluster_parts, rb->nparts * sizeof(int));
-    rb->cfg.cluster_parts = NULL; /* not kept: part_slots is */
+    if (cfg->cluster_joined) { /* its first connection ends a gap (see connect_all()) */
+        rb->was_up = true;
+        rb->down_since = now_ms();
+    }
     rb->cfg.cluster_nodes = rb->cluster_nodes;
     rb->cfg.cluster_tag = NULL; /* not kept: node_prefix is */
     rb->cfg.session_tag = NULL;
@@ -4218,7 +4220,6 @@ static void rb_destroy(rb_t *rb)
     rt_redis_tls_free(rb->tls);
     free(rb->cluster_nodes);
     free((void *)rb->slot_fate);
-    free(rb->part_slots);
     free(rb->node_prefix);
     free(rb->publish_script);
     if (rb->wake_fd >= 0)

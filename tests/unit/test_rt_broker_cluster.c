@@ -119,7 +119,8 @@ static void on_moved_state(rt_broker_t *b, const rt_broker_state_event_t *ev, vo
 
 /* Resharding: a part's handler moved routes the slot to the part named, at once for every
  * key of the slot (namespace and tagged pid alike), and the new part's state event says
- * so (moved; gap as the part is UP), once per slot and part. */
+ * so (moved; gap as the part is UP), once per slot and part. A master of no part needs
+ * rt_broker_shard_slots_grow(): without it the slot is not followed. */
 static void test_slot_moved_is_routed(void)
 {
     static uint8_t slots[RT_BROKER_CLUSTER_SLOTS];
@@ -134,7 +135,7 @@ static void test_slot_moved_is_routed(void)
         return;
     CHECK_EQ_INT(rt_broker_part(b, "/chat"), 1); /* 7041 */
     CHECK(part_handlers[1].moved != NULL);
-    part_handlers[1].moved(part_broker[1], 7041, 2, part_ud[1]);
+    CHECK(part_handlers[1].moved(part_broker[1], 7041, 2, part_ud[1]));
     CHECK_EQ_INT(rt_broker_part(b, "/chat"), 2);
     CHECK_EQ_INT(rt_broker_part(b, "/"), 1); /* 5517: the rest of the part stays */
     CHECK_EQ_INT(moved_events, 1);
@@ -144,9 +145,11 @@ static void test_slot_moved_is_routed(void)
     /* Something of the slot still reached part 1: handed over again, no second event. */
     part_handlers[1].moved(part_broker[1], 7041, 2, part_ud[1]);
     CHECK_EQ_INT(moved_events, 1);
-    /* Out of range: ignored. */
-    part_handlers[1].moved(part_broker[1], RT_BROKER_CLUSTER_SLOTS, 2, part_ud[1]);
-    part_handlers[1].moved(part_broker[1], 5517, 3, part_ud[1]);
+    /* Out of range, or a master of no part without a way to make one: not followed. */
+    CHECK(!part_handlers[1].moved(part_broker[1], RT_BROKER_CLUSTER_SLOTS, 2, part_ud[1]));
+    CHECK(!part_handlers[1].moved(part_broker[1], 5517, 3, part_ud[1]));
+    CHECK(!part_handlers[1].moved(part_broker[1], 5517, RT_BROKER_PARTS_MAX, part_ud[1]));
+    CHECK_EQ_INT(rt_broker_parts(b), 3);
     CHECK_EQ_INT(rt_broker_part(b, "/"), 1);
     CHECK_EQ_INT(moved_events, 1);
     rt_broker_free(b);
