@@ -296,6 +296,7 @@ typedef struct rb {
     size_t ntags;
     size_t renewing; /* the first tags, whose renewal session_renew() appended last */
     bool was_up;
+    bool joined; /* cfg.cluster_joined, until its first connection (a gap, not a reconnect) */
     bool redirect_pause; /* a request met CLUSTERDOWN, TRYAGAIN or ASK: wait, then reconnect */
     uint64_t rng;
 
@@ -2573,7 +2574,7 @@ static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
     for (size_t i = 0; i < RT_BROKER_CLUSTER_SLOTS; i++)
         atomic_init(&rb->slot_fate[i], SLOT_HERE);
     if (cfg->cluster_joined) { /* its first connection ends a gap (see connect_all()) */
-        rb->was_up = true;
+        rb->was_up = rb->joined = true;
         rb->down_since = now_ms();
     }
     rb->cfg.cluster_nodes = rb->cluster_nodes;
@@ -3967,7 +3968,13 @@ static int connect_all(rb_t *rb, const char **err)
     }
     bool gap = rb->down_since != 0;
     uint64_t down_ms = gap ? now_ms() - rb->down_since : 0;
-    if (gap) {
+    if (gap && rb->joined) {
+        atomic_fetch_add(&rb->gaps, 1);
+        eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+                 "rt_broker: node %s connected to Redis %s, a part made while it runs: the "
+                 "clients of the namespaces handed to it recover",
+                 rb->node_id, where(rb));
+    } else if (gap) {
         atomic_fetch_add(&rb->reconnects, 1);
         atomic_fetch_add(&rb->gaps, 1);
         eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
@@ -3978,6 +3985,7 @@ static int connect_all(rb_t *rb, const char **err)
                  rb->node_id, where(rb));
     }
     rb->was_up = true;
+    rb->joined = false;
     rb->down_since = 0;
     set_state(rb, RT_BROKER_UP, gap, down_ms);
     return 0;
