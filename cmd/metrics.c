@@ -255,8 +255,8 @@ static void write_broker(FILE *out)
            "Cluster).",
            b.retried_total);
     metric(out, "eddy_broker_slots_moved_total", "counter",
-           "Redis Cluster slots moved to another master while running (resharding: restart "
-           "the node).",
+           "Redis Cluster slots moved to another master while running (resharding, "
+           "followed; when not, ready is 0: restart the node).",
            b.slots_moved_total);
     metric(out, "eddy_broker_reconnects_total", "counter",
            "Reconnections to Redis after an outage.", b.reconnects_total);

@@ -274,12 +274,15 @@ typedef struct eddy_rt_broker_status {
     /* redis+sentinel, redis+cluster: requests (broadcasts, session records, presence,
      * reads) a master refused because it no longer served them (demoted by a failover:
      * MOVED, READONLY, CLUSTERDOWN, TRYAGAIN, MASTERDOWN), queued again and sent after the
-     * reconnection (README "Redis Cluster"); each refusal counts. 0 on one Redis. */
+     * reconnection, or to the slot's new master after resharding (README "Redis
+     * Cluster"); each refusal counts. 0 on one Redis. */
     uint64_t retried_total;
     /* redis+cluster: hash slots found moved from one master to another while this node
-     * runs (resharding). The node does not follow them: their namespaces' requests are
-     * refused (their broadcasts reach no one through this node) and ready stays false until
-     * the node is restarted (README "Redis Cluster"). */
+     * runs (resharding). The node follows them (their namespaces' clients recover from
+     * history), but for a move of the first slot of a part or of its node keys, or past 64
+     * parts: then its namespaces' requests are refused (their broadcasts reach no one
+     * through this node) and ready stays false until the node is restarted (README "Redis
+     * Cluster"). */
     uint64_t slots_moved_total;
 } eddy_rt_broker_status_t;
 

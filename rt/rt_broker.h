@@ -41,6 +41,7 @@
 #ifndef EDDY_RT_BROKER_H
 #define EDDY_RT_BROKER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -98,6 +99,11 @@ typedef struct rt_broker_state_event {
     size_t part;           /* which part: 0 to rt_broker_parts() - 1 (0 for an engine of one) */
     const char *part_name; /* for logs ("host:port/db"), valid during the call; NULL: the
                             * engine has one part (it names none) */
+    /* Namespaces changed parts (a Redis Cluster slot moved to this part: see "Parts"): the
+     * layer places the namespaces it knows again. With gap (the part is UP), the clients
+     * of this part's namespaces recover from history: a moved namespace's broadcasts may
+     * have reached this node on neither part meanwhile. */
+    bool moved;
 } rt_broker_state_event_t;
 
 /* The handlers of a broker (each optional). ud is the handlers' user data. */
@@ -113,6 +119,16 @@ typedef struct rt_broker_handlers {
     /* A node request (see "Node requests" below) from any node, this one included. req is
      * valid during the call only; answer it (req->id not 0) with rt_broker_respond(). */
     void (*request)(rt_broker_t *b, const struct rt_broker_request *req, void *ud);
+    /* Redis Cluster, a master's broker (rt_broker_cluster.c sets it; see "Redis Cluster"):
+     * slot, which this broker's part used to serve, is served now by the master of part
+     * part (the one serving cfg.cluster_parts[part]), or with part RT_BROKER_PARTS_MAX by
+     * a master of no part (added after the start). The handler routes the slot to that
+     * part (for RT_BROKER_PARTS_MAX, to a part it makes, whose first slot is slot) from
+     * then on and has this broker hand it what it holds of the slot
+     * (rt_broker_redis_hand_over()). Runs on this broker's thread, again each time
+     * something of the slot still reaches this broker. Returns false if the slot is not
+     * followed (no part could be made). */
+    bool (*moved)(rt_broker_t *b, unsigned slot, size_t part, void *ud);
 } rt_broker_handlers_t;
 
 /* Result of a publish: err 0 and its position ({0, 0} without history: Redis no_history),
@@ -161,7 +177,7 @@ typedef struct rt_broker_stats {
                                * longer served their slot (MOVED, READONLY, ...), queued
                                * again to be sent after the reconnection (each time) */
     uint64_t slots_moved;     /* Cluster: slots found moved to another master while running
-                               * (resharding, not followed: see "Redis Cluster") */
+                               * (resharding: see "Redis Cluster") */
     uint64_t subscriptions;   /* (nsp, room) channels subscribed now */
 } rt_broker_stats_t;
 
@@ -372,10 +388,13 @@ static inline rt_broker_state_t rt_broker_state(rt_broker_t *b)
  * every namespace). Each part reports its own state changes (rt_broker_state_event_t.part),
  * so that an outage stops cross-node delivery, and its gap makes clients recover, only in
  * the namespaces of that part. These calls are pure lookups (no lock, no allocation, no
- * I/O), any thread, while the broker lives. The answers never change but once: a Redis
- * Cluster broker started before its seeds answered is one part until the topology is
- * known, then one per master, before any of their state events (the state handler sees
- * the new parts from its next event on).
+ * I/O), any thread, while the broker lives. The parts change only in a Redis Cluster: a
+ * broker started before its seeds answered is one part until the topology is known, then
+ * one per master, before any of their state events (the state handler sees the new parts
+ * from its next event on); while nodes run, a slot moved to another master moves its
+ * namespaces to that master's part, made then (one more part, at the end) if the master
+ * had none: rt_broker_part() answers the new part at once, and the part's next state
+ * event says so (moved). Parts are only added: an index, once given, stays its part's.
  */
 
 /* The number of parts, 1 to RT_BROKER_PARTS_MAX. */
@@ -638,15 +657,27 @@ typedef struct rt_broker_redis_config {
      * (a sunsubscribe not asked for), makes the thread reconnect and ask again; the
      * requests so refused (Redis refuses them before running them) are queued again, first
      * and in order, and sent after the reconnection, for up to 10 s from the first refusal
-     * (then answered with it); after CLUSTERDOWN or TRYAGAIN the thread waits
-     * backoff_min_ms before reconnecting. session_tag
+     * (then answered with it); after CLUSTERDOWN, TRYAGAIN or ASK the thread waits
+     * backoff_min_ms before reconnecting; a MOVED answer (SSUBSCRIBE's included) or a
+     * dropped channel of a slot that alone moved (resharding: see "Redis Cluster" below)
+     * keeps the connections.
+     * session_tag
      * (NULL: random; else RT_BROKER_SESSION_TAG_LEN of [A-Za-z0-9_-]) starts this broker's
-     * pids. password and username are every node's. All copied. */
+     * pids. password and username are every node's. All copied, but cluster_parts.
+     * cluster_parts[0..*ncluster_parts) (borrowed while the broker lives: parts may be
+     * added; NULL: none) are the cluster_slot of each master's broker of the node, in part
+     * order: a slot found moved to the master serving one of them is handed to that part,
+     * else to a part made for it (handler moved; see "Redis Cluster"). cluster_joined: the
+     * broker was made while the node runs (its part's namespaces were another part's), so
+     * its first connection ends a gap. */
     const rt_broker_addr_t *cluster_nodes;
     size_t ncluster_nodes;
     int cluster_slot;
     const char *cluster_tag;
     const char *session_tag;
+    const _Atomic int *cluster_parts;
+    const atomic_size_t *ncluster_parts;
+    bool cluster_joined;
 } rt_broker_redis_config_t;
 
 /* Fills *cfg with the defaults above. */
@@ -893,14 +924,32 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * Redis' asynchronous replication may lose what it acknowledged anyway (stats.retried
  * counts the requests queued again).
  *
- * Resharding: the slots-to-parts map is the one read at the start; slots moved between
- * masters while nodes run are not followed. A master's broker finds a move when it uses
- * the slot (a MOVED answer, a dropped channel, a refused SSUBSCRIBE): it asks the cluster
- * again, and if the slot's master differs from its own, the slot is noted (logged, counted
- * in stats.slots_moved) and the broker is not ready (ready() false) until the node is
- * freed. From then on the slot's requests are answered with the refusal at once and its
- * channels no longer make the broker reconnect, so the part's other namespaces keep
- * working. Restart the nodes after resharding.
+ * Resharding: a slot moved to another master while nodes run is followed. A master's
+ * broker finds a move when it uses the slot (a MOVED answer, a dropped channel, a refused
+ * SSUBSCRIBE): it asks the cluster's nodes in turn (one that has not heard of the move
+ * yet: the next) and if the slot's master is another now while its own first slot is
+ * still its master's, it calls the handler moved, logs the move once (NOTICE) and counts
+ * it in stats.slots_moved. The slot goes to the part whose first slot that master serves,
+ * or, for a master of no part (one added after the start), to a part made for it then
+ * (rt_broker_shard_slots_grow(): named "slot N" after its first slot, the moved one; the
+ * parts change, see "Parts"; further slots moved to that master go to it). The sharded
+ * broker routes the slot there from then on (rt_broker_part() answers it at once), the
+ * old part hands it the slot's subscriptions and queued requests, those the old master
+ * refused included (sent to the new master before what was routed there since, in order;
+ * a request routed to the old part at the very moment of the move may come after one
+ * routed just after it), and the part's state event (moved; gap when it is UP, else its
+ * first connection ends a gap) makes the layer place its namespaces again and their
+ * clients recover from the history, which moved with the slot (MIGRATE moves its keys).
+ * The connections stay (a MOVED answer, a dropped channel or a refused SSUBSCRIBE of a
+ * slot that alone moved, found again later, is handed over again). While the slot's keys
+ * are being migrated the old master answers ASK: the broker reconnects after
+ * backoff_min_ms and sends the requests again, as after a failover. Not followed: a move
+ * of a part's first slot or of the slot of its node keys ({cluster_tag}) (the part then
+ * follows its first slot as after a failover), and a slot for whose master no part can be
+ * made (RT_BROKER_PARTS_MAX parts already). Such a slot is lost to the node: logged
+ * (WARNING), counted, its requests answered with the refusal at once, its channels no
+ * longer make the broker reconnect, and the broker is not ready (ready() false) until the
+ * node is freed: restart the nodes.
  * ------------------------------------------------------------------------------------- */
 
 #define RT_BROKER_CLUSTER_SLOTS 16384
@@ -929,15 +978,46 @@ rt_broker_t *rt_broker_cluster_new(const rt_broker_redis_config_t *cfg,
                                    const rt_broker_handlers_t *h, void *ud);
 
 /*
+ * Resharding: sets *route (the sharded broker's entry for slot) to part and hands what
+ * Redis broker from (a master's broker of a cluster) holds of slot to Redis broker to
+ * (another master's of the same node): its queued requests of the slot, first on to's
+ * queue and in order, their 10 s of retries afresh (the store and the move are made with
+ * both queues locked: to sends none of what was routed to it since before them), and its
+ * interest in the slot's channels, with their references (from forgets them). Called on
+ * from's thread by the handler moved. If either is not a Redis broker of a cluster, or
+ * they are the same, only sets *route. Returns route's previous value.
+ */
+uint8_t rt_broker_redis_hand_over(rt_broker_t *from, rt_broker_t *to, unsigned slot,
+                                  _Atomic uint8_t *route, uint8_t part);
+
+/*
  * The sharded broker of a cluster (rt_broker_cluster_new() uses it; tests too): as
  * rt_broker_shard_new(), but a namespace belongs to shard slots[its slot] (each entry below
  * n), a pid to slots[the slot of its Psession key] (prefix: the keys' prefix, copied), and
- * the shards take turns drawing pids. Returns NULL on bad arguments, a shard that cannot be
- * made, or out of memory.
+ * the shards take turns drawing pids. A shard's handler moved routes its slot to another
+ * shard from then on (the copy of slots is updated, one atomic byte per slot), hands it
+ * what the shard holds of the slot (rt_broker_redis_hand_over()) and, the first time,
+ * sends the state event of the new shard with moved set (gap when it is UP). Returns NULL
+ * on bad arguments, a shard that cannot be made, or out of memory.
  */
 rt_broker_t *rt_broker_shard_slots_new(const char *const *names, size_t n,
                                        const uint8_t slots[RT_BROKER_CLUSTER_SLOTS],
                                        const char *prefix, rt_broker_shard_make_cb make,
                                        void *make_arg, const rt_broker_handlers_t *h, void *ud);
+
+/* Makes shard i, whose first slot is slot (its master is that slot's), with the handlers h
+ * and hud, and node_id (as make does for i > 0); NULL if it cannot be made. */
+typedef rt_broker_t *(*rt_broker_shard_grow_cb)(size_t i, unsigned slot, const char *node_id,
+                                                const rt_broker_handlers_t *h, void *hud,
+                                                void *arg);
+
+/*
+ * Lets the sharded broker b of rt_broker_shard_slots_new() make a shard while it runs: when
+ * a shard's handler moved names a master of no shard, grow(i, slot, ..., arg) makes shard
+ * i (the next index; at most RT_BROKER_SHARDS_MAX) and the slot goes to it. arg is the
+ * broker's from then on: arg_free(arg) (NULL: nothing) runs when b is freed.
+ */
+void rt_broker_shard_slots_grow(rt_broker_t *b, rt_broker_shard_grow_cb grow, void *arg,
+                                void (*arg_free)(void *arg));
 
 #endif /* EDDY_RT_BROKER_H */

@@ -249,30 +249,138 @@ static int shard_describe(const topology_t *t, size_t i, cluster_shard_t *cs)
     return -1;
 }
 
+/* What a master's broker made while the node runs needs (rt_broker_shard_slots_grow()):
+ * the configuration (its strings owned), the topology's nodes (owned), and every part's
+ * first slot, which each master's broker reads to name the part of a slot's new master
+ * (cluster_parts). */
+typedef struct cluster_ctx {
+    rt_broker_redis_config_t cfg;
+    char *strs[9];
+    rt_broker_addr_t *nodes;
+    size_t nnodes;
+    _Atomic int first_slots[RT_BROKER_SHARDS_MAX];
+    atomic_size_t nparts;
+} cluster_ctx_t;
+
+static void ctx_free(void *arg)
+{
+    cluster_ctx_t *ctx = arg;
+    for (size_t i = 0; i < sizeof(ctx->strs) / sizeof(ctx->strs[0]); i++)
+        free(ctx->strs[i]);
+    for (size_t i = 0; ctx->nodes != NULL && i < ctx->nnodes; i++)
+        free((char *)ctx->nodes[i].host);
+    free(ctx->nodes);
+    free(ctx);
+}
+
+/* A context for cfg and t's nodes, or NULL (out of memory). */
+static cluster_ctx_t *ctx_new(const rt_broker_redis_config_t *cfg, const topology_t *t)
+{
+    cluster_ctx_t *ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL)
+        return NULL;
+    ctx->cfg = *cfg;
+    const char **owned[] = {
+        &ctx->cfg.password,       &ctx->cfg.username,        &ctx->cfg.prefix,
+        &ctx->cfg.emitter_prefix, &ctx->cfg.tls_ca_file,     &ctx->cfg.tls_cert_file,
+        &ctx->cfg.tls_key_file,   &ctx->cfg.tls_server_name, &ctx->cfg.node_id};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+        if (*owned[i] == NULL)
+            continue;
+        ctx->strs[i] = strdup(*owned[i]);
+        *owned[i] = ctx->strs[i];
+        ok &= ctx->strs[i] != NULL;
+    }
+    ctx->nodes = calloc(t->nnodes ? t->nnodes : 1, sizeof(*ctx->nodes));
+    ok &= ctx->nodes != NULL;
+    for (size_t i = 0; ok && i < t->nnodes; i++) {
+        ctx->nodes[i] = (rt_broker_addr_t){strdup(t->nodes[i].host), t->nodes[i].port};
+        ok = ctx->nodes[i].host != NULL;
+        ctx->nnodes += ok;
+    }
+    if (!ok) {
+        ctx_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
 typedef struct cluster_make {
-    const rt_broker_redis_config_t *cfg;
     const topology_t *t;
     const cluster_shard_t *shards;
+    cluster_ctx_t *ctx;
 } cluster_make_t;
 
-static rt_broker_t *make_master(size_t i, const char *node_id, const rt_broker_handlers_t *h,
-                                void *hud, void *arg)
+/* Master broker i's configuration: ctx's, first slot cs's. */
+static rt_broker_redis_config_t master_cfg(cluster_ctx_t *ctx, size_t i, const char *node_id,
+                                           const cluster_shard_t *cs)
 {
-    const cluster_make_t *cm = arg;
-    rt_broker_redis_config_t cfg = *cm->cfg;
-    cfg.host = cm->t->masters[i].host;
-    cfg.port = cm->t->masters[i].port;
-    cfg.cluster_nodes = cm->t->nodes;
-    cfg.ncluster_nodes = cm->t->nnodes;
-    cfg.cluster_slot = cm->shards[i].first_slot;
-    cfg.cluster_tag = cm->shards[i].tag;
-    cfg.session_tag = cm->shards[i].session_tag;
+    rt_broker_redis_config_t cfg = ctx->cfg;
+    cfg.cluster_nodes = ctx->nodes;
+    cfg.ncluster_nodes = ctx->nnodes;
+    cfg.cluster_slot = cs->first_slot;
+    cfg.cluster_tag = cs->tag;
+    cfg.session_tag = cs->session_tag;
+    cfg.cluster_parts = ctx->first_slots;
+    cfg.ncluster_parts = &ctx->nparts;
     /* A Socket.IO emitter's PUBLISH reaches every node of a cluster: one master listens. */
     if (i > 0) {
         cfg.emitter_prefix = NULL;
         cfg.node_id = node_id;
     }
+    return cfg;
+}
+
+static rt_broker_t *make_master(size_t i, const char *node_id, const rt_broker_handlers_t *h,
+                                void *hud, void *arg)
+{
+    const cluster_make_t *cm = arg;
+    rt_broker_redis_config_t cfg = master_cfg(cm->ctx, i, node_id, &cm->shards[i]);
+    cfg.host = cm->t->masters[i].host;
+    cfg.port = cm->t->masters[i].port;
     return rt_broker_redis_new(&cfg, h, hud);
+}
+
+/* Part i made while the node runs for slot, moved to a master of no part: its hash tags in
+ * that slot (its only one known), its first connection a gap. */
+static rt_broker_t *grow_master(size_t i, unsigned slot, const char *node_id,
+                                const rt_broker_handlers_t *h, void *hud, void *arg)
+{
+    cluster_ctx_t *ctx = arg;
+    cluster_shard_t cs = {.first_slot = (int)slot};
+    bool found = false;
+    for (unsigned n = 0; n < 4000000 && !found; n++) {
+        int len = snprintf(cs.tag, sizeof(cs.tag), "%u", n);
+        found = rt_broker_crc16(cs.tag, (size_t)len) % RT_BROKER_CLUSTER_SLOTS == slot;
+    }
+    for (unsigned tries = 0; found && tries < 4000000; tries++) {
+        rt_random_chars(cs.session_tag, RT_BROKER_SESSION_TAG_LEN);
+        cs.session_tag[RT_BROKER_SESSION_TAG_LEN] = '\0';
+        if (rt_broker_crc16(cs.session_tag, RT_BROKER_SESSION_TAG_LEN) % RT_BROKER_CLUSTER_SLOTS ==
+            slot)
+            break;
+        if (tries + 1 == 4000000)
+            found = false;
+    }
+    if (!found || ctx->nnodes == 0) {
+        eddy_log(NULL, EDDY_LOG_ERROR, "rt_broker: no hash tag found for slot %u", slot);
+        return NULL;
+    }
+    rt_broker_redis_config_t cfg = master_cfg(ctx, i, node_id, &cs);
+    cfg.host = ctx->nodes[0].host; /* not used: the broker asks who serves slot */
+    cfg.port = ctx->nodes[0].port;
+    cfg.cluster_joined = true;
+    rt_broker_t *b = rt_broker_redis_new(&cfg, h, hud);
+    if (b != NULL) {
+        atomic_store(&ctx->first_slots[i], (int)slot);
+        atomic_store(&ctx->nparts, i + 1);
+        eddy_log(NULL, EDDY_LOG_NOTICE,
+                 "rt_broker: Redis Cluster: part %zu made for slot %u, moved to a master that "
+                 "joined while this node runs",
+                 i, slot);
+    }
+    return b;
 }
 
 /* The sharded broker over the masters of t, with handlers h and ud; NULL (logged). */
@@ -280,24 +388,35 @@ static rt_broker_t *cluster_build(const rt_broker_redis_config_t *cfg, const top
                                   const rt_broker_handlers_t *h, void *ud)
 {
     cluster_shard_t *shards = calloc(RT_BROKER_SHARDS_MAX, sizeof(*shards));
+    cluster_ctx_t *ctx = ctx_new(cfg, t);
     const char *names[RT_BROKER_SHARDS_MAX];
-    if (shards == NULL)
+    if (shards == NULL || ctx == NULL) {
+        free(shards);
+        if (ctx != NULL)
+            ctx_free(ctx);
         return NULL;
+    }
     bool ok = true;
     for (size_t i = 0; i < t->nmasters && ok; i++) {
         ok = shard_describe(t, i, &shards[i]) == 0;
         names[i] = shards[i].name;
+        atomic_store(&ctx->first_slots[i], shards[i].first_slot);
     }
+    atomic_store(&ctx->nparts, t->nmasters);
     if (!ok)
         eddy_log(NULL, EDDY_LOG_ERROR, "rt_broker: no hash tag found for a master's slots");
-    cluster_make_t cm = {cfg, t, shards};
+    cluster_make_t cm = {t, shards, ctx};
     rt_broker_t *b = ok ? rt_broker_shard_slots_new(names, t->nmasters, t->slots, cfg->prefix,
                                                     make_master, &cm, h, ud)
                         : NULL;
-    if (b != NULL)
+    if (b != NULL) {
+        rt_broker_shard_slots_grow(b, grow_master, ctx, ctx_free);
         for (size_t i = 0; i < t->nmasters; i++)
             eddy_log(NULL, EDDY_LOG_INFO, "rt_broker: Redis Cluster master %s:%d: %s",
                      t->masters[i].host, t->masters[i].port, shards[i].name);
+    } else {
+        ctx_free(ctx);
+    }
     free(shards);
     return b;
 }

@@ -296,7 +296,8 @@ typedef struct rb {
     size_t ntags;
     size_t renewing; /* the first tags, whose renewal session_renew() appended last */
     bool was_up;
-    bool redirect_pause; /* a request met CLUSTERDOWN or TRYAGAIN: wait before reconnecting */
+    bool joined; /* cfg.cluster_joined, until its first connection (a gap, not a reconnect) */
+    bool redirect_pause; /* a request met CLUSTERDOWN, TRYAGAIN or ASK: wait, then reconnect */
     uint64_t rng;
 
     _Atomic int state;
@@ -325,12 +326,21 @@ typedef struct rb {
      * sent (NULL: lua_publish). */
     rt_broker_addr_t *cluster_nodes;
     /* Redis Cluster, resharding (thread only but resharded): the slot a MOVED answer or a
-     * dropped channel named (-1: none), checked at the next topology read; the slots found
-     * moved to another master than this broker's (a bit each), whose requests are refused
-     * at once from then on; resharded once one was found (the broker is then not ready). */
+     * dropped channel named (-1: none), checked at the next topology read; the first slot of
+     * each part of the node (cfg.cluster_parts, borrowed); each slot's fate (slot_fate: the
+     * part it was handed to, SLOT_HERE, or SLOT_LOST: moved to a master of no part, its
+     * requests refused at once from then on); resharded once a slot was lost (the broker
+     * is then not ready). */
     int moved_slot;
-    uint8_t *moved_away;
+    const _Atomic int *part_slots;
+    const atomic_size_t *nparts;
+    _Atomic uint8_t *slot_fate; /* a part hands a slot back: it sets SLOT_HERE */
     atomic_bool resharded;
+    /* A MOVED answer, or a channel the master dropped (thread only): the connection breaks
+     * (why) unless the slot alone moved (redirect_settle(), dropped_settle()). */
+    char moved_why[96];
+    bool channel_dropped;
+    char dropped_why[96];
     _Atomic uint64_t slots_moved;
     char *node_prefix, *publish_script;
     const char *pub_verb, *sub_verb, *unsub_verb;
@@ -1762,18 +1772,10 @@ static bool socket_tagged(const rb_t *rb, const char *room)
            strncmp(room, rb->socket_tag, RT_BROKER_SOCKET_TAG_LEN) == 0;
 }
 
-static int rb_subscribe(rt_broker_t *b, const char *nsp, const char *room)
+/* Adds refs references to the channel n->channel[0..len) (n: allocated by the caller,
+ * taken over: it becomes the interest if the channel has none yet, else it is freed). */
+static int sub_ref(rb_t *rb, sub_t *n, size_t len, size_t refs)
 {
-    rb_t *rb = (rb_t *)b;
-    if (!name_ok(nsp) || (room && !name_ok(room)))
-        return EDDY_EINVAL;
-    if (socket_tagged(rb, room))
-        return pattern_ref(rb, nsp, true);
-    size_t size = channel_size(rb, nsp, room), len;
-    sub_t *n = malloc(sizeof(sub_t) + size);
-    if (!n)
-        return EDDY_ENOMEM;
-    channel_name(rb, nsp, room, n->channel, &len);
     pthread_mutex_lock(&rb->lock);
     if (rb->subs_count >= rb->subs_cap / 2) {
         size_t cap = rb->subs_cap * 2;
@@ -1803,7 +1805,8 @@ static int rb_subscribe(rt_broker_t *b, const char *nsp, const char *room)
         *slot = s;
         rb->subs_count++;
     }
-    bool first = s->refs++ == 0;
+    bool first = s->refs == 0;
+    s->refs += refs;
     if (first)
         sub_mark(rb, s);
     pthread_mutex_unlock(&rb->lock);
@@ -1811,6 +1814,21 @@ static int rb_subscribe(rt_broker_t *b, const char *nsp, const char *room)
     if (first)
         wake(rb);
     return 0;
+}
+
+static int rb_subscribe(rt_broker_t *b, const char *nsp, const char *room)
+{
+    rb_t *rb = (rb_t *)b;
+    if (!name_ok(nsp) || (room && !name_ok(room)))
+        return EDDY_EINVAL;
+    if (socket_tagged(rb, room))
+        return pattern_ref(rb, nsp, true);
+    size_t size = channel_size(rb, nsp, room), len;
+    sub_t *n = malloc(sizeof(sub_t) + size);
+    if (!n)
+        return EDDY_ENOMEM;
+    channel_name(rb, nsp, room, n->channel, &len);
+    return sub_ref(rb, n, len, 1);
 }
 
 static int rb_unsubscribe(rt_broker_t *b, const char *nsp, const char *room)
@@ -1944,6 +1962,8 @@ static void disconnect(rb_t *rb, const char *why)
     if (rb->sub)
         rt_redis_free(rb->sub);
     rb->cmd = rb->sub = NULL;
+    rb->channel_dropped = false;
+    rb->moved_why[0] = '\0';
     atomic_store(&rb->last_pong, 0);
     nreq_sweep(rb, 0, true); /* no answer comes on a lost connection */
     if (rb->was_up && !rb->down_since)
@@ -2199,11 +2219,16 @@ static bool sharded_confirm(const redisReply *r)
            strcmp(r->element[0]->str, "sunsubscribe") == 0;
 }
 
-/* Whether slot was found moved to another master than this broker's (resharding). */
-static bool slot_moved_away(const rb_t *rb, int slot)
+/* slot_fate[slot]: the part the slot was handed to, or one of these. */
+#define SLOT_HERE   0xff
+#define SLOT_LOST   0xfe
+#define SLOT_JOINED 0xfd /* handed to a part made for it */
+
+/* Whether slot was found moved to a master of no part (resharding not followed). */
+static bool slot_lost(rb_t *rb, int slot)
 {
     return slot >= 0 && slot < RT_BROKER_CLUSTER_SLOTS &&
-           ((rb->moved_away[slot / 8] >> (slot % 8)) & 1);
+           atomic_load(&rb->slot_fate[slot]) == SLOT_LOST;
 }
 
 /* The slot of a "MOVED <slot> <host:port>" error, else -1. */
@@ -2218,9 +2243,11 @@ static int moved_slot_of(const char *err)
 }
 
 /* A sunsubscribe nobody asked for (sub_send() reads the confirmations): the master gave up
- * the channel's slot (a failover demoted it, or the slot moved). True, and the SUBSCRIBE
- * connection is marked broken so that the thread asks the cluster again (its slot noted
- * for the resharding check), unless the slot is known to have moved away already. */
+ * the channel's slot (a failover demoted it, or the slot moved). True, and unless the slot
+ * left this part already (lost, or handed to another: its channels are gone from here)
+ * the drop is noted (its slot for the resharding check): dropped_settle() then finds
+ * whether the slot alone moved, else the SUBSCRIBE connection breaks and the thread asks
+ * the cluster again. */
 static bool cluster_dropped(rb_t *rb, const redisReply *r)
 {
     if (!rb->cluster_nodes || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
@@ -2229,21 +2256,23 @@ static bool cluster_dropped(rb_t *rb, const redisReply *r)
         return false;
     if (r->element[1]->type == REDIS_REPLY_STRING) {
         int slot = (int)rt_broker_keyslot(r->element[1]->str, r->element[1]->len);
-        if (slot_moved_away(rb, slot))
+        if (atomic_load(&rb->slot_fate[slot]) != SLOT_HERE)
             return true;
         rb->moved_slot = slot;
     }
-    rb->sub->err = REDIS_ERR_OTHER;
-    snprintf(rb->sub->errstr, sizeof(rb->sub->errstr), "the master dropped channel %.64s",
-             r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "?");
+    if (!rb->channel_dropped)
+        snprintf(rb->dropped_why, sizeof(rb->dropped_why), "the master dropped channel %.64s",
+                 r->element[1]->type == REDIS_REPLY_STRING ? r->element[1]->str : "?");
+    rb->channel_dropped = true;
     return true;
 }
 
 /* In a cluster, an answer saying that this Redis no longer serves the slot (MOVED, ASK:
  * the slot is elsewhere; READONLY: a replica; CLUSTERDOWN; a script's key not local):
- * true, and the command connection is marked broken so that the thread asks again (a
- * MOVED's slot noted for the resharding check). False for a MOVED of a slot known to have
- * moved away: the request is refused at once. */
+ * true. The command connection is marked broken so that the thread asks again, but for
+ * MOVED: its slot is noted for the resharding check and redirect_settle() finds whether
+ * the slot alone moved (the connection then stays) after the batch's answers. False for a
+ * MOVED of a slot known to be lost: the request is refused at once. */
 static bool cluster_redirected(rb_t *rb, const redisReply *r)
 {
     static const char *const errors[] = {"MOVED ",   "ASK ",          "CLUSTERDOWN",
@@ -2251,12 +2280,16 @@ static bool cluster_redirected(rb_t *rb, const redisReply *r)
     if (!rb->cluster_nodes || r->type != REDIS_REPLY_ERROR)
         return false;
     int slot = moved_slot_of(r->str);
-    if (slot_moved_away(rb, slot))
+    if (slot_lost(rb, slot))
         return false;
+    if (slot >= 0) {
+        rb->moved_slot = slot;
+        if (!rb->moved_why[0])
+            snprintf(rb->moved_why, sizeof(rb->moved_why), "%.64s", r->str);
+        return true;
+    }
     for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
         if (strstr(r->str, errors[i])) {
-            if (slot >= 0)
-                rb->moved_slot = slot;
             rb->cmd->err = REDIS_ERR_OTHER;
             snprintf(rb->cmd->errstr, sizeof(rb->cmd->errstr), "slot %d not served here: %.64s",
                      rb->cfg.cluster_slot, r->str);
@@ -2297,34 +2330,72 @@ static int cluster_slot_owner(const redisReply *r, int slot, const char *asked, 
     return -1;
 }
 
+/* The part whose first slot host:port serves in the topology r (asked of asked), or -1. */
+static int part_served_by(const rb_t *rb, const redisReply *r, const char *asked, const char *host,
+                          int port)
+{
+    size_t nparts = rb->nparts ? atomic_load(rb->nparts) : 0;
+    for (size_t k = 0; k < nparts; k++) {
+        char *owner = NULL;
+        int owner_port = 0;
+        bool same = cluster_slot_owner(r, rb->part_slots[k], asked, &owner, &owner_port) == 0 &&
+                    owner_port == port && strcmp(owner, host) == 0;
+        free(owner);
+        if (same)
+            return (int)k;
+    }
+    return -1;
+}
+
 /* After a MOVED answer or a dropped channel of slot rb->moved_slot: when the topology r
  * (asked of asked) gives that slot to another master than host:port, this broker's master
- * now, the slot was moved between masters (resharding), which the parts do not follow:
- * the slot is noted (its requests are refused at once from then on, its channels no
- * longer make the broker reconnect), counted and logged, and the broker is not ready. */
-static void reshard_check(rb_t *rb, const redisReply *r, const char *asked, const char *host,
+ * now, the slot was moved between masters (resharding): true. Moved to the master of
+ * another part, the handler moved routes the slot there and this broker hands that part
+ * what it holds of the slot (counted and logged the first time). Else (a master of no
+ * part) the slot is lost: its requests are refused at once from then on, its channels no
+ * longer make the broker reconnect; counted, logged, and the broker is not ready. */
+static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, const char *host,
                           int port)
 {
     int slot = rb->moved_slot;
     char *owner = NULL;
     int owner_port = 0;
     rb->moved_slot = -1;
-    if (slot < 0 || slot_moved_away(rb, slot) ||
+    if (slot < 0 || slot_lost(rb, slot) ||
         cluster_slot_owner(r, slot, asked, &owner, &owner_port) != 0)
-        return;
-    if (owner_port != port || strcmp(owner, host) != 0) {
-        rb->moved_away[slot / 8] |= (uint8_t)(1u << (slot % 8));
+        return false;
+    if (owner_port == port && strcmp(owner, host) == 0) { /* a failover: the part followed */
+        free(owner);
+        return false;
+    }
+    int part = part_served_by(rb, r, asked, owner, owner_port);
+    bool known = part >= 0;
+    if (!known)
+        part = RT_BROKER_PARTS_MAX; /* a master of no part: one is made for it */
+    if (rb->h.moved && rb->h.moved(&rb->base, (unsigned)slot, (size_t)part, rb->ud)) {
+        if (atomic_load(&rb->slot_fate[slot]) != (known ? part : SLOT_JOINED)) {
+            atomic_store(&rb->slot_fate[slot], known ? (uint8_t)part : SLOT_JOINED);
+            uint64_t n = atomic_fetch_add(&rb->slots_moved, 1) + 1;
+            eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+                     "rt_broker: slot %d resharded from %s:%d to %s:%d (%llu slots so far): "
+                     "followed%s, its namespaces go through that master's part now and their "
+                     "clients recover from history",
+                     slot, host, port, owner, owner_port, (unsigned long long)n,
+                     known ? "" : " (a master this node had no part for: a part made for it)");
+        }
+    } else {
+        atomic_store(&rb->slot_fate[slot], SLOT_LOST);
         uint64_t n = atomic_fetch_add(&rb->slots_moved, 1) + 1;
         atomic_store(&rb->resharded, true);
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
-                 "rt_broker: slot %d is served by %s:%d now, no longer with the rest of its "
-                 "part by %s:%d (resharding while this node runs; %llu slots so far): the "
-                 "namespaces of that slot get no broadcasts through this node (their requests "
-                 "are refused) and it reports not ready: restart it to follow the new "
-                 "topology",
-                 slot, owner, owner_port, host, port, (unsigned long long)n);
+                 "rt_broker: slot %d resharded from %s:%d to %s:%d (%llu slots so far), to "
+                 "a master this node has no part for: the namespaces of that slot get "
+                 "no broadcasts through this node (their requests are refused) and it "
+                 "reports not ready: restart it to follow the new topology",
+                 slot, host, port, owner, owner_port, (unsigned long long)n);
     }
     free(owner);
+    return true;
 }
 
 /* Asks the cluster's nodes in turn which master serves cfg.cluster_slot (CLUSTER SLOTS):
@@ -2370,6 +2441,67 @@ static int cluster_master(rb_t *rb, const char **err)
     return -1;
 }
 
+/* Whether slot rb->moved_slot alone moved while this broker's master still serves its own
+ * slot (resharding, not a failover): asks the cluster's nodes in turn (a node that still
+ * gives the slot to this master has not heard of the move yet: the next is asked). True
+ * once reshard_check() found the move (the slot followed or lost): the connections stay.
+ * False (the moved slot kept for the reconnection's check): a failover, no move found, or
+ * no node answers. */
+static bool reshard_inline(rb_t *rb)
+{
+    int slot = rb->moved_slot;
+    char why[128];
+    for (size_t i = 0; slot >= 0 && i < rb->cfg.ncluster_nodes && !atomic_load(&rb->stop); i++) {
+        rt_broker_addr_t n = rb->cluster_nodes[i];
+        redisContext *c = connect_auth(rb, &n, rb->username, rb->password, why, sizeof(why));
+        redisReply *r = c ? rt_redis_command(c, "CLUSTER SLOTS") : NULL;
+        char *host = NULL;
+        int port = 0;
+        bool named = r && cluster_slot_owner(r, rb->cfg.cluster_slot, n.host, &host, &port) == 0;
+        bool ours = named && port == rb->cfg.port && strcmp(host, rb->host) == 0;
+        bool moved = ours && reshard_check(rb, r, n.host, host, port);
+        free(host);
+        if (r)
+            freeReplyObject(r);
+        if (c)
+            rt_redis_free(c);
+        if (moved)
+            return true;
+        rb->moved_slot = slot;
+        if (named && !ours)
+            return false;
+    }
+    return false;
+}
+
+/* After answers that said MOVED (cluster_redirected()): with follow, true when the slot
+ * alone moved (reshard_inline(): the requests queued again went with it); else the command
+ * connection is marked broken so that the thread asks again. */
+static bool redirect_settle(rb_t *rb, bool follow)
+{
+    bool kept = follow && !rb->cmd->err && reshard_inline(rb);
+    if (!kept && !rb->cmd->err) {
+        rb->cmd->err = REDIS_ERR_OTHER;
+        snprintf(rb->cmd->errstr, sizeof(rb->cmd->errstr), "slot %d not served here: %s",
+                 rb->cfg.cluster_slot, rb->moved_why);
+    }
+    rb->moved_why[0] = '\0';
+    return kept;
+}
+
+/* After channels the master dropped (cluster_dropped()): unless their slot alone moved
+ * (reshard_inline()), the SUBSCRIBE connection is marked broken. */
+static void dropped_settle(rb_t *rb)
+{
+    if (!rb->channel_dropped)
+        return;
+    rb->channel_dropped = false;
+    if (!rb->sub->err && !reshard_inline(rb)) {
+        rb->sub->err = REDIS_ERR_OTHER;
+        snprintf(rb->sub->errstr, sizeof(rb->sub->errstr), "%s", rb->dropped_why);
+    }
+}
+
 /* Whether the cluster fields of cfg are usable (or unset). */
 static bool cluster_ok(const rt_broker_redis_config_t *cfg)
 {
@@ -2386,6 +2518,8 @@ static bool cluster_ok(const rt_broker_redis_config_t *cfg)
         if (!cfg->cluster_nodes[i].host || !*cfg->cluster_nodes[i].host ||
             cfg->cluster_nodes[i].port <= 0 || cfg->cluster_nodes[i].port > 65535)
             return false;
+    if (!cfg->cluster_parts != !cfg->ncluster_parts)
+        return false;
     return true;
 }
 
@@ -2432,9 +2566,17 @@ static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
     }
     rb->cluster_nodes = addrs_copy(cfg->cluster_nodes, cfg->ncluster_nodes);
     rb->moved_slot = -1;
-    rb->moved_away = calloc(RT_BROKER_CLUSTER_SLOTS / 8, 1);
-    if (!rb->node_prefix || !rb->publish_script || !rb->cluster_nodes || !rb->moved_away)
+    rb->slot_fate = malloc(RT_BROKER_CLUSTER_SLOTS * sizeof(*rb->slot_fate));
+    rb->part_slots = cfg->cluster_parts;
+    rb->nparts = cfg->ncluster_parts;
+    if (!rb->node_prefix || !rb->publish_script || !rb->cluster_nodes || !rb->slot_fate)
         return -1;
+    for (size_t i = 0; i < RT_BROKER_CLUSTER_SLOTS; i++)
+        atomic_init(&rb->slot_fate[i], SLOT_HERE);
+    if (cfg->cluster_joined) { /* its first connection ends a gap (see connect_all()) */
+        rb->was_up = rb->joined = true;
+        rb->down_since = now_ms();
+    }
     rb->cfg.cluster_nodes = rb->cluster_nodes;
     rb->cfg.cluster_tag = NULL; /* not kept: node_prefix is */
     rb->cfg.session_tag = NULL;
@@ -2512,12 +2654,18 @@ static int sub_send(rb_t *rb, const char *verb, const char **chans, size_t *lens
         if (rt_redis_get_reply(rb->sub, (void **)&r) != REDIS_OK)
             return -1;
         if (r->type == REDIS_REPLY_ERROR && rb->cluster_nodes) {
-            /* A channel's slot not served here: ignored if known to have moved away (see
-             * reshard_check()), else the thread asks the cluster again. */
+            /* A channel's slot not served here: ignored if known to be lost (see
+             * reshard_check()); MOVED is settled as a dropped channel (dropped_settle():
+             * the slot may have moved, or been handed over, before this subscription
+             * came here); else the thread asks the cluster again. */
             int slot = moved_slot_of(r->str);
-            if (!slot_moved_away(rb, slot)) {
-                if (slot >= 0)
-                    rb->moved_slot = slot;
+            if (slot >= 0 && !slot_lost(rb, slot)) {
+                rb->moved_slot = slot;
+                if (!rb->channel_dropped)
+                    snprintf(rb->dropped_why, sizeof(rb->dropped_why),
+                             "subscription refused: %.64s", r->str);
+                rb->channel_dropped = true;
+            } else if (slot < 0) {
                 if (!refused)
                     snprintf(rb->sub->errstr, sizeof(rb->sub->errstr),
                              "subscription refused: %.64s", r->str);
@@ -3524,6 +3672,8 @@ static int heartbeat_read(rb_t *rb)
     for (int i = 0; i < 5 && rc == 0; i++) {
         if (lost_master(rb, r[i])) {
             rc = -1;
+            /* The node's own keys' slot: not followed (rt_broker.h "Redis Cluster"). */
+            redirect_settle(rb, false);
         } else if (r[i]->type == REDIS_REPLY_ERROR) {
             eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: heartbeat refused: %s", r[i]->str);
             break;
@@ -3584,8 +3734,10 @@ static bool redirect_retry(rb_t *rb, job_t *j, const redisReply *r)
         j->redirected_at = now;
     if (now - j->redirected_at > REDIRECT_RETRY_MS)
         return false;
-    /* The cluster itself is not ready: the reconnection waits a little (see thread_main). */
-    if (strstr(r->str, "CLUSTERDOWN") || strstr(r->str, "TRYAGAIN"))
+    /* The cluster itself is not ready, or the slot is being migrated (ASK): the
+     * reconnection waits a little (see thread_main). */
+    if (strstr(r->str, "CLUSTERDOWN") || strstr(r->str, "TRYAGAIN") ||
+        strncmp(r->str, "ASK ", 4) == 0)
         rb->redirect_pause = true;
     return true;
 }
@@ -3614,7 +3766,7 @@ static void requeue_front(rb_t *rb, job_t *list)
     uint64_t retried = atomic_fetch_add(&rb->retried, n) + n;
     eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
              "rt_broker: Redis %s no longer serves the slot: %zu requests queued again, sent "
-             "after the reconnection (%llu so far)",
+             "where it is served (%llu so far)",
              where(rb), n, (unsigned long long)retried);
 }
 
@@ -3729,9 +3881,10 @@ static int run_jobs(rb_t *rb)
         job_reply(rb, j, r);
     }
     requeue_front(rb, moved);
-    return demoted ? -1 : 0;
+    return demoted && !redirect_settle(rb, true) ? -1 : 0;
 broken:
     requeue_front(rb, moved);
+    rb->moved_why[0] = '\0';
     while (batch) {
         job_t *j = batch;
         batch = j->next;
@@ -3815,7 +3968,13 @@ static int connect_all(rb_t *rb, const char **err)
     }
     bool gap = rb->down_since != 0;
     uint64_t down_ms = gap ? now_ms() - rb->down_since : 0;
-    if (gap) {
+    if (gap && rb->joined) {
+        atomic_fetch_add(&rb->gaps, 1);
+        eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+                 "rt_broker: node %s connected to Redis %s, a part made while it runs: the "
+                 "clients of the namespaces handed to it recover",
+                 rb->node_id, where(rb));
+    } else if (gap) {
         atomic_fetch_add(&rb->reconnects, 1);
         atomic_fetch_add(&rb->gaps, 1);
         eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
@@ -3826,6 +3985,7 @@ static int connect_all(rb_t *rb, const char **err)
                  rb->node_id, where(rb));
     }
     rb->was_up = true;
+    rb->joined = false;
     rb->down_since = 0;
     set_state(rb, RT_BROKER_UP, gap, down_ms);
     return 0;
@@ -3866,9 +4026,13 @@ static int loop_once(rb_t *rb)
     redisReply *r;
     while (redisGetReplyFromReader(rb->sub, (void **)&r) == REDIS_OK && r)
         handle_sub_reply(rb, r);
+    dropped_settle(rb);
     if (rb->sub->err)
         return -1;
     if (apply_subs(rb, false) != 0 || apply_patterns(rb, false) != 0)
+        return -1;
+    dropped_settle(rb); /* subscriptions refused with MOVED */
+    if (rb->sub->err)
         return -1;
     return run_jobs(rb);
 }
@@ -4063,7 +4227,7 @@ static void rb_destroy(rb_t *rb)
     free(rb->sentinels);
     rt_redis_tls_free(rb->tls);
     free(rb->cluster_nodes);
-    free(rb->moved_away);
+    free((void *)rb->slot_fate);
     free(rb->node_prefix);
     free(rb->publish_script);
     if (rb->wake_fd >= 0)
@@ -4102,6 +4266,131 @@ static const rt_broker_ops_t redis_ops = {
     .respond = rb_respond,
     .recent = rb_recent,
 };
+
+/* The slot of job j's keys (its first key's), or -1: a node request or answer (the node's
+ * own channels), or nothing asked of Redis. */
+static int job_slot(const job_t *j)
+{
+    if (j->kind == JOB_NODE_REQUEST || j->kind == JOB_NODE_REPLY || j->argc < 2)
+        return -1;
+    int at = j->plain ? 2 : strncmp(j->argv[0], "EVAL", 4) == 0 ? 3 : 1;
+    return at < j->argc ? (int)rt_broker_keyslot(j->argv[at], j->argvlen[at]) : -1;
+}
+
+/* An interest handed over: its channel and references. */
+typedef struct sub_move {
+    struct sub_move *next;
+    sub_t *sub; /* a copy, for sub_ref() */
+    size_t refs;
+} sub_move_t;
+
+/* Moves src's queued jobs of slot to the head of dst's queue and sets *route to part,
+ * both queues locked (in address order: two parts may hand slots to each other at once):
+ * dst's thread takes none of what was routed to it after the store before these. Returns
+ * route's previous value. */
+static uint8_t jobs_hand_over(rb_t *src, rb_t *dst, unsigned slot, _Atomic uint8_t *route,
+                              uint8_t part, size_t *njobs)
+{
+    pthread_mutex_t *first = src < dst ? &src->lock : &dst->lock;
+    pthread_mutex_t *second = src < dst ? &dst->lock : &src->lock;
+    job_t *jobs = NULL, *last = NULL, *prev = NULL;
+    size_t bytes = 0;
+    *njobs = 0;
+    pthread_mutex_lock(first);
+    pthread_mutex_lock(second);
+    for (job_t **pj = &src->head; *pj;) {
+        job_t *j = *pj;
+        if (job_slot(j) != (int)slot) {
+            prev = j;
+            pj = &j->next;
+            continue;
+        }
+        *pj = j->next;
+        if (src->tail == j)
+            src->tail = prev;
+        src->queued--;
+        src->queued_bytes -= j->bytes;
+        j->next = NULL;
+        j->redirected_at = 0; /* its retries start afresh on the new master */
+        if (last)
+            last->next = j;
+        else
+            jobs = j;
+        last = j;
+        (*njobs)++;
+        bytes += j->bytes;
+    }
+    uint8_t was = atomic_exchange(route, part);
+    if (jobs) {
+        last->next = dst->head;
+        if (!dst->head)
+            dst->tail = last;
+        dst->head = jobs;
+        dst->queued += *njobs;
+        dst->queued_bytes += bytes;
+    }
+    pthread_mutex_unlock(second);
+    pthread_mutex_unlock(first);
+    if (jobs)
+        wake(dst);
+    return was;
+}
+
+uint8_t rt_broker_redis_hand_over(rt_broker_t *from, rt_broker_t *to, unsigned slot,
+                                  _Atomic uint8_t *route, uint8_t part)
+{
+    rb_t *src = (rb_t *)from, *dst = (rb_t *)to;
+    if (from->ops != &redis_ops || to->ops != &redis_ops || from == to ||
+        slot >= RT_BROKER_CLUSTER_SLOTS || !src->cluster_nodes || !dst->cluster_nodes)
+        return atomic_exchange(route, part);
+    atomic_store(&dst->slot_fate[slot], SLOT_HERE); /* it may have left dst before */
+    size_t njobs;
+    uint8_t was = jobs_hand_over(src, dst, slot, route, part, &njobs);
+    /* The interest: taken out under src's lock, then given under dst's. An unsubscribe
+     * routed to src just before the move finds nothing there (the channel then stays on
+     * dst: harmless, the layer delivers to local members only). */
+    sub_move_t *moves = NULL;
+    pthread_mutex_lock(&src->lock);
+    for (size_t i = 0; i < src->subs_cap; i++) {
+        for (sub_t *s = src->subs[i]; s; s = s->next) {
+            if (!s->refs || rt_broker_keyslot(s->channel, s->len) != slot)
+                continue;
+            sub_move_t *m = malloc(sizeof(*m));
+            sub_t *copy = malloc(sizeof(sub_t) + s->len + 1);
+            if (!m || !copy) { /* out of memory: the interest stays (logged below) */
+                free(m);
+                free(copy);
+                continue;
+            }
+            memcpy(copy->channel, s->channel, s->len + 1);
+            *m = (sub_move_t){moves, copy, s->refs};
+            moves = m;
+            /* Gone from here: the master dropped the channel with the slot, and this runs
+             * on src's thread, which owns active. */
+            s->refs = 0;
+            s->active = false;
+            sub_mark(src, s);
+        }
+    }
+    pthread_mutex_unlock(&src->lock);
+    size_t nsubs = 0, lost = 0;
+    while (moves) {
+        sub_move_t *m = moves;
+        moves = m->next;
+        if (sub_ref(dst, m->sub, strlen(m->sub->channel), m->refs) == 0)
+            nsubs++;
+        else
+            lost++;
+        free(m);
+    }
+    if (njobs || nsubs || lost)
+        eddy_log(src->cfg.srv, lost ? EDDY_LOG_ERROR : EDDY_LOG_INFO,
+                 "rt_broker: slot %u: %zu requests and %zu channels handed to its new "
+                 "master's part%s",
+                 slot, njobs, nsubs,
+                 lost ? " (out of memory: some channels not: their rooms get nothing here)" : "");
+    return was;
+}
 
 void rt_broker_redis_config_init(rt_broker_redis_config_t *cfg)
 {

@@ -30,10 +30,11 @@ struct shard {
     rt_broker_handlers_t h;
     void *ud;
     rt_ring_t *ring;
-    /* Redis Cluster: the shard of each hash slot (NULL: the ring), the key prefix (a pid
-     * without a tag is stored under Psession:<pid>, hashed whole) and the shard whose
-     * broker draws the next pid (round robin). */
-    uint8_t *slots;
+    /* Redis Cluster: the shard of each hash slot (NULL: the ring; a shard's handler moved
+     * changes one while loops read them: atomic bytes), the key prefix (a pid without a
+     * tag is stored under Psession:<pid>, hashed whole) and the shard whose broker draws
+     * the next pid (round robin). */
+    _Atomic uint8_t *slots;
     char *prefix;
     atomic_uint next_pid;
     /* Held while the state handler runs: events of several shards' threads reach it one
@@ -46,7 +47,15 @@ struct shard {
      * handlers and results running, which sh_free() waits out before freeing a shard. */
     atomic_bool closing;
     atomic_int active;
-    size_t n;
+    /* Redis Cluster: a part made while running (a slot moved to a master of no part) by
+     * grow(grow_arg), under grow_lock, with the children's handlers ch; n grows then, after
+     * the child is set (child[] has room for RT_BROKER_SHARDS_MAX). */
+    rt_broker_shard_grow_cb grow;
+    void *grow_arg;
+    void (*grow_free)(void *arg);
+    pthread_mutex_t grow_lock;
+    rt_broker_handlers_t ch;
+    atomic_size_t n;
     shard_child_t child[];
 };
 
@@ -81,9 +90,10 @@ static size_t part_of(const shard_t *sh, const char *key)
     if (sh->slots == NULL)
         return rt_ring_pick(sh->ring, key, len);
     if (key[0] == '/')
-        return sh->slots[rt_broker_crc16(key, len) % RT_BROKER_CLUSTER_SLOTS];
+        return atomic_load(&sh->slots[rt_broker_crc16(key, len) % RT_BROKER_CLUSTER_SLOTS]);
     if (pid_tagged(key))
-        return sh->slots[rt_broker_crc16(key, RT_BROKER_SESSION_TAG_LEN) % RT_BROKER_CLUSTER_SLOTS];
+        return atomic_load(
+            &sh->slots[rt_broker_crc16(key, RT_BROKER_SESSION_TAG_LEN) % RT_BROKER_CLUSTER_SLOTS]);
     size_t plen = strlen(sh->prefix);
     char *name = malloc(plen + 8 + len + 1);
     if (name == NULL)
@@ -91,7 +101,7 @@ static size_t part_of(const shard_t *sh, const char *key)
     memcpy(name, sh->prefix, plen);
     memcpy(name + plen, "session:", 8);
     memcpy(name + plen + 8, key, len + 1);
-    size_t part = sh->slots[rt_broker_keyslot(name, plen + 8 + len)];
+    size_t part = atomic_load(&sh->slots[rt_broker_keyslot(name, plen + 8 + len)]);
     free(name);
     return part;
 }
@@ -126,17 +136,18 @@ static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
     }
 }
 
-/* A node request that came through shard c: its id becomes id * n + c's index, so that
- * the answer (sh_respond()) goes back through the shard the requester waits on. */
+/* A node request that came through shard c: its id becomes id * RT_BROKER_SHARDS_MAX + c's
+ * index + 1, so that the answer (sh_respond()) goes back through the shard the requester
+ * waits on (the number of shards may grow meanwhile). */
 static void on_request(rt_broker_t *b, const rt_broker_request_t *req, void *ud)
 {
     shard_child_t *c = ud;
     shard_t *sh = c->sh;
-    if (sh->h.request == NULL || req->id > (UINT64_MAX - sh->n) / sh->n || !enter(sh))
+    if (sh->h.request == NULL || req->id >= UINT64_MAX / RT_BROKER_SHARDS_MAX || !enter(sh))
         return;
     rt_broker_request_t out = *req;
     if (req->id != 0)
-        out.id = req->id * sh->n + (size_t)(c - sh->child) + 1;
+        out.id = req->id * RT_BROKER_SHARDS_MAX + (size_t)(c - sh->child) + 1;
     sh->h.request(&sh->base, &out, sh->ud);
     leave(sh);
 }
@@ -156,6 +167,69 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
         leave(sh);
     }
     pthread_mutex_unlock(&sh->state_lock);
+}
+
+/* The shard made for a slot moved to a master of no shard: index n, named "slot N" (its
+ * first slot), made by grow. RT_BROKER_SHARDS_MAX if none can be (logged). grow_lock
+ * held. */
+static size_t shard_grow(shard_t *sh, unsigned slot)
+{
+    size_t n = atomic_load(&sh->n);
+    if (sh->grow == NULL || n == RT_BROKER_SHARDS_MAX) {
+        eddy_log(NULL, EDDY_LOG_ERROR, "rt_broker: no part can be made for slot %u (%s)", slot,
+                 sh->grow == NULL ? "not a cluster" : "too many parts");
+        return RT_BROKER_SHARDS_MAX;
+    }
+    shard_child_t *c = &sh->child[n];
+    c->sh = sh;
+    snprintf(c->name, sizeof(c->name), "slot %u", slot);
+    c->b = sh->grow(n, slot, sh->node_id, &sh->ch, c, sh->grow_arg);
+    if (c->b == NULL)
+        return RT_BROKER_SHARDS_MAX;
+    atomic_store(&sh->n, n + 1); /* after the child is set: readers see it whole */
+    return n;
+}
+
+/* Redis Cluster: shard c found its slot served by shard part's master now (resharding), or
+ * with part RT_BROKER_PARTS_MAX by a master of no shard (a shard is made for it first). The
+ * slot goes to part from now on (operations routed after this store go there), what c
+ * holds of it follows, and the layer hears it from part's state event (moved): it places
+ * its namespaces again (and sees the new number of parts), and with gap their clients
+ * recover from history, which moved with the slot (a new part is DOWN at first: its first
+ * connection ends a gap). Again for the same slot (something of it still reached c): only
+ * the hand-over. */
+static bool on_moved(rt_broker_t *b, unsigned slot, size_t part, void *ud)
+{
+    shard_child_t *c = ud;
+    shard_t *sh = c->sh;
+    if (sh->slots == NULL || slot >= RT_BROKER_CLUSTER_SLOTS || !enter(sh))
+        return false;
+    if (part == RT_BROKER_PARTS_MAX) {
+        pthread_mutex_lock(&sh->grow_lock);
+        part = shard_grow(sh, slot);
+        pthread_mutex_unlock(&sh->grow_lock);
+    }
+    if (part >= atomic_load(&sh->n)) {
+        leave(sh);
+        return false;
+    }
+    rt_broker_t *to = sh->child[part].b;
+    bool first = rt_broker_redis_hand_over(b, to, slot, &sh->slots[slot], (uint8_t)part) != part;
+    if (first) {
+        /* part's state read under the lock: its own events are sent under it too. */
+        pthread_mutex_lock(&sh->state_lock);
+        rt_broker_state_t st = rt_broker_state(to);
+        rt_broker_state_event_t out = {.state = st,
+                                       .gap = st == RT_BROKER_UP,
+                                       .part = part,
+                                       .part_name = sh->child[part].name,
+                                       .moved = true};
+        if (sh->h.state)
+            sh->h.state(&sh->base, &out, sh->ud);
+        pthread_mutex_unlock(&sh->state_lock);
+    }
+    leave(sh);
+    return true;
 }
 
 /* A result on its way back: the caller's callback and argument, called with the sharded
@@ -357,7 +431,7 @@ static void sh_session_pid(rt_broker_t *b, char pid[RT_HISTORY_PID_SIZE])
     shard_t *sh = (shard_t *)b;
     /* In a cluster each shard's tag is in its own slots: the layer draws until the pid's
      * shard is its namespace's (rt_cluster_session_pid()), one shard after the other. */
-    size_t i = sh->slots != NULL ? atomic_fetch_add(&sh->next_pid, 1) % sh->n : 0;
+    size_t i = sh->slots != NULL ? atomic_fetch_add(&sh->next_pid, 1) % atomic_load(&sh->n) : 0;
     rt_broker_session_pid(sh->child[i].b, pid);
 }
 
@@ -395,11 +469,11 @@ static size_t sh_nodes(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size
 {
     shard_t *sh = (shard_t *)b;
     bool any_up = false;
-    for (size_t i = 0; i < sh->n; i++)
+    for (size_t i = 0, n = atomic_load(&sh->n); i < n; i++)
         any_up |= rt_broker_state(sh->child[i].b) == RT_BROKER_UP;
     char(*all)[RT_BROKER_NODE_ID_SIZE] = NULL;
     size_t nall = 0;
-    for (size_t i = 0; i < sh->n; i++) {
+    for (size_t i = 0, n = atomic_load(&sh->n); i < n; i++) {
         rt_broker_t *cb = sh->child[i].b;
         if (any_up && rt_broker_state(cb) != RT_BROKER_UP)
             continue;
@@ -432,7 +506,7 @@ static bool sh_ready(rt_broker_t *b, uint64_t *age_ms)
     shard_t *sh = (shard_t *)b;
     bool ready = true;
     uint64_t oldest = 0;
-    for (size_t i = 0; i < sh->n; i++) {
+    for (size_t i = 0, n = atomic_load(&sh->n); i < n; i++) {
         uint64_t age = UINT64_MAX;
         ready &= rt_broker_ready(sh->child[i].b, &age);
         if (age > oldest)
@@ -447,7 +521,7 @@ static rt_broker_state_t sh_state(rt_broker_t *b)
 {
     shard_t *sh = (shard_t *)b;
     rt_broker_state_t worst = RT_BROKER_UP;
-    for (size_t i = 0; i < sh->n; i++) {
+    for (size_t i = 0, n = atomic_load(&sh->n); i < n; i++) {
         rt_broker_state_t st = rt_broker_state(sh->child[i].b);
         if (st < worst)
             worst = st;
@@ -459,7 +533,7 @@ static void sh_stats(rt_broker_t *b, rt_broker_stats_t *out)
 {
     shard_t *sh = (shard_t *)b;
     *out = (rt_broker_stats_t){0};
-    for (size_t i = 0; i < sh->n; i++) {
+    for (size_t i = 0, n = atomic_load(&sh->n); i < n; i++) {
         rt_broker_stats_t st = {0};
         rt_broker_stats(sh->child[i].b, &st);
         out->published += st.published;
@@ -479,7 +553,7 @@ static void sh_stats(rt_broker_t *b, rt_broker_stats_t *out)
 
 static size_t sh_parts(rt_broker_t *b)
 {
-    return ((shard_t *)b)->n;
+    return atomic_load(&((shard_t *)b)->n);
 }
 
 static size_t sh_part(rt_broker_t *b, const char *nsp)
@@ -490,7 +564,7 @@ static size_t sh_part(rt_broker_t *b, const char *nsp)
 static const char *sh_part_name(rt_broker_t *b, size_t part)
 {
     shard_t *sh = (shard_t *)b;
-    return part < sh->n ? sh->child[part].name : NULL;
+    return part < atomic_load(&sh->n) ? sh->child[part].name : NULL;
 }
 
 static const char *sh_node_id(rt_broker_t *b)
@@ -528,7 +602,10 @@ static int sh_respond(rt_broker_t *b, const char *node, uint64_t id, const void 
         return EDDY_EINVAL;
     if (atomic_load(&sh->closing))
         return EDDY_ECLOSED;
-    return rt_broker_respond(sh->child[(id - 1) % sh->n].b, node, (id - 1) / sh->n, data, len);
+    size_t i = (id - 1) % RT_BROKER_SHARDS_MAX;
+    if (i >= atomic_load(&sh->n))
+        return 0; /* no shard asked it: an answer nobody waits for, dropped */
+    return rt_broker_respond(sh->child[i].b, node, (id - 1) / RT_BROKER_SHARDS_MAX, data, len);
 }
 
 static void sh_free(rt_broker_t *b)
@@ -538,12 +615,15 @@ static void sh_free(rt_broker_t *b)
     atomic_store(&sh->closing, true);
     while (atomic_load(&sh->active) > 0)
         sched_yield();
-    for (size_t i = 0; i < sh->n; i++)
+    for (size_t i = 0, n = atomic_load(&sh->n); i < n; i++)
         if (sh->child[i].b != NULL)
             rt_broker_free(sh->child[i].b);
     rt_ring_free(sh->ring);
-    free(sh->slots);
+    free((void *)sh->slots);
     free(sh->prefix);
+    if (sh->grow_free != NULL)
+        sh->grow_free(sh->grow_arg);
+    pthread_mutex_destroy(&sh->grow_lock);
     pthread_mutex_destroy(&sh->state_lock);
     free(sh);
 }
@@ -586,39 +666,44 @@ static rt_broker_t *shard_new(const char *const *names, size_t n, rt_ring_t *rin
                               rt_broker_shard_make_cb make, void *make_arg,
                               const rt_broker_handlers_t *h, void *ud)
 {
-    shard_t *sh = calloc(1, sizeof(*sh) + n * sizeof(sh->child[0]));
+    shard_t *sh = calloc(1, sizeof(*sh) + RT_BROKER_SHARDS_MAX * sizeof(sh->child[0]));
     if (sh == NULL) {
         rt_ring_free(ring);
         return NULL;
     }
     sh->base.ops = &shard_ops;
     sh->ring = ring;
-    sh->n = n;
+    atomic_init(&sh->n, n);
     if (slots != NULL) {
-        sh->slots = malloc(RT_BROKER_CLUSTER_SLOTS);
+        sh->slots = malloc(RT_BROKER_CLUSTER_SLOTS * sizeof(*sh->slots));
         sh->prefix = strdup(prefix);
         if (sh->slots == NULL || sh->prefix == NULL) {
-            free(sh->slots);
+            free((void *)sh->slots);
             free(sh->prefix);
             free(sh);
             return NULL;
         }
-        memcpy(sh->slots, slots, RT_BROKER_CLUSTER_SLOTS);
+        for (size_t i = 0; i < RT_BROKER_CLUSTER_SLOTS; i++)
+            atomic_init(&sh->slots[i], slots[i]);
     }
     if (h != NULL)
         sh->h = *h;
     sh->ud = ud;
     pthread_mutex_init(&sh->state_lock, NULL);
+    pthread_mutex_init(&sh->grow_lock, NULL);
     for (size_t i = 0; i < n; i++) {
         sh->child[i].sh = sh;
         snprintf(sh->child[i].name, sizeof(sh->child[i].name), "%s", names[i]);
     }
     /* Handlers go through the child: a child may report before the next one exists (the
      * layer counts a part DOWN until it reports UP). */
-    rt_broker_handlers_t ch = {
-        .deliver = on_deliver, .state = on_state, .emitted = on_emitted, .request = on_request};
+    sh->ch = (rt_broker_handlers_t){.deliver = on_deliver,
+                                    .state = on_state,
+                                    .emitted = on_emitted,
+                                    .request = on_request,
+                                    .moved = on_moved};
     for (size_t i = 0; i < n; i++) {
-        sh->child[i].b = make(i, i == 0 ? NULL : sh->node_id, &ch, &sh->child[i], make_arg);
+        sh->child[i].b = make(i, i == 0 ? NULL : sh->node_id, &sh->ch, &sh->child[i], make_arg);
         if (sh->child[i].b == NULL) {
             sh_free(&sh->base);
             return NULL;
@@ -716,4 +801,15 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg, char name[RT_BROK
     bool v6 = strchr(cfg->host, ':') != NULL;
     snprintf(name, RT_BROKER_SHARD_NAME_SIZE, "%s%s%s:%d/%d", v6 ? "[" : "", cfg->host,
              v6 ? "]" : "", cfg->port, cfg->db);
+}
+
+void rt_broker_shard_slots_grow(rt_broker_t *b, rt_broker_shard_grow_cb grow, void *arg,
+                                void (*arg_free)(void *arg))
+{
+    shard_t *sh = (shard_t *)b;
+    pthread_mutex_lock(&sh->grow_lock);
+    sh->grow = grow;
+    sh->grow_arg = arg;
+    sh->grow_free = arg_free;
+    pthread_mutex_unlock(&sh->grow_lock);
 }

@@ -343,16 +343,19 @@ static uint64_t parts_bits(size_t parts)
 
 /* A Redis Cluster broker whose seeds did not answer at the start has one part until the
  * topology is known, then one per master (rt_broker.h "Parts"), before their first state
- * events: the namespaces known here are placed again (broker thread, one event at a time). */
-static void parts_refresh(rt_cluster_t *cl, rt_broker_t *b)
+ * events; and a slot moved to another master (moved) moves its namespaces to that master's
+ * part: the namespaces known here are placed again (broker thread, one event at a time). */
+static void parts_refresh(rt_cluster_t *cl, rt_broker_t *b, bool moved)
 {
     size_t parts = rt_broker_parts(b);
-    if (parts == cl->nparts)
+    if (parts == cl->nparts && !moved)
         return;
     pthread_mutex_lock(&cl->lock);
     for (cl_nsp_t *it = cl->nsps; it != NULL; it = it->next)
         it->part = rt_broker_part(b, it->name);
     pthread_mutex_unlock(&cl->lock);
+    if (parts == cl->nparts)
+        return;
     atomic_store(&cl->all, parts_bits(parts));
     if (cl->nparts != 0)
         eddy_log(cl->srv, EDDY_LOG_INFO, "eddy_rt: the broker has %zu parts now (was %zu)", parts,
@@ -363,7 +366,7 @@ static void parts_refresh(rt_cluster_t *cl, rt_broker_t *b)
 static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud)
 {
     rt_cluster_t *cl = ud;
-    parts_refresh(cl, b);
+    parts_refresh(cl, b, ev->moved);
     bool up = ev->state == RT_BROKER_UP;
     size_t part = ev->part < RT_BROKER_PARTS_MAX ? ev->part : 0;
     uint64_t bit = (uint64_t)1 << part;
@@ -390,10 +393,15 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
         pump_kick(cl);
     }
     if (ev->gap && !atomic_load(&cl->quiet)) {
-        eddy_log(cl->srv, EDDY_LOG_WARNING, "eddy_rt: Redis broker back after %llu ms%s: %s",
-                 (unsigned long long)ev->down_ms, names,
-                 cl->window_ms > 0 ? "clients reconnect to recover what they missed"
-                                   : "broadcasts of other nodes meanwhile are lost here");
+        if (ev->moved)
+            eddy_log(cl->srv, EDDY_LOG_INFO, "eddy_rt: a slot moved to Redis broker%s: %s", names,
+                     cl->window_ms > 0 ? "clients reconnect to recover what they missed"
+                                       : "broadcasts of other nodes meanwhile are lost here");
+        else
+            eddy_log(cl->srv, EDDY_LOG_WARNING, "eddy_rt: Redis broker back after %llu ms%s: %s",
+                     (unsigned long long)ev->down_ms, names,
+                     cl->window_ms > 0 ? "clients reconnect to recover what they missed"
+                                       : "broadcasts of other nodes meanwhile are lost here");
         gap_begin(cl, part);
     } else {
         eddy_log(cl->srv, EDDY_LOG_INFO, "eddy_rt: Redis broker up%s", names);

@@ -99,6 +99,31 @@ class RedisCluster:
         for port in self.ports:
             wait_for(lambda: "cluster_state:ok" in (answers(port, "CLUSTER", "INFO") or ""),
                      f"node {port}: cluster_state:ok", timeout=3 * TIMEOUT)
+        self.tmp = tmp
+
+    def add_master(self):
+        """Starts one more redis-server in cluster mode, a master without slots that every
+        node knows (CLUSTER MEET), and returns its port."""
+        port = next(p for p in cluster_ports(len(self.ports) + 1) if p not in self.ports)
+        self.procs[port] = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+             "--cluster-enabled", "yes",
+             "--cluster-config-file", str(self.tmp / f"nodes-{port}.conf"),
+             "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--dir", str(self.tmp),
+             "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: answers(port, "PING") == "PONG", f"redis-server {port} to start")
+        assert command(self.ports[0], "CLUSTER", "MEET", "127.0.0.1", port) == "OK"
+        new_id = command(port, "CLUSTER", "MYID")
+        for known in self.ports + [port]:
+            wait_for(lambda: new_id in (answers(known, "CLUSTER", "NODES") or "") and
+                     "cluster_known_nodes:" + str(len(self.ports) + 1) in
+                     (answers(known, "CLUSTER", "INFO") or ""),
+                     f"node {known} to know {port}", timeout=3 * TIMEOUT)
+        wait_for(lambda: "cluster_state:ok" in (answers(port, "CLUSTER", "INFO") or ""),
+                 f"node {port}: cluster_state:ok", timeout=3 * TIMEOUT)
+        self.ports.append(port)
+        return port
 
     def slots(self, via=None):
         """[(first, last, master port, [replica ports])] as CLUSTER SLOTS answers."""
@@ -602,66 +627,176 @@ def test_publishes_refused_during_a_failover_are_sent_again(tmp_path, clients): 
         rc.close()
 
 
-def move_slot(rc, slot, dst):
-    """Moves slot and its keys to master dst as `redis-cli --cluster reshard` does:
-    IMPORTING on dst, MIGRATING on the owner, MIGRATE of its keys, then SETSLOT NODE on
-    every master. Returns the former owner's port."""
+def migrate_slot(rc, slot, dst):
+    """Starts moving slot to master dst as `redis-cli --cluster reshard` does: IMPORTING on
+    dst, MIGRATING on the owner, MIGRATE of its keys (the owner then answers ASK). Returns
+    the owner's port."""
     src = rc.master_of_slot(slot)
-    ids = {p: command(p, "CLUSTER", "MYID") for p in rc.masters()}
+    ids = {p: command(p, "CLUSTER", "MYID") for p in set(rc.masters()) | {dst}}
     assert command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src]) == "OK"
     assert command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst]) == "OK"
     while keys := command(src, "CLUSTER", "GETKEYSINSLOT", slot, 100):
         assert command(src, "MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys) == "OK"
+    return src
+
+
+def assign_slot(rc, slot, dst, src):
+    """Ends the move of slot from src to dst: SETSLOT NODE on dst, src, then every master."""
+    ids = {p: command(p, "CLUSTER", "MYID") for p in set(rc.masters()) | {dst}}
     for port in [dst, src] + [p for p in ids if p not in (dst, src)]:
         assert command(port, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst]) == "OK"
-    return src
 
 
 def connections_lost(node):
     return sum("connection lost" in line for line in node.log_lines)
 
 
-def test_a_slot_moved_while_running_is_reported_not_followed(redis_cluster, nodes,  # noqa: F811
-                                                             clients):
-    """Resharding: the slot of /n1 moves (with its keys) to another master while two nodes
-    run, /n1's room r having a member on node b and a sender on node a. The parts are the
-    ones read at the start, so the nodes do not follow the move; instead each finds it (a
-    channel the old master drops, a MOVED answer), logs it, counts it (slots_moved_total 1)
-    and reports not ready (/readyz 503) so that the operator restarts it. /n1's requests are
-    then refused at once, and "/", on the same master, keeps crossing the nodes in order:
-    the part is not taken down again and again. Nodes started after the move follow the
-    new topology: /n1 crosses between them. Before, nothing was reported, and each /n1
-    request made its part reconnect for 10 s."""
+def live_seqs(clients, name):
+    """The seqs of the room messages name received and no one consumed yet (probes aside)."""
+    got = [r for r in clients.seen if r["name"] == name and r["type"] == "event" and
+           r["event"] == "room-message" and "probe" not in r["args"][0]]
+    for r in got:
+        clients.seen.remove(r)
+    return [r["args"][0]["seq"] for r in got]
+
+
+def test_a_slot_moved_while_running_is_followed(redis_cluster, nodes, clients):  # noqa: F811
+    """Resharding: the slot of /n1 moves (with its keys) to another master while three
+    nodes run with recovery on: room r of /n1 has a member on node b and a sender on node
+    a, which emits through the move (while the keys are migrated the old master answers
+    its broadcasts ASK: they are queued again); room r of "/", on the same master, has a
+    member on node b and a sender on node c. Each node finds the move (a channel of /n1 the
+    old master drops, a MOVED answer), logs it once, counts it (slots_moved_total 1) and
+    routes /n1 to the part of its new master, with its subscriptions and the broadcasts the
+    old master refused; nodes b and c do so without reconnecting. The nodes are ready
+    again. The clients
+    of /n1 are told to recover (their transports close): the member, connected again with
+    its pid and offset, is the same socket and has every broadcast that reached the
+    history (on the new master now), live before the close or recovered after it, each
+    once and in order; the history holds every number the sender emitted from before the
+    move until its transport closed, none missing. A new sender's broadcasts on node a then
+    reach the member on node b in order, and "/" kept crossing: none of its transports
+    closed, nodes b and c lost no connection. Before, the nodes did not follow: /n1 got no
+    broadcast across nodes and the nodes were not ready until restarted."""
     slot = slot_of("/n1")
     src = redis_cluster.master_of("/n1")
     assert redis_cluster.master_of("/") == src
     dst = next(p for p in redis_cluster.masters() if p != src)
-    a, b = nodes(2)
+    a, b, c = nodes(3, "--recovery", "60000")
+    members = {"/": member_and_sender(clients, b, c, "/", 0),
+               "/n1": member_and_sender(clients, b, a, "/n1", 1)}
+    cross_in_order(clients, members)
+    first, member, sender = members["/n1"]
+    for k in range(20):
+        clients.emit(sender, "to-room", "r", {"seq": 1000 + k})
+    assert [s for s, _ in clients.room_messages(member, 20)] == list(range(1000, 1020))
+    lost = {node: connections_lost(node) for node in (b, c)}
+    assert migrate_slot(redis_cluster, slot, dst) == src
+    for k in range(20, 40):
+        clients.emit(sender, "to-room", "r", {"seq": 1000 + k})
+        time.sleep(0.002)  # pacing: emits spread over the migration
+    a.wait_log(r"connection lost: slot \d+ not served here: ASK")
+    assign_slot(redis_cluster, slot, dst, src)
+    for k in range(40, 60):
+        clients.emit(sender, "to-room", "r", {"seq": 1000 + k})
+        time.sleep(0.002)
+    for node in (a, b, c):
+        node.wait_log(rf"slot {slot} resharded from 127\.0\.0\.1:{src} to 127\.0\.0\.1:{dst} "
+                      r"\(1 slots so far\): followed")
+    clients.wait(f"{member}'s transport to close", 3 * TIMEOUT, name=member, type="disconnect")
+    clients.wait(f"{sender}'s transport to close", 3 * TIMEOUT, name=sender, type="disconnect")
+    early = live_seqs(clients, member)
+    again = connect_in(clients, member + "x", b, "/n1",
+                       auth={"pid": first["pid"], "offset": clients.last_offset[member]})
+    assert again["id"] == first["id"], "/n1 not recovered:\n" + "\n".join(b.log_lines)
+    connect_in(clients, "s1x", a, "/n1")
+    for k in range(10):
+        clients.emit("s1x", "to-room", "r", {"seq": 2000 + k})
+    got = []
+    while 2009 not in got:
+        got += [s for s, _ in clients.room_messages(member + "x", 1, timeout=3 * TIMEOUT)]
+    clients.nothing_more(member + "x", 0.3)
+    history = [s for s in room_seqs(dst, "/n1", "r") if 1000 <= s < 2000]
+    assert history == list(range(1000, history[-1] + 1)), \
+        "missing: " + gaps(sorted(set(range(1000, history[-1] + 1)) - set(history)))
+    assert early + got == [s for s in history if s >= 1020] + list(range(2000, 2010)), \
+        (early, got, history)
+    assert not any(r["type"] == "disconnect" and r["name"] in members["/"][1:]
+                   for r in clients.seen), clients.seen
+    cross_in_order(clients, {"/": members["/"]})
+    assert {node: connections_lost(node) for node in (b, c)} == lost, \
+        "\n".join(b.log_lines + c.log_lines)
+    for name, node in (("status-a", a), ("status-b", b), ("status-c", c)):
+        clients.connect(name, node)
+        assert clients.ack(name, "x-broker")[0] | {"dropped": 0, "retried": 0} == \
+            {"ready": True, "dropped": 0, "retried": 0, "slots_moved": 1}, name
+    assert all(node.proc.poll() is None for node in (a, b, c))
+
+
+def test_a_slot_moved_to_a_master_added_later_is_followed(  # noqa: F811
+        redis_cluster, nodes, clients):
+    """A master added while two nodes run with recovery on (CLUSTER MEET) is given the slot
+    of /n1 with its keys, then the slot of /n3 (another master's) too. The nodes had no
+    part for that master: each makes one when it finds the first move (logged, the
+    parts 4 now), hands it /n1 with its subscriptions, counts the move, and its clients of
+    /n1 recover from the history once the new part is connected (same socket, what was
+    emitted before the move, nothing twice); the second move goes to that same part.
+    Broadcasts of /n1 and /n3 then cross the nodes in order, "/" kept crossing without a
+    reconnection of node b, and both nodes are ready (slots_moved 2)."""
+    slot = slot_of("/n1")
+    src = redis_cluster.master_of("/n1")
+    assert redis_cluster.master_of("/") == src
+    a, b = nodes(2, "--recovery", "60000")
     members = {nsp: member_and_sender(clients, b, a, nsp, i)
                for i, nsp in enumerate(["/", "/n1"])}
     cross_in_order(clients, members)
-    assert move_slot(redis_cluster, slot, dst) == src
-    clients.emit(members["/n1"][2], "to-room", "r", {"seq": 99})
+    first, member, sender = members["/n1"]
+    for k in range(5):
+        clients.emit(sender, "to-room", "r", {"seq": 1000 + k})
+    assert [s for s, _ in clients.room_messages(member, 5)] == list(range(1000, 1005))
+    new = redis_cluster.add_master()
+    lost = connections_lost(b)
+    assert migrate_slot(redis_cluster, slot, new) == src
+    assign_slot(redis_cluster, slot, new, src)
     for node in (a, b):
-        node.wait_log(rf"slot {slot} is served by 127\.0\.0\.1:{dst} now, no longer with the "
-                      rf"rest of its part by 127\.0\.0\.1:{src} \(resharding while this node "
-                      r"runs; 1 slots so far\)")
+        node.wait_log(rf"slot {slot} resharded from 127\.0\.0\.1:{src} to 127\.0\.0\.1:{new} "
+                      r"\(1 slots so far\): followed \(a master this node had no part for: a "
+                      r"part made for it\)")
+        node.wait_log(r"the broker has 4 parts now \(was 3\)")
+    clients.wait(f"{member}'s transport to close", 3 * TIMEOUT, name=member, type="disconnect")
+    early = live_seqs(clients, member)
+    assert early == [], early
+    again = connect_in(clients, member + "x", b, "/n1",
+                       auth={"pid": first["pid"], "offset": clients.last_offset[member]})
+    assert again["id"] == first["id"], "/n1 not recovered:\n" + "\n".join(b.log_lines)
+    connect_in(clients, "s1x", a, "/n1")
+    for k in range(10):
+        clients.emit("s1x", "to-room", "r", {"seq": 2000 + k})
+    assert [s for s, _ in clients.room_messages(member + "x", 10, timeout=3 * TIMEOUT)] == \
+        list(range(2000, 2010))
+    clients.nothing_more(member + "x", 0.3)
+    # A second slot to the same new master: its part is found, not made again.
+    slot3, src3 = slot_of("/n3"), redis_cluster.master_of("/n3")
+    assert src3 not in (src, new)
+    n3 = member_and_sender(clients, b, a, "/n3", 3)
+    assert migrate_slot(redis_cluster, slot3, new) == src3
+    assign_slot(redis_cluster, slot3, new, src3)
+    for node in (a, b):
+        node.wait_log(rf"slot {slot3} resharded from 127\.0\.0\.1:{src3} to 127\.0\.0\.1:{new} "
+                      r"\(1 slots so far\): followed, its namespaces")
+    clients.wait(f"{n3[1]}'s transport to close", 3 * TIMEOUT, name=n3[1], type="disconnect")
+    connect_in(clients, "m3x", b, "/n3")
+    assert clients.ack("m3x", "join", "r") == ["joined"]
+    connect_in(clients, "s3x", a, "/n3")
+    clients.probe("s3x", ["m3x"], timeout=3 * TIMEOUT)
+    clients.seqs_to_room("s3x", "r", "m3x", 10)
+    assert not any(r["type"] == "disconnect" and r["name"] in members["/"][1:]
+                   for r in clients.seen), clients.seen
+    cross_in_order(clients, {"/": members["/"]})
+    assert connections_lost(b) == lost, "\n".join(b.log_lines)
     for name, node in (("status-a", a), ("status-b", b)):
+        assert sum("part made for it" in line for line in node.log_lines) == 1, name
         clients.connect(name, node)
         assert clients.ack(name, "x-broker")[0] | {"dropped": 0, "retried": 0} == \
-            {"ready": False, "dropped": 0, "retried": 0, "slots_moved": 1}
-    _, member, sender = members["/"]
-    clients.probe(sender, [member], timeout=3 * TIMEOUT)  # the part's one reconnection done
-    lost = {node: connections_lost(node) for node in (a, b)}
-    for k in range(5):
-        clients.emit(members["/n1"][2], "to-room", "r", {"seq": 100 + k})
-    cross_in_order(clients, {"/": members["/"]})
-    clients.nothing_more(members["/n1"][1], 0.5)
-    assert {node: connections_lost(node) for node in (a, b)} == lost, \
-        "\n".join(a.log_lines + b.log_lines)
-    c, d = nodes(2)
-    cross_in_order(clients, {"/n1": member_and_sender(clients, c, d, "/n1", 7)})
-    for name, node in (("status-c", c), ("status-d", d)):
-        clients.connect(name, node)
-        status = clients.ack(name, "x-broker")[0]
-        assert status["ready"] and status["slots_moved"] == 0, status
+            {"ready": True, "dropped": 0, "retried": 0, "slots_moved": 2}, name
+    assert all(node.proc.poll() is None for node in (a, b))

@@ -93,6 +93,68 @@ static void test_slot_routing(void)
           NULL);
 }
 
+/* The handlers the sharded broker gave each part (to play a part's moved handler). */
+static rt_broker_handlers_t part_handlers[3];
+static void *part_ud[3];
+static rt_broker_t *part_broker[3];
+
+static rt_broker_t *make_memory_kept(size_t i, const char *node_id, const rt_broker_handlers_t *h,
+                                     void *hud, void *arg)
+{
+    part_handlers[i] = *h;
+    part_ud[i] = hud;
+    return part_broker[i] = make_memory(i, node_id, h, hud, arg);
+}
+
+static int moved_events;
+static rt_broker_state_event_t moved_event;
+
+static void on_moved_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud)
+{
+    if (ev->moved) {
+        moved_events++;
+        moved_event = *ev;
+    }
+}
+
+/* Resharding: a part's handler moved routes the slot to the part named, at once for every
+ * key of the slot (namespace and tagged pid alike), and the new part's state event says
+ * so (moved; gap as the part is UP), once per slot and part. A master of no part needs
+ * rt_broker_shard_slots_grow(): without it the slot is not followed. */
+static void test_slot_moved_is_routed(void)
+{
+    static uint8_t slots[RT_BROKER_CLUSTER_SLOTS];
+    for (size_t s = 0; s < RT_BROKER_CLUSTER_SLOTS; s++)
+        slots[s] = s <= 5460 ? 0 : s <= 10922 ? 1 : 2;
+    const char *names[] = {"slots 0-5460", "slots 5461-10922", "slots 10923-16383"};
+    rt_broker_handlers_t h = {.state = on_moved_state};
+    rt_broker_t *b =
+        rt_broker_shard_slots_new(names, 3, slots, "eddy:", make_memory_kept, NULL, &h, NULL);
+    CHECK(b != NULL);
+    if (b == NULL)
+        return;
+    CHECK_EQ_INT(rt_broker_part(b, "/chat"), 1); /* 7041 */
+    CHECK(part_handlers[1].moved != NULL);
+    CHECK(part_handlers[1].moved(part_broker[1], 7041, 2, part_ud[1]));
+    CHECK_EQ_INT(rt_broker_part(b, "/chat"), 2);
+    CHECK_EQ_INT(rt_broker_part(b, "/"), 1); /* 5517: the rest of the part stays */
+    CHECK_EQ_INT(moved_events, 1);
+    CHECK_EQ_INT(moved_event.part, 2);
+    CHECK(moved_event.gap == (moved_event.state == RT_BROKER_UP));
+    CHECK(strcmp(moved_event.part_name, "slots 10923-16383") == 0);
+    /* Something of the slot still reached part 1: handed over again, no second event. */
+    part_handlers[1].moved(part_broker[1], 7041, 2, part_ud[1]);
+    CHECK_EQ_INT(moved_events, 1);
+    /* Out of range, or a master of no part without a way to make one: not followed. */
+    CHECK(!part_handlers[1].moved(part_broker[1], RT_BROKER_CLUSTER_SLOTS, 2, part_ud[1]));
+    CHECK(!part_handlers[1].moved(part_broker[1], 5517, 3, part_ud[1]));
+    CHECK(!part_handlers[1].moved(part_broker[1], 5517, RT_BROKER_PARTS_MAX, part_ud[1]));
+    CHECK_EQ_INT(rt_broker_parts(b), 3);
+    CHECK_EQ_INT(rt_broker_part(b, "/"), 1);
+    CHECK_EQ_INT(moved_events, 1);
+    rt_broker_free(b);
+}
+
 static int closed_publishes;
 
 static void on_published(rt_broker_t *b, int err, rt_position_t pos, void *arg)
@@ -157,6 +219,7 @@ int main(void)
     test_crc16();
     test_keyslot();
     test_slot_routing();
+    test_slot_moved_is_routed();
     test_seeds_down_at_start();
     return test_report("test_rt_broker_cluster");
 }
