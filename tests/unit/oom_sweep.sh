@@ -7,7 +7,8 @@
 # A test may report failed checks and exit 1 (an injected out-of-memory is an error it
 # did not expect); it must not crash (a signal, including a sanitizer's abort), hang
 # (OOM_TIMEOUT seconds) or report a leak or another sanitizer error (exit status 23 from
-# LeakSanitizer, 66 from AddressSanitizer, as set below).
+# LeakSanitizer, 66 from AddressSanitizer, 67 from UndefinedBehaviorSanitizer, as set below:
+# UBSan's own is 1, which would pass for failed checks).
 #
 # Environment: OOM_FIRST [50], OOM_RUNS [150], OOM_TIMEOUT [30].
 set -u
@@ -16,6 +17,7 @@ spread=${OOM_RUNS:-150}
 timeout=${OOM_TIMEOUT:-30}
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}exitcode=66"
 export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}exitcode=23"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}exitcode=67"
 status=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -185,6 +185,8 @@ static rt_broker_t *make_fake(size_t i, const char *node_id, const rt_broker_han
     if ((int)i == fail_at)
         return NULL;
     fake_t *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return NULL;
     f->base.ops = &fake_ops;
     f->h = *h;
     f->hud = hud;
@@ -282,9 +284,16 @@ static void test_routing(void)
 {
     rt_broker_t *b = start(3);
     CHECK(b != NULL);
+    if (b == NULL)
+        return; /* out of memory under test-oom: fakes[] is the last test's */
     CHECK_STR(rt_broker_node_id(b), "node-a");
     CHECK_STR(fakes[1]->node_id, "node-a"); /* one id on every shard */
     rt_ring_t *ring = rt_ring_new(names, 3);
+    CHECK(ring != NULL);
+    if (ring == NULL) {
+        rt_broker_free(b);
+        return;
+    }
     static const char *const nsps[] = {"/", "/chat", "/admin", "/game", "/news", "/a", "/b", "/c"};
     bool used[3] = {false};
     for (size_t i = 0; i < sizeof(nsps) / sizeof(nsps[0]); i++) {
@@ -347,6 +356,8 @@ static void test_state(void)
 {
     rt_broker_t *b = start(2);
     CHECK(b != NULL);
+    if (b == NULL)
+        return; /* out of memory under test-oom: fakes[] is the last test's */
     CHECK_EQ_INT(rt_broker_state(b), RT_BROKER_DOWN);
     report(0, RT_BROKER_UP, false, 0);
     CHECK(nevents == 1 && event_is(0, 0, RT_BROKER_UP, false, 0));
@@ -405,10 +416,17 @@ static void test_free(void)
 {
     rt_broker_t *b = start(2);
     CHECK(b != NULL);
+    if (b == NULL)
+        return; /* out of memory under test-oom: fakes[] is the last test's */
     report(0, RT_BROKER_UP, false, 0);
     report(1, RT_BROKER_UP, false, 0);
     size_t events_before = nevents;
     rt_ring_t *ring = rt_ring_new(names, 2);
+    CHECK(ring != NULL);
+    if (ring == NULL) {
+        rt_broker_free(b);
+        return;
+    }
     static const char *const nsps[] = {"/", "/chat", "/admin", "/game", "/news", "/a", "/b"};
     const char *on_1 = NULL;
     owned_by_0 = NULL;

@@ -90,6 +90,10 @@ static void run(bool engine_first)
     eio_handlers_t handlers = {.open = on_open, .message = on_eio_message, .close = on_eio_close};
     engine = eio_server_new(test_server, NULL, &handlers, NULL);
     CHECK(engine != NULL);
+    if (engine == NULL) {
+        eddy_server_free(test_server);
+        return;
+    }
     pthread_t loop_thread;
     test_start_server(&loop_thread, &start_rc);
     CHECK(polling_handshake(eddy_server_port(test_server)));

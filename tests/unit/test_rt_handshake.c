@@ -141,6 +141,10 @@ int main(void)
         return test_report("test_rt_handshake");
     eddy_rt_t *rt = eddy_rt_new(test_server, NULL);
     CHECK(rt != NULL);
+    if (rt == NULL) {
+        eddy_server_free(test_server);
+        return test_report("test_rt_handshake");
+    }
     eddy_rt_handlers_t h = {.connect = on_connect};
     eddy_rt_nsp_set_handlers(eddy_rt_of(rt, "/"), &h);
     int port = rt_test_start(rt);
