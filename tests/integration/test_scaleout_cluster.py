@@ -660,6 +660,18 @@ def live_seqs(clients, name):
     return [r["args"][0]["seq"] for r in got]
 
 
+def recover_then_emit(clients, member, first, b, a):
+    """member (first: its first connection's answer) reconnects to /n1 on b from its last
+    offset and must be recovered (the same socket id); then a new sender on a emits seqs
+    2000-2009 to room r."""
+    again = connect_in(clients, member + "x", b, "/n1",
+                       auth={"pid": first["pid"], "offset": clients.last_offset[member]})
+    assert again["id"] == first["id"], "/n1 not recovered:\n" + "\n".join(b.log_lines)
+    connect_in(clients, "s1x", a, "/n1")
+    for k in range(10):
+        clients.emit("s1x", "to-room", "r", {"seq": 2000 + k})
+
+
 def test_a_slot_moved_while_running_is_followed(redis_cluster, nodes, clients):  # noqa: F811
     """Resharding: the slot of /n1 moves (with its keys) to another master while three
     nodes run with recovery on: room r of /n1 has a member on node b and a sender on node
@@ -706,12 +718,7 @@ def test_a_slot_moved_while_running_is_followed(redis_cluster, nodes, clients): 
     clients.wait(f"{member}'s transport to close", 3 * TIMEOUT, name=member, type="disconnect")
     clients.wait(f"{sender}'s transport to close", 3 * TIMEOUT, name=sender, type="disconnect")
     early = live_seqs(clients, member)
-    again = connect_in(clients, member + "x", b, "/n1",
-                       auth={"pid": first["pid"], "offset": clients.last_offset[member]})
-    assert again["id"] == first["id"], "/n1 not recovered:\n" + "\n".join(b.log_lines)
-    connect_in(clients, "s1x", a, "/n1")
-    for k in range(10):
-        clients.emit("s1x", "to-room", "r", {"seq": 2000 + k})
+    recover_then_emit(clients, member, first, b, a)
     got = []
     while 2009 not in got:
         got += [s for s, _ in clients.room_messages(member + "x", 1, timeout=3 * TIMEOUT)]
@@ -766,12 +773,7 @@ def test_a_slot_moved_to_a_master_added_later_is_followed(  # noqa: F811
     clients.wait(f"{member}'s transport to close", 3 * TIMEOUT, name=member, type="disconnect")
     early = live_seqs(clients, member)
     assert early == [], early
-    again = connect_in(clients, member + "x", b, "/n1",
-                       auth={"pid": first["pid"], "offset": clients.last_offset[member]})
-    assert again["id"] == first["id"], "/n1 not recovered:\n" + "\n".join(b.log_lines)
-    connect_in(clients, "s1x", a, "/n1")
-    for k in range(10):
-        clients.emit("s1x", "to-room", "r", {"seq": 2000 + k})
+    recover_then_emit(clients, member, first, b, a)
     assert [s for s, _ in clients.room_messages(member + "x", 10, timeout=3 * TIMEOUT)] == \
         list(range(2000, 2010))
     clients.nothing_more(member + "x", 0.3)
