@@ -2,8 +2,9 @@
 /*
  * For unit tests that run a server on a thread of its own and drive it from others: the
  * server (on 127.0.0.1, an ephemeral port), a message callback that ignores messages, a
- * start callback that raises test_started, the thread's body, a bounded wait for the start
- * and a plain HTTP request to the server. Include after test.h.
+ * start callback that raises test_started, the thread's body, a bounded wait for the start,
+ * a plain HTTP request to the server, and a minimal WebSocket client (upgrade, small text
+ * frames). Include after test.h.
  */
 #ifndef EDDY_TEST_SERVER_H
 #define EDDY_TEST_SERVER_H
@@ -13,6 +14,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -109,6 +112,61 @@ static inline bool test_http_answered(int port)
               strncmp(reply, "HTTP/1.1 ", 9) == 0;
     close(fd);
     return ok;
+}
+
+/* test_connect() with a 5 s receive timeout, or -1. */
+static inline int test_connect_timed(int port)
+{
+    int fd = test_connect(port);
+    struct timeval timeout = {.tv_sec = 5};
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    return fd;
+}
+
+/* Sends an upgrade request for path; returns the status of the answer (0 if none). */
+static inline int test_ws_upgrade(int fd, const char *path)
+{
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     path);
+    if (send(fd, req, (size_t)n, 0) != n)
+        return 0;
+    char head[1024];
+    size_t got = 0;
+    while (got < sizeof(head) - 1) { /* byte by byte: nothing after the head is taken */
+        if (recv(fd, head + got, 1, 0) != 1)
+            return 0;
+        got++;
+        head[got] = '\0';
+        if (got >= 4 && memcmp(head + got - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    return strncmp(head, "HTTP/1.1 ", 9) == 0 ? atoi(head + 9) : 0;
+}
+
+/* A masked text frame (payload under 126 bytes; zero mask). */
+static inline bool test_ws_send_text(int fd, const char *text)
+{
+    unsigned char frame[136] = {0x81, (unsigned char)(0x80 | strlen(text)), 0, 0, 0, 0};
+    memcpy(frame + 6, text, strlen(text));
+    size_t len = 6 + strlen(text);
+    return send(fd, frame, len, 0) == (ssize_t)len;
+}
+
+/* Reads one unmasked frame with a payload under 126 bytes into out; its length or -1. */
+static inline int test_ws_recv_small(int fd, char *out)
+{
+    unsigned char head[2];
+    if (recv(fd, head, 2, MSG_WAITALL) != 2 || (head[1] & 0x7f) >= 126)
+        return -1;
+    int len = head[1] & 0x7f;
+    if (len > 0 && recv(fd, out, (size_t)len, MSG_WAITALL) != len)
+        return -1;
+    return len;
 }
 
 #endif

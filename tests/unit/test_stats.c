@@ -45,60 +45,6 @@ static int on_upgrade(eddy_server_t *srv, eddy_request_t *req, void *user_data)
     return strcmp(eddy_request_path(req), "/refused") == 0 ? 403 : 0;
 }
 
-static int connect_to(int port)
-{
-    int fd = test_connect(port);
-    struct timeval timeout = {.tv_sec = 5};
-    if (fd >= 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-    return fd;
-}
-
-/* Sends an upgrade request for path; returns the status of the answer (0 if none). */
-static int upgrade(int fd, const char *path)
-{
-    char req[256];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     path);
-    if (send(fd, req, (size_t)n, 0) != n)
-        return 0;
-    char head[1024];
-    size_t got = 0;
-    while (got < sizeof(head) - 1) { /* byte by byte: nothing after the head is taken */
-        if (recv(fd, head + got, 1, 0) != 1)
-            return 0;
-        got++;
-        head[got] = '\0';
-        if (got >= 4 && memcmp(head + got - 4, "\r\n\r\n", 4) == 0)
-            break;
-    }
-    return strncmp(head, "HTTP/1.1 ", 9) == 0 ? atoi(head + 9) : 0;
-}
-
-/* A masked text frame (payload under 126 bytes; zero mask). */
-static bool send_text(int fd, const char *text)
-{
-    unsigned char frame[136] = {0x81, (unsigned char)(0x80 | strlen(text)), 0, 0, 0, 0};
-    memcpy(frame + 6, text, strlen(text));
-    size_t len = 6 + strlen(text);
-    return send(fd, frame, len, 0) == (ssize_t)len;
-}
-
-/* Reads one unmasked frame with a payload under 126 bytes into out; its length or -1. */
-static int recv_small(int fd, char *out)
-{
-    unsigned char head[2];
-    if (recv(fd, head, 2, MSG_WAITALL) != 2 || (head[1] & 0x7f) >= 126)
-        return -1;
-    int len = head[1] & 0x7f;
-    if (len > 0 && recv(fd, out, (size_t)len, MSG_WAITALL) != len)
-        return -1;
-    return len;
-}
-
 static eddy_stats_t stats(void)
 {
     eddy_stats_t st;
@@ -144,19 +90,19 @@ int main(void)
     CHECK_EQ_INT(eddy_server_stats(test_server, LOOPS, &st), EDDY_EINVAL);
 
     CHECK(test_http_answered(port)); /* one plain request (answered 400: no request event) */
-    int refused = connect_to(port);
-    CHECK_EQ_INT(upgrade(refused, "/refused"), 403);
+    int refused = test_connect_timed(port);
+    CHECK_EQ_INT(test_ws_upgrade(refused, "/refused"), 403);
     close(refused);
 
-    int ws = connect_to(port);
-    CHECK_EQ_INT(upgrade(ws, "/"), 101);
+    int ws = test_connect_timed(port);
+    CHECK_EQ_INT(test_ws_upgrade(ws, "/"), 101);
     size_t sent_payload = 0;
     for (int i = 0; i < MESSAGES; i++) {
         char text[32], echo[128];
         snprintf(text, sizeof(text), "message %d", i);
-        CHECK(send_text(ws, text));
+        CHECK(test_ws_send_text(ws, text));
         sent_payload += strlen(text);
-        CHECK_EQ_INT(recv_small(ws, echo), (int)strlen(text));
+        CHECK_EQ_INT(test_ws_recv_small(ws, echo), (int)strlen(text));
     }
     CHECK(wait_gauges(1, 1));
     st = stats();
@@ -198,10 +144,10 @@ int main(void)
     CHECK_EQ_INT(sum.bytes_sent_total, st.bytes_sent_total);
 
     /* Parts, a fragmented message, a held one and a ping: 4 data messages, 6 frames. */
-    CHECK(send_text(ws, "other"));
+    CHECK(test_ws_send_text(ws, "other"));
     for (int i = 0; i < 6; i++) {
         char frame[128];
-        CHECK(recv_small(ws, frame) >= 0);
+        CHECK(test_ws_recv_small(ws, frame) >= 0);
     }
     st = stats();
     CHECK_EQ_INT(st.messages_received_total, MESSAGES + 1);
@@ -209,7 +155,7 @@ int main(void)
 
     /* A burst of 1 MiB to a reader that takes nothing: what exceeds socket_buffer_size
      * (64 KiB beyond what the socket took) is dropped and counted. */
-    CHECK(send_text(ws, "flood"));
+    CHECK(test_ws_send_text(ws, "flood"));
     for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
         st = stats();
         if (st.messages_sent_total + st.messages_dropped_total == MESSAGES + 4 + 64)
