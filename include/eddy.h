@@ -820,8 +820,9 @@ int eddy_send(eddy_server_t *srv, eddy_fd_t fd, const void *data, size_t len);
 
 /*
  * Runs cb(srv, arg) on the loop thread that owns connection fd: at the end of the current
- * loop iteration when called there, else shortly after on that loop, behind the methods
- * called for fd before it from the same thread. This is how work that belongs to a
+ * loop iteration when called there, else shortly after on that loop, in order with the
+ * methods called for fd from the same thread, and before the loop reads what fd's peer
+ * sent after the call. This is how work that belongs to a
  * connection's loop (ending a detached response, say) is handed there from another
  * thread. Once accepted (0), cb always runs, also when fd closes meanwhile (check
  * eddy_exist() in cb) and, if the server stopped first, at the next start or in
@@ -960,7 +961,8 @@ int eddy_loop_index(eddy_server_t *srv);
  * A published message is framed once; every recipient's output queue shares those bytes,
  * across loops. With compression it is compressed once per window size, for subscribers
  * that agreed to no server context takeover; subscribers whose compression keeps context
- * receive it uncompressed. Messages from one publisher reach each subscriber in order.
+ * receive it uncompressed. Messages from one publisher reach each subscriber in order, and
+ * before the answer to any request its client sent after the publication was made.
  * Back-pressure applies to every recipient as to push (a slow consumer is dropped from
  * the message or closed, by slow_consumer_policy). Subscriptions end when the connection
  * closes.

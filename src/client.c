@@ -522,6 +522,8 @@ static void close_connect_socket(eddy_client_t *c)
 {
     if (c->connect_io.fd >= 0) {
         eddy__io_set(c->loop, &c->connect_io, 0);
+        /* The client may be freed before the batch naming it is dispatched. */
+        eddy__io_forget(c->loop, &c->connect_io);
         close(c->connect_io.fd);
         c->connect_io.fd = -1;
     }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The event loop: one per worker thread. An iteration waits for I/O (bounded by the
- * nearest timer), dispatches it, runs due timers, runs deferred calls, runs the close
- * callbacks of connections closed meanwhile, and flushes queued output after each phase
- * so that everything a phase pushed to one connection leaves in one writev.
+ * nearest timer), runs what other threads posted, dispatches the I/O, runs due timers,
+ * runs deferred calls, runs the close callbacks of connections closed meanwhile, and
+ * flushes queued output after each phase so that everything a phase pushed to one
+ * connection leaves in one writev.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -361,9 +362,10 @@ struct defer_cmd {
 static void defer_cmd_run(eddy__loop_t *loop, eddy__cmd_t *cmd)
 {
     struct defer_cmd *dc = (struct defer_cmd *)cmd;
-    /* eddy_defer() accepted the call: without room to queue it, it runs now. */
-    if (defer_local(loop, dc->cb, dc->arg) != 0)
-        dc->cb(loop->srv, dc->arg);
+    /* It runs now, in turn with the other commands posted: queued as a local deferred call,
+     * a push posted after it from the same thread would overtake it. Posted commands run
+     * inside no callback, as deferred calls do. */
+    dc->cb(loop->srv, dc->arg);
     free(dc);
 }
 

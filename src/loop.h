@@ -39,6 +39,10 @@ struct eddy__io {
     eddy__io_cb cb;
 };
 
+/* Drops io from the batch of events being dispatched (when called inside a batch): after
+ * it stopped watching (events 0), memory holding io may be freed at once. Watchers freed
+ * only when the loop reaps them (connections) need not call it. Loop thread only. */
+void eddy__io_forget(eddy__loop_t *loop, eddy__io_t *io);
 /* eddy__io_set() for events that differ from those watched. */
 int eddy__io_change(eddy__loop_t *loop, eddy__io_t *io, unsigned events);
 /* Starts, changes or stops (events 0) watching io->fd. Returns 0 or -errno. Inline: most
@@ -58,8 +62,8 @@ int eddy__backend_init(eddy__loop_t *loop);
 void eddy__backend_free(eddy__loop_t *loop);
 int eddy__backend_ctl(eddy__loop_t *loop, eddy__io_t *io, unsigned old_events, unsigned new_events);
 /* Waits up to timeout_ms (-1: forever), refreshes the loop's clock and limits
- * (eddy__loop_refresh_clock, eddy__loop_refresh_limits) and calls the watchers that are
- * ready. */
+ * (eddy__loop_refresh_clock, eddy__loop_refresh_limits), runs the commands posted so far,
+ * then calls the watchers that are ready. */
 int eddy__backend_poll(eddy__loop_t *loop, int timeout_ms);
 
 typedef struct eddy__timer eddy__timer_t;
@@ -199,7 +203,8 @@ struct eddy__loop {
     int backend_fd;
     void *backend_events;
     int backend_max_events;
-    uint64_t now_ms; /* monotonic time, refreshed once per iteration */
+    int backend_batch_len; /* events of the batch being dispatched, 0 between batches */
+    uint64_t now_ms;       /* monotonic time, refreshed once per iteration */
 
     eddy__timer_t **heap;
     size_t heap_len;
@@ -208,9 +213,7 @@ struct eddy__loop {
     uint64_t timer_seq;
     eddy__map_t user_timers; /* timer id -> struct user_timer */
 
-    eddy_watch_t *watches;         /* live watches (watch.c), freed with the loop */
-    eddy_watch_t *watch_graveyard; /* freed watches, released by a deferred call */
-    bool watch_bury_pending;       /* that call is queued */
+    eddy_watch_t *watches; /* live watches (watch.c), freed with the loop */
 
     eddy__defer_t *defers;
     size_t defers_len;

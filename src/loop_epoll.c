@@ -59,8 +59,15 @@ int eddy__backend_poll(eddy__loop_t *loop, int timeout_ms)
     eddy__loop_refresh_limits(loop);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
+    /* What other threads posted before this batch's I/O arrived goes first: a request a
+     * client sent after a publication was made to it must not be answered before it. A
+     * command that frees a watcher of the batch forgets it first (eddy__io_forget). */
+    loop->backend_batch_len = n;
+    eddy__loop_run_posted(loop);
     for (int i = 0; i < n; i++) {
         eddy__io_t *io = events[i].data.ptr;
+        if (io == NULL)
+            continue;
         unsigned fired = 0;
         if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             fired |= EDDY__IO_READ;
@@ -69,10 +76,21 @@ int eddy__backend_poll(eddy__loop_t *loop, int timeout_ms)
         if (events[i].events & EPOLLOUT)
             fired |= EDDY__IO_WRITE;
         /* A watcher stopped by an earlier callback in this batch is skipped. The memory
-         * stays valid: connections are freed only when the loop reaps them. */
+         * stays valid: connections are freed only when the loop reaps them, and other
+         * watchers are forgotten before they are freed. */
         fired &= io->events;
         if (fired)
             io->cb(loop, io, fired);
     }
+    loop->backend_batch_len = 0;
     return n;
+}
+
+void eddy__io_forget(eddy__loop_t *loop, eddy__io_t *io)
+{
+    struct epoll_event *events = loop->backend_events;
+    for (int i = 0; i < loop->backend_batch_len; i++) {
+        if (events[i].data.ptr == io)
+            events[i].data.ptr = NULL;
+    }
 }

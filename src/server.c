@@ -187,6 +187,7 @@ static void close_listen_socks_as(eddy__loop_t *loop, bool unpublish)
             atomic_store(&ls->listener->fd, -1);
         if (ls->io.fd >= 0) {
             eddy__io_set(loop, &ls->io, 0);
+            eddy__io_forget(loop, &ls->io); /* freed below */
             close(ls->io.fd);
             ls->io.fd = -1;
         }

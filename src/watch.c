@@ -16,7 +16,7 @@ struct eddy_watch {
     eddy_watch_cb cb;
     void *arg;
     int events;         /* EDDY_WATCH_* asked for */
-    eddy_watch_t *prev; /* the loop's live watches, or the graveyard (next only) */
+    eddy_watch_t *prev; /* the loop's live watches */
     eddy_watch_t *next;
 };
 
@@ -46,18 +46,6 @@ static void watch_on_io(eddy__loop_t *loop, eddy__io_t *io, unsigned fired)
     if (fired & EDDY__IO_HANGUP)
         events |= w->events;
     w->cb(w, w->io.fd, events, w->arg);
-}
-
-static void bury(eddy_server_t *srv, void *arg)
-{
-    (void)srv;
-    eddy__loop_t *loop = arg;
-    loop->watch_bury_pending = false;
-    while (loop->watch_graveyard != NULL) {
-        eddy_watch_t *w = loop->watch_graveyard;
-        loop->watch_graveyard = w->next;
-        free(w);
-    }
 }
 
 eddy_watch_t *eddy_watch_new(eddy_server_t *srv, int fd, int events, eddy_watch_cb cb, void *arg)
@@ -112,25 +100,13 @@ void eddy_watch_free(eddy_watch_t *w)
         loop->watches = w->next;
     if (w->next != NULL)
         w->next->prev = w->prev;
-    /* Freed while its loop does not run (after a stop): no batch of events names it. */
-    if (eddy__loop_here(loop->srv) != loop) {
-        free(w);
-        return;
-    }
-    /* The memory outlives the batch of events being dispatched, which may still name it
-     * (io.events 0 makes the backend skip it): freed by a call deferred to the end of the
-     * iteration, so that the loop pays nothing per iteration for watches. Without memory
-     * for that call, the next free's call or the loop's end frees it. */
-    w->prev = NULL;
-    w->next = loop->watch_graveyard;
-    loop->watch_graveyard = w;
-    if (!loop->watch_bury_pending)
-        loop->watch_bury_pending = eddy_defer(loop->srv, bury, loop) == 0;
+    /* The batch of events being dispatched may still name it. */
+    eddy__io_forget(loop, &w->io);
+    free(w);
 }
 
 void eddy__watch_free_all(eddy__loop_t *loop)
 {
-    bury(loop->srv, loop);
     while (loop->watches != NULL) {
         eddy_watch_t *w = loop->watches;
         loop->watches = w->next;
