@@ -52,6 +52,7 @@ typedef struct topology {
     uint8_t slots[RT_BROKER_CLUSTER_SLOTS];
     char *hosts[RT_BROKER_SHARDS_MAX + RT_BROKER_CLUSTER_NODES_MAX]; /* owned copies */
     size_t nhosts;
+    bool unnamed; /* a node's endpoint was "?" (see rt_redis_node_host()) */
 } topology_t;
 
 static void topology_free(topology_t *t)
@@ -79,18 +80,16 @@ static int addr_index(topology_t *t, rt_broker_addr_t *list, size_t *n, size_t m
     return (int)(*n)++;
 }
 
-/* A node's address in a CLUSTER SLOTS entry ([host, port, id, ...]; an empty host, or
- * none (NULL: cluster-preferred-endpoint-type unknown-endpoint), is the host asked). */
-static bool node_addr(const redisReply *n, const char *asked, const char **host, int *port)
+/* A node's address in a CLUSTER SLOTS entry (its host: rt_redis_node_host()). */
+static bool node_addr(topology_t *t, const redisReply *n, const char *asked, const char **host,
+                      int *port)
 {
-    if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 ||
-        (n->element[0]->type != REDIS_REPLY_STRING && n->element[0]->type != REDIS_REPLY_NIL) ||
+    if ((*host = rt_redis_node_host(n, asked)) == NULL ||
         n->element[1]->type != REDIS_REPLY_INTEGER || n->element[1]->integer <= 0 ||
         n->element[1]->integer > 65535)
         return false;
-    *host = n->element[0]->type == REDIS_REPLY_STRING && n->element[0]->len ? n->element[0]->str
-                                                                            : asked;
     *port = (int)n->element[1]->integer;
+    t->unnamed |= n->element[0]->type == REDIS_REPLY_STRING && strcmp(n->element[0]->str, "?") == 0;
     return true;
 }
 
@@ -115,7 +114,7 @@ static const char *topology_read(topology_t *t, const redisReply *r, const char 
             e->element[1]->type != REDIS_REPLY_INTEGER || e->element[0]->integer < 0 ||
             e->element[1]->integer >= RT_BROKER_CLUSTER_SLOTS ||
             e->element[0]->integer > e->element[1]->integer ||
-            !node_addr(e->element[2], asked, &host, &port)) {
+            !node_addr(t, e->element[2], asked, &host, &port)) {
             why = "unexpected answer to CLUSTER SLOTS";
             break;
         }
@@ -129,7 +128,7 @@ static const char *topology_read(topology_t *t, const redisReply *r, const char 
             covered[s] = true;
         }
         for (size_t k = 2; k < e->elements; k++)
-            if (node_addr(e->element[k], asked, &host, &port) &&
+            if (node_addr(t, e->element[k], asked, &host, &port) &&
                 addr_index(t, t->nodes, &t->nnodes, RT_BROKER_CLUSTER_NODES_MAX, host, port) < 0)
                 why = full;
     }
@@ -184,6 +183,12 @@ static int topology_ask(const rt_broker_redis_config_t *cfg, const rt_redis_tls_
             for (size_t k = 0; k < cfg->ncluster_nodes; k++)
                 addr_index(t, t->nodes, &t->nnodes, RT_BROKER_CLUSTER_NODES_MAX,
                            cfg->cluster_nodes[k].host, cfg->cluster_nodes[k].port);
+            if (t->unnamed)
+                eddy_log(NULL, EDDY_LOG_WARNING,
+                         "rt_broker: Redis Cluster seed %s:%d names a node \"?\": host names "
+                         "are preferred (cluster-preferred-endpoint-type hostname) and it has "
+                         "none (cluster-announce-hostname); reached at its IP address instead",
+                         seed->host, seed->port);
             return 0;
         }
         eddy_log(NULL, level, "rt_broker: Redis Cluster seed %s:%d: %s", seed->host, seed->port,

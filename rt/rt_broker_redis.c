@@ -2315,15 +2315,11 @@ static int cluster_slot_owner(const redisReply *r, int slot, const char *asked, 
         if (slot < e->element[0]->integer || slot > e->element[1]->integer)
             continue;
         const redisReply *m = e->element[2];
-        if (m->elements < 2 ||
-            (m->element[0]->type != REDIS_REPLY_STRING && m->element[0]->type != REDIS_REPLY_NIL) ||
-            m->element[1]->type != REDIS_REPLY_INTEGER || m->element[1]->integer <= 0 ||
-            m->element[1]->integer > 65535)
+        const char *named = rt_redis_node_host(m, asked);
+        if (named == NULL || m->element[1]->type != REDIS_REPLY_INTEGER ||
+            m->element[1]->integer <= 0 || m->element[1]->integer > 65535)
             return -1;
-        /* An empty host (the node answering does not know its own address) or none (NULL:
-         * cluster-preferred-endpoint-type unknown-endpoint): the host asked. */
-        bool named = m->element[0]->type == REDIS_REPLY_STRING && m->element[0]->len > 0;
-        *host = strdup(named ? m->element[0]->str : asked);
+        *host = strdup(named);
         *port = (int)m->element[1]->integer;
         return *host ? 0 : -1;
     }

@@ -376,6 +376,30 @@ redisReply *rt_redis_command(redisContext *c, const char *format, ...)
     return rc == REDIS_OK && rt_redis_get_reply(c, &reply) == REDIS_OK ? reply : NULL;
 }
 
+const char *rt_redis_node_host(const redisReply *node, const char *asked)
+{
+    if ((node->type != REDIS_REPLY_ARRAY) || node->elements < 2)
+        return NULL;
+    const redisReply *endpoint = node->element[0];
+    if (endpoint->type == REDIS_REPLY_NIL ||
+        (endpoint->type == REDIS_REPLY_STRING && !endpoint->len))
+        return asked;
+    if (endpoint->type != REDIS_REPLY_STRING)
+        return NULL;
+    if (strcmp(endpoint->str, "?") != 0)
+        return endpoint->str;
+    /* The metadata: names and values in turn. */
+    const redisReply *meta = node->elements > 3 ? node->element[3] : NULL;
+    if (meta != NULL && meta->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < meta->elements; i += 2) {
+            const redisReply *name = meta->element[i], *value = meta->element[i + 1];
+            if (name->type == REDIS_REPLY_STRING && strcmp(name->str, "ip") == 0 &&
+                value->type == REDIS_REPLY_STRING && value->len)
+                return value->str;
+        }
+    return asked;
+}
+
 redisReply *rt_redis_command_argv(redisContext *c, int argc, const char **argv,
                                   const size_t *argvlen)
 {

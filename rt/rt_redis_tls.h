@@ -84,6 +84,15 @@ redisReply *rt_redis_command(redisContext *c, const char *format, ...);
 redisReply *rt_redis_command_argv(redisContext *c, int argc, const char **argv,
                                   const size_t *argvlen);
 
+/*
+ * The host of a node in a CLUSTER SLOTS answer ([endpoint, port, id, metadata]): its
+ * endpoint; for none (NULL: cluster-preferred-endpoint-type unknown-endpoint)
+ * or an empty one (the node does not know its own address), asked; for "?" (host names
+ * preferred, and the node has none: a misconfiguration), the "ip" its metadata gives, else
+ * asked. NULL if node is not such an entry. The answer points into node or is asked.
+ */
+const char *rt_redis_node_host(const redisReply *node, const char *asked);
+
 /* Frees c (its TLS state included): redisFree. */
 static inline void rt_redis_free(redisContext *c)
 {

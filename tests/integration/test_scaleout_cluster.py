@@ -235,6 +235,27 @@ def test_broadcasts_cross_on_the_owning_master_and_recover(  # noqa: F811
     assert all(node.proc.poll() is None for node in (a, b))
 
 
+def test_nodes_named_question_mark_are_reached_at_their_ip(redis_cluster, nodes, clients):  # noqa: F811
+    """cluster-preferred-endpoint-type hostname without cluster-announce-hostname: CLUSTER
+    SLOTS names every node "?", Redis' word for that misconfiguration. A node says so in a
+    WARNING, reaches each master at the IP address its entry's metadata gives, and
+    broadcasts cross between two nodes in a namespace of each master."""
+    for port in redis_cluster.ports:
+        command(port, "CONFIG", "SET", "cluster-preferred-endpoint-type", "hostname")
+    wait_for(lambda: all(entry[2][0] == "?" for port in redis_cluster.ports
+                         for entry in command(port, "CLUSTER", "SLOTS")),
+             'CLUSTER SLOTS to name every master "?"')
+    a, b = nodes(2)
+    for node in (a, b):
+        for port in redis_cluster.masters():
+            node.wait_log(rf"connected to Redis 127\.0\.0\.1:{port} \(slot \d+\)")
+        node.wait_log(r'names a node "\?": host names are preferred .* reached at its IP')
+    members = {nsp: member_and_sender(clients, a, b, nsp, i)
+               for i, nsp in enumerate(NAMESPACES)}
+    cross_in_order(clients, members)
+    assert not any("cannot connect" in line for line in a.log_lines + b.log_lines)
+
+
 def test_emitter_publish_is_delivered_once(redis_cluster, nodes, clients):  # noqa: F811
     """Socket.IO's emitter PUBLISHes cluster-wide: each node listens on one master only, so
     a broadcast published on any master reaches the room's members on both nodes once."""

@@ -5,11 +5,12 @@
  * answers of Debian's redis-server 7.0 to CLUSTER KEYSLOT, hash tag rules included), and
  * the sharded broker routed by slot: a namespace goes to the part owning the slot of {nsp},
  * a pid to the part owning its tag's slot (or, untagged, its Psession key's); seeds that do
- * not answer at the start.
+ * not answer at the start; the host of a node in a CLUSTER SLOTS answer.
  */
 #include <string.h>
 
 #include "rt_broker.h"
+#include "rt_redis_tls.h"
 #include "test.h"
 
 static void test_crc16(void)
@@ -214,6 +215,50 @@ static void test_seeds_down_at_start(void)
     CHECK_EQ_INT(closed_publishes, 1);
 }
 
+static redisReply str_reply(const char *s)
+{
+    return (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)s, .len = strlen(s)};
+}
+
+/* A node entry [endpoint, port, id(, metadata)] of CLUSTER SLOTS, as hiredis reads it. */
+static const char *node_host(redisReply endpoint, redisReply *meta, size_t nmeta)
+{
+    redisReply port = {.type = REDIS_REPLY_INTEGER, .integer = 7000};
+    redisReply id = str_reply("73549c3c719a19dcfd958e064ea6d571cba971fe");
+    redisReply metadata = {.type = REDIS_REPLY_ARRAY, .elements = nmeta};
+    redisReply *meta_elements[4];
+    for (size_t i = 0; i < nmeta; i++)
+        meta_elements[i] = &meta[i];
+    metadata.element = meta_elements;
+    redisReply *elements[] = {&endpoint, &port, &id, &metadata};
+    redisReply node = {.type = REDIS_REPLY_ARRAY, .elements = 4, .element = elements};
+    return rt_redis_node_host(&node, "seed.example");
+}
+
+/* Answers of redis-server 7.0 by cluster-preferred-endpoint-type: ip, hostname (with and
+ * without cluster-announce-hostname), unknown-endpoint; "" when the node does not know its
+ * own address. */
+static void test_node_host(void)
+{
+    redisReply ip_meta[] = {str_reply("hostname"), str_reply("redis-1.example")};
+    CHECK_STR(node_host(str_reply("10.0.0.1"), ip_meta, 2), "10.0.0.1");
+    redisReply host_meta[] = {str_reply("ip"), str_reply("10.0.0.1")};
+    CHECK_STR(node_host(str_reply("redis-1.example"), host_meta, 2), "redis-1.example");
+    CHECK_STR(node_host(str_reply("?"), host_meta, 2), "10.0.0.1");
+    redisReply both_meta[] = {str_reply("hostname"), str_reply(""), str_reply("ip"),
+                              str_reply("10.0.0.2")};
+    CHECK_STR(node_host(str_reply("?"), both_meta, 4), "10.0.0.2");
+    redisReply unknown_ip[] = {str_reply("ip"), str_reply("")};
+    CHECK_STR(node_host(str_reply("?"), unknown_ip, 2), "seed.example");
+    CHECK_STR(node_host(str_reply("?"), NULL, 0), "seed.example");
+    CHECK_STR(node_host((redisReply){.type = REDIS_REPLY_NIL}, host_meta, 2), "seed.example");
+    CHECK_STR(node_host(str_reply(""), NULL, 0), "seed.example");
+    CHECK(node_host((redisReply){.type = REDIS_REPLY_INTEGER, .integer = 1}, NULL, 0) == NULL);
+    redisReply lone = str_reply("10.0.0.1"), *one[] = {&lone};
+    redisReply short_node = {.type = REDIS_REPLY_ARRAY, .elements = 1, .element = one};
+    CHECK(rt_redis_node_host(&short_node, "seed.example") == NULL);
+}
+
 int main(void)
 {
     test_crc16();
@@ -221,5 +266,6 @@ int main(void)
     test_slot_routing();
     test_slot_moved_is_routed();
     test_seeds_down_at_start();
+    test_node_host();
     return test_report("test_rt_broker_cluster");
 }
