@@ -4,7 +4,8 @@
  * server (on 127.0.0.1, an ephemeral port), a message callback that ignores messages, a
  * start callback that raises test_started, the thread's body, a bounded wait for the start,
  * a plain HTTP request to the server, and a minimal WebSocket client (upgrade, small text
- * frames). Include after test.h.
+ * frames). Their sends never raise SIGPIPE: a server out of memory (tests/unit/oom_sweep.sh)
+ * may drop the connection. Include after test.h.
  */
 #ifndef EDDY_TEST_SERVER_H
 #define EDDY_TEST_SERVER_H
@@ -106,10 +107,10 @@ static inline bool test_http_answered(int port)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     static const char request[] = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
     char reply[16] = "";
-    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
-              send(fd, request, sizeof(request) - 1, 0) == (ssize_t)sizeof(request) - 1 &&
-              recv(fd, reply, sizeof(reply) - 1, MSG_WAITALL) > 0 &&
-              strncmp(reply, "HTTP/1.1 ", 9) == 0;
+    bool ok =
+        connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+        send(fd, request, sizeof(request) - 1, MSG_NOSIGNAL) == (ssize_t)sizeof(request) - 1 &&
+        recv(fd, reply, sizeof(reply) - 1, MSG_WAITALL) > 0 && strncmp(reply, "HTTP/1.1 ", 9) == 0;
     close(fd);
     return ok;
 }
@@ -133,7 +134,7 @@ static inline int test_ws_upgrade(int fd, const char *path)
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n",
                      path);
-    if (send(fd, req, (size_t)n, 0) != n)
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
         return 0;
     char head[1024];
     size_t got = 0;
@@ -154,7 +155,7 @@ static inline bool test_ws_send_text(int fd, const char *text)
     unsigned char frame[136] = {0x81, (unsigned char)(0x80 | strlen(text)), 0, 0, 0, 0};
     memcpy(frame + 6, text, strlen(text));
     size_t len = 6 + strlen(text);
-    return send(fd, frame, len, 0) == (ssize_t)len;
+    return send(fd, frame, len, MSG_NOSIGNAL) == (ssize_t)len;
 }
 
 /* Reads one unmasked frame with a payload under 126 bytes into out; its length or -1. */
