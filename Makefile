@@ -216,7 +216,7 @@ test-unit: $(UNIT_TESTS)
 # The unit tests that allocate, re-run with their n-th allocation failing (README: Development).
 OOM_SWEEP_TESTS := api errors options deflate settings_restart task_race stop_race loop_post
 OOM_SWEEP_TESTS += rt_history client_oom rt_broker_memory rt_broker_shard rt_broker_cluster
-OOM_SWEEP_TESTS += rt_cluster rt_eio rt_handshake
+OOM_SWEEP_TESTS += rt_cluster rt_eio rt_handshake watch
 
 test-oom: $(UNIT_TESTS)
 	$(BUILD)/tests/test_oom_session
