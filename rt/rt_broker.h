@@ -944,12 +944,15 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * slot that alone moved, found again later, is handed over again). While the slot's keys
  * are being migrated the old master answers ASK: the broker reconnects after
  * backoff_min_ms and sends the requests again, as after a failover. Not followed: a move
- * of a part's first slot or of the slot of its node keys ({cluster_tag}) (the part then
- * follows its first slot as after a failover), and a slot for whose master no part can be
- * made (RT_BROKER_PARTS_MAX parts already). Such a slot is lost to the node: logged
- * (WARNING), counted, its requests answered with the refusal at once, its channels no
- * longer make the broker reconnect, and the broker is not ready (ready() false) until the
- * node is freed: restart the nodes.
+ * of a part's first slot (the part then follows its first slot as after a failover); a
+ * move of the slot of its node keys ({cluster_tag}: the lease, the node channels) or of its
+ * session records (session_tag), which no other part can take; and a slot for whose
+ * master no part can be made (RT_BROKER_PARTS_MAX parts already). Such a slot is lost to
+ * the node: logged (WARNING), counted, its requests answered with the refusal at once, its
+ * channels no longer make the broker reconnect, and the broker is not ready (ready() false)
+ * until the node is freed: restart the nodes. The part keeps its connections: after a
+ * move of its node keys its namespaces keep crossing, while its node requests, presence
+ * lease checks and session renewals are refused (the heartbeat's refusals quietly).
  * ------------------------------------------------------------------------------------- */
 
 #define RT_BROKER_CLUSTER_SLOTS 16384

@@ -332,6 +332,7 @@ typedef struct rb {
      * requests refused at once from then on); resharded once a slot was lost (the broker
      * is then not ready). */
     int moved_slot;
+    int node_slot; /* the slot of node_prefix's tag: the lease, the node channels */
     const _Atomic int *part_slots;
     const atomic_size_t *nparts;
     _Atomic uint8_t *slot_fate; /* a part hands a slot back: it sets SLOT_HERE */
@@ -2227,7 +2228,7 @@ static bool sharded_confirm(const redisReply *r)
 /* Whether slot was found moved to a master of no part (resharding not followed). */
 static bool slot_lost(rb_t *rb, int slot)
 {
-    return slot >= 0 && slot < RT_BROKER_CLUSTER_SLOTS &&
+    return rb->slot_fate && slot >= 0 && slot < RT_BROKER_CLUSTER_SLOTS &&
            atomic_load(&rb->slot_fate[slot]) == SLOT_LOST;
 }
 
@@ -2348,8 +2349,10 @@ static int part_served_by(const rb_t *rb, const redisReply *r, const char *asked
  * now, the slot was moved between masters (resharding): true. Moved to the master of
  * another part, the handler moved routes the slot there and this broker hands that part
  * what it holds of the slot (counted and logged the first time). Else (a master of no
- * part) the slot is lost: its requests are refused at once from then on, its channels no
- * longer make the broker reconnect; counted, logged, and the broker is not ready. */
+ * part, or the slot of this broker's own keys: its node keys or its session records, which
+ * no other part can take) the slot is lost: its requests are refused at once from then on,
+ * its channels no longer make the broker reconnect; counted, logged, and the broker is not
+ * ready. */
 static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, const char *host,
                           int port)
 {
@@ -2364,11 +2367,15 @@ static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, cons
         free(owner);
         return false;
     }
+    const char *own = slot == rb->node_slot ? "node keys (its lease and node channels)"
+                      : slot == (int)rt_broker_keyslot(rb->session_tag, RT_BROKER_SESSION_TAG_LEN)
+                          ? "session records"
+                          : NULL;
     int part = part_served_by(rb, r, asked, owner, owner_port);
     bool known = part >= 0;
     if (!known)
         part = RT_BROKER_PARTS_MAX; /* a master of no part: one is made for it */
-    if (rb->h.moved && rb->h.moved(&rb->base, (unsigned)slot, (size_t)part, rb->ud)) {
+    if (!own && rb->h.moved && rb->h.moved(&rb->base, (unsigned)slot, (size_t)part, rb->ud)) {
         if (atomic_load(&rb->slot_fate[slot]) != (known ? part : SLOT_JOINED)) {
             atomic_store(&rb->slot_fate[slot], known ? (uint8_t)part : SLOT_JOINED);
             uint64_t n = atomic_fetch_add(&rb->slots_moved, 1) + 1;
@@ -2383,12 +2390,21 @@ static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, cons
         atomic_store(&rb->slot_fate[slot], SLOT_LOST);
         uint64_t n = atomic_fetch_add(&rb->slots_moved, 1) + 1;
         atomic_store(&rb->resharded, true);
-        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
-                 "rt_broker: slot %d resharded from %s:%d to %s:%d (%llu slots so far), to "
-                 "a master this node has no part for: the namespaces of that slot get "
-                 "no broadcasts through this node (their requests are refused) and it "
-                 "reports not ready: restart it to follow the new topology",
-                 slot, host, port, owner, owner_port, (unsigned long long)n);
+        if (own)
+            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
+                     "rt_broker: slot %d, which holds this part's %s, resharded from %s:%d to "
+                     "%s:%d (%llu slots so far): not followed; the part's namespaces keep "
+                     "crossing, but its node requests, presence lease checks and session "
+                     "renewals there are refused, and the node reports not ready: restart it "
+                     "to follow the new topology",
+                     slot, own, host, port, owner, owner_port, (unsigned long long)n);
+        else
+            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
+                     "rt_broker: slot %d resharded from %s:%d to %s:%d (%llu slots so far), "
+                     "to a master this node has no part for: the namespaces of that slot get "
+                     "no broadcasts through this node (their requests are refused) and it "
+                     "reports not ready: restart it to follow the new topology",
+                     slot, host, port, owner, owner_port, (unsigned long long)n);
     }
     free(owner);
     return true;
@@ -2562,6 +2578,8 @@ static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
     }
     rb->cluster_nodes = addrs_copy(cfg->cluster_nodes, cfg->ncluster_nodes);
     rb->moved_slot = -1;
+    if (rb->node_prefix)
+        rb->node_slot = (int)rt_broker_keyslot(rb->node_prefix, strlen(rb->node_prefix));
     rb->slot_fate = malloc(RT_BROKER_CLUSTER_SLOTS * sizeof(*rb->slot_fate));
     rb->part_slots = cfg->cluster_parts;
     rb->nparts = cfg->ncluster_parts;
@@ -3267,7 +3285,7 @@ static void build_check(argb_t *a, rb_t *rb, const void *p)
  */
 static void presence_check(rb_t *rb, const redisReply *hash, const redisReply *fields)
 {
-    if (!fields->elements)
+    if (!fields->elements || slot_lost(rb, rb->node_slot))
         return;
     for (size_t i = 0; i < fields->elements; i++)
         if (fields->element[i]->type != REDIS_REPLY_STRING)
@@ -3667,10 +3685,13 @@ static int heartbeat_read(rb_t *rb)
         rc = -1;
     for (int i = 0; i < 5 && rc == 0; i++) {
         if (lost_master(rb, r[i])) {
-            rc = -1;
-            /* The node's own keys' slot: not followed (rt_broker.h "Redis Cluster"). */
-            redirect_settle(rb, false);
+            /* The slot of the node's own keys moved (lost, the connections kept: see
+             * reshard_check()), or the master changed. */
+            if (!redirect_settle(rb, true))
+                rc = -1;
         } else if (r[i]->type == REDIS_REPLY_ERROR) {
+            if (slot_lost(rb, moved_slot_of(r[i]->str)))
+                continue; /* said once, when it was lost */
             eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: heartbeat refused: %s", r[i]->str);
             break;
         }

@@ -761,6 +761,46 @@ def test_a_slot_moved_while_running_is_followed(redis_cluster, nodes, clients): 
     assert all(node.proc.poll() is None for node in (a, b, c))
 
 
+def test_the_slot_of_a_parts_node_keys_moved_is_lost_not_fatal(  # noqa: F811
+        redis_cluster, nodes, clients):
+    """Resharding moves the slot that holds the node keys of the part of /n1 and "/" (their
+    tag is the smallest decimal number in the master's slots: the lease and the node
+    channels live there) to another master, as a rebalance may. No other part can take
+    those keys: each node logs the slot lost, once, names it, counts it and reports not
+    ready, but the part keeps its connections and both its namespaces keep crossing, in
+    order. Before, the nodes took the move for a namespace slot ("followed"), then every
+    heartbeat's MOVED broke the part's connection: neither namespace crossed again until
+    the nodes were restarted."""
+    src = redis_cluster.master_of("/n1")
+    assert redis_cluster.master_of("/") == src
+    first, last = next((a, b) for a, b, m, _ in redis_cluster.slots() if m == src)
+    slot = next(slot_of(str(n)) for n in range(100000) if first <= slot_of(str(n)) <= last)
+    dst = next(p for p in redis_cluster.masters() if p != src)
+    a, b = nodes(2)
+    members = {nsp: member_and_sender(clients, b, a, nsp, i)
+               for i, nsp in enumerate(["/", "/n1"])}
+    cross_in_order(clients, members)
+    lost = {node: connections_lost(node) for node in (a, b)}
+    assert migrate_slot(redis_cluster, slot, dst) == src
+    assign_slot(redis_cluster, slot, dst, src)
+    for node in (a, b):
+        node.wait_log(rf"slot {slot}, which holds this part's node keys \(its lease and node "
+                      rf"channels\), resharded from 127\.0\.0\.1:{src} to "
+                      rf"127\.0\.0\.1:{dst} \(1 slots so far\): not followed")
+    time.sleep(2.5)  # two heartbeats meet the moved slot
+    cross_in_order(clients, members)
+    assert {node: connections_lost(node) for node in (a, b)} == lost, \
+        "\n".join(a.log_lines + b.log_lines)
+    for node in (a, b):
+        assert sum(f"slot {slot}" in line for line in node.log_lines) == 1, \
+            "\n".join(node.log_lines)
+    for name, node in (("status-a", a), ("status-b", b)):
+        clients.connect(name, node)
+        assert clients.ack(name, "x-broker")[0] | {"dropped": 0, "retried": 0} == \
+            {"ready": False, "dropped": 0, "retried": 0, "slots_moved": 1}, name
+    assert all(node.proc.poll() is None for node in (a, b))
+
+
 def test_a_slot_moved_to_a_master_added_later_is_followed(  # noqa: F811
         redis_cluster, nodes, clients):
     """A master added while two nodes run with recovery on (CLUSTER MEET) is given the slot
