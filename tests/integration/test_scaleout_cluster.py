@@ -681,6 +681,16 @@ def live_seqs(clients, name):
     return [r["args"][0]["seq"] for r in got]
 
 
+def broker_status_is(clients, nodes, ready, slots_moved):
+    """Each node's broker (x-broker, asked by a new client) is ready or not and counted
+    slots_moved moves; nothing dropped or queued again is allowed too."""
+    for i, node in enumerate(nodes):
+        name = f"status-{i}"
+        clients.connect(name, node)
+        assert clients.ack(name, "x-broker")[0] | {"dropped": 0, "retried": 0} == \
+            {"ready": ready, "dropped": 0, "retried": 0, "slots_moved": slots_moved}, name
+
+
 def recover_then_emit(clients, member, first, b, a):
     """member (first: its first connection's answer) reconnects to /n1 on b from its last
     offset and must be recovered (the same socket id); then a new sender on a emits seqs
@@ -754,10 +764,7 @@ def test_a_slot_moved_while_running_is_followed(redis_cluster, nodes, clients): 
     cross_in_order(clients, {"/": members["/"]})
     assert {node: connections_lost(node) for node in (b, c)} == lost, \
         "\n".join(b.log_lines + c.log_lines)
-    for name, node in (("status-a", a), ("status-b", b), ("status-c", c)):
-        clients.connect(name, node)
-        assert clients.ack(name, "x-broker")[0] | {"dropped": 0, "retried": 0} == \
-            {"ready": True, "dropped": 0, "retried": 0, "slots_moved": 1}, name
+    broker_status_is(clients, (a, b, c), ready=True, slots_moved=1)
     assert all(node.proc.poll() is None for node in (a, b, c))
 
 
@@ -794,10 +801,7 @@ def test_the_slot_of_a_parts_node_keys_moved_is_lost_not_fatal(  # noqa: F811
     for node in (a, b):
         assert sum(f"slot {slot}" in line for line in node.log_lines) == 1, \
             "\n".join(node.log_lines)
-    for name, node in (("status-a", a), ("status-b", b)):
-        clients.connect(name, node)
-        assert clients.ack(name, "x-broker")[0] | {"dropped": 0, "retried": 0} == \
-            {"ready": False, "dropped": 0, "retried": 0, "slots_moved": 1}, name
+    broker_status_is(clients, (a, b), ready=False, slots_moved=1)
     assert all(node.proc.poll() is None for node in (a, b))
 
 
@@ -857,9 +861,8 @@ def test_a_slot_moved_to_a_master_added_later_is_followed(  # noqa: F811
                    for r in clients.seen), clients.seen
     cross_in_order(clients, {"/": members["/"]})
     assert connections_lost(b) == lost, "\n".join(b.log_lines)
-    for name, node in (("status-a", a), ("status-b", b)):
-        assert sum("part made for it" in line for line in node.log_lines) == 1, name
-        clients.connect(name, node)
-        assert clients.ack(name, "x-broker")[0] | {"dropped": 0, "retried": 0} == \
-            {"ready": True, "dropped": 0, "retried": 0, "slots_moved": 2}, name
+    for node in (a, b):
+        assert sum("part made for it" in line for line in node.log_lines) == 1, \
+            "\n".join(node.log_lines)
+    broker_status_is(clients, (a, b), ready=True, slots_moved=2)
     assert all(node.proc.poll() is None for node in (a, b))
