@@ -12,25 +12,19 @@
 
 #include "test.h"
 #include "test_server.h"
+#include "wait_for.h"
 
 static _Atomic eddy_fd_t client_fd;
 static atomic_bool held;    /* the loop waits in hold_loop() */
 static atomic_bool release; /* hold_loop() may return */
 static int start_rc;
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void hold_loop(eddy_server_t *srv, void *arg)
 {
     (void)srv;
     (void)arg;
     atomic_store(&held, true);
-    for (int waited_ms = 0; !atomic_load(&release) && waited_ms < 5000; waited_ms++)
-        sleep_ms(1);
+    WAIT_FOR(atomic_load(&release), 5000);
     atomic_store(&held, false);
 }
 
@@ -57,17 +51,12 @@ static void on_message(eddy_server_t *srv, const eddy_frame_t *frame, void *user
         eddy_push(srv, frame->fd, "pong", 4, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN);
 }
 
-/* Waits up to 5 s until the server acknowledged every byte sent on fd: the request is then
- * in the server socket's receive queue. */
-static bool wait_acked(int fd)
+/* Whether the server acknowledged every byte sent on fd: the request is then in the server
+ * socket's receive queue. */
+static bool acked(int fd)
 {
-    for (int waited_ms = 0; waited_ms < 5000; waited_ms++) {
-        int unacked = -1;
-        if (ioctl(fd, SIOCOUTQ, &unacked) == 0 && unacked == 0)
-            return true;
-        sleep_ms(1);
-    }
-    return false;
+    int unacked = -1;
+    return ioctl(fd, SIOCOUTQ, &unacked) == 0 && unacked == 0;
 }
 
 static bool hold(int ws)
@@ -75,9 +64,7 @@ static bool hold(int ws)
     atomic_store(&release, false);
     if (!test_ws_send_text(ws, "hold"))
         return false;
-    for (int waited_ms = 0; waited_ms < 5000 && !atomic_load(&held); waited_ms++)
-        sleep_ms(1);
-    return atomic_load(&held);
+    return WAIT_FOR(atomic_load(&held), 5000);
 }
 
 /* Reads two frames and checks they are first then second. */
@@ -112,7 +99,7 @@ static void check_handed_before_request(int ws, enum handed kind)
         break;
     }
     CHECK(test_ws_send_text(ws, "ping"));
-    CHECK(wait_acked(ws));
+    CHECK(WAIT_FOR(acked(ws), 5000));
     atomic_store(&release, true);
     check_order(ws, kind == PUBLISHED ? "published" : kind == PUSHED ? "pushed" : "posted", "pong");
 }
@@ -155,10 +142,7 @@ int main(void)
     int waiting = test_connect(eddy_server_port(test_server));
     CHECK(waiting >= 0);
     atomic_store(&release, true);
-    for (int waited_ms = 0; waited_ms < 5000 && eddy_server_listener_fd(test_server, 0) >= 0;
-         waited_ms++)
-        sleep_ms(1);
-    CHECK_EQ_INT(eddy_server_listener_fd(test_server, 0), -1);
+    CHECK(WAIT_FOR(eddy_server_listener_fd(test_server, 0) < 0, 5000));
     CHECK(test_ws_send_text(ws, "ping")); /* the loop still serves its connection */
     char answer[8];
     CHECK_EQ_INT(test_ws_recv_small(ws, answer), 4);
