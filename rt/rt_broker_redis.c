@@ -332,7 +332,6 @@ typedef struct rb {
      * requests refused at once from then on); resharded once a slot was lost (the broker
      * is then not ready). */
     int moved_slot;
-    int node_slot; /* the slot of node_prefix's tag: the lease, the node channels */
     const _Atomic int *part_slots;
     const atomic_size_t *nparts;
     _Atomic uint8_t *slot_fate; /* a part hands a slot back: it sets SLOT_HERE */
@@ -2344,6 +2343,22 @@ static int part_served_by(const rb_t *rb, const redisReply *r, const char *asked
     return -1;
 }
 
+/* The slot of this broker's node keys (node_prefix's tag: the lease, the node channels). */
+static int node_slot(const rb_t *rb)
+{
+    return (int)rt_broker_keyslot(rb->node_prefix, strlen(rb->node_prefix));
+}
+
+/* Which of this broker's own keys, which no other part can take, slot holds, or NULL. */
+static const char *own_keys_in(const rb_t *rb, int slot)
+{
+    if (slot == node_slot(rb))
+        return "node keys (its lease and node channels)";
+    if (slot == (int)rt_broker_keyslot(rb->session_tag, RT_BROKER_SESSION_TAG_LEN))
+        return "session records";
+    return NULL;
+}
+
 /* After a MOVED answer or a dropped channel of slot rb->moved_slot: when the topology r
  * (asked of asked) gives that slot to another master than host:port, this broker's master
  * now, the slot was moved between masters (resharding): true. Moved to the master of
@@ -2367,10 +2382,7 @@ static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, cons
         free(owner);
         return false;
     }
-    const char *own = slot == rb->node_slot ? "node keys (its lease and node channels)"
-                      : slot == (int)rt_broker_keyslot(rb->session_tag, RT_BROKER_SESSION_TAG_LEN)
-                          ? "session records"
-                          : NULL;
+    const char *own = own_keys_in(rb, slot);
     int part = part_served_by(rb, r, asked, owner, owner_port);
     bool known = part >= 0;
     if (!known)
@@ -2578,8 +2590,6 @@ static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
     }
     rb->cluster_nodes = addrs_copy(cfg->cluster_nodes, cfg->ncluster_nodes);
     rb->moved_slot = -1;
-    if (rb->node_prefix)
-        rb->node_slot = (int)rt_broker_keyslot(rb->node_prefix, strlen(rb->node_prefix));
     rb->slot_fate = malloc(RT_BROKER_CLUSTER_SLOTS * sizeof(*rb->slot_fate));
     rb->part_slots = cfg->cluster_parts;
     rb->nparts = cfg->ncluster_parts;
@@ -3285,7 +3295,7 @@ static void build_check(argb_t *a, rb_t *rb, const void *p)
  */
 static void presence_check(rb_t *rb, const redisReply *hash, const redisReply *fields)
 {
-    if (!fields->elements || slot_lost(rb, rb->node_slot))
+    if (!fields->elements || slot_lost(rb, node_slot(rb)))
         return;
     for (size_t i = 0; i < fields->elements; i++)
         if (fields->element[i]->type != REDIS_REPLY_STRING)
