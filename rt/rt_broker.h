@@ -645,8 +645,7 @@ typedef struct rt_broker_redis_config {
      * next time) which master serves slot cluster_slot (CLUSTER SLOTS), connects there and
      * checks with ROLE that it is a master; a new address counts as a master switch. The
      * node's own keys and channels (Pnodes, Pnode:<id>, Pnodes:all) carry the hash tag
-     * {cluster_tag} (the smallest decimal number in that master's slots, at first: it
-     * follows resharding, see "Redis Cluster"); pub/sub is sharded (SPUBLISH, SSUBSCRIBE,
+     * {cluster_tag} (a slot of that master); pub/sub is sharded (SPUBLISH, SSUBSCRIBE,
      * SUNSUBSCRIBE, one channel per command; no pattern, so each socket's room is one
      * SSUBSCRIBE); a presence read filters by the alive nodes of the last heartbeat (its
      * script cannot read Pnodes: another slot), then reads the leases of the other
@@ -944,21 +943,16 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * The connections stay (a MOVED answer, a dropped channel or a refused SSUBSCRIBE of a
  * slot that alone moved, found again later, is handed over again). While the slot's keys
  * are being migrated the old master answers ASK: the broker reconnects after
- * backoff_min_ms and sends the requests again, as after a failover. The slot of a part's
- * node keys ({cluster_tag}: the lease, the node channels) is followed too, and the node
- * keys move to the tag a node started now would compute (the smallest decimal number in
- * the master's slots, logged NOTICE): the old master's part takes its smallest tag now,
- * and the new master's part takes the moved tag if it is smaller than its own. Every
- * node's parts find it at their next heartbeat (MOVED) at the latest; meanwhile node
- * requests may miss the nodes that did not move yet, and presence lease checks wait
- * lease_ms + heartbeat_ms after a move. Not followed: a move of a part's first slot (the
- * part then follows its first slot as after a failover); a move of the slot of its session
- * records (session_tag), which no other part can take; and a slot for whose master no part
- * can be made (RT_BROKER_PARTS_MAX parts already). Such a slot is lost to the node: logged
- * (WARNING), counted, its requests answered with the refusal at once, its channels no
- * longer make the broker reconnect, and the broker is not ready (ready() false) until the
- * node is freed: restart the nodes. The part keeps its connections: after a move of its
- * session records its namespaces keep crossing, while its session renewals are refused.
+ * backoff_min_ms and sends the requests again, as after a failover. Not followed: a move
+ * of a part's first slot (the part then follows its first slot as after a failover); a
+ * move of the slot of its node keys ({cluster_tag}: the lease, the node channels) or of its
+ * session records (session_tag), which no other part can take; and a slot for whose
+ * master no part can be made (RT_BROKER_PARTS_MAX parts already). Such a slot is lost to
+ * the node: logged (WARNING), counted, its requests answered with the refusal at once, its
+ * channels no longer make the broker reconnect, and the broker is not ready (ready() false)
+ * until the node is freed: restart the nodes. The part keeps its connections: after a
+ * move of its node keys its namespaces keep crossing, while its node requests, presence
+ * lease checks and session renewals are refused (the heartbeat's refusals quietly).
  * ------------------------------------------------------------------------------------- */
 
 #define RT_BROKER_CLUSTER_SLOTS 16384

@@ -261,9 +261,7 @@ typedef struct rb {
     char node_id[RT_BROKER_NODE_ID_SIZE];
     char session_tag[RT_BROKER_SESSION_TAG_LEN + 1]; /* this process's pids start with it */
     char *host, *password, *prefix, *emitter_pattern;
-    /* The node keys (node_keys_name()): thread only in a cluster, where their tag follows
-     * the master's slots; node messages get node_prefix when sent (node_msg_append()). */
-    char *node_prefix, *node_channel, *nodes_key, *all_channel;
+    char *node_channel, *nodes_key, *all_channel;
     size_t prefix_len;
 
     pthread_t thread;
@@ -344,17 +342,7 @@ typedef struct rb {
     bool channel_dropped;
     char dropped_why[96];
     _Atomic uint64_t slots_moved;
-    /* The node keys' tag, a decimal number (its master's smallest: reshard_check()), and
-     * the smallest one a slot handed to this part brought (UINT32_MAX: none; the thread
-     * takes it). Until presence_grace_until (thread only) presence lease checks wait: the
-     * other nodes may not have moved their leases to the new tag yet. node_subs_pending:
-     * the node channels under the new tag are still to be subscribed. */
-    _Atomic uint32_t tag_num, tag_offered;
-    uint64_t presence_grace_until;
-    bool node_subs_pending;
-    char *node_chan_buf; /* node_msg_append()'s channel (thread only) */
-    size_t node_chan_cap;
-    char *publish_script;
+    char *node_prefix, *publish_script;
     const char *pub_verb, *sub_verb, *unsub_verb;
 } rb_t;
 
@@ -1478,18 +1466,17 @@ typedef struct node_msg_in {
     size_t len;
 } node_msg_in_t;
 
-/* The channel without the node prefix, which the thread puts before it when it sends
- * (node_msg_append(): in a cluster the prefix's tag may change). */
 static void build_node_msg(argb_t *a, rb_t *rb, const void *p)
 {
     const node_msg_in_t *in = p;
     arg_str(a, rb->pub_verb);
     if (in->to) {
+        arg_puts(a, rb->node_prefix);
         arg_puts(a, "node:");
         arg_puts(a, in->to);
         arg_end(a);
     } else {
-        arg_str(a, "nodes:all");
+        arg_str(a, rb->all_channel);
     }
     unsigned char hdr[NODE_MSG_HEADER] = {2, (unsigned char)in->kind};
     for (int i = 0; i < 8; i++)
@@ -2339,102 +2326,21 @@ static int cluster_slot_owner(const redisReply *r, int slot, const char *asked, 
     return -1;
 }
 
-static char *join(const char *a, const char *b, const char *c)
-{
-    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
-    char *s = malloc(la + lb + lc + 1);
-    if (s) {
-        memcpy(s, a, la);
-        memcpy(s + la, b, lb);
-        memcpy(s + la + lb, c, lc + 1);
-    }
-    return s;
-}
-
-/* Names the node keys under tag (NULL: none, a single Redis): the node prefix P{tag}:, and
- * under it the lease, this node's channel and every node's channel. 0, the previous names
- * freed; -1: out of memory, they stay. */
-static int node_keys_name(rb_t *rb, const char *tag)
-{
-    size_t size = rb->prefix_len + (tag ? strlen(tag) + 4 : 1);
-    char *prefix = malloc(size);
-    if (prefix && tag)
-        snprintf(prefix, size, "%s{%s}:", rb->prefix, tag);
-    else if (prefix)
-        memcpy(prefix, rb->prefix, size);
-    char *node = prefix ? join(prefix, "node:", rb->node_id) : NULL;
-    char *nodes = prefix ? join(prefix, "nodes", "") : NULL;
-    char *all = prefix ? join(prefix, "nodes:all", "") : NULL;
-    if (!node || !nodes || !all) {
-        free(prefix);
-        free(node);
-        free(nodes);
-        free(all);
-        return -1;
-    }
-    free(rb->node_prefix);
-    free(rb->node_channel);
-    free(rb->nodes_key);
-    free(rb->all_channel);
-    rb->node_prefix = prefix;
-    rb->node_channel = node;
-    rb->nodes_key = nodes;
-    rb->all_channel = all;
-    if (tag)
-        atomic_store(&rb->tag_num, (uint32_t)strtoul(tag, NULL, 10));
-    return 0;
-}
-
-/* Whether host:port serves slot in the topology r (asked of asked). */
-static bool master_serves(const redisReply *r, int slot, const char *asked, const char *host,
-                          int port)
-{
-    char *owner = NULL;
-    int owner_port = 0;
-    bool same = cluster_slot_owner(r, slot, asked, &owner, &owner_port) == 0 &&
-                owner_port == port && strcmp(owner, host) == 0;
-    free(owner);
-    return same;
-}
-
 /* The part whose first slot host:port serves in the topology r (asked of asked), or -1. */
 static int part_served_by(const rb_t *rb, const redisReply *r, const char *asked, const char *host,
                           int port)
 {
     size_t nparts = rb->nparts ? atomic_load(rb->nparts) : 0;
-    for (size_t k = 0; k < nparts; k++)
-        if (master_serves(r, rb->part_slots[k], asked, host, port))
+    for (size_t k = 0; k < nparts; k++) {
+        char *owner = NULL;
+        int owner_port = 0;
+        bool same = cluster_slot_owner(r, rb->part_slots[k], asked, &owner, &owner_port) == 0 &&
+                    owner_port == port && strcmp(owner, host) == 0;
+        free(owner);
+        if (same)
             return (int)k;
+    }
     return -1;
-}
-
-/* The smallest decimal number whose slot host:port serves in the topology r (asked of
- * asked), in tag (at least 12 bytes): the tag a node started now gives that master's node
- * keys (rt_broker_cluster.c). False if it serves none. */
-static bool master_tag(const redisReply *r, const char *asked, const char *host, int port,
-                       char *tag)
-{
-    uint8_t served[RT_BROKER_CLUSTER_SLOTS / 8] = {0};
-    bool any = false;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-            e->element[0]->type != REDIS_REPLY_INTEGER || e->element[0]->integer < 0 ||
-            e->element[0]->integer >= RT_BROKER_CLUSTER_SLOTS ||
-            !master_serves(r, (int)e->element[0]->integer, asked, host, port))
-            continue;
-        for (long long s = e->element[0]->integer;
-             s <= e->element[1]->integer && s < RT_BROKER_CLUSTER_SLOTS; s++)
-            served[s / 8] |= (uint8_t)(1u << (s % 8));
-        any = true;
-    }
-    for (unsigned n = 0; any && n < 4000000; n++) {
-        int len = snprintf(tag, 12, "%u", n);
-        unsigned slot = rt_broker_keyslot(tag, (size_t)len);
-        if (served[slot / 8] & (1u << (slot % 8)))
-            return true;
-    }
-    return false;
 }
 
 /* The slot of this broker's node keys (node_prefix's tag: the lease, the node channels). */
@@ -2453,52 +2359,15 @@ static const char *own_keys_in(const rb_t *rb, int slot)
     return NULL;
 }
 
-static int sub_send(rb_t *rb, const char *verb, const char **chans, size_t *lens, size_t n);
-
-/* Moves the node keys (lease, node channels) to tag, the one the part's master gets now
- * (why says how it was found): the lease is renewed there at once, the channels are
- * subscribed next (node_keys_update()), and presence lease checks wait a lease and a
- * heartbeat, while the other nodes find the same move. With unsubscribe, the old channels
- * are given up first (their slot is still this master's). -1: out of memory (logged), the
- * keys stay. */
-static int node_keys_retag(rb_t *rb, const char *tag, bool unsubscribe, const char *why)
-{
-    unsigned was = atomic_load(&rb->tag_num);
-    if (unsubscribe && rb->sub && !rb->sub->err) {
-        const char *ch[2] = {rb->node_channel, rb->all_channel};
-        size_t len[2] = {strlen(ch[0]), strlen(ch[1])};
-        if (sub_send(rb, rb->unsub_verb, ch, len, 2) != 0 && !rb->sub->err)
-            rb->sub->err = REDIS_ERR_OTHER; /* the reconnection subscribes the new ones */
-    }
-    if (node_keys_name(rb, tag) != 0) {
-        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
-                 "rt_broker: out of memory moving the node keys of %s to tag {%s}: tried again "
-                 "at the next heartbeat",
-                 where(rb), tag);
-        return -1;
-    }
-    rb->node_subs_pending = true;
-    uint64_t now = now_ms();
-    rb->presence_grace_until = now + rb->cfg.lease_ms + rb->cfg.heartbeat_ms;
-    rb->next_heartbeat = now;
-    eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
-             "rt_broker: Redis %s: the part's node keys (its lease and node channels) moved "
-             "from tag {%u} to {%s}: %s",
-             where(rb), was, tag, why);
-    return 0;
-}
-
 /* After a MOVED answer or a dropped channel of slot rb->moved_slot: when the topology r
  * (asked of asked) gives that slot to another master than host:port, this broker's master
  * now, the slot was moved between masters (resharding): true. Moved to the master of
  * another part, the handler moved routes the slot there and this broker hands that part
  * what it holds of the slot (counted and logged the first time). Else (a master of no
- * part, or the slot of this broker's session records, which no other part can take) the
- * slot is lost: its requests are refused at once from then on, its channels no longer make
- * the broker reconnect; counted, logged, and the broker is not ready. The slot of the node
- * keys is followed as any other, and the node keys move to the master's tag in r
- * (node_keys_retag()): every node's part of this master finds the move at its next
- * heartbeat at the latest, and moves to the same tag, the one a node started now gives. */
+ * part, or the slot of this broker's own keys: its node keys or its session records, which
+ * no other part can take) the slot is lost: its requests are refused at once from then on,
+ * its channels no longer make the broker reconnect; counted, logged, and the broker is not
+ * ready. */
 static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, const char *host,
                           int port)
 {
@@ -2514,10 +2383,6 @@ static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, cons
         return false;
     }
     const char *own = own_keys_in(rb, slot);
-    char tag[12];
-    bool node_keys = slot == node_slot(rb) && master_tag(r, asked, host, port, tag);
-    if (node_keys)
-        own = NULL; /* the slot follows as any other, the node keys take a new tag */
     int part = part_served_by(rb, r, asked, owner, owner_port);
     bool known = part >= 0;
     if (!known)
@@ -2552,12 +2417,6 @@ static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, cons
                      "no broadcasts through this node (their requests are refused) and it "
                      "reports not ready: restart it to follow the new topology",
                      slot, host, port, owner, owner_port, (unsigned long long)n);
-    }
-    if (node_keys) {
-        char why[96];
-        snprintf(why, sizeof(why), "slot %d, which held them, resharded to %s:%d", slot, owner,
-                 owner_port);
-        node_keys_retag(rb, tag, false, why);
     }
     free(owner);
     return true;
@@ -2715,11 +2574,11 @@ static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
     rb->pub_verb = cluster ? "SPUBLISH" : "PUBLISH";
     rb->sub_verb = cluster ? "SSUBSCRIBE" : "SUBSCRIBE";
     rb->unsub_verb = cluster ? "SUNSUBSCRIBE" : "UNSUBSCRIBE";
-    atomic_init(&rb->tag_offered, UINT32_MAX);
-    if (node_keys_name(rb, cluster ? cfg->cluster_tag : NULL) != 0)
-        return -1;
     if (!cluster)
-        return 0;
+        return (rb->node_prefix = strdup(cfg->prefix)) ? 0 : -1;
+    size_t plen = strlen(cfg->prefix) + strlen(cfg->cluster_tag) + 4;
+    if ((rb->node_prefix = malloc(plen)))
+        snprintf(rb->node_prefix, plen, "%s{%s}:", cfg->prefix, cfg->cluster_tag);
     /* The publish script with SPUBLISH: its channels share the slot of its keys. */
     const char *at = strstr(lua_publish, "'PUBLISH'");
     size_t head = (size_t)(at - lua_publish);
@@ -2734,7 +2593,7 @@ static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
     rb->slot_fate = malloc(RT_BROKER_CLUSTER_SLOTS * sizeof(*rb->slot_fate));
     rb->part_slots = cfg->cluster_parts;
     rb->nparts = cfg->ncluster_parts;
-    if (!rb->publish_script || !rb->cluster_nodes || !rb->slot_fate)
+    if (!rb->node_prefix || !rb->publish_script || !rb->cluster_nodes || !rb->slot_fate)
         return -1;
     for (size_t i = 0; i < RT_BROKER_CLUSTER_SLOTS; i++)
         atomic_init(&rb->slot_fate[i], SLOT_HERE);
@@ -2743,7 +2602,7 @@ static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
         rb->down_since = now_ms();
     }
     rb->cfg.cluster_nodes = rb->cluster_nodes;
-    rb->cfg.cluster_tag = NULL; /* not kept: node_prefix is (and may change) */
+    rb->cfg.cluster_tag = NULL; /* not kept: node_prefix is */
     rb->cfg.session_tag = NULL;
     return 0;
 }
@@ -3436,7 +3295,7 @@ static void build_check(argb_t *a, rb_t *rb, const void *p)
  */
 static void presence_check(rb_t *rb, const redisReply *hash, const redisReply *fields)
 {
-    if (!fields->elements || slot_lost(rb, node_slot(rb)) || now_ms() < rb->presence_grace_until)
+    if (!fields->elements || slot_lost(rb, node_slot(rb)))
         return;
     for (size_t i = 0; i < fields->elements; i++)
         if (fields->element[i]->type != REDIS_REPLY_STRING)
@@ -3726,25 +3585,6 @@ static bool plain_append(rb_t *rb, job_t *j)
     return true;
 }
 
-/* Appends node message j to its channel under the node prefix now (build_node_msg()).
- * False when the connection broke or out of memory. */
-static bool node_msg_append(rb_t *rb, job_t *j)
-{
-    size_t plen = strlen(rb->node_prefix), len = plen + j->argvlen[1];
-    if (len > rb->node_chan_cap) {
-        char *grown = realloc(rb->node_chan_buf, len);
-        if (!grown)
-            return false;
-        rb->node_chan_buf = grown;
-        rb->node_chan_cap = len;
-    }
-    memcpy(rb->node_chan_buf, rb->node_prefix, plen);
-    memcpy(rb->node_chan_buf + plen, j->argv[1], j->argvlen[1]);
-    const char *argv[] = {j->argv[0], rb->node_chan_buf, j->argv[2]};
-    size_t lens[] = {j->argvlen[0], len, j->argvlen[2]};
-    return redisAppendCommandArgv(rb->cmd, 3, argv, lens) == REDIS_OK; /* copies them */
-}
-
 /* Reads the replies to plain publish j's other PUBLISHes (the first is *r): the first error
  * among them stands for all. False when the connection broke (*r freed). */
 static bool plain_replies(rb_t *rb, const job_t *j, redisReply **r)
@@ -3853,20 +3693,12 @@ static int heartbeat_read(rb_t *rb)
             rc = -1;
     if (rc == 0 && session_renewed(rb) != 0)
         rc = -1;
-    bool settled = false;
     for (int i = 0; i < 5 && rc == 0; i++) {
         if (lost_master(rb, r[i])) {
-            /* The slot of the node keys moved (followed, the connections kept: see
-             * reshard_check()), or the master changed. The heartbeat's other commands met
-             * the same slot: settled with the first (which kept the connection, or the
-             * loop ends). */
-            if (settled) {
-                rb->moved_slot = -1;
-                rb->moved_why[0] = '\0';
-            } else if (!redirect_settle(rb, true)) {
+            /* The slot of the node's own keys moved (lost, the connections kept: see
+             * reshard_check()), or the master changed. */
+            if (!redirect_settle(rb, true))
                 rc = -1;
-            }
-            settled = true;
         } else if (r[i]->type == REDIS_REPLY_ERROR) {
             if (slot_lost(rb, moved_slot_of(r[i]->str)))
                 continue; /* said once, when it was lost */
@@ -4013,11 +3845,9 @@ static int run_jobs(rb_t *rb)
         return 0;
     for (job_t *j = batch; j; j = j->next) {
         use_sha(rb, j);
-        bool node_msg = j->kind == JOB_NODE_REQUEST || j->kind == JOB_NODE_REPLY;
-        if (j->plain   ? !plain_append(rb, j)
-            : node_msg ? !node_msg_append(rb, j)
-                       : j->argc && redisAppendCommandArgv(rb->cmd, j->argc, j->argv, j->argvlen) !=
-                                        REDIS_OK)
+        if (j->plain ? !plain_append(rb, j)
+                     : j->argc && redisAppendCommandArgv(rb->cmd, j->argc, j->argv, j->argvlen) !=
+                                      REDIS_OK)
             goto broken;
     }
     /* A heartbeat due soon rides along: Redis then wakes up once for both (a busy node's
@@ -4153,7 +3983,6 @@ static int connect_all(rb_t *rb, const char **err)
     if (sync_time(rb, err) != 0)
         return -1;
     set_state(rb, RT_BROKER_RECOVERING, false, 0);
-    rb->node_subs_pending = false;
     const char *ch[2] = {rb->node_channel, rb->all_channel};
     size_t len[2] = {strlen(ch[0]), strlen(ch[1])};
     const char *pattern = rb->emitter_pattern;
@@ -4196,33 +4025,8 @@ static void drain_wake(rb_t *rb)
     (void)n;
 }
 
-/* The node keys' changes found since the last turn (reshard_check(), tag_offer()): a
- * smaller tag offered is taken, the channels of a new tag subscribed. -1: the
- * connection broke. */
-static int node_keys_update(rb_t *rb)
-{
-    uint32_t offered = atomic_exchange(&rb->tag_offered, UINT32_MAX);
-    if (offered < atomic_load(&rb->tag_num)) {
-        char tag[12];
-        snprintf(tag, sizeof(tag), "%u", (unsigned)offered);
-        if (node_keys_retag(rb, tag, true, "a slot with a smaller tag joined the master") != 0)
-            atomic_store(&rb->tag_offered, offered); /* the next turn tries again */
-    }
-    if (rb->node_subs_pending && !rb->sub->err) {
-        const char *ch[2] = {rb->node_channel, rb->all_channel};
-        size_t len[2] = {strlen(ch[0]), strlen(ch[1])};
-        rb->node_subs_pending = false;
-        if (sub_send(rb, rb->sub_verb, ch, len, 2) != 0)
-            return -1;
-        dropped_settle(rb);
-    }
-    return rb->sub->err ? -1 : 0;
-}
-
 static int loop_once(rb_t *rb)
 {
-    if (rb->cluster_nodes && node_keys_update(rb) != 0)
-        return -1;
     uint64_t now = now_ms();
     if (now >= rb->next_heartbeat) {
         if (heartbeat(rb) != 0)
@@ -4452,7 +4256,6 @@ static void rb_destroy(rb_t *rb)
     free(rb->cluster_nodes);
     free((void *)rb->slot_fate);
     free(rb->node_prefix);
-    free(rb->node_chan_buf);
     free(rb->publish_script);
     if (rb->wake_fd >= 0)
         close(rb->wake_fd);
@@ -4560,27 +4363,6 @@ static uint8_t jobs_hand_over(rb_t *src, rb_t *dst, unsigned slot, _Atomic uint8
     return was;
 }
 
-/* The slot of another part's node keys was handed to dst (on that part's thread): the
- * smallest decimal number of the slot below dst's tag, if any, is dst's master's smallest
- * now, the tag a node started now gives its node keys; dst's thread moves them there
- * (node_keys_update()), as every node's part of that master does when its node hands the
- * slot over. */
-static void tag_offer(rb_t *dst, unsigned slot)
-{
-    uint32_t below = atomic_load(&dst->tag_num);
-    for (uint32_t n = 0; n < below; n++) {
-        char num[12];
-        int len = snprintf(num, sizeof(num), "%u", (unsigned)n);
-        if (rt_broker_keyslot(num, (size_t)len) != slot)
-            continue;
-        uint32_t cur = atomic_load(&dst->tag_offered);
-        while (n < cur && !atomic_compare_exchange_weak(&dst->tag_offered, &cur, n))
-            ;
-        wake(dst);
-        return;
-    }
-}
-
 uint8_t rt_broker_redis_hand_over(rt_broker_t *from, rt_broker_t *to, unsigned slot,
                                   _Atomic uint8_t *route, uint8_t part)
 {
@@ -4591,8 +4373,6 @@ uint8_t rt_broker_redis_hand_over(rt_broker_t *from, rt_broker_t *to, unsigned s
     atomic_store(&dst->slot_fate[slot], SLOT_HERE); /* it may have left dst before */
     size_t njobs;
     uint8_t was = jobs_hand_over(src, dst, slot, route, part, &njobs);
-    if (slot == (unsigned)node_slot(src))
-        tag_offer(dst, slot);
     /* The interest: taken out under src's lock, then given under dst's. An unsubscribe
      * routed to src just before the move finds nothing there (the channel then stays on
      * dst: harmless, the layer delivers to local members only). */
@@ -4702,6 +4482,18 @@ static int usernames_copy(rb_t *rb, const rt_broker_redis_config_t *cfg)
                : 0;
 }
 
+static char *join(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *s = malloc(la + lb + lc + 1);
+    if (s) {
+        memcpy(s, a, la);
+        memcpy(s + la, b, lb);
+        memcpy(s + la + lb, c, lc + 1);
+    }
+    return s;
+}
+
 rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_broker_handlers_t *h,
                                  void *ud)
 {
@@ -4748,16 +4540,20 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
     rb->password = cfg->password ? strdup(cfg->password) : NULL;
     rb->prefix = strdup(cfg->prefix);
     rb->prefix_len = strlen(cfg->prefix);
-    if (!rb->prefix || cluster_init(rb, cfg) != 0)
+    if (cluster_init(rb, cfg) != 0)
         goto fail;
+    rb->node_channel = join(rb->node_prefix, "node:", rb->node_id);
+    rb->nodes_key = join(rb->node_prefix, "nodes", "");
+    rb->all_channel = join(rb->node_prefix, "nodes:all", "");
     rb->emitter_pattern = cfg->emitter_prefix ? join(cfg->emitter_prefix, "#*", "") : NULL;
     rb->subs_cap = 64;
     rb->subs = calloc(rb->subs_cap, sizeof(*rb->subs));
     rb->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     rb->chan_sent = rt_chanseq_new();
     rb->chan_heard = rt_chanseq_new();
-    if (!rb->host || (cfg->password && !rb->password) || !rb->subs || rb->wake_fd < 0 ||
-        !rb->chan_sent || !rb->chan_heard || (cfg->emitter_prefix && !rb->emitter_pattern) ||
+    if (!rb->host || (cfg->password && !rb->password) || !rb->prefix || !rb->node_channel ||
+        !rb->nodes_key || !rb->all_channel || !rb->subs || rb->wake_fd < 0 || !rb->chan_sent ||
+        !rb->chan_heard || (cfg->emitter_prefix && !rb->emitter_pattern) ||
         (cfg->sentinel_master && sentinels_copy(rb, cfg) != 0) || usernames_copy(rb, cfg) != 0 ||
         (cfg->tls && !(rb->tls = rt_redis_tls_new(cfg, srv))))
         goto fail;
