@@ -519,7 +519,7 @@ void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN
  *   Pnodes:all          node requests to every node
  *   Pnodes              sorted set: node id -> lease expiry (Redis TIME, ms)
  *                       (these three in a Redis Cluster: P{tag}:node:<id>, P{tag}:nodes:all,
- *                       P{tag}:nodes, tag naming a slot of the master; see cluster_tag)
+ *                       P{tag}:nodes, tag in the part's first slot; see cluster_tag)
  *   Psession:{T}<rest>  a disconnected socket's record (SET PX, taken by GETDEL), T the
  *                       pid's tag (below; so one script touches it and T's hashes in one
  *                       slot), <rest> the rest of the pid (a pid without a tag's shape:
@@ -645,7 +645,8 @@ typedef struct rt_broker_redis_config {
      * next time) which master serves slot cluster_slot (CLUSTER SLOTS), connects there and
      * checks with ROLE that it is a master; a new address counts as a master switch. The
      * node's own keys and channels (Pnodes, Pnode:<id>, Pnodes:all) carry the hash tag
-     * {cluster_tag} (a slot of that master); pub/sub is sharded (SPUBLISH, SSUBSCRIBE,
+     * {cluster_tag} (in cluster_slot, the slot the broker follows, as session_tag must be:
+     * refused otherwise); pub/sub is sharded (SPUBLISH, SSUBSCRIBE,
      * SUNSUBSCRIBE, one channel per command; no pattern, so each socket's room is one
      * SSUBSCRIBE); a presence read filters by the alive nodes of the last heartbeat (its
      * script cannot read Pnodes: another slot), then reads the leases of the other
@@ -662,14 +663,14 @@ typedef struct rt_broker_redis_config {
      * dropped channel of a slot that alone moved (resharding: see "Redis Cluster" below)
      * keeps the connections.
      * session_tag
-     * (NULL: random; else RT_BROKER_SESSION_TAG_LEN of [A-Za-z0-9_-]) starts this broker's
-     * pids. password and username are every node's. All copied, but cluster_parts.
-     * cluster_parts[0..*ncluster_parts) (borrowed while the broker lives: parts may be
-     * added; NULL: none) are the cluster_slot of each master's broker of the node, in part
-     * order: a slot found moved to the master serving one of them is handed to that part,
-     * else to a part made for it (handler moved; see "Redis Cluster"). cluster_joined: the
-     * broker was made while the node runs (its part's namespaces were another part's), so
-     * its first connection ends a gap. */
+     * (NULL: random, outside a cluster only; else RT_BROKER_SESSION_TAG_LEN of
+     * [A-Za-z0-9_-], in a cluster in cluster_slot) starts this broker's pids. password and username
+     * are every node's. All copied, but cluster_parts. cluster_parts[0..*ncluster_parts) (borrowed
+     * while the broker lives: parts may be added; NULL: none) are the cluster_slot of each master's
+     * broker of the node, in part order: a slot found moved to the master serving one of them is
+     * handed to that part, else to a part made for it (handler moved; see "Redis Cluster").
+     * cluster_joined: the broker was made while the node runs (its part's namespaces were another
+     * part's), so its first connection ends a gap. */
     const rt_broker_addr_t *cluster_nodes;
     size_t ncluster_nodes;
     int cluster_slot;
@@ -943,16 +944,16 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * The connections stay (a MOVED answer, a dropped channel or a refused SSUBSCRIBE of a
  * slot that alone moved, found again later, is handed over again). While the slot's keys
  * are being migrated the old master answers ASK: the broker reconnects after
- * backoff_min_ms and sends the requests again, as after a failover. Not followed: a move
- * of a part's first slot (the part then follows its first slot as after a failover); a
- * move of the slot of its node keys ({cluster_tag}: the lease, the node channels) or of its
- * session records (session_tag), which no other part can take; and a slot for whose
- * master no part can be made (RT_BROKER_PARTS_MAX parts already). Such a slot is lost to
- * the node: logged (WARNING), counted, its requests answered with the refusal at once, its
- * channels no longer make the broker reconnect, and the broker is not ready (ready() false)
- * until the node is freed: restart the nodes. The part keeps its connections: after a
- * move of its node keys its namespaces keep crossing, while its node requests, presence
- * lease checks and session renewals are refused (the heartbeat's refusals quietly).
+ * backoff_min_ms and sends the requests again, as after a failover. A part's own keys (its
+ * node keys {cluster_tag}: the lease, the node channels; its session records, session_tag)
+ * are in its first slot: a move of it takes them along and the part follows it as after a
+ * failover. Not followed: a slot for whose master no part can be made (RT_BROKER_PARTS_MAX
+ * parts already). Such a slot is lost to the node: logged (WARNING), counted, its requests
+ * answered with the refusal at once, its channels no longer make the broker reconnect, and
+ * the broker is not ready (ready() false) until the node is freed: restart the nodes.
+ * Nodes meet through the parts they have in common (same first slot, same tags): a node
+ * started after a reshard that changed a master's first slot, or whose parts made while
+ * running were made for other slots, names those parts' keys differently.
  * ------------------------------------------------------------------------------------- */
 
 #define RT_BROKER_CLUSTER_SLOTS 16384

@@ -199,8 +199,9 @@ static int topology_ask(const rt_broker_redis_config_t *cfg, const rt_redis_tls_
 }
 
 /* Master i's broker: its name (its slots at the start), first slot, node-wide hash tag (the
- * smallest decimal number in its slots: every node computes the same) and session tag (random,
- * in its slots). */
+ * smallest decimal number in its first slot: every node computes the same) and session tag
+ * (random, in its first slot). Both are in the slot the broker follows (cfg.cluster_slot):
+ * its lease, node channels and session records move with it, never away from it. */
 typedef struct cluster_shard {
     char name[RT_BROKER_SHARD_NAME_SIZE];
     int first_slot;
@@ -229,42 +230,22 @@ static void shard_name(const topology_t *t, size_t i, char *out, size_t cap)
     }
 }
 
-/* The slots of master i of topology t (tags_find()'s predicate). */
-typedef struct master_slots {
-    const topology_t *t;
-    size_t i;
-} master_slots_t;
-
-static bool slot_of_master(unsigned slot, const void *arg)
-{
-    const master_slots_t *m = arg;
-    return m->t->slots[slot] == m->i;
-}
-
-static bool slot_is(unsigned slot, const void *arg)
-{
-    return slot == *(const unsigned *)arg;
-}
-
-/* Sets cs->tag to the first of "0", "1", ... whose slot in() takes, and cs->session_tag to
- * a random one whose slot it takes (about 16384 / (the slots taken) draws; bounded for a
- * single slot): 0, or -1 when none was found. */
-static int tags_find(cluster_shard_t *cs, bool (*in)(unsigned slot, const void *arg),
-                     const void *arg)
+/* Sets cs->tag to the first of "0", "1", ... in slot, and cs->session_tag to a random one
+ * in slot (about 16384 draws each; bounded): 0, or -1 when none was found. */
+static int tags_find(cluster_shard_t *cs, unsigned slot)
 {
     bool found = false;
     for (unsigned n = 0; n < 4000000 && !found; n++) {
         int len = snprintf(cs->tag, sizeof(cs->tag), "%u", n);
-        found = in(rt_broker_crc16(cs->tag, (size_t)len) % RT_BROKER_CLUSTER_SLOTS, arg);
+        found = rt_broker_crc16(cs->tag, (size_t)len) % RT_BROKER_CLUSTER_SLOTS == slot;
     }
     if (!found)
         return -1;
     for (unsigned tries = 0; tries < 4000000; tries++) {
         rt_random_chars(cs->session_tag, RT_BROKER_SESSION_TAG_LEN);
         cs->session_tag[RT_BROKER_SESSION_TAG_LEN] = '\0';
-        if (in(rt_broker_crc16(cs->session_tag, RT_BROKER_SESSION_TAG_LEN) %
-                   RT_BROKER_CLUSTER_SLOTS,
-               arg))
+        if (rt_broker_crc16(cs->session_tag, RT_BROKER_SESSION_TAG_LEN) % RT_BROKER_CLUSTER_SLOTS ==
+            slot)
             return 0;
     }
     return -1;
@@ -277,7 +258,7 @@ static int shard_describe(const topology_t *t, size_t i, cluster_shard_t *cs)
     for (size_t s = 0; s < RT_BROKER_CLUSTER_SLOTS && cs->first_slot < 0; s++)
         if (t->slots[s] == i)
             cs->first_slot = (int)s;
-    return tags_find(cs, slot_of_master, &(master_slots_t){t, i});
+    return cs->first_slot < 0 ? -1 : tags_find(cs, (unsigned)cs->first_slot);
 }
 
 /* What a master's broker made while the node runs needs (rt_broker_shard_slots_grow()):
@@ -380,7 +361,7 @@ static rt_broker_t *grow_master(size_t i, unsigned slot, const char *node_id,
 {
     cluster_ctx_t *ctx = arg;
     cluster_shard_t cs = {.first_slot = (int)slot};
-    bool found = tags_find(&cs, slot_is, &slot) == 0;
+    bool found = tags_find(&cs, slot) == 0;
     if (!found || ctx->nnodes == 0) {
         eddy_log(NULL, EDDY_LOG_ERROR, "rt_broker: no hash tag found for slot %u", slot);
         return NULL;

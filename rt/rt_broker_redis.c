@@ -2343,31 +2343,15 @@ static int part_served_by(const rb_t *rb, const redisReply *r, const char *asked
     return -1;
 }
 
-/* The slot of this broker's node keys (node_prefix's tag: the lease, the node channels). */
-static int node_slot(const rb_t *rb)
-{
-    return (int)rt_broker_keyslot(rb->node_prefix, strlen(rb->node_prefix));
-}
-
-/* Which of this broker's own keys, which no other part can take, slot holds, or NULL. */
-static const char *own_keys_in(const rb_t *rb, int slot)
-{
-    if (slot == node_slot(rb))
-        return "node keys (its lease and node channels)";
-    if (slot == (int)rt_broker_keyslot(rb->session_tag, RT_BROKER_SESSION_TAG_LEN))
-        return "session records";
-    return NULL;
-}
-
 /* After a MOVED answer or a dropped channel of slot rb->moved_slot: when the topology r
  * (asked of asked) gives that slot to another master than host:port, this broker's master
  * now, the slot was moved between masters (resharding): true. Moved to the master of
  * another part, the handler moved routes the slot there and this broker hands that part
  * what it holds of the slot (counted and logged the first time). Else (a master of no
- * part, or the slot of this broker's own keys: its node keys or its session records, which
- * no other part can take) the slot is lost: its requests are refused at once from then on,
- * its channels no longer make the broker reconnect; counted, logged, and the broker is not
- * ready. */
+ * part) the slot is lost: its requests are refused at once from then on, its channels no
+ * longer make the broker reconnect; counted, logged, and the broker is not ready. The
+ * broker's own keys (node keys, session records) are in cfg.cluster_slot, which the broker
+ * follows (cluster_master()): never found moved here. */
 static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, const char *host,
                           int port)
 {
@@ -2382,12 +2366,11 @@ static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, cons
         free(owner);
         return false;
     }
-    const char *own = own_keys_in(rb, slot);
     int part = part_served_by(rb, r, asked, owner, owner_port);
     bool known = part >= 0;
     if (!known)
         part = RT_BROKER_PARTS_MAX; /* a master of no part: one is made for it */
-    if (!own && rb->h.moved && rb->h.moved(&rb->base, (unsigned)slot, (size_t)part, rb->ud)) {
+    if (rb->h.moved && rb->h.moved(&rb->base, (unsigned)slot, (size_t)part, rb->ud)) {
         if (atomic_load(&rb->slot_fate[slot]) != (known ? part : SLOT_JOINED)) {
             atomic_store(&rb->slot_fate[slot], known ? (uint8_t)part : SLOT_JOINED);
             uint64_t n = atomic_fetch_add(&rb->slots_moved, 1) + 1;
@@ -2402,21 +2385,12 @@ static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, cons
         atomic_store(&rb->slot_fate[slot], SLOT_LOST);
         uint64_t n = atomic_fetch_add(&rb->slots_moved, 1) + 1;
         atomic_store(&rb->resharded, true);
-        if (own)
-            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
-                     "rt_broker: slot %d, which holds this part's %s, resharded from %s:%d to "
-                     "%s:%d (%llu slots so far): not followed; the part's namespaces keep "
-                     "crossing, but its node requests, presence lease checks and session "
-                     "renewals there are refused, and the node reports not ready: restart it "
-                     "to follow the new topology",
-                     slot, own, host, port, owner, owner_port, (unsigned long long)n);
-        else
-            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
-                     "rt_broker: slot %d resharded from %s:%d to %s:%d (%llu slots so far), "
-                     "to a master this node has no part for: the namespaces of that slot get "
-                     "no broadcasts through this node (their requests are refused) and it "
-                     "reports not ready: restart it to follow the new topology",
-                     slot, host, port, owner, owner_port, (unsigned long long)n);
+        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
+                 "rt_broker: slot %d resharded from %s:%d to %s:%d (%llu slots so far), to a "
+                 "master this node has no part for: the namespaces of that slot get no "
+                 "broadcasts through this node (their requests are refused) and it reports not "
+                 "ready: restart it to follow the new topology",
+                 slot, host, port, owner, owner_port, (unsigned long long)n);
     }
     free(owner);
     return true;
@@ -2534,9 +2508,12 @@ static bool cluster_ok(const rt_broker_redis_config_t *cfg)
     if (!cfg->cluster_nodes || cfg->ncluster_nodes > RT_BROKER_CLUSTER_NODES_MAX ||
         cfg->cluster_slot < 0 || cfg->cluster_slot >= RT_BROKER_CLUSTER_SLOTS ||
         !cfg->cluster_tag || !*cfg->cluster_tag || strpbrk(cfg->cluster_tag, "{}") ||
-        strchr(cfg->prefix, '{') || cfg->db || cfg->sentinel_master ||
-        (cfg->session_tag &&
-         (strlen(cfg->session_tag) != RT_BROKER_SESSION_TAG_LEN || !pid_tagged(cfg->session_tag))))
+        rt_broker_keyslot(cfg->cluster_tag, strlen(cfg->cluster_tag)) !=
+            (unsigned)cfg->cluster_slot ||
+        strchr(cfg->prefix, '{') || cfg->db || cfg->sentinel_master || !cfg->session_tag ||
+        strlen(cfg->session_tag) != RT_BROKER_SESSION_TAG_LEN || !pid_tagged(cfg->session_tag) ||
+        rt_broker_keyslot(cfg->session_tag, RT_BROKER_SESSION_TAG_LEN) !=
+            (unsigned)cfg->cluster_slot)
         return false;
     for (size_t i = 0; i < cfg->ncluster_nodes; i++)
         if (!cfg->cluster_nodes[i].host || !*cfg->cluster_nodes[i].host ||
@@ -3295,7 +3272,7 @@ static void build_check(argb_t *a, rb_t *rb, const void *p)
  */
 static void presence_check(rb_t *rb, const redisReply *hash, const redisReply *fields)
 {
-    if (!fields->elements || slot_lost(rb, node_slot(rb)))
+    if (!fields->elements)
         return;
     for (size_t i = 0; i < fields->elements; i++)
         if (fields->element[i]->type != REDIS_REPLY_STRING)
@@ -3695,13 +3672,10 @@ static int heartbeat_read(rb_t *rb)
         rc = -1;
     for (int i = 0; i < 5 && rc == 0; i++) {
         if (lost_master(rb, r[i])) {
-            /* The slot of the node's own keys moved (lost, the connections kept: see
-             * reshard_check()), or the master changed. */
+            /* The master changed (its keys are in the slot the broker follows). */
             if (!redirect_settle(rb, true))
                 rc = -1;
         } else if (r[i]->type == REDIS_REPLY_ERROR) {
-            if (slot_lost(rb, moved_slot_of(r[i]->str)))
-                continue; /* said once, when it was lost */
             eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: heartbeat refused: %s", r[i]->str);
             break;
         }

@@ -768,41 +768,102 @@ def test_a_slot_moved_while_running_is_followed(redis_cluster, nodes, clients): 
     assert all(node.proc.poll() is None for node in (a, b, c))
 
 
-def test_the_slot_of_a_parts_node_keys_moved_is_lost_not_fatal(  # noqa: F811
-        redis_cluster, nodes, clients):
-    """Resharding moves the slot that holds the node keys of the part of /n1 and "/" (their
-    tag is the smallest decimal number in the master's slots: the lease and the node
-    channels live there) to another master, as a rebalance may. No other part can take
-    those keys: each node logs the slot lost, once, names it, counts it and reports not
-    ready, but the part keeps its connections and both its namespaces keep crossing, in
-    order. Before, the nodes took the move for a namespace slot ("followed"), then every
-    heartbeat's MOVED broke the part's connection: neither namespace crossed again until
-    the nodes were restarted."""
+def master_tags(rc):
+    """{master port: the tag of its node keys}: the smallest decimal number in its first
+    slot, as a node started now computes it."""
+    firsts = {}
+    for first, _, master, _ in rc.slots():
+        firsts[master] = min(first, firsts.get(master, first))
+    tags = {}
+    for master, first in firsts.items():
+        tags[master] = next(n for n in range(4000000) if slot_of(str(n)) == first)
+    return tags
+
+
+def sockets_seen(clients, name, n):
+    """Waits until name's x-fetch of "/" lists n sockets and names no node missing (a moved
+    lease shows at the nodes' next heartbeats); returns their ids, sorted."""
+    got = {}
+
+    def listed():
+        got.update(clients.ack(name, "x-fetch", {}, 1000)[0])
+        return len(got["sockets"]) == n and got["missing"] == []
+    wait_for(listed, f"{name}'s fetchSockets to list {n} sockets", timeout=3 * TIMEOUT)
+    return sorted(s["id"] for s in got["sockets"])
+
+
+def redis_ms(port):
+    seconds, micros = command(port, "TIME")
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def leases_under(rc, tags, node_ids, since):
+    """Waits until each master's lease set under its tag (tags: master port -> tag) holds
+    exactly the leases of node_ids (every node has a part for every master), each renewed
+    after since (Redis' ms: a lease is good for 3 s, so a lease that a moved slot brought
+    along does not pass)."""
+    def renewed(port, tag):
+        key = next(iter(command(port, "KEYS", f"*{{{tag}}}:nodes")), None)
+        leases = dict(zip(*[iter(command(port, "ZRANGE", key, 0, -1, "WITHSCORES"))] * 2)) \
+            if key else {}
+        return sorted(leases) == sorted(node_ids) and \
+            all(int(score) > since + 3000 for score in leases.values())
+    for port, tag in tags.items():
+        wait_for(lambda: renewed(port, tag), f"the leases of {node_ids} under tag {tag} on {port}")
+
+
+def test_node_keys_live_in_a_parts_first_slot(redis_cluster, nodes, clients):  # noqa: F811
+    """A part's node keys (its lease, its node channels) and its session records are in its
+    first slot, the one it follows. Resharding moves the slot of the smallest decimal
+    number of the master of / and /n1 (where the node keys were before) to another master,
+    as a rebalance may. It holds nothing of the nodes now: they do not even meet the move
+    (nothing logged, slots_moved 0, ready), the leases stay under the tag of each master's
+    first slot and are renewed, and cross-node requests ("/" fetchSockets from each node)
+    list every socket with no node missing. Both namespaces keep crossing in order, no
+    connection is lost, and a third node started after the move lists the others and is
+    listed. Before, that slot held the node keys: it was lost, cross-node requests were
+    refused, and the nodes were not ready until restarted."""
+    tags = master_tags(redis_cluster)
     src = redis_cluster.master_of("/n1")
     assert redis_cluster.master_of("/") == src
     first, last = next((a, b) for a, b, m, _ in redis_cluster.slots() if m == src)
-    slot = next(slot_of(str(n)) for n in range(100000) if first <= slot_of(str(n)) <= last)
-    dst = next(p for p in redis_cluster.masters() if p != src)
-    a, b = nodes(2)
+    smallest = next(n for n in range(100000) if first <= slot_of(str(n)) <= last)
+    slot = slot_of(str(smallest))
+    assert slot != first
+    # A master whose first slot stays its first (a node started later names it the same).
+    dst = next(p for p in redis_cluster.masters()
+               if p != src and min(a for a, _, m, _ in redis_cluster.slots() if m == p) < slot)
+    a, b = nodes(2, "--recovery", "60000")
     members = {nsp: member_and_sender(clients, b, a, nsp, i)
                for i, nsp in enumerate(["/", "/n1"])}
+    connect_in(clients, "q", a, "/")
+    ids = sockets_seen(clients, "q", 3)  # m0 on b, s0 and q on a
+    node_ids = [clients.ack(name, "x-node")[0] for name in ("m0", "s0")]
+    leases_under(redis_cluster, tags, node_ids, 0)
+    sessions = command(src, "KEYS", "*sessions*")
+    assert sessions and all(keyslot(key) == first for key in sessions), sessions
     cross_in_order(clients, members)
     lost = {node: connections_lost(node) for node in (a, b)}
     assert migrate_slot(redis_cluster, slot, dst) == src
     assign_slot(redis_cluster, slot, dst, src)
-    for node in (a, b):
-        node.wait_log(rf"slot {slot}, which holds this part's node keys \(its lease and node "
-                      rf"channels\), resharded from 127\.0\.0\.1:{src} to "
-                      rf"127\.0\.0\.1:{dst} \(1 slots so far\): not followed")
-    time.sleep(2.5)  # two heartbeats meet the moved slot
+    moved_at = redis_ms(dst)
+    assert master_tags(redis_cluster) == tags
+    leases_under(redis_cluster, tags, node_ids, moved_at)  # heartbeats after the move
+    assert sockets_seen(clients, "q", 3) == ids
     cross_in_order(clients, members)
     assert {node: connections_lost(node) for node in (a, b)} == lost, \
         "\n".join(a.log_lines + b.log_lines)
-    for node in (a, b):
-        assert sum(f"slot {slot}" in line for line in node.log_lines) == 1, \
+    broker_status_is(clients, (a, b), ready=True, slots_moved=0)
+    c, = nodes(1, "--recovery", "60000")
+    qc = connect_in(clients, "qc", c, "/")["id"]
+    # "/" has m0 on b, s0 and q on a, the status clients on a and b, and qc on c now.
+    seen = sockets_seen(clients, "qc", 6)
+    assert set(ids) | {qc} <= set(seen) and sockets_seen(clients, "q", 6) == seen
+    leases_under(redis_cluster, tags, node_ids + clients.ack("qc", "x-node"), moved_at)
+    assert all(node.proc.poll() is None for node in (a, b, c))
+    for node in (a, b, c):
+        assert not any(f"slot {slot}" in line for line in node.log_lines), \
             "\n".join(node.log_lines)
-    broker_status_is(clients, (a, b), ready=False, slots_moved=1)
-    assert all(node.proc.poll() is None for node in (a, b))
 
 
 def test_a_slot_moved_to_a_master_added_later_is_followed(  # noqa: F811

@@ -365,20 +365,40 @@ static void test_tls_cluster_urls(void)
     CHECK(cfg.password == NULL && cfg.cluster_nodes[0].port == 7000);
 }
 
-/* A broker configuration with bad cluster fields is refused (no thread started). */
+/* A session tag of 8 letters in slot (the first found, counting in base 26). */
+static void session_tag_in(unsigned slot, char tag[RT_BROKER_SESSION_TAG_LEN + 1])
+{
+    for (unsigned n = 0;; n++) {
+        unsigned v = n;
+        for (int i = RT_BROKER_SESSION_TAG_LEN - 1; i >= 0; i--, v /= 26)
+            tag[i] = (char)('a' + v % 26);
+        tag[RT_BROKER_SESSION_TAG_LEN] = '\0';
+        if (rt_broker_keyslot(tag, RT_BROKER_SESSION_TAG_LEN) == slot)
+            return;
+    }
+}
+
+/* A broker configuration with bad cluster fields is refused (no thread started). Its keys
+ * must be in the slot it follows (cluster_slot): the node keys' tag and the session tag. */
 static void test_bad_cluster_config(void)
 {
     rt_broker_redis_config_t cfg;
     rt_broker_redis_config_init(&cfg);
     cfg.srv = srv;
     rt_broker_addr_t addrs[1] = {{"127.0.0.1", 7000}};
+    char in_slot[RT_BROKER_SESSION_TAG_LEN + 1], elsewhere[RT_BROKER_SESSION_TAG_LEN + 1];
+    session_tag_in(1584, in_slot); /* the slot of "3" */
+    session_tag_in(1585, elsewhere);
     cfg.cluster_nodes = addrs;
     cfg.ncluster_nodes = 1;
     cfg.cluster_tag = "3";
+    cfg.session_tag = in_slot;
     cfg.cluster_slot = RT_BROKER_CLUSTER_SLOTS; /* out of range */
     CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
-    cfg.cluster_slot = 0;
+    cfg.cluster_slot = 1584;
     cfg.cluster_tag = "a}b";
+    CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
+    cfg.cluster_tag = "4"; /* slot 14039 */
     CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
     cfg.cluster_tag = "3";
     cfg.db = 1; /* a cluster has database 0 only */
@@ -389,9 +409,12 @@ static void test_bad_cluster_config(void)
     cfg.prefix = "eddy:";
     cfg.session_tag = "short";
     CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
+    cfg.session_tag = elsewhere;
+    CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
+    cfg.session_tag = NULL; /* random: in any slot */
+    CHECK(rt_broker_redis_new(&cfg, NULL, NULL) == NULL);
     CHECK(strstr(last_line, "bad Redis broker configuration") != NULL);
     /* The sharded broker of a cluster needs seeds and no server. */
-    cfg.session_tag = NULL;
     CHECK(rt_broker_cluster_new(&cfg, NULL, NULL) == NULL); /* srv set */
 }
 
