@@ -866,6 +866,43 @@ def test_node_keys_live_in_a_parts_first_slot(redis_cluster, nodes, clients):  #
             "\n".join(node.log_lines)
 
 
+def test_a_rebalance_onto_an_added_master_is_followed(  # noqa: F811
+        redis_cluster, nodes, clients):
+    """The operator's way to grow a cluster while two nodes run, with members in every
+    namespace: a master added (CLUSTER MEET), then `redis-cli --cluster rebalance
+    --cluster-use-empty-masters`, which streams a quarter of the slots over to it, the
+    lowest of each master first, so every part's first slot moves and the namespaces left
+    behind go to parts made for their masters. Afterwards both nodes are ready and dropped
+    nothing, every namespace's broadcasts cross the nodes again in order (new members and
+    senders), and "/" fetchSockets from either node lists the same sockets with nobody
+    missing."""
+    a, b = nodes(2)
+    members = {nsp: member_and_sender(clients, b, a, nsp, i) for i, nsp in enumerate(NAMESPACES)}
+    cross_in_order(clients, members)
+    before = {nsp: redis_cluster.master_of(nsp) for nsp in NAMESPACES}
+    new = redis_cluster.add_master()
+    done = subprocess.run(["redis-cli", "--cluster", "rebalance",
+                           f"127.0.0.1:{redis_cluster.ports[0]}", "--cluster-use-empty-masters",
+                           "--cluster-yes"], capture_output=True, text=True, timeout=4 * TIMEOUT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    after = {nsp: redis_cluster.master_of(nsp) for nsp in NAMESPACES}
+    assert new in after.values() and after != before, (before, after)
+    members = {nsp: member_and_sender(clients, b, a, nsp, 10 + i)
+               for i, nsp in enumerate(NAMESPACES)}
+    cross_in_order(clients, members)
+    for i, node in enumerate((a, b)):
+        clients.connect(f"status-{i}", node)
+        wait_for(lambda: clients.ack(f"status-{i}", "x-broker")[0]["ready"],
+                 f"node {i} ready again")
+        assert clients.ack(f"status-{i}", "x-broker")[0]["dropped"] == 0
+    connect_in(clients, "qa", a, "/")
+    connect_in(clients, "qb", b, "/")
+    listed = clients.ack("qa", "x-fetch", {}, 1000)[0]["sockets"]
+    assert {s["node"] for s in listed} == {clients.ack(q, "x-node")[0] for q in ("qa", "qb")}
+    assert sockets_seen(clients, "qa", len(listed)) == sockets_seen(clients, "qb", len(listed))
+    assert all(node.proc.poll() is None for node in (a, b))
+
+
 def test_a_slot_moved_to_a_master_added_later_is_followed(  # noqa: F811
         redis_cluster, nodes, clients):
     """A master added while two nodes run with recovery on (CLUSTER MEET) is given the slot
