@@ -106,6 +106,10 @@ typedef struct rt_broker_state_event {
     bool moved;
 } rt_broker_state_event_t;
 
+/* Longest node id, and a buffer for one with its NUL. */
+#define RT_BROKER_NODE_ID_MAX  64
+#define RT_BROKER_NODE_ID_SIZE (RT_BROKER_NODE_ID_MAX + 1)
+
 /* The handlers of a broker (each optional). ud is the handlers' user data. */
 typedef struct rt_broker_handlers {
     void (*deliver)(rt_broker_t *b, const rt_broker_delivery_t *d, void *ud);
@@ -129,6 +133,13 @@ typedef struct rt_broker_handlers {
      * something of the slot still reaches this broker. Returns false if the slot is not
      * followed (no part could be made). */
     bool (*moved)(rt_broker_t *b, unsigned slot, size_t part, void *ud);
+    /* Redis Cluster, a master's broker (rt_broker_cluster.c sets it): the nodes alive as
+     * any part of this node knows them (as rt_broker_nodes() of the sharded broker: ids
+     * NULL counts them), so that a part whose own lease set misses a node another part
+     * sees alive (nodes whose parts are named differently: see "Redis Cluster") neither
+     * leaves its presence entries out of a read nor removes them. Called on loops and on
+     * the broker's thread, no lock of the broker held. */
+    size_t (*alive)(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max, void *ud);
 } rt_broker_handlers_t;
 
 /* Result of a publish: err 0 and its position ({0, 0} without history: Redis no_history),
@@ -184,10 +195,6 @@ typedef struct rt_broker_stats {
 /* A pid from rt_broker_session_pid() starts with this many characters naming the node
  * process that issued it (the Redis engine keeps live records under that name). */
 #define RT_BROKER_SESSION_TAG_LEN 8
-
-/* Longest node id, and a buffer for one with its NUL. */
-#define RT_BROKER_NODE_ID_MAX  64
-#define RT_BROKER_NODE_ID_SIZE (RT_BROKER_NODE_ID_MAX + 1)
 
 /* ---------------------------------------------------------------------------------------
  * Node requests (across nodes)
@@ -648,12 +655,13 @@ typedef struct rt_broker_redis_config {
      * {cluster_tag} (in cluster_slot, the slot the broker follows, as session_tag must be:
      * refused otherwise); pub/sub is sharded (SPUBLISH, SSUBSCRIBE,
      * SUNSUBSCRIBE, one channel per command; no pattern, so each socket's room is one
-     * SSUBSCRIBE); a presence read filters by the alive nodes of the last heartbeat (its
-     * script cannot read Pnodes: another slot), then reads the leases of the other
-     * entries' nodes (ZMSCORE Pnodes, the next command on this master) and removes the
-     * entries of those without a fresh lease (HDEL), as the single-Redis read does in its
-     * script (a node writes its lease before its entries: one that joined after the
-     * heartbeat is found alive). A
+     * SSUBSCRIBE); a presence read filters by the alive nodes of the last heartbeats (any
+     * part's, handler alive; its script cannot read Pnodes: another slot), then, two
+     * heartbeat periods later, reads the leases of the other entries' nodes (ZMSCORE
+     * Pnodes, on this master) and removes the entries of those without a fresh lease that
+     * no part lists alive either (HDEL), as the single-Redis read does in its script (a
+     * node writes its leases before its entries: one that joined after the read is found
+     * alive). A
      * MOVED, ASK, CLUSTERDOWN, TRYAGAIN or READONLY answer, or a channel the master drops
      * (a sunsubscribe not asked for), makes the thread reconnect and ask again; the
      * requests so refused (Redis refuses them before running them) are queued again, first

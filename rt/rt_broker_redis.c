@@ -295,6 +295,7 @@ typedef struct rb {
     char (*tags)[RT_BROKER_SESSION_TAG_LEN + 1]; /* pid tags with a hash of live records here */
     size_t ntags;
     size_t renewing; /* the first tags, whose renewal session_renew() appended last */
+    job_t *checks;   /* presence lease checks waiting for their time (cluster), oldest first */
     bool was_up;
     bool joined; /* cfg.cluster_joined, until its first connection (a gap, not a reconnect) */
     bool redirect_pause; /* a request met CLUSTERDOWN, TRYAGAIN or ASK: wait, then reconnect */
@@ -1350,16 +1351,36 @@ static int rb_presence_del(rt_broker_t *b, const char *nsp, const char *room, co
     return presence_job((rb_t *)b, &in, 0, NULL, NULL);
 }
 
-/* In a cluster, a presence read's alive nodes: a copy of the last heartbeat's (in->alive,
- * freed by the caller). -1: out of memory. */
+/* The alive nodes (*n of them, the array to free), as any part of this node knows them
+ * (handler alive), else as this broker's last heartbeat listed them. NULL: out of memory. */
+static char (*alive_nodes(rb_t *rb, size_t *n))[RT_BROKER_NODE_ID_SIZE]
+{
+    char(*ids)[RT_BROKER_NODE_ID_SIZE] = NULL;
+    size_t k = rb->h.alive ? rb->h.alive(&rb->base, NULL, 0, rb->ud) : 0;
+    if (k) {
+        if (!(ids = malloc(k * sizeof(*ids))))
+            return NULL;
+        *n = rb->h.alive(&rb->base, ids, k, rb->ud);
+        if (*n > k)
+            *n = k; /* a node joined meanwhile: the next read has it */
+        if (*n)
+            return ids;
+        free(ids);
+    }
+    pthread_mutex_lock(&rb->lock);
+    *n = rb->nnodes;
+    ids = malloc((*n ? *n : 1) * sizeof(*ids));
+    if (ids && *n)
+        memcpy(ids, rb->nodes, *n * sizeof(*ids));
+    pthread_mutex_unlock(&rb->lock);
+    return ids;
+}
+
+/* In a cluster, a presence read's alive nodes (in->alive, freed by the caller): those of
+ * alive_nodes(). -1: out of memory. */
 static int cluster_alive(rb_t *rb, presence_in_t *in)
 {
-    pthread_mutex_lock(&rb->lock);
-    in->nalive = rb->nnodes;
-    in->alive = malloc((in->nalive ? in->nalive : 1) * sizeof(*in->alive));
-    if (in->alive && in->nalive)
-        memcpy(in->alive, rb->nodes, in->nalive * sizeof(*in->alive));
-    pthread_mutex_unlock(&rb->lock);
+    in->alive = alive_nodes(rb, &in->nalive);
     return in->alive ? 0 : -1;
 }
 
@@ -3264,11 +3285,15 @@ static void build_check(argb_t *a, rb_t *rb, const void *p)
 
 /*
  * In a cluster a presence read cannot read the leases in its script (another slot), so it
- * returns the entries of nodes the last heartbeat did not list; their leases are read next
- * (a job queued first, on this master, after the read): the nodes without a fresh one are
- * dead, and their entries are removed (presence_checked()), as the script of a single Redis
- * removes them. A node writes its lease before any presence entry and renews it while it
- * lives, so a node that joined after the heartbeat is found alive.
+ * returns the entries of the nodes alive as of the last heartbeats (alive_nodes(): any
+ * part's) and hands back the others. Their leases are read two heartbeat periods later,
+ * once every part of this node had a heartbeat (a job queued first, on this master): the
+ * nodes without a fresh lease here that no part of this node lists alive then are dead,
+ * and their entries are removed (presence_checked()), as the script of a single Redis
+ * removes them. A node writes its leases before any presence entry and renews them while
+ * it lives, so a node that joined after the read is found alive: in this lease set, or,
+ * when its part for this master is named differently (see "Redis Cluster" in
+ * rt_broker.h), in another part's.
  */
 static void presence_check(rb_t *rb, const redisReply *hash, const redisReply *fields)
 {
@@ -3283,15 +3308,36 @@ static void presence_check(rb_t *rb, const redisReply *hash, const redisReply *f
         return;
     j->kind = JOB_PRESENCE_CHECK;
     j->argc = 2 + (int)fields->elements; /* the rest is the HDEL's */
-    enqueue_front(rb, j);
+    j->deadline = now_ms() + 2 * rb->cfg.heartbeat_ms;
+    job_t **tail = &rb->checks;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = j;
 }
 
-/* ZMSCORE's answer to check j: HDEL of the fields of the nodes without a fresh lease. */
+/* The presence checks whose time came go first: every part of the node had a heartbeat
+ * since their read. */
+static void checks_release(rb_t *rb, uint64_t now)
+{
+    while (rb->checks && rb->checks->deadline <= now) {
+        job_t *j = rb->checks;
+        rb->checks = j->next;
+        enqueue_front(rb, j);
+    }
+}
+
+/* ZMSCORE's answer to check j: HDEL of the fields of the nodes without a fresh lease that
+ * are not alive either (alive_nodes()). */
 typedef struct dead_in {
     const job_t *check;
     const redisReply *scores;
     uint64_t now;
+    char (*alive)[RT_BROKER_NODE_ID_SIZE];
+    size_t nalive;
 } dead_in_t;
+
+/* Whether field i of check in->check is of a dead node (see dead_in_t). */
+static bool field_dead(const dead_in_t *in, size_t i);
 
 static uint64_t redis_now(const rb_t *rb);
 
@@ -3299,6 +3345,18 @@ static bool lease_dead(const redisReply *score, uint64_t now)
 {
     return score->type == REDIS_REPLY_NIL ||
            (score->type == REDIS_REPLY_STRING && strtoull(score->str, NULL, 10) < now);
+}
+
+static bool field_dead(const dead_in_t *in, size_t i)
+{
+    if (!lease_dead(in->scores->element[i], in->now))
+        return false;
+    const char *node = in->check->argv[2 + i]; /* ZMSCORE's member i */
+    size_t len = in->check->argvlen[2 + i];
+    for (size_t k = 0; k < in->nalive; k++)
+        if (strlen(in->alive[k]) == len && memcmp(in->alive[k], node, len) == 0)
+            return false;
+    return true;
 }
 
 static void build_dead(argb_t *a, rb_t *rb, const void *p)
@@ -3309,7 +3367,7 @@ static void build_dead(argb_t *a, rb_t *rb, const void *p)
     arg_put(a, in->check->argv[in->check->argc], in->check->argvlen[in->check->argc]);
     arg_end(a);
     for (size_t i = 0; i < n; i++) {
-        if (!lease_dead(in->scores->element[i], in->now))
+        if (!field_dead(in, i))
             continue;
         const char *f = in->check->argv[in->check->argc + 1 + (int)i];
         arg_put(a, f, in->check->argvlen[in->check->argc + 1 + (int)i]);
@@ -3320,21 +3378,24 @@ static void build_dead(argb_t *a, rb_t *rb, const void *p)
 static void presence_checked(rb_t *rb, job_t *j, redisReply *r)
 {
     size_t n = (size_t)j->argc - 2, dead = 0;
-    uint64_t now = redis_now(rb);
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == n)
-        for (size_t i = 0; i < n; i++)
-            dead += lease_dead(r->element[i], now);
-    else
+    dead_in_t in = {j, r, redis_now(rb), NULL, 0};
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == n) {
+        /* Out of memory: nobody is taken for dead (the next read checks again). */
+        in.alive = alive_nodes(rb, &in.nalive);
+        for (size_t i = 0; in.alive && i < n; i++)
+            dead += field_dead(&in, i);
+    } else {
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: presence lease check refused: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
     if (dead) {
-        dead_in_t in = {j, r, now};
         job_t *del = job_build(rb, build_dead, &in, 0);
         if (del) {
             del->kind = JOB_PRESENCE_DEL;
             enqueue_front(rb, del);
         }
     }
+    free(in.alive);
     freeReplyObject(r);
     free(j);
 }
@@ -4007,6 +4068,7 @@ static int loop_once(rb_t *rb)
             return -1;
     }
     nreq_sweep(rb, now, false); /* deadlines, and the alive nodes a heartbeat updated */
+    checks_release(rb, now);
     pthread_mutex_lock(&rb->lock);
     bool busy = (rb->head && !rb->barrier) || rb->rhead || rb->pending || rb->patterns_pending;
     pthread_mutex_unlock(&rb->lock);
@@ -4016,6 +4078,8 @@ static int loop_once(rb_t *rb)
     for (nreq_t *q = rb->reqs; q; q = q->next)
         if (q->deadline < until)
             until = q->deadline;
+    if (rb->checks && rb->checks->deadline < until)
+        until = rb->checks->deadline;
     int timeout = busy ? 0 : until > now ? (int)(until - now) : 0;
     if (poll(pf, 2, timeout) < 0 && errno != EINTR)
         return -1;
@@ -4212,6 +4276,10 @@ static void rb_destroy(rb_t *rb)
     }
     free(rb->nodes);
     free(rb->tags);
+    for (job_t *j = rb->checks, *next; j; j = next) {
+        next = j->next;
+        free(j);
+    }
     free(rb->host);
     free(rb->password);
     free(rb->prefix);

@@ -139,6 +139,18 @@ static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
 /* A node request that came through shard c: its id becomes id * RT_BROKER_SHARDS_MAX + c's
  * index + 1, so that the answer (sh_respond()) goes back through the shard the requester
  * waits on (the number of shards may grow meanwhile). */
+static size_t sh_nodes(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max);
+
+static size_t on_alive(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max, void *ud)
+{
+    shard_t *sh = ((shard_child_t *)ud)->sh;
+    if (!enter(sh))
+        return 0;
+    size_t n = sh_nodes(&sh->base, ids, max);
+    leave(sh);
+    return n;
+}
+
 static void on_request(rt_broker_t *b, const rt_broker_request_t *req, void *ud)
 {
     shard_child_t *c = ud;
@@ -701,7 +713,8 @@ static rt_broker_t *shard_new(const char *const *names, size_t n, rt_ring_t *rin
                                     .state = on_state,
                                     .emitted = on_emitted,
                                     .request = on_request,
-                                    .moved = on_moved};
+                                    .moved = on_moved,
+                                    .alive = on_alive};
     for (size_t i = 0; i < n; i++) {
         sh->child[i].b = make(i, i == 0 ? NULL : sh->node_id, &sh->ch, &sh->child[i], make_arg);
         if (sh->child[i].b == NULL) {
