@@ -133,11 +133,11 @@ typedef struct rt_broker_handlers {
      * something of the slot still reaches this broker. Returns false if the slot is not
      * followed (no part could be made). */
     bool (*moved)(rt_broker_t *b, unsigned slot, size_t part, void *ud);
-    /* Redis Cluster, a master's broker (rt_broker_cluster.c sets it): the nodes alive as
-     * any part of this node knows them (as rt_broker_nodes() of the sharded broker: ids
-     * NULL counts them), so that a part whose own lease set misses a node another part
-     * sees alive (nodes whose parts are named differently: see "Redis Cluster") neither
-     * leaves its presence entries out of a read nor removes them. Called on loops and on
+    /* A part of a sharded broker (rt_broker_shard.c sets it; a Redis Cluster master's
+     * broker uses it): the nodes alive as any part of this node knows them (as rt_broker_nodes() of
+     * the sharded broker: ids NULL counts them), so that a part whose own lease set misses a node
+     * another part sees alive (nodes whose parts are named differently: see "Redis Cluster")
+     * neither leaves its presence entries out of a read nor removes them. Called on loops and on
      * the broker's thread, no lock of the broker held. */
     size_t (*alive)(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max, void *ud);
 } rt_broker_handlers_t;

@@ -136,11 +136,10 @@ static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
     }
 }
 
-/* A node request that came through shard c: its id becomes id * RT_BROKER_SHARDS_MAX + c's
- * index + 1, so that the answer (sh_respond()) goes back through the shard the requester
- * waits on (the number of shards may grow meanwhile). */
 static size_t sh_nodes(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max);
 
+/* The nodes alive as any shard knows them (sh_nodes()), for a shard's presence reads; none
+ * while the broker is being freed (the shard then uses its own list). */
 static size_t on_alive(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max, void *ud)
 {
     shard_t *sh = ((shard_child_t *)ud)->sh;
@@ -151,6 +150,9 @@ static size_t on_alive(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size
     return n;
 }
 
+/* A node request that came through shard c: its id becomes id * RT_BROKER_SHARDS_MAX + c's
+ * index + 1, so that the answer (sh_respond()) goes back through the shard the requester
+ * waits on (the number of shards may grow meanwhile). */
 static void on_request(rt_broker_t *b, const rt_broker_request_t *req, void *ud)
 {
     shard_child_t *c = ud;
