@@ -184,7 +184,8 @@ typedef struct job {
     /* When a master first answered that it no longer serves the job's slot (0: never):
      * the job is sent again after the reconnection until REDIRECT_RETRY_MS later. */
     uint64_t redirected_at;
-    /* Node request: its id (0: no answer wanted), flags, deadline, target (NULL: all). */
+    /* Node request: its id (0: no answer wanted), flags, deadline, target (NULL: all). A
+     * presence check: deadline is when it may be sent (presence_check()). */
     uint64_t req_id, deadline;
     uint32_t rflags;
     const char *target;
