@@ -330,7 +330,7 @@ def test_presence_spans_nodes_started_in_another_topology(tmp_path, redis_cluste
     parts' lease sets, which they share, say the others are alive), over reads that check
     leases for two lease periods. Before, each removed the others' entries as dead."""
     src = redis_cluster.master_of("/")
-    first = next(a for a, _, m, _ in redis_cluster.slots() if m == src)
+    first = first_slots(redis_cluster)[src]
     assert slot_of("/") != first
     dst = next(p for p in redis_cluster.masters() if p != src)
     with team_on_two_daemons(tmp_path, redis_cluster.url()) as (a, b, clients_, alice, bob):
@@ -806,16 +806,19 @@ def test_a_slot_moved_while_running_is_followed(redis_cluster, nodes, clients): 
     assert all(node.proc.poll() is None for node in (a, b, c))
 
 
-def master_tags(rc):
-    """{master port: the tag of its node keys}: the smallest decimal number in its first
-    slot, as a node started now computes it."""
+def first_slots(rc):
+    """{master port: its first (lowest) slot}."""
     firsts = {}
     for first, _, master, _ in rc.slots():
         firsts[master] = min(first, firsts.get(master, first))
-    tags = {}
-    for master, first in firsts.items():
-        tags[master] = next(n for n in range(4000000) if slot_of(str(n)) == first)
-    return tags
+    return firsts
+
+
+def master_tags(rc):
+    """{master port: the tag of its node keys}: the smallest decimal number in its first
+    slot, as a node started now computes it."""
+    return {master: next(n for n in range(4000000) if slot_of(str(n)) == first)
+            for master, first in first_slots(rc).items()}
 
 
 def sockets_seen(clients, name, n):
@@ -869,8 +872,7 @@ def test_node_keys_live_in_a_parts_first_slot(redis_cluster, nodes, clients):  #
     slot = slot_of(str(smallest))
     assert slot != first
     # A master whose first slot stays its first (a node started later names it the same).
-    dst = next(p for p in redis_cluster.masters()
-               if p != src and min(a for a, _, m, _ in redis_cluster.slots() if m == p) < slot)
+    dst = next(p for p, lowest in first_slots(redis_cluster).items() if p != src and lowest < slot)
     a, b = nodes(2, "--recovery", "60000")
     members = {nsp: member_and_sender(clients, b, a, nsp, i)
                for i, nsp in enumerate(["/", "/n1"])}
