@@ -133,13 +133,6 @@ typedef struct rt_broker_handlers {
      * something of the slot still reaches this broker. Returns false if the slot is not
      * followed (no part could be made). */
     bool (*moved)(rt_broker_t *b, unsigned slot, size_t part, void *ud);
-    /* A part of a sharded broker (rt_broker_shard.c sets it; a Redis Cluster master's
-     * broker uses it): the nodes alive as any part of this node knows them (as rt_broker_nodes() of
-     * the sharded broker: ids NULL counts them), so that a part whose own lease set misses a node
-     * another part sees alive (nodes whose parts are named differently: see "Redis Cluster")
-     * neither leaves its presence entries out of a read nor removes them. Called on loops and on
-     * the broker's thread, no lock of the broker held. */
-    size_t (*alive)(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max, void *ud);
 } rt_broker_handlers_t;
 
 /* Result of a publish: err 0 and its position ({0, 0} without history: Redis no_history),
@@ -222,6 +215,7 @@ typedef struct rt_broker_request {
     uint64_t id;        /* 0: no answer wanted; else pass it to rt_broker_respond() */
     const void *data;
     size_t len;
+    const char *key; /* the key it was sent with (NULL: none): pass it to rt_broker_respond() */
 } rt_broker_request_t;
 
 /* One node's answer (valid during the result call only). */
@@ -271,7 +265,8 @@ typedef struct rt_broker_ops {
     int (*request)(rt_broker_t *b, const char *node, const char *key, const void *data, size_t len,
                    uint32_t flags, uint32_t timeout_ms, eddy_fd_t fd, rt_broker_request_cb cb,
                    void *arg);
-    int (*respond)(rt_broker_t *b, const char *node, uint64_t id, const void *data, size_t len);
+    int (*respond)(rt_broker_t *b, const char *node, const char *key, uint64_t id, const void *data,
+                   size_t len);
     int (*recent)(rt_broker_t *b, const char *nsp, const char *room, size_t n, eddy_fd_t fd,
                   rt_broker_history_cb cb, void *arg);
     /* Optional (NULL: the engine is one part, see "Parts"). */
@@ -445,7 +440,8 @@ static inline void rt_broker_free(rt_broker_t *b)
  * Sends a node request (data copied) to node (NULL: every alive node, this one included).
  * key names the namespace it concerns (NULL: none): a sharded broker sends it through that
  * namespace's shard, so it keeps its order with the namespace's broadcasts (a barrier holds
- * them); other engines ignore it.
+ * them); in a Redis Cluster it is required, and the request reaches (and waits for) the
+ * nodes serving that namespace; other engines ignore it.
  * cb (NULL: no answer wanted, nothing waited for) runs once with the answers (see
  * rt_broker_request_cb); a node that is not alive is answered missing at once. flags:
  * RT_BROKER_BARRIER. timeout_ms > 0 bounds the wait (and a barrier's hold). Returns 0,
@@ -458,13 +454,13 @@ static inline int rt_broker_request(rt_broker_t *b, const char *node, const char
 {
     return b->ops->request(b, node, key, data, len, flags, timeout_ms, fd, cb, arg);
 }
-/* Answers request id of node (req->origin, req->id of the handler's request; data
- * copied). Once per request; a late answer is dropped by the requester. Returns 0,
- * EDDY_EINVAL (id 0), EDDY_ENOMEM, EDDY_EDROPPED. */
-static inline int rt_broker_respond(rt_broker_t *b, const char *node, uint64_t id, const void *data,
-                                    size_t len)
+/* Answers request id of node (req->origin, req->key, req->id of the handler's request;
+ * data copied). Once per request; a late answer is dropped by the requester. Returns 0,
+ * EDDY_EINVAL (id 0; in a Redis Cluster, no key), EDDY_ENOMEM, EDDY_EDROPPED. */
+static inline int rt_broker_respond(rt_broker_t *b, const char *node, const char *key, uint64_t id,
+                                    const void *data, size_t len)
 {
-    return b->ops->respond(b, node, id, data, len);
+    return b->ops->respond(b, node, key, id, data, len);
 }
 
 /*
@@ -525,8 +521,16 @@ void rt_broker_socket_tag(const char *node_id, char tag[RT_BROKER_SOCKET_TAG_LEN
  *                       and the answers to its requests)
  *   Pnodes:all          node requests to every node
  *   Pnodes              sorted set: node id -> lease expiry (Redis TIME, ms)
- *                       (these three in a Redis Cluster: P{tag}:node:<id>, P{tag}:nodes:all,
- *                       P{tag}:nodes, tag in the part's first slot; see cluster_tag)
+ *   In a Redis Cluster, where a node's parts may be named differently from another's (see
+ *   "Redis Cluster"), everything nodes exchange lives in the namespace's slot instead:
+ *   P{nsp}:l            sorted set: the lease of each node serving the namespace (it
+ *                       subscribed it whole), renewed by the heartbeat of the part the
+ *                       namespace is on
+ *   P{nsp}:q            node requests through the namespace to every node serving it
+ *   P{nsp}:n:<id>       node requests through it to one node, and the answers to the
+ *                       node's requests through it
+ *   and the part's own channel P{tag}:node:<id> (tag in the part's first slot; see
+ *   cluster_tag) carries its self round trip only.
  *   Psession:{T}<rest>  a disconnected socket's record (SET PX, taken by GETDEL), T the
  *                       pid's tag (below; so one script touches it and T's hashes in one
  *                       slot), <rest> the rest of the pid (a pid without a tag's shape:
@@ -651,17 +655,16 @@ typedef struct rt_broker_redis_config {
      * cluster_nodes[0..n) in turn (io_timeout_ms each; the one that answers is asked first
      * next time) which master serves slot cluster_slot (CLUSTER SLOTS), connects there and
      * checks with ROLE that it is a master; a new address counts as a master switch. The
-     * node's own keys and channels (Pnodes, Pnode:<id>, Pnodes:all) carry the hash tag
+     * broker's own channel (Pnode:<id>, its self round trip) carries the hash tag
      * {cluster_tag} (in cluster_slot, the slot the broker follows, as session_tag must be:
-     * refused otherwise); pub/sub is sharded (SPUBLISH, SSUBSCRIBE,
+     * refused otherwise); the leases and node requests are the namespaces' (P{nsp}:l,
+     * P{nsp}:q, P{nsp}:n:<id>: each namespace the layer subscribes whole is leased and
+     * listened to by the broker it is routed to, its lease written before anything else is
+     * sent through it), so a node request needs a key (EDDY_EINVAL without) and waits for
+     * the nodes alive in that namespace's lease, and a presence read checks the leases in
+     * its script as with one Redis; pub/sub is sharded (SPUBLISH, SSUBSCRIBE,
      * SUNSUBSCRIBE, one channel per command; no pattern, so each socket's room is one
-     * SSUBSCRIBE); a presence read filters by the alive nodes of the last heartbeats (any
-     * part's, handler alive; its script cannot read Pnodes: another slot), then, two
-     * heartbeat periods later, reads the leases of the other entries' nodes (ZMSCORE
-     * Pnodes, on this master) and removes the entries of those without a fresh lease that
-     * no part lists alive either (HDEL), as the single-Redis read does in its script (a
-     * node writes its leases before its entries: one that joined after the read is found
-     * alive). A
+     * SSUBSCRIBE). A
      * MOVED, ASK, CLUSTERDOWN, TRYAGAIN or READONLY answer, or a channel the master drops
      * (a sunsubscribe not asked for), makes the thread reconnect and ask again; the
      * requests so refused (Redis refuses them before running them) are queued again, first
@@ -942,26 +945,27 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * or, for a master of no part (one added after the start), to a part made for it then
  * (rt_broker_shard_slots_grow(): named "slot N" after its first slot, the moved one; the
  * parts change, see "Parts"; further slots moved to that master go to it). The sharded
- * broker routes the slot there from then on (rt_broker_part() answers it at once), the
- * old part hands it the slot's subscriptions and queued requests, those the old master
- * refused included (sent to the new master before what was routed there since, in order;
- * a request routed to the old part at the very moment of the move may come after one
- * routed just after it), and the part's state event (moved; gap when it is UP, else its
- * first connection ends a gap) makes the layer place its namespaces again and their
- * clients recover from the history, which moved with the slot (MIGRATE moves its keys).
- * The connections stay (a MOVED answer, a dropped channel or a refused SSUBSCRIBE of a
- * slot that alone moved, found again later, is handed over again). While the slot's keys
- * are being migrated the old master answers ASK: the broker reconnects after
- * backoff_min_ms and sends the requests again, as after a failover. A part's own keys (its
- * node keys {cluster_tag}: the lease, the node channels; its session records, session_tag)
- * are in its first slot: a move of it takes them along and the part follows it as after a
- * failover. Not followed: a slot for whose master no part can be made (RT_BROKER_PARTS_MAX
- * parts already). Such a slot is lost to the node: logged (WARNING), counted, its requests
- * answered with the refusal at once, its channels no longer make the broker reconnect, and
- * the broker is not ready (ready() false) until the node is freed: restart the nodes.
- * Nodes meet through the parts they have in common (same first slot, same tags): a node
- * started after a reshard that changed a master's first slot, or whose parts made while
- * running were made for other slots, names those parts' keys differently.
+ * broker routes the slot there from then on (rt_broker_part() answers it at once), the old
+ * part hands it the slot's subscriptions, leases and queued requests, those the old master
+ * refused included (sent to the new master before what was routed there since, in order; a
+ * request routed to the old part at the very moment of the move may come after one routed
+ * just after it), and the part's state event (moved; gap when it is UP, else its first
+ * connection ends a gap) makes the layer place its namespaces again and their clients
+ * recover from the history, which moved with the slot (MIGRATE moves its keys). The
+ * connections stay (a MOVED answer, a dropped channel or a refused SSUBSCRIBE of a slot
+ * that alone moved, found again later, is handed over again). While the slot's keys are
+ * being migrated the old master answers ASK: the broker reconnects after backoff_min_ms and
+ * sends the requests again, as after a failover. A part's own keys (its channel
+ * {cluster_tag}; its session records, session_tag) are in its first slot: a move of it
+ * takes them along and the part follows it as after a failover. Not followed: a slot for
+ * whose master no part can be made (RT_BROKER_PARTS_MAX parts already). Such a slot is lost
+ * to the node: logged (WARNING), counted, its requests answered with the refusal at once,
+ * its channels no longer make the broker reconnect, and the broker is not ready (ready()
+ * false) until the node is freed: restart the nodes. Nodes meet in the namespaces' slots
+ * (their leases, presence and node requests), not in their parts' keys: a node started
+ * after a reshard that changed a master's first slot, whose part for that master is named
+ * after another slot, or whose parts made while running were made for other slots than
+ * another node's, still meets every other node.
  * ------------------------------------------------------------------------------------- */
 
 #define RT_BROKER_CLUSTER_SLOTS 16384

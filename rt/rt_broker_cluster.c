@@ -740,10 +740,11 @@ static int lt_request(rt_broker_t *b, const char *node, const char *key, const v
                       : EDDY_ECLOSED;
 }
 
-static int lt_respond(rt_broker_t *b, const char *node, uint64_t id, const void *data, size_t len)
+static int lt_respond(rt_broker_t *b, const char *node, const char *key, uint64_t id,
+                      const void *data, size_t len)
 {
     rt_broker_t *in = inner_of(b);
-    return in != NULL ? rt_broker_respond(in, node, id, data, len) : EDDY_ECLOSED;
+    return in != NULL ? rt_broker_respond(in, node, key, id, data, len) : EDDY_ECLOSED;
 }
 
 /* Presence writes are not held: each master's UP event makes the layer write its

@@ -1194,7 +1194,8 @@ static int mb_request(rt_broker_t *b, const char *node, const char *key, const v
     bool answers = cb || (flags & RT_BROKER_BARRIER);
     size_t nlen = strlen(self ? mb->node_id : node) + 1;
     mreq_t *q = answers ? calloc(1, sizeof(*q) + nlen) : NULL;
-    mrequest_t *r = self && mb->h.request ? malloc(sizeof(*r) + nlen + len) : NULL;
+    size_t klen = key ? strlen(key) + 1 : 0;
+    mrequest_t *r = self && mb->h.request ? malloc(sizeof(*r) + nlen + len + klen) : NULL;
     if ((answers && !q) || (self && mb->h.request && !r)) {
         free(q);
         free(r);
@@ -1230,13 +1231,18 @@ static int mb_request(rt_broker_t *b, const char *node, const char *key, const v
     r->b = b;
     r->request = mb->h.request;
     r->ud = mb->ud;
-    r->req = (rt_broker_request_t){r->bytes, true, id, r->bytes + nlen, len};
+    if (key)
+        memcpy(r->bytes + nlen + len, key, klen);
+    r->req = (rt_broker_request_t){r->bytes,        true, id,
+                                   r->bytes + nlen, len,  key ? r->bytes + nlen + len : NULL};
     dispatch(mb, 0, run_request, r, free);
     return 0;
 }
 
-static int mb_respond(rt_broker_t *b, const char *node, uint64_t id, const void *data, size_t len)
+static int mb_respond(rt_broker_t *b, const char *node, const char *key, uint64_t id,
+                      const void *data, size_t len)
 {
+    (void)key; /* one node: the request is found by its id */
     mb_t *mb = (mb_t *)b;
     if (!node || !*node || strlen(node) > RT_BROKER_NODE_ID_MAX || !id || (len && !data))
         return EDDY_EINVAL;

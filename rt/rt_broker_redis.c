@@ -156,7 +156,6 @@ enum job_kind {
     JOB_NODE_REQUEST,
     JOB_NODE_REPLY,
     JOB_RECENT,
-    JOB_PRESENCE_CHECK,
 };
 
 /* A queued request: its Redis command (argv), built by the caller in one allocation. */
@@ -184,8 +183,8 @@ typedef struct job {
     /* When a master first answered that it no longer serves the job's slot (0: never):
      * the job is sent again after the reconnection until REDIRECT_RETRY_MS later. */
     uint64_t redirected_at;
-    /* Node request: its id (0: no answer wanted), flags, deadline, target (NULL: all). A
-     * presence check: deadline is when it may be sent (presence_check()). */
+    /* Node request: its id (0: no answer wanted), flags, deadline, target (NULL: all); in
+     * a cluster its namespace is nsp (above). */
     uint64_t req_id, deadline;
     uint32_t rflags;
     const char *target;
@@ -225,6 +224,7 @@ typedef struct nreq_slot {
 
 typedef struct nreq {
     struct nreq *next;
+    char *key; /* Redis Cluster: the namespace it went through (its lease lists the nodes) */
     uint64_t id, deadline;
     rt_broker_request_cb cb; /* NULL: a barrier nobody reads the answers of */
     void *arg;
@@ -232,6 +232,19 @@ typedef struct nreq {
     size_t n, left, answered;
     nreq_slot_t slots[];
 } nreq_t;
+
+/* Redis Cluster: a namespace this broker serves (the layer subscribed it whole), whose
+ * lease P{nsp}:l it renews at each heartbeat, reading the nodes alive there (ids[0..n),
+ * NULL until the first read): a request through the namespace waits for them. Held with
+ * the namespace's node channels (P{nsp}:q, P{nsp}:n:<id>); handed over with its slot.
+ * Guarded by rb->lock. */
+typedef struct lease {
+    struct lease *next;
+    size_t refs;
+    char (*ids)[RT_BROKER_NODE_ID_SIZE];
+    size_t n;
+    char nsp[];
+} lease_t;
 
 /* Last delivered position per namespace (thread only): one broadcast reaches the node on
  * each of its rooms' channels, and a namespace's seqs arrive in order on one connection. */
@@ -279,6 +292,8 @@ typedef struct rb {
     sub_t *pending;
     char (*nodes)[RT_BROKER_NODE_ID_SIZE];
     size_t nnodes;
+    lease_t *leases; /* Redis Cluster */
+    bool leases_new; /* a lease not written yet: written before the next requests */
 
     /* Thread only. */
     redisContext *cmd, *sub; /* socket I/O through rt_redis_tls.h's seam only */
@@ -296,7 +311,12 @@ typedef struct rb {
     char (*tags)[RT_BROKER_SESSION_TAG_LEN + 1]; /* pid tags with a hash of live records here */
     size_t ntags;
     size_t renewing; /* the first tags, whose renewal session_renew() appended last */
-    job_t *checks;   /* presence lease checks waiting for their time (cluster), oldest first */
+    /* Redis Cluster: the namespaces whose leases heartbeat_append() renewed, and the
+     * heartbeat's replies (read by heartbeat_read()). */
+    char **beat;
+    size_t nbeat;
+    redisReply **beat_r; /* room for beat_cap (kept: a heartbeat allocates no more) */
+    size_t beat_cap;
     bool was_up;
     bool joined; /* cfg.cluster_joined, until its first connection (a gap, not a reconnect) */
     bool redirect_pause; /* a request met CLUSTERDOWN, TRYAGAIN or ASK: wait, then reconnect */
@@ -484,6 +504,8 @@ static void nreq_free(nreq_t *q)
 {
     for (size_t i = 0; q && i < q->n; i++)
         free(q->slots[i].data);
+    if (q)
+        free(q->key);
     free(q);
 }
 
@@ -1267,46 +1289,19 @@ typedef struct presence_in {
     const char *nsp, *room, *member;
     const void *info;
     size_t len;
-    /* A read in a cluster: the alive nodes as of the last heartbeat (see lua_presence_alive). */
-    char (*alive)[RT_BROKER_NODE_ID_SIZE];
-    size_t nalive;
 } presence_in_t;
-
-/* Presence read in a cluster, where the leases (Pnodes) are in another slot than the
- * presence hash: KEYS = presence hash; ARGV = the alive nodes of the broker's last
- * heartbeat. Entries of other nodes are not returned, nor removed here (a node that joined
- * after that heartbeat is not listed yet): their fields come back as the second element
- * (the first: the entries; the third: the hash's name), and the broker asks Pnodes about
- * their nodes next (presence_check()). */
-static const char lua_presence_alive[] =
-    "local alive = {}\n"
-    "for _, n in ipairs(ARGV) do alive[n] = true end\n"
-    "local all = redis.call('HGETALL', KEYS[1])\n"
-    "local out, other = {}, {}\n"
-    "for i = 1, #all, 2 do\n"
-    "  local f = all[i]\n"
-    "  local sep = string.find(f, '\\31', 1, true)\n"
-    "  if sep and alive[string.sub(f, 1, sep - 1)] then out[#out + 1] = f; out[#out + 1] = "
-    "all[i + 1] else other[#other + 1] = f end\n"
-    "end\n"
-    "return {out, other, KEYS[1]}\n";
 
 static void build_presence(argb_t *a, rb_t *rb, const void *p)
 {
     const presence_in_t *in = p;
-    if (in->kind == JOB_PRESENCE_GET && rb->cluster_nodes) {
-        arg_str(a, "EVAL");
-        arg_str(a, lua_presence_alive);
-        arg_u64(a, 1);
-        arg_key(a, rb, in->nsp, "p", in->room);
-        for (size_t i = 0; i < in->nalive; i++)
-            arg_str(a, in->alive[i]);
-        return;
-    }
     if (in->kind == JOB_PRESENCE_GET) {
         arg_eval(a, rb, SCRIPT_PRESENCE);
         arg_u64(a, 2);
-        arg_str(a, rb->nodes_key);
+        /* In a cluster the namespace's lease, in the slot of its presence hashes. */
+        if (rb->cluster_nodes)
+            arg_key(a, rb, in->nsp, "l", NULL);
+        else
+            arg_str(a, rb->nodes_key);
         arg_key(a, rb, in->nsp, "p", in->room);
         return;
     }
@@ -1332,7 +1327,7 @@ static int presence_job(rb_t *rb, const presence_in_t *in, eddy_fd_t fd, void (*
     if (!j)
         return EDDY_ENOMEM;
     j->kind = in->kind;
-    j->script = in->kind == JOB_PRESENCE_GET && !rb->cluster_nodes ? SCRIPT_PRESENCE : -1;
+    j->script = in->kind == JOB_PRESENCE_GET ? SCRIPT_PRESENCE : -1;
     j->fd = fd;
     j->cb = cb;
     j->arg = arg;
@@ -1342,47 +1337,14 @@ static int presence_job(rb_t *rb, const presence_in_t *in, eddy_fd_t fd, void (*
 static int rb_presence_set(rt_broker_t *b, const char *nsp, const char *room, const char *member,
                            const void *info, size_t len)
 {
-    presence_in_t in = {JOB_PRESENCE_SET, nsp, room, member, info ? info : "", len, NULL, 0};
+    presence_in_t in = {JOB_PRESENCE_SET, nsp, room, member, info ? info : "", len};
     return presence_job((rb_t *)b, &in, 0, NULL, NULL);
 }
 
 static int rb_presence_del(rt_broker_t *b, const char *nsp, const char *room, const char *member)
 {
-    presence_in_t in = {JOB_PRESENCE_DEL, nsp, room, member, NULL, 0, NULL, 0};
+    presence_in_t in = {JOB_PRESENCE_DEL, nsp, room, member, NULL, 0};
     return presence_job((rb_t *)b, &in, 0, NULL, NULL);
-}
-
-/* The alive nodes (*n of them, the array to free), as any part of this node knows them
- * (handler alive), else as this broker's last heartbeat listed them. NULL: out of memory. */
-static char (*alive_nodes(rb_t *rb, size_t *n))[RT_BROKER_NODE_ID_SIZE]
-{
-    char(*ids)[RT_BROKER_NODE_ID_SIZE] = NULL;
-    size_t k = rb->h.alive ? rb->h.alive(&rb->base, NULL, 0, rb->ud) : 0;
-    if (k) {
-        if (!(ids = malloc(k * sizeof(*ids))))
-            return NULL;
-        *n = rb->h.alive(&rb->base, ids, k, rb->ud);
-        if (*n > k)
-            *n = k; /* a node joined meanwhile: the next read has it */
-        if (*n)
-            return ids;
-        free(ids);
-    }
-    pthread_mutex_lock(&rb->lock);
-    *n = rb->nnodes;
-    ids = malloc((*n ? *n : 1) * sizeof(*ids));
-    if (ids && *n)
-        memcpy(ids, rb->nodes, *n * sizeof(*ids));
-    pthread_mutex_unlock(&rb->lock);
-    return ids;
-}
-
-/* In a cluster, a presence read's alive nodes (in->alive, freed by the caller): those of
- * alive_nodes(). -1: out of memory. */
-static int cluster_alive(rb_t *rb, presence_in_t *in)
-{
-    in->alive = alive_nodes(rb, &in->nalive);
-    return in->alive ? 0 : -1;
 }
 
 static int rb_presence_get(rt_broker_t *b, const char *nsp, const char *room, eddy_fd_t fd,
@@ -1390,13 +1352,8 @@ static int rb_presence_get(rt_broker_t *b, const char *nsp, const char *room, ed
 {
     if (!cb)
         return EDDY_EINVAL;
-    rb_t *rb = (rb_t *)b;
-    presence_in_t in = {JOB_PRESENCE_GET, nsp, room, NULL, NULL, 0, NULL, 0};
-    if (rb->cluster_nodes && cluster_alive(rb, &in) != 0)
-        return EDDY_ENOMEM;
-    int rc = presence_job(rb, &in, fd, (void (*)(void))cb, arg);
-    free(in.alive);
-    return rc;
+    presence_in_t in = {JOB_PRESENCE_GET, nsp, room, NULL, NULL, 0};
+    return presence_job((rb_t *)b, &in, fd, (void (*)(void))cb, arg);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1454,7 +1411,10 @@ static int rb_recent(rt_broker_t *b, const char *nsp, const char *room, size_t n
 }
 
 /* ---------------------------------------------------------------------------------------
- * Node requests: PUBLISH to Pnodes:all or Pnode:<id>, answers to the requester's Pnode:<id>
+ * Node requests: PUBLISH to Pnodes:all or Pnode:<id>, answers to the requester's Pnode:<id>;
+ * in a Redis Cluster SPUBLISH to the namespace's P{nsp}:q or P{nsp}:n:<id>, answers to the
+ * requester's P{nsp}:n:<id> (every node that serves the namespace listens there, whatever
+ * its parts are named)
  * ------------------------------------------------------------------------------------- */
 
 #define NODE_MSG_HEADER 10 /* version, kind, id (8) */
@@ -1481,7 +1441,8 @@ int rt_broker_node_msg_decode(const void *buf, size_t len, char *kind, uint64_t 
 }
 
 typedef struct node_msg_in {
-    const char *to; /* NULL: every node */
+    const char *to;  /* NULL: every node */
+    const char *key; /* Redis Cluster: the namespace whose channels carry it */
     char kind;
     uint64_t id;
     const void *data;
@@ -1492,7 +1453,9 @@ static void build_node_msg(argb_t *a, rb_t *rb, const void *p)
 {
     const node_msg_in_t *in = p;
     arg_str(a, rb->pub_verb);
-    if (in->to) {
+    if (rb->cluster_nodes) {
+        arg_key(a, rb, in->key, in->to ? "n" : "q", in->to);
+    } else if (in->to) {
         arg_puts(a, rb->node_prefix);
         arg_puts(a, "node:");
         arg_puts(a, in->to);
@@ -1507,8 +1470,9 @@ static void build_node_msg(argb_t *a, rb_t *rb, const void *p)
     arg_put(a, rb->node_id, strlen(rb->node_id) + 1);
     arg_put(a, in->data, in->len);
     arg_end(a);
-    /* The target again, after the command (not sent). */
+    /* The target and the key again, after the command (not sent). */
     arg_str(a, in->to ? in->to : "");
+    arg_str(a, in->key ? in->key : "");
 }
 
 static bool node_id_ok(const char *id)
@@ -1522,16 +1486,18 @@ static int rb_request(rt_broker_t *b, const char *node, const char *key, const v
 {
     rb_t *rb = (rb_t *)b;
     if ((node && !node_id_ok(node)) || (len && !data) || !timeout_ms ||
-        (flags & ~RT_BROKER_BARRIER))
+        (flags & ~RT_BROKER_BARRIER) || (rb->cluster_nodes && !name_ok(key)))
         return EDDY_EINVAL;
     bool answers = cb || (flags & RT_BROKER_BARRIER);
-    node_msg_in_t in = {node, 'Q', answers ? atomic_fetch_add(&rb->next_req, 1) + 1 : 0,
-                        data ? data : "", len};
+    node_msg_in_t in = {
+        node, key, 'Q', answers ? atomic_fetch_add(&rb->next_req, 1) + 1 : 0, data ? data : "",
+        len};
     job_t *j = job_build(rb, build_node_msg, &in, 0);
     if (!j)
         return EDDY_ENOMEM;
-    j->argc--;
+    j->argc -= 2;
     j->target = node ? j->argv[j->argc] : NULL;
+    j->nsp = rb->cluster_nodes ? j->argv[j->argc + 1] : NULL;
     j->kind = JOB_NODE_REQUEST;
     j->req_id = in.id;
     j->rflags = flags;
@@ -1542,18 +1508,33 @@ static int rb_request(rt_broker_t *b, const char *node, const char *key, const v
     return enqueue(rb, j);
 }
 
-static int rb_respond(rt_broker_t *b, const char *node, uint64_t id, const void *data, size_t len)
+static int rb_respond(rt_broker_t *b, const char *node, const char *key, uint64_t id,
+                      const void *data, size_t len)
 {
     rb_t *rb = (rb_t *)b;
-    if (!node_id_ok(node) || !id || (len && !data))
+    if (!node_id_ok(node) || !id || (len && !data) || (rb->cluster_nodes && !name_ok(key)))
         return EDDY_EINVAL;
-    node_msg_in_t in = {node, 'R', id, data ? data : "", len};
+    node_msg_in_t in = {node, key, 'R', id, data ? data : "", len};
     job_t *j = job_build(rb, build_node_msg, &in, 0);
     if (!j)
         return EDDY_ENOMEM;
-    j->argc--;
+    j->argc -= 2;
     j->kind = JOB_NODE_REPLY;
     return enqueue(rb, j);
+}
+
+/* The nodes a request through key waits for (rb->lock held; *n of them): in a cluster those
+ * alive in the lease of key, a namespace this broker serves, else the alive nodes of every
+ * namespace it serves (or, not in a cluster, of its lease). */
+static char (*waited(rb_t *rb, const char *key, size_t *n))[RT_BROKER_NODE_ID_SIZE]
+{
+    for (lease_t *l = rb->leases; key && l; l = l->next)
+        if (l->ids && strcmp(l->nsp, key) == 0) {
+            *n = l->n;
+            return l->ids;
+        }
+    *n = rb->nnodes;
+    return rb->nodes;
 }
 
 /* Hands q's outcome to its callback and frees it (thread only). */
@@ -1608,17 +1589,23 @@ static void nreq_finish(rb_t *rb, nreq_t *q)
 static bool nreq_start(rb_t *rb, job_t *j)
 {
     pthread_mutex_lock(&rb->lock);
-    size_t n = j->target ? 1 : rb->nnodes;
+    size_t nalive;
+    char(*alive_ids)[RT_BROKER_NODE_ID_SIZE] = waited(rb, j->nsp, &nalive);
+    size_t n = j->target ? 1 : nalive;
     nreq_t *q = calloc(1, sizeof(*q) + (n ? n : 1) * sizeof(nreq_slot_t));
+    if (q && j->nsp && !(q->key = strdup(j->nsp))) {
+        free(q);
+        q = NULL;
+    }
     if (q) {
         for (size_t i = 0; i < n; i++)
-            memcpy(q->slots[i].node, j->target ? j->target : rb->nodes[i],
+            memcpy(q->slots[i].node, j->target ? j->target : alive_ids[i],
                    j->target ? strlen(j->target) + 1 : RT_BROKER_NODE_ID_SIZE);
         q->n = q->left = n;
         for (size_t i = 0; j->target && i < 1; i++) {
             bool alive = false;
-            for (size_t k = 0; k < rb->nnodes && !alive; k++)
-                alive = strcmp(rb->nodes[k], j->target) == 0;
+            for (size_t k = 0; k < nalive && !alive; k++)
+                alive = strcmp(alive_ids[k], j->target) == 0;
             if (!alive) {
                 q->slots[0].state = 2;
                 q->left = 0;
@@ -1679,11 +1666,13 @@ static void nreq_sweep(rb_t *rb, uint64_t now, bool everything)
             continue;
         }
         pthread_mutex_lock(&rb->lock);
+        size_t nalive;
+        char(*alive_ids)[RT_BROKER_NODE_ID_SIZE] = waited(rb, q->key, &nalive);
         for (size_t i = 0; i < q->n; i++) {
             nreq_slot_t *sl = &q->slots[i];
             bool alive = false;
-            for (size_t k = 0; sl->state == 0 && k < rb->nnodes && !alive; k++)
-                alive = strcmp(rb->nodes[k], sl->node) == 0;
+            for (size_t k = 0; sl->state == 0 && k < nalive && !alive; k++)
+                alive = strcmp(alive_ids[k], sl->node) == 0;
             if (sl->state == 0 && !alive) {
                 sl->state = 2;
                 q->left--;
@@ -1701,6 +1690,7 @@ typedef struct node_request {
     void *ud;
     redisReply *reply;
     rt_broker_request_t req;
+    char key[];
 } node_request_t;
 
 static void run_node_request(eddy_server_t *srv, void *p)
@@ -1711,8 +1701,9 @@ static void run_node_request(eddy_server_t *srv, void *p)
     free(nr);
 }
 
-/* A message on the node's channel or on Pnodes:all (r owned). */
-static void handle_node_msg(rb_t *rb, redisReply *r)
+/* A message on one of the node's channels (r owned), key[0..klen) the namespace of the
+ * channel (NULL: not a namespace's). */
+static void handle_node_msg(rb_t *rb, redisReply *r, const char *key, size_t klen)
 {
     char kind;
     uint64_t id;
@@ -1731,7 +1722,7 @@ static void handle_node_msg(rb_t *rb, redisReply *r)
         freeReplyObject(r);
         return;
     }
-    node_request_t *nr = rb->h.request ? malloc(sizeof(*nr)) : NULL;
+    node_request_t *nr = rb->h.request ? malloc(sizeof(*nr) + klen + 1) : NULL;
     if (!nr) {
         if (rb->h.request)
             eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
@@ -1741,7 +1732,12 @@ static void handle_node_msg(rb_t *rb, redisReply *r)
         return;
     }
     *nr = (node_request_t){
-        rb, rb->h.request, rb->ud, r, {node, strcmp(node, rb->node_id) == 0, id, data, len}};
+        rb, rb->h.request, rb->ud, r, {node, strcmp(node, rb->node_id) == 0, id, data, len, NULL}};
+    if (key) {
+        memcpy(nr->key, key, klen);
+        nr->key[klen] = '\0';
+        nr->req.key = nr->key;
+    }
     dispatch(rb, 0, run_node_request, nr);
 }
 
@@ -1838,6 +1834,79 @@ static int sub_ref(rb_t *rb, sub_t *n, size_t len, size_t refs)
     return 0;
 }
 
+/* A new interest in the channel P{nsp}:<kind>[:<room>] (kind one character), for sub_ref();
+ * NULL: out of memory. */
+static sub_t *sub_new(rb_t *rb, const char *nsp, const char *kind, const char *room, size_t *len)
+{
+    sub_t *n = malloc(sizeof(sub_t) + channel_size(rb, nsp, room));
+    if (n) {
+        argb_t a = {
+            .fill = true, .argv = (const char *[1]){0}, .lens = (size_t[1]){0}, .p = n->channel};
+        arg_key(&a, rb, nsp, kind, room);
+        *len = a.lens[0];
+    }
+    return n;
+}
+
+static int sub_unref(rb_t *rb, const char *ch, size_t len);
+
+/* Redis Cluster: takes (on) or drops a reference on the lease of nsp, a namespace this
+ * broker serves. The first reference subscribes the namespace's node channels and makes
+ * the thread write the lease before it sends anything more (leases_new), so that a node is
+ * alive in a namespace before its presence entries and requests are there; the last one
+ * unsubscribes them (the lease then runs out). */
+static int lease_ref(rb_t *rb, const char *nsp, bool on)
+{
+    size_t len = strlen(nsp);
+    lease_t *fresh = on ? calloc(1, sizeof(*fresh) + len + 1) : NULL;
+    if (on && !fresh)
+        return EDDY_ENOMEM;
+    pthread_mutex_lock(&rb->lock);
+    lease_t **it = &rb->leases;
+    while (*it && strcmp((*it)->nsp, nsp) != 0)
+        it = &(*it)->next;
+    lease_t *l = *it, *gone = NULL;
+    if (!l && !on) {
+        pthread_mutex_unlock(&rb->lock);
+        return EDDY_ENOTFOUND;
+    }
+    bool changed = !l || (!on && l->refs == 1);
+    if (!l) {
+        memcpy(fresh->nsp, nsp, len + 1);
+        *it = l = fresh;
+        fresh = NULL;
+        rb->leases_new = true;
+    }
+    if (on) {
+        l->refs++;
+    } else if (--l->refs == 0) {
+        *it = l->next;
+        gone = l;
+    }
+    pthread_mutex_unlock(&rb->lock);
+    free(fresh);
+    if (gone) {
+        free(gone->ids);
+        free(gone);
+    }
+    static const char *const kinds[2] = {"q", "n"};
+    const char *rooms[2] = {NULL, rb->node_id};
+    int rc = 0;
+    for (int i = 0; changed && i < 2; i++) {
+        size_t clen;
+        sub_t *n = sub_new(rb, nsp, kinds[i], rooms[i], &clen);
+        if (!n) {
+            rc = EDDY_ENOMEM;
+        } else if (on) {
+            rc = sub_ref(rb, n, clen, 1) != 0 ? EDDY_ENOMEM : rc;
+        } else {
+            sub_unref(rb, n->channel, clen);
+            free(n);
+        }
+    }
+    return rc;
+}
+
 static int rb_subscribe(rt_broker_t *b, const char *nsp, const char *room)
 {
     rb_t *rb = (rb_t *)b;
@@ -1845,11 +1914,15 @@ static int rb_subscribe(rt_broker_t *b, const char *nsp, const char *room)
         return EDDY_EINVAL;
     if (socket_tagged(rb, room))
         return pattern_ref(rb, nsp, true);
-    size_t size = channel_size(rb, nsp, room), len;
-    sub_t *n = malloc(sizeof(sub_t) + size);
+    if (!room && rb->cluster_nodes) {
+        int rc = lease_ref(rb, nsp, true);
+        if (rc != 0)
+            return rc;
+    }
+    size_t len;
+    sub_t *n = sub_new(rb, nsp, "c", room, &len);
     if (!n)
         return EDDY_ENOMEM;
-    channel_name(rb, nsp, room, n->channel, &len);
     return sub_ref(rb, n, len, 1);
 }
 
@@ -1860,9 +1933,17 @@ static int rb_unsubscribe(rt_broker_t *b, const char *nsp, const char *room)
         return EDDY_EINVAL;
     if (socket_tagged(rb, room))
         return pattern_ref(rb, nsp, false);
+    if (!room && rb->cluster_nodes)
+        lease_ref(rb, nsp, false);
     char ch[channel_size(rb, nsp, room)];
     size_t len;
     channel_name(rb, nsp, room, ch, &len);
+    return sub_unref(rb, ch, len);
+}
+
+/* Drops a reference on the channel ch[0..len): EDDY_ENOTFOUND if it has none. */
+static int sub_unref(rb_t *rb, const char *ch, size_t len)
+{
     pthread_mutex_lock(&rb->lock);
     sub_t *s = *sub_slot(rb, ch, len);
     if (!s || !s->refs) {
@@ -3055,6 +3136,28 @@ static void pmessage_shift(redisReply *r)
     r->elements = 3;
 }
 
+/* Redis Cluster: whether channel ch is one of a namespace's node channels, P{nsp}:q or this
+ * node's P{nsp}:n:<id>; the namespace is then *nsp[0..*len). */
+static bool node_channel_of(const rb_t *rb, const redisReply *ch, const char **nsp, size_t *len)
+{
+    const char *s = ch->str, *end = ch->str + ch->len;
+    if (!rb->cluster_nodes || ch->len < rb->prefix_len + 4 ||
+        memcmp(s, rb->prefix, rb->prefix_len) != 0 || s[rb->prefix_len] != '{')
+        return false;
+    const char *open = s + rb->prefix_len + 1;
+    const char *close = memchr(open, '}', (size_t)(end - open));
+    if (!close || end - close < 3 || close[1] != ':')
+        return false;
+    const char *kind = close + 2;
+    size_t rest = (size_t)(end - kind), idlen = strlen(rb->node_id);
+    bool all = rest == 1 && kind[0] == 'q';
+    bool own = rest == 2 + idlen && kind[0] == 'n' && kind[1] == ':' &&
+               memcmp(kind + 2, rb->node_id, idlen) == 0;
+    *nsp = open;
+    *len = (size_t)(close - open);
+    return all || own;
+}
+
 /* A reply read on the SUBSCRIBE connection (owned: freed or handed on). */
 static void handle_sub_reply(rb_t *rb, redisReply *r)
 {
@@ -3089,9 +3192,15 @@ static void handle_sub_reply(rb_t *rb, redisReply *r)
         freeReplyObject(r);
         return;
     }
+    const char *key;
+    size_t klen;
     if (strcmp(r->element[1]->str, rb->node_channel) == 0 ||
-        strcmp(r->element[1]->str, rb->all_channel) == 0) {
-        handle_node_msg(rb, r);
+        (!rb->cluster_nodes && strcmp(r->element[1]->str, rb->all_channel) == 0)) {
+        handle_node_msg(rb, r, NULL, 0);
+        return;
+    }
+    if (node_channel_of(rb, r->element[1], &key, &klen)) {
+        handle_node_msg(rb, r, key, klen);
         return;
     }
     const char *p = r->element[2]->str, *end = p + r->element[2]->len;
@@ -3255,152 +3364,6 @@ out:
     history_result_done(rb, j, r, res);
 }
 
-/* A cluster's presence cleanup: the fields (node id, 0x1f, member) of a presence hash
- * whose nodes were not alive at the last heartbeat, and the nodes' ids. */
-typedef struct check_in {
-    const redisReply *hash;
-    const redisReply *fields;
-    const char *nodes_key;
-} check_in_t;
-
-/* ZMSCORE Pnodes <each field's node id>, then (beyond argc, for the HDEL of
- * presence_checked()) the hash and the fields. */
-static void build_check(argb_t *a, rb_t *rb, const void *p)
-{
-    const check_in_t *in = p;
-    arg_str(a, "ZMSCORE");
-    arg_str(a, in->nodes_key);
-    for (size_t i = 0; i < in->fields->elements; i++) {
-        const redisReply *f = in->fields->element[i];
-        const char *sep = memchr(f->str, 0x1f, f->len);
-        arg_put(a, f->str, sep ? (size_t)(sep - f->str) : f->len);
-        arg_end(a);
-    }
-    arg_put(a, in->hash->str, in->hash->len);
-    arg_end(a);
-    for (size_t i = 0; i < in->fields->elements; i++) {
-        arg_put(a, in->fields->element[i]->str, in->fields->element[i]->len);
-        arg_end(a);
-    }
-}
-
-/*
- * In a cluster a presence read cannot read the leases in its script (another slot), so it
- * returns the entries of the nodes alive as of the last heartbeats (alive_nodes(): any
- * part's) and hands back the others. Their leases are read two heartbeat periods later,
- * once every part of this node had a heartbeat (a job queued first, on this master): the
- * nodes without a fresh lease here that no part of this node lists alive then are dead,
- * and their entries are removed (presence_checked()), as the script of a single Redis
- * removes them. A node writes its leases before any presence entry and renews them while
- * it lives, so a node that joined after the read is found alive: in this lease set, or,
- * when its part for this master is named differently (see "Redis Cluster" in
- * rt_broker.h), in another part's.
- */
-static void presence_check(rb_t *rb, const redisReply *hash, const redisReply *fields)
-{
-    if (!fields->elements)
-        return;
-    for (size_t i = 0; i < fields->elements; i++)
-        if (fields->element[i]->type != REDIS_REPLY_STRING)
-            return;
-    check_in_t in = {hash, fields, rb->nodes_key};
-    job_t *j = job_build(rb, build_check, &in, 0);
-    if (!j)
-        return;
-    j->kind = JOB_PRESENCE_CHECK;
-    j->argc = 2 + (int)fields->elements; /* the rest is the HDEL's */
-    j->deadline = now_ms() + 2 * rb->cfg.heartbeat_ms;
-    job_t **tail = &rb->checks;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = j;
-}
-
-/* The presence checks whose time came go first: every part of the node had a heartbeat
- * since their read. */
-static void checks_release(rb_t *rb, uint64_t now)
-{
-    while (rb->checks && rb->checks->deadline <= now) {
-        job_t *j = rb->checks;
-        rb->checks = j->next;
-        enqueue_front(rb, j);
-    }
-}
-
-/* ZMSCORE's answer to check j: HDEL of the fields of the nodes without a fresh lease that
- * are not alive either (alive_nodes()). */
-typedef struct dead_in {
-    const job_t *check;
-    const redisReply *scores;
-    uint64_t now;
-    char (*alive)[RT_BROKER_NODE_ID_SIZE];
-    size_t nalive;
-} dead_in_t;
-
-/* Whether field i of check in->check is of a dead node (see dead_in_t). */
-static bool field_dead(const dead_in_t *in, size_t i);
-
-static uint64_t redis_now(const rb_t *rb);
-
-static bool lease_dead(const redisReply *score, uint64_t now)
-{
-    return score->type == REDIS_REPLY_NIL ||
-           (score->type == REDIS_REPLY_STRING && strtoull(score->str, NULL, 10) < now);
-}
-
-static bool field_dead(const dead_in_t *in, size_t i)
-{
-    if (!lease_dead(in->scores->element[i], in->now))
-        return false;
-    const char *node = in->check->argv[2 + i]; /* ZMSCORE's member i */
-    size_t len = in->check->argvlen[2 + i];
-    for (size_t k = 0; k < in->nalive; k++)
-        if (strlen(in->alive[k]) == len && memcmp(in->alive[k], node, len) == 0)
-            return false;
-    return true;
-}
-
-static void build_dead(argb_t *a, rb_t *rb, const void *p)
-{
-    const dead_in_t *in = p;
-    size_t n = (size_t)in->check->argc - 2;
-    arg_str(a, "HDEL");
-    arg_put(a, in->check->argv[in->check->argc], in->check->argvlen[in->check->argc]);
-    arg_end(a);
-    for (size_t i = 0; i < n; i++) {
-        if (!field_dead(in, i))
-            continue;
-        const char *f = in->check->argv[in->check->argc + 1 + (int)i];
-        arg_put(a, f, in->check->argvlen[in->check->argc + 1 + (int)i]);
-        arg_end(a);
-    }
-}
-
-static void presence_checked(rb_t *rb, job_t *j, redisReply *r)
-{
-    size_t n = (size_t)j->argc - 2, dead = 0;
-    dead_in_t in = {j, r, redis_now(rb), NULL, 0};
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == n) {
-        /* Out of memory: nobody is taken for dead (the next read checks again). */
-        in.alive = alive_nodes(rb, &in.nalive);
-        for (size_t i = 0; in.alive && i < n; i++)
-            dead += field_dead(&in, i);
-    } else {
-        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: presence lease check refused: %s",
-                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    }
-    if (dead) {
-        job_t *del = job_build(rb, build_dead, &in, 0);
-        if (del) {
-            del->kind = JOB_PRESENCE_DEL;
-            enqueue_front(rb, del);
-        }
-    }
-    free(in.alive);
-    freeReplyObject(r);
-    free(j);
-}
-
 static void presence_reply(rb_t *rb, job_t *j, redisReply *r)
 {
     presence_result_t *res = calloc(1, sizeof(*res));
@@ -3410,18 +3373,8 @@ static void presence_reply(rb_t *rb, job_t *j, redisReply *r)
         return;
     }
     *res = (presence_result_t){.rb = rb, .cb = (rt_broker_presence_cb)j->cb, .arg = j->arg};
-    /* In a cluster: {entries, other nodes' fields, hash} (lua_presence_alive). */
-    bool cluster = rb->cluster_nodes != NULL;
     const redisReply *list = r;
-    if (cluster && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[1]->type == REDIS_REPLY_ARRAY &&
-        r->element[2]->type == REDIS_REPLY_STRING) {
-        list = r->element[0];
-        presence_check(rb, r->element[2], r->element[1]);
-    } else if (cluster) {
-        list = NULL;
-    }
-    if (list == NULL || list->type != REDIS_REPLY_ARRAY) {
+    if (list->type != REDIS_REPLY_ARRAY) {
         eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: presence read refused: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         res->err = EDDY_EPROTO;
@@ -3534,9 +3487,6 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
         return;
     case JOB_RECENT:
         recent_reply(rb, j, r);
-        return;
-    case JOB_PRESENCE_CHECK:
-        presence_checked(rb, j, r);
         return;
     case JOB_NODE_REQUEST:
         /* Registered now, before the thread reads its subscriptions again (where the
@@ -3676,7 +3626,59 @@ static bool take_time(rb_t *rb, const redisReply *r)
     return true;
 }
 
-/* Appends a heartbeat: the lease renewed and the expired ones removed (in Redis' time as
+/* Redis Cluster: the key of nsp's lease, P{nsp}:l (allocated; NULL: out of memory). */
+static char *lease_key(const rb_t *rb, const char *nsp)
+{
+    size_t size = rb->prefix_len + strlen(nsp) + 6;
+    char *key = malloc(size);
+    if (key)
+        snprintf(key, size, "%s{%s}:l", rb->prefix, nsp);
+    return key;
+}
+
+static void beat_clear(rb_t *rb)
+{
+    for (size_t i = 0; i < rb->nbeat; i++)
+        free(rb->beat[i]);
+    free(rb->beat);
+    rb->beat = NULL;
+    rb->nbeat = 0;
+}
+
+/* The leases a heartbeat renews (*keys of them): Pnodes, or in a cluster each served
+ * namespace's (noted in rb->beat: they may change before the replies are read); room for
+ * the heartbeat's replies in rb->beat_r. -1: out of memory. */
+static int beat_prepare(rb_t *rb, size_t *keys)
+{
+    beat_clear(rb);
+    bool ok = true;
+    pthread_mutex_lock(&rb->lock);
+    if (rb->cluster_nodes) {
+        size_t n = 0;
+        for (lease_t *l = rb->leases; l; l = l->next)
+            n++;
+        ok = (rb->beat = calloc(n ? n : 1, sizeof(*rb->beat))) != NULL;
+        for (lease_t *l = rb->leases; ok && l; l = l->next)
+            if ((ok = (rb->beat[rb->nbeat] = strdup(l->nsp)) != NULL))
+                rb->nbeat++;
+        rb->leases_new = false;
+    }
+    pthread_mutex_unlock(&rb->lock);
+    *keys = rb->cluster_nodes ? rb->nbeat : 1;
+    size_t need = 2 + 3 * *keys;
+    if (ok && need > rb->beat_cap) {
+        redisReply **r = realloc(rb->beat_r, need * sizeof(*r));
+        if ((ok = r != NULL)) {
+            rb->beat_r = r;
+            rb->beat_cap = need;
+        }
+    }
+    if (ok)
+        memset(rb->beat_r, 0, need * sizeof(*rb->beat_r));
+    return ok ? 0 : -1;
+}
+
+/* Appends a heartbeat: the leases renewed and the expired ones removed (in Redis' time as
  * estimated from the previous heartbeat's TIME, which it asks again), the alive nodes read,
  * the self round trip's ping and the session records' renewal. Plain commands, no script:
  * EVALSHA of the same three commands cost Redis 57-79 us against about 12. */
@@ -3686,13 +3688,22 @@ static int heartbeat_append(rb_t *rb)
     uint64_t t = redis_now(rb);
     snprintf(expiry, sizeof(expiry), "%llu", (unsigned long long)t + rb->cfg.lease_ms);
     snprintf(now, sizeof(now), "%llu", (unsigned long long)t);
-    if (redisAppendCommand(rb->cmd, "TIME") != REDIS_OK ||
-        redisAppendCommand(rb->cmd, "ZADD %s %s %s", rb->nodes_key, expiry, rb->node_id) !=
-            REDIS_OK ||
-        redisAppendCommand(rb->cmd, "ZREMRANGEBYSCORE %s -inf %s", rb->nodes_key, now) !=
-            REDIS_OK ||
-        redisAppendCommand(rb->cmd, "ZRANGE %s 0 -1", rb->nodes_key) != REDIS_OK ||
-        redisAppendCommand(rb->cmd, "%s %s ping", rb->pub_verb, rb->node_channel) != REDIS_OK ||
+    size_t keys;
+    if (beat_prepare(rb, &keys) != 0 || redisAppendCommand(rb->cmd, "TIME") != REDIS_OK)
+        return -1;
+    for (size_t i = 0; i < keys; i++) {
+        char *key = rb->cluster_nodes ? lease_key(rb, rb->beat[i]) : rb->nodes_key;
+        bool ok =
+            key &&
+            redisAppendCommand(rb->cmd, "ZADD %s %s %s", key, expiry, rb->node_id) == REDIS_OK &&
+            redisAppendCommand(rb->cmd, "ZREMRANGEBYSCORE %s -inf %s", key, now) == REDIS_OK &&
+            redisAppendCommand(rb->cmd, "ZRANGE %s 0 -1", key) == REDIS_OK;
+        if (key != rb->nodes_key)
+            free(key);
+        if (!ok)
+            return -1;
+    }
+    if (redisAppendCommand(rb->cmd, "%s %s ping", rb->pub_verb, rb->node_channel) != REDIS_OK ||
         session_renew(rb) != 0)
         return -1;
     /* The next one is due a period after this one was due: one sent early along a publish
@@ -3703,21 +3714,62 @@ static int heartbeat_append(rb_t *rb)
     return 0;
 }
 
-/* The alive nodes from a ZRANGE reply. */
-static void take_nodes(rb_t *rb, const redisReply *r)
+/* The alive nodes from a ZRANGE reply (allocated, *n of them; NULL: out of memory). */
+static char (*nodes_of(const redisReply *r, size_t *n))[RT_BROKER_NODE_ID_SIZE]
 {
     char(*ids)[RT_BROKER_NODE_ID_SIZE] = calloc(r->elements ? r->elements : 1, sizeof(*ids));
-    if (!ids)
-        return; /* the previous list stays: the next heartbeat tries again */
-    size_t n = 0;
-    for (size_t i = 0; i < r->elements; i++)
+    *n = 0;
+    for (size_t i = 0; ids && i < r->elements; i++)
         if (r->element[i]->type == REDIS_REPLY_STRING &&
             r->element[i]->len <= RT_BROKER_NODE_ID_MAX)
-            memcpy(ids[n++], r->element[i]->str, r->element[i]->len + 1);
+            memcpy(ids[(*n)++], r->element[i]->str, r->element[i]->len + 1);
+    return ids;
+}
+
+/* The alive nodes of the lease read (r: ZRANGE's reply), of nsp's lease in a cluster (NULL:
+ * Pnodes). Out of memory, the previous list stays: the next heartbeat tries again. */
+static void take_nodes(rb_t *rb, const char *nsp, const redisReply *r)
+{
+    size_t n;
+    char(*ids)[RT_BROKER_NODE_ID_SIZE] = nodes_of(r, &n);
+    if (!ids)
+        return;
     pthread_mutex_lock(&rb->lock);
-    free(rb->nodes);
-    rb->nodes = ids;
-    rb->nnodes = n;
+    lease_t *l = rb->leases;
+    while (nsp && l && strcmp(l->nsp, nsp) != 0)
+        l = l->next;
+    if (nsp && !l) { /* handed over meanwhile */
+        pthread_mutex_unlock(&rb->lock);
+        free(ids);
+        return;
+    }
+    free(nsp ? l->ids : rb->nodes);
+    *(nsp ? &l->ids : &rb->nodes) = ids;
+    *(nsp ? &l->n : &rb->nnodes) = n;
+    pthread_mutex_unlock(&rb->lock);
+}
+
+/* Redis Cluster: the node's alive nodes (rb_nodes()) are those of all its leases. */
+static void nodes_union(rb_t *rb)
+{
+    pthread_mutex_lock(&rb->lock);
+    size_t total = 0, n = 0;
+    for (lease_t *l = rb->leases; l; l = l->next)
+        total += l->n;
+    char(*ids)[RT_BROKER_NODE_ID_SIZE] = calloc(total ? total : 1, sizeof(*ids));
+    for (lease_t *l = rb->leases; ids && l; l = l->next)
+        for (size_t i = 0; i < l->n; i++) {
+            size_t k = 0;
+            while (k < n && strcmp(ids[k], l->ids[i]) != 0)
+                k++;
+            if (k == n)
+                memcpy(ids[n++], l->ids[i], RT_BROKER_NODE_ID_SIZE);
+        }
+    if (ids) {
+        free(rb->nodes);
+        rb->nodes = ids;
+        rb->nnodes = n;
+    }
     pthread_mutex_unlock(&rb->lock);
 }
 
@@ -3725,16 +3777,17 @@ static void take_nodes(rb_t *rb, const redisReply *r)
  * master. */
 static int heartbeat_read(rb_t *rb)
 {
-    redisReply *r[5] = {NULL};
+    size_t keys = rb->cluster_nodes ? rb->nbeat : 1, total = 2 + 3 * keys;
+    redisReply **r = rb->beat_r;
     int rc = 0;
-    for (int i = 0; i < 5 && rc == 0; i++)
+    for (size_t i = 0; i < total && rc == 0; i++)
         if (rt_redis_get_reply(rb->cmd, (void **)&r[i]) != REDIS_OK)
             rc = -1;
     if (rc == 0 && session_renewed(rb) != 0)
         rc = -1;
-    for (int i = 0; i < 5 && rc == 0; i++) {
+    for (size_t i = 0; i < total && rc == 0; i++) {
         if (lost_master(rb, r[i])) {
-            /* The master changed (its keys are in the slot the broker follows). */
+            /* The master changed, or a namespace's slot moved. */
             if (!redirect_settle(rb, true))
                 rc = -1;
         } else if (r[i]->type == REDIS_REPLY_ERROR) {
@@ -3742,17 +3795,21 @@ static int heartbeat_read(rb_t *rb)
             break;
         }
     }
-    if (rc == 0 && r[3]->type == REDIS_REPLY_ARRAY)
-        take_nodes(rb, r[3]);
+    for (size_t k = 0; k < keys && rc == 0; k++)
+        if (r[3 + 3 * k]->type == REDIS_REPLY_ARRAY)
+            take_nodes(rb, rb->cluster_nodes ? rb->beat[k] : NULL, r[3 + 3 * k]);
+    if (rc == 0 && rb->cluster_nodes)
+        nodes_union(rb);
     if (rc == 0) {
         take_time(rb, r[0]);
         uint64_t now = now_ms();
         if (now > ORIGIN_IDLE_MS)
             origins_prune(rb, now - ORIGIN_IDLE_MS);
     }
-    for (int i = 0; i < 5; i++)
+    for (size_t i = 0; i < total; i++)
         if (r[i])
             freeReplyObject(r[i]);
+    beat_clear(rb);
     return rc;
 }
 
@@ -3841,6 +3898,12 @@ static int run_jobs(rb_t *rb)
     job_t *moved = NULL, **mtail = &moved; /* refused as not served here: queued again */
     job_t *batch = NULL, **tail = &batch;
     size_t n = 0;
+    /* A namespace's new lease goes before what follows (its presence entries, requests). */
+    pthread_mutex_lock(&rb->lock);
+    bool leases_new = rb->leases_new;
+    pthread_mutex_unlock(&rb->lock);
+    if (leases_new && heartbeat(rb) != 0)
+        return -1;
     pthread_mutex_lock(&rb->lock);
     /* Answers first (a barrier never holds them, or two nodes' barriers would wait for each
      * other), once the subscriptions asked for before them are active. */
@@ -4019,11 +4082,12 @@ static int connect_all(rb_t *rb, const char **err)
     if (sync_time(rb, err) != 0)
         return -1;
     set_state(rb, RT_BROKER_RECOVERING, false, 0);
+    /* In a cluster requests come through the namespaces' channels (lease_ref()). */
     const char *ch[2] = {rb->node_channel, rb->all_channel};
     size_t len[2] = {strlen(ch[0]), strlen(ch[1])};
     const char *pattern = rb->emitter_pattern;
     size_t plen = pattern ? strlen(pattern) : 0;
-    if (sub_send(rb, rb->sub_verb, ch, len, 2) != 0 ||
+    if (sub_send(rb, rb->sub_verb, ch, len, rb->cluster_nodes ? 1 : 2) != 0 ||
         (pattern && sub_send(rb, "PSUBSCRIBE", &pattern, &plen, 1) != 0) ||
         apply_subs(rb, true) != 0 || apply_patterns(rb, true) != 0 || heartbeat(rb) != 0) {
         *err = rb->sub->err ? rb->sub->errstr : rb->cmd->errstr;
@@ -4069,7 +4133,6 @@ static int loop_once(rb_t *rb)
             return -1;
     }
     nreq_sweep(rb, now, false); /* deadlines, and the alive nodes a heartbeat updated */
-    checks_release(rb, now);
     pthread_mutex_lock(&rb->lock);
     bool busy = (rb->head && !rb->barrier) || rb->rhead || rb->pending || rb->patterns_pending;
     pthread_mutex_unlock(&rb->lock);
@@ -4079,8 +4142,6 @@ static int loop_once(rb_t *rb)
     for (nreq_t *q = rb->reqs; q; q = q->next)
         if (q->deadline < until)
             until = q->deadline;
-    if (rb->checks && rb->checks->deadline < until)
-        until = rb->checks->deadline;
     int timeout = busy ? 0 : until > now ? (int)(until - now) : 0;
     if (poll(pf, 2, timeout) < 0 && errno != EINTR)
         return -1;
@@ -4188,10 +4249,18 @@ static void *thread_main(void *p)
             disconnect(rb, rb->cmd->errstr);
     }
     if (rb->cmd) {
-        /* Leave the cluster at once rather than when the lease runs out. */
-        redisReply *r = rt_redis_command(rb->cmd, "ZREM %s %s", rb->nodes_key, rb->node_id);
-        if (r)
-            freeReplyObject(r);
+        /* Leave the cluster at once rather than when the leases run out. */
+        size_t keys = 0;
+        beat_prepare(rb, &keys); /* out of memory: the leases run out */
+        for (size_t i = 0; i < keys; i++) {
+            char *key = rb->cluster_nodes ? lease_key(rb, rb->beat[i]) : rb->nodes_key;
+            redisReply *r = key ? rt_redis_command(rb->cmd, "ZREM %s %s", key, rb->node_id) : NULL;
+            if (r)
+                freeReplyObject(r);
+            if (key != rb->nodes_key)
+                free(key);
+        }
+        beat_clear(rb);
         rt_redis_free(rb->cmd);
     }
     if (rb->sub)
@@ -4276,11 +4345,14 @@ static void rb_destroy(rb_t *rb)
         free(ps);
     }
     free(rb->nodes);
-    free(rb->tags);
-    for (job_t *j = rb->checks, *next; j; j = next) {
-        next = j->next;
-        free(j);
+    for (lease_t *l = rb->leases, *next; l; l = next) {
+        next = l->next;
+        free(l->ids);
+        free(l);
     }
+    beat_clear(rb);
+    free(rb->beat_r);
+    free(rb->tags);
     free(rb->host);
     free(rb->password);
     free(rb->prefix);
@@ -4337,14 +4409,39 @@ static const rt_broker_ops_t redis_ops = {
     .recent = rb_recent,
 };
 
-/* The slot of job j's keys (its first key's), or -1: a node request or answer (the node's
- * own channels), or nothing asked of Redis. */
+/* The slot of job j's keys (its first key's; a node request's or answer's channel's), or
+ * -1: a node request or answer on the node's own channels, or nothing asked of Redis. */
 static int job_slot(const job_t *j)
 {
-    if (j->kind == JOB_NODE_REQUEST || j->kind == JOB_NODE_REPLY || j->argc < 2)
+    if (((j->kind == JOB_NODE_REQUEST || j->kind == JOB_NODE_REPLY) && !j->nsp) || j->argc < 2)
         return -1;
     int at = j->plain ? 2 : strncmp(j->argv[0], "EVAL", 4) == 0 ? 3 : 1;
     return at < j->argc ? (int)rt_broker_keyslot(j->argv[at], j->argvlen[at]) : -1;
+}
+
+/* Redis Cluster: leases handed over (resharding) join dst's, written at its next send. */
+static void lease_give(rb_t *dst, lease_t *leases)
+{
+    if (!leases)
+        return;
+    pthread_mutex_lock(&dst->lock);
+    while (leases) {
+        lease_t *l = leases, *have = dst->leases;
+        leases = l->next;
+        while (have && strcmp(have->nsp, l->nsp) != 0)
+            have = have->next;
+        if (have) { /* handed back and forth: one entry */
+            have->refs += l->refs;
+            free(l->ids);
+            free(l);
+        } else {
+            l->next = dst->leases;
+            dst->leases = l;
+        }
+    }
+    dst->leases_new = true;
+    pthread_mutex_unlock(&dst->lock);
+    wake(dst);
 }
 
 /* An interest handed over: its channel and references. */
@@ -4442,7 +4539,20 @@ uint8_t rt_broker_redis_hand_over(rt_broker_t *from, rt_broker_t *to, unsigned s
             sub_mark(src, s);
         }
     }
+    /* The slot's leases go with their channels. */
+    lease_t *leases = NULL;
+    for (lease_t **it = &src->leases; *it;) {
+        lease_t *l = *it;
+        if (rt_broker_crc16(l->nsp, strlen(l->nsp)) % RT_BROKER_CLUSTER_SLOTS != slot) {
+            it = &l->next;
+            continue;
+        }
+        *it = l->next;
+        l->next = leases;
+        leases = l;
+    }
     pthread_mutex_unlock(&src->lock);
+    lease_give(dst, leases);
     size_t nsubs = 0, lost = 0;
     while (moves) {
         sub_move_t *m = moves;
@@ -4568,6 +4678,10 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
     if (getrandom(&rb->rng, sizeof(rb->rng), 0) != sizeof(rb->rng) || !rb->rng)
         rb->rng = (uint64_t)now_ms() | 1;
     rb->instance = rand64(&rb->rng);
+    /* Request ids start at random (below 2^40: the sharded broker multiplies them by the
+     * number of parts): in a cluster a namespace's answers reach whichever part it is on,
+     * which after a reshard is not the one that asked; it must not take them for its own. */
+    atomic_init(&rb->next_req, rand64(&rb->rng) >> 24);
     if (cfg->node_id) {
         snprintf(rb->node_id, sizeof(rb->node_id), "%s", cfg->node_id);
     } else {

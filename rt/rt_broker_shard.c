@@ -136,20 +136,6 @@ static void on_emitted(rt_broker_t *b, const rt_emitter_msg_t *m, void *ud)
     }
 }
 
-static size_t sh_nodes(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max);
-
-/* The nodes alive as any shard knows them (sh_nodes()), for a shard's presence reads; none
- * while the broker is being freed (the shard then uses its own list). */
-static size_t on_alive(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_ID_SIZE], size_t max, void *ud)
-{
-    shard_t *sh = ((shard_child_t *)ud)->sh;
-    if (!enter(sh))
-        return 0;
-    size_t n = sh_nodes(&sh->base, ids, max);
-    leave(sh);
-    return n;
-}
-
 /* A node request that came through shard c: its id becomes id * RT_BROKER_SHARDS_MAX + c's
  * index + 1, so that the answer (sh_respond()) goes back through the shard the requester
  * waits on (the number of shards may grow meanwhile). */
@@ -609,7 +595,8 @@ static int sh_request(rt_broker_t *b, const char *node, const char *key, const v
 }
 
 /* id is on_request()'s: it names the shard the request came through. */
-static int sh_respond(rt_broker_t *b, const char *node, uint64_t id, const void *data, size_t len)
+static int sh_respond(rt_broker_t *b, const char *node, const char *key, uint64_t id,
+                      const void *data, size_t len)
 {
     shard_t *sh = (shard_t *)b;
     if (id == 0)
@@ -619,7 +606,7 @@ static int sh_respond(rt_broker_t *b, const char *node, uint64_t id, const void 
     size_t i = (id - 1) % RT_BROKER_SHARDS_MAX;
     if (i >= atomic_load(&sh->n))
         return 0; /* no shard asked it: an answer nobody waits for, dropped */
-    return rt_broker_respond(sh->child[i].b, node, (id - 1) / RT_BROKER_SHARDS_MAX, data, len);
+    return rt_broker_respond(sh->child[i].b, node, key, (id - 1) / RT_BROKER_SHARDS_MAX, data, len);
 }
 
 static void sh_free(rt_broker_t *b)
@@ -715,8 +702,7 @@ static rt_broker_t *shard_new(const char *const *names, size_t n, rt_ring_t *rin
                                     .state = on_state,
                                     .emitted = on_emitted,
                                     .request = on_request,
-                                    .moved = on_moved,
-                                    .alive = on_alive};
+                                    .moved = on_moved};
     for (size_t i = 0; i < n; i++) {
         sh->child[i].b = make(i, i == 0 ? NULL : sh->node_id, &sh->ch, &sh->child[i], make_arg);
         if (sh->child[i].b == NULL) {

@@ -397,7 +397,7 @@ static void ack_reported(eddy_rt_nsp_t *nsp, const eddy_rt_ack_result_t *res, si
                  "eddy_rt: out of memory reporting acknowledgements to node %s", rep->origin);
         w.len = 0;
     }
-    rt_broker_respond(rep->b, rep->origin, rep->id, w.p, w.len);
+    rt_broker_respond(rep->b, rep->origin, eddy_rt_nsp_name(nsp), rep->id, w.p, w.len);
     free(w.p);
     free(rep);
 }
@@ -411,7 +411,7 @@ void rt_xnode_ack_drop(eddy_rt_broadcast_ack_cb cb, void *arg)
 static void answer_empty(rt_broker_t *b, const rt_broker_request_t *req)
 {
     static const char zero[4];
-    rt_broker_respond(b, req->origin, req->id, zero, sizeof(zero));
+    rt_broker_respond(b, req->origin, req->key, req->id, zero, sizeof(zero));
 }
 
 void rt_xnode_request(eddy_rt_t *rt, rt_broker_t *b, const rt_broker_request_t *req)
@@ -433,12 +433,12 @@ void rt_xnode_request(eddy_rt_t *rt, rt_broker_t *b, const rt_broker_request_t *
         /* A join is answered once the subscriptions it asked for are active (the broker
          * sends the answer after them). */
         if (req->id)
-            rt_broker_respond(b, req->origin, req->id, NULL, 0);
+            rt_broker_respond(b, req->origin, req->key, req->id, NULL, 0);
         break;
     case RT_XNODE_FETCH: {
         wbuf_t w = {0};
         if (local_answer(nsp, &c.to, &w) == 0 && req->id)
-            rt_broker_respond(b, req->origin, req->id, w.p, w.len);
+            rt_broker_respond(b, req->origin, req->key, req->id, w.p, w.len);
         else if (req->id)
             answer_empty(b, req);
         free(w.p);

@@ -326,9 +326,9 @@ def test_presence_spans_nodes_started_in_another_topology(tmp_path, redis_cluste
     master: their part follows it, and "/" goes to a part each makes for its old master,
     named after the slot it found moved. Daemon c, started after the move, names its part
     for that master after the master's new first slot: its lease set there is not a's and
-    b's. Each still answers the room's presence with the members of all three (their other
-    parts' lease sets, which they share, say the others are alive), over reads that check
-    leases for two lease periods. Before, each removed the others' entries as dead."""
+    b's. Each still answers the room's presence with the members of all three (the leases
+    a presence read checks are the namespace's, in its slot, whatever the parts are named),
+    over reads for two lease periods. Before, each removed the others' entries as dead."""
     src = redis_cluster.master_of("/")
     first = first_slots(redis_cluster)[src]
     assert slot_of("/") != first
@@ -368,9 +368,9 @@ def hash_fields(port, key):
 def test_presence_of_a_dead_node_is_removed_by_a_read(tmp_path, redis_cluster):
     """Two daemons on the cluster, a member of "team" on each; kill -9 of node b: once its
     lease ran out, node a's presence answer leaves bob out, and the read removes node b's
-    entries from the hash on the master of "/" (a presence script in a cluster cannot read
-    the leases, another slot: the broker reads them next and deletes the dead nodes'
-    entries), as on a single Redis. Before, they stayed in Redis for good."""
+    entries from the hash on the master of "/" (the presence script reads the namespace's
+    leases, in the same slot), as on a single Redis. Before, they stayed in Redis for
+    good."""
     key = "eddy:{/}:p:team"
     owner = redis_cluster.master_of("/")
     with team_on_two_daemons(tmp_path, redis_cluster.url()) as (a, b, clients_, alice, bob):
@@ -838,29 +838,29 @@ def redis_ms(port):
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-def leases_under(rc, tags, node_ids, since):
-    """Waits until each master's lease set under its tag (tags: master port -> tag) holds
-    exactly the leases of node_ids (every node has a part for every master), each renewed
-    after since (Redis' ms: a lease is good for 3 s, so a lease that a moved slot brought
-    along does not pass)."""
-    def renewed(port, tag):
-        key = next(iter(command(port, "KEYS", f"*{{{tag}}}:nodes")), None)
-        leases = dict(zip(*[iter(command(port, "ZRANGE", key, 0, -1, "WITHSCORES"))] * 2)) \
-            if key else {}
+def leases_under(rc, nsps, node_ids, since):
+    """Waits until the lease set of each namespace of nsps (eddy:{nsp}:l, on the master of
+    its slot) holds exactly the leases of node_ids (every node serves every namespace), each
+    renewed after since (Redis' ms: a lease is good for 3 s, so a lease that a moved slot
+    brought along does not pass)."""
+    def renewed(nsp):
+        key = f"eddy:{{{nsp}}}:l"
+        leases = dict(zip(*[iter(command(rc.master_of(nsp), "ZRANGE", key, 0, -1,
+                                         "WITHSCORES"))] * 2))
         return sorted(leases) == sorted(node_ids) and \
             all(int(score) > since + 3000 for score in leases.values())
-    for port, tag in tags.items():
-        wait_for(lambda: renewed(port, tag), f"the leases of {node_ids} under tag {tag} on {port}")
+    for nsp in nsps:
+        wait_for(lambda: renewed(nsp), f"the leases of {node_ids} in {nsp}")
 
 
 def test_node_keys_live_in_a_parts_first_slot(redis_cluster, nodes, clients):  # noqa: F811
-    """A part's node keys (its lease, its node channels) and its session records are in its
-    first slot, the one it follows. Resharding moves the slot of the smallest decimal
-    number of the master of / and /n1 (where the node keys were before) to another master,
-    as a rebalance may. It holds nothing of the nodes now: they do not even meet the move
-    (nothing logged, slots_moved 0, ready), the leases stay under the tag of each master's
-    first slot and are renewed, and cross-node requests ("/" fetchSockets from each node)
-    list every socket with no node missing. Both namespaces keep crossing in order, no
+    """A part's own keys (its self round trip's channel) and its session records are in its
+    first slot, the one it follows; the leases are each namespace's. Resharding moves the
+    slot of the smallest decimal number of the master of / and /n1 (where the node keys
+    were once) to another master, as a rebalance may. It holds nothing of the nodes now:
+    they do not even meet the move (nothing logged, slots_moved 0, ready), the leases of /
+    and /n1 are renewed, and cross-node requests ("/" fetchSockets from each node) list
+    every socket with no node missing. Both namespaces keep crossing in order, no
     connection is lost, and a third node started after the move lists the others and is
     listed. Before, that slot held the node keys: it was lost, cross-node requests were
     refused, and the nodes were not ready until restarted."""
@@ -879,7 +879,7 @@ def test_node_keys_live_in_a_parts_first_slot(redis_cluster, nodes, clients):  #
     connect_in(clients, "q", a, "/")
     ids = sockets_seen(clients, "q", 3)  # m0 on b, s0 and q on a
     node_ids = [clients.ack(name, "x-node")[0] for name in ("m0", "s0")]
-    leases_under(redis_cluster, tags, node_ids, 0)
+    leases_under(redis_cluster, ["/", "/n1"], node_ids, 0)
     sessions = command(src, "KEYS", "*sessions*")
     assert sessions and all(keyslot(key) == first for key in sessions), sessions
     cross_in_order(clients, members)
@@ -888,7 +888,7 @@ def test_node_keys_live_in_a_parts_first_slot(redis_cluster, nodes, clients):  #
     assign_slot(redis_cluster, slot, dst, src)
     moved_at = redis_ms(dst)
     assert master_tags(redis_cluster) == tags
-    leases_under(redis_cluster, tags, node_ids, moved_at)  # heartbeats after the move
+    leases_under(redis_cluster, ["/", "/n1"], node_ids, moved_at)  # heartbeats after the move
     assert sockets_seen(clients, "q", 3) == ids
     cross_in_order(clients, members)
     assert {node: connections_lost(node) for node in (a, b)} == lost, \
@@ -899,7 +899,7 @@ def test_node_keys_live_in_a_parts_first_slot(redis_cluster, nodes, clients):  #
     # "/" has m0 on b, s0 and q on a, the status clients on a and b, and qc on c now.
     seen = sockets_seen(clients, "qc", 6)
     assert set(ids) | {qc} <= set(seen) and sockets_seen(clients, "q", 6) == seen
-    leases_under(redis_cluster, tags, node_ids + clients.ack("qc", "x-node"), moved_at)
+    leases_under(redis_cluster, ["/", "/n1"], node_ids + clients.ack("qc", "x-node"), moved_at)
     assert all(node.proc.poll() is None for node in (a, b, c))
     for node in (a, b, c):
         assert not any(f"slot {slot}" in line for line in node.log_lines), \
@@ -914,9 +914,12 @@ def test_a_rebalance_onto_an_added_master_is_followed(  # noqa: F811
     lowest of each master first, so every part's first slot moves and the namespaces left
     behind go to parts made for their masters. Afterwards both nodes are ready and dropped
     nothing, and every namespace's broadcasts cross the nodes again in order (new members
-    and senders). Cross-node requests are not checked: each node names a part made while
-    running after the first moved slot it found, so two nodes may not meet there (README,
-    "Redis Cluster"; in 2 of 6 runs "/" fetchSockets missed the other node)."""
+    and senders). A third node started then names every part after another slot than the
+    two do (each master's first slot moved; their parts made while running are named after
+    the first moved slot each found), yet it meets them in the namespaces' slots: "/"
+    fetchSockets on each of the three lists the same sockets and names no node missing.
+    Before, the node-wide keys were per part: in 2 of 6 runs "/" fetchSockets of a or b
+    missed the other, and a node started later met neither."""
     a, b = nodes(2)
     members = {nsp: member_and_sender(clients, b, a, nsp, i) for i, nsp in enumerate(NAMESPACES)}
     cross_in_order(clients, members)
@@ -936,7 +939,19 @@ def test_a_rebalance_onto_an_added_master_is_followed(  # noqa: F811
         wait_for(lambda: clients.ack(f"status-{i}", "x-broker")[0]["ready"],
                  f"node {i} ready again")
         assert clients.ack(f"status-{i}", "x-broker")[0]["dropped"] == 0
-    assert all(node.proc.poll() is None for node in (a, b))
+    c, = nodes(1)
+    names = {"qa": a, "qb": b, "qc": c}
+    mine = {connect_in(clients, name, node, "/")["id"] for name, node in names.items()}
+    got = {}
+
+    def all_meet():
+        for name in names:
+            got[name] = clients.ack(name, "x-fetch", {}, 1000)[0]
+        ids = [sorted(s["id"] for s in listing["sockets"]) for listing in got.values()]
+        return all(listing["missing"] == [] for listing in got.values()) and \
+            ids.count(ids[0]) == 3 and mine <= set(ids[0])
+    wait_for(all_meet, "the three nodes' fetchSockets to list the same sockets", 3 * TIMEOUT)
+    assert all(node.proc.poll() is None for node in (a, b, c))
 
 
 def test_a_slot_moved_to_a_master_added_later_is_followed(  # noqa: F811

@@ -136,7 +136,7 @@ static void on_request(rt_broker_t *b, const rt_broker_request_t *req, void *ud)
         !(strncmp(data, "silent:", 7) == 0 && strcmp(data + 7, rt_broker_node_id(b)) == 0)) {
         char answer[192];
         int len = snprintf(answer, sizeof(answer), "%s@%s", data, rt_broker_node_id(b));
-        rc = rt_broker_respond(b, req->origin, req->id, answer, (size_t)len);
+        rc = rt_broker_respond(b, req->origin, req->key, req->id, answer, (size_t)len);
     }
     if (rc != 0) {
         pthread_mutex_lock(&n->lock);
@@ -1467,8 +1467,8 @@ static void test_node_requests(const engine_t *e)
                  EDDY_EINVAL);
     CHECK_EQ_INT(rt_broker_request(a->b, NULL, NULL, NULL, 1, 0, 100, 0, on_answers, NULL),
                  EDDY_EINVAL);
-    CHECK_EQ_INT(rt_broker_respond(a->b, self, 0, "x", 1), EDDY_EINVAL);
-    CHECK_EQ_INT(rt_broker_respond(a->b, self, 12345, "late", 4), 0); /* dropped */
+    CHECK_EQ_INT(rt_broker_respond(a->b, self, NULL, 0, "x", 1), EDDY_EINVAL);
+    CHECK_EQ_INT(rt_broker_respond(a->b, self, NULL, 12345, "late", 4), 0); /* dropped */
     CHECK_EQ_INT(a->req_errors, 0);
     node_stop(a);
     free(a);
