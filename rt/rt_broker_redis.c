@@ -3658,9 +3658,14 @@ static int beat_prepare(rb_t *rb, size_t *keys)
         for (lease_t *l = rb->leases; l; l = l->next)
             n++;
         ok = (rb->beat = calloc(n ? n : 1, sizeof(*rb->beat))) != NULL;
-        for (lease_t *l = rb->leases; ok && l; l = l->next)
+        for (lease_t *l = rb->leases; ok && l; l = l->next) {
+            /* A lost slot's master refuses it (logged once, when the slot was lost). */
+            if (slot_lost(rb,
+                          (int)(rt_broker_crc16(l->nsp, strlen(l->nsp)) % RT_BROKER_CLUSTER_SLOTS)))
+                continue;
             if ((ok = (rb->beat[rb->nbeat] = strdup(l->nsp)) != NULL))
                 rb->nbeat++;
+        }
         rb->leases_new = false;
     }
     pthread_mutex_unlock(&rb->lock);
