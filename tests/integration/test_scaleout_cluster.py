@@ -940,18 +940,49 @@ def test_a_rebalance_onto_an_added_master_is_followed(  # noqa: F811
                  f"node {i} ready again")
         assert clients.ack(f"status-{i}", "x-broker")[0]["dropped"] == 0
     c, = nodes(1)
-    names = {"qa": a, "qb": b, "qc": c}
-    mine = {connect_in(clients, name, node, "/")["id"] for name, node in names.items()}
-    got = {}
-
-    def all_meet():
-        for name in names:
-            got[name] = clients.ack(name, "x-fetch", {}, 1000)[0]
-        ids = [sorted(s["id"] for s in listing["sockets"]) for listing in got.values()]
-        return all(listing["missing"] == [] for listing in got.values()) and \
-            ids.count(ids[0]) == 3 and mine <= set(ids[0])
-    wait_for(all_meet, "the three nodes' fetchSockets to list the same sockets", 3 * TIMEOUT)
+    nodes_meet(clients, {"qa": a, "qb": b, "qc": c})
     assert all(node.proc.poll() is None for node in (a, b, c))
+
+
+def nodes_meet(clients, names):
+    """Connects a client of "/" to each node (names: client name -> node) and waits until
+    the nodes' "/" fetchSockets, asked through them, list the same sockets, these clients'
+    included, and name no node missing."""
+    mine = {connect_in(clients, name, node, "/")["id"] for name, node in names.items()}
+
+    def meet():
+        got = [clients.ack(name, "x-fetch", {}, 1000)[0] for name in names]
+        ids = [sorted(s["id"] for s in listing["sockets"]) for listing in got]
+        return all(listing["missing"] == [] for listing in got) and \
+            ids.count(ids[0]) == len(ids) and mine <= set(ids[0])
+    wait_for(meet, f"the nodes' fetchSockets through {sorted(names)} to agree", 3 * TIMEOUT)
+
+
+def test_node_requests_follow_their_namespace_to_another_master(  # noqa: F811
+        redis_cluster, nodes, clients):
+    """The slot of "/" moves (with its keys) to another master while two nodes run. Each
+    node finds the move and hands "/" to its part for that master, the namespace's lease
+    and node channels (its requests and their answers) with its other subscriptions: the
+    leases of "/" are renewed on the new master after the move, and "/" fetchSockets
+    through either node lists the sockets of both, with no node missing."""
+    slot = slot_of("/")
+    src = redis_cluster.master_of("/")
+    dst = next(p for p in redis_cluster.masters() if p != src)
+    a, b = nodes(2)
+    nodes_meet(clients, {"qa": a, "qb": b})
+    node_ids = [clients.ack(name, "x-node")[0] for name in ("qa", "qb")]
+    leases_under(redis_cluster, ["/"], node_ids, 0)
+    assert migrate_slot(redis_cluster, slot, dst) == src
+    assign_slot(redis_cluster, slot, dst, src)
+    moved_at = redis_ms(dst)
+    for node in (a, b):
+        node.wait_log(rf"slot {slot} resharded from 127\.0\.0\.1:{src} to 127\.0\.0\.1:{dst} "
+                      r"\(1 slots so far\): followed")
+    assert redis_cluster.master_of("/") == dst
+    leases_under(redis_cluster, ["/"], node_ids, moved_at)
+    nodes_meet(clients, {"qa2": a, "qb2": b})
+    broker_status_is(clients, (a, b), ready=True, slots_moved=1)
+    assert all(node.proc.poll() is None for node in (a, b))
 
 
 def test_a_slot_moved_to_a_master_added_later_is_followed(  # noqa: F811
