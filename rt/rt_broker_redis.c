@@ -3743,14 +3743,17 @@ static void take_nodes(rb_t *rb, const char *nsp, const redisReply *r)
     lease_t *l = rb->leases;
     while (nsp && l && strcmp(l->nsp, nsp) != 0)
         l = l->next;
-    if (nsp && !l) { /* handed over meanwhile */
-        pthread_mutex_unlock(&rb->lock);
-        free(ids);
-        return;
+    if (!nsp) {
+        free(rb->nodes);
+        rb->nodes = ids;
+        rb->nnodes = n;
+    } else if (l) {
+        free(l->ids);
+        l->ids = ids;
+        l->n = n;
+    } else {
+        free(ids); /* handed over meanwhile */
     }
-    free(nsp ? l->ids : rb->nodes);
-    *(nsp ? &l->ids : &rb->nodes) = ids;
-    *(nsp ? &l->n : &rb->nnodes) = n;
     pthread_mutex_unlock(&rb->lock);
 }
 
