@@ -241,6 +241,7 @@ typedef struct nreq {
 typedef struct lease {
     struct lease *next;
     size_t refs;
+    unsigned slot; /* the namespace's (its hash tag's) */
     char (*ids)[RT_BROKER_NODE_ID_SIZE];
     size_t n;
     char nsp[];
@@ -1873,6 +1874,7 @@ static int lease_ref(rb_t *rb, const char *nsp, bool on)
     bool changed = !l || (!on && l->refs == 1);
     if (!l) {
         memcpy(fresh->nsp, nsp, len + 1);
+        fresh->slot = rt_broker_crc16(nsp, len) % RT_BROKER_CLUSTER_SLOTS;
         *it = l = fresh;
         fresh = NULL;
         rb->leases_new = true;
@@ -3660,8 +3662,7 @@ static int beat_prepare(rb_t *rb, size_t *keys)
         ok = (rb->beat = calloc(n ? n : 1, sizeof(*rb->beat))) != NULL;
         for (lease_t *l = rb->leases; ok && l; l = l->next) {
             /* A lost slot's master refuses it (logged once, when the slot was lost). */
-            if (slot_lost(rb,
-                          (int)(rt_broker_crc16(l->nsp, strlen(l->nsp)) % RT_BROKER_CLUSTER_SLOTS)))
+            if (slot_lost(rb, (int)l->slot))
                 continue;
             if ((ok = (rb->beat[rb->nbeat] = strdup(l->nsp)) != NULL))
                 rb->nbeat++;
@@ -4551,7 +4552,7 @@ uint8_t rt_broker_redis_hand_over(rt_broker_t *from, rt_broker_t *to, unsigned s
     lease_t *leases = NULL;
     for (lease_t **it = &src->leases; *it;) {
         lease_t *l = *it;
-        if (rt_broker_crc16(l->nsp, strlen(l->nsp)) % RT_BROKER_CLUSTER_SLOTS != slot) {
+        if (l->slot != slot) {
             it = &l->next;
             continue;
         }
