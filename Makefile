@@ -391,13 +391,21 @@ $(BUILD)/fuzz/fuzz_jwt: fuzz/fuzz_jwt.c fuzz/fuzz.h cmd/auth.c src/base64.c cmd/
 $(BUILD)/fuzz:
 	mkdir -p $@
 
-fuzz-smoke: fuzz
-	@set -e; $(foreach d,$(FUZZ_DRIVERS), \
-	    rm -rf $(BUILD)/fuzz/corpus-$(d); mkdir -p $(BUILD)/fuzz/corpus-$(d); \
-	    cp fuzz/corpus/$(d)/* $(BUILD)/fuzz/corpus-$(d)/; \
-	    echo "== $(d) for $(FUZZ_SECONDS)s"; \
-	    $(BUILD)/fuzz/$(d) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	        -artifact_prefix=$(BUILD)/fuzz/$(d)- $(FUZZ_DICT_$(d)) $(BUILD)/fuzz/corpus-$(d);)
+# One target per driver, so `make -j2 fuzz-smoke` runs two at a time. Each driver's output
+# goes to build/fuzz/<driver>.log: its final stats are printed, the whole log if it fails.
+FUZZ_SMOKE := $(FUZZ_DRIVERS:%=fuzz-smoke-%)
+.PHONY: $(FUZZ_SMOKE)
+fuzz-smoke: $(FUZZ_SMOKE)
+$(FUZZ_SMOKE): fuzz-smoke-%: $(BUILD)/fuzz/%
+	@rm -rf $(BUILD)/fuzz/corpus-$*; mkdir -p $(BUILD)/fuzz/corpus-$*
+	@cp fuzz/corpus/$*/* $(BUILD)/fuzz/corpus-$*/
+	@if $(BUILD)/fuzz/$* -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(BUILD)/fuzz/$*- $(FUZZ_DICT_$*) $(BUILD)/fuzz/corpus-$* \
+	        > $(BUILD)/fuzz/$*.log 2>&1; then \
+	    echo "== $* for $(FUZZ_SECONDS)s:" $$(grep '^stat::' $(BUILD)/fuzz/$*.log); \
+	else \
+	    cat $(BUILD)/fuzz/$*.log; echo "== $* FAILED (log: $(BUILD)/fuzz/$*.log)"; exit 1; \
+	fi
 
 # ---------------------------------------------------------------------------------------
 # Benchmarks (bench/README.md). `make bench` runs bench/run (BENCH_ARGS=... passes options,
