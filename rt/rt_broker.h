@@ -902,12 +902,13 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * its slot, a session record to the master of its pid's tag (the first
  * RT_BROKER_SESSION_TAG_LEN characters; each master's broker draws pids whose tag is in
  * its own slots, so the layer's pids land on their namespace's part). Everything else is
- * the sharded broker's ("Sharded" above): the node as a whole (lease, node requests, self
- * round trip) is every master's, under a hash tag of one of its slots; state, readiness
- * and counters are combined. Broadcasts use sharded pub/sub (SPUBLISH to the master of the
- * namespace's slot, SSUBSCRIBE there), so they do not cross the cluster bus to every node.
- * A Socket.IO emitter publishes with plain PUBLISH, which a cluster sends to every node:
- * only the first master's broker listens to it (each message once).
+ * the sharded broker's ("Sharded" above): the node's self round trip is every master's,
+ * under a hash tag of one of its slots (its leases and node requests are its namespaces':
+ * see cluster_nodes in the configuration); state, readiness and counters are combined. Broadcasts
+ * use sharded pub/sub (SPUBLISH to the master of the namespace's slot, SSUBSCRIBE there), so they
+ * do not cross the cluster bus to every node. A Socket.IO emitter publishes with plain PUBLISH,
+ * which a cluster sends to every node: only the first master's broker listens to it (each message
+ * once).
  *
  * Seeds that give no topology at the start (none answers, or a slot has no master yet):
  * rt_broker_cluster_new() still makes a broker, of one part (part_name NULL) owning every
@@ -928,8 +929,10 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * its namespaces recover from history) to whichever master serves its first slot when it
  * asks (every node of the topology, masters and replicas, in turn), so a replica promoted
  * in its place takes over; a MOVED, ASK, CLUSTERDOWN, TRYAGAIN or READONLY answer, or a
- * dropped channel, makes it ask again. Requests refused so (broadcasts included) are sent
- * again after the reconnection, in order, for up to 10 s: a failover loses none of them
+ * dropped channel, makes it ask again. Requests refused so (broadcasts and node requests
+ * included; not answers to node requests: one refused so is lost, its node named missing)
+ * are sent again after the reconnection, in order, for up to 10 s: a failover loses none
+ * of them
  * (a manual CLUSTER FAILOVER used to lose the broadcasts sent to the demoted master, from
  * the history too). Requests in flight when a connection breaks (a master killed) are
  * answered EDDY_ECLOSED and counted dropped: whether Redis applied them is unknown, and

@@ -3852,11 +3852,12 @@ static int sync_time(rb_t *rb, const char **err)
 #define REDIRECT_RETRY_MS 10000
 
 /* Whether job j, refused with r because this Redis no longer serves its slot, goes back
- * to the queue (then it was marked). Node requests and answers are not: their time and
- * connection are their own. */
+ * to the queue (then it was marked). A node request in a namespace's slot does (its
+ * deadline stays); one on a part's own channel and an answer do not: their connection is
+ * their own. */
 static bool redirect_retry(rb_t *rb, job_t *j, const redisReply *r)
 {
-    if (j->kind == JOB_NODE_REQUEST || j->kind == JOB_NODE_REPLY)
+    if ((j->kind == JOB_NODE_REQUEST && !j->nsp) || j->kind == JOB_NODE_REPLY)
         return false;
     uint64_t now = now_ms();
     if (!j->redirected_at)

@@ -958,13 +958,23 @@ def nodes_meet(clients, names):
     wait_for(meet, f"the nodes' fetchSockets through {sorted(names)} to agree", 3 * TIMEOUT)
 
 
+def partial_or_whole(listing, node_ids):
+    """An x-fetch answer lists sockets of, or names missing, each node of node_ids and no
+    other, never both."""
+    listed = {s["node"] for s in listing["sockets"]}
+    assert listing["status"] == 0 and listed | set(listing["missing"]) == set(node_ids) and \
+        not listed & set(listing["missing"]), listing
+
+
 def test_node_requests_follow_their_namespace_to_another_master(  # noqa: F811
         redis_cluster, nodes, clients):
     """The slot of "/" moves (with its keys) to another master while two nodes run. Each
     node finds the move and hands "/" to its part for that master, the namespace's lease
     and node channels (its requests and their answers) with its other subscriptions: the
     leases of "/" are renewed on the new master after the move, and "/" fetchSockets
-    through either node lists the sockets of both, with no node missing."""
+    through either node lists the sockets of both, with no node missing. Asked while the
+    keys move and at once after the move, it answers each node or names it missing, and a
+    request the old master refused is sent to the new one."""
     slot = slot_of("/")
     src = redis_cluster.master_of("/")
     dst = next(p for p in redis_cluster.masters() if p != src)
@@ -973,11 +983,18 @@ def test_node_requests_follow_their_namespace_to_another_master(  # noqa: F811
     node_ids = [clients.ack(name, "x-node")[0] for name in ("qa", "qb")]
     leases_under(redis_cluster, ["/"], node_ids, 0)
     assert migrate_slot(redis_cluster, slot, dst) == src
+    # While the keys move and at once after the move, each node is answered or named missing.
+    partial_or_whole(clients.ack("qa", "x-fetch", {}, 1000)[0], node_ids)
     assign_slot(redis_cluster, slot, dst, src)
     moved_at = redis_ms(dst)
+    partial_or_whole(clients.ack("qa", "x-fetch", {}, 1000)[0], node_ids)
     for node in (a, b):
         node.wait_log(rf"slot {slot} resharded from 127\.0\.0\.1:{src} to 127\.0\.0\.1:{dst} "
                       r"\(1 slots so far\): followed")
+    # A request the old master refused (MOVED: sent in the moment before the node heard of
+    # the move) was sent again to the new one, not dropped with a warning.
+    assert not any("node request refused" in line for line in a.log_lines), \
+        "\n".join(a.log_lines)
     assert redis_cluster.master_of("/") == dst
     leases_under(redis_cluster, ["/"], node_ids, moved_at)
     nodes_meet(clients, {"qa2": a, "qb2": b})
