@@ -115,6 +115,7 @@ struct rt_cluster {
      * namespaces it owns: they deliver locally, and its gap closes only their transports. */
     _Atomic uint64_t down;
     _Atomic uint64_t all;
+    _Atomic uint64_t been_up; /* the parts that have reported UP once: a start is no outage */
     size_t nparts; /* rt_broker_parts() when all was computed (0: not yet; broker thread) */
     atomic_bool quiet;
     pthread_mutex_t lock; /* pending, nsps (a leaf under rt.c's table lock) */
@@ -370,10 +371,13 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
     bool up = ev->state == RT_BROKER_UP;
     size_t part = ev->part < RT_BROKER_PARTS_MAX ? ev->part : 0;
     uint64_t bit = (uint64_t)1 << part;
-    if (up)
+    bool first = !(atomic_load(&cl->been_up) & bit);
+    if (up) {
         atomic_fetch_and(&cl->down, ~bit);
-    else
+        atomic_fetch_or(&cl->been_up, bit);
+    } else {
         atomic_fetch_or(&cl->down, bit);
+    }
     char names[512];
     part_names(cl, ev, names, sizeof(names));
     if (!up) {
@@ -381,9 +385,16 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
         ops_drop_part(cl, part);
         if (ev->state == RT_BROKER_DOWN)
             dl_forget(cl);
-        eddy_log(cl->srv, EDDY_LOG_WARNING,
-                 "eddy_rt: Redis broker %s%s: broadcasts are delivered on this node only",
-                 ev->state == RT_BROKER_DOWN ? "down" : "recovering", names);
+        /* Connected at the start, subscribing: nothing was lost, a few ms of this. */
+        if (first && ev->state == RT_BROKER_RECOVERING)
+            eddy_log(cl->srv, EDDY_LOG_INFO,
+                     "eddy_rt: Redis broker connected%s, subscribing: broadcasts are delivered "
+                     "on this node only until it is up",
+                     names);
+        else
+            eddy_log(cl->srv, EDDY_LOG_WARNING,
+                     "eddy_rt: Redis broker %s%s: broadcasts are delivered on this node only",
+                     ev->state == RT_BROKER_DOWN ? "down" : "recovering", names);
         return;
     }
     each_nsp(cl, part, position_ask);

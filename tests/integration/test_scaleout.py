@@ -280,19 +280,26 @@ def test_recovery_after_a_client_close_is_a_fresh_session(cluster, redis, client
 
 def test_redis_restart_cross_node_delivery_resumes(cluster, redis, clients):
     """Redis is killed and restarted on its port: while it is down, delivery on one node
-    goes on; once it is back, the nodes reconnect and deliver to each other again."""
+    goes on; once it is back, the nodes reconnect and deliver to each other again. The
+    start logged nothing above INFO (connecting at the start is no outage); the outage and
+    the reconnection's subscribing are WARNINGs."""
     a, b = cluster(2)
     for name, server in (("ra", a), ("rb", b)):
         clients.connect(name, server)
         assert clients.ack(name, "join", "r") == ["joined"]
     clients.connect("s", a)
     clients.probe("s", ["ra", "rb"])
+    for node in (a, b):
+        assert "Redis broker up" in "\n".join(node.log_lines)
+        assert not [line for line in node.log_lines
+                    if "\tWARNING\t" in line or "\tERROR\t" in line], node.log_lines
     redis.kill()
-    a.wait_log("Redis broker down")
+    a.wait_log("\tWARNING\teddy_rt: Redis broker down")
     clients.seqs_to_room("s", "r", "ra", 5)
     redis.start()
-    a.wait_log("Redis broker back", timeout=3 * TIMEOUT)
-    b.wait_log("Redis broker back", timeout=3 * TIMEOUT)
+    for node in (a, b):
+        node.wait_log("\tWARNING\teddy_rt: Redis broker recovering", timeout=3 * TIMEOUT)
+        node.wait_log("Redis broker back", timeout=3 * TIMEOUT)
     clients.probe("s", ["ra", "rb"], timeout=3 * TIMEOUT)
     for i in range(5, 15):
         clients.emit("s", "to-room", "r", {"seq": i})
