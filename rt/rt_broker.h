@@ -929,10 +929,9 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * its namespaces recover from history) to whichever master serves its first slot when it
  * asks (every node of the topology, masters and replicas, in turn), so a replica promoted
  * in its place takes over; a MOVED, ASK, CLUSTERDOWN, TRYAGAIN or READONLY answer, or a
- * dropped channel, makes it ask again. Requests refused so (broadcasts and node requests
- * included; not answers to node requests: one refused so is lost, its node named missing)
- * are sent again after the reconnection, in order, for up to 10 s: a failover loses none
- * of them
+ * dropped channel, makes it ask again. Requests refused so (broadcasts, node requests and
+ * their answers included) are sent again after the reconnection, in order, for up to 10 s:
+ * a failover loses none of them
  * (a manual CLUSTER FAILOVER used to lose the broadcasts sent to the demoted master, from
  * the history too). Requests in flight when a connection breaks (a master killed) are
  * answered EDDY_ECLOSED and counted dropped: whether Redis applied them is unknown, and
@@ -949,10 +948,10 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * (rt_broker_shard_slots_grow(): named "slot N" after its first slot, the moved one; the
  * parts change, see "Parts"; further slots moved to that master go to it). The sharded
  * broker routes the slot there from then on (rt_broker_part() answers it at once), the old
- * part hands it the slot's subscriptions, leases and queued requests, those the old master
- * refused included (sent to the new master before what was routed there since, in order; a
- * request routed to the old part at the very moment of the move may come after one routed
- * just after it), and the part's state event (moved; gap when it is UP, else its first
+ * part hands it the slot's subscriptions, leases, queued requests and answers, those the
+ * old master refused included (sent to the new master before what was routed there since,
+ * in order; a request routed to the old part at the very moment of the move may come after
+ * one routed just after it), and the part's state event (moved; gap when it is UP, else its first
  * connection ends a gap) makes the layer place its namespaces again and their clients
  * recover from the history, which moved with the slot (MIGRATE moves its keys). The
  * connections stay (a MOVED answer, a dropped channel or a refused SSUBSCRIBE of a slot

@@ -1520,6 +1520,7 @@ static int rb_respond(rt_broker_t *b, const char *node, const char *key, uint64_
     if (!j)
         return EDDY_ENOMEM;
     j->argc -= 2;
+    j->nsp = rb->cluster_nodes ? j->argv[j->argc + 1] : NULL;
     j->kind = JOB_NODE_REPLY;
     return enqueue(rb, j);
 }
@@ -3852,12 +3853,12 @@ static int sync_time(rb_t *rb, const char **err)
 #define REDIRECT_RETRY_MS 10000
 
 /* Whether job j, refused with r because this Redis no longer serves its slot, goes back
- * to the queue (then it was marked). A node request in a namespace's slot does (its
- * deadline stays); one on a part's own channel and an answer do not: their connection is
- * their own. */
+ * to the queue (then it was marked). A node request or answer in a namespace's slot does
+ * (a request's deadline stays); one on a part's own channel does not: its connection is
+ * its own. */
 static bool redirect_retry(rb_t *rb, job_t *j, const redisReply *r)
 {
-    if ((j->kind == JOB_NODE_REQUEST && !j->nsp) || j->kind == JOB_NODE_REPLY)
+    if ((j->kind == JOB_NODE_REQUEST || j->kind == JOB_NODE_REPLY) && !j->nsp)
         return false;
     uint64_t now = now_ms();
     if (!j->redirected_at)
@@ -3872,24 +3873,40 @@ static bool redirect_retry(rb_t *rb, job_t *j, const redisReply *r)
     return true;
 }
 
-/* Puts the jobs of list (in order) back at the head of the queue, past the bounds (they
- * were in it): the next connection sends them first. */
+/* Links first..last (a list of jobs) in front of the queue *head (its tail *tail). */
+static void splice_front(job_t **head, job_t **tail, job_t *first, job_t *last)
+{
+    if (!first)
+        return;
+    last->next = *head;
+    if (!*head)
+        *tail = last;
+    *head = first;
+}
+
+/* Puts the jobs of list (in order) back at the head of their queues (answers to theirs),
+ * past the bounds (they were in them): the next connection sends them first. */
 static void requeue_front(rb_t *rb, job_t *list)
 {
     if (!list)
         return;
-    job_t *last = list;
-    size_t n = 1, bytes = list->bytes;
-    while (last->next) {
-        last = last->next;
+    job_t *first[2] = {NULL, NULL}, *last[2] = {NULL, NULL}; /* [1]: answers */
+    size_t n = 0, bytes = 0;
+    for (job_t *j = list, *next; j; j = next) {
+        next = j->next;
+        j->next = NULL;
+        int k = j->kind == JOB_NODE_REPLY;
+        if (last[k])
+            last[k]->next = j;
+        else
+            first[k] = j;
+        last[k] = j;
         n++;
-        bytes += last->bytes;
+        bytes += j->bytes;
     }
     pthread_mutex_lock(&rb->lock);
-    last->next = rb->head;
-    rb->head = list;
-    if (!rb->tail)
-        rb->tail = last;
+    splice_front(&rb->head, &rb->tail, first[0], last[0]);
+    splice_front(&rb->rhead, &rb->rtail, first[1], last[1]);
     rb->queued += n;
     rb->queued_bytes += bytes;
     pthread_mutex_unlock(&rb->lock);
@@ -4461,21 +4478,14 @@ typedef struct sub_move {
     size_t refs;
 } sub_move_t;
 
-/* Moves src's queued jobs of slot to the head of dst's queue and sets *route to part,
- * both queues locked (in address order: two parts may hand slots to each other at once):
- * dst's thread takes none of what was routed to it after the store before these. Returns
- * route's previous value. */
-static uint8_t jobs_hand_over(rb_t *src, rb_t *dst, unsigned slot, _Atomic uint8_t *route,
-                              uint8_t part, size_t *njobs)
+/* Takes the jobs of slot out of the queue *head (tail *tail), in order, into first..last;
+ * counts them in *n and *bytes. */
+static void take_slot_jobs(job_t **head, job_t **tail, unsigned slot, job_t **first, job_t **last,
+                           size_t *n, size_t *bytes)
 {
-    pthread_mutex_t *first = src < dst ? &src->lock : &dst->lock;
-    pthread_mutex_t *second = src < dst ? &dst->lock : &src->lock;
-    job_t *jobs = NULL, *last = NULL, *prev = NULL;
-    size_t bytes = 0;
-    *njobs = 0;
-    pthread_mutex_lock(first);
-    pthread_mutex_lock(second);
-    for (job_t **pj = &src->head; *pj;) {
+    job_t *prev = NULL;
+    *first = *last = NULL;
+    for (job_t **pj = head; *pj;) {
         job_t *j = *pj;
         if (job_slot(j) != (int)slot) {
             prev = j;
@@ -4483,32 +4493,46 @@ static uint8_t jobs_hand_over(rb_t *src, rb_t *dst, unsigned slot, _Atomic uint8
             continue;
         }
         *pj = j->next;
-        if (src->tail == j)
-            src->tail = prev;
-        src->queued--;
-        src->queued_bytes -= j->bytes;
+        if (*tail == j)
+            *tail = prev;
         j->next = NULL;
         j->redirected_at = 0; /* its retries start afresh on the new master */
-        if (last)
-            last->next = j;
+        if (*last)
+            (*last)->next = j;
         else
-            jobs = j;
-        last = j;
-        (*njobs)++;
-        bytes += j->bytes;
+            *first = j;
+        *last = j;
+        (*n)++;
+        *bytes += j->bytes;
     }
+}
+
+/* Moves src's queued jobs of slot (answers to node requests included) to the head of dst's
+ * queues and sets *route to part, both queues locked (in address order: two parts may hand
+ * slots to each other at once): dst's thread takes none of what was routed to it after
+ * the store before these. Returns route's previous value. */
+static uint8_t jobs_hand_over(rb_t *src, rb_t *dst, unsigned slot, _Atomic uint8_t *route,
+                              uint8_t part, size_t *njobs)
+{
+    pthread_mutex_t *lock1 = src < dst ? &src->lock : &dst->lock;
+    pthread_mutex_t *lock2 = src < dst ? &dst->lock : &src->lock;
+    job_t *first, *last, *afirst, *alast;
+    size_t bytes = 0;
+    *njobs = 0;
+    pthread_mutex_lock(lock1);
+    pthread_mutex_lock(lock2);
+    take_slot_jobs(&src->head, &src->tail, slot, &first, &last, njobs, &bytes);
+    take_slot_jobs(&src->rhead, &src->rtail, slot, &afirst, &alast, njobs, &bytes);
+    src->queued -= *njobs;
+    src->queued_bytes -= bytes;
     uint8_t was = atomic_exchange(route, part);
-    if (jobs) {
-        last->next = dst->head;
-        if (!dst->head)
-            dst->tail = last;
-        dst->head = jobs;
-        dst->queued += *njobs;
-        dst->queued_bytes += bytes;
-    }
-    pthread_mutex_unlock(second);
-    pthread_mutex_unlock(first);
-    if (jobs)
+    splice_front(&dst->head, &dst->tail, first, last);
+    splice_front(&dst->rhead, &dst->rtail, afirst, alast);
+    dst->queued += *njobs;
+    dst->queued_bytes += bytes;
+    pthread_mutex_unlock(lock2);
+    pthread_mutex_unlock(lock1);
+    if (*njobs)
         wake(dst);
     return was;
 }
