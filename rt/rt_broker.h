@@ -904,11 +904,11 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * its own slots, so the layer's pids land on their namespace's part). Everything else is
  * the sharded broker's ("Sharded" above): the node's self round trip is every master's,
  * under a hash tag of one of its slots (its leases and node requests are its namespaces':
- * see cluster_nodes in the configuration); state, readiness and counters are combined. Broadcasts
- * use sharded pub/sub (SPUBLISH to the master of the namespace's slot, SSUBSCRIBE there), so they
- * do not cross the cluster bus to every node. A Socket.IO emitter publishes with plain PUBLISH,
- * which a cluster sends to every node: only the first master's broker listens to it (each message
- * once).
+ * see cluster_nodes in the configuration); state, readiness and counters are combined.
+ * Broadcasts use sharded pub/sub (SPUBLISH to the master of the namespace's slot,
+ * SSUBSCRIBE there), so they do not cross the cluster bus to every node. A Socket.IO
+ * emitter publishes with plain PUBLISH, which a cluster sends to every node: only the
+ * first master's broker listens to it (each message once).
  *
  * Seeds that give no topology at the start (none answers, or a slot has no master yet):
  * rt_broker_cluster_new() still makes a broker, of one part (part_name NULL) owning every
@@ -951,11 +951,11 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * part hands it the slot's subscriptions, leases, queued requests and answers, those the
  * old master refused included (sent to the new master before what was routed there since,
  * in order; a request routed to the old part at the very moment of the move may come after
- * one routed just after it), and the part's state event (moved; gap when it is UP, else its first
- * connection ends a gap) makes the layer place its namespaces again and their clients
- * recover from the history, which moved with the slot (MIGRATE moves its keys). The
- * connections stay (a MOVED answer, a dropped channel or a refused SSUBSCRIBE of a slot
- * that alone moved, found again later, is handed over again). While the slot's keys are
+ * one routed just after it), and the part's state event (moved; gap when it is UP, else
+ * its first connection ends a gap) makes the layer place its namespaces again and their
+ * clients recover from the history, which moved with the slot (MIGRATE moves its keys).
+ * The connections stay (a MOVED answer, a dropped channel or a refused SSUBSCRIBE of a
+ * slot that alone moved, found again later, is handed over again). While the slot's keys are
  * being migrated the old master answers ASK: the broker reconnects after backoff_min_ms and
  * sends the requests again, as after a failover. A part's own keys (its channel
  * {cluster_tag}; its session records, session_tag) are in its first slot: a move of it

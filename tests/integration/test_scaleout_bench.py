@@ -165,4 +165,5 @@ def test_cluster_leases(tmp_path):
     assert rows == ["3", "11"], proc.stdout
     per = re.search(r"Per node and namespace each second: (-?\d+\.\d) µs of Redis CPU, "
                     r"(\d+\.\d) commands", proc.stdout)
-    assert per and 2.0 <= float(per.group(2)) <= 4.0, proc.stdout
+    # A heartbeat more or less in one master's window moves the figure by about 0.25.
+    assert per and 1.5 <= float(per.group(2)) <= 4.5, proc.stdout
