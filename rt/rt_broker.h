@@ -589,6 +589,9 @@ typedef struct rt_broker_redis_config {
     const char *node_id;          /* NULL: 16 random hex characters (copied) */
     eddy_server_t *srv;           /* where results and deliveries run (see Threads); NULL:
                                    * on the broker's thread */
+    eddy_server_t *log;           /* whose log the broker's lines go to (its log_level,
+                                   * log_file, eddy_on_log()), from any thread; NULL: srv's
+                                   * (without srv: stderr, every level) */
     size_t queue_max;             /* requests waiting: 65536 */
     size_t queue_max_bytes;       /* their bytes: 64 MiB */
     size_t history_max;           /* entries per room stream (MAXLEN ~): 1000 */

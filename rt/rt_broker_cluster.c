@@ -184,14 +184,14 @@ static int topology_ask(const rt_broker_redis_config_t *cfg, const rt_redis_tls_
                 addr_index(t, t->nodes, &t->nnodes, RT_BROKER_CLUSTER_NODES_MAX,
                            cfg->cluster_nodes[k].host, cfg->cluster_nodes[k].port);
             if (t->unnamed)
-                eddy_log(NULL, EDDY_LOG_WARNING,
+                eddy_log(cfg->log, EDDY_LOG_WARNING,
                          "rt_broker: Redis Cluster seed %s:%d names a node \"?\": host names "
                          "are preferred (cluster-preferred-endpoint-type hostname) and it has "
                          "none (cluster-announce-hostname); reached at its IP address instead",
                          seed->host, seed->port);
             return 0;
         }
-        eddy_log(NULL, level, "rt_broker: Redis Cluster seed %s:%d: %s", seed->host, seed->port,
+        eddy_log(cfg->log, level, "rt_broker: Redis Cluster seed %s:%d: %s", seed->host, seed->port,
                  why);
         t->nmasters = t->nnodes = 0;
     }
@@ -363,7 +363,7 @@ static rt_broker_t *grow_master(size_t i, unsigned slot, const char *node_id,
     cluster_shard_t cs = {.first_slot = (int)slot};
     bool found = tags_find(&cs, slot) == 0;
     if (!found || ctx->nnodes == 0) {
-        eddy_log(NULL, EDDY_LOG_ERROR, "rt_broker: no hash tag found for slot %u", slot);
+        eddy_log(ctx->cfg.log, EDDY_LOG_ERROR, "rt_broker: no hash tag found for slot %u", slot);
         return NULL;
     }
     rt_broker_redis_config_t cfg = master_cfg(ctx, i, node_id, &cs);
@@ -374,7 +374,7 @@ static rt_broker_t *grow_master(size_t i, unsigned slot, const char *node_id,
     if (b != NULL) {
         atomic_store(&ctx->first_slots[i], (int)slot);
         atomic_store(&ctx->nparts, i + 1);
-        eddy_log(NULL, EDDY_LOG_NOTICE,
+        eddy_log(ctx->cfg.log, EDDY_LOG_NOTICE,
                  "rt_broker: Redis Cluster: part %zu made for slot %u, moved to a master that "
                  "joined while this node runs",
                  i, slot);
@@ -403,7 +403,7 @@ static rt_broker_t *cluster_build(const rt_broker_redis_config_t *cfg, const top
     }
     atomic_store(&ctx->nparts, t->nmasters);
     if (!ok)
-        eddy_log(NULL, EDDY_LOG_ERROR, "rt_broker: no hash tag found for a master's slots");
+        eddy_log(cfg->log, EDDY_LOG_ERROR, "rt_broker: no hash tag found for a master's slots");
     cluster_make_t cm = {t, shards, ctx};
     rt_broker_t *b = ok ? rt_broker_shard_slots_new(names, t->nmasters, t->slots, cfg->prefix,
                                                     make_master, &cm, h, ud)
@@ -411,7 +411,7 @@ static rt_broker_t *cluster_build(const rt_broker_redis_config_t *cfg, const top
     if (b != NULL) {
         rt_broker_shard_slots_grow(b, grow_master, ctx, ctx_free);
         for (size_t i = 0; i < t->nmasters; i++)
-            eddy_log(NULL, EDDY_LOG_INFO, "rt_broker: Redis Cluster master %s:%d: %s",
+            eddy_log(cfg->log, EDDY_LOG_INFO, "rt_broker: Redis Cluster master %s:%d: %s",
                      t->masters[i].host, t->masters[i].port, shards[i].name);
     } else {
         ctx_free(ctx);
@@ -551,7 +551,7 @@ static int hold(later_t *l, held_t *h)
         pthread_mutex_unlock(&l->lock);
         uint64_t dropped = atomic_fetch_add(&l->dropped, 1) + 1;
         if (log)
-            eddy_log(NULL, EDDY_LOG_WARNING,
+            eddy_log(l->cfg.log, EDDY_LOG_WARNING,
                      "rt_broker: Redis Cluster topology unknown and the queue full: dropping "
                      "(%llu dropped so far)",
                      (unsigned long long)dropped);
@@ -937,7 +937,7 @@ static void later_install(later_t *l, rt_broker_t *in)
         h->cb(&l->base, h->rc, (rt_position_t){0, 0}, h->arg);
         free(h);
     }
-    eddy_log(NULL, EDDY_LOG_NOTICE,
+    eddy_log(l->cfg.log, EDDY_LOG_NOTICE,
              "rt_broker: Redis Cluster topology read (%zu masters); %zu requests held meanwhile "
              "sent",
              rt_broker_parts(in), sent);
@@ -984,7 +984,7 @@ static void *later_main(void *arg)
         rng ^= rng >> 7;
         rng ^= rng << 17;
         uint32_t wait_ms = delay - (uint32_t)(rng % (delay / 4 + 1));
-        eddy_log(NULL, attempt <= 3 ? EDDY_LOG_WARNING : EDDY_LOG_INFO,
+        eddy_log(l->cfg.log, attempt <= 3 ? EDDY_LOG_WARNING : EDDY_LOG_INFO,
                  "rt_broker: no Redis Cluster seed gave the topology (attempt %u): asking "
                  "again in %u ms; broadcasts are delivered on this node only",
                  attempt, wait_ms);
@@ -1079,14 +1079,14 @@ rt_broker_t *rt_broker_cluster_new(const rt_broker_redis_config_t *cfg,
 {
     if (cfg == NULL || cfg->srv != NULL || cfg->ncluster_nodes == 0 ||
         cfg->ncluster_nodes > RT_BROKER_CLUSTER_NODES_MAX || cfg->cluster_nodes == NULL) {
-        eddy_log(NULL, EDDY_LOG_ERROR,
+        eddy_log(cfg ? cfg->log : NULL, EDDY_LOG_ERROR,
                  "rt_broker: a Redis Cluster needs 1 to %d seeds and no server (srv NULL)",
                  RT_BROKER_CLUSTER_NODES_MAX);
         return NULL;
     }
     /* rediss+cluster: the TLS settings of the topology read (each master's broker makes
      * its own from cfg); a file that cannot be read is logged here, once. */
-    rt_redis_tls_t *tls = cfg->tls ? rt_redis_tls_new(cfg, NULL) : NULL;
+    rt_redis_tls_t *tls = cfg->tls ? rt_redis_tls_new(cfg, cfg->log) : NULL;
     if (cfg->tls && tls == NULL)
         return NULL;
     topology_t *t = calloc(1, sizeof(*t));
@@ -1100,7 +1100,7 @@ rt_broker_t *rt_broker_cluster_new(const rt_broker_redis_config_t *cfg,
         b = cluster_build(cfg, t, h, ud);
         rt_redis_tls_free(tls);
     } else {
-        eddy_log(NULL, EDDY_LOG_WARNING,
+        eddy_log(cfg->log, EDDY_LOG_WARNING,
                  "rt_broker: no Redis Cluster seed gave the topology: starting without it "
                  "(broadcasts are delivered on this node only, not ready) and asking again");
         b = later_new(cfg, tls, h, ud);

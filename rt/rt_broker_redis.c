@@ -408,7 +408,7 @@ static void dispatch(rb_t *rb, eddy_fd_t fd, eddy_defer_cb fn, void *arg)
         return;
     /* Out of memory in the engine: running fn on this thread would break the loops'
      * rules, so the result is lost; say so. */
-    eddy_log(rb->cfg.srv, EDDY_LOG_ERROR, "rt_broker: out of memory handing a result to a loop");
+    eddy_log(rb->cfg.log, EDDY_LOG_ERROR, "rt_broker: out of memory handing a result to a loop");
 }
 
 typedef struct publish_result {
@@ -561,7 +561,7 @@ static void set_state(rb_t *rb, rt_broker_state_t st, bool gap, uint64_t down_ms
         return;
     state_result_t *r = malloc(sizeof(*r));
     if (!r) {
-        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR, "rt_broker: out of memory reporting a state");
+        eddy_log(rb->cfg.log, EDDY_LOG_ERROR, "rt_broker: out of memory reporting a state");
         return;
     }
     r->rb = rb;
@@ -889,7 +889,7 @@ static int enqueue(rb_t *rb, job_t *j)
         pthread_mutex_unlock(&rb->lock);
         uint64_t dropped = atomic_fetch_add(&rb->dropped, 1) + 1;
         if (log)
-            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
+            eddy_log(rb->cfg.log, EDDY_LOG_WARNING,
                      "rt_broker: queue full (%zu requests, %zu bytes): dropping (%llu dropped "
                      "so far)",
                      queued, bytes, (unsigned long long)dropped);
@@ -1228,7 +1228,7 @@ static void session_held(rb_t *rb, const job_t *j)
     }
     void *grown = realloc(rb->tags, (rb->ntags + 1) * sizeof(*rb->tags));
     if (!grown) {
-        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
+        eddy_log(rb->cfg.log, EDDY_LOG_ERROR,
                  "rt_broker: out of memory: live session records may expire early");
         return;
     }
@@ -1563,7 +1563,7 @@ static void nreq_finish(rb_t *rb, nreq_t *q)
             free(r->replies);
             free(r->missing);
         }
-        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
+        eddy_log(rb->cfg.log, EDDY_LOG_ERROR,
                  "rt_broker: out of memory: a node request's "
                  "answers are lost");
         nreq_free(q);
@@ -1642,7 +1642,7 @@ static void nreq_answer(rb_t *rb, uint64_t id, const char *node, const void *dat
         if (sl->state != 0 || strcmp(sl->node, node) != 0)
             continue;
         if (len && !(sl->data = malloc(len))) {
-            eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
+            eddy_log(rb->cfg.log, EDDY_LOG_ERROR,
                      "rt_broker: out of memory: the answer of node %s is lost", node);
             return;
         }
@@ -1714,7 +1714,7 @@ static void handle_node_msg(rb_t *rb, redisReply *r, const char *key, size_t kle
     size_t len;
     if (rt_broker_node_msg_decode(r->element[2]->str, r->element[2]->len, &kind, &id, &node, &data,
                                   &len) != 0) {
-        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: malformed node message on %s dropped",
+        eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: malformed node message on %s dropped",
                  r->element[1]->str);
         freeReplyObject(r);
         return;
@@ -1727,7 +1727,7 @@ static void handle_node_msg(rb_t *rb, redisReply *r, const char *key, size_t kle
     node_request_t *nr = rb->h.request ? malloc(sizeof(*nr) + klen + 1) : NULL;
     if (!nr) {
         if (rb->h.request)
-            eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
+            eddy_log(rb->cfg.log, EDDY_LOG_ERROR,
                      "rt_broker: out of memory: a node request "
                      "is lost");
         freeReplyObject(r);
@@ -2061,7 +2061,7 @@ static const char *where(rb_t *rb)
 static void disconnect(rb_t *rb, const char *why)
 {
     if (rb->cmd || rb->sub)
-        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: Redis %s connection lost: %s",
+        eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: Redis %s connection lost: %s",
                  where(rb), why);
     if (rb->cmd)
         rt_redis_free(rb->cmd);
@@ -2148,10 +2148,10 @@ static void master_found(rb_t *rb, char *host, int port, const char *who)
     }
     if (rb->master_known) {
         atomic_fetch_add(&rb->master_switches, 1);
-        eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE, "rt_broker: %s moved from %s:%d to %s:%d", who,
+        eddy_log(rb->cfg.log, EDDY_LOG_NOTICE, "rt_broker: %s moved from %s:%d to %s:%d", who,
                  rb->host, rb->cfg.port, host, port);
     } else {
-        eddy_log(rb->cfg.srv, EDDY_LOG_INFO, "rt_broker: %s is %s:%d", who, host, port);
+        eddy_log(rb->cfg.log, EDDY_LOG_INFO, "rt_broker: %s is %s:%d", who, host, port);
     }
     free(rb->host);
     rb->host = host;
@@ -2265,7 +2265,7 @@ static int sentinel_switched(rb_t *rb, redisContext *c)
             r->element[2]->type == REDIS_REPLY_STRING && r->element[2]->len > len &&
             strncmp(r->element[2]->str, rb->sentinel_master, len) == 0 &&
             r->element[2]->str[len] == ' ') {
-            eddy_log(rb->cfg.srv, EDDY_LOG_INFO, "rt_broker: sentinel %s:%d: +switch-master %s",
+            eddy_log(rb->cfg.log, EDDY_LOG_INFO, "rt_broker: sentinel %s:%d: +switch-master %s",
                      rb->sentinels[0].host, rb->sentinels[0].port, r->element[2]->str);
             switched = 1;
         }
@@ -2480,7 +2480,7 @@ static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, cons
         if (atomic_load(&rb->slot_fate[slot]) != (known ? part : SLOT_JOINED)) {
             atomic_store(&rb->slot_fate[slot], known ? (uint8_t)part : SLOT_JOINED);
             uint64_t n = atomic_fetch_add(&rb->slots_moved, 1) + 1;
-            eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+            eddy_log(rb->cfg.log, EDDY_LOG_NOTICE,
                      "rt_broker: slot %d resharded from %s:%d to %s:%d (%llu slots so far): "
                      "followed%s, its namespaces go through that master's part now and their "
                      "clients recover from history",
@@ -2491,7 +2491,7 @@ static bool reshard_check(rb_t *rb, const redisReply *r, const char *asked, cons
         atomic_store(&rb->slot_fate[slot], SLOT_LOST);
         uint64_t n = atomic_fetch_add(&rb->slots_moved, 1) + 1;
         atomic_store(&rb->resharded, true);
-        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
+        eddy_log(rb->cfg.log, EDDY_LOG_WARNING,
                  "rt_broker: slot %d resharded from %s:%d to %s:%d (%llu slots so far), to a "
                  "master this node has no part for: the namespaces of that slot get no "
                  "broadcasts through this node (their requests are refused) and it reports not "
@@ -3041,7 +3041,7 @@ static void missed_note(rb_t *rb, const redisReply *ch, const char *origin, uint
     rb->missed_unlogged += missed;
     if (rb->missed_logged_ms != 0 && now - rb->missed_logged_ms < MISSED_LOG_MS)
         return;
-    eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
+    eddy_log(rb->cfg.log, EDDY_LOG_WARNING,
              "rt_broker: %llu broadcasts from node %s on %s never arrived (missed since the "
              "last warning: %llu, in all: %llu); without history they are lost here",
              (unsigned long long)missed, origin, ch->str, (unsigned long long)rb->missed_unlogged,
@@ -3110,13 +3110,13 @@ static void handle_emitted(rb_t *rb, redisReply *r)
         return;
     emitted_t *e = malloc(sizeof(*e));
     if (!e) {
-        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR,
+        eddy_log(rb->cfg.log, EDDY_LOG_ERROR,
                  "rt_broker: out of memory: an emitted broadcast is lost");
         return;
     }
     int rc = rt_emitter_decode(payload->str, payload->len, &e->m);
     if (rc != 0) {
-        eddy_log(rb->cfg.srv, rc == EDDY_EPROTO ? EDDY_LOG_WARNING : EDDY_LOG_ERROR,
+        eddy_log(rb->cfg.log, rc == EDDY_EPROTO ? EDDY_LOG_WARNING : EDDY_LOG_ERROR,
                  "rt_broker: emitter message on %s dropped: %s", ch->str,
                  rc == EDDY_EPROTO ? "not the Socket.IO emitter format" : "out of memory");
         free(e);
@@ -3216,14 +3216,14 @@ static void handle_sub_reply(rb_t *rb, redisReply *r)
                      !parse_hex16(&p, end, &chan_num)
                : !parse_u64(&p, end, ':', &pos.seq) || !parse_u64(&p, end, ':', &pos.epoch)) ||
         msg_counts(p, (size_t)(end - p), &nr, &ne) != 0) {
-        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: malformed message on %s dropped",
+        eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: malformed message on %s dropped",
                  r->element[1]->str);
         freeReplyObject(r);
         return;
     }
     live_delivery_t *ld = malloc(sizeof(*ld) + (nr + ne) * sizeof(char *));
     if (!ld) {
-        eddy_log(rb->cfg.srv, EDDY_LOG_ERROR, "rt_broker: out of memory: a delivery is lost");
+        eddy_log(rb->cfg.log, EDDY_LOG_ERROR, "rt_broker: out of memory: a delivery is lost");
         freeReplyObject(r);
         return;
     }
@@ -3233,7 +3233,7 @@ static void handle_sub_reply(rb_t *rb, redisReply *r)
     ld->reply = r;
     ld->d.pos = pos;
     if (msg_decode(p, (size_t)(end - p), &ld->d.origin, &ld->d.msg, ld->names) != 0) {
-        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: malformed message on %s dropped",
+        eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: malformed message on %s dropped",
                  r->element[1]->str);
         freeReplyObject(r);
         free(ld);
@@ -3316,7 +3316,7 @@ static void history_reply(rb_t *rb, job_t *j, redisReply *r)
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
         r->element[2]->type != REDIS_REPLY_STRING) {
-        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: history read refused: %s",
+        eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: history read refused: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         res->err = EDDY_EPROTO;
         goto out;
@@ -3378,7 +3378,7 @@ static void presence_reply(rb_t *rb, job_t *j, redisReply *r)
     *res = (presence_result_t){.rb = rb, .cb = (rt_broker_presence_cb)j->cb, .arg = j->arg};
     const redisReply *list = r;
     if (list->type != REDIS_REPLY_ARRAY) {
-        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: presence read refused: %s",
+        eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: presence read refused: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         res->err = EDDY_EPROTO;
         goto out;
@@ -3419,7 +3419,7 @@ static void recent_reply(rb_t *rb, job_t *j, redisReply *r)
         return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING) {
-        eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: recent read refused: %s",
+        eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: recent read refused: %s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         res->err = EDDY_EPROTO;
         goto out;
@@ -3476,7 +3476,7 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
             }
             free(j);
         } else {
-            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: publish refused: %s",
+            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: publish refused: %s",
                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
             fail_job(rb, j, EDDY_EPROTO);
         }
@@ -3495,7 +3495,7 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
         /* Registered now, before the thread reads its subscriptions again (where the
          * answers arrive). */
         if (r->type == REDIS_REPLY_ERROR)
-            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: node request refused: %s", r->str);
+            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: node request refused: %s", r->str);
         freeReplyObject(r);
         if (j->req_id && !nreq_start(rb, j)) {
             fail_job(rb, j, EDDY_ENOMEM);
@@ -3507,7 +3507,7 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
         if (r->type != REDIS_REPLY_ERROR)
             session_held(rb, j);
         else
-            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: session record refused: %s",
+            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: session record refused: %s",
                      r->str);
         freeReplyObject(r);
         free(j);
@@ -3527,7 +3527,7 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
                   : r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_ARRAY ? EDDY_ENOTFOUND
                                                                                : EDDY_EPROTO;
         if (err == EDDY_EPROTO)
-            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: session read refused: %s",
+            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: session read refused: %s",
                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         *res = (session_result_t){rb, (rt_broker_session_cb)j->cb, j->arg, err, r};
         dispatch(rb, j->fd, run_session_result, res);
@@ -3536,7 +3536,7 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
     }
     default:
         if (r->type == REDIS_REPLY_ERROR)
-            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: %s refused: %s", j->argv[0],
+            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: %s refused: %s", j->argv[0],
                      r->str);
         freeReplyObject(r);
         free(j);
@@ -3801,7 +3801,7 @@ static int heartbeat_read(rb_t *rb)
             if (!redirect_settle(rb, true))
                 rc = -1;
         } else if (r[i]->type == REDIS_REPLY_ERROR) {
-            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING, "rt_broker: heartbeat refused: %s", r[i]->str);
+            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: heartbeat refused: %s", r[i]->str);
             break;
         }
     }
@@ -3911,7 +3911,7 @@ static void requeue_front(rb_t *rb, job_t *list)
     rb->queued_bytes += bytes;
     pthread_mutex_unlock(&rb->lock);
     uint64_t retried = atomic_fetch_add(&rb->retried, n) + n;
-    eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+    eddy_log(rb->cfg.log, EDDY_LOG_NOTICE,
              "rt_broker: Redis %s no longer serves the slot: %zu requests queued again, sent "
              "where it is served (%llu so far)",
              where(rb), n, (unsigned long long)retried);
@@ -4124,18 +4124,18 @@ static int connect_all(rb_t *rb, const char **err)
     uint64_t down_ms = gap ? now_ms() - rb->down_since : 0;
     if (gap && rb->joined) {
         atomic_fetch_add(&rb->gaps, 1);
-        eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+        eddy_log(rb->cfg.log, EDDY_LOG_NOTICE,
                  "rt_broker: node %s connected to Redis %s, a part made while it runs: the "
                  "clients of the namespaces handed to it recover",
                  rb->node_id, where(rb));
     } else if (gap) {
         atomic_fetch_add(&rb->reconnects, 1);
         atomic_fetch_add(&rb->gaps, 1);
-        eddy_log(rb->cfg.srv, EDDY_LOG_NOTICE,
+        eddy_log(rb->cfg.log, EDDY_LOG_NOTICE,
                  "rt_broker: Redis %s connected again after %llu ms; subscriptions restored",
                  where(rb), (unsigned long long)down_ms);
     } else {
-        eddy_log(rb->cfg.srv, EDDY_LOG_INFO, "rt_broker: node %s connected to Redis %s",
+        eddy_log(rb->cfg.log, EDDY_LOG_INFO, "rt_broker: node %s connected to Redis %s",
                  rb->node_id, where(rb));
     }
     rb->was_up = true;
@@ -4256,7 +4256,7 @@ static void *thread_main(void *p)
         rb->cmd = rb->sub = NULL;
         set_state(rb, RT_BROKER_DOWN, false, 0);
         if (!logged)
-            eddy_log(rb->cfg.srv, EDDY_LOG_WARNING,
+            eddy_log(rb->cfg.log, EDDY_LOG_WARNING,
                      "rt_broker: cannot connect to Redis %s (%s); retrying with backoff", where(rb),
                      msg);
         logged = true;
@@ -4598,7 +4598,7 @@ uint8_t rt_broker_redis_hand_over(rt_broker_t *from, rt_broker_t *to, unsigned s
         free(m);
     }
     if (njobs || nsubs || lost)
-        eddy_log(src->cfg.srv, lost ? EDDY_LOG_ERROR : EDDY_LOG_INFO,
+        eddy_log(src->cfg.log, lost ? EDDY_LOG_ERROR : EDDY_LOG_INFO,
                  "rt_broker: slot %u: %zu requests and %zu channels handed to its new "
                  "master's part%s",
                  slot, njobs, nsubs,
@@ -4688,7 +4688,7 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
     rt_broker_redis_config_init(&def);
     if (!cfg)
         cfg = &def;
-    eddy_server_t *srv = cfg->srv;
+    eddy_server_t *log = cfg->log ? cfg->log : cfg->srv;
     if (!cfg->host || cfg->port <= 0 || cfg->port > 65535 || !cfg->prefix ||
         strchr(cfg->prefix, '}') || !cfg->queue_max || !cfg->queue_max_bytes || !cfg->history_max ||
         !cfg->history_age_ms || !cfg->heartbeat_ms || cfg->lease_ms <= cfg->heartbeat_ms ||
@@ -4696,7 +4696,7 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
         (cfg->node_id && (!*cfg->node_id || strlen(cfg->node_id) > RT_BROKER_NODE_ID_MAX ||
                           strchr(cfg->node_id, 0x1f))) ||
         !sentinels_ok(cfg) || !cluster_ok(cfg)) {
-        eddy_log(srv, EDDY_LOG_ERROR, "rt_broker: bad Redis broker configuration");
+        eddy_log(log, EDDY_LOG_ERROR, "rt_broker: bad Redis broker configuration");
         return NULL;
     }
     rb_t *rb = calloc(1, sizeof(*rb));
@@ -4704,6 +4704,7 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
         return NULL;
     rb->base.ops = &redis_ops;
     rb->cfg = *cfg;
+    rb->cfg.log = log;
     if (h)
         rb->h = *h;
     rb->ud = ud;
@@ -4746,7 +4747,7 @@ rt_broker_t *rt_broker_redis_new(const rt_broker_redis_config_t *cfg, const rt_b
         !rb->nodes_key || !rb->all_channel || !rb->subs || rb->wake_fd < 0 || !rb->chan_sent ||
         !rb->chan_heard || (cfg->emitter_prefix && !rb->emitter_pattern) ||
         (cfg->sentinel_master && sentinels_copy(rb, cfg) != 0) || usernames_copy(rb, cfg) != 0 ||
-        (cfg->tls && !(rb->tls = rt_redis_tls_new(cfg, srv))))
+        (cfg->tls && !(rb->tls = rt_redis_tls_new(cfg, log))))
         goto fail;
     rb->cfg.host = rb->host;
     rb->cfg.password = rb->password;

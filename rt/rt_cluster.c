@@ -496,8 +496,10 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     cfg.node_id = opt->node_id;
     cfg.emitter_prefix = opt->redis_emitter_prefix;
     cfg.session_linger_ms = (uint64_t)opt->recovery_max_disconnection_ms + RT_CLUSTER_MARGIN_MS;
-    /* Results on the broker's own thread: none is left in a loop's queue at free. */
+    /* Results on the broker's own thread: none is left in a loop's queue at free. Its
+     * lines go to the server's log, at its level. */
     cfg.srv = NULL;
+    cfg.log = srv;
     uint64_t age =
         opt->history_max_age_ms ? opt->history_max_age_ms : opt->recovery_max_disconnection_ms;
     if (age > cfg.history_age_ms)

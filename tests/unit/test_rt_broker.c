@@ -1319,6 +1319,54 @@ static void on_published_loop(rt_broker_t *b, int err, rt_position_t pos, void *
     on_published(b, err, pos, arg);
 }
 
+/* The broker's lines go to cfg.log (its log_level, its eddy_on_log() callback), from the
+ * broker's own thread, while results stay there (srv NULL): as the real-time layer sets it
+ * up. Before, such a broker wrote every line to stderr, whatever the server's level. */
+static atomic_int log_below_warning, log_connected;
+
+static void count_log(eddy_server_t *srv, int level, int loop, const char *msg, size_t len,
+                      void *ud)
+{
+    (void)srv;
+    (void)loop;
+    (void)len;
+    (void)ud;
+    if (level < EDDY_LOG_WARNING)
+        atomic_fetch_add(&log_below_warning, 1);
+    if (strstr(msg, "connected to Redis") != NULL)
+        atomic_fetch_add(&log_connected, 1);
+}
+
+static void test_lines_go_to_the_log_server(void)
+{
+    static const char *const levels[] = {"warning", "info"};
+    for (int i = 0; i < 2; i++) {
+        if (!test_server_new(levels[i]))
+            return;
+        eddy_on_log(test_server, count_log);
+        atomic_store(&log_below_warning, 0);
+        atomic_store(&log_connected, 0);
+        rt_broker_redis_config_t cfg;
+        rt_broker_redis_config_init(&cfg);
+        cfg.port = redis_port;
+        cfg.log = test_server;
+        rt_broker_t *b = rt_broker_redis_new(&cfg, NULL, NULL);
+        CHECK(b != NULL);
+        if (b != NULL) {
+            CHECK(WAIT_FOR(rt_broker_ready(b, NULL), 5000));
+            rt_broker_free(b);
+        }
+        if (i == 0) { /* nothing under the server's level, to it or to stderr */
+            CHECK_EQ_INT(atomic_load(&log_below_warning), 0);
+            CHECK_EQ_INT(atomic_load(&log_connected), 0);
+        } else {
+            CHECK_EQ_INT(atomic_load(&log_connected), 1);
+        }
+        eddy_server_free(test_server);
+        test_server = NULL;
+    }
+}
+
 static void test_results_on_loop(void)
 {
     if (!test_server_new("warning"))
@@ -1761,6 +1809,7 @@ int main(void)
     test_redis_frozen();
     test_start_without_redis();
     test_results_on_loop();
+    test_lines_go_to_the_log_server();
     test_emitter_interop();
     test_node_requests_cluster();
     test_socket_tag_pattern();
