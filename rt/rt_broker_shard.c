@@ -779,7 +779,7 @@ rt_broker_t *rt_broker_shard_redis_new(const rt_broker_redis_config_t *cfgs, siz
         ptrs[i] = names[i];
         for (size_t j = 0; j < i; j++) {
             if (strcmp(names[i], names[j]) == 0) {
-                eddy_log(NULL, EDDY_LOG_ERROR, "rt_broker: Redis %s given twice", names[i]);
+                eddy_log(cfgs[i].log, EDDY_LOG_ERROR, "rt_broker: Redis %s given twice", names[i]);
                 ok = false;
             }
         }
