@@ -251,8 +251,8 @@ static void write_broker(FILE *out)
     metric(out, "eddy_broker_dropped_total", "counter",
            "Requests dropped: the queue bound, or lost with a connection.", b.dropped_total);
     metric(out, "eddy_broker_retried_total", "counter",
-           "Requests a demoted master refused, queued again for the next one (Sentinel, "
-           "Cluster).",
+           "Requests a demoted master refused, queued again for the next one, or held "
+           "while their slot was migrated (Sentinel, Cluster).",
            b.retried_total);
     metric(out, "eddy_broker_slots_moved_total", "counter",
            "Redis Cluster slots moved to another master while running (resharding, "

@@ -273,9 +273,10 @@ typedef struct eddy_rt_broker_status {
     uint64_t messages_missed_total;
     /* redis+sentinel, redis+cluster: requests (broadcasts, session records, presence,
      * reads) a master refused because it no longer served them (demoted by a failover:
-     * MOVED, READONLY, CLUSTERDOWN, TRYAGAIN, MASTERDOWN), queued again and sent after the
-     * reconnection, or to the slot's new master after resharding (README "Redis
-     * Cluster"); each refusal counts. 0 on one Redis. */
+     * MOVED, READONLY, CLUSTERDOWN, MASTERDOWN), queued again and sent after the
+     * reconnection, or to the slot's new master after resharding; or while their slot was
+     * being migrated (ASK, TRYAGAIN), held and sent again (README "Redis Cluster"); each
+     * refusal counts. 0 on one Redis. */
     uint64_t retried_total;
     /* redis+cluster: hash slots found moved from one master to another while this node
      * runs (resharding). The node follows them (their namespaces' clients recover from

@@ -179,7 +179,9 @@ typedef struct rt_broker_stats {
     uint64_t missed;          /* Redis, no history: broadcasts of other nodes that never came */
     uint64_t retried;         /* Sentinel, Cluster: requests a master refused because it no
                                * longer served their slot (MOVED, READONLY, ...), queued
-                               * again to be sent after the reconnection (each time) */
+                               * again to be sent after the reconnection, or because the
+                               * slot was being migrated (ASK, TRYAGAIN), held and sent
+                               * again (each time) */
     uint64_t slots_moved;     /* Cluster: slots found moved to another master while running
                                * (resharding: see "Redis Cluster") */
     uint64_t subscriptions;   /* (nsp, room) channels subscribed now */
@@ -668,14 +670,15 @@ typedef struct rt_broker_redis_config {
      * its script as with one Redis; pub/sub is sharded (SPUBLISH, SSUBSCRIBE,
      * SUNSUBSCRIBE, one channel per command; no pattern, so each socket's room is one
      * SSUBSCRIBE). A
-     * MOVED, ASK, CLUSTERDOWN, TRYAGAIN or READONLY answer, or a channel the master drops
-     * (a sunsubscribe not asked for), makes the thread reconnect and ask again; the
-     * requests so refused (Redis refuses them before running them) are queued again, first
-     * and in order, and sent after the reconnection, for up to 10 s from the first refusal
-     * (then answered with it); after CLUSTERDOWN, TRYAGAIN or ASK the thread waits
-     * backoff_min_ms before reconnecting; a MOVED answer (SSUBSCRIBE's included) or a
-     * dropped channel of a slot that alone moved (resharding: see "Redis Cluster" below)
-     * keeps the connections.
+     * MOVED, CLUSTERDOWN or READONLY answer, or a channel the master drops (a
+     * sunsubscribe not asked for), makes the thread reconnect and ask again; the requests
+     * so refused (Redis refuses them before running them) are queued again, first and in
+     * order, and sent after the reconnection, for up to 10 s from the first refusal (then
+     * answered with it); after CLUSTERDOWN the thread waits backoff_min_ms before
+     * reconnecting; a MOVED answer (SSUBSCRIBE's included) or a dropped channel of a slot
+     * that alone moved (resharding: see "Redis Cluster" below) keeps the connections, and
+     * so does an ASK or TRYAGAIN answer (a slot being migrated: its requests are held and
+     * sent again, see there).
      * session_tag
      * (NULL: random, outside a cluster only; else RT_BROKER_SESSION_TAG_LEN of
      * [A-Za-z0-9_-], in a cluster in cluster_slot) starts this broker's pids. password and username
@@ -931,8 +934,8 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * Failover: a master's broker reconnects (its outage is its part's, with a gap: clients of
  * its namespaces recover from history) to whichever master serves its first slot when it
  * asks (every node of the topology, masters and replicas, in turn), so a replica promoted
- * in its place takes over; a MOVED, ASK, CLUSTERDOWN, TRYAGAIN or READONLY answer, or a
- * dropped channel, makes it ask again. Requests refused so (broadcasts, node requests and
+ * in its place takes over; a MOVED, CLUSTERDOWN or READONLY answer, or a dropped channel,
+ * makes it ask again. Requests refused so (broadcasts, node requests and
  * their answers included) are sent again after the reconnection, in order, for up to 10 s:
  * a failover loses none of them
  * (a manual CLUSTER FAILOVER used to lose the broadcasts sent to the demoted master, from
@@ -959,9 +962,16 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * clients recover from the history, which moved with the slot (MIGRATE moves its keys).
  * The connections stay (a MOVED answer, a dropped channel or a refused SSUBSCRIBE of a
  * slot that alone moved, found again later, is handed over again). While the slot's keys are
- * being migrated the old master answers ASK: the broker reconnects after backoff_min_ms and
- * sends the requests again, as after a failover. A part's own keys (its channel
- * {cluster_tag}; its session records, session_tag) are in its first slot: a move of it
+ * being migrated the old master answers ASK (TRYAGAIN when some of a script's keys moved):
+ * the part holds that slot's requests, in order and in its queue's bounds (logged once per
+ * slot, counted in stats.retried), and sends them again every backoff_min_ms, for up to
+ * 10 s from the first refusal (then answered with it), while the other slots' requests go
+ * on over the same connections; SETSLOT NODE then turns the ASK into MOVED and the held
+ * requests are handed over first. A heartbeat skips a lease answered ASK (renewed where its
+ * slot went once the move is found). Two requests of the slot in one pipelined batch may
+ * be applied out of order (the first refused, the next served by the old master while its
+ * keys still are there); history and live delivery agree on the order applied. A part's own keys
+ * (its channel {cluster_tag}; its session records, session_tag) are in its first slot: a move of it
  * takes them along and the part follows it as after a failover. Not followed: a slot for
  * whose master no part can be made (RT_BROKER_PARTS_MAX parts already). Such a slot is lost
  * to the node: logged (WARNING), counted, its requests answered with the refusal at once,

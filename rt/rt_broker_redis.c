@@ -320,7 +320,19 @@ typedef struct rb {
     size_t beat_cap;
     bool was_up;
     bool joined; /* cfg.cluster_joined, until its first connection (a gap, not a reconnect) */
-    bool redirect_pause; /* a request met CLUSTERDOWN, TRYAGAIN or ASK: wait, then reconnect */
+    bool redirect_pause; /* a request met CLUSTERDOWN: wait, then reconnect */
+    /* Redis Cluster (thread only): the jobs of slots being migrated (a command of the slot
+     * was answered ASK or TRYAGAIN: some of its keys are on the importing master already),
+     * in order, still counted as queued. They wait until hold_until, then go back to the
+     * head of the queue and are sent again: the old master serves the slot again (the move
+     * was abandoned) or answers MOVED (SETSLOT NODE ended it: the slot is handed over).
+     * hold_slots has a bit per slot held; hold_barrier: a barrier request is held, nothing
+     * after it leaves; hold_logged: the slot the last hold logged. */
+    job_t *hold_head, *hold_tail;
+    uint64_t hold_until;
+    bool hold_barrier;
+    int hold_logged;
+    uint8_t hold_slots[RT_BROKER_CLUSTER_SLOTS / 8];
     uint64_t rng;
 
     _Atomic int state;
@@ -2058,6 +2070,8 @@ static const char *where(rb_t *rb)
     return text;
 }
 
+static void hold_release(rb_t *rb);
+
 static void disconnect(rb_t *rb, const char *why)
 {
     if (rb->cmd || rb->sub)
@@ -2070,6 +2084,7 @@ static void disconnect(rb_t *rb, const char *why)
     rb->cmd = rb->sub = NULL;
     rb->channel_dropped = false;
     rb->moved_why[0] = '\0';
+    hold_release(rb); /* sent on the next connection */
     atomic_store(&rb->last_pong, 0);
     nreq_sweep(rb, 0, true); /* no answer comes on a lost connection */
     if (rb->was_up && !rb->down_since)
@@ -2373,16 +2388,16 @@ static bool cluster_dropped(rb_t *rb, const redisReply *r)
     return true;
 }
 
-/* In a cluster, an answer saying that this Redis no longer serves the slot (MOVED, ASK:
- * the slot is elsewhere; READONLY: a replica; CLUSTERDOWN; a script's key not local):
- * true. The command connection is marked broken so that the thread asks again, but for
- * MOVED: its slot is noted for the resharding check and redirect_settle() finds whether
- * the slot alone moved (the connection then stays) after the batch's answers. False for a
- * MOVED of a slot known to be lost: the request is refused at once. */
+/* In a cluster, an answer saying that this Redis no longer serves the slot (MOVED: the slot
+ * is elsewhere; READONLY: a replica; CLUSTERDOWN; a script's key not local): true. The
+ * command connection is marked broken so that the thread asks again, but for MOVED: its
+ * slot is noted for the resharding check and redirect_settle() finds whether the slot
+ * alone moved (the connection then stays) after the batch's answers. False for a MOVED of
+ * a slot known to be lost: the request is refused at once. ASK and TRYAGAIN (a slot being
+ * migrated) are not asked here: migrating_slot() and lease_migrating() answer them. */
 static bool cluster_redirected(rb_t *rb, const redisReply *r)
 {
-    static const char *const errors[] = {"MOVED ",   "ASK ",          "CLUSTERDOWN",
-                                         "READONLY", "non local key", "TRYAGAIN"};
+    static const char *const errors[] = {"MOVED ", "CLUSTERDOWN", "READONLY", "non local key"};
     if (!rb->cluster_nodes || r->type != REDIS_REPLY_ERROR)
         return false;
     int slot = moved_slot_of(r->str);
@@ -2673,6 +2688,7 @@ static int cluster_init(rb_t *rb, const rt_broker_redis_config_t *cfg)
     }
     rb->cluster_nodes = addrs_copy(cfg->cluster_nodes, cfg->ncluster_nodes);
     rb->moved_slot = -1;
+    rb->hold_logged = -1;
     rb->slot_fate = malloc(RT_BROKER_CLUSTER_SLOTS * sizeof(*rb->slot_fate));
     rb->part_slots = cfg->cluster_parts;
     rb->nparts = cfg->ncluster_parts;
@@ -3783,6 +3799,13 @@ static void nodes_union(rb_t *rb)
     pthread_mutex_unlock(&rb->lock);
 }
 
+/* Whether r answers a lease's command whose slot is being migrated (ASK): the lease is not
+ * renewed on this beat, and the move's MOVED hands it over at a later one. */
+static bool lease_migrating(const rb_t *rb, const redisReply *r)
+{
+    return rb->cluster_nodes && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "ASK ", 4) == 0;
+}
+
 /* Reads heartbeat_append()'s replies. -1: the connection broke or Redis is no longer the
  * master. */
 static int heartbeat_read(rb_t *rb)
@@ -3796,6 +3819,8 @@ static int heartbeat_read(rb_t *rb)
     if (rc == 0 && session_renewed(rb) != 0)
         rc = -1;
     for (size_t i = 0; i < total && rc == 0; i++) {
+        if (lease_migrating(rb, r[i]))
+            continue; /* its nodes stay as last read until the migration ends */
         if (lost_master(rb, r[i])) {
             /* The master changed, or a namespace's slot moved. */
             if (!redirect_settle(rb, true))
@@ -3865,10 +3890,8 @@ static bool redirect_retry(rb_t *rb, job_t *j, const redisReply *r)
         j->redirected_at = now;
     if (now - j->redirected_at > REDIRECT_RETRY_MS)
         return false;
-    /* The cluster itself is not ready, or the slot is being migrated (ASK): the
-     * reconnection waits a little (see thread_main). */
-    if (strstr(r->str, "CLUSTERDOWN") || strstr(r->str, "TRYAGAIN") ||
-        strncmp(r->str, "ASK ", 4) == 0)
+    /* The cluster itself is not ready: the reconnection waits a little (see thread_main). */
+    if (strstr(r->str, "CLUSTERDOWN"))
         rb->redirect_pause = true;
     return true;
 }
@@ -3885,11 +3908,10 @@ static void splice_front(job_t **head, job_t **tail, job_t *first, job_t *last)
 }
 
 /* Puts the jobs of list (in order) back at the head of their queues (answers to theirs),
- * past the bounds (they were in them): the next connection sends them first. */
-static void requeue_front(rb_t *rb, job_t *list)
+ * past the bounds (they were in them); counted: they are added to the queue's counts (else
+ * they are in them). Returns how many. */
+static size_t queue_front(rb_t *rb, job_t *list, bool counted)
 {
-    if (!list)
-        return;
     job_t *first[2] = {NULL, NULL}, *last[2] = {NULL, NULL}; /* [1]: answers */
     size_t n = 0, bytes = 0;
     for (job_t *j = list, *next; j; j = next) {
@@ -3907,14 +3929,107 @@ static void requeue_front(rb_t *rb, job_t *list)
     pthread_mutex_lock(&rb->lock);
     splice_front(&rb->head, &rb->tail, first[0], last[0]);
     splice_front(&rb->rhead, &rb->rtail, first[1], last[1]);
-    rb->queued += n;
-    rb->queued_bytes += bytes;
+    if (counted) {
+        rb->queued += n;
+        rb->queued_bytes += bytes;
+    }
     pthread_mutex_unlock(&rb->lock);
+    return n;
+}
+
+/* Puts the jobs of list, refused as not served here, back at the head of their queues:
+ * the next connection sends them first. */
+static void requeue_front(rb_t *rb, job_t *list)
+{
+    if (!list)
+        return;
+    size_t n = queue_front(rb, list, true);
     uint64_t retried = atomic_fetch_add(&rb->retried, n) + n;
     eddy_log(rb->cfg.log, EDDY_LOG_NOTICE,
              "rt_broker: Redis %s no longer serves the slot: %zu requests queued again, sent "
              "where it is served (%llu so far)",
              where(rb), n, (unsigned long long)retried);
+}
+
+/* The slot of job j's keys (its first key's; a node request's or answer's channel's), or
+ * -1: a node request or answer on the node's own channels, or nothing asked of Redis. */
+static int job_slot(const job_t *j)
+{
+    if (((j->kind == JOB_NODE_REQUEST || j->kind == JOB_NODE_REPLY) && !j->nsp) || j->argc < 2)
+        return -1;
+    int at = j->plain ? 2 : strncmp(j->argv[0], "EVAL", 4) == 0 ? 3 : 1;
+    return at < j->argc ? (int)rt_broker_keyslot(j->argv[at], j->argvlen[at]) : -1;
+}
+
+/* The slot of job j when Redis answered r because the slot is being migrated (ASK: j's
+ * keys are on the importing master; TRYAGAIN: some of them), else -1. */
+static int migrating_slot(const rb_t *rb, const job_t *j, const redisReply *r)
+{
+    if (!rb->cluster_nodes || r->type != REDIS_REPLY_ERROR ||
+        (strncmp(r->str, "ASK ", 4) != 0 && strncmp(r->str, "TRYAGAIN", 8) != 0))
+        return -1;
+    return job_slot(j);
+}
+
+/* Whether slot's jobs are held (hold_job()). */
+static bool slot_held(const rb_t *rb, int slot)
+{
+    return rb->hold_head && slot >= 0 && (rb->hold_slots[slot / 8] >> (slot % 8) & 1);
+}
+
+/* Holds job j, of slot, behind the jobs held (counted: it was taken out of the queue's
+ * counts, it is added back): the first hold lasts backoff_min_ms, and those that join it
+ * leave with it. A barrier request held holds what follows it too. */
+static void hold_job(rb_t *rb, job_t *j, int slot, bool counted)
+{
+    if (!rb->hold_head)
+        rb->hold_until = now_ms() + rb->cfg.backoff_min_ms;
+    j->next = NULL;
+    if (rb->hold_tail)
+        rb->hold_tail->next = j;
+    else
+        rb->hold_head = j;
+    rb->hold_tail = j;
+    rb->hold_slots[slot / 8] |= (uint8_t)(1u << (slot % 8));
+    if (j->kind == JOB_NODE_REQUEST && (j->rflags & RT_BROKER_BARRIER))
+        rb->hold_barrier = true;
+    if (counted) {
+        pthread_mutex_lock(&rb->lock);
+        rb->queued++;
+        rb->queued_bytes += j->bytes;
+        pthread_mutex_unlock(&rb->lock);
+    }
+}
+
+/* A migration refused job j (answer r, slot slot): j is held (logged once per slot) while
+ * its retries last (redirect_retry()), else (or when stopping) answered with the refusal. */
+static void migration_refused(rb_t *rb, job_t *j, redisReply *r, int slot)
+{
+    if (atomic_load(&rb->stop) || !redirect_retry(rb, j, r)) {
+        job_reply(rb, j, r);
+        return;
+    }
+    if (slot != rb->hold_logged)
+        eddy_log(rb->cfg.log, EDDY_LOG_NOTICE,
+                 "rt_broker: Redis %s: slot %d is being migrated (%.48s): its requests wait "
+                 "%llu ms and are sent again, the other slots' go on",
+                 where(rb), slot, r->str, (unsigned long long)rb->cfg.backoff_min_ms);
+    rb->hold_logged = slot;
+    freeReplyObject(r);
+    atomic_fetch_add(&rb->retried, 1);
+    hold_job(rb, j, slot, true);
+}
+
+/* Puts the held jobs back at the head of their queues (at hold_until, or when the
+ * connection broke: the next one sends them). */
+static void hold_release(rb_t *rb)
+{
+    if (!rb->hold_head)
+        return;
+    queue_front(rb, rb->hold_head, false);
+    rb->hold_head = rb->hold_tail = NULL;
+    rb->hold_barrier = false;
+    memset(rb->hold_slots, 0, sizeof(rb->hold_slots));
 }
 
 /* Sends a batch of queued jobs pipelined and handles their replies. Returns -1 when the
@@ -3925,6 +4040,8 @@ static int run_jobs(rb_t *rb)
     job_t *moved = NULL, **mtail = &moved; /* refused as not served here: queued again */
     job_t *batch = NULL, **tail = &batch;
     size_t n = 0;
+    if (rb->hold_head && now_ms() >= rb->hold_until)
+        hold_release(rb);
     /* A namespace's new lease goes before what follows (its presence entries, requests). */
     pthread_mutex_lock(&rb->lock);
     bool leases_new = rb->leases_new;
@@ -3946,9 +4063,18 @@ static int run_jobs(rb_t *rb)
         tail = &j->next;
         n++;
     }
-    bool held = rb->barrier && !atomic_load(&rb->stop);
+    bool held = (rb->barrier || rb->hold_barrier) && !atomic_load(&rb->stop);
     while (rb->head && n < 256 && !held) {
         job_t *j = rb->head;
+        int slot = rb->hold_head ? job_slot(j) : -1;
+        if (slot_held(rb, slot)) { /* behind its slot's held jobs, still counted */
+            rb->head = j->next;
+            if (!rb->head)
+                rb->tail = NULL;
+            hold_job(rb, j, slot, false);
+            held = rb->hold_barrier;
+            continue;
+        }
         /* A history read waits for the subscriptions asked for before it. */
         if (j->kind == JOB_HISTORY && (rb->pending || rb->patterns_pending))
             break;
@@ -3995,6 +4121,11 @@ static int run_jobs(rb_t *rb)
             goto broken;
         batch = j->next;
         j->next = NULL;
+        int slot = migrating_slot(rb, j, r);
+        if (slot >= 0) {
+            migration_refused(rb, j, r, slot);
+            continue;
+        }
         bool lost = lost_master(rb, r);
         demoted = lost || demoted;
         if (lost && redirect_retry(rb, j, r)) {
@@ -4161,11 +4292,14 @@ static int loop_once(rb_t *rb)
     }
     nreq_sweep(rb, now, false); /* deadlines, and the alive nodes a heartbeat updated */
     pthread_mutex_lock(&rb->lock);
-    bool busy = (rb->head && !rb->barrier) || rb->rhead || rb->pending || rb->patterns_pending;
+    bool busy = (rb->head && !rb->barrier && !rb->hold_barrier) || rb->rhead || rb->pending ||
+                rb->patterns_pending;
     pthread_mutex_unlock(&rb->lock);
     struct pollfd pf[2] = {{.fd = rb->sub->fd, .events = POLLIN},
                            {.fd = rb->wake_fd, .events = POLLIN}};
     uint64_t until = rb->next_heartbeat;
+    if (rb->hold_head && rb->hold_until < until)
+        until = rb->hold_until;
     for (nreq_t *q = rb->reqs; q; q = q->next)
         if (q->deadline < until)
             until = q->deadline;
@@ -4265,7 +4399,9 @@ static void *thread_main(void *p)
         backoff = backoff * 2 > rb->cfg.backoff_max_ms ? rb->cfg.backoff_max_ms : backoff * 2;
         backoff_wait(rb, delay);
     }
-    /* What is queued is sent before leaving, while Redis answers. */
+    /* What is queued is sent before leaving, while Redis answers (a slot being migrated
+     * no longer holds its jobs: they are answered with the refusal). */
+    hold_release(rb);
     while (rb->cmd) {
         pthread_mutex_lock(&rb->lock);
         bool more = rb->head != NULL || rb->rhead != NULL;
@@ -4436,16 +4572,6 @@ static const rt_broker_ops_t redis_ops = {
     .recent = rb_recent,
 };
 
-/* The slot of job j's keys (its first key's; a node request's or answer's channel's), or
- * -1: a node request or answer on the node's own channels, or nothing asked of Redis. */
-static int job_slot(const job_t *j)
-{
-    if (((j->kind == JOB_NODE_REQUEST || j->kind == JOB_NODE_REPLY) && !j->nsp) || j->argc < 2)
-        return -1;
-    int at = j->plain ? 2 : strncmp(j->argv[0], "EVAL", 4) == 0 ? 3 : 1;
-    return at < j->argc ? (int)rt_broker_keyslot(j->argv[at], j->argvlen[at]) : -1;
-}
-
 /* Redis Cluster: leases handed over (resharding) join dst's, written at its next send. */
 static void lease_give(rb_t *dst, lease_t *leases)
 {
@@ -4507,21 +4633,35 @@ static void take_slot_jobs(job_t **head, job_t **tail, unsigned slot, job_t **fi
     }
 }
 
-/* Moves src's queued jobs of slot (answers to node requests included) to the head of dst's
- * queues and sets *route to part, both queues locked (in address order: two parts may hand
- * slots to each other at once): dst's thread takes none of what was routed to it after
- * the store before these. Returns route's previous value. */
+/* Moves src's queued jobs of slot (those held while it was migrated first, answers to node
+ * requests included) to the head of dst's queues and sets *route to part, both queues
+ * locked (in address order: two parts may hand slots to each other at once): dst's thread
+ * takes none of what was routed to it after the store before these. Runs on src's thread
+ * (the held jobs are its own). Returns route's previous value. */
 static uint8_t jobs_hand_over(rb_t *src, rb_t *dst, unsigned slot, _Atomic uint8_t *route,
                               uint8_t part, size_t *njobs)
 {
     pthread_mutex_t *lock1 = src < dst ? &src->lock : &dst->lock;
     pthread_mutex_t *lock2 = src < dst ? &dst->lock : &src->lock;
-    job_t *first, *last, *afirst, *alast;
+    job_t *first, *last, *afirst, *alast, *hfirst, *hlast;
     size_t bytes = 0;
     *njobs = 0;
+    take_slot_jobs(&src->hold_head, &src->hold_tail, slot, &hfirst, &hlast, njobs, &bytes);
+    src->hold_slots[slot / 8] &= (uint8_t) ~(1u << (slot % 8));
+    if (src->hold_logged == (int)slot) /* a later migration of it here is logged again */
+        src->hold_logged = -1;
+    src->hold_barrier = false;
+    for (job_t *j = src->hold_head; j; j = j->next)
+        src->hold_barrier |= j->kind == JOB_NODE_REQUEST && (j->rflags & RT_BROKER_BARRIER);
     pthread_mutex_lock(lock1);
     pthread_mutex_lock(lock2);
     take_slot_jobs(&src->head, &src->tail, slot, &first, &last, njobs, &bytes);
+    if (hfirst) { /* they left before the queue's */
+        hlast->next = first;
+        if (!first)
+            last = hlast;
+        first = hfirst;
+    }
     take_slot_jobs(&src->rhead, &src->rtail, slot, &afirst, &alast, njobs, &bytes);
     src->queued -= *njobs;
     src->queued_bytes -= bytes;
