@@ -79,7 +79,9 @@ typedef struct rt_broker_delivery {
 
 typedef enum rt_broker_state {
     RT_BROKER_DOWN = 0,       /* not connected: nothing arrives from other nodes; publishes
-                               * wait in the bounded queue */
+                               * wait in the bounded queue. Redis: also connected while
+                               * Redis refuses the heartbeat (writes refused: OOM,
+                               * MISCONF, ...; the publishes it refuses are dropped) */
     RT_BROKER_RECOVERING = 1, /* connected again, subscriptions being restored */
     RT_BROKER_UP = 2,         /* connected, every subscription active */
 } rt_broker_state_t;
@@ -373,8 +375,9 @@ static inline size_t rt_broker_nodes(rt_broker_t *b, char (*ids)[RT_BROKER_NODE_
     return b->ops->nodes(b, ids, max);
 }
 
-/* Readiness (for /readyz): true while the broker is up and its last self round trip
- * (a publish to its own node channel, received back) is recent. *age_ms (if not NULL)
+/* Readiness (for /readyz): true while the broker is up (Redis: connected and its
+ * heartbeat, the node's lease, accepted) and its last self round trip (a publish to its
+ * own node channel, received back) is recent. *age_ms (if not NULL)
  * gets the age of that round trip (UINT64_MAX: none yet). */
 static inline bool rt_broker_ready(rt_broker_t *b, uint64_t *age_ms)
 {

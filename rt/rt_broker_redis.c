@@ -305,6 +305,10 @@ typedef struct rb {
     uint64_t instance, plain_num; /* this broker's plain publishes: its id, their last number */
     rt_chanseq_t *chan_sent, *chan_heard; /* plain publishes' per-channel numbers (missed_note) */
     uint64_t missed_logged_ms, missed_unlogged;
+    /* Refusals (refused_log()): when the last was logged, how many since were not, the last
+     * one's text (thread only). */
+    uint64_t refused_logged_ms, refused_unlogged;
+    char refused_last[160];
     uint64_t next_heartbeat, down_since;
     /* Redis' clock (TIME, ms) as of this thread's monotonic clock at redis_time_at: leases
      * are in Redis' time, so that nodes' clocks need not agree. */
@@ -319,6 +323,8 @@ typedef struct rb {
     redisReply **beat_r; /* room for beat_cap (kept: a heartbeat allocates no more) */
     size_t beat_cap;
     bool was_up;
+    bool refusing; /* Redis refuses the heartbeat (heartbeat_settle()): the part is down */
+    uint64_t refusing_since;
     bool joined; /* cfg.cluster_joined, until its first connection (a gap, not a reconnect) */
     bool redirect_pause; /* a request met CLUSTERDOWN: wait, then reconnect */
     /* Redis Cluster (thread only): the jobs of slots being migrated (a command of the slot
@@ -2084,7 +2090,8 @@ static void disconnect(rb_t *rb, const char *why)
     rb->cmd = rb->sub = NULL;
     rb->channel_dropped = false;
     rb->moved_why[0] = '\0';
-    hold_release(rb); /* sent on the next connection */
+    rb->refusing = false; /* the next connection's heartbeat tells */
+    hold_release(rb);     /* sent on the next connection */
     atomic_store(&rb->last_pong, 0);
     nreq_sweep(rb, 0, true); /* no answer comes on a lost connection */
     if (rb->was_up && !rb->down_since)
@@ -3324,6 +3331,47 @@ static void history_result_done(rb_t *rb, job_t *j, redisReply *r, history_resul
     free(j);
 }
 
+#define REFUSED_LOG_MS 1000 /* at most one refusal logged this often */
+
+/* Logs a request Redis refused (what, answered r), at WARNING: at most one a second, the
+ * next one logged saying how many were not, so that a Redis refusing every write (its
+ * maxmemory reached, a disk that stopped its saves: MISCONF) does not flood the log (the
+ * requests are counted where their kind is: dropped broadcasts). */
+static void refused_log(rb_t *rb, const char *what, const redisReply *r)
+{
+    uint64_t now = now_ms();
+    snprintf(rb->refused_last, sizeof(rb->refused_last), "%s refused: %.128s", what,
+             r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    if (rb->refused_logged_ms && now - rb->refused_logged_ms < REFUSED_LOG_MS) {
+        rb->refused_unlogged++;
+        return;
+    }
+    if (rb->refused_unlogged)
+        eddy_log(rb->cfg.log, EDDY_LOG_WARNING,
+                 "rt_broker: %s (and %llu more refusals in the last %llu ms, not logged)",
+                 rb->refused_last, (unsigned long long)rb->refused_unlogged,
+                 (unsigned long long)(now - rb->refused_logged_ms));
+    else
+        eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: %s", rb->refused_last);
+    rb->refused_logged_ms = now;
+    rb->refused_unlogged = 0;
+}
+
+/* Logs the refusals refused_log() kept back, once their second is over (the heartbeat
+ * calls it: no refusal goes unreported). */
+static void refused_flush(rb_t *rb)
+{
+    uint64_t now = now_ms();
+    if (!rb->refused_unlogged || now - rb->refused_logged_ms < REFUSED_LOG_MS)
+        return;
+    eddy_log(rb->cfg.log, EDDY_LOG_WARNING,
+             "rt_broker: %llu more refusals in the last %llu ms, not logged (the last: %s)",
+             (unsigned long long)rb->refused_unlogged,
+             (unsigned long long)(now - rb->refused_logged_ms), rb->refused_last);
+    rb->refused_logged_ms = now;
+    rb->refused_unlogged = 0;
+}
+
 static void history_reply(rb_t *rb, job_t *j, redisReply *r)
 {
     history_result_t *res = history_result_new(rb, j, r);
@@ -3332,8 +3380,7 @@ static void history_reply(rb_t *rb, job_t *j, redisReply *r)
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
         r->element[2]->type != REDIS_REPLY_STRING) {
-        eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: history read refused: %s",
-                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        refused_log(rb, "history read", r);
         res->err = EDDY_EPROTO;
         goto out;
     }
@@ -3394,8 +3441,7 @@ static void presence_reply(rb_t *rb, job_t *j, redisReply *r)
     *res = (presence_result_t){.rb = rb, .cb = (rt_broker_presence_cb)j->cb, .arg = j->arg};
     const redisReply *list = r;
     if (list->type != REDIS_REPLY_ARRAY) {
-        eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: presence read refused: %s",
-                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        refused_log(rb, "presence read", r);
         res->err = EDDY_EPROTO;
         goto out;
     }
@@ -3435,8 +3481,7 @@ static void recent_reply(rb_t *rb, job_t *j, redisReply *r)
         return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING) {
-        eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: recent read refused: %s",
-                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        refused_log(rb, "recent read", r);
         res->err = EDDY_EPROTO;
         goto out;
     }
@@ -3492,8 +3537,7 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
             }
             free(j);
         } else {
-            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: publish refused: %s",
-                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            refused_log(rb, "publish", r);
             fail_job(rb, j, EDDY_EPROTO);
         }
         freeReplyObject(r);
@@ -3511,7 +3555,7 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
         /* Registered now, before the thread reads its subscriptions again (where the
          * answers arrive). */
         if (r->type == REDIS_REPLY_ERROR)
-            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: node request refused: %s", r->str);
+            refused_log(rb, "node request", r);
         freeReplyObject(r);
         if (j->req_id && !nreq_start(rb, j)) {
             fail_job(rb, j, EDDY_ENOMEM);
@@ -3523,8 +3567,7 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
         if (r->type != REDIS_REPLY_ERROR)
             session_held(rb, j);
         else
-            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: session record refused: %s",
-                     r->str);
+            refused_log(rb, "session record", r);
         freeReplyObject(r);
         free(j);
         return;
@@ -3543,8 +3586,7 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
                   : r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_ARRAY ? EDDY_ENOTFOUND
                                                                                : EDDY_EPROTO;
         if (err == EDDY_EPROTO)
-            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: session read refused: %s",
-                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+            refused_log(rb, "session read", r);
         *res = (session_result_t){rb, (rt_broker_session_cb)j->cb, j->arg, err, r};
         dispatch(rb, j->fd, run_session_result, res);
         free(j);
@@ -3552,8 +3594,7 @@ static void job_reply(rb_t *rb, job_t *j, redisReply *r)
     }
     default:
         if (r->type == REDIS_REPLY_ERROR)
-            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: %s refused: %s", j->argv[0],
-                     r->str);
+            refused_log(rb, j->argv[0], r);
         freeReplyObject(r);
         free(j);
         return;
@@ -3806,12 +3847,47 @@ static bool lease_migrating(const rb_t *rb, const redisReply *r)
     return rb->cluster_nodes && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "ASK ", 4) == 0;
 }
 
+/* After a heartbeat the master answered (refusal: its first refused command, NULL: none):
+ * a Redis that refuses it (its maxmemory reached: OOM; a disk that stopped its saves:
+ * MISCONF; an ACL) refuses this node's lease, so the other nodes stop counting it, and
+ * its broadcasts, history and presence writes too: the part is down (not ready), logged
+ * with the reason; up again, with a gap, at the first heartbeat it accepts. */
+static void heartbeat_settle(rb_t *rb, const redisReply *refusal)
+{
+    if (refusal && !rb->refusing) {
+        rb->refusing = true;
+        rb->refusing_since = now_ms();
+        if (rb->was_up && !rb->down_since)
+            rb->down_since = now_ms();
+        eddy_log(rb->cfg.log, EDDY_LOG_WARNING,
+                 "rt_broker: Redis %s refuses this node's heartbeat (%.128s): its lease lapses "
+                 "and broadcasts are delivered on this node only until it accepts it again",
+                 where(rb), refusal->str);
+        set_state(rb, RT_BROKER_DOWN, false, 0);
+    } else if (!refusal && rb->refusing) {
+        rb->refusing = false;
+        bool gap = rb->down_since != 0;
+        uint64_t down_ms = gap ? now_ms() - rb->down_since : 0;
+        if (gap)
+            atomic_fetch_add(&rb->gaps, 1);
+        eddy_log(rb->cfg.log, EDDY_LOG_NOTICE,
+                 "rt_broker: Redis %s accepts this node's heartbeat again after %llu ms", where(rb),
+                 (unsigned long long)(now_ms() - rb->refusing_since));
+        rb->was_up = true;
+        rb->joined = false;
+        rb->down_since = 0;
+        set_state(rb, RT_BROKER_UP, gap, down_ms);
+    }
+    refused_flush(rb);
+}
+
 /* Reads heartbeat_append()'s replies. -1: the connection broke or Redis is no longer the
  * master. */
 static int heartbeat_read(rb_t *rb)
 {
     size_t keys = rb->cluster_nodes ? rb->nbeat : 1, total = 2 + 3 * keys;
     redisReply **r = rb->beat_r;
+    const redisReply *refusal = NULL;
     int rc = 0;
     for (size_t i = 0; i < total && rc == 0; i++)
         if (rt_redis_get_reply(rb->cmd, (void **)&r[i]) != REDIS_OK)
@@ -3825,11 +3901,12 @@ static int heartbeat_read(rb_t *rb)
             /* The master changed, or a namespace's slot moved. */
             if (!redirect_settle(rb, true))
                 rc = -1;
-        } else if (r[i]->type == REDIS_REPLY_ERROR) {
-            eddy_log(rb->cfg.log, EDDY_LOG_WARNING, "rt_broker: heartbeat refused: %s", r[i]->str);
-            break;
+        } else if (r[i]->type == REDIS_REPLY_ERROR && !refusal) {
+            refusal = r[i];
         }
     }
+    if (rc == 0)
+        heartbeat_settle(rb, refusal);
     for (size_t k = 0; k < keys && rc == 0; k++)
         if (r[3 + 3 * k]->type == REDIS_REPLY_ARRAY)
             take_nodes(rb, rb->cluster_nodes ? rb->beat[k] : NULL, r[3 + 3 * k]);
@@ -4251,6 +4328,8 @@ static int connect_all(rb_t *rb, const char **err)
         *err = rb->sub->err ? rb->sub->errstr : rb->cmd->errstr;
         return -1;
     }
+    if (rb->refusing) /* connected, but down until Redis accepts the heartbeat */
+        return 0;
     bool gap = rb->down_since != 0;
     uint64_t down_ms = gap ? now_ms() - rb->down_since : 0;
     if (gap && rb->joined) {

@@ -8,6 +8,7 @@ nothing is lost, nothing is duplicated and every node delivers in the same order
 
 import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -311,6 +312,62 @@ def test_redis_restart_cross_node_delivery_resumes(cluster, redis, clients):
         got += [s for s, _ in clients.room_messages("rb", 1)]
     assert got[-10:] == list(range(5, 15)) and got[:-10] == sorted(set(got[:-10])), got
     assert set(got[:-10]) <= set(range(5)), got
+
+
+def redis_config(redis, *args):
+    out = subprocess.run(["redis-cli", "-p", str(redis.port), "CONFIG", "SET", *args],
+                         capture_output=True, text=True, timeout=TIMEOUT).stdout
+    assert out.strip() == "OK", out
+
+
+def test_redis_refusing_writes_is_an_outage(cluster, redis, clients):
+    """Redis refuses writes (its maxmemory reached: OOM; a full disk that stopped its
+    saves gives MISCONF alike): each node's heartbeat (its lease) is refused, so the node
+    says so (WARNING with Redis' reason) and is down, not ready, though its connections
+    stay. The broadcasts Redis refuses meanwhile (with history) are counted dropped, logged
+    at most once a second, the others summed up in one line. Once Redis accepts writes,
+    the nodes are up and ready again (the gap closes the clients' transports, as after an
+    outage) and broadcasts cross. Before, both nodes stayed ready while every broadcast was
+    refused, and each refusal was a WARNING line."""
+    a, b = cluster(2, "--recovery", "60000")
+    clients.connect("m", b)
+    assert clients.ack("m", "join", "r") == ["joined"]
+    clients.connect("s", a)
+    clients.probe("s", ["m"])
+    redis_config(redis, "maxmemory", "1")
+    try:
+        for node in (a, b):
+            node.wait_log(r"\tWARNING\trt_broker: Redis 127\.0\.0\.1:\d+ refuses this node's "
+                          r"heartbeat \(OOM command not allowed")
+        for i in range(20):
+            clients.emit("s", "to-room", "r", {"seq": i})
+            time.sleep(0.005)
+        summed = a.wait_log(r"rt_broker: (\d+) more refusals in the last \d+ ms, not logged "
+                            r"\(the last: publish refused: OOM", timeout=3 * TIMEOUT)
+        # The first refusal alone is a line, the next 19 (within a second) are summed up.
+        upto = next(i for i, line in enumerate(a.log_lines) if summed.group(0) in line)
+        refused = [line for line in a.log_lines[:upto] if "refused: OOM" in line]
+        assert len(refused) == 1 and "\trt_broker: publish refused: OOM" in refused[0], \
+            "\n".join(a.log_lines)
+        assert summed.group(1) == "19", summed.group(0)
+        for i, node in enumerate((a, b)):
+            clients.connect(f"during-{i}", node)
+            assert clients.ack(f"during-{i}", "x-broker")[0]["ready"] is False
+        assert clients.ack("during-0", "x-broker")[0]["dropped"] == 20
+    finally:
+        redis_config(redis, "maxmemory", "0")
+    for node in (a, b):
+        node.wait_log(r"\tNOTICE\trt_broker: Redis 127\.0\.0\.1:\d+ accepts this node's "
+                      r"heartbeat again after \d+ ms", timeout=3 * TIMEOUT)
+    clients.wait("m's transport to close", 3 * TIMEOUT, name="m", type="disconnect")
+    for i, node in enumerate((a, b)):
+        clients.connect(f"after-{i}", node)
+        assert clients.ack(f"after-{i}", "x-broker")[0]["ready"] is True
+    clients.connect("m2", b)
+    assert clients.ack("m2", "join", "r") == ["joined"]
+    clients.connect("s2", a)
+    clients.probe("s2", ["m2"])
+    clients.seqs_to_room("s2", "r", "m2", 5)
 
 
 def test_emit_to_a_socket_on_another_node(cluster, clients):
