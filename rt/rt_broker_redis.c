@@ -3860,8 +3860,9 @@ static void heartbeat_settle(rb_t *rb, const redisReply *refusal)
         if (rb->was_up && !rb->down_since)
             rb->down_since = now_ms();
         eddy_log(rb->cfg.log, EDDY_LOG_WARNING,
-                 "rt_broker: Redis %s refuses this node's heartbeat (%.128s): its lease lapses "
-                 "and broadcasts are delivered on this node only until it accepts it again",
+                 "rt_broker: Redis %s refuses this node's heartbeat (%.128s): down until it "
+                 "accepts it again (the node's lease lapses, writes such as broadcasts with "
+                 "history are refused)",
                  where(rb), refusal->str);
         set_state(rb, RT_BROKER_DOWN, false, 0);
     } else if (!refusal && rb->refusing) {
