@@ -323,7 +323,7 @@ typedef struct rb {
     redisReply **beat_r; /* room for beat_cap (kept: a heartbeat allocates no more) */
     size_t beat_cap;
     bool was_up;
-    bool refusing; /* Redis refuses the heartbeat (heartbeat_settle()): the part is down */
+    /* Since when Redis refuses the heartbeat (heartbeat_settle(): the part is down), or 0 */
     uint64_t refusing_since;
     bool joined; /* cfg.cluster_joined, until its first connection (a gap, not a reconnect) */
     bool redirect_pause; /* a request met CLUSTERDOWN: wait, then reconnect */
@@ -2090,8 +2090,8 @@ static void disconnect(rb_t *rb, const char *why)
     rb->cmd = rb->sub = NULL;
     rb->channel_dropped = false;
     rb->moved_why[0] = '\0';
-    rb->refusing = false; /* the next connection's heartbeat tells */
-    hold_release(rb);     /* sent on the next connection */
+    rb->refusing_since = 0; /* the next connection's heartbeat tells */
+    hold_release(rb);       /* sent on the next connection */
     atomic_store(&rb->last_pong, 0);
     nreq_sweep(rb, 0, true); /* no answer comes on a lost connection */
     if (rb->was_up && !rb->down_since)
@@ -3854,8 +3854,7 @@ static bool lease_migrating(const rb_t *rb, const redisReply *r)
  * with the reason; up again, with a gap, at the first heartbeat it accepts. */
 static void heartbeat_settle(rb_t *rb, const redisReply *refusal)
 {
-    if (refusal && !rb->refusing) {
-        rb->refusing = true;
+    if (refusal && !rb->refusing_since) {
         rb->refusing_since = now_ms();
         if (rb->was_up && !rb->down_since)
             rb->down_since = now_ms();
@@ -3865,8 +3864,7 @@ static void heartbeat_settle(rb_t *rb, const redisReply *refusal)
                  "history are refused)",
                  where(rb), refusal->str);
         set_state(rb, RT_BROKER_DOWN, false, 0);
-    } else if (!refusal && rb->refusing) {
-        rb->refusing = false;
+    } else if (!refusal && rb->refusing_since) {
         bool gap = rb->down_since != 0;
         uint64_t down_ms = gap ? now_ms() - rb->down_since : 0;
         if (gap)
@@ -3874,6 +3872,7 @@ static void heartbeat_settle(rb_t *rb, const redisReply *refusal)
         eddy_log(rb->cfg.log, EDDY_LOG_NOTICE,
                  "rt_broker: Redis %s accepts this node's heartbeat again after %llu ms", where(rb),
                  (unsigned long long)(now_ms() - rb->refusing_since));
+        rb->refusing_since = 0;
         rb->was_up = true;
         rb->joined = false;
         rb->down_since = 0;
@@ -4329,7 +4328,7 @@ static int connect_all(rb_t *rb, const char **err)
         *err = rb->sub->err ? rb->sub->errstr : rb->cmd->errstr;
         return -1;
     }
-    if (rb->refusing) /* connected, but down until Redis accepts the heartbeat */
+    if (rb->refusing_since) /* connected, but down until Redis accepts the heartbeat */
         return 0;
     bool gap = rb->down_since != 0;
     uint64_t down_ms = gap ? now_ms() - rb->down_since : 0;
