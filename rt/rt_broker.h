@@ -965,25 +965,26 @@ void rt_broker_shard_name(const rt_broker_redis_config_t *cfg,
  * clients recover from the history, which moved with the slot (MIGRATE moves its keys).
  * The connections stay (a MOVED answer, a dropped channel or a refused SSUBSCRIBE of a
  * slot that alone moved, found again later, is handed over again). While the slot's keys are
- * being migrated the old master answers ASK (TRYAGAIN when some of a script's keys moved):
- * the part holds that slot's requests, in order and in its queue's bounds (logged once per
- * slot, counted in stats.retried), and sends them again every backoff_min_ms, for up to
- * 10 s from the first refusal (then answered with it), while the other slots' requests go
- * on over the same connections; SETSLOT NODE then turns the ASK into MOVED and the held
- * requests are handed over first. A heartbeat skips a lease answered ASK (renewed where its
- * slot went once the move is found). Two requests of the slot in one pipelined batch may
- * be applied out of order (the first refused, the next served by the old master while its
- * keys still are there); history and live delivery agree on the order applied. A part's own keys
- * (its channel {cluster_tag}; its session records, session_tag) are in its first slot: a move of it
- * takes them along and the part follows it as after a failover. Not followed: a slot for
- * whose master no part can be made (RT_BROKER_PARTS_MAX parts already). Such a slot is lost
- * to the node: logged (WARNING), counted, its requests answered with the refusal at once,
- * its channels no longer make the broker reconnect, and the broker is not ready (ready()
- * false) until the node is freed: restart the nodes. Nodes meet in the namespaces' slots
- * (their leases, presence and node requests), not in their parts' keys: a node started
- * after a reshard that changed a master's first slot, whose part for that master is named
- * after another slot, or whose parts made while running were made for other slots than
- * another node's, still meets every other node.
+ * being migrated the old master answers ASK (or TRYAGAIN, which a Redis may answer when
+ * some of a script's keys moved): the part holds that slot's requests, in order and in its
+ * queue's bounds (logged once per slot, counted in stats.retried), and sends them again
+ * every backoff_min_ms, for up to 10 s from the first refusal (then answered with it),
+ * while the other slots' requests go on over the same connections; SETSLOT NODE then turns
+ * the ASK into MOVED and the held requests are handed over first. A heartbeat skips a lease
+ * answered ASK (renewed where its slot went once the move is found). Two requests of the
+ * slot in one pipelined batch may be applied out of order (the first refused, the next
+ * served by the old master while its keys still are there); history and live delivery agree
+ * on the order applied. A part's own keys (its channel {cluster_tag}; its session records,
+ * session_tag) are in its first slot: a move of it takes them along and the part follows it
+ * as after a failover. Not followed: a slot for whose master no part can be made
+ * (RT_BROKER_PARTS_MAX parts already). Such a slot is lost to the node: logged (WARNING),
+ * counted, its requests answered with the refusal at once, its channels no longer make the
+ * broker reconnect, and the broker is not ready (ready() false) until the node is freed:
+ * restart the nodes. Nodes meet in the namespaces' slots (their leases, presence and node
+ * requests), not in their parts' keys: a node started after a reshard that changed a
+ * master's first slot, whose part for that master is named after another slot, or whose
+ * parts made while running were made for other slots than another node's, still meets every
+ * other node.
  * ------------------------------------------------------------------------------------- */
 
 #define RT_BROKER_CLUSTER_SLOTS 16384

@@ -3949,8 +3949,9 @@ static int sync_time(rb_t *rb, const char **err)
 }
 
 /* How long a request refused because its master no longer serves the slot (a failover:
- * MOVED, READONLY, CLUSTERDOWN, TRYAGAIN; with Sentinel READONLY, MASTERDOWN) is sent
- * again, after each reconnection, before it is answered with the refusal. Redis refuses
+ * MOVED, READONLY, CLUSTERDOWN; with Sentinel READONLY, MASTERDOWN) is sent again, after
+ * each reconnection, or held while its slot is migrated (ASK, TRYAGAIN), before it is
+ * answered with the refusal. Redis refuses
  * these before running the command or script, so a retry never applies one twice. */
 #define REDIRECT_RETRY_MS 10000
 
@@ -4039,7 +4040,8 @@ static int job_slot(const job_t *j)
 }
 
 /* The slot of job j when Redis answered r because the slot is being migrated (ASK: j's
- * keys are on the importing master; TRYAGAIN: some of them), else -1. */
+ * keys, or some of them, are on the importing master; TRYAGAIN, which a Redis may answer
+ * when only some are), else -1. */
 static int migrating_slot(const rb_t *rb, const job_t *j, const redisReply *r)
 {
     if (!rb->cluster_nodes || r->type != REDIS_REPLY_ERROR ||
@@ -4445,8 +4447,8 @@ static void *thread_main(void *p)
                 char msg[128];
                 snprintf(msg, sizeof(msg), "%s", why);
                 disconnect(rb, msg);
-                /* A cluster that answered CLUSTERDOWN or TRYAGAIN is asked again after a
-                 * pause: the requests queued again are not sent in a tight loop. */
+                /* A cluster that answered CLUSTERDOWN is asked again after a pause: the
+                 * requests queued again are not sent in a tight loop. */
                 if (rb->redirect_pause) {
                     rb->redirect_pause = false;
                     backoff_wait(rb, rb->cfg.backoff_min_ms);
