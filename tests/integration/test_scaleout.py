@@ -18,7 +18,7 @@ import time
 import pytest
 
 import test_daemon_realtime
-from eddyserver import TIMEOUT, free_port, stop_all
+from eddyserver import TIMEOUT, free_port, stop_all, wait_for
 from sioserver import SioServer
 
 pytestmark = pytest.mark.skipif(
@@ -27,7 +27,8 @@ pytestmark = pytest.mark.skipif(
 
 
 class Redis:
-    """redis-server on a free loopback port, persistence off; restartable on that port."""
+    """redis-server on a free loopback port, persistence off; restartable on that port.
+    Its dir may be set (CONFIG SET, from loopback) to put a disk fault under it."""
 
     def __init__(self):
         if shutil.which("redis-server") is None:
@@ -39,7 +40,8 @@ class Redis:
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--appendonly", "no", "--enable-protected-configs", "local"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + TIMEOUT
         while True:
             try:
@@ -314,40 +316,91 @@ def test_redis_restart_cross_node_delivery_resumes(cluster, redis, clients):
     assert set(got[:-10]) <= set(range(5)), got
 
 
+def redis_command(redis, *args):
+    return subprocess.run(["redis-cli", "-p", str(redis.port), *args], capture_output=True,
+                          text=True, timeout=TIMEOUT).stdout.strip()
+
+
 def redis_config(redis, *args):
-    out = subprocess.run(["redis-cli", "-p", str(redis.port), "CONFIG", "SET", *args],
-                         capture_output=True, text=True, timeout=TIMEOUT).stdout
-    assert out.strip() == "OK", out
+    out = redis_command(redis, "CONFIG", "SET", *args)
+    assert out == "OK", out
 
 
-def test_redis_refusing_writes_is_an_outage(cluster, redis, clients):
-    """Redis refuses writes (its maxmemory reached: OOM; a full disk that stopped its
-    saves gives MISCONF alike): each node's heartbeat (its lease) is refused, so the node
-    says so (WARNING with Redis' reason) and is down, not ready, though its connections
-    stay. The broadcasts Redis refuses meanwhile (with history) are counted dropped, logged
-    at most once a second, the others summed up in one line. Once Redis accepts writes,
-    the nodes are up and ready again (the gap closes the clients' transports, as after an
-    outage) and broadcasts cross. Before, both nodes stayed ready while every broadcast was
+def bgsave_status_is(redis, status, what):
+    """Starts a BGSAVE and waits until Redis reports it ended with status (ok, err)."""
+    assert redis_command(redis, "BGSAVE") == "Background saving started"
+    wait_for(lambda: f"rdb_last_bgsave_status:{status}" in
+             redis_command(redis, "INFO", "persistence") and
+             "rdb_bgsave_in_progress:0" in redis_command(redis, "INFO", "persistence"), what)
+
+
+class OutOfMemory:
+    """maxmemory reached (1 byte, noeviction): Redis answers OOM to what may grow it."""
+    reason = "OOM command not allowed"
+
+    def __init__(self, redis, tmp_path):
+        self.redis = redis
+
+    def start(self):
+        redis_config(self.redis, "maxmemory", "1")
+
+    def end(self):
+        redis_config(self.redis, "maxmemory", "0")
+
+
+class DiskFull:
+    """A disk Redis cannot save to (its dir gone, as a full or failed disk): with a save
+    point configured and stop-writes-on-bgsave-error (the default), a failed BGSAVE makes
+    Redis answer MISCONF to writes until a save succeeds."""
+    reason = "MISCONF Redis is configured to save RDB snapshots"
+
+    def __init__(self, redis, tmp_path):
+        self.redis, self.dir = redis, tmp_path / "redis-dir"
+        self.dir.mkdir()
+        redis_config(redis, "dir", str(self.dir))
+        redis_config(redis, "save", "3600 1")
+
+    def start(self):
+        self.dir.rmdir()
+        bgsave_status_is(self.redis, "err", "the BGSAVE to fail")
+
+    def end(self):
+        self.dir.mkdir()
+        redis_config(self.redis, "dir", str(self.dir))  # its working directory was the old one
+        bgsave_status_is(self.redis, "ok", "a BGSAVE to succeed")
+
+
+@pytest.mark.parametrize("fault", [OutOfMemory, DiskFull], ids=["oom", "misconf"])
+def test_redis_refusing_writes_is_an_outage(cluster, redis, clients, tmp_path, fault):
+    """Redis refuses writes (its maxmemory reached: OOM; a disk it cannot save to:
+    MISCONF): each node's heartbeat (its lease) is refused, so the node says so (WARNING
+    with Redis' reason) and is down, not ready, though its connections stay. The
+    broadcasts Redis refuses meanwhile (with history) are counted dropped, logged at most
+    once a second, the others summed up in one line. Once Redis accepts writes, the nodes
+    are up and ready again (the gap closes the clients' transports, as after an outage)
+    and broadcasts cross. Before, both nodes stayed ready while every broadcast was
     refused, and each refusal was a WARNING line."""
+    fault = fault(redis, tmp_path)
     a, b = cluster(2, "--recovery", "60000")
     clients.connect("m", b)
     assert clients.ack("m", "join", "r") == ["joined"]
     clients.connect("s", a)
     clients.probe("s", ["m"])
-    redis_config(redis, "maxmemory", "1")
+    reason = re.escape(fault.reason)
+    fault.start()
     try:
         for node in (a, b):
             node.wait_log(r"\tWARNING\trt_broker: Redis 127\.0\.0\.1:\d+ refuses this node's "
-                          r"heartbeat \(OOM command not allowed")
+                          rf"heartbeat \({reason}")
         for i in range(20):
             clients.emit("s", "to-room", "r", {"seq": i})
             time.sleep(0.005)
         summed = a.wait_log(r"rt_broker: (\d+) more refusals in the last \d+ ms, not logged "
-                            r"\(the last: publish refused: OOM", timeout=3 * TIMEOUT)
+                            rf"\(the last: publish refused: {reason}", timeout=3 * TIMEOUT)
         # The first refusal alone is a line, the next 19 (within a second) are summed up.
         upto = next(i for i, line in enumerate(a.log_lines) if summed.group(0) in line)
-        refused = [line for line in a.log_lines[:upto] if "refused: OOM" in line]
-        assert len(refused) == 1 and "\trt_broker: publish refused: OOM" in refused[0], \
+        refused = [line for line in a.log_lines[:upto] if " refused: " in line]
+        assert len(refused) == 1 and "\trt_broker: publish refused: " in refused[0], \
             "\n".join(a.log_lines)
         assert summed.group(1) == "19", summed.group(0)
         for i, node in enumerate((a, b)):
@@ -355,7 +408,7 @@ def test_redis_refusing_writes_is_an_outage(cluster, redis, clients):
             assert clients.ack(f"during-{i}", "x-broker")[0]["ready"] is False
         assert clients.ack("during-0", "x-broker")[0]["dropped"] == 20
     finally:
-        redis_config(redis, "maxmemory", "0")
+        fault.end()
     for node in (a, b):
         node.wait_log(r"\tNOTICE\trt_broker: Redis 127\.0\.0\.1:\d+ accepts this node's "
                       r"heartbeat again after \d+ ms", timeout=3 * TIMEOUT)
