@@ -2401,7 +2401,7 @@ static bool cluster_dropped(rb_t *rb, const redisReply *r)
  * slot is noted for the resharding check and redirect_settle() finds whether the slot
  * alone moved (the connection then stays) after the batch's answers. False for a MOVED of
  * a slot known to be lost: the request is refused at once. ASK and TRYAGAIN (a slot being
- * migrated) are not asked here: migrating_slot() and lease_migrating() answer them. */
+ * migrated) are not asked here: slot_migrating() answers them. */
 static bool cluster_redirected(rb_t *rb, const redisReply *r)
 {
     static const char *const errors[] = {"MOVED ", "CLUSTERDOWN", "READONLY", "non local key"};
@@ -3840,11 +3840,26 @@ static void nodes_union(rb_t *rb)
     pthread_mutex_unlock(&rb->lock);
 }
 
-/* Whether r answers a lease's command whose slot is being migrated (ASK): the lease is not
- * renewed on this beat, and the move's MOVED hands it over at a later one. */
-static bool lease_migrating(const rb_t *rb, const redisReply *r)
+/* Whether r says that its command's slot is being migrated: ASK (the command's keys, or
+ * some of them, are on the importing master already) or TRYAGAIN (which a Redis may answer
+ * when only some are). A heartbeat's lease so answered is not renewed on this beat (the
+ * move's MOVED hands it over at a later one); a job's requests are held (hold_job()). */
+static bool slot_migrating(const rb_t *rb, const redisReply *r)
 {
-    return rb->cluster_nodes && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "ASK ", 4) == 0;
+    return rb->cluster_nodes && r->type == REDIS_REPLY_ERROR &&
+           (strncmp(r->str, "ASK ", 4) == 0 || strncmp(r->str, "TRYAGAIN", 8) == 0);
+}
+
+/* The part is up (connected, its heartbeat accepted); gap: it ends an outage of down_ms
+ * (counted). */
+static void went_up(rb_t *rb, bool gap, uint64_t down_ms)
+{
+    if (gap)
+        atomic_fetch_add(&rb->gaps, 1);
+    rb->was_up = true;
+    rb->joined = false;
+    rb->down_since = 0;
+    set_state(rb, RT_BROKER_UP, gap, down_ms);
 }
 
 /* After a heartbeat the master answered (refusal: its first refused command, NULL: none):
@@ -3865,18 +3880,11 @@ static void heartbeat_settle(rb_t *rb, const redisReply *refusal)
                  where(rb), refusal->str);
         set_state(rb, RT_BROKER_DOWN, false, 0);
     } else if (!refusal && rb->refusing_since) {
-        bool gap = rb->down_since != 0;
-        uint64_t down_ms = gap ? now_ms() - rb->down_since : 0;
-        if (gap)
-            atomic_fetch_add(&rb->gaps, 1);
         eddy_log(rb->cfg.log, EDDY_LOG_NOTICE,
                  "rt_broker: Redis %s accepts this node's heartbeat again after %llu ms", where(rb),
                  (unsigned long long)(now_ms() - rb->refusing_since));
         rb->refusing_since = 0;
-        rb->was_up = true;
-        rb->joined = false;
-        rb->down_since = 0;
-        set_state(rb, RT_BROKER_UP, gap, down_ms);
+        went_up(rb, rb->down_since != 0, rb->down_since ? now_ms() - rb->down_since : 0);
     }
     refused_flush(rb);
 }
@@ -3895,7 +3903,7 @@ static int heartbeat_read(rb_t *rb)
     if (rc == 0 && session_renewed(rb) != 0)
         rc = -1;
     for (size_t i = 0; i < total && rc == 0; i++) {
-        if (lease_migrating(rb, r[i]))
+        if (slot_migrating(rb, r[i]))
             continue; /* its nodes stay as last read until the migration ends */
         if (lost_master(rb, r[i])) {
             /* The master changed, or a namespace's slot moved. */
@@ -4039,15 +4047,11 @@ static int job_slot(const job_t *j)
     return at < j->argc ? (int)rt_broker_keyslot(j->argv[at], j->argvlen[at]) : -1;
 }
 
-/* The slot of job j when Redis answered r because the slot is being migrated (ASK: j's
- * keys, or some of them, are on the importing master; TRYAGAIN, which a Redis may answer
- * when only some are), else -1. */
+/* The slot of job j when Redis answered r because the slot is being migrated
+ * (slot_migrating()), else -1. */
 static int migrating_slot(const rb_t *rb, const job_t *j, const redisReply *r)
 {
-    if (!rb->cluster_nodes || r->type != REDIS_REPLY_ERROR ||
-        (strncmp(r->str, "ASK ", 4) != 0 && strncmp(r->str, "TRYAGAIN", 8) != 0))
-        return -1;
-    return job_slot(j);
+    return slot_migrating(rb, r) ? job_slot(j) : -1;
 }
 
 /* Whether slot's jobs are held (hold_job()). */
@@ -4335,14 +4339,12 @@ static int connect_all(rb_t *rb, const char **err)
     bool gap = rb->down_since != 0;
     uint64_t down_ms = gap ? now_ms() - rb->down_since : 0;
     if (gap && rb->joined) {
-        atomic_fetch_add(&rb->gaps, 1);
         eddy_log(rb->cfg.log, EDDY_LOG_NOTICE,
                  "rt_broker: node %s connected to Redis %s, a part made while it runs: the "
                  "clients of the namespaces handed to it recover",
                  rb->node_id, where(rb));
     } else if (gap) {
         atomic_fetch_add(&rb->reconnects, 1);
-        atomic_fetch_add(&rb->gaps, 1);
         eddy_log(rb->cfg.log, EDDY_LOG_NOTICE,
                  "rt_broker: Redis %s connected again after %llu ms; subscriptions restored",
                  where(rb), (unsigned long long)down_ms);
@@ -4350,10 +4352,7 @@ static int connect_all(rb_t *rb, const char **err)
         eddy_log(rb->cfg.log, EDDY_LOG_INFO, "rt_broker: node %s connected to Redis %s",
                  rb->node_id, where(rb));
     }
-    rb->was_up = true;
-    rb->joined = false;
-    rb->down_since = 0;
-    set_state(rb, RT_BROKER_UP, gap, down_ms);
+    went_up(rb, gap, down_ms);
     return 0;
 }
 
