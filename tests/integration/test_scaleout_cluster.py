@@ -748,10 +748,10 @@ def test_a_slot_moved_while_running_is_followed(redis_cluster, nodes, clients): 
     node c and a sender on node a. While the keys are migrated the old master answers the
     broadcasts of /n1 ASK: node a holds them, logs it, and sends them again every
     backoff_min_ms, while those of "/" cross meanwhile; the nodes' heartbeats skip the
-    lease of /n1 meanwhile. Each node finds the move (a channel
-    of /n1 the old master drops, a MOVED answer), logs it once, counts it (slots_moved_total
-    1) and routes /n1 to the part of its new master, with its subscriptions and the
-    broadcasts the old master refused, without reconnecting. The nodes are ready again.
+    lease of /n1 meanwhile. Each node finds the move (a channel of /n1 the old master
+    drops, a MOVED answer), logs it once, counts it (slots_moved_total 1) and routes /n1 to
+    the part of its new master, with its subscriptions and the broadcasts the old master
+    refused, without reconnecting. The nodes are ready again.
     The clients of /n1 are told to recover (their transports close): the member, connected
     again with its pid and offset, is the same socket and has every broadcast that reached
     the history (on the new master now), live before the close or recovered after it, each
