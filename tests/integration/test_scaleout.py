@@ -59,6 +59,11 @@ class Redis:
         self.proc.kill()
         self.proc.wait()
 
+    def cli(self, *args):
+        """redis-cli's output for one command (text; an error reply is text too)."""
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                              text=True, timeout=TIMEOUT, check=True).stdout
+
     @property
     def url(self):
         return f"redis://127.0.0.1:{self.port}"
@@ -316,22 +321,16 @@ def test_redis_restart_cross_node_delivery_resumes(cluster, redis, clients):
     assert set(got[:-10]) <= set(range(5)), got
 
 
-def redis_command(redis, *args):
-    return subprocess.run(["redis-cli", "-p", str(redis.port), *args], capture_output=True,
-                          text=True, timeout=TIMEOUT).stdout.strip()
-
-
 def redis_config(redis, *args):
-    out = redis_command(redis, "CONFIG", "SET", *args)
-    assert out == "OK", out
+    out = redis.cli("CONFIG", "SET", *args)
+    assert out.strip() == "OK", out
 
 
 def bgsave_status_is(redis, status, what):
     """Starts a BGSAVE and waits until Redis reports it ended with status (ok, err)."""
-    assert redis_command(redis, "BGSAVE") == "Background saving started"
-    wait_for(lambda: f"rdb_last_bgsave_status:{status}" in
-             redis_command(redis, "INFO", "persistence") and
-             "rdb_bgsave_in_progress:0" in redis_command(redis, "INFO", "persistence"), what)
+    assert redis.cli("BGSAVE").strip() == "Background saving started"
+    wait_for(lambda: f"rdb_last_bgsave_status:{status}" in redis.cli("INFO", "persistence") and
+             "rdb_bgsave_in_progress:0" in redis.cli("INFO", "persistence"), what)
 
 
 class OutOfMemory:

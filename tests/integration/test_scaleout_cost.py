@@ -5,7 +5,6 @@ all of them), yet an emit to a socket id from another node still arrives, also t
 recovered on another node with its old id (another node's tag: a channel of its own).
 """
 
-import subprocess
 
 from eddyserver import TIMEOUT
 from test_scaleout import Clients, cluster, redis  # noqa: F401 (fixtures)
@@ -20,9 +19,7 @@ def clients():
 
 
 def redis_cli(redis, *args):
-    out = subprocess.run(["redis-cli", "-p", str(redis.port), *args], capture_output=True,
-                         text=True, timeout=TIMEOUT, check=True).stdout
-    return out.split()
+    return redis.cli(*args).split()
 
 
 def test_sockets_cost_one_pattern_per_namespace(cluster, redis, clients):

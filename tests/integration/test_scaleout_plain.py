@@ -7,10 +7,9 @@ node cut from Redis delivers its own broadcasts at once and never again when its
 publishes reach Redis (two `eddy serve` daemons: their server API emits to several rooms).
 """
 
-import subprocess
 import time
 
-from eddyserver import TIMEOUT, wait_for
+from eddyserver import wait_for
 from test_daemon_broker import sample
 from test_daemon_realtime import Clients, Daemon
 from test_scaleout import redis  # noqa: F401 (the fixture)
@@ -19,15 +18,10 @@ from test_scaleout_faults import proxy  # noqa: F401 (the fixture)
 ROOMS = "[socketio]\nclient_rooms = r1, r2\n"
 
 
-def redis_cli(redis, *args):  # noqa: F811
-    return subprocess.run(["redis-cli", "-p", str(redis.port), *args], capture_output=True,
-                          text=True, timeout=TIMEOUT, check=True).stdout
-
-
 def calls(redis):  # noqa: F811
     """{command: calls} since the last CONFIG RESETSTAT (INFO commandstats)."""
     out = {}
-    for line in redis_cli(redis, "INFO", "commandstats").splitlines():
+    for line in redis.cli("INFO", "commandstats").splitlines():
         if line.startswith("cmdstat_"):
             name, fields = line[len("cmdstat_"):].split(":", 1)
             out[name] = int(fields.split("calls=")[1].split(",")[0])
@@ -95,7 +89,7 @@ def test_no_history_broadcast_is_one_publish_per_room(tmp_path, redis):  # noqa:
         placement = [("ab", a, ["r1", "r2"]), ("bb", b, ["r1", "r2"]), ("b1", b, ["r1"])]
         members(clients, placement)
         settle(clients, [a, b], [(n, r) for n, _, r in placement])
-        redis_cli(redis, "CONFIG", "RESETSTAT")
+        redis.cli("CONFIG", "RESETSTAT")
         start = time.monotonic()
         emits(a, ["r1", "r2"], "m", range(40))
         emits(a, ["r1", "r2"], "end-a", [0])
@@ -111,7 +105,7 @@ def test_no_history_broadcast_is_one_publish_per_room(tmp_path, redis):  # noqa:
         assert stats.get("evalsha", 0) <= beats, (stats, elapsed)
         sent = 41 * 2 + 21
         assert sent <= stats["publish"] <= sent + beats, (stats, elapsed)
-        assert redis_cli(redis, "EXISTS", "eddy:{/}:pos").strip() == "0"
+        assert redis.cli("EXISTS", "eddy:{/}:pos").strip() == "0"
         nothing_more(clients)
     finally:
         clients.close()
