@@ -283,6 +283,16 @@ void eddy__deflater_free(z_stream *zs)
     }
 }
 
+int eddy__deflate_fit_bits(size_t len, int max_bits)
+{
+    /* zlib matches at most 2^bits - 262 bytes back (its MIN_LOOKAHEAD), and a message
+     * compressed alone never matches further back than its own start. */
+    int bits = 9;
+    while (bits < max_bits && ((size_t)1 << bits) < len + 262)
+        bits++;
+    return bits;
+}
+
 int eddy__inflate(z_stream *zs, const uint8_t *in, size_t len, bool final, eddy__buf_t *out,
                   size_t limit)
 {

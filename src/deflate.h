@@ -46,6 +46,11 @@ z_stream *eddy__inflater_new(int window_bits);
 z_stream *eddy__deflater_new(int window_bits, int level, int mem_level);
 void eddy__inflater_free(z_stream *zs);
 void eddy__deflater_free(z_stream *zs);
+/* The smallest window, in bits (9 to max_bits), with which a message of len bytes
+ * compressed alone finds every match max_bits would find. Messages sent without context
+ * takeover use it: a small message then works in a few KiB that stay in cache, not in a
+ * stream of hundreds of KiB reset (zeroed in part) for each message. */
+int eddy__deflate_fit_bits(size_t len, int max_bits);
 /* Inflates in[0..len) (and, with final, the stripped 00 00 ff ff tail), appending to out,
  * which never grows past limit + 1 bytes. Returns 0, EDDY_ETOOBIG when the output would
  * exceed limit, EDDY_EPROTO for corrupt data, EDDY_ENOMEM. */

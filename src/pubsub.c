@@ -489,10 +489,15 @@ static eddy__blob_t *deflated_frame(eddy__loop_t *loop, struct pub_frame *frame,
     return blob;
 }
 
-/* The bytes of frame for a connection whose shared compressor has bits (0: none). */
+/* The bytes of frame for a connection whose shared compressor has bits (0: none). The
+ * window is fitted to the payload, so subscribers whose windows differ but all hold it
+ * share one compressed frame. */
 static eddy__blob_t *frame_for(eddy__loop_t *loop, struct pub_frame *frame, int bits)
 {
-    return bits > 0 ? deflated_frame(loop, frame, bits) : frame->plain;
+    if (bits == 0)
+        return frame->plain;
+    size_t payload_len = frame->plain->len - frame->header_len;
+    return deflated_frame(loop, frame, eddy__deflate_fit_bits(payload_len, bits));
 }
 
 /* Queues the publication's frames for conn, admitted as one unit: a recipient gets all of

@@ -134,9 +134,11 @@ z_stream *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits)
         return NULL;
     const eddy__options_t *opts = &loop->srv->opts;
     z_stream **zs = &wl->shared_deflaters[bits];
+    /* zlib holds 2^(mem_level + 6) symbols per block: bits - 6 fits a message of 2^bits
+     * bytes in one block, and a small window's hash table stays as small. */
+    int mem_level = EDDY__MIN(opts->websocket_compression_mem_level, EDDY__MAX(bits - 6, 1));
     if (*zs == NULL)
-        *zs = eddy__deflater_new(bits, opts->websocket_compression_level,
-                                 opts->websocket_compression_mem_level);
+        *zs = eddy__deflater_new(bits, opts->websocket_compression_level, mem_level);
     return *zs;
 }
 
@@ -964,7 +966,7 @@ static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data
     int bits = tx_window_bits(conn);
     z_stream *zs;
     if (tx_no_context_takeover(conn)) {
-        zs = eddy__ws_shared_deflater(conn->loop, bits);
+        zs = eddy__ws_shared_deflater(conn->loop, eddy__deflate_fit_bits(len, bits));
     } else {
         eddy__ws_state_t *own = own_state(conn);
         if (own == NULL)

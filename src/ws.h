@@ -35,7 +35,9 @@ int eddy__ws_start(eddy__conn_t *conn, enum eddy__ws_role role, const eddy__pmd_
 bool eddy__ws_negotiate(eddy__conn_t *conn, const eddy_request_t *req, eddy__pmd_t *pmd,
                         char *header, size_t header_cap);
 /* The loop's compressor for window bits, shared by messages compressed whole with no
- * context takeover (reset after each), made on first use; NULL: out of memory. */
+ * context takeover (reset after each), made on first use; NULL: out of memory. Callers
+ * fit bits to the message (eddy__deflate_fit_bits()); the stream's memLevel follows them
+ * (bits - 6 at most, so that one block holds a message of that window's size). */
 z_stream *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits);
 /* The loop's buffer for compressed output (framed and copied right away); NULL: out of
  * memory. */

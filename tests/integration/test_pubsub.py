@@ -5,7 +5,9 @@ compressed fan-out, and the error cases."""
 
 import asyncio
 import resource
+import random
 import socket
+import string
 import struct
 import zlib
 
@@ -176,27 +178,43 @@ def test_broadcast_reaches_established_websockets_only(start_server):
 
 
 def inflate_message(payload, decompressor):
-    return decompressor.decompress(payload + b"\x00\x00\xff\xff")
+    """Inflates 64 bytes at a time: a match farther back than the decompressor's window
+    then fails ("invalid distance too far back"), as in a client that inflates into a
+    small buffer (zlib checks distances against what the window holds, not the bits)."""
+    out, data = b"", payload + b"\x00\x00\xff\xff"
+    while data:
+        out += decompressor.decompress(data, 64)
+        data = decompressor.unconsumed_tail
+    return out
 
 
 def test_compressed_fan_out(start_server):
     """Subscribers without server context takeover get one shared compressed frame each;
-    those whose compression keeps context get the plain frame."""
+    those whose compression keeps context get the plain frame. The window is fitted to
+    the message but never exceeds what a subscriber allowed."""
     server = start_testbed(start_server, workers=2, settings={"websocket_compression": "true"})
     ctl, _ = open_ws(server)
     fresh, fd_fresh = open_ws(server, headers={
         "Sec-WebSocket-Extensions": "permessage-deflate; server_no_context_takeover"})
+    narrow, fd_narrow = open_ws(server, headers={
+        "Sec-WebSocket-Extensions":
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=10"})
     keeping, fd_keeping = open_ws(server, headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
     plain, fd_plain = open_ws(server)
-    for fd in (fd_fresh, fd_keeping, fd_plain):
+    for fd in (fd_fresh, fd_narrow, fd_keeping, fd_plain):
         cmd(server, ctl, f"sub {fd} news")
-    text = "the same words again and again " * 40
+    # 1.6 KB, ending with its first 200 bytes: a match 1,440 bytes back, farther than a
+    # 10-bit window reaches.
+    rnd = random.Random(7)
+    head = "".join(rnd.choice(string.ascii_letters) for _ in range(200))
+    text = head + "the same words again and again " * 40 + head
     for _ in range(2):
-        assert cmd(server, ctl, f"pubz news {text}") == "3"
-        fin, rsv, opcode, payload = fresh.recv_frame()
-        assert (fin, rsv, opcode) == (True, 4, 0x1) and len(payload) < len(text)
-        # No context: every message inflates on its own.
-        assert inflate_message(payload, zlib.decompressobj(-15)) == text.encode()
+        assert cmd(server, ctl, f"pubz news {text}") == "4"
+        for client, bits in ((fresh, 15), (narrow, 10)):
+            fin, rsv, opcode, payload = client.recv_frame()
+            assert (fin, rsv, opcode) == (True, 4, 0x1) and len(payload) < len(text)
+            # No context: every message inflates on its own, within the agreed window.
+            assert inflate_message(payload, zlib.decompressobj(-bits)) == text.encode()
         for client in (keeping, plain):
             assert client.recv_frame() == (True, 0, 0x1, text.encode())
 

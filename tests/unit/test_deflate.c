@@ -175,6 +175,54 @@ static void test_streams(void)
     eddy__inflater_free(i2);
 }
 
+/* Compresses data alone with a deflater of bits (memLevel as the loop's shared ones) and
+ * checks that it inflates back; returns the compressed length (0 on failure). */
+static size_t compressed_alone(int bits, const char *data, size_t len)
+{
+    z_stream *d = eddy__deflater_new(bits, 6, bits - 6 < 8 ? bits - 6 : 8);
+    z_stream *i = eddy__inflater_new(15);
+    eddy__buf_t out = {0}, back = {0};
+    size_t n = 0;
+    if (d != NULL && i != NULL && eddy__deflate(d, data, len, &out) == 0 &&
+        eddy__inflate(i, (uint8_t *)out.data, out.len, true, &back, len) == 0 && back.len == len &&
+        memcmp(back.data, data, len) == 0)
+        n = out.len;
+    eddy__buf_free(&out);
+    eddy__buf_free(&back);
+    eddy__deflater_free(d);
+    eddy__inflater_free(i);
+    return n;
+}
+
+static void test_fitted_window(void)
+{
+    CHECK_EQ_INT(eddy__deflate_fit_bits(0, 15), 9);
+    CHECK_EQ_INT(eddy__deflate_fit_bits(250, 15), 9);
+    CHECK_EQ_INT(eddy__deflate_fit_bits(251, 15), 10);
+    CHECK_EQ_INT(eddy__deflate_fit_bits(1024, 15), 11);
+    CHECK_EQ_INT(eddy__deflate_fit_bits(1024, 10), 10);
+    CHECK_EQ_INT(eddy__deflate_fit_bits(1u << 20, 15), 15);
+    /* A message of the largest length a window fits ends with its first 200 bytes (random
+     * binary, unlike the text between) again: the fitted window finds that match, as the
+     * largest does (same output length), and the next smaller window does not (longer
+     * output). */
+    static char text[32768];
+    for (int bits = 10; bits <= 15; bits++) {
+        size_t len = ((size_t)1 << bits) - 262;
+        random_text(text, len);
+        for (size_t i = 0; i < 200; i++)
+            text[i] = (char)(test_rand() % 256);
+        memcpy(text + len - 200, text, 200);
+        CHECK_EQ_INT(eddy__deflate_fit_bits(len, 15), bits);
+        size_t largest = compressed_alone(15, text, len);
+        size_t fitted = compressed_alone(bits, text, len);
+        size_t smaller = compressed_alone(bits - 1, text, len);
+        CHECK(largest > 0 && fitted > 0 && smaller > 0);
+        CHECK_EQ_INT(fitted, largest);
+        CHECK(smaller > fitted);
+    }
+}
+
 static void test_bomb(void)
 {
     /* 8 MiB of zeros compress to about 8 KiB; a 1 MiB limit must stop the inflation
@@ -275,6 +323,7 @@ int main(void)
 {
     test_negotiation();
     test_streams();
+    test_fitted_window();
     test_bomb();
     test_chunked_zlib_calls();
     test_over_4gib();
