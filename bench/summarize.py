@@ -19,21 +19,31 @@ TITLES = {"eddy": "eddy", "node": "node ws", "python": "python websockets",
           "lws": "libwebsockets", "uws": "uWebSockets", "epoll": "bare epoll",
           "uring": "bare io_uring"}
 
-# The versus-uws scenarios (issue 9 section 5): (scenario, label, uWebSockets peer, kind).
-# kind "echo": target eddy's server CPU per message at most 0.9× the peer's; kind "fanout":
-# eddy's delivered frames per server CPU-second at least 1.5× the peer's.
+# The versus-uws scenarios (issue 9 section 5): (scenario, label, uWebSockets peer, kind,
+# eddy's server). kind "echo": target eddy's server CPU per message at most 0.9× the peer's;
+# kind "fanout": eddy's delivered frames per server CPU-second at least 1.5× the peer's.
+# Compressed echo pairs like with like (bench/run's eddy-deflate-* servers): no context
+# takeover with SHARED_COMPRESSOR, a 9-bit memLevel 1 stream per connection with
+# DEDICATED_COMPRESSOR (what it compresses with), and eddy's defaults beside the latter.
 VERSUS = [
-    ("echo-wss-20", "wss echo (TLS 1.3), 100 × 1 × 20 B", "uws", "echo"),
-    ("echo-wss-1k", "wss echo (TLS 1.3), 100 × 1 × 1 KiB", "uws", "echo"),
-    ("echo-deflate", "permessage-deflate echo, 100 × 1 × 1 KiB text", "uws-shared", "echo"),
-    ("echo-deflate", "permessage-deflate echo, 100 × 1 × 1 KiB text", "uws-dedicated", "echo"),
-    ("publish-uws-1k", "fan-out to 1k subscribers, 16 × 16 B in flight", "uws", "fanout"),
-    ("publish-uws-10k", "fan-out to 10k subscribers, 16 × 16 B in flight", "uws", "fanout"),
-    ("echo-wss-shared", "wss echo 20 B, both at once on CPU 0", "uws", "echo"),
-    ("echo-deflate-shared", "deflate echo 1 KiB, all three at once on CPU 0", "uws-shared", "echo"),
-    ("echo-deflate-shared", "deflate echo 1 KiB, all three at once on CPU 0", "uws-dedicated",
-     "echo"),
-    ("publish-uws-shared", "fan-out to 1k subscribers, both at once on CPU 0", "uws", "fanout"),
+    ("echo-wss-20", "wss echo (TLS 1.3), 100 × 1 × 20 B", "uws", "echo", "eddy"),
+    ("echo-wss-1k", "wss echo (TLS 1.3), 100 × 1 × 1 KiB", "uws", "echo", "eddy"),
+    ("echo-deflate", "deflate echo, 100 × 1 × 1 KiB text, no server context takeover",
+     "uws-shared", "echo", "eddy-nct"),
+    ("echo-deflate", "deflate echo, 100 × 1 × 1 KiB text, a 9-bit memLevel 1 stream each",
+     "uws-dedicated", "echo", "eddy-9"),
+    ("echo-deflate", "deflate echo, 100 × 1 × 1 KiB text, eddy's defaults (15-bit memLevel 8 "
+     "stream each)", "uws-dedicated", "echo", "eddy"),
+    ("publish-uws-1k", "fan-out to 1k subscribers, 16 × 16 B in flight", "uws", "fanout", "eddy"),
+    ("publish-uws-10k", "fan-out to 10k subscribers, 16 × 16 B in flight", "uws", "fanout",
+     "eddy"),
+    ("echo-wss-shared", "wss echo 20 B, both at once on CPU 0", "uws", "echo", "eddy"),
+    ("echo-deflate-shared", "deflate echo 1 KiB, no server context takeover, all four at once "
+     "on CPU 0", "uws-shared", "echo", "eddy-nct"),
+    ("echo-deflate-shared", "deflate echo 1 KiB, a 9-bit memLevel 1 stream each, all four at "
+     "once on CPU 0", "uws-dedicated", "echo", "eddy-9"),
+    ("publish-uws-shared", "fan-out to 1k subscribers, both at once on CPU 0", "uws", "fanout",
+     "eddy"),
 ]
 PEERS = {"uws": "uWebSockets", "uws-shared": "uWebSockets SHARED_COMPRESSOR",
          "uws-dedicated": "uWebSockets DEDICATED_COMPRESSOR"}
@@ -251,22 +261,22 @@ def versus(results, runs, med, marked):
     Separate runs take the ratio of the medians; the *-shared runs the median of each round's
     ratio (both servers measured at the same time)."""
     rows = []
-    for scen, label, peer, kind in VERSUS:
-        e, u = med(scen, "eddy", "server_us_per_msg"), med(scen, peer, "server_us_per_msg")
+    for scen, label, peer, kind, mine in VERSUS:
+        e, u = med(scen, mine, "server_us_per_msg"), med(scen, peer, "server_us_per_msg")
         if e is None and u is None:
             continue
         how = "median of rounds"
         if scen.endswith("-shared"):
             by_round = {s: {r.get("label", "").split("/")[-1]: r["server_us_per_msg"]
                             for r in runs(scen, s) if r.get("server_us_per_msg")}
-                        for s in ("eddy", peer)}
-            pairs = [by_round["eddy"][k] / by_round[peer][k]
-                     for k in sorted(by_round["eddy"]) if k in by_round[peer]]
+                        for s in (mine, peer)}
+            pairs = [by_round[mine][k] / by_round[peer][k]
+                     for k in sorted(by_round[mine]) if k in by_round[peer]]
             ratio = statistics.median(pairs) if pairs else None
             how = "median of the rounds' ratios"
         else:
             ratio = e / u if e and u else None
-        errors = sum(r.get("errors", 0) for s in ("eddy", peer) for r in results.get((scen, s), []))
+        errors = sum(r.get("errors", 0) for s in (mine, peer) for r in results.get((scen, s), []))
         if kind == "echo":
             metric = "server CPU µs/msg"
             cells = [micros(e) if e else "", micros(u) if u else ""]
@@ -278,7 +288,7 @@ def versus(results, runs, med, marked):
             shown = 1 / ratio if ratio else None
             target, met = "eddy ≥ 1.5× uWS", shown is not None and shown >= 1.5
         verdict = "" if shown is None else ("met" if met else "**NOT met**")
-        if marked(scen, "eddy") or marked(scen, peer):
+        if marked(scen, mine) or marked(scen, peer):
             verdict += " †"
         if errors:
             verdict += f" ({errors} errors)"
