@@ -106,6 +106,10 @@ typedef struct rt_broker_state_event {
      * of this part's namespaces recover from history: a moved namespace's broadcasts may
      * have reached this node on neither part meanwhile. */
     bool moved;
+    /* DOWN while connected: Redis refuses this node's writes (its heartbeat). What Redis
+     * still runs goes on (plain PUBLISH: broadcasts without history cross), the rest is
+     * refused (history, presence, the lease). */
+    bool refused;
 } rt_broker_state_event_t;
 
 /* Longest node id, and a buffer for one with its NUL. */

@@ -585,7 +585,10 @@ static void set_state(rb_t *rb, rt_broker_state_t st, bool gap, uint64_t down_ms
     r->rb = rb;
     r->state = rb->h.state;
     r->ud = rb->ud;
-    r->ev = (rt_broker_state_event_t){.state = st, .gap = gap, .down_ms = down_ms};
+    r->ev = (rt_broker_state_event_t){.state = st,
+                                      .gap = gap,
+                                      .down_ms = down_ms,
+                                      .refused = st == RT_BROKER_DOWN && rb->refusing_since};
     dispatch(rb, 0, run_state, r);
 }
 

@@ -391,6 +391,12 @@ static void on_state(rt_broker_t *b, const rt_broker_state_event_t *ev, void *ud
                      "eddy_rt: Redis broker connected%s, subscribing: broadcasts are delivered "
                      "on this node only until it is up",
                      names);
+        else if (ev->refused)
+            /* Connected: what Redis still runs (a plain PUBLISH) still crosses. */
+            eddy_log(cl->srv, EDDY_LOG_WARNING,
+                     "eddy_rt: Redis broker down%s: it refuses this node's writes, so broadcasts "
+                     "are delivered on this node and may not reach the others",
+                     names);
         else
             eddy_log(cl->srv, EDDY_LOG_WARNING,
                      "eddy_rt: Redis broker %s%s: broadcasts are delivered on this node only",

@@ -391,6 +391,14 @@ def test_redis_refusing_writes_is_an_outage(cluster, redis, clients, tmp_path, f
         for node in (a, b):
             node.wait_log(r"\tWARNING\trt_broker: Redis 127\.0\.0\.1:\d+ refuses this node's "
                           rf"heartbeat \({reason}")
+            # The layer says what a refusing Redis means: not "delivered on this node only",
+            # since what Redis still runs (a plain PUBLISH) crosses.
+            node.wait_log(r"\tWARNING\teddy_rt: Redis broker down: it refuses this node's "
+                          r"writes, so broadcasts are delivered on this node and may not reach "
+                          r"the others")
+            assert not [line for line in node.log_lines
+                        if "Redis broker down" in line and "on this node only" in line], \
+                "\n".join(node.log_lines)
         for i in range(20):
             clients.emit("s", "to-room", "r", {"seq": i})
             time.sleep(0.005)
