@@ -290,7 +290,7 @@ static void write_broker(FILE *out)
         if (i == 0)
             metric_head(out, "eddy_broker_namespace_up", "gauge",
                         "Several Redis: 1 while the shard of the namespace is up; 0: its "
-                        "broadcasts are delivered on this node only.");
+                        "broadcasts are delivered on this node and may not reach the others.");
         fputs("eddy_broker_namespace_up{namespace=\"", out);
         label_value(out, eddy_rt_nsp_name(nsp));
         fputs("\",shard=\"", out);

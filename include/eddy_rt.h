@@ -297,8 +297,9 @@ void eddy_rt_broker_status(eddy_rt_t *rt, eddy_rt_broker_status_t *out);
  * With redis_url listing several Redis (shards: README "Several Redis"): copies the name
  * ("host:port/db", "[v6]:port/db") of the shard that owns namespace nsp into shard and
  * returns 1 while that shard is up (the namespace's broadcasts cross nodes), 0 while it is
- * not (they are delivered on this node only; with recovery on, its clients reconnect and
- * recover once it is back; the other shards' namespaces are not concerned). Returns -1
+ * not (they are delivered on this node and may not reach the others; with recovery on, its
+ * clients reconnect and recover once it is back; the other shards' namespaces are not
+ * concerned). Returns -1
  * (shard untouched) on a layer with one Redis or none. Any thread, while the layer exists.
  */
 int eddy_rt_nsp_shard(eddy_rt_nsp_t *nsp, char shard[EDDY_RT_SHARD_NAME_SIZE]);
