@@ -134,11 +134,12 @@ z_stream *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits)
         return NULL;
     const eddy__options_t *opts = &loop->srv->opts;
     z_stream **zs = &wl->shared_deflaters[bits];
-    /* zlib holds 2^(mem_level + 6) symbols per block: bits - 6 fits a message of 2^bits
-     * bytes in one block, and a small window's hash table stays as small. */
-    int mem_level = EDDY__MIN(opts->websocket_compression_mem_level, EDDY__MAX(bits - 6, 1));
-    if (*zs == NULL)
+    if (*zs == NULL) {
+        /* zlib holds 2^(mem_level + 6) symbols per block: bits - 6 fits a message of
+         * 2^bits bytes in one block, and a small window's hash table stays as small. */
+        int mem_level = EDDY__MIN(opts->websocket_compression_mem_level, EDDY__MAX(bits - 6, 1));
         *zs = eddy__deflater_new(bits, opts->websocket_compression_level, mem_level);
+    }
     return *zs;
 }
 
