@@ -4,8 +4,8 @@ and from an application thread, subscriber counts, cleanup on close, order per p
 compressed fan-out, and the error cases."""
 
 import asyncio
-import resource
 import random
+import resource
 import socket
 import string
 import struct
