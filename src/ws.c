@@ -46,11 +46,15 @@ struct eddy__ws_state {
     uint64_t msg_wire_len;  /* its payload bytes on the wire so far */
     z_stream *inflater;     /* our own (context takeover, or a message over many reads) */
     z_stream *msg_inflater; /* the one inflating the current message */
+    bool msg_whole;         /* it came whole in one read: it inflates into the loop's buffer */
     z_stream *deflater;     /* our own, with server context takeover */
     eddy__buf_t msg;        /* message assembled from pieces, or inflated */
     uint8_t ctrl_len;
     uint8_t ctrl[125]; /* control frame payload assembled from pieces */
 };
+
+/* The loop keeps its inflate buffer up to this size (a small message reserves 128 KiB). */
+#define INFLATED_KEEP (256 * 1024)
 
 /* Per loop (EDDY__SLOT_WS), made when its first connection switches to WebSocket. */
 typedef struct ws_loop {
@@ -61,6 +65,9 @@ typedef struct ws_loop {
     /* Shared by connections that agreed to no context takeover (reset per message). */
     z_stream *shared_inflater;
     z_stream *shared_deflaters[16]; /* by window bits */
+    /* A compressed message that came whole in one read inflates here: it is delivered
+     * before the loop reads anything else, so no message allocates a buffer of its own. */
+    eddy__buf_t inflated;
     eddy__buf_t deflate_out;        /* compressed output, framed and copied right away */
     /* Mask keys for the client role: kernel CSPRNG bytes fetched a batch at a time, so a
      * frame costs no system call. */
@@ -116,6 +123,7 @@ static void ws_loop_free(void *data)
     for (size_t i = 0; i < EDDY__ARRAY_SIZE(wl->shared_deflaters); i++)
         eddy__deflater_free(wl->shared_deflaters[i]);
     eddy__buf_free(&wl->deflate_out);
+    eddy__buf_free(&wl->inflated);
 }
 
 /* The loop's WebSocket state, made on first use; NULL: out of memory. */
@@ -1351,6 +1359,7 @@ static bool begin_inflate(eddy__conn_t *conn, size_t avail)
     eddy__ws_state_t *ws = rx_state(conn);
     ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
     bool whole = ws->hdr.fin && ws->hdr.payload_len <= avail;
+    ws->msg_whole = whole;
     if (rx_no_context_takeover(conn) && whole) {
         /* Inflated before anything else can run: the loop's stream serves everyone. */
         if (wl->shared_inflater == NULL)
@@ -1475,18 +1484,22 @@ static size_t read_header(eddy__conn_t *conn, uint8_t *buf, size_t len)
     return used;
 }
 
-/* Inflates unmasked payload bytes of a compressed message into the message buffer. */
+/* Inflates unmasked payload bytes of a compressed message into the message buffer (the
+ * loop's for a message that came whole). */
 static size_t read_compressed(eddy__conn_t *conn, uint8_t *buf, size_t take, bool frame_complete)
 {
     eddy__ws_state_t *ws = rx_state(conn);
     bool final = frame_complete && ws->hdr.fin;
-    size_t before = ws->msg.len;
-    int rc =
-        eddy__inflate(ws->msg_inflater, buf, take, final, &ws->msg, conn->loop->package_max_length);
+    ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
+    eddy__buf_t *out = ws->msg_whole ? &wl->inflated : &ws->msg;
+    size_t before = out->len;
+    int rc = eddy__inflate(ws->msg_inflater, buf, take, final, out, conn->loop->package_max_length);
     if (rc == 0 && ws->msg_opcode == EDDY_WS_OPCODE_TEXT &&
-        !eddy__utf8_feed(&ws->utf8_state, (uint8_t *)ws->msg.data + before, ws->msg.len - before))
+        !eddy__utf8_feed(&ws->utf8_state, (uint8_t *)out->data + before, out->len - before))
         rc = EDDY_EUTF8;
     if (rc != 0) {
+        if (out == &wl->inflated)
+            wl->inflated.len = 0;
         end_inflate(conn);
         if (rc == EDDY_ETOOBIG)
             fail(conn, EDDY_WS_CLOSE_MESSAGE_TOO_BIG,
@@ -1503,10 +1516,15 @@ static size_t read_compressed(eddy__conn_t *conn, uint8_t *buf, size_t take, boo
         ws->in_frame = false;
     if (final) {
         end_inflate(conn);
-        on_message_complete(conn, ws->msg.data, ws->msg.len);
-        /* Released at once: most messages arrive whole and never need it, and an idle
-         * connection should hold no buffer. */
-        eddy__buf_free(&ws->msg);
+        on_message_complete(conn, out->data, out->len);
+        /* A connection's own is released at once: an idle connection holds no buffer. */
+        if (out == &wl->inflated) {
+            wl->inflated.len = 0;
+            if (wl->inflated.cap > INFLATED_KEEP)
+                eddy__buf_free(&wl->inflated); /* an exceptionally large message */
+        } else {
+            eddy__buf_free(&ws->msg);
+        }
     }
     return take;
 }
