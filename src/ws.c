@@ -46,7 +46,6 @@ struct eddy__ws_state {
     uint64_t msg_wire_len;  /* its payload bytes on the wire so far */
     z_stream *inflater;     /* our own (context takeover, or a message over many reads) */
     z_stream *msg_inflater; /* the one inflating the current message */
-    bool msg_whole;         /* it came whole in one read: it inflates into the loop's buffer */
     z_stream *deflater;     /* our own, with server context takeover */
     eddy__buf_t msg;        /* message assembled from pieces, or inflated */
     uint8_t ctrl_len;
@@ -68,7 +67,7 @@ typedef struct ws_loop {
     /* A compressed message that came whole in one read inflates here: it is delivered
      * before the loop reads anything else, so no message allocates a buffer of its own. */
     eddy__buf_t inflated;
-    eddy__buf_t deflate_out;        /* compressed output, framed and copied right away */
+    eddy__buf_t deflate_out; /* compressed output, framed and copied right away */
     /* Mask keys for the client role: kernel CSPRNG bytes fetched a batch at a time, so a
      * frame costs no system call. */
     uint8_t mask_keys[256];
@@ -1359,7 +1358,6 @@ static bool begin_inflate(eddy__conn_t *conn, size_t avail)
     eddy__ws_state_t *ws = rx_state(conn);
     ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
     bool whole = ws->hdr.fin && ws->hdr.payload_len <= avail;
-    ws->msg_whole = whole;
     if (rx_no_context_takeover(conn) && whole) {
         /* Inflated before anything else can run: the loop's stream serves everyone. */
         if (wl->shared_inflater == NULL)
@@ -1490,8 +1488,10 @@ static size_t read_compressed(eddy__conn_t *conn, uint8_t *buf, size_t take, boo
 {
     eddy__ws_state_t *ws = rx_state(conn);
     bool final = frame_complete && ws->hdr.fin;
+    /* Whole: one frame, all of it in this call. */
+    bool whole = final && ws->frame_done == take && ws->hdr.opcode != EDDY_WS_OPCODE_CONTINUATION;
     ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
-    eddy__buf_t *out = ws->msg_whole ? &wl->inflated : &ws->msg;
+    eddy__buf_t *out = whole ? &wl->inflated : &ws->msg;
     size_t before = out->len;
     int rc = eddy__inflate(ws->msg_inflater, buf, take, final, out, conn->loop->package_max_length);
     if (rc == 0 && ws->msg_opcode == EDDY_WS_OPCODE_TEXT &&
