@@ -208,7 +208,8 @@ typedef struct rt_client {
     pthread_t timer_thread;     /* the loop thread the connect timer runs on */
     eddy_fd_t open_fd;          /* a WebSocket session whose handshake is not done yet */
     /* Closed while its connect timer was still armed on another loop: listed in the layer
-     * until the timer fires (or the layer is freed, if it never does). */
+     * until the timer fires (or the layer is freed, if it never does). Listed: orphan_prev
+     * is set or it heads the list (table lock). */
     struct rt_client *orphan_prev, *orphan_next;
     struct rt_client *opening_next;
     atomic_int refs;
@@ -216,14 +217,18 @@ typedef struct rt_client {
     bool counted_ws;  /* counted as on WebSocket (eddy_rt_stats()); in the client's callbacks */
     atomic_bool ws;   /* on WebSocket */
     atomic_bool joined_once;
-    bool orphan;
     uint64_t connect_timer;
     eddy_rt_socket_t *sockets; /* connected sockets, one per namespace (under lock) */
     eddy_rt_socket_t *closed;  /* disconnected in this context, released when it is left */
-    rt_handshake_t *hs;        /* right after the client (never NULL) */
     rt_binary_t *binary;
     struct rt_pending *pending; /* a connect waiting for its decision (eddy_rt_defer()) */
 } rt_client_t;
+
+/* The client's copy of its handshake, stored right after it (client_new()). */
+static inline rt_handshake_t *client_hs(const rt_client_t *c)
+{
+    return (rt_handshake_t *)(c + 1);
+}
 
 /* Laid out without holes: there is one per connection and namespace. */
 struct eddy_rt_socket {
@@ -246,14 +251,29 @@ struct eddy_rt_socket {
     uint64_t mark;
     uint64_t dl_mark; /* cluster: rt_cluster_mark() at its connect */
     /* With recovery on (recovering()), two RT_HISTORY_PID_SIZE arrays after the socket (one
-     * allocation); otherwise both point to a shared "" and are never written. */
-    char *pid;  /* its session record in the store */
-    char *cpid; /* the pid its client knows (see rt_alias_t) */
+     * allocation): pid, its session record in the store, then the pid its client knows
+     * (socket_cpid()). Otherwise pid is no_pid, never written. */
+    char *pid;
     /* During the connect and connection callbacks only. */
     const char *auth;
     size_t auth_len;
     char *refusal;
 };
+
+/* One of each per connection: the idle budget (at most 1 KiB of memory per handshaken
+ * Socket.IO connection, `bench/socketio/run idle`) holds only while they stay in their
+ * malloc size classes (with malloc's 8 bytes, 128 and 192 on LP64). */
+_Static_assert(sizeof(void *) != 8 || sizeof(rt_client_t) <= 120, "rt_client_t grew a class");
+_Static_assert(sizeof(void *) != 8 || sizeof(eddy_rt_socket_t) <= 184,
+               "eddy_rt_socket grew a class");
+
+static const char no_pid[RT_HISTORY_PID_SIZE];
+
+/* The pid s's client knows (see rt_alias_t): the array after s->pid, or no_pid. */
+static inline char *socket_cpid(const eddy_rt_socket_t *s)
+{
+    return s->pid == no_pid ? (char *)no_pid : s->pid + RT_HISTORY_PID_SIZE;
+}
 
 /* socket.io-client counts a reconnection as recovered only if the CONNECT reply carries the
  * pid it sent, while the store hands out a fresh pid with each record: a recovered socket
@@ -308,7 +328,7 @@ struct eddy_rt {
     atomic_uint_fast64_t next_ack;
     unsigned index;            /* in rt_registry */
     rt_hmap_t aliases;         /* rt_alias_t by client pid (table lock) */
-    struct rt_client *orphans; /* see rt_client_t.orphan (table lock) */
+    struct rt_client *orphans; /* see rt_client_t.orphan_prev (table lock) */
     bool freeing;              /* eddy_rt_free(): the server is gone, sessions close without it */
     rt_cluster_t *cluster;     /* scale-out (rt_cluster.h); NULL: one node */
     rt_stats_t *stats;
@@ -1398,7 +1418,7 @@ static const char *user_room(const char *user, char *buf, size_t cap)
 }
 
 /* Stores the record of s in the broker (ttl_ms 0: a live socket's). In cluster mode s->pid
- * holds the offset of the namespace's position when s first connected (s->cpid is the
+ * holds the offset of the namespace's position when s first connected (socket_cpid(s) is the
  * record's key). Table lock held. */
 static void cluster_record(eddy_rt_socket_t *s, uint64_t ttl_ms)
 {
@@ -1414,7 +1434,7 @@ static void cluster_record(eddy_rt_socket_t *s, uint64_t ttl_ms)
         rooms[k++] = m->room->name;
     rt_position_t at = {0, 0};
     rt_offset_parse(s->pid, strlen(s->pid), &at);
-    rt_cluster_session_put(s->nsp->rt->cluster, s->nsp->name, s->cpid, s->id,
+    rt_cluster_session_put(s->nsp->rt->cluster, s->nsp->name, socket_cpid(s), s->id,
                            s->user != NULL ? s->user->id : NULL, rooms, k, at, ttl_ms, s->dl_mark);
     if (rooms != stack)
         free(rooms);
@@ -2384,20 +2404,20 @@ static const char *hs_lookup(const rt_handshake_t *hs, size_t skip, size_t n, co
 
 const char *eddy_rt_socket_query(const eddy_rt_socket_t *s, const char *name)
 {
-    const rt_handshake_t *hs = s->client->hs;
+    const rt_handshake_t *hs = client_hs(s->client);
     return hs_lookup(hs, 0, hs->nquery, name, false);
 }
 
 const char *eddy_rt_socket_header(const eddy_rt_socket_t *s, const char *name)
 {
-    const rt_handshake_t *hs = s->client->hs;
+    const rt_handshake_t *hs = client_hs(s->client);
     return hs_lookup(hs, hs->nquery, hs->nheaders, name, true);
 }
 
 int eddy_rt_socket_handshake_at(const eddy_rt_socket_t *s, bool header, size_t i, const char **name,
                                 const char **value)
 {
-    const rt_handshake_t *hs = s->client->hs;
+    const rt_handshake_t *hs = client_hs(s->client);
     if (i >= (header ? hs->nheaders : hs->nquery))
         return EDDY_ENOTFOUND;
     hs_pair(hs_skip(hs, (header ? hs->nquery : 0) + i), header, name, value);
@@ -2406,7 +2426,7 @@ int eddy_rt_socket_handshake_at(const eddy_rt_socket_t *s, bool header, size_t i
 
 const char *eddy_rt_socket_remote_ip(const eddy_rt_socket_t *s)
 {
-    return s->client->hs->pairs;
+    return client_hs(s->client)->pairs;
 }
 
 const char *eddy_rt_socket_auth(const eddy_rt_socket_t *s, size_t *len)
@@ -2600,7 +2620,7 @@ static void socket_close(eddy_rt_socket_t *s, const char *reason)
         if (transport_lost(reason))
             cluster_record(s, rt->opt.recovery_max_disconnection_ms);
         else
-            rt_cluster_session_drop(rt->cluster, s->cpid);
+            rt_cluster_session_drop(rt->cluster, socket_cpid(s));
     }
     if (s->ws)
         topic_sub(s, TOPIC_NSP, "", 0, false);
@@ -2638,11 +2658,12 @@ static void socket_close(eddy_rt_socket_t *s, const char *reason)
             rt_history_session_disconnect(nsp->hist, s->pid);
         else
             rt_history_session_remove(nsp->hist, s->pid);
-        rt_alias_t *alias = strcmp(s->cpid, s->pid) != 0 ? alias_find(rt, s->cpid) : NULL;
+        rt_alias_t *alias =
+            strcmp(socket_cpid(s), s->pid) != 0 ? alias_find(rt, socket_cpid(s)) : NULL;
         if (alias != NULL && keep)
             alias->expires_ms = mono_ms() + rt->opt.recovery_max_disconnection_ms;
         else if (alias != NULL)
-            alias_drop(rt, s->cpid);
+            alias_drop(rt, socket_cpid(s));
     }
     pthread_mutex_unlock(&rt->lock);
     for (size_t i = 0; i < k; i++) {
@@ -2797,9 +2818,9 @@ static void send_connected(eddy_rt_socket_t *s)
         return;
     }
     char reply[80];
-    int n = s->pid[0] != '\0'
-                ? snprintf(reply, sizeof(reply), "{\"sid\":\"%s\",\"pid\":\"%s\"}", s->id, s->cpid)
-                : snprintf(reply, sizeof(reply), "{\"sid\":\"%s\"}", s->id);
+    int n = s->pid[0] != '\0' ? snprintf(reply, sizeof(reply), "{\"sid\":\"%s\",\"pid\":\"%s\"}",
+                                         s->id, socket_cpid(s))
+                              : snprintf(reply, sizeof(reply), "{\"sid\":\"%s\"}", s->id);
     send_control(s->client, nsp->name, nsp->name_len, SIO_CONNECT, reply, (size_t)n);
 }
 
@@ -2865,7 +2886,7 @@ static bool client_recover(eddy_rt_socket_t *s)
         const char *own = s->id;
         rt_history_session_info_t info = {.sid = s->id, .rooms = &own, .nrooms = 1};
         if (rt_history_session_open(nsp->hist, &info, s->pid) == 0) {
-            strcpy(s->cpid, pid);
+            strcpy(socket_cpid(s), pid);
             alias_set(rt, pid, s->pid);
             record_rooms(s);
         } else {
@@ -2953,7 +2974,6 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
         free(v3auth);
         return;
     }
-    static const char no_pid[RT_HISTORY_PID_SIZE];
     bool rec = recovering(nsp);
     eddy_rt_socket_t *s = calloc(1, sizeof(*s) + (rec ? 2 * RT_HISTORY_PID_SIZE : 0));
     if (s == NULL) {
@@ -2961,7 +2981,6 @@ static void client_connect(rt_client_t *c, const char *name, size_t name_len, co
         return;
     }
     s->pid = rec ? (char *)(s + 1) : (char *)no_pid;
-    s->cpid = rec ? s->pid + RT_HISTORY_PID_SIZE : (char *)no_pid;
     atomic_init(&s->refs, 1);
     atomic_fetch_add(&c->refs, 1);
     s->client = c;
@@ -3222,7 +3241,7 @@ static void connect_admit(rt_client_t *c, eddy_rt_socket_t *s)
     if (rc == 0 && recovering(nsp) && rt->cluster != NULL) {
         /* The record is keyed by the pid the client holds; pid keeps the position the
          * session starts at (see cluster_record()). */
-        rt_cluster_session_pid(rt->cluster, nsp->name, s->cpid);
+        rt_cluster_session_pid(rt->cluster, nsp->name, socket_cpid(s));
         s->dl_mark = rt_cluster_mark(rt->cluster);
         rt_offset_encode(rt_cluster_position(rt->cluster, nsp->name), s->pid);
         cluster_record(s, 0);
@@ -3230,7 +3249,7 @@ static void connect_admit(rt_client_t *c, eddy_rt_socket_t *s)
         const char *own = s->id;
         rt_history_session_info_t info = {.sid = s->id, .rooms = &own, .nrooms = 1};
         if (rt_history_session_open(nsp->hist, &info, s->pid) == 0) {
-            strcpy(s->cpid, s->pid);
+            strcpy(socket_cpid(s), s->pid);
             record_rooms(s);
         } else {
             s->pid[0] = '\0'; /* served without recovery */
@@ -3467,7 +3486,7 @@ static rt_client_t *client_new(eddy_request_t *req)
     rt_client_t *client = calloc(1, size);
     if (client == NULL)
         return NULL;
-    rt_handshake_t *hs = client->hs = (rt_handshake_t *)(client + 1);
+    rt_handshake_t *hs = client_hs(client);
     char *o = stpcpy(hs->pairs, ip) + 1;
     /* Query parameters, percent-decoded (a repeated name keeps its first value here). */
     for (const char *p = q; *p != '\0';) {
@@ -3538,14 +3557,14 @@ static void orphan_unlink(rt_client_t *c)
 {
     eddy_rt_t *rt = c->rt;
     pthread_mutex_lock(&rt->lock);
-    if (c->orphan) {
+    if (c->orphan_prev != NULL || rt->orphans == c) {
         if (c->orphan_prev != NULL)
             c->orphan_prev->orphan_next = c->orphan_next;
         else
             rt->orphans = c->orphan_next;
         if (c->orphan_next != NULL)
             c->orphan_next->orphan_prev = c->orphan_prev;
-        c->orphan = false;
+        c->orphan_prev = c->orphan_next = NULL;
     }
     pthread_mutex_unlock(&rt->lock);
 }
@@ -3639,7 +3658,6 @@ static void on_eio_close(eio_session_t *es, const char *reason, void *ud)
         /* Armed on another loop: its reference is released when it fires, or by
          * eddy_rt_free() if the server stops first (a stopped server runs no timers). */
         pthread_mutex_lock(&c->rt->lock);
-        c->orphan = true;
         c->orphan_prev = NULL;
         c->orphan_next = c->rt->orphans;
         if (c->rt->orphans != NULL)
@@ -4121,7 +4139,7 @@ static bool cluster_restore(eddy_rt_socket_t *s, rt_cluster_recovery_t *r,
         if (rec->user != NULL)
             user_link(s, rec->user);
         cluster_presence_user(s);
-        strcpy(s->cpid, rec->pid);
+        strcpy(socket_cpid(s), rec->pid);
         rt_offset_encode(rec->at, s->pid);
         s->dl_mark = rt_cluster_mark(rt->cluster);
         cluster_record(s, 0);
