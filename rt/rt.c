@@ -230,7 +230,7 @@ static inline rt_handshake_t *client_hs(const rt_client_t *c)
     return (rt_handshake_t *)(c + 1);
 }
 
-/* Laid out without holes: there is one per connection and namespace. */
+/* One per connection and namespace: it keeps to its malloc class (asserted below). */
 struct eddy_rt_socket {
     char id[24];
     atomic_int refs;
