@@ -315,8 +315,9 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 \
 	-Iinclude -Isrc -Irt -Itests/support
-FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c src/base64.c
-FUZZ_CODEC_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd
+FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c src/base64.c \
+	src/tls13.c
+FUZZ_CODEC_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd fuzz_tls13
 # The stateful sessions (fuzz/session.h): the whole library linked in.
 FUZZ_SESSION_DRIVERS := fuzz_ws_session fuzz_http_session fuzz_client_session
 FUZZ_DRIVERS := $(FUZZ_CODEC_DRIVERS) $(FUZZ_SESSION_DRIVERS)
@@ -355,7 +356,7 @@ FUZZ_DRIVERS += $(FUZZ_RT_SESSION_DRIVERS)
 FUZZ_BINS := $(FUZZ_DRIVERS:%=$(BUILD)/fuzz/%)
 FUZZ_CODEC_BINS := $(FUZZ_CODEC_DRIVERS:%=$(BUILD)/fuzz/%)
 FUZZ_SESSION_BINS := $(FUZZ_SESSION_DRIVERS:%=$(BUILD)/fuzz/%)
-# Dictionary per driver (none for fuzz_utf8).
+# Dictionary per driver (none for fuzz_utf8 and fuzz_tls13).
 FUZZ_DICT_fuzz_http_parser := -dict=fuzz/http.dict
 FUZZ_DICT_fuzz_http_response := -dict=fuzz/http_response.dict
 FUZZ_DICT_fuzz_ws_codec := -dict=fuzz/ws.dict

@@ -110,7 +110,9 @@ struct eddy__conn {
     eddy__loop_t *loop;
     eddy__conn_t *flush_next;
     eddy__conn_t *reap_next;
-    struct ssl_st *tls; /* NULL on plain connections */
+    /* NULL on plain connections; else OpenSSL's SSL, or once a TLS 1.3 handshake handed
+     * the records over (tls_records), tls.c's record layer state. */
+    void *tls;
 
     /* The protocol's timeout (header, keep-alive, closing handshake), or the linger one:
      * allocated when first armed, given up when a WebSocket connection comes to rest (it
@@ -127,8 +129,8 @@ struct eddy__conn {
     void *proto_state;          /* its state (may be NULL at rest: see ws.c) */
     eddy__sub_t *subs;          /* its topic subscriptions, linked through the subscriptions */
 
-    bool ending;       /* eddy__conn_close() ran: input is discarded, output drains */
     uint8_t tls_wants; /* EDDY__IO_*: what OpenSSL waits for to make progress */
+    bool ending : 1;   /* eddy__conn_close() ran: input is discarded, output drains */
     bool in_flush_list : 1;
     bool released : 1;      /* removed from the session table: it is no longer "live" */
     bool read_eof : 1;      /* the peer shut down its side */
@@ -139,6 +141,7 @@ struct eddy__conn {
     bool shutdown_sent : 1; /* our side is shut down (lingering close) */
     bool paused : 1;        /* input not processed (detached HTTP response pending) */
     bool tls_handshaking : 1;
+    bool tls_records : 1; /* tls is tls.c's record layer state, OpenSSL's SSL is gone */
     bool hold_output : 1; /* a fragmented message is being sent: whole messages wait in held */
     /* The WebSocket session at rest (ws.c; conn.c never reads these): kept here, a few
      * bits and bytes, so that an idle session needs no state of its own. */

@@ -131,6 +131,7 @@ enum eddy__loop_slot {
     EDDY__SLOT_WS,         /* ws.c: receive scratch state, shared zlib streams */
     EDDY__SLOT_PUBSUB,     /* pubsub.c: this loop's topics */
     EDDY__SLOT_ACCESS_LOG, /* log.c: access log lines not written yet */
+    EDDY__SLOT_TLS,        /* tls.c: buffers for records being opened and sealed */
     EDDY__SLOT_COUNT,
 };
 
