@@ -675,7 +675,10 @@ static long open_records(eddy__conn_t *conn, tls_fast_t *f, uint8_t *in, size_t 
     return (long)off;
 }
 
-static ssize_t fast_read(eddy__conn_t *conn, tls_fast_t *f, uint8_t *buf, size_t cap)
+/* Not inlined: into conn.c's transport_read (link-time), its frame cost the plain
+ * connections' read path 7 instructions a message. */
+__attribute__((noinline)) static ssize_t fast_read(eddy__conn_t *conn, tls_fast_t *f, uint8_t *buf,
+                                                   size_t cap)
 {
     conn->tls_wants = 0;
     if (f->plain != NULL) {
@@ -788,7 +791,8 @@ static size_t seal_pieces(tls_fast_t *f, const struct iovec *iov, int n, int *i,
  * bytes it carries count as written only then (the call reports what went before them, or
  * -EAGAIN), so the caller's retry starts with them (see eddy__tls_writev).
  */
-static ssize_t fast_writev(eddy__conn_t *conn, tls_fast_t *f, const struct iovec *iov, int n)
+__attribute__((noinline)) static ssize_t fast_writev(eddy__conn_t *conn, tls_fast_t *f,
+                                                     const struct iovec *iov, int n)
 {
     conn->tls_wants = 0;
     if (f->unsent != NULL) {
