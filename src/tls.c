@@ -128,17 +128,6 @@ static void fast_free(tls_fast_t *f)
     free(f);
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes the secret at the end of an NSS key log line, "LABEL <client random> <secret>". */
 static uint8_t parse_secret(const char *line, uint8_t *out)
 {
@@ -150,8 +139,8 @@ static uint8_t parse_secret(const char *line, uint8_t *out)
     if (len % 2 != 0 || len / 2 > EDDY__TLS13_SECRET_MAX)
         return 0;
     for (size_t i = 0; i < len / 2; i++) {
-        int hi = hex_value(hex[2 * i]);
-        int lo = hex_value(hex[2 * i + 1]);
+        int hi = OPENSSL_hexchar2int((unsigned char)hex[2 * i]);
+        int lo = OPENSSL_hexchar2int((unsigned char)hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return 0;
         out[i] = (uint8_t)(hi << 4 | lo);

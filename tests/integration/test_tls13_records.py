@@ -30,7 +30,6 @@ Python's ssl cannot restrict TLS 1.3 suites), and each test checks the suite it 
 """
 
 import os
-import socket
 import ssl
 import struct
 import threading
@@ -44,6 +43,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from eddyserver import TIMEOUT
 from sockdiag import wait_for as wait_for_server_socket
+from test_tls import wss_client  # a client on Python's own TLS (OpenSSL's record layer)
 from wsraw import RawClient, frame
 
 APPLICATION_DATA, ALERT, HANDSHAKE, CHANGE_CIPHER_SPEC = 23, 21, 22, 20
@@ -683,20 +683,6 @@ def test_peer_alert_closes(tls13_server, alert):
 
 
 # ---- others are not disturbed ----
-
-
-def wss_client(port):
-    """A WebSocket client on Python's own TLS (an SSLSocket: OpenSSL's record layer)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    client = RawClient.__new__(RawClient)
-    client.timeout = TIMEOUT
-    client.sock = context.wrap_socket(
-        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT),
-        server_hostname="localhost")
-    client.buf = b""
-    return client
 
 
 def test_a_refused_client_disturbs_no_other(tls13_server):
