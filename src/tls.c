@@ -82,8 +82,9 @@ typedef struct tls_fast {
     /* Plaintext of an opened record the caller had no room for, handed out first. */
     uint8_t *plain;
     size_t plain_off, plain_len;
-    /* Received bytes not opened yet: a record not whole yet, or whole ones that did not
-     * fit the caller's buffer. */
+    /* Received bytes not opened yet: whole records that did not fit the caller's buffer,
+     * and a record not whole yet (at least EDDY__TLS13_RECORD_MAX bytes of room, so that
+     * its rest is read straight in). */
     uint8_t *cipher;
     size_t cipher_len;
     /* Sealed records the socket did not take; their plaintext (unsent_plain bytes) is
@@ -491,7 +492,7 @@ static void take_over(eddy__conn_t *conn, tls_fast_t *f)
 
 /* The loop's buffers for the records of its TLS 1.3 connections: those received in one
  * read, and those sealed for one write (a KeyUpdate and four full records). */
-#define FAST_IN_CAP      (65536 + EDDY__TLS13_RECORD_MAX)
+#define FAST_IN_CAP      65536
 #define FAST_OUT_RECORDS 4
 #define FAST_OUT_CAP     (32 + FAST_OUT_RECORDS * (EDDY__TLS13_PLAIN_MAX + EDDY__TLS13_OVERHEAD))
 
@@ -666,6 +667,52 @@ static long open_records(eddy__conn_t *conn, tls_fast_t *f, uint8_t *in, size_t 
 
 /* Not inlined: into conn.c's transport_read (link-time), its frame cost the plain
  * connections' read path 7 instructions a message. */
+/* Keeps the len received bytes at p, not opened yet (see tls_fast_t.cipher). */
+static bool keep_cipher(tls_fast_t *f, const uint8_t *p, size_t len)
+{
+    f->cipher = malloc(EDDY__MAX(len, (size_t)EDDY__TLS13_RECORD_MAX));
+    if (f->cipher == NULL)
+        return false;
+    memcpy(f->cipher, p, len);
+    f->cipher_len = len;
+    return true;
+}
+
+/* Reads the rest of the record that begins f->cipher into it: 1 once it is whole (or its
+ * header refused: opening says why), else what recv() said (0, -errno). A peer that sends
+ * a record a byte at a time costs a recv() a byte, no copy. */
+static ssize_t complete_record(eddy__conn_t *conn, tls_fast_t *f)
+{
+    for (;;) {
+        long rec_len = eddy__tls13_record_len(f->cipher, f->cipher_len);
+        if (rec_len < 0 || (rec_len > 0 && (size_t)rec_len <= f->cipher_len))
+            return 1;
+        size_t want = (rec_len == 0 ? EDDY__TLS13_HEADER : (size_t)rec_len) - f->cipher_len;
+        ssize_t n;
+        do
+            n = recv(conn->io.fd, f->cipher + f->cipher_len, want, 0);
+        while (n < 0 && errno == EINTR);
+        if (n <= 0)
+            return n == 0 ? 0 : -errno;
+        f->cipher_len += (size_t)n;
+    }
+}
+
+/* What open_records() returned, as fast_read() returns it when it is not an offset. */
+static ssize_t open_failed(eddy__conn_t *conn, tls_fast_t *f, long rc)
+{
+    if (rc == EDDY_EPROTO || rc == EDDY_ENOMEM)
+        return rc;
+    return fast_fail(conn, f, (int)-rc);
+}
+
+/*
+ * Reads records and opens them into buf. Records wait in f->cipher when the caller's cap
+ * is reached or the last one is not whole; those go first, then one recv() of up to cap
+ * bytes into the loop's buffer, whose whole records' plaintext fits cap. Not inlined: into
+ * conn.c's transport_read (link-time), its frame cost the plain connections' read path 7
+ * instructions a message.
+ */
 __attribute__((noinline)) static ssize_t fast_read(eddy__conn_t *conn, tls_fast_t *f, uint8_t *buf,
                                                    size_t cap)
 {
@@ -680,44 +727,38 @@ __attribute__((noinline)) static ssize_t fast_read(eddy__conn_t *conn, tls_fast_
         }
         return (ssize_t)take;
     }
-    tls_loop_t *tl = tls_loop(conn->loop);
-    if (tl == NULL)
-        return EDDY_ENOMEM;
     size_t got = 0;
     while (!f->peer_closed) {
-        size_t have = f->cipher_len;
         if (f->cipher != NULL) {
-            memcpy(tl->in, f->cipher, have);
-            free(f->cipher);
-            f->cipher = NULL;
-            f->cipher_len = 0;
-        }
-        long rec_len = eddy__tls13_record_len(tl->in, have);
-        if (rec_len == 0 || (size_t)rec_len > have) {
+            ssize_t rc = complete_record(conn, f);
+            if (rc <= 0)
+                return rc;
+            long off = open_records(conn, f, f->cipher, f->cipher_len, buf, cap, &got);
+            if (off < 0)
+                return open_failed(conn, f, off);
+            if ((size_t)off == f->cipher_len || f->peer_closed) {
+                free(f->cipher);
+                f->cipher = NULL;
+                f->cipher_len = 0;
+            } else {
+                memmove(f->cipher, f->cipher + off, f->cipher_len - (size_t)off);
+                f->cipher_len -= (size_t)off;
+            }
+        } else {
+            tls_loop_t *tl = tls_loop(conn->loop);
+            if (tl == NULL)
+                return EDDY_ENOMEM;
             ssize_t n;
             do
-                n = recv(conn->io.fd, tl->in + have, EDDY__MIN(FAST_IN_CAP - have, cap), 0);
+                n = recv(conn->io.fd, tl->in, EDDY__MIN((size_t)FAST_IN_CAP, cap), 0);
             while (n < 0 && errno == EINTR);
-            if (n == 0)
-                return 0; /* a record cut short ends the stream too, as with OpenSSL */
-            if (n < 0) {
-                int err = errno;
-                if (have > 0 && !keep(&f->cipher, tl->in, have))
-                    return EDDY_ENOMEM;
-                f->cipher_len = have;
-                return -err;
-            }
-            have += (size_t)n;
-        }
-        long off = open_records(conn, f, tl->in, have, buf, cap, &got);
-        if (off == EDDY_EPROTO || off == EDDY_ENOMEM)
-            return (int)off;
-        if (off < 0)
-            return fast_fail(conn, f, (int)-off);
-        if ((size_t)off < have && !f->peer_closed) {
-            if (!keep(&f->cipher, tl->in + off, have - (size_t)off))
+            if (n <= 0)
+                return n == 0 ? 0 : -errno; /* a record cut short ends the stream too */
+            long off = open_records(conn, f, tl->in, (size_t)n, buf, cap, &got);
+            if (off < 0)
+                return open_failed(conn, f, off);
+            if (off < n && !f->peer_closed && !keep_cipher(f, tl->in + off, (size_t)(n - off)))
                 return EDDY_ENOMEM;
-            f->cipher_len = have - (size_t)off;
         }
         if (got > 0)
             return (ssize_t)got;
