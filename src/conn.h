@@ -152,7 +152,7 @@ struct eddy__conn {
     bool client_owned : 1;     /* an eddy_client_t's connection: events go to client.c */
     eddy__pmd_t pmd;
     /* When output went over the soft limit, in ticks of 2^EDDY__SOFT_TICK_SHIFT ms of the
-     * loop clock, wrapping: 16 bits fit in padding (the struct stays 168 bytes) and span
+     * loop clock, wrapping: 16 bits fit in padding (the struct stays 184 bytes) and span
      * 8,388 s, more than socket_buffer_soft_seconds may be (3,600). */
     uint16_t over_soft_tick;
 
