@@ -317,7 +317,8 @@ FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 	-Iinclude -Isrc -Irt -Itests/support
 FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c src/base64.c \
 	src/tls13.c
-FUZZ_CODEC_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd fuzz_tls13
+FUZZ_CODEC_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd fuzz_tls13 \
+	fuzz_deflater
 # The stateful sessions (fuzz/session.h): the whole library linked in.
 FUZZ_SESSION_DRIVERS := fuzz_ws_session fuzz_http_session fuzz_client_session
 FUZZ_DRIVERS := $(FUZZ_CODEC_DRIVERS) $(FUZZ_SESSION_DRIVERS)
@@ -367,6 +368,7 @@ FUZZ_DICT_fuzz_client_session := -dict=fuzz/client.dict
 FUZZ_DICT_fuzz_jwt := -dict=fuzz/jwt.dict
 # Sources beyond the codecs, per driver.
 FUZZ_EXTRA_fuzz_pmd := src/deflate.c src/util.c
+FUZZ_EXTRA_fuzz_deflater := src/deflater.c src/util.c
 
 .PHONY: fuzz fuzz-smoke
 
@@ -374,6 +376,10 @@ fuzz: $(FUZZ_BINS)
 
 $(FUZZ_CODEC_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CODEC_SRCS) src/codec.h include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -D_GNU_SOURCE -o $@ $< $(FUZZ_CODEC_SRCS) $(FUZZ_EXTRA_$*) -lcrypto -lz
+
+# Sources beyond the codecs, as prerequisites too.
+$(BUILD)/fuzz/fuzz_pmd: src/deflate.c src/deflate.h src/util.c
+$(BUILD)/fuzz/fuzz_deflater: src/deflater.c src/deflater.h src/util.c
 
 $(FUZZ_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h $(LIB_SRCS) $(wildcard src/*.h) include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) -lssl -lcrypto -lz
@@ -416,7 +422,8 @@ $(FUZZ_SMOKE): fuzz-smoke-%: $(BUILD)/fuzz/%
 
 BENCH_BUILD ?= build/bench
 BENCH_CFLAGS := -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror $(CFLAGS)
-BENCH_TOOLS := $(BENCH_BUILD)/eddy-bench $(BENCH_BUILD)/peers/lws_echo $(BENCH_BUILD)/peers/floor_echo
+BENCH_TOOLS := $(BENCH_BUILD)/eddy-bench $(BENCH_BUILD)/peers/lws_echo $(BENCH_BUILD)/peers/floor_echo \
+	$(BENCH_BUILD)/deflate_compare
 
 .PHONY: bench bench-tools
 
@@ -427,6 +434,13 @@ bench-tools: $(BENCH_TOOLS)
 
 $(BENCH_BUILD)/eddy-bench: bench/eddy-bench.c bench/ws_frame.h | $(BENCH_BUILD)/peers
 	$(CC) $(BENCH_CFLAGS) -o $@ $< -lssl -lcrypto -lz -lm
+
+# Links the deflater's sources, not the library: it compares internals (src/deflater.h).
+$(BENCH_BUILD)/deflate_compare: bench/deflate_compare.c src/deflater.c src/deflate.c src/util.c \
+		src/http_parser.c \
+		src/deflater.h src/deflate.h src/util.h | $(BENCH_BUILD)/peers
+	$(CC) $(BENCH_CFLAGS) -pthread -Iinclude -Isrc -o $@ bench/deflate_compare.c src/deflater.c \
+		src/deflate.c src/util.c src/http_parser.c -lz
 
 $(BENCH_BUILD)/peers/lws_echo: bench/peers/lws_echo.c | $(BENCH_BUILD)/peers
 	$(CC) $(BENCH_CFLAGS) $$(pkg-config --cflags libwebsockets) -o $@ $< \

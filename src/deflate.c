@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * permessage-deflate (RFC 7692): negotiation, and the zlib streams behind it.
+ * permessage-deflate (RFC 7692): negotiation, and the zlib streams that inflate.
  *
- * Memory is the classic cost of this extension: a deflate stream with a 32 KiB window and
- * memLevel 8 holds about 260 KiB, an inflate stream about 40 KiB. So streams are created
+ * Memory is the classic cost of this extension: a deflater with a 32 KiB window and
+ * memLevel 8 holds about 210 KiB (zlib's: 260), an inflate stream about 40 KiB. So they are created
  * only when a connection first sends or receives a compressed message, and connections
  * that negotiated "no context takeover" in a direction hold no stream for it at all: they
  * borrow the loop's shared one, which is reset after every message.
@@ -255,18 +255,6 @@ z_stream *eddy__inflater_new(int window_bits)
     return zs;
 }
 
-z_stream *eddy__deflater_new(int window_bits, int level, int mem_level)
-{
-    z_stream *zs = calloc(1, sizeof(*zs));
-    if (zs == NULL)
-        return NULL;
-    if (deflateInit2(zs, level, Z_DEFLATED, -window_bits, mem_level, Z_DEFAULT_STRATEGY) != Z_OK) {
-        free(zs);
-        return NULL;
-    }
-    return zs;
-}
-
 void eddy__inflater_free(z_stream *zs)
 {
     if (zs != NULL) {
@@ -275,20 +263,12 @@ void eddy__inflater_free(z_stream *zs)
     }
 }
 
-void eddy__deflater_free(z_stream *zs)
-{
-    if (zs != NULL) {
-        deflateEnd(zs);
-        free(zs);
-    }
-}
-
 int eddy__deflate_fit_bits(size_t len, int max_bits)
 {
-    /* zlib matches at most 2^bits - 262 bytes back (its MIN_LOOKAHEAD), and a message
-     * compressed alone never matches further back than its own start. */
+    /* The deflater matches at most 2^bits - 1 bytes back, and a message compressed alone
+     * never further back than its own start. */
     int bits = 9;
-    while (bits < max_bits && ((size_t)1 << bits) < len + 262)
+    while (bits < max_bits && ((size_t)1 << bits) < len)
         bits++;
     return bits;
 }
@@ -331,36 +311,4 @@ int eddy__inflate(z_stream *zs, const uint8_t *in, size_t len, bool final, eddy_
         }
     }
     return out->len > limit ? EDDY_ETOOBIG : 0;
-}
-
-int eddy__deflate(z_stream *zs, const void *data, size_t len, eddy__buf_t *out)
-{
-    out->len = 0;
-    size_t bound = deflateBound(zs, len) + 16;
-    if (eddy__buf_reserve(out, bound) != 0)
-        return EDDY_ENOMEM;
-    const uint8_t *next = data;
-    size_t left = len;
-    zs->avail_in = 0;
-    do {
-        feed(zs, &next, &left);
-        if (out->cap - out->len < 64 && eddy__buf_reserve(out, 4096) != 0)
-            return EDDY_ENOMEM;
-        zs->next_out = (Bytef *)out->data + out->len;
-        zs->avail_out = (uInt)EDDY__MIN(out->cap - out->len - 1, eddy__zlib_chunk);
-        /* The sync flush only once zlib holds the last of the input. */
-        int rc = deflate(zs, left > 0 ? Z_NO_FLUSH : Z_SYNC_FLUSH);
-        out->len = (size_t)((char *)zs->next_out - out->data);
-        if (rc != Z_OK && rc != Z_BUF_ERROR)
-            return EDDY_EPROTO;
-    } while (left > 0 || zs->avail_in > 0 || zs->avail_out == 0);
-    /* A sync flush ends with 00 00 ff ff, which the receiver appends itself. */
-    if (out->len >= 4 && memcmp(out->data + out->len - 4, sync_tail, 4) == 0)
-        out->len -= 4;
-    if (out->len == 0) {
-        /* An empty message still needs one empty block (RFC 7692 7.2.3.6). */
-        out->data[0] = 0x00;
-        out->len = 1;
-    }
-    return 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * permessage-deflate (deflate.c): negotiation and the zlib streams.
+ * permessage-deflate (deflate.c): negotiation and inflating with zlib. Messages are
+ * compressed by eddy's own deflater (deflater.h).
  */
 #ifndef EDDY_DEFLATE_H
 #define EDDY_DEFLATE_H
@@ -43,24 +44,19 @@ bool eddy__pmd_client_accept(const char *value, size_t len, eddy__pmd_t *out);
 int eddy__pmd_response(const eddy__pmd_t *pmd, char *out, size_t cap);
 
 z_stream *eddy__inflater_new(int window_bits);
-z_stream *eddy__deflater_new(int window_bits, int level, int mem_level);
 void eddy__inflater_free(z_stream *zs);
-void eddy__deflater_free(z_stream *zs);
 /* The smallest window, in bits (9 to max_bits), with which a message of len bytes
  * compressed alone finds every match max_bits would find. Messages sent without context
  * takeover use it: a small message then works in a few KiB that stay in cache, not in a
- * stream of hundreds of KiB reset (zeroed in part) for each message. */
+ * deflater of hundreds of KiB. */
 int eddy__deflate_fit_bits(size_t len, int max_bits);
 /* Inflates in[0..len) (and, with final, the stripped 00 00 ff ff tail), appending to out,
  * which never grows past limit + 1 bytes. Returns 0, EDDY_ETOOBIG when the output would
  * exceed limit, EDDY_EPROTO for corrupt data, EDDY_ENOMEM. */
 int eddy__inflate(z_stream *zs, const uint8_t *in, size_t len, bool final, eddy__buf_t *out,
                   size_t limit);
-/* Compresses a whole message into out (replacing its contents), sync-flushed and without
- * the 00 00 ff ff tail, ready to send with RSV1. Returns 0 or an error. */
-int eddy__deflate(z_stream *zs, const void *data, size_t len, eddy__buf_t *out);
-/* zlib counts in uInt (32 bits): both functions above hand it at most this many bytes at
- * a time, so messages over 4 GiB go through whole. UINT_MAX; unit tests lower it to
+/* zlib counts in uInt (32 bits): eddy__inflate hands it at most this many bytes at a
+ * time, so messages over 4 GiB go through whole. UINT_MAX; unit tests lower it to
  * exercise the chunking with small buffers. */
 extern size_t eddy__zlib_chunk;
 

@@ -24,7 +24,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "conn.h"
 #include "log.h"
@@ -449,13 +448,13 @@ static void publication_unref(publication_t *pub)
 /* The frame compressed for a window size, framed; NULL when memory is short. */
 static eddy__blob_t *deflate_frame(eddy__loop_t *loop, const struct pub_frame *frame, int bits)
 {
-    z_stream *zs = eddy__ws_shared_deflater(loop, bits);
+    eddy__deflater_t *d = eddy__ws_shared_deflater(loop, bits);
     eddy__buf_t *out = eddy__ws_deflate_out(loop);
-    if (zs == NULL || out == NULL)
+    if (d == NULL || out == NULL)
         return NULL;
     eddy__blob_t *blob = NULL;
     size_t payload_len = frame->plain->len - frame->header_len;
-    if (eddy__deflate(zs, frame->plain->data + frame->header_len, payload_len, out) == 0) {
+    if (eddy__deflate(d, frame->plain->data + frame->header_len, payload_len, out) == 0) {
         uint8_t header[EDDY_WS_MAX_HEADER_LEN];
         size_t header_len = eddy__ws_write_header(
             header, frame->opcode, EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1, out->len, NULL);
@@ -465,7 +464,7 @@ static eddy__blob_t *deflate_frame(eddy__loop_t *loop, const struct pub_frame *f
             memcpy(blob->data + header_len, out->data, out->len);
         }
     }
-    deflateReset(zs);
+    eddy__deflater_reset(d);
     return blob;
 }
 

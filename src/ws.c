@@ -42,12 +42,12 @@ struct eddy__ws_state {
     uint8_t msg_opcode;
     uint8_t msg_flags;
     uint32_t utf8_state;
-    bool compressed;        /* the message being received has RSV1 */
-    uint64_t msg_wire_len;  /* its payload bytes on the wire so far */
-    z_stream *inflater;     /* our own (context takeover, or a message over many reads) */
-    z_stream *msg_inflater; /* the one inflating the current message */
-    z_stream *deflater;     /* our own, with server context takeover */
-    eddy__buf_t msg;        /* message assembled from pieces, or inflated */
+    bool compressed;            /* the message being received has RSV1 */
+    uint64_t msg_wire_len;      /* its payload bytes on the wire so far */
+    z_stream *inflater;         /* our own (context takeover, or a message over many reads) */
+    z_stream *msg_inflater;     /* the one inflating the current message */
+    eddy__deflater_t *deflater; /* our own, with server context takeover */
+    eddy__buf_t msg;            /* message assembled from pieces, or inflated */
     uint8_t ctrl_len;
     uint8_t ctrl[125]; /* control frame payload assembled from pieces */
 };
@@ -63,7 +63,7 @@ typedef struct ws_loop {
     eddy__ws_state_t *rx;
     /* Shared by connections that agreed to no context takeover (reset per message). */
     z_stream *shared_inflater;
-    z_stream *shared_deflaters[16]; /* by window bits */
+    eddy__deflater_t *shared_deflaters[16]; /* by window bits */
     /* A compressed message that came whole in one read inflates here: it is delivered
      * before the loop reads anything else, so no message allocates a buffer of its own. */
     eddy__buf_t inflated;
@@ -134,20 +134,20 @@ static ws_loop_t *ws_loop(eddy__loop_t *loop)
     return wl;
 }
 
-z_stream *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits)
+eddy__deflater_t *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits)
 {
     ws_loop_t *wl = ws_loop(loop);
     if (wl == NULL)
         return NULL;
     const eddy__options_t *opts = &loop->srv->opts;
-    z_stream **zs = &wl->shared_deflaters[bits];
-    if (*zs == NULL) {
-        /* zlib holds 2^(mem_level + 6) symbols per block: bits - 6 fits a message of
-         * 2^bits bytes in one block, and a small window's hash table stays as small. */
+    eddy__deflater_t **d = &wl->shared_deflaters[bits];
+    if (*d == NULL) {
+        /* A hash table of 2^(bits + 1) entries at most (mem_level bits - 6): a small
+         * window's deflater stays small. */
         int mem_level = EDDY__MIN(opts->websocket_compression_mem_level, EDDY__MAX(bits - 6, 1));
-        *zs = eddy__deflater_new(bits, opts->websocket_compression_level, mem_level);
+        *d = eddy__deflater_new(bits, opts->websocket_compression_level, mem_level);
     }
-    return *zs;
+    return *d;
 }
 
 eddy__buf_t *eddy__ws_deflate_out(eddy__loop_t *loop)
@@ -838,7 +838,7 @@ static void rx_end(eddy__conn_t *conn, eddy__ws_state_t *ws)
                 eddy__conn_close(conn, EDDY__CLOSE_ABORT);
                 return;
             }
-            z_stream *deflater = own->deflater;
+            eddy__deflater_t *deflater = own->deflater;
             *own = *ws;
             own->deflater = deflater;
             memset(ws, 0, sizeof(*ws));
@@ -972,9 +972,9 @@ static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data
     ws_loop_t *wl = eddy__loop_slot(conn->loop, EDDY__SLOT_WS);
     const eddy__options_t *opts = &conn_srv(conn)->opts;
     int bits = tx_window_bits(conn);
-    z_stream *zs;
+    eddy__deflater_t *d;
     if (tx_no_context_takeover(conn)) {
-        zs = eddy__ws_shared_deflater(conn->loop, eddy__deflate_fit_bits(len, bits));
+        d = eddy__ws_shared_deflater(conn->loop, eddy__deflate_fit_bits(len, bits));
     } else {
         eddy__ws_state_t *own = own_state(conn);
         if (own == NULL)
@@ -982,13 +982,13 @@ static int queue_compressed(eddy__conn_t *conn, uint8_t opcode, const void *data
         if (own->deflater == NULL)
             own->deflater = eddy__deflater_new(bits, opts->websocket_compression_level,
                                                opts->websocket_compression_mem_level);
-        zs = own->deflater;
+        d = own->deflater;
     }
-    if (zs == NULL)
+    if (d == NULL)
         return EDDY_ENOMEM;
-    int rc = eddy__deflate(zs, data, len, &wl->deflate_out);
+    int rc = eddy__deflate(d, data, len, &wl->deflate_out);
     if (tx_no_context_takeover(conn))
-        deflateReset(zs);
+        eddy__deflater_reset(d);
     if (rc != 0)
         return rc;
     int flags = EDDY_WS_FLAG_FIN | EDDY_WS_FLAG_RSV1;

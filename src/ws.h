@@ -7,6 +7,7 @@
 
 #include "conn.h"
 #include "deflate.h"
+#include "deflater.h"
 #include "http.h"
 
 /* The WebSocket session, and the upgrade hook that switches HTTP connections to it (the
@@ -38,7 +39,7 @@ bool eddy__ws_negotiate(eddy__conn_t *conn, const eddy_request_t *req, eddy__pmd
  * context takeover (reset after each), made on first use; NULL: out of memory. Callers
  * fit bits to the message (eddy__deflate_fit_bits()); the stream's memLevel follows them
  * (bits - 6 at most, so that one block holds a message of that window's size). */
-z_stream *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits);
+eddy__deflater_t *eddy__ws_shared_deflater(eddy__loop_t *loop, int bits);
 /* The loop's buffer for compressed output (framed and copied right away); NULL: out of
  * memory. */
 eddy__buf_t *eddy__ws_deflate_out(eddy__loop_t *loop);

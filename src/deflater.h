@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * eddy's DEFLATE compressor (deflater.c), made for permessage-deflate: each message is
+ * compressed whole and ends with a sync flush, with or without the window of the
+ * messages before it (context takeover).
+ */
+#ifndef EDDY_DEFLATER_H
+#define EDDY_DEFLATER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct eddy__deflater eddy__deflater_t;
+
+/* A compressor with a window of 2^window_bits bytes (9-15), effort level 1-9 (what zlib's
+ * levels mean, with zlib's search parameters) and mem_level 1-9 (the size of its hash
+ * table: 2^(mem_level + 7) entries, as zlib's). NULL on ENOMEM or a value out of range.
+ * Memory: 2 * 2^window_bits + 2^(mem_level + 8) + 2^(window_bits + 1) + up to 16 KiB of
+ * symbols (4 per window byte, at most 16 KiB): about 210 KiB for 15 bits and mem_level 8
+ * (zlib's deflate: about 260 KiB). */
+eddy__deflater_t *eddy__deflater_new(int window_bits, int level, int mem_level);
+void eddy__deflater_free(eddy__deflater_t *d);
+/* Forgets the messages before: the next one is compressed as if it were the first (no
+ * context takeover). O(1): no table is cleared. */
+void eddy__deflater_reset(eddy__deflater_t *d);
+/* Compresses a whole message into out (replacing its contents): raw DEFLATE blocks ended
+ * by a sync flush without its 00 00 ff ff, ready to send with RSV1 (RFC 7692 7.2.1); a
+ * single 0x00 for an empty message. The output is never longer than
+ * eddy__deflate_bound(len). Returns 0 or EDDY_ENOMEM (out could not grow). Not
+ * thread-safe: one deflater is used by one thread at a time. */
+int eddy__deflate(eddy__deflater_t *d, const void *data, size_t len, eddy__buf_t *out);
+size_t eddy__deflate_bound(size_t len);
+
+#endif /* EDDY_DEFLATER_H */
