@@ -53,30 +53,28 @@ static void count_key_updates(int write_p, int version, int content_type, const 
         ((client_t *)arg)->key_updates_received++;
 }
 
-static bool write_all(client_t *c, const void *data, size_t len)
+/* Sends (writing) or receives all of data[0..len) through the client's TLS connection. */
+static bool transfer_all(client_t *c, char *data, size_t len, bool writing)
 {
-    const char *p = data;
     while (len > 0) {
-        int n = SSL_write(c->ssl, p, (int)(len > (1u << 30) ? 1u << 30 : len));
+        int chunk = (int)(len > (1u << 30) ? 1u << 30 : len);
+        int n = writing ? SSL_write(c->ssl, data, chunk) : SSL_read(c->ssl, data, chunk);
         if (n <= 0)
             return false;
-        p += n;
+        data += n;
         len -= (size_t)n;
     }
     return true;
 }
 
+static bool write_all(client_t *c, const void *data, size_t len)
+{
+    return transfer_all(c, (char *)data, len, true);
+}
+
 static bool read_all(client_t *c, void *data, size_t len)
 {
-    char *p = data;
-    while (len > 0) {
-        int n = SSL_read(c->ssl, p, (int)(len > (1u << 30) ? 1u << 30 : len));
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-    }
-    return true;
+    return transfer_all(c, data, len, false);
 }
 
 /* Connects with TLS versions [min, max] and suites (NULL: OpenSSL's default), and
