@@ -22,7 +22,6 @@
  * at worst offers a candidate that is compared and not taken, and anything taken is a
  * real match with data the receiver holds.
  */
-#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>

@@ -17,9 +17,10 @@ typedef struct eddy__deflater eddy__deflater_t;
 /* A compressor with a window of 2^window_bits bytes (9-15), effort level 1-9 (what zlib's
  * levels mean, with zlib's search parameters) and mem_level 1-9 (the size of its hash
  * table: 2^(mem_level + 7) entries, as zlib's). NULL on ENOMEM or a value out of range.
- * Memory: 2 * 2^window_bits + 2^(mem_level + 8) + 2^(window_bits + 1) + up to 16 KiB of
- * symbols (4 per window byte, at most 16 KiB): about 210 KiB for 15 bits and mem_level 8
- * (zlib's deflate: about 260 KiB). */
+ * Memory: a buffer of two windows (at least 2 KiB), a hash table of 2^(mem_level + 8)
+ * bytes, chains of 2^(window_bits + 1) bytes and 4 bytes for each symbol of a block (1,024
+ * to 4,096): 208 KiB for 15 bits and mem_level 8 (zlib's deflate: 262 KiB), 7.6 KiB for 9
+ * and 1 (zlib's: 8.9 KiB). */
 eddy__deflater_t *eddy__deflater_new(int window_bits, int level, int mem_level);
 void eddy__deflater_free(eddy__deflater_t *d);
 /* Forgets the messages before: the next one is compressed as if it were the first (no
