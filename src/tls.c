@@ -64,17 +64,21 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
  * protected with them: those after each side's Finished (the server's session tickets).
  * Read-ahead is off until then, so that OpenSSL holds no record of the client's it did
  * not process. Anything unexpected (TLS 1.2, another cipher suite, a count that does not
- * add up, no memory) leaves the connection to OpenSSL, as before.
+ * add up, no memory) leaves the connection to OpenSSL, as before. What the callbacks
+ * gather lives only until the hand-over (tls_handover_t); tls_fast_t is what stays.
  */
-typedef struct tls_fast {
-    eddy__tls13_t *rec; /* NULL until the handshake handed over */
-    /* The handshake's part, wiped at the hand-over. */
+typedef struct tls_handover {
     uint8_t client_secret[EDDY__TLS13_SECRET_MAX];
     uint8_t server_secret[EDDY__TLS13_SECRET_MAX];
     uint8_t client_secret_len;
     uint8_t server_secret_len;
-    int records_written;   /* after our Finished; -1 before it */
-    int records_read;      /* after the client's Finished; -1 before it */
+    int records_written; /* after our Finished; -1 before it */
+    int records_read;    /* after the client's Finished; -1 before it */
+} tls_handover_t;
+
+/* A connection's records after the hand-over. */
+typedef struct tls_fast {
+    eddy__tls13_t *rec;
     bool update_owed;      /* the peer asked for a KeyUpdate: ours precedes our next record */
     bool peer_closed;      /* close_notify received */
     uint8_t handshake_len; /* bytes of a handshake message received so far: */
@@ -93,17 +97,18 @@ typedef struct tls_fast {
     size_t unsent_off, unsent_len, unsent_plain;
 } tls_fast_t;
 
-static int fast_index = -1;
-static pthread_once_t fast_index_once = PTHREAD_ONCE_INIT;
+static int handover_index = -1;
+static pthread_once_t handover_index_once = PTHREAD_ONCE_INIT;
 
-static void fast_index_init(void)
+static void handover_index_init(void)
 {
-    fast_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    handover_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
-static tls_fast_t *fast_of(const SSL *ssl)
+/* What a handshake gathers for the hand-over, or NULL when it will not be handed over. */
+static tls_handover_t *handover_of(const SSL *ssl)
 {
-    return fast_index >= 0 ? SSL_get_ex_data(ssl, fast_index) : NULL;
+    return handover_index >= 0 ? SSL_get_ex_data(ssl, handover_index) : NULL;
 }
 
 /* The record layer of a connection whose records it carries, or NULL. */
@@ -112,11 +117,14 @@ static tls_fast_t *records_of(const eddy__conn_t *conn)
     return conn->tls_records ? conn->tls : NULL;
 }
 
-/* Detaches f from ssl (whose callbacks fed it during the handshake). */
-static void fast_detach(SSL *ssl)
+/* Detaches h from ssl (whose callbacks fed it during the handshake) and frees it, its
+ * secrets wiped. */
+static void handover_free(SSL *ssl, tls_handover_t *h)
 {
-    SSL_set_ex_data(ssl, fast_index, NULL);
+    SSL_set_ex_data(ssl, handover_index, NULL);
     SSL_set_msg_callback(ssl, NULL);
+    OPENSSL_cleanse(h, sizeof(*h));
+    free(h);
 }
 
 static void fast_free(tls_fast_t *f)
@@ -153,13 +161,13 @@ static void keylog(const SSL *ssl, const char *line)
 {
     static const char client[] = "CLIENT_TRAFFIC_SECRET_0 ";
     static const char server[] = "SERVER_TRAFFIC_SECRET_0 ";
-    tls_fast_t *f = fast_of(ssl);
-    if (f == NULL)
+    tls_handover_t *h = handover_of(ssl);
+    if (h == NULL)
         return;
     if (strncmp(line, client, sizeof(client) - 1) == 0)
-        f->client_secret_len = parse_secret(line, f->client_secret);
+        h->client_secret_len = parse_secret(line, h->client_secret);
     else if (strncmp(line, server, sizeof(server) - 1) == 0)
-        f->server_secret_len = parse_secret(line, f->server_secret);
+        h->server_secret_len = parse_secret(line, h->server_secret);
 }
 
 static void count_records(int write_p, int version, int content_type, const void *buf, size_t len,
@@ -167,8 +175,8 @@ static void count_records(int write_p, int version, int content_type, const void
 {
     (void)version;
     (void)ssl;
-    tls_fast_t *f = arg;
-    int *count = write_p ? &f->records_written : &f->records_read;
+    tls_handover_t *h = arg;
+    int *count = write_p ? &h->records_written : &h->records_read;
     if (content_type == SSL3_RT_HEADER) {
         if (*count >= 0)
             (*count)++;
@@ -399,15 +407,15 @@ int eddy__tls_conn_start(eddy__conn_t *conn, struct ssl_ctx_st *ctx)
     SSL_set_accept_state(ssl);
     if (SSL_CTX_get_keylog_callback(ctx) == keylog) {
         /* A server's: its records may move to tls13.c after the handshake. */
-        pthread_once(&fast_index_once, fast_index_init);
-        tls_fast_t *f = fast_index >= 0 ? calloc(1, sizeof(*f)) : NULL;
-        if (f != NULL && SSL_set_ex_data(ssl, fast_index, f) == 1) {
-            f->records_written = f->records_read = -1;
+        pthread_once(&handover_index_once, handover_index_init);
+        tls_handover_t *h = handover_index >= 0 ? calloc(1, sizeof(*h)) : NULL;
+        if (h != NULL && SSL_set_ex_data(ssl, handover_index, h) == 1) {
+            h->records_written = h->records_read = -1;
             SSL_set_msg_callback(ssl, count_records);
-            SSL_set_msg_callback_arg(ssl, f);
+            SSL_set_msg_callback_arg(ssl, h);
             SSL_set_read_ahead(ssl, 0);
         } else {
-            free(f); /* OpenSSL carries this connection's records */
+            free(h); /* OpenSSL carries this connection's records */
         }
     }
     conn->tls = ssl;
@@ -424,10 +432,9 @@ void eddy__tls_conn_free(eddy__conn_t *conn)
         conn->tls_records = false;
         return;
     }
-    if ((f = fast_of(conn->tls)) != NULL) {
-        fast_detach(conn->tls);
-        fast_free(f);
-    }
+    tls_handover_t *h = handover_of(conn->tls);
+    if (h != NULL)
+        handover_free(conn->tls, h);
     SSL_free(conn->tls);
     conn->tls = NULL;
 }
@@ -465,23 +472,23 @@ const char *eddy__tls_last_error(void)
 /* Hands the records of a finished handshake to tls13.c if it all adds up (see tls_fast_t),
  * and frees OpenSSL's SSL (about 12 KB of heap, its cipher contexts included), which nothing
  * needs afterwards; else they stay with OpenSSL, with read-ahead. */
-static void take_over(eddy__conn_t *conn, tls_fast_t *f)
+static void take_over(eddy__conn_t *conn, tls_handover_t *h)
 {
     SSL *ssl = conn->tls;
-    fast_detach(ssl);
     const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
     uint16_t suite = cipher != NULL ? SSL_CIPHER_get_protocol_id(cipher) : 0;
     size_t secret_len;
+    tls_fast_t *f = NULL;
     bool ok = SSL_version(ssl) == TLS1_3_VERSION &&
               eddy__tls13_suite_supported(suite, &secret_len) &&
-              f->client_secret_len == secret_len && f->server_secret_len == secret_len &&
-              f->records_read == 0 && f->records_written >= 0 && SSL_has_pending(ssl) == 0 &&
-              eddy__tls13_new(suite, f->client_secret, f->server_secret, secret_len, 0,
-                              (uint64_t)f->records_written, &f->rec) == 0;
-    OPENSSL_cleanse(f->client_secret, sizeof(f->client_secret));
-    OPENSSL_cleanse(f->server_secret, sizeof(f->server_secret));
+              h->client_secret_len == secret_len && h->server_secret_len == secret_len &&
+              h->records_read == 0 && h->records_written >= 0 && SSL_has_pending(ssl) == 0 &&
+              (f = calloc(1, sizeof(*f))) != NULL &&
+              eddy__tls13_new(suite, h->client_secret, h->server_secret, secret_len, 0,
+                              (uint64_t)h->records_written, &f->rec) == 0;
+    handover_free(ssl, h);
     if (!ok) {
-        fast_free(f);
+        free(f);
         SSL_set_read_ahead(ssl, 1);
         return;
     }
@@ -890,9 +897,9 @@ int eddy__tls_handshake(eddy__conn_t *conn)
     int ret = SSL_do_handshake(conn->tls);
     if (ret == 1) {
         conn->tls_handshaking = false;
-        tls_fast_t *f = fast_of(conn->tls);
-        if (f != NULL)
-            take_over(conn, f);
+        tls_handover_t *h = handover_of(conn->tls);
+        if (h != NULL)
+            take_over(conn, h);
         return 1;
     }
     int rc = want(conn, ret);
