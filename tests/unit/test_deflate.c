@@ -282,11 +282,12 @@ static size_t inflated_len(const char *packed, size_t len)
 
 static void test_over_4gib(void)
 {
-    /* A message over 4 GiB (package_max_length allows 2^40): zlib counts in 32 bits, and a
-     * cast used to send only the length modulo 4 GiB. Untouched anonymous pages read as
-     * zeros without taking memory, and zeros compress a thousandfold. Not under
-     * ThreadSanitizer: one thread has no race to find, and the shadow it maps for every page
-     * read made the test take 78 s (61 of them system time) instead of 7 s. */
+    /* A message over 4 GiB (package_max_length allows 2^40): no length may be cut to 32
+     * bits (zlib counts in them, and a cast once sent the length modulo 4 GiB). Untouched
+     * anonymous pages read as zeros without taking memory, and zeros compress a
+     * thousandfold. Not under ThreadSanitizer: one thread has no race to find, and the
+     * shadow it maps for every page read made the test take 78 s (61 of them system time)
+     * instead of 7 s. */
 #ifdef __SANITIZE_THREAD__
     return;
 #endif
@@ -312,8 +313,8 @@ static void test_over_4gib(void)
 
 static void test_chunked_zlib_calls(void)
 {
-    /* The same chunking both ways, with pieces of 7 bytes instead of 4 GiB: every message
-     * still round-trips, with context takeover across messages. */
+    /* zlib inflating in pieces of 7 bytes instead of 4 GiB: every message still
+     * round-trips, with context takeover across messages. */
     char text[5000];
     random_text(text, sizeof(text));
     eddy__zlib_chunk = 7;
