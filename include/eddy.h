@@ -411,8 +411,9 @@ int eddy_server_close_listeners(eddy_server_t *srv);
  *   websocket_compression [false]  permessage-deflate (RFC 7692) when the client offers it
  *   websocket_compression_threshold [0]  compress every message of at least this many bytes
  *                                  (0: only pushes with EDDY_WS_FLAG_COMPRESS)
- *   websocket_compression_level [6]      zlib level 1-9
- *   websocket_compression_mem_level [8]  zlib memLevel 1-9 (memory per compressor)
+ *   websocket_compression_level [6]      search effort 1-9, as zlib's levels
+ *   websocket_compression_mem_level [8]  1-9, as zlib's memLevel: a hash table of
+ *                                  2^(n + 7) entries per compressor
  *   websocket_compression_window_bits [15]  our compression window, 9-15
  *   websocket_compression_client_window_bits [15]  asked of clients that offer it, 8-15
  *   websocket_compression_server_no_context_takeover [false]  reset our compressor after

@@ -40,7 +40,7 @@ void eddy__options_init(eddy__options_t *opts)
     opts->socket_buffer_size = 8 * 1024 * 1024; /* Swoole's default */
     opts->slow_consumer_policy = EDDY__SLOW_CLOSE;
     opts->socket_buffer_soft_seconds = 60;
-    opts->websocket_compression_level = 6; /* zlib's default */
+    opts->websocket_compression_level = 6; /* zlib's default level, as effort */
     opts->websocket_compression_mem_level = 8;
     opts->pmd.server_window_bits = 15;
     opts->pmd.client_window_bits = 15;
