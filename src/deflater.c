@@ -89,8 +89,7 @@ static uint8_t dist_extra[DIST_CODES];
 static uint8_t reversed[256];
 /* The fixed codes (RFC 1951 3.2.6). Literal/length symbols 286 and 287 are never sent but
  * take their codes. */
-static huff_t fixed_ll_code, fixed_dist_code;
-static huff_t *const fixed_ll = &fixed_ll_code, *const fixed_dist = &fixed_dist_code;
+static huff_t fixed_ll, fixed_dist;
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
 static void canonical_codes(huff_t *h);
@@ -122,17 +121,17 @@ static void build_tables(void)
         reversed[i] = (uint8_t)r;
     }
     for (int s = 0; s < 288; s++) {
-        fixed_ll->used[s] = (uint16_t)s;
-        fixed_ll->len[s] = s < 144 ? 8 : s < 256 ? 9 : s < 280 ? 7 : 8;
+        fixed_ll.used[s] = (uint16_t)s;
+        fixed_ll.len[s] = s < 144 ? 8 : s < 256 ? 9 : s < 280 ? 7 : 8;
     }
-    fixed_ll->nused = 288;
-    canonical_codes(fixed_ll);
+    fixed_ll.nused = 288;
+    canonical_codes(&fixed_ll);
     for (int c = 0; c < DIST_CODES; c++) {
-        fixed_dist->used[c] = (uint16_t)c;
-        fixed_dist->len[c] = 5;
+        fixed_dist.used[c] = (uint16_t)c;
+        fixed_dist.len[c] = 5;
     }
-    fixed_dist->nused = DIST_CODES;
-    canonical_codes(fixed_dist);
+    fixed_dist.nused = DIST_CODES;
+    canonical_codes(&fixed_dist);
 }
 
 static inline unsigned dist_code(uint32_t d) /* d: distance - 1 */
@@ -428,8 +427,8 @@ static void write_block(bits_t *w, block_t *b, const uint32_t *syms, const uint8
         extra += (uint64_t)b->ll_freq[257 + c] * len_extra[c];
     for (int c = 0; c < DIST_CODES; c++)
         extra += (uint64_t)b->dist_freq[c] * dist_extra[c];
-    code_sizes(b->ll_freq, &ll, fixed_ll, &dyn, &fixed);
-    code_sizes(b->dist_freq, &dist, fixed_dist, &dyn, &fixed);
+    code_sizes(b->ll_freq, &ll, &fixed_ll, &dyn, &fixed);
+    code_sizes(b->dist_freq, &dist, &fixed_dist, &dyn, &fixed);
     code_sizes(cl_freq, &cl, &cl, &dyn, &unused);
     dyn += 2 * (uint64_t)cl_freq[16] + 3 * (uint64_t)cl_freq[17] + 7 * (uint64_t)cl_freq[18];
     dyn += extra;
@@ -452,7 +451,7 @@ static void write_block(bits_t *w, block_t *b, const uint32_t *syms, const uint8
         }
     } else if (fixed <= dyn) {
         put(w, 1 << 1, 3); /* BTYPE 01 */
-        write_symbols(w, syms, b->nsyms, fixed_ll, fixed_dist);
+        write_symbols(w, syms, b->nsyms, &fixed_ll, &fixed_dist);
     } else {
         canonical_codes(&ll);
         canonical_codes(&dist);
@@ -564,9 +563,9 @@ static bool block_carries(const block_t *b, uint32_t bytes, uint32_t next)
 {
     uint64_t fixed = 3 + 7; /* the header and END_OF_BLOCK */
     for (int c = 0; c < 29; c++)
-        fixed += (uint64_t)b->ll_freq[257 + c] * (fixed_ll->len[257 + c] + len_extra[c]);
+        fixed += (uint64_t)b->ll_freq[257 + c] * (fixed_ll.len[257 + c] + len_extra[c]);
     for (int s = 0; s < 256; s++)
-        fixed += (uint64_t)b->ll_freq[s] * fixed_ll->len[s];
+        fixed += (uint64_t)b->ll_freq[s] * fixed_ll.len[s];
     for (int c = 0; c < DIST_CODES; c++)
         fixed += (uint64_t)b->dist_freq[c] * (5 + dist_extra[c]);
     return fixed + (uint64_t)next + 64 <= 8 * (uint64_t)bytes;
