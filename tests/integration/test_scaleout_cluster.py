@@ -706,8 +706,16 @@ def assign_slot(rc, slot, dst, src):
         assert command(port, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst]) == "OK"
 
 
-def connections_lost(node):
-    return sum("connection lost" in line for line in node.log_lines)
+def connections_lost(node, made_for=None):
+    """How many of node's connections to Redis were lost. With made_for (a master's port),
+    a subscription that master refused with a MOVED naming itself is not counted: a master
+    just given a slot may answer so for a moment while the cluster already names it (seen
+    with Redis 7.0.15, once, in a CI run under ASan). The broker then reconnects that part,
+    a gap its clients recover from, as they do after the move anyway."""
+    transient = re.compile(rf"Redis 127\.0\.0\.1:{made_for} \(slot \d+\) connection lost: "
+                           rf"subscription refused: MOVED \d+ 127\.0\.0\.1:{made_for}$")
+    return sum("connection lost" in line and not (made_for and transient.search(line))
+               for line in node.log_lines)
 
 
 def live_seqs(clients, name):
@@ -1035,7 +1043,7 @@ def test_a_slot_moved_to_a_master_added_later_is_followed(  # noqa: F811
         clients.emit(sender, "to-room", "r", {"seq": 1000 + k})
     assert [s for s, _ in clients.room_messages(member, 5)] == list(range(1000, 1005))
     new = redis_cluster.add_master()
-    lost = connections_lost(b)
+    lost = connections_lost(b, made_for=new)
     assert migrate_slot(redis_cluster, slot, new) == src
     assign_slot(redis_cluster, slot, new, src)
     for node in (a, b):
@@ -1068,7 +1076,7 @@ def test_a_slot_moved_to_a_master_added_later_is_followed(  # noqa: F811
     assert not any(r["type"] == "disconnect" and r["name"] in members["/"][1:]
                    for r in clients.seen), clients.seen
     cross_in_order(clients, {"/": members["/"]})
-    assert connections_lost(b) == lost, "\n".join(b.log_lines)
+    assert connections_lost(b, made_for=new) == lost, "\n".join(b.log_lines)
     for node in (a, b):
         assert sum("part made for it" in line for line in node.log_lines) == 1, \
             "\n".join(node.log_lines)
