@@ -436,11 +436,10 @@ $(BENCH_BUILD)/eddy-bench: bench/eddy-bench.c bench/ws_frame.h | $(BENCH_BUILD)/
 	$(CC) $(BENCH_CFLAGS) -o $@ $< -lssl -lcrypto -lz -lm
 
 # Links the deflater's sources, not the library: it compares internals (src/deflater.h).
-$(BENCH_BUILD)/deflate_compare: bench/deflate_compare.c src/deflater.c src/deflate.c src/util.c \
-		src/http_parser.c \
-		src/deflater.h src/deflate.h src/util.h | $(BENCH_BUILD)/peers
-	$(CC) $(BENCH_CFLAGS) -pthread -Iinclude -Isrc -o $@ bench/deflate_compare.c src/deflater.c \
-		src/deflate.c src/util.c src/http_parser.c -lz
+$(BENCH_BUILD)/deflate_compare: bench/deflate_compare.c src/deflater.c src/util.c \
+		src/deflater.h src/util.h | $(BENCH_BUILD)/peers
+	$(CC) $(BENCH_CFLAGS) -Iinclude -Isrc -o $@ bench/deflate_compare.c src/deflater.c \
+		src/util.c -lz
 
 $(BENCH_BUILD)/peers/lws_echo: bench/peers/lws_echo.c | $(BENCH_BUILD)/peers
 	$(CC) $(BENCH_CFLAGS) $$(pkg-config --cflags libwebsockets) -o $@ $< \

@@ -24,7 +24,6 @@
 #include <time.h>
 #include <zlib.h>
 
-#include "deflate.h"
 #include "deflater.h"
 
 #define ROUNDS        3

@@ -263,16 +263,6 @@ void eddy__inflater_free(z_stream *zs)
     }
 }
 
-int eddy__deflate_fit_bits(size_t len, int max_bits)
-{
-    /* The deflater matches at most 2^bits - 1 bytes back, and a message compressed alone
-     * never further back than its own start. */
-    int bits = 9;
-    while (bits < max_bits && ((size_t)1 << bits) < len)
-        bits++;
-    return bits;
-}
-
 int eddy__inflate(z_stream *zs, const uint8_t *in, size_t len, bool final, eddy__buf_t *out,
                   size_t limit)
 {

@@ -45,11 +45,6 @@ int eddy__pmd_response(const eddy__pmd_t *pmd, char *out, size_t cap);
 
 z_stream *eddy__inflater_new(int window_bits);
 void eddy__inflater_free(z_stream *zs);
-/* The smallest window, in bits (9 to max_bits), with which a message of len bytes
- * compressed alone finds every match max_bits would find. Messages sent without context
- * takeover use it: a small message then works in a few KiB that stay in cache, not in a
- * deflater of hundreds of KiB. */
-int eddy__deflate_fit_bits(size_t len, int max_bits);
 /* Inflates in[0..len) (and, with final, the stripped 00 00 ff ff tail), appending to out,
  * which never grows past limit + 1 bytes. Returns 0, EDDY_ETOOBIG when the output would
  * exceed limit, EDDY_EPROTO for corrupt data, EDDY_ENOMEM. */

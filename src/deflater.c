@@ -698,6 +698,16 @@ size_t eddy__deflate_bound(size_t len)
     return len + len / 32 + 32;
 }
 
+int eddy__deflate_fit_bits(size_t len, int max_bits)
+{
+    /* The deflater matches at most 2^bits - 1 bytes back, and a message compressed alone
+     * never further back than its own start. */
+    int bits = 9;
+    while (bits < max_bits && ((size_t)1 << bits) < len)
+        bits++;
+    return bits;
+}
+
 int eddy__deflate(eddy__deflater_t *d, const void *data, size_t len, eddy__buf_t *out)
 {
     out->len = 0;

@@ -33,5 +33,10 @@ void eddy__deflater_reset(eddy__deflater_t *d);
  * thread-safe: one deflater is used by one thread at a time. */
 int eddy__deflate(eddy__deflater_t *d, const void *data, size_t len, eddy__buf_t *out);
 size_t eddy__deflate_bound(size_t len);
+/* The smallest window, in bits (9 to max_bits), with which a message of len bytes
+ * compressed alone finds every match max_bits would find. Messages sent without context
+ * takeover use it: a small message then works in a few KiB that stay in cache, not in a
+ * deflater of hundreds of KiB. */
+int eddy__deflate_fit_bits(size_t len, int max_bits);
 
 #endif /* EDDY_DEFLATER_H */
