@@ -500,6 +500,53 @@ static void ws_upgrade_request(eddy__conn_t *conn, eddy_request_t *req, eddy_res
         upgrade_complete(conn, req, resp, key, key_len, NULL, false);
 }
 
+/* Queues eddy's own 101 (protocol: protocol_len bytes, none if 0; extensions and extra:
+ * whole header lines, or ""). Built in place, without printf or a heap buffer unless extra
+ * (the handshake hook's headers) is long: a handshake is one of a server's hot paths. */
+static int write_101(eddy__conn_t *conn, const char *accept, const char *protocol,
+                     size_t protocol_len, const char *extensions, const char *extra,
+                     const char *date)
+{
+    static const char head[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                               "Connection: Upgrade\r\nSec-WebSocket-Accept: ";
+    static const char version[] = "\r\nSec-WebSocket-Version: 13\r\n";
+    static const char proto[] = "Sec-WebSocket-Protocol: ";
+    static const char server[] = "Server: eddy\r\nDate: ";
+    const struct {
+        const char *p;
+        size_t n;
+    } part[] = {
+        {head, sizeof(head) - 1},
+        {accept, EDDY_WS_ACCEPT_LEN},
+        {version, sizeof(version) - 1},
+        {proto, protocol_len > 0 ? sizeof(proto) - 1 : 0},
+        {protocol, protocol_len},
+        {"\r\n", protocol_len > 0 ? 2 : 0},
+        {extensions, strlen(extensions)},
+        {extra, strlen(extra)},
+        {server, sizeof(server) - 1},
+        {date, strlen(date)},
+        {"\r\n\r\n", 4},
+    };
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof(part) / sizeof(part[0]); i++)
+        len += part[i].n;
+    char stack[512];
+    char *out = len <= sizeof(stack) ? stack : malloc(len);
+    if (out == NULL)
+        return EDDY_ENOMEM;
+    char *at = out;
+    for (size_t i = 0; i < sizeof(part) / sizeof(part[0]); i++) {
+        if (part[i].n > 0)
+            memcpy(at, part[i].p, part[i].n);
+        at += part[i].n;
+    }
+    int rc = eddy__conn_write(conn, out, len);
+    if (out != stack)
+        free(out);
+    return rc;
+}
+
 static void upgrade_complete(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp,
                              const char *key, size_t key_len, const char *extra, bool has_protocol)
 {
@@ -524,25 +571,9 @@ static void upgrade_complete(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
     eddy__pmd_t pmd;
     char extensions[200];
     bool has_pmd = eddy__ws_negotiate(conn, req, &pmd, extensions, sizeof(extensions));
-    eddy__buf_t out = {0};
-    int rc = eddy__buf_printf(&out,
-                              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                              "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-                              "Sec-WebSocket-Version: 13\r\n",
-                              accept);
-    if (rc == 0 && protocol_len > 0)
-        rc =
-            eddy__buf_printf(&out, "Sec-WebSocket-Protocol: %.*s\r\n", (int)protocol_len, protocol);
-    if (rc == 0 && has_pmd)
-        rc = eddy__buf_append(&out, extensions, strlen(extensions));
-    if (rc == 0 && extra != NULL)
-        rc = eddy__buf_append(&out, extra, strlen(extra));
-    if (rc == 0)
-        rc =
-            eddy__buf_printf(&out, "Server: eddy\r\nDate: %s\r\n\r\n", eddy__http_date(conn->loop));
-    if (rc == 0)
-        rc = eddy__conn_write(conn, out.data, out.len);
-    eddy__buf_free(&out);
+    const char *date = eddy__http_date(conn->loop);
+    int rc = write_101(conn, accept, protocol, protocol_len, has_pmd ? extensions : "",
+                       extra != NULL ? extra : "", date);
     if (rc != 0 || eddy__ws_start(conn, EDDY__WS_SERVER, has_pmd ? &pmd : NULL) != 0) {
         eddy__conn_close(conn, EDDY__CLOSE_ABORT);
         return;

@@ -159,6 +159,31 @@ static void accept_from_another_thread(int port)
     CHECK(wait_for(&closed_fd, fd));
 }
 
+/* Headers longer than the 101 eddy builds on the stack: the whole answer arrives, in order,
+ * and the connection is open. */
+static void accept_with_long_headers(int port)
+{
+    eddy_fd_t fd;
+    int sock = send_upgrade(port, "/?mode=defer", NULL, 0, &fd);
+    CHECK(fd != 0);
+    static char cookie[1200];
+    memset(cookie, 'c', sizeof(cookie) - 1);
+    memcpy(cookie, "s=", 2);
+    const char *headers[] = {"Set-Cookie", cookie, "X-After", "1", NULL};
+    CHECK_EQ_INT(eddy_upgrade_accept(test_server, fd, headers), 0);
+    char reply[2048];
+    read_for(sock, reply, sizeof(reply), 5000, true);
+    CHECK(strncmp(reply, "HTTP/1.1 101 Switching Protocols\r\n", 34) == 0);
+    static const char after[] = "\r\nX-After: 1\r\nServer: eddy\r\nDate: ";
+    const char *at = strstr(reply, "Set-Cookie: s=ccc");
+    CHECK(at != NULL && strlen(at) > sizeof(cookie) + 12);
+    CHECK(at != NULL && strncmp(at + 12 + sizeof(cookie) - 1, after, sizeof(after) - 1) == 0);
+    CHECK(strstr(reply, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") != NULL);
+    CHECK(wait_for(&opened_fd, fd));
+    close(sock);
+    CHECK(wait_for(&closed_fd, fd));
+}
+
 /* A refusal from another thread: the exact status, headers and body, then the close. */
 static void reject_from_another_thread(int port)
 {
@@ -302,6 +327,7 @@ int main(void)
 
     bad_arguments();
     accept_from_another_thread(port);
+    accept_with_long_headers(port);
     reject_from_another_thread(port);
     hangup_while_pending(port);
     pending_without_defer_refuses(port);
