@@ -10,21 +10,31 @@ static const char std_alphabet[] =
 static const char url_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+/* Each byte's digit: 0-61 the letters and digits, 62 and 63 '+' and '/', 64 and 65 '-' and
+ * '_' (base64url's 62 and 63), -1 none. A table, not comparisons: a handshake key's
+ * characters are random, and per-character branches mispredicted. */
+static const int8_t digit_of[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, 64, -1, 63,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1, -1, 0,  1,  2,  3,  4,  5,  6,
+    7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 65,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48,
+    49, 50, 51, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
+
 int eddy_base64_value(char c, unsigned flags)
 {
-    bool std = (flags & EDDY_BASE64_ANY_ALPHABET) || !(flags & EDDY_BASE64_URL);
-    bool url = flags & (EDDY_BASE64_ANY_ALPHABET | EDDY_BASE64_URL);
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if ((c == '+' && std) || (c == '-' && url))
-        return 62;
-    if ((c == '/' && std) || (c == '_' && url))
-        return 63;
-    return -1;
+    int v = digit_of[(unsigned char)c];
+    if (v < 62)
+        return v;
+    if (v < 64)
+        return (flags & EDDY_BASE64_ANY_ALPHABET) || !(flags & EDDY_BASE64_URL) ? v : -1;
+    return flags & (EDDY_BASE64_ANY_ALPHABET | EDDY_BASE64_URL) ? v - 2 : -1;
 }
 
 size_t eddy_base64_encoded_len(size_t n, unsigned flags)

@@ -312,6 +312,21 @@ void eddy__peer_set(eddy__peer_t *peer, const struct sockaddr *sa)
 
 void eddy__peer_format(const eddy__peer_t *peer, char ip[46], int *port)
 {
-    inet_ntop(peer->v4 ? AF_INET : AF_INET6, peer->addr, ip, 46);
     *port = peer->port;
+    if (!peer->v4) {
+        inet_ntop(AF_INET6, peer->addr, ip, 46);
+        return;
+    }
+    /* By hand: glibc's inet_ntop formats IPv4 with sprintf (about 1,700 instructions), and
+     * every request and handshake fills in its remote address. */
+    char *p = ip;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = peer->addr[i];
+        if (v >= 100)
+            *p++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *p++ = (char)('0' + v / 10 % 10);
+        *p++ = (char)('0' + v % 10);
+        *p++ = i < 3 ? '.' : '\0';
+    }
 }

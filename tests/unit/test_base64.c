@@ -132,11 +132,35 @@ static void test_roundtrip_in_place(void)
     }
 }
 
+/* Every byte under every choice of alphabet, against the alphabets as written. */
+static void test_every_digit(void)
+{
+    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static const unsigned flags[] = {0, EDDY_BASE64_URL, EDDY_BASE64_ANY_ALPHABET,
+                                     EDDY_BASE64_URL | EDDY_BASE64_ANY_ALPHABET};
+    for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
+        bool any = flags[f] & EDDY_BASE64_ANY_ALPHABET, is_url = flags[f] & EDDY_BASE64_URL;
+        for (int b = 0; b < 256; b++) {
+            char c = (char)b;
+            const char *in_std = b ? memchr(std, b, 64) : NULL;
+            const char *in_url = b ? memchr(url, b, 64) : NULL;
+            int want = -1;
+            if (in_std && (any || !is_url))
+                want = (int)(in_std - std);
+            else if (in_url && (any || is_url))
+                want = (int)(in_url - url);
+            CHECK_EQ_INT(eddy_base64_value(c, flags[f]), want);
+        }
+    }
+}
+
 int main(void)
 {
     test_rfc4648_vectors();
     test_alphabets();
     test_errors();
     test_roundtrip_in_place();
+    test_every_digit();
     return test_report("test_base64");
 }
