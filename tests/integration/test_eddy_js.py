@@ -14,14 +14,14 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from eddyserver import BUILD, ROOT, SANITIZER_PATTERNS, TIMEOUT, Server, chromium_binary
+from eddyserver import (BUILD, ROOT, SANITIZER_PATTERNS, TIMEOUT, Server, chromium_binary,
+                        free_port)
 
 DRIVER = os.path.join(ROOT, "tests", "clients", "eddy_browser.js")
 COUNT = 20
@@ -166,9 +166,7 @@ def stop_demo(proc, tmp_path, run):
 
 
 def test_make_run_demo_survives_daemon_restart(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     procs = [start_demo(port, tmp_path, 1)]
     # The page and its script come from the program itself; the page connects to /ws there.
     driver = Driver("demo", f"http://127.0.0.1:{port}/echo.html")

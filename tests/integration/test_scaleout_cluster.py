@@ -12,7 +12,6 @@ and a client disconnected before the kill recovers on the new master.
 
 import contextlib
 import os
-import random
 import re
 import shutil
 import socket
@@ -21,7 +20,8 @@ import time
 
 import pytest
 
-from eddyserver import BUILD, TIMEOUT, free_port, stop_all, wait_for
+from eddyserver import (BUILD, FREE_PORT_FLOOR, TIMEOUT, ephemeral_ports, free_port, stop_all,
+                        wait_for)
 from sioserver import SioServer
 from test_daemon_realtime import Daemon
 from test_scaleout import clients, emitter_publish, gaps  # noqa: F401 (fixture)
@@ -58,7 +58,8 @@ def slot_of(nsp):
 
 
 def cluster_ports(n):
-    """n loopback ports, each free along with its cluster bus port (+10000)."""
+    """n loopback ports, each free along with its cluster bus port (+10000), both below the
+    kernel's ephemeral range when it leaves room (see free_port)."""
     def free(port):
         with socket.socket() as s:
             try:
@@ -66,10 +67,12 @@ def cluster_ports(n):
                 return True
             except OSError:
                 return False
+    low, _ = ephemeral_ports()
+    bus_limit = low if low - 10000 > FREE_PORT_FLOOR + 1000 else 65536
     ports = []
     while len(ports) < n:
-        port = random.randrange(20000, 30000)
-        if port not in ports and free(port) and free(port + 10000):
+        port = free_port()
+        if port + 10000 < bus_limit and port not in ports and free(port + 10000):
             ports.append(port)
     return ports
 

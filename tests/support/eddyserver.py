@@ -14,6 +14,7 @@ import helpers as `from eddyserver import ...`, `from wsraw import ...`,
 
 import os
 import queue
+import random
 import re
 import shutil
 import signal
@@ -224,11 +225,47 @@ def stop_all(servers):
         pytest.fail("\n".join(errors))
 
 
+def ephemeral_ports():
+    """The kernel's range of local ports for outgoing connections (ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = map(int, f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+FREE_PORT_FLOOR = 10000
+_free_port_cursor = None
+
+
 def free_port():
-    """A loopback TCP port free at the time of the call."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback TCP port free at the time of the call, for a server started after it.
+
+    Taken below the kernel's ephemeral range: a port the kernel handed out for a bind to 0
+    can be given to a client's outgoing connection before the server binds it (CI saw a
+    daemon under TSan fail with "Address already in use" that way). Successive calls walk
+    the range from a random start, so a run does not hand out one port twice while the
+    first user may still be starting."""
+    global _free_port_cursor
+    low, _ = ephemeral_ports()
+    if low - FREE_PORT_FLOOR < 1000:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    span = low - FREE_PORT_FLOOR
+    if _free_port_cursor is None:
+        _free_port_cursor = random.randrange(span)
+    for _ in range(span):
+        port = FREE_PORT_FLOOR + _free_port_cursor % span
+        _free_port_cursor += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {FREE_PORT_FLOOR}-{low - 1}")
 
 
 def wait_for(predicate, what, timeout=TIMEOUT):
