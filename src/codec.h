@@ -124,8 +124,17 @@ ssize_t eddy__http_parse_response(eddy__http_parser_t *p, const char *buf, size_
                                   eddy__http_response_t *resp, eddy__http_header_t *headers,
                                   size_t *num_headers);
 
-/* Case-insensitive comparison of a span of buf with a NUL-terminated string. */
-bool eddy__span_eq(const char *buf, eddy__span_t span, const char *str);
+/* Case-insensitive (ASCII) comparison of n bytes of a with n bytes of b. */
+bool eddy__ascii_case_eq(const char *a, const char *b, size_t n);
+
+/* Case-insensitive comparison of a span of buf with a NUL-terminated string. Inline, so
+ * that a literal's length folds and a name of another length costs one comparison: the
+ * parsers test each header name against several. */
+static inline bool eddy__span_eq(const char *buf, eddy__span_t span, const char *str)
+{
+    size_t n = __builtin_strlen(str);
+    return span.len == n && eddy__ascii_case_eq(buf + span.off, str, n);
+}
 
 /* True if the comma-separated list in buf[span] contains token (case-insensitive), as
  * in "Connection: keep-alive, Upgrade". */

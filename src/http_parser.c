@@ -44,14 +44,54 @@ static eddy__span_t make_span(size_t from, size_t to)
     return (eddy__span_t){.off = (uint32_t)from, .len = (uint32_t)(to - from)};
 }
 
-bool eddy__span_eq(const char *buf, eddy__span_t span, const char *str)
+/* x with each byte 'A'-'Z' made lowercase, eight bytes at once: no byte's sum carries
+ * into the next, since each adds at most 0x3F to 7 bits. */
+static uint64_t ascii_lower8(uint64_t x)
 {
-    size_t n = strlen(str);
+    const uint64_t ones = 0x0101010101010101u, high = ones * 0x80;
+    uint64_t seven = x & ~high;
+    uint64_t at_least_a = seven + ones * (0x80 - 'A');
+    uint64_t above_z = seven + ones * (0x7F - 'Z');
+    uint64_t upper = at_least_a & ~above_z & ~x & high;
+    return x | upper >> 2;
+}
 
-    if (span.len != n)
-        return false;
+static inline bool case_eq8(uint64_t x, uint64_t y)
+{
+    return x == y || ascii_lower8(x) == ascii_lower8(y);
+}
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return x;
+}
+
+/* p[0..4) and p[n-4..n) for 4 <= n < 8, as one word (they overlap when n < 8). */
+static inline uint64_t load4_twice(const char *p, size_t n)
+{
+    uint32_t head, tail;
+    memcpy(&head, p, 4);
+    memcpy(&tail, p + n - 4, 4);
+    return (uint64_t)tail << 32 | head;
+}
+
+bool eddy__ascii_case_eq(const char *a, const char *b, size_t n)
+{
+    /* Eight bytes at a time, the last eight overlapping the ones before when n is not a
+     * multiple of eight; 4 to 7 bytes as two overlapping fours. */
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            if (!case_eq8(load8(a + i), load8(b + i)))
+                return false;
+        }
+        return case_eq8(load8(a + n - 8), load8(b + n - 8));
+    }
+    if (n >= 4)
+        return case_eq8(load4_twice(a, n), load4_twice(b, n));
     for (size_t i = 0; i < n; i++) {
-        if (ascii_lower(buf[span.off + i]) != ascii_lower(str[i]))
+        if (ascii_lower(a[i]) != ascii_lower(b[i]))
             return false;
     }
     return true;
@@ -245,6 +285,23 @@ struct header_facts {
     int hosts;
 };
 
+/* The Connection header's options that matter here, in one walk over its list. */
+static void add_connection_options(const char *buf, eddy__span_t value, struct header_facts *facts)
+{
+    size_t pos = value.off, end = (size_t)value.off + value.len;
+    eddy__span_t elem;
+
+    while (next_element(buf, &pos, end, &elem)) {
+        facts->conn_close |= eddy__span_eq(buf, elem, "close");
+        facts->conn_keep_alive |= eddy__span_eq(buf, elem, "keep-alive");
+        facts->connection_upgrade |= eddy__span_eq(buf, elem, "upgrade");
+    }
+}
+
+/* The bytes that end a header value or make it invalid: CR, LF, the other controls
+ * except HTAB, and DEL (RFC 9110 5.5). A table: values are scanned a byte at a time. */
+static const uint8_t value_stop[256] = {[0x00 ... 0x08] = 1, [0x0A ... 0x1F] = 1, [0x7F] = 1};
+
 /*
  * Parses the header lines from buf[pos...] up to the empty line that ends the head (the
  * caller found it, so every line ends with a LF inside the head) into headers[0..
@@ -274,22 +331,15 @@ static int parse_header_lines(const char *buf, size_t pos, eddy__http_header_t *
         while (is_ows(buf[pos]))
             pos++;
         size_t value = pos, value_end;
-        for (;;) {
-            uint8_t c = (uint8_t)buf[pos];
-            if (c == '\n') {
-                value_end = pos++;
-                break;
-            }
-            if (c == '\r') {
-                if (buf[pos + 1] != '\n')
-                    return EDDY_EPROTO;
-                value_end = pos;
-                pos += 2;
-                break;
-            }
-            if ((c < 0x20 && c != '\t') || c == 0x7F)
-                return EDDY_EPROTO;
+        while (!value_stop[(uint8_t)buf[pos]])
             pos++;
+        if (buf[pos] == '\n') {
+            value_end = pos++;
+        } else if (buf[pos] == '\r' && buf[pos + 1] == '\n') {
+            value_end = pos;
+            pos += 2;
+        } else {
+            return EDDY_EPROTO;
         }
         while (value_end > value && is_ows(buf[value_end - 1]))
             value_end--;
@@ -310,9 +360,7 @@ static int parse_header_lines(const char *buf, size_t pos, eddy__http_header_t *
         } else if (eddy__span_eq(buf, h->name, "host")) {
             facts->hosts++;
         } else if (eddy__span_eq(buf, h->name, "connection")) {
-            facts->conn_close |= eddy__http_list_has_token(buf, h->value, "close");
-            facts->conn_keep_alive |= eddy__http_list_has_token(buf, h->value, "keep-alive");
-            facts->connection_upgrade |= eddy__http_list_has_token(buf, h->value, "upgrade");
+            add_connection_options(buf, h->value, facts);
         } else if (eddy__span_eq(buf, h->name, "upgrade")) {
             facts->upgrade_websocket |= eddy__http_list_has_token(buf, h->value, "websocket");
         }

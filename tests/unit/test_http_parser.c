@@ -8,6 +8,8 @@
  * received so far, so AddressSanitizer catches any read past them and any use of a
  * pointer kept from an earlier call.
  */
+#include <ctype.h>
+
 #include "codec.h"
 #include "http_heads_equal.h"
 #include "test.h"
@@ -990,6 +992,66 @@ static void test_span_eq_and_tokens(void)
     CHECK(!eddy__span_eq("[", at, "{"));
 }
 
+static bool ascii_case_eq_reference(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z')
+            x += 'a' - 'A';
+        if (y >= 'A' && y <= 'Z')
+            y += 'a' - 'A';
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+/* eddy__ascii_case_eq compares eight bytes at a time (the last eight overlapping), 4 to 7
+ * bytes as two overlapping fours and shorter strings a byte at a time: every pair of
+ * bytes, at every position of strings that take each path, agrees with a byte-by-byte
+ * comparison. */
+static void test_ascii_case_eq_every_byte_pair(void)
+{
+    static const size_t lengths[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 23, 24, 25};
+    for (size_t l = 0; l < sizeof(lengths) / sizeof(lengths[0]); l++) {
+        size_t n = lengths[l], wrong = 0;
+        char a[32], b[32];
+        for (size_t pos = 0; pos < n; pos++) {
+            for (int x = 0; x < 256; x++) {
+                for (int y = 0; y < 256; y++) {
+                    memset(a, 'Q', n);
+                    memset(b, 'q', n);
+                    a[pos] = (char)x;
+                    b[pos] = (char)y;
+                    wrong += eddy__ascii_case_eq(a, b, n) != ascii_case_eq_reference(a, b, n);
+                }
+            }
+        }
+        CHECK(wrong == 0);
+    }
+    /* Random strings of random lengths, one a case-changed copy of the other, with a byte
+     * changed half the time. */
+    uint64_t seed = 0x9E3779B97F4A7C15u;
+    size_t wrong = 0, equal = 0;
+    for (int round = 0; round < 200000; round++) {
+        char a[40], b[40];
+        seed = seed * 6364136223846793005u + 1442695040888963407u;
+        size_t n = (size_t)(seed >> 59) + (seed >> 58 & 1) * 8; /* 0-39 */
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 6364136223846793005u + 1442695040888963407u;
+            a[i] = (char)(seed >> 56);
+            b[i] = (seed >> 40 & 1) && isalpha((unsigned char)a[i]) ? (char)(a[i] ^ 0x20) : a[i];
+        }
+        if (n > 0 && (seed >> 20 & 1))
+            b[(seed >> 24) % n] ^= (char)(1 << (seed >> 32) % 8);
+        bool expected = ascii_case_eq_reference(a, b, n);
+        equal += expected;
+        wrong += eddy__ascii_case_eq(a, b, n) != expected;
+    }
+    CHECK(wrong == 0);
+    CHECK(equal > 50000 && equal < 150000); /* both outcomes were exercised */
+}
+
 /* ---------------------------------------------------------------------------------------
  * Chunked
  * ------------------------------------------------------------------------------------- */
@@ -1359,6 +1421,7 @@ int main(void)
     test_response_every_prefix_is_again();
     test_response_random_splits();
     test_span_eq_and_tokens();
+    test_ascii_case_eq_every_byte_pair();
     test_chunked_valid();
     test_chunked_incomplete();
     test_chunked_malformed();
