@@ -27,7 +27,7 @@ static const int8_t digit_of[256] = {
     -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
 };
 
-int eddy_base64_value(char c, unsigned flags)
+static inline int digit_value(char c, unsigned flags)
 {
     int v = digit_of[(unsigned char)c];
     if (v < 62)
@@ -35,6 +35,11 @@ int eddy_base64_value(char c, unsigned flags)
     if (v < 64)
         return (flags & EDDY_BASE64_ANY_ALPHABET) || !(flags & EDDY_BASE64_URL) ? v : -1;
     return flags & (EDDY_BASE64_ANY_ALPHABET | EDDY_BASE64_URL) ? v - 2 : -1;
+}
+
+int eddy_base64_value(char c, unsigned flags)
+{
+    return digit_value(c, flags);
 }
 
 size_t eddy_base64_encoded_len(size_t n, unsigned flags)
@@ -95,26 +100,38 @@ ssize_t eddy_base64_decode(void *out, size_t cap, const char *in, size_t n, unsi
     /* Each group is read whole before its bytes are written, and 3 bytes out never pass 4
      * characters in, so out may be in itself. */
     unsigned char *o = out;
-    for (size_t i = 0; i < digits; i += 4) {
-        size_t k = digits - i < 4 ? digits - i : 4;
-        uint32_t v = 0;
-        for (size_t j = 0; j < 4; j++) {
-            int d = j < k ? eddy_base64_value(in[i + j], flags) : 0;
-            if (d < 0)
-                return EDDY_EINVAL;
-            v = v << 6 | (uint32_t)d;
+    size_t i = 0;
+    /* Whole groups, then the short one (a handshake key is five and a short one). A
+     * negative digit makes the OR of the group's digits negative. */
+    for (; digits - i >= 4; i += 4) {
+        int a = digit_value(in[i], flags), b = digit_value(in[i + 1], flags);
+        int c = digit_value(in[i + 2], flags), d = digit_value(in[i + 3], flags);
+        if ((a | b | c | d) < 0)
+            return EDDY_EINVAL;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        if (o != NULL) {
+            o[0] = (unsigned char)(v >> 16);
+            o[1] = (unsigned char)(v >> 8);
+            o[2] = (unsigned char)v;
+            o += 3;
         }
+    }
+    if (i < digits) { /* the short group: 2 or 3 digits */
+        size_t k = digits - i;
+        int a = digit_value(in[i], flags), b = digit_value(in[i + 1], flags);
+        int c = k == 3 ? digit_value(in[i + 2], flags) : 0;
+        if ((a | b | c) < 0)
+            return EDDY_EINVAL;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
         /* Strict: the bits a short group leaves over must be zero, so that every byte
          * string has exactly one accepted encoding. */
-        if (k < 4 && !(flags & EDDY_BASE64_LAX_BITS) && (v & (k == 2 ? 0xFFFF : 0xFF)))
+        if (!(flags & EDDY_BASE64_LAX_BITS) && (v & (k == 2 ? 0xFFFF : 0xFF)))
             return EDDY_EINVAL;
-        if (o == NULL)
-            continue;
-        *o++ = (unsigned char)(v >> 16);
-        if (k > 2)
-            *o++ = (unsigned char)(v >> 8);
-        if (k > 3)
-            *o++ = (unsigned char)v;
+        if (o != NULL) {
+            *o++ = (unsigned char)(v >> 16);
+            if (k == 3)
+                *o = (unsigned char)(v >> 8);
+        }
     }
     return (ssize_t)len;
 }

@@ -298,4 +298,8 @@ static inline ssize_t eddy__base64_decode(uint8_t *dst, size_t cap, const char *
  * so that the cost is not paid by the first handshake. Any thread, any number of times. */
 void eddy__handshake_init(void);
 
+/* eddy_ws_accept_key() for a key the caller has checked (24 characters of base64 that
+ * decode to 16 bytes), without checking it again. */
+void eddy__ws_accept_checked_key(const char key[24], char out[EDDY_WS_ACCEPT_LEN + 1]);
+
 #endif /* EDDY_CODEC_H */

@@ -477,7 +477,7 @@ static bool upgrade_admitted(eddy__conn_t *conn, eddy_request_t *req)
  * carries extra ("Name: value\r\n" lines; NULL: none) and, unless extra has_protocol,
  * the subprotocol websocket_subprotocol chooses. */
 static void upgrade_complete(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp,
-                             const char *key, size_t key_len, const char *extra, bool has_protocol);
+                             const char *key, const char *extra, bool has_protocol);
 
 static void ws_upgrade_request(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp)
 {
@@ -485,7 +485,7 @@ static void ws_upgrade_request(eddy__conn_t *conn, eddy_request_t *req, eddy_res
     eddy__conn_set_status(conn, EDDY_WS_STATUS_CONNECTION);
     if (srv->on_handshake != NULL) {
         if (upgrade_admitted(conn, req))
-            upgrade_complete(conn, req, resp, NULL, 0, NULL, false);
+            upgrade_complete(conn, req, resp, NULL, NULL, false);
         return;
     }
 
@@ -497,7 +497,7 @@ static void ws_upgrade_request(eddy__conn_t *conn, eddy_request_t *req, eddy_res
         return;
     }
     if (upgrade_admitted(conn, req))
-        upgrade_complete(conn, req, resp, key, key_len, NULL, false);
+        upgrade_complete(conn, req, resp, key, NULL, false);
 }
 
 /* Queues eddy's own 101 (protocol: protocol_len bytes, none if 0; extensions and extra:
@@ -548,7 +548,7 @@ static int write_101(eddy__conn_t *conn, const char *accept, const char *protoco
 }
 
 static void upgrade_complete(eddy__conn_t *conn, eddy_request_t *req, eddy_response_t *resp,
-                             const char *key, size_t key_len, const char *extra, bool has_protocol)
+                             const char *key, const char *extra, bool has_protocol)
 {
     eddy_server_t *srv = conn->loop->srv;
     if (srv->on_handshake != NULL) {
@@ -565,7 +565,7 @@ static void upgrade_complete(eddy__conn_t *conn, eddy_request_t *req, eddy_respo
 
     eddy__conn_set_status(conn, EDDY_WS_STATUS_HANDSHAKE);
     char accept[EDDY_WS_ACCEPT_LEN + 1];
-    eddy_ws_accept_key(key, key_len, accept);
+    eddy__ws_accept_checked_key(key, accept); /* checked by upgrade_check() */
     const char *ours = has_protocol ? NULL : srv->opts.websocket_subprotocol, *protocol = NULL;
     size_t protocol_len = ours != NULL ? choose_subprotocol(ours, req, &protocol) : 0;
     eddy__pmd_t pmd;
@@ -667,7 +667,7 @@ static void upgrade_answer_apply(eddy__conn_t *conn, eddy_request_t *req, eddy_r
         eddy__conn_close(conn, EDDY__CLOSE_ABORT); /* validated when it arrived: unreachable */
         return;
     }
-    upgrade_complete(conn, req, resp, key, key_len, ans->headers, ans->has_header);
+    upgrade_complete(conn, req, resp, key, ans->headers, ans->has_header);
 }
 
 static void upgrade_answer_run(eddy_server_t *srv, void *arg)

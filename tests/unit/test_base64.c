@@ -155,6 +155,64 @@ static void test_every_digit(void)
     }
 }
 
+/* Standard alphabet, padding required, strict: bit by bit, as RFC 4648 describes it. */
+static ssize_t reference_decode(unsigned char *out, const char *in, size_t n)
+{
+    static const char std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t pad = 0, o = 0;
+    while (pad < 2 && pad < n && in[n - 1 - pad] == '=')
+        pad++;
+    if (n % 4 != 0 || (n - pad) % 4 == 1)
+        return -1;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n - pad; i++) {
+        const char *digit = in[i] ? memchr(std, in[i], 64) : NULL;
+        if (digit == NULL)
+            return -1;
+        acc = acc << 6 | (uint32_t)(digit - std);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    return acc == 0 ? (ssize_t)o : -1;
+}
+
+/* The decoder reads whole groups and the short group by separate paths: every byte at
+ * every position of the encodings of 1 to 20 bytes (a handshake key is 16) is decoded,
+ * or refused, as the bit-by-bit reference does. */
+static void test_every_byte_at_every_position(void)
+{
+    size_t wrong = 0, accepted = 0;
+    for (size_t len = 1; len <= 20; len++) {
+        unsigned char raw[20];
+        char encoded[32];
+        for (size_t i = 0; i < len; i++)
+            raw[i] = (unsigned char)(len * 53 + i * 29);
+        size_t n = eddy_base64_encode(encoded, raw, len, 0);
+        for (size_t pos = 0; pos < n; pos++) {
+            for (int b = 0; b < 256; b++) {
+                char in[32];
+                unsigned char got[24], want[24];
+                memcpy(in, encoded, n);
+                in[pos] = (char)b;
+                ssize_t k = eddy_base64_decode(got, sizeof(got), in, n, 0);
+                ssize_t r = reference_decode(want, in, n);
+                if (r < 0)
+                    wrong += k != EDDY_EINVAL;
+                else
+                    wrong += k != r || memcmp(got, want, (size_t)r) != 0;
+                accepted += r >= 0;
+            }
+        }
+    }
+    CHECK_EQ_INT(wrong, 0);
+    CHECK(accepted > 10000); /* most mutations are other valid encodings */
+}
+
 int main(void)
 {
     test_rfc4648_vectors();
@@ -162,5 +220,6 @@ int main(void)
     test_errors();
     test_roundtrip_in_place();
     test_every_digit();
+    test_every_byte_at_every_position();
     return test_report("test_base64");
 }
