@@ -1407,7 +1407,7 @@ typedef struct eddy_client_options {
      * within ping_timeout of it the connection is dead (error EDDY_CLIENT_ERR_HEARTBEAT,
      * close 1006) and reconnects if reconnect is on. */
     double ping_interval; /* seconds, 0: off [0] */
-    double ping_timeout;  /* seconds [10] */
+    double ping_timeout;  /* seconds, at most 604800 (7 days) [10] */
     /* Offline queue (with reconnect): data messages pushed while not connected wait, in
      * order, and go out first after the next open. Bounds: */
     size_t queue_max_messages; /* [1000]; 0: no queue (pushes get EDDY_ESTATE) */

@@ -117,6 +117,9 @@ struct free_wait {
 
 #define DEFAULT_STOP_CODES "1000,1008,1009,3500-3999,4000-4099,4500-4999"
 #define MAX_BODY           65536
+/* Seconds: the connection keeps the time of its last input in 32 bits of milliseconds
+ * (conn.h), right for 49.7 days; a week is more than any heartbeat needs. */
+#define PING_TIMEOUT_MAX (7 * 86400.0)
 
 static const eddy__proto_t handshake_proto;
 static int handshake_send(eddy__conn_t *conn);
@@ -397,7 +400,8 @@ eddy_client_t *eddy_client_new(eddy_server_t *srv, const eddy_client_options_t *
              !(opts->reconnect_factor >= 1) || !(opts->reconnect_jitter >= 0) ||
              opts->reconnect_jitter > 1 || opts->reconnect_max_attempts < 0 ||
              !(opts->ping_interval >= 0) || !(opts->ping_timeout > 0) ||
-             !(opts->queue_max_age >= 0) || opts->queue_overflow < 0 || opts->queue_overflow > 1)
+             opts->ping_timeout > PING_TIMEOUT_MAX || !(opts->queue_max_age >= 0) ||
+             opts->queue_overflow < 0 || opts->queue_overflow > 1)
         why = "an option is out of range";
     for (size_t i = 0; why == NULL && opts->headers != NULL && opts->headers[i] != NULL; i++)
         if (!header_valid(opts->headers[i]))
@@ -638,9 +642,9 @@ static void on_ping_timer(eddy__loop_t *loop, eddy__timer_t *timer)
         return;
     uint64_t interval = (uint64_t)(c->opts.ping_interval * 1000.0);
     uint64_t timeout = (uint64_t)(c->opts.ping_timeout * 1000.0);
-    uint64_t last = atomic_load_explicit(&c->conn->last_recv_ms, memory_order_relaxed);
     if (c->ping_waiting) {
-        if (last < c->ping_sent_ms) {
+        /* Nothing arrived since the ping. */
+        if (eddy__conn_quiet_ms(c->conn, loop->now_ms) > loop->now_ms - c->ping_sent_ms) {
             report_error(c, EDDY_CLIENT_ERR_HEARTBEAT, 0,
                          "no pong nor any other frame within ping_timeout", NULL, 0);
             eddy__conn_close(c->conn, EDDY__CLOSE_ABORT);

@@ -15,7 +15,7 @@
 #include "loop.h"
 #include "server.h"
 
-typedef struct eddy__conn_timer eddy__conn_timer_t;
+typedef struct eddy__conn_aside eddy__conn_aside_t;
 typedef struct eddy__sub eddy__sub_t;
 struct ssl_st;
 
@@ -114,16 +114,14 @@ struct eddy__conn {
      * the records over (tls_records), tls.c's record layer state. */
     void *tls;
 
-    /* The protocol's timeout (header, keep-alive, closing handshake), or the linger one:
-     * allocated when first armed, given up when a WebSocket connection comes to rest (it
-     * needs none then). */
-    eddy__conn_timer_t *timer;
+    /* What is needed only at times (conn.c): the protocol's timeout (header, keep-alive,
+     * closing handshake) or the linger one, and the whole messages waiting behind a
+     * fragmented one being sent (hold_output). Allocated when first needed, freed when
+     * neither is in use: a WebSocket connection at rest has none. */
+    eddy__conn_aside_t *aside;
 
     eddy__inbuf_t *in; /* input a parser could not finish yet; usually NULL */
     eddy__outq_t out;
-    /* Whole messages waiting behind a fragmented one being sent (hold_output); their bytes
-     * count in out_bytes already, so back-pressure sees them. */
-    eddy__outq_t held;
 
     const eddy__proto_t *proto; /* the protocol spoken: HTTP, then perhaps WebSocket */
     void *proto_state;          /* its state (may be NULL at rest: see ws.c) */
@@ -142,7 +140,7 @@ struct eddy__conn {
     bool paused : 1;        /* input not processed (detached HTTP response pending) */
     bool tls_handshaking : 1;
     bool tls_records : 1; /* tls is tls.c's record layer state, OpenSSL's SSL is gone */
-    bool hold_output : 1; /* a fragmented message is being sent: whole messages wait in held */
+    bool hold_output : 1; /* a fragmented message is being sent: whole messages wait aside */
     /* The WebSocket session at rest (ws.c; conn.c never reads these): kept here, a few
      * bits and bytes, so that an idle session needs no state of its own. */
     bool ever_established : 1; /* completed a WebSocket handshake at some point */
@@ -150,9 +148,10 @@ struct eddy__conn {
     bool ws_close_sent : 1;    /* our close frame is queued: no more data frames */
     bool ws_client : 1;        /* the session's role is client */
     bool client_owned : 1;     /* an eddy_client_t's connection: events go to client.c */
+    bool ping_pending : 1;     /* a keep-alive ping sent at ping_sent_ms waits for input */
     eddy__pmd_t pmd;
     /* When output went over the soft limit, in ticks of 2^EDDY__SOFT_TICK_SHIFT ms of the
-     * loop clock, wrapping: 16 bits fit in padding (the struct stays 184 bytes) and span
+     * loop clock, wrapping: 16 bits fit in padding (the struct stays 168 bytes) and span
      * 8,388 s, more than socket_buffer_soft_seconds may be (3,600). */
     uint16_t over_soft_tick;
 
@@ -163,12 +162,22 @@ struct eddy__conn {
     _Atomic uint8_t ws_status; /* enum eddy_ws_status */
     uint16_t local_port;
     eddy__peer_t peer;
-    uint32_t connect_s;            /* Unix time */
-    _Atomic uint64_t last_recv_ms; /* monotonic (the loop's clock), for the heartbeat */
-    uint64_t ping_sent_ms;         /* keep-alive ping waiting for any input since (0: none) */
-    _Atomic size_t out_bytes;      /* output queued, not yet written */
+    uint32_t connect_s; /* Unix time */
+    /* The loop clock's low 32 bits (4 bytes, not 8, in every connection) at the last input
+     * and at the pending ping: differences stay right for 49.7 days, more than any span
+     * they are compared with (heartbeat_idle_time is at most 7 days, a ping timeout 1 day
+     * on the server, 7 on the client). Read them through eddy__conn_quiet_ms(). */
+    _Atomic uint32_t last_recv_ms;
+    uint32_t ping_sent_ms;
+    _Atomic size_t out_bytes; /* output queued, not yet written */
     _Atomic(void *) user_data;
 };
+
+/* Milliseconds without input before now_ms (the loop clock; any thread, relaxed). */
+static inline uint32_t eddy__conn_quiet_ms(const eddy__conn_t *conn, uint64_t now_ms)
+{
+    return (uint32_t)now_ms - atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed);
+}
 
 /* The queued byte count: only the owner writes it, other threads read it (relaxed, so
  * these are plain moves). */
@@ -261,11 +270,11 @@ int eddy__conn_write(eddy__conn_t *conn, const void *data, size_t len);
 /* Queues a shared frame (a reference, no copy), a whole message: behind the fragmented
  * message being sent if there is one (hold_output). Returns 0 or EDDY_ENOMEM. */
 int eddy__conn_write_blob(eddy__conn_t *conn, eddy__blob_t *blob);
-/* Queues two pieces as one (a frame header and its payload) in held, behind the fragmented
+/* Queues two pieces as one (a frame header and its payload) aside, behind the fragmented
  * message being sent (RFC 6455 5.4: nothing but control frames may come between its
  * frames). Returns 0 or EDDY_ENOMEM. */
 int eddy__conn_hold2(eddy__conn_t *conn, const void *a, size_t a_len, const void *b, size_t b_len);
-/* The fragmented message's last frame is queued: what waited in held follows it, in order,
+/* The fragmented message's last frame is queued: what waited aside follows it, in order,
  * and hold_output ends. */
 void eddy__conn_release_held(eddy__conn_t *conn);
 /* Queues two pieces as one (a frame header and its payload). */
@@ -326,8 +335,10 @@ void eddy__conn_pause(eddy__conn_t *conn, bool paused);
  * the protocol's start() for every connection) makes the timer and may fail with EDDY_ENOMEM
  * (logged); every later call succeeds, so a connection never loses its timeout. */
 int eddy__conn_set_timeout(eddy__conn_t *conn, uint64_t ms);
-/* Stops the connection's timer and frees it. */
+/* Stops the connection's timer and gives it up. */
 void eddy__conn_drop_timer(eddy__conn_t *conn);
+/* Whether the connection's timer is armed. */
+bool eddy__conn_timeout_armed(const eddy__conn_t *conn);
 
 /* Whether conn is not keeping up right now, for EDDY_WS_FLAG_VOLATILE: the last write left
  * bytes unsent (the socket is watched for writability; the kernel's buffer is full or the

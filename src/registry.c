@@ -190,6 +190,7 @@ bool eddy__registry_get(eddy__registry_t *reg, eddy_fd_t id, eddy__session_view_
     if (id == 0)
         return false;
     eddy__registry_shard_t *shard = shard_of(reg, id);
+    uint32_t last_recv = 0;
     pthread_mutex_lock(&shard->lock);
     eddy__conn_t *s = eddy__connmap_get(&shard->map, id);
     if (s != NULL) {
@@ -197,7 +198,7 @@ bool eddy__registry_get(eddy__registry_t *reg, eddy_fd_t id, eddy__session_view_
         view->closing = atomic_load(&s->closing);
         view->ws_status = atomic_load(&s->ws_status);
         view->out_bytes = atomic_load_explicit(&s->out_bytes, memory_order_relaxed);
-        view->last_recv_ms = atomic_load_explicit(&s->last_recv_ms, memory_order_relaxed);
+        last_recv = atomic_load_explicit(&s->last_recv_ms, memory_order_relaxed);
         view->connect_ms = (uint64_t)s->connect_s * 1000u;
         view->peer = s->peer;
         view->local_port = s->local_port;
@@ -206,10 +207,10 @@ bool eddy__registry_get(eddy__registry_t *reg, eddy_fd_t id, eddy__session_view_
     }
     pthread_mutex_unlock(&shard->lock);
     if (s != NULL) {
-        /* The loop keeps the time of the last input on its monotonic clock: as Unix time,
-         * that long before now (and never before the connection began). */
-        uint64_t now = eddy__monotonic_ms();
-        uint64_t ago = now > view->last_recv_ms ? now - view->last_recv_ms : 0;
+        /* The loop keeps the time of the last input on its monotonic clock (the low 32
+         * bits: right for 49.7 days): as Unix time, that long before now (and never before
+         * the connection began). */
+        uint32_t ago = (uint32_t)eddy__monotonic_ms() - last_recv;
         uint64_t wall = (uint64_t)(eddy__wall_time() * 1000.0) - ago;
         view->last_recv_ms = EDDY__MAX(wall, view->connect_ms);
     }

@@ -739,9 +739,7 @@ static void heartbeat_check(eddy__loop_t *loop, eddy__timer_t *timer)
     /* Closing connections leave the map only at their final close, after this. */
     size_t it = 0;
     for (eddy__conn_t *conn; (conn = eddy__conn_next(loop, &it)) != NULL;) {
-        if (conn->ending ||
-            loop->now_ms - atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed) <
-                idle_ms)
+        if (conn->ending || eddy__conn_quiet_ms(conn, loop->now_ms) < idle_ms)
             continue;
         eddy__log(srv, EDDY__LOG_INFO, "session#%" PRIu64 ": idle for %g s, closed by heartbeat",
                   conn->id, opts->heartbeat_idle_ms / 1000.0);
@@ -801,11 +799,12 @@ static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
         if (!eddy__ws_open(conn) || conn->ws_status != EDDY_WS_STATUS_ACTIVE ||
             eddy__ws_close_sent(conn))
             continue;
-        if (conn->ping_sent_ms != 0) {
-            uint64_t last = atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed);
-            if (last >= conn->ping_sent_ms || timeout_ms == 0) { /* answered, or no timeout now */
-                conn->ping_sent_ms = 0;
-            } else if (now - conn->ping_sent_ms >= timeout_ms) {
+        if (conn->ping_pending) {
+            uint32_t since_ping = (uint32_t)now - conn->ping_sent_ms;
+            /* Answered (input since the ping), or no timeout now. */
+            if (eddy__conn_quiet_ms(conn, now) <= since_ping || timeout_ms == 0) {
+                conn->ping_pending = false;
+            } else if (since_ping >= timeout_ms) {
                 eddy__log(loop->srv, EDDY__LOG_INFO,
                           "session#%" PRIu64 ": no answer to a ping in %" PRIu32 " ms, dropped",
                           conn->id, timeout_ms);
@@ -817,8 +816,8 @@ static void ws_ping_check(eddy__loop_t *loop, eddy__timer_t *timer)
         }
         if (round) {
             eddy__ws_push(conn, NULL, 0, EDDY_WS_OPCODE_PING, EDDY_WS_FLAG_FIN);
-            if (timeout_ms > 0)
-                conn->ping_sent_ms = now;
+            conn->ping_sent_ms = (uint32_t)now;
+            conn->ping_pending = timeout_ms > 0;
         }
     }
     eddy__timer_start(loop, timer, ws_ping_period(interval_ms, timeout_ms));

@@ -999,8 +999,7 @@ ssize_t eddy__tls_writev(eddy__conn_t *conn, const struct iovec *iov, int n)
 void eddy__tls_conn_idle(eddy__conn_t *conn, uint64_t quiet_ms)
 {
     if (conn->tls == NULL || conn->tls_records || conn->tls_handshaking || conn->out.tail != NULL ||
-        conn->loop->now_ms - atomic_load_explicit(&conn->last_recv_ms, memory_order_relaxed) <
-            quiet_ms)
+        eddy__conn_quiet_ms(conn, conn->loop->now_ms) < quiet_ms)
         return;
     /* Refused (and harmless) while a record is half read or half written. */
     SSL_free_buffers(conn->tls);

@@ -479,6 +479,27 @@ static void test_bytes_after_close_frame(void)
     close(after_listener);
 }
 
+/* The heartbeat's timeout is bounded by what the connection's 32-bit clock of its last
+ * input can span (conn.h): a week is accepted, a second more is not. */
+static void test_ping_timeout_bounds(void)
+{
+    static const struct {
+        double ping_timeout;
+        bool accepted;
+    } cases[] = {{10, true}, {7 * 86400.0, true}, {7 * 86400.0 + 1, false}, {0, false}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        eddy_client_options_t opts;
+        eddy_client_options_init(&opts);
+        opts.url = url;
+        opts.ping_interval = 1;
+        opts.ping_timeout = cases[i].ping_timeout;
+        eddy_client_t *client = eddy_client_new(NULL, &opts);
+        CHECK_EQ_INT(client != NULL, cases[i].accepted);
+        if (client != NULL)
+            eddy_client_free(client);
+    }
+}
+
 int main(void)
 {
     if (!test_server_new("warning"))
@@ -501,6 +522,7 @@ int main(void)
     test_offline_queue_bounds();
     test_back_pressure_and_drain();
     test_bytes_after_close_frame();
+    test_ping_timeout_bounds();
 
     eddy_server_stop(test_server);
     pthread_join(thread, NULL);

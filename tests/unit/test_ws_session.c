@@ -317,10 +317,13 @@ static void test_client_masks_held_frames(void)
     harness_t h;
     if (!harness_new(&h, &client_handshake_done))
         return;
+    CHECK(h.conn->aside == NULL); /* at rest: no timer, nothing held */
     CHECK_EQ_INT(eddy_push(h.srv, h.id, "frag", 4, EDDY_WS_OPCODE_TEXT, 0), 0);
     CHECK_EQ_INT(eddy_push(h.srv, h.id, "whole", 5, EDDY_WS_OPCODE_TEXT, EDDY_WS_FLAG_FIN), 0);
+    CHECK(h.conn->aside != NULL); /* "whole" waits there */
     CHECK_EQ_INT(eddy_push(h.srv, h.id, "end", 3, EDDY_WS_OPCODE_CONTINUATION, EDDY_WS_FLAG_FIN),
                  0);
+    CHECK(h.conn->aside == NULL); /* released behind "end", and given up */
     uint8_t out[128];
     size_t len = drain(&h, out, sizeof(out));
     static const struct {
@@ -387,7 +390,7 @@ static void test_close_handshake(void)
     CHECK(payload != NULL && hdr.payload_len == 2 && memcmp(payload, close_1000, 2) == 0);
     CHECK(!h.conn->ending); /* waiting for the server's EOF */
     CHECK_EQ_INT(atomic_load(&h.conn->ws_status), EDDY_WS_STATUS_CLOSING);
-    CHECK(h.conn->timer != NULL);               /* armed: websocket_close_timeout */
+    CHECK(eddy__conn_timeout_armed(h.conn));    /* websocket_close_timeout */
     CHECK_EQ_INT(shutdown(h.peer, SHUT_WR), 0); /* the server closes */
     h.conn->io.cb(h.loop, &h.conn->io, EDDY__IO_READ);
     CHECK(h.conn->ending);
@@ -404,6 +407,22 @@ static void test_close_handshake(void)
     harness_free(&h);
 }
 
+/* The connection keeps its last input's time in the loop clock's low 32 bits: the quiet
+ * time stays right across their wrap (every 49.7 days of the monotonic clock). */
+static void test_quiet_time_across_clock_wrap(void)
+{
+    harness_t h;
+    if (!harness_new(&h, &server_handshake_done))
+        return;
+    uint64_t before_wrap = ((uint64_t)3 << 32) - 100;
+    atomic_store(&h.conn->last_recv_ms, (uint32_t)before_wrap);
+    CHECK_EQ_INT(eddy__conn_quiet_ms(h.conn, before_wrap), 0);
+    CHECK_EQ_INT(eddy__conn_quiet_ms(h.conn, before_wrap + 99), 99);
+    CHECK_EQ_INT(eddy__conn_quiet_ms(h.conn, before_wrap + 100), 100); /* low bits 0 */
+    CHECK_EQ_INT(eddy__conn_quiet_ms(h.conn, before_wrap + 7 * 86400000u), 7 * 86400000u);
+    harness_free(&h);
+}
+
 int main(void)
 {
     test_client_receives_unmasked();
@@ -413,5 +432,6 @@ int main(void)
     test_client_masks_held_frames();
     test_client_answers_ping_masked();
     test_close_handshake();
+    test_quiet_time_across_clock_wrap();
     return test_report("test_ws_session");
 }
