@@ -128,6 +128,7 @@ typedef struct conn {
     bool close_received;
     bool in_fragment;
     bool epollout;
+    bool tls_full; /* the last read filled the buffer: OpenSSL may hold more records */
     uint8_t fragment_opcode;
     uint8_t sio_step;
     uint32_t id;
@@ -575,13 +576,14 @@ static ssize_t io_send(conn_t *c, const void *data, size_t len)
 }
 
 /* recv() or SSL_read() until buf is full or nothing is left to read; 0 at end of stream.
- * Without read-ahead OpenSSL reads one record at a time from the socket, so plaintext it
- * holds back is only ever the rest of a record that did not fit: epoll still sees the rest. */
+ * OpenSSL reads ahead (one recv() takes every record the socket holds), so records it holds
+ * are invisible to epoll: when buf fills, c->tls_full tells the caller to read again. */
 static ssize_t io_recv(conn_t *c, uint8_t *buf, size_t cap)
 {
     if (c->ssl == NULL)
         return recv(c->fd, buf, cap, 0);
     size_t got = 0;
+    c->tls_full = false;
     while (got < cap) {
         ERR_clear_error();
         int n = SSL_read(c->ssl, buf + got, cap - got > INT_MAX ? INT_MAX : (int)(cap - got));
@@ -601,6 +603,7 @@ static ssize_t io_recv(conn_t *c, uint8_t *buf, size_t cap)
         errno = e == SSL_ERROR_SYSCALL ? errno : EPROTO;
         return -1;
     }
+    c->tls_full = got == cap;
     return (ssize_t)got;
 }
 
@@ -1477,7 +1480,9 @@ static void poll_once(int timeout_ms)
             if (c->state == ST_CONNECTING || c->state == ST_TLS)
                 on_writable(c); /* reports the connect error, or continues TLS */
             else
-                on_readable(c);
+                do
+                    on_readable(c);
+                while (c->gen == gen && c->state != ST_FREE && c->tls_full);
         }
         if (c->gen == gen && c->state != ST_FREE && (ev & EPOLLOUT))
             on_writable(c);
@@ -2130,6 +2135,7 @@ int main(int argc, char **argv)
         if (ssl_ctx == NULL || SSL_CTX_set_min_proto_version(ssl_ctx, TLS1_3_VERSION) != 1)
             die("cannot set up OpenSSL%s", "");
         SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_read_ahead(ssl_ctx, 1); /* a recv() per read, not two per record */
         SSL_CTX_set_mode(ssl_ctx,
                          SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     }
