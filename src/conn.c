@@ -194,26 +194,36 @@ struct eddy__conn_aside {
 
 static void conn_on_timer(eddy__loop_t *loop, eddy__timer_t *timer);
 
-/* The connection's aside, made if it has none; NULL: out of memory. */
+/* The connection's aside, made if it has none (from the loop's spares when it has one);
+ * NULL: out of memory. */
 static eddy__conn_aside_t *aside_get(eddy__conn_t *conn)
 {
     if (conn->aside == NULL) {
-        eddy__conn_aside_t *aside = calloc(1, sizeof(*aside));
+        eddy__loop_t *loop = conn->loop;
+        eddy__conn_aside_t *aside = loop->spare_aside_len > 0
+                                        ? loop->spare_asides[--loop->spare_aside_len]
+                                        : malloc(sizeof(*aside));
         if (aside == NULL)
             return NULL;
+        *aside = (eddy__conn_aside_t){.conn = conn};
         eddy__timer_init(&aside->timer, conn_on_timer);
-        aside->conn = conn;
         conn->aside = aside;
     }
     return conn->aside;
 }
 
-/* Frees the aside once neither its timer nor held output is in use. */
+/* Lets the aside go once neither its timer nor held output is in use. The loop keeps a
+ * few: a WebSocket handshake takes one for its header timeout and another for its closing
+ * linger, and connections that come and go each take and give back. */
 static void aside_trim(eddy__conn_t *conn)
 {
     eddy__conn_aside_t *aside = conn->aside;
     if (aside != NULL && !aside->timer_reserved && aside->held.tail == NULL) {
-        free(aside);
+        eddy__loop_t *loop = conn->loop;
+        if (loop->spare_aside_len < EDDY__SPARE_ASIDES)
+            loop->spare_asides[loop->spare_aside_len++] = aside;
+        else
+            free(aside);
         conn->aside = NULL;
     }
 }

@@ -492,6 +492,8 @@ void eddy__loop_free(eddy__loop_t *loop)
             free(seg);
         }
     }
+    for (int i = 0; i < loop->spare_aside_len; i++)
+        free(loop->spare_asides[i]);
     free(loop->heap);
     free(loop->defers);
     free(loop->recv_buf);

@@ -18,6 +18,7 @@ typedef struct eddy__seg eddy__seg_t;
 /* Output segments come in a few sizes (conn.c), each with a bounded per-loop cache: a
  * small frame queued to each of thousands of connections takes a small segment each. */
 #define EDDY__SEG_CLASSES  4
+#define EDDY__SPARE_ASIDES 16    /* 56 bytes each */
 #define EDDY__SEG_MAX_SIZE 16384 /* the largest class; bigger writes get a segment of their own */
 /* Bytes read at once behind input already pending. */
 #define EDDY__READ_CHUNK 16384
@@ -241,6 +242,9 @@ struct eddy__loop {
     uint16_t seg_cache_len[EDDY__SEG_CLASSES];
     eddy__seg_t *ref_cache; /* spare segments for shared frames */
     size_t ref_cache_len;
+    /* Connections' asides (timer and held output, conn.c) let go, kept for the next. */
+    struct eddy__conn_aside *spare_asides[EDDY__SPARE_ASIDES];
+    uint8_t spare_aside_len;
 
     int wakeup_fd; /* eventfd: wakes the loop from other threads (stop) */
     eddy__io_t wakeup_io;

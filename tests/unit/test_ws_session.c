@@ -423,6 +423,94 @@ static void test_quiet_time_across_clock_wrap(void)
     harness_free(&h);
 }
 
+/* A protocol that only keeps time: its timeout names the connection it fired for. */
+static eddy__conn_t *timed_out;
+
+static int start_timed(eddy__conn_t *conn)
+{
+    (void)conn;
+    return 0;
+}
+
+static size_t consume_all(eddy__conn_t *conn, char *buf, size_t len)
+{
+    (void)conn;
+    (void)buf;
+    return len;
+}
+
+static void note_timeout(eddy__conn_t *conn)
+{
+    timed_out = conn;
+}
+
+static const eddy__proto_t timed_proto = {.name = "timed",
+                                          .start = start_timed,
+                                          .process = consume_all,
+                                          .timeout = note_timeout,
+                                          .closed = no_state,
+                                          .free = no_state};
+
+/* The aside (timer and held output) a connection lets go serves the next one: its timer
+ * then fires for the new connection, not the one that let it go; the loop keeps at most
+ * EDDY__SPARE_ASIDES of them and frees the rest (and those when it goes: ASan's leak
+ * check). */
+static void test_aside_passed_to_next_connection(void)
+{
+    eddy_server_t *srv = eddy_server_new("127.0.0.1", 0);
+    CHECK(srv != NULL);
+    if (srv == NULL)
+        return;
+    CHECK_EQ_INT(eddy_server_set(srv, "log_level", "error"), 0);
+    eddy__options_resolve(&srv->opts);
+    eddy__loop_t *loop = srv->loops[0];
+    eddy__current_loop = loop;
+    struct sockaddr_in addr = {
+        .sin_family = AF_INET, .sin_port = htons(40000), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    eddy__listener_t listener = {.srv = srv, .port = 9, .bound_port = 9};
+    enum { N = EDDY__SPARE_ASIDES + 4 };
+    eddy__conn_t *conns[N];
+    int peers[N];
+    for (int i = 0; i < N; i++) {
+        int sv[2];
+        CHECK_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+        conns[i] =
+            eddy__conn_new(loop, sv[0], (struct sockaddr *)&addr, &listener, 0, &timed_proto);
+        peers[i] = sv[1];
+        CHECK(conns[i] != NULL);
+        if (conns[i] == NULL)
+            return;
+        CHECK_EQ_INT(eddy__conn_set_timeout(conns[i], 60000), 0);
+        CHECK(conns[i]->aside != NULL);
+    }
+    eddy__conn_aside_t *last_kept = conns[EDDY__SPARE_ASIDES - 1]->aside;
+    for (int i = 0; i < N; i++) {
+        eddy__conn_drop_timer(conns[i]);
+        CHECK(conns[i]->aside == NULL);
+    }
+    CHECK_EQ_INT(loop->spare_aside_len, EDDY__SPARE_ASIDES);
+
+    eddy__conn_t *next = conns[N - 1];
+    CHECK_EQ_INT(eddy__conn_set_timeout(next, 1), 0);
+    CHECK(next->aside == last_kept);
+    CHECK(eddy__conn_timeout_armed(next));
+    CHECK_EQ_INT(loop->spare_aside_len, EDDY__SPARE_ASIDES - 1);
+    usleep(5000);
+    eddy__loop_refresh_clock(loop);
+    timed_out = NULL;
+    eddy__loop_run_timers(loop);
+    CHECK(timed_out == next);
+
+    for (int i = 0; i < N; i++) {
+        eddy__conn_close(conns[i], EDDY__CLOSE_ABORT);
+        close(peers[i]);
+    }
+    eddy__loop_reap(loop);
+    CHECK_EQ_INT(loop->spare_aside_len, EDDY__SPARE_ASIDES);
+    eddy__current_loop = NULL;
+    eddy_server_free(srv);
+}
+
 int main(void)
 {
     test_client_receives_unmasked();
@@ -433,5 +521,6 @@ int main(void)
     test_client_answers_ping_masked();
     test_close_handshake();
     test_quiet_time_across_clock_wrap();
+    test_aside_passed_to_next_connection();
     return test_report("test_ws_session");
 }
