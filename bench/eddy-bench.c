@@ -1900,7 +1900,7 @@ static void usage(void)
           "        --connect-batch N --setup-timeout S --topic T --label TEXT --tls\n"
           "publish: --port2 N (every second subscriber there) --redis-port N (its CPU)\n"
           "         --mark-steady (a line on stdout when the steady window starts and ends)\n"
-          "echo only: --deflate\n"
+          "echo, handshake: --deflate (handshake: offered, and required in the 101)\n"
           "echo, publish, idle: --sio (Socket.IO test application, see bench/README.md)\n",
           stderr);
     exit(2);
@@ -2076,7 +2076,8 @@ int main(int argc, char **argv)
     }
     if (optind != argc || opt.conns <= 0 || opt.inflight <= 0 || opt.size > MAX_SIZE ||
         opt.seconds <= 0 || opt.stall <= 0 || opt.connect_batch <= 0 || opt.sources < 0 ||
-        opt.sources > 253 || opt.messages <= 0 || (opt.deflate && opt.mode != MODE_ECHO) ||
+        opt.sources > 253 || opt.messages <= 0 ||
+        (opt.deflate && opt.mode != MODE_ECHO && opt.mode != MODE_HANDSHAKE) ||
         (opt.sio && (opt.mode == MODE_HANDSHAKE || opt.deflate || opt.binary)) || opt.port2 < 0 ||
         opt.port2 > 65535 || opt.redis_port < 0 || opt.redis_port > 65535 ||
         ((opt.port2 > 0 || opt.redis_port > 0 || opt.mark_steady) && opt.mode != MODE_PUBLISH))
