@@ -279,10 +279,15 @@ bool eddy__ws_negotiate(eddy__conn_t *conn, const eddy_request_t *req, eddy__pmd
         if (!eddy__span_eq(req->buf, hd->name, "sec-websocket-extensions") ||
             !eddy__pmd_negotiate(req->buf + hd->value.off, hd->value.len, &opts->pmd, pmd))
             continue;
-        char value[160];
-        if (eddy__pmd_response(pmd, value, sizeof(value)) < 0)
+        static const char name[] = "Sec-WebSocket-Extensions: ";
+        size_t name_len = sizeof(name) - 1;
+        if (header_cap < name_len + 3)
             return false;
-        snprintf(header, header_cap, "Sec-WebSocket-Extensions: %s\r\n", value);
+        memcpy(header, name, name_len);
+        int value_len = eddy__pmd_response(pmd, header + name_len, header_cap - name_len - 2);
+        if (value_len < 0)
+            return false;
+        memcpy(header + name_len + value_len, "\r\n", 3);
         return true;
     }
     return false;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* permessage-deflate: negotiation (RFC 7692 section 7) and the zlib stream wrappers. */
 #include <limits.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <zlib.h>
 
@@ -135,6 +136,41 @@ static void takeover_roundtrips(int bits, const char *text, size_t len, int roun
     }
     eddy__deflater_free(d);
     eddy__inflater_free(i);
+}
+
+/* The response value for every combination of parameters and window bits, against
+ * snprintf; a buffer one byte short of the value and its NUL is refused whole. */
+static void test_response_every_form(void)
+{
+    for (unsigned form = 0; form < 16; form++) {
+        for (uint8_t bits = 8; bits <= 15; bits++) {
+            eddy__pmd_t pmd = {.server_window_bits = (uint8_t)(bits < 9 ? 9 : bits),
+                               .client_window_bits = (uint8_t)(23 - bits),
+                               .server_no_context_takeover = form & 1,
+                               .client_no_context_takeover = form & 2,
+                               .announce_server_bits = form & 4,
+                               .announce_client_bits = form & 8};
+            char want[200], server_bits[40] = "", client_bits[40] = "";
+            if (pmd.announce_server_bits)
+                snprintf(server_bits, sizeof(server_bits), "; server_max_window_bits=%u",
+                         pmd.server_window_bits);
+            if (pmd.announce_client_bits)
+                snprintf(client_bits, sizeof(client_bits), "; client_max_window_bits=%u",
+                         pmd.client_window_bits);
+            int want_len =
+                snprintf(want, sizeof(want), "permessage-deflate%s%s%s%s",
+                         pmd.server_no_context_takeover ? "; server_no_context_takeover" : "",
+                         pmd.client_no_context_takeover ? "; client_no_context_takeover" : "",
+                         server_bits, client_bits);
+            char got[200];
+            CHECK_EQ_INT(eddy__pmd_response(&pmd, got, sizeof(got)), want_len);
+            CHECK_STR(got, want);
+            CHECK_EQ_INT(eddy__pmd_response(&pmd, got, (size_t)want_len + 1), want_len);
+            CHECK_STR(got, want);
+            for (size_t cap = 0; cap <= (size_t)want_len; cap++)
+                CHECK_EQ_INT(eddy__pmd_response(&pmd, got, cap), EDDY_ETOOBIG);
+        }
+    }
 }
 
 static void test_streams(void)
@@ -325,6 +361,7 @@ static void test_chunked_zlib_calls(void)
 int main(void)
 {
     test_negotiation();
+    test_response_every_form();
     test_streams();
     test_fitted_window();
     test_bomb();
