@@ -1611,16 +1611,16 @@ static int run_handshake(void)
     stop_requested = true;
     double secs = window_seconds(&w);
     double server = w.server1 - w.server0;
-    printf("handshake: %d concurrent, %.2f s: %.0f handshakes/s (connect, upgrade, close "
+    printf("handshake: %d concurrent%s, %.2f s: %.0f handshakes/s (connect, upgrade, close "
            "handshake, server closes first)",
-           opt.conns, secs, (double)measured / secs);
+           opt.conns, opt.deflate ? ", permessage-deflate" : "", secs, (double)measured / secs);
     if (isfinite(server) && measured > 0)
         printf("; server CPU %.2f us/handshake, server busy %.0f%%",
                server * 1e6 / (double)measured, 100 * server / secs);
     print_busy(&w, secs);
     printf("; %" PRIu64 " errors, %" PRIu64 " close timeouts\n", errors, close_timeouts);
     json_head();
-    printf("\"concurrency\":%d,", opt.conns);
+    printf("\"concurrency\":%d,\"deflate\":%s,", opt.conns, opt.deflate ? "true" : "false");
     json_num("seconds", secs, false);
     printf("\"handshakes\":%" PRIu64 ",", measured);
     json_num("msg_per_s", (double)measured / secs, false);
