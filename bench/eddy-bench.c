@@ -23,8 +23,16 @@
  * --server-pid PID (read the server's CPU time and RSS from /proc; given up to 4 times, the
  * servers' CPU and waits are summed, RSS is the first's), --warmup SECONDS,
  * --connect-batch N (connections being set up at once), --label TEXT (copied to the JSON),
- * --tls (wss: TLS 1.3 with OpenSSL, the certificate is not checked), --deflate (offer
- * permessage-deflate with client_no_context_takeover and send every message compressed).
+ * --tls (wss: TLS 1.3, the certificate is not checked; see "TLS records" below), --deflate
+ * (offer permessage-deflate with client_no_context_takeover and send every message
+ * compressed).
+ *
+ * TLS records: OpenSSL makes the handshake; the records after it are sealed and opened by
+ * eddy's record layer (src/tls13.c), as eddy's server does with its own, because OpenSSL's
+ * record layer made eddy-bench the bottleneck of a wss echo (the client at 99% of its CPU,
+ * the server waiting for it). --openssl-records leaves them to OpenSSL's SSL_read and
+ * SSL_write. Session tickets are skipped; a KeyUpdate from the server is not followed (the
+ * next record fails to open, and the connection with it).
  *
  * Two nodes of one cluster (bench/scaleout/run): publish --port2 N connects every second
  * subscriber to port N instead (the publisher stays on --port), and --redis-port N reads the
@@ -67,6 +75,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "tls13.h"
 #include "ws_frame.h"
 
 #define MAX_EVENTS      1024
@@ -106,6 +115,7 @@ typedef struct options {
     int connect_batch;
     bool binary;
     bool tls;
+    bool openssl_records; /* --tls: OpenSSL's record layer, not tls13.c */
     bool deflate;
     bool sio;
     pid_t server_pid;                   /* the first --server-pid */
@@ -120,6 +130,13 @@ typedef struct options {
     double stall;
 } options_t;
 
+/* The application traffic secrets of a TLS handshake, from OpenSSL's keylog callback. */
+typedef struct tls_secrets {
+    uint8_t client[EDDY__TLS13_SECRET_MAX];
+    uint8_t server[EDDY__TLS13_SECRET_MAX];
+    size_t client_len, server_len;
+} tls_secrets_t;
+
 typedef struct conn {
     int fd;
     uint8_t state;
@@ -129,6 +146,7 @@ typedef struct conn {
     bool in_fragment;
     bool epollout;
     bool tls_full; /* the last read filled the buffer: OpenSSL may hold more records */
+    bool tls_eof;  /* the server's close_notify was opened */
     uint8_t fragment_opcode;
     uint8_t sio_step;
     uint32_t id;
@@ -145,7 +163,11 @@ typedef struct conn {
     size_t out_off, out_len, out_cap;
     uint8_t *frame; /* echo: this connection's masked message, built once */
     size_t frame_len;
-    SSL *ssl;          /* --tls */
+    SSL *ssl;               /* --tls: the handshake, and with --openssl-records the records */
+    tls_secrets_t *secrets; /* --tls: what the handshake hands to rec */
+    eddy__tls13_t *rec;     /* --tls: the records after the handshake */
+    uint8_t *cipher;        /* a record received in part (EDDY__TLS13_RECORD_MAX bytes) */
+    size_t cipher_len;
     z_stream *inflate; /* --deflate: the server's messages, one stream per connection */
 } conn_t;
 
@@ -561,7 +583,155 @@ static bool conn_setting_up(const conn_t *c)
            c->state == ST_SIO;
 }
 
-/* send() or SSL_write(); -1 with errno EAGAIN when the socket (or TLS) cannot take more. */
+/* ---- TLS records after the handshake (see "TLS records" above) ---- */
+
+static uint8_t *sealed; /* the records of one conn_send() */
+static size_t sealed_cap;
+static uint8_t *tls_in; /* the records of one read (rbuf_cap bytes) */
+
+static int secrets_index = -1; /* the SSL's ex_data slot for its conn_t */
+
+/* OpenSSL's keylog callback: keeps the application traffic secrets of the handshake of the
+ * connection ssl belongs to. A line is "LABEL <client random, hex> <secret, hex>". */
+static void tls_keylog(const SSL *ssl, const char *line)
+{
+    conn_t *c = SSL_get_ex_data(ssl, secrets_index);
+    if (c == NULL || c->secrets == NULL)
+        return;
+    uint8_t *secret;
+    size_t *secret_len;
+    if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0) {
+        secret = c->secrets->client;
+        secret_len = &c->secrets->client_len;
+    } else if (strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0) {
+        secret = c->secrets->server;
+        secret_len = &c->secrets->server_len;
+    } else {
+        return;
+    }
+    const char *hex = strrchr(line, ' ') + 1;
+    size_t digits = strlen(hex);
+    if (digits % 2 != 0 || digits / 2 > EDDY__TLS13_SECRET_MAX)
+        return;
+    for (size_t i = 0; i < digits / 2; i++) {
+        unsigned byte;
+        if (sscanf(hex + 2 * i, "%2x", &byte) != 1)
+            return;
+        secret[i] = (uint8_t)byte;
+    }
+    *secret_len = digits / 2;
+}
+
+/* After SSL_connect(): tls13.c takes the records over from OpenSSL, which has written none
+ * (our Finished was the last handshake record) and, reading without read-ahead, holds none
+ * of the server's. Returns false if it cannot (not TLS 1.3, a suite tls13.c lacks). */
+static bool tls_take_over(conn_t *c)
+{
+    tls_secrets_t *s = c->secrets;
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
+    uint16_t suite = cipher != NULL ? SSL_CIPHER_get_protocol_id(cipher) : 0;
+    size_t secret_len;
+    bool ok = s != NULL && SSL_version(c->ssl) == TLS1_3_VERSION &&
+              eddy__tls13_suite_supported(suite, &secret_len) && s->client_len == secret_len &&
+              s->server_len == secret_len && SSL_has_pending(c->ssl) == 0 &&
+              eddy__tls13_new(suite, s->server, s->client, secret_len, 0, 0, &c->rec) == 0;
+    if (s != NULL) {
+        OPENSSL_cleanse(s, sizeof(*s));
+        free(s);
+        c->secrets = NULL;
+    }
+    if (ok) {
+        SSL_free(c->ssl); /* it sends nothing more: the socket is ours */
+        c->ssl = NULL;
+    }
+    return ok;
+}
+
+/* Seals *len bytes at p into records; returns them (*len: their length), or NULL. */
+static const uint8_t *tls_seal(conn_t *c, const uint8_t *p, size_t *len)
+{
+    size_t n = *len;
+    size_t records = (n + EDDY__TLS13_PLAIN_MAX - 1) / EDDY__TLS13_PLAIN_MAX;
+    size_t need = n + records * EDDY__TLS13_OVERHEAD;
+    if (need > sealed_cap) {
+        sealed_cap = need;
+        sealed = xrealloc(sealed, sealed_cap);
+    }
+    size_t out = 0;
+    for (size_t off = 0; off < n;) {
+        size_t take = n - off < EDDY__TLS13_PLAIN_MAX ? n - off : EDDY__TLS13_PLAIN_MAX;
+        memcpy(sealed + out + EDDY__TLS13_HEADER, p + off, take);
+        size_t rec_len = eddy__tls13_seal(c->rec, EDDY__TLS13_APPLICATION_DATA, sealed + out, take);
+        if (rec_len == 0)
+            return NULL;
+        out += rec_len;
+        off += take;
+    }
+    *len = out;
+    return sealed;
+}
+
+/* One recv() of records, opened into buf (cap bytes): as recv() returns. The records read
+ * are at most cap bytes, so their plaintext fits; a record received in part waits in
+ * c->cipher. Session tickets (handshake records) are skipped; close_notify ends the stream
+ * once what came before it is handed out; any other alert is an error (EPROTO). */
+static ssize_t tls_recv(conn_t *c, uint8_t *buf, size_t cap)
+{
+    if (c->tls_eof)
+        return 0;
+    size_t have = c->cipher_len;
+    if (cap > rbuf_cap)
+        cap = rbuf_cap;
+    if (cap <= have)
+        die("the receive buffer cannot take a TLS record%s", "");
+    if (have > 0)
+        memcpy(tls_in, c->cipher, have);
+    ssize_t n = recv(c->fd, tls_in + have, cap - have, 0);
+    if (n <= 0)
+        return n;
+    size_t total = have + (size_t)n, off = 0, got = 0;
+    for (;;) {
+        long rec_len = eddy__tls13_record_len(tls_in + off, total - off);
+        if (rec_len < 0) {
+            errno = EPROTO;
+            return -1;
+        }
+        if (rec_len == 0 || (size_t)rec_len > total - off)
+            break;
+        uint8_t type;
+        long len = eddy__tls13_open(c->rec, tls_in + off, (size_t)rec_len, buf + got, &type);
+        if (len < 0) {
+            errno = EPROTO;
+            return -1;
+        }
+        off += (size_t)rec_len;
+        if (type == EDDY__TLS13_APPLICATION_DATA) {
+            got += (size_t)len;
+        } else if (type == EDDY__TLS13_ALERT) {
+            if (len != 2 || buf[got + 1] != 0) { /* not close_notify */
+                errno = EPROTO;
+                return -1;
+            }
+            c->tls_eof = true;
+            off = total;
+            break;
+        }
+    }
+    c->cipher_len = total - off;
+    if (c->cipher_len > 0) {
+        if (c->cipher == NULL)
+            c->cipher = xrealloc(NULL, EDDY__TLS13_RECORD_MAX);
+        memcpy(c->cipher, tls_in + off, c->cipher_len);
+    }
+    if (got == 0 && !c->tls_eof) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return (ssize_t)got;
+}
+
+/* send() or SSL_write(); -1 with errno EAGAIN when the socket (or TLS) cannot take more.
+ * Records sealed by tls_seal() go out with send(). */
 static ssize_t io_send(conn_t *c, const void *data, size_t len)
 {
     if (c->ssl == NULL)
@@ -580,6 +750,8 @@ static ssize_t io_send(conn_t *c, const void *data, size_t len)
  * are invisible to epoll: when buf fills, c->tls_full tells the caller to read again. */
 static ssize_t io_recv(conn_t *c, uint8_t *buf, size_t cap)
 {
+    if (c->rec != NULL)
+        return tls_recv(c, buf, cap);
     if (c->ssl == NULL)
         return recv(c->fd, buf, cap, 0);
     size_t got = 0;
@@ -610,6 +782,10 @@ static ssize_t io_recv(conn_t *c, uint8_t *buf, size_t cap)
 /* Queues bytes: writes at once when nothing is pending, keeps what the socket refuses. */
 static bool conn_send(conn_t *c, const void *data, size_t len)
 {
+    if (c->rec != NULL && (data = tls_seal(c, data, &len)) == NULL) {
+        conn_fail(c, "sealing a TLS record failed");
+        return false;
+    }
     if (c->out_len == c->out_off) {
         c->out_len = c->out_off = 0;
         ssize_t n = io_send(c, data, len);
@@ -816,6 +992,12 @@ static void conn_release(conn_t *c)
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
+    free(c->secrets);
+    c->secrets = NULL;
+    eddy__tls13_free(c->rec);
+    c->rec = NULL;
+    c->cipher_len = 0;
+    c->tls_eof = false;
     if (c->inflate != NULL)
         inflateReset(c->inflate);
     c->state = ST_FREE;
@@ -1396,6 +1578,12 @@ static void tls_step(conn_t *c)
         if (tls_cipher[0] == '\0')
             snprintf(tls_cipher, sizeof(tls_cipher), "%s %s", SSL_get_version(c->ssl),
                      SSL_get_cipher_name(c->ssl));
+        if (opt.openssl_records) {
+            SSL_set_read_ahead(c->ssl, 1); /* a recv() per read, not two per record */
+        } else if (!tls_take_over(c)) {
+            conn_fail(c, "tls13.c cannot take this connection's records (--openssl-records can)");
+            return;
+        }
         send_upgrade(c);
         return;
     }
@@ -1425,6 +1613,13 @@ static void on_writable(conn_t *c)
         if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
             conn_fail(c, "SSL_new failed");
             return;
+        }
+        if (!opt.openssl_records) {
+            c->secrets = calloc(1, sizeof(*c->secrets));
+            if (c->secrets == NULL || SSL_set_ex_data(c->ssl, secrets_index, c) != 1) {
+                conn_fail(c, "out of memory");
+                return;
+            }
         }
         c->state = ST_TLS;
         tls_step(c);
@@ -1548,9 +1743,11 @@ static int run_echo(void)
     window_end(&w);
     double secs = window_seconds(&w);
     double server = w.server1 - w.server0;
-    printf("echo: %d conns x %d in flight x %zu B %s%s%s%s, %.2f s: %.0f msg/s", opened,
+    const char *records = !opt.tls ? "" : opt.openssl_records ? "openssl" : "tls13.c";
+    printf("echo: %d conns x %d in flight x %zu B %s%s%s%s%s%s%s, %.2f s: %.0f msg/s", opened,
            opt.inflight, opt.size, opt.binary ? "binary" : "text",
-           opt.deflate ? " permessage-deflate" : "", opt.tls ? " over " : "", tls_cipher, secs,
+           opt.deflate ? " permessage-deflate" : "", opt.tls ? " over " : "", tls_cipher,
+           opt.tls ? " (records: " : "", records, opt.tls ? ")" : "", secs,
            (double)measured / secs);
     if (isfinite(server) && measured > 0)
         printf("; server CPU %.2f us/msg (%.2f s per million), server busy %.0f%%",
@@ -1564,6 +1761,7 @@ static int run_echo(void)
            opened, opt.inflight, opt.size, opt.binary ? "true" : "false");
     printf("\"deflate\":%s,\"compressed_replies\":%" PRIu64 ",\"tls\":\"%s\",",
            opt.deflate ? "true" : "false", compressed_replies, tls_cipher);
+    printf("\"tls_records\":\"%s\",", records);
     json_num("seconds", secs, false);
     printf("\"messages\":%" PRIu64 ",", measured);
     json_num("msg_per_s", (double)measured / secs, false);
@@ -1898,6 +2096,7 @@ static void usage(void)
           "       eddy-bench idle -c N [--sources K] [--hold SECONDS] [--stdin]\n"
           "common: --host ADDR --port N --path P --server-pid PID --sources K --warmup S\n"
           "        --connect-batch N --setup-timeout S --topic T --label TEXT --tls\n"
+          "        --openssl-records (--tls: OpenSSL's record layer after the handshake)\n"
           "publish: --port2 N (every second subscriber there) --redis-port N (its CPU)\n"
           "         --mark-steady (a line on stdout when the steady window starts and ends)\n"
           "echo, handshake: --deflate (handshake: offered, and required in the 101)\n"
@@ -1942,6 +2141,7 @@ int main(int argc, char **argv)
         O_PUBWARM,
         O_STALL,
         O_TLS,
+        O_OPENSSL_RECORDS,
         O_DEFLATE,
         O_SIO,
         O_PORT2,
@@ -1968,6 +2168,7 @@ int main(int argc, char **argv)
         {"publish-warmup", required_argument, NULL, O_PUBWARM},
         {"stall", required_argument, NULL, O_STALL},
         {"tls", no_argument, NULL, O_TLS},
+        {"openssl-records", no_argument, NULL, O_OPENSSL_RECORDS},
         {"deflate", no_argument, NULL, O_DEFLATE},
         {"sio", no_argument, NULL, O_SIO},
         {"port2", required_argument, NULL, O_PORT2},
@@ -2061,6 +2262,9 @@ int main(int argc, char **argv)
         case O_TLS:
             opt.tls = true;
             break;
+        case O_OPENSSL_RECORDS:
+            opt.openssl_records = true;
+            break;
         case O_DEFLATE:
             opt.deflate = true;
             break;
@@ -2136,9 +2340,15 @@ int main(int argc, char **argv)
         if (ssl_ctx == NULL || SSL_CTX_set_min_proto_version(ssl_ctx, TLS1_3_VERSION) != 1)
             die("cannot set up OpenSSL%s", "");
         SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_NONE, NULL);
-        SSL_CTX_set_read_ahead(ssl_ctx, 1); /* a recv() per read, not two per record */
         SSL_CTX_set_mode(ssl_ctx,
                          SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        if (!opt.openssl_records) {
+            secrets_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+            if (secrets_index < 0)
+                die("cannot set up OpenSSL%s", "");
+            SSL_CTX_set_keylog_callback(ssl_ctx, tls_keylog);
+            tls_in = xrealloc(NULL, rbuf_cap);
+        }
     }
 
     int rc = 1;
@@ -2170,6 +2380,9 @@ int main(int argc, char **argv)
         free(conns[i].frame);
         if (conns[i].ssl != NULL)
             SSL_free(conns[i].ssl);
+        free(conns[i].secrets);
+        eddy__tls13_free(conns[i].rec);
+        free(conns[i].cipher);
         if (conns[i].inflate != NULL) {
             inflateEnd(conns[i].inflate);
             free(conns[i].inflate);
@@ -2178,6 +2391,8 @@ int main(int argc, char **argv)
     free(conns);
     free(inflated);
     SSL_CTX_free(ssl_ctx);
+    free(sealed);
+    free(tls_in);
     free(rbuf);
     free(wbuf);
     if (timerfd >= 0)
