@@ -316,7 +316,7 @@ FUZZ_SECONDS ?= 20
 FUZZ_CFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 \
 	-Iinclude -Isrc -Irt -Itests/support
 FUZZ_CODEC_SRCS := src/http_parser.c src/ws_codec.c src/utf8.c src/handshake.c src/base64.c \
-	src/tls13.c
+	src/tls13.c src/provider.c
 FUZZ_CODEC_DRIVERS := fuzz_http_parser fuzz_http_response fuzz_ws_codec fuzz_utf8 fuzz_pmd fuzz_tls13 \
 	fuzz_deflater
 # The stateful sessions (fuzz/session.h): the whole library linked in.
@@ -434,9 +434,9 @@ bench-tools: $(BENCH_TOOLS)
 
 # Links tls13.c, not the library: its TLS records are sealed and opened as eddy's server does.
 $(BENCH_BUILD)/eddy-bench: bench/eddy-bench.c bench/ws_frame.h src/tls13.c src/tls13.h \
-		include/eddy.h | $(BENCH_BUILD)/peers
-	$(CC) $(BENCH_CFLAGS) -Iinclude -Isrc -o $@ bench/eddy-bench.c src/tls13.c -lssl -lcrypto \
-		-lz -lm
+		src/provider.c src/provider.h include/eddy.h | $(BENCH_BUILD)/peers
+	$(CC) $(BENCH_CFLAGS) -Iinclude -Isrc -o $@ bench/eddy-bench.c src/tls13.c src/provider.c \
+		-lssl -lcrypto -lz -lm
 
 # Links the deflater's sources, not the library: it compares internals (src/deflater.h).
 $(BENCH_BUILD)/deflate_compare: bench/deflate_compare.c src/deflater.c src/util.c \

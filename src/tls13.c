@@ -21,9 +21,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "eddy.h"
+#include "provider.h"
 #include "tls13.h"
 
 #define NONCE_LEN 12
@@ -62,23 +62,13 @@ static bool impl_found[SUITE_COUNT];
 static EVP_KDF *hkdf;
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 
-/* True if name is one of the colon-separated names of list. */
-static bool names_include(const char *list, const char *name)
-{
-    size_t len = strlen(name);
-    for (const char *p = list; p != NULL; p = strchr(p, ':'), p = p != NULL ? p + 1 : NULL)
-        if (strncasecmp(p, name, len) == 0 && (p[len] == ':' || p[len] == 0))
-            return true;
-    return false;
-}
-
-static void *dispatch_fn(const OSSL_DISPATCH *d, int id)
-{
-    for (; d->function_id != 0; d++)
-        if (d->function_id == id)
-            return (void *)d->function;
-    return NULL;
-}
+/* The functions find_impl() takes, in cipher_impl_t's order. */
+static const int cipher_fn_ids[] = {
+    OSSL_FUNC_CIPHER_NEWCTX,         OSSL_FUNC_CIPHER_FREECTX,        OSSL_FUNC_CIPHER_ENCRYPT_INIT,
+    OSSL_FUNC_CIPHER_DECRYPT_INIT,   OSSL_FUNC_CIPHER_UPDATE,         OSSL_FUNC_CIPHER_FINAL,
+    OSSL_FUNC_CIPHER_GET_CTX_PARAMS, OSSL_FUNC_CIPHER_SET_CTX_PARAMS,
+};
+#define CIPHER_FN_COUNT (sizeof(cipher_fn_ids) / sizeof(cipher_fn_ids[0]))
 
 static bool find_impl(const char *name, cipher_impl_t *impl)
 {
@@ -86,30 +76,19 @@ static bool find_impl(const char *name, cipher_impl_t *impl)
     if (impl->fetched == NULL)
         return false;
     OSSL_PROVIDER *prov = (OSSL_PROVIDER *)EVP_CIPHER_get0_provider(impl->fetched);
-    int no_cache;
-    const OSSL_ALGORITHM *algs = OSSL_PROVIDER_query_operation(prov, OSSL_OP_CIPHER, &no_cache);
-    const OSSL_DISPATCH *d = NULL;
-    for (const OSSL_ALGORITHM *a = algs; a != NULL && a->algorithm_names != NULL; a++)
-        if (names_include(a->algorithm_names, name)) {
-            d = a->implementation;
-            break;
-        }
-    if (d != NULL) {
-        impl->provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
-        impl->newctx = dispatch_fn(d, OSSL_FUNC_CIPHER_NEWCTX);
-        impl->freectx = dispatch_fn(d, OSSL_FUNC_CIPHER_FREECTX);
-        impl->encrypt_init = dispatch_fn(d, OSSL_FUNC_CIPHER_ENCRYPT_INIT);
-        impl->decrypt_init = dispatch_fn(d, OSSL_FUNC_CIPHER_DECRYPT_INIT);
-        impl->update = dispatch_fn(d, OSSL_FUNC_CIPHER_UPDATE);
-        impl->final = dispatch_fn(d, OSSL_FUNC_CIPHER_FINAL);
-        impl->get_ctx_params = dispatch_fn(d, OSSL_FUNC_CIPHER_GET_CTX_PARAMS);
-        impl->set_ctx_params = dispatch_fn(d, OSSL_FUNC_CIPHER_SET_CTX_PARAMS);
-    }
-    if (algs != NULL)
-        OSSL_PROVIDER_unquery_operation(prov, OSSL_OP_CIPHER, algs);
-    return d != NULL && impl->newctx != NULL && impl->freectx != NULL &&
-           impl->encrypt_init != NULL && impl->decrypt_init != NULL && impl->update != NULL &&
-           impl->final != NULL && impl->get_ctx_params != NULL && impl->set_ctx_params != NULL;
+    eddy__provider_fn fns[CIPHER_FN_COUNT];
+    if (!eddy__provider_functions(prov, OSSL_OP_CIPHER, name, cipher_fn_ids, fns, CIPHER_FN_COUNT))
+        return false;
+    impl->provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
+    impl->newctx = (OSSL_FUNC_cipher_newctx_fn *)fns[0];
+    impl->freectx = (OSSL_FUNC_cipher_freectx_fn *)fns[1];
+    impl->encrypt_init = (OSSL_FUNC_cipher_encrypt_init_fn *)fns[2];
+    impl->decrypt_init = (OSSL_FUNC_cipher_decrypt_init_fn *)fns[3];
+    impl->update = (OSSL_FUNC_cipher_update_fn *)fns[4];
+    impl->final = (OSSL_FUNC_cipher_final_fn *)fns[5];
+    impl->get_ctx_params = (OSSL_FUNC_cipher_get_ctx_params_fn *)fns[6];
+    impl->set_ctx_params = (OSSL_FUNC_cipher_set_ctx_params_fn *)fns[7];
+    return true;
 }
 
 static void fetch_algorithms(void)
