@@ -381,11 +381,22 @@ $(FUZZ_CODEC_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CODEC_SRCS) src
 $(BUILD)/fuzz/fuzz_pmd: src/deflate.c src/deflate.h src/util.c
 $(BUILD)/fuzz/fuzz_deflater: src/deflater.c src/deflater.h src/util.c
 
-$(FUZZ_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h $(LIB_SRCS) $(wildcard src/*.h) include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) -lssl -lcrypto -lz
+# The session drivers link the library (and the rt ones the real-time layer) compiled once
+# with the fuzzers' flags, not each driver compiling every source again.
+FUZZ_LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/fuzz/obj/%.o)
+FUZZ_RT_OBJS := $(RT_SRCS:rt/%.c=$(BUILD)/fuzz/obj/rt/%.o)
 
-$(FUZZ_RT_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h fuzz/rt_app.h fuzz/timers.h examples/socketio_app.h $(LIB_SRCS) $(RT_SRCS) $(wildcard src/*.h rt/*.h) include/eddy.h include/eddy_rt.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -Iexamples -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(LIB_SRCS) $(RT_SRCS) -lssl -lcrypto -lz \
+$(BUILD)/fuzz/obj/%.o: src/%.c $(wildcard src/*.h) include/eddy.h | $(BUILD)/fuzz/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -c -o $@ $<
+
+$(BUILD)/fuzz/obj/rt/%.o: rt/%.c $(wildcard src/*.h rt/*.h) include/eddy.h include/eddy_rt.h | $(BUILD)/fuzz/obj/rt
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -c -o $@ $<
+
+$(FUZZ_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h $(FUZZ_LIB_OBJS) $(wildcard src/*.h) include/eddy.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(FUZZ_LIB_OBJS) -lssl -lcrypto -lz
+
+$(FUZZ_RT_SESSION_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h fuzz/session.h fuzz/rt_app.h fuzz/timers.h examples/socketio_app.h $(FUZZ_LIB_OBJS) $(FUZZ_RT_OBJS) $(wildcard src/*.h rt/*.h) include/eddy.h include/eddy_rt.h $(TEST_SUPPORT_HDRS) | $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Iexamples -std=gnu11 -D_GNU_SOURCE -pthread -o $@ $< $(FUZZ_LIB_OBJS) $(FUZZ_RT_OBJS) -lssl -lcrypto -lz \
 	    $(HIREDIS_LIBS) $(MSGPACK_LIBS)
 
 $(FUZZ_RT_BINS): $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz.h $(wildcard rt/*.[ch]) src/utf8.c src/base64.c src/codec.h include/eddy.h | $(BUILD)/fuzz
@@ -395,7 +406,7 @@ $(BUILD)/fuzz/fuzz_jwt: fuzz/fuzz_jwt.c fuzz/fuzz.h cmd/auth.c src/base64.c cmd/
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icmd $(JANSSON_CFLAGS) -std=gnu11 -D_GNU_SOURCE -o $@ $< cmd/auth.c src/base64.c \
 	    -lcrypto $(JANSSON_LIBS)
 
-$(BUILD)/fuzz:
+$(BUILD)/fuzz $(BUILD)/fuzz/obj $(BUILD)/fuzz/obj/rt:
 	mkdir -p $@
 
 # One target per driver, so `make -j2 fuzz-smoke` runs two at a time. Each driver's output
