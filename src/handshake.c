@@ -15,11 +15,11 @@
 
 /* SHA-1, fetched from OpenSSL's provider once: SHA1() looks it up on every call, which
  * costs more than the hashing itself. Kept for the life of the process. Its functions are
- * then called in the provider (provider-digest(7)), each thread with a digest context of
- * its own: through EVP, EVP_DigestInit_ex() frees and remakes the provider's context at
- * every call (about 560 instructions, a twentieth of a handshake's user space). EVP with
- * a context per thread stands in if the provider's functions cannot be had, EVP_Digest()
- * if no context can be made. */
+ * called in the provider (provider-digest(7)), each thread with a digest context of its
+ * own: through EVP, even on a context kept per thread, EVP_DigestInit_ex() frees and
+ * remakes the provider's context at every call (about 560 instructions, a twentieth of a
+ * handshake's user space). EVP_Digest() stands in if the provider's functions cannot be
+ * had or a thread's context cannot be made. */
 static EVP_MD *sha1_md;
 static struct {
     void *provctx;
@@ -29,9 +29,8 @@ static struct {
     OSSL_FUNC_digest_update_fn *update;
     OSSL_FUNC_digest_final_fn *final;
 } sha1_impl;
-static bool sha1_direct; /* sha1_impl is complete; the threads' contexts are its */
+static bool sha1_direct; /* sha1_impl is complete and sha1_ctx_key made */
 static pthread_key_t sha1_ctx_key;
-static bool sha1_ctx_keyed;
 static pthread_once_t sha1_once = PTHREAD_ONCE_INIT;
 
 static const int sha1_fn_ids[] = {
@@ -42,26 +41,7 @@ static const int sha1_fn_ids[] = {
 
 static void sha1_ctx_free(void *ctx)
 {
-    if (sha1_direct)
-        sha1_impl.freectx(ctx);
-    else
-        EVP_MD_CTX_free(ctx);
-}
-
-static void sha1_find_functions(void)
-{
-    OSSL_PROVIDER *prov = (OSSL_PROVIDER *)EVP_MD_get0_provider(sha1_md);
-    eddy__provider_fn fns[SHA1_FN_COUNT];
-    if (prov == NULL ||
-        !eddy__provider_functions(prov, OSSL_OP_DIGEST, "SHA1", sha1_fn_ids, fns, SHA1_FN_COUNT))
-        return;
-    sha1_impl.provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
-    sha1_impl.newctx = (OSSL_FUNC_digest_newctx_fn *)fns[0];
-    sha1_impl.freectx = (OSSL_FUNC_digest_freectx_fn *)fns[1];
-    sha1_impl.init = (OSSL_FUNC_digest_init_fn *)fns[2];
-    sha1_impl.update = (OSSL_FUNC_digest_update_fn *)fns[3];
-    sha1_impl.final = (OSSL_FUNC_digest_final_fn *)fns[4];
-    sha1_direct = true;
+    sha1_impl.freectx(ctx);
 }
 
 static void sha1_fetch(void)
@@ -69,8 +49,18 @@ static void sha1_fetch(void)
     sha1_md = EVP_MD_fetch(NULL, "SHA1", NULL);
     if (sha1_md == NULL)
         return;
-    sha1_find_functions();
-    sha1_ctx_keyed = pthread_key_create(&sha1_ctx_key, sha1_ctx_free) == 0;
+    OSSL_PROVIDER *prov = (OSSL_PROVIDER *)EVP_MD_get0_provider(sha1_md);
+    eddy__provider_fn fns[SHA1_FN_COUNT];
+    if (prov != NULL &&
+        eddy__provider_functions(prov, OSSL_OP_DIGEST, "SHA1", sha1_fn_ids, fns, SHA1_FN_COUNT)) {
+        sha1_impl.provctx = OSSL_PROVIDER_get0_provider_ctx(prov);
+        sha1_impl.newctx = (OSSL_FUNC_digest_newctx_fn *)fns[0];
+        sha1_impl.freectx = (OSSL_FUNC_digest_freectx_fn *)fns[1];
+        sha1_impl.init = (OSSL_FUNC_digest_init_fn *)fns[2];
+        sha1_impl.update = (OSSL_FUNC_digest_update_fn *)fns[3];
+        sha1_impl.final = (OSSL_FUNC_digest_final_fn *)fns[4];
+        sha1_direct = pthread_key_create(&sha1_ctx_key, sha1_ctx_free) == 0;
+    }
     /* One digest now, so that its code is paged in before the first handshake too. */
     uint8_t digest[SHA_DIGEST_LENGTH];
     EVP_Digest("", 0, digest, NULL, sha1_md, NULL);
@@ -81,18 +71,14 @@ void eddy__handshake_init(void)
     pthread_once(&sha1_once, sha1_fetch);
 }
 
-/* This thread's digest context (the provider's, or an EVP_MD_CTX: see sha1_direct), made
- * on its first use; NULL if that fails. */
+/* This thread's digest context in the provider, made on its first use; NULL if that
+ * fails. */
 static void *sha1_ctx(void)
 {
-    if (!sha1_ctx_keyed)
-        return NULL;
     void *ctx = pthread_getspecific(sha1_ctx_key);
-    if (ctx != NULL)
-        return ctx;
-    ctx = sha1_direct ? sha1_impl.newctx(sha1_impl.provctx) : EVP_MD_CTX_new();
-    if (ctx != NULL && pthread_setspecific(sha1_ctx_key, ctx) != 0) {
-        sha1_ctx_free(ctx);
+    if (ctx == NULL && (ctx = sha1_impl.newctx(sha1_impl.provctx)) != NULL &&
+        pthread_setspecific(sha1_ctx_key, ctx) != 0) {
+        sha1_impl.freectx(ctx);
         ctx = NULL;
     }
     return ctx;
@@ -101,22 +87,14 @@ static void *sha1_ctx(void)
 static void sha1(const void *data, size_t len, uint8_t digest[SHA_DIGEST_LENGTH])
 {
     eddy__handshake_init();
-    if (sha1_md != NULL) {
-        void *ctx = sha1_ctx();
-        size_t digest_len;
-        if (ctx != NULL && sha1_direct) {
-            if (sha1_impl.init(ctx, NULL) && sha1_impl.update(ctx, data, len) &&
-                sha1_impl.final(ctx, digest, &digest_len, SHA_DIGEST_LENGTH) &&
-                digest_len == SHA_DIGEST_LENGTH)
-                return;
-        } else if (ctx != NULL) {
-            if (EVP_DigestInit_ex(ctx, sha1_md, NULL) && EVP_DigestUpdate(ctx, data, len) &&
-                EVP_DigestFinal_ex(ctx, digest, NULL))
-                return;
-        }
-        if (EVP_Digest(data, len, digest, NULL, sha1_md, NULL))
-            return;
-    }
+    void *ctx = sha1_direct ? sha1_ctx() : NULL;
+    size_t digest_len;
+    if (ctx != NULL && sha1_impl.init(ctx, NULL) && sha1_impl.update(ctx, data, len) &&
+        sha1_impl.final(ctx, digest, &digest_len, SHA_DIGEST_LENGTH) &&
+        digest_len == SHA_DIGEST_LENGTH)
+        return;
+    if (sha1_md != NULL && EVP_Digest(data, len, digest, NULL, sha1_md, NULL))
+        return;
     SHA1(data, len, digest);
 }
 
