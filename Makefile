@@ -7,6 +7,7 @@
 #   WERROR=1           treat warnings as errors (CI does)
 #   LTO=               build without link-time optimisation (on by default without SANITIZE)
 #   PYTEST_ARGS=...    extra arguments for the integration tests (e.g. -k frames)
+#   PYTEST_JOBS=n      pytest-xdist workers for the integration tests (default 2; 0: none)
 #   PYTEST=cmd         pytest as found on PATH (default pytest; Debian: python3-pytest)
 #   PYTHON=cmd         python3 for tests/soak (default: the first on PATH with websockets)
 
@@ -237,8 +238,14 @@ PYTEST ?= pytest
 PYTHON ?= $(shell for p in $$(which -a python3); do $$p -c 'import websockets' 2>/dev/null && { echo $$p; break; }; done)
 
 # --durations: the slowest tests are listed at the end, to watch CI's time budget.
+# PYTEST_JOBS pytest-xdist workers (python3-pytest-xdist), one test file each at a time
+# (--dist loadfile: a file's module fixtures are set up once): the tests mostly wait on
+# servers, clients and timeouts, so two workers take about 0.6 of one's time on two cores.
+# PYTEST_JOBS=0 runs them in pytest's own process.
+PYTEST_JOBS ?= 2
 test-integration: lib $(BUILD)/eddy $(EXAMPLES) $(TEST_PROGS) $(BUILD)/eddy-ws
-	EDDY_BUILD=$(BUILD) $(PYTEST) -q --durations=15 tests/integration tests/conformance $(PYTEST_ARGS)
+	EDDY_BUILD=$(BUILD) $(PYTEST) -q --durations=15 -n $(PYTEST_JOBS) --dist loadfile \
+	    tests/integration tests/conformance $(PYTEST_ARGS)
 
 # The churn soak (tests/soak/churn.py): SOAK_ARGS="--connections 50000" for a longer one.
 soak: examples

@@ -6,7 +6,7 @@
 #          for the Redis broker; libinih, jansson and libcurl for the eddy program: its
 #          configuration file, JSON, the backend proxy), and npm, which installs the demo
 #          page's socket.io-client (`make run`)
-#   test:  also python3-jwt (auth tokens), python3-cryptography (an independent TLS 1.3 record peer), python3-websockets, python3-socketio (a second Socket.IO client; python3-requests for its long-polling) and pytest, openssl (test certificates), Node.js with the
+#   test:  also python3-jwt (auth tokens), python3-cryptography (an independent TLS 1.3 record peer), python3-websockets, python3-socketio (a second Socket.IO client; python3-requests for its long-polling) and pytest with pytest-xdist (two workers), openssl (test certificates), Node.js with the
 #          npm packages in tests/clients, clients/js (TypeScript, to check eddy.d.ts) and
 #          bench/scaleout (Node's Redis adapter, for the scale-out benchmark's smoke test, which
 #          also needs iproute2's ss; and the npm Redis emitter, for the emitter tests),
@@ -19,7 +19,7 @@ set -eu
 
 build_pkgs="gcc make libc6-dev libssl-dev zlib1g-dev pkg-config libinih-dev libjansson-dev
     libcurl4-openssl-dev libhiredis-dev libmsgpack-dev"
-test_pkgs="python3 python3-pytest python3-websockets python3-socketio python3-engineio python3-websocket
+test_pkgs="python3 python3-pytest python3-pytest-xdist python3-websockets python3-socketio python3-engineio python3-websocket
     python3-requests python3-jwt python3-cryptography python3-prometheus-client openssl chromium clang libclang-rt-14-dev redis-server
     debhelper dpkg-dev iproute2 valgrind"
 

@@ -235,6 +235,18 @@ def ephemeral_ports():
         return 32768, 60999
 
 
+def worker_share():
+    """(index, count) of this pytest-xdist worker, (0, 1) when the tests run in one process:
+    free_port() gives worker `index` the ports with port % count == index. A Redis Cluster
+    node's bus port (its port + 10000) stays in its port's share when count divides 10000,
+    as the Makefile's default of two workers does."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return 0, 1
+    return int(worker[2:]) % count, count
+
+
 FREE_PORT_FLOOR = 10000
 _free_port_cursor = None
 
@@ -246,8 +258,11 @@ def free_port():
     can be given to a client's outgoing connection before the server binds it (CI saw a
     daemon under TSan fail with "Address already in use" that way). Successive calls walk
     the range from a random start, so a run does not hand out one port twice while the
-    first user may still be starting."""
+    first user may still be starting. Under pytest-xdist (the Makefile runs two workers)
+    each worker hands out only its own share of the range (see worker_share), so two
+    workers never hand out one port either."""
     global _free_port_cursor
+    index, count = worker_share()
     low, _ = ephemeral_ports()
     if low - FREE_PORT_FLOOR < 1000:
         with socket.socket() as sock:
@@ -259,6 +274,8 @@ def free_port():
     for _ in range(span):
         port = FREE_PORT_FLOOR + _free_port_cursor % span
         _free_port_cursor += 1
+        if port % count != index:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
