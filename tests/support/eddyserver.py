@@ -262,13 +262,13 @@ def free_port():
     each worker hands out only its own share of the range (see worker_share), so two
     workers never hand out one port either."""
     global _free_port_cursor
-    index, count = worker_share()
     low, _ = ephemeral_ports()
     if low - FREE_PORT_FLOOR < 1000:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             return sock.getsockname()[1]
     span = low - FREE_PORT_FLOOR
+    index, count = worker_share()
     if _free_port_cursor is None:
         _free_port_cursor = random.randrange(span)
     for _ in range(span):
