@@ -60,6 +60,7 @@ typedef struct settings {
     char redis_prefix[64];
     char node_id[65];
     char emitter_prefix[64]; /* empty: Socket.IO's Redis emitter not listened to */
+    uint32_t heartbeat_interval_ms, heartbeat_timeout_ms; /* 0: the layer's defaults */
 } settings_t;
 
 static void settings_init(settings_t *st)
@@ -233,6 +234,17 @@ static int broker_set(settings_t *st, const char *key, const char *value, char *
             return EDDY_EINVAL;
         }
         memcpy(field, value, len + 1);
+    } else if (strcmp(key, "heartbeat_interval") == 0 || strcmp(key, "heartbeat_timeout") == 0) {
+        /* 0: the default (1 s; the timeout three intervals). The bounds are eddy_rt_new()'s. */
+        bool interval = key[10] == 'i';
+        double v, min = interval ? 0.05 : 0.1, max = interval ? 600 : 3600;
+        if (!parse_number(value, 0, max, &v) || (v != 0 && v < min)) {
+            snprintf(why, why_len, "\"%s\" is not a number of seconds (%g-%g; 0: the default)",
+                     value, min, max);
+            return EDDY_EINVAL;
+        }
+        *(interval ? &st->heartbeat_interval_ms : &st->heartbeat_timeout_ms) =
+            (uint32_t)(v * 1000 + 0.5);
     } else {
         return EDDY_EKEY;
     }
@@ -363,6 +375,10 @@ static const char *settings_conflict(const settings_t *st)
     if (st->enabled && st->history_on_join > 0 && st->history_size == 0 && st->recovery_ms == 0)
         return "[socketio] history_on_join needs history_size (or recovery_max_disconnection): "
                "no history is kept";
+    uint32_t beat = st->heartbeat_interval_ms ? st->heartbeat_interval_ms : 1000;
+    if (st->heartbeat_timeout_ms != 0 && st->heartbeat_timeout_ms / 2 < beat)
+        return "[broker] heartbeat_timeout must be at least twice heartbeat_interval (1 s by "
+               "default): a lease outlives one late renewal";
     return NULL;
 }
 
@@ -1323,6 +1339,8 @@ int realtime_setup(eddy_server_t *srv, const cfg_t *cfg)
     opts.redis_prefix = R.st.redis_prefix;
     opts.node_id = R.st.node_id[0] != '\0' ? R.st.node_id : NULL;
     opts.redis_emitter_prefix = R.st.emitter_prefix[0] != '\0' ? R.st.emitter_prefix : NULL;
+    opts.redis_heartbeat_interval_ms = R.st.heartbeat_interval_ms;
+    opts.redis_heartbeat_timeout_ms = R.st.heartbeat_timeout_ms;
     R.rt = eddy_rt_new(srv, &opts);
     if (R.rt == NULL) {
         fprintf(stderr, "eddy: [socketio]: cannot create the real-time layer\n");

@@ -51,6 +51,11 @@ static const example_option_spec_t options[] = {
      "commas (namespaces sharded over them; default: one node)"},
     {"--redis-emitter", "KEY",
      "with --redis: broadcast what Socket.IO's Redis emitter publishes under KEY (socket.io)"},
+    {"--heartbeat-interval", "MS",
+     "with --redis: how often the node renews its lease in Redis (default 1000)"},
+    {"--heartbeat-timeout", "MS",
+     "with --redis: how long a lease lasts, at least twice the interval (default: three "
+     "intervals)"},
     {"--namespaces", "N", "also serve /n1 ... /nN, each as /custom (default 0)"},
     {NULL, NULL, NULL},
 };
@@ -450,6 +455,8 @@ int main(int argc, char **argv)
         (size_t)example_number(argc, argv, &spec, "--history", 0, UINT32_MAX, 0);
     opts.redis_url = example_option(argc, argv, "--redis", NULL);
     opts.redis_emitter_prefix = example_option(argc, argv, "--redis-emitter", NULL);
+    opts.redis_heartbeat_interval_ms = ms_option(argc, argv, "--heartbeat-interval", 0);
+    opts.redis_heartbeat_timeout_ms = ms_option(argc, argv, "--heartbeat-timeout", 0);
     eddy_rt_t *rt = eddy_rt_new(srv, &opts);
     if (rt == NULL)
         return 1;

@@ -154,6 +154,21 @@ typedef struct eddy_rt_options {
      * adapter does. Such broadcasts have no position: they are not kept for recovery.
      * NULL (the default): not listened to. Copied. */
     const char *redis_emitter_prefix;
+    /* With redis_url, the node's heartbeat [the cluster adapter's "heartbeatInterval" and
+     * "heartbeatTimeout"]: every interval the node renews its lease in Redis and publishes
+     * to itself (1000; 0: the default), and a lease lasts timeout past its renewal (0:
+     * three intervals). The interval is 50 to 600000 ms, the timeout at least two
+     * intervals and at most 3600000 ms: eddy_rt_new() fails, logged, otherwise. A node that
+     * goes without a goodbye (kill -9, a cut network) leaves the cluster when its lease
+     * runs out: its sockets leave eddy_rt_room_presence() and eddy_rt_rooms(), and
+     * cross-node requests stop waiting for it. A stopped node leaves at once. The node is
+     * ready (eddy_rt_broker_status()) while its last round trip is at most three intervals
+     * old. Each renewal wakes Redis up once (about 0.2 ms of its CPU, README "Scale-out
+     * (Redis)"): a longer interval costs Redis less and finds a dead node later (Socket.IO's
+     * cluster adapter: 5000 and 10000). Each node's lease is its own: nodes of one cluster
+     * may differ. */
+    uint32_t redis_heartbeat_interval_ms;
+    uint32_t redis_heartbeat_timeout_ms;
 } eddy_rt_options_t;
 
 /* Fills *opts with the defaults above. */
@@ -245,8 +260,8 @@ void eddy_rt_stats(eddy_rt_t *rt, eddy_rt_stats_t *out);
  * The scale-out broker as this node sees it (eddy_rt_options_t.redis_url), for health
  * checks and metrics. clustered is false on a layer without redis_url (every other field
  * is then 0). ready is the honest readiness check: this node published to itself through
- * Redis and received it within the last three heartbeats (3 s; the last one
- * round_trip_age_ms ago, UINT64_MAX before the first); it is false
+ * Redis and received it within the last three heartbeat intervals (3 s by default; the
+ * last one round_trip_age_ms ago, UINT64_MAX before the first); it is false
  * while Redis is down, frozen or not delivering. state: 0 down, 1 reconnected and
  * restoring subscriptions, 2 up. Counters since eddy_rt_new(): broadcasts Redis
  * confirmed, broadcasts delivered to this node, requests waiting now for Redis (and their
@@ -310,11 +325,11 @@ int eddy_rt_nsp_shard(eddy_rt_nsp_t *nsp, char shard[EDDY_RT_SHARD_NAME_SIZE]);
 
 /*
  * The nodes alive in the cluster (this one included), as of this node's last heartbeat
- * through Redis (every second; a node is alive while its 3 s lease is fresh; one that
- * stopped cleanly leaves at once): copies up to max ids (sorted) into ids and returns how
- * many there are (may exceed max). 0 on a layer without redis_url, and before the first
- * heartbeat. eddy_rt_node_id() is this node's id (valid while the layer lives), NULL on a
- * layer without redis_url. Any thread, while the layer exists.
+ * through Redis (every heartbeat interval, 1 s by default; a node is alive while its
+ * lease is fresh, 3 s by default; one that stopped cleanly leaves at once): copies up to
+ * max ids (sorted) into ids and returns how many there are (may exceed max). 0 on a layer without
+ * redis_url, and before the first heartbeat. eddy_rt_node_id() is this node's id (valid while the
+ * layer lives), NULL on a layer without redis_url. Any thread, while the layer exists.
  */
 size_t eddy_rt_broker_nodes(eddy_rt_t *rt, char (*ids)[EDDY_RT_NODE_ID_SIZE], size_t max);
 const char *eddy_rt_node_id(eddy_rt_t *rt);
@@ -744,7 +759,8 @@ size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool clo
  * Redis asynchronously: an answer reflects those made on this node before the call (they
  * are queued ahead of the read), and another node's once its write reached Redis
  * (normally within a round trip of that node). The members of a node that stops renewing
- * its lease (kill -9, frozen) vanish from the answers when the lease runs out (3 s), those
+ * its lease (kill -9, frozen) vanish from the answers when the lease runs out (3 s by
+ * default: redis_heartbeat_timeout_ms), those
  * of a node that stops cleanly at once; a node records all its members again when Redis
  * answers again after an outage. While Redis is down (or does not answer) the answer is
  * EDDY_ECLOSED with nothing, never this node's part alone. node is NULL on one node.

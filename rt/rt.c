@@ -882,11 +882,25 @@ eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
                  "ping_interval_ms and ping_timeout_ms must be > 0)");
         return NULL;
     }
+    uint32_t beat = opts->redis_heartbeat_interval_ms ? opts->redis_heartbeat_interval_ms
+                                                      : RT_HEARTBEAT_INTERVAL_MS;
+    uint32_t lease = opts->redis_heartbeat_timeout_ms ? opts->redis_heartbeat_timeout_ms : 3 * beat;
+    if (beat < RT_HEARTBEAT_MIN_MS || beat > RT_HEARTBEAT_MAX_MS || lease / 2 < beat ||
+        lease > RT_LEASE_MAX_MS) {
+        /* The lease outlives two renewals, so one late heartbeat does not drop the node. */
+        eddy_log(srv, EDDY_LOG_ERROR,
+                 "eddy_rt_new: bad option (redis_heartbeat_interval_ms %u must be %d-%d, "
+                 "redis_heartbeat_timeout_ms %u at least twice it and at most %d)",
+                 beat, RT_HEARTBEAT_MIN_MS, RT_HEARTBEAT_MAX_MS, lease, RT_LEASE_MAX_MS);
+        return NULL;
+    }
     eddy_rt_t *rt = calloc(1, sizeof(*rt));
     if (rt == NULL)
         return NULL;
     rt->srv = srv;
     rt->opt = *opts;
+    rt->opt.redis_heartbeat_interval_ms = beat;
+    rt->opt.redis_heartbeat_timeout_ms = lease;
     if ((rt->stats = rt_stats_new()) == NULL) {
         free(rt);
         return NULL;
@@ -926,7 +940,7 @@ eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
         .upgrade = on_eio_upgrade,
         .close = on_eio_close,
     };
-    if (opts->redis_url != NULL && (rt->cluster = rt_cluster_new(rt, opts)) == NULL) {
+    if (opts->redis_url != NULL && (rt->cluster = rt_cluster_new(rt, &rt->opt)) == NULL) {
         eddy_rt_free(rt);
         return NULL;
     }

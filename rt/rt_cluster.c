@@ -500,6 +500,8 @@ rt_cluster_t *rt_cluster_new(eddy_rt_t *rt, const eddy_rt_options_t *opt)
     if (opt->redis_prefix != NULL)
         cfg.prefix = opt->redis_prefix;
     cfg.node_id = opt->node_id;
+    cfg.heartbeat_ms = opt->redis_heartbeat_interval_ms;
+    cfg.lease_ms = opt->redis_heartbeat_timeout_ms;
     cfg.emitter_prefix = opt->redis_emitter_prefix;
     cfg.session_linger_ms = (uint64_t)opt->recovery_max_disconnection_ms + RT_CLUSTER_MARGIN_MS;
     /* Results on the broker's own thread: none is left in a loop's queue at free. Its

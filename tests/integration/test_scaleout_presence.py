@@ -3,7 +3,7 @@
 their sockets' room memberships in Redis (eddy_rt_room_presence(), eddy_rt_rooms()), so the
 server API's presence and rooms answer for the whole cluster on any node; a member leaves
 the answers when it leaves, disconnects, or its node stops (at once) or dies (kill -9:
-within its 3 s lease); `eddy status` and the admin page list the cluster's alive nodes.
+within its lease, 3 s unless `[broker] heartbeat_timeout` says otherwise); `eddy status` and the admin page list the cluster's alive nodes.
 """
 
 import base64
@@ -23,16 +23,18 @@ from test_scaleout import redis  # noqa: F401 (the fixture)
 LEASE_BOUND = 5.0
 
 
-def node_conf(redis_url, name):
+def node_conf(redis_url, name, broker=""):
     return (f"[auth]\nenabled = true\nkey = {JWT_KEY}\n[socketio]\nclient_rooms = team, x\n"
-            f"[broker]\nredis_url = {redis_url}\nnode_id = {name}\n")
+            f"[broker]\nredis_url = {redis_url}\nnode_id = {name}\n{broker}")
 
 
-def cluster(tmp_path, redis_url, names, suffix=""):
+def cluster(tmp_path, redis_url, names, suffix="", broker=None):
+    """Daemons named names on redis_url; broker maps a name to more [broker] lines."""
     nodes = []
     for name in names:
         (tmp_path / (name + suffix)).mkdir()
-        nodes.append(Daemon(tmp_path / (name + suffix), node_conf(redis_url, name)))
+        nodes.append(Daemon(tmp_path / (name + suffix),
+                            node_conf(redis_url, name, (broker or {}).get(name, ""))))
     return nodes
 
 
@@ -163,6 +165,63 @@ def test_members_of_a_killed_node_vanish_within_its_lease(tmp_path, redis):  # n
         a.stop()
         if c.proc.poll() is None:
             c.stop()
+
+
+def test_each_nodes_heartbeat_settings_decide_when_its_members_vanish(tmp_path, redis):  # noqa: F811
+    # Node b beats every 0.2 s on a 0.5 s lease, node c every second on an 8 s lease, node a
+    # keeps the defaults (1 s, 3 s). With the defaults a killed node's entries would go
+    # between 2 and 3 s after the kill: b's must go well before, c's well after.
+    a, b, c = cluster(tmp_path, redis.url, ["node-a", "node-b", "node-c"], broker={
+        "node-b": "heartbeat_interval = 0.2\nheartbeat_timeout = 0.5\n",
+        "node-c": "heartbeat_timeout = 8\n"})
+    clients = Clients(a.port)
+    try:
+        alice = clients.connect("alice", auth={"token": token("alice")}, transports=["websocket"])
+        bob = clients.connect("bob", auth={"token": token("bob")}, transports=["websocket"],
+                              url=f"http://127.0.0.1:{b.port}")
+        carol = clients.connect("carol", auth={"token": token("carol")},
+                                transports=["websocket"], url=f"http://127.0.0.1:{c.port}")
+        for name in ("alice", "bob", "carol"):
+            assert clients.ack(name, "join", "team") == [{"ok": True}]
+        poll("the three members on node a", lambda: set(members(a, "team")) == {alice, bob, carol})
+        poll("three nodes alive", lambda: len(admin_stats(a)["nodes"]) == 3)
+        for node in (b, c):
+            node.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        for node in (b, c):
+            node.proc.wait()
+        _, took = poll("node b's member to vanish",
+                       lambda: set(members(a, "team")) == {alice, carol}, within=1.7)
+        print(f"kill -9: node b's member (0.5 s lease) gone after {took:.2f} s")
+        while time.monotonic() - killed < 4:
+            assert set(members(a, "team")) == {alice, carol}, "node c's member left early"
+            time.sleep(0.2)
+        _, took = poll("node c's member to vanish", lambda: set(members(a, "team")) == {alice},
+                       within=8 + LEASE_BOUND - 4)
+        print(f"kill -9: node c's member (8 s lease) gone after {time.monotonic() - killed:.2f} s")
+        # (node a's list is its last heartbeat's)
+        poll("node c gone from the node list",
+             lambda: [n.get("id") for n in admin_stats(a)["nodes"]] == ["node-a"], within=1.5)
+    finally:
+        clients.close()
+        a.stop()
+
+
+def test_heartbeat_settings_are_checked(tmp_path):
+    conf = tmp_path / "eddy.conf"
+    for lines, why in [("heartbeat_interval = 0.01",
+                        '[broker] heartbeat_interval: "0.01" is not a number of seconds (0.05-600'),
+                       ("heartbeat_timeout = 4000",
+                        '[broker] heartbeat_timeout: "4000" is not a number of seconds (0.1-3600'),
+                       ("heartbeat_interval = 2\nheartbeat_timeout = 3",
+                        "[broker] heartbeat_timeout must be at least twice heartbeat_interval"),
+                       ("heartbeat_timeout = 1.5",
+                        "[broker] heartbeat_timeout must be at least twice heartbeat_interval")]:
+        conf.write_text(f"[server]\nport = 0\n[broker]\n{lines}\n")
+        out = subprocess.run([EDDY, "config", "check", "-c", str(conf)], capture_output=True,
+                             text=True, timeout=TIMEOUT)
+        assert out.returncode == 2, lines
+        assert why in out.stderr, out.stderr
 
 
 def test_presence_is_recorded_again_after_redis_lost_it(tmp_path, redis):  # noqa: F811

@@ -56,12 +56,76 @@ static void test_late_namespace_forgets_old_members(void)
     rt_test_stop(rt);
 }
 
+/* Milliseconds from Redis' clock to node's lease expiry in eddy:nodes (-1 when absent). */
+static long long lease_left(const char *node)
+{
+    redisReply *t = redis_cmd("TIME"), *z = redis_cmd("ZSCORE eddy:nodes %s", node);
+    long long left = -1;
+    if (t != NULL && t->type == REDIS_REPLY_ARRAY && t->elements == 2 && z != NULL &&
+        z->type == REDIS_REPLY_STRING)
+        left =
+            atoll(z->str) - (atoll(t->element[0]->str) * 1000 + atoll(t->element[1]->str) / 1000);
+    if (t != NULL)
+        freeReplyObject(t);
+    if (z != NULL)
+        freeReplyObject(z);
+    return left;
+}
+
+/* The heartbeat options: refused out of bounds (a lease shorter than two intervals
+ * included); in bounds, the node renews its lease every interval, to the timeout (three
+ * intervals when 0) past the renewal. The defaults (1 s, 3 s) would fail both checks. */
+static void test_heartbeat_options(void)
+{
+    if (!test_server_new("none"))
+        return;
+    char url[64];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
+    eddy_rt_options_t opts;
+    eddy_rt_options_init(&opts);
+    opts.redis_url = url;
+    opts.node_id = "node-beats";
+    static const uint32_t bad[][2] = {{49, 0}, {600001, 0}, {0, 1999}, {200, 399}, {2000, 3600001}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        opts.redis_heartbeat_interval_ms = bad[i][0];
+        opts.redis_heartbeat_timeout_ms = bad[i][1];
+        eddy_rt_t *refused = eddy_rt_new(test_server, &opts);
+        CHECK(refused == NULL);
+        eddy_rt_free(refused);
+    }
+    opts.redis_heartbeat_interval_ms = 200;
+    opts.redis_heartbeat_timeout_ms = 0;
+    eddy_rt_t *rt = eddy_rt_new(test_server, &opts);
+    CHECK(rt != NULL);
+    if (rt == NULL) {
+        eddy_server_free(test_server);
+        return;
+    }
+    rt_test_start(rt);
+    CHECK(WAIT_FOR(up(rt), 10000));
+    /* Samples 300 ms apart: each lease at most 600 ms ahead, renewed since the last sample. */
+    long long last = 0;
+    for (int i = 0; i < 5; i++) {
+        long long left = lease_left("node-beats");
+        CHECK(left > 0 && left <= 600);
+        redisReply *z = redis_cmd("ZSCORE eddy:nodes node-beats");
+        long long expiry = z != NULL && z->type == REDIS_REPLY_STRING ? atoll(z->str) : 0;
+        if (z != NULL)
+            freeReplyObject(z);
+        CHECK(expiry > last);
+        last = expiry;
+        usleep(300 * 1000);
+    }
+    rt_test_stop(rt);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     redis_port = free_port();
     redis_start();
     test_late_namespace_forgets_old_members();
+    test_heartbeat_options();
     redis_kill();
     return test_report("test_rt_cluster");
 }
