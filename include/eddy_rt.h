@@ -163,8 +163,8 @@ typedef struct eddy_rt_options {
      * runs out: its sockets leave eddy_rt_room_presence() and eddy_rt_rooms(), and
      * cross-node requests stop waiting for it. A stopped node leaves at once. The node is
      * ready (eddy_rt_broker_status()) while its last round trip is at most three intervals
-     * old. Each renewal wakes Redis up once (about 0.2 ms of its CPU, README "Scale-out
-     * (Redis)"): a longer interval costs Redis less and finds a dead node later (Socket.IO's
+     * old. Each renewal wakes Redis up once (about 0.2 ms of its CPU, bench/README.md
+     * "Scale-out"): a longer interval costs Redis less and finds a dead node later (Socket.IO's
      * cluster adapter: 5000 and 10000). Each node's lease is its own: nodes of one cluster
      * may differ. */
     uint32_t redis_heartbeat_interval_ms;
@@ -327,9 +327,10 @@ int eddy_rt_nsp_shard(eddy_rt_nsp_t *nsp, char shard[EDDY_RT_SHARD_NAME_SIZE]);
  * The nodes alive in the cluster (this one included), as of this node's last heartbeat
  * through Redis (every heartbeat interval, 1 s by default; a node is alive while its
  * lease is fresh, 3 s by default; one that stopped cleanly leaves at once): copies up to
- * max ids (sorted) into ids and returns how many there are (may exceed max). 0 on a layer without
- * redis_url, and before the first heartbeat. eddy_rt_node_id() is this node's id (valid while the
- * layer lives), NULL on a layer without redis_url. Any thread, while the layer exists.
+ * max ids (sorted) into ids and returns how many there are (may exceed max). 0 on a layer
+ * without redis_url, and before the first heartbeat. eddy_rt_node_id() is this node's id
+ * (valid while the layer lives), NULL on a layer without redis_url. Any thread, while the
+ * layer exists.
  */
 size_t eddy_rt_broker_nodes(eddy_rt_t *rt, char (*ids)[EDDY_RT_NODE_ID_SIZE], size_t max);
 const char *eddy_rt_node_id(eddy_rt_t *rt);
@@ -760,10 +761,10 @@ size_t eddy_rt_user_disconnect(eddy_rt_nsp_t *nsp, const char *user_id, bool clo
  * are queued ahead of the read), and another node's once its write reached Redis
  * (normally within a round trip of that node). The members of a node that stops renewing
  * its lease (kill -9, frozen) vanish from the answers when the lease runs out (3 s by
- * default: redis_heartbeat_timeout_ms), those
- * of a node that stops cleanly at once; a node records all its members again when Redis
- * answers again after an outage. While Redis is down (or does not answer) the answer is
- * EDDY_ECLOSED with nothing, never this node's part alone. node is NULL on one node.
+ * default: redis_heartbeat_timeout_ms), those of a node that stops cleanly at once; a node
+ * records all its members again when Redis answers again after an outage. While Redis is
+ * down (or does not answer) the answer is EDDY_ECLOSED with nothing, never this node's part
+ * alone. node is NULL on one node.
  *
  * cb runs exactly once: with fd not 0, on the loop of connection fd (eddy_post()), or on
  * loop 0 if fd is gone by then (eddy_defer()), so a detached response of fd can be ended
