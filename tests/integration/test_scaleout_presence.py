@@ -129,19 +129,25 @@ def test_presence_and_rooms_answer_for_every_node(tmp_path, redis):  # noqa: F81
         b.stop()
 
 
+def team_on_three_nodes(clients, a, b, c):
+    """alice on node a, bob on b and carol on c joined "team", as node a sees: their ids."""
+    alice = clients.connect("alice", auth={"token": token("alice")}, transports=["websocket"])
+    bob = clients.connect("bob", auth={"token": token("bob")}, transports=["websocket"],
+                          url=f"http://127.0.0.1:{b.port}")
+    carol = clients.connect("carol", auth={"token": token("carol")},
+                            transports=["websocket"], url=f"http://127.0.0.1:{c.port}")
+    for name in ("alice", "bob", "carol"):
+        assert clients.ack(name, "join", "team") == [{"ok": True}]
+    poll("the three members on node a", lambda: set(members(a, "team")) == {alice, bob, carol})
+    poll("three nodes alive", lambda: len(admin_stats(a)["nodes"]) == 3)
+    return alice, bob, carol
+
+
 def test_members_of_a_killed_node_vanish_within_its_lease(tmp_path, redis):  # noqa: F811
     a, b, c = cluster(tmp_path, redis.url, ["node-a", "node-b", "node-c"])
     clients = Clients(a.port)
     try:
-        alice = clients.connect("alice", auth={"token": token("alice")}, transports=["websocket"])
-        bob = clients.connect("bob", auth={"token": token("bob")}, transports=["websocket"],
-                              url=f"http://127.0.0.1:{b.port}")
-        carol = clients.connect("carol", auth={"token": token("carol")},
-                                transports=["websocket"], url=f"http://127.0.0.1:{c.port}")
-        for name in ("alice", "bob", "carol"):
-            assert clients.ack(name, "join", "team") == [{"ok": True}]
-        poll("the three members on node a", lambda: set(members(a, "team")) == {alice, bob, carol})
-        poll("three nodes alive", lambda: len(admin_stats(a)["nodes"]) == 3)
+        alice, bob, carol = team_on_three_nodes(clients, a, b, c)
         # kill -9: no goodbye; its entries stay in Redis but its lease runs out.
         b.proc.send_signal(signal.SIGKILL)
         b.proc.wait()
@@ -176,15 +182,7 @@ def test_each_nodes_heartbeat_settings_decide_when_its_members_vanish(tmp_path, 
         "node-c": "heartbeat_timeout = 8\n"})
     clients = Clients(a.port)
     try:
-        alice = clients.connect("alice", auth={"token": token("alice")}, transports=["websocket"])
-        bob = clients.connect("bob", auth={"token": token("bob")}, transports=["websocket"],
-                              url=f"http://127.0.0.1:{b.port}")
-        carol = clients.connect("carol", auth={"token": token("carol")},
-                                transports=["websocket"], url=f"http://127.0.0.1:{c.port}")
-        for name in ("alice", "bob", "carol"):
-            assert clients.ack(name, "join", "team") == [{"ok": True}]
-        poll("the three members on node a", lambda: set(members(a, "team")) == {alice, bob, carol})
-        poll("three nodes alive", lambda: len(admin_stats(a)["nodes"]) == 3)
+        alice, bob, carol = team_on_three_nodes(clients, a, b, c)
         for node in (b, c):
             node.proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()

@@ -26,6 +26,17 @@ static long long hlen(const char *key)
     return n;
 }
 
+/* The options of a node named node_id on the test's Redis (url: its buffer). */
+static eddy_rt_options_t node_options(char url[64], const char *node_id)
+{
+    snprintf(url, 64, "redis://127.0.0.1:%d", redis_port);
+    eddy_rt_options_t opts;
+    eddy_rt_options_init(&opts);
+    opts.redis_url = url;
+    opts.node_id = node_id;
+    return opts;
+}
+
 static void test_late_namespace_forgets_old_members(void)
 {
     /* What the node's previous life left: "team" in its rooms index ("\x1c") and a member of
@@ -38,11 +49,7 @@ static void test_late_namespace_forgets_old_members(void)
     if (!test_server_new("warning"))
         return;
     char url[64];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
-    eddy_rt_options_t opts;
-    eddy_rt_options_init(&opts);
-    opts.redis_url = url;
-    opts.node_id = NODE;
+    eddy_rt_options_t opts = node_options(url, NODE);
     eddy_rt_t *rt = eddy_rt_new(test_server, &opts);
     CHECK(rt != NULL);
     if (rt == NULL)
@@ -80,11 +87,7 @@ static void test_heartbeat_options(void)
     if (!test_server_new("none"))
         return;
     char url[64];
-    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", redis_port);
-    eddy_rt_options_t opts;
-    eddy_rt_options_init(&opts);
-    opts.redis_url = url;
-    opts.node_id = "node-beats";
+    eddy_rt_options_t opts = node_options(url, "node-beats");
     static const uint32_t bad[][2] = {{49, 0}, {600001, 0}, {0, 1999}, {200, 399}, {2000, 3600001}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         opts.redis_heartbeat_interval_ms = bad[i][0];
