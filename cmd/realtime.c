@@ -237,7 +237,9 @@ static int broker_set(settings_t *st, const char *key, const char *value, char *
     } else if (strcmp(key, "heartbeat_interval") == 0 || strcmp(key, "heartbeat_timeout") == 0) {
         /* 0: the default (1 s; the timeout three intervals). The bounds are eddy_rt_new()'s. */
         bool interval = key[10] == 'i';
-        double v, min = interval ? 0.05 : 0.1, max = interval ? 600 : 3600;
+        double v,
+            min = (interval ? EDDY_RT_HEARTBEAT_MIN_MS : 2 * EDDY_RT_HEARTBEAT_MIN_MS) / 1e3,
+            max = (interval ? EDDY_RT_HEARTBEAT_MAX_MS : EDDY_RT_HEARTBEAT_TIMEOUT_MAX_MS) / 1e3;
         if (!parse_number(value, 0, max, &v) || (v != 0 && v < min)) {
             snprintf(why, why_len, "\"%s\" is not a number of seconds (%g-%g; 0: the default)",
                      value, min, max);
@@ -375,7 +377,8 @@ static const char *settings_conflict(const settings_t *st)
     if (st->enabled && st->history_on_join > 0 && st->history_size == 0 && st->recovery_ms == 0)
         return "[socketio] history_on_join needs history_size (or recovery_max_disconnection): "
                "no history is kept";
-    uint32_t beat = st->heartbeat_interval_ms ? st->heartbeat_interval_ms : 1000;
+    uint32_t beat =
+        st->heartbeat_interval_ms ? st->heartbeat_interval_ms : EDDY_RT_HEARTBEAT_INTERVAL_MS;
     if (st->heartbeat_timeout_ms != 0 && st->heartbeat_timeout_ms / 2 < beat)
         return "[broker] heartbeat_timeout must be at least twice heartbeat_interval (1 s by "
                "default): a lease outlives one late renewal";

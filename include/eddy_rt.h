@@ -171,6 +171,13 @@ typedef struct eddy_rt_options {
     uint32_t redis_heartbeat_timeout_ms;
 } eddy_rt_options_t;
 
+/* redis_heartbeat_interval_ms: the default and the bounds; the longest
+ * redis_heartbeat_timeout_ms (the shortest is twice the interval). */
+#define EDDY_RT_HEARTBEAT_INTERVAL_MS    1000
+#define EDDY_RT_HEARTBEAT_MIN_MS         50
+#define EDDY_RT_HEARTBEAT_MAX_MS         600000
+#define EDDY_RT_HEARTBEAT_TIMEOUT_MAX_MS 3600000
+
 /* Fills *opts with the defaults above. */
 void eddy_rt_options_init(eddy_rt_options_t *opts);
 

@@ -883,15 +883,16 @@ eddy_rt_t *eddy_rt_new(eddy_server_t *srv, const eddy_rt_options_t *opts)
         return NULL;
     }
     uint32_t beat = opts->redis_heartbeat_interval_ms ? opts->redis_heartbeat_interval_ms
-                                                      : RT_HEARTBEAT_INTERVAL_MS;
+                                                      : EDDY_RT_HEARTBEAT_INTERVAL_MS;
     uint32_t lease = opts->redis_heartbeat_timeout_ms ? opts->redis_heartbeat_timeout_ms : 3 * beat;
-    if (beat < RT_HEARTBEAT_MIN_MS || beat > RT_HEARTBEAT_MAX_MS || lease / 2 < beat ||
-        lease > RT_LEASE_MAX_MS) {
+    if (beat < EDDY_RT_HEARTBEAT_MIN_MS || beat > EDDY_RT_HEARTBEAT_MAX_MS || lease / 2 < beat ||
+        lease > EDDY_RT_HEARTBEAT_TIMEOUT_MAX_MS) {
         /* The lease outlives two renewals, so one late heartbeat does not drop the node. */
         eddy_log(srv, EDDY_LOG_ERROR,
                  "eddy_rt_new: bad option (redis_heartbeat_interval_ms %u must be %d-%d, "
                  "redis_heartbeat_timeout_ms %u at least twice it and at most %d)",
-                 beat, RT_HEARTBEAT_MIN_MS, RT_HEARTBEAT_MAX_MS, lease, RT_LEASE_MAX_MS);
+                 beat, EDDY_RT_HEARTBEAT_MIN_MS, EDDY_RT_HEARTBEAT_MAX_MS, lease,
+                 EDDY_RT_HEARTBEAT_TIMEOUT_MAX_MS);
         return NULL;
     }
     eddy_rt_t *rt = calloc(1, sizeof(*rt));

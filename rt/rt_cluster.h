@@ -40,13 +40,6 @@ typedef struct rt_cluster rt_cluster_t;
 /* The pseudo-room of a user's connections ("\x1e" + user id), as rt.c stores it. */
 #define RT_CLUSTER_USER_PREFIX '\x1e'
 
-/* eddy_rt_options_t.redis_heartbeat_interval_ms: the default and the bounds; the longest
- * redis_heartbeat_timeout_ms. */
-#define RT_HEARTBEAT_INTERVAL_MS 1000
-#define RT_HEARTBEAT_MIN_MS      50
-#define RT_HEARTBEAT_MAX_MS      600000
-#define RT_LEASE_MAX_MS          3600000
-
 /*
  * Starts the cluster of rt: parses opt->redis_url ("redis://[:password@]host[:port][/db]",
  * or several separated by commas: a sharded broker), starts the broker with opt's heartbeat
